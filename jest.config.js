@@ -1,0 +1,19 @@
+/** Unit tests (*.test.ts) and integration tests (*.int.test.ts) in one run. */
+const fs = require("node:fs");
+const swcrc = JSON.parse(fs.readFileSync(`${__dirname}/.swcrc`, "utf8"));
+
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: "node",
+  testEnvironmentOptions: {
+    // Workspace packages resolve to their TypeScript sources, not dist/.
+    customExportConditions: ["codeq-source", "node", "node-addons"],
+  },
+  roots: ["<rootDir>/packages", "<rootDir>/services", "<rootDir>/bench"].filter((d) =>
+    fs.existsSync(d.replace("<rootDir>", __dirname)),
+  ),
+  testMatch: ["**/src/**/*.test.ts"],
+  transform: { "^.+\\.ts$": ["@swc/jest", { ...swcrc, sourceMaps: "inline", swcrc: false }] },
+  moduleFileExtensions: ["ts", "js", "json"],
+  testTimeout: 30000,
+};

@@ -1,0 +1,8 @@
+export {
+  RedisServer,
+  EXTERNAL_REDIS_ENV,
+  REDIS_BIN_ENV,
+  type RedisServerOptions,
+} from "./redis-server";
+export { startGrpcServer, type TestGrpcServer } from "./grpc-server";
+export { freePort } from "./free-port";
