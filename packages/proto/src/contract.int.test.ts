@@ -1,5 +1,5 @@
-import { createChannel, createClient, ServerError, Status, type Channel } from "nice-grpc";
-import { startGrpcServer, type TestGrpcServer } from "@codeq/testing";
+import { createChannel, createClient, type Channel } from "nice-grpc";
+import { startGrpcServer, withUnimplemented, type TestGrpcServer } from "@codeq/testing";
 import {
   AdminServiceDefinition,
   BackoffKind,
@@ -101,30 +101,16 @@ const queue: Partial<QueueServiceImplementation> = {
   },
 };
 
-/** Fills every method the double does not implement with UNIMPLEMENTED (nice-grpc needs them all). */
-function complete<T extends object>(
-  definition: { methods: Record<string, unknown> },
-  partial: object,
-): T {
-  const impl: Record<string, unknown> = { ...partial };
-  for (const name of Object.keys(definition.methods)) {
-    impl[name] ??= async () => {
-      throw new ServerError(Status.UNIMPLEMENTED, `${name} is not part of this double`);
-    };
-  }
-  return impl as T;
-}
-
 describe("v1 contract through a real nice-grpc server", () => {
   let srv: TestGrpcServer;
   let channel: Channel;
 
   beforeAll(async () => {
     srv = await startGrpcServer((s) => {
-      s.add(QueueServiceDefinition, complete(QueueServiceDefinition, queue));
+      s.add(QueueServiceDefinition, withUnimplemented(QueueServiceDefinition, queue));
       s.add(
         AdminServiceDefinition,
-        complete(AdminServiceDefinition, {
+        withUnimplemented(AdminServiceDefinition, {
           async getShardMap() {
             return {
               map: {
@@ -143,7 +129,7 @@ describe("v1 contract through a real nice-grpc server", () => {
       );
       s.add(
         internal.ShardServiceDefinition,
-        complete(internal.ShardServiceDefinition, {
+        withUnimplemented(internal.ShardServiceDefinition, {
           async importTasks(req: internal.ImportTasksRequest) {
             return { imported: req.tasks.map((t) => t.task!.id), alreadyPresent: [] };
           },

@@ -6,3 +6,5 @@ export {
 } from "./redis-server";
 export { startGrpcServer, type TestGrpcServer } from "./grpc-server";
 export { freePort } from "./free-port";
+export { withUnimplemented } from "./unimplemented";
+export { listReflectedServices } from "./reflection-client";

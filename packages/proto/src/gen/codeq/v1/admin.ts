@@ -383,10 +383,7 @@ function createBaseShard(): Shard {
 }
 
 export const Shard: MessageFns<Shard> = {
-  encode(
-    message: Shard,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Shard, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
@@ -400,8 +397,7 @@ export const Shard: MessageFns<Shard> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Shard {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -452,9 +448,7 @@ export const Shard: MessageFns<Shard> = {
   fromJSON(object: any): Shard {
     return {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
-      endpoint: isSet(object.endpoint)
-        ? globalThis.String(object.endpoint)
-        : "",
+      endpoint: isSet(object.endpoint) ? globalThis.String(object.endpoint) : "",
       state: isSet(object.state) ? shardStateFromJSON(object.state) : 0,
     };
   },
@@ -490,10 +484,7 @@ function createBaseAssignment(): Assignment {
 }
 
 export const Assignment: MessageFns<Assignment> = {
-  encode(
-    message: Assignment,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Assignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -507,8 +498,7 @@ export const Assignment: MessageFns<Assignment> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Assignment {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -595,10 +585,7 @@ function createBaseMigrationCounts(): MigrationCounts {
 }
 
 export const MigrationCounts: MessageFns<MigrationCounts> = {
-  encode(
-    message: MigrationCounts,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: MigrationCounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.ready !== 0) {
       writer.uint32(8).uint64(message.ready);
     }
@@ -618,8 +605,7 @@ export const MigrationCounts: MessageFns<MigrationCounts> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): MigrationCounts {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -686,9 +672,7 @@ export const MigrationCounts: MessageFns<MigrationCounts> = {
   fromJSON(object: any): MigrationCounts {
     return {
       ready: isSet(object.ready) ? globalThis.Number(object.ready) : 0,
-      scheduled: isSet(object.scheduled)
-        ? globalThis.Number(object.scheduled)
-        : 0,
+      scheduled: isSet(object.scheduled) ? globalThis.Number(object.scheduled) : 0,
       dead: isSet(object.dead) ? globalThis.Number(object.dead) : 0,
       leased: isSet(object.leased) ? globalThis.Number(object.leased) : 0,
       idempotencyKeys: isSet(object.idempotencyKeys)
@@ -754,10 +738,7 @@ function createBaseMigration(): Migration {
 }
 
 export const Migration: MessageFns<Migration> = {
-  encode(
-    message: Migration,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Migration, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
@@ -780,10 +761,7 @@ export const Migration: MessageFns<Migration> = {
       MigrationCounts.encode(message.moved, writer.uint32(58).fork()).join();
     }
     if (message.remaining !== undefined) {
-      MigrationCounts.encode(
-        message.remaining,
-        writer.uint32(66).fork(),
-      ).join();
+      MigrationCounts.encode(message.remaining, writer.uint32(66).fork()).join();
     }
     if (message.startedAtMs !== 0) {
       writer.uint32(72).int64(message.startedAtMs);
@@ -810,8 +788,7 @@ export const Migration: MessageFns<Migration> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Migration {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -971,12 +948,8 @@ export const Migration: MessageFns<Migration> = {
           ? globalThis.String(object.to_shard)
           : "",
       state: isSet(object.state) ? migrationStateFromJSON(object.state) : 0,
-      moved: isSet(object.moved)
-        ? MigrationCounts.fromJSON(object.moved)
-        : undefined,
-      remaining: isSet(object.remaining)
-        ? MigrationCounts.fromJSON(object.remaining)
-        : undefined,
+      moved: isSet(object.moved) ? MigrationCounts.fromJSON(object.moved) : undefined,
+      remaining: isSet(object.remaining) ? MigrationCounts.fromJSON(object.remaining) : undefined,
       startedAtMs: isSet(object.startedAtMs)
         ? globalThis.Number(object.startedAtMs)
         : isSet(object.started_at_ms)
@@ -1107,10 +1080,7 @@ function createBaseShardMap(): ShardMap {
 }
 
 export const ShardMap: MessageFns<ShardMap> = {
-  encode(
-    message: ShardMap,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ShardMap, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.version !== 0) {
       writer.uint32(8).uint64(message.version);
     }
@@ -1133,8 +1103,7 @@ export const ShardMap: MessageFns<ShardMap> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ShardMap {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1175,9 +1144,7 @@ export const ShardMap: MessageFns<ShardMap> = {
               break;
             }
 
-            message.assignments.push(
-              Assignment.decode(reader, reader.uint32()),
-            );
+            message.assignments.push(Assignment.decode(reader, reader.uint32()));
             continue;
           }
           case 5: {
@@ -1264,10 +1231,8 @@ export const ShardMap: MessageFns<ShardMap> = {
     message.version = object.version ?? 0;
     message.shards = object.shards?.map((e) => Shard.fromPartial(e)) || [];
     message.defaultShard = object.defaultShard ?? "";
-    message.assignments =
-      object.assignments?.map((e) => Assignment.fromPartial(e)) || [];
-    message.migrations =
-      object.migrations?.map((e) => Migration.fromPartial(e)) || [];
+    message.assignments = object.assignments?.map((e) => Assignment.fromPartial(e)) || [];
+    message.migrations = object.migrations?.map((e) => Migration.fromPartial(e)) || [];
     message.updatedAtMs = object.updatedAtMs ?? 0;
     return message;
   },
@@ -1278,19 +1243,12 @@ function createBaseGetShardMapRequest(): GetShardMapRequest {
 }
 
 export const GetShardMapRequest: MessageFns<GetShardMapRequest> = {
-  encode(
-    _: GetShardMapRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(_: GetShardMapRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): GetShardMapRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): GetShardMapRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1337,10 +1295,7 @@ function createBaseGetShardMapResponse(): GetShardMapResponse {
 }
 
 export const GetShardMapResponse: MessageFns<GetShardMapResponse> = {
-  encode(
-    message: GetShardMapResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetShardMapResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.map !== undefined) {
       ShardMap.encode(message.map, writer.uint32(10).fork()).join();
     }
@@ -1353,12 +1308,8 @@ export const GetShardMapResponse: MessageFns<GetShardMapResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): GetShardMapResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): GetShardMapResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1452,16 +1403,12 @@ function createBaseListShardsRequest(): ListShardsRequest {
 }
 
 export const ListShardsRequest: MessageFns<ListShardsRequest> = {
-  encode(
-    _: ListShardsRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(_: ListShardsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ListShardsRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1515,10 +1462,7 @@ function createBaseShardStatus(): ShardStatus {
 }
 
 export const ShardStatus: MessageFns<ShardStatus> = {
-  encode(
-    message: ShardStatus,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ShardStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.shard !== undefined) {
       Shard.encode(message.shard, writer.uint32(10).fork()).join();
     }
@@ -1541,8 +1485,7 @@ export const ShardStatus: MessageFns<ShardStatus> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ShardStatus {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1617,9 +1560,7 @@ export const ShardStatus: MessageFns<ShardStatus> = {
   fromJSON(object: any): ShardStatus {
     return {
       shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined,
-      healthy: isSet(object.healthy)
-        ? globalThis.Boolean(object.healthy)
-        : false,
+      healthy: isSet(object.healthy) ? globalThis.Boolean(object.healthy) : false,
       breaker: isSet(object.breaker) ? breakerStateFromJSON(object.breaker) : 0,
       queueDepth: isSet(object.queueDepth)
         ? globalThis.Number(object.queueDepth)
@@ -1681,22 +1622,15 @@ function createBaseListShardsResponse(): ListShardsResponse {
 }
 
 export const ListShardsResponse: MessageFns<ListShardsResponse> = {
-  encode(
-    message: ListShardsResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListShardsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.shards) {
       ShardStatus.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ListShardsResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ListShardsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1749,8 +1683,7 @@ export const ListShardsResponse: MessageFns<ListShardsResponse> = {
   },
   fromPartial(object: DeepPartial<ListShardsResponse>): ListShardsResponse {
     const message = createBaseListShardsResponse();
-    message.shards =
-      object.shards?.map((e) => ShardStatus.fromPartial(e)) || [];
+    message.shards = object.shards?.map((e) => ShardStatus.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1766,10 +1699,7 @@ function createBaseAssignCommandRequest(): AssignCommandRequest {
 }
 
 export const AssignCommandRequest: MessageFns<AssignCommandRequest> = {
-  encode(
-    message: AssignCommandRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AssignCommandRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -1788,12 +1718,8 @@ export const AssignCommandRequest: MessageFns<AssignCommandRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): AssignCommandRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignCommandRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1914,10 +1840,7 @@ function createBaseMovePlan(): MovePlan {
 }
 
 export const MovePlan: MessageFns<MovePlan> = {
-  encode(
-    message: MovePlan,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: MovePlan, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.fromShard !== "") {
       writer.uint32(10).string(message.fromShard);
     }
@@ -1934,8 +1857,7 @@ export const MovePlan: MessageFns<MovePlan> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): MovePlan {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2006,9 +1928,7 @@ export const MovePlan: MessageFns<MovePlan> = {
       tenants: globalThis.Array.isArray(object?.tenants)
         ? object.tenants.map((e: any) => globalThis.String(e))
         : [],
-      counts: isSet(object.counts)
-        ? QueueCounts.fromJSON(object.counts)
-        : undefined,
+      counts: isSet(object.counts) ? QueueCounts.fromJSON(object.counts) : undefined,
     };
   },
 
@@ -2050,10 +1970,7 @@ function createBaseAssignCommandResponse(): AssignCommandResponse {
 }
 
 export const AssignCommandResponse: MessageFns<AssignCommandResponse> = {
-  encode(
-    message: AssignCommandResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AssignCommandResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.mapVersion !== 0) {
       writer.uint32(8).uint64(message.mapVersion);
     }
@@ -2066,12 +1983,8 @@ export const AssignCommandResponse: MessageFns<AssignCommandResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): AssignCommandResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignCommandResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2152,14 +2065,11 @@ export const AssignCommandResponse: MessageFns<AssignCommandResponse> = {
   create(base?: DeepPartial<AssignCommandResponse>): AssignCommandResponse {
     return AssignCommandResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<AssignCommandResponse>,
-  ): AssignCommandResponse {
+  fromPartial(object: DeepPartial<AssignCommandResponse>): AssignCommandResponse {
     const message = createBaseAssignCommandResponse();
     message.mapVersion = object.mapVersion ?? 0;
     message.plan = object.plan?.map((e) => MovePlan.fromPartial(e)) || [];
-    message.migrations =
-      object.migrations?.map((e) => Migration.fromPartial(e)) || [];
+    message.migrations = object.migrations?.map((e) => Migration.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2169,22 +2079,15 @@ function createBaseGetMigrationRequest(): GetMigrationRequest {
 }
 
 export const GetMigrationRequest: MessageFns<GetMigrationRequest> = {
-  encode(
-    message: GetMigrationRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetMigrationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): GetMigrationRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMigrationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2243,22 +2146,15 @@ function createBaseGetMigrationResponse(): GetMigrationResponse {
 }
 
 export const GetMigrationResponse: MessageFns<GetMigrationResponse> = {
-  encode(
-    message: GetMigrationResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetMigrationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.migration !== undefined) {
       Migration.encode(message.migration, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): GetMigrationResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMigrationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2292,9 +2188,7 @@ export const GetMigrationResponse: MessageFns<GetMigrationResponse> = {
 
   fromJSON(object: any): GetMigrationResponse {
     return {
-      migration: isSet(object.migration)
-        ? Migration.fromJSON(object.migration)
-        : undefined,
+      migration: isSet(object.migration) ? Migration.fromJSON(object.migration) : undefined,
     };
   },
 
@@ -2324,10 +2218,7 @@ function createBaseListMigrationsRequest(): ListMigrationsRequest {
 }
 
 export const ListMigrationsRequest: MessageFns<ListMigrationsRequest> = {
-  encode(
-    message: ListMigrationsRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListMigrationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.includeFinished !== false) {
       writer.uint32(8).bool(message.includeFinished);
     }
@@ -2343,12 +2234,8 @@ export const ListMigrationsRequest: MessageFns<ListMigrationsRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ListMigrationsRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMigrationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2445,9 +2332,7 @@ export const ListMigrationsRequest: MessageFns<ListMigrationsRequest> = {
   create(base?: DeepPartial<ListMigrationsRequest>): ListMigrationsRequest {
     return ListMigrationsRequest.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<ListMigrationsRequest>,
-  ): ListMigrationsRequest {
+  fromPartial(object: DeepPartial<ListMigrationsRequest>): ListMigrationsRequest {
     const message = createBaseListMigrationsRequest();
     message.includeFinished = object.includeFinished ?? false;
     message.command = object.command ?? "";
@@ -2462,10 +2347,7 @@ function createBaseListMigrationsResponse(): ListMigrationsResponse {
 }
 
 export const ListMigrationsResponse: MessageFns<ListMigrationsResponse> = {
-  encode(
-    message: ListMigrationsResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListMigrationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.migrations) {
       Migration.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2475,12 +2357,8 @@ export const ListMigrationsResponse: MessageFns<ListMigrationsResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ListMigrationsResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ListMigrationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2547,12 +2425,9 @@ export const ListMigrationsResponse: MessageFns<ListMigrationsResponse> = {
   create(base?: DeepPartial<ListMigrationsResponse>): ListMigrationsResponse {
     return ListMigrationsResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<ListMigrationsResponse>,
-  ): ListMigrationsResponse {
+  fromPartial(object: DeepPartial<ListMigrationsResponse>): ListMigrationsResponse {
     const message = createBaseListMigrationsResponse();
-    message.migrations =
-      object.migrations?.map((e) => Migration.fromPartial(e)) || [];
+    message.migrations = object.migrations?.map((e) => Migration.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
@@ -2563,22 +2438,15 @@ function createBaseAbortMigrationRequest(): AbortMigrationRequest {
 }
 
 export const AbortMigrationRequest: MessageFns<AbortMigrationRequest> = {
-  encode(
-    message: AbortMigrationRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AbortMigrationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): AbortMigrationRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortMigrationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2625,9 +2493,7 @@ export const AbortMigrationRequest: MessageFns<AbortMigrationRequest> = {
   create(base?: DeepPartial<AbortMigrationRequest>): AbortMigrationRequest {
     return AbortMigrationRequest.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<AbortMigrationRequest>,
-  ): AbortMigrationRequest {
+  fromPartial(object: DeepPartial<AbortMigrationRequest>): AbortMigrationRequest {
     const message = createBaseAbortMigrationRequest();
     message.id = object.id ?? "";
     return message;
@@ -2639,22 +2505,15 @@ function createBaseAbortMigrationResponse(): AbortMigrationResponse {
 }
 
 export const AbortMigrationResponse: MessageFns<AbortMigrationResponse> = {
-  encode(
-    message: AbortMigrationResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AbortMigrationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.migration !== undefined) {
       Migration.encode(message.migration, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): AbortMigrationResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): AbortMigrationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2688,9 +2547,7 @@ export const AbortMigrationResponse: MessageFns<AbortMigrationResponse> = {
 
   fromJSON(object: any): AbortMigrationResponse {
     return {
-      migration: isSet(object.migration)
-        ? Migration.fromJSON(object.migration)
-        : undefined,
+      migration: isSet(object.migration) ? Migration.fromJSON(object.migration) : undefined,
     };
   },
 
@@ -2705,9 +2562,7 @@ export const AbortMigrationResponse: MessageFns<AbortMigrationResponse> = {
   create(base?: DeepPartial<AbortMigrationResponse>): AbortMigrationResponse {
     return AbortMigrationResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<AbortMigrationResponse>,
-  ): AbortMigrationResponse {
+  fromPartial(object: DeepPartial<AbortMigrationResponse>): AbortMigrationResponse {
     const message = createBaseAbortMigrationResponse();
     message.migration =
       object.migration !== undefined && object.migration !== null
@@ -2722,22 +2577,15 @@ function createBaseRegisterShardRequest(): RegisterShardRequest {
 }
 
 export const RegisterShardRequest: MessageFns<RegisterShardRequest> = {
-  encode(
-    message: RegisterShardRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RegisterShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.shard !== undefined) {
       Shard.encode(message.shard, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RegisterShardRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2801,22 +2649,15 @@ function createBaseRegisterShardResponse(): RegisterShardResponse {
 }
 
 export const RegisterShardResponse: MessageFns<RegisterShardResponse> = {
-  encode(
-    message: RegisterShardResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RegisterShardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.mapVersion !== 0) {
       writer.uint32(8).uint64(message.mapVersion);
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RegisterShardResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RegisterShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2869,9 +2710,7 @@ export const RegisterShardResponse: MessageFns<RegisterShardResponse> = {
   create(base?: DeepPartial<RegisterShardResponse>): RegisterShardResponse {
     return RegisterShardResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<RegisterShardResponse>,
-  ): RegisterShardResponse {
+  fromPartial(object: DeepPartial<RegisterShardResponse>): RegisterShardResponse {
     const message = createBaseRegisterShardResponse();
     message.mapVersion = object.mapVersion ?? 0;
     return message;
@@ -2883,22 +2722,15 @@ function createBaseRemoveShardRequest(): RemoveShardRequest {
 }
 
 export const RemoveShardRequest: MessageFns<RemoveShardRequest> = {
-  encode(
-    message: RemoveShardRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RemoveShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RemoveShardRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2957,22 +2789,15 @@ function createBaseRemoveShardResponse(): RemoveShardResponse {
 }
 
 export const RemoveShardResponse: MessageFns<RemoveShardResponse> = {
-  encode(
-    message: RemoveShardResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RemoveShardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.mapVersion !== 0) {
       writer.uint32(8).uint64(message.mapVersion);
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RemoveShardResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RemoveShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3044,10 +2869,7 @@ function createBaseAuditEvent(): AuditEvent {
 }
 
 export const AuditEvent: MessageFns<AuditEvent> = {
-  encode(
-    message: AuditEvent,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AuditEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.atMs !== 0) {
       writer.uint32(8).int64(message.atMs);
     }
@@ -3070,8 +2892,7 @@ export const AuditEvent: MessageFns<AuditEvent> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AuditEvent {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3209,10 +3030,7 @@ function createBaseListAuditEventsRequest(): ListAuditEventsRequest {
 }
 
 export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
-  encode(
-    message: ListAuditEventsRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListAuditEventsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.pageSize !== 0) {
       writer.uint32(8).uint32(message.pageSize);
     }
@@ -3222,12 +3040,8 @@ export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ListAuditEventsRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3296,9 +3110,7 @@ export const ListAuditEventsRequest: MessageFns<ListAuditEventsRequest> = {
   create(base?: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
     return ListAuditEventsRequest.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<ListAuditEventsRequest>,
-  ): ListAuditEventsRequest {
+  fromPartial(object: DeepPartial<ListAuditEventsRequest>): ListAuditEventsRequest {
     const message = createBaseListAuditEventsRequest();
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
@@ -3324,12 +3136,8 @@ export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ListAuditEventsResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ListAuditEventsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3396,9 +3204,7 @@ export const ListAuditEventsResponse: MessageFns<ListAuditEventsResponse> = {
   create(base?: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
     return ListAuditEventsResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<ListAuditEventsResponse>,
-  ): ListAuditEventsResponse {
+  fromPartial(object: DeepPartial<ListAuditEventsResponse>): ListAuditEventsResponse {
     const message = createBaseListAuditEventsResponse();
     message.events = object.events?.map((e) => AuditEvent.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
@@ -3666,16 +3472,13 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
   ): Promise<ListAuditEventsResponse>;
 }
 
-function floatToJson(
-  value: number | null | undefined,
-): number | string | null | undefined {
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value)
     ? globalThis.String(value)
     : value;
 }
 
-type Builtin =
-  Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 type DeepPartial<T> = T extends Builtin
   ? T

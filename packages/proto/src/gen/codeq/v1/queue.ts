@@ -353,10 +353,7 @@ function createBaseEnqueueRequest(): EnqueueRequest {
 }
 
 export const EnqueueRequest: MessageFns<EnqueueRequest> = {
-  encode(
-    message: EnqueueRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -381,20 +378,17 @@ export const EnqueueRequest: MessageFns<EnqueueRequest> = {
     if (message.idempotencyKey !== "") {
       writer.uint32(66).string(message.idempotencyKey);
     }
-    globalThis.Object.entries(message.headers).forEach(
-      ([key, value]: [string, string]) => {
-        EnqueueRequest_HeadersEntry.encode(
-          { key: key as any, value },
-          writer.uint32(74).fork(),
-        ).join();
-      },
-    );
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      EnqueueRequest_HeadersEntry.encode(
+        { key: key as any, value },
+        writer.uint32(74).fork(),
+      ).join();
+    });
     return writer;
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): EnqueueRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -475,10 +469,7 @@ export const EnqueueRequest: MessageFns<EnqueueRequest> = {
               break;
             }
 
-            const entry9 = EnqueueRequest_HeadersEntry.decode(
-              reader,
-              reader.uint32(),
-            );
+            const entry9 = EnqueueRequest_HeadersEntry.decode(reader, reader.uint32());
             if (entry9.value !== undefined) {
               message.headers[entry9.key] = entry9.value;
             }
@@ -499,9 +490,7 @@ export const EnqueueRequest: MessageFns<EnqueueRequest> = {
   fromJSON(object: any): EnqueueRequest {
     return {
       command: isSet(object.command) ? globalThis.String(object.command) : "",
-      payload: isSet(object.payload)
-        ? bytesFromBase64(object.payload)
-        : new Uint8Array(0),
+      payload: isSet(object.payload) ? bytesFromBase64(object.payload) : new Uint8Array(0),
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
       delayMs: isSet(object.delayMs)
         ? globalThis.Number(object.delayMs)
@@ -518,9 +507,7 @@ export const EnqueueRequest: MessageFns<EnqueueRequest> = {
         : isSet(object.max_attempts)
           ? globalThis.Number(object.max_attempts)
           : 0,
-      backoff: isSet(object.backoff)
-        ? BackoffPolicy.fromJSON(object.backoff)
-        : undefined,
+      backoff: isSet(object.backoff) ? BackoffPolicy.fromJSON(object.backoff) : undefined,
       idempotencyKey: isSet(object.idempotencyKey)
         ? globalThis.String(object.idempotencyKey)
         : isSet(object.idempotency_key)
@@ -570,10 +557,7 @@ export const EnqueueRequest: MessageFns<EnqueueRequest> = {
       obj.idempotencyKey = message.idempotencyKey;
     }
     if (message.headers) {
-      const entries = globalThis.Object.entries(message.headers) as [
-        string,
-        string,
-      ][];
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
       if (entries.length > 0) {
         obj.headers = {};
         entries.forEach(([k, v]) => {
@@ -602,15 +586,12 @@ export const EnqueueRequest: MessageFns<EnqueueRequest> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.headers = (
       globalThis.Object.entries(object.headers ?? {}) as [string, string][]
-    ).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
+    ).reduce((acc: { [key: string]: string }, [key, value]: [string, string]) => {
+      if (value !== undefined) {
+        acc[key] = globalThis.String(value);
+      }
+      return acc;
+    }, {});
     return message;
   },
 };
@@ -619,108 +600,96 @@ function createBaseEnqueueRequest_HeadersEntry(): EnqueueRequest_HeadersEntry {
   return { key: "", value: "" };
 }
 
-export const EnqueueRequest_HeadersEntry: MessageFns<EnqueueRequest_HeadersEntry> =
-  {
-    encode(
-      message: EnqueueRequest_HeadersEntry,
-      writer: BinaryWriter = new BinaryWriter(),
-    ): BinaryWriter {
-      if (message.key !== "") {
-        writer.uint32(10).string(message.key);
-      }
-      if (message.value !== "") {
-        writer.uint32(18).string(message.value);
-      }
-      return writer;
-    },
+export const EnqueueRequest_HeadersEntry: MessageFns<EnqueueRequest_HeadersEntry> = {
+  encode(
+    message: EnqueueRequest_HeadersEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
 
-    decode(
-      input: BinaryReader | Uint8Array,
-      length?: number,
-    ): EnqueueRequest_HeadersEntry {
-      const reader =
-        input instanceof BinaryReader ? input : new BinaryReader(input);
-      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
-      if (previousRecursionDepth >= 100) {
-        throw new globalThis.Error("protobuf decode recursion limit exceeded");
-      }
-      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
-      try {
-        const end = length === undefined ? reader.len : reader.pos + length;
-        const message = createBaseEnqueueRequest_HeadersEntry();
-        while (reader.pos < end) {
-          const tag = reader.uint32();
-          switch (tag >>> 3) {
-            case 1: {
-              if (tag !== 10) {
-                break;
-              }
-
-              message.key = reader.string();
-              continue;
-            }
-            case 2: {
-              if (tag !== 18) {
-                break;
-              }
-
-              message.value = reader.string();
-              continue;
-            }
-          }
-          if ((tag & 7) === 4 || tag === 0) {
-            break;
-          }
-          reader.skip(tag & 7);
-        }
-        return message;
-      } finally {
-        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
-      }
-    },
-
-    fromJSON(object: any): EnqueueRequest_HeadersEntry {
-      return {
-        key: isSet(object.key) ? globalThis.String(object.key) : "",
-        value: isSet(object.value) ? globalThis.String(object.value) : "",
-      };
-    },
-
-    toJSON(message: EnqueueRequest_HeadersEntry): unknown {
-      const obj: any = {};
-      if (message.key !== "") {
-        obj.key = message.key;
-      }
-      if (message.value !== "") {
-        obj.value = message.value;
-      }
-      return obj;
-    },
-
-    create(
-      base?: DeepPartial<EnqueueRequest_HeadersEntry>,
-    ): EnqueueRequest_HeadersEntry {
-      return EnqueueRequest_HeadersEntry.fromPartial(base ?? {});
-    },
-    fromPartial(
-      object: DeepPartial<EnqueueRequest_HeadersEntry>,
-    ): EnqueueRequest_HeadersEntry {
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueRequest_HeadersEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
       const message = createBaseEnqueueRequest_HeadersEntry();
-      message.key = object.key ?? "";
-      message.value = object.value ?? "";
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
       return message;
-    },
-  };
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnqueueRequest_HeadersEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: EnqueueRequest_HeadersEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<EnqueueRequest_HeadersEntry>): EnqueueRequest_HeadersEntry {
+    return EnqueueRequest_HeadersEntry.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<EnqueueRequest_HeadersEntry>): EnqueueRequest_HeadersEntry {
+    const message = createBaseEnqueueRequest_HeadersEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
 
 function createBaseEnqueueResponse(): EnqueueResponse {
   return { taskId: "", duplicate: false, state: 0 };
 }
 
 export const EnqueueResponse: MessageFns<EnqueueResponse> = {
-  encode(
-    message: EnqueueResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.taskId !== "") {
       writer.uint32(10).string(message.taskId);
     }
@@ -734,8 +703,7 @@ export const EnqueueResponse: MessageFns<EnqueueResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): EnqueueResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -790,9 +758,7 @@ export const EnqueueResponse: MessageFns<EnqueueResponse> = {
         : isSet(object.task_id)
           ? globalThis.String(object.task_id)
           : "",
-      duplicate: isSet(object.duplicate)
-        ? globalThis.Boolean(object.duplicate)
-        : false,
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
       state: isSet(object.state) ? taskStateFromJSON(object.state) : 0,
     };
   },
@@ -828,22 +794,15 @@ function createBaseEnqueueBatchRequest(): EnqueueBatchRequest {
 }
 
 export const EnqueueBatchRequest: MessageFns<EnqueueBatchRequest> = {
-  encode(
-    message: EnqueueBatchRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueBatchRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       EnqueueRequest.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): EnqueueBatchRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueBatchRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -896,8 +855,7 @@ export const EnqueueBatchRequest: MessageFns<EnqueueBatchRequest> = {
   },
   fromPartial(object: DeepPartial<EnqueueBatchRequest>): EnqueueBatchRequest {
     const message = createBaseEnqueueBatchRequest();
-    message.tasks =
-      object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
+    message.tasks = object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
     return message;
   },
 };
@@ -907,10 +865,7 @@ function createBaseEnqueueResult(): EnqueueResult {
 }
 
 export const EnqueueResult: MessageFns<EnqueueResult> = {
-  encode(
-    message: EnqueueResult,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.status !== undefined) {
       ItemStatus.encode(message.status, writer.uint32(10).fork()).join();
     }
@@ -927,8 +882,7 @@ export const EnqueueResult: MessageFns<EnqueueResult> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): EnqueueResult {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -986,17 +940,13 @@ export const EnqueueResult: MessageFns<EnqueueResult> = {
 
   fromJSON(object: any): EnqueueResult {
     return {
-      status: isSet(object.status)
-        ? ItemStatus.fromJSON(object.status)
-        : undefined,
+      status: isSet(object.status) ? ItemStatus.fromJSON(object.status) : undefined,
       taskId: isSet(object.taskId)
         ? globalThis.String(object.taskId)
         : isSet(object.task_id)
           ? globalThis.String(object.task_id)
           : "",
-      duplicate: isSet(object.duplicate)
-        ? globalThis.Boolean(object.duplicate)
-        : false,
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
       state: isSet(object.state) ? taskStateFromJSON(object.state) : 0,
     };
   },
@@ -1039,22 +989,15 @@ function createBaseEnqueueBatchResponse(): EnqueueBatchResponse {
 }
 
 export const EnqueueBatchResponse: MessageFns<EnqueueBatchResponse> = {
-  encode(
-    message: EnqueueBatchResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueBatchResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       EnqueueResult.encode(v!, writer.uint32(10).fork()).join();
     }
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): EnqueueBatchResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueBatchResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1107,8 +1050,7 @@ export const EnqueueBatchResponse: MessageFns<EnqueueBatchResponse> = {
   },
   fromPartial(object: DeepPartial<EnqueueBatchResponse>): EnqueueBatchResponse {
     const message = createBaseEnqueueBatchResponse();
-    message.results =
-      object.results?.map((e) => EnqueueResult.fromPartial(e)) || [];
+    message.results = object.results?.map((e) => EnqueueResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1118,10 +1060,7 @@ function createBaseEnqueueStreamRequest(): EnqueueStreamRequest {
 }
 
 export const EnqueueStreamRequest: MessageFns<EnqueueStreamRequest> = {
-  encode(
-    message: EnqueueStreamRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.seq !== 0) {
       writer.uint32(8).uint64(message.seq);
     }
@@ -1131,12 +1070,8 @@ export const EnqueueStreamRequest: MessageFns<EnqueueStreamRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): EnqueueStreamRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1202,8 +1137,7 @@ export const EnqueueStreamRequest: MessageFns<EnqueueStreamRequest> = {
   fromPartial(object: DeepPartial<EnqueueStreamRequest>): EnqueueStreamRequest {
     const message = createBaseEnqueueStreamRequest();
     message.seq = object.seq ?? 0;
-    message.tasks =
-      object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
+    message.tasks = object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1213,10 +1147,7 @@ function createBaseEnqueueStreamResponse(): EnqueueStreamResponse {
 }
 
 export const EnqueueStreamResponse: MessageFns<EnqueueStreamResponse> = {
-  encode(
-    message: EnqueueStreamResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: EnqueueStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.seq !== 0) {
       writer.uint32(8).uint64(message.seq);
     }
@@ -1226,12 +1157,8 @@ export const EnqueueStreamResponse: MessageFns<EnqueueStreamResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): EnqueueStreamResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): EnqueueStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1294,13 +1221,10 @@ export const EnqueueStreamResponse: MessageFns<EnqueueStreamResponse> = {
   create(base?: DeepPartial<EnqueueStreamResponse>): EnqueueStreamResponse {
     return EnqueueStreamResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<EnqueueStreamResponse>,
-  ): EnqueueStreamResponse {
+  fromPartial(object: DeepPartial<EnqueueStreamResponse>): EnqueueStreamResponse {
     const message = createBaseEnqueueStreamResponse();
     message.seq = object.seq ?? 0;
-    message.results =
-      object.results?.map((e) => EnqueueResult.fromPartial(e)) || [];
+    message.results = object.results?.map((e) => EnqueueResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1316,10 +1240,7 @@ function createBaseLeaseRequest(): LeaseRequest {
 }
 
 export const LeaseRequest: MessageFns<LeaseRequest> = {
-  encode(
-    message: LeaseRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: LeaseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.commands) {
       writer.uint32(10).string(v!);
     }
@@ -1339,8 +1260,7 @@ export const LeaseRequest: MessageFns<LeaseRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): LeaseRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1471,10 +1391,7 @@ function createBaseLeaseResponse(): LeaseResponse {
 }
 
 export const LeaseResponse: MessageFns<LeaseResponse> = {
-  encode(
-    message: LeaseResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: LeaseResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       LeasedTask.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -1482,8 +1399,7 @@ export const LeaseResponse: MessageFns<LeaseResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): LeaseResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1546,10 +1462,7 @@ function createBaseSubscription(): Subscription {
 }
 
 export const Subscription: MessageFns<Subscription> = {
-  encode(
-    message: Subscription,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Subscription, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.commands) {
       writer.uint32(10).string(v!);
     }
@@ -1566,8 +1479,7 @@ export const Subscription: MessageFns<Subscription> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Subscription {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1688,10 +1600,7 @@ function createBaseLeaseStreamRequest(): LeaseStreamRequest {
 }
 
 export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
-  encode(
-    message: LeaseStreamRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: LeaseStreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.subscribe !== undefined) {
       Subscription.encode(message.subscribe, writer.uint32(10).fork()).join();
     }
@@ -1713,12 +1622,8 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): LeaseStreamRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1792,9 +1697,7 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
 
   fromJSON(object: any): LeaseStreamRequest {
     return {
-      subscribe: isSet(object.subscribe)
-        ? Subscription.fromJSON(object.subscribe)
-        : undefined,
+      subscribe: isSet(object.subscribe) ? Subscription.fromJSON(object.subscribe) : undefined,
       credits: isSet(object.credits) ? globalThis.Number(object.credits) : 0,
       requestId: isSet(object.requestId)
         ? globalThis.Number(object.requestId)
@@ -1849,8 +1752,7 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
     message.requestId = object.requestId ?? 0;
     message.acks = object.acks?.map((e) => AckItem.fromPartial(e)) || [];
     message.nacks = object.nacks?.map((e) => NackItem.fromPartial(e)) || [];
-    message.extends =
-      object.extends?.map((e) => ExtendItem.fromPartial(e)) || [];
+    message.extends = object.extends?.map((e) => ExtendItem.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1860,10 +1762,7 @@ function createBaseSettleResult(): SettleResult {
 }
 
 export const SettleResult: MessageFns<SettleResult> = {
-  encode(
-    message: SettleResult,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: SettleResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.requestId !== 0) {
       writer.uint32(8).uint64(message.requestId);
     }
@@ -1880,8 +1779,7 @@ export const SettleResult: MessageFns<SettleResult> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): SettleResult {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1981,8 +1879,7 @@ export const SettleResult: MessageFns<SettleResult> = {
     message.requestId = object.requestId ?? 0;
     message.acks = object.acks?.map((e) => ItemStatus.fromPartial(e)) || [];
     message.nacks = object.nacks?.map((e) => ItemStatus.fromPartial(e)) || [];
-    message.extends =
-      object.extends?.map((e) => ExtendResult.fromPartial(e)) || [];
+    message.extends = object.extends?.map((e) => ExtendResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1992,10 +1889,7 @@ function createBaseSubscribed(): Subscribed {
 }
 
 export const Subscribed: MessageFns<Subscribed> = {
-  encode(
-    message: Subscribed,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Subscribed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.streamId !== "") {
       writer.uint32(10).string(message.streamId);
     }
@@ -2006,8 +1900,7 @@ export const Subscribed: MessageFns<Subscribed> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Subscribed {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2089,10 +1982,7 @@ function createBaseLeaseStreamResponse(): LeaseStreamResponse {
 }
 
 export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
-  encode(
-    message: LeaseStreamResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: LeaseStreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.subscribed !== undefined) {
       Subscribed.encode(message.subscribed, writer.uint32(10).fork()).join();
     }
@@ -2105,12 +1995,8 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): LeaseStreamResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): LeaseStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2160,13 +2046,9 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
 
   fromJSON(object: any): LeaseStreamResponse {
     return {
-      subscribed: isSet(object.subscribed)
-        ? Subscribed.fromJSON(object.subscribed)
-        : undefined,
+      subscribed: isSet(object.subscribed) ? Subscribed.fromJSON(object.subscribed) : undefined,
       tasks: isSet(object.tasks) ? TaskBatch.fromJSON(object.tasks) : undefined,
-      settled: isSet(object.settled)
-        ? SettleResult.fromJSON(object.settled)
-        : undefined,
+      settled: isSet(object.settled) ? SettleResult.fromJSON(object.settled) : undefined,
     };
   },
 
@@ -2210,10 +2092,7 @@ function createBaseTaskBatch(): TaskBatch {
 }
 
 export const TaskBatch: MessageFns<TaskBatch> = {
-  encode(
-    message: TaskBatch,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: TaskBatch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       LeasedTask.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2221,8 +2100,7 @@ export const TaskBatch: MessageFns<TaskBatch> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): TaskBatch {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2285,10 +2163,7 @@ function createBaseAckRequest(): AckRequest {
 }
 
 export const AckRequest: MessageFns<AckRequest> = {
-  encode(
-    message: AckRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AckRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.items) {
       AckItem.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2296,8 +2171,7 @@ export const AckRequest: MessageFns<AckRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AckRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2360,10 +2234,7 @@ function createBaseAckResponse(): AckResponse {
 }
 
 export const AckResponse: MessageFns<AckResponse> = {
-  encode(
-    message: AckResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AckResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       ItemStatus.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2371,8 +2242,7 @@ export const AckResponse: MessageFns<AckResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AckResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2425,8 +2295,7 @@ export const AckResponse: MessageFns<AckResponse> = {
   },
   fromPartial(object: DeepPartial<AckResponse>): AckResponse {
     const message = createBaseAckResponse();
-    message.results =
-      object.results?.map((e) => ItemStatus.fromPartial(e)) || [];
+    message.results = object.results?.map((e) => ItemStatus.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2436,10 +2305,7 @@ function createBaseNackRequest(): NackRequest {
 }
 
 export const NackRequest: MessageFns<NackRequest> = {
-  encode(
-    message: NackRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: NackRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.items) {
       NackItem.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2447,8 +2313,7 @@ export const NackRequest: MessageFns<NackRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): NackRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2511,10 +2376,7 @@ function createBaseNackResponse(): NackResponse {
 }
 
 export const NackResponse: MessageFns<NackResponse> = {
-  encode(
-    message: NackResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: NackResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       ItemStatus.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2522,8 +2384,7 @@ export const NackResponse: MessageFns<NackResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): NackResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2576,8 +2437,7 @@ export const NackResponse: MessageFns<NackResponse> = {
   },
   fromPartial(object: DeepPartial<NackResponse>): NackResponse {
     const message = createBaseNackResponse();
-    message.results =
-      object.results?.map((e) => ItemStatus.fromPartial(e)) || [];
+    message.results = object.results?.map((e) => ItemStatus.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2587,10 +2447,7 @@ function createBaseExtendRequest(): ExtendRequest {
 }
 
 export const ExtendRequest: MessageFns<ExtendRequest> = {
-  encode(
-    message: ExtendRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ExtendRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.items) {
       ExtendItem.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2598,8 +2455,7 @@ export const ExtendRequest: MessageFns<ExtendRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ExtendRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2662,10 +2518,7 @@ function createBaseExtendResponse(): ExtendResponse {
 }
 
 export const ExtendResponse: MessageFns<ExtendResponse> = {
-  encode(
-    message: ExtendResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ExtendResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.results) {
       ExtendResult.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -2673,8 +2526,7 @@ export const ExtendResponse: MessageFns<ExtendResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ExtendResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2727,8 +2579,7 @@ export const ExtendResponse: MessageFns<ExtendResponse> = {
   },
   fromPartial(object: DeepPartial<ExtendResponse>): ExtendResponse {
     const message = createBaseExtendResponse();
-    message.results =
-      object.results?.map((e) => ExtendResult.fromPartial(e)) || [];
+    message.results = object.results?.map((e) => ExtendResult.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2738,10 +2589,7 @@ function createBaseGetTaskRequest(): GetTaskRequest {
 }
 
 export const GetTaskRequest: MessageFns<GetTaskRequest> = {
-  encode(
-    message: GetTaskRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetTaskRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -2752,8 +2600,7 @@ export const GetTaskRequest: MessageFns<GetTaskRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): GetTaskRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2831,10 +2678,7 @@ function createBaseGetTaskResponse(): GetTaskResponse {
 }
 
 export const GetTaskResponse: MessageFns<GetTaskResponse> = {
-  encode(
-    message: GetTaskResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetTaskResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
@@ -2842,8 +2686,7 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): GetTaskResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2895,9 +2738,7 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
   fromPartial(object: DeepPartial<GetTaskResponse>): GetTaskResponse {
     const message = createBaseGetTaskResponse();
     message.task =
-      object.task !== undefined && object.task !== null
-        ? Task.fromPartial(object.task)
-        : undefined;
+      object.task !== undefined && object.task !== null ? Task.fromPartial(object.task) : undefined;
     return message;
   },
 };
@@ -2907,10 +2748,7 @@ function createBaseQueueStatsRequest(): QueueStatsRequest {
 }
 
 export const QueueStatsRequest: MessageFns<QueueStatsRequest> = {
-  encode(
-    message: QueueStatsRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: QueueStatsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -2918,8 +2756,7 @@ export const QueueStatsRequest: MessageFns<QueueStatsRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): QueueStatsRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -2980,10 +2817,7 @@ function createBaseShardQueueCounts(): ShardQueueCounts {
 }
 
 export const ShardQueueCounts: MessageFns<ShardQueueCounts> = {
-  encode(
-    message: ShardQueueCounts,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ShardQueueCounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.shard !== "") {
       writer.uint32(10).string(message.shard);
     }
@@ -2994,8 +2828,7 @@ export const ShardQueueCounts: MessageFns<ShardQueueCounts> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ShardQueueCounts {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3038,9 +2871,7 @@ export const ShardQueueCounts: MessageFns<ShardQueueCounts> = {
   fromJSON(object: any): ShardQueueCounts {
     return {
       shard: isSet(object.shard) ? globalThis.String(object.shard) : "",
-      counts: isSet(object.counts)
-        ? QueueCounts.fromJSON(object.counts)
-        : undefined,
+      counts: isSet(object.counts) ? QueueCounts.fromJSON(object.counts) : undefined,
     };
   },
 
@@ -3074,10 +2905,7 @@ function createBaseQueueStatsResponse(): QueueStatsResponse {
 }
 
 export const QueueStatsResponse: MessageFns<QueueStatsResponse> = {
-  encode(
-    message: QueueStatsResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: QueueStatsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.total !== undefined) {
       QueueCounts.encode(message.total, writer.uint32(10).fork()).join();
     }
@@ -3090,12 +2918,8 @@ export const QueueStatsResponse: MessageFns<QueueStatsResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): QueueStatsResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): QueueStatsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3120,9 +2944,7 @@ export const QueueStatsResponse: MessageFns<QueueStatsResponse> = {
               break;
             }
 
-            message.shards.push(
-              ShardQueueCounts.decode(reader, reader.uint32()),
-            );
+            message.shards.push(ShardQueueCounts.decode(reader, reader.uint32()));
             continue;
           }
           case 3: {
@@ -3147,9 +2969,7 @@ export const QueueStatsResponse: MessageFns<QueueStatsResponse> = {
 
   fromJSON(object: any): QueueStatsResponse {
     return {
-      total: isSet(object.total)
-        ? QueueCounts.fromJSON(object.total)
-        : undefined,
+      total: isSet(object.total) ? QueueCounts.fromJSON(object.total) : undefined,
       shards: globalThis.Array.isArray(object?.shards)
         ? object.shards.map((e: any) => ShardQueueCounts.fromJSON(e))
         : [],
@@ -3184,8 +3004,7 @@ export const QueueStatsResponse: MessageFns<QueueStatsResponse> = {
       object.total !== undefined && object.total !== null
         ? QueueCounts.fromPartial(object.total)
         : undefined;
-    message.shards =
-      object.shards?.map((e) => ShardQueueCounts.fromPartial(e)) || [];
+    message.shards = object.shards?.map((e) => ShardQueueCounts.fromPartial(e)) || [];
     message.unavailableShards = object.unavailableShards?.map((e) => e) || [];
     return message;
   },
@@ -3196,10 +3015,7 @@ function createBaseListDeadRequest(): ListDeadRequest {
 }
 
 export const ListDeadRequest: MessageFns<ListDeadRequest> = {
-  encode(
-    message: ListDeadRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListDeadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -3213,8 +3029,7 @@ export const ListDeadRequest: MessageFns<ListDeadRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ListDeadRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3309,10 +3124,7 @@ function createBaseListDeadResponse(): ListDeadResponse {
 }
 
 export const ListDeadResponse: MessageFns<ListDeadResponse> = {
-  encode(
-    message: ListDeadResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListDeadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       Task.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -3326,8 +3138,7 @@ export const ListDeadResponse: MessageFns<ListDeadResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ListDeadResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3424,10 +3235,7 @@ function createBaseRedriveDeadRequest(): RedriveDeadRequest {
 }
 
 export const RedriveDeadRequest: MessageFns<RedriveDeadRequest> = {
-  encode(
-    message: RedriveDeadRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RedriveDeadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -3443,12 +3251,8 @@ export const RedriveDeadRequest: MessageFns<RedriveDeadRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RedriveDeadRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3560,10 +3364,7 @@ function createBaseRedriveDeadResponse(): RedriveDeadResponse {
 }
 
 export const RedriveDeadResponse: MessageFns<RedriveDeadResponse> = {
-  encode(
-    message: RedriveDeadResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: RedriveDeadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.redriven !== 0) {
       writer.uint32(8).uint64(message.redriven);
     }
@@ -3576,12 +3377,8 @@ export const RedriveDeadResponse: MessageFns<RedriveDeadResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): RedriveDeadResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): RedriveDeadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3632,9 +3429,7 @@ export const RedriveDeadResponse: MessageFns<RedriveDeadResponse> = {
   fromJSON(object: any): RedriveDeadResponse {
     return {
       redriven: isSet(object.redriven) ? globalThis.Number(object.redriven) : 0,
-      remaining: isSet(object.remaining)
-        ? globalThis.Number(object.remaining)
-        : 0,
+      remaining: isSet(object.remaining) ? globalThis.Number(object.remaining) : 0,
       notFound: globalThis.Array.isArray(object?.notFound)
         ? object.notFound.map((e: any) => globalThis.String(e))
         : globalThis.Array.isArray(object?.not_found)
@@ -3674,10 +3469,7 @@ function createBasePurgeDeadRequest(): PurgeDeadRequest {
 }
 
 export const PurgeDeadRequest: MessageFns<PurgeDeadRequest> = {
-  encode(
-    message: PurgeDeadRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: PurgeDeadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -3691,8 +3483,7 @@ export const PurgeDeadRequest: MessageFns<PurgeDeadRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): PurgeDeadRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3787,10 +3578,7 @@ function createBasePurgeDeadResponse(): PurgeDeadResponse {
 }
 
 export const PurgeDeadResponse: MessageFns<PurgeDeadResponse> = {
-  encode(
-    message: PurgeDeadResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: PurgeDeadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.purged !== 0) {
       writer.uint32(8).uint64(message.purged);
     }
@@ -3804,8 +3592,7 @@ export const PurgeDeadResponse: MessageFns<PurgeDeadResponse> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): PurgeDeadResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -3856,9 +3643,7 @@ export const PurgeDeadResponse: MessageFns<PurgeDeadResponse> = {
   fromJSON(object: any): PurgeDeadResponse {
     return {
       purged: isSet(object.purged) ? globalThis.Number(object.purged) : 0,
-      remaining: isSet(object.remaining)
-        ? globalThis.Number(object.remaining)
-        : 0,
+      remaining: isSet(object.remaining) ? globalThis.Number(object.remaining) : 0,
       notFound: globalThis.Array.isArray(object?.notFound)
         ? object.notFound.map((e: any) => globalThis.String(e))
         : globalThis.Array.isArray(object?.not_found)
@@ -4353,8 +4138,7 @@ function base64FromBytes(arr: Uint8Array): string {
   }
 }
 
-type Builtin =
-  Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 type DeepPartial<T> = T extends Builtin
   ? T

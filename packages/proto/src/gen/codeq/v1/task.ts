@@ -297,10 +297,7 @@ function createBaseBackoffPolicy(): BackoffPolicy {
 }
 
 export const BackoffPolicy: MessageFns<BackoffPolicy> = {
-  encode(
-    message: BackoffPolicy,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: BackoffPolicy, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.kind !== 0) {
       writer.uint32(8).int32(message.kind);
     }
@@ -317,8 +314,7 @@ export const BackoffPolicy: MessageFns<BackoffPolicy> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): BackoffPolicy {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -445,10 +441,7 @@ function createBaseTask(): Task {
 }
 
 export const Task: MessageFns<Task> = {
-  encode(
-    message: Task,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Task, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
     }
@@ -479,14 +472,9 @@ export const Task: MessageFns<Task> = {
     if (message.idempotencyKey !== "") {
       writer.uint32(82).string(message.idempotencyKey);
     }
-    globalThis.Object.entries(message.headers).forEach(
-      ([key, value]: [string, string]) => {
-        Task_HeadersEntry.encode(
-          { key: key as any, value },
-          writer.uint32(90).fork(),
-        ).join();
-      },
-    );
+    globalThis.Object.entries(message.headers).forEach(([key, value]: [string, string]) => {
+      Task_HeadersEntry.encode({ key: key as any, value }, writer.uint32(90).fork()).join();
+    });
     if (message.createdAtMs !== 0) {
       writer.uint32(96).int64(message.createdAtMs);
     }
@@ -512,8 +500,7 @@ export const Task: MessageFns<Task> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Task {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -689,9 +676,7 @@ export const Task: MessageFns<Task> = {
       id: isSet(object.id) ? globalThis.String(object.id) : "",
       command: isSet(object.command) ? globalThis.String(object.command) : "",
       tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
-      payload: isSet(object.payload)
-        ? bytesFromBase64(object.payload)
-        : new Uint8Array(0),
+      payload: isSet(object.payload) ? bytesFromBase64(object.payload) : new Uint8Array(0),
       priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
       runAtMs: isSet(object.runAtMs)
         ? globalThis.Number(object.runAtMs)
@@ -704,9 +689,7 @@ export const Task: MessageFns<Task> = {
           ? globalThis.Number(object.max_attempts)
           : 0,
       attempts: isSet(object.attempts) ? globalThis.Number(object.attempts) : 0,
-      backoff: isSet(object.backoff)
-        ? BackoffPolicy.fromJSON(object.backoff)
-        : undefined,
+      backoff: isSet(object.backoff) ? BackoffPolicy.fromJSON(object.backoff) : undefined,
       idempotencyKey: isSet(object.idempotencyKey)
         ? globalThis.String(object.idempotencyKey)
         : isSet(object.idempotency_key)
@@ -742,9 +725,7 @@ export const Task: MessageFns<Task> = {
         : isSet(object.last_error)
           ? globalThis.String(object.last_error)
           : "",
-      result: isSet(object.result)
-        ? bytesFromBase64(object.result)
-        : new Uint8Array(0),
+      result: isSet(object.result) ? bytesFromBase64(object.result) : new Uint8Array(0),
       shard: isSet(object.shard) ? globalThis.String(object.shard) : "",
       leaseDeadlineMs: isSet(object.leaseDeadlineMs)
         ? globalThis.Number(object.leaseDeadlineMs)
@@ -787,10 +768,7 @@ export const Task: MessageFns<Task> = {
       obj.idempotencyKey = message.idempotencyKey;
     }
     if (message.headers) {
-      const entries = globalThis.Object.entries(message.headers) as [
-        string,
-        string,
-      ][];
+      const entries = globalThis.Object.entries(message.headers) as [string, string][];
       if (entries.length > 0) {
         obj.headers = {};
         entries.forEach(([k, v]) => {
@@ -842,15 +820,12 @@ export const Task: MessageFns<Task> = {
     message.idempotencyKey = object.idempotencyKey ?? "";
     message.headers = (
       globalThis.Object.entries(object.headers ?? {}) as [string, string][]
-    ).reduce(
-      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
-        if (value !== undefined) {
-          acc[key] = globalThis.String(value);
-        }
-        return acc;
-      },
-      {},
-    );
+    ).reduce((acc: { [key: string]: string }, [key, value]: [string, string]) => {
+      if (value !== undefined) {
+        acc[key] = globalThis.String(value);
+      }
+      return acc;
+    }, {});
     message.createdAtMs = object.createdAtMs ?? 0;
     message.updatedAtMs = object.updatedAtMs ?? 0;
     message.state = object.state ?? 0;
@@ -867,10 +842,7 @@ function createBaseTask_HeadersEntry(): Task_HeadersEntry {
 }
 
 export const Task_HeadersEntry: MessageFns<Task_HeadersEntry> = {
-  encode(
-    message: Task_HeadersEntry,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: Task_HeadersEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.key !== "") {
       writer.uint32(10).string(message.key);
     }
@@ -881,8 +853,7 @@ export const Task_HeadersEntry: MessageFns<Task_HeadersEntry> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): Task_HeadersEntry {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -956,10 +927,7 @@ function createBaseLeasedTask(): LeasedTask {
 }
 
 export const LeasedTask: MessageFns<LeasedTask> = {
-  encode(
-    message: LeasedTask,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: LeasedTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
@@ -973,8 +941,7 @@ export const LeasedTask: MessageFns<LeasedTask> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): LeasedTask {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1058,9 +1025,7 @@ export const LeasedTask: MessageFns<LeasedTask> = {
   fromPartial(object: DeepPartial<LeasedTask>): LeasedTask {
     const message = createBaseLeasedTask();
     message.task =
-      object.task !== undefined && object.task !== null
-        ? Task.fromPartial(object.task)
-        : undefined;
+      object.task !== undefined && object.task !== null ? Task.fromPartial(object.task) : undefined;
     message.leaseToken = object.leaseToken ?? "";
     message.leaseDeadlineMs = object.leaseDeadlineMs ?? 0;
     return message;
@@ -1072,10 +1037,7 @@ function createBaseItemStatus(): ItemStatus {
 }
 
 export const ItemStatus: MessageFns<ItemStatus> = {
-  encode(
-    message: ItemStatus,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ItemStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.code !== 0) {
       writer.uint32(8).uint32(message.code);
     }
@@ -1086,8 +1048,7 @@ export const ItemStatus: MessageFns<ItemStatus> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ItemStatus {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1161,10 +1122,7 @@ function createBaseAckItem(): AckItem {
 }
 
 export const AckItem: MessageFns<AckItem> = {
-  encode(
-    message: AckItem,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: AckItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.leaseToken !== "") {
       writer.uint32(10).string(message.leaseToken);
     }
@@ -1175,8 +1133,7 @@ export const AckItem: MessageFns<AckItem> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): AckItem {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1223,9 +1180,7 @@ export const AckItem: MessageFns<AckItem> = {
         : isSet(object.lease_token)
           ? globalThis.String(object.lease_token)
           : "",
-      result: isSet(object.result)
-        ? bytesFromBase64(object.result)
-        : new Uint8Array(0),
+      result: isSet(object.result) ? bytesFromBase64(object.result) : new Uint8Array(0),
     };
   },
 
@@ -1256,10 +1211,7 @@ function createBaseNackItem(): NackItem {
 }
 
 export const NackItem: MessageFns<NackItem> = {
-  encode(
-    message: NackItem,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: NackItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.leaseToken !== "") {
       writer.uint32(10).string(message.leaseToken);
     }
@@ -1276,8 +1228,7 @@ export const NackItem: MessageFns<NackItem> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): NackItem {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1389,10 +1340,7 @@ function createBaseExtendItem(): ExtendItem {
 }
 
 export const ExtendItem: MessageFns<ExtendItem> = {
-  encode(
-    message: ExtendItem,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ExtendItem, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.leaseToken !== "") {
       writer.uint32(10).string(message.leaseToken);
     }
@@ -1403,8 +1351,7 @@ export const ExtendItem: MessageFns<ExtendItem> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ExtendItem {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1486,10 +1433,7 @@ function createBaseExtendResult(): ExtendResult {
 }
 
 export const ExtendResult: MessageFns<ExtendResult> = {
-  encode(
-    message: ExtendResult,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ExtendResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.status !== undefined) {
       ItemStatus.encode(message.status, writer.uint32(10).fork()).join();
     }
@@ -1500,8 +1444,7 @@ export const ExtendResult: MessageFns<ExtendResult> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ExtendResult {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1543,9 +1486,7 @@ export const ExtendResult: MessageFns<ExtendResult> = {
 
   fromJSON(object: any): ExtendResult {
     return {
-      status: isSet(object.status)
-        ? ItemStatus.fromJSON(object.status)
-        : undefined,
+      status: isSet(object.status) ? ItemStatus.fromJSON(object.status) : undefined,
       leaseDeadlineMs: isSet(object.leaseDeadlineMs)
         ? globalThis.Number(object.leaseDeadlineMs)
         : isSet(object.lease_deadline_ms)
@@ -1591,10 +1532,7 @@ function createBaseQueueCounts(): QueueCounts {
 }
 
 export const QueueCounts: MessageFns<QueueCounts> = {
-  encode(
-    message: QueueCounts,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: QueueCounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.readyByPriority.length !== 0) {
       writer.uint32(10).fork();
       for (const v of message.readyByPriority) {
@@ -1621,8 +1559,7 @@ export const QueueCounts: MessageFns<QueueCounts> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): QueueCounts {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -1712,14 +1649,10 @@ export const QueueCounts: MessageFns<QueueCounts> = {
           ? object.ready_by_priority.map((e: any) => globalThis.Number(e))
           : [],
       ready: isSet(object.ready) ? globalThis.Number(object.ready) : 0,
-      scheduled: isSet(object.scheduled)
-        ? globalThis.Number(object.scheduled)
-        : 0,
+      scheduled: isSet(object.scheduled) ? globalThis.Number(object.scheduled) : 0,
       leased: isSet(object.leased) ? globalThis.Number(object.leased) : 0,
       dead: isSet(object.dead) ? globalThis.Number(object.dead) : 0,
-      completed: isSet(object.completed)
-        ? globalThis.Number(object.completed)
-        : 0,
+      completed: isSet(object.completed) ? globalThis.Number(object.completed) : 0,
     };
   },
 
@@ -1786,8 +1719,7 @@ function base64FromBytes(arr: Uint8Array): string {
   }
 }
 
-type Builtin =
-  Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 type DeepPartial<T> = T extends Builtin
   ? T

@@ -96,10 +96,7 @@ function createBaseImportedTask(): ImportedTask {
 }
 
 export const ImportedTask: MessageFns<ImportedTask> = {
-  encode(
-    message: ImportedTask,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ImportedTask, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.task !== undefined) {
       Task.encode(message.task, writer.uint32(10).fork()).join();
     }
@@ -110,8 +107,7 @@ export const ImportedTask: MessageFns<ImportedTask> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ImportedTask {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -179,9 +175,7 @@ export const ImportedTask: MessageFns<ImportedTask> = {
   fromPartial(object: DeepPartial<ImportedTask>): ImportedTask {
     const message = createBaseImportedTask();
     message.task =
-      object.task !== undefined && object.task !== null
-        ? Task.fromPartial(object.task)
-        : undefined;
+      object.task !== undefined && object.task !== null ? Task.fromPartial(object.task) : undefined;
     message.idempotencyExpiresAtMs = object.idempotencyExpiresAtMs ?? 0;
     return message;
   },
@@ -192,10 +186,7 @@ function createBaseImportTasksRequest(): ImportTasksRequest {
 }
 
 export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
-  encode(
-    message: ImportTasksRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ImportTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -211,12 +202,8 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ImportTasksRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -322,10 +309,7 @@ function createBaseImportTasksResponse(): ImportTasksResponse {
 }
 
 export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
-  encode(
-    message: ImportTasksResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ImportTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.imported) {
       writer.uint32(10).string(v!);
     }
@@ -335,12 +319,8 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ImportTasksResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ImportTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -420,10 +400,7 @@ function createBaseListQueuesRequest(): ListQueuesRequest {
 }
 
 export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
-  encode(
-    message: ListQueuesRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListQueuesRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.command !== "") {
       writer.uint32(10).string(message.command);
     }
@@ -437,8 +414,7 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): ListQueuesRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -533,10 +509,7 @@ function createBaseQueueSummary(): QueueSummary {
 }
 
 export const QueueSummary: MessageFns<QueueSummary> = {
-  encode(
-    message: QueueSummary,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: QueueSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.tenant !== "") {
       writer.uint32(10).string(message.tenant);
     }
@@ -547,8 +520,7 @@ export const QueueSummary: MessageFns<QueueSummary> = {
   },
 
   decode(input: BinaryReader | Uint8Array, length?: number): QueueSummary {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -591,9 +563,7 @@ export const QueueSummary: MessageFns<QueueSummary> = {
   fromJSON(object: any): QueueSummary {
     return {
       tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
-      counts: isSet(object.counts)
-        ? QueueCounts.fromJSON(object.counts)
-        : undefined,
+      counts: isSet(object.counts) ? QueueCounts.fromJSON(object.counts) : undefined,
     };
   },
 
@@ -627,10 +597,7 @@ function createBaseListQueuesResponse(): ListQueuesResponse {
 }
 
 export const ListQueuesResponse: MessageFns<ListQueuesResponse> = {
-  encode(
-    message: ListQueuesResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: ListQueuesResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.queues) {
       QueueSummary.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -640,12 +607,8 @@ export const ListQueuesResponse: MessageFns<ListQueuesResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): ListQueuesResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): ListQueuesResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -714,8 +677,7 @@ export const ListQueuesResponse: MessageFns<ListQueuesResponse> = {
   },
   fromPartial(object: DeepPartial<ListQueuesResponse>): ListQueuesResponse {
     const message = createBaseListQueuesResponse();
-    message.queues =
-      object.queues?.map((e) => QueueSummary.fromPartial(e)) || [];
+    message.queues = object.queues?.map((e) => QueueSummary.fromPartial(e)) || [];
     message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
@@ -726,19 +688,12 @@ function createBaseGetShardStatusRequest(): GetShardStatusRequest {
 }
 
 export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
-  encode(
-    _: GetShardStatusRequest,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(_: GetShardStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): GetShardStatusRequest {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): GetShardStatusRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -792,10 +747,7 @@ function createBaseGetShardStatusResponse(): GetShardStatusResponse {
 }
 
 export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
-  encode(
-    message: GetShardStatusResponse,
-    writer: BinaryWriter = new BinaryWriter(),
-  ): BinaryWriter {
+  encode(message: GetShardStatusResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.shard !== "") {
       writer.uint32(10).string(message.shard);
     }
@@ -817,12 +769,8 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     return writer;
   },
 
-  decode(
-    input: BinaryReader | Uint8Array,
-    length?: number,
-  ): GetShardStatusResponse {
-    const reader =
-      input instanceof BinaryReader ? input : new BinaryReader(input);
+  decode(input: BinaryReader | Uint8Array, length?: number): GetShardStatusResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
       throw new globalThis.Error("protobuf decode recursion limit exceeded");
@@ -917,9 +865,7 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
         : isSet(object.open_streams)
           ? globalThis.Number(object.open_streams)
           : 0,
-      lifecycle: isSet(object.lifecycle)
-        ? globalThis.String(object.lifecycle)
-        : "",
+      lifecycle: isSet(object.lifecycle) ? globalThis.String(object.lifecycle) : "",
     };
   },
 
@@ -949,9 +895,7 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
   create(base?: DeepPartial<GetShardStatusResponse>): GetShardStatusResponse {
     return GetShardStatusResponse.fromPartial(base ?? {});
   },
-  fromPartial(
-    object: DeepPartial<GetShardStatusResponse>,
-  ): GetShardStatusResponse {
+  fromPartial(object: DeepPartial<GetShardStatusResponse>): GetShardStatusResponse {
     const message = createBaseGetShardStatusResponse();
     message.shard = object.shard ?? "";
     message.storeReachable = object.storeReachable ?? false;
@@ -1067,8 +1011,7 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
   ): Promise<GetShardStatusResponse>;
 }
 
-type Builtin =
-  Date | Function | Uint8Array | string | number | boolean | undefined;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
 type DeepPartial<T> = T extends Builtin
   ? T

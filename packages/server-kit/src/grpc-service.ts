@@ -1,0 +1,92 @@
+import { createServer, type Server } from "nice-grpc";
+import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
+import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
+import { loadDescriptorSet } from "@codeq/proto";
+import type { Logger } from "./logger";
+import { Lifecycle } from "./lifecycle";
+
+export interface GrpcServiceOptions {
+  /** host:port; port 0 picks a free one. */
+  listen: string;
+  logger: Logger;
+  /** Adds the service implementations; returns their full names (for health and reflection). */
+  register(server: Server): string[];
+}
+
+/** A running gRPC server with health (grpc.health.v1), reflection and an explicit lifecycle. */
+export interface GrpcService {
+  readonly server: Server;
+  readonly port: number;
+  readonly lifecycle: Lifecycle;
+  readonly health: HealthState;
+  /**
+   * Graceful shutdown: health NOT_SERVING, stop accepting calls, let in-flight calls
+   * finish for up to `graceMs`, then force.
+   */
+  shutdown(graceMs: number): Promise<void>;
+}
+
+export async function startGrpcService(options: GrpcServiceOptions): Promise<GrpcService> {
+  const lifecycle = new Lifecycle();
+  const health = HealthState();
+  const server = createServer();
+  const names = options.register(server);
+  server.add(HealthDefinition, HealthServiceImpl(health));
+  server.add(
+    ServerReflectionService,
+    ServerReflection(loadDescriptorSet(), [...names, "grpc.health.v1.Health"]),
+  );
+  const port = await server.listen(options.listen);
+  const setAll = (status: "healthy" | "unhealthy") => {
+    health.setStatus(status);
+    for (const name of names) health.setStatus(status, name);
+  };
+  setAll("healthy");
+  lifecycle.to("serving");
+  options.logger.info({ listen: options.listen, port, services: names }, "serving");
+
+  return {
+    server,
+    port,
+    lifecycle,
+    health,
+    async shutdown(graceMs) {
+      if (!lifecycle.to("draining")) return;
+      setAll("unhealthy");
+      options.logger.info({ graceMs }, "draining");
+      const force = setTimeout(() => {
+        options.logger.warn("grace period over; closing remaining calls");
+        server.forceShutdown();
+      }, graceMs);
+      try {
+        await server.shutdown();
+      } finally {
+        clearTimeout(force);
+        lifecycle.to("stopped");
+        options.logger.info("stopped");
+      }
+    },
+  };
+}
+
+/** Runs `stop` once on the first SIGTERM or SIGINT; a second signal exits at once. */
+export function onShutdownSignal(stop: () => Promise<void>, logger: Logger): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal; exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, "shutdown requested");
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", handler);
+  process.on("SIGINT", handler);
+}

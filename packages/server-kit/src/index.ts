@@ -1,0 +1,9 @@
+export { createLogger, type Logger } from "./logger";
+export { loadConfig, ConfigError, envKeyToField } from "./config-loader";
+export { Lifecycle, type LifecycleState } from "./lifecycle";
+export {
+  startGrpcService,
+  onShutdownSignal,
+  type GrpcService,
+  type GrpcServiceOptions,
+} from "./grpc-service";

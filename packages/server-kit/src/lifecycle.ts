@@ -1,0 +1,34 @@
+/** starting → serving → draining → stopped; never backwards. */
+export type LifecycleState = "starting" | "serving" | "draining" | "stopped";
+
+const order: Record<LifecycleState, number> = { starting: 0, serving: 1, draining: 2, stopped: 3 };
+
+/** The explicit lifecycle of a process, with an AbortSignal that fires when draining begins. */
+export class Lifecycle {
+  private current: LifecycleState = "starting";
+  private readonly draining = new AbortController();
+  private readonly listeners = new Set<(state: LifecycleState) => void>();
+
+  get state(): LifecycleState {
+    return this.current;
+  }
+
+  /** Aborted once the process starts draining: long polls and streams end on it. */
+  get signal(): AbortSignal {
+    return this.draining.signal;
+  }
+
+  /** Moves forward to `next`; moving backwards or sideways is ignored and returns false. */
+  to(next: LifecycleState): boolean {
+    if (order[next] <= order[this.current]) return false;
+    this.current = next;
+    if (next === "draining" || next === "stopped") this.draining.abort();
+    for (const listener of this.listeners) listener(next);
+    return true;
+  }
+
+  onChange(listener: (state: LifecycleState) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

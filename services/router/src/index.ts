@@ -1,0 +1,7 @@
+export {
+  loadRouterConfig,
+  routerConfigSchema,
+  ROUTER_ENV_PREFIX,
+  type RouterConfig,
+} from "./config";
+export { startRouter, type Router } from "./router";
