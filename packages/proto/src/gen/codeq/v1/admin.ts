@@ -1451,14 +1451,7 @@ export const ListShardsRequest: MessageFns<ListShardsRequest> = {
 };
 
 function createBaseShardStatus(): ShardStatus {
-  return {
-    shard: undefined,
-    healthy: false,
-    breaker: 0,
-    queueDepth: 0,
-    mapVersion: 0,
-    error: "",
-  };
+  return { shard: undefined, healthy: false, breaker: 0, queueDepth: 0, mapVersion: 0, error: "" };
 }
 
 export const ShardStatus: MessageFns<ShardStatus> = {
@@ -1689,13 +1682,7 @@ export const ListShardsResponse: MessageFns<ListShardsResponse> = {
 };
 
 function createBaseAssignCommandRequest(): AssignCommandRequest {
-  return {
-    command: "",
-    tenant: "",
-    shard: "",
-    dryRun: false,
-    expectedVersion: 0,
-  };
+  return { command: "", tenant: "", shard: "", dryRun: false, expectedVersion: 0 };
 }
 
 export const AssignCommandRequest: MessageFns<AssignCommandRequest> = {
@@ -2618,9 +2605,7 @@ export const RegisterShardRequest: MessageFns<RegisterShardRequest> = {
   },
 
   fromJSON(object: any): RegisterShardRequest {
-    return {
-      shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined,
-    };
+    return { shard: isSet(object.shard) ? Shard.fromJSON(object.shard) : undefined };
   },
 
   toJSON(message: RegisterShardRequest): unknown {
@@ -2858,14 +2843,7 @@ export const RemoveShardResponse: MessageFns<RemoveShardResponse> = {
 };
 
 function createBaseAuditEvent(): AuditEvent {
-  return {
-    atMs: 0,
-    actor: "",
-    action: "",
-    versionBefore: 0,
-    versionAfter: 0,
-    summary: "",
-  };
+  return { atMs: 0, actor: "", action: "", versionBefore: 0, versionAfter: 0, summary: "" };
 }
 
 export const AuditEvent: MessageFns<AuditEvent> = {

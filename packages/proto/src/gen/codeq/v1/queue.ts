@@ -1230,13 +1230,7 @@ export const EnqueueStreamResponse: MessageFns<EnqueueStreamResponse> = {
 };
 
 function createBaseLeaseRequest(): LeaseRequest {
-  return {
-    commands: [],
-    maxTasks: 0,
-    waitMs: 0,
-    leaseDurationMs: 0,
-    allTenants: false,
-  };
+  return { commands: [], maxTasks: 0, waitMs: 0, leaseDurationMs: 0, allTenants: false };
 }
 
 export const LeaseRequest: MessageFns<LeaseRequest> = {
@@ -1589,14 +1583,7 @@ export const Subscription: MessageFns<Subscription> = {
 };
 
 function createBaseLeaseStreamRequest(): LeaseStreamRequest {
-  return {
-    subscribe: undefined,
-    credits: 0,
-    requestId: 0,
-    acks: [],
-    nacks: [],
-    extends: [],
-  };
+  return { subscribe: undefined, credits: 0, requestId: 0, acks: [], nacks: [], extends: [] };
 }
 
 export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
@@ -2719,9 +2706,7 @@ export const GetTaskResponse: MessageFns<GetTaskResponse> = {
   },
 
   fromJSON(object: any): GetTaskResponse {
-    return {
-      task: isSet(object.task) ? Task.fromJSON(object.task) : undefined,
-    };
+    return { task: isSet(object.task) ? Task.fromJSON(object.task) : undefined };
   },
 
   toJSON(message: GetTaskResponse): unknown {
@@ -2789,9 +2774,7 @@ export const QueueStatsRequest: MessageFns<QueueStatsRequest> = {
   },
 
   fromJSON(object: any): QueueStatsRequest {
-    return {
-      command: isSet(object.command) ? globalThis.String(object.command) : "",
-    };
+    return { command: isSet(object.command) ? globalThis.String(object.command) : "" };
   },
 
   toJSON(message: QueueStatsRequest): unknown {

@@ -1521,14 +1521,7 @@ export const ExtendResult: MessageFns<ExtendResult> = {
 };
 
 function createBaseQueueCounts(): QueueCounts {
-  return {
-    readyByPriority: [],
-    ready: 0,
-    scheduled: 0,
-    leased: 0,
-    dead: 0,
-    completed: 0,
-  };
+  return { readyByPriority: [], ready: 0, scheduled: 0, leased: 0, dead: 0, completed: 0 };
 }
 
 export const QueueCounts: MessageFns<QueueCounts> = {
