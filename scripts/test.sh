@@ -10,4 +10,12 @@ bash scripts/ensure-deps.sh
 echo "test: build (tests start the services from dist/)"
 npm run build --silent
 echo "test: jest"
-exec npx jest --ci "$@"
+mkdir -p .tmp
+status=0
+npx jest --ci --json --outputFile=.tmp/jest-results.json "$@" || status=$?
+# One plain closing line: "tests: N passed, N failed, N skipped".
+node -e '
+  const r = require("./.tmp/jest-results.json");
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' 2>/dev/null || true
+exit "$status"
