@@ -1,0 +1,116 @@
+import type { EngineContext } from "./engine-context";
+import { invalidArgument } from "./errors";
+import type { QueueRef } from "./keys";
+import type { StoredTask } from "./task-record";
+
+export interface DeadPage {
+  readonly tasks: StoredTask[];
+  /** Pass back to get the next page; undefined on the last page. */
+  readonly cursor: string | undefined;
+}
+
+function checkLimit(name: string, value: number, max: number): void {
+  if (!Number.isInteger(value) || value < 1 || value > max)
+    throw invalidArgument(`${name} must be 1..${max}, got ${value}`);
+}
+
+/** A page of the DLQ, oldest first. The cursor is "<death ms>:<task id>" of the last task returned. */
+export async function listDead(
+  ctx: EngineContext,
+  queue: QueueRef,
+  pageSize: number,
+  cursor?: string,
+): Promise<DeadPage> {
+  checkLimit("page size", pageSize, 1000);
+  let afterScore = "-inf";
+  let afterId = "";
+  if (cursor) {
+    const match = /^(\d{1,16}):([0-9A-Z]{26})$/.exec(cursor);
+    if (!match) throw invalidArgument("page token is not one this queue issued");
+    afterScore = match[1]!;
+    afterId = match[2]!;
+  }
+  const k = ctx.keys(queue);
+  const reply = await ctx.runner.runBuffer<Buffer[]>(
+    "dead-list",
+    [k.tasks, k.payloads, k.dead],
+    [afterScore, afterId, pageSize],
+  );
+  const tasks: StoredTask[] = [];
+  let last = "";
+  for (let i = 0; i < reply.length; i += 4) {
+    tasks.push(ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!));
+    last = `${reply[i + 3]!.toString()}:${reply[i]!.toString()}`;
+  }
+  return { tasks, cursor: tasks.length === pageSize ? last : undefined };
+}
+
+export interface DeadBatchOutcome {
+  /** Tasks redriven or purged by this call. */
+  readonly count: number;
+  /** Dead tasks left in the queue. */
+  readonly remaining: number;
+  /** Requested ids that were not dead tasks of this queue. */
+  readonly notFound: string[];
+}
+
+function decodeBatch(reply: Array<number | string>): DeadBatchOutcome {
+  return {
+    count: reply[0] as number,
+    remaining: reply[1] as number,
+    notFound: reply.slice(2) as string[],
+  };
+}
+
+/** Moves dead tasks (the given ones, or the oldest) back to READY with attempts reset; at most `limit`. */
+export async function redrive(
+  ctx: EngineContext,
+  queue: QueueRef,
+  limit: number,
+  ids: readonly string[] = [],
+): Promise<DeadBatchOutcome> {
+  checkLimit("limit", limit, 1000);
+  const k = ctx.keys(queue);
+  return decodeBatch(
+    await ctx.runner.run(
+      "redrive",
+      [k.tasks, k.dead, ...k.ready],
+      [ctx.clock.now(), limit, ...ids],
+    ),
+  );
+}
+
+/** Deletes dead tasks (the given ones, or the oldest) for good; at most `limit`. */
+export async function purge(
+  ctx: EngineContext,
+  queue: QueueRef,
+  limit: number,
+  ids: readonly string[] = [],
+): Promise<DeadBatchOutcome> {
+  checkLimit("limit", limit, 10_000);
+  const k = ctx.keys(queue);
+  return decodeBatch(
+    await ctx.runner.run("purge", [k.tasks, k.payloads, k.results, k.dead], [limit, ...ids]),
+  );
+}
+
+export interface CleanupOutcome {
+  readonly completed: number;
+  readonly dead: number;
+  readonly idempotencyKeys: number;
+}
+
+/** Retention: deletes completed and dead tasks past their windows, up to `limit` of each. */
+export async function cleanup(
+  ctx: EngineContext,
+  queue: QueueRef,
+  limit: number,
+): Promise<CleanupOutcome> {
+  const k = ctx.keys(queue);
+  const [completed, dead, idempotencyKeys] = await ctx.runner.run<[number, number, number]>(
+    "cleanup",
+    [k.tasks, k.payloads, k.results, k.completed, k.dead, k.idemidx],
+    [ctx.clock.now(), ctx.completedRetentionMs, ctx.deadRetentionMs, limit],
+  );
+  return { completed, dead, idempotencyKeys };
+}

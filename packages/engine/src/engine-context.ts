@@ -1,0 +1,142 @@
+import { randomBytes } from "node:crypto";
+import type { Redis } from "ioredis";
+import { SystemClock, type Clock } from "./clock";
+import { invalidArgument } from "./errors";
+import {
+  queueId,
+  queueKeys,
+  shardKeys,
+  SHARD_ID_PATTERN,
+  type KeyLayout,
+  type QueueKeys,
+  type QueueRef,
+  type ShardKeys,
+} from "./keys";
+import { LeaseTokenCodec } from "./lease-token";
+import { ScriptRunner } from "./script-runner";
+import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
+import { TaskIdGenerator } from "./task-id";
+import { parseRecord, type StoredTask } from "./task-record";
+
+export interface EngineOptions {
+  /** This shard's id; it is part of every key (sharded layout) and every lease token. */
+  readonly shard: string;
+  /** First segment of every key. Default "codeq". */
+  readonly keyPrefix?: string;
+  /** "legacy" drops the shard segment (single-shard deployments). Default "sharded". */
+  readonly layout?: KeyLayout;
+  readonly clock?: Clock;
+  /** Source of [0,1) values for jitter. Default Math.random. */
+  readonly random?: () => number;
+  /** How long an idempotency key deduplicates, ms. Default 24 h. */
+  readonly idempotencyWindowMs?: number;
+  /** How long COMPLETED tasks are kept, ms; 0 deletes at ack. Default 10 min. */
+  readonly completedRetentionMs?: number;
+  /** How long DEAD tasks are kept, ms. Default 7 days. */
+  readonly deadRetentionMs?: number;
+  /** Due scheduled tasks a lease promotes first, at most. Default 1000. */
+  readonly promoteLimit?: number;
+  readonly limits?: Partial<TaskLimits>;
+  /** Secret that signs lease tokens. Default: one stored in the shard's own store, created once. */
+  readonly tokenSecret?: Buffer;
+}
+
+/** Everything the engine's operations share; built once per engine. */
+export interface EngineContext {
+  readonly shard: string;
+  readonly runner: ScriptRunner;
+  readonly redis: Redis;
+  readonly clock: Clock;
+  readonly random: () => number;
+  readonly ids: TaskIdGenerator;
+  readonly tokens: LeaseTokenCodec;
+  readonly limits: TaskLimits;
+  readonly idempotencyWindowMs: number;
+  readonly completedRetentionMs: number;
+  readonly deadRetentionMs: number;
+  readonly promoteLimit: number;
+  readonly shardKeys: ShardKeys;
+  keys(queue: QueueRef): QueueKeys;
+  /** Turns a script's [id, record, payload(, result)] into a task. */
+  toTask(
+    queue: QueueRef,
+    raw: Buffer | string,
+    payload: Buffer | string,
+    result?: Buffer | string,
+  ): StoredTask;
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < 0)
+    throw invalidArgument(`${name} must be a non-negative integer`);
+  return v;
+}
+
+/** Reads the shard's token secret, creating it on first use (SET NX keeps concurrent starts in agreement). */
+async function storedSecret(redis: Redis, key: string): Promise<Buffer> {
+  await redis.set(key, randomBytes(32).toString("base64"), "NX");
+  const value = await redis.get(key);
+  if (!value) throw new Error(`lease token secret ${key} could not be read`);
+  return Buffer.from(value, "base64");
+}
+
+export async function createEngineContext(
+  redis: Redis,
+  options: EngineOptions,
+): Promise<EngineContext> {
+  if (!SHARD_ID_PATTERN.test(options.shard))
+    throw invalidArgument(`shard id must match ${SHARD_ID_PATTERN.source}`);
+  const layout = {
+    prefix: options.keyPrefix ?? "codeq",
+    layout: options.layout ?? "sharded",
+    shard: options.shard,
+  } as const;
+  const shard = shardKeys(layout);
+  const secret = options.tokenSecret ?? (await storedSecret(redis, shard.secret));
+  const keyCache = new Map<string, QueueKeys>();
+  return {
+    shard: options.shard,
+    runner: new ScriptRunner(redis),
+    redis,
+    clock: options.clock ?? new SystemClock(),
+    random: options.random ?? Math.random,
+    ids: new TaskIdGenerator(),
+    tokens: new LeaseTokenCodec(secret),
+    limits: { ...DEFAULT_TASK_LIMITS, ...options.limits },
+    idempotencyWindowMs:
+      nonNegative("idempotencyWindowMs", options.idempotencyWindowMs, 24 * 3600_000) || 1,
+    completedRetentionMs: nonNegative(
+      "completedRetentionMs",
+      options.completedRetentionMs,
+      600_000,
+    ),
+    deadRetentionMs: nonNegative("deadRetentionMs", options.deadRetentionMs, 7 * 24 * 3600_000),
+    promoteLimit: nonNegative("promoteLimit", options.promoteLimit, 1000) || 1,
+    shardKeys: shard,
+    keys(queue) {
+      const id = queueId(queue);
+      let keys = keyCache.get(id);
+      if (!keys) {
+        keys = queueKeys(queue, layout);
+        if (keyCache.size > 10_000) keyCache.clear();
+        keyCache.set(id, keys);
+      }
+      return keys;
+    },
+    toTask(queue, raw, payload, result) {
+      const record = parseRecord(raw);
+      const task: StoredTask = {
+        ...record,
+        command: queue.command,
+        tenant: queue.tenant,
+        shard: options.shard,
+        payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload),
+        ...(result && result.length > 0
+          ? { result: Buffer.isBuffer(result) ? result : Buffer.from(result) }
+          : {}),
+      };
+      return task;
+    },
+  };
+}

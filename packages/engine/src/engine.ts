@@ -1,0 +1,191 @@
+import type { Redis } from "ioredis";
+import { createEngineContext, type EngineContext, type EngineOptions } from "./engine-context";
+import {
+  cleanup,
+  listDead,
+  purge,
+  redrive,
+  type CleanupOutcome,
+  type DeadBatchOutcome,
+  type DeadPage,
+} from "./dead-letters";
+import { invalidArgument } from "./errors";
+import { FairLeaser } from "./fair-lease";
+import type { QueueRef } from "./keys";
+import {
+  confirmExport,
+  exportBatch,
+  importTasks,
+  restoreExport,
+  type ExportedTask,
+  type ImportOutcome,
+} from "./migration";
+import {
+  ack,
+  extend,
+  nack,
+  type AckInput,
+  type ExtendInput,
+  type NackInput,
+  type SettleOutcome,
+} from "./settle";
+import { checkName, type TaskSpec } from "./task-spec";
+import type { StoredTask } from "./task-record";
+import * as t from "./transitions";
+
+/**
+ * The queue engine of one shard: every task transition as one atomic Lua script on
+ * the shard's own store. Names are validated here because they become keys.
+ */
+export class QueueEngine {
+  private readonly fair: FairLeaser;
+
+  private constructor(private readonly ctx: EngineContext) {
+    this.fair = new FairLeaser(ctx);
+  }
+
+  /** Opens the engine on a connection: defines the scripts on it and loads the token secret. */
+  static async open(redis: Redis, options: EngineOptions): Promise<QueueEngine> {
+    return new QueueEngine(await createEngineContext(redis, options));
+  }
+
+  get shard(): string {
+    return this.ctx.shard;
+  }
+
+  /** Stores tasks in one queue (all validated first; all or nothing on bad input). */
+  enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<t.EnqueueOutcome[]> {
+    checkQueue(queue);
+    if (specs.length > 1000)
+      throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
+    return t.enqueue(this.ctx, queue, specs);
+  }
+
+  /** Leases up to `max` tasks of one queue: highest priority first, FIFO within one. */
+  lease(queue: QueueRef, options: t.LeaseOptions): Promise<t.Delivery[]> {
+    checkQueue(queue);
+    return t.lease(this.ctx, queue, options);
+  }
+
+  /** Leases across every tenant of a command, round-robin (the cross-tenant worker). */
+  leaseAcrossTenants(command: string, options: t.LeaseOptions): Promise<t.Delivery[]> {
+    checkName("command", command);
+    t.checkLeaseMs(options.leaseMs);
+    return this.fair.lease(command, options);
+  }
+
+  ack(items: readonly AckInput[]): Promise<SettleOutcome[]> {
+    return ack(this.ctx, items);
+  }
+
+  nack(items: readonly NackInput[]): Promise<SettleOutcome[]> {
+    for (const item of items) {
+      if (
+        item.delayMs !== undefined &&
+        (!Number.isInteger(item.delayMs) || item.delayMs < 0 || item.delayMs > 86_400_000)
+      ) {
+        throw invalidArgument(`nack delay must be 0..86400000 ms, got ${item.delayMs}`);
+      }
+      if (item.error !== undefined && Buffer.byteLength(item.error) > 4096)
+        throw invalidArgument("nack error must be at most 4096 bytes");
+    }
+    return nack(this.ctx, items);
+  }
+
+  /** Gives leases back at once (a closed stream): ready again at the head of the list, the attempt counted. */
+  release(tokens: readonly string[], reason = "lease released"): Promise<SettleOutcome[]> {
+    return nack(
+      this.ctx,
+      tokens.map((token) => ({ token, delayMs: 0, error: reason })),
+      true,
+    );
+  }
+
+  extend(items: readonly ExtendInput[]): Promise<SettleOutcome[]> {
+    for (const item of items) if (item.leaseMs) t.checkLeaseMs(item.leaseMs);
+    return extend(this.ctx, items);
+  }
+
+  reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
+    return t.reap(this.ctx, queue, limit);
+  }
+
+  promote(queue: QueueRef, limit = 1000): Promise<number> {
+    return t.promote(this.ctx, queue, limit);
+  }
+
+  /** Queues with a due scheduled task or an expired lease, earliest first. */
+  dueQueues(limit = 100): Promise<QueueRef[]> {
+    return t.dueQueues(this.ctx, limit);
+  }
+
+  /** When the next scheduled task or lease deadline of this shard falls due (undefined: none). */
+  nextDueAt(): Promise<number | undefined> {
+    return t.nextDueAt(this.ctx);
+  }
+
+  getTask(queue: QueueRef, id: string): Promise<StoredTask | undefined> {
+    checkQueue(queue);
+    return t.getTask(this.ctx, queue, id);
+  }
+
+  stats(queue: QueueRef): Promise<t.QueueStats> {
+    checkQueue(queue);
+    return t.stats(this.ctx, queue);
+  }
+
+  /** Every queue that has held a task on this shard (only one command's when given). */
+  queues(command?: string): Promise<QueueRef[]> {
+    return t.queues(this.ctx, command);
+  }
+
+  listDead(queue: QueueRef, pageSize = 100, cursor?: string): Promise<DeadPage> {
+    checkQueue(queue);
+    return listDead(this.ctx, queue, pageSize, cursor);
+  }
+
+  redrive(queue: QueueRef, limit = 100, ids?: readonly string[]): Promise<DeadBatchOutcome> {
+    checkQueue(queue);
+    return redrive(this.ctx, queue, limit, ids);
+  }
+
+  purge(queue: QueueRef, limit = 1000, ids?: readonly string[]): Promise<DeadBatchOutcome> {
+    checkQueue(queue);
+    return purge(this.ctx, queue, limit, ids);
+  }
+
+  cleanup(queue: QueueRef, limit = 1000): Promise<CleanupOutcome> {
+    return cleanup(this.ctx, queue, limit);
+  }
+
+  exportBatch(queue: QueueRef, limit = 100): Promise<ExportedTask[]> {
+    checkQueue(queue);
+    return exportBatch(this.ctx, queue, limit);
+  }
+
+  confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {
+    checkQueue(queue);
+    return confirmExport(this.ctx, queue, ids);
+  }
+
+  restoreExport(queue: QueueRef): Promise<number> {
+    checkQueue(queue);
+    return restoreExport(this.ctx, queue);
+  }
+
+  importTasks(queue: QueueRef, tasks: readonly ExportedTask[]): Promise<ImportOutcome> {
+    checkQueue(queue);
+    return importTasks(this.ctx, queue, tasks);
+  }
+
+  /** Verifies a lease token of this shard; undefined when it is malformed, forged or another shard's. */
+  decodeToken(token: string) {
+    const fields = this.ctx.tokens.decode(token);
+    return fields && fields.shard === this.ctx.shard ? fields : undefined;
+  }
+}
+
+function checkQueue(queue: QueueRef): void {
+  checkName("command", queue.command);
+  checkName("tenant", queue.tenant);
+}

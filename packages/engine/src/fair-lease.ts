@@ -1,0 +1,66 @@
+import type { EngineContext } from "./engine-context";
+import { lease, queues, type Delivery, type LeaseOptions } from "./transitions";
+
+/**
+ * Leases across every tenant of a command for a worker allowed to serve them all.
+ * Tenants are served round-robin: each call starts at the tenant after the one the
+ * previous call served last, and the tasks asked for are split evenly among the
+ * tenants of a round, so a tenant with a huge backlog cannot starve the others.
+ * Tenants come from the shard's queue registry, re-read at most every `refreshMs`.
+ */
+export class FairLeaser {
+  private readonly cursors = new Map<string, number>();
+  private readonly tenants = new Map<string, { at: number; list: string[] }>();
+
+  constructor(
+    private readonly ctx: EngineContext,
+    private readonly refreshMs = 1_000,
+  ) {}
+
+  /** Forgets the cached tenant list of a command (e.g. after an enqueue for a new tenant). */
+  invalidate(command: string): void {
+    this.tenants.delete(command);
+  }
+
+  async lease(command: string, options: LeaseOptions): Promise<Delivery[]> {
+    const all = await this.tenantsOf(command);
+    if (all.length === 0) return [];
+    const start = (this.cursors.get(command) ?? 0) % all.length;
+    // rotate so this call begins where the last one stopped
+    let candidates = [...all.slice(start), ...all.slice(0, start)];
+    const out: Delivery[] = [];
+    let lastServed = -1;
+    while (out.length < options.max && candidates.length > 0) {
+      const remaining = options.max - out.length;
+      const round = candidates.slice(0, Math.min(candidates.length, remaining));
+      const share = Math.floor(remaining / round.length);
+      const extra = remaining - share * round.length;
+      const asks = round.map((_, i) => share + (i < extra ? 1 : 0));
+      const results = await Promise.all(
+        round.map((tenant, i) =>
+          lease(this.ctx, { command, tenant }, { max: asks[i]!, leaseMs: options.leaseMs }),
+        ),
+      );
+      const stillFull: string[] = [];
+      results.forEach((got, i) => {
+        out.push(...got);
+        if (got.length > 0) lastServed = all.indexOf(round[i]!);
+        // a tenant that gave all it was asked may have more
+        if (got.length === asks[i]) stillFull.push(round[i]!);
+      });
+      // tenants not yet asked come before those asked again
+      candidates = [...candidates.slice(round.length), ...stillFull];
+    }
+    if (lastServed >= 0) this.cursors.set(command, lastServed + 1);
+    return out;
+  }
+
+  private async tenantsOf(command: string): Promise<string[]> {
+    const now = Date.now();
+    const cached = this.tenants.get(command);
+    if (cached && now - cached.at < this.refreshMs) return cached.list;
+    const list = (await queues(this.ctx, command)).map((q) => q.tenant);
+    this.tenants.set(command, { at: now, list });
+    return list;
+  }
+}

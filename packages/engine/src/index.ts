@@ -1,0 +1,26 @@
+export { QueueEngine } from "./engine";
+export type { EngineOptions } from "./engine-context";
+export { SystemClock, ManualClock, type Clock } from "./clock";
+export { EngineError, ScriptCode, itemStatus, isStoreError, type EngineErrorKind } from "./errors";
+export {
+  queueKeys,
+  shardKeys,
+  queueId,
+  parseQueueId,
+  NAME_PATTERN,
+  SHARD_ID_PATTERN,
+  PRIORITIES,
+  type KeyLayout,
+  type QueueKeys,
+  type QueueRef,
+  type ShardKeys,
+} from "./keys";
+export { LeaseTokenCodec, leaseTokenShard, type LeaseTokenFields } from "./lease-token";
+export { TaskIdGenerator, TASK_ID_PATTERN } from "./task-id";
+export { DEFAULT_TASK_LIMITS, checkName, type TaskSpec, type TaskLimits } from "./task-spec";
+export type { TaskRecord, StoredTask, TaskState, BackoffPolicy, BackoffKind } from "./task-record";
+export type { EnqueueOutcome, Delivery, LeaseOptions, QueueStats } from "./transitions";
+export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";
+export type { DeadPage, DeadBatchOutcome, CleanupOutcome } from "./dead-letters";
+export type { ExportedTask, ImportOutcome } from "./migration";
+export { scriptSources, LUA_DIR, type ScriptSource } from "./script-loader";

@@ -1,0 +1,117 @@
+import type { EngineContext } from "./engine-context";
+import { invalidArgument, ScriptCode } from "./errors";
+import { queueId, type QueueRef } from "./keys";
+import { parseRecord, type StoredTask } from "./task-record";
+
+/** A task on its way to another shard, with what its idempotency key still needs. */
+export interface ExportedTask {
+  readonly task: StoredTask;
+  /** When the task's idempotency key stops deduplicating; 0 = no live key. */
+  readonly idempotencyExpiresAt: number;
+}
+
+/**
+ * Reserves and returns the next batch of a queue's movable tasks (READY, then
+ * SCHEDULED, then DEAD; never LEASED). Until `confirmExport` or `restoreExport`,
+ * the same batch is returned again: a mover that crashed resumes where it was.
+ */
+export async function exportBatch(
+  ctx: EngineContext,
+  queue: QueueRef,
+  limit: number,
+): Promise<ExportedTask[]> {
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+    throw invalidArgument(`limit must be 1..1000`);
+  const k = ctx.keys(queue);
+  const reply = await ctx.runner.runBuffer<Buffer[]>(
+    "export",
+    [k.tasks, k.payloads, k.scheduled, k.dead, k.moving, k.idemidx, ...k.ready],
+    [ctx.clock.now(), limit],
+  );
+  const out: ExportedTask[] = [];
+  for (let i = 0; i < reply.length; i += 4) {
+    out.push({
+      task: ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!),
+      idempotencyExpiresAt: Number(reply[i + 3]!.toString()),
+    });
+  }
+  return out;
+}
+
+/** Deletes reserved tasks the target confirmed it holds. Returns how many were deleted. */
+export function confirmExport(
+  ctx: EngineContext,
+  queue: QueueRef,
+  ids: readonly string[],
+): Promise<number> {
+  if (ids.length === 0) return Promise.resolve(0);
+  const k = ctx.keys(queue);
+  return ctx.runner.run<number>("export-confirm", [k.tasks, k.payloads, k.results, k.moving], ids);
+}
+
+/** Puts every reserved task back in place (an aborted move). Returns how many. */
+export function restoreExport(ctx: EngineContext, queue: QueueRef): Promise<number> {
+  const k = ctx.keys(queue);
+  return ctx.runner.run<number>(
+    "export-restore",
+    [k.tasks, k.scheduled, k.dead, k.moving, ...k.ready],
+    [],
+  );
+}
+
+export interface ImportOutcome {
+  readonly imported: string[];
+  readonly alreadyPresent: string[];
+}
+
+const IMPORTABLE = new Set(["READY", "SCHEDULED", "DEAD"]);
+
+/**
+ * Stores tasks moved from another shard, idempotently by id, keeping attempts,
+ * run-at, priority, lease sequence and the idempotency key with its remaining window.
+ */
+export async function importTasks(
+  ctx: EngineContext,
+  queue: QueueRef,
+  tasks: readonly ExportedTask[],
+): Promise<ImportOutcome> {
+  if (tasks.length > 1000) throw invalidArgument("at most 1000 tasks per import");
+  if (tasks.length === 0) return { imported: [], alreadyPresent: [] };
+  const k = ctx.keys(queue);
+  const keys = [k.tasks, k.payloads, k.scheduled, k.dead, k.idemidx, k.due, k.queues, ...k.ready];
+  const args: Array<string | number | Uint8Array> = [ctx.clock.now(), queueId(queue), tasks.length];
+  tasks.forEach(({ task, idempotencyExpiresAt }, i) => {
+    if (task.command !== queue.command || task.tenant !== queue.tenant) {
+      throw invalidArgument(
+        `tasks[${i}] belongs to ${task.command}/${task.tenant}, not ${queue.command}/${queue.tenant}`,
+      );
+    }
+    if (!IMPORTABLE.has(task.state))
+      throw invalidArgument(
+        `tasks[${i}] is ${task.state}; only READY, SCHEDULED and DEAD tasks move`,
+      );
+    const { command: _c, tenant: _t, shard: _s, payload, result: _r, ...stored } = task;
+    const record = parseRecord(JSON.stringify(stored));
+    let index = 0;
+    if (record.idemKey !== undefined && idempotencyExpiresAt > 0) {
+      keys.push(k.idem(record.idemKey));
+      index = keys.length;
+    }
+    args.push(
+      record.id,
+      JSON.stringify(record),
+      payload,
+      index,
+      record.idemKey ?? "",
+      idempotencyExpiresAt,
+    );
+  });
+  const codes = await ctx.runner.run<number[]>("import", keys, args);
+  const out: ImportOutcome = { imported: [], alreadyPresent: [] };
+  codes.forEach((code, i) => {
+    const id = tasks[i]!.task.id;
+    if (code === ScriptCode.Ok) out.imported.push(id);
+    else if (code === ScriptCode.AlreadyDone) out.alreadyPresent.push(id);
+  });
+  return out;
+}

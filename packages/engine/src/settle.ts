@@ -1,0 +1,160 @@
+import type { EngineContext } from "./engine-context";
+import { ScriptCode } from "./errors";
+import { queueId, type QueueRef } from "./keys";
+import type { LeaseTokenFields } from "./lease-token";
+import type { TaskState } from "./task-record";
+
+/** Settling one delivery as done. */
+export interface AckInput {
+  readonly token: string;
+  readonly result?: Uint8Array;
+}
+
+/** Settling one delivery as failed. */
+export interface NackInput {
+  readonly token: string;
+  /** Absent: the task's backoff. 0: ready at once. */
+  readonly delayMs?: number;
+  readonly error?: string;
+  /** Straight to the DLQ. */
+  readonly deadLetter?: boolean;
+}
+
+export interface ExtendInput {
+  readonly token: string;
+  /** New deadline = now + this. 0 or absent: the duration the task was leased with. */
+  readonly leaseMs?: number;
+}
+
+/** The outcome of one item. `code` is ScriptCode.Ok, AlreadyDone or a refusal. */
+export interface SettleOutcome {
+  readonly code: ScriptCode;
+  /** Nack: the state the task went to. */
+  readonly state?: TaskState;
+  /** Extend: the new deadline. */
+  readonly deadline?: number;
+}
+
+interface Group<I> {
+  readonly queue: QueueRef;
+  readonly items: Array<{ index: number; token: LeaseTokenFields; input: I }>;
+}
+
+/**
+ * Verifies each item's token and groups items by queue. Tokens that are malformed,
+ * forged or name another shard answer NOT_FOUND without touching the store.
+ */
+function groupByQueue<I extends { token: string }>(
+  ctx: EngineContext,
+  inputs: readonly I[],
+  outcomes: SettleOutcome[],
+): Group<I>[] {
+  const groups = new Map<string, Group<I>>();
+  inputs.forEach((input, index) => {
+    const token = ctx.tokens.decode(input.token);
+    if (!token || token.shard !== ctx.shard) {
+      outcomes[index] = { code: ScriptCode.NotFound };
+      return;
+    }
+    const id = queueId(token);
+    let group = groups.get(id);
+    if (!group) {
+      group = { queue: { command: token.command, tenant: token.tenant }, items: [] };
+      groups.set(id, group);
+    }
+    group.items.push({ index, token, input });
+  });
+  return [...groups.values()];
+}
+
+/**
+ * Runs one script per queue (in parallel, so one connection pipelines them) and
+ * puts each item's outcome back at its index.
+ */
+async function settle<I extends { token: string }>(
+  ctx: EngineContext,
+  inputs: readonly I[],
+  run: (group: Group<I>) => Promise<SettleOutcome[]>,
+): Promise<SettleOutcome[]> {
+  const outcomes: SettleOutcome[] = new Array(inputs.length);
+  const groups = groupByQueue(ctx, inputs, outcomes);
+  await Promise.all(
+    groups.map(async (group) => {
+      const results = await run(group);
+      group.items.forEach((item, i) => (outcomes[item.index] = results[i]!));
+    }),
+  );
+  return outcomes;
+}
+
+export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<SettleOutcome[]> {
+  return settle(ctx, inputs, async ({ queue, items }) => {
+    const k = ctx.keys(queue);
+    const args: Array<string | number | Uint8Array> = [
+      ctx.clock.now(),
+      ctx.completedRetentionMs,
+      items.length,
+    ];
+    for (const { token, input } of items) {
+      args.push(token.taskId, token.fence, input.result ? 1 : 0, input.result ?? "");
+    }
+    const codes = await ctx.runner.run<number[]>(
+      "ack",
+      [k.tasks, k.payloads, k.results, k.leased, k.completed],
+      args,
+    );
+    return codes.map((code) => ({ code }));
+  });
+}
+
+/** Nack, and release (delay 0, at the head of the list) for the leases of a closed stream. */
+export function nack(
+  ctx: EngineContext,
+  inputs: readonly NackInput[],
+  release = false,
+): Promise<SettleOutcome[]> {
+  return settle(ctx, inputs, async ({ queue, items }) => {
+    const k = ctx.keys(queue);
+    const args: Array<string | number> = [
+      ctx.clock.now(),
+      queueId(queue),
+      ctx.random(),
+      items.length,
+    ];
+    for (const { token, input } of items) {
+      args.push(
+        token.taskId,
+        token.fence,
+        input.delayMs ?? -1,
+        input.deadLetter ? 1 : 0,
+        release ? 1 : 0,
+        input.error ?? "",
+      );
+    }
+    const reply = await ctx.runner.run<Array<number | string>>(
+      "nack",
+      [k.tasks, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+      args,
+    );
+    return items.map((_, i) => ({
+      code: reply[i * 2] as number,
+      state: (reply[i * 2 + 1] || undefined) as TaskState | undefined,
+    }));
+  });
+}
+
+export function extend(
+  ctx: EngineContext,
+  inputs: readonly ExtendInput[],
+): Promise<SettleOutcome[]> {
+  return settle(ctx, inputs, async ({ queue, items }) => {
+    const k = ctx.keys(queue);
+    const args: Array<string | number> = [ctx.clock.now(), items.length];
+    for (const { token, input } of items) args.push(token.taskId, token.fence, input.leaseMs ?? 0);
+    const reply = await ctx.runner.run<number[]>("extend", [k.tasks, k.leased], args);
+    return items.map((_, i) => {
+      const code = reply[i * 2]!;
+      return code === ScriptCode.Ok ? { code, deadline: reply[i * 2 + 1]! } : { code };
+    });
+  });
+}

@@ -1,0 +1,244 @@
+import type { EngineContext } from "./engine-context";
+import { EngineError, ScriptCode } from "./errors";
+import { parseQueueId, queueId, type QueueRef } from "./keys";
+import { buildRecord, type TaskSpec } from "./task-spec";
+import type { StoredTask, TaskState } from "./task-record";
+
+export interface EnqueueOutcome {
+  readonly id: string;
+  /** True when the idempotency key was live: `id` and `state` are the original's. */
+  readonly duplicate: boolean;
+  /** READY or SCHEDULED for a new task; the original's state for a duplicate (undefined once it is gone). */
+  readonly state: TaskState | undefined;
+}
+
+/** One delivery: the task and the token that proves it. */
+export interface Delivery {
+  readonly task: StoredTask;
+  readonly token: string;
+  readonly deadline: number;
+}
+
+/** Validates every spec first (all or nothing), then stores the batch in one script call. */
+export async function enqueue(
+  ctx: EngineContext,
+  queue: QueueRef,
+  specs: readonly TaskSpec[],
+  retried = false,
+): Promise<EnqueueOutcome[]> {
+  if (specs.length === 0) return [];
+  const now = ctx.clock.now();
+  const k = ctx.keys(queue);
+  const records = specs.map((spec, i) =>
+    buildRecord(
+      spec,
+      ctx.ids.next(now),
+      now,
+      ctx.limits,
+      specs.length > 1 ? `tasks[${i}]` : "task",
+    ),
+  );
+  const keys = [k.tasks, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
+  const idemIndex = new Map<string, number>();
+  const args: Array<string | number | Uint8Array> = [
+    now,
+    queueId(queue),
+    ctx.idempotencyWindowMs,
+    specs.length,
+  ];
+  records.forEach((record, i) => {
+    let index = 0;
+    if (record.idemKey !== undefined) {
+      index = idemIndex.get(record.idemKey) ?? 0;
+      if (index === 0) {
+        keys.push(k.idem(record.idemKey));
+        index = keys.length;
+        idemIndex.set(record.idemKey, index);
+      }
+    }
+    args.push(
+      record.id,
+      record.priority,
+      record.runAt,
+      JSON.stringify(record),
+      specs[i]!.payload ?? "",
+      index,
+      record.idemKey ?? "",
+    );
+  });
+  const reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
+  const outcomes = records.map((_, i) => ({
+    id: reply[i * 3] as string,
+    duplicate: reply[i * 3 + 1] === ScriptCode.AlreadyDone,
+    state: (reply[i * 3 + 2] || undefined) as TaskState | undefined,
+  }));
+  // An id collision (80 random bits within one millisecond) stored nothing for that
+  // item; it gets a fresh id, once, rather than failing a batch others made it into.
+  const collided = records.flatMap((_, i) =>
+    reply[i * 3 + 1] === ScriptCode.DuplicateId ? [i] : [],
+  );
+  if (collided.length > 0) {
+    if (retried)
+      throw new EngineError(
+        "FAILED_PRECONDITION",
+        "task id collision twice in a row; retry the enqueue",
+      );
+    const again = await enqueue(
+      ctx,
+      queue,
+      collided.map((i) => specs[i]!),
+      true,
+    );
+    collided.forEach((i, j) => (outcomes[i] = again[j]!));
+  }
+  return outcomes;
+}
+
+export interface LeaseOptions {
+  /** 1..1000. */
+  readonly max: number;
+  /** Lease duration, ms: 1000..43200000. */
+  readonly leaseMs: number;
+}
+
+export function checkLeaseMs(leaseMs: number): void {
+  if (!Number.isInteger(leaseMs) || leaseMs < 1000 || leaseMs > 43_200_000) {
+    throw new EngineError(
+      "INVALID_ARGUMENT",
+      `lease duration must be 1000..43200000 ms, got ${leaseMs}`,
+    );
+  }
+}
+
+/** Leases up to `max` tasks of one queue. */
+export async function lease(
+  ctx: EngineContext,
+  queue: QueueRef,
+  options: LeaseOptions,
+): Promise<Delivery[]> {
+  if (!Number.isInteger(options.max) || options.max < 1 || options.max > 1000) {
+    throw new EngineError("INVALID_ARGUMENT", `max tasks must be 1..1000, got ${options.max}`);
+  }
+  checkLeaseMs(options.leaseMs);
+  const k = ctx.keys(queue);
+  const reply = await ctx.runner.runBuffer<Buffer[]>(
+    "lease",
+    [k.tasks, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+    [ctx.clock.now(), queueId(queue), options.max, options.leaseMs, ctx.promoteLimit],
+  );
+  const out: Delivery[] = [];
+  for (let i = 0; i < reply.length; i += 3) {
+    const task = ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!);
+    const token = ctx.tokens.encode({
+      shard: ctx.shard,
+      command: queue.command,
+      tenant: queue.tenant,
+      taskId: task.id,
+      fence: task.leaseSeq,
+    });
+    out.push({ task, token, deadline: task.leaseDeadline! });
+  }
+  return out;
+}
+
+/** Takes back up to `limit` expired leases of one queue. */
+export async function reap(
+  ctx: EngineContext,
+  queue: QueueRef,
+  limit: number,
+): Promise<{ reaped: number; dead: number }> {
+  const k = ctx.keys(queue);
+  const [reaped, dead] = await ctx.runner.run<[number, number]>(
+    "reap",
+    [k.tasks, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+    [ctx.clock.now(), queueId(queue), ctx.random(), limit],
+  );
+  return { reaped, dead };
+}
+
+/** Makes up to `limit` due scheduled tasks of one queue ready. */
+export function promote(ctx: EngineContext, queue: QueueRef, limit: number): Promise<number> {
+  const k = ctx.keys(queue);
+  return ctx.runner.run<number>(
+    "promote",
+    [k.tasks, k.scheduled, k.leased, k.due, ...k.ready],
+    [ctx.clock.now(), queueId(queue), limit],
+  );
+}
+
+/** Queues where a scheduled task is due or a lease has expired by now, earliest first. */
+export async function dueQueues(ctx: EngineContext, limit: number): Promise<QueueRef[]> {
+  const ids = await ctx.redis.zrangebyscore(
+    ctx.shardKeys.due,
+    "-inf",
+    ctx.clock.now(),
+    "LIMIT",
+    0,
+    limit,
+  );
+  return ids.map(parseQueueId);
+}
+
+/** The earliest time any queue of this shard has background work, or undefined. */
+export async function nextDueAt(ctx: EngineContext): Promise<number | undefined> {
+  const first = await ctx.redis.zrange(ctx.shardKeys.due, "0", "0", "WITHSCORES");
+  return first[1] === undefined ? undefined : Number(first[1]);
+}
+
+/** One task of one queue, or undefined. */
+export async function getTask(
+  ctx: EngineContext,
+  queue: QueueRef,
+  id: string,
+): Promise<StoredTask | undefined> {
+  const k = ctx.keys(queue);
+  const reply = await ctx.runner.runBuffer<Buffer[]>("get", [k.tasks, k.payloads, k.results], [id]);
+  if (reply.length === 0) return undefined;
+  return ctx.toTask(queue, reply[0]!, reply[1]!, reply[2]);
+}
+
+export interface QueueStats {
+  /** Index i: READY tasks of priority i. */
+  readonly readyByPriority: number[];
+  readonly ready: number;
+  readonly scheduled: number;
+  readonly leased: number;
+  readonly dead: number;
+  readonly completed: number;
+  /** Reserved by a migration mover and not yet confirmed. */
+  readonly moving: number;
+}
+
+export async function stats(ctx: EngineContext, queue: QueueRef): Promise<QueueStats> {
+  const k = ctx.keys(queue);
+  const c = await ctx.runner.run<number[]>(
+    "stats",
+    [...k.ready, k.scheduled, k.leased, k.dead, k.completed, k.moving],
+    [],
+  );
+  const readyByPriority = c.slice(0, 10);
+  return {
+    readyByPriority,
+    ready: readyByPriority.reduce((a, b) => a + b, 0),
+    scheduled: c[10]!,
+    leased: c[11]!,
+    dead: c[12]!,
+    completed: c[13]!,
+    moving: c[14]!,
+  };
+}
+
+/** Every queue that has held a task on this shard; only `command`'s when given. */
+export async function queues(ctx: EngineContext, command?: string): Promise<QueueRef[]> {
+  const out: QueueRef[] = [];
+  let cursor = "0";
+  do {
+    const [next, ids] = await ctx.redis.sscan(ctx.shardKeys.queues, cursor, "COUNT", 1000);
+    cursor = next;
+    for (const id of ids) {
+      const ref = parseQueueId(id);
+      if (command === undefined || ref.command === command) out.push(ref);
+    }
+  } while (cursor !== "0");
+  return out.sort((a, b) => (queueId(a) < queueId(b) ? -1 : 1));
+}
