@@ -54,7 +54,7 @@ export class QueueEngine {
   }
 
   /** Stores tasks in one queue (all validated first; all or nothing on bad input). */
-  enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<t.EnqueueOutcome[]> {
+  async enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<t.EnqueueOutcome[]> {
     checkQueue(queue);
     if (specs.length > 1000)
       throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
@@ -62,23 +62,23 @@ export class QueueEngine {
   }
 
   /** Leases up to `max` tasks of one queue: highest priority first, FIFO within one. */
-  lease(queue: QueueRef, options: t.LeaseOptions): Promise<t.Delivery[]> {
+  async lease(queue: QueueRef, options: t.LeaseOptions): Promise<t.Delivery[]> {
     checkQueue(queue);
     return t.lease(this.ctx, queue, options);
   }
 
   /** Leases across every tenant of a command, round-robin (the cross-tenant worker). */
-  leaseAcrossTenants(command: string, options: t.LeaseOptions): Promise<t.Delivery[]> {
+  async leaseAcrossTenants(command: string, options: t.LeaseOptions): Promise<t.Delivery[]> {
     checkName("command", command);
     t.checkLeaseMs(options.leaseMs);
     return this.fair.lease(command, options);
   }
 
-  ack(items: readonly AckInput[]): Promise<SettleOutcome[]> {
+  async ack(items: readonly AckInput[]): Promise<SettleOutcome[]> {
     return ack(this.ctx, items);
   }
 
-  nack(items: readonly NackInput[]): Promise<SettleOutcome[]> {
+  async nack(items: readonly NackInput[]): Promise<SettleOutcome[]> {
     for (const item of items) {
       if (
         item.delayMs !== undefined &&
@@ -93,7 +93,7 @@ export class QueueEngine {
   }
 
   /** Gives leases back at once (a closed stream): ready again at the head of the list, the attempt counted. */
-  release(tokens: readonly string[], reason = "lease released"): Promise<SettleOutcome[]> {
+  async release(tokens: readonly string[], reason = "lease released"): Promise<SettleOutcome[]> {
     return nack(
       this.ctx,
       tokens.map((token) => ({ token, delayMs: 0, error: reason })),
@@ -101,79 +101,79 @@ export class QueueEngine {
     );
   }
 
-  extend(items: readonly ExtendInput[]): Promise<SettleOutcome[]> {
+  async extend(items: readonly ExtendInput[]): Promise<SettleOutcome[]> {
     for (const item of items) if (item.leaseMs) t.checkLeaseMs(item.leaseMs);
     return extend(this.ctx, items);
   }
 
-  reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
+  async reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
     return t.reap(this.ctx, queue, limit);
   }
 
-  promote(queue: QueueRef, limit = 1000): Promise<number> {
+  async promote(queue: QueueRef, limit = 1000): Promise<number> {
     return t.promote(this.ctx, queue, limit);
   }
 
   /** Queues with a due scheduled task or an expired lease, earliest first. */
-  dueQueues(limit = 100): Promise<QueueRef[]> {
+  async dueQueues(limit = 100): Promise<QueueRef[]> {
     return t.dueQueues(this.ctx, limit);
   }
 
   /** When the next scheduled task or lease deadline of this shard falls due (undefined: none). */
-  nextDueAt(): Promise<number | undefined> {
+  async nextDueAt(): Promise<number | undefined> {
     return t.nextDueAt(this.ctx);
   }
 
-  getTask(queue: QueueRef, id: string): Promise<StoredTask | undefined> {
+  async getTask(queue: QueueRef, id: string): Promise<StoredTask | undefined> {
     checkQueue(queue);
     return t.getTask(this.ctx, queue, id);
   }
 
-  stats(queue: QueueRef): Promise<t.QueueStats> {
+  async stats(queue: QueueRef): Promise<t.QueueStats> {
     checkQueue(queue);
     return t.stats(this.ctx, queue);
   }
 
   /** Every queue that has held a task on this shard (only one command's when given). */
-  queues(command?: string): Promise<QueueRef[]> {
+  async queues(command?: string): Promise<QueueRef[]> {
     return t.queues(this.ctx, command);
   }
 
-  listDead(queue: QueueRef, pageSize = 100, cursor?: string): Promise<DeadPage> {
+  async listDead(queue: QueueRef, pageSize = 100, cursor?: string): Promise<DeadPage> {
     checkQueue(queue);
     return listDead(this.ctx, queue, pageSize, cursor);
   }
 
-  redrive(queue: QueueRef, limit = 100, ids?: readonly string[]): Promise<DeadBatchOutcome> {
+  async redrive(queue: QueueRef, limit = 100, ids?: readonly string[]): Promise<DeadBatchOutcome> {
     checkQueue(queue);
     return redrive(this.ctx, queue, limit, ids);
   }
 
-  purge(queue: QueueRef, limit = 1000, ids?: readonly string[]): Promise<DeadBatchOutcome> {
+  async purge(queue: QueueRef, limit = 1000, ids?: readonly string[]): Promise<DeadBatchOutcome> {
     checkQueue(queue);
     return purge(this.ctx, queue, limit, ids);
   }
 
-  cleanup(queue: QueueRef, limit = 1000): Promise<CleanupOutcome> {
+  async cleanup(queue: QueueRef, limit = 1000): Promise<CleanupOutcome> {
     return cleanup(this.ctx, queue, limit);
   }
 
-  exportBatch(queue: QueueRef, limit = 100): Promise<ExportedTask[]> {
+  async exportBatch(queue: QueueRef, limit = 100): Promise<ExportedTask[]> {
     checkQueue(queue);
     return exportBatch(this.ctx, queue, limit);
   }
 
-  confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {
+  async confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {
     checkQueue(queue);
     return confirmExport(this.ctx, queue, ids);
   }
 
-  restoreExport(queue: QueueRef): Promise<number> {
+  async restoreExport(queue: QueueRef): Promise<number> {
     checkQueue(queue);
     return restoreExport(this.ctx, queue);
   }
 
-  importTasks(queue: QueueRef, tasks: readonly ExportedTask[]): Promise<ImportOutcome> {
+  async importTasks(queue: QueueRef, tasks: readonly ExportedTask[]): Promise<ImportOutcome> {
     checkQueue(queue);
     return importTasks(this.ctx, queue, tasks);
   }

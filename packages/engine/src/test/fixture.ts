@@ -45,3 +45,35 @@ export async function engineFixture(): Promise<EngineFixture> {
 
 export const Q: QueueRef = { command: "SEND_EMAIL", tenant: "acme" };
 export const payload = (text: string) => Buffer.from(text);
+
+/** Registers a fixture for the enclosing describe block (one redis-server per file). */
+export function useEngineFixture(): () => EngineFixture {
+  let fx: EngineFixture | undefined;
+  beforeAll(async () => {
+    fx = await engineFixture();
+  });
+  afterAll(async () => {
+    await fx?.close();
+  });
+  return () => {
+    if (!fx) throw new Error("fixture not started");
+    return fx;
+  };
+}
+
+/** Enqueues `n` tasks with payloads "<label>0", "<label>1", ... and returns their ids. */
+export async function seed(
+  engine: QueueEngine,
+  n: number,
+  spec: Partial<import("../task-spec").TaskSpec> = {},
+  queue = Q,
+  label = "t",
+): Promise<string[]> {
+  const out = await engine.enqueue(
+    queue,
+    Array.from({ length: n }, (_, i) => ({ payload: payload(`${label}${i}`), ...spec })),
+  );
+  return out.map((o) => o.id);
+}
+
+export const LEASE = { max: 100, leaseMs: 30_000 } as const;

@@ -1,0 +1,85 @@
+import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
+import type { QueueEngine } from "../engine";
+
+async function killAll(engine: QueueEngine, clock: { advance(ms: number): void }) {
+  for (;;) {
+    const leased = await engine.lease(Q, LEASE);
+    if (leased.length === 0) return;
+    for (const d of leased) {
+      clock.advance(1);
+      await engine.nack([{ token: d.token, deadLetter: true, error: `dead ${d.task.payload}` }]);
+    }
+  }
+}
+
+describe("dead-list-3.lua", () => {
+  const fx = useEngineFixture();
+
+  it("pages through the DLQ oldest first, ties included, with a cursor", async () => {
+    const { engine, clock } = await fx().engine();
+    const ids = await seed(engine, 7);
+    await killAll(engine, clock);
+    const first = await engine.listDead(Q, 3);
+    const second = await engine.listDead(Q, 3, first.cursor);
+    const third = await engine.listDead(Q, 3, second.cursor);
+    expect([...first.tasks, ...second.tasks, ...third.tasks].map((t) => t.id)).toEqual(ids);
+    expect(third.cursor).toBeUndefined();
+    expect(first.tasks[0]).toMatchObject({ state: "DEAD", lastError: "dead t0" });
+    await expect(engine.listDead(Q, 3, "garbage")).rejects.toThrow(/page token/);
+    await expect(engine.listDead(Q, 1001)).rejects.toThrow(/page size/);
+  });
+
+  it("does not skip tasks that died in the same millisecond", async () => {
+    const { engine } = await fx().engine();
+    const ids = await seed(engine, 5);
+    const leased = await engine.lease(Q, LEASE);
+    await engine.nack(leased.map((d) => ({ token: d.token, deadLetter: true })));
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await engine.listDead(Q, 2, cursor);
+      seen.push(...page.tasks.map((t) => t.id));
+      cursor = page.cursor;
+    } while (cursor);
+    expect(seen).toEqual(ids);
+  });
+});
+
+describe("redrive-12.lua", () => {
+  const fx = useEngineFixture();
+
+  it("requeues dead tasks with attempts reset, oldest first or by id, bounded", async () => {
+    const { engine, clock } = await fx().engine();
+    const ids = await seed(engine, 4, { maxAttempts: 2 });
+    await killAll(engine, clock);
+    expect(await engine.redrive(Q, 2)).toEqual({ count: 2, remaining: 2, notFound: [] });
+    expect(await engine.redrive(Q, 10, [ids[3]!, ids[0]!, "01JB0000000000000000000000"])).toEqual({
+      count: 1,
+      remaining: 1,
+      notFound: [ids[0], "01JB0000000000000000000000"],
+    });
+    const back = await engine.lease(Q, LEASE);
+    expect(back.map((d) => d.task.id)).toEqual([ids[0], ids[1], ids[3]]);
+    expect(back.every((d) => d.task.attempts === 1)).toBe(true);
+    await expect(engine.redrive(Q, 0)).rejects.toThrow(/limit/);
+  });
+});
+
+describe("purge-4.lua", () => {
+  const fx = useEngineFixture();
+
+  it("deletes dead tasks for good, never a live one", async () => {
+    const { engine, clock } = await fx().engine();
+    const ids = await seed(engine, 3);
+    await killAll(engine, clock);
+    const [live] = await seed(engine, 1);
+    expect(await engine.purge(Q, 10, [ids[1]!, live!])).toEqual({
+      count: 1,
+      remaining: 2,
+      notFound: [live],
+    });
+    expect(await engine.getTask(Q, ids[1]!)).toBeUndefined();
+    expect(await engine.purge(Q)).toEqual({ count: 2, remaining: 0, notFound: [] });
+    expect(await engine.getTask(Q, live!)).toMatchObject({ state: "READY" });
+  });
+});

@@ -1,0 +1,97 @@
+import { ScriptCode } from "../errors";
+import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
+
+describe("export-16.lua, export-confirm-4.lua, export-restore-14.lua", () => {
+  const fx = useEngineFixture();
+
+  it("reserves READY (priority first), then SCHEDULED, then DEAD tasks; never LEASED ones", async () => {
+    const { engine } = await fx().engine();
+    const low = await seed(engine, 2, { priority: 1 });
+    const high = await seed(engine, 1, { priority: 8 });
+    const [later] = await engine.enqueue(Q, [{ delayMs: 60_000 }]);
+    const [leasedId] = await seed(engine, 1, { priority: 9 });
+    const [held] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(held!.task.id).toBe(leasedId);
+    const exported = await engine.exportBatch(Q, 10);
+    expect(exported.map((e) => e.task.id)).toEqual([...high, ...low, later!.id]);
+    expect(exported[0]!.task.payload.toString()).toBe("t0");
+    const stats = await engine.stats(Q);
+    expect(stats).toMatchObject({ ready: 0, scheduled: 0, leased: 1, moving: 4 });
+    // reserved tasks can be neither leased nor promoted
+    expect(await engine.lease(Q, LEASE)).toEqual([]);
+  });
+
+  it("returns the same reserved batch until it is confirmed (a crashed mover resumes)", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 5);
+    const first = await engine.exportBatch(Q, 3);
+    const again = await engine.exportBatch(Q, 3);
+    expect(again.map((e) => e.task.id)).toEqual(first.map((e) => e.task.id));
+    expect(
+      await engine.confirmExport(
+        Q,
+        first.map((e) => e.task.id),
+      ),
+    ).toBe(3);
+    expect(
+      await engine.confirmExport(
+        Q,
+        first.map((e) => e.task.id),
+      ),
+    ).toBe(0);
+    expect(await engine.getTask(Q, first[0]!.task.id)).toBeUndefined();
+    const next = await engine.exportBatch(Q, 3);
+    expect(next).toHaveLength(2);
+  });
+
+  it("carries the live idempotency expiry with the task", async () => {
+    const { engine, clock } = await fx().engine({ idempotencyWindowMs: 60_000 });
+    await engine.enqueue(Q, [
+      { payload: payload("x"), idempotencyKey: "k" },
+      { payload: payload("y") },
+    ]);
+    const [withKey, without] = await engine.exportBatch(Q, 10);
+    expect(withKey!.idempotencyExpiresAt).toBe(clock.now() + 60_000);
+    expect(without!.idempotencyExpiresAt).toBe(0);
+  });
+
+  it("restores an aborted batch exactly where it was", async () => {
+    const { engine } = await fx().engine();
+    const ids = await seed(engine, 4);
+    const [dying] = await seed(engine, 1, { priority: 9 });
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(d!.task.id).toBe(dying);
+    await engine.nack([{ token: d!.token, deadLetter: true }]);
+    await engine.enqueue(Q, [{ delayMs: 1_000 }]);
+    expect(await engine.exportBatch(Q, 10)).toHaveLength(6);
+    expect(await engine.restoreExport(Q)).toBe(6);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 4, scheduled: 1, dead: 1, moving: 0 });
+    expect((await engine.lease(Q, LEASE)).map((x) => x.task.id)).toEqual(ids);
+  });
+
+  it("moves a queue between two shards without loss or duplicates, keeping dedup and fencing", async () => {
+    const { engine: source, clock } = await fx().engine({ shard: "a" });
+    const { engine: target } = await fx().engine({ shard: "b", clock });
+    await source.enqueue(Q, [{ payload: payload("p"), idempotencyKey: "k", priority: 6 }]);
+    await seed(source, 3, { maxAttempts: 3 });
+    const [d] = await source.lease(Q, { max: 1, leaseMs: 30_000 }); // the priority 6 task
+    await source.nack([{ token: d!.token, delayMs: 0 }]);
+    for (;;) {
+      const batch = await source.exportBatch(Q, 2);
+      if (batch.length === 0) break;
+      const first = await target.importTasks(Q, batch);
+      const repeat = await target.importTasks(Q, batch); // a retried import changes nothing
+      expect(repeat).toEqual({ imported: [], alreadyPresent: first.imported });
+      await source.confirmExport(Q, [...first.imported, ...first.alreadyPresent]);
+    }
+    expect(await source.stats(Q)).toMatchObject({ ready: 0, moving: 0 });
+    expect((await target.stats(Q)).ready).toBe(4);
+    const [dup] = await target.enqueue(Q, [{ idempotencyKey: "k" }]);
+    expect(dup).toMatchObject({ duplicate: true, id: d!.task.id });
+    const moved = await target.lease(Q, LEASE);
+    const again = moved.find((x) => x.task.id === d!.task.id)!;
+    expect(again.task).toMatchObject({ attempts: 2, leaseSeq: 2, priority: 6 });
+    expect((await source.ack([{ token: d!.token }]))[0]!.code).toBe(ScriptCode.NotFound); // it moved away
+    expect((await target.ack([{ token: again.token }]))[0]!.code).toBe(ScriptCode.Ok);
+  });
+});

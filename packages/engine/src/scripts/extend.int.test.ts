@@ -1,0 +1,51 @@
+import { ScriptCode } from "../errors";
+import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
+
+describe("extend-2.lua", () => {
+  const fx = useEngineFixture();
+
+  it("moves the deadline to now + duration (default: the leased duration) in the record and the index", async () => {
+    const { engine, clock } = await fx().engine();
+    const [id] = await seed(engine, 1);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 4_000 });
+    clock.advance(3_000);
+    expect(await engine.extend([{ token: d!.token }])).toEqual([
+      { code: ScriptCode.Ok, deadline: clock.now() + 4_000 },
+    ]);
+    expect(await engine.extend([{ token: d!.token, leaseMs: 60_000 }])).toEqual([
+      { code: ScriptCode.Ok, deadline: clock.now() + 60_000 },
+    ]);
+    clock.advance(30_000);
+    expect(await engine.reap(Q)).toEqual({ reaped: 0, dead: 0 });
+    expect(await engine.getTask(Q, id!)).toMatchObject({ state: "LEASED", leaseMs: 60_000 });
+  });
+
+  it("refuses an expired lease and does not revive it", async () => {
+    const { engine, clock } = await fx().engine();
+    const [id] = await seed(engine, 1);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 1_000 });
+    clock.advance(1_001);
+    expect(await engine.extend([{ token: d!.token }])).toEqual([{ code: ScriptCode.LeaseExpired }]);
+    expect(await engine.getTask(Q, id!)).toMatchObject({
+      state: "LEASED",
+      leaseDeadline: d!.deadline,
+    });
+    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0 });
+    expect(await engine.extend([{ token: d!.token }])).toEqual([{ code: ScriptCode.StaleLease }]);
+  });
+
+  it("refuses stale and unknown tokens, and durations out of range", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 1);
+    const [first] = await engine.lease(Q, LEASE);
+    await engine.release([first!.token]);
+    await engine.lease(Q, LEASE);
+    expect(await engine.extend([{ token: first!.token }, { token: "x" }])).toEqual([
+      { code: ScriptCode.StaleLease },
+      { code: ScriptCode.NotFound },
+    ]);
+    await expect(engine.extend([{ token: first!.token, leaseMs: 10 }])).rejects.toThrow(
+      /lease duration/,
+    );
+  });
+});

@@ -1,0 +1,143 @@
+import { Q, useEngineFixture } from "../test/fixture";
+import type { ExportedTask } from "../migration";
+
+const base = {
+  command: Q.command,
+  tenant: Q.tenant,
+  shard: "x",
+  payload: Buffer.from("p"),
+  priority: 2,
+  maxAttempts: 5,
+  attempts: 3,
+  leaseSeq: 4,
+  backoff: { kind: "fixed", baseMs: 10, maxMs: 10, jitter: false },
+  createdAt: 1,
+  updatedAt: 2,
+} as const;
+
+describe("import-17.lua", () => {
+  const fx = useEngineFixture();
+
+  it("places READY, SCHEDULED and DEAD tasks as they were, keeping attempts, run-at and priority", async () => {
+    const { engine, clock } = await fx().engine();
+    const now = clock.now();
+    const tasks: ExportedTask[] = [
+      {
+        idempotencyExpiresAt: 0,
+        task: { ...base, id: "01JB0000000000000000000001", runAt: now, state: "READY" },
+      },
+      {
+        idempotencyExpiresAt: 0,
+        task: { ...base, id: "01JB0000000000000000000002", runAt: now + 5_000, state: "SCHEDULED" },
+      },
+      {
+        idempotencyExpiresAt: 0,
+        task: {
+          ...base,
+          id: "01JB0000000000000000000003",
+          runAt: now,
+          state: "DEAD",
+          doneAt: now - 10,
+          lastError: "x",
+        },
+      },
+    ];
+    expect(await engine.importTasks(Q, tasks)).toEqual({
+      imported: tasks.map((t) => t.task.id),
+      alreadyPresent: [],
+    });
+    expect(await engine.stats(Q)).toMatchObject({
+      readyByPriority: [0, 0, 1, 0, 0, 0, 0, 0, 0, 0],
+      scheduled: 1,
+      dead: 1,
+    });
+    expect(await engine.getTask(Q, tasks[1]!.task.id)).toMatchObject({
+      runAt: now + 5_000,
+      attempts: 3,
+      leaseSeq: 4,
+    });
+    expect(await engine.nextDueAt()).toBe(now + 5_000);
+    expect(await engine.queues()).toEqual([Q]);
+  });
+
+  it("is idempotent by id and restores a live idempotency key only if it is free", async () => {
+    const { engine, clock } = await fx().engine();
+    const now = clock.now();
+    const [mine] = await engine.enqueue(Q, [{ idempotencyKey: "taken" }]);
+    const tasks: ExportedTask[] = [
+      {
+        idempotencyExpiresAt: now + 1_000,
+        task: {
+          ...base,
+          id: "01JB0000000000000000000004",
+          runAt: now,
+          state: "READY",
+          idemKey: "free",
+        },
+      },
+      {
+        idempotencyExpiresAt: now + 1_000,
+        task: {
+          ...base,
+          id: "01JB0000000000000000000005",
+          runAt: now,
+          state: "READY",
+          idemKey: "taken",
+        },
+      },
+      {
+        idempotencyExpiresAt: now - 1,
+        task: {
+          ...base,
+          id: "01JB0000000000000000000006",
+          runAt: now,
+          state: "READY",
+          idemKey: "expired",
+        },
+      },
+    ];
+    await engine.importTasks(Q, tasks);
+    expect(await engine.importTasks(Q, tasks)).toEqual({
+      imported: [],
+      alreadyPresent: tasks.map((t) => t.task.id),
+    });
+    const dedup = await engine.enqueue(Q, [
+      { idempotencyKey: "free" },
+      { idempotencyKey: "taken" },
+      { idempotencyKey: "expired" },
+    ]);
+    expect(dedup.map((d) => [d.duplicate, d.id])).toEqual([
+      [true, "01JB0000000000000000000004"],
+      [true, mine!.id],
+      [false, dedup[2]!.id],
+    ]);
+  });
+
+  it("refuses tasks of another queue, states that cannot move, and oversized batches, storing nothing", async () => {
+    const { engine, clock } = await fx().engine();
+    const now = clock.now();
+    const leased: ExportedTask = {
+      idempotencyExpiresAt: 0,
+      task: { ...base, id: "01JB0000000000000000000007", runAt: now, state: "LEASED" },
+    };
+    const foreign: ExportedTask = {
+      idempotencyExpiresAt: 0,
+      task: {
+        ...base,
+        tenant: "other",
+        id: "01JB0000000000000000000008",
+        runAt: now,
+        state: "READY",
+      },
+    };
+    await expect(engine.importTasks(Q, [leased])).rejects.toThrow(/only READY, SCHEDULED and DEAD/);
+    await expect(engine.importTasks(Q, [foreign])).rejects.toThrow(/belongs to SEND_EMAIL\/other/);
+    await expect(
+      engine.importTasks(
+        Q,
+        Array.from({ length: 1001 }, () => foreign),
+      ),
+    ).rejects.toThrow(/at most 1000/);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 0 });
+  });
+});

@@ -1,0 +1,113 @@
+import { ScriptCode } from "../errors";
+import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
+
+const fixed = { kind: "fixed", baseMs: 1_000, maxMs: 1_000, jitter: false } as const;
+
+describe("nack-15.lua", () => {
+  const fx = useEngineFixture();
+
+  it("with delay 0 makes the task ready at once, at the tail", async () => {
+    const { engine } = await fx().engine();
+    const [a, b] = await seed(engine, 2);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(await engine.nack([{ token: d!.token, delayMs: 0, error: "boom" }])).toEqual([
+      { code: ScriptCode.Ok, state: "READY" },
+    ]);
+    expect((await engine.lease(Q, LEASE)).map((x) => x.task.id)).toEqual([b, a]);
+    expect(await engine.getTask(Q, a!)).toMatchObject({ attempts: 2, lastError: "boom" });
+  });
+
+  it("with a delay schedules the task; without one it follows the backoff", async () => {
+    const { engine, clock } = await fx().engine();
+    await seed(engine, 2, {
+      backoff: { kind: "linear", baseMs: 700, maxMs: 10_000, jitter: false },
+    });
+    const [x, y] = await engine.lease(Q, LEASE);
+    const now = clock.now();
+    expect(await engine.nack([{ token: x!.token, delayMs: 5_000 }, { token: y!.token }])).toEqual([
+      { code: ScriptCode.Ok, state: "SCHEDULED" },
+      { code: ScriptCode.Ok, state: "SCHEDULED" },
+    ]);
+    expect(await engine.getTask(Q, x!.task.id)).toMatchObject({ runAt: now + 5_000 });
+    expect(await engine.getTask(Q, y!.task.id)).toMatchObject({ runAt: now + 700 }); // linear, attempt 1
+    expect(await engine.nextDueAt()).toBe(now + 700);
+  });
+
+  it("computes exponential backoff with its cap and jitter inside [delay/2, delay]", async () => {
+    const { engine, clock } = await fx().engine({ random: () => 0 });
+    await seed(engine, 1, {
+      maxAttempts: 10,
+      backoff: { kind: "exponential", baseMs: 100, maxMs: 350, jitter: true },
+    });
+    const runAts: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      clock.advance(10_000);
+      const [d] = await engine.lease(Q, LEASE);
+      await engine.nack([{ token: d!.token }]);
+      runAts.push((await engine.getTask(Q, d!.task.id))!.runAt - clock.now());
+    }
+    // 100, 200, 400→350 cap, 350; with rnd 0 equal jitter gives half
+    expect(runAts).toEqual([50, 100, 175, 175]);
+  });
+
+  it("moves the task to the DLQ on its last attempt or when dead-lettered", async () => {
+    const { engine, clock } = await fx().engine();
+    const [last] = await seed(engine, 1, { maxAttempts: 1, backoff: fixed });
+    const [early] = await seed(engine, 1, { maxAttempts: 5 });
+    const [a, b] = await engine.lease(Q, LEASE);
+    expect(
+      await engine.nack([
+        { token: a!.token, error: "final" },
+        { token: b!.token, error: "poison", deadLetter: true },
+      ]),
+    ).toEqual([
+      { code: ScriptCode.Ok, state: "DEAD" },
+      { code: ScriptCode.Ok, state: "DEAD" },
+    ]);
+    expect(await engine.getTask(Q, last!)).toMatchObject({
+      state: "DEAD",
+      lastError: "final",
+      doneAt: clock.now(),
+    });
+    expect(await engine.getTask(Q, early!)).toMatchObject({
+      state: "DEAD",
+      lastError: "poison",
+      attempts: 1,
+    });
+    expect((await engine.stats(Q)).dead).toBe(2);
+  });
+
+  it("refuses stale and unknown tokens without touching the task", async () => {
+    const { engine, clock } = await fx().engine();
+    await seed(engine, 1, { backoff: fixed });
+    const [first] = await engine.lease(Q, LEASE);
+    await engine.nack([{ token: first!.token, delayMs: 0 }]);
+    const [second] = await engine.lease(Q, LEASE);
+    clock.advance(5);
+    expect(await engine.nack([{ token: first!.token }, { token: "nope" }])).toEqual([
+      { code: ScriptCode.StaleLease, state: "LEASED" },
+      { code: ScriptCode.NotFound },
+    ]);
+    expect(await engine.getTask(Q, second!.task.id)).toMatchObject({
+      state: "LEASED",
+      leaseSeq: 2,
+      attempts: 2,
+    });
+  });
+
+  it("refuses an out-of-range delay or an oversized error for the whole call", async () => {
+    const { engine } = await fx().engine();
+    await expect(engine.nack([{ token: "x", delayMs: -1 }])).rejects.toThrow(/nack delay/);
+    await expect(engine.nack([{ token: "x", delayMs: 86_400_001 }])).rejects.toThrow(/nack delay/);
+    await expect(engine.nack([{ token: "x", error: "e".repeat(4097) }])).rejects.toThrow(/4096/);
+  });
+
+  it("release puts the task back at the head of its list, ready at once", async () => {
+    const { engine } = await fx().engine();
+    const [a, b] = await seed(engine, 2);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(await engine.release([d!.token])).toEqual([{ code: ScriptCode.Ok, state: "READY" }]);
+    expect((await engine.lease(Q, LEASE)).map((x) => x.task.id)).toEqual([a, b]);
+    expect(await engine.getTask(Q, a!)).toMatchObject({ attempts: 2, lastError: "lease released" });
+  });
+});

@@ -1,0 +1,35 @@
+import { payload, Q, useEngineFixture } from "../test/fixture";
+
+describe("promote-14.lua", () => {
+  const fx = useEngineFixture();
+
+  it("makes due scheduled tasks ready in run-at order, bounded, and keeps the due index exact", async () => {
+    const { engine, clock } = await fx().engine();
+    const out = await engine.enqueue(Q, [
+      { payload: payload("3"), delayMs: 3_000 },
+      { payload: payload("1"), delayMs: 1_000 },
+      { payload: payload("2"), delayMs: 2_000 },
+      { payload: payload("9"), delayMs: 9_000 },
+    ]);
+    expect(await engine.promote(Q)).toBe(0);
+    clock.advance(3_000);
+    expect(await engine.dueQueues()).toEqual([Q]);
+    expect(await engine.promote(Q, 2)).toBe(2);
+    expect(await engine.promote(Q, 2)).toBe(1);
+    expect(await engine.nextDueAt()).toBe(clock.now() + 6_000);
+    const leased = await engine.lease(Q, { max: 10, leaseMs: 30_000 });
+    expect(leased.map((d) => d.task.payload.toString())).toEqual(["1", "2", "3"]);
+    expect(await engine.getTask(Q, out[3]!.id)).toMatchObject({ state: "SCHEDULED" });
+  });
+
+  it("never pushes an id whose record is not SCHEDULED", async () => {
+    const { engine, clock, redis, prefix } = await fx().engine();
+    const [t] = await engine.enqueue(Q, [{ delayMs: 1_000 }]);
+    const scheduled = `${prefix}:q:{SEND_EMAIL:acme:s:a}:scheduled`;
+    clock.advance(1_000);
+    expect(await engine.promote(Q)).toBe(1);
+    await redis.zadd(scheduled, 0, t!.id); // a duplicate index entry for a task that is READY now
+    expect(await engine.promote(Q)).toBe(0);
+    expect((await engine.stats(Q)).ready).toBe(1);
+  });
+});
