@@ -1,0 +1,44 @@
+import { seed, useEngineFixture } from "./test/fixture";
+
+describe("leaseAcrossTenants (the cross-tenant worker)", () => {
+  const fx = useEngineFixture();
+  const q = (tenant: string) => ({ command: "RENDER", tenant });
+
+  it("serves tenants round-robin so one backlog cannot starve another", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 500, {}, q("big"), "big");
+    await seed(engine, 3, {}, q("small"), "small");
+    await seed(engine, 3, {}, q("tiny"), "tiny");
+    const served: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const leased = await engine.leaseAcrossTenants("RENDER", { max: 2, leaseMs: 30_000 });
+      served.push(...leased.map((d) => d.task.tenant));
+    }
+    // within six small leases every tenant was served, and the small ones drained
+    const count = (t: string) => served.filter((s) => s === t).length;
+    expect(count("small")).toBe(3);
+    expect(count("tiny")).toBe(3);
+    expect(count("big")).toBe(6);
+  });
+
+  it("splits a large request evenly and fills up from tenants that still have tasks", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 100, {}, q("a"), "a");
+    await seed(engine, 100, {}, q("b"), "b");
+    await seed(engine, 2, {}, q("c"), "c");
+    const leased = await engine.leaseAcrossTenants("RENDER", { max: 30, leaseMs: 30_000 });
+    const by = (t: string) => leased.filter((d) => d.task.tenant === t).length;
+    expect(leased).toHaveLength(30);
+    expect(by("c")).toBe(2);
+    expect(Math.abs(by("a") - by("b"))).toBeLessThanOrEqual(1);
+  });
+
+  it("leases only the named command, and nothing when no tenant has tasks", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 2, {}, { command: "OTHER", tenant: "a" });
+    expect(await engine.leaseAcrossTenants("RENDER", { max: 5, leaseMs: 30_000 })).toEqual([]);
+    await expect(
+      engine.leaseAcrossTenants("bad:name", { max: 5, leaseMs: 30_000 }),
+    ).rejects.toThrow(/command must match/);
+  });
+});

@@ -1,0 +1,54 @@
+import { scriptSources } from "./script-loader";
+
+describe("Lua scripts", () => {
+  const scripts = [...scriptSources().values()];
+
+  it("are one file per operation with a header naming KEYS, ARGV and what it returns", () => {
+    expect(scripts.map((s) => s.operation).sort()).toEqual(
+      [
+        "ack",
+        "cleanup",
+        "dead-list",
+        "enqueue",
+        "export",
+        "export-confirm",
+        "export-restore",
+        "extend",
+        "get",
+        "import",
+        "lease",
+        "nack",
+        "promote",
+        "purge",
+        "reap",
+        "redrive",
+        "stats",
+      ].sort(),
+    );
+    for (const s of scripts) {
+      const header = s.lua.slice(0, s.lua.indexOf("]]"));
+      expect(header).toMatch(/KEYS\[1(\]|\.\.)/);
+      expect(header).toMatch(/Returns/);
+      // the file name's count is the highest fixed KEYS index the header lists
+      const indices = [...header.matchAll(/KEYS\[(\d+)(?:\.\.(\d+))?\]/g)].map((m) =>
+        Number(m[2] ?? m[1]),
+      );
+      expect(Math.max(...indices)).toBe(s.fixedKeys);
+    }
+  });
+
+  // (Globals need no check here: redis-server 7, like KVRocks, refuses a script that creates one.)
+  it("never build key names inside Lua", () => {
+    for (const s of scripts) {
+      const code = s.lua.replace(/--\[\[[\s\S]*?\]\]/g, "").replace(/--.*$/gm, "");
+      // keys are only ever KEYS[i]: no string concatenation into a redis.call key position
+      expect(code).not.toMatch(/redis\.call\('[A-Z]+',\s*[^K'][^,)]*\.\./);
+    }
+  });
+
+  it("expand each include once", () => {
+    const nack = scriptSources().get("nack")!;
+    expect(nack.lua.match(/local function backoffDelay/g)).toHaveLength(1);
+    expect(nack.lua).not.toMatch(/@include/);
+  });
+});
