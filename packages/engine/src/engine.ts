@@ -29,7 +29,7 @@ import {
   type NackInput,
   type SettleOutcome,
 } from "./settle";
-import { checkName, type TaskSpec } from "./task-spec";
+import { buildRecord, checkName, type TaskSpec } from "./task-spec";
 import type { StoredTask } from "./task-record";
 import * as t from "./transitions";
 
@@ -59,6 +59,14 @@ export class QueueEngine {
     if (specs.length > 1000)
       throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
     return t.enqueue(this.ctx, queue, specs);
+  }
+
+  /** Validates a batch exactly as `enqueue` would, without storing anything. */
+  check(queue: QueueRef, specs: readonly TaskSpec[]): void {
+    checkQueue(queue);
+    if (specs.length > 1000) throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
+    const now = this.ctx.clock.now();
+    specs.forEach((spec, i) => buildRecord(spec, "00000000000000000000000000", now, this.ctx.limits, specs.length > 1 ? `tasks[${i}]` : "task"));
   }
 
   /** Leases up to `max` tasks of one queue: highest priority first, FIFO within one. */

@@ -1,4 +1,4 @@
-import { createServer, type Server } from "nice-grpc";
+import { createServer, type Server, type ServerMiddleware } from "nice-grpc";
 import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
 import { loadDescriptorSet } from "@codeq/proto";
@@ -9,6 +9,10 @@ export interface GrpcServiceOptions {
   /** host:port; port 0 picks a free one. */
   listen: string;
   logger: Logger;
+  /** Server middleware, outermost first (metrics, logging). */
+  middleware?: ServerMiddleware[];
+  /** Lifecycle to drive; a new one by default. Services may watch its signal before the server starts. */
+  lifecycle?: Lifecycle;
   /** Adds the service implementations; returns their full names (for health and reflection). */
   register(server: Server): string[];
 }
@@ -27,9 +31,10 @@ export interface GrpcService {
 }
 
 export async function startGrpcService(options: GrpcServiceOptions): Promise<GrpcService> {
-  const lifecycle = new Lifecycle();
+  const lifecycle = options.lifecycle ?? new Lifecycle();
   const health = HealthState();
-  const server = createServer();
+  let server: Server = createServer();
+  for (const mw of options.middleware ?? []) server = server.use(mw) as unknown as Server;
   const names = options.register(server);
   server.add(HealthDefinition, HealthServiceImpl(health));
   server.add(

@@ -4,6 +4,10 @@ import { loadConfig } from "@codeq/server-kit";
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
 
+const ms = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallback);
+
 export const shardConfigSchema = z.object({
   /** This shard's id in the shard map (^[a-z0-9][a-z0-9-]{0,62}$). */
   id: z
@@ -12,6 +16,8 @@ export const shardConfigSchema = z.object({
     .default("local"),
   /** gRPC listen address; port 0 picks a free port. */
   listen: z.string().default("127.0.0.1:7400"),
+  /** Prometheus metrics (HTTP GET /metrics); empty disables. Port 0 picks a free port. */
+  metricsListen: z.string().default("127.0.0.1:9400"),
   /** The shard's own store (KVRocks in production, redis-server in development). */
   redisUrl: z.string().url().default("redis://127.0.0.1:6379"),
   /** First segment of every storage key (a unique one per test keeps tests apart). */
@@ -19,10 +25,52 @@ export const shardConfigSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
     .default("codeq"),
+  /** "legacy" drops the shard segment from keys (single-shard deployments only). */
+  keyLayout: z.enum(["sharded", "legacy"]).default("sharded"),
+  /**
+   * Development identity: trust `x-codeq-tenant` (and `x-codeq-roles`) metadata
+   * from any caller. Never in production; the worker logs a warning when it is on.
+   */
+  devIdentity: bool(false),
+  /** Largest task payload in bytes. */
+  payloadCapBytes: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
+  /** How long an idempotency key deduplicates, ms (default 24 h). */
+  idempotencyWindowMs: ms(1, 30 * 24 * 3600_000, 24 * 3600_000),
+  /** How long completed tasks are kept, ms (0 deletes at ack; default 10 min). */
+  completedRetentionMs: ms(0, 30 * 24 * 3600_000, 600_000),
+  /** How long dead tasks are kept, ms (default 7 days). */
+  deadRetentionMs: ms(0, 365 * 24 * 3600_000, 7 * 24 * 3600_000),
+  /** Lease duration when a worker does not set one, ms. */
+  defaultLeaseMs: ms(1000, 43_200_000, 30_000),
+  /** Longest wait of a unary Lease, ms. */
+  maxLeaseWaitMs: ms(0, 30_000, 30_000),
+  /** Most credits a stream may hold outstanding. */
+  maxStreamCredits: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  /** Largest batch in one request (enqueue, ack, nack, extend, lease). */
+  maxBatch: z.coerce.number().int().min(1).max(10_000).default(1000),
+  /** Longest the due loop sleeps when nothing is due, ms (it is woken early by new work). */
+  dueIdleMs: ms(10, 60_000, 1_000),
+  /** Tasks or leases the due loop handles per queue per pass. */
+  dueBatch: z.coerce.number().int().min(1).max(100_000).default(1000),
+  /** How often retention cleanup sweeps every queue, ms. */
+  cleanupIntervalMs: ms(100, 3_600_000, 5_000),
+  /** Records retention deletes per queue per pass. */
+  cleanupBatch: z.coerce.number().int().min(1).max(100_000).default(5000),
+  /**
+   * Idle streams are re-woken this often as a safety net, ms. Wake-ups come from
+   * this process's own writes (it is the only writer of its store); this only
+   * matters if something else wrote to the store.
+   */
+  rewakeMs: ms(100, 3_600_000, 5_000),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
-  graceMs: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  graceMs: ms(0, 600_000, 10_000),
   /** How often the store is pinged for the health status, in ms. */
-  storeCheckMs: z.coerce.number().int().min(100).max(60_000).default(2_000),
+  storeCheckMs: ms(100, 60_000, 2_000),
 });
 
 export type ShardConfig = Readonly<z.infer<typeof shardConfigSchema>>;
@@ -30,4 +78,11 @@ export type ShardConfig = Readonly<z.infer<typeof shardConfigSchema>>;
 /** Reads, validates and freezes the shard worker's configuration. */
 export function loadShardConfig(env: NodeJS.ProcessEnv = process.env): ShardConfig {
   return loadConfig(shardConfigSchema, SHARD_ENV_PREFIX, env);
+}
+
+/** The configuration with every default, overridden by `overrides` (tests, embedding). */
+export function shardConfig(
+  overrides: Partial<z.input<typeof shardConfigSchema>> = {},
+): ShardConfig {
+  return Object.freeze(shardConfigSchema.parse(overrides));
 }

@@ -1,2 +1,9 @@
-export { loadShardConfig, shardConfigSchema, SHARD_ENV_PREFIX, type ShardConfig } from "./config";
+export {
+  loadShardConfig,
+  shardConfig,
+  shardConfigSchema,
+  SHARD_ENV_PREFIX,
+  type ShardConfig,
+} from "./config";
 export { startShardWorker, type ShardWorker } from "./shard-worker";
+export { identityFrom, type Identity, type Role } from "./identity";

@@ -1,48 +1,117 @@
 import { Redis } from "ioredis";
-import { createLogger, startGrpcService, type GrpcService, type Logger } from "@codeq/server-kit";
+import { QueueEngine } from "@codeq/engine";
+import { QueueServiceDefinition } from "@codeq/proto";
+import {
+  createLogger,
+  Lifecycle,
+  startGrpcService,
+  type GrpcService,
+  type Logger,
+} from "@codeq/server-kit";
+import { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
+import { Metrics, rpcMetrics } from "./metrics";
+import { Notifier } from "./notifier";
+import { QueueCore } from "./queue-core";
+import { queueService } from "./queue-service";
 
-/** A running shard worker: the gRPC server and the connection to its own store. */
+/** A running shard worker. */
 export interface ShardWorker {
   readonly port: number;
+  /** Port of the Prometheus endpoint (undefined when disabled). */
+  readonly metricsPort: number | undefined;
   readonly grpc: GrpcService;
-  readonly redis: Redis;
+  readonly engine: QueueEngine;
+  readonly notifier: Notifier;
+  readonly metrics: Metrics;
+  /**
+   * Graceful shutdown: health NOT_SERVING, streams end (UNAVAILABLE, leases
+   * released), long polls answer, in-flight calls finish within the grace period,
+   * background loops stop, then the store connection closes.
+   */
   stop(): Promise<void>;
 }
 
-/**
- * Starts a shard worker on its store. At this stage it serves health (SERVING only
- * while its store answers) and reflection; the queue services are added as the
- * engine and the service land.
- */
+/** Starts a shard worker serving codeq.v1.QueueService on its own store. */
 export async function startShardWorker(
   config: ShardConfig,
   logger: Logger = createLogger(`shard-${config.id}`),
 ): Promise<ShardWorker> {
-  const redis = new Redis(config.redisUrl, { protocol: 2, lazyConnect: true });
+  if (config.devIdentity) {
+    logger.warn(
+      "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
+    );
+  }
+  const redis = new Redis(config.redisUrl, {
+    protocol: 2,
+    lazyConnect: true,
+    maxRetriesPerRequest: 2,
+  });
   redis.on("error", (err) => logger.warn({ err: err.message }, "store connection error"));
   await redis.connect();
-  const grpc = await startGrpcService({ listen: config.listen, logger, register: () => [] });
+  const engine = await QueueEngine.open(redis, {
+    shard: config.id,
+    keyPrefix: config.keyPrefix,
+    layout: config.keyLayout,
+    idempotencyWindowMs: config.idempotencyWindowMs,
+    completedRetentionMs: config.completedRetentionMs,
+    deadRetentionMs: config.deadRetentionMs,
+    limits: { payloadCapBytes: config.payloadCapBytes },
+  });
+  const metrics = new Metrics(config.id, engine);
+  const notifier = new Notifier();
+  const background = new BackgroundWork(engine, notifier, config, metrics, logger);
+  const core = new QueueCore(engine, notifier, background, metrics, config);
+  const lifecycle = new Lifecycle();
+  const grpc = await startGrpcService({
+    listen: config.listen,
+    logger,
+    lifecycle,
+    middleware: [rpcMetrics(metrics)],
+    register(server) {
+      server.add(QueueServiceDefinition, queueService(core, lifecycle));
+      return [QueueServiceDefinition.fullName];
+    },
+  });
+  background.start();
+  const metricsServer = config.metricsListen
+    ? await metrics.serve(config.metricsListen)
+    : undefined;
 
   const checkStore = async () => {
-    if (grpc.lifecycle.state !== "serving") return;
+    if (lifecycle.state !== "serving") return;
     const ok = await redis.ping().then(
       () => true,
       () => false,
     );
+    metrics.available.set({ shard: config.id }, ok ? 1 : 0);
     grpc.health.setStatus(ok ? "healthy" : "unhealthy");
   };
-  const timer = setInterval(() => void checkStore(), config.storeCheckMs);
-  timer.unref();
+  await checkStore();
+  const storeTimer = setInterval(() => void checkStore(), config.storeCheckMs);
+  storeTimer.unref();
+  logger.info(
+    { shard: config.id, port: grpc.port, metricsPort: metricsServer?.port },
+    "shard worker ready",
+  );
 
+  let stopping: Promise<void> | undefined;
   return {
     port: grpc.port,
+    metricsPort: metricsServer?.port,
     grpc,
-    redis,
-    async stop() {
-      clearInterval(timer);
-      await grpc.shutdown(config.graceMs);
-      redis.disconnect();
+    engine,
+    notifier,
+    metrics,
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(storeTimer);
+        await grpc.shutdown(config.graceMs);
+        await background.stop();
+        await metricsServer?.close();
+        await redis.quit().catch(() => redis.disconnect());
+      })();
+      return stopping;
     },
   };
 }

@@ -1,0 +1,134 @@
+import type { QueueEngine } from "@codeq/engine";
+import type { Logger } from "@codeq/server-kit";
+import type { ShardConfig } from "./config";
+import type { Metrics } from "./metrics";
+import type { Notifier } from "./notifier";
+
+/**
+ * The shard worker's own background work, each loop one pass at a time:
+ * - the due loop sleeps until the earliest scheduled run-at or lease deadline of
+ *   the shard (or until `wakeAt` brings it forward), then promotes due tasks and
+ *   reaps expired leases, queue by queue, bounded per pass, and wakes the streams
+ *   of every queue that got ready tasks;
+ * - the cleanup loop applies retention to every queue every `cleanupIntervalMs`;
+ * - the re-wake loop nudges one parked waiter per topic every `rewakeMs`.
+ */
+export class BackgroundWork {
+  private stopped = false;
+  private timer: NodeJS.Timeout | undefined;
+  private sleepUntil = Infinity;
+  private wakeSleeper: (() => void) | undefined;
+  private readonly loops: Promise<void>[] = [];
+  private readonly stopping = new AbortController();
+
+  constructor(
+    private readonly engine: QueueEngine,
+    private readonly notifier: Notifier,
+    private readonly config: ShardConfig,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {}
+
+  start(): void {
+    this.loops.push(
+      this.dueLoop(),
+      this.every(this.config.cleanupIntervalMs, () => this.cleanupPass(), "cleanup"),
+    );
+    this.loops.push(
+      this.every(this.config.rewakeMs, async () => this.notifier.wakeOnePerTopic(), "rewake"),
+    );
+  }
+
+  /** Something becomes due at `at` (a delayed enqueue or nack, a new lease): wake the due loop by then. */
+  wakeAt(at: number): void {
+    if (at < this.sleepUntil) this.wakeSleeper?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stopping.abort();
+    this.wakeSleeper?.();
+    await Promise.all(this.loops);
+  }
+
+  private async dueLoop(): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const next = await this.engine.nextDueAt();
+        const now = Date.now();
+        if (next !== undefined && next <= now) {
+          await this.duePass();
+          continue;
+        }
+        await this.sleep(
+          Math.min(next === undefined ? Infinity : next - now, this.config.dueIdleMs),
+        );
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message }, "due loop pass failed; retrying");
+        await this.sleep(this.config.dueIdleMs);
+      }
+    }
+  }
+
+  /** One bounded pass over the queues that have something due. */
+  private async duePass(): Promise<void> {
+    const queues = await this.engine.dueQueues(100);
+    await Promise.all(
+      queues.map(async (queue) => {
+        const [promoted, reaped] = await Promise.all([
+          this.metrics.time("promote", () => this.engine.promote(queue, this.config.dueBatch)),
+          this.metrics.time("reap", () => this.engine.reap(queue, this.config.dueBatch)),
+        ]);
+        this.metrics.reaped.inc(reaped.reaped);
+        // reaped leases may be ready again at once (a zero backoff)
+        const ready = promoted + reaped.reaped - reaped.dead;
+        if (ready > 0) this.notifier.notify(queue, ready);
+      }),
+    );
+  }
+
+  private async cleanupPass(): Promise<void> {
+    for (const queue of await this.engine.queues()) {
+      if (this.stopped) return;
+      const out = await this.metrics.time("cleanup", () =>
+        this.engine.cleanup(queue, this.config.cleanupBatch),
+      );
+      this.metrics.cleaned.inc(out.completed + out.dead);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.sleepUntil = Date.now() + ms;
+    return new Promise((resolve) => {
+      this.wakeSleeper = () => {
+        clearTimeout(this.timer);
+        this.wakeSleeper = undefined;
+        this.sleepUntil = Infinity;
+        resolve();
+      };
+      this.timer = setTimeout(() => this.wakeSleeper?.(), Math.max(0, ms));
+    });
+  }
+
+  /** Runs `pass` every `intervalMs`, never two at once, until stopped. */
+  private async every(intervalMs: number, pass: () => Promise<void>, name: string): Promise<void> {
+    while (!this.stopped) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, intervalMs);
+        this.stopping.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), {
+          once: true,
+        });
+      });
+      if (this.stopped) return;
+      try {
+        await pass();
+      } catch (err) {
+        this.logger.warn(
+          { err: (err as Error).message, loop: name },
+          "background pass failed; retrying",
+        );
+      }
+    }
+  }
+}

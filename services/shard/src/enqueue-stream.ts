@@ -1,0 +1,63 @@
+import type { EnqueueStreamRequest, EnqueueStreamResponse } from "@codeq/proto";
+import { Channel } from "./channel";
+import type { Identity } from "./identity";
+import type { QueueCore } from "./queue-core";
+import { toServerError } from "./status";
+
+/** Batches of one stream stored at once, at most. */
+const IN_FLIGHT = 16;
+
+/**
+ * The high-rate producer path: every batch is answered once, by its seq, with
+ * per-item results; up to 16 batches are stored concurrently, so answers may come
+ * out of order. A bad batch is answered with its error on every item and the stream
+ * goes on. The stream ends once the producer half-closes and every batch is answered.
+ */
+export async function* enqueueStream(
+  core: QueueCore,
+  identity: Identity,
+  requests: AsyncIterable<EnqueueStreamRequest>,
+): AsyncGenerator<EnqueueStreamResponse> {
+  const out = new Channel<EnqueueStreamResponse>();
+  let inFlight = 0;
+  let slot: (() => void) | undefined;
+  let doneReading = false;
+  const finishOne = () => {
+    inFlight--;
+    slot?.();
+    slot = undefined;
+    if (doneReading && inFlight === 0) out.close();
+  };
+  const reading = (async () => {
+    try {
+      for await (const req of requests) {
+        while (inFlight >= IN_FLIGHT) await new Promise<void>((r) => (slot = r));
+        inFlight++;
+        core
+          .enqueue(identity, req.tasks)
+          .then(
+            (results) => out.push({ seq: req.seq, results }),
+            (err: unknown) => {
+              const e = toServerError(err);
+              const status = { code: e.code, message: e.details };
+              out.push({
+                seq: req.seq,
+                results: req.tasks.map(() => ({ status, taskId: "", duplicate: false, state: 0 })),
+              });
+            },
+          )
+          .finally(finishOne);
+      }
+    } catch (err) {
+      out.fail(toServerError(err));
+      return;
+    }
+    doneReading = true;
+    if (inFlight === 0) out.close();
+  })();
+  try {
+    yield* out;
+  } finally {
+    await reading;
+  }
+}

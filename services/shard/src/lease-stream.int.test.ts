@@ -1,0 +1,148 @@
+import { Status } from "nice-grpc";
+import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
+
+describe("LeaseStream on a shard worker", () => {
+  let fx: ShardFixture;
+  // no safety-net re-wake and a lazy due loop: only notifications can deliver promptly
+  beforeAll(async () => (fx = await shardFixture({ rewakeMs: 3_600_000, dueIdleMs: 60_000 })));
+  afterAll(() => fx.close());
+
+  it("pushes a task enqueued after the worker subscribed, without polling", async () => {
+    const producer = fx.client("t-push");
+    const stream = new StreamDriver(fx.client("t-push"));
+    stream.send({ ...SUB(["PUSH"]), credits: 5 });
+    const subscribed = await stream.next();
+    expect(subscribed?.subscribed?.leaseDurationMs).toBe(30_000);
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    const { taskId } = await producer.enqueue({ command: "PUSH", payload: Buffer.from("hello") });
+    const pushed = await stream.next();
+    expect(pushed?.tasks?.tasks.map((t) => t.task?.id)).toEqual([taskId]);
+    expect(pushed?.tasks?.tasks[0]?.task?.payload).toEqual(Buffer.from("hello"));
+    expect(pushed?.tasks?.tasks[0]?.leaseToken).toMatch(/^c1~a~PUSH~t-push~/);
+    stream.close();
+  });
+
+  it("never has more tasks in flight than credits granted", async () => {
+    const producer = fx.client("t-credit");
+    await producer.enqueueBatch({
+      tasks: Array.from({ length: 5 }, () => ({ command: "CREDIT" }) as never),
+    });
+    const stream = new StreamDriver(fx.client("t-credit"));
+    stream.send({ ...SUB(["CREDIT"]), credits: 2 });
+    await stream.next(); // subscribed
+    const first = await stream.next();
+    expect(first?.tasks?.tasks).toHaveLength(2);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(stream.pending).toBe(0);
+    expect((await producer.queueStats({ command: "CREDIT" })).total).toMatchObject({
+      leased: 2,
+      ready: 3,
+    });
+    stream.send({ credits: 3 });
+    let got = 0;
+    while (got < 3) got += (await stream.next())?.tasks?.tasks.length ?? 0;
+    expect(got).toBe(3);
+    stream.close();
+  });
+
+  it("answers acks, nacks and extends by request id; refuses stale and foreign tokens per item", async () => {
+    const producer = fx.client("t-settle");
+    await producer.enqueueBatch({
+      tasks: Array.from({ length: 3 }, () => ({ command: "SETTLE" }) as never),
+    });
+    const stream = new StreamDriver(fx.client("t-settle"));
+    stream.send({ ...SUB(["SETTLE"]), credits: 3 });
+    await stream.next();
+    const batch = (await stream.next())!.tasks!.tasks;
+    const [a, b, c] = batch.map((t) => t.leaseToken);
+    stream.send({
+      requestId: 7,
+      acks: [{ leaseToken: a!, result: Buffer.from("ok") }],
+      nacks: [{ leaseToken: b!, delayMs: 60_000, error: "later", deadLetter: false }],
+      extends: [{ leaseToken: c!, leaseDurationMs: 120_000 }],
+    });
+    const settled = (await stream.next())!.settled!;
+    expect(settled.requestId).toBe(7);
+    expect(settled.acks).toEqual([{ code: Status.OK, message: "" }]);
+    expect(settled.nacks).toEqual([{ code: Status.OK, message: "" }]);
+    expect(settled.extends[0]!.status).toEqual({ code: Status.OK, message: "" });
+    expect(settled.extends[0]!.leaseDeadlineMs).toBeGreaterThan(Date.now() + 100_000);
+    // the same token again is stale for nack; another tenant's token is not found
+    const other = await fx
+      .client("t-other")
+      .ack({ items: [{ leaseToken: c!, result: Buffer.alloc(0) }] });
+    expect(other.results[0]!.code).toBe(Status.NOT_FOUND);
+    stream.send({
+      requestId: 8,
+      nacks: [{ leaseToken: b!, error: "", deadLetter: false }],
+      acks: [{ leaseToken: "forged", result: Buffer.alloc(0) }],
+    });
+    const second = (await stream.next())!.settled!;
+    expect(second.nacks[0]!.code).toBe(Status.FAILED_PRECONDITION);
+    expect(second.acks[0]!.code).toBe(Status.NOT_FOUND);
+    stream.close();
+  });
+
+  it("releases the leases a stream holds as soon as it closes", async () => {
+    const producer = fx.client("t-release");
+    await producer.enqueueBatch({
+      tasks: Array.from({ length: 4 }, () => ({ command: "REL" }) as never),
+    });
+    const stream = new StreamDriver(fx.client("t-release"));
+    stream.send({ ...SUB(["REL"]), credits: 4 });
+    await stream.next();
+    expect((await stream.next())?.tasks?.tasks).toHaveLength(4);
+    stream.abort.abort(); // the worker goes away without a word
+    await eventually(
+      async () => (await producer.queueStats({ command: "REL" })).total?.ready === 4,
+      3_000,
+    );
+    const again = new StreamDriver(fx.client("t-release"));
+    again.send({ ...SUB(["REL"]), credits: 10 });
+    await again.next();
+    const redelivered = (await again.next())!.tasks!.tasks;
+    expect(redelivered).toHaveLength(4);
+    expect(
+      redelivered.every(
+        (t) => t.task?.attempts === 2 && t.task.lastError === "lease stream closed",
+      ),
+    ).toBe(true);
+    again.close();
+    await eventually(
+      async () => (await producer.queueStats({ command: "REL" })).total?.ready === 4,
+      3_000,
+    );
+  });
+
+  it("pushes a delayed task when it falls due", async () => {
+    const producer = fx.client("t-delay");
+    const stream = new StreamDriver(fx.client("t-delay"));
+    stream.send({ ...SUB(["DELAY"]), credits: 1 });
+    await stream.next();
+    const { taskId } = await producer.enqueue({ command: "DELAY", delayMs: 300 });
+    const pushed = await stream.next(5_000);
+    expect(pushed?.tasks?.tasks[0]?.task?.id).toBe(taskId);
+    stream.close();
+  });
+
+  it("ends with INVALID_ARGUMENT when the first message does not subscribe, or subscribes twice", async () => {
+    const noSub = new StreamDriver(fx.client("t-bad"));
+    noSub.send({ credits: 1 });
+    await expect(noSub.next()).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/first LeaseStream message/),
+    });
+    const twice = new StreamDriver(fx.client("t-bad"));
+    twice.send(SUB(["X"]));
+    await twice.next();
+    twice.send(SUB(["X"]));
+    await expect(twice.next()).rejects.toMatchObject({ code: Status.INVALID_ARGUMENT });
+    const tooMany = new StreamDriver(fx.client("t-bad"));
+    tooMany.send({ ...SUB(["X"]), credits: 10_001 });
+    await tooMany.next();
+    await expect(tooMany.next()).rejects.toMatchObject({ code: Status.RESOURCE_EXHAUSTED });
+    const crossTenant = new StreamDriver(fx.client("t-bad"));
+    crossTenant.send(SUB(["X"], { allTenants: true }));
+    await expect(crossTenant.next()).rejects.toMatchObject({ code: Status.PERMISSION_DENIED });
+  });
+});

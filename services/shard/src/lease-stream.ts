@@ -1,0 +1,176 @@
+import { randomUUID } from "node:crypto";
+import { ServerError, Status } from "nice-grpc";
+import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
+import { Channel } from "./channel";
+import type { Identity } from "./identity";
+import type { Topic } from "./notifier";
+import type { LeaseAsk, QueueCore } from "./queue-core";
+import { invalid, toServerError } from "./status";
+import { deliveryToWire } from "./wire";
+
+/**
+ * One LeaseStream: the worker subscribes and grants credits; the session pushes
+ * tasks the moment its queues have them (woken by the notifier, never by a timer),
+ * never more than the credits granted; each request carrying acks, nacks or extends
+ * is answered once. When the stream ends for any reason (the worker half-closes or
+ * cancels, the connection breaks, the shard drains) every lease it still holds is
+ * released at once.
+ */
+export class LeaseStreamSession {
+  private readonly id = randomUUID();
+  private readonly out = new Channel<LeaseStreamResponse>();
+  private readonly ended = new AbortController();
+  /** Aborted to wake the pump when credits arrive or the stream ends. */
+  private kick = new AbortController();
+  private ask: LeaseAsk | undefined;
+  private topics: Topic[] = [];
+  private credits = 0;
+  private rotation = 0;
+  private maxBatch = 100;
+  /** Tokens pushed by this stream and not yet settled through it. */
+  private readonly held = new Set<string>();
+
+  constructor(
+    private readonly core: QueueCore,
+    private readonly identity: Identity,
+    draining: AbortSignal,
+    callSignal: AbortSignal,
+  ) {
+    const onDrain = () =>
+      this.end(new ServerError(Status.UNAVAILABLE, "the shard worker is shutting down; reconnect"));
+    const onCancel = () => this.end();
+    if (draining.aborted) onDrain();
+    draining.addEventListener("abort", onDrain, { once: true });
+    callSignal.addEventListener("abort", onCancel, { once: true });
+    this.ended.signal.addEventListener("abort", () => {
+      draining.removeEventListener("abort", onDrain);
+      callSignal.removeEventListener("abort", onCancel);
+    });
+  }
+
+  async *run(requests: AsyncIterable<LeaseStreamRequest>): AsyncGenerator<LeaseStreamResponse> {
+    this.core.streamOpened(1);
+    const reading = this.read(requests);
+    const pumping = this.pump();
+    try {
+      yield* this.out;
+    } finally {
+      this.end();
+      await Promise.allSettled([reading, pumping]);
+      await this.releaseHeld();
+      this.core.streamOpened(-1);
+    }
+  }
+
+  /** Stops the session; with an error, the worker receives it as the stream's status. */
+  private end(error?: ServerError): void {
+    if (this.ended.signal.aborted) return;
+    this.ended.abort();
+    this.kick.abort();
+    if (error) this.out.fail(error);
+    else this.out.close();
+  }
+
+  private async read(requests: AsyncIterable<LeaseStreamRequest>): Promise<void> {
+    try {
+      for await (const req of requests) {
+        if (this.ended.signal.aborted) return;
+        await this.handle(req);
+      }
+      this.end(); // the worker half-closed: it wants no more tasks
+    } catch (err) {
+      this.end(toServerError(err));
+    }
+  }
+
+  private async handle(req: LeaseStreamRequest): Promise<void> {
+    if (!this.ask) {
+      if (!req.subscribe) throw invalid("the first LeaseStream message must carry subscribe");
+      const s = req.subscribe;
+      this.ask = this.core.leaseAsk(this.identity, s.commands, s.allTenants, s.leaseDurationMs);
+      this.topics = this.core.topics(this.identity, this.ask);
+      this.maxBatch = s.maxBatch || 100;
+      if (this.maxBatch > this.core.config.maxBatch)
+        throw invalid(`subscribe.max_batch must be at most ${this.core.config.maxBatch}`);
+      this.out.push({ subscribed: { streamId: this.id, leaseDurationMs: this.ask.leaseMs } });
+    } else if (req.subscribe) {
+      throw invalid("subscribe is allowed only in the first LeaseStream message");
+    }
+    if (req.credits > 0) {
+      if (this.credits + req.credits > this.core.config.maxStreamCredits) {
+        throw new ServerError(
+          Status.RESOURCE_EXHAUSTED,
+          `credits outstanding may not exceed ${this.core.config.maxStreamCredits}`,
+        );
+      }
+      this.credits += req.credits;
+      this.kick.abort();
+    }
+    const settlements = req.acks.length + req.nacks.length + req.extends.length;
+    if (settlements === 0) return;
+    if (settlements > this.core.config.maxBatch)
+      throw invalid(`at most ${this.core.config.maxBatch} acks, nacks and extends per message`);
+    const none = Promise.resolve([]);
+    const [acks, nacks, extendsOut] = await Promise.all([
+      req.acks.length ? this.core.ack(this.identity, req.acks) : none,
+      req.nacks.length ? this.core.nack(this.identity, req.nacks) : none,
+      req.extends.length ? this.core.extend(this.identity, req.extends) : none,
+    ]);
+    // settled (or no longer ours to release): stop tracking
+    for (const item of [...req.acks, ...req.nacks]) this.held.delete(item.leaseToken);
+    this.out.push({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
+  }
+
+  /** Leases while there are credits; parks on the notifier when the queues are empty. */
+  private async pump(): Promise<void> {
+    const signal = this.ended.signal;
+    while (!signal.aborted) {
+      if (!this.ask || this.credits === 0) {
+        await abortable(this.kick.signal);
+        this.kick = new AbortController();
+        continue;
+      }
+      try {
+        const seen = this.core.notifier.version(this.topics);
+        const want = Math.min(this.credits, this.maxBatch);
+        const got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
+        if (signal.aborted) {
+          await this.core.release(
+            got.map((d) => d.token),
+            "lease stream closed",
+          );
+          return;
+        }
+        if (got.length > 0) {
+          this.credits -= got.length;
+          for (const d of got) this.held.add(d.token);
+          this.out.push({ tasks: { tasks: got.map(deliveryToWire) } });
+          continue;
+        }
+        const waitSignal = AbortSignal.any([signal, this.kick.signal]);
+        await this.core.notifier.wait(this.topics, seen, waitSignal, 3_600_000);
+        if (this.kick.signal.aborted && !signal.aborted) this.kick = new AbortController();
+      } catch (err) {
+        this.end(toServerError(err));
+      }
+    }
+  }
+
+  private async releaseHeld(): Promise<void> {
+    if (this.held.size === 0) return;
+    const tokens = [...this.held];
+    this.held.clear();
+    try {
+      await this.core.release(tokens, "lease stream closed");
+    } catch {
+      // the store is unreachable: the leases expire and the reaper takes them back
+    }
+  }
+}
+
+function abortable(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) =>
+    signal.addEventListener("abort", () => resolve(), { once: true }),
+  );
+}

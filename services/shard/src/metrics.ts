@@ -1,0 +1,173 @@
+import * as http from "node:http";
+import { ServerError, Status, type ServerMiddleware } from "nice-grpc";
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { QueueEngine } from "@codeq/engine";
+
+/**
+ * Prometheus metrics of one shard worker (SPEC §6):
+ * codeq_queue_depth{command,shard,type}, codeq_shard_operation_duration_seconds{shard,operation},
+ * codeq_shard_available{shard}, codeq_rpc_requests_total{method,code},
+ * codeq_rpc_duration_seconds{method}, plus stream and background counters.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly operation: Histogram<"shard" | "operation">;
+  readonly available: Gauge<"shard">;
+  readonly rpcs: Counter<"method" | "code">;
+  readonly rpcDuration: Histogram<"method">;
+  readonly openStreams: Gauge;
+  readonly delivered: Counter;
+  readonly released: Counter;
+  readonly reaped: Counter;
+  readonly cleaned: Counter;
+
+  constructor(
+    private readonly shard: string,
+    engine: QueueEngine,
+    /** At most this many queues are counted per scrape (the depth gauge reads the store). */
+    maxQueuesPerScrape = 500,
+  ) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "codeq_shard_process_" });
+    this.operation = new Histogram({
+      name: "codeq_shard_operation_duration_seconds",
+      help: "Time of one engine operation (one script call) on the shard's store.",
+      labelNames: ["shard", "operation"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.available = new Gauge({
+      name: "codeq_shard_available",
+      help: "1 while the shard's store answers.",
+      labelNames: ["shard"],
+      registers,
+    });
+    this.rpcs = new Counter({
+      name: "codeq_rpc_requests_total",
+      help: "RPCs served, by method and status code.",
+      labelNames: ["method", "code"],
+      registers,
+    });
+    this.rpcDuration = new Histogram({
+      name: "codeq_rpc_duration_seconds",
+      help: "Time to answer a unary RPC.",
+      labelNames: ["method"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30],
+      registers,
+    });
+    this.openStreams = new Gauge({
+      name: "codeq_lease_streams_open",
+      help: "Open LeaseStreams.",
+      registers,
+    });
+    this.delivered = new Counter({
+      name: "codeq_tasks_delivered_total",
+      help: "Tasks leased to workers.",
+      registers,
+    });
+    this.released = new Counter({
+      name: "codeq_leases_released_total",
+      help: "Leases released because their stream closed.",
+      registers,
+    });
+    this.reaped = new Counter({
+      name: "codeq_leases_expired_total",
+      help: "Expired leases taken back by the reaper.",
+      registers,
+    });
+    this.cleaned = new Counter({
+      name: "codeq_tasks_retention_deleted_total",
+      help: "Completed and dead tasks deleted by retention.",
+      registers,
+    });
+    const depth = new Gauge({
+      name: "codeq_queue_depth",
+      help: "Tasks per queue state on this shard, summed over tenants.",
+      labelNames: ["command", "shard", "type"],
+      registers,
+      async collect() {
+        depth.reset();
+        const queues = (await engine.queues()).slice(0, maxQueuesPerScrape);
+        const sums = new Map<string, Record<string, number>>();
+        for (const q of queues) {
+          const s = await engine.stats(q);
+          const sum = sums.get(q.command) ?? {
+            ready: 0,
+            scheduled: 0,
+            leased: 0,
+            dead: 0,
+            completed: 0,
+          };
+          sum.ready! += s.ready;
+          sum.scheduled! += s.scheduled;
+          sum.leased! += s.leased;
+          sum.dead! += s.dead;
+          sum.completed! += s.completed;
+          sums.set(q.command, sum);
+        }
+        for (const [command, sum] of sums) {
+          for (const [type, value] of Object.entries(sum))
+            depth.set({ command, shard, type }, value);
+        }
+      },
+    });
+  }
+
+  /** Times an engine operation. */
+  async time<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.operation.startTimer({ shard: this.shard, operation });
+    try {
+      return await fn();
+    } finally {
+      end();
+    }
+  }
+
+  /** Serves GET /metrics on `listen` (host:port); resolves with the port. */
+  serve(listen: string): Promise<{ port: number; close(): Promise<void> }> {
+    const at = listen.lastIndexOf(":");
+    const host = listen.slice(0, at);
+    const port = Number(listen.slice(at + 1));
+    const server = http.createServer((req, res) => {
+      if (req.url !== "/metrics") {
+        res.writeHead(404).end();
+        return;
+      }
+      this.registry.metrics().then(
+        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    });
+    return new Promise((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, host, () => {
+        const address = server.address();
+        resolve({
+          port: typeof address === "object" && address ? address.port : port,
+          close: () => new Promise((r) => server.close(() => r())),
+        });
+      });
+    });
+  }
+}
+
+/** Counts and times every RPC by method and final status code. */
+export function rpcMetrics(metrics: Metrics): ServerMiddleware {
+  return async function* (call, context) {
+    const method = call.method.path.split("/").pop() ?? call.method.path;
+    const end =
+      call.method.requestStream || call.method.responseStream
+        ? undefined
+        : metrics.rpcDuration.startTimer({ method });
+    let code = Status.OK;
+    try {
+      return yield* call.next(call.request, context);
+    } catch (err) {
+      code = err instanceof ServerError ? err.code : Status.UNKNOWN;
+      throw err;
+    } finally {
+      end?.();
+      metrics.rpcs.inc({ method, code: Status[code] ?? String(code) });
+    }
+  };
+}

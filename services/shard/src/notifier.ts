@@ -1,0 +1,110 @@
+import { queueId, type QueueRef } from "@codeq/engine";
+
+/** What a waiter listens to: one queue, or every tenant of a command. */
+export type Topic = { readonly queue: QueueRef } | { readonly command: string };
+
+export function topicKey(topic: Topic): string {
+  return "queue" in topic ? `q:${queueId(topic.queue)}` : `c:${topic.command}`;
+}
+
+interface Waiter {
+  readonly topics: readonly string[];
+  readonly wake: () => void;
+}
+
+/**
+ * Wakes streams and long polls when their queues may have ready tasks. The shard
+ * worker is the only writer of its store, so every path that makes a task ready
+ * (enqueue, nack, release, promotion, reap, redrive, import) passes through here:
+ * no polling is needed.
+ *
+ * A waiter first reads `version(topics)`, tries to lease, and parks only if the
+ * version has not moved since; so a notification between its lease and its
+ * parking is never lost. `notify(queue, n)` wakes up to n waiters, oldest first; a
+ * woken waiter that leased a full batch passes the baton on by notifying again.
+ */
+export class Notifier {
+  private readonly versions = new Map<string, number>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
+
+  /** A number that changes whenever any of the topics is notified. */
+  version(topics: readonly Topic[]): number {
+    let sum = 0;
+    for (const t of topics) sum += this.versions.get(topicKey(t)) ?? 0;
+    return sum;
+  }
+
+  /** Something may be ready in `queue`: bump its versions and wake up to `n` waiters. */
+  notify(queue: QueueRef, n = 1): void {
+    const keys = [topicKey({ queue }), topicKey({ command: queue.command })];
+    for (const key of keys) this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
+    let woken = 0;
+    for (const key of keys) {
+      const set = this.waiters.get(key);
+      if (!set) continue;
+      for (const waiter of set) {
+        if (woken >= n) return;
+        this.remove(waiter);
+        waiter.wake();
+        woken++;
+      }
+    }
+  }
+
+  /** Wakes one waiter of every topic that has any (the safety-net re-wake). */
+  wakeOnePerTopic(): void {
+    for (const set of [...this.waiters.values()]) {
+      const first = set.values().next();
+      if (!first.done) {
+        this.remove(first.value);
+        first.value.wake();
+      }
+    }
+  }
+
+  /**
+   * Resolves when one of the topics is notified, when the version has already moved
+   * past `seen`, when `signal` aborts, or after `timeoutMs`.
+   */
+  wait(
+    topics: readonly Topic[],
+    seen: number,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<void> {
+    if (this.version(topics) !== seen || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", onAbort);
+        this.remove(waiter);
+        resolve();
+      };
+      const onAbort = () => done();
+      const waiter: Waiter = { topics: topics.map(topicKey), wake: done };
+      const timer = setTimeout(done, timeoutMs);
+      signal.addEventListener("abort", onAbort, { once: true });
+      for (const key of waiter.topics) {
+        let set = this.waiters.get(key);
+        if (!set) this.waiters.set(key, (set = new Set()));
+        set.add(waiter);
+      }
+    });
+  }
+
+  /** Waiters parked now (for metrics and tests). */
+  get parked(): number {
+    const all = new Set<Waiter>();
+    for (const set of this.waiters.values()) for (const w of set) all.add(w);
+    return all.size;
+  }
+
+  private remove(waiter: Waiter): void {
+    for (const key of waiter.topics) {
+      const set = this.waiters.get(key);
+      if (!set) continue;
+      set.delete(waiter);
+      if (set.size === 0) this.waiters.delete(key);
+    }
+  }
+}

@@ -1,0 +1,285 @@
+import { Status } from "nice-grpc";
+import {
+  itemStatus,
+  ScriptCode,
+  type Delivery,
+  type QueueEngine,
+  type QueueRef,
+  type SettleOutcome,
+  type TaskSpec,
+} from "@codeq/engine";
+import type {
+  EnqueueRequest,
+  EnqueueResult,
+  ExtendResult,
+  ItemStatus,
+  AckItem,
+  NackItem,
+  ExtendItem,
+} from "@codeq/proto";
+import type { BackgroundWork } from "./background";
+import type { ShardConfig } from "./config";
+import { requireRole, type Identity } from "./identity";
+import type { Metrics } from "./metrics";
+import type { Notifier, Topic } from "./notifier";
+import { invalid, toServerError } from "./status";
+import { specFromWire, stateToWire } from "./wire";
+
+/** What one lease asks for, validated. */
+export interface LeaseAsk {
+  readonly commands: readonly string[];
+  readonly allTenants: boolean;
+  readonly leaseMs: number;
+}
+
+const OK: ItemStatus = { code: Status.OK, message: "" };
+
+/**
+ * The queue operations every RPC shares (unary, streams): identity and role
+ * checks, batch limits, the engine call, and the wake-ups that keep streams and the
+ * due loop on time.
+ */
+export class QueueCore {
+  constructor(
+    readonly engine: QueueEngine,
+    readonly notifier: Notifier,
+    private readonly background: BackgroundWork,
+    private readonly metrics: Metrics,
+    readonly config: ShardConfig,
+  ) {}
+
+  /** Counts open streams (a gauge). */
+  streamOpened(delta: number): void {
+    this.metrics.openStreams.inc(delta);
+  }
+
+  checkBatch(what: string, n: number): void {
+    if (n < 1) throw invalid(`${what}: at least one item is required`);
+    if (n > this.config.maxBatch)
+      throw invalid(`${what}: at most ${this.config.maxBatch} items per call, got ${n}`);
+  }
+
+  /** Validates the whole batch first (all or nothing), then stores it queue by queue. */
+  async enqueue(identity: Identity, requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
+    requireRole(identity, "producer", "enqueue");
+    this.checkBatch("tasks", requests.length);
+    const groups = new Map<string, { queue: QueueRef; specs: TaskSpec[]; indexes: number[] }>();
+    requests.forEach((req, i) => {
+      if (!req.command) throw invalid(`tasks[${i}].command is required`);
+      let group = groups.get(req.command);
+      if (!group)
+        groups.set(
+          req.command,
+          (group = {
+            queue: { command: req.command, tenant: identity.tenant },
+            specs: [],
+            indexes: [],
+          }),
+        );
+      group.specs.push(specFromWire(req));
+      group.indexes.push(i);
+    });
+    try {
+      for (const g of groups.values()) this.engine.check(g.queue, g.specs);
+    } catch (err) {
+      throw toServerError(err);
+    }
+    const results: EnqueueResult[] = new Array(requests.length);
+    await Promise.all(
+      [...groups.values()].map(async ({ queue, specs, indexes }) => {
+        try {
+          const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
+          let ready = 0;
+          out.forEach((o, j) => {
+            results[indexes[j]!] = {
+              status: OK,
+              taskId: o.id,
+              duplicate: o.duplicate,
+              state: stateToWire(o.state),
+            };
+            if (!o.duplicate && o.state === "READY") ready++;
+            if (!o.duplicate && o.state === "SCHEDULED") this.background.wakeAt(0);
+          });
+          if (ready > 0) this.notifier.notify(queue, ready);
+        } catch (err) {
+          // this queue's part failed (the store); the others may have succeeded
+          const e = toServerError(err);
+          for (const i of indexes)
+            results[i] = {
+              status: { code: e.code, message: e.details },
+              taskId: "",
+              duplicate: false,
+              state: 0,
+            };
+        }
+      }),
+    );
+    return results;
+  }
+
+  /** Validates a lease request's subscription and the caller's rights to it. */
+  leaseAsk(
+    identity: Identity,
+    commands: readonly string[],
+    allTenants: boolean,
+    leaseMs: number,
+  ): LeaseAsk {
+    requireRole(identity, "worker", "lease");
+    if (commands.length === 0) throw invalid("commands: at least one command is required");
+    if (commands.length > 32) throw invalid(`commands: at most 32, got ${commands.length}`);
+    for (const [i, c] of commands.entries()) {
+      if (!/^[A-Za-z0-9_.-]{1,128}$/.test(c))
+        throw invalid(`commands[${i}] must match ^[A-Za-z0-9_.-]{1,128}$`);
+    }
+    if (allTenants) requireRole(identity, "cross-tenant-worker", "all_tenants");
+    const ms = leaseMs || this.config.defaultLeaseMs;
+    if (ms < 1000 || ms > 43_200_000)
+      throw invalid(`lease_duration_ms must be 1000..43200000, got ${leaseMs}`);
+    return { commands: [...new Set(commands)], allTenants, leaseMs: ms };
+  }
+
+  /** The wake-up topics of a lease ask. */
+  topics(identity: Identity, ask: LeaseAsk): Topic[] {
+    return ask.commands.map((command) =>
+      ask.allTenants ? { command } : { queue: { command, tenant: identity.tenant } },
+    );
+  }
+
+  /** Leases up to `max` tasks over the ask's commands, starting at command `start` (rotation for fairness). */
+  async lease(identity: Identity, ask: LeaseAsk, max: number, start = 0): Promise<Delivery[]> {
+    const out: Delivery[] = [];
+    const n = ask.commands.length;
+    for (let i = 0; i < n && out.length < max; i++) {
+      const command = ask.commands[(start + i) % n]!;
+      const want = { max: max - out.length, leaseMs: ask.leaseMs };
+      const got = await this.metrics.time("lease", () =>
+        ask.allTenants
+          ? this.engine.leaseAcrossTenants(command, want)
+          : this.engine.lease({ command, tenant: identity.tenant }, want),
+      );
+      out.push(...got);
+    }
+    if (out.length > 0) {
+      this.metrics.delivered.inc(out.length);
+      this.background.wakeAt(out[0]!.deadline);
+    }
+    return out;
+  }
+
+  /**
+   * Settles items by lease token. A token of another tenant (or another shard, or
+   * forged) is NOT_FOUND, so it tells the caller nothing.
+   */
+  async ack(identity: Identity, items: readonly AckItem[]): Promise<ItemStatus[]> {
+    return this.settle(identity, items, (own) =>
+      this.metrics.time("ack", () =>
+        this.engine.ack(
+          own.map((i) => ({
+            token: i.leaseToken,
+            result: i.result.length > 0 ? i.result : undefined,
+          })),
+        ),
+      ),
+    ).then((outs) => outs.map((o) => itemStatus(o.code)));
+  }
+
+  async nack(identity: Identity, items: readonly NackItem[]): Promise<ItemStatus[]> {
+    for (const [i, item] of items.entries()) {
+      if (item.delayMs !== undefined && item.delayMs > 86_400_000)
+        throw invalid(`items[${i}].delay_ms must be at most 86400000`);
+      if (Buffer.byteLength(item.error) > 4096)
+        throw invalid(`items[${i}].error must be at most 4096 bytes`);
+    }
+    const outs = await this.settle(identity, items, (own) =>
+      this.metrics.time("nack", () =>
+        this.engine.nack(
+          own.map((i) => ({
+            token: i.leaseToken,
+            delayMs: i.delayMs,
+            error: i.error,
+            deadLetter: i.deadLetter,
+          })),
+        ),
+      ),
+    );
+    this.afterFailure(
+      items.map((i) => i.leaseToken),
+      outs,
+    );
+    return outs.map((o) => itemStatus(o.code));
+  }
+
+  async extend(identity: Identity, items: readonly ExtendItem[]): Promise<ExtendResult[]> {
+    for (const [i, item] of items.entries()) {
+      if (
+        item.leaseDurationMs &&
+        (item.leaseDurationMs < 1000 || item.leaseDurationMs > 43_200_000)
+      ) {
+        throw invalid(`items[${i}].lease_duration_ms must be 1000..43200000`);
+      }
+    }
+    const outs = await this.settle(identity, items, (own) =>
+      this.metrics.time("extend", () =>
+        this.engine.extend(own.map((i) => ({ token: i.leaseToken, leaseMs: i.leaseDurationMs }))),
+      ),
+    );
+    return outs.map((o) => ({ status: itemStatus(o.code), leaseDeadlineMs: o.deadline ?? 0 }));
+  }
+
+  /** Gives back leases a closed stream held: ready again at once. */
+  async release(tokens: readonly string[], reason: string): Promise<void> {
+    if (tokens.length === 0) return;
+    const outs = await this.metrics.time("release", () => this.engine.release(tokens, reason));
+    this.metrics.released.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
+    this.afterFailure(tokens, outs);
+  }
+
+  /** Wakes waiters of queues whose tasks became ready, and the due loop for scheduled ones. */
+  private afterFailure(tokens: readonly string[], outs: readonly SettleOutcome[]): void {
+    const ready = new Map<string, { queue: QueueRef; n: number }>();
+    outs.forEach((o, i) => {
+      if (o.code !== ScriptCode.Ok) return;
+      if (o.state === "SCHEDULED") this.background.wakeAt(0);
+      if (o.state !== "READY") return;
+      const t = this.engine.decodeToken(tokens[i]!);
+      if (!t) return;
+      const key = `${t.command}:${t.tenant}`;
+      const entry = ready.get(key) ?? { queue: { command: t.command, tenant: t.tenant }, n: 0 };
+      entry.n++;
+      ready.set(key, entry);
+    });
+    for (const { queue, n } of ready.values()) this.notifier.notify(queue, n);
+  }
+
+  private async settle<I extends { leaseToken: string }>(
+    identity: Identity,
+    items: readonly I[],
+    run: (own: I[]) => Promise<SettleOutcome[]>,
+  ): Promise<SettleOutcome[]> {
+    requireRole(identity, "worker", "settling a lease");
+    this.checkBatch("items", items.length);
+    const outcomes: SettleOutcome[] = new Array(items.length);
+    const own: I[] = [];
+    const where: number[] = [];
+    items.forEach((item, i) => {
+      const t = this.engine.decodeToken(item.leaseToken);
+      const mine = t && (t.tenant === identity.tenant || identity.roles.has("cross-tenant-worker"));
+      if (!mine) {
+        outcomes[i] = { code: ScriptCode.NotFound };
+      } else {
+        own.push(item);
+        where.push(i);
+      }
+    });
+    if (own.length > 0) {
+      let results: SettleOutcome[];
+      try {
+        results = await run(own);
+      } catch (err) {
+        throw toServerError(err);
+      }
+      results.forEach((r, j) => (outcomes[where[j]!] = r));
+    }
+    return outcomes;
+  }
+}

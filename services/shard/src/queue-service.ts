@@ -1,0 +1,179 @@
+import { ServerError, Status, type CallContext } from "nice-grpc";
+import { TASK_ID_PATTERN, type QueueRef } from "@codeq/engine";
+import type { QueueServiceImplementation } from "@codeq/proto";
+import type { Lifecycle } from "@codeq/server-kit";
+import { enqueueStream } from "./enqueue-stream";
+import { identityFrom, requireRole, type Identity } from "./identity";
+import { LeaseStreamSession } from "./lease-stream";
+import type { QueueCore } from "./queue-core";
+import { asServerErrors, invalid } from "./status";
+import { countsToWire, deliveryToWire, taskToWire } from "./wire";
+
+const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+function queueOf(identity: Identity, command: string): QueueRef {
+  if (!command) throw invalid("command is required");
+  if (!NAME.test(command)) throw invalid(`command must match ${NAME.source}`);
+  return { command, tenant: identity.tenant };
+}
+
+function readerOf(identity: Identity): void {
+  if (
+    !identity.roles.has("producer") &&
+    !identity.roles.has("worker") &&
+    !identity.roles.has("admin")
+  ) {
+    throw new ServerError(
+      Status.PERMISSION_DENIED,
+      "reading tasks needs the producer, worker or admin role",
+    );
+  }
+}
+
+function limit(field: string, value: number, fallback: number, max: number): number {
+  const v = value || fallback;
+  if (v > max) throw invalid(`${field} must be at most ${max}, got ${value}`);
+  return v;
+}
+
+/** codeq.v1.QueueService on one shard. */
+export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServiceImplementation {
+  const { config, engine, notifier } = core;
+  const who = (ctx: CallContext) => identityFrom(ctx.metadata, config.devIdentity);
+
+  return {
+    async enqueue(req, ctx) {
+      const [result] = await core.enqueue(who(ctx), [req]);
+      if (result!.status!.code !== Status.OK)
+        throw new ServerError(result!.status!.code, result!.status!.message);
+      return { taskId: result!.taskId, duplicate: result!.duplicate, state: result!.state };
+    },
+
+    async enqueueBatch(req, ctx) {
+      return { results: await core.enqueue(who(ctx), req.tasks) };
+    },
+
+    async *enqueueStream(requests, ctx) {
+      yield* enqueueStream(core, who(ctx), requests);
+    },
+
+    async lease(req, ctx) {
+      const identity = who(ctx);
+      const ask = core.leaseAsk(identity, req.commands, req.allTenants, req.leaseDurationMs);
+      const max = limit("max_tasks", req.maxTasks, 1, config.maxBatch);
+      const wait = limit("wait_ms", req.waitMs, 0, config.maxLeaseWaitMs);
+      const until = Date.now() + wait;
+      const topics = core.topics(identity, ask);
+      const signal = AbortSignal.any([ctx.signal, lifecycle.signal]);
+      for (let round = 0; ; round++) {
+        const seen = notifier.version(topics);
+        const got = await asServerErrors(() => core.lease(identity, ask, max, round));
+        if (got.length > 0 && ctx.signal.aborted) {
+          // the caller left while we leased: give the tasks back rather than let them expire
+          await core.release(
+            got.map((d) => d.token),
+            "caller cancelled the lease call",
+          );
+          return { tasks: [] };
+        }
+        if (got.length > 0 || Date.now() >= until || signal.aborted)
+          return { tasks: got.map(deliveryToWire) };
+        await notifier.wait(topics, seen, signal, until - Date.now());
+      }
+    },
+
+    async *leaseStream(requests, ctx) {
+      yield* new LeaseStreamSession(core, who(ctx), lifecycle.signal, ctx.signal).run(requests);
+    },
+
+    async ack(req, ctx) {
+      return { results: await core.ack(who(ctx), req.items) };
+    },
+
+    async nack(req, ctx) {
+      return { results: await core.nack(who(ctx), req.items) };
+    },
+
+    async extend(req, ctx) {
+      return { results: await core.extend(who(ctx), req.items) };
+    },
+
+    async getTask(req, ctx) {
+      const identity = who(ctx);
+      readerOf(identity);
+      const queue = queueOf(identity, req.command);
+      if (!TASK_ID_PATTERN.test(req.taskId))
+        throw invalid("task_id must be a 26-character task id");
+      const task = await asServerErrors(() => engine.getTask(queue, req.taskId));
+      if (!task)
+        throw new ServerError(
+          Status.NOT_FOUND,
+          `no task ${req.taskId} in ${req.command} for this tenant`,
+        );
+      return { task: taskToWire(task) };
+    },
+
+    async queueStats(req, ctx) {
+      const identity = who(ctx);
+      readerOf(identity);
+      const queue = queueOf(identity, req.command);
+      const counts = countsToWire(await asServerErrors(() => engine.stats(queue)));
+      return { total: counts, shards: [{ shard: engine.shard, counts }], unavailableShards: [] };
+    },
+
+    async listDead(req, ctx) {
+      const identity = who(ctx);
+      requireRole(identity, "admin", "ListDead");
+      const queue = queueOf(identity, req.command);
+      const size = limit("page_size", req.pageSize, 100, 1000);
+      const page = await asServerErrors(() =>
+        engine.listDead(queue, size, req.pageToken || undefined),
+      );
+      return {
+        tasks: page.tasks.map(taskToWire),
+        nextPageToken: page.cursor ?? "",
+        unavailableShards: [],
+      };
+    },
+
+    async redriveDead(req, ctx) {
+      const identity = who(ctx);
+      requireRole(identity, "admin", "RedriveDead");
+      const queue = queueOf(identity, req.command);
+      const max = limit("max_tasks", req.maxTasks, 100, 1000);
+      const rate = limit("rate_per_second", req.ratePerSecond, 1000, 100_000);
+      if (req.taskIds.length > 1000) throw invalid("task_ids: at most 1000");
+      let redriven = 0;
+      let remaining = 0;
+      const notFound: string[] = [];
+      const ids = req.taskIds;
+      // at most `rate` per second: chunks of `rate`, a second apart
+      for (let done = 0; done < (ids.length || max);) {
+        const chunk = Math.min(rate, (ids.length || max) - done);
+        const out = await asServerErrors(() =>
+          engine.redrive(queue, chunk, ids.length ? ids.slice(done, done + chunk) : undefined),
+        );
+        redriven += out.count;
+        remaining = out.remaining;
+        notFound.push(...out.notFound);
+        if (out.count > 0) notifier.notify(queue, out.count);
+        done += chunk;
+        if (ids.length === 0 && out.count < chunk) break;
+        if (done < (ids.length || max)) await new Promise((r) => setTimeout(r, 1000));
+      }
+      return { redriven, remaining, notFound };
+    },
+
+    async purgeDead(req, ctx) {
+      const identity = who(ctx);
+      requireRole(identity, "admin", "PurgeDead");
+      const queue = queueOf(identity, req.command);
+      const max = limit("max_tasks", req.maxTasks, 1000, 10_000);
+      if (req.taskIds.length > 10_000) throw invalid("task_ids: at most 10000");
+      const out = await asServerErrors(() =>
+        engine.purge(queue, max, req.taskIds.length ? req.taskIds : undefined),
+      );
+      return { purged: out.count, remaining: out.remaining, notFound: out.notFound };
+    },
+  };
+}

@@ -1,0 +1,169 @@
+import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
+import {
+  QueueServiceDefinition,
+  type QueueServiceClient,
+  type LeaseStreamRequest,
+  type LeaseStreamResponse,
+} from "@codeq/proto";
+import { createLogger } from "@codeq/server-kit";
+import { RedisServer } from "@codeq/testing";
+import { shardConfig, type ShardConfig } from "../config";
+import { startShardWorker, type ShardWorker } from "../shard-worker";
+
+let counter = 0;
+
+/** A shard worker on a real redis-server and a real gRPC port, with clients per tenant. */
+export interface ShardFixture {
+  readonly worker: ShardWorker;
+  readonly server: RedisServer;
+  readonly address: string;
+  /** A client whose calls carry `x-codeq-tenant: tenant` (and roles, when given). */
+  client(tenant: string, roles?: string): QueueServiceClient;
+  /** A client with no identity at all. */
+  anonymous(): QueueServiceClient;
+  restart(overrides?: Partial<ShardConfig>): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function shardFixture(
+  overrides: Partial<ShardConfig> = {},
+  server?: RedisServer,
+): Promise<ShardFixture> {
+  const redis = server ?? (await RedisServer.start());
+  const keyPrefix = `${redis.keyPrefix}-${++counter}`;
+  const config = (extra: Partial<ShardConfig> = {}) =>
+    shardConfig({
+      id: "a",
+      listen: "127.0.0.1:0",
+      metricsListen: "127.0.0.1:0",
+      redisUrl: redis.url,
+      keyPrefix,
+      devIdentity: true,
+      graceMs: 2_000,
+      ...overrides,
+      ...extra,
+    });
+  const channels: Channel[] = [];
+  let worker = await startShardWorker(config(), createLogger("shard-test", "silent"));
+  const fx: ShardFixture = {
+    get worker() {
+      return worker;
+    },
+    server: redis,
+    get address() {
+      return `127.0.0.1:${worker.port}`;
+    },
+    client(tenant, roles) {
+      const channel = createChannel(`127.0.0.1:${worker.port}`);
+      channels.push(channel);
+      const metadata = new Metadata({ "x-codeq-tenant": tenant });
+      if (roles) metadata.set("x-codeq-roles", roles);
+      return createClient(QueueServiceDefinition, channel, { "*": { metadata } });
+    },
+    anonymous() {
+      const channel = createChannel(`127.0.0.1:${worker.port}`);
+      channels.push(channel);
+      return createClient(QueueServiceDefinition, channel);
+    },
+    async restart(extra = {}) {
+      await worker.stop();
+      worker = await startShardWorker(
+        config({ ...extra, listen: `127.0.0.1:0` }),
+        createLogger("shard-test", "silent"),
+      );
+    },
+    async close() {
+      for (const c of channels) c.close();
+      await worker.stop();
+      if (!server) await redis.stop();
+    },
+  };
+  return fx;
+}
+
+/**
+ * A worker side of a LeaseStream driven by the test: `send` queues a request,
+ * `next()` waits for the next response (or the stream's end), `close()` half-closes.
+ */
+export class StreamDriver {
+  private readonly outbox: Partial<LeaseStreamRequest>[] = [];
+  private wakeOut: (() => void) | undefined;
+  private closed = false;
+  private readonly inbox: LeaseStreamResponse[] = [];
+  private wakeIn: (() => void) | undefined;
+  private ended: { error?: unknown } | undefined;
+  readonly abort = new AbortController();
+
+  constructor(client: QueueServiceClient) {
+    const self = this;
+    async function* requests() {
+      for (;;) {
+        const next = self.outbox.shift();
+        if (next) {
+          yield next as LeaseStreamRequest;
+          continue;
+        }
+        if (self.closed) return;
+        await new Promise<void>((r) => (self.wakeOut = r));
+      }
+    }
+    void (async () => {
+      try {
+        for await (const res of client.leaseStream(requests(), { signal: this.abort.signal })) {
+          this.inbox.push(res);
+          this.wakeIn?.();
+        }
+        this.ended = {};
+      } catch (error) {
+        this.ended = { error };
+      }
+      this.wakeIn?.();
+    })();
+  }
+
+  send(req: Partial<LeaseStreamRequest>): void {
+    this.outbox.push({ credits: 0, requestId: 0, acks: [], nacks: [], extends: [], ...req });
+    this.wakeOut?.();
+  }
+
+  /** The next response; throws the stream's error; undefined when it ended cleanly. */
+  async next(timeoutMs = 5_000): Promise<LeaseStreamResponse | undefined> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const res = this.inbox.shift();
+      if (res) return res;
+      if (this.ended) {
+        if (this.ended.error) throw this.ended.error;
+        return undefined;
+      }
+      if (Date.now() > deadline) throw new Error("no LeaseStream response in time");
+      await new Promise<void>((r) => {
+        this.wakeIn = r;
+        setTimeout(r, 50);
+      });
+    }
+  }
+
+  /** True when a response is already waiting. */
+  get pending(): number {
+    return this.inbox.length;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wakeOut?.();
+  }
+}
+
+/** Polls `check` until it returns true (bounded), for state that settles asynchronously. */
+export async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const SUB = (commands: string[], extra: Record<string, unknown> = {}) => ({
+  subscribe: { commands, leaseDurationMs: 0, allTenants: false, maxBatch: 0, ...extra },
+});
