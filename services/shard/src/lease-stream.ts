@@ -50,13 +50,15 @@ export class LeaseStreamSession {
 
   async *run(requests: AsyncIterable<LeaseStreamRequest>): AsyncGenerator<LeaseStreamResponse> {
     this.core.streamOpened(1);
-    const reading = this.read(requests);
+    // the reader ends with the call; it may be parked on the worker's next message,
+    // so the session never waits for it
+    void this.read(requests);
     const pumping = this.pump();
     try {
       yield* this.out;
     } finally {
       this.end();
-      await Promise.allSettled([reading, pumping]);
+      await pumping;
       await this.releaseHeld();
       this.core.streamOpened(-1);
     }

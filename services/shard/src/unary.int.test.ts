@@ -1,0 +1,184 @@
+import { Status } from "nice-grpc";
+import { BackoffKind, TaskState } from "@codeq/proto";
+import { shardFixture, type ShardFixture } from "./test/fixture";
+
+describe("unary QueueService RPCs on a shard worker", () => {
+  let fx: ShardFixture;
+  beforeAll(async () => (fx = await shardFixture({ rewakeMs: 3_600_000, dueIdleMs: 60_000 })));
+  afterAll(() => fx.close());
+
+  it("Enqueue, then Lease, Extend, Ack, GetTask and QueueStats see the same task", async () => {
+    const c = fx.client("u1");
+    const res = await c.enqueue({
+      command: "JOB",
+      payload: Buffer.from("p"),
+      priority: 7,
+      idempotencyKey: "k1",
+      headers: { trace: "x" },
+      backoff: { kind: BackoffKind.BACKOFF_KIND_FIXED, baseMs: 50, maxMs: 50, jitter: false },
+    });
+    expect(res).toMatchObject({ duplicate: false, state: TaskState.TASK_STATE_READY });
+    expect(await c.enqueue({ command: "JOB", idempotencyKey: "k1" })).toEqual({
+      taskId: res.taskId,
+      duplicate: true,
+      state: TaskState.TASK_STATE_READY,
+    });
+    const leased = await c.lease({ commands: ["JOB"], maxTasks: 10 });
+    expect(leased.tasks).toHaveLength(1);
+    const lt = leased.tasks[0]!;
+    expect(lt.task).toMatchObject({
+      id: res.taskId,
+      priority: 7,
+      attempts: 1,
+      headers: { trace: "x" },
+      state: TaskState.TASK_STATE_LEASED,
+      shard: "a",
+    });
+    const ext = await c.extend({ items: [{ leaseToken: lt.leaseToken, leaseDurationMs: 90_000 }] });
+    expect(ext.results[0]!.status!.code).toBe(Status.OK);
+    expect((await c.queueStats({ command: "JOB" })).total).toMatchObject({ leased: 1, ready: 0 });
+    expect(
+      (await c.ack({ items: [{ leaseToken: lt.leaseToken, result: Buffer.from("r") }] })).results,
+    ).toEqual([{ code: 0, message: "" }]);
+    const got = await c.getTask({ command: "JOB", taskId: res.taskId });
+    expect(got.task).toMatchObject({
+      state: TaskState.TASK_STATE_COMPLETED,
+      result: Buffer.from("r"),
+    });
+    const stats = await c.queueStats({ command: "JOB" });
+    expect(stats).toMatchObject({ shards: [{ shard: "a" }], unavailableShards: [] });
+    expect(stats.total).toMatchObject({ completed: 1, leased: 0 });
+  });
+
+  it("EnqueueBatch answers per item in order, across commands", async () => {
+    const c = fx.client("u2");
+    const res = await c.enqueueBatch({
+      tasks: [
+        { command: "A", idempotencyKey: "same" },
+        { command: "B", delayMs: 60_000 },
+        { command: "A", idempotencyKey: "same" },
+      ] as never,
+    });
+    expect(res.results.map((r) => [r.status!.code, r.duplicate, r.state])).toEqual([
+      [0, false, TaskState.TASK_STATE_READY],
+      [0, false, TaskState.TASK_STATE_SCHEDULED],
+      [0, true, TaskState.TASK_STATE_READY],
+    ]);
+    expect(res.results[2]!.taskId).toBe(res.results[0]!.taskId);
+  });
+
+  it("a long-poll Lease is woken by an enqueue, not by its timeout", async () => {
+    const c = fx.client("u3");
+    const started = Date.now();
+    const poll = c.lease({ commands: ["WAIT"], maxTasks: 5, waitMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    const { taskId } = await c.enqueue({ command: "WAIT" });
+    const res = await poll;
+    expect(res.tasks.map((t) => t.task?.id)).toEqual([taskId]);
+    expect(Date.now() - started).toBeLessThan(29_000);
+  }, 10_000);
+
+  it("a Lease with no wait answers at once, empty", async () => {
+    expect(await fx.client("u4").lease({ commands: ["NONE"], maxTasks: 5 })).toEqual({ tasks: [] });
+  });
+
+  it("Nack reschedules or dead-letters; the DLQ can be listed, redriven and purged by an admin", async () => {
+    const c = fx.client("u5");
+    const admin = fx.client("u5", "producer,worker,admin");
+    await c.enqueueBatch({ tasks: [{ command: "D", maxAttempts: 1 }, { command: "D" }] as never });
+    const [a, b] = (await c.lease({ commands: ["D"], maxTasks: 2 })).tasks;
+    const nacked = await c.nack({
+      items: [
+        { leaseToken: a!.leaseToken, error: "boom", deadLetter: false },
+        { leaseToken: b!.leaseToken, error: "poison", deadLetter: true },
+      ],
+    });
+    expect(nacked.results.map((r) => r.code)).toEqual([0, 0]);
+    await expect(c.listDead({ command: "D" })).rejects.toMatchObject({
+      code: Status.PERMISSION_DENIED,
+    });
+    const dead = await admin.listDead({ command: "D", pageSize: 10 });
+    expect(dead.tasks.map((t) => t.lastError)).toEqual(["boom", "poison"]);
+    expect(await admin.redriveDead({ command: "D", taskIds: [a!.task!.id] })).toEqual({
+      redriven: 1,
+      remaining: 1,
+      notFound: [],
+    });
+    expect(await admin.purgeDead({ command: "D" })).toEqual({
+      purged: 1,
+      remaining: 0,
+      notFound: [],
+    });
+    expect((await c.lease({ commands: ["D"], maxTasks: 5 })).tasks.map((t) => t.task?.id)).toEqual([
+      a!.task!.id,
+    ]);
+  });
+
+  it("tenants never see each other's tasks", async () => {
+    const alice = fx.client("alice");
+    const bob = fx.client("bob");
+    const { taskId } = await alice.enqueue({ command: "SECRET", idempotencyKey: "k" });
+    await expect(bob.getTask({ command: "SECRET", taskId })).rejects.toMatchObject({
+      code: Status.NOT_FOUND,
+    });
+    expect((await bob.lease({ commands: ["SECRET"], maxTasks: 10 })).tasks).toEqual([]);
+    expect((await bob.queueStats({ command: "SECRET" })).total?.ready).toBe(0);
+    expect((await bob.enqueue({ command: "SECRET", idempotencyKey: "k" })).duplicate).toBe(false);
+    const [lt] = (await alice.lease({ commands: ["SECRET"], maxTasks: 1 })).tasks;
+    expect(
+      (await bob.ack({ items: [{ leaseToken: lt!.leaseToken, result: Buffer.alloc(0) }] }))
+        .results[0]!.code,
+    ).toBe(Status.NOT_FOUND);
+    expect(
+      (await bob.extend({ items: [{ leaseToken: lt!.leaseToken, leaseDurationMs: 0 }] }))
+        .results[0]!.status!.code,
+    ).toBe(Status.NOT_FOUND);
+  });
+
+  it("a cross-tenant worker leases every tenant of a command", async () => {
+    await fx.client("x1").enqueue({ command: "FAN" });
+    await fx.client("x2").enqueue({ command: "FAN" });
+    const worker = fx.client("ops", "worker,cross-tenant-worker");
+    const res = await worker.lease({ commands: ["FAN"], maxTasks: 10, allTenants: true });
+    expect(res.tasks.map((t) => t.task?.tenant).sort()).toEqual(["x1", "x2"]);
+    const acked = await worker.ack({
+      items: res.tasks.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) })),
+    });
+    expect(acked.results.every((r) => r.code === 0)).toBe(true);
+  });
+
+  it("EnqueueStream answers every batch by seq, and a bad batch does not end the stream", async () => {
+    const c = fx.client("u6");
+    async function* batches() {
+      yield { seq: 1, tasks: [{ command: "S" }, { command: "S" }] as never };
+      yield { seq: 2, tasks: [{ command: "S", priority: 42 }] as never };
+      yield { seq: 3, tasks: [{ command: "S" }] as never };
+    }
+    const answers = new Map<number, number[]>();
+    for await (const res of c.enqueueStream(batches()))
+      answers.set(
+        res.seq,
+        res.results.map((r) => r.status!.code),
+      );
+    expect(answers).toEqual(
+      new Map([
+        [1, [0, 0]],
+        [2, [Status.INVALID_ARGUMENT]],
+        [3, [0]],
+      ]),
+    );
+    expect((await c.queueStats({ command: "S" })).total?.ready).toBe(3);
+  });
+
+  it("serves Prometheus metrics", async () => {
+    await fx.client("m1").enqueue({ command: "METRIC" });
+    const res = await fetch(`http://127.0.0.1:${fx.worker.metricsPort}/metrics`);
+    const body = await res.text();
+    expect(body).toMatch(/codeq_queue_depth\{command="METRIC",shard="a",type="ready"\} 1/);
+    expect(body).toMatch(
+      /codeq_shard_operation_duration_seconds_count\{shard="a",operation="enqueue"\} \d+/,
+    );
+    expect(body).toMatch(/codeq_shard_available\{shard="a"\} 1/);
+    expect(body).toMatch(/codeq_rpc_requests_total\{method="Enqueue",code="OK"\} \d+/);
+  });
+});
