@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { createChannel } from "nice-grpc";
 import { listReflectedServices } from "@codeq/testing";
+import { runDemoWorkload, type WorkloadCounts } from "./demo-workload";
 import { startLocalCluster } from "./local-cluster";
 
 /**
@@ -50,19 +51,39 @@ async function main(): Promise<void> {
   console.log(
     [
       "",
-      "What runs today: every process above is real and answers gRPC health and reflection.",
-      "Not yet: the queue itself. The shard engine (issue #3), the QueueService on each shard",
-      "(issue #4) and routing over the shard map (issue #5) fill in this demo with a producer",
-      "and a worker whose traffic spreads across the shards.",
+      "What runs today: every process above is real. Shard workers serve codeq.v1.QueueService on",
+      "their own store (engine: issue #3, shard service: issue #4). The demo below is a producer",
+      "(EnqueueBatch of 100) and a worker (one LeaseStream, tasks pushed, acked in batches) talking",
+      "to shard a directly. Not yet: routing across the shards through the router (issue #5).",
+      "",
     ].join("\n"),
   );
 
-  if (once) {
+  const counts: WorkloadCounts = { enqueued: 0, acked: 0 };
+  const stopWorkload = new AbortController();
+  const workload = runDemoWorkload(cluster.shards[0]!.worker.address, counts, stopWorkload.signal);
+  let last = { ...counts };
+  const report = setInterval(() => {
+    console.log(
+      `shard a: enqueued ${counts.enqueued} (+${counts.enqueued - last.enqueued}/s)  acked ${counts.acked} (+${counts.acked - last.acked}/s)`,
+    );
+    last = { ...counts };
+  }, 1000);
+  const stopDemo = async () => {
+    clearInterval(report);
+    stopWorkload.abort();
+    await workload;
     await stop();
+  };
+
+  if (once) {
+    await new Promise((r) => setTimeout(r, 3_000));
+    await stopDemo();
+    if (counts.acked === 0) throw new Error("the demo worker received no task");
     return;
   }
-  console.log("\nPress Ctrl-C to stop.");
-  const onSignal = () => void stop().then(() => process.exit(0));
+  console.log("Press Ctrl-C to stop.\n");
+  const onSignal = () => void stopDemo().then(() => process.exit(0));
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   await new Promise(() => undefined);

@@ -44,6 +44,9 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       started.push(store);
       const address = `127.0.0.1:${await freePort()}`;
       const worker = await ServiceProcess.start(`shard-${id}`, "shard", address, {
+        // a local cluster is a development setup: callers state their tenant
+        CODEQ_SHARD_DEV_IDENTITY: "true",
+        CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
         ...env,
         CODEQ_SHARD_ID: id,
         CODEQ_SHARD_LISTEN: address,
