@@ -64,9 +64,18 @@ export class QueueEngine {
   /** Validates a batch exactly as `enqueue` would, without storing anything. */
   check(queue: QueueRef, specs: readonly TaskSpec[]): void {
     checkQueue(queue);
-    if (specs.length > 1000) throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
+    if (specs.length > 1000)
+      throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
     const now = this.ctx.clock.now();
-    specs.forEach((spec, i) => buildRecord(spec, "00000000000000000000000000", now, this.ctx.limits, specs.length > 1 ? `tasks[${i}]` : "task"));
+    specs.forEach((spec, i) =>
+      buildRecord(
+        spec,
+        "00000000000000000000000000",
+        now,
+        this.ctx.limits,
+        specs.length > 1 ? `tasks[${i}]` : "task",
+      ),
+    );
   }
 
   /** Leases up to `max` tasks of one queue: highest priority first, FIFO within one. */

@@ -149,9 +149,9 @@ export function extend(
 ): Promise<SettleOutcome[]> {
   return settle(ctx, inputs, async ({ queue, items }) => {
     const k = ctx.keys(queue);
-    const args: Array<string | number> = [ctx.clock.now(), items.length];
+    const args: Array<string | number> = [ctx.clock.now(), queueId(queue), items.length];
     for (const { token, input } of items) args.push(token.taskId, token.fence, input.leaseMs ?? 0);
-    const reply = await ctx.runner.run<number[]>("extend", [k.tasks, k.leased], args);
+    const reply = await ctx.runner.run<number[]>("extend", [k.tasks, k.leased, k.due], args);
     return items.map((_, i) => {
       const code = reply[i * 2]!;
       return code === ScriptCode.Ok ? { code, deadline: reply[i * 2 + 1]! } : { code };

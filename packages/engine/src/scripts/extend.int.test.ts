@@ -1,7 +1,7 @@
 import { ScriptCode } from "../errors";
 import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("extend-2.lua", () => {
+describe("extend-3.lua", () => {
   const fx = useEngineFixture();
 
   it("moves the deadline to now + duration (default: the leased duration) in the record and the index", async () => {
@@ -47,5 +47,17 @@ describe("extend-2.lua", () => {
     await expect(engine.extend([{ token: first!.token, leaseMs: 10 }])).rejects.toThrow(
       /lease duration/,
     );
+  });
+
+  it("a shorter lease brings the queue's due time forward, so the reaper is not late", async () => {
+    const { engine, clock } = await fx().engine();
+    await seed(engine, 1);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 5_000 });
+    expect(await engine.extend([{ token: d!.token, leaseMs: 1_000 }])).toEqual([
+      { code: ScriptCode.Ok, deadline: clock.now() + 1_000 },
+    ]);
+    expect(await engine.nextDueAt()).toBe(clock.now() + 1_000);
+    clock.advance(1_001);
+    expect(await engine.dueQueues()).toEqual([Q]);
   });
 });

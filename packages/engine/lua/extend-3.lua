@@ -1,17 +1,20 @@
 --[[ extend: pushes lease deadlines of one queue further out.
-KEYS[1] tasks   KEYS[2] leased
-ARGV[1] now (ms)   ARGV[2] n items, then 3 values per item:
+KEYS[1] tasks   KEYS[2] leased   KEYS[3] due (shard)
+ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items, then 3 values per item:
   id, fence, lease duration ms (0 = the duration the task was leased with)
 A lease whose deadline has passed is never revived, even before the reaper saw it.
+A shorter lease lowers the queue's entry in the due index, so the reaper is not late.
 Returns 2 values per item: code, new deadline (ms; 0 when refused)
    0 extended   -1 no such task   -2 stale: no longer leased under this fence
   -3 expired: the lease deadline has passed
 ]]
+-- @include "lower-due"
 local now = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
+local qid = ARGV[2]
+local n = tonumber(ARGV[3])
 local out = {}
 for i = 0, n - 1 do
-  local a = 3 + i * 3
+  local a = 4 + i * 3
   local id = ARGV[a]
   local raw = redis.call('HGET', KEYS[1], id)
   if not raw then
@@ -33,6 +36,7 @@ for i = 0, n - 1 do
       task.updatedAt = now
       redis.call('HSET', KEYS[1], id, cjson.encode(task))
       redis.call('ZADD', KEYS[2], task.leaseDeadline, id)
+      lowerDue(KEYS[3], qid, task.leaseDeadline)
       out[#out + 1] = 0
       out[#out + 1] = task.leaseDeadline
     end
