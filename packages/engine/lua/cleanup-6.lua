@@ -8,6 +8,7 @@ ARGV[4] limit per kind
 Only a record still in the expected state is deleted.
 Returns { completed deleted, dead deleted, idempotency keys forgotten }
 ]]
+-- @include "delete-task"
 local now = tonumber(ARGV[1])
 local limit = tonumber(ARGV[4])
 local function sweep(indexKey, cutoff, state)
@@ -18,9 +19,7 @@ local function sweep(indexKey, cutoff, state)
     redis.call('ZREM', KEYS[indexKey], id)
     local raw = redis.call('HGET', KEYS[1], id)
     if raw and cjson.decode(raw).state == state then
-      redis.call('HDEL', KEYS[1], id)
-      redis.call('HDEL', KEYS[2], id)
-      redis.call('HDEL', KEYS[3], id)
+      deleteTask(KEYS[1], KEYS[2], KEYS[3], id)
       deleted = deleted + 1
     end
   end

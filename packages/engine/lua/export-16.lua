@@ -21,18 +21,14 @@ if #ids == 0 then
       ids[#ids + 1] = id
     end
   end
-  if #ids < limit then
-    local more = redis.call('ZRANGE', KEYS[3], 0, limit - #ids - 1)
-    for i = 1, #more do
-      redis.call('ZREM', KEYS[3], more[i])
-      ids[#ids + 1] = more[i]
-    end
-  end
-  if #ids < limit then
-    local more = redis.call('ZRANGE', KEYS[4], 0, limit - #ids - 1)
-    for i = 1, #more do
-      redis.call('ZREM', KEYS[4], more[i])
-      ids[#ids + 1] = more[i]
+  -- then the earliest scheduled, then the oldest dead
+  for _, index in ipairs({ KEYS[3], KEYS[4] }) do
+    if #ids < limit then
+      local more = redis.call('ZRANGE', index, 0, limit - #ids - 1)
+      for i = 1, #more do
+        redis.call('ZREM', index, more[i])
+        ids[#ids + 1] = more[i]
+      end
     end
   end
   -- scores keep the reservation order, so a resumed export returns the same order

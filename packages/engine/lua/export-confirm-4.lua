@@ -4,13 +4,12 @@ KEYS[1] tasks   KEYS[2] payloads   KEYS[3] results   KEYS[4] moving
 ARGV[1..] task ids
 Returns the number deleted
 ]]
+-- @include "delete-task"
 local deleted = 0
 for i = 1, #ARGV do
   local id = ARGV[i]
   if redis.call('ZREM', KEYS[4], id) == 1 then
-    redis.call('HDEL', KEYS[1], id)
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HDEL', KEYS[3], id)
+    deleteTask(KEYS[1], KEYS[2], KEYS[3], id)
     deleted = deleted + 1
   end
 end
