@@ -1,0 +1,36 @@
+import * as os from "node:os";
+import type { Redis } from "ioredis";
+
+/** Where the numbers were taken: results from different machines do not compare. */
+export interface Environment {
+  readonly node: string;
+  readonly redisServer: string;
+  readonly cpus: number;
+  readonly cpuModel: string;
+  readonly platform: string;
+  /** 1-minute load average when the run started: other work on the machine skews results. */
+  readonly loadAverage1m: number;
+}
+
+/** One field of an INFO reply, e.g. `redis_version`. */
+export function infoField(info: string, field: string): string | undefined {
+  return new RegExp(`^${field}:(.*)$`, "m").exec(info)?.[1]?.trim();
+}
+
+/** The redis-server's CPU seconds so far (user + system): how busy the server was. */
+export async function redisCpuSeconds(redis: Redis): Promise<number> {
+  const info = await redis.info("cpu");
+  return Number(infoField(info, "used_cpu_user")) + Number(infoField(info, "used_cpu_sys"));
+}
+
+export async function environment(redis: Redis): Promise<Environment> {
+  const cpus = os.cpus();
+  return {
+    node: process.version,
+    redisServer: infoField(await redis.info("server"), "redis_version") ?? "unknown",
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model ?? "unknown",
+    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+    loadAverage1m: Number(os.loadavg()[0]!.toFixed(2)),
+  };
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+import * as path from "node:path";
+import { RedisServer } from "@codeq/testing";
+import { parseBenchArgs, USAGE, UsageError } from "./args";
+import { environment } from "./environment";
+import { formatResult, writeResult } from "./report";
+import { SCENARIOS } from "./scenarios";
+
+const RESULTS_DIR = path.join(__dirname, "..", "results");
+
+/** Shows the running step: rewritten in place on a terminal, one line each otherwise. */
+function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[K▸ ${text}`);
+  else process.stderr.write(`▸ ${text}\n`);
+}
+
+function clearProgress(): void {
+  if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
+}
+
+async function main(): Promise<void> {
+  const args = parseBenchArgs(
+    process.argv.slice(2),
+    SCENARIOS.map((s) => s.name),
+  );
+  if (args.help) return void console.log(USAGE);
+  if (args.list) {
+    for (const s of SCENARIOS) console.log(`${s.name.padEnd(12)} ${s.summary}`);
+    return;
+  }
+  progress("starting redis-server");
+  // Always our own server, never CODEQ_TEST_REDIS_URL: numbers must not depend on a shared one.
+  const server = await RedisServer.start({ spawnOnly: true });
+  const stop = () => server.stop();
+  const onSignal = (signal: NodeJS.Signals) => {
+    clearProgress();
+    console.error(`\n${signal}: stopping redis-server (pid ${server.pid}) ...`);
+    void stop().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  try {
+    const admin = server.client();
+    const env = await environment(admin).finally(() => admin.disconnect());
+    console.log(
+      `codeQ bench: node ${env.node}, redis-server ${env.redisServer} (pid ${server.pid}, port ${server.port}), ` +
+        `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant`,
+    );
+    for (const name of args.scenarios) {
+      const scenario = SCENARIOS.find((s) => s.name === name)!;
+      const startedAt = new Date().toISOString();
+      const result = await scenario.run({ options: args, server, progress });
+      clearProgress();
+      console.log(`\n${formatResult(scenario.name, result)}`);
+      const file = writeResult(args.outDir ?? RESULTS_DIR, {
+        scenario: scenario.name,
+        startedAt,
+        options: { seconds: args.seconds, warmupSeconds: args.warmupSeconds },
+        environment: env,
+        ...result,
+      });
+      console.log(`results: ${path.relative(process.cwd(), file)}`);
+    }
+  } finally {
+    process.removeListener("SIGINT", onSignal);
+    process.removeListener("SIGTERM", onSignal);
+    await stop();
+  }
+}
+
+main().catch((err: unknown) => {
+  clearProgress();
+  if (err instanceof UsageError) {
+    console.error(`${err.message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  console.error("bench failed:", err);
+  process.exit(1);
+});

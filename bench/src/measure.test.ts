@@ -1,0 +1,47 @@
+import { measure, percentile } from "./measure";
+
+describe("measure", () => {
+  it("counts only what completes after the warm-up, and reports the rate", async () => {
+    let calls = 0;
+    const m = await measure({
+      concurrency: 2,
+      warmupMs: 100,
+      durationMs: 200,
+      cycle: async () => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 5));
+        return 10;
+      },
+    });
+    expect(m.units).toBe(m.cycles * 10);
+    expect(m.cycles).toBeGreaterThan(0);
+    expect(m.cycles).toBeLessThan(calls); // the warm-up's cycles ran but were not counted
+    expect(m.perSecond).toBeCloseTo(m.units / m.seconds);
+  });
+
+  it("stops every loop and rejects when a cycle fails", async () => {
+    let running = 0;
+    const run = measure({
+      concurrency: 4,
+      warmupMs: 10_000,
+      durationMs: 10_000,
+      cycle: async () => {
+        running++;
+        await new Promise((r) => setTimeout(r, 1));
+        running--;
+        throw new Error("store down");
+      },
+    });
+    await expect(run).rejects.toThrow("store down");
+    expect(running).toBe(0);
+  });
+});
+
+describe("percentile", () => {
+  it("picks the value at the quantile of a sorted list", () => {
+    const values = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(values, 0.5)).toBe(51);
+    expect(percentile(values, 0.99)).toBe(100);
+    expect(percentile([], 0.5)).toBe(0);
+  });
+});

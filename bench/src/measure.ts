@@ -1,0 +1,113 @@
+import { setTimeout as sleep } from "node:timers/promises";
+
+/** One round of a load loop; resolves to how many units (cycles, tasks) it completed. */
+export type Cycle = () => Promise<number>;
+
+export interface MeasureOptions {
+  /** Loops running `cycle` at once. */
+  readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly cycle: Cycle;
+  /** Cumulative CPU seconds of the server under test, read at both edges of the window. */
+  readonly serverCpu?: () => Promise<number>;
+  /** Told the phase and, once a second while measuring, the running rate. */
+  readonly progress?: (text: string) => void;
+}
+
+export interface Measurement {
+  /** Units completed inside the measured window. */
+  readonly units: number;
+  readonly seconds: number;
+  readonly perSecond: number;
+  /** Cycles completed inside the window, and their latency percentiles. */
+  readonly cycles: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** CPU seconds per wall second of this (client) process during the window. */
+  readonly clientCpu: number;
+  /** The same for the server, when `serverCpu` was given. */
+  readonly serverCpu?: number;
+}
+
+/**
+ * Runs `concurrency` loops of `cycle` for a warm-up, then counts what completes
+ * during `durationMs`. A cycle that fails stops every loop and rejects.
+ */
+export async function measure(o: MeasureOptions): Promise<Measurement> {
+  let phase: "warmup" | "measure" | "stop" = "warmup";
+  let units = 0;
+  const latencies: number[] = [];
+  let failure: { err: unknown } | undefined;
+  let fail: (err: unknown) => void = () => undefined;
+  const failed = new Promise<never>((_, reject) => (fail = reject));
+  failed.catch(() => undefined);
+  const abort = new AbortController();
+  /** Sleeps until `ms` from now, or rejects as soon as a loop fails. */
+  const wait = (ms: number) =>
+    Promise.race([sleep(Math.max(0, ms), undefined, { signal: abort.signal }), failed]);
+  const loop = async () => {
+    while (phase !== "stop") {
+      const started = performance.now();
+      const n = await o.cycle();
+      if (phase === "measure") {
+        units += n;
+        latencies.push(performance.now() - started);
+      }
+    }
+  };
+  const loops = Array.from({ length: o.concurrency }, () =>
+    loop().catch((err: unknown) => {
+      phase = "stop";
+      failure ??= { err };
+      fail(err);
+    }),
+  );
+  try {
+    o.progress?.(`warm-up ${o.warmupMs / 1000} s`);
+    await wait(o.warmupMs);
+    phase = "measure";
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    const server0 = await Promise.race([o.serverCpu?.(), failed]);
+    for (let s = 1; s * 1000 <= o.durationMs; s++) {
+      await wait(t0 + s * 1000 - performance.now());
+      o.progress?.(`measuring ${s}/${o.durationMs / 1000} s: ${fmt(units / s)}/s`);
+    }
+    await wait(t0 + o.durationMs - performance.now());
+    phase = "stop";
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    const server1 = await o.serverCpu?.();
+    await Promise.all(loops);
+    if (failure) throw failure.err;
+    latencies.sort((a, b) => a - b);
+    const result: Measurement = {
+      units,
+      seconds,
+      perSecond: units / seconds,
+      cycles: latencies.length,
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+      clientCpu: (cpu.user + cpu.system) / 1e6 / seconds,
+    };
+    return server0 !== undefined && server1 !== undefined
+      ? { ...result, serverCpu: (server1 - server0) / seconds }
+      : result;
+  } finally {
+    phase = "stop";
+    abort.abort();
+    await Promise.all(loops);
+  }
+}
+
+/** The p-quantile (0..1) of ascending `sorted`; 0 when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+}
+
+/** A whole number with thousands separators. */
+export function fmt(n: number): string {
+  return Math.round(n).toLocaleString("en-US");
+}

@@ -1,0 +1,57 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fmt } from "./measure";
+import type { BenchOptions, ScenarioResult } from "./scenario";
+import type { Environment } from "./environment";
+
+/** What one scenario's run writes to `results/<scenario>-<time>.json`. */
+export interface ResultFile extends ScenarioResult {
+  readonly scenario: string;
+  readonly startedAt: string;
+  readonly options: BenchOptions;
+  readonly environment: Environment;
+}
+
+const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
+const ms = (v: number) => v.toFixed(2);
+
+/** The scenario's variants as an aligned table, then its ratios, one per line. */
+export function formatResult(scenario: string, result: ScenarioResult): string {
+  const rows = [
+    ["variant", "rate", "unit/s", "units", "cycle p50 ms", "p99 ms", "node CPU", "redis CPU"],
+  ];
+  for (const v of result.variants) {
+    rows.push([
+      `${scenario}: ${v.name}`,
+      fmt(v.perSecond),
+      `${v.unit}/s`,
+      fmt(v.units),
+      ms(v.p50Ms),
+      ms(v.p99Ms),
+      pct(v.clientCpu),
+      v.serverCpu === undefined ? "-" : pct(v.serverCpu),
+    ]);
+  }
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const lines = rows.map((row) =>
+    row
+      .map((cell, c) => (c === 0 || c === 2 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!)))
+      .join("  "),
+  );
+  lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
+  for (const r of result.ratios) {
+    const target =
+      r.target === undefined ? "" : `  (target ≥ ${pct(r.target)}: ${r.met ? "met" : "MISSED"})`;
+    lines.push(`${r.name} = ${r.numerator} / ${r.denominator} = ${pct(r.value)}${target}`);
+  }
+  return lines.join("\n");
+}
+
+/** Writes one scenario's results as JSON under `dir`; returns the file's path. */
+export function writeResult(dir: string, file: ResultFile): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const stamp = file.startedAt.replace(/:/g, "-");
+  const out = path.join(dir, `${file.scenario}-${stamp}.json`);
+  fs.writeFileSync(out, `${JSON.stringify(file, null, 2)}\n`);
+  return out;
+}

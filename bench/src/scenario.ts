@@ -1,0 +1,73 @@
+import type { RedisServer } from "@codeq/testing";
+import type { Measurement } from "./measure";
+
+/** What the command line chose for every scenario of a run. */
+export interface BenchOptions {
+  /** Measured seconds per variant. */
+  readonly seconds: number;
+  /** Warm-up seconds per variant (load runs, nothing is counted). */
+  readonly warmupSeconds: number;
+}
+
+export interface ScenarioContext {
+  readonly options: BenchOptions;
+  /** The redis-server this run spawned for itself (on a free port). */
+  readonly server: RedisServer;
+  /** Shows what is running now ("engine batched: warm-up"). */
+  progress(text: string): void;
+}
+
+/** One measured variant: what it did and how fast. */
+export interface VariantResult extends Measurement {
+  readonly name: string;
+  /** What `units` counts, e.g. "cycles" or "tasks". */
+  readonly unit: string;
+  /** How a cycle is made, in a few words (the commands or calls). */
+  readonly shape: string;
+  /** Loops running cycles at once. */
+  readonly concurrency: number;
+}
+
+/** A ratio of two variants' rates, with the target it is held to, if any. */
+export interface RatioResult {
+  readonly name: string;
+  readonly numerator: string;
+  readonly denominator: string;
+  readonly value: number;
+  /** The least acceptable value; `met` says whether `value` reached it. */
+  readonly target?: number;
+  readonly met?: boolean;
+}
+
+export interface ScenarioResult {
+  readonly variants: readonly VariantResult[];
+  readonly ratios: readonly RatioResult[];
+}
+
+/** A benchmark scenario: one file under scenarios/, registered in scenarios/index.ts. */
+export interface Scenario {
+  /** The name chosen on the command line (`npm run bench -- <name>`). */
+  readonly name: string;
+  /** One line for `--list`. */
+  readonly summary: string;
+  run(ctx: ScenarioContext): Promise<ScenarioResult>;
+}
+
+/** The ratio of two variants of `variants` by name, checked against `target` when given. */
+export function ratio(
+  variants: readonly VariantResult[],
+  name: string,
+  numerator: string,
+  denominator: string,
+  target?: number,
+): RatioResult {
+  const rate = (n: string) => {
+    const v = variants.find((x) => x.name === n);
+    if (!v) throw new Error(`no variant ${n}`);
+    return v.perSecond;
+  };
+  const value = rate(denominator) > 0 ? rate(numerator) / rate(denominator) : 0;
+  return target === undefined
+    ? { name, numerator, denominator, value }
+    : { name, numerator, denominator, value, target, met: value >= target };
+}
