@@ -1,5 +1,5 @@
 --[[ extend: pushes lease deadlines of one queue further out.
-KEYS[1] tasks   KEYS[2] leased   KEYS[3] due (shard)
+KEYS[1] state   KEYS[2] leased   KEYS[3] due (shard)
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items, then 3 values per item:
   id, fence, lease duration ms (0 = the duration the task was leased with)
 A lease whose deadline has passed is never revived, even before the reaper saw it.
@@ -8,6 +8,7 @@ Returns 2 values per item: code, new deadline (ms; 0 when refused)
    0 extended   -1 no such task   -2 stale: no longer leased under this fence
   -3 expired: the lease deadline has passed
 ]]
+-- @include "task-state"
 -- @include "lower-due"
 local now = tonumber(ARGV[1])
 local qid = ARGV[2]
@@ -16,29 +17,29 @@ local out = {}
 for i = 0, n - 1 do
   local a = 4 + i * 3
   local id = ARGV[a]
-  local raw = redis.call('HGET', KEYS[1], id)
-  if not raw then
+  local s = redis.call('HGET', KEYS[1], id)
+  if not s then
     out[#out + 1] = -1
     out[#out + 1] = 0
   else
-    local task = cjson.decode(raw)
-    if task.state ~= 'LEASED' or tonumber(task.leaseSeq) ~= tonumber(ARGV[a + 1]) then
+    local x = parseState(s)
+    if x.st ~= 'L' or x.seq ~= tonumber(ARGV[a + 1]) then
       out[#out + 1] = -2
       out[#out + 1] = 0
-    elseif tonumber(task.leaseDeadline) < now then
+    elseif x.untilAt < now then
       out[#out + 1] = -3
       out[#out + 1] = 0
     else
       local duration = tonumber(ARGV[a + 2])
-      if duration <= 0 then duration = tonumber(task.leaseMs) or 30000 end
-      task.leaseDeadline = now + duration
-      task.leaseMs = duration
-      task.updatedAt = now
-      redis.call('HSET', KEYS[1], id, cjson.encode(task))
-      redis.call('ZADD', KEYS[2], task.leaseDeadline, id)
-      lowerDue(KEYS[3], qid, task.leaseDeadline)
+      if duration <= 0 then duration = x.lms end
+      x.untilAt = now + duration
+      x.lms = duration
+      x.upd = now
+      redis.call('HSET', KEYS[1], id, formatState(x))
+      redis.call('ZADD', KEYS[2], x.untilAt, id)
+      lowerDue(KEYS[3], qid, x.untilAt)
       out[#out + 1] = 0
-      out[#out + 1] = task.leaseDeadline
+      out[#out + 1] = x.untilAt
     end
   end
 end

@@ -1,6 +1,6 @@
 --[[ promote: makes due SCHEDULED tasks of one queue READY, in run-at order, and
 recomputes the queue's entry in the due index.
-KEYS[1] tasks   KEYS[2] scheduled   KEYS[3] leased   KEYS[4] due (shard)
+KEYS[1] state   KEYS[2] scheduled   KEYS[3] leased   KEYS[4] due (shard)
 KEYS[5..14] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] limit
 Returns: number promoted

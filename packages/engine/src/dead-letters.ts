@@ -33,14 +33,14 @@ export async function listDead(
   const k = ctx.keys(queue);
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "dead-list",
-    [k.tasks, k.payloads, k.dead],
+    [k.tasks, k.state, k.payloads, k.dead],
     [afterScore, afterId, pageSize],
   );
   const tasks: StoredTask[] = [];
   let last = "";
-  for (let i = 0; i < reply.length; i += 4) {
-    tasks.push(ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!));
-    last = `${reply[i + 3]!.toString()}:${reply[i]!.toString()}`;
+  for (let i = 0; i < reply.length; i += 5) {
+    tasks.push(ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!));
+    last = `${reply[i + 4]!.toString()}:${reply[i]!.toString()}`;
   }
   return { tasks, cursor: tasks.length === pageSize ? last : undefined };
 }
@@ -74,7 +74,7 @@ export async function redrive(
   return decodeBatch(
     await ctx.runner.run(
       "redrive",
-      [k.tasks, k.dead, ...k.ready],
+      [k.state, k.dead, ...k.ready],
       [ctx.clock.now(), limit, ...ids],
     ),
   );
@@ -90,7 +90,11 @@ export async function purge(
   checkLimit("limit", limit, 10_000);
   const k = ctx.keys(queue);
   return decodeBatch(
-    await ctx.runner.run("purge", [k.tasks, k.payloads, k.results, k.dead], [limit, ...ids]),
+    await ctx.runner.run(
+      "purge",
+      [k.tasks, k.state, k.payloads, k.results, k.dead],
+      [limit, ...ids],
+    ),
   );
 }
 
@@ -109,7 +113,7 @@ export async function cleanup(
   const k = ctx.keys(queue);
   const [completed, dead, idempotencyKeys] = await ctx.runner.run<[number, number, number]>(
     "cleanup",
-    [k.tasks, k.payloads, k.results, k.completed, k.dead, k.idemidx],
+    [k.tasks, k.state, k.payloads, k.results, k.completed, k.dead, k.idemidx],
     [ctx.clock.now(), ctx.completedRetentionMs, ctx.deadRetentionMs, limit],
   );
   return { completed, dead, idempotencyKeys };

@@ -16,7 +16,7 @@ import { LeaseTokenCodec } from "./lease-token";
 import { ScriptRunner } from "./script-runner";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
 import { TaskIdGenerator } from "./task-id";
-import { parseRecord, type StoredTask } from "./task-record";
+import { decodeTask, type StoredTask, type TaskRecord } from "./task-record";
 
 export interface EngineOptions {
   /** This shard's id; it is part of every key (sharded layout) and every lease token. */
@@ -57,10 +57,11 @@ export interface EngineContext {
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
   keys(queue: QueueRef): QueueKeys;
-  /** Turns a script's [id, record, payload(, result)] into a task. */
+  /** Turns a script's record, state, payload (and result) into a task. */
   toTask(
     queue: QueueRef,
-    raw: Buffer | string,
+    record: Buffer | string,
+    state: Buffer | string,
     payload: Buffer | string,
     result?: Buffer | string,
   ): StoredTask;
@@ -124,18 +125,20 @@ export async function createEngineContext(
       }
       return keys;
     },
-    toTask(queue, raw, payload, result) {
-      const record = parseRecord(raw);
-      const task: StoredTask = {
-        ...record,
-        command: queue.command,
-        tenant: queue.tenant,
-        shard: options.shard,
-        payload: Buffer.isBuffer(payload) ? payload : Buffer.from(payload),
-        ...(result && result.length > 0
-          ? { result: Buffer.isBuffer(result) ? result : Buffer.from(result) }
-          : {}),
+    toTask(queue, record, state, payload, result) {
+      const task = decodeTask(record, state) as TaskRecord & {
+        command: string;
+        tenant: string;
+        shard: string;
+        payload: Buffer;
+        result?: Buffer;
       };
+      task.command = queue.command;
+      task.tenant = queue.tenant;
+      task.shard = options.shard;
+      task.payload = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+      if (result && result.length > 0)
+        task.result = Buffer.isBuffer(result) ? result : Buffer.from(result);
       return task;
     },
   };

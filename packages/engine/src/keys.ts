@@ -6,7 +6,8 @@
  *   legacy:  <prefix>:q:<command>:<tenant>:<type>[:<priority>]   (single shard only)
  *
  * Queue key types:
- *   tasks      HASH  task id → task record (JSON, without payload)
+ *   tasks      HASH  task id → immutable task record (JSON: backoff, headers, idempotency key, created)
+ *   state      HASH  task id → mutable state, one compact string (lua/includes/task-state.lua)
  *   payloads   HASH  task id → payload bytes
  *   results    HASH  task id → ack result bytes
  *   ready:<p>  LIST  READY task ids of priority p (0..9), FIFO: pushed at the tail, leased from the head
@@ -41,6 +42,7 @@ export interface QueueRef {
 /** The key names of one queue. */
 export interface QueueKeys {
   readonly tasks: string;
+  readonly state: string;
   readonly payloads: string;
   readonly results: string;
   /** ready[p] for priority p = 0..9. */
@@ -99,6 +101,7 @@ export function queueKeys(ref: QueueRef, options: KeyLayoutOptions): QueueKeys {
   const shard = shardKeys(options);
   return {
     tasks: `${base}:tasks`,
+    state: `${base}:state`,
     payloads: `${base}:payloads`,
     results: `${base}:results`,
     ready: Array.from({ length: PRIORITIES }, (_, p) => `${base}:ready:${p}`),

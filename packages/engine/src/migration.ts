@@ -1,7 +1,7 @@
 import type { EngineContext } from "./engine-context";
 import { invalidArgument, ScriptCode } from "./errors";
 import { queueId, type QueueRef } from "./keys";
-import { parseRecord, type StoredTask } from "./task-record";
+import { encodeRecord, encodeState, type StoredTask } from "./task-record";
 
 /** A task on its way to another shard, with what its idempotency key still needs. */
 export interface ExportedTask {
@@ -25,14 +25,14 @@ export async function exportBatch(
   const k = ctx.keys(queue);
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "export",
-    [k.tasks, k.payloads, k.scheduled, k.dead, k.moving, k.idemidx, ...k.ready],
+    [k.tasks, k.state, k.payloads, k.scheduled, k.dead, k.moving, k.idemidx, ...k.ready],
     [ctx.clock.now(), limit],
   );
   const out: ExportedTask[] = [];
-  for (let i = 0; i < reply.length; i += 4) {
+  for (let i = 0; i < reply.length; i += 5) {
     out.push({
-      task: ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!),
-      idempotencyExpiresAt: Number(reply[i + 3]!.toString()),
+      task: ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!),
+      idempotencyExpiresAt: Number(reply[i + 4]!.toString()),
     });
   }
   return out;
@@ -46,7 +46,11 @@ export function confirmExport(
 ): Promise<number> {
   if (ids.length === 0) return Promise.resolve(0);
   const k = ctx.keys(queue);
-  return ctx.runner.run<number>("export-confirm", [k.tasks, k.payloads, k.results, k.moving], ids);
+  return ctx.runner.run<number>(
+    "export-confirm",
+    [k.tasks, k.state, k.payloads, k.results, k.moving],
+    ids,
+  );
 }
 
 /** Puts every reserved task back in place (an aborted move). Returns how many. */
@@ -54,7 +58,7 @@ export function restoreExport(ctx: EngineContext, queue: QueueRef): Promise<numb
   const k = ctx.keys(queue);
   return ctx.runner.run<number>(
     "export-restore",
-    [k.tasks, k.scheduled, k.dead, k.moving, ...k.ready],
+    [k.state, k.scheduled, k.dead, k.moving, ...k.ready],
     [],
   );
 }
@@ -78,7 +82,17 @@ export async function importTasks(
   if (tasks.length > 1000) throw invalidArgument("at most 1000 tasks per import");
   if (tasks.length === 0) return { imported: [], alreadyPresent: [] };
   const k = ctx.keys(queue);
-  const keys = [k.tasks, k.payloads, k.scheduled, k.dead, k.idemidx, k.due, k.queues, ...k.ready];
+  const keys = [
+    k.tasks,
+    k.state,
+    k.payloads,
+    k.scheduled,
+    k.dead,
+    k.idemidx,
+    k.due,
+    k.queues,
+    ...k.ready,
+  ];
   const args: Array<string | number | Uint8Array> = [ctx.clock.now(), queueId(queue), tasks.length];
   tasks.forEach(({ task, idempotencyExpiresAt }, i) => {
     if (task.command !== queue.command || task.tenant !== queue.tenant) {
@@ -90,19 +104,18 @@ export async function importTasks(
       throw invalidArgument(
         `tasks[${i}] is ${task.state}; only READY, SCHEDULED and DEAD tasks move`,
       );
-    const { command: _c, tenant: _t, shard: _s, payload, result: _r, ...stored } = task;
-    const record = parseRecord(JSON.stringify(stored));
     let index = 0;
-    if (record.idemKey !== undefined && idempotencyExpiresAt > 0) {
-      keys.push(k.idem(record.idemKey));
+    if (task.idemKey !== undefined && idempotencyExpiresAt > 0) {
+      keys.push(k.idem(task.idemKey));
       index = keys.length;
     }
     args.push(
-      record.id,
-      JSON.stringify(record),
-      payload,
+      task.id,
+      encodeRecord(task),
+      encodeState(task),
+      task.payload,
       index,
-      record.idemKey ?? "",
+      task.idemKey ?? "",
       idempotencyExpiresAt,
     );
   });

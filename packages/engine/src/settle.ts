@@ -100,7 +100,7 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
     }
     const codes = await ctx.runner.run<number[]>(
       "ack",
-      [k.tasks, k.payloads, k.results, k.leased, k.completed],
+      [k.tasks, k.state, k.payloads, k.results, k.leased, k.completed],
       args,
     );
     return codes.map((code) => ({ code }));
@@ -133,7 +133,7 @@ export function nack(
     }
     const reply = await ctx.runner.run<Array<number | string>>(
       "nack",
-      [k.tasks, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+      [k.tasks, k.state, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
       args,
     );
     return items.map((_, i) => ({
@@ -151,7 +151,7 @@ export function extend(
     const k = ctx.keys(queue);
     const args: Array<string | number> = [ctx.clock.now(), queueId(queue), items.length];
     for (const { token, input } of items) args.push(token.taskId, token.fence, input.leaseMs ?? 0);
-    const reply = await ctx.runner.run<number[]>("extend", [k.tasks, k.leased, k.due], args);
+    const reply = await ctx.runner.run<number[]>("extend", [k.state, k.leased, k.due], args);
     return items.map((_, i) => {
       const code = reply[i * 2]!;
       return code === ScriptCode.Ok ? { code, deadline: reply[i * 2 + 1]! } : { code };

@@ -2,6 +2,7 @@ import type { EngineContext } from "./engine-context";
 import { EngineError, ScriptCode } from "./errors";
 import { parseQueueId, queueId, type QueueRef } from "./keys";
 import { buildRecord, type TaskSpec } from "./task-spec";
+import { encodeRecord, encodeState } from "./task-record";
 import type { StoredTask, TaskState } from "./task-record";
 
 export interface EnqueueOutcome {
@@ -38,7 +39,7 @@ export async function enqueue(
       specs.length > 1 ? `tasks[${i}]` : "task",
     ),
   );
-  const keys = [k.tasks, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
+  const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
   const idemIndex = new Map<string, number>();
   const args: Array<string | number | Uint8Array> = [
     now,
@@ -60,7 +61,8 @@ export async function enqueue(
       record.id,
       record.priority,
       record.runAt,
-      JSON.stringify(record),
+      encodeRecord(record),
+      encodeState(record),
       specs[i]!.payload ?? "",
       index,
       record.idemKey ?? "",
@@ -123,12 +125,12 @@ export async function lease(
   const k = ctx.keys(queue);
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "lease",
-    [k.tasks, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+    [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
     [ctx.clock.now(), queueId(queue), options.max, options.leaseMs, ctx.promoteLimit],
   );
   const out: Delivery[] = [];
-  for (let i = 0; i < reply.length; i += 3) {
-    const task = ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!);
+  for (let i = 0; i < reply.length; i += 4) {
+    const task = ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!);
     const token = ctx.tokens.encode({
       shard: ctx.shard,
       command: queue.command,
@@ -150,7 +152,7 @@ export async function reap(
   const k = ctx.keys(queue);
   const [reaped, dead] = await ctx.runner.run<[number, number]>(
     "reap",
-    [k.tasks, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+    [k.tasks, k.state, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
     [ctx.clock.now(), queueId(queue), ctx.random(), limit],
   );
   return { reaped, dead };
@@ -161,7 +163,7 @@ export function promote(ctx: EngineContext, queue: QueueRef, limit: number): Pro
   const k = ctx.keys(queue);
   return ctx.runner.run<number>(
     "promote",
-    [k.tasks, k.scheduled, k.leased, k.due, ...k.ready],
+    [k.state, k.scheduled, k.leased, k.due, ...k.ready],
     [ctx.clock.now(), queueId(queue), limit],
   );
 }
@@ -192,9 +194,13 @@ export async function getTask(
   id: string,
 ): Promise<StoredTask | undefined> {
   const k = ctx.keys(queue);
-  const reply = await ctx.runner.runBuffer<Buffer[]>("get", [k.tasks, k.payloads, k.results], [id]);
+  const reply = await ctx.runner.runBuffer<Buffer[]>(
+    "get",
+    [k.tasks, k.state, k.payloads, k.results],
+    [id],
+  );
   if (reply.length === 0) return undefined;
-  return ctx.toTask(queue, reply[0]!, reply[1]!, reply[2]);
+  return ctx.toTask(queue, reply[0]!, reply[1]!, reply[2]!, reply[3]);
 }
 
 export interface QueueStats {

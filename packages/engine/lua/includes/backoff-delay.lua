@@ -1,12 +1,11 @@
--- backoffDelay(task, rnd): the delay in ms before retry number task.attempts,
--- from the task's backoff policy, capped at its maximum. `rnd` in [0,1) comes from
--- the caller (scripts stay deterministic) and is used only with jitter ("equal
--- jitter": a value between half the delay and the delay).
-local function backoffDelay(task, rnd)
-  local b = task.backoff or {}
+-- backoffDelay(backoff, attempts, rnd): the delay in ms before retry number
+-- `attempts`, from a backoff policy ({kind, baseMs, maxMs, jitter}), capped at its
+-- maximum. `rnd` in [0,1) comes from the caller (scripts stay deterministic) and is
+-- used only with jitter ("equal jitter": between half the delay and the delay).
+local function backoffDelay(b, n, rnd)
+  b = b or {}
   local base = tonumber(b.baseMs) or 1000
   local cap = tonumber(b.maxMs) or 300000
-  local n = tonumber(task.attempts) or 1
   if n < 1 then n = 1 end
   local delay
   if b.kind == 'fixed' then

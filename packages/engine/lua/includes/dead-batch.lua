@@ -1,8 +1,10 @@
--- deadBatch(tasksKey, deadKey, firstId, limit, apply): the shared walk of redrive
+-- deadBatch(stateKey, deadKey, firstId, limit, apply): the shared walk of redrive
 -- and purge. Takes the ids in ARGV[firstId..] (or, when there are none, the oldest
--- `limit` dead tasks), calls apply(id, task) for each DEAD one up to `limit`, and
--- returns { applied, dead remaining, ids that were not dead tasks ... }.
-local function deadBatch(tasksKey, deadKey, firstId, limit, apply)
+-- `limit` dead tasks), calls apply(id, x) with the parsed state of each DEAD one up
+-- to `limit` (after removing it from the DLQ index), and returns
+-- { applied, dead remaining, ids that were not dead tasks ... }.
+-- @include "task-state"
+local function deadBatch(stateKey, deadKey, firstId, limit, apply)
   local ids = {}
   if #ARGV >= firstId then
     for i = firstId, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -13,12 +15,12 @@ local function deadBatch(tasksKey, deadKey, firstId, limit, apply)
   local missing = {}
   for i = 1, #ids do
     local id = ids[i]
-    local raw = redis.call('HGET', tasksKey, id)
-    local task = raw and cjson.decode(raw)
-    if task and task.state == 'DEAD' then
+    local s = redis.call('HGET', stateKey, id)
+    local x = s and parseState(s)
+    if x and x.st == 'D' then
       if applied < limit then
         redis.call('ZREM', deadKey, id)
-        apply(id, task)
+        apply(id, x)
         applied = applied + 1
       end
     else

@@ -1,24 +1,35 @@
--- promoteDue(tasksKey, scheduledKey, ready, now, limit): moves up to `limit`
+-- promoteDue(stateKey, scheduledKey, ready, now, limit): moves up to `limit`
 -- SCHEDULED tasks whose run-at has come to the tail of their ready list, in run-at
--- order. An id whose record is not SCHEDULED is dropped from the index, never
+-- order. An id whose state is not SCHEDULED is dropped from the index, never
 -- pushed: a task can be in a ready list only once. Returns the number promoted.
-local function promoteDue(tasksKey, scheduledKey, ready, now, limit)
+-- @include "task-state"
+local function promoteDue(stateKey, scheduledKey, ready, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', scheduledKey, '-inf', now, 'LIMIT', 0, limit)
-  local promoted = 0
+  if #ids == 0 then return 0 end
+  redis.call('ZREM', scheduledKey, unpack(ids))
+  local states = redis.call('HMGET', stateKey, unpack(ids))
+  local writes = {}
+  local byPriority = {}
   for i = 1, #ids do
-    local id = ids[i]
-    redis.call('ZREM', scheduledKey, id)
-    local raw = redis.call('HGET', tasksKey, id)
-    if raw then
-      local task = cjson.decode(raw)
-      if task.state == 'SCHEDULED' then
-        task.state = 'READY'
-        task.updatedAt = now
-        redis.call('HSET', tasksKey, id, cjson.encode(task))
-        redis.call('RPUSH', ready[(tonumber(task.priority) or 0) + 1], id)
-        promoted = promoted + 1
+    local s = states[i]
+    if s then
+      local x = parseState(s)
+      if x.st == 'S' then
+        x.st = 'R'
+        x.upd = now
+        writes[#writes + 1] = ids[i]
+        writes[#writes + 1] = formatState(x)
+        local list = byPriority[x.pri + 1]
+        if not list then
+          list = {}
+          byPriority[x.pri + 1] = list
+        end
+        list[#list + 1] = ids[i]
       end
     end
   end
-  return promoted
+  if #writes == 0 then return 0 end
+  redis.call('HSET', stateKey, unpack(writes))
+  for p, list in pairs(byPriority) do redis.call('RPUSH', ready[p], unpack(list)) end
+  return #writes / 2
 end

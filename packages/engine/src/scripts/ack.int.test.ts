@@ -1,7 +1,7 @@
 import { ScriptCode } from "../errors";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("ack-5.lua", () => {
+describe("ack-6.lua", () => {
   const fx = useEngineFixture();
 
   it("completes a delivery, keeps the result, drops the payload, and is repeatable with the same token", async () => {

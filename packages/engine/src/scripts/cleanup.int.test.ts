@@ -1,6 +1,6 @@
 import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("cleanup-6.lua", () => {
+describe("cleanup-7.lua", () => {
   const fx = useEngineFixture();
 
   it("deletes completed and dead tasks past their windows, bounded, and forgets expired idempotency keys", async () => {

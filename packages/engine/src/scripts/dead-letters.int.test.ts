@@ -12,7 +12,7 @@ async function killAll(engine: QueueEngine, clock: { advance(ms: number): void }
   }
 }
 
-describe("dead-list-3.lua", () => {
+describe("dead-list-4.lua", () => {
   const fx = useEngineFixture();
 
   it("pages through the DLQ oldest first, ties included, with a cursor", async () => {
@@ -65,7 +65,7 @@ describe("redrive-12.lua", () => {
   });
 });
 
-describe("purge-4.lua", () => {
+describe("purge-5.lua", () => {
   const fx = useEngineFixture();
 
   it("deletes dead tasks for good, never a live one", async () => {

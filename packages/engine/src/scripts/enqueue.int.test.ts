@@ -1,7 +1,7 @@
 import { EngineError } from "../errors";
 import { payload, Q, useEngineFixture } from "../test/fixture";
 
-describe("enqueue-16.lua", () => {
+describe("enqueue-17.lua", () => {
   const fx = useEngineFixture();
 
   it("stores READY tasks in their priority list and SCHEDULED ones by run-at", async () => {

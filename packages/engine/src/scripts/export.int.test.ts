@@ -1,7 +1,7 @@
 import { ScriptCode } from "../errors";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("export-16.lua, export-confirm-4.lua, export-restore-14.lua", () => {
+describe("export-17.lua, export-confirm-5.lua, export-restore-14.lua", () => {
   const fx = useEngineFixture();
 
   it("reserves READY (priority first), then SCHEDULED, then DEAD tasks; never LEASED ones", async () => {

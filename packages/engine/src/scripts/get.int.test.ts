@@ -1,6 +1,6 @@
 import { LEASE, payload, Q, useEngineFixture } from "../test/fixture";
 
-describe("get-3.lua", () => {
+describe("get-4.lua", () => {
   const fx = useEngineFixture();
 
   it("reads a task with its payload, and nothing of another queue or tenant", async () => {

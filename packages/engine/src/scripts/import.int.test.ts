@@ -15,7 +15,7 @@ const base = {
   updatedAt: 2,
 } as const;
 
-describe("import-17.lua", () => {
+describe("import-18.lua", () => {
   const fx = useEngineFixture();
 
   it("places READY, SCHEDULED and DEAD tasks as they were, keeping attempts, run-at and priority", async () => {

@@ -1,6 +1,6 @@
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("lease-16.lua", () => {
+describe("lease-17.lua", () => {
   const fx = useEngineFixture();
 
   it("serves the highest priority first and FIFO within a priority, up to max", async () => {

@@ -3,7 +3,7 @@ import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
 
 const fixed = { kind: "fixed", baseMs: 1_000, maxMs: 1_000, jitter: false } as const;
 
-describe("nack-15.lua", () => {
+describe("nack-16.lua", () => {
   const fx = useEngineFixture();
 
   it("with delay 0 makes the task ready at once, at the tail", async () => {

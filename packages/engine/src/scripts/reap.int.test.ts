@@ -3,7 +3,7 @@ import { Q, seed, useEngineFixture } from "../test/fixture";
 
 const fixed = { kind: "fixed", baseMs: 500, maxMs: 500, jitter: false } as const;
 
-describe("reap-15.lua", () => {
+describe("reap-16.lua", () => {
   const fx = useEngineFixture();
 
   it("takes back only leases whose deadline is strictly before now, as failed attempts with backoff", async () => {

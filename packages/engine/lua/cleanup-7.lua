@@ -1,0 +1,32 @@
+--[[ cleanup: retention of one queue. Deletes COMPLETED tasks older than their
+window, DEAD tasks older than theirs, and forgets expired idempotency keys (the
+keys themselves expire on their own).
+KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] results   KEYS[5] completed
+KEYS[6] dead   KEYS[7] idemidx
+ARGV[1] now (ms)   ARGV[2] completed retention (ms)   ARGV[3] dead retention (ms)
+ARGV[4] limit per kind
+Only a task still in the expected state is deleted.
+Returns { completed deleted, dead deleted, idempotency keys forgotten }
+]]
+-- @include "task-state"
+-- @include "delete-task"
+local now = tonumber(ARGV[1])
+local limit = tonumber(ARGV[4])
+local K = { tasks = KEYS[1], state = KEYS[2], payloads = KEYS[3], results = KEYS[4] }
+local function sweep(indexKey, cutoff, st)
+  local ids = redis.call('ZRANGEBYSCORE', indexKey, '-inf', '(' .. cutoff, 'LIMIT', 0, limit)
+  if #ids == 0 then return 0 end
+  redis.call('ZREM', indexKey, unpack(ids))
+  local states = redis.call('HMGET', KEYS[2], unpack(ids))
+  local doomed = {}
+  for i = 1, #ids do
+    if states[i] and string.sub(states[i], 1, 1) == st then doomed[#doomed + 1] = ids[i] end
+  end
+  deleteTasks(K, doomed)
+  return #doomed
+end
+local completed = sweep(KEYS[5], now - tonumber(ARGV[2]), 'C')
+local dead = sweep(KEYS[6], now - tonumber(ARGV[3]), 'D')
+local expired = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. now, 'LIMIT', 0, limit)
+if #expired > 0 then redis.call('ZREM', KEYS[7], unpack(expired)) end
+return { completed, dead, #expired }

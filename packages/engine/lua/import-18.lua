@@ -1,0 +1,52 @@
+--[[ import: stores tasks moved from another shard into one queue. Idempotent by
+task id: a task this queue already holds is left as it is.
+KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] dead
+KEYS[6] idemidx   KEYS[7] due (shard)   KEYS[8] queues (shard)   KEYS[9..18] ready:0 .. ready:9
+KEYS[19..] idempotency keys, referenced by index from the items
+ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items, then 7 values per item:
+  id, record JSON, state (R, S or D; attempts, run-at, priority and lease sequence as
+  on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
+  idempotency expiry (ms)
+The idempotency key is restored only while its window lasts and only if this shard
+has not bound it to another task meanwhile.
+Returns one code per item: 0 imported, 1 already present, -4 refused (state)
+]]
+-- @include "task-state"
+-- @include "lower-due"
+local now = tonumber(ARGV[1])
+local qid = ARGV[2]
+local n = tonumber(ARGV[3])
+local out = {}
+local imported = 0
+for i = 0, n - 1 do
+  local a = 4 + i * 7
+  local id = ARGV[a]
+  local x = parseState(ARGV[a + 2])
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then
+    out[#out + 1] = 1
+  elseif x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D' then
+    out[#out + 1] = -4
+  else
+    redis.call('HSET', KEYS[1], id, ARGV[a + 1])
+    redis.call('HSET', KEYS[2], id, ARGV[a + 2])
+    redis.call('HSET', KEYS[3], id, ARGV[a + 3])
+    if x.st == 'R' then
+      redis.call('RPUSH', KEYS[9 + x.pri], id)
+    elseif x.st == 'S' then
+      redis.call('ZADD', KEYS[4], x.runAt, id)
+      lowerDue(KEYS[7], qid, x.runAt)
+    else
+      redis.call('ZADD', KEYS[5], x.untilAt, id)
+    end
+    local idemIndex = tonumber(ARGV[a + 4])
+    local expiry = tonumber(ARGV[a + 6])
+    if idemIndex > 0 and expiry > now then
+      local bound = redis.call('SET', KEYS[idemIndex], id, 'PX', expiry - now, 'NX')
+      if bound then redis.call('ZADD', KEYS[6], expiry, ARGV[a + 5]) end
+    end
+    out[#out + 1] = 0
+    imported = imported + 1
+  end
+end
+if imported > 0 then redis.call('SADD', KEYS[8], qid) end
+return out
