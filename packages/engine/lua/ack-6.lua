@@ -1,56 +1,56 @@
 --[[ ack: completes deliveries of one queue.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] results   KEYS[5] leased
 KEYS[6] completed
-ARGV[1] now (ms)   ARGV[2] completed retention (ms; 0 deletes the task at once)
-ARGV[3] n items, then 4 values per item: id, fence (lease sequence), has result (0/1), result
-An ack is accepted while the task is LEASED under this fence, even past the lease
+ARGV[1] now (ms, 13 digits)   ARGV[2] completed retention (ms; 0 deletes the task at once)
+ARGV[3] n items, then 3 values per item: id, lease sequence (10 digits), nonce (14 digits)
+then m, the number of items with a result, and 2 values for each: item number (1-based), result
+An ack is accepted while the task is LEASED under this delivery, even past the lease
 deadline as long as the reaper has not yet taken the lease back (nobody else can
 hold the task then). The payload is dropped at completion; the record, state and
 result stay for the retention window.
 Returns one code per item:
    0 completed     1 already completed by this same delivery (a repeated ack)
-  -1 no such task  -2 stale: the task is no longer leased under this fence
+  -1 no such task  -2 stale: the task is no longer leased under this delivery
 ]]
 -- @include "task-state"
 -- @include "delete-task"
-local now = tonumber(ARGV[1])
+local now = ARGV[1]
 local retention = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local resultOf = {}
+local m = tonumber(ARGV[4 + n * 3])
+for j = 0, m - 1 do
+  local b = 5 + n * 3 + j * 2
+  resultOf[tonumber(ARGV[b])] = ARGV[b + 1]
+end
 local ids = {}
-for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * 4] end
+for i = 0, n - 1 do ids[i + 1] = ARGV[4 + i * 3] end
 local states = redis.call('HMGET', KEYS[2], unpack(ids))
 local out, done, writes, completed, results = {}, {}, {}, {}, {}
 local taken = {}
 for i = 1, n do
-  local a = 4 + (i - 1) * 4
+  local a = 4 + (i - 1) * 3
   local id = ids[i]
   local s = states[i]
+  local seq, nonce = ARGV[a + 1], ARGV[a + 2]
   if not s then
     out[i] = -1
-  else
-    local x = parseState(s)
-    local fence = tonumber(ARGV[a + 1])
-    if x.st == 'L' and x.seq == fence and not taken[id] then
-      taken[id] = true
-      x.st = 'C'
-      x.untilAt = now
-      x.lms = 0
-      x.upd = now
-      done[#done + 1] = id
-      writes[#writes + 1] = id
-      writes[#writes + 1] = formatState(x)
-      completed[#completed + 1] = now
-      completed[#completed + 1] = id
-      if ARGV[a + 2] == '1' then
-        results[#results + 1] = id
-        results[#results + 1] = ARGV[a + 3]
-      end
-      out[i] = 0
-    elseif (x.st == 'C' and x.seq == fence) or (taken[id] and x.seq == fence) then
-      out[i] = 1
-    else
-      out[i] = -2
+  elseif holds(s, seq, nonce) and not taken[id] then
+    taken[id] = true
+    done[#done + 1] = id
+    writes[#writes + 1] = id
+    writes[#writes + 1] = 'C' .. string.sub(s, 2, 47) .. now .. '00000000' .. now .. string.sub(s, 82)
+    completed[#completed + 1] = now
+    completed[#completed + 1] = id
+    if resultOf[i] then
+      results[#results + 1] = id
+      results[#results + 1] = resultOf[i]
     end
+    out[i] = 0
+  elseif string.sub(s, 11, 20) == seq and string.sub(s, 21, 34) == nonce and (string.byte(s, 1) == 67 or taken[id]) then
+    out[i] = 1 -- 'C' under this very delivery: a repeated ack
+  else
+    out[i] = -2
   end
 end
 if #done > 0 then

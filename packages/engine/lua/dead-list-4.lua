@@ -23,7 +23,7 @@ while count < limit do
       local state = redis.call('HGET', KEYS[2], id)
       if state then
         out[#out + 1] = id
-        out[#out + 1] = redis.call('HGET', KEYS[1], id) or '{}'
+        out[#out + 1] = redis.call('HGET', KEYS[1], id) or ''
         out[#out + 1] = state
         out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
         out[#out + 1] = score

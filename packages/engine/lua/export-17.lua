@@ -39,8 +39,8 @@ for i = 1, #ids do
   local id = ids[i]
   local state = redis.call('HGET', KEYS[2], id)
   if state then
-    local record = redis.call('HGET', KEYS[1], id) or '{}'
-    local key = cjson.decode(record).idemKey
+    local record = redis.call('HGET', KEYS[1], id) or ''
+    local key = record ~= '' and cjson.decode(record).idemKey
     local expiry = 0
     if key then
       local score = redis.call('ZSCORE', KEYS[7], key)

@@ -4,8 +4,8 @@ KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] d
 KEYS[6] idemidx   KEYS[7] due (shard)   KEYS[8] queues (shard)   KEYS[9..18] ready:0 .. ready:9
 KEYS[19..] idempotency keys, referenced by index from the items
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items, then 7 values per item:
-  id, record JSON, state (R, S or D; attempts, run-at, priority and lease sequence as
-  on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
+  id, record JSON ("" = none), state (R, S or D; attempts, run-at, priority and lease
+  sequence as on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
   idempotency expiry (ms)
 The idempotency key is restored only while its window lasts and only if this shard
 has not bound it to another task meanwhile.
@@ -27,7 +27,7 @@ for i = 0, n - 1 do
   elseif x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D' then
     out[#out + 1] = -4
   else
-    redis.call('HSET', KEYS[1], id, ARGV[a + 1])
+    if ARGV[a + 1] ~= '' then redis.call('HSET', KEYS[1], id, ARGV[a + 1]) end
     redis.call('HSET', KEYS[2], id, ARGV[a + 2])
     redis.call('HSET', KEYS[3], id, ARGV[a + 3])
     if x.st == 'R' then

@@ -3,23 +3,28 @@ FIFO within a priority, after promoting the scheduled tasks that are due.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] leased
 KEYS[6] dead    KEYS[7] due (shard)
 KEYS[8..17] ready:0 .. ready:9
-ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] max tasks   ARGV[4] lease duration (ms)
-ARGV[5] promotion limit
-Each delivery counts one attempt and bumps the task's lease sequence, the fencing
-value its lease token carries. A READY task whose attempts are already used up
+ARGV[1] now (ms, 13 digits)   ARGV[2] queue id   ARGV[3] max tasks
+ARGV[4] lease duration (ms, 8 digits)   ARGV[5] promotion limit
+ARGV[6] nonce of this call (14 random digits)   ARGV[7] lease deadline (ms, 13 digits)
+Each delivery counts one attempt, bumps the task's lease sequence and records this
+call's nonce: the lease token carries both, so only this delivery's holder can
+settle it (the nonce is fresh per call, so tokens cannot be guessed). A READY task whose attempts are already used up
 (possible only after an import) goes to the DLQ instead of being delivered. Ids
 whose state is not READY are dropped from the list, never delivered.
 Every step works on the whole batch at once (one LRANGE/LTRIM per non-empty
 priority, one HMGET, one HSET, one ZADD), so a batch costs few commands.
-Returns 4 values per delivered task: id, record JSON, state, payload
+Returns 4 values per delivered task: id, record JSON (or nil), state, payload
 ]]
 -- @include "task-state"
 -- @include "promote-due"
 -- @include "lower-due"
 local now = tonumber(ARGV[1])
+local nowText = ARGV[1]
 local qid = ARGV[2]
 local max = tonumber(ARGV[3])
-local leaseMs = tonumber(ARGV[4])
+local leaseText = ARGV[4]
+local nonce = ARGV[6]
+local deadline = ARGV[7]
 local ready = {}
 for p = 0, 9 do ready[p + 1] = KEYS[8 + p] end
 promoteDue(KEYS[2], KEYS[4], ready, now, tonumber(ARGV[5]))
@@ -36,52 +41,51 @@ for p = 10, 1, -1 do
 end
 if #ids == 0 then return {} end
 
-local deadline = now + leaseMs
 local states = redis.call('HMGET', KEYS[2], unpack(ids))
 local writes, inflight, dead, delivered, deliveredStates = {}, {}, {}, {}, {}
 local seen = {}
 for i = 1, #ids do
+  local id = ids[i]
   local s = states[i]
-  -- an id listed twice (never written so, but cheap to guard) is delivered once
-  if s and not seen[ids[i]] then
-    seen[ids[i]] = true
-    local x = parseState(s)
-    if x.st == 'R' then
+  -- only READY ids are delivered, each once (an id listed twice is never written so,
+  -- but cheap to guard)
+  if s and string.byte(s, 1) == 82 and not seen[id] then
+    seen[id] = true
+    local att = string.sub(s, 3, 6)
+    local encoded
+    if att >= string.sub(s, 7, 10) then
+      local x = parseState(s)
+      x.st = 'D'
+      x.untilAt = now
       x.upd = now
-      if x.att >= x.max then
-        x.st = 'D'
-        x.untilAt = now
-        if x.err == '' then x.err = 'attempts exhausted' end
-        dead[#dead + 1] = now
-        dead[#dead + 1] = ids[i]
-      else
-        x.st = 'L'
-        x.att = x.att + 1
-        x.seq = x.seq + 1
-        x.untilAt = deadline
-        x.lms = leaseMs
-        inflight[#inflight + 1] = deadline
-        inflight[#inflight + 1] = ids[i]
-        delivered[#delivered + 1] = ids[i]
-      end
-      local encoded = formatState(x)
-      writes[#writes + 1] = ids[i]
-      writes[#writes + 1] = encoded
-      if x.st == 'L' then deliveredStates[#delivered] = encoded end
+      if x.err == '' then x.err = 'attempts exhausted' end
+      encoded = formatState(x)
+      dead[#dead + 1] = now
+      dead[#dead + 1] = id
+    else
+      encoded = 'L' .. string.sub(s, 2, 2) .. string.format('%04d', tonumber(att) + 1) .. string.sub(s, 7, 10)
+        .. string.format('%010d', tonumber(string.sub(s, 11, 20)) + 1) .. nonce .. string.sub(s, 35, 47)
+        .. deadline .. leaseText .. nowText .. string.sub(s, 82)
+      inflight[#inflight + 1] = deadline
+      inflight[#inflight + 1] = id
+      delivered[#delivered + 1] = id
+      deliveredStates[#delivered] = encoded
     end
+    writes[#writes + 1] = id
+    writes[#writes + 1] = encoded
   end
 end
 if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
 if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
 if #delivered == 0 then return {} end
 redis.call('ZADD', KEYS[5], unpack(inflight))
-lowerDue(KEYS[7], qid, deadline)
+lowerDue(KEYS[7], qid, tonumber(deadline))
 local records = redis.call('HMGET', KEYS[1], unpack(delivered))
 local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
 local out = {}
 for i = 1, #delivered do
   out[#out + 1] = delivered[i]
-  out[#out + 1] = records[i] or '{}'
+  out[#out + 1] = records[i] or ''
   out[#out + 1] = deliveredStates[i]
   out[#out + 1] = payloads[i] or ''
 end

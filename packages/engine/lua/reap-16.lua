@@ -4,6 +4,7 @@ task's backoff, or moved to the DLQ on its last attempt, with "lease expired".
 KEYS[1] tasks   KEYS[2] state   KEYS[3] scheduled   KEYS[4] leased   KEYS[5] dead
 KEYS[6] due (shard)   KEYS[7..16] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] random in [0,1)   ARGV[4] limit
+ARGV[5] default backoff policy (JSON, for tasks stored without a record)
 A lease expires when its deadline is strictly before now. An index entry whose
 task is not LEASED is dropped; one whose lease is still live is left. The queue's
 entry in the due index is recomputed afterwards.
@@ -14,7 +15,10 @@ Returns: { reaped, dead of them }
 local now = tonumber(ARGV[1])
 local qid = ARGV[2]
 local rnd = tonumber(ARGV[3])
-local K = { tasks = KEYS[1], state = KEYS[2], scheduled = KEYS[3], leased = KEYS[4], dead = KEYS[5], due = KEYS[6], ready = {} }
+local K = {
+  tasks = KEYS[1], state = KEYS[2], scheduled = KEYS[3], leased = KEYS[4], dead = KEYS[5], due = KEYS[6],
+  ready = {}, defaultBackoff = ARGV[5],
+}
 for p = 0, 9 do K.ready[p + 1] = KEYS[7 + p] end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[4]))
 local reaped, dead = 0, 0

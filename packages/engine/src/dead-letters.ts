@@ -39,7 +39,7 @@ export async function listDead(
   const tasks: StoredTask[] = [];
   let last = "";
   for (let i = 0; i < reply.length; i += 5) {
-    tasks.push(ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!));
+    tasks.push(ctx.toTask(queue, reply[i]!, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!).task);
     last = `${reply[i + 4]!.toString()}:${reply[i]!.toString()}`;
   }
   return { tasks, cursor: tasks.length === pageSize ? last : undefined };

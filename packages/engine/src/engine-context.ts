@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { SystemClock, type Clock } from "./clock";
 import { invalidArgument } from "./errors";
@@ -12,11 +11,10 @@ import {
   type QueueRef,
   type ShardKeys,
 } from "./keys";
-import { LeaseTokenCodec } from "./lease-token";
 import { ScriptRunner } from "./script-runner";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
 import { TaskIdGenerator } from "./task-id";
-import { decodeTask, type StoredTask, type TaskRecord } from "./task-record";
+import { decodeTask, type StoredTask } from "./task-record";
 
 export interface EngineOptions {
   /** This shard's id; it is part of every key (sharded layout) and every lease token. */
@@ -37,8 +35,6 @@ export interface EngineOptions {
   /** Due scheduled tasks a lease promotes first, at most. Default 1000. */
   readonly promoteLimit?: number;
   readonly limits?: Partial<TaskLimits>;
-  /** Secret that signs lease tokens. Default: one stored in the shard's own store, created once. */
-  readonly tokenSecret?: Buffer;
 }
 
 /** Everything the engine's operations share; built once per engine. */
@@ -49,7 +45,8 @@ export interface EngineContext {
   readonly clock: Clock;
   readonly random: () => number;
   readonly ids: TaskIdGenerator;
-  readonly tokens: LeaseTokenCodec;
+  /** The default backoff policy as JSON (for scripts that retry tasks stored without a record). */
+  readonly defaultBackoffJson: string;
   readonly limits: TaskLimits;
   readonly idempotencyWindowMs: number;
   readonly completedRetentionMs: number;
@@ -57,14 +54,15 @@ export interface EngineContext {
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
   keys(queue: QueueRef): QueueKeys;
-  /** Turns a script's record, state, payload (and result) into a task. */
+  /** Turns a script's id, record, state, payload (and result) into a task and its delivery nonce. */
   toTask(
     queue: QueueRef,
+    id: Buffer | string,
     record: Buffer | string,
     state: Buffer | string,
     payload: Buffer | string,
     result?: Buffer | string,
-  ): StoredTask;
+  ): { task: StoredTask; nonce: number };
 }
 
 function nonNegative(name: string, value: number | undefined, fallback: number): number {
@@ -72,14 +70,6 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   if (!Number.isInteger(v) || v < 0)
     throw invalidArgument(`${name} must be a non-negative integer`);
   return v;
-}
-
-/** Reads the shard's token secret, creating it on first use (SET NX keeps concurrent starts in agreement). */
-async function storedSecret(redis: Redis, key: string): Promise<Buffer> {
-  await redis.set(key, randomBytes(32).toString("base64"), "NX");
-  const value = await redis.get(key);
-  if (!value) throw new Error(`lease token secret ${key} could not be read`);
-  return Buffer.from(value, "base64");
 }
 
 export async function createEngineContext(
@@ -94,8 +84,8 @@ export async function createEngineContext(
     shard: options.shard,
   } as const;
   const shard = shardKeys(layout);
-  const secret = options.tokenSecret ?? (await storedSecret(redis, shard.secret));
   const keyCache = new Map<string, QueueKeys>();
+  const limits: TaskLimits = { ...DEFAULT_TASK_LIMITS, ...options.limits };
   return {
     shard: options.shard,
     runner: new ScriptRunner(redis),
@@ -103,8 +93,8 @@ export async function createEngineContext(
     clock: options.clock ?? new SystemClock(),
     random: options.random ?? Math.random,
     ids: new TaskIdGenerator(),
-    tokens: new LeaseTokenCodec(secret),
-    limits: { ...DEFAULT_TASK_LIMITS, ...options.limits },
+    limits,
+    defaultBackoffJson: JSON.stringify(limits.defaultBackoff),
     idempotencyWindowMs:
       nonNegative("idempotencyWindowMs", options.idempotencyWindowMs, 24 * 3600_000) || 1,
     completedRetentionMs: nonNegative(
@@ -125,21 +115,23 @@ export async function createEngineContext(
       }
       return keys;
     },
-    toTask(queue, record, state, payload, result) {
-      const task = decodeTask(record, state) as TaskRecord & {
+    toTask(queue, rawId, record, state, payload, result) {
+      const id = typeof rawId === "string" ? rawId : rawId.toString("latin1");
+      const { task, nonce } = decodeTask(id, record, state, limits.defaultBackoff);
+      const stored = task as StoredTask & {
         command: string;
         tenant: string;
         shard: string;
         payload: Buffer;
         result?: Buffer;
       };
-      task.command = queue.command;
-      task.tenant = queue.tenant;
-      task.shard = options.shard;
-      task.payload = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+      stored.command = queue.command;
+      stored.tenant = queue.tenant;
+      stored.shard = options.shard;
+      stored.payload = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
       if (result && result.length > 0)
-        task.result = Buffer.isBuffer(result) ? result : Buffer.from(result);
-      return task;
+        stored.result = Buffer.isBuffer(result) ? result : Buffer.from(result);
+      return { task: stored, nonce };
     },
   };
 }

@@ -12,6 +12,7 @@ import {
 import { invalidArgument } from "./errors";
 import { FairLeaser } from "./fair-lease";
 import type { QueueRef } from "./keys";
+import { decodeLeaseToken } from "./lease-token";
 import {
   confirmExport,
   exportBatch,
@@ -197,7 +198,7 @@ export class QueueEngine {
 
   /** Verifies a lease token of this shard; undefined when it is malformed, forged or another shard's. */
   decodeToken(token: string) {
-    const fields = this.ctx.tokens.decode(token);
+    const fields = decodeLeaseToken(token);
     return fields && fields.shard === this.ctx.shard ? fields : undefined;
   }
 }

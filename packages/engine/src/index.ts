@@ -15,7 +15,12 @@ export {
   type QueueRef,
   type ShardKeys,
 } from "./keys";
-export { LeaseTokenCodec, leaseTokenShard, type LeaseTokenFields } from "./lease-token";
+export {
+  encodeLeaseToken,
+  decodeLeaseToken,
+  leaseTokenShard,
+  type LeaseTokenFields,
+} from "./lease-token";
 export { TaskIdGenerator, TASK_ID_PATTERN } from "./task-id";
 export { DEFAULT_TASK_LIMITS, checkName, type TaskSpec, type TaskLimits } from "./task-spec";
 export type { TaskRecord, StoredTask, TaskState, BackoffPolicy, BackoffKind } from "./task-record";

@@ -32,7 +32,6 @@ describe("key layout", () => {
     expect(shardKeys({ shard: "a", layout: "legacy" })).toEqual({
       due: "codeq:s:due",
       queues: "codeq:s:queues",
-      secret: "codeq:s:secret",
     });
   });
 

@@ -22,8 +22,7 @@
  * Shard key types (one per shard, not per queue):
  *   <prefix>:s:<shard>:due     ZSET queue id → earliest ms the background loops have work there
  *   <prefix>:s:<shard>:queues  SET  every queue id that has held a task on this shard
- *   <prefix>:s:<shard>:secret  STRING the key that signs this shard's lease tokens
- *   (legacy: <prefix>:s:due, <prefix>:s:queues, <prefix>:s:secret)
+ *   (legacy: <prefix>:s:due and <prefix>:s:queues)
  */
 
 export type KeyLayout = "sharded" | "legacy";
@@ -81,14 +80,13 @@ export function parseQueueId(id: string): QueueRef {
 export interface ShardKeys {
   readonly due: string;
   readonly queues: string;
-  readonly secret: string;
 }
 
 /** The shard-level keys. */
 export function shardKeys(options: KeyLayoutOptions): ShardKeys {
   const prefix = options.prefix ?? "codeq";
   const base = options.layout === "legacy" ? `${prefix}:s` : `${prefix}:s:${options.shard}`;
-  return { due: `${base}:due`, queues: `${base}:queues`, secret: `${base}:secret` };
+  return { due: `${base}:due`, queues: `${base}:queues` };
 }
 
 /** The key names of queue (command, tenant) on a shard. Names must already be validated. */

@@ -1,43 +1,39 @@
-import { LeaseTokenCodec, leaseTokenShard } from "./lease-token";
+import { decodeLeaseToken, encodeLeaseToken, leaseTokenShard } from "./lease-token";
 
 describe("lease tokens", () => {
-  const codec = new LeaseTokenCodec(Buffer.alloc(32, 1));
   const fields = {
     shard: "b",
     command: "SEND_EMAIL",
     tenant: "acme",
     taskId: "01JB0000000000000000000000",
     fence: 3,
+    nonce: 2 ** 46 - 1,
   };
 
   it("round-trips and names the shard first", () => {
-    const token = codec.encode(fields);
-    expect(codec.decode(token)).toEqual(fields);
+    const token = encodeLeaseToken(fields);
+    expect(decodeLeaseToken(token)).toEqual(fields);
     expect(leaseTokenShard(token)).toBe("b");
     expect(token.length).toBeLessThanOrEqual(512);
   });
 
-  it("refuses tampered, truncated, foreign and malformed tokens", () => {
-    const token = codec.encode(fields);
-    const other = new LeaseTokenCodec(Buffer.alloc(32, 2));
+  it("refuses truncated and malformed tokens", () => {
+    const token = encodeLeaseToken(fields);
     const bad = [
-      token.replace("~3~", "~4~"),
-      token.replace("acme", "evil"),
-      token.slice(0, -1),
-      token + "x",
-      other.encode(fields),
+      token.slice(0, token.lastIndexOf("~")),
+      token + "~x",
       "",
       "c1~b",
       token.replace(/^c1/, "c2"),
-      codec.encode({ ...fields, tenant: "a:b" }),
-      codec.encode({ ...fields, fence: 0 }),
+      encodeLeaseToken({ ...fields, tenant: "a:b" }),
+      encodeLeaseToken({ ...fields, shard: "B" }),
+      encodeLeaseToken({ ...fields, taskId: "short" }),
+      encodeLeaseToken({ ...fields, fence: 0 }),
+      encodeLeaseToken({ ...fields, nonce: 2 ** 46 }),
+      token.replace(/~[0-9a-z]+$/, "~ZZ"),
       "x".repeat(600),
     ];
-    for (const t of bad) expect(codec.decode(t)).toBeUndefined();
+    for (const t of bad) expect(decodeLeaseToken(t)).toBeUndefined();
     expect(leaseTokenShard("garbage")).toBeUndefined();
-  });
-
-  it("needs a real secret", () => {
-    expect(() => new LeaseTokenCodec(Buffer.alloc(8))).toThrow(/16 bytes/);
   });
 });

@@ -31,7 +31,7 @@ export async function exportBatch(
   const out: ExportedTask[] = [];
   for (let i = 0; i < reply.length; i += 5) {
     out.push({
-      task: ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!),
+      task: ctx.toTask(queue, reply[i]!, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!).task,
       idempotencyExpiresAt: Number(reply[i + 4]!.toString()),
     });
   }
@@ -111,7 +111,7 @@ export async function importTasks(
     }
     args.push(
       task.id,
-      encodeRecord(task),
+      encodeRecord(task, ctx.limits.defaultBackoff),
       encodeState(task),
       task.payload,
       index,

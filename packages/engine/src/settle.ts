@@ -1,7 +1,8 @@
 import type { EngineContext } from "./engine-context";
 import { ScriptCode } from "./errors";
 import { queueId, type QueueRef } from "./keys";
-import type { LeaseTokenFields } from "./lease-token";
+import { decodeLeaseToken, type LeaseTokenFields } from "./lease-token";
+import { nonceText, seqText, timeText } from "./task-record";
 import type { TaskState } from "./task-record";
 
 /** Settling one delivery as done. */
@@ -51,7 +52,7 @@ function groupByQueue<I extends { token: string }>(
 ): Group<I>[] {
   const groups = new Map<string, Group<I>>();
   inputs.forEach((input, index) => {
-    const token = ctx.tokens.decode(input.token);
+    const token = decodeLeaseToken(input.token);
     if (!token || token.shard !== ctx.shard) {
       outcomes[index] = { code: ScriptCode.NotFound };
       return;
@@ -91,13 +92,16 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
   return settle(ctx, inputs, async ({ queue, items }) => {
     const k = ctx.keys(queue);
     const args: Array<string | number | Uint8Array> = [
-      ctx.clock.now(),
+      timeText(ctx.clock.now()),
       ctx.completedRetentionMs,
       items.length,
     ];
-    for (const { token, input } of items) {
-      args.push(token.taskId, token.fence, input.result ? 1 : 0, input.result ?? "");
-    }
+    const results: Array<number | Uint8Array> = [];
+    items.forEach(({ token, input }, i) => {
+      args.push(token.taskId, seqText(token.fence), nonceText(token.nonce));
+      if (input.result && input.result.length > 0) results.push(i + 1, input.result);
+    });
+    args.push(results.length / 2, ...results);
     const codes = await ctx.runner.run<number[]>(
       "ack",
       [k.tasks, k.state, k.payloads, k.results, k.leased, k.completed],
@@ -119,12 +123,14 @@ export function nack(
       ctx.clock.now(),
       queueId(queue),
       ctx.random(),
+      ctx.defaultBackoffJson,
       items.length,
     ];
     for (const { token, input } of items) {
       args.push(
         token.taskId,
-        token.fence,
+        seqText(token.fence),
+        nonceText(token.nonce),
         input.delayMs ?? -1,
         input.deadLetter ? 1 : 0,
         release ? 1 : 0,
@@ -150,7 +156,8 @@ export function extend(
   return settle(ctx, inputs, async ({ queue, items }) => {
     const k = ctx.keys(queue);
     const args: Array<string | number> = [ctx.clock.now(), queueId(queue), items.length];
-    for (const { token, input } of items) args.push(token.taskId, token.fence, input.leaseMs ?? 0);
+    for (const { token, input } of items)
+      args.push(token.taskId, seqText(token.fence), nonceText(token.nonce), input.leaseMs ?? 0);
     const reply = await ctx.runner.run<number[]>("extend", [k.state, k.leased, k.due], args);
     return items.map((_, i) => {
       const code = reply[i * 2]!;

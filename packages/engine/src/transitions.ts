@@ -2,7 +2,8 @@ import type { EngineContext } from "./engine-context";
 import { EngineError, ScriptCode } from "./errors";
 import { parseQueueId, queueId, type QueueRef } from "./keys";
 import { buildRecord, type TaskSpec } from "./task-spec";
-import { encodeRecord, encodeState } from "./task-record";
+import { encodeRecord, encodeState, nonceText, timeText } from "./task-record";
+import { encodeLeaseToken } from "./lease-token";
 import type { StoredTask, TaskState } from "./task-record";
 
 export interface EnqueueOutcome {
@@ -40,34 +41,32 @@ export async function enqueue(
     ),
   );
   const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
-  const idemIndex = new Map<string, number>();
   const args: Array<string | number | Uint8Array> = [
     now,
     queueId(queue),
     ctx.idempotencyWindowMs,
     specs.length,
   ];
+  const idem: Array<string | number> = [];
+  const idemIndex = new Map<string, number>();
   records.forEach((record, i) => {
-    let index = 0;
+    args.push(
+      record.id,
+      encodeState(record),
+      encodeRecord(record, ctx.limits.defaultBackoff),
+      specs[i]!.payload ?? "",
+    );
     if (record.idemKey !== undefined) {
-      index = idemIndex.get(record.idemKey) ?? 0;
-      if (index === 0) {
+      let index = idemIndex.get(record.idemKey);
+      if (index === undefined) {
         keys.push(k.idem(record.idemKey));
         index = keys.length;
         idemIndex.set(record.idemKey, index);
       }
+      idem.push(i + 1, index, record.idemKey);
     }
-    args.push(
-      record.id,
-      record.priority,
-      record.runAt,
-      encodeRecord(record),
-      encodeState(record),
-      specs[i]!.payload ?? "",
-      index,
-      record.idemKey ?? "",
-    );
   });
+  args.push(idem.length / 3, ...idem);
   const reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
   const outcomes = records.map((_, i) => ({
     id: reply[i * 3] as string,
@@ -123,20 +122,36 @@ export async function lease(
   }
   checkLeaseMs(options.leaseMs);
   const k = ctx.keys(queue);
+  const now = ctx.clock.now();
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "lease",
     [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
-    [ctx.clock.now(), queueId(queue), options.max, options.leaseMs, ctx.promoteLimit],
+    [
+      timeText(now),
+      queueId(queue),
+      options.max,
+      String(options.leaseMs).padStart(8, "0"),
+      ctx.promoteLimit,
+      nonceText(Math.floor(ctx.random() * 2 ** 46)),
+      timeText(now + options.leaseMs),
+    ],
   );
   const out: Delivery[] = [];
   for (let i = 0; i < reply.length; i += 4) {
-    const task = ctx.toTask(queue, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!);
-    const token = ctx.tokens.encode({
+    const { task, nonce } = ctx.toTask(
+      queue,
+      reply[i]!,
+      reply[i + 1]!,
+      reply[i + 2]!,
+      reply[i + 3]!,
+    );
+    const token = encodeLeaseToken({
       shard: ctx.shard,
       command: queue.command,
       tenant: queue.tenant,
       taskId: task.id,
       fence: task.leaseSeq,
+      nonce,
     });
     out.push({ task, token, deadline: task.leaseDeadline! });
   }
@@ -153,7 +168,7 @@ export async function reap(
   const [reaped, dead] = await ctx.runner.run<[number, number]>(
     "reap",
     [k.tasks, k.state, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
-    [ctx.clock.now(), queueId(queue), ctx.random(), limit],
+    [ctx.clock.now(), queueId(queue), ctx.random(), limit, ctx.defaultBackoffJson],
   );
   return { reaped, dead };
 }
@@ -200,7 +215,7 @@ export async function getTask(
     [id],
   );
   if (reply.length === 0) return undefined;
-  return ctx.toTask(queue, reply[0]!, reply[1]!, reply[2]!, reply[3]);
+  return ctx.toTask(queue, id, reply[0]!, reply[1]!, reply[2]!, reply[3]).task;
 }
 
 export interface QueueStats {

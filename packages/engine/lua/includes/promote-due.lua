@@ -8,24 +8,21 @@ local function promoteDue(stateKey, scheduledKey, ready, now, limit)
   if #ids == 0 then return 0 end
   redis.call('ZREM', scheduledKey, unpack(ids))
   local states = redis.call('HMGET', stateKey, unpack(ids))
+  local nowText = string.format('%013d', now)
   local writes = {}
   local byPriority = {}
   for i = 1, #ids do
     local s = states[i]
-    if s then
-      local x = parseState(s)
-      if x.st == 'S' then
-        x.st = 'R'
-        x.upd = now
-        writes[#writes + 1] = ids[i]
-        writes[#writes + 1] = formatState(x)
-        local list = byPriority[x.pri + 1]
-        if not list then
-          list = {}
-          byPriority[x.pri + 1] = list
-        end
-        list[#list + 1] = ids[i]
+    if s and string.byte(s, 1) == 83 then -- 'S'
+      writes[#writes + 1] = ids[i]
+      writes[#writes + 1] = 'R' .. string.sub(s, 2, 68) .. nowText .. string.sub(s, 82)
+      local p = string.byte(s, 2) - 47
+      local list = byPriority[p]
+      if not list then
+        list = {}
+        byPriority[p] = list
       end
+      list[#list + 1] = ids[i]
     end
   end
   if #writes == 0 then return 0 end

@@ -1,6 +1,7 @@
 -- settleFailure(K, qid, id, x, now, reason, delay, deadLetter, front, rnd): ends a
 -- failed delivery of a LEASED task (nack, reap, release) and writes its state.
---   K: { tasks, state, scheduled, leased, dead, due, ready = {ready:0 .. ready:9} }
+--   K: { tasks, state, scheduled, leased, dead, due, ready = {ready:0 .. ready:9},
+--        defaultBackoff = JSON of the policy of tasks stored without a record }
 --   x: the parsed state (task-state.lua)
 --   delay: ms before the next attempt; < 0 means the task's backoff; 0 means ready now
 --   deadLetter: true sends the task to the DLQ whatever attempts remain
@@ -22,8 +23,10 @@ local function settleFailure(K, qid, id, x, now, reason, delay, deadLetter, fron
     redis.call('ZADD', K.dead, now, id)
   else
     if delay < 0 then
-      local record = cjson.decode(redis.call('HGET', K.tasks, id) or '{}')
-      delay = backoffDelay(record.backoff, x.att, rnd)
+      local raw = redis.call('HGET', K.tasks, id)
+      local backoff = cjson.decode(raw or K.defaultBackoff)
+      if raw then backoff = backoff.backoff end
+      delay = backoffDelay(backoff, x.att, rnd)
     end
     if delay == 0 then
       x.st = 'R'

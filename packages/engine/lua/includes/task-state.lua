@@ -1,22 +1,36 @@
--- The mutable part of a task lives in the queue's `state` hash as one compact
--- string, so the hot path never decodes or re-encodes JSON:
---   <S>,<priority>,<attempts>,<maxAttempts>,<leaseSeq>,<runAt>,<until>,<leaseMs>,<updatedAt>,<lastError>
--- S: R ready, S scheduled, L leased, C completed, D dead. `until` is the lease
--- deadline while L, the completion or death time while C or D, else 0. lastError
--- is the rest of the string (it may hold commas). The immutable part (backoff,
--- headers, idempotency key, created time) is the JSON record in the `tasks` hash.
+-- The mutable part of a task lives in the queue's `state` hash as one fixed-width
+-- string, so the hot path reads and writes fields with string.sub at fixed offsets
+-- and never decodes JSON or formats numbers (both cost more than the commands):
+--   pos  1     state: R ready, S scheduled, L leased, C completed, D dead
+--   pos  2     priority, 1 digit
+--   pos  3-6   attempts, 4 digits          pos  7-10  max attempts, 4 digits
+--   pos 11-20  lease sequence, 10 digits   pos 21-34  nonce of the current delivery, 14 digits
+--   pos 35-47  run-at ms, 13 digits        pos 48-60  until ms, 13 digits
+--   pos 61-68  lease duration ms, 8 digits pos 69-81  updated ms, 13 digits
+--   pos 82-    last error (free text)
+-- `until` is the lease deadline while L, the completion or death time while C or D,
+-- else 0. Fixed-width digits also compare correctly as strings. The lease sequence
+-- counts every delivery ever; with the nonce it fences stale and forged tokens.
+-- The immutable part (backoff, headers, idempotency key), when a task has any, is
+-- the JSON record in the `tasks` hash.
 local function parseState(s)
-  local st, pri, att, max, seq, runAt, untilAt, lms, upd, err =
-    string.match(s, '^(%u),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(%d+),(.*)$')
   return {
-    st = st, pri = tonumber(pri), att = tonumber(att), max = tonumber(max), seq = tonumber(seq),
-    runAt = tonumber(runAt), untilAt = tonumber(untilAt), lms = tonumber(lms), upd = tonumber(upd), err = err,
+    st = string.sub(s, 1, 1), pri = tonumber(string.sub(s, 2, 2)), att = tonumber(string.sub(s, 3, 6)),
+    max = tonumber(string.sub(s, 7, 10)), seq = tonumber(string.sub(s, 11, 20)), nonce = string.sub(s, 21, 34),
+    runAt = tonumber(string.sub(s, 35, 47)), untilAt = tonumber(string.sub(s, 48, 60)),
+    lms = tonumber(string.sub(s, 61, 68)), upd = tonumber(string.sub(s, 69, 81)), err = string.sub(s, 82),
   }
 end
 
 local function formatState(x)
-  return x.st .. ',' .. x.pri .. ',' .. x.att .. ',' .. x.max .. ',' .. x.seq .. ',' .. x.runAt .. ','
-    .. x.untilAt .. ',' .. x.lms .. ',' .. x.upd .. ',' .. x.err
+  return string.format('%s%d%04d%04d%010d%s%013d%013d%08d%013d', x.st, x.pri, x.att, x.max, x.seq, x.nonce,
+    x.runAt, x.untilAt, x.lms, x.upd) .. x.err
+end
+
+-- holds(s, seq, nonce): true when the state string is LEASED under exactly this
+-- delivery (seq: 10 digits, nonce: 14 digits, as the token carries them padded).
+local function holds(s, seq, nonce)
+  return string.byte(s, 1) == 76 and string.sub(s, 11, 20) == seq and string.sub(s, 21, 34) == nonce
 end
 
 local STATE_NAMES = { R = 'READY', S = 'SCHEDULED', L = 'LEASED', C = 'COMPLETED', D = 'DEAD' }

@@ -65,4 +65,15 @@ describe("ack-6.lua", () => {
     expect(await engine.getTask(Q, id!)).toBeUndefined();
     expect((await engine.stats(Q)).completed).toBe(0);
   });
+
+  it("refuses a token whose nonce was guessed: knowing the task id and sequence is not enough", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 1);
+    const [d] = await engine.lease(Q, LEASE);
+    const guessed = d!.token.replace(/~[0-9a-z]+$/, "~1");
+    expect(await engine.ack([{ token: guessed }])).toEqual([{ code: ScriptCode.StaleLease }]);
+    expect(await engine.extend([{ token: guessed }])).toEqual([{ code: ScriptCode.StaleLease }]);
+    expect((await engine.nack([{ token: guessed }]))[0]!.code).toBe(ScriptCode.StaleLease);
+    expect(await engine.ack([{ token: d!.token }])).toEqual([{ code: ScriptCode.Ok }]);
+  });
 });
