@@ -2,8 +2,10 @@
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] results   KEYS[5] leased
 KEYS[6] completed
 ARGV[1] now (ms, 13 digits)   ARGV[2] completed retention (ms; 0 deletes the task at once)
-ARGV[3] n items, then 3 values per item: id, lease sequence (10 digits), nonce (14 digits)
-then m, the number of items with a result, and 2 values for each: item number (1-based), result
+ARGV[3] n items
+ARGV[4] every item's id (26 characters), lease sequence (10 digits) and nonce (14 digits),
+        concatenated (50 characters per item, in item order)
+ARGV[5] m, the number of items with a result, then 2 values for each: item number (1-based), result
 An ack is accepted while the task is LEASED under this delivery, even past the lease
 deadline as long as the reaper has not yet taken the lease back (nobody else can
 hold the task then). The payload is dropped at completion; the record, state and
@@ -17,22 +19,21 @@ Returns one code per item:
 local now = ARGV[1]
 local retention = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
+local packed = ARGV[4]
 local resultOf = {}
-local m = tonumber(ARGV[4 + n * 3])
+local m = tonumber(ARGV[5])
 for j = 0, m - 1 do
-  local b = 5 + n * 3 + j * 2
-  resultOf[tonumber(ARGV[b])] = ARGV[b + 1]
+  resultOf[tonumber(ARGV[6 + j * 2])] = ARGV[7 + j * 2]
 end
 local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[4 + i * 3] end
+for i = 0, n - 1 do ids[i + 1] = string.sub(packed, i * 50 + 1, i * 50 + 26) end
 local states = redis.call('HMGET', KEYS[2], unpack(ids))
 local out, done, writes, completed, results = {}, {}, {}, {}, {}
 local taken = {}
 for i = 1, n do
-  local a = 4 + (i - 1) * 3
   local id = ids[i]
   local s = states[i]
-  local seq, nonce = ARGV[a + 1], ARGV[a + 2]
+  local seq, nonce = string.sub(packed, (i - 1) * 50 + 27, (i - 1) * 50 + 36), string.sub(packed, (i - 1) * 50 + 37, i * 50)
   if not s then
     out[i] = -1
   elseif holds(s, seq, nonce) and not taken[id] then

@@ -4,9 +4,15 @@ KEYS[5]  idemidx    KEYS[6] due (shard) KEYS[7] queues (shard)
 KEYS[8..17]  ready:0 .. ready:9
 KEYS[18..]   idempotency keys
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] idempotency window (ms)   ARGV[4] n items
-then 4 values per item: id, state (R or S; task-state.lua), record JSON ("" = none), payload
+ARGV[5] every item's id (26 characters) and state (81 characters, R or S; task-state.lua),
+        concatenated (107 characters per item, in item order)
+ARGV[6 .. 5+n] every item's payload
+then r, the number of items with a record, and 2 values for each: item number (1-based),
+  record JSON
 then m, the number of items with an idempotency key, and 3 values for each:
   item number (1-based), KEYS index of its key, the key's text
+(Packing the fixed-width parts into one argument keeps the argument count, which
+costs the client per argument, at about one per task.)
 Returns 3 values per item: task id, code, state name
   code  0  stored
   code  1  duplicate: the idempotency key is live; the id and state are the original's
@@ -19,23 +25,29 @@ local now = tonumber(ARGV[1])
 local qid = ARGV[2]
 local window = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
+local packed = ARGV[5]
+local recordOf = {}
+local r = tonumber(ARGV[6 + n])
+for j = 0, r - 1 do
+  local b = 7 + n + j * 2
+  recordOf[tonumber(ARGV[b])] = ARGV[b + 1]
+end
 local idem = {}
-local m = tonumber(ARGV[5 + n * 4])
+local m = tonumber(ARGV[7 + n + r * 2])
 for j = 0, m - 1 do
-  local b = 6 + n * 4 + j * 3
+  local b = 8 + n + r * 2 + j * 3
   idem[tonumber(ARGV[b])] = { KEYS[tonumber(ARGV[b + 1])], ARGV[b + 2] }
 end
 local ids = {}
-for i = 0, n - 1 do ids[i + 1] = ARGV[5 + i * 4] end
+for i = 0, n - 1 do ids[i + 1] = string.sub(packed, i * 107 + 1, i * 107 + 26) end
 local existing = redis.call('HMGET', KEYS[2], unpack(ids))
 local out = {}
 local records, states, payloads, scheduled = {}, {}, {}, {}
 local byPriority = {}
 local seen, pending = {}, {}
 for i = 1, n do
-  local a = 5 + (i - 1) * 4
-  local id = ARGV[a]
-  local state = ARGV[a + 1]
+  local id = ids[i]
+  local state = string.sub(packed, (i - 1) * 107 + 27, i * 107)
   local key = idem[i]
   local original = key and redis.call('GET', key[1])
   if original then
@@ -54,10 +66,10 @@ for i = 1, n do
     states[#states + 1] = id
     states[#states + 1] = state
     payloads[#payloads + 1] = id
-    payloads[#payloads + 1] = ARGV[a + 3]
-    if ARGV[a + 2] ~= '' then
+    payloads[#payloads + 1] = ARGV[5 + i]
+    if recordOf[i] then
       records[#records + 1] = id
-      records[#records + 1] = ARGV[a + 2]
+      records[#records + 1] = recordOf[i]
     end
     if key then
       redis.call('SET', key[1], id, 'PX', window)

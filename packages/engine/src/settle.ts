@@ -96,12 +96,13 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
       ctx.completedRetentionMs,
       items.length,
     ];
+    let packed = "";
     const results: Array<number | Uint8Array> = [];
     items.forEach(({ token, input }, i) => {
-      args.push(token.taskId, seqText(token.fence), nonceText(token.nonce));
+      packed += token.taskId + seqText(token.fence) + nonceText(token.nonce);
       if (input.result && input.result.length > 0) results.push(i + 1, input.result);
     });
-    args.push(results.length / 2, ...results);
+    args.push(packed, results.length / 2, ...results);
     const codes = await ctx.runner.run<number[]>(
       "ack",
       [k.tasks, k.state, k.payloads, k.results, k.leased, k.completed],

@@ -41,21 +41,17 @@ export async function enqueue(
     ),
   );
   const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
-  const args: Array<string | number | Uint8Array> = [
-    now,
-    queueId(queue),
-    ctx.idempotencyWindowMs,
-    specs.length,
-  ];
+  // ids and states are fixed-width: one packed argument (see enqueue-17.lua)
+  let packed = "";
+  const payloads: Array<Uint8Array | string> = [];
+  const recordArgs: Array<string | number> = [];
   const idem: Array<string | number> = [];
   const idemIndex = new Map<string, number>();
   records.forEach((record, i) => {
-    args.push(
-      record.id,
-      encodeState(record),
-      encodeRecord(record, ctx.limits.defaultBackoff),
-      specs[i]!.payload ?? "",
-    );
+    packed += record.id + encodeState(record);
+    payloads.push(specs[i]!.payload ?? "");
+    const json = encodeRecord(record, ctx.limits.defaultBackoff);
+    if (json) recordArgs.push(i + 1, json);
     if (record.idemKey !== undefined) {
       let index = idemIndex.get(record.idemKey);
       if (index === undefined) {
@@ -66,7 +62,18 @@ export async function enqueue(
       idem.push(i + 1, index, record.idemKey);
     }
   });
-  args.push(idem.length / 3, ...idem);
+  const args: Array<string | number | Uint8Array> = [
+    now,
+    queueId(queue),
+    ctx.idempotencyWindowMs,
+    specs.length,
+    packed,
+    ...payloads,
+    recordArgs.length / 2,
+    ...recordArgs,
+    idem.length / 3,
+    ...idem,
+  ];
   const reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
   const outcomes = records.map((_, i) => ({
     id: reply[i * 3] as string,
