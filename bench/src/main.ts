@@ -3,8 +3,9 @@ import * as path from "node:path";
 import { RedisServer } from "@codeq/testing";
 import { parseBenchArgs, USAGE, UsageError } from "./args";
 import { environment } from "./environment";
-import { formatResult, writeResult } from "./report";
-import { SCENARIOS } from "./scenarios";
+import { formatRatios, formatResult, writeResult } from "./report";
+import { crossRatios, type ScenarioResult } from "./scenario";
+import { CROSS_RATIOS, SCENARIOS } from "./scenarios";
 
 const RESULTS_DIR = path.join(__dirname, "..", "results");
 
@@ -46,10 +47,12 @@ async function main(): Promise<void> {
       `codeQ bench: node ${env.node}, redis-server ${env.redisServer} (pid ${server.pid}, port ${server.port}), ` +
         `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant`,
     );
+    const results = new Map<string, ScenarioResult>();
     for (const name of args.scenarios) {
       const scenario = SCENARIOS.find((s) => s.name === name)!;
       const startedAt = new Date().toISOString();
       const result = await scenario.run({ options: args, server, progress });
+      results.set(scenario.name, result);
       clearProgress();
       console.log(`\n${formatResult(scenario.name, result)}`);
       const file = writeResult(args.outDir ?? RESULTS_DIR, {
@@ -61,6 +64,8 @@ async function main(): Promise<void> {
       });
       console.log(`results: ${path.relative(process.cwd(), file)}`);
     }
+    const cross = crossRatios(results, CROSS_RATIOS);
+    if (cross.length > 0) console.log(`\nacross scenarios:\n${formatRatios(cross).join("\n")}`);
   } finally {
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);

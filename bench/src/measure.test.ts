@@ -19,6 +19,27 @@ describe("measure", () => {
     expect(m.perSecond).toBeCloseTo(m.units / m.seconds);
   });
 
+  it("counts a running total kept elsewhere, and opens and closes the window around it", async () => {
+    let total = 0;
+    const edges: boolean[] = [];
+    const m = await measure({
+      concurrency: 1,
+      warmupMs: 50,
+      durationMs: 200,
+      units: () => total,
+      onWindow: (open) => edges.push(open),
+      cycle: async () => {
+        total += 3;
+        await new Promise((r) => setTimeout(r, 5));
+        return 1000; // ignored: the total counts
+      },
+    });
+    expect(edges).toEqual([true, false]);
+    expect(m.units).toBeGreaterThan(0);
+    expect(m.units % 3).toBe(0);
+    expect(m.units).toBeLessThan(total); // the warm-up's units are not counted
+  });
+
   it("stops every loop and rejects when a cycle fails", async () => {
     let running = 0;
     const run = measure({

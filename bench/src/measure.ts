@@ -13,6 +13,13 @@ export interface MeasureOptions {
   readonly serverCpu?: () => Promise<number>;
   /** Told the phase and, once a second while measuring, the running rate. */
   readonly progress?: (text: string) => void;
+  /**
+   * A running total counted elsewhere (e.g. acks a stream worker sent): when given,
+   * the window's units are its growth, and what the cycles return is ignored.
+   */
+  readonly units?: () => number;
+  /** Called as the measured window opens (true) and closes (false), e.g. to keep samples taken in it. */
+  readonly onWindow?: (open: boolean) => void;
 }
 
 export interface Measurement {
@@ -51,7 +58,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
       const started = performance.now();
       const n = await o.cycle();
       if (phase === "measure") {
-        units += n;
+        if (!o.units) units += n;
         latencies.push(performance.now() - started);
       }
     }
@@ -67,15 +74,20 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
     o.progress?.(`warm-up ${o.warmupMs / 1000} s`);
     await wait(o.warmupMs);
     phase = "measure";
+    o.onWindow?.(true);
+    const units0 = o.units?.() ?? 0;
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const server0 = await Promise.race([o.serverCpu?.(), failed]);
+    const counted = () => (o.units ? o.units() - units0 : units);
     for (let s = 1; s * 1000 <= o.durationMs; s++) {
       await wait(t0 + s * 1000 - performance.now());
-      o.progress?.(`measuring ${s}/${o.durationMs / 1000} s: ${fmt(units / s)}/s`);
+      o.progress?.(`measuring ${s}/${o.durationMs / 1000} s: ${fmt(counted() / s)}/s`);
     }
     await wait(t0 + o.durationMs - performance.now());
     phase = "stop";
+    units = counted();
+    o.onWindow?.(false);
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const server1 = await o.serverCpu?.();

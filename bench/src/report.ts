@@ -1,7 +1,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fmt } from "./measure";
-import type { BenchOptions, ScenarioResult } from "./scenario";
+import type { BenchOptions, RatioResult, ScenarioResult } from "./scenario";
 import type { Environment } from "./environment";
 
 /** What one scenario's run writes to `results/<scenario>-<time>.json`. */
@@ -26,8 +26,8 @@ export function formatResult(scenario: string, result: ScenarioResult): string {
       fmt(v.perSecond),
       `${v.unit}/s`,
       fmt(v.units),
-      ms(v.p50Ms),
-      ms(v.p99Ms),
+      v.cycles === 0 ? "-" : ms(v.p50Ms),
+      v.cycles === 0 ? "-" : ms(v.p99Ms),
       pct(v.clientCpu),
       v.serverCpu === undefined ? "-" : pct(v.serverCpu),
     ]);
@@ -39,12 +39,22 @@ export function formatResult(scenario: string, result: ScenarioResult): string {
       .join("  "),
   );
   lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
-  for (const r of result.ratios) {
-    const target =
-      r.target === undefined ? "" : `  (target ≥ ${pct(r.target)}: ${r.met ? "met" : "MISSED"})`;
-    lines.push(`${r.name} = ${r.numerator} / ${r.denominator} = ${pct(r.value)}${target}`);
+  lines.push(...formatRatios(result.ratios));
+  for (const c of result.checks ?? []) {
+    const value = `${c.value.toFixed(2)} ${c.unit}`;
+    lines.push(`${c.name} = ${value}  (target < ${c.max} ${c.unit}: ${c.met ? "met" : "MISSED"})`);
   }
   return lines.join("\n");
+}
+
+/** One line per ratio, with its target and whether it was met. */
+export function formatRatios(ratios: readonly RatioResult[]): string[] {
+  return ratios.map((r) => {
+    const f = r.format === "times" ? (v: number) => `${v.toFixed(2)}×` : pct;
+    const target =
+      r.target === undefined ? "" : `  (target ≥ ${f(r.target)}: ${r.met ? "met" : "MISSED"})`;
+    return `${r.name} = ${r.numerator} / ${r.denominator} = ${f(r.value)}${target}`;
+  });
 }
 
 /** Writes one scenario's results as JSON under `dir`; returns the file's path. */

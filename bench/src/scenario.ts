@@ -37,11 +37,32 @@ export interface RatioResult {
   /** The least acceptable value; `met` says whether `value` reached it. */
   readonly target?: number;
   readonly met?: boolean;
+  /** How it is printed: "percent" (the default, 73.1%) or "times" (2.31×). */
+  readonly format?: "percent" | "times";
+}
+
+/** A bound that is not a ratio, e.g. a latency limit: `value` must stay below `max`. */
+export interface CheckResult {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  readonly max: number;
+  readonly met: boolean;
 }
 
 export interface ScenarioResult {
   readonly variants: readonly VariantResult[];
   readonly ratios: readonly RatioResult[];
+  readonly checks?: readonly CheckResult[];
+}
+
+/** A ratio between variants of two scenarios, reported when both ran in one invocation. */
+export interface CrossRatio {
+  readonly name: string;
+  /** "<scenario>: <variant>". */
+  readonly numerator: string;
+  readonly denominator: string;
+  readonly target?: number;
 }
 
 /** A benchmark scenario: one file under scenarios/, registered in scenarios/index.ts. */
@@ -70,4 +91,21 @@ export function ratio(
   return target === undefined
     ? { name, numerator, denominator, value }
     : { name, numerator, denominator, value, target, met: value >= target };
+}
+
+/** The cross-scenario ratios whose two variants are both among `results` (keyed by scenario). */
+export function crossRatios(
+  results: ReadonlyMap<string, ScenarioResult>,
+  specs: readonly CrossRatio[],
+): RatioResult[] {
+  const all = [...results].flatMap(([scenario, r]) =>
+    r.variants.map((v) => ({ ...v, name: `${scenario}: ${v.name}` })),
+  );
+  const ran = (name: string) => all.some((v) => v.name === name);
+  return specs
+    .filter((c) => ran(c.numerator) && ran(c.denominator))
+    .map((c) => ({
+      ...ratio(all, c.name, c.numerator, c.denominator, c.target),
+      format: "times" as const,
+    }));
 }

@@ -1,6 +1,6 @@
 --[[ ack: completes deliveries of one queue.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] results   KEYS[5] leased
-KEYS[6] completed
+KEYS[6] completed (a list, in completion order: the worker's clock never goes back)
 ARGV[1] now (ms, 13 digits)   ARGV[2] completed retention (ms; 0 deletes the task at once)
 ARGV[3] n items
 ARGV[4] every item's id (26 characters), lease sequence (10 digits) and nonce (14 digits),
@@ -28,7 +28,7 @@ end
 local ids = {}
 for i = 0, n - 1 do ids[i + 1] = string.sub(packed, i * 50 + 1, i * 50 + 26) end
 local states = redis.call('HMGET', KEYS[2], unpack(ids))
-local out, done, writes, completed, results = {}, {}, {}, {}, {}
+local out, done, writes, results = {}, {}, {}, {}
 local taken = {}
 for i = 1, n do
   local id = ids[i]
@@ -41,8 +41,6 @@ for i = 1, n do
     done[#done + 1] = id
     writes[#writes + 1] = id
     writes[#writes + 1] = 'C' .. string.sub(s, 2, 47) .. now .. '00000000' .. now .. string.sub(s, 82)
-    completed[#completed + 1] = now
-    completed[#completed + 1] = id
     if resultOf[i] then
       results[#results + 1] = id
       results[#results + 1] = resultOf[i]
@@ -59,7 +57,7 @@ if #done > 0 then
   if retention > 0 then
     redis.call('HDEL', KEYS[3], unpack(done))
     redis.call('HSET', KEYS[2], unpack(writes))
-    redis.call('ZADD', KEYS[6], unpack(completed))
+    redis.call('RPUSH', KEYS[6], unpack(done))
     if #results > 0 then redis.call('HSET', KEYS[4], unpack(results)) end
   else
     deleteTasks({ tasks = KEYS[1], state = KEYS[2], payloads = KEYS[3], results = KEYS[4] }, done)

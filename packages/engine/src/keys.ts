@@ -14,7 +14,7 @@
  *   scheduled  ZSET  SCHEDULED task ids by run-at ms
  *   leased     ZSET  LEASED task ids by lease deadline ms (the in-flight index the reaper reads)
  *   dead       ZSET  DEAD task ids by time of death ms
- *   completed  ZSET  COMPLETED task ids by completion ms (for retention)
+ *   completed  LIST  COMPLETED task ids in completion order (for retention)
  *   moving     ZSET  task ids reserved by the migration mover, by reservation ms
  *   idemidx    ZSET  idempotency keys by expiry ms (for the mover and cleanup)
  *   idem:<key> STRING idempotency key → task id, expiring with the window
