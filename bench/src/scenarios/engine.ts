@@ -12,7 +12,7 @@ import { ratio, type Scenario, type VariantResult } from "../scenario";
  *   record, here the engine's 81-character state string, in a per-queue hash; its
  *   payload in a second hash; its id in a ready list, then in an in-flight zset scored
  *   by deadline; at ack the record rewritten as completed, the payload dropped and the
- *   id indexed in a completed zset for retention) in the fewest pipelined commands,
+ *   id appended to a completed list for retention, as the engine does) in the fewest pipelined commands,
  *   without what makes the engine an engine: no state checks, no attempts or lease
  *   sequence, no fencing, no priorities or schedule, no idempotency, no atomicity (no
  *   scripts, no MULTI). This is the target's denominator: the engine cannot keep less
@@ -112,7 +112,7 @@ const same = (id: string) => id;
  *   enqueue: HSET records <id record>…; HSET payloads <id payload>…; RPUSH ready <ids>
  *   lease:   LPOP ready <n>, then HMGET records <ids>; HMGET payloads <ids>; ZADD inflight <deadline id>…
  *   ack:     ZREM inflight <ids>; HDEL payloads <ids>; HSET records <id completed record>…;
- *            ZADD completed <now id>…
+ *            RPUSH completed <ids> (a list, as the engine keeps it)
  * Each line after the first LPOP is one pipeline. The lease needs two round trips
  * because, without a script, the ids must come back before their records can be read;
  * the engine does a step in one. (LPOP repeats while a concurrent loop has taken some
@@ -123,7 +123,7 @@ function recordCeiling(batch: number): RedisVariant {
   return {
     name: `record ceiling ${single ? "single" : "batched"}`,
     unit: single ? "cycles" : "tasks",
-    shape: `HSET record+payload, RPUSH ${batch}; LPOP, HMGET ×2 + ZADD; ZREM, HDEL, HSET, ZADD`,
+    shape: `HSET record+payload, RPUSH ${batch}; LPOP, HMGET ×2 + ZADD; ZREM, HDEL, HSET, RPUSH`,
     concurrency: CONCURRENCY,
     async open(redis: Redis, prefix) {
       const [records, payloads] = [`${prefix}:records`, `${prefix}:payloads`];
@@ -165,7 +165,7 @@ function recordCeiling(batch: number): RedisVariant {
             .zrem(inflight, ...leased)
             .hdel(payloads, ...leased)
             .hset(records, ...pairs(leased, same, () => record("C", done)))
-            .zadd(completed, ...pairs(leased, () => done, same)),
+            .rpush(completed, ...leased),
         );
         return leased.length;
       };

@@ -13,11 +13,12 @@ then m, the number of items with an idempotency key, and 3 values for each:
   item number (1-based), KEYS index of its key, the key's text
 (Packing the fixed-width parts into one argument keeps the argument count, which
 costs the client per argument, at about one per task.)
-Returns 3 values per item: task id, code, state name
-  code  0  stored
-  code  1  duplicate: the idempotency key is live; the id and state are the original's
-           (state "" when the original is gone after retention)
-  code -5  refused: a task with this id exists (nothing written for the item)
+Returns { codes, then (item number, original id, original state letter) per duplicate }
+  codes: one character per item:
+    0  stored (the caller knows its id and state)
+    1  duplicate: the idempotency key is live; the original's id and state letter follow
+       (the letter is "" when the original is gone after retention)
+    5  refused: a task with this id exists (nothing written for the item)
 ]]
 -- @include "task-state"
 -- @include "lower-due"
@@ -41,7 +42,7 @@ end
 local ids = {}
 for i = 0, n - 1 do ids[i + 1] = string.sub(packed, i * 107 + 1, i * 107 + 26) end
 local existing = redis.call('HMGET', KEYS[2], unpack(ids))
-local out = {}
+local codes, dups = {}, {}
 local records, states, payloads, scheduled = {}, {}, {}, {}
 local byPriority = {}
 local seen, pending = {}, {}
@@ -53,13 +54,12 @@ for i = 1, n do
   if original then
     -- the original may be an earlier item of this very batch, not yet written
     local s = pending[original] or redis.call('HGET', KEYS[2], original)
-    out[#out + 1] = original
-    out[#out + 1] = 1
-    out[#out + 1] = s and STATE_NAMES[string.sub(s, 1, 1)] or ''
+    codes[i] = '1'
+    dups[#dups + 1] = i
+    dups[#dups + 1] = original
+    dups[#dups + 1] = s and string.sub(s, 1, 1) or ''
   elseif existing[i] or seen[id] then
-    out[#out + 1] = id
-    out[#out + 1] = -5
-    out[#out + 1] = ''
+    codes[i] = '5'
   else
     seen[id] = true
     pending[id] = state
@@ -75,14 +75,12 @@ for i = 1, n do
       redis.call('SET', key[1], id, 'PX', window)
       redis.call('ZADD', KEYS[5], now + window, key[2])
     end
-    out[#out + 1] = id
-    out[#out + 1] = 0
+    codes[i] = '0'
     if string.byte(state, 1) == 83 then -- 'S'
       local runAt = string.sub(state, 35, 47)
       scheduled[#scheduled + 1] = runAt
       scheduled[#scheduled + 1] = id
       lowerDue(KEYS[6], qid, tonumber(runAt))
-      out[#out + 1] = 'SCHEDULED'
     else
       local p = string.byte(state, 2) - 47 -- the priority digit → list 1..10
       local list = byPriority[p]
@@ -91,7 +89,6 @@ for i = 1, n do
         byPriority[p] = list
       end
       list[#list + 1] = id
-      out[#out + 1] = 'READY'
     end
   end
 end
@@ -103,4 +100,6 @@ if #states > 0 then
   for p, list in pairs(byPriority) do redis.call('RPUSH', KEYS[7 + p], unpack(list)) end
   redis.call('SADD', KEYS[7], qid)
 end
+local out = { table.concat(codes) }
+for i = 1, #dups do out[#out + 1] = dups[i] end
 return out

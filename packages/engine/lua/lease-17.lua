@@ -13,7 +13,11 @@ settle it (the nonce is fresh per call, so tokens cannot be guessed). A READY ta
 whose state is not READY are dropped from the list, never delivered.
 Every step works on the whole batch at once (one LRANGE/LTRIM per non-empty
 priority, one HMGET, one HSET, one ZADD), so a batch costs few commands.
-Returns 4 values per delivered task: id, record JSON (or nil), state, payload
+Returns, compact for the client (one element per task, plus the sparse extras):
+  { every delivered task's id (26) and fixed state part (81) concatenated,
+    e, then (task number, last error text) for the e tasks that have an error,
+    r, then (task number, record JSON) for the r tasks that have a record,
+    then every delivered task's payload, in order }
 ]]
 -- @include "task-state"
 -- @include "promote-due"
@@ -83,11 +87,22 @@ redis.call('ZADD', KEYS[5], unpack(inflight))
 lowerDue(KEYS[7], qid, tonumber(deadline))
 local records = redis.call('HMGET', KEYS[1], unpack(delivered))
 local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
-local out = {}
+local fixed, errors, extra = {}, {}, {}
 for i = 1, #delivered do
-  out[#out + 1] = delivered[i]
-  out[#out + 1] = records[i] or ''
-  out[#out + 1] = deliveredStates[i]
-  out[#out + 1] = payloads[i] or ''
+  local s = deliveredStates[i]
+  fixed[i] = delivered[i] .. string.sub(s, 1, 81)
+  if #s > 81 then
+    errors[#errors + 1] = i
+    errors[#errors + 1] = string.sub(s, 82)
+  end
+  if records[i] then
+    extra[#extra + 1] = i
+    extra[#extra + 1] = records[i]
+  end
 end
+local out = { table.concat(fixed), #errors / 2 }
+for i = 1, #errors do out[#out + 1] = errors[i] end
+out[#out + 1] = #extra / 2
+for i = 1, #extra do out[#out + 1] = extra[i] end
+for i = 1, #delivered do out[#out + 1] = payloads[i] or '' end
 return out

@@ -72,6 +72,8 @@ const STATE_OF: Record<string, TaskState> = {
   C: "COMPLETED",
   D: "DEAD",
 };
+/** The state a state string's first letter names (undefined for "" or anything else). */
+export const STATE_OF_LETTER: Readonly<Record<string, TaskState | undefined>> = STATE_OF;
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /** The creation time a task id carries (its first 10 characters, ULID layout). */

@@ -2,7 +2,7 @@ import type { EngineContext } from "./engine-context";
 import { EngineError, ScriptCode } from "./errors";
 import { parseQueueId, queueId, type QueueRef } from "./keys";
 import { buildRecord, type TaskSpec } from "./task-spec";
-import { encodeRecord, encodeState, nonceText, timeText } from "./task-record";
+import { encodeRecord, encodeState, nonceText, STATE_OF_LETTER, timeText } from "./task-record";
 import { encodeLeaseToken } from "./lease-token";
 import type { StoredTask, TaskState } from "./task-record";
 
@@ -75,11 +75,16 @@ export async function enqueue(
     ...idem,
   ];
   const reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
-  const outcomes = records.map((_, i) => ({
-    id: reply[i * 3] as string,
-    duplicate: reply[i * 3 + 1] === ScriptCode.AlreadyDone,
-    state: (reply[i * 3 + 2] || undefined) as TaskState | undefined,
-  }));
+  const codes = String(reply[0]);
+  const originals = new Map<number, { id: string; letter: string }>();
+  for (let j = 1; j < reply.length; j += 3) {
+    originals.set(Number(reply[j]), { id: String(reply[j + 1]), letter: String(reply[j + 2]) });
+  }
+  const outcomes: EnqueueOutcome[] = records.map((record, i) => {
+    if (codes[i] !== "1") return { id: record.id, duplicate: false, state: record.state };
+    const original = originals.get(i + 1)!;
+    return { id: original.id, duplicate: true, state: STATE_OF_LETTER[original.letter] };
+  });
   // An id collision (80 random bits within one millisecond) stored nothing for that
   // item; it gets a fresh id, once, rather than failing a batch others made it into.
   const collided = records.flatMap((_, i) =>
@@ -144,14 +149,22 @@ export async function lease(
     ],
   );
   const out: Delivery[] = [];
-  for (let i = 0; i < reply.length; i += 4) {
-    const { task, nonce } = ctx.toTask(
-      queue,
-      reply[i]!,
-      reply[i + 1]!,
-      reply[i + 2]!,
-      reply[i + 3]!,
-    );
+  if (reply.length === 0) return out;
+  // { fixed id+state parts, e, (n, error)*, r, (n, record)*, payloads } (see lease-17.lua)
+  const fixed = reply[0]!.toString("latin1");
+  const n = fixed.length / 107;
+  let at = 1;
+  const errors = new Map<number, Buffer>();
+  for (let e = Number(reply[at++]!.toString()); e > 0; e--, at += 2)
+    errors.set(Number(reply[at]!.toString()), reply[at + 1]!);
+  const records = new Map<number, Buffer>();
+  for (let r = Number(reply[at++]!.toString()); r > 0; r--, at += 2)
+    records.set(Number(reply[at]!.toString()), reply[at + 1]!);
+  for (let i = 0; i < n; i++) {
+    const id = fixed.slice(i * 107, i * 107 + 26);
+    const error = errors.get(i + 1);
+    const state = fixed.slice(i * 107 + 26, i * 107 + 107) + (error ? error.toString("utf8") : "");
+    const { task, nonce } = ctx.toTask(queue, id, records.get(i + 1) ?? "", state, reply[at + i]!);
     const token = encodeLeaseToken({
       shard: ctx.shard,
       command: queue.command,
