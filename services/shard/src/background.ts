@@ -114,12 +114,7 @@ export class BackgroundWork {
   /** Runs `pass` every `intervalMs`, never two at once, until stopped. */
   private async every(intervalMs: number, pass: () => Promise<void>, name: string): Promise<void> {
     while (!this.stopped) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, intervalMs);
-        this.stopping.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), {
-          once: true,
-        });
-      });
+      await this.pause(intervalMs);
       if (this.stopped) return;
       try {
         await pass();
@@ -130,5 +125,20 @@ export class BackgroundWork {
         );
       }
     }
+  }
+
+  /** Waits `ms`, or less if stopped; leaves no listener behind. */
+  private pause(ms: number): Promise<void> {
+    const signal = this.stopping.signal;
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener("abort", done, { once: true });
+    });
   }
 }

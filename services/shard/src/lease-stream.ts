@@ -27,6 +27,11 @@ export class LeaseStreamSession {
   private credits = 0;
   private rotation = 0;
   private maxBatch = 100;
+  /**
+   * The notifier version at which a lease last came back empty: more credits alone
+   * do not make the queues non-empty, so the pump waits for a notification first.
+   */
+  private emptyAt: number | undefined;
   /** Tokens pushed by this stream and not yet settled through it. */
   private readonly held = new Set<string>();
 
@@ -134,6 +139,17 @@ export class LeaseStreamSession {
       }
       try {
         const seen = this.core.notifier.version(this.topics);
+        if (this.emptyAt === seen) {
+          await this.core.notifier.wait(
+            this.topics,
+            seen,
+            AbortSignal.any([signal, this.kick.signal]),
+            3_600_000,
+            this.credits,
+          );
+          if (this.kick.signal.aborted && !signal.aborted) this.kick = new AbortController();
+          continue;
+        }
         const want = Math.min(this.credits, this.maxBatch);
         const got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
         if (signal.aborted) {
@@ -144,14 +160,13 @@ export class LeaseStreamSession {
           return;
         }
         if (got.length > 0) {
+          this.emptyAt = undefined;
           this.credits -= got.length;
           for (const d of got) this.held.add(d.token);
           this.out.push({ tasks: { tasks: got.map(deliveryToWire) } });
           continue;
         }
-        const waitSignal = AbortSignal.any([signal, this.kick.signal]);
-        await this.core.notifier.wait(this.topics, seen, waitSignal, 3_600_000);
-        if (this.kick.signal.aborted && !signal.aborted) this.kick = new AbortController();
+        this.emptyAt = seen;
       } catch (err) {
         this.end(toServerError(err));
       }

@@ -9,6 +9,8 @@ export function topicKey(topic: Topic): string {
 
 interface Waiter {
   readonly topics: readonly string[];
+  /** How many tasks this waiter would take if woken (its credits, or a long poll's max). */
+  readonly capacity: number;
   readonly wake: () => void;
 }
 
@@ -20,8 +22,9 @@ interface Waiter {
  *
  * A waiter first reads `version(topics)`, tries to lease, and parks only if the
  * version has not moved since; so a notification between its lease and its
- * parking is never lost. `notify(queue, n)` wakes up to n waiters, oldest first; a
- * woken waiter that leased a full batch passes the baton on by notifying again.
+ * parking is never lost. `notify(queue, n)` wakes waiters, oldest first, until their
+ * capacities cover the n tasks: one stream with 500 credits takes a batch of 100
+ * alone, and a thousand idle streams are not stampeded by one enqueue.
  */
 export class Notifier {
   private readonly versions = new Map<string, number>();
@@ -34,26 +37,30 @@ export class Notifier {
     return sum;
   }
 
-  /** Something may be ready in `queue`: bump its versions and wake up to `n` waiters. */
+  /** `n` tasks may be ready in `queue`: bump its versions and wake waiters whose capacities cover n. */
   notify(queue: QueueRef, n = 1): void {
     const keys = [topicKey({ queue }), topicKey({ command: queue.command })];
     for (const key of keys) this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
-    let woken = 0;
+    let covered = 0;
     for (const key of keys) {
       const set = this.waiters.get(key);
       if (!set) continue;
       for (const waiter of set) {
-        if (woken >= n) return;
+        if (covered >= n) return;
         this.remove(waiter);
         waiter.wake();
-        woken++;
+        covered += Math.max(1, waiter.capacity);
       }
     }
   }
 
-  /** Wakes one waiter of every topic that has any (the safety-net re-wake). */
+  /**
+   * The safety-net re-wake: bumps the version of every topic that has waiters and
+   * wakes one waiter of each, so it leases again even if it saw the queue empty.
+   */
   wakeOnePerTopic(): void {
-    for (const set of [...this.waiters.values()]) {
+    for (const [key, set] of [...this.waiters.entries()]) {
+      this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
       const first = set.values().next();
       if (!first.done) {
         this.remove(first.value);
@@ -71,6 +78,7 @@ export class Notifier {
     seen: number,
     signal: AbortSignal,
     timeoutMs: number,
+    capacity = 1,
   ): Promise<void> {
     if (this.version(topics) !== seen || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
@@ -81,7 +89,7 @@ export class Notifier {
         resolve();
       };
       const onAbort = () => done();
-      const waiter: Waiter = { topics: topics.map(topicKey), wake: done };
+      const waiter: Waiter = { topics: topics.map(topicKey), capacity, wake: done };
       const timer = setTimeout(done, timeoutMs);
       signal.addEventListener("abort", onAbort, { once: true });
       for (const key of waiter.topics) {

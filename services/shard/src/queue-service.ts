@@ -78,7 +78,7 @@ export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServic
         }
         if (got.length > 0 || Date.now() >= until || signal.aborted)
           return { tasks: got.map(deliveryToWire) };
-        await notifier.wait(topics, seen, signal, until - Date.now());
+        await notifier.wait(topics, seen, signal, until - Date.now(), max);
       }
     },
 
