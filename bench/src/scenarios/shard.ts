@@ -7,8 +7,8 @@ import {
   type LeasedTask,
   type QueueServiceClient,
 } from "@codeq/proto";
-import { createLogger } from "@codeq/server-kit";
-import { shardConfig, startShardWorker } from "@codeq/shard";
+import { ServiceProcess } from "@codeq/local-cluster";
+import { freePort } from "@codeq/testing";
 import { redisCpuSeconds } from "../environment";
 import { measure, percentile, type MeasureOptions } from "../measure";
 import { deleteKeys } from "../redis-variant";
@@ -240,22 +240,22 @@ async function deliveryLatency(rig: Rig, rate: number): Promise<VariantResult> {
 
 async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   const keyPrefix = "bench-shard";
-  const worker = await startShardWorker(
-    shardConfig({
-      id: "a",
-      listen: "127.0.0.1:0",
-      metricsListen: "",
-      redisUrl: ctx.server.url,
-      keyPrefix,
-      devIdentity: true,
-      graceMs: 1_000,
-    }),
-    createLogger("bench", "silent"),
-  );
+  // The shard worker runs in its own process, as in production, so the bench's
+  // clients do not compete with it for one event loop.
+  const address = `127.0.0.1:${await freePort()}`;
+  const worker = await ServiceProcess.start("shard-a", "shard", address, {
+    CODEQ_LOG_LEVEL: "warn",
+    CODEQ_SHARD_ID: "a",
+    CODEQ_SHARD_LISTEN: address,
+    CODEQ_SHARD_METRICS_LISTEN: "",
+    CODEQ_SHARD_REDIS_URL: ctx.server.url,
+    CODEQ_SHARD_KEY_PREFIX: keyPrefix,
+    CODEQ_SHARD_DEV_IDENTITY: "true",
+    CODEQ_SHARD_GRACE_MS: "1000",
+    NODE_OPTIONS: process.env.CODEQ_BENCH_SHARD_NODE_OPTIONS ?? "",
+  });
   const metadata = new Metadata({ "x-codeq-tenant": TENANT });
-  const channels: Channel[] = Array.from({ length: CHANNELS }, () =>
-    createChannel(`127.0.0.1:${worker.port}`),
-  );
+  const channels: Channel[] = Array.from({ length: CHANNELS }, () => createChannel(address));
   const clients = channels.map((c) =>
     createClient(QueueServiceDefinition, c, { "*": { metadata } }),
   );
