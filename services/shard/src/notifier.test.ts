@@ -39,10 +39,13 @@ describe("Notifier", () => {
   it("wakes cross-tenant waiters of the command, and not waiters of other queues", async () => {
     const n = new Notifier();
     const all = n.wait([{ command: "C" }], n.version([{ command: "C" }]), never, 60_000);
-    const other = n.wait([{ queue: { command: "D", tenant: "t" } }], 0, never, 60_000);
+    const stop = new AbortController();
+    const other = n.wait([{ queue: { command: "D", tenant: "t" } }], 0, stop.signal, 60_000);
     n.notify(q, 1);
     expect(await settled(all)).toBe(true);
     expect(await settled(other)).toBe(false);
+    stop.abort();
+    await other;
   });
 
   it("the safety-net re-wake moves every parked topic's version, so woken waiters lease again", async () => {
