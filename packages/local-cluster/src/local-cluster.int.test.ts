@@ -1,14 +1,5 @@
 import { startLocalCluster } from "./local-cluster";
-
-function alive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isAlive as alive } from "@codeq/testing";
 
 describe("startLocalCluster", () => {
   it("brings up control store, shards and routers as healthy processes and stops each by PID", async () => {

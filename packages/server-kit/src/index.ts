@@ -7,3 +7,4 @@ export {
   type GrpcService,
   type GrpcServiceOptions,
 } from "./grpc-service";
+export { runService } from "./main";

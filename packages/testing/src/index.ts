@@ -8,3 +8,4 @@ export { startGrpcServer, type TestGrpcServer } from "./grpc-server";
 export { freePort } from "./free-port";
 export { withUnimplemented } from "./unimplemented";
 export { listReflectedServices } from "./reflection-client";
+export { isAlive } from "./process-alive";

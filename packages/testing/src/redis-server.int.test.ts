@@ -1,14 +1,6 @@
 import * as fs from "node:fs";
 import { EXTERNAL_REDIS_ENV, RedisServer } from "./redis-server";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isAlive as alive } from "./process-alive";
 
 describe("RedisServer", () => {
   const saved = process.env[EXTERNAL_REDIS_ENV];

@@ -1,0 +1,26 @@
+import { ConfigError } from "./config-loader";
+import { createLogger, type Logger } from "./logger";
+import { onShutdownSignal } from "./grpc-service";
+
+/**
+ * The entry point every service shares: loads its configuration, starts it, and
+ * stops it gracefully on SIGTERM/SIGINT. A bad configuration exits 1 with the
+ * message alone (it is the operator's to fix); any other start failure with its stack.
+ */
+export function runService<C>(
+  name: string,
+  loadConfig: () => C,
+  logName: (config: C) => string,
+  start: (config: C, logger: Logger) => Promise<{ stop(): Promise<void> }>,
+): void {
+  (async () => {
+    const config = loadConfig();
+    const logger = createLogger(logName(config));
+    const service = await start(config, logger);
+    onShutdownSignal(() => service.stop(), logger);
+  })().catch((err: unknown) => {
+    if (err instanceof ConfigError) console.error(`${name}: ${err.message}`);
+    else console.error(`${name}: failed to start:`, err);
+    process.exit(1);
+  });
+}
