@@ -1,0 +1,30 @@
+--[[ compare-and-set: replaces the shard map if it is still at the expected version,
+and records the change in the audit log, in one atomic step.
+KEYS[1] the shard map (one JSON document with a numeric "version")
+KEYS[2] the audit log (a list, newest entry first)
+ARGV[1] the expected version (0 = no map stored yet)
+ARGV[2] the new map, JSON, already validated, with version = expected + 1
+ARGV[3] the audit entry, JSON
+ARGV[4] how many audit entries to keep (>= 1)
+Commands: GET, SET, LPUSH, LTRIM (KVRocks and Redis alike).
+Returns {code, version}:
+   0 written; version = the new version
+  -1 version conflict, nothing written; version = the stored version (0 = no map)
+  -2 the stored value is not JSON with a numeric version, nothing written; version = 0
+]]
+local stored = 0
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if not ok or type(decoded) ~= 'table' or type(decoded.version) ~= 'number' then
+    return {-2, 0}
+  end
+  stored = decoded.version
+end
+if stored ~= tonumber(ARGV[1]) then
+  return {-1, stored}
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('LPUSH', KEYS[2], ARGV[3])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return {0, stored + 1}

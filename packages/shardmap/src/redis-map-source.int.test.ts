@@ -1,0 +1,134 @@
+import { RedisServer } from "@codeq/testing";
+import { ShardMapError } from "./errors";
+import { RedisMapSource } from "./redis-map-source";
+import { auditKey, changedChannel, shardMapKey } from "./shard-map";
+import { change, draft, waitFor } from "./test/fixtures";
+import { describeMapSource } from "./test/source-contract";
+
+let server: RedisServer;
+let counter = 0;
+beforeAll(async () => {
+  server = await RedisServer.start();
+});
+afterAll(async () => {
+  await server.stop();
+});
+
+describeMapSource("RedisMapSource", async ({ auditCap }) => {
+  const prefix = `${server.keyPrefix}-${++counter}`;
+  const sources: RedisMapSource[] = [];
+  return {
+    open() {
+      const source = new RedisMapSource({ url: server.url, prefix, auditCap });
+      sources.push(source);
+      return source;
+    },
+    async close() {
+      for (const source of sources) await source.close();
+    },
+  };
+});
+
+describe("RedisMapSource in the control store", () => {
+  const prefix = () => `${server.keyPrefix}-${++counter}`;
+
+  it("keeps the map, the audit log and the announcements under the documented names", async () => {
+    const p = prefix();
+    const source = new RedisMapSource({ url: server.url, prefix: p });
+    const raw = server.client();
+    const listener = server.client();
+    try {
+      const heard: string[] = [];
+      listener.on("message", (channel: string, message: string) =>
+        heard.push(`${channel} ${message}`),
+      );
+      await listener.subscribe(`${p}:ctl:shardmap:changed`);
+      expect(changedChannel(p)).toBe(`${p}:ctl:shardmap:changed`);
+      await source.compareAndSet(0, draft(), change("hello"));
+      const stored = JSON.parse((await raw.get(`${p}:ctl:shardmap`))!);
+      expect(stored).toMatchObject({
+        version: 1,
+        defaultShard: "a",
+        commands: { SEND_EMAIL: "b" },
+      });
+      expect(shardMapKey(p)).toBe(`${p}:ctl:shardmap`);
+      const audit = await raw.lrange(auditKey(p), 0, -1);
+      expect(audit.map((e) => JSON.parse(e))).toEqual([
+        expect.objectContaining({ versionBefore: 0, versionAfter: 1, summary: "hello" }),
+      ]);
+      await waitFor(() => heard.length > 0, 2_000, "the raw announcement");
+      expect(heard).toEqual([`${p}:ctl:shardmap:changed 1`]);
+    } finally {
+      raw.disconnect();
+      listener.disconnect();
+      await source.close();
+    }
+  });
+
+  it("reports a stored value that is not a valid map instead of using or overwriting it", async () => {
+    const p = prefix();
+    const source = new RedisMapSource({ url: server.url, prefix: p });
+    const raw = server.client();
+    try {
+      await raw.set(shardMapKey(p), "not json");
+      await expect(source.get()).rejects.toThrow(ShardMapError);
+      await expect(source.compareAndSet(0, draft(), change())).rejects.toThrow(
+        /is not a shard map .* fix or delete it by hand/,
+      );
+      expect(await raw.get(shardMapKey(p))).toBe("not json");
+
+      await raw.set(shardMapKey(p), JSON.stringify({ version: 4, shards: {}, defaultShard: "a" }));
+      const err = await source.get().catch((e) => e);
+      expect(err).toBeInstanceOf(ShardMapError);
+      expect((err as ShardMapError).problems).toEqual(
+        expect.arrayContaining([
+          "updatedAtMs: is required",
+          'defaultShard: shard "a" is not in shards',
+        ]),
+      );
+      // A well-formed version is enough to replace a broken map by compare-and-set.
+      await expect(source.compareAndSet(4, draft(), change())).resolves.toMatchObject({
+        version: 5,
+      });
+    } finally {
+      raw.disconnect();
+      await source.close();
+    }
+  });
+});
+
+describe("RedisMapSource across a control store restart", () => {
+  let own: RedisServer;
+  beforeAll(async () => {
+    own = await RedisServer.start({ persistent: true, spawnOnly: true });
+  });
+  afterAll(async () => {
+    await own.stop();
+  });
+
+  it("subscribes again after reconnecting and re-announces the stored version", async () => {
+    const watched = new RedisMapSource({ url: own.url, prefix: own.keyPrefix });
+    const writer = new RedisMapSource({ url: own.url, prefix: own.keyPrefix });
+    const heard: number[] = [];
+    const unwatch = watched.watch((v) => heard.push(v));
+    try {
+      await waitFor(() => heard.length > 0, 2_000, "the watch to be live");
+      await writer.compareAndSet(0, draft(), change());
+      await waitFor(() => heard.includes(1), 2_000, "announcement of version 1");
+      expect(heard).toEqual([0, 1]);
+
+      await own.kill();
+      await own.restart();
+      // The catch-up after re-subscribing proves the subscription is back.
+      await waitFor(() => heard.length === 3, 5_000, "the re-announcement after reconnect");
+      expect(heard).toEqual([0, 1, 1]);
+      await writer.compareAndSet(1, draft({ defaultShard: "b" }), change());
+      await waitFor(() => heard.includes(2), 5_000, "announcement of version 2");
+      expect(heard).toEqual([0, 1, 1, 2]);
+    } finally {
+      unwatch();
+      await watched.close();
+      await writer.close();
+    }
+  });
+});

@@ -1,0 +1,232 @@
+/**
+ * The shard map in the control store (KVRocks, or Redis as its stand-in). The map
+ * is one JSON document; a write is one Lua script that declares both keys it
+ * touches and uses only GET, SET, LPUSH and LTRIM: it compares the stored version,
+ * sets the new map and appends the audit entry (capped by LTRIM), deciding on its
+ * own return codes. The client publishes the new version after the script
+ * succeeds. Announcements arrive on a separate connection in subscriber mode; it
+ * subscribes again after every reconnect and then re-announces the stored version
+ * to its watchers, so what was published while it was away is not missed.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { Redis, type RedisOptions } from "ioredis";
+import { ShardMapError, toError, VersionConflictError } from "./errors";
+import {
+  auditKey,
+  changedChannel,
+  DEFAULT_AUDIT_CAP,
+  DEFAULT_PREFIX,
+  shardMapKey,
+  type ShardMap,
+  type ShardMapDraft,
+} from "./shard-map";
+import {
+  checkPage,
+  prepareWrite,
+  type AuditEntry,
+  type ChangeInfo,
+  type MapSource,
+} from "./source";
+import { assertShardMap } from "./validate";
+
+/** Where the `.lua` files live: beside src/ and dist/, so both find them. */
+const LUA_DIR = path.join(__dirname, "..", "lua");
+let casScript: string | undefined;
+const CAS_COMMAND = "codeqShardMapCompareAndSet";
+
+/** The script's return codes (see lua/compare-and-set-2.lua). */
+enum CasCode {
+  Written = 0,
+  VersionConflict = -1,
+  Unreadable = -2,
+}
+
+export interface RedisMapSourceOptions {
+  /** redis://[:password@]host:port of the control store. */
+  url: string;
+  /** Key prefix. Default "codeq" (keys codeq:ctl:shardmap, codeq:ctl:audit). */
+  prefix?: string;
+  /** How many audit entries to keep. Default 10000. */
+  auditCap?: number;
+  /** The clock stamping updatedAtMs and audit entries. Default Date.now. */
+  now?: () => number;
+  /** Connection and announcement errors, for logging (they are never thrown). */
+  onError?: (err: Error) => void;
+  /** Extra ioredis options for both connections. */
+  redisOptions?: RedisOptions;
+}
+
+type CasCommand = (...keysThenArgs: string[]) => Promise<[number, number]>;
+
+export class RedisMapSource implements MapSource {
+  private readonly redis: Redis;
+  private subscriber: Redis | undefined;
+  /** The subscriber's SUBSCRIBE has been acknowledged on its current connection. */
+  private live = false;
+  private readonly watchers = new Set<(version: number) => void>();
+  private readonly mapKey: string;
+  private readonly auditKey: string;
+  private readonly channel: string;
+  private readonly auditCap: number;
+  private readonly now: () => number;
+  private readonly onError: (err: Error) => void;
+
+  constructor(private readonly options: RedisMapSourceOptions) {
+    const prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.mapKey = shardMapKey(prefix);
+    this.auditKey = auditKey(prefix);
+    this.channel = changedChannel(prefix);
+    this.auditCap = options.auditCap ?? DEFAULT_AUDIT_CAP;
+    if (!Number.isInteger(this.auditCap) || this.auditCap < 1)
+      throw new RangeError(`auditCap must be a positive integer, got ${this.auditCap}`);
+    this.now = options.now ?? Date.now;
+    this.onError = options.onError ?? (() => {});
+    this.redis = this.connect();
+    casScript ??= fs.readFileSync(path.join(LUA_DIR, "compare-and-set-2.lua"), "utf8");
+    this.redis.defineCommand(CAS_COMMAND, { lua: casScript, numberOfKeys: 2 });
+  }
+
+  async get(): Promise<ShardMap | undefined> {
+    const raw = await this.redis.get(this.mapKey);
+    if (raw === null) return undefined;
+    return assertShardMap(this.parse(raw), `stored shard map at ${this.mapKey}`);
+  }
+
+  async compareAndSet(
+    expectedVersion: number,
+    next: ShardMapDraft,
+    change: ChangeInfo,
+  ): Promise<ShardMap> {
+    const { map, audit } = prepareWrite(expectedVersion, next, change, this.now());
+    const json = JSON.stringify(map);
+    const cas = (this.redis as unknown as Record<string, CasCommand>)[CAS_COMMAND]!;
+    const [code, version] = await cas.call(
+      this.redis,
+      this.mapKey,
+      this.auditKey,
+      String(expectedVersion),
+      json,
+      JSON.stringify(audit),
+      String(this.auditCap),
+    );
+    switch (code) {
+      case CasCode.Written:
+        break;
+      case CasCode.VersionConflict:
+        throw new VersionConflictError(expectedVersion, version);
+      case CasCode.Unreadable:
+        throw new ShardMapError(
+          `the value at ${this.mapKey} is not a shard map (no JSON with a numeric version); fix or delete it by hand`,
+        );
+      default:
+        throw new ShardMapError(`unexpected reply ${code} from the compare-and-set script`);
+    }
+    // The write stands even if the announcement is lost: readers also poll.
+    await this.redis.publish(this.channel, String(map.version)).catch((err: unknown) => {
+      this.onError(toError(err));
+    });
+    return JSON.parse(json) as ShardMap;
+  }
+
+  watch(onAnnounce: (version: number) => void): () => void {
+    const watcher = (version: number) => onAnnounce(version);
+    this.watchers.add(watcher);
+    if (!this.subscriber) this.subscriber = this.openSubscriber();
+    else if (this.live) void this.catchUp(this.subscriber, [watcher]);
+    return () => {
+      if (!this.watchers.delete(watcher) || this.watchers.size > 0) return;
+      this.subscriber?.disconnect();
+      this.subscriber = undefined;
+      this.live = false;
+    };
+  }
+
+  async listAudit(limit = 100, offset = 0): Promise<AuditEntry[]> {
+    checkPage(limit, offset);
+    const raw = await this.redis.lrange(this.auditKey, offset, offset + limit - 1);
+    return raw.map((entry) => JSON.parse(entry) as AuditEntry);
+  }
+
+  async close(): Promise<void> {
+    this.watchers.clear();
+    this.subscriber?.disconnect();
+    this.subscriber = undefined;
+    this.live = false;
+    this.redis.disconnect();
+  }
+
+  private connect(extra: RedisOptions = {}): Redis {
+    const redis = new Redis(this.options.url, {
+      protocol: 2,
+      // Fail a command after one reconnect attempt: callers (the cache) retry on their own.
+      maxRetriesPerRequest: 1,
+      connectTimeout: 2_000,
+      // Reconnect at least every second (ioredis backs off to 5 s), so a returning control
+      // store is noticed, and commands fail, within about a second.
+      retryStrategy: (times: number) => Math.min(50 * 2 ** (times - 1), 1_000),
+      ...this.options.redisOptions,
+      ...extra,
+    });
+    redis.on("error", (err: Error) => this.onError(err));
+    return redis;
+  }
+
+  private openSubscriber(): Redis {
+    // Subscribing is done by hand on every "ready", so the catch-up read follows the ack.
+    const sub = this.connect({ autoResubscribe: false });
+    sub.on("ready", () => void this.subscribe(sub));
+    sub.on("close", () => {
+      if (sub === this.subscriber) this.live = false;
+    });
+    sub.on("message", (channel: string, message: string) => {
+      if (channel !== this.channel || sub !== this.subscriber) return;
+      const version = Number(message);
+      if (Number.isSafeInteger(version) && version >= 0) this.deliver([...this.watchers], version);
+      else this.onError(new Error(`ignored announcement ${JSON.stringify(message)} on ${channel}`));
+    });
+    return sub;
+  }
+
+  private async subscribe(sub: Redis): Promise<void> {
+    try {
+      await sub.subscribe(this.channel);
+      if (sub !== this.subscriber) return;
+      this.live = true;
+      await this.catchUp(sub, [...this.watchers]);
+    } catch (err) {
+      this.onError(toError(err));
+    }
+  }
+
+  /** Announces the stored version to `watchers` (0 when there is no map). */
+  private async catchUp(sub: Redis, watchers: Array<(version: number) => void>): Promise<void> {
+    try {
+      const raw = await this.redis.get(this.mapKey);
+      const version = raw === null ? 0 : (this.parse(raw) as { version?: unknown }).version;
+      if (typeof version !== "number") throw new ShardMapError(`${this.mapKey} has no version`);
+      if (sub === this.subscriber) this.deliver(watchers, version);
+    } catch (err) {
+      this.onError(toError(err));
+    }
+  }
+
+  private deliver(watchers: Array<(version: number) => void>, version: number): void {
+    for (const watcher of watchers) {
+      if (!this.watchers.has(watcher)) continue;
+      try {
+        watcher(version);
+      } catch (err) {
+        this.onError(toError(err));
+      }
+    }
+  }
+
+  private parse(raw: string): unknown {
+    try {
+      return JSON.parse(raw);
+    } catch (err) {
+      throw new ShardMapError(`the value at ${this.mapKey} is not JSON`, { cause: err });
+    }
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Resolution of a queue to shards: pure functions of a map, table-tested.
+ * The current shard is the tenant override, else the command mapping, else the
+ * default shard. A migration of a whole command applies to every tenant of it that
+ * has no override of its own; a migration of one tenant's queue applies to that
+ * queue. Each unfinished migration that applies contributes the shard it moves
+ * tasks off (the source; the target while aborting) ahead of the shard it moves
+ * them onto, and both come before the current shard, so workers drain old shards
+ * first; among the shards moved off, those in state `draining` come first.
+ */
+import { tenantKey } from "./names";
+import {
+  drainingSide,
+  fillingSide,
+  isUnfinished,
+  type Migration,
+  type RoutingTable,
+} from "./shard-map";
+
+/** Which rule chose the current shard. */
+export type ResolvedBy = "tenant" | "command" | "default";
+
+export interface Resolution {
+  readonly currentShard: string;
+  readonly queueShards: string[];
+  readonly by: ResolvedBy;
+  /** The unfinished migrations that apply to the queue. */
+  readonly migrations: readonly Migration[];
+}
+
+/** Where new enqueues of (command, tenant) go, and why. */
+export function resolveCurrent(
+  map: RoutingTable,
+  command: string,
+  tenant: string,
+): { shard: string; by: ResolvedBy } {
+  const override = map.tenants[tenantKey(command, tenant)];
+  if (override !== undefined) return { shard: override, by: "tenant" };
+  const mapped = map.commands[command];
+  if (mapped !== undefined) return { shard: mapped, by: "command" };
+  return { shard: map.defaultShard, by: "default" };
+}
+
+/** The unfinished migrations that move tasks of (command, tenant). */
+export function applicableMigrations(
+  map: RoutingTable,
+  command: string,
+  tenant: string,
+): Migration[] {
+  const migrations = map.migrations ?? [];
+  if (migrations.length === 0) return [];
+  const overridden = map.tenants[tenantKey(command, tenant)] !== undefined;
+  return migrations.filter(
+    (m) =>
+      isUnfinished(m) &&
+      m.command === command &&
+      (m.tenant === undefined ? !overridden : m.tenant === tenant),
+  );
+}
+
+/** The current shard and every shard that may hold tasks of (command, tenant). */
+export function resolveQueue(map: RoutingTable, command: string, tenant: string): Resolution {
+  const { shard, by } = resolveCurrent(map, command, tenant);
+  const migrations = applicableMigrations(map, command, tenant);
+  if (migrations.length === 0) return { currentShard: shard, queueShards: [shard], by, migrations };
+  const drained = migrations.map(drainingSide);
+  const isDraining = (id: string) => map.shards[id]?.state === "draining";
+  const ordered = [
+    ...drained.filter(isDraining),
+    ...drained.filter((id) => !isDraining(id)),
+    ...migrations.map(fillingSide),
+    shard,
+  ];
+  return { currentShard: shard, queueShards: [...new Set(ordered)], by, migrations };
+}
+
+/** Where new enqueues of (command, tenant) go. */
+export function currentShardOf(map: RoutingTable, command: string, tenant: string): string {
+  return resolveCurrent(map, command, tenant).shard;
+}
+
+/** Every shard that may hold tasks of (command, tenant), the ones being drained first. */
+export function queueShardsOf(map: RoutingTable, command: string, tenant: string): string[] {
+  return resolveQueue(map, command, tenant).queueShards;
+}

@@ -1,0 +1,113 @@
+/**
+ * The shard map: the serving view of routing, stored as ONE JSON document under
+ * `<prefix>:ctl:shardmap` in the control store. It names the shards (endpoint and
+ * state), the default shard, command mappings, tenant overrides (keyed
+ * `<command>/<tenant>`) and the migrations of queues between shards. Every change
+ * is a compare-and-set that bumps `version` by one; changes are announced on
+ * `<prefix>:ctl:shardmap:changed` and recorded in the audit list `<prefix>:ctl:audit`.
+ */
+
+/** `active`: serves its queues and may be assigned more. `draining`: serves what it holds, takes nothing new. */
+export type ShardState = "active" | "draining";
+
+export interface ShardInfo {
+  /** host:port of the shard worker's gRPC server. */
+  readonly endpoint: string;
+  readonly state: ShardState;
+}
+
+/**
+ * copying: routing switched to `to`, the mover copies from `from`. draining: all movable
+ * tasks moved, leased ones are awaited. completed: `from` holds nothing of the queue.
+ * aborting: routing is back on `from` and moved tasks move back from `to`. aborted: done.
+ */
+export type MigrationState = "copying" | "draining" | "completed" | "aborting" | "aborted";
+
+/** A move of one command (every tenant without an override) or of one tenant's queue. */
+export interface Migration {
+  readonly id: string;
+  readonly command: string;
+  /** Set: only this tenant's queue moves. Unset: the command moves for every tenant without an override. */
+  readonly tenant?: string;
+  readonly from: string;
+  readonly to: string;
+  readonly state: MigrationState;
+  readonly startedAtMs: number;
+  readonly updatedAtMs?: number;
+  readonly finishedAtMs?: number;
+  /** The map version that started the migration. */
+  readonly mapVersion?: number;
+  /** Who asked for it. */
+  readonly requestedBy?: string;
+  /** The last error the mover hit (it retries on its own). */
+  readonly lastError?: string;
+}
+
+export interface ShardMap {
+  /** 1 for the first map; +1 with every change. 0 is never stored (it means "no map"). */
+  readonly version: number;
+  readonly updatedAtMs: number;
+  readonly shards: Readonly<Record<string, ShardInfo>>;
+  /** Owner of every queue without a tenant override or command mapping. */
+  readonly defaultShard: string;
+  /** command → shard id. */
+  readonly commands: Readonly<Record<string, string>>;
+  /** `<command>/<tenant>` → shard id; wins over the command mapping. */
+  readonly tenants: Readonly<Record<string, string>>;
+  readonly migrations: readonly Migration[];
+}
+
+/** What a writer supplies: the source sets `version` and `updatedAtMs`. */
+export type ShardMapDraft = Omit<ShardMap, "version" | "updatedAtMs">;
+
+/** The routing part of a map: what resolution reads (a static map has no migrations). */
+export type RoutingTable = Pick<ShardMap, "shards" | "defaultShard" | "commands" | "tenants"> & {
+  readonly migrations?: readonly Migration[];
+};
+
+/** The key prefix of a default deployment. */
+export const DEFAULT_PREFIX = "codeq";
+
+/** How many audit entries the control store keeps. */
+export const DEFAULT_AUDIT_CAP = 10_000;
+
+/** The key holding the map document. */
+export function shardMapKey(prefix: string = DEFAULT_PREFIX): string {
+  return `${prefix}:ctl:shardmap`;
+}
+
+/** The list of audit entries, newest first. */
+export function auditKey(prefix: string = DEFAULT_PREFIX): string {
+  return `${prefix}:ctl:audit`;
+}
+
+/** The pub/sub channel on which every new version is announced (message: the version). */
+export function changedChannel(prefix: string = DEFAULT_PREFIX): string {
+  return `${prefix}:ctl:shardmap:changed`;
+}
+
+/** True while a migration still moves tasks (copying, draining or aborting). */
+export function isUnfinished(migration: Pick<Migration, "state">): boolean {
+  return (
+    migration.state === "copying" ||
+    migration.state === "draining" ||
+    migration.state === "aborting"
+  );
+}
+
+/** The shard tasks are moving off (the source; the target while aborting). */
+export function drainingSide(migration: Migration): string {
+  return migration.state === "aborting" ? migration.to : migration.from;
+}
+
+/** The shard tasks are moving onto. */
+export function fillingSide(migration: Migration): string {
+  return migration.state === "aborting" ? migration.from : migration.to;
+}
+
+/** The queue a migration moves, as a label: `<command>` or `<command>/<tenant>`. */
+export function migrationQueue(migration: Pick<Migration, "command" | "tenant">): string {
+  return migration.tenant === undefined
+    ? migration.command
+    : `${migration.command}/${migration.tenant}`;
+}

@@ -1,0 +1,132 @@
+import { assertShardMap, validateShardMap } from "./validate";
+import { ShardMapError } from "./errors";
+import type { Migration, ShardMap } from "./shard-map";
+import { draft } from "./test/fixtures";
+
+const map = (overrides: Record<string, unknown> = {}): ShardMap =>
+  ({ version: 3, updatedAtMs: 1_700_000_000_000, ...draft(), ...overrides }) as ShardMap;
+
+const migration = (overrides: Partial<Migration> = {}): Migration => ({
+  id: "m1",
+  command: "SEND_EMAIL",
+  from: "a",
+  to: "b",
+  state: "copying",
+  startedAtMs: 1,
+  ...overrides,
+});
+
+describe("validateShardMap", () => {
+  it("accepts a valid map, migrations and all", () => {
+    expect(validateShardMap(map())).toEqual([]);
+    expect(
+      validateShardMap(
+        map({
+          migrations: [
+            migration(),
+            migration({ id: "m2", command: "RESIZE", tenant: "acme", from: "c", to: "a" }),
+            // Finished migrations of the same queue do not count against the running one.
+            migration({ id: "m3", state: "completed", finishedAtMs: 9 }),
+            migration({ id: "m4", state: "aborted" }),
+          ],
+        }),
+      ),
+    ).toEqual([]);
+    const endpoints = ["localhost:1", "10.0.0.7:65535", "[::1]:7300", "shard-a.codeq.svc:7301"];
+    for (const endpoint of endpoints) {
+      expect(validateShardMap(map({ shards: { a: { endpoint, state: "active" } }, commands: {}, tenants: {} }))).toEqual([]);
+    } // prettier-ignore
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    ["a bad shard id", { shards: { ...draft().shards, Shard_B: { endpoint: "h:1", state: "active" } } }, `shards.Shard_B: shard id "Shard_B" must match ^[a-z0-9][a-z0-9-]{0,62}$`],
+    ["an endpoint without a port", { shards: { ...draft().shards, d: { endpoint: "host", state: "active" } } }, `shards.d.endpoint: endpoint "host" must be host:port (port 1..65535)`],
+    ["a port out of range", { shards: { ...draft().shards, d: { endpoint: "host:70000", state: "active" } } }, `shards.d.endpoint: endpoint "host:70000" must be host:port`],
+    ["an unknown shard state", { shards: { ...draft().shards, d: { endpoint: "h:1", state: "gone" } } }, `shards.d.state: Invalid option: expected one of "active"|"draining"`],
+    ["a missing default shard", { defaultShard: undefined }, "defaultShard: is required"],
+    ["a default shard not in shards", { defaultShard: "x" }, `defaultShard: shard "x" is not in shards`],
+    ["a bad command name", { commands: { "SEND:EMAIL": "a" } }, `commands["SEND:EMAIL"]: command "SEND:EMAIL" must match ^[A-Za-z0-9_.-]{1,128}$`],
+    ["a command mapped to an unknown shard", { commands: { SEND_EMAIL: "x" } }, `commands.SEND_EMAIL: shard "x" is not in shards`],
+    ["an override key without a tenant", { tenants: { SEND_EMAIL: "a" } }, `tenants.SEND_EMAIL: tenant override key "SEND_EMAIL" must be <command>/<tenant>`],
+    ["an override with a bad tenant name", { tenants: { "SEND_EMAIL/a b": "a" } }, `tenants["SEND_EMAIL/a b"]: tenant override key "SEND_EMAIL/a b" must be <command>/<tenant>`],
+    ["an override naming an unknown shard", { tenants: { "SEND_EMAIL/acme": "x" } }, `tenants["SEND_EMAIL/acme"]: shard "x" is not in shards`],
+    ["a migration from an unknown shard", { migrations: [migration({ from: "x" })] }, `migrations[0].from: shard "x" is not in shards`],
+    ["a migration to an unknown shard", { migrations: [migration({ to: "x" })] }, `migrations[0].to: shard "x" is not in shards`],
+    ["a migration onto its own source", { migrations: [migration({ to: "a" })] }, `migrations[0]: from and to are the same shard "a"`],
+    ["an unknown migration state", { migrations: [migration({ state: "paused" as never })] }, "migrations[0].state: Invalid option"],
+    ["a migration with a bad tenant", { migrations: [migration({ tenant: "" })] }, `migrations[0].tenant: tenant "" must match`],
+    ["a migration id used twice", { migrations: [migration(), migration({ command: "OTHER", state: "completed" })] }, `migrations[1].id: "m1" is used twice`],
+    ["two running migrations of one command", { migrations: [migration(), migration({ id: "m2", state: "draining", from: "b", to: "c" })] }, `migrations[1]: queue "SEND_EMAIL" already has an unfinished migration (migrations[0])`],
+    ["two running migrations of one tenant's queue", { migrations: [migration({ tenant: "acme" }), migration({ id: "m2", tenant: "acme", state: "aborting" })] }, `migrations[1]: queue "SEND_EMAIL/acme" already has an unfinished migration (migrations[0])`],
+    ["a running command move and a running tenant move of it", { migrations: [migration(), migration({ id: "m2", tenant: "acme", from: "b", to: "c" })] }, `migrations[1]: command "SEND_EMAIL" has unfinished migrations of the whole command (migrations[0]) and of one tenant (migrations[1])`],
+    ["a negative version", { version: -1 }, "version: Too small"],
+    ["a fractional timestamp", { updatedAtMs: 1.5 }, "updatedAtMs: Invalid input: expected int"],
+  ])("reports %s", (_, overrides, problem) => {
+    const problems = validateShardMap(map(overrides));
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toContain(problem);
+  }); // prettier-ignore
+
+  it("reports every problem at once, not just the first", () => {
+    const problems = validateShardMap({
+      version: 1,
+      updatedAtMs: 0,
+      shards: { "Bad!": { endpoint: "nope", state: "active" }, b: { endpoint: "h:1", state: "x" } },
+      defaultShard: "missing",
+      commands: { SEND_EMAIL: "zz", "bad name": "b" },
+      tenants: { "SEND_EMAIL/acme": "yy" },
+      migrations: [migration({ from: "q", to: "q" })],
+    });
+    expect(problems).toEqual([
+      `shards["Bad!"]: shard id "Bad!" must match ^[a-z0-9][a-z0-9-]{0,62}$`,
+      `shards.b.state: Invalid option: expected one of "active"|"draining"`,
+      `commands["bad name"]: command "bad name" must match ^[A-Za-z0-9_.-]{1,128}$`,
+      `defaultShard: shard "missing" is not in shards`,
+      `commands.SEND_EMAIL: shard "zz" is not in shards`,
+      `tenants["SEND_EMAIL/acme"]: shard "yy" is not in shards`,
+      `migrations[0].from: shard "q" is not in shards`,
+      `migrations[0].to: shard "q" is not in shards`,
+      `migrations[0]: from and to are the same shard "q"`,
+    ]);
+  });
+
+  it("reports what is not a map at all", () => {
+    expect(validateShardMap("hello")).toEqual(["Invalid input: expected object, received string"]);
+    expect(validateShardMap({})).toEqual(
+      expect.arrayContaining([
+        "version: is required",
+        "shards: is required",
+        "migrations: is required",
+      ]),
+    );
+  });
+
+  it("keeps unknown fields of a stored map (newer writers) unless strict", () => {
+    const newer = map({ futureField: 1, shards: { a: { endpoint: "h:1", state: "active", zone: "x" } }, commands: {}, tenants: {} });
+    expect(validateShardMap(newer)).toEqual([]);
+    expect(validateShardMap(newer, { strict: true })).toEqual([
+      "shards.a: unknown field(s) zone",
+      "unknown field(s) futureField",
+    ]);
+  }); // prettier-ignore
+});
+
+describe("assertShardMap", () => {
+  it("returns a valid map and throws a ShardMapError listing every problem otherwise", () => {
+    const valid = map();
+    expect(assertShardMap(valid)).toBe(valid);
+    const err = (() => {
+      try {
+        assertShardMap(map({ defaultShard: "x", commands: { A: "y" } }), "test map");
+      } catch (e) {
+        return e;
+      }
+    })() as ShardMapError;
+    expect(err).toBeInstanceOf(ShardMapError);
+    expect(err.name).toBe("ShardMapError");
+    expect(err.problems).toHaveLength(2);
+    expect(err.message).toBe(
+      'invalid test map:\n  - defaultShard: shard "x" is not in shards\n  - commands.A: shard "y" is not in shards',
+    );
+  });
+});

@@ -1,0 +1,181 @@
+/**
+ * Validation of a shard map, returning EVERY problem rather than the first, each
+ * as one readable line that says where and what (`commands.SEND_EMAIL: shard "x"
+ * is not in shards`). The shape (types, name patterns, states) is checked with a
+ * zod schema; the references between parts (mappings, overrides and migrations
+ * naming known shards, at most one unfinished migration per queue) are checked
+ * by hand on whatever part of the input is well-formed, so one broken field does
+ * not hide the others. Stored maps are checked loosely (unknown fields are kept,
+ * for writers newer than this reader); hand-written static files strictly.
+ */
+import { z } from "zod";
+import { formatProblems, ShardMapError } from "./errors";
+import { isEndpoint, NAME_PATTERN, SHARD_ID_PATTERN, TENANT_KEY_PATTERN } from "./names";
+import { isUnfinished, migrationQueue, type Migration, type ShardMap } from "./shard-map";
+
+export interface ValidateOptions {
+  /** Unknown fields are problems (for hand-written files). Default false: they are kept. */
+  strict?: boolean;
+}
+
+const quoted = (input: unknown) => JSON.stringify(input) ?? String(input);
+
+const shardId = z.string().regex(SHARD_ID_PATTERN, {
+  error: (iss) => `shard id ${quoted(iss.input)} must match ${SHARD_ID_PATTERN.source}`,
+});
+const name = (what: string) =>
+  z.string().regex(NAME_PATTERN, {
+    error: (iss) => `${what} ${quoted(iss.input)} must match ${NAME_PATTERN.source}`,
+  });
+const tenantKeyName = z.string().regex(TENANT_KEY_PATTERN, {
+  error: (iss) =>
+    `tenant override key ${quoted(iss.input)} must be <command>/<tenant>, each matching ${NAME_PATTERN.source}`,
+});
+const endpoint = z.string().refine(isEndpoint, {
+  error: (iss) => `endpoint ${quoted(iss.input)} must be host:port (port 1..65535)`,
+});
+const millis = z.number().int().nonnegative();
+
+function schemaFor(strict: boolean) {
+  const object = strict ? z.strictObject : z.object;
+  const migration = object({
+    id: name("migration id"),
+    command: name("command"),
+    tenant: name("tenant").optional(),
+    from: shardId,
+    to: shardId,
+    state: z.enum(["copying", "draining", "completed", "aborting", "aborted"]),
+    startedAtMs: millis,
+    updatedAtMs: millis.optional(),
+    finishedAtMs: millis.optional(),
+    mapVersion: z.number().int().nonnegative().optional(),
+    requestedBy: z.string().optional(),
+    lastError: z.string().optional(),
+  });
+  return object({
+    version: z.number().int().nonnegative(),
+    updatedAtMs: millis,
+    shards: z.record(shardId, object({ endpoint, state: z.enum(["active", "draining"]) })),
+    defaultShard: z.string(),
+    commands: z.record(name("command"), z.string()),
+    tenants: z.record(tenantKeyName, z.string()),
+    migrations: z.array(migration),
+  });
+}
+
+const loose = schemaFor(false);
+const strict = schemaFor(true);
+
+/** Every problem of `input` as a shard map; empty when it is valid. */
+export function validateShardMap(input: unknown, options: ValidateOptions = {}): string[] {
+  const parsed = (options.strict ? strict : loose).safeParse(input);
+  const problems = parsed.success ? [] : parsed.error.issues.map(describeIssue);
+  return [...problems, ...referenceProblems(input)];
+}
+
+/** Returns `input` as a ShardMap, or throws a ShardMapError listing every problem. */
+export function assertShardMap(
+  input: unknown,
+  what = "shard map",
+  options: ValidateOptions = {},
+): ShardMap {
+  const problems = validateShardMap(input, options);
+  if (problems.length > 0) {
+    throw new ShardMapError(formatProblems(`invalid ${what}:`, problems), { problems });
+  }
+  return input as ShardMap;
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = formatPath(issue.path);
+  let message = issue.message;
+  if (issue.code === "invalid_key" && issue.issues[0]) message = issue.issues[0].message;
+  if (issue.code === "invalid_type" && message.endsWith("received undefined"))
+    message = "is required";
+  if (issue.code === "unrecognized_keys") message = `unknown field(s) ${issue.keys.join(", ")}`;
+  return where ? `${where}: ${message}` : message;
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const segment of path) {
+    if (typeof segment === "number") out += `[${segment}]`;
+    else if (typeof segment === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(segment))
+      out += out ? `.${segment}` : segment;
+    else out += `[${JSON.stringify(String(segment))}]`;
+  }
+  return out;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** Problems between parts of the map, checked on whichever parts are well-formed. */
+function referenceProblems(input: unknown): string[] {
+  if (!isRecord(input)) return [];
+  const problems: string[] = [];
+  const shards = isRecord(input.shards) ? input.shards : undefined;
+  const known = (id: unknown): boolean =>
+    shards === undefined || (typeof id === "string" && Object.hasOwn(shards, id));
+
+  if (typeof input.defaultShard === "string" && !known(input.defaultShard)) {
+    problems.push(`defaultShard: shard ${quoted(input.defaultShard)} is not in shards`);
+  }
+  for (const field of ["commands", "tenants"] as const) {
+    const table = input[field];
+    if (!isRecord(table)) continue;
+    for (const [key, shard] of Object.entries(table)) {
+      if (typeof shard === "string" && !known(shard)) {
+        problems.push(`${formatPath([field, key])}: shard ${quoted(shard)} is not in shards`);
+      }
+    }
+  }
+  if (Array.isArray(input.migrations)) problems.push(...migrationProblems(input.migrations, known));
+  return problems;
+}
+
+function migrationProblems(migrations: unknown[], known: (id: unknown) => boolean): string[] {
+  const problems: string[] = [];
+  const ids = new Set<string>();
+  const runningByQueue = new Map<string, number>();
+  const wholeCommand = new Map<string, number>();
+  const perTenant = new Map<string, number>();
+  migrations.forEach((raw, i) => {
+    if (!isRecord(raw)) return;
+    const where = `migrations[${i}]`;
+    for (const side of ["from", "to"] as const) {
+      if (typeof raw[side] === "string" && !known(raw[side])) {
+        problems.push(`${where}.${side}: shard ${quoted(raw[side])} is not in shards`);
+      }
+    }
+    if (typeof raw.from === "string" && raw.from === raw.to) {
+      problems.push(`${where}: from and to are the same shard ${quoted(raw.from)}`);
+    }
+    if (typeof raw.id === "string") {
+      if (ids.has(raw.id)) problems.push(`${where}.id: ${quoted(raw.id)} is used twice`);
+      ids.add(raw.id);
+    }
+    if (typeof raw.command !== "string" || typeof raw.state !== "string") return;
+    const m = raw as unknown as Migration;
+    if (!isUnfinished(m)) return;
+    const queue = migrationQueue(m);
+    const earlier = runningByQueue.get(queue);
+    if (earlier !== undefined) {
+      problems.push(
+        `${where}: queue ${quoted(queue)} already has an unfinished migration (migrations[${earlier}]); at most one may run per queue`,
+      );
+    } else runningByQueue.set(queue, i);
+    (m.tenant === undefined ? wholeCommand : perTenant).set(m.command, i);
+  });
+  // A command-wide move and a tenant's move of the same command overlap: a tenant that
+  // gains an override mid-move would stop seeing the shard the command moves off.
+  for (const [command, i] of perTenant) {
+    const j = wholeCommand.get(command);
+    if (j !== undefined) {
+      problems.push(
+        `migrations[${Math.max(i, j)}]: command ${quoted(command)} has unfinished migrations of the whole command (migrations[${j}]) and of one tenant (migrations[${i}]); finish one first`,
+      );
+    }
+  }
+  return problems;
+}
