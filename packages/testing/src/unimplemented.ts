@@ -17,7 +17,7 @@ export function withUnimplemented<D extends CompatServiceDefinition>(
   const methods = "methods" in definition ? definition.methods : definition;
   for (const name of Object.keys(methods as object)) {
     impl[name] ??= async () => {
-      throw new ServerError(Status.UNIMPLEMENTED, `${name} is not implemented here`);
+      throw new ServerError(Status.UNIMPLEMENTED, `${name} is not part of this test double`);
     };
   }
   return impl as ServiceImplementation<D>;
