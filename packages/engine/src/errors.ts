@@ -79,8 +79,3 @@ export function itemStatus(code: ScriptCode): { code: Status; message: string } 
       return { code: Status.ALREADY_EXISTS, message: "a task with this id exists" };
   }
 }
-
-/** True for an error raised by the store or the connection (not a refusal). */
-export function isStoreError(err: unknown): boolean {
-  return err instanceof Error && !(err instanceof EngineError);
-}

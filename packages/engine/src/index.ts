@@ -1,7 +1,7 @@
 export { QueueEngine } from "./engine";
 export type { EngineOptions } from "./engine-context";
 export { SystemClock, ManualClock, type Clock } from "./clock";
-export { EngineError, ScriptCode, itemStatus, isStoreError, type EngineErrorKind } from "./errors";
+export { EngineError, ScriptCode, itemStatus, type EngineErrorKind } from "./errors";
 export {
   queueKeys,
   shardKeys,
