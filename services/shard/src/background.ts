@@ -39,9 +39,14 @@ export class BackgroundWork {
     );
   }
 
-  /** Something becomes due at `at` (a delayed enqueue or nack, a new lease): wake the due loop by then. */
+  /** Something becomes due at `at` (a new lease): wake the due loop by then. */
   wakeAt(at: number): void {
     if (at < this.sleepUntil) this.wakeSleeper?.();
+  }
+
+  /** A delayed task was stored whose run-at the caller does not know: re-read the earliest due time now. */
+  recheck(): void {
+    this.wakeSleeper?.();
   }
 
   async stop(): Promise<void> {

@@ -98,7 +98,7 @@ export class QueueCore {
               state: stateToWire(o.state),
             };
             if (!o.duplicate && o.state === "READY") ready++;
-            if (!o.duplicate && o.state === "SCHEDULED") this.background.wakeAt(0);
+            if (!o.duplicate && o.state === "SCHEDULED") this.background.recheck();
           });
           if (ready > 0) this.notifier.notify(queue, ready);
         } catch (err) {
@@ -239,7 +239,7 @@ export class QueueCore {
     const ready = new Map<string, { queue: QueueRef; n: number }>();
     outs.forEach((o, i) => {
       if (o.code !== ScriptCode.Ok) return;
-      if (o.state === "SCHEDULED") this.background.wakeAt(0);
+      if (o.state === "SCHEDULED") this.background.recheck();
       if (o.state !== "READY") return;
       const t = this.engine.decodeToken(tokens[i]!);
       if (!t) return;
