@@ -8,3 +8,4 @@ export {
   type GrpcServiceOptions,
 } from "./grpc-service";
 export { runService } from "./main";
+export { identityFrom, requireRole, type Identity, type Role } from "./identity";

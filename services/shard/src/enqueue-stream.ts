@@ -1,6 +1,6 @@
 import type { EnqueueStreamRequest, EnqueueStreamResponse } from "@codeq/proto";
 import { Channel } from "./channel";
-import type { Identity } from "./identity";
+import type { Identity } from "@codeq/server-kit";
 import type { QueueCore } from "./queue-core";
 import { toServerError } from "./status";
 

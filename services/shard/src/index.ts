@@ -6,4 +6,4 @@ export {
   type ShardConfig,
 } from "./config";
 export { startShardWorker, type ShardWorker } from "./shard-worker";
-export { identityFrom, type Identity, type Role } from "./identity";
+export { identityFrom, type Identity, type Role } from "@codeq/server-kit";

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "./channel";
-import type { Identity } from "./identity";
+import type { Identity } from "@codeq/server-kit";
 import type { Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, toServerError } from "./status";

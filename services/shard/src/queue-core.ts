@@ -19,7 +19,7 @@ import type {
 } from "@codeq/proto";
 import type { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
-import { requireRole, type Identity } from "./identity";
+import { requireRole, type Identity } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
 import { invalid, toServerError } from "./status";

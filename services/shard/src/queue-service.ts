@@ -3,7 +3,7 @@ import { TASK_ID_PATTERN, type QueueRef } from "@codeq/engine";
 import type { QueueServiceImplementation } from "@codeq/proto";
 import type { Lifecycle } from "@codeq/server-kit";
 import { enqueueStream } from "./enqueue-stream";
-import { identityFrom, requireRole, type Identity } from "./identity";
+import { identityFrom, requireRole, type Identity } from "@codeq/server-kit";
 import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid } from "./status";

@@ -24,7 +24,7 @@ export function identityFrom(metadata: Metadata, devIdentity: boolean): Identity
   if (!devIdentity) {
     throw new ServerError(
       Status.UNAUTHENTICATED,
-      "no credentials accepted: this shard worker runs without development identity (CODEQ_SHARD_DEV_IDENTITY) and authentication is not configured",
+      "no credentials accepted: this service runs without development identity (CODEQ_SHARD_DEV_IDENTITY / CODEQ_ROUTER_DEV_IDENTITY) and authentication is not configured",
     );
   }
   const tenant = metadata.get("x-codeq-tenant");
