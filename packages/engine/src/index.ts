@@ -22,7 +22,13 @@ export {
   type LeaseTokenFields,
 } from "./lease-token";
 export { TaskIdGenerator, TASK_ID_PATTERN } from "./task-id";
-export { DEFAULT_TASK_LIMITS, checkName, type TaskSpec, type TaskLimits } from "./task-spec";
+export {
+  DEFAULT_TASK_LIMITS,
+  checkName,
+  checkTask,
+  type TaskSpec,
+  type TaskLimits,
+} from "./task-spec";
 export type { TaskRecord, StoredTask, TaskState, BackoffPolicy, BackoffKind } from "./task-record";
 export type { EnqueueOutcome, Delivery, LeaseOptions, QueueStats } from "./transitions";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";

@@ -134,3 +134,19 @@ export function buildRecord(
   if (headers) record.headers = headers;
   return record;
 }
+
+/**
+ * Validates one task of `command` exactly as an enqueue would, without an engine
+ * (a router checks a whole batch before splitting it across shards). `where`
+ * names the item in the message, e.g. "tasks[3]".
+ */
+export function checkTask(
+  command: string,
+  spec: TaskSpec,
+  limits: TaskLimits,
+  now: number,
+  where = "task",
+): void {
+  checkName(`${where}.command`, command);
+  buildRecord(spec, "00000000000000000000000000", now, limits, where);
+}

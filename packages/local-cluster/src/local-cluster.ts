@@ -1,3 +1,4 @@
+import { RedisMapSource, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer } from "@codeq/testing";
 import { ServiceProcess } from "./service-process";
 
@@ -6,6 +7,8 @@ export interface LocalClusterOptions {
   shards?: number;
   /** Number of routers. Default 1. */
   routers?: number;
+  /** Command → shard id mappings of the initial map (the default shard is "a"). */
+  commands?: Record<string, string>;
   /** Extra environment for every service process. */
   env?: Record<string, string>;
 }
@@ -13,8 +16,12 @@ export interface LocalClusterOptions {
 /** One shard: its store and its worker. */
 export interface LocalShard {
   readonly id: string;
+  readonly address: string;
   readonly store: RedisServer;
+  /** The running worker process (replaced by restartWorker). */
   readonly worker: ServiceProcess;
+  /** Starts the worker again on the same address and store (after a stop or kill). */
+  restartWorker(): Promise<ServiceProcess>;
 }
 
 /** A running local cluster of real processes on loopback, each stopped by its PID. */
@@ -22,10 +29,26 @@ export interface LocalCluster {
   readonly control: RedisServer;
   readonly shards: readonly LocalShard[];
   readonly routers: readonly ServiceProcess[];
+  /** A source on the control store's shard map (compare-and-set, audit); the caller closes it. */
+  mapSource(): RedisMapSource;
   stop(): Promise<void>;
 }
 
-/** Starts a control store, N shards (store + worker) and the routers; waits until every one is healthy. */
+/** Environment every local shard worker and router runs with (a development setup). */
+function devEnv(role: "SHARD" | "ROUTER"): Record<string, string> {
+  // callers state their tenant in metadata; the map is polled often so a lost
+  // announcement shows quickly
+  return {
+    [`CODEQ_${role}_DEV_IDENTITY`]: "true",
+    [`CODEQ_${role}_MAP_POLL_MS`]: "1000",
+  };
+}
+
+/**
+ * Starts a control store holding an initial shard map (shards a, b, c … with the
+ * default shard a), N shards (store + worker following the map) and the routers;
+ * waits until every one is healthy.
+ */
 export async function startLocalCluster(options: LocalClusterOptions = {}): Promise<LocalCluster> {
   const shardCount = options.shards ?? 3;
   const routerCount = options.routers ?? 1;
@@ -37,28 +60,63 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
   try {
     const control = await RedisServer.start({ spawnOnly: true, persistent: true });
     started.push(control);
+    const mapSource = () => new RedisMapSource({ url: control.url });
+    const ids = Array.from({ length: shardCount }, (_, i) => String.fromCharCode(97 + i));
+    const addresses = await Promise.all(ids.map(async () => `127.0.0.1:${await freePort()}`));
+    const draft: ShardMapDraft = {
+      shards: Object.fromEntries(
+        ids.map((id, i) => [id, { endpoint: addresses[i]!, state: "active" as const }]),
+      ),
+      defaultShard: "a",
+      commands: options.commands ?? {},
+      tenants: {},
+      migrations: [],
+    };
+    const source = mapSource();
+    await source
+      .compareAndSet(0, draft, {
+        actor: "local-cluster",
+        action: "Bootstrap",
+        summary: `shards ${ids.join(", ")}; default a`,
+      })
+      .finally(() => source.close());
+
     const shards: LocalShard[] = [];
-    for (let i = 0; i < shardCount; i++) {
-      const id = String.fromCharCode(97 + i); // a, b, c ...
+    for (const [i, id] of ids.entries()) {
       const store = await RedisServer.start({ spawnOnly: true, persistent: true });
       started.push(store);
-      const address = `127.0.0.1:${await freePort()}`;
-      const worker = await ServiceProcess.start(`shard-${id}`, "shard", address, {
-        // a local cluster is a development setup: callers state their tenant
-        CODEQ_SHARD_DEV_IDENTITY: "true",
-        CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-        ...env,
-        CODEQ_SHARD_ID: id,
-        CODEQ_SHARD_LISTEN: address,
-        CODEQ_SHARD_REDIS_URL: store.url,
-      });
-      started.push(worker);
-      shards.push({ id, store, worker });
+      const address = addresses[i]!;
+      const startWorker = async () => {
+        const proc = await ServiceProcess.start(`shard-${id}`, "shard", address, {
+          ...devEnv("SHARD"),
+          CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
+          ...env,
+          CODEQ_SHARD_ID: id,
+          CODEQ_SHARD_LISTEN: address,
+          CODEQ_SHARD_REDIS_URL: store.url,
+          CODEQ_SHARD_CONTROL_URL: control.url,
+        });
+        started.push(proc);
+        return proc;
+      };
+      const shard = {
+        id,
+        address,
+        store,
+        worker: await startWorker(),
+        async restartWorker() {
+          await shard.worker.stop();
+          shard.worker = await startWorker();
+          return shard.worker;
+        },
+      };
+      shards.push(shard);
     }
     const routers: ServiceProcess[] = [];
     for (let i = 0; i < routerCount; i++) {
       const address = `127.0.0.1:${await freePort()}`;
       const router = await ServiceProcess.start(`router-${i + 1}`, "router", address, {
+        ...devEnv("ROUTER"),
         ...env,
         CODEQ_ROUTER_LISTEN: address,
         CODEQ_ROUTER_CONTROL_URL: control.url,
@@ -66,7 +124,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       started.push(router);
       routers.push(router);
     }
-    return { control, shards, routers, stop: stopAll };
+    return { control, shards, routers, mapSource, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

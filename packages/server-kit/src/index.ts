@@ -9,3 +9,5 @@ export {
 } from "./grpc-service";
 export { runService } from "./main";
 export { identityFrom, requireRole, type Identity, type Role } from "./identity";
+export { Channel } from "./channel";
+export { answerConcurrently } from "./answer-concurrently";

@@ -45,6 +45,7 @@ export {
   applicableMigrations,
   currentShardOf,
   queueShardsOf,
+  commandShardsOf,
   type Resolution,
   type ResolvedBy,
 } from "./resolve";

@@ -83,3 +83,23 @@ export function currentShardOf(map: RoutingTable, command: string, tenant: strin
 export function queueShardsOf(map: RoutingTable, command: string, tenant: string): string[] {
   return resolveQueue(map, command, tenant).queueShards;
 }
+
+/**
+ * Every shard that may hold tasks of `command` for any tenant (what a cross-tenant
+ * worker leases from): the command's shard, every tenant override of it, and both
+ * sides of its unfinished migrations, the shards being drained first.
+ */
+export function commandShardsOf(map: RoutingTable, command: string): string[] {
+  const prefix = `${command}/`;
+  const overrides = Object.entries(map.tenants)
+    .filter(([key]) => key.startsWith(prefix))
+    .map(([, shard]) => shard);
+  const migrations = (map.migrations ?? []).filter((m) => isUnfinished(m) && m.command === command);
+  const ordered = [
+    ...migrations.map(drainingSide),
+    ...migrations.map(fillingSide),
+    map.commands[command] ?? map.defaultShard,
+    ...overrides,
+  ];
+  return [...new Set(ordered)];
+}

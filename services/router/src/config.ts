@@ -4,13 +4,46 @@ import { loadConfig } from "@codeq/server-kit";
 /** Environment variables: CODEQ_ROUTER_<SETTING>. File: CODEQ_ROUTER_CONFIG_FILE. */
 export const ROUTER_ENV_PREFIX = "CODEQ_ROUTER_";
 
+const int = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallback);
+
 export const routerConfigSchema = z.object({
   /** gRPC listen address for clients; port 0 picks a free port. */
   listen: z.string().default("127.0.0.1:7300"),
-  /** The control store holding the shard map (key codeq:ctl:shardmap). */
+  /** The control store holding the shard map (key <controlPrefix>:ctl:shardmap). */
   controlUrl: z.string().url().default("redis://127.0.0.1:6379"),
+  /** Key prefix of the shard map in the control store. */
+  controlPrefix: z.string().min(1).default("codeq"),
+  /** Fallback poll of the shard map, ms (changes normally arrive by announcement). */
+  mapPollMs: int(100, 600_000, 2_000),
+  /** How long start-up waits for a shard map to exist in the control store, ms. */
+  mapStartTimeoutMs: int(0, 600_000, 30_000),
+  /**
+   * Development identity: trust `x-codeq-tenant` (and `x-codeq-roles`) metadata
+   * from any caller. Never in production; the router logs a warning when it is on.
+   */
+  devIdentity: bool(false),
+  /** gRPC channels (HTTP/2 connections) the router keeps to each shard worker. */
+  channelsPerShard: int(1, 16, 2),
+  /** Deadline of a forwarded call when the client set a longer one or none, ms. */
+  shardTimeoutMs: int(100, 600_000, 10_000),
+  /** Per-shard timeout of fan-out reads (QueueStats, GetTask, ListShards), ms. */
+  fanoutTimeoutMs: int(50, 60_000, 2_000),
+  /** Circuit breaker: failure percentage over the window that opens it. */
+  breakerErrorPercent: int(1, 100, 50),
+  /** Circuit breaker: calls in the window before it may open. */
+  breakerVolume: int(1, 10_000, 5),
+  /** Circuit breaker: how long it stays open before letting a trial call through, ms. */
+  breakerResetMs: int(100, 600_000, 2_000),
+  /** Circuit breaker: the rolling window failures are counted over, ms. */
+  breakerWindowMs: int(1_000, 600_000, 10_000),
+  /** Largest task payload accepted, bytes (checked before a batch is split; shards check again). */
+  payloadCapBytes: int(1, 64 * 1024 * 1024, 1024 * 1024),
+  /** Most credits a client's LeaseStream may hold outstanding. */
+  maxStreamCredits: int(1, 1_000_000, 10_000),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
-  graceMs: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  graceMs: int(0, 600_000, 10_000),
 });
 
 export type RouterConfig = Readonly<z.infer<typeof routerConfigSchema>>;
@@ -18,4 +51,9 @@ export type RouterConfig = Readonly<z.infer<typeof routerConfigSchema>>;
 /** Reads, validates and freezes the router's configuration. */
 export function loadRouterConfig(env: NodeJS.ProcessEnv = process.env): RouterConfig {
   return loadConfig(routerConfigSchema, ROUTER_ENV_PREFIX, env);
+}
+
+/** A full configuration from defaults and `overrides` (tests, embedding). */
+export function routerConfig(overrides: Partial<RouterConfig> = {}): RouterConfig {
+  return Object.freeze(routerConfigSchema.parse(overrides));
 }

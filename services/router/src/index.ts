@@ -1,5 +1,6 @@
 export {
   loadRouterConfig,
+  routerConfig,
   routerConfigSchema,
   ROUTER_ENV_PREFIX,
   type RouterConfig,

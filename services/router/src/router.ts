@@ -1,25 +1,97 @@
-import { createLogger, startGrpcService, type GrpcService, type Logger } from "@codeq/server-kit";
+import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
+import {
+  createLogger,
+  Lifecycle,
+  startGrpcService,
+  type GrpcService,
+  type Logger,
+} from "@codeq/server-kit";
+import { MapCache, RedisMapSource } from "@codeq/shardmap";
+import { adminRouter } from "./admin-router";
 import type { RouterConfig } from "./config";
+import { queueRouter } from "./queue-router";
+import { Routing } from "./routing";
+import { ShardPool } from "./shard-pool";
 
 /** A running router. */
 export interface Router {
   readonly port: number;
   readonly grpc: GrpcService;
+  readonly routing: Routing;
+  /** Graceful shutdown: health NOT_SERVING, client streams end, in-flight calls finish. */
   stop(): Promise<void>;
 }
 
 /**
- * Starts the router. At this stage it serves health and reflection only; routing
- * over the shard map lands with the shard map work.
+ * Starts a router: loads the shard map from the control store (waiting for one to
+ * exist), follows its announcements and polls as a fallback, keeps connections and
+ * a circuit breaker per shard, and serves codeq.v1.QueueService and AdminService
+ * by forwarding to the shards that own each queue.
  */
 export async function startRouter(
   config: RouterConfig,
   logger: Logger = createLogger("router"),
 ): Promise<Router> {
-  const grpc = await startGrpcService({ listen: config.listen, logger, register: () => [] });
+  if (config.devIdentity) {
+    logger.warn(
+      "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
+    );
+  }
+  let lastError = "";
+  const source = new RedisMapSource({
+    url: config.controlUrl,
+    prefix: config.controlPrefix,
+    onError: (err) => logOnce(err.message),
+  });
+  const logOnce = (message: string) => {
+    if (message === lastError) return;
+    lastError = message;
+    logger.warn({ err: message }, "control store: keeping the last good shard map");
+  };
+  const cache = new MapCache(source, {
+    pollMs: config.mapPollMs,
+    startTimeoutMs: config.mapStartTimeoutMs,
+    onError: (err) => logOnce(err.message),
+  });
+  const pool = new ShardPool(config, logger);
+  try {
+    pool.update(await cache.start());
+  } catch (err) {
+    await source.close();
+    throw err;
+  }
+  cache.onChange((map, previous) => {
+    pool.update(map);
+    lastError = "";
+    logger.info({ version: map.version, previous: previous?.version }, "shard map changed");
+  });
+  const routing = new Routing(config, cache, pool, logger);
+  const lifecycle = new Lifecycle();
+  const grpc = await startGrpcService({
+    listen: config.listen,
+    logger,
+    lifecycle,
+    register(server) {
+      server.add(QueueServiceDefinition, queueRouter(routing, lifecycle));
+      server.add(AdminServiceDefinition, adminRouter(routing));
+      return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
+    },
+  });
+  logger.info({ port: grpc.port, mapVersion: cache.status().version }, "router ready");
+
+  let stopping: Promise<void> | undefined;
   return {
     port: grpc.port,
     grpc,
-    stop: () => grpc.shutdown(config.graceMs),
+    routing,
+    stop() {
+      stopping ??= (async () => {
+        await grpc.shutdown(config.graceMs);
+        cache.stop();
+        pool.close();
+        await source.close();
+      })();
+      return stopping;
+    },
   };
 }

@@ -71,6 +71,18 @@ export const shardConfigSchema = z.object({
   graceMs: ms(0, 600_000, 10_000),
   /** How often the store is pinged for the health status, in ms. */
   storeCheckMs: ms(100, 60_000, 2_000),
+  /**
+   * The control store holding the shard map (redis://host:port). Empty: a standalone
+   * shard with no map, which owns every queue and fences nothing.
+   */
+  controlUrl: z.union([z.literal(""), z.string().url()]).default(""),
+  /** Key prefix of the shard map in the control store (the map is `<prefix>:ctl:shardmap`). */
+  controlPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .default("codeq"),
+  /** How often the shard map is re-read as a fallback to its announcements, ms. */
+  mapPollMs: ms(100, 3_600_000, 2_000),
 });
 
 export type ShardConfig = Readonly<z.infer<typeof shardConfigSchema>>;

@@ -11,12 +11,14 @@ const IN_FLIGHT = 16;
  * The high-rate producer path: every batch is answered once, by its seq, with
  * per-item results; up to 16 batches are stored concurrently, so answers may come
  * out of order. A bad batch is answered with its error on every item and the stream
- * goes on. The stream ends once the producer half-closes and every batch is answered.
+ * goes on; so is a batch refused by fencing (UNAVAILABLE, naming the owner and the
+ * map version: a stream has no trailers per batch). The stream ends once the producer half-closes and every batch is answered.
  */
 export async function* enqueueStream(
   core: QueueCore,
   identity: Identity,
   requests: AsyncIterable<EnqueueStreamRequest>,
+  seenMapVersion = 0,
 ): AsyncGenerator<EnqueueStreamResponse> {
   const out = new Channel<EnqueueStreamResponse>();
   let inFlight = 0;
@@ -34,7 +36,7 @@ export async function* enqueueStream(
         while (inFlight >= IN_FLIGHT) await new Promise<void>((r) => (slot = r));
         inFlight++;
         core
-          .enqueue(identity, req.tasks)
+          .enqueue(identity, req.tasks, seenMapVersion)
           .then(
             (results) => out.push({ seq: req.seq, results }),
             (err: unknown) => {

@@ -7,3 +7,4 @@ export {
 } from "./config";
 export { startShardWorker, type ShardWorker } from "./shard-worker";
 export { identityFrom, type Identity, type Role } from "@codeq/server-kit";
+export { NotOwnerError, MAP_VERSION_TRAILER, OWNER_TRAILER } from "./errors";

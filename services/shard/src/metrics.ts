@@ -3,11 +3,27 @@ import { ServerError, Status, type ServerMiddleware } from "nice-grpc";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { QueueEngine } from "@codeq/engine";
 
+/** Tasks per state, summed over the tenants of one command. */
+export interface Depth {
+  ready: number;
+  scheduled: number;
+  leased: number;
+  dead: number;
+  completed: number;
+}
+
+/** What the map gauges read at scrape time. */
+export interface MapView {
+  readonly version: number;
+  readonly stale: boolean;
+}
+
 /**
  * Prometheus metrics of one shard worker (SPEC §6):
  * codeq_queue_depth{command,shard,type}, codeq_shard_operation_duration_seconds{shard,operation},
  * codeq_shard_available{shard}, codeq_rpc_requests_total{method,code},
- * codeq_rpc_duration_seconds{method}, plus stream and background counters.
+ * codeq_rpc_duration_seconds{method}, codeq_shard_map_version{shard},
+ * codeq_shard_map_stale{shard}, plus stream and background counters.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -20,12 +36,14 @@ export class Metrics {
   readonly released: Counter;
   readonly reaped: Counter;
   readonly cleaned: Counter;
+  /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
+  private map: () => MapView = () => ({ version: 0, stale: false });
 
   constructor(
     private readonly shard: string,
-    engine: QueueEngine,
+    private readonly engine: QueueEngine,
     /** At most this many queues are counted per scrape (the depth gauge reads the store). */
-    maxQueuesPerScrape = 500,
+    private readonly maxQueuesPerScrape = 500,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "codeq_shard_process_" });
@@ -85,32 +103,63 @@ export class Metrics {
       help: "Tasks per queue state on this shard, summed over tenants.",
       labelNames: ["command", "shard", "type"],
       registers,
-      async collect() {
+      collect: async () => {
         depth.reset();
-        const queues = (await engine.queues()).slice(0, maxQueuesPerScrape);
-        const sums = new Map<string, Record<string, number>>();
-        for (const q of queues) {
-          const s = await engine.stats(q);
-          const sum = sums.get(q.command) ?? {
-            ready: 0,
-            scheduled: 0,
-            leased: 0,
-            dead: 0,
-            completed: 0,
-          };
-          sum.ready! += s.ready;
-          sum.scheduled! += s.scheduled;
-          sum.leased! += s.leased;
-          sum.dead! += s.dead;
-          sum.completed! += s.completed;
-          sums.set(q.command, sum);
-        }
-        for (const [command, sum] of sums) {
+        for (const [command, sum] of await this.depthByCommand()) {
           for (const [type, value] of Object.entries(sum))
             depth.set({ command, shard, type }, value);
         }
       },
     });
+    const mapVersion = new Gauge({
+      name: "codeq_shard_map_version",
+      help: "The shard map version this worker holds (0: standalone, no map).",
+      labelNames: ["shard"],
+      registers,
+      collect: () => {
+        mapVersion.set({ shard }, this.map().version);
+      },
+    });
+    const mapStale = new Gauge({
+      name: "codeq_shard_map_stale",
+      help: "1 while the shard map may be old: the control store does not answer, the last map is served.",
+      labelNames: ["shard"],
+      registers,
+      collect: () => {
+        mapStale.set({ shard }, this.map().stale ? 1 : 0);
+      },
+    });
+  }
+
+  /** Reports the shard map the worker follows in the map gauges. */
+  followMap(view: () => MapView): void {
+    this.map = view;
+  }
+
+  /**
+   * Tasks per state summed per command, over at most `maxQueuesPerScrape` queues
+   * (one stats read each): the depth gauge and GetShardStatus.
+   */
+  async depthByCommand(): Promise<Map<string, Depth>> {
+    const queues = (await this.engine.queues()).slice(0, this.maxQueuesPerScrape);
+    const sums = new Map<string, Depth>();
+    for (const q of queues) {
+      const s = await this.engine.stats(q);
+      const sum = sums.get(q.command) ?? {
+        ready: 0,
+        scheduled: 0,
+        leased: 0,
+        dead: 0,
+        completed: 0,
+      };
+      sum.ready += s.ready;
+      sum.scheduled += s.scheduled;
+      sum.leased += s.leased;
+      sum.dead += s.dead;
+      sum.completed += s.completed;
+      sums.set(q.command, sum);
+    }
+    return sums;
   }
 
   /** Times an engine operation. */

@@ -19,6 +19,7 @@ import type {
 } from "@codeq/proto";
 import type { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
+import type { ShardFence } from "./fence";
 import { requireRole, type Identity } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
@@ -46,6 +47,8 @@ export class QueueCore {
     private readonly background: BackgroundWork,
     private readonly metrics: Metrics,
     readonly config: ShardConfig,
+    /** Ownership under the shard map; undefined for a standalone shard (no map, no check). */
+    private readonly fence?: ShardFence,
   ) {}
 
   /** Counts open streams (a gauge). */
@@ -59,8 +62,16 @@ export class QueueCore {
       throw invalid(`${what}: at most ${this.config.maxBatch} items per call, got ${n}`);
   }
 
-  /** Validates the whole batch first (all or nothing), then stores it queue by queue. */
-  async enqueue(identity: Identity, requests: readonly EnqueueRequest[]): Promise<EnqueueResult[]> {
+  /**
+   * Validates the whole batch first (all or nothing), refuses it whole with
+   * NotOwnerError if this shard does not own one of its queues, then stores it queue
+   * by queue. `seenMapVersion`: the map version the caller routed by (0: unknown).
+   */
+  async enqueue(
+    identity: Identity,
+    requests: readonly EnqueueRequest[],
+    seenMapVersion = 0,
+  ): Promise<EnqueueResult[]> {
     requireRole(identity, "producer", "enqueue");
     this.checkBatch("tasks", requests.length);
     const groups = new Map<string, { queue: QueueRef; specs: TaskSpec[]; indexes: number[] }>();
@@ -84,6 +95,11 @@ export class QueueCore {
     } catch (err) {
       throw toServerError(err);
     }
+    if (this.fence)
+      await this.fence.check(
+        [...groups.values()].map((g) => g.queue),
+        seenMapVersion,
+      );
     const results: EnqueueResult[] = new Array(requests.length);
     await Promise.all(
       [...groups.values()].map(async ({ queue, specs, indexes }) => {

@@ -6,7 +6,7 @@ import { enqueueStream } from "./enqueue-stream";
 import { identityFrom, requireRole, type Identity } from "@codeq/server-kit";
 import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
-import { asServerErrors, invalid } from "./status";
+import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
 import { countsToWire, deliveryToWire, taskToWire } from "./wire";
 
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
@@ -43,18 +43,24 @@ export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServic
 
   return {
     async enqueue(req, ctx) {
-      const [result] = await core.enqueue(who(ctx), [req]);
+      const [result] = await withFencingTrailers(ctx, () =>
+        core.enqueue(who(ctx), [req], seenMapVersion(ctx)),
+      );
       if (result!.status!.code !== Status.OK)
         throw new ServerError(result!.status!.code, result!.status!.message);
       return { taskId: result!.taskId, duplicate: result!.duplicate, state: result!.state };
     },
 
     async enqueueBatch(req, ctx) {
-      return { results: await core.enqueue(who(ctx), req.tasks) };
+      const identity = who(ctx);
+      const results = await withFencingTrailers(ctx, () =>
+        core.enqueue(identity, req.tasks, seenMapVersion(ctx)),
+      );
+      return { results };
     },
 
     async *enqueueStream(requests, ctx) {
-      yield* enqueueStream(core, who(ctx), requests);
+      yield* enqueueStream(core, who(ctx), requests, seenMapVersion(ctx));
     },
 
     async lease(req, ctx) {

@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import { QueueEngine } from "@codeq/engine";
-import { QueueServiceDefinition } from "@codeq/proto";
+import { internal, QueueServiceDefinition } from "@codeq/proto";
+import type { MapCache } from "@codeq/shardmap";
 import {
   createLogger,
   Lifecycle,
@@ -10,10 +11,12 @@ import {
 } from "@codeq/server-kit";
 import { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
+import { followShardMap } from "./map-follower";
 import { Metrics, rpcMetrics } from "./metrics";
 import { Notifier } from "./notifier";
 import { QueueCore } from "./queue-core";
 import { queueService } from "./queue-service";
+import { shardService } from "./shard-service";
 
 /** A running shard worker. */
 export interface ShardWorker {
@@ -24,6 +27,10 @@ export interface ShardWorker {
   readonly engine: QueueEngine;
   readonly notifier: Notifier;
   readonly metrics: Metrics;
+  /** The shard map followed (undefined for a standalone shard, without `controlUrl`). */
+  readonly map: MapCache | undefined;
+  /** The shard map version held; 0 for a standalone shard. */
+  mapVersion(): number;
   /**
    * Graceful shutdown: health NOT_SERVING, streams end (UNAVAILABLE, leases
    * released), long polls answer, in-flight calls finish within the grace period,
@@ -32,7 +39,11 @@ export interface ShardWorker {
   stop(): Promise<void>;
 }
 
-/** Starts a shard worker serving codeq.v1.QueueService on its own store. */
+/**
+ * Starts a shard worker serving codeq.v1.QueueService (and the internal
+ * codeq.internal.v1.ShardService) on its own store. With `controlUrl` it first
+ * waits for the shard map and then refuses enqueues for queues it does not own.
+ */
 export async function startShardWorker(
   config: ShardConfig,
   logger: Logger = createLogger(`shard-${config.id}`),
@@ -42,6 +53,8 @@ export async function startShardWorker(
       "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
     );
   }
+  const follower = config.controlUrl ? await followShardMap(config, logger) : undefined;
+  const mapVersion = () => follower?.cache.status().version ?? 0;
   const redis = new Redis(config.redisUrl, {
     protocol: 2,
     lazyConnect: true,
@@ -59,10 +72,13 @@ export async function startShardWorker(
     limits: { payloadCapBytes: config.payloadCapBytes },
   });
   const metrics = new Metrics(config.id, engine);
+  if (follower) metrics.followMap(() => follower.cache.status());
   const notifier = new Notifier();
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
-  const core = new QueueCore(engine, notifier, background, metrics, config);
+  const core = new QueueCore(engine, notifier, background, metrics, config, follower?.fence);
   const lifecycle = new Lifecycle();
+  let storeReachable = false;
+  const view = { shard: config.id, storeReachable: () => storeReachable, mapVersion };
   const grpc = await startGrpcService({
     listen: config.listen,
     logger,
@@ -70,7 +86,8 @@ export async function startShardWorker(
     middleware: [rpcMetrics(metrics)],
     register(server) {
       server.add(QueueServiceDefinition, queueService(core, lifecycle));
-      return [QueueServiceDefinition.fullName];
+      server.add(internal.ShardServiceDefinition, shardService(view, engine, metrics, lifecycle));
+      return [QueueServiceDefinition.fullName, internal.ShardServiceDefinition.fullName];
     },
   });
   background.start();
@@ -79,11 +96,13 @@ export async function startShardWorker(
     : undefined;
 
   const checkStore = async () => {
+    follower?.checkStale();
     if (lifecycle.state !== "serving") return;
     const ok = await redis.ping().then(
       () => true,
       () => false,
     );
+    storeReachable = ok;
     metrics.available.set({ shard: config.id }, ok ? 1 : 0);
     grpc.health.setStatus(ok ? "healthy" : "unhealthy");
   };
@@ -91,7 +110,12 @@ export async function startShardWorker(
   const storeTimer = setInterval(() => void checkStore(), config.storeCheckMs);
   storeTimer.unref();
   logger.info(
-    { shard: config.id, port: grpc.port, metricsPort: metricsServer?.port },
+    {
+      shard: config.id,
+      port: grpc.port,
+      metricsPort: metricsServer?.port,
+      mapVersion: mapVersion(),
+    },
     "shard worker ready",
   );
 
@@ -103,12 +127,15 @@ export async function startShardWorker(
     engine,
     notifier,
     metrics,
+    map: follower?.cache,
+    mapVersion,
     stop() {
       stopping ??= (async () => {
         clearInterval(storeTimer);
         await grpc.shutdown(config.graceMs);
         await background.stop();
         await metricsServer?.close();
+        await follower?.stop();
         await redis.quit().catch(() => redis.disconnect());
       })();
       return stopping;

@@ -1,5 +1,6 @@
 import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
 import {
+  internal,
   QueueServiceDefinition,
   type QueueServiceClient,
   type LeaseStreamRequest,
@@ -21,6 +22,8 @@ export interface ShardFixture {
   client(tenant: string, roles?: string): QueueServiceClient;
   /** A client with no identity at all. */
   anonymous(): QueueServiceClient;
+  /** A client of the internal codeq.internal.v1.ShardService (no identity). */
+  shardClient(): internal.ShardServiceClient;
   restart(overrides?: Partial<ShardConfig>): Promise<void>;
   close(): Promise<void>;
 }
@@ -64,6 +67,11 @@ export async function shardFixture(
       const channel = createChannel(`127.0.0.1:${worker.port}`);
       channels.push(channel);
       return createClient(QueueServiceDefinition, channel);
+    },
+    shardClient() {
+      const channel = createChannel(`127.0.0.1:${worker.port}`);
+      channels.push(channel);
+      return createClient(internal.ShardServiceDefinition, channel);
     },
     async restart(extra = {}) {
       await worker.stop();

@@ -1,0 +1,50 @@
+/** An unbounded async queue: producers push, one consumer iterates; ends on close or fail. */
+export class Channel<T> implements AsyncIterable<T> {
+  private readonly items: T[] = [];
+  private wake: (() => void) | undefined;
+  private closed = false;
+  private failure: { error: unknown } | undefined;
+
+  push(item: T): void {
+    if (this.closed) return;
+    this.items.push(item);
+    this.signal();
+  }
+
+  /** Ends the iteration once the queued items are consumed. */
+  close(): void {
+    this.closed = true;
+    this.signal();
+  }
+
+  /** Ends the iteration with `error` after the queued items. */
+  fail(error: unknown): void {
+    if (this.closed) return;
+    this.failure = { error };
+    this.closed = true;
+    this.signal();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<T> {
+    for (;;) {
+      const next = this.items.shift();
+      if (next !== undefined) {
+        yield next;
+        continue;
+      }
+      if (this.failure) throw this.failure.error;
+      if (this.closed) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private signal(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+}

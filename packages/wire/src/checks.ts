@@ -1,0 +1,32 @@
+import type { ExtendItem, NackItem } from "@codeq/proto";
+
+/** Longest nack delay, ms (one day). */
+export const MAX_NACK_DELAY_MS = 86_400_000;
+/** Largest nack error text, bytes. */
+export const MAX_NACK_ERROR_BYTES = 4096;
+/** Lease durations a caller may ask for, ms. */
+export const LEASE_MS_RANGE = { min: 1000, max: 43_200_000 } as const;
+
+/**
+ * What is wrong with a batch of nacks, or undefined. Shared by the shard worker
+ * and the router (which checks before it splits a batch across shards).
+ */
+export function nackProblem(items: readonly NackItem[]): string | undefined {
+  for (const [i, item] of items.entries()) {
+    if (item.delayMs !== undefined && item.delayMs > MAX_NACK_DELAY_MS)
+      return `items[${i}].delay_ms must be at most ${MAX_NACK_DELAY_MS}`;
+    if (Buffer.byteLength(item.error) > MAX_NACK_ERROR_BYTES)
+      return `items[${i}].error must be at most ${MAX_NACK_ERROR_BYTES} bytes`;
+  }
+  return undefined;
+}
+
+/** What is wrong with a batch of extends, or undefined. */
+export function extendProblem(items: readonly ExtendItem[]): string | undefined {
+  for (const [i, item] of items.entries()) {
+    const ms = item.leaseDurationMs;
+    if (ms && (ms < LEASE_MS_RANGE.min || ms > LEASE_MS_RANGE.max))
+      return `items[${i}].lease_duration_ms must be ${LEASE_MS_RANGE.min}..${LEASE_MS_RANGE.max}`;
+  }
+  return undefined;
+}

@@ -1,0 +1,12 @@
+/**
+ * @codeq/wire: conversions between the codeq.v1 wire contract and the engine's
+ * types, and the checks a batch passes before any shard sees it.
+ */
+export { stateToWire, specFromWire, taskToWire, deliveryToWire, countsToWire } from "./wire";
+export {
+  nackProblem,
+  extendProblem,
+  MAX_NACK_DELAY_MS,
+  MAX_NACK_ERROR_BYTES,
+  LEASE_MS_RANGE,
+} from "./checks";

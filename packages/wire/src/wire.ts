@@ -1,0 +1,110 @@
+import {
+  BackoffKind,
+  TaskState,
+  type EnqueueRequest,
+  type LeasedTask,
+  type QueueCounts,
+  type Task,
+} from "@codeq/proto";
+import type {
+  Delivery,
+  QueueStats,
+  StoredTask,
+  TaskSpec,
+  TaskState as EngineState,
+  BackoffKind as EngineBackoffKind,
+} from "@codeq/engine";
+
+/** Conversions between the wire contract (codeq.v1) and the engine's types. */
+
+const STATE: Record<EngineState, TaskState> = {
+  READY: TaskState.TASK_STATE_READY,
+  SCHEDULED: TaskState.TASK_STATE_SCHEDULED,
+  LEASED: TaskState.TASK_STATE_LEASED,
+  COMPLETED: TaskState.TASK_STATE_COMPLETED,
+  DEAD: TaskState.TASK_STATE_DEAD,
+};
+
+const KIND_TO_WIRE: Record<EngineBackoffKind, BackoffKind> = {
+  fixed: BackoffKind.BACKOFF_KIND_FIXED,
+  linear: BackoffKind.BACKOFF_KIND_LINEAR,
+  exponential: BackoffKind.BACKOFF_KIND_EXPONENTIAL,
+};
+
+export function stateToWire(state: EngineState | undefined): TaskState {
+  return state ? STATE[state] : TaskState.TASK_STATE_UNSPECIFIED;
+}
+
+/** An EnqueueRequest as the engine's spec (range checks happen in the engine). */
+export function specFromWire(req: EnqueueRequest): TaskSpec {
+  const spec: {
+    -readonly [K in keyof TaskSpec]: TaskSpec[K];
+  } = {
+    payload: req.payload,
+    priority: req.priority,
+    maxAttempts: req.maxAttempts,
+  };
+  if (req.delayMs) spec.delayMs = req.delayMs;
+  if (req.runAtMs) spec.runAtMs = req.runAtMs;
+  if (req.idempotencyKey) spec.idempotencyKey = req.idempotencyKey;
+  if (Object.keys(req.headers).length > 0) spec.headers = req.headers;
+  if (req.backoff) {
+    const b = req.backoff;
+    const kind =
+      b.kind === BackoffKind.BACKOFF_KIND_FIXED
+        ? "fixed"
+        : b.kind === BackoffKind.BACKOFF_KIND_LINEAR
+          ? "linear"
+          : "exponential";
+    spec.backoff = {
+      kind,
+      baseMs: b.baseMs || 1000,
+      maxMs: b.maxMs || Math.max(300_000, b.baseMs),
+      jitter: b.jitter,
+    };
+  }
+  return spec;
+}
+
+export function taskToWire(task: StoredTask): Task {
+  return {
+    id: task.id,
+    command: task.command,
+    tenant: task.tenant,
+    payload: task.payload,
+    priority: task.priority,
+    runAtMs: task.runAt,
+    maxAttempts: task.maxAttempts,
+    attempts: task.attempts,
+    backoff: {
+      kind: KIND_TO_WIRE[task.backoff.kind],
+      baseMs: task.backoff.baseMs,
+      maxMs: task.backoff.maxMs,
+      jitter: task.backoff.jitter,
+    },
+    idempotencyKey: task.idemKey ?? "",
+    headers: task.headers ?? {},
+    createdAtMs: task.createdAt,
+    updatedAtMs: task.updatedAt,
+    state: STATE[task.state],
+    lastError: task.lastError ?? "",
+    result: task.result ?? Buffer.alloc(0),
+    shard: task.shard,
+    leaseDeadlineMs: task.leaseDeadline ?? 0,
+  };
+}
+
+export function deliveryToWire(d: Delivery): LeasedTask {
+  return { task: taskToWire(d.task), leaseToken: d.token, leaseDeadlineMs: d.deadline };
+}
+
+export function countsToWire(s: QueueStats): QueueCounts {
+  return {
+    readyByPriority: s.readyByPriority,
+    ready: s.ready,
+    scheduled: s.scheduled,
+    leased: s.leased,
+    dead: s.dead,
+    completed: s.completed,
+  };
+}

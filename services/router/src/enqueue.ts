@@ -1,0 +1,112 @@
+import { ServerError, Status } from "nice-grpc";
+import { checkTask, DEFAULT_TASK_LIMITS, EngineError, type TaskLimits } from "@codeq/engine";
+import type { EnqueueRequest, EnqueueResult } from "@codeq/proto";
+import { specFromWire } from "@codeq/wire";
+import { NotOwnerError, type Forward, type Routing } from "./routing";
+
+/** The most items one EnqueueBatch (or EnqueueStream message) may carry. */
+export const MAX_BATCH = 1000;
+
+/**
+ * Checks a whole batch as a shard would, naming items by their index in the
+ * caller's batch, before any of it is split across shards: validation stays all
+ * or nothing however many shards the batch touches.
+ */
+export function checkBatch(tasks: readonly EnqueueRequest[], limits: TaskLimits): void {
+  if (tasks.length === 0)
+    throw new ServerError(Status.INVALID_ARGUMENT, "tasks: at least one item is required");
+  if (tasks.length > MAX_BATCH)
+    throw new ServerError(
+      Status.INVALID_ARGUMENT,
+      `tasks: at most ${MAX_BATCH} items per call, got ${tasks.length}`,
+    );
+  const now = Date.now();
+  try {
+    tasks.forEach((t, i) => checkTask(t.command, specFromWire(t), limits, now, `tasks[${i}]`));
+  } catch (err) {
+    if (err instanceof EngineError) throw new ServerError(err.status, err.message);
+    throw err;
+  }
+}
+
+export function taskLimits(routing: Routing): TaskLimits {
+  return { ...DEFAULT_TASK_LIMITS, payloadCapBytes: routing.config.payloadCapBytes };
+}
+
+const failed = (code: Status, message: string): EnqueueResult => ({
+  status: { code, message },
+  taskId: "",
+  duplicate: false,
+  state: 0,
+});
+
+/**
+ * Stores a checked batch: split by current shard, sent in parallel, answered in
+ * the caller's order. Items a shard refused because it no longer owns their queue
+ * are re-resolved after a map refresh and sent once more; items whose shard fails
+ * get that failure as their status (UNAVAILABLE may be retried by the caller).
+ */
+export async function enqueueBatch(
+  routing: Routing,
+  f: Forward,
+  tasks: readonly EnqueueRequest[],
+): Promise<EnqueueResult[]> {
+  const results: EnqueueResult[] = new Array(tasks.length);
+  let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results);
+  if (fenced.length > 0) {
+    await routing.cache.refresh();
+    const retry = fenced.flatMap((x) => x.indexes);
+    fenced = await sendSplit(routing, f, tasks, retry, results);
+    for (const { indexes, err } of fenced)
+      for (const i of indexes)
+        results[i] = failed(Status.UNAVAILABLE, `${err.details} (after a map refresh)`);
+  }
+  return results;
+}
+
+interface Fenced {
+  readonly indexes: number[];
+  readonly err: NotOwnerError;
+}
+
+async function sendSplit(
+  routing: Routing,
+  f: Forward,
+  tasks: readonly EnqueueRequest[],
+  indexes: readonly number[],
+  results: EnqueueResult[],
+): Promise<Fenced[]> {
+  const byShard = new Map<string, number[]>();
+  for (const i of indexes) {
+    const shard = routing.currentShard(tasks[i]!.command, f.identity.tenant);
+    let list = byShard.get(shard);
+    if (!list) byShard.set(shard, (list = []));
+    list.push(i);
+  }
+  const fenced: Fenced[] = [];
+  await Promise.all(
+    [...byShard].map(async ([shard, idx]) => {
+      try {
+        const res = await routing.sendFenced(shard, (conn, onTrailer) =>
+          conn.queue.enqueueBatch(
+            { tasks: idx.map((i) => tasks[i]!) },
+            { ...routing.options(f), onTrailer },
+          ),
+        );
+        idx.forEach(
+          (i, j) => (results[i] = res.results[j] ?? failed(Status.INTERNAL, "no result")),
+        );
+      } catch (err) {
+        if (err instanceof NotOwnerError) fenced.push({ indexes: idx, err });
+        else {
+          const e =
+            err instanceof ServerError
+              ? err
+              : new ServerError(Status.UNAVAILABLE, `shard ${shard}: ${String(err)}`);
+          for (const i of idx) results[i] = failed(e.code, e.details);
+        }
+      }
+    }),
+  );
+  return fenced;
+}

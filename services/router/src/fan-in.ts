@@ -1,0 +1,409 @@
+import { randomUUID } from "node:crypto";
+import { ServerError, Status } from "nice-grpc";
+import {
+  LeaseStreamRequest,
+  type LeaseStreamResponse,
+  type SettleResult,
+  type Subscription,
+} from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
+import { extendProblem, nackProblem } from "@codeq/wire";
+import { MAX_BATCH } from "./enqueue";
+import { asServerError } from "./fan-out";
+import { settlers } from "./queue-router";
+import type { Forward, Routing } from "./routing";
+import { isShardFailure, type ShardConn } from "./shard-pool";
+
+/** Errors about the request itself: every shard would say the same, so the client gets them. */
+const CALLER_CODES = new Set([
+  Status.INVALID_ARGUMENT,
+  Status.PERMISSION_DENIED,
+  Status.UNAUTHENTICATED,
+  Status.RESOURCE_EXHAUSTED,
+  Status.FAILED_PRECONDITION,
+]);
+
+const MAX_REOPEN_DELAY_MS = 5_000;
+/** A shard stream is recycled (to take back its credits) no sooner than this after opening. */
+const RECYCLE_MIN_AGE_MS = 1_000;
+
+/** A LeaseStream message with only the fields that matter set. */
+type RequestParts = Parameters<typeof LeaseStreamRequest.fromPartial>[0];
+
+/** One per-shard LeaseStream of a client's stream. */
+class Leg {
+  readonly requests = new Channel<LeaseStreamRequest>();
+  readonly abort = new AbortController();
+  /** Credits granted to the shard and not yet used by a pushed task. */
+  granted = 0;
+  /** Tokens pushed to the client through this leg and not settled through the router. */
+  readonly inflight = new Set<string>();
+  /** The shard still serves a subscribed queue (false: drain what is in flight, then close). */
+  wanted = true;
+  closed = false;
+  readonly openedAt = Date.now();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }
+  >();
+
+  constructor(
+    readonly conn: ShardConn,
+    private readonly nextId: () => number,
+  ) {}
+
+  send(req: RequestParts): void {
+    this.requests.push(LeaseStreamRequest.fromPartial(req));
+  }
+
+  /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
+  settle(req: RequestParts): Promise<SettleResult> {
+    const requestId = this.nextId();
+    return new Promise((resolve, reject) => {
+      this.pending.set(requestId, { resolve, reject });
+      this.send({ ...req, requestId });
+    });
+  }
+
+  settled(result: SettleResult): void {
+    this.pending.get(result.requestId)?.resolve(result);
+    this.pending.delete(result.requestId);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.requests.close();
+    const err = new ServerError(
+      Status.UNAVAILABLE,
+      `shard ${this.conn.id}: its stream closed before answering (${reason}); the lease may still be held, retry the settlement`,
+    );
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/**
+ * A client's LeaseStream through the router: one stream to the client, fanned in
+ * from one LeaseStream per shard that may hold the subscribed queues (drained
+ * shards first), following map changes live.
+ *
+ * Credits: the client's outstanding credits are split over the wanted shards; a
+ * shard never holds more than its share of what the client granted, so the client
+ * never has more tasks in flight than it asked for. Credits cannot be taken back
+ * from a shard, so a new shard's share grows as the client returns credits.
+ *
+ * Settlements: acks, nacks and extends go to the shard their token names, on that
+ * shard's stream while it is open (the shard then stops tracking the lease), by a
+ * unary call otherwise, and are answered once per client request in its order.
+ *
+ * A shard that stops serving a queue keeps its stream until every task it pushed
+ * is settled, then the stream closes (nothing held is left to release). A shard
+ * stream that breaks is reopened with backoff while the shard is wanted; the
+ * client's stream goes on.
+ */
+export class FanInSession {
+  private readonly id = randomUUID();
+  private readonly out = new Channel<LeaseStreamResponse>();
+  private readonly ended = new AbortController();
+  private readonly legs = new Map<string, Leg>();
+  private readonly reopenAttempts = new Map<string, number>();
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private subscription: Subscription | undefined;
+  private subscribedSent = false;
+  private wanted: string[] = [];
+  /** Client credits not yet used by a pushed task. */
+  private outstanding = 0;
+  private requestIds = 0;
+  private unwatch: (() => void) | undefined;
+
+  constructor(
+    private readonly routing: Routing,
+    private readonly f: Forward,
+    private readonly draining: AbortSignal,
+  ) {}
+
+  async *run(requests: AsyncIterable<LeaseStreamRequest>): AsyncGenerator<LeaseStreamResponse> {
+    const onDrain = () =>
+      this.end(new ServerError(Status.UNAVAILABLE, "the router is shutting down; reconnect"));
+    const onCancel = () => this.end();
+    if (this.draining.aborted) onDrain();
+    this.draining.addEventListener("abort", onDrain, { once: true });
+    this.f.signal.addEventListener("abort", onCancel, { once: true });
+    void this.read(requests);
+    try {
+      yield* this.out;
+    } finally {
+      this.end();
+      this.draining.removeEventListener("abort", onDrain);
+      this.f.signal.removeEventListener("abort", onCancel);
+      this.unwatch?.();
+      for (const t of this.timers) clearTimeout(t);
+      for (const leg of this.legs.values()) leg.close("client stream ended");
+    }
+  }
+
+  private end(error?: ServerError): void {
+    if (this.ended.signal.aborted) return;
+    this.ended.abort();
+    if (error) this.out.fail(error);
+    else this.out.close();
+  }
+
+  private async read(requests: AsyncIterable<LeaseStreamRequest>): Promise<void> {
+    try {
+      for await (const req of requests) {
+        if (this.ended.signal.aborted) return;
+        this.handle(req);
+      }
+      this.end(); // the client half-closed: it wants no more tasks
+    } catch (err) {
+      this.end(asServerError(err));
+    }
+  }
+
+  private handle(req: LeaseStreamRequest): void {
+    if (!this.subscription) {
+      if (!req.subscribe)
+        throw new ServerError(
+          Status.INVALID_ARGUMENT,
+          "the first LeaseStream message must carry subscribe",
+        );
+      if (req.subscribe.commands.length === 0)
+        throw new ServerError(
+          Status.INVALID_ARGUMENT,
+          "subscribe.commands: at least one command is required",
+        );
+      this.subscription = req.subscribe;
+      this.unwatch = this.routing.cache.onChange(() => this.follow());
+      this.follow();
+    } else if (req.subscribe) {
+      throw new ServerError(
+        Status.INVALID_ARGUMENT,
+        "subscribe is allowed only in the first LeaseStream message",
+      );
+    }
+    if (req.credits > 0) {
+      const max = this.routing.config.maxStreamCredits;
+      if (this.outstanding + req.credits > max)
+        throw new ServerError(
+          Status.RESOURCE_EXHAUSTED,
+          `credits outstanding may not exceed ${max}`,
+        );
+      this.outstanding += req.credits;
+      this.rebalance();
+    }
+    const n = req.acks.length + req.nacks.length + req.extends.length;
+    if (n === 0) return;
+    if (n > MAX_BATCH)
+      throw new ServerError(
+        Status.INVALID_ARGUMENT,
+        `at most ${MAX_BATCH} acks, nacks and extends per message`,
+      );
+    const problem = nackProblem(req.nacks) ?? extendProblem(req.extends);
+    if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
+    void this.settle(req);
+  }
+
+  /** Opens streams to shards that now hold subscribed queues; lets go of the others. */
+  private follow(): void {
+    const sub = this.subscription;
+    if (!sub || this.ended.signal.aborted) return;
+    this.wanted = this.routing.leaseShards(sub.commands, this.f.identity.tenant, sub.allTenants);
+    for (const shard of this.wanted) {
+      const leg = this.legs.get(shard);
+      if (leg) leg.wanted = true;
+      else this.open(shard);
+    }
+    for (const leg of this.legs.values()) {
+      if (this.wanted.includes(leg.conn.id)) continue;
+      leg.wanted = false;
+      this.closeIfDone(leg);
+    }
+    this.rebalance();
+  }
+
+  private open(shard: string): void {
+    if (this.ended.signal.aborted || this.legs.has(shard)) return;
+    let conn: ShardConn;
+    try {
+      conn = this.routing.pool.get(shard);
+      conn.admit();
+    } catch {
+      this.reopenLater(shard);
+      return;
+    }
+    const leg = new Leg(conn, () => ++this.requestIds);
+    this.legs.set(shard, leg);
+    leg.send({ subscribe: this.subscription! });
+    const responses = conn.queue.leaseStream(leg.requests, {
+      metadata: this.f.metadata,
+      signal: leg.abort.signal,
+    });
+    void (async () => {
+      let failure: unknown;
+      try {
+        for await (const res of responses) this.onMessage(leg, res);
+      } catch (err) {
+        failure = err;
+      }
+      this.onClosed(leg, failure);
+    })();
+  }
+
+  private onMessage(leg: Leg, res: LeaseStreamResponse): void {
+    if (res.subscribed) {
+      this.reopenAttempts.delete(leg.conn.id);
+      leg.conn.record(undefined);
+      if (!this.subscribedSent) {
+        this.subscribedSent = true;
+        this.out.push({
+          subscribed: { streamId: this.id, leaseDurationMs: res.subscribed.leaseDurationMs },
+        });
+      }
+    } else if (res.tasks) {
+      const tasks = res.tasks.tasks;
+      leg.granted = Math.max(0, leg.granted - tasks.length);
+      this.outstanding = Math.max(0, this.outstanding - tasks.length);
+      for (const t of tasks) leg.inflight.add(t.leaseToken);
+      this.out.push({ tasks: res.tasks });
+    } else if (res.settled) {
+      leg.settled(res.settled);
+    }
+  }
+
+  private onClosed(leg: Leg, failure: unknown): void {
+    const shard = leg.conn.id;
+    const wasOpen = !leg.closed;
+    leg.close(failure ? String((failure as Error).message ?? failure) : "shard ended it");
+    if (this.legs.get(shard) === leg) this.legs.delete(shard);
+    if (this.ended.signal.aborted || !wasOpen) return;
+    const err = leg.conn.toServerError(failure);
+    if (err instanceof ServerError && CALLER_CODES.has(err.code)) {
+      this.end(err);
+      return;
+    }
+    if (isShardFailure(failure)) leg.conn.record(failure);
+    this.routing.logger.info(
+      { shard, error: err instanceof ServerError ? err.details : String(err) },
+      "shard lease stream closed; reopening while the shard is wanted",
+    );
+    if (this.wanted.includes(shard)) this.reopenLater(shard);
+    this.rebalance();
+  }
+
+  private reopenLater(shard: string): void {
+    const attempt = (this.reopenAttempts.get(shard) ?? 0) + 1;
+    this.reopenAttempts.set(shard, attempt);
+    const delay = Math.min(MAX_REOPEN_DELAY_MS, 100 * 2 ** (attempt - 1));
+    this.later(delay, () => {
+      if (!this.wanted.includes(shard)) return;
+      this.open(shard);
+      this.rebalance();
+    });
+  }
+
+  /** Runs `fn` after `ms` unless the session has ended by then. */
+  private later(ms: number, fn: () => void): void {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      if (!this.ended.signal.aborted) fn();
+    }, ms);
+    this.timers.add(timer);
+  }
+
+  /**
+   * Gives the credits no shard holds to the wanted shards furthest below their
+   * share: the client's outstanding credits split evenly over every wanted shard,
+   * drained shards first, whether or not its stream is open right now (a shard
+   * that is down keeps its share for when it returns). Credits cannot be taken
+   * back from a shard, so when a wanted shard is starved while another holds more
+   * than its share and has nothing in flight, that idle stream is recycled: closed
+   * (it holds no lease, so nothing is released) and opened again with its share.
+   */
+  private rebalance(): void {
+    const n = this.wanted.length;
+    if (n === 0) return;
+    let held = 0;
+    for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
+    let free = this.outstanding - held;
+    const base = Math.floor(this.outstanding / n);
+    const extra = this.outstanding % n;
+    const share = (i: number) => base + (i < extra ? 1 : 0);
+    let starved = false;
+    this.wanted.forEach((id, i) => {
+      const leg = this.legs.get(id);
+      if (!leg || leg.closed) return;
+      const deficit = share(i) - leg.granted;
+      const give = Math.min(free, deficit);
+      if (give > 0) {
+        leg.granted += give;
+        free -= give;
+        leg.send({ credits: give });
+      }
+      if (deficit - Math.max(give, 0) > 0) starved = true;
+    });
+    if (starved) this.recycleIdle(share);
+  }
+
+  /** Reopens idle streams holding more than their share (at most once a second each). */
+  private recycleIdle(share: (i: number) => number): void {
+    const now = Date.now();
+    let recycled = false;
+    for (const leg of [...this.legs.values()]) {
+      const i = this.wanted.indexOf(leg.conn.id);
+      const over = i < 0 ? leg.granted > 0 : leg.granted > share(i);
+      if (!over || leg.inflight.size > 0 || leg.closed) continue;
+      const age = now - leg.openedAt;
+      if (age < RECYCLE_MIN_AGE_MS) {
+        this.later(RECYCLE_MIN_AGE_MS - age, () => this.rebalance());
+        continue;
+      }
+      leg.close("recycled to hand its credits to another shard");
+      this.legs.delete(leg.conn.id);
+      if (i >= 0) this.open(leg.conn.id);
+      recycled = true;
+    }
+    // the recycled streams hold nothing now: share their credits out
+    if (recycled) this.rebalance();
+  }
+
+  private closeIfDone(leg: Leg): void {
+    if (leg.wanted || leg.inflight.size > 0 || leg.closed) return;
+    leg.close("the shard no longer serves the subscribed queues");
+    this.legs.delete(leg.conn.id);
+  }
+
+  private async settle(req: LeaseStreamRequest): Promise<void> {
+    const unary = settlers(this.routing, this.f);
+    const onLeg =
+      <K extends "acks" | "nacks" | "extends">(kind: K) =>
+      (conn: ShardConn, part: LeaseStreamRequest[K]) => {
+        const leg = this.legs.get(conn.id);
+        if (!leg || leg.closed) return undefined;
+        return leg.settle({ [kind]: part }).then((r) => r[kind] as SettleResult[K]);
+      };
+    try {
+      const [acks, nacks, extendsOut] = await Promise.all([
+        req.acks.length ? unary.ack(req.acks, onLeg("acks")) : [],
+        req.nacks.length ? unary.nack(req.nacks, onLeg("nacks")) : [],
+        req.extends.length ? unary.extend(req.extends, onLeg("extends")) : [],
+      ]);
+      this.out.push({
+        settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
+      });
+    } catch (err) {
+      this.end(asServerError(err));
+    } finally {
+      for (const item of [...req.acks, ...req.nacks]) {
+        for (const leg of this.legs.values()) {
+          if (leg.inflight.delete(item.leaseToken)) {
+            this.closeIfDone(leg);
+            break;
+          }
+        }
+      }
+    }
+  }
+}

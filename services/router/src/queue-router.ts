@@ -1,0 +1,443 @@
+import { ServerError, Status } from "nice-grpc";
+import { leaseTokenShard } from "@codeq/engine";
+import type {
+  AckItem,
+  EnqueueResult,
+  ExtendItem,
+  NackItem,
+  ExtendResult,
+  ItemStatus,
+  LeasedTask,
+  LeaseRequest,
+  QueueCounts,
+  QueueServiceImplementation,
+} from "@codeq/proto";
+import { answerConcurrently, type Lifecycle } from "@codeq/server-kit";
+import { extendProblem, nackProblem } from "@codeq/wire";
+import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
+import { asServerError, fanOut, noneAnswered } from "./fan-out";
+import { FanInSession } from "./fan-in";
+import type { Forward, Routing } from "./routing";
+import type { ShardConn } from "./shard-pool";
+
+const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
+
+/** Codes that are about the request, not the shard: every shard would say the same. */
+const CALLER_CODES = new Set([
+  Status.INVALID_ARGUMENT,
+  Status.PERMISSION_DENIED,
+  Status.UNAUTHENTICATED,
+  Status.RESOURCE_EXHAUSTED,
+]);
+
+function checkItems(n: number): void {
+  if (n < 1) throw invalid("items: at least one item is required");
+  if (n > MAX_BATCH) throw invalid(`items: at most ${MAX_BATCH} items per call, got ${n}`);
+}
+
+/** Throws the first answer that is about the request itself (bad input, rights). */
+function throwCallerError(failed: readonly { error: ServerError }[]): void {
+  const own = failed.find((f) => CALLER_CODES.has(f.error.code));
+  if (own) throw own.error;
+}
+
+/**
+ * Settles items by the shard their lease token names, whatever the map says now:
+ * split per shard, sent in parallel, answered in the caller's order. A token that
+ * names no shard of the map is NOT_FOUND, like any unknown token.
+ */
+export async function settleByToken<I extends { leaseToken: string }, R>(
+  routing: Routing,
+  items: readonly I[],
+  send: (conn: ShardConn, items: I[]) => Promise<R[]>,
+  status: (s: ItemStatus) => R,
+): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  const byShard = new Map<string, number[]>();
+  items.forEach((item, i) => {
+    const shard = leaseTokenShard(item.leaseToken);
+    if (shard === undefined || !routing.pool.has(shard)) {
+      out[i] = status({
+        code: Status.NOT_FOUND,
+        message: "no such lease: unknown token, or the task no longer exists",
+      });
+      return;
+    }
+    let list = byShard.get(shard);
+    if (!list) byShard.set(shard, (list = []));
+    list.push(i);
+  });
+  await Promise.all(
+    [...byShard].map(async ([shard, idx]) => {
+      try {
+        const conn = routing.pool.get(shard);
+        const res = await conn.call((c) =>
+          send(
+            c,
+            idx.map((i) => items[i]!),
+          ),
+        );
+        idx.forEach((i, j) => (out[i] = res[j]!));
+      } catch (err) {
+        const e = asServerError(err);
+        if (CALLER_CODES.has(e.code)) throw e;
+        for (const i of idx) out[i] = status({ code: e.code, message: e.details });
+      }
+    }),
+  );
+  return out;
+}
+
+const extendStatus = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
+
+/** Another way to a shard (a lease stream's own shard stream), or undefined to call it. */
+type Via<I, R> = (conn: ShardConn, items: I[]) => Promise<R[]> | undefined;
+
+/** Ack, Nack and Extend through the router (unary calls, and client streams). */
+export function settlers(routing: Routing, f: Forward) {
+  const opts = () => routing.options(f);
+  const pick =
+    <I, R>(unary: (c: ShardConn, part: I[]) => Promise<R[]>, via?: Via<I, R>) =>
+    (c: ShardConn, part: I[]) =>
+      via?.(c, part) ?? unary(c, part);
+  return {
+    ack: (items: readonly AckItem[], via?: Via<AckItem, ItemStatus>) =>
+      settleByToken(
+        routing,
+        items,
+        pick((c, part) => c.queue.ack({ items: part }, opts()).then((r) => r.results), via),
+        (s) => s,
+      ),
+    nack: (items: readonly NackItem[], via?: Via<NackItem, ItemStatus>) =>
+      settleByToken(
+        routing,
+        items,
+        pick((c, part) => c.queue.nack({ items: part }, opts()).then((r) => r.results), via),
+        (s) => s,
+      ),
+    extend: (items: readonly ExtendItem[], via?: Via<ExtendItem, ExtendResult>) =>
+      settleByToken(
+        routing,
+        items,
+        pick((c, part) => c.queue.extend({ items: part }, opts()).then((r) => r.results), via),
+        extendStatus,
+      ),
+  };
+}
+
+function addCounts(total: QueueCounts, c: QueueCounts | undefined): void {
+  if (!c) return;
+  total.ready += c.ready;
+  total.scheduled += c.scheduled;
+  total.leased += c.leased;
+  total.dead += c.dead;
+  total.completed += c.completed;
+  c.readyByPriority.forEach((n, p) => {
+    total.readyByPriority[p] = (total.readyByPriority[p] ?? 0) + n;
+  });
+}
+
+/** Splits `max` over `n` shards, the first ones (drained first) taking the remainder. */
+export function shares(max: number, n: number, rotation: number): number[] {
+  const base = Math.floor(max / n);
+  const extra = max % n;
+  // with fewer tasks than shards, rotate which shards get one so none starves
+  return Array.from({ length: n }, (_, i) =>
+    base > 0 ? base + (i < extra ? 1 : 0) : (i - rotation + n * 1000) % n < extra ? 1 : 0,
+  );
+}
+
+interface DeadPageToken {
+  readonly shard: number;
+  readonly cursor: string;
+}
+
+function decodeDeadToken(token: string): DeadPageToken {
+  if (!token) return { shard: 0, cursor: "" };
+  const m = /^r1\.(\d{1,3})\.(.*)$/.exec(Buffer.from(token, "base64url").toString("utf8"));
+  if (!m) throw invalid("page_token is not one this router issued; start again without it");
+  return { shard: Number(m[1]), cursor: m[2]! };
+}
+
+const encodeDeadToken = (t: DeadPageToken) =>
+  Buffer.from(`r1.${t.shard}.${t.cursor}`, "utf8").toString("base64url");
+
+/** codeq.v1.QueueService on the router: every call forwarded to the shards that own it. */
+export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServiceImplementation {
+  let rotation = 0;
+  const queueShards = (f: Forward, command: string) =>
+    routing.leaseShards([command], f.identity.tenant, false);
+
+  const storeBatch = async (f: Forward, tasks: Parameters<typeof checkBatch>[0]) => {
+    checkBatch(tasks, taskLimits(routing));
+    return enqueueBatch(routing, f, tasks);
+  };
+
+  return {
+    async enqueue(req, ctx) {
+      const f = routing.forward(ctx);
+      return routing.fenced(
+        () => routing.currentShard(req.command, f.identity.tenant),
+        (conn, onTrailer) => conn.queue.enqueue(req, { ...routing.options(f), onTrailer }),
+      );
+    },
+
+    async enqueueBatch(req, ctx) {
+      const f = routing.forward(ctx);
+      return { results: await storeBatch(f, req.tasks) };
+    },
+
+    async *enqueueStream(requests, ctx) {
+      const f = routing.forward(ctx);
+      yield* answerConcurrently(
+        requests,
+        async (req) => ({ seq: req.seq, results: await storeBatch(f, req.tasks) }),
+        (req, err) => {
+          const e = asServerError(err);
+          const status = { code: e.code, message: e.details };
+          const results: EnqueueResult[] = req.tasks.map(() => ({
+            status,
+            taskId: "",
+            duplicate: false,
+            state: 0,
+          }));
+          return { seq: req.seq, results };
+        },
+      );
+    },
+
+    async lease(req, ctx) {
+      const f = routing.forward(ctx);
+      if (req.commands.length === 0) throw invalid("commands: at least one command is required");
+      const max = req.maxTasks || 1;
+      if (max > MAX_BATCH) throw invalid(`max_tasks must be at most ${MAX_BATCH}, got ${max}`);
+      const shards = routing.leaseShards(req.commands, f.identity.tenant, req.allTenants);
+      // every shard gets a share of max_tasks, so the answer never holds more
+      const split = shares(max, shards.length, rotation++);
+      const asked = shards.filter((_, i) => split[i]! > 0);
+      const share = (id: string) => split[shards.indexOf(id)]!;
+      // first whatever is ready now, everywhere; then, if nothing was, a long poll on
+      // every shard, answered by the first shard that has tasks
+      const now = await leaseRound(routing, f, asked, share, { ...req, waitMs: 0 }, false);
+      if (now.length > 0 || req.waitMs === 0) return { tasks: now };
+      return { tasks: await leaseRound(routing, f, asked, share, req, true) };
+    },
+
+    async *leaseStream(requests, ctx) {
+      const f = routing.forward(ctx);
+      yield* new FanInSession(routing, f, lifecycle.signal).run(requests);
+    },
+
+    async ack(req, ctx) {
+      checkItems(req.items.length);
+      return { results: await settlers(routing, routing.forward(ctx)).ack(req.items) };
+    },
+
+    async nack(req, ctx) {
+      const f = routing.forward(ctx);
+      checkItems(req.items.length);
+      const problem = nackProblem(req.items);
+      if (problem) throw invalid(problem);
+      return { results: await settlers(routing, f).nack(req.items) };
+    },
+
+    async extend(req, ctx) {
+      const f = routing.forward(ctx);
+      checkItems(req.items.length);
+      const problem = extendProblem(req.items);
+      if (problem) throw invalid(problem);
+      return { results: await settlers(routing, f).extend(req.items) };
+    },
+
+    async getTask(req, ctx) {
+      const f = routing.forward(ctx);
+      const { answers, failed } = await fanOut(
+        routing,
+        queueShards(f, req.command),
+        (c, deadline) => c.queue.getTask(req, { ...routing.options(f), deadline }),
+      );
+      const found = answers.find((a) => a.value.task);
+      if (found) return found.value;
+      const real = failed.filter((x) => x.error.code !== Status.NOT_FOUND);
+      throwCallerError(real);
+      if (real.length > 0)
+        throw new ServerError(
+          Status.UNAVAILABLE,
+          `task ${req.taskId} not found on the shards that answered; ${real.map((x) => x.shard).join(", ")} did not answer: ${real[0]!.error.details}`,
+        );
+      throw new ServerError(
+        Status.NOT_FOUND,
+        failed[0]?.error.details ?? `no task ${req.taskId} in ${req.command} for this tenant`,
+      );
+    },
+
+    async queueStats(req, ctx) {
+      const f = routing.forward(ctx);
+      const { answers, failed } = await fanOut(
+        routing,
+        queueShards(f, req.command),
+        (c, deadline) => c.queue.queueStats(req, { ...routing.options(f), deadline }),
+      );
+      throwCallerError(failed);
+      if (answers.length === 0) throw noneAnswered(failed);
+      const total: QueueCounts = {
+        readyByPriority: [],
+        ready: 0,
+        scheduled: 0,
+        leased: 0,
+        dead: 0,
+        completed: 0,
+      };
+      const shards = answers.flatMap((a) => a.value.shards);
+      for (const s of shards) addCounts(total, s.counts);
+      return { total, shards, unavailableShards: failed.map((x) => x.shard) };
+    },
+
+    async listDead(req, ctx) {
+      const f = routing.forward(ctx);
+      const shards = queueShards(f, req.command);
+      const size = req.pageSize || 100;
+      let { shard, cursor } = decodeDeadToken(req.pageToken);
+      const tasks: Awaited<ReturnType<ShardConn["queue"]["listDead"]>>["tasks"] = [];
+      const unavailableShards: string[] = [];
+      while (shard < shards.length && tasks.length < size) {
+        const id = shards[shard]!;
+        try {
+          const page = await routing.pool
+            .get(id)
+            .call((c) =>
+              c.queue.listDead(
+                { ...req, pageSize: size - tasks.length, pageToken: cursor },
+                routing.options(f),
+              ),
+            );
+          tasks.push(...page.tasks);
+          if (page.nextPageToken) {
+            cursor = page.nextPageToken;
+            continue;
+          }
+        } catch (err) {
+          const e = asServerError(err);
+          if (CALLER_CODES.has(e.code)) throw e;
+          unavailableShards.push(id);
+        }
+        shard++;
+        cursor = "";
+      }
+      const nextPageToken = shard < shards.length ? encodeDeadToken({ shard, cursor }) : "";
+      return { tasks, nextPageToken, unavailableShards };
+    },
+
+    async redriveDead(req, ctx) {
+      const f = routing.forward(ctx);
+      return spreadDead(
+        routing,
+        queueShards(f, req.command),
+        req.taskIds,
+        req.maxTasks || 100,
+        (c, max) =>
+          c.queue
+            .redriveDead({ ...req, maxTasks: max }, routing.options(f, 600_000))
+            .then((r) => ({ done: r.redriven, remaining: r.remaining, notFound: r.notFound })),
+      ).then((r) => ({ redriven: r.done, remaining: r.remaining, notFound: r.notFound }));
+    },
+
+    async purgeDead(req, ctx) {
+      const f = routing.forward(ctx);
+      return spreadDead(
+        routing,
+        queueShards(f, req.command),
+        req.taskIds,
+        req.maxTasks || 1000,
+        (c, max) =>
+          c.queue
+            .purgeDead({ ...req, maxTasks: max }, routing.options(f))
+            .then((r) => ({ done: r.purged, remaining: r.remaining, notFound: r.notFound })),
+      ).then((r) => ({ purged: r.done, remaining: r.remaining, notFound: r.notFound }));
+    },
+  };
+}
+
+/**
+ * One lease call to each shard, in parallel. With `firstWins`, the first shard that
+ * returns tasks cancels the others' waits (a shard that leased at the very moment
+ * of the cancel releases what it took, or, if its answer was already on the wire,
+ * the lease expires and the task is delivered again).
+ */
+async function leaseRound(
+  routing: Routing,
+  f: Forward,
+  shards: readonly string[],
+  share: (shard: string) => number,
+  req: LeaseRequest,
+  firstWins: boolean,
+): Promise<LeasedTask[]> {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([f.signal, stop.signal]);
+  const timeout = req.waitMs + routing.config.shardTimeoutMs;
+  const tasks: LeasedTask[] = [];
+  const { failed } = await fanOut(
+    routing,
+    shards,
+    async (conn) => {
+      const got = await conn.queue.lease(
+        { ...req, maxTasks: share(conn.id) },
+        routing.options({ ...f, signal }, timeout),
+      );
+      tasks.push(...got.tasks);
+      if (firstWins && got.tasks.length > 0) stop.abort();
+      return got;
+    },
+    timeout,
+  );
+  if (tasks.length > 0) return tasks;
+  const real = failed.filter((x) => !(stop.signal.aborted && x.error.code === Status.CANCELLED));
+  throwCallerError(real);
+  if (real.length === shards.length && real.length > 0) throw noneAnswered(real);
+  return tasks;
+}
+
+interface DeadOutcome {
+  done: number;
+  remaining: number;
+  notFound: string[];
+}
+
+/**
+ * Redrive and purge over a queue's shards, one after another: named ids go to
+ * every shard (an id is not found only if no shard has it); otherwise `max` is a
+ * budget spent shard by shard. A shard that fails stops the call with what was
+ * done so far in the message; both calls are safe to repeat.
+ */
+async function spreadDead(
+  routing: Routing,
+  shards: readonly string[],
+  ids: readonly string[],
+  max: number,
+  call: (conn: ShardConn, max: number) => Promise<DeadOutcome>,
+): Promise<DeadOutcome> {
+  const total: DeadOutcome = { done: 0, remaining: 0, notFound: [] };
+  let missing: Set<string> | undefined = ids.length > 0 ? new Set(ids) : undefined;
+  for (const shard of shards) {
+    const budget = ids.length > 0 ? max : max - total.done;
+    if (budget <= 0 && ids.length === 0) {
+      continue;
+    }
+    let out: DeadOutcome;
+    try {
+      out = await routing.pool.get(shard).call((c) => call(c, budget));
+    } catch (err) {
+      const e = asServerError(err);
+      if (CALLER_CODES.has(e.code) || total.done === 0) throw e;
+      throw new ServerError(
+        e.code,
+        `${total.done} done before shard ${shard} failed (${e.details}); call again for the rest`,
+      );
+    }
+    total.done += out.done;
+    total.remaining += out.remaining;
+    if (missing) missing = new Set(out.notFound.filter((id) => missing!.has(id)));
+  }
+  total.notFound = missing ? ids.filter((id) => missing!.has(id)) : [];
+  return total;
+}

@@ -1,0 +1,386 @@
+import { ClientError, Status } from "nice-grpc";
+import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
+import { RedisServer } from "@codeq/testing";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
+
+const payload = (s: string) => Buffer.from(s);
+
+let server: RedisServer;
+let rc: RouterCluster;
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  rc = await routerCluster({ server, commands: { X: "a", Y: "b" } });
+});
+afterEach(async () => {
+  await rc.close();
+});
+
+const stats = async (shard: string, command: string, tenant = "t1") =>
+  rc.workers.get(shard)!.engine.stats({ command, tenant });
+
+async function expectCode(p: Promise<unknown>, code: Status): Promise<ClientError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ClientError);
+  expect((err as ClientError).code).toBe(code);
+  return err as ClientError;
+}
+
+describe("router forwarding", () => {
+  test("Enqueue goes to the current shard of the queue", async () => {
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("x") });
+    await c.enqueue({ command: "Y", payload: payload("y") });
+    await c.enqueue({ command: "Z", payload: payload("z") }); // default shard a
+    expect((await stats("a", "X")).ready).toBe(1);
+    expect((await stats("b", "Y")).ready).toBe(1);
+    expect((await stats("a", "Z")).ready).toBe(1);
+    expect((await stats("b", "X")).ready).toBe(0);
+  });
+
+  test("EnqueueBatch is split per shard and answered in the caller's order", async () => {
+    const c = rc.client("t1");
+    const commands = ["X", "Y", "Y", "X", "Z", "Y"];
+    const res = await c.enqueueBatch({
+      tasks: commands.map((command, i) => ({ command, payload: payload(String(i)) })),
+    });
+    expect(res.results.map((r) => r.status?.code)).toEqual(commands.map(() => 0));
+    // each id is the task the caller sent at that index
+    for (const [i, r] of res.results.entries()) {
+      const shard = commands[i] === "Y" ? "b" : "a";
+      const task = await rc.workers
+        .get(shard)!
+        .engine.getTask({ command: commands[i]!, tenant: "t1" }, r.taskId);
+      expect(Buffer.from(task!.payload).toString()).toBe(String(i));
+    }
+  });
+
+  test("an invalid item fails the whole batch before any shard stores anything", async () => {
+    const c = rc.client("t1");
+    const err = await expectCode(
+      c.enqueueBatch({
+        tasks: [
+          { command: "X", payload: payload("ok") },
+          { command: "Y", payload: payload("ok") },
+          { command: "Y", priority: 42 },
+        ],
+      }),
+      Status.INVALID_ARGUMENT,
+    );
+    expect(err.details).toContain("tasks[2]");
+    expect((await stats("a", "X")).ready).toBe(0);
+    expect((await stats("b", "Y")).ready).toBe(0);
+  });
+
+  test("Lease takes from every shard of the queues; Ack/Nack/Extend follow the token's shard", async () => {
+    const c = rc.client("t1");
+    await c.enqueueBatch({
+      tasks: [
+        { command: "X", payload: payload("1") },
+        { command: "Y", payload: payload("2") },
+      ],
+    });
+    const got = await c.lease({ commands: ["X", "Y"], maxTasks: 10 });
+    expect(got.tasks.map((t) => t.task!.shard).sort()).toEqual(["a", "b"]);
+    const ext = await c.extend({
+      items: got.tasks.map((t) => ({ leaseToken: t.leaseToken, leaseDurationMs: 60_000 })),
+    });
+    expect(ext.results.map((r) => r.status?.code)).toEqual([0, 0]);
+    const acked = await c.ack({
+      items: [...got.tasks.map((t) => ({ leaseToken: t.leaseToken })), { leaseToken: "junk" }],
+    });
+    expect(acked.results.map((r) => r.code)).toEqual([0, 0, Status.NOT_FOUND]);
+    expect((await stats("a", "X")).completed).toBe(1);
+    expect((await stats("b", "Y")).completed).toBe(1);
+  });
+
+  test("Lease with max_tasks never returns more than asked across shards", async () => {
+    const c = rc.client("t1");
+    await c.enqueueBatch({
+      tasks: [..."XXXXYYYY"].map((command) => ({ command, payload: payload(command) })),
+    });
+    const got = await c.lease({ commands: ["X", "Y"], maxTasks: 3 });
+    expect(got.tasks.length).toBeLessThanOrEqual(3);
+    expect(got.tasks.length).toBeGreaterThan(0);
+    const one = await c.lease({ commands: ["X", "Y"], maxTasks: 1 });
+    expect(one.tasks).toHaveLength(1);
+  });
+
+  test("a long-poll Lease through the router is woken by an enqueue on any shard", async () => {
+    const c = rc.client("t1");
+    const waiting = c.lease({ commands: ["X", "Y"], maxTasks: 5, waitMs: 5_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    await c.enqueue({ command: "Y", payload: payload("late") });
+    const got = await waiting;
+    expect(got.tasks).toHaveLength(1);
+    expect(Date.now() - started).toBeLessThan(2_000);
+  });
+
+  test("QueueStats sums the shards and names the ones that did not answer", async () => {
+    await rc.change((m) => ({
+      ...m,
+      migrations: [
+        { id: "m1", command: "X", from: "b", to: "a", state: "copying", startedAtMs: Date.now() },
+      ],
+    }));
+    await within(2_000, () => rc.router.routing.map.migrations.length === 1);
+    // a task of X on b (stored before the move) and one on a
+    await rc.workers
+      .get("b")!
+      .engine.enqueue({ command: "X", tenant: "t1" }, [{ payload: payload("old") }]);
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("new") });
+    const s = await c.queueStats({ command: "X" });
+    expect(s.total!.ready).toBe(2);
+    expect(s.shards.map((x) => x.shard).sort()).toEqual(["a", "b"]);
+    expect(s.unavailableShards).toEqual([]);
+    await rc.stopShard("b");
+    const partial = await c.queueStats({ command: "X" });
+    expect(partial.total!.ready).toBe(1);
+    expect(partial.unavailableShards).toEqual(["b"]);
+  });
+
+  test("GetTask finds a task on whichever shard of the queue holds it", async () => {
+    const c = rc.client("t1");
+    const { taskId } = await c.enqueue({ command: "Y", payload: payload("y") });
+    const got = await c.getTask({ command: "Y", taskId });
+    expect(got.task!.shard).toBe("b");
+    await expectCode(
+      c.getTask({ command: "Y", taskId: "01ARZ3NDEKTSV4RRFFQ69G5FAV" }),
+      Status.NOT_FOUND,
+    );
+    // another tenant's task is NOT_FOUND too
+    await expectCode(rc.client("t2").getTask({ command: "Y", taskId }), Status.NOT_FOUND);
+  });
+
+  test("a map change reaches the router through the announcement", async () => {
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
+    const took = await within(1_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    expect(took).toBeLessThan(1_000);
+    await rc.client("t1").enqueue({ command: "X", payload: payload("moved") });
+    expect((await stats("b", "X")).ready).toBe(1);
+  });
+
+  test("a shard that does not own the queue refuses; the router refreshes and retries once", async () => {
+    // the router's map is made stale: its key is rewritten without an announcement
+    const key = `${server.keyPrefix}-rc`;
+    void key;
+    const map = (await rc.source.get())!;
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    // put the router back on the old map (as if the announcement was lost)
+    (rc.router.routing.cache as unknown as { map: typeof map }).map = map;
+    expect(rc.router.routing.currentShard("X", "t1")).toBe("a");
+    await within(2_000, () => rc.workers.get("a")!.mapVersion() === map.version + 1);
+    const res = await rc.client("t1").enqueue({ command: "X", payload: payload("fenced") });
+    expect(res.taskId).toHaveLength(26);
+    expect((await stats("b", "X")).ready).toBe(1);
+    expect((await stats("a", "X")).ready).toBe(0);
+  });
+
+  test("GetShardMap and ListShards report the map, health and breakers", async () => {
+    const admin = rc.admin();
+    const m = await admin.getShardMap({});
+    expect(m.map!.shards.map((s) => s.id)).toEqual(["a", "b"]);
+    expect(m.map!.assignments).toEqual([
+      { command: "X", tenant: "", shard: "a" },
+      { command: "Y", tenant: "", shard: "b" },
+    ]);
+    expect(m.stale).toBe(false);
+    await rc.client("t1").enqueue({ command: "Y", payload: payload("y") });
+    await rc.stopShard("a");
+    const list = await admin.listShards({});
+    const [a, b] = list.shards;
+    expect(a!.healthy).toBe(false);
+    expect(a!.error).not.toBe("");
+    expect(b!.healthy).toBe(true);
+    expect(b!.queueDepth).toBe(1);
+    expect(b!.mapVersion).toBe(m.map!.version);
+    await expectCode(rc.admin("t1").getShardMap({}, {}), Status.OK).catch(() => undefined);
+    await expectCode(rc.client("t1").enqueue({ command: "X" }), Status.UNAVAILABLE);
+  });
+
+  test("without the admin role, AdminService is refused", async () => {
+    const { createChannel, createClient, Metadata } = await import("nice-grpc");
+    const { AdminServiceDefinition } = await import("@codeq/proto");
+    const ch = createChannel(`127.0.0.1:${rc.router.port}`);
+    const admin = createClient(AdminServiceDefinition, ch, {
+      "*": { metadata: new Metadata({ "x-codeq-tenant": "t1" }) },
+    });
+    await expectCode(admin.getShardMap({}), Status.PERMISSION_DENIED);
+    ch.close();
+  });
+});
+
+/** A LeaseStream client driven by hand. */
+class Stream {
+  readonly requests = new Channel<LeaseStreamRequest>();
+  readonly received: LeaseStreamResponse[] = [];
+  readonly abort = new AbortController();
+  failure: unknown;
+  private readonly done: Promise<void>;
+
+  constructor(rc: RouterCluster, tenant = "t1") {
+    const responses = rc.client(tenant).leaseStream(this.requests, { signal: this.abort.signal });
+    this.done = (async () => {
+      try {
+        for await (const r of responses) this.received.push(r);
+      } catch (err) {
+        this.failure = err;
+      }
+    })();
+  }
+
+  send(req: Parameters<typeof LeaseStreamRequest.fromPartial>[0]): void {
+    this.requests.push(LeaseStreamRequest.fromPartial(req));
+  }
+
+  tasks() {
+    return this.received.flatMap((r) => r.tasks?.tasks ?? []);
+  }
+
+  settled(requestId: number) {
+    return this.received.find((r) => r.settled?.requestId === requestId)?.settled;
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    await this.done;
+  }
+}
+
+describe("LeaseStream through the router", () => {
+  test("fans in from every shard, never more than the credits, acks answered per request", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"], maxBatch: 10 }, credits: 4 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    const c = rc.client("t1");
+    await c.enqueueBatch({
+      tasks: [..."XXXYYY"].map((command) => ({ command, payload: payload(command) })),
+    });
+    await within(2_000, () => s.tasks().length === 4);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.tasks()).toHaveLength(4); // credits hold the rest back
+    const tokens = s.tasks().map((t) => t.leaseToken);
+    s.send({ requestId: 7, acks: tokens.map((leaseToken) => ({ leaseToken })), credits: 2 });
+    await within(2_000, () => s.settled(7) !== undefined);
+    expect(s.settled(7)!.acks.map((a) => a.code)).toEqual([0, 0, 0, 0]);
+    await within(2_000, () => s.tasks().length === 6);
+    expect(new Set(s.tasks().map((t) => t.task!.shard))).toEqual(new Set(["a", "b"]));
+    await s.close();
+  });
+
+  test("closing the client stream releases what it held on every shard at once", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"] }, credits: 10 });
+    await rc.client("t1").enqueueBatch({
+      tasks: [
+        { command: "X", payload: payload("1") },
+        { command: "Y", payload: payload("2") },
+      ],
+    });
+    await within(2_000, () => s.tasks().length === 2);
+    await s.close();
+    await within(
+      2_000,
+      async () => (await stats("a", "X")).ready === 1 && (await stats("b", "Y")).ready === 1,
+    );
+  });
+
+  test("keeps delivering while its command is reassigned to another shard", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 50 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    const c = rc.client("t1");
+    let sent = 0;
+    let requestId = 0;
+    const acked = new Set<string>();
+    const pump = setInterval(() => {
+      const fresh = s.tasks().filter((t) => !acked.has(t.task!.id));
+      if (fresh.length === 0) return;
+      for (const t of fresh) acked.add(t.task!.id);
+      s.send({
+        requestId: ++requestId,
+        acks: fresh.map((t) => ({ leaseToken: t.leaseToken })),
+        credits: fresh.length,
+      });
+    }, 10);
+    const produce = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        await c.enqueue({ command: "X", payload: payload(String(sent++)) });
+      }
+    };
+    try {
+      await produce(20);
+      // the move: X now goes to b while a still drains what it holds
+      await rc.change((m) => ({
+        ...m,
+        commands: { ...m.commands, X: "b" },
+        migrations: [
+          { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
+        ],
+      }));
+      await produce(20);
+      await rc.change((m) => ({ ...m, migrations: [] }));
+      await produce(20);
+      await within(5_000, () => acked.size === sent);
+      expect(s.failure).toBeUndefined();
+      expect(new Set(s.tasks().map((t) => t.task!.shard))).toEqual(new Set(["a", "b"]));
+      expect(new Set(s.tasks().map((t) => t.task!.id)).size).toBe(sent);
+    } finally {
+      clearInterval(pump);
+      await s.close();
+    }
+  });
+
+  test("a shard going down does not end the client's stream; it resumes when the shard returns", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"] }, credits: 100 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    await rc.stopShard("b");
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("still") });
+    await within(2_000, () => s.tasks().length === 1);
+    await rc.startShard("b");
+    await c.enqueue({ command: "Y", payload: payload("back") });
+    await within(8_000, () => s.tasks().length === 2);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("credits held by an idle shard are taken back when another shard of the queue needs them", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a: a holds both credits
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    await rc.change((m) => ({
+      ...m,
+      commands: { ...m.commands, X: "b" },
+      migrations: [
+        { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
+      ],
+    }));
+    await rc.client("t1").enqueue({ command: "X", payload: payload("on b") });
+    // a is idle and over its share: its stream is recycled and b gets a credit
+    await within(4_000, () => s.tasks().length === 1);
+    expect(s.tasks()[0]!.task!.shard).toBe("b");
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("bad first message fails the stream with INVALID_ARGUMENT", async () => {
+    const s = new Stream(rc);
+    s.send({ credits: 1 });
+    await within(2_000, () => s.failure !== undefined);
+    expect((s.failure as ClientError).code).toBe(Status.INVALID_ARGUMENT);
+  });
+});

@@ -1,0 +1,130 @@
+import { ClientError, Metadata, ServerError, Status, type CallContext } from "nice-grpc";
+import { identityFrom, type Identity, type Logger } from "@codeq/server-kit";
+import {
+  commandShardsOf,
+  currentShardOf,
+  queueShardsOf,
+  type MapCache,
+  type ShardMap,
+} from "@codeq/shardmap";
+import type { RouterConfig } from "./config";
+import type { ShardConn, ShardPool } from "./shard-pool";
+
+/** Trailers a shard worker sets when it refuses an enqueue for a queue it does not own. */
+export const MAP_VERSION_TRAILER = "x-codeq-map-version";
+export const OWNER_TRAILER = "x-codeq-owner";
+
+/** A shard refused an enqueue: under the map version it holds, another shard owns the queue. */
+export class NotOwnerError extends Error {
+  constructor(
+    readonly shard: string,
+    readonly shardVersion: number,
+    readonly owner: string | undefined,
+    readonly details: string,
+  ) {
+    super(details);
+  }
+}
+
+/** Sends an enqueue; `onTrailer` goes into the call options (it reads the fencing trailers). */
+export type FencedSend<T> = (conn: ShardConn, onTrailer: (trailer: Metadata) => void) => Promise<T>;
+
+/** What every forwarded call needs: options for the shard call and where to send it. */
+export interface Forward {
+  readonly identity: Identity;
+  readonly metadata: Metadata;
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The router's view of the world: the map (through its cache), the shard
+ * connections, and the rules every RPC shares (identity, deadlines, resolution,
+ * the fenced-enqueue retry).
+ */
+export class Routing {
+  constructor(
+    readonly config: RouterConfig,
+    readonly cache: MapCache,
+    readonly pool: ShardPool,
+    readonly logger: Logger,
+  ) {}
+
+  get map(): ShardMap {
+    return this.cache.current();
+  }
+
+  /** The caller, and what the router asserts to shards on its behalf. */
+  forward(ctx: CallContext): Forward {
+    const identity = identityFrom(ctx.metadata, this.config.devIdentity);
+    const metadata = new Metadata({
+      "x-codeq-tenant": identity.tenant,
+      "x-codeq-roles": [...identity.roles].join(","),
+      // a shard holding an older map re-reads it before refusing a queue it does not own
+      [MAP_VERSION_TRAILER]: String(this.cache.status().version),
+    });
+    return { identity, metadata, signal: ctx.signal };
+  }
+
+  /** Call options for a shard call: the caller's cancellation, the router's deadline cap. */
+  options(f: Forward, timeoutMs = this.config.shardTimeoutMs) {
+    return { metadata: f.metadata, signal: f.signal, deadline: new Date(Date.now() + timeoutMs) };
+  }
+
+  currentShard(command: string, tenant: string): string {
+    return currentShardOf(this.map, command, tenant);
+  }
+
+  /**
+   * Every shard that may hold tasks of the caller's queues of `commands` (of every
+   * tenant with `allTenants`), shards being drained first, each once.
+   */
+  leaseShards(commands: readonly string[], tenant: string, allTenants: boolean): string[] {
+    const map = this.map;
+    const lists = commands.map((c) =>
+      allTenants ? commandShardsOf(map, c) : queueShardsOf(map, c, tenant),
+    );
+    // drained shards lead each list; keep them ahead of every list's current shard
+    const ordered: string[] = [];
+    const longest = Math.max(0, ...lists.map((l) => l.length));
+    for (let i = 0; i < longest; i++) for (const l of lists) if (l[i]) ordered.push(l[i]!);
+    return [...new Set(ordered)];
+  }
+
+  /**
+   * Sends an enqueue to the queue's current shard. When the shard refuses because
+   * under the map it holds another shard owns the queue (fencing), the router
+   * refreshes its map and sends once more to whatever the map then names.
+   */
+  async fenced<T>(resolve: () => string, send: FencedSend<T>): Promise<T> {
+    try {
+      return await this.sendFenced(resolve(), send);
+    } catch (err) {
+      if (!(err instanceof NotOwnerError)) throw err;
+      await this.cache.refresh();
+      try {
+        return await this.sendFenced(resolve(), send);
+      } catch (again) {
+        if (again instanceof NotOwnerError)
+          throw new ServerError(Status.UNAVAILABLE, `${again.details} (after a map refresh)`);
+        throw again;
+      }
+    }
+  }
+
+  /** Sends to `shard`; a fencing refusal comes back as NotOwnerError. */
+  sendFenced<T>(shard: string, send: FencedSend<T>): Promise<T> {
+    const conn = this.pool.get(shard);
+    return conn.call(async (c) => {
+      let trailer: Metadata | undefined;
+      try {
+        return await send(c, (t) => (trailer = t));
+      } catch (err) {
+        const version = trailer?.get(MAP_VERSION_TRAILER);
+        if (err instanceof ClientError && err.code === Status.UNAVAILABLE && version) {
+          throw new NotOwnerError(shard, Number(version), trailer?.get(OWNER_TRAILER), err.details);
+        }
+        throw err;
+      }
+    });
+  }
+}

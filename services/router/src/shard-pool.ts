@@ -1,0 +1,204 @@
+import CircuitBreaker from "opossum";
+import {
+  ClientError,
+  createChannel,
+  createClientFactory,
+  ServerError,
+  Status,
+  type Channel,
+} from "nice-grpc";
+import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
+import { HealthDefinition } from "nice-grpc-server-health";
+import { internal, QueueServiceDefinition } from "@codeq/proto";
+import type { Logger } from "@codeq/server-kit";
+import type { ShardMap } from "@codeq/shardmap";
+import type { RouterConfig } from "./config";
+
+const clientFactory = createClientFactory().use(deadlineMiddleware);
+const newQueueClient = (c: Channel) => clientFactory.create(QueueServiceDefinition, c);
+const newShardClient = (c: Channel) => clientFactory.create(internal.ShardServiceDefinition, c);
+const newHealthClient = (c: Channel) => clientFactory.create(HealthDefinition, c);
+
+export type QueueClient = ReturnType<typeof newQueueClient>;
+export type ShardClient = ReturnType<typeof newShardClient>;
+export type HealthClient = ReturnType<typeof newHealthClient>;
+export type BreakerState = "closed" | "half-open" | "open";
+
+/**
+ * Shards sit next to the router: reconnect quickly after a shard restarts instead of
+ * grpc-js's default backoff (1 s growing to 120 s), and notice a dead peer on an idle
+ * connection (streams may be quiet for long) by keepalive pings.
+ */
+const CHANNEL_OPTIONS = {
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 2_000,
+  "grpc.keepalive_time_ms": 30_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+  "grpc.keepalive_permit_without_calls": 1,
+};
+
+/** Codes that say the shard (or the way to it) failed, as opposed to the caller's request. */
+const FAILURE_CODES = new Set([
+  Status.UNAVAILABLE,
+  Status.DEADLINE_EXCEEDED,
+  Status.INTERNAL,
+  Status.UNKNOWN,
+]);
+
+/** True when `err` counts against the shard's breaker. */
+export function isShardFailure(err: unknown): boolean {
+  return err instanceof ClientError && FAILURE_CODES.has(err.code);
+}
+
+/** One shard worker: its channels (round-robin), clients and circuit breaker. */
+export class ShardConn {
+  private readonly channels: Channel[];
+  private readonly queues: QueueClient[];
+  private turn = 0;
+  readonly internal: ShardClient;
+  readonly health: HealthClient;
+  readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
+
+  constructor(
+    readonly id: string,
+    readonly endpoint: string,
+    config: RouterConfig,
+    logger: Logger,
+  ) {
+    this.channels = Array.from({ length: config.channelsPerShard }, () => createChannel(endpoint));
+    this.queues = this.channels.map(newQueueClient);
+    this.internal = newShardClient(this.channels[0]!);
+    this.health = newHealthClient(this.channels[0]!);
+    this.breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
+      timeout: false, // deadlines bound every call; long polls may legitimately wait
+      errorThresholdPercentage: config.breakerErrorPercent,
+      volumeThreshold: config.breakerVolume,
+      resetTimeout: config.breakerResetMs,
+      rollingCountTimeout: config.breakerWindowMs,
+      errorFilter: (err: unknown) => !isShardFailure(err),
+    });
+    this.breaker.on("open", () => logger.warn({ shard: id, endpoint }, "shard breaker opened"));
+    this.breaker.on("halfOpen", () => logger.info({ shard: id }, "shard breaker half-open"));
+    this.breaker.on("close", () => logger.info({ shard: id }, "shard breaker closed"));
+  }
+
+  /** The next QueueService client (round-robin over the channels). */
+  get queue(): QueueClient {
+    return this.queues[this.turn++ % this.queues.length]!;
+  }
+
+  get breakerState(): BreakerState {
+    return this.breaker.opened ? "open" : this.breaker.halfOpen ? "half-open" : "closed";
+  }
+
+  /**
+   * Runs `fn` through the breaker: refused at once while it is open, counted as a
+   * failure when it fails for a reason of the shard's (UNAVAILABLE, DEADLINE_EXCEEDED …).
+   * Errors come back as ServerErrors a client can be given as they are.
+   */
+  async call<T>(fn: (conn: ShardConn) => Promise<T>): Promise<T> {
+    try {
+      return (await this.breaker.fire(() => fn(this))) as T;
+    } catch (err) {
+      throw this.toServerError(err);
+    }
+  }
+
+  /** Throws UNAVAILABLE while the breaker is open (a stream about to open asks first). */
+  admit(): void {
+    if (this.breaker.opened) throw this.openError();
+  }
+
+  /** Counts the outcome of something that did not run through call() (a stream). */
+  record(err: unknown | undefined): void {
+    if (this.breaker.isShutdown) return;
+    const outcome = err === undefined ? Promise.resolve() : Promise.reject(err);
+    this.breaker.fire(() => outcome).catch(() => undefined);
+  }
+
+  toServerError(err: unknown): unknown {
+    if (err instanceof ServerError) return err;
+    if (err instanceof ClientError) {
+      const where = FAILURE_CODES.has(err.code) ? `shard ${this.id} (${this.endpoint}): ` : "";
+      return new ServerError(err.code, where + err.details);
+    }
+    if ((err as { code?: string })?.code === "EOPENBREAKER") return this.openError();
+    return err; // AbortError and the like pass through untouched
+  }
+
+  private openError(): ServerError {
+    return new ServerError(
+      Status.UNAVAILABLE,
+      `shard ${this.id} (${this.endpoint}) is unavailable: its circuit breaker is open after repeated failures; retry later`,
+    );
+  }
+
+  close(): void {
+    this.breaker.shutdown();
+    for (const c of this.channels) c.close();
+  }
+}
+
+/**
+ * The router's connections to every shard of the map: created when a shard
+ * appears, replaced when its endpoint changes, closed when it leaves the map (after
+ * a grace period, so calls and streams in flight finish on the old connection).
+ */
+export class ShardPool {
+  private readonly conns = new Map<string, ShardConn>();
+  private readonly retiring = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly config: RouterConfig,
+    private readonly logger: Logger,
+    private readonly retireAfterMs = 60_000,
+  ) {}
+
+  /** Follows a new map: opens connections to new shards, retires gone or moved ones. */
+  update(map: ShardMap): void {
+    for (const [id, info] of Object.entries(map.shards)) {
+      const held = this.conns.get(id);
+      if (held?.endpoint === info.endpoint) continue;
+      if (held) this.retire(held);
+      this.conns.set(id, new ShardConn(id, info.endpoint, this.config, this.logger));
+    }
+    for (const [id, conn] of this.conns) {
+      if (!(id in map.shards)) {
+        this.conns.delete(id);
+        this.retire(conn);
+      }
+    }
+  }
+
+  /** The connection to shard `id`; UNAVAILABLE when the map does not name it. */
+  get(id: string): ShardConn {
+    const conn = this.conns.get(id);
+    if (!conn)
+      throw new ServerError(Status.UNAVAILABLE, `shard ${id} is not in the router's shard map`);
+    return conn;
+  }
+
+  has(id: string): boolean {
+    return this.conns.has(id);
+  }
+
+  all(): ShardConn[] {
+    return [...this.conns.values()];
+  }
+
+  close(): void {
+    for (const t of this.retiring) clearTimeout(t);
+    this.retiring.clear();
+    for (const conn of this.conns.values()) conn.close();
+    this.conns.clear();
+  }
+
+  private retire(conn: ShardConn): void {
+    const timer = setTimeout(() => {
+      this.retiring.delete(timer);
+      conn.close();
+    }, this.retireAfterMs);
+    timer.unref();
+    this.retiring.add(timer);
+  }
+}

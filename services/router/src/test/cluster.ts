@@ -1,0 +1,155 @@
+import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
+import {
+  AdminServiceDefinition,
+  QueueServiceDefinition,
+  type AdminServiceClient,
+  type QueueServiceClient,
+} from "@codeq/proto";
+import { createLogger } from "@codeq/server-kit";
+import { shardConfig, startShardWorker, type ShardWorker } from "@codeq/shard";
+import { RedisMapSource, type ShardMap, type ShardMapDraft } from "@codeq/shardmap";
+import { freePort, RedisServer } from "@codeq/testing";
+import { routerConfig, type RouterConfig } from "../config";
+import { startRouter, type Router } from "../router";
+
+let counter = 0;
+
+/**
+ * An in-process cluster on one real redis-server: shard workers (each on its own
+ * key prefix) following a shard map under their own control prefix, and a router
+ * on real gRPC ports. Processes, kills and restarts are what the local-cluster
+ * tests do; this one is for the router's logic, fast.
+ */
+export interface RouterCluster {
+  readonly server: RedisServer;
+  readonly source: RedisMapSource;
+  readonly router: Router;
+  readonly workers: Map<string, ShardWorker>;
+  readonly addresses: Map<string, string>;
+  client(tenant: string, roles?: string): QueueServiceClient;
+  admin(tenant?: string): AdminServiceClient;
+  /** Rewrites the map (compare-and-set on the current version). */
+  change(edit: (draft: ShardMapDraft) => ShardMapDraft): Promise<ShardMap>;
+  /** Stops a shard worker (its address stays in the map). */
+  stopShard(id: string): Promise<void>;
+  /** Starts a stopped shard worker again on its address. */
+  startShard(id: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function routerCluster(
+  options: {
+    shards?: string[];
+    commands?: Record<string, string>;
+    router?: Partial<RouterConfig>;
+    server?: RedisServer;
+  } = {},
+): Promise<RouterCluster> {
+  const server = options.server ?? (await RedisServer.start());
+  const n = ++counter;
+  const prefix = `${server.keyPrefix}-rc${n}`;
+  const ids = options.shards ?? ["a", "b"];
+  const source = new RedisMapSource({ url: server.url, prefix });
+  const addresses = new Map<string, string>();
+  for (const id of ids) addresses.set(id, `127.0.0.1:${await freePort()}`);
+  await source.compareAndSet(
+    0,
+    {
+      shards: Object.fromEntries(
+        ids.map((id) => [id, { endpoint: addresses.get(id)!, state: "active" }]),
+      ),
+      defaultShard: ids[0]!,
+      commands: options.commands ?? {},
+      tenants: {},
+      migrations: [],
+    },
+    { actor: "test", action: "Bootstrap", summary: "" },
+  );
+  const workers = new Map<string, ShardWorker>();
+  const startShard = async (id: string) => {
+    const worker = await startShardWorker(
+      shardConfig({
+        id,
+        listen: addresses.get(id)!,
+        metricsListen: "",
+        redisUrl: server.url,
+        keyPrefix: `${prefix}-${id}`,
+        devIdentity: true,
+        graceMs: 1_000,
+        controlUrl: server.url,
+        controlPrefix: prefix,
+        mapPollMs: 1_000,
+      }),
+      createLogger(`shard-${id}`, "silent"),
+    );
+    workers.set(id, worker);
+  };
+  for (const id of ids) await startShard(id);
+  const router = await startRouter(
+    routerConfig({
+      listen: "127.0.0.1:0",
+      controlUrl: server.url,
+      controlPrefix: prefix,
+      devIdentity: true,
+      graceMs: 1_000,
+      breakerResetMs: 500,
+      ...options.router,
+    }),
+    createLogger("router", (process.env.ROUTER_TEST_LOG ?? "silent") as "silent"),
+  );
+  const channels: Channel[] = [];
+  const channel = () => {
+    const c = createChannel(`127.0.0.1:${router.port}`);
+    channels.push(c);
+    return c;
+  };
+  const meta = (tenant: string, roles?: string) => {
+    const m = new Metadata({ "x-codeq-tenant": tenant });
+    if (roles) m.set("x-codeq-roles", roles);
+    return { "*": { metadata: m } };
+  };
+  return {
+    server,
+    source,
+    router,
+    workers,
+    addresses,
+    client: (tenant, roles) => createClient(QueueServiceDefinition, channel(), meta(tenant, roles)),
+    admin: (tenant = "ops") =>
+      createClient(AdminServiceDefinition, channel(), meta(tenant, "admin")),
+    async change(edit) {
+      const current = (await source.get())!;
+      const { version: _v, updatedAtMs: _u, ...draft } = current;
+      return source.compareAndSet(current.version, edit(draft), {
+        actor: "test",
+        action: "Change",
+        summary: "",
+      });
+    },
+    async stopShard(id) {
+      await workers.get(id)?.stop();
+      workers.delete(id);
+    },
+    startShard,
+    async close() {
+      for (const c of channels) c.close();
+      await router.stop();
+      for (const w of workers.values()) await w.stop();
+      await source.close();
+      if (!options.server) await server.stop();
+    },
+  };
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes; returns the time it took. */
+export async function within(
+  timeoutMs: number,
+  check: () => Promise<boolean> | boolean,
+): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -1,0 +1,76 @@
+import { MapCache, MemoryMapSource, type MapSource, type ShardMapDraft } from "@codeq/shardmap";
+import { NotOwnerError } from "./errors";
+import { ShardFence } from "./fence";
+
+const CHANGE = { actor: "test", action: "test", summary: "" };
+const draft = (overrides: Partial<ShardMapDraft> = {}): ShardMapDraft => ({
+  shards: {
+    a: { endpoint: "127.0.0.1:1", state: "active" },
+    b: { endpoint: "127.0.0.1:2", state: "active" },
+    c: { endpoint: "127.0.0.1:3", state: "active" },
+  },
+  defaultShard: "a",
+  commands: { X: "b", Y: "c" },
+  tenants: { "Z/vip": "b" },
+  migrations: [],
+  ...overrides,
+});
+
+/** A source whose announcements are lost: the cache only learns of changes by reading. */
+function deaf(source: MemoryMapSource): MapSource {
+  return {
+    get: () => source.get(),
+    compareAndSet: (v, next, change) => source.compareAndSet(v, next, change),
+    watch: () => () => {},
+    listAudit: (limit, offset) => source.listAudit(limit, offset),
+    close: () => source.close(),
+  };
+}
+
+describe("ShardFence", () => {
+  let source: MemoryMapSource;
+  let cache: MapCache;
+  let fence: ShardFence;
+  beforeEach(async () => {
+    source = new MemoryMapSource();
+    await source.compareAndSet(0, draft(), CHANGE);
+    cache = new MapCache(deaf(source), { pollMs: 3_600_000 });
+    await cache.start();
+    fence = new ShardFence("a", cache);
+  });
+  afterEach(() => cache.stop());
+
+  it("lets through queues the shard owns by default, mapping or override", async () => {
+    await expect(
+      fence.check([
+        { command: "Z", tenant: "t" },
+        { command: "OTHER", tenant: "vip" },
+      ]),
+    ).resolves.toBeUndefined();
+  });
+
+  it("names the first queue it does not own, its owner, the version, and how many more", async () => {
+    const err = await fence
+      .check([
+        { command: "OWNED", tenant: "t" },
+        { command: "X", tenant: "t" },
+        { command: "Y", tenant: "t" },
+        { command: "Z", tenant: "vip" },
+      ])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NotOwnerError);
+    expect(err).toMatchObject({ command: "X", tenant: "t", owner: "b", mapVersion: 1 });
+    expect((err as Error).message).toBe(
+      "shard a does not own queue X for tenant t under shard map version 1 (owner: b) (and 2 more queue(s) of this request); refresh the shard map and retry",
+    );
+  });
+
+  it("re-reads the map before refusing only when the caller saw a newer version", async () => {
+    await source.compareAndSet(1, draft({ commands: { Y: "c" } }), CHANGE);
+    const x = [{ command: "X", tenant: "t" }];
+    await expect(fence.check(x, 1)).rejects.toMatchObject({ mapVersion: 1 });
+    await expect(fence.check(x)).rejects.toMatchObject({ mapVersion: 1 });
+    await expect(fence.check(x, 2)).resolves.toBeUndefined();
+    expect(fence.mapVersion).toBe(2);
+  });
+});

@@ -1,0 +1,159 @@
+import { ClientError, createChannel, Status } from "nice-grpc";
+import { RedisMapSource } from "@codeq/shardmap";
+import { listReflectedServices } from "@codeq/testing";
+import { eventually, shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
+
+async function code(call: Promise<unknown>): Promise<Status | undefined> {
+  return call.then(
+    () => undefined,
+    (e: unknown) => (e instanceof ClientError ? e.code : undefined),
+  );
+}
+
+describe("the internal ShardService", () => {
+  let fx: ShardFixture;
+  // completed tasks are deleted at ack, so an emptied queue holds nothing
+  beforeAll(async () => (fx = await shardFixture({ completedRetentionMs: 0 })));
+  afterAll(() => fx.close());
+
+  it("is served and reflected beside QueueService", async () => {
+    const channel = createChannel(fx.address);
+    const services = await listReflectedServices(channel).finally(() => channel.close());
+    expect(services).toEqual(
+      expect.arrayContaining(["codeq.v1.QueueService", "codeq.internal.v1.ShardService"]),
+    );
+  });
+
+  it("GetShardStatus counts ready, scheduled, leased and dead tasks, and open streams", async () => {
+    const shard = fx.shardClient();
+    expect(await shard.getShardStatus({})).toEqual({
+      shard: "a",
+      storeReachable: true,
+      mapVersion: 0,
+      queueDepth: 0,
+      openStreams: 0,
+      lifecycle: "serving",
+    });
+    const c = fx.client("st", "producer,worker");
+    await c.enqueueBatch({
+      tasks: [
+        { command: "DEPTH" },
+        { command: "DEPTH" },
+        { command: "DEPTH" },
+        { command: "DEPTH" },
+        { command: "LATER", delayMs: 60_000 },
+      ] as never,
+    });
+    const leased = await c.lease({ commands: ["DEPTH"], maxTasks: 3 });
+    const [done, dead] = leased.tasks.map((t) => t.leaseToken);
+    await c.ack({ items: [{ leaseToken: done!, result: Buffer.alloc(0) }] });
+    await c.nack({ items: [{ leaseToken: dead!, error: "bad", deadLetter: true }] });
+    // ready 1, scheduled 1, leased 1, dead 1; the acked task is gone
+    expect((await shard.getShardStatus({})).queueDepth).toBe(4);
+
+    const stream = new StreamDriver(fx.client("st"));
+    stream.send({ ...SUB(["NOTHING"]), credits: 1 });
+    await stream.next();
+    expect((await shard.getShardStatus({})).openStreams).toBe(1);
+    stream.close();
+    await eventually(async () => (await shard.getShardStatus({})).openStreams === 0);
+  });
+
+  it("ListQueues pages through the tenants of a command that hold tasks, with counts", async () => {
+    for (const tenant of ["t1", "t2", "t3", "t4", "t5"])
+      await fx.client(tenant).enqueueBatch({
+        tasks: [{ command: "LQ" }, { command: "LQ", delayMs: 60_000 }] as never,
+      });
+    await fx.client("t3").enqueue({ command: "LQ", priority: 9 });
+    await fx.client("t1").enqueue({ command: "ELSEWHERE" });
+    // t0 held a task once, but holds none now
+    const emptied = fx.client("t0", "producer,worker");
+    await emptied.enqueue({ command: "LQ" });
+    const [task] = (await emptied.lease({ commands: ["LQ"], maxTasks: 1 })).tasks;
+    await emptied.ack({ items: [{ leaseToken: task!.leaseToken, result: Buffer.alloc(0) }] });
+
+    const shard = fx.shardClient();
+    const pages: string[][] = [];
+    let pageToken = "";
+    do {
+      const page = await shard.listQueues({ command: "LQ", pageSize: 2, pageToken });
+      pages.push(page.queues.map((q) => q.tenant));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(pages.flat()).toEqual(["t1", "t2", "t3", "t4", "t5"]);
+    expect(pages.every((p) => p.length <= 2)).toBe(true);
+
+    const all = await shard.listQueues({ command: "LQ", pageSize: 0, pageToken: "" });
+    expect(all.nextPageToken).toBe("");
+    expect(all.queues.find((q) => q.tenant === "t3")?.counts).toMatchObject({
+      ready: 2,
+      scheduled: 1,
+      leased: 0,
+      dead: 0,
+    });
+    expect(all.queues.find((q) => q.tenant === "t3")?.counts?.readyByPriority[9]).toBe(1);
+    expect(await shard.listQueues({ command: "NONE", pageSize: 10, pageToken: "" })).toEqual({
+      queues: [],
+      nextPageToken: "",
+    });
+  });
+
+  it("ListQueues refuses a bad command, page size or page token with INVALID_ARGUMENT", async () => {
+    const shard = fx.shardClient();
+    const ask = (command: string, pageSize = 10, pageToken = "") =>
+      code(shard.listQueues({ command, pageSize, pageToken }));
+    expect(await ask("")).toBe(Status.INVALID_ARGUMENT);
+    expect(await ask("no spaces")).toBe(Status.INVALID_ARGUMENT);
+    expect(await ask("LQ", 10_001)).toBe(Status.INVALID_ARGUMENT);
+    expect(await ask("LQ", 10, "not a token!")).toBe(Status.INVALID_ARGUMENT);
+    expect(await ask("LQ", 10_000)).toBeUndefined();
+  });
+
+  it("ImportTasks is not implemented yet", async () => {
+    const err = await fx
+      .shardClient()
+      .importTasks({ command: "LQ", tenant: "t1", migrationId: "m", tasks: [] })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ClientError);
+    expect(err).toMatchObject({
+      code: Status.UNIMPLEMENTED,
+      details: "ImportTasks arrives with command migration (issue 6)",
+    });
+  });
+
+  it("GetShardStatus reports the shard map version a worker follows", async () => {
+    const controlPrefix = `${fx.server.keyPrefix}-status-ctl`;
+    const source = new RedisMapSource({ url: fx.server.url, prefix: controlPrefix });
+    const draft = {
+      shards: {
+        a: { endpoint: "127.0.0.1:1", state: "active" as const },
+        b: { endpoint: "127.0.0.1:2", state: "active" as const },
+      },
+      defaultShard: "a",
+      commands: {},
+      tenants: {},
+      migrations: [],
+    };
+    await source.compareAndSet(0, draft, { actor: "test", action: "test", summary: "" });
+    await source.compareAndSet(
+      1,
+      { ...draft, commands: { X: "b" } },
+      {
+        actor: "test",
+        action: "test",
+        summary: "",
+      },
+    );
+    const mapped = await shardFixture({ controlUrl: fx.server.url, controlPrefix }, fx.server);
+    try {
+      expect(await mapped.shardClient().getShardStatus({})).toMatchObject({
+        shard: "a",
+        mapVersion: 2,
+        storeReachable: true,
+      });
+    } finally {
+      await mapped.close();
+      await source.close();
+    }
+  });
+});

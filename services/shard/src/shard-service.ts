@@ -1,0 +1,105 @@
+import { ServerError, Status } from "nice-grpc";
+import { NAME_PATTERN, type QueueEngine, type QueueStats } from "@codeq/engine";
+import type { internal } from "@codeq/proto";
+import type { Lifecycle } from "@codeq/server-kit";
+import type { Metrics } from "./metrics";
+import { asServerErrors, invalid } from "./status";
+import { countsToWire } from "./wire";
+
+/** What GetShardStatus reports beyond the engine and metrics. */
+export interface ShardView {
+  readonly shard: string;
+  /** The last store ping answered. */
+  storeReachable(): boolean;
+  /** The shard map version held; 0 for a standalone shard. */
+  mapVersion(): number;
+}
+
+/** Queues whose counts are read at once while filling a ListQueues page. */
+const STATS_CHUNK = 100;
+
+/**
+ * codeq.internal.v1.ShardService: the router → shard hop and the migration mover.
+ * No identity is required yet: the router's proof (mutual TLS or a shared secret,
+ * see shard.proto) arrives with router → shard trust in a later issue; until then
+ * the port must only be reachable by routers and operators.
+ */
+export function shardService(
+  view: ShardView,
+  engine: QueueEngine,
+  metrics: Metrics,
+  lifecycle: Lifecycle,
+): internal.ShardServiceImplementation {
+  return {
+    async importTasks() {
+      throw new ServerError(
+        Status.UNIMPLEMENTED,
+        "ImportTasks arrives with command migration (issue 6)",
+      );
+    },
+
+    async listQueues(req) {
+      if (!req.command) throw invalid("command is required");
+      if (!NAME_PATTERN.test(req.command))
+        throw invalid(`command must match ${NAME_PATTERN.source}`);
+      const size = req.pageSize || 1000;
+      if (size > 10_000) throw invalid(`page_size must be at most 10000, got ${req.pageSize}`);
+      const after = req.pageToken ? tenantOfToken(req.pageToken) : undefined;
+      return asServerErrors(async () => {
+        // The registry is sorted by tenant; a page starts after the token's tenant.
+        const all = (await engine.queues(req.command)).filter(
+          (q) => after === undefined || q.tenant > after,
+        );
+        const queues: internal.QueueSummary[] = [];
+        let next = 0;
+        // Queues that once held tasks but hold none now are left out.
+        while (queues.length < size && next < all.length) {
+          const chunk = all.slice(next, next + Math.min(STATS_CHUNK, size - queues.length));
+          next += chunk.length;
+          const stats = await Promise.all(chunk.map((q) => engine.stats(q)));
+          stats.forEach((s, i) => {
+            if (holdsTasks(s)) queues.push({ tenant: chunk[i]!.tenant, counts: countsToWire(s) });
+          });
+        }
+        const last = all[next - 1];
+        return {
+          queues,
+          nextPageToken: next < all.length && last ? tokenOfTenant(last.tenant) : "",
+        };
+      });
+    },
+
+    async getShardStatus() {
+      // A status must answer while the store is down: that is when it matters most.
+      const depth = await metrics.depthByCommand().catch(() => undefined);
+      let queueDepth = 0;
+      for (const d of depth?.values() ?? [])
+        queueDepth += d.ready + d.scheduled + d.leased + d.dead;
+      const streams = (await metrics.openStreams.get()).values[0]?.value ?? 0;
+      return {
+        shard: view.shard,
+        storeReachable: depth !== undefined && view.storeReachable(),
+        mapVersion: view.mapVersion(),
+        queueDepth,
+        openStreams: streams,
+        lifecycle: lifecycle.state,
+      };
+    },
+  };
+}
+
+function holdsTasks(s: QueueStats): boolean {
+  return s.ready + s.scheduled + s.leased + s.dead + s.completed + s.moving > 0;
+}
+
+/** Page tokens are opaque to callers: the last tenant of the page, base64url. */
+function tokenOfTenant(tenant: string): string {
+  return Buffer.from(tenant, "utf8").toString("base64url");
+}
+
+function tenantOfToken(token: string): string {
+  const tenant = Buffer.from(token, "base64url").toString("utf8");
+  if (!NAME_PATTERN.test(tenant) || tokenOfTenant(tenant) !== token)
+    throw invalid("page_token is not a token this call returned");
+  return tenant;
+}
