@@ -1,21 +1,33 @@
 import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
 import { QueueServiceDefinition, type LeaseStreamRequest } from "@codeq/proto";
 
+/** The demo's commands and the shard each is mapped to in the local cluster's map. */
+export const DEMO_COMMANDS: Readonly<Record<string, string>> = {
+  "email.send": "a",
+  "image.resize": "b",
+  "report.build": "c",
+};
+
 export interface WorkloadCounts {
   enqueued: number;
   acked: number;
+  /** Acked tasks per shard that delivered them. */
+  ackedByShard: Record<string, number>;
 }
 
 /**
- * A demo producer and worker against one shard worker: the producer sends batches
- * of 100 tasks; the worker holds one LeaseStream, acks each pushed batch in one
- * message and returns its credits with the ack. Runs until `signal` aborts.
+ * A demo producer and worker, both talking to the router: the producer sends
+ * batches of 99 tasks spread over the demo commands (the router splits each batch
+ * across the shards that own them); the worker holds one LeaseStream subscribed to
+ * every demo command (the router fans it in from all shards), acks each pushed
+ * batch in one message and returns its credits with the ack. Runs until `signal` aborts.
  */
 export async function runDemoWorkload(
   address: string,
   counts: WorkloadCounts,
   signal: AbortSignal,
 ): Promise<void> {
+  const commands = Object.keys(DEMO_COMMANDS);
   const channels: Channel[] = [createChannel(address), createChannel(address)];
   const metadata = new Metadata({ "x-codeq-tenant": "demo" });
   const producer = createClient(QueueServiceDefinition, channels[0]!, { "*": { metadata } });
@@ -44,7 +56,7 @@ export async function runDemoWorkload(
   signal.addEventListener("abort", () => wake?.(), { once: true });
   send({
     subscribe: {
-      commands: ["DEMO_EMAIL"],
+      commands,
       leaseDurationMs: 30_000,
       allTenants: false,
       maxBatch: 100,
@@ -64,6 +76,10 @@ export async function runDemoWorkload(
           acks: tasks.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) })),
         });
         counts.acked += tasks.length;
+        for (const t of tasks) {
+          const shard = t.task?.shard ?? "?";
+          counts.ackedByShard[shard] = (counts.ackedByShard[shard] ?? 0) + 1;
+        }
       }
     } catch {
       // stopped
@@ -75,8 +91,12 @@ export async function runDemoWorkload(
         const res = await producer.enqueueBatch(
           {
             tasks: Array.from(
-              { length: 100 },
-              (_, i) => ({ command: "DEMO_EMAIL", payload: Buffer.from(`hello ${i}`) }) as never,
+              { length: 99 },
+              (_, i) =>
+                ({
+                  command: commands[i % commands.length]!,
+                  payload: Buffer.from(`hello ${i}`),
+                }) as never,
             ),
           },
           { signal },

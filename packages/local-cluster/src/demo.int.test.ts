@@ -14,9 +14,13 @@ describe("the README's demo command", () => {
     );
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(
-      /shard-a\s+\d+\s+127\.0\.0\.1:\d+\s+SERVING\s+codeq\.v1\.QueueService/,
+      /shard-a\s+\d+\s+127\.0\.0\.1:\d+\s+SERVING\s+codeq\.internal\.v1\.ShardService, codeq\.v1\.QueueService/,
     );
-    expect(run.stdout).toMatch(/acked [1-9]\d*/);
+    expect(run.stdout).toMatch(
+      /router-1\s+\d+\s+127\.0\.0\.1:\d+\s+SERVING\s+codeq\.v1\.AdminService/,
+    );
+    // traffic through the router reached every shard
+    expect(run.stdout).toMatch(/acked by shard: a [1-9]\d*, b [1-9]\d*, c [1-9]\d*/);
     expect(run.stdout).toMatch(/stopped\./);
   }, 120_000);
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { createChannel } from "nice-grpc";
 import { listReflectedServices } from "@codeq/testing";
-import { runDemoWorkload, type WorkloadCounts } from "./demo-workload";
+import { DEMO_COMMANDS, runDemoWorkload, type WorkloadCounts } from "./demo-workload";
 import { startLocalCluster } from "./local-cluster";
 
 /**
@@ -13,7 +13,11 @@ async function main(): Promise<void> {
   console.log(
     "codeQ demo: starting a control store, 3 shards (redis-server + shard worker) and a router ...",
   );
-  const cluster = await startLocalCluster({ shards: 3, routers: 1 });
+  const cluster = await startLocalCluster({
+    shards: 3,
+    routers: 1,
+    commands: { ...DEMO_COMMANDS },
+  });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -48,26 +52,33 @@ async function main(): Promise<void> {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join("  "));
 
+  const mapping = Object.entries(DEMO_COMMANDS)
+    .map(([command, shard]) => `${command} → ${shard}`)
+    .join(", ");
   console.log(
     [
       "",
-      "What runs today: every process above is real. Shard workers serve codeq.v1.QueueService on",
-      "their own store (engine: issue #3, shard service: issue #4). The demo below is a producer",
-      "(EnqueueBatch of 100) and a worker (one LeaseStream, tasks pushed, acked in batches) talking",
-      "to shard a directly. Not yet: routing across the shards through the router (issue #5).",
+      `Shard map (in the control store): ${mapping}; every other command → a.`,
+      `Demo: a producer sends EnqueueBatch of 99 tasks over the three commands to the router,`,
+      `which splits each batch across the shards; a worker holds one LeaseStream to the router`,
+      `for all three commands, fanned in from every shard, and acks each pushed batch.`,
       "",
     ].join("\n"),
   );
 
-  const counts: WorkloadCounts = { enqueued: 0, acked: 0 };
+  const counts: WorkloadCounts = { enqueued: 0, acked: 0, ackedByShard: {} };
   const stopWorkload = new AbortController();
-  const workload = runDemoWorkload(cluster.shards[0]!.worker.address, counts, stopWorkload.signal);
+  const workload = runDemoWorkload(cluster.routers[0]!.address, counts, stopWorkload.signal);
   let last = { ...counts };
   const report = setInterval(() => {
+    const perShard = Object.keys(counts.ackedByShard)
+      .sort()
+      .map((id) => `${id} ${counts.ackedByShard[id]}`)
+      .join(", ");
     console.log(
-      `shard a: enqueued ${counts.enqueued} (+${counts.enqueued - last.enqueued}/s)  acked ${counts.acked} (+${counts.acked - last.acked}/s)`,
+      `via router: enqueued ${counts.enqueued} (+${counts.enqueued - last.enqueued}/s)  acked ${counts.acked} (+${counts.acked - last.acked}/s)  acked by shard: ${perShard}`,
     );
-    last = { ...counts };
+    last = { ...counts, ackedByShard: { ...counts.ackedByShard } };
   }, 1000);
   const stopDemo = async () => {
     clearInterval(report);
@@ -79,7 +90,11 @@ async function main(): Promise<void> {
   if (once) {
     await new Promise((r) => setTimeout(r, 3_000));
     await stopDemo();
-    if (counts.acked === 0) throw new Error("the demo worker received no task");
+    const silent = cluster.shards.filter((sh) => !counts.ackedByShard[sh.id]);
+    if (silent.length > 0)
+      throw new Error(
+        `the demo worker received no task from shard ${silent.map((sh) => sh.id).join(", ")}`,
+      );
     return;
   }
   console.log("Press Ctrl-C to stop.\n");
