@@ -1,4 +1,4 @@
-import type { ExtendItem, NackItem } from "@codeq/proto";
+import type { EnqueueResult, ExtendItem, NackItem } from "@codeq/proto";
 
 /** Longest nack delay, ms (one day). */
 export const MAX_NACK_DELAY_MS = 86_400_000;
@@ -29,4 +29,12 @@ export function extendProblem(items: readonly ExtendItem[]): string | undefined 
       return `items[${i}].lease_duration_ms must be ${LEASE_MS_RANGE.min}..${LEASE_MS_RANGE.max}`;
   }
   return undefined;
+}
+
+/** The per-item results of an enqueue batch that failed as a whole with `status`. */
+export function failedEnqueueResults(
+  n: number,
+  status: { code: number; message: string },
+): EnqueueResult[] {
+  return Array.from({ length: n }, () => ({ status, taskId: "", duplicate: false, state: 0 }));
 }

@@ -5,8 +5,10 @@
 export { stateToWire, specFromWire, taskToWire, deliveryToWire, countsToWire } from "./wire";
 export {
   nackProblem,
+  failedEnqueueResults,
   extendProblem,
   MAX_NACK_DELAY_MS,
   MAX_NACK_ERROR_BYTES,
   LEASE_MS_RANGE,
 } from "./checks";
+export { MAP_VERSION_TRAILER, OWNER_TRAILER } from "./fencing";

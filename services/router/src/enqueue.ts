@@ -1,8 +1,8 @@
 import { ServerError, Status } from "nice-grpc";
 import { checkTask, DEFAULT_TASK_LIMITS, EngineError, type TaskLimits } from "@codeq/engine";
 import type { EnqueueRequest, EnqueueResult } from "@codeq/proto";
-import { specFromWire } from "@codeq/wire";
-import { NotOwnerError, type Forward, type Routing } from "./routing";
+import { failedEnqueueResults, specFromWire } from "@codeq/wire";
+import { FencedError, type Forward, type Routing } from "./routing";
 
 /** The most items one EnqueueBatch (or EnqueueStream message) may carry. */
 export const MAX_BATCH = 1000;
@@ -33,12 +33,8 @@ export function taskLimits(routing: Routing): TaskLimits {
   return { ...DEFAULT_TASK_LIMITS, payloadCapBytes: routing.config.payloadCapBytes };
 }
 
-const failed = (code: Status, message: string): EnqueueResult => ({
-  status: { code, message },
-  taskId: "",
-  duplicate: false,
-  state: 0,
-});
+const failed = (code: Status, message: string): EnqueueResult =>
+  failedEnqueueResults(1, { code, message })[0]!;
 
 /**
  * Stores a checked batch: split by current shard, sent in parallel, answered in
@@ -66,7 +62,7 @@ export async function enqueueBatch(
 
 interface Fenced {
   readonly indexes: number[];
-  readonly err: NotOwnerError;
+  readonly err: FencedError;
 }
 
 async function sendSplit(
@@ -97,7 +93,7 @@ async function sendSplit(
           (i, j) => (results[i] = res.results[j] ?? failed(Status.INTERNAL, "no result")),
         );
       } catch (err) {
-        if (err instanceof NotOwnerError) fenced.push({ indexes: idx, err });
+        if (err instanceof FencedError) fenced.push({ indexes: idx, err });
         else {
           const e =
             err instanceof ServerError

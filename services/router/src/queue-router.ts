@@ -2,7 +2,6 @@ import { ServerError, Status } from "nice-grpc";
 import { leaseTokenShard } from "@codeq/engine";
 import type {
   AckItem,
-  EnqueueResult,
   ExtendItem,
   NackItem,
   ExtendResult,
@@ -13,7 +12,7 @@ import type {
   QueueServiceImplementation,
 } from "@codeq/proto";
 import { answerConcurrently, type Lifecycle } from "@codeq/server-kit";
-import { extendProblem, nackProblem } from "@codeq/wire";
+import { extendProblem, failedEnqueueResults, nackProblem } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
@@ -195,13 +194,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         (req, err) => {
           const e = asServerError(err);
           const status = { code: e.code, message: e.details };
-          const results: EnqueueResult[] = req.tasks.map(() => ({
-            status,
-            taskId: "",
-            duplicate: false,
-            state: 0,
-          }));
-          return { seq: req.seq, results };
+          return { seq: req.seq, results: failedEnqueueResults(req.tasks.length, status) };
         },
       );
     },

@@ -7,15 +7,12 @@ import {
   type MapCache,
   type ShardMap,
 } from "@codeq/shardmap";
+import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
 import type { ShardConn, ShardPool } from "./shard-pool";
 
-/** Trailers a shard worker sets when it refuses an enqueue for a queue it does not own. */
-export const MAP_VERSION_TRAILER = "x-codeq-map-version";
-export const OWNER_TRAILER = "x-codeq-owner";
-
-/** A shard refused an enqueue: under the map version it holds, another shard owns the queue. */
-export class NotOwnerError extends Error {
+/** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
+export class FencedError extends Error {
   constructor(
     readonly shard: string,
     readonly shardVersion: number,
@@ -99,19 +96,19 @@ export class Routing {
     try {
       return await this.sendFenced(resolve(), send);
     } catch (err) {
-      if (!(err instanceof NotOwnerError)) throw err;
+      if (!(err instanceof FencedError)) throw err;
       await this.cache.refresh();
       try {
         return await this.sendFenced(resolve(), send);
       } catch (again) {
-        if (again instanceof NotOwnerError)
+        if (again instanceof FencedError)
           throw new ServerError(Status.UNAVAILABLE, `${again.details} (after a map refresh)`);
         throw again;
       }
     }
   }
 
-  /** Sends to `shard`; a fencing refusal comes back as NotOwnerError. */
+  /** Sends to `shard`; a fencing refusal comes back as FencedError. */
   sendFenced<T>(shard: string, send: FencedSend<T>): Promise<T> {
     const conn = this.pool.get(shard);
     return conn.call(async (c) => {
@@ -121,7 +118,7 @@ export class Routing {
       } catch (err) {
         const version = trailer?.get(MAP_VERSION_TRAILER);
         if (err instanceof ClientError && err.code === Status.UNAVAILABLE && version) {
-          throw new NotOwnerError(shard, Number(version), trailer?.get(OWNER_TRAILER), err.details);
+          throw new FencedError(shard, Number(version), trailer?.get(OWNER_TRAILER), err.details);
         }
         throw err;
       }

@@ -4,10 +4,7 @@
  * gRPC status a client sees.
  */
 
-/** Trailer naming the shard map version the refusing shard holds (SPEC §4 fencing). */
-export const MAP_VERSION_TRAILER = "x-codeq-map-version";
-/** Trailer naming the shard that owns the refused queue under that version. */
-export const OWNER_TRAILER = "x-codeq-owner";
+export { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 
 /**
  * An enqueue for a queue this shard does not own under the shard map it holds.

@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
-import { Channel } from "./channel";
+import { Channel } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
 import type { Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, toServerError } from "./status";
-import { deliveryToWire } from "./wire";
+import { deliveryToWire } from "@codeq/wire";
 
 /**
  * One LeaseStream: the worker subscribes and grants credits; the session pushes

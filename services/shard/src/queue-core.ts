@@ -24,7 +24,7 @@ import { requireRole, type Identity } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
 import { invalid, toServerError } from "./status";
-import { specFromWire, stateToWire } from "./wire";
+import { extendProblem, nackProblem, specFromWire, stateToWire } from "@codeq/wire";
 
 /** What one lease asks for, validated. */
 export interface LeaseAsk {
@@ -200,12 +200,8 @@ export class QueueCore {
   }
 
   async nack(identity: Identity, items: readonly NackItem[]): Promise<ItemStatus[]> {
-    for (const [i, item] of items.entries()) {
-      if (item.delayMs !== undefined && item.delayMs > 86_400_000)
-        throw invalid(`items[${i}].delay_ms must be at most 86400000`);
-      if (Buffer.byteLength(item.error) > 4096)
-        throw invalid(`items[${i}].error must be at most 4096 bytes`);
-    }
+    const problem = nackProblem(items);
+    if (problem) throw invalid(problem);
     const outs = await this.settle(identity, items, (own) =>
       this.metrics.time("nack", () =>
         this.engine.nack(
@@ -226,14 +222,8 @@ export class QueueCore {
   }
 
   async extend(identity: Identity, items: readonly ExtendItem[]): Promise<ExtendResult[]> {
-    for (const [i, item] of items.entries()) {
-      if (
-        item.leaseDurationMs &&
-        (item.leaseDurationMs < 1000 || item.leaseDurationMs > 43_200_000)
-      ) {
-        throw invalid(`items[${i}].lease_duration_ms must be 1000..43200000`);
-      }
-    }
+    const problem = extendProblem(items);
+    if (problem) throw invalid(problem);
     const outs = await this.settle(identity, items, (own) =>
       this.metrics.time("extend", () =>
         this.engine.extend(own.map((i) => ({ token: i.leaseToken, leaseMs: i.leaseDurationMs }))),

@@ -7,7 +7,7 @@ import { identityFrom, requireRole, type Identity } from "@codeq/server-kit";
 import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
-import { countsToWire, deliveryToWire, taskToWire } from "./wire";
+import { countsToWire, deliveryToWire, taskToWire } from "@codeq/wire";
 
 const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 

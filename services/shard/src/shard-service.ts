@@ -4,7 +4,7 @@ import type { internal } from "@codeq/proto";
 import type { Lifecycle } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import { asServerErrors, invalid } from "./status";
-import { countsToWire } from "./wire";
+import { countsToWire } from "@codeq/wire";
 
 /** What GetShardStatus reports beyond the engine and metrics. */
 export interface ShardView {
