@@ -95,32 +95,27 @@ type Via<I, R> = (conn: ShardConn, items: I[]) => Promise<R[]> | undefined;
 /** Ack, Nack and Extend through the router (unary calls, and client streams). */
 export function settlers(routing: Routing, f: Forward) {
   const opts = () => routing.options(f);
-  const pick =
-    <I, R>(unary: (c: ShardConn, part: I[]) => Promise<R[]>, via?: Via<I, R>) =>
-    (c: ShardConn, part: I[]) =>
-      via?.(c, part) ?? unary(c, part);
+  const route =
+    <I extends { leaseToken: string }, R>(
+      call: (c: ShardConn, items: I[]) => Promise<R[]>,
+      status: (s: ItemStatus) => R,
+    ) =>
+    (items: readonly I[], via?: Via<I, R>) =>
+      settleByToken(routing, items, (c, part) => via?.(c, part) ?? call(c, part), status);
+  const same = (s: ItemStatus) => s;
   return {
-    ack: (items: readonly AckItem[], via?: Via<AckItem, ItemStatus>) =>
-      settleByToken(
-        routing,
-        items,
-        pick((c, part) => c.queue.ack({ items: part }, opts()).then((r) => r.results), via),
-        (s) => s,
-      ),
-    nack: (items: readonly NackItem[], via?: Via<NackItem, ItemStatus>) =>
-      settleByToken(
-        routing,
-        items,
-        pick((c, part) => c.queue.nack({ items: part }, opts()).then((r) => r.results), via),
-        (s) => s,
-      ),
-    extend: (items: readonly ExtendItem[], via?: Via<ExtendItem, ExtendResult>) =>
-      settleByToken(
-        routing,
-        items,
-        pick((c, part) => c.queue.extend({ items: part }, opts()).then((r) => r.results), via),
-        extendStatus,
-      ),
+    ack: route(
+      (c, items: AckItem[]) => c.queue.ack({ items }, opts()).then((r) => r.results),
+      same,
+    ),
+    nack: route(
+      (c, items: NackItem[]) => c.queue.nack({ items }, opts()).then((r) => r.results),
+      same,
+    ),
+    extend: route(
+      (c, items: ExtendItem[]) => c.queue.extend({ items }, opts()).then((r) => r.results),
+      extendStatus,
+    ),
   };
 }
 
