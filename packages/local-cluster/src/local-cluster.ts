@@ -117,6 +117,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       const address = `127.0.0.1:${await freePort()}`;
       const router = await ServiceProcess.start(`router-${i + 1}`, "router", address, {
         ...devEnv("ROUTER"),
+        CODEQ_ROUTER_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
         ...env,
         CODEQ_ROUTER_LISTEN: address,
         CODEQ_ROUTER_CONTROL_URL: control.url,

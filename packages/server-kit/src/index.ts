@@ -11,3 +11,4 @@ export { runService } from "./main";
 export { identityFrom, requireRole, type Identity, type Role } from "./identity";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
+export { RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";

@@ -11,6 +11,8 @@ const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallb
 export const routerConfigSchema = z.object({
   /** gRPC listen address for clients; port 0 picks a free port. */
   listen: z.string().default("127.0.0.1:7300"),
+  /** Prometheus /metrics address; empty disables it. */
+  metricsListen: z.string().default("127.0.0.1:9300"),
   /** The control store holding the shard map (key <controlPrefix>:ctl:shardmap). */
   controlUrl: z.string().url().default("redis://127.0.0.1:6379"),
   /** Key prefix of the shard map in the control store. */

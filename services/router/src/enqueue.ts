@@ -50,6 +50,7 @@ export async function enqueueBatch(
   const results: EnqueueResult[] = new Array(tasks.length);
   let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results);
   if (fenced.length > 0) {
+    routing.metrics.fencedRetries.inc(fenced.length);
     await routing.cache.refresh();
     const retry = fenced.flatMap((x) => x.indexes);
     fenced = await sendSplit(routing, f, tasks, retry, results);

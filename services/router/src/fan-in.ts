@@ -132,9 +132,11 @@ export class FanInSession {
     this.draining.addEventListener("abort", onDrain, { once: true });
     this.f.signal.addEventListener("abort", onCancel, { once: true });
     void this.read(requests);
+    this.routing.metrics.openStreams.inc();
     try {
       yield* this.out;
     } finally {
+      this.routing.metrics.openStreams.dec();
       this.end();
       this.draining.removeEventListener("abort", onDrain);
       this.f.signal.removeEventListener("abort", onCancel);

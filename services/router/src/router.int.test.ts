@@ -210,6 +210,18 @@ describe("router forwarding", () => {
     await expectCode(rc.client("t1").enqueue({ command: "X" }), Status.UNAVAILABLE);
   });
 
+  test("Prometheus metrics: RPCs, the map version and every shard's breaker", async () => {
+    await rc.client("t1").enqueue({ command: "X", payload: payload("x") });
+    const body = await fetch(`http://127.0.0.1:${rc.router.metricsPort}/metrics`).then((r) =>
+      r.text(),
+    );
+    expect(body).toMatch(/codeq_rpc_requests_total\{method="Enqueue",code="OK"\} 1/);
+    expect(body).toMatch(new RegExp(`codeq_router_map_version ${rc.router.routing.map.version}`));
+    expect(body).toMatch(/codeq_router_map_stale 0/);
+    expect(body).toMatch(/codeq_router_shard_breaker_state\{shard="a"\} 0/);
+    expect(body).toMatch(/codeq_router_shard_breaker_state\{shard="b"\} 0/);
+  });
+
   test("without the admin role, AdminService is refused", async () => {
     const { createChannel, createClient, Metadata } = await import("nice-grpc");
     const { AdminServiceDefinition } = await import("@codeq/proto");

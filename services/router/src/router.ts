@@ -9,6 +9,7 @@ import {
 import { MapCache, RedisMapSource } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import type { RouterConfig } from "./config";
+import { RouterMetrics } from "./metrics";
 import { queueRouter } from "./queue-router";
 import { Routing } from "./routing";
 import { ShardPool } from "./shard-pool";
@@ -16,6 +17,8 @@ import { ShardPool } from "./shard-pool";
 /** A running router. */
 export interface Router {
   readonly port: number;
+  /** Port of the Prometheus endpoint (undefined when disabled). */
+  readonly metricsPort: number | undefined;
   readonly grpc: GrpcService;
   readonly routing: Routing;
   /** Graceful shutdown: health NOT_SERVING, client streams end, in-flight calls finish. */
@@ -65,28 +68,38 @@ export async function startRouter(
     lastError = "";
     logger.info({ version: map.version, previous: previous?.version }, "shard map changed");
   });
-  const routing = new Routing(config, cache, pool, logger);
+  const metrics = new RouterMetrics(cache, pool);
+  const routing = new Routing(config, cache, pool, logger, metrics);
   const lifecycle = new Lifecycle();
   const grpc = await startGrpcService({
     listen: config.listen,
     logger,
     lifecycle,
+    middleware: [metrics.rpc.middleware()],
     register(server) {
       server.add(QueueServiceDefinition, queueRouter(routing, lifecycle));
       server.add(AdminServiceDefinition, adminRouter(routing));
       return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
     },
   });
-  logger.info({ port: grpc.port, mapVersion: cache.status().version }, "router ready");
+  const metricsServer = config.metricsListen
+    ? await metrics.serve(config.metricsListen)
+    : undefined;
+  logger.info(
+    { port: grpc.port, metricsPort: metricsServer?.port, mapVersion: cache.status().version },
+    "router ready",
+  );
 
   let stopping: Promise<void> | undefined;
   return {
     port: grpc.port,
+    metricsPort: metricsServer?.port,
     grpc,
     routing,
     stop() {
       stopping ??= (async () => {
         await grpc.shutdown(config.graceMs);
+        await metricsServer?.close();
         cache.stop();
         pool.close();
         await source.close();

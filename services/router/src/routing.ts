@@ -9,6 +9,7 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
+import type { RouterMetrics } from "./metrics";
 import type { ShardConn, ShardPool } from "./shard-pool";
 
 /** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
@@ -44,6 +45,7 @@ export class Routing {
     readonly cache: MapCache,
     readonly pool: ShardPool,
     readonly logger: Logger,
+    readonly metrics: RouterMetrics,
   ) {}
 
   get map(): ShardMap {
@@ -97,6 +99,7 @@ export class Routing {
       return await this.sendFenced(resolve(), send);
     } catch (err) {
       if (!(err instanceof FencedError)) throw err;
+      this.metrics.fencedRetries.inc();
       await this.cache.refresh();
       try {
         return await this.sendFenced(resolve(), send);

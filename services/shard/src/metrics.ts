@@ -1,7 +1,6 @@
-import * as http from "node:http";
-import { ServerError, Status, type ServerMiddleware } from "nice-grpc";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { QueueEngine } from "@codeq/engine";
+import { RpcMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
 
 /** Tasks per state, summed over the tenants of one command. */
 export interface Depth {
@@ -29,8 +28,7 @@ export class Metrics {
   readonly registry = new Registry();
   readonly operation: Histogram<"shard" | "operation">;
   readonly available: Gauge<"shard">;
-  readonly rpcs: Counter<"method" | "code">;
-  readonly rpcDuration: Histogram<"method">;
+  readonly rpc: RpcMetrics;
   readonly openStreams: Gauge;
   readonly delivered: Counter;
   readonly released: Counter;
@@ -60,19 +58,7 @@ export class Metrics {
       labelNames: ["shard"],
       registers,
     });
-    this.rpcs = new Counter({
-      name: "codeq_rpc_requests_total",
-      help: "RPCs served, by method and status code.",
-      labelNames: ["method", "code"],
-      registers,
-    });
-    this.rpcDuration = new Histogram({
-      name: "codeq_rpc_duration_seconds",
-      help: "Time to answer a unary RPC.",
-      labelNames: ["method"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30],
-      registers,
-    });
+    this.rpc = new RpcMetrics(this.registry);
     this.openStreams = new Gauge({
       name: "codeq_lease_streams_open",
       help: "Open LeaseStreams.",
@@ -173,50 +159,7 @@ export class Metrics {
   }
 
   /** Serves GET /metrics on `listen` (host:port); resolves with the port. */
-  serve(listen: string): Promise<{ port: number; close(): Promise<void> }> {
-    const at = listen.lastIndexOf(":");
-    const host = listen.slice(0, at);
-    const port = Number(listen.slice(at + 1));
-    const server = http.createServer((req, res) => {
-      if (req.url !== "/metrics") {
-        res.writeHead(404).end();
-        return;
-      }
-      this.registry.metrics().then(
-        (body) => res.writeHead(200, { "content-type": this.registry.contentType }).end(body),
-        (err: unknown) => res.writeHead(500).end(String(err)),
-      );
-    });
-    return new Promise((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, host, () => {
-        const address = server.address();
-        resolve({
-          port: typeof address === "object" && address ? address.port : port,
-          close: () => new Promise((r) => server.close(() => r())),
-        });
-      });
-    });
+  serve(listen: string): Promise<MetricsServer> {
+    return serveMetrics(this.registry, listen);
   }
-}
-
-/** Counts and times every RPC by method and final status code. */
-export function rpcMetrics(metrics: Metrics): ServerMiddleware {
-  return async function* (call, context) {
-    const method = call.method.path.split("/").pop() ?? call.method.path;
-    const end =
-      call.method.requestStream || call.method.responseStream
-        ? undefined
-        : metrics.rpcDuration.startTimer({ method });
-    let code = Status.OK;
-    try {
-      return yield* call.next(call.request, context);
-    } catch (err) {
-      code = err instanceof ServerError ? err.code : Status.UNKNOWN;
-      throw err;
-    } finally {
-      end?.();
-      metrics.rpcs.inc({ method, code: Status[code] ?? String(code) });
-    }
-  };
 }

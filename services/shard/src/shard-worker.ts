@@ -12,7 +12,7 @@ import {
 import { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
-import { Metrics, rpcMetrics } from "./metrics";
+import { Metrics } from "./metrics";
 import { Notifier } from "./notifier";
 import { QueueCore } from "./queue-core";
 import { queueService } from "./queue-service";
@@ -83,7 +83,7 @@ export async function startShardWorker(
     listen: config.listen,
     logger,
     lifecycle,
-    middleware: [rpcMetrics(metrics)],
+    middleware: [metrics.rpc.middleware()],
     register(server) {
       server.add(QueueServiceDefinition, queueService(core, lifecycle));
       server.add(internal.ShardServiceDefinition, shardService(view, engine, metrics, lifecycle));

@@ -88,6 +88,7 @@ export async function routerCluster(
   const router = await startRouter(
     routerConfig({
       listen: "127.0.0.1:0",
+      metricsListen: "127.0.0.1:0",
       controlUrl: server.url,
       controlPrefix: prefix,
       devIdentity: true,

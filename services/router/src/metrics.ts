@@ -1,0 +1,67 @@
+import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
+import { RpcMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
+import type { MapCache } from "@codeq/shardmap";
+import type { ShardPool } from "./shard-pool";
+
+const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
+
+/**
+ * Prometheus metrics of a router (SPEC §6): codeq_rpc_requests_total{method,code},
+ * codeq_rpc_duration_seconds{method}, codeq_router_map_version,
+ * codeq_router_map_stale, codeq_router_shard_breaker_state{shard},
+ * codeq_router_fenced_retries_total, codeq_router_lease_streams_open, and the
+ * process metrics under codeq_router_process_.
+ */
+export class RouterMetrics {
+  readonly registry = new Registry();
+  readonly rpc: RpcMetrics;
+  readonly fencedRetries: Counter;
+  readonly openStreams: Gauge;
+
+  constructor(cache: MapCache, pool: ShardPool) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: "codeq_router_process_" });
+    this.rpc = new RpcMetrics(this.registry);
+    this.fencedRetries = new Counter({
+      name: "codeq_router_fenced_retries_total",
+      help: "Enqueues a shard refused as not its queue's owner, re-sent after a map refresh.",
+      registers,
+    });
+    this.openStreams = new Gauge({
+      name: "codeq_router_lease_streams_open",
+      help: "Client LeaseStreams open on this router.",
+      registers,
+    });
+    const version: Gauge = new Gauge({
+      name: "codeq_router_map_version",
+      help: "The shard map version this router holds.",
+      registers,
+      collect: () => {
+        version.set(cache.status().version);
+      },
+    });
+    const stale: Gauge = new Gauge({
+      name: "codeq_router_map_stale",
+      help: "1 while the control store does not answer and the last good map is served.",
+      registers,
+      collect: () => {
+        stale.set(cache.status().stale ? 1 : 0);
+      },
+    });
+    const breaker = new Gauge({
+      name: "codeq_router_shard_breaker_state",
+      help: "Circuit breaker per shard: 0 closed, 1 half-open, 2 open.",
+      labelNames: ["shard"],
+      registers,
+      collect: () => {
+        breaker.reset();
+        for (const conn of pool.all())
+          breaker.set({ shard: conn.id }, BREAKER_VALUE[conn.breakerState]);
+      },
+    });
+  }
+
+  serve(listen: string): Promise<MetricsServer> {
+    return serveMetrics(this.registry, listen);
+  }
+}
