@@ -1,3 +1,5 @@
+import { setMaxListeners } from "node:events";
+
 /** starting → serving → draining → stopped; never backwards. */
 export type LifecycleState = "starting" | "serving" | "draining" | "stopped";
 
@@ -7,6 +9,11 @@ const order: Record<LifecycleState, number> = { starting: 0, serving: 1, drainin
 export class Lifecycle {
   private current: LifecycleState = "starting";
   private readonly draining = new AbortController();
+
+  constructor() {
+    // every open stream and long poll listens on it: thousands is normal, not a leak
+    setMaxListeners(0, this.draining.signal);
+  }
   private readonly listeners = new Set<(state: LifecycleState) => void>();
 
   get state(): LifecycleState {

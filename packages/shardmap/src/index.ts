@@ -52,3 +52,12 @@ export {
 export { MapSupplier } from "./map-supplier";
 export { StaticYamlSupplier, loadStaticSupplier, parseStaticMap } from "./static-yaml-supplier";
 export { HashSupplier, type HashSupplierOptions } from "./hash-supplier";
+export {
+  MigrationStore,
+  emptyCounts,
+  FINISHED_CAP,
+  type MigrationCounts,
+  type MigrationProgress,
+  type FinishedMigration,
+} from "./migration-store";
+export { updateMap, draftOf } from "./update";

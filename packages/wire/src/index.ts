@@ -2,7 +2,15 @@
  * @codeq/wire: conversions between the codeq.v1 wire contract and the engine's
  * types, and the checks a batch passes before any shard sees it.
  */
-export { stateToWire, specFromWire, taskToWire, deliveryToWire, countsToWire } from "./wire";
+export {
+  stateToWire,
+  specFromWire,
+  taskToWire,
+  deliveryToWire,
+  countsToWire,
+  exportedToWire,
+  exportedFromWire,
+} from "./wire";
 export {
   nackProblem,
   failedEnqueueResults,

@@ -1,6 +1,7 @@
 import {
   BackoffKind,
   TaskState,
+  type internal,
   type EnqueueRequest,
   type LeasedTask,
   type QueueCounts,
@@ -8,6 +9,7 @@ import {
 } from "@codeq/proto";
 import type {
   Delivery,
+  ExportedTask,
   QueueStats,
   StoredTask,
   TaskSpec,
@@ -107,4 +109,65 @@ export function countsToWire(s: QueueStats): QueueCounts {
     dead: s.dead,
     completed: s.completed,
   };
+}
+
+const STATE_FROM_WIRE: Partial<Record<TaskState, EngineState>> = {
+  [TaskState.TASK_STATE_READY]: "READY",
+  [TaskState.TASK_STATE_SCHEDULED]: "SCHEDULED",
+  [TaskState.TASK_STATE_LEASED]: "LEASED",
+  [TaskState.TASK_STATE_COMPLETED]: "COMPLETED",
+  [TaskState.TASK_STATE_DEAD]: "DEAD",
+};
+
+const KIND_FROM_WIRE: Partial<Record<BackoffKind, EngineBackoffKind>> = {
+  [BackoffKind.BACKOFF_KIND_FIXED]: "fixed",
+  [BackoffKind.BACKOFF_KIND_LINEAR]: "linear",
+  [BackoffKind.BACKOFF_KIND_EXPONENTIAL]: "exponential",
+};
+
+/** A task on its way to another shard, in the internal ImportTasks form. */
+export function exportedToWire(e: ExportedTask): internal.ImportedTask {
+  return {
+    task: taskToWire(e.task),
+    idempotencyExpiresAtMs: e.idempotencyExpiresAt,
+    leaseSeq: e.task.leaseSeq,
+    doneAtMs: e.task.doneAt ?? 0,
+  };
+}
+
+/** A moved task as the importing shard's engine takes it; undefined when the state cannot move. */
+export function exportedFromWire(
+  w: internal.ImportedTask,
+  shard: string,
+): ExportedTask | undefined {
+  const t = w.task;
+  const state = t && STATE_FROM_WIRE[t.state];
+  if (!t || !state) return undefined;
+  const b = t.backoff;
+  const task: StoredTask = {
+    id: t.id,
+    command: t.command,
+    tenant: t.tenant,
+    shard,
+    payload: Buffer.from(t.payload),
+    priority: t.priority,
+    runAt: t.runAtMs,
+    maxAttempts: t.maxAttempts,
+    attempts: t.attempts,
+    leaseSeq: w.leaseSeq,
+    backoff: {
+      kind: (b && KIND_FROM_WIRE[b.kind]) ?? "exponential",
+      baseMs: b?.baseMs ?? 1000,
+      maxMs: b?.maxMs ?? 300_000,
+      jitter: b?.jitter ?? true,
+    },
+    ...(t.idempotencyKey ? { idemKey: t.idempotencyKey } : {}),
+    ...(Object.keys(t.headers).length > 0 ? { headers: t.headers } : {}),
+    createdAt: t.createdAtMs,
+    updatedAt: t.updatedAtMs,
+    state,
+    ...(t.lastError ? { lastError: t.lastError } : {}),
+    ...(w.doneAtMs ? { doneAt: w.doneAtMs } : {}),
+  };
+  return { task, idempotencyExpiresAt: w.idempotencyExpiresAtMs };
 }

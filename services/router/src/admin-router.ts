@@ -1,15 +1,9 @@
-import { ServerError, Status } from "nice-grpc";
-import {
-  BreakerState,
-  MigrationState,
-  ShardState,
-  type AdminServiceImplementation,
-  type Migration as WireMigration,
-  type ShardMap as WireShardMap,
-  type ShardStatus,
-} from "@codeq/proto";
+import type { CallContext } from "nice-grpc";
+import { BreakerState, type AdminServiceImplementation, type ShardStatus } from "@codeq/proto";
 import { requireRole } from "@codeq/server-kit";
-import type { Migration, ShardMap } from "@codeq/shardmap";
+import type { MapSource, MigrationStore } from "@codeq/shardmap";
+import { mapToWire, shardState } from "./admin-wire";
+import { MapOperations } from "./map-operations";
 import { asServerError } from "./fan-out";
 import type { Routing } from "./routing";
 import type { BreakerState as PoolBreakerState } from "./shard-pool";
@@ -20,66 +14,18 @@ const BREAKER: Record<PoolBreakerState, BreakerState> = {
   open: BreakerState.BREAKER_STATE_OPEN,
 };
 
-const MIGRATION: Record<Migration["state"], MigrationState> = {
-  copying: MigrationState.MIGRATION_STATE_COPYING,
-  draining: MigrationState.MIGRATION_STATE_DRAINING,
-  completed: MigrationState.MIGRATION_STATE_COMPLETED,
-  aborting: MigrationState.MIGRATION_STATE_ABORTING,
-  aborted: MigrationState.MIGRATION_STATE_ABORTED,
-};
-
-const shardState = (s: string) =>
-  s === "draining" ? ShardState.SHARD_STATE_DRAINING : ShardState.SHARD_STATE_ACTIVE;
-
-function migrationToWire(m: Migration): WireMigration {
-  return {
-    id: m.id,
-    command: m.command,
-    tenant: m.tenant ?? "",
-    fromShard: m.from,
-    toShard: m.to,
-    state: MIGRATION[m.state],
-    moved: undefined,
-    remaining: undefined,
-    startedAtMs: m.startedAtMs,
-    updatedAtMs: m.updatedAtMs ?? m.startedAtMs,
-    finishedAtMs: m.finishedAtMs ?? 0,
-    ratePerSecond: 0,
-    mapVersion: m.mapVersion ?? 0,
-    requestedBy: m.requestedBy ?? "",
-    lastError: m.lastError ?? "",
+/** codeq.v1.AdminService on the router: the map, the shards, assignments and migrations. */
+export function adminRouter(
+  routing: Routing,
+  source: MapSource,
+  store: MigrationStore,
+): AdminServiceImplementation {
+  const admin = (ctx: CallContext, what: string) => {
+    const f = routing.forward(ctx);
+    requireRole(f.identity, "admin", what);
+    return f;
   };
-}
-
-/** The shard map in its wire form (assignments sorted: command mappings, then overrides). */
-export function mapToWire(map: ShardMap): WireShardMap {
-  const assignments = [
-    ...Object.entries(map.commands).map(([command, shard]) => ({ command, tenant: "", shard })),
-    ...Object.entries(map.tenants).map(([key, shard]) => {
-      const slash = key.indexOf("/");
-      return { command: key.slice(0, slash), tenant: key.slice(slash + 1), shard };
-    }),
-  ].sort((a, b) => a.command.localeCompare(b.command) || a.tenant.localeCompare(b.tenant));
-  return {
-    version: map.version,
-    shards: Object.entries(map.shards)
-      .sort(([a], [b]) => a.localeCompare(b))
-      .map(([id, s]) => ({ id, endpoint: s.endpoint, state: shardState(s.state) })),
-    defaultShard: map.defaultShard,
-    assignments,
-    migrations: map.migrations.map(migrationToWire),
-    updatedAtMs: map.updatedAtMs,
-  };
-}
-
-const later = (what: string) => async (): Promise<never> => {
-  throw new ServerError(Status.UNIMPLEMENTED, `${what} arrives with command migration (issue 6)`);
-};
-
-/** codeq.v1.AdminService on the router: the map it holds, and the shards' health. */
-export function adminRouter(routing: Routing): AdminServiceImplementation {
-  const admin = (ctx: Parameters<AdminServiceImplementation["getShardMap"]>[1], what: string) =>
-    requireRole(routing.forward(ctx).identity, "admin", what);
+  const ops = new MapOperations(routing, source, store);
 
   return {
     async getShardMap(_req, ctx) {
@@ -94,49 +40,80 @@ export function adminRouter(routing: Routing): AdminServiceImplementation {
 
     async listShards(_req, ctx) {
       admin(ctx, "ListShards");
-      const map = routing.map;
-      const deadline = new Date(Date.now() + routing.config.fanoutTimeoutMs);
-      const shards = await Promise.all(
-        Object.entries(map.shards)
-          .sort(([a], [b]) => a.localeCompare(b))
-          .map(async ([id, info]): Promise<ShardStatus> => {
-            const conn = routing.pool.get(id);
-            const shard = { id, endpoint: info.endpoint, state: shardState(info.state) };
-            const breaker = BREAKER[conn.breakerState];
-            try {
-              // asked directly, not through the breaker: an operator wants the truth now
-              const s = await conn.internal.getShardStatus({}, { deadline });
-              const serving = s.storeReachable && s.lifecycle === "serving";
-              return {
-                shard,
-                healthy: serving,
-                breaker,
-                queueDepth: s.queueDepth,
-                mapVersion: s.mapVersion,
-                error: serving ? "" : `store reachable: ${s.storeReachable}, ${s.lifecycle}`,
-              };
-            } catch (err) {
-              const e = conn.toServerError(err);
-              return {
-                shard,
-                healthy: false,
-                breaker,
-                queueDepth: 0,
-                mapVersion: 0,
-                error: asServerError(e).details,
-              };
-            }
-          }),
-      );
-      return { shards };
+      return { shards: await listShards(routing) };
     },
 
-    assignCommand: later("AssignCommand"),
-    getMigration: later("GetMigration"),
-    listMigrations: later("ListMigrations"),
-    abortMigration: later("AbortMigration"),
-    registerShard: later("RegisterShard"),
-    removeShard: later("RemoveShard"),
-    listAuditEvents: later("ListAuditEvents"),
+    async assignCommand(req, ctx) {
+      const f = admin(ctx, "AssignCommand");
+      return ops.assign(req, f.identity.principal);
+    },
+
+    async getMigration(req, ctx) {
+      admin(ctx, "GetMigration");
+      return { migration: await ops.migration(req.id) };
+    },
+
+    async listMigrations(req, ctx) {
+      admin(ctx, "ListMigrations");
+      return ops.listMigrations(req);
+    },
+
+    async abortMigration(req, ctx) {
+      const f = admin(ctx, "AbortMigration");
+      return { migration: await ops.abort(req.id, f.identity.principal) };
+    },
+
+    async registerShard(req, ctx) {
+      const f = admin(ctx, "RegisterShard");
+      return { mapVersion: await ops.registerShard(req.shard, f.identity.principal) };
+    },
+
+    async removeShard(req, ctx) {
+      const f = admin(ctx, "RemoveShard");
+      return { mapVersion: await ops.removeShard(req.id, f.identity.principal) };
+    },
+
+    async listAuditEvents(req, ctx) {
+      admin(ctx, "ListAuditEvents");
+      return ops.audit(req.pageSize, req.pageToken);
+    },
   };
+}
+
+/** Every shard of the map with its health, depth, map version and the router's breaker. */
+async function listShards(routing: Routing): Promise<ShardStatus[]> {
+  const map = routing.map;
+  const deadline = new Date(Date.now() + routing.config.fanoutTimeoutMs);
+  return Promise.all(
+    Object.entries(map.shards)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(async ([id, info]): Promise<ShardStatus> => {
+        const conn = routing.pool.get(id);
+        const shard = { id, endpoint: info.endpoint, state: shardState(info.state) };
+        const breaker = BREAKER[conn.breakerState];
+        try {
+          // asked directly, not through the breaker: an operator wants the truth now
+          const s = await conn.internal.getShardStatus({}, { deadline });
+          const serving = s.storeReachable && s.lifecycle === "serving";
+          return {
+            shard,
+            healthy: serving,
+            breaker,
+            queueDepth: s.queueDepth,
+            mapVersion: s.mapVersion,
+            error: serving ? "" : `store reachable: ${s.storeReachable}, ${s.lifecycle}`,
+          };
+        } catch (err) {
+          const e = conn.toServerError(err);
+          return {
+            shard,
+            healthy: false,
+            breaker,
+            queueDepth: 0,
+            mapVersion: 0,
+            error: asServerError(e).details,
+          };
+        }
+      }),
+  );
 }

@@ -6,7 +6,7 @@ import {
   type GrpcService,
   type Logger,
 } from "@codeq/server-kit";
-import { MapCache, RedisMapSource } from "@codeq/shardmap";
+import { MapCache, MigrationStore, RedisMapSource } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import type { RouterConfig } from "./config";
 import { RouterMetrics } from "./metrics";
@@ -70,6 +70,7 @@ export async function startRouter(
   });
   const metrics = new RouterMetrics(cache, pool);
   const routing = new Routing(config, cache, pool, logger, metrics);
+  const migrations = new MigrationStore(config.controlUrl, config.controlPrefix);
   const lifecycle = new Lifecycle();
   const grpc = await startGrpcService({
     listen: config.listen,
@@ -78,7 +79,7 @@ export async function startRouter(
     middleware: [metrics.rpc.middleware()],
     register(server) {
       server.add(QueueServiceDefinition, queueRouter(routing, lifecycle));
-      server.add(AdminServiceDefinition, adminRouter(routing));
+      server.add(AdminServiceDefinition, adminRouter(routing, source, migrations));
       return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
     },
   });
@@ -103,6 +104,7 @@ export async function startRouter(
         cache.stop();
         pool.close();
         await source.close();
+        await migrations.close();
       })();
       return stopping;
     },

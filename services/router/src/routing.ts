@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { ClientError, Metadata, ServerError, Status, type CallContext } from "nice-grpc";
 import { identityFrom, type Identity, type Logger } from "@codeq/server-kit";
 import {
@@ -61,6 +62,8 @@ export class Routing {
       // a shard holding an older map re-reads it before refusing a queue it does not own
       [MAP_VERSION_TRAILER]: String(this.cache.status().version),
     });
+    // every shard call of this one (a stream's settlements, a fan-out) listens on it
+    setMaxListeners(0, ctx.signal);
     return { identity, metadata, signal: ctx.signal };
   }
 

@@ -81,6 +81,12 @@ export const shardConfigSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9_-]+$/)
     .default("codeq"),
+  /** Run the migration mover (off: migrations draining this shard wait; for tests and emergencies). */
+  mover: bool(true),
+  /** Tasks per batch the migration mover exports and imports. */
+  moverBatch: z.coerce.number().int().min(1).max(1000).default(500),
+  /** Pause between mover passes while a migration drains this shard, ms. */
+  moverIntervalMs: ms(10, 60_000, 250),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */
   mapPollMs: ms(100, 3_600_000, 2_000),
 });

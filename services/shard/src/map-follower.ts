@@ -6,6 +6,8 @@ import { ShardFence } from "./fence";
 /** A shard worker's view of the shard map in the control store, and the fence built on it. */
 export interface MapFollower {
   readonly cache: MapCache;
+  /** The control store's map, for the mover's compare-and-set writes. */
+  readonly source: RedisMapSource;
   readonly fence: ShardFence;
   /** Logs once when the map turns stale (control store unreachable) and once when it recovers. */
   checkStale(): void;
@@ -58,6 +60,7 @@ export async function followShardMap(config: ShardConfig, logger: Logger): Promi
   let wasStale = false;
   return {
     cache,
+    source,
     fence: new ShardFence(config.id, cache),
     checkStale() {
       const { stale, version, lastError } = cache.status();

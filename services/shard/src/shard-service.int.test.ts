@@ -1,4 +1,5 @@
 import { ClientError, createChannel, Status } from "nice-grpc";
+import { Task, TaskState } from "@codeq/proto";
 import { RedisMapSource } from "@codeq/shardmap";
 import { listReflectedServices } from "@codeq/testing";
 import { eventually, shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
@@ -109,16 +110,50 @@ describe("the internal ShardService", () => {
     expect(await ask("LQ", 10_000)).toBeUndefined();
   });
 
-  it("ImportTasks is not implemented yet", async () => {
-    const err = await fx
-      .shardClient()
-      .importTasks({ command: "LQ", tenant: "t1", migrationId: "m", tasks: [] })
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(ClientError);
-    expect(err).toMatchObject({
-      code: Status.UNIMPLEMENTED,
-      details: "ImportTasks arrives with command migration (issue 6)",
+  it("ImportTasks stores moved tasks once, in their state, and wakes a waiting stream", async () => {
+    const shard = fx.shardClient();
+    const queue = { command: "IMP", tenant: "t1" };
+    const stream = new StreamDriver(fx.client("t1"));
+    stream.send({ ...SUB(["IMP"]), credits: 10 });
+    expect((await stream.next())?.subscribed).toBeDefined();
+    const moved = (id: string, state: TaskState) => ({
+      task: {
+        ...Task.fromPartial({ id, command: "IMP", tenant: "t1", payload: Buffer.from(id) }),
+        state,
+        maxAttempts: 5,
+        attempts: 2,
+        runAtMs: state === TaskState.TASK_STATE_SCHEDULED ? Date.now() + 600_000 : Date.now(),
+      },
+      idempotencyExpiresAtMs: 0,
+      leaseSeq: 7,
+      doneAtMs: 0,
     });
+    const ids = ["01JD0000000000000000000001", "01JD0000000000000000000002"];
+    const req = {
+      ...queue,
+      migrationId: "m1",
+      tasks: [
+        moved(ids[0]!, TaskState.TASK_STATE_READY),
+        moved(ids[1]!, TaskState.TASK_STATE_SCHEDULED),
+      ],
+    };
+    expect(await shard.importTasks(req)).toEqual({ imported: ids, alreadyPresent: [] });
+    // a repeat (a mover that crashed after the call) stores nothing twice
+    expect(await shard.importTasks(req)).toEqual({ imported: [], alreadyPresent: ids });
+    const s = await fx.worker.engine.stats(queue);
+    expect([s.ready + s.leased, s.scheduled]).toEqual([1, 1]); // the stream may hold it already
+    const pushed = (await stream.next())?.tasks?.tasks ?? [];
+    expect(pushed.map((t) => t.task!.id)).toEqual([ids[0]]);
+    expect(pushed[0]!.task!.attempts).toBe(3); // attempts kept (+1 for this delivery)
+    stream.close();
+    expect(
+      await code(
+        shard.importTasks({ ...req, tasks: [moved(ids[0]!, TaskState.TASK_STATE_LEASED)] }),
+      ),
+    ).toBe(Status.INVALID_ARGUMENT); // only READY, SCHEDULED and DEAD tasks move
+    expect(await code(shard.importTasks({ ...req, tenant: "bad tenant" }))).toBe(
+      Status.INVALID_ARGUMENT,
+    );
   });
 
   it("GetShardStatus reports the shard map version a worker follows", async () => {

@@ -1,10 +1,10 @@
 import { ServerError, Status } from "nice-grpc";
-import { NAME_PATTERN, type QueueEngine, type QueueStats } from "@codeq/engine";
+import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "@codeq/engine";
 import type { internal } from "@codeq/proto";
 import type { Lifecycle } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import { asServerErrors, invalid } from "./status";
-import { countsToWire } from "@codeq/wire";
+import { countsToWire, exportedFromWire } from "@codeq/wire";
 
 /** What GetShardStatus reports beyond the engine and metrics. */
 export interface ShardView {
@@ -29,13 +29,33 @@ export function shardService(
   engine: QueueEngine,
   metrics: Metrics,
   lifecycle: Lifecycle,
+  /** Tasks arrived by import: wake streams for the ready ones, the due loop for the scheduled. */
+  onImported: (queue: QueueRef, ready: number, scheduled: number) => void = () => undefined,
 ): internal.ShardServiceImplementation {
   return {
-    async importTasks() {
-      throw new ServerError(
-        Status.UNIMPLEMENTED,
-        "ImportTasks arrives with command migration (issue 6)",
-      );
+    async importTasks(req) {
+      if (!NAME_PATTERN.test(req.command))
+        throw invalid(`command must match ${NAME_PATTERN.source}`);
+      if (!NAME_PATTERN.test(req.tenant)) throw invalid(`tenant must match ${NAME_PATTERN.source}`);
+      if (req.tasks.length > 1000)
+        throw invalid(`at most 1000 tasks per call, got ${req.tasks.length}`);
+      const tasks = req.tasks.map((t, i) => {
+        const e = exportedFromWire(t, view.shard);
+        if (!e) throw invalid(`tasks[${i}] has no task or no known state`);
+        return e;
+      });
+      const queue = { command: req.command, tenant: req.tenant };
+      const out = await asServerErrors(() => engine.importTasks(queue, tasks));
+      const fresh = new Set(out.imported);
+      let ready = 0;
+      let scheduled = 0;
+      for (const e of tasks) {
+        if (!fresh.has(e.task.id)) continue;
+        if (e.task.state === "READY") ready++;
+        if (e.task.state === "SCHEDULED") scheduled++;
+      }
+      onImported(queue, ready, scheduled);
+      return { imported: out.imported, alreadyPresent: out.alreadyPresent };
     },
 
     async listQueues(req) {

@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { QueueEngine } from "@codeq/engine";
+import { MigrationStore } from "@codeq/shardmap";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
 import type { MapCache } from "@codeq/shardmap";
 import {
@@ -13,6 +14,7 @@ import { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
 import { Metrics } from "./metrics";
+import { Mover } from "./mover";
 import { Notifier } from "./notifier";
 import { QueueCore } from "./queue-core";
 import { queueService } from "./queue-service";
@@ -86,11 +88,34 @@ export async function startShardWorker(
     middleware: [metrics.rpc.middleware()],
     register(server) {
       server.add(QueueServiceDefinition, queueService(core, lifecycle));
-      server.add(internal.ShardServiceDefinition, shardService(view, engine, metrics, lifecycle));
+      server.add(
+        internal.ShardServiceDefinition,
+        shardService(view, engine, metrics, lifecycle, (queue, ready, scheduled) => {
+          if (ready > 0) notifier.notify(queue, ready);
+          if (scheduled > 0) background.recheck();
+        }),
+      );
       return [QueueServiceDefinition.fullName, internal.ShardServiceDefinition.fullName];
     },
   });
   background.start();
+  const migrations = follower
+    ? new MigrationStore(config.controlUrl, config.controlPrefix)
+    : undefined;
+  const mover =
+    follower && migrations && config.mover
+      ? new Mover(
+          config.id,
+          engine,
+          follower.cache,
+          follower.source,
+          migrations,
+          logger,
+          { batch: config.moverBatch, intervalMs: config.moverIntervalMs, importTimeoutMs: 10_000 },
+          (queue, n) => notifier.notify(queue, n),
+        )
+      : undefined;
+  const stopMover = mover?.start();
   const metricsServer = config.metricsListen
     ? await metrics.serve(config.metricsListen)
     : undefined;
@@ -132,8 +157,12 @@ export async function startShardWorker(
     stop() {
       stopping ??= (async () => {
         clearInterval(storeTimer);
-        await grpc.shutdown(config.graceMs);
+        const shutdown = grpc.shutdown(config.graceMs); // health NOT_SERVING at once
+        stopMover?.();
+        await mover?.stop();
+        await shutdown;
         await background.stop();
+        await migrations?.close();
         await metricsServer?.close();
         await follower?.stop();
         await redis.quit().catch(() => redis.disconnect());

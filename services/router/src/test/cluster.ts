@@ -6,7 +6,7 @@ import {
   type QueueServiceClient,
 } from "@codeq/proto";
 import { createLogger } from "@codeq/server-kit";
-import { shardConfig, startShardWorker, type ShardWorker } from "@codeq/shard";
+import { shardConfig, startShardWorker, type ShardConfig, type ShardWorker } from "@codeq/shard";
 import { RedisMapSource, type ShardMap, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer } from "@codeq/testing";
 import { routerConfig, type RouterConfig } from "../config";
@@ -42,6 +42,7 @@ export async function routerCluster(
     shards?: string[];
     commands?: Record<string, string>;
     router?: Partial<RouterConfig>;
+    shard?: Partial<ShardConfig>;
     server?: RedisServer;
   } = {},
 ): Promise<RouterCluster> {
@@ -79,6 +80,7 @@ export async function routerCluster(
         controlUrl: server.url,
         controlPrefix: prefix,
         mapPollMs: 1_000,
+        ...options.shard,
       }),
       createLogger(`shard-${id}`, "silent"),
     );

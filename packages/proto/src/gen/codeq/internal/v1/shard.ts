@@ -36,6 +36,13 @@ export interface ImportedTask {
    * window has passed).
    */
   idempotencyExpiresAtMs: number;
+  /**
+   * Deliveries ever (never reset): the fencing value of lease tokens, kept so a
+   * token issued before the move can never match a lease issued after it.
+   */
+  leaseSeq: number;
+  /** When the task became DEAD (0 otherwise): retention counts from it. */
+  doneAtMs: number;
 }
 
 export interface ImportTasksRequest {
@@ -92,7 +99,7 @@ export interface GetShardStatusResponse {
 }
 
 function createBaseImportedTask(): ImportedTask {
-  return { task: undefined, idempotencyExpiresAtMs: 0 };
+  return { task: undefined, idempotencyExpiresAtMs: 0, leaseSeq: 0, doneAtMs: 0 };
 }
 
 export const ImportedTask: MessageFns<ImportedTask> = {
@@ -102,6 +109,12 @@ export const ImportedTask: MessageFns<ImportedTask> = {
     }
     if (message.idempotencyExpiresAtMs !== 0) {
       writer.uint32(16).int64(message.idempotencyExpiresAtMs);
+    }
+    if (message.leaseSeq !== 0) {
+      writer.uint32(24).uint64(message.leaseSeq);
+    }
+    if (message.doneAtMs !== 0) {
+      writer.uint32(32).int64(message.doneAtMs);
     }
     return writer;
   },
@@ -135,6 +148,22 @@ export const ImportedTask: MessageFns<ImportedTask> = {
             message.idempotencyExpiresAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.leaseSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.doneAtMs = longToNumber(reader.int64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -155,6 +184,16 @@ export const ImportedTask: MessageFns<ImportedTask> = {
         : isSet(object.idempotency_expires_at_ms)
           ? globalThis.Number(object.idempotency_expires_at_ms)
           : 0,
+      leaseSeq: isSet(object.leaseSeq)
+        ? globalThis.Number(object.leaseSeq)
+        : isSet(object.lease_seq)
+          ? globalThis.Number(object.lease_seq)
+          : 0,
+      doneAtMs: isSet(object.doneAtMs)
+        ? globalThis.Number(object.doneAtMs)
+        : isSet(object.done_at_ms)
+          ? globalThis.Number(object.done_at_ms)
+          : 0,
     };
   },
 
@@ -165,6 +204,12 @@ export const ImportedTask: MessageFns<ImportedTask> = {
     }
     if (message.idempotencyExpiresAtMs !== 0) {
       obj.idempotencyExpiresAtMs = Math.round(message.idempotencyExpiresAtMs);
+    }
+    if (message.leaseSeq !== 0) {
+      obj.leaseSeq = Math.round(message.leaseSeq);
+    }
+    if (message.doneAtMs !== 0) {
+      obj.doneAtMs = Math.round(message.doneAtMs);
     }
     return obj;
   },
@@ -177,6 +222,8 @@ export const ImportedTask: MessageFns<ImportedTask> = {
     message.task =
       object.task !== undefined && object.task !== null ? Task.fromPartial(object.task) : undefined;
     message.idempotencyExpiresAtMs = object.idempotencyExpiresAtMs ?? 0;
+    message.leaseSeq = object.leaseSeq ?? 0;
+    message.doneAtMs = object.doneAtMs ?? 0;
     return message;
   },
 };

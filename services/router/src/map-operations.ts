@@ -1,0 +1,387 @@
+import { randomBytes } from "node:crypto";
+import { ServerError, Status } from "nice-grpc";
+import {
+  ShardState,
+  type AssignCommandRequest,
+  type AssignCommandResponse,
+  type ListAuditEventsResponse,
+  type ListMigrationsRequest,
+  type ListMigrationsResponse,
+  type Migration as WireMigration,
+  type MovePlan,
+  type QueueCounts,
+  type Shard,
+} from "@codeq/proto";
+import {
+  currentShardOf,
+  draftOf,
+  isEndpoint,
+  isUnfinished,
+  isVersionConflict,
+  NAME_PATTERN,
+  SHARD_ID_PATTERN,
+  ShardMapError,
+  tenantKey,
+  updateMap,
+  type MapSource,
+  type Migration,
+  type MigrationStore,
+  type ShardMap,
+  type ShardMapDraft,
+} from "@codeq/shardmap";
+import { migrationToWire } from "./admin-wire";
+import type { Routing } from "./routing";
+
+const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
+const precondition = (message: string) => new ServerError(Status.FAILED_PRECONDITION, message);
+
+function checkName(field: string, value: string): void {
+  if (!NAME_PATTERN.test(value)) throw invalid(`${field} must match ${NAME_PATTERN.source}`);
+}
+
+/** Page tokens of admin listings: an offset, opaque to callers. */
+function offsetOf(token: string): number {
+  if (!token) return 0;
+  const n = Number(Buffer.from(token, "base64url").toString("utf8").replace(/^o/, ""));
+  if (!Number.isSafeInteger(n) || n < 0) throw invalid("page_token is not one this service issued");
+  return n;
+}
+const tokenOf = (offset: number) => Buffer.from(`o${offset}`, "utf8").toString("base64url");
+
+function pageSize(size: number): number {
+  const n = size || 100;
+  if (n > 1000) throw invalid(`page_size must be at most 1000, got ${size}`);
+  return n;
+}
+
+/** The queue a migration or assignment names, for messages. */
+const label = (command: string, tenant?: string) => (tenant ? `${command}/${tenant}` : command);
+
+/**
+ * The operator's changes to the shard map (AssignCommand, AbortMigration,
+ * RegisterShard, RemoveShard) and the migration views. Every change is a
+ * validated compare-and-set recorded in the audit log with the caller as actor.
+ */
+export class MapOperations {
+  constructor(
+    private readonly routing: Routing,
+    private readonly source: MapSource,
+    private readonly store: MigrationStore,
+  ) {}
+
+  /** Reads the map from the control store (admin calls act on the newest map, not the cache). */
+  private async freshMap(): Promise<ShardMap> {
+    try {
+      const map = await this.source.get();
+      if (map) return map;
+    } catch (err) {
+      throw new ServerError(
+        Status.UNAVAILABLE,
+        `the control store does not answer: ${(err as Error).message}; map changes wait until it is back`,
+      );
+    }
+    throw new ServerError(Status.FAILED_PRECONDITION, "the control store holds no shard map");
+  }
+
+  /** Writes a change; maps validation and version conflicts to statuses. */
+  private async write(
+    actor: string,
+    action: string,
+    summary: string,
+    edit: (map: ShardMap) => ShardMapDraft | undefined,
+    expectedVersion = 0,
+  ): Promise<ShardMap> {
+    try {
+      const { map } = await updateMap(
+        this.source,
+        (current) => {
+          if (expectedVersion && current.version !== expectedVersion)
+            throw new ServerError(
+              Status.ABORTED,
+              `the shard map is at version ${current.version}, not ${expectedVersion}; read it again and retry`,
+            );
+          return edit(current);
+        },
+        { actor, action, summary },
+        expectedVersion ? 1 : 5,
+      );
+      void this.routing.cache.refresh();
+      return map;
+    } catch (err) {
+      if (err instanceof ServerError) throw err;
+      if (isVersionConflict(err)) throw new ServerError(Status.ABORTED, err.message);
+      if (err instanceof ShardMapError) throw precondition(err.message);
+      throw new ServerError(Status.UNAVAILABLE, `the control store: ${(err as Error).message}`);
+    }
+  }
+
+  async assign(req: AssignCommandRequest, actor: string): Promise<AssignCommandResponse> {
+    if (!req.command) throw invalid("command is required");
+    checkName("command", req.command);
+    if (req.tenant) checkName("tenant", req.tenant);
+    if (!req.shard) throw invalid("shard is required");
+    const map = await this.freshMap();
+    const from = this.owner(map, req.command, req.tenant);
+    this.checkAssignable(map, req, from);
+    if (req.expectedVersion && req.expectedVersion !== map.version)
+      throw new ServerError(
+        Status.ABORTED,
+        `the shard map is at version ${map.version}, not ${req.expectedVersion}; read it again and retry`,
+      );
+    if (from === req.shard) return { mapVersion: map.version, plan: [], migrations: [] };
+    const plan = await this.plan(map, req, from);
+    if (req.dryRun) return { mapVersion: map.version, plan: [plan], migrations: [] };
+
+    const migration: Migration = {
+      id: `mig-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
+      command: req.command,
+      ...(req.tenant ? { tenant: req.tenant } : {}),
+      from,
+      to: req.shard,
+      state: "copying",
+      startedAtMs: Date.now(),
+      requestedBy: actor,
+    };
+    const written = await this.write(
+      actor,
+      "AssignCommand",
+      `${label(req.command, req.tenant)}: ${from} → ${req.shard} (${migration.id})`,
+      (current) => {
+        // the map may have moved on since it was read: check again on what is written
+        const owner = this.owner(current, req.command, req.tenant);
+        this.checkAssignable(current, req, owner);
+        if (owner !== from)
+          throw new ServerError(
+            Status.ABORTED,
+            `${label(req.command, req.tenant)} moved to ${owner} meanwhile; look at the map again`,
+          );
+        const draft = draftOf(current);
+        const routed = req.tenant
+          ? { tenants: { ...draft.tenants, [tenantKey(req.command, req.tenant)]: req.shard } }
+          : { commands: { ...draft.commands, [req.command]: req.shard } };
+        const started = { ...migration, mapVersion: current.version + 1 };
+        return { ...draft, ...routed, migrations: [...draft.migrations, started] };
+      },
+      req.expectedVersion,
+    );
+    const started = written.migrations.find((m) => m.id === migration.id) ?? migration;
+    return { mapVersion: written.version, plan: [plan], migrations: [migrationToWire(started)] };
+  }
+
+  /** The shard a queue (or a whole command, tenant unset) is routed to now. */
+  private owner(map: ShardMap, command: string, tenant: string): string {
+    return tenant
+      ? currentShardOf(map, command, tenant)
+      : (map.commands[command] ?? map.defaultShard);
+  }
+
+  private checkAssignable(map: ShardMap, req: AssignCommandRequest, from: string): void {
+    const target = map.shards[req.shard];
+    if (!target) throw new ServerError(Status.NOT_FOUND, `no shard ${req.shard} in the shard map`);
+    if (from === req.shard) return;
+    if (target.state !== "active")
+      throw precondition(
+        `shard ${req.shard} is ${target.state}; only an active shard takes new queues`,
+      );
+    const running = map.migrations.find(
+      (m) =>
+        isUnfinished(m) &&
+        m.command === req.command &&
+        (!req.tenant || m.tenant === undefined || m.tenant === req.tenant),
+    );
+    if (running)
+      throw precondition(
+        `migration ${running.id} of ${label(running.command, running.tenant)} (${running.from} → ${running.to}) is ${running.state}; wait for it to finish or abort it first`,
+      );
+  }
+
+  /** What a move of the queue(s) from `from` would carry, counted on `from` now. */
+  private async plan(map: ShardMap, req: AssignCommandRequest, from: string): Promise<MovePlan> {
+    const counts: QueueCounts = {
+      readyByPriority: [],
+      ready: 0,
+      scheduled: 0,
+      leased: 0,
+      dead: 0,
+      completed: 0,
+    };
+    const tenants: string[] = [];
+    const conn = this.routing.pool.get(from);
+    let pageToken = "";
+    try {
+      do {
+        const page = await conn.internal.listQueues(
+          { command: req.command, pageSize: 1000, pageToken },
+          { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) },
+        );
+        for (const q of page.queues) {
+          const moves = req.tenant
+            ? q.tenant === req.tenant
+            : map.tenants[tenantKey(req.command, q.tenant)] === undefined;
+          if (!moves || !q.counts) continue;
+          tenants.push(q.tenant);
+          counts.ready += q.counts.ready;
+          counts.scheduled += q.counts.scheduled;
+          counts.leased += q.counts.leased;
+          counts.dead += q.counts.dead;
+          counts.completed += q.counts.completed;
+        }
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+    } catch (err) {
+      if (req.dryRun)
+        throw new ServerError(
+          Status.UNAVAILABLE,
+          `cannot count what shard ${from} holds: ${(err as Error).message}`,
+        );
+      // a real move does not need the counts: the mover finds the tasks itself
+    }
+    return { fromShard: from, toShard: req.shard, tenants: req.tenant ? [] : tenants, counts };
+  }
+
+  async migration(id: string): Promise<WireMigration> {
+    if (!id) throw invalid("id is required");
+    const map = await this.freshMap().catch(() => this.routing.map);
+    const live = map.migrations.find((m) => m.id === id);
+    if (live) return migrationToWire(live, await this.store.progress(id).catch(() => undefined));
+    const done = await this.store.finished(id).catch(() => undefined);
+    if (done) return migrationToWire(done.migration, done.progress);
+    throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
+  }
+
+  async listMigrations(req: ListMigrationsRequest): Promise<ListMigrationsResponse> {
+    const size = pageSize(req.pageSize);
+    const offset = offsetOf(req.pageToken);
+    const map = await this.freshMap().catch(() => this.routing.map);
+    const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
+    const all: WireMigration[] = [];
+    for (const m of live)
+      all.push(migrationToWire(m, await this.store.progress(m.id).catch(() => undefined)));
+    if (req.includeFinished) {
+      for (const f of await this.store.listFinished())
+        if (!live.some((m) => m.id === f.migration.id))
+          all.push(migrationToWire(f.migration, f.progress));
+    }
+    const chosen = req.command ? all.filter((m) => m.command === req.command) : all;
+    const page = chosen.slice(offset, offset + size);
+    const next = offset + size < chosen.length ? tokenOf(offset + size) : "";
+    return { migrations: page, nextPageToken: next };
+  }
+
+  async abort(id: string, actor: string): Promise<WireMigration> {
+    if (!id) throw invalid("id is required");
+    const map = await this.freshMap();
+    const m = map.migrations.find((x) => x.id === id);
+    if (!m) {
+      if (await this.store.finished(id).catch(() => undefined))
+        throw precondition(`migration ${id} has already finished; assign the queue back instead`);
+      throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
+    }
+    if (m.state === "aborting") return migrationToWire(m);
+    const written = await this.write(
+      actor,
+      "AbortMigration",
+      `${id}: ${label(m.command, m.tenant)} back to ${m.from}`,
+      (current) => {
+        const live = current.migrations.find((x) => x.id === id);
+        if (!live || live.state === "aborting") return undefined;
+        const draft = draftOf(current);
+        const routed = live.tenant
+          ? { tenants: { ...draft.tenants, [tenantKey(live.command, live.tenant)]: live.from } }
+          : { commands: { ...draft.commands, [live.command]: live.from } };
+        const migrations = draft.migrations.map((x) =>
+          x.id === id ? { ...x, state: "aborting" as const, updatedAtMs: Date.now() } : x,
+        );
+        return { ...draft, ...routed, migrations };
+      },
+    );
+    const after = written.migrations.find((x) => x.id === id);
+    return after
+      ? migrationToWire(after, await this.store.progress(id).catch(() => undefined))
+      : this.migration(id);
+  }
+
+  async registerShard(shard: Shard | undefined, actor: string): Promise<number> {
+    if (!shard?.id) throw invalid("shard.id is required");
+    if (!SHARD_ID_PATTERN.test(shard.id))
+      throw invalid(`shard.id must match ${SHARD_ID_PATTERN.source}`);
+    if (!isEndpoint(shard.endpoint)) throw invalid("shard.endpoint must be host:port");
+    const state = shard.state === ShardState.SHARD_STATE_DRAINING ? "draining" : "active";
+    const map = await this.write(
+      actor,
+      "RegisterShard",
+      `shard ${shard.id} at ${shard.endpoint} (${state})`,
+      (current) => {
+        if (current.shards[shard.id])
+          throw new ServerError(Status.ALREADY_EXISTS, `shard ${shard.id} is already in the map`);
+        const draft = draftOf(current);
+        return {
+          ...draft,
+          shards: { ...draft.shards, [shard.id]: { endpoint: shard.endpoint, state } },
+        };
+      },
+    );
+    return map.version;
+  }
+
+  async removeShard(id: string, actor: string): Promise<number> {
+    if (!id) throw invalid("id is required");
+    const map = await this.freshMap();
+    this.checkRemovable(map, id);
+    const conn = this.routing.pool.has(id) ? this.routing.pool.get(id) : undefined;
+    const status = await conn?.internal
+      .getShardStatus({}, { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) })
+      .catch((err: unknown) => {
+        throw precondition(
+          `cannot confirm shard ${id} holds nothing (${(err as Error).message}); bring it up, or stop routing to it and wait`,
+        );
+      });
+    if (status && status.queueDepth > 0)
+      throw precondition(
+        `shard ${id} still holds ${status.queueDepth} tasks; move its queues away first`,
+      );
+    const written = await this.write(actor, "RemoveShard", `shard ${id}`, (current) => {
+      this.checkRemovable(current, id);
+      const draft = draftOf(current);
+      const { [id]: _gone, ...shards } = draft.shards;
+      return { ...draft, shards };
+    });
+    return written.version;
+  }
+
+  private checkRemovable(map: ShardMap, id: string): void {
+    if (!map.shards[id]) throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
+    if (map.defaultShard === id)
+      throw precondition(`shard ${id} is the default shard; make another the default first`);
+    const command = Object.entries(map.commands).find(([, s]) => s === id);
+    if (command)
+      throw precondition(
+        `command ${command[0]} is assigned to shard ${id}; assign it elsewhere first`,
+      );
+    const override = Object.entries(map.tenants).find(([, s]) => s === id);
+    if (override)
+      throw precondition(`${override[0]} is assigned to shard ${id}; assign it elsewhere first`);
+    const migration = map.migrations.find((m) => isUnfinished(m) && (m.from === id || m.to === id));
+    if (migration)
+      throw precondition(`migration ${migration.id} involves shard ${id}; wait for it or abort it`);
+  }
+
+  async audit(size: number, token: string): Promise<ListAuditEventsResponse> {
+    const limit = pageSize(size);
+    const offset = offsetOf(token);
+    const entries = await this.source.listAudit(limit + 1, offset).catch((err: unknown) => {
+      throw new ServerError(Status.UNAVAILABLE, `the control store: ${(err as Error).message}`);
+    });
+    return {
+      events: entries.slice(0, limit).map((e) => ({
+        atMs: e.atMs,
+        actor: e.actor,
+        action: e.action,
+        versionBefore: e.versionBefore,
+        versionAfter: e.versionAfter,
+        summary: e.summary,
+      })),
+      nextPageToken: entries.length > limit ? tokenOf(offset + limit) : "",
+    };
+  }
+}

@@ -1,0 +1,180 @@
+import { ClientError, Status } from "nice-grpc";
+import { MigrationState, ShardState } from "@codeq/proto";
+import { RedisServer } from "@codeq/testing";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
+
+const payload = (s: string) => Buffer.from(s);
+
+let server: RedisServer;
+let rc: RouterCluster;
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  rc = await routerCluster({ server, shards: ["a", "b", "c"] });
+});
+afterEach(async () => {
+  await rc.close();
+});
+
+const stats = (shard: string, command: string, tenant = "t1") =>
+  rc.workers.get(shard)!.engine.stats({ command, tenant });
+
+async function code(p: Promise<unknown>): Promise<Status> {
+  return p.then(
+    () => Status.OK,
+    (e: unknown) => (e instanceof ClientError ? e.code : Status.UNKNOWN),
+  );
+}
+
+describe("AssignCommand moves a command between shards while it is used", () => {
+  test("ready, scheduled and dead tasks and idempotency keys move; leased ones move once settled", async () => {
+    const c = rc.client("t1");
+    await c.enqueueBatch({
+      tasks: Array.from({ length: 40 }, (_, i) => ({ command: "X", payload: payload(`r${i}`) })),
+    });
+    await c.enqueue({ command: "X", payload: payload("later"), delayMs: 600_000 });
+    const keyed = await c.enqueue({ command: "X", payload: payload("k"), idempotencyKey: "key-1" });
+    const held = await c.lease({ commands: ["X"], maxTasks: 3 });
+    await c.nack({ items: [{ leaseToken: held.tasks[0]!.leaseToken, deadLetter: true }] });
+    const leased = held.tasks.slice(1);
+
+    const admin = rc.admin();
+    const dry = await admin.assignCommand({ command: "X", shard: "b", dryRun: true });
+    expect(dry.migrations).toEqual([]);
+    expect(dry.plan[0]).toMatchObject({ fromShard: "a", toShard: "b", tenants: ["t1"] });
+    expect(dry.plan[0]!.counts).toMatchObject({ ready: 38, scheduled: 1, dead: 1, leased: 2 });
+    expect(rc.router.routing.currentShard("X", "t1")).toBe("a"); // a dry run changes nothing
+
+    const res = await admin.assignCommand({ command: "X", shard: "b" });
+    const id = res.migrations[0]!.id;
+    expect(res.migrations[0]!.state).toBe(MigrationState.MIGRATION_STATE_COPYING);
+    // new enqueues go to b at once
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    await c.enqueue({ command: "X", payload: payload("new") });
+    // everything movable moves; the two leased tasks keep the migration draining
+    await within(10_000, async () => {
+      const m = (await admin.getMigration({ id })).migration!;
+      return m.state === MigrationState.MIGRATION_STATE_DRAINING;
+    });
+    const b = await stats("b", "X");
+    expect(b).toMatchObject({ ready: 39, scheduled: 1, dead: 1 }); // 38 moved + 1 new
+    expect((await stats("a", "X")).leased).toBe(2);
+    // the idempotency key came along: a repeat is a duplicate of the same task
+    const again = await c.enqueue({ command: "X", payload: payload("k"), idempotencyKey: "key-1" });
+    expect(again).toMatchObject({ duplicate: true, taskId: keyed.taskId });
+    // settling the leased tasks (on a, by their tokens) lets the migration finish
+    const acked = await c.ack({ items: leased.map((t) => ({ leaseToken: t.leaseToken })) });
+    expect(acked.results.map((r) => r.code)).toEqual([0, 0]);
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    const done = (await admin.getMigration({ id })).migration!;
+    expect(done.state).toBe(MigrationState.MIGRATION_STATE_COMPLETED);
+    expect(done.moved).toMatchObject({ ready: 38, scheduled: 1, dead: 1, idempotencyKeys: 1 });
+    expect(done.finishedAtMs).toBeGreaterThan(0);
+    const listed = await admin.listMigrations({ includeFinished: true });
+    expect(listed.migrations.map((m) => m.id)).toContain(id);
+    const audit = await admin.listAuditEvents({});
+    expect(audit.events.map((e) => e.action)).toEqual(
+      expect.arrayContaining(["AssignCommand", "MigrationDraining", "MigrationCompleted"]),
+    );
+  }, 30_000);
+
+  test("a tenant's queue moves on its own; other tenants stay", async () => {
+    await rc.client("t1").enqueue({ command: "X", payload: payload("1") });
+    await rc.client("t2").enqueue({ command: "X", payload: payload("2") });
+    await rc.admin().assignCommand({ command: "X", tenant: "t2", shard: "c" });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect((await stats("c", "X", "t2")).ready).toBe(1);
+    expect((await stats("a", "X", "t2")).ready).toBe(0);
+    expect((await stats("a", "X", "t1")).ready).toBe(1);
+    expect(rc.router.routing.currentShard("X", "t2")).toBe("c");
+    expect(rc.router.routing.currentShard("X", "t1")).toBe("a");
+  }, 30_000);
+
+  test("AbortMigration routes back and brings moved tasks home", async () => {
+    const c = rc.client("t1");
+    // a leased task keeps the migration from completing before the abort
+    await c.enqueueBatch({
+      tasks: Array.from({ length: 30 }, (_, i) => ({ command: "Y", payload: payload(`${i}`) })),
+    });
+    const hold = await c.lease({ commands: ["Y"], maxTasks: 1 });
+    const admin = rc.admin();
+    const { migrations } = await admin.assignCommand({ command: "Y", shard: "b" });
+    const id = migrations[0]!.id;
+    await within(10_000, async () => (await stats("b", "Y")).ready === 29);
+    await c.enqueue({ command: "Y", payload: payload("on b") });
+    const aborted = await admin.abortMigration({ id });
+    expect(aborted.migration!.state).toBe(MigrationState.MIGRATION_STATE_ABORTING);
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect((await admin.getMigration({ id })).migration!.state).toBe(
+      MigrationState.MIGRATION_STATE_ABORTED,
+    );
+    expect(await stats("b", "Y")).toMatchObject({ ready: 0, scheduled: 0, dead: 0 });
+    expect((await stats("a", "Y")).ready).toBe(30);
+    expect((await stats("a", "Y")).leased).toBe(1);
+    expect(rc.router.routing.currentShard("Y", "t1")).toBe("a");
+    await c.ack({ items: [{ leaseToken: hold.tasks[0]!.leaseToken }] });
+    expect(await code(admin.abortMigration({ id }))).toBe(Status.FAILED_PRECONDITION);
+  }, 30_000);
+
+  test("bad assignments are refused with a status that says why, and change nothing", async () => {
+    const admin = rc.admin();
+    const before = (await rc.source.get())!.version;
+    expect(await code(admin.assignCommand({ command: "", shard: "b" }))).toBe(
+      Status.INVALID_ARGUMENT,
+    );
+    expect(await code(admin.assignCommand({ command: "bad name", shard: "b" }))).toBe(
+      Status.INVALID_ARGUMENT,
+    );
+    expect(await code(admin.assignCommand({ command: "X", shard: "zz" }))).toBe(Status.NOT_FOUND);
+    expect(
+      await code(admin.assignCommand({ command: "X", shard: "b", expectedVersion: before + 7 })),
+    ).toBe(Status.ABORTED);
+    const noop = await admin.assignCommand({ command: "X", shard: "a" });
+    expect(noop).toMatchObject({ mapVersion: before, migrations: [] });
+    expect((await rc.source.get())!.version).toBe(before);
+  });
+});
+
+describe("shards come and go through AdminService", () => {
+  test("RegisterShard adds one; RemoveShard refuses while it is used, then removes it", async () => {
+    const admin = rc.admin();
+    await admin.registerShard({
+      shard: { id: "d", endpoint: "127.0.0.1:1", state: ShardState.SHARD_STATE_ACTIVE },
+    });
+    expect(
+      await code(
+        admin.registerShard({
+          shard: { id: "d", endpoint: "127.0.0.1:2", state: ShardState.SHARD_STATE_ACTIVE },
+        }),
+      ),
+    ).toBe(Status.ALREADY_EXISTS);
+    expect(
+      await code(
+        admin.registerShard({
+          shard: { id: "Bad!", endpoint: "x", state: ShardState.SHARD_STATE_ACTIVE },
+        }),
+      ),
+    ).toBe(Status.INVALID_ARGUMENT);
+    expect(await code(admin.removeShard({ id: "a" }))).toBe(Status.FAILED_PRECONDITION); // default
+    // b holds a task: refused while it does
+    await rc.workers
+      .get("b")!
+      .engine.enqueue({ command: "Q", tenant: "t1" }, [{ payload: payload("") }]);
+    const refused = await admin.removeShard({ id: "b" }).catch((e: ClientError) => e);
+    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+    expect((refused as ClientError).details).toMatch(/holds 1 task/);
+    // d is unreachable: nobody can confirm it is empty
+    expect(await code(admin.removeShard({ id: "d" }))).toBe(Status.FAILED_PRECONDITION);
+    // c is empty and answers: it goes
+    const { mapVersion } = await admin.removeShard({ id: "c" });
+    const map = (await rc.source.get())!;
+    expect(map.version).toBe(mapVersion);
+    expect(Object.keys(map.shards).sort()).toEqual(["a", "b", "d"]);
+    expect(await code(admin.removeShard({ id: "nope" }))).toBe(Status.NOT_FOUND);
+  });
+});

@@ -1,0 +1,301 @@
+import { createChannel, createClientFactory, type Channel } from "nice-grpc";
+import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
+import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
+import { internal } from "@codeq/proto";
+import type { Logger } from "@codeq/server-kit";
+import {
+  drainingSide,
+  emptyCounts,
+  fillingSide,
+  isUnfinished,
+  updateMap,
+  draftOf,
+  type MapCache,
+  type MapSource,
+  type Migration,
+  type MigrationCounts,
+  type MigrationProgress,
+  type MigrationStore,
+  type ShardMap,
+} from "@codeq/shardmap";
+import { exportedToWire } from "@codeq/wire";
+
+const clients = createClientFactory().use(deadlineMiddleware);
+
+export interface MoverOptions {
+  /** Tasks per export/import batch. */
+  readonly batch: number;
+  /** Pause between passes while a migration of this shard runs, ms. */
+  readonly intervalMs: number;
+  /** Deadline of one ImportTasks call, ms. */
+  readonly importTimeoutMs: number;
+}
+
+const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as const;
+
+/**
+ * The migration mover of one shard (SPEC §5). For every unfinished migration that
+ * drains this shard (the source while copying or draining, the target while
+ * aborting) it moves the queue's READY, SCHEDULED and DEAD tasks, with their live
+ * idempotency keys, to the other side in batches: export reserves a batch here,
+ * ImportTasks stores it there (idempotent by id), and only then is it deleted here.
+ * A crash anywhere resumes with the same reserved batch, so nothing is lost or
+ * stored twice. LEASED tasks stay until settled or expired, then move like the
+ * rest. When this shard holds nothing of the queue any more, the migration is
+ * finished: recorded with its progress, and removed from the map.
+ *
+ * A shard that is the receiving side of an aborting migration puts back any batch
+ * it had reserved while it was the source (the tasks come home anyway).
+ *
+ * One pass at a time; passes run on map changes and every `intervalMs` while this
+ * shard drains something. Progress goes to the control store for GetMigration.
+ */
+export class Mover {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private readonly channels = new Map<string, Channel>();
+  private readonly moved = new Map<string, MigrationCounts>();
+
+  constructor(
+    private readonly shard: string,
+    private readonly engine: QueueEngine,
+    private readonly cache: MapCache,
+    private readonly source: MapSource,
+    private readonly store: MigrationStore,
+    private readonly logger: Logger,
+    private readonly options: MoverOptions,
+    /** Called after tasks were restored to this shard's indexes (wake the streams). */
+    private readonly onRestored: (queue: QueueRef, n: number) => void = () => undefined,
+  ) {}
+
+  start(): () => void {
+    const off = this.cache.onChange(() => this.kick());
+    this.kick();
+    return off;
+  }
+
+  /** Runs a pass now (or right after the one in progress). */
+  kick(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.pass();
+        } while (this.again && !this.stopped);
+      } finally {
+        this.running = undefined;
+        this.schedule();
+      }
+    })();
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running;
+    for (const c of this.channels.values()) c.close();
+  }
+
+  private schedule(): void {
+    if (this.stopped || !this.mine(this.cache.current()).length) return;
+    this.timer = setTimeout(() => void this.kick(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Unfinished migrations this shard drains. */
+  private mine(map: ShardMap): Migration[] {
+    return map.migrations.filter((m) => isUnfinished(m) && drainingSide(m) === this.shard);
+  }
+
+  private async pass(): Promise<void> {
+    let map: ShardMap;
+    try {
+      map = this.cache.current();
+    } catch {
+      return;
+    }
+    for (const m of map.migrations) {
+      if (this.stopped) return;
+      if (m.state === "aborting" && m.from === this.shard) await this.restore(map, m);
+    }
+    for (const m of this.mine(map)) {
+      if (this.stopped) return;
+      try {
+        await this.drain(map, m);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.logger.warn({ migration: m.id, err: message }, "migration pass failed; retrying");
+        await this.saveProgress(m, undefined, 0, message).catch(() => undefined);
+      }
+    }
+  }
+
+  /** The queues a migration moves, as this shard holds them. */
+  private async queues(map: ShardMap, m: Migration): Promise<QueueRef[]> {
+    if (m.tenant !== undefined) return [{ command: m.command, tenant: m.tenant }];
+    const all = await this.engine.queues(m.command);
+    // tenants with an override of their own are routed elsewhere: not part of this move
+    return all.filter((q) => map.tenants[`${q.command}/${q.tenant}`] === undefined);
+  }
+
+  private async restore(map: ShardMap, m: Migration): Promise<void> {
+    for (const q of await this.queues(map, m)) {
+      const n = await this.engine.restoreExport(q);
+      if (n > 0) {
+        this.logger.info({ migration: m.id, queue: q, restored: n }, "reserved batch put back");
+        this.onRestored(q, n);
+      }
+    }
+  }
+
+  private async drain(map: ShardMap, m: Migration): Promise<void> {
+    const target = fillingSide(m);
+    const endpoint = map.shards[target]?.endpoint;
+    if (!endpoint) throw new Error(`shard ${target} is not in the map`);
+    const client = this.client(endpoint);
+    const moved = await this.movedSoFar(m);
+    const started = Date.now();
+    let count = 0;
+    const queues = await this.queues(map, m);
+    for (const q of queues) {
+      for (;;) {
+        if (this.stopped) return;
+        const batch = await this.engine.exportBatch(q, this.options.batch);
+        if (batch.length === 0) break;
+        const res = await client.importTasks(
+          {
+            command: q.command,
+            tenant: q.tenant,
+            migrationId: m.id,
+            tasks: batch.map(exportedToWire),
+          },
+          { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+        );
+        const held = new Set([...res.imported, ...res.alreadyPresent]);
+        await this.engine.confirmExport(
+          q,
+          batch.map((e) => e.task.id).filter((id) => held.has(id)),
+        );
+        count += tally(moved, batch, held);
+      }
+    }
+    const remaining = emptyCounts();
+    let moving = 0;
+    for (const q of queues) {
+      const s = await this.engine.stats(q);
+      remaining.ready += s.ready;
+      remaining.scheduled += s.scheduled;
+      remaining.dead += s.dead;
+      remaining.leased += s.leased;
+      moving += s.moving;
+    }
+    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+    await this.saveProgress(m, remaining, count / seconds);
+    const left = remaining.ready + remaining.scheduled + remaining.dead + remaining.leased + moving;
+    if (left === 0) await this.finish(m, remaining);
+    else if (m.state === "copying" && left === remaining.leased) await this.setState(m, "draining");
+  }
+
+  private async movedSoFar(m: Migration): Promise<MigrationCounts> {
+    let moved = this.moved.get(m.id);
+    if (!moved) {
+      moved = (await this.store.progress(m.id))?.moved ?? emptyCounts();
+      this.moved.set(m.id, moved);
+    }
+    return moved;
+  }
+
+  private async saveProgress(
+    m: Migration,
+    remaining: MigrationCounts | undefined,
+    ratePerSecond: number,
+    lastError?: string,
+  ): Promise<void> {
+    const previous = await this.store.progress(m.id);
+    const progress: MigrationProgress = {
+      moved: this.moved.get(m.id) ?? previous?.moved ?? emptyCounts(),
+      remaining: remaining ?? previous?.remaining ?? emptyCounts(),
+      updatedAtMs: Date.now(),
+      ratePerSecond,
+      ...(lastError ? { lastError } : {}),
+    };
+    await this.store.saveProgress(m.id, progress);
+  }
+
+  private async setState(m: Migration, state: Migration["state"]): Promise<void> {
+    await updateMap(
+      this.source,
+      (map) => {
+        const i = map.migrations.findIndex((x) => x.id === m.id && x.state === m.state);
+        if (i < 0) return undefined;
+        const migrations = [...map.migrations];
+        migrations[i] = { ...map.migrations[i]!, state, updatedAtMs: Date.now() };
+        return { ...draftOf(map), migrations };
+      },
+      {
+        actor: `mover@${this.shard}`,
+        action: "MigrationDraining",
+        summary: `${m.id}: only leased tasks remain on ${this.shard}`,
+      },
+    );
+  }
+
+  /** Records the finished migration, then takes it off the map. */
+  private async finish(m: Migration, remaining: MigrationCounts): Promise<void> {
+    const state = m.state === "aborting" ? "aborted" : "completed";
+    const finishedAtMs = Date.now();
+    const progress = await this.store.progress(m.id);
+    await this.store.recordFinished({
+      migration: { ...m, state, finishedAtMs, updatedAtMs: finishedAtMs },
+      progress: {
+        moved: this.moved.get(m.id) ?? progress?.moved ?? emptyCounts(),
+        remaining,
+        updatedAtMs: finishedAtMs,
+        ratePerSecond: 0,
+      },
+    });
+    const { changed } = await updateMap(
+      this.source,
+      (map) => {
+        if (!map.migrations.some((x) => x.id === m.id)) return undefined;
+        return { ...draftOf(map), migrations: map.migrations.filter((x) => x.id !== m.id) };
+      },
+      {
+        actor: `mover@${this.shard}`,
+        action: state === "aborted" ? "MigrationAborted" : "MigrationCompleted",
+        summary: `${m.id}: ${m.command}${m.tenant ? `/${m.tenant}` : ""} ${m.from} → ${m.to} ${state}`,
+      },
+    );
+    this.moved.delete(m.id);
+    if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
+  }
+
+  private client(endpoint: string) {
+    let channel = this.channels.get(endpoint);
+    if (!channel) this.channels.set(endpoint, (channel = createChannel(endpoint)));
+    return clients.create(internal.ShardServiceDefinition, channel);
+  }
+}
+
+/** Adds what moved (the target holds it) to `moved`, by the state it moved in. */
+function tally(moved: MigrationCounts, batch: readonly ExportedTask[], held: Set<string>): number {
+  let n = 0;
+  for (const e of batch) {
+    if (!held.has(e.task.id)) continue;
+    const field = COUNTED[e.task.state as keyof typeof COUNTED];
+    if (field) moved[field]++;
+    if (e.idempotencyExpiresAt > 0) moved.idempotencyKeys++;
+    n++;
+  }
+  return n;
+}
