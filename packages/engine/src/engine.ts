@@ -14,8 +14,11 @@ import { FairLeaser } from "./fair-lease";
 import type { QueueRef } from "./keys";
 import { decodeLeaseToken } from "./lease-token";
 import {
+  bindIdempotencyKeys,
   confirmExport,
   exportBatch,
+  idempotencyBindings,
+  type IdempotencyBinding,
   importTasks,
   restoreExport,
   type ExportedTask,
@@ -197,6 +200,25 @@ export class QueueEngine {
   }
 
   /** Verifies a lease token of this shard; undefined when it is malformed, forged or another shard's. */
+  /** A page of the queue's live idempotency keys with their task ids (for the mover). */
+  async idempotencyBindings(
+    queue: QueueRef,
+    offset = 0,
+    limit = 1000,
+  ): Promise<IdempotencyBinding[]> {
+    checkQueue(queue);
+    return idempotencyBindings(this.ctx, queue, offset, limit);
+  }
+
+  /** Binds idempotency keys moved from another shard; returns how many were bound. */
+  async bindIdempotencyKeys(
+    queue: QueueRef,
+    bindings: readonly IdempotencyBinding[],
+  ): Promise<number> {
+    checkQueue(queue);
+    return bindIdempotencyKeys(this.ctx, queue, bindings);
+  }
+
   decodeToken(token: string) {
     const fields = decodeLeaseToken(token);
     return fields && fields.shard === this.ctx.shard ? fields : undefined;

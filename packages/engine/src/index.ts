@@ -33,5 +33,5 @@ export type { TaskRecord, StoredTask, TaskState, BackoffPolicy, BackoffKind } fr
 export type { EnqueueOutcome, Delivery, LeaseOptions, QueueStats } from "./transitions";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";
 export type { DeadPage, DeadBatchOutcome, CleanupOutcome } from "./dead-letters";
-export type { ExportedTask, ImportOutcome } from "./migration";
+export type { ExportedTask, ImportOutcome, IdempotencyBinding } from "./migration";
 export { scriptSources, LUA_DIR, type ScriptSource } from "./script-loader";

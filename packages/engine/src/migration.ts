@@ -128,3 +128,72 @@ export async function importTasks(
   });
   return out;
 }
+
+/** A live idempotency key of a queue and the task id it deduplicates to. */
+export interface IdempotencyBinding {
+  readonly key: string;
+  readonly taskId: string;
+  readonly expiresAt: number;
+}
+
+/**
+ * One page of a queue's live idempotency keys (by expiry, `offset` into them), with
+ * the task each deduplicates to: what a mover binds on the target for tasks that do
+ * not move themselves (completed, or leased).
+ */
+export async function idempotencyBindings(
+  ctx: EngineContext,
+  queue: QueueRef,
+  offset: number,
+  limit: number,
+): Promise<IdempotencyBinding[]> {
+  const k = ctx.keys(queue);
+  const now = ctx.clock.now();
+  const flat = await ctx.redis.zrangebyscore(
+    k.idemidx,
+    String(now + 1),
+    "+inf",
+    "WITHSCORES",
+    "LIMIT",
+    String(offset),
+    String(limit),
+  );
+  if (flat.length === 0) return [];
+  const keys: string[] = [];
+  const expiries: number[] = [];
+  for (let i = 0; i < flat.length; i += 2) {
+    keys.push(flat[i]!);
+    expiries.push(Number(flat[i + 1]));
+  }
+  const ids = await ctx.redis.mget(...keys.map((key) => k.idem(key)));
+  const out: IdempotencyBinding[] = [];
+  keys.forEach((key, i) => {
+    const taskId = ids[i];
+    if (taskId) out.push({ key, taskId, expiresAt: expiries[i]! });
+  });
+  return out;
+}
+
+/**
+ * Binds idempotency keys moved from another shard (SET NX with the rest of their
+ * window; an already bound or expired key is left alone). Returns how many it bound.
+ */
+export async function bindIdempotencyKeys(
+  ctx: EngineContext,
+  queue: QueueRef,
+  bindings: readonly IdempotencyBinding[],
+): Promise<number> {
+  if (bindings.length > 1000) throw invalidArgument("at most 1000 idempotency keys per call");
+  const k = ctx.keys(queue);
+  const now = ctx.clock.now();
+  let bound = 0;
+  for (const b of bindings) {
+    if (b.expiresAt <= now || !b.key || !b.taskId) continue;
+    const set = await ctx.redis.set(k.idem(b.key), b.taskId, "PX", b.expiresAt - now, "NX");
+    if (set) {
+      await ctx.redis.zadd(k.idemidx, b.expiresAt, b.key);
+      bound++;
+    }
+  }
+  return bound;
+}

@@ -83,6 +83,28 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     );
   }, 30_000);
 
+  test("idempotency keys of tasks already done still deduplicate after the move", async () => {
+    const c = rc.client("t1");
+    const first = await c.enqueue({
+      command: "K",
+      payload: payload("once"),
+      idempotencyKey: "k-1",
+    });
+    const got = await c.lease({ commands: ["K"], maxTasks: 1 });
+    await c.ack({ items: [{ leaseToken: got.tasks[0]!.leaseToken }] });
+    const { migrations } = await rc.admin().assignCommand({ command: "K", shard: "c" });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    const again = await c.enqueue({
+      command: "K",
+      payload: payload("once"),
+      idempotencyKey: "k-1",
+    });
+    expect(again).toMatchObject({ duplicate: true, taskId: first.taskId });
+    expect((await stats("c", "K")).ready).toBe(0);
+    const done = (await rc.admin().getMigration({ id: migrations[0]!.id })).migration!;
+    expect(done.moved!.idempotencyKeys).toBe(1);
+  }, 30_000);
+
   test("a tenant's queue moves on its own; other tenants stay", async () => {
     await rc.client("t1").enqueue({ command: "X", payload: payload("1") });
     await rc.client("t2").enqueue({ command: "X", payload: payload("2") });

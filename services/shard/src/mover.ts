@@ -31,6 +31,9 @@ export interface MoverOptions {
   readonly importTimeoutMs: number;
 }
 
+/** Idempotency keys bound per ImportTasks call. */
+const KEY_PAGE = 1000;
+
 const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as const;
 
 /**
@@ -202,8 +205,44 @@ export class Mover {
     const seconds = Math.max((Date.now() - started) / 1000, 0.001);
     await this.saveProgress(m, remaining, count / seconds);
     const left = remaining.ready + remaining.scheduled + remaining.dead + remaining.leased + moving;
-    if (left === 0) await this.finish(m, remaining);
-    else if (m.state === "copying" && left === remaining.leased) await this.setState(m, "draining");
+    if (left === 0) {
+      // keys of tasks that did not move (completed here) must still deduplicate there
+      moved.idempotencyKeys += await this.bindKeys(client, m, queues);
+      await this.finish(m, remaining);
+    } else if (m.state === "copying" && left === remaining.leased)
+      await this.setState(m, "draining");
+  }
+
+  /** Binds every live idempotency key of the queues on the other side; returns how many it bound. */
+  private async bindKeys(
+    client: ReturnType<Mover["client"]>,
+    m: Migration,
+    queues: readonly QueueRef[],
+  ): Promise<number> {
+    let bound = 0;
+    for (const q of queues) {
+      for (let offset = 0; ; offset += KEY_PAGE) {
+        const page = await this.engine.idempotencyBindings(q, offset, KEY_PAGE);
+        if (page.length === 0) break;
+        const res = await client.importTasks(
+          {
+            command: q.command,
+            tenant: q.tenant,
+            migrationId: m.id,
+            tasks: [],
+            idempotencyKeys: page.map((b) => ({
+              key: b.key,
+              taskId: b.taskId,
+              expiresAtMs: b.expiresAt,
+            })),
+          },
+          { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+        );
+        bound += res.keysBound;
+        if (page.length < KEY_PAGE) break;
+      }
+    }
+    return bound;
   }
 
   private async movedSoFar(m: Migration): Promise<MigrationCounts> {

@@ -46,6 +46,18 @@ export function shardService(
       });
       const queue = { command: req.command, tenant: req.tenant };
       const out = await asServerErrors(() => engine.importTasks(queue, tasks));
+      const keysBound = req.idempotencyKeys.length
+        ? await asServerErrors(() =>
+            engine.bindIdempotencyKeys(
+              queue,
+              req.idempotencyKeys.map((k) => ({
+                key: k.key,
+                taskId: k.taskId,
+                expiresAt: k.expiresAtMs,
+              })),
+            ),
+          )
+        : 0;
       const fresh = new Set(out.imported);
       let ready = 0;
       let scheduled = 0;
@@ -55,7 +67,7 @@ export function shardService(
         if (e.task.state === "SCHEDULED") scheduled++;
       }
       onImported(queue, ready, scheduled);
-      return { imported: out.imported, alreadyPresent: out.alreadyPresent };
+      return { imported: out.imported, alreadyPresent: out.alreadyPresent, keysBound };
     },
 
     async listQueues(req) {

@@ -50,8 +50,22 @@ export interface ImportTasksRequest {
   tenant: string;
   /** The migration this batch belongs to (for logs and metrics). */
   migrationId: string;
-  /** 1..1000 tasks of queue (command, tenant). */
+  /** 0..1000 tasks of queue (command, tenant). */
   tasks: ImportedTask[];
+  /**
+   * 0..1000 idempotency keys of the queue whose tasks do not move (completed
+   * or still leased on the source): bound on this shard to the same task id for
+   * the rest of their window, unless the key is already bound here.
+   */
+  idempotencyKeys: IdempotencyKey[];
+}
+
+/** A live idempotency key and the task it deduplicates to. */
+export interface IdempotencyKey {
+  key: string;
+  taskId: string;
+  /** When the key stops deduplicating. */
+  expiresAtMs: number;
 }
 
 export interface ImportTasksResponse {
@@ -59,6 +73,8 @@ export interface ImportTasksResponse {
   imported: string[];
   /** Ids this shard already held; left unchanged. */
   alreadyPresent: string[];
+  /** Idempotency keys bound by this call (the others were bound already or expired). */
+  keysBound: number;
 }
 
 export interface ListQueuesRequest {
@@ -229,7 +245,7 @@ export const ImportedTask: MessageFns<ImportedTask> = {
 };
 
 function createBaseImportTasksRequest(): ImportTasksRequest {
-  return { command: "", tenant: "", migrationId: "", tasks: [] };
+  return { command: "", tenant: "", migrationId: "", tasks: [], idempotencyKeys: [] };
 }
 
 export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
@@ -245,6 +261,9 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     }
     for (const v of message.tasks) {
       ImportedTask.encode(v!, writer.uint32(34).fork()).join();
+    }
+    for (const v of message.idempotencyKeys) {
+      IdempotencyKey.encode(v!, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -294,6 +313,14 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
             message.tasks.push(ImportedTask.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.idempotencyKeys.push(IdempotencyKey.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -318,6 +345,11 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
       tasks: globalThis.Array.isArray(object?.tasks)
         ? object.tasks.map((e: any) => ImportedTask.fromJSON(e))
         : [],
+      idempotencyKeys: globalThis.Array.isArray(object?.idempotencyKeys)
+        ? object.idempotencyKeys.map((e: any) => IdempotencyKey.fromJSON(e))
+        : globalThis.Array.isArray(object?.idempotency_keys)
+          ? object.idempotency_keys.map((e: any) => IdempotencyKey.fromJSON(e))
+          : [],
     };
   },
 
@@ -335,6 +367,9 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => ImportedTask.toJSON(e));
     }
+    if (message.idempotencyKeys?.length) {
+      obj.idempotencyKeys = message.idempotencyKeys.map((e) => IdempotencyKey.toJSON(e));
+    }
     return obj;
   },
 
@@ -347,12 +382,123 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     message.tenant = object.tenant ?? "";
     message.migrationId = object.migrationId ?? "";
     message.tasks = object.tasks?.map((e) => ImportedTask.fromPartial(e)) || [];
+    message.idempotencyKeys =
+      object.idempotencyKeys?.map((e) => IdempotencyKey.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseIdempotencyKey(): IdempotencyKey {
+  return { key: "", taskId: "", expiresAtMs: 0 };
+}
+
+export const IdempotencyKey: MessageFns<IdempotencyKey> = {
+  encode(message: IdempotencyKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.taskId !== "") {
+      writer.uint32(18).string(message.taskId);
+    }
+    if (message.expiresAtMs !== 0) {
+      writer.uint32(24).int64(message.expiresAtMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): IdempotencyKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseIdempotencyKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.taskId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.expiresAtMs = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): IdempotencyKey {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      taskId: isSet(object.taskId)
+        ? globalThis.String(object.taskId)
+        : isSet(object.task_id)
+          ? globalThis.String(object.task_id)
+          : "",
+      expiresAtMs: isSet(object.expiresAtMs)
+        ? globalThis.Number(object.expiresAtMs)
+        : isSet(object.expires_at_ms)
+          ? globalThis.Number(object.expires_at_ms)
+          : 0,
+    };
+  },
+
+  toJSON(message: IdempotencyKey): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.taskId !== "") {
+      obj.taskId = message.taskId;
+    }
+    if (message.expiresAtMs !== 0) {
+      obj.expiresAtMs = Math.round(message.expiresAtMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<IdempotencyKey>): IdempotencyKey {
+    return IdempotencyKey.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<IdempotencyKey>): IdempotencyKey {
+    const message = createBaseIdempotencyKey();
+    message.key = object.key ?? "";
+    message.taskId = object.taskId ?? "";
+    message.expiresAtMs = object.expiresAtMs ?? 0;
     return message;
   },
 };
 
 function createBaseImportTasksResponse(): ImportTasksResponse {
-  return { imported: [], alreadyPresent: [] };
+  return { imported: [], alreadyPresent: [], keysBound: 0 };
 }
 
 export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
@@ -362,6 +508,9 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     }
     for (const v of message.alreadyPresent) {
       writer.uint32(18).string(v!);
+    }
+    if (message.keysBound !== 0) {
+      writer.uint32(24).uint32(message.keysBound);
     }
     return writer;
   },
@@ -395,6 +544,14 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
             message.alreadyPresent.push(reader.string());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.keysBound = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -417,6 +574,11 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
         : globalThis.Array.isArray(object?.already_present)
           ? object.already_present.map((e: any) => globalThis.String(e))
           : [],
+      keysBound: isSet(object.keysBound)
+        ? globalThis.Number(object.keysBound)
+        : isSet(object.keys_bound)
+          ? globalThis.Number(object.keys_bound)
+          : 0,
     };
   },
 
@@ -428,6 +590,9 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     if (message.alreadyPresent?.length) {
       obj.alreadyPresent = message.alreadyPresent;
     }
+    if (message.keysBound !== 0) {
+      obj.keysBound = Math.round(message.keysBound);
+    }
     return obj;
   },
 
@@ -438,6 +603,7 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     const message = createBaseImportTasksResponse();
     message.imported = object.imported?.map((e) => e) || [];
     message.alreadyPresent = object.alreadyPresent?.map((e) => e) || [];
+    message.keysBound = object.keysBound ?? 0;
     return message;
   },
 };
