@@ -198,7 +198,7 @@ export class MapOperations {
   /** What a move of the queue(s) from `from` would carry, counted on `from` now. */
   private async plan(map: ShardMap, req: AssignCommandRequest, from: string): Promise<MovePlan> {
     const counts: QueueCounts = {
-      readyByPriority: [],
+      readyByPriority: new Array<number>(10).fill(0),
       ready: 0,
       scheduled: 0,
       leased: 0,
@@ -221,6 +221,7 @@ export class MapOperations {
           if (!moves || !q.counts) continue;
           tenants.push(q.tenant);
           counts.ready += q.counts.ready;
+          q.counts.readyByPriority.forEach((n, p) => (counts.readyByPriority[p]! += n));
           counts.scheduled += q.counts.scheduled;
           counts.leased += q.counts.leased;
           counts.dead += q.counts.dead;

@@ -31,6 +31,9 @@ export interface MoverOptions {
   readonly importTimeoutMs: number;
 }
 
+/** How often a long pass reports its progress, ms. */
+const PROGRESS_EVERY_MS = 500;
+
 /** Idempotency keys bound per ImportTasks call. */
 const KEY_PAGE = 1000;
 
@@ -169,10 +172,16 @@ export class Mover {
     const moved = await this.movedSoFar(m);
     const started = Date.now();
     let count = 0;
+    let reported = started;
     const queues = await this.queues(map, m);
     for (const q of queues) {
       for (;;) {
         if (this.stopped) return;
+        if (Date.now() - reported >= PROGRESS_EVERY_MS) {
+          // live progress for GetMigration while a long pass runs
+          reported = Date.now();
+          await this.saveProgress(m, undefined, count / ((reported - started) / 1000));
+        }
         const batch = await this.engine.exportBatch(q, this.options.batch);
         if (batch.length === 0) break;
         const res = await client.importTasks(
@@ -300,7 +309,7 @@ export class Mover {
         moved: this.moved.get(m.id) ?? progress?.moved ?? emptyCounts(),
         remaining,
         updatedAtMs: finishedAtMs,
-        ratePerSecond: 0,
+        ratePerSecond: progress?.ratePerSecond ?? 0,
       },
     });
     const { changed } = await updateMap(

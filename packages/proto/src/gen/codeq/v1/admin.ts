@@ -304,7 +304,11 @@ export interface AssignCommandResponse {
   /** The map version after the change (or now, for a dry run or a no-op). */
   mapVersion: number;
   plan: MovePlan[];
-  /** The migrations started; empty for a dry run, a no-op, or nothing to move. */
+  /**
+   * The migration started; empty for a dry run or a no-op. A move starts a
+   * migration even when the plan counts nothing: it sweeps up enqueues that
+   * reached the old shard while the change spread, and completes at once.
+   */
   migrations: Migration[];
 }
 

@@ -3806,7 +3806,8 @@ export const QueueServiceDefinition = {
       options: {},
     },
     /**
-     * Pages through the dead-letter queue, oldest first.
+     * Pages through the dead-letter queue, oldest first. ListDead, RedriveDead
+     * and PurgeDead need the admin right (PERMISSION_DENIED otherwise).
      * INVALID_ARGUMENT: page_size > 1000 or a page_token from another query.
      */
     listDead: {
@@ -3945,7 +3946,8 @@ export interface QueueServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<QueueStatsResponse>>;
   /**
-   * Pages through the dead-letter queue, oldest first.
+   * Pages through the dead-letter queue, oldest first. ListDead, RedriveDead
+   * and PurgeDead need the admin right (PERMISSION_DENIED otherwise).
    * INVALID_ARGUMENT: page_size > 1000 or a page_token from another query.
    */
   listDead(
@@ -4071,7 +4073,8 @@ export interface QueueServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<QueueStatsResponse>;
   /**
-   * Pages through the dead-letter queue, oldest first.
+   * Pages through the dead-letter queue, oldest first. ListDead, RedriveDead
+   * and PurgeDead need the admin right (PERMISSION_DENIED otherwise).
    * INVALID_ARGUMENT: page_size > 1000 or a page_token from another query.
    */
   listDead(

@@ -1,0 +1,118 @@
+import {
+  expectPositionals,
+  globalOptions,
+  int,
+  list,
+  parseCommandArgs,
+  splitCommand,
+} from "./args";
+import { UsageError } from "./errors";
+
+const groups = (w: string) => w === "dlq";
+
+describe("splitCommand", () => {
+  test("finds the command after global options that take values", () => {
+    expect(splitCommand(["--router", "h:1", "--json", "shards"], groups)).toEqual({
+      words: ["shards"],
+      rest: ["--router", "h:1", "--json"],
+    });
+  });
+
+  test("takes a subcommand after a group and leaves the rest in order", () => {
+    expect(splitCommand(["dlq", "purge", "X", "--yes"], groups)).toEqual({
+      words: ["dlq", "purge"],
+      rest: ["X", "--yes"],
+    });
+  });
+
+  test("no command: no words", () => {
+    expect(splitCommand(["--help"], groups)).toEqual({ words: [], rest: ["--help"] });
+  });
+});
+
+describe("parseCommandArgs", () => {
+  const options = {
+    to: { type: "string", description: "" },
+    wait: { type: "boolean", description: "" },
+  } as const;
+
+  test("command options and global options mix in any order", () => {
+    const { values, positionals } = parseCommandArgs(
+      ["X", "--to", "b", "--json", "--wait", "--tenant=acme"],
+      options,
+    );
+    expect(positionals).toEqual(["X"]);
+    expect(values).toMatchObject({ to: "b", json: true, wait: true, tenant: "acme" });
+  });
+
+  test("an unknown option is a one-line usage error naming it", () => {
+    expect(() => parseCommandArgs(["X", "--bogus"], options)).toThrow(
+      new UsageError("unknown option --bogus"),
+    );
+  });
+
+  test("a string option without its value is a usage error", () => {
+    expect(() => parseCommandArgs(["X", "--to"], options)).toThrow(
+      new UsageError("option --to needs a value"),
+    );
+  });
+
+  test("a boolean option given a value is a usage error", () => {
+    expect(() => parseCommandArgs(["--wait=yes"], options)).toThrow(
+      new UsageError("option --wait takes no value"),
+    );
+  });
+});
+
+describe("globalOptions", () => {
+  test("flags win over the environment, which wins over the defaults", () => {
+    const env = { CODEQ_ROUTER: "r:1", CODEQ_TENANT: "envt" };
+    expect(globalOptions({}, {})).toMatchObject({
+      router: "127.0.0.1:7300",
+      tenant: "default",
+      tenantGiven: false,
+      roles: [],
+      json: false,
+      timeoutMs: 10_000,
+    });
+    expect(globalOptions({}, env)).toMatchObject({ router: "r:1", tenant: "envt" });
+    expect(
+      globalOptions({ router: "h:2", tenant: "t", roles: "worker, producer", timeout: "50" }, env),
+    ).toMatchObject({
+      router: "h:2",
+      tenant: "t",
+      tenantGiven: true,
+      roles: ["worker", "producer"],
+      timeoutMs: 50,
+    });
+  });
+
+  test("a router without a port or a bad tenant is a usage error", () => {
+    expect(() => globalOptions({ router: "localhost" }, {})).toThrow(UsageError);
+    expect(() => globalOptions({ tenant: "a:b" }, {})).toThrow(UsageError);
+    expect(globalOptions({ router: "[::1]:7300" }, {}).router).toBe("[::1]:7300");
+  });
+});
+
+describe("option helpers", () => {
+  test("int accepts integers within bounds only", () => {
+    expect(int({ n: "7" }, "n", { min: 1, max: 9 })).toBe(7);
+    expect(int({}, "n", { min: 1, max: 9 })).toBeUndefined();
+    for (const bad of ["0", "10", "1.5", "x", "-1", ""])
+      expect(() => int({ n: bad }, "n", { min: 1, max: 9 })).toThrow(
+        "--n must be an integer from 1 to 9",
+      );
+  });
+
+  test("list splits on commas and drops empty entries", () => {
+    expect(list({ ids: "a, b,,c" }, "ids")).toEqual(["a", "b", "c"]);
+    expect(list({}, "ids")).toEqual([]);
+  });
+
+  test("expectPositionals names what is missing or extra", () => {
+    expect(() => expectPositionals([], ["COMMAND"])).toThrow("missing COMMAND");
+    expect(() => expectPositionals(["a", "b"], ["ID"])).toThrow("unexpected argument b");
+    expect(() => expectPositionals([], ["COMMAND..."])).toThrow("missing COMMAND");
+    expect(() => expectPositionals(["a", "b", "c"], ["COMMAND..."])).not.toThrow();
+  });
+});

@@ -1,0 +1,190 @@
+import { parseArgs } from "node:util";
+import { UsageError } from "./errors";
+
+/** One option of a command: how it parses and the line `--help` shows for it. */
+export interface OptionSpec {
+  readonly type: "string" | "boolean";
+  readonly short?: string;
+  /** Placeholder of the value in help, e.g. "SHARD". */
+  readonly value?: string;
+  readonly description: string;
+}
+
+export type OptionSpecs = Readonly<Record<string, OptionSpec>>;
+
+/** Parsed option values by long name. */
+export type Values = Readonly<Record<string, string | boolean | undefined>>;
+
+/** Options every command accepts, before or after the command name. */
+export const GLOBAL_OPTIONS: OptionSpecs = {
+  router: {
+    type: "string",
+    value: "HOST:PORT",
+    description: "router to talk to (env CODEQ_ROUTER, default 127.0.0.1:7300)",
+  },
+  tenant: {
+    type: "string",
+    value: "T",
+    description: "tenant stated in x-codeq-tenant (env CODEQ_TENANT, default: default)",
+  },
+  roles: {
+    type: "string",
+    value: "R,R",
+    description: "roles stated in x-codeq-roles (admin commands always add admin)",
+  },
+  json: { type: "boolean", description: "print the responses as JSON instead of tables" },
+  timeout: {
+    type: "string",
+    value: "MS",
+    description: "deadline of each call in ms (default 10000; tail's stream has none)",
+  },
+  help: { type: "boolean", short: "h", description: "show help (of a command after its name)" },
+};
+
+/** What the global options say, with the environment and defaults filled in. */
+export interface GlobalOptions {
+  readonly router: string;
+  readonly tenant: string;
+  /** True when --tenant was given on the command line (not from the environment). */
+  readonly tenantGiven: boolean;
+  readonly roles: readonly string[];
+  readonly json: boolean;
+  readonly timeoutMs: number;
+  readonly help: boolean;
+}
+
+const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+function parseConfig(options: OptionSpecs) {
+  return Object.fromEntries(
+    Object.entries(options).map(([name, o]) => [
+      name,
+      o.short ? { type: o.type, short: o.short } : { type: o.type },
+    ]),
+  );
+}
+
+/** Turns util.parseArgs' messages into one short line naming the culprit. */
+function usageFrom(err: unknown): UsageError {
+  const e = err as { code?: string; message?: string };
+  const quoted = /'([^']+)'/.exec(e.message ?? "")?.[1] ?? "";
+  switch (e.code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return new UsageError(`unknown option ${quoted}`);
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return new UsageError(
+        quoted.includes("<value>")
+          ? `option ${quoted.replace(/ <value>$/, "")} needs a value`
+          : `option ${quoted.split(" ")[0]} takes no value`,
+      );
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL":
+      return new UsageError(`unexpected argument ${quoted}`);
+    default:
+      return new UsageError(e.message ?? String(err));
+  }
+}
+
+/**
+ * Finds the command words: the first positional argument, and the second too
+ * when `isGroup` says the first names a group of subcommands (as `dlq`). Global
+ * options may come before them. Returns the words and the other arguments.
+ */
+export function splitCommand(
+  argv: readonly string[],
+  isGroup: (word: string) => boolean,
+): { words: string[]; rest: string[] } {
+  const { tokens } = parseArgs({
+    args: [...argv],
+    options: parseConfig(GLOBAL_OPTIONS),
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const positions: number[] = [];
+  for (const t of tokens) {
+    if (t.kind !== "positional") continue;
+    positions.push(t.index);
+    const first = argv[positions[0]!]!;
+    if (positions.length === 2 || !isGroup(first)) break;
+  }
+  const words = positions.map((i) => argv[i]!);
+  return { words, rest: argv.filter((_, i) => !positions.includes(i)) };
+}
+
+/** Parses a command's arguments (its options plus the global ones); unknown options are usage errors. */
+export function parseCommandArgs(
+  argv: readonly string[],
+  options: OptionSpecs,
+): { values: Values; positionals: string[] } {
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...argv],
+      options: parseConfig({ ...GLOBAL_OPTIONS, ...options }),
+      strict: true,
+      allowPositionals: true,
+    });
+    return { values: values as Values, positionals };
+  } catch (err) {
+    throw usageFrom(err);
+  }
+}
+
+/** The global options with the environment and defaults applied. */
+export function globalOptions(values: Values, env: NodeJS.ProcessEnv): GlobalOptions {
+  const router = str(values, "router") ?? env.CODEQ_ROUTER ?? "127.0.0.1:7300";
+  if (!/^[^\s:]+:\d{1,5}$/.test(router) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(router))
+    throw new UsageError(`--router must be host:port, got ${JSON.stringify(router)}`);
+  const tenant = str(values, "tenant") ?? env.CODEQ_TENANT ?? "default";
+  if (!NAME.test(tenant)) throw new UsageError(`--tenant must match ${NAME.source}`);
+  const roles = (str(values, "roles") ?? "")
+    .split(",")
+    .map((r) => r.trim())
+    .filter(Boolean);
+  return {
+    router,
+    tenant,
+    tenantGiven: str(values, "tenant") !== undefined,
+    roles,
+    json: values.json === true,
+    timeoutMs: int(values, "timeout", { min: 1, max: 3_600_000 }) ?? 10_000,
+    help: values.help === true,
+  };
+}
+
+/** A string option, or undefined when absent. */
+export function str(values: Values, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+/** An integer option within bounds; a usage error otherwise. */
+export function int(
+  values: Values,
+  name: string,
+  bounds: { min: number; max: number },
+): number | undefined {
+  const v = str(values, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || !Number.isSafeInteger(n) || n < bounds.min || n > bounds.max)
+    throw new UsageError(`--${name} must be an integer from ${bounds.min} to ${bounds.max}`);
+  return n;
+}
+
+/** A comma-separated list option (empty entries dropped); [] when absent. */
+export function list(values: Values, name: string): string[] {
+  return (str(values, name) ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** Exactly `count` positionals named by `names`, or at least one when `names` ends with "...". */
+export function expectPositionals(positionals: readonly string[], names: readonly string[]): void {
+  const variadic = names.at(-1)?.endsWith("...") ?? false;
+  const required = names.length;
+  if (positionals.length < required)
+    throw new UsageError(`missing ${names[positionals.length]!.replace("...", "")}`);
+  if (!variadic && positionals.length > required)
+    throw new UsageError(`unexpected argument ${positionals[required]!}`);
+}

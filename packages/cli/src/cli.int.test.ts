@@ -1,0 +1,260 @@
+import { execFile } from "node:child_process";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
+import { startLocalCluster, type LocalCluster } from "@codeq/local-cluster";
+import { QueueServiceDefinition } from "@codeq/proto";
+
+/** The real binary, as built by `npm run build` (scripts/test.sh builds first). */
+const BIN = path.join(__dirname, "..", "dist", "main.js");
+
+interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let cluster: LocalCluster;
+let router: string;
+
+/** Runs `codeq ARGS` against the cluster's router as a separate process. */
+function codeq(args: string[], env: Record<string, string> = {}): Promise<Result> {
+  const { CODEQ_TENANT: _t, CODEQ_ROUTER: _r, ...base } = process.env;
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { env: { ...base, CODEQ_ROUTER: router, ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function json<T = any>(args: string[]): Promise<T> {
+  const r = await codeq([...args, "--json"]);
+  expect(r).toMatchObject({ code: 0, stderr: "" });
+  return JSON.parse(r.stdout) as T;
+}
+
+const mapVersion = async () => (await json(["map"])).map.version as number;
+
+/** Polls until `check` holds (bounded by the test's timeout, not asserted on time). */
+async function until(check: () => Promise<boolean>): Promise<void> {
+  while (!(await check())) await sleep(100);
+}
+
+beforeAll(async () => {
+  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run \`npm run build\` first`);
+  cluster = await startLocalCluster({ shards: 3, routers: 1, commands: { "cli.on-c": "c" } });
+  router = cluster.routers[0]!.address;
+}, 120_000);
+
+afterAll(async () => {
+  await cluster?.stop();
+}, 120_000);
+
+describe("codeq against a local cluster", () => {
+  test("shards lists a, b and c, healthy", async () => {
+    const r = await codeq(["shards"]);
+    expect(r.code).toBe(0);
+    const [header, ...rows] = r.stdout.trimEnd().split("\n");
+    expect(header).toMatch(/^SHARD\s+ENDPOINT\s+STATE\s+HEALTHY\s+BREAKER\s+DEPTH\s+MAP\s+ERROR$/);
+    expect(rows.map((l) => l.split(/\s+/)[0])).toEqual(["a", "b", "c"]);
+    for (const row of rows) expect(row).toMatch(/ACTIVE\s+yes\s+CLOSED/);
+    const listed = await json(["shards"]);
+    expect(listed.shards.map((s: any) => s.shard.id)).toEqual(["a", "b", "c"]);
+  }, 120_000);
+
+  test("map --json parses and carries the version and assignments", async () => {
+    const { map, stale } = await json(["map"]);
+    expect(map.version).toBeGreaterThanOrEqual(1);
+    expect(stale).toBe(false);
+    expect(map.defaultShard).toBe("a");
+    expect(map.assignments).toContainEqual({ command: "cli.on-c", tenant: "", shard: "c" });
+  }, 120_000);
+
+  test("enqueue, stats, a dry run that changes nothing, then assign --wait moves the tasks", async () => {
+    const enq = await codeq(["enqueue", "cli.move", "--count", "5", "--payload", "hi"]);
+    expect(enq.code).toBe(0);
+    expect(enq.stdout.trim().split("\n")).toHaveLength(5);
+
+    const before = await json(["stats", "cli.move"]);
+    expect(before[0]).toMatchObject({ command: "cli.move", total: { ready: 5 } });
+    expect(before[0].shards.map((s: any) => s.shard)).toEqual(["a"]);
+
+    const version = await mapVersion();
+    const dry = await codeq(["assign", "cli.move", "--to", "b", "--dry-run"]);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toContain("dry run: nothing changed");
+    expect(dry.stdout).toMatch(/a → b\s+default\s+5\s+0\s+0\s+0/);
+    expect(await mapVersion()).toBe(version);
+
+    const moved = await codeq(["assign", "cli.move", "--to", "b", "--wait"]);
+    expect(moved.code).toBe(0);
+    const id = /migration (\S+) COMPLETED: cli\.move is on b; moved 5 tasks/.exec(
+      moved.stdout,
+    )?.[1];
+    expect(id).toBeDefined();
+    expect(moved.stderr).toContain("COMPLETED"); // progress lines (stderr is not a terminal)
+
+    const table = await codeq(["stats", "cli.move"]);
+    expect(table.stdout).toMatch(/^cli\.move\s+b\s+5\s+0\s+0\s+0\s+0$/m);
+    const after = await json(["stats", "cli.move"]);
+    expect(after[0].total.ready).toBe(5);
+    expect(after[0].shards).toEqual([expect.objectContaining({ shard: "b" })]);
+
+    const { migrations } = await json(["migrations", "--all"]);
+    expect(migrations).toContainEqual(
+      expect.objectContaining({
+        id,
+        command: "cli.move",
+        fromShard: "a",
+        toShard: "b",
+        state: "MIGRATION_STATE_COMPLETED",
+      }),
+    );
+    const running = await json(["migrations"]);
+    expect(running.migrations.map((m: any) => m.id)).not.toContain(id);
+  }, 120_000);
+
+  test("assign --wait exits 4 when the migration is aborted", async () => {
+    // three leased tasks keep the migration from completing until it is aborted
+    const channel: Channel = createChannel(router);
+    try {
+      const queue = createClient(QueueServiceDefinition, channel, {
+        "*": { metadata: new Metadata({ "x-codeq-tenant": "default" }) },
+      });
+      await queue.enqueueBatch({ tasks: [1, 2, 3].map(() => ({ command: "cli.abort" })) });
+      const held = await queue.lease({
+        commands: ["cli.abort"],
+        maxTasks: 3,
+        leaseDurationMs: 120_000,
+      });
+      expect(held.tasks).toHaveLength(3);
+
+      const waiting = codeq(["assign", "cli.abort", "--to", "c", "--wait"]);
+      let id = "";
+      await until(async () => {
+        const { migrations } = await json(["migrations", "--command", "cli.abort"]);
+        id = migrations[0]?.id ?? "";
+        return id !== "";
+      });
+      const aborted = await codeq(["abort", id]);
+      expect(aborted.code).toBe(0);
+      expect(aborted.stdout).toContain(`migration ${id} (cli.abort) is ABORTING`);
+      const waited = await waiting;
+      expect(waited.code).toBe(4);
+      expect(waited.stdout).toContain(`migration ${id} ABORTED: cli.abort is back on a`);
+      // aborting a finished migration is refused
+      const again = await codeq(["abort", id]);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toMatch(/^FAILED_PRECONDITION: /);
+    } finally {
+      channel.close();
+    }
+  }, 120_000);
+
+  test("tail --max 2 --ack prints both tasks, acks them and exits 0", async () => {
+    const ids = (await codeq(["enqueue", "cli.tail", "--count", "2", "--payload", "hello"])).stdout
+      .trim()
+      .split("\n");
+    const r = await codeq(["tail", "cli.tail", "--max", "2", "--ack"]);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines.map((l) => l.split(/\s+/)[0]).sort()).toEqual([...ids].sort());
+    for (const l of lines) expect(l).toMatch(/^\S+ {2}a {2}attempt 1 {2}hello$/);
+    const [stats] = await json(["stats", "cli.tail"]);
+    expect(stats.total).toMatchObject({ ready: 0, leased: 0, completed: 2 });
+  }, 120_000);
+
+  test("tail without --ack releases what it printed", async () => {
+    await codeq(["enqueue", "cli.peek", "--payload", "x"]);
+    const r = await codeq(["tail", "cli.peek", "--max", "1", "--json"]);
+    expect(r.code).toBe(0);
+    const task = JSON.parse(r.stdout.trim());
+    expect(task.task).toMatchObject({
+      command: "cli.peek",
+      payload: "eA==",
+      state: "TASK_STATE_LEASED",
+    });
+    const [stats] = await json(["stats", "cli.peek"]);
+    expect(stats.total).toMatchObject({ ready: 1, leased: 0, completed: 0 });
+  }, 120_000);
+
+  test("dlq list, redrive and purge (purge only with --yes)", async () => {
+    const channel: Channel = createChannel(router);
+    try {
+      const queue = createClient(QueueServiceDefinition, channel, {
+        "*": { metadata: new Metadata({ "x-codeq-tenant": "default" }) },
+      });
+      await queue.enqueueBatch({
+        tasks: [1, 2, 3].map((i) => ({ command: "cli.dlq", payload: Buffer.from(`p${i}`) })),
+      });
+      const held = await queue.lease({ commands: ["cli.dlq"], maxTasks: 3 });
+      await queue.nack({
+        items: held.tasks.map((t) => ({
+          leaseToken: t.leaseToken,
+          deadLetter: true,
+          error: "boom",
+        })),
+      });
+    } finally {
+      channel.close();
+    }
+    const listed = await codeq(["dlq", "list", "cli.dlq"]);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/^ID\s+SHARD\s+ATTEMPTS\s+DIED\s+LAST ERROR\s+PAYLOAD$/m);
+    expect(listed.stdout.match(/ a +1 .* boom +p\d$/gm)).toHaveLength(3);
+
+    const refused = await codeq(["dlq", "purge", "cli.dlq"]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain("add --yes");
+    expect((await json(["stats", "cli.dlq"]))[0].total.dead).toBe(3);
+
+    const redriven = await codeq(["dlq", "redrive", "cli.dlq", "--max", "1"]);
+    expect(redriven).toMatchObject({ code: 0, stdout: "redrove 1 dead tasks; 2 remain\n" });
+    const purged = await codeq(["dlq", "purge", "cli.dlq", "--yes"]);
+    expect(purged).toMatchObject({ code: 0, stdout: "purged 2 dead tasks; 0 remain\n" });
+    expect((await json(["stats", "cli.dlq"]))[0].total).toMatchObject({ ready: 1, dead: 0 });
+  }, 120_000);
+
+  test("exit codes: 2 refused, 1 usage, 3 unreachable", async () => {
+    const notFound = await codeq(["abort", "nope"]);
+    expect(notFound.code).toBe(2);
+    expect(notFound.stderr).toBe("NOT_FOUND: no migration nope\n");
+
+    const unknown = await codeq(["frobnicate"]);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain("codeq: unknown command: frobnicate");
+
+    const badFlag = await codeq(["shards", "--bogus"]);
+    expect(badFlag.code).toBe(1);
+    expect(badFlag.stderr.split("\n")[0]).toBe("codeq: unknown option --bogus");
+
+    const missing = await codeq(["assign", "X"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("missing --to SHARD");
+
+    const unreachable = await codeq(["--router", "127.0.0.1:1", "shards"]);
+    expect(unreachable.code).toBe(3);
+    expect(unreachable.stderr).toMatch(/^UNAVAILABLE: /);
+    expect(unreachable.stdout).toBe("");
+  }, 120_000);
+
+  test("--help documents the commands, development identity and the exit codes", async () => {
+    const r = await codeq(["--help"]);
+    expect(r.code).toBe(0);
+    for (const word of ["shards", "assign", "dlq purge", "tail", "development mode", "Exit codes"])
+      expect(r.stdout).toContain(word);
+    const assign = await codeq(["assign", "--help"]);
+    expect(assign.code).toBe(0);
+    expect(assign.stdout).toContain(
+      "Usage: codeq assign COMMAND --to SHARD [--tenant T] [--dry-run] [--wait]",
+    );
+  }, 120_000);
+});

@@ -1,0 +1,169 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { ClientError } from "nice-grpc";
+import { MigrationState, type AssignCommandResponse, type Migration } from "@codeq/proto";
+import { expectPositionals, int, str } from "../args";
+import type { Command, CommandContext } from "../command";
+import { ExitCode, isUnreachable, UsageError } from "../errors";
+import { queueLabel, shortList, taskCount } from "../format";
+import { migrationJson, toJson } from "../json";
+import { ProgressReporter } from "../progress";
+import { formatTable } from "../table";
+import { migrationState } from "./migrations";
+
+const POLL_MS = 250;
+/** Consecutive unreachable polls tolerated while waiting (a router restart). */
+const MAX_POLL_FAILURES = 20;
+
+const DONE = new Set([
+  MigrationState.MIGRATION_STATE_COMPLETED,
+  MigrationState.MIGRATION_STATE_ABORTED,
+]);
+
+function planLines(res: AssignCommandResponse, tenant: string): string[] {
+  const rows = res.plan.map((p) => [
+    `${p.fromShard} → ${p.toShard}`,
+    tenant ? `${tenant} only` : p.tenants.length > 0 ? shortList(p.tenants) : "(none yet)",
+    p.counts?.ready ?? 0,
+    p.counts?.scheduled ?? 0,
+    p.counts?.leased ?? 0,
+    p.counts?.dead ?? 0,
+  ]);
+  return formatTable(["FROM → TO", "TENANTS", "READY", "SCHEDULED", "LEASED", "DEAD"], rows);
+}
+
+/** Polls a migration until it is COMPLETED or ABORTED, showing progress on stderr. */
+async function waitFor(ctx: CommandContext, id: string): Promise<Migration> {
+  const { clients, io, interrupted } = ctx;
+  const progress = new ProgressReporter(io);
+  let failures = 0;
+  try {
+    for (;;) {
+      let m: Migration | undefined;
+      try {
+        m = (await clients.admin.getMigration({ id }, clients.call())).migration;
+        failures = 0;
+      } catch (err) {
+        if (!(err instanceof ClientError && isUnreachable(err.code))) throw err;
+        if (++failures >= MAX_POLL_FAILURES) throw err;
+      }
+      if (m) {
+        progress.update({
+          id: m.id,
+          moved: taskCount(m.moved),
+          remaining: taskCount(m.remaining),
+          rate: m.ratePerSecond,
+          state: migrationState(m),
+          ...(m.lastError ? { lastError: m.lastError } : {}),
+        });
+        if (DONE.has(m.state)) return m;
+      }
+      await sleep(POLL_MS, undefined, { signal: interrupted });
+    }
+  } finally {
+    progress.finish();
+  }
+}
+
+function outcomeLine(m: Migration): string {
+  const label = queueLabel(m.command, m.tenant);
+  if (m.state === MigrationState.MIGRATION_STATE_ABORTED)
+    return `migration ${m.id} ABORTED: ${label} is back on ${m.fromShard}`;
+  const c = m.moved;
+  const detail = c
+    ? ` (ready ${c.ready}, scheduled ${c.scheduled}, dead ${c.dead}, leased ${c.leased})` +
+      ` and ${c.idempotencyKeys} idempotency keys`
+    : "";
+  const secs = m.finishedAtMs
+    ? ` in ${((m.finishedAtMs - m.startedAtMs) / 1000).toFixed(1)} s`
+    : "";
+  return `migration ${m.id} COMPLETED: ${label} is on ${m.toShard}; moved ${taskCount(c)} tasks${detail}${secs}`;
+}
+
+/** `codeq assign`: routes a command (or one tenant's queue of it) to a shard and moves its tasks. */
+export const assignCommand: Command = {
+  name: "assign",
+  group: "admin",
+  args: "COMMAND --to SHARD [--tenant T] [--dry-run] [--wait] [--expected-version N]",
+  summary: "assign a command (or one tenant's queue) to a shard and migrate it (AssignCommand)",
+  details: [
+    "New enqueues go to SHARD at once; a migration moves the ready, scheduled and",
+    "dead tasks the previous owner holds (leased ones once settled). Assigning a",
+    "queue to the shard that owns it changes nothing.",
+    "With --wait, a progress bar (plain lines when stderr is not a terminal) runs",
+    "until the migration is COMPLETED (exit 0) or ABORTED (exit 4). Ctrl-C stops",
+    "waiting (exit 130); the migration goes on.",
+  ],
+  interruptible: true,
+  options: {
+    to: { type: "string", value: "SHARD", description: "the target shard (required)" },
+    tenant: {
+      type: "string",
+      value: "T",
+      description: "move only tenant T's queue (an override); without it the whole command",
+    },
+    "dry-run": { type: "boolean", description: "print what would move and change nothing" },
+    wait: {
+      type: "boolean",
+      description: "follow the migration with a progress bar until it ends",
+    },
+    "expected-version": {
+      type: "string",
+      value: "N",
+      description: "apply only if the map is still at version N (ABORTED otherwise)",
+    },
+  },
+  async run(ctx) {
+    const { positionals, values, clients, global, io } = ctx;
+    expectPositionals(positionals, ["COMMAND"]);
+    const command = positionals[0]!;
+    const shard = str(values, "to");
+    if (!shard) throw new UsageError("missing --to SHARD");
+    const dryRun = values["dry-run"] === true;
+    const wait = values.wait === true;
+    if (dryRun && wait) throw new UsageError("--wait has nothing to wait for with --dry-run");
+    // the tenant named on the command line selects a tenant's queue; CODEQ_TENANT does not
+    const tenant = global.tenantGiven ? global.tenant : "";
+    const expectedVersion = int(values, "expected-version", {
+      min: 1,
+      max: Number.MAX_SAFE_INTEGER,
+    });
+    const res = await clients.admin.assignCommand(
+      { command, tenant, shard, dryRun, expectedVersion: expectedVersion ?? 0 },
+      clients.call(),
+    );
+    const label = queueLabel(command, tenant);
+
+    if (!global.json) {
+      if (res.plan.length === 0) {
+        io.out(`${label} is already on ${shard}; nothing changed (map version ${res.mapVersion})`);
+        return ExitCode.OK;
+      }
+      if (dryRun) io.out(`dry run: nothing changed (map version ${res.mapVersion}); the move:`);
+      else io.out(`assigned ${label} to ${shard} (map version ${res.mapVersion}); moving:`);
+      for (const line of planLines(res, tenant)) io.out(line);
+      for (const m of res.migrations)
+        io.out(
+          `migration ${m.id} ${migrationState(m)}` +
+            (wait ? "" : "; follow it with `codeq migrations` (or assign with --wait)"),
+        );
+    }
+    if (!wait || res.migrations.length === 0) {
+      if (global.json) io.out(toJson({ ...res, migrations: res.migrations.map(migrationJson) }));
+      return ExitCode.OK;
+    }
+
+    const finished: Migration[] = [];
+    try {
+      for (const m of res.migrations) finished.push(await waitFor(ctx, m.id));
+    } catch (err) {
+      if (!ctx.interrupted.aborted) throw err;
+      io.err("stopped waiting; the migration goes on (see `codeq migrations`)");
+      return ExitCode.INTERRUPTED;
+    }
+    if (global.json) io.out(toJson({ ...res, migrations: finished.map(migrationJson) }));
+    else for (const m of finished) io.out(outcomeLine(m));
+    return finished.every((m) => m.state === MigrationState.MIGRATION_STATE_COMPLETED)
+      ? ExitCode.OK
+      : ExitCode.MIGRATION_ABORTED;
+  },
+};

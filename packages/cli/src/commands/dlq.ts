@@ -1,0 +1,164 @@
+import type { Task } from "@codeq/proto";
+import { expectPositionals, int, list, type OptionSpecs, type Values } from "../args";
+import type { Command } from "../command";
+import { ExitCode, UsageError } from "../errors";
+import { payloadText, time } from "../format";
+import { taskJson, toJson } from "../json";
+import { formatTable } from "../table";
+
+const DLQ_DETAILS = [
+  "Acts on the dead-letter queue of the stated tenant (--tenant). States the admin",
+  "role, which the dead-letter calls need.",
+];
+
+/** `codeq dlq list`: the oldest dead tasks. */
+export const dlqListCommand: Command = {
+  name: "dlq list",
+  group: "dlq",
+  args: "COMMAND [--limit N]",
+  summary: "list dead tasks, oldest first (ListDead)",
+  details: DLQ_DETAILS,
+  options: {
+    limit: { type: "string", value: "N", description: "list at most N tasks (default 100)" },
+  },
+  async run({ positionals, values, clients, global, io }) {
+    expectPositionals(positionals, ["COMMAND"]);
+    const command = positionals[0]!;
+    const limit = int(values, "limit", { min: 1, max: 1_000_000 }) ?? 100;
+    const tasks: Task[] = [];
+    const unavailable = new Set<string>();
+    let pageToken = "";
+    do {
+      const pageSize = Math.min(1000, limit - tasks.length);
+      const page = await clients.queue.listDead({ command, pageSize, pageToken }, clients.call());
+      tasks.push(...page.tasks.slice(0, limit - tasks.length));
+      for (const s of page.unavailableShards) unavailable.add(s);
+      pageToken = page.nextPageToken;
+    } while (pageToken && tasks.length < limit);
+    if (global.json) {
+      const res = { tasks: tasks.map(taskJson), nextPageToken: pageToken };
+      io.out(toJson({ ...res, unavailableShards: [...unavailable] }));
+      return ExitCode.OK;
+    }
+    if (tasks.length === 0) io.out(`no dead tasks of ${command}`);
+    else {
+      const rows = tasks.map((t) => [
+        t.id,
+        t.shard,
+        t.attempts,
+        time(t.updatedAtMs),
+        t.lastError.length > 40 ? `${t.lastError.slice(0, 39)}…` : t.lastError,
+        payloadText(t.payload, 40),
+      ]);
+      const headers = ["ID", "SHARD", "ATTEMPTS", "DIED", "LAST ERROR", "PAYLOAD"];
+      for (const line of formatTable(headers, rows)) io.out(line);
+    }
+    if (pageToken) io.out(`more dead tasks than --limit ${limit}`);
+    if (unavailable.size > 0)
+      io.out(`shard ${[...unavailable].join(", ")} did not answer; its dead tasks are missing`);
+    return ExitCode.OK;
+  },
+};
+
+const selectOptions = (what: string): OptionSpecs => ({
+  ids: { type: "string", value: "ID,ID", description: `${what} only these dead tasks` },
+  max: {
+    type: "string",
+    value: "N",
+    description: `${what} at most N tasks (default: all of them, oldest first)`,
+  },
+});
+
+interface Pass {
+  done: number;
+  remaining: number;
+  notFound: string[];
+}
+
+/**
+ * Calls `step` with batches of at most `perCall` until the budget (--max,
+ * default everything) is spent, nothing is left, or a call did nothing. With
+ * --ids, one call with those ids.
+ */
+async function drain(
+  values: Values,
+  perCall: number,
+  step: (req: { taskIds: string[]; maxTasks: number }) => Promise<Pass>,
+): Promise<Pass> {
+  const ids = list(values, "ids");
+  const max = int(values, "max", { min: 1, max: Number.MAX_SAFE_INTEGER });
+  if (ids.length > 0) {
+    if (ids.length > perCall) throw new UsageError(`--ids takes at most ${perCall} ids`);
+    return step({ taskIds: ids, maxTasks: Math.min(ids.length, max ?? ids.length) });
+  }
+  const total: Pass = { done: 0, remaining: 0, notFound: [] };
+  const budget = max ?? Infinity;
+  while (total.done < budget) {
+    const pass = await step({ taskIds: [], maxTasks: Math.min(perCall, budget - total.done) });
+    total.done += pass.done;
+    total.remaining = pass.remaining;
+    if (pass.done === 0 || pass.remaining === 0) break;
+  }
+  return total;
+}
+
+function report(io: { out(l: string): void; err(l: string): void }, what: string, p: Pass): void {
+  io.out(`${what} ${p.done} dead tasks; ${p.remaining} remain`);
+  if (p.notFound.length > 0) io.err(`not dead tasks of this queue: ${p.notFound.join(", ")}`);
+}
+
+/** `codeq dlq redrive`: dead tasks back to READY. */
+export const dlqRedriveCommand: Command = {
+  name: "dlq redrive",
+  group: "dlq",
+  args: "COMMAND [--ids a,b] [--max N] [--rate R]",
+  summary: "move dead tasks back to READY with attempts reset (RedriveDead)",
+  details: DLQ_DETAILS,
+  options: {
+    ...selectOptions("redrive"),
+    rate: { type: "string", value: "R", description: "at most R tasks a second (default 1000)" },
+  },
+  async run({ positionals, values, clients, global, io }) {
+    expectPositionals(positionals, ["COMMAND"]);
+    const command = positionals[0]!;
+    const ratePerSecond = int(values, "rate", { min: 1, max: 1_000_000 }) ?? 0;
+    const res = await drain(values, 1000, async (req) => {
+      const r = await clients.queue.redriveDead({ command, ...req, ratePerSecond }, clients.call());
+      return { done: r.redriven, remaining: r.remaining, notFound: r.notFound };
+    });
+    if (global.json)
+      io.out(toJson({ redriven: res.done, remaining: res.remaining, notFound: res.notFound }));
+    else report(io, "redrove", res);
+    return ExitCode.OK;
+  },
+};
+
+/** `codeq dlq purge`: deletes dead tasks for good; needs --yes. */
+export const dlqPurgeCommand: Command = {
+  name: "dlq purge",
+  group: "dlq",
+  args: "COMMAND [--ids a,b] [--max N] --yes",
+  summary: "delete dead tasks for good (PurgeDead); refuses without --yes",
+  details: DLQ_DETAILS,
+  options: {
+    ...selectOptions("purge"),
+    yes: { type: "boolean", description: "really delete them" },
+  },
+  async run({ positionals, values, clients, global, io }) {
+    expectPositionals(positionals, ["COMMAND"]);
+    const command = positionals[0]!;
+    if (values.yes !== true)
+      throw new UsageError(
+        "dlq purge deletes dead tasks for good; add --yes to go ahead",
+        "(codeq dlq list shows them first)",
+      );
+    const res = await drain(values, 10_000, async (req) => {
+      const r = await clients.queue.purgeDead({ command, ...req }, clients.call());
+      return { done: r.purged, remaining: r.remaining, notFound: r.notFound };
+    });
+    if (global.json)
+      io.out(toJson({ purged: res.done, remaining: res.remaining, notFound: res.notFound }));
+    else report(io, "purged", res);
+    return ExitCode.OK;
+  },
+};

@@ -1,0 +1,41 @@
+import { ClientError, Status } from "nice-grpc";
+import { describeError, ExitCode, UsageError } from "./errors";
+
+const via = { router: "127.0.0.1:7300", timeoutMs: 500 };
+
+describe("describeError", () => {
+  test("a refusal exits 2 with the status name and message", () => {
+    const err = new ClientError(
+      "/codeq.v1.AdminService/AbortMigration",
+      Status.NOT_FOUND,
+      "no migration x",
+    );
+    expect(describeError(err, via)).toEqual({
+      code: ExitCode.REFUSED,
+      lines: ["NOT_FOUND: no migration x"],
+    });
+  });
+
+  test("unreachable and too slow exit 3 and name the router", () => {
+    const down = new ClientError("/m", Status.UNAVAILABLE, "connect ECONNREFUSED ");
+    expect(describeError(down, via)).toEqual({
+      code: ExitCode.UNAVAILABLE,
+      lines: [
+        "UNAVAILABLE: connect ECONNREFUSED",
+        "(via router 127.0.0.1:7300; --router or CODEQ_ROUTER names another)",
+      ],
+    });
+    const slow = new ClientError("/m", Status.DEADLINE_EXCEEDED, "Deadline exceeded");
+    expect(describeError(slow, via)).toMatchObject({
+      code: ExitCode.UNAVAILABLE,
+      lines: ["DEADLINE_EXCEEDED: Deadline exceeded", expect.stringContaining("--timeout 500 ms")],
+    });
+  });
+
+  test("a usage error exits 1 with its hint", () => {
+    expect(describeError(new UsageError("missing COMMAND", "run `codeq stats --help`"))).toEqual({
+      code: ExitCode.USAGE,
+      lines: ["codeq: missing COMMAND", "run `codeq stats --help`"],
+    });
+  });
+});

@@ -1,0 +1,65 @@
+import { ClientError, Status } from "nice-grpc";
+
+/** Exit codes of `codeq`, documented in `codeq --help`. */
+export const ExitCode = {
+  OK: 0,
+  /** Unknown command or option, missing argument, unreadable local file. */
+  USAGE: 1,
+  /** The server refused the call (any gRPC status but the two below). */
+  REFUSED: 2,
+  /** The router is unreachable or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED). */
+  UNAVAILABLE: 3,
+  /** `assign --wait`: the migration ended ABORTED. */
+  MIGRATION_ABORTED: 4,
+  /** Interrupted (Ctrl-C) while waiting; what was asked goes on on the server. */
+  INTERRUPTED: 130,
+} as const;
+
+/** A mistake on the command line; `hint` says where to look. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+  constructor(
+    message: string,
+    readonly hint?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The status name of a gRPC code, e.g. 9 → FAILED_PRECONDITION. */
+export function statusName(code: number): string {
+  return Status[code] ?? `STATUS_${code}`;
+}
+
+/** Whether a status means "could not reach or hear back from the server" rather than a refusal. */
+export function isUnreachable(code: number): boolean {
+  return code === Status.UNAVAILABLE || code === Status.DEADLINE_EXCEEDED;
+}
+
+/** The exit code for a gRPC status code. */
+export function exitCodeOfStatus(code: number): number {
+  if (code === Status.OK) return ExitCode.OK;
+  return isUnreachable(code) ? ExitCode.UNAVAILABLE : ExitCode.REFUSED;
+}
+
+/** Exit code and stderr lines for whatever a command threw. */
+export function describeError(
+  err: unknown,
+  via?: { readonly router: string; readonly timeoutMs: number },
+): { code: number; lines: string[] } {
+  if (err instanceof UsageError)
+    return { code: ExitCode.USAGE, lines: [`codeq: ${err.message}`, ...hintLines(err.hint)] };
+  if (err instanceof ClientError) {
+    const lines = [`${statusName(err.code)}: ${err.details.trim()}`];
+    if (via && err.code === Status.UNAVAILABLE)
+      lines.push(`(via router ${via.router}; --router or CODEQ_ROUTER names another)`);
+    if (via && err.code === Status.DEADLINE_EXCEEDED)
+      lines.push(`(via router ${via.router}; no answer within --timeout ${via.timeoutMs} ms)`);
+    return { code: exitCodeOfStatus(err.code), lines };
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: ExitCode.USAGE, lines: [`codeq: ${message}`] };
+}
+
+const hintLines = (hint: string | undefined) => (hint ? [hint] : []);

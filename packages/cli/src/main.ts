@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+import { isInterruptible, run } from "./run";
+
+/** The `codeq` binary: runs one command and exits with its code. */
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const interrupted = new AbortController();
+  const interruptible = isInterruptible(argv);
+  const onSigint = () => {
+    // a command that follows something (assign --wait, tail) winds down on the
+    // first Ctrl-C; anything else, or a second Ctrl-C, exits at once
+    if (!interruptible || interrupted.signal.aborted) process.exit(130);
+    interrupted.abort();
+  };
+  process.on("SIGINT", onSigint);
+  // a reader that went away (codeq … | head) is not an error of ours
+  for (const stream of [process.stdout, process.stderr])
+    stream.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw err;
+    });
+  process.exitCode = await run(argv, {
+    env: process.env,
+    interrupted: interrupted.signal,
+    io: {
+      out: (line) => process.stdout.write(`${line}\n`),
+      err: (line) => process.stderr.write(`${line}\n`),
+      errRaw: (text) => process.stderr.write(text),
+      errIsTTY: process.stderr.isTTY === true,
+    },
+  });
+  process.off("SIGINT", onSigint);
+}
+
+void main();
