@@ -137,9 +137,17 @@ describe("the internal ShardService", () => {
         moved(ids[1]!, TaskState.TASK_STATE_SCHEDULED),
       ],
     };
-    expect(await shard.importTasks(req)).toEqual({ imported: ids, alreadyPresent: [] });
+    expect(await shard.importTasks(req)).toEqual({
+      imported: ids,
+      alreadyPresent: [],
+      keysBound: 0,
+    });
     // a repeat (a mover that crashed after the call) stores nothing twice
-    expect(await shard.importTasks(req)).toEqual({ imported: [], alreadyPresent: ids });
+    expect(await shard.importTasks(req)).toEqual({
+      imported: [],
+      alreadyPresent: ids,
+      keysBound: 0,
+    });
     const s = await fx.worker.engine.stats(queue);
     expect([s.ready + s.leased, s.scheduled]).toEqual([1, 1]); // the stream may hold it already
     const pushed = (await stream.next())?.tasks?.tasks ?? [];
