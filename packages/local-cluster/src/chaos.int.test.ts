@@ -46,7 +46,7 @@ async function completedSomewhere(id: string, tenant: string): Promise<boolean> 
   for (const shard of cluster.shards) {
     const channel = createChannel(shard.address);
     const q = createClient(QueueServiceDefinition, channel, {
-      "*": { metadata: new Metadata({ "x-codeq-tenant": tenant }) },
+      "*": { metadata: cluster.shardMetadata(tenant) },
     });
     const state = await q
       .getTask({ command: COMMAND, taskId: id })
@@ -216,7 +216,9 @@ test("reassignments under load with crashes lose nothing and never double-lease"
   expect(map!.migrations).toEqual([]);
   for (const shard of cluster.shards) {
     const channel = createChannel(shard.address);
-    const status = await createClient(internal.ShardServiceDefinition, channel)
+    const status = await createClient(internal.ShardServiceDefinition, channel, {
+      "*": { metadata: cluster.shardMetadata() },
+    })
       .listQueues({ command: COMMAND })
       .finally(() => channel.close());
     const held = status.queues.filter((q) => {

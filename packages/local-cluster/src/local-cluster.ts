@@ -1,3 +1,6 @@
+import { randomBytes } from "node:crypto";
+import type { Metadata } from "nice-grpc";
+import { identityMetadata, type Role } from "@codeq/server-kit";
 import { RedisMapSource, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer } from "@codeq/testing";
 import { ServiceProcess } from "./service-process";
@@ -31,17 +34,28 @@ export interface LocalCluster {
   readonly routers: readonly ServiceProcess[];
   /** A source on the control store's shard map (compare-and-set, audit); the caller closes it. */
   mapSource(): RedisMapSource;
+  /**
+   * Metadata for calling a shard worker directly as a router would: the cluster's
+   * router secret and the stated identity (tests and operators' tools only).
+   */
+  shardMetadata(tenant?: string, roles?: string): Metadata;
   stop(): Promise<void>;
 }
 
-/** Environment every local shard worker and router runs with (a development setup). */
-function devEnv(role: "SHARD" | "ROUTER"): Record<string, string> {
-  // callers state their tenant in metadata; the map is polled often so a lost
-  // announcement shows quickly
-  return {
-    [`CODEQ_${role}_DEV_IDENTITY`]: "true",
-    [`CODEQ_${role}_MAP_POLL_MS`]: "1000",
-  };
+/**
+ * Environment every local shard worker and router runs with. Routers take the
+ * caller's stated tenant (development identity, until credentials are configured)
+ * and state it to shard workers with the cluster's secret; shard workers accept
+ * identity only from routers. The map is polled often so a lost announcement shows.
+ */
+function clusterEnv(role: "SHARD" | "ROUTER", secret: string): Record<string, string> {
+  return role === "SHARD"
+    ? { CODEQ_SHARD_ROUTER_SECRET: secret, CODEQ_SHARD_MAP_POLL_MS: "1000" }
+    : {
+        CODEQ_ROUTER_DEV_IDENTITY: "true",
+        CODEQ_ROUTER_SHARD_SECRET: secret,
+        CODEQ_ROUTER_MAP_POLL_MS: "1000",
+      };
 }
 
 /**
@@ -61,6 +75,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     const control = await RedisServer.start({ spawnOnly: true, persistent: true });
     started.push(control);
     const mapSource = () => new RedisMapSource({ url: control.url });
+    const secret = randomBytes(24).toString("base64url"); // 32 characters
     const ids = Array.from({ length: shardCount }, (_, i) => String.fromCharCode(97 + i));
     const addresses = await Promise.all(ids.map(async () => `127.0.0.1:${await freePort()}`));
     const draft: ShardMapDraft = {
@@ -88,7 +103,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       const address = addresses[i]!;
       const startWorker = async () => {
         const proc = await ServiceProcess.start(`shard-${id}`, "shard", address, {
-          ...devEnv("SHARD"),
+          ...clusterEnv("SHARD", secret),
           CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
           ...env,
           CODEQ_SHARD_ID: id,
@@ -116,7 +131,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     for (let i = 0; i < routerCount; i++) {
       const address = `127.0.0.1:${await freePort()}`;
       const router = await ServiceProcess.start(`router-${i + 1}`, "router", address, {
-        ...devEnv("ROUTER"),
+        ...clusterEnv("ROUTER", secret),
         CODEQ_ROUTER_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
         ...env,
         CODEQ_ROUTER_LISTEN: address,
@@ -125,7 +140,12 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       started.push(router);
       routers.push(router);
     }
-    return { control, shards, routers, mapSource, stop: stopAll };
+    const shardMetadata = (tenant = "ops", roles = "producer,worker,admin") =>
+      identityMetadata(
+        { tenant, principal: `local:${tenant}`, roles: new Set(roles.split(",") as Role[]) },
+        secret,
+      );
+    return { control, shards, routers, mapSource, shardMetadata, stop: stopAll };
   } catch (err) {
     await stopAll();
     throw err;

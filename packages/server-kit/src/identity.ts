@@ -1,49 +1,123 @@
+import { createHash, timingSafeEqual } from "node:crypto";
 import { Metadata, ServerError, Status } from "nice-grpc";
 
 /** Rights a caller may hold. */
 export type Role = "producer" | "worker" | "admin" | "cross-tenant-worker";
 
-/** Who is calling, as established from metadata. */
+/** Who is calling, as established by the router (or, in development, stated by the caller). */
 export interface Identity {
   readonly tenant: string;
   readonly principal: string;
   readonly roles: ReadonlySet<Role>;
+  /**
+   * The commands a cross-tenant worker may serve for every tenant; undefined means
+   * every command. Ignored without the cross-tenant-worker role.
+   */
+  readonly commands?: readonly string[];
 }
 
-const ROLES = new Set<Role>(["producer", "worker", "admin", "cross-tenant-worker"]);
+/** Metadata the router states identity in, towards shard workers. */
+export const IDENTITY_HEADERS = {
+  tenant: "x-codeq-tenant",
+  roles: "x-codeq-roles",
+  principal: "x-codeq-principal",
+  commands: "x-codeq-commands",
+  /** The proof that a router is calling (the shared secret, when TLS does not prove it). */
+  routerSecret: "x-codeq-router-secret",
+} as const;
+
+/** How a shard worker (or a router in development) accepts identity. */
+export interface IdentityOptions {
+  /**
+   * Development identity: trust `x-codeq-tenant`/`x-codeq-roles` from any caller.
+   * Never in production; services log a warning when it is on.
+   */
+  readonly devIdentity: boolean;
+  /**
+   * The secret routers present in `x-codeq-router-secret`. When set, identity
+   * metadata is trusted only from callers that present it.
+   */
+  readonly routerSecret?: string;
+}
+
+export const ROLES: ReadonlySet<Role> = new Set<Role>([
+  "producer",
+  "worker",
+  "admin",
+  "cross-tenant-worker",
+]);
 const DEFAULT_ROLES: Role[] = ["producer", "worker"];
-const TENANT = /^[A-Za-z0-9_.-]{1,128}$/;
+const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+
+const unauthenticated = (message: string) => new ServerError(Status.UNAUTHENTICATED, message);
+const digest = (s: string) => createHash("sha256").update(s).digest();
+
+/** Constant-time comparison of a presented secret with the expected one. */
+export function secretMatches(presented: string | undefined, expected: string): boolean {
+  return presented !== undefined && timingSafeEqual(digest(presented), digest(expected));
+}
 
 /**
- * Establishes the caller's identity. Until authentication lands, only the
- * development mode exists: `x-codeq-tenant` (and optional `x-codeq-roles`,
- * default producer + worker) are trusted as stated. With development identity off
- * there is no way in yet, and every call is UNAUTHENTICATED.
+ * Establishes the caller's identity on a service behind the router. With a router
+ * secret configured, the identity the router states is trusted from callers that
+ * present the secret; a caller without it is refused (calls must come through a
+ * router), unless development identity is on. With development identity alone, any
+ * caller's stated identity is trusted. With neither, every call is refused.
  */
-export function identityFrom(metadata: Metadata, devIdentity: boolean): Identity {
-  if (!devIdentity) {
-    throw new ServerError(
-      Status.UNAUTHENTICATED,
-      "no credentials accepted: this service runs without development identity (CODEQ_SHARD_DEV_IDENTITY / CODEQ_ROUTER_DEV_IDENTITY) and authentication is not configured",
+export function identityFrom(metadata: Metadata, options: IdentityOptions | boolean): Identity {
+  const o = typeof options === "boolean" ? { devIdentity: options } : options;
+  if (o.routerSecret !== undefined) {
+    if (secretMatches(metadata.get(IDENTITY_HEADERS.routerSecret), o.routerSecret))
+      return statedIdentity(metadata, "router");
+    if (!o.devIdentity)
+      throw unauthenticated(
+        "this service accepts calls only from a codeQ router (x-codeq-router-secret missing or wrong); call the router instead",
+      );
+  }
+  if (!o.devIdentity) {
+    throw unauthenticated(
+      "no credentials accepted: this service runs without development identity (CODEQ_SHARD_DEV_IDENTITY / CODEQ_ROUTER_DEV_IDENTITY) and without a router secret or authentication",
     );
   }
-  const tenant = metadata.get("x-codeq-tenant");
+  return statedIdentity(metadata, "dev");
+}
+
+/** True when the caller presented the router secret (internal services accept only routers). */
+export function fromRouter(metadata: Metadata, options: IdentityOptions): boolean {
+  if (options.routerSecret === undefined) return true;
+  return secretMatches(metadata.get(IDENTITY_HEADERS.routerSecret), options.routerSecret);
+}
+
+/** The identity stated in metadata (by a router, or by a developer in dev mode). */
+export function statedIdentity(metadata: Metadata, by: "router" | "dev"): Identity {
+  const tenant = metadata.get(IDENTITY_HEADERS.tenant);
   if (!tenant)
-    throw new ServerError(
-      Status.UNAUTHENTICATED,
-      "missing x-codeq-tenant metadata (development identity)",
-    );
-  if (!TENANT.test(tenant)) {
-    throw new ServerError(Status.UNAUTHENTICATED, `x-codeq-tenant must match ${TENANT.source}`);
-  }
-  const stated = metadata.get("x-codeq-roles");
+    throw unauthenticated(`missing ${IDENTITY_HEADERS.tenant} metadata (${by} identity)`);
+  if (!NAME.test(tenant))
+    throw unauthenticated(`${IDENTITY_HEADERS.tenant} must match ${NAME.source}`);
+  const stated = metadata.get(IDENTITY_HEADERS.roles);
   const roles = new Set<Role>();
   for (const role of stated ? stated.split(",").map((r) => r.trim()) : DEFAULT_ROLES) {
     if (!ROLES.has(role as Role))
-      throw new ServerError(Status.UNAUTHENTICATED, `unknown role in x-codeq-roles: ${role}`);
+      throw unauthenticated(`unknown role in ${IDENTITY_HEADERS.roles}: ${role.slice(0, 40)}`);
     roles.add(role as Role);
   }
-  return { tenant, principal: `dev:${tenant}`, roles };
+  const principal = metadata.get(IDENTITY_HEADERS.principal) || `${by}:${tenant}`;
+  const commandList = metadata.get(IDENTITY_HEADERS.commands);
+  const commands = commandList ? commandList.split(",").filter((c) => NAME.test(c)) : undefined;
+  return { tenant, principal, roles, ...(commands ? { commands } : {}) };
+}
+
+/** The metadata a router states `identity` in towards a shard worker. */
+export function identityMetadata(identity: Identity, routerSecret?: string): Metadata {
+  const m = new Metadata({
+    [IDENTITY_HEADERS.tenant]: identity.tenant,
+    [IDENTITY_HEADERS.roles]: [...identity.roles].join(","),
+    [IDENTITY_HEADERS.principal]: identity.principal,
+  });
+  if (identity.commands) m.set(IDENTITY_HEADERS.commands, identity.commands.join(","));
+  if (routerSecret !== undefined) m.set(IDENTITY_HEADERS.routerSecret, routerSecret);
+  return m;
 }
 
 /** PERMISSION_DENIED unless the caller holds `role`. */
@@ -51,4 +125,12 @@ export function requireRole(identity: Identity, role: Role, what: string): void 
   if (!identity.roles.has(role)) {
     throw new ServerError(Status.PERMISSION_DENIED, `${what} needs the ${role} role`);
   }
+}
+
+/** True when the caller may act on `command` for every tenant. */
+export function servesAllTenants(identity: Identity, command: string): boolean {
+  return (
+    identity.roles.has("cross-tenant-worker") &&
+    (identity.commands === undefined || identity.commands.includes(command))
+  );
 }

@@ -8,7 +8,21 @@ export {
   type GrpcServiceOptions,
 } from "./grpc-service";
 export { runService } from "./main";
-export { identityFrom, requireRole, type Identity, type Role } from "./identity";
+export {
+  identityFrom,
+  fromRouter,
+  statedIdentity,
+  identityMetadata,
+  requireRole,
+  servesAllTenants,
+  secretMatches,
+  IDENTITY_HEADERS,
+  ROLES,
+  type Identity,
+  type IdentityOptions,
+  type Role,
+} from "./identity";
+export { readSecret } from "./secret";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
 export { RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";

@@ -20,8 +20,8 @@ export function adminRouter(
   source: MapSource,
   store: MigrationStore,
 ): AdminServiceImplementation {
-  const admin = (ctx: CallContext, what: string) => {
-    const f = routing.forward(ctx);
+  const admin = async (ctx: CallContext, what: string) => {
+    const f = await routing.forward(ctx);
     requireRole(f.identity, "admin", what);
     return f;
   };
@@ -29,7 +29,7 @@ export function adminRouter(
 
   return {
     async getShardMap(_req, ctx) {
-      admin(ctx, "GetShardMap");
+      await admin(ctx, "GetShardMap");
       const status = routing.cache.status();
       return {
         map: mapToWire(routing.map),
@@ -39,42 +39,42 @@ export function adminRouter(
     },
 
     async listShards(_req, ctx) {
-      admin(ctx, "ListShards");
+      await admin(ctx, "ListShards");
       return { shards: await listShards(routing) };
     },
 
     async assignCommand(req, ctx) {
-      const f = admin(ctx, "AssignCommand");
+      const f = await admin(ctx, "AssignCommand");
       return ops.assign(req, f.identity.principal);
     },
 
     async getMigration(req, ctx) {
-      admin(ctx, "GetMigration");
+      await admin(ctx, "GetMigration");
       return { migration: await ops.migration(req.id) };
     },
 
     async listMigrations(req, ctx) {
-      admin(ctx, "ListMigrations");
+      await admin(ctx, "ListMigrations");
       return ops.listMigrations(req);
     },
 
     async abortMigration(req, ctx) {
-      const f = admin(ctx, "AbortMigration");
+      const f = await admin(ctx, "AbortMigration");
       return { migration: await ops.abort(req.id, f.identity.principal) };
     },
 
     async registerShard(req, ctx) {
-      const f = admin(ctx, "RegisterShard");
+      const f = await admin(ctx, "RegisterShard");
       return { mapVersion: await ops.registerShard(req.shard, f.identity.principal) };
     },
 
     async removeShard(req, ctx) {
-      const f = admin(ctx, "RemoveShard");
+      const f = await admin(ctx, "RemoveShard");
       return { mapVersion: await ops.removeShard(req.id, f.identity.principal) };
     },
 
     async listAuditEvents(req, ctx) {
-      admin(ctx, "ListAuditEvents");
+      await admin(ctx, "ListAuditEvents");
       return ops.audit(req.pageSize, req.pageToken);
     },
   };

@@ -26,6 +26,14 @@ export const routerConfigSchema = z.object({
    * from any caller. Never in production; the router logs a warning when it is on.
    */
   devIdentity: bool(false),
+  /**
+   * The secret the router presents to shard workers (x-codeq-router-secret), at
+   * least 32 characters; the same on every router and shard worker of a cluster.
+   * Prefer `shardSecretFile`; use mutual TLS where you can.
+   */
+  shardSecret: z.string().default(""),
+  /** A file holding the shard secret (wins over `shardSecret`). */
+  shardSecretFile: z.string().default(""),
   /** gRPC channels (HTTP/2 connections) the router keeps to each shard worker. */
   channelsPerShard: int(1, 16, 2),
   /** Deadline of a forwarded call when the client set a longer one or none, ms. */

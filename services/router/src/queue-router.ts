@@ -169,7 +169,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
 
   return {
     async enqueue(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       return routing.fenced(
         () => routing.currentShard(req.command, f.identity.tenant),
         (conn, onTrailer) => conn.queue.enqueue(req, { ...routing.options(f), onTrailer }),
@@ -177,12 +177,12 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async enqueueBatch(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       return { results: await storeBatch(f, req.tasks) };
     },
 
     async *enqueueStream(requests, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       yield* answerConcurrently(
         requests,
         async (req) => ({ seq: req.seq, results: await storeBatch(f, req.tasks) }),
@@ -195,7 +195,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async lease(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       if (req.commands.length === 0) throw invalid("commands: at least one command is required");
       const max = req.maxTasks || 1;
       if (max > MAX_BATCH) throw invalid(`max_tasks must be at most ${MAX_BATCH}, got ${max}`);
@@ -212,17 +212,17 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async *leaseStream(requests, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       yield* new FanInSession(routing, f, lifecycle.signal).run(requests);
     },
 
     async ack(req, ctx) {
       checkItems(req.items.length);
-      return { results: await settlers(routing, routing.forward(ctx)).ack(req.items) };
+      return { results: await settlers(routing, await routing.forward(ctx)).ack(req.items) };
     },
 
     async nack(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       checkItems(req.items.length);
       const problem = nackProblem(req.items);
       if (problem) throw invalid(problem);
@@ -230,7 +230,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async extend(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       checkItems(req.items.length);
       const problem = extendProblem(req.items);
       if (problem) throw invalid(problem);
@@ -238,7 +238,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async getTask(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       const { answers, failed } = await fanOut(
         routing,
         queueShards(f, req.command),
@@ -260,7 +260,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async queueStats(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       const { answers, failed } = await fanOut(
         routing,
         queueShards(f, req.command),
@@ -282,7 +282,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async listDead(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       const shards = queueShards(f, req.command);
       const size = req.pageSize || 100;
       let { shard, cursor } = decodeDeadToken(req.pageToken);
@@ -317,7 +317,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async redriveDead(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       return spreadDead(
         routing,
         queueShards(f, req.command),
@@ -331,7 +331,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async purgeDead(req, ctx) {
-      const f = routing.forward(ctx);
+      const f = await routing.forward(ctx);
       return spreadDead(
         routing,
         queueShards(f, req.command),

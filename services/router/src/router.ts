@@ -1,6 +1,10 @@
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
+import type { Metadata } from "nice-grpc";
 import {
   createLogger,
+  identityFrom,
+  readSecret,
+  type Identity,
   Lifecycle,
   startGrpcService,
   type GrpcService,
@@ -56,7 +60,12 @@ export async function startRouter(
     startTimeoutMs: config.mapStartTimeoutMs,
     onError: (err) => logOnce(err.message),
   });
-  const pool = new ShardPool(config, logger);
+  const shardSecret = readSecret(
+    "the shard secret",
+    config.shardSecret,
+    config.shardSecretFile || undefined,
+  );
+  const pool = new ShardPool(config, logger, shardSecret);
   try {
     pool.update(await cache.start());
   } catch (err) {
@@ -69,7 +78,9 @@ export async function startRouter(
     logger.info({ version: map.version, previous: previous?.version }, "shard map changed");
   });
   const metrics = new RouterMetrics(cache, pool);
-  const routing = new Routing(config, cache, pool, logger, metrics);
+  const authenticate = async (metadata: Metadata): Promise<Identity> =>
+    identityFrom(metadata, { devIdentity: config.devIdentity });
+  const routing = new Routing(config, cache, pool, logger, metrics, authenticate, shardSecret);
   const migrations = new MigrationStore(config.controlUrl, config.controlPrefix);
   const lifecycle = new Lifecycle();
   const grpc = await startGrpcService({

@@ -1,6 +1,6 @@
 import { setMaxListeners } from "node:events";
 import { ClientError, Metadata, ServerError, Status, type CallContext } from "nice-grpc";
-import { identityFrom, type Identity, type Logger } from "@codeq/server-kit";
+import { identityMetadata, type Identity, type Logger } from "@codeq/server-kit";
 import {
   commandShardsOf,
   currentShardOf,
@@ -47,21 +47,22 @@ export class Routing {
     readonly pool: ShardPool,
     readonly logger: Logger,
     readonly metrics: RouterMetrics,
+    /** Establishes the caller's identity from its metadata (credentials, or dev identity). */
+    private readonly authenticate: (metadata: Metadata) => Promise<Identity>,
+    /** The secret the router presents to shard workers. */
+    private readonly shardSecret: string | undefined,
   ) {}
 
   get map(): ShardMap {
     return this.cache.current();
   }
 
-  /** The caller, and what the router asserts to shards on its behalf. */
-  forward(ctx: CallContext): Forward {
-    const identity = identityFrom(ctx.metadata, this.config.devIdentity);
-    const metadata = new Metadata({
-      "x-codeq-tenant": identity.tenant,
-      "x-codeq-roles": [...identity.roles].join(","),
-      // a shard holding an older map re-reads it before refusing a queue it does not own
-      [MAP_VERSION_TRAILER]: String(this.cache.status().version),
-    });
+  /** The caller (authenticated), and what the router states to shards on its behalf. */
+  async forward(ctx: CallContext): Promise<Forward> {
+    const identity = await this.authenticate(ctx.metadata);
+    const metadata = identityMetadata(identity, this.shardSecret);
+    // a shard holding an older map re-reads it before refusing a queue it does not own
+    metadata.set(MAP_VERSION_TRAILER, String(this.cache.status().version));
     // every shard call of this one (a stream's settlements, a fan-out) listens on it
     setMaxListeners(0, ctx.signal);
     return { identity, metadata, signal: ctx.signal };

@@ -3,6 +3,7 @@ import {
   ClientError,
   createChannel,
   createClientFactory,
+  Metadata,
   ServerError,
   Status,
   type Channel,
@@ -10,13 +11,18 @@ import {
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
-import type { Logger } from "@codeq/server-kit";
+import { IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
 import type { RouterConfig } from "./config";
 
 const clientFactory = createClientFactory().use(deadlineMiddleware);
 const newQueueClient = (c: Channel) => clientFactory.create(QueueServiceDefinition, c);
-const newShardClient = (c: Channel) => clientFactory.create(internal.ShardServiceDefinition, c);
+/** The internal service's client presents the routers' secret on every call. */
+const newShardClient = (c: Channel, secret: string | undefined) => {
+  const metadata = new Metadata();
+  if (secret !== undefined) metadata.set(IDENTITY_HEADERS.routerSecret, secret);
+  return clientFactory.create(internal.ShardServiceDefinition, c, { "*": { metadata } });
+};
 const newHealthClient = (c: Channel) => clientFactory.create(HealthDefinition, c);
 
 export type QueueClient = ReturnType<typeof newQueueClient>;
@@ -64,10 +70,11 @@ export class ShardConn {
     readonly endpoint: string,
     config: RouterConfig,
     logger: Logger,
+    secret: string | undefined,
   ) {
     this.channels = Array.from({ length: config.channelsPerShard }, () => createChannel(endpoint));
     this.queues = this.channels.map(newQueueClient);
-    this.internal = newShardClient(this.channels[0]!);
+    this.internal = newShardClient(this.channels[0]!, secret);
     this.health = newHealthClient(this.channels[0]!);
     this.breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
       timeout: false, // deadlines bound every call; long polls may legitimately wait
@@ -151,6 +158,8 @@ export class ShardPool {
   constructor(
     private readonly config: RouterConfig,
     private readonly logger: Logger,
+    /** The routers' secret, presented to the shards' internal service. */
+    private readonly secret: string | undefined,
     private readonly retireAfterMs = 60_000,
   ) {}
 
@@ -160,7 +169,7 @@ export class ShardPool {
       const held = this.conns.get(id);
       if (held?.endpoint === info.endpoint) continue;
       if (held) this.retire(held);
-      this.conns.set(id, new ShardConn(id, info.endpoint, this.config, this.logger));
+      this.conns.set(id, new ShardConn(id, info.endpoint, this.config, this.logger, this.secret));
     }
     for (const [id, conn] of this.conns) {
       if (!(id in map.shards)) {

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { loadConfig } from "@codeq/server-kit";
+import { loadConfig, readSecret, type IdentityOptions } from "@codeq/server-kit";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
@@ -32,6 +32,14 @@ export const shardConfigSchema = z.object({
    * from any caller. Never in production; the worker logs a warning when it is on.
    */
   devIdentity: bool(false),
+  /**
+   * The secret routers present (x-codeq-router-secret), at least 32 characters:
+   * with it, the identity a router states is trusted and direct callers without it
+   * are refused. Prefer `routerSecretFile`; use mutual TLS where you can.
+   */
+  routerSecret: z.string().default(""),
+  /** A file holding the router secret (wins over `routerSecret`). */
+  routerSecretFile: z.string().default(""),
   /** Largest task payload in bytes. */
   payloadCapBytes: z.coerce
     .number()
@@ -103,4 +111,14 @@ export function shardConfig(
   overrides: Partial<z.input<typeof shardConfigSchema>> = {},
 ): ShardConfig {
   return Object.freeze(shardConfigSchema.parse(overrides));
+}
+
+/** How this shard worker accepts identity: from routers (by secret), and/or development mode. */
+export function identityOptions(config: ShardConfig): IdentityOptions {
+  const routerSecret = readSecret(
+    "the router secret",
+    config.routerSecret,
+    config.routerSecretFile || undefined,
+  );
+  return { devIdentity: config.devIdentity, ...(routerSecret ? { routerSecret } : {}) };
 }

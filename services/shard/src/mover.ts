@@ -1,8 +1,8 @@
-import { createChannel, createClientFactory, type Channel } from "nice-grpc";
+import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
 import { internal } from "@codeq/proto";
-import type { Logger } from "@codeq/server-kit";
+import { IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import {
   drainingSide,
   emptyCounts,
@@ -29,6 +29,8 @@ export interface MoverOptions {
   readonly intervalMs: number;
   /** Deadline of one ImportTasks call, ms. */
   readonly importTimeoutMs: number;
+  /** The cluster's router secret: shard workers accept ImportTasks only with it. */
+  readonly routerSecret?: string | undefined;
 }
 
 /** How often a long pass reports its progress, ms. */
@@ -331,7 +333,10 @@ export class Mover {
   private client(endpoint: string) {
     let channel = this.channels.get(endpoint);
     if (!channel) this.channels.set(endpoint, (channel = createChannel(endpoint)));
-    return clients.create(internal.ShardServiceDefinition, channel);
+    const metadata = new Metadata();
+    if (this.options.routerSecret !== undefined)
+      metadata.set(IDENTITY_HEADERS.routerSecret, this.options.routerSecret);
+    return clients.create(internal.ShardServiceDefinition, channel, { "*": { metadata } });
   }
 }
 

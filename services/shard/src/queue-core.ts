@@ -1,4 +1,4 @@
-import { Status } from "nice-grpc";
+import { ServerError, Status } from "nice-grpc";
 import {
   itemStatus,
   ScriptCode,
@@ -20,7 +20,7 @@ import type {
 import type { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
 import type { ShardFence } from "./fence";
-import { requireRole, type Identity } from "@codeq/server-kit";
+import { requireRole, servesAllTenants, type Identity } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
 import { invalid, toServerError } from "./status";
@@ -147,7 +147,15 @@ export class QueueCore {
       if (!/^[A-Za-z0-9_.-]{1,128}$/.test(c))
         throw invalid(`commands[${i}] must match ^[A-Za-z0-9_.-]{1,128}$`);
     }
-    if (allTenants) requireRole(identity, "cross-tenant-worker", "all_tenants");
+    if (allTenants) {
+      requireRole(identity, "cross-tenant-worker", "all_tenants");
+      const denied = commands.find((c) => !servesAllTenants(identity, c));
+      if (denied !== undefined)
+        throw new ServerError(
+          Status.PERMISSION_DENIED,
+          `all_tenants: this credential serves every tenant only of ${identity.commands?.join(", ")}, not ${denied}`,
+        );
+    }
     const ms = leaseMs || this.config.defaultLeaseMs;
     if (ms < 1000 || ms > 43_200_000)
       throw invalid(`lease_duration_ms must be 1000..43200000, got ${leaseMs}`);
@@ -269,7 +277,7 @@ export class QueueCore {
     const where: number[] = [];
     items.forEach((item, i) => {
       const t = this.engine.decodeToken(item.leaseToken);
-      const mine = t && (t.tenant === identity.tenant || identity.roles.has("cross-tenant-worker"));
+      const mine = t && (t.tenant === identity.tenant || servesAllTenants(identity, t.command));
       if (!mine) {
         outcomes[i] = { code: ScriptCode.NotFound };
       } else {

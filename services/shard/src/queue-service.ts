@@ -1,9 +1,9 @@
 import { ServerError, Status, type CallContext } from "nice-grpc";
 import { TASK_ID_PATTERN, type QueueRef } from "@codeq/engine";
 import type { QueueServiceImplementation } from "@codeq/proto";
-import type { Lifecycle } from "@codeq/server-kit";
+import { identityFrom, requireRole, type Identity, type Lifecycle } from "@codeq/server-kit";
+import { identityOptions } from "./config";
 import { enqueueStream } from "./enqueue-stream";
-import { identityFrom, requireRole, type Identity } from "@codeq/server-kit";
 import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
@@ -39,7 +39,8 @@ function limit(field: string, value: number, fallback: number, max: number): num
 /** codeq.v1.QueueService on one shard. */
 export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServiceImplementation {
   const { config, engine, notifier } = core;
-  const who = (ctx: CallContext) => identityFrom(ctx.metadata, config.devIdentity);
+  const trust = identityOptions(config);
+  const who = (ctx: CallContext) => identityFrom(ctx.metadata, trust);
 
   return {
     async enqueue(req, ctx) {

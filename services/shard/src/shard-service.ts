@@ -1,7 +1,7 @@
-import { ServerError, Status } from "nice-grpc";
+import { ServerError, Status, type CallContext } from "nice-grpc";
 import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "@codeq/engine";
 import type { internal } from "@codeq/proto";
-import type { Lifecycle } from "@codeq/server-kit";
+import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import { asServerErrors, invalid } from "./status";
 import { countsToWire, exportedFromWire } from "@codeq/wire";
@@ -31,8 +31,10 @@ export function shardService(
   lifecycle: Lifecycle,
   /** Tasks arrived by import: wake streams for the ready ones, the due loop for the scheduled. */
   onImported: (queue: QueueRef, ready: number, scheduled: number) => void = () => undefined,
+  /** Who may call: with a router secret, only callers presenting it (routers, movers). */
+  trust: IdentityOptions = { devIdentity: true },
 ): internal.ShardServiceImplementation {
-  return {
+  return routersOnly(trust, {
     async importTasks(req) {
       if (!NAME_PATTERN.test(req.command))
         throw invalid(`command must match ${NAME_PATTERN.source}`);
@@ -117,7 +119,7 @@ export function shardService(
         lifecycle: lifecycle.state,
       };
     },
-  };
+  });
 }
 
 function holdsTasks(s: QueueStats): boolean {
@@ -134,4 +136,26 @@ function tenantOfToken(token: string): string {
   if (!NAME_PATTERN.test(tenant) || tokenOfTenant(tenant) !== token)
     throw invalid("page_token is not a token this call returned");
   return tenant;
+}
+
+/** Refuses every call that does not present the router secret (when one is configured). */
+function routersOnly(
+  trust: IdentityOptions,
+  impl: internal.ShardServiceImplementation,
+): internal.ShardServiceImplementation {
+  const guard =
+    <Q, R>(fn: (req: Q, ctx: CallContext) => Promise<R>) =>
+    (req: Q, ctx: CallContext): Promise<R> => {
+      if (!fromRouter(ctx.metadata, trust))
+        throw new ServerError(
+          Status.UNAUTHENTICATED,
+          "codeq.internal.v1.ShardService accepts only routers and shard workers (x-codeq-router-secret)",
+        );
+      return fn(req, ctx);
+    };
+  return {
+    importTasks: guard(impl.importTasks.bind(impl)),
+    listQueues: guard(impl.listQueues.bind(impl)),
+    getShardStatus: guard(impl.getShardStatus.bind(impl)),
+  };
 }

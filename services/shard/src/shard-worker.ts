@@ -11,7 +11,7 @@ import {
   type Logger,
 } from "@codeq/server-kit";
 import { BackgroundWork } from "./background";
-import type { ShardConfig } from "./config";
+import { identityOptions, type ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
 import { Metrics } from "./metrics";
 import { Mover } from "./mover";
@@ -50,6 +50,11 @@ export async function startShardWorker(
   config: ShardConfig,
   logger: Logger = createLogger(`shard-${config.id}`),
 ): Promise<ShardWorker> {
+  const trust = identityOptions(config); // a bad secret file stops the start here
+  if (!trust.routerSecret && !config.devIdentity)
+    logger.warn(
+      "no router secret and no development identity: every QueueService call will be refused (set CODEQ_SHARD_ROUTER_SECRET_FILE)",
+    );
   if (config.devIdentity) {
     logger.warn(
       "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
@@ -90,10 +95,17 @@ export async function startShardWorker(
       server.add(QueueServiceDefinition, queueService(core, lifecycle));
       server.add(
         internal.ShardServiceDefinition,
-        shardService(view, engine, metrics, lifecycle, (queue, ready, scheduled) => {
-          if (ready > 0) notifier.notify(queue, ready);
-          if (scheduled > 0) background.recheck();
-        }),
+        shardService(
+          view,
+          engine,
+          metrics,
+          lifecycle,
+          (queue, ready, scheduled) => {
+            if (ready > 0) notifier.notify(queue, ready);
+            if (scheduled > 0) background.recheck();
+          },
+          trust,
+        ),
       );
       return [QueueServiceDefinition.fullName, internal.ShardServiceDefinition.fullName];
     },
@@ -111,7 +123,12 @@ export async function startShardWorker(
           follower.source,
           migrations,
           logger,
-          { batch: config.moverBatch, intervalMs: config.moverIntervalMs, importTimeoutMs: 10_000 },
+          {
+            batch: config.moverBatch,
+            intervalMs: config.moverIntervalMs,
+            importTimeoutMs: 10_000,
+            routerSecret: trust.routerSecret,
+          },
           (queue, n) => notifier.notify(queue, n),
         )
       : undefined;
