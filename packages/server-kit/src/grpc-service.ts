@@ -8,6 +8,8 @@ import { Lifecycle } from "./lifecycle";
 export interface GrpcServiceOptions {
   /** host:port; port 0 picks a free one. */
   listen: string;
+  /** Largest request message accepted, bytes (default 16 MiB). */
+  maxMessageBytes?: number;
   logger: Logger;
   /** Server middleware, outermost first (metrics, logging). */
   middleware?: ServerMiddleware[];
@@ -16,6 +18,9 @@ export interface GrpcServiceOptions {
   /** Adds the service implementations; returns their full names (for health and reflection). */
   register(server: Server): string[];
 }
+
+/** The default cap on one request message: a batch of 1000 tasks with small payloads fits. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** A running gRPC server with health (grpc.health.v1), reflection and an explicit lifecycle. */
 export interface GrpcService {
@@ -33,7 +38,10 @@ export interface GrpcService {
 export async function startGrpcService(options: GrpcServiceOptions): Promise<GrpcService> {
   const lifecycle = options.lifecycle ?? new Lifecycle();
   const health = HealthState();
-  let server: Server = createServer();
+  let server: Server = createServer({
+    // a bigger message is refused (RESOURCE_EXHAUSTED) before it is parsed
+    "grpc.max_receive_message_length": options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+  });
   for (const mw of options.middleware ?? []) server = server.use(mw) as unknown as Server;
   const names = options.register(server);
   server.add(HealthDefinition, HealthServiceImpl(health));

@@ -52,6 +52,16 @@ export const routerConfigSchema = z.object({
   payloadCapBytes: int(1, 64 * 1024 * 1024, 1024 * 1024),
   /** Most credits a client's LeaseStream may hold outstanding. */
   maxStreamCredits: int(1, 1_000_000, 10_000),
+  /** Tasks one tenant may enqueue per second through one router (0: no limit). */
+  tenantEnqueueRate: int(0, 10_000_000, 100_000),
+  /** Tasks one tenant may lease per second through one router (0: no limit). */
+  tenantLeaseRate: int(0, 10_000_000, 100_000),
+  /** Rate-limit bursts: a bucket holds this many seconds of its rate. */
+  rateBurstSeconds: int(1, 60, 2),
+  /** Open LeaseStreams one caller (principal) may hold on one router. */
+  maxStreamsPerPrincipal: int(1, 100_000, 100),
+  /** Largest request message, bytes (bigger ones are refused before parsing). */
+  maxMessageBytes: int(1024, 256 * 1024 * 1024, 16 * 1024 * 1024),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
   graceMs: int(0, 600_000, 10_000),
 });

@@ -117,6 +117,8 @@ export class FanInSession {
   private outstanding = 0;
   private requestIds = 0;
   private unwatch: (() => void) | undefined;
+  /** A rebalance is scheduled for when the lease rate limit has tokens again. */
+  private throttleWait = false;
 
   constructor(
     private readonly routing: Routing,
@@ -334,11 +336,19 @@ export class FanInSession {
     const extra = this.outstanding % n;
     const share = (i: number) => base + (i < extra ? 1 : 0);
     let starved = false;
+    let throttled = false;
+    const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
     this.wanted.forEach((id, i) => {
       const leg = this.legs.get(id);
       if (!leg || leg.closed) return;
       const deficit = share(i) - leg.granted;
-      const give = Math.min(free, deficit);
+      let give = Math.min(free, deficit);
+      // the tenant's lease rate limit paces credits: a credit is a task it may receive
+      if (give > 0 && bucket) {
+        const allowed = bucket.takeUpTo(give);
+        if (allowed < give) throttled = true;
+        give = allowed;
+      }
       if (give > 0) {
         leg.granted += give;
         free -= give;
@@ -346,7 +356,14 @@ export class FanInSession {
       }
       if (deficit - Math.max(give, 0) > 0) starved = true;
     });
-    if (starved) this.recycleIdle(share);
+    if (throttled && bucket && !this.throttleWait) {
+      this.throttleWait = true;
+      this.later(Math.max(10, bucket.waitFor(1)), () => {
+        this.throttleWait = false;
+        this.rebalance();
+      });
+    }
+    if (starved && !throttled) this.recycleIdle(share);
   }
 
   /** Reopens idle streams holding more than their share (at most once a second each). */

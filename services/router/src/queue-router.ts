@@ -1,4 +1,4 @@
-import { ServerError, Status } from "nice-grpc";
+import { ServerError, Status, type CallContext } from "nice-grpc";
 import { leaseTokenShard } from "@codeq/engine";
 import type {
   AckItem,
@@ -162,14 +162,20 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
   const queueShards = (f: Forward, command: string) =>
     routing.leaseShards([command], f.identity.tenant, false);
 
-  const storeBatch = async (f: Forward, tasks: Parameters<typeof checkBatch>[0]) => {
+  const storeBatch = async (
+    f: Forward,
+    tasks: Parameters<typeof checkBatch>[0],
+    ctx: CallContext | undefined,
+  ) => {
     checkBatch(tasks, taskLimits(routing));
+    routing.limits.enqueue(ctx, f.identity.tenant, tasks.length);
     return enqueueBatch(routing, f, tasks);
   };
 
   return {
     async enqueue(req, ctx) {
       const f = await routing.forward(ctx);
+      routing.limits.enqueue(ctx, f.identity.tenant, 1);
       return routing.fenced(
         () => routing.currentShard(req.command, f.identity.tenant),
         (conn, onTrailer) => conn.queue.enqueue(req, { ...routing.options(f), onTrailer }),
@@ -178,14 +184,14 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
 
     async enqueueBatch(req, ctx) {
       const f = await routing.forward(ctx);
-      return { results: await storeBatch(f, req.tasks) };
+      return { results: await storeBatch(f, req.tasks, ctx) };
     },
 
     async *enqueueStream(requests, ctx) {
       const f = await routing.forward(ctx);
       yield* answerConcurrently(
         requests,
-        async (req) => ({ seq: req.seq, results: await storeBatch(f, req.tasks) }),
+        async (req) => ({ seq: req.seq, results: await storeBatch(f, req.tasks, undefined) }),
         (req, err) => {
           const e = asServerError(err);
           const status = { code: e.code, message: e.details };
@@ -199,6 +205,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       if (req.commands.length === 0) throw invalid("commands: at least one command is required");
       const max = req.maxTasks || 1;
       if (max > MAX_BATCH) throw invalid(`max_tasks must be at most ${MAX_BATCH}, got ${max}`);
+      const bucket = routing.limits.lease(ctx, f.identity.tenant, max);
       const shards = routing.leaseShards(req.commands, f.identity.tenant, req.allTenants);
       // every shard gets a share of max_tasks, so the answer never holds more
       const split = shares(max, shards.length, rotation++);
@@ -206,14 +213,25 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const share = (id: string) => split[shards.indexOf(id)]!;
       // first whatever is ready now, everywhere; then, if nothing was, a long poll on
       // every shard, answered by the first shard that has tasks
-      const now = await leaseRound(routing, f, asked, share, { ...req, waitMs: 0 }, false);
-      if (now.length > 0 || req.waitMs === 0) return { tasks: now };
-      return { tasks: await leaseRound(routing, f, asked, share, req, true) };
+      let got: LeasedTask[] = [];
+      try {
+        got = await leaseRound(routing, f, asked, share, { ...req, waitMs: 0 }, false);
+        if (got.length === 0 && req.waitMs > 0)
+          got = await leaseRound(routing, f, asked, share, req, true);
+        return { tasks: got };
+      } finally {
+        bucket?.refund(max - got.length); // the limit counts tasks delivered, not asked for
+      }
     },
 
     async *leaseStream(requests, ctx) {
       const f = await routing.forward(ctx);
-      yield* new FanInSession(routing, f, lifecycle.signal).run(requests);
+      const release = routing.limits.openStream(f.identity.principal);
+      try {
+        yield* new FanInSession(routing, f, lifecycle.signal).run(requests);
+      } finally {
+        release();
+      }
     },
 
     async ack(req, ctx) {

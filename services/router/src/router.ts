@@ -10,6 +10,7 @@ import {
   type GrpcService,
   type Logger,
 } from "@codeq/server-kit";
+import { Limits } from "./limits";
 import { MapCache, MigrationStore, RedisMapSource } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import type { RouterConfig } from "./config";
@@ -80,11 +81,27 @@ export async function startRouter(
   const metrics = new RouterMetrics(cache, pool);
   const authenticate = async (metadata: Metadata): Promise<Identity> =>
     identityFrom(metadata, { devIdentity: config.devIdentity });
-  const routing = new Routing(config, cache, pool, logger, metrics, authenticate, shardSecret);
+  const limits = new Limits({
+    tenantEnqueueRate: config.tenantEnqueueRate,
+    tenantLeaseRate: config.tenantLeaseRate,
+    burstSeconds: config.rateBurstSeconds,
+    maxStreamsPerPrincipal: config.maxStreamsPerPrincipal,
+  });
+  const routing = new Routing(
+    config,
+    cache,
+    pool,
+    logger,
+    metrics,
+    authenticate,
+    shardSecret,
+    limits,
+  );
   const migrations = new MigrationStore(config.controlUrl, config.controlPrefix);
   const lifecycle = new Lifecycle();
   const grpc = await startGrpcService({
     listen: config.listen,
+    maxMessageBytes: config.maxMessageBytes,
     logger,
     lifecycle,
     middleware: [metrics.rpc.middleware()],

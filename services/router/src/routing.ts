@@ -10,6 +10,7 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
+import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
 import type { ShardConn, ShardPool } from "./shard-pool";
 
@@ -51,6 +52,8 @@ export class Routing {
     private readonly authenticate: (metadata: Metadata) => Promise<Identity>,
     /** The secret the router presents to shard workers. */
     private readonly shardSecret: string | undefined,
+    /** Per-tenant rate limits and per-caller stream limits. */
+    readonly limits: Limits,
   ) {}
 
   get map(): ShardMap {

@@ -1,0 +1,113 @@
+import { ClientError, Metadata, Status } from "nice-grpc";
+import { LeaseStreamRequest } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
+import { RedisServer } from "@codeq/testing";
+import { RETRY_AFTER_TRAILER } from "./limits";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
+
+let server: RedisServer;
+let rc: RouterCluster;
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+  rc = await routerCluster({
+    server,
+    router: {
+      tenantEnqueueRate: 10,
+      tenantLeaseRate: 10,
+      rateBurstSeconds: 1,
+      maxStreamsPerPrincipal: 1,
+      maxMessageBytes: 64 * 1024,
+    },
+  });
+});
+afterAll(async () => {
+  await rc.close();
+  await server.stop();
+});
+
+const tasks = (n: number, command = "L") =>
+  Array.from({ length: n }, () => ({ command, payload: Buffer.from("x") }));
+
+test("enqueue past a tenant's rate is RESOURCE_EXHAUSTED with retry-after, then recovers", async () => {
+  const c = rc.client("rate-1");
+  await c.enqueueBatch({ tasks: tasks(10) });
+  let trailer: Metadata | undefined;
+  const err = await c
+    .enqueueBatch({ tasks: tasks(5) }, { onTrailer: (t) => (trailer = t) })
+    .catch((e: ClientError) => e);
+  expect((err as ClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
+  expect((err as ClientError).details).toMatch(/rate limit \(10 tasks\/s\)/);
+  const wait = Number(trailer?.get(RETRY_AFTER_TRAILER));
+  expect(wait).toBeGreaterThan(0);
+  // another tenant is not affected
+  await rc.client("rate-2").enqueueBatch({ tasks: tasks(10) });
+  // after the advised wait the same tenant gets in again
+  await new Promise((r) => setTimeout(r, wait + 50));
+  await c.enqueueBatch({ tasks: tasks(5) });
+  expect((await rc.workers.get("a")!.engine.stats({ command: "L", tenant: "rate-1" })).ready).toBe(
+    15,
+  );
+});
+
+test("a second LeaseStream of one caller past the cap is RESOURCE_EXHAUSTED", async () => {
+  const open = (abort: AbortController) => {
+    const requests = new Channel<LeaseStreamRequest>();
+    requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["S"] }, credits: 1 }));
+    const it = rc.client("streams").leaseStream(requests, { signal: abort.signal });
+    return it[Symbol.asyncIterator]().next();
+  };
+  const first = new AbortController();
+  const firstMsg = await open(first);
+  expect(firstMsg.value?.subscribed).toBeDefined();
+  const second = new AbortController();
+  const err = await open(second).catch((e: ClientError) => e);
+  expect((err as ClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
+  first.abort();
+  // once the first is closed, a new one is allowed
+  await within(2_000, async () => {
+    const again = new AbortController();
+    const ok = await open(again).then(
+      (m) => m.value?.subscribed !== undefined,
+      () => false,
+    );
+    again.abort();
+    return ok;
+  });
+});
+
+test("a stream's deliveries are paced by the tenant's lease rate, not refused", async () => {
+  const producer = rc.client("paced");
+  // 10/s with a 1 s burst: the enqueue limit allows these in two calls, a second apart
+  await producer.enqueueBatch({ tasks: tasks(10, "P") });
+  await new Promise((r) => setTimeout(r, 1_000));
+  await producer.enqueueBatch({ tasks: tasks(10, "P") });
+  const requests = new Channel<LeaseStreamRequest>();
+  requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["P"] }, credits: 20 }));
+  const abort = new AbortController();
+  const started = Date.now();
+  let received = 0;
+  let failure: unknown;
+  const reading = (async () => {
+    try {
+      for await (const res of rc.client("paced").leaseStream(requests, { signal: abort.signal }))
+        received += res.tasks?.tasks.length ?? 0;
+    } catch (err) {
+      failure = err;
+    }
+  })();
+  await within(5_000, () => received === 20);
+  // a burst of 10, then 10 a second: 20 tasks cannot arrive before about a second
+  expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  abort.abort();
+  await reading;
+  expect((failure as Error | undefined)?.name ?? "AbortError").toBe("AbortError");
+});
+
+test("a request message over the size cap is refused before it is read", async () => {
+  const err = await rc
+    .client("big")
+    .enqueue({ command: "B", payload: Buffer.alloc(100 * 1024) })
+    .catch((e: ClientError) => e);
+  expect((err as ClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
+});

@@ -1,0 +1,60 @@
+import { Limits, TokenBucket } from "./limits";
+
+describe("TokenBucket", () => {
+  test("gives a burst, then the rate, and says how long to wait", () => {
+    let now = 0;
+    const b = new TokenBucket(10, 20, () => now);
+    expect(b.take(20)).toEqual({ ok: true });
+    expect(b.take(1)).toEqual({ ok: false, retryAfterMs: 100 });
+    now = 500; // 5 tokens back
+    expect(b.take(6)).toEqual({ ok: false, retryAfterMs: 100 });
+    expect(b.take(5)).toEqual({ ok: true });
+    now = 10_000;
+    expect(b.takeUpTo(50)).toBe(20); // never more than the burst
+    b.refund(3);
+    expect(b.waitFor(3)).toBe(0);
+    expect(b.waitFor(4)).toBe(100);
+  });
+
+  test("a request larger than the burst waits for a full bucket, not forever", () => {
+    let now = 0;
+    const b = new TokenBucket(10, 20, () => now);
+    b.take(20);
+    expect(b.take(50)).toEqual({ ok: false, retryAfterMs: 2000 });
+  });
+});
+
+describe("Limits", () => {
+  test("refuses a tenant past its rate with RESOURCE_EXHAUSTED; other tenants are separate", () => {
+    let now = 0;
+    const limits = new Limits(
+      { tenantEnqueueRate: 5, tenantLeaseRate: 0, burstSeconds: 1, maxStreamsPerPrincipal: 2 },
+      () => now,
+    );
+    limits.enqueue(undefined, "t1", 5);
+    expect(() => limits.enqueue(undefined, "t1", 1)).toThrow(
+      /rate limit \(5 tasks\/s\).*retry in 200 ms/,
+    );
+    limits.enqueue(undefined, "t2", 5);
+    now = 1_000;
+    limits.enqueue(undefined, "t1", 5);
+    expect(limits.leaseBucket("t1")).toBeUndefined(); // 0: no limit
+  });
+
+  test("counts streams per principal and frees a slot on release (once)", () => {
+    const limits = new Limits({
+      tenantEnqueueRate: 0,
+      tenantLeaseRate: 0,
+      burstSeconds: 1,
+      maxStreamsPerPrincipal: 2,
+    });
+    const a = limits.openStream("p");
+    limits.openStream("p");
+    expect(() => limits.openStream("p")).toThrow(/at most 2 LeaseStreams/);
+    limits.openStream("q");
+    a();
+    a();
+    limits.openStream("p");
+    expect(() => limits.openStream("p")).toThrow();
+  });
+});

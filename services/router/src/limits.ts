@@ -1,0 +1,147 @@
+import { ServerError, Status, type CallContext } from "nice-grpc";
+
+/** Trailer telling a throttled caller how long to wait before retrying, ms. */
+export const RETRY_AFTER_TRAILER = "retry-after-ms";
+
+/**
+ * A token bucket: `rate` tokens a second, holding at most `burst`. Cheap enough to
+ * keep one per tenant per limit.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private at: number;
+
+  constructor(
+    private readonly rate: number,
+    private readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.tokens = burst;
+    this.at = now();
+  }
+
+  private refill(): void {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.at) * this.rate) / 1000);
+    this.at = t;
+  }
+
+  /** Takes `n` tokens if it has them; otherwise takes none and says how long until it would, ms. */
+  take(n: number): { ok: true } | { ok: false; retryAfterMs: number } {
+    this.refill();
+    if (n <= this.tokens) {
+      this.tokens -= n;
+      return { ok: true };
+    }
+    const missing = Math.min(n, this.burst) - this.tokens;
+    return { ok: false, retryAfterMs: Math.max(1, Math.ceil((missing * 1000) / this.rate)) };
+  }
+
+  /** Takes up to `n` tokens; returns how many it took (for flows that can wait, like credits). */
+  takeUpTo(n: number): number {
+    this.refill();
+    const got = Math.min(n, Math.floor(this.tokens));
+    this.tokens -= got;
+    return got;
+  }
+
+  /** How long until `n` tokens are there, ms (0 when they are). */
+  waitFor(n: number): number {
+    this.refill();
+    return this.tokens >= n
+      ? 0
+      : Math.ceil(((Math.min(n, this.burst) - this.tokens) * 1000) / this.rate);
+  }
+
+  /** Gives back tokens taken for work that did not happen. */
+  refund(n: number): void {
+    this.tokens = Math.min(this.burst, this.tokens + n);
+  }
+}
+
+export interface LimitsConfig {
+  /** Tasks a tenant may enqueue per second through one router (0: no limit). */
+  readonly tenantEnqueueRate: number;
+  /** Tasks a tenant may lease per second through one router (0: no limit). */
+  readonly tenantLeaseRate: number;
+  /** Bucket size as seconds of the rate (bursts above the rate). */
+  readonly burstSeconds: number;
+  /** Open LeaseStreams one principal may hold on one router. */
+  readonly maxStreamsPerPrincipal: number;
+}
+
+/** Per-tenant rate limits and per-principal stream limits of one router. */
+export class Limits {
+  private readonly enqueueBuckets = new Map<string, TokenBucket>();
+  private readonly leaseBuckets = new Map<string, TokenBucket>();
+  private readonly streams = new Map<string, number>();
+
+  constructor(
+    private readonly config: LimitsConfig,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private bucket(map: Map<string, TokenBucket>, tenant: string, rate: number): TokenBucket {
+    let b = map.get(tenant);
+    if (!b) {
+      b = new TokenBucket(rate, Math.max(1, rate * this.config.burstSeconds), this.now);
+      map.set(tenant, b);
+    }
+    return b;
+  }
+
+  /** RESOURCE_EXHAUSTED (with retry-after-ms) when `tenant` may not enqueue `n` tasks now. */
+  enqueue(ctx: CallContext | undefined, tenant: string, n: number): void {
+    const rate = this.config.tenantEnqueueRate;
+    if (rate > 0)
+      this.admit(ctx, this.bucket(this.enqueueBuckets, tenant, rate), n, "enqueue", rate);
+  }
+
+  /** The lease bucket of a tenant, or undefined without a lease limit. */
+  leaseBucket(tenant: string): TokenBucket | undefined {
+    const rate = this.config.tenantLeaseRate;
+    return rate > 0 ? this.bucket(this.leaseBuckets, tenant, rate) : undefined;
+  }
+
+  /** RESOURCE_EXHAUSTED when `tenant` may not lease `n` tasks now (unary Lease). */
+  lease(ctx: CallContext | undefined, tenant: string, n: number): TokenBucket | undefined {
+    const b = this.leaseBucket(tenant);
+    if (b) this.admit(ctx, b, n, "lease", this.config.tenantLeaseRate);
+    return b;
+  }
+
+  private admit(
+    ctx: CallContext | undefined,
+    bucket: TokenBucket,
+    n: number,
+    what: string,
+    rate: number,
+  ): void {
+    const got = bucket.take(n);
+    if (got.ok) return;
+    ctx?.trailer.set(RETRY_AFTER_TRAILER, String(got.retryAfterMs));
+    throw new ServerError(
+      Status.RESOURCE_EXHAUSTED,
+      `this tenant's ${what} rate limit (${rate} tasks/s) is reached; retry in ${got.retryAfterMs} ms`,
+    );
+  }
+
+  /** Counts a new stream of `principal`; RESOURCE_EXHAUSTED past the cap. Returns its release. */
+  openStream(principal: string): () => void {
+    const open = this.streams.get(principal) ?? 0;
+    if (open >= this.config.maxStreamsPerPrincipal)
+      throw new ServerError(
+        Status.RESOURCE_EXHAUSTED,
+        `at most ${this.config.maxStreamsPerPrincipal} LeaseStreams per caller on one router; close one first`,
+      );
+    this.streams.set(principal, open + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const left = (this.streams.get(principal) ?? 1) - 1;
+      if (left > 0) this.streams.set(principal, left);
+      else this.streams.delete(principal);
+    };
+  }
+}
