@@ -1,0 +1,68 @@
+/**
+ * The package's typed errors. An `AuthError` refuses one call and carries the gRPC
+ * status name the caller maps it to; its message says what to fix and never
+ * contains the presented token. An `AuthConfigError` means the authentication
+ * setup itself is unusable (a bad tokens file, a short secret, nothing configured)
+ * and is meant to stop the process at startup with that message.
+ */
+
+/**
+ * Why a call was refused, as a gRPC status name: UNAUTHENTICATED (no usable
+ * credential), PERMISSION_DENIED (a valid credential that grants nothing here), or
+ * UNAVAILABLE (the credential could not be checked now, e.g. the key set URL did
+ * not answer; the caller may retry).
+ */
+export type AuthErrorCode = "UNAUTHENTICATED" | "PERMISSION_DENIED" | "UNAVAILABLE";
+
+/** A call is refused; map `code` to the gRPC status of the same name. */
+export class AuthError extends Error {
+  override readonly name = "AuthError";
+
+  constructor(
+    readonly code: AuthErrorCode,
+    message: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super(message, { cause: options.cause });
+  }
+}
+
+/** The authentication configuration is unusable; `problems` lists every reason. */
+export class AuthConfigError extends Error {
+  override readonly name = "AuthConfigError";
+  readonly problems: readonly string[];
+
+  constructor(message: string, options: { problems?: readonly string[]; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.problems = options.problems ?? [];
+  }
+}
+
+/** True when `err` refuses a call (also for an AuthError from another realm). */
+export function isAuthError(err: unknown): err is AuthError {
+  return (
+    err instanceof AuthError ||
+    (typeof err === "object" && err !== null && (err as Error).name === "AuthError")
+  );
+}
+
+/** Any thrown value as an Error (non-Errors are wrapped, keeping the original as `cause`). */
+export function toError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  // An Error from another realm (a vm context, jest's sandbox) fails instanceof.
+  if (typeof err === "object" && err !== null && typeof (err as Error).message === "string")
+    return err as Error;
+  return new Error(String(err), { cause: err });
+}
+
+/** The message of any thrown value (also of errors from another realm, which fail instanceof). */
+export function messageOf(err: unknown): string {
+  if (typeof err === "object" && err !== null && typeof (err as Error).message === "string")
+    return (err as Error).message;
+  return String(err);
+}
+
+/** A message listing every problem, one per line, under a heading. */
+export function formatProblems(heading: string, problems: readonly string[]): string {
+  return [heading, ...problems.map((p) => `  - ${p}`)].join("\n");
+}

@@ -1,0 +1,123 @@
+/**
+ * Verification keys from a JWKS file on local disk, for deployments that mount the
+ * issuer's public keys (a Kubernetes secret, a config map). The file is read once at
+ * construction (a missing or bad file stops startup) and re-read when it changes:
+ * its stat is checked at most every `checkIntervalMs`, and at once when a token
+ * names a key the loaded set does not hold, so a rotated key verifies without a
+ * restart. A file that becomes unreadable or invalid keeps the last good key set.
+ */
+import * as fs from "node:fs";
+import {
+  createLocalJWKSet,
+  type FlattenedJWSInput,
+  type JSONWebKeySet,
+  type JWSHeaderParameters,
+  type KeyLike,
+} from "jose";
+import { AuthConfigError, messageOf, toError } from "./errors";
+
+/** Settings of a JwksFile. */
+export interface JwksFileOptions {
+  /** Least time between two checks of the file's stat during normal traffic (default 10 s). */
+  readonly checkIntervalMs?: number;
+  /** The clock, in ms since the epoch (tests pass a fake one). */
+  readonly now?: () => number;
+  /** Told when a changed file cannot be used (the last good key set stays); default process.emitWarning. */
+  readonly onReloadError?: (err: Error) => void;
+}
+
+type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<KeyLike>;
+
+export class JwksFile {
+  private keySet: KeyResolver;
+  private stamp: string;
+  private lastCheckMs: number;
+  private inFlight: Promise<boolean> | undefined;
+  private readonly checkIntervalMs: number;
+  private readonly now: () => number;
+  private readonly onReloadError: (err: Error) => void;
+  /** Times a changed file was loaded. */
+  reloads = 0;
+  /** Times a changed file could not be used. */
+  reloadErrors = 0;
+
+  /** Reads `file` now; throws AuthConfigError when it is missing or not a usable key set. */
+  constructor(
+    readonly file: string,
+    options: JwksFileOptions = {},
+  ) {
+    this.checkIntervalMs = options.checkIntervalMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+    this.onReloadError =
+      options.onReloadError ?? ((err) => process.emitWarning(err.message, "JwksFileReloadError"));
+    try {
+      const stat = fs.statSync(file, { bigint: true });
+      this.keySet = parseKeySet(fs.readFileSync(file, "utf8"));
+      this.stamp = stampOf(stat);
+    } catch (err) {
+      throw new AuthConfigError(`cannot use JWKS file ${file}: ${messageOf(err)}`, { cause: err });
+    }
+    this.lastCheckMs = this.now();
+  }
+
+  /** A jose key resolver over the file's current key set. */
+  readonly getKey = async (
+    header: JWSHeaderParameters,
+    token: FlattenedJWSInput,
+  ): Promise<KeyLike> => {
+    if (this.now() - this.lastCheckMs >= this.checkIntervalMs) await this.refresh();
+    try {
+      return await this.keySet(header, token);
+    } catch (err) {
+      // An unknown kid may be a freshly rotated key: look at the file now, not at the next interval.
+      if ((err as { code?: unknown }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw err;
+      if (!(await this.refresh())) throw err;
+      return await this.keySet(header, token);
+    }
+  };
+
+  /** Re-reads the file if its stat changed; true when a new key set was loaded. One check in flight. */
+  refresh(): Promise<boolean> {
+    this.inFlight ??= this.reloadIfChanged().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  private async reloadIfChanged(): Promise<boolean> {
+    this.lastCheckMs = this.now();
+    try {
+      const stat = await fs.promises.stat(this.file, { bigint: true });
+      const stamp = stampOf(stat);
+      if (stamp === this.stamp) return false;
+      const keySet = parseKeySet(await fs.promises.readFile(this.file, "utf8"));
+      this.keySet = keySet;
+      this.stamp = stamp;
+      this.reloads++;
+      return true;
+    } catch (err) {
+      this.reloadErrors++;
+      this.onReloadError(
+        new Error(
+          `JWKS file ${this.file} changed but cannot be used (keeping the last good key set): ${messageOf(err)}`,
+          { cause: toError(err) },
+        ),
+      );
+      return false;
+    }
+  }
+}
+
+/** A key resolver over a JWKS document; throws when it is not JSON or holds no keys. */
+export function parseKeySet(text: string): KeyResolver {
+  const jwks = JSON.parse(text) as JSONWebKeySet;
+  if (!Array.isArray(jwks?.keys) || jwks.keys.length === 0) {
+    throw new Error('a JWKS must be a JSON object with a non-empty "keys" array');
+  }
+  return createLocalJWKSet(jwks);
+}
+
+/** Identifies one version of the file: a rewrite in place or a rename over it both change it. */
+function stampOf(stat: fs.BigIntStats): string {
+  return `${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`;
+}

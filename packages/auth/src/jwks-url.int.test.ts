@@ -1,0 +1,102 @@
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { AuthConfigError } from "./errors";
+import { JwtVerifier } from "./jwt-verifier";
+import { refusal, sign, signingKey, type SigningKey } from "./test/jwt";
+
+const CLAIMS = { sub: "svc", tenant: "acme", roles: ["producer"] };
+
+/** A real HTTP server answering every request with the current key set, counting requests. */
+async function jwksServer(keys: SigningKey[]) {
+  const state = { keys, requests: 0, status: 200 };
+  const server = http.createServer((_req, res) => {
+    state.requests++;
+    res.writeHead(state.status, { "content-type": "application/json" });
+    res.end(JSON.stringify({ keys: state.keys.map((k) => k.jwk) }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  return { state, url, close };
+}
+
+describe("JwtVerifier with a JWKS URL", () => {
+  let rsa: SigningKey;
+  let ec: SigningKey;
+  let server: Awaited<ReturnType<typeof jwksServer>>;
+  // Real time: jose's remote key set keeps its own clock for cooldown and cache age.
+  const token = (key: SigningKey, sub = "svc") =>
+    sign({ ...CLAIMS, sub }, key, { nowMs: Date.now() });
+
+  beforeAll(async () => {
+    [rsa, ec] = await Promise.all([signingKey("RS256", "rsa-1"), signingKey("ES256", "ec-1")]);
+  });
+  beforeEach(async () => {
+    server = await jwksServer([rsa, ec]);
+  });
+  afterEach(() => server.close());
+
+  it("fetches the key set once and serves later tokens from it", async () => {
+    const verifier = new JwtVerifier({ jwksUrl: server.url });
+    expect(server.state.requests).toBe(0);
+    expect((await verifier.verify(await token(rsa, "a"))).principal).toBe("a");
+    expect((await verifier.verify(await token(ec, "b"))).principal).toBe("b");
+    expect((await verifier.verify(await token(rsa, "c"))).principal).toBe("c");
+    expect(server.state.requests).toBe(1);
+  });
+
+  it("does not refetch for an unknown kid during the cooldown", async () => {
+    const verifier = new JwtVerifier({ jwksUrl: server.url });
+    await verifier.verify(await token(rsa));
+    const stranger = await signingKey("ES256", "stranger");
+    for (const sub of ["x", "y", "z"]) {
+      const jwt = await token(stranger, sub);
+      expect((await refusal(verifier.verify(jwt), "UNAUTHENTICATED", jwt)).message).toMatch(
+        /signed by a key the service does not know/,
+      );
+    }
+    expect(server.state.requests).toBe(1);
+  });
+
+  it("fetches again for an unknown kid after the cooldown, picking up a rotated key", async () => {
+    const verifier = new JwtVerifier({ jwksUrl: server.url, jwksUrlCooldownMs: 50 });
+    await verifier.verify(await token(rsa));
+    const next = await signingKey("RS256", "rsa-2");
+    server.state.keys = [next];
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect((await verifier.verify(await token(next, "rotated"))).principal).toBe("rotated");
+    expect(server.state.requests).toBe(2);
+  });
+
+  it("answers UNAVAILABLE when the key set cannot be fetched", async () => {
+    server.state.status = 500;
+    const failing = new JwtVerifier({ jwksUrl: server.url });
+    const err = await refusal(failing.verify(await token(rsa)), "UNAVAILABLE");
+    expect(err.message).toBe("the service cannot check credentials right now; retry later");
+    expect(String((err.cause as Error).message)).toContain(
+      `cannot fetch the JWKS from ${server.url}`,
+    );
+
+    const url = server.url;
+    await server.close();
+    const down = new JwtVerifier({ jwksUrl: url, jwksUrlTimeoutMs: 1000 });
+    await refusal(down.verify(await token(rsa)), "UNAVAILABLE");
+  });
+
+  it("refuses plain http to a non-loopback host unless allowed", () => {
+    expect(() => new JwtVerifier({ jwksUrl: "http://id.example/jwks.json" })).toThrow(
+      AuthConfigError,
+    );
+    expect(() => new JwtVerifier({ jwksUrl: "http://id.example/jwks.json" })).toThrow(/https/);
+    expect(() => new JwtVerifier({ jwksUrl: "ftp://id.example/jwks.json" })).toThrow(/https/);
+    expect(() => new JwtVerifier({ jwksUrl: "not a url" })).toThrow(/not a URL/);
+    expect(
+      new JwtVerifier({ jwksUrl: "http://id.example/jwks.json", jwksUrlAllowHttp: true })
+        .algorithms,
+    ).toEqual(["RS256", "ES256"]);
+  });
+});
