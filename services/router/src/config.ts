@@ -1,4 +1,6 @@
+import * as fs from "node:fs";
 import { z } from "zod";
+import type { AuthConfig } from "@codeq/auth";
 import { loadConfig } from "@codeq/server-kit";
 
 /** Environment variables: CODEQ_ROUTER_<SETTING>. File: CODEQ_ROUTER_CONFIG_FILE. */
@@ -26,6 +28,26 @@ export const routerConfigSchema = z.object({
    * from any caller. Never in production; the router logs a warning when it is on.
    */
   devIdentity: bool(false),
+  /** Static tokens file (YAML or JSON: tokens with tenant, roles; see packages/auth). */
+  authTokensFile: z.string().default(""),
+  /** File holding the HS256 secret JWTs are signed with (≥ 32 bytes). */
+  jwtHs256SecretFile: z.string().default(""),
+  /** JWKS file with the RS256/ES256 keys JWTs are signed with (re-read when it changes). */
+  jwtJwksFile: z.string().default(""),
+  /** JWKS URL (https) with the RS256/ES256 keys (cached, refreshed). */
+  jwtJwksUrl: z.string().default(""),
+  /** Required `iss` of JWTs, when set. */
+  jwtIssuer: z.string().default(""),
+  /** Required `aud` of JWTs, when set. */
+  jwtAudience: z.string().default(""),
+  /** Clock skew tolerated on exp/nbf/iat, seconds. */
+  jwtClockToleranceSec: int(0, 600, 30),
+  /** Claim naming the tenant. */
+  jwtTenantClaim: z.string().default("tenant"),
+  /** Claim listing the roles (else `scope` is read: codeq:produce, codeq:work, codeq:admin, codeq:work:all-tenants). */
+  jwtRolesClaim: z.string().default("roles"),
+  /** Claim listing the commands a cross-tenant worker may serve. */
+  jwtCommandsClaim: z.string().default("commands"),
   /**
    * The secret the router presents to shard workers (x-codeq-router-secret), at
    * least 32 characters; the same on every router and shard worker of a cluster.
@@ -76,4 +98,33 @@ export function loadRouterConfig(env: NodeJS.ProcessEnv = process.env): RouterCo
 /** A full configuration from defaults and `overrides` (tests, embedding). */
 export function routerConfig(overrides: Partial<RouterConfig> = {}): RouterConfig {
   return Object.freeze(routerConfigSchema.parse(overrides));
+}
+
+/** The authentication the configuration asks for, or undefined when it asks for none. */
+export function authConfigOf(config: RouterConfig): AuthConfig | undefined {
+  const jwt = {
+    ...(config.jwtHs256SecretFile
+      ? { hs256Secret: fs.readFileSync(config.jwtHs256SecretFile, "utf8").trimEnd() }
+      : {}),
+    ...(config.jwtJwksFile ? { jwksFile: config.jwtJwksFile } : {}),
+    ...(config.jwtJwksUrl ? { jwksUrl: config.jwtJwksUrl } : {}),
+  };
+  const hasJwt = Object.keys(jwt).length > 0;
+  if (!config.authTokensFile && !hasJwt) return undefined;
+  return {
+    ...(config.authTokensFile ? { tokensFile: config.authTokensFile } : {}),
+    ...(hasJwt
+      ? {
+          jwt: {
+            ...jwt,
+            ...(config.jwtIssuer ? { issuer: config.jwtIssuer } : {}),
+            ...(config.jwtAudience ? { audience: config.jwtAudience } : {}),
+            clockToleranceSec: config.jwtClockToleranceSec,
+            tenantClaim: config.jwtTenantClaim,
+            rolesClaim: config.jwtRolesClaim,
+            commandsClaim: config.jwtCommandsClaim,
+          },
+        }
+      : {}),
+  };
 }

@@ -1,5 +1,6 @@
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
-import type { Metadata } from "nice-grpc";
+import { ServerError, Status, type Metadata } from "nice-grpc";
+import { authenticatorFromConfig, isAuthError } from "@codeq/auth";
 import {
   createLogger,
   identityFrom,
@@ -13,11 +14,45 @@ import {
 import { Limits } from "./limits";
 import { MapCache, MigrationStore, RedisMapSource } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
-import type { RouterConfig } from "./config";
+import { authConfigOf, type RouterConfig } from "./config";
 import { RouterMetrics } from "./metrics";
 import { queueRouter } from "./queue-router";
 import { Routing } from "./routing";
 import { ShardPool } from "./shard-pool";
+
+/**
+ * How the router establishes a caller's identity: from the `authorization`
+ * credential when authentication is configured; from the stated x-codeq-tenant
+ * only in development mode and only for a call without a credential.
+ */
+function callerAuthentication(
+  config: RouterConfig,
+  logger: Logger,
+): (metadata: Metadata) => Promise<Identity> {
+  const auth = authConfigOf(config);
+  const authenticator = auth
+    ? authenticatorFromConfig(auth, {
+        onJwksReloadError: (err) =>
+          logger.warn({ err: err.message }, "JWKS file unusable; keeping the last keys"),
+      })
+    : undefined;
+  if (!authenticator && !config.devIdentity)
+    logger.warn(
+      "no authentication configured and development identity off: every call will be refused",
+    );
+  return async (metadata) => {
+    const authorization = metadata.get("authorization");
+    if (authenticator && (authorization !== undefined || !config.devIdentity)) {
+      try {
+        return await authenticator.authenticate(authorization);
+      } catch (err) {
+        if (isAuthError(err)) throw new ServerError(Status[err.code], err.message);
+        throw err;
+      }
+    }
+    return identityFrom(metadata, { devIdentity: config.devIdentity });
+  };
+}
 
 /** A running router. */
 export interface Router {
@@ -79,8 +114,7 @@ export async function startRouter(
     logger.info({ version: map.version, previous: previous?.version }, "shard map changed");
   });
   const metrics = new RouterMetrics(cache, pool);
-  const authenticate = async (metadata: Metadata): Promise<Identity> =>
-    identityFrom(metadata, { devIdentity: config.devIdentity });
+  const authenticate = callerAuthentication(config, logger);
   const limits = new Limits({
     tenantEnqueueRate: config.tenantEnqueueRate,
     tenantLeaseRate: config.tenantLeaseRate,

@@ -27,6 +27,9 @@ export interface RouterCluster {
   readonly workers: Map<string, ShardWorker>;
   readonly addresses: Map<string, string>;
   client(tenant: string, roles?: string): QueueServiceClient;
+  /** A client whose calls carry exactly `metadata` (e.g. an authorization header). */
+  clientWith(metadata: Record<string, string>): QueueServiceClient;
+  adminWith(metadata: Record<string, string>): AdminServiceClient;
   admin(tenant?: string): AdminServiceClient;
   /** Rewrites the map (compare-and-set on the current version). */
   change(edit: (draft: ShardMapDraft) => ShardMapDraft): Promise<ShardMap>;
@@ -118,6 +121,10 @@ export async function routerCluster(
     workers,
     addresses,
     client: (tenant, roles) => createClient(QueueServiceDefinition, channel(), meta(tenant, roles)),
+    clientWith: (m) =>
+      createClient(QueueServiceDefinition, channel(), { "*": { metadata: new Metadata(m) } }),
+    adminWith: (m) =>
+      createClient(AdminServiceDefinition, channel(), { "*": { metadata: new Metadata(m) } }),
     admin: (tenant = "ops") =>
       createClient(AdminServiceDefinition, channel(), meta(tenant, "admin")),
     async change(edit) {

@@ -1,0 +1,177 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { SignJWT } from "jose";
+import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
+import { QueueServiceDefinition } from "@codeq/proto";
+import { RedisServer } from "@codeq/testing";
+import { routerCluster, type RouterCluster } from "./test/cluster";
+
+/**
+ * Issue 7 through the real router: callers are authenticated from `authorization`
+ * (static tokens and HS256 JWTs here), the tenant comes from the credential only,
+ * roles gate every RPC, tenants cannot reach each other's tasks by any RPC, and
+ * shard workers accept only the routers.
+ */
+
+const SHARD_SECRET = "router-to-shard-secret-0123456789abcdef";
+const JWT_SECRET = "jwt-hs256-secret-0123456789abcdef0123456789";
+const TOKENS = {
+  producerA: "tok-producer-a-0123456789",
+  workerA: "tok-worker-a-0123456789",
+  bothB: "tok-both-b-0123456789ab",
+  admin: "tok-admin-0123456789abcd",
+};
+
+let server: RedisServer;
+let rc: RouterCluster;
+let dir: string;
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-auth-"));
+  const tokensFile = path.join(dir, "tokens.yaml");
+  fs.writeFileSync(
+    tokensFile,
+    [
+      "tokens:",
+      `  - { token: ${TOKENS.producerA}, tenant: A, roles: [producer] }`,
+      `  - { token: ${TOKENS.workerA}, tenant: A, roles: [producer, worker] }`,
+      `  - { token: ${TOKENS.bothB}, tenant: B, roles: [producer, worker] }`,
+      `  - { token: ${TOKENS.admin}, tenant: ops, roles: [admin] }`,
+    ].join("\n"),
+  );
+  const secretFile = path.join(dir, "jwt.secret");
+  fs.writeFileSync(secretFile, JWT_SECRET);
+  rc = await routerCluster({
+    server,
+    shard: { devIdentity: false, routerSecret: SHARD_SECRET },
+    router: {
+      devIdentity: false,
+      shardSecret: SHARD_SECRET,
+      authTokensFile: tokensFile,
+      jwtHs256SecretFile: secretFile,
+    },
+  });
+});
+afterAll(async () => {
+  await rc.close();
+  await server.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+const as = (token: string) => rc.clientWith(bearer(token));
+
+async function code(p: Promise<unknown>): Promise<Status> {
+  return p.then(
+    () => Status.OK,
+    (e: unknown) => (e instanceof ClientError ? e.code : Status.UNKNOWN),
+  );
+}
+
+function jwt(claims: Record<string, unknown>, opts: { secret?: string; expSec?: number } = {}) {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ ...claims })
+    .setProtectedHeader({ alg: "HS256" })
+    .setSubject("svc-1")
+    .setIssuedAt(now)
+    .setExpirationTime(now + (opts.expSec ?? 300))
+    .sign(new TextEncoder().encode(opts.secret ?? JWT_SECRET));
+}
+
+test("no credential, a bad one, or a stated tenant alone is UNAUTHENTICATED", async () => {
+  const task = { command: "X", payload: Buffer.from("x") };
+  expect(await code(rc.clientWith({}).enqueue(task))).toBe(Status.UNAUTHENTICATED);
+  expect(await code(as("not-a-known-token-at-all").enqueue(task))).toBe(Status.UNAUTHENTICATED);
+  expect(await code(rc.clientWith({ authorization: "Basic abc" }).enqueue(task))).toBe(
+    Status.UNAUTHENTICATED,
+  );
+  expect(await code(rc.clientWith({ "x-codeq-tenant": "A" }).enqueue(task))).toBe(
+    Status.UNAUTHENTICATED,
+  );
+});
+
+test("a producer credential enqueues but cannot lease or administer", async () => {
+  const p = as(TOKENS.producerA);
+  await p.enqueue({ command: "X", payload: Buffer.from("x") });
+  expect(await code(p.lease({ commands: ["X"] }))).toBe(Status.PERMISSION_DENIED);
+  expect(await code(rc.adminWith(bearer(TOKENS.producerA)).getShardMap({}))).toBe(
+    Status.PERMISSION_DENIED,
+  );
+  expect(await code(p.listDead({ command: "X" }))).toBe(Status.PERMISSION_DENIED);
+  expect((await rc.adminWith(bearer(TOKENS.admin)).getShardMap({})).map!.version).toBeGreaterThan(
+    0,
+  );
+});
+
+test("the tenant comes from the credential: a stated x-codeq-tenant is ignored", async () => {
+  const c = rc.clientWith({ ...bearer(TOKENS.bothB), "x-codeq-tenant": "A" });
+  const { taskId } = await c.enqueue({ command: "T", payload: Buffer.from("b") });
+  const stored = await rc.workers.get("a")!.engine.getTask({ command: "T", tenant: "B" }, taskId);
+  expect(stored?.tenant).toBe("B");
+});
+
+test("tenant A reaches none of tenant B's tasks, by id, by lease token or by stats", async () => {
+  const b = as(TOKENS.bothB);
+  const a = as(TOKENS.workerA);
+  const { taskId } = await b.enqueue({ command: "ISO", payload: Buffer.from("secret of B") });
+  await b.enqueue({ command: "ISO", payload: Buffer.from("second") });
+  const leased = await b.lease({ commands: ["ISO"], maxTasks: 1 });
+  const token = leased.tasks[0]!.leaseToken;
+
+  expect(await code(a.getTask({ command: "ISO", taskId }))).toBe(Status.NOT_FOUND);
+  expect((await a.queueStats({ command: "ISO" })).total).toMatchObject({ ready: 0, leased: 0 });
+  expect((await a.lease({ commands: ["ISO"], maxTasks: 10 })).tasks).toEqual([]);
+  const foreign = { leaseToken: token };
+  expect((await a.ack({ items: [foreign] })).results[0]!.code).toBe(Status.NOT_FOUND);
+  expect((await a.nack({ items: [foreign] })).results[0]!.code).toBe(Status.NOT_FOUND);
+  expect((await a.extend({ items: [foreign] })).results[0]!.status!.code).toBe(Status.NOT_FOUND);
+  // a cross-tenant lease needs the right A does not have
+  expect(await code(a.lease({ commands: ["ISO"], allTenants: true }))).toBe(
+    Status.PERMISSION_DENIED,
+  );
+  // and B's task is untouched: still leased by B, the other still ready
+  const stats = await rc.workers.get("a")!.engine.stats({ command: "ISO", tenant: "B" });
+  expect(stats).toMatchObject({ ready: 1, leased: 1 });
+  expect((await b.ack({ items: [foreign] })).results[0]!.code).toBe(Status.OK);
+});
+
+test("JWTs: a valid one works; expired, wrongly signed or tenantless ones are refused", async () => {
+  const good = await jwt({ tenant: "C", roles: ["producer"] });
+  await as(good).enqueue({ command: "J", payload: Buffer.from("j") });
+  expect((await rc.workers.get("a")!.engine.stats({ command: "J", tenant: "C" })).ready).toBe(1);
+  const expired = await jwt({ tenant: "C", roles: ["producer"] }, { expSec: -120 });
+  const forged = await jwt(
+    { tenant: "C", roles: ["producer"] },
+    { secret: "another-secret-0123456789abcdef0123456789" },
+  );
+  const tenantless = await jwt({ roles: ["producer"] });
+  for (const t of [expired, forged, tenantless])
+    expect(await code(as(t).enqueue({ command: "J" }))).toBe(Status.UNAUTHENTICATED);
+  const scoped = await jwt({ tenant: "C", scope: "codeq:produce" });
+  expect(await code(as(scoped).lease({ commands: ["J"] }))).toBe(Status.PERMISSION_DENIED);
+});
+
+test("a shard worker refuses direct calls without the routers' secret", async () => {
+  const channel = createChannel(rc.addresses.get("a")!);
+  const direct = (metadata: Record<string, string>) =>
+    createClient(QueueServiceDefinition, channel, { "*": { metadata: new Metadata(metadata) } });
+  expect(await code(direct({ "x-codeq-tenant": "A" }).enqueue({ command: "X" }))).toBe(
+    Status.UNAUTHENTICATED,
+  );
+  expect(
+    await code(
+      direct({
+        "x-codeq-tenant": "A",
+        "x-codeq-router-secret": "wrong-secret-0123456789abcdef",
+      }).enqueue({
+        command: "X",
+      }),
+    ),
+  ).toBe(Status.UNAUTHENTICATED);
+  expect(await code(direct(bearer(TOKENS.workerA)).enqueue({ command: "X" }))).toBe(
+    Status.UNAUTHENTICATED,
+  );
+  channel.close();
+});
