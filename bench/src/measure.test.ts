@@ -40,6 +40,26 @@ describe("measure", () => {
     expect(m.units).toBeLessThan(total); // the warm-up's units are not counted
   });
 
+  it("reports how much each running total grew in the window, not in the warm-up", async () => {
+    let started = 0;
+    const m = await measure({
+      concurrency: 2,
+      warmupMs: 50,
+      durationMs: 200,
+      totals: { started: () => started, fixed: () => 7 },
+      cycle: async () => {
+        started++;
+        await new Promise((r) => setTimeout(r, 5));
+        return 1;
+      },
+    });
+    expect(m.growth?.fixed).toBe(0);
+    expect(m.growth?.started).toBeGreaterThan(0);
+    expect(m.growth?.started).toBeLessThan(started);
+    // cycles started in the window and cycles finished in it differ by those in flight at the edges
+    expect(Math.abs(m.growth!.started! - m.cycles)).toBeLessThanOrEqual(2);
+  });
+
   it("stops every loop and rejects when a cycle fails", async () => {
     let running = 0;
     const run = measure({

@@ -20,6 +20,11 @@ export interface MeasureOptions {
   readonly units?: () => number;
   /** Called as the measured window opens (true) and closes (false), e.g. to keep samples taken in it. */
   readonly onWindow?: (open: boolean) => void;
+  /**
+   * Running totals kept elsewhere (e.g. another process's CPU seconds, RPCs sent), read
+   * at both edges of the window with the units; the result's `growth` has each one's increase.
+   */
+  readonly totals?: Readonly<Record<string, () => number>>;
 }
 
 export interface Measurement {
@@ -35,6 +40,8 @@ export interface Measurement {
   readonly clientCpu: number;
   /** The same for the server, when `serverCpu` was given. */
   readonly serverCpu?: number;
+  /** How much each of `totals` grew during the window, when they were given. */
+  readonly growth?: Readonly<Record<string, number>>;
 }
 
 /**
@@ -76,6 +83,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
     phase = "measure";
     o.onWindow?.(true);
     const units0 = o.units?.() ?? 0;
+    const totals0 = readTotals(o.totals);
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     const server0 = await Promise.race([o.serverCpu?.(), failed]);
@@ -87,6 +95,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
     await wait(t0 + o.durationMs - performance.now());
     phase = "stop";
     units = counted();
+    const totals1 = readTotals(o.totals);
     o.onWindow?.(false);
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
@@ -103,14 +112,24 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
       p99Ms: percentile(latencies, 0.99),
       clientCpu: (cpu.user + cpu.system) / 1e6 / seconds,
     };
-    return server0 !== undefined && server1 !== undefined
-      ? { ...result, serverCpu: (server1 - server0) / seconds }
-      : result;
+    const withServer =
+      server0 !== undefined && server1 !== undefined
+        ? { ...result, serverCpu: (server1 - server0) / seconds }
+        : result;
+    if (!totals0 || !totals1) return withServer;
+    const growth = Object.fromEntries(
+      Object.entries(totals1).map(([name, v]) => [name, v - (totals0[name] ?? 0)]),
+    );
+    return { ...withServer, growth };
   } finally {
     phase = "stop";
     abort.abort();
     await Promise.all(loops);
   }
+}
+
+function readTotals(totals: MeasureOptions["totals"]): Record<string, number> | undefined {
+  return totals && Object.fromEntries(Object.entries(totals).map(([name, read]) => [name, read()]));
 }
 
 /** The p-quantile (0..1) of ascending `sorted`; 0 when empty. */

@@ -14,13 +14,18 @@ export interface ResultFile extends ScenarioResult {
 
 const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
 const ms = (v: number) => v.toFixed(2);
+const caveat = (text: string | undefined) => (text === undefined ? "" : `  [${text}]`);
 
 /** The scenario's variants as an aligned table, then its ratios, one per line. */
 export function formatResult(scenario: string, result: ScenarioResult): string {
+  // a column per other process measured by any variant (e.g. "shard CPU"), in first-seen order
+  const processes = [...new Set(result.variants.flatMap((v) => Object.keys(v.processCpu ?? {})))];
   const rows = [
     ["variant", "rate", "unit/s", "units", "cycle p50 ms", "p99 ms", "node CPU", "redis CPU"],
   ];
+  rows[0]!.push(...processes.map((p) => `${p} CPU`));
   for (const v of result.variants) {
+    const cpu = (p: string) => v.processCpu?.[p];
     rows.push([
       `${scenario}: ${v.name}`,
       fmt(v.perSecond),
@@ -30,6 +35,7 @@ export function formatResult(scenario: string, result: ScenarioResult): string {
       v.cycles === 0 ? "-" : ms(v.p99Ms),
       pct(v.clientCpu),
       v.serverCpu === undefined ? "-" : pct(v.serverCpu),
+      ...processes.map((p) => (cpu(p) === undefined ? "-" : pct(cpu(p)!))),
     ]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
@@ -42,7 +48,12 @@ export function formatResult(scenario: string, result: ScenarioResult): string {
   lines.push(...formatRatios(result.ratios));
   for (const c of result.checks ?? []) {
     const value = `${c.value.toFixed(2)} ${c.unit}`;
-    lines.push(`${c.name} = ${value}  (target < ${c.max} ${c.unit}: ${c.met ? "met" : "MISSED"})`);
+    const verdict = `(target < ${c.max} ${c.unit}: ${c.met ? "met" : "MISSED"})`;
+    lines.push(`${c.name} = ${value}  ${verdict}${caveat(c.caveat)}`);
+  }
+  for (const f of result.figures ?? []) {
+    const detail = f.detail === undefined ? "" : `  (${f.detail})`;
+    lines.push(`${f.name} = ${f.value.toFixed(2)} ${f.unit}${detail}`);
   }
   return lines.join("\n");
 }
@@ -53,7 +64,7 @@ export function formatRatios(ratios: readonly RatioResult[]): string[] {
     const f = r.format === "times" ? (v: number) => `${v.toFixed(2)}×` : pct;
     const target =
       r.target === undefined ? "" : `  (target ≥ ${f(r.target)}: ${r.met ? "met" : "MISSED"})`;
-    return `${r.name} = ${r.numerator} / ${r.denominator} = ${f(r.value)}${target}`;
+    return `${r.name} = ${r.numerator} / ${r.denominator} = ${f(r.value)}${target}${caveat(r.caveat)}`;
   });
 }
 

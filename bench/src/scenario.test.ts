@@ -44,4 +44,35 @@ describe("formatResult", () => {
     expect(text).toMatch(/s: drain\s+10\s+tasks\/s\s+10\s+-\s+-/);
     expect(text).toContain("p99 = 6.50 ms  (target < 5 ms: MISSED)");
   });
+
+  it("adds a CPU column per other process a variant measured, and prints figures", () => {
+    const text = formatResult("s", {
+      variants: [
+        variant("direct", 10),
+        { ...variant("via", 8), processCpu: { shard: 0.5, router: 0.25 } },
+      ],
+      ratios: [],
+      figures: [{ name: "router CPU per 1000 RPCs", value: 12.345, unit: "ms", detail: "0.1 s" }],
+    });
+    const [header, , direct, via] = text.split("\n");
+    expect(header).toMatch(/redis CPU\s+shard CPU\s+router CPU$/);
+    expect(direct).toMatch(/s: direct .*-\s+-\s+-$/);
+    expect(via).toMatch(/s: via .*-\s+50\.0%\s+25\.0%$/);
+    expect(text).toContain("router CPU per 1000 RPCs = 12.35 ms  (0.1 s)");
+  });
+
+  it("prints a caveat after a ratio or check that may not be trusted", () => {
+    const text = formatResult("s", {
+      variants: [variant("a", 9), variant("b", 10)],
+      ratios: [{ name: "r", numerator: "a", denominator: "b", value: 0.9, caveat: "noisy" }],
+      checks: [{ name: "c", value: 2, unit: "ms", max: 1, met: false, caveat: "noisy too" }],
+    });
+    expect(text).toContain("r = a / b = 90.0%  [noisy]");
+    expect(text).toContain("c = 2.00 ms  (target < 1 ms: MISSED)  [noisy too]");
+  });
+
+  it("adds no process columns when no variant measured another process", () => {
+    const text = formatResult("s", { variants: [variant("drain", 10)], ratios: [] });
+    expect(text.split("\n")[0]).toMatch(/redis CPU$/);
+  });
 });

@@ -26,6 +26,13 @@ export interface VariantResult extends Measurement {
   readonly shape: string;
   /** Loops running cycles at once. */
   readonly concurrency: number;
+  /**
+   * CPU seconds per wall second during the window of other processes under test, by
+   * name (e.g. `shard`, `router`), when measured. Printed as a `<name> CPU` column.
+   */
+  readonly processCpu?: Readonly<Record<string, number>>;
+  /** RPCs the clients made during the window, when counted. */
+  readonly rpcs?: number;
 }
 
 /** A ratio of two variants' rates, with the target it is held to, if any. */
@@ -39,6 +46,8 @@ export interface RatioResult {
   readonly met?: boolean;
   /** How it is printed: "percent" (the default, 73.1%) or "times" (2.31×). */
   readonly format?: "percent" | "times";
+  /** Why the value may not be trusted (e.g. other work ran during a window), printed after it. */
+  readonly caveat?: string;
 }
 
 /** A bound that is not a ratio, e.g. a latency limit: `value` must stay below `max`. */
@@ -48,12 +57,24 @@ export interface CheckResult {
   readonly unit: string;
   readonly max: number;
   readonly met: boolean;
+  /** Why the value may not be trusted, printed after it. */
+  readonly caveat?: string;
+}
+
+/** A figure with no target, printed below the table, e.g. the router's CPU per 1000 RPCs. */
+export interface FigureResult {
+  readonly name: string;
+  readonly value: number;
+  readonly unit: string;
+  /** What it was computed from, in a few words. */
+  readonly detail?: string;
 }
 
 export interface ScenarioResult {
   readonly variants: readonly VariantResult[];
   readonly ratios: readonly RatioResult[];
   readonly checks?: readonly CheckResult[];
+  readonly figures?: readonly FigureResult[];
 }
 
 /** A ratio between variants of two scenarios, reported when both ran in one invocation. */

@@ -1,10 +1,16 @@
 import type { CrossRatio, Scenario } from "../scenario";
 import { bullmqScenario } from "./bullmq";
 import { engineScenario } from "./engine";
+import { routerScenario } from "./router";
 import { shardScenario } from "./shard";
 
 /** Every scenario, in the order `npm run bench` runs them. Add a new one here. */
-export const SCENARIOS: readonly Scenario[] = [engineScenario, shardScenario, bullmqScenario];
+export const SCENARIOS: readonly Scenario[] = [
+  engineScenario,
+  shardScenario,
+  routerScenario,
+  bullmqScenario,
+];
 
 /** Ratios across scenarios, printed after the last scenario when both sides ran. */
 export const CROSS_RATIOS: readonly CrossRatio[] = [

@@ -1,0 +1,106 @@
+import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
+import { QueueServiceDefinition, type QueueServiceClient } from "@codeq/proto";
+import { countRpcs } from "../count-rpcs";
+import { redisCpuSeconds } from "../environment";
+import { measure, type MeasureOptions } from "../measure";
+import { machineBusySeconds, processCpuSeconds } from "../process-cpu";
+import type { ScenarioContext, VariantResult } from "../scenario";
+
+/** The tenant every benchmark client states (the services run with development identity). */
+export const TENANT = "bench";
+/** gRPC channels (HTTP/2 connections) per rig; clients take them in turn. */
+export const CHANNELS = 4;
+/** Other work using more than this share of a core during a window makes its numbers suspect. */
+export const DISTURBED_CPU = 0.1;
+
+export interface RigOptions {
+  /** The scenario's name, for the progress line. */
+  readonly scenario: string;
+  /** The gRPC address the clients call (a shard worker or a router). */
+  readonly address: string;
+  /**
+   * Processes under test whose CPU each variant reports, by name (e.g. `shard` → its
+   * PID); with them comes `other`: the CPU everything else on the machine used.
+   */
+  readonly processes?: Readonly<Record<string, number | undefined>>;
+}
+
+/** Clients of one address (round-robin over its channels) and the harness that measures them. */
+export interface Rig {
+  client(): QueueServiceClient;
+  run(
+    v: Pick<VariantResult, "name" | "unit" | "shape" | "concurrency">,
+    o: Omit<MeasureOptions, "warmupMs" | "durationMs" | "serverCpu" | "concurrency" | "totals">,
+  ): Promise<VariantResult>;
+  /** Closes the channels and the rig's redis connection. */
+  close(): void;
+}
+
+/**
+ * Opens CHANNELS channels to `address` with clients stating tenant TENANT, and a
+ * harness that measures a variant over them with the run's warm-up and window. Each
+ * variant reports the redis-server's CPU, the CPU of every one of `processes` (read
+ * from /proc), and the RPCs its clients made in the window. When `processes` are
+ * named it also reports `other`: the machine's busy CPU less the bench, the
+ * redis-server and those processes, which shows a window disturbed by other work.
+ */
+export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
+  let rpcs = 0;
+  const processes = Object.entries(options.processes ?? {});
+  const totals: Record<string, () => number> = { rpcs: () => rpcs };
+  if (processes.length > 0) totals.machine = machineBusySeconds;
+  for (const [name, pid] of processes) {
+    if (pid === undefined) throw new Error(`${name} is not running`);
+    totals[`${name} cpu`] = () => processCpuSeconds(pid);
+  }
+  const factory = createClientFactory().use(countRpcs(() => rpcs++));
+  const metadata = new Metadata({ "x-codeq-tenant": TENANT });
+  const channels: Channel[] = Array.from({ length: CHANNELS }, () =>
+    createChannel(options.address),
+  );
+  const clients = channels.map((c) =>
+    factory.create(QueueServiceDefinition, c, { "*": { metadata } }),
+  );
+  const admin = ctx.server.client();
+  admin.on("error", () => undefined);
+  let turn = 0;
+  return {
+    client: () => clients[turn++ % clients.length]!,
+    async run(v, o) {
+      const { growth, ...m } = await measure({
+        concurrency: v.concurrency,
+        ...o,
+        warmupMs: ctx.options.warmupSeconds * 1000,
+        durationMs: ctx.options.seconds * 1000,
+        serverCpu: () => redisCpuSeconds(admin),
+        totals,
+        progress: (text) => ctx.progress(`${options.scenario}: ${v.name}: ${text}`),
+      });
+      const processCpu: Record<string, number> = Object.fromEntries(
+        processes.map(([name]) => [name, (growth?.[`${name} cpu`] ?? 0) / m.seconds]),
+      );
+      if (growth?.machine !== undefined) {
+        const ours = Object.values(processCpu).reduce((a, b) => a + b, 0);
+        const known = m.clientCpu + (m.serverCpu ?? 0) + ours;
+        // tick-granular readers taken microseconds apart: a small negative is zero
+        processCpu.other = Math.max(0, growth.machine / m.seconds - known);
+      }
+      return { ...v, ...m, processCpu, rpcs: growth?.rpcs ?? 0 };
+    },
+    close() {
+      for (const c of channels) c.close();
+      admin.disconnect();
+    },
+  };
+}
+
+/**
+ * A caveat naming the variants whose window other work disturbed (their `other` CPU
+ * above DISTURBED_CPU), or undefined when none was.
+ */
+export function disturbed(variants: readonly VariantResult[]): string | undefined {
+  const hit = variants.filter((v) => (v.processCpu?.other ?? 0) > DISTURBED_CPU);
+  if (hit.length === 0) return undefined;
+  const which = hit.map((v) => `${v.name} ${(v.processCpu!.other! * 100).toFixed(0)}%`);
+  return `disturbed: other work used CPU during ${which.join(", ")}`;
+}

@@ -1,0 +1,169 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import type { EnqueueRequest, ItemStatus, LeasedTask, QueueServiceClient } from "@codeq/proto";
+import type { VariantResult } from "../scenario";
+import { CHANNELS, type Rig } from "./grpc-rig";
+
+/**
+ * The QueueService workloads the gRPC scenarios share (`shard` drives a shard worker
+ * with them, `router` the same worker directly and through a router). Each takes the
+ * command its tasks use: a variant needs a command of its own, so that what one
+ * leaves queued does not feed the next.
+ */
+
+export const BATCH = 100;
+export const UNARY_LOOPS = 16;
+export const PRODUCERS = 4;
+export const STREAMS = 4;
+export const CREDITS = 500;
+/** Stream producers wait while more tasks than this are enqueued and not yet acked. */
+export const BACKLOG = 10_000;
+export const PAYLOAD = Buffer.alloc(64, "p");
+
+/** What a variant is called and which command its tasks use. */
+export interface Workload {
+  readonly name: string;
+  readonly command: string;
+}
+
+export const tasks = (command: string, n: number, payload = () => PAYLOAD) =>
+  Array.from({ length: n }, (): Partial<EnqueueRequest> => ({ command, payload: payload() }));
+
+/** Throws on the first refused item: a refusal means the benchmark itself is wrong. */
+export function allOk(what: string, statuses: readonly (ItemStatus | undefined)[]): number {
+  const bad = statuses.find((s) => (s?.code ?? 0) !== 0);
+  if (bad) throw new Error(`${what} refused: ${bad.code} ${bad.message}`);
+  return statuses.length;
+}
+
+/** Sends one EnqueueBatch and checks every item was stored. */
+export async function enqueue(client: QueueServiceClient, items: Partial<EnqueueRequest>[]) {
+  const res = await client.enqueueBatch({ tasks: items });
+  allOk(
+    "enqueue",
+    res.results.map((r) => r.status),
+  );
+}
+
+/** What a LeaseStream worker may send (the client takes partial messages). */
+type StreamRequest =
+  Parameters<QueueServiceClient["leaseStream"]>[0] extends AsyncIterable<infer R> ? R : never;
+
+/** A LeaseStream worker: acks each pushed batch in one message that also returns its credits. */
+export class StreamWorker {
+  acked = 0;
+  failure: unknown;
+  private readonly outbox: StreamRequest[] = [];
+  private wake: (() => void) | undefined;
+  private readonly abort = new AbortController();
+  private readonly done: Promise<void>;
+
+  constructor(client: QueueServiceClient, command: string, onTasks?: (t: LeasedTask[]) => void) {
+    this.send({ subscribe: { commands: [command], maxBatch: BATCH }, credits: CREDITS });
+    this.done = this.run(client, onTasks).catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.failure = err;
+    });
+  }
+
+  private send(req: StreamRequest): void {
+    this.outbox.push(req);
+    this.wake?.();
+  }
+
+  private async *requests(): AsyncGenerator<StreamRequest> {
+    while (!this.abort.signal.aborted) {
+      const next = this.outbox.shift();
+      if (next) yield next;
+      else await new Promise<void>((r) => (this.wake = r));
+    }
+  }
+
+  private async run(client: QueueServiceClient, onTasks?: (t: LeasedTask[]) => void) {
+    let requestId = 0;
+    for await (const res of client.leaseStream(this.requests(), { signal: this.abort.signal })) {
+      const pushed = res.tasks?.tasks ?? [];
+      if (pushed.length > 0) {
+        onTasks?.(pushed);
+        const acks = pushed.map((t) => ({ leaseToken: t.leaseToken }));
+        this.send({ requestId: ++requestId, credits: pushed.length, acks });
+      }
+      if (res.settled) this.acked += allOk("stream ack", res.settled.acks);
+    }
+  }
+
+  /** Cancels the stream (the server releases what it still holds). */
+  async close(): Promise<void> {
+    this.abort.abort();
+    this.wake?.();
+    await this.done;
+  }
+}
+
+/** Runs STREAMS stream workers on `command` for as long as `body` runs. */
+export async function withStreams<T>(
+  rig: Rig,
+  command: string,
+  onTasks: ((t: LeasedTask[]) => void) | undefined,
+  body: (acked: () => number, failed: () => void) => Promise<T>,
+): Promise<T> {
+  const workers = Array.from(
+    { length: STREAMS },
+    () => new StreamWorker(rig.client(), command, onTasks),
+  );
+  const failed = () => {
+    const bad = workers.find((w) => w.failure !== undefined);
+    if (bad) throw bad.failure;
+  };
+  try {
+    return await body(() => workers.reduce((sum, w) => sum + w.acked, 0), failed);
+  } finally {
+    await Promise.all(workers.map((w) => w.close()));
+  }
+}
+
+/** UNARY_LOOPS loops of EnqueueBatch(BATCH) → Lease(max BATCH, until BATCH or empty) → Ack. */
+export function unaryCycles(rig: Rig, w: Workload): Promise<VariantResult> {
+  const items = tasks(w.command, BATCH);
+  const shape = `EnqueueBatch ${BATCH} → Lease max ${BATCH} → Ack ${BATCH}, ${CHANNELS} channels`;
+  const v = { name: w.name, unit: "tasks", shape, concurrency: UNARY_LOOPS };
+  return rig.run(v, {
+    cycle: async () => {
+      const client = rig.client();
+      await enqueue(client, items);
+      const tokens: string[] = [];
+      while (tokens.length < BATCH) {
+        const got = await client.lease({ commands: [w.command], maxTasks: BATCH - tokens.length });
+        if (got.tasks.length === 0) break;
+        tokens.push(...got.tasks.map((t) => t.leaseToken));
+      }
+      if (tokens.length === 0) return 0;
+      const res = await client.ack({ items: tokens.map((leaseToken) => ({ leaseToken })) });
+      return allOk("ack", res.results);
+    },
+  });
+}
+
+/**
+ * PRODUCERS loops of EnqueueBatch(BATCH), waiting while more than BACKLOG tasks are
+ * unacked (a sustained rate, not a growing backlog), and STREAMS LeaseStream workers
+ * acking what they get; the rate is tasks acked.
+ */
+export function streamCycles(rig: Rig, w: Workload): Promise<VariantResult> {
+  const items = tasks(w.command, BATCH);
+  const shape = `${PRODUCERS} producers EnqueueBatch ${BATCH} (≤ ${BACKLOG} unacked); ${STREAMS} LeaseStreams, ${CREDITS} credits, ack + credits per batch`;
+  const v = { name: w.name, unit: "tasks", shape, concurrency: PRODUCERS };
+  let enqueued = 0;
+  return withStreams(rig, w.command, undefined, (acked, failed) =>
+    rig.run(v, {
+      units: acked,
+      cycle: async () => {
+        while (enqueued - acked() > BACKLOG) {
+          failed();
+          await sleep(1);
+        }
+        enqueued += BATCH;
+        await enqueue(rig.client(), items);
+        return 0;
+      },
+    }),
+  );
+}

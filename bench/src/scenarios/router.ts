@@ -1,0 +1,242 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { ServiceProcess } from "@codeq/local-cluster";
+import { RedisMapSource } from "@codeq/shardmap";
+import { freePort } from "@codeq/testing";
+import { percentile } from "../measure";
+import { deleteKeys } from "../redis-variant";
+import {
+  ratio,
+  type CheckResult,
+  type FigureResult,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioResult,
+  type VariantResult,
+} from "../scenario";
+import { disturbed, openRig, type Rig } from "./grpc-rig";
+import { PAYLOAD, streamCycles, UNARY_LOOPS, unaryCycles, type Workload } from "./grpc-workloads";
+
+/**
+ * What the router costs (issue 5's benchmark): one shard worker on the run's
+ * redis-server, and a router in front of it whose shard map (in the same redis-server,
+ * under its own prefix) sends every queue to that worker. Every workload runs twice in
+ * the same run, against the worker's address (direct) and against the router's (via
+ * router), each with commands of its own:
+ *
+ * - unary batch cycles and stream cycles: the shard scenario's workloads.
+ * - enqueue 1 peak: UNARY_LOOPS loops of a one-task Enqueue, as fast as they go.
+ * - enqueue 1 at LATENCY_SHARE: one-task Enqueues paced at LATENCY_SHARE of the direct
+ *   peak just measured, the same rate direct and via router, sent every
+ *   LATENCY_INTERVAL_MS without waiting for answers (open loop: a slow answer does not
+ *   slow the offered load); p50/p99 are per call, send to answer.
+ *
+ * The router's CPU is read from /proc at both edges of each window, with the RPCs the
+ * clients made in it (a unary call is one; on a stream each message sent or received).
+ */
+
+const SHARD_PREFIX = "bench-router-shard";
+const CONTROL_PREFIX = "bench-router";
+/** The issue's bound: via router at least this share of direct throughput. */
+const THROUGHPUT_TARGET = 0.85;
+/** The latency variant's rate, as a share of the direct one-task Enqueue peak. */
+const LATENCY_SHARE = 0.25;
+/** The paced producer sends every LATENCY_INTERVAL_MS as many calls as the rate asks. */
+const LATENCY_INTERVAL_MS = 1;
+/** The issue's bound on the p99 the router adds at moderate load, ms. */
+const ADDED_P99_TARGET_MS = 1;
+
+/** One workload's two variants: direct to the shard worker, then through the router. */
+type Pair = readonly [direct: VariantResult, via: VariantResult];
+
+/** UNARY_LOOPS loops of Enqueue (one task), each call a cycle. */
+function enqueuePeak(rig: Rig, w: Workload): Promise<VariantResult> {
+  const shape = `Enqueue 1 task, ${UNARY_LOOPS} loops`;
+  return rig.run(
+    { name: w.name, unit: "tasks", shape, concurrency: UNARY_LOOPS },
+    {
+      cycle: async () => {
+        await rig.client().enqueue({ command: w.command, payload: PAYLOAD });
+        return 1;
+      },
+    },
+  );
+}
+
+/** One-task Enqueues at `rate` per second, open loop; p50/p99 are per call. */
+async function enqueueLatency(rig: Rig, w: Workload, rate: number): Promise<VariantResult> {
+  const samples: number[] = [];
+  let [open, answered] = [false, 0];
+  let failure: { err: unknown } | undefined;
+  const send = () => {
+    const sent = performance.now();
+    rig
+      .client()
+      .enqueue({ command: w.command, payload: PAYLOAD })
+      .then(() => {
+        answered++;
+        if (open) samples.push(performance.now() - sent);
+      })
+      .catch((err: unknown) => (failure ??= { err }));
+  };
+  const perInterval = (rate * LATENCY_INTERVAL_MS) / 1000;
+  const shape = `Enqueue 1 task at ${Math.round(rate)}/s (${LATENCY_SHARE * 100}% of direct peak), ~${perInterval.toFixed(1)} calls every ${LATENCY_INTERVAL_MS} ms, not waiting for answers; p50/p99 per call`;
+  let [due, owed] = [undefined as number | undefined, 0];
+  const m = await rig.run(
+    { name: w.name, unit: "tasks", shape, concurrency: 1 },
+    {
+      units: () => answered,
+      onWindow: (o) => (open = o),
+      cycle: async () => {
+        if (failure) throw failure.err;
+        for (due ??= performance.now(); due <= performance.now(); due += LATENCY_INTERVAL_MS) {
+          // a fractional rate per interval carries over, so the offered rate is exact
+          for (owed += perInterval; owed >= 1; owed--) send();
+        }
+        await sleep(Math.max(0, due - performance.now()));
+        return 0;
+      },
+    },
+  );
+  samples.sort((a, b) => a - b);
+  const [p50Ms, p99Ms] = [percentile(samples, 0.5), percentile(samples, 0.99)];
+  return { ...m, cycles: samples.length, p50Ms, p99Ms };
+}
+
+/** CPU ms of process `name` per 1000 RPCs the clients made in `v`'s window. */
+function cpuPerThousand(v: VariantResult, name: string): number {
+  const rpcs = v.rpcs ?? 0;
+  return rpcs > 0 ? ((v.processCpu?.[name] ?? 0) * v.seconds * 1e6) / rpcs : 0;
+}
+
+/**
+ * The router's CPU per 1000 RPCs in a via-router variant, next to the shard worker's
+ * in the same workload sent direct (what the one that does the work spends).
+ */
+function routerCpuFigure([direct, via]: Pair): FigureResult {
+  const cpuSeconds = (via.processCpu?.router ?? 0) * via.seconds;
+  const rpcs = (via.rpcs ?? 0).toLocaleString("en-US");
+  const shard = cpuPerThousand(direct, "shard").toFixed(0);
+  return {
+    name: `router CPU per 1000 RPCs, ${via.name}`,
+    value: cpuPerThousand(via, "router"),
+    unit: "ms",
+    detail: `${cpuSeconds.toFixed(2)} CPU s / ${rpcs} RPCs; shard worker, direct: ${shard} ms`,
+  };
+}
+
+/**
+ * Writes a map with one shard `a` at `endpoint`, the default shard. A crashed run may
+ * have left a map (and tasks: the shard's prefix starts with the control prefix), so
+ * every key under the prefix goes first.
+ */
+async function writeShardMap(ctx: ScenarioContext, endpoint: string): Promise<void> {
+  const admin = ctx.server.client();
+  admin.on("error", () => undefined);
+  await deleteKeys(admin, `${CONTROL_PREFIX}*`).finally(() => admin.disconnect());
+  const source = new RedisMapSource({ url: ctx.server.url, prefix: CONTROL_PREFIX });
+  await source
+    .compareAndSet(
+      0,
+      {
+        shards: { a: { endpoint, state: "active" } },
+        defaultShard: "a",
+        commands: {},
+        tenants: {},
+        migrations: [],
+      },
+      { actor: "bench", action: "Bootstrap", summary: "shard a; default a" },
+    )
+    .finally(() => source.close());
+}
+
+async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
+  const shardAddress = `127.0.0.1:${await freePort()}`;
+  const routerAddress = `127.0.0.1:${await freePort()}`;
+  await writeShardMap(ctx, shardAddress);
+  const started: ServiceProcess[] = [];
+  const rigs: Rig[] = [];
+  try {
+    const shard = await ServiceProcess.start("shard-a", "shard", shardAddress, {
+      CODEQ_LOG_LEVEL: "warn",
+      CODEQ_SHARD_ID: "a",
+      CODEQ_SHARD_LISTEN: shardAddress,
+      CODEQ_SHARD_METRICS_LISTEN: "",
+      CODEQ_SHARD_REDIS_URL: ctx.server.url,
+      CODEQ_SHARD_KEY_PREFIX: SHARD_PREFIX,
+      CODEQ_SHARD_DEV_IDENTITY: "true",
+      CODEQ_SHARD_GRACE_MS: "1000",
+      CODEQ_SHARD_CONTROL_URL: ctx.server.url,
+      CODEQ_SHARD_CONTROL_PREFIX: CONTROL_PREFIX,
+      NODE_OPTIONS: process.env.CODEQ_BENCH_SHARD_NODE_OPTIONS ?? "",
+    });
+    started.push(shard);
+    const router = await ServiceProcess.start("router", "router", routerAddress, {
+      CODEQ_LOG_LEVEL: "warn",
+      CODEQ_ROUTER_LISTEN: routerAddress,
+      CODEQ_ROUTER_CONTROL_URL: ctx.server.url,
+      CODEQ_ROUTER_CONTROL_PREFIX: CONTROL_PREFIX,
+      CODEQ_ROUTER_DEV_IDENTITY: "true",
+      CODEQ_ROUTER_GRACE_MS: "1000",
+      NODE_OPTIONS: process.env.CODEQ_BENCH_ROUTER_NODE_OPTIONS ?? "",
+    });
+    started.push(router);
+    const processes = { shard: shard.pid, router: router.pid };
+    const direct = openRig(ctx, { scenario: "router", address: shardAddress, processes });
+    rigs.push(direct);
+    const viaRouter = openRig(ctx, { scenario: "router", address: routerAddress, processes });
+    rigs.push(viaRouter);
+    /** The workload `name`, direct then via router, each on commands of its own. */
+    const both = async (
+      name: string,
+      command: string,
+      body: (rig: Rig, w: Workload) => Promise<VariantResult>,
+    ): Promise<Pair> => [
+      await body(direct, { name: `${name}, direct`, command: `${command}_DIRECT` }),
+      await body(viaRouter, { name: `${name}, via router`, command: `${command}_ROUTER` }),
+    ];
+
+    const unary = await both("unary batch cycles", "BENCH_UNARY", unaryCycles);
+    const stream = await both("stream cycles", "BENCH_STREAM", streamCycles);
+    const peak = await both("enqueue 1 peak", "BENCH_ENQUEUE", enqueuePeak);
+    const rate = LATENCY_SHARE * peak[0].perSecond;
+    const latency = await both(`enqueue 1 at ${LATENCY_SHARE * 100}%`, "BENCH_LATENCY", (r, w) =>
+      enqueueLatency(r, w, rate),
+    );
+    const variants = [...unary, ...stream, ...peak, ...latency];
+    // via router ÷ direct: the share of direct throughput left once the router is in the way
+    const share = (name: string, [d, v]: Pair, target?: number) => {
+      const r = ratio(variants, name, v.name, d.name, target);
+      const caveat = disturbed([d, v]);
+      return caveat === undefined ? r : { ...r, caveat };
+    };
+    const ratios = [
+      share("router cost, batched/unary", unary, THROUGHPUT_TARGET),
+      share("router cost, streams", stream, THROUGHPUT_TARGET),
+      share("router cost, enqueue 1 peak (info)", peak),
+    ];
+    const added = latency[1].p99Ms - latency[0].p99Ms;
+    const check: CheckResult = {
+      name: `router added p99 at moderate load (${LATENCY_SHARE * 100}% of direct enqueue 1 peak)`,
+      value: added,
+      unit: "ms",
+      max: ADDED_P99_TARGET_MS,
+      met: added < ADDED_P99_TARGET_MS,
+      caveat: disturbed(latency),
+    };
+    const figures = [unary, stream, peak, latency].map(routerCpuFigure);
+    return { variants, ratios, checks: [check], figures };
+  } finally {
+    for (const r of rigs) r.close();
+    for (const p of started.reverse()) await p.stop();
+    const admin = ctx.server.client();
+    admin.on("error", () => undefined);
+    await deleteKeys(admin, `${CONTROL_PREFIX}*`).finally(() => admin.disconnect());
+  }
+}
+
+export const routerScenario: Scenario = {
+  name: "router",
+  summary:
+    "the same gRPC workloads direct to a shard worker and through a router: cost, added p99, router CPU",
+  run,
+};
