@@ -1,7 +1,13 @@
 import { ServerError, Status } from "nice-grpc";
 import { checkTask, DEFAULT_TASK_LIMITS, EngineError, type TaskLimits } from "@codeq/engine";
-import type { EnqueueRequest, EnqueueResult } from "@codeq/proto";
+import type {
+  EnqueueBatchRequest,
+  EnqueueBatchResponse,
+  EnqueueRequest,
+  EnqueueResult,
+} from "@codeq/proto";
 import { failedEnqueueResults, specFromWire } from "@codeq/wire";
+import { passThrough } from "./passthrough";
 import { FencedError, type Forward, type Routing } from "./routing";
 
 /** The most items one EnqueueBatch (or EnqueueStream message) may carry. */
@@ -37,12 +43,44 @@ const failed = (code: Status, message: string): EnqueueResult =>
   failedEnqueueResults(1, { code, message })[0]!;
 
 /**
- * Stores a checked batch: split by current shard, sent in parallel, answered in
- * the caller's order. Items a shard refused because it no longer owns their queue
- * are re-resolved after a map refresh and sent once more; items whose shard fails
- * get that failure as their status (UNAVAILABLE may be retried by the caller).
+ * Stores a batch. When every item goes to one shard, the caller's request goes to it
+ * as it came (the shard checks it, all or nothing) and its answer comes back as it
+ * is. Otherwise the batch is checked whole here first, then split by current shard,
+ * sent in parallel, and answered in the caller's order. Items a shard refused because
+ * it no longer owns their queue are re-resolved after a map refresh and sent once
+ * more; items whose shard fails get that failure as their status (UNAVAILABLE may be
+ * retried by the caller).
  */
 export async function enqueueBatch(
+  routing: Routing,
+  f: Forward,
+  req: EnqueueBatchRequest,
+): Promise<EnqueueBatchResponse> {
+  const tasks = req.tasks;
+  if (tasks.length === 0 || tasks.length > MAX_BATCH) checkBatch(tasks, taskLimits(routing));
+  const tenant = f.identity.tenant;
+  const first = routing.currentShard(tasks[0]!.command, tenant);
+  if (
+    tasks.every(
+      (t) => t.command === tasks[0]!.command || routing.currentShard(t.command, tenant) === first,
+    )
+  ) {
+    try {
+      const raw = await routing.sendFenced(first, (conn, onTrailer) =>
+        conn.queue.enqueueBatch(req, { ...routing.options(f), onTrailer }),
+      );
+      return passThrough(raw);
+    } catch (err) {
+      if (!(err instanceof FencedError)) throw err;
+      routing.metrics.fencedRetries.inc();
+      await routing.cache.refresh(); // then as a split batch, on the map as it is now
+    }
+  }
+  checkBatch(tasks, taskLimits(routing));
+  return { results: await storeSplit(routing, f, tasks) };
+}
+
+async function storeSplit(
   routing: Routing,
   f: Forward,
   tasks: readonly EnqueueRequest[],
@@ -90,9 +128,8 @@ async function sendSplit(
             { ...routing.options(f), onTrailer },
           ),
         );
-        idx.forEach(
-          (i, j) => (results[i] = res.results[j] ?? failed(Status.INTERNAL, "no result")),
-        );
+        const answered = res.value.results;
+        idx.forEach((i, j) => (results[i] = answered[j] ?? failed(Status.INTERNAL, "no result")));
       } catch (err) {
         if (err instanceof FencedError) fenced.push({ indexes: idx, err });
         else {

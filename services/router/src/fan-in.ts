@@ -9,6 +9,7 @@ import {
 import { Channel } from "@codeq/server-kit";
 import { extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
+import { passThrough, type Raw } from "./passthrough";
 import { asServerError } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -256,7 +257,8 @@ export class FanInSession {
     })();
   }
 
-  private onMessage(leg: Leg, res: LeaseStreamResponse): void {
+  private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
+    const res = raw.value;
     if (res.subscribed) {
       this.reopenAttempts.delete(leg.conn.id);
       leg.conn.record(undefined);
@@ -271,7 +273,7 @@ export class FanInSession {
       leg.granted = Math.max(0, leg.granted - tasks.length);
       this.outstanding = Math.max(0, this.outstanding - tasks.length);
       for (const t of tasks) leg.inflight.add(t.leaseToken);
-      this.out.push({ tasks: res.tasks });
+      this.out.push(passThrough(raw)); // the shard's message, as its bytes
     } else if (res.settled) {
       leg.settled(res.settled);
     }

@@ -6,16 +6,19 @@ import type {
   NackItem,
   ExtendResult,
   ItemStatus,
-  LeasedTask,
+  EnqueueBatchRequest,
   LeaseRequest,
+  LeaseResponse,
   QueueCounts,
   QueueServiceImplementation,
+  Task,
 } from "@codeq/proto";
 import { answerConcurrently, type Lifecycle } from "@codeq/server-kit";
 import { extendProblem, failedEnqueueResults, nackProblem } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
+import { countField, decoded, passThrough, type Raw } from "./passthrough";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -87,6 +90,34 @@ export async function settleByToken<I extends { leaseToken: string }, R>(
   return out;
 }
 
+/**
+ * A call answered as the shard's bytes; a failure of the shard (not of the request)
+ * becomes the status of every item, as it would for a batch split across shards.
+ */
+async function whole<T>(
+  call: () => Promise<Raw<T>>,
+  allFailed: (status: ItemStatus) => T,
+): Promise<T> {
+  try {
+    return passThrough(await call());
+  } catch (err) {
+    const e = asServerError(err);
+    if (CALLER_CODES.has(e.code) || e.code === Status.CANCELLED) throw e;
+    return allFailed({ code: e.code, message: e.details });
+  }
+}
+
+/** The one shard every token names, when they all name the same known shard. */
+function soleShard(
+  routing: Routing,
+  items: readonly { leaseToken: string }[],
+): ShardConn | undefined {
+  const shard = leaseTokenShard(items[0]!.leaseToken);
+  if (shard === undefined || !routing.pool.has(shard)) return undefined;
+  for (const item of items) if (leaseTokenShard(item.leaseToken) !== shard) return undefined;
+  return routing.pool.get(shard);
+}
+
 const extendStatus = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
 
 /** Another way to a shard (a lease stream's own shard stream), or undefined to call it. */
@@ -105,15 +136,15 @@ export function settlers(routing: Routing, f: Forward) {
   const same = (s: ItemStatus) => s;
   return {
     ack: route(
-      (c, items: AckItem[]) => c.queue.ack({ items }, opts()).then((r) => r.results),
+      (c, items: AckItem[]) => c.queue.ack({ items }, opts()).then((r) => r.value.results),
       same,
     ),
     nack: route(
-      (c, items: NackItem[]) => c.queue.nack({ items }, opts()).then((r) => r.results),
+      (c, items: NackItem[]) => c.queue.nack({ items }, opts()).then((r) => r.value.results),
       same,
     ),
     extend: route(
-      (c, items: ExtendItem[]) => c.queue.extend({ items }, opts()).then((r) => r.results),
+      (c, items: ExtendItem[]) => c.queue.extend({ items }, opts()).then((r) => r.value.results),
       extendStatus,
     ),
   };
@@ -162,36 +193,35 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
   const queueShards = (f: Forward, command: string) =>
     routing.leaseShards([command], f.identity.tenant, false);
 
-  const storeBatch = async (
-    f: Forward,
-    tasks: Parameters<typeof checkBatch>[0],
-    ctx: CallContext | undefined,
-  ) => {
-    checkBatch(tasks, taskLimits(routing));
-    routing.limits.enqueue(ctx, f.identity.tenant, tasks.length);
-    return enqueueBatch(routing, f, tasks);
+  const storeBatch = (f: Forward, req: EnqueueBatchRequest, ctx: CallContext | undefined) => {
+    routing.limits.enqueue(ctx, f.identity.tenant, req.tasks.length);
+    return enqueueBatch(routing, f, req);
   };
 
   return {
     async enqueue(req, ctx) {
       const f = await routing.forward(ctx);
       routing.limits.enqueue(ctx, f.identity.tenant, 1);
-      return routing.fenced(
+      const raw = await routing.fenced(
         () => routing.currentShard(req.command, f.identity.tenant),
         (conn, onTrailer) => conn.queue.enqueue(req, { ...routing.options(f), onTrailer }),
       );
+      return passThrough(raw);
     },
 
     async enqueueBatch(req, ctx) {
       const f = await routing.forward(ctx);
-      return { results: await storeBatch(f, req.tasks, ctx) };
+      return storeBatch(f, req, ctx);
     },
 
     async *enqueueStream(requests, ctx) {
       const f = await routing.forward(ctx);
       yield* answerConcurrently(
         requests,
-        async (req) => ({ seq: req.seq, results: await storeBatch(f, req.tasks, undefined) }),
+        async (req) => ({
+          seq: req.seq,
+          results: decoded(await storeBatch(f, { tasks: req.tasks }, undefined)).results,
+        }),
         (req, err) => {
           const e = asServerError(err);
           const status = { code: e.code, message: e.details };
@@ -211,16 +241,21 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const split = shares(max, shards.length, rotation++);
       const asked = shards.filter((_, i) => split[i]! > 0);
       const share = (id: string) => split[shards.indexOf(id)]!;
-      // first whatever is ready now, everywhere; then, if nothing was, a long poll on
-      // every shard, answered by the first shard that has tasks
-      let got: LeasedTask[] = [];
+      let got: Raw<LeaseResponse>[] = [];
       try {
-        got = await leaseRound(routing, f, asked, share, { ...req, waitMs: 0 }, false);
-        if (got.length === 0 && req.waitMs > 0)
-          got = await leaseRound(routing, f, asked, share, req, true);
-        return { tasks: got };
+        // one shard: one call with the caller's wait; several: what is ready now
+        // everywhere, then, if nothing was, a long poll answered by the first with tasks
+        if (asked.length === 1) got = await leaseRound(routing, f, asked, share, req, false);
+        else {
+          got = await leaseRound(routing, f, asked, share, { ...req, waitMs: 0 }, false);
+          if (got.length === 0 && req.waitMs > 0)
+            got = await leaseRound(routing, f, asked, share, req, true);
+        }
+        if (got.length === 1) return passThrough(got[0]!);
+        return { tasks: got.flatMap((r) => r.value.tasks) };
       } finally {
-        bucket?.refund(max - got.length); // the limit counts tasks delivered, not asked for
+        const delivered = got.reduce((n, r) => n + Math.max(0, countField(r.bytes, 1)), 0);
+        bucket?.refund(max - delivered); // the limit counts tasks delivered, not asked for
       }
     },
 
@@ -235,8 +270,15 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     },
 
     async ack(req, ctx) {
+      const f = await routing.forward(ctx);
       checkItems(req.items.length);
-      return { results: await settlers(routing, await routing.forward(ctx)).ack(req.items) };
+      const one = soleShard(routing, req.items);
+      if (one)
+        return whole(
+          () => one.call((c) => c.queue.ack(req, routing.options(f))),
+          (status) => ({ results: req.items.map(() => ((s) => s)(status)) }),
+        );
+      return { results: await settlers(routing, f).ack(req.items) };
     },
 
     async nack(req, ctx) {
@@ -244,6 +286,12 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       checkItems(req.items.length);
       const problem = nackProblem(req.items);
       if (problem) throw invalid(problem);
+      const one = soleShard(routing, req.items);
+      if (one)
+        return whole(
+          () => one.call((c) => c.queue.nack(req, routing.options(f))),
+          (status) => ({ results: req.items.map(() => ((s) => s)(status)) }),
+        );
       return { results: await settlers(routing, f).nack(req.items) };
     },
 
@@ -252,6 +300,12 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       checkItems(req.items.length);
       const problem = extendProblem(req.items);
       if (problem) throw invalid(problem);
+      const one = soleShard(routing, req.items);
+      if (one)
+        return whole(
+          () => one.call((c) => c.queue.extend(req, routing.options(f))),
+          (status) => ({ results: req.items.map(() => extendStatus(status)) }),
+        );
       return { results: await settlers(routing, f).extend(req.items) };
     },
 
@@ -262,8 +316,8 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         queueShards(f, req.command),
         (c, deadline) => c.queue.getTask(req, { ...routing.options(f), deadline }),
       );
-      const found = answers.find((a) => a.value.task);
-      if (found) return found.value;
+      const found = answers.find((a) => a.value.value.task);
+      if (found) return passThrough(found.value);
       const real = failed.filter((x) => x.error.code !== Status.NOT_FOUND);
       throwCallerError(real);
       if (real.length > 0)
@@ -294,7 +348,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         dead: 0,
         completed: 0,
       };
-      const shards = answers.flatMap((a) => a.value.shards);
+      const shards = answers.flatMap((a) => a.value.value.shards);
       for (const s of shards) addCounts(total, s.counts);
       return { total, shards, unavailableShards: failed.map((x) => x.shard) };
     },
@@ -304,7 +358,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const shards = queueShards(f, req.command);
       const size = req.pageSize || 100;
       let { shard, cursor } = decodeDeadToken(req.pageToken);
-      const tasks: Awaited<ReturnType<ShardConn["queue"]["listDead"]>>["tasks"] = [];
+      const tasks: Task[] = [];
       const unavailableShards: string[] = [];
       while (shard < shards.length && tasks.length < size) {
         const id = shards[shard]!;
@@ -317,9 +371,9 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
                 routing.options(f),
               ),
             );
-          tasks.push(...page.tasks);
-          if (page.nextPageToken) {
-            cursor = page.nextPageToken;
+          tasks.push(...page.value.tasks);
+          if (page.value.nextPageToken) {
+            cursor = page.value.nextPageToken;
             continue;
           }
         } catch (err) {
@@ -344,7 +398,11 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         (c, max) =>
           c.queue
             .redriveDead({ ...req, maxTasks: max }, routing.options(f, 600_000))
-            .then((r) => ({ done: r.redriven, remaining: r.remaining, notFound: r.notFound })),
+            .then(({ value: r }) => ({
+              done: r.redriven,
+              remaining: r.remaining,
+              notFound: r.notFound,
+            })),
       ).then((r) => ({ redriven: r.done, remaining: r.remaining, notFound: r.notFound }));
     },
 
@@ -356,9 +414,11 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         req.taskIds,
         req.maxTasks || 1000,
         (c, max) =>
-          c.queue
-            .purgeDead({ ...req, maxTasks: max }, routing.options(f))
-            .then((r) => ({ done: r.purged, remaining: r.remaining, notFound: r.notFound })),
+          c.queue.purgeDead({ ...req, maxTasks: max }, routing.options(f)).then(({ value: r }) => ({
+            done: r.purged,
+            remaining: r.remaining,
+            notFound: r.notFound,
+          })),
       ).then((r) => ({ purged: r.done, remaining: r.remaining, notFound: r.notFound }));
     },
   };
@@ -377,30 +437,32 @@ async function leaseRound(
   share: (shard: string) => number,
   req: LeaseRequest,
   firstWins: boolean,
-): Promise<LeasedTask[]> {
+): Promise<Raw<LeaseResponse>[]> {
   const stop = new AbortController();
-  const signal = AbortSignal.any([f.signal, stop.signal]);
+  const signal = firstWins ? AbortSignal.any([f.signal, stop.signal]) : f.signal;
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
-  const tasks: LeasedTask[] = [];
+  const got: Raw<LeaseResponse>[] = [];
   const { failed } = await fanOut(
     routing,
     shards,
     async (conn) => {
-      const got = await conn.queue.lease(
-        { ...req, maxTasks: share(conn.id) },
-        routing.options({ ...f, signal }, timeout),
-      );
-      tasks.push(...got.tasks);
-      if (firstWins && got.tasks.length > 0) stop.abort();
-      return got;
+      const n = share(conn.id);
+      // asked for what the caller asked: the request goes on as the caller's bytes
+      const ask = n === req.maxTasks ? req : { ...req, maxTasks: n };
+      const raw = await conn.queue.lease(ask, routing.options({ ...f, signal }, timeout));
+      if (countField(raw.bytes, 1) !== 0) {
+        got.push(raw);
+        if (firstWins) stop.abort();
+      }
+      return raw;
     },
     timeout,
   );
-  if (tasks.length > 0) return tasks;
+  if (got.length > 0) return got;
   const real = failed.filter((x) => !(stop.signal.aborted && x.error.code === Status.CANCELLED));
   throwCallerError(real);
   if (real.length === shards.length && real.length > 0) throw noneAnswered(real);
-  return tasks;
+  return got;
 }
 
 interface DeadOutcome {

@@ -16,6 +16,7 @@ import { MapCache, MigrationStore, RedisMapSource } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import { authConfigOf, type RouterConfig } from "./config";
 import { RouterMetrics } from "./metrics";
+import { routerQueueService } from "./passthrough";
 import { queueRouter } from "./queue-router";
 import { Routing } from "./routing";
 import { ShardPool } from "./shard-pool";
@@ -140,7 +141,11 @@ export async function startRouter(
     lifecycle,
     middleware: [metrics.rpc.middleware()],
     register(server) {
-      server.add(QueueServiceDefinition, queueRouter(routing, lifecycle));
+      // the same service, with answers passed through as the shards' bytes
+      server.add(
+        routerQueueService as unknown as typeof QueueServiceDefinition,
+        queueRouter(routing, lifecycle),
+      );
       server.add(AdminServiceDefinition, adminRouter(routing, source, migrations));
       return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
     },

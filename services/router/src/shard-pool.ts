@@ -10,13 +10,14 @@ import {
 } from "nice-grpc";
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import { HealthDefinition } from "nice-grpc-server-health";
-import { internal, QueueServiceDefinition } from "@codeq/proto";
+import { internal } from "@codeq/proto";
 import { IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
 import type { RouterConfig } from "./config";
+import { shardQueueService } from "./passthrough";
 
 const clientFactory = createClientFactory().use(deadlineMiddleware);
-const newQueueClient = (c: Channel) => clientFactory.create(QueueServiceDefinition, c);
+const newQueueClient = (c: Channel) => clientFactory.create(shardQueueService, c);
 /** The internal service's client presents the routers' secret on every call. */
 const newShardClient = (c: Channel, secret: string | undefined) => {
   const metadata = new Metadata();
