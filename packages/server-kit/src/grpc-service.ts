@@ -4,12 +4,15 @@ import { ServerReflection, ServerReflectionService } from "nice-grpc-server-refl
 import { loadDescriptorSet } from "@codeq/proto";
 import type { Logger } from "./logger";
 import { Lifecycle } from "./lifecycle";
+import { serverCredentials, type ServerTls } from "./tls";
 
 export interface GrpcServiceOptions {
   /** host:port; port 0 picks a free one. */
   listen: string;
   /** Largest request message accepted, bytes (default 16 MiB). */
   maxMessageBytes?: number;
+  /** TLS (mutual with a client CA); plaintext when unset. */
+  tls?: ServerTls | undefined;
   logger: Logger;
   /** Server middleware, outermost first (metrics, logging). */
   middleware?: ServerMiddleware[];
@@ -49,7 +52,7 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
     ServerReflectionService,
     ServerReflection(loadDescriptorSet(), [...names, "grpc.health.v1.Health"]),
   );
-  const port = await server.listen(options.listen);
+  const port = await server.listen(options.listen, serverCredentials(options.tls));
   const setAll = (status: "healthy" | "unhealthy") => {
     health.setStatus(status);
     for (const name of names) health.setStatus(status, name);

@@ -38,6 +38,11 @@ export interface IdentityOptions {
    * metadata is trusted only from callers that present it.
    */
   readonly routerSecret?: string;
+  /**
+   * The transport already proved the caller is a router (mutual TLS with a CA only
+   * routers and shard workers have certificates of): stated identity is trusted.
+   */
+  readonly trustedTransport?: boolean;
 }
 
 export const ROLES: ReadonlySet<Role> = new Set<Role>([
@@ -65,7 +70,8 @@ export function secretMatches(presented: string | undefined, expected: string): 
  * caller's stated identity is trusted. With neither, every call is refused.
  */
 export function identityFrom(metadata: Metadata, options: IdentityOptions | boolean): Identity {
-  const o = typeof options === "boolean" ? { devIdentity: options } : options;
+  const o: IdentityOptions = typeof options === "boolean" ? { devIdentity: options } : options;
+  if (o.trustedTransport) return statedIdentity(metadata, "router");
   if (o.routerSecret !== undefined) {
     if (secretMatches(metadata.get(IDENTITY_HEADERS.routerSecret), o.routerSecret))
       return statedIdentity(metadata, "router");
@@ -84,7 +90,7 @@ export function identityFrom(metadata: Metadata, options: IdentityOptions | bool
 
 /** True when the caller presented the router secret (internal services accept only routers). */
 export function fromRouter(metadata: Metadata, options: IdentityOptions): boolean {
-  if (options.routerSecret === undefined) return true;
+  if (options.trustedTransport || options.routerSecret === undefined) return true;
   return secretMatches(metadata.get(IDENTITY_HEADERS.routerSecret), options.routerSecret);
 }
 

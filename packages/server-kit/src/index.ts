@@ -26,3 +26,10 @@ export { readSecret } from "./secret";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
 export { RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";
+export {
+  serverCredentials,
+  channelCredentials,
+  serverTlsOf,
+  type ServerTls,
+  type ClientTls,
+} from "./tls";

@@ -56,6 +56,18 @@ export const routerConfigSchema = z.object({
   shardSecret: z.string().default(""),
   /** A file holding the shard secret (wins over `shardSecret`). */
   shardSecretFile: z.string().default(""),
+  /** TLS certificate (PEM) the router serves clients with; plaintext when unset. */
+  tlsCertFile: z.string().default(""),
+  /** The private key of `tlsCertFile`. */
+  tlsKeyFile: z.string().default(""),
+  /** With it, clients must present a certificate this CA signed (mutual TLS). */
+  tlsClientCaFile: z.string().default(""),
+  /** CA that signed the shard workers' certificates: TLS towards shards when set. */
+  shardTlsCaFile: z.string().default(""),
+  /** The router's client certificate towards shard workers (mutual TLS). */
+  shardTlsCertFile: z.string().default(""),
+  /** The private key of `shardTlsCertFile`. */
+  shardTlsKeyFile: z.string().default(""),
   /** gRPC channels (HTTP/2 connections) the router keeps to each shard worker. */
   channelsPerShard: int(1, 16, 2),
   /** Deadline of a forwarded call when the client set a longer one or none, ms. */

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { leaseTokenShard } from "@codeq/engine";
 import { ServerError, Status } from "nice-grpc";
 import {
   LeaseStreamRequest,
@@ -9,7 +10,7 @@ import {
 import { Channel } from "@codeq/server-kit";
 import { extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
-import { passThrough, type Raw } from "./passthrough";
+import { countField, embedded, passThrough, type Raw } from "./passthrough";
 import { asServerError } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -25,6 +26,9 @@ const CALLER_CODES = new Set([
 ]);
 
 const MAX_REOPEN_DELAY_MS = 5_000;
+/** LeaseStreamResponse.tasks (a TaskBatch, whose field 1 are the tasks). */
+const TASKS_FIELD = 2;
+const EMPTY = new Uint8Array(0);
 /** A shard stream is recycled (to take back its credits) no sooner than this after opening. */
 const RECYCLE_MIN_AGE_MS = 1_000;
 
@@ -37,8 +41,8 @@ class Leg {
   readonly abort = new AbortController();
   /** Credits granted to the shard and not yet used by a pushed task. */
   granted = 0;
-  /** Tokens pushed to the client through this leg and not settled through the router. */
-  readonly inflight = new Set<string>();
+  /** Tasks pushed to the client through this leg and not yet acked or nacked through the router. */
+  inflight = 0;
   /** The shard still serves a subscribed queue (false: drain what is in flight, then close). */
   wanted = true;
   closed = false;
@@ -258,6 +262,15 @@ export class FanInSession {
   }
 
   private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
+    // pushed tasks go on as the shard's bytes, counted but never decoded here
+    const pushed = countField(embedded(raw.bytes, TASKS_FIELD) ?? EMPTY, 1);
+    if (pushed > 0) {
+      leg.granted = Math.max(0, leg.granted - pushed);
+      this.outstanding = Math.max(0, this.outstanding - pushed);
+      leg.inflight += pushed;
+      this.out.push(passThrough(raw));
+      return;
+    }
     const res = raw.value;
     if (res.subscribed) {
       this.reopenAttempts.delete(leg.conn.id);
@@ -268,12 +281,6 @@ export class FanInSession {
           subscribed: { streamId: this.id, leaseDurationMs: res.subscribed.leaseDurationMs },
         });
       }
-    } else if (res.tasks) {
-      const tasks = res.tasks.tasks;
-      leg.granted = Math.max(0, leg.granted - tasks.length);
-      this.outstanding = Math.max(0, this.outstanding - tasks.length);
-      for (const t of tasks) leg.inflight.add(t.leaseToken);
-      this.out.push(passThrough(raw)); // the shard's message, as its bytes
     } else if (res.settled) {
       leg.settled(res.settled);
     }
@@ -375,7 +382,7 @@ export class FanInSession {
     for (const leg of [...this.legs.values()]) {
       const i = this.wanted.indexOf(leg.conn.id);
       const over = i < 0 ? leg.granted > 0 : leg.granted > share(i);
-      if (!over || leg.inflight.size > 0 || leg.closed) continue;
+      if (!over || leg.inflight > 0 || leg.closed) continue;
       const age = now - leg.openedAt;
       if (age < RECYCLE_MIN_AGE_MS) {
         this.later(RECYCLE_MIN_AGE_MS - age, () => this.rebalance());
@@ -391,7 +398,7 @@ export class FanInSession {
   }
 
   private closeIfDone(leg: Leg): void {
-    if (leg.wanted || leg.inflight.size > 0 || leg.closed) return;
+    if (leg.wanted || leg.inflight > 0 || leg.closed) return;
     leg.close("the shard no longer serves the subscribed queues");
     this.legs.delete(leg.conn.id);
   }
@@ -417,13 +424,17 @@ export class FanInSession {
     } catch (err) {
       this.end(asServerError(err));
     } finally {
+      // settled (or no longer ours): the legs they came through hold that much less
+      const settledPerShard = new Map<string, number>();
       for (const item of [...req.acks, ...req.nacks]) {
-        for (const leg of this.legs.values()) {
-          if (leg.inflight.delete(item.leaseToken)) {
-            this.closeIfDone(leg);
-            break;
-          }
-        }
+        const shard = leaseTokenShard(item.leaseToken);
+        if (shard !== undefined) settledPerShard.set(shard, (settledPerShard.get(shard) ?? 0) + 1);
+      }
+      for (const [shard, n] of settledPerShard) {
+        const leg = this.legs.get(shard);
+        if (!leg) continue;
+        leg.inflight = Math.max(0, leg.inflight - n);
+        this.closeIfDone(leg);
       }
     }
   }

@@ -113,11 +113,34 @@ function mapMethods(
 
 /**
  * How many times field `field` occurs at the top level of a protobuf message, read
- * without decoding it (e.g. the tasks of a LeaseResponse). Returns -1 for bytes that
- * are not a well-formed message.
+ * without decoding it (e.g. the tasks of a LeaseResponse); malformed bytes end the count.
  */
 export function countField(bytes: Uint8Array, field: number): number {
   let count = 0;
+  scan(bytes, (f) => {
+    if (f === field) count++;
+  });
+  return count;
+}
+
+/** The bytes of the first embedded message in field `field` at the top level, if any. */
+export function embedded(bytes: Uint8Array, field: number): Uint8Array | undefined {
+  let found: Uint8Array | undefined;
+  scan(bytes, (f, start, end) => {
+    if (f === field && found === undefined && end !== undefined) found = bytes.subarray(start, end);
+  });
+  return found;
+}
+
+/**
+ * Walks the top-level fields of a protobuf message, telling `visit` each field
+ * number (and, for length-delimited ones, where its bytes are). Stops quietly at
+ * malformed bytes.
+ */
+function scan(
+  bytes: Uint8Array,
+  visit: (field: number, start: number, end: number | undefined) => void,
+): void {
   let i = 0;
   const varint = (): number => {
     let value = 0;
@@ -133,28 +156,30 @@ export function countField(bytes: Uint8Array, field: number): number {
   };
   while (i < bytes.length) {
     const tag = varint();
-    if (tag < 0) return -1;
-    if (tag >>> 3 === field) count++;
+    if (tag < 0) return;
+    const field = Math.floor(tag / 8);
     switch (tag & 7) {
       case 0:
-        if (varint() < 0) return -1;
+        if (varint() < 0) return;
+        visit(field, i, undefined);
         break;
       case 1:
         i += 8;
+        visit(field, i, undefined);
         break;
       case 2: {
         const length = varint();
-        if (length < 0) return -1;
+        if (length < 0 || i + length > bytes.length) return;
+        visit(field, i, i + length);
         i += length;
         break;
       }
       case 5:
         i += 4;
+        visit(field, i, undefined);
         break;
       default:
-        return -1;
+        return;
     }
-    if (i > bytes.length) return -1;
   }
-  return count;
 }

@@ -5,6 +5,7 @@ import {
   createLogger,
   identityFrom,
   readSecret,
+  serverTlsOf,
   type Identity,
   Lifecycle,
   startGrpcService,
@@ -137,6 +138,7 @@ export async function startRouter(
   const grpc = await startGrpcService({
     listen: config.listen,
     maxMessageBytes: config.maxMessageBytes,
+    tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsClientCaFile),
     logger,
     lifecycle,
     middleware: [metrics.rpc.middleware()],

@@ -11,7 +11,7 @@ import {
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { internal } from "@codeq/proto";
-import { IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
+import { channelCredentials, IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
 import type { RouterConfig } from "./config";
 import { shardQueueService } from "./passthrough";

@@ -40,6 +40,22 @@ export const shardConfigSchema = z.object({
   routerSecret: z.string().default(""),
   /** A file holding the router secret (wins over `routerSecret`). */
   routerSecretFile: z.string().default(""),
+  /**
+   * CA of the store's TLS certificate, for a `rediss://` store URL (KVRocks with
+   * TLS). The store password goes in the URL: rediss://:password@host:port.
+   */
+  redisTlsCaFile: z.string().default(""),
+  /** TLS certificate (PEM) the shard worker serves with; plaintext when unset. */
+  tlsCertFile: z.string().default(""),
+  /** The private key of `tlsCertFile`; also the client key of the mover towards other shards. */
+  tlsKeyFile: z.string().default(""),
+  /**
+   * The CA that signed routers' and shard workers' certificates. With it, callers
+   * must present a certificate it signed (mutual TLS), and the identity they state is
+   * trusted: only routers and shard workers hold such certificates. The mover uses
+   * it to verify other shards.
+   */
+  tlsCaFile: z.string().default(""),
   /** Largest task payload in bytes. */
   payloadCapBytes: z.coerce
     .number()
@@ -120,5 +136,10 @@ export function identityOptions(config: ShardConfig): IdentityOptions {
     config.routerSecret,
     config.routerSecretFile || undefined,
   );
-  return { devIdentity: config.devIdentity, ...(routerSecret ? { routerSecret } : {}) };
+  return {
+    devIdentity: config.devIdentity,
+    ...(routerSecret ? { routerSecret } : {}),
+    // mutual TLS proves a caller is a router (or a shard worker) before any call
+    ...(config.tlsCaFile ? { trustedTransport: true } : {}),
+  };
 }

@@ -2,7 +2,12 @@ import { createChannel, createClientFactory, Metadata, type Channel } from "nice
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
 import { internal } from "@codeq/proto";
-import { IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
+import {
+  channelCredentials,
+  IDENTITY_HEADERS,
+  type ClientTls,
+  type Logger,
+} from "@codeq/server-kit";
 import {
   drainingSide,
   emptyCounts,
@@ -31,6 +36,8 @@ export interface MoverOptions {
   readonly importTimeoutMs: number;
   /** The cluster's router secret: shard workers accept ImportTasks only with it. */
   readonly routerSecret?: string | undefined;
+  /** TLS towards other shard workers (their CA, and this shard's certificate for mTLS). */
+  readonly tls?: ClientTls | undefined;
 }
 
 /** How often a long pass reports its progress, ms. */
@@ -332,7 +339,11 @@ export class Mover {
 
   private client(endpoint: string) {
     let channel = this.channels.get(endpoint);
-    if (!channel) this.channels.set(endpoint, (channel = createChannel(endpoint)));
+    if (!channel)
+      this.channels.set(
+        endpoint,
+        (channel = createChannel(endpoint, channelCredentials(this.options.tls))),
+      );
     const metadata = new Metadata();
     if (this.options.routerSecret !== undefined)
       metadata.set(IDENTITY_HEADERS.routerSecret, this.options.routerSecret);

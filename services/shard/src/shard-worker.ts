@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import { Redis } from "ioredis";
 import { QueueEngine } from "@codeq/engine";
 import { MigrationStore } from "@codeq/shardmap";
@@ -6,6 +7,7 @@ import type { MapCache } from "@codeq/shardmap";
 import {
   createLogger,
   Lifecycle,
+  serverTlsOf,
   startGrpcService,
   type GrpcService,
   type Logger,
@@ -63,6 +65,7 @@ export async function startShardWorker(
   const follower = config.controlUrl ? await followShardMap(config, logger) : undefined;
   const mapVersion = () => follower?.cache.status().version ?? 0;
   const redis = new Redis(config.redisUrl, {
+    ...storeTls(config),
     protocol: 2,
     lazyConnect: true,
     maxRetriesPerRequest: 2,
@@ -88,6 +91,7 @@ export async function startShardWorker(
   const view = { shard: config.id, storeReachable: () => storeReachable, mapVersion };
   const grpc = await startGrpcService({
     listen: config.listen,
+    tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
     logger,
     lifecycle,
     middleware: [metrics.rpc.middleware()],
@@ -128,6 +132,13 @@ export async function startShardWorker(
             intervalMs: config.moverIntervalMs,
             importTimeoutMs: 10_000,
             routerSecret: trust.routerSecret,
+            tls: config.tlsCaFile
+              ? {
+                  caFile: config.tlsCaFile,
+                  certFile: config.tlsCertFile,
+                  keyFile: config.tlsKeyFile,
+                }
+              : undefined,
           },
           (queue, n) => notifier.notify(queue, n),
         )
@@ -187,4 +198,10 @@ export async function startShardWorker(
       return stopping;
     },
   };
+}
+
+/** TLS towards the store for a `rediss://` URL (KVRocks with TLS), with its CA when given. */
+function storeTls(config: ShardConfig): { tls?: { ca?: Buffer } } {
+  if (!config.redisUrl.startsWith("rediss://")) return {};
+  return { tls: config.redisTlsCaFile ? { ca: fs.readFileSync(config.redisTlsCaFile) } : {} };
 }
