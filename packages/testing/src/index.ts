@@ -9,3 +9,4 @@ export { freePort } from "./free-port";
 export { withUnimplemented } from "./unimplemented";
 export { listReflectedServices } from "./reflection-client";
 export { isAlive } from "./process-alive";
+export { testCert } from "./certs";

@@ -73,7 +73,14 @@ export class ShardConn {
     logger: Logger,
     secret: string | undefined,
   ) {
-    this.channels = Array.from({ length: config.channelsPerShard }, () => createChannel(endpoint));
+    const credentials = channelCredentials({
+      caFile: config.shardTlsCaFile || undefined,
+      certFile: config.shardTlsCertFile || undefined,
+      keyFile: config.shardTlsKeyFile || undefined,
+    });
+    this.channels = Array.from({ length: config.channelsPerShard }, () =>
+      createChannel(endpoint, credentials, CHANNEL_OPTIONS),
+    );
     this.queues = this.channels.map(newQueueClient);
     this.internal = newShardClient(this.channels[0]!, secret);
     this.health = newHealthClient(this.channels[0]!);

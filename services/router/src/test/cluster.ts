@@ -1,4 +1,10 @@
-import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
+import {
+  createChannel,
+  createClient,
+  Metadata,
+  type Channel,
+  type ChannelCredentials,
+} from "nice-grpc";
 import {
   AdminServiceDefinition,
   QueueServiceDefinition,
@@ -46,6 +52,8 @@ export async function routerCluster(
     commands?: Record<string, string>;
     router?: Partial<RouterConfig>;
     shard?: Partial<ShardConfig>;
+    /** Credentials of the test's client channels to the router (TLS tests). */
+    clientCredentials?: ChannelCredentials;
     server?: RedisServer;
   } = {},
 ): Promise<RouterCluster> {
@@ -105,7 +113,7 @@ export async function routerCluster(
   );
   const channels: Channel[] = [];
   const channel = () => {
-    const c = createChannel(`127.0.0.1:${router.port}`);
+    const c = createChannel(`127.0.0.1:${router.port}`, options.clientCredentials);
     channels.push(c);
     return c;
   };
