@@ -60,6 +60,43 @@ describe("measure", () => {
     expect(Math.abs(m.growth!.started! - m.cycles)).toBeLessThanOrEqual(2);
   });
 
+  it("closes the window when the promise `until` returned as it opened resolves", async () => {
+    let cycles = 0;
+    let atOpen: number | undefined;
+    let done: () => void = () => undefined;
+    const m = await measure({
+      concurrency: 1,
+      warmupMs: 20,
+      durationMs: 600_000, // far beyond the test's timeout: only `until` can end this window
+      cycle: async () => {
+        if (++cycles === (atOpen ?? Infinity) + 5) done();
+        await new Promise((r) => setTimeout(r, 1));
+        return 1;
+      },
+      until: () => {
+        atOpen = cycles;
+        return new Promise<void>((r) => (done = r));
+      },
+    });
+    expect(atOpen).toBeGreaterThan(0); // called after the warm-up, once
+    expect(m.units).toBe(m.cycles);
+    expect(m.cycles).toBeGreaterThanOrEqual(4);
+  });
+
+  it("rejects when the promise `until` returned rejects", async () => {
+    const run = measure({
+      concurrency: 1,
+      warmupMs: 0,
+      durationMs: 600_000,
+      cycle: async () => {
+        await new Promise((r) => setTimeout(r, 1));
+        return 1;
+      },
+      until: () => Promise.reject(new Error("migration aborted")),
+    });
+    await expect(run).rejects.toThrow("migration aborted");
+  });
+
   it("stops every loop and rejects when a cycle fails", async () => {
     let running = 0;
     const run = measure({

@@ -21,6 +21,12 @@ export interface MeasureOptions {
   /** Called as the measured window opens (true) and closes (false), e.g. to keep samples taken in it. */
   readonly onWindow?: (open: boolean) => void;
   /**
+   * Called as the window opens; the window closes when the promise it returns resolves
+   * (e.g. an operation started in it finished) or after `durationMs`, whichever comes
+   * first. A rejection fails the measurement as a failing cycle does.
+   */
+  readonly until?: () => Promise<unknown>;
+  /**
    * Running totals kept elsewhere (e.g. another process's CPU seconds, RPCs sent), read
    * at both edges of the window with the units; the result's `growth` has each one's increase.
    */
@@ -60,6 +66,11 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
   /** Sleeps until `ms` from now, or rejects as soon as a loop fails. */
   const wait = (ms: number) =>
     Promise.race([sleep(Math.max(0, ms), undefined, { signal: abort.signal }), failed]);
+  let ended = false;
+  let endWindow: () => void = () => undefined;
+  const endedEarly = new Promise<void>((resolve) => (endWindow = resolve));
+  /** Like `wait`, but also returns as soon as `until` says the window is over. */
+  const waitInWindow = (ms: number) => Promise.race([wait(ms), endedEarly]);
   const loop = async () => {
     while (phase !== "stop") {
       const started = performance.now();
@@ -88,11 +99,22 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
     const cpu0 = process.cpuUsage();
     const server0 = await Promise.race([o.serverCpu?.(), failed]);
     const counted = () => (o.units ? o.units() - units0 : units);
-    for (let s = 1; s * 1000 <= o.durationMs; s++) {
-      await wait(t0 + s * 1000 - performance.now());
-      o.progress?.(`measuring ${s}/${o.durationMs / 1000} s: ${fmt(counted() / s)}/s`);
+    o.until?.().then(
+      () => {
+        ended = true;
+        endWindow();
+      },
+      (err: unknown) => {
+        phase = "stop";
+        failure ??= { err };
+        fail(err);
+      },
+    );
+    for (let s = 1; s * 1000 <= o.durationMs && !ended; s++) {
+      await waitInWindow(t0 + s * 1000 - performance.now());
+      if (!ended) o.progress?.(`measuring ${s}/${o.durationMs / 1000} s: ${fmt(counted() / s)}/s`);
     }
-    await wait(t0 + o.durationMs - performance.now());
+    if (!ended) await waitInWindow(t0 + o.durationMs - performance.now());
     phase = "stop";
     units = counted();
     const totals1 = readTotals(o.totals);

@@ -1,4 +1,11 @@
-import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
+import {
+  createChannel,
+  createClientFactory,
+  Metadata,
+  type Channel,
+  type ChannelCredentials,
+  type ChannelOptions,
+} from "nice-grpc";
 import { QueueServiceDefinition, type QueueServiceClient } from "@codeq/proto";
 import { countRpcs } from "../count-rpcs";
 import { redisCpuSeconds } from "../environment";
@@ -23,6 +30,12 @@ export interface RigOptions {
    * PID); with them comes `other`: the CPU everything else on the machine used.
    */
   readonly processes?: Readonly<Record<string, number | undefined>>;
+  /** Channel credentials (TLS); plaintext when unset. */
+  readonly credentials?: ChannelCredentials;
+  /** grpc-js channel options (e.g. the TLS server name to check). */
+  readonly channelOptions?: ChannelOptions;
+  /** Metadata every call sends; default `x-codeq-tenant: TENANT` (development identity). */
+  readonly metadata?: Readonly<Record<string, string>>;
 }
 
 /** Clients of one address (round-robin over its channels) and the harness that measures them. */
@@ -37,10 +50,11 @@ export interface Rig {
 }
 
 /**
- * Opens CHANNELS channels to `address` with clients stating tenant TENANT, and a
- * harness that measures a variant over them with the run's warm-up and window. Each
- * variant reports the redis-server's CPU, the CPU of every one of `processes` (read
- * from /proc), and the RPCs its clients made in the window. When `processes` are
+ * Opens CHANNELS channels to `address` (with `credentials`, if any) with clients stating
+ * tenant TENANT (or sending `metadata`), and a harness that measures a variant over
+ * them with the run's warm-up and window. Each variant reports the redis-server's CPU,
+ * the CPU of every one of `processes` (read from /proc), and the RPCs its clients made
+ * in the window. When `processes` are
  * named it also reports `other`: the machine's busy CPU less the bench, the
  * redis-server and those processes, which shows a window disturbed by other work.
  */
@@ -54,9 +68,9 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
     totals[`${name} cpu`] = () => processCpuSeconds(pid);
   }
   const factory = createClientFactory().use(countRpcs(() => rpcs++));
-  const metadata = new Metadata({ "x-codeq-tenant": TENANT });
+  const metadata = new Metadata(options.metadata ?? { "x-codeq-tenant": TENANT });
   const channels: Channel[] = Array.from({ length: CHANNELS }, () =>
-    createChannel(options.address),
+    createChannel(options.address, options.credentials, options.channelOptions),
   );
   const clients = channels.map((c) =>
     factory.create(QueueServiceDefinition, c, { "*": { metadata } }),
@@ -103,4 +117,10 @@ export function disturbed(variants: readonly VariantResult[]): string | undefine
   if (hit.length === 0) return undefined;
   const which = hit.map((v) => `${v.name} ${(v.processCpu!.other! * 100).toFixed(0)}%`);
   return `disturbed: other work used CPU during ${which.join(", ")}`;
+}
+
+/** CPU ms of process `name` per 1000 RPCs the clients made in `v`'s window. */
+export function cpuPerThousand(v: VariantResult, name: string): number {
+  const rpcs = v.rpcs ?? 0;
+  return rpcs > 0 ? ((v.processCpu?.[name] ?? 0) * v.seconds * 1e6) / rpcs : 0;
 }

@@ -1,7 +1,9 @@
 import type { CrossRatio, Scenario } from "../scenario";
 import { bullmqScenario } from "./bullmq";
 import { engineScenario } from "./engine";
+import { migrationScenario } from "./migration";
 import { routerScenario } from "./router";
+import { securityScenario } from "./security";
 import { shardScenario } from "./shard";
 
 /** Every scenario, in the order `npm run bench` runs them. Add a new one here. */
@@ -9,6 +11,8 @@ export const SCENARIOS: readonly Scenario[] = [
   engineScenario,
   shardScenario,
   routerScenario,
+  migrationScenario,
+  securityScenario,
   bullmqScenario,
 ];
 

@@ -1,9 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceProcess } from "@codeq/local-cluster";
-import { RedisMapSource } from "@codeq/shardmap";
 import { freePort } from "@codeq/testing";
 import { percentile } from "../measure";
-import { deleteKeys } from "../redis-variant";
 import {
   ratio,
   type CheckResult,
@@ -13,7 +11,8 @@ import {
   type ScenarioResult,
   type VariantResult,
 } from "../scenario";
-import { disturbed, openRig, type Rig } from "./grpc-rig";
+import { cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
+import { deleteUnder, writeShardMap } from "./shard-map";
 import { PAYLOAD, streamCycles, UNARY_LOOPS, unaryCycles, type Workload } from "./grpc-workloads";
 
 /**
@@ -102,12 +101,6 @@ async function enqueueLatency(rig: Rig, w: Workload, rate: number): Promise<Vari
   return { ...m, cycles: samples.length, p50Ms, p99Ms };
 }
 
-/** CPU ms of process `name` per 1000 RPCs the clients made in `v`'s window. */
-function cpuPerThousand(v: VariantResult, name: string): number {
-  const rpcs = v.rpcs ?? 0;
-  return rpcs > 0 ? ((v.processCpu?.[name] ?? 0) * v.seconds * 1e6) / rpcs : 0;
-}
-
 /**
  * The router's CPU per 1000 RPCs in a via-router variant, next to the shard worker's
  * in the same workload sent direct (what the one that does the work spends).
@@ -124,35 +117,10 @@ function routerCpuFigure([direct, via]: Pair): FigureResult {
   };
 }
 
-/**
- * Writes a map with one shard `a` at `endpoint`, the default shard. A crashed run may
- * have left a map (and tasks: the shard's prefix starts with the control prefix), so
- * every key under the prefix goes first.
- */
-async function writeShardMap(ctx: ScenarioContext, endpoint: string): Promise<void> {
-  const admin = ctx.server.client();
-  admin.on("error", () => undefined);
-  await deleteKeys(admin, `${CONTROL_PREFIX}*`).finally(() => admin.disconnect());
-  const source = new RedisMapSource({ url: ctx.server.url, prefix: CONTROL_PREFIX });
-  await source
-    .compareAndSet(
-      0,
-      {
-        shards: { a: { endpoint, state: "active" } },
-        defaultShard: "a",
-        commands: {},
-        tenants: {},
-        migrations: [],
-      },
-      { actor: "bench", action: "Bootstrap", summary: "shard a; default a" },
-    )
-    .finally(() => source.close());
-}
-
 async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   const shardAddress = `127.0.0.1:${await freePort()}`;
   const routerAddress = `127.0.0.1:${await freePort()}`;
-  await writeShardMap(ctx, shardAddress);
+  await writeShardMap(ctx, CONTROL_PREFIX, { a: shardAddress });
   const started: ServiceProcess[] = [];
   const rigs: Rig[] = [];
   try {
@@ -228,9 +196,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   } finally {
     for (const r of rigs) r.close();
     for (const p of started.reverse()) await p.stop();
-    const admin = ctx.server.client();
-    admin.on("error", () => undefined);
-    await deleteKeys(admin, `${CONTROL_PREFIX}*`).finally(() => admin.disconnect());
+    await deleteUnder(ctx, CONTROL_PREFIX);
   }
 }
 
