@@ -246,6 +246,22 @@ describe("codeq against a local cluster", () => {
     expect(unreachable.stdout).toBe("");
   }, 120_000);
 
+  test("shard add and shard remove change the map; refusals exit 2", async () => {
+    const added = await codeq(["shard", "add", "z", "127.0.0.1:9", "--draining"]);
+    expect(added.code).toBe(0);
+    expect(added.stdout).toMatch(/^shard z \(127\.0\.0\.1:9\) added; map version \d+/);
+    const again = await codeq(["shard", "add", "z", "127.0.0.1:9"]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^ALREADY_EXISTS: /);
+    const map = JSON.parse((await codeq(["map", "--json"])).stdout);
+    expect(JSON.stringify(map)).toContain('"z"');
+    // z cannot be asked whether it is empty (nothing listens there): refused
+    const refused = await codeq(["shard", "remove", "z"]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^FAILED_PRECONDITION: /);
+    expect((await codeq(["shard", "remove", "a"])).code).toBe(2); // the default shard
+  }, 120_000);
+
   test("--help documents the commands, development identity and the exit codes", async () => {
     const r = await codeq(["--help"]);
     expect(r.code).toBe(0);

@@ -5,6 +5,7 @@ import { dlqListCommand, dlqPurgeCommand, dlqRedriveCommand } from "./dlq";
 import { enqueueCommand } from "./enqueue";
 import { mapCommand } from "./map";
 import { migrationsCommand } from "./migrations";
+import { shardAddCommand, shardRemoveCommand } from "./shard-admin";
 import { shardsCommand } from "./shards";
 import { statsCommand } from "./stats";
 import { tailCommand } from "./tail";
@@ -16,6 +17,8 @@ export const COMMANDS: readonly Command[] = [
   assignCommand,
   migrationsCommand,
   abortCommand,
+  shardAddCommand,
+  shardRemoveCommand,
   statsCommand,
   dlqListCommand,
   dlqRedriveCommand,
