@@ -4,6 +4,7 @@ import { ServerReflection, ServerReflectionService } from "nice-grpc-server-refl
 import { loadDescriptorSet } from "@codeq/proto";
 import type { Logger } from "./logger";
 import { Lifecycle } from "./lifecycle";
+import { boundedErrors } from "./bounded-errors";
 import { serverCredentials, type ServerTls } from "./tls";
 
 export interface GrpcServiceOptions {
@@ -45,7 +46,8 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
     // a bigger message is refused (RESOURCE_EXHAUSTED) before it is parsed
     "grpc.max_receive_message_length": options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
   });
-  for (const mw of options.middleware ?? []) server = server.use(mw) as unknown as Server;
+  for (const mw of [boundedErrors(), ...(options.middleware ?? [])])
+    server = server.use(mw) as unknown as Server;
   const names = options.register(server);
   server.add(HealthDefinition, HealthServiceImpl(health));
   server.add(

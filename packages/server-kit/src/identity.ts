@@ -101,14 +101,16 @@ export function statedIdentity(metadata: Metadata, by: "router" | "dev"): Identi
     throw unauthenticated(`missing ${IDENTITY_HEADERS.tenant} metadata (${by} identity)`);
   if (!NAME.test(tenant))
     throw unauthenticated(`${IDENTITY_HEADERS.tenant} must match ${NAME.source}`);
-  const stated = metadata.get(IDENTITY_HEADERS.roles);
+  const statedRoles = metadata.get(IDENTITY_HEADERS.roles);
   const roles = new Set<Role>();
-  for (const role of stated ? stated.split(",").map((r) => r.trim()) : DEFAULT_ROLES) {
+  for (const role of statedRoles ? statedRoles.split(",").map((r) => r.trim()) : DEFAULT_ROLES) {
     if (!ROLES.has(role as Role))
       throw unauthenticated(`unknown role in ${IDENTITY_HEADERS.roles}: ${role.slice(0, 40)}`);
     roles.add(role as Role);
   }
-  const principal = metadata.get(IDENTITY_HEADERS.principal) || `${by}:${tenant}`;
+  // a principal travels percent-encoded: a credential's subject may be any text
+  const stated = metadata.get(IDENTITY_HEADERS.principal);
+  const principal = (stated && decodeOrRaw(stated)) || `${by}:${tenant}`;
   const commandList = metadata.get(IDENTITY_HEADERS.commands);
   const commands = commandList ? commandList.split(",").filter((c) => NAME.test(c)) : undefined;
   return { tenant, principal, roles, ...(commands ? { commands } : {}) };
@@ -119,7 +121,7 @@ export function identityMetadata(identity: Identity, routerSecret?: string): Met
   const m = new Metadata({
     [IDENTITY_HEADERS.tenant]: identity.tenant,
     [IDENTITY_HEADERS.roles]: [...identity.roles].join(","),
-    [IDENTITY_HEADERS.principal]: identity.principal,
+    [IDENTITY_HEADERS.principal]: encodeURIComponent(identity.principal.slice(0, 512)),
   });
   if (identity.commands) m.set(IDENTITY_HEADERS.commands, identity.commands.join(","));
   if (routerSecret !== undefined) m.set(IDENTITY_HEADERS.routerSecret, routerSecret);
@@ -139,4 +141,12 @@ export function servesAllTenants(identity: Identity, command: string): boolean {
     identity.roles.has("cross-tenant-worker") &&
     (identity.commands === undefined || identity.commands.includes(command))
   );
+}
+
+function decodeOrRaw(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
 }

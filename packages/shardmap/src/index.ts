@@ -17,6 +17,7 @@ export {
   auditKey,
   changedChannel,
   isUnfinished,
+  entry,
   drainingSide,
   fillingSide,
   type ShardMap,

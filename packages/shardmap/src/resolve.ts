@@ -11,6 +11,7 @@
 import { tenantKey } from "./names";
 import {
   drainingSide,
+  entry,
   fillingSide,
   isUnfinished,
   type Migration,
@@ -34,9 +35,9 @@ export function resolveCurrent(
   command: string,
   tenant: string,
 ): { shard: string; by: ResolvedBy } {
-  const override = map.tenants[tenantKey(command, tenant)];
+  const override = entry(map.tenants, tenantKey(command, tenant));
   if (override !== undefined) return { shard: override, by: "tenant" };
-  const mapped = map.commands[command];
+  const mapped = entry(map.commands, command);
   if (mapped !== undefined) return { shard: mapped, by: "command" };
   return { shard: map.defaultShard, by: "default" };
 }
@@ -49,7 +50,7 @@ export function applicableMigrations(
 ): Migration[] {
   const migrations = map.migrations ?? [];
   if (migrations.length === 0) return [];
-  const overridden = map.tenants[tenantKey(command, tenant)] !== undefined;
+  const overridden = entry(map.tenants, tenantKey(command, tenant)) !== undefined;
   return migrations.filter(
     (m) =>
       isUnfinished(m) &&
@@ -64,7 +65,7 @@ export function resolveQueue(map: RoutingTable, command: string, tenant: string)
   const migrations = applicableMigrations(map, command, tenant);
   if (migrations.length === 0) return { currentShard: shard, queueShards: [shard], by, migrations };
   const drained = migrations.map(drainingSide);
-  const isDraining = (id: string) => map.shards[id]?.state === "draining";
+  const isDraining = (id: string) => entry(map.shards, id)?.state === "draining";
   const ordered = [
     ...drained.filter(isDraining),
     ...drained.filter((id) => !isDraining(id)),
@@ -98,7 +99,7 @@ export function commandShardsOf(map: RoutingTable, command: string): string[] {
   const ordered = [
     ...migrations.map(drainingSide),
     ...migrations.map(fillingSide),
-    map.commands[command] ?? map.defaultShard,
+    entry(map.commands, command) ?? map.defaultShard,
     ...overrides,
   ];
   return [...new Set(ordered)];

@@ -111,3 +111,11 @@ export function migrationQueue(migration: Pick<Migration, "command" | "tenant">)
     ? migration.command
     : `${migration.command}/${migration.tenant}`;
 }
+
+/**
+ * A map table's entry for `key`, own properties only: a name such as `__proto__` or
+ * `constructor` is an ordinary (absent) key, never the object prototype.
+ */
+export function entry<T>(table: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}

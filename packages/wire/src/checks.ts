@@ -1,4 +1,4 @@
-import type { EnqueueResult, ExtendItem, NackItem } from "@codeq/proto";
+import type { AckItem, EnqueueResult, ExtendItem, NackItem } from "@codeq/proto";
 
 /** Longest nack delay, ms (one day). */
 export const MAX_NACK_DELAY_MS = 86_400_000;
@@ -6,6 +6,18 @@ export const MAX_NACK_DELAY_MS = 86_400_000;
 export const MAX_NACK_ERROR_BYTES = 4096;
 /** Lease durations a caller may ask for, ms. */
 export const LEASE_MS_RANGE = { min: 1000, max: 43_200_000 } as const;
+
+/** Largest task result an ack may carry, bytes (the payload cap's default). */
+export const MAX_RESULT_BYTES = 1024 * 1024;
+
+/** What is wrong with a batch of acks, or undefined. */
+export function ackProblem(items: readonly AckItem[]): string | undefined {
+  for (const [i, item] of items.entries()) {
+    if (item.result.length > MAX_RESULT_BYTES)
+      return `items[${i}].result must be at most ${MAX_RESULT_BYTES} bytes, got ${item.result.length}`;
+  }
+  return undefined;
+}
 
 /**
  * What is wrong with a batch of nacks, or undefined. Shared by the shard worker

@@ -13,6 +13,8 @@ export {
 } from "./wire";
 export {
   nackProblem,
+  ackProblem,
+  MAX_RESULT_BYTES,
   failedEnqueueResults,
   extendProblem,
   MAX_NACK_DELAY_MS,

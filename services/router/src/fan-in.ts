@@ -8,7 +8,7 @@ import {
   type Subscription,
 } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
-import { extendProblem, nackProblem } from "@codeq/wire";
+import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
 import { countField, embedded, passThrough, type Raw } from "./passthrough";
 import { asServerError } from "./fan-out";
@@ -210,7 +210,7 @@ export class FanInSession {
         Status.INVALID_ARGUMENT,
         `at most ${MAX_BATCH} acks, nacks and extends per message`,
       );
-    const problem = nackProblem(req.nacks) ?? extendProblem(req.extends);
+    const problem = ackProblem(req.acks) ?? nackProblem(req.nacks) ?? extendProblem(req.extends);
     if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
     void this.settle(req);
   }

@@ -15,6 +15,7 @@ import {
 import {
   currentShardOf,
   draftOf,
+  entry,
   isEndpoint,
   isUnfinished,
   isVersionConflict,
@@ -34,6 +35,14 @@ import type { Routing } from "./routing";
 
 const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
 const precondition = (message: string) => new ServerError(Status.FAILED_PRECONDITION, message);
+
+/** Migration ids as the router issues them (checked before any lookup or message uses one). */
+const MIGRATION_ID = /^[A-Za-z0-9_.-]{1,128}$/;
+
+function checkId(field: string, value: string, pattern: RegExp): void {
+  if (!value) throw invalid(`${field} is required`);
+  if (!pattern.test(value)) throw invalid(`${field} must match ${pattern.source}`);
+}
 
 function checkName(field: string, value: string): void {
   if (!NAME_PATTERN.test(value)) throw invalid(`${field} must match ${NAME_PATTERN.source}`);
@@ -119,7 +128,7 @@ export class MapOperations {
     if (!req.command) throw invalid("command is required");
     checkName("command", req.command);
     if (req.tenant) checkName("tenant", req.tenant);
-    if (!req.shard) throw invalid("shard is required");
+    checkId("shard", req.shard, SHARD_ID_PATTERN);
     const map = await this.freshMap();
     const from = this.owner(map, req.command, req.tenant);
     this.checkAssignable(map, req, from);
@@ -172,11 +181,11 @@ export class MapOperations {
   private owner(map: ShardMap, command: string, tenant: string): string {
     return tenant
       ? currentShardOf(map, command, tenant)
-      : (map.commands[command] ?? map.defaultShard);
+      : (entry(map.commands, command) ?? map.defaultShard);
   }
 
   private checkAssignable(map: ShardMap, req: AssignCommandRequest, from: string): void {
-    const target = map.shards[req.shard];
+    const target = entry(map.shards, req.shard);
     if (!target) throw new ServerError(Status.NOT_FOUND, `no shard ${req.shard} in the shard map`);
     if (from === req.shard) return;
     if (target.state !== "active")
@@ -217,7 +226,7 @@ export class MapOperations {
         for (const q of page.queues) {
           const moves = req.tenant
             ? q.tenant === req.tenant
-            : map.tenants[tenantKey(req.command, q.tenant)] === undefined;
+            : entry(map.tenants, tenantKey(req.command, q.tenant)) === undefined;
           if (!moves || !q.counts) continue;
           tenants.push(q.tenant);
           counts.ready += q.counts.ready;
@@ -241,7 +250,7 @@ export class MapOperations {
   }
 
   async migration(id: string): Promise<WireMigration> {
-    if (!id) throw invalid("id is required");
+    checkId("id", id, MIGRATION_ID);
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = map.migrations.find((m) => m.id === id);
     if (live) return migrationToWire(live, await this.store.progress(id).catch(() => undefined));
@@ -270,7 +279,7 @@ export class MapOperations {
   }
 
   async abort(id: string, actor: string): Promise<WireMigration> {
-    if (!id) throw invalid("id is required");
+    checkId("id", id, MIGRATION_ID);
     const map = await this.freshMap();
     const m = map.migrations.find((x) => x.id === id);
     if (!m) {
@@ -313,7 +322,7 @@ export class MapOperations {
       "RegisterShard",
       `shard ${shard.id} at ${shard.endpoint} (${state})`,
       (current) => {
-        if (current.shards[shard.id])
+        if (entry(current.shards, shard.id))
           throw new ServerError(Status.ALREADY_EXISTS, `shard ${shard.id} is already in the map`);
         const draft = draftOf(current);
         return {
@@ -326,7 +335,7 @@ export class MapOperations {
   }
 
   async removeShard(id: string, actor: string): Promise<number> {
-    if (!id) throw invalid("id is required");
+    checkId("id", id, SHARD_ID_PATTERN);
     const map = await this.freshMap();
     this.checkRemovable(map, id);
     const conn = this.routing.pool.has(id) ? this.routing.pool.get(id) : undefined;
@@ -351,7 +360,8 @@ export class MapOperations {
   }
 
   private checkRemovable(map: ShardMap, id: string): void {
-    if (!map.shards[id]) throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
+    if (!entry(map.shards, id))
+      throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
     if (map.defaultShard === id)
       throw precondition(`shard ${id} is the default shard; make another the default first`);
     const command = Object.entries(map.commands).find(([, s]) => s === id);

@@ -1,5 +1,11 @@
-import type { MethodDefinition, ServiceDefinition } from "nice-grpc";
-import { QueueServiceDefinition } from "@codeq/proto";
+import {
+  ServerError,
+  Status,
+  type MethodDefinition,
+  type ServerMiddleware,
+  type ServiceDefinition,
+} from "nice-grpc";
+import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
 
 /**
  * Messages pass through the router as bytes wherever it does not change them.
@@ -40,14 +46,56 @@ type TsProtoMethods = (typeof QueueServiceDefinition)["methods"];
 type Msg<M, K extends "requestType" | "responseType"> =
   M extends Record<K, MessageType<infer T>> ? T : never;
 
+/**
+ * A request that could not be decoded (not protobuf, or a 64-bit number beyond what
+ * a JavaScript number holds). The router answers it INVALID_ARGUMENT (see
+ * `rejectBadRequests`) instead of gRPC's INTERNAL "Error deserializing request".
+ */
+export class BadRequest {
+  constructor(readonly reason: string) {}
+
+  error(): ServerError {
+    return new ServerError(
+      Status.INVALID_ARGUMENT,
+      `the request is not a valid message of this method: ${this.reason.slice(0, 200)}`,
+    );
+  }
+}
+
+function safeDecode(type: MessageType<unknown>, bytes: Uint8Array): unknown {
+  try {
+    return type.decode(bytes);
+  } catch (err) {
+    return new BadRequest(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** Server middleware answering undecodable requests (unary or in a stream) INVALID_ARGUMENT. */
+export function rejectBadRequests(): ServerMiddleware {
+  return async function* (call, context) {
+    if (call.method.requestStream) {
+      const source = call.request as AsyncIterable<unknown>;
+      const checked = (async function* () {
+        for await (const message of source) {
+          if (message instanceof BadRequest) throw message.error();
+          yield message;
+        }
+      })();
+      return yield* call.next(checked as typeof call.request, context);
+    }
+    if (call.request instanceof BadRequest) throw call.request.error();
+    return yield* call.next(call.request, context);
+  };
+}
+
 /** How the router's own server reads requests and writes answers (Raw answers as their bytes). */
-export const routerQueueService = mapMethods((method) => {
+export const routerQueueService = mapMethods(QueueServiceDefinition, (method) => {
   const req = method.requestType as MessageType<unknown>;
   const res = method.responseType as MessageType<unknown>;
   return {
     requestDeserialize: (bytes: Uint8Array) => {
-      const value = req.decode(bytes) as object;
-      received.set(value, bytes);
+      const value = safeDecode(req, bytes);
+      if (!(value instanceof BadRequest)) received.set(value as object, bytes);
       return value;
     },
     requestSerialize: (value: unknown) => req.encode(req.fromPartial(value)).finish(),
@@ -58,7 +106,7 @@ export const routerQueueService = mapMethods((method) => {
 });
 
 /** How the router's clients of shard workers write requests (a received one as its bytes) and read answers (Raw). */
-export const shardQueueService = mapMethods((method) => {
+export const shardQueueService = mapMethods(QueueServiceDefinition, (method) => {
   const req = method.requestType as MessageType<unknown>;
   const res = method.responseType as MessageType<unknown>;
   return {
@@ -90,18 +138,47 @@ export function passThrough<T>(raw: Raw<T>): T {
   return raw as unknown as T;
 }
 
+/** The router's AdminService: the generated codecs, with undecodable requests answered INVALID_ARGUMENT. */
+export const routerAdminService = mapMethods(AdminServiceDefinition, (method) => {
+  const req = method.requestType as MessageType<unknown>;
+  const res = method.responseType as MessageType<unknown>;
+  return {
+    requestDeserialize: (bytes: Uint8Array) => safeDecode(req, bytes),
+    requestSerialize: (value: unknown) => req.encode(req.fromPartial(value)).finish(),
+    responseSerialize: (value: unknown) => res.encode(res.fromPartial(value)).finish(),
+    responseDeserialize: (bytes: Uint8Array) => res.decode(bytes),
+  };
+});
+
+interface TsProtoService {
+  readonly fullName: string;
+  readonly methods: Record<
+    string,
+    {
+      readonly name: string;
+      readonly requestType: unknown;
+      readonly responseType: unknown;
+      readonly requestStream: boolean;
+      readonly responseStream: boolean;
+    }
+  >;
+}
+
+type TsProtoMethod = TsProtoService["methods"][string];
+
 function mapMethods(
+  definition: TsProtoService,
   codec: (
-    method: TsProtoMethods[keyof TsProtoMethods],
+    method: TsProtoMethod,
   ) => Pick<
     MethodDefinition<unknown, unknown, unknown, unknown>,
     "requestSerialize" | "requestDeserialize" | "responseSerialize" | "responseDeserialize"
   >,
 ): ServiceDefinition {
   const out: ServiceDefinition = {};
-  for (const [key, method] of Object.entries(QueueServiceDefinition.methods)) {
+  for (const [key, method] of Object.entries(definition.methods)) {
     out[key] = {
-      path: `/${QueueServiceDefinition.fullName}/${method.name}`,
+      path: `/${definition.fullName}/${method.name}`,
       requestStream: method.requestStream,
       responseStream: method.responseStream,
       options: {},

@@ -1,5 +1,5 @@
 import { ServerError, Status, type CallContext } from "nice-grpc";
-import { leaseTokenShard } from "@codeq/engine";
+import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
 import type {
   AckItem,
   ExtendItem,
@@ -13,8 +13,8 @@ import type {
   QueueServiceImplementation,
   Task,
 } from "@codeq/proto";
-import { answerConcurrently, type Lifecycle } from "@codeq/server-kit";
-import { extendProblem, failedEnqueueResults, nackProblem } from "@codeq/wire";
+import { answerConcurrently, requireRole, type Lifecycle } from "@codeq/server-kit";
+import { ackProblem, extendProblem, failedEnqueueResults, nackProblem } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
@@ -31,6 +31,16 @@ const CALLER_CODES = new Set([
   Status.UNAUTHENTICATED,
   Status.RESOURCE_EXHAUSTED,
 ]);
+
+/** Longest unary Lease wait, ms (the shard workers' maximum). */
+const MAX_LEASE_WAIT_MS = 30_000;
+
+function checkCommand(command: string): void {
+  if (!NAME_PATTERN.test(command))
+    throw invalid(
+      `command must match ${NAME_PATTERN.source} (letters, digits, '_', '.', '-'; 1 to 128)`,
+    );
+}
 
 function checkItems(n: number): void {
   if (n < 1) throw invalid("items: at least one item is required");
@@ -235,6 +245,9 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       if (req.commands.length === 0) throw invalid("commands: at least one command is required");
       const max = req.maxTasks || 1;
       if (max > MAX_BATCH) throw invalid(`max_tasks must be at most ${MAX_BATCH}, got ${max}`);
+      // checked here too: the router's own deadline is built on it
+      if (req.waitMs > MAX_LEASE_WAIT_MS)
+        throw invalid(`wait_ms must be at most ${MAX_LEASE_WAIT_MS}, got ${req.waitMs}`);
       const bucket = routing.limits.lease(ctx, f.identity.tenant, max);
       const shards = routing.leaseShards(req.commands, f.identity.tenant, req.allTenants);
       // every shard gets a share of max_tasks, so the answer never holds more
@@ -272,6 +285,8 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     async ack(req, ctx) {
       const f = await routing.forward(ctx);
       checkItems(req.items.length);
+      const problem = ackProblem(req.items);
+      if (problem) throw invalid(problem);
       const one = soleShard(routing, req.items);
       if (one)
         return whole(
@@ -355,8 +370,12 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
 
     async listDead(req, ctx) {
       const f = await routing.forward(ctx);
-      const shards = queueShards(f, req.command);
+      // answered here before any shard is asked (a page token may skip them all)
+      requireRole(f.identity, "admin", "ListDead");
+      checkCommand(req.command);
       const size = req.pageSize || 100;
+      if (size > 1000) throw invalid(`page_size must be at most 1000, got ${req.pageSize}`);
+      const shards = queueShards(f, req.command);
       let { shard, cursor } = decodeDeadToken(req.pageToken);
       const tasks: Task[] = [];
       const unavailableShards: string[] = [];

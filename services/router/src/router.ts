@@ -17,7 +17,7 @@ import { MapCache, MigrationStore, RedisMapSource } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import { authConfigOf, type RouterConfig } from "./config";
 import { RouterMetrics } from "./metrics";
-import { routerQueueService } from "./passthrough";
+import { rejectBadRequests, routerAdminService, routerQueueService } from "./passthrough";
 import { queueRouter } from "./queue-router";
 import { Routing } from "./routing";
 import { ShardPool } from "./shard-pool";
@@ -141,14 +141,17 @@ export async function startRouter(
     tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsClientCaFile),
     logger,
     lifecycle,
-    middleware: [metrics.rpc.middleware()],
+    middleware: [metrics.rpc.middleware(), rejectBadRequests()],
     register(server) {
       // the same service, with answers passed through as the shards' bytes
       server.add(
         routerQueueService as unknown as typeof QueueServiceDefinition,
         queueRouter(routing, lifecycle),
       );
-      server.add(AdminServiceDefinition, adminRouter(routing, source, migrations));
+      server.add(
+        routerAdminService as unknown as typeof AdminServiceDefinition,
+        adminRouter(routing, source, migrations),
+      );
       return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
     },
   });

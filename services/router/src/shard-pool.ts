@@ -180,7 +180,7 @@ export class ShardPool {
       this.conns.set(id, new ShardConn(id, info.endpoint, this.config, this.logger, this.secret));
     }
     for (const [id, conn] of this.conns) {
-      if (!(id in map.shards)) {
+      if (!Object.hasOwn(map.shards, id)) {
         this.conns.delete(id);
         this.retire(conn);
       }

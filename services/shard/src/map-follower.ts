@@ -1,4 +1,4 @@
-import { MapCache, RedisMapSource, type ShardMap } from "@codeq/shardmap";
+import { entry, MapCache, RedisMapSource, type ShardMap } from "@codeq/shardmap";
 import type { Logger } from "@codeq/server-kit";
 import type { ShardConfig } from "./config";
 import { ShardFence } from "./fence";
@@ -40,7 +40,7 @@ export async function followShardMap(config: ShardConfig, logger: Logger): Promi
       },
       previous ? "shard map changed" : "shard map loaded",
     );
-    if (!map.shards[config.id])
+    if (!entry(map.shards, config.id))
       logger.warn(
         { version: map.version, shard: config.id },
         "the shard map does not name this shard: it owns no queue and refuses every enqueue",

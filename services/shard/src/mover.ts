@@ -11,6 +11,7 @@ import {
 import {
   drainingSide,
   emptyCounts,
+  entry,
   fillingSide,
   isUnfinished,
   updateMap,
@@ -160,7 +161,7 @@ export class Mover {
     if (m.tenant !== undefined) return [{ command: m.command, tenant: m.tenant }];
     const all = await this.engine.queues(m.command);
     // tenants with an override of their own are routed elsewhere: not part of this move
-    return all.filter((q) => map.tenants[`${q.command}/${q.tenant}`] === undefined);
+    return all.filter((q) => entry(map.tenants, `${q.command}/${q.tenant}`) === undefined);
   }
 
   private async restore(map: ShardMap, m: Migration): Promise<void> {
@@ -175,7 +176,7 @@ export class Mover {
 
   private async drain(map: ShardMap, m: Migration): Promise<void> {
     const target = fillingSide(m);
-    const endpoint = map.shards[target]?.endpoint;
+    const endpoint = entry(map.shards, target)?.endpoint;
     if (!endpoint) throw new Error(`shard ${target} is not in the map`);
     const client = this.client(endpoint);
     const moved = await this.movedSoFar(m);

@@ -24,7 +24,7 @@ import { requireRole, servesAllTenants, type Identity } from "@codeq/server-kit"
 import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
 import { invalid, toServerError } from "./status";
-import { extendProblem, nackProblem, specFromWire, stateToWire } from "@codeq/wire";
+import { ackProblem, extendProblem, nackProblem, specFromWire, stateToWire } from "@codeq/wire";
 
 /** What one lease asks for, validated. */
 export interface LeaseAsk {
@@ -195,6 +195,8 @@ export class QueueCore {
    * forged) is NOT_FOUND, so it tells the caller nothing.
    */
   async ack(identity: Identity, items: readonly AckItem[]): Promise<ItemStatus[]> {
+    const problem = ackProblem(items);
+    if (problem) throw invalid(problem);
     return this.settle(identity, items, (own) =>
       this.metrics.time("ack", () =>
         this.engine.ack(

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { ServerError, Status, type CallContext } from "nice-grpc";
 import { TASK_ID_PATTERN, type QueueRef } from "@codeq/engine";
 import type { QueueServiceImplementation } from "@codeq/proto";
@@ -154,8 +155,9 @@ export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServic
       let remaining = 0;
       const notFound: string[] = [];
       const ids = req.taskIds;
-      // at most `rate` per second: chunks of `rate`, a second apart
-      for (let done = 0; done < (ids.length || max);) {
+      // at most `rate` per second: after each chunk, wait as long as its redrives take
+      // at that rate (nothing redriven, no wait); stop when the caller goes away
+      for (let done = 0; done < (ids.length || max) && !ctx.signal.aborted;) {
         const chunk = Math.min(rate, (ids.length || max) - done);
         const out = await asServerErrors(() =>
           engine.redrive(queue, chunk, ids.length ? ids.slice(done, done + chunk) : undefined),
@@ -166,7 +168,10 @@ export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServic
         if (out.count > 0) notifier.notify(queue, out.count);
         done += chunk;
         if (ids.length === 0 && out.count < chunk) break;
-        if (done < (ids.length || max)) await new Promise((r) => setTimeout(r, 1000));
+        if (out.count > 0 && done < (ids.length || max))
+          await sleep((1000 * out.count) / rate, undefined, { signal: ctx.signal }).catch(
+            () => undefined,
+          );
       }
       return { redriven, remaining, notFound };
     },
