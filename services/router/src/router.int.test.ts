@@ -343,8 +343,12 @@ describe("LeaseStream through the router", () => {
           { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
         ],
       }));
+      await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
       await produce(20);
+      // a's tasks must be out before a leaves the queue's shards (no mover runs here)
+      await within(5_000, () => acked.size === sent);
       await rc.change((m) => ({ ...m, migrations: [] }));
+      await within(2_000, () => rc.router.routing.map.migrations.length === 0);
       await produce(20);
       await within(5_000, () => acked.size === sent);
       expect(s.failure).toBeUndefined();
@@ -382,6 +386,8 @@ describe("LeaseStream through the router", () => {
         { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
       ],
     }));
+    // the router routes X to b before the enqueue (else it would still go to a)
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
     await rc.client("t1").enqueue({ command: "X", payload: payload("on b") });
     // a is idle and over its share: its stream is recycled and b gets a credit
     await within(4_000, () => s.tasks().length === 1);
