@@ -31,6 +31,15 @@ const TASKS_FIELD = 2;
 const EMPTY = new Uint8Array(0);
 /** A shard stream is recycled (to take back its credits) no sooner than this after opening. */
 const RECYCLE_MIN_AGE_MS = 1_000;
+/** A shard stream holding credits that has pushed nothing for this long has nothing to deliver. */
+const IDLE_MS = 1_000;
+/**
+ * Credits an idle shard stream keeps while another shard of the client's stream is busy:
+ * enough to deliver at once when tasks appear there (it is then busy again and gets more).
+ */
+const IDLE_CREDITS = 10;
+/** While a shard stream is starved, credits are looked at again this often. */
+const RECHECK_MS = 250;
 
 /** A LeaseStream message with only the fields that matter set. */
 type RequestParts = Parameters<typeof LeaseStreamRequest.fromPartial>[0];
@@ -47,6 +56,10 @@ class Leg {
   wanted = true;
   closed = false;
   readonly openedAt = Date.now();
+  /** When the shard last pushed tasks on this stream (at first, when it opened). */
+  lastPushAt = this.openedAt;
+  /** Reopened because it was idle: idle until it pushes, even before it holds credits again. */
+  wasIdle = false;
   private readonly pending = new Map<
     number,
     { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }
@@ -59,6 +72,11 @@ class Leg {
 
   send(req: RequestParts): void {
     this.requests.push(LeaseStreamRequest.fromPartial(req));
+  }
+
+  /** Holds credits, yet the shard has pushed nothing for a while: its queues are empty. */
+  idle(now: number): boolean {
+    return (this.granted > 0 || this.wasIdle) && now - this.lastPushAt >= IDLE_MS;
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
@@ -94,10 +112,14 @@ class Leg {
  * from one LeaseStream per shard that may hold the subscribed queues (drained
  * shards first), following map changes live.
  *
- * Credits: the client's outstanding credits are split over the wanted shards; a
- * shard never holds more than its share of what the client granted, so the client
- * never has more tasks in flight than it asked for. Credits cannot be taken back
- * from a shard, so a new shard's share grows as the client returns credits.
+ * Credits: the client's outstanding credits are split over the wanted shards, by
+ * demand: a shard whose stream has pushed nothing for a while keeps a few (to deliver
+ * at once when tasks appear) and the busy shards share the rest; the holders never
+ * have more than the client granted, so the client never has more tasks in flight
+ * than it asked for. During a move the source soon has nothing ready, and the target
+ * gets nearly all the credits. Credits cannot be taken back from a shard, so a
+ * shard's share grows as the client returns credits, and an idle stream holding too
+ * many is recycled (see `rebalance`).
  *
  * Settlements: acks, nacks and extends go to the shard their token names, on that
  * shard's stream while it is open (the shard then stops tracking the lease), by a
@@ -124,6 +146,8 @@ export class FanInSession {
   private unwatch: (() => void) | undefined;
   /** A rebalance is scheduled for when the lease rate limit has tokens again. */
   private throttleWait = false;
+  /** A rebalance is scheduled because a shard stream is starved. */
+  private recheckWait = false;
 
   constructor(
     private readonly routing: Routing,
@@ -233,15 +257,15 @@ export class FanInSession {
     this.rebalance();
   }
 
-  private open(shard: string): void {
-    if (this.ended.signal.aborted || this.legs.has(shard)) return;
+  private open(shard: string): Leg | undefined {
+    if (this.ended.signal.aborted || this.legs.has(shard)) return undefined;
     let conn: ShardConn;
     try {
       conn = this.routing.pool.get(shard);
       conn.admit();
     } catch {
       this.reopenLater(shard);
-      return;
+      return undefined;
     }
     const leg = new Leg(conn, () => ++this.requestIds);
     this.legs.set(shard, leg);
@@ -259,16 +283,22 @@ export class FanInSession {
       }
       this.onClosed(leg, failure);
     })();
+    return leg;
   }
 
   private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
     // pushed tasks go on as the shard's bytes, counted but never decoded here
     const pushed = countField(embedded(raw.bytes, TASKS_FIELD) ?? EMPTY, 1);
     if (pushed > 0) {
+      const now = Date.now();
+      const wasIdle = leg.idle(now);
+      leg.lastPushAt = now;
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
       leg.inflight += pushed;
       this.out.push(passThrough(raw));
+      // busy again: its share grows from the credits no shard holds
+      if (wasIdle) this.rebalance();
       return;
     }
     const res = raw.value;
@@ -328,12 +358,10 @@ export class FanInSession {
 
   /**
    * Gives the credits no shard holds to the wanted shards furthest below their
-   * share: the client's outstanding credits split evenly over every wanted shard,
-   * drained shards first, whether or not its stream is open right now (a shard
-   * that is down keeps its share for when it returns). Credits cannot be taken
-   * back from a shard, so when a wanted shard is starved while another holds more
-   * than its share and has nothing in flight, that idle stream is recycled: closed
-   * (it holds no lease, so nothing is released) and opened again with its share.
+   * share, drained shards first (`shares`). Credits cannot be taken back from a
+   * shard, so when a wanted shard is starved while another holds more than its
+   * share and has nothing in flight, that idle stream is recycled: closed (it holds
+   * no lease, so nothing is released) and opened again with its share.
    */
   private rebalance(): void {
     const n = this.wanted.length;
@@ -341,9 +369,8 @@ export class FanInSession {
     let held = 0;
     for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
     let free = this.outstanding - held;
-    const base = Math.floor(this.outstanding / n);
-    const extra = this.outstanding % n;
-    const share = (i: number) => base + (i < extra ? 1 : 0);
+    const shares = this.shares();
+    const share = (i: number) => shares[i]!;
     let starved = false;
     let throttled = false;
     const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
@@ -373,6 +400,38 @@ export class FanInSession {
       });
     }
     if (starved && !throttled) this.recycleIdle(share);
+    if (starved && !this.recheckWait) {
+      // an idle stream may become recyclable, or a busy one idle, with no message to say so
+      this.recheckWait = true;
+      this.later(RECHECK_MS, () => {
+        this.recheckWait = false;
+        this.rebalance();
+      });
+    }
+  }
+
+  /**
+   * Each wanted shard's share of the client's outstanding credits. With one shard,
+   * all of them. With several, a shard that is idle (its stream holds credits and has
+   * pushed nothing for IDLE_MS) or has no open stream keeps at most IDLE_CREDITS, and
+   * the busy shards split the rest evenly; when none is busy, each keeps the idle
+   * allowance and the rest waits here for the first shard that pushes.
+   */
+  private shares(): number[] {
+    const n = this.wanted.length;
+    const even = (total: number, parts: number, i: number) =>
+      Math.floor(total / parts) + (i < total % parts ? 1 : 0);
+    if (n === 1) return [this.outstanding];
+    const now = Date.now();
+    const idle = this.wanted.map((id) => {
+      const leg = this.legs.get(id);
+      return !leg || leg.closed || leg.idle(now);
+    });
+    const allowance = Math.min(IDLE_CREDITS, Math.floor(this.outstanding / n));
+    const busy = idle.filter((x) => !x).length;
+    const rest = this.outstanding - (n - busy) * allowance;
+    let b = 0;
+    return idle.map((isIdle) => (isIdle ? allowance : even(rest, busy, b++)));
   }
 
   /** Reopens idle streams holding more than their share (at most once a second each). */
@@ -383,14 +442,16 @@ export class FanInSession {
       const i = this.wanted.indexOf(leg.conn.id);
       const over = i < 0 ? leg.granted > 0 : leg.granted > share(i);
       if (!over || leg.inflight > 0 || leg.closed) continue;
-      const age = now - leg.openedAt;
-      if (age < RECYCLE_MIN_AGE_MS) {
-        this.later(RECYCLE_MIN_AGE_MS - age, () => this.rebalance());
-        continue;
-      }
+      // a young stream waits (the recheck in `rebalance` comes back to it)
+      if (now - leg.openedAt < RECYCLE_MIN_AGE_MS) continue;
       leg.close("recycled to hand its credits to another shard");
       this.legs.delete(leg.conn.id);
-      if (i >= 0) this.open(leg.conn.id);
+      const again = i >= 0 ? this.open(leg.conn.id) : undefined;
+      if (again && leg.idle(now)) {
+        // the same shard, still with nothing to push: it stays idle on its new stream
+        again.lastPushAt = leg.lastPushAt;
+        again.wasIdle = true;
+      }
       recycled = true;
     }
     // the recycled streams hold nothing now: share their credits out

@@ -396,6 +396,31 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("credits follow demand: a shard with nothing to push keeps only a few", async () => {
+    // X moves a → b: the stream reads both, but only b gets new tasks
+    await rc.change((m) => ({
+      ...m,
+      commands: { ...m.commands, X: "b" },
+      migrations: [
+        { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
+      ],
+    }));
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"], maxBatch: 100 }, credits: 100 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    await new Promise((r) => setTimeout(r, 1_200)); // both shard streams idle
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 90 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    // an even split would leave half of the credits with a; b gets all but a's few,
+    // without the client returning a single credit
+    await within(4_000, () => s.tasks().length === 90);
+    expect(new Set(s.tasks().map((t) => t.task!.shard))).toEqual(new Set(["b"]));
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
   test("bad first message fails the stream with INVALID_ARGUMENT", async () => {
     const s = new Stream(rc);
     s.send({ credits: 1 });

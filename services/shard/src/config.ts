@@ -111,6 +111,11 @@ export const shardConfigSchema = z.object({
   moverBatch: z.coerce.number().int().min(1).max(1000).default(500),
   /** Pause between mover passes while a migration drains this shard, ms. */
   moverIntervalMs: ms(10, 60_000, 250),
+  /**
+   * The share of time the mover works, percent: after each batch it rests in
+   * proportion to the batch's time, leaving the rest to live traffic (100: no rest).
+   */
+  moverDutyPercent: z.coerce.number().int().min(1).max(100).default(50),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */
   mapPollMs: ms(100, 3_600_000, 2_000),
 });

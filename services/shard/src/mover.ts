@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
@@ -33,6 +34,12 @@ export interface MoverOptions {
   readonly batch: number;
   /** Pause between passes while a migration of this shard runs, ms. */
   readonly intervalMs: number;
+  /**
+   * The share of wall time the mover may spend moving, percent (100: no pause). After
+   * each batch it rests in proportion to how long the batch took, so it yields more
+   * the busier the stores and shard workers are, whatever the hardware.
+   */
+  readonly dutyPercent?: number;
   /** Deadline of one ImportTasks call, ms. */
   readonly importTimeoutMs: number;
   /** The cluster's router secret: shard workers accept ImportTasks only with it. */
@@ -71,6 +78,8 @@ export class Mover {
   private running: Promise<void> | undefined;
   private again = false;
   private stopped = false;
+  /** Cuts a rest short when the mover stops. */
+  private readonly stopping = new AbortController();
   private readonly channels = new Map<string, Channel>();
   private readonly moved = new Map<string, MigrationCounts>();
 
@@ -117,6 +126,7 @@ export class Mover {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     await this.running;
     for (const c of this.channels.values()) c.close();
@@ -192,6 +202,7 @@ export class Mover {
           reported = Date.now();
           await this.saveProgress(m, undefined, count / ((reported - started) / 1000));
         }
+        const batchStarted = Date.now();
         const batch = await this.engine.exportBatch(q, this.options.batch);
         if (batch.length === 0) break;
         const res = await client.importTasks(
@@ -209,6 +220,7 @@ export class Mover {
           batch.map((e) => e.task.id).filter((id) => held.has(id)),
         );
         count += tally(moved, batch, held);
+        await this.rest(Date.now() - batchStarted);
       }
     }
     const remaining = emptyCounts();
@@ -230,6 +242,15 @@ export class Mover {
       await this.finish(m, remaining);
     } else if (m.state === "copying" && left === remaining.leased)
       await this.setState(m, "draining");
+  }
+
+  /** Yields to live traffic after a batch that took `busyMs` (see `dutyPercent`). */
+  private async rest(busyMs: number): Promise<void> {
+    const duty = this.options.dutyPercent ?? 100;
+    if (duty >= 100 || this.stopped) return;
+    await sleep((busyMs * (100 - duty)) / duty, undefined, { signal: this.stopping.signal }).catch(
+      () => undefined,
+    );
   }
 
   /** Binds every live idempotency key of the queues on the other side; returns how many it bound. */

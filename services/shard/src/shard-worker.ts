@@ -130,6 +130,7 @@ export async function startShardWorker(
           {
             batch: config.moverBatch,
             intervalMs: config.moverIntervalMs,
+            dutyPercent: config.moverDutyPercent,
             importTimeoutMs: 10_000,
             routerSecret: trust.routerSecret,
             tls: config.tlsCaFile
