@@ -30,9 +30,12 @@ const MAX_REOPEN_DELAY_MS = 5_000;
 const TASKS_FIELD = 2;
 const EMPTY = new Uint8Array(0);
 /** A shard stream is recycled (to take back its credits) no sooner than this after opening. */
-const RECYCLE_MIN_AGE_MS = 1_000;
-/** A shard stream holding credits that has pushed nothing for this long has nothing to deliver. */
-const IDLE_MS = 1_000;
+const RECYCLE_MIN_AGE_MS = 250;
+/**
+ * A shard stream holding credits that has pushed nothing for this long has nothing to
+ * deliver (a shard pushes the moment it has tasks and credits).
+ */
+const IDLE_MS = 250;
 /**
  * Credits an idle shard stream keeps while another shard of the client's stream is busy:
  * enough to deliver at once when tasks appear there (it is then busy again and gets more).
@@ -434,20 +437,24 @@ export class FanInSession {
     return idle.map((isIdle) => (isIdle ? allowance : even(rest, busy, b++)));
   }
 
-  /** Reopens idle streams holding more than their share (at most once a second each). */
+  /**
+   * Reopens idle streams holding more than their share (each at most every
+   * RECYCLE_MIN_AGE_MS). A busy stream over its share is left alone: it uses its
+   * credits, and gets fewer back as the client returns them.
+   */
   private recycleIdle(share: (i: number) => number): void {
     const now = Date.now();
     let recycled = false;
     for (const leg of [...this.legs.values()]) {
       const i = this.wanted.indexOf(leg.conn.id);
-      const over = i < 0 ? leg.granted > 0 : leg.granted > share(i);
+      const over = i < 0 ? leg.granted > 0 : leg.granted > share(i) && leg.idle(now);
       if (!over || leg.inflight > 0 || leg.closed) continue;
       // a young stream waits (the recheck in `rebalance` comes back to it)
       if (now - leg.openedAt < RECYCLE_MIN_AGE_MS) continue;
       leg.close("recycled to hand its credits to another shard");
       this.legs.delete(leg.conn.id);
       const again = i >= 0 ? this.open(leg.conn.id) : undefined;
-      if (again && leg.idle(now)) {
+      if (again) {
         // the same shard, still with nothing to push: it stays idle on its new stream
         again.lastPushAt = leg.lastPushAt;
         again.wasIdle = true;
