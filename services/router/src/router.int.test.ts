@@ -235,6 +235,18 @@ describe("router forwarding", () => {
   });
 });
 
+/** X starts moving a → b (a stand-in migration: no mover runs); resolves once the router routes X to b. */
+async function startMovingX(): Promise<void> {
+  await rc.change((m) => ({
+    ...m,
+    commands: { ...m.commands, X: "b" },
+    migrations: [
+      { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
+    ],
+  }));
+  await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+}
+
 /** A LeaseStream client driven by hand. */
 class Stream {
   readonly requests = new Channel<LeaseStreamRequest>();
@@ -336,14 +348,7 @@ describe("LeaseStream through the router", () => {
     try {
       await produce(20);
       // the move: X now goes to b while a still drains what it holds
-      await rc.change((m) => ({
-        ...m,
-        commands: { ...m.commands, X: "b" },
-        migrations: [
-          { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
-        ],
-      }));
-      await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+      await startMovingX();
       await produce(20);
       // a's tasks must be out before a leaves the queue's shards (no mover runs here)
       await within(5_000, () => acked.size === sent);
@@ -379,15 +384,8 @@ describe("LeaseStream through the router", () => {
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a: a holds both credits
     await within(2_000, () => s.received.some((r) => r.subscribed));
-    await rc.change((m) => ({
-      ...m,
-      commands: { ...m.commands, X: "b" },
-      migrations: [
-        { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
-      ],
-    }));
     // the router routes X to b before the enqueue (else it would still go to a)
-    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    await startMovingX();
     await rc.client("t1").enqueue({ command: "X", payload: payload("on b") });
     // a is idle and over its share: its stream is recycled and b gets a credit
     await within(4_000, () => s.tasks().length === 1);
@@ -398,14 +396,7 @@ describe("LeaseStream through the router", () => {
 
   test("credits follow demand: a shard with nothing to push keeps only a few", async () => {
     // X moves a → b: the stream reads both, but only b gets new tasks
-    await rc.change((m) => ({
-      ...m,
-      commands: { ...m.commands, X: "b" },
-      migrations: [
-        { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
-      ],
-    }));
-    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    await startMovingX();
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X"], maxBatch: 100 }, credits: 100 });
     await within(2_000, () => s.received.some((r) => r.subscribed));
