@@ -67,19 +67,31 @@ export async function runDemoWorkload(
   const consuming = (async () => {
     let requestId = 0;
     try {
+      // the shard of each ack sent, by request, until the router confirms it
+      const sent = new Map<number, string[]>();
       for await (const res of worker.leaseStream(requests(), { signal })) {
+        if (res.settled) {
+          // counted once confirmed, so "acked" never runs ahead of what was stored
+          const shards = sent.get(res.settled.requestId) ?? [];
+          sent.delete(res.settled.requestId);
+          res.settled.acks.forEach((r, i) => {
+            if (r.code !== 0) return;
+            const shard = shards[i] ?? "?";
+            counts.acked++;
+            counts.ackedByShard[shard] = (counts.ackedByShard[shard] ?? 0) + 1;
+          });
+        }
         const tasks = res.tasks?.tasks ?? [];
         if (tasks.length === 0) continue;
+        sent.set(
+          ++requestId,
+          tasks.map((t) => t.task?.shard ?? "?"),
+        );
         send({
-          requestId: ++requestId,
+          requestId,
           credits: tasks.length,
           acks: tasks.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) })),
         });
-        counts.acked += tasks.length;
-        for (const t of tasks) {
-          const shard = t.task?.shard ?? "?";
-          counts.ackedByShard[shard] = (counts.ackedByShard[shard] ?? 0) + 1;
-        }
       }
     } catch {
       // stopped
