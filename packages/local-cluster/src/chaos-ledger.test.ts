@@ -33,13 +33,14 @@ describe("the chaos test's ledger", () => {
     expect(violations[1]).toMatch(/^b: .* after a successful ack/);
   });
 
-  test("an ack sent without an answer is a candidate to look up; one answered is not", () => {
+  test("an ack without an answer, or answered UNAVAILABLE, is a candidate to look up; one refused is not", () => {
     const l = new Ledger();
-    l.accepted.set("a", "t1").set("b", "t1").set("c", "t1");
+    l.accepted.set("a", "t1").set("b", "t1").set("c", "t1").set("e", "t1");
     l.deliver("a", d(0, { ackSent: 1 }));
-    l.deliver("b", d(0, { ackSent: 1, ackCode: 14 }));
+    l.deliver("b", d(0, { ackSent: 1, ackCode: 14 })); // the shard's stream closed before answering
+    l.deliver("e", d(0, { ackSent: 1, ackCode: 9 })); // FAILED_PRECONDITION: the lease was gone
     l.acked.add("c");
-    expect(l.missing()).toEqual(["a", "b"]);
-    expect(l.unheardAcks()).toEqual(["a"]);
+    expect(l.missing()).toEqual(["a", "b", "e"]);
+    expect(l.unheardAcks()).toEqual(["a", "b"]);
   });
 });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
+import { createChannel, createClient, Metadata, Status, type Channel } from "nice-grpc";
 import { LeaseStreamRequest, QueueServiceDefinition, type QueueServiceClient } from "@codeq/proto";
 import { Channel as Queue } from "@codeq/server-kit";
 
@@ -8,6 +8,14 @@ import { Channel as Queue } from "@codeq/server-kit";
  * what they saw: every id a producer was told was accepted, every delivery with its
  * lease deadline and whether its stream was still open, every ack's outcome.
  */
+
+/** Ack answers after which the ack may or may not have been applied. */
+const OPEN_OUTCOME = new Set<number | undefined>([
+  undefined,
+  Status.CANCELLED,
+  Status.DEADLINE_EXCEEDED,
+  Status.UNAVAILABLE,
+]);
 
 export interface Delivery {
   readonly at: number;
@@ -49,10 +57,15 @@ export class Ledger {
   }
 
   /** Missing tasks whose last ack went out without an answer: candidates for ackedUnheard. */
+  /**
+   * Missing tasks whose last ack may have been applied all the same: sent with no answer
+   * (its stream died), or answered with a status that leaves the outcome open (the router
+   * answers UNAVAILABLE when a shard's stream closed before it answered).
+   */
   unheardAcks(): string[] {
     return this.missing().filter((id) => {
       const last = this.deliveries.get(id)?.at(-1);
-      return last?.ackSent !== undefined && last.ackCode === undefined;
+      return last?.ackSent !== undefined && OPEN_OUTCOME.has(last.ackCode);
     });
   }
 
