@@ -228,10 +228,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     ctx.progress(`migration: backlog of ${fmt(BACKLOG_TASKS)} scheduled tasks`);
     await sendBacklog(rig);
 
-    let loadShare = LOAD_SHARE;
-    let rate = loadShare * peak.perSecond;
-    let batch = 0;
-    let shape = "";
+    // set by load(): the share of the peak offered, its rate, batch size and description
+    let [loadShare, rate, batch, shape] = [0, 0, 0, ""];
     const load = (s: number) => {
       [loadShare, rate] = [s, s * peak.perSecond];
       batch = Math.max(1, Math.round((rate * INTERVAL_MS) / 1000));

@@ -41,20 +41,27 @@ afterAll(async () => {
   await cluster?.stop();
 });
 
+/** What `shard` says of task `id` of `tenant`: its state, or why it could not say. */
+async function taskOn(
+  shard: (typeof cluster.shards)[number],
+  id: string,
+  tenant: string,
+): Promise<{ state?: TaskState; error?: string }> {
+  const channel = createChannel(shard.address);
+  const q = createClient(QueueServiceDefinition, channel, {
+    "*": { metadata: cluster.shardMetadata(tenant) },
+  });
+  return q
+    .getTask({ command: COMMAND, taskId: id })
+    .then((r) => ({ state: r.task?.state }))
+    .catch((err: unknown) => ({ error: (err as Error).message.slice(0, 80) }))
+    .finally(() => channel.close());
+}
+
 /** True when some shard holds task `id` of `tenant` as COMPLETED. */
 async function completedSomewhere(id: string, tenant: string): Promise<boolean> {
-  for (const shard of cluster.shards) {
-    const channel = createChannel(shard.address);
-    const q = createClient(QueueServiceDefinition, channel, {
-      "*": { metadata: cluster.shardMetadata(tenant) },
-    });
-    const state = await q
-      .getTask({ command: COMMAND, taskId: id })
-      .then((r) => r.task?.state)
-      .catch(() => undefined)
-      .finally(() => channel.close());
-    if (state === TaskState.TASK_STATE_COMPLETED) return true;
-  }
+  for (const shard of cluster.shards)
+    if ((await taskOn(shard, id, tenant)).state === TaskState.TASK_STATE_COMPLETED) return true;
   return false;
 }
 
@@ -62,16 +69,10 @@ async function completedSomewhere(id: string, tenant: string): Promise<boolean> 
 async function whereIs(id: string, tenant: string): Promise<string> {
   const seen: string[] = [];
   for (const shard of cluster.shards) {
-    const channel = createChannel(shard.address);
-    const q = createClient(QueueServiceDefinition, channel, {
-      "*": { metadata: cluster.shardMetadata(tenant) },
-    });
-    const state = await q
-      .getTask({ command: COMMAND, taskId: id })
-      .then((r) => (r.task ? TaskState[r.task.state] : "absent"))
-      .catch((err: unknown) => `error ${(err as Error).message.slice(0, 80)}`)
-      .finally(() => channel.close());
-    if (state !== "absent" && !state.includes("NOT_FOUND")) seen.push(`${shard.id}=${state}`);
+    const { state, error } = await taskOn(shard, id, tenant);
+    if (state !== undefined) seen.push(`${shard.id}=${TaskState[state]}`);
+    else if (error !== undefined && !error.includes("NOT_FOUND"))
+      seen.push(`${shard.id}=error ${error}`);
   }
   return `${id} (${tenant}): ${seen.join(" ") || "nowhere"}`;
 }

@@ -62,7 +62,7 @@ class Leg {
   /** When the shard last pushed tasks on this stream (at first, when it opened). */
   lastPushAt = this.openedAt;
   /** Reopened because it was idle: idle until it pushes, even before it holds credits again. */
-  wasIdle = false;
+  reopenedIdle = false;
   private readonly pending = new Map<
     number,
     { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }
@@ -79,7 +79,7 @@ class Leg {
 
   /** Holds credits, yet the shard has pushed nothing for a while: its queues are empty. */
   idle(now: number): boolean {
-    return (this.granted > 0 || this.wasIdle) && now - this.lastPushAt >= IDLE_MS;
+    return (this.granted > 0 || this.reopenedIdle) && now - this.lastPushAt >= IDLE_MS;
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
@@ -457,7 +457,7 @@ export class FanInSession {
       if (again) {
         // the same shard, still with nothing to push: it stays idle on its new stream
         again.lastPushAt = leg.lastPushAt;
-        again.wasIdle = true;
+        again.reopenedIdle = true;
       }
       recycled = true;
     }

@@ -77,8 +77,7 @@ export class Mover {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
-  private stopped = false;
-  /** Cuts a rest short when the mover stops. */
+  /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
   private readonly channels = new Map<string, Channel>();
   private readonly moved = new Map<string, MigrationCounts>();
@@ -103,7 +102,7 @@ export class Mover {
 
   /** Runs a pass now (or right after the one in progress). */
   kick(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+    if (this.stopping.signal.aborted) return Promise.resolve();
     if (this.running) {
       this.again = true;
       return this.running;
@@ -115,7 +114,7 @@ export class Mover {
         do {
           this.again = false;
           await this.pass();
-        } while (this.again && !this.stopped);
+        } while (this.again && !this.stopping.signal.aborted);
       } finally {
         this.running = undefined;
         this.schedule();
@@ -125,7 +124,6 @@ export class Mover {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
     this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     await this.running;
@@ -133,7 +131,7 @@ export class Mover {
   }
 
   private schedule(): void {
-    if (this.stopped || !this.mine(this.cache.current()).length) return;
+    if (this.stopping.signal.aborted || !this.mine(this.cache.current()).length) return;
     this.timer = setTimeout(() => void this.kick(), this.options.intervalMs);
     this.timer.unref();
   }
@@ -151,11 +149,11 @@ export class Mover {
       return;
     }
     for (const m of map.migrations) {
-      if (this.stopped) return;
+      if (this.stopping.signal.aborted) return;
       if (m.state === "aborting" && m.from === this.shard) await this.restore(map, m);
     }
     for (const m of this.mine(map)) {
-      if (this.stopped) return;
+      if (this.stopping.signal.aborted) return;
       try {
         await this.drain(map, m);
       } catch (err) {
@@ -196,7 +194,7 @@ export class Mover {
     const queues = await this.queues(map, m);
     for (const q of queues) {
       for (;;) {
-        if (this.stopped) return;
+        if (this.stopping.signal.aborted) return;
         if (Date.now() - reported >= PROGRESS_EVERY_MS) {
           // live progress for GetMigration while a long pass runs
           reported = Date.now();
@@ -247,7 +245,7 @@ export class Mover {
   /** Yields to live traffic after a batch that took `busyMs` (see `dutyPercent`). */
   private async rest(busyMs: number): Promise<void> {
     const duty = this.options.dutyPercent ?? 100;
-    if (duty >= 100 || this.stopped) return;
+    if (duty >= 100 || this.stopping.signal.aborted) return;
     await sleep((busyMs * (100 - duty)) / duty, undefined, { signal: this.stopping.signal }).catch(
       () => undefined,
     );

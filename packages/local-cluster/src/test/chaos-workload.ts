@@ -56,7 +56,6 @@ export class Ledger {
     );
   }
 
-  /** Missing tasks whose last ack went out without an answer: candidates for ackedUnheard. */
   /**
    * Missing tasks whose last ack may have been applied all the same: sent with no answer
    * (its stream died), or answered with a status that leaves the outcome open (the router
