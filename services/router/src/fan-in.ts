@@ -296,6 +296,7 @@ export class FanInSession {
       const now = Date.now();
       const wasIdle = leg.idle(now);
       leg.lastPushAt = now;
+      leg.reopenedIdle = false;
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
       leg.inflight += pushed;

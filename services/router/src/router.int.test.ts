@@ -412,6 +412,32 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("a recycled idle shard stream that gets busy is busy: its full share comes back at once", async () => {
+    // subscribed to X and Z, both on a: one shard stream, holding every credit
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Z"], maxBatch: 100 }, credits: 100 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    // X moves a → b: a's idle stream, holding more than its share, is recycled
+    await startMovingX();
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Z (default shard a) gets busy; the client spends every credit and returns none
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 200 }, (_, i) => ({ command: "Z", payload: payload(`${i}`) })),
+    });
+    await within(4_000, () => s.tasks().length === 100);
+    await new Promise((r) => setTimeout(r, 500)); // a has pushed nothing since: it holds no credit
+    const before = s.received.length;
+    s.send({ credits: 100 });
+    const pushes = () => s.received.slice(before).filter((r) => (r.tasks?.tasks.length ?? 0) > 0);
+    await within(4_000, () => pushes().length > 0);
+    // a is busy, not idle: its first push after the credits is its busy share, not the idle allowance
+    // (b's idle allowance may come back to a later: never less than the busy share)
+    expect(pushes()[0]!.tasks!.tasks.length).toBeGreaterThanOrEqual(90);
+    expect(new Set(s.tasks().map((t) => t.task!.shard))).toEqual(new Set(["a"]));
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
   test("bad first message fails the stream with INVALID_ARGUMENT", async () => {
     const s = new Stream(rc);
     s.send({ credits: 1 });
