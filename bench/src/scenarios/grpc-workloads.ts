@@ -1,5 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { EnqueueRequest, ItemStatus, LeasedTask, QueueServiceClient } from "@codeq/proto";
+import {
+  EnqueueStreamRequest,
+  type EnqueueRequest,
+  type ItemStatus,
+  type LeasedTask,
+  type QueueServiceClient,
+} from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
 import type { VariantResult } from "../scenario";
 import { CHANNELS, type Rig } from "./grpc-rig";
 
@@ -95,6 +102,43 @@ export class StreamWorker {
     this.abort.abort();
     this.wake?.();
     await this.done;
+  }
+}
+
+/**
+ * A producer on one EnqueueStream (the high-rate producer path): `send` stores a batch
+ * without a unary call's per-call cost; every answer is checked like `enqueue`'s.
+ */
+export class StreamProducer {
+  failure: unknown;
+  private seq = 0;
+  private readonly requests = new Channel<EnqueueStreamRequest>();
+  private readonly abort = new AbortController();
+  private readonly done: Promise<void>;
+
+  constructor(client: QueueServiceClient) {
+    const answers = client.enqueueStream(this.requests, { signal: this.abort.signal });
+    this.done = (async () => {
+      for await (const res of answers)
+        allOk(
+          "enqueue",
+          res.results.map((r) => r.status),
+        );
+    })().catch((err: unknown) => {
+      if (!this.abort.signal.aborted) this.failure = err;
+    });
+  }
+
+  send(items: Partial<EnqueueRequest>[]): void {
+    if (this.failure) throw this.failure;
+    this.requests.push(EnqueueStreamRequest.fromPartial({ seq: ++this.seq, tasks: items }));
+  }
+
+  /** Half-closes the stream and waits for every answer. */
+  async close(): Promise<void> {
+    this.requests.close();
+    await this.done;
+    if (this.failure) throw this.failure;
   }
 }
 
