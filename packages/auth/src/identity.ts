@@ -5,6 +5,8 @@
  * tenant comes from the credential only, never from the request or a client header.
  */
 
+import { NAME_PATTERN } from "@codeq/common";
+
 /** Rights a caller may hold. */
 export type Role = "producer" | "worker" | "admin" | "cross-tenant-worker";
 

@@ -1,5 +1,6 @@
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors";
+import { NAME_PATTERN as NAME } from "@codeq/common";
 
 /** One option of a command: how it parses and the line `--help` shows for it. */
 export interface OptionSpec {
@@ -52,8 +53,6 @@ export interface GlobalOptions {
   readonly timeoutMs: number;
   readonly help: boolean;
 }
-
-const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 function parseConfig(options: OptionSpecs) {
   return Object.fromEntries(

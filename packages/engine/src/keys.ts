@@ -27,10 +27,8 @@
 
 export type KeyLayout = "sharded" | "legacy";
 
-/** Names (command, tenant) that can be used in keys: no `{`, `}`, `:` or control characters. */
-export const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
-/** Shard ids. */
-export const SHARD_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+// names (command, tenant) used in keys: no `{`, `}`, `:` or control characters; one rule for every package
+export { NAME_PATTERN, SHARD_ID_PATTERN } from "@codeq/common";
 export const PRIORITIES = 10;
 
 export interface QueueRef {

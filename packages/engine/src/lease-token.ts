@@ -1,3 +1,5 @@
+import { NAME, SHARD_ID } from "@codeq/common";
+
 /**
  * Lease tokens are opaque to clients. Inside:
  *
@@ -28,8 +30,9 @@ export function encodeLeaseToken(f: LeaseTokenFields): string {
   return `${VERSION}${SEP}${f.shard}${SEP}${f.command}${SEP}${f.tenant}${SEP}${f.taskId}${SEP}${f.fence}${SEP}${f.nonce.toString(36)}`;
 }
 
-const TOKEN =
-  /^c1~([a-z0-9][a-z0-9-]{0,62})~([A-Za-z0-9_.-]{1,128})~([A-Za-z0-9_.-]{1,128})~([0-9A-HJKMNP-TV-Z]{26})~([1-9][0-9]{0,9})~([0-9a-z]{1,9})$/;
+const TOKEN = new RegExp(
+  `^c1~(${SHARD_ID})~(${NAME})~(${NAME})~([0-9A-HJKMNP-TV-Z]{26})~([1-9][0-9]{0,9})~([0-9a-z]{1,9})$`,
+);
 
 /** The token's fields, or undefined when it is not a well-formed lease token. */
 export function decodeLeaseToken(token: string): LeaseTokenFields | undefined {

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Metadata, ServerError, Status } from "nice-grpc";
+import { NAME_PATTERN as NAME } from "@codeq/common";
 
 /** Rights a caller may hold. */
 export type Role = "producer" | "worker" | "admin" | "cross-tenant-worker";
@@ -52,7 +53,6 @@ export const ROLES: ReadonlySet<Role> = new Set<Role>([
   "cross-tenant-worker",
 ]);
 const DEFAULT_ROLES: Role[] = ["producer", "worker"];
-const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
 
 const unauthenticated = (message: string) => new ServerError(Status.UNAUTHENTICATED, message);
 const digest = (s: string) => createHash("sha256").update(s).digest();

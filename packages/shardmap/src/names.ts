@@ -1,18 +1,16 @@
 /**
  * The names a shard map may hold. Shard ids, commands and tenants become parts of
  * store keys and lease tokens, so they are restricted to characters that cannot
- * break the key layout (the same patterns the engine enforces); endpoints are the
+ * break the key layout (the rules of `@codeq/common`, which the engine enforces too); endpoints are the
  * `host:port` of a shard worker's gRPC server.
  */
 
-/** A shard id: lower-case letters, digits and dashes, starting with a letter or digit. */
-export const SHARD_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+import { NAME } from "@codeq/common";
 
-/** A command or tenant name. */
-export const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
+export { NAME_PATTERN, SHARD_ID_PATTERN } from "@codeq/common";
 
 /** A tenant override key, `<command>/<tenant>` (neither part may contain `/`). */
-export const TENANT_KEY_PATTERN = /^([A-Za-z0-9_.-]{1,128})\/([A-Za-z0-9_.-]{1,128})$/;
+export const TENANT_KEY_PATTERN = new RegExp(`^(${NAME})/(${NAME})$`);
 
 const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)$/;
 

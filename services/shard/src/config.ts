@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { loadConfig, readSecret, type IdentityOptions } from "@codeq/server-kit";
+import { SHARD_ID_PATTERN } from "@codeq/common";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
@@ -12,7 +13,7 @@ export const shardConfigSchema = z.object({
   /** This shard's id in the shard map (^[a-z0-9][a-z0-9-]{0,62}$). */
   id: z
     .string()
-    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, "lower-case letters, digits and '-', at most 63")
+    .regex(SHARD_ID_PATTERN, "lower-case letters, digits and '-', at most 63")
     .default("local"),
   /** gRPC listen address; port 0 picks a free port. */
   listen: z.string().default("127.0.0.1:7400"),

@@ -25,6 +25,7 @@ import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
 import { invalid, toServerError } from "./status";
 import { ackProblem, extendProblem, nackProblem, specFromWire, stateToWire } from "@codeq/wire";
+import { NAME_PATTERN } from "@codeq/common";
 
 /** What one lease asks for, validated. */
 export interface LeaseAsk {
@@ -144,8 +145,7 @@ export class QueueCore {
     if (commands.length === 0) throw invalid("commands: at least one command is required");
     if (commands.length > 32) throw invalid(`commands: at most 32, got ${commands.length}`);
     for (const [i, c] of commands.entries()) {
-      if (!/^[A-Za-z0-9_.-]{1,128}$/.test(c))
-        throw invalid(`commands[${i}] must match ^[A-Za-z0-9_.-]{1,128}$`);
+      if (!NAME_PATTERN.test(c)) throw invalid(`commands[${i}] must match ${NAME_PATTERN.source}`);
     }
     if (allTenants) {
       requireRole(identity, "cross-tenant-worker", "all_tenants");

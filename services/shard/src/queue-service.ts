@@ -9,8 +9,7 @@ import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
 import { countsToWire, deliveryToWire, taskToWire } from "@codeq/wire";
-
-const NAME = /^[A-Za-z0-9_.-]{1,128}$/;
+import { NAME_PATTERN as NAME } from "@codeq/common";
 
 function queueOf(identity: Identity, command: string): QueueRef {
   if (!command) throw invalid("command is required");

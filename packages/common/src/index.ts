@@ -1,0 +1,2 @@
+export { formatProblems, messageOf, toError } from "./errors";
+export { NAME, NAME_PATTERN, SHARD_ID, SHARD_ID_PATTERN } from "./names";
