@@ -20,7 +20,7 @@ export class LeaseStreamSession {
   private readonly id = randomUUID();
   private readonly out = new Channel<LeaseStreamResponse>();
   private readonly ended = new AbortController();
-  /** Aborted to wake the pump when credits arrive or the stream ends. */
+  /** Aborted to wake the pump when credits arrive or the stream ends (`end` aborts it too). */
   private kick = new AbortController();
   private ask: LeaseAsk | undefined;
   private topics: Topic[] = [];
@@ -73,7 +73,7 @@ export class LeaseStreamSession {
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
-    this.kick.abort();
+    this.kick.abort(KICK);
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -111,7 +111,7 @@ export class LeaseStreamSession {
         );
       }
       this.credits += req.credits;
-      this.kick.abort();
+      this.kick.abort(KICK);
     }
     const settlements = req.acks.length + req.nacks.length + req.extends.length;
     if (settlements === 0) return;
@@ -143,8 +143,8 @@ export class LeaseStreamSession {
           await this.core.notifier.wait(
             this.topics,
             seen,
-            AbortSignal.any([signal, this.kick.signal]),
-            3_600_000,
+            this.kick.signal,
+            Infinity,
             this.credits,
           );
           if (this.kick.signal.aborted && !signal.aborted) this.kick = new AbortController();
@@ -184,6 +184,12 @@ export class LeaseStreamSession {
     }
   }
 }
+
+/**
+ * The reason the pump is kicked: a constant, since `abort()` without one builds a new
+ * DOMException (with its stack) on every credit message.
+ */
+const KICK = Object.freeze({ kick: true });
 
 function abortable(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();

@@ -71,7 +71,8 @@ export class Notifier {
 
   /**
    * Resolves when one of the topics is notified, when the version has already moved
-   * past `seen`, when `signal` aborts, or after `timeoutMs`.
+   * past `seen`, when `signal` aborts, or after `timeoutMs` (never, when it is Infinity:
+   * a stream parks until notified, and a timer per park would only cost).
    */
   wait(
     topics: readonly Topic[],
@@ -83,14 +84,14 @@ export class Notifier {
     if (this.version(topics) !== seen || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
-        clearTimeout(timer);
+        if (timer) clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
         this.remove(waiter);
         resolve();
       };
       const onAbort = () => done();
       const waiter: Waiter = { topics: topics.map(topicKey), capacity, wake: done };
-      const timer = setTimeout(done, timeoutMs);
+      const timer = Number.isFinite(timeoutMs) ? setTimeout(done, timeoutMs) : undefined;
       signal.addEventListener("abort", onAbort, { once: true });
       for (const key of waiter.topics) {
         let set = this.waiters.get(key);
