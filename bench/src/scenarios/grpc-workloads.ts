@@ -113,11 +113,10 @@ export class StreamProducer {
   failure: unknown;
   private seq = 0;
   private readonly requests = new Channel<EnqueueStreamRequest>();
-  private readonly abort = new AbortController();
   private readonly done: Promise<void>;
 
   constructor(client: QueueServiceClient) {
-    const answers = client.enqueueStream(this.requests, { signal: this.abort.signal });
+    const answers = client.enqueueStream(this.requests);
     this.done = (async () => {
       for await (const res of answers)
         allOk(
@@ -125,7 +124,7 @@ export class StreamProducer {
           res.results.map((r) => r.status),
         );
     })().catch((err: unknown) => {
-      if (!this.abort.signal.aborted) this.failure = err;
+      this.failure = err;
     });
   }
 
