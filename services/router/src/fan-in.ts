@@ -59,10 +59,11 @@ class Leg {
   wanted = true;
   closed = false;
   readonly openedAt = Date.now();
-  /** When the shard last pushed tasks on this stream (at first, when it opened). */
+  /**
+   * When the shard last pushed tasks on this stream (at first, when it opened). A stream
+   * recycled while idle carries over its predecessor's, which is before it opened.
+   */
   lastPushAt = this.openedAt;
-  /** Reopened because it was idle: idle until it pushes, even before it holds credits again. */
-  reopenedIdle = false;
   private readonly pending = new Map<
     number,
     { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }
@@ -77,9 +78,14 @@ class Leg {
     this.requests.push(LeaseStreamRequest.fromPartial(req));
   }
 
-  /** Holds credits, yet the shard has pushed nothing for a while: its queues are empty. */
+  /**
+   * Holds credits, yet the shard has pushed nothing for a while: its queues are empty.
+   * A stream reopened because it was idle stays idle until it pushes, even before it
+   * holds credits again (it has pushed nothing since it opened).
+   */
   idle(now: number): boolean {
-    return (this.granted > 0 || this.reopenedIdle) && now - this.lastPushAt >= IDLE_MS;
+    const reopenedIdle = this.lastPushAt < this.openedAt;
+    return (this.granted > 0 || reopenedIdle) && now - this.lastPushAt >= IDLE_MS;
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
@@ -296,7 +302,6 @@ export class FanInSession {
       const now = Date.now();
       const wasIdle = leg.idle(now);
       leg.lastPushAt = now;
-      leg.reopenedIdle = false;
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
       leg.inflight += pushed;
@@ -455,11 +460,8 @@ export class FanInSession {
       leg.close("recycled to hand its credits to another shard");
       this.legs.delete(leg.conn.id);
       const again = i >= 0 ? this.open(leg.conn.id) : undefined;
-      if (again) {
-        // the same shard, still with nothing to push: it stays idle on its new stream
-        again.lastPushAt = leg.lastPushAt;
-        again.reopenedIdle = true;
-      }
+      // the same shard, still with nothing to push: it stays idle on its new stream
+      if (again) again.lastPushAt = leg.lastPushAt;
       recycled = true;
     }
     // the recycled streams hold nothing now: share their credits out
