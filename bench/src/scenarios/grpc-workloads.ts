@@ -32,6 +32,17 @@ export interface Workload {
   readonly command: string;
 }
 
+/** A payload carrying its send time (`performance.now()`), for enqueue→delivery latency. */
+export function stamped() {
+  const payload = Buffer.from(PAYLOAD);
+  payload.writeDoubleLE(performance.now(), 0);
+  return payload;
+}
+
+/** How long ago, at `now`, a task with a `stamped` payload was sent, ms. */
+export const sinceSent = (t: LeasedTask, now: number) =>
+  now - Buffer.from(t.task!.payload).readDoubleLE(0);
+
 export const tasks = (command: string, n: number, payload = () => PAYLOAD) =>
   Array.from({ length: n }, (): Partial<EnqueueRequest> => ({ command, payload: payload() }));
 
@@ -107,9 +118,10 @@ export class StreamWorker {
 
 /**
  * A producer on one EnqueueStream (the high-rate producer path): `send` stores a batch
- * without a unary call's per-call cost; every answer is checked like `enqueue`'s.
+ * without a unary call's per-call cost; every answer is checked like `enqueue`'s, and
+ * the first refusal or failure is kept in `failure`.
  */
-export class StreamProducer {
+class StreamProducer {
   failure: unknown;
   private seq = 0;
   private readonly requests = new Channel<EnqueueStreamRequest>();
@@ -129,7 +141,6 @@ export class StreamProducer {
   }
 
   send(items: Partial<EnqueueRequest>[]): void {
-    if (this.failure) throw this.failure;
     this.requests.push(EnqueueStreamRequest.fromPartial({ seq: ++this.seq, tasks: items }));
   }
 
@@ -138,6 +149,55 @@ export class StreamProducer {
     this.requests.close();
     await this.done;
     if (this.failure) throw this.failure;
+  }
+}
+
+/** How a paced producer sends: a unary call per batch, or messages on one EnqueueStream. */
+export type Producer = "EnqueueBatch" | "EnqueueStream";
+
+/**
+ * An open-loop producer: every `intervalMs` one batch of `batch` tasks stamped with
+ * their send time, sent `via` EnqueueBatch calls or one EnqueueStream, never waiting for
+ * answers, so a slow answer does not lower the offered load. Intervals the loop slept
+ * through are sent at once, so the rate holds.
+ */
+export class PacedProducer {
+  /** Tasks sent so far. */
+  sent = 0;
+  private stopped = false;
+  private failure: { err: unknown } | undefined;
+  private readonly stream: StreamProducer | undefined;
+  private readonly done: Promise<void>;
+
+  constructor(rig: Rig, command: string, batch: number, intervalMs: number, via: Producer) {
+    this.stream = via === "EnqueueStream" ? new StreamProducer(rig.client()) : undefined;
+    const send = (items: Partial<EnqueueRequest>[]) => {
+      if (this.stream) this.stream.send(items);
+      else enqueue(rig.client(), items).catch((err: unknown) => (this.failure ??= { err }));
+    };
+    this.done = (async () => {
+      let due = performance.now();
+      while (!this.stopped) {
+        for (; due <= performance.now(); due += intervalMs) {
+          this.sent += batch;
+          send(tasks(command, batch, stamped));
+        }
+        await sleep(Math.max(0, due - performance.now()));
+      }
+    })();
+  }
+
+  /** Throws what the first refused or failed batch threw. */
+  check(): void {
+    if (this.failure) throw this.failure.err;
+    if (this.stream?.failure) throw this.stream.failure;
+  }
+
+  /** Stops sending; with a stream, half-closes it and waits for every answer. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.done;
+    await this.stream?.close();
   }
 }
 

@@ -21,7 +21,14 @@ import {
   type VariantResult,
 } from "../scenario";
 import { disturbed, openRig, TENANT, type Rig } from "./grpc-rig";
-import { enqueue, PAYLOAD, streamCycles, tasks, withStreams } from "./grpc-workloads";
+import {
+  enqueue,
+  PacedProducer,
+  sinceSent,
+  streamCycles,
+  tasks,
+  withStreams,
+} from "./grpc-workloads";
 import { deleteUnder, writeShardMap } from "./shard-map";
 
 /**
@@ -79,49 +86,6 @@ const P99_FACTOR = 3;
 const POLL_MS = 50;
 /** A move that has not completed by then fails the run, ms. */
 const MOVE_TIMEOUT_MS = 180_000;
-
-/**
- * An open-loop producer: every INTERVAL_MS one EnqueueBatch of `batch` tasks stamped
- * with their send time, never waiting for answers, so a slow answer does not lower the
- * offered load. Intervals the loop slept through are sent at once, so the rate holds.
- */
-class PacedProducer {
-  /** Tasks sent so far. */
-  sent = 0;
-  private stopped = false;
-  private failure: { err: unknown } | undefined;
-  private readonly done: Promise<void>;
-
-  constructor(rig: Rig, command: string, batch: number) {
-    const stamped = () => {
-      const payload = Buffer.from(PAYLOAD);
-      payload.writeDoubleLE(performance.now(), 0);
-      return payload;
-    };
-    this.done = (async () => {
-      let due = performance.now();
-      while (!this.stopped) {
-        for (; due <= performance.now(); due += INTERVAL_MS) {
-          this.sent += batch;
-          enqueue(rig.client(), tasks(command, batch, stamped)).catch(
-            (err: unknown) => (this.failure ??= { err }),
-          );
-        }
-        await sleep(Math.max(0, due - performance.now()));
-      }
-    })();
-  }
-
-  /** Throws what the first refused or failed EnqueueBatch threw. */
-  check(): void {
-    if (this.failure) throw this.failure.err;
-  }
-
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.done;
-  }
-}
 
 /** AdminService through the router, as an admin (development identity). */
 function adminClient(address: string): { admin: AdminServiceClient; close(): void } {
@@ -228,31 +192,31 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     ctx.progress(`migration: backlog of ${fmt(BACKLOG_TASKS)} scheduled tasks`);
     await sendBacklog(rig);
 
-    // set by load(): the share of the peak offered, its rate, batch size and description
-    let [loadShare, rate, batch, shape] = [0, 0, 0, ""];
-    const load = (s: number) => {
-      [loadShare, rate] = [s, s * peak.perSecond];
-      batch = Math.max(1, Math.round((rate * INTERVAL_MS) / 1000));
-      shape = `${batch} tasks every ${INTERVAL_MS} ms (${loadShare * 100}% of stream peak), not waiting for answers; p50/p99 = enqueue→delivery`;
+    /** The load offered at `share` of the peak: its rate, batch size and description. */
+    const loadAt = (share: number) => {
+      const rate = share * peak.perSecond;
+      const batch = Math.max(1, Math.round((rate * INTERVAL_MS) / 1000));
+      const shape = `${batch} tasks every ${INTERVAL_MS} ms (${share * 100}% of stream peak), not waiting for answers; p50/p99 = enqueue→delivery`;
+      return { share, rate, batch, shape };
     };
-    load(LOAD_SHARE);
+    let load = loadAt(LOAD_SHARE);
     const overloads: string[] = [];
     let [delivered, samples] = [0, undefined as number[] | undefined];
     const onTasks = (pushed: LeasedTask[]) => {
       const now = performance.now();
       delivered += pushed.length;
-      if (samples)
-        for (const t of pushed) samples.push(now - Buffer.from(t.task!.payload).readDoubleLE(0));
+      if (samples) for (const t of pushed) samples.push(sinceSent(t, now));
     };
     let moving: Promise<Migration> | undefined;
     let [moveSent, moveSeen] = [0, 0];
     const phases = await withStreams(rig, COMMAND, onTasks, async (_, failed) => {
-      let producer = new PacedProducer(rig!, COMMAND, batch);
+      const paced = () => new PacedProducer(rig!, COMMAND, load.batch, INTERVAL_MS, "EnqueueBatch");
+      let producer = paced();
       /** One window of the running load; p50/p99 are enqueue→delivery of tasks delivered in it. */
       const window = async (name: string, until?: () => Promise<unknown>) => {
         let kept: number[] = [];
         const m = await rig!.run(
-          { name, unit: "tasks", shape, concurrency: 1 },
+          { name, unit: "tasks", shape: load.shape, concurrency: 1 },
           {
             units: () => delivered,
             onWindow: (open) => {
@@ -275,10 +239,10 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       try {
         let steady = await window("steady, no move");
         const overloaded = (w: typeof steady) =>
-          w.perSecond < SUSTAINED * rate || w.p50Ms > SUSTAINED_P50_MS;
+          w.perSecond < SUSTAINED * load.rate || w.p50Ms > SUSTAINED_P50_MS;
         for (let tries = 1; overloaded(steady) && tries < LOAD_TRIES; tries++) {
-          const seen = `${fmt(steady.perSecond)} of ${fmt(rate)} tasks/s, p50 ${steady.p50Ms.toFixed(0)} ms`;
-          overloads.push(`${loadShare * 100}%: ${seen}`);
+          const seen = `${fmt(steady.perSecond)} of ${fmt(load.rate)} tasks/s, p50 ${steady.p50Ms.toFixed(0)} ms`;
+          overloads.push(`${load.share * 100}%: ${seen}`);
           ctx.progress(`migration: steady delivered ${seen} (overloaded); halving the load`);
           await producer.stop();
           const sent = producer.sent;
@@ -287,8 +251,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
             failed();
             await sleep(50);
           }
-          load(loadShare / 2);
-          producer = new PacedProducer(rig!, COMMAND, batch);
+          load = loadAt(load.share / 2);
+          producer = paced();
           steady = await window("steady, no move");
         }
         const during = await window("moving a → b", () => {
@@ -333,10 +297,10 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     const figures: FigureResult[] = [
       {
         name: "offered load",
-        value: rate,
+        value: load.rate,
         unit: "tasks/s",
         // a disturbed peak misjudges the load, not the checks: both windows run the same one
-        detail: `${loadShare * 100}% of stream cycles peak on a${overloads.length ? ` (overloaded at ${overloads.join(", ")})` : ""}; backlog ${fmt(BACKLOG_TASKS)} scheduled tasks on a${peakCaveat ? ` [${peakCaveat}]` : ""}`,
+        detail: `${load.share * 100}% of stream cycles peak on a${overloads.length ? ` (overloaded at ${overloads.join(", ")})` : ""}; backlog ${fmt(BACKLOG_TASKS)} scheduled tasks on a${peakCaveat ? ` [${peakCaveat}]` : ""}`,
       },
       {
         name: "move a → b took",

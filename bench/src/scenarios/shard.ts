@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { EnqueueRequest, LeasedTask } from "@codeq/proto";
+import type { LeasedTask } from "@codeq/proto";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { percentile } from "../measure";
@@ -13,13 +13,12 @@ import type {
 } from "../scenario";
 import { disturbed, openRig, type Rig } from "./grpc-rig";
 import {
-  enqueue,
-  PAYLOAD,
-  StreamProducer,
+  PacedProducer,
+  sinceSent,
   streamCycles,
-  tasks,
   unaryCycles,
   withStreams,
+  type Producer,
 } from "./grpc-workloads";
 
 /**
@@ -53,9 +52,6 @@ const P99_TARGET_MS = 5;
 /** A latency variant delivering less than this share of its offered rate was overloaded. */
 const SUSTAINED_SHARE = 0.9;
 
-/** How the paced producer sends: a unary call per batch, or messages on one EnqueueStream. */
-type Producer = "EnqueueBatch" | "EnqueueStream";
-
 async function deliveryLatency(rig: Rig, rate: number, via: Producer): Promise<VariantResult> {
   const command = `BENCH_LATENCY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}`;
   const samples: number[] = [];
@@ -63,38 +59,28 @@ async function deliveryLatency(rig: Rig, rate: number, via: Producer): Promise<V
   const onTasks = (pushed: LeasedTask[]) => {
     const now = performance.now();
     delivered += pushed.length;
-    if (open)
-      for (const t of pushed) samples.push(now - Buffer.from(t.task!.payload).readDoubleLE(0));
-  };
-  const stamped = () => {
-    const payload = Buffer.from(PAYLOAD);
-    payload.writeDoubleLE(performance.now(), 0);
-    return payload;
+    if (open) for (const t of pushed) samples.push(sinceSent(t, now));
   };
   const batch = Math.max(1, Math.round((rate * LATENCY_INTERVAL_MS) / 1000));
   const shape = `${via} of ${batch} tasks every ${LATENCY_INTERVAL_MS} ms (${LATENCY_SHARE * 100}% of stream peak), not waiting for answers; p50/p99 = enqueue→delivery`;
   const v = { name: `enqueue→delivery, ${via}`, unit: "tasks", shape, concurrency: 1 };
-  let failure: { err: unknown } | undefined;
-  const stream = via === "EnqueueStream" ? new StreamProducer(rig.client()) : undefined;
-  const send = (items: Partial<EnqueueRequest>[]) => {
-    if (stream) stream.send(items);
-    else enqueue(rig.client(), items).catch((err: unknown) => (failure ??= { err }));
-  };
-  let due: number | undefined;
-  const m = await withStreams(rig, command, onTasks, (_, failed) =>
-    rig.run(v, {
-      units: () => delivered,
-      onWindow: (o) => (open = o),
-      cycle: async () => {
-        failed();
-        if (failure) throw failure.err;
-        for (due ??= performance.now(); due <= performance.now(); due += LATENCY_INTERVAL_MS)
-          send(tasks(command, batch, stamped));
-        await sleep(Math.max(0, due - performance.now()));
-        return 0;
-      },
-    }),
-  ).finally(() => stream?.close());
+  const m = await withStreams(rig, command, onTasks, async (_, failed) => {
+    const producer = new PacedProducer(rig, command, batch, LATENCY_INTERVAL_MS, via);
+    try {
+      return await rig.run(v, {
+        units: () => delivered,
+        onWindow: (o) => (open = o),
+        cycle: async () => {
+          failed();
+          producer.check();
+          await sleep(LATENCY_INTERVAL_MS);
+          return 0;
+        },
+      });
+    } finally {
+      await producer.stop();
+    }
+  });
   samples.sort((a, b) => a - b);
   const [p50Ms, p99Ms] = [percentile(samples, 0.5), percentile(samples, 0.99)];
   return { ...m, cycles: samples.length, p50Ms, p99Ms };
