@@ -59,17 +59,26 @@ export class QueueEngine {
 
   /** Stores tasks in one queue (all validated first; all or nothing on bad input). */
   async enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<t.EnqueueOutcome[]> {
-    checkQueue(queue);
-    if (specs.length > 1000)
-      throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
+    checkBatch(queue, specs);
     return t.enqueue(this.ctx, queue, specs);
+  }
+
+  /**
+   * Stores tasks in one queue as `enqueue` does, then leases up to `options.max` of its
+   * ready tasks (highest priority first, as `lease`) in the same atomic call.
+   */
+  async enqueueAndLease(
+    queue: QueueRef,
+    specs: readonly TaskSpec[],
+    options: t.LeaseOptions,
+  ): Promise<t.EnqueuedAndLeased> {
+    checkBatch(queue, specs);
+    return t.enqueueAndLease(this.ctx, queue, specs, options);
   }
 
   /** Validates a batch exactly as `enqueue` would, without storing anything. */
   check(queue: QueueRef, specs: readonly TaskSpec[]): void {
-    checkQueue(queue);
-    if (specs.length > 1000)
-      throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
+    checkBatch(queue, specs);
     const now = this.ctx.clock.now();
     specs.forEach((spec, i) =>
       buildRecord(
@@ -223,6 +232,13 @@ export class QueueEngine {
     const fields = decodeLeaseToken(token);
     return fields && fields.shard === this.ctx.shard ? fields : undefined;
   }
+}
+
+/** A batch's queue names and size, as every enqueue path checks them. */
+function checkBatch(queue: QueueRef, specs: readonly TaskSpec[]): void {
+  checkQueue(queue);
+  if (specs.length > 1000)
+    throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
 }
 
 function checkQueue(queue: QueueRef): void {

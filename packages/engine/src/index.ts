@@ -30,7 +30,13 @@ export {
   type TaskLimits,
 } from "./task-spec";
 export type { TaskRecord, StoredTask, TaskState, BackoffPolicy, BackoffKind } from "./task-record";
-export type { EnqueueOutcome, Delivery, LeaseOptions, QueueStats } from "./transitions";
+export type {
+  EnqueueOutcome,
+  EnqueuedAndLeased,
+  Delivery,
+  LeaseOptions,
+  QueueStats,
+} from "./transitions";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";
 export type { DeadPage, DeadBatchOutcome, CleanupOutcome } from "./dead-letters";
 export type { ExportedTask, ImportOutcome, IdempotencyBinding } from "./migration";

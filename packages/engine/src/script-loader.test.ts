@@ -10,6 +10,7 @@ describe("Lua scripts", () => {
         "cleanup",
         "dead-list",
         "enqueue",
+        "enqueue-lease",
         "export",
         "export-confirm",
         "export-restore",

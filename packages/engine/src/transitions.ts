@@ -1,5 +1,5 @@
 import type { EngineContext } from "./engine-context";
-import { EngineError, ScriptCode } from "./errors";
+import { EngineError } from "./errors";
 import { parseQueueId, queueId, type QueueRef } from "./keys";
 import { buildRecord, type TaskSpec } from "./task-spec";
 import { encodeRecord, encodeState, nonceText, STATE_OF_LETTER, timeText } from "./task-record";
@@ -26,9 +26,44 @@ export async function enqueue(
   ctx: EngineContext,
   queue: QueueRef,
   specs: readonly TaskSpec[],
-  retried = false,
 ): Promise<EnqueueOutcome[]> {
-  if (specs.length === 0) return [];
+  return (await store(ctx, queue, specs)).outcomes;
+}
+
+/** What `enqueueAndLease` did: the enqueue's outcomes and what it then leased. */
+export interface EnqueuedAndLeased {
+  readonly outcomes: EnqueueOutcome[];
+  readonly deliveries: Delivery[];
+  /**
+   * Ids still in the queue's ready lists after the lease: an upper bound on the tasks
+   * still ready, so 0 means none is.
+   */
+  readonly readyLeft: number;
+}
+
+/**
+ * Stores the batch as `enqueue` does, then leases up to `options.max` ready tasks of
+ * the queue (priority order, as `lease`), in one script call: the shard worker hands a
+ * fresh batch to a waiting stream without a second round trip.
+ */
+export function enqueueAndLease(
+  ctx: EngineContext,
+  queue: QueueRef,
+  specs: readonly TaskSpec[],
+  options: LeaseOptions,
+): Promise<EnqueuedAndLeased> {
+  checkLeaseOptions(options);
+  return store(ctx, queue, specs, options);
+}
+
+async function store(
+  ctx: EngineContext,
+  queue: QueueRef,
+  specs: readonly TaskSpec[],
+  leasing?: LeaseOptions,
+  retried = false,
+): Promise<EnqueuedAndLeased> {
+  if (specs.length === 0) return { outcomes: [], deliveries: [], readyLeft: 0 };
   const now = ctx.clock.now();
   const k = ctx.keys(queue);
   const records = specs.map((spec, i) =>
@@ -41,6 +76,8 @@ export async function enqueue(
     ),
   );
   const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
+  // enqueue-lease-19.lua: the lease's two keys come before the idempotency keys
+  if (leasing) keys.push(k.leased, k.dead);
   // ids and states are fixed-width: one packed argument (see enqueue-17.lua)
   let packed = "";
   const payloads: Array<Uint8Array | string> = [];
@@ -74,7 +111,22 @@ export async function enqueue(
     idem.length / 3,
     ...idem,
   ];
-  const reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
+  let reply: Array<string | number | Buffer>;
+  let deliveries: Delivery[] = [];
+  let readyLeft = 0;
+  if (leasing) {
+    // { left, k, the enqueue's reply (k values), the lease's reply } (see enqueue-lease-19.lua)
+    const both = await ctx.runner.runBuffer<Array<number | Buffer>>("enqueue-lease", keys, [
+      ...args,
+      ...leaseArgs(ctx, queue, leasing, now),
+    ]);
+    readyLeft = Number(both[0]);
+    const k = Number(both[1]);
+    reply = both.slice(2, 2 + k);
+    deliveries = leasedFrom(ctx, queue, both.slice(2 + k) as Buffer[]);
+  } else {
+    reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
+  }
   const codes = String(reply[0]);
   const originals = new Map<number, { id: string; letter: string }>();
   for (let j = 1; j < reply.length; j += 3) {
@@ -86,25 +138,27 @@ export async function enqueue(
     return { id: original.id, duplicate: true, state: STATE_OF_LETTER[original.letter] };
   });
   // An id collision (80 random bits within one millisecond) stored nothing for that
-  // item; it gets a fresh id, once, rather than failing a batch others made it into.
-  const collided = records.flatMap((_, i) =>
-    reply[i * 3 + 1] === ScriptCode.DuplicateId ? [i] : [],
-  );
+  // item (code 5); it gets a fresh id, once, rather than failing a batch others made
+  // it into.
+  const collided = records.flatMap((_, i) => (codes[i] === "5" ? [i] : []));
   if (collided.length > 0) {
     if (retried)
       throw new EngineError(
         "FAILED_PRECONDITION",
         "task id collision twice in a row; retry the enqueue",
       );
-    const again = await enqueue(
+    const again = await store(
       ctx,
       queue,
       collided.map((i) => specs[i]!),
+      undefined,
       true,
     );
-    collided.forEach((i, j) => (outcomes[i] = again[j]!));
+    collided.forEach((i, j) => (outcomes[i] = again.outcomes[j]!));
+    // stored after the lease: ready, and not in its count
+    readyLeft += again.outcomes.filter((o) => o.state === "READY").length;
   }
-  return outcomes;
+  return { outcomes, deliveries, readyLeft };
 }
 
 export interface LeaseOptions {
@@ -123,31 +177,44 @@ export function checkLeaseMs(leaseMs: number): void {
   }
 }
 
+function checkLeaseOptions(options: LeaseOptions): void {
+  if (!Number.isInteger(options.max) || options.max < 1 || options.max > 1000) {
+    throw new EngineError("INVALID_ARGUMENT", `max tasks must be 1..1000, got ${options.max}`);
+  }
+  checkLeaseMs(options.leaseMs);
+}
+
+/** lease-17.lua's arguments. */
+function leaseArgs(ctx: EngineContext, queue: QueueRef, options: LeaseOptions, now: number) {
+  return [
+    timeText(now),
+    queueId(queue),
+    options.max,
+    String(options.leaseMs).padStart(8, "0"),
+    ctx.promoteLimit,
+    nonceText(Math.floor(ctx.random() * 2 ** 46)),
+    timeText(now + options.leaseMs),
+  ];
+}
+
 /** Leases up to `max` tasks of one queue. */
 export async function lease(
   ctx: EngineContext,
   queue: QueueRef,
   options: LeaseOptions,
 ): Promise<Delivery[]> {
-  if (!Number.isInteger(options.max) || options.max < 1 || options.max > 1000) {
-    throw new EngineError("INVALID_ARGUMENT", `max tasks must be 1..1000, got ${options.max}`);
-  }
-  checkLeaseMs(options.leaseMs);
+  checkLeaseOptions(options);
   const k = ctx.keys(queue);
-  const now = ctx.clock.now();
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "lease",
     [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
-    [
-      timeText(now),
-      queueId(queue),
-      options.max,
-      String(options.leaseMs).padStart(8, "0"),
-      ctx.promoteLimit,
-      nonceText(Math.floor(ctx.random() * 2 ** 46)),
-      timeText(now + options.leaseMs),
-    ],
+    leaseArgs(ctx, queue, options, ctx.clock.now()),
   );
+  return leasedFrom(ctx, queue, reply);
+}
+
+/** The deliveries in lease-17.lua's reply. */
+function leasedFrom(ctx: EngineContext, queue: QueueRef, reply: Buffer[]): Delivery[] {
   const out: Delivery[] = [];
   if (reply.length === 0) return out;
   // { fixed id+state parts, e, (n, error)*, r, (n, record)*, payloads } (see lease-17.lua)

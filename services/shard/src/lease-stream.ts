@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
+import type { Delivery } from "@codeq/engine";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
-import type { Topic } from "./notifier";
+import type { Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, toServerError } from "./status";
 import { deliveryToWire } from "@codeq/wire";
@@ -16,7 +17,7 @@ import { deliveryToWire } from "@codeq/wire";
  * cancels, the connection breaks, the shard drains) every lease it still holds is
  * released at once.
  */
-export class LeaseStreamSession {
+export class LeaseStreamSession implements Taker {
   private readonly id = randomUUID();
   private readonly out = new Channel<LeaseStreamResponse>();
   private readonly ended = new AbortController();
@@ -146,6 +147,7 @@ export class LeaseStreamSession {
             this.kick.signal,
             Infinity,
             this.credits,
+            this,
           );
           if (this.kick.signal.aborted && !signal.aborted) this.kick = new AbortController();
           continue;
@@ -162,8 +164,7 @@ export class LeaseStreamSession {
         if (got.length > 0) {
           this.emptyAt = undefined;
           this.credits -= got.length;
-          for (const d of got) this.held.add(d.token);
-          this.out.push({ tasks: { tasks: got.map(deliveryToWire) } });
+          this.push(got);
           continue;
         }
         this.emptyAt = seen;
@@ -171,6 +172,35 @@ export class LeaseStreamSession {
         this.end(toServerError(err));
       }
     }
+  }
+
+  /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
+  reserve(): { max: number; leaseMs: number } | undefined {
+    const max = Math.min(this.credits, this.maxBatch);
+    if (!this.ask || max <= 0 || this.ended.signal.aborted) return undefined;
+    this.credits -= max;
+    return { max, leaseMs: this.ask.leaseMs };
+  }
+
+  /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */
+  deliver(deliveries: readonly Delivery[], reserved: number): void {
+    this.credits += reserved - deliveries.length;
+    if (deliveries.length === 0) return;
+    if (this.ended.signal.aborted) {
+      this.core
+        .release(
+          deliveries.map((d) => d.token),
+          "lease stream closed",
+        )
+        .catch(() => undefined); // the store is unreachable: the leases expire
+      return;
+    }
+    this.push(deliveries);
+  }
+
+  private push(deliveries: readonly Delivery[]): void {
+    for (const d of deliveries) this.held.add(d.token);
+    this.out.push({ tasks: { tasks: deliveries.map(deliveryToWire) } });
   }
 
   private async releaseHeld(): Promise<void> {

@@ -1,4 +1,4 @@
-import { queueId, type QueueRef } from "@codeq/engine";
+import { queueId, type Delivery, type QueueRef } from "@codeq/engine";
 
 /** What a waiter listens to: one queue, or every tenant of a command. */
 export type Topic = { readonly queue: QueueRef } | { readonly command: string };
@@ -7,10 +7,32 @@ export function topicKey(topic: Topic): string {
   return "queue" in topic ? `q:${queueId(topic.queue)}` : `c:${topic.command}`;
 }
 
+/**
+ * A parked waiter that can take tasks straight from an enqueue (a stream): the shard
+ * worker then stores a batch and leases from it in one call, instead of waking the
+ * waiter to lease in a second one.
+ */
+export interface Taker {
+  /**
+   * Sets aside up to this many of its credits for one handoff and says how to lease
+   * them; undefined when it can take none now.
+   */
+  reserve(): { readonly max: number; readonly leaseMs: number } | undefined;
+  /** The handoff's deliveries (maybe none); the reservation's unused credits come back. */
+  deliver(deliveries: readonly Delivery[], reserved: number): void;
+}
+
 interface Waiter {
   readonly topics: readonly string[];
   /** How many tasks this waiter would take if woken (its credits, or a long poll's max). */
   readonly capacity: number;
+  readonly wake: () => void;
+  readonly taker?: Taker;
+}
+
+/** A waiter claimed for a handoff: out of the notifier until `wake` sends it back to its loop. */
+export interface Claimed {
+  readonly taker: Taker;
   readonly wake: () => void;
 }
 
@@ -55,6 +77,24 @@ export class Notifier {
   }
 
   /**
+   * The oldest waiter on `queue` (or on every tenant of its command) that can take a
+   * handoff, taken out of the notifier without waking it and without bumping any
+   * version: the caller leases for it and wakes it once it has delivered.
+   */
+  claim(queue: QueueRef): Claimed | undefined {
+    for (const key of [topicKey({ queue }), topicKey({ command: queue.command })]) {
+      const set = this.waiters.get(key);
+      if (!set) continue;
+      for (const waiter of set) {
+        if (!waiter.taker) continue;
+        this.remove(waiter);
+        return { taker: waiter.taker, wake: waiter.wake };
+      }
+    }
+    return undefined;
+  }
+
+  /**
    * The safety-net re-wake: bumps the version of every topic that has waiters and
    * wakes one waiter of each, so it leases again even if it saw the queue empty.
    */
@@ -72,7 +112,8 @@ export class Notifier {
   /**
    * Resolves when one of the topics is notified, when the version has already moved
    * past `seen`, when `signal` aborts, or after `timeoutMs` (never, when it is Infinity:
-   * a stream parks until notified, and a timer per park would only cost).
+   * a stream parks until notified, and a timer per park would only cost). With a
+   * `taker`, an enqueue may `claim` the waiter to hand it tasks instead.
    */
   wait(
     topics: readonly Topic[],
@@ -80,6 +121,7 @@ export class Notifier {
     signal: AbortSignal,
     timeoutMs: number,
     capacity = 1,
+    taker?: Taker,
   ): Promise<void> {
     if (this.version(topics) !== seen || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
@@ -90,7 +132,7 @@ export class Notifier {
         resolve();
       };
       const onAbort = () => done();
-      const waiter: Waiter = { topics: topics.map(topicKey), capacity, wake: done };
+      const waiter: Waiter = { topics: topics.map(topicKey), capacity, wake: done, taker };
       const timer = Number.isFinite(timeoutMs) ? setTimeout(done, timeoutMs) : undefined;
       signal.addEventListener("abort", onAbort, { once: true });
       for (const key of waiter.topics) {

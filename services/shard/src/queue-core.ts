@@ -3,6 +3,7 @@ import {
   itemStatus,
   ScriptCode,
   type Delivery,
+  type EnqueueOutcome,
   type QueueEngine,
   type QueueRef,
   type SettleOutcome,
@@ -105,8 +106,7 @@ export class QueueCore {
     await Promise.all(
       [...groups.values()].map(async ({ queue, specs, indexes }) => {
         try {
-          const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
-          let ready = 0;
+          const out = await this.store(queue, specs);
           out.forEach((o, j) => {
             results[indexes[j]!] = {
               status: OK,
@@ -114,10 +114,8 @@ export class QueueCore {
               duplicate: o.duplicate,
               state: stateToWire(o.state),
             };
-            if (!o.duplicate && o.state === "READY") ready++;
             if (!o.duplicate && o.state === "SCHEDULED") this.background.recheck();
           });
-          if (ready > 0) this.notifier.notify(queue, ready);
         } catch (err) {
           // this queue's part failed (the store); the others may have succeeded
           const e = toServerError(err);
@@ -132,6 +130,44 @@ export class QueueCore {
       }),
     );
     return results;
+  }
+
+  /**
+   * Stores one queue's batch and wakes whoever waits for it. When a stream is parked on
+   * the queue, the same script call also leases for it (up to its credits) and the
+   * tasks go straight to it: one round trip to the store instead of two, and no wake-up
+   * in between. Only what may still be ready after that is announced.
+   */
+  private async store(queue: QueueRef, specs: TaskSpec[]): Promise<EnqueueOutcome[]> {
+    const claimed = this.notifier.claim(queue);
+    const ask = claimed?.taker.reserve();
+    if (!claimed || !ask) {
+      claimed?.wake();
+      const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
+      const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
+      if (ready > 0) this.notifier.notify(queue, ready);
+      return out;
+    }
+    let deliveries: readonly Delivery[] = [];
+    try {
+      const done = await this.metrics.time("enqueue_lease", () =>
+        this.engine.enqueueAndLease(queue, specs, ask),
+      );
+      deliveries = done.deliveries;
+      this.delivered(deliveries);
+      if (done.readyLeft > 0) this.notifier.notify(queue, done.readyLeft);
+      return done.outcomes;
+    } finally {
+      claimed.taker.deliver(deliveries, ask.max);
+      claimed.wake();
+    }
+  }
+
+  /** Counts deliveries and has the reaper look at the earliest deadline among them. */
+  private delivered(deliveries: readonly Delivery[]): void {
+    if (deliveries.length === 0) return;
+    this.metrics.delivered.inc(deliveries.length);
+    this.background.wakeAt(deliveries[0]!.deadline);
   }
 
   /** Validates a lease request's subscription and the caller's rights to it. */
@@ -183,10 +219,7 @@ export class QueueCore {
       );
       out.push(...got);
     }
-    if (out.length > 0) {
-      this.metrics.delivered.inc(out.length);
-      this.background.wakeAt(out[0]!.deadline);
-    }
+    this.delivered(out);
     return out;
   }
 

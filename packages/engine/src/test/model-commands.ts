@@ -4,6 +4,8 @@ import type { ManualClock } from "../clock";
 import type { QueueEngine } from "../engine";
 import { ScriptCode } from "../errors";
 import type { StoredTask, TaskState } from "../task-record";
+import type { TaskSpec } from "../task-spec";
+import type { Delivery } from "../transitions";
 import { Q } from "./fixture";
 import { byScoreThenId, Model, type IssuedToken, type ModelTask, type Real } from "./engine-model";
 
@@ -130,28 +132,33 @@ export interface EnqueueItem {
 }
 
 export class EnqueueCmd implements Cmd {
-  constructor(readonly items: readonly EnqueueItem[]) {}
+  /** With `lease`, the batch goes through enqueueAndLease: stored, then leased in the same call. */
+  constructor(
+    readonly items: readonly EnqueueItem[],
+    readonly lease?: { readonly max: number; readonly leaseMs: number },
+  ) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
     await step(m, r, async () => {
       const first = m.tasks.size + 1;
       const labels = this.items.map((_, i) => `T${first + i}`);
-      const out = await r.engine.enqueue(
-        Q,
-        this.items.map((it, i) => ({
-          payload: Buffer.from(labels[i]!),
-          priority: it.priority,
-          delayMs: it.delayMs,
-          maxAttempts: it.maxAttempts,
-          backoff: {
-            kind: "fixed",
-            baseMs: it.backoffMs,
-            maxMs: it.backoffMs + 500,
-            jitter: false,
-          },
-        })),
-      );
-      out.forEach((o, i) => {
+      const specs = this.items.map((it, i): TaskSpec => ({
+        payload: Buffer.from(labels[i]!),
+        priority: it.priority,
+        delayMs: it.delayMs,
+        maxAttempts: it.maxAttempts,
+        backoff: {
+          kind: "fixed",
+          baseMs: it.backoffMs,
+          maxMs: it.backoffMs + 500,
+          jitter: false,
+        },
+      }));
+      const lease = this.lease;
+      const { outcomes, deliveries } = lease
+        ? await r.engine.enqueueAndLease(Q, specs, lease)
+        : { outcomes: await r.engine.enqueue(Q, specs), deliveries: undefined };
+      outcomes.forEach((o, i) => {
         const it = this.items[i]!;
         if (m.tasks.has(o.id)) fail(`enqueue reused the id of ${m.label(o.id)}`, "a new id", o.id);
         const state: TaskState = it.delayMs > 0 ? "SCHEDULED" : "READY";
@@ -168,13 +175,17 @@ export class EnqueueCmd implements Cmd {
           runAt: m.now + it.delayMs,
         });
       });
-      return `${this} → ${labels.join(", ")}`;
+      const leased = deliveries && compareLease(m, deliveries, lease!.max, lease!.leaseMs);
+      return `${this} → ${labels.join(", ")}${leased ? `, ${leased}` : ""}`;
     });
   }
   toString(): string {
     const show = (it: EnqueueItem) =>
       `p${it.priority}${it.delayMs ? ` delay=${it.delayMs}` : ""} max=${it.maxAttempts} backoff=${it.backoffMs}`;
-    return `enqueue(${this.items.map(show).join("; ")})`;
+    const items = this.items.map(show).join("; ");
+    return this.lease
+      ? `enqueueAndLease(${items}; max=${this.lease.max}, ${this.lease.leaseMs}ms)`
+      : `enqueue(${items})`;
   }
 }
 
@@ -185,7 +196,11 @@ export async function leaseAndCompare(
   max: number,
   leaseMs: number,
 ): Promise<string> {
-  const got = await r.engine.lease(Q, { max, leaseMs });
+  return compareLease(m, await r.engine.lease(Q, { max, leaseMs }), max, leaseMs);
+}
+
+/** Checks deliveries against the model's lease of the same ask and records their tokens. */
+function compareLease(m: Model, got: readonly Delivery[], max: number, leaseMs: number): string {
   const want = m.lease(max, leaseMs);
   same(
     `lease(max=${max}) delivered, in order`,
@@ -507,6 +522,13 @@ export const nackItemArb: fc.Arbitrary<NackItem> = fc.record({
 export const enqueueArb = fc
   .array(enqueueItemArb, { minLength: 1, maxLength: 3 })
   .map((items): Cmd => new EnqueueCmd(items));
+export const enqueueAndLeaseArb = fc
+  .tuple(
+    fc.array(enqueueItemArb, { minLength: 1, maxLength: 3 }),
+    fc.integer({ min: 1, max: 5 }),
+    leaseMsArb,
+  )
+  .map(([items, max, leaseMs]): Cmd => new EnqueueCmd(items, { max, leaseMs }));
 export const leaseArb = fc
   .tuple(fc.integer({ min: 1, max: 5 }), leaseMsArb)
   .map(([max, ms]): Cmd => new LeaseCmd(max, ms));
@@ -544,6 +566,7 @@ export const edgeArb = fc
 export const weighted = (n: number, arb: fc.Arbitrary<Cmd>) => Array.from({ length: n }, () => arb);
 export const commandArbs: Array<fc.Arbitrary<Cmd>> = [
   ...weighted(3, enqueueArb),
+  ...weighted(2, enqueueAndLeaseArb),
   ...weighted(4, leaseArb),
   ...weighted(2, ackArb),
   ...weighted(3, nackArb),

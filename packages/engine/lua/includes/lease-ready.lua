@@ -1,0 +1,91 @@
+-- leaseReady(KEYS, ARGV): the lease script's work (lease-17.lua documents the
+-- layout); returns its reply.
+-- @include "task-state"
+-- @include "promote-due"
+-- @include "lower-due"
+local function leaseReady(KEYS, ARGV)
+  local now = tonumber(ARGV[1])
+  local nowText = ARGV[1]
+  local qid = ARGV[2]
+  local max = tonumber(ARGV[3])
+  local leaseText = ARGV[4]
+  local nonce = ARGV[6]
+  local deadline = ARGV[7]
+  local ready = {}
+  for p = 0, 9 do ready[p + 1] = KEYS[8 + p] end
+  promoteDue(KEYS[2], KEYS[4], ready, now, tonumber(ARGV[5]))
+
+  local ids = {}
+  for p = 10, 1, -1 do
+    local want = max - #ids
+    if want <= 0 then break end
+    local got = redis.call('LRANGE', ready[p], 0, want - 1)
+    if #got > 0 then
+      redis.call('LTRIM', ready[p], #got, -1)
+      for i = 1, #got do ids[#ids + 1] = got[i] end
+    end
+  end
+  if #ids == 0 then return {} end
+
+  local states = redis.call('HMGET', KEYS[2], unpack(ids))
+  local writes, inflight, dead, delivered, deliveredStates = {}, {}, {}, {}, {}
+  local seen = {}
+  for i = 1, #ids do
+    local id = ids[i]
+    local s = states[i]
+    -- only READY ids are delivered, each once (an id listed twice is never written so,
+    -- but cheap to guard)
+    if s and string.byte(s, 1) == 82 and not seen[id] then
+      seen[id] = true
+      local att = string.sub(s, 3, 6)
+      local encoded
+      if att >= string.sub(s, 7, 10) then
+        local x = parseState(s)
+        x.st = 'D'
+        x.untilAt = now
+        x.upd = now
+        if x.err == '' then x.err = 'attempts exhausted' end
+        encoded = formatState(x)
+        dead[#dead + 1] = now
+        dead[#dead + 1] = id
+      else
+        -- one format call for both counters (each number Lua formats costs)
+        encoded = 'L' .. string.sub(s, 2, 2)
+          .. string.format('%04d%s%010d', tonumber(att) + 1, string.sub(s, 7, 10), tonumber(string.sub(s, 11, 20)) + 1)
+          .. nonce .. string.sub(s, 35, 47) .. deadline .. leaseText .. nowText .. string.sub(s, 82)
+        inflight[#inflight + 1] = deadline
+        inflight[#inflight + 1] = id
+        delivered[#delivered + 1] = id
+        deliveredStates[#delivered] = encoded
+      end
+      writes[#writes + 1] = id
+      writes[#writes + 1] = encoded
+    end
+  end
+  if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
+  if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
+  if #delivered == 0 then return {} end
+  redis.call('ZADD', KEYS[5], unpack(inflight))
+  lowerDue(KEYS[7], qid, tonumber(deadline))
+  local records = redis.call('HMGET', KEYS[1], unpack(delivered))
+  local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
+  local fixed, errors, extra = {}, {}, {}
+  for i = 1, #delivered do
+    local s = deliveredStates[i]
+    fixed[i] = delivered[i] .. string.sub(s, 1, 81)
+    if #s > 81 then
+      errors[#errors + 1] = i
+      errors[#errors + 1] = string.sub(s, 82)
+    end
+    if records[i] then
+      extra[#extra + 1] = i
+      extra[#extra + 1] = records[i]
+    end
+  end
+  local out = { table.concat(fixed), #errors / 2 }
+  for i = 1, #errors do out[#out + 1] = errors[i] end
+  out[#out + 1] = #extra / 2
+  for i = 1, #extra do out[#out + 1] = extra[i] end
+  for i = 1, #delivered do out[#out + 1] = payloads[i] or '' end
+  return out
+end

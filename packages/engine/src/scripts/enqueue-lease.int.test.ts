@@ -1,0 +1,71 @@
+import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
+
+describe("enqueue-lease-19.lua", () => {
+  const fx = useEngineFixture();
+
+  it("stores the batch, then leases the queue's ready tasks highest priority first", async () => {
+    const { engine, clock } = await fx().engine();
+    const [older] = await seed(engine, 1, { priority: 7 }, Q, "older");
+    const { outcomes, deliveries, readyLeft } = await engine.enqueueAndLease(
+      Q,
+      [
+        { payload: payload("low") },
+        { payload: payload("high"), priority: 9 },
+        { payload: payload("later"), delayMs: 5_000 },
+      ],
+      { max: 2, leaseMs: 10_000 },
+    );
+    expect(outcomes.map((o) => o.state)).toEqual(["READY", "READY", "SCHEDULED"]);
+    expect(readyLeft).toBe(1);
+    expect(deliveries.map((d) => d.task.payload.toString())).toEqual(["high", "older0"]);
+    expect(deliveries.map((d) => d.task.id)).toEqual([outcomes[1]!.id, older]);
+    for (const d of deliveries) {
+      expect(d.task).toMatchObject({ state: "LEASED", attempts: 1, leaseSeq: 1 });
+      expect(d.deadline).toBe(clock.now() + 10_000);
+    }
+    // the one not leased is still ready, the scheduled one still waits
+    const rest = await engine.lease(Q, LEASE);
+    expect(rest.map((d) => d.task.id)).toEqual([outcomes[0]!.id]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 1, leased: 3 });
+    // the tokens settle like any lease's
+    const acked = await engine.ack(deliveries.map((d) => ({ token: d.token })));
+    expect(acked.map((a) => a.code)).toEqual([0, 0]);
+  });
+
+  it("leases nothing when the batch has nothing ready, and a live idempotency key is not stored twice", async () => {
+    const { engine } = await fx().engine();
+    const first = await engine.enqueueAndLease(
+      Q,
+      [{ payload: payload("a"), idempotencyKey: "k1" }],
+      { max: 5, leaseMs: 10_000 },
+    );
+    expect(first.deliveries.map((d) => d.task.id)).toEqual([first.outcomes[0]!.id]);
+    expect(first.readyLeft).toBe(0);
+    const again = await engine.enqueueAndLease(
+      Q,
+      [
+        { payload: payload("a"), idempotencyKey: "k1" },
+        { payload: payload("b"), delayMs: 1_000 },
+      ],
+      { max: 5, leaseMs: 10_000 },
+    );
+    expect(again.outcomes[0]).toMatchObject({
+      id: first.outcomes[0]!.id,
+      duplicate: true,
+      state: "LEASED",
+    });
+    expect(again.deliveries).toEqual([]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 1, leased: 1 });
+  });
+
+  it("refuses a bad lease ask before storing anything", async () => {
+    const { engine } = await fx().engine();
+    await expect(
+      engine.enqueueAndLease(Q, [{ payload: payload("a") }], { max: 0, leaseMs: 10_000 }),
+    ).rejects.toThrow(/max tasks must be 1..1000/);
+    await expect(
+      engine.enqueueAndLease(Q, [{ payload: payload("a") }], { max: 1, leaseMs: 10 }),
+    ).rejects.toThrow(/lease duration/);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 0, leased: 0 });
+  });
+});

@@ -1,0 +1,87 @@
+import type { ShardWorker } from "./shard-worker";
+import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
+
+/** Script calls of `operation` the worker has made so far. */
+async function calls(worker: ShardWorker, operation: string): Promise<number> {
+  const { values } = await worker.metrics.operation.get();
+  const count = values.find(
+    (v) =>
+      v.metricName === "codeq_shard_operation_duration_seconds_count" &&
+      v.labels.operation === operation,
+  );
+  return count?.value ?? 0;
+}
+
+describe("an enqueue hands its tasks to a parked stream", () => {
+  let fx: ShardFixture;
+  // no safety-net re-wake: only the enqueue can deliver
+  beforeAll(async () => (fx = await shardFixture({ rewakeMs: 3_600_000, dueIdleMs: 60_000 })));
+  afterAll(() => fx.close());
+
+  it("stores and leases in one store call, and the stream does not lease again", async () => {
+    const stream = new StreamDriver(fx.client("t-hand"));
+    stream.send({ ...SUB(["HAND"]), credits: 5 });
+    await stream.next(); // subscribed
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    const [leases, handoffs] = [
+      await calls(fx.worker, "lease"),
+      await calls(fx.worker, "enqueue_lease"),
+    ];
+    const { results } = await fx.client("t-hand").enqueueBatch({
+      tasks: ["a", "b", "c"].map((p) => ({ command: "HAND", payload: Buffer.from(p) }) as never),
+    });
+    const pushed = (await stream.next())!.tasks!.tasks;
+    expect(pushed.map((t) => t.task!.id)).toEqual(results.map((r) => r.taskId));
+    expect(pushed.map((t) => t.task!.payload.toString())).toEqual(["a", "b", "c"]);
+    expect(await calls(fx.worker, "enqueue_lease")).toBe(handoffs + 1);
+    // the stream is parked again, having found nothing left to lease
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    expect(await calls(fx.worker, "lease")).toBe(leases);
+    // the handed-off tasks settle like any others
+    stream.send({
+      requestId: 1,
+      acks: pushed.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) })),
+    });
+    expect((await stream.next())!.settled!.acks.map((a) => a.code)).toEqual([0, 0, 0]);
+    stream.close();
+  });
+
+  it("hands a stream only what its credits cover; the next stream leases the rest", async () => {
+    const first = new StreamDriver(fx.client("t-split"));
+    first.send({ ...SUB(["SPLIT"]), credits: 2 });
+    await first.next();
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    const second = new StreamDriver(fx.client("t-split"));
+    second.send({ ...SUB(["SPLIT"]), credits: 10 });
+    await second.next();
+    await eventually(async () => fx.worker.notifier.parked > 1);
+    await fx.client("t-split").enqueueBatch({
+      tasks: Array.from({ length: 5 }, () => ({ command: "SPLIT" }) as never),
+    });
+    // the oldest parked stream takes its 2 in the enqueue's call; the other is woken for 3
+    expect((await first.next())!.tasks!.tasks).toHaveLength(2);
+    let got = 0;
+    while (got < 3) got += (await second.next())!.tasks!.tasks.length;
+    expect(got).toBe(3);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(first.pending).toBe(0);
+    expect((await fx.client("t-split").queueStats({ command: "SPLIT" })).total).toMatchObject({
+      leased: 5,
+      ready: 0,
+    });
+    first.close();
+    second.close();
+  });
+
+  it("hands tasks to a stream serving every tenant of the command", async () => {
+    const stream = new StreamDriver(fx.client("ops", "worker,cross-tenant-worker"));
+    stream.send({ ...SUB(["ALLT"], { allTenants: true }), credits: 5 });
+    await stream.next();
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    const handoffs = await calls(fx.worker, "enqueue_lease");
+    const { taskId } = await fx.client("t-any").enqueue({ command: "ALLT" });
+    expect((await stream.next())!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
+    expect(await calls(fx.worker, "enqueue_lease")).toBe(handoffs + 1);
+    stream.close();
+  });
+});
