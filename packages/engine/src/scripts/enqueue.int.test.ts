@@ -1,5 +1,9 @@
+import { ManualClock } from "../clock";
+import { createEngineContext } from "../engine-context";
 import { EngineError } from "../errors";
+import { TaskIdGenerator } from "../task-id";
 import { payload, Q, useEngineFixture } from "../test/fixture";
+import { enqueue, getTask } from "../transitions";
 
 describe("enqueue-17.lua", () => {
   const fx = useEngineFixture();
@@ -102,5 +106,26 @@ describe("enqueue-17.lua", () => {
       { command: "C1", tenant: "t2" },
     ]);
     expect(await engine.queues()).toHaveLength(3);
+  });
+  it("gives an item whose id already exists a fresh id and stores it (an id collision)", async () => {
+    const { redis, prefix } = await fx().engine();
+    const ctx = await createEngineContext(redis, {
+      shard: "a",
+      keyPrefix: prefix,
+      clock: new ManualClock(),
+    });
+    const [taken] = await enqueue(ctx, Q, [{ payload: payload("first") }]);
+    // a generator whose next id is the one just stored, then fresh ones
+    const fresh = new TaskIdGenerator();
+    let collide = true;
+    const ids = {
+      next: (now: number) => (collide ? ((collide = false), taken!.id) : fresh.next(now)),
+    };
+    const out = await enqueue({ ...ctx, ids: ids as TaskIdGenerator }, Q, [
+      { payload: payload("second") },
+    ]);
+    expect(out[0]!.id).not.toBe(taken!.id);
+    expect((await getTask(ctx, Q, out[0]!.id))?.payload.toString()).toBe("second");
+    expect((await getTask(ctx, Q, taken!.id))?.payload.toString()).toBe("first");
   });
 });
