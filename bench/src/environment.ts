@@ -1,5 +1,6 @@
 import * as os from "node:os";
 import type { Redis } from "ioredis";
+import { measureRoundTrip, type RoundTrip } from "./round-trip";
 
 /** Where the numbers were taken: results from different machines do not compare. */
 export interface Environment {
@@ -10,6 +11,8 @@ export interface Environment {
   readonly platform: string;
   /** 1-minute load average when the run started: other work on the machine skews results. */
   readonly loadAverage1m: number;
+  /** What a paced loopback round trip between two processes costs here (see round-trip.ts). */
+  readonly roundTrip: RoundTrip;
 }
 
 /** One field of an INFO reply, e.g. `redis_version`. */
@@ -32,5 +35,6 @@ export async function environment(redis: Redis): Promise<Environment> {
     cpuModel: cpus[0]?.model ?? "unknown",
     platform: `${os.platform()} ${os.release()} ${os.arch()}`,
     loadAverage1m: Number(os.loadavg()[0]!.toFixed(2)),
+    roundTrip: await measureRoundTrip(),
   };
 }

@@ -42,10 +42,12 @@ async function main(): Promise<void> {
   process.once("SIGTERM", onSignal);
   try {
     const admin = server.client();
+    progress("measuring a loopback round trip");
     const env = await environment(admin).finally(() => admin.disconnect());
     console.log(
       `codeQ bench: node ${env.node}, redis-server ${env.redisServer} (pid ${server.pid}, port ${server.port}), ` +
-        `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant`,
+        `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant\n` +
+        `loopback round trip between two processes: ${env.roundTrip.latencyP50Micros} µs p50, ${env.roundTrip.cpuMicros} µs of CPU (each message the services handle pays for such wake-ups)`,
     );
     const results = new Map<string, ScenarioResult>();
     for (const name of args.scenarios) {
