@@ -61,7 +61,6 @@ async function store(
   queue: QueueRef,
   specs: readonly TaskSpec[],
   leasing?: LeaseOptions,
-  retried = false,
 ): Promise<EnqueuedAndLeased> {
   if (specs.length === 0) return { outcomes: [], deliveries: [], readyLeft: 0 };
   const now = ctx.clock.now();
@@ -132,37 +131,24 @@ async function store(
   for (let j = 1; j < reply.length; j += 3) {
     originals.set(Number(reply[j]), { id: String(reply[j + 1]), letter: String(reply[j + 2]) });
   }
+  // Code 5 (a task with this id exists, nothing written) is reported as stored. Ids
+  // are 48 bits of time and 80 random ones, incremented within a millisecond, so two
+  // never collide in practice; what does happen is ioredis re-sending a script whose
+  // reply a reconnect lost, and then the task that exists is the one this call stored.
+  // Storing it again under a fresh id would make a replay a duplicate.
   const outcomes: EnqueueOutcome[] = records.map((record, i) => {
     if (codes[i] !== "1") return { id: record.id, duplicate: false, state: record.state };
     const original = originals.get(i + 1)!;
     return { id: original.id, duplicate: true, state: STATE_OF_LETTER[original.letter] };
   });
-  // An id collision (80 random bits within one millisecond) stored nothing for that
-  // item (code 5); it gets a fresh id, once, rather than failing a batch others made
-  // it into.
-  const collided = records.flatMap((_, i) => (codes[i] === "5" ? [i] : []));
-  if (collided.length > 0) {
-    if (retried)
-      throw new EngineError(
-        "FAILED_PRECONDITION",
-        "task id collision twice in a row; retry the enqueue",
-      );
-    const again = await store(
-      ctx,
-      queue,
-      collided.map((i) => specs[i]!),
-      undefined,
-      true,
-    );
-    collided.forEach((i, j) => (outcomes[i] = again.outcomes[j]!));
-    // stored after the lease: ready, and not in its count
-    readyLeft += again.outcomes.filter((o) => o.state === "READY").length;
-  }
   return { outcomes, deliveries, readyLeft };
 }
 
+/** The most tasks one lease call delivers. */
+export const MAX_LEASE_TASKS = 1000;
+
 export interface LeaseOptions {
-  /** 1..1000. */
+  /** 1..MAX_LEASE_TASKS. */
   readonly max: number;
   /** Lease duration, ms: 1000..43200000. */
   readonly leaseMs: number;
@@ -178,8 +164,11 @@ export function checkLeaseMs(leaseMs: number): void {
 }
 
 function checkLeaseOptions(options: LeaseOptions): void {
-  if (!Number.isInteger(options.max) || options.max < 1 || options.max > 1000) {
-    throw new EngineError("INVALID_ARGUMENT", `max tasks must be 1..1000, got ${options.max}`);
+  if (!Number.isInteger(options.max) || options.max < 1 || options.max > MAX_LEASE_TASKS) {
+    throw new EngineError(
+      "INVALID_ARGUMENT",
+      `max tasks must be 1..${MAX_LEASE_TASKS}, got ${options.max}`,
+    );
   }
   checkLeaseMs(options.leaseMs);
 }

@@ -12,6 +12,32 @@ async function calls(worker: ShardWorker, operation: string): Promise<number> {
   return count?.value ?? 0;
 }
 
+/** LeaseStreams the worker has open. */
+async function openStreams(worker: ShardWorker): Promise<number> {
+  return (await worker.metrics.openStreams.get()).values[0]?.value ?? 0;
+}
+
+/**
+ * Holds the worker's next enqueue-lease calls (the real ones, run when released) so
+ * a test can act while a handoff is in flight.
+ */
+function holdHandoffs(worker: ShardWorker): { release(): void } {
+  const engine = worker.engine;
+  const real = engine.enqueueAndLease.bind(engine);
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  engine.enqueueAndLease = async (...args) => {
+    await gate;
+    return real(...args);
+  };
+  return {
+    release() {
+      engine.enqueueAndLease = real;
+      open();
+    },
+  };
+}
+
 describe("an enqueue hands its tasks to a parked stream", () => {
   let fx: ShardFixture;
   // no safety-net re-wake: only the enqueue can deliver
@@ -55,11 +81,13 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     second.send({ ...SUB(["SPLIT"]), credits: 10 });
     await second.next();
     await eventually(async () => fx.worker.notifier.parked > 1);
+    const handoffs = await calls(fx.worker, "enqueue_lease");
     await fx.client("t-split").enqueueBatch({
       tasks: Array.from({ length: 5 }, () => ({ command: "SPLIT" }) as never),
     });
     // the oldest parked stream takes its 2 in the enqueue's call; the other is woken for 3
     expect((await first.next())!.tasks!.tasks).toHaveLength(2);
+    expect(await calls(fx.worker, "enqueue_lease")).toBe(handoffs + 1);
     let got = 0;
     while (got < 3) got += (await second.next())!.tasks!.tasks.length;
     expect(got).toBe(3);
@@ -83,5 +111,48 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     expect((await stream.next())!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
     expect(await calls(fx.worker, "enqueue_lease")).toBe(handoffs + 1);
     stream.close();
+  });
+
+  it("a stream waiting for credits gets those a handoff did not use", async () => {
+    const stream = new StreamDriver(fx.client("t-back"));
+    stream.send({ ...SUB(["BACK"]), credits: 2 });
+    await stream.next();
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    const hold = holdHandoffs(fx.worker);
+    // the first enqueue claims the stream and sets its 2 credits aside; it waits
+    const first = fx.client("t-back").enqueue({ command: "BACK" });
+    await eventually(async () => fx.worker.notifier.parked === 0);
+    // meanwhile a second task, and one more credit: the stream leases it and is out of credits
+    await fx.client("t-back").enqueue({ command: "BACK" });
+    stream.send({ credits: 1 });
+    expect((await stream.next())!.tasks!.tasks).toHaveLength(1);
+    // the handoff leases 1 of the 2 it set aside: 1 credit comes back to the stream
+    hold.release();
+    await first;
+    expect((await stream.next())!.tasks!.tasks).toHaveLength(1);
+    // with it, the stream takes the next task
+    const { taskId } = await fx.client("t-back").enqueue({ command: "BACK" });
+    expect((await stream.next())!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
+    stream.close();
+  });
+
+  it("a stream that ends during its handoff releases what it was handed at once", async () => {
+    const stream = new StreamDriver(fx.client("t-gone"));
+    stream.send({ ...SUB(["GONE"]), credits: 2 });
+    await stream.next();
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    const hold = holdHandoffs(fx.worker);
+    const enqueued = fx.client("t-gone").enqueue({ command: "GONE" });
+    await eventually(async () => fx.worker.notifier.parked === 0);
+    const open = await openStreams(fx.worker);
+    stream.close();
+    // the session has ended (its pump too) before the handoff comes back
+    await eventually(async () => (await openStreams(fx.worker)) < open);
+    hold.release();
+    await enqueued;
+    await eventually(async () => {
+      const { total } = await fx.client("t-gone").queueStats({ command: "GONE" });
+      return total?.ready === 1 && total.leased === 0;
+    });
   });
 });

@@ -141,15 +141,15 @@ export class QueueCore {
   private async store(queue: QueueRef, specs: TaskSpec[]): Promise<EnqueueOutcome[]> {
     const claimed = this.notifier.claim(queue);
     const ask = claimed?.taker.reserve();
-    if (!claimed || !ask) {
-      claimed?.wake();
-      const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
-      const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
-      if (ready > 0) this.notifier.notify(queue, ready);
-      return out;
-    }
     let deliveries: readonly Delivery[] = [];
     try {
+      if (!claimed || !ask) {
+        claimed?.wake();
+        const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
+        const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
+        if (ready > 0) this.notifier.notify(queue, ready);
+        return out;
+      }
       const done = await this.metrics.time("enqueue_lease", () =>
         this.engine.enqueueAndLease(queue, specs, ask),
       );
@@ -157,9 +157,16 @@ export class QueueCore {
       this.delivered(deliveries);
       if (done.readyLeft > 0) this.notifier.notify(queue, done.readyLeft);
       return done.outcomes;
+    } catch (err) {
+      // the script may have stored the batch before the failure (a lost reply, a
+      // script error part way): whoever waits leases and finds out
+      this.notifier.notify(queue, specs.length);
+      throw err;
     } finally {
-      claimed.taker.deliver(deliveries, ask.max);
-      claimed.wake();
+      if (claimed && ask) {
+        claimed.taker.deliver(deliveries, ask.max);
+        claimed.wake();
+      }
     }
   }
 

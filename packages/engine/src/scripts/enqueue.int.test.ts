@@ -3,7 +3,7 @@ import { createEngineContext } from "../engine-context";
 import { EngineError } from "../errors";
 import { TaskIdGenerator } from "../task-id";
 import { payload, Q, useEngineFixture } from "../test/fixture";
-import { enqueue, getTask } from "../transitions";
+import { enqueue, getTask, stats as queueStats } from "../transitions";
 
 describe("enqueue-17.lua", () => {
   const fx = useEngineFixture();
@@ -107,25 +107,22 @@ describe("enqueue-17.lua", () => {
     ]);
     expect(await engine.queues()).toHaveLength(3);
   });
-  it("gives an item whose id already exists a fresh id and stores it (an id collision)", async () => {
+
+  it("reports an item whose id exists as stored, once: a script re-sent after a reconnect", async () => {
     const { redis, prefix } = await fx().engine();
     const ctx = await createEngineContext(redis, {
       shard: "a",
       keyPrefix: prefix,
       clock: new ManualClock(),
     });
-    const [taken] = await enqueue(ctx, Q, [{ payload: payload("first") }]);
-    // a generator whose next id is the one just stored, then fresh ones
-    const fresh = new TaskIdGenerator();
-    let collide = true;
-    const ids = {
-      next: (now: number) => (collide ? ((collide = false), taken!.id) : fresh.next(now)),
-    };
-    const out = await enqueue({ ...ctx, ids: ids as TaskIdGenerator }, Q, [
-      { payload: payload("second") },
+    const [stored] = await enqueue(ctx, Q, [{ payload: payload("first") }]);
+    // the replay carries the same id (ioredis re-sends the very command)
+    const replay = { next: () => stored!.id };
+    const out = await enqueue({ ...ctx, ids: replay as unknown as TaskIdGenerator }, Q, [
+      { payload: payload("first") },
     ]);
-    expect(out[0]!.id).not.toBe(taken!.id);
-    expect((await getTask(ctx, Q, out[0]!.id))?.payload.toString()).toBe("second");
-    expect((await getTask(ctx, Q, taken!.id))?.payload.toString()).toBe("first");
+    expect(out).toEqual([{ id: stored!.id, duplicate: false, state: "READY" }]);
+    expect((await getTask(ctx, Q, stored!.id))?.payload.toString()).toBe("first");
+    expect((await queueStats(ctx, Q)).ready).toBe(1);
   });
 });

@@ -155,9 +155,9 @@ export class EnqueueCmd implements Cmd {
         },
       }));
       const lease = this.lease;
-      const { outcomes, deliveries } = lease
+      const { outcomes, deliveries, readyLeft } = lease
         ? await r.engine.enqueueAndLease(Q, specs, lease)
-        : { outcomes: await r.engine.enqueue(Q, specs), deliveries: undefined };
+        : { outcomes: await r.engine.enqueue(Q, specs), deliveries: undefined, readyLeft: 0 };
       outcomes.forEach((o, i) => {
         const it = this.items[i]!;
         if (m.tasks.has(o.id)) fail(`enqueue reused the id of ${m.label(o.id)}`, "a new id", o.id);
@@ -176,6 +176,9 @@ export class EnqueueCmd implements Cmd {
         });
       });
       const leased = deliveries && compareLease(m, deliveries, lease!.max, lease!.leaseMs);
+      // the count the worker announces may include stale ids, never miss a ready task
+      const ready = m.inState("READY").length;
+      if (lease && readyLeft < ready) fail("ids left in the ready lists", `≥ ${ready}`, readyLeft);
       return `${this} → ${labels.join(", ")}${leased ? `, ${leased}` : ""}`;
     });
   }
