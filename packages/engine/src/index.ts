@@ -37,7 +37,7 @@ export type {
   LeaseOptions,
   QueueStats,
 } from "./transitions";
-export { MAX_LEASE_TASKS } from "./transitions";
+export { MAX_BATCH } from "./transitions";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";
 export type { DeadPage, DeadBatchOutcome, CleanupOutcome } from "./dead-letters";
 export type { ExportedTask, ImportOutcome, IdempotencyBinding } from "./migration";

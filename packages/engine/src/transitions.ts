@@ -144,11 +144,11 @@ async function store(
   return { outcomes, deliveries, readyLeft };
 }
 
-/** The most tasks one lease call delivers. */
-export const MAX_LEASE_TASKS = 1000;
+/** The most tasks one engine call stores (an enqueue batch) or delivers (a lease). */
+export const MAX_BATCH = 1000;
 
 export interface LeaseOptions {
-  /** 1..MAX_LEASE_TASKS. */
+  /** 1..MAX_BATCH. */
   readonly max: number;
   /** Lease duration, ms: 1000..43200000. */
   readonly leaseMs: number;
@@ -164,10 +164,10 @@ export function checkLeaseMs(leaseMs: number): void {
 }
 
 function checkLeaseOptions(options: LeaseOptions): void {
-  if (!Number.isInteger(options.max) || options.max < 1 || options.max > MAX_LEASE_TASKS) {
+  if (!Number.isInteger(options.max) || options.max < 1 || options.max > MAX_BATCH) {
     throw new EngineError(
       "INVALID_ARGUMENT",
-      `max tasks must be 1..${MAX_LEASE_TASKS}, got ${options.max}`,
+      `max tasks must be 1..${MAX_BATCH}, got ${options.max}`,
     );
   }
   checkLeaseMs(options.leaseMs);

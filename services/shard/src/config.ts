@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { loadConfig, readSecret, type IdentityOptions } from "@codeq/server-kit";
 import { SHARD_ID_PATTERN } from "@codeq/common";
+import { MAX_BATCH } from "@codeq/engine";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
@@ -77,7 +78,8 @@ export const shardConfigSchema = z.object({
   /** Most credits a stream may hold outstanding. */
   maxStreamCredits: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
   /** Largest batch in one request (enqueue, ack, nack, extend, lease). */
-  maxBatch: z.coerce.number().int().min(1).max(10_000).default(1000),
+  // one request is one engine call, which takes at most MAX_BATCH items
+  maxBatch: z.coerce.number().int().min(1).max(MAX_BATCH).default(MAX_BATCH),
   /** Longest the due loop sleeps when nothing is due, ms (it is woken early by new work). */
   dueIdleMs: ms(10, 60_000, 1_000),
   /** Tasks or leases the due loop handles per queue per pass. */

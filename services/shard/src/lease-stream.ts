@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
-import { MAX_LEASE_TASKS, type Delivery } from "@codeq/engine";
+import type { Delivery } from "@codeq/engine";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
@@ -97,10 +97,9 @@ export class LeaseStreamSession implements Taker {
       const s = req.subscribe;
       this.ask = this.core.leaseAsk(this.identity, s.commands, s.allTenants, s.leaseDurationMs);
       this.topics = this.core.topics(this.identity, this.ask);
-      if ((s.maxBatch || 0) > this.core.config.maxBatch)
+      this.maxBatch = s.maxBatch || 100;
+      if (this.maxBatch > this.core.config.maxBatch)
         throw invalid(`subscribe.max_batch must be at most ${this.core.config.maxBatch}`);
-      // one push is one lease call, which delivers at most MAX_LEASE_TASKS
-      this.maxBatch = Math.min(s.maxBatch || 100, MAX_LEASE_TASKS);
       this.out.push({ subscribed: { streamId: this.id, leaseDurationMs: this.ask.leaseMs } });
     } else if (req.subscribe) {
       throw invalid("subscribe is allowed only in the first LeaseStream message");
