@@ -44,11 +44,27 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   beforeAll(async () => (fx = await shardFixture({ rewakeMs: 3_600_000, dueIdleMs: 60_000 })));
   afterAll(() => fx.close());
 
-  it("stores and leases in one store call, and the stream does not lease again", async () => {
-    const stream = new StreamDriver(fx.client("t-hand"));
-    stream.send({ ...SUB(["HAND"]), credits: 5 });
+  /**
+   * A stream of `tenant` (with `roles`, if any) subscribed to `command` with `credits`,
+   * once it is parked on the notifier.
+   */
+  async function parkedStream(
+    [tenant, roles]: [string, string?],
+    command: string,
+    credits: number,
+    subscribe: Record<string, unknown> = {},
+  ): Promise<StreamDriver> {
+    const queue = { command, tenant };
+    const before = fx.worker.notifier.waitingOn(queue);
+    const stream = new StreamDriver(fx.client(tenant, roles));
+    stream.send({ ...SUB([command], subscribe), credits });
     await stream.next(); // subscribed
-    await eventually(async () => fx.worker.notifier.parked > 0);
+    await eventually(async () => fx.worker.notifier.waitingOn(queue) > before);
+    return stream;
+  }
+
+  it("stores and leases in one store call, and the stream does not lease again", async () => {
+    const stream = await parkedStream(["t-hand"], "HAND", 5);
     const [leases, handoffs] = [
       await calls(fx.worker, "lease"),
       await calls(fx.worker, "enqueue_lease"),
@@ -61,7 +77,9 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     expect(pushed.map((t) => t.task!.payload.toString())).toEqual(["a", "b", "c"]);
     expect(await calls(fx.worker, "enqueue_lease")).toBe(handoffs + 1);
     // the stream is parked again, having found nothing left to lease
-    await eventually(async () => fx.worker.notifier.parked > 0);
+    await eventually(
+      async () => fx.worker.notifier.waitingOn({ command: "HAND", tenant: "t-hand" }) > 0,
+    );
     expect(await calls(fx.worker, "lease")).toBe(leases);
     // the handed-off tasks settle like any others
     stream.send({
@@ -73,14 +91,8 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   });
 
   it("hands a stream only what its credits cover; the next stream leases the rest", async () => {
-    const first = new StreamDriver(fx.client("t-split"));
-    first.send({ ...SUB(["SPLIT"]), credits: 2 });
-    await first.next();
-    await eventually(async () => fx.worker.notifier.parked > 0);
-    const second = new StreamDriver(fx.client("t-split"));
-    second.send({ ...SUB(["SPLIT"]), credits: 10 });
-    await second.next();
-    await eventually(async () => fx.worker.notifier.parked > 1);
+    const first = await parkedStream(["t-split"], "SPLIT", 2);
+    const second = await parkedStream(["t-split"], "SPLIT", 10);
     const handoffs = await calls(fx.worker, "enqueue_lease");
     await fx.client("t-split").enqueueBatch({
       tasks: Array.from({ length: 5 }, () => ({ command: "SPLIT" }) as never),
@@ -102,10 +114,9 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   });
 
   it("hands tasks to a stream serving every tenant of the command", async () => {
-    const stream = new StreamDriver(fx.client("ops", "worker,cross-tenant-worker"));
-    stream.send({ ...SUB(["ALLT"], { allTenants: true }), credits: 5 });
-    await stream.next();
-    await eventually(async () => fx.worker.notifier.parked > 0);
+    const stream = await parkedStream(["ops", "worker,cross-tenant-worker"], "ALLT", 5, {
+      allTenants: true,
+    });
     const handoffs = await calls(fx.worker, "enqueue_lease");
     const { taskId } = await fx.client("t-any").enqueue({ command: "ALLT" });
     expect((await stream.next())!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
@@ -114,14 +125,13 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   });
 
   it("a stream waiting for credits gets those a handoff did not use", async () => {
-    const stream = new StreamDriver(fx.client("t-back"));
-    stream.send({ ...SUB(["BACK"]), credits: 2 });
-    await stream.next();
-    await eventually(async () => fx.worker.notifier.parked > 0);
+    const stream = await parkedStream(["t-back"], "BACK", 2);
     const hold = holdHandoffs(fx.worker);
     // the first enqueue claims the stream and sets its 2 credits aside; it waits
     const first = fx.client("t-back").enqueue({ command: "BACK" });
-    await eventually(async () => fx.worker.notifier.parked === 0);
+    await eventually(
+      async () => fx.worker.notifier.waitingOn({ command: "BACK", tenant: "t-back" }) === 0,
+    );
     // meanwhile a second task, and one more credit: the stream leases it and is out of credits
     await fx.client("t-back").enqueue({ command: "BACK" });
     stream.send({ credits: 1 });
@@ -137,13 +147,12 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   });
 
   it("a stream that ends during its handoff releases what it was handed at once", async () => {
-    const stream = new StreamDriver(fx.client("t-gone"));
-    stream.send({ ...SUB(["GONE"]), credits: 2 });
-    await stream.next();
-    await eventually(async () => fx.worker.notifier.parked > 0);
+    const stream = await parkedStream(["t-gone"], "GONE", 2);
     const hold = holdHandoffs(fx.worker);
     const enqueued = fx.client("t-gone").enqueue({ command: "GONE" });
-    await eventually(async () => fx.worker.notifier.parked === 0);
+    await eventually(
+      async () => fx.worker.notifier.waitingOn({ command: "GONE", tenant: "t-gone" }) === 0,
+    );
     const open = await openStreams(fx.worker);
     stream.close();
     // the session has ended (its pump too) before the handoff comes back

@@ -143,6 +143,14 @@ export class Notifier {
     });
   }
 
+  /** Waiters parked now on `queue`, or on every tenant of its command (for tests). */
+  waitingOn(queue: QueueRef): number {
+    return [topicKey({ queue }), topicKey({ command: queue.command })].reduce(
+      (n, key) => n + (this.waiters.get(key)?.size ?? 0),
+      0,
+    );
+  }
+
   /** Waiters parked now (for metrics and tests). */
   get parked(): number {
     const all = new Set<Waiter>();
