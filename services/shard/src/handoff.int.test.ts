@@ -63,6 +63,15 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     return stream;
   }
 
+  /** A parked stream, and an enqueue of one task that has claimed it, held in its handoff. */
+  async function handoffInFlight(tenant: string, command: string, credits: number) {
+    const stream = await parkedStream([tenant], command, credits);
+    const hold = holdHandoffs(fx.worker);
+    const enqueued = fx.client(tenant).enqueue({ command });
+    await eventually(async () => fx.worker.notifier.waitingOn({ command, tenant }) === 0);
+    return { stream, hold, enqueued };
+  }
+
   it("stores and leases in one store call, and the stream does not lease again", async () => {
     const stream = await parkedStream(["t-hand"], "HAND", 5);
     const [leases, handoffs] = [
@@ -125,13 +134,8 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   });
 
   it("a stream waiting for credits gets those a handoff did not use", async () => {
-    const stream = await parkedStream(["t-back"], "BACK", 2);
-    const hold = holdHandoffs(fx.worker);
     // the first enqueue claims the stream and sets its 2 credits aside; it waits
-    const first = fx.client("t-back").enqueue({ command: "BACK" });
-    await eventually(
-      async () => fx.worker.notifier.waitingOn({ command: "BACK", tenant: "t-back" }) === 0,
-    );
+    const { stream, hold, enqueued: first } = await handoffInFlight("t-back", "BACK", 2);
     // meanwhile a second task, and one more credit: the stream leases it and is out of credits
     await fx.client("t-back").enqueue({ command: "BACK" });
     stream.send({ credits: 1 });
@@ -147,12 +151,7 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   });
 
   it("a stream that ends during its handoff releases what it was handed at once", async () => {
-    const stream = await parkedStream(["t-gone"], "GONE", 2);
-    const hold = holdHandoffs(fx.worker);
-    const enqueued = fx.client("t-gone").enqueue({ command: "GONE" });
-    await eventually(
-      async () => fx.worker.notifier.waitingOn({ command: "GONE", tenant: "t-gone" }) === 0,
-    );
+    const { stream, hold, enqueued } = await handoffInFlight("t-gone", "GONE", 2);
     const open = await openStreams(fx.worker);
     stream.close();
     // the session has ended (its pump too) before the handoff comes back
