@@ -60,7 +60,9 @@ export class QueueEngine {
   /** Stores tasks in one queue (all validated first; all or nothing on bad input). */
   async enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<t.EnqueueOutcome[]> {
     checkBatch(queue, specs);
-    return t.enqueue(this.ctx, queue, specs);
+    const out = await t.enqueue(this.ctx, queue, specs);
+    this.fair.saw(queue);
+    return out;
   }
 
   /**
@@ -73,7 +75,9 @@ export class QueueEngine {
     options: t.LeaseOptions,
   ): Promise<t.EnqueuedAndLeased> {
     checkBatch(queue, specs);
-    return t.enqueueAndLease(this.ctx, queue, specs, options);
+    const out = await t.enqueueAndLease(this.ctx, queue, specs, options);
+    this.fair.saw(queue);
+    return out;
   }
 
   /** Validates a batch exactly as `enqueue` would, without storing anything. */
@@ -205,7 +209,9 @@ export class QueueEngine {
 
   async importTasks(queue: QueueRef, tasks: readonly ExportedTask[]): Promise<ImportOutcome> {
     checkQueue(queue);
-    return importTasks(this.ctx, queue, tasks);
+    const out = await importTasks(this.ctx, queue, tasks);
+    this.fair.saw(queue);
+    return out;
   }
 
   /** Verifies a lease token of this shard; undefined when it is malformed, forged or another shard's. */

@@ -33,6 +33,16 @@ describe("leaseAcrossTenants (the cross-tenant worker)", () => {
     expect(Math.abs(by("a") - by("b"))).toBeLessThanOrEqual(1);
   });
 
+  it("serves a new tenant's first task at once, not when the tenant list is next re-read", async () => {
+    const { engine } = await fx().engine();
+    await seed(engine, 1, {}, q("old"), "old");
+    expect(await engine.leaseAcrossTenants("RENDER", { max: 5, leaseMs: 30_000 })).toHaveLength(1);
+    // the tenant list is cached now; a tenant it lacks gets a task
+    const [id] = await seed(engine, 1, {}, q("new"), "new");
+    const leased = await engine.leaseAcrossTenants("RENDER", { max: 5, leaseMs: 30_000 });
+    expect(leased.map((d) => d.task.id)).toEqual([id]);
+  });
+
   it("leases only the named command, and nothing when no tenant has tasks", async () => {
     const { engine } = await fx().engine();
     await seed(engine, 2, {}, { command: "OTHER", tenant: "a" });

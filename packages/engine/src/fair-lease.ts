@@ -1,4 +1,5 @@
 import type { EngineContext } from "./engine-context";
+import type { QueueRef } from "./keys";
 import { lease, queues, type Delivery, type LeaseOptions } from "./transitions";
 
 /**
@@ -10,16 +11,25 @@ import { lease, queues, type Delivery, type LeaseOptions } from "./transitions";
  */
 export class FairLeaser {
   private readonly cursors = new Map<string, number>();
-  private readonly tenants = new Map<string, { at: number; list: string[] }>();
+  private readonly tenants = new Map<string, { at: number; list: string[]; has: Set<string> }>();
+  /** Per command, bumped when a tenant the cache lacks gets tasks (a read in flight then is not kept). */
+  private readonly news = new Map<string, number>();
 
   constructor(
     private readonly ctx: EngineContext,
     private readonly refreshMs = 1_000,
   ) {}
 
-  /** Forgets the cached tenant list of a command (e.g. after an enqueue for a new tenant). */
-  invalidate(command: string): void {
-    this.tenants.delete(command);
+  /**
+   * `queue` has just been given tasks (an enqueue or an import): a tenant the cached
+   * list lacks is read from the registry at the next lease, rather than up to
+   * `refreshMs` later, so a new tenant's first task is served at once.
+   */
+  saw(queue: QueueRef): void {
+    const cached = this.tenants.get(queue.command);
+    if (cached?.has.has(queue.tenant)) return;
+    this.tenants.delete(queue.command);
+    this.news.set(queue.command, (this.news.get(queue.command) ?? 0) + 1);
   }
 
   async lease(command: string, options: LeaseOptions): Promise<Delivery[]> {
@@ -59,8 +69,10 @@ export class FairLeaser {
     const now = Date.now();
     const cached = this.tenants.get(command);
     if (cached && now - cached.at < this.refreshMs) return cached.list;
+    const seen = this.news.get(command);
     const list = (await queues(this.ctx, command)).map((q) => q.tenant);
-    this.tenants.set(command, { at: now, list });
+    if (this.news.get(command) === seen)
+      this.tenants.set(command, { at: now, list, has: new Set(list) });
     return list;
   }
 }
