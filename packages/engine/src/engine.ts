@@ -243,8 +243,8 @@ export class QueueEngine {
 /** A batch's queue names and size, as every enqueue path checks them. */
 function checkBatch(queue: QueueRef, specs: readonly TaskSpec[]): void {
   checkQueue(queue);
-  if (specs.length > 1000)
-    throw invalidArgument(`at most 1000 tasks per batch, got ${specs.length}`);
+  if (specs.length > t.MAX_BATCH)
+    throw invalidArgument(`at most ${t.MAX_BATCH} tasks per batch, got ${specs.length}`);
 }
 
 function checkQueue(queue: QueueRef): void {

@@ -120,9 +120,9 @@ async function store(
       ...leaseArgs(ctx, queue, leasing, now),
     ]);
     readyLeft = Number(both[0]);
-    const k = Number(both[1]);
-    reply = both.slice(2, 2 + k);
-    deliveries = leasedFrom(ctx, queue, both.slice(2 + k) as Buffer[]);
+    const enqueued = Number(both[1]);
+    reply = both.slice(2, 2 + enqueued);
+    deliveries = leasedFrom(ctx, queue, both.slice(2 + enqueued) as Buffer[]);
   } else {
     reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
   }

@@ -12,11 +12,6 @@ async function calls(worker: ShardWorker, operation: string): Promise<number> {
   return count?.value ?? 0;
 }
 
-/** LeaseStreams the worker has open. */
-async function openStreams(worker: ShardWorker): Promise<number> {
-  return (await worker.metrics.openStreams.get()).values[0]?.value ?? 0;
-}
-
 /**
  * Holds the worker's next enqueue-lease calls (the real ones, run when released) so
  * a test can act while a handoff is in flight.
@@ -152,10 +147,10 @@ describe("an enqueue hands its tasks to a parked stream", () => {
 
   it("a stream that ends during its handoff releases what it was handed at once", async () => {
     const { stream, hold, enqueued } = await handoffInFlight("t-gone", "GONE", 2);
-    const open = await openStreams(fx.worker);
+    const open = await fx.worker.metrics.streamsOpen();
     stream.close();
     // the session has ended (its pump too) before the handoff comes back
-    await eventually(async () => (await openStreams(fx.worker)) < open);
+    await eventually(async () => (await fx.worker.metrics.streamsOpen()) < open);
     hold.release();
     await enqueued;
     await eventually(async () => {

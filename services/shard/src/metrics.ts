@@ -148,6 +148,11 @@ export class Metrics {
     return sums;
   }
 
+  /** LeaseStreams open now. */
+  async streamsOpen(): Promise<number> {
+    return (await this.openStreams.get()).values[0]?.value ?? 0;
+  }
+
   /** Times an engine operation. */
   async time<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     const end = this.operation.startTimer({ shard: this.shard, operation });

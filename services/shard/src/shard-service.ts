@@ -109,7 +109,7 @@ export function shardService(
       let queueDepth = 0;
       for (const d of depth?.values() ?? [])
         queueDepth += d.ready + d.scheduled + d.leased + d.dead;
-      const streams = (await metrics.openStreams.get()).values[0]?.value ?? 0;
+      const streams = await metrics.streamsOpen();
       return {
         shard: view.shard,
         storeReachable: depth !== undefined && view.storeReachable(),
