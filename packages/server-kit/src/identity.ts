@@ -54,6 +54,20 @@ export const ROLES: ReadonlySet<Role> = new Set<Role>([
 ]);
 const DEFAULT_ROLES: Role[] = ["producer", "worker"];
 
+/**
+ * Where stated identity is read from: a call's metadata, or the fields of a message
+ * that carries a forwarded call's identity (codeq.internal.v1.ForwardEnqueueRequest).
+ */
+export interface StatedHeaders {
+  get(key: string): string | Uint8Array | undefined;
+}
+
+/** A text header (a binary one, `-bin`, is never an identity header). */
+function header(headers: StatedHeaders, key: string): string | undefined {
+  const value = headers.get(key);
+  return typeof value === "string" ? value : undefined;
+}
+
 const unauthenticated = (message: string) => new ServerError(Status.UNAUTHENTICATED, message);
 const digest = (s: string) => createHash("sha256").update(s).digest();
 
@@ -69,11 +83,14 @@ export function secretMatches(presented: string | undefined, expected: string): 
  * router), unless development identity is on. With development identity alone, any
  * caller's stated identity is trusted. With neither, every call is refused.
  */
-export function identityFrom(metadata: Metadata, options: IdentityOptions | boolean): Identity {
+export function identityFrom(
+  metadata: StatedHeaders,
+  options: IdentityOptions | boolean,
+): Identity {
   const o: IdentityOptions = typeof options === "boolean" ? { devIdentity: options } : options;
   if (o.trustedTransport) return statedIdentity(metadata, "router");
   if (o.routerSecret !== undefined) {
-    if (secretMatches(metadata.get(IDENTITY_HEADERS.routerSecret), o.routerSecret))
+    if (secretMatches(header(metadata, IDENTITY_HEADERS.routerSecret), o.routerSecret))
       return statedIdentity(metadata, "router");
     if (!o.devIdentity)
       throw unauthenticated(
@@ -89,19 +106,19 @@ export function identityFrom(metadata: Metadata, options: IdentityOptions | bool
 }
 
 /** True when the caller presented the router secret (internal services accept only routers). */
-export function fromRouter(metadata: Metadata, options: IdentityOptions): boolean {
+export function fromRouter(metadata: StatedHeaders, options: IdentityOptions): boolean {
   if (options.trustedTransport || options.routerSecret === undefined) return true;
-  return secretMatches(metadata.get(IDENTITY_HEADERS.routerSecret), options.routerSecret);
+  return secretMatches(header(metadata, IDENTITY_HEADERS.routerSecret), options.routerSecret);
 }
 
 /** The identity stated in metadata (by a router, or by a developer in dev mode). */
-export function statedIdentity(metadata: Metadata, by: "router" | "dev"): Identity {
-  const tenant = metadata.get(IDENTITY_HEADERS.tenant);
+export function statedIdentity(metadata: StatedHeaders, by: "router" | "dev"): Identity {
+  const tenant = header(metadata, IDENTITY_HEADERS.tenant);
   if (!tenant)
     throw unauthenticated(`missing ${IDENTITY_HEADERS.tenant} metadata (${by} identity)`);
   if (!NAME.test(tenant))
     throw unauthenticated(`${IDENTITY_HEADERS.tenant} must match ${NAME.source}`);
-  const statedRoles = metadata.get(IDENTITY_HEADERS.roles);
+  const statedRoles = header(metadata, IDENTITY_HEADERS.roles);
   const roles = new Set<Role>();
   for (const role of statedRoles ? statedRoles.split(",").map((r) => r.trim()) : DEFAULT_ROLES) {
     if (!ROLES.has(role as Role))
@@ -109,9 +126,9 @@ export function statedIdentity(metadata: Metadata, by: "router" | "dev"): Identi
     roles.add(role as Role);
   }
   // a principal travels percent-encoded: a credential's subject may be any text
-  const stated = metadata.get(IDENTITY_HEADERS.principal);
+  const stated = header(metadata, IDENTITY_HEADERS.principal);
   const principal = (stated && decodeOrRaw(stated)) || `${by}:${tenant}`;
-  const commandList = metadata.get(IDENTITY_HEADERS.commands);
+  const commandList = header(metadata, IDENTITY_HEADERS.commands);
   const commands = commandList ? commandList.split(",").filter((c) => NAME.test(c)) : undefined;
   return { tenant, principal, roles, ...(commands ? { commands } : {}) };
 }

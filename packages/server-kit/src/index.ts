@@ -21,6 +21,7 @@ export {
   type Identity,
   type IdentityOptions,
   type Role,
+  type StatedHeaders,
 } from "./identity";
 export { readSecret } from "./secret";
 export { Channel } from "./channel";

@@ -67,7 +67,7 @@ export async function enqueueBatch(
   ) {
     try {
       const raw = await routing.sendFenced(first, (conn, onTrailer) =>
-        conn.queue.enqueueBatch(req, { ...routing.options(f), onTrailer }),
+        routing.storeBatch(conn, f, req, onTrailer),
       );
       return passThrough(raw);
     } catch (err) {
@@ -123,10 +123,7 @@ async function sendSplit(
     [...byShard].map(async ([shard, idx]) => {
       try {
         const res = await routing.sendFenced(shard, (conn, onTrailer) =>
-          conn.queue.enqueueBatch(
-            { tasks: idx.map((i) => tasks[i]!) },
-            { ...routing.options(f), onTrailer },
-          ),
+          routing.storeBatch(conn, f, { tasks: idx.map((i) => tasks[i]!) }, onTrailer),
         );
         const answered = res.value.results;
         idx.forEach((i, j) => (results[i] = answered[j] ?? failed(Status.INTERNAL, "no result")));

@@ -9,14 +9,16 @@ const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
  * Prometheus metrics of a router (SPEC §6): codeq_rpc_requests_total{method,code},
  * codeq_rpc_duration_seconds{method}, codeq_router_map_version,
  * codeq_router_map_stale, codeq_router_shard_breaker_state{shard},
- * codeq_router_fenced_retries_total, codeq_router_lease_streams_open, and the
- * process metrics under codeq_router_process_.
+ * codeq_router_fenced_retries_total, codeq_router_lease_streams_open,
+ * codeq_router_enqueue_batches_total{shard,path}, and the process metrics under
+ * codeq_router_process_.
  */
 export class RouterMetrics {
   readonly registry = new Registry();
   readonly rpc: RpcMetrics;
   readonly fencedRetries: Counter;
   readonly openStreams: Gauge;
+  readonly enqueueBatches: Counter<"shard" | "path">;
 
   constructor(cache: MapCache, pool: ShardPool) {
     const registers = [this.registry];
@@ -30,6 +32,12 @@ export class RouterMetrics {
     this.openStreams = new Gauge({
       name: "codeq_router_lease_streams_open",
       help: "Client LeaseStreams open on this router.",
+      registers,
+    });
+    this.enqueueBatches = new Counter({
+      name: "codeq_router_enqueue_batches_total",
+      help: "Enqueue batches forwarded, by shard and way: path=stream (a message on a ForwardEnqueue stream) or path=call (an Enqueue/EnqueueBatch call, to a shard worker without ForwardEnqueue).",
+      labelNames: ["shard", "path"],
       registers,
     });
     const version: Gauge = new Gauge({

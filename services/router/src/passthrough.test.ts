@@ -1,5 +1,27 @@
-import { LeaseResponse, LeaseStreamResponse } from "@codeq/proto";
-import { countField, decoded, embedded, passThrough, Raw, routerQueueService } from "./passthrough";
+import {
+  EnqueueBatchRequest,
+  EnqueueBatchResponse,
+  EnqueueRequest,
+  internal,
+  LeaseResponse,
+  LeaseStreamResponse,
+} from "@codeq/proto";
+import {
+  countField,
+  decoded,
+  embedded,
+  forwardedBatch,
+  forwardedTask,
+  passThrough,
+  Raw,
+  readForwardAnswer,
+  routerQueueService,
+} from "./passthrough";
+
+/** A varint field and a string field, as protobuf writes them (small values only). */
+const varintField = (field: number, value: number) => Buffer.from([field * 8, value]);
+const stringField = (field: number, value: string) =>
+  Buffer.concat([Buffer.from([field * 8 + 2, value.length]), Buffer.from(value)]);
 
 const task = (id: string) => ({
   task: { id, payload: Buffer.from("p".repeat(40)), headers: { a: "b" } },
@@ -35,5 +57,68 @@ describe("messages passing through the router", () => {
     // a built answer is encoded as usual
     const built = serialize({ tasks: [task("8")] });
     expect(LeaseResponse.decode(built).tasks[0]!.task!.id).toBe("8");
+  });
+
+  test("a client's batch is forwarded as its bytes, unless it holds more than its items", () => {
+    const deserialize = routerQueueService.enqueueBatch!.requestDeserialize;
+    const items = EnqueueBatchRequest.encode(
+      EnqueueBatchRequest.fromPartial({ tasks: [{ command: "X" }, { command: "Y" }] }),
+    ).finish();
+    expect(forwardedBatch(deserialize(Buffer.from(items)) as EnqueueBatchRequest)).toEqual(
+      Buffer.from(items),
+    );
+    // unknown fields numbered as the caller's tenant and roles in ForwardEnqueueRequest
+    const injected = Buffer.concat([
+      items,
+      stringField(3, "victim"),
+      stringField(5, "admin"),
+      varintField(6, 99),
+    ]);
+    const sent = forwardedBatch(deserialize(injected) as EnqueueBatchRequest);
+    const forwarded = internal.ForwardEnqueueRequest.decode(sent);
+    expect(forwarded.tasks.map((t) => t.command)).toEqual(["X", "Y"]);
+    expect([forwarded.tenant, forwarded.roles, forwarded.mapVersion]).toEqual(["", "", 0]);
+  });
+
+  test("one task is forwarded as the batch of its own bytes", () => {
+    const deserialize = routerQueueService.enqueue!.requestDeserialize;
+    const bytes = EnqueueRequest.encode(
+      EnqueueRequest.fromPartial({ command: "X", payload: Buffer.from("p") }),
+    ).finish();
+    const forwarded = internal.ForwardEnqueueRequest.decode(
+      forwardedTask(deserialize(Buffer.from(bytes)) as EnqueueRequest),
+    );
+    expect(forwarded.tasks).toEqual([EnqueueRequest.decode(bytes)]);
+  });
+
+  test("a forwarded batch's answer is read without decoding its results", () => {
+    const answer = EnqueueBatchResponse.fromPartial({
+      results: [{ status: { code: 0 }, taskId: "01J0000000000000000000000A" }],
+    });
+    const ok = readForwardAnswer(
+      internal.ForwardEnqueueResponse.encode(
+        internal.ForwardEnqueueResponse.fromPartial({ seq: 2 ** 40, answer }),
+      ).finish(),
+    );
+    expect(ok.seq).toBe(2 ** 40);
+    expect(ok.answer!.bytes).toEqual(EnqueueBatchResponse.encode(answer).finish());
+    expect(ok.answer!.value).toEqual(answer);
+    const fenced = readForwardAnswer(
+      internal.ForwardEnqueueResponse.encode(
+        internal.ForwardEnqueueResponse.fromPartial({
+          seq: 3,
+          error: { code: 14, message: "not mine" },
+          mapVersion: 12,
+          owner: "b",
+        }),
+      ).finish(),
+    );
+    expect(fenced).toEqual({
+      seq: 3,
+      answer: undefined,
+      error: { code: 14, message: "not mine" },
+      mapVersion: 12,
+      owner: "b",
+    });
   });
 });

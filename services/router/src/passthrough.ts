@@ -5,7 +5,15 @@ import {
   type ServerMiddleware,
   type ServiceDefinition,
 } from "nice-grpc";
-import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import {
+  AdminServiceDefinition,
+  EnqueueBatchRequest,
+  EnqueueBatchResponse,
+  EnqueueRequest,
+  ItemStatus,
+  QueueServiceDefinition,
+} from "@codeq/proto";
 
 /**
  * Messages pass through the router as bytes wherever it does not change them.
@@ -134,8 +142,66 @@ export function decoded<T>(message: T): T {
 }
 
 /** Hands a shard's answer back to the client as its bytes (typed as the answer it is). */
-export function passThrough<T>(raw: Raw<T>): T {
+export function passThrough<T>(raw: Raw<T> | T): T {
   return raw as unknown as T;
+}
+
+/** A shard's answer to one forwarded batch (codeq.internal.v1.ForwardEnqueueResponse). */
+export interface ForwardAnswer {
+  readonly seq: number;
+  /** The batch's answer, as the shard's bytes. */
+  readonly answer: Raw<EnqueueBatchResponse> | undefined;
+  readonly error: ItemStatus | undefined;
+  /** Fencing: the map version the shard holds, and the queue's owner under it. */
+  readonly mapVersion: number;
+  readonly owner: string;
+}
+
+const utf8 = new TextDecoder();
+
+/** Reads a ForwardEnqueueResponse, leaving the batch's answer as bytes. */
+export function readForwardAnswer(bytes: Uint8Array): ForwardAnswer {
+  let [seq, mapVersion, owner] = [0, 0, ""];
+  let answer: Raw<EnqueueBatchResponse> | undefined;
+  let error: ItemStatus | undefined;
+  scan(bytes, (field, start, end, value) => {
+    if (field === 1) seq = value;
+    else if (field === 4) mapVersion = value;
+    else if (end === undefined) return;
+    else if (field === 2) answer = new Raw(bytes.subarray(start, end), EnqueueBatchResponse);
+    else if (field === 3) error = ItemStatus.decode(bytes.subarray(start, end));
+    else if (field === 5) owner = utf8.decode(bytes.subarray(start, end));
+  });
+  return { seq, answer, error, mapVersion, owner };
+}
+
+/**
+ * A batch as ForwardEnqueueRequest field 1: the bytes the client sent when they
+ * hold that field alone. A client's unknown fields are never passed on: they could
+ * carry the numbers of the fields in which the router states who is calling.
+ */
+export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
+  const bytes = received.get(req);
+  if (bytes !== undefined && onlyField(bytes, 1)) return bytes;
+  return EnqueueBatchRequest.encode(req).finish();
+}
+
+/** One task as ForwardEnqueueRequest field 1 (the client's own bytes nested as they came). */
+export function forwardedTask(req: EnqueueRequest): Uint8Array {
+  const task = received.get(req) ?? EnqueueRequest.encode(req).finish();
+  return new BinaryWriter()
+    .uint32((1 << 3) | 2)
+    .bytes(task)
+    .finish();
+}
+
+/** True when `bytes` are well-formed fields numbered `only`, and nothing else. */
+function onlyField(bytes: Uint8Array, only: number): boolean {
+  let alone = true;
+  const whole = scan(bytes, (field) => {
+    if (field !== only) alone = false;
+  });
+  return whole && alone;
 }
 
 /** The router's AdminService: the generated codecs, with undecodable requests answered INVALID_ARGUMENT. */
@@ -211,13 +277,14 @@ export function embedded(bytes: Uint8Array, field: number): Uint8Array | undefin
 
 /**
  * Walks the top-level fields of a protobuf message, telling `visit` each field
- * number (and, for length-delimited ones, where its bytes are). Stops quietly at
- * malformed bytes.
+ * number (and, for length-delimited ones, where its bytes are; for varints, the
+ * value, exact up to 2^53). Stops quietly at malformed bytes (or groups, which no
+ * message of ours has), and returns whether it read every byte.
  */
 function scan(
   bytes: Uint8Array,
-  visit: (field: number, start: number, end: number | undefined) => void,
-): void {
+  visit: (field: number, start: number, end: number | undefined, value: number) => void,
+): boolean {
   let i = 0;
   const varint = (): number => {
     let value = 0;
@@ -233,30 +300,33 @@ function scan(
   };
   while (i < bytes.length) {
     const tag = varint();
-    if (tag < 0) return;
+    if (tag < 0) return false;
     const field = Math.floor(tag / 8);
     switch (tag & 7) {
-      case 0:
-        if (varint() < 0) return;
-        visit(field, i, undefined);
+      case 0: {
+        const value = varint();
+        if (value < 0) return false;
+        visit(field, i, undefined, value);
         break;
+      }
       case 1:
         i += 8;
-        visit(field, i, undefined);
+        visit(field, i, undefined, 0);
         break;
       case 2: {
         const length = varint();
-        if (length < 0 || i + length > bytes.length) return;
-        visit(field, i, i + length);
+        if (length < 0 || i + length > bytes.length) return false;
+        visit(field, i, i + length, 0);
         i += length;
         break;
       }
       case 5:
         i += 4;
-        visit(field, i, undefined);
+        visit(field, i, undefined, 0);
         break;
       default:
-        return;
+        return false;
     }
   }
+  return i === bytes.length;
 }

@@ -212,11 +212,11 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     async enqueue(req, ctx) {
       const f = await routing.forward(ctx);
       routing.limits.enqueue(ctx, f.identity.tenant, 1);
-      const raw = await routing.fenced(
+      const answer = await routing.fenced(
         () => routing.currentShard(req.command, f.identity.tenant),
-        (conn, onTrailer) => conn.queue.enqueue(req, { ...routing.options(f), onTrailer }),
+        (conn, onTrailer) => routing.storeOne(conn, f, req, onTrailer),
       );
-      return passThrough(raw);
+      return passThrough(answer);
     },
 
     async enqueueBatch(req, ctx) {

@@ -1,6 +1,12 @@
 import { setMaxListeners } from "node:events";
 import { ClientError, Metadata, ServerError, Status, type CallContext } from "nice-grpc";
-import { identityMetadata, type Identity, type Logger } from "@codeq/server-kit";
+import type {
+  EnqueueBatchRequest,
+  EnqueueBatchResponse,
+  EnqueueRequest,
+  EnqueueResponse,
+} from "@codeq/proto";
+import { IDENTITY_HEADERS, identityMetadata, type Identity, type Logger } from "@codeq/server-kit";
 import {
   commandShardsOf,
   currentShardOf,
@@ -10,9 +16,13 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
+import type { Caller } from "./enqueue-lane";
+import { forwardedBatch, forwardedTask, type Raw } from "./passthrough";
 import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
 import type { ShardConn, ShardPool } from "./shard-pool";
+
+const ENQUEUE = "/codeq.v1.QueueService/Enqueue";
 
 /** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
 export class FencedError extends Error {
@@ -74,6 +84,75 @@ export class Routing {
   /** Call options for a shard call: the caller's cancellation, the router's deadline cap. */
   options(f: Forward, timeoutMs = this.config.shardTimeoutMs) {
     return { metadata: f.metadata, signal: f.signal, deadline: new Date(Date.now() + timeoutMs) };
+  }
+
+  /** The caller of `f` as a forwarded enqueue states it (the identity metadata's values). */
+  caller(f: Forward): Caller {
+    const m = f.metadata;
+    return {
+      tenant: m.get(IDENTITY_HEADERS.tenant) ?? "",
+      principal: m.get(IDENTITY_HEADERS.principal) ?? "",
+      roles: m.get(IDENTITY_HEADERS.roles) ?? "",
+      mapVersion: this.cache.status().version,
+    };
+  }
+
+  /**
+   * Stores a batch on `conn`'s shard: as a message on one of its ForwardEnqueue
+   * lanes, or by an EnqueueBatch call when the shard worker has none.
+   */
+  async storeBatch(
+    conn: ShardConn,
+    f: Forward,
+    req: EnqueueBatchRequest,
+    onTrailer: (trailer: Metadata) => void,
+  ): Promise<Raw<EnqueueBatchResponse>> {
+    const answer = await this.onLane(conn, f, () => forwardedBatch(req));
+    if (answer) return answer;
+    this.metrics.enqueueBatches.inc({ shard: conn.id, path: "call" });
+    return conn.queue.enqueueBatch(req, { ...this.options(f), onTrailer });
+  }
+
+  /** Stores one task as `storeBatch` does; a refused task is the call's error, as Enqueue answers it. */
+  async storeOne(
+    conn: ShardConn,
+    f: Forward,
+    req: EnqueueRequest,
+    onTrailer: (trailer: Metadata) => void,
+  ): Promise<Raw<EnqueueResponse> | EnqueueResponse> {
+    const answer = await this.onLane(conn, f, () => forwardedTask(req));
+    if (!answer) {
+      this.metrics.enqueueBatches.inc({ shard: conn.id, path: "call" });
+      return conn.queue.enqueue(req, { ...this.options(f), onTrailer });
+    }
+    const [result] = answer.value.results;
+    const status = result?.status;
+    if (!result || !status)
+      throw new ClientError(ENQUEUE, Status.INTERNAL, `shard ${conn.id} answered no result`);
+    if (status.code !== Status.OK) throw new ClientError(ENQUEUE, status.code, status.message);
+    return { taskId: result.taskId, duplicate: result.duplicate, state: result.state };
+  }
+
+  /**
+   * Sends `tasks` (ForwardEnqueueRequest field 1) on one of `conn`'s ForwardEnqueue
+   * lanes; undefined when the shard worker has none (nothing was sent then).
+   */
+  private async onLane(
+    conn: ShardConn,
+    f: Forward,
+    tasks: () => Uint8Array,
+  ): Promise<Raw<EnqueueBatchResponse> | undefined> {
+    const lane = conn.lane();
+    if (!lane) return undefined;
+    try {
+      return await lane.send(tasks(), this.caller(f));
+    } catch (err) {
+      if (err instanceof ClientError && err.code === Status.UNIMPLEMENTED) return undefined;
+      throw err;
+    } finally {
+      // a lane found missing sends nothing: the call that follows is counted
+      if (!lane.unsupported) this.metrics.enqueueBatches.inc({ shard: conn.id, path: "stream" });
+    }
   }
 
   currentShard(command: string, tenant: string): string {

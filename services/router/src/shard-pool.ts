@@ -14,16 +14,26 @@ import { internal } from "@codeq/proto";
 import { channelCredentials, IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
 import type { RouterConfig } from "./config";
+import { EnqueueLane, forwardEnqueueService } from "./enqueue-lane";
 import { shardQueueService } from "./passthrough";
 
 const clientFactory = createClientFactory().use(deadlineMiddleware);
 const newQueueClient = (c: Channel) => clientFactory.create(shardQueueService, c);
-/** The internal service's client presents the routers' secret on every call. */
-const newShardClient = (c: Channel, secret: string | undefined) => {
+/** The internal service's clients present the routers' secret on every call. */
+const secretMetadata = (secret: string | undefined) => {
   const metadata = new Metadata();
   if (secret !== undefined) metadata.set(IDENTITY_HEADERS.routerSecret, secret);
-  return clientFactory.create(internal.ShardServiceDefinition, c, { "*": { metadata } });
+  return metadata;
 };
+const newShardClient = (c: Channel, secret: string | undefined) =>
+  clientFactory.create(internal.ShardServiceDefinition, c, {
+    "*": { metadata: secretMetadata(secret) },
+  });
+const newForwardClient = (c: Channel, secret: string | undefined) =>
+  clientFactory.create(forwardEnqueueService, c, { "*": { metadata: secretMetadata(secret) } });
+
+/** How long a shard worker that lacked ForwardEnqueue is sent EnqueueBatch calls before it is asked again, ms. */
+const RETRY_LANES_MS = 60_000;
 const newHealthClient = (c: Channel) => clientFactory.create(HealthDefinition, c);
 
 export type QueueClient = ReturnType<typeof newQueueClient>;
@@ -62,6 +72,9 @@ export class ShardConn {
   private readonly channels: Channel[];
   private readonly queues: QueueClient[];
   private turn = 0;
+  private readonly lanes: EnqueueLane[];
+  private laneTurn = 0;
+  private lanesMissingUntil = 0;
   readonly internal: ShardClient;
   readonly health: HealthClient;
   readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
@@ -82,6 +95,9 @@ export class ShardConn {
       createChannel(endpoint, credentials, CHANNEL_OPTIONS),
     );
     this.queues = this.channels.map(newQueueClient);
+    this.lanes = this.channels.map(
+      (c) => new EnqueueLane(id, newForwardClient(c, secret), config.shardTimeoutMs),
+    );
     this.internal = newShardClient(this.channels[0]!, secret);
     this.health = newHealthClient(this.channels[0]!);
     this.breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
@@ -100,6 +116,22 @@ export class ShardConn {
   /** The next QueueService client (round-robin over the channels). */
   get queue(): QueueClient {
     return this.queues[this.turn++ % this.queues.length]!;
+  }
+
+  /**
+   * The next ForwardEnqueue lane (round-robin over the channels), or undefined while
+   * this shard worker is one without them (enqueues then go as EnqueueBatch calls).
+   */
+  lane(): EnqueueLane | undefined {
+    const lane = this.lanes[this.laneTurn++ % this.lanes.length]!;
+    if (!lane.unsupported) return lane;
+    const now = Date.now();
+    if (this.lanesMissingUntil === 0) this.lanesMissingUntil = now + RETRY_LANES_MS;
+    if (now < this.lanesMissingUntil) return undefined;
+    // perhaps upgraded since: ask again
+    this.lanesMissingUntil = 0;
+    for (const l of this.lanes) l.unsupported = false;
+    return lane;
   }
 
   get breakerState(): BreakerState {
@@ -150,6 +182,7 @@ export class ShardConn {
 
   close(): void {
     this.breaker.shutdown();
+    for (const l of this.lanes) l.close();
     for (const c of this.channels) c.close();
   }
 }

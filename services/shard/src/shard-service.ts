@@ -2,7 +2,9 @@ import { ServerError, Status, type CallContext } from "nice-grpc";
 import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "@codeq/engine";
 import type { internal } from "@codeq/proto";
 import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
+import { forwardEnqueue } from "./forward-enqueue";
 import type { Metrics } from "./metrics";
+import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid } from "./status";
 import { countsToWire, exportedFromWire } from "@codeq/wire";
 
@@ -26,7 +28,7 @@ const STATS_CHUNK = 100;
  */
 export function shardService(
   view: ShardView,
-  engine: QueueEngine,
+  core: QueueCore,
   metrics: Metrics,
   lifecycle: Lifecycle,
   /** Tasks arrived by import: wake streams for the ready ones, the due loop for the scheduled. */
@@ -34,6 +36,7 @@ export function shardService(
   /** Who may call: with a router secret, only callers presenting it (routers, movers). */
   trust: IdentityOptions = { devIdentity: true },
 ): internal.ShardServiceImplementation {
+  const engine = core.engine;
   return routersOnly(trust, {
     async importTasks(req) {
       if (!NAME_PATTERN.test(req.command))
@@ -119,6 +122,8 @@ export function shardService(
         lifecycle: lifecycle.state,
       };
     },
+
+    forwardEnqueue: (requests, ctx) => forwardEnqueue(core, trust, lifecycle.signal, requests, ctx),
   });
 }
 
@@ -143,19 +148,26 @@ function routersOnly(
   trust: IdentityOptions,
   impl: internal.ShardServiceImplementation,
 ): internal.ShardServiceImplementation {
+  const admit = (ctx: CallContext) => {
+    if (!fromRouter(ctx.metadata, trust))
+      throw new ServerError(
+        Status.UNAUTHENTICATED,
+        "codeq.internal.v1.ShardService accepts only routers and shard workers (x-codeq-router-secret)",
+      );
+  };
   const guard =
     <Q, R>(fn: (req: Q, ctx: CallContext) => Promise<R>) =>
     (req: Q, ctx: CallContext): Promise<R> => {
-      if (!fromRouter(ctx.metadata, trust))
-        throw new ServerError(
-          Status.UNAUTHENTICATED,
-          "codeq.internal.v1.ShardService accepts only routers and shard workers (x-codeq-router-secret)",
-        );
+      admit(ctx);
       return fn(req, ctx);
     };
   return {
     importTasks: guard(impl.importTasks.bind(impl)),
     listQueues: guard(impl.listQueues.bind(impl)),
     getShardStatus: guard(impl.getShardStatus.bind(impl)),
+    async *forwardEnqueue(requests, ctx) {
+      admit(ctx);
+      yield* impl.forwardEnqueue(requests, ctx);
+    },
   };
 }

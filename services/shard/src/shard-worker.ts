@@ -101,7 +101,7 @@ export async function startShardWorker(
         internal.ShardServiceDefinition,
         shardService(
           view,
-          engine,
+          core,
           metrics,
           lifecycle,
           (queue, ready, scheduled) => {

@@ -4,7 +4,8 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
-import { QueueCounts, Task } from "../../v1/task";
+import { EnqueueBatchResponse, EnqueueRequest } from "../../v1/queue";
+import { ItemStatus, QueueCounts, Task } from "../../v1/task";
 
 /**
  * INTERNAL: the router → shard worker hop and the migration mover.
@@ -12,7 +13,8 @@ import { QueueCounts, Task } from "../../v1/task";
  * stubs for it. It may change in any release.
  *
  * Router → shard hop: a router forwards codeq.v1.QueueService calls to the
- * shard worker unchanged, after authenticating the caller. It asserts the
+ * shard worker unchanged, after authenticating the caller, except enqueues,
+ * which it sends as messages on ForwardEnqueue streams (below). It asserts the
  * caller's identity in metadata that a shard worker trusts only from a router:
  * - `x-codeq-principal`: the authenticated caller (for logs and audit);
  * - `x-codeq-tenant`: the caller's tenant;
@@ -112,6 +114,45 @@ export interface GetShardStatusResponse {
   openStreams: number;
   /** Serving, draining or stopping. */
   lifecycle: string;
+}
+
+export interface ForwardEnqueueRequest {
+  /**
+   * The batch: 1..1000 items. Field 1, as in codeq.v1.EnqueueBatchRequest, so a
+   * router may send a client's EnqueueBatchRequest bytes on as they came.
+   */
+  tasks: EnqueueRequest[];
+  /** Chosen by the router; echoed in the answer. */
+  seq: number;
+  /**
+   * The caller, as the identity metadata of a QueueService call states it:
+   * x-codeq-tenant, x-codeq-principal (percent-encoded), x-codeq-roles.
+   */
+  tenant: string;
+  principal: string;
+  roles: string;
+  /** The shard map version the router routed by (x-codeq-map-version). */
+  mapVersion: number;
+}
+
+export interface ForwardEnqueueResponse {
+  seq: number;
+  /**
+   * The batch was taken: what an EnqueueBatch call would have answered (one
+   * result per item; an item may still have failed).
+   */
+  answer: EnqueueBatchResponse | undefined;
+  /**
+   * The batch was refused as a whole: the status an EnqueueBatch call would
+   * have ended with (bad input, rights, fencing, the store unreachable).
+   */
+  error: ItemStatus | undefined;
+  /**
+   * Fencing (error UNAVAILABLE): the map version this shard holds and the
+   * queue's owner under it, as the trailers of a refused EnqueueBatch call.
+   */
+  mapVersion: number;
+  owner: string;
 }
 
 function createBaseImportedTask(): ImportedTask {
@@ -1120,6 +1161,304 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
   },
 };
 
+function createBaseForwardEnqueueRequest(): ForwardEnqueueRequest {
+  return { tasks: [], seq: 0, tenant: "", principal: "", roles: "", mapVersion: 0 };
+}
+
+export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
+  encode(message: ForwardEnqueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.tasks) {
+      EnqueueRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.seq !== 0) {
+      writer.uint32(16).uint64(message.seq);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(26).string(message.tenant);
+    }
+    if (message.principal !== "") {
+      writer.uint32(34).string(message.principal);
+    }
+    if (message.roles !== "") {
+      writer.uint32(42).string(message.roles);
+    }
+    if (message.mapVersion !== 0) {
+      writer.uint32(48).uint64(message.mapVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardEnqueueRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardEnqueueRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.tasks.push(EnqueueRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.principal = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.roles = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.mapVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardEnqueueRequest {
+    return {
+      tasks: globalThis.Array.isArray(object?.tasks)
+        ? object.tasks.map((e: any) => EnqueueRequest.fromJSON(e))
+        : [],
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
+      roles: isSet(object.roles) ? globalThis.String(object.roles) : "",
+      mapVersion: isSet(object.mapVersion)
+        ? globalThis.Number(object.mapVersion)
+        : isSet(object.map_version)
+          ? globalThis.Number(object.map_version)
+          : 0,
+    };
+  },
+
+  toJSON(message: ForwardEnqueueRequest): unknown {
+    const obj: any = {};
+    if (message.tasks?.length) {
+      obj.tasks = message.tasks.map((e) => EnqueueRequest.toJSON(e));
+    }
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.principal !== "") {
+      obj.principal = message.principal;
+    }
+    if (message.roles !== "") {
+      obj.roles = message.roles;
+    }
+    if (message.mapVersion !== 0) {
+      obj.mapVersion = Math.round(message.mapVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardEnqueueRequest>): ForwardEnqueueRequest {
+    return ForwardEnqueueRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardEnqueueRequest>): ForwardEnqueueRequest {
+    const message = createBaseForwardEnqueueRequest();
+    message.tasks = object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
+    message.seq = object.seq ?? 0;
+    message.tenant = object.tenant ?? "";
+    message.principal = object.principal ?? "";
+    message.roles = object.roles ?? "";
+    message.mapVersion = object.mapVersion ?? 0;
+    return message;
+  },
+};
+
+function createBaseForwardEnqueueResponse(): ForwardEnqueueResponse {
+  return { seq: 0, answer: undefined, error: undefined, mapVersion: 0, owner: "" };
+}
+
+export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
+  encode(message: ForwardEnqueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.seq !== 0) {
+      writer.uint32(8).uint64(message.seq);
+    }
+    if (message.answer !== undefined) {
+      EnqueueBatchResponse.encode(message.answer, writer.uint32(18).fork()).join();
+    }
+    if (message.error !== undefined) {
+      ItemStatus.encode(message.error, writer.uint32(26).fork()).join();
+    }
+    if (message.mapVersion !== 0) {
+      writer.uint32(32).uint64(message.mapVersion);
+    }
+    if (message.owner !== "") {
+      writer.uint32(42).string(message.owner);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardEnqueueResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseForwardEnqueueResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.seq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.answer = EnqueueBatchResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = ItemStatus.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mapVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ForwardEnqueueResponse {
+    return {
+      seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
+      answer: isSet(object.answer) ? EnqueueBatchResponse.fromJSON(object.answer) : undefined,
+      error: isSet(object.error) ? ItemStatus.fromJSON(object.error) : undefined,
+      mapVersion: isSet(object.mapVersion)
+        ? globalThis.Number(object.mapVersion)
+        : isSet(object.map_version)
+          ? globalThis.Number(object.map_version)
+          : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+    };
+  },
+
+  toJSON(message: ForwardEnqueueResponse): unknown {
+    const obj: any = {};
+    if (message.seq !== 0) {
+      obj.seq = Math.round(message.seq);
+    }
+    if (message.answer !== undefined) {
+      obj.answer = EnqueueBatchResponse.toJSON(message.answer);
+    }
+    if (message.error !== undefined) {
+      obj.error = ItemStatus.toJSON(message.error);
+    }
+    if (message.mapVersion !== 0) {
+      obj.mapVersion = Math.round(message.mapVersion);
+    }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ForwardEnqueueResponse>): ForwardEnqueueResponse {
+    return ForwardEnqueueResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ForwardEnqueueResponse>): ForwardEnqueueResponse {
+    const message = createBaseForwardEnqueueResponse();
+    message.seq = object.seq ?? 0;
+    message.answer =
+      object.answer !== undefined && object.answer !== null
+        ? EnqueueBatchResponse.fromPartial(object.answer)
+        : undefined;
+    message.error =
+      object.error !== undefined && object.error !== null
+        ? ItemStatus.fromPartial(object.error)
+        : undefined;
+    message.mapVersion = object.mapVersion ?? 0;
+    message.owner = object.owner ?? "";
+    return message;
+  },
+};
+
 export type ShardServiceDefinition = typeof ShardServiceDefinition;
 export const ShardServiceDefinition = {
   name: "ShardService",
@@ -1163,6 +1502,24 @@ export const ShardServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Enqueues a router forwards: many batches, of any callers, on one long-lived
+     * stream, where a codeq.v1.QueueService EnqueueBatch call per batch would cost
+     * an HTTP/2 stream with its headers and trailers on both sides. Each message
+     * states whose batch it is (what the identity metadata states on a QueueService
+     * call) and is stored exactly as EnqueueBatch stores it; each is answered once,
+     * by seq, possibly out of order. The router's proof is presented when the
+     * stream opens. A router falls back to EnqueueBatch calls when a shard worker
+     * answers UNIMPLEMENTED.
+     */
+    forwardEnqueue: {
+      name: "ForwardEnqueue",
+      requestType: ForwardEnqueueRequest as typeof ForwardEnqueueRequest,
+      requestStream: true,
+      responseType: ForwardEnqueueResponse as typeof ForwardEnqueueResponse,
+      responseStream: true,
+      options: {},
+    },
   },
 } as const;
 
@@ -1193,6 +1550,20 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
     request: GetShardStatusRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<GetShardStatusResponse>>;
+  /**
+   * Enqueues a router forwards: many batches, of any callers, on one long-lived
+   * stream, where a codeq.v1.QueueService EnqueueBatch call per batch would cost
+   * an HTTP/2 stream with its headers and trailers on both sides. Each message
+   * states whose batch it is (what the identity metadata states on a QueueService
+   * call) and is stored exactly as EnqueueBatch stores it; each is answered once,
+   * by seq, possibly out of order. The router's proof is presented when the
+   * stream opens. A router falls back to EnqueueBatch calls when a shard worker
+   * answers UNIMPLEMENTED.
+   */
+  forwardEnqueue(
+    request: AsyncIterable<ForwardEnqueueRequest>,
+    context: CallContext & CallContextExt,
+  ): ServerStreamingMethodResult<DeepPartial<ForwardEnqueueResponse>>;
 }
 
 export interface ShardServiceClient<CallOptionsExt = {}> {
@@ -1222,6 +1593,20 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<GetShardStatusRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<GetShardStatusResponse>;
+  /**
+   * Enqueues a router forwards: many batches, of any callers, on one long-lived
+   * stream, where a codeq.v1.QueueService EnqueueBatch call per batch would cost
+   * an HTTP/2 stream with its headers and trailers on both sides. Each message
+   * states whose batch it is (what the identity metadata states on a QueueService
+   * call) and is stored exactly as EnqueueBatch stores it; each is answered once,
+   * by seq, possibly out of order. The router's proof is presented when the
+   * stream opens. A router falls back to EnqueueBatch calls when a shard worker
+   * answers UNIMPLEMENTED.
+   */
+  forwardEnqueue(
+    request: AsyncIterable<DeepPartial<ForwardEnqueueRequest>>,
+    options?: CallOptions & CallOptionsExt,
+  ): AsyncIterable<ForwardEnqueueResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
@@ -1250,6 +1635,10 @@ function longToNumber(int64: { toString(): string }): number {
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
 }
+
+export type ServerStreamingMethodResult<Response> = {
+  [Symbol.asyncIterator](): AsyncIterator<Response, void>;
+};
 
 interface MessageFns<T> {
   encode(message: T, writer?: BinaryWriter): BinaryWriter;

@@ -1,0 +1,209 @@
+import {
+  ClientError,
+  createChannel,
+  createClient,
+  createServer,
+  Metadata,
+  Status,
+  type CallContext,
+} from "nice-grpc";
+import {
+  EnqueueBatchRequest,
+  EnqueueBatchResponse,
+  QueueServiceDefinition,
+  type EnqueueRequest,
+} from "@codeq/proto";
+import { freePort, RedisServer } from "@codeq/testing";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import * as P from "./test/fuzz-protobuf";
+
+/**
+ * Enqueues reach shard workers as messages on their ForwardEnqueue streams (see
+ * enqueue-lane.ts): one stream per router channel carries every caller's batches,
+ * each stating its caller, and is answered per batch.
+ */
+
+let server: RedisServer;
+let rc: RouterCluster;
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+});
+afterAll(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  rc = await routerCluster({ server, commands: { X: "a", Y: "b" }, shard: { mover: false } });
+});
+afterEach(async () => {
+  await rc.close();
+});
+
+const payload = (s: string) => Buffer.from(s);
+const stats = (shard: string, command: string, tenant: string) =>
+  rc.workers.get(shard)!.engine.stats({ command, tenant });
+
+async function metrics(): Promise<string> {
+  return fetch(`http://127.0.0.1:${rc.router.metricsPort}/metrics`).then((r) => r.text());
+}
+
+/** codeq_router_enqueue_batches_total for `shard` and `path`, 0 when absent. */
+async function batches(shard: string, path: "stream" | "call"): Promise<number> {
+  const m = new RegExp(
+    `codeq_router_enqueue_batches_total\\{shard="${shard}",path="${path}"\\} (\\d+)`,
+  ).exec(await metrics());
+  return m ? Number(m[1]) : 0;
+}
+
+async function failure(p: Promise<unknown>): Promise<ClientError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(ClientError);
+  return err as ClientError;
+}
+
+test("every way of enqueueing goes on the shards' streams, each batch as its own caller's", async () => {
+  const [t1, t2] = [rc.client("t1"), rc.client("t2")];
+  // many callers at once, on the same few streams
+  await Promise.all([
+    ...Array.from({ length: 20 }, (_, i) => t1.enqueue({ command: "X", payload: payload(`${i}`) })),
+    ...Array.from({ length: 20 }, (_, i) => t2.enqueue({ command: "X", payload: payload(`${i}`) })),
+    t1.enqueueBatch({ tasks: [{ command: "Y" }, { command: "Y" }] as never }),
+    // split over both shards
+    t2.enqueueBatch({ tasks: [{ command: "X" }, { command: "Y" }, { command: "X" }] as never }),
+  ]);
+  const answers: number[] = [];
+  for await (const r of t1.enqueueStream(
+    (async function* () {
+      yield { seq: 7, tasks: [{ command: "X" }, { command: "Y" }] as never };
+    })(),
+  ))
+    answers.push(...r.results.map((x) => x.status!.code));
+  expect(answers).toEqual([0, 0]);
+
+  expect((await stats("a", "X", "t1")).ready).toBe(21);
+  expect((await stats("a", "X", "t2")).ready).toBe(22);
+  expect((await stats("b", "Y", "t1")).ready).toBe(3);
+  expect((await stats("b", "Y", "t2")).ready).toBe(1);
+  expect(await batches("a", "stream")).toBe(20 + 20 + 1 + 1);
+  expect(await batches("b", "stream")).toBe(1 + 1 + 1);
+  expect(await batches("a", "call")).toBe(0);
+  expect(await batches("b", "call")).toBe(0);
+});
+
+test("the shard applies each batch's caller's rights and checks, batch by batch", async () => {
+  const worker = rc.client("t1", "worker"); // no producer role
+  expect((await failure(worker.enqueue({ command: "X" }))).code).toBe(Status.PERMISSION_DENIED);
+  expect((await failure(worker.enqueueBatch({ tasks: [{ command: "X" }] as never }))).code).toBe(
+    Status.PERMISSION_DENIED,
+  );
+  const producer = rc.client("t1", "producer");
+  const bad = producer.enqueue({ command: "X", priority: 10 });
+  expect((await failure(bad)).code).toBe(Status.INVALID_ARGUMENT);
+  // the same streams go on serving
+  expect((await producer.enqueue({ command: "X" })).taskId).toHaveLength(26);
+  expect((await stats("a", "X", "t1")).ready).toBe(1);
+});
+
+test("fields a client adds to its batch never state who is calling", async () => {
+  const channel = createChannel(`127.0.0.1:${rc.router.port}`);
+  try {
+    const raw = createClient(
+      P.rawService("codeq.v1.QueueService", {
+        EnqueueBatch: { requestStream: false, responseStream: false },
+      }),
+      channel,
+    ) as unknown as {
+      EnqueueBatch(req: Uint8Array, o: object): Promise<Buffer>;
+    };
+    const batch = Buffer.from(
+      EnqueueBatchRequest.encode(
+        EnqueueBatchRequest.fromPartial({ tasks: [{ command: "X" }] }),
+      ).finish(),
+    );
+    // ForwardEnqueueRequest's tenant (3), principal (4) and roles (5), as unknown
+    // fields of the client's EnqueueBatchRequest
+    const injected = Buffer.concat([
+      batch,
+      P.pb.bytes(3, "victim"),
+      P.pb.bytes(4, "someone"),
+      P.pb.bytes(5, "producer,admin,cross-tenant-worker"),
+    ]);
+    const metadata = new Metadata({ "x-codeq-tenant": "t1", "x-codeq-roles": "producer" });
+    const answer = EnqueueBatchResponse.decode(await raw.EnqueueBatch(injected, { metadata }));
+    expect(answer.results.map((r) => r.status!.code)).toEqual([0]);
+    expect((await stats("a", "X", "t1")).ready).toBe(1);
+    expect((await stats("a", "X", "victim")).ready).toBe(0);
+  } finally {
+    channel.close();
+  }
+});
+
+test("batches in flight when a shard worker stops fail UNAVAILABLE; none accepted is lost", async () => {
+  const c = rc.client("t1");
+  const sent = Array.from({ length: 200 }, (_, i) =>
+    c.enqueue({ command: "X", payload: payload(`${i}`) }).then(
+      (r) => r.taskId,
+      (e: unknown) => e,
+    ),
+  );
+  const stopping = rc.stopShard("a");
+  const outcomes = await Promise.all(sent);
+  await stopping;
+  const accepted = outcomes.filter((o): o is string => typeof o === "string");
+  for (const o of outcomes) {
+    if (typeof o === "string") continue;
+    expect(o).toBeInstanceOf(ClientError);
+    expect((o as ClientError).code).toBe(Status.UNAVAILABLE);
+  }
+  await rc.startShard("a");
+  // each accepted id is stored; the stream is opened again for what comes next
+  const ready = await stats("a", "X", "t1");
+  expect(ready.ready).toBeGreaterThanOrEqual(accepted.length);
+  for (const id of accepted)
+    expect(
+      await rc.workers.get("a")!.engine.getTask({ command: "X", tenant: "t1" }, id),
+    ).toBeDefined();
+  await within(5_000, async () =>
+    c.enqueue({ command: "X" }).then(
+      () => true,
+      () => false,
+    ),
+  );
+});
+
+test("a shard worker without ForwardEnqueue (older than the router) is sent Enqueue and EnqueueBatch calls", async () => {
+  // What an older shard worker serves: QueueService's enqueues and no ForwardEnqueue.
+  // It is shard a's own worker behind a server that offers only those two methods.
+  const behind = createChannel(rc.addresses.get("a")!);
+  const worker = createClient(QueueServiceDefinition, behind);
+  const older = createServer();
+  const { enqueue, enqueueBatch } = QueueServiceDefinition.methods;
+  older.add({ ...QueueServiceDefinition, methods: { enqueue, enqueueBatch } }, {
+    enqueue: (req: EnqueueRequest, ctx: CallContext) =>
+      worker.enqueue(req, { metadata: ctx.metadata }),
+    enqueueBatch: (req: EnqueueBatchRequest, ctx: CallContext) =>
+      worker.enqueueBatch(req, { metadata: ctx.metadata }),
+  });
+  const address = `127.0.0.1:${await freePort()}`;
+  await older.listen(address);
+  try {
+    await rc.change((m) => ({
+      ...m,
+      shards: { ...m.shards, a: { ...m.shards.a!, endpoint: address } },
+    }));
+    await within(2_000, () => rc.router.routing.map.shards.a?.endpoint === address);
+    const c = rc.client("t1");
+    expect((await c.enqueue({ command: "X" })).taskId).toHaveLength(26);
+    const batch = await c.enqueueBatch({ tasks: [{ command: "X" }, { command: "X" }] as never });
+    expect(batch.results.map((r) => r.status!.code)).toEqual([0, 0]);
+    expect((await stats("a", "X", "t1")).ready).toBe(3);
+    expect(await batches("a", "call")).toBe(2);
+    expect(await batches("a", "stream")).toBe(0);
+  } finally {
+    await older.shutdown();
+    behind.close();
+  }
+});

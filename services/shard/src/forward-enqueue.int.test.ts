@@ -1,0 +1,177 @@
+import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
+import { internal } from "@codeq/proto";
+import { RedisMapSource } from "@codeq/shardmap";
+import { Channel } from "@codeq/server-kit";
+import { RedisServer } from "@codeq/testing";
+import { shardFixture, type ShardFixture } from "./test/fixture";
+
+/** A ForwardEnqueue stream as a router drives it: batches in, answers collected by seq. */
+class Forwarder {
+  private readonly requests = new Channel<internal.ForwardEnqueueRequest>();
+  readonly answers = new Map<number, internal.ForwardEnqueueResponse>();
+  readonly done: Promise<unknown>;
+  private arrived: (() => void) | undefined;
+
+  constructor(port: number, secret?: string) {
+    const channel = createChannel(`127.0.0.1:${port}`);
+    const metadata = new Metadata();
+    if (secret) metadata.set("x-codeq-router-secret", secret);
+    const client = createClient(internal.ShardServiceDefinition, channel, {
+      "*": { metadata },
+    });
+    this.done = (async () => {
+      try {
+        for await (const a of client.forwardEnqueue(this.requests)) {
+          this.answers.set(a.seq, a);
+          this.arrived?.();
+        }
+      } finally {
+        channel.close();
+        this.arrived?.();
+      }
+    })().then(
+      () => "ended",
+      (err: unknown) => err,
+    );
+  }
+
+  send(seq: number, tenant: string, tasks: object[], roles = "producer", mapVersion = 0): void {
+    this.requests.push(
+      internal.ForwardEnqueueRequest.fromPartial({
+        seq,
+        tenant,
+        principal: `svc-${tenant}`,
+        roles,
+        mapVersion,
+        tasks,
+      }),
+    );
+  }
+
+  async answer(seq: number): Promise<internal.ForwardEnqueueResponse> {
+    for (;;) {
+      const a = this.answers.get(seq);
+      if (a) return a;
+      const ended = await Promise.race([
+        new Promise<false>((r) => (this.arrived = () => r(false))),
+        this.done.then(() => true),
+      ]);
+      if (ended && !this.answers.has(seq))
+        throw new Error(`the stream ended before answering ${seq}`);
+    }
+  }
+
+  close(): void {
+    this.requests.close();
+  }
+}
+
+const codes = (a: internal.ForwardEnqueueResponse) =>
+  a.answer ? a.answer.results.map((r) => r.status!.code) : a.error!.code;
+
+const SECRET = "a-router-secret-of-at-least-32-characters";
+
+let server: RedisServer;
+beforeAll(async () => (server = await RedisServer.start()));
+afterAll(() => server.stop());
+
+describe("ForwardEnqueue (the router's enqueue stream)", () => {
+  let fx: ShardFixture;
+  beforeEach(async () => (fx = await shardFixture({}, server)));
+  afterEach(() => fx.close());
+
+  const ready = (command: string, tenant: string) =>
+    fx.worker.engine.stats({ command, tenant }).then((s) => s.ready);
+
+  it("stores each batch as its own caller's, and answers each by its seq", async () => {
+    const f = new Forwarder(fx.worker.port);
+    f.send(1, "t1", [{ command: "FW" }, { command: "FW" }]);
+    f.send(2, "t2", [{ command: "FW" }]);
+    f.send(3, "t1", [{ command: "FW" }], "worker"); // no right to enqueue
+    f.send(4, "t1", [{ command: "FW" }, { command: "FW", priority: 10 }]); // all or nothing
+    f.send(5, "bad tenant", [{ command: "FW" }]);
+    f.send(6, "t2", [{ command: "FW" }]);
+    expect(codes(await f.answer(1))).toEqual([0, 0]);
+    expect(codes(await f.answer(2))).toEqual([0]);
+    expect(codes(await f.answer(3))).toBe(Status.PERMISSION_DENIED);
+    expect(codes(await f.answer(4))).toBe(Status.INVALID_ARGUMENT);
+    expect((await f.answer(4)).error!.message).toMatch(/priority/);
+    expect(codes(await f.answer(5))).toBe(Status.UNAUTHENTICATED);
+    expect(codes(await f.answer(6))).toEqual([0]);
+    expect(await ready("FW", "t1")).toBe(2);
+    expect(await ready("FW", "t2")).toBe(2);
+    f.close();
+    expect(await f.done).toBe("ended");
+  });
+
+  it("ends once the shard worker drains, after answering every batch it read", async () => {
+    const f = new Forwarder(fx.worker.port);
+    for (let seq = 1; seq <= 50; seq++) f.send(seq, "t1", [{ command: "DRAIN" }]);
+    await f.answer(50);
+    const stopping = fx.worker.stop();
+    expect(await f.done).toBe("ended");
+    await stopping;
+    expect([...f.answers.values()].every((a) => codes(a).toString() === "0")).toBe(true);
+  });
+});
+
+describe("ForwardEnqueue with a router secret", () => {
+  it("is refused to a caller without the secret; with it, each batch's caller is trusted", async () => {
+    const fx = await shardFixture({ devIdentity: false, routerSecret: SECRET }, server);
+    try {
+      const stranger = new Forwarder(fx.worker.port);
+      stranger.send(1, "t1", [{ command: "SEC" }]);
+      const refused = await stranger.done;
+      expect(refused).toBeInstanceOf(ClientError);
+      expect((refused as ClientError).code).toBe(Status.UNAUTHENTICATED);
+
+      const router = new Forwarder(fx.worker.port, SECRET);
+      router.send(1, "t1", [{ command: "SEC" }]);
+      expect(codes(await router.answer(1))).toEqual([0]);
+      router.close();
+      expect(await fx.worker.engine.stats({ command: "SEC", tenant: "t1" })).toMatchObject({
+        ready: 1,
+      });
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe("ForwardEnqueue and fencing", () => {
+  it("answers a batch for a queue this shard does not own UNAVAILABLE, with its map version and the owner", async () => {
+    const controlPrefix = `${server.keyPrefix}-fw-ctl`;
+    const source = new RedisMapSource({ url: server.url, prefix: controlPrefix });
+    await source.compareAndSet(
+      0,
+      {
+        shards: {
+          a: { endpoint: "127.0.0.1:1", state: "active" },
+          b: { endpoint: "127.0.0.1:2", state: "active" },
+        },
+        defaultShard: "a",
+        commands: { THEIRS: "b" },
+        tenants: {},
+        migrations: [],
+      },
+      { actor: "test", action: "test", summary: "" },
+    );
+    const fx = await shardFixture({ controlUrl: server.url, controlPrefix }, server);
+    try {
+      const f = new Forwarder(fx.worker.port);
+      f.send(1, "t1", [{ command: "THEIRS" }], "producer", 1);
+      f.send(2, "t1", [{ command: "MINE" }], "producer", 1);
+      const fenced = await f.answer(1);
+      expect(fenced.error?.code).toBe(Status.UNAVAILABLE);
+      expect([fenced.mapVersion, fenced.owner]).toEqual([1, "b"]);
+      expect(codes(await f.answer(2))).toEqual([0]);
+      expect(await fx.worker.engine.stats({ command: "THEIRS", tenant: "t1" })).toMatchObject({
+        ready: 0,
+      });
+      f.close();
+    } finally {
+      await fx.close();
+      await source.close();
+    }
+  });
+});
