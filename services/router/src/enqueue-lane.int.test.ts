@@ -15,6 +15,7 @@ import {
 } from "@codeq/proto";
 import { freePort, RedisServer } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import { LANE_MAX_BYTES } from "./routing";
 import * as P from "./test/fuzz-protobuf";
 
 /**
@@ -91,6 +92,23 @@ test("every way of enqueueing goes on the shards' streams, each batch as its own
   expect(await batches("b", "stream")).toBe(1 + 1 + 1);
   expect(await batches("a", "call")).toBe(0);
   expect(await batches("b", "call")).toBe(0);
+});
+
+test("a batch too large to share a stream goes as a call of its own", async () => {
+  const c = rc.client("t1");
+  const big = Buffer.alloc(LANE_MAX_BYTES, 1);
+  expect((await c.enqueue({ command: "X", payload: big })).taskId).toHaveLength(26);
+  const batch = await c.enqueueBatch({
+    tasks: [
+      { command: "X", payload: big.subarray(0, LANE_MAX_BYTES / 2) },
+      { command: "X", payload: big.subarray(0, LANE_MAX_BYTES / 2) },
+    ] as never,
+  });
+  expect(batch.results.map((r) => r.status!.code)).toEqual([0, 0]);
+  await c.enqueue({ command: "X", payload: payload("small") });
+  expect((await stats("a", "X", "t1")).ready).toBe(4);
+  expect(await batches("a", "call")).toBe(2);
+  expect(await batches("a", "stream")).toBe(1);
 });
 
 test("the shard applies each batch's caller's rights and checks, batch by batch", async () => {
@@ -181,12 +199,15 @@ test("a shard worker without ForwardEnqueue (older than the router) is sent Enqu
   const worker = createClient(QueueServiceDefinition, behind);
   const older = createServer();
   const { enqueue, enqueueBatch } = QueueServiceDefinition.methods;
-  older.add({ ...QueueServiceDefinition, methods: { enqueue, enqueueBatch } }, {
-    enqueue: (req: EnqueueRequest, ctx: CallContext) =>
-      worker.enqueue(req, { metadata: ctx.metadata }),
-    enqueueBatch: (req: EnqueueBatchRequest, ctx: CallContext) =>
-      worker.enqueueBatch(req, { metadata: ctx.metadata }),
-  });
+  older.add(
+    { ...QueueServiceDefinition, methods: { enqueue, enqueueBatch } },
+    {
+      enqueue: (req: EnqueueRequest, ctx: CallContext) =>
+        worker.enqueue(req, { metadata: ctx.metadata }),
+      enqueueBatch: (req: EnqueueBatchRequest, ctx: CallContext) =>
+        worker.enqueueBatch(req, { metadata: ctx.metadata }),
+    },
+  );
   const address = `127.0.0.1:${await freePort()}`;
   await older.listen(address);
   try {

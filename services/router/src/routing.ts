@@ -24,6 +24,15 @@ import type { ShardConn, ShardPool } from "./shard-pool";
 
 const ENQUEUE = "/codeq.v1.QueueService/Enqueue";
 
+/**
+ * A batch larger than this goes as a call of its own: on a shared stream it would
+ * hold up every caller's batches behind it (HTTP/2 delivers a stream's frames in
+ * order), and what a call costs is small beside its size. It also keeps a batch
+ * near the shard's message size limit, plus the caller stated beside it, from
+ * breaking a stream that other callers' batches are on.
+ */
+export const LANE_MAX_BYTES = 256 * 1024;
+
 /** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
 export class FencedError extends Error {
   constructor(
@@ -135,7 +144,8 @@ export class Routing {
 
   /**
    * Sends `tasks` (ForwardEnqueueRequest field 1) on one of `conn`'s ForwardEnqueue
-   * lanes; undefined when the shard worker has none (nothing was sent then).
+   * lanes; undefined when the shard worker has none, or the batch is too large to
+   * share a stream (nothing was sent then).
    */
   private async onLane(
     conn: ShardConn,
@@ -144,8 +154,10 @@ export class Routing {
   ): Promise<Raw<EnqueueBatchResponse> | undefined> {
     const lane = conn.lane();
     if (!lane) return undefined;
+    const bytes = tasks();
+    if (bytes.length > LANE_MAX_BYTES) return undefined;
     try {
-      return await lane.send(tasks(), this.caller(f));
+      return await lane.send(bytes, this.caller(f));
     } catch (err) {
       if (err instanceof ClientError && err.code === Status.UNIMPLEMENTED) return undefined;
       throw err;
