@@ -5,15 +5,20 @@ import { Channel } from "./channel";
  * `inFlight` messages are handled at once, answers are yielded as they complete
  * (so possibly out of order; callers tag them), a failed message is answered by
  * `onError` and the stream goes on. The stream ends once the caller half-closes
- * and every message is answered; a broken request stream fails it.
+ * and every message is answered; a broken request stream fails it. With
+ * `announce`, its message goes out once, between answers, when its signal aborts.
  */
 export async function* answerConcurrently<Req, Res>(
   requests: AsyncIterable<Req>,
   handle: (req: Req) => Promise<Res>,
   onError: (req: Req, err: unknown) => Res,
   inFlight = 16,
+  announce?: { readonly signal: AbortSignal; readonly message: Res },
 ): AsyncGenerator<Res> {
   const out = new Channel<Res>();
+  const announced = () => out.push(announce!.message);
+  if (announce?.signal.aborted) announced();
+  else announce?.signal.addEventListener("abort", announced, { once: true });
   let running = 0;
   let slot: (() => void) | undefined;
   let doneReading = false;
@@ -45,6 +50,7 @@ export async function* answerConcurrently<Req, Res>(
   try {
     yield* out;
   } finally {
+    announce?.signal.removeEventListener("abort", announced);
     await reading;
   }
 }

@@ -56,7 +56,7 @@ const DEFAULT_ROLES: Role[] = ["producer", "worker"];
 
 /**
  * Where stated identity is read from: a call's metadata, or the fields of a message
- * that carries a forwarded call's identity (codeq.internal.v1.ForwardEnqueueRequest).
+ * that carries a forwarded call's identity (codeq.internal.v1.ForwardRequest).
  */
 export interface StatedHeaders {
   get(key: string): string | Uint8Array | undefined;
@@ -120,7 +120,12 @@ export function statedIdentity(metadata: StatedHeaders, by: "router" | "dev"): I
     throw unauthenticated(`${IDENTITY_HEADERS.tenant} must match ${NAME.source}`);
   const statedRoles = header(metadata, IDENTITY_HEADERS.roles);
   const roles = new Set<Role>();
-  for (const role of statedRoles ? statedRoles.split(",").map((r) => r.trim()) : DEFAULT_ROLES) {
+  // stated but empty is no role at all; only an identity that states none gets the defaults
+  const named = statedRoles
+    ?.split(",")
+    .map((r) => r.trim())
+    .filter((r) => r !== "");
+  for (const role of named ?? DEFAULT_ROLES) {
     if (!ROLES.has(role as Role))
       throw unauthenticated(`unknown role in ${IDENTITY_HEADERS.roles}: ${role.slice(0, 40)}`);
     roles.add(role as Role);

@@ -10,7 +10,7 @@ const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
  * codeq_rpc_duration_seconds{method}, codeq_router_map_version,
  * codeq_router_map_stale, codeq_router_shard_breaker_state{shard},
  * codeq_router_fenced_retries_total, codeq_router_lease_streams_open,
- * codeq_router_enqueue_batches_total{shard,path}, and the process metrics under
+ * codeq_router_forwarded_total{shard,call,path}, and the process metrics under
  * codeq_router_process_.
  */
 export class RouterMetrics {
@@ -18,7 +18,7 @@ export class RouterMetrics {
   readonly rpc: RpcMetrics;
   readonly fencedRetries: Counter;
   readonly openStreams: Gauge;
-  readonly enqueueBatches: Counter<"shard" | "path">;
+  readonly forwarded: Counter<"shard" | "call" | "path">;
 
   constructor(cache: MapCache, pool: ShardPool) {
     const registers = [this.registry];
@@ -34,10 +34,10 @@ export class RouterMetrics {
       help: "Client LeaseStreams open on this router.",
       registers,
     });
-    this.enqueueBatches = new Counter({
-      name: "codeq_router_enqueue_batches_total",
-      help: "Enqueue batches forwarded, by shard and way: path=stream (a message on a ForwardEnqueue stream) or path=call (an Enqueue/EnqueueBatch call, to a shard worker without ForwardEnqueue).",
-      labelNames: ["shard", "path"],
+    this.forwarded = new Counter({
+      name: "codeq_router_forwarded_total",
+      help: "Enqueue batches and settlements forwarded, by shard, call (enqueue, ack, nack, extend) and way: path=stream (a message on a Forward stream) or path=call (a call of its own: too large to share a stream, or a shard worker without Forward).",
+      labelNames: ["shard", "call", "path"],
       registers,
     });
     const version: Gauge = new Gauge({

@@ -1,4 +1,5 @@
 import {
+  AckRequest,
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
@@ -11,6 +12,7 @@ import {
   decoded,
   embedded,
   forwardedBatch,
+  forwardedSettlement,
   forwardedTask,
   passThrough,
   Raw,
@@ -67,7 +69,7 @@ describe("messages passing through the router", () => {
     expect(forwardedBatch(deserialize(Buffer.from(items)) as EnqueueBatchRequest)).toEqual(
       Buffer.from(items),
     );
-    // unknown fields numbered as the caller's tenant and roles in ForwardEnqueueRequest
+    // unknown fields numbered as the caller's tenant and roles in ForwardRequest
     const injected = Buffer.concat([
       items,
       stringField(3, "victim"),
@@ -75,9 +77,23 @@ describe("messages passing through the router", () => {
       varintField(6, 99),
     ]);
     const sent = forwardedBatch(deserialize(injected) as EnqueueBatchRequest);
-    const forwarded = internal.ForwardEnqueueRequest.decode(sent);
+    const forwarded = internal.ForwardRequest.decode(sent);
     expect(forwarded.tasks.map((t) => t.command)).toEqual(["X", "Y"]);
     expect([forwarded.tenant, forwarded.roles, forwarded.mapVersion]).toEqual(["", "", 0]);
+  });
+
+  test("a settlement is forwarded as the client's bytes, nested in its own field", () => {
+    const deserialize = routerQueueService.ack!.requestDeserialize;
+    const bytes = AckRequest.encode(
+      AckRequest.fromPartial({ items: [{ leaseToken: "tok" }] }),
+    ).finish();
+    // an unknown field of the client's stays inside the nested message
+    const withExtra = Buffer.concat([bytes, stringField(3, "victim")]);
+    const forwarded = internal.ForwardRequest.decode(
+      forwardedSettlement("ack", deserialize(withExtra) as AckRequest),
+    );
+    expect(forwarded.ack?.items.map((i) => i.leaseToken)).toEqual(["tok"]);
+    expect(forwarded.tenant).toBe("");
   });
 
   test("one task is forwarded as the batch of its own bytes", () => {
@@ -85,7 +101,7 @@ describe("messages passing through the router", () => {
     const bytes = EnqueueRequest.encode(
       EnqueueRequest.fromPartial({ command: "X", payload: Buffer.from("p") }),
     ).finish();
-    const forwarded = internal.ForwardEnqueueRequest.decode(
+    const forwarded = internal.ForwardRequest.decode(
       forwardedTask(deserialize(Buffer.from(bytes)) as EnqueueRequest),
     );
     expect(forwarded.tasks).toEqual([EnqueueRequest.decode(bytes)]);
@@ -96,16 +112,16 @@ describe("messages passing through the router", () => {
       results: [{ status: { code: 0 }, taskId: "01J0000000000000000000000A" }],
     });
     const ok = readForwardAnswer(
-      internal.ForwardEnqueueResponse.encode(
-        internal.ForwardEnqueueResponse.fromPartial({ seq: 2 ** 40, answer }),
+      internal.ForwardResponse.encode(
+        internal.ForwardResponse.fromPartial({ seq: 2 ** 40, enqueued: answer }),
       ).finish(),
     );
     expect(ok.seq).toBe(2 ** 40);
-    expect(ok.answer!.bytes).toEqual(EnqueueBatchResponse.encode(answer).finish());
-    expect(ok.answer!.value).toEqual(answer);
+    expect(ok.enqueued!.bytes).toEqual(EnqueueBatchResponse.encode(answer).finish());
+    expect(ok.enqueued!.value).toEqual(answer);
     const fenced = readForwardAnswer(
-      internal.ForwardEnqueueResponse.encode(
-        internal.ForwardEnqueueResponse.fromPartial({
+      internal.ForwardResponse.encode(
+        internal.ForwardResponse.fromPartial({
           seq: 3,
           error: { code: 14, message: "not mine" },
           mapVersion: 12,
@@ -115,10 +131,15 @@ describe("messages passing through the router", () => {
     );
     expect(fenced).toEqual({
       seq: 3,
-      answer: undefined,
       error: { code: 14, message: "not mine" },
       mapVersion: 12,
       owner: "b",
     });
+    const draining = readForwardAnswer(
+      internal.ForwardResponse.encode(
+        internal.ForwardResponse.fromPartial({ draining: true }),
+      ).finish(),
+    );
+    expect(draining).toEqual({ seq: 0, mapVersion: 0, owner: "", draining: true });
   });
 });

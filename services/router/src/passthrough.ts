@@ -7,11 +7,17 @@ import {
 } from "nice-grpc";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
+  AckRequest,
+  AckResponse,
   AdminServiceDefinition,
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
+  ExtendRequest,
+  ExtendResponse,
   ItemStatus,
+  NackRequest,
+  NackResponse,
   QueueServiceDefinition,
 } from "@codeq/proto";
 
@@ -146,37 +152,70 @@ export function passThrough<T>(raw: Raw<T> | T): T {
   return raw as unknown as T;
 }
 
-/** A shard's answer to one forwarded batch (codeq.internal.v1.ForwardEnqueueResponse). */
+/** A shard's answer to one forwarded call (codeq.internal.v1.ForwardResponse), its parts as bytes. */
 export interface ForwardAnswer {
   readonly seq: number;
-  /** The batch's answer, as the shard's bytes. */
-  readonly answer: Raw<EnqueueBatchResponse> | undefined;
-  readonly error: ItemStatus | undefined;
+  readonly enqueued?: Raw<EnqueueBatchResponse>;
+  readonly acked?: Raw<AckResponse>;
+  readonly nacked?: Raw<NackResponse>;
+  readonly extended?: Raw<ExtendResponse>;
+  readonly error?: ItemStatus;
   /** Fencing: the map version the shard holds, and the queue's owner under it. */
   readonly mapVersion: number;
   readonly owner: string;
+  /** The shard worker drains: send nothing more on this stream (seq 0). */
+  readonly draining?: boolean;
 }
 
 const utf8 = new TextDecoder();
 
-/** Reads a ForwardEnqueueResponse, leaving the batch's answer as bytes. */
+/** Reads a ForwardResponse, leaving the call's answer as bytes. */
 export function readForwardAnswer(bytes: Uint8Array): ForwardAnswer {
-  let [seq, mapVersion, owner] = [0, 0, ""];
-  let answer: Raw<EnqueueBatchResponse> | undefined;
-  let error: ItemStatus | undefined;
+  const a: {
+    -readonly [K in keyof ForwardAnswer]: ForwardAnswer[K];
+  } = { seq: 0, mapVersion: 0, owner: "" };
   scan(bytes, (field, start, end, value) => {
-    if (field === 1) seq = value;
-    else if (field === 4) mapVersion = value;
-    else if (end === undefined) return;
-    else if (field === 2) answer = new Raw(bytes.subarray(start, end), EnqueueBatchResponse);
-    else if (field === 3) error = ItemStatus.decode(bytes.subarray(start, end));
-    else if (field === 5) owner = utf8.decode(bytes.subarray(start, end));
+    if (field === 1) a.seq = value;
+    else if (field === 4) a.mapVersion = value;
+    else if (field === 9) a.draining = value !== 0;
+    if (end === undefined) return;
+    const part = bytes.subarray(start, end);
+    if (field === 2) a.enqueued = new Raw(part, EnqueueBatchResponse);
+    else if (field === 3) a.error = ItemStatus.decode(part);
+    else if (field === 5) a.owner = utf8.decode(part);
+    else if (field === 6) a.acked = new Raw(part, AckResponse);
+    else if (field === 7) a.nacked = new Raw(part, NackResponse);
+    else if (field === 8) a.extended = new Raw(part, ExtendResponse);
   });
-  return { seq, answer, error, mapVersion, owner };
+  return a;
+}
+
+/** The settlements a router forwards: ForwardRequest's field for each, and its request type. */
+const SETTLEMENTS = {
+  ack: { field: 7, type: AckRequest },
+  nack: { field: 8, type: NackRequest },
+  extend: { field: 9, type: ExtendRequest },
+} as const;
+
+export type Settlement = keyof typeof SETTLEMENTS;
+
+/** A settlement call as its field of ForwardRequest: the client's bytes nested as they came. */
+export function forwardedSettlement(
+  kind: Settlement,
+  req: AckRequest | NackRequest | ExtendRequest,
+): Uint8Array {
+  const { field, type } = SETTLEMENTS[kind];
+  const bytes =
+    received.get(req) ??
+    (type as { encode(m: unknown): { finish(): Uint8Array } }).encode(req).finish();
+  return new BinaryWriter()
+    .uint32((field << 3) | 2)
+    .bytes(bytes)
+    .finish();
 }
 
 /**
- * A batch as ForwardEnqueueRequest field 1: the bytes the client sent when they
+ * A batch as ForwardRequest field 1: the bytes the client sent when they
  * hold that field alone. A client's unknown fields are never passed on: they could
  * carry the numbers of the fields in which the router states who is calling.
  */
@@ -186,7 +225,7 @@ export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
   return EnqueueBatchRequest.encode(req).finish();
 }
 
-/** One task as ForwardEnqueueRequest field 1 (the client's own bytes nested as they came). */
+/** One task as ForwardRequest field 1 (the client's own bytes nested as they came). */
 export function forwardedTask(req: EnqueueRequest): Uint8Array {
   const task = received.get(req) ?? EnqueueRequest.encode(req).finish();
   return new BinaryWriter()

@@ -135,7 +135,6 @@ type Via<I, R> = (conn: ShardConn, items: I[]) => Promise<R[]> | undefined;
 
 /** Ack, Nack and Extend through the router (unary calls, and client streams). */
 export function settlers(routing: Routing, f: Forward) {
-  const opts = () => routing.options(f);
   const route =
     <I extends { leaseToken: string }, R>(
       call: (c: ShardConn, items: I[]) => Promise<R[]>,
@@ -146,15 +145,15 @@ export function settlers(routing: Routing, f: Forward) {
   const same = (s: ItemStatus) => s;
   return {
     ack: route(
-      (c, items: AckItem[]) => c.queue.ack({ items }, opts()).then((r) => r.value.results),
+      (c, items: AckItem[]) => routing.ack(c, f, { items }).then((r) => r.value.results),
       same,
     ),
     nack: route(
-      (c, items: NackItem[]) => c.queue.nack({ items }, opts()).then((r) => r.value.results),
+      (c, items: NackItem[]) => routing.nack(c, f, { items }).then((r) => r.value.results),
       same,
     ),
     extend: route(
-      (c, items: ExtendItem[]) => c.queue.extend({ items }, opts()).then((r) => r.value.results),
+      (c, items: ExtendItem[]) => routing.extend(c, f, { items }).then((r) => r.value.results),
       extendStatus,
     ),
   };
@@ -290,7 +289,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const one = soleShard(routing, req.items);
       if (one)
         return whole(
-          () => one.call((c) => c.queue.ack(req, routing.options(f))),
+          () => one.call((c) => routing.ack(c, f, req)),
           (status) => ({ results: req.items.map(() => ((s) => s)(status)) }),
         );
       return { results: await settlers(routing, f).ack(req.items) };
@@ -304,7 +303,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const one = soleShard(routing, req.items);
       if (one)
         return whole(
-          () => one.call((c) => c.queue.nack(req, routing.options(f))),
+          () => one.call((c) => routing.nack(c, f, req)),
           (status) => ({ results: req.items.map(() => ((s) => s)(status)) }),
         );
       return { results: await settlers(routing, f).nack(req.items) };
@@ -318,7 +317,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const one = soleShard(routing, req.items);
       if (one)
         return whole(
-          () => one.call((c) => c.queue.extend(req, routing.options(f))),
+          () => one.call((c) => routing.extend(c, f, req)),
           (status) => ({ results: req.items.map(() => extendStatus(status)) }),
         );
       return { results: await settlers(routing, f).extend(req.items) };

@@ -1,10 +1,16 @@
 import { setMaxListeners } from "node:events";
 import { ClientError, Metadata, ServerError, Status, type CallContext } from "nice-grpc";
 import type {
+  AckRequest,
+  AckResponse,
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
   EnqueueResponse,
+  ExtendRequest,
+  ExtendResponse,
+  NackRequest,
+  NackResponse,
 } from "@codeq/proto";
 import { IDENTITY_HEADERS, identityMetadata, type Identity, type Logger } from "@codeq/server-kit";
 import {
@@ -16,13 +22,30 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
-import type { Caller } from "./enqueue-lane";
-import { forwardedBatch, forwardedTask, type Raw } from "./passthrough";
+import { LaneMissing, type Caller } from "./forward-lane";
+import {
+  forwardedBatch,
+  forwardedSettlement,
+  forwardedTask,
+  type ForwardAnswer,
+  type Raw,
+  type Settlement,
+} from "./passthrough";
 import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
 import type { ShardConn, ShardPool } from "./shard-pool";
 
 const ENQUEUE = "/codeq.v1.QueueService/Enqueue";
+
+/** The part of a Forward answer that answers the call sent. */
+function part<T>(answer: Raw<T> | undefined, conn: ShardConn): Raw<T> {
+  if (answer) return answer;
+  throw new ClientError(
+    "/codeq.internal.v1.ShardService/Forward",
+    Status.INTERNAL,
+    `shard ${conn.id} answered a forwarded call without its answer`,
+  );
+}
 
 /**
  * A batch larger than this goes as a call of its own: on a shared stream it would
@@ -95,20 +118,21 @@ export class Routing {
     return { metadata: f.metadata, signal: f.signal, deadline: new Date(Date.now() + timeoutMs) };
   }
 
-  /** The caller of `f` as a forwarded enqueue states it (the identity metadata's values). */
+  /** The caller of `f` as a forwarded call states it (the identity metadata's values). */
   caller(f: Forward): Caller {
     const m = f.metadata;
     return {
       tenant: m.get(IDENTITY_HEADERS.tenant) ?? "",
       principal: m.get(IDENTITY_HEADERS.principal) ?? "",
       roles: m.get(IDENTITY_HEADERS.roles) ?? "",
+      commands: m.get(IDENTITY_HEADERS.commands) ?? "",
       mapVersion: this.cache.status().version,
     };
   }
 
   /**
-   * Stores a batch on `conn`'s shard: as a message on one of its ForwardEnqueue
-   * lanes, or by an EnqueueBatch call when the shard worker has none.
+   * Stores a batch on `conn`'s shard: as a message on one of its Forward lanes, or
+   * by an EnqueueBatch call when the shard worker has none.
    */
   async storeBatch(
     conn: ShardConn,
@@ -116,9 +140,8 @@ export class Routing {
     req: EnqueueBatchRequest,
     onTrailer: (trailer: Metadata) => void,
   ): Promise<Raw<EnqueueBatchResponse>> {
-    const answer = await this.onLane(conn, f, () => forwardedBatch(req));
-    if (answer) return answer;
-    this.metrics.enqueueBatches.inc({ shard: conn.id, path: "call" });
+    const sent = await this.onLane(conn, f, "enqueue", () => forwardedBatch(req));
+    if (sent) return part(sent.enqueued, conn);
     return conn.queue.enqueueBatch(req, { ...this.options(f), onTrailer });
   }
 
@@ -129,12 +152,9 @@ export class Routing {
     req: EnqueueRequest,
     onTrailer: (trailer: Metadata) => void,
   ): Promise<Raw<EnqueueResponse> | EnqueueResponse> {
-    const answer = await this.onLane(conn, f, () => forwardedTask(req));
-    if (!answer) {
-      this.metrics.enqueueBatches.inc({ shard: conn.id, path: "call" });
-      return conn.queue.enqueue(req, { ...this.options(f), onTrailer });
-    }
-    const [result] = answer.value.results;
+    const sent = await this.onLane(conn, f, "enqueue", () => forwardedTask(req));
+    if (!sent) return conn.queue.enqueue(req, { ...this.options(f), onTrailer });
+    const [result] = part(sent.enqueued, conn).value.results;
     const status = result?.status;
     if (!result || !status)
       throw new ClientError(ENQUEUE, Status.INTERNAL, `shard ${conn.id} answered no result`);
@@ -142,28 +162,48 @@ export class Routing {
     return { taskId: result.taskId, duplicate: result.duplicate, state: result.state };
   }
 
+  /** Acks on `conn`'s shard, on a Forward lane as `storeBatch` stores. */
+  async ack(conn: ShardConn, f: Forward, req: AckRequest): Promise<Raw<AckResponse>> {
+    const sent = await this.onLane(conn, f, "ack", () => forwardedSettlement("ack", req));
+    return sent ? part(sent.acked, conn) : conn.queue.ack(req, this.options(f));
+  }
+
+  async nack(conn: ShardConn, f: Forward, req: NackRequest): Promise<Raw<NackResponse>> {
+    const sent = await this.onLane(conn, f, "nack", () => forwardedSettlement("nack", req));
+    return sent ? part(sent.nacked, conn) : conn.queue.nack(req, this.options(f));
+  }
+
+  async extend(conn: ShardConn, f: Forward, req: ExtendRequest): Promise<Raw<ExtendResponse>> {
+    const sent = await this.onLane(conn, f, "extend", () => forwardedSettlement("extend", req));
+    return sent ? part(sent.extended, conn) : conn.queue.extend(req, this.options(f));
+  }
+
   /**
-   * Sends `tasks` (ForwardEnqueueRequest field 1) on one of `conn`'s ForwardEnqueue
-   * lanes; undefined when the shard worker has none, or the batch is too large to
-   * share a stream (nothing was sent then).
+   * Sends `call` (its fields of a ForwardRequest) on one of `conn`'s Forward lanes;
+   * undefined when the shard worker has none, or the call is too large to share a
+   * stream: nothing was sent, and the caller makes a call of its own.
    */
   private async onLane(
     conn: ShardConn,
     f: Forward,
-    tasks: () => Uint8Array,
-  ): Promise<Raw<EnqueueBatchResponse> | undefined> {
+    kind: "enqueue" | Settlement,
+    call: () => Uint8Array,
+  ): Promise<ForwardAnswer | undefined> {
     const lane = conn.lane();
-    if (!lane) return undefined;
-    const bytes = tasks();
-    if (bytes.length > LANE_MAX_BYTES) return undefined;
+    const bytes = lane && call();
+    if (!lane || !bytes || bytes.length > LANE_MAX_BYTES) {
+      this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "call" });
+      return undefined;
+    }
     try {
       return await lane.send(bytes, this.caller(f));
     } catch (err) {
-      if (err instanceof ClientError && err.code === Status.UNIMPLEMENTED) return undefined;
-      throw err;
+      if (!(err instanceof LaneMissing)) throw err;
+      this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "call" });
+      return undefined; // a shard worker without Forward: nothing was sent
     } finally {
-      // a lane found missing sends nothing: the call that follows is counted
-      if (!lane.unsupported) this.metrics.enqueueBatches.inc({ shard: conn.id, path: "stream" });
+      if (!lane.unsupported)
+        this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "stream" });
     }
   }
 

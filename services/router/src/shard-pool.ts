@@ -14,7 +14,7 @@ import { internal } from "@codeq/proto";
 import { channelCredentials, IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
 import type { RouterConfig } from "./config";
-import { EnqueueLane, forwardEnqueueService } from "./enqueue-lane";
+import { ForwardLane, forwardService } from "./forward-lane";
 import { shardQueueService } from "./passthrough";
 
 const clientFactory = createClientFactory().use(deadlineMiddleware);
@@ -30,9 +30,9 @@ const newShardClient = (c: Channel, secret: string | undefined) =>
     "*": { metadata: secretMetadata(secret) },
   });
 const newForwardClient = (c: Channel, secret: string | undefined) =>
-  clientFactory.create(forwardEnqueueService, c, { "*": { metadata: secretMetadata(secret) } });
+  clientFactory.create(forwardService, c, { "*": { metadata: secretMetadata(secret) } });
 
-/** How long a shard worker that lacked ForwardEnqueue is sent EnqueueBatch calls before it is asked again, ms. */
+/** How long a shard worker that lacked Forward is sent QueueService calls before it is asked again, ms. */
 const RETRY_LANES_MS = 60_000;
 const newHealthClient = (c: Channel) => clientFactory.create(HealthDefinition, c);
 
@@ -72,7 +72,7 @@ export class ShardConn {
   private readonly channels: Channel[];
   private readonly queues: QueueClient[];
   private turn = 0;
-  private readonly lanes: EnqueueLane[];
+  private readonly lanes: ForwardLane[];
   private laneTurn = 0;
   private lanesMissingUntil = 0;
   readonly internal: ShardClient;
@@ -96,7 +96,7 @@ export class ShardConn {
     );
     this.queues = this.channels.map(newQueueClient);
     this.lanes = this.channels.map(
-      (c) => new EnqueueLane(id, newForwardClient(c, secret), config.shardTimeoutMs),
+      (c) => new ForwardLane(id, newForwardClient(c, secret), config.shardTimeoutMs),
     );
     this.internal = newShardClient(this.channels[0]!, secret);
     this.health = newHealthClient(this.channels[0]!);
@@ -119,10 +119,10 @@ export class ShardConn {
   }
 
   /**
-   * The next ForwardEnqueue lane (round-robin over the channels), or undefined while
+   * The next Forward lane (round-robin over the channels), or undefined while
    * this shard worker is one without them (enqueues then go as EnqueueBatch calls).
    */
-  lane(): EnqueueLane | undefined {
+  lane(): ForwardLane | undefined {
     const lane = this.lanes[this.laneTurn++ % this.lanes.length]!;
     if (!lane.unsupported) return lane;
     const now = Date.now();

@@ -2,7 +2,7 @@ import { ServerError, Status, type CallContext } from "nice-grpc";
 import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "@codeq/engine";
 import type { internal } from "@codeq/proto";
 import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
-import { forwardEnqueue } from "./forward-enqueue";
+import { forward } from "./forward";
 import type { Metrics } from "./metrics";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid } from "./status";
@@ -123,7 +123,7 @@ export function shardService(
       };
     },
 
-    forwardEnqueue: (requests, ctx) => forwardEnqueue(core, trust, lifecycle.signal, requests, ctx),
+    forward: (requests, ctx) => forward(core, trust, lifecycle.signal, requests, ctx),
   });
 }
 
@@ -165,9 +165,9 @@ function routersOnly(
     importTasks: guard(impl.importTasks.bind(impl)),
     listQueues: guard(impl.listQueues.bind(impl)),
     getShardStatus: guard(impl.getShardStatus.bind(impl)),
-    async *forwardEnqueue(requests, ctx) {
+    async *forward(requests, ctx) {
       admit(ctx);
-      yield* impl.forwardEnqueue(requests, ctx);
+      yield* impl.forward(requests, ctx);
     },
   };
 }

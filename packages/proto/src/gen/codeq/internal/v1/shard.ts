@@ -4,7 +4,16 @@
 /* eslint-disable */
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
-import { EnqueueBatchResponse, EnqueueRequest } from "../../v1/queue";
+import {
+  AckRequest,
+  AckResponse,
+  EnqueueBatchResponse,
+  EnqueueRequest,
+  ExtendRequest,
+  ExtendResponse,
+  NackRequest,
+  NackResponse,
+} from "../../v1/queue";
 import { ItemStatus, QueueCounts, Task } from "../../v1/task";
 
 /**
@@ -14,7 +23,8 @@ import { ItemStatus, QueueCounts, Task } from "../../v1/task";
  *
  * Router → shard hop: a router forwards codeq.v1.QueueService calls to the
  * shard worker unchanged, after authenticating the caller, except enqueues,
- * which it sends as messages on ForwardEnqueue streams (below). It asserts the
+ * acks, nacks and extends, which it sends as messages on Forward streams
+ * (below). It asserts the
  * caller's identity in metadata that a shard worker trusts only from a router:
  * - `x-codeq-principal`: the authenticated caller (for logs and audit);
  * - `x-codeq-tenant`: the caller's tenant;
@@ -116,10 +126,11 @@ export interface GetShardStatusResponse {
   lifecycle: string;
 }
 
-export interface ForwardEnqueueRequest {
+/** Exactly one call: an enqueue batch (tasks), ack, nack or extend. */
+export interface ForwardRequest {
   /**
-   * The batch: 1..1000 items. Field 1, as in codeq.v1.EnqueueBatchRequest, so a
-   * router may send a client's EnqueueBatchRequest bytes on as they came.
+   * An enqueue batch: 1..1000 items. Field 1, as in codeq.v1.EnqueueBatchRequest,
+   * so a router may send a client's EnqueueBatchRequest bytes on as they came.
    */
   tasks: EnqueueRequest[];
   /** Chosen by the router; echoed in the answer. */
@@ -133,26 +144,40 @@ export interface ForwardEnqueueRequest {
   roles: string;
   /** The shard map version the router routed by (x-codeq-map-version). */
   mapVersion: number;
+  ack: AckRequest | undefined;
+  nack: NackRequest | undefined;
+  extend: ExtendRequest | undefined;
+  /**
+   * x-codeq-commands: the commands a cross-tenant worker may serve for every
+   * tenant, comma-separated; empty for every command.
+   */
+  commands: string;
 }
 
-export interface ForwardEnqueueResponse {
+/** The answer the call would have had, or the status it would have ended with. */
+export interface ForwardResponse {
   seq: number;
+  enqueued: EnqueueBatchResponse | undefined;
   /**
-   * The batch was taken: what an EnqueueBatch call would have answered (one
-   * result per item; an item may still have failed).
-   */
-  answer: EnqueueBatchResponse | undefined;
-  /**
-   * The batch was refused as a whole: the status an EnqueueBatch call would
-   * have ended with (bad input, rights, fencing, the store unreachable).
+   * The call was refused as a whole (bad input, rights, fencing, the store
+   * unreachable).
    */
   error: ItemStatus | undefined;
   /**
    * Fencing (error UNAVAILABLE): the map version this shard holds and the
-   * queue's owner under it, as the trailers of a refused EnqueueBatch call.
+   * queue's owner under it, as the trailers of a refused enqueue call.
    */
   mapVersion: number;
   owner: string;
+  acked: AckResponse | undefined;
+  nacked: NackResponse | undefined;
+  extended: ExtendResponse | undefined;
+  /**
+   * Sent once, with seq 0, when the shard worker starts draining: send nothing
+   * more on this stream and half-close it. The shard goes on reading and answers
+   * every call sent before the half-close (within its grace period).
+   */
+  draining: boolean;
 }
 
 function createBaseImportedTask(): ImportedTask {
@@ -1161,12 +1186,23 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
   },
 };
 
-function createBaseForwardEnqueueRequest(): ForwardEnqueueRequest {
-  return { tasks: [], seq: 0, tenant: "", principal: "", roles: "", mapVersion: 0 };
+function createBaseForwardRequest(): ForwardRequest {
+  return {
+    tasks: [],
+    seq: 0,
+    tenant: "",
+    principal: "",
+    roles: "",
+    mapVersion: 0,
+    ack: undefined,
+    nack: undefined,
+    extend: undefined,
+    commands: "",
+  };
 }
 
-export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
-  encode(message: ForwardEnqueueRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ForwardRequest: MessageFns<ForwardRequest> = {
+  encode(message: ForwardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.tasks) {
       EnqueueRequest.encode(v!, writer.uint32(10).fork()).join();
     }
@@ -1185,10 +1221,22 @@ export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
     if (message.mapVersion !== 0) {
       writer.uint32(48).uint64(message.mapVersion);
     }
+    if (message.ack !== undefined) {
+      AckRequest.encode(message.ack, writer.uint32(58).fork()).join();
+    }
+    if (message.nack !== undefined) {
+      NackRequest.encode(message.nack, writer.uint32(66).fork()).join();
+    }
+    if (message.extend !== undefined) {
+      ExtendRequest.encode(message.extend, writer.uint32(74).fork()).join();
+    }
+    if (message.commands !== "") {
+      writer.uint32(82).string(message.commands);
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ForwardEnqueueRequest {
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardRequest {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1197,7 +1245,7 @@ export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseForwardEnqueueRequest();
+      const message = createBaseForwardRequest();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1249,6 +1297,38 @@ export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
             message.mapVersion = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.ack = AckRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.nack = NackRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.extend = ExtendRequest.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.commands = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1261,7 +1341,7 @@ export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
     }
   },
 
-  fromJSON(object: any): ForwardEnqueueRequest {
+  fromJSON(object: any): ForwardRequest {
     return {
       tasks: globalThis.Array.isArray(object?.tasks)
         ? object.tasks.map((e: any) => EnqueueRequest.fromJSON(e))
@@ -1275,10 +1355,14 @@ export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
         : isSet(object.map_version)
           ? globalThis.Number(object.map_version)
           : 0,
+      ack: isSet(object.ack) ? AckRequest.fromJSON(object.ack) : undefined,
+      nack: isSet(object.nack) ? NackRequest.fromJSON(object.nack) : undefined,
+      extend: isSet(object.extend) ? ExtendRequest.fromJSON(object.extend) : undefined,
+      commands: isSet(object.commands) ? globalThis.String(object.commands) : "",
     };
   },
 
-  toJSON(message: ForwardEnqueueRequest): unknown {
+  toJSON(message: ForwardRequest): unknown {
     const obj: any = {};
     if (message.tasks?.length) {
       obj.tasks = message.tasks.map((e) => EnqueueRequest.toJSON(e));
@@ -1298,35 +1382,70 @@ export const ForwardEnqueueRequest: MessageFns<ForwardEnqueueRequest> = {
     if (message.mapVersion !== 0) {
       obj.mapVersion = Math.round(message.mapVersion);
     }
+    if (message.ack !== undefined) {
+      obj.ack = AckRequest.toJSON(message.ack);
+    }
+    if (message.nack !== undefined) {
+      obj.nack = NackRequest.toJSON(message.nack);
+    }
+    if (message.extend !== undefined) {
+      obj.extend = ExtendRequest.toJSON(message.extend);
+    }
+    if (message.commands !== "") {
+      obj.commands = message.commands;
+    }
     return obj;
   },
 
-  create(base?: DeepPartial<ForwardEnqueueRequest>): ForwardEnqueueRequest {
-    return ForwardEnqueueRequest.fromPartial(base ?? {});
+  create(base?: DeepPartial<ForwardRequest>): ForwardRequest {
+    return ForwardRequest.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ForwardEnqueueRequest>): ForwardEnqueueRequest {
-    const message = createBaseForwardEnqueueRequest();
+  fromPartial(object: DeepPartial<ForwardRequest>): ForwardRequest {
+    const message = createBaseForwardRequest();
     message.tasks = object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
     message.seq = object.seq ?? 0;
     message.tenant = object.tenant ?? "";
     message.principal = object.principal ?? "";
     message.roles = object.roles ?? "";
     message.mapVersion = object.mapVersion ?? 0;
+    message.ack =
+      object.ack !== undefined && object.ack !== null
+        ? AckRequest.fromPartial(object.ack)
+        : undefined;
+    message.nack =
+      object.nack !== undefined && object.nack !== null
+        ? NackRequest.fromPartial(object.nack)
+        : undefined;
+    message.extend =
+      object.extend !== undefined && object.extend !== null
+        ? ExtendRequest.fromPartial(object.extend)
+        : undefined;
+    message.commands = object.commands ?? "";
     return message;
   },
 };
 
-function createBaseForwardEnqueueResponse(): ForwardEnqueueResponse {
-  return { seq: 0, answer: undefined, error: undefined, mapVersion: 0, owner: "" };
+function createBaseForwardResponse(): ForwardResponse {
+  return {
+    seq: 0,
+    enqueued: undefined,
+    error: undefined,
+    mapVersion: 0,
+    owner: "",
+    acked: undefined,
+    nacked: undefined,
+    extended: undefined,
+    draining: false,
+  };
 }
 
-export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
-  encode(message: ForwardEnqueueResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const ForwardResponse: MessageFns<ForwardResponse> = {
+  encode(message: ForwardResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.seq !== 0) {
       writer.uint32(8).uint64(message.seq);
     }
-    if (message.answer !== undefined) {
-      EnqueueBatchResponse.encode(message.answer, writer.uint32(18).fork()).join();
+    if (message.enqueued !== undefined) {
+      EnqueueBatchResponse.encode(message.enqueued, writer.uint32(18).fork()).join();
     }
     if (message.error !== undefined) {
       ItemStatus.encode(message.error, writer.uint32(26).fork()).join();
@@ -1337,10 +1456,22 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
     if (message.owner !== "") {
       writer.uint32(42).string(message.owner);
     }
+    if (message.acked !== undefined) {
+      AckResponse.encode(message.acked, writer.uint32(50).fork()).join();
+    }
+    if (message.nacked !== undefined) {
+      NackResponse.encode(message.nacked, writer.uint32(58).fork()).join();
+    }
+    if (message.extended !== undefined) {
+      ExtendResponse.encode(message.extended, writer.uint32(66).fork()).join();
+    }
+    if (message.draining !== false) {
+      writer.uint32(72).bool(message.draining);
+    }
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): ForwardEnqueueResponse {
+  decode(input: BinaryReader | Uint8Array, length?: number): ForwardResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1349,7 +1480,7 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseForwardEnqueueResponse();
+      const message = createBaseForwardResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1366,7 +1497,7 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
               break;
             }
 
-            message.answer = EnqueueBatchResponse.decode(reader, reader.uint32());
+            message.enqueued = EnqueueBatchResponse.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
@@ -1393,6 +1524,38 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
             message.owner = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.acked = AckResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.nacked = NackResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.extended = ExtendResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.draining = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1405,10 +1568,10 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
     }
   },
 
-  fromJSON(object: any): ForwardEnqueueResponse {
+  fromJSON(object: any): ForwardResponse {
     return {
       seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
-      answer: isSet(object.answer) ? EnqueueBatchResponse.fromJSON(object.answer) : undefined,
+      enqueued: isSet(object.enqueued) ? EnqueueBatchResponse.fromJSON(object.enqueued) : undefined,
       error: isSet(object.error) ? ItemStatus.fromJSON(object.error) : undefined,
       mapVersion: isSet(object.mapVersion)
         ? globalThis.Number(object.mapVersion)
@@ -1416,16 +1579,20 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
           ? globalThis.Number(object.map_version)
           : 0,
       owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      acked: isSet(object.acked) ? AckResponse.fromJSON(object.acked) : undefined,
+      nacked: isSet(object.nacked) ? NackResponse.fromJSON(object.nacked) : undefined,
+      extended: isSet(object.extended) ? ExtendResponse.fromJSON(object.extended) : undefined,
+      draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
     };
   },
 
-  toJSON(message: ForwardEnqueueResponse): unknown {
+  toJSON(message: ForwardResponse): unknown {
     const obj: any = {};
     if (message.seq !== 0) {
       obj.seq = Math.round(message.seq);
     }
-    if (message.answer !== undefined) {
-      obj.answer = EnqueueBatchResponse.toJSON(message.answer);
+    if (message.enqueued !== undefined) {
+      obj.enqueued = EnqueueBatchResponse.toJSON(message.enqueued);
     }
     if (message.error !== undefined) {
       obj.error = ItemStatus.toJSON(message.error);
@@ -1436,18 +1603,30 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
     if (message.owner !== "") {
       obj.owner = message.owner;
     }
+    if (message.acked !== undefined) {
+      obj.acked = AckResponse.toJSON(message.acked);
+    }
+    if (message.nacked !== undefined) {
+      obj.nacked = NackResponse.toJSON(message.nacked);
+    }
+    if (message.extended !== undefined) {
+      obj.extended = ExtendResponse.toJSON(message.extended);
+    }
+    if (message.draining !== false) {
+      obj.draining = message.draining;
+    }
     return obj;
   },
 
-  create(base?: DeepPartial<ForwardEnqueueResponse>): ForwardEnqueueResponse {
-    return ForwardEnqueueResponse.fromPartial(base ?? {});
+  create(base?: DeepPartial<ForwardResponse>): ForwardResponse {
+    return ForwardResponse.fromPartial(base ?? {});
   },
-  fromPartial(object: DeepPartial<ForwardEnqueueResponse>): ForwardEnqueueResponse {
-    const message = createBaseForwardEnqueueResponse();
+  fromPartial(object: DeepPartial<ForwardResponse>): ForwardResponse {
+    const message = createBaseForwardResponse();
     message.seq = object.seq ?? 0;
-    message.answer =
-      object.answer !== undefined && object.answer !== null
-        ? EnqueueBatchResponse.fromPartial(object.answer)
+    message.enqueued =
+      object.enqueued !== undefined && object.enqueued !== null
+        ? EnqueueBatchResponse.fromPartial(object.enqueued)
         : undefined;
     message.error =
       object.error !== undefined && object.error !== null
@@ -1455,6 +1634,19 @@ export const ForwardEnqueueResponse: MessageFns<ForwardEnqueueResponse> = {
         : undefined;
     message.mapVersion = object.mapVersion ?? 0;
     message.owner = object.owner ?? "";
+    message.acked =
+      object.acked !== undefined && object.acked !== null
+        ? AckResponse.fromPartial(object.acked)
+        : undefined;
+    message.nacked =
+      object.nacked !== undefined && object.nacked !== null
+        ? NackResponse.fromPartial(object.nacked)
+        : undefined;
+    message.extended =
+      object.extended !== undefined && object.extended !== null
+        ? ExtendResponse.fromPartial(object.extended)
+        : undefined;
+    message.draining = object.draining ?? false;
     return message;
   },
 };
@@ -1503,20 +1695,21 @@ export const ShardServiceDefinition = {
       options: {},
     },
     /**
-     * Enqueues a router forwards: many batches, of any callers, on one long-lived
-     * stream, where a codeq.v1.QueueService EnqueueBatch call per batch would cost
-     * an HTTP/2 stream with its headers and trailers on both sides. Each message
-     * states whose batch it is (what the identity metadata states on a QueueService
-     * call) and is stored exactly as EnqueueBatch stores it; each is answered once,
-     * by seq, possibly out of order. The router's proof is presented when the
-     * stream opens. A router falls back to EnqueueBatch calls when a shard worker
+     * The calls a router forwards that change tasks: enqueue batches, acks,
+     * nacks and extends, many callers' on one long-lived stream, where a
+     * codeq.v1.QueueService call each would cost an HTTP/2 stream with its
+     * headers and trailers on both sides. Each message states whose call it is
+     * (what the identity metadata states on a QueueService call) and is handled
+     * exactly as that call from that caller would be; each is answered once, by
+     * seq, possibly out of order. The router's proof is presented when the stream
+     * opens. A router falls back to QueueService calls when a shard worker
      * answers UNIMPLEMENTED.
      */
-    forwardEnqueue: {
-      name: "ForwardEnqueue",
-      requestType: ForwardEnqueueRequest as typeof ForwardEnqueueRequest,
+    forward: {
+      name: "Forward",
+      requestType: ForwardRequest as typeof ForwardRequest,
       requestStream: true,
-      responseType: ForwardEnqueueResponse as typeof ForwardEnqueueResponse,
+      responseType: ForwardResponse as typeof ForwardResponse,
       responseStream: true,
       options: {},
     },
@@ -1551,19 +1744,20 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<GetShardStatusResponse>>;
   /**
-   * Enqueues a router forwards: many batches, of any callers, on one long-lived
-   * stream, where a codeq.v1.QueueService EnqueueBatch call per batch would cost
-   * an HTTP/2 stream with its headers and trailers on both sides. Each message
-   * states whose batch it is (what the identity metadata states on a QueueService
-   * call) and is stored exactly as EnqueueBatch stores it; each is answered once,
-   * by seq, possibly out of order. The router's proof is presented when the
-   * stream opens. A router falls back to EnqueueBatch calls when a shard worker
+   * The calls a router forwards that change tasks: enqueue batches, acks,
+   * nacks and extends, many callers' on one long-lived stream, where a
+   * codeq.v1.QueueService call each would cost an HTTP/2 stream with its
+   * headers and trailers on both sides. Each message states whose call it is
+   * (what the identity metadata states on a QueueService call) and is handled
+   * exactly as that call from that caller would be; each is answered once, by
+   * seq, possibly out of order. The router's proof is presented when the stream
+   * opens. A router falls back to QueueService calls when a shard worker
    * answers UNIMPLEMENTED.
    */
-  forwardEnqueue(
-    request: AsyncIterable<ForwardEnqueueRequest>,
+  forward(
+    request: AsyncIterable<ForwardRequest>,
     context: CallContext & CallContextExt,
-  ): ServerStreamingMethodResult<DeepPartial<ForwardEnqueueResponse>>;
+  ): ServerStreamingMethodResult<DeepPartial<ForwardResponse>>;
 }
 
 export interface ShardServiceClient<CallOptionsExt = {}> {
@@ -1594,19 +1788,20 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
     options?: CallOptions & CallOptionsExt,
   ): Promise<GetShardStatusResponse>;
   /**
-   * Enqueues a router forwards: many batches, of any callers, on one long-lived
-   * stream, where a codeq.v1.QueueService EnqueueBatch call per batch would cost
-   * an HTTP/2 stream with its headers and trailers on both sides. Each message
-   * states whose batch it is (what the identity metadata states on a QueueService
-   * call) and is stored exactly as EnqueueBatch stores it; each is answered once,
-   * by seq, possibly out of order. The router's proof is presented when the
-   * stream opens. A router falls back to EnqueueBatch calls when a shard worker
+   * The calls a router forwards that change tasks: enqueue batches, acks,
+   * nacks and extends, many callers' on one long-lived stream, where a
+   * codeq.v1.QueueService call each would cost an HTTP/2 stream with its
+   * headers and trailers on both sides. Each message states whose call it is
+   * (what the identity metadata states on a QueueService call) and is handled
+   * exactly as that call from that caller would be; each is answered once, by
+   * seq, possibly out of order. The router's proof is presented when the stream
+   * opens. A router falls back to QueueService calls when a shard worker
    * answers UNIMPLEMENTED.
    */
-  forwardEnqueue(
-    request: AsyncIterable<DeepPartial<ForwardEnqueueRequest>>,
+  forward(
+    request: AsyncIterable<DeepPartial<ForwardRequest>>,
     options?: CallOptions & CallOptionsExt,
-  ): AsyncIterable<ForwardEnqueueResponse>;
+  ): AsyncIterable<ForwardResponse>;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

@@ -19,9 +19,9 @@ import { LANE_MAX_BYTES } from "./routing";
 import * as P from "./test/fuzz-protobuf";
 
 /**
- * Enqueues reach shard workers as messages on their ForwardEnqueue streams (see
- * enqueue-lane.ts): one stream per router channel carries every caller's batches,
- * each stating its caller, and is answered per batch.
+ * Enqueues and settlements reach shard workers as messages on their Forward
+ * streams (see forward-lane.ts): one stream per router channel carries every
+ * caller's calls, each stating its caller, and is answered per call.
  */
 
 let server: RedisServer;
@@ -48,10 +48,14 @@ async function metrics(): Promise<string> {
   return fetch(`http://127.0.0.1:${rc.router.metricsPort}/metrics`).then((r) => r.text());
 }
 
-/** codeq_router_enqueue_batches_total for `shard` and `path`, 0 when absent. */
-async function batches(shard: string, path: "stream" | "call"): Promise<number> {
+/** codeq_router_forwarded_total for `shard`, `call` and `path`, 0 when absent. */
+async function forwarded(
+  shard: string,
+  path: "stream" | "call",
+  call: "enqueue" | "ack" | "nack" | "extend" = "enqueue",
+): Promise<number> {
   const m = new RegExp(
-    `codeq_router_enqueue_batches_total\\{shard="${shard}",path="${path}"\\} (\\d+)`,
+    `codeq_router_forwarded_total\\{shard="${shard}",call="${call}",path="${path}"\\} (\\d+)`,
   ).exec(await metrics());
   return m ? Number(m[1]) : 0;
 }
@@ -67,10 +71,15 @@ async function failure(p: Promise<unknown>): Promise<ClientError> {
 
 test("every way of enqueueing goes on the shards' streams, each batch as its own caller's", async () => {
   const [t1, t2] = [rc.client("t1"), rc.client("t2")];
-  // many callers at once, on the same few streams
+  // many callers at once, on the same few streams; each gets its own task's id
+  const one = (c: typeof t1, tenant: string, i: number) =>
+    c.enqueue({ command: "X", payload: payload(`${tenant}-${i}`) }).then(async ({ taskId }) => {
+      const task = await rc.workers.get("a")!.engine.getTask({ command: "X", tenant }, taskId);
+      expect(Buffer.from(task!.payload).toString()).toBe(`${tenant}-${i}`);
+    });
   await Promise.all([
-    ...Array.from({ length: 20 }, (_, i) => t1.enqueue({ command: "X", payload: payload(`${i}`) })),
-    ...Array.from({ length: 20 }, (_, i) => t2.enqueue({ command: "X", payload: payload(`${i}`) })),
+    ...Array.from({ length: 20 }, (_, i) => one(t1, "t1", i)),
+    ...Array.from({ length: 20 }, (_, i) => one(t2, "t2", i)),
     t1.enqueueBatch({ tasks: [{ command: "Y" }, { command: "Y" }] as never }),
     // split over both shards
     t2.enqueueBatch({ tasks: [{ command: "X" }, { command: "Y" }, { command: "X" }] as never }),
@@ -88,10 +97,10 @@ test("every way of enqueueing goes on the shards' streams, each batch as its own
   expect((await stats("a", "X", "t2")).ready).toBe(22);
   expect((await stats("b", "Y", "t1")).ready).toBe(3);
   expect((await stats("b", "Y", "t2")).ready).toBe(1);
-  expect(await batches("a", "stream")).toBe(20 + 20 + 1 + 1);
-  expect(await batches("b", "stream")).toBe(1 + 1 + 1);
-  expect(await batches("a", "call")).toBe(0);
-  expect(await batches("b", "call")).toBe(0);
+  expect(await forwarded("a", "stream")).toBe(20 + 20 + 1 + 1);
+  expect(await forwarded("b", "stream")).toBe(1 + 1 + 1);
+  expect(await forwarded("a", "call")).toBe(0);
+  expect(await forwarded("b", "call")).toBe(0);
 });
 
 test("a batch too large to share a stream goes as a call of its own", async () => {
@@ -107,8 +116,8 @@ test("a batch too large to share a stream goes as a call of its own", async () =
   expect(batch.results.map((r) => r.status!.code)).toEqual([0, 0]);
   await c.enqueue({ command: "X", payload: payload("small") });
   expect((await stats("a", "X", "t1")).ready).toBe(4);
-  expect(await batches("a", "call")).toBe(2);
-  expect(await batches("a", "stream")).toBe(1);
+  expect(await forwarded("a", "call")).toBe(2);
+  expect(await forwarded("a", "stream")).toBe(1);
 });
 
 test("the shard applies each batch's caller's rights and checks, batch by batch", async () => {
@@ -141,7 +150,7 @@ test("fields a client adds to its batch never state who is calling", async () =>
         EnqueueBatchRequest.fromPartial({ tasks: [{ command: "X" }] }),
       ).finish(),
     );
-    // ForwardEnqueueRequest's tenant (3), principal (4) and roles (5), as unknown
+    // ForwardRequest's tenant (3), principal (4) and roles (5), as unknown
     // fields of the client's EnqueueBatchRequest
     const injected = Buffer.concat([
       batch,
@@ -159,8 +168,9 @@ test("fields a client adds to its batch never state who is calling", async () =>
   }
 });
 
-test("batches in flight when a shard worker stops fail UNAVAILABLE; none accepted is lost", async () => {
+test("enqueues in flight while a shard worker stops: each answered OK is stored, the others are UNAVAILABLE", async () => {
   const c = rc.client("t1");
+  await c.enqueue({ command: "X" }); // the stream is open
   const sent = Array.from({ length: 200 }, (_, i) =>
     c.enqueue({ command: "X", payload: payload(`${i}`) }).then(
       (r) => r.taskId,
@@ -171,6 +181,7 @@ test("batches in flight when a shard worker stops fail UNAVAILABLE; none accepte
   const outcomes = await Promise.all(sent);
   await stopping;
   const accepted = outcomes.filter((o): o is string => typeof o === "string");
+  expect(accepted.length).toBeGreaterThan(0);
   for (const o of outcomes) {
     if (typeof o === "string") continue;
     expect(o).toBeInstanceOf(ClientError);
@@ -179,7 +190,7 @@ test("batches in flight when a shard worker stops fail UNAVAILABLE; none accepte
   await rc.startShard("a");
   // each accepted id is stored; the stream is opened again for what comes next
   const ready = await stats("a", "X", "t1");
-  expect(ready.ready).toBeGreaterThanOrEqual(accepted.length);
+  expect(ready.ready).toBeGreaterThanOrEqual(accepted.length + 1);
   for (const id of accepted)
     expect(
       await rc.workers.get("a")!.engine.getTask({ command: "X", tenant: "t1" }, id),
@@ -192,8 +203,8 @@ test("batches in flight when a shard worker stops fail UNAVAILABLE; none accepte
   );
 });
 
-test("a shard worker without ForwardEnqueue (older than the router) is sent Enqueue and EnqueueBatch calls", async () => {
-  // What an older shard worker serves: QueueService's enqueues and no ForwardEnqueue.
+test("a shard worker without Forward (older than the router) is sent Enqueue and EnqueueBatch calls", async () => {
+  // What an older shard worker serves: QueueService's enqueues and no Forward.
   // It is shard a's own worker behind a server that offers only those two methods.
   const behind = createChannel(rc.addresses.get("a")!);
   const worker = createClient(QueueServiceDefinition, behind);
@@ -221,10 +232,61 @@ test("a shard worker without ForwardEnqueue (older than the router) is sent Enqu
     const batch = await c.enqueueBatch({ tasks: [{ command: "X" }, { command: "X" }] as never });
     expect(batch.results.map((r) => r.status!.code)).toEqual([0, 0]);
     expect((await stats("a", "X", "t1")).ready).toBe(3);
-    expect(await batches("a", "call")).toBe(2);
-    expect(await batches("a", "stream")).toBe(0);
+    expect(await forwarded("a", "call")).toBe(2);
+    expect(await forwarded("a", "stream")).toBe(0);
   } finally {
     await older.shutdown();
     behind.close();
+  }
+});
+
+test("acks, nacks and extends go on the streams too, and a worker settles only its own", async () => {
+  const [p, w] = [rc.client("t1", "producer"), rc.client("t1", "worker")];
+  await p.enqueueBatch({ tasks: [{ command: "X" }, { command: "X" }, { command: "X" }] as never });
+  const [a, b, c] = (await w.lease({ commands: ["X"], maxTasks: 3 })).tasks.map(
+    (t) => t.leaseToken,
+  );
+  expect(
+    (await w.extend({ items: [{ leaseToken: a!, leaseDurationMs: 60_000 }] })).results[0]!.status!
+      .code,
+  ).toBe(0);
+  expect((await w.ack({ items: [{ leaseToken: a! }] })).results.map((r) => r.code)).toEqual([0]);
+  expect(
+    (await w.nack({ items: [{ leaseToken: b!, deadLetter: true }] })).results.map((r) => r.code),
+  ).toEqual([0]);
+  // another tenant's worker holds a valid token of t1's, which is not its to settle
+  const other = rc.client("t2", "worker");
+  expect((await other.ack({ items: [{ leaseToken: c! }] })).results.map((r) => r.code)).toEqual([
+    Status.NOT_FOUND,
+  ]);
+  expect(await stats("a", "X", "t1")).toMatchObject({ leased: 1, dead: 1 });
+  expect(await forwarded("a", "stream", "ack")).toBe(2);
+  expect(await forwarded("a", "stream", "nack")).toBe(1);
+  expect(await forwarded("a", "stream", "extend")).toBe(1);
+  expect(await forwarded("a", "call", "ack")).toBe(0);
+});
+
+test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the stream goes on", async () => {
+  await rc.close();
+  rc = await routerCluster({
+    server,
+    commands: { X: "a" },
+    shard: { mover: false },
+    router: { shardTimeoutMs: 200 },
+  });
+  const c = rc.client("t1");
+  await c.enqueue({ command: "X" }); // the stream is open
+  const redis = server.client();
+  try {
+    await redis.call("CLIENT", "PAUSE", "1000"); // the store answers no one for a second
+    const late = await failure(c.enqueue({ command: "X" }));
+    expect(late.code).toBe(Status.DEADLINE_EXCEEDED);
+    expect(late.details).toMatch(/may or may not have been applied/);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // its late answer is dropped; the same stream answers the next call
+    expect((await c.enqueue({ command: "X" })).taskId).toHaveLength(26);
+    expect(await forwarded("a", "call")).toBe(0);
+  } finally {
+    redis.disconnect();
   }
 });

@@ -5,10 +5,11 @@ import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
 import { shardFixture, type ShardFixture } from "./test/fixture";
 
-/** A ForwardEnqueue stream as a router drives it: batches in, answers collected by seq. */
+/** A Forward stream as a router drives it: calls in, answers collected by seq. */
 class Forwarder {
-  private readonly requests = new Channel<internal.ForwardEnqueueRequest>();
-  readonly answers = new Map<number, internal.ForwardEnqueueResponse>();
+  private readonly requests = new Channel<internal.ForwardRequest>();
+  readonly answers = new Map<number, internal.ForwardResponse>();
+  drainingSeen = false;
   readonly done: Promise<unknown>;
   private arrived: (() => void) | undefined;
 
@@ -21,8 +22,12 @@ class Forwarder {
     });
     this.done = (async () => {
       try {
-        for await (const a of client.forwardEnqueue(this.requests)) {
-          this.answers.set(a.seq, a);
+        for await (const a of client.forward(this.requests)) {
+          // as a router does: nothing more on a draining shard's stream, half-close it
+          if (a.draining) {
+            this.drainingSeen = true;
+            this.requests.close();
+          } else this.answers.set(a.seq, a);
           this.arrived?.();
         }
       } finally {
@@ -36,19 +41,17 @@ class Forwarder {
   }
 
   send(seq: number, tenant: string, tasks: object[], roles = "producer", mapVersion = 0): void {
+    this.call({ seq, tenant, roles, mapVersion, tasks });
+  }
+
+  /** Any call, as its ForwardRequest fields. */
+  call(req: Parameters<typeof internal.ForwardRequest.fromPartial>[0]): void {
     this.requests.push(
-      internal.ForwardEnqueueRequest.fromPartial({
-        seq,
-        tenant,
-        principal: `svc-${tenant}`,
-        roles,
-        mapVersion,
-        tasks,
-      }),
+      internal.ForwardRequest.fromPartial({ principal: `svc-${req.tenant ?? ""}`, ...req }),
     );
   }
 
-  async answer(seq: number): Promise<internal.ForwardEnqueueResponse> {
+  async answer(seq: number): Promise<internal.ForwardResponse> {
     for (;;) {
       const a = this.answers.get(seq);
       if (a) return a;
@@ -66,8 +69,8 @@ class Forwarder {
   }
 }
 
-const codes = (a: internal.ForwardEnqueueResponse) =>
-  a.answer ? a.answer.results.map((r) => r.status!.code) : a.error!.code;
+const codes = (a: internal.ForwardResponse) =>
+  a.enqueued ? a.enqueued.results.map((r) => r.status!.code) : a.error!.code;
 
 const SECRET = "a-router-secret-of-at-least-32-characters";
 
@@ -75,7 +78,7 @@ let server: RedisServer;
 beforeAll(async () => (server = await RedisServer.start()));
 afterAll(() => server.stop());
 
-describe("ForwardEnqueue (the router's enqueue stream)", () => {
+describe("Forward (the router's stream for enqueues and settlements)", () => {
   let fx: ShardFixture;
   beforeEach(async () => (fx = await shardFixture({}, server)));
   afterEach(() => fx.close());
@@ -104,18 +107,74 @@ describe("ForwardEnqueue (the router's enqueue stream)", () => {
     expect(await f.done).toBe("ended");
   });
 
-  it("ends once the shard worker drains, after answering every batch it read", async () => {
+  it("tells the router when it drains, and answers every call sent before the half-close", async () => {
     const f = new Forwarder(fx.worker.port);
-    for (let seq = 1; seq <= 50; seq++) f.send(seq, "t1", [{ command: "DRAIN" }]);
-    await f.answer(50);
+    // more than the stream takes in at once, still unanswered when the drain begins
+    const sent = 300;
+    f.send(1, "t1", [{ command: "DRAIN" }]);
+    await f.answer(1); // the stream is open
+    for (let seq = 2; seq <= sent; seq++) f.send(seq, "t1", [{ command: "DRAIN" }]);
     const stopping = fx.worker.stop();
     expect(await f.done).toBe("ended");
     await stopping;
+    expect(f.drainingSeen).toBe(true);
+    expect(f.answers.size).toBe(sent);
     expect([...f.answers.values()].every((a) => codes(a).toString() === "0")).toBe(true);
+    await fx.restart(); // stopping again is a no-op; the new worker reads the same store
+    expect(await ready("DRAIN", "t1")).toBe(sent);
+  });
+
+  it("settles as each call's caller: acks, nacks and extends, cross-tenant rights by command", async () => {
+    const f = new Forwarder(fx.worker.port);
+    f.send(1, "t1", [{ command: "CT" }, { command: "CT" }, { command: "CT" }]);
+    expect(codes(await f.answer(1))).toEqual([0, 0, 0]);
+    const leased = await fx.client("t1", "worker").lease({ commands: ["CT"], maxTasks: 3 });
+    const [a, b, c] = leased.tasks.map((t) => t.leaseToken);
+    const ops = { tenant: "ops", roles: "worker,cross-tenant-worker" };
+    // a cross-tenant worker for other commands: the token is not its to settle
+    f.call({ seq: 2, ...ops, commands: "OTHER", ack: { items: [{ leaseToken: a! }] } });
+    expect((await f.answer(2)).acked?.results.map((r) => r.code)).toEqual([Status.NOT_FOUND]);
+    f.call({ seq: 3, ...ops, commands: "CT", ack: { items: [{ leaseToken: a! }] } });
+    expect((await f.answer(3)).acked?.results.map((r) => r.code)).toEqual([0]);
+    f.call({ seq: 4, tenant: "t2", roles: "worker", ack: { items: [{ leaseToken: b! }] } });
+    expect((await f.answer(4)).acked?.results.map((r) => r.code)).toEqual([Status.NOT_FOUND]);
+    f.call({
+      seq: 5,
+      tenant: "t1",
+      roles: "worker",
+      extend: { items: [{ leaseToken: b!, leaseDurationMs: 60_000 }] },
+    });
+    expect((await f.answer(5)).extended?.results.map((r) => r.status!.code)).toEqual([0]);
+    f.call({
+      seq: 6,
+      tenant: "t1",
+      roles: "worker",
+      nack: { items: [{ leaseToken: c!, deadLetter: true }] },
+    });
+    expect((await f.answer(6)).nacked?.results.map((r) => r.code)).toEqual([0]);
+    // a producer may not settle; a message with no call, or two, is refused
+    f.call({ seq: 7, tenant: "t1", roles: "producer", ack: { items: [{ leaseToken: b! }] } });
+    expect((await f.answer(7)).error?.code).toBe(Status.PERMISSION_DENIED);
+    f.call({ seq: 8, tenant: "t1", roles: "worker" });
+    expect((await f.answer(8)).error?.code).toBe(Status.INVALID_ARGUMENT);
+    f.call({
+      seq: 9,
+      tenant: "t1",
+      roles: "worker",
+      tasks: [{ command: "CT" }],
+      ack: { items: [{ leaseToken: b! }] },
+    });
+    expect((await f.answer(9)).error?.code).toBe(Status.INVALID_ARGUMENT);
+    expect(await fx.worker.engine.stats({ command: "CT", tenant: "t1" })).toMatchObject({
+      ready: 0,
+      leased: 1,
+      dead: 1,
+    });
+    f.close();
   });
 });
 
-describe("ForwardEnqueue with a router secret", () => {
+describe("Forward with a router secret", () => {
   it("is refused to a caller without the secret; with it, each batch's caller is trusted", async () => {
     const fx = await shardFixture({ devIdentity: false, routerSecret: SECRET }, server);
     try {
@@ -138,7 +197,7 @@ describe("ForwardEnqueue with a router secret", () => {
   });
 });
 
-describe("ForwardEnqueue and fencing", () => {
+describe("Forward and fencing", () => {
   it("answers a batch for a queue this shard does not own UNAVAILABLE, with its map version and the owner", async () => {
     const controlPrefix = `${server.keyPrefix}-fw-ctl`;
     const source = new RedisMapSource({ url: server.url, prefix: controlPrefix });

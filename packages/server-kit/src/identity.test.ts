@@ -1,0 +1,31 @@
+import { Metadata, Status } from "nice-grpc";
+import { identityFrom, statedIdentity, type StatedHeaders } from "./identity";
+
+const headers = (h: Record<string, string>): StatedHeaders => ({ get: (k) => h[k] });
+
+describe("stated identity", () => {
+  test("roles: absent gives the defaults, stated gives those, stated empty gives none", () => {
+    const roles = (h: Record<string, string>) => [
+      ...statedIdentity(headers({ "x-codeq-tenant": "t1", ...h }), "router").roles,
+    ];
+    expect(roles({})).toEqual(["producer", "worker"]);
+    expect(roles({ "x-codeq-roles": "worker, admin" })).toEqual(["worker", "admin"]);
+    expect(roles({ "x-codeq-roles": "" })).toEqual([]);
+    expect(() => roles({ "x-codeq-roles": "root" })).toThrow(/unknown role/);
+  });
+
+  test("reads call metadata and message fields alike; a secret is required when one is set", () => {
+    const secret = "a-router-secret-of-at-least-32-characters";
+    const m = new Metadata({ "x-codeq-tenant": "t1", "x-codeq-commands": "A,B" });
+    expect(() => identityFrom(m, { devIdentity: false, routerSecret: secret })).toThrow(
+      expect.objectContaining({ code: Status.UNAUTHENTICATED }),
+    );
+    m.set("x-codeq-router-secret", secret);
+    expect(identityFrom(m, { devIdentity: false, routerSecret: secret }).commands).toEqual([
+      "A",
+      "B",
+    ]);
+    const fields = headers({ "x-codeq-tenant": "t2", "x-codeq-principal": "svc%201" });
+    expect(identityFrom(fields, true)).toMatchObject({ tenant: "t2", principal: "svc 1" });
+  });
+});

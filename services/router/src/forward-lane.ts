@@ -1,0 +1,260 @@
+import { ClientError, Status, type Client } from "nice-grpc";
+import { internal } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
+import { readForwardAnswer, type ForwardAnswer } from "./passthrough";
+import { FencedError } from "./routing";
+
+/**
+ * Whose call it is, as a ForwardRequest states it: what the identity metadata of
+ * a forwarded QueueService call would say.
+ */
+export interface Caller {
+  readonly tenant: string;
+  /** Percent-encoded, as in x-codeq-principal. */
+  readonly principal: string;
+  /** Comma-separated, as in x-codeq-roles. */
+  readonly roles: string;
+  /** Comma-separated, as in x-codeq-commands; empty for every command. */
+  readonly commands: string;
+  /** The shard map version the router routed by. */
+  readonly mapVersion: number;
+}
+
+/**
+ * The router's side of codeq.internal.v1.ShardService.Forward: its request is sent
+ * as bytes the router put together (the client's call and a header stating whose
+ * it is), its answer read without decoding the call's results.
+ */
+export const forwardService = {
+  forward: {
+    path: `/${internal.ShardServiceDefinition.fullName}/Forward`,
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (bytes: Uint8Array) => bytes,
+    requestDeserialize: (bytes: Uint8Array) => bytes,
+    responseSerialize: (): Uint8Array => {
+      throw new Error("the router never answers Forward");
+    },
+    responseDeserialize: readForwardAnswer,
+    options: {},
+  },
+} as const;
+
+export type ForwardClient = Client<typeof forwardService>;
+
+interface Pending {
+  readonly sentAt: number;
+  resolve(answer: ForwardAnswer): void;
+  reject(err: unknown): void;
+}
+
+/** One Forward stream: the calls written to it and not answered yet. */
+interface Stream {
+  readonly requests: Channel<{ readonly seq: number; readonly bytes: Uint8Array }>;
+  readonly abort: AbortController;
+  readonly pending: Map<number, Pending>;
+}
+
+/** A ForwardRequest's call fields, empty: the header is encoded alone and put after the call's bytes. */
+const NO_CALL = { tasks: [], ack: undefined, nack: undefined, extend: undefined };
+
+/** How often sent calls are checked against the lane's deadline, at most, ms. */
+const SWEEP_MS = 250;
+
+/**
+ * Calls one lane holds unanswered, at most. Past it a call is refused at once
+ * (RESOURCE_EXHAUSTED): the shard worker is not keeping up, and a router queue
+ * that grew without bound would only deliver calls long after their callers gave up.
+ */
+export const MAX_PENDING = 4096;
+
+/** The shard worker has no Forward (UNIMPLEMENTED): nothing was sent; make the call instead. */
+export class LaneMissing extends Error {}
+
+/**
+ * One Forward lane to a shard worker, carrying every caller's enqueue batches and
+ * settlements for it: a call costs a message on an open HTTP/2 stream instead of
+ * a call of its own (stream setup, headers and trailers on both sides), which on
+ * the router and on the shard worker is most of what forwarding it costs.
+ *
+ * A stream opens with the first call and again after it ended. A call is answered
+ * by its seq. When the shard worker drains it says so; the lane then sends on a
+ * new stream and half-closes the old one, whose calls are all answered. When a
+ * stream breaks (the shard worker died, the network dropped), its calls not yet
+ * answered fail with UNAVAILABLE: they may or may not have been applied, and the
+ * caller may retry them (an enqueue with its idempotency keys), as after any
+ * failed call. A call unanswered after `timeoutMs` fails with DEADLINE_EXCEEDED
+ * and, if it is still waiting in the router, is never sent. A shard worker
+ * without Forward (older than the router) answers UNIMPLEMENTED before reading
+ * anything: the lane is then `unsupported`, and its calls fail with LaneMissing
+ * for the router to make them as QueueService calls.
+ */
+export class ForwardLane {
+  private nextSeq = 1;
+  private current: Stream | undefined;
+  private readonly streams = new Set<Stream>();
+  private sweeper: NodeJS.Timeout | undefined;
+  private closed = false;
+  /** The shard worker does not serve Forward. */
+  unsupported = false;
+
+  constructor(
+    private readonly shard: string,
+    private readonly client: ForwardClient,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Calls sent and not answered yet. */
+  get inFlight(): number {
+    let n = 0;
+    for (const s of this.streams) n += s.pending.size;
+    return n;
+  }
+
+  /**
+   * Sends `call` (the fields of a ForwardRequest that carry it) on behalf of
+   * `caller`. Resolves with the shard's answer; rejects with FencedError when the
+   * shard refused an enqueue by fencing, with a ClientError (the status the call
+   * would have ended with) when it refused it otherwise.
+   */
+  send(call: Uint8Array, caller: Caller): Promise<ForwardAnswer> {
+    if (this.closed)
+      return Promise.reject(this.failure(Status.UNAVAILABLE, "its connection is closed"));
+    const stream = (this.current ??= this.start());
+    if (stream.pending.size >= MAX_PENDING)
+      return Promise.reject(
+        this.failure(
+          Status.RESOURCE_EXHAUSTED,
+          `${MAX_PENDING} calls are waiting for it; retry after a backoff`,
+        ),
+      );
+    const seq = this.nextSeq++;
+    const header = internal.ForwardRequest.encode({ ...NO_CALL, seq, ...caller }).finish();
+    const bytes = concat(call, header);
+    return new Promise((resolve, reject) => {
+      stream.pending.set(seq, { sentAt: performance.now(), resolve, reject });
+      this.sweeper ??= setInterval(() => this.sweep(), Math.min(SWEEP_MS, this.timeoutMs));
+      stream.requests.push({ seq, bytes });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of [...this.streams])
+      this.end(s, this.failure(Status.UNAVAILABLE, "its connection was closed"));
+  }
+
+  private start(): Stream {
+    const stream: Stream = {
+      requests: new Channel(),
+      abort: new AbortController(),
+      pending: new Map(),
+    };
+    this.streams.add(stream);
+    void this.read(stream);
+    return stream;
+  }
+
+  private async read(stream: Stream): Promise<void> {
+    // a call that timed out while it waited to be written is never written
+    const unanswered = async function* () {
+      for await (const m of stream.requests) if (stream.pending.has(m.seq)) yield m.bytes;
+    };
+    let failure: unknown;
+    try {
+      const answers = this.client.forward(unanswered(), { signal: stream.abort.signal });
+      for await (const answer of answers) {
+        if (answer.draining) this.detach(stream);
+        else this.answered(stream, answer);
+      }
+    } catch (err) {
+      failure = err;
+    }
+    if (!this.streams.has(stream)) return; // ended by close(): its calls are failed already
+    if (failure instanceof ClientError && failure.code === Status.UNIMPLEMENTED) {
+      this.unsupported = true;
+      return this.end(stream, new LaneMissing());
+    }
+    const reason =
+      failure instanceof ClientError
+        ? `${Status[failure.code]}: ${failure.details}`
+        : failure === undefined
+          ? "it ended"
+          : String(failure);
+    this.end(
+      stream,
+      this.failure(
+        Status.UNAVAILABLE,
+        `its forwarding stream broke before answering (${reason}); the call may or may not have been applied: retry it (an enqueue with its idempotency keys)`,
+      ),
+    );
+  }
+
+  /** The shard drains: new calls go on a new stream; this one is half-closed and answers what it has. */
+  private detach(stream: Stream): void {
+    if (this.current === stream) this.current = undefined;
+    stream.requests.close();
+  }
+
+  private answered(stream: Stream, a: ForwardAnswer): void {
+    const p = stream.pending.get(a.seq);
+    if (!p) return; // timed out already
+    stream.pending.delete(a.seq);
+    if (!a.error) return p.resolve(a);
+    const code = a.error.code as Status;
+    const message = a.error.message || `status ${Status[code] ?? code} without a message`;
+    if (code === Status.UNAVAILABLE && a.mapVersion > 0)
+      return p.reject(new FencedError(this.shard, a.mapVersion, a.owner || undefined, message));
+    p.reject(new ClientError(this.path(), code, message));
+  }
+
+  /** Fails the stream's calls not answered, and the stream if it is open. */
+  private end(stream: Stream, err: unknown): void {
+    this.streams.delete(stream);
+    if (this.current === stream) this.current = undefined;
+    stream.requests.close();
+    stream.abort.abort();
+    for (const p of stream.pending.values()) p.reject(err);
+    stream.pending.clear();
+    if (this.streams.size === 0) this.stopSweeping();
+  }
+
+  private sweep(): void {
+    const before = performance.now() - this.timeoutMs;
+    let left = 0;
+    for (const stream of this.streams) {
+      for (const [seq, p] of stream.pending) {
+        if (p.sentAt > before) break; // sent in order: the rest are younger
+        stream.pending.delete(seq);
+        p.reject(
+          this.failure(
+            Status.DEADLINE_EXCEEDED,
+            `no answer within ${this.timeoutMs} ms; the call may or may not have been applied`,
+          ),
+        );
+      }
+      left += stream.pending.size;
+    }
+    if (left === 0) this.stopSweeping();
+  }
+
+  private stopSweeping(): void {
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  private failure(code: Status, why: string): ClientError {
+    return new ClientError(this.path(), code, `shard ${this.shard}: ${why}`);
+  }
+
+  private path(): string {
+    return forwardService.forward.path;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}

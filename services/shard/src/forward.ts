@@ -1,0 +1,122 @@
+import type { CallContext } from "nice-grpc";
+import type { internal } from "@codeq/proto";
+import {
+  answerConcurrently,
+  identityFrom,
+  IDENTITY_HEADERS,
+  type Identity,
+  type IdentityOptions,
+} from "@codeq/server-kit";
+import { NotOwnerError } from "./errors";
+import type { QueueCore } from "./queue-core";
+import { invalid, toServerError } from "./status";
+
+/**
+ * Calls one router stream may have in the store at once. A router multiplexes
+ * every caller's enqueues and settlements for this shard over a few such streams,
+ * so this is larger than a producer's EnqueueStream allows; past it the shard
+ * stops reading and HTTP/2 flow control holds the router back.
+ */
+export const FORWARD_IN_FLIGHT = 64;
+
+type Answer = Omit<internal.ForwardResponse, "seq" | "error" | "mapVersion" | "owner">;
+
+const NONE: Answer = {
+  enqueued: undefined,
+  acked: undefined,
+  nacked: undefined,
+  extended: undefined,
+  draining: false,
+};
+
+const DRAINING: internal.ForwardResponse = {
+  seq: 0,
+  ...NONE,
+  error: undefined,
+  mapVersion: 0,
+  owner: "",
+  draining: true,
+};
+
+/** Runs the one call a message carries, as that caller's QueueService call. */
+async function handle(
+  core: QueueCore,
+  identity: Identity,
+  req: internal.ForwardRequest,
+): Promise<Answer> {
+  const calls = [req.tasks.length > 0, req.ack, req.nack, req.extend].filter(Boolean).length;
+  if (calls !== 1)
+    throw invalid(
+      `a forwarded message carries exactly one call (tasks, ack, nack or extend), got ${calls}`,
+    );
+  if (req.ack) return { ...NONE, acked: { results: await core.ack(identity, req.ack.items) } };
+  if (req.nack) return { ...NONE, nacked: { results: await core.nack(identity, req.nack.items) } };
+  if (req.extend)
+    return { ...NONE, extended: { results: await core.extend(identity, req.extend.items) } };
+  return {
+    ...NONE,
+    enqueued: { results: await core.enqueue(identity, req.tasks, req.mapVersion) },
+  };
+}
+
+/**
+ * codeq.internal.v1.ShardService.Forward: the calls that change tasks a router
+ * forwards (enqueue batches, acks, nacks, extends), many callers' on one
+ * long-lived stream. Each message is handled exactly as the QueueService call
+ * with the same identity metadata would be (the same checks, rights and
+ * fencing), and answered once by its seq: with the call's answer, or with the
+ * status it would have ended with (for fencing, with the map version held and
+ * the queue's owner, which a call carries in trailers).
+ *
+ * When the shard worker starts draining it tells the router so (a `draining`
+ * answer with seq 0); the router sends nothing more on the stream and
+ * half-closes it, and every call it sent is answered before the stream ends. A
+ * router that does not half-close is cut off when the grace period ends.
+ */
+export function forward(
+  core: QueueCore,
+  trust: IdentityOptions,
+  draining: AbortSignal,
+  requests: AsyncIterable<internal.ForwardRequest>,
+  ctx: CallContext,
+): AsyncGenerator<internal.ForwardResponse> {
+  const secret = ctx.metadata.get(IDENTITY_HEADERS.routerSecret);
+  return answerConcurrently<internal.ForwardRequest, internal.ForwardResponse>(
+    requests,
+    async (req) => {
+      // what the identity metadata of a QueueService call would say, the secret
+      // being the one the stream was opened with
+      const stated = (key: string): string | undefined => {
+        switch (key) {
+          case IDENTITY_HEADERS.tenant:
+            return req.tenant;
+          case IDENTITY_HEADERS.principal:
+            return req.principal;
+          case IDENTITY_HEADERS.roles:
+            return req.roles;
+          case IDENTITY_HEADERS.commands:
+            return req.commands;
+          case IDENTITY_HEADERS.routerSecret:
+            return secret;
+          default:
+            return undefined;
+        }
+      };
+      const answer = await handle(core, identityFrom({ get: stated }, trust), req);
+      return { seq: req.seq, ...answer, error: undefined, mapVersion: 0, owner: "" };
+    },
+    (req, err) => {
+      const e = toServerError(err);
+      const fenced = err instanceof NotOwnerError ? err : undefined;
+      return {
+        seq: req.seq,
+        ...NONE,
+        error: { code: e.code, message: e.details },
+        mapVersion: fenced?.mapVersion ?? 0,
+        owner: fenced?.owner ?? "",
+      };
+    },
+    FORWARD_IN_FLIGHT,
+    { signal: draining, message: DRAINING },
+  );
+}
