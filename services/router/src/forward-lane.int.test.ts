@@ -52,7 +52,7 @@ async function metrics(): Promise<string> {
 async function forwarded(
   shard: string,
   path: "stream" | "call",
-  call: "enqueue" | "ack" | "nack" | "extend" = "enqueue",
+  call: "enqueue" | "ack" | "nack" | "extend" | "lease" = "enqueue",
 ): Promise<number> {
   const m = new RegExp(
     `codeq_router_forwarded_total\\{shard="${shard}",call="${call}",path="${path}"\\} (\\d+)`,
@@ -240,7 +240,7 @@ test("a shard worker without Forward (older than the router) is sent Enqueue and
   }
 });
 
-test("acks, nacks and extends go on the streams too, and a worker settles only its own", async () => {
+test("leases, acks, nacks and extends go on the streams too, and a worker settles only its own", async () => {
   const [p, w] = [rc.client("t1", "producer"), rc.client("t1", "worker")];
   await p.enqueueBatch({ tasks: [{ command: "X" }, { command: "X" }, { command: "X" }] as never });
   const [a, b, c] = (await w.lease({ commands: ["X"], maxTasks: 3 })).tasks.map(
@@ -264,6 +264,12 @@ test("acks, nacks and extends go on the streams too, and a worker settles only i
   expect(await forwarded("a", "stream", "nack")).toBe(1);
   expect(await forwarded("a", "stream", "extend")).toBe(1);
   expect(await forwarded("a", "call", "ack")).toBe(0);
+  // the Lease did not wait: on the stream; one that waits is a call of its own
+  expect(await forwarded("a", "stream", "lease")).toBe(1);
+  await p.enqueue({ command: "X" });
+  const waited = await w.lease({ commands: ["X"], maxTasks: 1, waitMs: 1_000 });
+  expect(waited.tasks).toHaveLength(1);
+  expect(await forwarded("a", "call", "lease")).toBe(1);
 });
 
 test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the stream goes on", async () => {

@@ -36,7 +36,7 @@ export class RouterMetrics {
     });
     this.forwarded = new Counter({
       name: "codeq_router_forwarded_total",
-      help: "Enqueue batches and settlements forwarded, by shard, call (enqueue, ack, nack, extend) and way: path=stream (a message on a Forward stream) or path=call (a call of its own: too large to share a stream, or a shard worker without Forward).",
+      help: "Calls forwarded to shard workers that may go on a Forward stream, by shard, call (enqueue, ack, nack, extend, lease) and way: path=stream (a message on a Forward stream) or path=call (a call of its own: a Lease that waits, a call too large to share a stream, or a shard worker without Forward).",
       labelNames: ["shard", "call", "path"],
       registers,
     });

@@ -12,7 +12,7 @@ import {
   decoded,
   embedded,
   forwardedBatch,
-  forwardedSettlement,
+  forwardedCall,
   forwardedTask,
   passThrough,
   Raw,
@@ -90,7 +90,7 @@ describe("messages passing through the router", () => {
     // an unknown field of the client's stays inside the nested message
     const withExtra = Buffer.concat([bytes, stringField(3, "victim")]);
     const forwarded = internal.ForwardRequest.decode(
-      forwardedSettlement("ack", deserialize(withExtra) as AckRequest),
+      forwardedCall("ack", deserialize(withExtra) as AckRequest),
     );
     expect(forwarded.ack?.items.map((i) => i.leaseToken)).toEqual(["tok"]);
     expect(forwarded.tenant).toBe("");

@@ -16,6 +16,8 @@ import {
   ExtendRequest,
   ExtendResponse,
   ItemStatus,
+  LeaseRequest,
+  LeaseResponse,
   NackRequest,
   NackResponse,
   QueueServiceDefinition,
@@ -159,6 +161,7 @@ export interface ForwardAnswer {
   readonly acked?: Raw<AckResponse>;
   readonly nacked?: Raw<NackResponse>;
   readonly extended?: Raw<ExtendResponse>;
+  readonly leased?: Raw<LeaseResponse>;
   readonly error?: ItemStatus;
   /** Fencing: the map version the shard holds, and the queue's owner under it. */
   readonly mapVersion: number;
@@ -186,25 +189,27 @@ export function readForwardAnswer(bytes: Uint8Array): ForwardAnswer {
     else if (field === 6) a.acked = new Raw(part, AckResponse);
     else if (field === 7) a.nacked = new Raw(part, NackResponse);
     else if (field === 8) a.extended = new Raw(part, ExtendResponse);
+    else if (field === 10) a.leased = new Raw(part, LeaseResponse);
   });
   return a;
 }
 
-/** The settlements a router forwards: ForwardRequest's field for each, and its request type. */
-const SETTLEMENTS = {
+/** The calls a router forwards nested whole: ForwardRequest's field for each, and its request type. */
+const NESTED = {
   ack: { field: 7, type: AckRequest },
   nack: { field: 8, type: NackRequest },
   extend: { field: 9, type: ExtendRequest },
+  lease: { field: 11, type: LeaseRequest },
 } as const;
 
-export type Settlement = keyof typeof SETTLEMENTS;
+export type NestedCall = keyof typeof NESTED;
 
-/** A settlement call as its field of ForwardRequest: the client's bytes nested as they came. */
-export function forwardedSettlement(
-  kind: Settlement,
-  req: AckRequest | NackRequest | ExtendRequest,
+/** A call as its field of ForwardRequest: the client's bytes nested as they came. */
+export function forwardedCall(
+  kind: NestedCall,
+  req: AckRequest | NackRequest | ExtendRequest | LeaseRequest,
 ): Uint8Array {
-  const { field, type } = SETTLEMENTS[kind];
+  const { field, type } = NESTED[kind];
   const bytes =
     received.get(req) ??
     (type as { encode(m: unknown): { finish(): Uint8Array } }).encode(req).finish();

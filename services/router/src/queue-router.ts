@@ -467,7 +467,7 @@ async function leaseRound(
       const n = share(conn.id);
       // asked for what the caller asked: the request goes on as the caller's bytes
       const ask = n === req.maxTasks ? req : { ...req, maxTasks: n };
-      const raw = await conn.queue.lease(ask, routing.options({ ...f, signal }, timeout));
+      const raw = await routing.lease(conn, { ...f, signal }, ask, timeout);
       if (countField(raw.bytes, 1) !== 0) {
         got.push(raw);
         if (firstWins) stop.abort();

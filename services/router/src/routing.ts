@@ -9,6 +9,8 @@ import type {
   EnqueueResponse,
   ExtendRequest,
   ExtendResponse,
+  LeaseRequest,
+  LeaseResponse,
   NackRequest,
   NackResponse,
 } from "@codeq/proto";
@@ -25,11 +27,11 @@ import type { RouterConfig } from "./config";
 import { LaneMissing, type Caller } from "./forward-lane";
 import {
   forwardedBatch,
-  forwardedSettlement,
+  forwardedCall,
   forwardedTask,
   type ForwardAnswer,
   type Raw,
-  type Settlement,
+  type NestedCall,
 } from "./passthrough";
 import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
@@ -164,18 +166,35 @@ export class Routing {
 
   /** Acks on `conn`'s shard, on a Forward lane as `storeBatch` stores. */
   async ack(conn: ShardConn, f: Forward, req: AckRequest): Promise<Raw<AckResponse>> {
-    const sent = await this.onLane(conn, f, "ack", () => forwardedSettlement("ack", req));
+    const sent = await this.onLane(conn, f, "ack", () => forwardedCall("ack", req));
     return sent ? part(sent.acked, conn) : conn.queue.ack(req, this.options(f));
   }
 
   async nack(conn: ShardConn, f: Forward, req: NackRequest): Promise<Raw<NackResponse>> {
-    const sent = await this.onLane(conn, f, "nack", () => forwardedSettlement("nack", req));
+    const sent = await this.onLane(conn, f, "nack", () => forwardedCall("nack", req));
     return sent ? part(sent.nacked, conn) : conn.queue.nack(req, this.options(f));
   }
 
   async extend(conn: ShardConn, f: Forward, req: ExtendRequest): Promise<Raw<ExtendResponse>> {
-    const sent = await this.onLane(conn, f, "extend", () => forwardedSettlement("extend", req));
+    const sent = await this.onLane(conn, f, "extend", () => forwardedCall("extend", req));
     return sent ? part(sent.extended, conn) : conn.queue.extend(req, this.options(f));
+  }
+
+  /**
+   * Leases on `conn`'s shard: a lease that does not wait on a Forward lane, a
+   * waiting one as a call of its own (on a stream it would hold a slot all along).
+   */
+  async lease(
+    conn: ShardConn,
+    f: Forward,
+    req: LeaseRequest,
+    timeoutMs?: number,
+  ): Promise<Raw<LeaseResponse>> {
+    if (req.waitMs === 0) {
+      const sent = await this.onLane(conn, f, "lease", () => forwardedCall("lease", req));
+      if (sent) return part(sent.leased, conn);
+    } else this.metrics.forwarded.inc({ shard: conn.id, call: "lease", path: "call" });
+    return conn.queue.lease(req, this.options(f, timeoutMs));
   }
 
   /**
@@ -186,7 +205,7 @@ export class Routing {
   private async onLane(
     conn: ShardConn,
     f: Forward,
-    kind: "enqueue" | Settlement,
+    kind: "enqueue" | NestedCall,
     call: () => Uint8Array,
   ): Promise<ForwardAnswer | undefined> {
     const lane = conn.lane();

@@ -124,7 +124,7 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
     expect(await ready("DRAIN", "t1")).toBe(sent);
   });
 
-  it("settles as each call's caller: acks, nacks and extends, cross-tenant rights by command", async () => {
+  it("settles and leases as each call's caller, cross-tenant rights by command", async () => {
     const f = new Forwarder(fx.worker.port);
     f.send(1, "t1", [{ command: "CT" }, { command: "CT" }, { command: "CT" }]);
     expect(codes(await f.answer(1))).toEqual([0, 0, 0]);
@@ -152,6 +152,15 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
       nack: { items: [{ leaseToken: c!, deadLetter: true }] },
     });
     expect((await f.answer(6)).nacked?.results.map((r) => r.code)).toEqual([0]);
+    // a lease that does not wait, as its caller's: t2 sees nothing of t1's
+    f.send(10, "t1", [{ command: "CT" }]);
+    await f.answer(10);
+    f.call({ seq: 11, tenant: "t2", roles: "worker", lease: { commands: ["CT"], maxTasks: 5 } });
+    expect((await f.answer(11)).leased?.tasks).toEqual([]);
+    f.call({ seq: 12, tenant: "t1", roles: "worker", lease: { commands: ["CT"], maxTasks: 5 } });
+    expect((await f.answer(12)).leased?.tasks.map((t) => t.task!.command)).toEqual(["CT"]);
+    f.call({ seq: 13, tenant: "t1", roles: "worker", lease: { commands: ["CT"], waitMs: 100 } });
+    expect((await f.answer(13)).error?.code).toBe(Status.INVALID_ARGUMENT);
     // a producer may not settle; a message with no call, or two, is refused
     f.call({ seq: 7, tenant: "t1", roles: "producer", ack: { items: [{ leaseToken: b! }] } });
     expect((await f.answer(7)).error?.code).toBe(Status.PERMISSION_DENIED);
@@ -167,7 +176,7 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
     expect((await f.answer(9)).error?.code).toBe(Status.INVALID_ARGUMENT);
     expect(await fx.worker.engine.stats({ command: "CT", tenant: "t1" })).toMatchObject({
       ready: 0,
-      leased: 1,
+      leased: 2,
       dead: 1,
     });
     f.close();

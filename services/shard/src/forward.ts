@@ -9,6 +9,7 @@ import {
 } from "@codeq/server-kit";
 import { NotOwnerError } from "./errors";
 import type { QueueCore } from "./queue-core";
+import { leaseReady } from "./queue-service";
 import { invalid, toServerError } from "./status";
 
 /**
@@ -26,6 +27,7 @@ const NONE: Answer = {
   acked: undefined,
   nacked: undefined,
   extended: undefined,
+  leased: undefined,
   draining: false,
 };
 
@@ -44,11 +46,13 @@ async function handle(
   identity: Identity,
   req: internal.ForwardRequest,
 ): Promise<Answer> {
-  const calls = [req.tasks.length > 0, req.ack, req.nack, req.extend].filter(Boolean).length;
-  if (calls !== 1)
+  const calls = [req.tasks.length > 0, req.ack, req.nack, req.extend, req.lease];
+  const n = calls.filter(Boolean).length;
+  if (n !== 1)
     throw invalid(
-      `a forwarded message carries exactly one call (tasks, ack, nack or extend), got ${calls}`,
+      `a forwarded message carries exactly one call (tasks, ack, nack, extend or lease), got ${n}`,
     );
+  if (req.lease) return { ...NONE, leased: await leaseReady(core, identity, req.lease) };
   if (req.ack) return { ...NONE, acked: { results: await core.ack(identity, req.ack.items) } };
   if (req.nack) return { ...NONE, nacked: { results: await core.nack(identity, req.nack.items) } };
   if (req.extend)
@@ -61,7 +65,8 @@ async function handle(
 
 /**
  * codeq.internal.v1.ShardService.Forward: the calls that change tasks a router
- * forwards (enqueue batches, acks, nacks, extends), many callers' on one
+ * forwards (enqueue batches, acks, nacks, extends, leases that do not wait),
+ * many callers' on one
  * long-lived stream. Each message is handled exactly as the QueueService call
  * with the same identity metadata would be (the same checks, rights and
  * fencing), and answered once by its seq: with the call's answer, or with the

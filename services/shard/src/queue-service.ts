@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ServerError, Status, type CallContext } from "nice-grpc";
 import { TASK_ID_PATTERN, type QueueRef } from "@codeq/engine";
-import type { QueueServiceImplementation } from "@codeq/proto";
+import type { LeaseRequest, LeaseResponse, QueueServiceImplementation } from "@codeq/proto";
 import { identityFrom, requireRole, type Identity, type Lifecycle } from "@codeq/server-kit";
 import { identityOptions } from "./config";
 import { enqueueStream } from "./enqueue-stream";
@@ -36,6 +36,25 @@ function limit(field: string, value: number, fallback: number, max: number): num
   return v;
 }
 
+/** A Lease's queues and lease duration, and how many tasks it may take, checked. */
+function leaseArgs(core: QueueCore, identity: Identity, req: LeaseRequest) {
+  const ask = core.leaseAsk(identity, req.commands, req.allTenants, req.leaseDurationMs);
+  return { ask, max: limit("max_tasks", req.maxTasks, 1, core.config.maxBatch) };
+}
+
+/** A Lease that does not wait (forwarded on a router's stream): what is ready now, if anything. */
+export async function leaseReady(
+  core: QueueCore,
+  identity: Identity,
+  req: LeaseRequest,
+): Promise<LeaseResponse> {
+  if (req.waitMs > 0)
+    throw invalid("a forwarded lease may not wait; send a waiting Lease as a call of its own");
+  const { ask, max } = leaseArgs(core, identity, req);
+  const got = await asServerErrors(() => core.lease(identity, ask, max, 0));
+  return { tasks: got.map(deliveryToWire) };
+}
+
 /** codeq.v1.QueueService on one shard. */
 export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServiceImplementation {
   const { config, engine, notifier } = core;
@@ -66,8 +85,7 @@ export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServic
 
     async lease(req, ctx) {
       const identity = who(ctx);
-      const ask = core.leaseAsk(identity, req.commands, req.allTenants, req.leaseDurationMs);
-      const max = limit("max_tasks", req.maxTasks, 1, config.maxBatch);
+      const { ask, max } = leaseArgs(core, identity, req);
       const wait = limit("wait_ms", req.waitMs, 0, config.maxLeaseWaitMs);
       const until = Date.now() + wait;
       const topics = core.topics(identity, ask);

@@ -11,6 +11,8 @@ import {
   EnqueueRequest,
   ExtendRequest,
   ExtendResponse,
+  LeaseRequest,
+  LeaseResponse,
   NackRequest,
   NackResponse,
 } from "../../v1/queue";
@@ -126,7 +128,7 @@ export interface GetShardStatusResponse {
   lifecycle: string;
 }
 
-/** Exactly one call: an enqueue batch (tasks), ack, nack or extend. */
+/** Exactly one call: an enqueue batch (tasks), ack, nack, extend or lease. */
 export interface ForwardRequest {
   /**
    * An enqueue batch: 1..1000 items. Field 1, as in codeq.v1.EnqueueBatchRequest,
@@ -152,6 +154,8 @@ export interface ForwardRequest {
    * tenant, comma-separated; empty for every command.
    */
   commands: string;
+  /** as it would hold one of the stream's slots for its whole wait). */
+  lease: LeaseRequest | undefined;
 }
 
 /** The answer the call would have had, or the status it would have ended with. */
@@ -178,6 +182,7 @@ export interface ForwardResponse {
    * every call sent before the half-close (within its grace period).
    */
   draining: boolean;
+  leased: LeaseResponse | undefined;
 }
 
 function createBaseImportedTask(): ImportedTask {
@@ -1198,6 +1203,7 @@ function createBaseForwardRequest(): ForwardRequest {
     nack: undefined,
     extend: undefined,
     commands: "",
+    lease: undefined,
   };
 }
 
@@ -1232,6 +1238,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     }
     if (message.commands !== "") {
       writer.uint32(82).string(message.commands);
+    }
+    if (message.lease !== undefined) {
+      LeaseRequest.encode(message.lease, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -1329,6 +1338,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.commands = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.lease = LeaseRequest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1359,6 +1376,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
       nack: isSet(object.nack) ? NackRequest.fromJSON(object.nack) : undefined,
       extend: isSet(object.extend) ? ExtendRequest.fromJSON(object.extend) : undefined,
       commands: isSet(object.commands) ? globalThis.String(object.commands) : "",
+      lease: isSet(object.lease) ? LeaseRequest.fromJSON(object.lease) : undefined,
     };
   },
 
@@ -1394,6 +1412,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     if (message.commands !== "") {
       obj.commands = message.commands;
     }
+    if (message.lease !== undefined) {
+      obj.lease = LeaseRequest.toJSON(message.lease);
+    }
     return obj;
   },
 
@@ -1421,6 +1442,10 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         ? ExtendRequest.fromPartial(object.extend)
         : undefined;
     message.commands = object.commands ?? "";
+    message.lease =
+      object.lease !== undefined && object.lease !== null
+        ? LeaseRequest.fromPartial(object.lease)
+        : undefined;
     return message;
   },
 };
@@ -1436,6 +1461,7 @@ function createBaseForwardResponse(): ForwardResponse {
     nacked: undefined,
     extended: undefined,
     draining: false,
+    leased: undefined,
   };
 }
 
@@ -1467,6 +1493,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     }
     if (message.draining !== false) {
       writer.uint32(72).bool(message.draining);
+    }
+    if (message.leased !== undefined) {
+      LeaseResponse.encode(message.leased, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1556,6 +1585,14 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
             message.draining = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.leased = LeaseResponse.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1583,6 +1620,7 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
       nacked: isSet(object.nacked) ? NackResponse.fromJSON(object.nacked) : undefined,
       extended: isSet(object.extended) ? ExtendResponse.fromJSON(object.extended) : undefined,
       draining: isSet(object.draining) ? globalThis.Boolean(object.draining) : false,
+      leased: isSet(object.leased) ? LeaseResponse.fromJSON(object.leased) : undefined,
     };
   },
 
@@ -1614,6 +1652,9 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
     }
     if (message.draining !== false) {
       obj.draining = message.draining;
+    }
+    if (message.leased !== undefined) {
+      obj.leased = LeaseResponse.toJSON(message.leased);
     }
     return obj;
   },
@@ -1647,6 +1688,10 @@ export const ForwardResponse: MessageFns<ForwardResponse> = {
         ? ExtendResponse.fromPartial(object.extended)
         : undefined;
     message.draining = object.draining ?? false;
+    message.leased =
+      object.leased !== undefined && object.leased !== null
+        ? LeaseResponse.fromPartial(object.leased)
+        : undefined;
     return message;
   },
 };
@@ -1696,14 +1741,14 @@ export const ShardServiceDefinition = {
     },
     /**
      * The calls a router forwards that change tasks: enqueue batches, acks,
-     * nacks and extends, many callers' on one long-lived stream, where a
-     * codeq.v1.QueueService call each would cost an HTTP/2 stream with its
-     * headers and trailers on both sides. Each message states whose call it is
-     * (what the identity metadata states on a QueueService call) and is handled
-     * exactly as that call from that caller would be; each is answered once, by
-     * seq, possibly out of order. The router's proof is presented when the stream
-     * opens. A router falls back to QueueService calls when a shard worker
-     * answers UNIMPLEMENTED.
+     * nacks, extends and leases that do not wait, many callers' on one
+     * long-lived stream, where a codeq.v1.QueueService call each would cost an
+     * HTTP/2 stream with its headers and trailers on both sides. Each message
+     * states whose call it is (what the identity metadata states on a
+     * QueueService call) and is handled exactly as that call from that caller
+     * would be; each is answered once, by seq, possibly out of order. The
+     * router's proof is presented when the stream opens. A router falls back to
+     * QueueService calls when a shard worker answers UNIMPLEMENTED.
      */
     forward: {
       name: "Forward",
@@ -1745,14 +1790,14 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<GetShardStatusResponse>>;
   /**
    * The calls a router forwards that change tasks: enqueue batches, acks,
-   * nacks and extends, many callers' on one long-lived stream, where a
-   * codeq.v1.QueueService call each would cost an HTTP/2 stream with its
-   * headers and trailers on both sides. Each message states whose call it is
-   * (what the identity metadata states on a QueueService call) and is handled
-   * exactly as that call from that caller would be; each is answered once, by
-   * seq, possibly out of order. The router's proof is presented when the stream
-   * opens. A router falls back to QueueService calls when a shard worker
-   * answers UNIMPLEMENTED.
+   * nacks, extends and leases that do not wait, many callers' on one
+   * long-lived stream, where a codeq.v1.QueueService call each would cost an
+   * HTTP/2 stream with its headers and trailers on both sides. Each message
+   * states whose call it is (what the identity metadata states on a
+   * QueueService call) and is handled exactly as that call from that caller
+   * would be; each is answered once, by seq, possibly out of order. The
+   * router's proof is presented when the stream opens. A router falls back to
+   * QueueService calls when a shard worker answers UNIMPLEMENTED.
    */
   forward(
     request: AsyncIterable<ForwardRequest>,
@@ -1789,14 +1834,14 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
   ): Promise<GetShardStatusResponse>;
   /**
    * The calls a router forwards that change tasks: enqueue batches, acks,
-   * nacks and extends, many callers' on one long-lived stream, where a
-   * codeq.v1.QueueService call each would cost an HTTP/2 stream with its
-   * headers and trailers on both sides. Each message states whose call it is
-   * (what the identity metadata states on a QueueService call) and is handled
-   * exactly as that call from that caller would be; each is answered once, by
-   * seq, possibly out of order. The router's proof is presented when the stream
-   * opens. A router falls back to QueueService calls when a shard worker
-   * answers UNIMPLEMENTED.
+   * nacks, extends and leases that do not wait, many callers' on one
+   * long-lived stream, where a codeq.v1.QueueService call each would cost an
+   * HTTP/2 stream with its headers and trailers on both sides. Each message
+   * states whose call it is (what the identity metadata states on a
+   * QueueService call) and is handled exactly as that call from that caller
+   * would be; each is answered once, by seq, possibly out of order. The
+   * router's proof is presented when the stream opens. A router falls back to
+   * QueueService calls when a shard worker answers UNIMPLEMENTED.
    */
   forward(
     request: AsyncIterable<DeepPartial<ForwardRequest>>,
