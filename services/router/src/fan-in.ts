@@ -43,6 +43,13 @@ const IDLE_MS = 250;
 const IDLE_CREDITS = 10;
 /** While a shard stream is starved, credits are looked at again this often. */
 const RECHECK_MS = 250;
+/**
+ * A shard that still holds subscribed queues but no longer gets their new tasks (a
+ * move's source) is idle once it has pushed nothing for this long: it only has what
+ * it held, so a pause means it is done, and its credits are needed where the new
+ * tasks now go. Credits are looked at again this often while it holds them.
+ */
+const DEMOTED_IDLE_MS = 25;
 
 /** A LeaseStream message with only the fields that matter set. */
 type RequestParts = Parameters<typeof LeaseStreamRequest.fromPartial>[0];
@@ -57,6 +64,11 @@ class Leg {
   inflight = 0;
   /** The shard still serves a subscribed queue (false: drain what is in flight, then close). */
   wanted = true;
+  /**
+   * Wanted, but no longer the current shard of any subscribed queue (a move's
+   * source): new tasks go elsewhere, so it is idle after DEMOTED_IDLE_MS, not IDLE_MS.
+   */
+  demoted = false;
   closed = false;
   readonly openedAt = Date.now();
   /**
@@ -85,7 +97,8 @@ class Leg {
    */
   idle(now: number): boolean {
     const reopenedIdle = this.lastPushAt < this.openedAt;
-    return (this.granted > 0 || reopenedIdle) && now - this.lastPushAt >= IDLE_MS;
+    const quiet = this.demoted ? DEMOTED_IDLE_MS : IDLE_MS;
+    return (this.granted > 0 || reopenedIdle) && now - this.lastPushAt >= quiet;
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
@@ -255,8 +268,12 @@ export class FanInSession {
     this.wanted = this.routing.leaseShards(sub.commands, this.f.identity.tenant, sub.allTenants);
     for (const shard of this.wanted) {
       const leg = this.legs.get(shard);
-      if (leg) leg.wanted = true;
-      else this.open(shard);
+      if (!leg) {
+        this.open(shard);
+        continue;
+      }
+      leg.wanted = true;
+      leg.demoted = this.demoted(shard);
     }
     for (const leg of this.legs.values()) {
       if (this.wanted.includes(leg.conn.id)) continue;
@@ -264,6 +281,18 @@ export class FanInSession {
       this.closeIfDone(leg);
     }
     this.rebalance();
+  }
+
+  /**
+   * True when `shard` holds subscribed queues but their new tasks go elsewhere (a
+   * move's source). Not tracked for all_tenants subscriptions, whose current shard
+   * differs by tenant.
+   */
+  private demoted(shard: string): boolean {
+    const sub = this.subscription;
+    if (!sub || sub.allTenants) return false;
+    const tenant = this.f.identity.tenant;
+    return !sub.commands.some((c) => this.routing.currentShard(c, tenant) === shard);
   }
 
   private open(shard: string): Leg | undefined {
@@ -277,6 +306,7 @@ export class FanInSession {
       return undefined;
     }
     const leg = new Leg(conn, () => ++this.requestIds);
+    leg.demoted = this.demoted(shard);
     this.legs.set(shard, leg);
     leg.send({ subscribe: this.subscription! });
     const responses = conn.queue.leaseStream(leg.requests, {
@@ -412,7 +442,8 @@ export class FanInSession {
     if (starved && !this.recheckWait) {
       // an idle stream may become recyclable, or a busy one idle, with no message to say so
       this.recheckWait = true;
-      this.later(RECHECK_MS, () => {
+      const soon = [...this.legs.values()].some((l) => l.demoted && !l.closed && l.granted > 0);
+      this.later(soon ? DEMOTED_IDLE_MS : RECHECK_MS, () => {
         this.recheckWait = false;
         this.rebalance();
       });
