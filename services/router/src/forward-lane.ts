@@ -56,7 +56,13 @@ interface Stream {
 }
 
 /** A ForwardRequest's call fields, empty: the header is encoded alone and put after the call's bytes. */
-const NO_CALL = { tasks: [], ack: undefined, nack: undefined, extend: undefined, lease: undefined };
+const NO_CALL = {
+  enqueue: undefined,
+  ack: undefined,
+  nack: undefined,
+  extend: undefined,
+  lease: undefined,
+};
 
 /** How often sent calls are checked against the lane's deadline, at most, ms. */
 const SWEEP_MS = 250;

@@ -61,42 +61,65 @@ describe("messages passing through the router", () => {
     expect(LeaseResponse.decode(built).tasks[0]!.task!.id).toBe("8");
   });
 
-  test("a client's batch is forwarded as its bytes, unless it holds more than its items", () => {
+  test("a client's request goes on as its own bytes, opaque to the fields that say who calls", () => {
     const deserialize = routerQueueService.enqueueBatch!.requestDeserialize;
     const items = EnqueueBatchRequest.encode(
       EnqueueBatchRequest.fromPartial({ tasks: [{ command: "X" }, { command: "Y" }] }),
     ).finish();
-    expect(forwardedBatch(deserialize(Buffer.from(items)) as EnqueueBatchRequest)).toEqual(
-      Buffer.from(items),
-    );
-    // unknown fields numbered as the caller's tenant and roles in ForwardRequest
+    // unknown fields numbered as ForwardRequest's tenant, roles and map version
     const injected = Buffer.concat([
       items,
       stringField(3, "victim"),
       stringField(5, "admin"),
       varintField(6, 99),
     ]);
-    const sent = forwardedBatch(deserialize(injected) as EnqueueBatchRequest);
-    const forwarded = internal.ForwardRequest.decode(sent);
-    expect(forwarded.tasks.map((t) => t.command)).toEqual(["X", "Y"]);
+    const forwarded = internal.ForwardRequest.decode(
+      forwardedBatch(deserialize(injected) as EnqueueBatchRequest),
+    );
+    expect(forwarded.enqueue).toEqual(injected);
     expect([forwarded.tenant, forwarded.roles, forwarded.mapVersion]).toEqual(["", "", 0]);
+    expect(EnqueueBatchRequest.decode(forwarded.enqueue!).tasks.map((t) => t.command)).toEqual([
+      "X",
+      "Y",
+    ]);
   });
 
-  test("a settlement is forwarded as the client's bytes, nested in its own field", () => {
+  test("bytes a lenient decoder accepted cannot hide the router's fields behind them", () => {
+    // [0, 0]: a field numbered 0, which the generated decoder stops at as if the message ended
+    const deserialize = routerQueueService.enqueue!.requestDeserialize;
+    const call = forwardedTask(deserialize(Buffer.from([0, 0])) as EnqueueRequest);
+    const header = internal.ForwardRequest.encode(
+      internal.ForwardRequest.fromPartial({ seq: 7, tenant: "t1", roles: "producer" }),
+    ).finish();
+    const forwarded = internal.ForwardRequest.decode(Buffer.concat([call, header]));
+    expect([forwarded.seq, forwarded.tenant, forwarded.roles]).toEqual([7, "t1", "producer"]);
+  });
+
+  test("a settlement is forwarded as the client's bytes, in its own field", () => {
     const deserialize = routerQueueService.ack!.requestDeserialize;
     const bytes = AckRequest.encode(
       AckRequest.fromPartial({ items: [{ leaseToken: "tok" }] }),
     ).finish();
-    // an unknown field of the client's stays inside the nested message
     const withExtra = Buffer.concat([bytes, stringField(3, "victim")]);
     const forwarded = internal.ForwardRequest.decode(
       forwardedCall("ack", deserialize(withExtra) as AckRequest),
     );
-    expect(forwarded.ack?.items.map((i) => i.leaseToken)).toEqual(["tok"]);
+    expect(AckRequest.decode(forwarded.ack!).items.map((i) => i.leaseToken)).toEqual(["tok"]);
     expect(forwarded.tenant).toBe("");
   });
 
-  test("one task is forwarded as the batch of its own bytes", () => {
+  test("one task is forwarded as a batch of one, re-encoded: a field 0 in it hides no more tasks", () => {
+    const deserialize = routerQueueService.enqueue!.requestDeserialize;
+    const task = EnqueueRequest.encode(EnqueueRequest.fromPartial({ command: "X" })).finish();
+    // the task, a field numbered 0 (where the decoder stops), then a second task as field 1
+    const sneaky = Buffer.concat([task, Buffer.from([0]), Buffer.from([10, task.length]), task]);
+    const forwarded = internal.ForwardRequest.decode(
+      forwardedTask(deserialize(sneaky) as EnqueueRequest),
+    );
+    expect(EnqueueBatchRequest.decode(forwarded.enqueue!).tasks).toHaveLength(1);
+  });
+
+  test("one task is forwarded as a batch of its own", () => {
     const deserialize = routerQueueService.enqueue!.requestDeserialize;
     const bytes = EnqueueRequest.encode(
       EnqueueRequest.fromPartial({ command: "X", payload: Buffer.from("p") }),
@@ -104,7 +127,9 @@ describe("messages passing through the router", () => {
     const forwarded = internal.ForwardRequest.decode(
       forwardedTask(deserialize(Buffer.from(bytes)) as EnqueueRequest),
     );
-    expect(forwarded.tasks).toEqual([EnqueueRequest.decode(bytes)]);
+    expect(EnqueueBatchRequest.decode(forwarded.enqueue!).tasks).toEqual([
+      EnqueueRequest.decode(bytes),
+    ]);
   });
 
   test("a forwarded batch's answer is read without decoding its results", () => {

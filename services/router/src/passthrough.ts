@@ -194,7 +194,7 @@ export function readForwardAnswer(bytes: Uint8Array): ForwardAnswer {
   return a;
 }
 
-/** The calls a router forwards nested whole: ForwardRequest's field for each, and its request type. */
+/** The calls other than enqueues: ForwardRequest's field for each, and its request type. */
 const NESTED = {
   ack: { field: 7, type: AckRequest },
   nack: { field: 8, type: NackRequest },
@@ -204,15 +204,18 @@ const NESTED = {
 
 export type NestedCall = keyof typeof NESTED;
 
-/** A call as its field of ForwardRequest: the client's bytes nested as they came. */
+/** A call as its field of ForwardRequest: the client's request bytes as they came. */
 export function forwardedCall(
   kind: NestedCall,
   req: AckRequest | NackRequest | ExtendRequest | LeaseRequest,
 ): Uint8Array {
   const { field, type } = NESTED[kind];
-  const bytes =
-    received.get(req) ??
-    (type as { encode(m: unknown): { finish(): Uint8Array } }).encode(req).finish();
+  const writer = type as { encode(m: unknown): { finish(): Uint8Array } };
+  return asField(field, received.get(req) ?? writer.encode(req).finish());
+}
+
+/** `bytes` as length-delimited field `field` of a message. */
+function asField(field: number, bytes: Uint8Array): Uint8Array {
   return new BinaryWriter()
     .uint32((field << 3) | 2)
     .bytes(bytes)
@@ -220,32 +223,20 @@ export function forwardedCall(
 }
 
 /**
- * A batch as ForwardRequest field 1: the bytes the client sent when they
- * hold that field alone. A client's unknown fields are never passed on: they could
- * carry the numbers of the fields in which the router states who is calling.
+ * A batch as ForwardRequest's `enqueue`: the client's EnqueueBatchRequest bytes as
+ * they came, which the shard reads at the level the router read them.
  */
 export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
-  const bytes = received.get(req);
-  if (bytes !== undefined && onlyField(bytes, 1)) return bytes;
-  return EnqueueBatchRequest.encode(req).finish();
+  return asField(1, received.get(req) ?? EnqueueBatchRequest.encode(req).finish());
 }
 
-/** One task as ForwardRequest field 1 (the client's own bytes nested as they came). */
+/**
+ * One task as ForwardRequest's `enqueue`: a batch of one, re-encoded. Not the
+ * client's bytes: read one level deeper than the router read them, bytes the
+ * generated decoder stops early in (a field numbered 0) could carry more tasks.
+ */
 export function forwardedTask(req: EnqueueRequest): Uint8Array {
-  const task = received.get(req) ?? EnqueueRequest.encode(req).finish();
-  return new BinaryWriter()
-    .uint32((1 << 3) | 2)
-    .bytes(task)
-    .finish();
-}
-
-/** True when `bytes` are well-formed fields numbered `only`, and nothing else. */
-function onlyField(bytes: Uint8Array, only: number): boolean {
-  let alone = true;
-  const whole = scan(bytes, (field) => {
-    if (field !== only) alone = false;
-  });
-  return whole && alone;
+  return asField(1, asField(1, EnqueueRequest.encode(req).finish()));
 }
 
 /** The router's AdminService: the generated codecs, with undecodable requests answered INVALID_ARGUMENT. */

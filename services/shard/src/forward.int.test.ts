@@ -1,9 +1,32 @@
 import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
-import { internal } from "@codeq/proto";
+import {
+  AckRequest,
+  EnqueueBatchRequest,
+  ExtendRequest,
+  internal,
+  LeaseRequest,
+  NackRequest,
+} from "@codeq/proto";
 import { RedisMapSource } from "@codeq/shardmap";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
 import { shardFixture, type ShardFixture } from "./test/fixture";
+
+interface Codec<T> {
+  encode(m: T): { finish(): Uint8Array };
+  fromPartial(m: never): T;
+}
+
+type Call = Omit<
+  Parameters<typeof internal.ForwardRequest.fromPartial>[0],
+  "enqueue" | "ack" | "nack" | "extend" | "lease"
+> & {
+  enqueue?: Parameters<typeof EnqueueBatchRequest.fromPartial>[0];
+  ack?: Parameters<typeof AckRequest.fromPartial>[0];
+  nack?: Parameters<typeof NackRequest.fromPartial>[0];
+  extend?: Parameters<typeof ExtendRequest.fromPartial>[0];
+  lease?: Parameters<typeof LeaseRequest.fromPartial>[0];
+};
 
 /** A Forward stream as a router drives it: calls in, answers collected by seq. */
 class Forwarder {
@@ -41,14 +64,28 @@ class Forwarder {
   }
 
   send(seq: number, tenant: string, tasks: object[], roles = "producer", mapVersion = 0): void {
-    this.call({ seq, tenant, roles, mapVersion, tasks });
+    this.call({ seq, tenant, roles, mapVersion, enqueue: { tasks } });
   }
 
-  /** Any call, as its ForwardRequest fields. */
-  call(req: Parameters<typeof internal.ForwardRequest.fromPartial>[0]): void {
-    this.requests.push(
-      internal.ForwardRequest.fromPartial({ principal: `svc-${req.tenant ?? ""}`, ...req }),
-    );
+  /** Any call: the caller's fields, and the call as its request message (encoded here). */
+  call(req: Call): void {
+    const { enqueue, ack, nack, extend, lease, ...caller } = req;
+    const bytes = <T>(type: Codec<T>, m: unknown) =>
+      m === undefined ? undefined : type.encode(type.fromPartial(m as never)).finish();
+    this.push({
+      principal: `svc-${caller.tenant ?? ""}`,
+      ...caller,
+      enqueue: bytes(EnqueueBatchRequest, enqueue),
+      ack: bytes(AckRequest, ack),
+      nack: bytes(NackRequest, nack),
+      extend: bytes(ExtendRequest, extend),
+      lease: bytes(LeaseRequest, lease),
+    });
+  }
+
+  /** A ForwardRequest as given, its call's bytes too. */
+  push(req: Parameters<typeof internal.ForwardRequest.fromPartial>[0]): void {
+    this.requests.push(internal.ForwardRequest.fromPartial(req));
   }
 
   async answer(seq: number): Promise<internal.ForwardResponse> {
@@ -94,6 +131,8 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
     f.send(4, "t1", [{ command: "FW" }, { command: "FW", priority: 10 }]); // all or nothing
     f.send(5, "bad tenant", [{ command: "FW" }]);
     f.send(6, "t2", [{ command: "FW" }]);
+    // bytes that are no EnqueueBatchRequest: that call is refused, the stream goes on
+    f.push({ seq: 7, tenant: "t1", roles: "producer", enqueue: Buffer.from([0xff]) });
     expect(codes(await f.answer(1))).toEqual([0, 0]);
     expect(codes(await f.answer(2))).toEqual([0]);
     expect(codes(await f.answer(3))).toBe(Status.PERMISSION_DENIED);
@@ -101,6 +140,7 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
     expect((await f.answer(4)).error!.message).toMatch(/priority/);
     expect(codes(await f.answer(5))).toBe(Status.UNAUTHENTICATED);
     expect(codes(await f.answer(6))).toEqual([0]);
+    expect(codes(await f.answer(7))).toBe(Status.INVALID_ARGUMENT);
     expect(await ready("FW", "t1")).toBe(2);
     expect(await ready("FW", "t2")).toBe(2);
     f.close();
@@ -170,7 +210,7 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
       seq: 9,
       tenant: "t1",
       roles: "worker",
-      tasks: [{ command: "CT" }],
+      enqueue: { tasks: [{ command: "CT" }] },
       ack: { items: [{ leaseToken: b! }] },
     });
     expect((await f.answer(9)).error?.code).toBe(Status.INVALID_ARGUMENT);

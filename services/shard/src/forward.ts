@@ -1,5 +1,13 @@
 import type { CallContext } from "nice-grpc";
-import type { internal } from "@codeq/proto";
+import {
+  AckRequest,
+  EnqueueBatchRequest,
+  ExtendRequest,
+  LeaseRequest,
+  NackRequest,
+  type internal,
+} from "@codeq/proto";
+import { messageOf } from "@codeq/common";
 import {
   answerConcurrently,
   identityFrom,
@@ -46,21 +54,36 @@ async function handle(
   identity: Identity,
   req: internal.ForwardRequest,
 ): Promise<Answer> {
-  const calls = [req.tasks.length > 0, req.ack, req.nack, req.extend, req.lease];
-  const n = calls.filter(Boolean).length;
+  const { enqueue, ack, nack, extend, lease } = req;
+  const n = [enqueue, ack, nack, extend, lease].filter((c) => c !== undefined).length;
   if (n !== 1)
     throw invalid(
-      `a forwarded message carries exactly one call (tasks, ack, nack, extend or lease), got ${n}`,
+      `a forwarded message carries exactly one call (enqueue, ack, nack, extend or lease), got ${n}`,
     );
-  if (req.lease) return { ...NONE, leased: await leaseReady(core, identity, req.lease) };
-  if (req.ack) return { ...NONE, acked: { results: await core.ack(identity, req.ack.items) } };
-  if (req.nack) return { ...NONE, nacked: { results: await core.nack(identity, req.nack.items) } };
-  if (req.extend)
-    return { ...NONE, extended: { results: await core.extend(identity, req.extend.items) } };
-  return {
-    ...NONE,
-    enqueued: { results: await core.enqueue(identity, req.tasks, req.mapVersion) },
-  };
+  if (lease)
+    return { ...NONE, leased: await leaseReady(core, identity, call(LeaseRequest, lease)) };
+  if (ack)
+    return { ...NONE, acked: { results: await core.ack(identity, call(AckRequest, ack).items) } };
+  if (nack)
+    return {
+      ...NONE,
+      nacked: { results: await core.nack(identity, call(NackRequest, nack).items) },
+    };
+  if (extend) {
+    const items = call(ExtendRequest, extend).items;
+    return { ...NONE, extended: { results: await core.extend(identity, items) } };
+  }
+  const tasks = call(EnqueueBatchRequest, enqueue!).tasks;
+  return { ...NONE, enqueued: { results: await core.enqueue(identity, tasks, req.mapVersion) } };
+}
+
+/** A call's request message from its bytes; bytes that are not one are the caller's bad input. */
+function call<T>(type: { decode(bytes: Uint8Array): T }, bytes: Uint8Array): T {
+  try {
+    return type.decode(bytes);
+  } catch (err) {
+    throw invalid(`the forwarded call is not a valid request message: ${messageOf(err)}`);
+  }
 }
 
 /**

@@ -5,15 +5,10 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import type { CallContext, CallOptions } from "nice-grpc-common";
 import {
-  AckRequest,
   AckResponse,
   EnqueueBatchResponse,
-  EnqueueRequest,
-  ExtendRequest,
   ExtendResponse,
-  LeaseRequest,
   LeaseResponse,
-  NackRequest,
   NackResponse,
 } from "../../v1/queue";
 import { ItemStatus, QueueCounts, Task } from "../../v1/task";
@@ -128,13 +123,15 @@ export interface GetShardStatusResponse {
   lifecycle: string;
 }
 
-/** Exactly one call: an enqueue batch (tasks), ack, nack, extend or lease. */
+/**
+ * Exactly one call, as the bytes of its codeq.v1.QueueService request message:
+ * an EnqueueBatchRequest (enqueue), AckRequest, NackRequest, ExtendRequest or a
+ * LeaseRequest that does not wait. Bytes rather than nested messages, so that
+ * nothing in a caller's message can change how the rest of this one is read; a
+ * router may send a caller's own request bytes.
+ */
 export interface ForwardRequest {
-  /**
-   * An enqueue batch: 1..1000 items. Field 1, as in codeq.v1.EnqueueBatchRequest,
-   * so a router may send a client's EnqueueBatchRequest bytes on as they came.
-   */
-  tasks: EnqueueRequest[];
+  enqueue?: Uint8Array | undefined;
   /** Chosen by the router; echoed in the answer. */
   seq: number;
   /**
@@ -146,16 +143,19 @@ export interface ForwardRequest {
   roles: string;
   /** The shard map version the router routed by (x-codeq-map-version). */
   mapVersion: number;
-  ack: AckRequest | undefined;
-  nack: NackRequest | undefined;
-  extend: ExtendRequest | undefined;
+  ack?: Uint8Array | undefined;
+  nack?: Uint8Array | undefined;
+  extend?: Uint8Array | undefined;
   /**
    * x-codeq-commands: the commands a cross-tenant worker may serve for every
    * tenant, comma-separated; empty for every command.
    */
   commands: string;
-  /** as it would hold one of the stream's slots for its whole wait). */
-  lease: LeaseRequest | undefined;
+  /**
+   * A lease that does not wait (wait_ms 0; a waiting one is a call of its own,
+   * as it would hold one of the stream's slots for its whole wait).
+   */
+  lease?: Uint8Array | undefined;
 }
 
 /** The answer the call would have had, or the status it would have ended with. */
@@ -1193,7 +1193,7 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
 
 function createBaseForwardRequest(): ForwardRequest {
   return {
-    tasks: [],
+    enqueue: undefined,
     seq: 0,
     tenant: "",
     principal: "",
@@ -1209,8 +1209,8 @@ function createBaseForwardRequest(): ForwardRequest {
 
 export const ForwardRequest: MessageFns<ForwardRequest> = {
   encode(message: ForwardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.tasks) {
-      EnqueueRequest.encode(v!, writer.uint32(10).fork()).join();
+    if (message.enqueue !== undefined) {
+      writer.uint32(10).bytes(message.enqueue);
     }
     if (message.seq !== 0) {
       writer.uint32(16).uint64(message.seq);
@@ -1228,19 +1228,19 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
       writer.uint32(48).uint64(message.mapVersion);
     }
     if (message.ack !== undefined) {
-      AckRequest.encode(message.ack, writer.uint32(58).fork()).join();
+      writer.uint32(58).bytes(message.ack);
     }
     if (message.nack !== undefined) {
-      NackRequest.encode(message.nack, writer.uint32(66).fork()).join();
+      writer.uint32(66).bytes(message.nack);
     }
     if (message.extend !== undefined) {
-      ExtendRequest.encode(message.extend, writer.uint32(74).fork()).join();
+      writer.uint32(74).bytes(message.extend);
     }
     if (message.commands !== "") {
       writer.uint32(82).string(message.commands);
     }
     if (message.lease !== undefined) {
-      LeaseRequest.encode(message.lease, writer.uint32(90).fork()).join();
+      writer.uint32(90).bytes(message.lease);
     }
     return writer;
   },
@@ -1263,7 +1263,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
               break;
             }
 
-            message.tasks.push(EnqueueRequest.decode(reader, reader.uint32()));
+            message.enqueue = reader.bytes();
             continue;
           }
           case 2: {
@@ -1311,7 +1311,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
               break;
             }
 
-            message.ack = AckRequest.decode(reader, reader.uint32());
+            message.ack = reader.bytes();
             continue;
           }
           case 8: {
@@ -1319,7 +1319,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
               break;
             }
 
-            message.nack = NackRequest.decode(reader, reader.uint32());
+            message.nack = reader.bytes();
             continue;
           }
           case 9: {
@@ -1327,7 +1327,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
               break;
             }
 
-            message.extend = ExtendRequest.decode(reader, reader.uint32());
+            message.extend = reader.bytes();
             continue;
           }
           case 10: {
@@ -1343,7 +1343,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
               break;
             }
 
-            message.lease = LeaseRequest.decode(reader, reader.uint32());
+            message.lease = reader.bytes();
             continue;
           }
         }
@@ -1360,9 +1360,7 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
 
   fromJSON(object: any): ForwardRequest {
     return {
-      tasks: globalThis.Array.isArray(object?.tasks)
-        ? object.tasks.map((e: any) => EnqueueRequest.fromJSON(e))
-        : [],
+      enqueue: isSet(object.enqueue) ? bytesFromBase64(object.enqueue) : undefined,
       seq: isSet(object.seq) ? globalThis.Number(object.seq) : 0,
       tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
       principal: isSet(object.principal) ? globalThis.String(object.principal) : "",
@@ -1372,18 +1370,18 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
         : isSet(object.map_version)
           ? globalThis.Number(object.map_version)
           : 0,
-      ack: isSet(object.ack) ? AckRequest.fromJSON(object.ack) : undefined,
-      nack: isSet(object.nack) ? NackRequest.fromJSON(object.nack) : undefined,
-      extend: isSet(object.extend) ? ExtendRequest.fromJSON(object.extend) : undefined,
+      ack: isSet(object.ack) ? bytesFromBase64(object.ack) : undefined,
+      nack: isSet(object.nack) ? bytesFromBase64(object.nack) : undefined,
+      extend: isSet(object.extend) ? bytesFromBase64(object.extend) : undefined,
       commands: isSet(object.commands) ? globalThis.String(object.commands) : "",
-      lease: isSet(object.lease) ? LeaseRequest.fromJSON(object.lease) : undefined,
+      lease: isSet(object.lease) ? bytesFromBase64(object.lease) : undefined,
     };
   },
 
   toJSON(message: ForwardRequest): unknown {
     const obj: any = {};
-    if (message.tasks?.length) {
-      obj.tasks = message.tasks.map((e) => EnqueueRequest.toJSON(e));
+    if (message.enqueue !== undefined) {
+      obj.enqueue = base64FromBytes(message.enqueue);
     }
     if (message.seq !== 0) {
       obj.seq = Math.round(message.seq);
@@ -1401,19 +1399,19 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
       obj.mapVersion = Math.round(message.mapVersion);
     }
     if (message.ack !== undefined) {
-      obj.ack = AckRequest.toJSON(message.ack);
+      obj.ack = base64FromBytes(message.ack);
     }
     if (message.nack !== undefined) {
-      obj.nack = NackRequest.toJSON(message.nack);
+      obj.nack = base64FromBytes(message.nack);
     }
     if (message.extend !== undefined) {
-      obj.extend = ExtendRequest.toJSON(message.extend);
+      obj.extend = base64FromBytes(message.extend);
     }
     if (message.commands !== "") {
       obj.commands = message.commands;
     }
     if (message.lease !== undefined) {
-      obj.lease = LeaseRequest.toJSON(message.lease);
+      obj.lease = base64FromBytes(message.lease);
     }
     return obj;
   },
@@ -1423,29 +1421,17 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
   },
   fromPartial(object: DeepPartial<ForwardRequest>): ForwardRequest {
     const message = createBaseForwardRequest();
-    message.tasks = object.tasks?.map((e) => EnqueueRequest.fromPartial(e)) || [];
+    message.enqueue = object.enqueue ?? undefined;
     message.seq = object.seq ?? 0;
     message.tenant = object.tenant ?? "";
     message.principal = object.principal ?? "";
     message.roles = object.roles ?? "";
     message.mapVersion = object.mapVersion ?? 0;
-    message.ack =
-      object.ack !== undefined && object.ack !== null
-        ? AckRequest.fromPartial(object.ack)
-        : undefined;
-    message.nack =
-      object.nack !== undefined && object.nack !== null
-        ? NackRequest.fromPartial(object.nack)
-        : undefined;
-    message.extend =
-      object.extend !== undefined && object.extend !== null
-        ? ExtendRequest.fromPartial(object.extend)
-        : undefined;
+    message.ack = object.ack ?? undefined;
+    message.nack = object.nack ?? undefined;
+    message.extend = object.extend ?? undefined;
     message.commands = object.commands ?? "";
-    message.lease =
-      object.lease !== undefined && object.lease !== null
-        ? LeaseRequest.fromPartial(object.lease)
-        : undefined;
+    message.lease = object.lease ?? undefined;
     return message;
   },
 };
@@ -1847,6 +1833,31 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
     request: AsyncIterable<DeepPartial<ForwardRequest>>,
     options?: CallOptions & CallOptionsExt,
   ): AsyncIterable<ForwardResponse>;
+}
+
+function bytesFromBase64(b64: string): Uint8Array {
+  if ((globalThis as any).Buffer) {
+    return Uint8Array.from((globalThis as any).Buffer.from(b64, "base64"));
+  } else {
+    const bin = globalThis.atob(b64);
+    const arr = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; ++i) {
+      arr[i] = bin.charCodeAt(i);
+    }
+    return arr;
+  }
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  if ((globalThis as any).Buffer) {
+    return (globalThis as any).Buffer.from(arr).toString("base64");
+  } else {
+    const bin: string[] = [];
+    arr.forEach((byte) => {
+      bin.push(globalThis.String.fromCharCode(byte));
+    });
+    return globalThis.btoa(bin.join(""));
+  }
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
