@@ -25,6 +25,14 @@ describe("stated identity", () => {
       "A",
       "B",
     ]);
+    // a cross-tenant worker's commands: absent is every command, stated empty is none
+    const worker = (h: Record<string, string>) =>
+      identityFrom(
+        headers({ "x-codeq-tenant": "t1", "x-codeq-roles": "cross-tenant-worker", ...h }),
+        true,
+      ).commands;
+    expect(worker({})).toBeUndefined();
+    expect(worker({ "x-codeq-commands": "" })).toEqual([]);
     const fields = headers({ "x-codeq-tenant": "t2", "x-codeq-principal": "svc%201" });
     expect(identityFrom(fields, true)).toMatchObject({ tenant: "t2", principal: "svc 1" });
   });

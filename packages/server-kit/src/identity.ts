@@ -134,7 +134,9 @@ export function statedIdentity(metadata: StatedHeaders, by: "router" | "dev"): I
   const stated = header(metadata, IDENTITY_HEADERS.principal);
   const principal = (stated && decodeOrRaw(stated)) || `${by}:${tenant}`;
   const commandList = header(metadata, IDENTITY_HEADERS.commands);
-  const commands = commandList ? commandList.split(",").filter((c) => NAME.test(c)) : undefined;
+  // absent: every command; stated but empty: none
+  const commands =
+    commandList !== undefined ? commandList.split(",").filter((c) => NAME.test(c)) : undefined;
   return { tenant, principal, roles, ...(commands ? { commands } : {}) };
 }
 

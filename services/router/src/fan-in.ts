@@ -76,6 +76,8 @@ class Leg {
    * recycled while idle carries over its predecessor's, which is before it opened.
    */
   lastPushAt = this.openedAt;
+  /** When it last got credits while it held none. */
+  creditedAt = 0;
   private readonly pending = new Map<
     number,
     { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }
@@ -97,8 +99,11 @@ class Leg {
    */
   idle(now: number): boolean {
     const reopenedIdle = this.lastPushAt < this.openedAt;
+    // a demoted shard is quiet for so short a time that it counts from its latest
+    // credits too: one that just got credits has not had the time to use them
+    const since = this.demoted ? Math.max(this.lastPushAt, this.creditedAt) : this.lastPushAt;
     const quiet = this.demoted ? DEMOTED_IDLE_MS : IDLE_MS;
-    return (this.granted > 0 || reopenedIdle) && now - this.lastPushAt >= quiet;
+    return (this.granted > 0 || reopenedIdle) && now - since >= quiet;
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
@@ -425,6 +430,7 @@ export class FanInSession {
         give = allowed;
       }
       if (give > 0) {
+        if (leg.granted === 0) leg.creditedAt = Date.now();
         leg.granted += give;
         free -= give;
         leg.send({ credits: give });

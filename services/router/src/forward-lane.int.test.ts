@@ -296,3 +296,29 @@ test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the 
     redis.disconnect();
   }
 });
+
+test("a lease the router gave up waiting for is given back when it comes, not left to expire", async () => {
+  await rc.close();
+  rc = await routerCluster({
+    server,
+    commands: { X: "a" },
+    shard: { mover: false },
+    router: { shardTimeoutMs: 200 },
+  });
+  const [p, w] = [rc.client("t1", "producer"), rc.client("t1", "worker")];
+  await p.enqueue({ command: "X" });
+  await w.lease({ commands: ["NOTHING"], maxTasks: 1 }); // the stream is open
+  const redis = server.client();
+  try {
+    await redis.call("CLIENT", "PAUSE", "1000"); // the store answers no one for a second
+    const late = await failure(w.lease({ commands: ["X"], maxTasks: 1, leaseDurationMs: 60_000 }));
+    expect(late.code).toBe(Status.DEADLINE_EXCEEDED);
+    // the shard leased it once the store came back; the router gave it back at once,
+    // rather than leave it held by no one for the lease's minute
+    await within(5_000, async () => (await stats("a", "X", "t1")).ready === 1);
+    expect((await stats("a", "X", "t1")).leased).toBe(0);
+    expect((await w.lease({ commands: ["X"], maxTasks: 1 })).tasks).toHaveLength(1);
+  } finally {
+    redis.disconnect();
+  }
+});

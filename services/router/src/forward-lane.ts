@@ -1,7 +1,8 @@
 import { ClientError, Status, type Client } from "nice-grpc";
 import { internal } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
-import { readForwardAnswer, type ForwardAnswer } from "./passthrough";
+import type { LeaseResponse } from "@codeq/proto";
+import { forwardedRelease, readForwardAnswer, type ForwardAnswer, type Raw } from "./passthrough";
 import { FencedError } from "./routing";
 
 /**
@@ -14,8 +15,8 @@ export interface Caller {
   readonly principal: string;
   /** Comma-separated, as in x-codeq-roles. */
   readonly roles: string;
-  /** Comma-separated, as in x-codeq-commands; empty for every command. */
-  readonly commands: string;
+  /** Comma-separated, as in x-codeq-commands; undefined for every command, empty for none. */
+  readonly commands: string | undefined;
   /** The shard map version the router routed by. */
   readonly mapVersion: number;
 }
@@ -44,6 +45,8 @@ export type ForwardClient = Client<typeof forwardService>;
 
 interface Pending {
   readonly sentAt: number;
+  /** A lease's caller: what the lease takes after the lane gave up on it is given back. */
+  readonly leaseFor?: Caller;
   resolve(answer: ForwardAnswer): void;
   reject(err: unknown): void;
 }
@@ -53,7 +56,12 @@ interface Stream {
   readonly requests: Channel<{ readonly seq: number; readonly bytes: Uint8Array }>;
   readonly abort: AbortController;
   readonly pending: Map<number, Pending>;
+  /** Leases timed out here but maybe taken there, by seq: given back when answered. */
+  readonly late: Map<number, Caller>;
 }
+
+/** Timed-out leases remembered per stream, at most (the oldest are forgotten). */
+const MAX_LATE = 10_000;
 
 /** A ForwardRequest's call fields, empty: the header is encoded alone and put after the call's bytes. */
 const NO_CALL = {
@@ -62,17 +70,21 @@ const NO_CALL = {
   nack: undefined,
   extend: undefined,
   lease: undefined,
+  release: undefined,
 };
 
 /** How often sent calls are checked against the lane's deadline, at most, ms. */
 const SWEEP_MS = 250;
 
 /**
- * Calls one lane holds unanswered, at most. Past it a call is refused at once
- * (RESOURCE_EXHAUSTED): the shard worker is not keeping up, and a router queue
+ * Calls one stream holds unanswered, at most. Past it a call is refused at once
+ * (UNAVAILABLE, nothing sent): the shard worker is not keeping up, and a router queue
  * that grew without bound would only deliver calls long after their callers gave up.
  */
 export const MAX_PENDING = 4096;
+
+/** How a shard worker refuses a stream that no retry of the same call would change. */
+const REFUSALS = new Set([Status.UNAUTHENTICATED, Status.PERMISSION_DENIED]);
 
 /** The shard worker has no Forward (UNIMPLEMENTED): nothing was sent; make the call instead. */
 export class LaneMissing extends Error {}
@@ -123,25 +135,35 @@ export class ForwardLane {
    * shard refused an enqueue by fencing, with a ClientError (the status the call
    * would have ended with) when it refused it otherwise.
    */
-  send(call: Uint8Array, caller: Caller): Promise<ForwardAnswer> {
+  send(call: Uint8Array, caller: Caller, lease = false): Promise<ForwardAnswer> {
     if (this.closed)
       return Promise.reject(this.failure(Status.UNAVAILABLE, "its connection is closed"));
     const stream = (this.current ??= this.start());
     if (stream.pending.size >= MAX_PENDING)
       return Promise.reject(
         this.failure(
-          Status.RESOURCE_EXHAUSTED,
-          `${MAX_PENDING} calls are waiting for it; retry after a backoff`,
+          Status.UNAVAILABLE,
+          `it is not keeping up: ${MAX_PENDING} calls are waiting for it; retry after a backoff`,
         ),
       );
     const seq = this.nextSeq++;
     const header = internal.ForwardRequest.encode({ ...NO_CALL, seq, ...caller }).finish();
     const bytes = concat(call, header);
     return new Promise((resolve, reject) => {
-      stream.pending.set(seq, { sentAt: performance.now(), resolve, reject });
+      const leaseFor = lease ? caller : undefined;
+      stream.pending.set(seq, { sentAt: performance.now(), leaseFor, resolve, reject });
       this.sweeper ??= setInterval(() => this.sweep(), Math.min(SWEEP_MS, this.timeoutMs));
       stream.requests.push({ seq, bytes });
     });
+  }
+
+  /**
+   * Gives back the leases of an answer no caller will get (fire and forget: if this
+   * fails too, the leases expire and the tasks are delivered again).
+   */
+  giveBack(leased: Raw<LeaseResponse>, caller: Caller): void {
+    const tokens = leased.value.tasks.map((t) => t.leaseToken);
+    if (tokens.length > 0) this.send(forwardedRelease(tokens), caller).catch(() => undefined);
   }
 
   close(): void {
@@ -155,6 +177,7 @@ export class ForwardLane {
       requests: new Channel(),
       abort: new AbortController(),
       pending: new Map(),
+      late: new Map(),
     };
     this.streams.add(stream);
     void this.read(stream);
@@ -181,6 +204,9 @@ export class ForwardLane {
       this.unsupported = true;
       return this.end(stream, new LaneMissing());
     }
+    // the shard refused the router itself (its secret): every call would be refused
+    if (failure instanceof ClientError && REFUSALS.has(failure.code))
+      return this.end(stream, this.failure(failure.code, failure.details));
     const reason =
       failure instanceof ClientError
         ? `${Status[failure.code]}: ${failure.details}`
@@ -204,7 +230,13 @@ export class ForwardLane {
 
   private answered(stream: Stream, a: ForwardAnswer): void {
     const p = stream.pending.get(a.seq);
-    if (!p) return; // timed out already
+    if (!p) {
+      // timed out already; a lease it took goes back rather than wait out its duration
+      const leaseFor = stream.late.get(a.seq);
+      stream.late.delete(a.seq);
+      if (leaseFor && a.leased) this.giveBack(a.leased, leaseFor);
+      return;
+    }
     stream.pending.delete(a.seq);
     if (!a.error) return p.resolve(a);
     const code = a.error.code as Status;
@@ -232,6 +264,10 @@ export class ForwardLane {
       for (const [seq, p] of stream.pending) {
         if (p.sentAt > before) break; // sent in order: the rest are younger
         stream.pending.delete(seq);
+        if (p.leaseFor) {
+          stream.late.set(seq, p.leaseFor);
+          if (stream.late.size > MAX_LATE) stream.late.delete(stream.late.keys().next().value!);
+        }
         p.reject(
           this.failure(
             Status.DEADLINE_EXCEEDED,

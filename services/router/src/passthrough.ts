@@ -15,6 +15,7 @@ import {
   EnqueueRequest,
   ExtendRequest,
   ExtendResponse,
+  internal,
   ItemStatus,
   LeaseRequest,
   LeaseResponse,
@@ -212,6 +213,11 @@ export function forwardedCall(
   const { field, type } = NESTED[kind];
   const writer = type as { encode(m: unknown): { finish(): Uint8Array } };
   return asField(field, received.get(req) ?? writer.encode(req).finish());
+}
+
+/** Leases to give back, as ForwardRequest's `release`. */
+export function forwardedRelease(leaseTokens: string[]): Uint8Array {
+  return asField(12, internal.ReleaseRequest.encode({ leaseTokens }).finish());
 }
 
 /** `bytes` as length-delimited field `field` of a message. */

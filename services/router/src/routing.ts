@@ -127,7 +127,7 @@ export class Routing {
       tenant: m.get(IDENTITY_HEADERS.tenant) ?? "",
       principal: m.get(IDENTITY_HEADERS.principal) ?? "",
       roles: m.get(IDENTITY_HEADERS.roles) ?? "",
-      commands: m.get(IDENTITY_HEADERS.commands) ?? "",
+      commands: m.get(IDENTITY_HEADERS.commands),
       mapVersion: this.cache.status().version,
     };
   }
@@ -192,7 +192,11 @@ export class Routing {
   ): Promise<Raw<LeaseResponse>> {
     if (req.waitMs === 0) {
       const sent = await this.onLane(conn, f, "lease", () => forwardedCall("lease", req));
-      if (sent) return part(sent.leased, conn);
+      const leased = sent && part(sent.leased, conn);
+      // the caller left while the shard leased: give the tasks back, as a shard does
+      // when the caller of a Lease call leaves
+      if (leased && f.signal.aborted) conn.lane()?.giveBack(leased, this.caller(f));
+      if (leased) return leased;
     } else this.metrics.forwarded.inc({ shard: conn.id, call: "lease", path: "call" });
     return conn.queue.lease(req, this.options(f, timeoutMs));
   }
@@ -215,7 +219,7 @@ export class Routing {
       return undefined;
     }
     try {
-      return await lane.send(bytes, this.caller(f));
+      return await lane.send(bytes, this.caller(f), kind === "lease");
     } catch (err) {
       if (!(err instanceof LaneMissing)) throw err;
       this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "call" });

@@ -194,7 +194,7 @@ export class ShardConn {
  */
 export class ShardPool {
   private readonly conns = new Map<string, ShardConn>();
-  private readonly retiring = new Set<NodeJS.Timeout>();
+  private readonly retiring = new Map<NodeJS.Timeout, ShardConn>();
 
   constructor(
     private readonly config: RouterConfig,
@@ -237,7 +237,11 @@ export class ShardPool {
   }
 
   close(): void {
-    for (const t of this.retiring) clearTimeout(t);
+    // connections still finishing what was in flight on them close now too
+    for (const [t, conn] of this.retiring) {
+      clearTimeout(t);
+      conn.close();
+    }
     this.retiring.clear();
     for (const conn of this.conns.values()) conn.close();
     this.conns.clear();
@@ -249,6 +253,6 @@ export class ShardPool {
       conn.close();
     }, this.retireAfterMs);
     timer.unref();
-    this.retiring.add(timer);
+    this.retiring.set(timer, conn);
   }
 }

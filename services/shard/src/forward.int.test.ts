@@ -106,6 +106,8 @@ class Forwarder {
   }
 }
 
+const rel = (r: internal.ReleaseRequest) => internal.ReleaseRequest.encode(r).finish();
+
 const codes = (a: internal.ForwardResponse) =>
   a.enqueued ? a.enqueued.results.map((r) => r.status!.code) : a.error!.code;
 
@@ -201,6 +203,17 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
     expect((await f.answer(12)).leased?.tasks.map((t) => t.task!.command)).toEqual(["CT"]);
     f.call({ seq: 13, tenant: "t1", roles: "worker", lease: { commands: ["CT"], waitMs: 100 } });
     expect((await f.answer(13)).error?.code).toBe(Status.INVALID_ARGUMENT);
+    // a lease the router could not hand over goes back, but only by its caller
+    const token = (await f.answer(12)).leased!.tasks[0]!.leaseToken;
+    const release = { leaseTokens: [token] };
+    f.push({ seq: 14, tenant: "t2", roles: "worker", release: rel(release) });
+    await f.answer(14);
+    expect((await fx.worker.engine.stats({ command: "CT", tenant: "t1" })).ready).toBe(0);
+    f.push({ seq: 15, tenant: "t1", roles: "worker", release: rel(release) });
+    await f.answer(15);
+    expect((await fx.worker.engine.stats({ command: "CT", tenant: "t1" })).ready).toBe(1);
+    f.call({ seq: 16, tenant: "t1", roles: "worker", lease: { commands: ["CT"], maxTasks: 5 } });
+    expect((await f.answer(16)).leased?.tasks).toHaveLength(1);
     // a producer may not settle; a message with no call, or two, is refused
     f.call({ seq: 7, tenant: "t1", roles: "producer", ack: { items: [{ leaseToken: b! }] } });
     expect((await f.answer(7)).error?.code).toBe(Status.PERMISSION_DENIED);

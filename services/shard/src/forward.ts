@@ -5,7 +5,7 @@ import {
   ExtendRequest,
   LeaseRequest,
   NackRequest,
-  type internal,
+  internal,
 } from "@codeq/proto";
 import { messageOf } from "@codeq/common";
 import {
@@ -54,12 +54,17 @@ async function handle(
   identity: Identity,
   req: internal.ForwardRequest,
 ): Promise<Answer> {
-  const { enqueue, ack, nack, extend, lease } = req;
-  const n = [enqueue, ack, nack, extend, lease].filter((c) => c !== undefined).length;
+  const { enqueue, ack, nack, extend, lease, release } = req;
+  const n = [enqueue, ack, nack, extend, lease, release].filter((c) => c !== undefined).length;
   if (n !== 1)
     throw invalid(
-      `a forwarded message carries exactly one call (enqueue, ack, nack, extend or lease), got ${n}`,
+      `a forwarded message carries exactly one call (enqueue, ack, nack, extend, lease or release), got ${n}`,
     );
+  if (release) {
+    const tokens = call(internal.ReleaseRequest, release).leaseTokens;
+    await core.releaseFor(identity, tokens, "the router's caller did not take the lease");
+    return NONE;
+  }
   if (lease)
     return { ...NONE, leased: await leaseReady(core, identity, call(LeaseRequest, lease)) };
   if (ack)

@@ -283,6 +283,24 @@ export class QueueCore {
   }
 
   /** Gives back leases a closed stream held: ready again at once. */
+  /**
+   * Gives back leases a router took for `identity` and could not hand over (the
+   * caller left, or the router stopped waiting). Only the caller's own tokens count.
+   */
+  async releaseFor(identity: Identity, tokens: readonly string[], reason: string): Promise<void> {
+    requireRole(identity, "worker", "releasing a lease");
+    this.checkBatch("lease_tokens", tokens.length);
+    const own = tokens.filter((token) => {
+      const t = this.engine.decodeToken(token);
+      return t && (t.tenant === identity.tenant || servesAllTenants(identity, t.command));
+    });
+    try {
+      await this.release(own, reason);
+    } catch (err) {
+      throw toServerError(err);
+    }
+  }
+
   async release(tokens: readonly string[], reason: string): Promise<void> {
     if (tokens.length === 0) return;
     const outs = await this.metrics.time("release", () => this.engine.release(tokens, reason));

@@ -124,9 +124,9 @@ export interface GetShardStatusResponse {
 }
 
 /**
- * Exactly one call, as the bytes of its codeq.v1.QueueService request message:
- * an EnqueueBatchRequest (enqueue), AckRequest, NackRequest, ExtendRequest or a
- * LeaseRequest that does not wait. Bytes rather than nested messages, so that
+ * Exactly one call, as the bytes of its request message: an EnqueueBatchRequest
+ * (enqueue), AckRequest, NackRequest, ExtendRequest, a LeaseRequest that does
+ * not wait (codeq.v1), or a ReleaseRequest. Bytes rather than nested messages, so that
  * nothing in a caller's message can change how the rest of this one is read; a
  * router may send a caller's own request bytes.
  */
@@ -148,14 +148,28 @@ export interface ForwardRequest {
   extend?: Uint8Array | undefined;
   /**
    * x-codeq-commands: the commands a cross-tenant worker may serve for every
-   * tenant, comma-separated; empty for every command.
+   * tenant, comma-separated. Absent: every command; empty: none.
    */
-  commands: string;
+  commands?: string | undefined;
   /**
    * A lease that does not wait (wait_ms 0; a waiting one is a call of its own,
    * as it would hold one of the stream's slots for its whole wait).
    */
   lease?: Uint8Array | undefined;
+  /**
+   * A ReleaseRequest: leases a forwarded lease took for a caller that is no
+   * longer there to get them (it left, or the router gave up waiting).
+   */
+  release?: Uint8Array | undefined;
+}
+
+/**
+ * Leases to give back at once (the task is ready again; the attempt stays
+ * counted), as a LeaseStream's end gives back what it holds. Tokens that are
+ * not the caller's, or no longer held, are passed over.
+ */
+export interface ReleaseRequest {
+  leaseTokens: string[];
 }
 
 /** The answer the call would have had, or the status it would have ended with. */
@@ -1202,8 +1216,9 @@ function createBaseForwardRequest(): ForwardRequest {
     ack: undefined,
     nack: undefined,
     extend: undefined,
-    commands: "",
+    commands: undefined,
     lease: undefined,
+    release: undefined,
   };
 }
 
@@ -1236,11 +1251,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     if (message.extend !== undefined) {
       writer.uint32(74).bytes(message.extend);
     }
-    if (message.commands !== "") {
+    if (message.commands !== undefined) {
       writer.uint32(82).string(message.commands);
     }
     if (message.lease !== undefined) {
       writer.uint32(90).bytes(message.lease);
+    }
+    if (message.release !== undefined) {
+      writer.uint32(98).bytes(message.release);
     }
     return writer;
   },
@@ -1346,6 +1364,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
             message.lease = reader.bytes();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.release = reader.bytes();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1373,8 +1399,9 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
       ack: isSet(object.ack) ? bytesFromBase64(object.ack) : undefined,
       nack: isSet(object.nack) ? bytesFromBase64(object.nack) : undefined,
       extend: isSet(object.extend) ? bytesFromBase64(object.extend) : undefined,
-      commands: isSet(object.commands) ? globalThis.String(object.commands) : "",
+      commands: isSet(object.commands) ? globalThis.String(object.commands) : undefined,
       lease: isSet(object.lease) ? bytesFromBase64(object.lease) : undefined,
+      release: isSet(object.release) ? bytesFromBase64(object.release) : undefined,
     };
   },
 
@@ -1407,11 +1434,14 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     if (message.extend !== undefined) {
       obj.extend = base64FromBytes(message.extend);
     }
-    if (message.commands !== "") {
+    if (message.commands !== undefined) {
       obj.commands = message.commands;
     }
     if (message.lease !== undefined) {
       obj.lease = base64FromBytes(message.lease);
+    }
+    if (message.release !== undefined) {
+      obj.release = base64FromBytes(message.release);
     }
     return obj;
   },
@@ -1430,8 +1460,82 @@ export const ForwardRequest: MessageFns<ForwardRequest> = {
     message.ack = object.ack ?? undefined;
     message.nack = object.nack ?? undefined;
     message.extend = object.extend ?? undefined;
-    message.commands = object.commands ?? "";
+    message.commands = object.commands ?? undefined;
     message.lease = object.lease ?? undefined;
+    message.release = object.release ?? undefined;
+    return message;
+  },
+};
+
+function createBaseReleaseRequest(): ReleaseRequest {
+  return { leaseTokens: [] };
+}
+
+export const ReleaseRequest: MessageFns<ReleaseRequest> = {
+  encode(message: ReleaseRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.leaseTokens) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leaseTokens.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseRequest {
+    return {
+      leaseTokens: globalThis.Array.isArray(object?.leaseTokens)
+        ? object.leaseTokens.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.lease_tokens)
+          ? object.lease_tokens.map((e: any) => globalThis.String(e))
+          : [],
+    };
+  },
+
+  toJSON(message: ReleaseRequest): unknown {
+    const obj: any = {};
+    if (message.leaseTokens?.length) {
+      obj.leaseTokens = message.leaseTokens;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ReleaseRequest>): ReleaseRequest {
+    return ReleaseRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ReleaseRequest>): ReleaseRequest {
+    const message = createBaseReleaseRequest();
+    message.leaseTokens = object.leaseTokens?.map((e) => e) || [];
     return message;
   },
 };
