@@ -126,9 +126,9 @@ export interface GetShardStatusResponse {
 /**
  * Exactly one call, as the bytes of its request message: an EnqueueBatchRequest
  * (enqueue), AckRequest, NackRequest, ExtendRequest, a LeaseRequest that does
- * not wait (codeq.v1), or a ReleaseRequest. Bytes rather than nested messages, so that
- * nothing in a caller's message can change how the rest of this one is read; a
- * router may send a caller's own request bytes.
+ * not wait (codeq.v1), or a ReleaseRequest. Bytes rather than nested messages,
+ * so that nothing in a caller's message can change how the rest of this one is
+ * read; a router may send a caller's own request bytes.
  */
 export interface ForwardRequest {
   enqueue?: Uint8Array | undefined;
