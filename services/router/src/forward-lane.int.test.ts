@@ -60,6 +60,22 @@ async function forwarded(
   return m ? Number(m[1]) : 0;
 }
 
+/** The test's cluster again, with a router that waits for a shard's answer only 200 ms. */
+async function impatientRouter(): Promise<void> {
+  await rc.close();
+  rc = await routerCluster({
+    server,
+    commands: { X: "a" },
+    shard: { mover: false },
+    router: { shardTimeoutMs: 200 },
+  });
+}
+
+/** The store answers no one (the shard workers included) for `ms`. */
+async function pauseStore(redis: ReturnType<RedisServer["client"]>, ms: number): Promise<void> {
+  await redis.call("CLIENT", "PAUSE", String(ms));
+}
+
 async function failure(p: Promise<unknown>): Promise<ClientError> {
   const err = await p.then(
     () => undefined,
@@ -273,18 +289,12 @@ test("leases, acks, nacks and extends go on the streams too, and a worker settle
 });
 
 test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the stream goes on", async () => {
-  await rc.close();
-  rc = await routerCluster({
-    server,
-    commands: { X: "a" },
-    shard: { mover: false },
-    router: { shardTimeoutMs: 200 },
-  });
+  await impatientRouter();
   const c = rc.client("t1");
   await c.enqueue({ command: "X" }); // the stream is open
   const redis = server.client();
   try {
-    await redis.call("CLIENT", "PAUSE", "1000"); // the store answers no one for a second
+    await pauseStore(redis, 1_000);
     const late = await failure(c.enqueue({ command: "X" }));
     expect(late.code).toBe(Status.DEADLINE_EXCEEDED);
     expect(late.details).toMatch(/may or may not have been applied/);
@@ -298,19 +308,13 @@ test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the 
 });
 
 test("a lease the router gave up waiting for is given back when it comes, not left to expire", async () => {
-  await rc.close();
-  rc = await routerCluster({
-    server,
-    commands: { X: "a" },
-    shard: { mover: false },
-    router: { shardTimeoutMs: 200 },
-  });
+  await impatientRouter();
   const [p, w] = [rc.client("t1", "producer"), rc.client("t1", "worker")];
   await p.enqueue({ command: "X" });
   await w.lease({ commands: ["NOTHING"], maxTasks: 1 }); // the stream is open
   const redis = server.client();
   try {
-    await redis.call("CLIENT", "PAUSE", "1000"); // the store answers no one for a second
+    await pauseStore(redis, 1_000);
     const late = await failure(w.lease({ commands: ["X"], maxTasks: 1, leaseDurationMs: 60_000 }));
     expect(late.code).toBe(Status.DEADLINE_EXCEEDED);
     // the shard leased it once the store came back; the router gave it back at once,

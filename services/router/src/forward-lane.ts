@@ -122,13 +122,6 @@ export class ForwardLane {
     private readonly timeoutMs: number,
   ) {}
 
-  /** Calls sent and not answered yet. */
-  get inFlight(): number {
-    let n = 0;
-    for (const s of this.streams) n += s.pending.size;
-    return n;
-  }
-
   /**
    * Sends `call` (the fields of a ForwardRequest that carry it) on behalf of
    * `caller`. Resolves with the shard's answer; rejects with FencedError when the
@@ -148,7 +141,7 @@ export class ForwardLane {
       );
     const seq = this.nextSeq++;
     const header = internal.ForwardRequest.encode({ ...NO_CALL, seq, ...caller }).finish();
-    const bytes = concat(call, header);
+    const bytes = Buffer.concat([call, header]);
     return new Promise((resolve, reject) => {
       const leaseFor = lease ? caller : undefined;
       stream.pending.set(seq, { sentAt: performance.now(), leaseFor, resolve, reject });
@@ -292,11 +285,4 @@ export class ForwardLane {
   private path(): string {
     return forwardService.forward.path;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a, 0);
-  out.set(b, a.length);
-  return out;
 }

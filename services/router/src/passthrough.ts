@@ -196,21 +196,21 @@ export function readForwardAnswer(bytes: Uint8Array): ForwardAnswer {
 }
 
 /** The calls other than enqueues: ForwardRequest's field for each, and its request type. */
-const NESTED = {
+const CALL_FIELDS = {
   ack: { field: 7, type: AckRequest },
   nack: { field: 8, type: NackRequest },
   extend: { field: 9, type: ExtendRequest },
   lease: { field: 11, type: LeaseRequest },
 } as const;
 
-export type NestedCall = keyof typeof NESTED;
+export type CallKind = keyof typeof CALL_FIELDS;
 
 /** A call as its field of ForwardRequest: the client's request bytes as they came. */
 export function forwardedCall(
-  kind: NestedCall,
+  kind: CallKind,
   req: AckRequest | NackRequest | ExtendRequest | LeaseRequest,
 ): Uint8Array {
-  const { field, type } = NESTED[kind];
+  const { field, type } = CALL_FIELDS[kind];
   const writer = type as { encode(m: unknown): { finish(): Uint8Array } };
   return asField(field, received.get(req) ?? writer.encode(req).finish());
 }
@@ -320,12 +320,12 @@ export function embedded(bytes: Uint8Array, field: number): Uint8Array | undefin
  * Walks the top-level fields of a protobuf message, telling `visit` each field
  * number (and, for length-delimited ones, where its bytes are; for varints, the
  * value, exact up to 2^53). Stops quietly at malformed bytes (or groups, which no
- * message of ours has), and returns whether it read every byte.
+ * message of ours has).
  */
 function scan(
   bytes: Uint8Array,
   visit: (field: number, start: number, end: number | undefined, value: number) => void,
-): boolean {
+): void {
   let i = 0;
   const varint = (): number => {
     let value = 0;
@@ -341,12 +341,12 @@ function scan(
   };
   while (i < bytes.length) {
     const tag = varint();
-    if (tag < 0) return false;
+    if (tag < 0) return;
     const field = Math.floor(tag / 8);
     switch (tag & 7) {
       case 0: {
         const value = varint();
-        if (value < 0) return false;
+        if (value < 0) return;
         visit(field, i, undefined, value);
         break;
       }
@@ -356,7 +356,7 @@ function scan(
         break;
       case 2: {
         const length = varint();
-        if (length < 0 || i + length > bytes.length) return false;
+        if (length < 0 || i + length > bytes.length) return;
         visit(field, i, i + length, 0);
         i += length;
         break;
@@ -366,8 +366,7 @@ function scan(
         visit(field, i, undefined, 0);
         break;
       default:
-        return false;
+        return;
     }
   }
-  return i === bytes.length;
 }

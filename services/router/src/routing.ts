@@ -24,14 +24,14 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
-import { LaneMissing, type Caller } from "./forward-lane";
+import { forwardService, LaneMissing, type Caller } from "./forward-lane";
 import {
   forwardedBatch,
   forwardedCall,
   forwardedTask,
   type ForwardAnswer,
   type Raw,
-  type NestedCall,
+  type CallKind,
 } from "./passthrough";
 import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
@@ -43,7 +43,7 @@ const ENQUEUE = "/codeq.v1.QueueService/Enqueue";
 function part<T>(answer: Raw<T> | undefined, conn: ShardConn): Raw<T> {
   if (answer) return answer;
   throw new ClientError(
-    "/codeq.internal.v1.ShardService/Forward",
+    forwardService.forward.path,
     Status.INTERNAL,
     `shard ${conn.id} answered a forwarded call without its answer`,
   );
@@ -209,7 +209,7 @@ export class Routing {
   private async onLane(
     conn: ShardConn,
     f: Forward,
-    kind: "enqueue" | NestedCall,
+    kind: "enqueue" | CallKind,
     call: () => Uint8Array,
   ): Promise<ForwardAnswer | undefined> {
     const lane = conn.lane();

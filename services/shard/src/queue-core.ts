@@ -290,10 +290,7 @@ export class QueueCore {
   async releaseFor(identity: Identity, tokens: readonly string[], reason: string): Promise<void> {
     requireRole(identity, "worker", "releasing a lease");
     this.checkBatch("lease_tokens", tokens.length);
-    const own = tokens.filter((token) => {
-      const t = this.engine.decodeToken(token);
-      return t && (t.tenant === identity.tenant || servesAllTenants(identity, t.command));
-    });
+    const own = tokens.filter((token) => this.owns(identity, token));
     try {
       await this.release(own, reason);
     } catch (err) {
@@ -325,6 +322,12 @@ export class QueueCore {
     for (const { queue, n } of ready.values()) this.notifier.notify(queue, n);
   }
 
+  /** A lease token of the caller's tenant, or of a command it serves for every tenant. */
+  private owns(identity: Identity, token: string): boolean {
+    const t = this.engine.decodeToken(token);
+    return !!t && (t.tenant === identity.tenant || servesAllTenants(identity, t.command));
+  }
+
   private async settle<I extends { leaseToken: string }>(
     identity: Identity,
     items: readonly I[],
@@ -336,9 +339,7 @@ export class QueueCore {
     const own: I[] = [];
     const where: number[] = [];
     items.forEach((item, i) => {
-      const t = this.engine.decodeToken(item.leaseToken);
-      const mine = t && (t.tenant === identity.tenant || servesAllTenants(identity, t.command));
-      if (!mine) {
+      if (!this.owns(identity, item.leaseToken)) {
         outcomes[i] = { code: ScriptCode.NotFound };
       } else {
         own.push(item);
