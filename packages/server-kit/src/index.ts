@@ -26,6 +26,7 @@ export {
 export { readSecret } from "./secret";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
+export { LoadGauge } from "./load-gauge";
 export { RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";
 export {
   serverCredentials,

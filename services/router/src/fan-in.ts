@@ -100,8 +100,10 @@ class Leg {
   idle(now: number): boolean {
     const reopenedIdle = this.lastPushAt < this.openedAt;
     // a demoted shard is quiet for so short a time that it counts from its latest
-    // credits too: one that just got credits has not had the time to use them
-    const since = this.demoted ? Math.max(this.lastPushAt, this.creditedAt) : this.lastPushAt;
+    // credits too: one that just got credits has not had the time to use them (but one
+    // reopened idle had its time on the stream before)
+    const since =
+      this.demoted && !reopenedIdle ? Math.max(this.lastPushAt, this.creditedAt) : this.lastPushAt;
     const quiet = this.demoted ? DEMOTED_IDLE_MS : IDLE_MS;
     return (this.granted > 0 || reopenedIdle) && now - since >= quiet;
   }

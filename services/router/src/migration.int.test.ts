@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
 import { MigrationState, ShardState } from "@codeq/proto";
 import { RedisServer } from "@codeq/testing";
@@ -23,6 +24,14 @@ afterEach(async () => {
 
 const stats = (shard: string, command: string, tenant = "t1") =>
   rc.workers.get(shard)!.engine.stats({ command, tenant });
+
+/** Keeps the event loop busy for `ms`. */
+function spin(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // busy
+  }
+}
 
 async function code(p: Promise<unknown>): Promise<Status> {
   return p.then(
@@ -142,6 +151,53 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     await c.ack({ items: [{ leaseToken: hold.tasks[0]!.leaseToken }] });
     expect(await code(admin.abortMigration({ id }))).toBe(Status.FAILED_PRECONDITION);
   }, 30_000);
+
+  test("the mover yields to a busy shard worker, and the move still completes", async () => {
+    await rc.close();
+    // three batches; yielding at 70% of event-loop utilisation (the default)
+    rc = await routerCluster({ server, shards: ["a", "b"], shard: { moverBatch: 10 } });
+    const yielded = async () => {
+      let seconds = 0;
+      for (const w of rc.workers.values()) {
+        const metric = await w.metrics.registry
+          .getSingleMetric("codeq_mover_yield_seconds_total")!
+          .get();
+        seconds += metric.values[0]?.value ?? 0;
+      }
+      return seconds;
+    };
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 30 }, (_, i) => ({
+        command: "X",
+        payload: payload(`${i}`),
+        delayMs: 600_000,
+      })),
+    });
+    // the workers share this process: keep its event loop 80% busy while X moves
+    const load = setInterval(() => spin(40), 50);
+    let spinning = true;
+    try {
+      const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+      await within(20_000, async () => (await rc.source.get())!.migrations.length === 0);
+      clearInterval(load);
+      spinning = false;
+      const done = (await rc.admin().getMigration({ id: migrations[0]!.id })).migration!;
+      expect(done.state).toBe(MigrationState.MIGRATION_STATE_COMPLETED);
+      expect(done.moved!.scheduled).toBe(30);
+      expect((await stats("b", "X")).scheduled).toBe(30);
+      // it waited before each batch, up to a second each time
+      expect(await yielded()).toBeGreaterThan(1);
+    } finally {
+      if (spinning) clearInterval(load);
+    }
+    // unloaded (once the busy periods have passed), the move back hardly waits
+    await sleep(600);
+    const before = await yielded();
+    await rc.admin().assignCommand({ command: "X", shard: "a" });
+    await within(20_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect((await stats("a", "X")).scheduled).toBe(30);
+    expect((await yielded()) - before).toBeLessThan(0.5);
+  }, 60_000);
 
   test("bad assignments are refused with a status that says why, and change nothing", async () => {
     const admin = rc.admin();

@@ -119,6 +119,12 @@ export const shardConfigSchema = z.object({
    * proportion to the batch's time, leaving the rest to live traffic (100: no rest).
    */
   moverDutyPercent: z.coerce.number().int().min(1).max(100).default(50),
+  /**
+   * The mover yields while the receiving shard worker (or its own) is busier than this,
+   * percent of event-loop utilisation: it rests longer after each batch, up to a second,
+   * until the load falls below (100: never yields; see docs/migration.md).
+   */
+  moverYieldAbovePercent: z.coerce.number().int().min(1).max(100).default(70),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */
   mapPollMs: ms(100, 3_600_000, 2_000),
 });

@@ -34,8 +34,11 @@ export class Metrics {
   readonly released: Counter;
   readonly reaped: Counter;
   readonly cleaned: Counter;
+  readonly moverYield: Counter;
   /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
   private map: () => MapView = () => ({ version: 0, stale: false });
+  /** How busy the event loop is, 0–1 (a `LoadGauge`); 0 until one is followed. */
+  private busy: () => number = () => 0;
 
   constructor(
     private readonly shard: string,
@@ -84,6 +87,11 @@ export class Metrics {
       help: "Completed and dead tasks deleted by retention.",
       registers,
     });
+    this.moverYield = new Counter({
+      name: "codeq_mover_yield_seconds_total",
+      help: "Time the migration mover waited for a busy shard worker (the target, or this one) before a batch.",
+      registers,
+    });
     const depth = new Gauge({
       name: "codeq_queue_depth",
       help: "Tasks per queue state on this shard, summed over tenants.",
@@ -115,6 +123,20 @@ export class Metrics {
         mapStale.set({ shard }, this.map().stale ? 1 : 0);
       },
     });
+    const loop = new Gauge({
+      name: "codeq_shard_event_loop_utilization",
+      help: "Share of the last quarter second the worker's event loop was busy, 0-1 (the migration mover yields while it is high).",
+      labelNames: ["shard"],
+      registers,
+      collect: () => {
+        loop.set({ shard }, this.busy());
+      },
+    });
+  }
+
+  /** Reports the event loop's utilisation in its gauge. */
+  followLoad(busy: () => number): void {
+    this.busy = busy;
   }
 
   /** Reports the shard map the worker follows in the map gauges. */

@@ -40,6 +40,17 @@ export interface MoverOptions {
    * the busier the stores and shard workers are, whatever the hardware.
    */
   readonly dutyPercent?: number;
+  /**
+   * Event-loop utilisation (0–1) above which the mover yields to live traffic: before
+   * each batch, while the receiving shard worker (it reports its own with every
+   * ImportTasks answer) or this one is busier, it waits, asking the target again
+   * after 50, 100, 200… ms, for at most YIELD_MAX_MS per batch (1 or more: never yields).
+   */
+  readonly yieldAbove?: number;
+  /** This shard worker's own event-loop utilisation, 0–1 (a `LoadGauge`). */
+  readonly busy?: () => number;
+  /** Called with each wait spent yielding, ms (a metric). */
+  readonly onYield?: (ms: number) => void;
   /** Deadline of one ImportTasks call, ms. */
   readonly importTimeoutMs: number;
   /** The cluster's router secret: shard workers accept ImportTasks only with it. */
@@ -50,6 +61,11 @@ export interface MoverOptions {
 
 /** How often a long pass reports its progress, ms. */
 const PROGRESS_EVERY_MS = 500;
+
+/** The first wait while yielding to a busy shard worker, ms (then doubling). */
+const YIELD_FIRST_MS = 50;
+/** The longest the mover yields before one batch, ms: a busy target slows a move, never stops it. */
+const YIELD_MAX_MS = 1000;
 
 /** Idempotency keys bound per ImportTasks call. */
 const KEY_PAGE = 1000;
@@ -81,6 +97,8 @@ export class Mover {
   private readonly stopping = new AbortController();
   private readonly channels = new Map<string, Channel>();
   private readonly moved = new Map<string, MigrationCounts>();
+  /** The mover is yielding to a busy shard worker (logged when it starts and ends). */
+  private yielding = false;
 
   constructor(
     private readonly shard: string,
@@ -193,6 +211,13 @@ export class Mover {
     let reported = started;
     const queues = await this.queues(map, m);
     for (const q of queues) {
+      const target = { command: q.command, tenant: q.tenant, migrationId: m.id };
+      const deadline = () => ({ deadline: new Date(Date.now() + this.options.importTimeoutMs) });
+      /** The target's load, asked with an import of nothing (no store call there). */
+      const probe = async () =>
+        (await client.importTasks({ ...target, tasks: [] }, deadline())).busy;
+      /** The target's load after the last batch; before the first, it is asked. */
+      let load: number | undefined;
       for (;;) {
         if (this.stopping.signal.aborted) return;
         if (Date.now() - reported >= PROGRESS_EVERY_MS) {
@@ -200,18 +225,15 @@ export class Mover {
           reported = Date.now();
           await this.saveProgress(m, undefined, count / ((reported - started) / 1000));
         }
+        await this.yieldWhileBusy(load, probe);
         const batchStarted = Date.now();
         const batch = await this.engine.exportBatch(q, this.options.batch);
         if (batch.length === 0) break;
         const res = await client.importTasks(
-          {
-            command: q.command,
-            tenant: q.tenant,
-            migrationId: m.id,
-            tasks: batch.map(exportedToWire),
-          },
-          { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+          { ...target, tasks: batch.map(exportedToWire) },
+          deadline(),
         );
+        load = res.busy;
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
           q,
@@ -242,13 +264,45 @@ export class Mover {
       await this.setState(m, "draining");
   }
 
-  /** Yields to live traffic after a batch that took `busyMs` (see `dutyPercent`). */
+  /** Rests after a batch that took `busyMs` (see `dutyPercent`). */
   private async rest(busyMs: number): Promise<void> {
     const duty = this.options.dutyPercent ?? 100;
-    if (duty >= 100 || this.stopping.signal.aborted) return;
-    await sleep((busyMs * (100 - duty)) / duty, undefined, { signal: this.stopping.signal }).catch(
-      () => undefined,
-    );
+    if (duty < 100) await this.sleep((busyMs * (100 - duty)) / duty);
+  }
+
+  /**
+   * Waits while the target (its last reported `load`; asked when unknown, so a move's
+   * first batch waits for the target to take up the traffic the switch sent it) or this
+   * shard worker is busier than `yieldAbove`, asking the target again after 50, 100,
+   * 200… ms, for at most YIELD_MAX_MS (see `yieldAbove`).
+   */
+  private async yieldWhileBusy(
+    load: number | undefined,
+    probe: () => Promise<number>,
+  ): Promise<void> {
+    const limit = this.options.yieldAbove ?? 1;
+    if (limit >= 1) return;
+    const busier = (target: number) => Math.max(target, this.options.busy?.() ?? 0);
+    let now = busier(load ?? (await probe()));
+    const since = Date.now();
+    for (let wait = YIELD_FIRST_MS; now > limit; wait *= 2) {
+      if (!this.yielding) this.logger.info({ load: round(now) }, "mover yielding to live traffic");
+      this.yielding = true;
+      const left = YIELD_MAX_MS - (Date.now() - since);
+      if (left <= 0 || this.stopping.signal.aborted) return;
+      const ms = Math.min(wait, left);
+      await this.sleep(ms);
+      this.options.onYield?.(ms);
+      now = busier(await probe());
+    }
+    if (this.yielding) this.logger.info({ load: round(now) }, "mover back to its duty cycle");
+    this.yielding = false;
+  }
+
+  /** Sleeps `ms`, or less when the mover stops. */
+  private async sleep(ms: number): Promise<void> {
+    if (ms <= 0 || this.stopping.signal.aborted) return;
+    await sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 
   /** Binds every live idempotency key of the queues on the other side; returns how many it bound. */
@@ -370,6 +424,8 @@ export class Mover {
     return clients.create(internal.ShardServiceDefinition, channel, { "*": { metadata } });
   }
 }
+
+const round = (x: number) => Math.round(x * 100) / 100;
 
 /** Adds what moved (the target holds it) to `moved`, by the state it moved in. */
 function tally(moved: MigrationCounts, batch: readonly ExportedTask[], held: Set<string>): number {

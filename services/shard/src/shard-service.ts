@@ -15,6 +15,8 @@ export interface ShardView {
   storeReachable(): boolean;
   /** The shard map version held; 0 for a standalone shard. */
   mapVersion(): number;
+  /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
+  busy(): number;
 }
 
 /** Queues whose counts are read at once while filling a ListQueues page. */
@@ -72,7 +74,12 @@ export function shardService(
         if (e.task.state === "SCHEDULED") scheduled++;
       }
       onImported(queue, ready, scheduled);
-      return { imported: out.imported, alreadyPresent: out.alreadyPresent, keysBound };
+      return {
+        imported: out.imported,
+        alreadyPresent: out.alreadyPresent,
+        keysBound,
+        busy: view.busy(),
+      };
     },
 
     async listQueues(req) {

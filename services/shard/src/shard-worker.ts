@@ -7,6 +7,7 @@ import type { MapCache } from "@codeq/shardmap";
 import {
   createLogger,
   Lifecycle,
+  LoadGauge,
   serverTlsOf,
   startGrpcService,
   type GrpcService,
@@ -81,14 +82,21 @@ export async function startShardWorker(
     deadRetentionMs: config.deadRetentionMs,
     limits: { payloadCapBytes: config.payloadCapBytes },
   });
+  const load = new LoadGauge();
   const metrics = new Metrics(config.id, engine);
+  metrics.followLoad(() => load.busy());
   if (follower) metrics.followMap(() => follower.cache.status());
   const notifier = new Notifier();
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
   const core = new QueueCore(engine, notifier, background, metrics, config, follower?.fence);
   const lifecycle = new Lifecycle();
   let storeReachable = false;
-  const view = { shard: config.id, storeReachable: () => storeReachable, mapVersion };
+  const view = {
+    shard: config.id,
+    storeReachable: () => storeReachable,
+    mapVersion,
+    busy: () => load.busy(),
+  };
   const grpc = await startGrpcService({
     listen: config.listen,
     tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
@@ -131,6 +139,9 @@ export async function startShardWorker(
             batch: config.moverBatch,
             intervalMs: config.moverIntervalMs,
             dutyPercent: config.moverDutyPercent,
+            yieldAbove: config.moverYieldAbovePercent / 100,
+            busy: () => load.busy(),
+            onYield: (ms) => metrics.moverYield.inc(ms / 1000),
             importTimeoutMs: 10_000,
             routerSecret: trust.routerSecret,
             tls: config.tlsCaFile
@@ -195,6 +206,7 @@ export async function startShardWorker(
         await metricsServer?.close();
         await follower?.stop();
         await redis.quit().catch(() => redis.disconnect());
+        load.stop();
       })();
       return stopping;
     },

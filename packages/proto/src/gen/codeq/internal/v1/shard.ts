@@ -84,6 +84,11 @@ export interface ImportTasksResponse {
   alreadyPresent: string[];
   /** Idempotency keys bound by this call (the others were bound already or expired). */
   keysBound: number;
+  /**
+   * How busy this shard worker's event loop is (its utilisation over the last quarter
+   * second, 0-1). The mover rests while it is high, so a move yields to live traffic.
+   */
+  busy: number;
 }
 
 export interface ListQueuesRequest {
@@ -583,7 +588,7 @@ export const IdempotencyKey: MessageFns<IdempotencyKey> = {
 };
 
 function createBaseImportTasksResponse(): ImportTasksResponse {
-  return { imported: [], alreadyPresent: [], keysBound: 0 };
+  return { imported: [], alreadyPresent: [], keysBound: 0, busy: 0 };
 }
 
 export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
@@ -596,6 +601,9 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     }
     if (message.keysBound !== 0) {
       writer.uint32(24).uint32(message.keysBound);
+    }
+    if (message.busy !== 0) {
+      writer.uint32(37).float(message.busy);
     }
     return writer;
   },
@@ -637,6 +645,14 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
             message.keysBound = reader.uint32();
             continue;
           }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.busy = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -664,6 +680,7 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
         : isSet(object.keys_bound)
           ? globalThis.Number(object.keys_bound)
           : 0,
+      busy: isSet(object.busy) ? globalThis.Number(object.busy) : 0,
     };
   },
 
@@ -678,6 +695,9 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     if (message.keysBound !== 0) {
       obj.keysBound = Math.round(message.keysBound);
     }
+    if (message.busy !== 0) {
+      obj.busy = floatToJson(message.busy);
+    }
     return obj;
   },
 
@@ -689,6 +709,7 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     message.imported = object.imported?.map((e) => e) || [];
     message.alreadyPresent = object.alreadyPresent?.map((e) => e) || [];
     message.keysBound = object.keysBound ?? 0;
+    message.busy = object.busy ?? 0;
     return message;
   },
 };
@@ -1962,6 +1983,12 @@ function base64FromBytes(arr: Uint8Array): string {
     });
     return globalThis.btoa(bin.join(""));
   }
+}
+
+function floatToJson(value: number | null | undefined): number | string | null | undefined {
+  return typeof value === "number" && !globalThis.Number.isFinite(value)
+    ? globalThis.String(value)
+    : value;
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
