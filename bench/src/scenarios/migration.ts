@@ -82,6 +82,12 @@ const BACKLOG_BATCH = 1000;
 const THROUGHPUT_TARGET = 0.8;
 /** The issue's bound: p99 while moving under this many times the steady p99. */
 const P99_FACTOR = 3;
+/**
+ * Time the load runs before a steady window opens, beyond the warm-up, ms: the first
+ * second of a fresh load (the streams' first credits, the backlog just written) is
+ * slower than what follows, and the steady p99 sets the moving window's bound.
+ */
+const SETTLE_MS = 2_000;
 /** How often the move's progress is read (GetMigration through the router), ms. */
 const POLL_MS = 50;
 /** A move that has not completed by then fails the run, ms. */
@@ -236,7 +242,17 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
         const [p50Ms, p99Ms] = [percentile(kept, 0.5), percentile(kept, 0.99)];
         return { ...m, cycles: kept.length, p50Ms, p99Ms };
       };
+      /** Lets a fresh load settle before its steady window (see SETTLE_MS). */
+      const settle = async () => {
+        ctx.progress(`migration: letting the load settle for ${SETTLE_MS / 1000} s`);
+        for (const until = Date.now() + SETTLE_MS; Date.now() < until; ) {
+          failed();
+          producer.check();
+          await sleep(50);
+        }
+      };
       try {
+        await settle();
         let steady = await window("steady, no move");
         const overloaded = (w: typeof steady) =>
           w.perSecond < SUSTAINED * load.rate || w.p50Ms > SUSTAINED_P50_MS;
@@ -253,6 +269,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           }
           load = loadAt(load.share / 2);
           producer = paced();
+          await settle();
           steady = await window("steady, no move");
         }
         const during = await window("moving a → b", () => {
