@@ -245,7 +245,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       /** Lets a fresh load settle before its steady window (see SETTLE_MS). */
       const settle = async () => {
         ctx.progress(`migration: letting the load settle for ${SETTLE_MS / 1000} s`);
-        for (const until = Date.now() + SETTLE_MS; Date.now() < until; ) {
+        for (const until = Date.now() + SETTLE_MS; Date.now() < until;) {
           failed();
           producer.check();
           await sleep(50);
