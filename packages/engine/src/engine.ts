@@ -210,7 +210,8 @@ export class QueueEngine {
   async importTasks(queue: QueueRef, tasks: readonly ExportedTask[]): Promise<ImportOutcome> {
     checkQueue(queue);
     const out = await importTasks(this.ctx, queue, tasks);
-    this.fair.saw(queue);
+    // an import of nothing (the mover asking how busy this shard is) adds no queue here
+    if (tasks.length > 0) this.fair.saw(queue);
     return out;
   }
 

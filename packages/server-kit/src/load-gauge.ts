@@ -1,15 +1,17 @@
 import { performance, type EventLoopUtilization } from "node:perf_hooks";
 
 /**
- * How busy this process's event loop has been lately: its utilisation (the share of
- * wall time it spent running callbacks rather than waiting for I/O, 0–1) over the
- * last full period, or over the period in progress when that is busier. A process
- * sharing its cores with others counts the time it was runnable but not running as
- * busy too, so the figure rises with CPU contention as well as with its own work.
+ * How busy this process's event loop has been over the last period (a quarter second
+ * by default): its utilisation, the share of wall time it spent running callbacks
+ * rather than waiting for I/O, 0–1. The period in progress counts in full and the last
+ * full one for the part the current one does not cover yet, so the figure slides
+ * rather than jumping at each tick. Work that keeps the loop from getting back to
+ * polling (CPU contention while running, not while waiting) counts as busy.
  */
 export class LoadGauge {
   private readonly timer: NodeJS.Timeout;
   private mark: EventLoopUtilization;
+  /** Utilisation of the last full period. */
   private last = 0;
 
   constructor(private readonly periodMs = 250) {
@@ -22,12 +24,12 @@ export class LoadGauge {
     this.timer.unref();
   }
 
-  /** Utilisation, 0–1 (see the class). */
+  /** Utilisation over the last period, 0–1 (see the class). */
   busy(): number {
     const current = performance.eventLoopUtilization(this.mark);
-    // a period only just begun says little: weigh it only once it is a fifth gone
-    const started = current.idle + current.active >= this.periodMs / 5;
-    return Math.max(this.last, started ? current.utilization : 0);
+    const elapsed = current.idle + current.active;
+    const before = Math.max(0, this.periodMs - elapsed);
+    return (this.last * before + current.active) / (before + elapsed);
   }
 
   stop(): void {

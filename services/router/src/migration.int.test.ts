@@ -152,6 +152,35 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(await code(admin.abortMigration({ id }))).toBe(Status.FAILED_PRECONDITION);
   }, 30_000);
 
+  test("an abort in the middle of a mover's pass is not taken for a completion", async () => {
+    await rc.close();
+    // a slow pass on a (batches of 10, each followed by a rest 19 times as long); b's
+    // mover is off, so nothing comes back to a once the move is aborted
+    rc = await routerCluster({
+      server,
+      shards: ["a", "b"],
+      shard: { moverBatch: 10, moverDutyPercent: 5 },
+      perShard: { b: { mover: false } },
+    });
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 100 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    const admin = rc.admin();
+    const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+    const id = migrations[0]!.id;
+    await within(10_000, async () => (await stats("b", "X")).ready > 0);
+    await admin.abortMigration({ id });
+    // long enough for a's pass to have emptied a, had it gone on
+    await sleep(2_000);
+    const [a, b] = [(await stats("a", "X")).ready, (await stats("b", "X")).ready];
+    expect(a + b).toBe(100);
+    expect(a).toBeGreaterThan(50); // a's pass stopped at the abort (one batch in flight at most)
+    // still aborting (b moves the tasks home when its mover runs), not recorded completed
+    const m = (await admin.getMigration({ id })).migration!;
+    expect(m.state).toBe(MigrationState.MIGRATION_STATE_ABORTING);
+    expect((await rc.source.get())!.migrations.map((x) => x.id)).toEqual([id]);
+  }, 60_000);
+
   test("the mover yields to a busy shard worker, and the move still completes", async () => {
     await rc.close();
     // three batches; yielding at 70% of event-loop utilisation (the default)
@@ -177,6 +206,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const load = setInterval(() => spin(40), 50);
     let spinning = true;
     try {
+      await sleep(400); // longer than the gauges' period: they read the load from the start
       const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
       await within(20_000, async () => (await rc.source.get())!.migrations.length === 0);
       clearInterval(load);

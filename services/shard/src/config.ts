@@ -120,9 +120,9 @@ export const shardConfigSchema = z.object({
    */
   moverDutyPercent: z.coerce.number().int().min(1).max(100).default(50),
   /**
-   * The mover yields while the receiving shard worker (or its own) is busier than this,
-   * percent of event-loop utilisation: it rests longer after each batch, up to a second,
-   * until the load falls below (100: never yields; see docs/migration.md).
+   * The mover yields while the receiving shard worker (or this one) is busier than this,
+   * percent of event-loop utilisation: before each batch it waits, up to a second, until
+   * the load falls below (100: never yields; see docs/migration.md).
    */
   moverYieldAbovePercent: z.coerce.number().int().min(1).max(100).default(70),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */

@@ -210,22 +210,26 @@ export class Mover {
     let count = 0;
     let reported = started;
     const queues = await this.queues(map, m);
+    const deadline = () => ({ deadline: new Date(Date.now() + this.options.importTimeoutMs) });
+    /** The target's load: reported with every import, asked before the pass's first batch. */
+    let load: number | undefined;
     for (const q of queues) {
+      // a queue with nothing to move (only leased tasks left) costs neither a wait nor a call there
+      if (!(await this.movable(q))) continue;
       const target = { command: q.command, tenant: q.tenant, migrationId: m.id };
-      const deadline = () => ({ deadline: new Date(Date.now() + this.options.importTimeoutMs) });
-      /** The target's load, asked with an import of nothing (no store call there). */
+      /** Asks the target's load with an import of nothing (no store call there). */
       const probe = async () =>
         (await client.importTasks({ ...target, tasks: [] }, deadline())).busy;
-      /** The target's load after the last batch; before the first, it is asked. */
-      let load: number | undefined;
       for (;;) {
-        if (this.stopping.signal.aborted) return;
+        if (!this.unchanged(m)) return;
         if (Date.now() - reported >= PROGRESS_EVERY_MS) {
           // live progress for GetMigration while a long pass runs
           reported = Date.now();
           await this.saveProgress(m, undefined, count / ((reported - started) / 1000));
         }
-        await this.yieldWhileBusy(load, probe);
+        load = await this.yieldWhileBusy(m, load, probe);
+        // stopped, aborted or finished meanwhile: the next pass sees the new state
+        if (!this.unchanged(m)) return;
         const batchStarted = Date.now();
         const batch = await this.engine.exportBatch(q, this.options.batch);
         if (batch.length === 0) break;
@@ -240,6 +244,8 @@ export class Mover {
           batch.map((e) => e.task.id).filter((id) => held.has(id)),
         );
         count += tally(moved, batch, held);
+        // a short batch emptied the queue; what becomes movable later, a later pass takes
+        if (batch.length < this.options.batch) break;
         await this.rest(Date.now() - batchStarted);
       }
     }
@@ -257,6 +263,7 @@ export class Mover {
     await this.saveProgress(m, remaining, count / seconds);
     const left = remaining.ready + remaining.scheduled + remaining.dead + remaining.leased + moving;
     if (left === 0) {
+      if (!this.unchanged(m)) return;
       // keys of tasks that did not move (completed here) must still deduplicate there
       moved.idempotencyKeys += await this.bindKeys(client, m, queues);
       await this.finish(m, remaining);
@@ -270,33 +277,57 @@ export class Mover {
     if (duty < 100) await this.sleep((busyMs * (100 - duty)) / duty);
   }
 
+  /** True while the mover runs and `m` is in the map held, in the same state. */
+  private unchanged(m: Migration): boolean {
+    if (this.stopping.signal.aborted) return false;
+    try {
+      return this.cache.current().migrations.some((x) => x.id === m.id && x.state === m.state);
+    } catch {
+      return false;
+    }
+  }
+
+  /** The queue holds tasks to move (or a batch reserved by an earlier pass). */
+  private async movable(q: QueueRef): Promise<boolean> {
+    const s = await this.engine.stats(q);
+    return s.ready + s.scheduled + s.dead + s.moving > 0;
+  }
+
   /**
    * Waits while the target (its last reported `load`; asked when unknown, so a move's
    * first batch waits for the target to take up the traffic the switch sent it) or this
    * shard worker is busier than `yieldAbove`, asking the target again after 50, 100,
-   * 200… ms, for at most YIELD_MAX_MS (see `yieldAbove`).
+   * 200… ms, for at most YIELD_MAX_MS (see `yieldAbove`). Returns the last load known.
    */
   private async yieldWhileBusy(
+    m: Migration,
     load: number | undefined,
     probe: () => Promise<number>,
-  ): Promise<void> {
+  ): Promise<number | undefined> {
     const limit = this.options.yieldAbove ?? 1;
-    if (limit >= 1) return;
-    const busier = (target: number) => Math.max(target, this.options.busy?.() ?? 0);
-    let now = busier(load ?? (await probe()));
+    if (limit >= 1) return load;
+    const own = () => this.options.busy?.() ?? 0;
+    // this worker busy is reason enough to wait: the target is asked only when it is not
+    const look = async () => (own() > limit ? own() : Math.max(own(), (load = await probe())));
+    let now = load === undefined ? await look() : Math.max(own(), load);
+    const fields = { migration: m.id, to: fillingSide(m) };
     const since = Date.now();
     for (let wait = YIELD_FIRST_MS; now > limit; wait *= 2) {
-      if (!this.yielding) this.logger.info({ load: round(now) }, "mover yielding to live traffic");
+      if (!this.yielding)
+        this.logger.info({ ...fields, load: round(now) }, "mover yielding to live traffic");
       this.yielding = true;
       const left = YIELD_MAX_MS - (Date.now() - since);
-      if (left <= 0 || this.stopping.signal.aborted) return;
-      const ms = Math.min(wait, left);
-      await this.sleep(ms);
-      this.options.onYield?.(ms);
-      now = busier(await probe());
+      if (left <= 0 || this.stopping.signal.aborted) return load;
+      const slept = Date.now();
+      await this.sleep(Math.min(wait, left));
+      this.options.onYield?.(Date.now() - slept);
+      if (this.stopping.signal.aborted) return load;
+      now = await look();
     }
-    if (this.yielding) this.logger.info({ load: round(now) }, "mover back to its duty cycle");
+    if (this.yielding)
+      this.logger.info({ ...fields, load: round(now) }, "mover back to its duty cycle");
     this.yielding = false;
+    return load;
   }
 
   /** Sleeps `ms`, or less when the mover stops. */
@@ -398,7 +429,8 @@ export class Mover {
     const { changed } = await updateMap(
       this.source,
       (map) => {
-        if (!map.migrations.some((x) => x.id === m.id)) return undefined;
+        // an abort since the pass began is not a completion: the next pass sees it
+        if (!map.migrations.some((x) => x.id === m.id && x.state === m.state)) return undefined;
         return { ...draftOf(map), migrations: map.migrations.filter((x) => x.id !== m.id) };
       },
       {

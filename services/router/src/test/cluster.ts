@@ -52,6 +52,8 @@ export async function routerCluster(
     commands?: Record<string, string>;
     router?: Partial<RouterConfig>;
     shard?: Partial<ShardConfig>;
+    /** Settings of one shard worker, over `shard`. */
+    perShard?: Record<string, Partial<ShardConfig>>;
     /** Credentials of the test's client channels to the router (TLS tests). */
     clientCredentials?: ChannelCredentials;
     server?: RedisServer;
@@ -92,6 +94,7 @@ export async function routerCluster(
         controlPrefix: prefix,
         mapPollMs: 1_000,
         ...options.shard,
+        ...options.perShard?.[id],
       }),
       createLogger(`shard-${id}`, "silent"),
     );

@@ -86,7 +86,8 @@ export interface ImportTasksResponse {
   keysBound: number;
   /**
    * How busy this shard worker's event loop is (its utilisation over the last quarter
-   * second, 0-1). The mover rests while it is high, so a move yields to live traffic.
+   * second, 0-1). The mover waits while it is high, so a move yields to live traffic;
+   * an ImportTasks with no tasks and no keys only asks this.
    */
   busy: number;
 }
