@@ -47,9 +47,11 @@ const RECHECK_MS = 250;
  * A shard that still holds subscribed queues but no longer gets their new tasks (a
  * move's source) is idle once it has pushed nothing for this long: it only has what
  * it held, so a pause means it is done, and its credits are needed where the new
- * tasks now go. Credits are looked at again this often while it holds them.
+ * tasks now go (the target's first tasks wait for them).
  */
-const DEMOTED_IDLE_MS = 25;
+const DEMOTED_IDLE_MS = 5;
+/** Credits are looked at again this often while such a shard holds some. */
+const DEMOTED_RECHECK_MS = 25;
 
 /** A LeaseStream message with only the fields that matter set. */
 type RequestParts = Parameters<typeof LeaseStreamRequest.fromPartial>[0];
@@ -451,7 +453,7 @@ export class FanInSession {
       // an idle stream may become recyclable, or a busy one idle, with no message to say so
       this.recheckWait = true;
       const soon = [...this.legs.values()].some((l) => l.demoted && !l.closed && l.granted > 0);
-      this.later(soon ? DEMOTED_IDLE_MS : RECHECK_MS, () => {
+      this.later(soon ? DEMOTED_RECHECK_MS : RECHECK_MS, () => {
         this.recheckWait = false;
         this.rebalance();
       });
@@ -540,12 +542,16 @@ export class FanInSession {
         const shard = leaseTokenShard(item.leaseToken);
         if (shard !== undefined) settledPerShard.set(shard, (settledPerShard.get(shard) ?? 0) + 1);
       }
+      let recyclable = false;
       for (const [shard, n] of settledPerShard) {
         const leg = this.legs.get(shard);
         if (!leg) continue;
         leg.inflight = Math.max(0, leg.inflight - n);
         this.closeIfDone(leg);
+        // a move's source holding credits can hand them over now (see `recycleIdle`)
+        if (leg.inflight === 0 && leg.demoted && !leg.closed && leg.granted > 0) recyclable = true;
       }
+      if (recyclable) this.rebalance();
     }
   }
 }
