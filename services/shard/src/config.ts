@@ -110,7 +110,7 @@ export const shardConfigSchema = z.object({
     .default("codeq"),
   /** Run the migration mover (off: migrations draining this shard wait; for tests and emergencies). */
   mover: bool(true),
-  /** Tasks per batch the migration mover exports and imports. */
+  /** The largest batch the migration mover exports and imports (a pass starts at 50 and doubles). */
   moverBatch: z.coerce.number().int().min(1).max(1000).default(500),
   /** Pause between mover passes while a migration drains this shard, ms. */
   moverIntervalMs: ms(10, 60_000, 250),

@@ -30,7 +30,7 @@ import { exportedToWire } from "@codeq/wire";
 const clients = createClientFactory().use(deadlineMiddleware);
 
 export interface MoverOptions {
-  /** Tasks per export/import batch. */
+  /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
   readonly batch: number;
   /** Pause between passes while a migration of this shard runs, ms. */
   readonly intervalMs: number;
@@ -62,6 +62,19 @@ export interface MoverOptions {
 /** How often a long pass reports its progress, ms. */
 const PROGRESS_EVERY_MS = 500;
 
+/**
+ * A move's first batch goes no sooner than this after the switch, ms: the routers and
+ * workers are moving the live traffic and the streams' credits to the target, whose
+ * load the mover cannot see yet (it has just begun), and old tasks can wait a second.
+ */
+const SWITCH_SETTLE_MS = 1000;
+/**
+ * A pass's first batch holds at most this many tasks, and each batch after one that
+ * found the target not busy twice as many, up to `batch`; a busy target halves it. The
+ * target's load is measured over the last quarter second, so it shows a batch's cost
+ * only after the fact: a move starts small rather than with its largest batches.
+ */
+const FIRST_BATCH = 50;
 /** The first wait while yielding to a busy shard worker, ms (then doubling). */
 const YIELD_FIRST_MS = 50;
 /** The longest the mover yields before one batch, ms: a busy target slows a move, never stops it. */
@@ -209,10 +222,13 @@ export class Mover {
     const started = Date.now();
     let count = 0;
     let reported = started;
+    // an abort moves nothing live: its tasks go home at once
+    if (m.state !== "aborting") await this.sleep(m.startedAtMs + SWITCH_SETTLE_MS - Date.now());
     const queues = await this.queues(map, m);
     const deadline = () => ({ deadline: new Date(Date.now() + this.options.importTimeoutMs) });
     /** The target's load: reported with every import, asked before the pass's first batch. */
     let load: number | undefined;
+    let size = Math.min(FIRST_BATCH, this.options.batch);
     for (const q of queues) {
       // a queue with nothing to move (only leased tasks left) costs neither a wait nor a call there
       if (!(await this.movable(q))) continue;
@@ -231,13 +247,18 @@ export class Mover {
         // stopped, aborted or finished meanwhile: the next pass sees the new state
         if (!this.unchanged(m)) return;
         const batchStarted = Date.now();
-        const batch = await this.engine.exportBatch(q, this.options.batch);
+        const requested = size;
+        const batch = await this.engine.exportBatch(q, requested);
         if (batch.length === 0) break;
         const res = await client.importTasks(
           { ...target, tasks: batch.map(exportedToWire) },
           deadline(),
         );
         load = res.busy;
+        size =
+          load > (this.options.yieldAbove ?? 1)
+            ? Math.max(Math.ceil(size / 2), Math.min(FIRST_BATCH, this.options.batch))
+            : Math.min(size * 2, this.options.batch);
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
           q,
@@ -245,7 +266,7 @@ export class Mover {
         );
         count += tally(moved, batch, held);
         // a short batch emptied the queue; what becomes movable later, a later pass takes
-        if (batch.length < this.options.batch) break;
+        if (batch.length < requested) break;
         await this.rest(Date.now() - batchStarted);
       }
     }
