@@ -88,10 +88,28 @@ const P99_FACTOR = 3;
  * slower than what follows, and the steady p99 sets the moving window's bound.
  */
 const SETTLE_MS = 2_000;
+/**
+ * The moving window's samples are also reported in two parts by send time: the first
+ * SWITCH_MS of the move (the routers and workers moving the traffic and the streams'
+ * credits to b) and the rest (the copy), ms.
+ */
+const SWITCH_MS = 2_000;
 /** How often the move's progress is read (GetMigration through the router), ms. */
 const POLL_MS = 50;
 /** A move that has not completed by then fails the run, ms. */
 const MOVE_TIMEOUT_MS = 180_000;
+
+/** One task's enqueue→delivery time, and when it was sent (`performance.now()`). */
+interface Sample {
+  readonly ms: number;
+  readonly sentAt: number;
+}
+
+/** p50 and p99 of the samples' times. */
+function percentiles(samples: Sample[]): { p50Ms: number; p99Ms: number } {
+  const ms = samples.map((x) => x.ms).sort((a, b) => a - b);
+  return { p50Ms: percentile(ms, 0.5), p99Ms: percentile(ms, 0.99) };
+}
 
 /** AdminService through the router, as an admin (development identity). */
 function adminClient(address: string): { admin: AdminServiceClient; close(): void } {
@@ -207,12 +225,19 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     };
     let load = loadAt(LOAD_SHARE);
     const overloads: string[] = [];
-    let [delivered, samples] = [0, undefined as number[] | undefined];
+    /** Enqueue→delivery of the tasks delivered in the open window, and when each was sent. */
+    let [delivered, samples] = [0, undefined as Sample[] | undefined];
     const onTasks = (pushed: LeasedTask[]) => {
       const now = performance.now();
       delivered += pushed.length;
-      if (samples) for (const t of pushed) samples.push(sinceSent(t, now));
+      if (!samples) return;
+      for (const t of pushed) {
+        const ms = sinceSent(t, now);
+        samples.push({ ms, sentAt: now - ms });
+      }
     };
+    /** The last window's samples. */
+    let windowSamples: Sample[] = [];
     let moving: Promise<Migration> | undefined;
     let [moveSent, moveSeen] = [0, 0];
     const phases = await withStreams(rig, COMMAND, onTasks, async (_, failed) => {
@@ -220,7 +245,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       let producer = paced();
       /** One window of the running load; p50/p99 are enqueue→delivery of tasks delivered in it. */
       const window = async (name: string, until?: () => Promise<unknown>) => {
-        let kept: number[] = [];
+        let kept: Sample[] = [];
         const m = await rig!.run(
           { name, unit: "tasks", shape: load.shape, concurrency: 1 },
           {
@@ -238,8 +263,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
             ...(until ? { until } : {}),
           },
         );
-        kept.sort((a, b) => a - b);
-        const [p50Ms, p99Ms] = [percentile(kept, 0.5), percentile(kept, 0.99)];
+        const { p50Ms, p99Ms } = percentiles(kept);
+        windowSamples = kept;
         return { ...m, cycles: kept.length, p50Ms, p99Ms };
       };
       /** Lets a fresh load settle before its steady window (see SETTLE_MS). */
@@ -277,16 +302,17 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           moving = move(admin).then((m) => ((moveSeen = performance.now()), m));
           return moving;
         });
+        const duringSamples = windowSamples;
         // the load goes on until the move is over, whether or not it ended the window
         ctx.progress("migration: waiting for the move to complete");
         const migration = await moving!;
         producer.check();
-        return { steady, during, migration };
+        return { steady, during, migration, duringSamples };
       } finally {
         await producer.stop();
       }
     });
-    const { steady, during, migration } = phases;
+    const { steady, during, migration, duringSamples } = phases;
 
     const variants = [peak, peakB, steady, during];
     const caveat = disturbed([steady, during]);
@@ -332,6 +358,21 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
             : `not done when the window closed after ${during.seconds.toFixed(1)} s (the load ran on until it was)`),
       },
     ];
+    // the switch (routers and workers moving traffic and credits to b) against the copy
+    const switching = duringSamples.filter((x) => x.sentAt < moveSent + SWITCH_MS);
+    const copying = duringSamples.filter((x) => x.sentAt >= moveSent + SWITCH_MS);
+    for (const [part, kept] of [
+      [`sent in the first ${SWITCH_MS / 1000} s of the move`, switching],
+      ["sent after that", copying],
+    ] as const) {
+      const p = percentiles(kept);
+      figures.push({
+        name: `p99 enqueue→delivery while moving, ${part}`,
+        value: Number(p.p99Ms.toFixed(2)),
+        unit: "ms",
+        detail: `p50 ${p.p50Ms.toFixed(2)} ms, ${fmt(kept.length)} tasks`,
+      });
+    }
     return {
       variants,
       ratios: [caveat === undefined ? share : { ...share, caveat }],
