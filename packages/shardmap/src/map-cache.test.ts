@@ -68,9 +68,12 @@ describe("MapCache over the in-memory source", () => {
     const c = cache();
     const changes: Array<[number, number | undefined]> = [];
     c.onChange((map, previous) => changes.push([map.version, previous?.version]));
+    expect(c.version).toBe(0); // nothing loaded yet
     await c.start();
+    expect(c.version).toBe(1);
     await write({ defaultShard: "b" });
     await waitFor(() => c.status().version === 2, 1_000, "version 2 through the announcement");
+    expect(c.version).toBe(2);
     expect(c.current().defaultShard).toBe("b");
     expect(changes).toEqual([
       [1, undefined],

@@ -131,6 +131,11 @@ export class MapCache {
     return this.inFlight.then(() => this.map);
   }
 
+  /** The version of the map held (0 before the first load): `status().version`, without the copy. */
+  get version(): number {
+    return this.map?.version ?? 0;
+  }
+
   status(): MapCacheStatus {
     const expired = this.map !== undefined && this.now() - this.loadedAtMs > this.staleAfterMs;
     return {

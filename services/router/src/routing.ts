@@ -109,7 +109,7 @@ export class Routing {
     const identity = await this.authenticate(ctx.metadata);
     const metadata = identityMetadata(identity, this.shardSecret);
     // a shard holding an older map re-reads it before refusing a queue it does not own
-    metadata.set(MAP_VERSION_TRAILER, String(this.cache.status().version));
+    metadata.set(MAP_VERSION_TRAILER, String(this.cache.version));
     // every shard call of this one (a stream's settlements, a fan-out) listens on it
     setMaxListeners(0, ctx.signal);
     return { identity, metadata, signal: ctx.signal };
@@ -128,7 +128,7 @@ export class Routing {
       principal: m.get(IDENTITY_HEADERS.principal) ?? "",
       roles: m.get(IDENTITY_HEADERS.roles) ?? "",
       commands: m.get(IDENTITY_HEADERS.commands),
-      mapVersion: this.cache.status().version,
+      mapVersion: this.cache.version,
     };
   }
 
