@@ -152,6 +152,18 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(await code(admin.abortMigration({ id }))).toBe(Status.FAILED_PRECONDITION);
   }, 30_000);
 
+  test("a move's first batch waits a second after the switch", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    const sent = Date.now();
+    await rc.admin().assignCommand({ command: "X", shard: "b" });
+    await within(10_000, async () => (await stats("b", "X")).ready === 5);
+    // the routers and workers move the live traffic to b first
+    expect(Date.now() - sent).toBeGreaterThanOrEqual(1_000);
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+  }, 30_000);
+
   test("an abort in the middle of a mover's pass is not taken for a completion", async () => {
     await rc.close();
     // a slow pass on a (batches of 10, each followed by a rest 19 times as long); b's

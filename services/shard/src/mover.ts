@@ -228,7 +228,7 @@ export class Mover {
     const deadline = () => ({ deadline: new Date(Date.now() + this.options.importTimeoutMs) });
     /** The target's load: reported with every import, asked before the pass's first batch. */
     let load: number | undefined;
-    let size = Math.min(FIRST_BATCH, this.options.batch);
+    let size = firstBatch(this.options.batch);
     for (const q of queues) {
       // a queue with nothing to move (only leased tasks left) costs neither a wait nor a call there
       if (!(await this.movable(q))) continue;
@@ -255,10 +255,7 @@ export class Mover {
           deadline(),
         );
         load = res.busy;
-        size =
-          load > (this.options.yieldAbove ?? 1)
-            ? Math.max(Math.ceil(size / 2), Math.min(FIRST_BATCH, this.options.batch))
-            : Math.min(size * 2, this.options.batch);
+        size = nextBatch(size, load > (this.options.yieldAbove ?? 1), this.options.batch);
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
           q,
@@ -479,6 +476,16 @@ export class Mover {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+/** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
+export function firstBatch(max: number): number {
+  return Math.min(FIRST_BATCH, max);
+}
+
+/** The batch after one of `size` that found the target `busy` (see FIRST_BATCH). */
+export function nextBatch(size: number, busy: boolean, max: number): number {
+  return busy ? Math.max(Math.ceil(size / 2), firstBatch(max)) : Math.min(size * 2, max);
+}
 
 /** Adds what moved (the target holds it) to `moved`, by the state it moved in. */
 function tally(moved: MigrationCounts, batch: readonly ExportedTask[], held: Set<string>): number {
