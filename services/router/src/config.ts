@@ -70,6 +70,11 @@ export const routerConfigSchema = z.object({
   shardTlsKeyFile: z.string().default(""),
   /** gRPC channels (HTTP/2 connections) the router keeps to each shard worker. */
   channelsPerShard: int(1, 16, 2),
+  /**
+   * Calls a Forward stream to a shard worker holds unanswered, at most; past it a call
+   * is refused at once with UNAVAILABLE (the worker is not keeping up).
+   */
+  forwardMaxPending: int(1, 1_000_000, 4096),
   /** Deadline of a forwarded call when the client set a longer one or none, ms. */
   shardTimeoutMs: int(100, 600_000, 10_000),
   /** Per-shard timeout of fan-out reads (QueueStats, GetTask, ListShards), ms. */

@@ -51,7 +51,7 @@ async function metrics(): Promise<string> {
 /** codeq_router_forwarded_total for `shard`, `call` and `path`, 0 when absent. */
 async function forwarded(
   shard: string,
-  path: "stream" | "call",
+  path: "stream" | "call" | "refused",
   call: "enqueue" | "ack" | "nack" | "extend" | "lease" = "enqueue",
 ): Promise<number> {
   const m = new RegExp(
@@ -302,6 +302,46 @@ test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the 
     // its late answer is dropped; the same stream answers the next call
     expect((await c.enqueue({ command: "X" })).taskId).toHaveLength(26);
     expect(await forwarded("a", "call")).toBe(0);
+  } finally {
+    redis.disconnect();
+  }
+});
+
+test("a stream holding its most calls refuses the next at once, and counts it refused", async () => {
+  await rc.close();
+  // one call waiting per stream; two streams (channelsPerShard) to a
+  rc = await routerCluster({
+    server,
+    commands: { X: "a" },
+    shard: { mover: false },
+    router: { forwardMaxPending: 1 },
+  });
+  const c = rc.client("t1");
+  await c.enqueue({ command: "X" }); // the streams are open
+  await c.enqueue({ command: "X" });
+  const before = await forwarded("a", "stream");
+  const redis = server.client();
+  try {
+    await pauseStore(redis, 500);
+    const calls = Array.from({ length: 4 }, () =>
+      c.enqueue({ command: "X" }).then(
+        () => "stored",
+        (e: unknown) => e,
+      ),
+    );
+    const outcomes = await Promise.all(calls);
+    const refused = outcomes.filter((o) => o instanceof ClientError);
+    // at most one waits per stream: the others were refused at once, nothing sent
+    expect(outcomes.filter((o) => o === "stored").length).toBeLessThanOrEqual(2);
+    expect(refused.length).toBeGreaterThanOrEqual(2);
+    for (const e of refused as ClientError[]) {
+      expect(e.code).toBe(Status.UNAVAILABLE);
+      expect(e.details).toMatch(/not keeping up: 1 calls are waiting/);
+    }
+    expect(await forwarded("a", "refused")).toBe(refused.length);
+    expect(await forwarded("a", "stream")).toBe(before + 4 - refused.length);
+    const stored = await stats("a", "X", "t1");
+    expect(stored.ready).toBe(2 + 4 - refused.length);
   } finally {
     redis.disconnect();
   }

@@ -76,18 +76,14 @@ const NO_CALL = {
 /** How often sent calls are checked against the lane's deadline, at most, ms. */
 const SWEEP_MS = 250;
 
-/**
- * Calls one stream holds unanswered, at most. Past it a call is refused at once
- * (UNAVAILABLE, nothing sent): the shard worker is not keeping up, and a router queue
- * that grew without bound would only deliver calls long after their callers gave up.
- */
-export const MAX_PENDING = 4096;
-
 /** How a shard worker refuses a stream that no retry of the same call would change. */
 const REFUSALS = new Set([Status.UNAUTHENTICATED, Status.PERMISSION_DENIED]);
 
 /** The shard worker has no Forward (UNIMPLEMENTED): nothing was sent; make the call instead. */
 export class LaneMissing extends Error {}
+
+/** The lane refused the call before sending it (closed, or too many calls waiting): UNAVAILABLE. */
+export class LaneRefused extends ClientError {}
 
 /**
  * One Forward lane to a shard worker, carrying every caller's enqueue batches and
@@ -120,6 +116,13 @@ export class ForwardLane {
     private readonly shard: string,
     private readonly client: ForwardClient,
     private readonly timeoutMs: number,
+    /**
+     * Calls one stream holds unanswered, at most. Past it a call is refused at once
+     * (UNAVAILABLE, nothing sent): the shard worker is not keeping up, and a router
+     * queue that grew without bound would only deliver calls long after their callers
+     * gave up.
+     */
+    private readonly maxPending = 4096,
   ) {}
 
   /**
@@ -129,14 +132,12 @@ export class ForwardLane {
    * would have ended with) when it refused it otherwise.
    */
   send(call: Uint8Array, caller: Caller, lease = false): Promise<ForwardAnswer> {
-    if (this.closed)
-      return Promise.reject(this.failure(Status.UNAVAILABLE, "its connection is closed"));
+    if (this.closed) return Promise.reject(this.refusal("its connection is closed"));
     const stream = (this.current ??= this.start());
-    if (stream.pending.size >= MAX_PENDING)
+    if (stream.pending.size >= this.maxPending)
       return Promise.reject(
-        this.failure(
-          Status.UNAVAILABLE,
-          `it is not keeping up: ${MAX_PENDING} calls are waiting for it; retry after a backoff`,
+        this.refusal(
+          `it is not keeping up: ${this.maxPending} calls are waiting for it; retry after a backoff`,
         ),
       );
     const seq = this.nextSeq++;
@@ -280,6 +281,10 @@ export class ForwardLane {
 
   private failure(code: Status, why: string): ClientError {
     return new ClientError(this.path(), code, `shard ${this.shard}: ${why}`);
+  }
+
+  private refusal(why: string): LaneRefused {
+    return new LaneRefused(this.path(), Status.UNAVAILABLE, `shard ${this.shard}: ${why}`);
   }
 
   private path(): string {

@@ -36,7 +36,7 @@ export class RouterMetrics {
     });
     this.forwarded = new Counter({
       name: "codeq_router_forwarded_total",
-      help: "Calls forwarded to shard workers that may go on a Forward stream, by shard, call (enqueue, ack, nack, extend, lease) and way: path=stream (a message on a Forward stream) or path=call (a call of its own: a Lease that waits, a call too large to share a stream, or a shard worker without Forward).",
+      help: "Calls forwarded to shard workers that may go on a Forward stream, by shard, call (enqueue, ack, nack, extend, lease) and way: path=stream (a message on a Forward stream), path=call (a call of its own: a Lease that waits, a call too large to share a stream, or a shard worker without Forward) or path=refused (refused before it was sent: the stream was closed or held forwardMaxPending calls).",
       labelNames: ["shard", "call", "path"],
       registers,
     });

@@ -24,7 +24,7 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
-import { forwardService, LaneMissing, type Caller } from "./forward-lane";
+import { forwardService, LaneMissing, LaneRefused, type Caller } from "./forward-lane";
 import {
   forwardedBatch,
   forwardedCall,
@@ -218,15 +218,18 @@ export class Routing {
       this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "call" });
       return undefined;
     }
+    let path: "stream" | "call" | "refused" = "stream";
     try {
       return await lane.send(bytes, this.caller(f), kind === "lease");
     } catch (err) {
-      if (!(err instanceof LaneMissing)) throw err;
-      this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "call" });
-      return undefined; // a shard worker without Forward: nothing was sent
+      if (err instanceof LaneMissing) {
+        path = "call";
+        return undefined; // a shard worker without Forward: nothing was sent
+      }
+      if (err instanceof LaneRefused) path = "refused";
+      throw err;
     } finally {
-      if (!lane.unsupported)
-        this.metrics.forwarded.inc({ shard: conn.id, call: kind, path: "stream" });
+      this.metrics.forwarded.inc({ shard: conn.id, call: kind, path });
     }
   }
 

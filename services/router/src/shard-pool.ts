@@ -96,7 +96,13 @@ export class ShardConn {
     );
     this.queues = this.channels.map(newQueueClient);
     this.lanes = this.channels.map(
-      (c) => new ForwardLane(id, newForwardClient(c, secret), config.shardTimeoutMs),
+      (c) =>
+        new ForwardLane(
+          id,
+          newForwardClient(c, secret),
+          config.shardTimeoutMs,
+          config.forwardMaxPending,
+        ),
     );
     this.internal = newShardClient(this.channels[0]!, secret);
     this.health = newHealthClient(this.channels[0]!);
