@@ -16,6 +16,7 @@ import {
 import { freePort, RedisServer } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 import { LANE_MAX_BYTES } from "./routing";
+import type { RouterConfig } from "./config";
 import * as P from "./test/fuzz-protobuf";
 
 /**
@@ -60,16 +61,19 @@ async function forwarded(
   return m ? Number(m[1]) : 0;
 }
 
-/** The test's cluster again, with a router that waits for a shard's answer only 200 ms. */
-async function impatientRouter(): Promise<void> {
+/** The test's cluster again (X on a), its router with `settings`. */
+async function routerWith(settings: Partial<RouterConfig>): Promise<void> {
   await rc.close();
   rc = await routerCluster({
     server,
     commands: { X: "a" },
     shard: { mover: false },
-    router: { shardTimeoutMs: 200 },
+    router: settings,
   });
 }
+
+/** The test's cluster again, with a router that waits for a shard's answer only 200 ms. */
+const impatientRouter = () => routerWith({ shardTimeoutMs: 200 });
 
 /** The store answers no one (the shard workers included) for `ms`. */
 async function pauseStore(redis: ReturnType<RedisServer["client"]>, ms: number): Promise<void> {
@@ -308,14 +312,8 @@ test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the 
 });
 
 test("a stream holding its most calls refuses the next at once, and counts it refused", async () => {
-  await rc.close();
   // one call waiting per stream; two streams (channelsPerShard) to a
-  rc = await routerCluster({
-    server,
-    commands: { X: "a" },
-    shard: { mover: false },
-    router: { forwardMaxPending: 1 },
-  });
+  await routerWith({ forwardMaxPending: 1 });
   const c = rc.client("t1");
   await c.enqueue({ command: "X" }); // the streams are open
   await c.enqueue({ command: "X" });
