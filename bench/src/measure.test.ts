@@ -1,4 +1,4 @@
-import { measure, percentile } from "./measure";
+import { latencyFigures, measure, percentile } from "./measure";
 
 describe("measure", () => {
   it("counts only what completes after the warm-up, and reports the rate", async () => {
@@ -121,5 +121,13 @@ describe("percentile", () => {
     expect(percentile(values, 0.5)).toBe(51);
     expect(percentile(values, 0.99)).toBe(100);
     expect(percentile([], 0.5)).toBe(0);
+  });
+});
+
+describe("latencyFigures", () => {
+  it("counts unsorted latencies and takes their p50 and p99", () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(latencyFigures(values)).toEqual({ cycles: 100, p50Ms: 51, p99Ms: 100 });
+    expect(latencyFigures([])).toEqual({ cycles: 0, p50Ms: 0, p99Ms: 0 });
   });
 });

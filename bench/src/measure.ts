@@ -160,6 +160,12 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }
 
+/** How many latencies, and their p50 and p99 (sorts `ms` in place). */
+export function latencyFigures(ms: number[]): { cycles: number; p50Ms: number; p99Ms: number } {
+  ms.sort((a, b) => a - b);
+  return { cycles: ms.length, p50Ms: percentile(ms, 0.5), p99Ms: percentile(ms, 0.99) };
+}
+
 /** A whole number with thousands separators. */
 export function fmt(n: number): string {
   return Math.round(n).toLocaleString("en-US");

@@ -10,7 +10,7 @@ import {
 } from "@codeq/proto";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
-import { fmt, percentile } from "../measure";
+import { fmt, latencyFigures } from "../measure";
 import {
   ratio,
   type CheckResult,
@@ -103,12 +103,6 @@ const MOVE_TIMEOUT_MS = 180_000;
 interface Sample {
   readonly ms: number;
   readonly sentAt: number;
-}
-
-/** p50 and p99 of the samples' times. */
-function percentiles(samples: Sample[]): { p50Ms: number; p99Ms: number } {
-  const ms = samples.map((x) => x.ms).sort((a, b) => a - b);
-  return { p50Ms: percentile(ms, 0.5), p99Ms: percentile(ms, 0.99) };
 }
 
 /** AdminService through the router, as an admin (development identity). */
@@ -236,8 +230,6 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
         samples.push({ ms, sentAt: now - ms });
       }
     };
-    /** The last window's samples. */
-    let windowSamples: Sample[] = [];
     let moving: Promise<Migration> | undefined;
     let [moveSent, moveSeen] = [0, 0];
     const phases = await withStreams(rig, COMMAND, onTasks, async (_, failed) => {
@@ -263,9 +255,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
             ...(until ? { until } : {}),
           },
         );
-        const { p50Ms, p99Ms } = percentiles(kept);
-        windowSamples = kept;
-        return { ...m, cycles: kept.length, p50Ms, p99Ms };
+        return { result: { ...m, ...latencyFigures(kept.map((x) => x.ms)) }, samples: kept };
       };
       /** Lets a fresh load settle before its steady window (see SETTLE_MS). */
       const settle = async () => {
@@ -278,7 +268,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       };
       try {
         await settle();
-        let steady = await window("steady, no move");
+        let steady = (await window("steady, no move")).result;
         const overloaded = (w: typeof steady) =>
           w.perSecond < SUSTAINED * load.rate || w.p50Ms > SUSTAINED_P50_MS;
         for (let tries = 1; overloaded(steady) && tries < LOAD_TRIES; tries++) {
@@ -295,14 +285,13 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           load = loadAt(load.share / 2);
           producer = paced();
           await settle();
-          steady = await window("steady, no move");
+          steady = (await window("steady, no move")).result;
         }
-        const during = await window("moving a → b", () => {
+        const { result: during, samples: duringSamples } = await window("moving a → b", () => {
           moveSent = performance.now();
           moving = move(admin).then((m) => ((moveSeen = performance.now()), m));
           return moving;
         });
-        const duringSamples = windowSamples;
         // the load goes on until the move is over, whether or not it ended the window
         ctx.progress("migration: waiting for the move to complete");
         const migration = await moving!;
@@ -365,12 +354,12 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       [`sent in the first ${SWITCH_MS / 1000} s of the move`, switching],
       ["sent after that", copying],
     ] as const) {
-      const p = percentiles(kept);
+      const p = latencyFigures(kept.map((x) => x.ms));
       figures.push({
         name: `p99 enqueue→delivery while moving, ${part}`,
         value: Number(p.p99Ms.toFixed(2)),
         unit: "ms",
-        detail: `p50 ${p.p50Ms.toFixed(2)} ms, ${fmt(kept.length)} tasks`,
+        detail: `p50 ${p.p50Ms.toFixed(2)} ms, ${fmt(p.cycles)} tasks`,
       });
     }
     return {

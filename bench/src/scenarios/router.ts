@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
-import { percentile } from "../measure";
+import { latencyFigures } from "../measure";
 import {
   ratio,
   type CheckResult,
@@ -98,9 +98,7 @@ async function enqueueLatency(rig: Rig, w: Workload, rate: number): Promise<Vari
       },
     },
   );
-  samples.sort((a, b) => a - b);
-  const [p50Ms, p99Ms] = [percentile(samples, 0.5), percentile(samples, 0.99)];
-  return { ...m, cycles: samples.length, p50Ms, p99Ms };
+  return { ...m, ...latencyFigures(samples) };
 }
 
 /**

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { LeasedTask } from "@codeq/proto";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
-import { percentile } from "../measure";
+import { latencyFigures } from "../measure";
 import { deleteKeys } from "../redis-variant";
 import type {
   CheckResult,
@@ -81,9 +81,7 @@ async function deliveryLatency(rig: Rig, rate: number, via: Producer): Promise<V
       await producer.stop();
     }
   });
-  samples.sort((a, b) => a - b);
-  const [p50Ms, p99Ms] = [percentile(samples, 0.5), percentile(samples, 0.99)];
-  return { ...m, cycles: samples.length, p50Ms, p99Ms };
+  return { ...m, ...latencyFigures(samples) };
 }
 
 /** The p99 check on one latency variant, with why its figure may not mean what it says. */

@@ -83,8 +83,9 @@ export async function startShardWorker(
     limits: { payloadCapBytes: config.payloadCapBytes },
   });
   const load = new LoadGauge();
+  const busy = () => load.busy();
   const metrics = new Metrics(config.id, engine);
-  metrics.followLoad(() => load.busy());
+  metrics.followLoad(busy);
   if (follower) metrics.followMap(() => follower.cache.status());
   const notifier = new Notifier();
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
@@ -95,7 +96,7 @@ export async function startShardWorker(
     shard: config.id,
     storeReachable: () => storeReachable,
     mapVersion,
-    busy: () => load.busy(),
+    busy,
   };
   const grpc = await startGrpcService({
     listen: config.listen,
@@ -140,7 +141,7 @@ export async function startShardWorker(
             intervalMs: config.moverIntervalMs,
             dutyPercent: config.moverDutyPercent,
             yieldAbove: config.moverYieldAbovePercent / 100,
-            busy: () => load.busy(),
+            busy,
             onYield: (ms) => metrics.moverYield.inc(ms / 1000),
             importTimeoutMs: 10_000,
             routerSecret: trust.routerSecret,
