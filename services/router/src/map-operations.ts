@@ -346,6 +346,11 @@ export class MapOperations {
           `cannot confirm shard ${id} holds nothing (${(err as Error).message}); bring it up, or stop routing to it and wait`,
         );
       });
+    // a worker whose store does not answer reports a depth of 0: that proves nothing
+    if (status && !status.storeReachable)
+      throw precondition(
+        `cannot confirm shard ${id} holds nothing: its store does not answer; bring the store back first`,
+      );
     if (status && status.queueDepth > 0)
       throw precondition(
         `shard ${id} still holds ${status.queueDepth} tasks; move its queues away first`,

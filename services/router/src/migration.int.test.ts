@@ -297,4 +297,63 @@ describe("shards come and go through AdminService", () => {
     expect(Object.keys(map.shards).sort()).toEqual(["a", "b", "d"]);
     expect(await code(admin.removeShard({ id: "nope" }))).toBe(Status.NOT_FOUND);
   });
+
+  test("RemoveShard sees a task past the first 500 queues of a shard", async () => {
+    const c = rc.workers.get("c")!.engine;
+    // 600 queues that held a task and hold none now, then one task in the last of them
+    const tenants = Array.from({ length: 600 }, (_, i) => `t${String(i).padStart(3, "0")}`);
+    for (const tenant of tenants) {
+      const { deliveries } = await c.enqueueAndLease(
+        { command: "Q", tenant },
+        [{ payload: payload("") }],
+        { max: 1, leaseMs: 60_000 },
+      );
+      await c.ack(deliveries.map((d) => ({ token: d.token })));
+    }
+    await c.enqueue({ command: "Q", tenant: "t599" }, [{ payload: payload("last") }]);
+    expect((await c.queues()).length).toBe(600);
+    const refused = await rc
+      .admin()
+      .removeShard({ id: "c" })
+      .catch((e: ClientError) => e);
+    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+    expect((refused as ClientError).details).toMatch(/holds 1 task/);
+    expect(Object.keys((await rc.source.get())!.shards)).toContain("c");
+  });
+});
+
+describe("RemoveShard and a shard whose store is down", () => {
+  let own: RedisServer;
+  beforeEach(async () => {
+    own = await RedisServer.start();
+    await rc.close(); // the shared cluster of this file; this one gives c its own store
+    rc = await routerCluster({
+      server,
+      shards: ["a", "b", "c"],
+      perShard: { c: { redisUrl: own.url } },
+    });
+  });
+  afterEach(async () => {
+    await own.stop();
+  });
+
+  test("is refused: a worker that cannot read its store cannot show it holds nothing", async () => {
+    await rc.workers
+      .get("c")!
+      .engine.enqueue({ command: "Q", tenant: "t1" }, [{ payload: payload("kept") }]);
+    await own.stop();
+    const status = () =>
+      rc.router.routing.pool
+        .get("c")
+        .internal.getShardStatus({}, { deadline: new Date(Date.now() + 5_000) });
+    await within(10_000, async () => !(await status()).storeReachable);
+    expect((await status()).queueDepth).toBe(0); // what it reports: nothing it could count
+    const refused = await rc
+      .admin()
+      .removeShard({ id: "c" })
+      .catch((e: ClientError) => e);
+    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+    expect((refused as ClientError).details).toMatch(/store does not answer/);
+    expect(Object.keys((await rc.source.get())!.shards)).toContain("c");
+  });
 });

@@ -2,6 +2,9 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { QueueEngine } from "@codeq/engine";
 import { RpcMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
 
+/** Queues whose stats are read at once when summing depths (pipelined on one connection). */
+const DEPTH_CHUNK = 100;
+
 /** Tasks per state, summed over the tenants of one command. */
 export interface Depth {
   ready: number;
@@ -43,8 +46,6 @@ export class Metrics {
   constructor(
     private readonly shard: string,
     private readonly engine: QueueEngine,
-    /** At most this many queues are counted per scrape (the depth gauge reads the store). */
-    private readonly maxQueuesPerScrape = 500,
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "codeq_shard_process_" });
@@ -145,27 +146,32 @@ export class Metrics {
   }
 
   /**
-   * Tasks per state summed per command, over at most `maxQueuesPerScrape` queues
-   * (one stats read each): the depth gauge and GetShardStatus.
+   * Tasks per state summed per command over every queue on the shard (one stats read
+   * each, DEPTH_CHUNK at a time): the depth gauge and GetShardStatus. RemoveShard
+   * relies on it, so no queue may be left out.
    */
   async depthByCommand(): Promise<Map<string, Depth>> {
-    const queues = (await this.engine.queues()).slice(0, this.maxQueuesPerScrape);
+    const queues = await this.engine.queues();
     const sums = new Map<string, Depth>();
-    for (const q of queues) {
-      const s = await this.engine.stats(q);
-      const sum = sums.get(q.command) ?? {
-        ready: 0,
-        scheduled: 0,
-        leased: 0,
-        dead: 0,
-        completed: 0,
-      };
-      sum.ready += s.ready;
-      sum.scheduled += s.scheduled;
-      sum.leased += s.leased;
-      sum.dead += s.dead;
-      sum.completed += s.completed;
-      sums.set(q.command, sum);
+    for (let i = 0; i < queues.length; i += DEPTH_CHUNK) {
+      const chunk = queues.slice(i, i + DEPTH_CHUNK);
+      const stats = await Promise.all(chunk.map((q) => this.engine.stats(q)));
+      stats.forEach((s, j) => {
+        const command = chunk[j]!.command;
+        const sum = sums.get(command) ?? {
+          ready: 0,
+          scheduled: 0,
+          leased: 0,
+          dead: 0,
+          completed: 0,
+        };
+        sum.ready += s.ready;
+        sum.scheduled += s.scheduled;
+        sum.leased += s.leased;
+        sum.dead += s.dead;
+        sum.completed += s.completed;
+        sums.set(command, sum);
+      });
     }
     return sums;
   }

@@ -115,14 +115,18 @@ export function shardService(
 
     async getShardStatus() {
       // A status must answer while the store is down: that is when it matters most.
-      const depth = await metrics.depthByCommand().catch(() => undefined);
+      // Once the store check has found it down, the depth is not read (its commands
+      // would wait out their retries); a depth that fails to read is no depth either.
+      const depth = view.storeReachable()
+        ? await metrics.depthByCommand().catch(() => undefined)
+        : undefined;
       let queueDepth = 0;
       for (const d of depth?.values() ?? [])
         queueDepth += d.ready + d.scheduled + d.leased + d.dead;
       const streams = await metrics.streamsOpen();
       return {
         shard: view.shard,
-        storeReachable: depth !== undefined && view.storeReachable(),
+        storeReachable: depth !== undefined,
         mapVersion: view.mapVersion(),
         queueDepth,
         openStreams: streams,

@@ -94,7 +94,9 @@ export async function startShardWorker(
   let storeReachable = false;
   const view = {
     shard: config.id,
-    storeReachable: () => storeReachable,
+    // the last ping answered, and the connection has not dropped since (a command sent
+    // while it is down waits out its reconnects: seconds)
+    storeReachable: () => storeReachable && redis.status === "ready",
     mapVersion,
     busy,
   };
