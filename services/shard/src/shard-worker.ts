@@ -163,13 +163,20 @@ export async function startShardWorker(
     ? await metrics.serve(config.metricsListen)
     : undefined;
 
+  // one ping at a time: while the store is down a ping waits out its reconnects
+  // (seconds), longer than the check period
+  let pinging = false;
   const checkStore = async () => {
     follower?.checkStale();
-    if (lifecycle.state !== "serving") return;
-    const ok = await redis.ping().then(
-      () => true,
-      () => false,
-    );
+    if (lifecycle.state !== "serving" || pinging) return;
+    pinging = true;
+    const ok = await redis
+      .ping()
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => (pinging = false));
     storeReachable = ok;
     metrics.available.set({ shard: config.id }, ok ? 1 : 0);
     grpc.health.setStatus(ok ? "healthy" : "unhealthy");
