@@ -2,8 +2,11 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom
 import type { QueueEngine } from "@codeq/engine";
 import { RpcMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
 
-/** Queues whose stats are read at once when summing depths (pipelined on one connection). */
-const DEPTH_CHUNK = 100;
+/**
+ * Queues whose stats are read at once (pipelined on one connection): the depth sums here
+ * and ListQueues pages.
+ */
+export const STATS_CHUNK = 100;
 
 /** Tasks per state, summed over the tenants of one command. */
 export interface Depth {
@@ -147,14 +150,14 @@ export class Metrics {
 
   /**
    * Tasks per state summed per command over every queue on the shard (one stats read
-   * each, DEPTH_CHUNK at a time): the depth gauge and GetShardStatus. RemoveShard
+   * each, STATS_CHUNK at a time): the depth gauge and GetShardStatus. RemoveShard
    * relies on it, so no queue may be left out.
    */
   async depthByCommand(): Promise<Map<string, Depth>> {
     const queues = await this.engine.queues();
     const sums = new Map<string, Depth>();
-    for (let i = 0; i < queues.length; i += DEPTH_CHUNK) {
-      const chunk = queues.slice(i, i + DEPTH_CHUNK);
+    for (let i = 0; i < queues.length; i += STATS_CHUNK) {
+      const chunk = queues.slice(i, i + STATS_CHUNK);
       const stats = await Promise.all(chunk.map((q) => this.engine.stats(q)));
       stats.forEach((s, j) => {
         const command = chunk[j]!.command;

@@ -3,7 +3,7 @@ import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "
 import type { internal } from "@codeq/proto";
 import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
 import { forward } from "./forward";
-import type { Metrics } from "./metrics";
+import { STATS_CHUNK, type Metrics } from "./metrics";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid } from "./status";
 import { countsToWire, exportedFromWire } from "@codeq/wire";
@@ -18,9 +18,6 @@ export interface ShardView {
   /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
   busy(): number;
 }
-
-/** Queues whose counts are read at once while filling a ListQueues page. */
-const STATS_CHUNK = 100;
 
 /**
  * codeq.internal.v1.ShardService: the router → shard hop and the migration mover.
