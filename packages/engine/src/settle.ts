@@ -2,8 +2,12 @@ import type { EngineContext } from "./engine-context";
 import { ScriptCode } from "./errors";
 import { queueId, type QueueRef } from "./keys";
 import { decodeLeaseToken, type LeaseTokenFields } from "./lease-token";
-import { nonceText, seqText, timeText } from "./task-record";
+import { nonceText, putDigits, seqText, timeText } from "./task-record";
+import { ID_WIDTH } from "./task-id";
 import type { TaskState } from "./task-record";
+
+/** One ack in the ack script's packed argument. */
+const ACK_WIDTH = ID_WIDTH + 10 + 14;
 
 /** Settling one delivery as done. */
 export interface AckInput {
@@ -96,10 +100,12 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
       ctx.completedRetentionMs,
       items.length,
     ];
-    let packed = "";
+    // each item: task id, lease sequence (10 digits), nonce (14 digits), in place
+    const packed = Buffer.allocUnsafe(items.length * ACK_WIDTH);
     const results: Array<number | Uint8Array> = [];
     items.forEach(({ token, input }, i) => {
-      packed += token.taskId + seqText(token.fence) + nonceText(token.nonce);
+      const at = packed.write(token.taskId, i * ACK_WIDTH, "latin1") + i * ACK_WIDTH;
+      putDigits(packed, putDigits(packed, at, token.fence, 10), token.nonce, 14);
       if (input.result && input.result.length > 0) results.push(i + 1, input.result);
     });
     args.push(packed, results.length / 2, ...results);

@@ -1,45 +1,52 @@
-import { randomBytes } from "node:crypto";
+import { randomFillSync } from "node:crypto";
 
 const ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"; // Crockford base32
+const CODES = Array.from(ALPHABET, (c) => c.charCodeAt(0));
+
+/** Characters in a task id. */
+export const ID_WIDTH = 26;
+/** Of them, the creation time's. */
+const TIME_WIDTH = 10;
 
 /**
  * Task ids: 26 characters, ULID layout (48-bit ms time, then 80 random bits), so ids
  * sort by creation time. Within one millisecond the random part is incremented, so
  * ids made by one generator also sort in creation order.
+ *
+ * Every enqueued task takes one, so an id is spelled in one reused buffer (the time
+ * part only when the millisecond changes) and read out as a single string.
  */
 export class TaskIdGenerator {
   private lastMs = -1;
   private readonly random = new Uint8Array(10);
+  private readonly text = Buffer.alloc(ID_WIDTH);
 
   next(nowMs: number): string {
     if (nowMs <= this.lastMs) {
       this.increment();
-      nowMs = this.lastMs;
     } else {
       this.lastMs = nowMs;
-      this.random.set(randomBytes(10));
+      randomFillSync(this.random);
+      let t = nowMs;
+      for (let i = TIME_WIDTH - 1; i >= 0; i--) {
+        this.text[i] = CODES[t % 32]!;
+        t = Math.floor(t / 32);
+      }
     }
-    let out = "";
-    let t = nowMs;
-    const time: string[] = [];
-    for (let i = 0; i < 10; i++) {
-      time.push(ALPHABET[t % 32]!);
-      t = Math.floor(t / 32);
-    }
-    out = time.reverse().join("");
     // 80 random bits → 16 base32 characters, 5 bits at a time
     let acc = 0;
     let bits = 0;
+    let at = TIME_WIDTH;
     for (const byte of this.random) {
       acc = (acc << 8) | byte;
       bits += 8;
       while (bits >= 5) {
-        out += ALPHABET[(acc >> (bits - 5)) & 31];
+        this.text[at++] = CODES[(acc >> (bits - 5)) & 31]!;
         bits -= 5;
       }
       acc &= (1 << bits) - 1;
     }
-    return out;
+    return this.text.toString("latin1");
   }
 
   private increment(): void {

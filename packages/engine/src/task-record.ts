@@ -72,6 +72,9 @@ const STATE_OF: Record<string, TaskState> = {
   C: "COMPLETED",
   D: "DEAD",
 };
+const STATE_OF_CODE = new Map(
+  Object.entries(STATE_OF).map(([letter, state]) => [letter.charCodeAt(0), state]),
+);
 /** The state a state string's first letter names (undefined for "" or anything else). */
 export const STATE_OF_LETTER: Readonly<Record<string, TaskState | undefined>> = STATE_OF;
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
@@ -117,27 +120,55 @@ export function timeText(ms: number): string {
   return pad(ms, 13);
 }
 
-/** The fixed-width state string of a task (layout: lua/includes/task-state.lua). */
-export function encodeState(task: TaskRecord, nonce = 0): string {
+const POWERS = Array.from({ length: 16 }, (_, i) => 10 ** i);
+
+/**
+ * Writes `n` at `at` as `width` zero-padded ASCII digits and returns the offset after
+ * them: the fixed-width fields the scripts read, written without a string per field.
+ * Throws when `n` is not a whole number that fits, which would shift every later field.
+ */
+export function putDigits(buf: Buffer, at: number, n: number, width: number): number {
+  if (!Number.isInteger(n) || n < 0 || n >= POWERS[width]!)
+    throw new RangeError(`${n} is not a whole number of at most ${width} digits`);
+  for (let i = at + width - 1; i >= at; i--) {
+    const digit = n % 10;
+    buf[i] = 48 + digit;
+    n = (n - digit) / 10;
+  }
+  return at + width;
+}
+
+/** The fixed part of a state string, in bytes (an error's text may follow it). */
+export const STATE_WIDTH = 81;
+
+/**
+ * Writes the fixed part of a task's state string (layout: lua/includes/task-state.lua)
+ * at `at`; returns the offset after it. The error, if any, is not written.
+ */
+export function writeState(buf: Buffer, at: number, task: TaskRecord, nonce = 0): number {
   const until =
     task.state === "LEASED"
       ? task.leaseDeadline
       : task.state === "COMPLETED" || task.state === "DEAD"
         ? task.doneAt
         : 0;
-  return (
-    LETTER[task.state] +
-    task.priority +
-    pad(task.attempts, 4) +
-    pad(task.maxAttempts, 4) +
-    seqText(task.leaseSeq) +
-    nonceText(nonce) +
-    timeText(task.runAt) +
-    timeText(until ?? 0) +
-    pad(task.state === "LEASED" ? (task.leaseMs ?? 0) : 0, 8) +
-    timeText(task.updatedAt) +
-    (task.lastError ?? "")
-  );
+  buf[at] = LETTER[task.state].charCodeAt(0);
+  at = putDigits(buf, at + 1, task.priority, 1);
+  at = putDigits(buf, at, task.attempts, 4);
+  at = putDigits(buf, at, task.maxAttempts, 4);
+  at = putDigits(buf, at, task.leaseSeq, 10);
+  at = putDigits(buf, at, nonce, 14);
+  at = putDigits(buf, at, task.runAt, 13);
+  at = putDigits(buf, at, until ?? 0, 13);
+  at = putDigits(buf, at, task.state === "LEASED" ? (task.leaseMs ?? 0) : 0, 8);
+  return putDigits(buf, at, task.updatedAt, 13);
+}
+
+/** The state string of a task: the fixed part, then its last error if any. */
+export function encodeState(task: TaskRecord, nonce = 0): string {
+  const fixed = Buffer.allocUnsafe(STATE_WIDTH);
+  writeState(fixed, 0, task, nonce);
+  return fixed.toString("latin1") + (task.lastError ?? "");
 }
 
 /** A decoded state string: the task's mutable fields and its current delivery's nonce. */
@@ -146,28 +177,47 @@ export interface DecodedState {
   readonly nonce: number;
 }
 
-/** Joins the stored record ("" or absent: none) and state string back into one task record. */
+/**
+ * The number in 1-based columns `from`..`to` of a state's fixed part; NaN when one of
+ * them is not a digit.
+ */
+function digitsAt(fixed: Uint8Array, from: number, to: number): number {
+  let n = 0;
+  for (let i = from - 1; i < to; i++) {
+    const digit = fixed[i]! - 48;
+    if (digit < 0 || digit > 9) return NaN;
+    n = n * 10 + digit;
+  }
+  return n;
+}
+
+/**
+ * Joins the stored record ("" or absent: none) and state string back into one task
+ * record. The state comes as a script returned it: a string, or bytes (read in place,
+ * without a string per field).
+ */
 export function decodeTask(
   id: string,
   record: string | Buffer,
   state: string | Buffer,
   defaultBackoff: BackoffPolicy,
 ): DecodedState {
-  const text = typeof state === "string" ? state : state.toString("latin1");
-  const st = STATE_OF[text[0] ?? ""];
-  if (!st || text.length < 81) throw new Error(`task ${id}: malformed state`);
-  const num = (from: number, to: number) => Number(text.slice(from - 1, to));
-  const until = num(48, 60);
+  // the fixed part is ASCII; an error's UTF-8 text may follow it
+  const fixed =
+    typeof state === "string" ? Buffer.from(state.slice(0, STATE_WIDTH), "latin1") : state;
+  const st = fixed.length >= STATE_WIDTH ? STATE_OF_CODE.get(fixed[0]!) : undefined;
+  if (!st) throw new Error(`task ${id}: malformed state`);
+  const until = digitsAt(fixed, 48, 60);
   const task: TaskRecord = {
     id,
-    priority: num(2, 2),
-    runAt: num(35, 47),
-    maxAttempts: num(7, 10),
-    attempts: num(3, 6),
-    leaseSeq: num(11, 20),
+    priority: digitsAt(fixed, 2, 2),
+    runAt: digitsAt(fixed, 35, 47),
+    maxAttempts: digitsAt(fixed, 7, 10),
+    attempts: digitsAt(fixed, 3, 6),
+    leaseSeq: digitsAt(fixed, 11, 20),
     backoff: defaultBackoff,
     createdAt: idTime(id),
-    updatedAt: num(69, 81),
+    updatedAt: digitsAt(fixed, 69, 81),
     state: st,
   };
   if (record.length > 0) {
@@ -178,16 +228,15 @@ export function decodeTask(
     if (r.idemKey !== undefined) task.idemKey = r.idemKey;
     if (r.headers && Object.keys(r.headers).length > 0) task.headers = r.headers;
   }
-  if (text.length > 81) {
-    // the error is UTF-8 text after the fixed part (which is ASCII)
+  if (state.length > STATE_WIDTH) {
     task.lastError =
-      typeof state === "string" ? state.slice(81) : state.subarray(81).toString("utf8");
+      typeof state === "string" ? state.slice(STATE_WIDTH) : state.toString("utf8", STATE_WIDTH);
   }
   if (st === "LEASED") {
     task.leaseDeadline = until;
-    task.leaseMs = num(61, 68);
+    task.leaseMs = digitsAt(fixed, 61, 68);
   } else if (st === "COMPLETED" || st === "DEAD") {
     task.doneAt = until;
   }
-  return { task, nonce: num(21, 34) };
+  return { task, nonce: digitsAt(fixed, 21, 34) };
 }

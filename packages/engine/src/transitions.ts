@@ -2,7 +2,15 @@ import type { EngineContext } from "./engine-context";
 import { EngineError } from "./errors";
 import { parseQueueId, queueId, type QueueRef } from "./keys";
 import { buildRecord, type TaskSpec } from "./task-spec";
-import { encodeRecord, encodeState, nonceText, STATE_OF_LETTER, timeText } from "./task-record";
+import {
+  encodeRecord,
+  nonceText,
+  STATE_OF_LETTER,
+  STATE_WIDTH,
+  timeText,
+  writeState,
+} from "./task-record";
+import { ID_WIDTH } from "./task-id";
 import { encodeLeaseToken } from "./lease-token";
 import type { StoredTask, TaskState } from "./task-record";
 
@@ -77,14 +85,17 @@ async function store(
   const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
   // enqueue-lease-19.lua: the lease's two keys come before the idempotency keys
   if (leasing) keys.push(k.leased, k.dead);
-  // ids and states are fixed-width: one packed argument (see enqueue-17.lua)
-  let packed = "";
+  // ids and states are fixed-width: one packed argument (see enqueue-17.lua), written
+  // in place rather than built from a string per field
+  const packed = Buffer.allocUnsafe(records.length * PACKED_WIDTH);
   const payloads: Array<Uint8Array | string> = [];
   const recordArgs: Array<string | number> = [];
   const idem: Array<string | number> = [];
   const idemIndex = new Map<string, number>();
   records.forEach((record, i) => {
-    packed += record.id + encodeState(record);
+    const at = i * PACKED_WIDTH;
+    packed.write(record.id, at, "latin1");
+    writeState(packed, at + ID_WIDTH, record);
     payloads.push(specs[i]!.payload ?? "");
     const json = encodeRecord(record, ctx.limits.defaultBackoff);
     if (json) recordArgs.push(i + 1, json);
@@ -143,6 +154,9 @@ async function store(
   });
   return { outcomes, deliveries, readyLeft };
 }
+
+/** A task's id and the fixed part of its state, as the scripts pack them. */
+const PACKED_WIDTH = ID_WIDTH + STATE_WIDTH;
 
 /** The most tasks one engine call stores (an enqueue batch) or delivers (a lease). */
 export const MAX_BATCH = 1000;
@@ -207,8 +221,8 @@ function leasedFrom(ctx: EngineContext, queue: QueueRef, reply: Buffer[]): Deliv
   const out: Delivery[] = [];
   if (reply.length === 0) return out;
   // { fixed id+state parts, e, (n, error)*, r, (n, record)*, payloads } (see lease-17.lua)
-  const fixed = reply[0]!.toString("latin1");
-  const n = fixed.length / 107;
+  const fixed = reply[0]!;
+  const n = fixed.length / PACKED_WIDTH;
   let at = 1;
   const errors = new Map<number, Buffer>();
   for (let e = Number(reply[at++]!.toString()); e > 0; e--, at += 2)
@@ -217,9 +231,11 @@ function leasedFrom(ctx: EngineContext, queue: QueueRef, reply: Buffer[]): Deliv
   for (let r = Number(reply[at++]!.toString()); r > 0; r--, at += 2)
     records.set(Number(reply[at]!.toString()), reply[at + 1]!);
   for (let i = 0; i < n; i++) {
-    const id = fixed.slice(i * 107, i * 107 + 26);
+    const start = i * PACKED_WIDTH;
+    const id = fixed.toString("latin1", start, start + ID_WIDTH);
     const error = errors.get(i + 1);
-    const state = fixed.slice(i * 107 + 26, i * 107 + 107) + (error ? error.toString("utf8") : "");
+    const own = fixed.subarray(start + ID_WIDTH, start + PACKED_WIDTH);
+    const state = error ? Buffer.concat([own, error]) : own;
     const { task, nonce } = ctx.toTask(queue, id, records.get(i + 1) ?? "", state, reply[at + i]!);
     const token = encodeLeaseToken({
       shard: ctx.shard,

@@ -1,7 +1,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { ServerError, Status, type CallContext } from "nice-grpc";
+import { ServerError, Status, type CallContext, type ServiceImplementation } from "nice-grpc";
 import { TASK_ID_PATTERN, type QueueRef } from "@codeq/engine";
-import type { LeaseRequest, LeaseResponse, QueueServiceImplementation } from "@codeq/proto";
+import {
+  QueueServiceDefinition,
+  sentAsGiven,
+  type LeaseRequest,
+  type LeaseResponse,
+} from "@codeq/proto";
 import { identityFrom, requireRole, type Identity, type Lifecycle } from "@codeq/server-kit";
 import { identityOptions } from "./config";
 import { enqueueStream } from "./enqueue-stream";
@@ -55,8 +60,21 @@ export async function leaseReady(
   return { tasks: got.map(deliveryToWire) };
 }
 
+/**
+ * codeq.v1.QueueService as a shard worker serves it: the two streams' messages, which
+ * carry every pushed task and every enqueue answer, go out as built, without
+ * nice-grpc's copy of each (see sentAsGiven); their types make every field required.
+ */
+export const ShardQueueService = sentAsGiven(QueueServiceDefinition, "responseType", [
+  "leaseStream",
+  "enqueueStream",
+]);
+
 /** codeq.v1.QueueService on one shard. */
-export function queueService(core: QueueCore, lifecycle: Lifecycle): QueueServiceImplementation {
+export function queueService(
+  core: QueueCore,
+  lifecycle: Lifecycle,
+): ServiceImplementation<typeof ShardQueueService> {
   const { config, engine, notifier } = core;
   const trust = identityOptions(config);
   const who = (ctx: CallContext) => identityFrom(ctx.metadata, trust);

@@ -20,7 +20,7 @@ import { Metrics } from "./metrics";
 import { Mover } from "./mover";
 import { Notifier } from "./notifier";
 import { QueueCore } from "./queue-core";
-import { queueService } from "./queue-service";
+import { queueService, ShardQueueService } from "./queue-service";
 import { shardService } from "./shard-service";
 
 /** A running shard worker. */
@@ -107,7 +107,7 @@ export async function startShardWorker(
     lifecycle,
     middleware: [metrics.rpc.middleware()],
     register(server) {
-      server.add(QueueServiceDefinition, queueService(core, lifecycle));
+      server.add(ShardQueueService, queueService(core, lifecycle));
       server.add(
         internal.ShardServiceDefinition,
         shardService(
