@@ -51,4 +51,16 @@ describe("sentAsGiven", () => {
     expect(Buffer.from(bytes)).toEqual(Buffer.from(serialize(QueueServiceDefinition)(response)));
     expect(LeaseStreamResponse.decode(bytes)).toEqual(response);
   });
+
+  it("keeps the reused writer clean after an encode that threw half-way, and after a large message", () => {
+    const task = response.tasks!.tasks[0]!;
+    const broken = { tasks: { tasks: [{ ...task, task: { ...task.task!, priority: -1 } }] } };
+    expect(() => serialize(given)(broken)).toThrow();
+    const large = {
+      tasks: { tasks: [{ ...task, task: { ...task.task!, payload: Buffer.alloc(300_000, 1) } }] },
+    };
+    expect(LeaseStreamResponse.decode(serialize(given)(large))).toEqual(large);
+    const bytes = serialize(given)(response);
+    expect(Buffer.from(bytes)).toEqual(Buffer.from(serialize(QueueServiceDefinition)(response)));
+  });
 });

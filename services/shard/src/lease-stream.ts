@@ -4,6 +4,7 @@ import type { Delivery } from "@codeq/engine";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
+import { Kick } from "./kick";
 import type { Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, toServerError } from "./status";
@@ -21,8 +22,8 @@ export class LeaseStreamSession implements Taker {
   private readonly id = randomUUID();
   private readonly out = new Channel<LeaseStreamResponse>();
   private readonly ended = new AbortController();
-  /** Aborted to wake the pump when credits arrive or the stream ends (`end` aborts it too). */
-  private kick = new AbortController();
+  /** Fired to wake the pump when credits arrive or the stream ends (`end` fires it too). */
+  private kick = new Kick();
   private ask: LeaseAsk | undefined;
   private topics: Topic[] = [];
   private credits = 0;
@@ -74,7 +75,7 @@ export class LeaseStreamSession implements Taker {
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
-    this.kick.abort(KICK);
+    this.kick.fire();
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -112,7 +113,7 @@ export class LeaseStreamSession implements Taker {
         );
       }
       this.credits += req.credits;
-      this.kick.abort(KICK);
+      this.kick.fire();
     }
     const settlements = req.acks.length + req.nacks.length + req.extends.length;
     if (settlements === 0) return;
@@ -134,22 +135,15 @@ export class LeaseStreamSession implements Taker {
     const signal = this.ended.signal;
     while (!signal.aborted) {
       if (!this.ask || this.credits === 0) {
-        await abortable(this.kick.signal);
-        this.kick = new AbortController();
+        await this.kick.wait();
+        this.kick = new Kick();
         continue;
       }
       try {
         const seen = this.core.notifier.version(this.topics);
         if (this.emptyAt === seen) {
-          await this.core.notifier.wait(
-            this.topics,
-            seen,
-            this.kick.signal,
-            Infinity,
-            this.credits,
-            this,
-          );
-          if (this.kick.signal.aborted && !signal.aborted) this.kick = new AbortController();
+          await this.core.notifier.wait(this.topics, seen, this.kick, Infinity, this.credits, this);
+          if (this.kick.aborted && !signal.aborted) this.kick = new Kick();
           continue;
         }
         const want = Math.min(this.credits, this.maxBatch);
@@ -186,7 +180,7 @@ export class LeaseStreamSession implements Taker {
   deliver(deliveries: readonly Delivery[], reserved: number): void {
     this.credits += reserved - deliveries.length;
     // credits back: the pump may be waiting for credits rather than parked on the queue
-    if (reserved > deliveries.length) this.kick.abort(KICK);
+    if (reserved > deliveries.length) this.kick.fire();
     if (deliveries.length === 0) return;
     if (this.ended.signal.aborted) {
       this.core
@@ -215,17 +209,4 @@ export class LeaseStreamSession implements Taker {
       // the store is unreachable: the leases expire and the reaper takes them back
     }
   }
-}
-
-/**
- * The reason the pump is kicked: a constant, since `abort()` without one builds a new
- * DOMException (with its stack) on every credit message.
- */
-const KICK = Object.freeze({ kick: true });
-
-function abortable(signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) =>
-    signal.addEventListener("abort", () => resolve(), { once: true }),
-  );
 }

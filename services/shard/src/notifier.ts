@@ -1,4 +1,5 @@
 import { queueId, type Delivery, type QueueRef } from "@codeq/engine";
+import type { Cancel } from "./kick";
 
 /** What a waiter listens to: one queue, or every tenant of a command. */
 export type Topic = { readonly queue: QueueRef } | { readonly command: string };
@@ -118,7 +119,7 @@ export class Notifier {
   wait(
     topics: readonly Topic[],
     seen: number,
-    signal: AbortSignal,
+    signal: Cancel,
     timeoutMs: number,
     capacity = 1,
     taker?: Taker,
