@@ -1,10 +1,15 @@
 import * as os from "node:os";
 import type { Redis } from "ioredis";
+import { serviceNodeFlags } from "@codeq/local-cluster";
 import { measureRoundTrip, type RoundTrip } from "./round-trip";
 
 /** Where the numbers were taken: results from different machines do not compare. */
 export interface Environment {
   readonly node: string;
+  /** The bench process's own node flags: its GC settings shape the latency it measures. */
+  readonly benchNodeFlags: readonly string[];
+  /** The flags the services it starts run with (SERVICE_NODE_FLAGS unless overridden). */
+  readonly serviceNodeFlags: readonly string[];
   readonly redisServer: string;
   readonly cpus: number;
   readonly cpuModel: string;
@@ -30,6 +35,8 @@ export async function environment(redis: Redis): Promise<Environment> {
   const cpus = os.cpus();
   return {
     node: process.version,
+    benchNodeFlags: process.execArgv,
+    serviceNodeFlags: serviceNodeFlags(),
     redisServer: infoField(await redis.info("server"), "redis_version") ?? "unknown",
     cpus: cpus.length,
     cpuModel: cpus[0]?.model ?? "unknown",

@@ -19,6 +19,9 @@ function clearProgress(): void {
   if (process.stderr.isTTY) process.stderr.write("\r\x1b[K");
 }
 
+/** Node flags as the header prints them. */
+const flagList = (flags: readonly string[]) => (flags.length > 0 ? flags.join(" ") : "(none)");
+
 async function main(): Promise<void> {
   const args = parseBenchArgs(
     process.argv.slice(2),
@@ -47,7 +50,8 @@ async function main(): Promise<void> {
     console.log(
       `codeQ bench: node ${env.node}, redis-server ${env.redisServer} (pid ${server.pid}, port ${server.port}), ` +
         `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant\n` +
-        `loopback round trip between two processes: ${env.roundTrip.latencyP50Micros} µs p50, ${env.roundTrip.cpuMicros} µs of CPU (each message the services handle pays for such wake-ups)`,
+        `loopback round trip between two processes: ${env.roundTrip.latencyP50Micros} µs p50, ${env.roundTrip.cpuMicros} µs of CPU (each message the services handle pays for such wake-ups)\n` +
+        `node flags: bench ${flagList(env.benchNodeFlags)}; services ${flagList(env.serviceNodeFlags)}`,
     );
     const results = new Map<string, ScenarioResult>();
     for (const name of args.scenarios) {

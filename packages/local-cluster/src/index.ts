@@ -4,4 +4,10 @@ export {
   type LocalClusterOptions,
   type LocalShard,
 } from "./local-cluster";
-export { ServiceProcess, serviceEntry, REPO_ROOT } from "./service-process";
+export {
+  ServiceProcess,
+  serviceEntry,
+  serviceNodeFlags,
+  SERVICE_NODE_FLAGS,
+  REPO_ROOT,
+} from "./service-process";

@@ -16,6 +16,40 @@ export function serviceEntry(service: "shard" | "router"): string {
   return entry;
 }
 
+/**
+ * The V8 settings a codeQ service runs with (deploy/ passes the same). A service
+ * allocates a few KB per task, nearly all of it garbage within milliseconds, and
+ * with V8's defaults it ran a full GC every 1–3 s at moderate load, each a pause of
+ * 5–15 ms that landed in the latency tail (docs/performance.md, "Garbage
+ * collection settings"):
+ *
+ * - `--initial-old-space-size=256`: the old generation may reach 256 MB before the
+ *   first full GC, and V8 keeps its limit near there afterwards: a full GC every
+ *   tens of seconds instead of every second or two, for up to about 250 MB more
+ *   memory per process.
+ * - `--no-allocation-site-pretenuring`: V8 otherwise starts allocating per-message
+ *   objects straight in the old generation once a burst of slow calls made their
+ *   allocation sites look long-lived; that doubled how fast the old generation
+ *   filled.
+ * - `--max-semi-space-size=32`: a young generation twice the default, so half as
+ *   many scavenges (their cost is what survives, not what died).
+ *
+ * `CODEQ_SERVICE_NODE_FLAGS` replaces them (space-separated; empty for V8's
+ * defaults), e.g. to measure a change of settings side by side.
+ */
+export const SERVICE_NODE_FLAGS: readonly string[] = [
+  "--initial-old-space-size=256",
+  "--no-allocation-site-pretenuring",
+  "--max-semi-space-size=32",
+];
+
+/** The flags services start with: `CODEQ_SERVICE_NODE_FLAGS` if set, else SERVICE_NODE_FLAGS. */
+export function serviceNodeFlags(env: NodeJS.ProcessEnv = process.env): string[] {
+  const override = env.CODEQ_SERVICE_NODE_FLAGS;
+  if (override === undefined) return [...SERVICE_NODE_FLAGS];
+  return override.split(/\s+/).filter((flag) => flag.length > 0);
+}
+
 /** A codeQ service running as its own process, stopped by its PID. */
 export class ServiceProcess {
   private readonly exited: Promise<number | null>;
@@ -42,7 +76,8 @@ export class ServiceProcess {
     env: Record<string, string>,
     readyTimeoutMs = 15_000,
   ): Promise<ServiceProcess> {
-    const child = spawn(process.execPath, ["--enable-source-maps", serviceEntry(service)], {
+    const args = ["--enable-source-maps", ...serviceNodeFlags(), serviceEntry(service)];
+    const child = spawn(process.execPath, args, {
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
