@@ -21,7 +21,7 @@ describe("serviceNodeFlags", () => {
     expect(out.toString()).toBe("ok");
   });
 
-  it("are the flags the image starts services with and the bench starts its clients with", () => {
+  it("are the flags the image starts services with", () => {
     const dockerfile = fs.readFileSync(path.join(REPO_ROOT, "deploy", "Dockerfile"), "utf8");
     const entrypoint = /^ENTRYPOINT (\[.*\])$/m.exec(dockerfile)?.[1];
     expect(JSON.parse(entrypoint ?? "[]")).toEqual([
@@ -29,11 +29,5 @@ describe("serviceNodeFlags", () => {
       "--enable-source-maps",
       ...SERVICE_NODE_FLAGS,
     ]);
-    const pkg = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, "package.json"), "utf8")) as {
-      scripts: Record<string, string>;
-    };
-    expect(pkg.scripts.bench).toContain(
-      `node --enable-source-maps ${SERVICE_NODE_FLAGS.join(" ")} bench/`,
-    );
   });
 });

@@ -1,4 +1,4 @@
-import { Kick } from "./kick";
+import { Kick, onFirstAbort } from "./kick";
 
 describe("Kick", () => {
   it("calls each listener once when fired, and resolves waits, also those made after", async () => {
@@ -16,5 +16,20 @@ describe("Kick", () => {
     await kick.wait();
     expect(kick.aborted).toBe(true);
     expect(calls).toEqual(["a", "waited"]);
+  });
+
+  it("onFirstAbort fires on whichever signal aborts first, at once if one has, and not after dispose", () => {
+    const [a, b] = [new AbortController(), new AbortController()];
+    const first = onFirstAbort([a.signal, b.signal]);
+    b.abort();
+    expect(first.kick.aborted).toBe(true);
+    first.dispose();
+    expect(onFirstAbort([a.signal, b.signal]).kick.aborted).toBe(true);
+    const c = new AbortController();
+    const later = onFirstAbort([a.signal, c.signal]);
+    expect(later.kick.aborted).toBe(false);
+    later.dispose();
+    c.abort();
+    expect(later.kick.aborted).toBe(false);
   });
 });

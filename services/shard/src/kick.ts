@@ -50,3 +50,23 @@ export class Kick implements Cancel {
     if (at >= 0) this.listeners.splice(at, 1);
   }
 }
+
+/**
+ * A Kick fired when the first of `signals` aborts (at once if one has): what
+ * `AbortSignal.any` does, without a new AbortSignal per call. `dispose` takes its
+ * listeners off the signals, which outlive it.
+ */
+export function onFirstAbort(signals: readonly AbortSignal[]): { kick: Kick; dispose(): void } {
+  const kick = new Kick();
+  const fire = () => kick.fire();
+  for (const signal of signals) {
+    if (signal.aborted) kick.fire();
+    else signal.addEventListener("abort", fire, { once: true });
+  }
+  return {
+    kick,
+    dispose: () => {
+      for (const signal of signals) signal.removeEventListener("abort", fire);
+    },
+  };
+}

@@ -10,6 +10,7 @@ import {
 import { identityFrom, requireRole, type Identity, type Lifecycle } from "@codeq/server-kit";
 import { identityOptions } from "./config";
 import { enqueueStream } from "./enqueue-stream";
+import { onFirstAbort } from "./kick";
 import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
@@ -107,21 +108,25 @@ export function queueService(
       const wait = limit("wait_ms", req.waitMs, 0, config.maxLeaseWaitMs);
       const until = Date.now() + wait;
       const topics = core.topics(identity, ask);
-      const signal = AbortSignal.any([ctx.signal, lifecycle.signal]);
-      for (let round = 0; ; round++) {
-        const seen = notifier.version(topics);
-        const got = await asServerErrors(() => core.lease(identity, ask, max, round));
-        if (got.length > 0 && ctx.signal.aborted) {
-          // the caller left while we leased: give the tasks back rather than let them expire
-          await core.release(
-            got.map((d) => d.token),
-            "caller cancelled the lease call",
-          );
-          return { tasks: [] };
+      const cancelled = onFirstAbort([ctx.signal, lifecycle.signal]);
+      try {
+        for (let round = 0; ; round++) {
+          const seen = notifier.version(topics);
+          const got = await asServerErrors(() => core.lease(identity, ask, max, round));
+          if (got.length > 0 && ctx.signal.aborted) {
+            // the caller left while we leased: give the tasks back rather than let them expire
+            await core.release(
+              got.map((d) => d.token),
+              "caller cancelled the lease call",
+            );
+            return { tasks: [] };
+          }
+          if (got.length > 0 || Date.now() >= until || cancelled.kick.aborted)
+            return { tasks: got.map(deliveryToWire) };
+          await notifier.wait(topics, seen, cancelled.kick, until - Date.now(), max);
         }
-        if (got.length > 0 || Date.now() >= until || signal.aborted)
-          return { tasks: got.map(deliveryToWire) };
-        await notifier.wait(topics, seen, signal, until - Date.now(), max);
+      } finally {
+        cancelled.dispose();
       }
     },
 
