@@ -6,7 +6,7 @@ import {
   type ChannelCredentials,
   type ChannelOptions,
 } from "nice-grpc";
-import { serviceEntry, ServiceProcess } from "@codeq/local-cluster";
+import { serviceArgs, ServiceProcess } from "@codeq/local-cluster";
 
 /** How a client reaches a service that serves TLS. */
 export interface ClientTls {
@@ -58,8 +58,9 @@ export async function startService(
   tls?: ClientTls,
 ): Promise<BenchService> {
   if (tls === undefined) return ServiceProcess.start(name, service, address, env);
-  const child = spawn(process.execPath, ["--enable-source-maps", serviceEntry(service)], {
-    env: { ...process.env, ...env },
+  const childEnv = { ...process.env, ...env };
+  const child = spawn(process.execPath, serviceArgs(service, childEnv), {
+    env: childEnv,
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

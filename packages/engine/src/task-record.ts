@@ -1,3 +1,4 @@
+import { invalidArgument } from "./errors";
 import type { QueueRef } from "./keys";
 
 export type TaskState = "READY" | "SCHEDULED" | "LEASED" | "COMPLETED" | "DEAD";
@@ -125,11 +126,12 @@ const POWERS = Array.from({ length: 16 }, (_, i) => 10 ** i);
 /**
  * Writes `n` at `at` as `width` zero-padded ASCII digits and returns the offset after
  * them: the fixed-width fields the scripts read, written without a string per field.
- * Throws when `n` is not a whole number that fits, which would shift every later field.
+ * Refuses (INVALID_ARGUMENT) a value that is not a whole number that fits, which would
+ * shift every later field: an imported task's, say; enqueued ones are checked before.
  */
 export function putDigits(buf: Buffer, at: number, n: number, width: number): number {
   if (!Number.isInteger(n) || n < 0 || n >= POWERS[width]!)
-    throw new RangeError(`${n} is not a whole number of at most ${width} digits`);
+    throw invalidArgument(`${n} is not a whole number of at most ${width} digits`);
   for (let i = at + width - 1; i >= at; i--) {
     const digit = n % 10;
     buf[i] = 48 + digit;

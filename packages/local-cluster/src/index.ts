@@ -6,6 +6,7 @@ export {
 } from "./local-cluster";
 export {
   ServiceProcess,
+  serviceArgs,
   serviceEntry,
   serviceNodeFlags,
   SERVICE_NODE_FLAGS,

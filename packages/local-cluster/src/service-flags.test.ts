@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { REPO_ROOT, SERVICE_NODE_FLAGS, serviceNodeFlags } from "./service-process";
+import { REPO_ROOT, SERVICE_NODE_FLAGS, serviceArgs, serviceNodeFlags } from "./service-process";
 
 describe("serviceNodeFlags", () => {
   it("are the GC settings unless CODEQ_SERVICE_NODE_FLAGS replaces them, empty meaning V8's defaults", () => {
@@ -29,5 +29,11 @@ describe("serviceNodeFlags", () => {
       "--enable-source-maps",
       ...SERVICE_NODE_FLAGS,
     ]);
+  });
+
+  it("are read from the environment the service is started with", () => {
+    const args = serviceArgs("shard", { CODEQ_SERVICE_NODE_FLAGS: "--trace-gc" });
+    expect(args.slice(0, 2)).toEqual(["--enable-source-maps", "--trace-gc"]);
+    expect(args[2]).toMatch(/services[/\\]shard[/\\]dist[/\\]main\.js$/);
   });
 });

@@ -50,6 +50,11 @@ export function serviceNodeFlags(env: NodeJS.ProcessEnv = process.env): string[]
   return override.split(/\s+/).filter((flag) => flag.length > 0);
 }
 
+/** The node arguments that start `service` with `env` (the child's environment). */
+export function serviceArgs(service: "shard" | "router", env: NodeJS.ProcessEnv): string[] {
+  return ["--enable-source-maps", ...serviceNodeFlags(env), serviceEntry(service)];
+}
+
 /** A codeQ service running as its own process, stopped by its PID. */
 export class ServiceProcess {
   private readonly exited: Promise<number | null>;
@@ -76,9 +81,9 @@ export class ServiceProcess {
     env: Record<string, string>,
     readyTimeoutMs = 15_000,
   ): Promise<ServiceProcess> {
-    const args = ["--enable-source-maps", ...serviceNodeFlags(), serviceEntry(service)];
-    const child = spawn(process.execPath, args, {
-      env: { ...process.env, ...env },
+    const childEnv = { ...process.env, ...env };
+    const child = spawn(process.execPath, serviceArgs(service, childEnv), {
+      env: childEnv,
       stdio: ["ignore", "pipe", "pipe"],
     });
     const proc = new ServiceProcess(name, address, child);

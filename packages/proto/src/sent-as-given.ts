@@ -77,8 +77,9 @@ let reused = new BinaryWriter();
 
 /**
  * Runs one synchronous encode into the reused writer and returns what `finish()`
- * gives: a copy of the bytes, after which the writer is empty again (also when
- * `encode` threw half-way). A writer grown by a very large message is not kept.
+ * gives: a copy of the bytes, after which the writer is empty again. A writer that
+ * an encode threw in, or that a very large message grew, is replaced. (The kept
+ * buffer still holds the last message's bytes until the next one overwrites them.)
  */
 function inReusedWriter(encode: (writer: BinaryWriter) => BinaryWriter): {
   finish(): Uint8Array;
@@ -88,7 +89,7 @@ function inReusedWriter(encode: (writer: BinaryWriter) => BinaryWriter): {
   try {
     bytes = encode(writer).finish();
   } catch (err) {
-    writer.finish();
+    reused = new BinaryWriter(); // half-written, and maybe grown by the message that threw
     throw err;
   }
   if (bytes.length > KEEP_BYTES) reused = new BinaryWriter();
