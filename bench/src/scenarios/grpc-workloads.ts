@@ -169,7 +169,13 @@ export class PacedProducer {
   private readonly stream: StreamProducer | undefined;
   private readonly done: Promise<void>;
 
-  constructor(rig: Rig, command: string, batch: number, intervalMs: number, via: Producer) {
+  constructor(
+    rig: Pick<Rig, "client">,
+    command: string,
+    batch: number,
+    intervalMs: number,
+    via: Producer,
+  ) {
     this.stream = via === "EnqueueStream" ? new StreamProducer(rig.client()) : undefined;
     const send = (items: Partial<EnqueueRequest>[]) => {
       if (this.stream) this.stream.send(items);
@@ -203,7 +209,7 @@ export class PacedProducer {
 
 /** Runs STREAMS stream workers on `command` for as long as `body` runs. */
 export async function withStreams<T>(
-  rig: Rig,
+  rig: Pick<Rig, "client">,
   command: string,
   onTasks: ((t: LeasedTask[]) => void) | undefined,
   body: (acked: () => number, failed: () => void) => Promise<T>,

@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { LeasedTask } from "@codeq/proto";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { latencyFigures } from "../measure";
@@ -12,14 +11,8 @@ import type {
   VariantResult,
 } from "../scenario";
 import { disturbed, openRig, type Rig } from "./grpc-rig";
-import {
-  PacedProducer,
-  sinceSent,
-  streamCycles,
-  unaryCycles,
-  withStreams,
-  type Producer,
-} from "./grpc-workloads";
+import { LatencyClient } from "./latency-client";
+import { streamCycles, unaryCycles, type Producer } from "./grpc-workloads";
 
 /**
  * A real shard worker, in its own process as in production, on the run's redis-server,
@@ -42,6 +35,9 @@ import {
  *   The interval, not the batch size, is fixed: small batches at a high rate cost
  *   several times more per task than the peak's batches of 100, so "10 tasks every
  *   0.3 ms" would overload the worker at half of its peak and measure the overload.
+ *   The producer and the stream workers of each latency variant run in a process of
+ *   their own (latency-client.ts; its CPU is "clients CPU"), not in the bench process
+ *   that just ran the other phases, whose garbage collection they would measure.
  */
 
 const LATENCY_SHARE = 0.5;
@@ -52,36 +48,44 @@ const P99_TARGET_MS = 5;
 /** A latency variant delivering less than this share of its offered rate was overloaded. */
 const SUSTAINED_SHARE = 0.9;
 
-async function deliveryLatency(rig: Rig, rate: number, via: Producer): Promise<VariantResult> {
+async function deliveryLatency(
+  ctx: ScenarioContext,
+  address: string,
+  workerPid: number | undefined,
+  rate: number,
+  via: Producer,
+): Promise<VariantResult> {
   const command = `BENCH_LATENCY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}`;
-  const samples: number[] = [];
-  let [open, delivered] = [false, 0];
-  const onTasks = (pushed: LeasedTask[]) => {
-    const now = performance.now();
-    delivered += pushed.length;
-    if (open) for (const t of pushed) samples.push(sinceSent(t, now));
-  };
   const batch = Math.max(1, Math.round((rate * LATENCY_INTERVAL_MS) / 1000));
-  const shape = `${via} of ${batch} tasks every ${LATENCY_INTERVAL_MS} ms (${LATENCY_SHARE * 100}% of stream peak), not waiting for answers; p50/p99 = enqueue→delivery`;
+  const shape = `${via} of ${batch} tasks every ${LATENCY_INTERVAL_MS} ms (${LATENCY_SHARE * 100}% of stream peak), not waiting for answers, clients in a process of their own; p50/p99 = enqueue→delivery`;
   const v = { name: `enqueue→delivery, ${via}`, unit: "tasks", shape, concurrency: 1 };
-  const m = await withStreams(rig, command, onTasks, async (_, failed) => {
-    const producer = new PacedProducer(rig, command, batch, LATENCY_INTERVAL_MS, via);
-    try {
-      return await rig.run(v, {
-        units: () => delivered,
-        onWindow: (o) => (open = o),
-        cycle: async () => {
-          failed();
-          producer.check();
-          await sleep(LATENCY_INTERVAL_MS);
-          return 0;
-        },
-      });
-    } finally {
-      await producer.stop();
-    }
+  const clients = LatencyClient.start({
+    address,
+    command,
+    batch,
+    intervalMs: LATENCY_INTERVAL_MS,
+    via,
   });
-  return { ...m, ...latencyFigures(samples) };
+  const rig = openRig(ctx, {
+    scenario: "shard",
+    address,
+    processes: { shard: workerPid, clients: clients.pid },
+  });
+  try {
+    const m = await rig.run(v, {
+      units: () => clients.delivered,
+      onWindow: (open) => clients.window(open),
+      cycle: async () => {
+        clients.check();
+        await sleep(LATENCY_INTERVAL_MS);
+        return 0;
+      },
+    });
+    return { ...m, ...latencyFigures(await clients.stop()) };
+  } finally {
+    rig.close();
+    await clients.close();
+  }
 }
 
 /** The p99 check on one latency variant, with why its figure may not mean what it says. */
@@ -126,8 +130,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     const stream = await streamCycles(rig, { name: "stream cycles", command: "BENCH_STREAM" });
     const rate = LATENCY_SHARE * stream.perSecond;
     const latency = [
-      await deliveryLatency(rig, rate, "EnqueueBatch"),
-      await deliveryLatency(rig, rate, "EnqueueStream"),
+      await deliveryLatency(ctx, address, worker.pid, rate, "EnqueueBatch"),
+      await deliveryLatency(ctx, address, worker.pid, rate, "EnqueueStream"),
     ];
     const checks = latency.map((v) => p99Check(v, rate));
     return { variants: [unary, stream, ...latency], ratios: [], checks };
