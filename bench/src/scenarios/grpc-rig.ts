@@ -4,6 +4,7 @@ import {
   Metadata,
   type Channel,
   type ChannelCredentials,
+  type ClientFactory,
   type ChannelOptions,
 } from "nice-grpc";
 import { QueueServiceDefinition, type QueueServiceClient } from "@codeq/proto";
@@ -67,19 +68,11 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
     if (pid === undefined) throw new Error(`${name} is not running`);
     totals[`${name} cpu`] = () => processCpuSeconds(pid);
   }
-  const factory = createClientFactory().use(countRpcs(() => rpcs++));
-  const metadata = new Metadata(options.metadata ?? { "x-codeq-tenant": TENANT });
-  const channels: Channel[] = Array.from({ length: CHANNELS }, () =>
-    createChannel(options.address, options.credentials, options.channelOptions),
-  );
-  const clients = channels.map((c) =>
-    factory.create(QueueServiceDefinition, c, { "*": { metadata } }),
-  );
+  const clients = roundRobinClients(options, createClientFactory().use(countRpcs(() => rpcs++)));
   const admin = ctx.server.client();
   admin.on("error", () => undefined);
-  let turn = 0;
   return {
-    client: () => clients[turn++ % clients.length]!,
+    client: clients.client,
     async run(v, o) {
       const { growth, ...m } = await measure({
         concurrency: v.concurrency,
@@ -102,8 +95,33 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
       return { ...v, ...m, processCpu, rpcs: growth?.rpcs ?? 0 };
     },
     close() {
-      for (const c of channels) c.close();
+      clients.close();
       admin.disconnect();
+    },
+  };
+}
+
+/**
+ * CHANNELS channels to `options.address` (with its credentials, if any), a client on
+ * each made by `factory`, stating tenant TENANT (or sending `options.metadata`), taken
+ * in turn.
+ */
+export function roundRobinClients(
+  options: Pick<RigOptions, "address" | "credentials" | "channelOptions" | "metadata">,
+  factory: ClientFactory = createClientFactory(),
+): { client(): QueueServiceClient; close(): void } {
+  const metadata = new Metadata(options.metadata ?? { "x-codeq-tenant": TENANT });
+  const channels: Channel[] = Array.from({ length: CHANNELS }, () =>
+    createChannel(options.address, options.credentials, options.channelOptions),
+  );
+  const clients = channels.map((c) =>
+    factory.create(QueueServiceDefinition, c, { "*": { metadata } }),
+  );
+  let turn = 0;
+  return {
+    client: () => clients[turn++ % clients.length]!,
+    close: () => {
+      for (const c of channels) c.close();
     },
   };
 }

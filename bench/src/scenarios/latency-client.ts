@@ -1,8 +1,7 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createChannel, createClient, Metadata } from "nice-grpc";
-import { QueueServiceDefinition, type LeasedTask } from "@codeq/proto";
-import { CHANNELS, TENANT } from "./grpc-rig";
+import type { LeasedTask } from "@codeq/proto";
+import { roundRobinClients } from "./grpc-rig";
 import { PacedProducer, sinceSent, withStreams, type Producer } from "./grpc-workloads";
 
 /**
@@ -96,13 +95,7 @@ const REPORT_MS = 20;
 
 async function main(config: LatencyClientConfig): Promise<void> {
   const send = (m: FromLatencyClient) => process.send!(m);
-  const metadata = new Metadata({ "x-codeq-tenant": TENANT });
-  const channels = Array.from({ length: CHANNELS }, () => createChannel(config.address));
-  const clients = channels.map((c) =>
-    createClient(QueueServiceDefinition, c, { "*": { metadata } }),
-  );
-  let turn = 0;
-  const rig = { client: () => clients[turn++ % clients.length]! };
+  const rig = roundRobinClients({ address: config.address });
   const samples: number[] = [];
   let [open, delivered, stop] = [false, 0, false];
   let result: FromLatencyClient;
@@ -139,7 +132,7 @@ async function main(config: LatencyClientConfig): Promise<void> {
   } catch (err) {
     result = { failure: err instanceof Error ? (err.stack ?? err.message) : String(err) };
   } finally {
-    for (const c of channels) c.close();
+    rig.close();
   }
   // the last message must reach the parent before the channel closes
   process.send!(result, () => process.disconnect());

@@ -2,12 +2,12 @@ import type { EngineContext } from "./engine-context";
 import { ScriptCode } from "./errors";
 import { queueId, type QueueRef } from "./keys";
 import { decodeLeaseToken, type LeaseTokenFields } from "./lease-token";
-import { nonceText, putDigits, seqText, timeText } from "./task-record";
+import { NONCE_DIGITS, nonceText, putDigits, SEQ_DIGITS, seqText, timeText } from "./task-record";
 import { ID_WIDTH } from "./task-id";
 import type { TaskState } from "./task-record";
 
 /** One ack in the ack script's packed argument. */
-const ACK_WIDTH = ID_WIDTH + 10 + 14;
+const ACK_WIDTH = ID_WIDTH + SEQ_DIGITS + NONCE_DIGITS;
 
 /** Settling one delivery as done. */
 export interface AckInput {
@@ -100,12 +100,12 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
       ctx.completedRetentionMs,
       items.length,
     ];
-    // each item: task id, lease sequence (10 digits), nonce (14 digits), in place
+    // each item: task id, lease sequence, nonce, written in place
     const packed = Buffer.allocUnsafe(items.length * ACK_WIDTH);
     const results: Array<number | Uint8Array> = [];
     items.forEach(({ token, input }, i) => {
       const at = packed.write(token.taskId, i * ACK_WIDTH, "latin1") + i * ACK_WIDTH;
-      putDigits(packed, putDigits(packed, at, token.fence, 10), token.nonce, 14);
+      putDigits(packed, putDigits(packed, at, token.fence, SEQ_DIGITS), token.nonce, NONCE_DIGITS);
       if (input.result && input.result.length > 0) results.push(i + 1, input.result);
     });
     args.push(packed, results.length / 2, ...results);

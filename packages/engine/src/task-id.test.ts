@@ -1,5 +1,4 @@
-import { TASK_ID_PATTERN, TaskIdGenerator } from "./task-id";
-import { idTime } from "./task-record";
+import { idTime, TASK_ID_PATTERN, TaskIdGenerator } from "./task-id";
 
 describe("task ids", () => {
   it("are 26 Crockford base32 characters that sort by time, and in order within one millisecond", () => {

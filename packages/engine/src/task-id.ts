@@ -61,3 +61,10 @@ export class TaskIdGenerator {
 }
 
 export const TASK_ID_PATTERN = /^[0-9A-HJKMNP-TV-Z]{26}$/;
+
+/** The creation time a task id carries (its first TIME_WIDTH characters, ULID layout). */
+export function idTime(id: string): number {
+  let t = 0;
+  for (let i = 0; i < TIME_WIDTH; i++) t = t * 32 + ALPHABET.indexOf(id[i]!);
+  return t;
+}

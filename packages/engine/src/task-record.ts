@@ -1,5 +1,6 @@
 import { invalidArgument } from "./errors";
 import type { QueueRef } from "./keys";
+import { idTime } from "./task-id";
 
 export type TaskState = "READY" | "SCHEDULED" | "LEASED" | "COMPLETED" | "DEAD";
 export type BackoffKind = "fixed" | "linear" | "exponential";
@@ -78,14 +79,6 @@ const STATE_OF_CODE = new Map(
 );
 /** The state a state string's first letter names (undefined for "" or anything else). */
 export const STATE_OF_LETTER: Readonly<Record<string, TaskState | undefined>> = STATE_OF;
-const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-/** The creation time a task id carries (its first 10 characters, ULID layout). */
-export function idTime(id: string): number {
-  let t = 0;
-  for (let i = 0; i < 10; i++) t = t * 32 + CROCKFORD.indexOf(id[i]!);
-  return t;
-}
 
 function sameBackoff(a: BackoffPolicy, b: BackoffPolicy): boolean {
   return a.kind === b.kind && a.baseMs === b.baseMs && a.maxMs === b.maxMs && a.jitter === b.jitter;
@@ -106,19 +99,24 @@ export function encodeRecord(task: TaskRecord, defaultBackoff: BackoffPolicy): s
 
 const pad = (n: number, width: number) => String(n).padStart(width, "0");
 
-/** A nonce as the state string stores it: 14 digits. */
+/** Digits of a lease sequence, a nonce and a time (ms) wherever the scripts read them. */
+export const SEQ_DIGITS = 10;
+export const NONCE_DIGITS = 14;
+const TIME_DIGITS = 13;
+
+/** A nonce as the state string stores it: NONCE_DIGITS digits. */
 export function nonceText(nonce: number): string {
-  return pad(nonce, 14);
+  return pad(nonce, NONCE_DIGITS);
 }
 
-/** A lease sequence as the state string stores it: 10 digits. */
+/** A lease sequence as the state string stores it: SEQ_DIGITS digits. */
 export function seqText(seq: number): string {
-  return pad(seq, 10);
+  return pad(seq, SEQ_DIGITS);
 }
 
-/** A time (ms) as the state string stores it: 13 digits. */
+/** A time (ms) as the state string stores it: TIME_DIGITS digits. */
 export function timeText(ms: number): string {
-  return pad(ms, 13);
+  return pad(ms, TIME_DIGITS);
 }
 
 const POWERS = Array.from({ length: 16 }, (_, i) => 10 ** i);
@@ -158,12 +156,12 @@ export function writeState(buf: Buffer, at: number, task: TaskRecord, nonce = 0)
   at = putDigits(buf, at + 1, task.priority, 1);
   at = putDigits(buf, at, task.attempts, 4);
   at = putDigits(buf, at, task.maxAttempts, 4);
-  at = putDigits(buf, at, task.leaseSeq, 10);
-  at = putDigits(buf, at, nonce, 14);
-  at = putDigits(buf, at, task.runAt, 13);
-  at = putDigits(buf, at, until ?? 0, 13);
+  at = putDigits(buf, at, task.leaseSeq, SEQ_DIGITS);
+  at = putDigits(buf, at, nonce, NONCE_DIGITS);
+  at = putDigits(buf, at, task.runAt, TIME_DIGITS);
+  at = putDigits(buf, at, until ?? 0, TIME_DIGITS);
   at = putDigits(buf, at, task.state === "LEASED" ? (task.leaseMs ?? 0) : 0, 8);
-  return putDigits(buf, at, task.updatedAt, 13);
+  return putDigits(buf, at, task.updatedAt, TIME_DIGITS);
 }
 
 /** The state string of a task: the fixed part, then its last error if any. */

@@ -15,7 +15,7 @@ export interface Cancel {
  * Not an AbortController: in Node 20 an AbortSignal is never collected by a
  * young-generation GC, so every one, its listeners and all they hold (the parked
  * waiter, its promise) went to old space, and the worker ran a full GC every second
- * or two at moderate load (docs/performance.md, "AbortSignals and the old space").
+ * or two at moderate load (docs/performance.md, "Garbage collection settings").
  */
 export class Kick implements Cancel {
   private fired = false;

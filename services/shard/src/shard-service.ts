@@ -11,7 +11,7 @@ import { countsToWire, exportedFromWire } from "@codeq/wire";
 /** What GetShardStatus reports beyond the engine and metrics. */
 export interface ShardView {
   readonly shard: string;
-  /** The last store ping answered. */
+  /** The last store ping answered and the connection has not dropped since. */
   storeReachable(): boolean;
   /** The shard map version held; 0 for a standalone shard. */
   mapVersion(): number;
