@@ -39,12 +39,21 @@ export interface RigOptions {
   readonly metadata?: Readonly<Record<string, string>>;
 }
 
+/** How `Rig.run` measures a variant: the run's window, with the run's warm-up unless told. */
+export type RunOptions = Omit<
+  MeasureOptions,
+  "warmupMs" | "durationMs" | "serverCpu" | "concurrency" | "totals"
+> & {
+  /** At least this much warm-up, s, whatever the run's own (a process that starts cold). */
+  readonly minWarmupSeconds?: number;
+};
+
 /** Clients of one address (round-robin over its channels) and the harness that measures them. */
 export interface Rig {
   client(): QueueServiceClient;
   run(
     v: Pick<VariantResult, "name" | "unit" | "shape" | "concurrency">,
-    o: Omit<MeasureOptions, "warmupMs" | "durationMs" | "serverCpu" | "concurrency" | "totals">,
+    o: RunOptions,
   ): Promise<VariantResult>;
   /** Closes the channels and the rig's redis connection. */
   close(): void;
@@ -73,11 +82,11 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
   admin.on("error", () => undefined);
   return {
     client: clients.client,
-    async run(v, o) {
+    async run(v, { minWarmupSeconds = 0, ...o }) {
       const { growth, ...m } = await measure({
         concurrency: v.concurrency,
         ...o,
-        warmupMs: ctx.options.warmupSeconds * 1000,
+        warmupMs: Math.max(ctx.options.warmupSeconds, minWarmupSeconds) * 1000,
         durationMs: ctx.options.seconds * 1000,
         serverCpu: () => redisCpuSeconds(admin),
         totals,
