@@ -11,7 +11,7 @@ import type {
   VariantResult,
 } from "../scenario";
 import { disturbed, openRig, type Rig } from "./grpc-rig";
-import { LatencyClient } from "./latency-client";
+import { startLatencyClient } from "./latency-client";
 import { streamCycles, unaryCycles, type Producer } from "./grpc-workloads";
 
 /**
@@ -69,7 +69,7 @@ async function deliveryLatency(
   const batch = Math.max(1, Math.round((rate * LATENCY_INTERVAL_MS) / 1000));
   const shape = `${via} of ${batch} tasks every ${LATENCY_INTERVAL_MS} ms (${LATENCY_SHARE * 100}% of stream peak), not waiting for answers, clients in a process of their own, warmed ≥ ${LATENCY_WARMUP_SECONDS} s; p50/p99 = enqueue→delivery`;
   const v = { name: `enqueue→delivery, ${via}`, unit: "tasks", shape, concurrency: 1 };
-  const clients = LatencyClient.start({
+  const clients = startLatencyClient({
     address,
     command,
     batch,
@@ -84,7 +84,7 @@ async function deliveryLatency(
   try {
     const m = await rig.run(v, {
       minWarmupSeconds: LATENCY_WARMUP_SECONDS,
-      units: () => clients.delivered,
+      units: () => clients.count(),
       onWindow: (open) => clients.window(open),
       cycle: async () => {
         clients.check();

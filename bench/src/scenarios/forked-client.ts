@@ -1,0 +1,146 @@
+import { fork, type ChildProcess } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
+
+/**
+ * The clients of a latency variant in a process of their own, forked from the bench,
+ * as a real producer or caller is. The bench process has just run the throughput
+ * phases: after them V8 allocates the clients' per-message objects straight in the
+ * old generation, and its pauses (scavenges of 6–11 ms) were as large a part of a
+ * measured tail as the service's (docs/performance.md, "Garbage collection settings").
+ * A fresh process has seen nothing but its own workload; it needs a few seconds of it
+ * before its code is compiled, which is why such variants warm up longer.
+ *
+ * Protocol (IPC): the parent sends `{ window: boolean }` as the measured window opens
+ * and closes, then `{ stop: true }`; the child reports its running counts every
+ * REPORT_MS, `{ failure }` on the first error, and `{ counts, result }` once stopped,
+ * then exits.
+ */
+export type ToForkedClient = { window: boolean } | { stop: true };
+export type FromForkedClient<R> =
+  { counts: number[] } | { failure: string } | { counts: number[]; result: R };
+
+/** How often the child's counts go to the parent (rates are read from them), ms. */
+const REPORT_MS = 20;
+
+/** The parent's handle on one forked client. */
+export class ForkedClient<R> {
+  /** The child's running counts (e.g. tasks delivered), as last reported. */
+  counts: readonly number[] = [];
+  private failure: string | undefined;
+  private result: ((r: R) => void) | undefined;
+  private readonly exited: Promise<void>;
+  private readonly disconnected: Promise<void>;
+
+  private constructor(private readonly child: ChildProcess) {
+    this.exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    // every message the child sent has been emitted once its channel closes
+    this.disconnected = new Promise((resolve) =>
+      child.once("disconnect", () => setImmediate(resolve)),
+    );
+    child.on("message", (m: FromForkedClient<R>) => {
+      if ("failure" in m) this.failure ??= m.failure;
+      else {
+        this.counts = m.counts;
+        if ("result" in m) this.result?.(m.result);
+      }
+    });
+  }
+
+  /**
+   * Forks `file` (a module that calls `runForkedClient` when it is the main module)
+   * with `config`; the child runs with the bench's own node flags.
+   */
+  static start<C, R>(file: string, config: C): ForkedClient<R> {
+    return new ForkedClient(fork(file, [JSON.stringify(config)], { stdio: "inherit" }));
+  }
+
+  get pid(): number | undefined {
+    return this.child.exitCode === null ? this.child.pid : undefined;
+  }
+
+  /** Count `i` as last reported (0 before the first report). */
+  count(i = 0): number {
+    return this.counts[i] ?? 0;
+  }
+
+  /** Tells the client whether its samples count (the measured window is open). */
+  window(open: boolean): void {
+    this.child.send({ window: open } satisfies ToForkedClient);
+  }
+
+  /** Throws the client's first failure. */
+  check(): void {
+    if (this.failure !== undefined) throw new Error(`forked client: ${this.failure}`);
+  }
+
+  /** Stops the client, waits until it has finished, and returns what it measured. */
+  async stop(): Promise<R> {
+    const result = new Promise<R>((resolve) => (this.result = resolve));
+    this.child.send({ stop: true } satisfies ToForkedClient);
+    const got = await Promise.race([
+      result.then((r) => ({ r })),
+      this.disconnected.then(() => undefined),
+    ]);
+    this.check();
+    if (!got) throw new Error("forked client exited without its result");
+    return got.r;
+  }
+
+  /** Kills the process if it is still running (after a failure) and waits for it. */
+  async close(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
+    await this.exited;
+  }
+}
+
+/** What a forked client's body sees of its parent. */
+export interface ForkedClientIo {
+  /** Whether the measured window is open now. */
+  readonly open: boolean;
+  /** Whether the parent has asked it to stop. */
+  readonly stopping: boolean;
+  /** Resolves after REPORT_MS, or at once when the parent asks to stop. */
+  tick(): Promise<void>;
+  /** What to report as the running counts (none until set). */
+  counts: () => number[];
+}
+
+/**
+ * The child's side: runs `body` with the config the parent passed, sends `io.counts()`
+ * every REPORT_MS, then what `body` returned (or its failure), and exits. `body`
+ * runs until `io.stopping`, checking its own work at each `io.tick()`.
+ */
+export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => Promise<R>): void {
+  const config = JSON.parse(process.argv[2]!) as C;
+  const send = (m: FromForkedClient<R>) => process.send!(m);
+  let wake: (() => void) | undefined;
+  const io: ForkedClientIo = {
+    open: false,
+    stopping: false,
+    tick: async () => {
+      await Promise.race([sleep(REPORT_MS), new Promise<void>((r) => (wake = r))]);
+    },
+    counts: () => [],
+  };
+  const state = io as { open: boolean; stopping: boolean };
+  process.on("message", (m: ToForkedClient) => {
+    if ("window" in m) state.open = m.window;
+    else {
+      state.stopping = true;
+      wake?.();
+    }
+  });
+  const reports = setInterval(() => send({ counts: io.counts() }), REPORT_MS);
+  void body(config, io)
+    .then(
+      (result) => ({ counts: io.counts(), result }),
+      (err: unknown) => ({
+        failure: err instanceof Error ? (err.stack ?? err.message) : String(err),
+      }),
+    )
+    .then((last: FromForkedClient<R>) => {
+      clearInterval(reports);
+      // the last message must reach the parent before the channel closes
+      process.send!(last, () => process.disconnect());
+    });
+}
