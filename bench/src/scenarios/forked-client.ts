@@ -15,8 +15,8 @@ import { setTimeout as sleep } from "node:timers/promises";
  * REPORT_MS, `{ failure }` on the first error, and `{ counts, result }` once stopped,
  * then exits.
  */
-export type ToForkedClient = { window: boolean } | { stop: true };
-export type FromForkedClient<R> =
+type ToForkedClient = { window: boolean } | { stop: true };
+type FromForkedClient<R> =
   { counts: number[] } | { failure: string } | { counts: number[]; result: R };
 
 /** How often the child's counts go to the parent (rates are read from them), ms. */
@@ -24,10 +24,10 @@ const REPORT_MS = 20;
 
 /** The parent's handle on one forked client. */
 export class ForkedClient<R> {
-  /** The child's running counts (e.g. tasks delivered), as last reported. */
-  counts: readonly number[] = [];
+  private counts: readonly number[] = [];
   private failure: string | undefined;
-  private result: ((r: R) => void) | undefined;
+  private result: { r: R } | undefined;
+  private stopping = false;
   private readonly exited: Promise<void>;
   private readonly disconnected: Promise<void>;
 
@@ -41,8 +41,14 @@ export class ForkedClient<R> {
       if ("failure" in m) this.failure ??= m.failure;
       else {
         this.counts = m.counts;
-        if ("result" in m) this.result?.(m.result);
+        if ("result" in m) this.result = { r: m.result };
       }
+    });
+    // a send to a child that is gone fails here, not as an uncaught exception
+    child.on("error", (err) => (this.failure ??= err.message));
+    void Promise.all([this.exited, this.disconnected]).then(() => {
+      if (!this.stopping && this.result === undefined)
+        this.failure ??= `exited early (code ${child.exitCode}, signal ${child.signalCode})`;
     });
   }
 
@@ -54,6 +60,7 @@ export class ForkedClient<R> {
     return new ForkedClient(fork(file, [JSON.stringify(config)], { stdio: "inherit" }));
   }
 
+  /** The child's PID while it runs (for its CPU). */
   get pid(): number | undefined {
     return this.child.exitCode === null ? this.child.pid : undefined;
   }
@@ -65,31 +72,32 @@ export class ForkedClient<R> {
 
   /** Tells the client whether its samples count (the measured window is open). */
   window(open: boolean): void {
-    this.child.send({ window: open } satisfies ToForkedClient);
+    this.send({ window: open });
   }
 
-  /** Throws the client's first failure. */
+  /** Throws the client's first failure, or that it exited before it was stopped. */
   check(): void {
     if (this.failure !== undefined) throw new Error(`forked client: ${this.failure}`);
   }
 
   /** Stops the client, waits until it has finished, and returns what it measured. */
   async stop(): Promise<R> {
-    const result = new Promise<R>((resolve) => (this.result = resolve));
-    this.child.send({ stop: true } satisfies ToForkedClient);
-    const got = await Promise.race([
-      result.then((r) => ({ r })),
-      this.disconnected.then(() => undefined),
-    ]);
+    this.stopping = true;
+    this.send({ stop: true });
+    await this.disconnected;
     this.check();
-    if (!got) throw new Error("forked client exited without its result");
-    return got.r;
+    if (!this.result) throw new Error("forked client exited without its result");
+    return this.result.r;
   }
 
   /** Kills the process if it is still running (after a failure) and waits for it. */
   async close(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
     await this.exited;
+  }
+
+  private send(m: ToForkedClient): void {
+    if (this.child.connected) this.child.send(m);
   }
 }
 
@@ -118,7 +126,8 @@ export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => P
     open: false,
     stopping: false,
     tick: async () => {
-      await Promise.race([sleep(REPORT_MS), new Promise<void>((r) => (wake = r))]);
+      if (!io.stopping)
+        await Promise.race([sleep(REPORT_MS), new Promise<void>((r) => (wake = r))]);
     },
     counts: () => [],
   };
@@ -131,16 +140,17 @@ export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => P
     }
   });
   const reports = setInterval(() => send({ counts: io.counts() }), REPORT_MS);
-  void body(config, io)
-    .then(
-      (result) => ({ counts: io.counts(), result }),
-      (err: unknown) => ({
-        failure: err instanceof Error ? (err.stack ?? err.message) : String(err),
-      }),
-    )
-    .then((last: FromForkedClient<R>) => {
+  void (async () => {
+    let last: FromForkedClient<R>;
+    try {
+      const result = await body(config, io);
+      last = { counts: io.counts(), result };
+    } catch (err) {
+      last = { failure: err instanceof Error ? (err.stack ?? err.message) : String(err) };
+    } finally {
       clearInterval(reports);
-      // the last message must reach the parent before the channel closes
-      process.send!(last, () => process.disconnect());
-    });
+    }
+    // the last message must reach the parent before the channel closes
+    process.send!(last, () => process.disconnect());
+  })();
 }

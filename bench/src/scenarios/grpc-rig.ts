@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   createChannel,
   createClientFactory,
@@ -10,7 +11,7 @@ import {
 import { QueueServiceDefinition, type QueueServiceClient } from "@codeq/proto";
 import { countRpcs } from "../count-rpcs";
 import { redisCpuSeconds } from "../environment";
-import { measure, type MeasureOptions } from "../measure";
+import { measure, type Cycle, type MeasureOptions } from "../measure";
 import { machineBusySeconds, processCpuSeconds } from "../process-cpu";
 import type { ScenarioContext, VariantResult } from "../scenario";
 
@@ -132,6 +133,22 @@ export function roundRobinClients(
     close: () => {
       for (const c of channels) c.close();
     },
+  };
+}
+
+/** How often the cycle of a variant whose clients count for themselves checks them, ms. */
+export const CHECK_MS = 50;
+
+/**
+ * The cycle of a variant whose clients run on their own and count its units
+ * themselves (a paced producer, a forked process): every CHECK_MS, `check` throws
+ * their first failure.
+ */
+export function checkEvery(check: () => void): Cycle {
+  return async () => {
+    check();
+    await sleep(CHECK_MS);
+    return 0;
   };
 }
 

@@ -152,14 +152,29 @@ class StreamProducer {
   }
 }
 
+/**
+ * Calls `send` every `intervalMs` until `stopped()`, open loop: intervals the loop
+ * slept through are sent at once, so the offered rate holds.
+ */
+export async function paced(
+  intervalMs: number,
+  send: () => void,
+  stopped: () => boolean,
+): Promise<void> {
+  let due = performance.now();
+  while (!stopped()) {
+    for (; due <= performance.now(); due += intervalMs) send();
+    await sleep(Math.max(0, due - performance.now()));
+  }
+}
+
 /** How a paced producer sends: a unary call per batch, or messages on one EnqueueStream. */
 export type Producer = "EnqueueBatch" | "EnqueueStream";
 
 /**
  * An open-loop producer: every `intervalMs` one batch of `batch` tasks stamped with
  * their send time, sent `via` EnqueueBatch calls or one EnqueueStream, never waiting for
- * answers, so a slow answer does not lower the offered load. Intervals the loop slept
- * through are sent at once, so the rate holds.
+ * answers, so a slow answer does not lower the offered load (see `paced`).
  */
 export class PacedProducer {
   /** Tasks sent so far. */
@@ -181,16 +196,14 @@ export class PacedProducer {
       if (this.stream) this.stream.send(items);
       else enqueue(rig.client(), items).catch((err: unknown) => (this.failure ??= { err }));
     };
-    this.done = (async () => {
-      let due = performance.now();
-      while (!this.stopped) {
-        for (; due <= performance.now(); due += intervalMs) {
-          this.sent += batch;
-          send(tasks(command, batch, stamped));
-        }
-        await sleep(Math.max(0, due - performance.now()));
-      }
-    })();
+    this.done = paced(
+      intervalMs,
+      () => {
+        this.sent += batch;
+        send(tasks(command, batch, stamped));
+      },
+      () => this.stopped,
+    );
   }
 
   /** Throws what the first refused or failed batch threw. */

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { latencyFigures, percentile } from "../measure";
@@ -11,7 +10,8 @@ import {
   type ScenarioResult,
   type VariantResult,
 } from "../scenario";
-import { cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
+import { checkEvery, cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
+import { PairedEnqueues } from "./paired-enqueues";
 import { deleteUnder, writeShardMap } from "./shard-map";
 import { PAYLOAD, streamCycles, UNARY_LOOPS, unaryCycles, type Workload } from "./grpc-workloads";
 
@@ -26,7 +26,7 @@ import { PAYLOAD, streamCycles, UNARY_LOOPS, unaryCycles, type Workload } from "
  * - enqueue 1 peak: UNARY_LOOPS loops of a one-task Enqueue, as fast as they go.
  * - enqueue 1 at LATENCY_SHARE: one-task Enqueues paced at LATENCY_SHARE of the direct
  *   peak just measured, half of it direct and half via router, in pairs sent at the
- *   same instant (so both see the same moments of the machine: a stall of the shard
+ *   same moment (so both see the same moments of the machine: a stall of the shard
  *   worker or the clients lands in both, and only what the router adds tells them
  *   apart), without waiting for answers (open loop: a slow answer does not slow the
  *   offered load); p50/p99 are per call, send to answer, and each pair's difference is
@@ -63,78 +63,6 @@ function enqueuePeak(rig: Rig, w: Workload): Promise<VariantResult> {
 }
 
 /**
- * One-task Enqueues at `rate` per second on each path, open loop: every 1000/rate ms a
- * pair, one call direct and one via router, sent at the same instant, so that both
- * see the same moments of the machine and each pair's difference is what the router
- * added to that call. Only pairs sent while both windows were open count.
- */
-class PairedEnqueues {
-  /** Per path (direct, via router): calls answered so far. */
-  readonly answered: [number, number] = [0, 0];
-  /** Per path: whether its window is open. */
-  readonly open: [boolean, boolean] = [false, false];
-  /** Per path, per counted pair: send → answer, ms. */
-  readonly latencies: [number[], number[]] = [[], []];
-  private failure: { err: unknown } | undefined;
-  private stopped = false;
-  private inFlight = 0;
-  private drained: (() => void) | undefined;
-  private readonly done: Promise<void>;
-
-  constructor(
-    private readonly rigs: Pair<Rig>,
-    private readonly commands: Pair<string>,
-    rate: number,
-  ) {
-    const interval = 1000 / rate;
-    this.done = (async () => {
-      let due = performance.now();
-      while (!this.stopped) {
-        // intervals the loop slept through are sent at once, so the offered rate holds
-        for (; due <= performance.now(); due += interval) this.sendPair();
-        await sleep(Math.max(0, due - performance.now()));
-      }
-    })();
-  }
-
-  private sendPair(): void {
-    const pair = this.open[0] && this.open[1] ? this.latencies[0].push(NaN) - 1 : -1;
-    if (pair >= 0) this.latencies[1].push(NaN);
-    const sent = performance.now();
-    for (const path of [0, 1] as const) {
-      this.inFlight++;
-      this.rigs[path]
-        .client()
-        .enqueue({ command: this.commands[path], payload: PAYLOAD })
-        .then(() => {
-          this.answered[path]++;
-          if (pair >= 0) this.latencies[path][pair] = performance.now() - sent;
-        })
-        .catch((err: unknown) => (this.failure ??= { err }))
-        .finally(() => {
-          if (--this.inFlight === 0) this.drained?.();
-        });
-    }
-  }
-
-  /** Throws what the first failed call threw. */
-  check(): void {
-    if (this.failure) throw this.failure.err;
-  }
-
-  /** Stops sending and waits for every answer. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    await this.done;
-    if (this.inFlight > 0) await new Promise<void>((resolve) => (this.drained = resolve));
-    this.check();
-  }
-}
-
-/** How often the bench process checks the paced pairs for a failure, ms. */
-const CHECK_MS = 50;
-
-/**
  * The latency pair: `rate` one-task Enqueues a second on each path at once (see
  * PairedEnqueues); p50/p99 are per call, and `added` is each pair's via − direct.
  */
@@ -144,7 +72,7 @@ async function enqueueLatency(
   rate: number,
 ): Promise<{ variants: Pair<VariantResult>; added: number[] }> {
   const pairs = new PairedEnqueues(rigs, ["BENCH_LATENCY_DIRECT", "BENCH_LATENCY_ROUTER"], rate);
-  const shape = `Enqueue 1 task at ${Math.round(rate)}/s on each path, a direct and a via-router call sent at the same instant every ${(1000 / rate).toFixed(1)} ms (together ${LATENCY_SHARE * 100}% of direct peak), not waiting for answers; p50/p99 per call`;
+  const shape = `Enqueue 1 task at ${Math.round(rate)}/s on each path, a direct and a via-router call started together every ${(1000 / rate).toFixed(1)} ms (together ${LATENCY_SHARE * 100}% of direct peak), not waiting for answers; p50/p99 per call`;
   try {
     const measured = await Promise.all(
       ([0, 1] as const).map((path) =>
@@ -153,17 +81,14 @@ async function enqueueLatency(
           {
             units: () => pairs.answered[path],
             onWindow: (open) => (pairs.open[path] = open),
-            cycle: async () => {
-              pairs.check();
-              await sleep(CHECK_MS);
-              return 0;
-            },
+            cycle: checkEvery(() => pairs.check()),
           },
         ),
       ),
     );
     await pairs.stop();
     const [direct, via] = pairs.latencies;
+    if (direct.length === 0) throw new Error(`${names[1]}: no pair was sent in the window`);
     const added = via.map((v, i) => v - direct[i]!);
     const [d, v] = measured.map((m, path) => ({
       ...m,

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { latencyFigures } from "../measure";
@@ -10,7 +9,7 @@ import type {
   ScenarioResult,
   VariantResult,
 } from "../scenario";
-import { disturbed, openRig, type Rig } from "./grpc-rig";
+import { checkEvery, disturbed, openRig, type Rig } from "./grpc-rig";
 import { startLatencyClient } from "./latency-client";
 import { streamCycles, unaryCycles, type Producer } from "./grpc-workloads";
 
@@ -52,11 +51,9 @@ const SUSTAINED_SHARE = 0.9;
  * JIT compiles their per-message code for about the first 4 s at this rate (on a
  * background thread, taking a core from the four busy processes); a window opened after
  * the run's usual 1 s measured that warm-up, not the queue (docs/performance.md,
- * "Warm-up of the latency clients").
+ * "Warm-up of the latency clients"). Counted from the fork, start-up included.
  */
 const LATENCY_WARMUP_SECONDS = 5;
-/** How often the bench process checks a latency client for a failure, ms. */
-const CHECK_MS = 50;
 
 async function deliveryLatency(
   ctx: ScenarioContext,
@@ -86,11 +83,7 @@ async function deliveryLatency(
       minWarmupSeconds: LATENCY_WARMUP_SECONDS,
       units: () => clients.count(),
       onWindow: (open) => clients.window(open),
-      cycle: async () => {
-        clients.check();
-        await sleep(CHECK_MS);
-        return 0;
-      },
+      cycle: checkEvery(() => clients.check()),
     });
     return { ...m, ...latencyFigures(await clients.stop()) };
   } finally {
