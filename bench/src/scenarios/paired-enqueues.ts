@@ -18,7 +18,8 @@ export class PairedEnqueues {
   readonly latencies: [number[], number[]] = [[], []];
   private failure: { err: unknown } | undefined;
   private stopped = false;
-  private sent = 0;
+  /** Pairs sent so far. */
+  private pairs = 0;
   private inFlight = 0;
   private drained: (() => void) | undefined;
   private readonly done: Promise<void>;
@@ -38,7 +39,7 @@ export class PairedEnqueues {
   private sendPair(): void {
     const pair = this.open[0] && this.open[1] ? this.latencies[0].push(NaN) - 1 : -1;
     if (pair >= 0) this.latencies[1].push(NaN);
-    const order = this.sent++ % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const);
+    const order = this.pairs++ % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const);
     for (const path of order) {
       const sent = performance.now();
       this.inFlight++;

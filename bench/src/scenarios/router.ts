@@ -73,8 +73,9 @@ async function enqueueLatency(
 ): Promise<{ variants: Pair<VariantResult>; added: number[] }> {
   const pairs = new PairedEnqueues(rigs, ["BENCH_LATENCY_DIRECT", "BENCH_LATENCY_ROUTER"], rate);
   const shape = `Enqueue 1 task at ${Math.round(rate)}/s on each path, a direct and a via-router call started together every ${(1000 / rate).toFixed(1)} ms (together ${LATENCY_SHARE * 100}% of direct peak), not waiting for answers; p50/p99 per call`;
+  let measured: VariantResult[];
   try {
-    const measured = await Promise.all(
+    measured = await Promise.all(
       ([0, 1] as const).map((path) =>
         rigs[path].run(
           { name: names[path], unit: "tasks", shape, concurrency: 1 },
@@ -86,18 +87,19 @@ async function enqueueLatency(
         ),
       ),
     );
-    await pairs.stop();
-    const [direct, via] = pairs.latencies;
-    if (direct.length === 0) throw new Error(`${names[1]}: no pair was sent in the window`);
-    const added = via.map((v, i) => v - direct[i]!);
-    const [d, v] = measured.map((m, path) => ({
-      ...m,
-      ...latencyFigures(path === 0 ? direct : via),
-    }));
-    return { variants: [d!, v!], added };
   } finally {
+    // every answer is in before the latencies are read, or before a failure is thrown
     await pairs.stop().catch(() => undefined);
   }
+  pairs.check();
+  const [direct, via] = pairs.latencies;
+  if (direct.length === 0) throw new Error(`${names[1]}: no pair was sent in the window`);
+  const added = via.map((v, i) => v - direct[i]!);
+  const [d, v] = measured.map((m, path) => ({
+    ...m,
+    ...latencyFigures(path === 0 ? direct : via),
+  }));
+  return { variants: [d!, v!], added };
 }
 
 /**
