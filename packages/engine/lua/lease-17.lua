@@ -20,4 +20,5 @@ Returns, compact for the client (one element per task, plus the sparse extras):
     then every delivered task's payload, in order }
 ]]
 -- @include "lease-ready"
-return leaseReady(KEYS, ARGV)
+local out = leaseReady(KEYS, ARGV)
+return out

@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { scriptSources } from "./script-loader";
 
 describe("Lua scripts", () => {
@@ -45,6 +47,17 @@ describe("Lua scripts", () => {
       // keys are only ever KEYS[i]: no string concatenation into a redis.call key position
       expect(code).not.toMatch(/redis\.call\('[A-Z]+',\s*[^K'][^,)]*\.\./);
     }
+  });
+
+  it("call only the commands docs/storage.md lists as supported by KVRocks", () => {
+    const doc = readFileSync(path.join(__dirname, "../../../docs/storage.md"), "utf8");
+    const line = /- Commands used: `([^`]+)`/.exec(doc)?.[1] ?? "";
+    const listed = new Set(line.match(/\b[A-Z]{3,}\b/g));
+    const used = new Set(
+      scripts.flatMap((s) => [...s.lua.matchAll(/redis\.call\('([A-Z]+)'/g)].map((m) => m[1]!)),
+    );
+    expect([...used].filter((c) => !listed.has(c))).toEqual([]);
+    expect(used.size).toBeGreaterThan(10);
   });
 
   it("expand each include once", () => {

@@ -1,9 +1,15 @@
--- enqueueBatch(KEYS, ARGV): the enqueue script's work (enqueue-17.lua documents the
--- layout); returns its reply. ARGV may carry more values after the enqueue's own
--- (enqueue-lease-19.lua appends the lease's), which it does not read.
+-- enqueueBatch(KEYS, ARGV, handoff): the enqueue script's work (enqueue-17.lua
+-- documents the layout); returns its reply. ARGV may carry more values after the
+-- enqueue's own (enqueue-lease-19.lua appends the lease's), which it does not read.
+-- With `handoff` (enqueue-lease-19.lua, only when the queue has nothing ready and
+-- nothing due), up to handoff.max of the new READY tasks, highest priority first and
+-- FIFO within a priority (the order a lease takes them in), are stored LEASED under
+-- handoff's nonce, deadline, lease duration and time instead of being listed as
+-- ready; their ids, states, records and payloads are appended to handoff.ids,
+-- .states, .records and .payloads, and handoff.left is set to the ready tasks left.
 -- @include "task-state"
 -- @include "lower-due"
-local function enqueueBatch(KEYS, ARGV)
+local function enqueueBatch(KEYS, ARGV, handoff)
   local now = tonumber(ARGV[1])
   local qid = ARGV[2]
   local window = tonumber(ARGV[3])
@@ -28,6 +34,8 @@ local function enqueueBatch(KEYS, ARGV)
   local records, states, payloads, scheduled = {}, {}, {}, {}
   local byPriority = {}
   local seen, pending = {}, {}
+  -- a new task's item number, and (for a handoff) where its state is in `states`
+  local itemAt = {}
   for i = 1, n do
     local id = ids[i]
     local state = string.sub(packed, (i - 1) * 107 + 27, i * 107)
@@ -47,6 +55,7 @@ local function enqueueBatch(KEYS, ARGV)
       pending[id] = state
       states[#states + 1] = id
       states[#states + 1] = state
+      itemAt[id] = i
       payloads[#payloads + 1] = id
       payloads[#payloads + 1] = ARGV[5 + i]
       if recordOf[i] then
@@ -73,6 +82,38 @@ local function enqueueBatch(KEYS, ARGV)
         list[#list + 1] = id
       end
     end
+  end
+  if handoff then
+    -- states[2k] is the state of item itemAt[states[2k - 1]]
+    local stateAt = {}
+    for j = 1, #states, 2 do stateAt[states[j]] = j + 1 end
+    local left = 0
+    for p = 10, 1, -1 do
+      local list = byPriority[p]
+      if list then
+        local keep = {}
+        for _, id in ipairs(list) do
+          local at = stateAt[id]
+          local s = states[at]
+          -- attempts left (a new task always has; the lease dead-letters one that has not)
+          if #handoff.ids < handoff.max and string.sub(s, 3, 6) < string.sub(s, 7, 10) then
+            local leased = leasedState(s, handoff.nonce, handoff.deadline, handoff.leaseText, handoff.nowText)
+            states[at] = leased
+            local i = itemAt[id]
+            local n = #handoff.ids + 1
+            handoff.ids[n] = id
+            handoff.states[n] = leased
+            handoff.records[n] = recordOf[i]
+            handoff.payloads[n] = ARGV[5 + i]
+          else
+            keep[#keep + 1] = id
+          end
+        end
+        left = left + #keep
+        byPriority[p] = #keep > 0 and keep or nil
+      end
+    end
+    handoff.left = left
   end
   if #states > 0 then
     redis.call('HSET', KEYS[2], unpack(states))

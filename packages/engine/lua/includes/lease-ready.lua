@@ -1,8 +1,35 @@
 -- leaseReady(KEYS, ARGV): the lease script's work (lease-17.lua documents the
--- layout); returns its reply.
+-- layout); returns its reply, and whether the queue's ready lists were read to the
+-- end (fewer than the maximum ids were in them: they are empty now).
 -- @include "task-state"
 -- @include "promote-due"
 -- @include "lower-due"
+
+-- leaseReply(ids, states, records, payloads): lease-17.lua's reply for the delivered
+-- tasks: their ids, LEASED states, and (by task number, nil where none) records and
+-- payloads.
+local function leaseReply(ids, states, records, payloads)
+  local fixed, errors, extra = {}, {}, {}
+  for i = 1, #ids do
+    local s = states[i]
+    fixed[i] = ids[i] .. string.sub(s, 1, 81)
+    if #s > 81 then
+      errors[#errors + 1] = i
+      errors[#errors + 1] = string.sub(s, 82)
+    end
+    if records[i] then
+      extra[#extra + 1] = i
+      extra[#extra + 1] = records[i]
+    end
+  end
+  local out = { table.concat(fixed), #errors / 2 }
+  for i = 1, #errors do out[#out + 1] = errors[i] end
+  out[#out + 1] = #extra / 2
+  for i = 1, #extra do out[#out + 1] = extra[i] end
+  for i = 1, #ids do out[#out + 1] = payloads[i] or '' end
+  return out
+end
+
 local function leaseReady(KEYS, ARGV)
   local now = tonumber(ARGV[1])
   local nowText = ARGV[1]
@@ -25,7 +52,8 @@ local function leaseReady(KEYS, ARGV)
       for i = 1, #got do ids[#ids + 1] = got[i] end
     end
   end
-  if #ids == 0 then return {} end
+  local drained = #ids < max
+  if #ids == 0 then return {}, drained end
 
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
   local writes, inflight, dead, delivered, deliveredStates = {}, {}, {}, {}, {}
@@ -49,10 +77,7 @@ local function leaseReady(KEYS, ARGV)
         dead[#dead + 1] = now
         dead[#dead + 1] = id
       else
-        -- one format call for both counters (each number Lua formats costs)
-        encoded = 'L' .. string.sub(s, 2, 2)
-          .. string.format('%04d%s%010d', tonumber(att) + 1, string.sub(s, 7, 10), tonumber(string.sub(s, 11, 20)) + 1)
-          .. nonce .. string.sub(s, 35, 47) .. deadline .. leaseText .. nowText .. string.sub(s, 82)
+        encoded = leasedState(s, nonce, deadline, leaseText, nowText)
         inflight[#inflight + 1] = deadline
         inflight[#inflight + 1] = id
         delivered[#delivered + 1] = id
@@ -64,28 +89,10 @@ local function leaseReady(KEYS, ARGV)
   end
   if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
   if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
-  if #delivered == 0 then return {} end
+  if #delivered == 0 then return {}, drained end
   redis.call('ZADD', KEYS[5], unpack(inflight))
   lowerDue(KEYS[7], qid, tonumber(deadline))
   local records = redis.call('HMGET', KEYS[1], unpack(delivered))
   local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
-  local fixed, errors, extra = {}, {}, {}
-  for i = 1, #delivered do
-    local s = deliveredStates[i]
-    fixed[i] = delivered[i] .. string.sub(s, 1, 81)
-    if #s > 81 then
-      errors[#errors + 1] = i
-      errors[#errors + 1] = string.sub(s, 82)
-    end
-    if records[i] then
-      extra[#extra + 1] = i
-      extra[#extra + 1] = records[i]
-    end
-  end
-  local out = { table.concat(fixed), #errors / 2 }
-  for i = 1, #errors do out[#out + 1] = errors[i] end
-  out[#out + 1] = #extra / 2
-  for i = 1, #extra do out[#out + 1] = extra[i] end
-  for i = 1, #delivered do out[#out + 1] = payloads[i] or '' end
-  return out
+  return leaseReply(delivered, deliveredStates, records, payloads), drained
 end

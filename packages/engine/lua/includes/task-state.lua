@@ -27,6 +27,23 @@ local function formatState(x)
     x.runAt, x.untilAt, x.lms, x.upd) .. x.err
 end
 
+-- leasedState(s, nonce, deadline, leaseText, nowText): READY state `s` delivered now:
+-- LEASED, one more attempt and lease sequence, this delivery's nonce, its deadline
+-- (13 digits), lease duration (8 digits) and time (13 digits); the rest kept. A
+-- task's first delivery (no attempt, no lease yet) needs no number formatted; else
+-- one format call for both counters (each number Lua formats costs).
+local function leasedState(s, nonce, deadline, leaseText, nowText)
+  local counters
+  if string.sub(s, 3, 6) == '0000' and string.sub(s, 11, 20) == '0000000000' then
+    counters = '0001' .. string.sub(s, 7, 10) .. '0000000001'
+  else
+    counters = string.format('%04d%s%010d', tonumber(string.sub(s, 3, 6)) + 1, string.sub(s, 7, 10),
+      tonumber(string.sub(s, 11, 20)) + 1)
+  end
+  return 'L' .. string.sub(s, 2, 2) .. counters .. nonce .. string.sub(s, 35, 47) .. deadline .. leaseText .. nowText
+    .. string.sub(s, 82)
+end
+
 -- holds(s, seq, nonce): true when the state string is LEASED under exactly this
 -- delivery (seq: 10 digits, nonce: 14 digits, as the token carries them padded).
 local function holds(s, seq, nonce)

@@ -58,6 +58,58 @@ describe("enqueue-lease-19.lua", () => {
     expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 1, leased: 1 });
   });
 
+  it("on a queue with nothing ready, leases the batch's own tasks by priority and lists only the rest", async () => {
+    const { engine, clock } = await fx().engine();
+    const { outcomes, deliveries, readyLeft } = await engine.enqueueAndLease(
+      Q,
+      [
+        { payload: payload("low") },
+        { payload: payload("high"), priority: 9 },
+        { payload: payload("mid"), priority: 7 },
+        { payload: payload("low2") },
+        { payload: payload("mid2"), priority: 7 },
+      ],
+      { max: 3, leaseMs: 10_000 },
+    );
+    expect(deliveries.map((d) => d.task.payload.toString())).toEqual(["high", "mid", "mid2"]);
+    for (const d of deliveries) {
+      expect(d.task).toMatchObject({
+        state: "LEASED",
+        attempts: 1,
+        leaseSeq: 1,
+        runAt: clock.now(),
+      });
+      expect(d.deadline).toBe(clock.now() + 10_000);
+    }
+    // exactly what is left, not an upper bound: the ready lists were empty before
+    expect(readyLeft).toBe(2);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 2, leased: 3 });
+    const rest = await engine.lease(Q, LEASE);
+    expect(rest.map((d) => d.task.id)).toEqual([outcomes[0]!.id, outcomes[3]!.id]);
+    // handed-over leases are on the reaper's index like any other: they expire, and
+    // their tokens are then stale
+    clock.advance(10_001);
+    expect(await engine.reap(Q, 100)).toEqual({ reaped: 3, dead: 0 });
+    expect(await engine.stats(Q)).toMatchObject({ leased: 2 });
+    expect(
+      (await engine.ack(deliveries.map((d) => ({ token: d.token })))).map((a) => a.code),
+    ).toEqual([-2, -2, -2]);
+  });
+
+  it("promotes a due scheduled task first, even when nothing is ready", async () => {
+    const { engine, clock } = await fx().engine();
+    const [due] = await seed(engine, 1, { delayMs: 1_000, priority: 9 }, Q, "due");
+    clock.advance(1_000);
+    const { outcomes, deliveries, readyLeft } = await engine.enqueueAndLease(
+      Q,
+      [{ payload: payload("new") }],
+      { max: 1, leaseMs: 10_000 },
+    );
+    expect(deliveries.map((d) => d.task.id)).toEqual([due]);
+    expect(readyLeft).toBe(1);
+    expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([outcomes[0]!.id]);
+  });
+
   it("refuses a bad lease ask before storing anything", async () => {
     const { engine } = await fx().engine();
     await expect(
