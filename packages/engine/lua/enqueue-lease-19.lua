@@ -34,7 +34,7 @@ if #due == 0 and redis.call('EXISTS', unpack(KEYS, 8, 17)) == 0 then
 end
 local enqueued = enqueueBatch(KEYS, ARGV, handoff)
 local leased, left
-if handoff then
+if handoff and handoff.taken then
   left = handoff.left
   leased = {}
   if #handoff.ids > 0 then

@@ -6,7 +6,10 @@
 -- FIFO within a priority (the order a lease takes them in), are stored LEASED under
 -- handoff's nonce, deadline, lease duration and time instead of being listed as
 -- ready; their ids, states, records and payloads are appended to handoff.ids,
--- .states, .records and .payloads, and handoff.left is set to the ready tasks left.
+-- .states, .records and .payloads, handoff.left is set to the ready tasks left, and
+-- handoff.taken to true. A batch the lease would treat otherwise (a new task with no
+-- attempt left, which it dead-letters, or one scheduled at or before now, which it
+-- promotes) is stored as without `handoff`, and handoff.taken stays false.
 -- @include "task-state"
 -- @include "lower-due"
 local function enqueueBatch(KEYS, ARGV, handoff)
@@ -67,6 +70,10 @@ local function enqueueBatch(KEYS, ARGV, handoff)
         redis.call('ZADD', KEYS[5], now + window, key[2])
       end
       codes[i] = '0'
+      if handoff and (string.sub(state, 3, 6) >= string.sub(state, 7, 10)
+          or (string.byte(state, 1) == 83 and tonumber(string.sub(state, 35, 47)) <= now)) then
+        handoff = nil -- the general path's lease decides (see above)
+      end
       if string.byte(state, 1) == 83 then -- 'S'
         local runAt = string.sub(state, 35, 47)
         scheduled[#scheduled + 1] = runAt
@@ -94,17 +101,15 @@ local function enqueueBatch(KEYS, ARGV, handoff)
         local keep = {}
         for _, id in ipairs(list) do
           local at = stateAt[id]
-          local s = states[at]
-          -- attempts left (a new task always has; the lease dead-letters one that has not)
-          if #handoff.ids < handoff.max and string.sub(s, 3, 6) < string.sub(s, 7, 10) then
-            local leased = leasedState(s, handoff.nonce, handoff.deadline, handoff.leaseText, handoff.nowText)
-            states[at] = leased
-            local i = itemAt[id]
-            local n = #handoff.ids + 1
-            handoff.ids[n] = id
-            handoff.states[n] = leased
-            handoff.records[n] = recordOf[i]
-            handoff.payloads[n] = ARGV[5 + i]
+          if #handoff.ids < handoff.max then
+            local leasedAs = leasedState(states[at], handoff.nonce, handoff.deadline, handoff.leaseText, handoff.nowText)
+            states[at] = leasedAs
+            local item = itemAt[id]
+            local k = #handoff.ids + 1
+            handoff.ids[k] = id
+            handoff.states[k] = leasedAs
+            handoff.records[k] = recordOf[item]
+            handoff.payloads[k] = ARGV[5 + item]
           else
             keep[#keep + 1] = id
           end
@@ -114,6 +119,7 @@ local function enqueueBatch(KEYS, ARGV, handoff)
       end
     end
     handoff.left = left
+    handoff.taken = true
   end
   if #states > 0 then
     redis.call('HSET', KEYS[2], unpack(states))

@@ -110,6 +110,56 @@ describe("enqueue-lease-19.lua", () => {
     expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([outcomes[0]!.id]);
   });
 
+  it("delivers an older ready task of any priority before the batch", async () => {
+    for (let priority = 0; priority <= 9; priority++) {
+      const { engine } = await fx().engine();
+      const [older] = await seed(engine, 1, { priority }, Q, "older");
+      const { outcomes, deliveries, readyLeft } = await engine.enqueueAndLease(
+        Q,
+        [{ payload: payload("new") }],
+        { max: 1, leaseMs: 10_000 },
+      );
+      expect({ priority, delivered: deliveries.map((d) => d.task.id) }).toEqual({
+        priority,
+        delivered: [older],
+      });
+      expect(readyLeft).toBe(1);
+      expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([outcomes[0]!.id]);
+    }
+  });
+
+  it("hands over each task with its own payload and record, past a duplicate in the batch", async () => {
+    const { engine } = await fx().engine();
+    const first = await engine.enqueueAndLease(
+      Q,
+      [{ payload: payload("a"), idempotencyKey: "k1" }],
+      {
+        max: 1,
+        leaseMs: 10_000,
+      },
+    );
+    expect(first.deliveries[0]!.task).toMatchObject({ idemKey: "k1" });
+    const { outcomes, deliveries, readyLeft } = await engine.enqueueAndLease(
+      Q,
+      [
+        { payload: payload("again"), idempotencyKey: "k1" },
+        { payload: payload("x"), headers: { h: "1" } },
+        { payload: payload("y"), priority: 3, idempotencyKey: "k2" },
+        { payload: payload("z") },
+      ],
+      { max: 2, leaseMs: 10_000 },
+    );
+    expect(outcomes.map((o) => o.duplicate)).toEqual([true, false, false, false]);
+    expect(
+      deliveries.map((d) => [d.task.payload.toString(), d.task.headers, d.task.idemKey]),
+    ).toEqual([
+      ["y", undefined, "k2"],
+      ["x", { h: "1" }, undefined],
+    ]);
+    expect(readyLeft).toBe(1);
+    expect((await engine.lease(Q, LEASE)).map((d) => d.task.payload.toString())).toEqual(["z"]);
+  });
+
   it("refuses a bad lease ask before storing anything", async () => {
     const { engine } = await fx().engine();
     await expect(
