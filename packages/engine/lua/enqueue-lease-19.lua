@@ -25,7 +25,7 @@ local leaseArgs = {}
 for i = #ARGV - 6, #ARGV do leaseArgs[#leaseArgs + 1] = ARGV[i] end
 local nowText, qid, deadline = leaseArgs[1], leaseArgs[2], leaseArgs[7]
 -- Nothing ready and nothing due: what the lease would take is the batch's own ready
--- tasks, so they are stored leased (handoff) rather than listed, then read back.
+-- tasks, so they are stored leased (handoff) rather than listed and read back.
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', tonumber(nowText), 'LIMIT', 0, 1)
 local handoff
 if #due == 0 and redis.call('EXISTS', unpack(KEYS, 8, 17)) == 0 then
