@@ -31,8 +31,12 @@ export function serviceEntry(service: "shard" | "router"): string {
  *   objects straight in the old generation once a burst of slow calls made their
  *   allocation sites look long-lived; that doubled how fast the old generation
  *   filled.
- * - `--max-semi-space-size=32`: a young generation twice the default, so half as
- *   many scavenges (their cost is what survives, not what died).
+ * - `--max-semi-space-size=8`: a young generation half the default. A scavenge here
+ *   costs about what was allocated since the last one (sweeping young ArrayBuffers,
+ *   weak handles, the parallel phase's start), little of which survives, so more
+ *   and smaller scavenges pause for less each: the shard worker at 13.5k tasks/s
+ *   pauses 0.9 ms (p90 1.3–1.6) every 65 ms, against 1.6–2.1 ms (p90 2.8–3.8)
+ *   every 245 ms at 32 MB, with the same CPU (docs/performance.md, session 11).
  *
  * `CODEQ_SERVICE_NODE_FLAGS` replaces them (space-separated; empty for V8's
  * defaults), e.g. to measure a change of settings side by side.
@@ -40,7 +44,7 @@ export function serviceEntry(service: "shard" | "router"): string {
 export const SERVICE_NODE_FLAGS: readonly string[] = [
   "--initial-old-space-size=256",
   "--no-allocation-site-pretenuring",
-  "--max-semi-space-size=32",
+  "--max-semi-space-size=8",
 ];
 
 /** The flags services start with: `CODEQ_SERVICE_NODE_FLAGS` if set, else SERVICE_NODE_FLAGS. */
