@@ -51,7 +51,7 @@ async function main(): Promise<void> {
       `codeQ bench: node ${env.node}, redis-server ${env.redisServer} (pid ${server.pid}, port ${server.port}), ` +
         `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant\n` +
         `loopback round trip between two processes: ${env.roundTrip.latencyP50Micros} µs p50, ${env.roundTrip.cpuMicros} µs of CPU (each message the services handle pays for such wake-ups)\n` +
-        `node flags: bench ${flagList(env.benchNodeFlags)}; services ${flagList(env.serviceNodeFlags)}`,
+        `node flags: bench ${flagList(env.benchNodeFlags)}; services and forked clients ${flagList(env.serviceNodeFlags)}`,
     );
     const results = new Map<string, ScenarioResult>();
     for (const name of args.scenarios) {

@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { serviceNodeFlags } from "@codeq/local-cluster";
 
 /**
  * The clients of a latency variant in a process of their own, forked from the bench,
@@ -8,7 +9,10 @@ import { setTimeout as sleep } from "node:timers/promises";
  * old generation, and its pauses (scavenges of 6–11 ms) were as large a part of a
  * measured tail as the service's (docs/performance.md, "Garbage collection settings").
  * A fresh process has seen nothing but its own workload; it needs a few seconds of it
- * before its code is compiled, which is why such variants warm up longer.
+ * before its code is compiled, which is why such variants warm up longer. It runs
+ * with the services' V8 settings (`serviceNodeFlags`): with Node's default young
+ * generation its own scavenges paused twice as long, and a client's pause is in the
+ * latency it measures (docs/performance.md, session 11).
  *
  * Protocol (IPC): the parent sends `{ window: boolean }` as the measured window opens
  * and closes, then `{ stop: true }`; the child reports its running counts every
@@ -54,10 +58,12 @@ export class ForkedClient<R> {
 
   /**
    * Forks `file` (a module that calls `runForkedClient` when it is the main module)
-   * with `config`; the child runs with the bench's own node flags.
+   * with `config`; the child runs with the bench's node flags and the services' V8
+   * settings.
    */
   static start<C, R>(file: string, config: C): ForkedClient<R> {
-    return new ForkedClient(fork(file, [JSON.stringify(config)], { stdio: "inherit" }));
+    const execArgv = [...process.execArgv, ...serviceNodeFlags()];
+    return new ForkedClient(fork(file, [JSON.stringify(config)], { stdio: "inherit", execArgv }));
   }
 
   /** The child's PID while it runs (for its CPU). */
