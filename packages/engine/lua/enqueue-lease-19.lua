@@ -38,13 +38,7 @@ if handoff and handoff.taken then
   left = handoff.left
   leased = {}
   if #handoff.ids > 0 then
-    local inflight = {}
-    for i = 1, #handoff.ids do
-      inflight[#inflight + 1] = deadline
-      inflight[#inflight + 1] = handoff.ids[i]
-    end
-    redis.call('ZADD', KEYS[18], unpack(inflight))
-    lowerDue(KEYS[6], qid, tonumber(deadline))
+    indexLeases(KEYS[18], KEYS[6], qid, handoff.ids, deadline)
     leased = leaseReply(handoff.ids, handoff.states, handoff.records, handoff.payloads)
   end
 else

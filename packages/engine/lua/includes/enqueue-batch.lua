@@ -37,8 +37,8 @@ local function enqueueBatch(KEYS, ARGV, handoff)
   local records, states, payloads, scheduled = {}, {}, {}, {}
   local byPriority = {}
   local seen, pending = {}, {}
-  -- a new task's item number, and (for a handoff) where its state is in `states`
-  local itemAt = {}
+  -- with a handoff: each new task's item number and where its state is in `states`
+  local itemAt, stateAt = {}, {}
   for i = 1, n do
     local id = ids[i]
     local state = string.sub(packed, (i - 1) * 107 + 27, i * 107)
@@ -58,7 +58,10 @@ local function enqueueBatch(KEYS, ARGV, handoff)
       pending[id] = state
       states[#states + 1] = id
       states[#states + 1] = state
-      itemAt[id] = i
+      if handoff then
+        itemAt[id] = i
+        stateAt[id] = #states
+      end
       payloads[#payloads + 1] = id
       payloads[#payloads + 1] = ARGV[5 + i]
       if recordOf[i] then
@@ -91,9 +94,6 @@ local function enqueueBatch(KEYS, ARGV, handoff)
     end
   end
   if handoff then
-    -- states[2k] is the state of item itemAt[states[2k - 1]]
-    local stateAt = {}
-    for j = 1, #states, 2 do stateAt[states[j]] = j + 1 end
     local left = 0
     for p = 10, 1, -1 do
       local list = byPriority[p]

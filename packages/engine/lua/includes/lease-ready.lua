@@ -30,6 +30,19 @@ local function leaseReply(ids, states, records, payloads)
   return out
 end
 
+-- indexLeases(leasedKey, dueKey, qid, ids, deadline): puts leases just made on the
+-- reaper's index (the queue's `leased` set, by deadline) and brings the shard's due
+-- index for the queue forward to that deadline.
+local function indexLeases(leasedKey, dueKey, qid, ids, deadline)
+  local inflight = {}
+  for i = 1, #ids do
+    inflight[#inflight + 1] = deadline
+    inflight[#inflight + 1] = ids[i]
+  end
+  redis.call('ZADD', leasedKey, unpack(inflight))
+  lowerDue(dueKey, qid, tonumber(deadline))
+end
+
 local function leaseReady(KEYS, ARGV)
   local now = tonumber(ARGV[1])
   local nowText = ARGV[1]
@@ -56,7 +69,7 @@ local function leaseReady(KEYS, ARGV)
   if #ids == 0 then return {}, drained end
 
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
-  local writes, inflight, dead, delivered, deliveredStates = {}, {}, {}, {}, {}
+  local writes, dead, delivered, deliveredStates = {}, {}, {}, {}
   local seen = {}
   for i = 1, #ids do
     local id = ids[i]
@@ -78,8 +91,6 @@ local function leaseReady(KEYS, ARGV)
         dead[#dead + 1] = id
       else
         encoded = leasedState(s, nonce, deadline, leaseText, nowText)
-        inflight[#inflight + 1] = deadline
-        inflight[#inflight + 1] = id
         delivered[#delivered + 1] = id
         deliveredStates[#delivered] = encoded
       end
@@ -90,8 +101,7 @@ local function leaseReady(KEYS, ARGV)
   if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
   if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
   if #delivered == 0 then return {}, drained end
-  redis.call('ZADD', KEYS[5], unpack(inflight))
-  lowerDue(KEYS[7], qid, tonumber(deadline))
+  indexLeases(KEYS[5], KEYS[7], qid, delivered, deadline)
   local records = redis.call('HMGET', KEYS[1], unpack(delivered))
   local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
   return leaseReply(delivered, deliveredStates, records, payloads), drained
