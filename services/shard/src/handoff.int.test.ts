@@ -16,16 +16,19 @@ async function calls(worker: ShardWorker, operation: string): Promise<number> {
  * Holds the worker's next enqueue-lease calls (the real ones, run when released) so
  * a test can act while a handoff is in flight.
  */
-function holdHandoffs(worker: ShardWorker): { release(): void } {
+function holdHandoffs(worker: ShardWorker): { held(): number; release(): void } {
   const engine = worker.engine;
   const real = engine.enqueueAndLease.bind(engine);
   let open!: () => void;
   const gate = new Promise<void>((resolve) => (open = resolve));
+  let held = 0;
   engine.enqueueAndLease = async (...args) => {
+    held++;
     await gate;
     return real(...args);
   };
   return {
+    held: () => held,
     release() {
       engine.enqueueAndLease = real;
       open();
@@ -63,7 +66,7 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     const stream = await parkedStream([tenant], command, credits);
     const hold = holdHandoffs(fx.worker);
     const enqueued = fx.client(tenant).enqueue({ command });
-    await eventually(async () => fx.worker.notifier.waitingOn({ command, tenant }) === 0);
+    await eventually(async () => hold.held() === 1);
     return { stream, hold, enqueued };
   }
 
@@ -126,6 +129,49 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     expect((await stream.next())!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
     expect(await calls(fx.worker, "enqueue_lease")).toBe(handoffs + 1);
     stream.close();
+  });
+
+  it("enqueues that arrive together each hand off to one parked stream while its credits last", async () => {
+    // max_batch 2 and 4 credits: two handoffs of 2 fit, a third enqueue finds none set aside
+    const stream = await parkedStream(["t-many"], "MANY", 4, { maxBatch: 2 });
+    const [leases, plain] = [await calls(fx.worker, "lease"), await calls(fx.worker, "enqueue")];
+    const hold = holdHandoffs(fx.worker);
+    const first = fx.client("t-many").enqueue({ command: "MANY" });
+    const second = fx.client("t-many").enqueue({ command: "MANY" });
+    await eventually(async () => hold.held() === 2);
+    // the stream is still parked, its credits all set aside
+    expect(fx.worker.notifier.waitingOn({ command: "MANY", tenant: "t-many" })).toBe(1);
+    const third = await fx.client("t-many").enqueue({ command: "MANY" });
+    expect(await calls(fx.worker, "enqueue")).toBe(plain + 1);
+    hold.release();
+    const ids = [(await first).taskId, (await second).taskId, third.taskId];
+    const got: string[] = [];
+    while (got.length < 3) got.push(...(await stream.next())!.tasks!.tasks.map((t) => t.task!.id));
+    expect(got.sort()).toEqual([...ids].sort());
+    // the handoffs each used one of their two credits; with them back, the stream leased the third
+    expect(await calls(fx.worker, "lease")).toBe(leases + 1);
+    stream.close();
+  });
+
+  it("concurrent handoffs take parked streams in turn", async () => {
+    // each handoff sets 2 of a stream's 10 credits aside
+    const a = await parkedStream(["t-turn"], "TURN", 10, { maxBatch: 2 });
+    const b = await parkedStream(["t-turn"], "TURN", 10, { maxBatch: 2 });
+    const hold = holdHandoffs(fx.worker);
+    const sent = [1, 2, 3, 4].map(() => fx.client("t-turn").enqueue({ command: "TURN" }));
+    await eventually(async () => hold.held() === 4);
+    hold.release();
+    await Promise.all(sent);
+    const count = async (s: StreamDriver) => {
+      let n = 0;
+      while (n < 2) n += (await s.next())!.tasks!.tasks.length;
+      return n;
+    };
+    expect([await count(a), await count(b)]).toEqual([2, 2]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(a.pending + b.pending).toBe(0);
+    a.close();
+    b.close();
   });
 
   it("a stream waiting for credits gets those a handoff did not use", async () => {

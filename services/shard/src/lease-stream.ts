@@ -5,7 +5,7 @@ import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
 import { Kick } from "./kick";
-import type { Taker, Topic } from "./notifier";
+import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, toServerError } from "./status";
 import { deliveryToWire } from "@codeq/wire";
@@ -168,8 +168,12 @@ export class LeaseStreamSession implements Taker {
     }
   }
 
+  get available(): number {
+    return this.credits;
+  }
+
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
-  reserve(): { max: number; leaseMs: number } | undefined {
+  reserve(): Reservation | undefined {
     const max = Math.min(this.credits, this.maxBatch);
     if (!this.ask || max <= 0 || this.ended.signal.aborted) return undefined;
     this.credits -= max;
@@ -178,9 +182,10 @@ export class LeaseStreamSession implements Taker {
 
   /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */
   deliver(deliveries: readonly Delivery[], reserved: number): void {
+    const before = this.credits;
     this.credits += reserved - deliveries.length;
-    // credits back: the pump may be waiting for credits rather than parked on the queue
-    if (reserved > deliveries.length) this.kick.fire();
+    // credits back: the pump may be waiting for them (still parked, it needs no kick)
+    if (before === 0 && this.credits > 0) this.kick.fire();
     if (deliveries.length === 0) return;
     if (this.ended.signal.aborted) {
       this.core

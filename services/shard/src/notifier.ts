@@ -8,17 +8,23 @@ export function topicKey(topic: Topic): string {
   return "queue" in topic ? `q:${queueId(topic.queue)}` : `c:${topic.command}`;
 }
 
+/** What one handoff may lease for its taker: at most `max` tasks, for `leaseMs`. */
+export interface Reservation {
+  readonly max: number;
+  readonly leaseMs: number;
+}
+
 /**
  * A parked waiter that can take tasks straight from an enqueue (a stream): the shard
  * worker then stores a batch and leases from it in one call, instead of waking the
- * waiter to lease in a second one.
+ * waiter to lease in a second one. It stays parked during a handoff, so enqueues that
+ * arrive together each hand off to it while its credits last.
  */
 export interface Taker {
-  /**
-   * Sets aside up to this many of its credits for one handoff and says how to lease
-   * them; undefined when it can take none now.
-   */
-  reserve(): { readonly max: number; readonly leaseMs: number } | undefined;
+  /** Credits not set aside: how many tasks it would take if woken now. */
+  readonly available: number;
+  /** Sets aside credits for one handoff; undefined when it can take none now. */
+  reserve(): Reservation | undefined;
   /** The handoff's deliveries (maybe none); the reservation's unused credits come back. */
   deliver(deliveries: readonly Delivery[], reserved: number): void;
 }
@@ -31,10 +37,10 @@ interface Waiter {
   readonly taker?: Taker;
 }
 
-/** A waiter claimed for a handoff: out of the notifier until `wake` sends it back to its loop. */
+/** A waiter claimed for a handoff, and the credits it set aside for it. */
 export interface Claimed {
   readonly taker: Taker;
-  readonly wake: () => void;
+  readonly reserved: Reservation;
 }
 
 /**
@@ -47,7 +53,8 @@ export interface Claimed {
  * version has not moved since; so a notification between its lease and its
  * parking is never lost. `notify(queue, n)` wakes waiters, oldest first, until their
  * capacities cover the n tasks: one stream with 500 credits takes a batch of 100
- * alone, and a thousand idle streams are not stampeded by one enqueue.
+ * alone, and a thousand idle streams are not stampeded by one enqueue. A stream's
+ * capacity is its credits at the time (handoffs set some aside while it is parked).
  */
 export class Notifier {
   private readonly versions = new Map<string, number>();
@@ -72,24 +79,27 @@ export class Notifier {
         if (covered >= n) return;
         this.remove(waiter);
         waiter.wake();
-        covered += Math.max(1, waiter.capacity);
+        covered += waiter.taker ? waiter.taker.available : Math.max(1, waiter.capacity);
       }
     }
   }
 
   /**
    * The oldest waiter on `queue` (or on every tenant of its command) that can take a
-   * handoff, taken out of the notifier without waking it and without bumping any
-   * version: the caller leases for it and wakes it once it has delivered.
+   * handoff now, with the credits it set aside for it. It is neither woken nor taken
+   * out (no version moves): it stays parked, last in line for the next claim, and the
+   * caller leases for it and delivers.
    */
   claim(queue: QueueRef): Claimed | undefined {
     for (const key of [topicKey({ queue }), topicKey({ command: queue.command })]) {
       const set = this.waiters.get(key);
       if (!set) continue;
       for (const waiter of set) {
-        if (!waiter.taker) continue;
+        const reserved = waiter.taker?.reserve();
+        if (!reserved) continue;
         this.remove(waiter);
-        return { taker: waiter.taker, wake: waiter.wake };
+        this.add(waiter);
+        return { taker: waiter.taker!, reserved };
       }
     }
     return undefined;
@@ -136,11 +146,7 @@ export class Notifier {
       const waiter: Waiter = { topics: topics.map(topicKey), capacity, wake: done, taker };
       const timer = Number.isFinite(timeoutMs) ? setTimeout(done, timeoutMs) : undefined;
       signal.addEventListener("abort", onAbort, { once: true });
-      for (const key of waiter.topics) {
-        let set = this.waiters.get(key);
-        if (!set) this.waiters.set(key, (set = new Set()));
-        set.add(waiter);
-      }
+      this.add(waiter);
     });
   }
 
@@ -157,6 +163,14 @@ export class Notifier {
     const all = new Set<Waiter>();
     for (const set of this.waiters.values()) for (const w of set) all.add(w);
     return all.size;
+  }
+
+  private add(waiter: Waiter): void {
+    for (const key of waiter.topics) {
+      let set = this.waiters.get(key);
+      if (!set) this.waiters.set(key, (set = new Set()));
+      set.add(waiter);
+    }
   }
 
   private remove(waiter: Waiter): void {

@@ -140,18 +140,16 @@ export class QueueCore {
    */
   private async store(queue: QueueRef, specs: TaskSpec[]): Promise<EnqueueOutcome[]> {
     const claimed = this.notifier.claim(queue);
-    const ask = claimed?.taker.reserve();
+    if (!claimed) {
+      const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
+      const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
+      if (ready > 0) this.notifier.notify(queue, ready);
+      return out;
+    }
     let deliveries: readonly Delivery[] = [];
     try {
-      if (!claimed || !ask) {
-        claimed?.wake();
-        const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
-        const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
-        if (ready > 0) this.notifier.notify(queue, ready);
-        return out;
-      }
       const done = await this.metrics.time("enqueue_lease", () =>
-        this.engine.enqueueAndLease(queue, specs, ask),
+        this.engine.enqueueAndLease(queue, specs, claimed.reserved),
       );
       deliveries = done.deliveries;
       this.delivered(deliveries);
@@ -163,10 +161,7 @@ export class QueueCore {
       this.notifier.notify(queue, specs.length);
       throw err;
     } finally {
-      if (claimed && ask) {
-        claimed.taker.deliver(deliveries, ask.max);
-        claimed.wake();
-      }
+      claimed.taker.deliver(deliveries, claimed.reserved.max);
     }
   }
 
