@@ -90,7 +90,7 @@ export class QueueEngine {
         "00000000000000000000000000",
         now,
         this.ctx.limits,
-        specs.length > 1 ? `tasks[${i}]` : "task",
+        specs.length > 1 ? i : "task",
       ),
     );
   }

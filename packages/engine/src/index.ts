@@ -19,6 +19,7 @@ export {
   encodeLeaseToken,
   decodeLeaseToken,
   leaseTokenShard,
+  leaseTokenQueue,
   type LeaseTokenFields,
 } from "./lease-token";
 export { TaskIdGenerator, TASK_ID_PATTERN } from "./task-id";

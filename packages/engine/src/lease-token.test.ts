@@ -1,4 +1,9 @@
-import { decodeLeaseToken, encodeLeaseToken, leaseTokenShard } from "./lease-token";
+import {
+  decodeLeaseToken,
+  encodeLeaseToken,
+  leaseTokenQueue,
+  leaseTokenShard,
+} from "./lease-token";
 
 describe("lease tokens", () => {
   const fields = {
@@ -35,5 +40,17 @@ describe("lease tokens", () => {
     ];
     for (const t of bad) expect(decodeLeaseToken(t)).toBeUndefined();
     expect(leaseTokenShard("garbage")).toBeUndefined();
+  });
+
+  it("reads the command and tenant of every well-formed token as the full decode does", () => {
+    const names = ["a", "SEND_EMAIL", "x.y-z_9", "Q".repeat(128)];
+    for (const command of names)
+      for (const tenant of names) {
+        const token = encodeLeaseToken({ ...fields, command, tenant });
+        const full = decodeLeaseToken(token)!;
+        expect(leaseTokenQueue(token)).toEqual({ command: full.command, tenant: full.tenant });
+      }
+    for (const t of ["", "c1", "c1~b", "c1~b~CMD", "c2~b~CMD~acme~rest", "garbage"])
+      expect(leaseTokenQueue(t)).toBeUndefined();
   });
 });

@@ -1,4 +1,5 @@
 import { NAME, SHARD_ID } from "@codeq/common";
+import type { QueueRef } from "./keys";
 
 /**
  * Lease tokens are opaque to clients. Inside:
@@ -41,6 +42,23 @@ export function decodeLeaseToken(token: string): LeaseTokenFields | undefined {
   const nonce = parseInt(m[6]!, 36);
   if (nonce >= NONCE_LIMIT) return undefined;
   return { shard: m[1]!, command: m[2]!, tenant: m[3]!, taskId: m[4]!, fence: Number(m[5]), nonce };
+}
+
+/**
+ * The command and tenant a token names, read without checking the rest (what an
+ * ownership check needs before the settle verifies the whole token). Names cannot
+ * hold the separator, so for a well-formed token these are exactly its fields.
+ */
+export function leaseTokenQueue(token: string): QueueRef | undefined {
+  if (!token.startsWith(VERSION + SEP)) return undefined;
+  const shardEnd = token.indexOf(SEP, VERSION.length + 1);
+  const commandEnd = shardEnd < 0 ? -1 : token.indexOf(SEP, shardEnd + 1);
+  const tenantEnd = commandEnd < 0 ? -1 : token.indexOf(SEP, commandEnd + 1);
+  if (tenantEnd < 0) return undefined;
+  return {
+    command: token.slice(shardEnd + 1, commandEnd),
+    tenant: token.slice(commandEnd + 1, tenantEnd),
+  };
 }
 
 /** The shard a token names, without parsing the rest (what a router needs). */

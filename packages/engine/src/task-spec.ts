@@ -57,61 +57,57 @@ export function checkName(field: string, value: string): void {
 }
 
 /**
+ * Names the item a message is about: a string as given ("task"), or an index into a
+ * batch (3 → "tasks[3]"), which costs no string until a message needs one.
+ */
+export type ItemName = string | number;
+
+const itemName = (where: ItemName) => (typeof where === "number" ? `tasks[${where}]` : where);
+
+function refuse(where: ItemName, message: string): never {
+  throw invalidArgument(`${itemName(where)}: ${message}`);
+}
+
+/**
  * Validates a spec and builds the record the enqueue script stores. `where` prefixes
- * every message (e.g. "tasks[3]") so a caller knows which item to fix.
+ * every message (e.g. "tasks[3]", or 3 for it) so a caller knows which item to fix.
+ * Called once per task on the enqueue path: it allocates the record and nothing else
+ * unless the spec has a backoff or headers of its own.
  */
 export function buildRecord(
   spec: TaskSpec,
   id: string,
   now: number,
   limits: TaskLimits,
-  where = "task",
+  where: ItemName = "task",
 ): TaskRecord {
-  const fail = (message: string): never => {
-    throw invalidArgument(`${where}: ${message}`);
-  };
   const priority = spec.priority ?? 0;
   if (!isInt(priority, 0, PRIORITIES - 1))
-    fail(`priority must be an integer 0..9, got ${priority}`);
-  const payload = spec.payload ?? new Uint8Array(0);
-  if (payload.length > limits.payloadCapBytes) {
+    refuse(where, `priority must be an integer 0..9, got ${priority}`);
+  const payloadBytes = spec.payload?.length ?? 0;
+  if (payloadBytes > limits.payloadCapBytes) {
     throw new EngineError(
       "RESOURCE_EXHAUSTED",
-      `${where}: payload is ${payload.length} bytes; the cap is ${limits.payloadCapBytes}`,
+      `${itemName(where)}: payload is ${payloadBytes} bytes; the cap is ${limits.payloadCapBytes}`,
     );
   }
-  if (spec.delayMs && spec.runAtMs) fail("set delayMs or runAtMs, not both");
+  if (spec.delayMs && spec.runAtMs) refuse(where, "set delayMs or runAtMs, not both");
   if (spec.delayMs !== undefined && !isInt(spec.delayMs, 0, MAX_DELAY_MS))
-    fail(`delayMs must be 0..${MAX_DELAY_MS}`);
+    refuse(where, `delayMs must be 0..${MAX_DELAY_MS}`);
   if (spec.runAtMs !== undefined && !isInt(spec.runAtMs, 0, now + MAX_DELAY_MS))
-    fail("runAtMs must be a time within 365 days");
+    refuse(where, "runAtMs must be a time within 365 days");
   const maxAttempts = spec.maxAttempts || limits.defaultMaxAttempts;
-  if (!isInt(maxAttempts, 1, 1000)) fail(`maxAttempts must be 1..1000, got ${maxAttempts}`);
-  const backoff = { ...limits.defaultBackoff, ...spec.backoff };
-  if (!KINDS.has(backoff.kind)) fail(`backoff.kind must be fixed, linear or exponential`);
-  if (!isInt(backoff.baseMs, 0, MAX_BACKOFF_MS))
-    fail(`backoff.baseMs must be 0..${MAX_BACKOFF_MS}`);
-  if (!isInt(backoff.maxMs, backoff.baseMs, MAX_BACKOFF_MS))
-    fail(`backoff.maxMs must be baseMs..${MAX_BACKOFF_MS}`);
+  if (!isInt(maxAttempts, 1, 1000))
+    refuse(where, `maxAttempts must be 1..1000, got ${maxAttempts}`);
+  const backoff = spec.backoff ? checkBackoff(spec.backoff, limits, where) : limits.defaultBackoff;
   const idemKey = spec.idempotencyKey || undefined;
   if (
     idemKey !== undefined &&
     (Buffer.byteLength(idemKey) > 256 || /[\u0000-\u001f]/.test(idemKey))
   ) {
-    fail("idempotencyKey must be at most 256 bytes without control characters");
+    refuse(where, "idempotencyKey must be at most 256 bytes without control characters");
   }
-  const headers =
-    spec.headers && Object.keys(spec.headers).length > 0 ? { ...spec.headers } : undefined;
-  if (headers) {
-    const entries = Object.entries(headers);
-    if (entries.length > MAX_HEADERS) fail(`at most ${MAX_HEADERS} headers, got ${entries.length}`);
-    for (const [key, value] of entries) {
-      if (key.length === 0 || Buffer.byteLength(key) > 128)
-        fail(`header names must be 1..128 bytes`);
-      if (typeof value !== "string" || Buffer.byteLength(value) > 4096)
-        fail(`header ${key}: values must be strings of at most 4096 bytes`);
-    }
-  }
+  const headers = spec.headers ? checkHeaders(spec.headers, where) : undefined;
   const runAt = spec.delayMs ? now + spec.delayMs : Math.max(spec.runAtMs ?? now, now);
   const record: TaskRecord = {
     id,
@@ -120,12 +116,7 @@ export function buildRecord(
     maxAttempts,
     attempts: 0,
     leaseSeq: 0,
-    backoff: {
-      kind: backoff.kind,
-      baseMs: backoff.baseMs,
-      maxMs: backoff.maxMs,
-      jitter: !!backoff.jitter,
-    },
+    backoff,
     createdAt: now,
     updatedAt: now,
     state: runAt > now ? "SCHEDULED" : "READY",
@@ -135,18 +126,56 @@ export function buildRecord(
   return record;
 }
 
+/** A spec's backoff over the default, checked; a policy of its own. */
+function checkBackoff(
+  given: Partial<BackoffPolicy>,
+  limits: TaskLimits,
+  where: ItemName,
+): BackoffPolicy {
+  const backoff = { ...limits.defaultBackoff, ...given };
+  if (!KINDS.has(backoff.kind)) refuse(where, `backoff.kind must be fixed, linear or exponential`);
+  if (!isInt(backoff.baseMs, 0, MAX_BACKOFF_MS))
+    refuse(where, `backoff.baseMs must be 0..${MAX_BACKOFF_MS}`);
+  if (!isInt(backoff.maxMs, backoff.baseMs, MAX_BACKOFF_MS))
+    refuse(where, `backoff.maxMs must be baseMs..${MAX_BACKOFF_MS}`);
+  return {
+    kind: backoff.kind,
+    baseMs: backoff.baseMs,
+    maxMs: backoff.maxMs,
+    jitter: !!backoff.jitter,
+  };
+}
+
+/** A copy of a spec's headers, checked; undefined when there are none. */
+function checkHeaders(
+  given: Readonly<Record<string, string>>,
+  where: ItemName,
+): Record<string, string> | undefined {
+  const entries = Object.entries(given);
+  if (entries.length === 0) return undefined;
+  if (entries.length > MAX_HEADERS)
+    refuse(where, `at most ${MAX_HEADERS} headers, got ${entries.length}`);
+  for (const [key, value] of entries) {
+    if (key.length === 0 || Buffer.byteLength(key) > 128)
+      refuse(where, `header names must be 1..128 bytes`);
+    if (typeof value !== "string" || Buffer.byteLength(value) > 4096)
+      refuse(where, `header ${key}: values must be strings of at most 4096 bytes`);
+  }
+  return { ...given };
+}
+
 /**
  * Validates one task of `command` exactly as an enqueue would, without an engine
  * (a router checks a whole batch before splitting it across shards). `where`
- * names the item in the message, e.g. "tasks[3]".
+ * names the item in the message, e.g. "tasks[3]" (or 3).
  */
 export function checkTask(
   command: string,
   spec: TaskSpec,
   limits: TaskLimits,
   now: number,
-  where = "task",
+  where: ItemName = "task",
 ): void {
-  checkName(`${where}.command`, command);
+  if (!NAME_PATTERN.test(command)) checkName(`${itemName(where)}.command`, command);
   buildRecord(spec, "00000000000000000000000000", now, limits, where);
 }

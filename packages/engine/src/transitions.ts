@@ -74,13 +74,7 @@ async function store(
   const now = ctx.clock.now();
   const k = ctx.keys(queue);
   const records = specs.map((spec, i) =>
-    buildRecord(
-      spec,
-      ctx.ids.next(now),
-      now,
-      ctx.limits,
-      specs.length > 1 ? `tasks[${i}]` : "task",
-    ),
+    buildRecord(spec, ctx.ids.next(now), now, ctx.limits, specs.length > 1 ? i : "task"),
   );
   const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
   // enqueue-lease-19.lua: the lease's two keys come before the idempotency keys

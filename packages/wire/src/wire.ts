@@ -68,6 +68,29 @@ export function specFromWire(req: EnqueueRequest): TaskSpec {
   return spec;
 }
 
+/**
+ * Shared parts of the tasks a shard worker pushes, which are only ever encoded: no
+ * empty object, buffer or backoff per task (each a young object, the buffer also an
+ * ArrayBuffer the scavenger has to sweep). The backoff is kept for the last policy
+ * seen, which is the engine's one default object for most tasks.
+ */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+const NO_RESULT = Buffer.alloc(0);
+let lastBackoff: { policy: StoredTask["backoff"]; wire: Task["backoff"] } | undefined;
+
+function backoffToWire(policy: StoredTask["backoff"]): Task["backoff"] {
+  if (lastBackoff?.policy !== policy) {
+    const wire = Object.freeze({
+      kind: KIND_TO_WIRE[policy.kind],
+      baseMs: policy.baseMs,
+      maxMs: policy.maxMs,
+      jitter: policy.jitter,
+    });
+    lastBackoff = { policy, wire };
+  }
+  return lastBackoff.wire;
+}
+
 export function taskToWire(task: StoredTask): Task {
   return {
     id: task.id,
@@ -78,19 +101,14 @@ export function taskToWire(task: StoredTask): Task {
     runAtMs: task.runAt,
     maxAttempts: task.maxAttempts,
     attempts: task.attempts,
-    backoff: {
-      kind: KIND_TO_WIRE[task.backoff.kind],
-      baseMs: task.backoff.baseMs,
-      maxMs: task.backoff.maxMs,
-      jitter: task.backoff.jitter,
-    },
+    backoff: backoffToWire(task.backoff),
     idempotencyKey: task.idemKey ?? "",
-    headers: task.headers ?? {},
+    headers: task.headers ?? (NO_HEADERS as Record<string, string>),
     createdAtMs: task.createdAt,
     updatedAtMs: task.updatedAt,
     state: STATE[task.state],
     lastError: task.lastError ?? "",
-    result: task.result ?? Buffer.alloc(0),
+    result: task.result ?? NO_RESULT,
     shard: task.shard,
     leaseDeadlineMs: task.leaseDeadline ?? 0,
   };

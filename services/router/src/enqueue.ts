@@ -28,7 +28,7 @@ export function checkBatch(tasks: readonly EnqueueRequest[], limits: TaskLimits)
     );
   const now = Date.now();
   try {
-    tasks.forEach((t, i) => checkTask(t.command, specFromWire(t), limits, now, `tasks[${i}]`));
+    tasks.forEach((t, i) => checkTask(t.command, specFromWire(t), limits, now, i));
   } catch (err) {
     if (err instanceof EngineError) throw new ServerError(err.status, err.message);
     throw err;

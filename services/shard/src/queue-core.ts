@@ -1,6 +1,7 @@
 import { ServerError, Status } from "nice-grpc";
 import {
   itemStatus,
+  leaseTokenQueue,
   ScriptCode,
   type Delivery,
   type EnqueueOutcome,
@@ -317,9 +318,13 @@ export class QueueCore {
     for (const { queue, n } of ready.values()) this.notifier.notify(queue, n);
   }
 
-  /** A lease token of the caller's tenant, or of a command it serves for every tenant. */
+  /**
+   * A lease token of the caller's tenant, or of a command it serves for every tenant.
+   * Only the two names are read here: the settle verifies the whole token (a malformed
+   * one is NOT_FOUND there too).
+   */
   private owns(identity: Identity, token: string): boolean {
-    const t = this.engine.decodeToken(token);
+    const t = leaseTokenQueue(token);
     return !!t && (t.tenant === identity.tenant || servesAllTenants(identity, t.command));
   }
 
