@@ -1,3 +1,4 @@
+import { Status } from "nice-grpc";
 import type { ShardWorker } from "./shard-worker";
 import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
 
@@ -203,5 +204,48 @@ describe("an enqueue hands its tasks to a parked stream", () => {
       const { total } = await fx.client("t-gone").queueStats({ command: "GONE" });
       return total?.ready === 1 && total.leased === 0;
     });
+  });
+
+  it("a stream whose credits are all set aside does not stand in for a long poll behind it", async () => {
+    // the stream's 2 credits go to a held handoff; then a long poll parks behind it
+    const { stream, hold, enqueued } = await handoffInFlight("t-poll", "POLL", 2);
+    const queue = { command: "POLL", tenant: "t-poll" };
+    const poll = fx.client("t-poll").lease({ commands: ["POLL"], maxTasks: 1, waitMs: 20_000 });
+    await eventually(async () => fx.worker.notifier.waitingOn(queue) === 2);
+    // a plain enqueue (no stream can take it) wakes the long poll, well before its wait ends
+    const sent = Date.now();
+    const { taskId } = await fx.client("t-poll").enqueue({ command: "POLL" });
+    expect((await poll).tasks.map((t) => t.task!.id)).toEqual([taskId]);
+    expect(Date.now() - sent).toBeLessThan(10_000);
+    hold.release();
+    await enqueued;
+    expect((await stream.next())!.tasks!.tasks).toHaveLength(1);
+    stream.close();
+  });
+
+  it("a stream that ends with two handoffs in flight releases what both hand it", async () => {
+    const stream = await parkedStream(["t-gone2"], "GONE2", 4, { maxBatch: 2 });
+    const hold = holdHandoffs(fx.worker);
+    const sent = [1, 2].map(() => fx.client("t-gone2").enqueue({ command: "GONE2" }));
+    await eventually(async () => hold.held() === 2);
+    const open = await fx.worker.metrics.streamsOpen();
+    stream.close();
+    await eventually(async () => (await fx.worker.metrics.streamsOpen()) < open);
+    expect(fx.worker.notifier.waitingOn({ command: "GONE2", tenant: "t-gone2" })).toBe(0);
+    hold.release();
+    await Promise.all(sent);
+    await eventually(async () => {
+      const { total } = await fx.client("t-gone2").queueStats({ command: "GONE2" });
+      return total?.ready === 2 && total.leased === 0;
+    });
+  });
+
+  it("credits set aside for a handoff still count against the stream's credit cap", async () => {
+    // the cap is 10,000: a handoff sets 100 aside, 9,900 stay; 100 more would exceed it
+    const { stream, hold, enqueued } = await handoffInFlight("t-cap", "CAP", 10_000);
+    stream.send({ credits: 100 });
+    await expect(stream.next()).rejects.toMatchObject({ code: Status.RESOURCE_EXHAUSTED });
+    hold.release();
+    await enqueued;
   });
 });

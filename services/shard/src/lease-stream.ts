@@ -27,6 +27,8 @@ export class LeaseStreamSession implements Taker {
   private ask: LeaseAsk | undefined;
   private topics: Topic[] = [];
   private credits = 0;
+  /** Credits set aside for handoffs in flight (still granted: they count against the cap). */
+  private reserved = 0;
   private rotation = 0;
   private maxBatch = 100;
   /**
@@ -106,7 +108,7 @@ export class LeaseStreamSession implements Taker {
       throw invalid("subscribe is allowed only in the first LeaseStream message");
     }
     if (req.credits > 0) {
-      if (this.credits + req.credits > this.core.config.maxStreamCredits) {
+      if (this.credits + this.reserved + req.credits > this.core.config.maxStreamCredits) {
         throw new ServerError(
           Status.RESOURCE_EXHAUSTED,
           `credits outstanding may not exceed ${this.core.config.maxStreamCredits}`,
@@ -177,14 +179,17 @@ export class LeaseStreamSession implements Taker {
     const max = Math.min(this.credits, this.maxBatch);
     if (!this.ask || max <= 0 || this.ended.signal.aborted) return undefined;
     this.credits -= max;
+    this.reserved += max;
     return { max, leaseMs: this.ask.leaseMs };
   }
 
   /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */
   deliver(deliveries: readonly Delivery[], reserved: number): void {
     const before = this.credits;
+    this.reserved -= reserved;
     this.credits += reserved - deliveries.length;
-    // credits back: the pump may be waiting for them (still parked, it needs no kick)
+    // credits back to a stream that had none: its pump waits for them, or stayed parked
+    // while announcements passed it by (the kick has it look at the queue again)
     if (before === 0 && this.credits > 0) this.kick.fire();
     if (deliveries.length === 0) return;
     if (this.ended.signal.aborted) {

@@ -1,4 +1,4 @@
-import { Notifier } from "./notifier";
+import { Notifier, type Taker } from "./notifier";
 
 const q = { command: "C", tenant: "t" };
 const never = new AbortController().signal;
@@ -8,6 +8,25 @@ const settled = async (p: Promise<void>) => {
   await new Promise((r) => setImmediate(r));
   return done;
 };
+
+/** A stream-like taker with `credits`, setting aside `batch` per handoff. */
+function taker(credits: number, batch: number): Taker & { credits: number } {
+  return {
+    credits,
+    get available() {
+      return this.credits;
+    },
+    reserve() {
+      const max = Math.min(this.credits, batch);
+      if (max <= 0) return undefined;
+      this.credits -= max;
+      return { max, leaseMs: 30_000 };
+    },
+    deliver(deliveries, reserved) {
+      this.credits += reserved - deliveries.length;
+    },
+  };
+}
 
 describe("Notifier", () => {
   it("wakes a parked waiter on notify, and never parks one that missed a notification", async () => {
@@ -65,5 +84,35 @@ describe("Notifier", () => {
     expect(await settled(aborted)).toBe(true);
     await n.wait([{ queue: q }], 0, never, 5);
     expect(n.parked).toBe(0);
+  });
+
+  it("claims parked takers in turn, leaving them parked, while their credits last", async () => {
+    const n = new Notifier();
+    const seen = n.version([{ queue: q }]);
+    const [a, b] = [taker(4, 2), taker(2, 2)];
+    const parkedA = n.wait([{ queue: q }], seen, never, Infinity, 4, a);
+    const parkedB = n.wait([{ queue: q }], seen, never, Infinity, 2, b);
+    const claims = [n.claim(q), n.claim(q), n.claim(q), n.claim(q)];
+    expect(claims.map((c) => c && (c.taker === a ? "a" : "b"))).toEqual(["a", "b", "a", undefined]);
+    expect(claims.map((c) => c?.reserved.max)).toEqual([2, 2, 2, undefined]);
+    // nobody was woken and no version moved
+    expect([await settled(parkedA), await settled(parkedB)]).toEqual([false, false]);
+    expect(n.version([{ queue: q }])).toBe(seen);
+    expect(n.parked).toBe(2);
+  });
+
+  it("does not wake a taker with no credits available, nor count it, on notify or the safety net", async () => {
+    const n = new Notifier();
+    const seen = n.version([{ queue: q }]);
+    const spent = taker(2, 2);
+    const stream = n.wait([{ queue: q }], seen, never, Infinity, 2, spent);
+    n.claim(q); // both credits set aside
+    const poll = n.wait([{ queue: q }], seen, never, 60_000, 1);
+    n.notify(q, 1);
+    expect([await settled(stream), await settled(poll)]).toEqual([false, true]);
+    n.wakeOnePerTopic();
+    expect(await settled(stream)).toBe(false);
+    // the version moved: once its credits are back, the stream's pump leases
+    expect(n.version([{ queue: q }])).not.toBe(seen);
   });
 });

@@ -54,7 +54,8 @@ export interface Claimed {
  * parking is never lost. `notify(queue, n)` wakes waiters, oldest first, until their
  * capacities cover the n tasks: one stream with 500 credits takes a batch of 100
  * alone, and a thousand idle streams are not stampeded by one enqueue. A stream's
- * capacity is its credits at the time (handoffs set some aside while it is parked).
+ * capacity is its credits at the time (handoffs set some aside while it is parked);
+ * one with none left is not woken, since its pump leases again when they come back.
  */
 export class Notifier {
   private readonly versions = new Map<string, number>();
@@ -77,6 +78,9 @@ export class Notifier {
       if (!set) continue;
       for (const waiter of set) {
         if (covered >= n) return;
+        // a stream whose credits are all set aside for handoffs stays parked: it could
+        // take nothing now, and it leases when they come back (its version has moved)
+        if (waiter.taker && waiter.taker.available === 0) continue;
         this.remove(waiter);
         waiter.wake();
         covered += waiter.taker ? waiter.taker.available : Math.max(1, waiter.capacity);
@@ -107,15 +111,17 @@ export class Notifier {
 
   /**
    * The safety-net re-wake: bumps the version of every topic that has waiters and
-   * wakes one waiter of each, so it leases again even if it saw the queue empty.
+   * wakes one waiter of each that could take a task now, so it leases again even if
+   * it saw the queue empty.
    */
   wakeOnePerTopic(): void {
     for (const [key, set] of [...this.waiters.entries()]) {
       this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
-      const first = set.values().next();
-      if (!first.done) {
-        this.remove(first.value);
-        first.value.wake();
+      for (const waiter of set) {
+        if (waiter.taker && waiter.taker.available === 0) continue;
+        this.remove(waiter);
+        waiter.wake();
+        break;
       }
     }
   }
