@@ -13,7 +13,15 @@ import {
 import { checkEvery, cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
 import { PairedEnqueues } from "./paired-enqueues";
 import { deleteUnder, writeShardMap } from "./shard-map";
-import { PAYLOAD, streamCycles, UNARY_LOOPS, unaryCycles, type Workload } from "./grpc-workloads";
+import { deliveryLatency } from "./delivery-latency";
+import {
+  PAYLOAD,
+  streamCycles,
+  UNARY_LOOPS,
+  unaryCycles,
+  type Producer,
+  type Workload,
+} from "./grpc-workloads";
 
 /**
  * What the router costs (issue 5's benchmark): one shard worker on the run's
@@ -31,6 +39,10 @@ import { PAYLOAD, streamCycles, UNARY_LOOPS, unaryCycles, type Workload } from "
  *   apart), without waiting for answers (open loop: a slow answer does not slow the
  *   offered load); p50/p99 are per call, send to answer, and each pair's difference is
  *   what the router added to that call (an info figure beside the check).
+ * - enqueue→delivery at DELIVERY_SHARE of the direct stream peak: the shard scenario's
+ *   latency variants (a paced producer, EnqueueStream or EnqueueBatch, and stream
+ *   workers, in a process of their own), direct then via router: what the router adds
+ *   end to end when it carries a task both ways, beside other calls (info figures).
  *
  * The router's CPU is read from /proc at both edges of each window, with the RPCs the
  * clients made in it (a unary call is one; on a stream each message sent or received).
@@ -44,6 +56,8 @@ const THROUGHPUT_TARGET = 0.85;
 const LATENCY_SHARE = 0.25;
 /** The issue's bound on the p99 the router adds at moderate load, ms. */
 const ADDED_P99_TARGET_MS = 1;
+/** The enqueue→delivery variants' rate, as a share of the direct stream cycles peak. */
+const DELIVERY_SHARE = 0.25;
 
 /** One workload's two variants (or two of anything): direct to the shard worker, then via router. */
 type Pair<T = VariantResult> = readonly [direct: T, via: T];
@@ -134,6 +148,17 @@ function addedPerCall(added: number[]): FigureResult {
   };
 }
 
+/** What the router added to enqueue→delivery: via router less direct, p99 and p50. */
+function addedDelivery(producer: Producer, [direct, via]: Pair): FigureResult {
+  const caveat = disturbed([direct, via]);
+  return {
+    name: `router added enqueue→delivery p99, ${producer} (info)`,
+    value: via.p99Ms - direct.p99Ms,
+    unit: "ms",
+    detail: `p50 ${(via.p50Ms - direct.p50Ms).toFixed(2)} ms; direct p50/p99 ${direct.p50Ms.toFixed(2)}/${direct.p99Ms.toFixed(2)}, via router ${via.p50Ms.toFixed(2)}/${via.p99Ms.toFixed(2)} ms${caveat ? `; ${caveat}` : ""}`,
+  };
+}
+
 async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   const shardAddress = `127.0.0.1:${await freePort()}`;
   const routerAddress = `127.0.0.1:${await freePort()}`;
@@ -191,7 +216,28 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       [`${name}, direct`, `${name}, via router`],
       rate,
     );
-    const variants = [...unary, ...stream, ...peak, ...latency];
+    const deliveries: Array<{ via: Producer; pair: Pair }> = [];
+    for (const via of ["EnqueueStream", "EnqueueBatch"] as const) {
+      const at = (rig: "direct" | "via router"): Promise<VariantResult> =>
+        deliveryLatency(ctx, {
+          scenario: "router",
+          address: rig === "direct" ? shardAddress : routerAddress,
+          processes,
+          rate: DELIVERY_SHARE * stream[0].perSecond,
+          via,
+          command: `BENCH_DELIVERY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}_${rig === "direct" ? "DIRECT" : "ROUTER"}`,
+          name: `enqueue→delivery, ${via}, ${rig}`,
+          rateNote: `${DELIVERY_SHARE * 100}% of direct stream peak`,
+        });
+      deliveries.push({ via, pair: [await at("direct"), await at("via router")] });
+    }
+    const variants = [
+      ...unary,
+      ...stream,
+      ...peak,
+      ...latency,
+      ...deliveries.flatMap((d) => d.pair),
+    ];
     // via router ÷ direct: the share of direct throughput left once the router is in the way
     const share = (name: string, [d, v]: Pair, target?: number) => {
       const r = ratio(variants, name, v.name, d.name, target);
@@ -216,6 +262,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       ...[unary, stream, peak].map((pair) => routerCpuFigure(pair)),
       routerCpuFigure(latency, true),
       addedPerCall(added),
+      ...deliveries.map((d) => addedDelivery(d.via, d.pair)),
     ];
     return { variants, ratios, checks: [check], figures };
   } finally {

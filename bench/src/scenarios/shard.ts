@@ -1,6 +1,5 @@
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
-import { latencyFigures } from "../measure";
 import { deleteKeys } from "../redis-variant";
 import type {
   CheckResult,
@@ -9,9 +8,9 @@ import type {
   ScenarioResult,
   VariantResult,
 } from "../scenario";
-import { checkEvery, disturbed, openRig, type Rig } from "./grpc-rig";
-import { startLatencyClient } from "./latency-client";
-import { streamCycles, unaryCycles, type Producer } from "./grpc-workloads";
+import { deliveryLatency } from "./delivery-latency";
+import { disturbed, openRig, type Rig } from "./grpc-rig";
+import { streamCycles, unaryCycles } from "./grpc-workloads";
 
 /**
  * A real shard worker, in its own process as in production, on the run's redis-server,
@@ -24,7 +23,7 @@ import { streamCycles, unaryCycles, type Producer } from "./grpc-workloads";
  *   pushed batch in one message that also returns its credits. Producers wait while
  *   more than BACKLOG tasks are unacked, so the rate is sustained, not a growing backlog.
  * - enqueue→delivery: one producer paced at half the stream peak just measured sends,
- *   every LATENCY_INTERVAL_MS, as many tasks as that rate asks for, without waiting for
+ *   every LATENCY_INTERVAL_MS (delivery-latency.ts), as many tasks as that rate asks for, without waiting for
  *   earlier answers (open loop: a slow answer does not slow the offered load); each
  *   payload carries its send time, read when a stream worker gets the task. Two variants
  *   at the same rate: one EnqueueBatch call per batch, and one message per batch on an
@@ -40,57 +39,10 @@ import { streamCycles, unaryCycles, type Producer } from "./grpc-workloads";
  */
 
 const LATENCY_SHARE = 0.5;
-/** The paced producer sends every LATENCY_INTERVAL_MS as many tasks as the rate asks. */
-const LATENCY_INTERVAL_MS = 2;
 /** The issue's bound on enqueue→delivery p99 at LATENCY_SHARE of the peak, ms. */
 const P99_TARGET_MS = 5;
 /** A latency variant delivering less than this share of its offered rate was overloaded. */
 const SUSTAINED_SHARE = 0.9;
-/**
- * The least warm-up of a latency variant, s. Its clients start in a fresh process, whose
- * JIT compiles their per-message code for about the first 4 s at this rate (on a
- * background thread, taking a core from the four busy processes); a window opened after
- * the run's usual 1 s measured that warm-up, not the queue (docs/performance.md,
- * "Warm-up of the latency clients"). Counted from the fork, start-up included.
- */
-const LATENCY_WARMUP_SECONDS = 5;
-
-async function deliveryLatency(
-  ctx: ScenarioContext,
-  address: string,
-  workerPid: number | undefined,
-  rate: number,
-  via: Producer,
-): Promise<VariantResult> {
-  const command = `BENCH_LATENCY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}`;
-  const batch = Math.max(1, Math.round((rate * LATENCY_INTERVAL_MS) / 1000));
-  const shape = `${via} of ${batch} tasks every ${LATENCY_INTERVAL_MS} ms (${LATENCY_SHARE * 100}% of stream peak), not waiting for answers, clients in a process of their own, warmed ≥ ${LATENCY_WARMUP_SECONDS} s; p50/p99 = enqueue→delivery`;
-  const v = { name: `enqueue→delivery, ${via}`, unit: "tasks", shape, concurrency: 1 };
-  const clients = startLatencyClient({
-    address,
-    command,
-    batch,
-    intervalMs: LATENCY_INTERVAL_MS,
-    via,
-  });
-  const rig = openRig(ctx, {
-    scenario: "shard",
-    address,
-    processes: { shard: workerPid, clients: clients.pid },
-  });
-  try {
-    const m = await rig.run(v, {
-      minWarmupSeconds: LATENCY_WARMUP_SECONDS,
-      units: () => clients.count(),
-      onWindow: (open) => clients.window(open),
-      cycle: checkEvery(() => clients.check()),
-    });
-    return { ...m, ...latencyFigures(await clients.stop()) };
-  } finally {
-    rig.close();
-    await clients.close();
-  }
-}
 
 /** The p99 check on one latency variant, with why its figure may not mean what it says. */
 function p99Check(v: VariantResult, offered: number): CheckResult {
@@ -133,10 +85,20 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     const unary = await unaryCycles(rig, { name: "unary batch cycles", command: "BENCH_UNARY" });
     const stream = await streamCycles(rig, { name: "stream cycles", command: "BENCH_STREAM" });
     const rate = LATENCY_SHARE * stream.perSecond;
-    const latency = [
-      await deliveryLatency(ctx, address, worker.pid, rate, "EnqueueBatch"),
-      await deliveryLatency(ctx, address, worker.pid, rate, "EnqueueStream"),
-    ];
+    const latency: VariantResult[] = [];
+    for (const via of ["EnqueueBatch", "EnqueueStream"] as const)
+      latency.push(
+        await deliveryLatency(ctx, {
+          scenario: "shard",
+          address,
+          processes: { shard: worker.pid },
+          rate,
+          via,
+          command: `BENCH_LATENCY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}`,
+          name: `enqueue→delivery, ${via}`,
+          rateNote: `${LATENCY_SHARE * 100}% of stream peak`,
+        }),
+      );
     const checks = latency.map((v) => p99Check(v, rate));
     return { variants: [unary, stream, ...latency], ratios: [], checks };
   } finally {
