@@ -248,4 +248,26 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     hold.release();
     await enqueued;
   });
+
+  it("an enqueue whose answer is lost after the store still wakes the long poll waiting", async () => {
+    const engine = fx.worker.engine;
+    const real = engine.enqueue.bind(engine);
+    // the script runs and stores the task, then its answer is lost
+    engine.enqueue = async (...args) => {
+      await real(...args);
+      throw new Error("connection lost before the answer");
+    };
+    try {
+      const poll = fx.client("t-lost").lease({ commands: ["LOST"], maxTasks: 1, waitMs: 20_000 });
+      await eventually(
+        async () => fx.worker.notifier.waitingOn({ command: "LOST", tenant: "t-lost" }) === 1,
+      );
+      const sent = Date.now();
+      await expect(fx.client("t-lost").enqueue({ command: "LOST" })).rejects.toBeDefined();
+      expect((await poll).tasks).toHaveLength(1);
+      expect(Date.now() - sent).toBeLessThan(10_000);
+    } finally {
+      engine.enqueue = real;
+    }
+  });
 });

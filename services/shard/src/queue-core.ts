@@ -141,14 +141,14 @@ export class QueueCore {
    */
   private async store(queue: QueueRef, specs: TaskSpec[]): Promise<EnqueueOutcome[]> {
     const claimed = this.notifier.claim(queue);
-    if (!claimed) {
-      const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
-      const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
-      if (ready > 0) this.notifier.notify(queue, ready);
-      return out;
-    }
     let deliveries: readonly Delivery[] = [];
     try {
+      if (!claimed) {
+        const out = await this.metrics.time("enqueue", () => this.engine.enqueue(queue, specs));
+        const ready = out.filter((o) => !o.duplicate && o.state === "READY").length;
+        if (ready > 0) this.notifier.notify(queue, ready);
+        return out;
+      }
       const done = await this.metrics.time("enqueue_lease", () =>
         this.engine.enqueueAndLease(queue, specs, claimed.reserved),
       );
@@ -162,7 +162,7 @@ export class QueueCore {
       this.notifier.notify(queue, specs.length);
       throw err;
     } finally {
-      claimed.taker.deliver(deliveries, claimed.reserved.max);
+      claimed?.taker.deliver(deliveries, claimed.reserved.max);
     }
   }
 
