@@ -54,11 +54,10 @@ const DEMOTED_IDLE_MS = 5;
 const DEMOTED_RECHECK_MS = 25;
 
 /** A LeaseStream message with only the fields that matter set. */
-type RequestParts = Parameters<typeof LeaseStreamRequest.fromPartial>[0];
-
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {
-  readonly requests = new Channel<LeaseStreamRequest>();
+  /** Sent as given: the shard client's serializer makes the one complete copy it encodes. */
+  readonly requests = new Channel<Partial<LeaseStreamRequest>>();
   readonly abort = new AbortController();
   /** Credits granted to the shard and not yet used by a pushed task. */
   granted = 0;
@@ -90,8 +89,8 @@ class Leg {
     private readonly nextId: () => number,
   ) {}
 
-  send(req: RequestParts): void {
-    this.requests.push(LeaseStreamRequest.fromPartial(req));
+  send(req: Partial<LeaseStreamRequest>): void {
+    this.requests.push(req);
   }
 
   /**
@@ -111,7 +110,7 @@ class Leg {
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
-  settle(req: RequestParts): Promise<SettleResult> {
+  settle(req: Partial<LeaseStreamRequest>): Promise<SettleResult> {
     const requestId = this.nextId();
     return new Promise((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject });

@@ -3,6 +3,8 @@ import {
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
+  EnqueueStreamRequest,
+  EnqueueStreamResponse,
   internal,
   LeaseResponse,
   LeaseStreamResponse,
@@ -18,6 +20,8 @@ import {
   Raw,
   readForwardAnswer,
   routerQueueService,
+  streamAnswer,
+  streamBatch,
 } from "./passthrough";
 
 /** A varint field and a string field, as protobuf writes them (small values only). */
@@ -166,5 +170,71 @@ describe("messages passing through the router", () => {
       ).finish(),
     );
     expect(draining).toEqual({ seq: 0, mapVersion: 0, owner: "", draining: true });
+  });
+
+  test("an EnqueueStream message's tasks are forwarded as their own bytes, as a batch", () => {
+    const deserialize = routerQueueService.enqueueStream!.requestDeserialize;
+    const tasks = [
+      { command: "X", payload: Buffer.from("a") },
+      { command: "Y", priority: 3 },
+    ];
+    const bytes = EnqueueStreamRequest.encode(
+      EnqueueStreamRequest.fromPartial({ seq: 2 ** 40, tasks }),
+    ).finish();
+    const batch = streamBatch(deserialize(Buffer.from(bytes)) as EnqueueStreamRequest);
+    const forwarded = internal.ForwardRequest.decode(forwardedBatch(batch));
+    expect(EnqueueBatchRequest.decode(forwarded.enqueue!)).toEqual(
+      EnqueueBatchRequest.fromPartial({ tasks }),
+    );
+    // the entries as they came: the same bytes a batch of those tasks encodes to
+    expect(Buffer.from(forwarded.enqueue!)).toEqual(
+      Buffer.from(EnqueueBatchRequest.encode(EnqueueBatchRequest.fromPartial({ tasks })).finish()),
+    );
+  });
+
+  test("an EnqueueStream message holding anything else is re-encoded from what the router read", () => {
+    const deserialize = routerQueueService.enqueueStream!.requestDeserialize;
+    const task = EnqueueRequest.encode(EnqueueRequest.fromPartial({ command: "X" })).finish();
+    const entry = Buffer.concat([Buffer.from([18, task.length]), task]);
+    let checked = 0;
+    for (const extra of [
+      // a field numbered 0 (where the decoder stops), then a second task
+      Buffer.concat([entry, Buffer.from([0, 0]), entry]),
+      // a field the router does not read
+      Buffer.concat([entry, stringField(3, "victim")]),
+      // cut short inside an entry
+      Buffer.concat([entry, entry.subarray(0, 4)]),
+    ]) {
+      const read = deserialize(extra);
+      if (!(read instanceof Object) || !("tasks" in read)) continue; // refused as undecodable
+      checked++;
+      const req = read as EnqueueStreamRequest;
+      const forwarded = internal.ForwardRequest.decode(forwardedBatch(streamBatch(req)));
+      expect(Buffer.from(forwarded.enqueue!)).toEqual(
+        Buffer.from(EnqueueBatchRequest.encode({ tasks: req.tasks }).finish()),
+      );
+    }
+    expect(checked).toBeGreaterThanOrEqual(2);
+  });
+
+  test("a shard's batch answer goes back on an EnqueueStream as its result entries", () => {
+    const answer = EnqueueBatchResponse.fromPartial({
+      results: [
+        { status: { code: 0 }, taskId: "01J0000000000000000000000A", state: 1 },
+        { status: { code: 3, message: "bad" } },
+      ],
+    });
+    const raw = new Raw(EnqueueBatchResponse.encode(answer).finish(), EnqueueBatchResponse);
+    const serialize = routerQueueService.enqueueStream!.responseSerialize;
+    const sent = streamAnswer(2 ** 40, passThrough(raw));
+    expect(sent).toBeInstanceOf(Raw);
+    expect(EnqueueStreamResponse.decode(serialize(sent))).toEqual(
+      EnqueueStreamResponse.fromPartial({ seq: 2 ** 40, results: answer.results }),
+    );
+    // an answer built by the router (a batch split across shards) is encoded as usual
+    const built = streamAnswer(7, answer);
+    expect(EnqueueStreamResponse.decode(serialize(built))).toEqual(
+      EnqueueStreamResponse.fromPartial({ seq: 7, results: answer.results }),
+    );
   });
 });

@@ -13,6 +13,8 @@ import {
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
+  EnqueueStreamRequest,
+  EnqueueStreamResponse,
   ExtendRequest,
   ExtendResponse,
   internal,
@@ -234,6 +236,62 @@ function asField(field: number, bytes: Uint8Array): Uint8Array {
  */
 export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
   return asField(1, received.get(req) ?? EnqueueBatchRequest.encode(req).finish());
+}
+
+/**
+ * `bytes` with every top-level length-delimited field `from` written as field `to`,
+ * after `prefix`; undefined if the message holds any other field than those in
+ * `skip` (dropped), or ends part way. A field number's tag is one byte here, so the
+ * entries are copied, not re-encoded.
+ */
+function retag(
+  bytes: Uint8Array,
+  from: number,
+  to: number,
+  skip: readonly number[],
+  writer: BinaryWriter,
+): { bytes: Uint8Array; entries: number } | undefined {
+  let end = 0;
+  let entries = 0;
+  let foreign = false;
+  scan(bytes, (field, start, stop) => {
+    end = stop ?? start;
+    if (field === from && stop !== undefined) {
+      writer.uint32((to << 3) | 2).bytes(bytes.subarray(start, stop));
+      entries++;
+    } else if (!skip.includes(field)) foreign = true;
+  });
+  if (foreign || end !== bytes.length) return undefined;
+  return { bytes: writer.finish(), entries };
+}
+
+/**
+ * An EnqueueStream message's tasks as an EnqueueBatchRequest whose bytes are the
+ * client's task entries as they came (seq dropped), so `forwardedBatch` sends them
+ * without encoding the tasks again; re-encoded, as any request, when the message's
+ * bytes hold anything the router did not read as those tasks.
+ */
+export function streamBatch(req: EnqueueStreamRequest): EnqueueBatchRequest {
+  const batch: EnqueueBatchRequest = { tasks: req.tasks };
+  const bytes = received.get(req);
+  const copied = bytes && retag(bytes, 2, 1, [1], new BinaryWriter());
+  if (copied && copied.entries === req.tasks.length) received.set(batch, copied.bytes);
+  return batch;
+}
+
+/**
+ * The EnqueueStream answer to message `seq` from a shard's EnqueueBatch answer: its
+ * result entries as they came, after the seq, when the answer is still bytes; else
+ * built from its results.
+ */
+export function streamAnswer(seq: number, answer: EnqueueBatchResponse): EnqueueStreamResponse {
+  if (answer instanceof Raw) {
+    const writer = new BinaryWriter();
+    if (seq !== 0) writer.uint32(8).uint64(seq);
+    const copied = retag(answer.bytes, 1, 2, [], writer);
+    if (copied) return passThrough(new Raw(copied.bytes, EnqueueStreamResponse));
+  }
+  return { seq, results: decoded(answer).results };
 }
 
 /**

@@ -18,7 +18,14 @@ import { ackProblem, extendProblem, failedEnqueueResults, nackProblem } from "@c
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
-import { countField, decoded, passThrough, type Raw } from "./passthrough";
+import {
+  countField,
+  decoded,
+  passThrough,
+  streamAnswer,
+  streamBatch,
+  type Raw,
+} from "./passthrough";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -227,10 +234,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const f = await routing.forward(ctx);
       yield* answerConcurrently(
         requests,
-        async (req) => ({
-          seq: req.seq,
-          results: decoded(await storeBatch(f, { tasks: req.tasks }, undefined)).results,
-        }),
+        async (req) => streamAnswer(req.seq, await storeBatch(f, streamBatch(req), undefined)),
         (req, err) => {
           const e = asServerError(err);
           const status = { code: e.code, message: e.details };
