@@ -53,7 +53,6 @@ const DEMOTED_IDLE_MS = 5;
 /** Credits are looked at again this often while such a shard holds some. */
 const DEMOTED_RECHECK_MS = 25;
 
-/** A LeaseStream message with only the fields that matter set. */
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {
   /** Sent as given: the shard client's serializer makes the one complete copy it encodes. */

@@ -239,10 +239,10 @@ export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
 }
 
 /**
- * `bytes` with every top-level length-delimited field `from` written as field `to`,
- * after `prefix`; undefined if the message holds any other field than those in
- * `skip` (dropped), or ends part way. A field number's tag is one byte here, so the
- * entries are copied, not re-encoded.
+ * Writes to `writer` (after what it already holds) every top-level length-delimited
+ * field `from` of `bytes` as field `to`, its contents copied as they are, and returns
+ * the result and how many entries it copied; undefined if the message holds any other
+ * field than those in `skip` (dropped), or ends part way.
  */
 function retag(
   bytes: Uint8Array,
