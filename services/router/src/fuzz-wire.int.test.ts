@@ -1,7 +1,12 @@
 import fc from "fast-check";
 import { SignJWT } from "jose";
 import { createClient, Metadata, Status, type CallOptions } from "nice-grpc";
-import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
+import {
+  AdminServiceDefinition,
+  EnqueueRequest,
+  EnqueueStreamResponse,
+  QueueServiceDefinition,
+} from "@codeq/proto";
 import { ADMIN_RPCS, adminRpcs } from "./test/fuzz-admin-rpcs";
 import { CLEAR, expectClear, expectOwnOnly } from "./test/fuzz-expect";
 import { collect, each, fuzzCluster, testAfterwards } from "./test/fuzz-fixture";
@@ -11,6 +16,7 @@ import {
   admin,
   attacker,
   BUDGET,
+  fresh,
   JWT_SECRET,
   opts,
   RAW_RUNS,
@@ -120,6 +126,24 @@ describe("raw messages no typed client would send", () => {
     },
     60_000,
   );
+
+  test("an EnqueueStream task the decoder leaves early hides no more tasks from the router", async () => {
+    const task = (payload: string) =>
+      EnqueueRequest.encode(
+        EnqueueRequest.fromPartial({ command: "SMUGGLE", payload: Buffer.from(payload) }),
+      ).finish();
+    // a field numbered 0 ends the task for the generated decoder; after it, bytes that an
+    // EnqueueStream skips (its seq, with the wrong wire type) and an EnqueueBatch reads as tasks
+    const entry = Buffer.concat([task("seen"), Buffer.from([0]), P.pb.bytes(1, task("hidden"))]);
+    const message = Buffer.concat([P.pb.varint(1, 1n), P.pb.bytes(2, entry)]);
+    const out = await fx.answer("smuggling EnqueueStream", (signal) =>
+      rawCall("EnqueueStream", [message], opts(fresh, signal)),
+    );
+    expect(out.ok).toBe(true);
+    if (!out.ok) return;
+    expect(out.value.map((b) => EnqueueStreamResponse.decode(b).results.length)).toEqual([1]);
+    expect(await fx.heldBy("fresh", "SMUGGLE")).toBe(1);
+  });
 
   test("bytes that are no protobuf at all are refused by the gRPC library, and nothing breaks", async () => {
     // gRPC's status-code table: "Error parsing request proto" is INTERNAL, raised by the library

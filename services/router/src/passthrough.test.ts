@@ -3,7 +3,6 @@ import {
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
-  EnqueueStreamRequest,
   EnqueueStreamResponse,
   internal,
   LeaseResponse,
@@ -21,7 +20,6 @@ import {
   readForwardAnswer,
   routerQueueService,
   streamAnswer,
-  streamBatch,
 } from "./passthrough";
 
 /** A varint field and a string field, as protobuf writes them (small values only). */
@@ -170,51 +168,6 @@ describe("messages passing through the router", () => {
       ).finish(),
     );
     expect(draining).toEqual({ seq: 0, mapVersion: 0, owner: "", draining: true });
-  });
-
-  test("an EnqueueStream message's tasks are forwarded as their own bytes, as a batch", () => {
-    const deserialize = routerQueueService.enqueueStream!.requestDeserialize;
-    const tasks = [
-      { command: "X", payload: Buffer.from("a") },
-      { command: "Y", priority: 3 },
-    ];
-    const bytes = EnqueueStreamRequest.encode(
-      EnqueueStreamRequest.fromPartial({ seq: 2 ** 40, tasks }),
-    ).finish();
-    const batch = streamBatch(deserialize(Buffer.from(bytes)) as EnqueueStreamRequest);
-    const forwarded = internal.ForwardRequest.decode(forwardedBatch(batch));
-    expect(EnqueueBatchRequest.decode(forwarded.enqueue!)).toEqual(
-      EnqueueBatchRequest.fromPartial({ tasks }),
-    );
-    // the entries as they came: the same bytes a batch of those tasks encodes to
-    expect(Buffer.from(forwarded.enqueue!)).toEqual(
-      Buffer.from(EnqueueBatchRequest.encode(EnqueueBatchRequest.fromPartial({ tasks })).finish()),
-    );
-  });
-
-  test("an EnqueueStream message holding anything else is re-encoded from what the router read", () => {
-    const deserialize = routerQueueService.enqueueStream!.requestDeserialize;
-    const task = EnqueueRequest.encode(EnqueueRequest.fromPartial({ command: "X" })).finish();
-    const entry = Buffer.concat([Buffer.from([18, task.length]), task]);
-    let checked = 0;
-    for (const extra of [
-      // a field numbered 0 (where the decoder stops), then a second task
-      Buffer.concat([entry, Buffer.from([0, 0]), entry]),
-      // a field the router does not read
-      Buffer.concat([entry, stringField(3, "victim")]),
-      // cut short inside an entry
-      Buffer.concat([entry, entry.subarray(0, 4)]),
-    ]) {
-      const read = deserialize(extra);
-      if (!(read instanceof Object) || !("tasks" in read)) continue; // refused as undecodable
-      checked++;
-      const req = read as EnqueueStreamRequest;
-      const forwarded = internal.ForwardRequest.decode(forwardedBatch(streamBatch(req)));
-      expect(Buffer.from(forwarded.enqueue!)).toEqual(
-        Buffer.from(EnqueueBatchRequest.encode({ tasks: req.tasks }).finish()),
-      );
-    }
-    expect(checked).toBeGreaterThanOrEqual(2);
   });
 
   test("a shard's batch answer goes back on an EnqueueStream as its result entries", () => {

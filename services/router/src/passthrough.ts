@@ -13,7 +13,6 @@ import {
   EnqueueBatchRequest,
   EnqueueBatchResponse,
   EnqueueRequest,
-  EnqueueStreamRequest,
   EnqueueStreamResponse,
   ExtendRequest,
   ExtendResponse,
@@ -241,55 +240,39 @@ export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
 /**
  * Writes to `writer` (after what it already holds) every top-level length-delimited
  * field `from` of `bytes` as field `to`, its contents copied as they are, and returns
- * the result and how many entries it copied; undefined if the message holds any other
- * field than those in `skip` (dropped), or ends part way.
+ * the result; undefined if the message holds any other field, or ends part way.
  */
 function retag(
   bytes: Uint8Array,
   from: number,
   to: number,
-  skip: readonly number[],
   writer: BinaryWriter,
-): { bytes: Uint8Array; entries: number } | undefined {
+): Uint8Array | undefined {
   let end = 0;
-  let entries = 0;
   let foreign = false;
   scan(bytes, (field, start, stop) => {
     end = stop ?? start;
-    if (field === from && stop !== undefined) {
+    if (field === from && stop !== undefined)
       writer.uint32((to << 3) | 2).bytes(bytes.subarray(start, stop));
-      entries++;
-    } else if (!skip.includes(field)) foreign = true;
+    else foreign = true;
   });
-  if (foreign || end !== bytes.length) return undefined;
-  return { bytes: writer.finish(), entries };
-}
-
-/**
- * An EnqueueStream message's tasks as an EnqueueBatchRequest whose bytes are the
- * client's task entries as they came (seq dropped), so `forwardedBatch` sends them
- * without encoding the tasks again; re-encoded, as any request, when the message's
- * bytes hold anything the router did not read as those tasks.
- */
-export function streamBatch(req: EnqueueStreamRequest): EnqueueBatchRequest {
-  const batch: EnqueueBatchRequest = { tasks: req.tasks };
-  const bytes = received.get(req);
-  const copied = bytes && retag(bytes, 2, 1, [1], new BinaryWriter());
-  if (copied && copied.entries === req.tasks.length) received.set(batch, copied.bytes);
-  return batch;
+  return foreign || end !== bytes.length ? undefined : writer.finish();
 }
 
 /**
  * The EnqueueStream answer to message `seq` from a shard's EnqueueBatch answer: its
  * result entries as they came, after the seq, when the answer is still bytes; else
- * built from its results.
+ * built from its results. (Only answers take this way, which come from a shard. A
+ * client's EnqueueStream tasks are re-encoded for the shard's EnqueueBatch: an entry
+ * the generated decoder leaves early, at a field numbered 0, would have the rest of
+ * its bytes read as EnqueueStream fields here and as EnqueueBatch tasks there.)
  */
 export function streamAnswer(seq: number, answer: EnqueueBatchResponse): EnqueueStreamResponse {
   if (answer instanceof Raw) {
     const writer = new BinaryWriter();
     if (seq !== 0) writer.uint32(8).uint64(seq);
-    const copied = retag(answer.bytes, 1, 2, [], writer);
-    if (copied) return passThrough(new Raw(copied.bytes, EnqueueStreamResponse));
+    const copied = retag(answer.bytes, 1, 2, writer);
+    if (copied) return passThrough(new Raw(copied, EnqueueStreamResponse));
   }
   return { seq, results: decoded(answer).results };
 }

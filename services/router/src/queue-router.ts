@@ -18,14 +18,7 @@ import { ackProblem, extendProblem, failedEnqueueResults, nackProblem } from "@c
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
-import {
-  countField,
-  decoded,
-  passThrough,
-  streamAnswer,
-  streamBatch,
-  type Raw,
-} from "./passthrough";
+import { countField, decoded, passThrough, streamAnswer, type Raw } from "./passthrough";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -234,7 +227,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const f = await routing.forward(ctx);
       yield* answerConcurrently(
         requests,
-        async (req) => streamAnswer(req.seq, await storeBatch(f, streamBatch(req), undefined)),
+        async (req) => streamAnswer(req.seq, await storeBatch(f, { tasks: req.tasks }, undefined)),
         (req, err) => {
           const e = asServerError(err);
           const status = { code: e.code, message: e.details };
