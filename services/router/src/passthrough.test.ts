@@ -184,6 +184,16 @@ describe("messages passing through the router", () => {
     expect(EnqueueStreamResponse.decode(serialize(sent))).toEqual(
       EnqueueStreamResponse.fromPartial({ seq: 2 ** 40, results: answer.results }),
     );
+    // an answer holding anything else is decoded and encoded as usual
+    const odd = new Raw(
+      Buffer.concat([EnqueueBatchResponse.encode(answer).finish(), varintField(2, 1)]),
+      EnqueueBatchResponse,
+    );
+    const rebuilt = streamAnswer(3, passThrough(odd));
+    expect(rebuilt).not.toBeInstanceOf(Raw);
+    expect(EnqueueStreamResponse.decode(serialize(rebuilt))).toEqual(
+      EnqueueStreamResponse.fromPartial({ seq: 3, results: answer.results }),
+    );
     // an answer built by the router (a batch split across shards) is encoded as usual
     const built = streamAnswer(7, answer);
     expect(EnqueueStreamResponse.decode(serialize(built))).toEqual(

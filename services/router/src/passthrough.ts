@@ -238,28 +238,6 @@ export function forwardedBatch(req: EnqueueBatchRequest): Uint8Array {
 }
 
 /**
- * Writes to `writer` (after what it already holds) every top-level length-delimited
- * field `from` of `bytes` as field `to`, its contents copied as they are, and returns
- * the result; undefined if the message holds any other field, or ends part way.
- */
-function retag(
-  bytes: Uint8Array,
-  from: number,
-  to: number,
-  writer: BinaryWriter,
-): Uint8Array | undefined {
-  let end = 0;
-  let foreign = false;
-  scan(bytes, (field, start, stop) => {
-    end = stop ?? start;
-    if (field === from && stop !== undefined)
-      writer.uint32((to << 3) | 2).bytes(bytes.subarray(start, stop));
-    else foreign = true;
-  });
-  return foreign || end !== bytes.length ? undefined : writer.finish();
-}
-
-/**
  * The EnqueueStream answer to message `seq` from a shard's EnqueueBatch answer: its
  * result entries as they came, after the seq, when the answer is still bytes; else
  * built from its results. (Only answers take this way, which come from a shard. A
@@ -269,10 +247,20 @@ function retag(
  */
 export function streamAnswer(seq: number, answer: EnqueueBatchResponse): EnqueueStreamResponse {
   if (answer instanceof Raw) {
+    // seq (field 1), then each result (the answer's field 1) as field 2
+    const bytes = answer.bytes;
     const writer = new BinaryWriter();
     if (seq !== 0) writer.uint32(8).uint64(seq);
-    const copied = retag(answer.bytes, 1, 2, writer);
-    if (copied) return passThrough(new Raw(copied, EnqueueStreamResponse));
+    let end = 0;
+    let other = false;
+    scan(bytes, (field, start, stop) => {
+      end = stop ?? start;
+      if (field === 1 && stop !== undefined) writer.uint32(18).bytes(bytes.subarray(start, stop));
+      else other = true;
+    });
+    // anything else, or bytes that end part way: decoded below instead
+    if (!other && end === bytes.length)
+      return passThrough(new Raw(writer.finish(), EnqueueStreamResponse));
   }
   return { seq, results: decoded(answer).results };
 }

@@ -31,10 +31,18 @@ export interface Taker {
 
 interface Waiter {
   readonly topics: readonly string[];
-  /** How many tasks this waiter would take if woken (its credits, or a long poll's max). */
+  /** How many tasks a waiter without a taker (a long poll) would take if woken: its max. */
   readonly capacity: number;
   readonly wake: () => void;
   readonly taker?: Taker;
+}
+
+/**
+ * How many tasks `waiter` would take if woken now: a taker's credits not set aside
+ * (0 while handoffs hold them all), else its capacity, at least 1.
+ */
+function takes(waiter: Waiter): number {
+  return waiter.taker ? waiter.taker.available : Math.max(1, waiter.capacity);
 }
 
 /** A waiter claimed for a handoff, and the credits it set aside for it. */
@@ -80,10 +88,11 @@ export class Notifier {
         if (covered >= n) return;
         // a stream whose credits are all set aside for handoffs stays parked: it could
         // take nothing now, and it leases when they come back (its version has moved)
-        if (waiter.taker && waiter.taker.available === 0) continue;
+        const room = takes(waiter);
+        if (room === 0) continue;
         this.remove(waiter);
         waiter.wake();
-        covered += waiter.taker ? waiter.taker.available : Math.max(1, waiter.capacity);
+        covered += room;
       }
     }
   }
@@ -118,7 +127,7 @@ export class Notifier {
     for (const [key, set] of [...this.waiters.entries()]) {
       this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
       for (const waiter of set) {
-        if (waiter.taker && waiter.taker.available === 0) continue;
+        if (takes(waiter) === 0) continue;
         this.remove(waiter);
         waiter.wake();
         break;
