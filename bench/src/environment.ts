@@ -1,5 +1,7 @@
+import { AsyncResource } from "node:async_hooks";
 import * as os from "node:os";
 import type { Redis } from "ioredis";
+import { leanBind } from "@codeq/common";
 import { serviceNodeFlags } from "@codeq/local-cluster";
 import { measureRoundTrip, type RoundTrip } from "./round-trip";
 
@@ -10,6 +12,11 @@ export interface Environment {
   readonly benchNodeFlags: readonly string[];
   /** The flags the services it starts run with (SERVICE_NODE_FLAGS unless overridden). */
   readonly serviceNodeFlags: readonly string[];
+  /**
+   * Whether the bench and its forked clients run with `leanBind` (packages/common
+   * async-bind.ts), as the services do: false on a Node whose own bind needs no fix.
+   */
+  readonly leanAsyncBind: boolean;
   readonly redisServer: string;
   readonly cpus: number;
   readonly cpuModel: string;
@@ -37,6 +44,7 @@ export async function environment(redis: Redis): Promise<Environment> {
     node: process.version,
     benchNodeFlags: process.execArgv,
     serviceNodeFlags: serviceNodeFlags(),
+    leanAsyncBind: AsyncResource.prototype.bind === leanBind,
     redisServer: infoField(await redis.info("server"), "redis_version") ?? "unknown",
     cpus: cpus.length,
     cpuModel: cpus[0]?.model ?? "unknown",

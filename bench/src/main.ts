@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import * as path from "node:path";
+import { installLeanAsyncBind } from "@codeq/common";
 import { RedisServer } from "@codeq/testing";
 import { parseBenchArgs, USAGE, UsageError } from "./args";
 import { environment } from "./environment";
@@ -23,6 +24,7 @@ function clearProgress(): void {
 const flagList = (flags: readonly string[]) => (flags.length > 0 ? flags.join(" ") : "(none)");
 
 async function main(): Promise<void> {
+  installLeanAsyncBind(); // as the services and the forked clients do (async-bind.ts)
   const args = parseBenchArgs(
     process.argv.slice(2),
     SCENARIOS.map((s) => s.name),
@@ -51,7 +53,8 @@ async function main(): Promise<void> {
       `codeQ bench: node ${env.node}, redis-server ${env.redisServer} (pid ${server.pid}, port ${server.port}), ` +
         `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant\n` +
         `loopback round trip between two processes: ${env.roundTrip.latencyP50Micros} µs p50, ${env.roundTrip.cpuMicros} µs of CPU (each message the services handle pays for such wake-ups)\n` +
-        `node flags: bench ${flagList(env.benchNodeFlags)}; services and forked clients ${flagList(env.serviceNodeFlags)}`,
+        `node flags: bench ${flagList(env.benchNodeFlags)}; services and forked clients ${flagList(env.serviceNodeFlags)}` +
+        (env.leanAsyncBind ? "; every process with leanBind (docs/performance.md)" : ""),
     );
     const results = new Map<string, ScenarioResult>();
     for (const name of args.scenarios) {

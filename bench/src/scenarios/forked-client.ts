@@ -1,5 +1,6 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
+import { installLeanAsyncBind } from "@codeq/common";
 import { serviceNodeFlags } from "@codeq/local-cluster";
 
 /**
@@ -125,6 +126,7 @@ export interface ForkedClientIo {
  * runs until `io.stopping`, checking its own work at each `io.tick()`.
  */
 export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => Promise<R>): void {
+  installLeanAsyncBind(); // as the bench process and the services (async-bind.ts)
   const config = JSON.parse(process.argv[2]!) as C;
   const send = (m: FromForkedClient<R>) => process.send!(m);
   let wake: (() => void) | undefined;

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
+import { installLeanAsyncBind } from "@codeq/common";
 import { isInterruptible, run } from "./run";
 
 /** The `codeq` binary: runs one command and exits with its code. */
 async function main(): Promise<void> {
+  installLeanAsyncBind();
   const argv = process.argv.slice(2);
   const interrupted = new AbortController();
   const interruptible = isInterruptible(argv);

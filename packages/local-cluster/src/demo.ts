@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { installLeanAsyncBind } from "@codeq/common";
 import { createChannel } from "nice-grpc";
 import { listReflectedServices } from "@codeq/testing";
 import { DEMO_COMMANDS, runDemoWorkload, type WorkloadCounts } from "./demo-workload";
@@ -9,6 +10,7 @@ import { startLocalCluster } from "./local-cluster";
  * `--once` stops after the report (used by tests); otherwise it runs until Ctrl-C.
  */
 async function main(): Promise<void> {
+  installLeanAsyncBind(); // the demo producer's unary calls (async-bind.ts says why)
   const once = process.argv.includes("--once");
   console.log(
     "codeQ demo: starting a control store, 3 shards (redis-server + shard worker) and a router ...",

@@ -1,3 +1,4 @@
+import { installLeanAsyncBind } from "@codeq/common";
 import { ConfigError } from "./config-loader";
 import { createLogger, type Logger } from "./logger";
 import { onShutdownSignal } from "./grpc-service";
@@ -6,6 +7,8 @@ import { onShutdownSignal } from "./grpc-service";
  * The entry point every service shares: loads its configuration, starts it, and
  * stops it gracefully on SIGTERM/SIGINT. A bad configuration exits 1 with the
  * message alone (it is the operator's to fix); any other start failure with its stack.
+ * Installs `leanBind` first: a service's client calls (the router's to shards, a
+ * shard's mover) are HTTP/2 requests too.
  */
 export function runService<C>(
   name: string,
@@ -13,6 +16,7 @@ export function runService<C>(
   logName: (config: C) => string,
   start: (config: C, logger: Logger) => Promise<{ stop(): Promise<void> }>,
 ): void {
+  installLeanAsyncBind();
   (async () => {
     const config = loadConfig();
     const logger = createLogger(logName(config));
