@@ -54,7 +54,7 @@ async function main(): Promise<void> {
         `${env.cpus} CPUs (load ${env.loadAverage1m}); ${args.warmupSeconds} s warm-up + ${args.seconds} s per variant\n` +
         `loopback round trip between two processes: ${env.roundTrip.latencyP50Micros} µs p50, ${env.roundTrip.cpuMicros} µs of CPU (each message the services handle pays for such wake-ups)\n` +
         `node flags: bench ${flagList(env.benchNodeFlags)}; services and forked clients ${flagList(env.serviceNodeFlags)}` +
-        (env.leanAsyncBind ? "; every process with leanBind (docs/performance.md)" : ""),
+        (env.leanAsyncBind ? "; bench, clients and services install leanBind (async-bind.ts)" : ""),
     );
     const results = new Map<string, ScenarioResult>();
     for (const name of args.scenarios) {

@@ -2,7 +2,7 @@ import { AsyncResource } from "node:async_hooks";
 
 /**
  * `AsyncResource.prototype.bind` without the per-call prototype that Node 20 gives
- * each bound function.
+ * each bound function (nodejs/node#58218; fixed upstream in Node 24).
  *
  * Node's `bind` defines the deprecated `asyncResource` accessor (DEP0172) with two
  * `util.deprecate` wrappers, and each wrapper's prototype is set to a function made
@@ -13,14 +13,17 @@ import { AsyncResource } from "node:async_hooks";
  *
  * `node:http2` binds every client request (`ClientHttp2Session.request` runs its
  * connect step through an `AsyncResource`), so in a process making unary gRPC calls
- * every finished call's stream, call objects and buffers survived each scavenge: a
- * client making 500 calls a second promoted about 1.7 MB per scavenge, and its
- * pauses grew to 3–12 ms until a full GC (docs/performance.md, "Unary calls' garbage").
+ * every finished call's stream, call objects and buffers survived each scavenge. A
+ * plain HTTP/2 client making 500 requests a second promoted about 1.7 MB per
+ * scavenge (pauses 3.4–3.7 ms); the bench's `EnqueueBatch` client, 0.8 MB, with
+ * pauses growing to 3–12 ms until a full GC (docs/performance.md, "Unary calls'
+ * garbage").
  *
  * This `bind` does what Node's does (runs `fn` in the resource's async scope, with
- * `thisArg` or the caller's `this`, and the same `length`), and keeps
- * `asyncResource` as a plain property: no per-call prototype, so a bound function and
- * what it holds die young.
+ * `thisArg` or the caller's `this`, the same `length` and name, the same error for a
+ * non-function) and keeps `asyncResource` as a plain property, which reading no longer
+ * reports as deprecated: no per-call prototype, so a bound function and what it holds
+ * die young.
  */
 export function leanBind<F extends (...args: never[]) => unknown>(
   this: AsyncResource,
@@ -28,13 +31,16 @@ export function leanBind<F extends (...args: never[]) => unknown>(
   thisArg?: unknown,
 ): F {
   if (typeof fn !== "function") {
-    throw new TypeError(`The "fn" argument must be of type function. Received ${typeof fn}`);
+    const error = new TypeError(
+      `The "fn" argument must be of type function. Received type ${typeof fn}`,
+    );
+    throw Object.assign(error, { code: "ERR_INVALID_ARG_TYPE" });
   }
   const resource = this;
   const call = fn as unknown as (this: unknown, ...args: unknown[]) => unknown;
   const bound =
     thisArg === undefined
-      ? function (this: unknown, ...args: unknown[]) {
+      ? function bound(this: unknown, ...args: unknown[]) {
           return resource.runInAsyncScope(call, this, ...args);
         }
       : resource.runInAsyncScope.bind(resource, call, thisArg);
@@ -45,24 +51,27 @@ export function leanBind<F extends (...args: never[]) => unknown>(
   return bound as unknown as F;
 }
 
-/** Whether `bind` as Node defines it gives the bound function a deprecated accessor. */
-function bindMakesAccessors(bind: AsyncResource["bind"]): boolean {
+/**
+ * Whether `bind` as this Node defines it has the defect: an `asyncResource` accessor
+ * whose getter's prototype is not `Function.prototype` (a function made for the call).
+ */
+export function bindHasPerCallPrototype(bind: AsyncResource["bind"]): boolean {
   const bound = bind.call(new AsyncResource("codeq-bind-probe"), () => undefined);
-  return typeof Object.getOwnPropertyDescriptor(bound, "asyncResource")?.get === "function";
+  const getter = Object.getOwnPropertyDescriptor(bound, "asyncResource")?.get;
+  return getter !== undefined && Object.getPrototypeOf(getter) !== Function.prototype;
 }
 
 /**
  * Replaces `AsyncResource.prototype.bind` with `leanBind` in this process, when the
- * running Node's `bind` is the one that defines the `asyncResource` accessor (Node
- * 20; newer Node that dropped it is left alone). Every codeQ process calls this at
- * start: the services, the bench and its clients, the CLI. A Node program that makes
- * many unary gRPC or HTTP/2 client calls may do the same. Idempotent; returns whether
- * `leanBind` is in place afterwards.
+ * running Node's own `bind` has the defect (Node 20; a Node without it is left alone).
+ * Every codeQ process calls this at start: the services, the bench and its clients,
+ * the CLI, the demo. A Node program that makes many unary gRPC or HTTP/2 client calls
+ * may do the same. Idempotent; returns whether `leanBind` is in place afterwards.
  */
 export function installLeanAsyncBind(): boolean {
   const proto = AsyncResource.prototype as { bind: unknown };
   if (proto.bind === leanBind) return true;
-  if (!bindMakesAccessors(AsyncResource.prototype.bind)) return false;
+  if (!bindHasPerCallPrototype(AsyncResource.prototype.bind)) return false;
   proto.bind = leanBind;
   return true;
 }

@@ -1,3 +1,3 @@
-export { installLeanAsyncBind, leanBind } from "./async-bind";
+export { bindHasPerCallPrototype, installLeanAsyncBind, leanBind } from "./async-bind";
 export { formatProblems, messageOf, toError } from "./errors";
 export { NAME, NAME_PATTERN, SHARD_ID, SHARD_ID_PATTERN } from "./names";
