@@ -144,7 +144,7 @@ export class LeaseStreamSession implements Taker {
       try {
         const seen = this.core.notifier.version(this.topics);
         if (this.emptyAt === seen) {
-          await this.core.notifier.wait(this.topics, seen, this.kick, Infinity, this.credits, this);
+          await this.core.notifier.wait(this.topics, seen, this.kick, Infinity, this);
           if (this.kick.aborted && !signal.aborted) this.kick = new Kick();
           continue;
         }

@@ -90,8 +90,8 @@ describe("Notifier", () => {
     const n = new Notifier();
     const seen = n.version([{ queue: q }]);
     const [a, b] = [taker(4, 2), taker(2, 2)];
-    const parkedA = n.wait([{ queue: q }], seen, never, Infinity, 4, a);
-    const parkedB = n.wait([{ queue: q }], seen, never, Infinity, 2, b);
+    const parkedA = n.wait([{ queue: q }], seen, never, Infinity, a);
+    const parkedB = n.wait([{ queue: q }], seen, never, Infinity, b);
     const claims = [n.claim(q), n.claim(q), n.claim(q), n.claim(q)];
     expect(claims.map((c) => c && (c.taker === a ? "a" : "b"))).toEqual(["a", "b", "a", undefined]);
     expect(claims.map((c) => c?.reserved.max)).toEqual([2, 2, 2, undefined]);
@@ -105,7 +105,7 @@ describe("Notifier", () => {
     const n = new Notifier();
     const seen = n.version([{ queue: q }]);
     const spent = taker(2, 2);
-    const stream = n.wait([{ queue: q }], seen, never, Infinity, 2, spent);
+    const stream = n.wait([{ queue: q }], seen, never, Infinity, spent);
     n.claim(q); // both credits set aside
     const poll = n.wait([{ queue: q }], seen, never, 60_000, 1);
     n.notify(q, 1);

@@ -29,20 +29,24 @@ export interface Taker {
   deliver(deliveries: readonly Delivery[], reserved: number): void;
 }
 
+/** What a waiter would take: a long poll's most tasks, or a stream that says itself. */
+export type Wants = number | Taker;
+
 interface Waiter {
   readonly topics: readonly string[];
-  /** How many tasks a waiter without a taker (a long poll) would take if woken: its max. */
-  readonly capacity: number;
+  readonly wants: Wants;
   readonly wake: () => void;
-  readonly taker?: Taker;
 }
+
+const takerOf = (waiter: Waiter): Taker | undefined =>
+  typeof waiter.wants === "number" ? undefined : waiter.wants;
 
 /**
  * How many tasks `waiter` would take if woken now: a taker's credits not set aside
- * (0 while handoffs hold them all), else its capacity, at least 1.
+ * (0 while handoffs hold them all), else its most, at least 1.
  */
 function takes(waiter: Waiter): number {
-  return waiter.taker ? waiter.taker.available : Math.max(1, waiter.capacity);
+  return typeof waiter.wants === "number" ? Math.max(1, waiter.wants) : waiter.wants.available;
 }
 
 /** A waiter claimed for a handoff, and the credits it set aside for it. */
@@ -108,11 +112,12 @@ export class Notifier {
       const set = this.waiters.get(key);
       if (!set) continue;
       for (const waiter of set) {
-        const reserved = waiter.taker?.reserve();
-        if (!reserved) continue;
+        const taker = takerOf(waiter);
+        const reserved = taker?.reserve();
+        if (!taker || !reserved) continue;
         this.remove(waiter);
         this.add(waiter);
-        return { taker: waiter.taker!, reserved };
+        return { taker, reserved };
       }
     }
     return undefined;
@@ -138,16 +143,16 @@ export class Notifier {
   /**
    * Resolves when one of the topics is notified, when the version has already moved
    * past `seen`, when `signal` aborts, or after `timeoutMs` (never, when it is Infinity:
-   * a stream parks until notified, and a timer per park would only cost). With a
-   * `taker`, an enqueue may `claim` the waiter to hand it tasks instead.
+   * a stream parks until notified, and a timer per park would only cost). `wants` is
+   * how many tasks a long poll would take, or a stream's `Taker`: an enqueue may then
+   * `claim` the waiter to hand it tasks instead.
    */
   wait(
     topics: readonly Topic[],
     seen: number,
     signal: Cancel,
     timeoutMs: number,
-    capacity = 1,
-    taker?: Taker,
+    wants: Wants = 1,
   ): Promise<void> {
     if (this.version(topics) !== seen || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
@@ -158,7 +163,7 @@ export class Notifier {
         resolve();
       };
       const onAbort = () => done();
-      const waiter: Waiter = { topics: topics.map(topicKey), capacity, wake: done, taker };
+      const waiter: Waiter = { topics: topics.map(topicKey), wants, wake: done };
       const timer = Number.isFinite(timeoutMs) ? setTimeout(done, timeoutMs) : undefined;
       signal.addEventListener("abort", onAbort, { once: true });
       this.add(waiter);
