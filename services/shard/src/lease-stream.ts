@@ -4,6 +4,7 @@ import type { Delivery } from "@codeq/engine";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
+import { HeldTokens } from "./held-tokens";
 import { Kick } from "./kick";
 import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
@@ -37,7 +38,7 @@ export class LeaseStreamSession implements Taker {
    */
   private emptyAt: number | undefined;
   /** Tokens pushed by this stream and not yet settled through it. */
-  private readonly held = new Set<string>();
+  private readonly held = new HeldTokens();
 
   constructor(
     private readonly core: QueueCore,
@@ -205,14 +206,13 @@ export class LeaseStreamSession implements Taker {
   }
 
   private push(deliveries: readonly Delivery[]): void {
-    for (const d of deliveries) this.held.add(d.token);
+    this.held.add(deliveries.map((d) => d.token));
     this.out.push({ tasks: { tasks: deliveries.map(deliveryToWire) } });
   }
 
   private async releaseHeld(): Promise<void> {
-    if (this.held.size === 0) return;
-    const tokens = [...this.held];
-    this.held.clear();
+    const tokens = this.held.takeAll();
+    if (tokens.length === 0) return;
     try {
       await this.core.release(tokens, "lease stream closed");
     } catch {
