@@ -4,6 +4,7 @@ import { Channel } from "@codeq/server-kit";
 import type { LeaseResponse } from "@codeq/proto";
 import { forwardedRelease, readForwardAnswer, type ForwardAnswer, type Raw } from "./passthrough";
 import { FencedError } from "./routing";
+import { SeqWindow } from "./seq-window";
 
 /**
  * Whose call it is, as a ForwardRequest states it: what the identity metadata of
@@ -55,7 +56,7 @@ interface Pending {
 interface Stream {
   readonly requests: Channel<{ readonly seq: number; readonly bytes: Uint8Array }>;
   readonly abort: AbortController;
-  readonly pending: Map<number, Pending>;
+  readonly pending: SeqWindow<Pending>;
   /** Leases timed out here but maybe taken there, by seq: given back when answered. */
   readonly late: Map<number, Caller>;
 }
@@ -183,7 +184,7 @@ export class ForwardLane {
     const stream: Stream = {
       requests: new Channel(),
       abort: new AbortController(),
-      pending: new Map(),
+      pending: new SeqWindow(),
       late: new Map(),
     };
     this.streams.add(stream);
@@ -194,7 +195,7 @@ export class ForwardLane {
   private async read(stream: Stream): Promise<void> {
     // a call that timed out while it waited to be written is never written
     const unanswered = async function* () {
-      for await (const m of stream.requests) if (stream.pending.has(m.seq)) yield m.bytes;
+      for await (const m of stream.requests) if (stream.pending.get(m.seq)) yield m.bytes;
     };
     let failure: unknown;
     try {
@@ -259,8 +260,7 @@ export class ForwardLane {
     if (this.current === stream) this.current = undefined;
     stream.requests.close();
     stream.abort.abort();
-    for (const p of stream.pending.values()) p.reject(err);
-    stream.pending.clear();
+    for (const p of stream.pending.takeAll()) p.reject(err);
     if (this.streams.size === 0) this.stopSweeping();
   }
 
@@ -268,7 +268,8 @@ export class ForwardLane {
     const before = performance.now() - this.timeoutMs;
     let left = 0;
     for (const stream of this.streams) {
-      for (const [seq, p] of stream.pending) {
+      for (let o = stream.pending.oldest(); o; o = stream.pending.oldest()) {
+        const { seq, value: p } = o;
         if (p.sentAt > before) break; // sent in order: the rest are younger
         stream.pending.delete(seq);
         if (p.leaseFor) {
