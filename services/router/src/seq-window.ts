@@ -8,8 +8,12 @@
  * value it held, survives each young-generation GC until a full one
  * (docs/performance.md, "Long-lived Maps and Sets that churn"). An array's storage is
  * replaced without such a link.
+ *
+ * Its size is the span from the oldest value held to the newest: one call the shard
+ * sits on keeps the slots of every call after it until it is answered or times out (at
+ * 1,200 calls a second and a 10 s timeout, 12,000 slots, walked once when it goes).
  */
-export class SeqWindow<T> {
+export class SeqWindow<T extends object> {
   private slots: (T | undefined)[] = [];
   /** Index in `slots` of the oldest slot still in the window. */
   private head = 0;
@@ -26,7 +30,7 @@ export class SeqWindow<T> {
     if (this.count === 0) this.reset(seq);
     const at = this.head + (seq - this.base);
     if (at < this.slots.length) throw new Error(`seq ${seq} is not past the window`);
-    while (this.slots.length < at) this.slots.push(undefined); // seqs another stream took
+    while (this.slots.length < at) this.slots.push(undefined); // skipped seqs, if any
     this.slots.push(value);
     this.count++;
   }

@@ -23,6 +23,21 @@ describe("HeldTokens", () => {
     expect(held.takeAll()).toEqual([]);
   });
 
+  it("merges the oldest pushes, not the newest, when pushes outnumber its sets", () => {
+    const held = new HeldTokens();
+    for (let i = 0; i < 40; i++) held.add([`old${i}`]); // never acked
+    held.add(["new"]);
+    expect(held.delete("new")).toBe(true);
+    expect(held.size).toBe(40);
+    // the newest pushes still come and go in Sets of their own
+    for (let i = 0; i < 100; i++) {
+      held.add([`a${i}`, `b${i}`]);
+      expect(held.delete(`a${i}`)).toBe(true);
+      expect(held.delete(`b${i}`)).toBe(true);
+    }
+    expect(held.takeAll().sort()).toEqual(Array.from({ length: 40 }, (_, i) => `old${i}`).sort());
+  });
+
   it("keeps every token when pushes outnumber its sets", () => {
     const held = new HeldTokens();
     const tokens = Array.from({ length: 1000 }, (_, i) => `t${i}`);

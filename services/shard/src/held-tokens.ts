@@ -1,5 +1,9 @@
-/** Pushes a stream keeps apart, at most; past it a push joins the newest. */
-const MAX_SETS = 64;
+/**
+ * Pushes a stream keeps apart, at most. Past it the two oldest are merged: a Set of
+ * tokens held that long changes rarely, and each new push keeps a Set of its own. An ack
+ * for a token not held looks in at most this many Sets.
+ */
+const MAX_SETS = 16;
 
 /**
  * The lease tokens a stream pushed and has not seen settled through it, as one Set
@@ -18,9 +22,12 @@ export class HeldTokens {
   /** Tracks one push's tokens. */
   add(tokens: readonly string[]): void {
     if (tokens.length === 0) return;
-    const newest = this.sets.length >= MAX_SETS ? this.sets[this.sets.length - 1] : undefined;
-    if (newest) for (const t of tokens) newest.add(t);
-    else this.sets.push(new Set(tokens));
+    if (this.sets.length >= MAX_SETS) {
+      const [oldest, next] = this.sets.splice(0, 2) as [Set<string>, Set<string>];
+      for (const t of next) oldest.add(t);
+      this.sets.unshift(oldest);
+    }
+    this.sets.push(new Set(tokens));
   }
 
   /** Stops tracking `token` (settled, or not ours); false when it was not tracked. */
