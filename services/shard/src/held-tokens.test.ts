@@ -2,7 +2,7 @@ import { HeldTokens } from "./held-tokens";
 
 describe("HeldTokens", () => {
   it("tracks pushes until each token is settled, in any order", () => {
-    const held = new HeldTokens();
+    const held = new HeldTokens(1_000_000);
     held.add(["a1", "a2"]);
     held.add(["b1"]);
     expect(held.size).toBe(3);
@@ -16,15 +16,27 @@ describe("HeldTokens", () => {
     expect(held.takeAll()).toEqual([]);
   });
 
+  it("forgets the oldest pushes past its limit", () => {
+    const held = new HeldTokens(5);
+    held.add(["a1", "a2"]);
+    held.add(["b1", "b2"]);
+    held.add(["c1", "c2"]); // 6 > 5: the a push goes
+    expect(held.size).toBe(4);
+    expect(held.delete("a1")).toBe(false);
+    held.add(["d1", "d2", "d3", "d4", "d5", "d6"]); // alone past the limit: kept
+    expect(held.size).toBe(6);
+    expect(held.takeAll().sort()).toEqual(["d1", "d2", "d3", "d4", "d5", "d6"]);
+  });
+
   it("ignores an empty push", () => {
-    const held = new HeldTokens();
+    const held = new HeldTokens(1_000_000);
     held.add([]);
     expect(held.size).toBe(0);
     expect(held.takeAll()).toEqual([]);
   });
 
   it("merges the oldest pushes, not the newest, when pushes outnumber its sets", () => {
-    const held = new HeldTokens();
+    const held = new HeldTokens(1_000_000);
     for (let i = 0; i < 40; i++) held.add([`old${i}`]); // never acked
     held.add(["new"]);
     expect(held.delete("new")).toBe(true);
@@ -39,7 +51,7 @@ describe("HeldTokens", () => {
   });
 
   it("keeps every token when pushes outnumber its sets", () => {
-    const held = new HeldTokens();
+    const held = new HeldTokens(1_000_000);
     const tokens = Array.from({ length: 1000 }, (_, i) => `t${i}`);
     for (const t of tokens) held.add([t]);
     expect(held.size).toBe(1000);

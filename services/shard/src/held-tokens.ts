@@ -7,7 +7,8 @@ const MAX_SETS = 16;
 
 /**
  * The lease tokens a stream pushed and has not seen settled through it, as one Set
- * per push. A push's acks empty its Set within milliseconds, and the Set dies young.
+ * per push, so that a stream that ends can release its leases at once. A push's acks
+ * empty its Set within milliseconds, and the Set dies young.
  *
  * One Set for the stream's whole life, added to on every push and deleted from on every
  * ack, does not: V8 replaces a Set's table as it grows and shrinks, and links each old
@@ -15,9 +16,17 @@ const MAX_SETS = 16;
  * is long-lived, so its current table is, sooner or later), that link keeps every later
  * table, and every token those tables held, alive through each young-generation GC
  * until a full one (docs/performance.md, "Long-lived Maps and Sets that churn").
+ *
+ * At most `limit` tokens are kept: a client that keeps granting credits and never
+ * settles would otherwise grow them without end. Past it the oldest push's tokens are
+ * forgotten; their leases expire and the reaper takes them back, as for a stream that
+ * broke without a release.
  */
 export class HeldTokens {
   private sets: Set<string>[] = [];
+  private count = 0;
+
+  constructor(private readonly limit: number) {}
 
   /** Tracks one push's tokens. */
   add(tokens: readonly string[]): void {
@@ -27,7 +36,10 @@ export class HeldTokens {
       for (const t of next) oldest.add(t);
       this.sets.unshift(oldest);
     }
-    this.sets.push(new Set(tokens));
+    const set = new Set(tokens);
+    this.sets.push(set);
+    this.count += set.size;
+    while (this.count > this.limit && this.sets.length > 1) this.count -= this.sets.shift()!.size;
   }
 
   /** Stops tracking `token` (settled, or not ours); false when it was not tracked. */
@@ -36,6 +48,7 @@ export class HeldTokens {
     for (let i = 0; i < this.sets.length; i++) {
       const set = this.sets[i]!;
       if (!set.delete(token)) continue;
+      this.count--;
       if (set.size === 0) this.sets.splice(i, 1);
       return true;
     }
@@ -43,15 +56,14 @@ export class HeldTokens {
   }
 
   get size(): number {
-    let n = 0;
-    for (const set of this.sets) n += set.size;
-    return n;
+    return this.count;
   }
 
   /** Every token still tracked, which are then tracked no more. */
   takeAll(): string[] {
     const all = this.sets.flatMap((set) => [...set]);
     this.sets = [];
+    this.count = 0;
     return all;
   }
 }

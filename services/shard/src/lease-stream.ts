@@ -38,7 +38,7 @@ export class LeaseStreamSession implements Taker {
    */
   private emptyAt: number | undefined;
   /** Tokens pushed by this stream and not yet settled through it. */
-  private readonly held = new HeldTokens();
+  private readonly held: HeldTokens;
 
   constructor(
     private readonly core: QueueCore,
@@ -46,6 +46,8 @@ export class LeaseStreamSession implements Taker {
     draining: AbortSignal,
     callSignal: AbortSignal,
   ) {
+    // twice the credits a stream may have outstanding: a client that settles keeps far fewer
+    this.held = new HeldTokens(2 * core.config.maxStreamCredits);
     const onDrain = () =>
       this.end(new ServerError(Status.UNAVAILABLE, "the shard worker is shutting down; reconnect"));
     const onCancel = () => this.end();
