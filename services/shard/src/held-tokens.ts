@@ -32,9 +32,8 @@ export class HeldTokens {
   add(tokens: readonly string[]): void {
     if (tokens.length === 0) return;
     if (this.sets.length >= MAX_SETS) {
-      const [oldest, next] = this.sets.splice(0, 2) as [Set<string>, Set<string>];
-      for (const t of next) oldest.add(t);
-      this.sets.unshift(oldest);
+      const [second] = this.sets.splice(1, 1) as [Set<string>];
+      for (const t of second) this.sets[0]!.add(t);
     }
     const set = new Set(tokens);
     this.sets.push(set);
