@@ -27,7 +27,7 @@ export { readSecret } from "./secret";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
 export { LoadGauge } from "./load-gauge";
-export { RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";
+export { collectProcessMetrics, RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";
 export {
   serverCredentials,
   channelCredentials,

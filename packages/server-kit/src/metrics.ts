@@ -1,6 +1,34 @@
 import * as http from "node:http";
 import { ServerError, Status, type ServerMiddleware } from "nice-grpc";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Histogram, type Registry } from "prom-client";
+import { observeGcPauses } from "@codeq/common";
+
+/** prom-client's buckets for the GC histogram, s. */
+const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5];
+
+/**
+ * Node's process metrics under `prefix` (prom-client's defaults: CPU, memory, event-loop
+ * lag, handles, heap spaces, GC), with the GC histogram
+ * (`<prefix>nodejs_gc_duration_seconds{kind}`) counted by an observer of our own.
+ * prom-client 15 reads only the first entry of each batch Node hands its observer, and
+ * pauses that come together went uncounted: a full GC's incremental steps, final pause
+ * and weak callbacks, or scavenges in one long turn of the loop (six forced GCs in
+ * one turn counted as one). Its own observer keeps running into the histogram
+ * removed here; nothing reads that.
+ */
+export function collectProcessMetrics(registry: Registry, prefix: string): void {
+  collectDefaultMetrics({ register: registry, prefix });
+  const name = `${prefix}nodejs_gc_duration_seconds`;
+  registry.removeSingleMetric(name);
+  const pauses = new Histogram({
+    name,
+    help: "Garbage collection duration by kind, one of major, minor, incremental or weakcb.",
+    labelNames: ["kind"],
+    buckets: GC_BUCKETS,
+    registers: [registry],
+  });
+  observeGcPauses((kind, ms) => pauses.observe({ kind }, ms / 1000));
+}
 
 /** The RPC metrics every codeQ service exports: counts by method and code, unary latency. */
 export class RpcMetrics {

@@ -10,3 +10,4 @@ export { withUnimplemented } from "./unimplemented";
 export { listReflectedServices } from "./reflection-client";
 export { isAlive } from "./process-alive";
 export { testCert } from "./certs";
+export { forceGcsInOneTurn } from "./gc";

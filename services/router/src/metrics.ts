@@ -1,5 +1,10 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from "prom-client";
-import { RpcMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
+import { Counter, Gauge, Registry } from "prom-client";
+import {
+  collectProcessMetrics,
+  RpcMetrics,
+  serveMetrics,
+  type MetricsServer,
+} from "@codeq/server-kit";
 import type { MapCache } from "@codeq/shardmap";
 import type { ShardPool } from "./shard-pool";
 
@@ -22,7 +27,7 @@ export class RouterMetrics {
 
   constructor(cache: MapCache, pool: ShardPool) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: "codeq_router_process_" });
+    collectProcessMetrics(this.registry, "codeq_router_process_");
     this.rpc = new RpcMetrics(this.registry);
     this.fencedRetries = new Counter({
       name: "codeq_router_fenced_retries_total",

@@ -1,6 +1,11 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { QueueEngine } from "@codeq/engine";
-import { RpcMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
+import {
+  collectProcessMetrics,
+  RpcMetrics,
+  serveMetrics,
+  type MetricsServer,
+} from "@codeq/server-kit";
 
 /**
  * Queues whose stats are read at once (pipelined on one connection): the depth sums here
@@ -51,7 +56,7 @@ export class Metrics {
     private readonly engine: QueueEngine,
   ) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: "codeq_shard_process_" });
+    collectProcessMetrics(this.registry, "codeq_shard_process_");
     this.operation = new Histogram({
       name: "codeq_shard_operation_duration_seconds",
       help: "Time of one engine operation (one script call) on the shard's store.",

@@ -1,0 +1,45 @@
+import { forceGcsInOneTurn } from "@codeq/testing";
+import { addGcPause, NO_GC_PAUSES, observeGcPauses, type GcKind } from "./gc-pauses";
+
+describe("observeGcPauses", () => {
+  it("passes on every pause of a batch, by kind", async () => {
+    const seen: GcKind[] = [];
+    const stop = observeGcPauses((kind, ms) => {
+      expect(ms).toBeGreaterThanOrEqual(0);
+      seen.push(kind);
+    });
+    try {
+      await forceGcsInOneTurn(5);
+    } finally {
+      stop();
+    }
+    expect(seen.filter((k) => k === "minor").length).toBeGreaterThanOrEqual(5);
+    expect(seen.filter((k) => k === "major").length).toBeGreaterThanOrEqual(1);
+  });
+
+  it("stops when told", async () => {
+    let seen = 0;
+    observeGcPauses(() => seen++)();
+    await forceGcsInOneTurn(2);
+    expect(seen).toBe(0);
+  });
+});
+
+describe("addGcPause", () => {
+  it("sums scavenges apart from full collections", () => {
+    let p = NO_GC_PAUSES;
+    p = addGcPause(p, "minor", 1.5);
+    p = addGcPause(p, "minor", 0.5);
+    p = addGcPause(p, "incremental", 2);
+    p = addGcPause(p, "major", 7);
+    p = addGcPause(p, "weakcb", 1);
+    expect(p).toEqual({
+      scavenges: 2,
+      scavengeMs: 2,
+      longestScavengeMs: 1.5,
+      fullGcs: 1,
+      fullGcMs: 10,
+    });
+    expect(NO_GC_PAUSES.scavenges).toBe(0);
+  });
+});
