@@ -60,6 +60,33 @@ describe("measure", () => {
     expect(Math.abs(m.growth!.started! - m.cycles)).toBeLessThanOrEqual(2);
   });
 
+  it("awaits `aroundWindow` before the window opens and after it closes", async () => {
+    const events: string[] = [];
+    const m = await measure({
+      concurrency: 1,
+      warmupMs: 20,
+      durationMs: 100,
+      onWindow: (open) => events.push(open ? "open" : "close"),
+      aroundWindow: {
+        before: async () => {
+          await new Promise((r) => setTimeout(r, 20));
+          events.push("before");
+        },
+        after: async () => {
+          await new Promise((r) => setTimeout(r, 20));
+          events.push("after");
+        },
+      },
+      cycle: async () => {
+        await new Promise((r) => setTimeout(r, 5));
+        return 1;
+      },
+    });
+    expect(events).toEqual(["before", "open", "close", "after"]);
+    // the hooks' time is not the window's
+    expect(m.seconds).toBeLessThan(0.14);
+  });
+
   it("closes the window when the promise `until` returned as it opened resolves", async () => {
     let cycles = 0;
     let atOpen: number | undefined;

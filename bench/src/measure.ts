@@ -31,6 +31,11 @@ export interface MeasureOptions {
    * at both edges of the window with the units; the result's `growth` has each one's increase.
    */
   readonly totals?: Readonly<Record<string, () => number>>;
+  /**
+   * Awaited just before the window opens and just after it closes (e.g. reading another
+   * process's metrics, whose scrape should not load the window).
+   */
+  readonly aroundWindow?: { before(): Promise<void>; after(): Promise<void> };
 }
 
 export interface Measurement {
@@ -91,6 +96,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
   try {
     o.progress?.(`warm-up ${o.warmupMs / 1000} s`);
     await wait(o.warmupMs);
+    await Promise.race([o.aroundWindow?.before(), failed]);
     phase = "measure";
     o.onWindow?.(true);
     const units0 = o.units?.() ?? 0;
@@ -122,6 +128,7 @@ export async function measure(o: MeasureOptions): Promise<Measurement> {
     const seconds = (performance.now() - t0) / 1000;
     const cpu = process.cpuUsage(cpu0);
     const server1 = await o.serverCpu?.();
+    await o.aroundWindow?.after();
     await Promise.all(loops);
     if (failure) throw failure.err;
     latencies.sort((a, b) => a - b);

@@ -1,5 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { formatGcPauses } from "./gc-watch";
 import { fmt } from "./measure";
 import type { BenchOptions, RatioResult, ScenarioResult } from "./scenario";
 import type { Environment } from "./environment";
@@ -45,6 +46,12 @@ export function formatResult(scenario: string, result: ScenarioResult): string {
       .join("  "),
   );
   lines.splice(1, 0, widths.map((w) => "-".repeat(w)).join("  "));
+  for (const v of result.variants) {
+    const gc = Object.entries(v.gc ?? {});
+    if (gc.length === 0) continue;
+    const each = gc.map(([name, p]) => `${name} ${formatGcPauses(p)}`).join("; ");
+    lines.push(`GC pauses in ${scenario}: ${v.name}: ${each}`);
+  }
   lines.push(...formatRatios(result.ratios));
   for (const c of result.checks ?? []) {
     const value = `${c.value.toFixed(2)} ${c.unit}`;

@@ -1,3 +1,4 @@
+import type { GcPauses } from "@codeq/common";
 import type { RedisServer } from "@codeq/testing";
 import type { Measurement } from "./measure";
 
@@ -33,6 +34,11 @@ export interface VariantResult extends Measurement {
   readonly processCpu?: Readonly<Record<string, number>>;
   /** RPCs the clients made during the window, when counted. */
   readonly rpcs?: number;
+  /**
+   * Garbage-collection pauses in the window, by process: `bench` (this process), the
+   * services whose metrics the rig reads, and forked clients.
+   */
+  readonly gc?: Readonly<Record<string, GcPauses>>;
 }
 
 /** A ratio of two variants' rates, with the target it is held to, if any. */

@@ -1,3 +1,4 @@
+import type { MetricsEndpoint } from "../gc-watch";
 import { latencyFigures } from "../measure";
 import type { ScenarioContext, VariantResult } from "../scenario";
 import { checkEvery, openRig } from "./grpc-rig";
@@ -22,6 +23,8 @@ export interface DeliveryLatency {
   readonly address: string;
   /** Processes whose CPU the variant reports, by name. */
   readonly processes: Readonly<Record<string, number | undefined>>;
+  /** Services whose GC pauses the variant reports, by name (RigOptions.metrics). */
+  readonly metrics?: Readonly<Record<string, MetricsEndpoint>>;
   /** Tasks a second the producer offers. */
   readonly rate: number;
   readonly via: Producer;
@@ -55,6 +58,7 @@ export async function deliveryLatency(
     scenario: d.scenario,
     address: d.address,
     processes: { ...d.processes, clients: clients.pid },
+    metrics: d.metrics,
   });
   try {
     const m = await rig.run(v, {
@@ -63,7 +67,9 @@ export async function deliveryLatency(
       onWindow: (open) => clients.window(open),
       cycle: checkEvery(() => clients.check()),
     });
-    return { ...m, ...latencyFigures(await clients.stop()) };
+    const figures = latencyFigures(await clients.stop());
+    const own = clients.gcInWindow;
+    return { ...m, ...figures, gc: own ? { ...m.gc, clients: own } : m.gc };
   } finally {
     rig.close();
     await clients.close();

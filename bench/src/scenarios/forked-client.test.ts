@@ -64,6 +64,39 @@ describe("ForkedClient", () => {
     expect(client.count(0)).toBeGreaterThan(result.inWindow);
   });
 
+  it("reports the child's own GC pauses while the window was open", async () => {
+    const client = fork(
+      "gc",
+      `async (config, io) => {
+        require("node:v8").setFlagsFromString("--expose-gc");
+        const gc = require("node:vm").runInNewContext("gc");
+        let phase = 0;
+        io.counts = () => [phase];
+        for (let i = 0; i < 20; i++) gc({ type: "minor", execution: "sync" });
+        await io.tick(); // Node hands the GC entries over on a later turn
+        phase = 1;
+        while (!io.open) await io.tick();
+        for (let i = 0; i < 3; i++) gc({ type: "minor", execution: "sync" });
+        gc();
+        await io.tick();
+        phase = 2;
+        while (!io.stopping) await io.tick();
+        return 0;
+      }`,
+    );
+    await until("the scavenges before the window", () => client.count(0) === 1);
+    client.window(true);
+    await until("the GCs in the window", () => client.count(0) === 2);
+    client.window(false);
+    expect(client.gcInWindow).toBeUndefined(); // known once stopped
+    await client.stop();
+    const gc = client.gcInWindow!;
+    expect(gc.scavenges).toBeGreaterThanOrEqual(3);
+    expect(gc.scavenges).toBeLessThan(20);
+    expect(gc.fullGcs).toBeGreaterThanOrEqual(1);
+    expect(gc.fullGcMs).toBeGreaterThan(0);
+  });
+
   it("passes on the child's failure, and stop() throws it", async () => {
     const client = fork(
       "fails",

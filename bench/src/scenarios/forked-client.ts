@@ -1,6 +1,12 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
-import { installLeanAsyncBind } from "@codeq/common";
+import {
+  GcTally,
+  gcPausesSince,
+  installLeanAsyncBind,
+  NO_GC_PAUSES,
+  type GcPauses,
+} from "@codeq/common";
 import { serviceNodeFlags } from "@codeq/local-cluster";
 
 /**
@@ -17,12 +23,12 @@ import { serviceNodeFlags } from "@codeq/local-cluster";
  *
  * Protocol (IPC): the parent sends `{ window: boolean }` as the measured window opens
  * and closes, then `{ stop: true }`; the child reports its running counts every
- * REPORT_MS, `{ failure }` on the first error, and `{ counts, result }` once stopped,
- * then exits.
+ * REPORT_MS, `{ failure }` on the first error, and `{ counts, result, gc }` once
+ * stopped (`gc`: its own GC pauses while the window was open), then exits.
  */
 type ToForkedClient = { window: boolean } | { stop: true };
 type FromForkedClient<R> =
-  { counts: number[] } | { failure: string } | { counts: number[]; result: R };
+  { counts: number[] } | { failure: string } | { counts: number[]; result: R; gc: GcPauses };
 
 /** How often the child's counts go to the parent (rates are read from them), ms. */
 const REPORT_MS = 20;
@@ -31,7 +37,7 @@ const REPORT_MS = 20;
 export class ForkedClient<R> {
   private counts: readonly number[] = [];
   private failure: string | undefined;
-  private result: { r: R } | undefined;
+  private result: { r: R; gc: GcPauses } | undefined;
   private stopping = false;
   private readonly exited: Promise<void>;
   private readonly disconnected: Promise<void>;
@@ -46,7 +52,7 @@ export class ForkedClient<R> {
       if ("failure" in m) this.failure ??= m.failure;
       else {
         this.counts = m.counts;
-        if ("result" in m) this.result = { r: m.result };
+        if ("result" in m) this.result = { r: m.result, gc: m.gc };
       }
     });
     // a send to a child that is gone fails here, not as an uncaught exception
@@ -97,6 +103,11 @@ export class ForkedClient<R> {
     return this.result.r;
   }
 
+  /** The client's own GC pauses while the window was open (known once it has stopped). */
+  get gcInWindow(): GcPauses | undefined {
+    return this.result?.gc;
+  }
+
   /** Kills the process if it is still running (after a failure) and waits for it. */
   async close(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill();
@@ -127,6 +138,9 @@ export interface ForkedClientIo {
  */
 export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => Promise<R>): void {
   installLeanAsyncBind(); // as the bench process and the services (async-bind.ts)
+  const gc = new GcTally();
+  let opened = NO_GC_PAUSES;
+  let inWindow = NO_GC_PAUSES;
   const config = JSON.parse(process.argv[2]!) as C;
   const send = (m: FromForkedClient<R>) => process.send!(m);
   let wake: (() => void) | undefined;
@@ -141,8 +155,11 @@ export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => P
   };
   const state = io as { open: boolean; stopping: boolean };
   process.on("message", (m: ToForkedClient) => {
-    if ("window" in m) state.open = m.window;
-    else {
+    if ("window" in m) {
+      state.open = m.window;
+      if (m.window) opened = gc.totals;
+      else inWindow = gcPausesSince(opened, gc.totals);
+    } else {
       state.stopping = true;
       wake?.();
     }
@@ -152,7 +169,7 @@ export function runForkedClient<C, R>(body: (config: C, io: ForkedClientIo) => P
     let last: FromForkedClient<R>;
     try {
       const result = await body(config, io);
-      last = { counts: io.counts(), result };
+      last = { counts: io.counts(), result, gc: inWindow };
     } catch (err) {
       last = { failure: err instanceof Error ? (err.stack ?? err.message) : String(err) };
     } finally {

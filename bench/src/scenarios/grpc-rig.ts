@@ -10,6 +10,7 @@ import {
 } from "nice-grpc";
 import { QueueServiceDefinition, type QueueServiceClient } from "@codeq/proto";
 import { countRpcs } from "../count-rpcs";
+import { watchWindowGc, type MetricsEndpoint } from "../gc-watch";
 import { redisCpuSeconds } from "../environment";
 import { measure, type Cycle, type MeasureOptions } from "../measure";
 import { machineBusySeconds, processCpuSeconds } from "../process-cpu";
@@ -32,6 +33,11 @@ export interface RigOptions {
    * PID); with them comes `other`: the CPU everything else on the machine used.
    */
   readonly processes?: Readonly<Record<string, number | undefined>>;
+  /**
+   * Services whose process metrics each variant reads for its GC pauses, by name (with
+   * the bench's own, as `bench`, these are the variant's `gc`).
+   */
+  readonly metrics?: Readonly<Record<string, MetricsEndpoint>>;
   /** Channel credentials (TLS); plaintext when unset. */
   readonly credentials?: ChannelCredentials;
   /** grpc-js channel options (e.g. the TLS server name to check). */
@@ -65,7 +71,7 @@ export interface Rig {
  * tenant TENANT (or sending `metadata`), and a harness that measures a variant over
  * them with the run's warm-up and window. Each variant reports the redis-server's CPU,
  * the CPU of every one of `processes` (read from /proc), and the RPCs its clients made
- * in the window. When `processes` are
+ * in the window, and the GC pauses in it of the bench and of every one of `metrics`. When `processes` are
  * named it also reports `other`: the machine's busy CPU less the bench, the
  * redis-server and those processes, which shows a window disturbed by other work.
  */
@@ -84,6 +90,7 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
   return {
     client: clients.client,
     async run(v, { minWarmupSeconds = 0, ...o }) {
+      const gc = watchWindowGc(options.metrics ?? {});
       const { growth, ...m } = await measure({
         concurrency: v.concurrency,
         ...o,
@@ -91,6 +98,7 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
         durationMs: ctx.options.seconds * 1000,
         serverCpu: () => redisCpuSeconds(admin),
         totals,
+        aroundWindow: gc,
         progress: (text) => ctx.progress(`${options.scenario}: ${v.name}: ${text}`),
       });
       const processCpu: Record<string, number> = Object.fromEntries(
@@ -102,7 +110,7 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
         // tick-granular readers taken microseconds apart: a small negative is zero
         processCpu.other = Math.max(0, growth.machine / m.seconds - known);
       }
-      return { ...v, ...m, processCpu, rpcs: growth?.rpcs ?? 0 };
+      return { ...v, ...m, processCpu, rpcs: growth?.rpcs ?? 0, gc: gc.pauses() };
     },
     close() {
       clients.close();

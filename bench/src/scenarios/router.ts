@@ -13,6 +13,7 @@ import {
 import { checkEvery, cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
 import { PairedEnqueues } from "./paired-enqueues";
 import { deleteUnder, writeShardMap } from "./shard-map";
+import { fullGcCaveat, metricsOn } from "../gc-watch";
 import { deliveryLatency } from "./delivery-latency";
 import {
   PAYLOAD,
@@ -163,6 +164,9 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   const shardAddress = `127.0.0.1:${await freePort()}`;
   const routerAddress = `127.0.0.1:${await freePort()}`;
   await writeShardMap(ctx, CONTROL_PREFIX, { a: shardAddress });
+  const shardMetrics = await metricsOn("shard");
+  const routerMetrics = await metricsOn("router");
+  const metrics = { shard: shardMetrics.endpoint, router: routerMetrics.endpoint };
   const started: ServiceProcess[] = [];
   const rigs: Rig[] = [];
   try {
@@ -170,7 +174,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       CODEQ_LOG_LEVEL: "warn",
       CODEQ_SHARD_ID: "a",
       CODEQ_SHARD_LISTEN: shardAddress,
-      CODEQ_SHARD_METRICS_LISTEN: "",
+      CODEQ_SHARD_METRICS_LISTEN: shardMetrics.listen,
       CODEQ_SHARD_REDIS_URL: ctx.server.url,
       CODEQ_SHARD_KEY_PREFIX: SHARD_PREFIX,
       CODEQ_SHARD_DEV_IDENTITY: "true",
@@ -183,6 +187,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     const router = await ServiceProcess.start("router", "router", routerAddress, {
       CODEQ_LOG_LEVEL: "warn",
       CODEQ_ROUTER_LISTEN: routerAddress,
+      CODEQ_ROUTER_METRICS_LISTEN: routerMetrics.listen,
       CODEQ_ROUTER_CONTROL_URL: ctx.server.url,
       CODEQ_ROUTER_CONTROL_PREFIX: CONTROL_PREFIX,
       CODEQ_ROUTER_DEV_IDENTITY: "true",
@@ -191,9 +196,11 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     });
     started.push(router);
     const processes = { shard: shard.pid, router: router.pid };
-    const direct = openRig(ctx, { scenario: "router", address: shardAddress, processes });
+    const rigOf = (address: string) =>
+      openRig(ctx, { scenario: "router", address, processes, metrics });
+    const direct = rigOf(shardAddress);
     rigs.push(direct);
-    const viaRouter = openRig(ctx, { scenario: "router", address: routerAddress, processes });
+    const viaRouter = rigOf(routerAddress);
     rigs.push(viaRouter);
     /** The workload `name`, direct then via router, each on commands of its own. */
     const both = async (
@@ -223,6 +230,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           scenario: "router",
           address: rig === "direct" ? shardAddress : routerAddress,
           processes,
+          metrics,
           rate: DELIVERY_SHARE * stream[0].perSecond,
           via,
           command: `BENCH_DELIVERY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}_${rig === "direct" ? "DIRECT" : "ROUTER"}`,
@@ -256,7 +264,8 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       unit: "ms",
       max: ADDED_P99_TARGET_MS,
       met: addedP99 < ADDED_P99_TARGET_MS,
-      caveat: disturbed(latency),
+      caveat:
+        [disturbed(latency), fullGcCaveat(latency[1].gc)].filter(Boolean).join("; ") || undefined,
     };
     const figures = [
       ...[unary, stream, peak].map((pair) => routerCpuFigure(pair)),

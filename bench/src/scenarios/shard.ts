@@ -1,5 +1,6 @@
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
+import { fullGcCaveat, metricsOn } from "../gc-watch";
 import { deleteKeys } from "../redis-variant";
 import type {
   CheckResult,
@@ -50,7 +51,7 @@ function p99Check(v: VariantResult, offered: number): CheckResult {
     v.perSecond < SUSTAINED_SHARE * offered
       ? `overloaded: delivered ${Math.round(v.perSecond)}/s of ${Math.round(offered)}/s offered`
       : undefined;
-  const caveats = [overloaded, disturbed([v])].filter((c) => c !== undefined);
+  const caveats = [overloaded, disturbed([v]), fullGcCaveat(v.gc)].filter((c) => c !== undefined);
   return {
     name: `${v.name} p99 at ${LATENCY_SHARE * 100}% of stream peak`,
     value: v.p99Ms,
@@ -66,11 +67,12 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   // The shard worker runs in its own process, as in production, so the bench's
   // clients do not compete with it for one event loop.
   const address = `127.0.0.1:${await freePort()}`;
+  const metrics = await metricsOn("shard");
   const worker = await ServiceProcess.start("shard-a", "shard", address, {
     CODEQ_LOG_LEVEL: "warn",
     CODEQ_SHARD_ID: "a",
     CODEQ_SHARD_LISTEN: address,
-    CODEQ_SHARD_METRICS_LISTEN: "",
+    CODEQ_SHARD_METRICS_LISTEN: metrics.listen,
     CODEQ_SHARD_REDIS_URL: ctx.server.url,
     CODEQ_SHARD_KEY_PREFIX: keyPrefix,
     CODEQ_SHARD_DEV_IDENTITY: "true",
@@ -81,7 +83,13 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   admin.on("error", () => undefined);
   let rig: Rig | undefined;
   try {
-    rig = openRig(ctx, { scenario: "shard", address, processes: { shard: worker.pid } });
+    const services = { shard: metrics.endpoint };
+    rig = openRig(ctx, {
+      scenario: "shard",
+      address,
+      processes: { shard: worker.pid },
+      metrics: services,
+    });
     const unary = await unaryCycles(rig, { name: "unary batch cycles", command: "BENCH_UNARY" });
     const stream = await streamCycles(rig, { name: "stream cycles", command: "BENCH_STREAM" });
     const rate = LATENCY_SHARE * stream.perSecond;
@@ -92,6 +100,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           scenario: "shard",
           address,
           processes: { shard: worker.pid },
+          metrics: services,
           rate,
           via,
           command: `BENCH_LATENCY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}`,

@@ -1,5 +1,12 @@
 import { forceGcsInOneTurn } from "@codeq/testing";
-import { addGcPause, NO_GC_PAUSES, observeGcPauses, type GcKind } from "./gc-pauses";
+import {
+  addGcPause,
+  gcPausesSince,
+  GcTally,
+  NO_GC_PAUSES,
+  observeGcPauses,
+  type GcKind,
+} from "./gc-pauses";
 
 describe("observeGcPauses", () => {
   it("passes on every pause of a batch, by kind", async () => {
@@ -36,10 +43,31 @@ describe("addGcPause", () => {
     expect(p).toEqual({
       scavenges: 2,
       scavengeMs: 2,
-      longestScavengeMs: 1.5,
       fullGcs: 1,
       fullGcMs: 10,
     });
     expect(NO_GC_PAUSES.scavenges).toBe(0);
+    expect(gcPausesSince(addGcPause(NO_GC_PAUSES, "minor", 0.5), p)).toEqual({
+      scavenges: 1,
+      scavengeMs: 1.5,
+      fullGcs: 1,
+      fullGcMs: 10,
+    });
+  });
+});
+
+describe("GcTally", () => {
+  it("keeps a running total of this process's pauses", async () => {
+    const tally = new GcTally();
+    try {
+      const before = tally.totals;
+      await forceGcsInOneTurn(3);
+      const window = gcPausesSince(before, tally.totals);
+      expect(window.scavenges).toBeGreaterThanOrEqual(3);
+      expect(window.fullGcs).toBeGreaterThanOrEqual(1);
+      expect(window.fullGcMs).toBeGreaterThan(0);
+    } finally {
+      tally.stop();
+    }
   });
 });

@@ -34,8 +34,6 @@ export interface GcPauses {
   /** Scavenges (young generation), and the sum of their pauses, ms. */
   readonly scavenges: number;
   readonly scavengeMs: number;
-  /** The longest scavenge, ms. */
-  readonly longestScavengeMs: number;
   /**
    * Full collections (mark-compact), and the sum of every pause they made on the main
    * thread (incremental marking steps and weak callbacks with the final pause), ms.
@@ -48,7 +46,6 @@ export interface GcPauses {
 export const NO_GC_PAUSES: GcPauses = Object.freeze({
   scavenges: 0,
   scavengeMs: 0,
-  longestScavengeMs: 0,
   fullGcs: 0,
   fullGcMs: 0,
 });
@@ -56,15 +53,29 @@ export const NO_GC_PAUSES: GcPauses = Object.freeze({
 /** Adds one pause to `p`. */
 export function addGcPause(p: GcPauses, kind: GcKind, ms: number): GcPauses {
   return kind === "minor"
-    ? {
-        ...p,
-        scavenges: p.scavenges + 1,
-        scavengeMs: p.scavengeMs + ms,
-        longestScavengeMs: Math.max(p.longestScavengeMs, ms),
-      }
-    : {
-        ...p,
-        fullGcs: p.fullGcs + (kind === "major" ? 1 : 0),
-        fullGcMs: p.fullGcMs + ms,
-      };
+    ? { ...p, scavenges: p.scavenges + 1, scavengeMs: p.scavengeMs + ms }
+    : { ...p, fullGcs: p.fullGcs + (kind === "major" ? 1 : 0), fullGcMs: p.fullGcMs + ms };
+}
+
+/** The pauses between two running totals of one process: `later` less `earlier`. */
+export function gcPausesSince(earlier: GcPauses, later: GcPauses): GcPauses {
+  return {
+    scavenges: later.scavenges - earlier.scavenges,
+    scavengeMs: later.scavengeMs - earlier.scavengeMs,
+    fullGcs: later.fullGcs - earlier.fullGcs,
+    fullGcMs: later.fullGcMs - earlier.fullGcMs,
+  };
+}
+
+/**
+ * This process's pauses from its creation on, as a running total (`totals`); a
+ * window's are `gcPausesSince` of the totals at its two edges.
+ */
+export class GcTally {
+  private sum = NO_GC_PAUSES;
+  readonly stop = observeGcPauses((kind, ms) => (this.sum = addGcPause(this.sum, kind, ms)));
+
+  get totals(): GcPauses {
+    return this.sum;
+  }
 }

@@ -1,4 +1,12 @@
 export { bindHasPerCallPrototype, installLeanAsyncBind, leanBind } from "./async-bind";
 export { formatProblems, messageOf, toError } from "./errors";
 export { NAME, NAME_PATTERN, SHARD_ID, SHARD_ID_PATTERN } from "./names";
-export { addGcPause, NO_GC_PAUSES, observeGcPauses, type GcKind, type GcPauses } from "./gc-pauses";
+export {
+  addGcPause,
+  gcPausesSince,
+  GcTally,
+  NO_GC_PAUSES,
+  observeGcPauses,
+  type GcKind,
+  type GcPauses,
+} from "./gc-pauses";

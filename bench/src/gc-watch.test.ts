@@ -1,0 +1,57 @@
+import { Registry } from "prom-client";
+import { NO_GC_PAUSES } from "@codeq/common";
+import { collectProcessMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
+import { forceGcsInOneTurn, freePort } from "@codeq/testing";
+import { formatGcPauses, fullGcCaveat, scrapeGcTotals, watchWindowGc } from "./gc-watch";
+
+describe("GC pauses of a service, from its metrics", () => {
+  let server: MetricsServer;
+  const prefix = "codeq_test_process_";
+
+  beforeAll(async () => {
+    const registry = new Registry();
+    collectProcessMetrics(registry, prefix);
+    server = await serveMetrics(registry, "127.0.0.1:0");
+  });
+  afterAll(() => server.close());
+
+  it("reads the running totals and a window's difference", async () => {
+    const endpoint = { url: `http://127.0.0.1:${server.port}/metrics`, prefix };
+    const window = watchWindowGc({ svc: endpoint });
+    await window.before();
+    await forceGcsInOneTurn(4);
+    await window.after();
+    const { svc, bench } = window.pauses();
+    // the service here is this process: both saw the same pauses
+    for (const p of [svc!, bench!]) {
+      expect(p.scavenges).toBeGreaterThanOrEqual(4);
+      expect(p.fullGcs).toBeGreaterThanOrEqual(1);
+      expect(p.fullGcMs).toBeGreaterThan(0);
+    }
+    expect((await scrapeGcTotals(endpoint))!.scavenges).toBeGreaterThanOrEqual(svc!.scavenges);
+  });
+
+  it("leaves out a service whose metrics cannot be read", async () => {
+    const gone = { url: `http://127.0.0.1:${await freePort()}/metrics`, prefix };
+    const wrongPrefix = { url: `http://127.0.0.1:${server.port}/metrics`, prefix: "nope_" };
+    expect(await scrapeGcTotals(gone)).toBeUndefined();
+    expect(await scrapeGcTotals(wrongPrefix)).toBeUndefined();
+    const window = watchWindowGc({ gone, wrongPrefix });
+    await window.before();
+    await window.after();
+    expect(Object.keys(window.pauses())).toEqual(["bench"]);
+  });
+});
+
+describe("formatGcPauses and fullGcCaveat", () => {
+  const some = { scavenges: 3, scavengeMs: 4.12, fullGcs: 1, fullGcMs: 12 };
+  it("say what a window held", () => {
+    expect(formatGcPauses(NO_GC_PAUSES)).toBe("no GC");
+    expect(formatGcPauses(some)).toBe("3 scavenges 4.1 ms, 1 full GC 12.0 ms");
+    expect(fullGcCaveat(undefined)).toBeUndefined();
+    expect(fullGcCaveat({ shard: { ...some, fullGcs: 0, fullGcMs: 0 } })).toBeUndefined();
+    expect(fullGcCaveat({ shard: some, clients: NO_GC_PAUSES })).toBe(
+      "full GC in the window: shard (1, 12.0 ms)",
+    );
+  });
+});
