@@ -1,3 +1,5 @@
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
 import { Registry } from "prom-client";
 import { NO_GC_PAUSES } from "@codeq/common";
 import { collectProcessMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
@@ -14,6 +16,23 @@ describe("GC pauses of a service, from its metrics", () => {
     server = await serveMetrics(registry, "127.0.0.1:0");
   });
   afterAll(() => server.close());
+
+  it("reads a process that has not collected yet as no pauses", async () => {
+    const registry = new Registry();
+    collectProcessMetrics(registry, "fresh_");
+    const text = await registry.metrics();
+    // what a process exports before its first GC: the histogram, without a sample
+    expect(text).toContain("# TYPE fresh_nodejs_gc_duration_seconds histogram");
+    const unsampled = text.replace(/^fresh_nodejs_gc_duration_seconds_.*$/gm, "");
+    const fresh = http.createServer((_, res) => res.end(unsampled));
+    await new Promise<void>((r) => fresh.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(fresh.address() as AddressInfo).port}/metrics`;
+      expect(await scrapeGcTotals({ url, prefix: "fresh_" })).toEqual(NO_GC_PAUSES);
+    } finally {
+      await new Promise((r) => fresh.close(r));
+    }
+  });
 
   it("reads the running totals and a window's difference", async () => {
     const endpoint = { url: `http://127.0.0.1:${server.port}/metrics`, prefix };

@@ -43,8 +43,9 @@ export async function scrapeGcTotals(e: MetricsEndpoint): Promise<GcPauses | und
     `^${e.prefix}nodejs_gc_duration_seconds_(sum|count)\\{kind="(\\w+)"\\} (\\S+)$`,
     "gm",
   );
+  // a process that has not collected yet exports the histogram with no samples
+  if (!text.includes(`# TYPE ${e.prefix}nodejs_gc_duration_seconds histogram`)) return undefined;
   for (const m of text.matchAll(line)) values.set(`${m[2]} ${m[1]}`, Number(m[3]));
-  if (values.size === 0) return undefined;
   const v = (key: string) => values.get(key) ?? 0;
   return {
     scavenges: v("minor count"),
