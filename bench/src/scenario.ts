@@ -136,3 +136,9 @@ export function crossRatios(
       format: "times" as const,
     }));
 }
+
+/** The caveats given, joined with "; ", or undefined when there are none. */
+export function joinCaveats(...caveats: ReadonlyArray<string | undefined>): string | undefined {
+  const given = caveats.filter((c) => c !== undefined);
+  return given.length ? given.join("; ") : undefined;
+}

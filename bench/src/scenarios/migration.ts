@@ -10,8 +10,10 @@ import {
 } from "@codeq/proto";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
+import { fullGcCaveat, metricsOn } from "../gc-watch";
 import { fmt, latencyFigures } from "../measure";
 import {
+  joinCaveats,
   ratio,
   type CheckResult,
   type FigureResult,
@@ -153,20 +155,23 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
   await writeShardMap(ctx, CONTROL_PREFIX, { a: addressA, b: addressB }, { [PEAK_COMMAND.b]: "b" });
   // shard workers trust only what a router states, proven by this secret
   const secret = randomBytes(24).toString("base64url"); // 32 characters
+  const metricsA = await metricsOn("shard");
+  const metricsB = await metricsOn("shard");
+  const metricsRouter = await metricsOn("router");
   const started: ServiceProcess[] = [];
   let rig: Rig | undefined;
   let adminConn: ReturnType<typeof adminClient> | undefined;
   try {
-    for (const [id, address] of [
-      ["a", addressA],
-      ["b", addressB],
+    for (const [id, address, metrics] of [
+      ["a", addressA, metricsA],
+      ["b", addressB, metricsB],
     ] as const) {
       started.push(
         await ServiceProcess.start(`shard-${id}`, "shard", address, {
           CODEQ_LOG_LEVEL: "warn",
           CODEQ_SHARD_ID: id,
           CODEQ_SHARD_LISTEN: address,
-          CODEQ_SHARD_METRICS_LISTEN: "",
+          CODEQ_SHARD_METRICS_LISTEN: metrics.listen,
           CODEQ_SHARD_REDIS_URL: ctx.server.url,
           CODEQ_SHARD_KEY_PREFIX: `${CONTROL_PREFIX}-${id}`,
           CODEQ_SHARD_DEV_IDENTITY: "false",
@@ -181,7 +186,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     const router = await ServiceProcess.start("router", "router", routerAddress, {
       CODEQ_LOG_LEVEL: "warn",
       CODEQ_ROUTER_LISTEN: routerAddress,
-      CODEQ_ROUTER_METRICS_LISTEN: "",
+      CODEQ_ROUTER_METRICS_LISTEN: metricsRouter.listen,
       CODEQ_ROUTER_CONTROL_URL: ctx.server.url,
       CODEQ_ROUTER_CONTROL_PREFIX: CONTROL_PREFIX,
       CODEQ_ROUTER_DEV_IDENTITY: "true",
@@ -195,7 +200,12 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       "shard a": started[0]!.pid,
       "shard b": started[1]!.pid,
     };
-    rig = openRig(ctx, { scenario: "migration", address: routerAddress, processes });
+    const metrics = {
+      router: metricsRouter.endpoint,
+      "shard a": metricsA.endpoint,
+      "shard b": metricsB.endpoint,
+    };
+    rig = openRig(ctx, { scenario: "migration", address: routerAddress, processes, metrics });
     adminConn = adminClient(routerAddress);
     const { admin } = adminConn;
 
@@ -320,7 +330,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       unit: "ms",
       max: Number(bound.toFixed(2)),
       met: during.p99Ms < bound,
-      caveat,
+      caveat: joinCaveats(caveat, fullGcCaveat(during.gc)),
     };
     const took = (migration.finishedAtMs - migration.startedAtMs) / 1000;
     const seen = (moveSeen - moveSent) / 1000;

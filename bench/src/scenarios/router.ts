@@ -2,6 +2,7 @@ import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { latencyFigures, percentile } from "../measure";
 import {
+  joinCaveats,
   ratio,
   type CheckResult,
   type FigureResult,
@@ -264,8 +265,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       unit: "ms",
       max: ADDED_P99_TARGET_MS,
       met: addedP99 < ADDED_P99_TARGET_MS,
-      caveat:
-        [disturbed(latency), fullGcCaveat(latency[1].gc)].filter(Boolean).join("; ") || undefined,
+      caveat: joinCaveats(disturbed(latency), fullGcCaveat(latency[1].gc)),
     };
     const figures = [
       ...[unary, stream, peak].map((pair) => routerCpuFigure(pair)),

@@ -2,12 +2,13 @@ import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { fullGcCaveat, metricsOn } from "../gc-watch";
 import { deleteKeys } from "../redis-variant";
-import type {
-  CheckResult,
-  Scenario,
-  ScenarioContext,
-  ScenarioResult,
-  VariantResult,
+import {
+  joinCaveats,
+  type CheckResult,
+  type Scenario,
+  type ScenarioContext,
+  type ScenarioResult,
+  type VariantResult,
 } from "../scenario";
 import { deliveryLatency } from "./delivery-latency";
 import { disturbed, openRig, type Rig } from "./grpc-rig";
@@ -51,14 +52,13 @@ function p99Check(v: VariantResult, offered: number): CheckResult {
     v.perSecond < SUSTAINED_SHARE * offered
       ? `overloaded: delivered ${Math.round(v.perSecond)}/s of ${Math.round(offered)}/s offered`
       : undefined;
-  const caveats = [overloaded, disturbed([v]), fullGcCaveat(v.gc)].filter((c) => c !== undefined);
   return {
     name: `${v.name} p99 at ${LATENCY_SHARE * 100}% of stream peak`,
     value: v.p99Ms,
     unit: "ms",
     max: P99_TARGET_MS,
     met: v.p99Ms < P99_TARGET_MS,
-    caveat: caveats.length ? caveats.join("; ") : undefined,
+    caveat: joinCaveats(overloaded, disturbed([v]), fullGcCaveat(v.gc)),
   };
 }
 
