@@ -4,7 +4,7 @@ import { Registry } from "prom-client";
 import { NO_GC_PAUSES } from "@codeq/common";
 import { collectProcessMetrics, serveMetrics, type MetricsServer } from "@codeq/server-kit";
 import { forceGcsInOneTurn, freePort } from "@codeq/testing";
-import { formatGcPauses, fullGcCaveat, scrapeGcTotals, watchWindowGc } from "./gc-watch";
+import { scrapeGcTotals, watchWindowGc } from "./gc-watch";
 
 describe("GC pauses of a service, from its metrics", () => {
   let server: MetricsServer;
@@ -50,6 +50,30 @@ describe("GC pauses of a service, from its metrics", () => {
     expect((await scrapeGcTotals(endpoint))!.scavenges).toBeGreaterThanOrEqual(svc!.scavenges);
   });
 
+  it("reads the kind among other labels, and refuses samples without one", async () => {
+    const lines = (labels: string) =>
+      [
+        "# TYPE x_nodejs_gc_duration_seconds histogram",
+        `x_nodejs_gc_duration_seconds_sum{${labels}} 0.003`,
+        `x_nodejs_gc_duration_seconds_count{${labels}} 3`,
+      ].join("\n");
+    const served = async (text: string) => {
+      const srv = http.createServer((_, res) => res.end(text));
+      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+      try {
+        const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/metrics`;
+        return await scrapeGcTotals({ url, prefix: "x_" });
+      } finally {
+        await new Promise((r) => srv.close(r));
+      }
+    };
+    expect(await served(lines('shard="a",kind="minor"'))).toMatchObject({
+      scavenges: 3,
+      scavengeMs: 3,
+    });
+    expect(await served(lines('shard="a"'))).toBeUndefined();
+  });
+
   it("leaves out a service whose metrics cannot be read", async () => {
     const gone = { url: `http://127.0.0.1:${await freePort()}/metrics`, prefix };
     const wrongPrefix = { url: `http://127.0.0.1:${server.port}/metrics`, prefix: "nope_" };
@@ -59,18 +83,5 @@ describe("GC pauses of a service, from its metrics", () => {
     await window.before();
     await window.after();
     expect(Object.keys(window.pauses())).toEqual(["bench"]);
-  });
-});
-
-describe("formatGcPauses and fullGcCaveat", () => {
-  const some = { scavenges: 3, scavengeMs: 4.12, fullGcs: 1, fullGcMs: 12 };
-  it("say what a window held", () => {
-    expect(formatGcPauses(NO_GC_PAUSES)).toBe("no GC");
-    expect(formatGcPauses(some)).toBe("3 scavenges 4.1 ms, 1 full GC 12.0 ms");
-    expect(fullGcCaveat(undefined)).toBeUndefined();
-    expect(fullGcCaveat({ shard: { ...some, fullGcs: 0, fullGcMs: 0 } })).toBeUndefined();
-    expect(fullGcCaveat({ shard: some, clients: NO_GC_PAUSES })).toBe(
-      "full GC in the window: shard (1, 12.0 ms)",
-    );
   });
 });

@@ -1,4 +1,4 @@
-import { GcTally, gcPausesSince, NO_GC_PAUSES, type GcPauses } from "@codeq/common";
+import { GcTally, gcPausesSince, type GcPauses } from "@codeq/common";
 import { freePort } from "@codeq/testing";
 
 /** A service's process metrics: its /metrics URL and the prefix of its process metrics. */
@@ -38,20 +38,25 @@ export async function scrapeGcTotals(e: MetricsEndpoint): Promise<GcPauses | und
   } catch {
     return undefined;
   }
+  const name = `${e.prefix}nodejs_gc_duration_seconds`;
+  if (!text.includes(`# TYPE ${name} histogram`)) return undefined;
+  const sample = new RegExp(`^${name}_(sum|count)\\{([^}]*)\\} (\\S+)$`, "gm");
   const values = new Map<string, number>();
-  const line = new RegExp(
-    `^${e.prefix}nodejs_gc_duration_seconds_(sum|count)\\{kind="(\\w+)"\\} (\\S+)$`,
-    "gm",
-  );
-  // a process that has not collected yet exports the histogram with no samples
-  if (!text.includes(`# TYPE ${e.prefix}nodejs_gc_duration_seconds histogram`)) return undefined;
-  for (const m of text.matchAll(line)) values.set(`${m[2]} ${m[1]}`, Number(m[3]));
+  let samples = 0;
+  for (const [, field, labels, value] of text.matchAll(sample)) {
+    samples++;
+    const kind = /(?:^|,)kind="(\w+)"/.exec(labels!)?.[1];
+    if (kind) values.set(`${kind} ${field}`, Number(value));
+  }
+  // no sample yet: a process that has not collected; samples without a kind: not ours to read
+  if (samples > 0 && values.size === 0) return undefined;
   const v = (key: string) => values.get(key) ?? 0;
   return {
     scavenges: v("minor count"),
     scavengeMs: v("minor sum") * 1000,
     fullGcs: v("major count"),
-    fullGcMs: (v("major sum") + v("incremental sum") + v("weakcb sum")) * 1000,
+    fullGcMs: (v("major sum") + v("incremental sum")) * 1000,
+    weakCallbackMs: v("weakcb sum") * 1000,
   };
 }
 
@@ -79,51 +84,28 @@ export interface WindowGc {
  * few milliseconds between an edge and its scrape may add a pause or take one away.
  */
 export function watchWindowGc(services: Readonly<Record<string, MetricsEndpoint>>): WindowGc {
-  const read = async (): Promise<Record<string, GcPauses>> => {
-    const bench = benchGcTotals();
+  const scrape = async (): Promise<Record<string, GcPauses>> => {
     const scraped = await Promise.all(
       Object.entries(services).map(async ([name, e]) => [name, await scrapeGcTotals(e)] as const),
     );
-    const totals: Record<string, GcPauses> = { bench };
-    for (const [name, p] of scraped) if (p) totals[name] = p;
-    return totals;
+    return Object.fromEntries(scraped.filter((s): s is [string, GcPauses] => s[1] !== undefined));
   };
   let first: Record<string, GcPauses> = {};
   let window: Record<string, GcPauses> = {};
   return {
     before: async () => {
-      first = await read();
+      const scraped = await scrape();
+      first = { ...scraped, bench: benchGcTotals() }; // the bench's as near the edge as it can be
     },
     after: async () => {
-      const last = await read();
-      window = Object.fromEntries(
-        Object.entries(last)
-          .filter(([name]) => name in first)
-          .map(([name, p]) => [name, gcPausesSince(first[name] ?? NO_GC_PAUSES, p)]),
-      );
+      const bench = benchGcTotals();
+      const last: Record<string, GcPauses> = { ...(await scrape()), bench };
+      window = {};
+      for (const [name, p] of Object.entries(last)) {
+        const then = first[name];
+        if (then) window[name] = gcPausesSince(then, p);
+      }
     },
     pauses: () => window,
   };
-}
-
-/** "3 scavenges 4.1 ms, 1 full GC 12.0 ms" (or "no GC"). */
-export function formatGcPauses(p: GcPauses): string {
-  const parts: string[] = [];
-  if (p.scavenges > 0) parts.push(`${p.scavenges} scavenges ${p.scavengeMs.toFixed(1)} ms`);
-  if (p.fullGcs > 0 || p.fullGcMs > 0)
-    parts.push(`${p.fullGcs} full GC${p.fullGcs === 1 ? "" : "s"} ${p.fullGcMs.toFixed(1)} ms`);
-  return parts.length ? parts.join(", ") : "no GC";
-}
-
-/**
- * A caveat naming the processes that ran a full GC in the window (each such pause sits
- * in the window's tail), or undefined when none did.
- */
-export function fullGcCaveat(
-  gc: Readonly<Record<string, GcPauses>> | undefined,
-): string | undefined {
-  const hit = Object.entries(gc ?? {}).filter(([, p]) => p.fullGcs > 0);
-  if (hit.length === 0) return undefined;
-  const which = hit.map(([name, p]) => `${name} (${p.fullGcs}, ${p.fullGcMs.toFixed(1)} ms)`);
-  return `full GC in the window: ${which.join(", ")}`;
 }

@@ -1,5 +1,12 @@
-import { formatResult } from "./report";
-import { crossRatios, type ScenarioResult, type VariantResult } from "./scenario";
+import { NO_GC_PAUSES } from "@codeq/common";
+import { formatGcPauses, formatResult } from "./report";
+import {
+  crossRatios,
+  fullGcCaveat,
+  joinCaveats,
+  type ScenarioResult,
+  type VariantResult,
+} from "./scenario";
 
 const variant = (name: string, perSecond: number): VariantResult => ({
   name,
@@ -74,5 +81,51 @@ describe("formatResult", () => {
   it("adds no process columns when no variant measured another process", () => {
     const text = formatResult("s", { variants: [variant("drain", 10)], ratios: [] });
     expect(text.split("\n")[0]).toMatch(/redis CPU$/);
+  });
+});
+
+describe("GC pauses in the report", () => {
+  const some = { scavenges: 3, scavengeMs: 4.12, fullGcs: 1, fullGcMs: 12, weakCallbackMs: 0 };
+
+  it("says what a window held", () => {
+    expect(formatGcPauses(NO_GC_PAUSES)).toBe("no GC");
+    expect(formatGcPauses(some)).toBe("3 scavenges 4.1 ms, 1 full GC 12.0 ms");
+    expect(formatGcPauses({ ...NO_GC_PAUSES, scavenges: 1, scavengeMs: 1, fullGcMs: 2 })).toBe(
+      "1 scavenge 1.0 ms, full GC marking started 2.0 ms",
+    );
+    expect(formatGcPauses({ ...NO_GC_PAUSES, weakCallbackMs: 0.5 })).toBe("weak callbacks 0.5 ms");
+  });
+
+  it("prints a line per variant whose services were read, not for the bench's alone", () => {
+    const result: ScenarioResult = {
+      variants: [
+        { ...variant("read", 1), gc: { bench: NO_GC_PAUSES, shard: some } },
+        { ...variant("bench only", 1), gc: { bench: some } },
+        variant("none", 1),
+      ],
+      ratios: [],
+    };
+    const gcLines = formatResult("s", result)
+      .split("\n")
+      .filter((l) => l.startsWith("GC pauses"));
+    expect(gcLines).toEqual([
+      "GC pauses in s: read: bench no GC; shard 3 scavenges 4.1 ms, 1 full GC 12.0 ms",
+    ]);
+  });
+
+  it("names the processes with a full GC in a check's caveat", () => {
+    expect(fullGcCaveat(undefined)).toBeUndefined();
+    expect(fullGcCaveat({ shard: { ...some, fullGcs: 0, fullGcMs: 0 } })).toBeUndefined();
+    expect(fullGcCaveat({ shard: some, clients: NO_GC_PAUSES })).toBe(
+      "full GC in the window: shard (1, 12.0 ms reported)",
+    );
+    expect(fullGcCaveat({ router: { ...NO_GC_PAUSES, fullGcMs: 0.4 } })).toBe(
+      "full GC in the window: router (marking started)",
+    );
+  });
+
+  it("joins the caveats there are", () => {
+    expect(joinCaveats(undefined, undefined)).toBeUndefined();
+    expect(joinCaveats("a", undefined, "b")).toBe("a; b");
   });
 });

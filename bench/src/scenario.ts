@@ -142,3 +142,20 @@ export function joinCaveats(...caveats: ReadonlyArray<string | undefined>): stri
   const given = caveats.filter((c) => c !== undefined);
   return given.length ? given.join("; ") : undefined;
 }
+
+/**
+ * A caveat naming the processes with a full GC in the window (its pauses, and the
+ * backlog behind them, sit in the window's tail), or undefined when none had one.
+ */
+export function fullGcCaveat(
+  gc: Readonly<Record<string, GcPauses>> | undefined,
+): string | undefined {
+  const hit = Object.entries(gc ?? {}).filter(([, p]) => p.fullGcs > 0 || p.fullGcMs > 0);
+  if (hit.length === 0) return undefined;
+  const which = hit.map(([name, p]) =>
+    p.fullGcs > 0
+      ? `${name} (${p.fullGcs}, ${p.fullGcMs.toFixed(1)} ms reported)`
+      : `${name} (marking started)`,
+  );
+  return `full GC in the window: ${which.join(", ")}`;
+}

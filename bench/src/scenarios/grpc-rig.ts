@@ -53,6 +53,12 @@ export type RunOptions = Omit<
 > & {
   /** At least this much warm-up, s, whatever the run's own (a process that starts cold). */
   readonly minWarmupSeconds?: number;
+  /**
+   * Whether to read the GC pauses of the bench and of `metrics` over the window (default
+   * true). Of two runs measured at once, one reads them, or each would scrape the
+   * services inside the other's window.
+   */
+  readonly watchGc?: boolean;
 };
 
 /** Clients of one address (round-robin over its channels) and the harness that measures them. */
@@ -89,8 +95,8 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
   admin.on("error", () => undefined);
   return {
     client: clients.client,
-    async run(v, { minWarmupSeconds = 0, ...o }) {
-      const gc = watchWindowGc(options.metrics ?? {});
+    async run(v, { minWarmupSeconds = 0, watchGc = true, ...o }) {
+      const gc = watchGc ? watchWindowGc(options.metrics ?? {}) : undefined;
       const { growth, ...m } = await measure({
         concurrency: v.concurrency,
         ...o,
@@ -110,7 +116,7 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
         // tick-granular readers taken microseconds apart: a small negative is zero
         processCpu.other = Math.max(0, growth.machine / m.seconds - known);
       }
-      return { ...v, ...m, processCpu, rpcs: growth?.rpcs ?? 0, gc: gc.pauses() };
+      return { ...v, ...m, processCpu, rpcs: growth?.rpcs ?? 0, gc: gc?.pauses() };
     },
     close() {
       clients.close();

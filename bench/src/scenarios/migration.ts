@@ -10,9 +10,10 @@ import {
 } from "@codeq/proto";
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
-import { fullGcCaveat, metricsOn } from "../gc-watch";
+import { metricsOn } from "../gc-watch";
 import { fmt, latencyFigures } from "../measure";
 import {
+  fullGcCaveat,
   joinCaveats,
   ratio,
   type CheckResult,

@@ -2,6 +2,7 @@ import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
 import { latencyFigures, percentile } from "../measure";
 import {
+  fullGcCaveat,
   joinCaveats,
   ratio,
   type CheckResult,
@@ -14,7 +15,7 @@ import {
 import { checkEvery, cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
 import { PairedEnqueues } from "./paired-enqueues";
 import { deleteUnder, writeShardMap } from "./shard-map";
-import { fullGcCaveat, metricsOn } from "../gc-watch";
+import { metricsOn } from "../gc-watch";
 import { deliveryLatency } from "./delivery-latency";
 import {
   PAYLOAD,
@@ -99,6 +100,7 @@ async function enqueueLatency(
             units: () => pairs.answered[path],
             onWindow: (open) => (pairs.open[path] = open),
             cycle: checkEvery(() => pairs.check()),
+            watchGc: path === 1, // the via-router window's stands for both
           },
         ),
       ),

@@ -1,8 +1,9 @@
 import { ServiceProcess } from "@codeq/local-cluster";
 import { freePort } from "@codeq/testing";
-import { fullGcCaveat, metricsOn } from "../gc-watch";
+import { metricsOn } from "../gc-watch";
 import { deleteKeys } from "../redis-variant";
 import {
+  fullGcCaveat,
   joinCaveats,
   type CheckResult,
   type Scenario,

@@ -11,10 +11,11 @@ const GC_BUCKETS = [0.001, 0.01, 0.1, 1, 2, 5];
  * lag, handles, heap spaces, GC), with the GC histogram
  * (`<prefix>nodejs_gc_duration_seconds{kind}`) counted by an observer of our own.
  * prom-client 15 reads only the first entry of each batch Node hands its observer, and
- * pauses that come together went uncounted: a full GC's incremental steps, final pause
- * and weak callbacks, or scavenges in one long turn of the loop (six forced GCs in
- * one turn counted as one). Its own observer keeps running into the histogram
- * removed here; nothing reads that.
+ * pauses that come together went uncounted: the pieces of a full GC (its marking start,
+ * final pause and weak callbacks), or scavenges in one long turn of the loop (six
+ * forced GCs in one turn counted as one). Its own observer keeps running into the
+ * histogram removed here; nothing reads that. (Neither it nor prom-client's other
+ * collectors can be stopped; one registry per process is what the services make.)
  */
 export function collectProcessMetrics(registry: Registry, prefix: string): void {
   collectDefaultMetrics({ register: registry, prefix });
