@@ -16,6 +16,7 @@ import {
 import { freePort, RedisServer } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 import { LANE_MAX_BYTES } from "./routing";
+import { forwardService } from "./forward-lane";
 import type { RouterConfig } from "./config";
 import * as P from "./test/fuzz-protobuf";
 
@@ -256,6 +257,84 @@ test("a shard worker without Forward (older than the router) is sent Enqueue and
     expect(await forwarded("a", "stream")).toBe(0);
   } finally {
     await older.shutdown();
+    behind.close();
+  }
+});
+
+test("a shard worker found without Forward is asked again after a minute, and its streams are used once it has them", async () => {
+  const address = `127.0.0.1:${await freePort()}`;
+  const behind = createChannel(rc.addresses.get("a")!);
+  const worker = createClient(QueueServiceDefinition, behind);
+  const { enqueue, enqueueBatch } = QueueServiceDefinition.methods;
+  const enqueues = {
+    enqueue: (req: EnqueueRequest, ctx: CallContext) =>
+      worker.enqueue(req, { metadata: ctx.metadata }),
+    enqueueBatch: (req: EnqueueBatchRequest, ctx: CallContext) =>
+      worker.enqueueBatch(req, { metadata: ctx.metadata }),
+  };
+  // Forward's messages as bytes, passed on to shard a's worker as they are
+  const bytes = (b: Uint8Array) => b;
+  const rawForward = {
+    forward: {
+      ...forwardService.forward,
+      requestSerialize: bytes,
+      requestDeserialize: bytes,
+      responseSerialize: bytes,
+      responseDeserialize: bytes,
+    },
+  } as const;
+  const forwardTo = createClient(rawForward, behind);
+  const older = createServer();
+  older.add({ ...QueueServiceDefinition, methods: { enqueue, enqueueBatch } }, enqueues);
+  await older.listen(address);
+  let upgraded: ReturnType<typeof createServer> | undefined;
+  const realNow = Date.now.bind(Date);
+  // enough calls to try every lane (one per router channel, two by default) and more
+  const sendFour = async () => {
+    const c = rc.client("t1");
+    for (let i = 0; i < 4; i++) await c.enqueue({ command: "X" });
+  };
+  try {
+    await rc.change((m) => ({
+      ...m,
+      shards: { ...m.shards, a: { ...m.shards.a!, endpoint: address } },
+    }));
+    await within(2_000, () => rc.router.routing.map.shards.a?.endpoint === address);
+    await sendFour();
+    expect(await forwarded("a", "call")).toBe(4);
+    // the same address now runs a worker that has Forward (an upgrade in place)
+    await older.shutdown();
+    upgraded = createServer();
+    upgraded.add({ ...QueueServiceDefinition, methods: { enqueue, enqueueBatch } }, enqueues);
+    upgraded.add(rawForward, {
+      forward: (requests: AsyncIterable<Uint8Array>, ctx: CallContext) =>
+        forwardTo.forward(requests, { metadata: ctx.metadata, signal: ctx.signal }),
+    });
+    await upgraded.listen(address);
+    // within the minute the router does not ask again: still calls of their own
+    await within(5_000, () =>
+      rc
+        .client("t1")
+        .enqueue({ command: "X" })
+        .then(
+          () => true,
+          () => false,
+        ),
+    );
+    await sendFour();
+    const calls = await forwarded("a", "call");
+    expect(calls).toBeGreaterThanOrEqual(9);
+    expect(await forwarded("a", "stream")).toBe(0);
+    // a minute on, it asks again, and the enqueues go on the streams
+    jest.spyOn(Date, "now").mockImplementation(() => realNow() + 61_000);
+    await sendFour();
+    expect(await forwarded("a", "stream")).toBe(4);
+    expect(await forwarded("a", "call")).toBe(calls);
+    expect((await stats("a", "X", "t1")).ready).toBe(calls + 4);
+  } finally {
+    jest.restoreAllMocks();
+    await older.shutdown();
+    upgraded?.forceShutdown(); // the router's Forward streams to it stay open
     behind.close();
   }
 });
