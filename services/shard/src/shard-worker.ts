@@ -12,6 +12,7 @@ import {
   startGrpcService,
   type GrpcService,
   type Logger,
+  type MetricsServer,
 } from "@codeq/server-kit";
 import { BackgroundWork } from "./background";
 import { identityOptions, type ShardConfig } from "./config";
@@ -100,6 +101,13 @@ export async function startShardWorker(
     mapVersion,
     busy,
   };
+  /** What the worker opened before it serves: the map follower, the store, the load gauge. */
+  const closeStore = async () => {
+    await follower?.stop();
+    await redis.quit().catch(() => redis.disconnect());
+    load.stop();
+  };
+  // a start that fails (the address taken, say) leaves nothing running behind it
   const grpc = await startGrpcService({
     listen: config.listen,
     tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
@@ -124,6 +132,9 @@ export async function startShardWorker(
       );
       return [QueueServiceDefinition.fullName, internal.ShardServiceDefinition.fullName];
     },
+  }).catch(async (err: unknown) => {
+    await closeStore().catch(() => undefined);
+    throw err;
   });
   background.start();
   const migrations = follower
@@ -159,9 +170,23 @@ export async function startShardWorker(
         )
       : undefined;
   const stopMover = mover?.start();
-  const metricsServer = config.metricsListen
-    ? await metrics.serve(config.metricsListen)
-    : undefined;
+  let metricsServer: MetricsServer | undefined;
+  /** Stops serving (in-flight calls get `graceMs`), then everything the worker runs. */
+  const release = async (graceMs: number) => {
+    const shutdown = grpc.shutdown(graceMs); // health NOT_SERVING at once
+    stopMover?.();
+    await mover?.stop();
+    await shutdown;
+    await background.stop();
+    await migrations?.close();
+    await metricsServer?.close();
+    await closeStore();
+  };
+  if (config.metricsListen)
+    metricsServer = await metrics.serve(config.metricsListen).catch(async (err: unknown) => {
+      await release(0).catch(() => undefined);
+      throw err;
+    });
 
   // one ping at a time: while the store is down a ping waits out its reconnects
   // (seconds), longer than the check period
@@ -207,16 +232,7 @@ export async function startShardWorker(
     stop() {
       stopping ??= (async () => {
         clearInterval(storeTimer);
-        const shutdown = grpc.shutdown(config.graceMs); // health NOT_SERVING at once
-        stopMover?.();
-        await mover?.stop();
-        await shutdown;
-        await background.stop();
-        await migrations?.close();
-        await metricsServer?.close();
-        await follower?.stop();
-        await redis.quit().catch(() => redis.disconnect());
-        load.stop();
+        await release(config.graceMs);
       })();
       return stopping;
     },

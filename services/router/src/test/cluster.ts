@@ -100,19 +100,29 @@ export async function routerCluster(
     );
     workers.set(id, worker);
   };
-  for (const id of ids) await startShard(id);
-  const router = await startRouter(
-    routerConfig({
-      listen: "127.0.0.1:0",
-      metricsListen: "127.0.0.1:0",
-      controlUrl: server.url,
-      controlPrefix: prefix,
-      devIdentity: true,
-      graceMs: 1_000,
-      breakerResetMs: 500,
-      ...options.router,
-    }),
-    createLogger("router", (process.env.ROUTER_TEST_LOG ?? "silent") as "silent"),
+  const router = await startedOrCleaned(
+    async () => {
+      for (const id of ids) await startShard(id);
+      return startRouter(
+        routerConfig({
+          listen: "127.0.0.1:0",
+          metricsListen: "127.0.0.1:0",
+          controlUrl: server.url,
+          controlPrefix: prefix,
+          devIdentity: true,
+          graceMs: 1_000,
+          breakerResetMs: 500,
+          ...options.router,
+        }),
+        createLogger("router", (process.env.ROUTER_TEST_LOG ?? "silent") as "silent"),
+      );
+    },
+    async () => {
+      // a start that failed (a port taken, say) leaves nothing running to keep jest alive
+      for (const w of workers.values()) await w.stop();
+      await source.close();
+      if (!options.server) await server.stop();
+    },
   );
   const channels: Channel[] = [];
   const channel = () => {
@@ -172,5 +182,18 @@ export async function within(
     if (await check()) return Date.now() - start;
     if (Date.now() - start > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** `start()`'s result; if it fails, `cleanUp()` runs (its own failure ignored) and the first error is thrown. */
+async function startedOrCleaned<T>(
+  start: () => Promise<T>,
+  cleanUp: () => Promise<void>,
+): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    await cleanUp().catch(() => undefined);
+    throw err;
   }
 }
