@@ -6,6 +6,12 @@ export {
 } from "./redis-server";
 export { startGrpcServer, type TestGrpcServer } from "./grpc-server";
 export { freePort } from "./free-port";
+export {
+  checkStartFailureLeavesNothing,
+  occupyPort,
+  portIsFree,
+  type OccupiedPort,
+} from "./occupied-port";
 export { withUnimplemented } from "./unimplemented";
 export { listReflectedServices } from "./reflection-client";
 export { isAlive } from "./process-alive";

@@ -105,6 +105,17 @@ export class RedisServer {
     });
   }
 
+  /** How many clients are connected to the server, not counting the one asking. */
+  async connectedClients(): Promise<number> {
+    const admin = this.client();
+    try {
+      const list = (await admin.client("LIST")) as string;
+      return list.trim().split("\n").length - 1;
+    } finally {
+      admin.disconnect();
+    }
+  }
+
   /** Stops a spawned server (SIGTERM, then SIGKILL) and removes its data; clears the prefix on an external one. */
   async stop(): Promise<void> {
     if (!this.spawned) {

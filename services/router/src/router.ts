@@ -134,7 +134,15 @@ export async function startRouter(
     limits,
   );
   const migrations = new MigrationStore(config.controlUrl, config.controlPrefix);
+  /** What the router opened before it serves: the map cache and its source, the shard channels. */
+  const closeClients = async () => {
+    cache.stop();
+    pool.close();
+    await source.close();
+    await migrations.close();
+  };
   const lifecycle = new Lifecycle();
+  // a start that fails (the address taken, say) leaves nothing running behind it
   const grpc = await startGrpcService({
     listen: config.listen,
     maxMessageBytes: config.maxMessageBytes,
@@ -154,9 +162,16 @@ export async function startRouter(
       );
       return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
     },
+  }).catch(async (err: unknown) => {
+    await closeClients().catch(() => undefined);
+    throw err;
   });
   const metricsServer = config.metricsListen
-    ? await metrics.serve(config.metricsListen)
+    ? await metrics.serve(config.metricsListen).catch(async (err: unknown) => {
+        await grpc.shutdown(0).catch(() => undefined);
+        await closeClients().catch(() => undefined);
+        throw err;
+      })
     : undefined;
   logger.info(
     { port: grpc.port, metricsPort: metricsServer?.port, mapVersion: cache.status().version },
@@ -173,10 +188,7 @@ export async function startRouter(
       stopping ??= (async () => {
         await grpc.shutdown(config.graceMs);
         await metricsServer?.close();
-        cache.stop();
-        pool.close();
-        await source.close();
-        await migrations.close();
+        await closeClients();
       })();
       return stopping;
     },

@@ -1,20 +1,9 @@
-import * as net from "node:net";
-import { once } from "node:events";
-import { freePort, RedisServer } from "@codeq/testing";
+import { freePort, occupyPort, portIsFree, RedisServer } from "@codeq/testing";
 import { routerCluster } from "./cluster";
-
-/** Listens on a free port of 127.0.0.1 until closed. */
-async function occupy(): Promise<{ port: number; close(): Promise<void> }> {
-  const server = net.createServer();
-  server.listen(await freePort(), "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as net.AddressInfo).port;
-  return { port, close: () => new Promise((r) => server.close(() => r())) };
-}
 
 test("a cluster that cannot start stops what it had started, and says why", async () => {
   const server = await RedisServer.start();
-  const busy = await occupy();
+  const busy = await occupyPort();
   const portA = await freePort();
   try {
     await expect(
@@ -26,11 +15,7 @@ test("a cluster that cannot start stops what it had started, and says why", asyn
         },
       }),
     ).rejects.toThrow(/EADDRINUSE|address already in use/);
-    // shard a had started; its address is free again
-    const again = net.createServer();
-    again.listen(portA, "127.0.0.1");
-    await once(again, "listening");
-    await new Promise((r) => again.close(r));
+    await portIsFree(portA); // shard a had started; its address is free again
   } finally {
     await busy.close();
     await server.stop();
