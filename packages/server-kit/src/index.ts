@@ -26,6 +26,7 @@ export {
 export { readSecret } from "./secret";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
+export { cleanUpOnFailure } from "./clean-up-on-failure";
 export { LoadGauge } from "./load-gauge";
 export { collectProcessMetrics, RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";
 export {

@@ -7,6 +7,7 @@ import {
   readSecret,
   serverTlsOf,
   type Identity,
+  cleanUpOnFailure,
   Lifecycle,
   startGrpcService,
   type GrpcService,
@@ -143,35 +144,38 @@ export async function startRouter(
   };
   const lifecycle = new Lifecycle();
   // a start that fails (the address taken, say) leaves nothing running behind it
-  const grpc = await startGrpcService({
-    listen: config.listen,
-    maxMessageBytes: config.maxMessageBytes,
-    tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsClientCaFile),
-    logger,
-    lifecycle,
-    middleware: [metrics.rpc.middleware(), rejectBadRequests()],
-    register(server) {
-      // the same service, with answers passed through as the shards' bytes
-      server.add(
-        routerQueueService as unknown as typeof QueueServiceDefinition,
-        queueRouter(routing, lifecycle),
-      );
-      server.add(
-        routerAdminService as unknown as typeof AdminServiceDefinition,
-        adminRouter(routing, source, migrations),
-      );
-      return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
-    },
-  }).catch(async (err: unknown) => {
-    await closeClients().catch(() => undefined);
-    throw err;
-  });
+  const grpc = await cleanUpOnFailure(
+    () =>
+      startGrpcService({
+        listen: config.listen,
+        maxMessageBytes: config.maxMessageBytes,
+        tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsClientCaFile),
+        logger,
+        lifecycle,
+        middleware: [metrics.rpc.middleware(), rejectBadRequests()],
+        register(server) {
+          // the same service, with answers passed through as the shards' bytes
+          server.add(
+            routerQueueService as unknown as typeof QueueServiceDefinition,
+            queueRouter(routing, lifecycle),
+          );
+          server.add(
+            routerAdminService as unknown as typeof AdminServiceDefinition,
+            adminRouter(routing, source, migrations),
+          );
+          return [QueueServiceDefinition.fullName, AdminServiceDefinition.fullName];
+        },
+      }),
+    closeClients,
+  );
   const metricsServer = config.metricsListen
-    ? await metrics.serve(config.metricsListen).catch(async (err: unknown) => {
-        await grpc.shutdown(0).catch(() => undefined);
-        await closeClients().catch(() => undefined);
-        throw err;
-      })
+    ? await cleanUpOnFailure(
+        () => metrics.serve(config.metricsListen),
+        async () => {
+          await grpc.shutdown(0).catch(() => undefined);
+          await closeClients();
+        },
+      )
     : undefined;
   logger.info(
     { port: grpc.port, metricsPort: metricsServer?.port, mapVersion: cache.status().version },

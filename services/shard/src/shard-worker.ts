@@ -7,6 +7,7 @@ import type { MapCache } from "@codeq/shardmap";
 import {
   createLogger,
   Lifecycle,
+  cleanUpOnFailure,
   LoadGauge,
   serverTlsOf,
   startGrpcService,
@@ -108,34 +109,35 @@ export async function startShardWorker(
     load.stop();
   };
   // a start that fails (the address taken, say) leaves nothing running behind it
-  const grpc = await startGrpcService({
-    listen: config.listen,
-    tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
-    logger,
-    lifecycle,
-    middleware: [metrics.rpc.middleware()],
-    register(server) {
-      server.add(ShardQueueService, queueService(core, lifecycle));
-      server.add(
-        internal.ShardServiceDefinition,
-        shardService(
-          view,
-          core,
-          metrics,
-          lifecycle,
-          (queue, ready, scheduled) => {
-            if (ready > 0) notifier.notify(queue, ready);
-            if (scheduled > 0) background.recheck();
-          },
-          trust,
-        ),
-      );
-      return [QueueServiceDefinition.fullName, internal.ShardServiceDefinition.fullName];
-    },
-  }).catch(async (err: unknown) => {
-    await closeStore().catch(() => undefined);
-    throw err;
-  });
+  const grpc = await cleanUpOnFailure(
+    () =>
+      startGrpcService({
+        listen: config.listen,
+        tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
+        logger,
+        lifecycle,
+        middleware: [metrics.rpc.middleware()],
+        register(server) {
+          server.add(ShardQueueService, queueService(core, lifecycle));
+          server.add(
+            internal.ShardServiceDefinition,
+            shardService(
+              view,
+              core,
+              metrics,
+              lifecycle,
+              (queue, ready, scheduled) => {
+                if (ready > 0) notifier.notify(queue, ready);
+                if (scheduled > 0) background.recheck();
+              },
+              trust,
+            ),
+          );
+          return [QueueServiceDefinition.fullName, internal.ShardServiceDefinition.fullName];
+        },
+      }),
+    closeStore,
+  );
   background.start();
   const migrations = follower
     ? new MigrationStore(config.controlUrl, config.controlPrefix)
@@ -183,10 +185,10 @@ export async function startShardWorker(
     await closeStore();
   };
   if (config.metricsListen)
-    metricsServer = await metrics.serve(config.metricsListen).catch(async (err: unknown) => {
-      await release(0).catch(() => undefined);
-      throw err;
-    });
+    metricsServer = await cleanUpOnFailure(
+      () => metrics.serve(config.metricsListen),
+      () => release(0),
+    );
 
   // one ping at a time: while the store is down a ping waits out its reconnects
   // (seconds), longer than the check period

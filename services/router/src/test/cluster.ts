@@ -11,7 +11,7 @@ import {
   type AdminServiceClient,
   type QueueServiceClient,
 } from "@codeq/proto";
-import { createLogger } from "@codeq/server-kit";
+import { cleanUpOnFailure, createLogger } from "@codeq/server-kit";
 import { shardConfig, startShardWorker, type ShardConfig, type ShardWorker } from "@codeq/shard";
 import { RedisMapSource, type ShardMap, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer } from "@codeq/testing";
@@ -100,7 +100,7 @@ export async function routerCluster(
     );
     workers.set(id, worker);
   };
-  const router = await startedOrCleaned(
+  const router = await cleanUpOnFailure(
     async () => {
       for (const id of ids) await startShard(id);
       return startRouter(
@@ -182,18 +182,5 @@ export async function within(
     if (await check()) return Date.now() - start;
     if (Date.now() - start > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** `start()`'s result; if it fails, `cleanUp()` runs (its own failure ignored) and the first error is thrown. */
-async function startedOrCleaned<T>(
-  start: () => Promise<T>,
-  cleanUp: () => Promise<void>,
-): Promise<T> {
-  try {
-    return await start();
-  } catch (err) {
-    await cleanUp().catch(() => undefined);
-    throw err;
   }
 }
