@@ -7,14 +7,10 @@ import {
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import * as http2 from "node:http2";
-import {
-  constants as perfConstants,
-  PerformanceObserver,
-  type NodeGCPerformanceDetail,
-} from "node:perf_hooks";
 import * as v8 from "node:v8";
-import * as vm from "node:vm";
+import { exposeGc } from "@codeq/testing";
 import { bindHasPerCallPrototype, installLeanAsyncBind, leanBind } from "./async-bind";
+import { observeGcPauses } from "./gc-pauses";
 
 /** `leanBind` as the method it replaces. */
 const lean = leanBind as AsyncResource["bind"];
@@ -108,23 +104,17 @@ describe("HTTP/2 client requests with leanBind", () => {
   const original = Object.getOwnPropertyDescriptor(AsyncResource.prototype, "bind");
   let server: ChildProcess;
   let session: http2.ClientHttp2Session;
-  let gc: (o?: object) => void;
+  let gc: ReturnType<typeof exposeGc>;
   const minorGc = () => gc({ type: "minor", execution: "sync" });
-  /** When full GCs started (performance.now()). */
+  /** When full GCs were reported (performance.now(); a little after they ran). */
   const fullGcs: number[] = [];
-  const observer = new PerformanceObserver((list) => {
-    for (const e of list.getEntries())
-      if (
-        (e as { detail?: NodeGCPerformanceDetail }).detail?.kind ===
-        perfConstants.NODE_PERFORMANCE_GC_MAJOR
-      )
-        fullGcs.push(e.startTime);
-  });
+  let stopObserving: () => void = () => undefined;
 
   beforeAll(async () => {
-    v8.setFlagsFromString("--expose-gc");
-    gc = vm.runInNewContext("gc") as typeof gc;
-    observer.observe({ entryTypes: ["gc"] });
+    gc = exposeGc();
+    stopObserving = observeGcPauses((kind) => {
+      if (kind === "major") fullGcs.push(performance.now());
+    });
     // The server runs in a process of its own, so only the client's objects are measured.
     server = spawn(process.execPath, ["-e", SERVER], { stdio: ["ignore", "pipe", "inherit"] });
     const [port] = (await once(server.stdout!, "data")) as [Buffer];
@@ -134,7 +124,7 @@ describe("HTTP/2 client requests with leanBind", () => {
 
   afterAll(async () => {
     if (original) Object.defineProperty(AsyncResource.prototype, "bind", original);
-    observer.disconnect();
+    stopObserving();
     session?.close();
     server?.kill();
     if (server?.exitCode === null) await once(server, "exit");

@@ -16,4 +16,4 @@ export { withUnimplemented } from "./unimplemented";
 export { listReflectedServices } from "./reflection-client";
 export { isAlive } from "./process-alive";
 export { testCert } from "./certs";
-export { forceGcsInOneTurn } from "./gc";
+export { exposeGc, forceGcsInOneTurn } from "./gc";
