@@ -6,6 +6,18 @@ import { collectProcessMetrics, serveMetrics, type MetricsServer } from "@codeq/
 import { forceGcsInOneTurn, freePort } from "@codeq/testing";
 import { scrapeGcTotals, watchWindowGc } from "./gc-watch";
 
+/** What scrapeGcTotals reads from a metrics endpoint that serves `text`. */
+async function scrapeServed(text: string, prefix: string) {
+  const srv = http.createServer((_, res) => res.end(text));
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  try {
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/metrics`;
+    return await scrapeGcTotals({ url, prefix });
+  } finally {
+    await new Promise((r) => srv.close(r));
+  }
+}
+
 describe("GC pauses of a service, from its metrics", () => {
   let server: MetricsServer;
   const prefix = "codeq_test_process_";
@@ -24,14 +36,7 @@ describe("GC pauses of a service, from its metrics", () => {
     // what a process exports before its first GC: the histogram, without a sample
     expect(text).toContain("# TYPE fresh_nodejs_gc_duration_seconds histogram");
     const unsampled = text.replace(/^fresh_nodejs_gc_duration_seconds_.*$/gm, "");
-    const fresh = http.createServer((_, res) => res.end(unsampled));
-    await new Promise<void>((r) => fresh.listen(0, "127.0.0.1", r));
-    try {
-      const url = `http://127.0.0.1:${(fresh.address() as AddressInfo).port}/metrics`;
-      expect(await scrapeGcTotals({ url, prefix: "fresh_" })).toEqual(NO_GC_PAUSES);
-    } finally {
-      await new Promise((r) => fresh.close(r));
-    }
+    expect(await scrapeServed(unsampled, "fresh_")).toEqual(NO_GC_PAUSES);
   });
 
   it("reads the running totals and a window's difference", async () => {
@@ -57,21 +62,11 @@ describe("GC pauses of a service, from its metrics", () => {
         `x_nodejs_gc_duration_seconds_sum{${labels}} 0.003`,
         `x_nodejs_gc_duration_seconds_count{${labels}} 3`,
       ].join("\n");
-    const served = async (text: string) => {
-      const srv = http.createServer((_, res) => res.end(text));
-      await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-      try {
-        const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/metrics`;
-        return await scrapeGcTotals({ url, prefix: "x_" });
-      } finally {
-        await new Promise((r) => srv.close(r));
-      }
-    };
-    expect(await served(lines('shard="a",kind="minor"'))).toMatchObject({
+    expect(await scrapeServed(lines('shard="a",kind="minor"'), "x_")).toMatchObject({
       scavenges: 3,
       scavengeMs: 3,
     });
-    expect(await served(lines('shard="a"'))).toBeUndefined();
+    expect(await scrapeServed(lines('shard="a"'), "x_")).toBeUndefined();
   });
 
   it("leaves out a service whose metrics cannot be read", async () => {

@@ -24,7 +24,7 @@ function ephemeralStart(): number | undefined {
 }
 
 /** Listens on `port` (0: any) of 127.0.0.1 and closes again; the port, or undefined if taken. */
-function tryPort(port: number): Promise<number | undefined> {
+export function tryPort(port: number): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();

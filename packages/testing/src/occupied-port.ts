@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import * as net from "node:net";
-import { freePort } from "./free-port";
+import { freePort, tryPort } from "./free-port";
 
 /** A port of 127.0.0.1 something listens on, for a test that needs its address taken. */
 export interface OccupiedPort {
@@ -26,10 +26,7 @@ export async function occupyPort(): Promise<OccupiedPort> {
 
 /** Resolves once `port` of 127.0.0.1 can be listened on (and is let go again); rejects if it cannot. */
 export async function portIsFree(port: number): Promise<void> {
-  const server = net.createServer();
-  server.listen(port, "127.0.0.1");
-  await once(server, "listening");
-  await new Promise((resolve) => server.close(resolve));
+  if ((await tryPort(port)) === undefined) throw new Error(`port ${port} of 127.0.0.1 is taken`);
 }
 
 /**
