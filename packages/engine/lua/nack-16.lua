@@ -1,16 +1,22 @@
 --[[ nack: ends deliveries of one queue as failed attempts (also used to release
-the leases of a closed stream, with delay 0 and `front`).
+the leases of a closed stream, with delay 0 and `release`).
 KEYS[1] tasks   KEYS[2] state   KEYS[3] scheduled   KEYS[4] leased   KEYS[5] dead
 KEYS[6] due (shard)   KEYS[7..16] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] random in [0,1) for jitter
 ARGV[4] default backoff policy (JSON, for tasks stored without a record)
 ARGV[5] n items, then 7 values per item:
   id, lease sequence (10 digits), nonce (14 digits), delay ms (-1 = the task's backoff; 0 = ready now),
-  dead-letter (0/1), front (0/1: put back at the head of its list), error text
+  dead-letter (0/1), release (0/1: a closed stream's lease, put back at the head of its list), error text
 A nack is accepted while the task is LEASED under this fence (as ack). On the last
 attempt, or with dead-letter, the task goes to the DLQ with the error as reason.
-Returns 2 values per item: code, new state name
-   0 done   -1 no such task   -2 stale: no longer leased under this delivery
+A release clears the delivery's nonce (NO_NONCE): its holder did not end it. So a
+nack that finds the task READY, SCHEDULED or DEAD under this very delivery (same
+lease sequence and nonce) is a repeat of the nack that ended it, sent again after a
+lost answer; after a reap or a release, or once the task was delivered again, it is
+stale.
+Returns 2 values per item: code, state name (the new one; a repeat's or a stale's current)
+   0 done   1 already nacked by this same delivery (a repeat)   -1 no such task
+  -2 stale: no longer leased under this delivery
 ]]
 -- @include "settle-failure"
 local now = tonumber(ARGV[1])
@@ -32,13 +38,21 @@ for i = 0, n - 1 do
     out[#out + 1] = ''
   else
     local x = parseState(s)
+    local release = ARGV[a + 5] == '1'
     if holds(s, ARGV[a + 1], ARGV[a + 2]) then
       -- spread the jitter of a batch: a different fraction per item
       local r = (rnd + i * 0.6180339887) % 1
+      if release then x.nonce = NO_NONCE end
       out[#out + 1] = 0
-      out[#out + 1] = settleFailure(K, qid, id, x, now, ARGV[a + 6], tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', ARGV[a + 5] == '1', r)
+      out[#out + 1] = settleFailure(K, qid, id, x, now, ARGV[a + 6], tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', release, r)
     else
-      out[#out + 1] = -2
+      local st = string.byte(s, 1)
+      local ended = st == 82 or st == 83 or st == 68 -- R, S, D
+      if not release and ended and x.nonce ~= NO_NONCE and string.sub(s, 11, 20) == ARGV[a + 1] and x.nonce == ARGV[a + 2] then
+        out[#out + 1] = 1
+      else
+        out[#out + 1] = -2
+      end
       out[#out + 1] = STATE_NAMES[x.st]
     end
   end

@@ -1,6 +1,7 @@
 --[[ reap: takes back expired leases of one queue, oldest deadline first, from the
 in-flight index (never by sampling). Each is a failed attempt: rescheduled by the
-task's backoff, or moved to the DLQ on its last attempt, with "lease expired".
+task's backoff, or moved to the DLQ on its last attempt, with "lease expired". The
+delivery's nonce is cleared, so a nack sent after the reap is not taken for a repeat.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] scheduled   KEYS[4] leased   KEYS[5] dead
 KEYS[6] due (shard)   KEYS[7..16] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] random in [0,1)   ARGV[4] limit
@@ -28,6 +29,7 @@ if #ids > 0 then
     local id = ids[i]
     local x = states[i] and parseState(states[i])
     if x and x.st == 'L' and x.untilAt < now then
+      x.nonce = NO_NONCE
       local state = settleFailure(K, qid, id, x, now, 'lease expired', -1, false, false, (rnd + i * 0.6180339887) % 1)
       reaped = reaped + 1
       if state == 'DEAD' then dead = dead + 1 end

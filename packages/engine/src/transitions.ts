@@ -189,7 +189,8 @@ function leaseArgs(ctx: EngineContext, queue: QueueRef, options: LeaseOptions, n
     options.max,
     String(options.leaseMs).padStart(8, "0"),
     ctx.promoteLimit,
-    nonceText(Math.floor(ctx.random() * 2 ** 46)),
+    // never 0: the scripts clear a delivery's nonce to 0 when its holder did not end it
+    nonceText(1 + Math.floor(ctx.random() * (2 ** 46 - 1))),
     timeText(now + options.leaseMs),
   ];
 }

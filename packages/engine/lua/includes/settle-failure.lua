@@ -6,7 +6,8 @@
 --   delay: ms before the next attempt; < 0 means the task's backoff; 0 means ready now
 --   deadLetter: true sends the task to the DLQ whatever attempts remain
 --   front: true puts a READY task at the head of its list (a released lease)
--- The task goes to the DLQ when deadLetter is set or its attempts are used up.
+-- The task goes to the DLQ when deadLetter is set or its attempts are used up. The
+-- reaper and a release set x.nonce to NO_NONCE first; a nack keeps it (nack-16.lua).
 -- Returns the new state's name.
 -- @include "task-state"
 -- @include "backoff-delay"

@@ -50,4 +50,9 @@ local function holds(s, seq, nonce)
   return string.byte(s, 1) == 76 and string.sub(s, 11, 20) == seq and string.sub(s, 21, 34) == nonce
 end
 
+-- The nonce of a delivery the holder did not end itself (the reaper took it back, or
+-- its stream closed): lease calls never draw 0, so a nack sent again still matches
+-- only a delivery its holder nacked.
+local NO_NONCE = '00000000000000'
+
 local STATE_NAMES = { R = 'READY', S = 'SCHEDULED', L = 'LEASED', C = 'COMPLETED', D = 'DEAD' }

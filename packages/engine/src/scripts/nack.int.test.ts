@@ -95,6 +95,88 @@ describe("nack-16.lua", () => {
     });
   });
 
+  it("answers a nack sent again by the same delivery as a repeat, and changes nothing", async () => {
+    const { engine, clock } = await fx().engine();
+    await seed(engine, 3, { backoff: fixed, maxAttempts: 5 });
+    const [ready, scheduled, dead] = await engine.lease(Q, LEASE);
+    const first = [
+      { token: ready!.token, delayMs: 0, error: "again" },
+      { token: scheduled!.token, delayMs: 5_000 },
+      { token: dead!.token, deadLetter: true, error: "poison" },
+    ];
+    expect(await engine.nack(first)).toEqual([
+      { code: ScriptCode.Ok, state: "READY" },
+      { code: ScriptCode.Ok, state: "SCHEDULED" },
+      { code: ScriptCode.Ok, state: "DEAD" },
+    ]);
+    const before = await Promise.all(
+      [ready, scheduled, dead].map((d) => engine.getTask(Q, d!.task.id)),
+    );
+    clock.advance(10);
+    // the answer was lost and the worker sends the same nacks again, even with other options
+    expect(await engine.nack(first.map(({ token }) => ({ token, deadLetter: true })))).toEqual([
+      { code: ScriptCode.AlreadyDone, state: "READY" },
+      { code: ScriptCode.AlreadyDone, state: "SCHEDULED" },
+      { code: ScriptCode.AlreadyDone, state: "DEAD" },
+    ]);
+    const after = await Promise.all(
+      [ready, scheduled, dead].map((d) => engine.getTask(Q, d!.task.id)),
+    );
+    expect(after).toEqual(before);
+    // two of the same token in one call: the first nacks, the second is its repeat
+    const [again] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(await engine.nack([{ token: again!.token }, { token: again!.token }])).toEqual([
+      { code: ScriptCode.Ok, state: "SCHEDULED" },
+      { code: ScriptCode.AlreadyDone, state: "SCHEDULED" },
+    ]);
+    // an ack is never a repeat of a nack
+    expect(await engine.ack([{ token: ready!.token }])).toEqual([{ code: ScriptCode.StaleLease }]);
+  });
+
+  it("is stale, not a repeat, after the reaper or a release ended the delivery", async () => {
+    const { engine, clock } = await fx().engine();
+    await seed(engine, 2, { backoff: fixed, maxAttempts: 5 });
+    const [reaped] = await engine.lease(Q, { max: 1, leaseMs: 1_000 });
+    const [released] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    clock.advance(1_001);
+    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0 });
+    expect(await engine.release([released!.token])).toEqual([
+      { code: ScriptCode.Ok, state: "READY" },
+    ]);
+    // the worker meant to dead-letter them: it must not be told that happened
+    expect(
+      await engine.nack([
+        { token: reaped!.token, deadLetter: true },
+        { token: released!.token, deadLetter: true },
+      ]),
+    ).toEqual([
+      { code: ScriptCode.StaleLease, state: "SCHEDULED" },
+      { code: ScriptCode.StaleLease, state: "READY" },
+    ]);
+    // a release is never a repeat either, not even of the holder's own nack
+    const [held] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    await engine.nack([{ token: held!.token, delayMs: 5_000 }]);
+    expect(await engine.release([held!.token])).toEqual([
+      { code: ScriptCode.StaleLease, state: "SCHEDULED" },
+    ]);
+  });
+
+  it("is stale for a token made up with the nonce of a delivery taken back", async () => {
+    const { engine } = await fx().engine();
+    const [id] = await seed(engine, 1);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    await engine.release([d!.token]);
+    const [never] = await seed(engine, 1);
+    // nonce 0: what a task taken back holds (and lease sequence 0 too, one never leased)
+    const forged = (taskId: string, fence: number) =>
+      d!.token.replace(`~${id}~1~`, `~${taskId}~${fence}~`).replace(/~[0-9a-z]+$/, "~0");
+    expect(forged(id!, 1)).not.toBe(d!.token);
+    expect(await engine.nack([{ token: forged(id!, 1) }, { token: forged(never!, 0) }])).toEqual([
+      { code: ScriptCode.StaleLease, state: "READY" },
+      { code: ScriptCode.NotFound }, // no delivery has sequence 0: refused unread
+    ]);
+  });
+
   it("refuses an out-of-range delay or an oversized error for the whole call", async () => {
     const { engine } = await fx().engine();
     await expect(engine.nack([{ token: "x", delayMs: -1 }])).rejects.toThrow(/nack delay/);

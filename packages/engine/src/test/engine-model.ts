@@ -21,6 +21,8 @@ export interface ModelTask {
   leaseMs?: number;
   lastError?: string;
   doneAt?: number;
+  /** The lease sequence of the delivery its holder ended with a nack, while none ended since. */
+  nackedSeq?: number;
 }
 
 export interface IssuedToken {
@@ -102,6 +104,7 @@ export class Model {
         t.state = "LEASED";
         t.attempts += 1;
         t.leaseSeq += 1;
+        delete t.nackedSeq;
         t.leaseDeadline = this.now + leaseMs;
         t.leaseMs = leaseMs;
         out.push(t);
@@ -120,6 +123,7 @@ export class Model {
   ): TaskState {
     delete t.leaseDeadline;
     delete t.leaseMs;
+    delete t.nackedSeq;
     if (reason !== "") t.lastError = reason;
     if (deadLetter || t.attempts >= t.maxAttempts) {
       t.state = "DEAD";
@@ -161,12 +165,14 @@ export class Model {
   ): { code: ScriptCode; state: TaskState } {
     const t = this.task(tok.id);
     if (t.state === "LEASED" && t.leaseSeq === tok.fence) {
-      return {
-        code: ScriptCode.Ok,
-        state: this.settleFailure(t, reason, delay, deadLetter, front),
-      };
+      const state = this.settleFailure(t, reason, delay, deadLetter, front);
+      // a release (front) is the server's doing: a nack sent afterwards is stale
+      if (!front) t.nackedSeq = tok.fence;
+      return { code: ScriptCode.Ok, state };
     }
-    return { code: ScriptCode.StaleLease, state: t.state };
+    const ended = t.state === "READY" || t.state === "SCHEDULED" || t.state === "DEAD";
+    const repeat = !front && ended && t.nackedSeq === tok.fence;
+    return { code: repeat ? ScriptCode.AlreadyDone : ScriptCode.StaleLease, state: t.state };
   }
 
   extend(tok: IssuedToken, leaseMs: number): { code: ScriptCode; deadline?: number } {

@@ -3758,6 +3758,9 @@ export const QueueServiceDefinition = {
     /**
      * Fails deliveries: the task is scheduled again after the given delay or its
      * backoff, or goes to the DLQ on its last attempt. Per-item codes as Ack.
+     * Nacking twice with the same token answers OK until the task is delivered
+     * again; the first nack's outcome stands. After the lease expired or the
+     * stream that held it closed, a nack is stale (FAILED_PRECONDITION).
      */
     nack: {
       name: "Nack",
@@ -3914,6 +3917,9 @@ export interface QueueServiceImplementation<CallContextExt = {}> {
   /**
    * Fails deliveries: the task is scheduled again after the given delay or its
    * backoff, or goes to the DLQ on its last attempt. Per-item codes as Ack.
+   * Nacking twice with the same token answers OK until the task is delivered
+   * again; the first nack's outcome stands. After the lease expired or the
+   * stream that held it closed, a nack is stale (FAILED_PRECONDITION).
    */
   nack(
     request: NackRequest,
@@ -4041,6 +4047,9 @@ export interface QueueServiceClient<CallOptionsExt = {}> {
   /**
    * Fails deliveries: the task is scheduled again after the given delay or its
    * backoff, or goes to the DLQ on its last attempt. Per-item codes as Ack.
+   * Nacking twice with the same token answers OK until the task is delivered
+   * again; the first nack's outcome stands. After the lease expired or the
+   * stream that held it closed, a nack is stale (FAILED_PRECONDITION).
    */
   nack(
     request: DeepPartial<NackRequest>,
