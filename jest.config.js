@@ -4,7 +4,8 @@ const swcrc = JSON.parse(fs.readFileSync(`${__dirname}/.swcrc`, "utf8"));
 
 /** @type {import('jest').Config} */
 module.exports = {
-  testEnvironment: "node",
+  // node, plus a kill of the servers a test file left running (jest.environment.js)
+  testEnvironment: "<rootDir>/jest.environment.js",
   testEnvironmentOptions: {
     // Workspace packages resolve to their TypeScript sources, not dist/.
     customExportConditions: ["codeq-source", "node", "node-addons"],

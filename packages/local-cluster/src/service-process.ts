@@ -3,6 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
+import { trackChild, untrackChild } from "@codeq/testing";
 
 /** The repository root, from src/ or dist/ of this package. */
 export const REPO_ROOT = path.resolve(__dirname, "..", "..", "..");
@@ -69,7 +70,13 @@ export class ServiceProcess {
     readonly address: string,
     private readonly child: ChildProcess,
   ) {
-    this.exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+    this.exited = new Promise((resolve) =>
+      child.once("exit", (code) => {
+        if (child.pid !== undefined) untrackChild(child.pid);
+        resolve(code);
+      }),
+    );
+    if (child.pid !== undefined) trackChild(child.pid);
     const keep = (chunk: Buffer) => {
       this.output = (this.output + chunk.toString("utf8")).slice(-20_000);
     };

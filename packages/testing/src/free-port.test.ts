@@ -21,3 +21,29 @@ test("a process is never handed the same port twice, bound or not", async () => 
   for (let i = 0; i < 600; i++) ports.push(await freePort());
   expect(new Set(ports).size).toBe(600);
 });
+
+test("each jest worker draws from a slice of the span of its own", async () => {
+  const [low] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/);
+  const top = Number(low) - 1;
+  const saved = process.env.JEST_WORKER_ID;
+  const slices: Array<{ min: number; max: number }> = [];
+  try {
+    // workers 2 and 10 share a slice (8 of them); 3 has its own
+    for (const worker of ["2", "3", "10"]) {
+      process.env.JEST_WORKER_ID = worker;
+      const ports: number[] = [];
+      for (let i = 0; i < 40; i++) ports.push(await freePort());
+      slices.push({ min: Math.min(...ports), max: Math.max(...ports) });
+    }
+  } finally {
+    if (saved === undefined) delete process.env.JEST_WORKER_ID;
+    else process.env.JEST_WORKER_ID = saved;
+  }
+  const [two, three, ten] = slices;
+  expect(two!.max).toBeLessThanOrEqual(top - 1_500);
+  expect(two!.min).toBeGreaterThan(top - 3_000);
+  expect(three!.max).toBeLessThanOrEqual(top - 3_000);
+  expect(three!.min).toBeGreaterThan(top - 4_500);
+  expect(ten!.max).toBeLessThanOrEqual(top - 1_500);
+  expect(ten!.min).toBeGreaterThan(top - 3_000);
+});

@@ -11,6 +11,20 @@ import * as net from "node:net";
  */
 const SPAN = 12_000;
 const ATTEMPTS = 50;
+/**
+ * Jest's parallel workers (JEST_WORKER_ID 1, 2, …) each draw from a slice of the span
+ * of their own (1,500 ports), so two workers never meet on a port unless there are
+ * more workers than slices. A process outside jest draws from the whole span.
+ */
+const SLICES = 8;
+
+/** Where in the span this process draws: [offset, offset + size) under the range. */
+function drawSlice(): { offset: number; size: number } {
+  const worker = Number(process.env.JEST_WORKER_ID);
+  if (!Number.isInteger(worker) || worker < 1) return { offset: 0, size: SPAN };
+  const size = Math.floor(SPAN / SLICES);
+  return { offset: ((worker - 1) % SLICES) * size, size };
+}
 
 /** The first port of the kernel's ephemeral range, or undefined where it cannot be read. */
 function ephemeralStart(): number | undefined {
@@ -44,9 +58,8 @@ export function tryPort(port: number): Promise<number | undefined> {
  * Ports this process was handed. A port is handed to it once: a test that takes two
  * ports before it binds either (a cluster's shard addresses, written into its map
  * first), or that stops a server to start it again on the same address, could
- * otherwise be handed the same port twice (an EADDRINUSE in CI). Other processes draw
- * from the span at random too; two of them meet on a port about once in 12,000 draws
- * made while the other's port is still unbound (a CI run has one jest worker).
+ * otherwise be handed the same port twice (an EADDRINUSE in CI). Jest's workers draw
+ * from slices of their own (drawSlice).
  */
 const handedOut = new Set<number>();
 
@@ -54,8 +67,9 @@ const handedOut = new Set<number>();
 export async function freePort(): Promise<number> {
   const start = ephemeralStart();
   if (start !== undefined) {
+    const { offset, size } = drawSlice();
     for (let i = 0; i < ATTEMPTS; i++) {
-      const candidate = start - 1 - Math.floor(Math.random() * SPAN);
+      const candidate = start - 1 - offset - Math.floor(Math.random() * size);
       if (handedOut.has(candidate)) continue;
       const port = await tryPort(candidate);
       if (port === undefined) continue;

@@ -15,5 +15,6 @@ export {
 export { withUnimplemented } from "./unimplemented";
 export { listReflectedServices } from "./reflection-client";
 export { isAlive } from "./process-alive";
+export { trackChild, untrackChild } from "./process-registry";
 export { testCert } from "./certs";
 export { exposeGc, forceGcsInOneTurn } from "./gc";

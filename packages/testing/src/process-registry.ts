@@ -1,27 +1,47 @@
 /**
- * PIDs of the servers this process spawned. If the test process exits without
- * stopping them (a crash, a timeout), they are killed by PID on the way out, so no
- * redis-server outlives its test run.
+ * PIDs of the servers this process spawned (redis-servers, service processes), so
+ * none outlives its test run when a test crashes or times out without stopping it:
+ *
+ * - A plain process kills them by PID on its way out (`exit`).
+ * - Inside jest that hook never runs: a test module's `process` is jest's copy,
+ *   whose `exit` never fires. There the set lives on the test file's global, and
+ *   the jest environment (jest.environment.js) kills what is left in it when the
+ *   file is done, after every afterAll hook.
  */
-const live = new Set<number>();
+export const TRACKED_CHILDREN = Symbol.for("codeq.testing.trackedChildren");
+
+type WithTracked = { [TRACKED_CHILDREN]?: Set<number> };
+
+function tracked(): Set<number> {
+  const g = globalThis as WithTracked;
+  return (g[TRACKED_CHILDREN] ??= new Set());
+}
+
 let hooked = false;
 
+/** SIGKILLs every PID in `pids` that is still tracked there; returns how many it signalled. */
+export function killTracked(pids: Set<number>): number {
+  let signalled = 0;
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+      signalled++;
+    } catch {
+      // already gone
+    }
+  }
+  pids.clear();
+  return signalled;
+}
+
 export function trackChild(pid: number): void {
-  live.add(pid);
+  tracked().add(pid);
   if (!hooked) {
     hooked = true;
-    process.once("exit", () => {
-      for (const p of live) {
-        try {
-          process.kill(p, "SIGKILL");
-        } catch {
-          // already gone
-        }
-      }
-    });
+    process.once("exit", () => killTracked(tracked()));
   }
 }
 
 export function untrackChild(pid: number): void {
-  live.delete(pid);
+  tracked().delete(pid);
 }

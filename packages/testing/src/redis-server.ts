@@ -165,6 +165,7 @@ export class RedisServer {
         resolve();
       });
       child.once("exit", (code) => {
+        if (child.pid !== undefined) untrackChild(child.pid); // its PID may be reused
         failure ??= new Error(`${bin} exited with ${code}: ${this.log()}`);
         resolve();
       });
