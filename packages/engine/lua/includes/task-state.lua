@@ -4,7 +4,7 @@
 --   pos  1     state: R ready, S scheduled, L leased, C completed, D dead
 --   pos  2     priority, 1 digit
 --   pos  3-6   attempts, 4 digits          pos  7-10  max attempts, 4 digits
---   pos 11-20  lease sequence, 10 digits   pos 21-34  nonce of the current delivery, 14 digits
+--   pos 11-20  lease sequence, 10 digits   pos 21-34  nonce of the last delivery, 14 digits (NO_NONCE below)
 --   pos 35-47  run-at ms, 13 digits        pos 48-60  until ms, 13 digits
 --   pos 61-68  lease duration ms, 8 digits pos 69-81  updated ms, 13 digits
 --   pos 82-    last error (free text)

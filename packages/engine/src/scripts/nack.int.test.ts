@@ -133,6 +133,22 @@ describe("nack-16.lua", () => {
     expect(await engine.ack([{ token: ready!.token }])).toEqual([{ code: ScriptCode.StaleLease }]);
   });
 
+  it("is a repeat only under the delivery's own nonce, which is never 0", async () => {
+    // random 0: the smallest nonce a lease call can draw
+    const { engine } = await fx().engine({ random: () => 0 });
+    await seed(engine, 1);
+    const [d] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(await engine.nack([{ token: d!.token, delayMs: 0 }])).toEqual([
+      { code: ScriptCode.Ok, state: "READY" },
+    ]);
+    const nonce = d!.token.slice(d!.token.lastIndexOf("~") + 1);
+    const other = d!.token.replace(/~[0-9a-z]+$/, `~${(parseInt(nonce, 36) + 1).toString(36)}`);
+    expect(await engine.nack([{ token: d!.token }, { token: other }])).toEqual([
+      { code: ScriptCode.AlreadyDone, state: "READY" },
+      { code: ScriptCode.StaleLease, state: "READY" },
+    ]);
+  });
+
   it("is stale, not a repeat, after the reaper or a release ended the delivery", async () => {
     const { engine, clock } = await fx().engine();
     await seed(engine, 2, { backoff: fixed, maxAttempts: 5 });

@@ -3758,9 +3758,11 @@ export const QueueServiceDefinition = {
     /**
      * Fails deliveries: the task is scheduled again after the given delay or its
      * backoff, or goes to the DLQ on its last attempt. Per-item codes as Ack.
-     * Nacking twice with the same token answers OK until the task is delivered
-     * again; the first nack's outcome stands. After the lease expired or the
-     * stream that held it closed, a nack is stale (FAILED_PRECONDITION).
+     * Nacking twice with the same token answers OK while the task waits for its
+     * next delivery or sits in the DLQ; the first nack's outcome stands. Once the
+     * reaper took an expired lease back, or the stream that held it closed and
+     * released it, a nack is stale (FAILED_PRECONDITION). A task since purged,
+     * cleaned up or moved to another shard answers NOT_FOUND.
      */
     nack: {
       name: "Nack",
@@ -3917,9 +3919,11 @@ export interface QueueServiceImplementation<CallContextExt = {}> {
   /**
    * Fails deliveries: the task is scheduled again after the given delay or its
    * backoff, or goes to the DLQ on its last attempt. Per-item codes as Ack.
-   * Nacking twice with the same token answers OK until the task is delivered
-   * again; the first nack's outcome stands. After the lease expired or the
-   * stream that held it closed, a nack is stale (FAILED_PRECONDITION).
+   * Nacking twice with the same token answers OK while the task waits for its
+   * next delivery or sits in the DLQ; the first nack's outcome stands. Once the
+   * reaper took an expired lease back, or the stream that held it closed and
+   * released it, a nack is stale (FAILED_PRECONDITION). A task since purged,
+   * cleaned up or moved to another shard answers NOT_FOUND.
    */
   nack(
     request: NackRequest,
@@ -4047,9 +4051,11 @@ export interface QueueServiceClient<CallOptionsExt = {}> {
   /**
    * Fails deliveries: the task is scheduled again after the given delay or its
    * backoff, or goes to the DLQ on its last attempt. Per-item codes as Ack.
-   * Nacking twice with the same token answers OK until the task is delivered
-   * again; the first nack's outcome stands. After the lease expired or the
-   * stream that held it closed, a nack is stale (FAILED_PRECONDITION).
+   * Nacking twice with the same token answers OK while the task waits for its
+   * next delivery or sits in the DLQ; the first nack's outcome stands. Once the
+   * reaper took an expired lease back, or the stream that held it closed and
+   * released it, a nack is stale (FAILED_PRECONDITION). A task since purged,
+   * cleaned up or moved to another shard answers NOT_FOUND.
    */
   nack(
     request: DeepPartial<NackRequest>,
