@@ -47,3 +47,19 @@ test("each jest worker draws from a slice of the span of its own", async () => {
   expect(ten!.max).toBeLessThanOrEqual(top - 1_500);
   expect(ten!.min).toBeGreaterThan(top - 3_000);
 });
+
+test("a worker whose slice is used up draws from the whole span, never a port twice", async () => {
+  const [low] = fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").split(/\s+/);
+  const saved = process.env.JEST_WORKER_ID;
+  const ports: number[] = [];
+  try {
+    process.env.JEST_WORKER_ID = "8"; // a slice of 1,500 ports: 1,700 draws use it up
+    for (let i = 0; i < 1_700; i++) ports.push(await freePort());
+  } finally {
+    if (saved === undefined) delete process.env.JEST_WORKER_ID;
+    else process.env.JEST_WORKER_ID = saved;
+  }
+  expect(new Set(ports).size).toBe(ports.length);
+  // none from the kernel's ephemeral range, which a client's connection may take
+  expect(ports.filter((p) => p >= Number(low))).toEqual([]);
+});

@@ -67,18 +67,24 @@ const handedOut = new Set<number>();
 export async function freePort(): Promise<number> {
   const start = ephemeralStart();
   if (start !== undefined) {
-    const { offset, size } = drawSlice();
-    for (let i = 0; i < ATTEMPTS; i++) {
-      const candidate = start - 1 - offset - Math.floor(Math.random() * size);
-      if (handedOut.has(candidate)) continue;
-      const port = await tryPort(candidate);
-      if (port === undefined) continue;
-      handedOut.add(port);
-      return port;
+    // this worker's slice first, then the whole span
+    for (const { offset, size } of [drawSlice(), { offset: 0, size: SPAN }]) {
+      for (let i = 0; i < ATTEMPTS; i++) {
+        const candidate = start - 1 - offset - Math.floor(Math.random() * size);
+        if (handedOut.has(candidate)) continue;
+        const port = await tryPort(candidate);
+        if (port === undefined) continue;
+        handedOut.add(port);
+        return port;
+      }
     }
   }
-  const port = await tryPort(0);
-  if (port === undefined) throw new Error("no free port on 127.0.0.1");
-  handedOut.add(port);
-  return port;
+  // the kernel's choice, never one handed out before
+  for (let i = 0; i < ATTEMPTS; i++) {
+    const port = await tryPort(0);
+    if (port === undefined || handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error("no free port on 127.0.0.1");
 }

@@ -11,11 +11,14 @@ export function exposeGc(): (options?: { type?: "minor"; execution?: "sync" }) =
 /**
  * Forces `minors` scavenges and then one full GC in a single turn of the event loop,
  * and waits until Node has handed their entries to performance observers (it hands
- * over every entry since an observer's last turn at once), or `timeoutMs` passed.
+ * over every entry since an observer's last turn at once).
  *
- * It waits on an observer of its own rather than a fixed time: on a loaded machine the
- * hand-over can come later than any fixed wait. Every observer's entries are handed
- * over in the same turn, so once this one has them all, so has the caller's.
+ * Node 20 queues the hand-over on an unreferenced native immediate, which does not
+ * keep the loop from waiting in its poll phase: left alone, the entries come with
+ * whatever wakes the loop next, and a timer due then runs first (a fixed 50 ms wait
+ * resolved before them on a loaded CI machine). So a referenced immediate is queued
+ * after the GCs, and the wait is on an observer of its own: every observer's entries
+ * are handed over in the same turn, so once this one has them all, so has the caller's.
  */
 export async function forceGcsInOneTurn(minors: number, timeoutMs = 10_000): Promise<void> {
   const gc = exposeGc();
@@ -23,15 +26,19 @@ export async function forceGcsInOneTurn(minors: number, timeoutMs = 10_000): Pro
   let timer: NodeJS.Timeout | undefined;
   let observer: PerformanceObserver | undefined;
   try {
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       observer = new PerformanceObserver((list) => {
         seen += list.getEntries().length;
         if (seen >= minors + 1) resolve();
       });
       observer.observe({ entryTypes: ["gc"] });
-      timer = setTimeout(resolve, timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`${seen} of ${minors + 1} GC entries in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       for (let i = 0; i < minors; i++) gc({ type: "minor", execution: "sync" });
       gc(); // a full GC ({ type: "major" } gives a scavenge in Node 20)
+      setImmediate(() => undefined); // wakes the loop for the hand-over
     });
   } finally {
     clearTimeout(timer);

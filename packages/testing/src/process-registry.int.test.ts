@@ -7,13 +7,12 @@ import { isAlive } from "./process-alive";
 const ROOT = path.resolve(__dirname, "../../..");
 
 describe("servers a test file left running", () => {
-  it("are killed by the jest environment when the file is done", async () => {
+  it("are killed by the jest environment when the file is done, or as they start after it", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-left-child-"));
-    const pidFile = path.join(dir, "pid");
+    const files = { pid: path.join(dir, "pid"), late: path.join(dir, "late") };
     let pid: number | undefined;
     try {
-      // a jest of its own on the fixture; --forceExit: without the environment's kill
-      // it would otherwise wait for the child's handle
+      // a jest of its own on the fixture; it ends when no child of the file is left
       await new Promise<void>((resolve, reject) =>
         execFile(
           process.execPath,
@@ -23,20 +22,25 @@ describe("servers a test file left running", () => {
             path.join(ROOT, "jest.config.js"),
             "--testMatch",
             "**/src/test/leaves-a-child.fixture.ts",
-            "--forceExit",
             "--ci",
           ],
-          { cwd: ROOT, env: { ...process.env, CODEQ_LEFT_CHILD_PID_FILE: pidFile } },
+          {
+            cwd: ROOT,
+            env: { ...process.env, CODEQ_LEFT_CHILD_FILES: JSON.stringify(files) },
+            timeout: 50_000,
+          },
           (err, stdout, stderr) =>
             err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(),
         ),
       );
-      pid = Number(fs.readFileSync(pidFile, "utf8"));
+      pid = Number(fs.readFileSync(files.pid, "utf8"));
       expect(pid).toBeGreaterThan(0);
       // killed before the jest run ended; allow for the signal's delivery
       const deadline = Date.now() + 2_000;
       while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(isAlive(pid)).toBe(false);
+      // started after the teardown: killed at once, not left to its 20 s
+      expect(fs.readFileSync(files.late, "utf8")).toBe("closed SIGKILL");
     } finally {
       if (pid !== undefined && isAlive(pid)) process.kill(pid, "SIGKILL");
       fs.rmSync(dir, { recursive: true, force: true });

@@ -6,11 +6,16 @@
  * - Inside jest that hook never runs: a test module's `process` is jest's copy,
  *   whose `exit` never fires. There the set lives on the test file's global, and
  *   the jest environment (jest.environment.js) kills what is left in it when the
- *   file is done, after every afterAll hook.
+ *   file is done, after every afterAll hook, and what is started after that.
  */
 export const TRACKED_CHILDREN = Symbol.for("codeq.testing.trackedChildren");
+/**
+ * Set on the global by the jest environment once the file is torn down: a step that
+ * timed out goes on running, and a child it starts after that is killed at once.
+ */
+export const TRACKING_CLOSED = Symbol.for("codeq.testing.trackingClosed");
 
-type WithTracked = { [TRACKED_CHILDREN]?: Set<number> };
+type WithTracked = { [TRACKED_CHILDREN]?: Set<number>; [TRACKING_CLOSED]?: boolean };
 
 function tracked(): Set<number> {
   const g = globalThis as WithTracked;
@@ -36,6 +41,10 @@ export function killTracked(pids: Set<number>): number {
 
 export function trackChild(pid: number): void {
   tracked().add(pid);
+  if ((globalThis as WithTracked)[TRACKING_CLOSED]) {
+    killTracked(tracked());
+    return;
+  }
   if (!hooked) {
     hooked = true;
     process.once("exit", () => killTracked(tracked()));
