@@ -35,6 +35,11 @@ export interface EngineOptions {
   /** Due scheduled tasks a lease promotes first, at most. Default 1000. */
   readonly promoteLimit?: number;
   readonly limits?: Partial<TaskLimits>;
+  /**
+   * Called when tasks a lease call took but never delivered (its reply was lost to a
+   * reconnect) were made ready again, so that waiters can be woken.
+   */
+  readonly onLeasesGivenBack?: (queue: QueueRef, count: number) => void;
 }
 
 /** Everything the engine's operations share; built once per engine. */
@@ -53,6 +58,7 @@ export interface EngineContext {
   readonly deadRetentionMs: number;
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
+  readonly onLeasesGivenBack: (queue: QueueRef, count: number) => void;
   keys(queue: QueueRef): QueueKeys;
   /** Turns a script's id, record, state, payload (and result) into a task and its delivery nonce. */
   toTask(
@@ -105,6 +111,7 @@ export async function createEngineContext(
     deadRetentionMs: nonNegative("deadRetentionMs", options.deadRetentionMs, 7 * 24 * 3600_000),
     promoteLimit: nonNegative("promoteLimit", options.promoteLimit, 1000) || 1,
     shardKeys: shard,
+    onLeasesGivenBack: options.onLeasesGivenBack ?? (() => undefined),
     keys(queue) {
       const id = queueId(queue);
       let keys = keyCache.get(id);

@@ -26,6 +26,7 @@ describe("Lua scripts", () => {
         "reap",
         "redrive",
         "stats",
+        "unlease",
       ].sort(),
     );
     for (const s of scripts) {

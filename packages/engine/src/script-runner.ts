@@ -11,12 +11,23 @@ type Dynamic = Record<string, (...args: unknown[]) => Promise<unknown>>;
  * fresh or restarted KVRocks needs); every call states its KEYS count.
  */
 export class ScriptRunner {
+  private closes = 0;
+
   constructor(private readonly redis: Redis) {
+    redis.on("close", () => this.closes++);
     for (const script of scriptSources().values()) {
       if (!(`codeq_${script.operation}` in redis)) {
         redis.defineCommand(`codeq_${script.operation}`, { lua: script.lua });
       }
     }
+  }
+
+  /**
+   * How many times the connection has closed so far. A call during which it changed
+   * may have run twice: ioredis sends again what a closed connection left unanswered.
+   */
+  get connectionEpoch(): number {
+    return this.closes;
   }
 
   /** Runs `operation` with string replies. */

@@ -68,7 +68,7 @@ async function store(
   ctx: EngineContext,
   queue: QueueRef,
   specs: readonly TaskSpec[],
-  leasing?: LeaseOptions,
+  leasingOptions?: LeaseOptions,
 ): Promise<EnqueuedAndLeased> {
   if (specs.length === 0) return { outcomes: [], deliveries: [], readyLeft: 0 };
   const now = ctx.clock.now();
@@ -78,7 +78,7 @@ async function store(
   );
   const keys = [k.tasks, k.state, k.payloads, k.scheduled, k.idemidx, k.due, k.queues, ...k.ready];
   // enqueue-lease-19.lua: the lease's two keys come before the idempotency keys
-  if (leasing) keys.push(k.leased, k.dead);
+  if (leasingOptions) keys.push(k.leased, k.dead);
   // ids and states are fixed-width: one packed argument (see enqueue-17.lua), written
   // in place rather than built from a string per field
   const packed = Buffer.allocUnsafe(records.length * PACKED_WIDTH);
@@ -118,16 +118,24 @@ async function store(
   let reply: Array<string | number | Buffer>;
   let deliveries: Delivery[] = [];
   let readyLeft = 0;
-  if (leasing) {
+  if (leasingOptions) {
     // { left, k, the enqueue's reply (k values), the lease's reply } (see enqueue-lease-19.lua)
-    const both = await ctx.runner.runBuffer<Array<number | Buffer>>("enqueue-lease", keys, [
-      ...args,
-      ...leaseArgs(ctx, queue, leasing, now),
-    ]);
-    readyLeft = Number(both[0]);
-    const enqueued = Number(both[1]);
-    reply = both.slice(2, 2 + enqueued);
-    deliveries = leasedFrom(ctx, queue, both.slice(2 + enqueued) as Buffer[]);
+    const lease = leaseArgs(ctx, queue, leasingOptions, now);
+    const got = await leasing(ctx, queue, lease.call, async () => {
+      const both = await ctx.runner.runBuffer<Array<number | Buffer>>("enqueue-lease", keys, [
+        ...args,
+        ...lease.args,
+      ]);
+      const enqueued = Number(both[1]);
+      return {
+        both,
+        enqueued,
+        deliveries: leasedFrom(ctx, queue, both.slice(2 + enqueued) as Buffer[]),
+      };
+    });
+    readyLeft = Number(got.both[0]);
+    reply = got.both.slice(2, 2 + got.enqueued);
+    deliveries = got.deliveries;
   } else {
     reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
   }
@@ -181,18 +189,84 @@ function checkLeaseOptions(options: LeaseOptions): void {
   checkLeaseMs(options.leaseMs);
 }
 
-/** lease-17.lua's arguments. */
+/** What a lease call writes into every task it delivers, besides the lease sequence. */
+interface LeaseCall {
+  /** This call's nonce (14 digits). */
+  readonly nonce: string;
+  /** Its lease deadline (ms, 13 digits). */
+  readonly deadline: string;
+}
+
+/** lease-17.lua's arguments, and the call they make. */
 function leaseArgs(ctx: EngineContext, queue: QueueRef, options: LeaseOptions, now: number) {
-  return [
+  const call: LeaseCall = {
+    // never 0: the scripts clear a delivery's nonce to 0 when its holder did not end it
+    nonce: nonceText(1 + Math.floor(ctx.random() * (2 ** 46 - 1))),
+    deadline: timeText(now + options.leaseMs),
+  };
+  const args = [
     timeText(now),
     queueId(queue),
     options.max,
     String(options.leaseMs).padStart(8, "0"),
     ctx.promoteLimit,
-    // never 0: the scripts clear a delivery's nonce to 0 when its holder did not end it
-    nonceText(1 + Math.floor(ctx.random() * (2 ** 46 - 1))),
-    timeText(now + options.leaseMs),
+    call.nonce,
+    call.deadline,
   ];
+  return { args, call };
+}
+
+/**
+ * Runs a script call that leases, and makes sure no task is left leased by nobody.
+ * When the connection to the store closed while the call was in flight, ioredis sent
+ * it again on the next connection: if the first run had already leased, its tasks are
+ * held without a token. Those are given back (unlease-12.lua: ready again, the attempt
+ * not counted) before the answer is returned; the reply that did arrive is kept. If
+ * the call failed, they are given back in the background, when the store answers again
+ * (if it never does, their leases expire and the reaper takes them back as before).
+ */
+async function leasing<R extends { readonly deliveries: readonly Delivery[] }>(
+  ctx: EngineContext,
+  queue: QueueRef,
+  call: LeaseCall,
+  run: () => Promise<R>,
+): Promise<R> {
+  const epoch = ctx.runner.connectionEpoch;
+  let out: R;
+  try {
+    out = await run();
+  } catch (err) {
+    if (ctx.runner.connectionEpoch !== epoch) void giveBack(ctx, queue, call, []);
+    throw err;
+  }
+  if (ctx.runner.connectionEpoch !== epoch)
+    await giveBack(
+      ctx,
+      queue,
+      call,
+      out.deliveries.map((d) => d.task.id),
+    );
+  return out;
+}
+
+/** unlease-12.lua: the call's tasks still leased and not in `keep` are ready again. */
+async function giveBack(
+  ctx: EngineContext,
+  queue: QueueRef,
+  call: LeaseCall,
+  keep: readonly string[],
+): Promise<void> {
+  const k = ctx.keys(queue);
+  try {
+    const n = await ctx.runner.run<number>(
+      "unlease",
+      [k.state, k.leased, ...k.ready],
+      [timeText(ctx.clock.now()), call.deadline, call.nonce, keep.length, ...keep],
+    );
+    if (n > 0) ctx.onLeasesGivenBack(queue, n);
+  } catch {
+    // the store is still unreachable: the leases expire and the reaper takes them back
+  }
 }
 
 /** Leases up to `max` tasks of one queue. */
@@ -203,12 +277,16 @@ export async function lease(
 ): Promise<Delivery[]> {
   checkLeaseOptions(options);
   const k = ctx.keys(queue);
-  const reply = await ctx.runner.runBuffer<Buffer[]>(
-    "lease",
-    [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
-    leaseArgs(ctx, queue, options, ctx.clock.now()),
-  );
-  return leasedFrom(ctx, queue, reply);
+  const { args, call } = leaseArgs(ctx, queue, options, ctx.clock.now());
+  const { deliveries } = await leasing(ctx, queue, call, async () => {
+    const reply = await ctx.runner.runBuffer<Buffer[]>(
+      "lease",
+      [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
+      args,
+    );
+    return { deliveries: leasedFrom(ctx, queue, reply) };
+  });
+  return deliveries;
 }
 
 /** The deliveries in lease-17.lua's reply. */

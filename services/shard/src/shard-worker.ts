@@ -75,6 +75,7 @@ export async function startShardWorker(
   });
   redis.on("error", (err) => logger.warn({ err: err.message }, "store connection error"));
   await redis.connect();
+  const notifier = new Notifier();
   const engine = await QueueEngine.open(redis, {
     shard: config.id,
     keyPrefix: config.keyPrefix,
@@ -83,13 +84,17 @@ export async function startShardWorker(
     completedRetentionMs: config.completedRetentionMs,
     deadRetentionMs: config.deadRetentionMs,
     limits: { payloadCapBytes: config.payloadCapBytes },
+    // tasks a lease call took but never delivered (a reconnect lost its reply) are ready again
+    onLeasesGivenBack: (queue, n) => {
+      logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
+      notifier.notify(queue, n);
+    },
   });
   const load = new LoadGauge();
   const busy = () => load.busy();
   const metrics = new Metrics(config.id, engine);
   metrics.followLoad(busy);
   if (follower) metrics.followMap(() => follower.cache.status());
-  const notifier = new Notifier();
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
   const core = new QueueCore(engine, notifier, background, metrics, config, follower?.fence);
   const lifecycle = new Lifecycle();

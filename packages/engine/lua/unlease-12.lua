@@ -1,0 +1,48 @@
+--[[ unlease: undoes a lease call whose reply never reached the worker. When the
+connection to the store drops after a lease script ran but before its reply arrived,
+ioredis sends the call again on the new connection: the second run leases other
+tasks, and the first run's tasks are held by nobody (no token for them was ever
+issued). They are found by what that call wrote into each of them (its nonce and its
+lease deadline, the same in both runs) and given back as if never leased.
+KEYS[1] state   KEYS[2] leased   KEYS[3..12] ready:0 .. ready:9
+ARGV[1] now (ms, 13 digits)   ARGV[2] the call's lease deadline (ms, 13 digits)
+ARGV[3] the call's nonce (14 digits)   ARGV[4] n, then n ids to keep (the ones the
+reply that did arrive delivered)
+A task still LEASED under that nonce and deadline, and not kept, goes back to READY
+at the head of its list (in id order, the order it was leased in), its attempt not
+counted; its lease sequence stays (sequences are never reused), its nonce is cleared.
+Returns the number of tasks given back.
+]]
+-- @include "task-state"
+local nowText, deadline, nonce = ARGV[1], ARGV[2], ARGV[3]
+local keep = {}
+for i = 1, tonumber(ARGV[4]) do keep[ARGV[4 + i]] = true end
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], deadline, deadline)
+local back, writes, lists = {}, {}, {}
+if #ids > 0 then
+  local states = redis.call('HMGET', KEYS[1], unpack(ids))
+  for i = 1, #ids do
+    local id, s = ids[i], states[i]
+    if s and not keep[id] and string.byte(s, 1) == 76 and string.sub(s, 21, 34) == nonce
+      and string.sub(s, 48, 60) == deadline then
+      local attempts = math.max(tonumber(string.sub(s, 3, 6)) - 1, 0)
+      back[#back + 1] = id
+      writes[#writes + 1] = id
+      writes[#writes + 1] = 'R' .. string.sub(s, 2, 2) .. string.format('%04d', attempts) .. string.sub(s, 7, 20)
+        .. NO_NONCE .. string.sub(s, 35, 47) .. '0000000000000' .. '00000000' .. nowText .. string.sub(s, 82)
+      local p = tonumber(string.sub(s, 2, 2)) + 1
+      lists[p] = lists[p] or {}
+      table.insert(lists[p], id)
+    end
+  end
+end
+if #back == 0 then return 0 end
+redis.call('ZREM', KEYS[2], unpack(back))
+redis.call('HSET', KEYS[1], unpack(writes))
+for p, listed in pairs(lists) do
+  -- LPUSH puts each id before the one pushed before it: push the last-leased first
+  local reversed = {}
+  for i = #listed, 1, -1 do reversed[#reversed + 1] = listed[i] end
+  redis.call('LPUSH', KEYS[2 + p], unpack(reversed))
+end
+return #back

@@ -1,0 +1,160 @@
+/**
+ * A lease call whose reply a dropped connection lost: ioredis sends it again on the
+ * next connection, so the script runs twice. The first run's tasks must not stay
+ * leased by nobody (each would lose an attempt and wait out its lease).
+ */
+import * as net from "node:net";
+import { Redis } from "ioredis";
+import { ManualClock } from "./clock";
+import { QueueEngine } from "./engine";
+import type { QueueRef } from "./keys";
+import { payload, Q, useEngineFixture } from "./test/fixture";
+
+/** A TCP relay to redis-server that can drop the connection in place of one reply. */
+interface Relay {
+  readonly port: number;
+  /** The next bytes the server sends are not passed on: both sides are closed instead. */
+  dropNextReply(): void;
+  readonly dropped: number;
+  close(): Promise<void>;
+}
+
+async function startRelay(host: string, port: number): Promise<Relay> {
+  let dropNext = false;
+  let dropped = 0;
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, host);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on("close", () => open.delete(s));
+      s.on("close", end);
+      s.on("error", end);
+    }
+    client.on("data", (d) => upstream.write(d));
+    upstream.on("data", (d) => {
+      if (!dropNext) {
+        client.write(d);
+        return;
+      }
+      dropNext = false;
+      dropped++;
+      end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    dropNextReply: () => (dropNext = true),
+    get dropped() {
+      return dropped;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe("a lease call sent again after a lost reply", () => {
+  const fx = useEngineFixture();
+  let relay: Relay;
+  let redis: Redis;
+  let engine: QueueEngine;
+  let clock: ManualClock;
+  const givenBack: Array<[QueueRef, number]> = [];
+
+  beforeEach(async () => {
+    relay = await startRelay(fx().server.host, fx().server.port);
+    // as the shard worker connects: ioredis sends again what a closed connection left
+    redis = new Redis({
+      host: "127.0.0.1",
+      port: relay.port,
+      protocol: 2,
+      maxRetriesPerRequest: 2,
+    });
+    clock = new ManualClock();
+    givenBack.length = 0;
+    engine = await QueueEngine.open(redis, {
+      shard: "a",
+      keyPrefix: `${fx().server.keyPrefix}-resend-${Date.now()}-${Math.random()}`,
+      clock,
+      // a nonce of its own per call, as in production (the fixture's fixed one is not)
+      random: Math.random,
+      onLeasesGivenBack: (queue, n) => givenBack.push([queue, n]),
+    });
+    // the scripts are on the server before a reply is dropped (EVALSHA, not EVAL)
+    await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    await engine.enqueueAndLease(Q, [], { max: 1, leaseMs: 30_000 });
+  });
+
+  afterEach(async () => {
+    redis.disconnect();
+    await relay.close();
+  });
+
+  const enqueue = (n: number, maxAttempts = 1) =>
+    engine.enqueue(
+      Q,
+      Array.from({ length: n }, (_, i) => ({ payload: payload(`t${i}`), maxAttempts })),
+    );
+
+  it("gives back what the first run leased: ready again, its attempt not counted", async () => {
+    const ids = (await enqueue(5)).map((o) => o.id);
+    relay.dropNextReply();
+    const got = await engine.lease(Q, { max: 2, leaseMs: 30_000 });
+    expect(relay.dropped).toBe(1);
+    // the second run's tasks are delivered; the first run's two are ready again, first
+    expect(got.map((d) => d.task.id)).toEqual([ids[2], ids[3]]);
+    expect(givenBack).toEqual([[Q, 2]]);
+    for (const id of [ids[0]!, ids[1]!]) {
+      expect(await engine.getTask(Q, id)).toMatchObject({ state: "READY", attempts: 0 });
+    }
+    const stats = await engine.stats(Q);
+    expect(stats).toMatchObject({ ready: 3, leased: 2 });
+    // with one attempt each, they are delivered, not dead-lettered when a lease expires
+    const next = await engine.lease(Q, { max: 3, leaseMs: 30_000 });
+    expect(next.map((d) => d.task.id)).toEqual([ids[0], ids[1], ids[4]]);
+    // what was delivered is settled as usual
+    expect(
+      (await engine.ack([...got, ...next].map((d) => ({ token: d.token })))).map((o) => o.code),
+    ).toEqual([0, 0, 0, 0, 0]);
+  });
+
+  it("gives back the tasks an enqueue handed straight to a lease", async () => {
+    relay.dropNextReply();
+    const out = await engine.enqueueAndLease(
+      Q,
+      Array.from({ length: 3 }, (_, i) => ({ payload: payload(`h${i}`), maxAttempts: 1 })),
+      { max: 2, leaseMs: 30_000 },
+    );
+    expect(relay.dropped).toBe(1);
+    // stored once (the second run found the ids stored), none left leased by nobody
+    expect(out.outcomes.map((o) => o.duplicate)).toEqual([false, false, false]);
+    const stats = await engine.stats(Q);
+    expect(stats.leased).toBe(out.deliveries.length);
+    expect(stats.ready + stats.leased).toBe(3);
+    const delivered = new Set(out.deliveries.map((d) => d.task.id));
+    for (const { id } of out.outcomes) {
+      const task = await engine.getTask(Q, id);
+      expect(task).toMatchObject(
+        delivered.has(id) ? { state: "LEASED", attempts: 1 } : { state: "READY", attempts: 0 },
+      );
+    }
+  });
+
+  it("leaves everything as it is when no reply was lost", async () => {
+    await enqueue(3);
+    // a close and reconnect between calls: nothing in flight, nothing to give back
+    redis.disconnect(true);
+    const got = await engine.lease(Q, { max: 2, leaseMs: 30_000 });
+    expect(got).toHaveLength(2);
+    expect(givenBack).toEqual([]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 1, leased: 2 });
+  });
+});
