@@ -9,17 +9,22 @@ ARGV[1] now (ms, 13 digits)   ARGV[2] the call's lease deadline (ms, 13 digits)
 ARGV[3] the call's nonce (14 digits)   ARGV[4] n, then n ids to keep (the ones the
 reply that did arrive delivered)
 A task still LEASED under that nonce and deadline, and not kept, goes back to READY
-at the head of its list (in id order, the order it was leased in), its attempt not
-counted; its lease sequence stays (sequences are never reused), its nonce is cleared.
+at the head of its list (those of one list in id order: a call leases a list's ids
+from its head, and ids are made in time order), its attempt not counted; its lease
+sequence stays (sequences are never reused), its nonce is cleared. Every call with
+the same deadline shares its index entries, so they are read and written in chunks.
 Returns the number of tasks given back.
 ]]
 -- @include "task-state"
+local CHUNK = 1000
 local nowText, deadline, nonce = ARGV[1], ARGV[2], ARGV[3]
 local keep = {}
 for i = 1, tonumber(ARGV[4]) do keep[ARGV[4 + i]] = true end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], deadline, deadline)
 local back, writes, lists = {}, {}, {}
-if #ids > 0 then
+local offset = 0
+while true do
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[2], deadline, deadline, 'LIMIT', offset, CHUNK)
+  if #ids == 0 then break end
   local states = redis.call('HMGET', KEYS[1], unpack(ids))
   for i = 1, #ids do
     local id, s = ids[i], states[i]
@@ -35,14 +40,26 @@ if #ids > 0 then
       table.insert(lists[p], id)
     end
   end
+  if #ids < CHUNK then break end
+  offset = offset + CHUNK
 end
-if #back == 0 then return 0 end
-redis.call('ZREM', KEYS[2], unpack(back))
-redis.call('HSET', KEYS[1], unpack(writes))
+-- written in chunks: one command's arguments stay well under Lua's unpack limit
+for from = 1, #back, CHUNK do
+  local ids, fields = {}, {}
+  for i = from, math.min(from + CHUNK - 1, #back) do
+    ids[#ids + 1] = back[i]
+    fields[#fields + 1] = writes[2 * i - 1]
+    fields[#fields + 1] = writes[2 * i]
+  end
+  redis.call('ZREM', KEYS[2], unpack(ids))
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
 for p, listed in pairs(lists) do
-  -- LPUSH puts each id before the one pushed before it: push the last-leased first
-  local reversed = {}
-  for i = #listed, 1, -1 do reversed[#reversed + 1] = listed[i] end
-  redis.call('LPUSH', KEYS[2 + p], unpack(reversed))
+  -- LPUSH puts each id before the one pushed before it: push the last one first
+  for to = #listed, 1, -CHUNK do
+    local reversed = {}
+    for i = to, math.max(to - CHUNK + 1, 1), -1 do reversed[#reversed + 1] = listed[i] end
+    redis.call('LPUSH', KEYS[2 + p], unpack(reversed))
+  end
 end
 return #back

@@ -11,6 +11,7 @@ import {
   type QueueRef,
   type ShardKeys,
 } from "./keys";
+import { LeaseGiveBacks } from "./give-back";
 import { ScriptRunner } from "./script-runner";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
 import { TaskIdGenerator } from "./task-id";
@@ -40,6 +41,8 @@ export interface EngineOptions {
    * reconnect) were made ready again, so that waiters can be woken.
    */
   readonly onLeasesGivenBack?: (queue: QueueRef, count: number) => void;
+  /** Called when giving such tasks back failed; it is tried again until their deadline. */
+  readonly onGiveBackFailed?: (err: unknown) => void;
 }
 
 /** Everything the engine's operations share; built once per engine. */
@@ -58,7 +61,7 @@ export interface EngineContext {
   readonly deadRetentionMs: number;
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
-  readonly onLeasesGivenBack: (queue: QueueRef, count: number) => void;
+  readonly giveBacks: LeaseGiveBacks;
   keys(queue: QueueRef): QueueKeys;
   /** Turns a script's id, record, state, payload (and result) into a task and its delivery nonce. */
   toTask(
@@ -92,11 +95,13 @@ export async function createEngineContext(
   const shard = shardKeys(layout);
   const keyCache = new Map<string, QueueKeys>();
   const limits: TaskLimits = { ...DEFAULT_TASK_LIMITS, ...options.limits };
+  const runner = new ScriptRunner(redis);
+  const clock = options.clock ?? new SystemClock();
   return {
     shard: options.shard,
-    runner: new ScriptRunner(redis),
+    runner,
     redis,
-    clock: options.clock ?? new SystemClock(),
+    clock,
     random: options.random ?? Math.random,
     ids: new TaskIdGenerator(),
     limits,
@@ -111,7 +116,10 @@ export async function createEngineContext(
     deadRetentionMs: nonNegative("deadRetentionMs", options.deadRetentionMs, 7 * 24 * 3600_000),
     promoteLimit: nonNegative("promoteLimit", options.promoteLimit, 1000) || 1,
     shardKeys: shard,
-    onLeasesGivenBack: options.onLeasesGivenBack ?? (() => undefined),
+    giveBacks: new LeaseGiveBacks(redis, runner, clock, {
+      onGivenBack: options.onLeasesGivenBack ?? (() => undefined),
+      onFailed: options.onGiveBackFailed ?? (() => undefined),
+    }),
     keys(queue) {
       const id = queueId(queue);
       let keys = keyCache.get(id);

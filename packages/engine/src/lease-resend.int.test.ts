@@ -4,6 +4,7 @@
  * leased by nobody (each would lose an attempt and wait out its lease).
  */
 import * as net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { ManualClock } from "./clock";
 import { QueueEngine } from "./engine";
@@ -15,6 +16,8 @@ interface Relay {
   readonly port: number;
   /** The next bytes the server sends are not passed on: both sides are closed instead. */
   dropNextReply(): void;
+  /** Stops listening for `ms`: connections are refused (the store is away). */
+  refuseFor(ms: number): void;
   readonly dropped: number;
   close(): Promise<void>;
 }
@@ -47,14 +50,21 @@ async function startRelay(host: string, port: number): Promise<Relay> {
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const relayPort = (server.address() as net.AddressInfo).port;
+  let away: NodeJS.Timeout | undefined;
   return {
-    port: (server.address() as net.AddressInfo).port,
+    port: relayPort,
     dropNextReply: () => (dropNext = true),
+    refuseFor: (ms) => {
+      server.close();
+      away = setTimeout(() => server.listen(relayPort, "127.0.0.1"), ms);
+    },
     get dropped() {
       return dropped;
     },
     close: () =>
       new Promise<void>((resolve) => {
+        clearTimeout(away);
         for (const s of open) s.destroy();
         server.close(() => resolve());
       }),
@@ -68,6 +78,7 @@ describe("a lease call sent again after a lost reply", () => {
   let engine: QueueEngine;
   let clock: ManualClock;
   const givenBack: Array<[QueueRef, number]> = [];
+  const failures: unknown[] = [];
 
   beforeEach(async () => {
     relay = await startRelay(fx().server.host, fx().server.port);
@@ -80,6 +91,7 @@ describe("a lease call sent again after a lost reply", () => {
     });
     clock = new ManualClock();
     givenBack.length = 0;
+    failures.length = 0;
     engine = await QueueEngine.open(redis, {
       shard: "a",
       keyPrefix: `${fx().server.keyPrefix}-resend-${Date.now()}-${Math.random()}`,
@@ -87,6 +99,7 @@ describe("a lease call sent again after a lost reply", () => {
       // a nonce of its own per call, as in production (the fixture's fixed one is not)
       random: Math.random,
       onLeasesGivenBack: (queue, n) => givenBack.push([queue, n]),
+      onGiveBackFailed: (err) => failures.push(err),
     });
     // the scripts are on the server before a reply is dropped (EVALSHA, not EVAL)
     await engine.lease(Q, { max: 1, leaseMs: 30_000 });
@@ -148,9 +161,55 @@ describe("a lease call sent again after a lost reply", () => {
     }
   });
 
-  it("leaves everything as it is when no reply was lost", async () => {
+  it("gives back only the lost call's tasks, not another call's of the same deadline", async () => {
+    const ids = (await enqueue(4)).map((o) => o.id);
+    // same clock, same duration: the same deadline, told apart by the calls' nonces
+    const other = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    relay.dropNextReply();
+    const got = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(other.map((d) => d.task.id)).toEqual([ids[0]]);
+    expect(got.map((d) => d.task.id)).toEqual([ids[2]]);
+    expect(givenBack).toEqual([[Q, 1]]);
+    expect(await engine.getTask(Q, ids[0]!)).toMatchObject({ state: "LEASED", attempts: 1 });
+    expect(await engine.getTask(Q, ids[1]!)).toMatchObject({ state: "READY", attempts: 0 });
+    expect(await engine.stats(Q)).toMatchObject({ ready: 2, leased: 2 });
+  });
+
+  it("reads in chunks the many leases other calls made with the same deadline", async () => {
+    // 9,000 leases sharing one deadline: more ids than Lua unpacks in one go
+    for (let i = 0; i < 9; i++) {
+      await enqueue(1000);
+      expect(await engine.lease(Q, { max: 1000, leaseMs: 30_000 })).toHaveLength(1000);
+    }
+    const [lost, kept] = (await enqueue(2)).map((o) => o.id);
+    relay.dropNextReply();
+    const got = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    expect(got.map((d) => d.task.id)).toEqual([kept]);
+    expect(givenBack).toEqual([[Q, 1]]);
+    expect(await engine.getTask(Q, lost!)).toMatchObject({ state: "READY", attempts: 0 });
+    expect(await engine.stats(Q)).toMatchObject({ ready: 1, leased: 9_001 });
+  }, 30_000);
+
+  it("gives back a failed call's tasks once the store answers again", async () => {
+    const ids = (await enqueue(3)).map((o) => o.id);
+    // the reply is lost, then the store is away longer than the call waits
+    relay.dropNextReply();
+    relay.refuseFor(2_500);
+    await expect(engine.lease(Q, { max: 2, leaseMs: 30_000 })).rejects.toThrow();
+    const deadline = Date.now() + 15_000;
+    while (givenBack.length === 0 && Date.now() < deadline) await sleep(50);
+    // the first try failed while the store was away; a later one gave them back
+    expect(failures.length).toBeGreaterThan(0);
+    expect(givenBack).toEqual([[Q, 2]]);
+    for (const id of ids) {
+      expect(await engine.getTask(Q, id)).toMatchObject({ state: "READY", attempts: 0 });
+    }
+  }, 30_000);
+
+  it("leaves everything as it is when no call ran twice", async () => {
     await enqueue(3);
-    // a close and reconnect between calls: nothing in flight, nothing to give back
+    // the connection closes as the call starts: it is sent once, on the next
+    // connection, and the give-back that follows finds nothing to give back
     redis.disconnect(true);
     const got = await engine.lease(Q, { max: 2, leaseMs: 30_000 });
     expect(got).toHaveLength(2);

@@ -222,8 +222,8 @@ function leaseArgs(ctx: EngineContext, queue: QueueRef, options: LeaseOptions, n
  * it again on the next connection: if the first run had already leased, its tasks are
  * held without a token. Those are given back (unlease-12.lua: ready again, the attempt
  * not counted) before the answer is returned; the reply that did arrive is kept. If
- * the call failed, they are given back in the background, when the store answers again
- * (if it never does, their leases expire and the reaper takes them back as before).
+ * the call failed, or the give-back did, it is tried again until the leases' deadline
+ * (LeaseGiveBacks).
  */
 async function leasing<R extends { readonly deliveries: readonly Delivery[] }>(
   ctx: EngineContext,
@@ -232,41 +232,17 @@ async function leasing<R extends { readonly deliveries: readonly Delivery[] }>(
   run: () => Promise<R>,
 ): Promise<R> {
   const epoch = ctx.runner.connectionEpoch;
+  const undo = (keep: readonly string[]) =>
+    ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep });
   let out: R;
   try {
     out = await run();
   } catch (err) {
-    if (ctx.runner.connectionEpoch !== epoch) void giveBack(ctx, queue, call, []);
+    if (ctx.runner.connectionEpoch !== epoch) void undo([]);
     throw err;
   }
-  if (ctx.runner.connectionEpoch !== epoch)
-    await giveBack(
-      ctx,
-      queue,
-      call,
-      out.deliveries.map((d) => d.task.id),
-    );
+  if (ctx.runner.connectionEpoch !== epoch) await undo(out.deliveries.map((d) => d.task.id));
   return out;
-}
-
-/** unlease-12.lua: the call's tasks still leased and not in `keep` are ready again. */
-async function giveBack(
-  ctx: EngineContext,
-  queue: QueueRef,
-  call: LeaseCall,
-  keep: readonly string[],
-): Promise<void> {
-  const k = ctx.keys(queue);
-  try {
-    const n = await ctx.runner.run<number>(
-      "unlease",
-      [k.state, k.leased, ...k.ready],
-      [timeText(ctx.clock.now()), call.deadline, call.nonce, keep.length, ...keep],
-    );
-    if (n > 0) ctx.onLeasesGivenBack(queue, n);
-  } catch {
-    // the store is still unreachable: the leases expire and the reaper takes them back
-  }
 }
 
 /** Leases up to `max` tasks of one queue. */

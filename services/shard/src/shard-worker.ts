@@ -1,6 +1,7 @@
 import * as fs from "node:fs";
 import { Redis } from "ioredis";
 import { QueueEngine } from "@codeq/engine";
+import { messageOf } from "@codeq/common";
 import { MigrationStore } from "@codeq/shardmap";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
 import type { MapCache } from "@codeq/shardmap";
@@ -89,6 +90,8 @@ export async function startShardWorker(
       logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
       notifier.notify(queue, n);
     },
+    onGiveBackFailed: (err) =>
+      logger.warn({ err: messageOf(err) }, "giving back leases failed; trying again"),
   });
   const load = new LoadGauge();
   const busy = () => load.busy();
