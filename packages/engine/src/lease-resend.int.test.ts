@@ -206,6 +206,23 @@ describe("a lease call sent again after a lost reply", () => {
     }
   }, 30_000);
 
+  it("an enqueue sent again is no duplicate of itself, with or without an idempotency key", async () => {
+    relay.dropNextReply();
+    const out = await engine.enqueue(Q, [
+      { payload: payload("keyed"), idempotencyKey: "order-1" },
+      { payload: payload("plain") },
+    ]);
+    expect(relay.dropped).toBe(1);
+    expect(out.map((o) => [o.duplicate, o.state])).toEqual([
+      [false, "READY"],
+      [false, "READY"],
+    ]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 2 });
+    // a later enqueue with the key is the duplicate, of that task
+    const again = await engine.enqueue(Q, [{ payload: payload("x"), idempotencyKey: "order-1" }]);
+    expect(again.map((o) => [o.id, o.duplicate])).toEqual([[out[0]!.id, true]]);
+  });
+
   it("leaves everything as it is when no call ran twice", async () => {
     await enqueue(3);
     // the connection closes as the call starts: it is sent once, on the next

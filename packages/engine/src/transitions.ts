@@ -152,6 +152,8 @@ async function store(
   const outcomes: EnqueueOutcome[] = records.map((record, i) => {
     if (codes[i] !== "1") return { id: record.id, duplicate: false, state: record.state };
     const original = originals.get(i + 1)!;
+    // the key names this very call's task: the same re-send stored it (not a duplicate)
+    if (original.id === record.id) return { id: record.id, duplicate: false, state: record.state };
     return { id: original.id, duplicate: true, state: STATE_OF_LETTER[original.letter] };
   });
   return { outcomes, deliveries, readyLeft };
