@@ -40,12 +40,17 @@ export class LeaseGiveBacks {
   private retrying = false;
 
   constructor(
-    redis: Redis,
+    private readonly redis: Redis,
     private readonly runner: ScriptRunner,
     private readonly clock: Clock,
     private readonly events: GiveBackEvents,
   ) {
     redis.on("ready", () => void this.retry());
+    // closed for good (quit, disconnect): nothing kept can be given back any more
+    redis.on("end", () => {
+      this.pending = [];
+      this.stopTimer();
+    });
   }
 
   /** Calls kept for a retry. */
@@ -62,9 +67,10 @@ export class LeaseGiveBacks {
         [k.state, k.leased, ...k.ready],
         [timeText(this.clock.now()), call.deadline, call.nonce, call.keep.length, ...call.keep],
       );
-      if (n > 0) this.events.onGivenBack(call.queue, n);
+      if (n > 0) report(() => this.events.onGivenBack(call.queue, n));
     } catch (err) {
-      this.events.onFailed(err);
+      report(() => this.events.onFailed(err));
+      if (this.redis.status === "end") return; // closed for good: kept for nothing
       if (this.pending.length >= MAX_PENDING) this.pending.shift();
       this.pending.push(call);
       this.timer ??= setInterval(() => void this.retry(), RETRY_MS).unref();
@@ -82,10 +88,21 @@ export class LeaseGiveBacks {
       for (const call of due) if (Number(call.deadline) > now) await this.giveBack(call);
     } finally {
       this.retrying = false;
-      if (this.pending.length === 0 && this.timer) {
-        clearInterval(this.timer);
-        this.timer = undefined;
-      }
+      if (this.pending.length === 0) this.stopTimer();
     }
+  }
+
+  private stopTimer(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** Runs a caller's callback; what it throws must not stop a give-back. */
+function report(callback: () => void): void {
+  try {
+    callback();
+  } catch {
+    // the caller's own failure (a logger); the give-back goes on
   }
 }

@@ -8,6 +8,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
 import { ManualClock } from "./clock";
 import { QueueEngine } from "./engine";
+import { LeaseGiveBacks } from "./give-back";
+import { queueKeys } from "./keys";
+import { ScriptRunner } from "./script-runner";
 import type { QueueRef } from "./keys";
 import { payload, Q, useEngineFixture } from "./test/fixture";
 
@@ -221,6 +224,44 @@ describe("a lease call sent again after a lost reply", () => {
     // a later enqueue with the key is the duplicate, of that task
     const again = await engine.enqueue(Q, [{ payload: payload("x"), idempotencyKey: "order-1" }]);
     expect(again.map((o) => [o.id, o.duplicate])).toEqual([[out[0]!.id, true]]);
+  });
+
+  it("a re-sent handoff answers each item as the first run would have", async () => {
+    relay.dropNextReply();
+    const out = await engine.enqueueAndLease(
+      Q,
+      [
+        { payload: payload("a"), idempotencyKey: "k" },
+        { payload: payload("again"), idempotencyKey: "k" },
+      ],
+      { max: 1, leaseMs: 30_000 },
+    );
+    // the first run handed the task to its lease; given back, it is ready, as answered
+    expect(out.deliveries).toEqual([]);
+    expect(out.outcomes.map((o) => [o.id, o.duplicate, o.state])).toEqual([
+      [out.outcomes[0]!.id, false, "READY"],
+      [out.outcomes[0]!.id, true, "READY"],
+    ]);
+    expect(await engine.getTask(Q, out.outcomes[0]!.id)).toMatchObject({ state: "READY" });
+  });
+
+  it("keeps nothing for a retry once the connection is closed for good", async () => {
+    const failed: unknown[] = [];
+    const backs = new LeaseGiveBacks(redis, new ScriptRunner(redis), clock, {
+      onGivenBack: () => undefined,
+      onFailed: (err) => failed.push(err),
+    });
+    const call = {
+      queue: Q,
+      keys: queueKeys(Q, { prefix: "unused", layout: "sharded", shard: "a" }),
+      nonce: "00000000000001",
+      deadline: String(clock.now() + 30_000).padStart(13, "0"),
+      keep: [],
+    };
+    redis.disconnect();
+    await backs.giveBack(call);
+    expect(failed).toHaveLength(1);
+    expect(backs.waiting).toBe(0);
   });
 
   it("leaves everything as it is when no call ran twice", async () => {

@@ -149,11 +149,16 @@ async function store(
   // never collide in practice; what does happen is ioredis re-sending a script whose
   // reply a reconnect lost, and then the task that exists is the one this call stored.
   // Storing it again under a fresh id would make a replay a duplicate.
+  // a key bound to one of this call's own tasks was bound by this call's first run,
+  // which ioredis sent again after a lost reply: the answer is as that run's would be
+  let own: Map<string, TaskState> | undefined;
   const outcomes: EnqueueOutcome[] = records.map((record, i) => {
     if (codes[i] !== "1") return { id: record.id, duplicate: false, state: record.state };
     const original = originals.get(i + 1)!;
-    // the key names this very call's task: the same re-send stored it (not a duplicate)
     if (original.id === record.id) return { id: record.id, duplicate: false, state: record.state };
+    own ??= new Map(records.map((r) => [r.id, r.state]));
+    const ownState = own.get(original.id);
+    if (ownState) return { id: original.id, duplicate: true, state: ownState };
     return { id: original.id, duplicate: true, state: STATE_OF_LETTER[original.letter] };
   });
   return { outcomes, deliveries, readyLeft };
