@@ -5,6 +5,7 @@
  * not even one a timed-out step starts later.
  * The file's servers are tracked on its global (packages/testing/src/process-registry.ts).
  */
+const fs = require("node:fs");
 const { TestEnvironment } = require("jest-environment-node");
 
 const TRACKED_CHILDREN = Symbol.for("codeq.testing.trackedChildren");
@@ -14,17 +15,19 @@ class CodeqTestEnvironment extends TestEnvironment {
   async teardown() {
     // a step that timed out may still start servers: trackChild kills those at once
     this.global[TRACKING_CLOSED] = true;
-    // the file's own Set, from its realm: not an instance of this realm's Set
-    const pids = this.global[TRACKED_CHILDREN];
-    if (pids && typeof pids.clear === "function") {
-      for (const pid of pids) {
+    // the file's own Map (PID → data directory), from its realm: not an instance of
+    // this realm's Map
+    const children = this.global[TRACKED_CHILDREN];
+    if (children && typeof children.clear === "function") {
+      for (const [pid, dir] of children) {
         try {
           process.kill(pid, "SIGKILL");
         } catch {
           // already gone
         }
+        if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
       }
-      pids.clear();
+      children.clear();
     }
     await super.teardown();
   }

@@ -9,7 +9,11 @@ const ROOT = path.resolve(__dirname, "../../..");
 describe("servers a test file left running", () => {
   it("are killed by the jest environment when the file is done, or as they start after it", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-left-child-"));
-    const files = { pid: path.join(dir, "pid"), late: path.join(dir, "late") };
+    const files = {
+      pid: path.join(dir, "pid"),
+      late: path.join(dir, "late"),
+      dir: path.join(dir, "data"),
+    };
     let pid: number | undefined;
     try {
       // a jest of its own on the fixture; it ends when no child of the file is left
@@ -39,6 +43,7 @@ describe("servers a test file left running", () => {
       const deadline = Date.now() + 2_000;
       while (isAlive(pid) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       expect(isAlive(pid)).toBe(false);
+      expect(fs.existsSync(files.dir)).toBe(false); // its directory removed with it
       // started after the teardown: killed at once, not left to its 20 s
       expect(fs.readFileSync(files.late, "utf8")).toBe("closed SIGKILL");
     } finally {

@@ -1,6 +1,9 @@
+import * as fs from "node:fs";
+
 /**
- * PIDs of the servers this process spawned (redis-servers, service processes), so
- * none outlives its test run when a test crashes or times out without stopping it:
+ * PIDs of the servers this process spawned (redis-servers, service processes), each
+ * with the data directory to remove after it (if any), so none outlives its test run
+ * when a test crashes or times out without stopping it:
  *
  * - A plain process kills them by PID on its way out (`exit`).
  * - Inside jest that hook never runs: a test module's `process` is jest's copy,
@@ -15,32 +18,39 @@ export const TRACKED_CHILDREN = Symbol.for("codeq.testing.trackedChildren");
  */
 export const TRACKING_CLOSED = Symbol.for("codeq.testing.trackingClosed");
 
-type WithTracked = { [TRACKED_CHILDREN]?: Set<number>; [TRACKING_CLOSED]?: boolean };
+/** PID → the directory to remove once it is killed (undefined: none). */
+type Tracked = Map<number, string | undefined>;
+type WithTracked = { [TRACKED_CHILDREN]?: Tracked; [TRACKING_CLOSED]?: boolean };
 
-function tracked(): Set<number> {
+function tracked(): Tracked {
   const g = globalThis as WithTracked;
-  return (g[TRACKED_CHILDREN] ??= new Set());
+  return (g[TRACKED_CHILDREN] ??= new Map());
 }
 
 let hooked = false;
 
-/** SIGKILLs every PID in `pids` that is still tracked there; returns how many it signalled. */
-export function killTracked(pids: Set<number>): number {
+/**
+ * SIGKILLs every PID tracked in `children` and removes its directory; returns how many
+ * it signalled. (jest.environment.js does the same in plain JavaScript.)
+ */
+export function killTracked(children: Tracked): number {
   let signalled = 0;
-  for (const pid of pids) {
+  for (const [pid, dir] of children) {
     try {
       process.kill(pid, "SIGKILL");
       signalled++;
     } catch {
       // already gone
     }
+    if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
   }
-  pids.clear();
+  children.clear();
   return signalled;
 }
 
-export function trackChild(pid: number): void {
-  tracked().add(pid);
+/** Tracks a spawned server; `dir` is removed after it is killed (its data directory). */
+export function trackChild(pid: number, dir?: string): void {
+  tracked().set(pid, dir);
   if ((globalThis as WithTracked)[TRACKING_CLOSED]) {
     killTracked(tracked());
     return;

@@ -170,7 +170,7 @@ export class RedisServer {
         resolve();
       });
     });
-    if (child.pid !== undefined) trackChild(child.pid);
+    if (child.pid !== undefined) trackChild(child.pid, this.dataDir);
     await this.waitReady(10_000, () => failure);
   }
 

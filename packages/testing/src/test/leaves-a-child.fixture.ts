@@ -8,11 +8,17 @@ import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import { TRACKING_CLOSED, trackChild } from "../process-registry";
 
-const files = JSON.parse(process.env.CODEQ_LEFT_CHILD_FILES!) as { pid: string; late: string };
+const files = JSON.parse(process.env.CODEQ_LEFT_CHILD_FILES!) as {
+  pid: string;
+  late: string;
+  dir: string;
+};
 
-it("starts a child and leaves it running", () => {
+it("starts a child and leaves it running, with a directory of its own", () => {
   const child = spawn("sleep", ["120"], { stdio: "ignore" });
-  trackChild(child.pid!);
+  fs.mkdirSync(files.dir);
+  fs.writeFileSync(`${files.dir}/data`, "x");
+  trackChild(child.pid!, files.dir);
   fs.writeFileSync(files.pid, String(child.pid));
 });
 
