@@ -3,9 +3,9 @@
  * next connection, so the script runs twice. The first run's tasks must not stay
  * leased by nobody (each would lose an attempt and wait out its lease).
  */
-import * as net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Redis } from "ioredis";
+import { startRelay, type Relay } from "@codeq/testing";
 import { ManualClock } from "./clock";
 import { QueueEngine } from "./engine";
 import { LeaseGiveBacks } from "./give-back";
@@ -13,66 +13,6 @@ import { queueKeys } from "./keys";
 import { ScriptRunner } from "./script-runner";
 import type { QueueRef } from "./keys";
 import { payload, Q, useEngineFixture } from "./test/fixture";
-
-/** A TCP relay to redis-server that can drop the connection in place of one reply. */
-interface Relay {
-  readonly port: number;
-  /** The next bytes the server sends are not passed on: both sides are closed instead. */
-  dropNextReply(): void;
-  /** Stops listening for `ms`: connections are refused (the store is away). */
-  refuseFor(ms: number): void;
-  readonly dropped: number;
-  close(): Promise<void>;
-}
-
-async function startRelay(host: string, port: number): Promise<Relay> {
-  let dropNext = false;
-  let dropped = 0;
-  const open = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(port, host);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    for (const s of [client, upstream]) {
-      open.add(s);
-      s.on("close", () => open.delete(s));
-      s.on("close", end);
-      s.on("error", end);
-    }
-    client.on("data", (d) => upstream.write(d));
-    upstream.on("data", (d) => {
-      if (!dropNext) {
-        client.write(d);
-        return;
-      }
-      dropNext = false;
-      dropped++;
-      end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const relayPort = (server.address() as net.AddressInfo).port;
-  let away: NodeJS.Timeout | undefined;
-  return {
-    port: relayPort,
-    dropNextReply: () => (dropNext = true),
-    refuseFor: (ms) => {
-      server.close();
-      away = setTimeout(() => server.listen(relayPort, "127.0.0.1"), ms);
-    },
-    get dropped() {
-      return dropped;
-    },
-    close: () =>
-      new Promise<void>((resolve) => {
-        clearTimeout(away);
-        for (const s of open) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 describe("a lease call sent again after a lost reply", () => {
   const fx = useEngineFixture();

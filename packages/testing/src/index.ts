@@ -18,3 +18,4 @@ export { isAlive } from "./process-alive";
 export { trackChild, untrackChild } from "./process-registry";
 export { testCert } from "./certs";
 export { exposeGc, forceGcsInOneTurn } from "./gc";
+export { startRelay, type Relay } from "./relay";

@@ -1,0 +1,68 @@
+import * as net from "node:net";
+
+/**
+ * A TCP relay to a server (a redis-server) that can drop the connection in place of
+ * one reply, or stop listening for a while: what a client sees when the network or
+ * the store goes away mid-call.
+ */
+export interface Relay {
+  readonly port: number;
+  /**
+   * The next bytes the server sends (the next that `match` accepts, when given) are
+   * not passed on: both sides are closed instead.
+   */
+  dropNextReply(match?: (reply: Buffer) => boolean): void;
+  /** Stops listening for `ms`: connections are refused (the store is away). */
+  refuseFor(ms: number): void;
+  readonly dropped: number;
+  close(): Promise<void>;
+}
+
+export async function startRelay(host: string, port: number): Promise<Relay> {
+  let dropNext: ((reply: Buffer) => boolean) | undefined;
+  let dropped = 0;
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(port, host);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on("close", () => open.delete(s));
+      s.on("close", end);
+      s.on("error", end);
+    }
+    client.on("data", (d) => upstream.write(d));
+    upstream.on("data", (d: Buffer) => {
+      if (!dropNext?.(d)) {
+        client.write(d);
+        return;
+      }
+      dropNext = undefined;
+      dropped++;
+      end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const relayPort = (server.address() as net.AddressInfo).port;
+  let away: NodeJS.Timeout | undefined;
+  return {
+    port: relayPort,
+    dropNextReply: (match = () => true) => (dropNext = match),
+    refuseFor: (ms) => {
+      server.close();
+      away = setTimeout(() => server.listen(relayPort, "127.0.0.1"), ms);
+    },
+    get dropped() {
+      return dropped;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        clearTimeout(away);
+        for (const s of open) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}

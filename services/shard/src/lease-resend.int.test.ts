@@ -1,0 +1,49 @@
+import { RedisServer, startRelay, type Relay } from "@codeq/testing";
+import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
+
+/** A RESP array: a script's reply (the worker's pings are answered `+PONG`). */
+const scriptReply = (reply: Buffer) => reply[0] === 0x2a;
+
+describe("a shard worker whose store connection lost a lease's reply", () => {
+  let server: RedisServer;
+  let relay: Relay;
+  let fx: ShardFixture;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    relay = await startRelay(server.host, server.port);
+    // no safety-net re-wake and a lazy due loop: only a notification can deliver promptly
+    fx = await shardFixture(
+      { rewakeMs: 3_600_000, dueIdleMs: 60_000, redisUrl: `redis://127.0.0.1:${relay.port}` },
+      server,
+    );
+  });
+  afterAll(async () => {
+    await fx.close();
+    await relay.close();
+    await server.stop();
+  });
+
+  it("pushes at once to a waiting stream the tasks the lost handoff had taken", async () => {
+    const stream = new StreamDriver(fx.client("t-lost"));
+    stream.send({ ...SUB(["LOST"]), credits: 5 });
+    await stream.next(); // subscribed
+    await eventually(async () => fx.worker.notifier.parked > 0);
+    // the enqueue hands both tasks to the stream's lease in one script; its reply is lost
+    relay.dropNextReply(scriptReply);
+    const res = await fx
+      .client("t-lost")
+      .enqueueBatch({ tasks: [{ command: "LOST" }, { command: "LOST" }] as never });
+    expect(relay.dropped).toBe(1);
+    const ids = res.results.map((r) => r.taskId);
+    const got: string[] = [];
+    while (got.length < 2) {
+      const pushed = await stream.next(3_000);
+      got.push(...(pushed?.tasks?.tasks.map((t) => t.task!.id) ?? []));
+    }
+    expect(got.sort()).toEqual([...ids].sort());
+    // delivered once each, as first attempts
+    const stats = await fx.client("t-lost").queueStats({ command: "LOST" });
+    expect(stats.total).toMatchObject({ leased: 2, ready: 0 });
+    stream.close();
+  });
+});
