@@ -46,7 +46,7 @@ for i = 1, n do
       results[#results + 1] = resultOf[i]
     end
     out[i] = 0
-  elseif string.sub(s, 11, 20) == seq and string.sub(s, 21, 34) == nonce and (string.byte(s, 1) == 67 or taken[id]) then
+  elseif sameDelivery(s, seq, nonce) and (string.byte(s, 1) == 67 or taken[id]) then
     out[i] = 1 -- 'C' under this very delivery: a repeated ack
   else
     out[i] = -2

@@ -48,7 +48,7 @@ for i = 0, n - 1 do
     else
       local st = string.byte(s, 1)
       local ended = st == 82 or st == 83 or st == 68 -- R, S, D
-      if not release and ended and x.nonce ~= NO_NONCE and string.sub(s, 11, 20) == ARGV[a + 1] and x.nonce == ARGV[a + 2] then
+      if not release and ended and x.nonce ~= NO_NONCE and sameDelivery(s, ARGV[a + 1], ARGV[a + 2]) then
         out[#out + 1] = 1
       else
         out[#out + 1] = -2

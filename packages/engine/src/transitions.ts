@@ -148,9 +148,9 @@ async function store(
   // are 48 bits of time and 80 random ones, incremented within a millisecond, so two
   // never collide in practice; what does happen is ioredis re-sending a script whose
   // reply a reconnect lost, and then the task that exists is the one this call stored.
-  // Storing it again under a fresh id would make a replay a duplicate.
-  // a key bound to one of this call's own tasks was bound by this call's first run,
-  // which ioredis sent again after a lost reply: the answer is as that run's would be
+  // Storing it again under a fresh id would make a replay a duplicate. For the same
+  // reason, an idempotency key bound to one of this call's own task ids was bound by
+  // this call's first run: the answer is the one that run would have given.
   let own: Map<string, TaskState> | undefined;
   const outcomes: EnqueueOutcome[] = records.map((record, i) => {
     if (codes[i] !== "1") return { id: record.id, duplicate: false, state: record.state };
@@ -239,17 +239,31 @@ async function leasing<R extends { readonly deliveries: readonly Delivery[] }>(
   run: () => Promise<R>,
 ): Promise<R> {
   const epoch = ctx.runner.connectionEpoch;
-  const undo = (keep: readonly string[]) =>
-    ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep });
   let out: R;
   try {
     out = await run();
   } catch (err) {
-    if (ctx.runner.connectionEpoch !== epoch) void undo([]);
+    if (ctx.runner.connectionEpoch !== epoch) void undo(ctx, queue, call, []);
     throw err;
   }
-  if (ctx.runner.connectionEpoch !== epoch) await undo(out.deliveries.map((d) => d.task.id));
+  if (ctx.runner.connectionEpoch !== epoch)
+    await undo(
+      ctx,
+      queue,
+      call,
+      out.deliveries.map((d) => d.task.id),
+    );
   return out;
+}
+
+/** Gives back what `call` leased in `queue`, but for `keep` (LeaseGiveBacks never throws). */
+function undo(
+  ctx: EngineContext,
+  queue: QueueRef,
+  call: LeaseCall,
+  keep: readonly string[],
+): Promise<void> {
+  return ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep });
 }
 
 /** Leases up to `max` tasks of one queue. */

@@ -19,7 +19,7 @@ export function isAlive(pid: number | undefined): boolean {
 function isZombie(pid: number): boolean {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) === "Z";
+    return stat[stat.lastIndexOf(")") + 2] === "Z";
   } catch {
     return false; // no /proc: signal 0 is all there is
   }

@@ -11,7 +11,7 @@ import * as fs from "node:fs";
  *   the jest environment (jest.environment.js) kills what is left in it when the
  *   file is done, after every afterAll hook, and what is started after that.
  */
-export const TRACKED_CHILDREN = Symbol.for("codeq.testing.trackedChildren");
+const TRACKED_CHILDREN = Symbol.for("codeq.testing.trackedChildren");
 /**
  * Set on the global by the jest environment once the file is torn down: a step that
  * timed out goes on running, and a child it starts after that is killed at once.
@@ -30,22 +30,19 @@ function tracked(): Tracked {
 let hooked = false;
 
 /**
- * SIGKILLs every PID tracked in `children` and removes its directory; returns how many
- * it signalled. (jest.environment.js does the same in plain JavaScript.)
+ * SIGKILLs every PID tracked in `children` and removes its directory.
+ * (jest.environment.js does the same in plain JavaScript: it cannot import this.)
  */
-export function killTracked(children: Tracked): number {
-  let signalled = 0;
+function killTracked(children: Tracked): void {
   for (const [pid, dir] of children) {
     try {
       process.kill(pid, "SIGKILL");
-      signalled++;
     } catch {
       // already gone
     }
     if (dir !== undefined) fs.rmSync(dir, { recursive: true, force: true });
   }
   children.clear();
-  return signalled;
 }
 
 /** Tracks a spawned server; `dir` is removed after it is killed (its data directory). */

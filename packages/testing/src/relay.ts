@@ -30,8 +30,10 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
     };
     for (const s of [client, upstream]) {
       open.add(s);
-      s.on("close", () => open.delete(s));
-      s.on("close", end);
+      s.on("close", () => {
+        open.delete(s);
+        end();
+      });
       s.on("error", end);
     }
     client.on("data", (d) => upstream.write(d));

@@ -44,10 +44,16 @@ local function leasedState(s, nonce, deadline, leaseText, nowText)
     .. string.sub(s, 82)
 end
 
--- holds(s, seq, nonce): true when the state string is LEASED under exactly this
--- delivery (seq: 10 digits, nonce: 14 digits, as the token carries them padded).
+-- sameDelivery(s, seq, nonce): true when the state string records exactly this
+-- delivery (seq: 10 digits, nonce: 14 digits, as the token carries them padded),
+-- whatever the task's state now.
+local function sameDelivery(s, seq, nonce)
+  return string.sub(s, 11, 20) == seq and string.sub(s, 21, 34) == nonce
+end
+
+-- holds(s, seq, nonce): true when the state string is LEASED under exactly this delivery.
 local function holds(s, seq, nonce)
-  return string.byte(s, 1) == 76 and string.sub(s, 11, 20) == seq and string.sub(s, 21, 34) == nonce
+  return string.byte(s, 1) == 76 and sameDelivery(s, seq, nonce)
 end
 
 -- The nonce of a delivery the holder did not end itself (the reaper took it back, or
