@@ -28,6 +28,7 @@ import {
   ack,
   extend,
   nack,
+  stillLeased,
   type AckInput,
   type ExtendInput,
   type NackInput,
@@ -135,6 +136,14 @@ export class QueueEngine {
     );
   }
 
+  /**
+   * For each token, whether its delivery still holds the task's lease (a read: what a
+   * stream uses to forget leases settled elsewhere).
+   */
+  async stillLeased(tokens: readonly string[]): Promise<boolean[]> {
+    return stillLeased(this.ctx, tokens);
+  }
+
   async extend(items: readonly ExtendInput[]): Promise<SettleOutcome[]> {
     for (const item of items) if (item.leaseMs) t.checkLeaseMs(item.leaseMs);
     return extend(this.ctx, items);
@@ -215,7 +224,6 @@ export class QueueEngine {
     return out;
   }
 
-  /** Verifies a lease token of this shard; undefined when it is malformed, forged or another shard's. */
   /** A page of the queue's live idempotency keys with their task ids (for the mover). */
   async idempotencyBindings(
     queue: QueueRef,
@@ -235,6 +243,7 @@ export class QueueEngine {
     return bindIdempotencyKeys(this.ctx, queue, bindings);
   }
 
+  /** Verifies a lease token of this shard; undefined when it is malformed, forged or another shard's. */
   decodeToken(token: string) {
     const fields = decodeLeaseToken(token);
     return fields && fields.shard === this.ctx.shard ? fields : undefined;

@@ -2,7 +2,15 @@ import type { EngineContext } from "./engine-context";
 import { ScriptCode } from "./errors";
 import { queueId, type QueueRef } from "./keys";
 import { decodeLeaseToken, type LeaseTokenFields } from "./lease-token";
-import { NONCE_DIGITS, nonceText, putDigits, SEQ_DIGITS, seqText, timeText } from "./task-record";
+import {
+  holdsLease,
+  NONCE_DIGITS,
+  nonceText,
+  putDigits,
+  SEQ_DIGITS,
+  seqText,
+  timeText,
+} from "./task-record";
 import { ID_WIDTH } from "./task-id";
 import type { TaskState } from "./task-record";
 
@@ -171,4 +179,41 @@ export function extend(
       return code === ScriptCode.Ok ? { code, deadline: reply[i * 2 + 1]! } : { code };
     });
   });
+}
+
+/** Fields one HMGET of `stillLeased` reads at most, so that no one command holds the store long. */
+const LEASED_CHUNK = 1000;
+
+/**
+ * Which of these deliveries still hold their task's lease: the task is LEASED under
+ * the token's sequence and nonce. A read only; a lease past its deadline that the
+ * reaper has not taken back yet still counts. Malformed tokens and other shards'
+ * answer false. What one answers false for can never become true again: a later
+ * delivery of the task has a sequence of its own.
+ */
+export async function stillLeased(
+  ctx: EngineContext,
+  tokens: readonly string[],
+): Promise<boolean[]> {
+  const outcomes = await settle(
+    ctx,
+    tokens.map((token) => ({ token })),
+    async ({ queue, items }) => {
+      const k = ctx.keys(queue);
+      const out: SettleOutcome[] = [];
+      for (let i = 0; i < items.length; i += LEASED_CHUNK) {
+        const chunk = items.slice(i, i + LEASED_CHUNK);
+        const states = await ctx.redis.hmgetBuffer(k.state, ...chunk.map((c) => c.token.taskId));
+        chunk.forEach(({ token }, j) =>
+          out.push({
+            code: holdsLease(states[j] ?? null, token.fence, token.nonce)
+              ? ScriptCode.Ok
+              : ScriptCode.StaleLease,
+          }),
+        );
+      }
+      return out;
+    },
+  );
+  return outcomes.map((o) => o.code === ScriptCode.Ok);
 }

@@ -192,6 +192,22 @@ function digitsAt(fixed: Uint8Array, from: number, to: number): number {
 }
 
 /**
+ * True when a stored state string is LEASED under exactly this delivery: the check
+ * `holds` makes in lua/includes/task-state.lua, for a state read by a plain command.
+ */
+export function holdsLease(state: Buffer | null, seq: number, nonce: number): boolean {
+  return (
+    state !== null &&
+    state.length >= STATE_WIDTH &&
+    state[0] === LEASED_LETTER &&
+    digitsAt(state, 11, 20) === seq &&
+    digitsAt(state, 21, 34) === nonce
+  );
+}
+
+const LEASED_LETTER = LETTER.LEASED.charCodeAt(0);
+
+/**
  * Joins the stored record ("" or absent: none) and state string back into one task
  * record. The state comes as a script returned it: a string, or bytes (read in place,
  * without a string per field).

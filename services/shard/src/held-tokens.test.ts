@@ -16,16 +16,42 @@ describe("HeldTokens", () => {
     expect(held.takeAll()).toEqual([]);
   });
 
-  it("forgets the oldest pushes past its limit", () => {
+  it("is over its limit past it, and forgets what it is told", () => {
+    const held = new HeldTokens(5);
+    held.add(["a1", "a2"]);
+    held.add(["b1", "b2", "b3"]);
+    expect(held.overLimit).toBe(false);
+    held.add(["c1"]);
+    expect(held.overLimit).toBe(true);
+    expect(held.all()).toEqual(["a1", "a2", "b1", "b2", "b3", "c1"]); // oldest push first
+    held.forget(["a2", "b1", "b3", "stranger"]);
+    expect(held.size).toBe(3);
+    expect(held.overLimit).toBe(false);
+    expect(held.trim()).toBe(0);
+    expect(held.takeAll()).toEqual(["a1", "b2", "c1"]);
+  });
+
+  it("trims the oldest pushes down to its limit, keeping a newest push over it alone", () => {
     const held = new HeldTokens(5);
     held.add(["a1", "a2"]);
     held.add(["b1", "b2"]);
-    held.add(["c1", "c2"]); // 6 > 5: the a push goes
+    held.add(["c1", "c2"]); // 6 > 5
+    expect(held.size).toBe(6); // nothing forgotten before it is told to
+    expect(held.trim()).toBe(2); // the a push goes
     expect(held.size).toBe(4);
     expect(held.delete("a1")).toBe(false);
-    held.add(["d1", "d2", "d3", "d4", "d5", "d6"]); // alone past the limit: kept
-    expect(held.size).toBe(6);
+    held.add(["d1", "d2", "d3", "d4", "d5", "d6"]);
+    expect(held.trim()).toBe(4);
     expect(held.takeAll().sort()).toEqual(["d1", "d2", "d3", "d4", "d5", "d6"]);
+  });
+
+  it("never holds more than twice its limit, however long a check takes", () => {
+    const held = new HeldTokens(5);
+    for (let i = 0; i < 10; i++) held.add([`p${i}a`, `p${i}b`]);
+    expect(held.size).toBe(10);
+    expect(held.all()).toEqual(
+      [5, 6, 7, 8, 9].flatMap((i) => [`p${i}a`, `p${i}b`]), // the oldest pushes went
+    );
   });
 
   it("ignores an empty push", () => {

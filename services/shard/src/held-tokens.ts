@@ -17,10 +17,13 @@ const MAX_SETS = 16;
  * table, and every token those tables held, alive through each young-generation GC
  * until a full one (docs/performance.md, "Long-lived Maps and Sets that churn").
  *
- * At most `limit` tokens are kept: a client that keeps granting credits and never
- * settles would otherwise grow them without end. Past it the oldest push's tokens are
- * forgotten; their leases expire and the reaper takes them back, as for a stream that
- * broke without a release.
+ * Past `limit` tokens the stream asks the store which of them are still leased and
+ * forgets the others (`overLimit`, `all`, `forget`): a worker that settles by unary
+ * calls, not on this stream, leaves its tokens here. When more than `limit` are still
+ * leased (a client that keeps granting credits and never settles), `trim` forgets the
+ * oldest pushes': their leases expire and the reaper takes them back, as for a stream
+ * that broke without a release. Tokens never number more than twice `limit`, however
+ * long a check takes.
  */
 export class HeldTokens {
   private sets: Set<string>[] = [];
@@ -38,7 +41,38 @@ export class HeldTokens {
     const set = new Set(tokens);
     this.sets.push(set);
     this.count += set.size;
-    while (this.count > this.limit && this.sets.length > 1) this.count -= this.sets.shift()!.size;
+    this.dropOldest(2 * this.limit);
+  }
+
+  /** More tokens than `limit`: time to ask which are still leased. */
+  get overLimit(): boolean {
+    return this.count > this.limit;
+  }
+
+  /** Every token tracked, oldest push first; they stay tracked. */
+  all(): string[] {
+    return this.sets.flatMap((set) => [...set]);
+  }
+
+  /** Stops tracking these tokens (settled elsewhere, or expired). */
+  forget(tokens: Iterable<string>): void {
+    for (const token of tokens) this.delete(token);
+  }
+
+  /** Forgets the oldest pushes until at most `limit` tokens are left; returns how many went. */
+  trim(): number {
+    return this.dropOldest(this.limit);
+  }
+
+  /** The newest push is kept even when it alone is over `max`. */
+  private dropOldest(max: number): number {
+    let dropped = 0;
+    while (this.count > max && this.sets.length > 1) {
+      const n = this.sets.shift()!.size;
+      this.count -= n;
+      dropped += n;
+    }
+    return dropped;
   }
 
   /** Stops tracking `token` (settled, or not ours); false when it was not tracked. */
@@ -60,7 +94,7 @@ export class HeldTokens {
 
   /** Every token still tracked, which are then tracked no more. */
   takeAll(): string[] {
-    const all = this.sets.flatMap((set) => [...set]);
+    const all = this.all();
     this.sets = [];
     this.count = 0;
     return all;

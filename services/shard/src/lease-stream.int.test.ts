@@ -1,4 +1,5 @@
 import { Status } from "nice-grpc";
+import { TaskState } from "@codeq/proto";
 import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
 
 describe("LeaseStream on a shard worker", () => {
@@ -148,5 +149,80 @@ describe("LeaseStream on a shard worker", () => {
     const crossTenant = new StreamDriver(fx.client("t-bad"));
     crossTenant.send(SUB(["X"], { allTenants: true }));
     await expect(crossTenant.next()).rejects.toMatchObject({ code: Status.PERMISSION_DENIED });
+  });
+});
+
+describe("LeaseStream leases settled elsewhere", () => {
+  let fx: ShardFixture;
+  // at most 3 credits outstanding: a stream checks its tokens past 6
+  beforeAll(
+    async () =>
+      (fx = await shardFixture({ rewakeMs: 3_600_000, dueIdleMs: 60_000, maxStreamCredits: 3 })),
+  );
+  afterAll(() => fx.close());
+
+  const forgotten = async () =>
+    (await fx.worker.metrics.registry.getSingleMetric("codeq_stream_leases_forgotten_total")!.get())
+      .values[0]?.value ?? 0;
+
+  /** Grants `credits` and waits for the push they buy. */
+  async function take(stream: StreamDriver, credits: number) {
+    stream.send({ credits });
+    return (await stream.next())!.tasks!.tasks;
+  }
+
+  it("still releases a lease on close when the worker settled every later one by unary calls", async () => {
+    const producer = fx.client("t-unary");
+    const { taskId: kept } = await producer.enqueue({ command: "UNARY" });
+    const stream = new StreamDriver(fx.client("t-unary"));
+    stream.send(SUB(["UNARY"]));
+    await stream.next(); // subscribed
+    expect((await take(stream, 1)).map((t) => t.task?.id)).toEqual([kept]);
+    // twenty more, each acked by a unary call: the stream never sees them settled
+    for (let i = 0; i < 20; i++) {
+      await producer.enqueue({ command: "UNARY" });
+      const [task] = await take(stream, 1);
+      const { results } = await producer.ack({ items: [{ leaseToken: task!.leaseToken }] });
+      expect(results[0]!.code).toBe(Status.OK);
+    }
+    stream.abort.abort();
+    // the first task's lease is given back at once, not after its 30 s
+    await eventually(
+      async () =>
+        (await producer.getTask({ command: "UNARY", taskId: kept })).task?.state ===
+        TaskState.TASK_STATE_READY,
+      3_000,
+    );
+    const task = (await producer.getTask({ command: "UNARY", taskId: kept })).task!;
+    expect(task.lastError).toBe("lease stream closed");
+    expect(await forgotten()).toBe(0);
+  });
+
+  it("forgets the oldest pushes' leases when it holds more unsettled than it may", async () => {
+    const producer = fx.client("t-greedy");
+    await producer.enqueueBatch({
+      tasks: Array.from({ length: 12 }, () => ({ command: "GREEDY" }) as never),
+    });
+    const stream = new StreamDriver(fx.client("t-greedy"));
+    stream.send(SUB(["GREEDY"]));
+    await stream.next();
+    const pushes: string[][] = [];
+    // four pushes of 3, none settled: the oldest go once more than 6 are held
+    for (let i = 0; i < 4; i++) {
+      pushes.push((await take(stream, 3)).map((t) => t.task!.id));
+      await eventually(async () => (await forgotten()) === Math.max(0, 3 * (i + 1) - 6), 3_000);
+    }
+    stream.abort.abort();
+    const stateOf = async (id: string) =>
+      (await producer.getTask({ command: "GREEDY", taskId: id })).task!.state;
+    await eventually(
+      async () => (await stateOf(pushes[3]![0]!)) === TaskState.TASK_STATE_READY,
+      3_000,
+    );
+    for (const id of pushes.slice(2).flat())
+      expect(await stateOf(id)).toBe(TaskState.TASK_STATE_READY);
+    // the forgotten ones expire instead
+    for (const id of pushes.slice(0, 2).flat())
+      expect(await stateOf(id)).toBe(TaskState.TASK_STATE_LEASED);
   });
 });

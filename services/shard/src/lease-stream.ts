@@ -39,6 +39,8 @@ export class LeaseStreamSession implements Taker {
   private emptyAt: number | undefined;
   /** Tokens pushed by this stream and not yet settled through it. */
   private readonly held: HeldTokens;
+  /** The store is being asked which held tokens are still leased. */
+  private checkingHeld = false;
 
   constructor(
     private readonly core: QueueCore,
@@ -46,7 +48,8 @@ export class LeaseStreamSession implements Taker {
     draining: AbortSignal,
     callSignal: AbortSignal,
   ) {
-    // twice the credits a stream may have outstanding: a client that settles keeps far fewer
+    // twice the credits a stream may have outstanding: a client that settles on the
+    // stream keeps far fewer; one that settles by unary calls passes it now and then
     this.held = new HeldTokens(2 * core.config.maxStreamCredits);
     const onDrain = () =>
       this.end(new ServerError(Status.UNAVAILABLE, "the shard worker is shutting down; reconnect"));
@@ -209,7 +212,27 @@ export class LeaseStreamSession implements Taker {
 
   private push(deliveries: readonly Delivery[]): void {
     this.held.add(deliveries.map((d) => d.token));
+    if (this.held.overLimit && !this.checkingHeld) void this.checkHeld();
     this.out.push({ tasks: { tasks: deliveries.map(deliveryToWire) } });
+  }
+
+  /**
+   * Forgets the held tokens whose leases were settled elsewhere (by unary calls) or
+   * taken back; when more than the limit are still leased, the oldest pushes' too.
+   */
+  private async checkHeld(): Promise<void> {
+    this.checkingHeld = true;
+    try {
+      const tokens = this.held.all();
+      const leased = await this.core.stillLeased(tokens);
+      this.held.forget(tokens.filter((_, i) => !leased[i]));
+    } catch {
+      // the store is unreachable: nothing is known settled, and trimming keeps the count bounded
+    } finally {
+      this.checkingHeld = false;
+    }
+    const forgotten = this.held.trim();
+    if (forgotten > 0) this.core.leasesForgotten(forgotten);
   }
 
   private async releaseHeld(): Promise<void> {

@@ -43,6 +43,7 @@ export class Metrics {
   readonly openStreams: Gauge;
   readonly delivered: Counter;
   readonly released: Counter;
+  readonly forgotten: Counter;
   readonly reaped: Counter;
   readonly cleaned: Counter;
   readonly moverYield: Counter;
@@ -84,6 +85,11 @@ export class Metrics {
     this.released = new Counter({
       name: "codeq_leases_released_total",
       help: "Leases released because their stream closed.",
+      registers,
+    });
+    this.forgotten = new Counter({
+      name: "codeq_stream_leases_forgotten_total",
+      help: "Leases a stream stopped tracking while they were still leased (it held more unsettled than it may); they expire instead of being released when it closes.",
       registers,
     });
     this.reaped = new Counter({

@@ -278,7 +278,6 @@ export class QueueCore {
     return outs.map((o) => ({ status: itemStatus(o.code), leaseDeadlineMs: o.deadline ?? 0 }));
   }
 
-  /** Gives back leases a closed stream held: ready again at once. */
   /**
    * Gives back leases a router took for `identity` and could not hand over (the
    * caller left, or the router stopped waiting). Only the caller's own tokens count.
@@ -294,11 +293,22 @@ export class QueueCore {
     }
   }
 
+  /** Gives back leases a closed stream held: ready again at once. */
   async release(tokens: readonly string[], reason: string): Promise<void> {
     if (tokens.length === 0) return;
     const outs = await this.metrics.time("release", () => this.engine.release(tokens, reason));
     this.metrics.released.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
     this.afterFailure(tokens, outs);
+  }
+
+  /** Which of these leases are still held (a stream forgetting those settled elsewhere). */
+  stillLeased(tokens: readonly string[]): Promise<boolean[]> {
+    return this.metrics.time("still_leased", () => this.engine.stillLeased(tokens));
+  }
+
+  /** Counts leases a stream stopped tracking while still leased. */
+  leasesForgotten(n: number): void {
+    this.metrics.forgotten.inc(n);
   }
 
   /** Wakes waiters of queues whose tasks became ready, and the due loop for scheduled ones. */
