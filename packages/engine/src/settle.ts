@@ -200,19 +200,20 @@ export async function stillLeased(
     tokens.map((token) => ({ token })),
     async ({ queue, items }) => {
       const k = ctx.keys(queue);
-      const out: SettleOutcome[] = [];
-      for (let i = 0; i < items.length; i += LEASED_CHUNK) {
-        const chunk = items.slice(i, i + LEASED_CHUNK);
-        const states = await ctx.redis.hmgetBuffer(k.state, ...chunk.map((c) => c.token.taskId));
-        chunk.forEach(({ token }, j) =>
-          out.push({
-            code: holdsLease(states[j] ?? null, token.fence, token.nonce)
-              ? ScriptCode.Ok
-              : ScriptCode.StaleLease,
-          }),
-        );
-      }
-      return out;
+      const chunks: (typeof items)[] = [];
+      for (let i = 0; i < items.length; i += LEASED_CHUNK)
+        chunks.push(items.slice(i, i + LEASED_CHUNK));
+      // sent together: one connection pipelines them
+      const states = await Promise.all(
+        chunks.map((chunk) => ctx.redis.hmgetBuffer(k.state, ...chunk.map((c) => c.token.taskId))),
+      );
+      return chunks.flatMap((chunk, c) =>
+        chunk.map(({ token }, j) => ({
+          code: holdsLease(states[c]![j] ?? null, token.fence, token.nonce)
+            ? ScriptCode.Ok
+            : ScriptCode.StaleLease,
+        })),
+      );
     },
   );
   return outcomes.map((o) => o.code === ScriptCode.Ok);

@@ -17,23 +17,32 @@ const MAX_SETS = 16;
  * table, and every token those tables held, alive through each young-generation GC
  * until a full one (docs/performance.md, "Long-lived Maps and Sets that churn").
  *
- * Past `limit` tokens the stream asks the store which of them are still leased and
- * forgets the others (`overLimit`, `all`, `forget`): a worker that settles by unary
- * calls, not on this stream, leaves its tokens here. When more than `limit` are still
- * leased (a client that keeps granting credits and never settles), `trim` forgets the
- * oldest pushes': their leases expire and the reaper takes them back, as for a stream
- * that broke without a release. Tokens never number more than twice `limit`, however
- * long a check takes.
+ * Past `limit` tokens the stream asks the store which of them are still leased
+ * (`checkDue`, `all`, `checked`): a worker that settles by unary calls, not on this
+ * stream, leaves its tokens here, and the check forgets them. When more than `limit`
+ * of the checked tokens are still leased (a client that keeps granting credits and
+ * never settles), the oldest of those are forgotten down to `limit`: their leases
+ * expire and the reaper takes them back, as for a stream that broke without a
+ * release. After a check the next is due once half of `limit` more has been pushed,
+ * so such a client does not have every push checked. Tokens never number more than
+ * twice `limit`: past that `add` forgets the oldest pushes, however long a check takes.
  */
 export class HeldTokens {
   private sets: Set<string>[] = [];
   private count = 0;
+  /** A check is due once more tokens than this are tracked. */
+  private checkAbove: number;
 
-  constructor(private readonly limit: number) {}
+  constructor(private readonly limit: number) {
+    this.checkAbove = limit;
+  }
 
-  /** Tracks one push's tokens. */
-  add(tokens: readonly string[]): void {
-    if (tokens.length === 0) return;
+  /**
+   * Tracks one push's tokens. Returns how many of the oldest were forgotten to stay
+   * within twice `limit` (0 unless checks fall far behind).
+   */
+  add(tokens: readonly string[]): number {
+    if (tokens.length === 0) return 0;
     if (this.sets.length >= MAX_SETS) {
       const [second] = this.sets.splice(1, 1) as [Set<string>];
       for (const t of second) this.sets[0]!.add(t);
@@ -41,12 +50,19 @@ export class HeldTokens {
     const set = new Set(tokens);
     this.sets.push(set);
     this.count += set.size;
-    this.dropOldest(2 * this.limit);
+    let dropped = 0;
+    // the newest push is kept even when it alone is over the cap
+    while (this.count > 2 * this.limit && this.sets.length > 1) {
+      const n = this.sets.shift()!.size;
+      this.count -= n;
+      dropped += n;
+    }
+    return dropped;
   }
 
-  /** More tokens than `limit`: time to ask which are still leased. */
-  get overLimit(): boolean {
-    return this.count > this.limit;
+  /** Time to ask the store which tokens are still leased. */
+  get checkDue(): boolean {
+    return this.count > this.checkAbove;
   }
 
   /** Every token tracked, oldest push first; they stay tracked. */
@@ -54,25 +70,27 @@ export class HeldTokens {
     return this.sets.flatMap((set) => [...set]);
   }
 
-  /** Stops tracking these tokens (settled elsewhere, or expired). */
-  forget(tokens: Iterable<string>): void {
-    for (const token of tokens) this.delete(token);
-  }
-
-  /** Forgets the oldest pushes until at most `limit` tokens are left; returns how many went. */
-  trim(): number {
-    return this.dropOldest(this.limit);
-  }
-
-  /** The newest push is kept even when it alone is over `max`. */
-  private dropOldest(max: number): number {
-    let dropped = 0;
-    while (this.count > max && this.sets.length > 1) {
-      const n = this.sets.shift()!.size;
-      this.count -= n;
-      dropped += n;
+  /**
+   * Takes a check's answer for `tokens` (as `all` gave them, oldest first): forgets
+   * those no longer leased; while more than `limit` are tracked, forgets the oldest of
+   * those still leased too, never one the check did not see. Returns how many still
+   * leased were forgotten.
+   */
+  checked(tokens: readonly string[], leased: readonly boolean[]): number {
+    const live: string[] = [];
+    tokens.forEach((token, i) => (leased[i] ? live.push(token) : this.delete(token)));
+    let forgotten = 0;
+    for (const token of live) {
+      if (this.count <= this.limit) break;
+      if (this.delete(token)) forgotten++;
     }
-    return dropped;
+    this.deferCheck();
+    return forgotten;
+  }
+
+  /** After a check, answered or not: the next is due half of `limit` from here. */
+  deferCheck(): void {
+    this.checkAbove = Math.max(this.limit, this.count + Math.floor(this.limit / 2));
   }
 
   /** Stops tracking `token` (settled, or not ours); false when it was not tracked. */
@@ -97,6 +115,7 @@ export class HeldTokens {
     const all = this.all();
     this.sets = [];
     this.count = 0;
+    this.checkAbove = this.limit;
     return all;
   }
 }

@@ -165,6 +165,18 @@ describe("LeaseStream leases settled elsewhere", () => {
     (await fx.worker.metrics.registry.getSingleMetric("codeq_stream_leases_forgotten_total")!.get())
       .values[0]?.value ?? 0;
 
+  /** How many times streams asked the store which leases they still hold. */
+  const checks = async () =>
+    (
+      await fx.worker.metrics.registry
+        .getSingleMetric("codeq_shard_operation_duration_seconds")!
+        .get()
+    ).values.find(
+      (v) =>
+        v.labels.operation === "still_leased" &&
+        (v as { metricName?: string }).metricName?.endsWith("_count"),
+    )?.value ?? 0;
+
   /** Grants `credits` and waits for the push they buy. */
   async function take(stream: StreamDriver, credits: number) {
     stream.send({ credits });
@@ -196,33 +208,38 @@ describe("LeaseStream leases settled elsewhere", () => {
     const task = (await producer.getTask({ command: "UNARY", taskId: kept })).task!;
     expect(task.lastError).toBe("lease stream closed");
     expect(await forgotten()).toBe(0);
+    expect(await checks()).toBeGreaterThan(0);
   });
 
   it("forgets the oldest pushes' leases when it holds more unsettled than it may", async () => {
+    const checksBefore = await checks();
     const producer = fx.client("t-greedy");
     await producer.enqueueBatch({
-      tasks: Array.from({ length: 12 }, () => ({ command: "GREEDY" }) as never),
+      tasks: Array.from({ length: 15 }, () => ({ command: "GREEDY" }) as never),
     });
     const stream = new StreamDriver(fx.client("t-greedy"));
     stream.send(SUB(["GREEDY"]));
     await stream.next();
     const pushes: string[][] = [];
-    // four pushes of 3, none settled: the oldest go once more than 6 are held
-    for (let i = 0; i < 4; i++) {
+    // five pushes of 3, none settled: past 6 held, a check finds all 9 leased and the
+    // oldest 3 go; the next check is due past 9 held, and takes 12 down to 6
+    const expected = [0, 0, 3, 3, 9];
+    for (let i = 0; i < 5; i++) {
       pushes.push((await take(stream, 3)).map((t) => t.task!.id));
-      await eventually(async () => (await forgotten()) === Math.max(0, 3 * (i + 1) - 6), 3_000);
+      await eventually(async () => (await forgotten()) === expected[i], 3_000);
     }
+    expect((await checks()) - checksBefore).toBe(2); // not one per push
     stream.abort.abort();
     const stateOf = async (id: string) =>
       (await producer.getTask({ command: "GREEDY", taskId: id })).task!.state;
     await eventually(
-      async () => (await stateOf(pushes[3]![0]!)) === TaskState.TASK_STATE_READY,
+      async () => (await stateOf(pushes[4]![0]!)) === TaskState.TASK_STATE_READY,
       3_000,
     );
-    for (const id of pushes.slice(2).flat())
+    for (const id of pushes.slice(3).flat())
       expect(await stateOf(id)).toBe(TaskState.TASK_STATE_READY);
     // the forgotten ones expire instead
-    for (const id of pushes.slice(0, 2).flat())
+    for (const id of pushes.slice(0, 3).flat())
       expect(await stateOf(id)).toBe(TaskState.TASK_STATE_LEASED);
   });
 });

@@ -211,28 +211,28 @@ export class LeaseStreamSession implements Taker {
   }
 
   private push(deliveries: readonly Delivery[]): void {
-    this.held.add(deliveries.map((d) => d.token));
-    if (this.held.overLimit && !this.checkingHeld) void this.checkHeld();
+    const dropped = this.held.add(deliveries.map((d) => d.token));
+    if (dropped > 0) this.core.leasesForgotten(dropped);
+    if (this.held.checkDue && !this.checkingHeld) void this.checkHeld();
     this.out.push({ tasks: { tasks: deliveries.map(deliveryToWire) } });
   }
 
   /**
    * Forgets the held tokens whose leases were settled elsewhere (by unary calls) or
-   * taken back; when more than the limit are still leased, the oldest pushes' too.
+   * taken back; when more than the limit are still leased, the oldest of those too.
    */
   private async checkHeld(): Promise<void> {
     this.checkingHeld = true;
+    const tokens = this.held.all();
     try {
-      const tokens = this.held.all();
-      const leased = await this.core.stillLeased(tokens);
-      this.held.forget(tokens.filter((_, i) => !leased[i]));
+      const forgotten = this.held.checked(tokens, await this.core.stillLeased(tokens));
+      if (forgotten > 0) this.core.leasesForgotten(forgotten);
     } catch {
-      // the store is unreachable: nothing is known settled, and trimming keeps the count bounded
+      // the store is unreachable: nothing is known, nothing forgotten; add's cap bounds the count
+      this.held.deferCheck();
     } finally {
       this.checkingHeld = false;
     }
-    const forgotten = this.held.trim();
-    if (forgotten > 0) this.core.leasesForgotten(forgotten);
   }
 
   private async releaseHeld(): Promise<void> {

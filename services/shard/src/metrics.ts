@@ -89,7 +89,7 @@ export class Metrics {
     });
     this.forgotten = new Counter({
       name: "codeq_stream_leases_forgotten_total",
-      help: "Leases a stream stopped tracking while they were still leased (it held more unsettled than it may); they expire instead of being released when it closes.",
+      help: "Leases a stream stopped tracking while they were (or may have been) still leased, because it held more unsettled than it may; they expire instead of being released when it closes.",
       registers,
     });
     this.reaped = new Counter({
