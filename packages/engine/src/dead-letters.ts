@@ -1,6 +1,6 @@
 import type { EngineContext } from "./engine-context";
 import { invalidArgument } from "./errors";
-import type { QueueRef } from "./keys";
+import { queueId, type QueueRef } from "./keys";
 import type { StoredTask } from "./task-record";
 
 export interface DeadPage {
@@ -102,19 +102,22 @@ export interface CleanupOutcome {
   readonly completed: number;
   readonly dead: number;
   readonly idempotencyKeys: number;
+  /** The queue held nothing any more and left the shard's queue registry. */
+  readonly forgotten: boolean;
 }
 
-/** Retention: deletes completed and dead tasks past their windows, up to `limit` of each. */
 export async function cleanup(
   ctx: EngineContext,
   queue: QueueRef,
   limit: number,
 ): Promise<CleanupOutcome> {
   const k = ctx.keys(queue);
-  const [completed, dead, idempotencyKeys] = await ctx.runner.run<[number, number, number]>(
+  const [completed, dead, idempotencyKeys, forgotten] = await ctx.runner.run<
+    [number, number, number, number]
+  >(
     "cleanup",
-    [k.tasks, k.state, k.payloads, k.results, k.completed, k.dead, k.idemidx],
-    [ctx.clock.now(), ctx.completedRetentionMs, ctx.deadRetentionMs, limit],
+    [k.tasks, k.state, k.payloads, k.results, k.completed, k.dead, k.idemidx, k.moving, k.queues],
+    [ctx.clock.now(), ctx.completedRetentionMs, ctx.deadRetentionMs, limit, queueId(queue)],
   );
-  return { completed, dead, idempotencyKeys };
+  return { completed, dead, idempotencyKeys, forgotten: forgotten === 1 };
 }

@@ -112,6 +112,13 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await stats("c", "K")).ready).toBe(0);
     const done = (await rc.admin().getMigration({ id: migrations[0]!.id })).migration!;
     expect(done.moved!.idempotencyKeys).toBe(1);
+    // c holds the key and no task; moved on to b, the key goes along
+    await rc.admin().assignCommand({ command: "K", shard: "b" });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect(
+      await c.enqueue({ command: "K", payload: payload("once"), idempotencyKey: "k-1" }),
+    ).toMatchObject({ duplicate: true, taskId: first.taskId });
+    expect((await stats("b", "K")).ready).toBe(0);
   }, 30_000);
 
   test("a tenant's queue moves on its own; other tenants stay", async () => {
