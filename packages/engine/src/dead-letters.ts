@@ -106,18 +106,29 @@ export interface CleanupOutcome {
   readonly forgotten: boolean;
 }
 
+/**
+ * Retention of one queue (cleanup-7.lua); a queue it leaves with nothing is then taken
+ * out of the shard's queue registry (forget-6.lua).
+ */
 export async function cleanup(
   ctx: EngineContext,
   queue: QueueRef,
   limit: number,
 ): Promise<CleanupOutcome> {
   const k = ctx.keys(queue);
-  const [completed, dead, idempotencyKeys, forgotten] = await ctx.runner.run<
+  const [completed, dead, idempotencyKeys, empty] = await ctx.runner.run<
     [number, number, number, number]
   >(
     "cleanup",
-    [k.tasks, k.state, k.payloads, k.results, k.completed, k.dead, k.idemidx, k.moving, k.queues],
-    [ctx.clock.now(), ctx.completedRetentionMs, ctx.deadRetentionMs, limit, queueId(queue)],
+    [k.tasks, k.state, k.payloads, k.results, k.completed, k.dead, k.idemidx],
+    [ctx.clock.now(), ctx.completedRetentionMs, ctx.deadRetentionMs, limit],
   );
-  return { completed, dead, idempotencyKeys, forgotten: forgotten === 1 };
+  const forgotten =
+    empty === 1 &&
+    (await ctx.runner.run<number>(
+      "forget",
+      [k.state, k.idemidx, k.completed, k.dead, k.moving, k.queues],
+      [queueId(queue)],
+    )) === 1;
+  return { completed, dead, idempotencyKeys, forgotten };
 }

@@ -177,7 +177,7 @@ export class QueueEngine {
     return t.stats(this.ctx, queue);
   }
 
-  /** Every queue that has held a task on this shard (only one command's when given). */
+  /** The queues of this shard's registry: every one that holds anything (only one command's when given). */
   async queues(command?: string): Promise<QueueRef[]> {
     return t.queues(this.ctx, command);
   }

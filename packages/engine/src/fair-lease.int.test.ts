@@ -51,4 +51,29 @@ describe("leaseAcrossTenants (the cross-tenant worker)", () => {
       engine.leaseAcrossTenants("bad:name", { max: 5, leaseMs: 30_000 }),
     ).rejects.toThrow(/command must match/);
   });
+
+  it("serves a tenant that left the registry and came back while the registry was read", async () => {
+    const { engine, redis } = await fx().engine({ completedRetentionMs: 0 });
+    await seed(engine, 1, {}, q("back"), "back");
+    const [first] = await engine.leaseAcrossTenants("RENDER", { max: 1, leaseMs: 30_000 });
+    await engine.ack([{ token: first!.token }]);
+    expect(await engine.cleanup(q("back"))).toMatchObject({ forgotten: true });
+    await new Promise((r) => setTimeout(r, 1_100)); // the cached tenant list is stale now
+    const sscan = redis.sscan.bind(redis);
+    let once = false;
+    // the task arrives just after the registry read that misses it
+    (redis as unknown as { sscan: typeof sscan }).sscan = (async (
+      ...args: Parameters<typeof sscan>
+    ) => {
+      const out = await sscan(...args);
+      if (!once) {
+        once = true;
+        await seed(engine, 1, {}, q("back"), "again");
+      }
+      return out;
+    }) as typeof sscan;
+    await engine.leaseAcrossTenants("RENDER", { max: 1, leaseMs: 30_000 });
+    const again = await engine.leaseAcrossTenants("RENDER", { max: 1, leaseMs: 30_000 });
+    expect(again.map((d) => d.task.payload.toString())).toEqual(["again0"]);
+  });
 });

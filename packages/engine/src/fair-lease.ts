@@ -69,6 +69,9 @@ export class FairLeaser {
     const now = Date.now();
     const cached = this.tenants.get(command);
     if (cached && now - cached.at < this.refreshMs) return cached.list;
+    // an expired list must not answer `saw` while the registry is read: a tenant it
+    // holds may have left the registry (emptied) and be back with a task meanwhile
+    this.tenants.delete(command);
     const seen = this.news.get(command);
     const list = (await queues(this.ctx, command)).map((q) => q.tenant);
     if (this.news.get(command) === seen)

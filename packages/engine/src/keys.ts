@@ -21,7 +21,7 @@
  *
  * Shard key types (one per shard, not per queue):
  *   <prefix>:s:<shard>:due     ZSET queue id → earliest ms the background loops have work there
- *   <prefix>:s:<shard>:queues  SET  every queue id that has held a task on this shard
+ *   <prefix>:s:<shard>:queues  SET  the queue ids that hold a task, an idempotency key or a reservation
  *   (legacy: <prefix>:s:due and <prefix>:s:queues)
  */
 

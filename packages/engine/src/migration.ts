@@ -186,9 +186,6 @@ export async function bindIdempotencyKeys(
   if (bindings.length > 1000) throw invalidArgument("at most 1000 idempotency keys per call");
   const k = ctx.keys(queue);
   const now = ctx.clock.now();
-  // registered first: a queue holding keys and no task must stay one the mover and
-  // retention cleanup visit (registering one that ends up with nothing costs nothing)
-  if (bindings.some((b) => b.expiresAt > now)) await ctx.redis.sadd(k.queues, queueId(queue));
   let bound = 0;
   for (const b of bindings) {
     if (b.expiresAt <= now || !b.key || !b.taskId) continue;
@@ -198,5 +195,10 @@ export async function bindIdempotencyKeys(
       bound++;
     }
   }
+  // registered last: a queue holding keys and no task must be one the mover and
+  // retention cleanup visit, and a cleanup between a key and its registration would
+  // forget a queue registered first. A call sent again registers it even when every
+  // key was bound before; registering a queue left with nothing costs nothing.
+  if (bindings.some((b) => b.expiresAt > now)) await ctx.redis.sadd(k.queues, queueId(queue));
   return bound;
 }

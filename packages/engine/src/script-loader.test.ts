@@ -17,6 +17,7 @@ describe("Lua scripts", () => {
         "export-confirm",
         "export-restore",
         "extend",
+        "forget",
         "get",
         "import",
         "lease",

@@ -411,7 +411,7 @@ export async function stats(ctx: EngineContext, queue: QueueRef): Promise<QueueS
   };
 }
 
-/** Every queue that has held a task on this shard; only `command`'s when given. */
+/** The queues in this shard's registry (every one that holds anything); only `command`'s when given. */
 export async function queues(ctx: EngineContext, command?: string): Promise<QueueRef[]> {
   const out: QueueRef[] = [];
   let cursor = "0";

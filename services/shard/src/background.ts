@@ -10,7 +10,8 @@ import type { Notifier } from "./notifier";
  *   the shard (or until `wakeAt` brings it forward), then promotes due tasks and
  *   reaps expired leases, queue by queue, bounded per pass, and wakes the streams
  *   of every queue that got ready tasks;
- * - the cleanup loop applies retention to every queue every `cleanupIntervalMs`;
+ * - the cleanup loop applies retention to every registered queue every
+ *   `cleanupIntervalMs` (and so forgets those left with nothing);
  * - the re-wake loop nudges one parked waiter per topic every `rewakeMs`.
  */
 export class BackgroundWork {

@@ -22,6 +22,13 @@ export interface Depth {
   completed: number;
 }
 
+/** Commands whose depth series are kept at 0 once empty, at most (past it, they vanish as before). */
+const MAX_DEPTH_COMMANDS = 10_000;
+
+function emptyDepth(): Depth {
+  return { ready: 0, scheduled: 0, leased: 0, dead: 0, completed: 0 };
+}
+
 /** What the map gauges read at scrape time. */
 export interface MapView {
   readonly version: number;
@@ -49,6 +56,8 @@ export class Metrics {
   readonly moverYield: Counter;
   /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
   private map: () => MapView = () => ({ version: 0, stale: false });
+  /** Commands the depth gauge has reported: each keeps a series (0 when empty) while the process runs. */
+  private readonly depthCommands = new Set<string>();
   /** How busy the event loop is, 0–1 (a `LoadGauge`); 0 until one is followed. */
   private busy: () => number = () => 0;
 
@@ -113,9 +122,13 @@ export class Metrics {
       labelNames: ["command", "shard", "type"],
       registers,
       collect: async () => {
+        const sums = await this.depthByCommand();
         depth.reset();
-        for (const [command, sum] of await this.depthByCommand()) {
-          for (const [type, value] of Object.entries(sum))
+        // a command whose queues all emptied (and left the registry) reads 0, not absent
+        for (const command of sums.keys())
+          if (this.depthCommands.size < MAX_DEPTH_COMMANDS) this.depthCommands.add(command);
+        for (const command of new Set([...this.depthCommands, ...sums.keys()])) {
+          for (const [type, value] of Object.entries(sums.get(command) ?? emptyDepth()))
             depth.set({ command, shard, type }, value);
         }
       },
@@ -172,13 +185,7 @@ export class Metrics {
       const stats = await Promise.all(chunk.map((q) => this.engine.stats(q)));
       stats.forEach((s, j) => {
         const command = chunk[j]!.command;
-        const sum = sums.get(command) ?? {
-          ready: 0,
-          scheduled: 0,
-          leased: 0,
-          dead: 0,
-          completed: 0,
-        };
+        const sum = sums.get(command) ?? emptyDepth();
         sum.ready += s.ready;
         sum.scheduled += s.scheduled;
         sum.leased += s.leased;

@@ -1,8 +1,9 @@
+import { queueKeys } from "../keys";
 import { LEASE, Q, seed, useEngineFixture } from "../test/fixture";
 
 const KEPT = { forgotten: false } as const;
 
-describe("cleanup-9.lua", () => {
+describe("cleanup-7.lua, forget-6.lua", () => {
   const fx = useEngineFixture();
 
   it("deletes completed and dead tasks past their windows, bounded, and forgets expired idempotency keys", async () => {
@@ -93,5 +94,45 @@ describe("cleanup-9.lua", () => {
     expect(await engine.exportBatch(moving, 10)).toHaveLength(1);
     expect(await engine.cleanup(moving)).toMatchObject({ forgotten: false });
     expect((await engine.queues()).map((q) => q.command).sort()).toEqual(["MOVING", "SEND_EMAIL"]);
+  });
+
+  it("keeps a queue while an index still lists an id, until cleanup sweeps it", async () => {
+    const { engine, clock, redis, prefix } = await fx().engine({ deadRetentionMs: 1_000 });
+    await seed(engine, 1);
+    const [d] = await engine.lease(Q, LEASE);
+    await engine.ack([{ token: d!.token }]);
+    const k = queueKeys(Q, { prefix, layout: "sharded", shard: "a" });
+    await redis.hdel(k.state, d!.task.id); // the task itself gone some other way
+    // ids a store left behind: one reserved with no task, then one in the dead index
+    await redis.zadd(k.moving, 1, "1".repeat(26));
+    expect(await engine.cleanup(Q)).toMatchObject({ forgotten: false });
+    await redis.zrem(k.moving, "1".repeat(26));
+    await redis.zadd(k.dead, clock.now(), "0".repeat(26));
+    expect(await engine.cleanup(Q)).toMatchObject({ forgotten: false }); // the dead id stays
+    clock.advance(1_001);
+    expect(await engine.cleanup(Q)).toMatchObject({ forgotten: true });
+    expect(await engine.queues()).toEqual([]);
+  });
+
+  it("never forgets a queue whose moved idempotency keys a cleanup saw half bound", async () => {
+    const { engine, clock, redis } = await fx().engine();
+    const other = { command: "KEYS", tenant: "acme" };
+    const set = redis.set.bind(redis);
+    let cleaned = false;
+    // retention runs while the bind is between its commands
+    (redis as unknown as { set: typeof set }).set = (async (...args: Parameters<typeof set>) => {
+      if (!cleaned) {
+        cleaned = true;
+        await engine.cleanup(other);
+      }
+      return set(...args);
+    }) as typeof set;
+    const bound = await engine.bindIdempotencyKeys(other, [
+      { key: "k", taskId: "0".repeat(26), expiresAt: clock.now() + 60_000 },
+    ]);
+    expect(bound).toBe(1);
+    expect(cleaned).toBe(true);
+    expect(await engine.queues("KEYS")).toEqual([other]);
+    expect(await engine.cleanup(other)).toMatchObject({ forgotten: false });
   });
 });

@@ -1,17 +1,15 @@
 --[[ cleanup: retention of one queue. Deletes COMPLETED tasks older than their
 window, DEAD tasks older than theirs, and forgets expired idempotency keys (the
-keys themselves expire on their own). A queue left with no task, no idempotency
-key and nothing reserved by the mover leaves the shard's queue registry, so that
-the background loops and metrics of a shard whose tenants come and go do not
-visit every queue it ever had; its next enqueue or import adds it again.
+keys themselves expire on their own). Also says whether the queue is left with
+nothing at all, for forget-6.lua (a script of its own, so that this one, which may
+delete thousands of tasks, never holds the shard-wide registry every enqueue writes).
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] results
 KEYS[5] completed (a list in completion order)   KEYS[6] dead   KEYS[7] idemidx
-KEYS[8] moving   KEYS[9] queues (shard)
 ARGV[1] now (ms)   ARGV[2] completed retention (ms)   ARGV[3] dead retention (ms)
-ARGV[4] limit per kind   ARGV[5] queue id
+ARGV[4] limit per kind
 Only a task still in the expected state is deleted.
 Returns { completed deleted, dead deleted, idempotency keys forgotten, 1 when the
-queue left the registry (else 0) }
+queue holds no task and no idempotency key (else 0) }
 ]]
 -- @include "task-state"
 -- @include "delete-task"
@@ -51,10 +49,5 @@ end
 local dead = sweep(KEYS[6], now - tonumber(ARGV[3]), 'D')
 local expired = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', '(' .. now, 'LIMIT', 0, limit)
 if #expired > 0 then redis.call('ZREM', KEYS[7], unpack(expired)) end
--- counts, not EXISTS: whether a store keeps an emptied key is its own affair
-local forgotten = 0
-if redis.call('HLEN', KEYS[2]) == 0 and redis.call('ZCARD', KEYS[7]) == 0 and redis.call('LLEN', KEYS[5]) == 0
-    and redis.call('ZCARD', KEYS[6]) == 0 and redis.call('ZCARD', KEYS[8]) == 0 then
-  forgotten = redis.call('SREM', KEYS[9], ARGV[5])
-end
-return { completed, dead, #expired, forgotten }
+local empty = (redis.call('HLEN', KEYS[2]) == 0 and redis.call('ZCARD', KEYS[7]) == 0) and 1 or 0
+return { completed, dead, #expired, empty }
