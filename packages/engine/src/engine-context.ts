@@ -11,7 +11,7 @@ import {
   type QueueRef,
   type ShardKeys,
 } from "./keys";
-import { LeaseGiveBacks } from "./give-back";
+import { LeaseGiveBacks, type GiveBackReason } from "./give-back";
 import { ScriptRunner } from "./script-runner";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
 import { TaskIdGenerator } from "./task-id";
@@ -38,9 +38,10 @@ export interface EngineOptions {
   readonly limits?: Partial<TaskLimits>;
   /**
    * Called when tasks a lease call took but never delivered (its reply was lost to a
-   * reconnect) were made ready again, so that waiters can be woken.
+   * reconnect, or they did not fit in its answer) were made ready again, so that
+   * waiters can be woken.
    */
-  readonly onLeasesGivenBack?: (queue: QueueRef, count: number) => void;
+  readonly onLeasesGivenBack?: (queue: QueueRef, count: number, reason: GiveBackReason) => void;
   /** Called when giving such tasks back failed; it is tried again until their deadline. */
   readonly onGiveBackFailed?: (err: unknown) => void;
 }

@@ -201,9 +201,10 @@ export class QueueEngine {
     return cleanup(this.ctx, queue, limit);
   }
 
-  async exportBatch(queue: QueueRef, limit = 100): Promise<ExportedTask[]> {
+  /** Reserves the next batch to move: at most `limit` tasks and (past the first) `maxBytes` bytes. */
+  async exportBatch(queue: QueueRef, limit = 100, maxBytes?: number): Promise<ExportedTask[]> {
     checkQueue(queue);
-    return exportBatch(this.ctx, queue, limit);
+    return exportBatch(this.ctx, queue, limit, maxBytes);
   }
 
   async confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {

@@ -1,6 +1,6 @@
 import type { EngineContext } from "./engine-context";
 import type { QueueRef } from "./keys";
-import { lease, queues, type Delivery, type LeaseOptions } from "./transitions";
+import { deliveryBytes, lease, queues, type Delivery, type LeaseOptions } from "./transitions";
 
 /**
  * Leases across every tenant of a command for a worker allowed to serve them all.
@@ -8,6 +8,7 @@ import { lease, queues, type Delivery, type LeaseOptions } from "./transitions";
  * previous call served last, and the tasks asked for are split evenly among the
  * tenants of a round, so a tenant with a huge backlog cannot starve the others.
  * Tenants come from the shard's queue registry, re-read at most every `refreshMs`.
+ * A byte bound (`maxBytes`) is split among the tenants of a round as the tasks are.
  */
 export class FairLeaser {
   private readonly cursors = new Map<string, number>();
@@ -40,20 +41,34 @@ export class FairLeaser {
     let candidates = [...all.slice(start), ...all.slice(0, start)];
     const out: Delivery[] = [];
     let lastServed = -1;
+    let bytes = 0;
     while (out.length < options.max && candidates.length > 0) {
       const remaining = options.max - out.length;
       const round = candidates.slice(0, Math.min(candidates.length, remaining));
       const share = Math.floor(remaining / round.length);
       const extra = remaining - share * round.length;
       const asks = round.map((_, i) => share + (i < extra ? 1 : 0));
+      // a byte bound is shared out too; only the very first call keeps a task over its share
+      const bytesLeft = options.maxBytes === undefined ? undefined : options.maxBytes - bytes;
+      if (bytesLeft !== undefined && bytesLeft <= 0) break;
       const results = await Promise.all(
         round.map((tenant, i) =>
-          lease(this.ctx, { command, tenant }, { max: asks[i]!, leaseMs: options.leaseMs }),
+          lease(
+            this.ctx,
+            { command, tenant },
+            {
+              max: asks[i]!,
+              leaseMs: options.leaseMs,
+              maxBytes: bytesLeft === undefined ? undefined : Math.floor(bytesLeft / round.length),
+              firstAlways: options.firstAlways !== false && out.length === 0 && i === 0,
+            },
+          ),
         ),
       );
       const stillFull: string[] = [];
       results.forEach((got, i) => {
         out.push(...got);
+        if (bytesLeft !== undefined) for (const d of got) bytes += deliveryBytes(d);
         if (got.length > 0) lastServed = all.indexOf(round[i]!);
         // a tenant that gave all it was asked may have more
         if (got.length === asks[i]) stillFull.push(round[i]!);

@@ -13,11 +13,18 @@ export interface LeaseCallToUndo {
   readonly deadline: string;
   /** The ids the reply that did arrive delivered (none when the call failed). */
   readonly keep: readonly string[];
+  readonly reason: GiveBackReason;
 }
+
+/**
+ * Why a lease call is undone: its reply was lost to a reconnect, or what it leased was
+ * more than its answer may carry (`LeaseOptions.maxBytes`).
+ */
+export type GiveBackReason = "lost reply" | "over size";
 
 export interface GiveBackEvents {
   /** `count` tasks of `queue` are ready again. */
-  readonly onGivenBack: (queue: QueueRef, count: number) => void;
+  readonly onGivenBack: (queue: QueueRef, count: number, reason: GiveBackReason) => void;
   /** A give-back failed; it is tried again (see LeaseGiveBacks). */
   readonly onFailed: (err: unknown) => void;
 }
@@ -67,7 +74,7 @@ export class LeaseGiveBacks {
         [k.state, k.leased, ...k.ready],
         [timeText(this.clock.now()), call.deadline, call.nonce, call.keep.length, ...call.keep],
       );
-      if (n > 0) report(() => this.events.onGivenBack(call.queue, n));
+      if (n > 0) report(() => this.events.onGivenBack(call.queue, n, call.reason));
     } catch (err) {
       report(() => this.events.onFailed(err));
       if (this.redis.status === "end") return; // closed for good: kept for nothing

@@ -197,6 +197,7 @@ describe("a lease call sent again after a lost reply", () => {
       nonce: "00000000000001",
       deadline: String(clock.now() + 30_000).padStart(13, "0"),
       keep: [],
+      reason: "lost reply" as const,
     };
     redis.disconnect();
     await backs.giveBack(call);

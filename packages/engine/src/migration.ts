@@ -11,6 +11,12 @@ export interface ExportedTask {
 }
 
 /**
+ * A batch's bytes (payloads, records and states) past its first task, at most, by
+ * default: what one import request carries to the target.
+ */
+export const DEFAULT_EXPORT_BYTES = 4 * 1024 * 1024;
+
+/**
  * Reserves and returns the next batch of a queue's movable tasks (READY, then
  * SCHEDULED, then DEAD; never LEASED). Until `confirmExport` or `restoreExport`,
  * the same batch is returned again: a mover that crashed resumes where it was.
@@ -19,14 +25,17 @@ export async function exportBatch(
   ctx: EngineContext,
   queue: QueueRef,
   limit: number,
+  maxBytes = DEFAULT_EXPORT_BYTES,
 ): Promise<ExportedTask[]> {
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw invalidArgument(`limit must be 1..1000`);
+  if (!Number.isInteger(maxBytes) || maxBytes < 1)
+    throw invalidArgument(`max bytes must be a whole number above 0`);
   const k = ctx.keys(queue);
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "export",
     [k.tasks, k.state, k.payloads, k.scheduled, k.dead, k.moving, k.idemidx, ...k.ready],
-    [ctx.clock.now(), limit],
+    [ctx.clock.now(), limit, maxBytes],
   );
   const out: ExportedTask[] = [];
   for (let i = 0; i < reply.length; i += 5) {

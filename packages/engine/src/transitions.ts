@@ -13,6 +13,7 @@ import {
 import { ID_WIDTH } from "./task-id";
 import { encodeLeaseToken } from "./lease-token";
 import type { StoredTask, TaskState } from "./task-record";
+import type { GiveBackReason } from "./give-back";
 
 export interface EnqueueOutcome {
   readonly id: string;
@@ -133,9 +134,10 @@ async function store(
         deliveries: leasedFrom(ctx, queue, both.slice(2 + enqueued) as Buffer[]),
       };
     });
-    readyLeft = Number(got.both[0]);
     reply = got.both.slice(2, 2 + got.enqueued);
-    deliveries = got.deliveries;
+    deliveries = await withinBytes(ctx, queue, lease.call, got.deliveries, leasingOptions);
+    // what did not fit is ready again
+    readyLeft = Number(got.both[0]) + got.deliveries.length - deliveries.length;
   } else {
     reply = await ctx.runner.run<Array<string | number>>("enqueue", keys, args);
   }
@@ -175,6 +177,70 @@ export interface LeaseOptions {
   readonly max: number;
   /** Lease duration, ms: 1000..43200000. */
   readonly leaseMs: number;
+  /**
+   * The deliveries' size (`deliveryBytes`, summed) at most this: what the call leased
+   * beyond it is given back at once, ready again at the head of its list with its
+   * attempt not counted. Unbounded when absent.
+   */
+  readonly maxBytes?: number;
+  /** Keep the first delivery even when it alone is over `maxBytes`. Default true. */
+  readonly firstAlways?: boolean;
+}
+
+/** What a delivery takes on the wire besides its payload, headers, texts and token, at most. */
+const DELIVERY_OVERHEAD = 256;
+
+/**
+ * About how many bytes a delivery takes in a response (a little more, never less):
+ * its payload, headers, idempotency key, last error and token, and a fixed allowance
+ * for its numbers, ids and framing.
+ */
+export function deliveryBytes(d: Delivery): number {
+  let n = DELIVERY_OVERHEAD + d.token.length + d.task.payload.length;
+  n +=
+    Buffer.byteLength(d.task.id) +
+    Buffer.byteLength(d.task.command) +
+    Buffer.byteLength(d.task.tenant);
+  if (d.task.idemKey !== undefined) n += Buffer.byteLength(d.task.idemKey);
+  if (d.task.lastError !== undefined) n += Buffer.byteLength(d.task.lastError);
+  for (const [key, value] of Object.entries(d.task.headers ?? {}))
+    n += Buffer.byteLength(key) + Buffer.byteLength(value) + 8;
+  return n;
+}
+
+/** How many of `deliveries`, from the first, fit in `options.maxBytes`. */
+function fitting(deliveries: readonly Delivery[], options: LeaseOptions): number {
+  if (options.maxBytes === undefined) return deliveries.length;
+  let bytes = 0;
+  for (let i = 0; i < deliveries.length; i++) {
+    bytes += deliveryBytes(deliveries[i]!);
+    if (bytes > options.maxBytes) return i === 0 && options.firstAlways !== false ? 1 : i;
+  }
+  return deliveries.length;
+}
+
+/**
+ * The deliveries of one lease call that fit in `options.maxBytes`; the rest are given
+ * back before the answer (LeaseGiveBacks tries again if that fails).
+ */
+async function withinBytes(
+  ctx: EngineContext,
+  queue: QueueRef,
+  call: LeaseCall,
+  deliveries: Delivery[],
+  options: LeaseOptions,
+): Promise<Delivery[]> {
+  const n = fitting(deliveries, options);
+  if (n === deliveries.length) return deliveries;
+  const kept = deliveries.slice(0, n);
+  await undo(
+    ctx,
+    queue,
+    call,
+    kept.map((d) => d.task.id),
+    "over size",
+  );
+  return kept;
 }
 
 export function checkLeaseMs(leaseMs: number): void {
@@ -193,6 +259,8 @@ function checkLeaseOptions(options: LeaseOptions): void {
       `max tasks must be 1..${MAX_BATCH}, got ${options.max}`,
     );
   }
+  if (options.maxBytes !== undefined && !(options.maxBytes >= 0))
+    throw new EngineError("INVALID_ARGUMENT", `max bytes must be >= 0, got ${options.maxBytes}`);
   checkLeaseMs(options.leaseMs);
 }
 
@@ -262,8 +330,9 @@ function undo(
   queue: QueueRef,
   call: LeaseCall,
   keep: readonly string[],
+  reason: GiveBackReason = "lost reply",
 ): Promise<void> {
-  return ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep });
+  return ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep, reason });
 }
 
 /** Leases up to `max` tasks of one queue. */
@@ -283,7 +352,7 @@ export async function lease(
     );
     return { deliveries: leasedFrom(ctx, queue, reply) };
   });
-  return deliveries;
+  return withinBytes(ctx, queue, call, deliveries, options);
 }
 
 /** The deliveries in lease-17.lua's reply. */

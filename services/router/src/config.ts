@@ -101,6 +101,12 @@ export const routerConfigSchema = z.object({
   maxStreamsPerPrincipal: int(1, 100_000, 100),
   /** Largest request message, bytes (bigger ones are refused before parsing). */
   maxMessageBytes: int(1024, 256 * 1024 * 1024, 16 * 1024 * 1024),
+  /**
+   * Most bytes of one Lease answer merged from several shards (each shard bounds its
+   * own, as its `maxResponseBytes`); tasks past it are given back to their shard. The
+   * default fits gRPC's usual 4 MiB receive limit of clients.
+   */
+  maxResponseBytes: int(64 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024 - 64 * 1024),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
   graceMs: int(0, 600_000, 10_000),
 });

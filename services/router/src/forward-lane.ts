@@ -88,6 +88,11 @@ function forwardHeader(seq: number, caller: Caller): Uint8Array {
   }).finish();
 }
 
+/** The lease tokens of a Lease answer. */
+export function tokensOf(leased: Raw<LeaseResponse>): string[] {
+  return leased.value.tasks.map((t) => t.leaseToken);
+}
+
 /** How often sent calls are checked against the lane's deadline, at most, ms. */
 const SWEEP_MS = 250;
 
@@ -166,12 +171,11 @@ export class ForwardLane {
   }
 
   /**
-   * Gives back the leases of an answer no caller will get (fire and forget: if this
-   * fails too, the leases expire and the tasks are delivered again).
+   * Gives back leases no caller will get (fire and forget: if this fails too, the
+   * leases expire and the tasks are delivered again).
    */
-  giveBack(leased: Raw<LeaseResponse>, caller: Caller): void {
-    const tokens = leased.value.tasks.map((t) => t.leaseToken);
-    if (tokens.length > 0) this.send(forwardedRelease(tokens), caller).catch(() => undefined);
+  giveBack(tokens: readonly string[], caller: Caller): void {
+    if (tokens.length > 0) this.send(forwardedRelease([...tokens]), caller).catch(() => undefined);
   }
 
   close(): void {
@@ -242,7 +246,7 @@ export class ForwardLane {
       // timed out already; a lease it took goes back rather than wait out its duration
       const leaseFor = stream.late.get(a.seq);
       stream.late.delete(a.seq);
-      if (leaseFor && a.leased) this.giveBack(a.leased, leaseFor);
+      if (leaseFor && a.leased) this.giveBack(tokensOf(a.leased), leaseFor);
       return;
     }
     stream.pending.delete(a.seq);

@@ -1,5 +1,6 @@
 import { ServerError, Status, type CallContext } from "nice-grpc";
 import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
+import { LeasedTask } from "@codeq/proto";
 import type {
   AckItem,
   ExtendItem,
@@ -250,7 +251,8 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const split = shares(max, shards.length, rotation++);
       const asked = shards.filter((_, i) => split[i]! > 0);
       const share = (id: string) => split[shards.indexOf(id)]!;
-      let got: Raw<LeaseResponse>[] = [];
+      let got: Leased[] = [];
+      let delivered = 0;
       try {
         // one shard: one call with the caller's wait; several: what is ready now
         // everywhere, then, if nothing was, a long poll answered by the first with tasks
@@ -260,10 +262,16 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
           if (got.length === 0 && req.waitMs > 0)
             got = await leaseRound(routing, f, asked, share, req, true);
         }
-        if (got.length === 1) return passThrough(got[0]!);
-        return { tasks: got.flatMap((r) => r.value.tasks) };
+        if (got.length === 1) {
+          delivered = Math.max(0, countField(got[0]!.raw.bytes, 1));
+          return passThrough(got[0]!.raw);
+        }
+        const tasks = mergeLeases(got, routing.config.maxResponseBytes, (conn, tokens) =>
+          routing.giveBack(conn, f, tokens),
+        );
+        delivered = tasks.length;
+        return { tasks };
       } finally {
-        const delivered = got.reduce((n, r) => n + Math.max(0, countField(r.bytes, 1)), 0);
         bucket?.refund(max - delivered); // the limit counts tasks delivered, not asked for
       }
     },
@@ -439,6 +447,46 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
   };
 }
 
+/** One shard's answer to a Lease. */
+export interface Leased {
+  readonly conn: ShardConn;
+  readonly raw: Raw<LeaseResponse>;
+}
+
+/**
+ * The tasks of several shards' Lease answers, in their order, within `maxBytes` (the
+ * first task whatever its size). Each shard keeps its own answer within its bound, but
+ * answers merged may pass what a client accepts; what does not fit is given back to its
+ * shard, its attempt counted as for a caller that left (docs/routing.md).
+ */
+export function mergeLeases(
+  answers: readonly Leased[],
+  maxBytes: number,
+  giveBack: (conn: ShardConn, tokens: string[]) => void,
+): LeasedTask[] {
+  const out: LeasedTask[] = [];
+  let bytes = 0;
+  for (const { conn, raw } of answers) {
+    if (bytes + raw.bytes.length <= maxBytes) {
+      out.push(...raw.value.tasks);
+      bytes += raw.bytes.length;
+      continue;
+    }
+    const back: string[] = [];
+    for (const task of raw.value.tasks) {
+      // the task's bytes and its field's tag and length
+      const size = LeasedTask.encode(task).finish().length + 6;
+      if (out.length > 0 && bytes + size > maxBytes) back.push(task.leaseToken);
+      else {
+        out.push(task);
+        bytes += size;
+      }
+    }
+    if (back.length > 0) giveBack(conn, back);
+  }
+  return out;
+}
+
 /**
  * One lease call to each shard, in parallel. With `firstWins`, the first shard that
  * returns tasks cancels the others' waits (a shard that leased at the very moment
@@ -452,11 +500,11 @@ async function leaseRound(
   share: (shard: string) => number,
   req: LeaseRequest,
   firstWins: boolean,
-): Promise<Raw<LeaseResponse>[]> {
+): Promise<Leased[]> {
   const stop = new AbortController();
   const signal = firstWins ? AbortSignal.any([f.signal, stop.signal]) : f.signal;
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
-  const got: Raw<LeaseResponse>[] = [];
+  const got: Leased[] = [];
   const { failed } = await fanOut(
     routing,
     shards,
@@ -466,7 +514,7 @@ async function leaseRound(
       const ask = n === req.maxTasks ? req : { ...req, maxTasks: n };
       const raw = await routing.lease(conn, { ...f, signal }, ask, timeout);
       if (countField(raw.bytes, 1) !== 0) {
-        got.push(raw);
+        got.push({ conn, raw });
         if (firstWins) stop.abort();
       }
       return raw;

@@ -24,7 +24,7 @@ import {
 } from "@codeq/shardmap";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
-import { forwardService, LaneMissing, LaneRefused, type Caller } from "./forward-lane";
+import { forwardService, LaneMissing, LaneRefused, tokensOf, type Caller } from "./forward-lane";
 import {
   forwardedBatch,
   forwardedCall,
@@ -195,10 +195,18 @@ export class Routing {
       const leased = sent && part(sent.leased, conn);
       // the caller left while the shard leased: give the tasks back, as a shard does
       // when the caller of a Lease call leaves
-      if (leased && f.signal.aborted) conn.lane()?.giveBack(leased, this.caller(f));
+      if (leased && f.signal.aborted) conn.lane()?.giveBack(tokensOf(leased), this.caller(f));
       if (leased) return leased;
     } else this.metrics.forwarded.inc({ shard: conn.id, call: "lease", path: "call" });
     return conn.queue.lease(req, this.options(f, timeoutMs));
+  }
+
+  /**
+   * Gives back leases `conn` took for the caller of `f` that the caller will not get
+   * (fire and forget; without a Forward lane, they expire).
+   */
+  giveBack(conn: ShardConn, f: Forward, tokens: readonly string[]): void {
+    conn.lane()?.giveBack(tokens, this.caller(f));
   }
 
   /**

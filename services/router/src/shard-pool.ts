@@ -44,9 +44,13 @@ export type BreakerState = "closed" | "half-open" | "open";
 /**
  * Shards sit next to the router: reconnect quickly after a shard restarts instead of
  * grpc-js's default backoff (1 s growing to 120 s), and notice a dead peer on an idle
- * connection (streams may be quiet for long) by keepalive pings.
+ * connection (streams may be quiet for long) by keepalive pings. A shard's answers are
+ * bounded by its own `maxResponseBytes` (a single large task may pass it), and wrapped
+ * in a Forward answer: they are not held to grpc-js's 4 MiB default, which would drop
+ * a full answer.
  */
 const CHANNEL_OPTIONS = {
+  "grpc.max_receive_message_length": -1,
   "grpc.initial_reconnect_backoff_ms": 100,
   "grpc.max_reconnect_backoff_ms": 2_000,
   "grpc.keepalive_time_ms": 30_000,

@@ -65,6 +65,18 @@ export const shardConfigSchema = z.object({
     .min(1)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  /**
+   * Most bytes of tasks one answer carries (a Lease response, one push of a
+   * LeaseStream): what a lease took beyond it goes back to the queue at once,
+   * uncounted. The default fits gRPC's usual 4 MiB receive limit of clients in every
+   * language. A single task larger than this is still delivered, alone.
+   */
+  maxResponseBytes: z.coerce
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(256 * 1024 * 1024)
+    .default(4 * 1024 * 1024 - 64 * 1024),
   /** How long an idempotency key deduplicates, ms (default 24 h). */
   idempotencyWindowMs: ms(1, 30 * 24 * 3600_000, 24 * 3600_000),
   /** How long completed tasks are kept, ms (0 deletes at ack; default 10 min). */

@@ -186,7 +186,7 @@ export class LeaseStreamSession implements Taker {
     if (!this.ask || max <= 0 || this.ended.signal.aborted) return undefined;
     this.credits -= max;
     this.reserved += max;
-    return { max, leaseMs: this.ask.leaseMs };
+    return { max, leaseMs: this.ask.leaseMs, maxBytes: this.core.config.maxResponseBytes };
   }
 
   /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */

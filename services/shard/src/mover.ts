@@ -262,8 +262,8 @@ export class Mover {
           batch.map((e) => e.task.id).filter((id) => held.has(id)),
         );
         count += tally(moved, batch, held);
-        // a short batch emptied the queue; what becomes movable later, a later pass takes
-        if (batch.length < requested) break;
+        // a short batch may have been cut by bytes (one request's worth, exportBatch):
+        // the queue is done only when an export finds nothing
         await this.rest(Date.now() - batchStarted);
       }
     }

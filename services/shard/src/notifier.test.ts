@@ -20,7 +20,7 @@ function taker(credits: number, batch: number): Taker & { credits: number } {
       const max = Math.min(this.credits, batch);
       if (max <= 0) return undefined;
       this.credits -= max;
-      return { max, leaseMs: 30_000 };
+      return { max, leaseMs: 30_000, maxBytes: 1 << 22 };
     },
     deliver(deliveries, reserved) {
       this.credits += reserved - deliveries.length;

@@ -12,6 +12,8 @@ export function topicKey(topic: Topic): string {
 export interface Reservation {
   readonly max: number;
   readonly leaseMs: number;
+  /** Most bytes of tasks the handoff may push at once (LeaseOptions.maxBytes). */
+  readonly maxBytes: number;
 }
 
 /**

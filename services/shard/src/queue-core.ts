@@ -1,5 +1,6 @@
 import { ServerError, Status } from "nice-grpc";
 import {
+  deliveryBytes,
   itemStatus,
   leaseTokenQueue,
   ScriptCode,
@@ -212,14 +213,22 @@ export class QueueCore {
   async lease(identity: Identity, ask: LeaseAsk, max: number, start = 0): Promise<Delivery[]> {
     const out: Delivery[] = [];
     const n = ask.commands.length;
-    for (let i = 0; i < n && out.length < max; i++) {
+    let bytes = 0;
+    for (let i = 0; i < n && out.length < max && bytes < this.config.maxResponseBytes; i++) {
       const command = ask.commands[(start + i) % n]!;
-      const want = { max: max - out.length, leaseMs: ask.leaseMs };
+      const want = {
+        max: max - out.length,
+        leaseMs: ask.leaseMs,
+        // one answer: the tasks of every command share the bound
+        maxBytes: this.config.maxResponseBytes - bytes,
+        firstAlways: out.length === 0,
+      };
       const got = await this.metrics.time("lease", () =>
         ask.allTenants
           ? this.engine.leaseAcrossTenants(command, want)
           : this.engine.lease({ command, tenant: identity.tenant }, want),
       );
+      for (const d of got) bytes += deliveryBytes(d);
       out.push(...got);
     }
     this.delivered(out);

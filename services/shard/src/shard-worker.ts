@@ -86,8 +86,10 @@ export async function startShardWorker(
     deadRetentionMs: config.deadRetentionMs,
     limits: { payloadCapBytes: config.payloadCapBytes },
     // tasks a lease call took but never delivered (a reconnect lost its reply) are ready again
-    onLeasesGivenBack: (queue, n) => {
-      logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
+    // (or that did not fit in one answer: ready again, not worth a warning)
+    onLeasesGivenBack: (queue, n, reason) => {
+      if (reason === "lost reply")
+        logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
       notifier.notify(queue, n);
     },
     onGiveBackFailed: (err) =>

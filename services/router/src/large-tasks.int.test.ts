@@ -1,0 +1,93 @@
+import { createChannel, createClient, Metadata } from "nice-grpc";
+import { QueueServiceDefinition, TaskState, type QueueServiceClient } from "@codeq/proto";
+import { StreamDriver, SUB } from "../../shard/src/test/fixture";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
+
+/**
+ * Tasks near the payload cap (1 MiB) through a real router and shard workers, with
+ * clients on gRPC's default 4 MiB receive limit: no answer may be larger than that,
+ * and no task may be stranded by one that was.
+ */
+let rc: RouterCluster;
+beforeAll(async () => {
+  rc = await routerCluster({ shards: ["a", "b"] });
+});
+afterAll(() => rc.close());
+
+const MIB = 1024 * 1024;
+const payload = (i: number) => Buffer.alloc(MIB - 200, i);
+
+/** A client of one shard worker, as the router's callers would be. */
+function direct(shard: string): QueueServiceClient {
+  return createClient(QueueServiceDefinition, createChannel(rc.addresses.get(shard)!), {
+    "*": { metadata: new Metadata({ "x-codeq-tenant": "t1" }) },
+  });
+}
+
+async function fill(command: string, n: number): Promise<void> {
+  const c = rc.client("t1");
+  for (let i = 0; i < n; i++) await c.enqueue({ command, payload: payload(i) });
+}
+
+const total = async (command: string) => (await rc.client("t1").queueStats({ command })).total!;
+
+describe.each([
+  ["through the router", () => rc.client("t1")],
+  ["direct to the shard", () => direct(rc.router.routing.currentShard("BIG_D", "t1"))],
+])("a unary Lease of 1 MiB tasks %s", (path, client) => {
+  const command = path === "direct to the shard" ? "BIG_D" : "BIG_R";
+
+  it("answers with what fits in 4 MiB and leaves the rest ready, uncounted", async () => {
+    await fill(command, 8);
+    const got = await client().lease({ commands: [command], maxTasks: 8 });
+    expect(got.tasks.length).toBeGreaterThanOrEqual(1);
+    expect(got.tasks.length).toBeLessThanOrEqual(3);
+    expect(await total(command)).toMatchObject({
+      leased: got.tasks.length,
+      ready: 8 - got.tasks.length,
+    });
+    const next = await client().lease({ commands: [command], maxTasks: 8 });
+    expect(next.tasks.every((t) => t.task!.attempts === 1)).toBe(true);
+    await client().ack({
+      items: [...got.tasks, ...next.tasks].map((t) => ({
+        leaseToken: t.leaseToken,
+        result: Buffer.alloc(0),
+      })),
+    });
+  });
+});
+
+it("a LeaseStream through the router pushes 1 MiB tasks in answers a client accepts", async () => {
+  await fill("BIG_S", 8);
+  const stream = new StreamDriver(rc.client("t1"));
+  stream.send({ ...SUB(["BIG_S"]), credits: 8 });
+  await stream.next(); // subscribed
+  const ids = new Set<string>();
+  while (ids.size < 8) {
+    const message = await stream.next(5_000);
+    if (message?.settled) continue;
+    const batch = message!.tasks!.tasks;
+    expect(batch.length).toBeLessThanOrEqual(3);
+    for (const t of batch) ids.add(t.task!.id);
+    stream.send({
+      requestId: ids.size,
+      acks: batch.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) })),
+    });
+  }
+  stream.close();
+  await within(5_000, async () => (await total("BIG_S")).completed === 8);
+  expect((await total("BIG_S")).dead).toBe(0);
+});
+
+it("a command of 1 MiB tasks moves to another shard", async () => {
+  await fill("BIG_M", 30);
+  const from = rc.router.routing.currentShard("BIG_M", "t1");
+  const to = from === "a" ? "b" : "a";
+  await rc.admin().assignCommand({ command: "BIG_M", shard: to });
+  await within(30_000, async () => (await rc.source.get())!.migrations.length === 0);
+  const target = await rc.workers.get(to)!.engine.stats({ command: "BIG_M", tenant: "t1" });
+  expect(target.ready).toBe(30);
+  const task = await rc.client("t1").lease({ commands: ["BIG_M"], maxTasks: 1 });
+  expect(task.tasks[0]!.task!.payload.length).toBe(MIB - 200);
+  expect(task.tasks[0]!.task!.state).toBe(TaskState.TASK_STATE_LEASED);
+}, 60_000);
