@@ -9,23 +9,34 @@ export interface DeadPage {
   readonly cursor: string | undefined;
 }
 
+/** A page cursor: the last listed task's death time and id. */
+const CURSOR = /^(\d{1,16}):([0-9A-Z]{26})$/;
+/** A cursor before every dead task (no task dies at time 0). */
+const START_CURSOR = `0:${"0".repeat(26)}`;
+
 function checkLimit(name: string, value: number, max: number): void {
   if (!Number.isInteger(value) || value < 1 || value > max)
     throw invalidArgument(`${name} must be 1..${max}, got ${value}`);
 }
 
-/** A page of the DLQ, oldest first. The cursor is "<death ms>:<task id>" of the last task returned. */
+/**
+ * A page of the queue's DLQ, oldest first: at most `pageSize` tasks and `bounds.maxBytes`
+ * bytes of them (records, states, payloads). With `firstAlways` (the default) the first
+ * task is listed whatever its size; without it a page may hold no task and still have a
+ * cursor, when the next task alone is over the bound.
+ */
 export async function listDead(
   ctx: EngineContext,
   queue: QueueRef,
   pageSize: number,
   cursor?: string,
+  bounds: { maxBytes?: number; firstAlways?: boolean } = {},
 ): Promise<DeadPage> {
   checkLimit("page size", pageSize, 1000);
   let afterScore = "-inf";
   let afterId = "";
   if (cursor) {
-    const match = /^(\d{1,16}):([0-9A-Z]{26})$/.exec(cursor);
+    const match = CURSOR.exec(cursor);
     if (!match) throw invalidArgument("page token is not one this queue issued");
     afterScore = match[1]!;
     afterId = match[2]!;
@@ -34,15 +45,23 @@ export async function listDead(
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "dead-list",
     [k.tasks, k.state, k.payloads, k.dead],
-    [afterScore, afterId, pageSize],
+    [
+      afterScore,
+      afterId,
+      pageSize,
+      bounds.maxBytes ?? Number.MAX_SAFE_INTEGER,
+      bounds.firstAlways === false ? 0 : 1,
+    ],
   );
   const tasks: StoredTask[] = [];
   let last = "";
-  for (let i = 0; i < reply.length; i += 5) {
+  for (let i = 1; i < reply.length; i += 5) {
     tasks.push(ctx.toTask(queue, reply[i]!, reply[i + 1]!, reply[i + 2]!, reply[i + 3]!).task);
     last = `${reply[i + 4]!.toString()}:${reply[i]!.toString()}`;
   }
-  return { tasks, cursor: tasks.length === pageSize ? last : undefined };
+  const more = reply[0]!.toString() === "1";
+  if (more && tasks.length === 0) return { tasks, cursor: cursor || START_CURSOR };
+  return { tasks, cursor: tasks.length === pageSize || more ? last : undefined };
 }
 
 export interface DeadBatchOutcome {

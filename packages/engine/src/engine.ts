@@ -182,9 +182,14 @@ export class QueueEngine {
     return t.queues(this.ctx, command);
   }
 
-  async listDead(queue: QueueRef, pageSize = 100, cursor?: string): Promise<DeadPage> {
+  async listDead(
+    queue: QueueRef,
+    pageSize = 100,
+    cursor?: string,
+    bounds?: { maxBytes?: number; firstAlways?: boolean },
+  ): Promise<DeadPage> {
     checkQueue(queue);
-    return listDead(this.ctx, queue, pageSize, cursor);
+    return listDead(this.ctx, queue, pageSize, cursor, bounds);
   }
 
   async redrive(queue: QueueRef, limit = 100, ids?: readonly string[]): Promise<DeadBatchOutcome> {

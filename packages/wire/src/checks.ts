@@ -50,3 +50,10 @@ export function failedEnqueueResults(
 ): EnqueueResult[] {
   return Array.from({ length: n }, () => ({ status, taskId: "", duplicate: false, state: 0 }));
 }
+
+/**
+ * Request metadata a caller (a router) may send to lower the bytes of one answer below
+ * the shard's own bound (it can only lower it). An answer under it lists only what
+ * fits, possibly nothing, with a page token to go on from.
+ */
+export const MAX_RESPONSE_BYTES_HEADER = "x-codeq-max-response-bytes";

@@ -20,5 +20,6 @@ export {
   MAX_NACK_DELAY_MS,
   MAX_NACK_ERROR_BYTES,
   LEASE_MS_RANGE,
+  MAX_RESPONSE_BYTES_HEADER,
 } from "./checks";
 export { MAP_VERSION_TRAILER, OWNER_TRAILER } from "./fencing";

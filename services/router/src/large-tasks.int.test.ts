@@ -1,5 +1,6 @@
 import { createChannel, createClient, Metadata } from "nice-grpc";
 import { QueueServiceDefinition, TaskState, type QueueServiceClient } from "@codeq/proto";
+import { MAX_RESPONSE_BYTES_HEADER } from "@codeq/wire";
 import { StreamDriver, SUB } from "../../shard/src/test/fixture";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
@@ -18,9 +19,11 @@ const MIB = 1024 * 1024;
 const payload = (i: number) => Buffer.alloc(MIB - 200, i);
 
 /** A client of one shard worker, as the router's callers would be. */
-function direct(shard: string): QueueServiceClient {
+function direct(shard: string, roles?: string): QueueServiceClient {
+  const metadata = new Metadata({ "x-codeq-tenant": "t1" });
+  if (roles) metadata.set("x-codeq-roles", roles);
   return createClient(QueueServiceDefinition, createChannel(rc.addresses.get(shard)!), {
-    "*": { metadata: new Metadata({ "x-codeq-tenant": "t1" }) },
+    "*": { metadata },
   });
 }
 
@@ -91,3 +94,61 @@ it("a command of 1 MiB tasks moves to another shard", async () => {
   expect(task.tasks[0]!.task!.payload.length).toBe(MIB - 200);
   expect(task.tasks[0]!.task!.state).toBe(TaskState.TASK_STATE_LEASED);
 }, 60_000);
+
+describe.each([
+  ["through the router", () => rc.client("t1", "admin,worker,producer")],
+  ["direct to the shard", () => direct(rc.router.routing.currentShard("DEAD_D", "t1"), "admin")],
+])("ListDead of 1 MiB tasks %s", (path, client) => {
+  const command = path === "direct to the shard" ? "DEAD_D" : "DEAD_R";
+
+  it("pages them in answers a client accepts, each task once", async () => {
+    await fill(command, 8);
+    const c = rc.client("t1");
+    const leased = await c.lease({ commands: [command], maxTasks: 8 });
+    let left = 8;
+    for (let got = leased; left > 0; got = await c.lease({ commands: [command], maxTasks: 8 })) {
+      left -= got.tasks.length;
+      await c.nack({
+        items: got.tasks.map((t) => ({ leaseToken: t.leaseToken, deadLetter: true, error: "" })),
+      });
+    }
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const page = await client().listDead({ command, pageSize: 100, pageToken });
+      expect(page.tasks.length).toBeLessThanOrEqual(3);
+      seen.push(...page.tasks.map((t) => t.id));
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    expect(seen).toHaveLength(8);
+    expect(new Set(seen).size).toBe(8);
+  });
+});
+
+it("a shard lists only what fits under a router's lower bound, and a token to go on", async () => {
+  await fill("DEAD_H", 2);
+  const c = rc.client("t1");
+  const got = await c.lease({ commands: ["DEAD_H"], maxTasks: 2 });
+  await c.nack({
+    items: got.tasks.map((t) => ({ leaseToken: t.leaseToken, deadLetter: true, error: "" })),
+  });
+  const shard = direct(rc.router.routing.currentShard("DEAD_H", "t1"), "admin");
+  const strict = await shard.listDead(
+    { command: "DEAD_H", pageSize: 10, pageToken: "" },
+    {
+      metadata: Metadata({
+        "x-codeq-tenant": "t1",
+        "x-codeq-roles": "admin",
+        [MAX_RESPONSE_BYTES_HEADER]: "1000",
+      }),
+    },
+  );
+  expect(strict.tasks).toEqual([]);
+  expect(strict.nextPageToken).not.toBe("");
+  const next = await shard.listDead({
+    command: "DEAD_H",
+    pageSize: 10,
+    pageToken: strict.nextPageToken,
+  });
+  expect(next.tasks).toHaveLength(2);
+});

@@ -1,6 +1,6 @@
-import { ServerError, Status, type CallContext } from "nice-grpc";
+import { Metadata, ServerError, Status, type CallContext } from "nice-grpc";
 import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
-import { LeasedTask } from "@codeq/proto";
+import { LeasedTask, Task } from "@codeq/proto";
 import type {
   AckItem,
   ExtendItem,
@@ -12,10 +12,15 @@ import type {
   LeaseResponse,
   QueueCounts,
   QueueServiceImplementation,
-  Task,
 } from "@codeq/proto";
 import { answerConcurrently, requireRole, type Lifecycle } from "@codeq/server-kit";
-import { ackProblem, extendProblem, failedEnqueueResults, nackProblem } from "@codeq/wire";
+import {
+  ackProblem,
+  extendProblem,
+  failedEnqueueResults,
+  MAX_RESPONSE_BYTES_HEADER,
+  nackProblem,
+} from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
@@ -383,20 +388,27 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       let { shard, cursor } = decodeDeadToken(req.pageToken);
       const tasks: Task[] = [];
       const unavailableShards: string[] = [];
+      // each shard bounds its page's bytes; past the first task, a shard may add only
+      // what still fits in one answer (MAX_RESPONSE_BYTES_HEADER)
+      let bytes = 0;
       while (shard < shards.length && tasks.length < size) {
         const id = shards[shard]!;
+        const asked = size - tasks.length;
+        const options = routing.options(f);
+        if (tasks.length > 0) {
+          const left = Math.max(0, routing.config.maxResponseBytes - bytes);
+          options.metadata = Metadata(options.metadata).set(MAX_RESPONSE_BYTES_HEADER, `${left}`);
+        }
         try {
           const page = await routing.pool
             .get(id)
-            .call((c) =>
-              c.queue.listDead(
-                { ...req, pageSize: size - tasks.length, pageToken: cursor },
-                routing.options(f),
-              ),
-            );
+            .call((c) => c.queue.listDead({ ...req, pageSize: asked, pageToken: cursor }, options));
           tasks.push(...page.value.tasks);
+          for (const task of page.value.tasks) bytes += Task.encode(task).finish().length + 6;
           if (page.value.nextPageToken) {
             cursor = page.value.nextPageToken;
+            // fewer than asked, and more to come: the page is full by bytes
+            if (page.value.tasks.length < asked) break;
             continue;
           }
         } catch (err) {

@@ -14,7 +14,7 @@ import { onFirstAbort } from "./kick";
 import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
-import { countsToWire, deliveryToWire, taskToWire } from "@codeq/wire";
+import { countsToWire, deliveryToWire, MAX_RESPONSE_BYTES_HEADER, taskToWire } from "@codeq/wire";
 import { NAME_PATTERN as NAME } from "@codeq/common";
 
 function queueOf(identity: Identity, command: string): QueueRef {
@@ -174,8 +174,15 @@ export function queueService(
       requireRole(identity, "admin", "ListDead");
       const queue = queueOf(identity, req.command);
       const size = limit("page_size", req.pageSize, 100, 1000);
+      // a router filling one page from several shards lowers the bound, strictly
+      const header = ctx.metadata.get(MAX_RESPONSE_BYTES_HEADER);
+      const lowered = typeof header === "string" && /^\d{1,15}$/.test(header);
+      const asked = lowered ? Number(header) : Infinity;
       const page = await asServerErrors(() =>
-        engine.listDead(queue, size, req.pageToken || undefined),
+        engine.listDead(queue, size, req.pageToken || undefined, {
+          maxBytes: Math.min(asked, config.maxResponseBytes),
+          firstAlways: !lowered,
+        }),
       );
       return {
         tasks: page.tasks.map(taskToWire),

@@ -29,6 +29,28 @@ describe("dead-list-4.lua", () => {
     await expect(engine.listDead(Q, 1001)).rejects.toThrow(/page size/);
   });
 
+  it("ends a page at its byte bound, and lists nothing past a strict one but a cursor", async () => {
+    const { engine, clock } = await fx().engine();
+    const ids = await seed(engine, 5, { payload: Buffer.alloc(10_000) });
+    for (const d of await engine.lease(Q, LEASE)) {
+      clock.advance(1);
+      await engine.nack([{ token: d.token, deadLetter: true }]);
+    }
+    const first = await engine.listDead(Q, 100, undefined, { maxBytes: 25_000 });
+    expect(first.tasks.map((t) => t.id)).toEqual(ids.slice(0, 2));
+    // a first task over the bound is listed alone, unless the bound is strict
+    const alone = await engine.listDead(Q, 100, first.cursor, { maxBytes: 100 });
+    expect(alone.tasks.map((t) => t.id)).toEqual([ids[2]]);
+    const none = await engine.listDead(Q, 100, first.cursor, { maxBytes: 100, firstAlways: false });
+    expect(none.tasks).toEqual([]);
+    expect(none.cursor).toBe(first.cursor);
+    const fromStart = await engine.listDead(Q, 100, undefined, { maxBytes: 0, firstAlways: false });
+    expect(fromStart.tasks).toEqual([]);
+    const rest = await engine.listDead(Q, 100, fromStart.cursor);
+    expect(rest.tasks.map((t) => t.id)).toEqual(ids);
+    expect(rest.cursor).toBeUndefined();
+  });
+
   it("does not skip tasks that died in the same millisecond", async () => {
     const { engine } = await fx().engine();
     const ids = await seed(engine, 5);

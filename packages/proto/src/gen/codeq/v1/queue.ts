@@ -290,7 +290,11 @@ export interface QueueStatsResponse {
 export interface ListDeadRequest {
   /** Required. */
   command: string;
-  /** 1..1000. 0 = 100. */
+  /**
+   * 1..1000. 0 = 100. A page also ends where one more task would make the answer
+   * larger than about 4 MiB (what gRPC clients accept by default): follow
+   * next_page_token until it is empty.
+   */
   pageSize: number;
   /** From the previous response; empty for the first page. */
   pageToken: string;
