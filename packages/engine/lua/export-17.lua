@@ -41,14 +41,13 @@ local function take(id)
   return true, true
 end
 local reserved = redis.call('ZRANGE', KEYS[6], 0, limit - 1)
-if #reserved > 0 then
-  for i = 1, #reserved do
-    local more, taken = take(reserved[i])
-    if not more then break end
-    if not taken then redis.call('ZREM', KEYS[6], reserved[i]) end
-  end
-  return out
+for i = 1, #reserved do
+  local more, taken = take(reserved[i])
+  if not more then break end
+  if not taken then redis.call('ZREM', KEYS[6], reserved[i]) end
 end
+-- a reserved batch goes first; one whose tasks were all deleted meanwhile is none
+if #out > 0 or redis.call('ZCARD', KEYS[6]) > 0 then return out end
 local ids = {}
 local full = false
 -- READY lists from priority 9, then the earliest scheduled, then the oldest dead;

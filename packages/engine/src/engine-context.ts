@@ -63,6 +63,8 @@ export interface EngineContext {
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
   readonly giveBacks: LeaseGiveBacks;
+  /** Queue id → average bytes of its recently leased tasks, for queues of large tasks. */
+  readonly taskSizes: Map<string, number>;
   keys(queue: QueueRef): QueueKeys;
   /** Turns a script's id, record, state, payload (and result) into a task and its delivery nonce. */
   toTask(
@@ -121,6 +123,7 @@ export async function createEngineContext(
       onGivenBack: options.onLeasesGivenBack ?? (() => undefined),
       onFailed: options.onGiveBackFailed ?? (() => undefined),
     }),
+    taskSizes: new Map(),
     keys(queue) {
       const id = queueId(queue);
       let keys = keyCache.get(id);

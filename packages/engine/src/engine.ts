@@ -127,12 +127,21 @@ export class QueueEngine {
     return nack(this.ctx, items);
   }
 
-  /** Gives leases back at once (a closed stream): ready again at the head of the list, the attempt counted. */
-  async release(tokens: readonly string[], reason = "lease released"): Promise<SettleOutcome[]> {
+  /**
+   * Gives leases back at once: ready again at the head of the list. Those of a closed
+   * stream were delivered: the attempt counts and `reason` becomes the last error. With
+   * `delivered` false (a lease no caller got: it left, or the answer had no room), the
+   * attempt does not count and the last error stays.
+   */
+  async release(
+    tokens: readonly string[],
+    reason = "lease released",
+    delivered = true,
+  ): Promise<SettleOutcome[]> {
     return nack(
       this.ctx,
       tokens.map((token) => ({ token, delayMs: 0, error: reason })),
-      true,
+      delivered ? "release" : "undelivered",
     );
   }
 

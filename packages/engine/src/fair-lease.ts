@@ -1,6 +1,13 @@
 import type { EngineContext } from "./engine-context";
 import type { QueueRef } from "./keys";
-import { deliveryBytes, lease, queues, type Delivery, type LeaseOptions } from "./transitions";
+import {
+  deliveryBytes,
+  leaseCall,
+  queues,
+  type Delivery,
+  type LeaseCallResult,
+  type LeaseOptions,
+} from "./transitions";
 
 /**
  * Leases across every tenant of a command for a worker allowed to serve them all.
@@ -40,6 +47,7 @@ export class FairLeaser {
     // rotate so this call begins where the last one stopped
     let candidates = [...all.slice(start), ...all.slice(0, start)];
     const out: Delivery[] = [];
+    const calls: LeaseCallResult[] = [];
     let lastServed = -1;
     let bytes = 0;
     while (out.length < options.max && candidates.length > 0) {
@@ -53,7 +61,7 @@ export class FairLeaser {
       if (bytesLeft !== undefined && bytesLeft <= 0) break;
       const results = await Promise.all(
         round.map((tenant, i) =>
-          lease(
+          leaseCall(
             this.ctx,
             { command, tenant },
             {
@@ -66,7 +74,9 @@ export class FairLeaser {
         ),
       );
       const stillFull: string[] = [];
-      results.forEach((got, i) => {
+      results.forEach((call, i) => {
+        const got = call.deliveries;
+        calls.push(call);
         out.push(...got);
         if (bytesLeft !== undefined) for (const d of got) bytes += deliveryBytes(d);
         if (got.length > 0) lastServed = all.indexOf(round[i]!);
@@ -77,7 +87,10 @@ export class FairLeaser {
       candidates = [...candidates.slice(round.length), ...stillFull];
     }
     if (lastServed >= 0) this.cursors.set(command, lastServed + 1);
-    return out;
+    // the first call may have kept a task larger than its share while the others
+    // filled theirs: what passes the bound goes back
+    if (options.maxBytes === undefined || bytes <= options.maxBytes) return out;
+    return keepWithin(calls, options.maxBytes, options.firstAlways !== false);
   }
 
   private async tenantsOf(command: string): Promise<string[]> {
@@ -93,4 +106,31 @@ export class FairLeaser {
       this.tenants.set(command, { at: now, list, has: new Set(list) });
     return list;
   }
+}
+
+/**
+ * The deliveries of `calls`, in order, within `maxBytes` (with `firstAlways`, the first
+ * whatever its size); each call gives back what of it was not kept.
+ */
+async function keepWithin(
+  calls: readonly LeaseCallResult[],
+  maxBytes: number,
+  firstAlways: boolean,
+): Promise<Delivery[]> {
+  const out: Delivery[] = [];
+  let bytes = 0;
+  await Promise.all(
+    calls.map((call) => {
+      const keep: string[] = [];
+      for (const d of call.deliveries) {
+        const size = deliveryBytes(d);
+        if (bytes + size > maxBytes && !(firstAlways && out.length === 0)) continue;
+        out.push(d);
+        keep.push(d.task.id);
+        bytes += size;
+      }
+      return keep.length < call.deliveries.length ? call.giveBack(keep) : undefined;
+    }),
+  );
+  return out;
 }

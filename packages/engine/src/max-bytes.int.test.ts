@@ -1,3 +1,4 @@
+import { queueKeys } from "./keys";
 import { deliveryBytes } from "./transitions";
 import { LEASE, Q, seed, useEngineFixture } from "./test/fixture";
 
@@ -22,6 +23,21 @@ describe("bytes bounds: lease answers and export batches", () => {
     const rest = await engine.lease(Q, LEASE);
     expect(rest.map((d) => d.task.payload.subarray(0, 1).toString())).toEqual(["c", "d"]);
     expect(rest.map((d) => d.task.attempts)).toEqual([1, 1]);
+  });
+
+  it("leases about what fits once it has seen a queue's tasks are large", async () => {
+    const givenBack: number[] = [];
+    const { engine } = await fx().engine({
+      random: Math.random, // a nonce of its own per call, as in production
+      onLeasesGivenBack: (_q, n) => givenBack.push(n),
+    });
+    await seed(engine, 40, { payload: big("x", 100) });
+    const bound = { ...LEASE, max: 10, maxBytes: 250 * 1024 };
+    expect(await engine.lease(Q, bound)).toHaveLength(2);
+    expect(givenBack).toEqual([8]); // read 10, answered 2
+    expect(await engine.lease(Q, bound)).toHaveLength(2);
+    expect(await engine.lease(Q, bound)).toHaveLength(2);
+    expect(givenBack).toEqual([8]); // then 2: what 250 KiB holds at its size
   });
 
   it("keeps a first task larger than maxBytes alone, unless told not to", async () => {
@@ -55,6 +71,40 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(got.map((d) => d.task.tenant).sort()).toEqual(["t1", "t1", "t2", "t2"]);
     expect(got.reduce((n, d) => n + deliveryBytes(d), 0)).toBeLessThanOrEqual(170 * 1024);
     expect((await engine.stats(q("t1"))).ready + (await engine.stats(q("t2"))).ready).toBe(2);
+  });
+
+  it("a cross-tenant lease stays within maxBytes when its first task is over its share", async () => {
+    const { engine } = await fx().engine();
+    const q = (tenant: string) => ({ command: "MIXED", tenant });
+    await seed(engine, 1, { payload: big("h", 150) }, q("a-huge"), "huge");
+    for (let t = 0; t < 9; t++) await seed(engine, 3, { payload: big("s", 10) }, q(`b${t}`), "s");
+    // the rotation starts at the huge one's tenant
+    const got = await engine.leaseAcrossTenants("MIXED", { ...LEASE, maxBytes: 170 * 1024 });
+    expect(got[0]!.task.tenant).toBe("a-huge");
+    expect(got.reduce((n, d) => n + deliveryBytes(d), 0)).toBeLessThanOrEqual(170 * 1024);
+    // what did not fit is ready again, its attempt not counted
+    let ready = 0;
+    for (let t = 0; t < 9; t++) ready += (await engine.stats(q(`b${t}`))).ready;
+    expect(ready).toBe(27 - (got.length - 1));
+    const again = await engine.leaseAcrossTenants("MIXED", { ...LEASE, max: 1000 });
+    expect(again.every((d) => d.task.attempts === 1)).toBe(true);
+  });
+
+  it("a cross-tenant lease stays within maxBytes when its first task is over its share", async () => {
+    const { engine } = await fx().engine();
+    const q = (tenant: string) => ({ command: "MIXED", tenant });
+    await seed(engine, 1, { payload: big("h", 150) }, q("a-huge"), "huge");
+    for (let t = 0; t < 9; t++) await seed(engine, 3, { payload: big("s", 10) }, q(`b${t}`), "s");
+    // the rotation starts at the huge one's tenant
+    const got = await engine.leaseAcrossTenants("MIXED", { ...LEASE, maxBytes: 170 * 1024 });
+    expect(got[0]!.task.tenant).toBe("a-huge");
+    expect(got.reduce((n, d) => n + deliveryBytes(d), 0)).toBeLessThanOrEqual(170 * 1024);
+    // what did not fit is ready again, its attempt not counted
+    let ready = 0;
+    for (let t = 0; t < 9; t++) ready += (await engine.stats(q(`b${t}`))).ready;
+    expect(ready).toBe(27 - (got.length - 1));
+    const again = await engine.leaseAcrossTenants("MIXED", { ...LEASE, max: 1000 });
+    expect(again.every((d) => d.task.attempts === 1)).toBe(true);
   });
 
   it("an export batch holds at most maxBytes past its first task, and resumes the same way", async () => {
@@ -91,5 +141,43 @@ describe("bytes bounds: lease answers and export batches", () => {
     }
     expect(all).toEqual(["c", "d", "e", "s"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 0, moving: 0 });
+  });
+
+  it("an export cut by bytes takes nothing after the cut, and leaves the rest in place", async () => {
+    const { engine } = await fx().engine();
+    await engine.enqueue(Q, [
+      { payload: big("h", 100), priority: 9 },
+      { payload: big("i", 100), priority: 9 },
+      { payload: big("l", 1), priority: 1 },
+      { payload: big("s", 100), delayMs: 60_000 },
+      { payload: big("t", 100), delayMs: 60_000 },
+    ]);
+    const names = async (maxBytes: number) => {
+      const batch = await engine.exportBatch(Q, 100, maxBytes);
+      await engine.confirmExport(
+        Q,
+        batch.map((e) => e.task.id),
+      );
+      return batch.map((e) => e.task.payload.subarray(0, 1).toString());
+    };
+    expect(await names(150 * 1024)).toEqual(["h"]); // not the small one behind the cut
+    expect(await engine.stats(Q)).toMatchObject({ ready: 2, scheduled: 2, moving: 0 });
+    expect(await names(210 * 1024)).toEqual(["i", "l", "s"]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 1 });
+    expect(await names(1)).toEqual(["t"]);
+  });
+
+  it("reserves a new batch when every task of the reserved one was deleted meanwhile", async () => {
+    const { engine, redis, prefix } = await fx().engine();
+    await engine.enqueue(
+      Q,
+      ["a", "b", "c"].map((n) => ({ payload: big(n, 1) })),
+    );
+    const [a] = await engine.exportBatch(Q, 1);
+    // gone some other way while reserved (a store's leftover)
+    await redis.hdel(queueKeys(Q, { prefix, layout: "sharded", shard: "a" }).state, a!.task.id);
+    const next = await engine.exportBatch(Q, 1);
+    expect(next.map((e) => e.task.payload.subarray(0, 1).toString())).toEqual(["b"]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 1, moving: 1 });
   });
 });

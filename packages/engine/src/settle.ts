@@ -126,11 +126,18 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
   });
 }
 
-/** Nack, and release (delay 0, at the head of the list) for the leases of a closed stream. */
+/**
+ * How a nack ends a delivery: a nack; a release of a closed stream's lease (delay 0, at
+ * the head of its list); or the same for a lease never delivered, its attempt not counted.
+ */
+export type NackMode = "nack" | "release" | "undelivered";
+const MODE_ARG: Record<NackMode, number> = { nack: 0, release: 1, undelivered: 2 };
+
+/** Nack, and the releases of `NackMode`. */
 export function nack(
   ctx: EngineContext,
   inputs: readonly NackInput[],
-  release = false,
+  mode: NackMode = "nack",
 ): Promise<SettleOutcome[]> {
   return settle(ctx, inputs, async ({ queue, items }) => {
     const k = ctx.keys(queue);
@@ -148,7 +155,7 @@ export function nack(
         nonceText(token.nonce),
         input.delayMs ?? -1,
         input.deadLetter ? 1 : 0,
-        release ? 1 : 0,
+        MODE_ARG[mode],
         input.error ?? "",
       );
     }

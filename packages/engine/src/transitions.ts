@@ -121,7 +121,7 @@ async function store(
   let readyLeft = 0;
   if (leasingOptions) {
     // { left, k, the enqueue's reply (k values), the lease's reply } (see enqueue-lease-19.lua)
-    const lease = leaseArgs(ctx, queue, leasingOptions, now);
+    const lease = leaseArgs(ctx, queue, sized(ctx, queue, leasingOptions), now);
     const got = await leasing(ctx, queue, lease.call, async () => {
       const both = await ctx.runner.runBuffer<Array<number | Buffer>>("enqueue-lease", keys, [
         ...args,
@@ -203,25 +203,46 @@ export function deliveryBytes(d: Delivery): number {
     Buffer.byteLength(d.task.tenant);
   if (d.task.idemKey !== undefined) n += Buffer.byteLength(d.task.idemKey);
   if (d.task.lastError !== undefined) n += Buffer.byteLength(d.task.lastError);
-  for (const [key, value] of Object.entries(d.task.headers ?? {}))
-    n += Buffer.byteLength(key) + Buffer.byteLength(value) + 8;
+  const headers = d.task.headers;
+  if (headers)
+    for (const key in headers) n += Buffer.byteLength(key) + Buffer.byteLength(headers[key]!) + 8;
   return n;
 }
 
-/** How many of `deliveries`, from the first, fit in `options.maxBytes`. */
-function fitting(deliveries: readonly Delivery[], options: LeaseOptions): number {
-  if (options.maxBytes === undefined) return deliveries.length;
+/** Queues whose leased tasks average at least this many bytes have their size remembered. */
+const SIZED_BYTES = 4096;
+/** Queues whose task size is remembered, at most (past it, every size is forgotten). */
+const MAX_SIZED_QUEUES = 10_000;
+
+/**
+ * `options` with `max` lowered to what `maxBytes` holds at the queue's recent task
+ * size: a lease of large tasks then reads from the store about what it may answer,
+ * not many times that to give the rest back.
+ */
+function sized(ctx: EngineContext, queue: QueueRef, options: LeaseOptions): LeaseOptions {
+  if (options.maxBytes === undefined) return options;
+  const size = ctx.taskSizes.get(queueId(queue));
+  if (size === undefined) return options;
+  const max = Math.max(1, Math.min(options.max, Math.floor(options.maxBytes / size)));
+  return max === options.max ? options : { ...options, max };
+}
+
+/** How many of `deliveries`, from the first, fit in `options.maxBytes`; and their average size. */
+function fitting(deliveries: readonly Delivery[], options: LeaseOptions) {
   let bytes = 0;
+  let n = deliveries.length;
   for (let i = 0; i < deliveries.length; i++) {
     bytes += deliveryBytes(deliveries[i]!);
-    if (bytes > options.maxBytes) return i === 0 && options.firstAlways !== false ? 1 : i;
+    if (n === deliveries.length && options.maxBytes !== undefined && bytes > options.maxBytes)
+      n = i === 0 && options.firstAlways !== false ? 1 : i;
   }
-  return deliveries.length;
+  return { n, average: deliveries.length > 0 ? bytes / deliveries.length : 0 };
 }
 
 /**
  * The deliveries of one lease call that fit in `options.maxBytes`; the rest are given
- * back before the answer (LeaseGiveBacks tries again if that fails).
+ * back before the answer (LeaseGiveBacks tries again if that fails). Remembers the
+ * queue's task size when its tasks are large (`sized`).
  */
 async function withinBytes(
   ctx: EngineContext,
@@ -230,7 +251,13 @@ async function withinBytes(
   deliveries: Delivery[],
   options: LeaseOptions,
 ): Promise<Delivery[]> {
-  const n = fitting(deliveries, options);
+  if (options.maxBytes === undefined || deliveries.length === 0) return deliveries;
+  const { n, average } = fitting(deliveries, options);
+  const id = queueId(queue);
+  if (average >= SIZED_BYTES) {
+    if (ctx.taskSizes.size >= MAX_SIZED_QUEUES && !ctx.taskSizes.has(id)) ctx.taskSizes.clear();
+    ctx.taskSizes.set(id, average);
+  } else if (ctx.taskSizes.size > 0) ctx.taskSizes.delete(id);
   if (n === deliveries.length) return deliveries;
   const kept = deliveries.slice(0, n);
   await undo(
@@ -341,9 +368,25 @@ export async function lease(
   queue: QueueRef,
   options: LeaseOptions,
 ): Promise<Delivery[]> {
+  return (await leaseCall(ctx, queue, options)).deliveries;
+}
+
+/** One lease call's deliveries, and a way to give back those its caller will not deliver. */
+export interface LeaseCallResult {
+  readonly deliveries: Delivery[];
+  /** Gives back every task this call leased but those in `keep` (never throws). */
+  giveBack(keep: readonly string[]): Promise<void>;
+}
+
+/** As `lease`, for a caller that may give back part of what it got (see LeaseCallResult). */
+export async function leaseCall(
+  ctx: EngineContext,
+  queue: QueueRef,
+  options: LeaseOptions,
+): Promise<LeaseCallResult> {
   checkLeaseOptions(options);
   const k = ctx.keys(queue);
-  const { args, call } = leaseArgs(ctx, queue, options, ctx.clock.now());
+  const { args, call } = leaseArgs(ctx, queue, sized(ctx, queue, options), ctx.clock.now());
   const { deliveries } = await leasing(ctx, queue, call, async () => {
     const reply = await ctx.runner.runBuffer<Buffer[]>(
       "lease",
@@ -352,7 +395,10 @@ export async function lease(
     );
     return { deliveries: leasedFrom(ctx, queue, reply) };
   });
-  return withinBytes(ctx, queue, call, deliveries, options);
+  return {
+    deliveries: await withinBytes(ctx, queue, call, deliveries, options),
+    giveBack: (keep) => undo(ctx, queue, call, keep, "over size"),
+  };
 }
 
 /** The deliveries in lease-17.lua's reply. */

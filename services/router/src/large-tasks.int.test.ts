@@ -11,7 +11,7 @@ import { routerCluster, within, type RouterCluster } from "./test/cluster";
  */
 let rc: RouterCluster;
 beforeAll(async () => {
-  rc = await routerCluster({ shards: ["a", "b"] });
+  rc = await routerCluster({ shards: ["a", "b"], commands: { BIG_A: "a", BIG_B: "b" } });
 });
 afterAll(() => rc.close());
 
@@ -27,9 +27,9 @@ function direct(shard: string, roles?: string): QueueServiceClient {
   });
 }
 
-async function fill(command: string, n: number): Promise<void> {
+async function fill(command: string, n: number, maxAttempts = 0): Promise<void> {
   const c = rc.client("t1");
-  for (let i = 0; i < n; i++) await c.enqueue({ command, payload: payload(i) });
+  for (let i = 0; i < n; i++) await c.enqueue({ command, payload: payload(i), maxAttempts });
 }
 
 const total = async (command: string) => (await rc.client("t1").queueStats({ command })).total!;
@@ -151,4 +151,19 @@ it("a shard lists only what fits under a router's lower bound, and a token to go
     pageToken: strict.nextPageToken,
   });
   expect(next.tasks).toHaveLength(2);
+});
+
+it("a Lease answered by two shards keeps what fits and gives the rest back, unspent", async () => {
+  await fill("BIG_A", 3, 1);
+  await fill("BIG_B", 3, 1);
+  const c = rc.client("t1");
+  const got = await c.lease({ commands: ["BIG_A", "BIG_B"], maxTasks: 8 });
+  expect(got.tasks.length).toBeGreaterThanOrEqual(1);
+  expect(got.tasks.length).toBeLessThanOrEqual(3);
+  // one attempt each: what did not fit is ready again, not dead
+  await within(5_000, async () => {
+    const [a, b] = [await total("BIG_A"), await total("BIG_B")];
+    return a.ready + b.ready === 6 - got.tasks.length;
+  });
+  expect((await total("BIG_A")).dead + (await total("BIG_B")).dead).toBe(0);
 });

@@ -469,7 +469,7 @@ export interface Leased {
  * The tasks of several shards' Lease answers, in their order, within `maxBytes` (the
  * first task whatever its size). Each shard keeps its own answer within its bound, but
  * answers merged may pass what a client accepts; what does not fit is given back to its
- * shard, its attempt counted as for a caller that left (docs/routing.md).
+ * shard, as for a caller that left: ready at once, its attempt not counted.
  */
 export function mergeLeases(
   answers: readonly Leased[],

@@ -62,7 +62,7 @@ async function handle(
     );
   if (release) {
     const tokens = call(internal.ReleaseRequest, release).leaseTokens;
-    await core.releaseFor(identity, tokens, "the router's caller did not take the lease");
+    await core.releaseFor(identity, tokens);
     return NONE;
   }
   if (lease)

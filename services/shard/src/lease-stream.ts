@@ -157,10 +157,8 @@ export class LeaseStreamSession implements Taker {
         const want = Math.min(this.credits, this.maxBatch);
         const got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
         if (signal.aborted) {
-          await this.core.release(
-            got.map((d) => d.token),
-            "lease stream closed",
-          );
+          // never pushed
+          await this.core.giveBack(got.map((d) => d.token));
           return;
         }
         if (got.length > 0) {
@@ -199,12 +197,7 @@ export class LeaseStreamSession implements Taker {
     if (before === 0 && this.credits > 0) this.kick.fire();
     if (deliveries.length === 0) return;
     if (this.ended.signal.aborted) {
-      this.core
-        .release(
-          deliveries.map((d) => d.token),
-          "lease stream closed",
-        )
-        .catch(() => undefined); // the store is unreachable: the leases expire
+      this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined); // the store is unreachable: the leases expire
       return;
     }
     this.push(deliveries);

@@ -289,24 +289,35 @@ export class QueueCore {
 
   /**
    * Gives back leases a router took for `identity` and could not hand over (the
-   * caller left, or the router stopped waiting). Only the caller's own tokens count.
+   * caller left, the router stopped waiting, or its answer had no room for them):
+   * never delivered, so their attempt does not count. Only the caller's own tokens count.
    */
-  async releaseFor(identity: Identity, tokens: readonly string[], reason: string): Promise<void> {
+  async releaseFor(identity: Identity, tokens: readonly string[]): Promise<void> {
     requireRole(identity, "worker", "releasing a lease");
     this.checkBatch("lease_tokens", tokens.length);
     const own = tokens.filter((token) => this.owns(identity, token));
     try {
-      await this.release(own, reason);
+      await this.giveBack(own);
     } catch (err) {
       throw toServerError(err);
     }
   }
 
-  /** Gives back leases a closed stream held: ready again at once. */
+  /** Gives back leases a closed stream held: ready again at once, the attempt counted. */
   async release(tokens: readonly string[], reason: string): Promise<void> {
     if (tokens.length === 0) return;
     const outs = await this.metrics.time("release", () => this.engine.release(tokens, reason));
     this.metrics.released.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
+    this.afterFailure(tokens, outs);
+  }
+
+  /**
+   * Gives back leases no worker got (its caller left, or its stream closed before the
+   * push): ready again at once, the attempt not counted.
+   */
+  async giveBack(tokens: readonly string[]): Promise<void> {
+    if (tokens.length === 0) return;
+    const outs = await this.metrics.time("release", () => this.engine.release(tokens, "", false));
     this.afterFailure(tokens, outs);
   }
 

@@ -115,10 +115,7 @@ export function queueService(
           const got = await asServerErrors(() => core.lease(identity, ask, max, round));
           if (got.length > 0 && ctx.signal.aborted) {
             // the caller left while we leased: give the tasks back rather than let them expire
-            await core.release(
-              got.map((d) => d.token),
-              "caller cancelled the lease call",
-            );
+            await core.giveBack(got.map((d) => d.token));
             return { tasks: [] };
           }
           if (got.length > 0 || Date.now() >= until || cancelled.kick.aborted)

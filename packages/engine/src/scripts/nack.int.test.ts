@@ -208,4 +208,30 @@ describe("nack-16.lua", () => {
     expect((await engine.lease(Q, LEASE)).map((x) => x.task.id)).toEqual([a, b]);
     expect(await engine.getTask(Q, a!)).toMatchObject({ attempts: 2, lastError: "lease released" });
   });
+
+  it("gives back a lease never delivered without counting it, even on the last attempt", async () => {
+    const { engine } = await fx().engine();
+    const [a, b] = await seed(engine, 2, { maxAttempts: 2 });
+    const [first] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    await engine.nack([{ token: first!.token, delayMs: 0, error: "boom" }]); // attempt 1 failed
+    const [last] = await engine.lease(Q, { max: 1, leaseMs: 30_000 }); // b, its first
+    expect(last!.task.id).toBe(b);
+    const [again] = await engine.lease(Q, { max: 1, leaseMs: 30_000 }); // a, its last
+    expect(again!.task).toMatchObject({ id: a, attempts: 2 });
+    expect(await engine.release([again!.token], "ignored", false)).toEqual([
+      { code: ScriptCode.Ok, state: "READY" },
+    ]);
+    // ready at the head, the attempt not used up, the last error kept, not dead
+    expect(await engine.getTask(Q, a!)).toMatchObject({
+      state: "READY",
+      attempts: 1,
+      lastError: "boom",
+    });
+    const [next] = await engine.lease(Q, LEASE);
+    expect(next!.task).toMatchObject({ id: a, attempts: 2 });
+    // and a late nack of the given-back delivery is stale
+    expect(await engine.nack([{ token: again!.token }])).toEqual([
+      { code: ScriptCode.StaleLease, state: "LEASED" },
+    ]);
+  });
 });

@@ -170,9 +170,10 @@ export interface ForwardRequest {
 }
 
 /**
- * Leases to give back at once (the task is ready again; the attempt stays
- * counted), as a LeaseStream's end gives back what it holds. Tokens that are
- * not the caller's, or no longer held, are passed over.
+ * Leases to give back at once, taken for a caller that never got them (it left,
+ * or the router's answer had no room): the task is ready again at the head of
+ * its list, its attempt not counted. Tokens that are not the caller's, or no
+ * longer held, are passed over.
  */
 export interface ReleaseRequest {
   leaseTokens: string[];
