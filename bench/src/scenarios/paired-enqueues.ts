@@ -1,5 +1,5 @@
 import { PAYLOAD, paced } from "./grpc-workloads";
-import type { Rig } from "./grpc-rig";
+import type { QueueServiceClient } from "@codeq/proto";
 
 /**
  * One-task Enqueues at `rate` per second on each of two paths (direct to a shard
@@ -7,13 +7,11 @@ import type { Rig } from "./grpc-rig";
  * on each path, started together, so that both meet the same moments of the machine
  * and each pair's difference is what the second path added to that call. Which call
  * is started first alternates from pair to pair, so neither path always pays for the
- * other's start. Only pairs sent while both windows were open count.
+ * other's start. Only pairs sent while `counting()` says so count.
  */
 export class PairedEnqueues {
   /** Per path: calls answered so far. */
   readonly answered: [number, number] = [0, 0];
-  /** Per path: whether its window is open. */
-  readonly open: [boolean, boolean] = [false, false];
   /** Per path, per counted pair: send → answer, ms. */
   readonly latencies: [number[], number[]] = [[], []];
   private failure: { err: unknown } | undefined;
@@ -25,9 +23,14 @@ export class PairedEnqueues {
   private readonly done: Promise<void>;
 
   constructor(
-    private readonly rigs: readonly [Rig, Rig],
+    private readonly rigs: readonly [
+      { client(): QueueServiceClient },
+      { client(): QueueServiceClient },
+    ],
     private readonly commands: readonly [string, string],
     rate: number,
+    /** Whether a pair sent now counts (the measured window is open). */
+    private readonly counting: () => boolean,
   ) {
     this.done = paced(
       1000 / rate,
@@ -37,7 +40,7 @@ export class PairedEnqueues {
   }
 
   private sendPair(): void {
-    const pair = this.open[0] && this.open[1] ? this.latencies[0].push(NaN) - 1 : -1;
+    const pair = this.counting() ? this.latencies[0].push(NaN) - 1 : -1;
     if (pair >= 0) this.latencies[1].push(NaN);
     const order = this.pairs++ % 2 === 0 ? ([0, 1] as const) : ([1, 0] as const);
     for (const path of order) {

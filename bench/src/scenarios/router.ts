@@ -13,10 +13,10 @@ import {
   type VariantResult,
 } from "../scenario";
 import { checkEvery, cpuPerThousand, disturbed, openRig, type Rig } from "./grpc-rig";
-import { PairedEnqueues } from "./paired-enqueues";
+import { startPairedClient } from "./paired-client";
 import { deleteUnder, writeShardMap } from "./shard-map";
 import { metricsOn } from "../gc-watch";
-import { deliveryLatency } from "./delivery-latency";
+import { deliveryLatency, LATENCY_WARMUP_SECONDS } from "./delivery-latency";
 import {
   PAYLOAD,
   streamCycles,
@@ -84,38 +84,55 @@ function enqueuePeak(rig: Rig, w: Workload): Promise<VariantResult> {
  * PairedEnqueues); p50/p99 are per call, and `added` is each pair's via − direct.
  */
 async function enqueueLatency(
-  rigs: Pair<Rig>,
+  rigOf: (address: string, clients: number | undefined) => Rig,
+  addresses: Pair<string>,
   names: Pair<string>,
   rate: number,
 ): Promise<{ variants: Pair<VariantResult>; added: number[] }> {
-  const pairs = new PairedEnqueues(rigs, ["BENCH_LATENCY_DIRECT", "BENCH_LATENCY_ROUTER"], rate);
-  const shape = `Enqueue 1 task at ${Math.round(rate)}/s on each path, a direct and a via-router call started together every ${(1000 / rate).toFixed(1)} ms (together ${LATENCY_SHARE * 100}% of direct peak), not waiting for answers; p50/p99 per call`;
+  const clients = startPairedClient({
+    addresses,
+    commands: ["BENCH_LATENCY_DIRECT", "BENCH_LATENCY_ROUTER"],
+    rate,
+  });
+  const rigs = addresses.map((address) => rigOf(address, clients.pid));
+  const shape = `Enqueue 1 task at ${Math.round(rate)}/s on each path, a direct and a via-router call started together every ${(1000 / rate).toFixed(1)} ms (together ${LATENCY_SHARE * 100}% of direct peak), not waiting for answers, clients in a process of their own, warmed ≥ ${LATENCY_WARMUP_SECONDS} s; p50/p99 per call`;
+  // pairs count while both windows are open
+  const open = [false, false];
   let measured: VariantResult[];
+  let latencies: [number[], number[]];
   try {
     measured = await Promise.all(
       ([0, 1] as const).map((path) =>
-        rigs[path].run(
+        rigs[path]!.run(
           { name: names[path], unit: "tasks", shape, concurrency: 1 },
           {
-            units: () => pairs.answered[path],
-            onWindow: (open) => (pairs.open[path] = open),
-            cycle: checkEvery(() => pairs.check()),
+            minWarmupSeconds: LATENCY_WARMUP_SECONDS,
+            units: () => clients.count(path),
+            onWindow: (isOpen) => {
+              open[path] = isOpen;
+              clients.window(open[0]! && open[1]!);
+            },
+            cycle: checkEvery(() => clients.check()),
             watchGc: path === 1, // the via-router window's stands for both
           },
         ),
       ),
     );
+    latencies = await clients.stop();
   } finally {
-    // every answer is in before the latencies are read, or before a failure is thrown
-    await pairs.stop().catch(() => undefined);
+    for (const rig of rigs) rig.close();
+    await clients.close();
   }
-  pairs.check();
-  const [direct, via] = pairs.latencies;
+  const [direct, via] = latencies;
   if (direct.length === 0) throw new Error(`${names[1]}: no pair was sent in the window`);
   const added = via.map((v, i) => v - direct[i]!);
+  const own = clients.gcInWindow;
   const [d, v] = measured.map((m, path) => ({
     ...m,
     ...latencyFigures(path === 0 ? direct : via),
+    // one call is one RPC; the clients' GC pauses stand with the via-router window's
+    rpcs: m.units,
+    gc: path === 1 && own ? { ...m.gc, clients: own } : m.gc,
   }));
   return { variants: [d!, v!], added };
 }
@@ -222,7 +239,14 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
     const rate = (LATENCY_SHARE * peak[0].perSecond) / 2;
     const name = `enqueue 1 at ${LATENCY_SHARE * 100}%`;
     const { variants: latency, added } = await enqueueLatency(
-      [direct, viaRouter],
+      (address, clients) =>
+        openRig(ctx, {
+          scenario: "router",
+          address,
+          processes: { ...processes, clients },
+          metrics,
+        }),
+      [shardAddress, routerAddress],
       [`${name}, direct`, `${name}, via router`],
       rate,
     );
