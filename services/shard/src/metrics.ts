@@ -56,6 +56,8 @@ export class Metrics {
   readonly moverYield: Counter;
   /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
   private map: () => MapView = () => ({ version: 0, stale: false });
+  /** The depth read in progress, if any. */
+  private depthRead: Promise<Map<string, Depth>> | undefined;
   /** Commands the depth gauge has reported: each keeps a series (0 when empty) while the process runs. */
   private readonly depthCommands = new Set<string>();
   /** How busy the event loop is, 0–1 (a `LoadGauge`); 0 until one is followed. */
@@ -175,9 +177,15 @@ export class Metrics {
   /**
    * Tasks per state summed per command over every queue on the shard (one stats read
    * each, STATS_CHUNK at a time): the depth gauge and GetShardStatus. RemoveShard
-   * relies on it, so no queue may be left out.
+   * relies on it, so no queue may be left out. Callers while a read runs share it (two
+   * Prometheus replicas scraping at once cost one read, not two).
    */
-  async depthByCommand(): Promise<Map<string, Depth>> {
+  depthByCommand(): Promise<Map<string, Depth>> {
+    this.depthRead ??= this.readDepth().finally(() => (this.depthRead = undefined));
+    return this.depthRead;
+  }
+
+  private async readDepth(): Promise<Map<string, Depth>> {
     const queues = await this.engine.queues();
     const sums = new Map<string, Depth>();
     for (let i = 0; i < queues.length; i += STATS_CHUNK) {

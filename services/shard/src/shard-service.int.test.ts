@@ -60,6 +60,19 @@ describe("the internal ShardService", () => {
     await eventually(async () => (await shard.getShardStatus({})).openStreams === 0);
   });
 
+  it("reads the depth once for callers that ask while a read runs, and afresh after", async () => {
+    const c = fx.client("sf", "producer");
+    await c.enqueue({ command: "ONCE" });
+    const metrics = fx.worker.metrics;
+    const first = metrics.depthByCommand();
+    expect(metrics.depthByCommand()).toBe(first); // shared while it runs
+    expect((await first).get("ONCE")?.ready).toBe(1);
+    await c.enqueue({ command: "ONCE" });
+    const next = metrics.depthByCommand();
+    expect(next).not.toBe(first);
+    expect((await next).get("ONCE")?.ready).toBe(2);
+  });
+
   it("ListQueues pages through the tenants of a command that hold tasks, with counts", async () => {
     for (const tenant of ["t1", "t2", "t3", "t4", "t5"])
       await fx.client(tenant).enqueueBatch({
