@@ -26,18 +26,32 @@ describe("bytes bounds: lease answers and export batches", () => {
   });
 
   it("leases about what fits once it has seen a queue's tasks are large", async () => {
+    const producer = await fx().engine();
+    await seed(producer.engine, 40, { payload: big("x", 100) });
+    // another process (a worker restarted on a backlog) has seen none of them
     const givenBack: number[] = [];
     const { engine } = await fx().engine({
+      keyPrefix: producer.prefix,
       random: Math.random, // a nonce of its own per call, as in production
       onLeasesGivenBack: (_q, n) => givenBack.push(n),
     });
-    await seed(engine, 40, { payload: big("x", 100) });
     const bound = { ...LEASE, max: 10, maxBytes: 250 * 1024 };
     expect(await engine.lease(Q, bound)).toHaveLength(2);
     expect(givenBack).toEqual([8]); // read 10, answered 2
     expect(await engine.lease(Q, bound)).toHaveLength(2);
     expect(await engine.lease(Q, bound)).toHaveLength(2);
-    expect(givenBack).toEqual([8]); // then 2: what 250 KiB holds at its size
+    expect(givenBack).toEqual([8]); // then 2: what 250 KiB holds at their size
+  });
+
+  it("knows a batch's task size from its enqueue", async () => {
+    const givenBack: number[] = [];
+    const { engine } = await fx().engine({
+      random: Math.random,
+      onLeasesGivenBack: (_q, n) => givenBack.push(n),
+    });
+    await seed(engine, 40, { payload: big("x", 100) });
+    expect(await engine.lease(Q, { ...LEASE, max: 10, maxBytes: 250 * 1024 })).toHaveLength(2);
+    expect(givenBack).toEqual([]);
   });
 
   it("keeps a first task larger than maxBytes alone, unless told not to", async () => {

@@ -87,11 +87,13 @@ async function store(
   const recordArgs: Array<string | number> = [];
   const idem: Array<string | number> = [];
   const idemIndex = new Map<string, number>();
+  let payloadBytes = 0;
   records.forEach((record, i) => {
     const at = i * PACKED_WIDTH;
     packed.write(record.id, at, "latin1");
     writeState(packed, at + ID_WIDTH, record);
     payloads.push(specs[i]!.payload ?? "");
+    payloadBytes += specs[i]!.payload?.length ?? 0;
     const json = encodeRecord(record, ctx.limits.defaultBackoff);
     if (json) recordArgs.push(i + 1, json);
     if (record.idemKey !== undefined) {
@@ -116,6 +118,8 @@ async function store(
     idem.length / 3,
     ...idem,
   ];
+  // a batch of large tasks: the leases that follow need not read a batch's worth first
+  noteSize(ctx, queue, payloadBytes / specs.length + DELIVERY_OVERHEAD, false);
   let reply: Array<string | number | Buffer>;
   let deliveries: Delivery[] = [];
   let readyLeft = 0;
@@ -227,6 +231,21 @@ function sized(ctx: EngineContext, queue: QueueRef, options: LeaseOptions): Leas
   return max === options.max ? options : { ...options, max };
 }
 
+/**
+ * Remembers `average` as the queue's task size when its tasks are large; a small one
+ * forgets it when `leased` (what leases deliver is what counts; an enqueue of small
+ * tasks may sit behind a backlog of large ones).
+ */
+function noteSize(ctx: EngineContext, queue: QueueRef, average: number, leased: boolean): void {
+  if (average < SIZED_BYTES) {
+    if (leased && ctx.taskSizes.size > 0) ctx.taskSizes.delete(queueId(queue));
+    return;
+  }
+  const id = queueId(queue);
+  if (ctx.taskSizes.size >= MAX_SIZED_QUEUES && !ctx.taskSizes.has(id)) ctx.taskSizes.clear();
+  ctx.taskSizes.set(id, average);
+}
+
 /** How many of `deliveries`, from the first, fit in `options.maxBytes`; and their average size. */
 function fitting(deliveries: readonly Delivery[], options: LeaseOptions) {
   let bytes = 0;
@@ -253,11 +272,7 @@ async function withinBytes(
 ): Promise<Delivery[]> {
   if (options.maxBytes === undefined || deliveries.length === 0) return deliveries;
   const { n, average } = fitting(deliveries, options);
-  const id = queueId(queue);
-  if (average >= SIZED_BYTES) {
-    if (ctx.taskSizes.size >= MAX_SIZED_QUEUES && !ctx.taskSizes.has(id)) ctx.taskSizes.clear();
-    ctx.taskSizes.set(id, average);
-  } else if (ctx.taskSizes.size > 0) ctx.taskSizes.delete(id);
+  noteSize(ctx, queue, average, true);
   if (n === deliveries.length) return deliveries;
   const kept = deliveries.slice(0, n);
   await undo(
