@@ -32,6 +32,8 @@ type FromForkedClient<R> =
 
 /** How often the child's counts go to the parent (rates are read from them), ms. */
 const REPORT_MS = 20;
+/** How long a stopped client may take to finish its calls and report, ms. */
+const STOP_MS = 30_000;
 
 /** The parent's handle on one forked client. */
 export class ForkedClient<R> {
@@ -93,11 +95,15 @@ export class ForkedClient<R> {
     if (this.failure !== undefined) throw new Error(`forked client: ${this.failure}`);
   }
 
-  /** Stops the client, waits until it has finished, and returns what it measured. */
+  /**
+   * Stops the client, waits until it has finished (STOP_MS at most: a client stuck on a
+   * call fails the variant rather than hanging the run), and returns what it measured.
+   */
   async stop(): Promise<R> {
     this.stopping = true;
     this.send({ stop: true });
-    await this.disconnected;
+    const late = setTimeout(() => (this.failure ??= `did not stop within ${STOP_MS} ms`), STOP_MS);
+    await Promise.race([this.disconnected, sleep(STOP_MS)]).finally(() => clearTimeout(late));
     this.check();
     if (!this.result) throw new Error("forked client exited without its result");
     return this.result.r;

@@ -94,13 +94,15 @@ async function enqueueLatency(
     commands: ["BENCH_LATENCY_DIRECT", "BENCH_LATENCY_ROUTER"],
     rate,
   });
-  const rigs = addresses.map((address) => rigOf(address, clients.pid));
+  const rigs: Rig[] = [];
   const shape = `Enqueue 1 task at ${Math.round(rate)}/s on each path, a direct and a via-router call started together every ${(1000 / rate).toFixed(1)} ms (together ${LATENCY_SHARE * 100}% of direct peak), not waiting for answers, clients in a process of their own, warmed ≥ ${LATENCY_WARMUP_SECONDS} s; p50/p99 per call`;
-  // pairs count while both windows are open
+  // pairs count while both windows are open; the client hears of each change once
   const open = [false, false];
+  let both = false;
   let measured: VariantResult[];
   let latencies: [number[], number[]];
   try {
+    for (const address of addresses) rigs.push(rigOf(address, clients.pid));
     measured = await Promise.all(
       ([0, 1] as const).map((path) =>
         rigs[path]!.run(
@@ -110,7 +112,9 @@ async function enqueueLatency(
             units: () => clients.count(path),
             onWindow: (isOpen) => {
               open[path] = isOpen;
-              clients.window(open[0]! && open[1]!);
+              if (both === (open[0]! && open[1]!)) return;
+              both = !both;
+              clients.window(both);
             },
             cycle: checkEvery(() => clients.check()),
             watchGc: path === 1, // the via-router window's stands for both

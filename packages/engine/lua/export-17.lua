@@ -40,14 +40,18 @@ local function take(id)
   out[#out + 1] = expiry
   return true, true
 end
-local reserved = redis.call('ZRANGE', KEYS[6], 0, limit - 1)
-for i = 1, #reserved do
-  local more, taken = take(reserved[i])
-  if not more then break end
-  if not taken then redis.call('ZREM', KEYS[6], reserved[i]) end
+-- a reserved batch goes first; ids of tasks deleted meanwhile leave it (a batch
+-- reserved with a larger limit may hold more than one read of `limit`)
+while true do
+  local reserved = redis.call('ZRANGE', KEYS[6], 0, limit - 1)
+  if #reserved == 0 then break end
+  for i = 1, #reserved do
+    local more, taken = take(reserved[i])
+    if not more then break end
+    if not taken then redis.call('ZREM', KEYS[6], reserved[i]) end
+  end
+  if #out > 0 then return out end
 end
--- a reserved batch goes first; one whose tasks were all deleted meanwhile is none
-if #out > 0 or redis.call('ZCARD', KEYS[6]) > 0 then return out end
 local ids = {}
 local full = false
 -- READY lists from priority 9, then the earliest scheduled, then the oldest dead;

@@ -215,7 +215,7 @@ export function deliveryBytes(d: Delivery): number {
 
 /** Queues whose leased tasks average at least this many bytes have their size remembered. */
 const SIZED_BYTES = 4096;
-/** Queues whose task size is remembered, at most (past it, every size is forgotten). */
+/** Queues whose task size is remembered, at most (past it, the oldest is forgotten). */
 const MAX_SIZED_QUEUES = 10_000;
 
 /**
@@ -242,7 +242,9 @@ function noteSize(ctx: EngineContext, queue: QueueRef, average: number, leased: 
     return;
   }
   const id = queueId(queue);
-  if (ctx.taskSizes.size >= MAX_SIZED_QUEUES && !ctx.taskSizes.has(id)) ctx.taskSizes.clear();
+  // past the bound the queue remembered longest goes (a Map keeps insertion order)
+  if (ctx.taskSizes.size >= MAX_SIZED_QUEUES && !ctx.taskSizes.has(id))
+    ctx.taskSizes.delete(ctx.taskSizes.keys().next().value!);
   ctx.taskSizes.set(id, average);
 }
 

@@ -156,6 +156,7 @@ it("a shard lists only what fits under a router's lower bound, and a token to go
 it("a Lease answered by two shards keeps what fits and gives the rest back, unspent", async () => {
   await fill("BIG_A", 3, 1);
   await fill("BIG_B", 3, 1);
+  const before = await givenBack();
   const c = rc.client("t1");
   const got = await c.lease({ commands: ["BIG_A", "BIG_B"], maxTasks: 8 });
   expect(got.tasks.length).toBeGreaterThanOrEqual(1);
@@ -166,4 +167,16 @@ it("a Lease answered by two shards keeps what fits and gives the rest back, unsp
     return a.ready + b.ready === 6 - got.tasks.length;
   });
   expect((await total("BIG_A")).dead + (await total("BIG_B")).dead).toBe(0);
+  // counted where they were given back
+  expect((await givenBack()) - before).toBe(6 - got.tasks.length);
 });
+
+/** Leases the shard workers gave back undelivered, so far. */
+async function givenBack(): Promise<number> {
+  let n = 0;
+  for (const worker of rc.workers.values()) {
+    const metric = worker.metrics.registry.getSingleMetric("codeq_leases_given_back_total")!;
+    n += (await metric.get()).values[0]?.value ?? 0;
+  }
+  return n;
+}

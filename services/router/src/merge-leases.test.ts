@@ -14,15 +14,15 @@ function answer(shard: string, sizes: number[]): Leased {
 }
 
 describe("mergeLeases", () => {
-  it("keeps whole answers while they fit, then tasks, and gives the rest back to each shard", () => {
+  it("keeps every shard's first task first, then what fits, and gives the rest back to each shard", () => {
     const back: string[] = [];
     const merged = mergeLeases(
       [answer("a", [1000, 1000]), answer("b", [1000, 1000]), answer("c", [1000])],
       3_200,
       (conn, tokens) => back.push(`${conn.id}:${tokens.join(",")}`),
     );
-    expect(merged.map((t) => t.leaseToken)).toEqual(["a-0", "a-1", "b-0"]);
-    expect(back).toEqual(["b:b-1", "c:c-0"]);
+    expect(merged.map((t) => t.leaseToken)).toEqual(["a-0", "b-0", "c-0"]);
+    expect(back).toEqual(["a:a-1", "b:b-1"]);
   });
 
   it("keeps everything when it all fits", () => {

@@ -466,36 +466,41 @@ export interface Leased {
 }
 
 /**
- * The tasks of several shards' Lease answers, in their order, within `maxBytes` (the
- * first task whatever its size). Each shard keeps its own answer within its bound, but
- * answers merged may pass what a client accepts; what does not fit is given back to its
- * shard, as for a caller that left: ready at once, its attempt not counted.
+ * The tasks of several shards' Lease answers within `maxBytes` (the first task whatever
+ * its size). Each shard keeps its own answer within its bound, but answers merged may
+ * pass what a client accepts; what does not fit is given back to its shard, as for a
+ * caller that left: ready at once, its attempt not counted. Every shard's first task
+ * comes before any shard's second, so a large task at the head of one shard is not
+ * given back time after time because another shard answered first.
  */
 export function mergeLeases(
   answers: readonly Leased[],
   maxBytes: number,
   giveBack: (conn: ShardConn, tokens: string[]) => void,
 ): LeasedTask[] {
+  if (answers.reduce((n, a) => n + a.raw.bytes.length, 0) <= maxBytes)
+    return answers.flatMap((a) => a.raw.value.tasks);
+  const tasks = answers.map((a) => a.raw.value.tasks);
+  const heads = answers.flatMap((a, i) =>
+    tasks[i]!.length > 0 ? [{ a, task: tasks[i]![0]! }] : [],
+  );
+  const rest = answers.flatMap((a, i) => tasks[i]!.slice(1).map((task) => ({ a, task })));
   const out: LeasedTask[] = [];
+  const back = new Map<ShardConn, string[]>();
   let bytes = 0;
-  for (const { conn, raw } of answers) {
-    if (bytes + raw.bytes.length <= maxBytes) {
-      out.push(...raw.value.tasks);
-      bytes += raw.bytes.length;
-      continue;
+  for (const { a, task } of [...heads, ...rest]) {
+    // the task's bytes and its field's tag and length
+    const size = LeasedTask.encode(task).finish().length + 6;
+    if (out.length > 0 && bytes + size > maxBytes) {
+      const tokens = back.get(a.conn) ?? [];
+      tokens.push(task.leaseToken);
+      back.set(a.conn, tokens);
+    } else {
+      out.push(task);
+      bytes += size;
     }
-    const back: string[] = [];
-    for (const task of raw.value.tasks) {
-      // the task's bytes and its field's tag and length
-      const size = LeasedTask.encode(task).finish().length + 6;
-      if (out.length > 0 && bytes + size > maxBytes) back.push(task.leaseToken);
-      else {
-        out.push(task);
-        bytes += size;
-      }
-    }
-    if (back.length > 0) giveBack(conn, back);
   }
+  for (const [conn, tokens] of back) giveBack(conn, tokens);
   return out;
 }
 

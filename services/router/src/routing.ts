@@ -10,10 +10,10 @@ import type {
   ExtendRequest,
   ExtendResponse,
   LeaseRequest,
-  LeaseResponse,
   NackRequest,
   NackResponse,
 } from "@codeq/proto";
+import { LeaseResponse } from "@codeq/proto";
 import { IDENTITY_HEADERS, identityMetadata, type Identity, type Logger } from "@codeq/server-kit";
 import {
   commandShardsOf,
@@ -30,7 +30,7 @@ import {
   forwardedCall,
   forwardedTask,
   type ForwardAnswer,
-  type Raw,
+  Raw,
   type CallKind,
 } from "./passthrough";
 import type { Limits } from "./limits";
@@ -194,8 +194,11 @@ export class Routing {
       const sent = await this.onLane(conn, f, "lease", () => forwardedCall("lease", req));
       const leased = sent && part(sent.leased, conn);
       // the caller left while the shard leased: give the tasks back, as a shard does
-      // when the caller of a Lease call leaves
-      if (leased && f.signal.aborted) conn.lane()?.giveBack(tokensOf(leased), this.caller(f));
+      // when the caller of a Lease call leaves, and answer none of them
+      if (leased && f.signal.aborted) {
+        conn.lane()?.giveBack(tokensOf(leased), this.caller(f));
+        return new Raw(new Uint8Array(0), LeaseResponse);
+      }
       if (leased) return leased;
     } else this.metrics.forwarded.inc({ shard: conn.id, call: "lease", path: "call" });
     return conn.queue.lease(req, this.options(f, timeoutMs));

@@ -51,6 +51,7 @@ export class Metrics {
   readonly delivered: Counter;
   readonly released: Counter;
   readonly forgotten: Counter;
+  readonly givenBack: Counter;
   readonly reaped: Counter;
   readonly cleaned: Counter;
   readonly moverYield: Counter;
@@ -96,6 +97,11 @@ export class Metrics {
     this.released = new Counter({
       name: "codeq_leases_released_total",
       help: "Leases released because their stream closed.",
+      registers,
+    });
+    this.givenBack = new Counter({
+      name: "codeq_leases_given_back_total",
+      help: "Leases given back undelivered (the caller left, the answer had no room for them, or a reconnect lost the reply): ready again, the attempt not counted.",
       registers,
     });
     this.forgotten = new Counter({

@@ -318,6 +318,7 @@ export class QueueCore {
   async giveBack(tokens: readonly string[]): Promise<void> {
     if (tokens.length === 0) return;
     const outs = await this.metrics.time("release", () => this.engine.release(tokens, "", false));
+    this.metrics.givenBack.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
     this.afterFailure(tokens, outs);
   }
 

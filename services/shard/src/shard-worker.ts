@@ -90,6 +90,7 @@ export async function startShardWorker(
     onLeasesGivenBack: (queue, n, reason) => {
       if (reason === "lost reply")
         logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
+      metrics.givenBack.inc(n); // (leases happen only once the worker, metrics included, runs)
       notifier.notify(queue, n);
     },
     onGiveBackFailed: (err) =>
