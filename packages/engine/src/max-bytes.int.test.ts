@@ -177,4 +177,18 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(next.map((e) => e.task.payload.subarray(0, 1).toString())).toEqual(["b"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 1, moving: 1 });
   });
+
+  it("resumes a reserved batch past its first ids when those were deleted", async () => {
+    const { engine, redis, prefix } = await fx().engine();
+    await engine.enqueue(
+      Q,
+      ["a", "b", "c", "d", "e"].map((n) => ({ payload: big(n, 1) })),
+    );
+    const reserved = await engine.exportBatch(Q, 4);
+    const state = queueKeys(Q, { prefix, layout: "sharded", shard: "a" }).state;
+    await redis.hdel(state, reserved[0]!.task.id, reserved[1]!.task.id);
+    // a smaller batch now (the mover halves it for a busy target): the rest of the reserved one
+    const next = await engine.exportBatch(Q, 2);
+    expect(next.map((e) => e.task.payload.subarray(0, 1).toString())).toEqual(["c", "d"]);
+  });
 });
