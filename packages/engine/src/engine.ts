@@ -128,20 +128,26 @@ export class QueueEngine {
   }
 
   /**
-   * Gives leases back at once: ready again at the head of the list. Those of a closed
-   * stream were delivered: the attempt counts and `reason` becomes the last error. With
-   * `delivered` false (a lease no caller got: it left, or the answer had no room), the
-   * attempt does not count and the last error stays.
+   * Gives leases of a closed stream back at once: ready again at the head of the list.
+   * They were delivered: the attempt counts and `reason` becomes the last error.
    */
-  async release(
-    tokens: readonly string[],
-    reason = "lease released",
-    delivered = true,
-  ): Promise<SettleOutcome[]> {
+  async release(tokens: readonly string[], reason = "lease released"): Promise<SettleOutcome[]> {
     return nack(
       this.ctx,
       tokens.map((token) => ({ token, delayMs: 0, error: reason })),
-      delivered ? "release" : "undelivered",
+      "release",
+    );
+  }
+
+  /**
+   * Gives back leases no worker got (its caller left, or its answer had no room): ready
+   * again at the head of the list, the attempt not counted, the last error kept.
+   */
+  async giveBack(tokens: readonly string[]): Promise<SettleOutcome[]> {
+    return nack(
+      this.ctx,
+      tokens.map((token) => ({ token, delayMs: 0 })),
+      "undelivered",
     );
   }
 

@@ -14,7 +14,7 @@ export interface ExportedTask {
  * A batch's bytes (payloads, records and states) past its first task, at most, by
  * default: what one import request carries to the target.
  */
-export const DEFAULT_EXPORT_BYTES = 4 * 1024 * 1024;
+const DEFAULT_EXPORT_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reserves and returns the next batch of a queue's movable tasks (READY, then

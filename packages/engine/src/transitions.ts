@@ -201,10 +201,8 @@ const DELIVERY_OVERHEAD = 256;
  */
 export function deliveryBytes(d: Delivery): number {
   let n = DELIVERY_OVERHEAD + d.token.length + d.task.payload.length;
-  n +=
-    Buffer.byteLength(d.task.id) +
-    Buffer.byteLength(d.task.command) +
-    Buffer.byteLength(d.task.tenant);
+  // ids and names are ASCII (their patterns say so): a character is a byte
+  n += d.task.id.length + d.task.command.length + d.task.tenant.length;
   if (d.task.idemKey !== undefined) n += Buffer.byteLength(d.task.idemKey);
   if (d.task.lastError !== undefined) n += Buffer.byteLength(d.task.lastError);
   const headers = d.task.headers;

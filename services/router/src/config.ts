@@ -102,9 +102,9 @@ export const routerConfigSchema = z.object({
   /** Largest request message, bytes (bigger ones are refused before parsing). */
   maxMessageBytes: int(1024, 256 * 1024 * 1024, 16 * 1024 * 1024),
   /**
-   * Most bytes of one Lease answer merged from several shards (each shard bounds its
-   * own, as its `maxResponseBytes`); tasks past it are given back to their shard. The
-   * default fits gRPC's usual 4 MiB receive limit of clients.
+   * Most bytes of one Lease answer, or ListDead page, filled from several shards (each
+   * shard bounds its own, as its `maxResponseBytes`); Lease tasks past it are given back
+   * to their shard. The default fits gRPC's usual 4 MiB receive limit of clients.
    */
   maxResponseBytes: int(64 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024 - 64 * 1024),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */

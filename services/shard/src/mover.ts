@@ -262,6 +262,8 @@ export class Mover {
           batch.map((e) => e.task.id).filter((id) => held.has(id)),
         );
         count += tally(moved, batch, held);
+        // the target took none of it: the same batch would come back; the next pass retries
+        if (held.size === 0) break;
         // a short batch may have been cut by bytes (one request's worth, exportBatch):
         // the queue is done only when an export finds nothing
         await this.rest(Date.now() - batchStarted);

@@ -228,7 +228,8 @@ export class QueueCore {
           ? this.engine.leaseAcrossTenants(command, want)
           : this.engine.lease({ command, tenant: identity.tenant }, want),
       );
-      for (const d of got) bytes += deliveryBytes(d);
+      // what the commands after this one may still add (none after the last)
+      if (i < n - 1) for (const d of got) bytes += deliveryBytes(d);
       out.push(...got);
     }
     this.delivered(out);
@@ -317,7 +318,7 @@ export class QueueCore {
    */
   async giveBack(tokens: readonly string[]): Promise<void> {
     if (tokens.length === 0) return;
-    const outs = await this.metrics.time("release", () => this.engine.release(tokens, "", false));
+    const outs = await this.metrics.time("give_back", () => this.engine.giveBack(tokens));
     this.metrics.givenBack.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
     this.afterFailure(tokens, outs);
   }

@@ -218,7 +218,7 @@ describe("nack-16.lua", () => {
     expect(last!.task.id).toBe(b);
     const [again] = await engine.lease(Q, { max: 1, leaseMs: 30_000 }); // a, its last
     expect(again!.task).toMatchObject({ id: a, attempts: 2 });
-    expect(await engine.release([again!.token], "ignored", false)).toEqual([
+    expect(await engine.giveBack([again!.token])).toEqual([
       { code: ScriptCode.Ok, state: "READY" },
     ]);
     // ready at the head, the attempt not used up, the last error kept, not dead

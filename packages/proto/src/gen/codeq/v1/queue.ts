@@ -3717,6 +3717,9 @@ export const QueueServiceDefinition = {
     /**
      * Leases up to max_tasks ready tasks of the caller's queues, waiting up to
      * wait_ms for the first one. Returns an empty list when none came in time.
+     * An answer holds at most about 4 MiB of tasks (what gRPC clients accept by
+     * default), so it may hold fewer than max_tasks while more are ready; a single
+     * larger task comes alone, and its client must raise its receive limit.
      * INVALID_ARGUMENT: no command, max_tasks > 1000, wait_ms > 30000,
      * lease_duration_ms out of range. PERMISSION_DENIED: all_tenants without the
      * right to serve every tenant.
@@ -3732,7 +3735,8 @@ export const QueueServiceDefinition = {
     /**
      * Streaming lease. The first request must carry `subscribe` (otherwise
      * INVALID_ARGUMENT). The worker grants credits; the server pushes tasks as
-     * soon as they are ready, never more than the credits granted, in batches.
+     * soon as they are ready, never more than the credits granted, in batches of
+     * at most about 4 MiB of tasks (as a Lease answer).
      * Acks, nacks and extends sent on the stream are answered one response per
      * request that carried them. When the stream ends for any reason, every lease
      * it still holds is released at once (the task is ready again; the attempt
@@ -3890,6 +3894,9 @@ export interface QueueServiceImplementation<CallContextExt = {}> {
   /**
    * Leases up to max_tasks ready tasks of the caller's queues, waiting up to
    * wait_ms for the first one. Returns an empty list when none came in time.
+   * An answer holds at most about 4 MiB of tasks (what gRPC clients accept by
+   * default), so it may hold fewer than max_tasks while more are ready; a single
+   * larger task comes alone, and its client must raise its receive limit.
    * INVALID_ARGUMENT: no command, max_tasks > 1000, wait_ms > 30000,
    * lease_duration_ms out of range. PERMISSION_DENIED: all_tenants without the
    * right to serve every tenant.
@@ -3901,7 +3908,8 @@ export interface QueueServiceImplementation<CallContextExt = {}> {
   /**
    * Streaming lease. The first request must carry `subscribe` (otherwise
    * INVALID_ARGUMENT). The worker grants credits; the server pushes tasks as
-   * soon as they are ready, never more than the credits granted, in batches.
+   * soon as they are ready, never more than the credits granted, in batches of
+   * at most about 4 MiB of tasks (as a Lease answer).
    * Acks, nacks and extends sent on the stream are answered one response per
    * request that carried them. When the stream ends for any reason, every lease
    * it still holds is released at once (the task is ready again; the attempt
@@ -4022,6 +4030,9 @@ export interface QueueServiceClient<CallOptionsExt = {}> {
   /**
    * Leases up to max_tasks ready tasks of the caller's queues, waiting up to
    * wait_ms for the first one. Returns an empty list when none came in time.
+   * An answer holds at most about 4 MiB of tasks (what gRPC clients accept by
+   * default), so it may hold fewer than max_tasks while more are ready; a single
+   * larger task comes alone, and its client must raise its receive limit.
    * INVALID_ARGUMENT: no command, max_tasks > 1000, wait_ms > 30000,
    * lease_duration_ms out of range. PERMISSION_DENIED: all_tenants without the
    * right to serve every tenant.
@@ -4033,7 +4044,8 @@ export interface QueueServiceClient<CallOptionsExt = {}> {
   /**
    * Streaming lease. The first request must carry `subscribe` (otherwise
    * INVALID_ARGUMENT). The worker grants credits; the server pushes tasks as
-   * soon as they are ready, never more than the credits granted, in batches.
+   * soon as they are ready, never more than the credits granted, in batches of
+   * at most about 4 MiB of tasks (as a Lease answer).
    * Acks, nacks and extends sent on the stream are answered one response per
    * request that carried them. When the stream ends for any reason, every lease
    * it still holds is released at once (the task is ready again; the attempt
