@@ -155,6 +155,20 @@ export function shardConfig(
   return Object.freeze(shardConfigSchema.parse(overrides));
 }
 
+/**
+ * Settings that are valid but work against each other, as warnings to log at start:
+ * a payload cap past the answer bound means tasks delivered one per answer, each larger
+ * than gRPC clients accept by default.
+ */
+export function configWarnings(config: ShardConfig): string[] {
+  const out: string[] = [];
+  if (config.payloadCapBytes > config.maxResponseBytes)
+    out.push(
+      `payloadCapBytes (${config.payloadCapBytes}) is above maxResponseBytes (${config.maxResponseBytes}): a task that large is delivered alone, in an answer larger than gRPC clients accept by default (4 MiB); its workers must raise their receive limit`,
+    );
+  return out;
+}
+
 /** How this shard worker accepts identity: from routers (by secret), and/or development mode. */
 export function identityOptions(config: ShardConfig): IdentityOptions {
   const routerSecret = readSecret(

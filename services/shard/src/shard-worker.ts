@@ -17,7 +17,7 @@ import {
   type MetricsServer,
 } from "@codeq/server-kit";
 import { BackgroundWork } from "./background";
-import { identityOptions, type ShardConfig } from "./config";
+import { configWarnings, identityOptions, type ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
 import { Metrics } from "./metrics";
 import { Mover } from "./mover";
@@ -61,6 +61,7 @@ export async function startShardWorker(
     logger.warn(
       "no router secret and no development identity: every QueueService call will be refused (set CODEQ_SHARD_ROUTER_SECRET_FILE)",
     );
+  for (const warning of configWarnings(config)) logger.warn(warning);
   if (config.devIdentity) {
     logger.warn(
       "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
