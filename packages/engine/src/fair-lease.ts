@@ -78,7 +78,7 @@ export class FairLeaser {
         const got = call.deliveries;
         calls.push(call);
         out.push(...got);
-        if (bytesLeft !== undefined) for (const d of got) bytes += deliveryBytes(d);
+        bytes += call.bytes;
         if (got.length > 0) lastServed = all.indexOf(round[i]!);
         // a tenant that gave all it was asked may have more
         if (got.length === asks[i]) stillFull.push(round[i]!);

@@ -139,7 +139,7 @@ async function store(
       };
     });
     reply = got.both.slice(2, 2 + got.enqueued);
-    deliveries = await withinBytes(ctx, queue, lease.call, got.deliveries, leasingOptions);
+    ({ deliveries } = await withinBytes(ctx, queue, lease.call, got.deliveries, leasingOptions));
     // what did not fit is ready again
     readyLeft = Number(got.both[0]) + got.deliveries.length - deliveries.length;
   } else {
@@ -246,22 +246,33 @@ function noteSize(ctx: EngineContext, queue: QueueRef, average: number, leased: 
   ctx.taskSizes.set(id, average);
 }
 
-/** How many of `deliveries`, from the first, fit in `options.maxBytes`; and their average size. */
+/**
+ * How many of `deliveries`, from the first, fit in `options.maxBytes`; the bytes of
+ * those; and the average size of all.
+ */
 function fitting(deliveries: readonly Delivery[], options: LeaseOptions) {
   let bytes = 0;
   let n = deliveries.length;
+  let kept = 0;
   for (let i = 0; i < deliveries.length; i++) {
-    bytes += deliveryBytes(deliveries[i]!);
-    if (n === deliveries.length && options.maxBytes !== undefined && bytes > options.maxBytes)
+    const size = deliveryBytes(deliveries[i]!);
+    if (
+      n === deliveries.length &&
+      options.maxBytes !== undefined &&
+      bytes + size > options.maxBytes
+    )
       n = i === 0 && options.firstAlways !== false ? 1 : i;
+    bytes += size;
+    if (i < n) kept = bytes;
   }
-  return { n, average: deliveries.length > 0 ? bytes / deliveries.length : 0 };
+  return { n, kept, average: deliveries.length > 0 ? bytes / deliveries.length : 0 };
 }
 
 /**
- * The deliveries of one lease call that fit in `options.maxBytes`; the rest are given
- * back before the answer (LeaseGiveBacks tries again if that fails). Remembers the
- * queue's task size when its tasks are large (`sized`).
+ * The deliveries of one lease call that fit in `options.maxBytes`, and their bytes
+ * (`deliveryBytes`, summed; 0 when there is no bound); the rest are given back before
+ * the answer (LeaseGiveBacks tries again if that fails). Remembers the queue's task
+ * size when its tasks are large (`sized`).
  */
 async function withinBytes(
   ctx: EngineContext,
@@ -269,20 +280,20 @@ async function withinBytes(
   call: LeaseCall,
   deliveries: Delivery[],
   options: LeaseOptions,
-): Promise<Delivery[]> {
-  if (options.maxBytes === undefined || deliveries.length === 0) return deliveries;
-  const { n, average } = fitting(deliveries, options);
+): Promise<{ deliveries: Delivery[]; bytes: number }> {
+  if (options.maxBytes === undefined || deliveries.length === 0) return { deliveries, bytes: 0 };
+  const { n, kept, average } = fitting(deliveries, options);
   noteSize(ctx, queue, average, true);
-  if (n === deliveries.length) return deliveries;
-  const kept = deliveries.slice(0, n);
+  if (n === deliveries.length) return { deliveries, bytes: kept };
+  const fit = deliveries.slice(0, n);
   await undo(
     ctx,
     queue,
     call,
-    kept.map((d) => d.task.id),
+    fit.map((d) => d.task.id),
     "over size",
   );
-  return kept;
+  return { deliveries: fit, bytes: kept };
 }
 
 export function checkLeaseMs(leaseMs: number): void {
@@ -389,6 +400,8 @@ export async function lease(
 /** One lease call's deliveries, and a way to give back those its caller will not deliver. */
 export interface LeaseCallResult {
   readonly deliveries: Delivery[];
+  /** Their bytes (`deliveryBytes`, summed) when the call had `maxBytes`; else 0. */
+  readonly bytes: number;
   /** Gives back every task this call leased but those in `keep` (never throws). */
   giveBack(keep: readonly string[]): Promise<void>;
 }
@@ -411,7 +424,7 @@ export async function leaseCall(
     return { deliveries: leasedFrom(ctx, queue, reply) };
   });
   return {
-    deliveries: await withinBytes(ctx, queue, call, deliveries, options),
+    ...(await withinBytes(ctx, queue, call, deliveries, options)),
     giveBack: (keep) => undo(ctx, queue, call, keep, "over size"),
   };
 }

@@ -325,6 +325,17 @@ function mapMethods(
 }
 
 /**
+ * The bytes `message` takes as one element of a repeated message field: its encoding,
+ * and the field's tag and length (6 bytes allowed for both, the most they take here).
+ */
+export function elementBytes<T>(
+  type: { encode(message: T): { finish(): Uint8Array } },
+  message: T,
+): number {
+  return type.encode(message).finish().length + 6;
+}
+
+/**
  * How many times field `field` occurs at the top level of a protobuf message, read
  * without decoding it (e.g. the tasks of a LeaseResponse); malformed bytes end the count.
  */

@@ -24,7 +24,14 @@ import {
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
-import { countField, decoded, passThrough, streamAnswer, type Raw } from "./passthrough";
+import {
+  countField,
+  decoded,
+  elementBytes,
+  passThrough,
+  streamAnswer,
+  type Raw,
+} from "./passthrough";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -404,7 +411,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
             .get(id)
             .call((c) => c.queue.listDead({ ...req, pageSize: asked, pageToken: cursor }, options));
           tasks.push(...page.value.tasks);
-          for (const task of page.value.tasks) bytes += Task.encode(task).finish().length + 6;
+          for (const task of page.value.tasks) bytes += elementBytes(Task, task);
           if (page.value.nextPageToken) {
             cursor = page.value.nextPageToken;
             // fewer than asked, and more to come: the page is full by bytes
@@ -489,8 +496,7 @@ export function mergeLeases(
   const back = new Map<ShardConn, string[]>();
   let bytes = 0;
   for (const { a, task } of [...heads, ...rest]) {
-    // the task's bytes and its field's tag and length
-    const size = LeasedTask.encode(task).finish().length + 6;
+    const size = elementBytes(LeasedTask, task);
     if (out.length > 0 && bytes + size > maxBytes) {
       const tokens = back.get(a.conn) ?? [];
       tokens.push(task.leaseToken);

@@ -197,7 +197,8 @@ export class LeaseStreamSession implements Taker {
     if (before === 0 && this.credits > 0) this.kick.fire();
     if (deliveries.length === 0) return;
     if (this.ended.signal.aborted) {
-      this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined); // the store is unreachable: the leases expire
+      // never pushed; if the store is unreachable, the leases expire
+      this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined);
       return;
     }
     this.push(deliveries);
