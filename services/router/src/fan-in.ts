@@ -4,13 +4,22 @@ import { ServerError, Status } from "nice-grpc";
 import {
   LeaseStreamRequest,
   type LeaseStreamResponse,
-  type SettleResult,
+  SettleResult,
   type Subscription,
 } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
-import { countField, embedded, passThrough, type Raw } from "./passthrough";
+import {
+  countField,
+  embedded,
+  forwardedAcks,
+  passThrough,
+  readSettled,
+  settledAnswer,
+  StreamAcks,
+  type Raw,
+} from "./passthrough";
 import { asServerError } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -78,9 +87,10 @@ class Leg {
   lastPushAt = this.openedAt;
   /** When it last got credits while it held none. */
   creditedAt = 0;
+  /** Settlements sent on the stream, by request id: each resolves to the shard's SettleResult, as bytes. */
   private readonly pending = new Map<
     number,
-    { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }
+    { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void }
   >();
 
   constructor(
@@ -110,16 +120,25 @@ class Leg {
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
   settle(req: Partial<LeaseStreamRequest>): Promise<SettleResult> {
+    return this.sent((requestId) => ({ ...req, requestId })).then((b) => SettleResult.decode(b));
+  }
+
+  /** Settles a client's acks (StreamAcks.acks) on the shard's stream as they came; the answer as bytes. */
+  settleAcks(acks: Uint8Array): Promise<Uint8Array> {
+    return this.sent((requestId) => forwardedAcks(requestId, acks));
+  }
+
+  private sent(message: (requestId: number) => Partial<LeaseStreamRequest>): Promise<Uint8Array> {
     const requestId = this.nextId();
     return new Promise((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject });
-      this.send({ ...req, requestId });
+      this.send(message(requestId));
     });
   }
 
-  settled(result: SettleResult): void {
-    this.pending.get(result.requestId)?.resolve(result);
-    this.pending.delete(result.requestId);
+  settled(requestId: number, settled: Uint8Array): void {
+    this.pending.get(requestId)?.resolve(settled);
+    this.pending.delete(requestId);
   }
 
   close(reason: string): void {
@@ -184,7 +203,10 @@ export class FanInSession {
     private readonly draining: AbortSignal,
   ) {}
 
-  async *run(requests: AsyncIterable<LeaseStreamRequest>): AsyncGenerator<LeaseStreamResponse> {
+  /** `requests` as the router's server reads them: a message that only acks may come as StreamAcks. */
+  async *run(
+    requests: AsyncIterable<LeaseStreamRequest | StreamAcks>,
+  ): AsyncGenerator<LeaseStreamResponse> {
     const onDrain = () =>
       this.end(new ServerError(Status.UNAVAILABLE, "the router is shutting down; reconnect"));
     const onCancel = () => this.end();
@@ -213,7 +235,7 @@ export class FanInSession {
     else this.out.close();
   }
 
-  private async read(requests: AsyncIterable<LeaseStreamRequest>): Promise<void> {
+  private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
     try {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
@@ -225,7 +247,16 @@ export class FanInSession {
     }
   }
 
-  private handle(req: LeaseStreamRequest): void {
+  private handle(message: LeaseStreamRequest | StreamAcks): void {
+    if (message instanceof StreamAcks) {
+      const leg = this.subscription && this.legs.get(message.shard);
+      if (leg && !leg.closed && message.count <= MAX_BATCH) {
+        this.grant(message.credits);
+        void this.settleAcks(leg, message);
+        return;
+      }
+    }
+    const req = message instanceof StreamAcks ? message.decode() : message;
     if (!this.subscription) {
       if (!req.subscribe)
         throw new ServerError(
@@ -246,16 +277,7 @@ export class FanInSession {
         "subscribe is allowed only in the first LeaseStream message",
       );
     }
-    if (req.credits > 0) {
-      const max = this.routing.config.maxStreamCredits;
-      if (this.outstanding + req.credits > max)
-        throw new ServerError(
-          Status.RESOURCE_EXHAUSTED,
-          `credits outstanding may not exceed ${max}`,
-        );
-      this.outstanding += req.credits;
-      this.rebalance();
-    }
+    this.grant(req.credits);
     const n = req.acks.length + req.nacks.length + req.extends.length;
     if (n === 0) return;
     if (n > MAX_BATCH)
@@ -266,6 +288,16 @@ export class FanInSession {
     const problem = ackProblem(req.acks) ?? nackProblem(req.nacks) ?? extendProblem(req.extends);
     if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
     void this.settle(req);
+  }
+
+  /** Adds credits the client granted, and shares them out. */
+  private grant(credits: number): void {
+    if (credits === 0) return;
+    const max = this.routing.config.maxStreamCredits;
+    if (this.outstanding + credits > max)
+      throw new ServerError(Status.RESOURCE_EXHAUSTED, `credits outstanding may not exceed ${max}`);
+    this.outstanding += credits;
+    this.rebalance();
   }
 
   /** Opens streams to shards that now hold subscribed queues; lets go of the others. */
@@ -347,6 +379,11 @@ export class FanInSession {
       if (wasIdle) this.rebalance();
       return;
     }
+    const settled = readSettled(raw.bytes);
+    if (settled) {
+      leg.settled(settled.requestId, settled.settled);
+      return;
+    }
     const res = raw.value;
     if (res.subscribed) {
       this.reopenAttempts.delete(leg.conn.id);
@@ -357,8 +394,6 @@ export class FanInSession {
           subscribed: { streamId: this.id, leaseDurationMs: res.subscribed.leaseDurationMs },
         });
       }
-    } else if (res.settled) {
-      leg.settled(res.settled);
     }
   }
 
@@ -534,22 +569,49 @@ export class FanInSession {
     } catch (err) {
       this.end(asServerError(err));
     } finally {
-      // settled (or no longer ours): the legs they came through hold that much less
       const settledPerShard = new Map<string, number>();
       for (const item of [...req.acks, ...req.nacks]) {
         const shard = leaseTokenShard(item.leaseToken);
         if (shard !== undefined) settledPerShard.set(shard, (settledPerShard.get(shard) ?? 0) + 1);
       }
-      let recyclable = false;
-      for (const [shard, n] of settledPerShard) {
-        const leg = this.legs.get(shard);
-        if (!leg) continue;
-        leg.inflight = Math.max(0, leg.inflight - n);
-        this.closeIfDone(leg);
-        // a move's source holding credits can hand them over now (see `recycleIdle`)
-        if (leg.inflight === 0 && leg.demoted && !leg.closed && leg.granted > 0) recyclable = true;
-      }
-      if (recyclable) this.rebalance();
+      this.settledOn(settledPerShard);
     }
+  }
+
+  /**
+   * A client's acks of one shard's tasks on that shard's open stream, as bytes both
+   * ways (StreamAcks); answered as `settle` answers, a failure of the shard becoming
+   * every item's status.
+   */
+  private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
+    try {
+      const settled = await leg.conn.call(() => leg.settleAcks(req.acks));
+      this.out.push(settledAnswer(req.requestId, settled));
+    } catch (err) {
+      const e = asServerError(err);
+      if (CALLER_CODES.has(e.code)) {
+        this.end(e);
+        return;
+      }
+      const status = { code: e.code, message: e.details };
+      const acks = Array.from({ length: req.count }, () => status);
+      this.out.push({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
+    } finally {
+      this.settledOn(new Map([[req.shard, req.count]]));
+    }
+  }
+
+  /** Settled (or no longer ours): the legs the tasks came through hold that much less. */
+  private settledOn(settledPerShard: ReadonlyMap<string, number>): void {
+    let recyclable = false;
+    for (const [shard, n] of settledPerShard) {
+      const leg = this.legs.get(shard);
+      if (!leg) continue;
+      leg.inflight = Math.max(0, leg.inflight - n);
+      this.closeIfDone(leg);
+      // a move's source holding credits can hand them over now (see `recycleIdle`)
+      if (leg.inflight === 0 && leg.demoted && !leg.closed && leg.granted > 0) recyclable = true;
+    }
+    if (recyclable) this.rebalance();
   }
 }

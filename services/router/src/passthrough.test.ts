@@ -1,4 +1,5 @@
 import {
+  type AckItem,
   AckRequest,
   EnqueueBatchRequest,
   EnqueueBatchResponse,
@@ -6,19 +7,27 @@ import {
   EnqueueStreamResponse,
   internal,
   LeaseResponse,
+  LeaseStreamRequest,
   LeaseStreamResponse,
+  SettleResult,
 } from "@codeq/proto";
+import { MAX_RESULT_BYTES } from "@codeq/wire";
 import {
   countField,
   decoded,
   embedded,
+  forwardedAcks,
   forwardedBatch,
   forwardedCall,
   forwardedTask,
   passThrough,
   Raw,
   readForwardAnswer,
+  readSettled,
   routerQueueService,
+  settledAnswer,
+  shardQueueService,
+  StreamAcks,
   streamAnswer,
 } from "./passthrough";
 
@@ -199,5 +208,109 @@ describe("messages passing through the router", () => {
     expect(EnqueueStreamResponse.decode(serialize(built))).toEqual(
       EnqueueStreamResponse.fromPartial({ seq: 7, results: answer.results }),
     );
+  });
+});
+
+describe("a worker's acks on a LeaseStream through the router", () => {
+  const read = routerQueueService.leaseStream!.requestDeserialize;
+  const toShard = shardQueueService.leaseStream!.requestSerialize;
+  const encode = (m: Parameters<typeof LeaseStreamRequest.fromPartial>[0]) =>
+    LeaseStreamRequest.encode(LeaseStreamRequest.fromPartial(m)).finish();
+  const token = (shard: string, id: string) => `c1~${shard}~X~t~${id}~1~abc`;
+  const acks: Partial<AckItem>[] = [
+    { leaseToken: token("b", "1") },
+    { leaseToken: token("b", "2"), result: Buffer.from("done") },
+  ];
+
+  test("a message that only acks one shard's tasks and returns credits is read as bytes", () => {
+    const bytes = encode({ requestId: 2 ** 40, credits: 2, acks });
+    const message = read(bytes) as StreamAcks;
+    expect(message).toBeInstanceOf(StreamAcks);
+    expect(message).toMatchObject({ requestId: 2 ** 40, credits: 2, count: 2, shard: "b" });
+    expect(message.decode()).toEqual(LeaseStreamRequest.decode(bytes));
+    // on to the shard: the acks as they came, under the router's request id, no credits
+    const sent = LeaseStreamRequest.decode(toShard(forwardedAcks(77, message.acks)));
+    expect(sent).toEqual(LeaseStreamRequest.fromPartial({ requestId: 77, acks }));
+    // no request id and no credits
+    expect(read(encode({ acks }))).toMatchObject({ requestId: 0, credits: 0, count: 2 });
+  });
+
+  test("every other message is decoded as usual", () => {
+    const bytes = encode({ requestId: 3, acks });
+    const others: Array<[string, Uint8Array]> = [
+      ["a subscribe", encode({ subscribe: { commands: ["X"] }, credits: 1 })],
+      ["credits only", encode({ credits: 5 })],
+      ["a nack", encode({ acks, nacks: [{ leaseToken: token("b", "3") }] })],
+      ["an extend", encode({ acks, extends: [{ leaseToken: token("b", "3") }] })],
+      ["acks of two shards", encode({ acks: [...acks, { leaseToken: token("c", "3") }] })],
+      ["a token of another form", encode({ acks: [{ leaseToken: "b~1" }] })],
+      ["a token with no shard", encode({ acks: [{ leaseToken: "c1~~X" }] })],
+      ["a token that ends at its shard", encode({ acks: [{ leaseToken: "c1~b" }] })],
+      ["an ack with no token", encode({ acks: [{ result: Buffer.from("r") }] })],
+      [
+        "a result over the bound",
+        encode({
+          acks: [{ leaseToken: token("b", "1"), result: Buffer.alloc(MAX_RESULT_BYTES + 1) }],
+        }),
+      ],
+      ["a request id given twice", Buffer.concat([bytes, varintField(3, 4)])],
+      ["credits given twice", Buffer.concat([varintField(2, 1), bytes, varintField(2, 1)])],
+      [
+        "acks not side by side",
+        Buffer.concat([encode({ acks }), varintField(3, 1), encode({ acks })]),
+      ],
+      ["a field numbered 0 after them", Buffer.concat([bytes, Buffer.from([0, 0])])],
+      ["an unknown field", Buffer.concat([bytes, varintField(9, 1)])],
+      ["bytes that end part way", bytes.subarray(0, bytes.length - 1)],
+      // field 3 as a 64-bit value (wire type 1) instead of a varint
+      [
+        "a request id of another wire type",
+        Buffer.concat([Buffer.from([3 * 8 + 1]), Buffer.alloc(8), encode({ acks })]),
+      ],
+      // a two-byte tag for field 2 (0x90 0x00), which a decoder takes but no encoder writes
+      ["a longer tag", Buffer.concat([Buffer.from([0x90, 0x00, 1]), encode({ acks })])],
+    ];
+    for (const [what, message] of others) {
+      const value = read(message);
+      expect([what, value instanceof StreamAcks]).toEqual([what, false]);
+    }
+    // credits over 32 bits and a request id over 2^53: not taken as they are
+    const big = (field: number, bytes: number[]) => Buffer.from([field * 8, ...bytes]);
+    expect(
+      read(Buffer.concat([big(2, [0x80, 0x80, 0x80, 0x80, 0x10]), encode({ acks })])),
+    ).not.toBeInstanceOf(StreamAcks);
+    expect(
+      read(
+        Buffer.concat([big(3, [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]), encode({ acks })]),
+      ),
+    ).not.toBeInstanceOf(StreamAcks);
+  });
+
+  test("the shard's answer goes back as bytes under the client's request id", () => {
+    const result = {
+      requestId: 77,
+      acks: [{ code: 0 }, { code: 5, message: "no such lease" }],
+      nacks: [],
+      extends: [],
+    };
+    const response = LeaseStreamResponse.encode(
+      LeaseStreamResponse.fromPartial({ settled: result }),
+    ).finish();
+    const settled = readSettled(response)!;
+    expect(settled.requestId).toBe(77);
+    const serialize = routerQueueService.leaseStream!.responseSerialize;
+    for (const requestId of [2 ** 40, 0]) {
+      const answer = settledAnswer(requestId, settled.settled);
+      expect(answer).toBeInstanceOf(Raw);
+      expect(LeaseStreamResponse.decode(serialize(answer))).toEqual(
+        LeaseStreamResponse.fromPartial({ settled: { ...result, requestId } }),
+      );
+    }
+    expect(SettleResult.decode(settled.settled)).toEqual(SettleResult.fromPartial(result));
+    // pushes and the subscribe answer are not settlements
+    const pushed = LeaseStreamResponse.encode(
+      LeaseStreamResponse.fromPartial({ tasks: { tasks: [task("1")] } }),
+    ).finish();
+    expect(readSettled(pushed)).toBeUndefined();
   });
 });

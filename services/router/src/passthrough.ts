@@ -20,10 +20,13 @@ import {
   ItemStatus,
   LeaseRequest,
   LeaseResponse,
+  LeaseStreamRequest,
+  LeaseStreamResponse,
   NackRequest,
   NackResponse,
   QueueServiceDefinition,
 } from "@codeq/proto";
+import { MAX_RESULT_BYTES } from "@codeq/wire";
 
 /**
  * Messages pass through the router as bytes wherever it does not change them.
@@ -106,12 +109,21 @@ export function rejectBadRequests(): ServerMiddleware {
   };
 }
 
-/** How the router's own server reads requests and writes answers (Raw answers as their bytes). */
+/**
+ * How the router's own server reads requests and writes answers (Raw answers as their
+ * bytes). A LeaseStream message that only acks tasks of one shard (and may return
+ * credits) is read as StreamAcks instead of decoded.
+ */
 export const routerQueueService = mapMethods(QueueServiceDefinition, (method) => {
   const req = method.requestType as MessageType<unknown>;
   const res = method.responseType as MessageType<unknown>;
+  const acks = method.name === QueueServiceDefinition.methods.leaseStream.name;
   return {
     requestDeserialize: (bytes: Uint8Array) => {
+      if (acks) {
+        const read = readStreamAcks(bytes);
+        if (read) return read;
+      }
       const value = safeDecode(req, bytes);
       if (!(value instanceof BadRequest)) received.set(value as object, bytes);
       return value;
@@ -274,6 +286,148 @@ export function forwardedTask(req: EnqueueRequest): Uint8Array {
   return asField(1, asField(1, EnqueueRequest.encode(req).finish()));
 }
 
+/**
+ * A LeaseStream message that acks tasks of one shard and may return credits, and
+ * holds nothing else: what a worker sends after each push. The router reads it as
+ * bytes (`readStreamAcks`) and sends its acks on to that shard's stream as they came,
+ * under a request id of its own (`forwardedAcks`); the shard's answer goes back to the
+ * client as bytes, under the client's request id (`settledAnswer`). That saves the
+ * decoding and encoding of every ack and every result both ways, on the path each
+ * task a worker takes through the router goes.
+ */
+export class StreamAcks {
+  constructor(
+    /** The whole message as received (decoded when it cannot go this way after all). */
+    readonly bytes: Uint8Array,
+    readonly requestId: number,
+    readonly credits: number,
+    /** How many acks there are; each token names `shard`. */
+    readonly count: number,
+    readonly shard: string,
+    /** The acks, field by field as they came (tags included). */
+    readonly acks: Uint8Array,
+  ) {}
+
+  /** The message as the generated decoder reads it. */
+  decode(): LeaseStreamRequest {
+    return LeaseStreamRequest.decode(this.bytes);
+  }
+}
+
+/** Tags (field << 3 | wire type) of the fields StreamAcks reads: all one byte. */
+const CREDITS_TAG = (2 << 3) | 0;
+const REQUEST_ID_TAG = (3 << 3) | 0;
+const ACKS_TAG = (4 << 3) | 2;
+const TOKEN_TAG = (1 << 3) | 2;
+const RESULT_TAG = (2 << 3) | 2;
+const SETTLED_TAG = (3 << 3) | 2;
+/** "c1~": a lease token's version; its shard follows, up to the next "~" (lease-token.ts). */
+const TOKEN_VERSION = [0x63, 0x31, 0x7e];
+const TILDE = 0x7e;
+
+/**
+ * `bytes` as StreamAcks, or undefined for any other message: one with a field other
+ * than credits, request_id and acks, a field in another encoding than a generated
+ * encoder's (a longer tag, a repeated scalar, acks not side by side), values a decoder
+ * would not take as they are (credits over 32 bits, a request id over 2^53), no acks,
+ * a result over MAX_RESULT_BYTES, or tokens that do not all name one shard. Those are
+ * decoded, and checked, as every other message is.
+ */
+export function readStreamAcks(bytes: Uint8Array): StreamAcks | undefined {
+  let requestId: number | undefined;
+  let credits: number | undefined;
+  let count = 0;
+  let acksStart = -1;
+  let acksEnd = -1;
+  let shard: Uint8Array | undefined;
+  let plain = true;
+  const complete = scan(bytes, (field, start, end, value, tagStart) => {
+    if (!plain) return;
+    const tag = bytes[tagStart];
+    if (tag === CREDITS_TAG && credits === undefined && value <= 0xffffffff) credits = value;
+    else if (tag === REQUEST_ID_TAG && requestId === undefined && value <= Number.MAX_SAFE_INTEGER)
+      requestId = value;
+    else if (tag === ACKS_TAG && end !== undefined && (acksEnd < 0 || acksEnd === tagStart)) {
+      const named = tokenShard(bytes.subarray(start, end));
+      if (!named || (shard !== undefined && !sameBytes(named, shard))) plain = false;
+      shard ??= named;
+      if (acksStart < 0) acksStart = tagStart;
+      acksEnd = end;
+      count++;
+    } else plain = false;
+  });
+  if (!complete || !plain || count === 0 || shard === undefined) return undefined;
+  return new StreamAcks(
+    bytes,
+    requestId ?? 0,
+    credits ?? 0,
+    count,
+    utf8.decode(shard),
+    bytes.subarray(acksStart, acksEnd),
+  );
+}
+
+/** The shard an AckItem's token names, as bytes; undefined for an item not as StreamAcks takes it. */
+function tokenShard(item: Uint8Array): Uint8Array | undefined {
+  let token: Uint8Array | undefined;
+  let result = false;
+  let plain = true;
+  const complete = scan(item, (_field, start, end, _value, tagStart) => {
+    const tag = item[tagStart];
+    if (tag === TOKEN_TAG && end !== undefined && token === undefined)
+      token = item.subarray(start, end);
+    else if (tag === RESULT_TAG && end !== undefined && !result && end - start <= MAX_RESULT_BYTES)
+      result = true;
+    else plain = false;
+  });
+  if (!complete || !plain || token === undefined) return undefined;
+  if (TOKEN_VERSION.some((b, i) => token![i] !== b)) return undefined;
+  const end = token.indexOf(TILDE, TOKEN_VERSION.length);
+  return end > TOKEN_VERSION.length ? token.subarray(TOKEN_VERSION.length, end) : undefined;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A LeaseStreamRequest of `acks` (StreamAcks.acks) under `requestId`, sent as those bytes. */
+export function forwardedAcks(requestId: number, acks: Uint8Array): Partial<LeaseStreamRequest> {
+  const bytes = new BinaryWriter().uint32(REQUEST_ID_TAG).uint64(requestId).raw(acks).finish();
+  const message: Partial<LeaseStreamRequest> = {};
+  received.set(message, bytes);
+  return message;
+}
+
+/**
+ * A shard's LeaseStreamResponse when it is an answer to settlements: its request id,
+ * and its SettleResult as bytes.
+ */
+export function readSettled(
+  response: Uint8Array,
+): { readonly requestId: number; readonly settled: Uint8Array } | undefined {
+  const settled = embedded(response, SETTLED_TAG >> 3);
+  if (settled === undefined) return undefined;
+  let requestId = 0;
+  scan(settled, (field, _start, end, value) => {
+    if (field === 1 && end === undefined) requestId = value;
+  });
+  return { requestId, settled };
+}
+
+/** The client's LeaseStreamResponse of a shard's SettleResult (bytes), under the client's request id. */
+export function settledAnswer(requestId: number, settled: Uint8Array): LeaseStreamResponse {
+  const inner = new BinaryWriter();
+  if (requestId !== 0) inner.uint32(8).uint64(requestId);
+  // every field but the shard's request id, as it came
+  scan(settled, (field, start, end, _value, tagStart) => {
+    if (field !== 1) inner.raw(settled.subarray(tagStart, end ?? start));
+  });
+  const bytes = new BinaryWriter().uint32(SETTLED_TAG).bytes(inner.finish()).finish();
+  return passThrough(new Raw(bytes, LeaseStreamResponse));
+}
+
 /** The router's AdminService: the generated codecs, with undecodable requests answered INVALID_ARGUMENT. */
 export const routerAdminService = mapMethods(AdminServiceDefinition, (method) => {
   const req = method.requestType as MessageType<unknown>;
@@ -359,13 +513,20 @@ export function embedded(bytes: Uint8Array, field: number): Uint8Array | undefin
 /**
  * Walks the top-level fields of a protobuf message, telling `visit` each field
  * number (and, for length-delimited ones, where its bytes are; for varints, the
- * value, exact up to 2^53). Stops quietly at malformed bytes (or groups, which no
- * message of ours has).
+ * value, exact up to 2^53), and where the field's tag starts. Stops quietly at
+ * malformed bytes (or groups, which no message of ours has); returns whether it read
+ * the message to its end.
  */
 function scan(
   bytes: Uint8Array,
-  visit: (field: number, start: number, end: number | undefined, value: number) => void,
-): void {
+  visit: (
+    field: number,
+    start: number,
+    end: number | undefined,
+    value: number,
+    tagStart: number,
+  ) => void,
+): boolean {
   let i = 0;
   const varint = (): number => {
     let value = 0;
@@ -380,33 +541,35 @@ function scan(
     }
   };
   while (i < bytes.length) {
+    const tagStart = i;
     const tag = varint();
-    if (tag < 0) return;
+    if (tag < 0) return false;
     const field = Math.floor(tag / 8);
     switch (tag & 7) {
       case 0: {
         const value = varint();
-        if (value < 0) return;
-        visit(field, i, undefined, value);
+        if (value < 0) return false;
+        visit(field, i, undefined, value, tagStart);
         break;
       }
       case 1:
         i += 8;
-        visit(field, i, undefined, 0);
+        visit(field, i, undefined, 0, tagStart);
         break;
       case 2: {
         const length = varint();
-        if (length < 0 || i + length > bytes.length) return;
-        visit(field, i, i + length, 0);
+        if (length < 0 || i + length > bytes.length) return false;
+        visit(field, i, i + length, 0, tagStart);
         i += length;
         break;
       }
       case 5:
         i += 4;
-        visit(field, i, undefined, 0);
+        visit(field, i, undefined, 0, tagStart);
         break;
       default:
-        return;
+        return false;
     }
   }
+  return i === bytes.length;
 }

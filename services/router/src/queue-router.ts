@@ -292,6 +292,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const f = await routing.forward(ctx);
       const release = routing.limits.openStream(f.identity.principal);
       try {
+        // a message that only acks may be StreamAcks here (routerQueueService)
         yield* new FanInSession(routing, f, lifecycle.signal).run(requests);
       } finally {
         release();

@@ -305,6 +305,45 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("acks of one shard's tasks are settled on its stream, answered under the client's ids", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"], maxBatch: 10 }, credits: 3 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    const c = rc.client("t1");
+    await c.enqueueBatch({
+      tasks: [..."123"].map((p) => ({ command: "X", payload: payload(p) })),
+    });
+    await within(2_000, () => s.tasks().length === 3);
+    const tokens = s.tasks().map((t) => t.leaseToken);
+    const acks = tokens.slice(0, 2).map((leaseToken) => ({ leaseToken, result: payload("r") }));
+    s.send({ requestId: 2 ** 40, acks, credits: 2 });
+    await within(2_000, () => s.settled(2 ** 40) !== undefined);
+    expect(s.settled(2 ** 40)!.acks.map((a) => a.code)).toEqual([0, 0]);
+    expect(await stats("a", "X")).toMatchObject({ leased: 1, completed: 2 });
+    // an ack again, and one with a made-up nonce: answered as the shard answers them
+    // in a unary Ack
+    const last = tokens[2]!.slice(-1);
+    const forged = { leaseToken: tokens[2]!.slice(0, -1) + (last === "a" ? "b" : "a") };
+    const unary = await c.ack({ items: [acks[0]!, forged] });
+    expect(unary.results[1]!.code).not.toBe(0);
+    s.send({ requestId: 9, acks: [acks[0]!, forged] });
+    await within(2_000, () => s.settled(9) !== undefined);
+    expect(s.settled(9)!.acks).toEqual(unary.results);
+    // a token naming no shard of the map goes the usual way
+    s.send({ requestId: 10, acks: [{ leaseToken: tokens[2]!.replace("c1~a~", "c1~zz~") }] });
+    await within(2_000, () => s.settled(10) !== undefined);
+    expect(s.settled(10)!.acks.map((a) => a.code)).toEqual([Status.NOT_FOUND]);
+    // the credits came back to the shard: a new task is pushed at once
+    await c.enqueue({ command: "X", payload: payload("4") });
+    await within(2_000, () => s.tasks().length === 4);
+    expect(s.failure).toBeUndefined();
+    // the shard no longer holds the acked leases for this stream: closing it releases
+    // the other two, and nothing else
+    await s.close();
+    await within(2_000, async () => (await stats("a", "X")).ready === 2);
+    expect(await stats("a", "X")).toMatchObject({ leased: 0, completed: 2 });
+  });
+
   test("closing the client stream releases what it held on every shard at once", async () => {
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X", "Y"] }, credits: 10 });
