@@ -21,7 +21,7 @@ import {
   type Raw,
 } from "./passthrough";
 import { asServerError } from "./fan-out";
-import { settlers } from "./queue-router";
+import { CALLER_CODES as SETTLE_CALLER_CODES, settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
 import { isShardFailure, type ShardConn } from "./shard-pool";
 
@@ -249,8 +249,9 @@ export class FanInSession {
 
   private handle(message: LeaseStreamRequest | StreamAcks): void {
     if (message instanceof StreamAcks) {
+      // the shard must still be one of the map's, as settleByToken asks
       const leg = this.subscription && this.legs.get(message.shard);
-      if (leg && !leg.closed && message.count <= MAX_BATCH) {
+      if (leg && !leg.closed && message.count <= MAX_BATCH && this.routing.pool.has(leg.conn.id)) {
         this.grant(message.credits);
         void this.settleAcks(leg, message);
         return;
@@ -580,16 +581,18 @@ export class FanInSession {
 
   /**
    * A client's acks of one shard's tasks on that shard's open stream, as bytes both
-   * ways (StreamAcks); answered as `settle` answers, a failure of the shard becoming
-   * every item's status.
+   * ways (StreamAcks); answered as `settle` answers (settleByToken), a failure of the
+   * shard becoming every item's status.
    */
   private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
     try {
       const settled = await leg.conn.call(() => leg.settleAcks(req.acks));
-      this.out.push(settledAnswer(req.requestId, settled));
+      const answer = settledAnswer(req.requestId, settled);
+      if (!answer) throw new Error(`shard ${leg.conn.id}: its answer to the acks is malformed`);
+      this.out.push(answer);
     } catch (err) {
       const e = asServerError(err);
-      if (CALLER_CODES.has(e.code)) {
+      if (SETTLE_CALLER_CODES.has(e.code)) {
         this.end(e);
         return;
       }

@@ -11,6 +11,7 @@ import {
   LeaseStreamResponse,
   SettleResult,
 } from "@codeq/proto";
+import { leaseTokenShard } from "@codeq/engine";
 import { MAX_RESULT_BYTES } from "@codeq/wire";
 import {
   countField,
@@ -34,7 +35,7 @@ import {
 /** A varint field and a string field, as protobuf writes them (small values only). */
 const varintField = (field: number, value: number) => Buffer.from([field * 8, value]);
 const stringField = (field: number, value: string) =>
-  Buffer.concat([Buffer.from([field * 8 + 2, value.length]), Buffer.from(value)]);
+  Buffer.concat([Buffer.from([field * 8 + 2, Buffer.byteLength(value)]), Buffer.from(value)]);
 
 const task = (id: string) => ({
   task: { id, payload: Buffer.from("p".repeat(40)), headers: { a: "b" } },
@@ -233,6 +234,11 @@ describe("a worker's acks on a LeaseStream through the router", () => {
     expect(sent).toEqual(LeaseStreamRequest.fromPartial({ requestId: 77, acks }));
     // no request id and no credits
     expect(read(encode({ acks }))).toMatchObject({ requestId: 0, credits: 0, count: 2 });
+    // the shard named as the generated decoder reads the token: a byte order mark
+    // before it is kept, so this is not shard "b"
+    const bom = read(encode({ acks: [{ leaseToken: "c1~\ufeffb~X~t~1~1~abc" }] })) as StreamAcks;
+    expect(bom.shard).toBe("\ufeffb");
+    expect(bom.shard).toBe(leaseTokenShard(bom.decode().acks[0]!.leaseToken));
   });
 
   test("every other message is decoded as usual", () => {
@@ -270,6 +276,19 @@ describe("a worker's acks on a LeaseStream through the router", () => {
       // a two-byte tag for field 2 (0x90 0x00), which a decoder takes but no encoder writes
       ["a longer tag", Buffer.concat([Buffer.from([0x90, 0x00, 1]), encode({ acks })])],
     ];
+    // inside an ack: what the generated decoder reads differently, or not as one item
+    const ack = (...fields: Buffer[]) => {
+      const item = Buffer.concat(fields);
+      return Buffer.concat([Buffer.from([4 * 8 + 2, item.length]), item]);
+    };
+    const tokenField = stringField(1, token("b", "9"));
+    others.push(
+      ["a token given twice", ack(tokenField, tokenField)],
+      ["a field numbered 0 in an ack", ack(tokenField, Buffer.from([0, 0]))],
+      ["an unknown field in an ack", ack(tokenField, varintField(3, 1))],
+      ["a token as a varint", ack(varintField(1, 5))],
+      ["an empty ack", ack()],
+    );
     for (const [what, message] of others) {
       const value = read(message);
       expect([what, value instanceof StreamAcks]).toEqual([what, false]);
@@ -307,6 +326,10 @@ describe("a worker's acks on a LeaseStream through the router", () => {
       );
     }
     expect(SettleResult.decode(settled.settled)).toEqual(SettleResult.fromPartial(result));
+    // a malformed answer is not passed on
+    expect(
+      settledAnswer(1, settled.settled.subarray(0, settled.settled.length - 1)),
+    ).toBeUndefined();
     // pushes and the subscribe answer are not settlements
     const pushed = LeaseStreamResponse.encode(
       LeaseStreamResponse.fromPartial({ tasks: { tasks: [task("1")] } }),

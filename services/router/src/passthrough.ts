@@ -184,7 +184,8 @@ export interface ForwardAnswer {
   readonly draining?: boolean;
 }
 
-const utf8 = new TextDecoder();
+/** Reads strings as the generated decoders do (a leading byte order mark is kept). */
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Reads a ForwardResponse, leaving the call's answer as bytes. */
 export function readForwardAnswer(bytes: Uint8Array): ForwardAnswer {
@@ -416,14 +417,21 @@ export function readSettled(
   return { requestId, settled };
 }
 
-/** The client's LeaseStreamResponse of a shard's SettleResult (bytes), under the client's request id. */
-export function settledAnswer(requestId: number, settled: Uint8Array): LeaseStreamResponse {
+/**
+ * The client's LeaseStreamResponse of a shard's SettleResult (bytes), under the
+ * client's request id; undefined when those bytes are malformed.
+ */
+export function settledAnswer(
+  requestId: number,
+  settled: Uint8Array,
+): LeaseStreamResponse | undefined {
   const inner = new BinaryWriter();
   if (requestId !== 0) inner.uint32(8).uint64(requestId);
   // every field but the shard's request id, as it came
-  scan(settled, (field, start, end, _value, tagStart) => {
+  const complete = scan(settled, (field, start, end, _value, tagStart) => {
     if (field !== 1) inner.raw(settled.subarray(tagStart, end ?? start));
   });
+  if (!complete) return undefined;
   const bytes = new BinaryWriter().uint32(SETTLED_TAG).bytes(inner.finish()).finish();
   return passThrough(new Raw(bytes, LeaseStreamResponse));
 }

@@ -38,7 +38,7 @@ import type { ShardConn } from "./shard-pool";
 const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
 
 /** Codes that are about the request, not the shard: every shard would say the same. */
-const CALLER_CODES = new Set([
+export const CALLER_CODES = new Set([
   Status.INVALID_ARGUMENT,
   Status.PERMISSION_DENIED,
   Status.UNAUTHENTICATED,

@@ -2,6 +2,7 @@ import { ClientError, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
+import { FanInSession } from "./fan-in";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 const payload = (s: string) => Buffer.from(s);
@@ -306,6 +307,11 @@ describe("LeaseStream through the router", () => {
   });
 
   test("acks of one shard's tasks are settled on its stream, answered under the client's ids", async () => {
+    // the way a message of acks takes: as bytes onto the shard's stream
+    const onLeg = jest.spyOn(
+      FanInSession.prototype as unknown as { settleAcks: () => Promise<void> },
+      "settleAcks",
+    );
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X"], maxBatch: 10 }, credits: 3 });
     await within(2_000, () => s.received.some((r) => r.subscribed));
@@ -329,10 +335,20 @@ describe("LeaseStream through the router", () => {
     s.send({ requestId: 9, acks: [acks[0]!, forged] });
     await within(2_000, () => s.settled(9) !== undefined);
     expect(s.settled(9)!.acks).toEqual(unary.results);
+    expect(onLeg).toHaveBeenCalledTimes(2);
     // a token naming no shard of the map goes the usual way
     s.send({ requestId: 10, acks: [{ leaseToken: tokens[2]!.replace("c1~a~", "c1~zz~") }] });
     await within(2_000, () => s.settled(10) !== undefined);
     expect(s.settled(10)!.acks.map((a) => a.code)).toEqual([Status.NOT_FOUND]);
+    // so does an ack of a shard this stream has no stream to (Y is on b): a unary Ack
+    await c.enqueue({ command: "Y", payload: payload("y") });
+    const [y] = (await c.lease({ commands: ["Y"], maxTasks: 1 })).tasks;
+    s.send({ requestId: 11, acks: [{ leaseToken: y!.leaseToken }] });
+    await within(2_000, () => s.settled(11) !== undefined);
+    expect(s.settled(11)!.acks.map((a) => a.code)).toEqual([0]);
+    expect(await stats("b", "Y")).toMatchObject({ leased: 0, completed: 1 });
+    expect(onLeg).toHaveBeenCalledTimes(2);
+    onLeg.mockRestore();
     // the credits came back to the shard: a new task is pushed at once
     await c.enqueue({ command: "X", payload: payload("4") });
     await within(2_000, () => s.tasks().length === 4);
