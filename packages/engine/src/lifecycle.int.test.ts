@@ -27,3 +27,41 @@ describe("engine smoke: enqueue → lease → ack", () => {
     expect(task).toMatchObject({ state: "COMPLETED", result: payload("done") });
   });
 });
+
+describe("a batch whose tasks differ in some fields", () => {
+  let fx: EngineFixture;
+  beforeAll(async () => (fx = await engineFixture()));
+  afterAll(() => fx.close());
+
+  it("stores each task's own state, whether or not it writes as the one before it", async () => {
+    const { engine } = await fx.engine();
+    // runs of equal states (written once, then copied) and changes between them
+    const specs = [
+      { priority: 1 },
+      { priority: 1 },
+      { priority: 5 },
+      { priority: 5, maxAttempts: 3 },
+      { priority: 5, maxAttempts: 3 },
+      { priority: 5, maxAttempts: 3, delayMs: 60_000 },
+      { priority: 5, maxAttempts: 3, delayMs: 60_000 },
+      { priority: 5 },
+    ];
+    const out = await engine.enqueue(
+      Q,
+      specs.map((s, i) => ({ ...s, payload: payload(String(i)) })),
+    );
+    const tasks = await Promise.all(out.map((o) => engine.getTask(Q, o.id)));
+    expect(
+      tasks.map((t) => [t!.payload.toString(), t!.state, t!.priority, t!.maxAttempts]),
+    ).toEqual(
+      specs.map((s, i) => [
+        String(i),
+        s.delayMs ? "SCHEDULED" : "READY",
+        s.priority,
+        s.maxAttempts ?? tasks[0]!.maxAttempts,
+      ]),
+    );
+    const runAt = tasks.map((t) => t!.runAt - tasks[0]!.runAt);
+    expect(runAt).toEqual(specs.map((s) => s.delayMs ?? 0));
+  });
+});

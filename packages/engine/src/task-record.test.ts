@@ -1,4 +1,5 @@
-import { decodeTask, encodeState, putDigits, type TaskRecord } from "./task-record";
+import * as fc from "fast-check";
+import { decodeTask, encodeState, putDigits, sameState, type TaskRecord } from "./task-record";
 
 const backoff = { kind: "exponential", baseMs: 1000, maxMs: 60_000, jitter: true } as const;
 
@@ -56,6 +57,53 @@ describe("state strings", () => {
     const text = encodeState(leased);
     expect(() => decodeTask(leased.id, "", "X" + text.slice(1), backoff)).toThrow(/malformed/);
     expect(() => decodeTask(leased.id, "", text.slice(0, 80), backoff)).toThrow(/malformed/);
+  });
+});
+
+describe("sameState", () => {
+  it("holds only for records whose state strings are the same", () => {
+    // each field from two values, so that pairs often agree on all but one
+    const record = fc.record({
+      state: fc.constantFrom("READY", "SCHEDULED", "LEASED", "DEAD"),
+      priority: fc.constantFrom(0, 9),
+      attempts: fc.constantFrom(0, 2),
+      maxAttempts: fc.constantFrom(5, 25),
+      leaseSeq: fc.constantFrom(0, 7),
+      runAt: fc.constantFrom(1_733_000_000_000, 1_733_000_000_001),
+      updatedAt: fc.constantFrom(1_733_000_000_000, 1_733_000_000_002),
+      leaseDeadline: fc.constantFrom(undefined, 1_733_000_030_000),
+      leaseMs: fc.constantFrom(undefined, 30_000),
+      doneAt: fc.constantFrom(undefined, 1_733_000_099_000),
+    });
+    const task = (r: Partial<TaskRecord>): TaskRecord => ({
+      ...leased,
+      lastError: undefined,
+      ...r,
+    });
+    let same = 0;
+    fc.assert(
+      fc.property(record, record, (a, b) => {
+        if (!sameState(task(a), task(b))) return;
+        same++;
+        expect(encodeState(task(a))).toBe(encodeState(task(b)));
+      }),
+      { numRuns: 2000 },
+    );
+    expect(same).toBeGreaterThan(0);
+    // any one field apart: not the same
+    const base = task({ state: "READY" });
+    for (const field of [
+      "priority",
+      "attempts",
+      "maxAttempts",
+      "leaseSeq",
+      "runAt",
+      "updatedAt",
+    ] as const)
+      expect([field, sameState(base, { ...base, [field]: base[field] + 1 })]).toEqual([
+        field,
+        false,
+      ]);
   });
 });
 

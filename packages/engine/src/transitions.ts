@@ -5,6 +5,7 @@ import { buildRecord, type TaskSpec } from "./task-spec";
 import {
   encodeRecord,
   nonceText,
+  sameState,
   STATE_OF_LETTER,
   STATE_WIDTH,
   timeText,
@@ -91,7 +92,11 @@ async function store(
   records.forEach((record, i) => {
     const at = i * PACKED_WIDTH;
     packed.write(record.id, at, "latin1");
-    writeState(packed, at + ID_WIDTH, record);
+    const state = at + ID_WIDTH;
+    const before = records[i - 1];
+    if (before && sameState(before, record))
+      packed.copy(packed, state, state - PACKED_WIDTH, state - PACKED_WIDTH + STATE_WIDTH);
+    else writeState(packed, state, record);
     payloads.push(specs[i]!.payload ?? "");
     payloadBytes += specs[i]!.payload?.length ?? 0;
     const json = encodeRecord(record, ctx.limits.defaultBackoff);
