@@ -7,7 +7,7 @@ import type {
   EnqueueResult,
 } from "@codeq/proto";
 import { failedEnqueueResults, specFromWire } from "@codeq/wire";
-import { passThrough } from "./passthrough";
+import { batchCommands, passThrough } from "./passthrough";
 import { FencedError, type Forward, type Routing } from "./routing";
 
 /** The most items one EnqueueBatch (or EnqueueStream message) may carry. */
@@ -56,15 +56,13 @@ export async function enqueueBatch(
   f: Forward,
   req: EnqueueBatchRequest,
 ): Promise<EnqueueBatchResponse> {
-  const tasks = req.tasks;
-  if (tasks.length === 0 || tasks.length > MAX_BATCH) checkBatch(tasks, taskLimits(routing));
+  // a batch read as BatchBytes is decoded only if it is split or checked here
+  const commands = batchCommands(req);
+  if (commands.length === 0 || commands.length > MAX_BATCH)
+    checkBatch(req.tasks, taskLimits(routing));
   const tenant = f.identity.tenant;
-  const first = routing.currentShard(tasks[0]!.command, tenant);
-  if (
-    tasks.every(
-      (t) => t.command === tasks[0]!.command || routing.currentShard(t.command, tenant) === first,
-    )
-  ) {
+  const first = routing.currentShard(commands[0]!, tenant);
+  if (commands.every((c) => c === commands[0] || routing.currentShard(c, tenant) === first)) {
     try {
       const raw = await routing.sendFenced(first, (conn, onTrailer) =>
         routing.storeBatch(conn, f, req, onTrailer),
@@ -76,6 +74,7 @@ export async function enqueueBatch(
       await routing.cache.refresh(); // then as a split batch, on the map as it is now
     }
   }
+  const tasks = req.tasks;
   checkBatch(tasks, taskLimits(routing));
   return { results: await storeSplit(routing, f, tasks) };
 }

@@ -1,3 +1,4 @@
+import { Status } from "nice-grpc";
 import {
   type AckItem,
   AckRequest,
@@ -14,6 +15,8 @@ import {
 import { leaseTokenShard } from "@codeq/engine";
 import { MAX_RESULT_BYTES } from "@codeq/wire";
 import {
+  BatchBytes,
+  batchCommands,
   countField,
   decoded,
   embedded,
@@ -23,6 +26,7 @@ import {
   forwardedTask,
   passThrough,
   Raw,
+  readBatch,
   readForwardAnswer,
   readSettled,
   routerQueueService,
@@ -335,5 +339,60 @@ describe("a worker's acks on a LeaseStream through the router", () => {
       LeaseStreamResponse.fromPartial({ tasks: { tasks: [task("1")] } }),
     ).finish();
     expect(readSettled(pushed)).toBeUndefined();
+  });
+});
+
+describe("an EnqueueBatch request through the router", () => {
+  const read = routerQueueService.enqueueBatch!.requestDeserialize;
+  const batch = EnqueueBatchRequest.fromPartial({
+    tasks: [
+      { command: "X", payload: Buffer.from("1"), priority: 3, headers: { a: "b" } },
+      { command: "Y", idempotencyKey: "k", delayMs: 5_000, backoff: { kind: 1, baseMs: 10 } },
+      { command: "X\ufeff", payload: Buffer.from("3") },
+    ],
+  });
+  const bytes = EnqueueBatchRequest.encode(batch).finish();
+
+  test("is read for its commands only, and goes on as the client's bytes", () => {
+    const req = read(bytes) as BatchBytes;
+    expect(req).toBeInstanceOf(BatchBytes);
+    expect(req.commands).toEqual(["X", "Y", "X\ufeff"]);
+    expect(batchCommands(req)).toBe(req.commands);
+    // forwarded as the very bytes, undecoded
+    const forwarded = internal.ForwardRequest.decode(forwardedBatch(req));
+    expect(Buffer.from(forwarded.enqueue!).equals(Buffer.from(bytes))).toBe(true);
+    // decoded when read, as the generated decoder reads it
+    expect(req.tasks).toEqual(batch.tasks);
+    expect(batchCommands(batch)).toEqual(["X", "Y", "X\ufeff"]);
+  });
+
+  test("a request the decoder might read otherwise is decoded as usual", () => {
+    const task = (...fields: Buffer[]) => {
+      const t = Buffer.concat(fields);
+      return Buffer.concat([Buffer.from([1 * 8 + 2, t.length]), t]);
+    };
+    const others: Array<[string, Uint8Array]> = [
+      ["another field", Buffer.concat([bytes, varintField(2, 1)])],
+      ["a task with no command", task(varintField(3, 1))],
+      ["a command given twice", task(stringField(1, "X"), stringField(1, "Y"))],
+      ["a command as a varint", task(varintField(1, 1))],
+      ["a field numbered 0 in a task", task(stringField(1, "X"), Buffer.from([0, 0]))],
+      ["bytes that end part way", bytes.subarray(0, bytes.length - 1)],
+      ["a group", Buffer.concat([bytes, Buffer.from([1 * 8 + 3])])],
+    ];
+    for (const [what, message] of others)
+      expect([what, read(message) instanceof BatchBytes]).toEqual([what, false]);
+    expect(readBatch(bytes)).toBeInstanceOf(BatchBytes);
+  });
+
+  test("a task the decoder refuses is the caller's bad input when the tasks are read", () => {
+    // delay_ms (field 4) past 2^53, as the generated decoder refuses it
+    const huge = Buffer.from([4 * 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    const t = Buffer.concat([stringField(1, "X"), huge]);
+    const req = read(Buffer.concat([Buffer.from([1 * 8 + 2, t.length]), t])) as BatchBytes;
+    expect(req.commands).toEqual(["X"]);
+    expect(() => req.tasks).toThrow(
+      expect.objectContaining({ code: Status.INVALID_ARGUMENT }) as unknown as Error,
+    );
   });
 });

@@ -112,21 +112,26 @@ export function rejectBadRequests(): ServerMiddleware {
 /**
  * How the router's own server reads requests and writes answers (Raw answers as their
  * bytes). A LeaseStream message that only acks tasks of one shard (and may return
- * credits) is read as StreamAcks instead of decoded.
+ * credits) is read as StreamAcks, and an EnqueueBatch request as BatchBytes, instead
+ * of decoded.
  */
 export const routerQueueService = mapMethods(QueueServiceDefinition, (method) => {
   const req = method.requestType as MessageType<unknown>;
   const res = method.responseType as MessageType<unknown>;
-  const acks = method.name === QueueServiceDefinition.methods.leaseStream.name;
+  const { leaseStream, enqueueBatch } = QueueServiceDefinition.methods;
+  const read =
+    method.name === leaseStream.name
+      ? readStreamAcks
+      : method.name === enqueueBatch.name
+        ? readBatch
+        : undefined;
   return {
     requestDeserialize: (bytes: Uint8Array) => {
-      if (acks) {
-        const read = readStreamAcks(bytes);
-        if (read) return read;
-      }
-      const value = safeDecode(req, bytes);
-      if (!(value instanceof BadRequest)) received.set(value as object, bytes);
-      return value;
+      const value = read?.(bytes);
+      if (value) return value;
+      const decoded = safeDecode(req, bytes);
+      if (!(decoded instanceof BadRequest)) received.set(decoded as object, bytes);
+      return decoded;
     },
     requestSerialize: (value: unknown) => req.encode(req.fromPartial(value)).finish(),
     responseSerialize: (value: unknown) =>
@@ -285,6 +290,82 @@ export function streamAnswer(seq: number, answer: EnqueueBatchResponse): Enqueue
  */
 export function forwardedTask(req: EnqueueRequest): Uint8Array {
   return asField(1, asField(1, EnqueueRequest.encode(req).finish()));
+}
+
+/**
+ * An EnqueueBatch request read for routing only: each task's command, from the bytes.
+ * Its tasks are decoded when something reads them (a batch split across shards, or
+ * one checked whole here); a batch that goes to one shard goes on as the bytes the
+ * client sent and is never decoded by the router. Read strictly (`readBatch`): a
+ * request the generated decoder could read differently is decoded as usual, so the
+ * router routes by the commands the shard will read.
+ */
+export class BatchBytes implements EnqueueBatchRequest {
+  private decoded: EnqueueRequest[] | undefined;
+
+  constructor(
+    readonly bytes: Uint8Array,
+    /** The tasks' commands, in order. */
+    readonly commands: readonly string[],
+  ) {
+    received.set(this, bytes);
+  }
+
+  /**
+   * The tasks, decoded on first use. Bytes the generated decoder refuses (a number
+   * beyond 2^53, a malformed part of a task) are the caller's bad input, as for any
+   * request (INVALID_ARGUMENT); a batch that goes on as bytes gets the same from the
+   * shard, which decodes each forwarded call apart.
+   */
+  get tasks(): EnqueueRequest[] {
+    if (this.decoded) return this.decoded;
+    const value = safeDecode(EnqueueBatchRequest, this.bytes);
+    if (value instanceof BadRequest) throw value.error();
+    return (this.decoded = (value as EnqueueBatchRequest).tasks);
+  }
+}
+
+/** A batch's commands, in order, without decoding a BatchBytes. */
+export function batchCommands(req: EnqueueBatchRequest): readonly string[] {
+  return req instanceof BatchBytes ? req.commands : req.tasks.map((t) => t.command);
+}
+
+const TASK_TAG = (1 << 3) | 2;
+const COMMAND_TAG = (1 << 3) | 2;
+
+/**
+ * `bytes` as BatchBytes, or undefined (decode it) when the request has a field other
+ * than its tasks, a task has no command, its command twice or in another encoding, a
+ * field numbered 0 (where the generated decoder stops reading it), a group, or bytes
+ * that end part way.
+ */
+export function readBatch(bytes: Uint8Array): BatchBytes | undefined {
+  const commands: string[] = [];
+  let plain = true;
+  const complete = scan(bytes, (_field, start, end, _value, tagStart) => {
+    if (!plain) return;
+    const command =
+      bytes[tagStart] === TASK_TAG && end !== undefined
+        ? taskCommand(bytes.subarray(start, end))
+        : undefined;
+    if (command === undefined) plain = false;
+    else commands.push(command);
+  });
+  return complete && plain ? new BatchBytes(bytes, commands) : undefined;
+}
+
+/** An EnqueueRequest's command, read as the generated decoder reads it; undefined when unsure. */
+function taskCommand(task: Uint8Array): string | undefined {
+  let command: Uint8Array | undefined;
+  let plain = true;
+  const complete = scan(task, (field, start, end, _value, tagStart) => {
+    if (field === 0) plain = false;
+    else if (field !== 1) return;
+    else if (task[tagStart] === COMMAND_TAG && end !== undefined && command === undefined)
+      command = task.subarray(start, end);
+    else plain = false;
+  });
+  return complete && plain && command !== undefined ? utf8.decode(command) : undefined;
 }
 
 /**

@@ -25,6 +25,7 @@ import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
 import {
+  batchCommands,
   countField,
   decoded,
   elementBytes,
@@ -216,7 +217,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     routing.leaseShards([command], f.identity.tenant, false);
 
   const storeBatch = (f: Forward, req: EnqueueBatchRequest, ctx: CallContext | undefined) => {
-    routing.limits.enqueue(ctx, f.identity.tenant, req.tasks.length);
+    routing.limits.enqueue(ctx, f.identity.tenant, batchCommands(req).length);
     return enqueueBatch(routing, f, req);
   };
 

@@ -26,6 +26,7 @@ import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
 import { forwardService, LaneMissing, LaneRefused, tokensOf, type Caller } from "./forward-lane";
 import {
+  BatchBytes,
   forwardedBatch,
   forwardedCall,
   forwardedTask,
@@ -144,7 +145,10 @@ export class Routing {
   ): Promise<Raw<EnqueueBatchResponse>> {
     const sent = await this.onLane(conn, f, "enqueue", () => forwardedBatch(req));
     if (sent) return part(sent.enqueued, conn);
-    return conn.queue.enqueueBatch(req, { ...this.options(f), onTrailer });
+    // a shard worker's own EnqueueBatch answers bytes it cannot decode INTERNAL, where
+    // a router answers INVALID_ARGUMENT: a batch still in bytes is decoded here first
+    const decoded = req instanceof BatchBytes ? { tasks: req.tasks } : req;
+    return conn.queue.enqueueBatch(decoded, { ...this.options(f), onTrailer });
   }
 
   /** Stores one task as `storeBatch` does; a refused task is the call's error, as Enqueue answers it. */
