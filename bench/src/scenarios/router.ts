@@ -33,7 +33,11 @@ import {
  * the same run, against the worker's address (direct) and against the router's (via
  * router), each with commands of its own:
  *
- * - unary batch cycles and stream cycles: the shard scenario's workloads.
+ * - unary batch cycles and stream cycles: the shard scenario's workloads, in turns:
+ *   direct, via router, via router again, direct again. Their ratios (the issue's
+ *   checks) pool each side's two windows: on a machine whose speed moves for seconds
+ *   at a time (its neighbours), a slow spell weighs on both sides alike more often
+ *   than with one window each (docs/performance.md, session 17).
  * - enqueue 1 peak: UNARY_LOOPS loops of a one-task Enqueue, as fast as they go.
  * - enqueue 1 at LATENCY_SHARE: one-task Enqueues paced at LATENCY_SHARE of the direct
  *   peak just measured, half of it direct and half via router, in pairs sent at the
@@ -142,6 +146,32 @@ async function enqueueLatency(
 }
 
 /**
+ * Two windows of one workload on one path as one: their units, seconds and RPCs added
+ * up, each process's CPU per second weighted by its window's length. Its latency
+ * percentiles are the first window's (percentiles do not add up); it stands in the
+ * ratios and CPU figures, not in the table, which has both windows.
+ */
+function pooled(name: string, a: VariantResult, b: VariantResult): VariantResult {
+  const seconds = a.seconds + b.seconds;
+  const units = a.units + b.units;
+  const weighted = (x = 0, y = 0) => (x * a.seconds + y * b.seconds) / seconds;
+  const names = new Set([...Object.keys(a.processCpu ?? {}), ...Object.keys(b.processCpu ?? {})]);
+  return {
+    ...a,
+    name,
+    units,
+    seconds,
+    perSecond: units / seconds,
+    cycles: a.cycles + b.cycles,
+    clientCpu: weighted(a.clientCpu, b.clientCpu),
+    rpcs: (a.rpcs ?? 0) + (b.rpcs ?? 0),
+    processCpu: Object.fromEntries(
+      [...names].map((n) => [n, weighted(a.processCpu?.[n], b.processCpu?.[n])]),
+    ),
+  };
+}
+
+/**
  * The router's CPU per 1000 RPCs in a via-router variant, next to the shard worker's
  * in the same workload sent direct (what the one that does the work spends).
  */
@@ -236,8 +266,32 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       await body(viaRouter, { name: `${name}, via router`, command: `${command}_ROUTER` }),
     ];
 
-    const unary = await both("unary batch cycles", "BENCH_UNARY", unaryCycles);
-    const stream = await both("stream cycles", "BENCH_STREAM", streamCycles);
+    /** `both`, then again in the other order; the four windows, and each side pooled. */
+    const inTurns = async (
+      name: string,
+      command: string,
+      body: (rig: Rig, w: Workload) => Promise<VariantResult>,
+    ): Promise<{ windows: VariantResult[]; pooled: Pair }> => {
+      const [d1, v1] = await both(name, command, body);
+      const v2 = await body(viaRouter, {
+        name: `${name}, via router, again`,
+        command: `${command}_ROUTER_2`,
+      });
+      const d2 = await body(direct, {
+        name: `${name}, direct, again`,
+        command: `${command}_DIRECT_2`,
+      });
+      return {
+        windows: [d1, v1, v2, d2],
+        pooled: [
+          pooled(`${d1.name} (both windows)`, d1, d2),
+          pooled(`${v1.name} (both windows)`, v1, v2),
+        ],
+      };
+    };
+
+    const unary = await inTurns("unary batch cycles", "BENCH_UNARY", unaryCycles);
+    const stream = await inTurns("stream cycles", "BENCH_STREAM", streamCycles);
     const peak = await both("enqueue 1 peak", "BENCH_ENQUEUE", enqueuePeak);
     // half the rate on each path, both at once
     const rate = (LATENCY_SHARE * peak[0].perSecond) / 2;
@@ -262,7 +316,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
           address: rig === "direct" ? shardAddress : routerAddress,
           processes,
           metrics,
-          rate: DELIVERY_SHARE * stream[0].perSecond,
+          rate: DELIVERY_SHARE * stream.pooled[0].perSecond,
           via,
           command: `BENCH_DELIVERY_${via === "EnqueueBatch" ? "BATCH" : "STREAM"}_${rig === "direct" ? "DIRECT" : "ROUTER"}`,
           name: `enqueue→delivery, ${via}, ${rig}`,
@@ -271,21 +325,21 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       deliveries.push({ via, pair: [await at("direct"), await at("via router")] });
     }
     const variants = [
-      ...unary,
-      ...stream,
+      ...unary.windows,
+      ...stream.windows,
       ...peak,
       ...latency,
       ...deliveries.flatMap((d) => d.pair),
     ];
     // via router ÷ direct: the share of direct throughput left once the router is in the way
     const share = (name: string, [d, v]: Pair, target?: number) => {
-      const r = ratio(variants, name, v.name, d.name, target);
+      const r = ratio([d, v], name, v.name, d.name, target);
       const caveat = disturbed([d, v]);
       return caveat === undefined ? r : { ...r, caveat };
     };
     const ratios = [
-      share("router cost, batched/unary", unary, THROUGHPUT_TARGET),
-      share("router cost, streams", stream, THROUGHPUT_TARGET),
+      share("router cost, batched/unary", unary.pooled, THROUGHPUT_TARGET),
+      share("router cost, streams", stream.pooled, THROUGHPUT_TARGET),
       share("router cost, enqueue 1 peak (info)", peak),
     ];
     const addedP99 = latency[1].p99Ms - latency[0].p99Ms;
@@ -298,7 +352,7 @@ async function run(ctx: ScenarioContext): Promise<ScenarioResult> {
       caveat: joinCaveats(disturbed(latency), fullGcCaveat(latency[1].gc)),
     };
     const figures = [
-      ...[unary, stream, peak].map((pair) => routerCpuFigure(pair)),
+      ...[unary.pooled, stream.pooled, peak].map((pair) => routerCpuFigure(pair)),
       routerCpuFigure(latency, true),
       addedPerCall(added),
       ...deliveries.map((d) => addedDelivery(d.via, d.pair)),
