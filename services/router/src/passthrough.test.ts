@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { Status } from "nice-grpc";
 import {
   type AckItem,
@@ -14,6 +15,7 @@ import {
 } from "@codeq/proto";
 import { leaseTokenShard } from "@codeq/engine";
 import { MAX_RESULT_BYTES } from "@codeq/wire";
+import * as P from "./test/fuzz-protobuf";
 import {
   BatchBytes,
   batchCommands,
@@ -383,6 +385,72 @@ describe("an EnqueueBatch request through the router", () => {
     for (const [what, message] of others)
       expect([what, read(message) instanceof BatchBytes]).toEqual([what, false]);
     expect(readBatch(bytes)).toBeInstanceOf(BatchBytes);
+  });
+
+  test("reads the commands the generated decoder reads, or leaves the bytes to it (fuzzed)", () => {
+    // batches built field by field, with what makes a reader part ways with the decoder
+    // where it matters: a field numbered 0 or a group's end inside a task or a message
+    // in it (the decoder leaves that message there and reads on as the task), a tag past
+    // 32 bits (read as its low bits), a skipped value running past its message's end
+    const len = (field: number, body: Buffer) => P.pb.bytes(field, body);
+    const raw = (...b: number[]) => Buffer.from(b);
+    const looksLikeY = raw(0x0a, 0x01, 0x59); // field 1: "Y"
+    const hazardsInside = fc.constantFrom(
+      raw(0x00),
+      raw(0x0c),
+      raw(0x09, 1, 2, 3), // a fixed64 cut short
+      raw(0x0a, 0x05, 0x41), // a length past the end
+    );
+    const inner = fc.array(
+      fc.oneof(
+        { arbitrary: fc.constantFrom(raw(0x10, 0x05), looksLikeY), weight: 4 },
+        { arbitrary: hazardsInside, weight: 1 },
+      ),
+      { maxLength: 3 },
+    );
+    const piece = fc.oneof(
+      {
+        arbitrary: fc.constantFrom(
+          stringField(1, "X"),
+          raw(0x18, 0x03), // priority
+          len(2, Buffer.from("payload")),
+        ),
+        weight: 6,
+      },
+      {
+        arbitrary: fc.constantFrom(
+          looksLikeY,
+          raw(0x00),
+          raw(0x0c),
+          raw(0x8a, 0x80, 0x80, 0x80, 0x10, 0x01, 0x59), // field 2^29+1 to a 64-bit reader, 1 to the decoder
+          raw(0x80, 0x80, 0x80, 0x80, 0x10), // tag 0 to the decoder
+        ),
+        weight: 1,
+      },
+      { arbitrary: inner.map((parts) => len(7, Buffer.concat(parts))), weight: 2 }, // backoff
+      { arbitrary: inner.map((parts) => len(9, Buffer.concat(parts))), weight: 2 }, // a headers entry
+    );
+    const task = fc
+      .array(piece, { minLength: 1, maxLength: 5 })
+      .map((parts) => len(1, Buffer.concat(parts)));
+    let accepted = 0;
+    fc.assert(
+      fc.property(fc.array(task, { minLength: 1, maxLength: 3 }), (tasks) => {
+        const bytes = Buffer.concat(tasks);
+        const read = readBatch(bytes);
+        if (!read) return;
+        accepted++;
+        let decoded: string[];
+        try {
+          decoded = EnqueueBatchRequest.decode(bytes).tasks.map((t) => t.command);
+        } catch {
+          return; // the shard refuses such bytes whole: INVALID_ARGUMENT, nothing stored
+        }
+        expect(read.commands).toEqual(decoded);
+      }),
+      { numRuns: 3000 },
+    );
+    expect(accepted).toBeGreaterThan(100);
   });
 
   test("a task the decoder refuses is the caller's bad input when the tasks are read", () => {

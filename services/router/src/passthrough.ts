@@ -323,6 +323,12 @@ export class BatchBytes implements EnqueueBatchRequest {
     if (value instanceof BadRequest) throw value.error();
     return (this.decoded = (value as EnqueueBatchRequest).tasks);
   }
+
+  /** This request, once its bytes are known to decode (INVALID_ARGUMENT otherwise). */
+  checked(): this {
+    void this.tasks;
+    return this;
+  }
 }
 
 /** A batch's commands, in order, without decoding a BatchBytes. */
@@ -354,18 +360,38 @@ export function readBatch(bytes: Uint8Array): BatchBytes | undefined {
   return complete && plain ? new BatchBytes(bytes, commands) : undefined;
 }
 
-/** An EnqueueRequest's command, read as the generated decoder reads it; undefined when unsure. */
+/** EnqueueRequest's fields that are messages: backoff (7) and each headers entry (9). */
+const TASK_MESSAGE_FIELDS = new Set([7, 9]);
+
+/**
+ * An EnqueueRequest's command, read as the generated decoder reads it; undefined when
+ * unsure. The messages in a task are walked too: the decoder leaves one early at a
+ * field numbered 0 or a group's end and reads on from there as the task's own fields,
+ * which could hold another command, or more tasks.
+ */
 function taskCommand(task: Uint8Array): string | undefined {
   let command: Uint8Array | undefined;
   let plain = true;
   const complete = scan(task, (field, start, end, _value, tagStart) => {
     if (field === 0) plain = false;
-    else if (field !== 1) return;
-    else if (task[tagStart] === COMMAND_TAG && end !== undefined && command === undefined)
-      command = task.subarray(start, end);
-    else plain = false;
+    else if (field === 1) {
+      if (task[tagStart] === COMMAND_TAG && end !== undefined && command === undefined)
+        command = task.subarray(start, end);
+      else plain = false;
+    } else if (TASK_MESSAGE_FIELDS.has(field) && end !== undefined) {
+      if (!flat(task.subarray(start, end))) plain = false;
+    }
   });
   return complete && plain && command !== undefined ? utf8.decode(command) : undefined;
+}
+
+/** A message the generated decoder reads to its end: no field numbered 0, no group, no bytes left over. */
+function flat(message: Uint8Array): boolean {
+  let plain = true;
+  const complete = scan(message, (field) => {
+    if (field === 0) plain = false;
+  });
+  return complete && plain;
 }
 
 /**
@@ -632,7 +658,8 @@ function scan(
   while (i < bytes.length) {
     const tagStart = i;
     const tag = varint();
-    if (tag < 0) return false;
+    // a generated decoder reads a tag as 32 bits: a longer one it reads as another field
+    if (tag < 0 || tag > 0xffffffff) return false;
     const field = Math.floor(tag / 8);
     switch (tag & 7) {
       case 0: {

@@ -147,8 +147,9 @@ export class Routing {
     if (sent) return part(sent.enqueued, conn);
     // a shard worker's own EnqueueBatch answers bytes it cannot decode INTERNAL, where
     // a router answers INVALID_ARGUMENT: a batch still in bytes is decoded here first
-    const decoded = req instanceof BatchBytes ? { tasks: req.tasks } : req;
-    return conn.queue.enqueueBatch(decoded, { ...this.options(f), onTrailer });
+    // (and still sent as those bytes)
+    const checked = req instanceof BatchBytes ? req.checked() : req;
+    return conn.queue.enqueueBatch(checked, { ...this.options(f), onTrailer });
   }
 
   /** Stores one task as `storeBatch` does; a refused task is the call's error, as Enqueue answers it. */

@@ -87,7 +87,8 @@ function call<T>(type: { decode(bytes: Uint8Array): T }, bytes: Uint8Array): T {
   try {
     return type.decode(bytes);
   } catch (err) {
-    throw invalid(`the forwarded call is not a valid request message: ${messageOf(err)}`);
+    // worded for the router's caller, whose request these bytes are
+    throw invalid(`the request is not a valid message of this method: ${messageOf(err)}`);
   }
 }
 
