@@ -33,7 +33,9 @@ import { MAX_RESULT_BYTES } from "@codeq/wire";
  *
  * A router decodes each client request (it must read the routing fields) but, when
  * it forwards that very object to one shard, the shard gets the bytes the client
- * sent, not a re-encoding. A shard's answer stays bytes (`Raw`) until the router
+ * sent, not a re-encoding. Two requests are not even decoded on their common path: an
+ * EnqueueBatch is read for its tasks' commands only (BatchBytes), and a LeaseStream
+ * message of acks for its tokens' shard only (StreamAcks). A shard's answer stays bytes (`Raw`) until the router
  * reads a field of it, and goes back to the client as those same bytes when the
  * router returns it unchanged. On the common path (a request for one shard) that
  * saves three of the four protobuf passes per forwarded call, and the copies ts-proto's
