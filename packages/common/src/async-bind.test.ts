@@ -215,7 +215,7 @@ describe("HTTP/2 client requests with leanBind", () => {
     };
     const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[1]!;
     // Node 20's bind keeps every request: its ballast and about 4.5 KB of its own.
-    // leanBind keeps a few hundred bytes a request (http2's own bookkeeping).
+    // leanBind keeps about 50 bytes a request.
     expect(median(kept.lean)).toBeLessThan(BALLAST / 8);
     if (bindHasPerCallPrototype(nodeBind)) expect(median(kept.node)).toBeGreaterThan(BALLAST);
   });

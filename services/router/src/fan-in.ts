@@ -120,15 +120,18 @@ class Leg {
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
   settle(req: Partial<LeaseStreamRequest>): Promise<SettleResult> {
-    return this.sent((requestId) => ({ ...req, requestId })).then((b) => SettleResult.decode(b));
+    return this.request((requestId) => ({ ...req, requestId })).then((b) => SettleResult.decode(b));
   }
 
   /** Settles a client's acks (StreamAcks.acks) on the shard's stream as they came; the answer as bytes. */
   settleAcks(acks: Uint8Array): Promise<Uint8Array> {
-    return this.sent((requestId) => forwardedAcks(requestId, acks));
+    return this.request((requestId) => forwardedAcks(requestId, acks));
   }
 
-  private sent(message: (requestId: number) => Partial<LeaseStreamRequest>): Promise<Uint8Array> {
+  /** Sends `message` under a new request id; resolves to the shard's answer to it, as bytes. */
+  private request(
+    message: (requestId: number) => Partial<LeaseStreamRequest>,
+  ): Promise<Uint8Array> {
     const requestId = this.nextId();
     return new Promise((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject });
@@ -588,7 +591,12 @@ export class FanInSession {
     try {
       const settled = await leg.conn.call(() => leg.settleAcks(req.acks));
       const answer = settledAnswer(req.requestId, settled);
-      if (!answer) throw new Error(`shard ${leg.conn.id}: its answer to the acks is malformed`);
+      // applied or not, the shard's answer cannot say: not a status to retry on
+      if (!answer)
+        throw new ServerError(
+          Status.INTERNAL,
+          `shard ${leg.conn.id}: its answer to the acks is malformed`,
+        );
       this.out.push(answer);
     } catch (err) {
       const e = asServerError(err);

@@ -332,6 +332,9 @@ describe("a worker's acks on a LeaseStream through the router", () => {
       );
     }
     expect(SettleResult.decode(settled.settled)).toEqual(SettleResult.fromPartial(result));
+    // an answer that does not read to its end is not taken as one
+    const cut = settled.settled.subarray(0, settled.settled.length - 1);
+    expect(readSettled(Buffer.concat([Buffer.from([3 * 8 + 2, cut.length]), cut]))).toBeUndefined();
     // a malformed answer is not passed on
     expect(
       settledAnswer(1, settled.settled.subarray(0, settled.settled.length - 1)),

@@ -512,7 +512,8 @@ export function forwardedAcks(requestId: number, acks: Uint8Array): Partial<Leas
 
 /**
  * A shard's LeaseStreamResponse when it is an answer to settlements: its request id,
- * and its SettleResult as bytes.
+ * and its SettleResult as bytes. Undefined for any other message, and for one that
+ * does not read to its end (decoded instead, it fails the shard's stream).
  */
 export function readSettled(
   response: Uint8Array,
@@ -520,10 +521,10 @@ export function readSettled(
   const settled = embedded(response, SETTLED_TAG >> 3);
   if (settled === undefined) return undefined;
   let requestId = 0;
-  scan(settled, (field, _start, end, value) => {
+  const complete = scan(settled, (field, _start, end, value) => {
     if (field === 1 && end === undefined) requestId = value;
   });
-  return { requestId, settled };
+  return complete ? { requestId, settled } : undefined;
 }
 
 /**
