@@ -7,7 +7,8 @@ import type {
   EnqueueResult,
 } from "@codeq/proto";
 import { failedEnqueueResults, specFromWire } from "@codeq/wire";
-import { batchCommands, passThrough } from "./passthrough";
+import { batchCommands } from "./batch-bytes";
+import { passThrough } from "./wire-bytes";
 import { FencedError, type Forward, type Routing } from "./routing";
 
 /** The most items one EnqueueBatch (or EnqueueStream message) may carry. */

@@ -10,16 +10,8 @@ import {
 import { Channel } from "@codeq/server-kit";
 import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
-import {
-  countField,
-  embedded,
-  forwardedAcks,
-  passThrough,
-  readSettled,
-  settledAnswer,
-  StreamAcks,
-  type Raw,
-} from "./passthrough";
+import { forwardedAcks, readSettled, settledAnswer, StreamAcks } from "./stream-acks";
+import { countField, embedded, passThrough, type Raw } from "./wire-bytes";
 import { asServerError } from "./fan-out";
 import { CALLER_CODES as SETTLE_CALLER_CODES, settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";

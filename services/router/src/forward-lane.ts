@@ -2,7 +2,8 @@ import { ClientError, Status, type Client } from "nice-grpc";
 import { internal } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import type { LeaseResponse } from "@codeq/proto";
-import { forwardedRelease, readForwardAnswer, type ForwardAnswer, type Raw } from "./passthrough";
+import { forwardedRelease, readForwardAnswer, type ForwardAnswer } from "./passthrough";
+import { type Raw } from "./wire-bytes";
 import { FencedError } from "./routing";
 import { SeqWindow } from "./seq-window";
 

@@ -1,5 +1,5 @@
 import { LeaseResponse } from "@codeq/proto";
-import { Raw } from "./passthrough";
+import { Raw } from "./wire-bytes";
 import { mergeLeases, type Leased } from "./queue-router";
 import type { ShardConn } from "./shard-pool";
 

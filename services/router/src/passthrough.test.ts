@@ -16,27 +16,18 @@ import {
 import { leaseTokenShard } from "@codeq/engine";
 import { MAX_RESULT_BYTES } from "@codeq/wire";
 import * as P from "./test/fuzz-protobuf";
+import { BatchBytes, batchCommands, readBatch } from "./batch-bytes";
 import {
-  BatchBytes,
-  batchCommands,
-  countField,
-  decoded,
-  embedded,
-  forwardedAcks,
   forwardedBatch,
   forwardedCall,
   forwardedTask,
-  passThrough,
-  Raw,
-  readBatch,
   readForwardAnswer,
-  readSettled,
   routerQueueService,
-  settledAnswer,
   shardQueueService,
-  StreamAcks,
   streamAnswer,
 } from "./passthrough";
+import { forwardedAcks, readSettled, settledAnswer, StreamAcks } from "./stream-acks";
+import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
 
 /** A varint field and a string field, as protobuf writes them (small values only). */
 const varintField = (field: number, value: number) => Buffer.from([field * 8, value]);

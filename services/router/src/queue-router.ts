@@ -24,15 +24,9 @@ import {
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
 import { asServerError, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
-import {
-  batchCommands,
-  countField,
-  decoded,
-  elementBytes,
-  passThrough,
-  streamAnswer,
-  type Raw,
-} from "./passthrough";
+import { batchCommands } from "./batch-bytes";
+import { elementBytes, streamAnswer } from "./passthrough";
+import { countField, decoded, passThrough, type Raw } from "./wire-bytes";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 

@@ -25,15 +25,15 @@ import {
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import type { RouterConfig } from "./config";
 import { forwardService, LaneMissing, LaneRefused, tokensOf, type Caller } from "./forward-lane";
+import { BatchBytes } from "./batch-bytes";
 import {
-  BatchBytes,
   forwardedBatch,
   forwardedCall,
   forwardedTask,
   type ForwardAnswer,
-  Raw,
   type CallKind,
 } from "./passthrough";
+import { Raw } from "./wire-bytes";
 import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
 import type { ShardConn, ShardPool } from "./shard-pool";
