@@ -10,6 +10,15 @@ export const LEASE_MS_RANGE = { min: 1000, max: 43_200_000 } as const;
 /** Largest task result an ack may carry, bytes (the payload cap's default). */
 export const MAX_RESULT_BYTES = 1024 * 1024;
 
+/**
+ * The status message for a request whose bytes the generated decoder refuses (not
+ * protobuf, or a 64-bit number past what a JavaScript number holds): the same from a
+ * router and from a shard worker decoding a call the router forwarded as bytes.
+ */
+export function undecodableRequest(reason: string): string {
+  return `the request is not a valid message of this method: ${reason.slice(0, 200)}`;
+}
+
 /** What is wrong with a batch of acks, or undefined. */
 export function ackProblem(items: readonly AckItem[]): string | undefined {
   for (const [i, item] of items.entries()) {

@@ -1,9 +1,10 @@
-import { ClientError, Status } from "nice-grpc";
+import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
 import { FanInSession } from "./fan-in";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import { pb, rawService } from "./test/fuzz-protobuf";
 
 const payload = (s: string) => Buffer.from(s);
 
@@ -64,6 +65,33 @@ describe("router forwarding", () => {
         .engine.getTask({ command: commands[i]!, tenant: "t1" }, r.taskId);
       expect(Buffer.from(task!.payload).toString()).toBe(String(i));
     }
+  });
+
+  test("a batch whose bytes the decoder refuses is INVALID_ARGUMENT, worded alike, nothing stored", async () => {
+    // the router reads only the commands; the tasks decode where they are read: on the
+    // shard for a batch of one shard, in the router for one it splits
+    const raw = createClient(
+      rawService("codeq.v1.QueueService", {
+        EnqueueBatch: { requestStream: false, responseStream: false },
+      }),
+      createChannel(`127.0.0.1:${rc.router.port}`),
+      { "*": { metadata: new Metadata({ "x-codeq-tenant": "t1" }) } },
+    ) as unknown as { EnqueueBatch(request: Uint8Array): Promise<Buffer> };
+    // delay_ms (field 4) past 2^53
+    const task = (command: string) =>
+      pb.bytes(1, Buffer.concat([pb.bytes(1, command), pb.varint(4, 2n ** 60n)]));
+    for (const commands of [
+      ["X", "X"],
+      ["X", "Y"],
+    ]) {
+      const err = await expectCode(
+        raw.EnqueueBatch(Buffer.concat(commands.map(task))),
+        Status.INVALID_ARGUMENT,
+      );
+      expect(err.details).toMatch(/^the request is not a valid message of this method: /);
+    }
+    expect(await stats("a", "X")).toMatchObject({ ready: 0, scheduled: 0 });
+    expect(await stats("b", "Y")).toMatchObject({ ready: 0, scheduled: 0 });
   });
 
   test("an invalid item fails the whole batch before any shard stores anything", async () => {

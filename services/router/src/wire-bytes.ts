@@ -1,4 +1,5 @@
 import { ServerError, Status } from "nice-grpc";
+import { undecodableRequest } from "@codeq/wire";
 
 /**
  * Protobuf messages as bytes: what the router passes through undecoded (see
@@ -47,10 +48,7 @@ export class BadRequest {
   constructor(readonly reason: string) {}
 
   error(): ServerError {
-    return new ServerError(
-      Status.INVALID_ARGUMENT,
-      `the request is not a valid message of this method: ${this.reason.slice(0, 200)}`,
-    );
+    return new ServerError(Status.INVALID_ARGUMENT, undecodableRequest(this.reason));
   }
 }
 

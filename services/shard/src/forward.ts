@@ -8,6 +8,7 @@ import {
   internal,
 } from "@codeq/proto";
 import { messageOf } from "@codeq/common";
+import { undecodableRequest } from "@codeq/wire";
 import {
   answerConcurrently,
   identityFrom,
@@ -87,8 +88,8 @@ function call<T>(type: { decode(bytes: Uint8Array): T }, bytes: Uint8Array): T {
   try {
     return type.decode(bytes);
   } catch (err) {
-    // worded for the router's caller, whose request these bytes are
-    throw invalid(`the request is not a valid message of this method: ${messageOf(err)}`);
+    // worded as the router words it: these bytes are its caller's request
+    throw invalid(undecodableRequest(messageOf(err)));
   }
 }
 
