@@ -19,6 +19,7 @@ export {
   encodeLeaseToken,
   decodeLeaseToken,
   leaseTokenShard,
+  leaseTokenShardBytes,
   leaseTokenQueue,
   type LeaseTokenFields,
 } from "./lease-token";

@@ -3,6 +3,7 @@ import {
   encodeLeaseToken,
   leaseTokenQueue,
   leaseTokenShard,
+  leaseTokenShardBytes,
 } from "./lease-token";
 
 describe("lease tokens", () => {
@@ -40,6 +41,20 @@ describe("lease tokens", () => {
     ];
     for (const t of bad) expect(decodeLeaseToken(t)).toBeUndefined();
     expect(leaseTokenShard("garbage")).toBeUndefined();
+  });
+
+  it("names the same shard from the token's bytes as from the token", () => {
+    const bytes = (t: string) => Buffer.from(t, "utf8");
+    const shardOf = (t: string) => {
+      const b = leaseTokenShardBytes(bytes(t));
+      return b === undefined ? undefined : Buffer.from(b).toString("utf8");
+    };
+    const token = encodeLeaseToken(fields);
+    const tokens = [token, "c1~\ufeffb~X", "c1~ü~X", "c1~b", "c2~b~X", "garbage", "c1", ""];
+    for (const t of tokens) expect([t, shardOf(t)]).toEqual([t, leaseTokenShard(t)]);
+    // an empty shard names no shard of any map: undefined here, "" there
+    expect(shardOf("c1~~X")).toBeUndefined();
+    expect(leaseTokenShard("c1~~X")).toBe("");
   });
 
   it("reads the command and tenant of every well-formed token as the full decode does", () => {

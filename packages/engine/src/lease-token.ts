@@ -67,3 +67,18 @@ export function leaseTokenShard(token: string): string | undefined {
   const end = token.indexOf(SEP, VERSION.length + 1);
   return end < 0 ? undefined : token.slice(VERSION.length + 1, end);
 }
+
+/** "c1~" as UTF-8 bytes, and "~". */
+const PREFIX_BYTES = Buffer.from(VERSION + SEP, "latin1");
+const SEP_BYTE = SEP.charCodeAt(0);
+
+/**
+ * `leaseTokenShard` of a token still in UTF-8 bytes (as a router reads it off the
+ * wire without decoding the message): the shard's bytes, or undefined when the token
+ * names none, an empty one included (which names no shard of any map).
+ */
+export function leaseTokenShardBytes(token: Uint8Array): Uint8Array | undefined {
+  for (let i = 0; i < PREFIX_BYTES.length; i++) if (token[i] !== PREFIX_BYTES[i]) return undefined;
+  const end = token.indexOf(SEP_BYTE, PREFIX_BYTES.length);
+  return end > PREFIX_BYTES.length ? token.subarray(PREFIX_BYTES.length, end) : undefined;
+}

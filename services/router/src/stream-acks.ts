@@ -1,5 +1,6 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
+import { leaseTokenShardBytes } from "@codeq/engine";
 import { MAX_RESULT_BYTES } from "@codeq/wire";
 import { embedded, keepReceived, passThrough, Raw, scan, utf8 } from "./wire-bytes";
 
@@ -38,9 +39,6 @@ const ACKS_TAG = (4 << 3) | 2;
 const TOKEN_TAG = (1 << 3) | 2;
 const RESULT_TAG = (2 << 3) | 2;
 const SETTLED_TAG = (3 << 3) | 2;
-/** "c1~": a lease token's version; its shard follows, up to the next "~" (lease-token.ts). */
-const TOKEN_VERSION = [0x63, 0x31, 0x7e];
-const TILDE = 0x7e;
 
 /**
  * `bytes` as StreamAcks, or undefined for any other message: one with a field other
@@ -97,10 +95,7 @@ function tokenShard(item: Uint8Array): Uint8Array | undefined {
       result = true;
     else plain = false;
   });
-  if (!complete || !plain || token === undefined) return undefined;
-  if (TOKEN_VERSION.some((b, i) => token![i] !== b)) return undefined;
-  const end = token.indexOf(TILDE, TOKEN_VERSION.length);
-  return end > TOKEN_VERSION.length ? token.subarray(TOKEN_VERSION.length, end) : undefined;
+  return complete && plain && token !== undefined ? leaseTokenShardBytes(token) : undefined;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
