@@ -1,11 +1,11 @@
 import { ScriptCode } from "./errors";
 import { engineFixture, payload, Q, type EngineFixture } from "./test/fixture";
 
-describe("engine smoke: enqueue → lease → ack", () => {
-  let fx: EngineFixture;
-  beforeAll(async () => (fx = await engineFixture()));
-  afterAll(() => fx.close());
+let fx: EngineFixture;
+beforeAll(async () => (fx = await engineFixture()));
+afterAll(() => fx.close());
 
+describe("engine smoke: enqueue → lease → ack", () => {
   it("delivers a task once and completes it", async () => {
     const { engine } = await fx.engine();
     const [out] = await engine.enqueue(Q, [{ payload: payload("hi"), headers: { a: "b" } }]);
@@ -29,10 +29,6 @@ describe("engine smoke: enqueue → lease → ack", () => {
 });
 
 describe("a batch whose tasks differ in some fields", () => {
-  let fx: EngineFixture;
-  beforeAll(async () => (fx = await engineFixture()));
-  afterAll(() => fx.close());
-
   it("stores each task's own state, whether or not it writes as the one before it", async () => {
     const { engine } = await fx.engine();
     // runs of equal states (written once, then copied) and changes between them

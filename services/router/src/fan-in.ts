@@ -17,14 +17,12 @@ import { CALLER_CODES as SETTLE_CALLER_CODES, settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
 import { isShardFailure, type ShardConn } from "./shard-pool";
 
-/** Errors about the request itself: every shard would say the same, so the client gets them. */
-const CALLER_CODES = new Set([
-  Status.INVALID_ARGUMENT,
-  Status.PERMISSION_DENIED,
-  Status.UNAUTHENTICATED,
-  Status.RESOURCE_EXHAUSTED,
-  Status.FAILED_PRECONDITION,
-]);
+/**
+ * Errors about the request itself: every shard would say the same, so the client gets
+ * them. Those of a settlement (SETTLE_CALLER_CODES), and for a shard stream
+ * FAILED_PRECONDITION too.
+ */
+const CALLER_CODES = new Set([...SETTLE_CALLER_CODES, Status.FAILED_PRECONDITION]);
 
 const MAX_REOPEN_DELAY_MS = 5_000;
 /** LeaseStreamResponse.tasks (a TaskBatch, whose field 1 are the tasks). */
