@@ -12,8 +12,8 @@ import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
 import { forwardedAcks, readSettled, settledAnswer, StreamAcks } from "./stream-acks";
 import { countField, embedded, passThrough, type Raw } from "./wire-bytes";
-import { asServerError } from "./fan-out";
-import { CALLER_CODES as SETTLE_CALLER_CODES, settlers } from "./queue-router";
+import { asServerError, CALLER_CODES as SETTLE_CALLER_CODES } from "./fan-out";
+import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
 import { isShardFailure, type ShardConn } from "./shard-pool";
 

@@ -22,7 +22,7 @@ import {
   nackProblem,
 } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
-import { asServerError, fanOut, noneAnswered } from "./fan-out";
+import { asServerError, CALLER_CODES, fanOut, noneAnswered } from "./fan-out";
 import { FanInSession } from "./fan-in";
 import { batchCommands } from "./batch-bytes";
 import { elementBytes, streamAnswer } from "./passthrough";
@@ -31,14 +31,6 @@ import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
 const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
-
-/** Codes that are about the request, not the shard: every shard would say the same. */
-export const CALLER_CODES = new Set([
-  Status.INVALID_ARGUMENT,
-  Status.PERMISSION_DENIED,
-  Status.UNAUTHENTICATED,
-  Status.RESOURCE_EXHAUSTED,
-]);
 
 /** Longest unary Lease wait, ms (the shard workers' maximum). */
 const MAX_LEASE_WAIT_MS = 30_000;
