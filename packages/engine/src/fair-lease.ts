@@ -1,7 +1,7 @@
 import type { EngineContext } from "./engine-context";
 import type { QueueRef } from "./keys";
+import { deliveryBytes } from "./lease-size";
 import {
-  deliveryBytes,
   leaseCall,
   queues,
   type Delivery,

@@ -39,7 +39,8 @@ export type {
   LeaseOptions,
   QueueStats,
 } from "./transitions";
-export { MAX_BATCH, deliveryBytes } from "./transitions";
+export { MAX_BATCH } from "./transitions";
+export { deliveryBytes } from "./lease-size";
 export type { GiveBackReason } from "./give-back";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";
 export type { DeadPage, DeadBatchOutcome, CleanupOutcome } from "./dead-letters";

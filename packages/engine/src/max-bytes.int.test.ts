@@ -1,5 +1,5 @@
 import { queueKeys } from "./keys";
-import { deliveryBytes } from "./transitions";
+import { deliveryBytes } from "./lease-size";
 import { LEASE, Q, seed, useEngineFixture } from "./test/fixture";
 
 /** A payload of `kb` KiB, its first byte naming it. */
