@@ -12,9 +12,9 @@ export interface ExportedTask {
 
 /**
  * A batch's bytes (payloads, records and states) past its first task, at most, by
- * default: what one import request carries to the target.
+ * default: what one import request carries to the target besides that task.
  */
-const DEFAULT_EXPORT_BYTES = 4 * 1024 * 1024;
+export const MOVE_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reserves and returns the next batch of a queue's movable tasks (READY, then
@@ -25,7 +25,7 @@ export async function exportBatch(
   ctx: EngineContext,
   queue: QueueRef,
   limit: number,
-  maxBytes = DEFAULT_EXPORT_BYTES,
+  maxBytes = MOVE_BATCH_BYTES,
 ): Promise<ExportedTask[]> {
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw invalidArgument(`limit must be 1..1000`);

@@ -4,6 +4,7 @@ export { Lifecycle, type LifecycleState } from "./lifecycle";
 export {
   startGrpcService,
   onShutdownSignal,
+  DEFAULT_MAX_MESSAGE_BYTES,
   type GrpcService,
   type GrpcServiceOptions,
 } from "./grpc-service";

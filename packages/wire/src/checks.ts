@@ -11,6 +11,34 @@ export const LEASE_MS_RANGE = { min: 1000, max: 43_200_000 } as const;
 export const MAX_RESULT_BYTES = 1024 * 1024;
 
 /**
+ * The most bytes a task's fields other than its payload take in one request, rounded
+ * up: 64 headers of a 128-byte name and a 4096-byte value (the engine's limits), a
+ * 128-byte command and tenant, a 256-byte idempotency key, a 4096-byte last error (a
+ * moved task's), the backoff, the numbers and their framing.
+ */
+export const TASK_FIELDS_MAX_BYTES = 288 * 1024;
+
+/**
+ * Why a payload cap cannot be reached under a limit on request size, or undefined when
+ * it can: a request carrying one task with a payload of `capBytes` and its other fields
+ * at their largest, plus `alongBytes` (what else `what` carries in the same request),
+ * must fit in `maxMessageBytes`. A cap past that is refused at start, where otherwise
+ * every such task would be refused by the transport (RESOURCE_EXHAUSTED) instead.
+ */
+export function payloadCapProblem(
+  capBytes: number,
+  maxMessageBytes: number,
+  what: string,
+  alongBytes = 0,
+): string | undefined {
+  const need = capBytes + TASK_FIELDS_MAX_BYTES + alongBytes;
+  if (need <= maxMessageBytes) return undefined;
+  const most = maxMessageBytes - TASK_FIELDS_MAX_BYTES - alongBytes;
+  const lower = most >= 1 ? `, or lower payloadCapBytes to at most ${most}` : "";
+  return `payloadCapBytes (${capBytes}) does not fit maxMessageBytes (${maxMessageBytes}): ${what} needs requests of up to ${need} bytes; raise maxMessageBytes to at least ${need}${lower}`;
+}
+
+/**
  * The status message for a request whose bytes the generated decoder refuses (not
  * protobuf, or a 64-bit number past what a JavaScript number holds): the same from a
  * router and from a shard worker decoding a call the router forwarded as bytes.

@@ -15,6 +15,8 @@ export {
   nackProblem,
   ackProblem,
   MAX_RESULT_BYTES,
+  TASK_FIELDS_MAX_BYTES,
+  payloadCapProblem,
   failedEnqueueResults,
   extendProblem,
   MAX_NACK_DELAY_MS,

@@ -1,7 +1,8 @@
 import * as fs from "node:fs";
 import { z } from "zod";
 import type { AuthConfig } from "@codeq/auth";
-import { loadConfig } from "@codeq/server-kit";
+import { DEFAULT_MAX_MESSAGE_BYTES, loadConfig } from "@codeq/server-kit";
+import { payloadCapProblem } from "@codeq/wire";
 
 /** Environment variables: CODEQ_ROUTER_<SETTING>. File: CODEQ_ROUTER_CONFIG_FILE. */
 export const ROUTER_ENV_PREFIX = "CODEQ_ROUTER_";
@@ -10,7 +11,7 @@ const int = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallback);
 
-export const routerConfigSchema = z.object({
+const routerSettings = z.object({
   /** gRPC listen address for clients; port 0 picks a free port. */
   listen: z.string().default("127.0.0.1:7300"),
   /** Prometheus /metrics address; empty disables it. */
@@ -87,7 +88,11 @@ export const routerConfigSchema = z.object({
   breakerResetMs: int(100, 600_000, 2_000),
   /** Circuit breaker: the rolling window failures are counted over, ms. */
   breakerWindowMs: int(1_000, 600_000, 10_000),
-  /** Largest task payload accepted, bytes (checked before a batch is split; shards check again). */
+  /**
+   * Largest task payload accepted, bytes (checked before a batch is split; shards check
+   * again). A cap that leaves no room in a request of `maxMessageBytes` for the task's
+   * other fields stops the router at start.
+   */
   payloadCapBytes: int(1, 64 * 1024 * 1024, 1024 * 1024),
   /** Most credits a client's LeaseStream may hold outstanding. */
   maxStreamCredits: int(1, 1_000_000, 10_000),
@@ -99,8 +104,11 @@ export const routerConfigSchema = z.object({
   rateBurstSeconds: int(1, 60, 2),
   /** Open LeaseStreams one caller (principal) may hold on one router. */
   maxStreamsPerPrincipal: int(1, 100_000, 100),
-  /** Largest request message, bytes (bigger ones are refused before parsing). */
-  maxMessageBytes: int(1024, 256 * 1024 * 1024, 16 * 1024 * 1024),
+  /**
+   * Largest request message, bytes (bigger ones are refused before parsing). At least the
+   * shard workers' own, or a task they take is refused here first.
+   */
+  maxMessageBytes: int(1024, 256 * 1024 * 1024, DEFAULT_MAX_MESSAGE_BYTES),
   /**
    * Most bytes of one Lease answer, or ListDead page, filled from several shards (each
    * shard bounds its own, as its `maxResponseBytes`); Lease tasks past it are given back
@@ -109,6 +117,15 @@ export const routerConfigSchema = z.object({
   maxResponseBytes: int(64 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024 - 64 * 1024),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
   graceMs: int(0, 600_000, 10_000),
+});
+
+export const routerConfigSchema = routerSettings.superRefine((config, ctx) => {
+  const problem = payloadCapProblem(
+    config.payloadCapBytes,
+    config.maxMessageBytes,
+    "an enqueue of a task that large",
+  );
+  if (problem) ctx.addIssue({ code: "custom", path: ["payloadCapBytes"], message: problem });
 });
 
 export type RouterConfig = Readonly<z.infer<typeof routerConfigSchema>>;

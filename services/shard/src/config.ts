@@ -1,7 +1,13 @@
 import { z } from "zod";
-import { loadConfig, readSecret, type IdentityOptions } from "@codeq/server-kit";
+import {
+  DEFAULT_MAX_MESSAGE_BYTES,
+  loadConfig,
+  readSecret,
+  type IdentityOptions,
+} from "@codeq/server-kit";
 import { SHARD_ID_PATTERN } from "@codeq/common";
-import { MAX_BATCH } from "@codeq/engine";
+import { MAX_BATCH, MOVE_BATCH_BYTES } from "@codeq/engine";
+import { payloadCapProblem } from "@codeq/wire";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
@@ -10,7 +16,7 @@ const ms = (min: number, max: number, fallback: number) =>
   z.coerce.number().int().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallback);
 
-export const shardConfigSchema = z.object({
+const shardSettings = z.object({
   /** This shard's id in the shard map (^[a-z0-9][a-z0-9-]{0,62}$). */
   id: z
     .string()
@@ -58,13 +64,28 @@ export const shardConfigSchema = z.object({
    * it to verify other shards.
    */
   tlsCaFile: z.string().default(""),
-  /** Largest task payload in bytes. */
+  /**
+   * Largest task payload in bytes. It must leave room in a request of `maxMessageBytes`
+   * for the task's other fields and, when its command moves, a batch of other tasks
+   * (MOVE_BATCH_BYTES): a cap that does not stops the worker at start.
+   */
   payloadCapBytes: z.coerce
     .number()
     .int()
     .min(1)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  /**
+   * Largest request message in bytes; a bigger one is refused (RESOURCE_EXHAUSTED)
+   * before it is read. Every shard worker of a map should have the same: a moving
+   * command's tasks arrive at the target in requests of this shard's sizing.
+   */
+  maxMessageBytes: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(256 * 1024 * 1024)
+    .default(DEFAULT_MAX_MESSAGE_BYTES),
   /**
    * Most bytes of tasks one answer carries (a Lease response, one push of a
    * LeaseStream): what a lease took beyond it goes back to the queue at once,
@@ -139,6 +160,16 @@ export const shardConfigSchema = z.object({
   moverYieldAbovePercent: z.coerce.number().int().min(1).max(100).default(70),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */
   mapPollMs: ms(100, 3_600_000, 2_000),
+});
+
+export const shardConfigSchema = shardSettings.superRefine((config, ctx) => {
+  const problem = payloadCapProblem(
+    config.payloadCapBytes,
+    config.maxMessageBytes,
+    `moving a task that large to another shard (with up to ${MOVE_BATCH_BYTES} bytes of others in the same request)`,
+    MOVE_BATCH_BYTES,
+  );
+  if (problem) ctx.addIssue({ code: "custom", path: ["payloadCapBytes"], message: problem });
 });
 
 export type ShardConfig = Readonly<z.infer<typeof shardConfigSchema>>;

@@ -125,6 +125,7 @@ export async function startShardWorker(
     () =>
       startGrpcService({
         listen: config.listen,
+        maxMessageBytes: config.maxMessageBytes,
         tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
         logger,
         lifecycle,
