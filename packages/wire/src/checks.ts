@@ -20,20 +20,19 @@ export const TASK_FIELDS_MAX_BYTES = 288 * 1024;
 
 /**
  * Why a payload cap cannot be reached under a limit on request size, or undefined when
- * it can: a request carrying one task with a payload of `capBytes` and its other fields
- * at their largest, plus `alongBytes` (what else `what` carries in the same request),
- * must fit in `maxMessageBytes`. A cap past that is refused at start, where otherwise
- * every such task would be refused by the transport (RESOURCE_EXHAUSTED) instead.
+ * it can: a request of `what` carrying one task with a payload of `capBytes` and its
+ * other fields at their largest must fit in `maxMessageBytes`. A cap past that is
+ * refused at start, where otherwise such tasks would be refused by the transport
+ * (RESOURCE_EXHAUSTED) instead, whatever the cap says.
  */
 export function payloadCapProblem(
   capBytes: number,
   maxMessageBytes: number,
   what: string,
-  alongBytes = 0,
 ): string | undefined {
-  const need = capBytes + TASK_FIELDS_MAX_BYTES + alongBytes;
+  const need = capBytes + TASK_FIELDS_MAX_BYTES;
   if (need <= maxMessageBytes) return undefined;
-  const most = maxMessageBytes - TASK_FIELDS_MAX_BYTES - alongBytes;
+  const most = maxMessageBytes - TASK_FIELDS_MAX_BYTES;
   const lower = most >= 1 ? `, or lower payloadCapBytes to at most ${most}` : "";
   return `payloadCapBytes (${capBytes}) does not fit maxMessageBytes (${maxMessageBytes}): ${what} needs requests of up to ${need} bytes; raise maxMessageBytes to at least ${need}${lower}`;
 }

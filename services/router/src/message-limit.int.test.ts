@@ -1,6 +1,7 @@
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
-import { QueueServiceDefinition } from "@codeq/proto";
-import { routerCluster, type RouterCluster } from "./test/cluster";
+import { MigrationState, QueueServiceDefinition } from "@codeq/proto";
+import { TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 /**
  * A payload cap past the usual 16 MiB request limit, with `maxMessageBytes` raised to
@@ -47,4 +48,35 @@ it("a task of 17 MiB goes through the router and back when every limit allows it
   } finally {
     channel.close();
   }
+});
+
+describe("with requests that hold one task at the cap and little more", () => {
+  // 1 MiB tasks, requests of 1 MiB + 288 KiB + 64 KiB: a 4 MiB move batch would not fit
+  const limits = { payloadCapBytes: MIB, maxMessageBytes: MIB + TASK_FIELDS_MAX_BYTES + 65_536 };
+  let small: RouterCluster;
+  beforeAll(async () => {
+    small = await routerCluster({ shards: ["a", "b"], router: limits, shard: limits });
+  });
+  afterAll(() => small.close());
+
+  it("a command of tasks at the cap moves, a few per request", async () => {
+    const c = small.client("t1");
+    const ids = new Set<string>();
+    for (let i = 0; i < 6; i++)
+      ids.add((await c.enqueue({ command: "M", payload: Buffer.alloc(MIB, i) })).taskId);
+    const from = small.router.routing.currentShard("M", "t1");
+    const to = from === "a" ? "b" : "a";
+    const admin = small.admin();
+    const { migrations } = await admin.assignCommand({ command: "M", shard: to });
+    await within(15_000, async () => {
+      const m = (await admin.getMigration({ id: migrations[0]!.id })).migration!;
+      return m.state === MigrationState.MIGRATION_STATE_COMPLETED;
+    });
+    const stats = (shard: string) =>
+      small.workers.get(shard)!.engine.stats({ command: "M", tenant: "t1" });
+    expect(await stats(to)).toMatchObject({ ready: 6 });
+    expect(await stats(from)).toMatchObject({ ready: 0, leased: 0 });
+    const got = await c.lease({ commands: ["M"], maxTasks: 1 });
+    expect(ids.has(got.tasks[0]!.task!.id)).toBe(true);
+  });
 });

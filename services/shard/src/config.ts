@@ -7,7 +7,7 @@ import {
 } from "@codeq/server-kit";
 import { SHARD_ID_PATTERN } from "@codeq/common";
 import { MAX_BATCH, MOVE_BATCH_BYTES } from "@codeq/engine";
-import { payloadCapProblem } from "@codeq/wire";
+import { payloadCapProblem, TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
@@ -66,8 +66,8 @@ const shardSettings = z.object({
   tlsCaFile: z.string().default(""),
   /**
    * Largest task payload in bytes. It must leave room in a request of `maxMessageBytes`
-   * for the task's other fields and, when its command moves, a batch of other tasks
-   * (MOVE_BATCH_BYTES): a cap that does not stops the worker at start.
+   * for the task's other fields (TASK_FIELDS_MAX_BYTES): a cap that does not stops the
+   * worker at start.
    */
   payloadCapBytes: z.coerce
     .number()
@@ -77,8 +77,9 @@ const shardSettings = z.object({
     .default(1024 * 1024),
   /**
    * Largest request message in bytes; a bigger one is refused (RESOURCE_EXHAUSTED)
-   * before it is read. Every shard worker of a map should have the same: a moving
-   * command's tasks arrive at the target in requests of this shard's sizing.
+   * before it is read. Every shard worker of a map should have the same: the mover
+   * sizes the requests that carry a moving command's tasks to the target by this
+   * shard's own (`moveBatchBytes`).
    */
   maxMessageBytes: z.coerce
     .number()
@@ -166,8 +167,7 @@ export const shardConfigSchema = shardSettings.superRefine((config, ctx) => {
   const problem = payloadCapProblem(
     config.payloadCapBytes,
     config.maxMessageBytes,
-    `moving a task that large to another shard (with up to ${MOVE_BATCH_BYTES} bytes of others in the same request)`,
-    MOVE_BATCH_BYTES,
+    "an enqueue, or a move to another shard, of a task that large",
   );
   if (problem) ctx.addIssue({ code: "custom", path: ["payloadCapBytes"], message: problem });
 });
@@ -198,6 +198,17 @@ export function configWarnings(config: ShardConfig): string[] {
       `payloadCapBytes (${config.payloadCapBytes}) is above maxResponseBytes (${config.maxResponseBytes}): a task that large is delivered alone, in an answer larger than gRPC clients accept by default (4 MiB); its workers must raise their receive limit`,
     );
   return out;
+}
+
+/**
+ * The most bytes of tasks one ImportTasks request of the mover carries past its first
+ * task (which goes whatever its size): MOVE_BATCH_BYTES, or less when `maxMessageBytes`
+ * leaves less room beside a task at the payload cap. Half of that room, as the bytes
+ * counted are the tasks as stored, a little smaller than as sent.
+ */
+export function moveBatchBytes(config: ShardConfig): number {
+  const room = config.maxMessageBytes - config.payloadCapBytes - TASK_FIELDS_MAX_BYTES;
+  return Math.max(1, Math.min(MOVE_BATCH_BYTES, Math.floor(room / 2)));
 }
 
 /** How this shard worker accepts identity: from routers (by secret), and/or development mode. */

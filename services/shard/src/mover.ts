@@ -32,6 +32,11 @@ const clients = createClientFactory().use(deadlineMiddleware);
 export interface MoverOptions {
   /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
   readonly batch: number;
+  /**
+   * Most bytes of tasks one import request carries past its first task (exportBatch's
+   * bound; MOVE_BATCH_BYTES when unset): within what the target accepts.
+   */
+  readonly batchBytes?: number;
   /** Pause between passes while a migration of this shard runs, ms. */
   readonly intervalMs: number;
   /**
@@ -248,7 +253,7 @@ export class Mover {
         if (!this.unchanged(m)) return;
         const batchStarted = Date.now();
         const requested = size;
-        const batch = await this.engine.exportBatch(q, requested);
+        const batch = await this.engine.exportBatch(q, requested, this.options.batchBytes);
         if (batch.length === 0) break;
         const res = await client.importTasks(
           { ...target, tasks: batch.map(exportedToWire) },

@@ -17,7 +17,7 @@ import {
   type MetricsServer,
 } from "@codeq/server-kit";
 import { BackgroundWork } from "./background";
-import { configWarnings, identityOptions, type ShardConfig } from "./config";
+import { configWarnings, identityOptions, moveBatchBytes, type ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
 import { Metrics } from "./metrics";
 import { Mover } from "./mover";
@@ -166,6 +166,7 @@ export async function startShardWorker(
           logger,
           {
             batch: config.moverBatch,
+            batchBytes: moveBatchBytes(config),
             intervalMs: config.moverIntervalMs,
             dutyPercent: config.moverDutyPercent,
             yieldAbove: config.moverYieldAbovePercent / 100,
