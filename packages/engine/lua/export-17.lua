@@ -6,8 +6,9 @@ reserved and not yet confirmed or restored, export returns that same batch again
 exactly where it was.
 Order: READY (priority 9 first, from the head), then SCHEDULED (earliest first),
 then DEAD (oldest first). LEASED tasks are never exported: they move once settled.
-A batch holds at most ARGV[2] tasks and, past its first task, at most ARGV[3] bytes
-of payloads, records and states: what the mover sends on in one request.
+A batch holds at most ARGV[2] tasks and at most ARGV[3] bytes of payloads, records
+and states, its first task's included (a first task larger than that goes alone):
+what the mover sends on in one request.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] dead
 KEYS[6] moving   KEYS[7] idemidx   KEYS[8..17] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] limit (tasks)   ARGV[3] limit (bytes)

@@ -104,7 +104,7 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(again.every((d) => d.task.attempts === 1)).toBe(true);
   });
 
-  it("an export batch holds at most maxBytes past its first task, and resumes the same way", async () => {
+  it("an export batch holds at most maxBytes, its first task whatever its size, and resumes the same way", async () => {
     const { engine } = await fx().engine();
     await engine.enqueue(
       Q,

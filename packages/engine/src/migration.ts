@@ -11,8 +11,8 @@ export interface ExportedTask {
 }
 
 /**
- * A batch's bytes (payloads, records and states) past its first task, at most, by
- * default: what one import request carries to the target besides that task.
+ * A batch's bytes (payloads, records and states), at most, by default: what one import
+ * request carries to the target (a first task larger than that goes alone).
  */
 export const MOVE_BATCH_BYTES = 4 * 1024 * 1024;
 

@@ -1,6 +1,11 @@
 import { DEFAULT_TASK_LIMITS, checkTask } from "@codeq/engine";
 import { BackoffKind, EnqueueBatchRequest, internal, TaskState } from "@codeq/proto";
-import { MAX_NACK_ERROR_BYTES, payloadCapProblem, TASK_FIELDS_MAX_BYTES } from "./checks";
+import {
+  MAX_NACK_ERROR_BYTES,
+  MAX_RESULT_BYTES,
+  requestLimitProblem,
+  TASK_FIELDS_MAX_BYTES,
+} from "./checks";
 
 /** The largest header set the engine takes: 64 names of 128 bytes, values of 4096. */
 const headers = Object.fromEntries(
@@ -74,26 +79,71 @@ describe("TASK_FIELDS_MAX_BYTES", () => {
   });
 });
 
-describe("payloadCapProblem", () => {
+describe("requestLimitProblem", () => {
   const MIB = 1024 * 1024;
+  const least = MAX_RESULT_BYTES + TASK_FIELDS_MAX_BYTES;
 
-  it("passes a cap that leaves room for the task's other fields", () => {
-    expect(payloadCapProblem(MIB, 16 * MIB, "an enqueue")).toBeUndefined();
-    expect(payloadCapProblem(16 * MIB - TASK_FIELDS_MAX_BYTES, 16 * MIB, "x")).toBeUndefined();
+  it("passes a limit that holds the largest item with the rest of its request", () => {
+    expect(requestLimitProblem(MIB, 16 * MIB)).toBeUndefined();
+    expect(requestLimitProblem(16 * MIB - TASK_FIELDS_MAX_BYTES, 16 * MIB)).toBeUndefined();
+    expect(requestLimitProblem(1024, least)).toBeUndefined();
   });
 
-  it("names the settings, what the cap needs and the most that fits", () => {
+  it("names what does not fit, the least limit, and the most cap when the cap is the cause", () => {
     const cap = 16 * MIB - TASK_FIELDS_MAX_BYTES + 1;
-    expect(payloadCapProblem(cap, 16 * MIB, "an enqueue")).toBe(
-      `payloadCapBytes (${cap}) does not fit maxMessageBytes (${16 * MIB}): an enqueue needs requests of up to ${16 * MIB + 1} bytes; raise maxMessageBytes to at least ${16 * MIB + 1}, or lower payloadCapBytes to at most ${cap - 1}`,
+    expect(requestLimitProblem(cap, 16 * MIB)).toBe(
+      `maxMessageBytes (${16 * MIB}) is too small for a task with a payload of payloadCapBytes (${cap}) and the rest of its request (up to ${TASK_FIELDS_MAX_BYTES} bytes): raise it to at least ${16 * MIB + 1}, or lower payloadCapBytes to at most ${cap - 1}`,
     );
-    const twice = payloadCapProblem(32 * MIB, 16 * MIB, "x");
-    expect(twice).toContain(`at least ${32 * MIB + TASK_FIELDS_MAX_BYTES}`);
-    expect(twice).toContain(`at most ${16 * MIB - TASK_FIELDS_MAX_BYTES}`);
   });
 
-  it("suggests no lower cap when none fits", () => {
-    const problem = payloadCapProblem(1, 1024, "an enqueue");
-    expect(problem).toMatch(/raise maxMessageBytes to at least \d+$/);
+  it("holds an ack's largest result whatever the cap, and then suggests no cap", () => {
+    expect(requestLimitProblem(1024, least - 1)).toBe(
+      `maxMessageBytes (${least - 1}) is too small for an ack with a result of ${MAX_RESULT_BYTES} bytes (the most a result may be) and the rest of its request (up to ${TASK_FIELDS_MAX_BYTES} bytes): raise it to at least ${least}`,
+    );
+  });
+
+  it("leaves room, at its least, for the mover's other requests", () => {
+    const name = "N".repeat(128);
+    const keys = internal.ImportTasksRequest.encode(
+      internal.ImportTasksRequest.fromPartial({
+        command: name,
+        tenant: name,
+        migrationId: "m".repeat(64),
+        idempotencyKeys: Array.from({ length: 1000 }, (_, i) => ({
+          key: `${i}`.padEnd(256, "k"),
+          taskId: "0".repeat(26),
+          expiresAtMs: Date.now(),
+        })),
+      }),
+    ).finish();
+    expect(keys.length).toBeLessThanOrEqual(least);
+    // what a batch's stored bytes do not count (ids, names, numbers, framing) for 1000
+    // tasks fits in the half of the room moveBatchBytes leaves for it
+    const now = Date.now();
+    const bare = internal.ImportTasksRequest.encode(
+      internal.ImportTasksRequest.fromPartial({
+        command: name,
+        tenant: name,
+        migrationId: "m".repeat(64),
+        tasks: Array.from({ length: 1000 }, () => ({
+          task: {
+            id: "0".repeat(26),
+            command: name,
+            tenant: name,
+            priority: 9,
+            runAtMs: now,
+            maxAttempts: 1000,
+            attempts: 1000,
+            createdAtMs: now,
+            updatedAtMs: now,
+            state: TaskState.TASK_STATE_DEAD,
+          },
+          idempotencyExpiresAtMs: now,
+          leaseSeq: 2 ** 40,
+          doneAtMs: now,
+        })),
+      }),
+    ).finish();
+    expect(bare.length).toBeLessThanOrEqual((least - TASK_FIELDS_MAX_BYTES) / 2);
   });
 });

@@ -19,22 +19,27 @@ export const MAX_RESULT_BYTES = 1024 * 1024;
 export const TASK_FIELDS_MAX_BYTES = 288 * 1024;
 
 /**
- * Why a payload cap cannot be reached under a limit on request size, or undefined when
- * it can: a request of `what` carrying one task with a payload of `capBytes` and its
- * other fields at their largest must fit in `maxMessageBytes`. A cap past that is
- * refused at start, where otherwise such tasks would be refused by the transport
- * (RESOURCE_EXHAUSTED) instead, whatever the cap says.
+ * Why a limit on request size is too small for what the service takes, or undefined
+ * when it is not: one request must carry the largest single item, a task with a payload
+ * of `capBytes` or an ack with a result of MAX_RESULT_BYTES, with the rest of its
+ * request at its largest (TASK_FIELDS_MAX_BYTES). Such a limit is refused at start, where
+ * otherwise the transport would refuse those requests (RESOURCE_EXHAUSTED) whatever
+ * the cap says, or end the stream that carried one. The least limit it allows, 1 MiB +
+ * 288 KiB, also holds the mover's largest other requests (1000 idempotency keys).
  */
-export function payloadCapProblem(
-  capBytes: number,
-  maxMessageBytes: number,
-  what: string,
-): string | undefined {
-  const need = capBytes + TASK_FIELDS_MAX_BYTES;
+export function requestLimitProblem(capBytes: number, maxMessageBytes: number): string | undefined {
+  const need = Math.max(capBytes, MAX_RESULT_BYTES) + TASK_FIELDS_MAX_BYTES;
   if (need <= maxMessageBytes) return undefined;
+  const largest =
+    capBytes >= MAX_RESULT_BYTES
+      ? `a task with a payload of payloadCapBytes (${capBytes})`
+      : `an ack with a result of ${MAX_RESULT_BYTES} bytes (the most a result may be)`;
   const most = maxMessageBytes - TASK_FIELDS_MAX_BYTES;
-  const lower = most >= 1 ? `, or lower payloadCapBytes to at most ${most}` : "";
-  return `payloadCapBytes (${capBytes}) does not fit maxMessageBytes (${maxMessageBytes}): ${what} needs requests of up to ${need} bytes; raise maxMessageBytes to at least ${need}${lower}`;
+  const lower =
+    capBytes > MAX_RESULT_BYTES && most >= MAX_RESULT_BYTES
+      ? `, or lower payloadCapBytes to at most ${most}`
+      : "";
+  return `maxMessageBytes (${maxMessageBytes}) is too small for ${largest} and the rest of its request (up to ${TASK_FIELDS_MAX_BYTES} bytes): raise it to at least ${need}${lower}`;
 }
 
 /**

@@ -16,7 +16,7 @@ export {
   ackProblem,
   MAX_RESULT_BYTES,
   TASK_FIELDS_MAX_BYTES,
-  payloadCapProblem,
+  requestLimitProblem,
   failedEnqueueResults,
   extendProblem,
   MAX_NACK_DELAY_MS,

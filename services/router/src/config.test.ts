@@ -9,13 +9,14 @@ describe("router configuration", () => {
       ...(max === undefined ? {} : { CODEQ_ROUTER_MAX_MESSAGE_BYTES: String(max) }),
     });
 
-  it("refuses a payload cap that a request of maxMessageBytes cannot carry", () => {
+  it("refuses a request limit that cannot hold a task at the cap, or an ack's largest result", () => {
     expect(loadRouterConfig({})).toMatchObject({ payloadCapBytes: MIB, maxMessageBytes: 16 * MIB });
     const most = 16 * MIB - TASK_FIELDS_MAX_BYTES;
     expect(cap(most).payloadCapBytes).toBe(most);
     expect(() => cap(most + 1)).toThrow(
-      /CODEQ_ROUTER_PAYLOAD_CAP_BYTES \(payloadCapBytes\): payloadCapBytes \(\d+\) does not fit maxMessageBytes \(16777216\): an enqueue of a task that large needs requests of up to 16777217 bytes; raise maxMessageBytes to at least 16777217, or lower payloadCapBytes to at most \d+/,
+      /CODEQ_ROUTER_MAX_MESSAGE_BYTES \(maxMessageBytes\): maxMessageBytes \(16777216\) is too small for a task with a payload of payloadCapBytes \(\d+\) .* raise it to at least 16777217, or lower payloadCapBytes to at most \d+/,
     );
+    expect(() => cap(1024, 1024 * 1024)).toThrow(/an ack with a result of 1048576 bytes/);
     expect(cap(32 * MIB, 33 * MIB).payloadCapBytes).toBe(32 * MIB);
   });
 });

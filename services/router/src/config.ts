@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { z } from "zod";
 import type { AuthConfig } from "@codeq/auth";
 import { DEFAULT_MAX_MESSAGE_BYTES, loadConfig } from "@codeq/server-kit";
-import { payloadCapProblem } from "@codeq/wire";
+import { requestLimitProblem } from "@codeq/wire";
 
 /** Environment variables: CODEQ_ROUTER_<SETTING>. File: CODEQ_ROUTER_CONFIG_FILE. */
 export const ROUTER_ENV_PREFIX = "CODEQ_ROUTER_";
@@ -90,8 +90,7 @@ const routerSettings = z.object({
   breakerWindowMs: int(1_000, 600_000, 10_000),
   /**
    * Largest task payload accepted, bytes (checked before a batch is split; shards check
-   * again). A cap that leaves no room in a request of `maxMessageBytes` for the task's
-   * other fields stops the router at start.
+   * again). A request of `maxMessageBytes` must hold one.
    */
   payloadCapBytes: int(1, 64 * 1024 * 1024, 1024 * 1024),
   /** Most credits a client's LeaseStream may hold outstanding. */
@@ -105,8 +104,10 @@ const routerSettings = z.object({
   /** Open LeaseStreams one caller (principal) may hold on one router. */
   maxStreamsPerPrincipal: int(1, 100_000, 100),
   /**
-   * Largest request message, bytes (bigger ones are refused before parsing). At least the
-   * shard workers' own, or a task they take is refused here first.
+   * Largest request message, bytes (bigger ones are refused before parsing). It must hold
+   * a task at the payload cap, or an ack's result of 1 MiB, with the rest of its request
+   * at its largest, or the router does not start; and be no larger than the shard
+   * workers' own, or they refuse what the router took.
    */
   maxMessageBytes: int(1024, 256 * 1024 * 1024, DEFAULT_MAX_MESSAGE_BYTES),
   /**
@@ -120,12 +121,8 @@ const routerSettings = z.object({
 });
 
 export const routerConfigSchema = routerSettings.superRefine((config, ctx) => {
-  const problem = payloadCapProblem(
-    config.payloadCapBytes,
-    config.maxMessageBytes,
-    "an enqueue of a task that large",
-  );
-  if (problem) ctx.addIssue({ code: "custom", path: ["payloadCapBytes"], message: problem });
+  const problem = requestLimitProblem(config.payloadCapBytes, config.maxMessageBytes);
+  if (problem) ctx.addIssue({ code: "custom", path: ["maxMessageBytes"], message: problem });
 });
 
 export type RouterConfig = Readonly<z.infer<typeof routerConfigSchema>>;

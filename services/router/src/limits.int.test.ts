@@ -2,7 +2,7 @@ import { ClientError, Metadata, Status } from "nice-grpc";
 import { LeaseStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
-import { TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
+import { MAX_RESULT_BYTES, TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
 import { RETRY_AFTER_TRAILER } from "./limits";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
@@ -18,9 +18,8 @@ beforeAll(async () => {
       tenantLeaseRate: 10,
       rateBurstSeconds: 1,
       maxStreamsPerPrincipal: 1,
-      // the least a 16 KiB cap allows: a task that large with its other fields at their largest
-      payloadCapBytes: 16 * 1024,
-      maxMessageBytes: 16 * 1024 + TASK_FIELDS_MAX_BYTES,
+      // the least request limit there is: an ack's largest result with the rest of its request
+      maxMessageBytes: MAX_RESULT_BYTES + TASK_FIELDS_MAX_BYTES,
     },
   });
 });
@@ -110,7 +109,7 @@ test("a stream's deliveries are paced by the tenant's lease rate, not refused", 
 test("a request message over the size cap is refused before it is read", async () => {
   const err = await rc
     .client("big")
-    .enqueue({ command: "B", payload: Buffer.alloc(16 * 1024 + TASK_FIELDS_MAX_BYTES) })
+    .enqueue({ command: "B", payload: Buffer.alloc(MAX_RESULT_BYTES + TASK_FIELDS_MAX_BYTES) })
     .catch((e: ClientError) => e);
   expect(err).toMatchObject({
     code: Status.RESOURCE_EXHAUSTED,

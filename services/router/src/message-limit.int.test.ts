@@ -59,7 +59,7 @@ describe("with requests that hold one task at the cap and little more", () => {
   });
   afterAll(() => small.close());
 
-  it("a command of tasks at the cap moves, a few per request", async () => {
+  it("a command of tasks at the cap moves, one per request", async () => {
     const c = small.client("t1");
     const ids = new Set<string>();
     for (let i = 0; i < 6; i++)

@@ -1,4 +1,3 @@
-import { MOVE_BATCH_BYTES } from "@codeq/engine";
 import { TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
 import { configWarnings, loadShardConfig, moveBatchBytes } from "./config";
 
@@ -29,27 +28,29 @@ describe("shard worker configuration", () => {
     ]);
   });
 
-  it("refuses a payload cap that a request of maxMessageBytes cannot carry", () => {
+  it("refuses a request limit that cannot hold a task at the cap, or an ack's largest result", () => {
     expect(loadShardConfig(base).maxMessageBytes).toBe(16 * MIB);
     const most = 16 * MIB - TASK_FIELDS_MAX_BYTES;
     expect(cap(most).payloadCapBytes).toBe(most);
     expect(() => cap(most + 1)).toThrow(
-      /CODEQ_SHARD_PAYLOAD_CAP_BYTES \(payloadCapBytes\): payloadCapBytes \(\d+\) does not fit maxMessageBytes \(16777216\): an enqueue, or a move to another shard, of a task that large needs requests of up to 16777217 bytes; raise maxMessageBytes to at least 16777217, or lower payloadCapBytes to at most \d+/,
+      /CODEQ_SHARD_MAX_MESSAGE_BYTES \(maxMessageBytes\): maxMessageBytes \(16777216\) is too small for a task with a payload of payloadCapBytes \(\d+\) .* raise it to at least 16777217, or lower payloadCapBytes to at most \d+/,
     );
     // reachable once requests may be larger
     expect(cap(32 * MIB, 40 * MIB)).toMatchObject({
       payloadCapBytes: 32 * MIB,
       maxMessageBytes: 40 * MIB,
     });
-    expect(() => cap(MIB, MIB)).toThrow(/payloadCapBytes/);
+    // the request limit lowered alone: an ack's result of 1 MiB must still arrive
+    expect(() => cap(1024, MIB)).toThrow(
+      /CODEQ_SHARD_MAX_MESSAGE_BYTES \(maxMessageBytes\): .* an ack with a result of 1048576 bytes .* raise it to at least 1343488$/,
+    );
+    expect(cap(1024, 1343488).maxMessageBytes).toBe(1343488);
   });
 
-  it("moves tasks in requests the target takes: 4 MiB past the first, less when that leaves no room", () => {
-    expect(moveBatchBytes(loadShardConfig(base))).toBe(MOVE_BATCH_BYTES);
-    expect(moveBatchBytes(cap(6 * MIB))).toBe(MOVE_BATCH_BYTES);
-    // 16 MiB less a 12 MiB task and its fields leaves 3.7 MiB: half of it
-    expect(moveBatchBytes(cap(12 * MIB))).toBe(Math.floor((4 * MIB - TASK_FIELDS_MAX_BYTES) / 2));
-    // nothing beside a task at the cap: one task per request
-    expect(moveBatchBytes(cap(16 * MIB - TASK_FIELDS_MAX_BYTES))).toBe(1);
+  it("moves tasks in requests the target takes: 4 MiB of them, less under a small request limit", () => {
+    expect(moveBatchBytes(loadShardConfig(base))).toBe(4 * MIB);
+    expect(moveBatchBytes(cap(15 * MIB))).toBe(4 * MIB);
+    // half of what 1 MiB + 288 KiB + 64 KiB leaves beside 288 KiB
+    expect(moveBatchBytes(cap(MIB, MIB + TASK_FIELDS_MAX_BYTES + 65536))).toBe(557_056);
   });
 });

@@ -7,7 +7,7 @@ import {
 } from "@codeq/server-kit";
 import { SHARD_ID_PATTERN } from "@codeq/common";
 import { MAX_BATCH, MOVE_BATCH_BYTES } from "@codeq/engine";
-import { payloadCapProblem, TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
+import { requestLimitProblem, TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
@@ -64,11 +64,7 @@ const shardSettings = z.object({
    * it to verify other shards.
    */
   tlsCaFile: z.string().default(""),
-  /**
-   * Largest task payload in bytes. It must leave room in a request of `maxMessageBytes`
-   * for the task's other fields (TASK_FIELDS_MAX_BYTES): a cap that does not stops the
-   * worker at start.
-   */
+  /** Largest task payload in bytes (a request of `maxMessageBytes` must hold one). */
   payloadCapBytes: z.coerce
     .number()
     .int()
@@ -77,9 +73,10 @@ const shardSettings = z.object({
     .default(1024 * 1024),
   /**
    * Largest request message in bytes; a bigger one is refused (RESOURCE_EXHAUSTED)
-   * before it is read. Every shard worker of a map should have the same: the mover
-   * sizes the requests that carry a moving command's tasks to the target by this
-   * shard's own (`moveBatchBytes`).
+   * before it is read. It must hold a task at the payload cap, or an ack's result of 1
+   * MiB, with the rest of its request at its largest (`requestLimitProblem`): a smaller
+   * one stops the worker at start. Every shard worker of a map should have the same: the
+   * mover sizes its requests to the target by this shard's own (`moveBatchBytes`).
    */
   maxMessageBytes: z.coerce
     .number()
@@ -164,12 +161,8 @@ const shardSettings = z.object({
 });
 
 export const shardConfigSchema = shardSettings.superRefine((config, ctx) => {
-  const problem = payloadCapProblem(
-    config.payloadCapBytes,
-    config.maxMessageBytes,
-    "an enqueue, or a move to another shard, of a task that large",
-  );
-  if (problem) ctx.addIssue({ code: "custom", path: ["payloadCapBytes"], message: problem });
+  const problem = requestLimitProblem(config.payloadCapBytes, config.maxMessageBytes);
+  if (problem) ctx.addIssue({ code: "custom", path: ["maxMessageBytes"], message: problem });
 });
 
 export type ShardConfig = Readonly<z.infer<typeof shardConfigSchema>>;
@@ -201,13 +194,15 @@ export function configWarnings(config: ShardConfig): string[] {
 }
 
 /**
- * The most bytes of tasks one ImportTasks request of the mover carries past its first
- * task (which goes whatever its size): MOVE_BATCH_BYTES, or less when `maxMessageBytes`
- * leaves less room beside a task at the payload cap. Half of that room, as the bytes
- * counted are the tasks as stored, a little smaller than as sent.
+ * The most bytes of tasks, as stored, one ImportTasks request of the mover carries
+ * (exportBatch's bound; a first task larger than it goes alone, and fits, as
+ * `requestLimitProblem` holds): MOVE_BATCH_BYTES, or half of what `maxMessageBytes`
+ * leaves beside TASK_FIELDS_MAX_BYTES when that is less. The other half is for what the
+ * stored bytes do not count: each task's id, command, tenant and framing, about 350
+ * bytes for each of up to 1000 tasks.
  */
 export function moveBatchBytes(config: ShardConfig): number {
-  const room = config.maxMessageBytes - config.payloadCapBytes - TASK_FIELDS_MAX_BYTES;
+  const room = config.maxMessageBytes - TASK_FIELDS_MAX_BYTES;
   return Math.max(1, Math.min(MOVE_BATCH_BYTES, Math.floor(room / 2)));
 }
 

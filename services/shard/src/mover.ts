@@ -33,8 +33,8 @@ export interface MoverOptions {
   /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
   readonly batch: number;
   /**
-   * Most bytes of tasks one import request carries past its first task (exportBatch's
-   * bound; MOVE_BATCH_BYTES when unset): within what the target accepts.
+   * Most bytes of tasks, as stored, one import request carries (exportBatch's bound, a
+   * larger first task alone; MOVE_BATCH_BYTES when unset): within what the target accepts.
    */
   readonly batchBytes?: number;
   /** Pause between passes while a migration of this shard runs, ms. */
