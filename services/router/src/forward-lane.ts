@@ -144,6 +144,12 @@ export class ForwardLane {
      * gave up.
      */
     private readonly maxPending = 4096,
+    /**
+     * Told how many leases a give-back did not return, and why (the stream broke, the
+     * call timed out, the lane was closed): those leases expire and their tasks are
+     * delivered again then, later than a give-back would have.
+     */
+    private readonly onGiveBackLost: (leases: number, err: unknown) => void = () => undefined,
   ) {}
 
   /**
@@ -173,10 +179,13 @@ export class ForwardLane {
 
   /**
    * Gives back leases no caller will get (fire and forget: if this fails too, the
-   * leases expire and the tasks are delivered again).
+   * leases expire and the tasks are delivered again; `onGiveBackLost` is told).
    */
   giveBack(tokens: readonly string[], caller: Caller): void {
-    if (tokens.length > 0) this.send(forwardedRelease([...tokens]), caller).catch(() => undefined);
+    if (tokens.length > 0)
+      this.send(forwardedRelease([...tokens]), caller).catch((err: unknown) =>
+        this.onGiveBackLost(tokens.length, err),
+      );
   }
 
   close(): void {

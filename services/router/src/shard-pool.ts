@@ -99,6 +99,11 @@ export class ShardConn {
       createChannel(endpoint, credentials, CHANNEL_OPTIONS),
     );
     this.queues = this.channels.map(newQueueClient);
+    const lost = (leases: number, err: unknown) =>
+      logger.warn(
+        { shard: id, leases, err: err instanceof Error ? err.message : String(err) },
+        "leases given back did not reach the shard: their tasks are delivered again when the leases expire",
+      );
     this.lanes = this.channels.map(
       (c) =>
         new ForwardLane(
@@ -106,6 +111,7 @@ export class ShardConn {
           newForwardClient(c, secret),
           config.shardTimeoutMs,
           config.forwardMaxPending,
+          lost,
         ),
     );
     this.internal = newShardClient(this.channels[0]!, secret);
