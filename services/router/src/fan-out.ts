@@ -1,4 +1,5 @@
 import { ServerError, Status } from "nice-grpc";
+import { messageOf } from "@codeq/common";
 import type { Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -61,7 +62,7 @@ export function asServerError(err: unknown): ServerError {
   if (err instanceof ServerError) return err;
   if ((err as Error | undefined)?.name === "AbortError")
     return new ServerError(Status.CANCELLED, "the call was cancelled");
-  return new ServerError(Status.UNAVAILABLE, err instanceof Error ? err.message : String(err));
+  return new ServerError(Status.UNAVAILABLE, messageOf(err));
 }
 
 /** The error for a fan-out where no shard answered: the first failure, naming them all. */

@@ -10,6 +10,7 @@ import {
 } from "nice-grpc";
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import { HealthDefinition } from "nice-grpc-server-health";
+import { messageOf } from "@codeq/common";
 import { internal } from "@codeq/proto";
 import { channelCredentials, IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
@@ -101,7 +102,7 @@ export class ShardConn {
     this.queues = this.channels.map(newQueueClient);
     const lost = (leases: number, err: unknown) =>
       logger.warn(
-        { shard: id, leases, err: err instanceof Error ? err.message : String(err) },
+        { shard: id, leases, err: messageOf(err) },
         "leases given back did not reach the shard: their tasks are delivered again when the leases expire",
       );
     this.lanes = this.channels.map(

@@ -1,4 +1,5 @@
 import { ServerError, Status } from "nice-grpc";
+import { messageOf } from "@codeq/common";
 import { undecodableRequest } from "@codeq/wire";
 
 /**
@@ -56,7 +57,7 @@ export function safeDecode(type: MessageType<unknown>, bytes: Uint8Array): unkno
   try {
     return type.decode(bytes);
   } catch (err) {
-    return new BadRequest(err instanceof Error ? err.message : String(err));
+    return new BadRequest(messageOf(err));
   }
 }
 
