@@ -1,6 +1,7 @@
 import { createChannel, createClient, Status } from "nice-grpc";
 import { freePort } from "@codeq/testing";
 import { ForwardLane, forwardService, type Caller } from "./forward-lane";
+import { within } from "./test/cluster";
 
 const caller: Caller = {
   tenant: "t1",
@@ -24,10 +25,6 @@ async function laneToNowhere() {
   return { lane, lost, close: () => channel.close() };
 }
 
-async function until(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 20));
-}
-
 test.each([
   ["the shard cannot be reached", false],
   ["the lane is closed", true],
@@ -36,7 +33,7 @@ test.each([
   try {
     if (closed) lane.close();
     lane.giveBack(["c1~a~X~t1~tok1", "c1~a~X~t1~tok2"], caller);
-    await until(() => lost.length > 0);
+    await within(4_000, () => lost.length > 0);
     expect(lost).toEqual([
       { leases: 2, err: expect.objectContaining({ code: Status.UNAVAILABLE }) },
     ]);
