@@ -1,42 +1,73 @@
 import { Channel } from "./channel";
 
+export interface AnswerOptions<Res> {
+  /** Messages handled at once (default 16). */
+  readonly inFlight?: number;
+  /** Its message goes out once, between answers, when its signal aborts. */
+  readonly announce?: { readonly signal: AbortSignal; readonly message: Res };
+  /**
+   * When its signal aborts (the service drains), no further message is read: those
+   * already read are answered, then the stream fails with `error()`. A message the
+   * caller sent that has no answer was not handled.
+   */
+  readonly stopReading?: { readonly signal: AbortSignal; readonly error: () => unknown };
+}
+
+const STOPPED = Symbol("stopped reading");
+
 /**
  * Serves a request stream whose every message gets exactly one answer: up to
  * `inFlight` messages are handled at once, answers are yielded as they complete
  * (so possibly out of order; callers tag them), a failed message is answered by
  * `onError` and the stream goes on. The stream ends once the caller half-closes
- * and every message is answered; a broken request stream fails it. With
- * `announce`, its message goes out once, between answers, when its signal aborts.
+ * and every message is answered; a broken request stream fails it.
  */
 export async function* answerConcurrently<Req, Res>(
   requests: AsyncIterable<Req>,
   handle: (req: Req) => Promise<Res>,
   onError: (req: Req, err: unknown) => Res,
-  inFlight = 16,
-  announce?: { readonly signal: AbortSignal; readonly message: Res },
+  { inFlight = 16, announce, stopReading }: AnswerOptions<Res> = {},
 ): AsyncGenerator<Res> {
   const out = new Channel<Res>();
   const announced = () => out.push(announce!.message);
   if (announce?.signal.aborted) announced();
   else announce?.signal.addEventListener("abort", announced, { once: true });
+  let unhook = () => {};
+  const stopped = stopReading
+    ? new Promise<typeof STOPPED>((resolve) => {
+        const stop = () => resolve(STOPPED);
+        if (stopReading.signal.aborted) return stop();
+        stopReading.signal.addEventListener("abort", stop, { once: true });
+        unhook = () => stopReading.signal.removeEventListener("abort", stop);
+      })
+    : undefined;
   let running = 0;
   let slot: (() => void) | undefined;
   let doneReading = false;
+  let endWith: { error: unknown } | undefined;
+  const end = () => (endWith ? out.fail(endWith.error) : out.close());
   const finishOne = () => {
     running--;
     slot?.();
     slot = undefined;
-    if (doneReading && running === 0) out.close();
+    if (doneReading && running === 0) end();
   };
   const reading = (async () => {
+    const it = requests[Symbol.asyncIterator]();
     try {
-      for await (const req of requests) {
+      for (;;) {
+        const next = await (stopped ? Promise.race([it.next(), stopped]) : it.next());
+        if (next === STOPPED) {
+          endWith = { error: stopReading!.error() };
+          break;
+        }
+        if (next.done) break;
         while (running >= inFlight) await new Promise<void>((r) => (slot = r));
         running++;
-        handle(req)
+        handle(next.value)
           .then(
             (res) => out.push(res),
-            (err: unknown) => out.push(onError(req, err)),
+            (err: unknown) => out.push(onError(next.value, err)),
           )
           .finally(finishOne);
       }
@@ -45,12 +76,13 @@ export async function* answerConcurrently<Req, Res>(
       return;
     }
     doneReading = true;
-    if (running === 0) out.close();
+    if (running === 0) end();
   })();
   try {
     yield* out;
   } finally {
     announce?.signal.removeEventListener("abort", announced);
+    unhook();
     await reading;
   }
 }

@@ -1,6 +1,6 @@
 export { createLogger, type Logger } from "./logger";
 export { loadConfig, ConfigError, envKeyToField } from "./config-loader";
-export { Lifecycle, type LifecycleState } from "./lifecycle";
+export { Lifecycle, STREAM_DRAIN_SHARE, type LifecycleState } from "./lifecycle";
 export {
   startGrpcService,
   onShutdownSignal,

@@ -6,6 +6,13 @@ export type LifecycleState = "starting" | "serving" | "draining" | "stopped";
 const order: Record<LifecycleState, number> = { starting: 0, serving: 1, draining: 2, stopped: 3 };
 
 /** The explicit lifecycle of a process, with an AbortSignal that fires when draining begins. */
+/**
+ * The share of a service's grace period (`graceMs`) a stream may spend draining at
+ * shutdown (settling what its worker holds, with nothing new pushed). The rest is left
+ * for releasing what is still held and for the calls still running.
+ */
+export const STREAM_DRAIN_SHARE = 0.8;
+
 export class Lifecycle {
   private current: LifecycleState = "starting";
   private readonly draining = new AbortController();

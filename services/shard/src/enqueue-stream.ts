@@ -2,7 +2,7 @@ import type { EnqueueStreamRequest, EnqueueStreamResponse } from "@codeq/proto";
 import { answerConcurrently, type Identity } from "@codeq/server-kit";
 import { failedEnqueueResults } from "@codeq/wire";
 import type { QueueCore } from "./queue-core";
-import { toServerError } from "./status";
+import { shuttingDown, toServerError } from "./status";
 
 /**
  * The high-rate producer path: every batch is answered once, by its seq, with
@@ -11,11 +11,16 @@ import { toServerError } from "./status";
  * goes on; so is a batch refused by fencing (UNAVAILABLE, naming the owner and the
  * map version: a stream has no trailers per batch). The stream ends once the
  * producer half-closes and every batch is answered.
+ *
+ * When the shard worker starts draining (`draining`), it reads no further batch:
+ * those already read are answered, then the stream ends with UNAVAILABLE. A batch
+ * without an answer was not stored; the producer sends it again elsewhere or later.
  */
 export function enqueueStream(
   core: QueueCore,
   identity: Identity,
   requests: AsyncIterable<EnqueueStreamRequest>,
+  draining: AbortSignal,
   seenMapVersion = 0,
 ): AsyncGenerator<EnqueueStreamResponse> {
   return answerConcurrently(
@@ -31,5 +36,6 @@ export function enqueueStream(
         results: failedEnqueueResults(req.tasks.length, { code: e.code, message: e.details }),
       };
     },
+    { stopReading: { signal: draining, error: shuttingDown } },
   );
 }

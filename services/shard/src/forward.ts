@@ -151,7 +151,6 @@ export function forward(
         owner: fenced?.owner ?? "",
       };
     },
-    FORWARD_IN_FLIGHT,
-    { signal: draining, message: DRAINING },
+    { inFlight: FORWARD_IN_FLIGHT, announce: { signal: draining, message: DRAINING } },
   );
 }

@@ -2,13 +2,13 @@ import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
 import type { Delivery } from "@codeq/engine";
 import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
-import { Channel } from "@codeq/server-kit";
+import { Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
 import { HeldTokens } from "./held-tokens";
 import { Kick } from "./kick";
 import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
-import { invalid, toServerError } from "./status";
+import { invalid, shuttingDown, toServerError } from "./status";
 import { deliveryToWire } from "@codeq/wire";
 
 /**
@@ -16,8 +16,12 @@ import { deliveryToWire } from "@codeq/wire";
  * tasks the moment its queues have them (woken by the notifier, never by a timer),
  * never more than the credits granted; each request carrying acks, nacks or extends
  * is answered once. When the stream ends for any reason (the worker half-closes or
- * cancels, the connection breaks, the shard drains) every lease it still holds is
- * released at once.
+ * cancels, the connection breaks, the drain at shutdown is over) every lease it
+ * still holds is released at once.
+ *
+ * At shutdown the stream drains: nothing more is pushed, and the worker may still
+ * ack, nack and extend what it holds. The stream ends (UNAVAILABLE, "reconnect") as
+ * soon as it holds nothing, or once STREAM_DRAIN_SHARE of the grace period is over.
  */
 export class LeaseStreamSession implements Taker {
   private readonly id = randomUUID();
@@ -41,6 +45,9 @@ export class LeaseStreamSession implements Taker {
   private readonly held: HeldTokens;
   /** The store is being asked which held tokens are still leased. */
   private checkingHeld = false;
+  /** Shutdown: nothing more is pushed; the stream ends once it holds nothing. */
+  private draining = false;
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly core: QueueCore,
@@ -51,8 +58,7 @@ export class LeaseStreamSession implements Taker {
     // twice the credits a stream may have outstanding: a client that settles on the
     // stream keeps far fewer; one that settles by unary calls passes it now and then
     this.held = new HeldTokens(2 * core.config.maxStreamCredits);
-    const onDrain = () =>
-      this.end(new ServerError(Status.UNAVAILABLE, "the shard worker is shutting down; reconnect"));
+    const onDrain = () => this.drain(Math.floor(core.config.graceMs * STREAM_DRAIN_SHARE));
     const onCancel = () => this.end();
     if (draining.aborted) onDrain();
     draining.addEventListener("abort", onDrain, { once: true });
@@ -82,10 +88,31 @@ export class LeaseStreamSession implements Taker {
   /** Stops the session; with an error, the worker receives it as the stream's status. */
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
+    clearTimeout(this.drainTimer);
     this.ended.abort();
     this.kick.fire();
     if (error) this.out.fail(error);
     else this.out.close();
+  }
+
+  /**
+   * Stops pushing (the pump stops, handoffs are refused) and ends the stream once it
+   * holds nothing, or after `ms`. Leases settled by unary calls are looked up first, so
+   * they do not keep the stream open.
+   */
+  private drain(ms: number): void {
+    if (this.draining || this.ended.signal.aborted) return;
+    this.draining = true;
+    this.kick.fire();
+    this.drainTimer = setTimeout(() => this.end(shuttingDown()), ms);
+    this.endIfDrained();
+    if (this.held.size > 0 && !this.checkingHeld)
+      void this.checkHeld().then(() => this.endIfDrained());
+  }
+
+  /** While draining: ends the stream once it holds no lease and no handoff is on its way. */
+  private endIfDrained(): void {
+    if (this.draining && this.held.size === 0 && this.reserved === 0) this.end(shuttingDown());
   }
 
   private async read(requests: AsyncIterable<LeaseStreamRequest>): Promise<void> {
@@ -136,12 +163,13 @@ export class LeaseStreamSession implements Taker {
     // settled (or no longer ours to release): stop tracking
     for (const item of [...req.acks, ...req.nacks]) this.held.delete(item.leaseToken);
     this.out.push({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
+    this.endIfDrained();
   }
 
   /** Leases while there are credits; parks on the notifier when the queues are empty. */
   private async pump(): Promise<void> {
     const signal = this.ended.signal;
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.draining) {
       if (!this.ask || this.credits === 0) {
         await this.kick.wait();
         this.kick = new Kick();
@@ -156,9 +184,10 @@ export class LeaseStreamSession implements Taker {
         }
         const want = Math.min(this.credits, this.maxBatch);
         const got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
-        if (signal.aborted) {
+        if (signal.aborted || this.draining) {
           // never pushed
           await this.core.giveBack(got.map((d) => d.token));
+          this.endIfDrained();
           return;
         }
         if (got.length > 0) {
@@ -181,7 +210,7 @@ export class LeaseStreamSession implements Taker {
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
   reserve(): Reservation | undefined {
     const max = Math.min(this.credits, this.maxBatch);
-    if (!this.ask || max <= 0 || this.ended.signal.aborted) return undefined;
+    if (!this.ask || max <= 0 || this.ended.signal.aborted || this.draining) return undefined;
     this.credits -= max;
     this.reserved += max;
     return { max, leaseMs: this.ask.leaseMs, maxBytes: this.core.config.maxResponseBytes };
@@ -195,12 +224,14 @@ export class LeaseStreamSession implements Taker {
     // credits back to a stream that had none: its pump waits for them, or stayed parked
     // while announcements passed it by (the kick has it look at the queue again)
     if (before === 0 && this.credits > 0) this.kick.fire();
-    if (deliveries.length === 0) return;
-    if (this.ended.signal.aborted) {
+    if (this.ended.signal.aborted || this.draining) {
       // never pushed; if the store is unreachable, the leases expire
-      this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined);
+      if (deliveries.length > 0)
+        this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined);
+      this.endIfDrained();
       return;
     }
+    if (deliveries.length === 0) return;
     this.push(deliveries);
   }
 

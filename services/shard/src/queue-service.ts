@@ -106,7 +106,7 @@ export function queueService(
     },
 
     async *enqueueStream(requests, ctx) {
-      yield* enqueueStream(core, who(ctx), requests, seenMapVersion(ctx));
+      yield* enqueueStream(core, who(ctx), requests, lifecycle.signal, seenMapVersion(ctx));
     },
 
     async lease(req, ctx) {

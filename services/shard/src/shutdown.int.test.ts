@@ -1,7 +1,9 @@
 import { Status } from "nice-grpc";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
-import { shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
+import type { EnqueueStreamRequest } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
+import { eventually, shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
 
 describe("graceful shutdown", () => {
   let fx: ShardFixture;
@@ -84,5 +86,134 @@ describe("graceful shutdown", () => {
       });
     }
     for (const id of accepted) expect(acked.has(id) || remaining.has(id)).toBe(true);
+  }, 30_000);
+});
+
+describe("a LeaseStream drains at shutdown", () => {
+  const acks = (tasks: { leaseToken: string }[]) =>
+    tasks.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) }));
+
+  /** Reads pushed tasks until `n` have come. */
+  async function pushed(stream: StreamDriver, n: number) {
+    const tasks = [];
+    while (tasks.length < n) tasks.push(...((await stream.next())?.tasks?.tasks ?? []));
+    return tasks;
+  }
+
+  it("applies acks sent after shutdown began, and ends as soon as it holds nothing", async () => {
+    // a grace period longer than the test: the stream must end because it holds
+    // nothing, not because the drain ran out of time
+    const fx = await shardFixture({ graceMs: 60_000 });
+    try {
+      const producer = fx.client("g");
+      await producer.enqueueBatch({
+        tasks: Array.from({ length: 5 }, () => ({ command: "DRAIN", maxAttempts: 1 }) as never),
+      });
+      const stream = new StreamDriver(fx.client("g"));
+      stream.send({ ...SUB(["DRAIN"]), credits: 5 });
+      await stream.next();
+      const held = await pushed(stream, 5);
+
+      // the worker finishes its tasks while the shard worker is told to stop
+      const stopping = fx.worker.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      stream.send({ requestId: 1, acks: acks(held) });
+      const settled = await stream.next();
+      expect(settled?.settled?.acks.map((a) => a.code)).toEqual(held.map(() => Status.OK));
+      await expect(stream.next()).rejects.toMatchObject({
+        code: Status.UNAVAILABLE,
+        details: expect.stringMatching(/shutting down/),
+      });
+      await stopping;
+
+      await fx.restart();
+      const stats = (await fx.client("g").queueStats({ command: "DRAIN" })).total!;
+      // with max_attempts 1, a lease released by the shutdown would have sent its task to the DLQ
+      expect(stats).toMatchObject({ completed: 5, dead: 0, leased: 0, ready: 0 });
+    } finally {
+      await fx.close();
+    }
+  }, 30_000);
+
+  it("pushes nothing more, and releases what is still held when the drain is over", async () => {
+    const fx = await shardFixture({ graceMs: 1_000 });
+    try {
+      const producer = fx.client("g");
+      await producer.enqueueBatch({
+        tasks: Array.from({ length: 10 }, () => ({ command: "DRAIN_LATE" }) as never),
+      });
+      const stream = new StreamDriver(fx.client("g"));
+      stream.send({ ...SUB(["DRAIN_LATE"]), credits: 3 });
+      await stream.next();
+      const held = await pushed(stream, 3);
+
+      const stopping = fx.worker.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      // more credits, and one ack: the ack is answered, no task is pushed
+      stream.send({ requestId: 1, credits: 5, acks: acks(held.slice(0, 1)) });
+      const answers = [];
+      for (;;) {
+        try {
+          answers.push(await stream.next());
+        } catch (err) {
+          expect(err).toMatchObject({ code: Status.UNAVAILABLE });
+          break;
+        }
+      }
+      expect(answers).toEqual([
+        expect.objectContaining({ settled: expect.objectContaining({ requestId: 1 }) }),
+      ]);
+      await stopping;
+
+      await fx.restart();
+      const after = fx.client("g");
+      expect((await after.queueStats({ command: "DRAIN_LATE" })).total).toMatchObject({
+        completed: 1,
+        leased: 0,
+        ready: 9,
+      });
+      for (const t of held.slice(1)) {
+        const { task } = await after.getTask({ command: "DRAIN_LATE", taskId: t.task!.id });
+        expect(task).toMatchObject({ attempts: 1, lastError: "lease stream closed" });
+      }
+    } finally {
+      await fx.close();
+    }
+  }, 30_000);
+});
+
+describe("an EnqueueStream at shutdown", () => {
+  it("answers what it read, reads nothing more, and ends with UNAVAILABLE at once", async () => {
+    // a grace period longer than the test: the stream must not hold the shutdown
+    const fx = await shardFixture({ graceMs: 60_000 });
+    try {
+      const outbox = new Channel<EnqueueStreamRequest>();
+      const batch = (seq: number) => ({ seq, tasks: [{ command: "DRAIN_ENQ" }] as never });
+      const answers: number[] = [];
+      const ended = (async () => {
+        try {
+          for await (const res of fx.client("g").enqueueStream(outbox)) answers.push(res.seq);
+        } catch (err) {
+          return err;
+        }
+      })();
+      outbox.push(batch(1));
+      await eventually(async () => answers.length === 1);
+
+      const stopping = fx.worker.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      outbox.push(batch(2)); // sent once the shard worker drains: neither read nor stored
+      expect(await ended).toMatchObject({
+        code: Status.UNAVAILABLE,
+        details: expect.stringMatching(/shutting down/),
+      });
+      await stopping;
+      expect(answers).toEqual([1]);
+
+      await fx.restart();
+      expect((await fx.client("g").queueStats({ command: "DRAIN_ENQ" })).total?.ready).toBe(1);
+    } finally {
+      await fx.close();
+    }
   }, 30_000);
 });

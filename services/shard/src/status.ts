@@ -52,3 +52,8 @@ export function seenMapVersion(ctx: CallContext): number {
 export function invalid(message: string): ServerError {
   return new ServerError(Status.INVALID_ARGUMENT, message);
 }
+
+/** How a stream the shard worker ends at shutdown ends: the caller reconnects. */
+export function shuttingDown(): ServerError {
+  return new ServerError(Status.UNAVAILABLE, "the shard worker is shutting down; reconnect");
+}

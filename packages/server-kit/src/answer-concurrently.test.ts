@@ -1,0 +1,77 @@
+import { answerConcurrently } from "./answer-concurrently";
+import { Channel } from "./channel";
+
+/** Collects a stream's answers, and how it ended. */
+async function drain<T>(stream: AsyncIterable<T>): Promise<{ answers: T[]; error?: unknown }> {
+  const answers: T[] = [];
+  try {
+    for await (const a of stream) answers.push(a);
+    return { answers };
+  } catch (error) {
+    return { answers, error };
+  }
+}
+
+const tick = () => new Promise((r) => setTimeout(r, 10));
+
+describe("answerConcurrently", () => {
+  it("answers every message once and ends when the caller half-closes", async () => {
+    const requests = new Channel<number>();
+    for (const n of [1, 2, 3]) requests.push(n);
+    requests.close();
+    const out = await drain(
+      answerConcurrently(
+        requests,
+        async (n) => (n === 2 ? Promise.reject(new Error("bad")) : n * 10),
+        (n) => -n,
+      ),
+    );
+    expect(out.answers.sort((a, b) => a - b)).toEqual([-2, 10, 30]);
+    expect(out.error).toBeUndefined();
+  });
+
+  it("stops reading when told to: what was read is answered, then the stream fails", async () => {
+    const requests = new Channel<number>();
+    const stop = new AbortController();
+    const handled: number[] = [];
+    const release: (() => void)[] = [];
+    const stream = answerConcurrently(
+      requests,
+      async (n) => {
+        handled.push(n);
+        await new Promise<void>((r) => release.push(r));
+        return n;
+      },
+      (n) => -n,
+      { stopReading: { signal: stop.signal, error: () => new Error("draining") } },
+    );
+    const done = drain(stream);
+    requests.push(1);
+    requests.push(2);
+    await tick();
+    stop.abort();
+    requests.push(3); // sent after the stop: never read
+    await tick();
+    expect(handled).toEqual([1, 2]);
+    for (const r of release) r();
+    const out = await done;
+    expect(out.answers.sort()).toEqual([1, 2]);
+    expect(out.error).toEqual(new Error("draining"));
+    expect(handled).toEqual([1, 2]);
+  });
+
+  it("ends at once, failing, when stopped with nothing in flight", async () => {
+    const requests = new Channel<number>();
+    const stop = new AbortController();
+    stop.abort();
+    const out = await drain(
+      answerConcurrently(
+        requests,
+        async (n) => n,
+        (n) => -n,
+        { stopReading: { signal: stop.signal, error: () => new Error("draining") } },
+      ),
+    );
+    expect(out).toEqual({ answers: [], error: new Error("draining") });
+  });
+});
