@@ -7,12 +7,12 @@ import {
   SettleResult,
   type Subscription,
 } from "@codeq/proto";
-import { Channel } from "@codeq/server-kit";
+import { Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
 import { forwardedAcks, readSettled, settledAnswer, StreamAcks } from "./stream-acks";
 import { countField, embedded, passThrough, type Raw } from "./wire-bytes";
-import { asServerError, CALLER_CODES as SETTLE_CALLER_CODES } from "./fan-out";
+import { asServerError, routerShuttingDown, CALLER_CODES as SETTLE_CALLER_CODES } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
 import { isShardFailure, type ShardConn } from "./shard-pool";
@@ -170,6 +170,13 @@ class Leg {
  * is settled, then the stream closes (nothing held is left to release). A shard
  * stream that breaks is reopened with backoff while the shard is wanted; the
  * client's stream goes on.
+ *
+ * At the router's shutdown the stream drains: no more credits go to the shards (what
+ * they hold they may still use, and those tasks go on to the client), the map is no
+ * longer followed, and settlements go on as before. The stream ends (UNAVAILABLE,
+ * "reconnect") once nothing it delivered is left unsettled, or once
+ * STREAM_DRAIN_SHARE of the router's grace period is over; then its shard streams
+ * close, and the shards release what they still hold.
  */
 export class FanInSession {
   private readonly id = randomUUID();
@@ -189,6 +196,8 @@ export class FanInSession {
   private throttleWait = false;
   /** A rebalance is scheduled because a shard stream is starved. */
   private recheckWait = false;
+  /** Shutdown: no more credits to the shards; the stream ends once nothing is in flight. */
+  private drainingNow = false;
 
   constructor(
     private readonly routing: Routing,
@@ -200,8 +209,7 @@ export class FanInSession {
   async *run(
     requests: AsyncIterable<LeaseStreamRequest | StreamAcks>,
   ): AsyncGenerator<LeaseStreamResponse> {
-    const onDrain = () =>
-      this.end(new ServerError(Status.UNAVAILABLE, "the router is shutting down; reconnect"));
+    const onDrain = () => this.drain(Math.floor(this.routing.config.graceMs * STREAM_DRAIN_SHARE));
     const onCancel = () => this.end();
     if (this.draining.aborted) onDrain();
     this.draining.addEventListener("abort", onDrain, { once: true });
@@ -226,6 +234,23 @@ export class FanInSession {
     this.ended.abort();
     if (error) this.out.fail(error);
     else this.out.close();
+  }
+
+  /** Stops handing out credits and following the map; ends once nothing is in flight, or after `ms`. */
+  private drain(ms: number): void {
+    if (this.drainingNow || this.ended.signal.aborted) return;
+    this.drainingNow = true;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    this.later(ms, () => this.end(routerShuttingDown()));
+    this.endIfDrained();
+  }
+
+  /** While draining: ends the stream once no task it delivered is left unsettled. */
+  private endIfDrained(): void {
+    if (!this.drainingNow) return;
+    for (const leg of this.legs.values()) if (!leg.closed && leg.inflight > 0) return;
+    this.end(routerShuttingDown());
   }
 
   private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
@@ -263,7 +288,7 @@ export class FanInSession {
           "subscribe.commands: at least one command is required",
         );
       this.subscription = req.subscribe;
-      this.unwatch = this.routing.cache.onChange(() => this.follow());
+      if (!this.drainingNow) this.unwatch = this.routing.cache.onChange(() => this.follow());
       this.follow();
     } else if (req.subscribe) {
       throw new ServerError(
@@ -297,7 +322,7 @@ export class FanInSession {
   /** Opens streams to shards that now hold subscribed queues; lets go of the others. */
   private follow(): void {
     const sub = this.subscription;
-    if (!sub || this.ended.signal.aborted) return;
+    if (!sub || this.ended.signal.aborted || this.drainingNow) return;
     this.wanted = this.routing.leaseShards(sub.commands, this.f.identity.tenant, sub.allTenants);
     for (const shard of this.wanted) {
       const leg = this.legs.get(shard);
@@ -407,8 +432,9 @@ export class FanInSession {
       { shard, error: err instanceof ServerError ? err.details : String(err) },
       "shard lease stream closed; reopening while the shard is wanted",
     );
-    if (this.wanted.includes(shard)) this.reopenLater(shard);
+    if (this.wanted.includes(shard) && !this.drainingNow) this.reopenLater(shard);
     this.rebalance();
+    this.endIfDrained();
   }
 
   private reopenLater(shard: string): void {
@@ -440,7 +466,7 @@ export class FanInSession {
    */
   private rebalance(): void {
     const n = this.wanted.length;
-    if (n === 0) return;
+    if (n === 0 || this.drainingNow) return;
     let held = 0;
     for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
     let free = this.outstanding - held;
@@ -614,5 +640,6 @@ export class FanInSession {
       if (leg.inflight === 0 && leg.demoted && !leg.closed && leg.granted > 0) recyclable = true;
     }
     if (recyclable) this.rebalance();
+    this.endIfDrained();
   }
 }

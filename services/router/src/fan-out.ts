@@ -58,6 +58,11 @@ function retryable(err: unknown): boolean {
   return err instanceof ServerError && err.code === Status.UNAVAILABLE;
 }
 
+/** How a stream the router ends at shutdown ends: the caller reconnects. */
+export function routerShuttingDown(): ServerError {
+  return new ServerError(Status.UNAVAILABLE, "the router is shutting down; reconnect");
+}
+
 export function asServerError(err: unknown): ServerError {
   if (err instanceof ServerError) return err;
   if ((err as Error | undefined)?.name === "AbortError")

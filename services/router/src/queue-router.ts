@@ -22,7 +22,7 @@ import {
   nackProblem,
 } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
-import { asServerError, CALLER_CODES, fanOut, noneAnswered } from "./fan-out";
+import { asServerError, CALLER_CODES, fanOut, noneAnswered, routerShuttingDown } from "./fan-out";
 import { FanInSession } from "./fan-in";
 import { batchCommands } from "./batch-bytes";
 import { elementBytes, streamAnswer } from "./passthrough";
@@ -233,6 +233,8 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
           const status = { code: e.code, message: e.details };
           return { seq: req.seq, results: failedEnqueueResults(req.tasks.length, status) };
         },
+        // at shutdown: what was read is stored and answered; nothing more is read
+        { stopReading: { signal: lifecycle.signal, error: routerShuttingDown } },
       );
     },
 

@@ -3,7 +3,7 @@ import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
 import { FanInSession } from "./fan-in";
-import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
 import { pb, rawService } from "./test/fuzz-protobuf";
 
 const payload = (s: string) => Buffer.from(s);
@@ -274,43 +274,6 @@ async function startMovingX(): Promise<void> {
     ],
   }));
   await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
-}
-
-/** A LeaseStream client driven by hand. */
-class Stream {
-  readonly requests = new Channel<LeaseStreamRequest>();
-  readonly received: LeaseStreamResponse[] = [];
-  readonly abort = new AbortController();
-  failure: unknown;
-  private readonly done: Promise<void>;
-
-  constructor(rc: RouterCluster, tenant = "t1") {
-    const responses = rc.client(tenant).leaseStream(this.requests, { signal: this.abort.signal });
-    this.done = (async () => {
-      try {
-        for await (const r of responses) this.received.push(r);
-      } catch (err) {
-        this.failure = err;
-      }
-    })();
-  }
-
-  send(req: Parameters<typeof LeaseStreamRequest.fromPartial>[0]): void {
-    this.requests.push(LeaseStreamRequest.fromPartial(req));
-  }
-
-  tasks() {
-    return this.received.flatMap((r) => r.tasks?.tasks ?? []);
-  }
-
-  settled(requestId: number) {
-    return this.received.find((r) => r.settled?.requestId === requestId)?.settled;
-  }
-
-  async close(): Promise<void> {
-    this.abort.abort();
-    await this.done;
-  }
 }
 
 describe("LeaseStream through the router", () => {

@@ -7,11 +7,13 @@ import {
 } from "nice-grpc";
 import {
   AdminServiceDefinition,
+  LeaseStreamRequest,
   QueueServiceDefinition,
   type AdminServiceClient,
+  type LeaseStreamResponse,
   type QueueServiceClient,
 } from "@codeq/proto";
-import { cleanUpOnFailure, createLogger } from "@codeq/server-kit";
+import { cleanUpOnFailure, createLogger, Channel as Outbox } from "@codeq/server-kit";
 import { shardConfig, startShardWorker, type ShardConfig, type ShardWorker } from "@codeq/shard";
 import { RedisMapSource, type ShardMap, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer } from "@codeq/testing";
@@ -182,5 +184,42 @@ export async function within(
     if (await check()) return Date.now() - start;
     if (Date.now() - start > timeoutMs) throw new Error(`not within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A LeaseStream client of the router driven by hand. */
+export class Stream {
+  readonly requests = new Outbox<LeaseStreamRequest>();
+  readonly received: LeaseStreamResponse[] = [];
+  readonly abort = new AbortController();
+  failure: unknown;
+  private readonly done: Promise<void>;
+
+  constructor(rc: RouterCluster, tenant = "t1") {
+    const responses = rc.client(tenant).leaseStream(this.requests, { signal: this.abort.signal });
+    this.done = (async () => {
+      try {
+        for await (const r of responses) this.received.push(r);
+      } catch (err) {
+        this.failure = err;
+      }
+    })();
+  }
+
+  send(req: Parameters<typeof LeaseStreamRequest.fromPartial>[0]): void {
+    this.requests.push(LeaseStreamRequest.fromPartial(req));
+  }
+
+  tasks() {
+    return this.received.flatMap((r) => r.tasks?.tasks ?? []);
+  }
+
+  settled(requestId: number) {
+    return this.received.find((r) => r.settled?.requestId === requestId)?.settled;
+  }
+
+  async close(): Promise<void> {
+    this.abort.abort();
+    await this.done;
   }
 }

@@ -1,0 +1,101 @@
+import { Status } from "nice-grpc";
+import type { EnqueueStreamRequest } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
+import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
+
+/** A LeaseStream through the router holding three tasks of X, each on its only attempt. */
+async function holdingThree(rc: RouterCluster): Promise<Stream> {
+  await rc.client("t1").enqueueBatch({
+    tasks: Array.from({ length: 3 }, () => ({ command: "X", maxAttempts: 1 })),
+  });
+  const s = new Stream(rc);
+  s.send({ subscribe: { commands: ["X"] }, credits: 3 });
+  await within(2_000, () => s.tasks().length === 3);
+  return s;
+}
+
+describe("draining at shutdown, through the router", () => {
+  test("a shard worker that stops still takes the acks of what its stream pushed", async () => {
+    // a grace period longer than the test: the shard's stream must end because it
+    // holds nothing, not because its drain ran out of time
+    const rc = await routerCluster({ shards: ["a"], shard: { graceMs: 60_000 } });
+    try {
+      const s = await holdingThree(rc);
+
+      const stopping = rc.stopShard("a");
+      await new Promise((r) => setTimeout(r, 100));
+      s.send({ requestId: 1, acks: s.tasks().map((t) => ({ leaseToken: t.leaseToken })) });
+      await within(5_000, () => s.settled(1) !== undefined);
+      expect(s.settled(1)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK, Status.OK]);
+      await stopping;
+      expect(s.failure).toBeUndefined(); // the client's stream goes on
+
+      await rc.startShard("a");
+      const stats = (await rc.client("t1").queueStats({ command: "X" })).total!;
+      // with max_attempts 1, a lease released by the shutdown would have sent its task to the DLQ
+      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+      await s.close();
+    } finally {
+      await rc.close();
+    }
+  }, 30_000);
+
+  test("a router that stops takes the acks of what it delivered, then ends the stream", async () => {
+    const rc = await routerCluster({ shards: ["a", "b"], router: { graceMs: 60_000 } });
+    try {
+      const s = await holdingThree(rc);
+
+      const stopping = rc.router.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(s.failure).toBeUndefined(); // still open while it holds tasks
+      s.send({
+        requestId: 1,
+        credits: 3,
+        acks: s.tasks().map((t) => ({ leaseToken: t.leaseToken })),
+      });
+      await stopping;
+      expect(s.settled(1)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK, Status.OK]);
+      expect(s.failure).toMatchObject({
+        code: Status.UNAVAILABLE,
+        details: expect.stringMatching(/router is shutting down/),
+      });
+      const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
+      // with max_attempts 1, a lease released by the shutdown would have sent its task to the DLQ
+      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+    } finally {
+      await rc.close();
+    }
+  }, 30_000);
+
+  test("a router that stops answers the EnqueueStream batches it read, and reads no more", async () => {
+    const rc = await routerCluster({ shards: ["a"], router: { graceMs: 60_000 } });
+    try {
+      const outbox = new Channel<EnqueueStreamRequest>();
+      const batch = (seq: number) => ({ seq, tasks: [{ command: "E" }] as never });
+      const answers: number[] = [];
+      const ended = (async () => {
+        try {
+          for await (const res of rc.client("t1").enqueueStream(outbox)) answers.push(res.seq);
+        } catch (err) {
+          return err;
+        }
+      })();
+      outbox.push(batch(1));
+      await within(2_000, () => answers.length === 1);
+
+      const stopping = rc.router.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      outbox.push(batch(2)); // sent once the router drains: neither read nor stored
+      expect(await ended).toMatchObject({
+        code: Status.UNAVAILABLE,
+        details: expect.stringMatching(/router is shutting down/),
+      });
+      await stopping;
+      expect(answers).toEqual([1]);
+      const stats = await rc.workers.get("a")!.engine.stats({ command: "E", tenant: "t1" });
+      expect(stats.ready).toBe(1);
+    } finally {
+      await rc.close();
+    }
+  }, 30_000);
+});
