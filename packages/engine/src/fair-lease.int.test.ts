@@ -1,3 +1,4 @@
+import { queueKeys } from "./keys";
 import { seed, useEngineFixture } from "./test/fixture";
 
 describe("leaseAcrossTenants (the cross-tenant worker)", () => {
@@ -41,6 +42,20 @@ describe("leaseAcrossTenants (the cross-tenant worker)", () => {
     const [id] = await seed(engine, 1, {}, q("new"), "new");
     const leased = await engine.leaseAcrossTenants("RENDER", { max: 5, leaseMs: 30_000 });
     expect(leased.map((d) => d.task.id)).toEqual([id]);
+  });
+
+  it("gives back what the other tenants' calls leased when one of them fails", async () => {
+    const { engine, redis, prefix } = await fx().engine({ random: Math.random });
+    await seed(engine, 5, {}, q("ok"), "ok");
+    await seed(engine, 5, {}, q("broken"), "broken");
+    // a store failure on one tenant's keys only: its in-flight index is not a sorted set
+    const broken = queueKeys(q("broken"), { prefix, layout: "sharded", shard: "a" });
+    await redis.set(broken.leased, "not a sorted set");
+    await expect(engine.leaseAcrossTenants("RENDER", { max: 10, leaseMs: 30_000 })).rejects.toThrow(
+      /WRONGTYPE/,
+    );
+    // nobody got the other tenant's tasks: ready again, not leased until they expire
+    expect(await engine.stats(q("ok"))).toMatchObject({ ready: 5, leased: 0 });
   });
 
   it("leases only the named command, and nothing when no tenant has tasks", async () => {

@@ -59,7 +59,7 @@ export class FairLeaser {
       // a byte bound is shared out too; only the very first call keeps a task over its share
       const bytesLeft = options.maxBytes === undefined ? undefined : options.maxBytes - bytes;
       if (bytesLeft !== undefined && bytesLeft <= 0) break;
-      const results = await Promise.all(
+      const settled = await Promise.allSettled(
         round.map((tenant, i) =>
           leaseCall(
             this.ctx,
@@ -73,6 +73,18 @@ export class FairLeaser {
           ),
         ),
       );
+      const failed = settled.find((r) => r.status === "rejected");
+      if (failed) {
+        // the calls that did lease, in this round and before, are given back: the
+        // caller gets none of them (not left leased until they expire)
+        const leased = [
+          ...calls,
+          ...settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : [])),
+        ];
+        await Promise.all(leased.map((call) => call.giveBack([])));
+        throw failed.reason;
+      }
+      const results = settled.map((r) => (r as PromiseFulfilledResult<LeaseCallResult>).value);
       const stillFull: string[] = [];
       results.forEach((call, i) => {
         const got = call.deliveries;

@@ -223,11 +223,19 @@ export class QueueCore {
         maxBytes: this.config.maxResponseBytes - bytes,
         firstAlways: out.length === 0,
       };
-      const got = await this.metrics.time("lease", () =>
-        ask.allTenants
-          ? this.engine.leaseAcrossTenants(command, want)
-          : this.engine.lease({ command, tenant: identity.tenant }, want),
-      );
+      let got: Delivery[];
+      try {
+        got = await this.metrics.time("lease", () =>
+          ask.allTenants
+            ? this.engine.leaseAcrossTenants(command, want)
+            : this.engine.lease({ command, tenant: identity.tenant }, want),
+        );
+      } catch (err) {
+        // the commands before this one leased, but the call fails: nobody gets their
+        // tasks, so they are given back (not left leased until they expire)
+        await this.giveBack(out.map((d) => d.token)).catch(() => undefined);
+        throw err;
+      }
       // what the commands after this one may still add (none after the last)
       if (i < n - 1) for (const d of got) bytes += deliveryBytes(d);
       out.push(...got);

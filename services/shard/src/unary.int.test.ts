@@ -173,6 +173,28 @@ describe("unary QueueService RPCs on a shard worker", () => {
     expect((await c.queueStats({ command: "S" })).total?.ready).toBe(3);
   });
 
+  it("a Lease over several commands that fails part way gives back what it leased", async () => {
+    const c = fx.client("u9");
+    for (const command of ["PART_A", "PART_B"])
+      await c.enqueueBatch({ tasks: [{ command }, { command }] as never });
+    // a store failure on the second command's keys only: its in-flight index is not a sorted set
+    const store = fx.server.client();
+    const [state] = await store.keys("*{PART_B:u9:*:state");
+    const leased = state!.replace(/:state$/, ":leased");
+    await store.set(leased, "not a sorted set");
+    try {
+      await expect(c.lease({ commands: ["PART_A", "PART_B"], maxTasks: 10 })).rejects.toBeDefined();
+      // the first command's tasks went to nobody: ready again, not leased until they expire
+      expect((await c.queueStats({ command: "PART_A" })).total).toMatchObject({
+        ready: 2,
+        leased: 0,
+      });
+    } finally {
+      await store.del(leased); // the other tests read every queue's stats
+      store.disconnect();
+    }
+  });
+
   it("serves Prometheus metrics", async () => {
     await fx.client("m1").enqueue({ command: "METRIC" });
     const res = await fetch(`http://127.0.0.1:${fx.worker.metricsPort}/metrics`);
