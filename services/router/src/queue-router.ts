@@ -263,6 +263,17 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
           if (got.length === 0 && req.waitMs > 0)
             got = await leaseRound(routing, f, asked, share, req, true);
         }
+        if (f.signal.aborted) {
+          // the caller left (its deadline passed) while a slower shard was asked: what
+          // the others leased goes back, as a shard gives back what its caller left
+          for (const a of got)
+            routing.giveBack(
+              a.conn,
+              f,
+              a.raw.value.tasks.map((t) => t.leaseToken),
+            );
+          return { tasks: [] };
+        }
         if (got.length === 1) {
           delivered = Math.max(0, countField(got[0]!.raw.bytes, 1));
           return passThrough(got[0]!.raw);

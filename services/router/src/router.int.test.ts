@@ -145,6 +145,28 @@ describe("router forwarding", () => {
     expect(one.tasks).toHaveLength(1);
   });
 
+  test("a Lease whose caller left while a slower shard was asked gives back what the others leased", async () => {
+    await rc.client("t1").enqueue({ command: "X", payload: payload("x") });
+    // shard b answers late: the caller gives up while the router waits for it
+    const engineB = rc.workers.get("b")!.engine;
+    const lease = engineB.lease.bind(engineB);
+    engineB.lease = async (...args) => {
+      await new Promise((r) => setTimeout(r, 1_500));
+      return lease(...args);
+    };
+    try {
+      const leaving = rc
+        .client("t1")
+        .lease({ commands: ["X", "Y"], maxTasks: 10 }, { signal: AbortSignal.timeout(300) });
+      await expect(leaving).rejects.toThrow(/abort/i);
+      // what shard a leased for the caller that left is ready again, not leased until it expires
+      // (once the round is over: the router waits for the slow shard's answer)
+      await within(5_000, async () => (await stats("a", "X")).ready === 1);
+    } finally {
+      engineB.lease = lease;
+    }
+  });
+
   test("a long-poll Lease through the router is woken by an enqueue on any shard", async () => {
     const c = rc.client("t1");
     const waiting = c.lease({ commands: ["X", "Y"], maxTasks: 5, waitMs: 5_000 });
