@@ -243,3 +243,68 @@ describe("LeaseStream leases settled elsewhere", () => {
       expect(await stateOf(id)).toBe(TaskState.TASK_STATE_LEASED);
   });
 });
+
+describe("LeaseStream on a shard worker whose store fails a settlement", () => {
+  it("answers those items with the failure and goes on; the acks sent again are applied", async () => {
+    const fx = await shardFixture();
+    try {
+      const c = fx.client("t-flaky");
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 3 }, () => ({ command: "FLAKY" }) as never),
+      });
+      const stream = new StreamDriver(c);
+      stream.send({ ...SUB(["FLAKY"]), credits: 3 });
+      await stream.next();
+      const held = [];
+      while (held.length < 3) held.push(...((await stream.next())?.tasks?.tasks ?? []));
+      const acks = held.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) }));
+
+      // the store fails the next ack call once (a dropped connection after its retries)
+      const engine = fx.worker.engine;
+      const ack = engine.ack.bind(engine);
+      engine.ack = async () => {
+        engine.ack = ack;
+        throw new Error("Connection is closed.");
+      };
+      stream.send({ requestId: 1, acks });
+      const failed = await stream.next();
+      expect(failed?.settled?.acks.map((a) => a.code)).toEqual(held.map(() => Status.UNAVAILABLE));
+      expect(failed?.settled?.acks[0]?.message).toMatch(/Connection is closed/);
+
+      stream.send({ requestId: 2, acks });
+      const settled = await stream.next();
+      expect(settled?.settled?.acks.map((a) => a.code)).toEqual(held.map(() => Status.OK));
+      expect((await c.queueStats({ command: "FLAKY" })).total).toMatchObject({
+        completed: 3,
+        leased: 0,
+      });
+      stream.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe("LeaseStream on a shard worker whose batches are small", () => {
+  it("takes a subscription that leaves max_batch unset, and pushes batches within the limit", async () => {
+    const fx = await shardFixture({ maxBatch: 50 });
+    try {
+      await fx.client("t-small").enqueueBatch({
+        tasks: Array.from({ length: 50 }, () => ({ command: "SMALL" }) as never),
+      });
+      await fx.client("t-small").enqueueBatch({
+        tasks: Array.from({ length: 30 }, () => ({ command: "SMALL" }) as never),
+      });
+      const stream = new StreamDriver(fx.client("t-small"));
+      stream.send({ ...SUB(["SMALL"]), credits: 80 });
+      expect((await stream.next())?.subscribed).toBeDefined();
+      const batches: number[] = [];
+      while (batches.reduce((a, b) => a + b, 0) < 80)
+        batches.push((await stream.next())?.tasks?.tasks.length ?? 0);
+      expect(Math.max(...batches)).toBeLessThanOrEqual(50);
+      stream.close();
+    } finally {
+      await fx.close();
+    }
+  });
+});

@@ -1,7 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
 import type { Delivery } from "@codeq/engine";
-import type { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
+import type {
+  ExtendResult,
+  ItemStatus,
+  LeaseStreamRequest,
+  LeaseStreamResponse,
+} from "@codeq/proto";
 import { Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
 import { HeldTokens } from "./held-tokens";
@@ -10,6 +15,39 @@ import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, shuttingDown, toServerError } from "./status";
 import { deliveryToWire } from "@codeq/wire";
+
+/** A settlement that fails with one of these ends the stream (the request itself is wrong). */
+const STREAM_ENDING_CODES = new Set([
+  Status.INVALID_ARGUMENT,
+  Status.PERMISSION_DENIED,
+  Status.UNAUTHENTICATED,
+  Status.RESOURCE_EXHAUSTED,
+]);
+
+const NONE = Promise.resolve([]);
+const itself = (status: ItemStatus) => status;
+const unextended = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
+
+/**
+ * Settles `items` (`settling`); when the store fails, every item is answered with that
+ * status and its token added to `unsettled`. A bad request still fails (and ends the
+ * stream).
+ */
+async function orFailed<T>(
+  items: readonly { leaseToken: string }[],
+  settling: Promise<T[]>,
+  failed: (status: ItemStatus) => T,
+  unsettled: string[],
+): Promise<T[]> {
+  try {
+    return await settling;
+  } catch (err) {
+    const e = toServerError(err);
+    if (STREAM_ENDING_CODES.has(e.code)) throw e;
+    for (const i of items) unsettled.push(i.leaseToken);
+    return items.map(() => failed({ code: e.code, message: e.details }));
+  }
+}
 
 /**
  * One LeaseStream: the worker subscribes and grants credits; the session pushes
@@ -133,7 +171,8 @@ export class LeaseStreamSession implements Taker {
       const s = req.subscribe;
       this.ask = this.core.leaseAsk(this.identity, s.commands, s.allTenants, s.leaseDurationMs);
       this.topics = this.core.topics(this.identity, this.ask);
-      this.maxBatch = s.maxBatch || 100;
+      // unset: 100, or the worker's own limit if that is lower
+      this.maxBatch = s.maxBatch || Math.min(100, this.core.config.maxBatch);
       if (this.maxBatch > this.core.config.maxBatch)
         throw invalid(`subscribe.max_batch must be at most ${this.core.config.maxBatch}`);
       this.out.push({ subscribed: { streamId: this.id, leaseDurationMs: this.ask.leaseMs } });
@@ -154,14 +193,24 @@ export class LeaseStreamSession implements Taker {
     if (settlements === 0) return;
     if (settlements > this.core.config.maxBatch)
       throw invalid(`at most ${this.core.config.maxBatch} acks, nacks and extends per message`);
-    const none = Promise.resolve([]);
+    // a failure of the store fails those items (each answered with it, as a unary call
+    // would be), not the stream and every lease it holds; a bad request ends the stream
+    const unsettled: string[] = [];
     const [acks, nacks, extendsOut] = await Promise.all([
-      req.acks.length ? this.core.ack(this.identity, req.acks) : none,
-      req.nacks.length ? this.core.nack(this.identity, req.nacks) : none,
-      req.extends.length ? this.core.extend(this.identity, req.extends) : none,
+      req.acks.length
+        ? orFailed(req.acks, this.core.ack(this.identity, req.acks), itself, unsettled)
+        : NONE,
+      req.nacks.length
+        ? orFailed(req.nacks, this.core.nack(this.identity, req.nacks), itself, unsettled)
+        : NONE,
+      req.extends.length
+        ? orFailed(req.extends, this.core.extend(this.identity, req.extends), unextended, unsettled)
+        : NONE,
     ]);
-    // settled (or no longer ours to release): stop tracking
-    for (const item of [...req.acks, ...req.nacks]) this.held.delete(item.leaseToken);
+    // settled (or no longer ours to release): stop tracking; what failed is still held
+    for (const item of [...req.acks, ...req.nacks])
+      if (unsettled.length === 0 || !unsettled.includes(item.leaseToken))
+        this.held.delete(item.leaseToken);
     this.out.push({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
     this.endIfDrained();
   }
