@@ -10,7 +10,7 @@ import {
 import { RedisMapSource } from "@codeq/shardmap";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
-import { shardFixture, type ShardFixture } from "./test/fixture";
+import { eventually, shardFixture, type ShardFixture } from "./test/fixture";
 
 interface Codec<T> {
   encode(m: T): { finish(): Uint8Array };
@@ -34,6 +34,8 @@ class Forwarder {
   readonly answers = new Map<number, internal.ForwardResponse>();
   drainingSeen = false;
   readonly done: Promise<unknown>;
+  /** Cancels the stream, as a router that crashed or lost its connection does. */
+  readonly abort = new AbortController();
   private arrived: (() => void) | undefined;
 
   constructor(port: number, secret?: string) {
@@ -45,7 +47,7 @@ class Forwarder {
     });
     this.done = (async () => {
       try {
-        for await (const a of client.forward(this.requests)) {
+        for await (const a of client.forward(this.requests, { signal: this.abort.signal })) {
           // as a router does: nothing more on a draining shard's stream, half-close it
           if (a.draining) {
             this.drainingSeen = true;
@@ -233,6 +235,39 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
       dead: 1,
     });
     f.close();
+  });
+});
+
+describe("Forward when the router's stream is gone", () => {
+  it("gives back what a lease took for a stream that was cancelled meanwhile", async () => {
+    const fx = await shardFixture({}, server);
+    const engine = fx.worker.engine;
+    const lease = engine.lease.bind(engine);
+    try {
+      await fx.client("t1").enqueue({ command: "GONE" });
+      // the lease takes a while: the router crashes meanwhile
+      let leased!: (n: number) => void;
+      const took = new Promise<number>((r) => (leased = r));
+      engine.lease = async (...args) => {
+        await new Promise((r) => setTimeout(r, 500));
+        const got = await lease(...args);
+        leased(got.length);
+        return got;
+      };
+      const f = new Forwarder(fx.worker.port);
+      f.call({ seq: 1, tenant: "t1", roles: "worker", lease: { commands: ["GONE"], maxTasks: 1 } });
+      await new Promise((r) => setTimeout(r, 100));
+      f.abort.abort();
+      await f.done;
+      expect(await took).toBe(1); // the lease went through after the stream was gone
+      // nobody got the task: ready again at once, not leased until it expires
+      const stats = () => engine.stats({ command: "GONE", tenant: "t1" });
+      await eventually(async () => (await stats()).ready === 1, 3_000);
+      expect(await stats()).toMatchObject({ ready: 1, leased: 0 });
+    } finally {
+      engine.lease = lease;
+      await fx.close();
+    }
   });
 });
 

@@ -138,6 +138,11 @@ export function forward(
         }
       };
       const answer = await handle(core, identityFrom({ get: stated }, trust), req);
+      if (answer.leased && answer.leased.tasks.length > 0 && ctx.signal.aborted) {
+        // the router's stream is gone (it crashed, its connection broke): nobody will
+        // read this answer, so the tasks go back now rather than when their leases expire
+        await core.giveBack(answer.leased.tasks.map((t) => t.leaseToken)).catch(() => undefined);
+      }
       return { seq: req.seq, ...answer, error: undefined, mapVersion: 0, owner: "" };
     },
     (req, err) => {
