@@ -12,6 +12,14 @@ export interface GrpcServiceOptions {
   listen: string;
   /** Largest request message accepted, bytes (default 16 MiB). */
   maxMessageBytes?: number;
+  /**
+   * How often the server pings each client connection, ms (default 30 s); a client that
+   * does not answer within the same time, 10 s at most, is cut off, and its calls end
+   * (a stream's leases are then released). Without it a peer that vanished (its host
+   * gone, a firewall dropping the connection silently) keeps its streams open for as
+   * long as the kernel's TCP timeouts take: many minutes.
+   */
+  keepaliveMs?: number;
   /** TLS (mutual with a client CA); plaintext when unset. */
   tls?: ServerTls | undefined;
   logger: Logger;
@@ -25,6 +33,11 @@ export interface GrpcServiceOptions {
 
 /** The default cap on one request message: a batch of 1000 tasks with small payloads fits. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/** How often a server pings each client connection by default, ms (GrpcServiceOptions.keepaliveMs). */
+export const DEFAULT_KEEPALIVE_MS = 30_000;
+/** The longest a server waits for a ping's answer before it cuts the connection, ms. */
+const KEEPALIVE_TIMEOUT_MAX_MS = 10_000;
 
 /** A running gRPC server with health (grpc.health.v1), reflection and an explicit lifecycle. */
 export interface GrpcService {
@@ -45,6 +58,11 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   let server: Server = createServer({
     // a bigger message is refused (RESOURCE_EXHAUSTED) before it is parsed
     "grpc.max_receive_message_length": options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    "grpc.keepalive_time_ms": options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
+    "grpc.keepalive_timeout_ms": Math.min(
+      KEEPALIVE_TIMEOUT_MAX_MS,
+      options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
+    ),
   });
   for (const mw of [boundedErrors(), ...(options.middleware ?? [])])
     server = server.use(mw) as unknown as Server;

@@ -1,9 +1,9 @@
 import * as net from "node:net";
 
 /**
- * A TCP relay to a server (a redis-server) that can drop the connection in place of
- * one reply, or stop listening for a while: what a client sees when the network or
- * the store goes away mid-call.
+ * A TCP relay to a server (a redis-server, a gRPC service) that can drop the
+ * connection in place of one reply, stop listening for a while, or go silent: what a
+ * client or server sees when the network or its peer goes away mid-call.
  */
 export interface Relay {
   readonly port: number;
@@ -14,6 +14,11 @@ export interface Relay {
   dropNextReply(match?: (reply: Buffer) => boolean): void;
   /** Stops listening for `ms`: connections are refused (the store is away). */
   refuseFor(ms: number): void;
+  /**
+   * Passes no more bytes either way and closes nothing: a peer that vanished without
+   * closing its connections (its host gone, a firewall dropping packets).
+   */
+  silence(): void;
   readonly dropped: number;
   close(): Promise<void>;
 }
@@ -21,6 +26,7 @@ export interface Relay {
 export async function startRelay(host: string, port: number): Promise<Relay> {
   let dropNext: ((reply: Buffer) => boolean) | undefined;
   let dropped = 0;
+  let silent = false;
   const open = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(port, host);
@@ -36,8 +42,9 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
       });
       s.on("error", end);
     }
-    client.on("data", (d) => upstream.write(d));
+    client.on("data", (d) => silent || upstream.write(d));
     upstream.on("data", (d: Buffer) => {
+      if (silent) return;
       if (!dropNext?.(d)) {
         client.write(d);
         return;
@@ -57,6 +64,7 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
       server.close();
       away = setTimeout(() => server.listen(relayPort, "127.0.0.1"), ms);
     },
+    silence: () => (silent = true),
     get dropped() {
       return dropped;
     },

@@ -118,6 +118,11 @@ const routerSettings = z.object({
   maxResponseBytes: int(64 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024 - 64 * 1024),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
   graceMs: int(0, 600_000, 10_000),
+  /**
+   * How often the server pings each client connection, ms; a client that does not
+   * answer within the same time (10 s at most) is cut off and its streams end.
+   */
+  keepaliveMs: int(100, 3_600_000, 30_000),
 });
 
 export const routerConfigSchema = routerSettings.superRefine((config, ctx) => {

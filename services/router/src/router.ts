@@ -149,6 +149,7 @@ export async function startRouter(
       startGrpcService({
         listen: config.listen,
         maxMessageBytes: config.maxMessageBytes,
+        keepaliveMs: config.keepaliveMs,
         tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsClientCaFile),
         logger,
         lifecycle,

@@ -127,6 +127,11 @@ const shardSettings = z.object({
   rewakeMs: ms(100, 3_600_000, 5_000),
   /** How long a graceful shutdown waits for in-flight calls before forcing, in ms. */
   graceMs: ms(0, 600_000, 10_000),
+  /**
+   * How often the server pings each client connection, ms; a client that does not
+   * answer within the same time (10 s at most) is cut off and its streams end.
+   */
+  keepaliveMs: ms(100, 3_600_000, 30_000),
   /** How often the store is pinged for the health status, in ms. */
   storeCheckMs: ms(100, 60_000, 2_000),
   /**

@@ -1,5 +1,6 @@
-import { Status } from "nice-grpc";
-import { TaskState } from "@codeq/proto";
+import { createChannel, createClient, Metadata, Status } from "nice-grpc";
+import { startRelay } from "@codeq/testing";
+import { QueueServiceDefinition, TaskState } from "@codeq/proto";
 import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
 
 describe("LeaseStream on a shard worker", () => {
@@ -280,6 +281,33 @@ describe("LeaseStream on a shard worker whose store fails a settlement", () => {
       });
       stream.close();
     } finally {
+      await fx.close();
+    }
+  });
+});
+
+describe("LeaseStream from a worker that vanishes without closing its connection", () => {
+  it("is ended by the server's keepalive pings, and its lease released", async () => {
+    const fx = await shardFixture({ keepaliveMs: 300 });
+    const relay = await startRelay("127.0.0.1", fx.worker.port);
+    const channel = createChannel(`127.0.0.1:${relay.port}`);
+    try {
+      await fx.client("t-gone").enqueue({ command: "GONE" });
+      const metadata = new Metadata({ "x-codeq-tenant": "t-gone" });
+      const worker = createClient(QueueServiceDefinition, channel, { "*": { metadata } });
+      const stream = new StreamDriver(worker);
+      stream.send({ ...SUB(["GONE"]), credits: 1 });
+      await stream.next();
+      expect((await stream.next())?.tasks?.tasks).toHaveLength(1);
+
+      relay.silence(); // the worker's host is gone: no FIN, no RST, nothing
+      const stats = () => fx.client("t-gone").queueStats({ command: "GONE" });
+      await eventually(async () => (await stats()).total?.ready === 1, 5_000);
+      expect((await stats()).total).toMatchObject({ ready: 1, leased: 0 });
+      stream.abort.abort();
+    } finally {
+      channel.close();
+      await relay.close();
       await fx.close();
     }
   });

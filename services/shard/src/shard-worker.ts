@@ -126,6 +126,7 @@ export async function startShardWorker(
       startGrpcService({
         listen: config.listen,
         maxMessageBytes: config.maxMessageBytes,
+        keepaliveMs: config.keepaliveMs,
         tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
         logger,
         lifecycle,
