@@ -10,7 +10,14 @@ import {
 import { Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
-import { forwardedAcks, readSettled, settledAnswer, StreamAcks } from "./stream-acks";
+import {
+  forwardedAcks,
+  readSettled,
+  settledAnswer,
+  settledItems,
+  StreamAcks,
+  UNSETTLED_CODES,
+} from "./stream-acks";
 import { countField, embedded, passThrough, type Raw } from "./wire-bytes";
 import { asServerError, routerShuttingDown, CALLER_CODES as SETTLE_CALLER_CODES } from "./fan-out";
 import { settlers } from "./queue-router";
@@ -586,15 +593,19 @@ export class FanInSession {
       this.out.push({
         settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
       });
+      // an item that may not have been applied is still held: the client sends it again
+      const settledPerShard = new Map<string, number>();
+      const count = (items: { leaseToken: string }[], statuses: { code: number }[]) =>
+        items.forEach((item, i) => {
+          const shard = leaseTokenShard(item.leaseToken);
+          if (shard === undefined || UNSETTLED_CODES.has(statuses[i]?.code ?? 0)) return;
+          settledPerShard.set(shard, (settledPerShard.get(shard) ?? 0) + 1);
+        });
+      count(req.acks, acks);
+      count(req.nacks, nacks);
+      this.settledOn(settledPerShard);
     } catch (err) {
       this.end(asServerError(err));
-    } finally {
-      const settledPerShard = new Map<string, number>();
-      for (const item of [...req.acks, ...req.nacks]) {
-        const shard = leaseTokenShard(item.leaseToken);
-        if (shard !== undefined) settledPerShard.set(shard, (settledPerShard.get(shard) ?? 0) + 1);
-      }
-      this.settledOn(settledPerShard);
     }
   }
 
@@ -614,6 +625,7 @@ export class FanInSession {
           `shard ${leg.conn.id}: its answer to the acks is malformed`,
         );
       this.out.push(answer);
+      this.settledOn(new Map([[req.shard, settledItems(settled)]]));
     } catch (err) {
       const e = asServerError(err);
       if (SETTLE_CALLER_CODES.has(e.code)) {
@@ -623,8 +635,7 @@ export class FanInSession {
       const status = { code: e.code, message: e.details };
       const acks = Array.from({ length: req.count }, () => status);
       this.out.push({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
-    } finally {
-      this.settledOn(new Map([[req.shard, req.count]]));
+      if (!UNSETTLED_CODES.has(e.code)) this.settledOn(new Map([[req.shard, req.count]]));
     }
   }
 

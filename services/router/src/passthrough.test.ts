@@ -26,7 +26,7 @@ import {
   shardQueueService,
   streamAnswer,
 } from "./passthrough";
-import { forwardedAcks, readSettled, settledAnswer, StreamAcks } from "./stream-acks";
+import { forwardedAcks, readSettled, settledAnswer, settledItems, StreamAcks } from "./stream-acks";
 import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
 
 /** A varint field and a string field, as protobuf writes them (small values only). */
@@ -335,6 +335,25 @@ describe("a worker's acks on a LeaseStream through the router", () => {
       LeaseStreamResponse.fromPartial({ tasks: { tasks: [task("1")] } }),
     ).finish();
     expect(readSettled(pushed)).toBeUndefined();
+  });
+});
+
+describe("settledItems: the acks and nacks of a shard's answer that ended their lease", () => {
+  test("counts OK, NOT_FOUND and FAILED_PRECONDITION, not what may not have been applied", () => {
+    const bytes = (result: Parameters<typeof SettleResult.fromPartial>[0]) =>
+      SettleResult.encode(SettleResult.fromPartial(result)).finish();
+    expect(settledItems(bytes({ requestId: 3, acks: [{}, {}, {}] }))).toBe(3);
+    expect(
+      settledItems(
+        bytes({
+          acks: [{ code: Status.OK }, { code: Status.UNAVAILABLE, message: "shard a away" }],
+          nacks: [{ code: Status.NOT_FOUND }, { code: Status.DEADLINE_EXCEEDED }],
+          extends: [{ status: { code: Status.OK }, leaseDeadlineMs: 5 }],
+        }),
+      ),
+    ).toBe(2);
+    expect(settledItems(bytes({ acks: [{ code: Status.FAILED_PRECONDITION }] }))).toBe(1);
+    expect(settledItems(bytes({ acks: [{ code: Status.INTERNAL }] }))).toBe(0);
   });
 });
 

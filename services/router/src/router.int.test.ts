@@ -462,6 +462,39 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("an ack that may not have been applied keeps its lease held: the shard stream is not recycled under it", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: [1, 2].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
+    });
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a
+    await within(2_000, () => s.tasks().length === 2);
+    const [t1, t2] = s.tasks().map((t) => t.leaseToken);
+    // shard a's store fails the first ack: answered UNAVAILABLE, the lease still held
+    const engineA = rc.workers.get("a")!.engine;
+    const ack = engineA.ack.bind(engineA);
+    engineA.ack = async () => {
+      engineA.ack = ack;
+      throw new Error("Connection is closed.");
+    };
+    s.send({ requestId: 1, acks: [{ leaseToken: t1! }] });
+    await within(2_000, () => s.settled(1) !== undefined);
+    expect(s.settled(1)!.acks[0]!.code).toBe(Status.UNAVAILABLE);
+    s.send({ requestId: 2, acks: [{ leaseToken: t2! }], credits: 2 });
+    await within(2_000, () => s.settled(2) !== undefined);
+    // X moves to b and gets a task there: b wants credits, a is idle and holds two
+    await startMovingX();
+    await rc.client("t1").enqueue({ command: "X", payload: payload("on b") });
+    await new Promise((r) => setTimeout(r, 1_000));
+    // the client sends the ack again, as UNAVAILABLE asks: the lease was not released
+    // by a recycled stream meanwhile
+    s.send({ requestId: 3, acks: [{ leaseToken: t1! }] });
+    await within(2_000, () => s.settled(3) !== undefined);
+    expect(s.settled(3)!.acks[0]!.code).toBe(Status.OK);
+    expect((await stats("a", "X")).completed).toBe(2);
+    await s.close();
+  });
+
   test("credits follow demand: a shard with nothing to push keeps only a few", async () => {
     // X moves a → b: the stream reads both, but only b gets new tasks
     await startMovingX();

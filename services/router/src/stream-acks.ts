@@ -1,4 +1,5 @@
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
+import { Status } from "nice-grpc";
 import { LeaseStreamRequest, LeaseStreamResponse } from "@codeq/proto";
 import { leaseTokenShardBytes } from "@codeq/engine";
 import { MAX_RESULT_BYTES } from "@codeq/wire";
@@ -146,4 +147,35 @@ export function settledAnswer(
   if (!complete) return undefined;
   const bytes = new BinaryWriter().uint32(SETTLED_TAG).bytes(inner.finish()).finish();
   return passThrough(new Raw(bytes, LeaseStreamResponse));
+}
+
+/**
+ * Statuses of a settlement item that say it may not have been applied (the shard was
+ * away, the call was cut): the lease may still be held, and the client sends the item
+ * again. Any other status means the lease is no longer held through the stream.
+ */
+export const UNSETTLED_CODES: ReadonlySet<number> = new Set([
+  Status.UNAVAILABLE,
+  Status.DEADLINE_EXCEEDED,
+  Status.CANCELLED,
+  Status.ABORTED,
+  Status.INTERNAL,
+  Status.UNKNOWN,
+]);
+
+/**
+ * How many acks and nacks of a SettleResult (bytes) ended their lease: those whose
+ * status is not in UNSETTLED_CODES.
+ */
+export function settledItems(settled: Uint8Array): number {
+  let n = 0;
+  scan(settled, (field, start, end) => {
+    if ((field !== 2 && field !== 3) || end === undefined) return;
+    let code = 0; // absent: OK
+    scan(settled.subarray(start, end), (f, _s, e, value) => {
+      if (f === 1 && e === undefined) code = value;
+    });
+    if (!UNSETTLED_CODES.has(code)) n++;
+  });
+  return n;
 }
