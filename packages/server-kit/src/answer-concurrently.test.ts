@@ -74,4 +74,29 @@ describe("answerConcurrently", () => {
     );
     expect(out).toEqual({ answers: [], error: new Error("draining") });
   });
+
+  it("reads no further while its answers are not taken, and stops reading when the call ends", async () => {
+    const requests = new Channel<number>();
+    for (let n = 0; n < 100; n++) requests.push(n);
+    let handled = 0;
+    const stream = answerConcurrently(
+      requests,
+      async (n) => {
+        handled++;
+        return n;
+      },
+      (n) => -n,
+      { inFlight: 4 },
+    );
+    const it = stream[Symbol.asyncIterator]();
+    await it.next(); // one answer taken, and held by its reader
+    await tick();
+    expect(handled).toBe(4); // the caller sends on; its answers are not read: no more is read
+    await it.next();
+    await tick();
+    expect(handled).toBe(5);
+    await it.return(undefined); // the call ends with answers untaken: reading stops
+    await tick();
+    expect(handled).toBe(5);
+  });
 });

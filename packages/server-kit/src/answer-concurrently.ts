@@ -21,6 +21,11 @@ const STOPPED = Symbol("stopped reading");
  * (so possibly out of order; callers tag them), a failed message is answered by
  * `onError` and the stream goes on. The stream ends once the caller half-closes
  * and every message is answered; a broken request stream fails it.
+ *
+ * A message holds its slot until its answer has been taken by whoever reads this
+ * stream (the transport, which waits while the caller reads nothing): a caller that
+ * sends without reading the answers stops being read after `inFlight` messages, and
+ * its answers do not pile up in memory.
  */
 export async function* answerConcurrently<Req, Res>(
   requests: AsyncIterable<Req>,
@@ -28,8 +33,9 @@ export async function* answerConcurrently<Req, Res>(
   onError: (req: Req, err: unknown) => Res,
   { inFlight = 16, announce, stopReading }: AnswerOptions<Res> = {},
 ): AsyncGenerator<Res> {
-  const out = new Channel<Res>();
-  const announced = () => out.push(announce!.message);
+  // counted: an answer, which frees its message's slot once taken
+  const out = new Channel<{ readonly res: Res; readonly counted: boolean }>();
+  const announced = () => out.push({ res: announce!.message, counted: false });
   if (announce?.signal.aborted) announced();
   else announce?.signal.addEventListener("abort", announced, { once: true });
   let unhook = () => {};
@@ -41,16 +47,19 @@ export async function* answerConcurrently<Req, Res>(
         unhook = () => stopReading.signal.removeEventListener("abort", stop);
       })
     : undefined;
-  let running = 0;
+  /** Messages read whose answers have not been taken yet. */
+  let pending = 0;
   let slot: (() => void) | undefined;
   let doneReading = false;
+  /** Nobody takes answers any more (the call ended): reading stops. */
+  let gone = false;
   let endWith: { error: unknown } | undefined;
   const end = () => (endWith ? out.fail(endWith.error) : out.close());
-  const finishOne = () => {
-    running--;
+  const takenOne = () => {
+    pending--;
     slot?.();
     slot = undefined;
-    if (doneReading && running === 0) end();
+    if (doneReading && pending === 0) end();
   };
   const reading = (async () => {
     const it = requests[Symbol.asyncIterator]();
@@ -62,25 +71,29 @@ export async function* answerConcurrently<Req, Res>(
           break;
         }
         if (next.done) break;
-        while (running >= inFlight) await new Promise<void>((r) => (slot = r));
-        running++;
-        handle(next.value)
-          .then(
-            (res) => out.push(res),
-            (err: unknown) => out.push(onError(next.value, err)),
-          )
-          .finally(finishOne);
+        while (pending >= inFlight && !gone) await new Promise<void>((r) => (slot = r));
+        if (gone) return;
+        pending++;
+        handle(next.value).then(
+          (res) => out.push({ res, counted: true }),
+          (err: unknown) => out.push({ res: onError(next.value, err), counted: true }),
+        );
       }
     } catch (err) {
       out.fail(err);
       return;
     }
     doneReading = true;
-    if (running === 0) end();
+    if (pending === 0) end();
   })();
   try {
-    yield* out;
+    for await (const { res, counted } of out) {
+      yield res;
+      if (counted) takenOne();
+    }
   } finally {
+    gone = true;
+    slot?.();
     announce?.signal.removeEventListener("abort", announced);
     unhook();
     await reading;
