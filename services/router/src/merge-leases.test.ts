@@ -18,6 +18,7 @@ describe("mergeLeases", () => {
     const back: string[] = [];
     const merged = mergeLeases(
       [answer("a", [1000, 1000]), answer("b", [1000, 1000]), answer("c", [1000])],
+      100,
       3_200,
       (conn, tokens) => back.push(`${conn.id}:${tokens.join(",")}`),
     );
@@ -27,7 +28,7 @@ describe("mergeLeases", () => {
 
   it("keeps everything when it all fits", () => {
     const back: string[] = [];
-    const merged = mergeLeases([answer("a", [10]), answer("b", [10])], 10_000, (c, t) =>
+    const merged = mergeLeases([answer("a", [10]), answer("b", [10])], 2, 10_000, (c, t) =>
       back.push(...t),
     );
     expect(merged).toHaveLength(2);
@@ -36,10 +37,22 @@ describe("mergeLeases", () => {
 
   it("keeps a first task larger than the bound", () => {
     const back: string[] = [];
-    const merged = mergeLeases([answer("a", [5000]), answer("b", [10])], 1000, (c, t) =>
+    const merged = mergeLeases([answer("a", [5000]), answer("b", [10])], 100, 1000, (c, t) =>
       back.push(...t),
     );
     expect(merged.map((t) => t.leaseToken)).toEqual(["a-0"]);
     expect(back).toEqual(["b-0"]);
+  });
+
+  it("keeps at most max_tasks, every shard's first task first, and gives the rest back", () => {
+    const back: string[] = [];
+    const merged = mergeLeases(
+      [answer("a", [10, 10]), answer("b", [10]), answer("c", [10])],
+      2,
+      10_000,
+      (conn, tokens) => back.push(`${conn.id}:${tokens.join(",")}`),
+    );
+    expect(merged.map((t) => t.leaseToken)).toEqual(["a-0", "b-0"]);
+    expect(back.sort()).toEqual(["a:a-1", "c:c-0"]);
   });
 });

@@ -248,20 +248,26 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         throw invalid(`wait_ms must be at most ${MAX_LEASE_WAIT_MS}, got ${req.waitMs}`);
       const bucket = routing.limits.lease(ctx, f.identity.tenant, max);
       const shards = routing.leaseShards(req.commands, f.identity.tenant, req.allTenants);
-      // every shard gets a share of max_tasks, so the answer never holds more
+      // every shard gets a share of max_tasks (with fewer tasks than shards, some get
+      // none, in turn), so the first answers never hold more
       const split = shares(max, shards.length, rotation++);
-      const asked = shards.filter((_, i) => split[i]! > 0);
       const share = (id: string) => split[shards.indexOf(id)]!;
       let got: Leased[] = [];
       let delivered = 0;
       try {
-        // one shard: one call with the caller's wait; several: what is ready now
-        // everywhere, then, if nothing was, a long poll answered by the first with tasks
-        if (asked.length === 1) got = await leaseRound(routing, f, asked, share, req, false);
+        // one shard: one call with the caller's wait; several: what is ready now on
+        // the shards with a share, then on the others (they may hold what those lack),
+        // then, if nothing was, a long poll on all, answered by the first with tasks
+        if (shards.length === 1) got = await leaseRound(routing, f, shards, share, req, false);
         else {
-          got = await leaseRound(routing, f, asked, share, { ...req, waitMs: 0 }, false);
+          const now = { ...req, waitMs: 0 };
+          const asked = shards.filter((id) => share(id) > 0);
+          got = await leaseRound(routing, f, asked, share, now, false);
+          const unasked = shards.filter((id) => share(id) === 0);
+          if (got.length === 0 && unasked.length > 0)
+            got = await leaseRound(routing, f, unasked, () => max, now, false);
           if (got.length === 0 && req.waitMs > 0)
-            got = await leaseRound(routing, f, asked, share, req, true);
+            got = await leaseRound(routing, f, shards, (id) => Math.max(1, share(id)), req, true);
         }
         if (f.signal.aborted) {
           // the caller left (its deadline passed) while a slower shard was asked: what
@@ -278,7 +284,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
           delivered = Math.max(0, countField(got[0]!.raw.bytes, 1));
           return passThrough(got[0]!.raw);
         }
-        const tasks = mergeLeases(got, routing.config.maxResponseBytes, (conn, tokens) =>
+        const tasks = mergeLeases(got, max, routing.config.maxResponseBytes, (conn, tokens) =>
           routing.giveBack(conn, f, tokens),
         );
         delivered = tasks.length;
@@ -474,19 +480,23 @@ export interface Leased {
 }
 
 /**
- * The tasks of several shards' Lease answers within `maxBytes` (the first task whatever
- * its size). Each shard keeps its own answer within its bound, but answers merged may
- * pass what a client accepts; what does not fit is given back to its shard, as for a
- * caller that left: ready at once, its attempt not counted. Every shard's first task
- * comes before any shard's second, so a large task at the head of one shard is not
- * given back time after time because another shard answered first.
+ * The tasks of several shards' Lease answers, at most `maxTasks` and within `maxBytes`
+ * (the first task whatever its size). Each shard keeps its own answer within its
+ * bounds, but answers merged may pass what the caller asked for or accepts (shards
+ * asked for more than their share when some had none); what does not fit is given
+ * back to its shard, as for a caller that left: ready at once, its attempt not
+ * counted. Every shard's first task comes before any shard's second, so a large task
+ * at the head of one shard is not given back time after time because another shard
+ * answered first.
  */
 export function mergeLeases(
   answers: readonly Leased[],
+  maxTasks: number,
   maxBytes: number,
   giveBack: (conn: ShardConn, tokens: string[]) => void,
 ): LeasedTask[] {
-  if (answers.reduce((n, a) => n + a.raw.bytes.length, 0) <= maxBytes)
+  const count = answers.reduce((n, a) => n + countField(a.raw.bytes, 1), 0);
+  if (count <= maxTasks && answers.reduce((n, a) => n + a.raw.bytes.length, 0) <= maxBytes)
     return answers.flatMap((a) => a.raw.value.tasks);
   const tasks = answers.map((a) => a.raw.value.tasks);
   const heads = answers.flatMap((a, i) =>
@@ -498,7 +508,7 @@ export function mergeLeases(
   let bytes = 0;
   for (const { a, task } of [...heads, ...rest]) {
     const size = elementBytes(LeasedTask, task);
-    if (out.length > 0 && bytes + size > maxBytes) {
+    if (out.length >= maxTasks || (out.length > 0 && bytes + size > maxBytes)) {
       const tokens = back.get(a.conn) ?? [];
       tokens.push(task.leaseToken);
       back.set(a.conn, tokens);

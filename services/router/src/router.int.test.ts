@@ -167,6 +167,18 @@ describe("router forwarding", () => {
     }
   });
 
+  test("a Lease for fewer tasks than there are shards finds them on whichever shard has them", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: [1, 2, 3].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
+    });
+    // X is on a, Y on b (empty): a call whose one task the router first asks of b
+    // must still get a's, not wait on b and come back empty
+    for (let i = 0; i < 3; i++) {
+      const got = await rc.client("t1").lease({ commands: ["X", "Y"], maxTasks: 1, waitMs: 500 });
+      expect(got.tasks.map((t) => t.task!.shard)).toEqual(["a"]);
+    }
+  });
+
   test("a long-poll Lease through the router is woken by an enqueue on any shard", async () => {
     const c = rc.client("t1");
     const waiting = c.lease({ commands: ["X", "Y"], maxTasks: 5, waitMs: 5_000 });
