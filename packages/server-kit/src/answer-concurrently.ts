@@ -38,15 +38,19 @@ export async function* answerConcurrently<Req, Res>(
   const announced = () => out.push({ res: announce!.message, counted: false });
   if (announce?.signal.aborted) announced();
   else announce?.signal.addEventListener("abort", announced, { once: true });
-  let unhook = () => {};
-  const stopped = stopReading
-    ? new Promise<typeof STOPPED>((resolve) => {
-        const stop = () => resolve(STOPPED);
-        if (stopReading.signal.aborted) return stop();
-        stopReading.signal.addEventListener("abort", stop, { once: true });
-        unhook = () => stopReading.signal.removeEventListener("abort", stop);
-      })
-    : undefined;
+  // the read waiting for the next message, woken early when reading must stop (one
+  // slot, not a race with a promise that lives as long as the stream: each race would
+  // leave a reaction on it, as many as there are messages)
+  let stopWaiting: ((stopped: typeof STOPPED) => void) | undefined;
+  const stop = () => stopWaiting?.(STOPPED);
+  stopReading?.signal.addEventListener("abort", stop, { once: true });
+  const unhook = () => stopReading?.signal.removeEventListener("abort", stop);
+  const nextOrStop = <T>(it: AsyncIterator<T>) =>
+    new Promise<IteratorResult<T> | typeof STOPPED>((resolve, reject) => {
+      if (stopReading?.signal.aborted) return resolve(STOPPED);
+      stopWaiting = resolve;
+      it.next().then(resolve, reject);
+    });
   /** Messages read whose answers have not been taken yet. */
   let pending = 0;
   let slot: (() => void) | undefined;
@@ -65,7 +69,8 @@ export async function* answerConcurrently<Req, Res>(
     const it = requests[Symbol.asyncIterator]();
     try {
       for (;;) {
-        const next = await (stopped ? Promise.race([it.next(), stopped]) : it.next());
+        const next = await (stopReading ? nextOrStop(it) : it.next());
+        stopWaiting = undefined;
         if (next === STOPPED) {
           endWith = { error: stopReading!.error() };
           break;
