@@ -57,6 +57,7 @@ export class Metrics {
   readonly moverYield: Counter;
   /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
   private map: () => MapView = () => ({ version: 0, stale: false });
+  private readonly depthErrors: Counter;
   /** The depth read in progress, if any. */
   private depthRead: Promise<Map<string, Depth>> | undefined;
   /** Commands the depth gauge has reported: each keeps a series (0 when empty) while the process runs. */
@@ -130,7 +131,15 @@ export class Metrics {
       labelNames: ["command", "shard", "type"],
       registers,
       collect: async () => {
-        const sums = await this.depthByCommand();
+        let sums: Map<string, Depth>;
+        try {
+          sums = await this.depthByCommand();
+        } catch {
+          // without this, one failed read fails the whole scrape, codeq_shard_available
+          // included: the metric that says the store is away (the read counted its failure)
+          depth.reset();
+          return;
+        }
         depth.reset();
         // a command whose queues all emptied (and left the registry) reads 0, not absent
         for (const command of sums.keys())
@@ -141,6 +150,17 @@ export class Metrics {
         }
       },
     });
+    this.depthErrors = new Counter({
+      name: "codeq_queue_depth_read_errors_total",
+      help: "Queue depth reads that failed (the store did not answer); a scrape whose read failed leaves codeq_queue_depth out and serves every other metric.",
+      labelNames: ["shard"],
+      registers,
+      // after the depth gauge's read, which a scrape starts first: it shows its own failure
+      collect: async () => {
+        await this.depthRead?.catch(() => undefined);
+      },
+    });
+    this.depthErrors.inc({ shard }, 0);
     const mapVersion = new Gauge({
       name: "codeq_shard_map_version",
       help: "The shard map version this worker holds (0: standalone, no map).",
@@ -187,7 +207,12 @@ export class Metrics {
    * Prometheus replicas scraping at once cost one read, not two).
    */
   depthByCommand(): Promise<Map<string, Depth>> {
-    this.depthRead ??= this.readDepth().finally(() => (this.depthRead = undefined));
+    this.depthRead ??= this.readDepth()
+      .catch((err: unknown) => {
+        this.depthErrors.inc({ shard: this.shard });
+        throw err;
+      })
+      .finally(() => (this.depthRead = undefined));
     return this.depthRead;
   }
 

@@ -195,6 +195,25 @@ describe("unary QueueService RPCs on a shard worker", () => {
     }
   });
 
+  it("serves every other metric when a queue's depth cannot be read", async () => {
+    await fx.client("m2").enqueue({ command: "DEPTH_BAD" });
+    const store = fx.server.client();
+    const [state] = await store.keys("*{DEPTH_BAD:m2:*:state");
+    const leased = state!.replace(/:state$/, ":leased");
+    await store.set(leased, "not a sorted set"); // its stats read fails
+    try {
+      const res = await fetch(`http://127.0.0.1:${fx.worker.metricsPort}/metrics`);
+      expect(res.status).toBe(200);
+      const body = await res.text();
+      expect(body).toMatch(/codeq_shard_available\{shard="a"\} 1/);
+      expect(body).toMatch(/codeq_queue_depth_read_errors_total\{shard="a"\} 1/);
+      expect(body).not.toMatch(/codeq_queue_depth\{/);
+    } finally {
+      await store.del(leased);
+      store.disconnect();
+    }
+  });
+
   it("serves Prometheus metrics", async () => {
     await fx.client("m1").enqueue({ command: "METRIC" });
     const res = await fetch(`http://127.0.0.1:${fx.worker.metricsPort}/metrics`);
