@@ -81,8 +81,11 @@ export class QueueEngine {
     return out;
   }
 
-  /** Validates a batch exactly as `enqueue` would, without storing anything. */
-  check(queue: QueueRef, specs: readonly TaskSpec[]): void {
+  /**
+   * Validates a batch exactly as `enqueue` would, without storing anything. `at`: each
+   * spec's index in the caller's request, for the messages (by default its index here).
+   */
+  check(queue: QueueRef, specs: readonly TaskSpec[], at?: readonly number[]): void {
     checkBatch(queue, specs);
     const now = this.ctx.clock.now();
     specs.forEach((spec, i) =>
@@ -91,7 +94,7 @@ export class QueueEngine {
         "00000000000000000000000000",
         now,
         this.ctx.limits,
-        specs.length > 1 ? i : "task",
+        at ? at[i]! : specs.length > 1 ? i : "task",
       ),
     );
   }

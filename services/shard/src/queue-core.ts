@@ -95,7 +95,9 @@ export class QueueCore {
       group.indexes.push(i);
     });
     try {
-      for (const g of groups.values()) this.engine.check(g.queue, g.specs);
+      // a message names the item by its index in the caller's batch, not in its queue's part
+      const at = (g: { indexes: number[] }) => (requests.length > 1 ? g.indexes : undefined);
+      for (const g of groups.values()) this.engine.check(g.queue, g.specs, at(g));
     } catch (err) {
       throw toServerError(err);
     }

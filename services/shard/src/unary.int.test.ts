@@ -150,6 +150,22 @@ describe("unary QueueService RPCs on a shard worker", () => {
     expect(acked.results.every((r) => r.code === 0)).toBe(true);
   });
 
+  it("a bad item of a batch over several commands is named by its index in the batch", async () => {
+    const c = fx.client("u10");
+    const bad = c.enqueueBatch({
+      tasks: [
+        { command: "IDX_A" },
+        { command: "IDX_B" },
+        { command: "IDX_A", priority: 42 },
+      ] as never,
+    });
+    await expect(bad).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^tasks\[2\]: priority/),
+    });
+    expect((await c.queueStats({ command: "IDX_A" })).total?.ready).toBe(0);
+  });
+
   it("EnqueueStream answers every batch by seq, and a bad batch does not end the stream", async () => {
     const c = fx.client("u6");
     async function* batches() {
