@@ -158,7 +158,12 @@ export class ForwardLane {
    * shard refused an enqueue by fencing, with a ClientError (the status the call
    * would have ended with) when it refused it otherwise.
    */
-  send(call: Uint8Array, caller: Caller, lease = false): Promise<ForwardAnswer> {
+  send(
+    call: Uint8Array,
+    caller: Caller,
+    lease = false,
+    signal?: AbortSignal,
+  ): Promise<ForwardAnswer> {
     if (this.closed) return Promise.reject(this.refusal("its connection is closed"));
     const stream = (this.current ??= this.start());
     if (stream.pending.size >= this.maxPending)
@@ -171,10 +176,37 @@ export class ForwardLane {
     const bytes = Buffer.concat([call, forwardHeader(seq, caller)]);
     return new Promise((resolve, reject) => {
       const leaseFor = lease ? caller : undefined;
-      stream.pending.set(seq, { sentAt: performance.now(), leaseFor, resolve, reject });
+      if (!signal) {
+        stream.pending.set(seq, { sentAt: performance.now(), leaseFor, resolve, reject });
+      } else {
+        // the caller left: stop waiting; what the call leases goes back when it comes
+        const left = () => {
+          if (!stream.pending.get(seq)) return;
+          this.abandon(stream, seq, leaseFor);
+          reject(this.failure(Status.CANCELLED, "the caller left before the answer"));
+        };
+        if (signal.aborted) return left();
+        signal.addEventListener("abort", left, { once: true });
+        const settled = () => signal.removeEventListener("abort", left);
+        stream.pending.set(seq, {
+          sentAt: performance.now(),
+          leaseFor,
+          resolve: (a) => (settled(), resolve(a)),
+          reject: (e) => (settled(), reject(e)),
+        });
+      }
       this.sweeper ??= setInterval(() => this.sweep(), Math.min(SWEEP_MS, this.timeoutMs));
       stream.requests.push({ seq, bytes });
     });
+  }
+
+  /** Stops waiting for call `seq`; a lease's late answer is given back for `leaseFor`. */
+  private abandon(stream: Stream, seq: number, leaseFor: Caller | undefined): void {
+    stream.pending.delete(seq);
+    if (leaseFor) {
+      stream.late.set(seq, leaseFor);
+      if (stream.late.size > MAX_LATE) stream.late.delete(stream.late.keys().next().value!);
+    }
   }
 
   /**
@@ -285,11 +317,7 @@ export class ForwardLane {
       for (let o = stream.pending.oldest(); o; o = stream.pending.oldest()) {
         const { seq, value: p } = o;
         if (p.sentAt > before) break; // sent in order: the rest are younger
-        stream.pending.delete(seq);
-        if (p.leaseFor) {
-          stream.late.set(seq, p.leaseFor);
-          if (stream.late.size > MAX_LATE) stream.late.delete(stream.late.keys().next().value!);
-        }
+        this.abandon(stream, seq, p.leaseFor);
         p.reject(
           this.failure(
             Status.DEADLINE_EXCEEDED,

@@ -146,22 +146,32 @@ describe("router forwarding", () => {
   });
 
   test("a Lease whose caller left while a slower shard was asked gives back what the others leased", async () => {
-    await rc.client("t1").enqueue({ command: "X", payload: payload("x") });
+    await rc.client("t1").enqueueBatch({
+      tasks: ["X", "Y"].map((command) => ({ command, payload: payload(command) })),
+    });
     // shard b answers late: the caller gives up while the router waits for it
     const engineB = rc.workers.get("b")!.engine;
     const lease = engineB.lease.bind(engineB);
+    let leasedOnB!: (n: number) => void;
+    const tookOnB = new Promise<number>((r) => (leasedOnB = r));
     engineB.lease = async (...args) => {
       await new Promise((r) => setTimeout(r, 1_500));
-      return lease(...args);
+      const got = await lease(...args);
+      if (args[0].command === "Y") leasedOnB(got.length); // b is asked for X too
+      return got;
     };
     try {
       const leaving = rc
         .client("t1")
         .lease({ commands: ["X", "Y"], maxTasks: 10 }, { signal: AbortSignal.timeout(300) });
       await expect(leaving).rejects.toThrow(/abort/i);
-      // what shard a leased for the caller that left is ready again, not leased until it expires
-      // (once the round is over: the router waits for the slow shard's answer)
-      await within(5_000, async () => (await stats("a", "X")).ready === 1);
+      // what shard a leased for the caller that left is ready again at once (the router
+      // stops waiting for the slow shard when its caller leaves), not when it expires
+      await within(1_000, async () => (await stats("a", "X")).ready === 1);
+      // and what b leased, answered after the caller left, goes back as it comes
+      expect(await tookOnB).toBe(1);
+      await within(2_000, async () => (await stats("b", "Y")).ready === 1);
+      expect(await stats("b", "Y")).toMatchObject({ ready: 1, leased: 0 });
     } finally {
       engineB.lease = lease;
     }

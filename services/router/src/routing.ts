@@ -236,7 +236,9 @@ export class Routing {
     }
     let path: "stream" | "call" | "refused" = "stream";
     try {
-      return await lane.send(bytes, this.caller(f), kind === "lease");
+      // a lease stops waiting when its caller leaves (what it took goes back when it comes)
+      const lease = kind === "lease";
+      return await lane.send(bytes, this.caller(f), lease, lease ? f.signal : undefined);
     } catch (err) {
       if (err instanceof LaneMissing) {
         path = "call";
