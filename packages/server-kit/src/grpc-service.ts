@@ -35,7 +35,7 @@ export interface GrpcServiceOptions {
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 
 /** How often a server pings each client connection by default, ms (GrpcServiceOptions.keepaliveMs). */
-export const DEFAULT_KEEPALIVE_MS = 30_000;
+const DEFAULT_KEEPALIVE_MS = 30_000;
 /** The longest a server waits for a ping's answer before it cuts the connection, ms. */
 const KEEPALIVE_TIMEOUT_MAX_MS = 10_000;
 
@@ -55,14 +55,12 @@ export interface GrpcService {
 export async function startGrpcService(options: GrpcServiceOptions): Promise<GrpcService> {
   const lifecycle = options.lifecycle ?? new Lifecycle();
   const health = HealthState();
+  const keepaliveMs = options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS;
   let server: Server = createServer({
     // a bigger message is refused (RESOURCE_EXHAUSTED) before it is parsed
     "grpc.max_receive_message_length": options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
-    "grpc.keepalive_time_ms": options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
-    "grpc.keepalive_timeout_ms": Math.min(
-      KEEPALIVE_TIMEOUT_MAX_MS,
-      options.keepaliveMs ?? DEFAULT_KEEPALIVE_MS,
-    ),
+    "grpc.keepalive_time_ms": keepaliveMs,
+    "grpc.keepalive_timeout_ms": Math.min(KEEPALIVE_TIMEOUT_MAX_MS, keepaliveMs),
   });
   for (const mw of [boundedErrors(), ...(options.middleware ?? [])])
     server = server.use(mw) as unknown as Server;

@@ -27,6 +27,7 @@ export {
 export { readSecret } from "./secret";
 export { Channel } from "./channel";
 export { answerConcurrently } from "./answer-concurrently";
+export { CALLER_CODES } from "./caller-codes";
 export { cleanUpOnFailure } from "./clean-up-on-failure";
 export { LoadGauge } from "./load-gauge";
 export { collectProcessMetrics, RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";

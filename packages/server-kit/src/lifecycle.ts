@@ -5,7 +5,6 @@ export type LifecycleState = "starting" | "serving" | "draining" | "stopped";
 
 const order: Record<LifecycleState, number> = { starting: 0, serving: 1, draining: 2, stopped: 3 };
 
-/** The explicit lifecycle of a process, with an AbortSignal that fires when draining begins. */
 /**
  * The share of a service's grace period (`graceMs`) a stream may spend draining at
  * shutdown (settling what its worker holds, with nothing new pushed). The rest is left
@@ -13,6 +12,7 @@ const order: Record<LifecycleState, number> = { starting: 0, serving: 1, drainin
  */
 export const STREAM_DRAIN_SHARE = 0.8;
 
+/** The explicit lifecycle of a process, with an AbortSignal that fires when draining begins. */
 export class Lifecycle {
   private current: LifecycleState = "starting";
   private readonly draining = new AbortController();

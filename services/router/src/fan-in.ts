@@ -7,7 +7,11 @@ import {
   SettleResult,
   type Subscription,
 } from "@codeq/proto";
-import { Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
+import {
+  CALLER_CODES as SETTLE_CALLER_CODES,
+  Channel,
+  STREAM_DRAIN_SHARE,
+} from "@codeq/server-kit";
 import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
 import { MAX_BATCH } from "./enqueue";
 import {
@@ -19,7 +23,7 @@ import {
   UNSETTLED_CODES,
 } from "./stream-acks";
 import { countField, embedded, passThrough, type Raw } from "./wire-bytes";
-import { asServerError, routerShuttingDown, CALLER_CODES as SETTLE_CALLER_CODES } from "./fan-out";
+import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
 import { isShardFailure, type ShardConn } from "./shard-pool";

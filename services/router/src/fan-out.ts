@@ -3,14 +3,6 @@ import { messageOf } from "@codeq/common";
 import type { Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
-/** Codes that are about the request, not the shard: every shard would say the same. */
-export const CALLER_CODES = new Set([
-  Status.INVALID_ARGUMENT,
-  Status.PERMISSION_DENIED,
-  Status.UNAUTHENTICATED,
-  Status.RESOURCE_EXHAUSTED,
-]);
-
 export interface FanOut<T> {
   /** Answers, in the order the shards were given. */
   readonly answers: { readonly shard: string; readonly value: T }[];

@@ -13,7 +13,7 @@ import type {
   QueueCounts,
   QueueServiceImplementation,
 } from "@codeq/proto";
-import { answerConcurrently, requireRole, type Lifecycle } from "@codeq/server-kit";
+import { answerConcurrently, CALLER_CODES, requireRole, type Lifecycle } from "@codeq/server-kit";
 import {
   ackProblem,
   extendProblem,
@@ -22,8 +22,9 @@ import {
   nackProblem,
 } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
-import { asServerError, CALLER_CODES, fanOut, noneAnswered, routerShuttingDown } from "./fan-out";
+import { asServerError, fanOut, noneAnswered, routerShuttingDown } from "./fan-out";
 import { FanInSession } from "./fan-in";
+import { tokensOf } from "./forward-lane";
 import { batchCommands } from "./batch-bytes";
 import { elementBytes, streamAnswer } from "./passthrough";
 import { countField, decoded, passThrough, type Raw } from "./wire-bytes";
@@ -272,12 +273,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         if (f.signal.aborted) {
           // the caller left (its deadline passed) while a slower shard was asked: what
           // the others leased goes back, as a shard gives back what its caller left
-          for (const a of got)
-            routing.giveBack(
-              a.conn,
-              f,
-              a.raw.value.tasks.map((t) => t.leaseToken),
-            );
+          for (const a of got) routing.giveBack(a.conn, f, tokensOf(a.raw));
           return { tasks: [] };
         }
         if (got.length === 1) {

@@ -256,8 +256,7 @@ describe("LeaseStream on a shard worker whose store fails a settlement", () => {
       const stream = new StreamDriver(c);
       stream.send({ ...SUB(["FLAKY"]), credits: 3 });
       await stream.next();
-      const held = [];
-      while (held.length < 3) held.push(...((await stream.next())?.tasks?.tasks ?? []));
+      const held = await stream.pushed(3);
       const acks = held.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) }));
 
       // the store fails the next ack call once (a dropped connection after its retries)

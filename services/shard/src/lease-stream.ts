@@ -7,7 +7,7 @@ import type {
   LeaseStreamRequest,
   LeaseStreamResponse,
 } from "@codeq/proto";
-import { Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
+import { CALLER_CODES, Channel, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import type { Identity } from "@codeq/server-kit";
 import { HeldTokens } from "./held-tokens";
 import { Kick } from "./kick";
@@ -15,14 +15,6 @@ import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, shuttingDown, toServerError } from "./status";
 import { deliveryToWire } from "@codeq/wire";
-
-/** A settlement that fails with one of these ends the stream (the request itself is wrong). */
-const STREAM_ENDING_CODES = new Set([
-  Status.INVALID_ARGUMENT,
-  Status.PERMISSION_DENIED,
-  Status.UNAUTHENTICATED,
-  Status.RESOURCE_EXHAUSTED,
-]);
 
 const NONE = Promise.resolve([]);
 const itself = (status: ItemStatus) => status;
@@ -43,7 +35,7 @@ async function orFailed<T>(
     return await settling;
   } catch (err) {
     const e = toServerError(err);
-    if (STREAM_ENDING_CODES.has(e.code)) throw e;
+    if (CALLER_CODES.has(e.code)) throw e; // the request itself is wrong: the stream ends
     for (const i of items) unsettled.push(i.leaseToken);
     return items.map(() => failed({ code: e.code, message: e.details }));
   }

@@ -96,8 +96,8 @@ export class QueueCore {
     });
     try {
       // a message names the item by its index in the caller's batch, not in its queue's part
-      const at = (g: { indexes: number[] }) => (requests.length > 1 ? g.indexes : undefined);
-      for (const g of groups.values()) this.engine.check(g.queue, g.specs, at(g));
+      for (const g of groups.values())
+        this.engine.check(g.queue, g.specs, requests.length > 1 ? g.indexes : undefined);
     } catch (err) {
       throw toServerError(err);
     }

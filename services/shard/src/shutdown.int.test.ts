@@ -93,11 +93,21 @@ describe("a LeaseStream drains at shutdown", () => {
   const acks = (tasks: { leaseToken: string }[]) =>
     tasks.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) }));
 
-  /** Reads pushed tasks until `n` have come. */
-  async function pushed(stream: StreamDriver, n: number) {
-    const tasks = [];
-    while (tasks.length < n) tasks.push(...((await stream.next())?.tasks?.tasks ?? []));
-    return tasks;
+  /** `enqueued` tasks of `command` (as `spec`), and a stream holding `credits` of them. */
+  async function holding(
+    fx: ShardFixture,
+    command: string,
+    enqueued: number,
+    credits: number,
+    spec: object = {},
+  ) {
+    await fx.client("g").enqueueBatch({
+      tasks: Array.from({ length: enqueued }, () => ({ command, ...spec }) as never),
+    });
+    const stream = new StreamDriver(fx.client("g"));
+    stream.send({ ...SUB([command]), credits });
+    await stream.next();
+    return { stream, held: await stream.pushed(credits) };
   }
 
   it("applies acks sent after shutdown began, and ends as soon as it holds nothing", async () => {
@@ -105,14 +115,7 @@ describe("a LeaseStream drains at shutdown", () => {
     // nothing, not because the drain ran out of time
     const fx = await shardFixture({ graceMs: 60_000 });
     try {
-      const producer = fx.client("g");
-      await producer.enqueueBatch({
-        tasks: Array.from({ length: 5 }, () => ({ command: "DRAIN", maxAttempts: 1 }) as never),
-      });
-      const stream = new StreamDriver(fx.client("g"));
-      stream.send({ ...SUB(["DRAIN"]), credits: 5 });
-      await stream.next();
-      const held = await pushed(stream, 5);
+      const { stream, held } = await holding(fx, "DRAIN", 5, 5, { maxAttempts: 1 });
 
       // the worker finishes its tasks while the shard worker is told to stop
       const stopping = fx.worker.stop();
@@ -138,14 +141,7 @@ describe("a LeaseStream drains at shutdown", () => {
   it("pushes nothing more, and releases what is still held when the drain is over", async () => {
     const fx = await shardFixture({ graceMs: 1_000 });
     try {
-      const producer = fx.client("g");
-      await producer.enqueueBatch({
-        tasks: Array.from({ length: 10 }, () => ({ command: "DRAIN_LATE" }) as never),
-      });
-      const stream = new StreamDriver(fx.client("g"));
-      stream.send({ ...SUB(["DRAIN_LATE"]), credits: 3 });
-      await stream.next();
-      const held = await pushed(stream, 3);
+      const { stream, held } = await holding(fx, "DRAIN_LATE", 10, 3);
 
       const stopping = fx.worker.stop();
       await new Promise((r) => setTimeout(r, 100));

@@ -5,6 +5,7 @@ import {
   type QueueServiceClient,
   type LeaseStreamRequest,
   type LeaseStreamResponse,
+  type LeasedTask,
 } from "@codeq/proto";
 import { createLogger } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
@@ -150,6 +151,13 @@ export class StreamDriver {
         setTimeout(r, 50);
       });
     }
+  }
+
+  /** Reads pushed tasks until at least `n` have come (other responses are skipped). */
+  async pushed(n: number): Promise<LeasedTask[]> {
+    const tasks: LeasedTask[] = [];
+    while (tasks.length < n) tasks.push(...((await this.next())?.tasks?.tasks ?? []));
+    return tasks;
   }
 
   /** True when a response is already waiting. */
