@@ -1,15 +1,19 @@
-import { Status } from "nice-grpc";
-import type { EnqueueStreamRequest } from "@codeq/proto";
+import { createChannel, createClient, Metadata, Status } from "nice-grpc";
+import { QueueServiceDefinition, type EnqueueStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
 
-/** A LeaseStream through the router holding three tasks of X, each on its only attempt. */
-async function holdingThree(rc: RouterCluster): Promise<Stream> {
-  await rc.client("t1").enqueueBatch({
-    tasks: Array.from({ length: 3 }, () => ({ command: "X", maxAttempts: 1 })),
+/** Enqueues `n` tasks of X, each with one attempt only (through the router, or `client`). */
+const enqueueX = (rc: RouterCluster, n: number, client = rc.client("t1")) =>
+  client.enqueueBatch({
+    tasks: Array.from({ length: n }, () => ({ command: "X", maxAttempts: 1 })),
   });
+
+/** A LeaseStream through the router holding three tasks of X, each on its only attempt. */
+async function holdingThree(rc: RouterCluster, credits = 3): Promise<Stream> {
+  await enqueueX(rc, 3);
   const s = new Stream(rc);
-  s.send({ subscribe: { commands: ["X"] }, credits: 3 });
+  s.send({ subscribe: { commands: ["X"] }, credits });
   await within(2_000, () => s.tasks().length === 3);
   return s;
 }
@@ -40,14 +44,24 @@ describe("draining at shutdown, through the router", () => {
     }
   }, 30_000);
 
-  test("a router that stops takes the acks of what it delivered, then ends the stream", async () => {
+  test("a router that stops takes the acks of what it delivered, pushes nothing more, then ends the stream", async () => {
     const rc = await routerCluster({ shards: ["a", "b"], router: { graceMs: 60_000 } });
     try {
-      const s = await holdingThree(rc);
+      const s = await holdingThree(rc, 5); // shard a still holds two credits
 
       const stopping = rc.router.stop();
       await new Promise((r) => setTimeout(r, 100));
       expect(s.failure).toBeUndefined(); // still open while it holds tasks
+      // the shard has no credits left to push these with: a task pushed now would be
+      // released (and dead-lettered, on its only attempt) when the stream ends
+      const channel = createChannel(rc.addresses.get("a")!);
+      const direct = createClient(QueueServiceDefinition, channel, {
+        "*": { metadata: new Metadata({ "x-codeq-tenant": "t1" }) },
+      });
+      await enqueueX(rc, 2, direct);
+      channel.close();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(s.tasks()).toHaveLength(3);
       s.send({
         requestId: 1,
         credits: 3,
@@ -61,7 +75,7 @@ describe("draining at shutdown, through the router", () => {
       });
       const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
       // with max_attempts 1, a lease released by the shutdown would have sent its task to the DLQ
-      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0, ready: 2 });
     } finally {
       await rc.close();
     }

@@ -80,6 +80,10 @@ class Leg {
    */
   demoted = false;
   closed = false;
+  /** The shard honours withdraw_credits (its Subscribed said so). */
+  withdrawable = false;
+  /** Withdrawals sent and not yet answered: their credits are not known until then. */
+  withdrawing = 0;
   readonly openedAt = Date.now();
   /**
    * When the shard last pushed tasks on this stream (at first, when it opened). A stream
@@ -88,11 +92,15 @@ class Leg {
   lastPushAt = this.openedAt;
   /** When it last got credits while it held none. */
   creditedAt = 0;
+  /** Its credits were taken back because it was idle: it stays idle until it pushes. */
+  withdrawnIdle = false;
   /** Settlements sent on the stream, by request id: each resolves to the shard's SettleResult, as bytes. */
   private readonly pending = new Map<
     number,
     { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void }
   >();
+  /** Withdrawals sent on the stream, by request id: each resolves to the credits taken back. */
+  private readonly withdrawals = new Map<number, (credits: number) => void>();
 
   constructor(
     readonly conn: ShardConn,
@@ -105,18 +113,18 @@ class Leg {
 
   /**
    * Holds credits, yet the shard has pushed nothing for a while: its queues are empty.
-   * A stream reopened because it was idle stays idle until it pushes, even before it
-   * holds credits again (it has pushed nothing since it opened).
+   * A stream whose credits were taken back because it was idle (withdrawn, or the
+   * stream reopened) stays idle until it pushes, even before it holds credits again.
    */
   idle(now: number): boolean {
-    const reopenedIdle = this.lastPushAt < this.openedAt;
+    const knownIdle = this.withdrawnIdle || this.lastPushAt < this.openedAt;
     // a demoted shard is quiet for so short a time that it counts from its latest
     // credits too: one that just got credits has not had the time to use them (but one
-    // reopened idle had its time on the stream before)
+    // known idle had its time before)
     const since =
-      this.demoted && !reopenedIdle ? Math.max(this.lastPushAt, this.creditedAt) : this.lastPushAt;
+      this.demoted && !knownIdle ? Math.max(this.lastPushAt, this.creditedAt) : this.lastPushAt;
     const quiet = this.demoted ? DEMOTED_IDLE_MS : IDLE_MS;
-    return (this.granted > 0 || reopenedIdle) && now - since >= quiet;
+    return (this.granted > 0 || knownIdle) && now - since >= quiet;
   }
 
   /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
@@ -140,6 +148,30 @@ class Leg {
     });
   }
 
+  /**
+   * Takes back the credits the shard has not used and leaves it `credits`. Until the
+   * answer, `granted` counts both (pushes meanwhile use the old ones); the answer takes
+   * what came back off it. A stream that closes first took its credits with it.
+   */
+  withdraw(credits: number): Promise<void> {
+    const requestId = this.nextId();
+    this.withdrawing++;
+    this.granted += credits;
+    return new Promise((resolve) => {
+      this.withdrawals.set(requestId, (back) => {
+        this.withdrawing--;
+        this.granted = Math.max(0, this.granted - back);
+        resolve();
+      });
+      this.send({ withdrawCredits: true, credits, requestId });
+    });
+  }
+
+  withdrawn(requestId: number, credits: number): void {
+    this.withdrawals.get(requestId)?.(credits);
+    this.withdrawals.delete(requestId);
+  }
+
   settled(requestId: number, settled: Uint8Array): void {
     this.pending.get(requestId)?.resolve(settled);
     this.pending.delete(requestId);
@@ -156,6 +188,8 @@ class Leg {
     );
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    for (const w of this.withdrawals.values()) w(0);
+    this.withdrawals.clear();
   }
 }
 
@@ -169,9 +203,11 @@ class Leg {
  * at once when tasks appear) and the busy shards share the rest; the holders never
  * have more than the client granted, so the client never has more tasks in flight
  * than it asked for. During a move the source soon has nothing ready, and the target
- * gets nearly all the credits. Credits cannot be taken back from a shard, so a
- * shard's share grows as the client returns credits, and an idle stream holding too
- * many is recycled (see `rebalance`).
+ * gets nearly all the credits. An idle stream holding more than its share gives the
+ * surplus back on the stream (withdraw_credits; see `recycleIdle`). A busy one over
+ * its share keeps it: it uses its credits, and gets fewer back as the client returns
+ * them. The client may take back its unused credits (withdraw_credits): the router
+ * takes them back from every shard stream, then answers.
  *
  * Settlements: acks, nacks and extends go to the shard their token names, on that
  * shard's stream while it is open (the shard then stops tracking the lease), by a
@@ -182,9 +218,9 @@ class Leg {
  * stream that breaks is reopened with backoff while the shard is wanted; the
  * client's stream goes on.
  *
- * At the router's shutdown the stream drains: no more credits go to the shards (what
- * they hold they may still use, and those tasks go on to the client), the map is no
- * longer followed, and settlements go on as before. The stream ends (UNAVAILABLE,
+ * At the router's shutdown the stream drains: the shards' credits are taken back and
+ * no more go to them (a task pushed now would only be released at the end), the map
+ * is no longer followed, and settlements go on as before. The stream ends (UNAVAILABLE,
  * "reconnect") once nothing it delivered is left unsettled, or once
  * STREAM_DRAIN_SHARE of the router's grace period is over; then its shard streams
  * close, and the shards release what they still hold.
@@ -209,6 +245,12 @@ export class FanInSession {
   private recheckWait = false;
   /** Shutdown: no more credits to the shards; the stream ends once nothing is in flight. */
   private drainingNow = false;
+  /**
+   * The client's withdrawals not yet answered, in order, each with the credits the
+   * client granted after it (added once it is answered). No credits go to the shards
+   * meanwhile.
+   */
+  private readonly withdrawals: { requestId: number; creditsAfter: number }[] = [];
 
   constructor(
     private readonly routing: Routing,
@@ -254,6 +296,9 @@ export class FanInSession {
     this.unwatch?.();
     this.unwatch = undefined;
     this.later(ms, () => this.end(routerShuttingDown()));
+    // the shards push nothing more: the stream ends as soon as the client has settled
+    for (const leg of this.legs.values())
+      if (leg.withdrawable && !leg.closed && leg.granted > 0) void leg.withdraw(0);
     this.endIfDrained();
   }
 
@@ -307,6 +352,7 @@ export class FanInSession {
         "subscribe is allowed only in the first LeaseStream message",
       );
     }
+    if (req.withdrawCredits) this.withdraw(req.requestId);
     this.grant(req.credits);
     const n = req.acks.length + req.nacks.length + req.extends.length;
     if (n === 0) return;
@@ -320,14 +366,59 @@ export class FanInSession {
     void this.settle(req);
   }
 
-  /** Adds credits the client granted, and shares them out. */
+  /**
+   * Adds credits the client granted, and shares them out; while a withdrawal is on its
+   * way they wait for its answer, as the client sent them after it.
+   */
   private grant(credits: number): void {
     if (credits === 0) return;
     const max = this.routing.config.maxStreamCredits;
-    if (this.outstanding + credits > max)
+    const last = this.withdrawals.at(-1);
+    const after = last ? last.creditsAfter : this.outstanding;
+    if (after + credits > max)
       throw new ServerError(Status.RESOURCE_EXHAUSTED, `credits outstanding may not exceed ${max}`);
+    if (last) {
+      last.creditsAfter += credits;
+      return;
+    }
     this.outstanding += credits;
     this.rebalance();
+  }
+
+  /** The client takes back its unused credits: queued behind any withdrawal on its way. */
+  private withdraw(requestId: number): void {
+    this.withdrawals.push({ requestId, creditsAfter: 0 });
+    if (this.withdrawals.length === 1) void this.nextWithdrawal();
+  }
+
+  /**
+   * Answers the first queued withdrawal: takes back what every shard stream holds
+   * (tasks they pushed before that reach the client first), then what no shard held.
+   * A shard that predates withdraw_credits keeps what it holds (its stream is
+   * recycled instead once nothing it pushed is in flight); the answer leaves those
+   * out, and they may still be used.
+   */
+  private async nextWithdrawal(): Promise<void> {
+    const first = this.withdrawals[0];
+    if (!first) return;
+    const legs = [...this.legs.values()].filter((l) => !l.closed && l.granted > 0);
+    await Promise.all(
+      legs.map((leg) => {
+        if (leg.withdrawable) return leg.withdraw(0);
+        if (leg.inflight === 0) this.recycle(leg);
+        return undefined;
+      }),
+    );
+    if (this.ended.signal.aborted) return;
+    let kept = 0;
+    for (const leg of this.legs.values()) if (!leg.closed) kept += leg.granted;
+    this.out.push({
+      withdrawn: { requestId: first.requestId, credits: Math.max(0, this.outstanding - kept) },
+    });
+    this.outstanding = kept + first.creditsAfter;
+    this.withdrawals.shift();
+    if (this.withdrawals.length > 0) void this.nextWithdrawal();
+    else this.rebalance();
   }
 
   /** Opens streams to shards that now hold subscribed queues; lets go of the others. */
@@ -401,6 +492,7 @@ export class FanInSession {
       const now = Date.now();
       const wasIdle = leg.idle(now);
       leg.lastPushAt = now;
+      leg.withdrawnIdle = false;
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
       leg.inflight += pushed;
@@ -415,13 +507,23 @@ export class FanInSession {
       return;
     }
     const res = raw.value;
+    if (res.withdrawn) {
+      leg.withdrawn(res.withdrawn.requestId, res.withdrawn.credits);
+      if (!this.ended.signal.aborted) this.rebalance();
+      return;
+    }
     if (res.subscribed) {
       this.reopenAttempts.delete(leg.conn.id);
       leg.conn.record(undefined);
+      leg.withdrawable = res.subscribed.withdrawCredits;
       if (!this.subscribedSent) {
         this.subscribedSent = true;
         this.out.push({
-          subscribed: { streamId: this.id, leaseDurationMs: res.subscribed.leaseDurationMs },
+          subscribed: {
+            streamId: this.id,
+            leaseDurationMs: res.subscribed.leaseDurationMs,
+            withdrawCredits: true,
+          },
         });
       }
     }
@@ -470,14 +572,13 @@ export class FanInSession {
 
   /**
    * Gives the credits no shard holds to the wanted shards furthest below their
-   * share, drained shards first (`shares`). Credits cannot be taken back from a
-   * shard, so when a wanted shard is starved while another holds more than its
-   * share and has nothing in flight, that idle stream is recycled: closed (it holds
-   * no lease, so nothing is released) and opened again with its share.
+   * share, drained shards first (`shares`). When a wanted shard is starved while
+   * an idle one holds more than its share, the surplus is taken back from that one
+   * (`recycleIdle`). No credits go out while a client's withdrawal is on its way.
    */
   private rebalance(): void {
     const n = this.wanted.length;
-    if (n === 0 || this.drainingNow) return;
+    if (n === 0 || this.drainingNow || this.withdrawals.length > 0) return;
     let held = 0;
     for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
     let free = this.outstanding - held;
@@ -513,7 +614,7 @@ export class FanInSession {
       });
     }
     if (starved && !throttled) this.recycleIdle(share);
-    if (starved && !this.recheckWait) {
+    if ((starved || this.mayStarve(share)) && !this.recheckWait) {
       // an idle stream may become recyclable, or a busy one idle, with no message to say so
       this.recheckWait = true;
       const soon = [...this.legs.values()].some((l) => l.demoted && !l.closed && l.granted > 0);
@@ -522,6 +623,25 @@ export class FanInSession {
         this.rebalance();
       });
     }
+  }
+
+  /**
+   * A busy shard got no share (fewer credits than busy shards) while another holds
+   * credits it has not used yet: once that one counts as idle, its credits are the
+   * other's, though no message may come to say so.
+   */
+  private mayStarve(share: (i: number) => number): boolean {
+    if (this.wanted.length < 2) return false;
+    const now = Date.now();
+    let shareless = false;
+    let holding = false;
+    this.wanted.forEach((id, i) => {
+      const leg = this.legs.get(id);
+      if (!leg || leg.closed || leg.idle(now)) return;
+      if (share(i) === 0 && leg.granted === 0) shareless = true;
+      else if (leg.granted > 0) holding = true;
+    });
+    return shareless && holding;
   }
 
   /**
@@ -549,28 +669,45 @@ export class FanInSession {
   }
 
   /**
-   * Reopens idle streams holding more than their share (each at most every
-   * RECYCLE_MIN_AGE_MS). A busy stream over its share is left alone: it uses its
-   * credits, and gets fewer back as the client returns them.
+   * Takes credits back from idle streams holding more than their share, and from
+   * streams of shards no longer wanted: on the stream (withdraw_credits), which leaves
+   * what they pushed held and what is on its way delivered, its answer sharing them
+   * out again. A shard that predates withdraw_credits has its stream reopened instead,
+   * once nothing it pushed is in flight and at most every RECYCLE_MIN_AGE_MS. A busy
+   * stream over its share is left alone: it uses its credits, and gets fewer back as
+   * the client returns them.
    */
   private recycleIdle(share: (i: number) => number): void {
     const now = Date.now();
     let recycled = false;
     for (const leg of [...this.legs.values()]) {
       const i = this.wanted.indexOf(leg.conn.id);
-      const over = i < 0 ? leg.granted > 0 : leg.granted > share(i) && leg.idle(now);
-      if (!over || leg.inflight > 0 || leg.closed) continue;
+      const keep = i < 0 ? 0 : share(i);
+      const over = i < 0 ? leg.granted > 0 : leg.granted > keep && leg.idle(now);
+      if (!over || leg.closed) continue;
+      if (leg.withdrawable) {
+        if (leg.withdrawing > 0) continue;
+        leg.withdrawnIdle = i >= 0;
+        void leg.withdraw(keep);
+        continue;
+      }
+      if (leg.inflight > 0) continue;
       // a young stream waits (the recheck in `rebalance` comes back to it)
       if (now - leg.openedAt < RECYCLE_MIN_AGE_MS) continue;
-      leg.close("recycled to hand its credits to another shard");
-      this.legs.delete(leg.conn.id);
-      const again = i >= 0 ? this.open(leg.conn.id) : undefined;
-      // the same shard, still with nothing to push: it stays idle on its new stream
-      if (again) again.lastPushAt = leg.lastPushAt;
+      this.recycle(leg);
       recycled = true;
     }
     // the recycled streams hold nothing now: share their credits out
     if (recycled) this.rebalance();
+  }
+
+  /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */
+  private recycle(leg: Leg): void {
+    leg.close("recycled to hand its credits to another shard");
+    this.legs.delete(leg.conn.id);
+    const again = this.wanted.includes(leg.conn.id) ? this.open(leg.conn.id) : undefined;
+    // the same shard, still with nothing to push: it stays idle on its new stream
+    if (again) again.lastPushAt = leg.lastPushAt;
   }
 
   private closeIfDone(leg: Leg): void {

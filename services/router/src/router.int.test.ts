@@ -22,6 +22,7 @@ beforeEach(async () => {
   rc = await routerCluster({ server, commands: { X: "a", Y: "b" }, shard: { mover: false } });
 });
 afterEach(async () => {
+  jest.restoreAllMocks();
   await rc.close();
 });
 
@@ -308,6 +309,23 @@ describe("router forwarding", () => {
   });
 });
 
+/**
+ * The router's streams to shards take these for shard workers that predate
+ * withdraw_credits (their Subscribed does not offer it), as during a rolling upgrade.
+ */
+function predateWithdraw(): void {
+  const proto = FanInSession.prototype as unknown as Record<string, (...a: unknown[]) => void>;
+  const onMessage = proto.onMessage!;
+  jest.spyOn(proto, "onMessage").mockImplementation(function (
+    this: unknown,
+    leg: unknown,
+    raw: unknown,
+  ) {
+    onMessage.call(this, leg, raw);
+    (leg as { withdrawable: boolean }).withdrawable = false;
+  });
+}
+
 /** X starts moving a → b (a stand-in migration: no mover runs); resolves once the router routes X to b. */
 async function startMovingX(): Promise<void> {
   await rc.change((m) => ({
@@ -470,16 +488,99 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
-  test("credits held by an idle shard are taken back when another shard of the queue needs them", async () => {
+  test.each([
+    ["on the stream (withdraw_credits)", true],
+    ["by reopening its stream, from a shard that predates withdraw_credits", false],
+  ])(
+    "credits held by an idle shard are taken back when another shard of the queue needs them: %s",
+    async (_, withdrawable) => {
+      if (!withdrawable) predateWithdraw();
+      const s = new Stream(rc);
+      s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a: a holds both credits
+      await within(2_000, () => s.received.some((r) => r.subscribed));
+      // the router routes X to b before the enqueue (else it would still go to a)
+      await startMovingX();
+      await rc.client("t1").enqueue({ command: "X", payload: payload("on b") });
+      // a is idle and over its share: its credits are taken back and b gets one
+      await within(4_000, () => s.tasks().length === 1);
+      expect(s.tasks()[0]!.task!.shard).toBe("b");
+      expect(s.failure).toBeUndefined();
+      await s.close();
+    },
+  );
+
+  test("a task held from a move's source does not keep the source's credits from the target", async () => {
     const s = new Stream(rc);
-    s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a: a holds both credits
+    s.send({ subscribe: { commands: ["X"] }, credits: 4 }); // X is on a
     await within(2_000, () => s.received.some((r) => r.subscribed));
-    // the router routes X to b before the enqueue (else it would still go to a)
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("on a") });
+    await within(2_000, () => s.tasks().length === 1);
+    const held = s.tasks()[0]!;
+    // X moves to b; the worker still holds a's task, and a holds the other three credits
     await startMovingX();
-    await rc.client("t1").enqueue({ command: "X", payload: payload("on b") });
-    // a is idle and over its share: its stream is recycled and b gets a credit
-    await within(4_000, () => s.tasks().length === 1);
-    expect(s.tasks()[0]!.task!.shard).toBe("b");
+    await c.enqueueBatch({
+      tasks: [1, 2, 3].map((n) => ({ command: "X", payload: payload(`on b ${n}`) })),
+    });
+    await within(3_000, () => s.tasks().length === 4);
+    expect(s.tasks().map((t) => t.task!.shard)).toEqual(["a", "b", "b", "b"]);
+    // a's task was not released meanwhile: its ack is applied
+    s.send({ requestId: 1, acks: [{ leaseToken: held.leaseToken }] });
+    await within(2_000, () => s.settled(1) !== undefined);
+    expect(s.settled(1)!.acks[0]!.code).toBe(Status.OK);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("fewer credits than shards: the credit goes to the shard with a task once the other is idle", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"] }, credits: 1 }); // X on a, Y on b: one gets it
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("x") });
+    await c.enqueue({ command: "Y", payload: payload("y") });
+    await within(2_000, () => s.tasks().length === 1);
+    const first = s.tasks()[0]!;
+    s.send({ requestId: 1, acks: [{ leaseToken: first.leaseToken }], credits: 1 });
+    // the shard that had the credit has nothing left: the other gets it, unasked
+    await within(2_000, () => s.tasks().length === 2);
+    expect(new Set(s.tasks().map((t) => t.task!.shard))).toEqual(new Set(["a", "b"]));
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("withdraw_credits takes back what every shard stream holds; new credits resume", async () => {
+    await startMovingX(); // two shard streams: a (the source) and b
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 10 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    expect(s.received.find((r) => r.subscribed)!.subscribed!.withdrawCredits).toBe(true);
+    const c = rc.client("t1");
+    const enqueue = (n: number) =>
+      c.enqueueBatch({
+        tasks: Array.from({ length: n }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+      });
+    await enqueue(3);
+    await within(2_000, () => s.tasks().length === 3);
+    const withdrawn = (id: number) => s.received.find((r) => r.withdrawn?.requestId === id);
+    s.send({ withdrawCredits: true, requestId: 5 });
+    await within(2_000, () => withdrawn(5) !== undefined);
+    expect(withdrawn(5)!.withdrawn!.credits).toBe(7);
+    await enqueue(2);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(s.tasks()).toHaveLength(3);
+    // what was pushed before is still held: acked on the stream
+    s.send({ requestId: 6, acks: s.tasks().map((t) => ({ leaseToken: t.leaseToken })) });
+    await within(2_000, () => s.settled(6) !== undefined);
+    expect(s.settled(6)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK, Status.OK]);
+    // credits sent with a withdrawal count after it; those sent later too
+    s.send({ withdrawCredits: true, requestId: 7, credits: 1 });
+    s.send({ credits: 1 });
+    await within(2_000, () => withdrawn(7) !== undefined);
+    expect(withdrawn(7)!.withdrawn!.credits).toBe(0);
+    await within(2_000, () => s.tasks().length === 5);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.tasks()).toHaveLength(5);
     expect(s.failure).toBeUndefined();
     await s.close();
   });
@@ -535,12 +636,12 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
-  test("a recycled idle shard stream that gets busy is busy: its full share comes back at once", async () => {
+  test("a shard stream whose credits were taken back while idle is busy once it pushes: its full share comes back at once", async () => {
     // subscribed to X and Z, both on a: one shard stream, holding every credit
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X", "Z"], maxBatch: 100 }, credits: 100 });
     await within(2_000, () => s.received.some((r) => r.subscribed));
-    // X moves a → b: a's idle stream, holding more than its share, is recycled
+    // X moves a → b: a's idle stream, holding more than its share, gives credits back
     await startMovingX();
     await new Promise((r) => setTimeout(r, 1_000));
     // Z (default shard a) gets busy; the client spends every credit and returns none

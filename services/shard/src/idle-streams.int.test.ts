@@ -29,6 +29,7 @@ describe("many idle streams", () => {
           acks: [],
           nacks: [],
           extends: [],
+          withdrawCredits: false,
         };
         await new Promise((resolve) => abort.signal.addEventListener("abort", resolve));
       }

@@ -47,6 +47,71 @@ describe("LeaseStream on a shard worker", () => {
     stream.close();
   });
 
+  it("takes back unused credits on withdraw_credits: nothing more is pushed, what is held stays held", async () => {
+    const producer = fx.client("t-withdraw");
+    const stream = new StreamDriver(fx.client("t-withdraw"));
+    stream.send({ ...SUB(["WD"]), credits: 5 });
+    expect((await stream.next())?.subscribed?.withdrawCredits).toBe(true);
+    await producer.enqueueBatch({ tasks: [{ command: "WD" }, { command: "WD" }] as never });
+    const held = await stream.pushed(2);
+    stream.send({ withdrawCredits: true, requestId: 9 });
+    expect((await stream.next())?.withdrawn).toEqual({ requestId: 9, credits: 3 });
+    await producer.enqueueBatch({ tasks: [{ command: "WD" }, { command: "WD" }] as never });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(stream.pending).toBe(0);
+    // the leases pushed before are still the stream's to settle
+    stream.send({
+      requestId: 10,
+      acks: held.map((t) => ({ leaseToken: t.leaseToken, result: Buffer.alloc(0) })),
+    });
+    expect((await stream.next())?.settled?.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
+    // withdrawn and granted in one message: exactly the new credits are left
+    stream.send({ withdrawCredits: true, credits: 1, requestId: 11 });
+    expect((await stream.next())?.withdrawn).toEqual({ requestId: 11, credits: 0 });
+    expect(await stream.pushed(1)).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(stream.pending).toBe(0);
+    expect((await producer.queueStats({ command: "WD" })).total).toMatchObject({
+      leased: 1,
+      ready: 1,
+    });
+    stream.close();
+  });
+
+  it("withdraw_credits while enqueues hand tasks to the stream: each credit is pushed or taken back, never both", async () => {
+    const producer = fx.client("t-withdraw-race");
+    const credits = 40;
+    for (let round = 0; round < 5; round++) {
+      const command = `WDR${round}`;
+      const stream = new StreamDriver(fx.client("t-withdraw-race"));
+      stream.send({ ...SUB([command]), credits });
+      await stream.next(); // subscribed
+      await eventually(async () => fx.worker.notifier.parked > 0);
+      // one-task enqueues, each handed to the parked stream by a script call of its
+      // own, and the withdrawal sent while they are on their way
+      const enqueues = Array.from({ length: credits }, () => producer.enqueue({ command }));
+      await new Promise((r) => setTimeout(r, round));
+      stream.send({ withdrawCredits: true, requestId: 100 + round });
+      let pushed = 0;
+      let withdrawn: number | undefined;
+      while (withdrawn === undefined) {
+        const res = await stream.next();
+        pushed += res?.tasks?.tasks.length ?? 0;
+        if (res?.withdrawn) withdrawn = res.withdrawn.credits;
+      }
+      await Promise.all(enqueues);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(stream.pending).toBe(0); // nothing pushed after the answer
+      expect(pushed + withdrawn).toBe(credits);
+      // every lease taken went to the worker; the rest is ready for the next one
+      expect((await producer.queueStats({ command })).total).toMatchObject({
+        leased: pushed,
+        ready: credits - pushed,
+      });
+      stream.close();
+    }
+  });
+
   it("answers acks, nacks and extends by request id; refuses stale and foreign tokens per item", async () => {
     const producer = fx.client("t-settle");
     await producer.enqueueBatch({

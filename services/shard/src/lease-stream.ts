@@ -62,8 +62,15 @@ export class LeaseStreamSession implements Taker {
   private ask: LeaseAsk | undefined;
   private topics: Topic[] = [];
   private credits = 0;
-  /** Credits set aside for handoffs in flight (still granted: they count against the cap). */
+  /**
+   * Credits set aside for leases in flight (handoffs, the pump's own): still granted,
+   * they count against the cap, and what a lease does not use comes back.
+   */
   private reserved = 0;
+  /** A withdrawal waits for the leases in flight: nothing new is leased meanwhile. */
+  private withdrawing = false;
+  /** Wakes a withdrawal waiting for `reserved` to reach 0. */
+  private reservationsBack: (() => void) | undefined;
   private rotation = 0;
   private maxBatch = 100;
   /**
@@ -121,6 +128,7 @@ export class LeaseStreamSession implements Taker {
     clearTimeout(this.drainTimer);
     this.ended.abort();
     this.kick.fire();
+    this.reservationsBack?.();
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -167,10 +175,13 @@ export class LeaseStreamSession implements Taker {
       this.maxBatch = s.maxBatch || Math.min(100, this.core.config.maxBatch);
       if (this.maxBatch > this.core.config.maxBatch)
         throw invalid(`subscribe.max_batch must be at most ${this.core.config.maxBatch}`);
-      this.out.push({ subscribed: { streamId: this.id, leaseDurationMs: this.ask.leaseMs } });
+      this.out.push({
+        subscribed: { streamId: this.id, leaseDurationMs: this.ask.leaseMs, withdrawCredits: true },
+      });
     } else if (req.subscribe) {
       throw invalid("subscribe is allowed only in the first LeaseStream message");
     }
+    if (req.withdrawCredits) await this.withdraw(req.requestId);
     if (req.credits > 0) {
       if (this.credits + this.reserved + req.credits > this.core.config.maxStreamCredits) {
         throw new ServerError(
@@ -207,11 +218,37 @@ export class LeaseStreamSession implements Taker {
     this.endIfDrained();
   }
 
+  /**
+   * Takes back every credit not yet used and answers how many. Leases in flight (a
+   * handoff, the pump's) are waited for first: the credits they do not use come back
+   * and are taken too, and what they did lease is pushed before the answer.
+   */
+  private async withdraw(requestId: number): Promise<void> {
+    this.withdrawing = true;
+    try {
+      while (this.reserved > 0 && !this.ended.signal.aborted)
+        await new Promise<void>((resolve) => (this.reservationsBack = resolve));
+    } finally {
+      this.withdrawing = false;
+      this.reservationsBack = undefined;
+    }
+    const credits = this.credits;
+    this.credits = 0;
+    this.out.push({ withdrawn: { requestId, credits } });
+  }
+
+  /** Credits set aside for a lease come back: `used` of them went to pushed tasks. */
+  private unreserve(reserved: number, used: number): void {
+    this.reserved -= reserved;
+    this.credits += reserved - used;
+    if (this.reserved === 0) this.reservationsBack?.();
+  }
+
   /** Leases while there are credits; parks on the notifier when the queues are empty. */
   private async pump(): Promise<void> {
     const signal = this.ended.signal;
     while (!signal.aborted && !this.draining) {
-      if (!this.ask || this.credits === 0) {
+      if (!this.ask || this.credits === 0 || this.withdrawing) {
         await this.kick.wait();
         this.kick = new Kick();
         continue;
@@ -224,7 +261,15 @@ export class LeaseStreamSession implements Taker {
           continue;
         }
         const want = Math.min(this.credits, this.maxBatch);
-        const got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
+        this.credits -= want;
+        this.reserved += want;
+        let got: readonly Delivery[] = [];
+        try {
+          got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
+        } finally {
+          const pushing = !signal.aborted && !this.draining;
+          this.unreserve(want, pushing ? got.length : 0);
+        }
         if (signal.aborted || this.draining) {
           // never pushed
           await this.core.giveBack(got.map((d) => d.token));
@@ -233,7 +278,6 @@ export class LeaseStreamSession implements Taker {
         }
         if (got.length > 0) {
           this.emptyAt = undefined;
-          this.credits -= got.length;
           this.push(got);
           continue;
         }
@@ -251,7 +295,8 @@ export class LeaseStreamSession implements Taker {
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
   reserve(): Reservation | undefined {
     const max = Math.min(this.credits, this.maxBatch);
-    if (!this.ask || max <= 0 || this.ended.signal.aborted || this.draining) return undefined;
+    if (!this.ask || max <= 0 || this.ended.signal.aborted || this.draining || this.withdrawing)
+      return undefined;
     this.credits -= max;
     this.reserved += max;
     return { max, leaseMs: this.ask.leaseMs, maxBytes: this.core.config.maxResponseBytes };
@@ -260,8 +305,7 @@ export class LeaseStreamSession implements Taker {
   /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */
   deliver(deliveries: readonly Delivery[], reserved: number): void {
     const before = this.credits;
-    this.reserved -= reserved;
-    this.credits += reserved - deliveries.length;
+    this.unreserve(reserved, deliveries.length);
     // credits back to a stream that had none: its pump waits for them, or stayed parked
     // while announcements passed it by (the kick has it look at the queue again)
     if (before === 0 && this.credits > 0) this.kick.fire();

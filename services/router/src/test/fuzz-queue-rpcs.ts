@@ -257,7 +257,12 @@ export function queueRpcs(fx: FuzzCluster): Record<string, AnyRpc> {
         expect(res.filter((r) => r.subscribed).length).toBeLessThanOrEqual(1);
         const pushed = res.flatMap((r) => r.tasks?.tasks ?? []);
         expectOwnOnly(pushed, who.tenant, "LeaseStream");
-        expect(pushed.length).toBeLessThanOrEqual(script.reduce((n, m) => n + (m.credits ?? 0), 0));
+        // each credit is used by a pushed task or taken back, never both
+        const granted = script.reduce((n, m) => n + (m.credits ?? 0), 0);
+        const withdrawn = res.flatMap((r) => (r.withdrawn ? [r.withdrawn] : []));
+        for (const w of withdrawn) expect(script[w.requestId - 1]?.withdrawCredits).toBe(true);
+        const taken = withdrawn.reduce((n, w) => n + w.credits, 0);
+        expect(pushed.length + taken).toBeLessThanOrEqual(granted);
         for (const r of res) {
           if (!r.settled) continue;
           const sent = script[r.settled.requestId - 1]!;
@@ -318,6 +323,7 @@ function leaseScript(names: fc.Arbitrary<string>, token: fc.Arbitrary<string>) {
         { weight: 1, arbitrary: I.subscription(names) },
       ),
       credits: I.u32(10_000, 10_001),
+      withdrawCredits: fc.boolean(),
       acks: I.ackItems(token),
       nacks: I.nackItems(token),
       extends: I.extendItems(token),
@@ -328,6 +334,7 @@ function leaseScript(names: fc.Arbitrary<string>, token: fc.Arbitrary<string>) {
     {
       subscribe: fc.option(I.subscription(names), { nil: undefined, freq: 5 }),
       credits: I.u32(10_000),
+      withdrawCredits: fc.boolean(),
     },
     { requiredKeys: [] },
   );

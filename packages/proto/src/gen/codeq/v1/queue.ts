@@ -170,8 +170,8 @@ export interface Subscription {
 
 /**
  * One worker → server message. Any combination of fields may be set in one
- * message; they are applied in field order (subscribe, credits, then the
- * settlements).
+ * message; they are applied in this order: subscribe, withdraw_credits,
+ * credits, then the settlements.
  */
 export interface LeaseStreamRequest {
   /** Required in the first message, refused afterwards. */
@@ -193,6 +193,25 @@ export interface LeaseStreamRequest {
   acks: AckItem[];
   nacks: NackItem[];
   extends: ExtendItem[];
+  /**
+   * Takes back every credit not yet used, before this message's own credits
+   * are added: nothing more is pushed until credits come again (those of this
+   * message count as new, so withdraw_credits with credits = n leaves exactly
+   * n). Answered by `withdrawn`, which carries this message's request_id and
+   * comes after every task pushed before the credits were taken back. Tasks
+   * already pushed stay leased; acks, nacks and extends go on as before. A
+   * worker pauses with it and resumes by granting credits. Honoured when the
+   * server's Subscribed says so (withdraw_credits); a server that predates it
+   * ignores the field.
+   */
+  withdrawCredits: boolean;
+}
+
+/** The answer to a LeaseStreamRequest with withdraw_credits. */
+export interface CreditsWithdrawn {
+  requestId: number;
+  /** Credits taken back: those the stream held and had not used. */
+  credits: number;
 }
 
 /** The server's answer to one request's settlements, items in request order. */
@@ -209,6 +228,8 @@ export interface Subscribed {
   streamId: string;
   /** The lease duration in force (the default filled in). */
   leaseDurationMs: number;
+  /** The server honours LeaseStreamRequest.withdraw_credits. */
+  withdrawCredits: boolean;
 }
 
 /** One server → worker message: exactly one field is set. */
@@ -217,6 +238,7 @@ export interface LeaseStreamResponse {
   /** Tasks pushed to the worker; each used one credit. */
   tasks?: TaskBatch | undefined;
   settled?: SettleResult | undefined;
+  withdrawn?: CreditsWithdrawn | undefined;
 }
 
 export interface TaskBatch {
@@ -1587,7 +1609,15 @@ export const Subscription: MessageFns<Subscription> = {
 };
 
 function createBaseLeaseStreamRequest(): LeaseStreamRequest {
-  return { subscribe: undefined, credits: 0, requestId: 0, acks: [], nacks: [], extends: [] };
+  return {
+    subscribe: undefined,
+    credits: 0,
+    requestId: 0,
+    acks: [],
+    nacks: [],
+    extends: [],
+    withdrawCredits: false,
+  };
 }
 
 export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
@@ -1609,6 +1639,9 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
     }
     for (const v of message.extends) {
       ExtendItem.encode(v!, writer.uint32(50).fork()).join();
+    }
+    if (message.withdrawCredits !== false) {
+      writer.uint32(56).bool(message.withdrawCredits);
     }
     return writer;
   },
@@ -1674,6 +1707,14 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
             message.extends.push(ExtendItem.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.withdrawCredits = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1704,6 +1745,11 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
       extends: globalThis.Array.isArray(object?.extends)
         ? object.extends.map((e: any) => ExtendItem.fromJSON(e))
         : [],
+      withdrawCredits: isSet(object.withdrawCredits)
+        ? globalThis.Boolean(object.withdrawCredits)
+        : isSet(object.withdraw_credits)
+          ? globalThis.Boolean(object.withdraw_credits)
+          : false,
     };
   },
 
@@ -1727,6 +1773,9 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
     if (message.extends?.length) {
       obj.extends = message.extends.map((e) => ExtendItem.toJSON(e));
     }
+    if (message.withdrawCredits !== false) {
+      obj.withdrawCredits = message.withdrawCredits;
+    }
     return obj;
   },
 
@@ -1744,6 +1793,96 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
     message.acks = object.acks?.map((e) => AckItem.fromPartial(e)) || [];
     message.nacks = object.nacks?.map((e) => NackItem.fromPartial(e)) || [];
     message.extends = object.extends?.map((e) => ExtendItem.fromPartial(e)) || [];
+    message.withdrawCredits = object.withdrawCredits ?? false;
+    return message;
+  },
+};
+
+function createBaseCreditsWithdrawn(): CreditsWithdrawn {
+  return { requestId: 0, credits: 0 };
+}
+
+export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
+  encode(message: CreditsWithdrawn, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== 0) {
+      writer.uint32(8).uint64(message.requestId);
+    }
+    if (message.credits !== 0) {
+      writer.uint32(16).uint32(message.credits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CreditsWithdrawn {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCreditsWithdrawn();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.requestId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.credits = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CreditsWithdrawn {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.Number(object.requestId)
+        : isSet(object.request_id)
+          ? globalThis.Number(object.request_id)
+          : 0,
+      credits: isSet(object.credits) ? globalThis.Number(object.credits) : 0,
+    };
+  },
+
+  toJSON(message: CreditsWithdrawn): unknown {
+    const obj: any = {};
+    if (message.requestId !== 0) {
+      obj.requestId = Math.round(message.requestId);
+    }
+    if (message.credits !== 0) {
+      obj.credits = Math.round(message.credits);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CreditsWithdrawn>): CreditsWithdrawn {
+    return CreditsWithdrawn.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CreditsWithdrawn>): CreditsWithdrawn {
+    const message = createBaseCreditsWithdrawn();
+    message.requestId = object.requestId ?? 0;
+    message.credits = object.credits ?? 0;
     return message;
   },
 };
@@ -1876,7 +2015,7 @@ export const SettleResult: MessageFns<SettleResult> = {
 };
 
 function createBaseSubscribed(): Subscribed {
-  return { streamId: "", leaseDurationMs: 0 };
+  return { streamId: "", leaseDurationMs: 0, withdrawCredits: false };
 }
 
 export const Subscribed: MessageFns<Subscribed> = {
@@ -1886,6 +2025,9 @@ export const Subscribed: MessageFns<Subscribed> = {
     }
     if (message.leaseDurationMs !== 0) {
       writer.uint32(16).uint32(message.leaseDurationMs);
+    }
+    if (message.withdrawCredits !== false) {
+      writer.uint32(24).bool(message.withdrawCredits);
     }
     return writer;
   },
@@ -1919,6 +2061,14 @@ export const Subscribed: MessageFns<Subscribed> = {
             message.leaseDurationMs = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.withdrawCredits = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1943,6 +2093,11 @@ export const Subscribed: MessageFns<Subscribed> = {
         : isSet(object.lease_duration_ms)
           ? globalThis.Number(object.lease_duration_ms)
           : 0,
+      withdrawCredits: isSet(object.withdrawCredits)
+        ? globalThis.Boolean(object.withdrawCredits)
+        : isSet(object.withdraw_credits)
+          ? globalThis.Boolean(object.withdraw_credits)
+          : false,
     };
   },
 
@@ -1954,6 +2109,9 @@ export const Subscribed: MessageFns<Subscribed> = {
     if (message.leaseDurationMs !== 0) {
       obj.leaseDurationMs = Math.round(message.leaseDurationMs);
     }
+    if (message.withdrawCredits !== false) {
+      obj.withdrawCredits = message.withdrawCredits;
+    }
     return obj;
   },
 
@@ -1964,12 +2122,13 @@ export const Subscribed: MessageFns<Subscribed> = {
     const message = createBaseSubscribed();
     message.streamId = object.streamId ?? "";
     message.leaseDurationMs = object.leaseDurationMs ?? 0;
+    message.withdrawCredits = object.withdrawCredits ?? false;
     return message;
   },
 };
 
 function createBaseLeaseStreamResponse(): LeaseStreamResponse {
-  return { subscribed: undefined, tasks: undefined, settled: undefined };
+  return { subscribed: undefined, tasks: undefined, settled: undefined, withdrawn: undefined };
 }
 
 export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
@@ -1982,6 +2141,9 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
     }
     if (message.settled !== undefined) {
       SettleResult.encode(message.settled, writer.uint32(26).fork()).join();
+    }
+    if (message.withdrawn !== undefined) {
+      CreditsWithdrawn.encode(message.withdrawn, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -2023,6 +2185,14 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
             message.settled = SettleResult.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.withdrawn = CreditsWithdrawn.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2040,6 +2210,7 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
       subscribed: isSet(object.subscribed) ? Subscribed.fromJSON(object.subscribed) : undefined,
       tasks: isSet(object.tasks) ? TaskBatch.fromJSON(object.tasks) : undefined,
       settled: isSet(object.settled) ? SettleResult.fromJSON(object.settled) : undefined,
+      withdrawn: isSet(object.withdrawn) ? CreditsWithdrawn.fromJSON(object.withdrawn) : undefined,
     };
   },
 
@@ -2053,6 +2224,9 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
     }
     if (message.settled !== undefined) {
       obj.settled = SettleResult.toJSON(message.settled);
+    }
+    if (message.withdrawn !== undefined) {
+      obj.withdrawn = CreditsWithdrawn.toJSON(message.withdrawn);
     }
     return obj;
   },
@@ -2073,6 +2247,10 @@ export const LeaseStreamResponse: MessageFns<LeaseStreamResponse> = {
     message.settled =
       object.settled !== undefined && object.settled !== null
         ? SettleResult.fromPartial(object.settled)
+        : undefined;
+    message.withdrawn =
+      object.withdrawn !== undefined && object.withdrawn !== null
+        ? CreditsWithdrawn.fromPartial(object.withdrawn)
         : undefined;
     return message;
   },
