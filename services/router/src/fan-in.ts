@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { leaseTokenShard } from "@codeq/engine";
 import { ServerError, Status } from "nice-grpc";
 import {
+  type CreditsWithdrawn as Withdrawn,
   LeaseStreamRequest,
   type LeaseStreamResponse,
   SettleResult,
@@ -80,8 +81,13 @@ class Leg {
    */
   demoted = false;
   closed = false;
+  /** The shard's Subscribed has come. */
+  accepting = false;
   /** The shard honours withdraw_credits (its Subscribed said so). */
   withdrawable = false;
+  /** Resolves once the shard's Subscribed has come (or the stream closed before). */
+  readonly subscribed: Promise<void>;
+  private onSubscribed!: () => void;
   /** Withdrawals sent and not yet answered: their credits are not known until then. */
   withdrawing = 0;
   readonly openedAt = Date.now();
@@ -99,13 +105,22 @@ class Leg {
     number,
     { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void }
   >();
-  /** Withdrawals sent on the stream, by request id: each resolves to the credits taken back. */
-  private readonly withdrawals = new Map<number, (credits: number) => void>();
+  /** Withdrawals sent on the stream, by request id: each resolves to the shard's answer. */
+  private readonly withdrawals = new Map<number, (answer: Withdrawn | undefined) => void>();
 
   constructor(
     readonly conn: ShardConn,
     private readonly nextId: () => number,
-  ) {}
+  ) {
+    this.subscribed = new Promise((resolve) => (this.onSubscribed = resolve));
+  }
+
+  /** The shard accepted the subscription; `withdrawable` as it says. */
+  accepted(withdrawable: boolean): void {
+    this.accepting = true;
+    this.withdrawable = withdrawable;
+    this.onSubscribed();
+  }
 
   send(req: Partial<LeaseStreamRequest>): void {
     this.requests.push(req);
@@ -149,27 +164,33 @@ class Leg {
   }
 
   /**
-   * Takes back the credits the shard has not used and leaves it `credits`. Until the
-   * answer, `granted` counts both (pushes meanwhile use the old ones); the answer takes
-   * what came back off it. A stream that closes first took its credits with it.
+   * Takes back the credits the shard has not used and leaves it `credits`; resolves to
+   * the shard's answer. Until the answer, `granted` counts both (pushes meanwhile use
+   * the old ones); the answer takes what came back off it, and sets `inflight` to what
+   * the shard says the stream holds: the count kept here can drift (an ack sent twice,
+   * a token of an earlier stream, an ack by a unary call), the shard's cannot. A stream
+   * that closes first took its credits with it (undefined).
    */
-  withdraw(credits: number): Promise<void> {
+  withdraw(credits: number): Promise<Withdrawn | undefined> {
     const requestId = this.nextId();
     this.withdrawing++;
     this.granted += credits;
     return new Promise((resolve) => {
-      this.withdrawals.set(requestId, (back) => {
+      this.withdrawals.set(requestId, (answer) => {
         this.withdrawing--;
-        this.granted = Math.max(0, this.granted - back);
-        resolve();
+        if (answer) {
+          this.granted = Math.max(0, this.granted - answer.credits);
+          this.inflight = answer.held;
+        }
+        resolve(answer);
       });
       this.send({ withdrawCredits: true, credits, requestId });
     });
   }
 
-  withdrawn(requestId: number, credits: number): void {
-    this.withdrawals.get(requestId)?.(credits);
-    this.withdrawals.delete(requestId);
+  withdrawn(answer: Withdrawn): void {
+    this.withdrawals.get(answer.requestId)?.(answer);
+    this.withdrawals.delete(answer.requestId);
   }
 
   settled(requestId: number, settled: Uint8Array): void {
@@ -188,8 +209,9 @@ class Leg {
     );
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
-    for (const w of this.withdrawals.values()) w(0);
+    for (const w of this.withdrawals.values()) w(undefined);
     this.withdrawals.clear();
+    this.onSubscribed();
   }
 }
 
@@ -214,7 +236,8 @@ class Leg {
  * unary call otherwise, and are answered once per client request in its order.
  *
  * A shard that stops serving a queue keeps its stream until every task it pushed
- * is settled, then the stream closes (nothing held is left to release). A shard
+ * is settled, as the shard itself confirms (`closeIfDone`), then the stream closes
+ * (nothing held is left to release). A shard
  * stream that breaks is reopened with backoff while the shard is wanted; the
  * client's stream goes on.
  *
@@ -296,9 +319,12 @@ export class FanInSession {
     this.unwatch?.();
     this.unwatch = undefined;
     this.later(ms, () => this.end(routerShuttingDown()));
-    // the shards push nothing more: the stream ends as soon as the client has settled
+    // the shards push nothing more, and say what their streams hold: the stream ends
+    // as soon as the client has settled that
     for (const leg of this.legs.values())
-      if (leg.withdrawable && !leg.closed && leg.granted > 0) void leg.withdraw(0);
+      void leg.subscribed.then(() => {
+        if (leg.withdrawable && !leg.closed) void this.takeBack(leg, 0);
+      });
     this.endIfDrained();
   }
 
@@ -401,19 +427,28 @@ export class FanInSession {
   private async nextWithdrawal(): Promise<void> {
     const first = this.withdrawals[0];
     if (!first) return;
-    const legs = [...this.legs.values()].filter((l) => !l.closed && l.granted > 0);
     await Promise.all(
-      legs.map((leg) => {
-        if (leg.withdrawable) return leg.withdraw(0);
-        if (leg.inflight === 0) this.recycle(leg);
-        return undefined;
+      [...this.legs.values()].map(async (leg) => {
+        await leg.subscribed; // only then is it known whether the shard takes withdrawals
+        if (leg.closed) return;
+        if (leg.withdrawable) await this.takeBack(leg, 0);
+        else if (leg.granted > 0 && leg.inflight === 0 && !this.drainingNow) this.recycle(leg);
       }),
     );
     if (this.ended.signal.aborted) return;
     let kept = 0;
-    for (const leg of this.legs.values()) if (!leg.closed) kept += leg.granted;
+    let held = 0;
+    for (const leg of this.legs.values()) {
+      if (leg.closed) continue;
+      kept += leg.granted;
+      held += leg.inflight;
+    }
     this.out.push({
-      withdrawn: { requestId: first.requestId, credits: Math.max(0, this.outstanding - kept) },
+      withdrawn: {
+        requestId: first.requestId,
+        credits: Math.max(0, this.outstanding - kept),
+        held,
+      },
     });
     this.outstanding = kept + first.creditsAfter;
     this.withdrawals.shift();
@@ -508,14 +543,14 @@ export class FanInSession {
     }
     const res = raw.value;
     if (res.withdrawn) {
-      leg.withdrawn(res.withdrawn.requestId, res.withdrawn.credits);
+      leg.withdrawn(res.withdrawn);
       if (!this.ended.signal.aborted) this.rebalance();
       return;
     }
     if (res.subscribed) {
       this.reopenAttempts.delete(leg.conn.id);
       leg.conn.record(undefined);
-      leg.withdrawable = res.subscribed.withdrawCredits;
+      leg.accepted(res.subscribed.withdrawCredits);
       if (!this.subscribedSent) {
         this.subscribedSent = true;
         this.out.push({
@@ -614,7 +649,7 @@ export class FanInSession {
       });
     }
     if (starved && !throttled) this.recycleIdle(share);
-    if ((starved || this.mayStarve(share)) && !this.recheckWait) {
+    if ((starved || this.turnsPending()) && !this.recheckWait) {
       // an idle stream may become recyclable, or a busy one idle, with no message to say so
       this.recheckWait = true;
       const soon = [...this.legs.values()].some((l) => l.demoted && !l.closed && l.granted > 0);
@@ -626,22 +661,21 @@ export class FanInSession {
   }
 
   /**
-   * A busy shard got no share (fewer credits than busy shards) while another holds
-   * credits it has not used yet: once that one counts as idle, its credits are the
-   * other's, though no message may come to say so.
+   * Fewer credits than wanted shards (`scarceShares`), and a shard holds some while
+   * another holds none: the credits are to move once the holder's turn is over, and
+   * no message may come to say when that is.
    */
-  private mayStarve(share: (i: number) => number): boolean {
-    if (this.wanted.length < 2) return false;
-    const now = Date.now();
-    let shareless = false;
+  private turnsPending(): boolean {
+    if (this.outstanding === 0 || this.outstanding >= this.wanted.length) return false;
     let holding = false;
-    this.wanted.forEach((id, i) => {
+    let lacking = false;
+    for (const id of this.wanted) {
       const leg = this.legs.get(id);
-      if (!leg || leg.closed || leg.idle(now)) return;
-      if (share(i) === 0 && leg.granted === 0) shareless = true;
-      else if (leg.granted > 0) holding = true;
-    });
-    return shareless && holding;
+      if (!leg || leg.closed) continue;
+      if (leg.granted > 0) holding = true;
+      else lacking = true;
+    }
+    return holding && lacking;
   }
 
   /**
@@ -649,7 +683,8 @@ export class FanInSession {
    * all of them. With several, a shard that is idle (its stream holds credits and has
    * pushed nothing for IDLE_MS) or has no open stream keeps at most IDLE_CREDITS, and
    * the busy shards split the rest evenly; when none is busy, each keeps the idle
-   * allowance and the rest waits here for the first shard that pushes.
+   * allowance and the rest waits here for the first shard that pushes. With fewer
+   * credits than shards, see `scarceShares`.
    */
   private shares(): number[] {
     const n = this.wanted.length;
@@ -657,6 +692,7 @@ export class FanInSession {
       Math.floor(total / parts) + (i < total % parts ? 1 : 0);
     if (n === 1) return [this.outstanding];
     const now = Date.now();
+    if (this.outstanding < n) return this.scarceShares(now);
     const idle = this.wanted.map((id) => {
       const leg = this.legs.get(id);
       return !leg || leg.closed || leg.idle(now);
@@ -666,6 +702,31 @@ export class FanInSession {
     const rest = this.outstanding - (n - busy) * allowance;
     let b = 0;
     return idle.map((isIdle) => (isIdle ? allowance : even(rest, busy, b++)));
+  }
+
+  /**
+   * Fewer credits than shards: some shard must hold none, and a shard without credits
+   * cannot show that it has tasks. So the shards take turns, one credit each: first
+   * those whose turn has begun (credited less than their idle time ago), then those
+   * that pushed within it (busy), then those that have waited longest for a turn. A
+   * shard that holds a credit for its idle time without pushing has had its turn and
+   * gives it back (`recycleIdle`), so each shard's tasks are reached within about
+   * (shards − credits + 1) × IDLE_MS.
+   */
+  private scarceShares(now: number): number[] {
+    const quiet = (leg: Leg) => (leg.demoted ? DEMOTED_IDLE_MS : IDLE_MS);
+    const rank = (leg: Leg) => {
+      if (leg.granted > 0 && now - leg.creditedAt < quiet(leg)) return 0; // its turn
+      if (now - leg.lastPushAt < quiet(leg)) return 1; // busy
+      return 2;
+    };
+    const order = this.wanted
+      .map((id, i) => ({ i, leg: this.legs.get(id) }))
+      .filter((c): c is { i: number; leg: Leg } => c.leg !== undefined && !c.leg.closed)
+      .sort((x, y) => rank(x.leg) - rank(y.leg) || x.leg.creditedAt - y.leg.creditedAt);
+    const shares = this.wanted.map(() => 0);
+    for (const { i } of order.slice(0, this.outstanding)) shares[i] = 1;
+    return shares;
   }
 
   /**
@@ -684,11 +745,12 @@ export class FanInSession {
       const i = this.wanted.indexOf(leg.conn.id);
       const keep = i < 0 ? 0 : share(i);
       const over = i < 0 ? leg.granted > 0 : leg.granted > keep && leg.idle(now);
-      if (!over || leg.closed) continue;
+      // until its Subscribed comes, whether it takes withdrawals is not known
+      if (!over || leg.closed || !leg.accepting) continue;
       if (leg.withdrawable) {
         if (leg.withdrawing > 0) continue;
         leg.withdrawnIdle = i >= 0;
-        void leg.withdraw(keep);
+        void this.takeBack(leg, keep);
         continue;
       }
       if (leg.inflight > 0) continue;
@@ -701,6 +763,22 @@ export class FanInSession {
     if (recycled) this.rebalance();
   }
 
+  /**
+   * Takes back what `leg` holds beyond `keep` (withdraw_credits). The tenant's lease
+   * rate limit, charged when those credits were handed out, gets back what came back
+   * unused.
+   */
+  private async takeBack(leg: Leg, keep: number): Promise<void> {
+    const back = (await leg.withdraw(keep))?.credits ?? 0;
+    const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
+    // `keep` went out uncharged: what the shard used meanwhile is charged now
+    if (back > keep) bucket?.refund(back - keep);
+    else if (back < keep) bucket?.takeUpTo(keep - back);
+    // the shard's count of what the stream holds may let it close now
+    if (!leg.wanted) this.closeIfDone(leg, true);
+    this.endIfDrained();
+  }
+
   /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */
   private recycle(leg: Leg): void {
     leg.close("recycled to hand its credits to another shard");
@@ -710,8 +788,17 @@ export class FanInSession {
     if (again) again.lastPushAt = leg.lastPushAt;
   }
 
-  private closeIfDone(leg: Leg): void {
+  /**
+   * Closes the stream of a shard no longer wanted once nothing it pushed is held. A
+   * shard that takes withdrawals is asked first (unless `checked`: it just answered),
+   * as closing releases what the stream still holds and the count here may be short.
+   */
+  private closeIfDone(leg: Leg, checked = false): void {
     if (leg.wanted || leg.inflight > 0 || leg.closed) return;
+    if (leg.withdrawable && !checked) {
+      if (leg.withdrawing === 0) void this.takeBack(leg, 0);
+      return;
+    }
     leg.close("the shard no longer serves the subscribed queues");
     this.legs.delete(leg.conn.id);
   }

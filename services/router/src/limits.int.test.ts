@@ -106,6 +106,31 @@ test("a stream's deliveries are paced by the tenant's lease rate, not refused", 
   expect((failure as Error | undefined)?.name ?? "AbortError").toBe("AbortError");
 });
 
+test("credits a stream takes back unused are given back to the tenant's lease rate", async () => {
+  const requests = new Channel<LeaseStreamRequest>();
+  requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["W"] }, credits: 10 }));
+  const abort = new AbortController();
+  const responses: { withdrawn?: { credits: number } }[] = [];
+  const reading = (async () => {
+    try {
+      for await (const res of rc.client("paused").leaseStream(requests, { signal: abort.signal }))
+        responses.push(res);
+    } catch {
+      // aborted below
+    }
+  })();
+  const bucket = () => rc.router.routing.limits.leaseBucket("paused")!;
+  // the ten credits went to the shard: the tenant's burst is spent
+  await within(2_000, () => bucket().waitFor(10) > 500);
+  requests.push(LeaseStreamRequest.fromPartial({ withdrawCredits: true, requestId: 1 }));
+  await within(2_000, () => responses.some((r) => r.withdrawn));
+  expect(responses.find((r) => r.withdrawn)!.withdrawn!.credits).toBe(10);
+  // nothing was leased with them: a worker that pauses and resumes is not throttled for it
+  expect(bucket().waitFor(10)).toBe(0);
+  abort.abort();
+  await reading;
+});
+
 test("a request message over the size cap is refused before it is read", async () => {
   const err = await rc
     .client("big")

@@ -545,6 +545,15 @@ describe("LeaseStream through the router", () => {
     // the shard that had the credit has nothing left: the other gets it, unasked
     await within(2_000, () => s.tasks().length === 2);
     expect(new Set(s.tasks().map((t) => t.task!.shard))).toEqual(new Set(["a", "b"]));
+    // both idle now, whichever holds the credit: a task on either shard is reached
+    for (const [i, command] of ["X", "Y", "Y", "X"].entries()) {
+      const last = s.tasks().at(-1)!;
+      s.send({ requestId: 2 + i, acks: [{ leaseToken: last.leaseToken }], credits: 1 });
+      await new Promise((r) => setTimeout(r, 600));
+      await c.enqueue({ command, payload: payload(`${command}${i}`) });
+      await within(3_000, () => s.tasks().length === 3 + i);
+      expect(s.tasks().at(-1)!.task!.command).toBe(command);
+    }
     expect(s.failure).toBeUndefined();
     await s.close();
   });
@@ -565,7 +574,7 @@ describe("LeaseStream through the router", () => {
     const withdrawn = (id: number) => s.received.find((r) => r.withdrawn?.requestId === id);
     s.send({ withdrawCredits: true, requestId: 5 });
     await within(2_000, () => withdrawn(5) !== undefined);
-    expect(withdrawn(5)!.withdrawn!.credits).toBe(7);
+    expect(withdrawn(5)!.withdrawn).toMatchObject({ credits: 7, held: 3 });
     await enqueue(2);
     await new Promise((r) => setTimeout(r, 500));
     expect(s.tasks()).toHaveLength(3);
@@ -577,10 +586,57 @@ describe("LeaseStream through the router", () => {
     s.send({ withdrawCredits: true, requestId: 7, credits: 1 });
     s.send({ credits: 1 });
     await within(2_000, () => withdrawn(7) !== undefined);
-    expect(withdrawn(7)!.withdrawn!.credits).toBe(0);
+    expect(withdrawn(7)!.withdrawn).toMatchObject({ credits: 0, held: 0 });
     await within(2_000, () => s.tasks().length === 5);
     await new Promise((r) => setTimeout(r, 200));
     expect(s.tasks()).toHaveLength(5);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("withdraw_credits sent before the shards have answered the subscription", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: [1, 2, 3].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
+    });
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 5 });
+    s.send({ withdrawCredits: true, requestId: 1 });
+    await within(2_000, () => s.received.some((r) => r.withdrawn));
+    const pushed = s.tasks().length;
+    expect(pushed + s.received.find((r) => r.withdrawn)!.withdrawn!.credits).toBe(5);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(s.tasks()).toHaveLength(pushed); // nothing after the answer
+    // what was pushed is still held: its shard stream was not closed under it
+    s.send({ requestId: 2, acks: s.tasks().map((t) => ({ leaseToken: t.leaseToken })) });
+    await within(2_000, () => s.settled(2) !== undefined);
+    expect(s.settled(2)!.acks.every((a) => a.code === Status.OK)).toBe(true);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("a shard no longer wanted keeps its stream while the shard says it holds a task, whatever the acks", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: [1, 2].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
+    });
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 3 }); // X is on a
+    await within(2_000, () => s.tasks().length === 2);
+    const [t1, t2] = s.tasks().map((t) => t.leaseToken);
+    // X now lives on b alone: a's stream stays only for what it pushed
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    // the same ack twice: both answered OK, so counting answers would say a holds nothing
+    s.send({ requestId: 1, acks: [{ leaseToken: t1! }] });
+    await within(2_000, () => s.settled(1) !== undefined);
+    s.send({ requestId: 2, acks: [{ leaseToken: t1! }] });
+    await within(2_000, () => s.settled(2) !== undefined);
+    expect([s.settled(1)!.acks[0]!.code, s.settled(2)!.acks[0]!.code]).toEqual([0, 0]);
+    await new Promise((r) => setTimeout(r, 300));
+    // a's stream was not closed under the other task: its ack is applied
+    s.send({ requestId: 3, acks: [{ leaseToken: t2! }] });
+    await within(2_000, () => s.settled(3) !== undefined);
+    expect(s.settled(3)!.acks[0]!.code).toBe(Status.OK);
+    expect((await stats("a", "X")).completed).toBe(2);
     expect(s.failure).toBeUndefined();
     await s.close();
   });

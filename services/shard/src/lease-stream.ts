@@ -219,9 +219,10 @@ export class LeaseStreamSession implements Taker {
   }
 
   /**
-   * Takes back every credit not yet used and answers how many. Leases in flight (a
-   * handoff, the pump's) are waited for first: the credits they do not use come back
-   * and are taken too, and what they did lease is pushed before the answer.
+   * Takes back every credit not yet used and answers how many, and how many leases the
+   * stream still holds. Leases in flight (a handoff, the pump's) are waited for first:
+   * the credits they do not use come back and are taken too, and what they did lease
+   * is pushed before the answer.
    */
   private async withdraw(requestId: number): Promise<void> {
     this.withdrawing = true;
@@ -234,7 +235,9 @@ export class LeaseStreamSession implements Taker {
     }
     const credits = this.credits;
     this.credits = 0;
-    this.out.push({ withdrawn: { requestId, credits } });
+    // nothing is pushed now: what the stream holds, less what was settled elsewhere
+    if (this.held.size > 0 && !this.checkingHeld) await this.checkHeld();
+    this.out.push({ withdrawn: { requestId, credits, held: this.held.size } });
   }
 
   /** Credits set aside for a lease come back: `used` of them went to pushed tasks. */
@@ -305,11 +308,12 @@ export class LeaseStreamSession implements Taker {
   /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */
   deliver(deliveries: readonly Delivery[], reserved: number): void {
     const before = this.credits;
-    this.unreserve(reserved, deliveries.length);
+    const pushing = !this.ended.signal.aborted && !this.draining;
+    this.unreserve(reserved, pushing ? deliveries.length : 0);
     // credits back to a stream that had none: its pump waits for them, or stayed parked
     // while announcements passed it by (the kick has it look at the queue again)
     if (before === 0 && this.credits > 0) this.kick.fire();
-    if (this.ended.signal.aborted || this.draining) {
+    if (!pushing) {
       // never pushed; if the store is unreachable, the leases expire
       if (deliveries.length > 0)
         this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined);

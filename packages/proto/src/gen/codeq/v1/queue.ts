@@ -202,7 +202,9 @@ export interface LeaseStreamRequest {
    * already pushed stay leased; acks, nacks and extends go on as before. A
    * worker pauses with it and resumes by granting credits. Honoured when the
    * server's Subscribed says so (withdraw_credits); a server that predates it
-   * ignores the field.
+   * ignores the field. A router in front of shard workers that predate it
+   * takes back what the others hold: `withdrawn` counts only those, and the
+   * credits left with the older shards may still be used.
    */
   withdrawCredits: boolean;
 }
@@ -212,6 +214,11 @@ export interface CreditsWithdrawn {
   requestId: number;
   /** Credits taken back: those the stream held and had not used. */
   credits: number;
+  /**
+   * Tasks the stream pushed that are still leased to it: settled neither on
+   * the stream nor by other calls (the server checks with its store first).
+   */
+  held: number;
 }
 
 /** The server's answer to one request's settlements, items in request order. */
@@ -1799,7 +1806,7 @@ export const LeaseStreamRequest: MessageFns<LeaseStreamRequest> = {
 };
 
 function createBaseCreditsWithdrawn(): CreditsWithdrawn {
-  return { requestId: 0, credits: 0 };
+  return { requestId: 0, credits: 0, held: 0 };
 }
 
 export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
@@ -1809,6 +1816,9 @@ export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
     }
     if (message.credits !== 0) {
       writer.uint32(16).uint32(message.credits);
+    }
+    if (message.held !== 0) {
+      writer.uint32(24).uint32(message.held);
     }
     return writer;
   },
@@ -1842,6 +1852,14 @@ export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
             message.credits = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.held = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1862,6 +1880,7 @@ export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
           ? globalThis.Number(object.request_id)
           : 0,
       credits: isSet(object.credits) ? globalThis.Number(object.credits) : 0,
+      held: isSet(object.held) ? globalThis.Number(object.held) : 0,
     };
   },
 
@@ -1873,6 +1892,9 @@ export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
     if (message.credits !== 0) {
       obj.credits = Math.round(message.credits);
     }
+    if (message.held !== 0) {
+      obj.held = Math.round(message.held);
+    }
     return obj;
   },
 
@@ -1883,6 +1905,7 @@ export const CreditsWithdrawn: MessageFns<CreditsWithdrawn> = {
     const message = createBaseCreditsWithdrawn();
     message.requestId = object.requestId ?? 0;
     message.credits = object.credits ?? 0;
+    message.held = object.held ?? 0;
     return message;
   },
 };
