@@ -81,6 +81,31 @@ describe("draining at shutdown, through the router", () => {
     }
   }, 30_000);
 
+  test("a router that stops asks the shards what its stream holds before it ends it", async () => {
+    const rc = await routerCluster({ shards: ["a"], router: { graceMs: 60_000 } });
+    try {
+      const s = await holdingThree(rc);
+      const [t1, t2, t3] = s.tasks().map((t) => t.leaseToken);
+      const stopping = rc.router.stop();
+      await new Promise((r) => setTimeout(r, 100));
+      // t1 acked three times, each answered OK: counting answers, nothing would be held
+      for (const requestId of [1, 2, 3]) {
+        s.send({ requestId, acks: [{ leaseToken: t1! }] });
+        await within(2_000, () => s.settled(requestId) !== undefined);
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      expect(s.failure).toBeUndefined(); // two tasks are still held: the stream is open
+      s.send({ requestId: 4, acks: [t2!, t3!].map((leaseToken) => ({ leaseToken })) });
+      await stopping;
+      expect(s.settled(4)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
+      const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
+      // with max_attempts 1, a lease released by an early end would have gone to the DLQ
+      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+    } finally {
+      await rc.close();
+    }
+  }, 30_000);
+
   test("a router that stops answers the EnqueueStream batches it read, and reads no more", async () => {
     const rc = await routerCluster({ shards: ["a"], router: { graceMs: 60_000 } });
     try {

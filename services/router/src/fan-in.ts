@@ -63,6 +63,19 @@ const RECHECK_MS = 250;
 const DEMOTED_IDLE_MS = 5;
 /** Credits are looked at again this often while such a shard holds some. */
 const DEMOTED_RECHECK_MS = 25;
+/**
+ * With fewer credits than shards, a shard that has had no credit for this long goes
+ * before a busy one (see `scarceShares`).
+ */
+const TURN_WAIT_MS = 1_000;
+/**
+ * With fewer credits than shards and nothing pushed for this long, turns are looked
+ * at only every IDLE_TURNS_RECHECK_MS: an idle stream costs few messages.
+ */
+const IDLE_TURNS_AFTER_MS = 5_000;
+const IDLE_TURNS_RECHECK_MS = 1_000;
+/** A shard no longer wanted is asked what its stream still holds this often. */
+const UNWANTED_PROBE_MS = 2_000;
 
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {
@@ -71,7 +84,10 @@ class Leg {
   readonly abort = new AbortController();
   /** Credits granted to the shard and not yet used by a pushed task. */
   granted = 0;
-  /** Tasks pushed to the client through this leg and not yet acked or nacked through the router. */
+  /**
+   * Tasks pushed to the client through this leg and not yet acked or nacked on it, as
+   * counted here; reset from the shard's own count whenever it answers a withdrawal.
+   */
   inflight = 0;
   /** The shard still serves a subscribed queue (false: drain what is in flight, then close). */
   wanted = true;
@@ -193,9 +209,17 @@ class Leg {
     this.withdrawals.delete(answer.requestId);
   }
 
+  /**
+   * The shard's answer to settlements sent on the stream. What it settled is taken off
+   * `inflight` here, as the answer arrives: a withdrawal answered after it counts the
+   * stream's leases without those, so taking them off later would take them off twice.
+   */
   settled(requestId: number, settled: Uint8Array): void {
-    this.pending.get(requestId)?.resolve(settled);
+    const pending = this.pending.get(requestId);
+    if (!pending) return;
     this.pending.delete(requestId);
+    this.inflight = Math.max(0, this.inflight - settledItems(settled));
+    pending.resolve(settled);
   }
 
   close(reason: string): void {
@@ -268,6 +292,10 @@ export class FanInSession {
   private recheckWait = false;
   /** Shutdown: no more credits to the shards; the stream ends once nothing is in flight. */
   private drainingNow = false;
+  /** While draining: the shards are being asked whether their streams hold anything. */
+  private confirming = false;
+  /** When any shard stream last pushed tasks. */
+  private lastPushAt = Date.now();
   /**
    * The client's withdrawals not yet answered, in order, each with the credits the
    * client granted after it (added once it is answered). No credits go to the shards
@@ -319,20 +347,34 @@ export class FanInSession {
     this.unwatch?.();
     this.unwatch = undefined;
     this.later(ms, () => this.end(routerShuttingDown()));
-    // the shards push nothing more, and say what their streams hold: the stream ends
-    // as soon as the client has settled that
+    // the shards push nothing more (what they hold they say, and the counts follow)
     for (const leg of this.legs.values())
       void leg.subscribed.then(() => {
-        if (leg.withdrawable && !leg.closed) void this.takeBack(leg, 0);
+        if (leg.withdrawable && !leg.closed && leg.granted > 0) void this.takeBack(leg, 0);
       });
     this.endIfDrained();
   }
 
-  /** While draining: ends the stream once no task it delivered is left unsettled. */
+  /**
+   * While draining: ends the stream once no task it delivered is left unsettled. The
+   * counts kept here are checked with the shards first (a withdrawal's answer says
+   * what each stream holds), as ending it releases whatever they still hold.
+   */
   private endIfDrained(): void {
-    if (!this.drainingNow) return;
-    for (const leg of this.legs.values()) if (!leg.closed && leg.inflight > 0) return;
-    this.end(routerShuttingDown());
+    if (!this.drainingNow || this.confirming) return;
+    const open = () => [...this.legs.values()].filter((l) => !l.closed);
+    if (open().some((l) => l.inflight > 0)) return;
+    this.confirming = true;
+    void Promise.all(
+      open().map(async (leg) => {
+        await leg.subscribed;
+        if (leg.withdrawable && !leg.closed) await this.takeBack(leg, 0);
+      }),
+    ).then(() => {
+      this.confirming = false;
+      // a shard that still holds something reset its count: its settlement comes back here
+      if (open().every((l) => l.inflight === 0)) this.end(routerShuttingDown());
+    });
   }
 
   private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
@@ -429,6 +471,9 @@ export class FanInSession {
     if (!first) return;
     await Promise.all(
       [...this.legs.values()].map(async (leg) => {
+        // one that has not answered the subscription yet holds no lease; with no
+        // credits either, there is nothing to take back or count
+        if (!leg.accepting && leg.granted === 0) return;
         await leg.subscribed; // only then is it known whether the shard takes withdrawals
         if (leg.closed) return;
         if (leg.withdrawable) await this.takeBack(leg, 0);
@@ -472,8 +517,10 @@ export class FanInSession {
     }
     for (const leg of this.legs.values()) {
       if (this.wanted.includes(leg.conn.id)) continue;
+      const was = leg.wanted;
       leg.wanted = false;
       this.closeIfDone(leg);
+      if (was) this.probeUnwanted(leg);
     }
     this.rebalance();
   }
@@ -527,6 +574,7 @@ export class FanInSession {
       const now = Date.now();
       const wasIdle = leg.idle(now);
       leg.lastPushAt = now;
+      this.lastPushAt = now;
       leg.withdrawnIdle = false;
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
@@ -653,7 +701,9 @@ export class FanInSession {
       // an idle stream may become recyclable, or a busy one idle, with no message to say so
       this.recheckWait = true;
       const soon = [...this.legs.values()].some((l) => l.demoted && !l.closed && l.granted > 0);
-      this.later(soon ? DEMOTED_RECHECK_MS : RECHECK_MS, () => {
+      const quiet = !starved && Date.now() - this.lastPushAt >= IDLE_TURNS_AFTER_MS;
+      const delay = soon ? DEMOTED_RECHECK_MS : quiet ? IDLE_TURNS_RECHECK_MS : RECHECK_MS;
+      this.later(delay, () => {
         this.recheckWait = false;
         this.rebalance();
       });
@@ -708,17 +758,20 @@ export class FanInSession {
    * Fewer credits than shards: some shard must hold none, and a shard without credits
    * cannot show that it has tasks. So the shards take turns, one credit each: first
    * those whose turn has begun (credited less than their idle time ago), then those
-   * that pushed within it (busy), then those that have waited longest for a turn. A
-   * shard that holds a credit for its idle time without pushing has had its turn and
-   * gives it back (`recycleIdle`), so each shard's tasks are reached within about
-   * (shards − credits + 1) × IDLE_MS.
+   * that have had no credit for TURN_WAIT_MS, then those that pushed within their idle
+   * time (busy), then the rest; within each, the one whose last turn began longest
+   * ago first. A shard that holds a credit for its idle time without pushing has had
+   * its turn and gives it back (`recycleIdle`). A busy shard keeps getting the credits
+   * its worker returns, but never for long while another waits: each shard is reached
+   * within about TURN_WAIT_MS + IDLE_MS per shard waiting before it.
    */
   private scarceShares(now: number): number[] {
     const quiet = (leg: Leg) => (leg.demoted ? DEMOTED_IDLE_MS : IDLE_MS);
     const rank = (leg: Leg) => {
       if (leg.granted > 0 && now - leg.creditedAt < quiet(leg)) return 0; // its turn
-      if (now - leg.lastPushAt < quiet(leg)) return 1; // busy
-      return 2;
+      if (leg.granted === 0 && now - leg.creditedAt >= TURN_WAIT_MS) return 1; // waited long
+      if (now - leg.lastPushAt < quiet(leg)) return 2; // busy
+      return 3;
     };
     const order = this.wanted
       .map((id, i) => ({ i, leg: this.legs.get(id) }))
@@ -784,8 +837,27 @@ export class FanInSession {
     leg.close("recycled to hand its credits to another shard");
     this.legs.delete(leg.conn.id);
     const again = this.wanted.includes(leg.conn.id) ? this.open(leg.conn.id) : undefined;
-    // the same shard, still with nothing to push: it stays idle on its new stream
-    if (again) again.lastPushAt = leg.lastPushAt;
+    // the same shard, still with nothing to push: it stays idle on its new stream, and
+    // waits for its next turn as the old one would have
+    if (again) {
+      again.lastPushAt = leg.lastPushAt;
+      again.creditedAt = leg.creditedAt;
+    }
+  }
+
+  /**
+   * Asks a shard no longer wanted, every UNWANTED_PROBE_MS while its stream is open,
+   * what the stream still holds: leases the client settles by unary calls, or on
+   * another stream, never pass through the count kept here, which would keep the
+   * stream open until the client's stream ends. The answer resets the count, and
+   * closes the stream when it holds nothing.
+   */
+  private probeUnwanted(leg: Leg): void {
+    this.later(UNWANTED_PROBE_MS, () => {
+      if (leg.closed || leg.wanted) return;
+      if (leg.withdrawable && leg.withdrawing === 0) void this.takeBack(leg, 0);
+      this.probeUnwanted(leg);
+    });
   }
 
   /**
@@ -800,6 +872,11 @@ export class FanInSession {
       return;
     }
     leg.close("the shard no longer serves the subscribed queues");
+    if (leg.granted > 0) {
+      // credits it was left (a withdrawal sent while it was wanted) are free again
+      this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(leg.granted);
+      this.rebalance();
+    }
     this.legs.delete(leg.conn.id);
   }
 
@@ -821,17 +898,9 @@ export class FanInSession {
       this.out.push({
         settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
       });
-      // an item that may not have been applied is still held: the client sends it again
-      const settledPerShard = new Map<string, number>();
-      const count = (items: { leaseToken: string }[], statuses: { code: number }[]) =>
-        items.forEach((item, i) => {
-          const shard = leaseTokenShard(item.leaseToken);
-          if (shard === undefined || UNSETTLED_CODES.has(statuses[i]?.code ?? 0)) return;
-          settledPerShard.set(shard, (settledPerShard.get(shard) ?? 0) + 1);
-        });
-      count(req.acks, acks);
-      count(req.nacks, nacks);
-      this.settledOn(settledPerShard);
+      // each leg took what its shard settled off its count when the shard answered
+      const shards = [...req.acks, ...req.nacks].map((i) => leaseTokenShard(i.leaseToken));
+      this.settledOn(new Map(shards.flatMap((shard) => (shard ? [[shard, 0]] : []))));
     } catch (err) {
       this.end(asServerError(err));
     }
@@ -853,7 +922,7 @@ export class FanInSession {
           `shard ${leg.conn.id}: its answer to the acks is malformed`,
         );
       this.out.push(answer);
-      this.settledOn(new Map([[req.shard, settledItems(settled)]]));
+      this.settledOn(new Map([[req.shard, 0]])); // the leg counted them off as they came
     } catch (err) {
       const e = asServerError(err);
       if (SETTLE_CALLER_CODES.has(e.code)) {
@@ -867,7 +936,11 @@ export class FanInSession {
     }
   }
 
-  /** Settled (or no longer ours): the legs the tasks came through hold that much less. */
+  /**
+   * Settled (or no longer ours): the legs the tasks came through hold that much less
+   * (`n` of them; 0 when the leg counted them off on the shard's answer), which may
+   * let a stream close or its credits move.
+   */
   private settledOn(settledPerShard: ReadonlyMap<string, number>): void {
     let recyclable = false;
     for (const [shard, n] of settledPerShard) {

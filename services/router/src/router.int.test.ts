@@ -558,6 +558,60 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("fewer credits than shards, both busy: the other shard gets a turn while one has a backlog", async () => {
+    const c = rc.client("t1");
+    for (let i = 0; i < 6; i++)
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 500 }, () => ({ command: "X", payload: payload("x") })),
+      });
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"] }, credits: 1 }); // X on a, Y on b
+    // a worker that finishes each task at once and asks for the next
+    let acked = 0;
+    const worker = setInterval(() => {
+      const tasks = s.tasks();
+      if (tasks.length === acked) return;
+      const done = tasks.slice(acked).map((t) => ({ leaseToken: t.leaseToken }));
+      acked = tasks.length;
+      s.send({ requestId: acked, acks: done, credits: done.length });
+    }, 2);
+    try {
+      // a is busy and b has had nothing when its task comes
+      await within(2_000, () => s.tasks().length > 100);
+      await new Promise((r) => setTimeout(r, 500));
+      await c.enqueue({ command: "Y", payload: payload("y") });
+      await within(3_000, () => s.tasks().some((t) => t.task!.command === "Y"));
+      // a still had its backlog: b's turn came anyway
+      expect((await stats("a", "X")).ready).toBeGreaterThan(0);
+    } finally {
+      clearInterval(worker);
+    }
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
+  test("a shard no longer wanted is asked what its stream holds: a task acked by a unary call lets it close", async () => {
+    await rc.client("t1").enqueue({ command: "X", payload: payload("x") });
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a
+    await within(2_000, () => s.tasks().length === 1);
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    const streams = () => rc.workers.get("a")!.metrics.streamsOpen();
+    expect(await streams()).toBe(1); // a's stream stays while its task is held
+    const ack = await rc
+      .client("t1")
+      .ack({ items: [{ leaseToken: s.tasks()[0]!.leaseToken, result: Buffer.alloc(0) }] });
+    expect(ack.results[0]!.code).toBe(Status.OK);
+    // the router never saw that ack; asking the shard, it learns a's stream holds nothing
+    const deadline = Date.now() + 5_000;
+    while ((await streams()) > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await streams()).toBe(0);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
   test("withdraw_credits takes back what every shard stream holds; new credits resume", async () => {
     await startMovingX(); // two shard streams: a (the source) and b
     const s = new Stream(rc);

@@ -80,8 +80,8 @@ export class LeaseStreamSession implements Taker {
   private emptyAt: number | undefined;
   /** Tokens pushed by this stream and not yet settled through it. */
   private readonly held: HeldTokens;
-  /** The store is being asked which held tokens are still leased. */
-  private checkingHeld = false;
+  /** While the store is being asked which held tokens are still leased: that check. */
+  private heldCheck: Promise<void> | undefined;
   /** Shutdown: nothing more is pushed; the stream ends once it holds nothing. */
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
@@ -144,7 +144,7 @@ export class LeaseStreamSession implements Taker {
     this.kick.fire();
     this.drainTimer = setTimeout(() => this.end(shuttingDown()), ms);
     this.endIfDrained();
-    if (this.held.size > 0 && !this.checkingHeld)
+    if (this.held.size > 0 && !this.heldCheck)
       void this.checkHeld().then(() => this.endIfDrained());
   }
 
@@ -236,7 +236,9 @@ export class LeaseStreamSession implements Taker {
     const credits = this.credits;
     this.credits = 0;
     // nothing is pushed now: what the stream holds, less what was settled elsewhere
-    if (this.held.size > 0 && !this.checkingHeld) await this.checkHeld();
+    // (a check already on its way may have read the store before some of it)
+    await this.heldCheck;
+    if (this.held.size > 0) await this.checkHeld();
     this.out.push({ withdrawn: { requestId, credits, held: this.held.size } });
   }
 
@@ -327,7 +329,7 @@ export class LeaseStreamSession implements Taker {
   private push(deliveries: readonly Delivery[]): void {
     const dropped = this.held.add(deliveries.map((d) => d.token));
     if (dropped > 0) this.core.leasesForgotten(dropped);
-    if (this.held.checkDue && !this.checkingHeld) void this.checkHeld();
+    if (this.held.checkDue && !this.heldCheck) void this.checkHeld();
     this.out.push({ tasks: { tasks: deliveries.map(deliveryToWire) } });
   }
 
@@ -335,18 +337,20 @@ export class LeaseStreamSession implements Taker {
    * Forgets the held tokens whose leases were settled elsewhere (by unary calls) or
    * taken back; when more than the limit are still leased, the oldest of those too.
    */
-  private async checkHeld(): Promise<void> {
-    this.checkingHeld = true;
-    const tokens = this.held.all();
-    try {
-      const forgotten = this.held.checked(tokens, await this.core.stillLeased(tokens));
-      if (forgotten > 0) this.core.leasesForgotten(forgotten);
-    } catch {
-      // the store is unreachable: nothing is known, nothing forgotten; add's cap bounds the count
-      this.held.deferCheck();
-    } finally {
-      this.checkingHeld = false;
-    }
+  private checkHeld(): Promise<void> {
+    this.heldCheck = (async () => {
+      const tokens = this.held.all();
+      try {
+        const forgotten = this.held.checked(tokens, await this.core.stillLeased(tokens));
+        if (forgotten > 0) this.core.leasesForgotten(forgotten);
+      } catch {
+        // the store is unreachable: nothing is known, nothing forgotten; add's cap bounds the count
+        this.held.deferCheck();
+      } finally {
+        this.heldCheck = undefined;
+      }
+    })();
+    return this.heldCheck;
   }
 
   private async releaseHeld(): Promise<void> {

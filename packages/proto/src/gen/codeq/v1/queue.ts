@@ -216,7 +216,8 @@ export interface CreditsWithdrawn {
   credits: number;
   /**
    * Tasks the stream pushed that are still leased to it: settled neither on
-   * the stream nor by other calls (the server checks with its store first).
+   * the stream nor by other calls (the server checks with its store first,
+   * and counts them all while it cannot reach it).
    */
   held: number;
 }
