@@ -68,14 +68,19 @@ const DEMOTED_RECHECK_MS = 25;
  * before a busy one (see `scarceShares`).
  */
 const TURN_WAIT_MS = 1_000;
+/** The same, for a shard whose last turn found nothing to push. */
+const IDLE_TURN_WAIT_MS = 5_000;
 /**
  * With fewer credits than shards and nothing pushed for this long, turns are looked
  * at only every IDLE_TURNS_RECHECK_MS: an idle stream costs few messages.
  */
 const IDLE_TURNS_AFTER_MS = 5_000;
 const IDLE_TURNS_RECHECK_MS = 1_000;
-/** A shard no longer wanted is asked what its stream still holds this often. */
-const UNWANTED_PROBE_MS = 2_000;
+/**
+ * A shard no longer wanted, or any during the drain, is asked what its stream still
+ * holds this often (see `probe`).
+ */
+const PROBE_MS = 2_000;
 
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {
@@ -116,6 +121,8 @@ class Leg {
   creditedAt = 0;
   /** Its credits were taken back because it was idle: it stays idle until it pushes. */
   withdrawnIdle = false;
+  /** A round of `probe`s is scheduled. */
+  probing = false;
   /** Settlements sent on the stream, by request id: each resolves to the shard's SettleResult, as bytes. */
   private readonly pending = new Map<
     number,
@@ -294,6 +301,8 @@ export class FanInSession {
   private drainingNow = false;
   /** While draining: the shards are being asked whether their streams hold anything. */
   private confirming = false;
+  /** Client requests with settlements not yet answered (the drain waits for them). */
+  private answering = 0;
   /** When any shard stream last pushed tasks. */
   private lastPushAt = Date.now();
   /**
@@ -347,10 +356,12 @@ export class FanInSession {
     this.unwatch?.();
     this.unwatch = undefined;
     this.later(ms, () => this.end(routerShuttingDown()));
-    // the shards push nothing more (what they hold they say, and the counts follow)
+    // the shards push nothing more, and say what their streams hold (the counts follow)
     for (const leg of this.legs.values())
       void leg.subscribed.then(() => {
-        if (leg.withdrawable && !leg.closed && leg.granted > 0) void this.takeBack(leg, 0);
+        if (!leg.withdrawable || leg.closed) return;
+        void this.takeBack(leg, 0);
+        this.probe(leg);
       });
     this.endIfDrained();
   }
@@ -361,19 +372,22 @@ export class FanInSession {
    * what each stream holds), as ending it releases whatever they still hold.
    */
   private endIfDrained(): void {
-    if (!this.drainingNow || this.confirming) return;
+    if (!this.drainingNow || this.confirming || this.answering > 0) return;
     const open = () => [...this.legs.values()].filter((l) => !l.closed);
     if (open().some((l) => l.inflight > 0)) return;
     this.confirming = true;
     void Promise.all(
       open().map(async (leg) => {
+        if (!leg.accepting && leg.granted === 0) return; // has pushed nothing
         await leg.subscribed;
         if (leg.withdrawable && !leg.closed) await this.takeBack(leg, 0);
       }),
     ).then(() => {
       this.confirming = false;
-      // a shard that still holds something reset its count: its settlement comes back here
-      if (open().every((l) => l.inflight === 0)) this.end(routerShuttingDown());
+      // a shard that still holds something reset its count: its settlement comes back
+      // here, as does the last answer to the client
+      if (this.answering === 0 && open().every((l) => l.inflight === 0))
+        this.end(routerShuttingDown());
     });
   }
 
@@ -520,7 +534,7 @@ export class FanInSession {
       const was = leg.wanted;
       leg.wanted = false;
       this.closeIfDone(leg);
-      if (was) this.probeUnwanted(leg);
+      if (was) this.probe(leg);
     }
     this.rebalance();
   }
@@ -568,6 +582,8 @@ export class FanInSession {
   }
 
   private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
+    // the shard releases what a closed stream pushed: it must not reach the client
+    if (leg.closed) return;
     // pushed tasks go on as the shard's bytes, counted but never decoded here
     const pushed = countField(embedded(raw.bytes, TASKS_FIELD) ?? EMPTY, 1);
     if (pushed > 0) {
@@ -638,7 +654,7 @@ export class FanInSession {
     this.reopenAttempts.set(shard, attempt);
     const delay = Math.min(MAX_REOPEN_DELAY_MS, 100 * 2 ** (attempt - 1));
     this.later(delay, () => {
-      if (!this.wanted.includes(shard)) return;
+      if (!this.wanted.includes(shard) || this.drainingNow) return;
       this.open(shard);
       this.rebalance();
     });
@@ -646,6 +662,7 @@ export class FanInSession {
 
   /** Runs `fn` after `ms` unless the session has ended by then. */
   private later(ms: number, fn: () => void): void {
+    if (this.ended.signal.aborted) return; // its timers are cleared already
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       if (!this.ended.signal.aborted) fn();
@@ -769,7 +786,9 @@ export class FanInSession {
     const quiet = (leg: Leg) => (leg.demoted ? DEMOTED_IDLE_MS : IDLE_MS);
     const rank = (leg: Leg) => {
       if (leg.granted > 0 && now - leg.creditedAt < quiet(leg)) return 0; // its turn
-      if (leg.granted === 0 && now - leg.creditedAt >= TURN_WAIT_MS) return 1; // waited long
+      // waited long (longer after a turn in which it had nothing to push)
+      const wait = leg.withdrawnIdle ? IDLE_TURN_WAIT_MS : TURN_WAIT_MS;
+      if (leg.granted === 0 && now - leg.creditedAt >= wait) return 1;
       if (now - leg.lastPushAt < quiet(leg)) return 2; // busy
       return 3;
     };
@@ -846,17 +865,22 @@ export class FanInSession {
   }
 
   /**
-   * Asks a shard no longer wanted, every UNWANTED_PROBE_MS while its stream is open,
-   * what the stream still holds: leases the client settles by unary calls, or on
-   * another stream, never pass through the count kept here, which would keep the
-   * stream open until the client's stream ends. The answer resets the count, and
-   * closes the stream when it holds nothing.
+   * Asks a shard, every PROBE_MS while its stream is open and counted as holding
+   * leases, what the stream still holds, as long as the stream is unwanted or the
+   * session drains (when that count decides when it closes): leases the client
+   * settles by unary calls, or on another stream, never pass through the count kept
+   * here, which would keep the stream open until the client's stream ends (or the
+   * drain until its time is up). The answer resets the count, and lets the stream
+   * close (or the drain end) when it holds nothing. One round of probes per leg.
    */
-  private probeUnwanted(leg: Leg): void {
-    this.later(UNWANTED_PROBE_MS, () => {
-      if (leg.closed || leg.wanted) return;
-      if (leg.withdrawable && leg.withdrawing === 0) void this.takeBack(leg, 0);
-      this.probeUnwanted(leg);
+  private probe(leg: Leg): void {
+    if (leg.probing) return;
+    leg.probing = true;
+    this.later(PROBE_MS, () => {
+      leg.probing = false;
+      if (leg.closed || (leg.wanted && !this.drainingNow) || !leg.withdrawable) return;
+      if (leg.inflight > 0 && leg.withdrawing === 0) void this.takeBack(leg, 0);
+      this.probe(leg);
     });
   }
 
@@ -867,13 +891,15 @@ export class FanInSession {
    */
   private closeIfDone(leg: Leg, checked = false): void {
     if (leg.wanted || leg.inflight > 0 || leg.closed) return;
-    if (leg.withdrawable && !checked) {
+    // credits it was left (a withdrawal sent while it was wanted) may be in use: they
+    // are taken back first
+    if (leg.withdrawable && (!checked || leg.granted > 0)) {
       if (leg.withdrawing === 0) void this.takeBack(leg, 0);
       return;
     }
     leg.close("the shard no longer serves the subscribed queues");
     if (leg.granted > 0) {
-      // credits it was left (a withdrawal sent while it was wanted) are free again
+      // a shard that predates withdraw_credits: its credits are free again
       this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(leg.granted);
       this.rebalance();
     }
@@ -889,6 +915,7 @@ export class FanInSession {
         if (!leg || leg.closed) return undefined;
         return leg.settle({ [kind]: part }).then((r) => r[kind] as SettleResult[K]);
       };
+    this.answering++;
     try {
       const [acks, nacks, extendsOut] = await Promise.all([
         req.acks.length ? unary.ack(req.acks, onLeg("acks")) : [],
@@ -903,7 +930,15 @@ export class FanInSession {
       this.settledOn(new Map(shards.flatMap((shard) => (shard ? [[shard, 0]] : []))));
     } catch (err) {
       this.end(asServerError(err));
+    } finally {
+      this.answered();
     }
+  }
+
+  /** A client request's settlements are answered: the drain may end now. */
+  private answered(): void {
+    this.answering--;
+    this.endIfDrained();
   }
 
   /**
@@ -912,6 +947,7 @@ export class FanInSession {
    * shard becoming every item's status.
    */
   private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
+    this.answering++;
     try {
       const settled = await leg.conn.call(() => leg.settleAcks(req.acks));
       const answer = settledAnswer(req.requestId, settled);
@@ -933,6 +969,8 @@ export class FanInSession {
       const acks = Array.from({ length: req.count }, () => status);
       this.out.push({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
       if (!UNSETTLED_CODES.has(e.code)) this.settledOn(new Map([[req.shard, req.count]]));
+    } finally {
+      this.answered();
     }
   }
 

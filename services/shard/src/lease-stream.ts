@@ -144,8 +144,8 @@ export class LeaseStreamSession implements Taker {
     this.kick.fire();
     this.drainTimer = setTimeout(() => this.end(shuttingDown()), ms);
     this.endIfDrained();
-    if (this.held.size > 0 && !this.heldCheck)
-      void this.checkHeld().then(() => this.endIfDrained());
+    if (this.held.size > 0)
+      void (this.heldCheck ?? this.checkHeld()).then(() => this.endIfDrained());
   }
 
   /** While draining: ends the stream once it holds no lease and no handoff is on its way. */
@@ -237,7 +237,7 @@ export class LeaseStreamSession implements Taker {
     this.credits = 0;
     // nothing is pushed now: what the stream holds, less what was settled elsewhere
     // (a check already on its way may have read the store before some of it)
-    await this.heldCheck;
+    while (this.heldCheck) await this.heldCheck;
     if (this.held.size > 0) await this.checkHeld();
     this.out.push({ withdrawn: { requestId, credits, held: this.held.size } });
   }
@@ -338,19 +338,23 @@ export class LeaseStreamSession implements Taker {
    * taken back; when more than the limit are still leased, the oldest of those too.
    */
   private checkHeld(): Promise<void> {
-    this.heldCheck = (async () => {
-      const tokens = this.held.all();
-      try {
-        const forgotten = this.held.checked(tokens, await this.core.stillLeased(tokens));
-        if (forgotten > 0) this.core.leasesForgotten(forgotten);
-      } catch {
-        // the store is unreachable: nothing is known, nothing forgotten; add's cap bounds the count
-        this.held.deferCheck();
-      } finally {
-        this.heldCheck = undefined;
-      }
-    })();
-    return this.heldCheck;
+    const check = this.runHeldCheck();
+    this.heldCheck = check;
+    void check.finally(() => {
+      if (this.heldCheck === check) this.heldCheck = undefined;
+    });
+    return check;
+  }
+
+  private async runHeldCheck(): Promise<void> {
+    const tokens = this.held.all();
+    try {
+      const forgotten = this.held.checked(tokens, await this.core.stillLeased(tokens));
+      if (forgotten > 0) this.core.leasesForgotten(forgotten);
+    } catch {
+      // the store is unreachable: nothing is known, nothing forgotten; add's cap bounds the count
+      this.held.deferCheck();
+    }
   }
 
   private async releaseHeld(): Promise<void> {
