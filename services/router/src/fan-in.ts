@@ -303,6 +303,8 @@ export class FanInSession {
   private confirming = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
+  /** The client half-closed: it wants no more tasks, only its answers. */
+  private halfClosed = false;
   /** When any shard stream last pushed tasks. */
   private lastPushAt = Date.now();
   /**
@@ -391,13 +393,35 @@ export class FanInSession {
     });
   }
 
+  /**
+   * The client half-closed: it wants no more tasks. The shards' credits are taken
+   * back, and the stream ends once every request the client sent is answered (its
+   * last acks, above all: ending at once would cancel them on the shards' streams and
+   * release those leases), or after the shard timeout; then the shard streams close
+   * and release what is still held.
+   */
+  private finish(): void {
+    if (this.ended.signal.aborted) return;
+    this.halfClosed = true;
+    this.unwatch?.();
+    this.unwatch = undefined;
+    for (const leg of this.legs.values())
+      if (leg.withdrawable && !leg.closed && leg.granted > 0) void this.takeBack(leg, 0);
+    this.later(this.routing.config.shardTimeoutMs, () => this.end());
+    this.endIfFinished();
+  }
+
+  private endIfFinished(): void {
+    if (this.halfClosed && this.answering === 0 && this.withdrawals.length === 0) this.end();
+  }
+
   private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
     try {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
       }
-      this.end(); // the client half-closed: it wants no more tasks
+      this.finish(); // the client half-closed: it wants no more tasks
     } catch (err) {
       this.end(asServerError(err));
     }
@@ -513,12 +537,13 @@ export class FanInSession {
     this.withdrawals.shift();
     if (this.withdrawals.length > 0) void this.nextWithdrawal();
     else this.rebalance();
+    this.endIfFinished();
   }
 
   /** Opens streams to shards that now hold subscribed queues; lets go of the others. */
   private follow(): void {
     const sub = this.subscription;
-    if (!sub || this.ended.signal.aborted || this.drainingNow) return;
+    if (!sub || this.ended.signal.aborted || this.drainingNow || this.halfClosed) return;
     this.wanted = this.routing.leaseShards(sub.commands, this.f.identity.tenant, sub.allTenants);
     for (const shard of this.wanted) {
       const leg = this.legs.get(shard);
@@ -678,7 +703,7 @@ export class FanInSession {
    */
   private rebalance(): void {
     const n = this.wanted.length;
-    if (n === 0 || this.drainingNow || this.withdrawals.length > 0) return;
+    if (n === 0 || this.drainingNow || this.halfClosed || this.withdrawals.length > 0) return;
     let held = 0;
     for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
     let free = this.outstanding - held;
@@ -785,6 +810,7 @@ export class FanInSession {
   private scarceShares(now: number): number[] {
     const quiet = (leg: Leg) => (leg.demoted ? DEMOTED_IDLE_MS : IDLE_MS);
     const rank = (leg: Leg) => {
+      if (!leg.accepting) return 4; // it may not answer: its turn could hold the credit
       if (leg.granted > 0 && now - leg.creditedAt < quiet(leg)) return 0; // its turn
       // waited long (longer after a turn in which it had nothing to push)
       const wait = leg.withdrawnIdle ? IDLE_TURN_WAIT_MS : TURN_WAIT_MS;
@@ -939,6 +965,7 @@ export class FanInSession {
   private answered(): void {
     this.answering--;
     this.endIfDrained();
+    this.endIfFinished();
   }
 
   /**

@@ -773,6 +773,26 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("a client that acks and half-closes at once gets its answers, and its acks are applied", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: [1, 2].map((n) => ({ command: "X", payload: payload(`x${n}`), maxAttempts: 1 })),
+    });
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"] }, credits: 5 }); // X is on a
+    await within(2_000, () => s.tasks().length === 2);
+    // a worker shutting down: no more tasks, its last acks, and it half-closes
+    s.send({ withdrawCredits: true, requestId: 1 });
+    s.send({ requestId: 2, acks: s.tasks().map((t) => ({ leaseToken: t.leaseToken })) });
+    s.requests.close();
+    await within(5_000, () => s.settled(2) !== undefined);
+    expect(s.settled(2)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
+    expect(s.received.find((r) => r.withdrawn)?.withdrawn?.credits).toBe(3);
+    await s.close();
+    expect(s.failure).toBeUndefined();
+    // applied, not released (a release on the only attempt would have dead-lettered them)
+    expect(await stats("a", "X")).toMatchObject({ completed: 2, dead: 0, leased: 0 });
+  });
+
   test("bad first message fails the stream with INVALID_ARGUMENT", async () => {
     const s = new Stream(rc);
     s.send({ credits: 1 });

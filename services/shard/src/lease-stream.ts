@@ -240,6 +240,7 @@ export class LeaseStreamSession implements Taker {
     while (this.heldCheck) await this.heldCheck;
     if (this.held.size > 0) await this.checkHeld();
     this.out.push({ withdrawn: { requestId, credits, held: this.held.size } });
+    this.endIfDrained(); // the check may have found it holds nothing
   }
 
   /** Credits set aside for a lease come back: `used` of them went to pushed tasks. */
