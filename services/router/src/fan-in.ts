@@ -359,12 +359,8 @@ export class FanInSession {
     this.unwatch = undefined;
     this.later(ms, () => this.end(routerShuttingDown()));
     // the shards push nothing more, and say what their streams hold (the counts follow)
-    for (const leg of this.legs.values())
-      void leg.subscribed.then(() => {
-        if (!leg.withdrawable || leg.closed) return;
-        void this.takeBack(leg, 0);
-        this.probe(leg);
-      });
+    void this.askAll();
+    for (const leg of this.legs.values()) this.probe(leg);
     this.endIfDrained();
   }
 
@@ -378,13 +374,7 @@ export class FanInSession {
     const open = () => [...this.legs.values()].filter((l) => !l.closed);
     if (open().some((l) => l.inflight > 0)) return;
     this.confirming = true;
-    void Promise.all(
-      open().map(async (leg) => {
-        if (!leg.accepting && leg.granted === 0) return; // has pushed nothing
-        await leg.subscribed;
-        if (leg.withdrawable && !leg.closed) await this.takeBack(leg, 0);
-      }),
-    ).then(() => {
+    void this.askAll().then(() => {
       this.confirming = false;
       // a shard that still holds something reset its count: its settlement comes back
       // here, as does the last answer to the client
@@ -405,8 +395,7 @@ export class FanInSession {
     this.halfClosed = true;
     this.unwatch?.();
     this.unwatch = undefined;
-    for (const leg of this.legs.values())
-      if (leg.withdrawable && !leg.closed && leg.granted > 0) void this.takeBack(leg, 0);
+    void this.askAll();
     this.later(this.routing.config.shardTimeoutMs, () => this.end());
     this.endIfFinished();
   }
@@ -507,17 +496,9 @@ export class FanInSession {
   private async nextWithdrawal(): Promise<void> {
     const first = this.withdrawals[0];
     if (!first) return;
-    await Promise.all(
-      [...this.legs.values()].map(async (leg) => {
-        // one that has not answered the subscription yet holds no lease; with no
-        // credits either, there is nothing to take back or count
-        if (!leg.accepting && leg.granted === 0) return;
-        await leg.subscribed; // only then is it known whether the shard takes withdrawals
-        if (leg.closed) return;
-        if (leg.withdrawable) await this.takeBack(leg, 0);
-        else if (leg.granted > 0 && leg.inflight === 0 && !this.drainingNow) this.recycle(leg);
-      }),
-    );
+    await this.askAll((leg) => {
+      if (leg.granted > 0 && leg.inflight === 0 && !this.drainingNow) this.recycle(leg);
+    });
     if (this.ended.signal.aborted) return;
     let kept = 0;
     let held = 0;
@@ -862,6 +843,26 @@ export class FanInSession {
   }
 
   /**
+   * Takes back the credits of every shard stream that may hold something, which also
+   * says what each still holds (`takeBack`); resolves once all have answered or closed.
+   * Whether a shard can be asked is known once its Subscribed has come, so that is
+   * waited for (a stream that has neither answered nor holds credits has pushed
+   * nothing: it is skipped). `unasked` gets each open stream whose shard predates
+   * withdraw_credits.
+   */
+  private async askAll(unasked?: (leg: Leg) => void): Promise<void> {
+    await Promise.all(
+      [...this.legs.values()].map(async (leg) => {
+        if (!leg.accepting && leg.granted === 0) return;
+        await leg.subscribed;
+        if (leg.closed) return;
+        if (leg.withdrawable) await this.takeBack(leg, 0);
+        else unasked?.(leg);
+      }),
+    );
+  }
+
+  /**
    * Takes back what `leg` holds beyond `keep` (withdraw_credits). The tenant's lease
    * rate limit, charged when those credits were handed out, gets back what came back
    * unused.
@@ -952,8 +953,7 @@ export class FanInSession {
         settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
       });
       // each leg took what its shard settled off its count when the shard answered
-      const shards = [...req.acks, ...req.nacks].map((i) => leaseTokenShard(i.leaseToken));
-      this.settledOn(new Map(shards.flatMap((shard) => (shard ? [[shard, 0]] : []))));
+      this.afterSettled([...req.acks, ...req.nacks].map((i) => leaseTokenShard(i.leaseToken)));
     } catch (err) {
       this.end(asServerError(err));
     } finally {
@@ -985,7 +985,7 @@ export class FanInSession {
           `shard ${leg.conn.id}: its answer to the acks is malformed`,
         );
       this.out.push(answer);
-      this.settledOn(new Map([[req.shard, 0]])); // the leg counted them off as they came
+      this.afterSettled([req.shard]); // the leg counted them off as they came
     } catch (err) {
       const e = asServerError(err);
       if (SETTLE_CALLER_CODES.has(e.code)) {
@@ -995,28 +995,30 @@ export class FanInSession {
       const status = { code: e.code, message: e.details };
       const acks = Array.from({ length: req.count }, () => status);
       this.out.push({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
-      if (!UNSETTLED_CODES.has(e.code)) this.settledOn(new Map([[req.shard, req.count]]));
+      if (!UNSETTLED_CODES.has(e.code)) {
+        // no answer came to count them off by: no longer ours all the same
+        const held = this.legs.get(req.shard);
+        if (held) held.inflight = Math.max(0, held.inflight - req.count);
+        this.afterSettled([req.shard]);
+      }
     } finally {
       this.answered();
     }
   }
 
   /**
-   * Settled (or no longer ours): the legs the tasks came through hold that much less
-   * (`n` of them; 0 when the leg counted them off on the shard's answer), which may
-   * let a stream close or its credits move.
+   * Tasks of `shards` were settled (their legs counted them off): a stream may close
+   * now, or a move's source hand over its credits.
    */
-  private settledOn(settledPerShard: ReadonlyMap<string, number>): void {
+  private afterSettled(shards: Iterable<string | undefined>): void {
     let recyclable = false;
-    for (const [shard, n] of settledPerShard) {
-      const leg = this.legs.get(shard);
+    for (const shard of new Set(shards)) {
+      const leg = shard === undefined ? undefined : this.legs.get(shard);
       if (!leg) continue;
-      leg.inflight = Math.max(0, leg.inflight - n);
       this.closeIfDone(leg);
       // a move's source holding credits can hand them over now (see `recycleIdle`)
       if (leg.inflight === 0 && leg.demoted && !leg.closed && leg.granted > 0) recyclable = true;
     }
     if (recyclable) this.rebalance();
-    this.endIfDrained();
   }
 }

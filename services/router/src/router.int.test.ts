@@ -309,6 +309,17 @@ describe("router forwarding", () => {
   });
 });
 
+/** A LeaseStream through the router holding two tasks of X (on shard a), granted `credits`. */
+async function holdingTwoOfX(credits: number): Promise<{ s: Stream; tokens: string[] }> {
+  await rc.client("t1").enqueueBatch({
+    tasks: [1, 2].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
+  });
+  const s = new Stream(rc);
+  s.send({ subscribe: { commands: ["X"] }, credits });
+  await within(2_000, () => s.tasks().length === 2);
+  return { s, tokens: s.tasks().map((t) => t.leaseToken) };
+}
+
 /**
  * The router's streams to shards take these for shard workers that predate
  * withdraw_credits (their Subscribed does not offer it), as during a rolling upgrade.
@@ -670,13 +681,8 @@ describe("LeaseStream through the router", () => {
   });
 
   test("a shard no longer wanted keeps its stream while the shard says it holds a task, whatever the acks", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: [1, 2].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
-    });
-    const s = new Stream(rc);
-    s.send({ subscribe: { commands: ["X"] }, credits: 3 }); // X is on a
-    await within(2_000, () => s.tasks().length === 2);
-    const [t1, t2] = s.tasks().map((t) => t.leaseToken);
+    const { s, tokens } = await holdingTwoOfX(3);
+    const [t1, t2] = tokens;
     // X now lives on b alone: a's stream stays only for what it pushed
     await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
     await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
@@ -697,13 +703,8 @@ describe("LeaseStream through the router", () => {
   });
 
   test("an ack that may not have been applied keeps its lease held: the shard stream is not recycled under it", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: [1, 2].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
-    });
-    const s = new Stream(rc);
-    s.send({ subscribe: { commands: ["X"] }, credits: 2 }); // X is on a
-    await within(2_000, () => s.tasks().length === 2);
-    const [t1, t2] = s.tasks().map((t) => t.leaseToken);
+    const { s, tokens } = await holdingTwoOfX(2);
+    const [t1, t2] = tokens;
     // shard a's store fails the first ack: answered UNAVAILABLE, the lease still held
     const engineA = rc.workers.get("a")!.engine;
     const ack = engineA.ack.bind(engineA);

@@ -148,6 +148,11 @@ export class LeaseStreamSession implements Taker {
       void (this.heldCheck ?? this.checkHeld()).then(() => this.endIfDrained());
   }
 
+  /** Ended, or draining: nothing more is pushed (what a lease got is given back). */
+  private get stopped(): boolean {
+    return this.ended.signal.aborted || this.draining;
+  }
+
   /** While draining: ends the stream once it holds no lease and no handoff is on its way. */
   private endIfDrained(): void {
     if (this.draining && this.held.size === 0 && this.reserved === 0) this.end(shuttingDown());
@@ -253,7 +258,7 @@ export class LeaseStreamSession implements Taker {
   /** Leases while there are credits; parks on the notifier when the queues are empty. */
   private async pump(): Promise<void> {
     const signal = this.ended.signal;
-    while (!signal.aborted && !this.draining) {
+    while (!this.stopped) {
       if (!this.ask || this.credits === 0 || this.withdrawing) {
         await this.kick.wait();
         this.kick = new Kick();
@@ -273,10 +278,9 @@ export class LeaseStreamSession implements Taker {
         try {
           got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
         } finally {
-          const pushing = !signal.aborted && !this.draining;
-          this.unreserve(want, pushing ? got.length : 0);
+          this.unreserve(want, this.stopped ? 0 : got.length);
         }
-        if (signal.aborted || this.draining) {
+        if (this.stopped) {
           // never pushed
           await this.core.giveBack(got.map((d) => d.token));
           this.endIfDrained();
@@ -301,8 +305,7 @@ export class LeaseStreamSession implements Taker {
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
   reserve(): Reservation | undefined {
     const max = Math.min(this.credits, this.maxBatch);
-    if (!this.ask || max <= 0 || this.ended.signal.aborted || this.draining || this.withdrawing)
-      return undefined;
+    if (!this.ask || max <= 0 || this.stopped || this.withdrawing) return undefined;
     this.credits -= max;
     this.reserved += max;
     return { max, leaseMs: this.ask.leaseMs, maxBytes: this.core.config.maxResponseBytes };
@@ -311,7 +314,7 @@ export class LeaseStreamSession implements Taker {
   /** What that enqueue leased for this stream; a stream that ended meanwhile gives it back. */
   deliver(deliveries: readonly Delivery[], reserved: number): void {
     const before = this.credits;
-    const pushing = !this.ended.signal.aborted && !this.draining;
+    const pushing = !this.stopped;
     this.unreserve(reserved, pushing ? deliveries.length : 0);
     // credits back to a stream that had none: its pump waits for them, or stayed parked
     // while announcements passed it by (the kick has it look at the queue again)
