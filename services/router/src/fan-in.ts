@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { leaseTokenShard } from "@codeq/engine";
-import { ServerError, Status } from "nice-grpc";
+import { ClientError, ServerError, Status } from "nice-grpc";
 import {
   type CreditsWithdrawn as Withdrawn,
   LeaseStreamRequest,
@@ -571,6 +571,11 @@ export class FanInSession {
     leg.demoted = this.demoted(shard);
     this.legs.set(shard, leg);
     leg.send({ subscribe: this.subscription! });
+    const timeout = this.routing.config.shardTimeoutMs;
+    this.later(timeout, () => {
+      if (!leg.accepting)
+        this.giveUp(leg, `it did not answer the subscription within ${timeout} ms`);
+    });
     const responses = conn.queue.leaseStream(leg.requests, {
       metadata: this.f.metadata,
       signal: leg.abort.signal,
@@ -655,6 +660,25 @@ export class FanInSession {
     this.endIfDrained();
   }
 
+  /**
+   * A shard stream that does not answer in time (a hung shard worker still holding its
+   * connection; keepalive would take up to 40 s to notice): it is closed as failed, the
+   * failure counts toward the shard's breaker, and it is reopened with backoff while
+   * the shard is wanted. Its credits are free again, and whatever waited for its answer
+   * (a client's withdrawal, the drain) goes on without it; the shard, if it wakes,
+   * releases what the stream held.
+   */
+  private giveUp(leg: Leg, why: string): void {
+    if (leg.closed) return;
+    const err = new ClientError(
+      "/codeq.v1.QueueService/LeaseStream",
+      Status.DEADLINE_EXCEEDED,
+      `shard ${leg.conn.id}: ${why}`,
+    );
+    this.routing.logger.warn({ shard: leg.conn.id, why }, "shard lease stream gave no answer");
+    this.onClosed(leg, err);
+  }
+
   private reopenLater(shard: string): void {
     const attempt = (this.reopenAttempts.get(shard) ?? 0) + 1;
     this.reopenAttempts.set(shard, attempt);
@@ -666,14 +690,18 @@ export class FanInSession {
     });
   }
 
-  /** Runs `fn` after `ms` unless the session has ended by then. */
-  private later(ms: number, fn: () => void): void {
-    if (this.ended.signal.aborted) return; // its timers are cleared already
+  /** Runs `fn` after `ms` unless the session has ended by then; returns what cancels it. */
+  private later(ms: number, fn: () => void): () => void {
+    if (this.ended.signal.aborted) return () => undefined; // its timers are cleared already
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       if (!this.ended.signal.aborted) fn();
     }, ms);
     this.timers.add(timer);
+    return () => {
+      clearTimeout(timer);
+      this.timers.delete(timer);
+    };
   }
 
   /**
@@ -868,11 +896,18 @@ export class FanInSession {
    * unused.
    */
   private async takeBack(leg: Leg, keep: number): Promise<void> {
-    const back = (await leg.withdraw(keep))?.credits ?? 0;
+    const answer = leg.withdraw(keep);
+    const timeout = this.routing.config.shardTimeoutMs;
+    const cancel = this.later(timeout, () =>
+      this.giveUp(leg, `it did not answer a withdrawal of credits within ${timeout} ms`),
+    );
+    const back = (await answer)?.credits;
+    cancel();
     const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
-    // `keep` went out uncharged: what the shard used meanwhile is charged now
-    if (back > keep) bucket?.refund(back - keep);
-    else if (back < keep) bucket?.takeUpTo(keep - back);
+    // `keep` went out uncharged: what the shard used meanwhile is charged now (a stream
+    // that closed first took its credits with it: nothing to settle)
+    if (back !== undefined && back > keep) bucket?.refund(back - keep);
+    else if (back !== undefined && back < keep) bucket?.takeUpTo(keep - back);
     // the shard's count of what the stream holds may let it close now
     if (!leg.wanted) this.closeIfDone(leg, true);
     this.endIfDrained();

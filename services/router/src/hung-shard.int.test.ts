@@ -1,0 +1,80 @@
+import { Status } from "nice-grpc";
+import { startRelay, type Relay } from "@codeq/testing";
+import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
+
+/**
+ * A shard worker that hangs with its connections open (a stopped process, a host whose
+ * packets are dropped): nothing closes its streams until keepalive notices, up to 40 s.
+ * The router's fan-in gives up on a shard stream that does not answer within the shard
+ * timeout, so the client's stream goes on with the other shards.
+ */
+const SHARD_TIMEOUT_MS = 1_000;
+
+let rc: RouterCluster;
+let relay: Relay;
+
+beforeEach(async () => {
+  rc = await routerCluster({
+    commands: { X: "a", Y: "b" },
+    shard: { mover: false },
+    router: { shardTimeoutMs: SHARD_TIMEOUT_MS },
+  });
+  // b is reached through a relay that can go silent
+  const [host, port] = rc.addresses.get("b")!.split(":");
+  relay = await startRelay(host!, Number(port));
+  const endpoint = `127.0.0.1:${relay.port}`;
+  await rc.change((m) => ({ ...m, shards: { ...m.shards, b: { ...m.shards.b!, endpoint } } }));
+  await within(2_000, () => rc.router.routing.pool.get("b").endpoint === endpoint);
+});
+afterEach(async () => {
+  await relay.close();
+  await rc.close();
+});
+
+test("a client's withdrawal is answered without a shard that stopped answering", async () => {
+  const s = new Stream(rc);
+  s.send({ subscribe: { commands: ["X", "Y"] }, credits: 4 });
+  const c = rc.client("t1");
+  await c.enqueue({ command: "X", payload: Buffer.from("on a") });
+  await c.enqueue({ command: "Y", payload: Buffer.from("on b") });
+  await within(3_000, () => s.tasks().length === 2); // both shard streams answer
+
+  relay.silence(); // b hangs: no FIN, no RST, no answer
+  const started = Date.now();
+  s.send({ withdrawCredits: true, requestId: 1 });
+  await within(SHARD_TIMEOUT_MS + 2_000, () => s.received.some((r) => r.withdrawn));
+  expect(Date.now() - started).toBeGreaterThanOrEqual(SHARD_TIMEOUT_MS - 50);
+  // the two unused credits come back; a's task is still held (b's stream, given up, is
+  // not counted: b releases its task if it wakes)
+  expect(s.received.find((r) => r.withdrawn)!.withdrawn).toMatchObject({
+    requestId: 1,
+    credits: 2,
+    held: 1,
+  });
+
+  // credits flow again, to the shard that answers
+  s.send({ credits: 2 });
+  await c.enqueue({ command: "X", payload: Buffer.from("on a again") });
+  await within(3_000, () => s.tasks().length === 3);
+  expect(Buffer.from(s.tasks()[2]!.task!.payload).toString()).toBe("on a again");
+  // a's first task was not released under the worker: its ack is applied
+  const onA = s.tasks().find((t) => t.task!.shard === "a")!;
+  s.send({ requestId: 2, acks: [{ leaseToken: onA.leaseToken }] });
+  await within(3_000, () => s.settled(2) !== undefined);
+  expect(s.settled(2)!.acks[0]!.code).toBe(Status.OK);
+  expect(s.failure).toBeUndefined();
+  await s.close();
+});
+
+test("a client's withdrawal does not wait for ever for a shard that never answers its subscription", async () => {
+  relay.silence();
+  const s = new Stream(rc);
+  s.send({ subscribe: { commands: ["X", "Y"] }, credits: 4 });
+  await within(3_000, () => s.received.some((r) => r.subscribed)); // a answers
+  // b holds some of the credits, and whether it takes withdrawals is not known yet
+  s.send({ withdrawCredits: true, requestId: 1 });
+  await within(SHARD_TIMEOUT_MS + 2_000, () => s.received.some((r) => r.withdrawn));
+  expect(s.received.find((r) => r.withdrawn)!.withdrawn).toMatchObject({ credits: 4, held: 0 });
+  expect(s.failure).toBeUndefined();
+  await s.close();
+});
