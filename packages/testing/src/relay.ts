@@ -15,6 +15,11 @@ export interface Relay {
   /** Stops listening for `ms`: connections are refused (the store is away). */
   refuseFor(ms: number): void;
   /**
+   * Closes every connection and refuses new ones for `ms`: the server restarts (a
+   * client's commands fail once its reconnects run out).
+   */
+  restart(ms: number): void;
+  /**
    * Passes no more bytes either way and closes nothing: a peer that vanished without
    * closing its connections (its host gone, a firewall dropping packets).
    */
@@ -57,12 +62,17 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const relayPort = (server.address() as net.AddressInfo).port;
   let away: NodeJS.Timeout | undefined;
+  const refuseFor = (ms: number) => {
+    server.close();
+    away = setTimeout(() => server.listen(relayPort, "127.0.0.1"), ms);
+  };
   return {
     port: relayPort,
     dropNextReply: (match = () => true) => (dropNext = match),
-    refuseFor: (ms) => {
-      server.close();
-      away = setTimeout(() => server.listen(relayPort, "127.0.0.1"), ms);
+    refuseFor,
+    restart: (ms) => {
+      refuseFor(ms);
+      for (const s of open) s.destroy();
     },
     silence: () => (silent = true),
     get dropped() {

@@ -196,7 +196,7 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     stream.close();
   });
 
-  it("a stream that ends during its handoff releases what it was handed at once", async () => {
+  it("a stream that ends during its handoff gives back what it was handed at once", async () => {
     const { stream, hold, enqueued } = await handoffInFlight("t-gone", "GONE", 2);
     const open = await fx.worker.metrics.streamsOpen();
     stream.close();
@@ -227,7 +227,31 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     stream.close();
   });
 
-  it("a stream that ends with two handoffs in flight releases what both hand it", async () => {
+  it("a stream withdrawing its credits does not stand in for a long poll behind it", async () => {
+    // one of the stream's 2 credits goes to a held handoff; a long poll parks behind it
+    const queue = { command: "WPOLL", tenant: "t-wpoll" };
+    const stream = await parkedStream(["t-wpoll"], "WPOLL", 2, { maxBatch: 1 });
+    const hold = holdHandoffs(fx.worker);
+    const handedOff = fx.client("t-wpoll").enqueue({ command: "WPOLL" });
+    await eventually(async () => hold.held() === 1);
+    const poll = fx.client("t-wpoll").lease({ commands: ["WPOLL"], maxTasks: 1, waitMs: 5_000 });
+    await eventually(async () => fx.worker.notifier.waitingOn(queue) === 2);
+    // the withdrawal waits for the handoff; the stream takes no task meanwhile
+    stream.send({ withdrawCredits: true, requestId: 7 });
+    await new Promise((r) => setTimeout(r, 100));
+    const sent = Date.now();
+    const { taskId } = await fx.client("t-wpoll").enqueue({ command: "WPOLL" });
+    // the long poll is woken, not the stream (whose one free credit is being withdrawn)
+    expect((await poll).tasks.map((t) => t.task!.id)).toEqual([taskId]);
+    expect(Date.now() - sent).toBeLessThan(2_500);
+    hold.release();
+    await handedOff;
+    expect((await stream.next())!.tasks!.tasks).toHaveLength(1);
+    expect((await stream.next())!.withdrawn).toEqual({ requestId: 7, credits: 1, held: 1 });
+    stream.close();
+  });
+
+  it("a stream that ends with two handoffs in flight gives back what both hand it", async () => {
     const stream = await parkedStream(["t-gone2"], "GONE2", 4, { maxBatch: 2 });
     const hold = holdHandoffs(fx.worker);
     const sent = [1, 2].map(() => fx.client("t-gone2").enqueue({ command: "GONE2" }));

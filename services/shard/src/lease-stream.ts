@@ -17,6 +17,9 @@ import { invalid, shuttingDown, toServerError } from "./status";
 import { deliveryToWire } from "@codeq/wire";
 
 const NONE = Promise.resolve([]);
+/** After a lease the store failed, the stream's pump leases again after this, doubling to the max, ms. */
+const STORE_RETRY_MS = 100;
+const STORE_RETRY_MAX_MS = 2_000;
 const itself = (status: ItemStatus) => status;
 const unextended = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
 
@@ -258,6 +261,7 @@ export class LeaseStreamSession implements Taker {
   /** Leases while there are credits; parks on the notifier when the queues are empty. */
   private async pump(): Promise<void> {
     const signal = this.ended.signal;
+    let failures = 0;
     while (!this.stopped) {
       if (!this.ask || this.credits === 0 || this.withdrawing) {
         await this.kick.wait();
@@ -277,6 +281,7 @@ export class LeaseStreamSession implements Taker {
         let got: readonly Delivery[] = [];
         try {
           got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
+          failures = 0;
         } finally {
           this.unreserve(want, this.stopped ? 0 : got.length);
         }
@@ -293,13 +298,34 @@ export class LeaseStreamSession implements Taker {
         }
         this.emptyAt = seen;
       } catch (err) {
-        this.end(toServerError(err));
+        const e = toServerError(err);
+        if (this.stopped || CALLER_CODES.has(e.code)) {
+          this.end(e);
+          return;
+        }
+        // the store failed (it restarts, the network blips): not the stream, and every
+        // lease it holds with it (its acks are answered with the failure meanwhile); it
+        // leases again after a pause, or when credits come
+        await this.pause(Math.min(STORE_RETRY_MAX_MS, STORE_RETRY_MS * 2 ** failures++));
       }
     }
   }
 
+  /** Waits `ms`, or less if the pump is kicked (credits, a withdrawal's end, the stream's). */
+  private async pause(ms: number): Promise<void> {
+    const timer = setTimeout(() => this.kick.fire(), ms);
+    await this.kick.wait();
+    clearTimeout(timer);
+    if (!this.ended.signal.aborted) this.kick = new Kick();
+  }
+
+  /**
+   * What a notification may count on this stream for: none while it withdraws its
+   * credits or stops (woken, it would lease nothing, and the waiters behind it would
+   * sleep through the notification).
+   */
   get available(): number {
-    return this.credits;
+    return this.withdrawing || this.stopped ? 0 : this.credits;
   }
 
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */

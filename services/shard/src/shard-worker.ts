@@ -40,9 +40,10 @@ export interface ShardWorker {
   /** The shard map version held; 0 for a standalone shard. */
   mapVersion(): number;
   /**
-   * Graceful shutdown: health NOT_SERVING, streams end (UNAVAILABLE, leases
-   * released), long polls answer, in-flight calls finish within the grace period,
-   * background loops stop, then the store connection closes.
+   * Graceful shutdown: health NOT_SERVING, streams drain (nothing more is pushed;
+   * each ends, UNAVAILABLE, once what it holds is settled or its share of the grace
+   * period is over, releasing what is left), long polls answer, in-flight calls finish
+   * within the grace period, background loops stop, then the store connection closes.
    */
   stop(): Promise<void>;
 }
