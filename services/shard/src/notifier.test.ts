@@ -76,6 +76,22 @@ describe("Notifier", () => {
     expect(n.version([{ queue: q }])).not.toBe(seen);
   });
 
+  it("forgets the versions of topics nobody waits on, and no earlier version comes back", async () => {
+    const n = new Notifier();
+    const queues = Array.from({ length: 100 }, (_, i) => ({ command: "C", tenant: `t${i}` }));
+    for (const queue of queues) n.notify(queue, 1);
+    expect(n.topicsKnown).toBe(101); // each queue, and the command
+    const topics = [{ queue: queues[5]! }, { queue: queues[6]! }];
+    const seen = n.version(topics);
+    const parked = n.wait([{ queue: q }], n.version([{ queue: q }]), never, 60_000);
+    n.wakeOnePerTopic(); // the tenants are gone: only q, which has a waiter, is kept
+    expect(await settled(parked)).toBe(true);
+    expect(n.topicsKnown).toBe(1);
+    expect(n.version(topics)).not.toBe(seen);
+    n.notify(queues[5]!, 1);
+    expect(n.version(topics)).toBeGreaterThan(seen);
+  });
+
   it("resolves on abort and on timeout, leaving nothing parked", async () => {
     const n = new Notifier();
     const abort = new AbortController();

@@ -72,20 +72,32 @@ export interface Claimed {
  * one with none left is not woken, since its pump leases again when they come back.
  */
 export class Notifier {
+  /**
+   * When each topic was last notified, on `clock`. Topics nobody waits on are
+   * forgotten now and then (`wakeOnePerTopic`): queues come and go with tenants.
+   */
   private readonly versions = new Map<string, number>();
+  /** Counts every notification: stamps only grow, so no version comes back. */
+  private clock = 0;
   private readonly waiters = new Map<string, Set<Waiter>>();
 
-  /** A number that changes whenever any of the topics is notified. */
+  /**
+   * A number that changes whenever any of the topics is notified: the latest stamp
+   * among them. A notification stamps its topics past every stamp before it, and a
+   * forgotten topic reads 0, so neither brings back an earlier version (forgetting
+   * one may only look like a notification: a waiter leases once more).
+   */
   version(topics: readonly Topic[]): number {
-    let sum = 0;
-    for (const t of topics) sum += this.versions.get(topicKey(t)) ?? 0;
-    return sum;
+    let latest = 0;
+    for (const t of topics) latest = Math.max(latest, this.versions.get(topicKey(t)) ?? 0);
+    return latest;
   }
 
   /** `n` tasks may be ready in `queue`: bump its versions and wake waiters whose capacities cover n. */
   notify(queue: QueueRef, n = 1): void {
     const keys = [topicKey({ queue }), topicKey({ command: queue.command })];
-    for (const key of keys) this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
+    const stamp = ++this.clock;
+    for (const key of keys) this.versions.set(key, stamp);
     let covered = 0;
     for (const key of keys) {
       const set = this.waiters.get(key);
@@ -128,11 +140,12 @@ export class Notifier {
   /**
    * The safety-net re-wake: bumps the version of every topic that has waiters and
    * wakes one waiter of each that could take a task now, so it leases again even if
-   * it saw the queue empty.
+   * it saw the queue empty. The versions of topics nobody waits on are forgotten.
    */
   wakeOnePerTopic(): void {
+    for (const key of this.versions.keys()) if (!this.waiters.has(key)) this.versions.delete(key);
     for (const [key, set] of [...this.waiters.entries()]) {
-      this.versions.set(key, (this.versions.get(key) ?? 0) + 1);
+      this.versions.set(key, ++this.clock);
       for (const waiter of set) {
         if (takes(waiter) === 0) continue;
         this.remove(waiter);
@@ -178,6 +191,11 @@ export class Notifier {
       (n, key) => n + (this.waiters.get(key)?.size ?? 0),
       0,
     );
+  }
+
+  /** Topics whose version is remembered (for tests). */
+  get topicsKnown(): number {
+    return this.versions.size;
   }
 
   /** Waiters parked now (for metrics and tests). */
