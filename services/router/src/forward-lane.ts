@@ -47,6 +47,8 @@ export type ForwardClient = Client<typeof forwardService>;
 
 interface Pending {
   readonly sentAt: number;
+  /** The call's bytes until they are written to the stream. */
+  bytes: Uint8Array | undefined;
   /** A lease's caller: what the lease takes after the lane gave up on it is given back. */
   readonly leaseFor?: Caller;
   resolve(answer: ForwardAnswer): void;
@@ -55,15 +57,25 @@ interface Pending {
 
 /** One Forward stream: the calls written to it and not answered yet. */
 interface Stream {
-  readonly requests: Channel<{ readonly seq: number; readonly bytes: Uint8Array }>;
+  /** The seqs of calls to write, in order (their bytes are on their Pending). */
+  readonly requests: Channel<number>;
   readonly abort: AbortController;
   readonly pending: SeqWindow<Pending>;
+  /** Bytes of the calls waiting to be written (the shard reads slowly, or not at all). */
+  unwritten: number;
   /** Leases timed out here but maybe taken there, by seq: given back when answered. */
   readonly late: Map<number, Caller>;
 }
 
 /** Timed-out leases remembered per stream, at most (the oldest are forgotten). */
 const MAX_LATE = 10_000;
+
+/**
+ * Bytes of calls one stream holds waiting to be written, at most: with the count
+ * (`maxPending`), what bounds the router's memory while a shard worker does not read
+ * (a store stall): 4,096 calls of up to 256 KB each would be 1 GiB.
+ */
+export const MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024;
 
 /**
  * A call's header: its ForwardRequest without the call's fields, encoded alone and put
@@ -150,6 +162,7 @@ export class ForwardLane {
      * delivered again then, later than a give-back would have.
      */
     private readonly onGiveBackLost: (leases: number, err: unknown) => void = () => undefined,
+    private readonly maxUnwrittenBytes = MAX_UNWRITTEN_BYTES,
   ) {}
 
   /**
@@ -165,6 +178,9 @@ export class ForwardLane {
     signal?: AbortSignal,
   ): Promise<ForwardAnswer> {
     if (this.closed) return Promise.reject(this.refusal("its connection is closed"));
+    // nothing would settle a call whose caller is gone before it is registered
+    if (signal?.aborted)
+      return Promise.reject(this.failure(Status.CANCELLED, "the caller left before the call"));
     const stream = (this.current ??= this.start());
     if (stream.pending.size >= this.maxPending)
       return Promise.reject(
@@ -172,12 +188,21 @@ export class ForwardLane {
           `it is not keeping up: ${this.maxPending} calls are waiting for it; retry after a backoff`,
         ),
       );
-    const seq = this.nextSeq++;
+    const seq = this.nextSeq;
     const bytes = Buffer.concat([call, forwardHeader(seq, caller)]);
+    if (stream.unwritten + bytes.length > this.maxUnwrittenBytes)
+      return Promise.reject(
+        this.refusal(
+          `it is not keeping up: ${stream.unwritten} bytes of calls are waiting to be written to it; retry after a backoff`,
+        ),
+      );
+    this.nextSeq++;
+    stream.unwritten += bytes.length;
     return new Promise((resolve, reject) => {
       const leaseFor = lease ? caller : undefined;
+      const sentAt = performance.now();
       if (!signal) {
-        stream.pending.set(seq, { sentAt: performance.now(), leaseFor, resolve, reject });
+        stream.pending.set(seq, { sentAt, bytes, leaseFor, resolve, reject });
       } else {
         // the caller left: stop waiting; what the call leases goes back when it comes
         const left = () => {
@@ -185,24 +210,33 @@ export class ForwardLane {
           this.abandon(stream, seq, leaseFor);
           reject(this.failure(Status.CANCELLED, "the caller left before the answer"));
         };
-        if (signal.aborted) return left();
         signal.addEventListener("abort", left, { once: true });
         const settled = () => signal.removeEventListener("abort", left);
         stream.pending.set(seq, {
-          sentAt: performance.now(),
+          sentAt,
+          bytes,
           leaseFor,
           resolve: (a) => (settled(), resolve(a)),
           reject: (e) => (settled(), reject(e)),
         });
       }
       this.sweeper ??= setInterval(() => this.sweep(), Math.min(SWEEP_MS, this.timeoutMs));
-      stream.requests.push({ seq, bytes });
+      stream.requests.push(seq);
     });
   }
 
-  /** Stops waiting for call `seq`; a lease's late answer is given back for `leaseFor`. */
+  /**
+   * Stops waiting for call `seq`. One not written yet never will be, and its bytes
+   * go now; a lease that was written has its late answer given back for `leaseFor`.
+   */
   private abandon(stream: Stream, seq: number, leaseFor: Caller | undefined): void {
+    const p = stream.pending.get(seq);
     stream.pending.delete(seq);
+    if (p?.bytes) {
+      stream.unwritten -= p.bytes.length;
+      p.bytes = undefined;
+      return;
+    }
     if (leaseFor) {
       stream.late.set(seq, leaseFor);
       if (stream.late.size > MAX_LATE) stream.late.delete(stream.late.keys().next().value!);
@@ -231,6 +265,7 @@ export class ForwardLane {
       requests: new Channel(),
       abort: new AbortController(),
       pending: new SeqWindow(),
+      unwritten: 0,
       late: new Map(),
     };
     this.streams.add(stream);
@@ -239,9 +274,16 @@ export class ForwardLane {
   }
 
   private async read(stream: Stream): Promise<void> {
-    // a call that timed out while it waited to be written is never written
+    // a call abandoned while it waited to be written is never written
     const unanswered = async function* () {
-      for await (const m of stream.requests) if (stream.pending.get(m.seq)) yield m.bytes;
+      for await (const seq of stream.requests) {
+        const p = stream.pending.get(seq);
+        const bytes = p?.bytes;
+        if (!p || !bytes) continue;
+        p.bytes = undefined;
+        stream.unwritten -= bytes.length;
+        yield bytes;
+      }
     };
     let failure: unknown;
     try {
