@@ -38,6 +38,10 @@ export interface LeaseAsk {
 }
 
 const OK: ItemStatus = { code: Status.OK, message: "" };
+/** A give-back the store failed is tried again this often while it keeps failing, ms. */
+const GIVE_BACK_RETRY_MS = 1_000;
+/** Leases kept for a give-back retry, at most (past it the oldest are left to expire). */
+const MAX_UNRETURNED = 10_000;
 
 /**
  * The queue operations every RPC shares (unary, streams): identity and role
@@ -45,6 +49,11 @@ const OK: ItemStatus = { code: Status.OK, message: "" };
  * due loop on time.
  */
 export class QueueCore {
+  /** Leases no worker got whose give-back the store failed: tried again (`retryGiveBacks`). */
+  private unreturned: string[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retrying = false;
+
   constructor(
     readonly engine: QueueEngine,
     readonly notifier: Notifier,
@@ -324,13 +333,56 @@ export class QueueCore {
 
   /**
    * Gives back leases no worker got (its caller left, or its stream closed before the
-   * push): ready again at once, the attempt not counted.
+   * push): ready again at once, the attempt not counted. When the store fails it, it
+   * throws, and the leases are given back once the store answers again (every
+   * GIVE_BACK_RETRY_MS), rather than held by no one until they expire (up to 12 h).
+   * A late give-back is safe: a lease that expired meanwhile, or was leased again,
+   * is fenced by its token.
    */
   async giveBack(tokens: readonly string[]): Promise<void> {
     if (tokens.length === 0) return;
+    try {
+      await this.giveBackNow(tokens);
+    } catch (err) {
+      this.unreturned.push(...tokens);
+      if (this.unreturned.length > MAX_UNRETURNED)
+        this.unreturned.splice(0, this.unreturned.length - MAX_UNRETURNED);
+      this.retryTimer ??= setInterval(() => void this.retryGiveBacks(), GIVE_BACK_RETRY_MS);
+      this.retryTimer.unref();
+      throw err;
+    }
+  }
+
+  private async giveBackNow(tokens: readonly string[]): Promise<void> {
     const outs = await this.metrics.time("give_back", () => this.engine.giveBack(tokens));
     this.metrics.givenBack.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
     this.afterFailure(tokens, outs);
+  }
+
+  /** Gives back what failed before, a batch at a time, until the store fails again. */
+  private async retryGiveBacks(): Promise<void> {
+    if (this.retrying) return;
+    this.retrying = true;
+    try {
+      while (this.unreturned.length > 0) {
+        const batch = this.unreturned.slice(0, this.config.maxBatch);
+        await this.giveBackNow(batch);
+        this.unreturned.splice(0, batch.length);
+      }
+      clearInterval(this.retryTimer);
+      this.retryTimer = undefined;
+    } catch {
+      // still away: the next tick tries again
+    } finally {
+      this.retrying = false;
+    }
+  }
+
+  /** Stops trying give-backs again (shutdown: the store closes; those leases expire). */
+  stopRetries(): void {
+    clearInterval(this.retryTimer);
+    this.retryTimer = undefined;
+    this.unreturned = [];
   }
 
   /** Which of these leases are still held (a stream forgetting those settled elsewhere). */

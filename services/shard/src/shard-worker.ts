@@ -195,6 +195,7 @@ export async function startShardWorker(
     stopMover?.();
     await mover?.stop();
     await shutdown;
+    core.stopRetries();
     await background.stop();
     await migrations?.close();
     await metricsServer?.close();

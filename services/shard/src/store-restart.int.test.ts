@@ -1,6 +1,7 @@
 import { Status } from "nice-grpc";
 import { RedisServer, startRelay, type Relay } from "@codeq/testing";
-import { shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
+import { TaskState } from "@codeq/proto";
+import { eventually, shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
 
 /**
  * The store goes away for longer than ioredis's retries (a KVRocks restart), while a
@@ -42,5 +43,50 @@ describe("a shard worker whose store restarts under a stream", () => {
     expect(task.attempts).toBe(1);
     expect(task.lastError).toBe("");
     s.close();
+  }, 20_000);
+
+  it("gives back, once the store is back, a handoff whose stream ended and whose give-back failed", async () => {
+    const c = fx.client("t-giveback");
+    const queue = { command: "GIVEBACK", tenant: "t-giveback" };
+    const s = new StreamDriver(c);
+    s.send({ ...SUB(["GIVEBACK"]), credits: 1 });
+    await s.next(); // subscribed
+    await eventually(async () => fx.worker.notifier.waitingOn(queue) === 1);
+    // the enqueue hands its task to the stream; the stream ends before the handoff is back
+    const engine = fx.worker.engine;
+    const [enqueueAndLease, giveBack] = [engine.enqueueAndLease, engine.giveBack].map((f) =>
+      f.bind(engine),
+    ) as [typeof engine.enqueueAndLease, typeof engine.giveBack];
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    let [handedOff, givenBack] = [0, 0];
+    engine.enqueueAndLease = async (...args) => {
+      engine.enqueueAndLease = enqueueAndLease;
+      handedOff++;
+      await gate;
+      return enqueueAndLease(...args);
+    };
+    // and the store goes away as the worker gives the task back
+    engine.giveBack = async (...args) => {
+      engine.giveBack = giveBack;
+      relay.restart(1_500);
+      givenBack++;
+      return giveBack(...args);
+    };
+    const enqueued = c.enqueue({ command: "GIVEBACK" });
+    await eventually(async () => handedOff === 1);
+    const streams = await fx.worker.metrics.streamsOpen();
+    s.abort.abort();
+    await eventually(async () => (await fx.worker.metrics.streamsOpen()) < streams);
+    open();
+    const { taskId } = await enqueued;
+    expect(givenBack).toBe(1);
+    // ready again within seconds, not when its 30 s lease expires; no attempt counted
+    await eventually(async () => {
+      const task = (await c.getTask({ command: "GIVEBACK", taskId }).catch(() => undefined))?.task;
+      return task?.state === TaskState.TASK_STATE_READY;
+    }, 10_000);
+    const task = (await c.getTask({ command: "GIVEBACK", taskId })).task!;
+    expect(task.attempts).toBe(0);
   }, 20_000);
 });
