@@ -9,6 +9,34 @@ describe("LeaseStream on a shard worker", () => {
   beforeAll(async () => (fx = await shardFixture({ rewakeMs: 3_600_000, dueIdleMs: 60_000 })));
   afterAll(() => fx.close());
 
+  it("pushes a task enqueued while its lease read the queue empty, though the re-wake forgot the queue meanwhile", async () => {
+    const c = fx.client("t-forget");
+    const engine = fx.worker.engine;
+    const lease = engine.lease.bind(engine);
+    let leased!: () => void;
+    const inLease = new Promise<void>((resolve) => (leased = resolve));
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    // the stream's first lease finds nothing, and its answer is held
+    engine.lease = async (...args) => {
+      engine.lease = lease;
+      const got = await lease(...args);
+      leased();
+      await gate;
+      return got;
+    };
+    const stream = new StreamDriver(c);
+    stream.send({ ...SUB(["FORGET"]), credits: 1 });
+    await stream.next(); // subscribed
+    await inLease;
+    const { taskId } = await c.enqueue({ command: "FORGET" }); // nobody is parked yet
+    fx.worker.notifier.wakeOnePerTopic(); // nobody waits on the queue: forgotten
+    open();
+    const pushed = await stream.next(3_000);
+    expect(pushed?.tasks?.tasks.map((t) => t.task!.id)).toEqual([taskId]);
+    stream.close();
+  });
+
   it("pushes a task enqueued after the worker subscribed, without polling", async () => {
     const producer = fx.client("t-push");
     const stream = new StreamDriver(fx.client("t-push"));

@@ -92,6 +92,15 @@ describe("Notifier", () => {
     expect(n.version(topics)).toBeGreaterThan(seen);
   });
 
+  it("a notification between a waiter's read and its parking is not lost when its topic is forgotten", async () => {
+    const n = new Notifier();
+    const topics = [{ queue: q }];
+    const seen = n.version(topics); // the waiter leases, and finds nothing
+    n.notify(q, 1); // an enqueue; nobody is parked yet
+    n.wakeOnePerTopic(); // nobody waits on q: forgotten
+    expect(await settled(n.wait(topics, seen, never, 60_000))).toBe(true);
+  });
+
   it("resolves on abort and on timeout, leaving nothing parked", async () => {
     const n = new Notifier();
     const abort = new AbortController();

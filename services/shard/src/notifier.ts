@@ -79,17 +79,23 @@ export class Notifier {
   private readonly versions = new Map<string, number>();
   /** Counts every notification: stamps only grow, so no version comes back. */
   private clock = 0;
+  /**
+   * What a topic without a stamp reads: a stamp taken when topics were last
+   * forgotten, so a forgotten topic reads later than anything read of it before.
+   */
+  private floor = 0;
   private readonly waiters = new Map<string, Set<Waiter>>();
 
   /**
    * A number that changes whenever any of the topics is notified: the latest stamp
    * among them. A notification stamps its topics past every stamp before it, and a
-   * forgotten topic reads 0, so neither brings back an earlier version (forgetting
-   * one may only look like a notification: a waiter leases once more).
+   * forgotten topic reads the floor, taken past every stamp when it was forgotten:
+   * neither brings back an earlier version (forgetting one may only look like a
+   * notification: a waiter leases once more).
    */
   version(topics: readonly Topic[]): number {
     let latest = 0;
-    for (const t of topics) latest = Math.max(latest, this.versions.get(topicKey(t)) ?? 0);
+    for (const t of topics) latest = Math.max(latest, this.versions.get(topicKey(t)) ?? this.floor);
     return latest;
   }
 
@@ -143,7 +149,13 @@ export class Notifier {
    * it saw the queue empty. The versions of topics nobody waits on are forgotten.
    */
   wakeOnePerTopic(): void {
-    for (const key of this.versions.keys()) if (!this.waiters.has(key)) this.versions.delete(key);
+    let forgot = false;
+    for (const key of this.versions.keys()) {
+      if (this.waiters.has(key)) continue;
+      this.versions.delete(key);
+      forgot = true;
+    }
+    if (forgot) this.floor = ++this.clock;
     for (const [key, set] of [...this.waiters.entries()]) {
       this.versions.set(key, ++this.clock);
       for (const waiter of set) {

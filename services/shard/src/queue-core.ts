@@ -53,6 +53,8 @@ export class QueueCore {
   private unreturned: string[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying = false;
+  /** Shutdown: nothing is kept for a retry any more. */
+  private retriesStopped = false;
 
   constructor(
     readonly engine: QueueEngine,
@@ -344,6 +346,7 @@ export class QueueCore {
     try {
       await this.giveBackNow(tokens);
     } catch (err) {
+      if (this.retriesStopped) throw err;
       this.unreturned.push(...tokens);
       if (this.unreturned.length > MAX_UNRETURNED)
         this.unreturned.splice(0, this.unreturned.length - MAX_UNRETURNED);
@@ -380,6 +383,7 @@ export class QueueCore {
 
   /** Stops trying give-backs again (shutdown: the store closes; those leases expire). */
   stopRetries(): void {
+    this.retriesStopped = true;
     clearInterval(this.retryTimer);
     this.retryTimer = undefined;
     this.unreturned = [];
