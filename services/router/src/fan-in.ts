@@ -82,6 +82,9 @@ const IDLE_TURNS_RECHECK_MS = 1_000;
  */
 const PROBE_MS = 2_000;
 
+/** A wait for a shard stream's answer ran out (`answerOf`). */
+const LATE = Symbol("late");
+
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {
   /** Sent as given: the shard client's serializer makes the one complete copy it encodes. */
@@ -896,13 +899,7 @@ export class FanInSession {
    * unused.
    */
   private async takeBack(leg: Leg, keep: number): Promise<void> {
-    const answer = leg.withdraw(keep);
-    const timeout = this.routing.config.shardTimeoutMs;
-    const cancel = this.later(timeout, () =>
-      this.giveUp(leg, `it did not answer a withdrawal of credits within ${timeout} ms`),
-    );
-    const back = (await answer)?.credits;
-    cancel();
+    const back = (await this.answerOf(leg, leg.withdraw(keep), "a withdrawal of credits"))?.credits;
     const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
     // `keep` went out uncharged: what the shard used meanwhile is charged now (a stream
     // that closed first took its credits with it: nothing to settle)
@@ -911,6 +908,30 @@ export class FanInSession {
     // the shard's count of what the stream holds may let it close now
     if (!leg.wanted) this.closeIfDone(leg, true);
     this.endIfDrained();
+  }
+
+  /**
+   * What `answer` resolves to; a stream that has not answered within the shard
+   * timeout is given up (its answer then resolves as the stream closes) unless the
+   * shard worker is alive: a worker whose store stalls answers a withdrawal late (it
+   * reads the store first) but answers its health check, and its stream, which holds
+   * tasks its worker runs, is waited for again.
+   */
+  private async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T> {
+    const timeout = this.routing.config.shardTimeoutMs;
+    for (;;) {
+      let cancel = () => undefined as void;
+      const late = new Promise<typeof LATE>((resolve) => {
+        cancel = this.later(timeout, () => resolve(LATE));
+      });
+      const first = await Promise.race([answer, late]);
+      cancel();
+      if (first !== LATE) return first as T;
+      if (leg.closed) return answer;
+      if (await leg.conn.alive(timeout)) continue;
+      this.giveUp(leg, `it answered neither ${what} nor a health check within ${timeout} ms`);
+      return answer;
+    }
   }
 
   /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */

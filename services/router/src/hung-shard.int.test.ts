@@ -42,8 +42,9 @@ test("a client's withdrawal is answered without a shard that stopped answering",
   relay.silence(); // b hangs: no FIN, no RST, no answer
   const started = Date.now();
   s.send({ withdrawCredits: true, requestId: 1 });
-  await within(SHARD_TIMEOUT_MS + 2_000, () => s.received.some((r) => r.withdrawn));
-  expect(Date.now() - started).toBeGreaterThanOrEqual(SHARD_TIMEOUT_MS - 50);
+  // the shard timeout, then a health check as long that gets no answer either
+  await within(2 * SHARD_TIMEOUT_MS + 2_000, () => s.received.some((r) => r.withdrawn));
+  expect(Date.now() - started).toBeGreaterThanOrEqual(2 * SHARD_TIMEOUT_MS - 50);
   // the two unused credits come back; a's task is still held (b's stream, given up, is
   // not counted: b releases its task if it wakes)
   expect(s.received.find((r) => r.withdrawn)!.withdrawn).toMatchObject({
@@ -73,8 +74,33 @@ test("a client's withdrawal does not wait for ever for a shard that never answer
   await within(3_000, () => s.received.some((r) => r.subscribed)); // a answers
   // b holds some of the credits, and whether it takes withdrawals is not known yet
   s.send({ withdrawCredits: true, requestId: 1 });
-  await within(SHARD_TIMEOUT_MS + 2_000, () => s.received.some((r) => r.withdrawn));
+  await within(2 * SHARD_TIMEOUT_MS + 2_000, () => s.received.some((r) => r.withdrawn));
   expect(s.received.find((r) => r.withdrawn)!.withdrawn).toMatchObject({ credits: 4, held: 0 });
   expect(s.failure).toBeUndefined();
   await s.close();
 });
+
+test("a shard whose store stalls answers late but lives: its stream, and what it holds, are kept", async () => {
+  const s = new Stream(rc);
+  s.send({ subscribe: { commands: ["X", "Y"] }, credits: 4 });
+  const c = rc.client("t1");
+  await c.enqueue({ command: "X", payload: Buffer.from("on a") });
+  await within(3_000, () => s.tasks().length === 1); // the worker runs a's task
+  const redis = rc.server.client();
+  try {
+    // the store answers no one for longer than the shard timeout: a's withdrawal waits
+    // for its check of what the stream holds, while a's health check is answered
+    await redis.call("CLIENT", "PAUSE", String(3 * SHARD_TIMEOUT_MS));
+    s.send({ withdrawCredits: true, requestId: 1 });
+    await within(3 * SHARD_TIMEOUT_MS + 3_000, () => s.received.some((r) => r.withdrawn));
+    expect(s.received.find((r) => r.withdrawn)!.withdrawn).toMatchObject({ credits: 3, held: 1 });
+    // a's stream was kept: the task was not released under its worker
+    s.send({ requestId: 2, acks: [{ leaseToken: s.tasks()[0]!.leaseToken }] });
+    await within(3_000, () => s.settled(2) !== undefined);
+    expect(s.settled(2)!.acks[0]!.code).toBe(Status.OK);
+  } finally {
+    redis.disconnect();
+  }
+  expect(s.failure).toBeUndefined();
+  await s.close();
+}, 20_000);

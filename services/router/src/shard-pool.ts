@@ -168,6 +168,19 @@ export class ShardConn {
     }
   }
 
+  /**
+   * Whether the shard worker answers at all within `ms` (its health service, whatever
+   * it says): a worker whose store stalls does, a hung process does not.
+   */
+  async alive(ms: number): Promise<boolean> {
+    try {
+      await this.health.check({ service: "" }, { signal: AbortSignal.timeout(ms) });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Throws UNAVAILABLE while the breaker is open (a stream about to open asks first). */
   admit(): void {
     if (this.breaker.opened) throw this.openError();
