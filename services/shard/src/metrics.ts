@@ -45,6 +45,8 @@ export interface MapView {
 export class Metrics {
   readonly registry = new Registry();
   readonly operation: Histogram<"shard" | "operation">;
+  /** Engine operations that failed (the store away, a script error), by operation. */
+  readonly operationFailures: Counter<"shard" | "operation">;
   readonly available: Gauge<"shard">;
   readonly rpc: RpcMetrics;
   readonly openStreams: Gauge;
@@ -76,6 +78,12 @@ export class Metrics {
       help: "Time of one engine operation (one script call) on the shard's store.",
       labelNames: ["shard", "operation"],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers,
+    });
+    this.operationFailures = new Counter({
+      name: "codeq_shard_operation_failures_total",
+      help: "Engine operations (script calls) that failed: the store did not answer, or a script failed.",
+      labelNames: ["shard", "operation"],
       registers,
     });
     this.available = new Gauge({
@@ -246,6 +254,9 @@ export class Metrics {
     const end = this.operation.startTimer({ shard: this.shard, operation });
     try {
       return await fn();
+    } catch (err) {
+      this.operationFailures.inc({ shard: this.shard, operation });
+      throw err;
     } finally {
       end();
     }

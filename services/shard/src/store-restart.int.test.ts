@@ -36,6 +36,11 @@ describe("a shard worker whose store restarts under a stream", () => {
     // once the store is back, b is pushed on the same stream
     const next = await s.next(10_000);
     expect(next?.tasks?.tasks.map((t) => t.task!.id)).toEqual([b.taskId]);
+    // the failed lease is counted, for whoever watches the worker
+    const failed = (await fx.worker.metrics.operationFailures.get()).values.find(
+      (v) => v.labels.operation === "lease",
+    );
+    expect(failed?.value).toBeGreaterThanOrEqual(1);
     // a was not released under its worker: its ack is applied
     s.send({ requestId: 1, acks: [{ leaseToken: a!.leaseToken, result: Buffer.alloc(0) }] });
     expect((await s.next(3_000))?.settled?.acks.map((x) => x.code)).toEqual([Status.OK]);
