@@ -193,6 +193,8 @@ export class Stream {
   readonly received: LeaseStreamResponse[] = [];
   readonly abort = new AbortController();
   failure: unknown;
+  /** The stream has ended (the router ended it, or `close`). */
+  ended = false;
   private readonly done: Promise<void>;
 
   constructor(rc: RouterCluster, tenant = "t1") {
@@ -203,6 +205,7 @@ export class Stream {
       } catch (err) {
         this.failure = err;
       }
+      this.ended = true;
     })();
   }
 
