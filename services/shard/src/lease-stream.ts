@@ -298,8 +298,13 @@ export class LeaseStreamSession implements Taker {
         }
         this.emptyAt = seen;
       } catch (err) {
+        if (this.stopped) {
+          // nothing more to push: a draining stream still ends as its drain says
+          this.endIfDrained();
+          return;
+        }
         const e = toServerError(err);
-        if (this.stopped || CALLER_CODES.has(e.code)) {
+        if (CALLER_CODES.has(e.code)) {
           this.end(e);
           return;
         }

@@ -346,14 +346,20 @@ export class QueueCore {
     try {
       await this.giveBackNow(tokens);
     } catch (err) {
-      if (this.retriesStopped) throw err;
-      this.unreturned.push(...tokens);
-      if (this.unreturned.length > MAX_UNRETURNED)
-        this.unreturned.splice(0, this.unreturned.length - MAX_UNRETURNED);
-      this.retryTimer ??= setInterval(() => void this.retryGiveBacks(), GIVE_BACK_RETRY_MS);
-      this.retryTimer.unref();
+      this.keepForRetry(tokens);
       throw err;
     }
+  }
+
+  /** Keeps `tokens` for `retryGiveBacks`, the newest MAX_UNRETURNED at most. */
+  private keepForRetry(tokens: readonly string[], first = false): void {
+    if (this.retriesStopped) return;
+    if (first) this.unreturned.unshift(...tokens);
+    else this.unreturned.push(...tokens);
+    if (this.unreturned.length > MAX_UNRETURNED)
+      this.unreturned.splice(0, this.unreturned.length - MAX_UNRETURNED);
+    this.retryTimer ??= setInterval(() => void this.retryGiveBacks(), GIVE_BACK_RETRY_MS);
+    this.retryTimer.unref();
   }
 
   private async giveBackNow(tokens: readonly string[]): Promise<void> {
@@ -368,14 +374,16 @@ export class QueueCore {
     this.retrying = true;
     try {
       while (this.unreturned.length > 0) {
-        const batch = this.unreturned.slice(0, this.config.maxBatch);
-        await this.giveBackNow(batch);
-        this.unreturned.splice(0, batch.length);
+        const batch = this.unreturned.splice(0, this.config.maxBatch);
+        try {
+          await this.giveBackNow(batch);
+        } catch {
+          this.keepForRetry(batch, true); // still away: the next tick tries again
+          return;
+        }
       }
       clearInterval(this.retryTimer);
       this.retryTimer = undefined;
-    } catch {
-      // still away: the next tick tries again
     } finally {
       this.retrying = false;
     }
