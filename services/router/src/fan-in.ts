@@ -109,6 +109,8 @@ class Leg {
   accepting = false;
   /** The shard honours withdraw_credits (its Subscribed said so). */
   withdrawable = false;
+  /** Which of the shard's channels the stream is on. */
+  channel = 0;
   /** Resolves once the shard's Subscribed has come (or the stream closed before). */
   readonly subscribed: Promise<void>;
   private onSubscribed!: () => void;
@@ -579,7 +581,9 @@ export class FanInSession {
       if (!leg.accepting)
         this.giveUp(leg, `it did not answer the subscription within ${timeout} ms`);
     });
-    const responses = conn.queue.leaseStream(leg.requests, {
+    const { client, channel } = conn.nextQueue();
+    leg.channel = channel;
+    const responses = client.leaseStream(leg.requests, {
       metadata: this.f.metadata,
       signal: leg.abort.signal,
     });
@@ -622,7 +626,11 @@ export class FanInSession {
     const res = raw.value;
     if (res.withdrawn) {
       leg.withdrawn(res.withdrawn);
-      if (!this.ended.signal.aborted) this.rebalance();
+      if (this.ended.signal.aborted) return;
+      this.rebalance();
+      // an answer that came after `answerOf` stopped waiting for it is acted on here
+      if (!leg.wanted) this.closeIfDone(leg, true);
+      this.endIfDrained();
       return;
     }
     if (res.subscribed) {
@@ -911,27 +919,28 @@ export class FanInSession {
   }
 
   /**
-   * What `answer` resolves to; a stream that has not answered within the shard
-   * timeout is given up (its answer then resolves as the stream closes) unless the
-   * shard worker is alive: a worker whose store stalls answers a withdrawal late (it
-   * reads the store first) but answers its health check, and its stream, which holds
-   * tasks its worker runs, is waited for again.
+   * What `answer` resolves to, waited for at most the shard timeout. A stream that has
+   * not answered by then is given up (its answer then resolves as the stream closes)
+   * unless the shard worker is alive: a worker whose store stalls answers a withdrawal
+   * late (it reads the store first) but answers its health check. Its stream, which
+   * holds tasks its worker runs, is kept, and undefined comes back at once: what the
+   * stream holds counts as still held (a client's withdrawal is answered without its
+   * credits, as behind a shard that predates withdrawals), and the leg applies the
+   * late answer when it comes.
    */
-  private async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T> {
+  private async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T | undefined> {
     const timeout = this.routing.config.shardTimeoutMs;
-    for (;;) {
-      let cancel = () => undefined as void;
-      const late = new Promise<typeof LATE>((resolve) => {
-        cancel = this.later(timeout, () => resolve(LATE));
-      });
-      const first = await Promise.race([answer, late]);
-      cancel();
-      if (first !== LATE) return first as T;
-      if (leg.closed) return answer;
-      if (await leg.conn.alive(timeout)) continue;
-      this.giveUp(leg, `it answered neither ${what} nor a health check within ${timeout} ms`);
-      return answer;
-    }
+    let cancel = () => undefined as void;
+    const late = new Promise<typeof LATE>((resolve) => {
+      cancel = this.later(timeout, () => resolve(LATE));
+    });
+    const first = await Promise.race([answer, late]);
+    cancel();
+    if (first !== LATE) return first as T;
+    if (leg.closed) return answer;
+    if (await leg.conn.alive(timeout, leg.channel)) return undefined;
+    this.giveUp(leg, `it answered neither ${what} nor a health check within ${timeout} ms`);
+    return answer;
   }
 
   /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */

@@ -81,7 +81,8 @@ export class ShardConn {
   private laneTurn = 0;
   private lanesMissingUntil = 0;
   readonly internal: ShardClient;
-  readonly health: HealthClient;
+  /** Each channel's health client (`alive` asks on the channel a stream uses). */
+  private readonly healths: HealthClient[];
   readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
 
   constructor(
@@ -116,7 +117,7 @@ export class ShardConn {
         ),
     );
     this.internal = newShardClient(this.channels[0]!, secret);
-    this.health = newHealthClient(this.channels[0]!);
+    this.healths = this.channels.map(newHealthClient);
     this.breaker = new CircuitBreaker((fn: () => Promise<unknown>) => fn(), {
       timeout: false, // deadlines bound every call; long polls may legitimately wait
       errorThresholdPercentage: config.breakerErrorPercent,
@@ -133,6 +134,12 @@ export class ShardConn {
   /** The next QueueService client (round-robin over the channels). */
   get queue(): QueueClient {
     return this.queues[this.turn++ % this.queues.length]!;
+  }
+
+  /** The next QueueService client, with the index of its channel (for `alive`). */
+  nextQueue(): { client: QueueClient; channel: number } {
+    const channel = this.turn++ % this.queues.length;
+    return { client: this.queues[channel]!, channel };
   }
 
   /**
@@ -170,11 +177,13 @@ export class ShardConn {
 
   /**
    * Whether the shard worker answers at all within `ms` (its health service, whatever
-   * it says): a worker whose store stalls does, a hung process does not.
+   * it says), on `channel` (a stream's connection may have died while another lives):
+   * a worker whose store stalls does, a hung process does not.
    */
-  async alive(ms: number): Promise<boolean> {
+  async alive(ms: number, channel = 0): Promise<boolean> {
+    const health = this.healths[channel % this.healths.length]!;
     try {
-      await this.health.check({ service: "" }, { signal: AbortSignal.timeout(ms) });
+      await health.check({ service: "" }, { signal: AbortSignal.timeout(ms) });
       return true;
     } catch {
       return false;
