@@ -133,7 +133,7 @@ export class ShardConn {
 
   /** The next QueueService client (round-robin over the channels). */
   get queue(): QueueClient {
-    return this.queues[this.turn++ % this.queues.length]!;
+    return this.nextQueue().client;
   }
 
   /** The next QueueService client, with the index of its channel (for `alive`). */

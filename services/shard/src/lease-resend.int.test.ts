@@ -1,27 +1,28 @@
-import { RedisServer, startRelay, type Relay } from "@codeq/testing";
-import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
+import type { Relay } from "@codeq/testing";
+import {
+  relayedShardFixture,
+  StreamDriver,
+  eventually,
+  SUB,
+  type ShardFixture,
+} from "./test/fixture";
 
 /** A RESP array: a script's reply (the worker's pings are answered `+PONG`). */
 const scriptReply = (reply: Buffer) => reply[0] === 0x2a;
 
 describe("a shard worker whose store connection lost a lease's reply", () => {
-  let server: RedisServer;
   let relay: Relay;
   let fx: ShardFixture;
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    relay = await startRelay(server.host, server.port);
-    // no safety-net re-wake and a lazy due loop: only a notification can deliver promptly
-    fx = await shardFixture(
-      { rewakeMs: 3_600_000, dueIdleMs: 60_000, redisUrl: `redis://127.0.0.1:${relay.port}` },
-      server,
-    );
-  });
-  afterAll(async () => {
-    await fx.close();
-    await relay.close();
-    await server.stop();
-  });
+  let close: () => Promise<void>;
+  // no safety-net re-wake and a lazy due loop: only a notification can deliver promptly
+  beforeAll(
+    async () =>
+      ({ fx, relay, close } = await relayedShardFixture({
+        rewakeMs: 3_600_000,
+        dueIdleMs: 60_000,
+      })),
+  );
+  afterAll(() => close());
 
   it("pushes at once to a waiting stream the tasks the lost handoff had taken", async () => {
     const stream = new StreamDriver(fx.client("t-lost"));

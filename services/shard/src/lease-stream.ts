@@ -351,7 +351,7 @@ export class LeaseStreamSession implements Taker {
     // while announcements passed it by (the kick has it look at the queue again)
     if (before === 0 && this.credits > 0) this.kick.fire();
     if (!pushing) {
-      // never pushed; if the store is unreachable, the leases expire
+      // never pushed; a give-back the store fails is tried again (QueueCore.giveBack)
       if (deliveries.length > 0)
         this.core.giveBack(deliveries.map((d) => d.token)).catch(() => undefined);
       this.endIfDrained();

@@ -1,26 +1,24 @@
 import { Status } from "nice-grpc";
-import { RedisServer, startRelay, type Relay } from "@codeq/testing";
+import type { Relay } from "@codeq/testing";
 import { TaskState } from "@codeq/proto";
-import { eventually, shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
+import {
+  eventually,
+  relayedShardFixture,
+  StreamDriver,
+  SUB,
+  type ShardFixture,
+} from "./test/fixture";
 
 /**
  * The store goes away for longer than ioredis's retries (a KVRocks restart), while a
  * stream holds a task its worker is running and its pump leases for a new credit.
  */
 describe("a shard worker whose store restarts under a stream", () => {
-  let server: RedisServer;
   let relay: Relay;
   let fx: ShardFixture;
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    relay = await startRelay(server.host, server.port);
-    fx = await shardFixture({ redisUrl: `redis://127.0.0.1:${relay.port}` }, server);
-  });
-  afterAll(async () => {
-    await fx.close();
-    await relay.close();
-    await server.stop();
-  });
+  let close: () => Promise<void>;
+  beforeAll(async () => ({ fx, relay, close } = await relayedShardFixture()));
+  afterAll(() => close());
 
   it("keeps the stream and what it holds; leases again once the store is back", async () => {
     const c = fx.client("t-restart");

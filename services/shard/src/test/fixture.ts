@@ -8,7 +8,7 @@ import {
   type LeasedTask,
 } from "@codeq/proto";
 import { createLogger } from "@codeq/server-kit";
-import { RedisServer } from "@codeq/testing";
+import { RedisServer, startRelay, type Relay } from "@codeq/testing";
 import { shardConfig, type ShardConfig } from "../config";
 import { startShardWorker, type ShardWorker } from "../shard-worker";
 
@@ -88,6 +88,30 @@ export async function shardFixture(
     },
   };
   return fx;
+}
+
+/**
+ * A shard worker whose store connection goes through a relay (its own redis-server),
+ * for tests of a store that drops a reply, restarts or goes silent.
+ */
+export async function relayedShardFixture(
+  overrides: Partial<ShardConfig> = {},
+): Promise<{ fx: ShardFixture; relay: Relay; close(): Promise<void> }> {
+  const server = await RedisServer.start();
+  const relay = await startRelay(server.host, server.port);
+  const fx = await shardFixture(
+    { ...overrides, redisUrl: `redis://127.0.0.1:${relay.port}` },
+    server,
+  );
+  return {
+    fx,
+    relay,
+    async close() {
+      await fx.close();
+      await relay.close();
+      await server.stop();
+    },
+  };
 }
 
 /**
