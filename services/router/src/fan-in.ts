@@ -637,6 +637,8 @@ export class FanInSession {
       this.reopenAttempts.delete(leg.conn.id);
       leg.conn.record(undefined);
       leg.accepted(res.subscribed.withdrawCredits);
+      // its credits were held to an idle stream's until now
+      this.rebalance();
       if (!this.subscribedSent) {
         this.subscribedSent = true;
         this.out.push({
@@ -729,6 +731,10 @@ export class FanInSession {
     let free = this.outstanding - held;
     const shares = this.shares();
     const share = (i: number) => shares[i]!;
+    // a stream whose Subscribed has not come may never answer (a hung shard), and its
+    // credits cannot be taken back before it does: it gets no more than an idle one
+    // until then (its full share once it answers, or the allowance once it counts as idle)
+    const unanswered = n > 1 ? Math.max(1, this.idleAllowance()) : Infinity;
     let starved = false;
     let throttled = false;
     const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
@@ -736,7 +742,8 @@ export class FanInSession {
       const leg = this.legs.get(id);
       if (!leg || leg.closed) return;
       const deficit = share(i) - leg.granted;
-      let give = Math.min(free, deficit);
+      const capped = leg.accepting ? deficit : Math.min(unanswered - leg.granted, deficit);
+      let give = Math.min(free, capped);
       // the tenant's lease rate limit paces credits: a credit is a task it may receive
       if (give > 0 && bucket) {
         const allowed = bucket.takeUpTo(give);
@@ -809,11 +816,16 @@ export class FanInSession {
       const leg = this.legs.get(id);
       return !leg || leg.closed || leg.idle(now);
     });
-    const allowance = Math.min(IDLE_CREDITS, Math.floor(this.outstanding / n));
+    const allowance = this.idleAllowance();
     const busy = idle.filter((x) => !x).length;
     const rest = this.outstanding - (n - busy) * allowance;
     let b = 0;
     return idle.map((isIdle) => (isIdle ? allowance : even(rest, busy, b++)));
+  }
+
+  /** What an idle shard keeps of the client's outstanding credits (`shares`). */
+  private idleAllowance(): number {
+    return Math.min(IDLE_CREDITS, Math.floor(this.outstanding / this.wanted.length));
   }
 
   /**
