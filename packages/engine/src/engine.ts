@@ -106,10 +106,14 @@ export class QueueEngine {
   }
 
   /** Leases across every tenant of a command, round-robin (the cross-tenant worker). */
-  async leaseAcrossTenants(command: string, options: t.LeaseOptions): Promise<t.Delivery[]> {
+  async leaseAcrossTenants(
+    command: string,
+    options: t.LeaseOptions,
+    firstTenant?: string,
+  ): Promise<t.Delivery[]> {
     checkName("command", command);
     t.checkLeaseMs(options.leaseMs);
-    return this.fair.lease(command, options);
+    return this.fair.lease(command, options, firstTenant);
   }
 
   async ack(items: readonly AckInput[]): Promise<SettleOutcome[]> {

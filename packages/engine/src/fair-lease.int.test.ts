@@ -22,6 +22,20 @@ describe("leaseAcrossTenants (the cross-tenant worker)", () => {
     expect(count("big")).toBe(6);
   });
 
+  it("starts at the tenant a waiter was woken for, then goes on round-robin from there", async () => {
+    const { engine } = await fx().engine();
+    for (const t of ["a", "b", "c"]) await seed(engine, 3, {}, q(t), t);
+    const one = async (first?: string) =>
+      (await engine.leaseAcrossTenants("RENDER", { max: 1, leaseMs: 30_000 }, first)).map(
+        (d) => d.task.tenant,
+      );
+    expect(await one()).toEqual(["a"]);
+    // without the hint, b would come next
+    expect(await one("c")).toEqual(["c"]);
+    expect(await one()).toEqual(["a"]);
+    expect(await one("unknown")).toEqual(["b"]); // a tenant the command lacks is no hint
+  });
+
   it("splits a large request evenly and fills up from tenants that still have tasks", async () => {
     const { engine } = await fx().engine();
     await seed(engine, 100, {}, q("a"), "a");

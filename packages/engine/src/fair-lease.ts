@@ -40,10 +40,17 @@ export class FairLeaser {
     this.news.set(queue.command, (this.news.get(queue.command) ?? 0) + 1);
   }
 
-  async lease(command: string, options: LeaseOptions): Promise<Delivery[]> {
+  /**
+   * `first`, when it is one of the command's tenants, starts the call instead of the
+   * tenant after the last one served: a waiter woken for that tenant's tasks takes
+   * them (`Notifier.wait` in the shard worker). The round-robin goes on from wherever
+   * this call stopped.
+   */
+  async lease(command: string, options: LeaseOptions, first?: string): Promise<Delivery[]> {
     const all = await this.tenantsOf(command);
     if (all.length === 0) return [];
-    const start = (this.cursors.get(command) ?? 0) % all.length;
+    const hinted = first === undefined ? -1 : all.indexOf(first);
+    const start = hinted >= 0 ? hinted : (this.cursors.get(command) ?? 0) % all.length;
     // rotate so this call begins where the last one stopped
     let candidates = [...all.slice(start), ...all.slice(0, start)];
     const out: Delivery[] = [];

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
-import type { Delivery } from "@codeq/engine";
+import type { Delivery, QueueRef } from "@codeq/engine";
 import type {
   ExtendResult,
   ItemStatus,
@@ -262,6 +262,8 @@ export class LeaseStreamSession implements Taker {
   private async pump(): Promise<void> {
     const signal = this.ended.signal;
     let failures = 0;
+    /** The queue a notification woke the pump for: leased first. */
+    let woken: QueueRef | undefined;
     while (!this.stopped) {
       if (!this.ask || this.credits === 0 || this.withdrawing) {
         await this.kick.wait();
@@ -271,7 +273,7 @@ export class LeaseStreamSession implements Taker {
       try {
         const seen = this.core.notifier.version(this.topics);
         if (this.emptyAt === seen) {
-          await this.core.notifier.wait(this.topics, seen, this.kick, Infinity, this);
+          woken = await this.core.notifier.wait(this.topics, seen, this.kick, Infinity, this);
           if (this.kick.aborted && !signal.aborted) this.kick = new Kick();
           continue;
         }
@@ -280,7 +282,8 @@ export class LeaseStreamSession implements Taker {
         this.reserved += want;
         let got: readonly Delivery[] = [];
         try {
-          got = await this.core.lease(this.identity, this.ask, want, this.rotation++);
+          got = await this.core.lease(this.identity, this.ask, want, this.rotation++, woken);
+          woken = undefined;
           failures = 0;
         } finally {
           this.unreserve(want, this.stopped ? 0 : got.length);

@@ -2,7 +2,7 @@ import { Notifier, type Taker } from "./notifier";
 
 const q = { command: "C", tenant: "t" };
 const never = new AbortController().signal;
-const settled = async (p: Promise<void>) => {
+const settled = async (p: Promise<unknown>) => {
   let done = false;
   void p.then(() => (done = true));
   await new Promise((r) => setImmediate(r));
@@ -53,6 +53,20 @@ describe("Notifier", () => {
     expect(n.parked).toBe(2);
     n.notify(q, 2);
     expect([await settled(small1), await settled(small2)]).toEqual([true, true]);
+  });
+
+  it("tells a woken waiter the queue it was woken for; the safety net and a timeout tell none", async () => {
+    const n = new Notifier();
+    const a = { command: "A", tenant: "t" };
+    const b = { command: "B", tenant: "t" };
+    const topics = [{ queue: a }, { queue: b }];
+    const woken = n.wait(topics, n.version(topics), never, 60_000);
+    n.notify(b, 1);
+    expect(await woken).toEqual(b);
+    const rewoken = n.wait(topics, n.version(topics), never, 60_000);
+    n.wakeOnePerTopic();
+    expect(await rewoken).toBeUndefined();
+    expect(await n.wait(topics, n.version(topics), never, 1)).toBeUndefined();
   });
 
   it("wakes cross-tenant waiters of the command, and not waiters of other queues", async () => {

@@ -37,7 +37,8 @@ export type Wants = number | Taker;
 interface Waiter {
   readonly topics: readonly string[];
   readonly wants: Wants;
-  readonly wake: () => void;
+  /** Wakes it, with the queue whose tasks it is counted on to take (none: the safety net). */
+  readonly wake: (queue?: QueueRef) => void;
 }
 
 const takerOf = (waiter: Waiter): Taker | undefined =>
@@ -67,7 +68,11 @@ export interface Claimed {
  * version has not moved since; so a notification between its lease and its
  * parking is never lost. `notify(queue, n)` wakes waiters, oldest first, until their
  * capacities cover the n tasks: one stream with 500 credits takes a batch of 100
- * alone, and a thousand idle streams are not stampeded by one enqueue. A stream's
+ * alone, and a thousand idle streams are not stampeded by one enqueue. A woken waiter
+ * is told which queue it was counted on for and leases there first: with room for
+ * fewer tasks than its queues hold, it would otherwise take another queue's task that
+ * a second waiter was woken for, and the task it was counted on would wait, with
+ * other waiters of its queue parked, until the safety-net re-wake. A stream's
  * capacity is its credits at the time (handoffs set some aside while it is parked);
  * one with none left is not woken, since its pump leases again when they come back.
  */
@@ -115,7 +120,7 @@ export class Notifier {
         const room = takes(waiter);
         if (room === 0) continue;
         this.remove(waiter);
-        waiter.wake();
+        waiter.wake(queue);
         covered += room;
       }
     }
@@ -172,7 +177,8 @@ export class Notifier {
    * past `seen`, when `signal` aborts, or after `timeoutMs` (never, when it is Infinity:
    * a stream parks until notified, and a timer per park would only cost). `wants` is
    * how many tasks a long poll would take, or a stream's `Taker`: an enqueue may then
-   * `claim` the waiter to hand it tasks instead.
+   * `claim` the waiter to hand it tasks instead. Resolves to the queue the waiter was
+   * woken for, to lease first (`notify`); undefined otherwise.
    */
   wait(
     topics: readonly Topic[],
@@ -180,14 +186,14 @@ export class Notifier {
     signal: Cancel,
     timeoutMs: number,
     wants: Wants = 1,
-  ): Promise<void> {
-    if (this.version(topics) !== seen || signal.aborted) return Promise.resolve();
+  ): Promise<QueueRef | undefined> {
+    if (this.version(topics) !== seen || signal.aborted) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const done = () => {
+      const done = (queue?: QueueRef) => {
         if (timer) clearTimeout(timer);
         signal.removeEventListener("abort", onAbort);
         this.remove(waiter);
-        resolve();
+        resolve(queue);
       };
       const onAbort = () => done();
       const waiter: Waiter = { topics: topics.map(topicKey), wants, wake: done };

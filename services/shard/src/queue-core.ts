@@ -222,10 +222,22 @@ export class QueueCore {
     );
   }
 
-  /** Leases up to `max` tasks over the ask's commands, starting at command `start` (rotation for fairness). */
-  async lease(identity: Identity, ask: LeaseAsk, max: number, start = 0): Promise<Delivery[]> {
+  /**
+   * Leases up to `max` tasks over the ask's commands, starting at command `start`
+   * (rotation for fairness), or at `first` when given: the queue a waiter was woken
+   * for (`Notifier.wait`), whose tasks it is counted on to take.
+   */
+  async lease(
+    identity: Identity,
+    ask: LeaseAsk,
+    max: number,
+    start = 0,
+    first?: QueueRef,
+  ): Promise<Delivery[]> {
     const out: Delivery[] = [];
     const n = ask.commands.length;
+    const woken = first ? ask.commands.indexOf(first.command) : -1;
+    if (woken >= 0) start = woken;
     let bytes = 0;
     for (let i = 0; i < n && out.length < max && bytes < this.config.maxResponseBytes; i++) {
       const command = ask.commands[(start + i) % n]!;
@@ -240,7 +252,11 @@ export class QueueCore {
       try {
         got = await this.metrics.time("lease", () =>
           ask.allTenants
-            ? this.engine.leaseAcrossTenants(command, want)
+            ? this.engine.leaseAcrossTenants(
+                command,
+                want,
+                i === 0 && woken >= 0 ? first?.tenant : undefined,
+              )
             : this.engine.lease({ command, tenant: identity.tenant }, want),
         );
       } catch (err) {

@@ -117,9 +117,10 @@ export function queueService(
       const topics = core.topics(identity, ask);
       const cancelled = onFirstAbort([ctx.signal, lifecycle.signal]);
       try {
+        let woken: QueueRef | undefined;
         for (let round = 0; ; round++) {
           const seen = notifier.version(topics);
-          const got = await asServerErrors(() => core.lease(identity, ask, max, round));
+          const got = await asServerErrors(() => core.lease(identity, ask, max, round, woken));
           if (got.length > 0 && ctx.signal.aborted) {
             // the caller left while we leased: give the tasks back rather than let them expire
             await core.giveBack(got.map((d) => d.token));
@@ -127,7 +128,7 @@ export function queueService(
           }
           if (got.length > 0 || Date.now() >= until || cancelled.kick.aborted)
             return { tasks: got.map(deliveryToWire) };
-          await notifier.wait(topics, seen, cancelled.kick, until - Date.now(), max);
+          woken = await notifier.wait(topics, seen, cancelled.kick, until - Date.now(), max);
         }
       } finally {
         cancelled.dispose();

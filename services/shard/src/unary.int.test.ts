@@ -1,6 +1,6 @@
 import { Status } from "nice-grpc";
 import { BackoffKind, TaskState } from "@codeq/proto";
-import { shardFixture, type ShardFixture } from "./test/fixture";
+import { eventually, shardFixture, type ShardFixture } from "./test/fixture";
 
 describe("unary QueueService RPCs on a shard worker", () => {
   let fx: ShardFixture;
@@ -77,6 +77,37 @@ describe("unary QueueService RPCs on a shard worker", () => {
     expect(res.tasks.map((t) => t.task?.id)).toEqual([taskId]);
     expect(Date.now() - started).toBeLessThan(29_000);
   }, 10_000);
+
+  it("a long poll on several commands takes the task it was woken for, not another waiter's", async () => {
+    const c = fx.client("u-multi");
+    const parked = fx.worker.notifier.parked;
+    const parks = (n: number) => eventually(async () => fx.worker.notifier.parked === parked + n);
+    // parked in this order: an enqueue on MA wakes `both` (the oldest waiter of MA, with
+    // room for one task), one on MB then wakes `onlyB`; `both` would start its next
+    // round at MB (rotation) and take MB's task, and `onlyB`, finding MB empty, would
+    // park again with MA's task left to `onlyA`, never woken for it
+    const both = c.lease({ commands: ["MA", "MB"], maxTasks: 1, waitMs: 20_000 });
+    await parks(1);
+    const onlyB = c.lease({ commands: ["MB"], maxTasks: 1, waitMs: 20_000 });
+    await parks(2);
+    const stopA = new AbortController();
+    const onlyA = c
+      .lease({ commands: ["MA"], maxTasks: 1, waitMs: 20_000 }, { signal: stopA.signal })
+      .catch(() => undefined);
+    await parks(3);
+
+    const started = Date.now();
+    const { results } = await c.enqueueBatch({
+      tasks: [{ command: "MA" }, { command: "MB" }] as never,
+    });
+    const [a, b] = results.map((r) => r.taskId);
+    const [gotBoth, gotB] = await Promise.all([both, onlyB]);
+    expect(gotBoth.tasks.map((t) => t.task!.id)).toEqual([a]);
+    expect(gotB.tasks.map((t) => t.task!.id)).toEqual([b]);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    stopA.abort();
+    await onlyA;
+  }, 15_000);
 
   it("a Lease with no wait answers at once, empty", async () => {
     expect(await fx.client("u4").lease({ commands: ["NONE"], maxTasks: 5 })).toEqual({ tasks: [] });
