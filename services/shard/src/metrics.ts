@@ -1,11 +1,13 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { QueueEngine } from "@codeq/engine";
+import { EngineError, type QueueEngine } from "@codeq/engine";
 import {
   collectProcessMetrics,
   RpcMetrics,
   serveMetrics,
+  type Logger,
   type MetricsServer,
 } from "@codeq/server-kit";
+import { FailureLog } from "./failure-log";
 
 /**
  * Queues whose stats are read at once (pipelined on one connection): the depth sums here
@@ -67,10 +69,14 @@ export class Metrics {
   /** How busy the event loop is, 0–1 (a `LoadGauge`); 0 until one is followed. */
   private busy: () => number = () => 0;
 
+  private readonly failures: FailureLog | undefined;
+
   constructor(
     private readonly shard: string,
     private readonly engine: QueueEngine,
+    logger?: Logger,
   ) {
+    this.failures = logger && new FailureLog(logger.child({ shard }));
     const registers = [this.registry];
     collectProcessMetrics(this.registry, "codeq_shard_process_");
     this.operation = new Histogram({
@@ -249,13 +255,20 @@ export class Metrics {
     return (await this.openStreams.get()).values[0]?.value ?? 0;
   }
 
-  /** Times an engine operation. */
+  /**
+   * Times an engine operation. A failure of the store (away, or a script error) is
+   * counted, and logged (`FailureLog`); the engine refusing the call (the caller's
+   * input, an `EngineError`) is neither.
+   */
   async time<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     const end = this.operation.startTimer({ shard: this.shard, operation });
     try {
       return await fn();
     } catch (err) {
-      this.operationFailures.inc({ shard: this.shard, operation });
+      if (!(err instanceof EngineError)) {
+        this.operationFailures.inc({ shard: this.shard, operation });
+        this.failures?.failed(operation, err);
+      }
       throw err;
     } finally {
       end();

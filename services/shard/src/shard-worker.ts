@@ -100,7 +100,7 @@ export async function startShardWorker(
   });
   const load = new LoadGauge();
   const busy = () => load.busy();
-  const metrics = new Metrics(config.id, engine);
+  const metrics = new Metrics(config.id, engine, logger);
   metrics.followLoad(busy);
   if (follower) metrics.followMap(() => follower.cache.status());
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
