@@ -86,25 +86,24 @@ describe("unary QueueService RPCs on a shard worker", () => {
     // room for one task), one on MB then wakes `onlyB`; `both` would start its next
     // round at MB (rotation) and take MB's task, and `onlyB`, finding MB empty, would
     // park again with MA's task left to `onlyA`, never woken for it
-    const both = c.lease({ commands: ["MA", "MB"], maxTasks: 1, waitMs: 20_000 });
+    const both = c.lease({ commands: ["MA", "MB"], maxTasks: 1, waitMs: 5_000 });
     await parks(1);
-    const onlyB = c.lease({ commands: ["MB"], maxTasks: 1, waitMs: 20_000 });
+    const onlyB = c.lease({ commands: ["MB"], maxTasks: 1, waitMs: 5_000 });
     await parks(2);
     const stopA = new AbortController();
     const onlyA = c
-      .lease({ commands: ["MA"], maxTasks: 1, waitMs: 20_000 }, { signal: stopA.signal })
+      .lease({ commands: ["MA"], maxTasks: 1, waitMs: 5_000 }, { signal: stopA.signal })
       .catch(() => undefined);
     await parks(3);
 
-    const started = Date.now();
     const { results } = await c.enqueueBatch({
       tasks: [{ command: "MA" }, { command: "MB" }] as never,
     });
     const [a, b] = results.map((r) => r.taskId);
     const [gotBoth, gotB] = await Promise.all([both, onlyB]);
     expect(gotBoth.tasks.map((t) => t.task!.id)).toEqual([a]);
+    // answered with its task, not empty at the end of its wait
     expect(gotB.tasks.map((t) => t.task!.id)).toEqual([b]);
-    expect(Date.now() - started).toBeLessThan(10_000);
     stopA.abort();
     await onlyA;
   }, 15_000);
