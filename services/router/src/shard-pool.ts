@@ -10,6 +10,7 @@ import {
 } from "nice-grpc";
 import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import { HealthDefinition } from "nice-grpc-server-health";
+import { HealthCheckResponse_ServingStatus as Serving } from "nice-grpc-server-health/lib/proto/grpc/health/v1/health";
 import { messageOf } from "@codeq/common";
 import { internal } from "@codeq/proto";
 import { channelCredentials, IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
@@ -127,7 +128,13 @@ export class ShardConn {
       errorFilter: (err: unknown) => !isShardFailure(err),
     });
     this.breaker.on("open", () => logger.warn({ shard: id, endpoint }, "shard breaker opened"));
-    this.breaker.on("halfOpen", () => logger.info({ shard: id }, "shard breaker half-open"));
+    this.breaker.on("halfOpen", () => {
+      logger.info({ shard: id }, "shard breaker half-open");
+      // the one trial call is the router's own health check, sent now: a caller's call
+      // as the trial could be a long poll (or a redrive), and every other call to the
+      // shard would be refused for as long as it waits
+      this.breaker.fire(() => this.trial(config.shardTimeoutMs)).catch(() => undefined);
+    });
     this.breaker.on("close", () => logger.info({ shard: id }, "shard breaker closed"));
   }
 
@@ -188,6 +195,23 @@ export class ShardConn {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * The breaker's trial: the shard worker answers its health check within `ms`, and
+   * serves. A failure is one the breaker counts (UNAVAILABLE, DEADLINE_EXCEEDED).
+   */
+  private async trial(ms: number): Promise<void> {
+    const { status } = await this.healths[0]!.check(
+      { service: "" },
+      { deadline: new Date(Date.now() + ms) },
+    );
+    if (status !== Serving.SERVING)
+      throw new ClientError(
+        "/grpc.health.v1.Health/Check",
+        Status.UNAVAILABLE,
+        `shard ${this.id} is not serving (health ${Serving[status] ?? status})`,
+      );
   }
 
   /** Throws UNAVAILABLE while the breaker is open (a stream about to open asks first). */

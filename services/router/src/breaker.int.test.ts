@@ -1,0 +1,48 @@
+import { Status, type ClientError } from "nice-grpc";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
+
+/**
+ * A shard's circuit breaker, once open, lets one trial through after
+ * `breakerResetMs`. The trial is the router's own health check: a caller's call as the
+ * trial could be a long poll, and every other call to that shard would be refused for
+ * as long as it waited.
+ */
+let rc: RouterCluster;
+beforeEach(async () => {
+  rc = await routerCluster({
+    commands: { X: "a", Y: "b" },
+    shard: { mover: false },
+    router: { breakerResetMs: 300 },
+  });
+});
+afterEach(() => rc.close());
+
+test("an open breaker closes by a health check once its shard is back, with no caller's call as the trial", async () => {
+  const c = rc.client("t1");
+  const conn = () => rc.router.routing.pool.get("a");
+  await rc.stopShard("a");
+  const codes: Status[] = [];
+  for (let i = 0; i < 10; i++)
+    codes.push(
+      await c.enqueue({ command: "X" }).then(
+        () => Status.OK,
+        (err: ClientError) => err.code,
+      ),
+    );
+  expect(codes.every((code) => code === Status.UNAVAILABLE)).toBe(true);
+  expect(conn().breakerState).toBe("open");
+  // trials while the shard is down fail, and the breaker opens again each time
+  await new Promise((r) => setTimeout(r, 1_000));
+  expect(conn().breakerState).not.toBe("closed");
+
+  await rc.startShard("a");
+  // no call to a is made: the breaker's own trial closes it
+  await within(5_000, () => conn().breakerState === "closed");
+  // a long poll on a's empty queue does not hold up an enqueue
+  const poll = c.lease({ commands: ["X"], maxTasks: 1, waitMs: 5_000 });
+  await new Promise((r) => setTimeout(r, 100));
+  const started = Date.now();
+  const { taskId } = await c.enqueue({ command: "X" });
+  expect((await poll).tasks.map((t) => t.task!.id)).toEqual([taskId]);
+  expect(Date.now() - started).toBeLessThan(2_000);
+}, 30_000);
