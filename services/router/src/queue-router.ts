@@ -22,7 +22,7 @@ import {
   nackProblem,
 } from "@codeq/wire";
 import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
-import { asServerError, fanOut, noneAnswered, routerShuttingDown } from "./fan-out";
+import { asServerError, fanOut, noneAnswered, routerShuttingDown, type FanOut } from "./fan-out";
 import { FanInSession } from "./fan-in";
 import { tokensOf } from "./forward-lane";
 import { batchCommands } from "./batch-bytes";
@@ -177,25 +177,68 @@ export function shares(max: number, n: number, rotation: number): number[] {
   const base = Math.floor(max / n);
   const extra = max % n;
   // with fewer tasks than shards, rotate which shards get one so none starves
+  const turn = rotation % n;
   return Array.from({ length: n }, (_, i) =>
-    base > 0 ? base + (i < extra ? 1 : 0) : (i - rotation + n * 1000) % n < extra ? 1 : 0,
+    base > 0 ? base + (i < extra ? 1 : 0) : (i - turn + n) % n < extra ? 1 : 0,
   );
 }
 
+/**
+ * Where a ListDead listing stands: the shard it is in and that shard's cursor, and the
+ * shards it has listed in full. Shards are named, not numbered: the queue's shards may
+ * change between pages (a move starts, ends or is aborted), and a position in the list
+ * would then skip a shard, or send one shard's cursor to another.
+ */
 interface DeadPageToken {
-  readonly shard: number;
+  /** The shard the listing is in ("" at the start). */
+  readonly shard: string;
   readonly cursor: string;
+  readonly done: readonly string[];
 }
 
-function decodeDeadToken(token: string): DeadPageToken {
-  if (!token) return { shard: 0, cursor: "" };
-  const m = /^r1\.(\d{1,3})\.(.*)$/.exec(Buffer.from(token, "base64url").toString("utf8"));
-  if (!m) throw invalid("page_token is not one this router issued; start again without it");
-  return { shard: Number(m[1]), cursor: m[2]! };
+const DEAD_TOKEN_MAX_CHARS = 4096;
+
+function decodeDeadToken(token: string, shards: readonly string[]): DeadPageToken {
+  if (!token) return { shard: "", cursor: "", done: [] };
+  const bad = () => invalid("page_token is not one this router issued; start again without it");
+  if (token.length > DEAD_TOKEN_MAX_CHARS) throw bad();
+  const text = Buffer.from(token, "base64url").toString("utf8");
+  // a token of a router before shards were named: its shard by position
+  const old = /^r1\.(\d{1,3})\.(.*)$/s.exec(text);
+  if (old) {
+    const at = Number(old[1]);
+    return { shard: shards[at] ?? "", cursor: old[2]!, done: shards.slice(0, at) };
+  }
+  const named = /^r2\.(.*)$/s.exec(text);
+  let t: unknown;
+  try {
+    t = named ? JSON.parse(named[1]!) : undefined;
+  } catch {
+    throw bad();
+  }
+  const o = t as Partial<Record<keyof DeadPageToken, unknown>> | undefined;
+  if (
+    typeof o?.shard !== "string" ||
+    typeof o.cursor !== "string" ||
+    !Array.isArray(o.done) ||
+    !o.done.every((d) => typeof d === "string")
+  )
+    throw bad();
+  return { shard: o.shard, cursor: o.cursor, done: o.done as string[] };
 }
 
 const encodeDeadToken = (t: DeadPageToken) =>
-  Buffer.from(`r1.${t.shard}.${t.cursor}`, "utf8").toString("base64url");
+  Buffer.from(`r2.${JSON.stringify(t)}`, "utf8").toString("base64url");
+
+/**
+ * The shards a ListDead page goes through, in order: the one the token is in (if the
+ * queue still has it), then the queue's shards it has not listed yet.
+ */
+function deadPageOrder(shards: readonly string[], t: DeadPageToken): string[] {
+  const done = new Set(t.done);
+  const rest = shards.filter((id) => id !== t.shard && !done.has(id));
+  return shards.includes(t.shard) ? [t.shard, ...rest] : rest;
+}
 
 /** codeq.v1.QueueService on the router: every call forwarded to the shards that own it. */
 export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServiceImplementation {
@@ -207,6 +250,10 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     routing.limits.enqueue(ctx, f.identity.tenant, batchCommands(req).length);
     return enqueueBatch(routing, f, req);
   };
+
+  /** How many dead tasks of `command` one shard holds (RedriveDead and PurgeDead's `remaining`). */
+  const deadLeft = (f: Forward, command: string) => (c: ShardConn) =>
+    c.queue.queueStats({ command }, routing.options(f)).then(({ value }) => value.total?.dead ?? 0);
 
   return {
     async enqueue(req, ctx) {
@@ -259,16 +306,31 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         // one shard: one call with the caller's wait; several: what is ready now on
         // the shards with a share, then on the others (they may hold what those lack),
         // then, if nothing was, a long poll on all, answered by the first with tasks
-        if (shards.length === 1) got = await leaseRound(routing, f, shards, share, req, false);
+        if (shards.length === 1)
+          got = answeredOrThrow(await leaseRound(routing, f, shards, share, req, false));
         else {
           const now = { ...req, waitMs: 0 };
           const asked = shards.filter((id) => share(id) > 0);
-          got = await leaseRound(routing, f, asked, share, now, false);
+          const first = await leaseRound(routing, f, asked, share, now, false);
+          got = first.got;
+          // the shards given no share may hold what the others lack, also when every
+          // shard given one failed (a move's source that is down)
           const unasked = shards.filter((id) => share(id) === 0);
-          if (got.length === 0 && unasked.length > 0)
-            got = await leaseRound(routing, f, unasked, () => max, now, false);
+          const second =
+            got.length === 0 && unasked.length > 0
+              ? await leaseRound(routing, f, unasked, () => max, now, false)
+              : undefined;
+          if (second) got = second.got;
+          // no shard answered at all: the long poll would only fail again
+          if (
+            got.length === 0 &&
+            first.failed.length + (second?.failed.length ?? 0) === shards.length
+          )
+            throw noneAnswered([...first.failed, ...(second?.failed ?? [])]);
           if (got.length === 0 && req.waitMs > 0)
-            got = await leaseRound(routing, f, shards, (id) => Math.max(1, share(id)), req, true);
+            got = answeredOrThrow(
+              await leaseRound(routing, f, shards, (id) => Math.max(1, share(id)), req, true),
+            );
         }
         if (f.signal.aborted) {
           // the caller left (its deadline passed) while a slower shard was asked: what
@@ -395,14 +457,19 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       const size = req.pageSize || 100;
       if (size > 1000) throw invalid(`page_size must be at most 1000, got ${req.pageSize}`);
       const shards = queueShards(f, req.command);
-      let { shard, cursor } = decodeDeadToken(req.pageToken);
+      const token = decodeDeadToken(req.pageToken, shards);
+      const order = deadPageOrder(shards, token);
+      const done = [...token.done];
+      // the token's cursor is its shard's; the others start at their beginning
+      let cursor = order[0] === token.shard ? token.cursor : "";
       const tasks: Task[] = [];
       const unavailableShards: string[] = [];
       // each shard bounds its page's bytes; past the first task, a shard may add only
       // what still fits in one answer (MAX_RESPONSE_BYTES_HEADER)
       let bytes = 0;
-      while (shard < shards.length && tasks.length < size) {
-        const id = shards[shard]!;
+      let at = 0;
+      while (at < order.length && tasks.length < size) {
+        const id = order[at]!;
         const asked = size - tasks.length;
         const options = routing.options(f);
         if (tasks.length > 0) {
@@ -426,10 +493,12 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
           if (CALLER_CODES.has(e.code)) throw e;
           unavailableShards.push(id);
         }
-        shard++;
+        done.push(id);
+        at++;
         cursor = "";
       }
-      const nextPageToken = shard < shards.length ? encodeDeadToken({ shard, cursor }) : "";
+      const nextPageToken =
+        at < order.length ? encodeDeadToken({ shard: order[at]!, cursor, done }) : "";
       return { tasks, nextPageToken, unavailableShards };
     },
 
@@ -448,6 +517,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
               remaining: r.remaining,
               notFound: r.notFound,
             })),
+        deadLeft(f, req.command),
       ).then((r) => ({ redriven: r.done, remaining: r.remaining, notFound: r.notFound }));
     },
 
@@ -464,6 +534,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
             remaining: r.remaining,
             notFound: r.notFound,
           })),
+        deadLeft(f, req.command),
       ).then((r) => ({ purged: r.done, remaining: r.remaining, notFound: r.notFound }));
     },
   };
@@ -517,6 +588,14 @@ export function mergeLeases(
   return out;
 }
 
+/** What one `leaseRound` got, and the shards that failed it (the caller's own errors are thrown). */
+interface LeaseRound {
+  readonly got: Leased[];
+  readonly failed: FanOut<unknown>["failed"];
+  /** Every shard of the round failed. */
+  readonly all?: boolean;
+}
+
 /**
  * One lease call to each shard, in parallel. With `firstWins`, the first shard that
  * returns tasks cancels the others' waits (a shard that leased at the very moment
@@ -530,7 +609,7 @@ async function leaseRound(
   share: (shard: string) => number,
   req: LeaseRequest,
   firstWins: boolean,
-): Promise<Leased[]> {
+): Promise<LeaseRound> {
   const stop = new AbortController();
   const signal = firstWins ? AbortSignal.any([f.signal, stop.signal]) : f.signal;
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
@@ -551,11 +630,16 @@ async function leaseRound(
     },
     timeout,
   );
-  if (got.length > 0) return got;
+  if (got.length > 0) return { got, failed: [] };
   const real = failed.filter((x) => !(stop.signal.aborted && x.error.code === Status.CANCELLED));
   throwCallerError(real);
-  if (real.length === shards.length && real.length > 0) throw noneAnswered(real);
-  return got;
+  return { got, failed: real, all: real.length === shards.length && real.length > 0 };
+}
+
+/** A round's tasks; when every shard of it failed, the failure (`noneAnswered`). */
+function answeredOrThrow(round: LeaseRound): Leased[] {
+  if (round.all) throw noneAnswered(round.failed);
+  return round.got;
 }
 
 interface DeadOutcome {
@@ -576,12 +660,20 @@ async function spreadDead(
   ids: readonly string[],
   max: number,
   call: (conn: ShardConn, max: number) => Promise<DeadOutcome>,
+  deadLeft: (conn: ShardConn) => Promise<number>,
 ): Promise<DeadOutcome> {
   const total: DeadOutcome = { done: 0, remaining: 0, notFound: [] };
   let missing: Set<string> | undefined = ids.length > 0 ? new Set(ids) : undefined;
   for (const shard of shards) {
     const budget = ids.length > 0 ? max : max - total.done;
     if (budget <= 0 && ids.length === 0) {
+      // the budget is spent: this shard's dead tasks are left, and `remaining` says so
+      total.remaining += await routing.pool
+        .get(shard)
+        .call(deadLeft)
+        // not known: one, so that a caller calling until none remain calls again, and
+        // that call reaches this shard (or says why not)
+        .catch(() => 1);
       continue;
     }
     let out: DeadOutcome;

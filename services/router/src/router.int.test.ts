@@ -190,6 +190,19 @@ describe("router forwarding", () => {
     }
   });
 
+  test("a Lease for fewer tasks than shards still finds them when the shard given the share is down", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: [1, 2, 3, 4].map((n) => ({ command: "X", payload: payload(`x${n}`) })),
+    });
+    await rc.stopShard("b"); // Y's shard: every other call gives b the one task's share
+    for (let i = 0; i < 4; i++) {
+      const got = await rc.client("t1").lease({ commands: ["X", "Y"], maxTasks: 1 });
+      expect(got.tasks.map((t) => t.task!.shard)).toEqual(["a"]);
+    }
+    // with a's tasks gone and b down, no shard has anything: an empty answer, since a answered
+    expect((await rc.client("t1").lease({ commands: ["X", "Y"], maxTasks: 1 })).tasks).toEqual([]);
+  });
+
   test("a long-poll Lease through the router is woken by an enqueue on any shard", async () => {
     const c = rc.client("t1");
     const waiting = c.lease({ commands: ["X", "Y"], maxTasks: 5, waitMs: 5_000 });
@@ -223,6 +236,70 @@ describe("router forwarding", () => {
     const partial = await c.queueStats({ command: "X" });
     expect(partial.total!.ready).toBe(1);
     expect(partial.unavailableShards).toEqual(["b"]);
+  });
+
+  /** X moves from a to b (a stand-in: no mover acts on it): its shards are [a, b]. */
+  async function movingXToB(): Promise<void> {
+    await rc.change((m) => ({
+      ...m,
+      commands: { ...m.commands, X: "b" },
+      migrations: [
+        { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
+      ],
+    }));
+    await within(2_000, () => rc.router.routing.map.migrations.length === 1);
+  }
+
+  /** `n` dead tasks of X (tenant t1) on `shard`, put there by its engine; their ids. */
+  async function deadOn(shard: string, n: number): Promise<string[]> {
+    const queue = { command: "X", tenant: "t1" };
+    const engine = rc.workers.get(shard)!.engine;
+    await engine.enqueue(
+      queue,
+      Array.from({ length: n }, () => ({})),
+    );
+    const leased = await engine.lease(queue, { max: n, leaseMs: 30_000 });
+    await engine.nack(leased.map((d) => ({ token: d.token, deadLetter: true })));
+    return leased.map((d) => d.task.id);
+  }
+
+  test("ListDead goes on where it stopped when the queue's shards change between pages", async () => {
+    await movingXToB();
+    const dead = [...(await deadOn("a", 1)), ...(await deadOn("b", 3))];
+    const admin = rc.client("t1", "admin");
+    const first = await admin.listDead({ command: "X", pageSize: 2 });
+    expect(first.tasks).toHaveLength(2); // a's, then one of b's
+    // the move ends: X's only shard is b now
+    await rc.change((m) => ({ ...m, migrations: [] }));
+    await within(2_000, () => rc.router.routing.map.migrations.length === 0);
+    const rest = await admin.listDead({
+      command: "X",
+      pageSize: 10,
+      pageToken: first.nextPageToken,
+    });
+    expect(rest.nextPageToken).toBe("");
+    expect([...first.tasks, ...rest.tasks].map((t) => t.id).sort()).toEqual([...dead].sort());
+    // a token that is not one the router issued is refused, and says what to do
+    const err = await expectCode(
+      admin.listDead({ command: "X", pageToken: "bm90IGEgdG9rZW4" }),
+      Status.INVALID_ARGUMENT,
+    );
+    expect(err.details).toMatch(/start again without it/);
+  });
+
+  test("PurgeDead and RedriveDead count as remaining the dead tasks of shards their budget did not reach", async () => {
+    await movingXToB();
+    await deadOn("a", 2);
+    await deadOn("b", 2);
+    const admin = rc.client("t1", "admin");
+    expect(await admin.purgeDead({ command: "X", maxTasks: 2 })).toMatchObject({
+      purged: 2,
+      remaining: 2,
+    });
+    expect(await admin.redriveDead({ command: "X", maxTasks: 1 })).toMatchObject({
+      redriven: 1,
+      remaining: 1,
+    });
   });
 
   test("GetTask finds a task on whichever shard of the queue holds it", async () => {
