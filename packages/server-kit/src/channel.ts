@@ -29,6 +29,11 @@ export class Channel<T> implements AsyncIterable<T> {
     return this.closed;
   }
 
+  /** Takes out the items not yet consumed (the consumer has gone: they never will be). */
+  takeQueued(): T[] {
+    return this.items.splice(0);
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     for (;;) {
       const next = this.items.shift();

@@ -1,6 +1,7 @@
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { startRelay } from "@codeq/testing";
-import { QueueServiceDefinition, TaskState } from "@codeq/proto";
+import { LeaseStreamRequest, QueueServiceDefinition, TaskState } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
 import { shardFixture, StreamDriver, eventually, SUB, type ShardFixture } from "./test/fixture";
 
 describe("LeaseStream on a shard worker", () => {
@@ -35,6 +36,36 @@ describe("LeaseStream on a shard worker", () => {
     const pushed = await stream.next(3_000);
     expect(pushed?.tasks?.tasks.map((t) => t.task!.id)).toEqual([taskId]);
     stream.close();
+  });
+
+  it("a stream that ends gives back, uncounted, the pushes it never wrote to a worker that read slowly", async () => {
+    const c = fx.client("t-slow");
+    const queue = { command: "SLOW", tenant: "t-slow" };
+    const n = 40;
+    const payload = Buffer.alloc(512 * 1024, 1); // 20 MB in all: more than the transport buffers
+    for (let i = 0; i < n; i += 10)
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 10 }, () => ({ command: "SLOW", payload, maxAttempts: 1 })),
+      });
+    const requests = new Channel<LeaseStreamRequest>();
+    requests.push(
+      LeaseStreamRequest.fromPartial({ ...SUB(["SLOW"], { maxBatch: 1 }), credits: n }),
+    );
+    const abort = new AbortController();
+    const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
+    // the worker reads its subscription and two pushes, then stops reading
+    for (let i = 0; i < 3; i++) await responses.next();
+    await eventually(async () => (await fx.worker.engine.stats(queue)).leased === n);
+    abort.abort();
+    await responses.next().catch(() => undefined);
+    // what was written may have reached the worker: released, its one attempt counted
+    // (dead); what the stream never wrote is ready again, no attempt counted
+    await eventually(async () => (await fx.worker.engine.stats(queue)).leased === 0);
+    const after = await fx.worker.engine.stats(queue);
+    expect(after.dead).toBeGreaterThanOrEqual(2);
+    expect(after.ready).toBeGreaterThan(0);
+    expect(after.ready + after.dead).toBe(n);
+    requests.close();
   });
 
   it("pushes a task enqueued after the worker subscribed, without polling", async () => {

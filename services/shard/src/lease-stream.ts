@@ -120,6 +120,7 @@ export class LeaseStreamSession implements Taker {
     } finally {
       this.end();
       await pumping;
+      await this.giveBackUnsent();
       await this.releaseHeld();
       this.core.streamOpened(-1);
     }
@@ -393,6 +394,22 @@ export class LeaseStreamSession implements Taker {
       // the store is unreachable: nothing is known, nothing forgotten; add's cap bounds the count
       this.held.deferCheck();
     }
+  }
+
+  /**
+   * Pushes the call never took to write (the worker read slowly, and the stream ended):
+   * they never reached the worker, so they are given back with no attempt counted, as
+   * a handoff that comes after the stream ended is, not released as what it holds.
+   * A push the call took may have reached the worker, and is released with the rest.
+   */
+  private async giveBackUnsent(): Promise<void> {
+    const tokens: string[] = [];
+    for (const message of this.out.takeQueued())
+      for (const t of message.tasks?.tasks ?? [])
+        if (this.held.delete(t.leaseToken)) tokens.push(t.leaseToken);
+    if (tokens.length === 0) return;
+    // a give-back the store fails is tried again (QueueCore.giveBack)
+    await this.core.giveBack(tokens).catch(() => undefined);
   }
 
   private async releaseHeld(): Promise<void> {
