@@ -99,4 +99,30 @@ describe("answerConcurrently", () => {
     await tick();
     expect(handled).toBe(5);
   });
+
+  it("tells of every answer the call ended without: taken by nobody, or still being handled", async () => {
+    const requests = new Channel<number>();
+    for (let n = 1; n <= 5; n++) requests.push(n);
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    const unsent: number[] = [];
+    const stream = answerConcurrently(
+      requests,
+      async (n) => {
+        if (n === 5) await slow; // still being handled when the call ends
+        return n;
+      },
+      (n) => -n,
+      { inFlight: 8, onUnsent: (n) => unsent.push(n) },
+    );
+    const it = stream[Symbol.asyncIterator]();
+    expect((await it.next()).value).toBe(1); // sent
+    await tick();
+    requests.close(); // the call ends: its requests end, and 2, 3 and 4, answered, were never taken
+    await it.return(undefined);
+    expect(unsent.sort()).toEqual([2, 3, 4]);
+    release();
+    await tick();
+    expect(unsent.sort()).toEqual([2, 3, 4, 5]);
+  });
 });

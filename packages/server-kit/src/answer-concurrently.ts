@@ -11,6 +11,12 @@ export interface AnswerOptions<Res> {
    * caller sent that has no answer was not handled.
    */
   readonly stopReading?: { readonly signal: AbortSignal; readonly error: () => unknown };
+  /**
+   * Told of each answer that will never be sent: the call ended (the caller left, its
+   * connection broke, the request stream failed) before it was taken, or while its
+   * message was still being handled. What it carries may need undoing (leases).
+   */
+  readonly onUnsent?: (res: Res) => void;
 }
 
 const STOPPED = Symbol("stopped reading");
@@ -31,7 +37,7 @@ export async function* answerConcurrently<Req, Res>(
   requests: AsyncIterable<Req>,
   handle: (req: Req) => Promise<Res>,
   onError: (req: Req, err: unknown) => Res,
-  { inFlight = 16, announce, stopReading }: AnswerOptions<Res> = {},
+  { inFlight = 16, announce, stopReading, onUnsent }: AnswerOptions<Res> = {},
 ): AsyncGenerator<Res> {
   // counted: an answer, which frees its message's slot once taken
   const out = new Channel<{ readonly res: Res; readonly counted: boolean }>();
@@ -65,6 +71,18 @@ export async function* answerConcurrently<Req, Res>(
     slot = undefined;
     if (doneReading && pending === 0) end();
   };
+  const unsent = (res: Res) => {
+    try {
+      onUnsent?.(res);
+    } catch {
+      // the caller's own failure; the stream's end goes on
+    }
+  };
+  const answered = (res: Res) => {
+    // a channel closed by a failure, or one nobody reads any more, drops what comes
+    if (gone || out.isClosed) unsent(res);
+    else out.push({ res, counted: true });
+  };
   const reading = (async () => {
     const it = requests[Symbol.asyncIterator]();
     try {
@@ -79,10 +97,7 @@ export async function* answerConcurrently<Req, Res>(
         while (pending >= inFlight && !gone) await new Promise<void>((r) => (slot = r));
         if (gone) return;
         pending++;
-        handle(next.value).then(
-          (res) => out.push({ res, counted: true }),
-          (err: unknown) => out.push({ res: onError(next.value, err), counted: true }),
-        );
+        handle(next.value).then(answered, (err: unknown) => answered(onError(next.value, err)));
       }
     } catch (err) {
       out.fail(err);
@@ -98,6 +113,7 @@ export async function* answerConcurrently<Req, Res>(
     }
   } finally {
     gone = true;
+    for (const { res, counted } of out.takeQueued()) if (counted) unsent(res);
     slot?.();
     announce?.signal.removeEventListener("abort", announced);
     unhook();

@@ -239,6 +239,52 @@ describe("Forward (the router's stream for enqueues and settlements)", () => {
 });
 
 describe("Forward when the router's stream is gone", () => {
+  it("gives back the leases of answers it never sent to a router that read slowly, then broke", async () => {
+    const fx = await shardFixture({}, server);
+    const channel = createChannel(`127.0.0.1:${fx.worker.port}`);
+    try {
+      const queue = { command: "SLOWR", tenant: "t1" };
+      const n = 60;
+      const payload = Buffer.alloc(512 * 1024, 1); // 30 MB in all: more than the transport buffers
+      for (let i = 0; i < n; i += 10)
+        await fx.client("t1").enqueueBatch({
+          tasks: Array.from({ length: 10 }, () => ({ command: "SLOWR", payload })),
+        });
+      const requests = new Channel<internal.ForwardRequest>();
+      const lease = LeaseRequest.encode(
+        LeaseRequest.fromPartial({ commands: ["SLOWR"], maxTasks: 1, leaseDurationMs: 600_000 }),
+      ).finish();
+      for (let seq = 1; seq <= n; seq++)
+        requests.push(
+          internal.ForwardRequest.fromPartial({
+            seq,
+            tenant: "t1",
+            principal: "w",
+            roles: "worker",
+            lease,
+          }),
+        );
+      const abort = new AbortController();
+      const answers = createClient(internal.ShardServiceDefinition, channel)
+        .forward(requests, { signal: abort.signal })
+        [Symbol.asyncIterator]();
+      await answers.next(); // the router reads one answer, then nothing
+      const stats = () => fx.worker.engine.stats(queue);
+      await eventually(async () => (await stats()).leased === n);
+      abort.abort(); // and its stream breaks
+      await answers.next().catch(() => undefined);
+      // the answers never sent go back at once, not when their leases expire in 10 min
+      await eventually(async () => (await stats()).ready > 0, 3_000);
+      const after = await stats();
+      expect(after.ready + after.leased).toBe(n);
+      expect(after.leased).toBeGreaterThanOrEqual(1); // the one read, at least, was sent
+      requests.close();
+    } finally {
+      channel.close();
+      await fx.close();
+    }
+  });
+
   it("gives back what a lease took for a stream that was cancelled meanwhile", async () => {
     const fx = await shardFixture({}, server);
     const engine = fx.worker.engine;

@@ -137,11 +137,12 @@ export function forward(
             return undefined;
         }
       };
-      const answer = await handle(core, identityFrom({ get: stated }, trust), req);
+      let answer = await handle(core, identityFrom({ get: stated }, trust), req);
       if (answer.leased && answer.leased.tasks.length > 0 && ctx.signal.aborted) {
         // the router's stream is gone (it crashed, its connection broke): nobody will
         // read this answer, so the tasks go back now rather than when their leases expire
         await core.giveBack(answer.leased.tasks.map((t) => t.leaseToken)).catch(() => undefined);
+        answer = { ...answer, leased: { tasks: [] } };
       }
       return { seq: req.seq, ...answer, error: undefined, mapVersion: 0, owner: "" };
     },
@@ -156,6 +157,15 @@ export function forward(
         owner: fenced?.owner ?? "",
       };
     },
-    { inFlight: FORWARD_IN_FLIGHT, announce: { signal: draining, message: DRAINING } },
+    {
+      inFlight: FORWARD_IN_FLIGHT,
+      announce: { signal: draining, message: DRAINING },
+      // the router's stream ended with answers not yet sent (it read slowly, then
+      // broke): nobody gets the tasks of a lease among them, so they go back now
+      onUnsent: (res) => {
+        const tokens = res.leased?.tasks.map((t) => t.leaseToken) ?? [];
+        if (tokens.length > 0) core.giveBack(tokens).catch(() => undefined);
+      },
+    },
   );
 }
