@@ -189,17 +189,36 @@ export async function startShardWorker(
       : undefined;
   const stopMover = mover?.start();
   let metricsServer: MetricsServer | undefined;
-  /** Stops serving (in-flight calls get `graceMs`), then everything the worker runs. */
+  /**
+   * Stops serving (in-flight calls get `graceMs`), then everything the worker runs,
+   * within the grace period (at least AFTER_GRACE_MS after serving stops): a store
+   * that does not answer (its host gone, packets dropped; ioredis sets no time limit
+   * on a command) would hold up a background pass, the mover or QUIT for good, so
+   * past it the store connection is cut, which fails what waits on it.
+   */
   const release = async (graceMs: number) => {
+    const by = Date.now() + graceMs;
     const shutdown = grpc.shutdown(graceMs); // health NOT_SERVING at once
     stopMover?.();
-    await mover?.stop();
+    const moverStopped = mover?.stop();
     await shutdown;
     core.stopRetries();
-    await background.stop();
-    await migrations?.close();
-    await metricsServer?.close();
-    await closeStore();
+    const rest = (async () => {
+      await moverStopped;
+      await background.stop();
+      await migrations?.close();
+      await metricsServer?.close();
+      await closeStore();
+    })();
+    if (await settlesWithin(rest, Math.max(AFTER_GRACE_MS, by - Date.now()))) return rest;
+    logger.warn(
+      { shard: config.id },
+      "the store did not answer while the worker stopped: its connection is cut",
+    );
+    redis.disconnect();
+    if (await settlesWithin(rest, AFTER_GRACE_MS)) return rest;
+    // still waiting (on the control store, say): left to the end of the process
+    rest.catch(() => undefined);
   };
   if (config.metricsListen)
     metricsServer = await cleanUpOnFailure(
@@ -256,6 +275,21 @@ export async function startShardWorker(
       return stopping;
     },
   };
+}
+
+/** How long stopping may take past serving's end, at least (`release`), ms. */
+const AFTER_GRACE_MS = 1_000;
+
+/** Whether `p` settles (either way) within `ms`. */
+function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    const done = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    p.then(done, done);
+  });
 }
 
 /** TLS towards the store for a `rediss://` URL (KVRocks with TLS), with its CA when given. */

@@ -3,7 +3,14 @@ import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import type { EnqueueStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
-import { eventually, shardFixture, StreamDriver, SUB, type ShardFixture } from "./test/fixture";
+import {
+  eventually,
+  relayedShardFixture,
+  shardFixture,
+  StreamDriver,
+  SUB,
+  type ShardFixture,
+} from "./test/fixture";
 
 describe("graceful shutdown", () => {
   let fx: ShardFixture;
@@ -212,4 +219,26 @@ describe("an EnqueueStream at shutdown", () => {
       await fx.close();
     }
   }, 30_000);
+});
+
+describe("graceful shutdown with a store that stops answering", () => {
+  it("ends within the grace period, cutting the store connection its background work waits on", async () => {
+    const { fx, relay, close } = await relayedShardFixture({ graceMs: 1_000, dueIdleMs: 100 });
+    try {
+      await fx.client("t-silent").enqueue({ command: "SILENT" });
+      // the store's host goes away without closing anything: calls are sent, never answered
+      relay.silence();
+      await new Promise((r) => setTimeout(r, 500)); // the due loop has asked it something
+      const started = Date.now();
+      const stopped = await Promise.race([
+        fx.worker.stop().then(() => true),
+        new Promise<false>((r) => setTimeout(() => r(false), 8_000)),
+      ]);
+      expect(stopped).toBe(true);
+      // the grace period, and at most a second more (AFTER_GRACE_MS), give or take
+      expect(Date.now() - started).toBeLessThan(4_000);
+    } finally {
+      await close();
+    }
+  }, 20_000);
 });
