@@ -81,6 +81,15 @@ describe("leaseAcrossTenants (the cross-tenant worker)", () => {
     ).rejects.toThrow(/command must match/);
   });
 
+  it("keeps nothing per command for commands nobody leases across tenants", async () => {
+    const { engine } = await fx().engine();
+    for (let i = 0; i < 50; i++)
+      await seed(engine, 1, {}, { command: `ONCE_${i}`, tenant: "t" }, "x");
+    await engine.leaseAcrossTenants("ONCE_0", { max: 1, leaseMs: 30_000 });
+    const fair = (engine as unknown as { fair: { reading: number } }).fair;
+    expect(fair.reading).toBe(0);
+  });
+
   it("serves a tenant that left the registry and came back while the registry was read", async () => {
     const { engine, redis } = await fx().engine({ completedRetentionMs: 0 });
     await seed(engine, 1, {}, q("back"), "back");

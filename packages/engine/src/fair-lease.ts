@@ -20,8 +20,12 @@ import {
 export class FairLeaser {
   private readonly cursors = new Map<string, number>();
   private readonly tenants = new Map<string, { at: number; list: string[]; has: Set<string> }>();
-  /** Per command, bumped when a tenant the cache lacks gets tasks (a read in flight then is not kept). */
-  private readonly news = new Map<string, number>();
+  /**
+   * Per command whose tenants are being read from the registry: bumped when a tenant
+   * the cache lacks gets tasks (the read in flight then is not kept). Only while reads
+   * are in flight: a command nobody leases across tenants keeps no entry.
+   */
+  private readonly news = new Map<string, { bumps: number; reads: number }>();
 
   constructor(
     private readonly ctx: EngineContext,
@@ -37,7 +41,8 @@ export class FairLeaser {
     const cached = this.tenants.get(queue.command);
     if (cached?.has.has(queue.tenant)) return;
     this.tenants.delete(queue.command);
-    this.news.set(queue.command, (this.news.get(queue.command) ?? 0) + 1);
+    const news = this.news.get(queue.command);
+    if (news) news.bumps++;
   }
 
   /**
@@ -112,6 +117,11 @@ export class FairLeaser {
     return keepWithin(calls, options.maxBytes, options.firstAlways !== false);
   }
 
+  /** Commands with a registry read in flight (for tests). */
+  get reading(): number {
+    return this.news.size;
+  }
+
   private async tenantsOf(command: string): Promise<string[]> {
     const now = Date.now();
     const cached = this.tenants.get(command);
@@ -119,11 +129,17 @@ export class FairLeaser {
     // an expired list must not answer `saw` while the registry is read: a tenant it
     // holds may have left the registry (emptied) and be back with a task meanwhile
     this.tenants.delete(command);
-    const seen = this.news.get(command);
-    const list = (await queues(this.ctx, command)).map((q) => q.tenant);
-    if (this.news.get(command) === seen)
-      this.tenants.set(command, { at: now, list, has: new Set(list) });
-    return list;
+    let news = this.news.get(command);
+    if (!news) this.news.set(command, (news = { bumps: 0, reads: 0 }));
+    news.reads++;
+    const seen = news.bumps;
+    try {
+      const list = (await queues(this.ctx, command)).map((q) => q.tenant);
+      if (news.bumps === seen) this.tenants.set(command, { at: now, list, has: new Set(list) });
+      return list;
+    } finally {
+      if (--news.reads === 0) this.news.delete(command);
+    }
   }
 }
 

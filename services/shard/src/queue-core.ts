@@ -56,6 +56,8 @@ export class QueueCore {
   /** Shutdown: nothing is kept for a retry any more. */
   private retriesStopped = false;
 
+  private unaryTurn = 0;
+
   constructor(
     readonly engine: QueueEngine,
     readonly notifier: Notifier,
@@ -220,6 +222,15 @@ export class QueueCore {
     return ask.commands.map((command) =>
       ask.allTenants ? { command } : { queue: { command, tenant: identity.tenant } },
     );
+  }
+
+  /**
+   * Where the next unary lease starts among its commands: each call starts one
+   * further, so a poller of several commands is not served only the first while it has
+   * a backlog (a stream keeps its own rotation).
+   */
+  nextStart(): number {
+    return this.unaryTurn++;
   }
 
   /**

@@ -57,7 +57,7 @@ export async function leaseReady(
   if (req.waitMs > 0)
     throw invalid("a forwarded lease may not wait; send a waiting Lease as a call of its own");
   const { ask, max } = leaseArgs(core, identity, req);
-  const got = await asServerErrors(() => core.lease(identity, ask, max, 0));
+  const got = await asServerErrors(() => core.lease(identity, ask, max, core.nextStart()));
   return { tasks: got.map(deliveryToWire) };
 }
 
@@ -118,9 +118,12 @@ export function queueService(
       const cancelled = onFirstAbort([ctx.signal, lifecycle.signal]);
       try {
         let woken: QueueRef | undefined;
+        const start = core.nextStart();
         for (let round = 0; ; round++) {
           const seen = notifier.version(topics);
-          const got = await asServerErrors(() => core.lease(identity, ask, max, round, woken));
+          const got = await asServerErrors(() =>
+            core.lease(identity, ask, max, start + round, woken),
+          );
           if (got.length > 0 && ctx.signal.aborted) {
             // the caller left while we leased: give the tasks back rather than let them expire
             await core.giveBack(got.map((d) => d.token));

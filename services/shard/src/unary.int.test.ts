@@ -83,9 +83,9 @@ describe("unary QueueService RPCs on a shard worker", () => {
     const parked = fx.worker.notifier.parked;
     const parks = (n: number) => eventually(async () => fx.worker.notifier.parked === parked + n);
     // parked in this order: an enqueue on MA wakes `both` (the oldest waiter of MA, with
-    // room for one task), one on MB then wakes `onlyB`; `both` would start its next
-    // round at MB (rotation) and take MB's task, and `onlyB`, finding MB empty, would
-    // park again with MA's task left to `onlyA`, never woken for it
+    // room for one task), one on MB then wakes `onlyB`; if `both` started its next
+    // round at MB (its rotation may say so) it would take MB's task, and `onlyB`,
+    // finding MB empty, would park again with MA's task left to `onlyA`, never woken
     const both = c.lease({ commands: ["MA", "MB"], maxTasks: 1, waitMs: 5_000 });
     await parks(1);
     const onlyB = c.lease({ commands: ["MB"], maxTasks: 1, waitMs: 5_000 });
@@ -107,6 +107,20 @@ describe("unary QueueService RPCs on a shard worker", () => {
     stopA.abort();
     await onlyA;
   }, 15_000);
+
+  it("a poller of several commands is served each of them, not only the first while it has a backlog", async () => {
+    const c = fx.client("u-turns");
+    await c.enqueueBatch({
+      tasks: ["RA", "RA", "RA", "RB", "RB", "RB"].map((command) => ({ command })) as never,
+    });
+    const served: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { tasks } = await c.lease({ commands: ["RA", "RB"], maxTasks: 1 });
+      served.push(...tasks.map((t) => t.task!.command));
+    }
+    expect(served.filter((cmd) => cmd === "RA")).toHaveLength(2);
+    expect(served.filter((cmd) => cmd === "RB")).toHaveLength(2);
+  });
 
   it("a Lease with no wait answers at once, empty", async () => {
     expect(await fx.client("u4").lease({ commands: ["NONE"], maxTasks: 5 })).toEqual({ tasks: [] });
