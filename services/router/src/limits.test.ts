@@ -21,6 +21,13 @@ describe("TokenBucket", () => {
     const b = new TokenBucket(10, 20, () => now);
     b.take(20);
     expect(b.take(50)).toEqual({ ok: false, retryAfterMs: 2000 });
+    now = 1_999;
+    expect(b.take(50).ok).toBe(false);
+    now = 2_000; // full: it goes through, and the bucket owes the 30 tokens beyond it
+    expect(b.take(50)).toEqual({ ok: true });
+    expect(b.take(1)).toEqual({ ok: false, retryAfterMs: 3100 });
+    now = 5_100;
+    expect(b.take(1)).toEqual({ ok: true });
   });
 });
 

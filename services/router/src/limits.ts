@@ -26,10 +26,15 @@ export class TokenBucket {
     this.at = t;
   }
 
-  /** Takes `n` tokens if it has them; otherwise takes none and says how long until it would, ms. */
+  /**
+   * Takes `n` tokens if it has them; otherwise takes none and says how long until it
+   * would, ms. A request larger than the bucket can hold goes through once the bucket
+   * is full, and leaves it owing the difference (the requests after it wait that much
+   * longer): otherwise it could never go through, and its retries would never end.
+   */
   take(n: number): { ok: true } | { ok: false; retryAfterMs: number } {
     this.refill();
-    if (n <= this.tokens) {
+    if (n <= this.tokens || (n > this.burst && this.tokens >= this.burst)) {
       this.tokens -= n;
       return { ok: true };
     }
