@@ -340,6 +340,24 @@ describe("router forwarding", () => {
     expect((await stats("a", "X")).ready).toBe(0);
   });
 
+  test("a batch sent as a call of its own states, when retried after a fencing refusal, the map version refreshed", async () => {
+    const old = (await rc.source.get())!;
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
+    await within(2_000, () => rc.workers.get("a")!.mapVersion() === old.version + 1);
+    await within(2_000, () => rc.workers.get("b")!.mapVersion() === old.version + 1);
+    // the router and b missed the change (lost announcements); a has it
+    type Held = { map: typeof old };
+    (rc.router.routing.cache as unknown as Held).map = old;
+    (rc.workers.get("b")!.map as unknown as Held).map = old;
+    // larger than a lane's batches: an EnqueueBatch call of its own
+    const big = Buffer.alloc(300 * 1024, 1);
+    const res = await rc.client("t1").enqueueBatch({ tasks: [{ command: "X", payload: big }] });
+    // a refused, the router refreshed and retried on b stating the new version: b
+    // re-read its map rather than refusing by the one it held
+    expect(res.results[0]!.status!.code).toBe(Status.OK);
+    expect((await stats("b", "X")).ready).toBe(1);
+  });
+
   test("GetShardMap and ListShards report the map, health and breakers", async () => {
     const admin = rc.admin();
     const m = await admin.getShardMap({});

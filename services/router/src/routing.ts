@@ -116,8 +116,13 @@ export class Routing {
     return { identity, metadata, signal: ctx.signal };
   }
 
-  /** Call options for a shard call: the caller's cancellation, the router's deadline cap. */
+  /**
+   * Call options for a shard call: the caller's cancellation, the router's deadline cap,
+   * and the map version as of now (a retry after a fencing refusal and a map refresh
+   * states the newer version, so a shard behind it re-reads its map).
+   */
   options(f: Forward, timeoutMs = this.config.shardTimeoutMs) {
+    f.metadata.set(MAP_VERSION_TRAILER, String(this.cache.version));
     return { metadata: f.metadata, signal: f.signal, deadline: new Date(Date.now() + timeoutMs) };
   }
 
