@@ -48,6 +48,23 @@ describe("Limits", () => {
     expect(limits.leaseBucket("t1")).toBeUndefined(); // 0: no limit
   });
 
+  test("drops the buckets of tenants that have not called for a while, not those still paying off", () => {
+    let now = 0;
+    const limits = new Limits(
+      { tenantEnqueueRate: 10, tenantLeaseRate: 0, burstSeconds: 1, maxStreamsPerPrincipal: 2 },
+      () => now,
+    );
+    limits.enqueue(undefined, "busy", 10); // its bucket is empty
+    for (let i = 0; i < 5_000; i++) limits.enqueue(undefined, `once-${i}`, 1);
+    // new tenants' buckets sweep out those full again now and then; none is full yet
+    expect(limits.bucketsKept).toBe(5_001);
+    now = 500; // every bucket has refilled but busy's (5 of its 10 tokens back)
+    for (let i = 0; i < 3_000; i++) limits.enqueue(undefined, `later-${i}`, 1);
+    // the 5,000 once-callers are gone; busy and the later ones (not full yet) are kept
+    expect(limits.bucketsKept).toBe(3_001);
+    expect(() => limits.enqueue(undefined, "busy", 10)).toThrow(/rate limit/); // still owed
+  });
+
   test("counts streams per principal and frees a slot on release (once)", () => {
     const limits = new Limits({
       tenantEnqueueRate: 0,

@@ -58,11 +58,20 @@ export class TokenBucket {
       : Math.ceil(((Math.min(n, this.burst) - this.tokens) * 1000) / this.rate);
   }
 
+  /** Full again: as good as a new bucket (one nobody used for a while). */
+  get full(): boolean {
+    this.refill();
+    return this.tokens >= this.burst;
+  }
+
   /** Gives back tokens taken for work that did not happen. */
   refund(n: number): void {
     this.tokens = Math.min(this.burst, this.tokens + n);
   }
 }
+
+/** Buckets a limit keeps before it first drops full ones. */
+const SWEEP_AT_LEAST = 1_000;
 
 export interface LimitsConfig {
   /** Tasks a tenant may enqueue per second through one router (0: no limit). */
@@ -80,6 +89,11 @@ export class Limits {
   private readonly enqueueBuckets = new Map<string, TokenBucket>();
   private readonly leaseBuckets = new Map<string, TokenBucket>();
   private readonly streams = new Map<string, number>();
+  /** Per bucket map: its size at which the next new bucket first sweeps it. */
+  private readonly sweepAt = new Map<Map<string, TokenBucket>, number>([
+    [this.enqueueBuckets, SWEEP_AT_LEAST],
+    [this.leaseBuckets, SWEEP_AT_LEAST],
+  ]);
 
   constructor(
     private readonly config: LimitsConfig,
@@ -89,10 +103,24 @@ export class Limits {
   private bucket(map: Map<string, TokenBucket>, tenant: string, rate: number): TokenBucket {
     let b = map.get(tenant);
     if (!b) {
+      // buckets come one per tenant that calls: those full again are dropped now and
+      // then, so tenants that come and go do not pile up
+      if (map.size >= this.sweepAt.get(map)!) this.sweep(map);
       b = new TokenBucket(rate, Math.max(1, rate * this.config.burstSeconds), this.now);
       map.set(tenant, b);
     }
     return b;
+  }
+
+  /** Drops the buckets that are full (a new one would be the same); the next sweep comes at twice what is left. */
+  private sweep(map: Map<string, TokenBucket>): void {
+    for (const [tenant, b] of map) if (b.full) map.delete(tenant);
+    this.sweepAt.set(map, Math.max(SWEEP_AT_LEAST, 2 * map.size));
+  }
+
+  /** Enqueue and lease buckets kept now (for tests). */
+  get bucketsKept(): number {
+    return this.enqueueBuckets.size + this.leaseBuckets.size;
   }
 
   /** RESOURCE_EXHAUSTED (with retry-after-ms) when `tenant` may not enqueue `n` tasks now. */
