@@ -26,6 +26,9 @@ describe("TokenBucket", () => {
     now = 2_000; // full: it goes through, and the bucket owes the 30 tokens beyond it
     expect(b.take(50)).toEqual({ ok: true });
     expect(b.take(1)).toEqual({ ok: false, retryAfterMs: 3100 });
+    // credits paced by the same bucket wait for the debt too, and do not wipe it out
+    expect(b.takeUpTo(10)).toBe(0);
+    expect(b.take(1)).toEqual({ ok: false, retryAfterMs: 3100 });
     now = 5_100;
     expect(b.take(1)).toEqual({ ok: true });
   });

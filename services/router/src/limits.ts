@@ -42,10 +42,13 @@ export class TokenBucket {
     return { ok: false, retryAfterMs: Math.max(1, Math.ceil((missing * 1000) / this.rate)) };
   }
 
-  /** Takes up to `n` tokens; returns how many it took (for flows that can wait, like credits). */
+  /**
+   * Takes up to `n` tokens; returns how many it took (for flows that can wait, like
+   * credits): none while the bucket is empty or owes tokens (`take`).
+   */
   takeUpTo(n: number): number {
     this.refill();
-    const got = Math.min(n, Math.floor(this.tokens));
+    const got = Math.max(0, Math.min(n, Math.floor(this.tokens)));
     this.tokens -= got;
     return got;
   }

@@ -201,6 +201,7 @@ export async function startShardWorker(
     const shutdown = grpc.shutdown(graceMs); // health NOT_SERVING at once
     stopMover?.();
     const moverStopped = mover?.stop();
+    moverStopped?.catch(() => undefined); // awaited below (`rest`), after the grace period
     await shutdown;
     core.stopRetries();
     const rest = (async () => {
