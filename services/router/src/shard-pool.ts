@@ -127,15 +127,25 @@ export class ShardConn {
       rollingCountTimeout: config.breakerWindowMs,
       errorFilter: (err: unknown) => !isShardFailure(err),
     });
-    this.breaker.on("open", () => logger.warn({ shard: id, endpoint }, "shard breaker opened"));
+    // while a shard stays down, its breaker goes half-open and open again every
+    // breakerResetMs: logged once when it opens, then at debug until it closes
+    let down = false;
+    this.breaker.on("open", () => {
+      if (down) logger.debug({ shard: id }, "shard breaker trial failed; open again");
+      else logger.warn({ shard: id, endpoint }, "shard breaker opened");
+      down = true;
+    });
     this.breaker.on("halfOpen", () => {
-      logger.info({ shard: id }, "shard breaker half-open");
+      logger.debug({ shard: id }, "shard breaker half-open");
       // the one trial call is the router's own health check, sent now: a caller's call
       // as the trial could be a long poll (or a redrive), and every other call to the
       // shard would be refused for as long as it waits
       this.breaker.fire(() => this.trial(config.shardTimeoutMs)).catch(() => undefined);
     });
-    this.breaker.on("close", () => logger.info({ shard: id }, "shard breaker closed"));
+    this.breaker.on("close", () => {
+      down = false;
+      logger.info({ shard: id }, "shard breaker closed");
+    });
   }
 
   /** The next QueueService client (round-robin over the channels). */
