@@ -56,6 +56,26 @@ describe("regressions", () => {
     expect((await engine.getTask(Q, t!.id))!.state).toBe("COMPLETED");
   });
 
+  it("a task stored with a record (idempotency key, headers) retries by the default backoff, jitter included", async () => {
+    const { engine, clock } = await fx().engine({ random: () => 0 });
+    const [plain, keyed, headed] = await engine.enqueue(Q, [
+      {},
+      { idempotencyKey: "k-backoff" },
+      { headers: { trace: "t" } },
+    ]);
+    const leased = await engine.lease(Q, { ...LEASE, max: 3 });
+    expect(leased).toHaveLength(3);
+    await engine.nack(leased.map((d) => ({ token: d.token })));
+    const runAt = async (id: string) => (await engine.getTask(Q, id))!.runAt - clock.now();
+    const delays = [await runAt(plain!.id), await runAt(keyed!.id), await runAt(headed!.id)];
+    // the default policy (1 s, exponential, equal jitter) for all three: between half
+    // the delay and the delay, never the delay exactly (as with no jitter)
+    for (const delay of delays) {
+      expect(delay).toBeGreaterThanOrEqual(500);
+      expect(delay).toBeLessThan(1_000);
+    }
+  });
+
   it("attempts are counted once per delivery, not again on nack", async () => {
     const { engine } = await fx().engine();
     const [id] = await seed(engine, 1, { maxAttempts: 3 });

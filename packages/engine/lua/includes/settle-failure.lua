@@ -24,9 +24,10 @@ local function settleFailure(K, qid, id, x, now, reason, delay, deadLetter, fron
     redis.call('ZADD', K.dead, now, id)
   else
     if delay < 0 then
+      -- a record holds a backoff only when it is not the default (task-record.ts)
       local raw = redis.call('HGET', K.tasks, id)
-      local backoff = cjson.decode(raw or K.defaultBackoff)
-      if raw then backoff = backoff.backoff end
+      local backoff = raw and cjson.decode(raw).backoff
+      if not backoff then backoff = cjson.decode(K.defaultBackoff) end
       delay = backoffDelay(backoff, x.att, rnd)
     end
     if delay == 0 then
