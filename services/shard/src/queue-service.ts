@@ -237,9 +237,9 @@ export function queueService(
       const queue = queueOf(identity, req.command);
       const max = limit("max_tasks", req.maxTasks, 1000, 10_000);
       if (req.taskIds.length > 10_000) throw invalid("task_ids: at most 10000");
-      const out = await asServerErrors(() =>
-        engine.purge(queue, max, req.taskIds.length ? req.taskIds : undefined),
-      );
+      // named ids are all acted on (max_tasks bounds the oldest-first walk), as RedriveDead
+      const ids = req.taskIds.length ? req.taskIds : undefined;
+      const out = await asServerErrors(() => engine.purge(queue, ids?.length ?? max, ids));
       return { purged: out.count, remaining: out.remaining, notFound: out.notFound };
     },
   };

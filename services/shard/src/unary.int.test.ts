@@ -122,6 +122,27 @@ describe("unary QueueService RPCs on a shard worker", () => {
     expect(served.filter((cmd) => cmd === "RB")).toHaveLength(2);
   });
 
+  it("RedriveDead and PurgeDead act on every task id named, whatever max_tasks says", async () => {
+    const c = fx.client("u-named");
+    const admin = fx.client("u-named", "producer,worker,admin");
+    const dead = async (n: number) => {
+      const { results } = await c.enqueueBatch({
+        tasks: Array.from({ length: n }, () => ({ command: "NAMED" })) as never,
+      });
+      const { tasks } = await c.lease({ commands: ["NAMED"], maxTasks: n });
+      await c.nack({ items: tasks.map((t) => ({ leaseToken: t.leaseToken, deadLetter: true })) });
+      return results.map((r) => r.taskId);
+    };
+    const toPurge = await dead(3);
+    expect(
+      await admin.purgeDead({ command: "NAMED", taskIds: toPurge, maxTasks: 1 }),
+    ).toMatchObject({ purged: 3, notFound: [] });
+    const toRedrive = await dead(3);
+    expect(
+      await admin.redriveDead({ command: "NAMED", taskIds: toRedrive, maxTasks: 1 }),
+    ).toMatchObject({ redriven: 3, notFound: [] });
+  });
+
   it("a Lease with no wait answers at once, empty", async () => {
     expect(await fx.client("u4").lease({ commands: ["NONE"], maxTasks: 5 })).toEqual({ tasks: [] });
   });

@@ -2,7 +2,9 @@
 -- and purge. Takes the ids in ARGV[firstId..] (or, when there are none, the oldest
 -- `limit` dead tasks), calls apply(id, x) with the parsed state of each DEAD one up
 -- to `limit` (after removing it from the DLQ index), and returns
--- { applied, dead remaining, ids that were not dead tasks ... }.
+-- { applied, dead remaining, ids that were not dead tasks ... }. A named id must be
+-- in the DLQ index too: a dead task a move has reserved (export) is DEAD but out of
+-- it, and redriving or purging it here would be undone when the move confirms.
 -- @include "task-state"
 local function deadBatch(stateKey, deadKey, firstId, limit, apply)
   local ids = {}
@@ -17,7 +19,7 @@ local function deadBatch(stateKey, deadKey, firstId, limit, apply)
     local id = ids[i]
     local s = redis.call('HGET', stateKey, id)
     local x = s and parseState(s)
-    if x and x.st == 'D' then
+    if x and x.st == 'D' and redis.call('ZSCORE', deadKey, id) then
       if applied < limit then
         redis.call('ZREM', deadKey, id)
         apply(id, x)

@@ -69,6 +69,21 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-14.lua", () => {
     expect((await engine.lease(Q, LEASE)).map((x) => x.task.id)).toEqual(ids);
   });
 
+  it("a dead task a move has reserved is neither redriven nor purged by id until the move lets it go", async () => {
+    const { engine } = await fx().engine();
+    const [id] = await seed(engine, 1);
+    const [d] = await engine.lease(Q, LEASE);
+    await engine.nack([{ token: d!.token, deadLetter: true }]);
+    expect(await engine.exportBatch(Q, 10)).toHaveLength(1);
+    // a redrive here would be undone when the move confirms (the target holds it DEAD)
+    expect(await engine.redrive(Q, 10, [id!])).toEqual({ count: 0, remaining: 0, notFound: [id] });
+    expect(await engine.purge(Q, 10, [id!])).toEqual({ count: 0, remaining: 0, notFound: [id] });
+    expect(await engine.stats(Q)).toMatchObject({ ready: 0, dead: 0, moving: 1 });
+    // the move is aborted: the task is back in the DLQ, and a redrive by id takes it
+    expect(await engine.restoreExport(Q)).toBe(1);
+    expect(await engine.redrive(Q, 10, [id!])).toEqual({ count: 1, remaining: 0, notFound: [] });
+  });
+
   it("moves a queue between two shards without loss or duplicates, keeping dedup and fencing", async () => {
     const { engine: source, clock } = await fx().engine({ shard: "a" });
     const { engine: target } = await fx().engine({ shard: "b", clock });

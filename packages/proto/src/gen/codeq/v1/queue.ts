@@ -341,9 +341,9 @@ export interface ListDeadResponse {
 export interface RedriveDeadRequest {
   /** Required. */
   command: string;
-  /** Specific dead tasks to redrive; empty = oldest first. */
+  /** Specific dead tasks to redrive, every one of them; empty = oldest first. */
   taskIds: string[];
-  /** 1..1000 per call. 0 = 100. */
+  /** 1..1000 per call. 0 = 100. Bounds the oldest-first walk (not task_ids). */
   maxTasks: number;
   /** Upper bound on the requeue rate within this call. 0 = 1000 per second. */
   ratePerSecond: number;
@@ -353,16 +353,19 @@ export interface RedriveDeadResponse {
   redriven: number;
   /** Dead tasks left in the queue after this call. */
   remaining: number;
-  /** task_ids that were not dead tasks of this queue. */
+  /**
+   * task_ids that were not dead tasks of this queue (on this shard; a dead task a
+   * move is carrying is not found until the move ends).
+   */
   notFound: string[];
 }
 
 export interface PurgeDeadRequest {
   /** Required. */
   command: string;
-  /** Specific dead tasks to delete; empty = oldest first. */
+  /** Specific dead tasks to delete, every one of them; empty = oldest first. */
   taskIds: string[];
-  /** 1..10000 per call. 0 = 1000. */
+  /** 1..10000 per call. 0 = 1000. Bounds the oldest-first walk (not task_ids). */
   maxTasks: number;
 }
 
