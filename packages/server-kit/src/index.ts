@@ -1,5 +1,5 @@
 export { createLogger, type Logger } from "./logger";
-export { loadConfig, ConfigError, envKeyToField } from "./config-loader";
+export { boolSetting, ConfigError, envKeyToField, intSetting, loadConfig } from "./config-loader";
 export { Lifecycle, STREAM_DRAIN_SHARE, type LifecycleState } from "./lifecycle";
 export {
   startGrpcService,

@@ -1,5 +1,5 @@
 import { installLeanAsyncBind } from "@codeq/common";
-import { ConfigError } from "./config-loader";
+import { ConfigError, ignoredSettings } from "./config-loader";
 import { createLogger, type Logger } from "./logger";
 import { onShutdownSignal } from "./grpc-service";
 
@@ -20,6 +20,11 @@ export function runService<C>(
   (async () => {
     const config = loadConfig();
     const logger = createLogger(logName(config));
+    for (const name of ignoredSettings(config as object))
+      logger.warn(
+        { setting: name },
+        "this environment variable names no setting: ignored (misspelt?)",
+      );
     const service = await start(config, logger);
     onShutdownSignal(() => service.stop(), logger);
   })().catch((err: unknown) => {

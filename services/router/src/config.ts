@@ -1,17 +1,16 @@
 import * as fs from "node:fs";
 import { z } from "zod";
 import type { AuthConfig } from "@codeq/auth";
-import { DEFAULT_MAX_MESSAGE_BYTES, loadConfig } from "@codeq/server-kit";
+import { boolSetting, DEFAULT_MAX_MESSAGE_BYTES, intSetting, loadConfig } from "@codeq/server-kit";
 import { requestLimitProblem } from "@codeq/wire";
 
 /** Environment variables: CODEQ_ROUTER_<SETTING>. File: CODEQ_ROUTER_CONFIG_FILE. */
 export const ROUTER_ENV_PREFIX = "CODEQ_ROUTER_";
 
-const int = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
-const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallback);
+const int = intSetting;
+const bool = boolSetting;
 
-const routerSettings = z.object({
+const routerSettings = z.strictObject({
   /** gRPC listen address for clients; port 0 picks a free port. */
   listen: z.string().default("127.0.0.1:7300"),
   /** Prometheus /metrics address; empty disables it. */

@@ -1,6 +1,8 @@
 import { z } from "zod";
 import {
+  boolSetting,
   DEFAULT_MAX_MESSAGE_BYTES,
+  intSetting,
   loadConfig,
   readSecret,
   type IdentityOptions,
@@ -12,11 +14,10 @@ import { requestLimitProblem, TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
 export const SHARD_ENV_PREFIX = "CODEQ_SHARD_";
 
-const ms = (min: number, max: number, fallback: number) =>
-  z.coerce.number().int().min(min).max(max).default(fallback);
-const bool = (fallback: boolean) => z.stringbool().or(z.boolean()).default(fallback);
+const ms = intSetting;
+const bool = boolSetting;
 
-const shardSettings = z.object({
+const shardSettings = z.strictObject({
   /** This shard's id in the shard map (^[a-z0-9][a-z0-9-]{0,62}$). */
   id: z
     .string()
@@ -65,12 +66,7 @@ const shardSettings = z.object({
    */
   tlsCaFile: z.string().default(""),
   /** Largest task payload in bytes (a request of `maxMessageBytes` must hold one). */
-  payloadCapBytes: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .max(64 * 1024 * 1024)
-    .default(1024 * 1024),
+  payloadCapBytes: intSetting(1, 64 * 1024 * 1024, 1024 * 1024),
   /**
    * Largest request message in bytes; a bigger one is refused (RESOURCE_EXHAUSTED)
    * before it is read. It must hold a task at the payload cap, or an ack's result of 1
@@ -78,24 +74,14 @@ const shardSettings = z.object({
    * one stops the worker at start. Every shard worker of a map should have the same: the
    * mover sizes its requests to the target by this shard's own (`moveBatchBytes`).
    */
-  maxMessageBytes: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .max(256 * 1024 * 1024)
-    .default(DEFAULT_MAX_MESSAGE_BYTES),
+  maxMessageBytes: intSetting(1024, 256 * 1024 * 1024, DEFAULT_MAX_MESSAGE_BYTES),
   /**
    * Most bytes of tasks one answer carries (a Lease response, one push of a
    * LeaseStream): what a lease took beyond it goes back to the queue at once,
    * uncounted. The default fits gRPC's usual 4 MiB receive limit of clients in every
    * language. A single task larger than this is still delivered, alone.
    */
-  maxResponseBytes: z.coerce
-    .number()
-    .int()
-    .min(64 * 1024)
-    .max(256 * 1024 * 1024)
-    .default(4 * 1024 * 1024 - 64 * 1024),
+  maxResponseBytes: intSetting(64 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024 - 64 * 1024),
   /** How long an idempotency key deduplicates, ms (default 24 h). */
   idempotencyWindowMs: ms(1, 30 * 24 * 3600_000, 24 * 3600_000),
   /** How long completed tasks are kept, ms (0 deletes at ack; default 10 min). */
@@ -107,18 +93,18 @@ const shardSettings = z.object({
   /** Longest wait of a unary Lease, ms. */
   maxLeaseWaitMs: ms(0, 30_000, 30_000),
   /** Most credits a stream may hold outstanding. */
-  maxStreamCredits: z.coerce.number().int().min(1).max(1_000_000).default(10_000),
+  maxStreamCredits: intSetting(1, 1_000_000, 10_000),
   /** Largest batch in one request (enqueue, ack, nack, extend, lease). */
   // one request is one engine call, which takes at most MAX_BATCH items
-  maxBatch: z.coerce.number().int().min(1).max(MAX_BATCH).default(MAX_BATCH),
+  maxBatch: intSetting(1, MAX_BATCH, MAX_BATCH),
   /** Longest the due loop sleeps when nothing is due, ms (it is woken early by new work). */
   dueIdleMs: ms(10, 60_000, 1_000),
   /** Tasks or leases the due loop handles per queue per pass. */
-  dueBatch: z.coerce.number().int().min(1).max(100_000).default(1000),
+  dueBatch: intSetting(1, 100_000, 1000),
   /** How often retention cleanup sweeps every queue, ms. */
   cleanupIntervalMs: ms(100, 3_600_000, 5_000),
   /** Records retention deletes per queue per pass. */
-  cleanupBatch: z.coerce.number().int().min(1).max(100_000).default(5000),
+  cleanupBatch: intSetting(1, 100_000, 5000),
   /**
    * Idle streams are re-woken this often as a safety net, ms. Wake-ups come from
    * this process's own writes (it is the only writer of its store); this only
@@ -147,20 +133,20 @@ const shardSettings = z.object({
   /** Run the migration mover (off: migrations draining this shard wait; for tests and emergencies). */
   mover: bool(true),
   /** The largest batch the migration mover exports and imports (a pass starts at 50 and doubles). */
-  moverBatch: z.coerce.number().int().min(1).max(1000).default(500),
+  moverBatch: intSetting(1, 1000, 500),
   /** Pause between mover passes while a migration drains this shard, ms. */
   moverIntervalMs: ms(10, 60_000, 250),
   /**
    * The share of time the mover works, percent: after each batch it rests in
    * proportion to the batch's time, leaving the rest to live traffic (100: no rest).
    */
-  moverDutyPercent: z.coerce.number().int().min(1).max(100).default(50),
+  moverDutyPercent: intSetting(1, 100, 50),
   /**
    * The mover yields while the receiving shard worker (or this one) is busier than this,
    * percent of event-loop utilisation: before each batch it waits, up to a second, until
    * the load falls below (100: never yields; see docs/migration.md).
    */
-  moverYieldAbovePercent: z.coerce.number().int().min(1).max(100).default(70),
+  moverYieldAbovePercent: intSetting(1, 100, 70),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */
   mapPollMs: ms(100, 3_600_000, 2_000),
 });
