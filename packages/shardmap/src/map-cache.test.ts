@@ -195,6 +195,18 @@ describe("MapCache over the in-memory source", () => {
     expect(c.current()).toMatchObject({ version: 2, defaultShard: "c" });
   });
 
+  it("takes another map under the version it holds (restored to an older one, then written again)", async () => {
+    await write();
+    await write();
+    const c = cache();
+    const held = await c.start();
+    expect(held.version).toBe(2);
+    // restored to version 1 while the cache could not reach the store, then written: 2 again
+    source.serve = { ...held, defaultShard: "c", updatedAtMs: held.updatedAtMs + 60_000 };
+    await c.refresh();
+    expect(c.current()).toMatchObject({ version: 2, defaultShard: "c" });
+  });
+
   it("survives a listener that throws", async () => {
     await write();
     const errors: Error[] = [];

@@ -188,8 +188,12 @@ export class MapCache {
       if (!map) throw new Error("the control store holds no shard map");
       this.loadedAtMs = this.now();
       this.lastError = undefined;
-      // Any other version is taken, lower too: a store restored from a backup is the truth.
-      if (map.version !== this.map?.version) this.replace(map);
+      // Any other map is taken, a lower version too: a store restored from a backup is
+      // the truth. So is the same version written at another time: a store restored
+      // to an older version while this process could not reach it, then written to
+      // that version again, holds another map under the number held here.
+      if (map.version !== this.map?.version || map.updatedAtMs !== this.map.updatedAtMs)
+        this.replace(map);
     } catch (err) {
       this.counters.errors++;
       this.lastError = toError(err);
