@@ -67,8 +67,8 @@ export function restoreExport(ctx: EngineContext, queue: QueueRef): Promise<numb
   const k = ctx.keys(queue);
   return ctx.runner.run<number>(
     "export-restore",
-    [k.state, k.scheduled, k.dead, k.moving, ...k.ready],
-    [],
+    [k.state, k.scheduled, k.dead, k.moving, k.due, ...k.ready],
+    [queueId(queue)],
   );
 }
 

@@ -1,7 +1,7 @@
 import { ScriptCode } from "../errors";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("export-17.lua, export-confirm-5.lua, export-restore-14.lua", () => {
+describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
   const fx = useEngineFixture();
 
   it("reserves READY (priority first), then SCHEDULED, then DEAD tasks; never LEASED ones", async () => {
@@ -82,6 +82,22 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-14.lua", () => {
     // the move is aborted: the task is back in the DLQ, and a redrive by id takes it
     expect(await engine.restoreExport(Q)).toBe(1);
     expect(await engine.redrive(Q, 10, [id!])).toEqual({ count: 1, remaining: 0, notFound: [] });
+  });
+
+  it("an aborted move puts a scheduled task back on the shard's due index, so it is promoted when due", async () => {
+    const { engine, clock } = await fx().engine();
+    const [later] = await engine.enqueue(Q, [{ delayMs: 60_000 }]);
+    const runAt = clock.now() + 60_000;
+    expect(await engine.exportBatch(Q, 10)).toHaveLength(1);
+    // a due pass while it is reserved finds nothing scheduled: the queue leaves the index
+    clock.advance(60_000);
+    expect(await engine.promote(Q)).toBe(0);
+    expect(await engine.nextDueAt()).toBeUndefined();
+    expect(await engine.restoreExport(Q)).toBe(1);
+    expect(await engine.nextDueAt()).toBe(runAt);
+    expect(await engine.dueQueues()).toEqual([Q]);
+    expect(await engine.promote(Q)).toBe(1);
+    expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([later!.id]);
   });
 
   it("moves a queue between two shards without loss or duplicates, keeping dedup and fencing", async () => {

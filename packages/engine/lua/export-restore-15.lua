@@ -1,11 +1,15 @@
 --[[ export-restore: puts every reserved task of one queue back where its state
 says (an aborted move): READY at the head of its list in the original order,
-SCHEDULED and DEAD into their sets.
-KEYS[1] state   KEYS[2] scheduled   KEYS[3] dead   KEYS[4] moving   KEYS[5..14] ready:0 .. ready:9
-ARGV: none
+SCHEDULED and DEAD into their sets; a SCHEDULED one also lowers the shard's due
+index to its run-at (a due pass while it was reserved may have dropped the queue
+from it, and nothing else would bring it back).
+KEYS[1] state   KEYS[2] scheduled   KEYS[3] dead   KEYS[4] moving   KEYS[5] due (shard)
+KEYS[6..15] ready:0 .. ready:9
+ARGV[1] queue id (its member in the due index)
 Returns the number restored
 ]]
 -- @include "task-state"
+-- @include "lower-due"
 local ids = redis.call('ZRANGE', KEYS[4], 0, -1)
 local restored = 0
 -- walk backwards so LPUSH rebuilds each list head in the original order
@@ -16,9 +20,10 @@ for i = #ids, 1, -1 do
   if s then
     local x = parseState(s)
     if x.st == 'R' then
-      redis.call('LPUSH', KEYS[5 + x.pri], id)
+      redis.call('LPUSH', KEYS[6 + x.pri], id)
     elseif x.st == 'S' then
       redis.call('ZADD', KEYS[2], x.runAt, id)
+      lowerDue(KEYS[5], ARGV[1], x.runAt)
     elseif x.st == 'D' then
       redis.call('ZADD', KEYS[3], x.untilAt, id)
     end
