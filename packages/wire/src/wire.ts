@@ -52,12 +52,17 @@ export function specFromWire(req: EnqueueRequest): TaskSpec {
   if (Object.keys(req.headers).length > 0) spec.headers = req.headers;
   if (req.backoff) {
     const b = req.backoff;
+    // a kind this version does not know is the caller's to fix: the engine's check
+    // refuses it (INVALID_ARGUMENT), rather than retrying as some other kind
     const kind =
       b.kind === BackoffKind.BACKOFF_KIND_FIXED
         ? "fixed"
         : b.kind === BackoffKind.BACKOFF_KIND_LINEAR
           ? "linear"
-          : "exponential";
+          : b.kind === BackoffKind.BACKOFF_KIND_EXPONENTIAL ||
+              b.kind === BackoffKind.BACKOFF_KIND_UNSPECIFIED
+            ? "exponential"
+            : (`kind ${Number(b.kind)}` as "exponential");
     spec.backoff = {
       kind,
       baseMs: b.baseMs || 1000,

@@ -51,6 +51,16 @@ const cases: Case[] = [
     /cap is 2048/,
   ],
   [
+    "Enqueue with a backoff kind this version does not know",
+    (c) =>
+      c.enqueue({
+        command: "Q",
+        backoff: { kind: 42 as never, baseMs: 10, maxMs: 10, jitter: false },
+      }),
+    Status.INVALID_ARGUMENT,
+    /backoff.kind must be/,
+  ],
+  [
     "Enqueue huge idempotency key",
     (c) => c.enqueue({ command: "Q", idempotencyKey: "k".repeat(300) }),
     Status.INVALID_ARGUMENT,

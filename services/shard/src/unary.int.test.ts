@@ -228,6 +228,12 @@ describe("unary QueueService RPCs on a shard worker", () => {
       code: Status.INVALID_ARGUMENT,
       details: expect.stringMatching(/^tasks\[2\]: priority/),
     });
+    await expect(
+      c.enqueueBatch({ tasks: [{ command: "IDX_A" }, { command: "IDX:B" }] as never }),
+    ).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/^tasks\[1\]: command must match/),
+    });
     expect((await c.queueStats({ command: "IDX_A" })).total?.ready).toBe(0);
   });
 
