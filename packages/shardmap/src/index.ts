@@ -52,6 +52,7 @@ export {
 } from "./resolve";
 export { MapSupplier } from "./map-supplier";
 export { StaticYamlSupplier, loadStaticSupplier, parseStaticMap } from "./static-yaml-supplier";
+export { StaticMapSource, StaticMapError } from "./static-map-source";
 export { HashSupplier, type HashSupplierOptions } from "./hash-supplier";
 export {
   MigrationStore,

@@ -18,7 +18,7 @@ const BREAKER: Record<PoolBreakerState, BreakerState> = {
 export function adminRouter(
   routing: Routing,
   source: MapSource,
-  store: MigrationStore,
+  store: MigrationStore | undefined,
 ): AdminServiceImplementation {
   const admin = async (ctx: CallContext, what: string) => {
     const f = await routing.forward(ctx);

@@ -17,6 +17,13 @@ const routerSettings = z.strictObject({
   metricsListen: z.string().default("127.0.0.1:9300"),
   /** The control store holding the shard map (key <controlPrefix>:ctl:shardmap). */
   controlUrl: z.string().url().default("redis://127.0.0.1:6379"),
+  /**
+   * A static shard map (YAML) to serve instead of the control store's: no control
+   * store, no map changes (AdminService writes are refused) and no migrations. Its
+   * shard workers run standalone (no control URL). A bad file stops the router with
+   * every problem and the path. Empty: the control store.
+   */
+  shardMapFile: z.string().default(""),
   /** Key prefix of the shard map in the control store. */
   controlPrefix: z.string().min(1).default("codeq"),
   /** Fallback poll of the shard map, ms (changes normally arrive by announcement). */

@@ -22,6 +22,7 @@ import {
   NAME_PATTERN,
   SHARD_ID_PATTERN,
   ShardMapError,
+  StaticMapError,
   tenantKey,
   updateMap,
   type MapSource,
@@ -75,8 +76,17 @@ export class MapOperations {
   constructor(
     private readonly routing: Routing,
     private readonly source: MapSource,
-    private readonly store: MigrationStore,
+    /** Where migrations' progress and finished ones are kept; none with a static map. */
+    private readonly store: MigrationStore | undefined,
   ) {}
+
+  private progress(id: string) {
+    return this.store?.progress(id).catch(() => undefined);
+  }
+
+  private finished(id: string) {
+    return this.store?.finished(id).catch(() => undefined);
+  }
 
   /** Reads the map from the control store (admin calls act on the newest map, not the cache). */
   private async freshMap(): Promise<ShardMap> {
@@ -119,6 +129,7 @@ export class MapOperations {
     } catch (err) {
       if (err instanceof ServerError) throw err;
       if (isVersionConflict(err)) throw new ServerError(Status.ABORTED, err.message);
+      if (err instanceof StaticMapError) throw precondition(err.message);
       if (err instanceof ShardMapError) throw precondition(err.message);
       throw new ServerError(Status.UNAVAILABLE, `the control store: ${(err as Error).message}`);
     }
@@ -253,8 +264,8 @@ export class MapOperations {
     checkId("id", id, MIGRATION_ID);
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = map.migrations.find((m) => m.id === id);
-    if (live) return migrationToWire(live, await this.store.progress(id).catch(() => undefined));
-    const done = await this.store.finished(id).catch(() => undefined);
+    if (live) return migrationToWire(live, await this.progress(id));
+    const done = await this.finished(id);
     if (done) return migrationToWire(done.migration, done.progress);
     throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
   }
@@ -265,10 +276,9 @@ export class MapOperations {
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
     const all: WireMigration[] = [];
-    for (const m of live)
-      all.push(migrationToWire(m, await this.store.progress(m.id).catch(() => undefined)));
+    for (const m of live) all.push(migrationToWire(m, await this.progress(m.id)));
     if (req.includeFinished) {
-      for (const f of await this.store.listFinished())
+      for (const f of (await this.store?.listFinished()) ?? [])
         if (!live.some((m) => m.id === f.migration.id))
           all.push(migrationToWire(f.migration, f.progress));
     }
@@ -283,7 +293,7 @@ export class MapOperations {
     const map = await this.freshMap();
     const m = map.migrations.find((x) => x.id === id);
     if (!m) {
-      if (await this.store.finished(id).catch(() => undefined))
+      if (await this.finished(id))
         throw precondition(`migration ${id} has already finished; assign the queue back instead`);
       throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
     }
@@ -306,9 +316,7 @@ export class MapOperations {
       },
     );
     const after = written.migrations.find((x) => x.id === id);
-    return after
-      ? migrationToWire(after, await this.store.progress(id).catch(() => undefined))
-      : this.migration(id);
+    return after ? migrationToWire(after, await this.progress(id)) : this.migration(id);
   }
 
   async registerShard(shard: Shard | undefined, actor: string): Promise<number> {

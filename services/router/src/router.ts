@@ -4,6 +4,7 @@ import { authenticatorFromConfig, isAuthError } from "@codeq/auth";
 import {
   createLogger,
   identityFrom,
+  ConfigError,
   readSecret,
   serverTlsOf,
   type Identity,
@@ -14,7 +15,14 @@ import {
   type Logger,
 } from "@codeq/server-kit";
 import { Limits } from "./limits";
-import { MapCache, MigrationStore, RedisMapSource } from "@codeq/shardmap";
+import {
+  MapCache,
+  MigrationStore,
+  RedisMapSource,
+  ShardMapError,
+  StaticMapSource,
+  type MapSource,
+} from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import { authConfigOf, type RouterConfig } from "./config";
 import { RouterMetrics } from "./metrics";
@@ -84,11 +92,13 @@ export async function startRouter(
     );
   }
   let lastError = "";
-  const source = new RedisMapSource({
-    url: config.controlUrl,
-    prefix: config.controlPrefix,
-    onError: (err) => logOnce(err.message),
-  });
+  const source: MapSource = config.shardMapFile
+    ? staticSource(config.shardMapFile)
+    : new RedisMapSource({
+        url: config.controlUrl,
+        prefix: config.controlPrefix,
+        onError: (err) => logOnce(err.message),
+      });
   const logOnce = (message: string) => {
     if (message === lastError) return;
     lastError = message;
@@ -134,13 +144,16 @@ export async function startRouter(
     shardSecret,
     limits,
   );
-  const migrations = new MigrationStore(config.controlUrl, config.controlPrefix);
+  // a static map has no migrations, and no control store to keep them in
+  const migrations = config.shardMapFile
+    ? undefined
+    : new MigrationStore(config.controlUrl, config.controlPrefix);
   /** What the router opened before it serves: the map cache and its source, the shard channels. */
   const closeClients = async () => {
     cache.stop();
     pool.close();
     await source.close();
-    await migrations.close();
+    await migrations?.close();
   };
   const lifecycle = new Lifecycle();
   // a start that fails (the address taken, say) leaves nothing running behind it
@@ -198,4 +211,14 @@ export async function startRouter(
       return stopping;
     },
   };
+}
+
+/** The static map file's source; a bad file is a configuration error (every problem, and the path). */
+function staticSource(file: string): StaticMapSource {
+  try {
+    return StaticMapSource.load(file);
+  } catch (err) {
+    if (err instanceof ShardMapError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
