@@ -94,6 +94,9 @@ export class MapOperations {
       const map = await this.source.get();
       if (map) return map;
     } catch (err) {
+      // the store answered, with a map that is not valid: nothing to act on until fixed
+      if (err instanceof ShardMapError)
+        throw precondition(`the control store's shard map is not valid: ${err.message}`);
       throw new ServerError(
         Status.UNAVAILABLE,
         `the control store does not answer: ${(err as Error).message}; map changes wait until it is back`,
@@ -324,6 +327,8 @@ export class MapOperations {
     if (!SHARD_ID_PATTERN.test(shard.id))
       throw invalid(`shard.id must match ${SHARD_ID_PATTERN.source}`);
     if (!isEndpoint(shard.endpoint)) throw invalid("shard.endpoint must be host:port");
+    if (!(shard.state in ShardState) || shard.state < 0)
+      throw invalid(`shard.state must be ACTIVE, DRAINING or left unset, got ${shard.state}`);
     const state = shard.state === ShardState.SHARD_STATE_DRAINING ? "draining" : "active";
     const map = await this.write(
       actor,

@@ -267,6 +267,22 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   });
 });
 
+test("a map change while the control store holds a map that is not valid is FAILED_PRECONDITION, not UNAVAILABLE", async () => {
+  const redis = server.client();
+  try {
+    const key = `${rc.router.routing.config.controlPrefix}:ctl:shardmap`;
+    await redis.set(key, JSON.stringify({ version: 99, shards: "not shards" }));
+    const err = await rc
+      .admin()
+      .assignCommand({ command: "Q", shard: "b" })
+      .catch((e: ClientError) => e);
+    expect((err as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+    expect((err as ClientError).details).toMatch(/shard map is not valid/);
+  } finally {
+    redis.disconnect();
+  }
+});
+
 describe("shards come and go through AdminService", () => {
   test("RegisterShard adds one; RemoveShard refuses while it is used, then removes it", async () => {
     const admin = rc.admin();
@@ -284,6 +300,14 @@ describe("shards come and go through AdminService", () => {
       await code(
         admin.registerShard({
           shard: { id: "Bad!", endpoint: "x", state: ShardState.SHARD_STATE_ACTIVE },
+        }),
+      ),
+    ).toBe(Status.INVALID_ARGUMENT);
+    // a state this version does not know is refused, not stored as active
+    expect(
+      await code(
+        admin.registerShard({
+          shard: { id: "e", endpoint: "127.0.0.1:3", state: 7 as ShardState },
         }),
       ),
     ).toBe(Status.INVALID_ARGUMENT);

@@ -3878,8 +3878,8 @@ export const QueueServiceDefinition = {
     /**
      * Adds one task. A repeat of an idempotency key inside its window returns
      * the original task id with duplicate = true and enqueues nothing.
-     * INVALID_ARGUMENT: bad name, priority > 9, delay and run_at both set,
-     * payload over the cap, too many headers.
+     * INVALID_ARGUMENT: bad name, priority > 9, delay and run_at both set, too
+     * many headers. RESOURCE_EXHAUSTED: payload over the cap.
      */
     enqueue: {
       name: "Enqueue",
@@ -4067,8 +4067,8 @@ export interface QueueServiceImplementation<CallContextExt = {}> {
   /**
    * Adds one task. A repeat of an idempotency key inside its window returns
    * the original task id with duplicate = true and enqueues nothing.
-   * INVALID_ARGUMENT: bad name, priority > 9, delay and run_at both set,
-   * payload over the cap, too many headers.
+   * INVALID_ARGUMENT: bad name, priority > 9, delay and run_at both set, too
+   * many headers. RESOURCE_EXHAUSTED: payload over the cap.
    */
   enqueue(
     request: EnqueueRequest,
@@ -4203,8 +4203,8 @@ export interface QueueServiceClient<CallOptionsExt = {}> {
   /**
    * Adds one task. A repeat of an idempotency key inside its window returns
    * the original task id with duplicate = true and enqueues nothing.
-   * INVALID_ARGUMENT: bad name, priority > 9, delay and run_at both set,
-   * payload over the cap, too many headers.
+   * INVALID_ARGUMENT: bad name, priority > 9, delay and run_at both set, too
+   * many headers. RESOURCE_EXHAUSTED: payload over the cap.
    */
   enqueue(
     request: DeepPartial<EnqueueRequest>,
