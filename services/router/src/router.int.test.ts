@@ -238,18 +238,6 @@ describe("router forwarding", () => {
     expect(partial.unavailableShards).toEqual(["b"]);
   });
 
-  /** X moves from a to b (a stand-in: no mover acts on it): its shards are [a, b]. */
-  async function movingXToB(): Promise<void> {
-    await rc.change((m) => ({
-      ...m,
-      commands: { ...m.commands, X: "b" },
-      migrations: [
-        { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
-      ],
-    }));
-    await within(2_000, () => rc.router.routing.map.migrations.length === 1);
-  }
-
   /** `n` dead tasks of X (tenant t1) on `shard`, put there by its engine; their ids. */
   async function deadOn(shard: string, n: number): Promise<string[]> {
     const queue = { command: "X", tenant: "t1" };
@@ -264,7 +252,7 @@ describe("router forwarding", () => {
   }
 
   test("ListDead goes on where it stopped when the queue's shards change between pages", async () => {
-    await movingXToB();
+    await startMovingX(); // X's shards are [a, b]
     const dead = [...(await deadOn("a", 1)), ...(await deadOn("b", 3))];
     const admin = rc.client("t1", "admin");
     const first = await admin.listDead({ command: "X", pageSize: 2 });
@@ -288,7 +276,7 @@ describe("router forwarding", () => {
   });
 
   test("PurgeDead and RedriveDead count as remaining the dead tasks of shards their budget did not reach", async () => {
-    await movingXToB();
+    await startMovingX(); // X's shards are [a, b]
     await deadOn("a", 2);
     await deadOn("b", 2);
     const admin = rc.client("t1", "admin");
