@@ -19,6 +19,12 @@ export class BackgroundWork {
   private timer: NodeJS.Timeout | undefined;
   private sleepUntil = Infinity;
   private wakeSleeper: (() => void) | undefined;
+  /**
+   * While the due loop reads the next due time (not asleep): the earliest time a
+   * wake-up was asked for, which that read may have missed. The sleep after it is no
+   * longer than that.
+   */
+  private wakeBy = Infinity;
   private readonly loops: Promise<void>[] = [];
   private readonly stopping = new AbortController();
 
@@ -42,12 +48,14 @@ export class BackgroundWork {
 
   /** Something becomes due at `at` (a new lease): wake the due loop by then. */
   wakeAt(at: number): void {
-    if (at < this.sleepUntil) this.wakeSleeper?.();
+    if (!this.wakeSleeper) this.wakeBy = Math.min(this.wakeBy, at);
+    else if (at < this.sleepUntil) this.wakeSleeper();
   }
 
   /** A delayed task was stored whose run-at the caller does not know: re-read the earliest due time now. */
   recheck(): void {
-    this.wakeSleeper?.();
+    if (this.wakeSleeper) this.wakeSleeper();
+    else this.wakeBy = 0;
   }
 
   async stop(): Promise<void> {
@@ -60,6 +68,8 @@ export class BackgroundWork {
   private async dueLoop(): Promise<void> {
     while (!this.stopped) {
       try {
+        // what is asked from here on may come too late for the read below
+        this.wakeBy = Infinity;
         const next = await this.engine.nextDueAt();
         const now = Date.now();
         if (next !== undefined && next <= now) {
@@ -67,7 +77,11 @@ export class BackgroundWork {
           continue;
         }
         await this.sleep(
-          Math.min(next === undefined ? Infinity : next - now, this.config.dueIdleMs),
+          Math.min(
+            next === undefined ? Infinity : next - now,
+            this.wakeBy - now,
+            this.config.dueIdleMs,
+          ),
         );
       } catch (err) {
         this.logger.warn({ err: (err as Error).message }, "due loop pass failed; retrying");

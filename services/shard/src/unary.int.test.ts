@@ -143,6 +143,30 @@ describe("unary QueueService RPCs on a shard worker", () => {
     ).toMatchObject({ redriven: 3, notFound: [] });
   });
 
+  it("a delayed task stored while the due loop reads the next due time is promoted when due", async () => {
+    const c = fx.client("u-due");
+    const engine = fx.worker.engine;
+    const nextDueAt = engine.nextDueAt.bind(engine);
+    // the due loop's next read: the task is stored while it is on its way, and the
+    // read answers as it was sent (before it); the loop then sleeps its idle minute
+    let stored: Promise<unknown> | undefined;
+    engine.nextDueAt = async () => {
+      const next = await nextDueAt();
+      engine.nextDueAt = nextDueAt;
+      stored = c.enqueue({ command: "DUE_RACE", delayMs: 300 });
+      await stored;
+      return next;
+    };
+    // a task due in an hour has the loop read the next due time now
+    await c.enqueue({ command: "DUE_LATER", delayMs: 3_600_000 });
+    await eventually(async () => stored !== undefined);
+    const started = Date.now();
+    const got = await c.lease({ commands: ["DUE_RACE"], maxTasks: 1, waitMs: 5_000 });
+    expect(got.tasks).toHaveLength(1);
+    // promoted at its run-at, not when the long poll gave up and leased once more
+    expect(Date.now() - started).toBeLessThan(2_500);
+  });
+
   it("a Lease with no wait answers at once, empty", async () => {
     expect(await fx.client("u4").lease({ commands: ["NONE"], maxTasks: 5 })).toEqual({ tasks: [] });
   });
