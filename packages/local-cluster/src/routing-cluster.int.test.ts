@@ -16,6 +16,9 @@ import {
   type LeaseStreamResponse,
 } from "@codeq/proto";
 import { shardMapKey, type ShardMap } from "@codeq/shardmap";
+import { MAP_HEALTH_SERVICE } from "@codeq/server-kit";
+import { HealthDefinition } from "nice-grpc-server-health";
+import { HealthCheckResponse_ServingStatus } from "nice-grpc-server-health/lib/proto/grpc/health/v1/health";
 import { startLocalCluster, type LocalCluster } from "./local-cluster";
 
 /**
@@ -149,9 +152,28 @@ describe("routing on a real local cluster", () => {
   }, 30_000);
 
   test("with the control store down, routers keep serving with the last map and say it is stale", async () => {
+    // health: the map's own service name says whether it is confirmed; the service as a
+    // whole stays SERVING (it still routes)
+    const mapHealth = async (address: string) => {
+      const health = createClient(HealthDefinition, channel(address));
+      const [all, map] = await Promise.all([
+        health.check({ service: "" }),
+        health.check({ service: MAP_HEALTH_SERVICE }),
+      ]);
+      expect(all.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+      return map.status;
+    };
+    const addresses = [cluster.routers[0]!.address, cluster.shards[0]!.address];
+    for (const a of addresses)
+      expect(await mapHealth(a)).toBe(HealthCheckResponse_ServingStatus.SERVING);
     await cluster.control.kill(); // down, its data kept for the restart
     try {
       await within(5_000, async () => (await admin(0).getShardMap({})).stale);
+      for (const a of addresses)
+        await within(
+          5_000,
+          async () => (await mapHealth(a)) === HealthCheckResponse_ServingStatus.NOT_SERVING,
+        );
       const c = queue(0);
       const res = await c.enqueue({ command: "Y", payload: Buffer.from("still routed") });
       expect((await c.getTask({ command: "Y", taskId: res.taskId })).task!.shard).toBe("b");
@@ -159,6 +181,11 @@ describe("routing on a real local cluster", () => {
       await cluster.control.restart();
     }
     await within(5_000, async () => !(await admin(0).getShardMap({})).stale);
+    for (const a of addresses)
+      await within(
+        5_000,
+        async () => (await mapHealth(a)) === HealthCheckResponse_ServingStatus.SERVING,
+      );
   }, 30_000);
 
   test("one shard down: its queues fail fast through the open breaker, the others keep working, and it recovers", async () => {

@@ -39,6 +39,30 @@ const DEFAULT_KEEPALIVE_MS = 30_000;
 /** The longest a server waits for a ping's answer before it cuts the connection, ms. */
 const KEEPALIVE_TIMEOUT_MAX_MS = 10_000;
 
+/**
+ * The health service name that says whether the shard map a service serves by is
+ * confirmed by the control store: NOT_SERVING while it may be stale (the control store
+ * does not answer, and the last good map is served). The service as a whole ("")
+ * stays SERVING meanwhile: it works, and a load balancer should keep it.
+ */
+export const MAP_HEALTH_SERVICE = "codeq.ShardMap";
+
+/**
+ * Keeps MAP_HEALTH_SERVICE's status in step with `stale()`, looked at every `everyMs`
+ * (and once now). Returns what stops it.
+ */
+export function followMapHealth(
+  health: HealthState,
+  stale: () => boolean,
+  everyMs: number,
+): () => void {
+  const set = () => health.setStatus(stale() ? "unhealthy" : "healthy", MAP_HEALTH_SERVICE);
+  set();
+  const timer = setInterval(set, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** A running gRPC server with health (grpc.health.v1), reflection and an explicit lifecycle. */
 export interface GrpcService {
   readonly server: Server;

@@ -4,6 +4,8 @@ export { Lifecycle, STREAM_DRAIN_SHARE, type LifecycleState } from "./lifecycle"
 export {
   startGrpcService,
   onShutdownSignal,
+  followMapHealth,
+  MAP_HEALTH_SERVICE,
   DEFAULT_MAX_MESSAGE_BYTES,
   type GrpcService,
   type GrpcServiceOptions,

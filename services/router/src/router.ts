@@ -5,6 +5,7 @@ import {
   createLogger,
   identityFrom,
   ConfigError,
+  followMapHealth,
   readSecret,
   serverTlsOf,
   type Identity,
@@ -191,6 +192,8 @@ export async function startRouter(
         },
       )
     : undefined;
+  // health says whether the map served is confirmed (SPEC: stale, said in health too)
+  const stopMapHealth = followMapHealth(grpc.health, () => cache.status().stale, MAP_HEALTH_MS);
   logger.info(
     { port: grpc.port, metricsPort: metricsServer?.port, mapVersion: cache.status().version },
     "router ready",
@@ -204,6 +207,7 @@ export async function startRouter(
     routing,
     stop() {
       stopping ??= (async () => {
+        stopMapHealth();
         await grpc.shutdown(config.graceMs);
         await metricsServer?.close();
         await closeClients();
@@ -212,6 +216,9 @@ export async function startRouter(
     },
   };
 }
+
+/** How often the map's health status is brought in step with the cache, ms. */
+const MAP_HEALTH_MS = 1_000;
 
 /** The static map file's source; a bad file is a configuration error (every problem, and the path). */
 function staticSource(file: string): StaticMapSource {

@@ -9,6 +9,7 @@ import {
   createLogger,
   Lifecycle,
   cleanUpOnFailure,
+  followMapHealth,
   LoadGauge,
   serverTlsOf,
   startGrpcService,
@@ -248,6 +249,10 @@ export async function startShardWorker(
   await checkStore();
   const storeTimer = setInterval(() => void checkStore(), config.storeCheckMs);
   storeTimer.unref();
+  // health says whether the map followed is confirmed (SPEC: stale, said in health too)
+  const stopMapHealth = follower
+    ? followMapHealth(grpc.health, () => follower.cache.status().stale, config.storeCheckMs)
+    : undefined;
   logger.info(
     {
       shard: config.id,
@@ -271,6 +276,7 @@ export async function startShardWorker(
     stop() {
       stopping ??= (async () => {
         clearInterval(storeTimer);
+        stopMapHealth?.();
         await release(config.graceMs);
       })();
       return stopping;
