@@ -32,7 +32,14 @@ export { answerConcurrently } from "./answer-concurrently";
 export { CALLER_CODES } from "./caller-codes";
 export { cleanUpOnFailure } from "./clean-up-on-failure";
 export { LoadGauge } from "./load-gauge";
-export { collectProcessMetrics, RpcMetrics, serveMetrics, type MetricsServer } from "./metrics";
+export {
+  collectProcessMetrics,
+  registerMapCacheCounters,
+  RpcMetrics,
+  serveMetrics,
+  type MapCacheCounts,
+  type MetricsServer,
+} from "./metrics";
 export {
   serverCredentials,
   channelCredentials,

@@ -108,3 +108,48 @@ export function serveMetrics(registry: Registry, listen: string): Promise<Metric
     });
   });
 }
+
+/** The counters of a shard map cache (`MapCache.status().counters`). */
+export interface MapCacheCounts {
+  readonly hits: number;
+  readonly refreshes: number;
+  readonly errors: number;
+}
+
+/**
+ * A shard map cache's counters as Prometheus counters, read at scrape time:
+ * `<prefix>map_reads_total` (routing decisions served from the cache),
+ * `<prefix>map_refreshes_total` (reads of the control store) and
+ * `<prefix>map_refresh_errors_total` (those that failed; the last good map was kept).
+ * `labels` go on each (a shard worker's `shard`).
+ */
+export function registerMapCacheCounters(
+  registry: Registry,
+  prefix: string,
+  counts: () => MapCacheCounts | undefined,
+  labels: Record<string, string> = {},
+): void {
+  const kinds: [keyof MapCacheCounts, string, string][] = [
+    ["hits", "map_reads_total", "Routing reads of the shard map, served from the cache."],
+    ["refreshes", "map_refreshes_total", "Reads of the shard map from the control store."],
+    [
+      "errors",
+      "map_refresh_errors_total",
+      "Reads of the shard map from the control store that failed; the last good map was kept.",
+    ],
+  ];
+  for (const [kind, name, help] of kinds) {
+    let seen = 0;
+    const counter: Counter = new Counter({
+      name: `${prefix}${name}`,
+      help,
+      labelNames: Object.keys(labels),
+      registers: [registry],
+      collect: () => {
+        const now = counts()?.[kind] ?? 0;
+        counter.inc(labels, Math.max(0, now - seen));
+        seen = Math.max(seen, now);
+      },
+    });
+  }
+}

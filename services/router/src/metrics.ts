@@ -1,6 +1,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import {
   collectProcessMetrics,
+  registerMapCacheCounters,
   RpcMetrics,
   serveMetrics,
   type MetricsServer,
@@ -13,7 +14,8 @@ const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
 /**
  * Prometheus metrics of a router (SPEC §6): codeq_rpc_requests_total{method,code},
  * codeq_rpc_duration_seconds{method}, codeq_router_map_version,
- * codeq_router_map_stale, codeq_router_shard_breaker_state{shard},
+ * codeq_router_map_stale, codeq_router_map_reads_total, codeq_router_map_refreshes_total,
+ * codeq_router_map_refresh_errors_total, codeq_router_shard_breaker_state{shard},
  * codeq_router_fenced_retries_total, codeq_router_lease_streams_open,
  * codeq_router_forwarded_total{shard,call,path}, and the process metrics under
  * codeq_router_process_.
@@ -61,6 +63,7 @@ export class RouterMetrics {
         stale.set(cache.status().stale ? 1 : 0);
       },
     });
+    registerMapCacheCounters(this.registry, "codeq_router_", () => cache.status().counters);
     const breaker = new Gauge({
       name: "codeq_router_shard_breaker_state",
       help: "Circuit breaker per shard: 0 closed, 1 half-open, 2 open.",

@@ -378,6 +378,15 @@ describe("router forwarding", () => {
     expect(body).toMatch(/codeq_router_map_stale 0/);
     expect(body).toMatch(/codeq_router_shard_breaker_state\{shard="a"\} 0/);
     expect(body).toMatch(/codeq_router_shard_breaker_state\{shard="b"\} 0/);
+    // the map cache's counters: reads served from it, reads of the control store
+    const count = (name: string) =>
+      Number(new RegExp(`^${name} (\\d+)$`, "m").exec(body)?.[1] ?? NaN);
+    expect(count("codeq_router_map_reads_total")).toBeGreaterThan(0);
+    expect(count("codeq_router_map_refreshes_total")).toBeGreaterThanOrEqual(1);
+    expect(count("codeq_router_map_refresh_errors_total")).toBe(0);
+    // and from a shard worker, under its shard
+    const shardBody = await rc.workers.get("a")!.metrics.registry.metrics();
+    expect(shardBody).toMatch(/codeq_shard_map_refreshes_total\{shard="a"\} [1-9]/);
   });
 
   test("without the admin role, AdminService is refused", async () => {

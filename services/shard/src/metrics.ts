@@ -2,9 +2,11 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { EngineError, type QueueEngine } from "@codeq/engine";
 import {
   collectProcessMetrics,
+  registerMapCacheCounters,
   RpcMetrics,
   serveMetrics,
   type Logger,
+  type MapCacheCounts,
   type MetricsServer,
 } from "@codeq/server-kit";
 import { FailureLog } from "./failure-log";
@@ -35,6 +37,8 @@ function emptyDepth(): Depth {
 export interface MapView {
   readonly version: number;
   readonly stale: boolean;
+  /** The map cache's counters (none standalone). */
+  readonly counters?: MapCacheCounts;
 }
 
 /**
@@ -42,7 +46,9 @@ export interface MapView {
  * codeq_queue_depth{command,shard,type}, codeq_shard_operation_duration_seconds{shard,operation},
  * codeq_shard_available{shard}, codeq_rpc_requests_total{method,code},
  * codeq_rpc_duration_seconds{method}, codeq_shard_map_version{shard},
- * codeq_shard_map_stale{shard}, plus stream and background counters.
+ * codeq_shard_map_stale{shard}, codeq_shard_map_reads_total{shard},
+ * codeq_shard_map_refreshes_total{shard}, codeq_shard_map_refresh_errors_total{shard},
+ * plus stream and background counters.
  */
 export class Metrics {
   readonly registry = new Registry();
@@ -193,6 +199,7 @@ export class Metrics {
         mapStale.set({ shard }, this.map().stale ? 1 : 0);
       },
     });
+    registerMapCacheCounters(this.registry, "codeq_shard_", () => this.map().counters, { shard });
     const loop = new Gauge({
       name: "codeq_shard_event_loop_utilization",
       help: "Share of the last quarter second the worker's event loop was busy, 0-1 (the migration mover yields while it is high).",
