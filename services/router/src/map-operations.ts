@@ -307,7 +307,10 @@ export class MapOperations {
       `${id}: ${label(m.command, m.tenant)} back to ${m.from}`,
       (current) => {
         const live = current.migrations.find((x) => x.id === id);
-        if (!live || live.state === "aborting") return undefined;
+        // finished between the read above and this write: nothing to abort any more
+        if (!live)
+          throw precondition(`migration ${id} has already finished; assign the queue back instead`);
+        if (live.state === "aborting") return undefined;
         const draft = draftOf(current);
         const routed = live.tenant
           ? { tenants: { ...draft.tenants, [tenantKey(live.command, live.tenant)]: live.from } }
