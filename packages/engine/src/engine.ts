@@ -34,7 +34,7 @@ import {
   type NackInput,
   type SettleOutcome,
 } from "./settle";
-import { buildRecord, checkName, type TaskSpec } from "./task-spec";
+import { buildRecord, checkName, type ItemName, type TaskSpec } from "./task-spec";
 import type { StoredTask } from "./task-record";
 import * as t from "./transitions";
 
@@ -86,7 +86,8 @@ export class QueueEngine {
    * spec's index in the caller's request, for the messages (by default its index here).
    */
   check(queue: QueueRef, specs: readonly TaskSpec[], at?: readonly number[]): void {
-    checkBatch(queue, specs);
+    // a bad command is named by the first of its items in the caller's batch
+    checkBatch(queue, specs, at?.[0]);
     const now = this.ctx.clock.now();
     specs.forEach((spec, i) =>
       buildRecord(
@@ -279,13 +280,14 @@ export class QueueEngine {
 }
 
 /** A batch's queue names and size, as every enqueue path checks them. */
-function checkBatch(queue: QueueRef, specs: readonly TaskSpec[]): void {
-  checkQueue(queue);
+function checkBatch(queue: QueueRef, specs: readonly TaskSpec[], where?: ItemName): void {
+  checkQueue(queue, where);
   if (specs.length > t.MAX_BATCH)
     throw invalidArgument(`at most ${t.MAX_BATCH} tasks per batch, got ${specs.length}`);
 }
 
-function checkQueue(queue: QueueRef): void {
-  checkName("command", queue.command);
+/** `where`: the batch item the command came from (the tenant is the caller's, not an item's). */
+function checkQueue(queue: QueueRef, where?: ItemName): void {
+  checkName("command", queue.command, where);
   checkName("tenant", queue.tenant);
 }

@@ -47,11 +47,14 @@ function isInt(value: number, min: number, max: number): boolean {
   return Number.isInteger(value) && value >= min && value <= max;
 }
 
-/** Throws INVALID_ARGUMENT naming the field when a queue name cannot be used. */
-export function checkName(field: string, value: string): void {
+/**
+ * Throws INVALID_ARGUMENT naming the field when a queue name cannot be used, and the
+ * batch item it came from when `where` says so (`ItemName`).
+ */
+export function checkName(field: string, value: string, where?: ItemName): void {
   if (!NAME_PATTERN.test(value)) {
     throw invalidArgument(
-      `${field} must match ${NAME_PATTERN.source} (letters, digits, '_', '.', '-'; 1 to 128), got ${JSON.stringify(value.slice(0, 140))}`,
+      `${where === undefined ? "" : `${itemName(where)}: `}${field} must match ${NAME_PATTERN.source} (letters, digits, '_', '.', '-'; 1 to 128), got ${JSON.stringify(value.slice(0, 140))}`,
     );
   }
 }
