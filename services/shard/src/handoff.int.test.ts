@@ -63,8 +63,13 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   }
 
   /** A parked stream, and an enqueue of one task that has claimed it, held in its handoff. */
-  async function handoffInFlight(tenant: string, command: string, credits: number) {
-    const stream = await parkedStream([tenant], command, credits);
+  async function handoffInFlight(
+    tenant: string,
+    command: string,
+    credits: number,
+    subscribe: Record<string, unknown> = {},
+  ) {
+    const stream = await parkedStream([tenant], command, credits, subscribe);
     const hold = holdHandoffs(fx.worker);
     const enqueued = fx.client(tenant).enqueue({ command });
     await eventually(async () => hold.held() === 1);
@@ -230,10 +235,9 @@ describe("an enqueue hands its tasks to a parked stream", () => {
   it("a stream withdrawing its credits does not stand in for a long poll behind it", async () => {
     // one of the stream's 2 credits goes to a held handoff; a long poll parks behind it
     const queue = { command: "WPOLL", tenant: "t-wpoll" };
-    const stream = await parkedStream(["t-wpoll"], "WPOLL", 2, { maxBatch: 1 });
-    const hold = holdHandoffs(fx.worker);
-    const handedOff = fx.client("t-wpoll").enqueue({ command: "WPOLL" });
-    await eventually(async () => hold.held() === 1);
+    const { stream, hold, enqueued } = await handoffInFlight("t-wpoll", "WPOLL", 2, {
+      maxBatch: 1,
+    });
     const poll = fx.client("t-wpoll").lease({ commands: ["WPOLL"], maxTasks: 1, waitMs: 5_000 });
     await eventually(async () => fx.worker.notifier.waitingOn(queue) === 2);
     // the withdrawal waits for the handoff; the stream takes no task meanwhile
@@ -245,7 +249,7 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     expect((await poll).tasks.map((t) => t.task!.id)).toEqual([taskId]);
     expect(Date.now() - sent).toBeLessThan(2_500);
     hold.release();
-    await handedOff;
+    await enqueued;
     expect((await stream.next())!.tasks!.tasks).toHaveLength(1);
     expect((await stream.next())!.withdrawn).toEqual({ requestId: 7, credits: 1, held: 1 });
     stream.close();
