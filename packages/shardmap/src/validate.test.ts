@@ -51,14 +51,18 @@ describe("validateShardMap", () => {
     ["an override with a bad tenant name", { tenants: { "SEND_EMAIL/a b": "a" } }, `tenants["SEND_EMAIL/a b"]: tenant override key "SEND_EMAIL/a b" must be <command>/<tenant>`],
     ["an override naming an unknown shard", { tenants: { "SEND_EMAIL/acme": "x" } }, `tenants["SEND_EMAIL/acme"]: shard "x" is not in shards`],
     ["a migration from an unknown shard", { migrations: [migration({ from: "x" })] }, `migrations[0].from: shard "x" is not in shards`],
-    ["a migration to an unknown shard", { migrations: [migration({ to: "x" })] }, `migrations[0].to: shard "x" is not in shards`],
-    ["a migration onto its own source", { migrations: [migration({ to: "a" })] }, `migrations[0]: from and to are the same shard "a"`],
+    ["a migration to an unknown shard", { migrations: [migration({ from: "b", to: "x", state: "aborting" })] }, `migrations[0].to: shard "x" is not in shards`],
+    ["a migration onto its own source", { migrations: [migration({ from: "b" })] }, `migrations[0]: from and to are the same shard "b"`],
     ["an unknown migration state", { migrations: [migration({ state: "paused" as never })] }, "migrations[0].state: Invalid option"],
     ["a migration with a bad tenant", { migrations: [migration({ tenant: "" })] }, `migrations[0].tenant: tenant "" must match`],
     ["a migration id used twice", { migrations: [migration(), migration({ command: "OTHER", state: "completed" })] }, `migrations[1].id: "m1" is used twice`],
-    ["two running migrations of one command", { migrations: [migration(), migration({ id: "m2", state: "draining", from: "b", to: "c" })] }, `migrations[1]: queue "SEND_EMAIL" already has an unfinished migration (migrations[0])`],
-    ["two running migrations of one tenant's queue", { migrations: [migration({ tenant: "acme" }), migration({ id: "m2", tenant: "acme", state: "aborting" })] }, `migrations[1]: queue "SEND_EMAIL/acme" already has an unfinished migration (migrations[0])`],
+    ["two running migrations of one command", { migrations: [migration(), migration({ id: "m2", state: "draining", from: "c" })] }, `migrations[1]: queue "SEND_EMAIL" already has an unfinished migration (migrations[0])`],
+    ["two running migrations of one tenant's queue", { migrations: [migration({ tenant: "acme", to: "c" }), migration({ id: "m2", tenant: "acme", state: "aborting", from: "c" })] }, `migrations[1]: queue "SEND_EMAIL/acme" already has an unfinished migration (migrations[0])`],
     ["a running command move and a running tenant move of it", { migrations: [migration(), migration({ id: "m2", tenant: "acme", from: "b", to: "c" })] }, `migrations[1]: command "SEND_EMAIL" has unfinished migrations of the whole command (migrations[0]) and of one tenant (migrations[1])`],
+    ["a command moving onto a shard it is not routed to", { commands: { SEND_EMAIL: "c" }, migrations: [migration()] }, `migrations[0]: queue "SEND_EMAIL" is routed to shard "c", but this copying migration moves it onto "b"; route it to "b" or end the migration`],
+    ["a default-routed command moving elsewhere", { migrations: [migration({ command: "RESIZE", from: "b", to: "c" })] }, `migrations[0]: queue "RESIZE" is routed to shard "a", but this copying migration moves it onto "c"`],
+    ["a tenant's queue moving onto a shard it is not routed to", { migrations: [migration({ tenant: "acme", from: "c", to: "a", state: "draining" })] }, `migrations[0]: queue "SEND_EMAIL/acme" is routed to shard "c", but this draining migration moves it onto "a"`],
+    ["an abort routed to the target", { migrations: [migration({ state: "aborting" })] }, `migrations[0]: queue "SEND_EMAIL" is routed to shard "b", but this aborting migration moves it onto "a"`],
     ["a negative version", { version: -1 }, "version: Too small"],
     ["a fractional timestamp", { updatedAtMs: 1.5 }, "updatedAtMs: Invalid input: expected int"],
   ])("reports %s", (_, overrides, problem) => {
@@ -87,6 +91,7 @@ describe("validateShardMap", () => {
       `migrations[0].from: shard "q" is not in shards`,
       `migrations[0].to: shard "q" is not in shards`,
       `migrations[0]: from and to are the same shard "q"`,
+      `migrations[0]: queue "SEND_EMAIL" is routed to shard "zz", but this copying migration moves it onto "q"; route it to "q" or end the migration`,
     ]);
   });
 

@@ -3,15 +3,22 @@
  * as one readable line that says where and what (`commands.SEND_EMAIL: shard "x"
  * is not in shards`). The shape (types, name patterns, states) is checked with a
  * zod schema; the references between parts (mappings, overrides and migrations
- * naming known shards, at most one unfinished migration per queue) are checked
+ * naming known shards, at most one unfinished migration per queue, each moving its
+ * queue onto the shard the queue is routed to) are checked
  * by hand on whatever part of the input is well-formed, so one broken field does
  * not hide the others. Stored maps are checked loosely (unknown fields are kept,
  * for writers newer than this reader); hand-written static files strictly.
  */
 import { z } from "zod";
 import { formatProblems, ShardMapError } from "./errors";
-import { isEndpoint, NAME_PATTERN, SHARD_ID_PATTERN, TENANT_KEY_PATTERN } from "./names";
-import { isUnfinished, migrationQueue, type Migration, type ShardMap } from "./shard-map";
+import { isEndpoint, NAME_PATTERN, SHARD_ID_PATTERN, tenantKey, TENANT_KEY_PATTERN } from "./names";
+import {
+  fillingSide,
+  isUnfinished,
+  migrationQueue,
+  type Migration,
+  type ShardMap,
+} from "./shard-map";
 
 export interface ValidateOptions {
   /** Unknown fields are problems (for hand-written files). Default false: they are kept. */
@@ -130,11 +137,37 @@ function referenceProblems(input: unknown): string[] {
       }
     }
   }
-  if (Array.isArray(input.migrations)) problems.push(...migrationProblems(input.migrations, known));
+  if (Array.isArray(input.migrations))
+    problems.push(...migrationProblems(input.migrations, known, routedBy(input)));
   return problems;
 }
 
-function migrationProblems(migrations: unknown[], known: (id: unknown) => boolean): string[] {
+/**
+ * Where the map routes a queue (as `resolveCurrent` does), when the parts that decide it
+ * are well-formed; undefined otherwise (their own problems are reported).
+ */
+function routedBy(
+  input: Record<string, unknown>,
+): ((command: string, tenant?: string) => string | undefined) | undefined {
+  const { commands, tenants, defaultShard } = input;
+  if (!isRecord(commands) || !isRecord(tenants) || typeof defaultShard !== "string")
+    return undefined;
+  const at = (table: Record<string, unknown>, key: string) =>
+    Object.hasOwn(table, key) ? table[key] : undefined;
+  return (command, tenant) => {
+    const shard =
+      (tenant === undefined ? undefined : at(tenants, tenantKey(command, tenant))) ??
+      at(commands, command) ??
+      defaultShard;
+    return typeof shard === "string" ? shard : undefined;
+  };
+}
+
+function migrationProblems(
+  migrations: unknown[],
+  known: (id: unknown) => boolean,
+  routed: ((command: string, tenant?: string) => string | undefined) | undefined,
+): string[] {
   const problems: string[] = [];
   const ids = new Set<string>();
   const runningByQueue = new Map<string, number>();
@@ -159,6 +192,15 @@ function migrationProblems(migrations: unknown[], known: (id: unknown) => boolea
     const m = raw as unknown as Migration;
     if (!isUnfinished(m)) return;
     const queue = migrationQueue(m);
+    // New enqueues go where the queue is routed; a move onto another shard would leave
+    // them behind on a shard that drops out of queueShards when the move ends.
+    const owner = routed?.(m.command, typeof m.tenant === "string" ? m.tenant : undefined);
+    const onto = fillingSide(m);
+    if (owner !== undefined && typeof onto === "string" && owner !== onto) {
+      problems.push(
+        `${where}: queue ${quoted(queue)} is routed to shard ${quoted(owner)}, but this ${m.state} migration moves it onto ${quoted(onto)}; route it to ${quoted(onto)} or end the migration`,
+      );
+    }
     const earlier = runningByQueue.get(queue);
     if (earlier !== undefined) {
       problems.push(
