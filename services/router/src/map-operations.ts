@@ -354,20 +354,30 @@ export class MapOperations {
     checkId("id", id, SHARD_ID_PATTERN);
     const map = await this.freshMap();
     this.checkRemovable(map, id);
-    const conn = this.routing.pool.has(id) ? this.routing.pool.get(id) : undefined;
-    const status = await conn?.internal
-      .getShardStatus({}, { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) })
+    // A shard this router has not connected to yet (the store's map is ahead of its
+    // own) cannot be asked whether it is empty: never remove it unasked.
+    if (!this.routing.pool.has(id))
+      throw new ServerError(
+        Status.UNAVAILABLE,
+        `this router has not connected to shard ${id} yet (its map is at version ${this.routing.map.version}, the control store's at ${map.version}); try again in a moment`,
+      );
+    const status = await this.routing.pool
+      .get(id)
+      .internal.getShardStatus(
+        {},
+        { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) },
+      )
       .catch((err: unknown) => {
         throw precondition(
           `cannot confirm shard ${id} holds nothing (${(err as Error).message}); bring it up, or stop routing to it and wait`,
         );
       });
     // a worker whose store does not answer reports a depth of 0: that proves nothing
-    if (status && !status.storeReachable)
+    if (!status.storeReachable)
       throw precondition(
         `cannot confirm shard ${id} holds nothing: its store does not answer; bring the store back first`,
       );
-    if (status && status.queueDepth > 0)
+    if (status.queueDepth > 0)
       throw precondition(
         `shard ${id} still holds ${status.queueDepth} tasks; move its queues away first`,
       );

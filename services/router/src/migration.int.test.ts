@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
 import { MigrationState, ShardState } from "@codeq/proto";
+import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
@@ -327,6 +328,46 @@ describe("shards come and go through AdminService", () => {
     expect(map.version).toBe(mapVersion);
     expect(Object.keys(map.shards).sort()).toEqual(["a", "b", "d"]);
     expect(await code(admin.removeShard({ id: "nope" }))).toBe(Status.NOT_FOUND);
+  });
+
+  test("RemoveShard waits for a router that has not connected to the shard yet", async () => {
+    await rc.workers
+      .get("b")!
+      .engine.enqueue({ command: "Q", tenant: "t9" }, [{ payload: payload("") }]);
+    // shard e (worker b, which holds a task) written straight to the key, as a change
+    // whose announcement has not reached this router yet (it polls every 1000 ms)
+    const redis = rc.server.client();
+    try {
+      const current = (await rc.source.get())!;
+      const { version: _v, updatedAtMs: _u, ...rest } = current;
+      await redis.set(
+        shardMapKey(rc.prefix),
+        JSON.stringify({
+          ...rest,
+          version: current.version + 1,
+          updatedAtMs: Date.now(),
+          shards: { ...current.shards, e: { endpoint: rc.addresses.get("b")!, state: "active" } },
+        }),
+      );
+    } finally {
+      redis.disconnect();
+    }
+    const early = await rc
+      .admin()
+      .removeShard({ id: "e" })
+      .catch((e: ClientError) => e);
+    expect((early as ClientError).code).toBe(Status.UNAVAILABLE);
+    expect((early as ClientError).details).toMatch(/has not connected to shard e yet/);
+    expect(Object.keys((await rc.source.get())!.shards)).toContain("e");
+    // once it has, it asks the shard, which is not empty
+    await within(2_500, async () => rc.router.routing.pool.has("e"));
+    const refused = await rc
+      .admin()
+      .removeShard({ id: "e" })
+      .catch((e: ClientError) => e);
+    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+    expect((refused as ClientError).details).toMatch(/still holds \d+ task/);
+    await rc.change(({ shards: { e: _e, ...shards }, ...m }) => ({ ...m, shards }));
   });
 
   test("RemoveShard sees a task past the first 500 queues of a shard", async () => {

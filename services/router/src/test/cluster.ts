@@ -31,6 +31,8 @@ let counter = 0;
 export interface RouterCluster {
   readonly server: RedisServer;
   readonly source: RedisMapSource;
+  /** The control prefix the map is stored under (shardMapKey(prefix) is its key). */
+  readonly prefix: string;
   readonly router: Router;
   readonly workers: Map<string, ShardWorker>;
   readonly addresses: Map<string, string>;
@@ -140,6 +142,7 @@ export async function routerCluster(
   return {
     server,
     source,
+    prefix,
     router,
     workers,
     addresses,
