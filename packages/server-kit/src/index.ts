@@ -28,6 +28,13 @@ export {
 } from "./identity";
 export { readSecret } from "./secret";
 export { Channel } from "./channel";
+export {
+  BadRequest,
+  decodingSafely,
+  rejectBadRequests,
+  safeDecode,
+  undecodableRequest,
+} from "./bad-requests";
 export { answerConcurrently } from "./answer-concurrently";
 export { CALLER_CODES } from "./caller-codes";
 export { cleanUpOnFailure } from "./clean-up-on-failure";

@@ -19,3 +19,4 @@ export { trackChild, untrackChild } from "./process-registry";
 export { testCert } from "./certs";
 export { exposeGc, forceGcsInOneTurn } from "./gc";
 export { startRelay, type Relay } from "./relay";
+export { delimited, pb, rawService, tag, varint, type RawMethod } from "./raw-protobuf";

@@ -42,15 +42,6 @@ export function requestLimitProblem(capBytes: number, maxMessageBytes: number): 
   return `maxMessageBytes (${maxMessageBytes}) is too small for ${largest} and the rest of its request (up to ${TASK_FIELDS_MAX_BYTES} bytes): raise it to at least ${need}${lower}`;
 }
 
-/**
- * The status message for a request whose bytes the generated decoder refuses (not
- * protobuf, or a 64-bit number past what a JavaScript number holds): the same from a
- * router and from a shard worker decoding a call the router forwarded as bytes.
- */
-export function undecodableRequest(reason: string): string {
-  return `the request is not a valid message of this method: ${reason.slice(0, 200)}`;
-}
-
 /** What is wrong with a batch of acks, or undefined. */
 export function ackProblem(items: readonly AckItem[]): string | undefined {
   for (const [i, item] of items.entries()) {

@@ -23,6 +23,5 @@ export {
   MAX_NACK_ERROR_BYTES,
   LEASE_MS_RANGE,
   MAX_RESPONSE_BYTES_HEADER,
-  undecodableRequest,
 } from "./checks";
 export { MAP_VERSION_TRAILER, OWNER_TRAILER } from "./fencing";

@@ -1,5 +1,6 @@
 import { EnqueueBatchRequest, type EnqueueRequest } from "@codeq/proto";
-import { BadRequest, keepReceived, safeDecode, scan, utf8 } from "./wire-bytes";
+import { BadRequest, safeDecode } from "@codeq/server-kit";
+import { keepReceived, scan, utf8 } from "./wire-bytes";
 
 /**
  * An EnqueueBatch request read for routing only: each task's command, from the bytes.

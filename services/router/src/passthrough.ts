@@ -1,4 +1,4 @@
-import { type MethodDefinition, type ServerMiddleware, type ServiceDefinition } from "nice-grpc";
+import { type MethodDefinition, type ServiceDefinition } from "nice-grpc";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import {
   AckRequest,
@@ -20,14 +20,13 @@ import {
 } from "@codeq/proto";
 import { readBatch } from "./batch-bytes";
 import { readStreamAcks } from "./stream-acks";
+import { BadRequest, safeDecode } from "@codeq/server-kit";
 import {
-  BadRequest,
   decoded,
   keepReceived,
   passThrough,
   Raw,
   receivedBytes,
-  safeDecode,
   scan,
   utf8,
   type MessageType,
@@ -51,24 +50,6 @@ import {
 type TsProtoMethods = (typeof QueueServiceDefinition)["methods"];
 type Msg<M, K extends "requestType" | "responseType"> =
   M extends Record<K, MessageType<infer T>> ? T : never;
-
-/** Server middleware answering undecodable requests (unary or in a stream) INVALID_ARGUMENT. */
-export function rejectBadRequests(): ServerMiddleware {
-  return async function* (call, context) {
-    if (call.method.requestStream) {
-      const source = call.request as AsyncIterable<unknown>;
-      const checked = (async function* () {
-        for await (const message of source) {
-          if (message instanceof BadRequest) throw message.error();
-          yield message;
-        }
-      })();
-      return yield* call.next(checked as typeof call.request, context);
-    }
-    if (call.request instanceof BadRequest) throw call.request.error();
-    return yield* call.next(call.request, context);
-  };
-}
 
 /**
  * How the router's own server reads requests and writes answers (Raw answers as their

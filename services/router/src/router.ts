@@ -11,6 +11,7 @@ import {
   type Identity,
   cleanUpOnFailure,
   Lifecycle,
+  rejectBadRequests,
   startGrpcService,
   type GrpcService,
   type Logger,
@@ -27,7 +28,7 @@ import {
 import { adminRouter } from "./admin-router";
 import { authConfigOf, type RouterConfig } from "./config";
 import { RouterMetrics } from "./metrics";
-import { rejectBadRequests, routerAdminService, routerQueueService } from "./passthrough";
+import { routerAdminService, routerQueueService } from "./passthrough";
 import { queueRouter } from "./queue-router";
 import { Routing } from "./routing";
 import { ShardPool } from "./shard-pool";

@@ -1,7 +1,3 @@
-import { ServerError, Status } from "nice-grpc";
-import { messageOf } from "@codeq/common";
-import { undecodableRequest } from "@codeq/wire";
-
 /**
  * Protobuf messages as bytes: what the router passes through undecoded (see
  * passthrough.ts), and the byte-level reads that let it.
@@ -38,27 +34,6 @@ export interface MessageType<T> {
   decode(bytes: Uint8Array): T;
   encode(message: T): { finish(): Uint8Array };
   fromPartial(object: unknown): T;
-}
-
-/**
- * A request that could not be decoded (not protobuf, or a 64-bit number beyond what
- * a JavaScript number holds). The router answers it INVALID_ARGUMENT (see
- * `rejectBadRequests`) instead of gRPC's INTERNAL "Error deserializing request".
- */
-export class BadRequest {
-  constructor(readonly reason: string) {}
-
-  error(): ServerError {
-    return new ServerError(Status.INVALID_ARGUMENT, undecodableRequest(this.reason));
-  }
-}
-
-export function safeDecode(type: MessageType<unknown>, bytes: Uint8Array): unknown {
-  try {
-    return type.decode(bytes);
-  } catch (err) {
-    return new BadRequest(messageOf(err));
-  }
 }
 
 /** A message that may be a passed-through answer, decoded. */

@@ -1,4 +1,5 @@
-import { Status } from "nice-grpc";
+import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
+import { pb, rawService } from "@codeq/testing";
 import type { QueueServiceClient } from "@codeq/proto";
 import { shardFixture, type ShardFixture } from "./test/fixture";
 
@@ -213,6 +214,44 @@ describe("bad input to every RPC", () => {
     });
     expect((await admin.queueStats({ command: "Q" })).total).toEqual(before);
   });
+
+  it("requests the decoder refuses are INVALID_ARGUMENT, unary or in a stream, nothing stored", async () => {
+    const raw = createClient(
+      rawService("codeq.v1.QueueService", {
+        Enqueue: { requestStream: false, responseStream: false },
+        EnqueueBatch: { requestStream: false, responseStream: false },
+        EnqueueStream: { requestStream: true, responseStream: true },
+        LeaseStream: { requestStream: true, responseStream: true },
+      }),
+      createChannel(fx.address),
+      { "*": { metadata: new Metadata({ "x-codeq-tenant": "bad", "x-codeq-roles": "producer,worker" }) } },
+    ) as unknown as Record<"Enqueue" | "EnqueueBatch", (req: Uint8Array) => Promise<Buffer>> &
+      Record<"EnqueueStream" | "LeaseStream", (reqs: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>>;
+    const admin = fx.client("bad", "producer,worker,admin");
+    const before = (await admin.queueStats({ command: "Q" })).total;
+    // delay_ms (EnqueueRequest field 4) past 2^53, which a JavaScript number cannot hold
+    const task = Buffer.concat([pb.bytes(1, "Q"), pb.varint(4, 2n ** 60n)]);
+    const refused = async (call: Promise<unknown>) => {
+      const err = (await call.then(() => undefined, (e: unknown) => e)) as ClientError;
+      expect(err).toBeInstanceOf(ClientError);
+      expect(err.code).toBe(Status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(/^the request is not a valid message of this method: /);
+    };
+    const drain = async (answers: AsyncIterable<Buffer>) => {
+      for await (const _ of answers);
+    };
+    async function* one(message: Buffer) {
+      yield message;
+      await new Promise(() => undefined); // held open: the server must end the call
+    }
+    await refused(raw.Enqueue(task));
+    await refused(raw.EnqueueBatch(pb.bytes(1, task)));
+    // EnqueueStreamRequest: seq (field 1) past 2^53, then a task that would be stored
+    await refused(drain(raw.EnqueueStream(one(Buffer.concat([pb.varint(1, 2n ** 60n), pb.bytes(2, pb.bytes(1, "Q"))])))));
+    // no protobuf at all: a length running past the end
+    await refused(drain(raw.LeaseStream(one(Buffer.from([0x0a, 0xff, 0xff])))));
+    expect((await admin.queueStats({ command: "Q" })).total).toEqual(before);
+  }); // prettier-ignore
 
   it("a call without identity is UNAUTHENTICATED", async () => {
     await expect(fx.anonymous().enqueue({ command: "Q" })).rejects.toMatchObject({

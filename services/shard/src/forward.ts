@@ -7,14 +7,14 @@ import {
   NackRequest,
   internal,
 } from "@codeq/proto";
-import { messageOf } from "@codeq/common";
-import { undecodableRequest } from "@codeq/wire";
 import {
   answerConcurrently,
+  BadRequest,
   identityFrom,
   IDENTITY_HEADERS,
   type Identity,
   type IdentityOptions,
+  safeDecode,
 } from "@codeq/server-kit";
 import { NotOwnerError } from "./errors";
 import type { QueueCore } from "./queue-core";
@@ -85,12 +85,10 @@ async function handle(
 
 /** A call's request message from its bytes; bytes that are not one are the caller's bad input. */
 function call<T>(type: { decode(bytes: Uint8Array): T }, bytes: Uint8Array): T {
-  try {
-    return type.decode(bytes);
-  } catch (err) {
-    // worded as the router words it: these bytes are its caller's request
-    throw invalid(undecodableRequest(messageOf(err)));
-  }
+  // worded as the router words it: these bytes are its caller's request
+  const message = safeDecode(type, bytes);
+  if (message instanceof BadRequest) throw message.error();
+  return message as T;
 }
 
 /**

@@ -7,7 +7,13 @@ import {
   type LeaseRequest,
   type LeaseResponse,
 } from "@codeq/proto";
-import { identityFrom, requireRole, type Identity, type Lifecycle } from "@codeq/server-kit";
+import {
+  decodingSafely,
+  identityFrom,
+  requireRole,
+  type Identity,
+  type Lifecycle,
+} from "@codeq/server-kit";
 import { identityOptions } from "./config";
 import { enqueueStream } from "./enqueue-stream";
 import { onFirstAbort } from "./kick";
@@ -68,15 +74,17 @@ export async function leaseReady(
  * of each (see sentAsGiven); their types make every field required. (An EnqueueBatch
  * answer of 64 results: 6 µs to encode instead of 14–18.)
  */
-export const ShardQueueService = sentAsGiven(QueueServiceDefinition, "responseType", [
-  "leaseStream",
-  "enqueueStream",
-  "enqueueBatch",
-  "lease",
-  "ack",
-  "nack",
-  "extend",
-]);
+export const ShardQueueService = decodingSafely(
+  sentAsGiven(QueueServiceDefinition, "responseType", [
+    "leaseStream",
+    "enqueueStream",
+    "enqueueBatch",
+    "lease",
+    "ack",
+    "nack",
+    "extend",
+  ]),
+);
 
 /** codeq.v1.QueueService on one shard. */
 export function queueService(

@@ -11,6 +11,7 @@ import {
   cleanUpOnFailure,
   followMapHealth,
   LoadGauge,
+  rejectBadRequests,
   serverTlsOf,
   startGrpcService,
   type GrpcService,
@@ -132,7 +133,12 @@ export async function startShardWorker(
         tls: serverTlsOf(config.tlsCertFile, config.tlsKeyFile, config.tlsCaFile),
         logger,
         lifecycle,
-        middleware: [metrics.rpc.middleware()],
+        // undecodable requests are INVALID_ARGUMENT; the router's lane (Forward) answers
+        // its calls' undecodable bytes itself, and its messages are not looked into
+        middleware: [
+          metrics.rpc.middleware(),
+          rejectBadRequests((path) => path.startsWith(`/${QueueServiceDefinition.fullName}/`)),
+        ],
         register(server) {
           server.add(ShardQueueService, queueService(core, lifecycle));
           server.add(

@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import type { MethodDefinition } from "nice-grpc";
+import { delimited, pb, rawService, tag, varint } from "@codeq/testing";
 import { hostileName } from "./fuzz-inputs";
 
 /**
@@ -77,22 +77,6 @@ export const REQUEST_SCHEMAS: Record<string, Schema> = {
   ListAuditEvents: [U32(1), S(2)],
 };
 
-function varint(value: bigint): Buffer {
-  let v = BigInt.asUintN(64, value);
-  const out: number[] = [];
-  do {
-    let byte = Number(v & 0x7fn);
-    v >>= 7n;
-    if (v !== 0n) byte |= 0x80;
-    out.push(byte);
-  } while (v !== 0n);
-  return Buffer.from(out);
-}
-
-const tag = (no: number, wire: number) => varint(BigInt((no << 3) | wire));
-const delimited = (no: number, body: Uint8Array) =>
-  Buffer.concat([tag(no, 2), varint(BigInt(body.length)), body]);
-
 /** 64-bit patterns: past 2^53, the sign bit, all ones (-1 as int64), and anything. */
 const varintValue = fc.oneof(
   fc.constantFrom(0n, 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 32n, 2n ** 53n, 2n ** 53n + 1n),
@@ -161,34 +145,4 @@ export const garbageBytes = fc.oneof(
   fc.uint8Array({ minLength: 1, maxLength: 32 }).map((b) => Buffer.from(b)),
 );
 
-/** Single fields, for hand-written examples. */
-export const pb = {
-  varint: (no: number, value: bigint) => Buffer.concat([tag(no, 0), varint(value)]),
-  bytes: (no: number, value: string | Uint8Array) =>
-    delimited(no, typeof value === "string" ? Buffer.from(value, "utf8") : value),
-};
-
-type RawMethod = MethodDefinition<Uint8Array, Buffer, Uint8Array, Buffer, boolean, boolean>;
-
-/** A client definition of `service` sending and receiving bytes as they are. */
-export function rawService(
-  service: string,
-  methods: Record<string, { requestStream: boolean; responseStream: boolean }>,
-): Record<string, RawMethod> {
-  const raw = (b: Uint8Array) => Buffer.from(b);
-  return Object.fromEntries(
-    Object.entries(methods).map(([name, m]) => [
-      name,
-      {
-        path: `/${service}/${name}`,
-        requestStream: m.requestStream,
-        responseStream: m.responseStream,
-        requestSerialize: raw,
-        requestDeserialize: raw,
-        responseSerialize: raw,
-        responseDeserialize: raw,
-        options: {},
-      },
-    ]),
-  );
-}
+export { pb, rawService };
