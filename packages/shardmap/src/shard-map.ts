@@ -41,6 +41,13 @@ export interface Migration {
   readonly requestedBy?: string;
   /** The last error the mover hit (it retries on its own). */
   readonly lastError?: string;
+  /**
+   * Whether the queue had a routing entry of its own before the move (a tenant override
+   * for a tenant's move, a command mapping for a command's). False: it followed the
+   * command's shard (or the default), and an abort takes the entry the move made away
+   * again instead of pinning the queue to `from`. Unset (older records): kept, as before.
+   */
+  readonly hadOwnRoute?: boolean;
 }
 
 export interface ShardMap {

@@ -58,6 +58,7 @@ function schemaFor(strict: boolean) {
     mapVersion: z.number().int().nonnegative().optional(),
     requestedBy: z.string().optional(),
     lastError: z.string().optional(),
+    hadOwnRoute: z.boolean().optional(),
   });
   return object({
     version: z.number().int().nonnegative(),

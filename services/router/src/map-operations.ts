@@ -68,6 +68,25 @@ function pageSize(size: number): number {
 const label = (command: string, tenant?: string) => (tenant ? `${command}/${tenant}` : command);
 
 /**
+ * The routing table `table` with the queue `key` an aborted move routed elsewhere
+ * routed back to its source: the entry the move made is taken away when the queue had
+ * none of its own before and what it then follows (`inherited`) is the source again;
+ * otherwise the entry names the source.
+ */
+function routedBack(
+  table: Readonly<Record<string, string>>,
+  key: string,
+  migration: Migration,
+  inherited: string,
+): Record<string, string> {
+  if (migration.hadOwnRoute === false && inherited === migration.from) {
+    const { [key]: _made, ...rest } = table;
+    return rest;
+  }
+  return { ...table, [key]: migration.from };
+}
+
+/**
  * The operator's changes to the shard map (AssignCommand, AbortMigration,
  * RegisterShard, RemoveShard) and the migration views. Every change is a
  * validated compare-and-set recorded in the audit log with the caller as actor.
@@ -182,7 +201,10 @@ export class MapOperations {
         const routed = req.tenant
           ? { tenants: { ...draft.tenants, [tenantKey(req.command, req.tenant)]: req.shard } }
           : { commands: { ...draft.commands, [req.command]: req.shard } };
-        const started = { ...migration, mapVersion: current.version + 1 };
+        const hadOwnRoute = req.tenant
+          ? entry(current.tenants, tenantKey(req.command, req.tenant)) !== undefined
+          : entry(current.commands, req.command) !== undefined;
+        const started = { ...migration, hadOwnRoute, mapVersion: current.version + 1 };
         return { ...draft, ...routed, migrations: [...draft.migrations, started] };
       },
       req.expectedVersion,
@@ -313,8 +335,15 @@ export class MapOperations {
         if (live.state === "aborting") return undefined;
         const draft = draftOf(current);
         const routed = live.tenant
-          ? { tenants: { ...draft.tenants, [tenantKey(live.command, live.tenant)]: live.from } }
-          : { commands: { ...draft.commands, [live.command]: live.from } };
+          ? {
+              tenants: routedBack(
+                draft.tenants,
+                tenantKey(live.command, live.tenant),
+                live,
+                entry(draft.commands, live.command) ?? draft.defaultShard,
+              ),
+            }
+          : { commands: routedBack(draft.commands, live.command, live, draft.defaultShard) };
         const migrations = draft.migrations.map((x) =>
           x.id === id ? { ...x, state: "aborting" as const, updatedAtMs: Date.now() } : x,
         );

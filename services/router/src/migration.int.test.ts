@@ -156,8 +156,31 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await stats("a", "Y")).ready).toBe(30);
     expect((await stats("a", "Y")).leased).toBe(1);
     expect(rc.router.routing.currentShard("Y", "t1")).toBe("a");
+    // Y followed the default shard before the move, and does again: not pinned to a
+    expect((await rc.source.get())!.commands).not.toHaveProperty("Y");
     await c.ack({ items: [{ leaseToken: hold.tasks[0]!.leaseToken }] });
     expect(await code(admin.abortMigration({ id }))).toBe(Status.FAILED_PRECONDITION);
+  }, 30_000);
+
+  test("an aborted move of a tenant's queue leaves the override it had, and none it had not", async () => {
+    const admin = rc.admin();
+    const moveAndAbort = async (tenant: string) => {
+      const c = rc.client(tenant);
+      await c.enqueue({ command: "Z", payload: payload(tenant) });
+      // a leased task keeps the move from completing before the abort
+      const hold = await c.lease({ commands: ["Z"], maxTasks: 1 });
+      const { migrations } = await admin.assignCommand({ command: "Z", tenant, shard: "c" });
+      await admin.abortMigration({ id: migrations[0]!.id });
+      await c.ack({ items: [{ leaseToken: hold.tasks[0]!.leaseToken }] });
+      await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+      return (await rc.source.get())!.tenants;
+    };
+    // t5 followed Z's shard (the default, a): after the abort it follows it again
+    expect(await moveAndAbort("t5")).not.toHaveProperty(["Z/t5"]);
+    expect(rc.router.routing.currentShard("Z", "t5")).toBe("a");
+    // t6 was routed to a by an override of its own: the override stays
+    await rc.change((m) => ({ ...m, tenants: { ...m.tenants, "Z/t6": "a" } }));
+    expect(await moveAndAbort("t6")).toMatchObject({ "Z/t6": "a" });
   }, 30_000);
 
   test("a move's first batch waits a second after the switch", async () => {
