@@ -172,11 +172,15 @@ export class QueueEngine {
     return extend(this.ctx, items);
   }
 
+  /** Takes back up to `limit` (1..MAX_BATCH) expired leases of one queue. */
   async reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
+    checkLimit("reap", limit, t.MAX_BATCH);
     return t.reap(this.ctx, queue, limit);
   }
 
+  /** Makes up to `limit` (1..MAX_BATCH) due scheduled tasks of one queue ready. */
   async promote(queue: QueueRef, limit = 1000): Promise<number> {
+    checkLimit("promote", limit, t.MAX_BATCH);
     return t.promote(this.ctx, queue, limit);
   }
 
@@ -225,7 +229,9 @@ export class QueueEngine {
     return purge(this.ctx, queue, limit, ids);
   }
 
+  /** Applies retention to one queue: up to `limit` (1..MAX_CLEANUP_BATCH) records of each kind. */
   async cleanup(queue: QueueRef, limit = 1000): Promise<CleanupOutcome> {
+    checkLimit("cleanup", limit, MAX_CLEANUP_BATCH);
     return cleanup(this.ctx, queue, limit);
   }
 
@@ -290,4 +296,18 @@ function checkBatch(queue: QueueRef, specs: readonly TaskSpec[], where?: ItemNam
 function checkQueue(queue: QueueRef, where?: ItemName): void {
   checkName("command", queue.command, where);
   checkName("tenant", queue.tenant);
+}
+
+/**
+ * Most records one cleanup call deletes of each kind. A script hands a command at most
+ * one id per record (Lua's unpack stops near 8,000 values, and a script that fails
+ * half-way is not rolled back); reap and promote, which hand two values per task,
+ * stay at MAX_BATCH.
+ */
+export const MAX_CLEANUP_BATCH = 5000;
+
+/** A per-call limit of a background operation, checked before any script runs. */
+function checkLimit(operation: string, limit: number, most: number): void {
+  if (!Number.isInteger(limit) || limit < 1 || limit > most)
+    throw invalidArgument(`${operation} limit must be an integer 1..${most}, got ${limit}`);
 }

@@ -40,6 +40,7 @@ export type {
   QueueStats,
 } from "./transitions";
 export { MAX_BATCH } from "./transitions";
+export { MAX_CLEANUP_BATCH } from "./engine";
 export { deliveryBytes } from "./lease-size";
 export type { GiveBackReason } from "./give-back";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";

@@ -4,6 +4,9 @@ import type { ShardConfig } from "./config";
 import type { Metrics } from "./metrics";
 import type { Notifier } from "./notifier";
 
+/** Cleanup calls one queue gets in one pass at most (a queue that keeps filling its batch). */
+const CLEANUP_ROUNDS = 10;
+
 /**
  * The shard worker's own background work, each loop one pass at a time:
  * - the due loop sleeps until the earliest scheduled run-at or lease deadline of
@@ -107,14 +110,31 @@ export class BackgroundWork {
     );
   }
 
+  /**
+   * Retention over every queue. A queue whose call filled its batch (it completes faster
+   * than one batch a pass) is swept again, up to CLEANUP_ROUNDS calls a pass. A queue
+   * whose cleanup fails does not stop the others'; the pass then fails, naming how many.
+   */
   private async cleanupPass(): Promise<void> {
+    const limit = this.config.cleanupBatch;
+    let failed = 0;
+    let first: unknown;
     for (const queue of await this.engine.queues()) {
+      for (let round = 0; round < CLEANUP_ROUNDS && !this.stopped; round++) {
+        try {
+          const out = await this.metrics.time("cleanup", () => this.engine.cleanup(queue, limit));
+          this.metrics.cleaned.inc(out.completed + out.dead);
+          if (Math.max(out.completed, out.dead, out.idempotencyKeys) < limit) break;
+        } catch (err) {
+          failed++;
+          first ??= err;
+          break;
+        }
+      }
       if (this.stopped) return;
-      const out = await this.metrics.time("cleanup", () =>
-        this.engine.cleanup(queue, this.config.cleanupBatch),
-      );
-      this.metrics.cleaned.inc(out.completed + out.dead);
     }
+    if (failed > 0)
+      throw new Error(`cleanup failed for ${failed} queue(s): ${(first as Error).message}`);
   }
 
   private sleep(ms: number): Promise<void> {

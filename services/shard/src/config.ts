@@ -8,7 +8,7 @@ import {
   type IdentityOptions,
 } from "@codeq/server-kit";
 import { SHARD_ID_PATTERN } from "@codeq/common";
-import { MAX_BATCH, MOVE_BATCH_BYTES } from "@codeq/engine";
+import { MAX_BATCH, MAX_CLEANUP_BATCH, MOVE_BATCH_BYTES } from "@codeq/engine";
 import { requestLimitProblem, TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
 
 /** Environment variables: CODEQ_SHARD_<SETTING>, e.g. CODEQ_SHARD_REDIS_URL. File: CODEQ_SHARD_CONFIG_FILE. */
@@ -99,12 +99,15 @@ const shardSettings = z.strictObject({
   maxBatch: intSetting(1, MAX_BATCH, MAX_BATCH),
   /** Longest the due loop sleeps when nothing is due, ms (it is woken early by new work). */
   dueIdleMs: ms(10, 60_000, 1_000),
-  /** Tasks or leases the due loop handles per queue per pass. */
-  dueBatch: intSetting(1, 100_000, 1000),
+  /** Tasks or leases the due loop handles per queue per pass (the engine's most per call). */
+  dueBatch: intSetting(1, MAX_BATCH, 1000),
   /** How often retention cleanup sweeps every queue, ms. */
   cleanupIntervalMs: ms(100, 3_600_000, 5_000),
-  /** Records retention deletes per queue per pass. */
-  cleanupBatch: intSetting(1, 100_000, 5000),
+  /**
+   * Records of each kind retention deletes per queue in one store call (the engine's most
+   * per call); a queue that fills it is swept again in the same pass, up to CLEANUP_ROUNDS times.
+   */
+  cleanupBatch: intSetting(1, MAX_CLEANUP_BATCH, 5000),
   /**
    * Idle streams are re-woken this often as a safety net, ms. Wake-ups come from
    * this process's own writes (it is the only writer of its store); this only

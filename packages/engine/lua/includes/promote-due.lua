@@ -6,7 +6,6 @@
 local function promoteDue(stateKey, scheduledKey, ready, now, limit)
   local ids = redis.call('ZRANGEBYSCORE', scheduledKey, '-inf', now, 'LIMIT', 0, limit)
   if #ids == 0 then return 0 end
-  redis.call('ZREM', scheduledKey, unpack(ids))
   local states = redis.call('HMGET', stateKey, unpack(ids))
   local nowText = string.format('%013d', now)
   local writes = {}
@@ -25,8 +24,12 @@ local function promoteDue(stateKey, scheduledKey, ready, now, limit)
       list[#list + 1] = ids[i]
     end
   end
-  if #writes == 0 then return 0 end
-  redis.call('HSET', stateKey, unpack(writes))
-  for p, list in pairs(byPriority) do redis.call('RPUSH', ready[p], unpack(list)) end
+  -- the index entries go last: a script that fails half-way is not rolled back, and a
+  -- task must never be left SCHEDULED in no index (the caller keeps `limit` to MAX_BATCH)
+  if #writes > 0 then
+    redis.call('HSET', stateKey, unpack(writes))
+    for p, list in pairs(byPriority) do redis.call('RPUSH', ready[p], unpack(list)) end
+  end
+  redis.call('ZREM', scheduledKey, unpack(ids))
   return #writes / 2
 end

@@ -1,3 +1,5 @@
+import { MAX_CLEANUP_BATCH } from "../engine";
+import { MAX_BATCH } from "../transitions";
 import { payload, Q, useEngineFixture } from "../test/fixture";
 
 describe("promote-14.lua", () => {
@@ -31,5 +33,30 @@ describe("promote-14.lua", () => {
     await redis.zadd(scheduled, 0, t!.id); // a duplicate index entry for a task that is READY now
     expect(await engine.promote(Q)).toBe(0);
     expect((await engine.stats(Q)).ready).toBe(1);
+  });
+
+  it("refuses a limit past what one script call carries, before anything changes (promote, reap, cleanup)", async () => {
+    const { engine, clock } = await fx().engine();
+    await engine.enqueue(
+      Q,
+      Array.from({ length: 1000 }, () => ({ delayMs: 1_000 })),
+    );
+    await engine.enqueue(
+      Q,
+      Array.from({ length: 500 }, () => ({ delayMs: 1_000 })),
+    );
+    clock.advance(1_000);
+    for (const call of [
+      () => engine.promote(Q, MAX_BATCH + 1),
+      () => engine.reap(Q, MAX_BATCH + 1),
+      () => engine.cleanup(Q, MAX_CLEANUP_BATCH + 1),
+      () => engine.promote(Q, 0),
+    ])
+      await expect(call()).rejects.toThrow(/limit must be an integer 1\.\./);
+    expect(await engine.stats(Q)).toMatchObject({ scheduled: 1500, ready: 0 });
+    // the most per call is fine, and what is left comes on the next
+    expect(await engine.promote(Q, MAX_BATCH)).toBe(1000);
+    expect(await engine.promote(Q, MAX_BATCH)).toBe(500);
+    expect(await engine.stats(Q)).toMatchObject({ scheduled: 0, ready: 1500 });
   });
 });
