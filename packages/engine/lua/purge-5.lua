@@ -1,6 +1,6 @@
 --[[ purge: deletes DEAD tasks of one queue for good.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] results   KEYS[5] dead
-ARGV[1] limit   ARGV[2..] task ids (none: the oldest dead tasks, up to limit)
+ARGV[1] limit   ARGV[2..] task ids (the caller names the oldest when asked for them)
 Returns { purged, dead remaining, ids that were not dead tasks of this queue ... }
 ]]
 -- @include "dead-batch"

@@ -1,6 +1,6 @@
 --[[ redrive: moves DEAD tasks of one queue back to READY with attempts reset.
 KEYS[1] state   KEYS[2] dead   KEYS[3..12] ready:0 .. ready:9
-ARGV[1] now (ms)   ARGV[2] limit   ARGV[3..] task ids (none: the oldest dead tasks, up to limit)
+ARGV[1] now (ms)   ARGV[2] limit   ARGV[3..] task ids (the caller names the oldest when asked for them)
 Returns { redriven, dead remaining, ids that were not dead tasks of this queue ... }
 ]]
 -- @include "dead-batch"

@@ -90,11 +90,13 @@ export async function redrive(
 ): Promise<DeadBatchOutcome> {
   checkLimit("limit", limit, 1000);
   const k = ctx.keys(queue);
-  return decodeBatch(
-    await ctx.runner.run(
-      "redrive",
-      [k.state, k.dead, ...k.ready],
-      [ctx.clock.now(), limit, ...ids],
+  return byId(ctx, k.dead, limit, ids, async (chosen) =>
+    decodeBatch(
+      await ctx.runner.run(
+        "redrive",
+        [k.state, k.dead, ...k.ready],
+        [ctx.clock.now(), limit, ...chosen],
+      ),
     ),
   );
 }
@@ -108,13 +110,36 @@ export async function purge(
 ): Promise<DeadBatchOutcome> {
   checkLimit("limit", limit, 10_000);
   const k = ctx.keys(queue);
-  return decodeBatch(
-    await ctx.runner.run(
-      "purge",
-      [k.tasks, k.state, k.payloads, k.results, k.dead],
-      [limit, ...ids],
+  return byId(ctx, k.dead, limit, ids, async (chosen) =>
+    decodeBatch(
+      await ctx.runner.run(
+        "purge",
+        [k.tasks, k.state, k.payloads, k.results, k.dead],
+        [limit, ...chosen],
+      ),
     ),
   );
+}
+
+/**
+ * Runs a redrive or purge on named ids only. Without `ids` the oldest `limit` dead
+ * tasks are read first and named: a script that picked "the oldest" itself would,
+ * re-sent by ioredis after a reconnect lost its reply, act on the next oldest as
+ * well (twice what was asked, told once). Named, a repeat finds them gone. Ids read
+ * this way that are gone by the time the script runs (another call took them) are
+ * not the caller's, so not reported as not found.
+ */
+async function byId(
+  ctx: EngineContext,
+  deadKey: string,
+  limit: number,
+  ids: readonly string[],
+  run: (ids: readonly string[]) => Promise<DeadBatchOutcome>,
+): Promise<DeadBatchOutcome> {
+  if (ids.length > 0) return run(ids);
+  const oldest = await ctx.redis.zrange(deadKey, "0", String(limit - 1));
+  if (oldest.length === 0) return { count: 0, remaining: 0, notFound: [] };
+  return { ...(await run(oldest)), notFound: [] };
 }
 
 export interface CleanupOutcome {

@@ -215,4 +215,25 @@ describe("a lease call sent again after a lost reply", () => {
     expect(givenBack).toEqual([]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 1, leased: 2 });
   });
+
+  it("a purge or redrive of the oldest dead tasks, sent again, acts on no more than asked", async () => {
+    await enqueue(10);
+    const leased = await engine.lease(Q, { max: 10, leaseMs: 30_000 });
+    await engine.nack(leased.map((d) => ({ token: d.token })));
+    // both scripts on the server first (EVALSHA), by an id that is no task
+    const none = "01JB0000000000000000000000";
+    await engine.purge(Q, 1, [none]);
+    await engine.redrive(Q, 1, [none]);
+    expect((await engine.stats(Q)).dead).toBe(10);
+    // the script's reply (an array starting with its count), not the read before it
+    const scriptReply = (reply: Buffer) => /^\*\d+\r\n:/.test(reply.toString("latin1"));
+    relay.dropNextReply(scriptReply);
+    await engine.purge(Q, 3);
+    expect(relay.dropped).toBe(1);
+    expect((await engine.stats(Q)).dead).toBe(7);
+    relay.dropNextReply(scriptReply);
+    await engine.redrive(Q, 3);
+    expect(relay.dropped).toBe(2);
+    expect(await engine.stats(Q)).toMatchObject({ dead: 4, ready: 3 });
+  });
 });

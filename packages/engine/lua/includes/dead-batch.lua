@@ -1,18 +1,15 @@
 -- deadBatch(stateKey, deadKey, firstId, limit, apply): the shared walk of redrive
--- and purge. Takes the ids in ARGV[firstId..] (or, when there are none, the oldest
--- `limit` dead tasks), calls apply(id, x) with the parsed state of each DEAD one up
--- to `limit` (after removing it from the DLQ index), and returns
+-- and purge. Takes the ids in ARGV[firstId..] (always named: the caller reads "the
+-- oldest" first, so a call re-sent after a lost reply never takes more), calls
+-- apply(id, x) with the parsed state of each DEAD one up to `limit` (after removing
+-- it from the DLQ index), and returns
 -- { applied, dead remaining, ids that were not dead tasks ... }. A named id must be
 -- in the DLQ index too: a dead task a move has reserved (export) is DEAD but out of
 -- it, and redriving or purging it here would be undone when the move confirms.
 -- @include "task-state"
 local function deadBatch(stateKey, deadKey, firstId, limit, apply)
   local ids = {}
-  if #ARGV >= firstId then
-    for i = firstId, #ARGV do ids[#ids + 1] = ARGV[i] end
-  else
-    ids = redis.call('ZRANGE', deadKey, 0, limit - 1)
-  end
+  for i = firstId, #ARGV do ids[#ids + 1] = ARGV[i] end
   local applied = 0
   local missing = {}
   for i = 1, #ids do
