@@ -14,11 +14,20 @@ whose state is not READY are dropped from the list, never delivered.
 Every step works on the whole batch at once (one LRANGE/LTRIM per non-empty
 priority, one HMGET, one HSET, one ZADD), so a batch costs few commands.
 Returns, compact for the client (one element per task, plus the sparse extras):
-  { every delivered task's id (26) and fixed state part (81) concatenated,
+  { ready left: of the due tasks this call made ready, how many are still ready (the
+      caller announces them: the due loop, finding them promoted, will not),
+    every delivered task's id (26) and fixed state part (81) concatenated,
     e, then (task number, last error text) for the e tasks that have an error,
     r, then (task number, record JSON) for the r tasks that have a record,
     then every delivered task's payload, in order }
+  or only { ready left } when nothing was delivered.
 ]]
 -- @include "lease-ready"
-local out = leaseReady(KEYS, ARGV)
+local out, drained, promoted = leaseReady(KEYS, ARGV)
+local left = 0
+if promoted > 0 and not drained then
+  for p = 8, 17 do left = left + redis.call('LLEN', KEYS[p]) end
+  if left > promoted then left = promoted end
+end
+table.insert(out, 1, left)
 return out

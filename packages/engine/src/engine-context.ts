@@ -13,6 +13,7 @@ import {
 } from "./keys";
 import { LeaseGiveBacks, type GiveBackReason } from "./give-back";
 import { ScriptRunner } from "./script-runner";
+import { MAX_BATCH } from "./transitions";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
 import { TaskIdGenerator } from "./task-id";
 import { decodeTask, type StoredTask } from "./task-record";
@@ -44,6 +45,12 @@ export interface EngineOptions {
   readonly onLeasesGivenBack?: (queue: QueueRef, count: number, reason: GiveBackReason) => void;
   /** Called when giving such tasks back failed; it is tried again until their deadline. */
   readonly onGiveBackFailed?: (err: unknown) => void;
+  /**
+   * Called when a lease call made due scheduled tasks ready (before the due loop got to
+   * them) and `count` of them are still ready, so that waiters can be woken: the due
+   * loop, finding them promoted, will not say so.
+   */
+  readonly onTasksPromoted?: (queue: QueueRef, count: number) => void;
 }
 
 /** Everything the engine's operations share; built once per engine. */
@@ -63,6 +70,8 @@ export interface EngineContext {
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
   readonly giveBacks: LeaseGiveBacks;
+  /** EngineOptions.onTasksPromoted (never throws). */
+  onPromoted(queue: QueueRef, count: number): void;
   /** Queue id → average bytes of its recently leased tasks, for queues of large tasks. */
   readonly taskSizes: Map<string, number>;
   keys(queue: QueueRef): QueueKeys;
@@ -81,6 +90,13 @@ function nonNegative(name: string, value: number | undefined, fallback: number):
   const v = value ?? fallback;
   if (!Number.isInteger(v) || v < 0)
     throw invalidArgument(`${name} must be a non-negative integer`);
+  return v;
+}
+
+/** Due tasks a lease promotes first: 1..MAX_BATCH, as the due loop's promote (Lua's unpack limit). */
+function promoteLimit(value: number | undefined): number {
+  const v = nonNegative("promoteLimit", value, MAX_BATCH) || 1;
+  if (v > MAX_BATCH) throw invalidArgument(`promoteLimit must be at most ${MAX_BATCH}, got ${v}`);
   return v;
 }
 
@@ -117,13 +133,20 @@ export async function createEngineContext(
       600_000,
     ),
     deadRetentionMs: nonNegative("deadRetentionMs", options.deadRetentionMs, 7 * 24 * 3600_000),
-    promoteLimit: nonNegative("promoteLimit", options.promoteLimit, 1000) || 1,
+    promoteLimit: promoteLimit(options.promoteLimit),
     shardKeys: shard,
     giveBacks: new LeaseGiveBacks(redis, runner, clock, {
       onGivenBack: options.onLeasesGivenBack ?? (() => undefined),
       onFailed: options.onGiveBackFailed ?? (() => undefined),
     }),
     taskSizes: new Map(),
+    onPromoted(queue, count) {
+      try {
+        options.onTasksPromoted?.(queue, count);
+      } catch {
+        // the caller's own failure (a logger); the lease goes on
+      }
+    },
     keys(queue) {
       const id = queueId(queue);
       let keys = keyCache.get(id);

@@ -350,7 +350,10 @@ export async function leaseCall(
       [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
       args,
     );
-    return { deliveries: leasedFrom(ctx, queue, reply) };
+    // due tasks this call made ready and left: the due loop will not announce them
+    const left = Number(reply[0]);
+    if (left > 0) ctx.onPromoted(queue, left);
+    return { deliveries: leasedFrom(ctx, queue, reply.slice(1)) };
   });
   return {
     ...(await withinBytes(ctx, queue, call, deliveries, options)),

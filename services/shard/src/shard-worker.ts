@@ -99,6 +99,8 @@ export async function startShardWorker(
     },
     onGiveBackFailed: (err) =>
       logger.warn({ err: messageOf(err) }, "giving back leases failed; trying again"),
+    // a lease promoted due tasks before the due loop did: their waiters hear it here
+    onTasksPromoted: (queue, n) => notifier.notify(queue, n),
   });
   const load = new LoadGauge();
   const busy = () => load.busy();

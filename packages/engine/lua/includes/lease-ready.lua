@@ -1,6 +1,7 @@
 -- leaseReady(KEYS, ARGV): the lease script's work (lease-17.lua documents the
--- layout); returns its reply, and whether the queue's ready lists were read to the
--- end (fewer than the maximum ids were in them: they are empty now).
+-- layout); returns its reply, whether the queue's ready lists were read to the end
+-- (fewer than the maximum ids were in them: they are empty now), and how many due
+-- scheduled tasks it made ready first.
 -- @include "task-state"
 -- @include "promote-due"
 -- @include "lower-due"
@@ -53,7 +54,7 @@ local function leaseReady(KEYS, ARGV)
   local deadline = ARGV[7]
   local ready = {}
   for p = 0, 9 do ready[p + 1] = KEYS[8 + p] end
-  promoteDue(KEYS[2], KEYS[4], ready, now, tonumber(ARGV[5]))
+  local promoted = promoteDue(KEYS[2], KEYS[4], ready, now, tonumber(ARGV[5]))
 
   local ids = {}
   for p = 10, 1, -1 do
@@ -66,7 +67,7 @@ local function leaseReady(KEYS, ARGV)
     end
   end
   local drained = #ids < max
-  if #ids == 0 then return {}, drained end
+  if #ids == 0 then return {}, drained, promoted end
 
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
   local writes, dead, delivered, deliveredStates = {}, {}, {}, {}
@@ -100,9 +101,9 @@ local function leaseReady(KEYS, ARGV)
   end
   if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
   if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
-  if #delivered == 0 then return {}, drained end
+  if #delivered == 0 then return {}, drained, promoted end
   indexLeases(KEYS[5], KEYS[7], qid, delivered, deadline)
   local records = redis.call('HMGET', KEYS[1], unpack(delivered))
   local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
-  return leaseReply(delivered, deliveredStates, records, payloads), drained
+  return leaseReply(delivered, deliveredStates, records, payloads), drained, promoted
 end

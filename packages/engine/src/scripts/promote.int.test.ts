@@ -59,4 +59,26 @@ describe("promote-14.lua", () => {
     expect(await engine.promote(Q, MAX_BATCH)).toBe(500);
     expect(await engine.stats(Q)).toMatchObject({ scheduled: 0, ready: 1500 });
   });
+
+  it("a lease that promotes due tasks says how many of them it left ready", async () => {
+    const told: Array<[string, number]> = [];
+    const { engine, clock } = await fx().engine({
+      onTasksPromoted: (queue: { tenant: string }, n: number) => told.push([queue.tenant, n]),
+    });
+    await engine.enqueue(Q, [{ payload: payload("ready") }]);
+    await engine.enqueue(
+      Q,
+      Array.from({ length: 3 }, () => ({ delayMs: 1_000 })),
+    );
+    // nothing due: nothing to say
+    expect(await engine.lease(Q, { max: 1, leaseMs: 30_000 })).toHaveLength(1);
+    expect(told).toEqual([]);
+    clock.advance(1_000);
+    // three promoted, one taken: two left
+    expect(await engine.lease(Q, { max: 1, leaseMs: 30_000 })).toHaveLength(1);
+    expect(told).toEqual([[Q.tenant, 2]]);
+    // none promoted this time, though two are ready: they were told of already
+    expect(await engine.lease(Q, { max: 1, leaseMs: 30_000 })).toHaveLength(1);
+    expect(told).toHaveLength(1);
+  });
 });
