@@ -23,7 +23,7 @@ import {
   StreamAcks,
   UNSETTLED_CODES,
 } from "./stream-acks";
-import { countField, embedded, passThrough, type Raw } from "./wire-bytes";
+import { countField, decoded, embedded, passThrough, type Raw } from "./wire-bytes";
 import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -318,6 +318,8 @@ export class FanInSession {
    * meanwhile.
    */
   private readonly withdrawals: { requestId: number; creditsAfter: number }[] = [];
+  /** Lease tokens of pushes that will not reach the client, by shard (giveBackUnsent). */
+  private readonly unsent = new Map<string, string[]>();
 
   constructor(
     private readonly routing: Routing,
@@ -345,7 +347,41 @@ export class FanInSession {
       this.f.signal.removeEventListener("abort", onCancel);
       this.unwatch?.();
       for (const t of this.timers) clearTimeout(t);
+      await this.giveBackUnsent();
       for (const leg of this.legs.values()) leg.close("client stream ended");
+    }
+  }
+
+  /**
+   * Gives back, uncounted, the tasks shards pushed that never reached the client: those
+   * still queued for it when its stream ended (a slow reader leaves them here, not in
+   * the shard's send queue) and those pushed since. Before the shard streams close: a
+   * closing stream releases what it holds as a failed attempt (on a task's last
+   * attempt, dead-lettered), and a later give-back would find those leases gone.
+   */
+  private async giveBackUnsent(): Promise<void> {
+    for (const queued of this.out.takeQueued()) this.keepUnsent(decoded(queued));
+    for (let round = 0; round < 3 && this.unsent.size > 0; round++) {
+      const byShard = [...this.unsent];
+      this.unsent.clear();
+      await Promise.all(
+        byShard.map(([shard, tokens]) =>
+          this.routing.pool.has(shard)
+            ? this.routing.giveBack(this.routing.pool.get(shard), this.f, tokens)
+            : undefined,
+        ),
+      );
+    }
+  }
+
+  /** Keeps the lease tokens of a push that will not reach the client, by shard. */
+  private keepUnsent(res: LeaseStreamResponse): void {
+    for (const task of res.tasks?.tasks ?? []) {
+      const shard = leaseTokenShard(task.leaseToken);
+      if (shard === undefined) continue;
+      const tokens = this.unsent.get(shard);
+      if (tokens) tokens.push(task.leaseToken);
+      else this.unsent.set(shard, [task.leaseToken]);
     }
   }
 
@@ -613,7 +649,9 @@ export class FanInSession {
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
       leg.inflight += pushed;
-      this.out.push(passThrough(raw));
+      // the client stream is over: these go back with what was queued for it
+      if (this.ended.signal.aborted) this.keepUnsent(raw.value);
+      else this.out.push(passThrough(raw));
       // busy again: its share grows from the credits no shard holds
       if (wasIdle) this.rebalance();
       return;

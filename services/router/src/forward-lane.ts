@@ -244,14 +244,16 @@ export class ForwardLane {
   }
 
   /**
-   * Gives back leases no caller will get (fire and forget: if this fails too, the
-   * leases expire and the tasks are delivered again; `onGiveBackLost` is told).
+   * Gives back leases no caller will get, uncounted; resolves once the shard answered
+   * (never rejects: if this fails too, the leases expire and the tasks are delivered
+   * again; `onGiveBackLost` is told).
    */
-  giveBack(tokens: readonly string[], caller: Caller): void {
-    if (tokens.length > 0)
-      this.send(forwardedRelease([...tokens]), caller).catch((err: unknown) =>
-        this.onGiveBackLost(tokens.length, err),
-      );
+  giveBack(tokens: readonly string[], caller: Caller): Promise<void> {
+    if (tokens.length === 0) return Promise.resolve();
+    return this.send(forwardedRelease([...tokens]), caller).then(
+      () => undefined,
+      (err: unknown) => this.onGiveBackLost(tokens.length, err),
+    );
   }
 
   close(): void {

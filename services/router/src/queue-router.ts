@@ -335,15 +335,18 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         if (f.signal.aborted) {
           // the caller left (its deadline passed) while a slower shard was asked: what
           // the others leased goes back, as a shard gives back what its caller left
-          for (const a of got) routing.giveBack(a.conn, f, tokensOf(a.raw));
+          for (const a of got) void routing.giveBack(a.conn, f, tokensOf(a.raw));
           return { tasks: [] };
         }
         if (got.length === 1) {
           delivered = Math.max(0, countField(got[0]!.raw.bytes, 1));
           return passThrough(got[0]!.raw);
         }
-        const tasks = mergeLeases(got, max, routing.config.maxResponseBytes, (conn, tokens) =>
-          routing.giveBack(conn, f, tokens),
+        const tasks = mergeLeases(
+          got,
+          max,
+          routing.config.maxResponseBytes,
+          (conn, tokens) => void routing.giveBack(conn, f, tokens),
         );
         delivered = tasks.length;
         return { tasks };

@@ -206,7 +206,7 @@ export class Routing {
       // the caller left while the shard leased: give the tasks back, as a shard does
       // when the caller of a Lease call leaves, and answer none of them
       if (leased && f.signal.aborted) {
-        conn.lane()?.giveBack(tokensOf(leased), this.caller(f));
+        void conn.lane()?.giveBack(tokensOf(leased), this.caller(f));
         return new Raw(new Uint8Array(0), LeaseResponse);
       }
       if (leased) return leased;
@@ -215,11 +215,12 @@ export class Routing {
   }
 
   /**
-   * Gives back leases `conn` took for the caller of `f` that the caller will not get
-   * (fire and forget; without a Forward lane, they expire).
+   * Gives back leases `conn` took for the caller of `f` that the caller will not get,
+   * uncounted; resolves once answered, never rejects (without a Forward lane, or if it
+   * fails, they expire).
    */
-  giveBack(conn: ShardConn, f: Forward, tokens: readonly string[]): void {
-    conn.lane()?.giveBack(tokens, this.caller(f));
+  async giveBack(conn: ShardConn, f: Forward, tokens: readonly string[]): Promise<void> {
+    await conn.lane()?.giveBack(tokens, this.caller(f));
   }
 
   /**
