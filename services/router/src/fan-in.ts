@@ -184,11 +184,20 @@ class Leg {
   private request(
     message: (requestId: number) => Partial<LeaseStreamRequest>,
   ): Promise<Uint8Array> {
+    // a stream closed meanwhile (by a rebalance in the same turn, say) answers nothing
+    if (this.closed) return Promise.reject(this.closedError("closed before the request was sent"));
     const requestId = this.nextId();
     return new Promise((resolve, reject) => {
       this.pending.set(requestId, { resolve, reject });
       this.send(message(requestId));
     });
+  }
+
+  private closedError(reason: string): ServerError {
+    return new ServerError(
+      Status.UNAVAILABLE,
+      `shard ${this.conn.id}: its stream closed before answering (${reason}); the lease may still be held, retry the settlement`,
+    );
   }
 
   /**
@@ -200,6 +209,7 @@ class Leg {
    * that closes first took its credits with it (undefined).
    */
   withdraw(credits: number): Promise<Withdrawn | undefined> {
+    if (this.closed) return Promise.resolve(undefined);
     const requestId = this.nextId();
     this.withdrawing++;
     this.granted += credits;
@@ -239,10 +249,7 @@ class Leg {
     this.closed = true;
     this.abort.abort();
     this.requests.close();
-    const err = new ServerError(
-      Status.UNAVAILABLE,
-      `shard ${this.conn.id}: its stream closed before answering (${reason}); the lease may still be held, retry the settlement`,
-    );
+    const err = this.closedError(reason);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     for (const w of this.withdrawals.values()) w(undefined);
