@@ -55,6 +55,13 @@ const IDLE_CREDITS = 10;
 /** While a shard stream is starved, credits are looked at again this often. */
 const RECHECK_MS = 250;
 /**
+ * Client requests with settlements not yet answered, at most, before the router stops
+ * reading the client's stream (HTTP/2 flow control then slows the client, as a shard
+ * worker that answers its stream's requests one at a time does directly); it reads on
+ * once fewer than half are.
+ */
+const MAX_UNANSWERED = 256;
+/**
  * A shard that still holds subscribed queues but no longer gets their new tasks (a
  * move's source) is idle once it has pushed nothing for this long: it only has what
  * it held, so a pause means it is done, and its credits are needed where the new
@@ -315,6 +322,8 @@ export class FanInSession {
   private confirming = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
+  /** Resumes reading the client once fewer than half of MAX_UNANSWERED are unanswered. */
+  private belowUnanswered: (() => void) | undefined;
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
   /** When any shard stream last pushed tasks. */
@@ -395,6 +404,7 @@ export class FanInSession {
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
+    this.belowUnanswered?.(); // the reader stops, not left waiting
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -457,6 +467,9 @@ export class FanInSession {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
+        // reading on would buffer the client's requests here without bound
+        if (this.answering >= MAX_UNANSWERED)
+          await new Promise<void>((resolve) => (this.belowUnanswered = resolve));
       }
       this.finish(); // the client half-closed: it wants no more tasks
     } catch (err) {
@@ -783,10 +796,14 @@ export class FanInSession {
     let starved = false;
     let throttled = false;
     const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
+    // no shard stream is given more than a stream may hold (the shard would end it):
+    // after a withdrawal some shard answered late, the client's credits can add up to
+    // more for a while, and the rest waits here until the shards use theirs
+    const most = this.routing.config.maxStreamCredits;
     this.wanted.forEach((id, i) => {
       const leg = this.legs.get(id);
       if (!leg || leg.closed) return;
-      const deficit = share(i) - leg.granted;
+      const deficit = Math.min(share(i), most) - leg.granted;
       const capped = leg.accepting ? deficit : Math.min(unanswered - leg.granted, deficit);
       let give = Math.min(free, capped);
       // the tenant's lease rate limit paces credits: a credit is a task it may receive
@@ -1086,6 +1103,10 @@ export class FanInSession {
   /** A client request's settlements are answered: the drain may end now. */
   private answered(): void {
     this.answering--;
+    if (this.answering < MAX_UNANSWERED / 2 && this.belowUnanswered) {
+      this.belowUnanswered();
+      this.belowUnanswered = undefined;
+    }
     this.endIfDrained();
     this.endIfFinished();
   }
