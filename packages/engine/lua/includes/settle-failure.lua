@@ -13,23 +13,26 @@
 -- @include "backoff-delay"
 -- @include "lower-due"
 local function settleFailure(K, qid, id, x, now, reason, delay, deadLetter, front, rnd)
+  local dies = deadLetter or x.att >= x.max
+  if not dies and delay < 0 then
+    -- read before anything is written: a script that fails half-way is not rolled
+    -- back, and the task must not be left out of every index
+    -- a record holds a backoff only when it is not the default (task-record.ts)
+    local raw = redis.call('HGET', K.tasks, id)
+    local backoff = raw and cjson.decode(raw).backoff
+    if not backoff then backoff = cjson.decode(K.defaultBackoff) end
+    delay = backoffDelay(backoff, x.att, rnd)
+  end
   redis.call('ZREM', K.leased, id)
   x.lms = 0
   x.untilAt = 0
   x.upd = now
   if reason ~= '' then x.err = reason end
-  if deadLetter or x.att >= x.max then
+  if dies then
     x.st = 'D'
     x.untilAt = now
     redis.call('ZADD', K.dead, now, id)
   else
-    if delay < 0 then
-      -- a record holds a backoff only when it is not the default (task-record.ts)
-      local raw = redis.call('HGET', K.tasks, id)
-      local backoff = raw and cjson.decode(raw).backoff
-      if not backoff then backoff = cjson.decode(K.defaultBackoff) end
-      delay = backoffDelay(backoff, x.att, rnd)
-    end
     if delay == 0 then
       x.st = 'R'
       x.runAt = now
