@@ -13,7 +13,8 @@ KEYS[18] leased   KEYS[19] dead
 KEYS[20..]   idempotency keys (their KEYS indexes, in the enqueue arguments, count from 1)
 ARGV         enqueue-17.lua's arguments, then lease-17.lua's 7 (now, queue id, max tasks,
              lease duration, promotion limit, nonce, lease deadline)
-Returns { left, k, then enqueue-17.lua's reply (k values), then lease-17.lua's reply }
+Returns { left, k, then enqueue-17.lua's reply (k values), then lease-17.lua's reply
+  without its first element (the ready-left count, which `left` stands for here) }
   left: the ids still in the queue's ready lists after the lease (an upper bound on the
   tasks still ready: an id whose task is gone is dropped only when a lease meets it)
 ]]

@@ -55,12 +55,10 @@ const IDLE_CREDITS = 10;
 /** While a shard stream is starved, credits are looked at again this often. */
 const RECHECK_MS = 250;
 /**
- * Client requests with settlements not yet answered, at most, before the router stops
- * reading the client's stream (HTTP/2 flow control then slows the client, as a shard
- * worker that answers its stream's requests one at a time does directly); it reads on
- * once fewer than half are.
+ * How long a client stream's end waits for the shards to take back what never reached
+ * the client, at most, ms (giveBackUnsent); the shard streams close after it whatever.
  */
-const MAX_UNANSWERED = 256;
+const GIVE_BACK_WAIT_MS = 2_000;
 /**
  * A shard that still holds subscribed queues but no longer gets their new tasks (a
  * move's source) is idle once it has pushed nothing for this long: it only has what
@@ -322,8 +320,6 @@ export class FanInSession {
   private confirming = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
-  /** Resumes reading the client once fewer than half of MAX_UNANSWERED are unanswered. */
-  private belowUnanswered: (() => void) | undefined;
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
   /** When any shard stream last pushed tasks. */
@@ -363,8 +359,17 @@ export class FanInSession {
       this.f.signal.removeEventListener("abort", onCancel);
       this.unwatch?.();
       for (const t of this.timers) clearTimeout(t);
-      await this.giveBackUnsent();
-      for (const leg of this.legs.values()) leg.close("client stream ended");
+      // bounded: a shard that does not answer does not hold the others' streams open
+      let bound: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          this.giveBackUnsent(),
+          new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
+        ]);
+      } finally {
+        clearTimeout(bound);
+        for (const leg of this.legs.values()) leg.close("client stream ended");
+      }
     }
   }
 
@@ -380,13 +385,15 @@ export class FanInSession {
     for (let round = 0; round < 3 && this.unsent.size > 0; round++) {
       const byShard = [...this.unsent];
       this.unsent.clear();
-      await Promise.all(
-        byShard.map(([shard, tokens]) =>
-          this.routing.pool.has(shard)
-            ? this.routing.giveBack(this.routing.pool.get(shard), this.f, tokens)
-            : undefined,
-        ),
-      );
+      const calls: Promise<void>[] = [];
+      for (const [shard, tokens] of byShard) {
+        if (!this.routing.pool.has(shard)) continue;
+        const conn = this.routing.pool.get(shard);
+        // a shard takes at most MAX_BATCH tokens per call
+        for (let i = 0; i < tokens.length; i += MAX_BATCH)
+          calls.push(this.routing.giveBack(conn, this.f, tokens.slice(i, i + MAX_BATCH)));
+      }
+      await Promise.all(calls);
     }
   }
 
@@ -404,7 +411,6 @@ export class FanInSession {
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
-    this.belowUnanswered?.(); // the reader stops, not left waiting
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -467,9 +473,6 @@ export class FanInSession {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
-        // reading on would buffer the client's requests here without bound
-        if (this.answering >= MAX_UNANSWERED)
-          await new Promise<void>((resolve) => (this.belowUnanswered = resolve));
       }
       this.finish(); // the client half-closed: it wants no more tasks
     } catch (err) {
@@ -1103,10 +1106,6 @@ export class FanInSession {
   /** A client request's settlements are answered: the drain may end now. */
   private answered(): void {
     this.answering--;
-    if (this.answering < MAX_UNANSWERED / 2 && this.belowUnanswered) {
-      this.belowUnanswered();
-      this.belowUnanswered = undefined;
-    }
     this.endIfDrained();
     this.endIfFinished();
   }

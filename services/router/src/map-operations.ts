@@ -385,7 +385,11 @@ export class MapOperations {
     this.checkRemovable(map, id);
     // A shard this router has not connected to yet (the store's map is ahead of its
     // own) cannot be asked whether it is empty: never remove it unasked.
-    if (!this.routing.pool.has(id))
+    // (or holds it at another endpoint: removed and registered again meanwhile)
+    if (
+      !this.routing.pool.has(id) ||
+      this.routing.pool.get(id).endpoint !== entry(map.shards, id)?.endpoint
+    )
       throw new ServerError(
         Status.UNAVAILABLE,
         `this router has not connected to shard ${id} yet (its map is at version ${this.routing.map.version}, the control store's at ${map.version}); try again in a moment`,

@@ -7,8 +7,8 @@
 -- @include "lower-due"
 
 -- leaseReply(ids, states, records, payloads): lease-17.lua's reply for the delivered
--- tasks: their ids, LEASED states, and (by task number, nil where none) records and
--- payloads.
+-- tasks (but its first element, the ready-left count lease-17.lua puts in front):
+-- their ids, LEASED states, and (by task number, nil where none) records and payloads.
 local function leaseReply(ids, states, records, payloads)
   local fixed, errors, extra = {}, {}, {}
   for i = 1, #ids do
