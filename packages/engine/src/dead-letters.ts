@@ -14,7 +14,8 @@ const CURSOR = /^(\d{1,16}):([0-9A-Z]{26})$/;
 /** A cursor before every dead task (no task dies at time 0). */
 const START_CURSOR = `0:${"0".repeat(26)}`;
 
-function checkLimit(name: string, value: number, max: number): void {
+/** A count a call may ask for: an integer 1..`max`, else INVALID_ARGUMENT naming it. */
+export function checkLimit(name: string, value: number, max: number): void {
   if (!Number.isInteger(value) || value < 1 || value > max)
     throw invalidArgument(`${name} must be 1..${max}, got ${value}`);
 }

@@ -1,6 +1,7 @@
 import type { Redis } from "ioredis";
 import { createEngineContext, type EngineContext, type EngineOptions } from "./engine-context";
 import {
+  checkLimit,
   cleanup,
   listDead,
   purge,
@@ -174,13 +175,13 @@ export class QueueEngine {
 
   /** Takes back up to `limit` (1..MAX_BATCH) expired leases of one queue. */
   async reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
-    checkLimit("reap", limit, t.MAX_BATCH);
+    checkLimit("reap limit", limit, t.MAX_BATCH);
     return t.reap(this.ctx, queue, limit);
   }
 
   /** Makes up to `limit` (1..MAX_BATCH) due scheduled tasks of one queue ready. */
   async promote(queue: QueueRef, limit = 1000): Promise<number> {
-    checkLimit("promote", limit, t.MAX_BATCH);
+    checkLimit("promote limit", limit, t.MAX_BATCH);
     return t.promote(this.ctx, queue, limit);
   }
 
@@ -231,7 +232,7 @@ export class QueueEngine {
 
   /** Applies retention to one queue: up to `limit` (1..MAX_CLEANUP_BATCH) records of each kind. */
   async cleanup(queue: QueueRef, limit = 1000): Promise<CleanupOutcome> {
-    checkLimit("cleanup", limit, MAX_CLEANUP_BATCH);
+    checkLimit("cleanup limit", limit, MAX_CLEANUP_BATCH);
     return cleanup(this.ctx, queue, limit);
   }
 
@@ -305,9 +306,3 @@ function checkQueue(queue: QueueRef, where?: ItemName): void {
  * stay at MAX_BATCH.
  */
 export const MAX_CLEANUP_BATCH = 5000;
-
-/** A per-call limit of a background operation, checked before any script runs. */
-function checkLimit(operation: string, limit: number, most: number): void {
-  if (!Number.isInteger(limit) || limit < 1 || limit > most)
-    throw invalidArgument(`${operation} limit must be an integer 1..${most}, got ${limit}`);
-}

@@ -52,7 +52,7 @@ describe("promote-14.lua", () => {
       () => engine.cleanup(Q, MAX_CLEANUP_BATCH + 1),
       () => engine.promote(Q, 0),
     ])
-      await expect(call()).rejects.toThrow(/limit must be an integer 1\.\./);
+      await expect(call()).rejects.toThrow(/limit must be 1\.\./);
     expect(await engine.stats(Q)).toMatchObject({ scheduled: 1500, ready: 0 });
     // the most per call is fine, and what is left comes on the next
     expect(await engine.promote(Q, MAX_BATCH)).toBe(1000);
