@@ -60,6 +60,30 @@ describe("answerConcurrently", () => {
     expect(handled).toEqual([1, 2]);
   });
 
+  it("a request stream that breaks ends the call once what was read before is answered", async () => {
+    const release: (() => void)[] = [];
+    async function* requests() {
+      yield 1;
+      await tick();
+      throw new Error("undecodable");
+    }
+    const stream = answerConcurrently(
+      requests(),
+      async (n: number) => {
+        await new Promise<void>((r) => release.push(r));
+        return n * 10; // stored: its answer says so
+      },
+      (n) => -n,
+    );
+    const done = drain(stream);
+    await tick();
+    await tick(); // the break has come while 1 is still being handled
+    for (const r of release) r();
+    const out = await done;
+    expect(out.answers).toEqual([10]);
+    expect(out.error).toEqual(new Error("undecodable"));
+  });
+
   it("ends at once, failing, when stopped with nothing in flight", async () => {
     const requests = new Channel<number>();
     const stop = new AbortController();

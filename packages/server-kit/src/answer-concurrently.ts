@@ -13,8 +13,8 @@ export interface AnswerOptions<Res> {
   readonly stopReading?: { readonly signal: AbortSignal; readonly error: () => unknown };
   /**
    * Told of each answer that will never be sent: the call ended (the caller left, its
-   * connection broke, the request stream failed) before it was taken, or while its
-   * message was still being handled. What it carries may need undoing (leases).
+   * connection broke) before it was taken, or while its message was still being
+   * handled. What it carries may need undoing (leases).
    */
   readonly onUnsent?: (res: Res) => void;
 }
@@ -26,7 +26,8 @@ const STOPPED = Symbol("stopped reading");
  * `inFlight` messages are handled at once, answers are yielded as they complete
  * (so possibly out of order; callers tag them), a failed message is answered by
  * `onError` and the stream goes on. The stream ends once the caller half-closes
- * and every message is answered; a broken request stream fails it.
+ * and every message is answered; a broken request stream fails it, once every message
+ * read before the break is answered.
  *
  * A message holds its slot until its answer has been taken by whoever reads this
  * stream (the transport, which waits while the caller reads nothing): a caller that
@@ -100,8 +101,9 @@ export async function* answerConcurrently<Req, Res>(
         handle(next.value).then(answered, (err: unknown) => answered(onError(next.value, err)));
       }
     } catch (err) {
-      out.fail(err);
-      return;
+      // a request stream that fails (an undecodable message, say) ends the call, but
+      // every message read before is answered first: an answer may say it was stored
+      endWith = { error: err };
     }
     doneReading = true;
     if (pending === 0) end();

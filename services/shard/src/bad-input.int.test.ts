@@ -253,6 +253,28 @@ describe("bad input to every RPC", () => {
     expect((await admin.queueStats({ command: "Q" })).total).toEqual(before);
   }); // prettier-ignore
 
+  it("a batch read before an undecodable EnqueueStream message is stored and answered", async () => {
+    const raw = createClient(
+      rawService("codeq.v1.QueueService", { EnqueueStream: { requestStream: true, responseStream: true } }),
+      createChannel(fx.address),
+      { "*": { metadata: new Metadata({ "x-codeq-tenant": "bad-then", "x-codeq-roles": "producer" }) } },
+    ) as unknown as Record<"EnqueueStream", (reqs: AsyncIterable<Uint8Array>) => AsyncIterable<Buffer>>;
+    async function* validThenGarbage() {
+      yield Buffer.concat([pb.varint(1, 7n), pb.bytes(2, pb.bytes(1, "BT"))]); // seq 7, one task
+      yield Buffer.from([0x0a, 0xff, 0xff]); // no message: a length past the end
+      await new Promise(() => undefined);
+    }
+    const answers: Buffer[] = [];
+    const err = await (async () => {
+      for await (const a of raw.EnqueueStream(validThenGarbage())) answers.push(a);
+    })().then(() => undefined, (e: unknown) => e as ClientError);
+    expect(err?.code).toBe(Status.INVALID_ARGUMENT);
+    // stored, so answered: a producer resends only what got no answer
+    expect(answers).toHaveLength(1);
+    const stats = await fx.client("bad-then", "producer,worker,admin").queueStats({ command: "BT" });
+    expect(stats.total!.ready).toBe(1);
+  }); // prettier-ignore
+
   it("a call without identity is UNAUTHENTICATED", async () => {
     await expect(fx.anonymous().enqueue({ command: "Q" })).rejects.toMatchObject({
       code: Status.UNAUTHENTICATED,
