@@ -20,6 +20,11 @@ const NONE = Promise.resolve([]);
 /** After a lease the store failed, the stream's pump leases again after this, doubling to the max, ms. */
 const STORE_RETRY_MS = 100;
 const STORE_RETRY_MAX_MS = 2_000;
+/**
+ * Answers to a worker's requests queued and not taken, at most, before the session
+ * reads its requests no further; it reads on once fewer than half are.
+ */
+const MAX_QUEUED_ANSWERS = 64;
 const itself = (status: ItemStatus) => status;
 const unextended = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
 
@@ -59,6 +64,10 @@ async function orFailed<T>(
 export class LeaseStreamSession implements Taker {
   private readonly id = randomUUID();
   private readonly out = new Channel<LeaseStreamResponse>();
+  /** Answers (not pushes: those are bounded by credits) queued and not yet taken. */
+  private answersQueued = 0;
+  /** Resumes the reader once answers were taken (or the session ended). */
+  private readOn: (() => void) | undefined;
   private readonly ended = new AbortController();
   /** Fired to wake the pump when credits arrive or the stream ends (`end` fires it too). */
   private kick = new Kick();
@@ -116,7 +125,10 @@ export class LeaseStreamSession implements Taker {
     void this.read(requests);
     const pumping = this.pump();
     try {
-      yield* this.out;
+      for await (const message of this.out) {
+        yield message;
+        if (!message.tasks) this.answerTaken();
+      }
     } finally {
       this.end();
       await pumping;
@@ -126,11 +138,27 @@ export class LeaseStreamSession implements Taker {
     }
   }
 
+  /** Queues an answer to one of the worker's requests. */
+  private answer(res: LeaseStreamResponse): void {
+    this.answersQueued++;
+    this.out.push(res);
+  }
+
+  /** An answer (or another message that is no push) was taken by the transport. */
+  private answerTaken(): void {
+    this.answersQueued = Math.max(0, this.answersQueued - 1);
+    if (this.answersQueued < MAX_QUEUED_ANSWERS / 2) {
+      this.readOn?.();
+      this.readOn = undefined;
+    }
+  }
+
   /** Stops the session; with an error, the worker receives it as the stream's status. */
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     clearTimeout(this.drainTimer);
     this.ended.abort();
+    this.readOn?.(); // the reader stops, not left waiting
     this.kick.fire();
     this.reservationsBack?.();
     if (error) this.out.fail(error);
@@ -167,6 +195,10 @@ export class LeaseStreamSession implements Taker {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         await this.handle(req);
+        // a worker that sends without reading its answers is read no further (HTTP/2
+        // flow control then holds it back), rather than its answers piling up here
+        while (this.answersQueued >= MAX_QUEUED_ANSWERS && !this.ended.signal.aborted)
+          await new Promise<void>((resolve) => (this.readOn = resolve));
       }
       this.end(); // the worker half-closed: it wants no more tasks
     } catch (err) {
@@ -223,7 +255,7 @@ export class LeaseStreamSession implements Taker {
     for (const item of [...req.acks, ...req.nacks])
       if (unsettled.length === 0 || !unsettled.includes(item.leaseToken))
         this.held.delete(item.leaseToken);
-    this.out.push({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
+    this.answer({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
     this.endIfDrained();
   }
 
@@ -248,7 +280,7 @@ export class LeaseStreamSession implements Taker {
     // (a check already on its way may have read the store before some of it)
     while (this.heldCheck) await this.heldCheck;
     if (this.held.size > 0) await this.checkHeld();
-    this.out.push({ withdrawn: { requestId, credits, held: this.held.size } });
+    this.answer({ withdrawn: { requestId, credits, held: this.held.size } });
     this.endIfDrained(); // the check may have found it holds nothing
   }
 
