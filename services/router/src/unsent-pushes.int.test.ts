@@ -50,19 +50,14 @@ async function slowClientCancels(tenant: string, n: number, bytes: number) {
   return engine.stats(queue);
 }
 
-// Those that reached the client's process (read or not: its transport buffers about 16
-// messages) were released as attempts, dead-lettered on their one attempt; those still
-// queued in the router for it never left, and are ready again (before: dead too).
+// Those that reached the client's process (read or not: its transport reads ahead, a
+// few hundred KiB to some MiB as HTTP/2 windows grow) were released as attempts,
+// dead-lettered on their one attempt; those still queued in the router for it never
+// left, and are ready again (before: all dead). 1,500 tasks of 16 KiB (24 MiB): far
+// more than the client's transport takes in, and more than a shard takes back in one
+// call (1,000 tokens).
 test("pushes a slow client never read are given back through the router, their attempts not counted", async () => {
-  // 512 KiB each: the router reads the shard's pushes as they come, so the client's
-  // backlog waits in the router, not in the shard's send queue
-  const after = await slowClientCancels("t-slow", 40, 512 * 1024);
-  expect(after.ready + after.dead).toBe(40);
-  expect(after.ready).toBeGreaterThan(0);
-}, 60_000);
-
-test("more unsent pushes than a shard takes back in one call all go back", async () => {
-  const after = await slowClientCancels("t-many", 1500, 16 * 1024);
+  const after = await slowClientCancels("t-slow", 1500, 16 * 1024);
   expect(after.ready + after.dead).toBe(1500);
   expect(after.ready).toBeGreaterThan(1000);
 }, 60_000);
