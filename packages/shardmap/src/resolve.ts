@@ -29,13 +29,17 @@ export interface Resolution {
   readonly migrations: readonly Migration[];
 }
 
-/** Where new enqueues of (command, tenant) go, and why. */
+/**
+ * Where new enqueues of (command, tenant) go, and why. Without a tenant: where the
+ * command goes for every tenant without an override of its own.
+ */
 export function resolveCurrent(
   map: RoutingTable,
   command: string,
-  tenant: string,
+  tenant?: string,
 ): { shard: string; by: ResolvedBy } {
-  const override = entry(map.tenants, tenantKey(command, tenant));
+  const override =
+    tenant === undefined ? undefined : entry(map.tenants, tenantKey(command, tenant));
   if (override !== undefined) return { shard: override, by: "tenant" };
   const mapped = entry(map.commands, command);
   if (mapped !== undefined) return { shard: mapped, by: "command" };
@@ -75,8 +79,8 @@ export function resolveQueue(map: RoutingTable, command: string, tenant: string)
   return { currentShard: shard, queueShards: [...new Set(ordered)], by, migrations };
 }
 
-/** Where new enqueues of (command, tenant) go. */
-export function currentShardOf(map: RoutingTable, command: string, tenant: string): string {
+/** Where new enqueues of (command, tenant) go; without a tenant, those of the command's tenants without an override. */
+export function currentShardOf(map: RoutingTable, command: string, tenant?: string): string {
   return resolveCurrent(map, command, tenant).shard;
 }
 
@@ -99,7 +103,7 @@ export function commandShardsOf(map: RoutingTable, command: string): string[] {
   const ordered = [
     ...migrations.map(drainingSide),
     ...migrations.map(fillingSide),
-    entry(map.commands, command) ?? map.defaultShard,
+    currentShardOf(map, command),
     ...overrides,
   ];
   return [...new Set(ordered)];

@@ -11,12 +11,14 @@
  */
 import { z } from "zod";
 import { formatProblems, ShardMapError } from "./errors";
-import { isEndpoint, NAME_PATTERN, SHARD_ID_PATTERN, tenantKey, TENANT_KEY_PATTERN } from "./names";
+import { isEndpoint, NAME_PATTERN, SHARD_ID_PATTERN, TENANT_KEY_PATTERN } from "./names";
+import { currentShardOf } from "./resolve";
 import {
   fillingSide,
   isUnfinished,
   migrationQueue,
   type Migration,
+  type RoutingTable,
   type ShardMap,
 } from "./shard-map";
 
@@ -144,8 +146,8 @@ function referenceProblems(input: unknown): string[] {
 }
 
 /**
- * Where the map routes a queue (as `resolveCurrent` does), when the parts that decide it
- * are well-formed; undefined otherwise (their own problems are reported).
+ * Where the map routes a queue (`currentShardOf`), when the parts that decide it are
+ * well-formed; undefined otherwise (their own problems are reported).
  */
 function routedBy(
   input: Record<string, unknown>,
@@ -153,13 +155,10 @@ function routedBy(
   const { commands, tenants, defaultShard } = input;
   if (!isRecord(commands) || !isRecord(tenants) || typeof defaultShard !== "string")
     return undefined;
-  const at = (table: Record<string, unknown>, key: string) =>
-    Object.hasOwn(table, key) ? table[key] : undefined;
+  const table = input as unknown as RoutingTable;
   return (command, tenant) => {
-    const shard =
-      (tenant === undefined ? undefined : at(tenants, tenantKey(command, tenant))) ??
-      at(commands, command) ??
-      defaultShard;
+    // an entry that is no string is a problem of its own
+    const shard: unknown = currentShardOf(table, command, tenant);
     return typeof shard === "string" ? shard : undefined;
   };
 }

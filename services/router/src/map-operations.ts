@@ -215,9 +215,7 @@ export class MapOperations {
 
   /** The shard a queue (or a whole command, tenant unset) is routed to now. */
   private owner(map: ShardMap, command: string, tenant: string): string {
-    return tenant
-      ? currentShardOf(map, command, tenant)
-      : (entry(map.commands, command) ?? map.defaultShard);
+    return currentShardOf(map, command, tenant || undefined);
   }
 
   private checkAssignable(map: ShardMap, req: AssignCommandRequest, from: string): void {
@@ -340,7 +338,7 @@ export class MapOperations {
                 draft.tenants,
                 tenantKey(live.command, live.tenant),
                 live,
-                entry(draft.commands, live.command) ?? draft.defaultShard,
+                currentShardOf(draft, live.command),
               ),
             }
           : { commands: routedBack(draft.commands, live.command, live, draft.defaultShard) };
