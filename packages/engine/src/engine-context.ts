@@ -11,7 +11,7 @@ import {
   type QueueRef,
   type ShardKeys,
 } from "./keys";
-import { LeaseGiveBacks, type GiveBackReason } from "./give-back";
+import { LeaseGiveBacks, report, type GiveBackReason } from "./give-back";
 import { ScriptRunner } from "./script-runner";
 import { MAX_BATCH } from "./transitions";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
@@ -141,11 +141,7 @@ export async function createEngineContext(
     }),
     taskSizes: new Map(),
     onPromoted(queue, count) {
-      try {
-        options.onTasksPromoted?.(queue, count);
-      } catch {
-        // the caller's own failure (a logger); the lease goes on
-      }
+      report(() => options.onTasksPromoted?.(queue, count));
     },
     keys(queue) {
       const id = queueId(queue);

@@ -105,8 +105,8 @@ export class LeaseGiveBacks {
   }
 }
 
-/** Runs a caller's callback; what it throws must not stop a give-back. */
-function report(callback: () => void): void {
+/** Runs a caller's callback; what it throws must not stop the engine's own work (a give-back, a lease). */
+export function report(callback: () => void): void {
   try {
     callback();
   } catch {
