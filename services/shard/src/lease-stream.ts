@@ -127,7 +127,7 @@ export class LeaseStreamSession implements Taker {
     try {
       for await (const message of this.out) {
         yield message;
-        if (!message.tasks) this.answerTaken();
+        if (message.settled || message.withdrawn) this.answerTaken();
       }
     } finally {
       this.end();
@@ -144,9 +144,9 @@ export class LeaseStreamSession implements Taker {
     this.out.push(res);
   }
 
-  /** An answer (or another message that is no push) was taken by the transport. */
+  /** An answer queued by `answer` was taken by the transport. */
   private answerTaken(): void {
-    this.answersQueued = Math.max(0, this.answersQueued - 1);
+    this.answersQueued--;
     if (this.answersQueued < MAX_QUEUED_ANSWERS / 2) {
       this.readOn?.();
       this.readOn = undefined;
