@@ -87,6 +87,9 @@ const IDLE_TURNS_RECHECK_MS = 1_000;
  */
 const PROBE_MS = 2_000;
 
+/** Settlements a shard stream stopped waiting for whose answers are still looked out for (`Leg.expire`). */
+const MAX_LATE = 4_096;
+
 /** A wait for a shard stream's answer ran out (`answerOf`). */
 const LATE = Symbol("late");
 
@@ -133,17 +136,29 @@ class Leg {
   withdrawnIdle = false;
   /** A round of `probe`s is scheduled. */
   probing = false;
-  /** Settlements sent on the stream, by request id: each resolves to the shard's SettleResult, as bytes. */
+  /**
+   * Settlements sent on the stream, by request id, in the order sent: each resolves to
+   * the shard's SettleResult, as bytes.
+   */
   private readonly pending = new Map<
     number,
-    { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void }
+    { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void; sentAt: number }
   >();
+  /**
+   * Settlements no longer waited for (`expire`), oldest first, at most MAX_LATE: the
+   * shard may still apply them, and its answer still counts them off `inflight`.
+   */
+  private readonly late = new Set<number>();
+  /** A watch of the settlements' answers is scheduled (FanInSession.watchSettlements). */
+  watched = false;
   /** Withdrawals sent on the stream, by request id: each resolves to the shard's answer. */
   private readonly withdrawals = new Map<number, (answer: Withdrawn | undefined) => void>();
 
   constructor(
     readonly conn: ShardConn,
     private readonly nextId: () => number,
+    /** Called once a settlement is sent, to watch for its answer. */
+    private readonly onSettlementSent: (leg: Leg) => void,
   ) {
     this.subscribed = new Promise((resolve) => (this.onSubscribed = resolve));
   }
@@ -193,9 +208,30 @@ class Leg {
     if (this.closed) return Promise.reject(this.closedError("closed before the request was sent"));
     const requestId = this.nextId();
     return new Promise((resolve, reject) => {
-      this.pending.set(requestId, { resolve, reject });
+      this.pending.set(requestId, { resolve, reject, sentAt: Date.now() });
       this.send(message(requestId));
+      this.onSettlementSent(this);
     });
+  }
+
+  /** When the oldest settlement still waiting for its answer was sent. */
+  oldestSettlement(): number | undefined {
+    for (const p of this.pending.values()) return p.sentAt;
+    return undefined;
+  }
+
+  /** Stops waiting for the answers to settlements sent at `before` or earlier: they fail with `err`. */
+  expire(before: number, err: ServerError): void {
+    for (const [requestId, p] of this.pending) {
+      if (p.sentAt > before) break;
+      this.pending.delete(requestId);
+      this.late.add(requestId);
+      p.reject(err);
+    }
+    for (const requestId of this.late) {
+      if (this.late.size <= MAX_LATE) break;
+      this.late.delete(requestId); // a withdrawal's answer sets `inflight` right again
+    }
   }
 
   private closedError(reason: string): ServerError {
@@ -243,10 +279,10 @@ class Leg {
    */
   settled(requestId: number, settled: Uint8Array): void {
     const pending = this.pending.get(requestId);
-    if (!pending) return;
+    if (!pending && !this.late.delete(requestId)) return;
     this.pending.delete(requestId);
     this.inflight = Math.max(0, this.inflight - settledItems(settled));
-    pending.resolve(settled);
+    pending?.resolve(settled);
   }
 
   close(reason: string): void {
@@ -257,6 +293,7 @@ class Leg {
     const err = this.closedError(reason);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    this.late.clear();
     for (const w of this.withdrawals.values()) w(undefined);
     this.withdrawals.clear();
     this.onSubscribed();
@@ -320,6 +357,10 @@ export class FanInSession {
   private confirming = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
+  /** Their acks, nacks and extends: the client's stream is not read while there are too many. */
+  private unanswered = 0;
+  /** Resolves the wait of `read` for fewer unanswered settlements, if it waits. */
+  private roomToRead: (() => void) | undefined;
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
   /** When any shard stream last pushed tasks. */
@@ -408,9 +449,18 @@ export class FanInSession {
     }
   }
 
+  /**
+   * Acks, nacks and extends of the client's left unanswered beyond which its stream is
+   * not read: a client may settle all it may hold at once, and send one more message.
+   */
+  private maxUnanswered(): number {
+    return this.routing.config.maxStreamCredits + MAX_BATCH;
+  }
+
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
+    this.roomToRead?.();
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -468,11 +518,22 @@ export class FanInSession {
     if (this.halfClosed && this.answering === 0 && this.withdrawals.length === 0) this.end();
   }
 
+  /**
+   * Reads the client's requests. While the settlements it sent and has no answer to
+   * add up to more than it may hold (`maxUnanswered`), no more are read: HTTP/2 flow
+   * control then holds the client back, and the router does not buffer without bound
+   * for a client that sends faster than a shard answers. Every settlement is answered
+   * within about twice the shard timeout (`watchSettlements`, the unary calls'
+   * deadlines), so a shard that stalls holds up this stream's others only that long.
+   */
   private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
     try {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
+        if (this.unanswered < this.maxUnanswered()) continue;
+        await new Promise<void>((resolve) => (this.roomToRead = resolve));
+        if (this.ended.signal.aborted) return;
       }
       this.finish(); // the client half-closed: it wants no more tasks
     } catch (err) {
@@ -631,7 +692,11 @@ export class FanInSession {
       this.reopenLater(shard);
       return undefined;
     }
-    const leg = new Leg(conn, () => ++this.requestIds);
+    const leg = new Leg(
+      conn,
+      () => ++this.requestIds,
+      (l) => this.watchSettlements(l),
+    );
     leg.demoted = this.demoted(shard);
     this.legs.set(shard, leg);
     leg.send({ subscribe: this.subscription! });
@@ -1020,6 +1085,43 @@ export class FanInSession {
     return answer;
   }
 
+  /**
+   * Watches the answers to the settlements sent on `leg` (one watch per leg at a
+   * time): a settlement its shard has not answered within the shard timeout is failed
+   * with DEADLINE_EXCEEDED, as a unary one would be, unless the shard worker does not
+   * answer a health check either: then the stream is given up (`giveUp`), and every
+   * settlement on it fails with UNAVAILABLE. The shard may still apply it (settlements
+   * are idempotent: the client sends it again); a late answer still counts the leases
+   * off (`Leg.expire`).
+   */
+  private watchSettlements(leg: Leg): void {
+    const oldest = leg.oldestSettlement();
+    if (leg.watched || leg.closed || oldest === undefined) return;
+    leg.watched = true;
+    const timeout = this.routing.config.shardTimeoutMs;
+    this.later(oldest + timeout - Date.now(), async () => {
+      const due = Date.now() - timeout;
+      if (!leg.closed && (leg.oldestSettlement() ?? Infinity) <= due) {
+        if (!(await leg.conn.alive(timeout, leg.channel))) {
+          this.giveUp(
+            leg,
+            `it answered neither a settlement nor a health check within ${timeout} ms`,
+          );
+          return;
+        }
+        leg.expire(
+          due,
+          new ServerError(
+            Status.DEADLINE_EXCEEDED,
+            `shard ${leg.conn.id}: no answer to the settlement within ${timeout} ms; it may still be applied: send it again`,
+          ),
+        );
+      }
+      leg.watched = false;
+      this.watchSettlements(leg);
+    });
+  }
+
   /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */
   private recycle(leg: Leg): void {
     leg.close("recycled to hand its credits to another shard");
@@ -1084,7 +1186,8 @@ export class FanInSession {
         if (!leg || leg.closed) return undefined;
         return leg.settle({ [kind]: part }).then((r) => r[kind] as SettleResult[K]);
       };
-    this.answering++;
+    const n = req.acks.length + req.nacks.length + req.extends.length;
+    this.asked(n);
     try {
       const [acks, nacks, extendsOut] = await Promise.all([
         req.acks.length ? unary.ack(req.acks, onLeg("acks")) : [],
@@ -1099,13 +1202,24 @@ export class FanInSession {
     } catch (err) {
       this.end(asServerError(err));
     } finally {
-      this.answered();
+      this.answered(n);
     }
   }
 
-  /** A client request's settlements are answered: the drain may end now. */
-  private answered(): void {
+  /** A client request with `items` settlements is on its way to the shards. */
+  private asked(items: number): void {
+    this.answering++;
+    this.unanswered += items;
+  }
+
+  /** A client request's `items` settlements are answered: the drain may end now. */
+  private answered(items: number): void {
     this.answering--;
+    this.unanswered -= items;
+    if (this.roomToRead && this.unanswered < this.maxUnanswered()) {
+      this.roomToRead();
+      this.roomToRead = undefined;
+    }
     this.endIfDrained();
     this.endIfFinished();
   }
@@ -1116,7 +1230,7 @@ export class FanInSession {
    * shard becoming every item's status.
    */
   private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
-    this.answering++;
+    this.asked(req.count);
     try {
       const settled = await leg.conn.call(() => leg.settleAcks(req.acks));
       const answer = settledAnswer(req.requestId, settled);
@@ -1144,7 +1258,7 @@ export class FanInSession {
         this.afterSettled([req.shard]);
       }
     } finally {
-      this.answered();
+      this.answered(req.count);
     }
   }
 

@@ -1,5 +1,7 @@
 import { Status } from "nice-grpc";
+import { LeaseStreamRequest, type LeaseStreamResponse, TaskState } from "@codeq/proto";
 import { startRelay, type Relay } from "@codeq/testing";
+import type { RouterConfig } from "./config";
 import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
 
 /**
@@ -14,11 +16,11 @@ let rc: RouterCluster;
 let relay: Relay;
 
 /** Shards a (command X) and b (command Y); b is reached through a relay that can go silent. */
-async function setUp(shardTimeoutMs: number): Promise<void> {
+async function setUp(shardTimeoutMs: number, router: Partial<RouterConfig> = {}): Promise<void> {
   rc = await routerCluster({
     commands: { X: "a", Y: "b" },
     shard: { mover: false },
-    router: { shardTimeoutMs },
+    router: { shardTimeoutMs, ...router },
   });
   const [host, port] = rc.addresses.get("b")!.split(":");
   relay = await startRelay(host!, Number(port));
@@ -103,16 +105,57 @@ describe("a shard that answers within the shard timeout of tests", () => {
       const { credits, held } = s.received.find((r) => r.withdrawn)!.withdrawn!;
       expect(held).toBe(1);
       expect(credits).toBeLessThan(3); // a's unused credits were kept, not taken back
-      // a's stream was kept: once the store is back, the task's ack is applied
-      s.send({ requestId: 2, acks: [{ leaseToken: s.tasks()[0]!.leaseToken }] });
-      await within(stall + 3_000, () => s.settled(2) !== undefined);
-      expect(s.settled(2)!.acks[0]!.code).toBe(Status.OK);
+      // an ack meanwhile is not waited for longer than the shard timeout (a's health
+      // check is answered: it fails as a unary ack would, and the stream is kept)
+      const token = s.tasks()[0]!.leaseToken;
+      const acked = Date.now();
+      s.send({ requestId: 2, acks: [{ leaseToken: token }] });
+      await within(stall, () => s.settled(2) !== undefined);
+      expect(Date.now() - acked).toBeLessThan(2 * SHARD_TIMEOUT_MS + 1_000);
+      expect(s.settled(2)!.acks[0]!.code).toBe(Status.DEADLINE_EXCEEDED);
+      // a's stream was kept: once the store is back, the ack it was sent is applied, and
+      // the stream holds nothing (the late answer counted the lease off)
+      await within(stall + 3_000, async () => {
+        const task = await c
+          .getTask({ command: "X", taskId: s.tasks()[0]!.task!.id })
+          .catch(() => undefined); // the store still stalls
+        return task?.task?.state === TaskState.TASK_STATE_COMPLETED;
+      });
+      s.send({ withdrawCredits: true, requestId: 3 });
+      await within(3_000, () => s.received.filter((r) => r.withdrawn).length === 2);
+      expect(s.received.filter((r) => r.withdrawn)[1]!.withdrawn!.held).toBe(0);
     } finally {
       redis.disconnect();
     }
     expect(s.failure).toBeUndefined();
     await s.close();
   }, 20_000);
+
+  test("a settlement sent to a shard that stopped answering is answered within twice the shard timeout", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"] }, credits: 4 });
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: Buffer.from("on a") });
+    await c.enqueue({ command: "Y", payload: Buffer.from("on b") });
+    await within(3_000, () => s.tasks().length === 2);
+    const onA = s.tasks().find((t) => t.task!.shard === "a")!;
+    const onB = s.tasks().find((t) => t.task!.shard === "b")!;
+
+    relay.silence(); // b hangs: keepalive would notice only after up to 40 s
+    const started = Date.now();
+    s.send({ requestId: 1, acks: [{ leaseToken: onB.leaseToken }] });
+    s.send({ requestId: 2, acks: [{ leaseToken: onA.leaseToken }] });
+    // a answers at once, not behind b
+    await within(1_000, () => s.settled(2) !== undefined);
+    expect(s.settled(2)!.acks[0]!.code).toBe(Status.OK);
+    // the shard timeout, then a health check as long that gets no answer either: b's
+    // stream is given up, and what waited on it fails as retryable
+    await within(2 * SHARD_TIMEOUT_MS + 2_000, () => s.settled(1) !== undefined);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(SHARD_TIMEOUT_MS - 50);
+    expect(s.settled(1)!.acks[0]!.code).toBe(Status.UNAVAILABLE);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
 });
 
 describe("while the router still waits for a shard", () => {
@@ -137,5 +180,50 @@ describe("while the router still waits for a shard", () => {
     expect(s.tasks().every((t) => t.task!.shard === "a")).toBe(true);
     expect(s.failure).toBeUndefined();
     await s.close();
+  });
+});
+
+describe("a router whose streams may hold 100 credits", () => {
+  beforeEach(() => setUp(SHARD_TIMEOUT_MS, { maxStreamCredits: 100 }));
+
+  test("a client sending settlements faster than a shard answers them is read no further", async () => {
+    const c = rc.client("t1");
+    await c.enqueue({ command: "Y", payload: Buffer.from("on b") });
+    let token: string | undefined;
+    let pulled = 0;
+    // extends of b's task, 1,000 to a message: the router reads 1,100 unanswered
+    // settlements (the 100 credits a client may hold, and a message more), then waits
+    async function* requests(): AsyncGenerator<LeaseStreamRequest> {
+      yield LeaseStreamRequest.fromPartial({ subscribe: { commands: ["Y"] }, credits: 1 });
+      await within(3_000, () => token !== undefined);
+      relay.silence();
+      for (let i = 0; i < 500; i++) {
+        pulled++;
+        yield LeaseStreamRequest.fromPartial({
+          requestId: 10 + i,
+          extends: Array.from({ length: 1_000 }, () => ({ leaseToken: token! })),
+        });
+      }
+      await new Promise(() => undefined); // the client stays
+    }
+    const abort = new AbortController();
+    const received: LeaseStreamResponse[] = [];
+    const done = (async () => {
+      try {
+        const responses = c.leaseStream(requests(), { signal: abort.signal });
+        for await (const r of responses) {
+          received.push(r);
+          token ??= r.tasks?.tasks[0]?.leaseToken;
+        }
+      } catch {
+        // cancelled below
+      }
+    })();
+    await within(3_000, () => pulled > 0);
+    // before the shard timeout answers any of them: the client is held back by flow control
+    await new Promise((r) => setTimeout(r, SHARD_TIMEOUT_MS / 2));
+    expect(pulled).toBeLessThan(100);
+    abort.abort();
+    await done;
   });
 });
