@@ -236,23 +236,33 @@ export async function startShardWorker(
       () => release(0),
     );
 
+  const reachable = (ok: boolean) => {
+    storeReachable = ok;
+    metrics.available.set({ shard: config.id }, ok ? 1 : 0);
+    grpc.health.setStatus(ok ? "healthy" : "unhealthy");
+  };
   // one ping at a time: while the store is down a ping waits out its reconnects
-  // (seconds), longer than the check period
-  let pinging = false;
+  // (seconds), longer than the check period. A ping unanswered for a whole period
+  // says the store is unreachable meanwhile: a store that stalls, or whose host drops
+  // packets without closing the connection, leaves it unanswered for as long (ioredis
+  // sets no time limit on a command; TCP gives up after many minutes).
+  let pingSentAt: number | undefined;
   const checkStore = async () => {
     follower?.checkStale();
-    if (lifecycle.state !== "serving" || pinging) return;
-    pinging = true;
+    if (lifecycle.state !== "serving") return;
+    if (pingSentAt !== undefined) {
+      if (Date.now() - pingSentAt >= config.storeCheckMs) reachable(false);
+      return;
+    }
+    pingSentAt = Date.now();
     const ok = await redis
       .ping()
       .then(
         () => true,
         () => false,
       )
-      .finally(() => (pinging = false));
-    storeReachable = ok;
-    metrics.available.set({ shard: config.id }, ok ? 1 : 0);
-    grpc.health.setStatus(ok ? "healthy" : "unhealthy");
+      .finally(() => (pingSentAt = undefined));
+    reachable(ok);
   };
   await checkStore();
   const storeTimer = setInterval(() => void checkStore(), config.storeCheckMs);

@@ -93,3 +93,25 @@ describe("a shard worker whose store restarts under a stream", () => {
     expect(task.attempts).toBe(0);
   }, 20_000);
 });
+
+/**
+ * The store stops answering without closing its connection (it stalls, or its host
+ * drops packets): a ping never fails, it just never comes back.
+ */
+describe("a shard worker whose store stops answering", () => {
+  let relay: Relay;
+  let fx: ShardFixture;
+  let close: () => Promise<void>;
+  beforeAll(async () => ({ fx, relay, close } = await relayedShardFixture({ storeCheckMs: 200 })));
+  afterAll(() => close());
+
+  it("says so in health and metrics within two check periods", async () => {
+    expect(fx.worker.grpc.health.getStatus()).toBe("healthy");
+    relay.silence();
+    const silenced = Date.now();
+    await eventually(async () => fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
+    expect(Date.now() - silenced).toBeLessThan(3_000);
+    const available = (await fx.worker.metrics.available.get()).values[0]?.value;
+    expect(available).toBe(0);
+  });
+});
