@@ -101,6 +101,7 @@ export async function importTasks(
     k.due,
     k.queues,
     ...k.ready,
+    k.moving,
   ];
   const args: Array<string | number | Uint8Array> = [ctx.clock.now(), queueId(queue), tasks.length];
   tasks.forEach(({ task, idempotencyExpiresAt }, i) => {

@@ -224,6 +224,83 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await rc.source.get())!.migrations.map((x) => x.id)).toEqual([id]);
   }, 60_000);
 
+  /**
+   * Stands in for a slow answer to ImportTasks from b (a large batch, a slow link):
+   * `during` runs once, after b stored its first batch and before a hears so.
+   */
+  function slowFirstImportAnswer(during: () => Promise<void>): void {
+    const b = rc.workers.get("b")!.engine;
+    const original = b.importTasks.bind(b);
+    let done = false;
+    b.importTasks = async (q, tasks) => {
+      const out = await original(q, tasks);
+      if (!done && tasks.length > 0) {
+        done = true;
+        await during();
+      }
+      return out;
+    };
+  }
+
+  const total = (s: { ready: number; scheduled: number; dead: number; leased: number }) =>
+    s.ready + s.scheduled + s.dead + s.leased;
+
+  test("an abort while a batch's import is unanswered brings the batch home, not deletes it on both shards", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    let id = "";
+    // b stored the batch; before a hears so, the move is aborted and b sends it back
+    slowFirstImportAnswer(async () => {
+      await rc.admin().abortMigration({ id });
+      await within(5_000, async () => total(await stats("b", "X")) === 0);
+      await sleep(100);
+    });
+    const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    id = migrations[0]!.id;
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    await sleep(500); // a's late confirmation of the first export has come and gone
+    expect(await stats("a", "X")).toMatchObject({ ready: 5, moving: 0 });
+    expect(total(await stats("b", "X"))).toBe(0);
+    expect((await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 })).tasks).toHaveLength(5);
+  }, 30_000);
+
+  test("an import that arrives after the abort reached the target is refused, and the batch is put back on the source", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    let id = "";
+    // a reserved its first batch; the import reaches b only after b has seen the abort
+    // (b, holding nothing, would have finished the abort, and the batch would have
+    // stayed on b, where no router reads X)
+    const a = rc.workers.get("a")!.engine;
+    const original = a.exportBatch.bind(a);
+    let done = false;
+    a.exportBatch = async (...args) => {
+      const batch = await original(...args);
+      if (!done && batch.length > 0) {
+        done = true;
+        await rc.admin().abortMigration({ id });
+        await within(2_000, () =>
+          rc.workers
+            .get("b")!
+            .map!.current()
+            .migrations.every((m) => m.state === "aborting"),
+        );
+        await sleep(500); // b's mover has had a pass: it finished nothing yet
+        expect((await rc.source.get())!.migrations.map((m) => m.id)).toEqual([id]);
+      }
+      return batch;
+    };
+    const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    id = migrations[0]!.id;
+    await within(10_000, () => done);
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect(total(await stats("b", "X"))).toBe(0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 5, moving: 0 });
+    expect((await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 })).tasks).toHaveLength(5);
+  }, 30_000);
+
   test("the mover yields to a busy shard worker, and the move still completes", async () => {
     await rc.close();
     // three batches; yielding at 70% of event-loop utilisation (the default)

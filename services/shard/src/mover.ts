@@ -289,6 +289,10 @@ export class Mover {
     const left = remaining.ready + remaining.scheduled + remaining.dead + remaining.leased + moving;
     if (left === 0) {
       if (!this.unchanged(m)) return;
+      // an abort is over once the source also holds no batch it reserved to move here:
+      // it puts it back when it sees the abort (`restore`), unless its import here is
+      // still answered in time (`import`: the batch then came home that way)
+      if (m.state === "aborting" && (await this.reservedThere(client, m)) > 0) return;
       // keys of tasks that did not move (completed here) must still deduplicate there
       moved.idempotencyKeys += await this.bindKeys(client, m, queues);
       await this.finish(m, remaining);
@@ -359,6 +363,29 @@ export class Mover {
   private async sleep(ms: number): Promise<void> {
     if (ms <= 0 || this.stopping.signal.aborted) return;
     await sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+  }
+
+  /**
+   * Tasks of `m`'s queues the other side (its filling side) holds reserved to move
+   * here: a batch whose import was on its way when the move was aborted.
+   */
+  private async reservedThere(client: ReturnType<Mover["client"]>, m: Migration): Promise<number> {
+    let reserved = 0;
+    let pageToken = "";
+    // a command's move leaves out the tenants routed by an override of their own
+    const ours = (tenant: string) =>
+      m.tenant === undefined
+        ? entry(this.cache.current().tenants, `${m.command}/${tenant}`) === undefined
+        : tenant === m.tenant;
+    do {
+      const page = await client.listQueues(
+        { command: m.command, pageToken },
+        { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+      );
+      for (const q of page.queues) if (ours(q.tenant)) reserved += q.moving;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return reserved;
   }
 
   /** Binds every live idempotency key of the queues on the other side; returns how many it bound. */

@@ -17,6 +17,11 @@ export interface ShardView {
   mapVersion(): number;
   /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
   busy(): number;
+  /**
+   * Whether migration `id` moves `queue` onto this shard in the map held: unfinished,
+   * with this shard on its filling side. Always true for a shard that follows no map.
+   */
+  receives(id: string, queue: QueueRef): boolean;
 }
 
 /**
@@ -49,6 +54,17 @@ export function shardService(
         return e;
       });
       const queue = { command: req.command, tenant: req.tenant };
+      // a batch for a migration that is over (or no longer fills this shard) would stay
+      // where no router reads; checked in the same turn as the import is sent, so a
+      // mover pass that sees the map change here comes after it on the store
+      if (
+        (tasks.length > 0 || req.idempotencyKeys.length > 0) &&
+        !view.receives(req.migrationId, queue)
+      )
+        throw new ServerError(
+          Status.FAILED_PRECONDITION,
+          `migration ${JSON.stringify(req.migrationId)} does not move ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}): it is over, aborting, or not seen here yet; nothing was stored`,
+        );
       const out = await asServerErrors(() => engine.importTasks(queue, tasks));
       const keysBound = req.idempotencyKeys.length
         ? await asServerErrors(() =>
@@ -99,7 +115,8 @@ export function shardService(
           next += chunk.length;
           const stats = await Promise.all(chunk.map((q) => engine.stats(q)));
           stats.forEach((s, i) => {
-            if (holdsTasks(s)) queues.push({ tenant: chunk[i]!.tenant, counts: countsToWire(s) });
+            if (holdsTasks(s))
+              queues.push({ tenant: chunk[i]!.tenant, counts: countsToWire(s), moving: s.moving });
           });
         }
         const last = all[next - 1];

@@ -1,8 +1,8 @@
 import * as fs from "node:fs";
 import { Redis } from "ioredis";
-import { QueueEngine } from "@codeq/engine";
+import { QueueEngine, type QueueRef } from "@codeq/engine";
 import { messageOf } from "@codeq/common";
-import { MigrationStore } from "@codeq/shardmap";
+import { applicableMigrations, fillingSide, MigrationStore } from "@codeq/shardmap";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
 import type { MapCache } from "@codeq/shardmap";
 import {
@@ -118,6 +118,13 @@ export async function startShardWorker(
     storeReachable: () => storeReachable && redis.status === "ready",
     mapVersion,
     busy,
+    receives: (id: string, queue: QueueRef) => {
+      if (!follower) return true;
+      const map = follower.cache.status().version > 0 ? follower.cache.current() : undefined;
+      return (map ? applicableMigrations(map, queue.command, queue.tenant) : []).some(
+        (m) => m.id === id && fillingSide(m) === config.id,
+      );
+    },
   };
   /** What the worker opened before it serves: the map follower, the store, the load gauge. */
   const closeStore = async () => {

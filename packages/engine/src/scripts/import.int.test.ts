@@ -15,7 +15,7 @@ const base = {
   updatedAt: 2,
 } as const;
 
-describe("import-18.lua", () => {
+describe("import-19.lua", () => {
   const fx = useEngineFixture();
 
   it("places READY, SCHEDULED and DEAD tasks as they were, keeping attempts, run-at and priority", async () => {
@@ -139,5 +139,23 @@ describe("import-18.lua", () => {
       ),
     ).rejects.toThrow(/at most 1000/);
     expect(await engine.stats(Q)).toMatchObject({ ready: 0 });
+  });
+
+  it("stores a task it has reserved to move the other way over the reserved copy (an abort brings it home), so the export's confirmation deletes nothing", async () => {
+    const { engine } = await fx().engine();
+    const taskId = (await engine.enqueue(Q, [{ payload: Buffer.from("home") }]))[0]!.id;
+    // reserved here; the other side stored it, and has it on its way back before this
+    // side's mover got the answer
+    const [reserved] = await engine.exportBatch(Q, 10);
+    expect(reserved!.task.id).toBe(taskId);
+    const back: ExportedTask = { ...reserved!, task: { ...reserved!.task, attempts: 1 } };
+    expect(await engine.importTasks(Q, [back])).toEqual({ imported: [taskId], alreadyPresent: [] });
+    expect(await engine.stats(Q)).toMatchObject({ ready: 1, moving: 0 });
+    // the answer to the first export comes at last: nothing of it is reserved any more
+    expect(await engine.confirmExport(Q, [taskId])).toBe(0);
+    expect(await engine.getTask(Q, taskId)).toMatchObject({ state: "READY", attempts: 1 });
+    // a copy not reserved here is left as it is
+    expect(await engine.importTasks(Q, [back])).toEqual({ imported: [], alreadyPresent: [taskId] });
+    expect(await engine.stats(Q)).toMatchObject({ ready: 1 });
   });
 });

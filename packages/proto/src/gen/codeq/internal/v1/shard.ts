@@ -103,6 +103,11 @@ export interface ListQueuesRequest {
 export interface QueueSummary {
   tenant: string;
   counts: QueueCounts | undefined;
+  /**
+   * Tasks reserved by this shard's migration mover: on their way to another shard
+   * (or back, after an abort), in no index, counted in none of `counts`.
+   */
+  moving: number;
 }
 
 export interface ListQueuesResponse {
@@ -826,7 +831,7 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
 };
 
 function createBaseQueueSummary(): QueueSummary {
-  return { tenant: "", counts: undefined };
+  return { tenant: "", counts: undefined, moving: 0 };
 }
 
 export const QueueSummary: MessageFns<QueueSummary> = {
@@ -836,6 +841,9 @@ export const QueueSummary: MessageFns<QueueSummary> = {
     }
     if (message.counts !== undefined) {
       QueueCounts.encode(message.counts, writer.uint32(18).fork()).join();
+    }
+    if (message.moving !== 0) {
+      writer.uint32(24).uint64(message.moving);
     }
     return writer;
   },
@@ -869,6 +877,14 @@ export const QueueSummary: MessageFns<QueueSummary> = {
             message.counts = QueueCounts.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.moving = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -885,6 +901,7 @@ export const QueueSummary: MessageFns<QueueSummary> = {
     return {
       tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
       counts: isSet(object.counts) ? QueueCounts.fromJSON(object.counts) : undefined,
+      moving: isSet(object.moving) ? globalThis.Number(object.moving) : 0,
     };
   },
 
@@ -895,6 +912,9 @@ export const QueueSummary: MessageFns<QueueSummary> = {
     }
     if (message.counts !== undefined) {
       obj.counts = QueueCounts.toJSON(message.counts);
+    }
+    if (message.moving !== 0) {
+      obj.moving = Math.round(message.moving);
     }
     return obj;
   },
@@ -909,6 +929,7 @@ export const QueueSummary: MessageFns<QueueSummary> = {
       object.counts !== undefined && object.counts !== null
         ? QueueCounts.fromPartial(object.counts)
         : undefined;
+    message.moving = object.moving ?? 0;
     return message;
   },
 };

@@ -1,8 +1,14 @@
 --[[ import: stores tasks moved from another shard into one queue. Idempotent by
-task id: a task this queue already holds is left as it is.
+task id: a task this queue already holds is left as it is, unless this shard has it
+reserved for a move the other way (in `moving`: an abort brings back a batch whose
+import there had not yet been answered here). That copy is the one coming home: it
+is stored over the reserved one and indexed, and taken out of `moving`, so the
+confirmation of the earlier export, when its answer comes, deletes nothing (the
+other side deletes its copy on this answer).
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] dead
 KEYS[6] idemidx   KEYS[7] due (shard)   KEYS[8] queues (shard)   KEYS[9..18] ready:0 .. ready:9
-KEYS[19..] idempotency keys, referenced by index from the items
+KEYS[19] moving
+KEYS[20..] idempotency keys, referenced by index from the items
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items, then 7 values per item:
   id, record JSON ("" = none), state (R, S or D; attempts, run-at, priority and lease
   sequence as on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
@@ -22,12 +28,16 @@ for i = 0, n - 1 do
   local a = 4 + i * 7
   local id = ARGV[a]
   local x = parseState(ARGV[a + 2])
-  if redis.call('HEXISTS', KEYS[2], id) == 1 then
-    out[#out + 1] = 1
-  elseif x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D' then
+  if x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D' then
     out[#out + 1] = -4
+  elseif redis.call('HEXISTS', KEYS[2], id) == 1 and redis.call('ZREM', KEYS[19], id) == 0 then
+    out[#out + 1] = 1
   else
-    if ARGV[a + 1] ~= '' then redis.call('HSET', KEYS[1], id, ARGV[a + 1]) end
+    if ARGV[a + 1] ~= '' then
+      redis.call('HSET', KEYS[1], id, ARGV[a + 1])
+    else
+      redis.call('HDEL', KEYS[1], id)
+    end
     redis.call('HSET', KEYS[2], id, ARGV[a + 2])
     redis.call('HSET', KEYS[3], id, ARGV[a + 3])
     if x.st == 'R' then
