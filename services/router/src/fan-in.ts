@@ -87,8 +87,8 @@ const IDLE_TURNS_RECHECK_MS = 1_000;
  */
 const PROBE_MS = 2_000;
 
-/** Settlements a shard stream stopped waiting for whose answers are still looked out for (`Leg.expire`). */
-const MAX_LATE = 4_096;
+/** The method a shard stream's errors name (as a failed call's would). */
+const LEASE_STREAM_PATH = "/codeq.v1.QueueService/LeaseStream";
 
 /** A wait for a shard stream's answer ran out (`answerOf`). */
 const LATE = Symbol("late");
@@ -144,11 +144,6 @@ class Leg {
     number,
     { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void; sentAt: number }
   >();
-  /**
-   * Settlements no longer waited for (`expire`), oldest first, at most MAX_LATE: the
-   * shard may still apply them, and its answer still counts them off `inflight`.
-   */
-  private readonly late = new Set<number>();
   /** A watch of the settlements' answers is scheduled (FanInSession.watchSettlements). */
   watched = false;
   /** Withdrawals sent on the stream, by request id: each resolves to the shard's answer. */
@@ -208,37 +203,49 @@ class Leg {
     if (this.closed) return Promise.reject(this.closedError("closed before the request was sent"));
     const requestId = this.nextId();
     return new Promise((resolve, reject) => {
-      this.pending.set(requestId, { resolve, reject, sentAt: Date.now() });
+      this.pending.set(requestId, { resolve, reject, sentAt: performance.now() });
       this.send(message(requestId));
       this.onSettlementSent(this);
     });
   }
 
-  /** When the oldest settlement still waiting for its answer was sent. */
+  /** When the oldest settlement still waiting for its answer was sent (`performance.now()`). */
   oldestSettlement(): number | undefined {
     for (const p of this.pending.values()) return p.sentAt;
     return undefined;
   }
 
-  /** Stops waiting for the answers to settlements sent at `before` or earlier: they fail with `err`. */
-  expire(before: number, err: ServerError): void {
+  /**
+   * Stops waiting for the answers to settlements sent `ms` ago or earlier: they fail
+   * with DEADLINE_EXCEEDED, as a failure of the shard's (its breaker counts it). A late
+   * answer is ignored: its leases stay counted until a withdrawal's answer sets
+   * `inflight` from the shard's own count. (Counting them off then would count them
+   * twice once the client sends them again, as it is told to, and they are answered
+   * again; a count too high only keeps a stream open longer.)
+   */
+  expire(ms: number): void {
+    const before = performance.now() - ms;
+    const err = new ClientError(
+      LEASE_STREAM_PATH,
+      Status.DEADLINE_EXCEEDED,
+      `no answer to the settlement within ${ms} ms; it may still be applied: send it again`,
+    );
     for (const [requestId, p] of this.pending) {
       if (p.sentAt > before) break;
       this.pending.delete(requestId);
-      this.late.add(requestId);
       p.reject(err);
-    }
-    for (const requestId of this.late) {
-      if (this.late.size <= MAX_LATE) break;
-      this.late.delete(requestId); // a withdrawal's answer sets `inflight` right again
     }
   }
 
-  private closedError(reason: string): ServerError {
-    return new ServerError(
-      Status.UNAVAILABLE,
-      `shard ${this.conn.id}: its stream closed before answering (${reason}); the lease may still be held, retry the settlement`,
-    );
+  /**
+   * The error of a settlement whose stream closed before answering: a failure of the
+   * shard's (its breaker counts it) when the stream broke or was given up.
+   */
+  private closedError(reason: string, shardFailed = false): ServerError | ClientError {
+    const details = `its stream closed before answering (${reason}); the lease may still be held, retry the settlement`;
+    return shardFailed
+      ? new ClientError(LEASE_STREAM_PATH, Status.UNAVAILABLE, details)
+      : new ServerError(Status.UNAVAILABLE, `shard ${this.conn.id}: ${details}`);
   }
 
   /**
@@ -279,21 +286,21 @@ class Leg {
    */
   settled(requestId: number, settled: Uint8Array): void {
     const pending = this.pending.get(requestId);
-    if (!pending && !this.late.delete(requestId)) return;
+    if (!pending) return;
     this.pending.delete(requestId);
     this.inflight = Math.max(0, this.inflight - settledItems(settled));
-    pending?.resolve(settled);
+    pending.resolve(settled);
   }
 
-  close(reason: string): void {
+  /** Closes the stream; `shardFailed`: it broke, or was given up (see `closedError`). */
+  close(reason: string, shardFailed = false): void {
     if (this.closed) return;
     this.closed = true;
     this.abort.abort();
     this.requests.close();
-    const err = this.closedError(reason);
+    const err = this.closedError(reason, shardFailed);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
-    this.late.clear();
     for (const w of this.withdrawals.values()) w(undefined);
     this.withdrawals.clear();
     this.onSubscribed();
@@ -781,7 +788,10 @@ export class FanInSession {
   private onClosed(leg: Leg, failure: unknown): void {
     const shard = leg.conn.id;
     const wasOpen = !leg.closed;
-    leg.close(failure ? String((failure as Error).message ?? failure) : "shard ended it");
+    leg.close(
+      failure ? String((failure as Error).message ?? failure) : "shard ended it",
+      isShardFailure(failure),
+    );
     if (this.legs.get(shard) === leg) this.legs.delete(shard);
     if (this.ended.signal.aborted || !wasOpen) return;
     const err = leg.conn.toServerError(failure);
@@ -810,7 +820,7 @@ export class FanInSession {
   private giveUp(leg: Leg, why: string): void {
     if (leg.closed) return;
     const err = new ClientError(
-      "/codeq.v1.QueueService/LeaseStream",
+      LEASE_STREAM_PATH,
       Status.DEADLINE_EXCEEDED,
       `shard ${leg.conn.id}: ${why}`,
     );
@@ -1099,23 +1109,21 @@ export class FanInSession {
     if (leg.watched || leg.closed || oldest === undefined) return;
     leg.watched = true;
     const timeout = this.routing.config.shardTimeoutMs;
-    this.later(oldest + timeout - Date.now(), async () => {
-      const due = Date.now() - timeout;
-      if (!leg.closed && (leg.oldestSettlement() ?? Infinity) <= due) {
-        if (!(await leg.conn.alive(timeout, leg.channel))) {
+    const overdue = () =>
+      !leg.closed && (leg.oldestSettlement() ?? Infinity) <= performance.now() - timeout;
+    this.later(oldest + timeout - performance.now(), async () => {
+      if (overdue()) {
+        const alive = await leg.conn.alive(timeout, leg.channel);
+        if (this.ended.signal.aborted) return;
+        // (answers that came during the health check leave nothing to act on)
+        if (!alive && overdue()) {
           this.giveUp(
             leg,
             `it answered neither a settlement nor a health check within ${timeout} ms`,
           );
           return;
         }
-        leg.expire(
-          due,
-          new ServerError(
-            Status.DEADLINE_EXCEEDED,
-            `shard ${leg.conn.id}: no answer to the settlement within ${timeout} ms; it may still be applied: send it again`,
-          ),
-        );
+        if (overdue()) leg.expire(timeout);
       }
       leg.watched = false;
       this.watchSettlements(leg);

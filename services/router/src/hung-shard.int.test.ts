@@ -113,8 +113,10 @@ describe("a shard that answers within the shard timeout of tests", () => {
       await within(stall, () => s.settled(2) !== undefined);
       expect(Date.now() - acked).toBeLessThan(2 * SHARD_TIMEOUT_MS + 1_000);
       expect(s.settled(2)!.acks[0]!.code).toBe(Status.DEADLINE_EXCEEDED);
+      // a failure of the shard's, as a unary ack's timeout is: a's breaker counts it
+      expect(rc.router.routing.pool.get("a").breaker.stats.failures).toBe(1);
       // a's stream was kept: once the store is back, the ack it was sent is applied, and
-      // the stream holds nothing (the late answer counted the lease off)
+      // the stream holds nothing (a withdrawal's answer says so)
       await within(stall + 3_000, async () => {
         const task = await c
           .getTask({ command: "X", taskId: s.tasks()[0]!.task!.id })
