@@ -5,7 +5,7 @@ import { SignJWT } from "jose";
 import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { QueueServiceDefinition } from "@codeq/proto";
 import { RedisServer } from "@codeq/testing";
-import { routerCluster, type RouterCluster } from "./test/cluster";
+import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 /**
  * Issue 7 through the real router: callers are authenticated from `authorization`
@@ -90,6 +90,16 @@ test("no credential, a bad one, or a stated tenant alone is UNAUTHENTICATED", as
   expect(await code(rc.clientWith({ "x-codeq-tenant": "A" }).enqueue(task))).toBe(
     Status.UNAUTHENTICATED,
   );
+});
+
+test("a batch split across shards is refused as a whole when the caller may not enqueue, as on one shard", async () => {
+  await rc.change((m) => ({ ...m, commands: { ...m.commands, SPLIT_A: "a", SPLIT_B: "b" } }));
+  await within(2_000, () => rc.router.routing.currentShard("SPLIT_B", "ops") === "b");
+  const admin = as(TOKENS.admin); // admin only: no producer role
+  const one = { tasks: [{ command: "SPLIT_A", payload: Buffer.from("x") }] };
+  const split = { tasks: [...one.tasks, { command: "SPLIT_B", payload: Buffer.from("y") }] };
+  expect(await code(admin.enqueueBatch(one))).toBe(Status.PERMISSION_DENIED);
+  expect(await code(admin.enqueueBatch(split))).toBe(Status.PERMISSION_DENIED);
 });
 
 test("a producer credential enqueues but cannot lease or administer", async () => {

@@ -6,6 +6,7 @@ import type {
   EnqueueRequest,
   EnqueueResult,
 } from "@codeq/proto";
+import { CALLER_CODES } from "@codeq/server-kit";
 import { failedEnqueueResults, specFromWire } from "@codeq/wire";
 import { batchCommands } from "./batch-bytes";
 import { passThrough } from "./wire-bytes";
@@ -36,6 +37,12 @@ export function checkBatch(tasks: readonly EnqueueRequest[], limits: TaskLimits)
   }
 }
 
+/** Refuses a batch of no items or too many, as `checkBatch` does, reading only its size. */
+export function checkBatchSize(req: EnqueueBatchRequest, routing: Routing): void {
+  const n = batchCommands(req).length;
+  if (n === 0 || n > MAX_BATCH) checkBatch(req.tasks, taskLimits(routing));
+}
+
 export function taskLimits(routing: Routing): TaskLimits {
   return { ...DEFAULT_TASK_LIMITS, payloadCapBytes: routing.config.payloadCapBytes };
 }
@@ -57,10 +64,9 @@ export async function enqueueBatch(
   f: Forward,
   req: EnqueueBatchRequest,
 ): Promise<EnqueueBatchResponse> {
-  // a batch read as BatchBytes is decoded only if it is split or checked here
+  // a batch read as BatchBytes is decoded only if it is split or checked here; one of
+  // no items or too many was refused before (`checkBatchSize`)
   const commands = batchCommands(req);
-  if (commands.length === 0 || commands.length > MAX_BATCH)
-    checkBatch(req.tasks, taskLimits(routing));
   const tenant = f.identity.tenant;
   const first = routing.currentShard(commands[0]!, tenant);
   if (commands.every((c) => c === commands[0] || routing.currentShard(c, tenant) === first)) {
@@ -86,16 +92,21 @@ async function storeSplit(
   tasks: readonly EnqueueRequest[],
 ): Promise<EnqueueResult[]> {
   const results: EnqueueResult[] = new Array(tasks.length);
-  let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results);
+  const refused: { error: ServerError; items: number }[] = [];
+  let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results, refused);
   if (fenced.length > 0) {
     routing.metrics.fencedRetries.inc(fenced.length);
     await routing.cache.refresh();
     const retry = fenced.flatMap((x) => x.indexes);
-    fenced = await sendSplit(routing, f, tasks, retry, results);
+    fenced = await sendSplit(routing, f, tasks, retry, results, refused);
     for (const { indexes, err } of fenced)
       for (const i of indexes)
         results[i] = failed(Status.UNAVAILABLE, `${err.details} (after a map refresh)`);
   }
+  // every shard refused its part as a whole for the caller's sake (its rights, say):
+  // the call fails as it would on one shard, not answers OK with every item failed
+  const total = refused.reduce((n, e) => n + e.items, 0);
+  if (total === tasks.length && refused[0]) throw refused[0].error;
   return results;
 }
 
@@ -110,6 +121,8 @@ async function sendSplit(
   tasks: readonly EnqueueRequest[],
   indexes: readonly number[],
   results: EnqueueResult[],
+  /** Parts a shard refused as a whole with a caller's error (CALLER_CODES), and their sizes. */
+  refused: { error: ServerError; items: number }[],
 ): Promise<Fenced[]> {
   const byShard = new Map<string, number[]>();
   for (const i of indexes) {
@@ -134,6 +147,7 @@ async function sendSplit(
             err instanceof ServerError
               ? err
               : new ServerError(Status.UNAVAILABLE, `shard ${shard}: ${String(err)}`);
+          if (CALLER_CODES.has(e.code)) refused.push({ error: e, items: idx.length });
           for (const i of idx) results[i] = failed(e.code, e.details);
         }
       }

@@ -52,6 +52,28 @@ test("enqueue past a tenant's rate is RESOURCE_EXHAUSTED with retry-after, then 
   );
 });
 
+test("a refused enqueue does not count against the tenant's rate", async () => {
+  const c = rc.client("rate-refused");
+  const code = (p: Promise<unknown>) =>
+    p.then(
+      () => Status.OK,
+      (e: ClientError) => e.code,
+    );
+  // too many items, a bad priority, a bad item in a batch: each refused, none charged
+  expect(await code(c.enqueueBatch({ tasks: tasks(5_000) }))).toBe(Status.INVALID_ARGUMENT);
+  for (let i = 0; i < 10; i++)
+    expect(await code(c.enqueue({ command: "L", priority: 42 }))).toBe(Status.INVALID_ARGUMENT);
+  expect(await code(c.enqueueBatch({ tasks: [...tasks(9), { command: "L", priority: 42 }] }))).toBe(
+    Status.INVALID_ARGUMENT,
+  );
+  // the whole burst (10) is still there
+  await c.enqueueBatch({ tasks: tasks(9) });
+  expect(await code(c.enqueue({ command: "L", payload: Buffer.from("x") }))).toBe(Status.OK);
+  expect(await code(c.enqueue({ command: "L", payload: Buffer.from("x") }))).toBe(
+    Status.RESOURCE_EXHAUSTED,
+  );
+});
+
 test("a second LeaseStream of one caller past the cap is RESOURCE_EXHAUSTED", async () => {
   const open = (abort: AbortController) => {
     const requests = new Channel<LeaseStreamRequest>();

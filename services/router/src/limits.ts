@@ -126,11 +126,17 @@ export class Limits {
     return this.enqueueBuckets.size + this.leaseBuckets.size;
   }
 
-  /** RESOURCE_EXHAUSTED (with retry-after-ms) when `tenant` may not enqueue `n` tasks now. */
-  enqueue(ctx: CallContext | undefined, tenant: string, n: number): void {
+  /**
+   * RESOURCE_EXHAUSTED (with retry-after-ms) when `tenant` may not enqueue `n` tasks
+   * now. Returns the bucket charged (undefined without an enqueue limit), to refund
+   * what was not stored.
+   */
+  enqueue(ctx: CallContext | undefined, tenant: string, n: number): TokenBucket | undefined {
     const rate = this.config.tenantEnqueueRate;
-    if (rate > 0)
-      this.admit(ctx, this.bucket(this.enqueueBuckets, tenant, rate), n, "enqueue", rate);
+    if (rate <= 0) return undefined;
+    const b = this.bucket(this.enqueueBuckets, tenant, rate);
+    this.admit(ctx, b, n, "enqueue", rate);
+    return b;
   }
 
   /** The lease bucket of a tenant, or undefined without a lease limit. */

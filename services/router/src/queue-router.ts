@@ -21,7 +21,7 @@ import {
   MAX_RESPONSE_BYTES_HEADER,
   nackProblem,
 } from "@codeq/wire";
-import { checkBatch, enqueueBatch, MAX_BATCH, taskLimits } from "./enqueue";
+import { checkBatchSize, enqueueBatch, MAX_BATCH } from "./enqueue";
 import { asServerError, fanOut, noneAnswered, routerShuttingDown, type FanOut } from "./fan-out";
 import { FanInSession } from "./fan-in";
 import { tokensOf } from "./forward-lane";
@@ -246,9 +246,30 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
   const queueShards = (f: Forward, command: string) =>
     routing.leaseShards([command], f.identity.tenant, false);
 
+  /**
+   * Charges the tenant's enqueue rate limit for `n` tasks, runs `store`, and gives the
+   * charge back when the call fails as a whole (refused, or its shard failed): a
+   * refused request costs nothing, so a producer's bad batch does not lock its tenant
+   * out. Items refused one by one in an answer stay charged.
+   */
+  const charged = async <T>(
+    f: Forward,
+    ctx: CallContext | undefined,
+    n: number,
+    store: () => Promise<T>,
+  ): Promise<T> => {
+    const bucket = routing.limits.enqueue(ctx, f.identity.tenant, n);
+    try {
+      return await store();
+    } catch (err) {
+      bucket?.refund(n);
+      throw err;
+    }
+  };
+
   const storeBatch = (f: Forward, req: EnqueueBatchRequest, ctx: CallContext | undefined) => {
-    routing.limits.enqueue(ctx, f.identity.tenant, batchCommands(req).length);
-    return enqueueBatch(routing, f, req);
+    checkBatchSize(req, routing); // refused for its size before it is charged
+    return charged(f, ctx, batchCommands(req).length, () => enqueueBatch(routing, f, req));
   };
 
   /** How many dead tasks of `command` one shard holds (RedriveDead and PurgeDead's `remaining`). */
@@ -258,10 +279,11 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
   return {
     async enqueue(req, ctx) {
       const f = await routing.forward(ctx);
-      routing.limits.enqueue(ctx, f.identity.tenant, 1);
-      const answer = await routing.fenced(
-        () => routing.currentShard(req.command, f.identity.tenant),
-        (conn, onTrailer) => routing.storeOne(conn, f, req, onTrailer),
+      const answer = await charged(f, ctx, 1, () =>
+        routing.fenced(
+          () => routing.currentShard(req.command, f.identity.tenant),
+          (conn, onTrailer) => routing.storeOne(conn, f, req, onTrailer),
+        ),
       );
       return passThrough(answer);
     },
