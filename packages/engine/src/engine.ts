@@ -21,6 +21,7 @@ import {
   idempotencyBindings,
   type IdempotencyBinding,
   importTasks,
+  lookupIdempotencyKeys,
   restoreExport,
   type ExportedTask,
   type ImportOutcome,
@@ -268,6 +269,15 @@ export class QueueEngine {
   ): Promise<IdempotencyBinding[]> {
     checkQueue(queue);
     return idempotencyBindings(this.ctx, queue, offset, limit);
+  }
+
+  /** Which of `keys` are live in the queue, with the task each deduplicates to. */
+  async lookupIdempotencyKeys(
+    queue: QueueRef,
+    keys: readonly string[],
+  ): Promise<IdempotencyBinding[]> {
+    checkQueue(queue);
+    return lookupIdempotencyKeys(this.ctx, queue, keys);
   }
 
   /** Binds idempotency keys moved from another shard; returns how many were bound. */

@@ -188,6 +188,25 @@ export async function idempotencyBindings(
  * Binds idempotency keys moved from another shard (SET NX with the rest of their
  * window; an already bound or expired key is left alone). Returns how many it bound.
  */
+/** Which of `keys` are live in the queue, with the task each deduplicates to. */
+export async function lookupIdempotencyKeys(
+  ctx: EngineContext,
+  queue: QueueRef,
+  keys: readonly string[],
+): Promise<IdempotencyBinding[]> {
+  if (keys.length > 1000) throw invalidArgument("at most 1000 idempotency keys per call");
+  if (keys.length === 0) return [];
+  const k = ctx.keys(queue);
+  const now = ctx.clock.now();
+  const ids = await ctx.redis.mget(...keys.map((key) => k.idem(key)));
+  const found = keys.flatMap((key, i) => (ids[i] ? [{ key, taskId: ids[i]! }] : []));
+  const expiries = await Promise.all(found.map((f) => ctx.redis.zscore(k.idemidx, f.key)));
+  return found.flatMap((f, i) => {
+    const expiresAt = Number(expiries[i] ?? 0);
+    return expiresAt > now ? [{ ...f, expiresAt }] : [];
+  });
+}
+
 export async function bindIdempotencyKeys(
   ctx: EngineContext,
   queue: QueueRef,

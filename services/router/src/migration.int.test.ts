@@ -122,6 +122,52 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await stats("b", "K")).ready).toBe(0);
   }, 30_000);
 
+  test("a producer's retry with its idempotency key during a move gets the original task, leased, done or not moved yet", async () => {
+    const c = rc.client("t1");
+    const once = (key: string) =>
+      c.enqueue({ command: "X", payload: payload(key), idempotencyKey: key });
+    const held = await once("k-held");
+    const leased = await c.lease({ commands: ["X"], maxTasks: 1 }); // keeps the move going
+    const done = await once("k-done");
+    const got = await c.lease({ commands: ["X"], maxTasks: 1 });
+    await c.ack({ items: [{ leaseToken: got.tasks[0]!.leaseToken }] });
+    const waiting = await once("k-ready");
+    await rc.admin().assignCommand({ command: "X", shard: "b" });
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    // the retries reach b, which has not seen the keys (nothing has moved yet)
+    for (const [key, first] of [
+      ["k-held", held],
+      ["k-done", done],
+      ["k-ready", waiting],
+    ] as const)
+      expect(await once(key)).toMatchObject({ duplicate: true, taskId: first.taskId });
+    await c.ack({ items: [{ leaseToken: leased.tasks[0]!.leaseToken }] });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    // one task each, as enqueued before the move
+    expect(await stats("b", "X")).toMatchObject({ ready: 1, leased: 0 });
+    expect(await once("k-ready")).toMatchObject({ duplicate: true, taskId: waiting.taskId });
+  }, 30_000);
+
+  test("a keyed enqueue during a move is refused UNAVAILABLE while the source cannot be asked about its key", async () => {
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("k"), idempotencyKey: "k-1" });
+    await c.lease({ commands: ["X"], maxTasks: 1 }); // keeps the move going
+    await rc.admin().assignCommand({ command: "X", shard: "b" });
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    await rc.stopShard("a");
+    const err = await c
+      .enqueue({ command: "X", payload: payload("k"), idempotencyKey: "k-1" })
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({
+      code: Status.UNAVAILABLE,
+      details: expect.stringMatching(/moving onto shard b from shard a.*nothing was stored/),
+    });
+    // an enqueue without a key has nothing to ask
+    expect(await code(c.enqueue({ command: "X", payload: payload("plain") }))).toBe(Status.OK);
+    expect((await stats("b", "X")).ready).toBe(1);
+    await rc.startShard("a");
+  }, 30_000);
+
   test("a tenant's queue moves on its own; other tenants stay", async () => {
     await rc.client("t1").enqueue({ command: "X", payload: payload("1") });
     await rc.client("t2").enqueue({ command: "X", payload: payload("2") });

@@ -1,14 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
-import { deadlineMiddleware } from "nice-grpc-client-middleware-deadline";
 import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
-import { internal } from "@codeq/proto";
-import {
-  channelCredentials,
-  IDENTITY_HEADERS,
-  type ClientTls,
-  type Logger,
-} from "@codeq/server-kit";
+import type { Logger } from "@codeq/server-kit";
 import {
   drainingSide,
   emptyCounts,
@@ -26,8 +18,7 @@ import {
   type ShardMap,
 } from "@codeq/shardmap";
 import { exportedToWire } from "@codeq/wire";
-
-const clients = createClientFactory().use(deadlineMiddleware);
+import type { PeerClient, PeerShards } from "./peers";
 
 export interface MoverOptions {
   /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
@@ -58,10 +49,8 @@ export interface MoverOptions {
   readonly onYield?: (ms: number) => void;
   /** Deadline of one ImportTasks call, ms. */
   readonly importTimeoutMs: number;
-  /** The cluster's router secret: shard workers accept ImportTasks only with it. */
-  readonly routerSecret?: string | undefined;
-  /** TLS towards other shard workers (their CA, and this shard's certificate for mTLS). */
-  readonly tls?: ClientTls | undefined;
+  /** The other shard workers (their owner closes them). */
+  readonly peers: PeerShards;
 }
 
 /** How often a long pass reports its progress, ms. */
@@ -113,7 +102,6 @@ export class Mover {
   private again = false;
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
-  private readonly channels = new Map<string, Channel>();
   private readonly moved = new Map<string, MigrationCounts>();
   /** The mover is yielding to a busy shard worker (logged when it starts and ends). */
   private yielding = false;
@@ -163,7 +151,6 @@ export class Mover {
     this.stopping.abort();
     if (this.timer) clearTimeout(this.timer);
     await this.running;
-    for (const c of this.channels.values()) c.close();
   }
 
   private schedule(): void {
@@ -222,7 +209,7 @@ export class Mover {
     const target = fillingSide(m);
     const endpoint = entry(map.shards, target)?.endpoint;
     if (!endpoint) throw new Error(`shard ${target} is not in the map`);
-    const client = this.client(endpoint);
+    const client = this.options.peers.client(endpoint);
     const moved = await this.movedSoFar(m);
     const started = Date.now();
     let count = 0;
@@ -369,7 +356,7 @@ export class Mover {
    * Tasks of `m`'s queues the other side (its filling side) holds reserved to move
    * here: a batch whose import was on its way when the move was aborted.
    */
-  private async reservedThere(client: ReturnType<Mover["client"]>, m: Migration): Promise<number> {
+  private async reservedThere(client: PeerClient, m: Migration): Promise<number> {
     let reserved = 0;
     let pageToken = "";
     // a command's move leaves out the tenants routed by an override of their own
@@ -390,7 +377,7 @@ export class Mover {
 
   /** Binds every live idempotency key of the queues on the other side; returns how many it bound. */
   private async bindKeys(
-    client: ReturnType<Mover["client"]>,
+    client: PeerClient,
     m: Migration,
     queues: readonly QueueRef[],
   ): Promise<number> {
@@ -493,19 +480,6 @@ export class Mover {
     );
     this.moved.delete(m.id);
     if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
-  }
-
-  private client(endpoint: string) {
-    let channel = this.channels.get(endpoint);
-    if (!channel)
-      this.channels.set(
-        endpoint,
-        (channel = createChannel(endpoint, channelCredentials(this.options.tls))),
-      );
-    const metadata = new Metadata();
-    if (this.options.routerSecret !== undefined)
-      metadata.set(IDENTITY_HEADERS.routerSecret, this.options.routerSecret);
-    return clients.create(internal.ShardServiceDefinition, channel, { "*": { metadata } });
   }
 }
 

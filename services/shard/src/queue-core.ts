@@ -23,6 +23,7 @@ import type {
 import type { BackgroundWork } from "./background";
 import type { ShardConfig } from "./config";
 import type { ShardFence } from "./fence";
+import type { MovingKeys } from "./moving-keys";
 import { requireRole, servesAllTenants, type Identity } from "@codeq/server-kit";
 import type { Metrics } from "./metrics";
 import type { Notifier, Topic } from "./notifier";
@@ -66,6 +67,8 @@ export class QueueCore {
     readonly config: ShardConfig,
     /** Ownership under the shard map; undefined for a standalone shard (no map, no check). */
     private readonly fence?: ShardFence,
+    /** Idempotency keys of a queue moving onto this shard (undefined: no map). */
+    private readonly movingKeys?: MovingKeys,
   ) {}
 
   /** Counts open streams (a gauge). */
@@ -123,6 +126,8 @@ export class QueueCore {
     await Promise.all(
       [...groups.values()].map(async ({ queue, specs, indexes }) => {
         try {
+          const keys = specs.flatMap((s) => (s.idempotencyKey ? [s.idempotencyKey] : []));
+          await this.movingKeys?.bringOver(queue, keys);
           const out = await this.store(queue, specs);
           out.forEach((o, j) => {
             results[indexes[j]!] = {

@@ -43,17 +43,12 @@ export function shardService(
   const engine = core.engine;
   return routersOnly(trust, {
     async importTasks(req) {
-      if (!NAME_PATTERN.test(req.command))
-        throw invalid(`command must match ${NAME_PATTERN.source}`);
-      if (!NAME_PATTERN.test(req.tenant)) throw invalid(`tenant must match ${NAME_PATTERN.source}`);
-      if (req.tasks.length > 1000)
-        throw invalid(`at most 1000 tasks per call, got ${req.tasks.length}`);
+      const queue = namedQueue(req, "tasks", req.tasks.length);
       const tasks = req.tasks.map((t, i) => {
         const e = exportedFromWire(t, view.shard);
         if (!e) throw invalid(`tasks[${i}] has no task or no known state`);
         return e;
       });
-      const queue = { command: req.command, tenant: req.tenant };
       // a batch for a migration that is over (or no longer fills this shard) would stay
       // where no router reads; checked in the same turn as the import is sent, so a
       // mover pass that sees the map change here comes after it on the store
@@ -92,6 +87,14 @@ export function shardService(
         alreadyPresent: out.alreadyPresent,
         keysBound,
         busy: view.busy(),
+      };
+    },
+
+    async lookupIdempotencyKeys(req) {
+      const queue = namedQueue(req, "keys", req.keys.length);
+      const found = await asServerErrors(() => engine.lookupIdempotencyKeys(queue, req.keys));
+      return {
+        bindings: found.map((b) => ({ key: b.key, taskId: b.taskId, expiresAtMs: b.expiresAt })),
       };
     },
 
@@ -152,6 +155,14 @@ export function shardService(
   });
 }
 
+/** The queue a request names, checked, with at most 1000 `what` (INVALID_ARGUMENT otherwise). */
+function namedQueue(req: QueueRef, what: string, n: number): QueueRef {
+  if (!NAME_PATTERN.test(req.command)) throw invalid(`command must match ${NAME_PATTERN.source}`);
+  if (!NAME_PATTERN.test(req.tenant)) throw invalid(`tenant must match ${NAME_PATTERN.source}`);
+  if (n > 1000) throw invalid(`at most 1000 ${what} per call, got ${n}`);
+  return { command: req.command, tenant: req.tenant };
+}
+
 function holdsTasks(s: QueueStats): boolean {
   return s.ready + s.scheduled + s.leased + s.dead + s.completed + s.moving > 0;
 }
@@ -189,6 +200,7 @@ function routersOnly(
   return {
     importTasks: guard(impl.importTasks.bind(impl)),
     listQueues: guard(impl.listQueues.bind(impl)),
+    lookupIdempotencyKeys: guard(impl.lookupIdempotencyKeys.bind(impl)),
     getShardStatus: guard(impl.getShardStatus.bind(impl)),
     async *forward(requests, ctx) {
       admit(ctx);

@@ -23,6 +23,8 @@ import { configWarnings, identityOptions, moveBatchBytes, type ShardConfig } fro
 import { followShardMap } from "./map-follower";
 import { Metrics } from "./metrics";
 import { Mover } from "./mover";
+import { MovingKeys } from "./moving-keys";
+import { PeerShards } from "./peers";
 import { Notifier } from "./notifier";
 import { QueueCore } from "./queue-core";
 import { queueService, ShardQueueService } from "./queue-service";
@@ -108,7 +110,25 @@ export async function startShardWorker(
   metrics.followLoad(busy);
   if (follower) metrics.followMap(() => follower.cache.status());
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
-  const core = new QueueCore(engine, notifier, background, metrics, config, follower?.fence);
+  // the other shard workers, as the mover and idempotency keys during a move call them
+  const peers = new PeerShards({
+    routerSecret: trust.routerSecret,
+    tls: config.tlsCaFile
+      ? { caFile: config.tlsCaFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
+      : undefined,
+  });
+  const movingKeys = follower
+    ? new MovingKeys(config.id, follower.cache, engine, peers, KEY_LOOKUP_TIMEOUT_MS)
+    : undefined;
+  const core = new QueueCore(
+    engine,
+    notifier,
+    background,
+    metrics,
+    config,
+    follower?.fence,
+    movingKeys,
+  );
   const lifecycle = new Lifecycle();
   let storeReachable = false;
   const view = {
@@ -190,15 +210,8 @@ export async function startShardWorker(
             yieldAbove: config.moverYieldAbovePercent / 100,
             busy,
             onYield: (ms) => metrics.moverYield.inc(ms / 1000),
-            importTimeoutMs: 10_000,
-            routerSecret: trust.routerSecret,
-            tls: config.tlsCaFile
-              ? {
-                  caFile: config.tlsCaFile,
-                  certFile: config.tlsCertFile,
-                  keyFile: config.tlsKeyFile,
-                }
-              : undefined,
+            importTimeoutMs: PEER_TIMEOUT_MS,
+            peers,
           },
           (queue, n) => notifier.notify(queue, n),
         )
@@ -224,6 +237,7 @@ export async function startShardWorker(
       await moverStopped;
       await background.stop();
       await migrations?.close();
+      peers.close();
       await metricsServer?.close();
       await closeStore();
     })();
@@ -311,6 +325,14 @@ export async function startShardWorker(
 
 /** How long stopping may take past serving's end, at least (`release`), ms. */
 const AFTER_GRACE_MS = 1_000;
+
+/** Deadline of the mover's calls to another shard worker (ImportTasks), ms. */
+const PEER_TIMEOUT_MS = 10_000;
+/**
+ * Deadline of an enqueue's question to the shard its queue is moving from (MovingKeys),
+ * ms: the enqueue waits for it.
+ */
+const KEY_LOOKUP_TIMEOUT_MS = 2_000;
 
 /** Whether `p` settles (either way) within `ms`. */
 function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {

@@ -158,4 +158,20 @@ describe("import-19.lua", () => {
     expect(await engine.importTasks(Q, [back])).toEqual({ imported: [], alreadyPresent: [taskId] });
     expect(await engine.stats(Q)).toMatchObject({ ready: 1 });
   });
+
+  it("looks up which idempotency keys are live, with their tasks", async () => {
+    const { engine, clock } = await fx().engine();
+    const [kept] = await engine.enqueue(Q, [{ idempotencyKey: "kept" }]);
+    const found = await engine.lookupIdempotencyKeys(Q, ["kept", "never"]);
+    expect(found).toEqual([
+      { key: "kept", taskId: kept!.id, expiresAt: expect.any(Number) as number },
+    ]);
+    expect(found[0]!.expiresAt).toBeGreaterThan(clock.now());
+    await expect(
+      engine.lookupIdempotencyKeys(
+        Q,
+        Array.from({ length: 1001 }, (_, i) => `k${i}`),
+      ),
+    ).rejects.toThrow(/at most 1000/);
+  });
 });

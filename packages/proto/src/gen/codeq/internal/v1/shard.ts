@@ -77,6 +77,18 @@ export interface IdempotencyKey {
   expiresAtMs: number;
 }
 
+export interface LookupIdempotencyKeysRequest {
+  command: string;
+  tenant: string;
+  /** 1..1000 keys. */
+  keys: string[];
+}
+
+export interface LookupIdempotencyKeysResponse {
+  /** The keys live here; the others are unknown or expired. */
+  bindings: IdempotencyKey[];
+}
+
 export interface ImportTasksResponse {
   /** Ids stored by this call. */
   imported: string[];
@@ -590,6 +602,186 @@ export const IdempotencyKey: MessageFns<IdempotencyKey> = {
     message.key = object.key ?? "";
     message.taskId = object.taskId ?? "";
     message.expiresAtMs = object.expiresAtMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseLookupIdempotencyKeysRequest(): LookupIdempotencyKeysRequest {
+  return { command: "", tenant: "", keys: [] };
+}
+
+export const LookupIdempotencyKeysRequest: MessageFns<LookupIdempotencyKeysRequest> = {
+  encode(
+    message: LookupIdempotencyKeysRequest,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.command !== "") {
+      writer.uint32(10).string(message.command);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(18).string(message.tenant);
+    }
+    for (const v of message.keys) {
+      writer.uint32(26).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LookupIdempotencyKeysRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLookupIdempotencyKeysRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.keys.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LookupIdempotencyKeysRequest {
+    return {
+      command: isSet(object.command) ? globalThis.String(object.command) : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      keys: globalThis.Array.isArray(object?.keys)
+        ? object.keys.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LookupIdempotencyKeysRequest): unknown {
+    const obj: any = {};
+    if (message.command !== "") {
+      obj.command = message.command;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.keys?.length) {
+      obj.keys = message.keys;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LookupIdempotencyKeysRequest>): LookupIdempotencyKeysRequest {
+    return LookupIdempotencyKeysRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LookupIdempotencyKeysRequest>): LookupIdempotencyKeysRequest {
+    const message = createBaseLookupIdempotencyKeysRequest();
+    message.command = object.command ?? "";
+    message.tenant = object.tenant ?? "";
+    message.keys = object.keys?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseLookupIdempotencyKeysResponse(): LookupIdempotencyKeysResponse {
+  return { bindings: [] };
+}
+
+export const LookupIdempotencyKeysResponse: MessageFns<LookupIdempotencyKeysResponse> = {
+  encode(
+    message: LookupIdempotencyKeysResponse,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    for (const v of message.bindings) {
+      IdempotencyKey.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LookupIdempotencyKeysResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLookupIdempotencyKeysResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.bindings.push(IdempotencyKey.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LookupIdempotencyKeysResponse {
+    return {
+      bindings: globalThis.Array.isArray(object?.bindings)
+        ? object.bindings.map((e: any) => IdempotencyKey.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: LookupIdempotencyKeysResponse): unknown {
+    const obj: any = {};
+    if (message.bindings?.length) {
+      obj.bindings = message.bindings.map((e) => IdempotencyKey.toJSON(e));
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<LookupIdempotencyKeysResponse>): LookupIdempotencyKeysResponse {
+    return LookupIdempotencyKeysResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<LookupIdempotencyKeysResponse>): LookupIdempotencyKeysResponse {
+    const message = createBaseLookupIdempotencyKeysResponse();
+    message.bindings = object.bindings?.map((e) => IdempotencyKey.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1864,6 +2056,21 @@ export const ShardServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Which of the given idempotency keys of a queue are live on this shard, and the
+     * task each deduplicates to. Asked by the shard a queue is moving onto, before
+     * it stores a keyed enqueue, so that a producer's retry during the move
+     * deduplicates against what this shard still holds.
+     * INVALID_ARGUMENT: bad names, more than 1000 keys.
+     */
+    lookupIdempotencyKeys: {
+      name: "LookupIdempotencyKeys",
+      requestType: LookupIdempotencyKeysRequest as typeof LookupIdempotencyKeysRequest,
+      requestStream: false,
+      responseType: LookupIdempotencyKeysResponse as typeof LookupIdempotencyKeysResponse,
+      responseStream: false,
+      options: {},
+    },
     /** The shard worker's own view: store reachable, map version held, depth. */
     getShardStatus: {
       name: "GetShardStatus",
@@ -1917,6 +2124,17 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
     request: ListQueuesRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<ListQueuesResponse>>;
+  /**
+   * Which of the given idempotency keys of a queue are live on this shard, and the
+   * task each deduplicates to. Asked by the shard a queue is moving onto, before
+   * it stores a keyed enqueue, so that a producer's retry during the move
+   * deduplicates against what this shard still holds.
+   * INVALID_ARGUMENT: bad names, more than 1000 keys.
+   */
+  lookupIdempotencyKeys(
+    request: LookupIdempotencyKeysRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<LookupIdempotencyKeysResponse>>;
   /** The shard worker's own view: store reachable, map version held, depth. */
   getShardStatus(
     request: GetShardStatusRequest,
@@ -1961,6 +2179,17 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<ListQueuesRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<ListQueuesResponse>;
+  /**
+   * Which of the given idempotency keys of a queue are live on this shard, and the
+   * task each deduplicates to. Asked by the shard a queue is moving onto, before
+   * it stores a keyed enqueue, so that a producer's retry during the move
+   * deduplicates against what this shard still holds.
+   * INVALID_ARGUMENT: bad names, more than 1000 keys.
+   */
+  lookupIdempotencyKeys(
+    request: DeepPartial<LookupIdempotencyKeysRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<LookupIdempotencyKeysResponse>;
   /** The shard worker's own view: store reachable, map version held, depth. */
   getShardStatus(
     request: DeepPartial<GetShardStatusRequest>,
