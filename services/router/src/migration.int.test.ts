@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
-import { MigrationState, ShardState } from "@codeq/proto";
+import { MigrationState, ShardState, TaskState } from "@codeq/proto";
 import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
@@ -166,6 +166,23 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(await code(c.enqueue({ command: "X", payload: payload("plain") }))).toBe(Status.OK);
     expect((await stats("b", "X")).ready).toBe(1);
     await rc.startShard("a");
+  }, 30_000);
+
+  test("a task completed before its queue moved can still be read, with its result, once the move is over", async () => {
+    const c = rc.client("t1");
+    const { taskId } = await c.enqueue({ command: "X", payload: payload("job") });
+    const got = await c.lease({ commands: ["X"], maxTasks: 1 });
+    await c.ack({ items: [{ leaseToken: got.tasks[0]!.leaseToken, result: payload("answer") }] });
+    await rc.admin().assignCommand({ command: "X", shard: "b" });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect((await stats("a", "X")).completed).toBe(1); // kept on a until retention
+    const { task } = await c.getTask({ command: "X", taskId });
+    expect(task).toMatchObject({ id: taskId, state: TaskState.TASK_STATE_COMPLETED });
+    expect(Buffer.from(task!.result).toString()).toBe("answer");
+    // an id no shard holds is still NOT_FOUND
+    expect(await code(c.getTask({ command: "X", taskId: "01JB0000000000000000000000" }))).toBe(
+      Status.NOT_FOUND,
+    );
   }, 30_000);
 
   test("a tenant's queue moves on its own; other tenants stay", async () => {

@@ -432,11 +432,12 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
 
     async getTask(req, ctx) {
       const f = await routing.forward(ctx);
-      const { answers, failed } = await fanOut(
-        routing,
-        queueShards(f, req.command),
-        (c, deadline) => c.queue.getTask(req, { ...routing.options(f), deadline }),
-      );
+      const ask = (shards: string[]) =>
+        fanOut(routing, shards, (c, deadline) =>
+          c.queue.getTask(req, { ...routing.options(f), deadline }),
+        );
+      const shards = queueShards(f, req.command);
+      const { answers, failed } = await ask(shards);
       const found = answers.find((a) => a.value.value.task);
       if (found) return passThrough(found.value);
       const real = failed.filter((x) => x.error.code !== Status.NOT_FOUND);
@@ -446,6 +447,16 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
           Status.UNAVAILABLE,
           `task ${req.taskId} not found on the shards that answered; ${real.map((x) => x.shard).join(", ")} did not answer: ${real[0]!.error.details}`,
         );
+      // a queue that moved left its completed tasks on the shard it moved from until
+      // retention removes them (and a dedup answer names them): asked last, as the
+      // queue's own shards do not hold the task
+      const others = routing.pool
+        .all()
+        .map((c) => c.id)
+        .filter((id) => !shards.includes(id));
+      const left = others.length > 0 ? await ask(others) : undefined;
+      const behind = left?.answers.find((a) => a.value.value.task);
+      if (behind) return passThrough(behind.value);
       throw new ServerError(
         Status.NOT_FOUND,
         failed[0]?.error.details ?? `no task ${req.taskId} in ${req.command} for this tenant`,
