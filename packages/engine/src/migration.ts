@@ -184,10 +184,6 @@ export async function idempotencyBindings(
   return out;
 }
 
-/**
- * Binds idempotency keys moved from another shard (SET NX with the rest of their
- * window; an already bound or expired key is left alone). Returns how many it bound.
- */
 /** Which of `keys` are live in the queue, with the task each deduplicates to. */
 export async function lookupIdempotencyKeys(
   ctx: EngineContext,
@@ -207,6 +203,10 @@ export async function lookupIdempotencyKeys(
   });
 }
 
+/**
+ * Binds idempotency keys moved from another shard (SET NX with the rest of their
+ * window; an already bound or expired key is left alone). Returns how many it bound.
+ */
 export async function bindIdempotencyKeys(
   ctx: EngineContext,
   queue: QueueRef,
@@ -215,15 +215,15 @@ export async function bindIdempotencyKeys(
   if (bindings.length > 1000) throw invalidArgument("at most 1000 idempotency keys per call");
   const k = ctx.keys(queue);
   const now = ctx.clock.now();
-  let bound = 0;
-  for (const b of bindings) {
-    if (b.expiresAt <= now || !b.key || !b.taskId) continue;
-    const set = await ctx.redis.set(k.idem(b.key), b.taskId, "PX", b.expiresAt - now, "NX");
-    if (set) {
-      await ctx.redis.zadd(k.idemidx, b.expiresAt, b.key);
-      bound++;
-    }
-  }
+  // sent together (one round trip on an enqueue's path, not one per key); each key's
+  // index entry follows its own SET
+  const live = bindings.filter((b) => b.expiresAt > now && b.key && b.taskId);
+  const set = await Promise.all(
+    live.map((b) => ctx.redis.set(k.idem(b.key), b.taskId, "PX", b.expiresAt - now, "NX")),
+  );
+  const fresh = live.filter((_, i) => set[i]);
+  await Promise.all(fresh.map((b) => ctx.redis.zadd(k.idemidx, b.expiresAt, b.key)));
+  const bound = fresh.length;
   // registered last: a queue holding keys and no task must be one the mover and
   // retention cleanup visit, and a cleanup between a key and its registration would
   // forget a queue registered first. A call sent again registers it even when every

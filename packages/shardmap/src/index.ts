@@ -44,6 +44,7 @@ export {
   resolveQueue,
   resolveCurrent,
   applicableMigrations,
+  fillingMigration,
   currentShardOf,
   queueShardsOf,
   commandShardsOf,

@@ -63,6 +63,16 @@ export function applicableMigrations(
   );
 }
 
+/** The unfinished migration moving tasks of (command, tenant) onto `shard`, if any. */
+export function fillingMigration(
+  map: RoutingTable,
+  command: string,
+  tenant: string,
+  shard: string,
+): Migration | undefined {
+  return applicableMigrations(map, command, tenant).find((m) => fillingSide(m) === shard);
+}
+
 /** The current shard and every shard that may hold tasks of (command, tenant). */
 export function resolveQueue(map: RoutingTable, command: string, tenant: string): Resolution {
   const { shard, by } = resolveCurrent(map, command, tenant);

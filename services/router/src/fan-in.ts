@@ -1101,8 +1101,7 @@ export class FanInSession {
    * with DEADLINE_EXCEEDED, as a unary one would be, unless the shard worker does not
    * answer a health check either: then the stream is given up (`giveUp`), and every
    * settlement on it fails with UNAVAILABLE. The shard may still apply it (settlements
-   * are idempotent: the client sends it again); a late answer still counts the leases
-   * off (`Leg.expire`).
+   * are idempotent: the client sends it again); a late answer is ignored (`Leg.expire`).
    */
   private watchSettlements(leg: Leg): void {
     const oldest = leg.oldestSettlement();

@@ -240,6 +240,9 @@ function deadPageOrder(shards: readonly string[], t: DeadPageToken): string[] {
   return shards.includes(t.shard) ? [t.shard, ...rest] : rest;
 }
 
+/** Codes of a request refused whole for its own sake: nothing of it was stored. */
+const REFUSED: ReadonlySet<number> = new Set([...CALLER_CODES, Status.FAILED_PRECONDITION]);
+
 /** codeq.v1.QueueService on the router: every call forwarded to the shards that own it. */
 export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServiceImplementation {
   let rotation = 0;
@@ -248,9 +251,10 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
 
   /**
    * Charges the tenant's enqueue rate limit for `n` tasks, runs `store`, and gives the
-   * charge back when the call fails as a whole (refused, or its shard failed): a
-   * refused request costs nothing, so a producer's bad batch does not lock its tenant
-   * out. Items refused one by one in an answer stay charged.
+   * charge back when the request is refused as a whole for its own sake (bad input,
+   * no right: nothing was stored), so a producer's bad batch does not lock its tenant
+   * out. A failure that may have stored it (a deadline, a broken connection) stays
+   * charged, as do items refused one by one in an answer.
    */
   const charged = async <T>(
     f: Forward,
@@ -262,7 +266,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
     try {
       return await store();
     } catch (err) {
-      bucket?.refund(n);
+      if (REFUSED.has(asServerError(err).code)) bucket?.refund(n);
       throw err;
     }
   };

@@ -65,6 +65,7 @@ export class Metrics {
   readonly reaped: Counter;
   readonly cleaned: Counter;
   readonly moverYield: Counter;
+  readonly keysUnchecked: Counter;
   /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
   private map: () => MapView = () => ({ version: 0, stale: false });
   private readonly depthErrors: Counter;
@@ -143,6 +144,11 @@ export class Metrics {
     this.moverYield = new Counter({
       name: "codeq_mover_yield_seconds_total",
       help: "Time the migration mover waited for a busy shard worker (the target, or this one) before a batch.",
+      registers,
+    });
+    this.keysUnchecked = new Counter({
+      name: "codeq_idempotency_keys_unchecked_total",
+      help: "Idempotency keys of enqueues stored while the shard their queue is moving from could not be asked whether it holds them (a retry may then store a duplicate).",
       registers,
     });
     const depth = new Gauge({

@@ -7,6 +7,7 @@ import {
   entry,
   fillingSide,
   isUnfinished,
+  tenantKey,
   updateMap,
   draftOf,
   type MapCache,
@@ -191,8 +192,7 @@ export class Mover {
   private async queues(map: ShardMap, m: Migration): Promise<QueueRef[]> {
     if (m.tenant !== undefined) return [{ command: m.command, tenant: m.tenant }];
     const all = await this.engine.queues(m.command);
-    // tenants with an override of their own are routed elsewhere: not part of this move
-    return all.filter((q) => entry(map.tenants, `${q.command}/${q.tenant}`) === undefined);
+    return all.filter((q) => !overridden(map, m, q.tenant));
   }
 
   private async restore(map: ShardMap, m: Migration): Promise<void> {
@@ -279,7 +279,13 @@ export class Mover {
       // an abort is over once the source also holds no batch it reserved to move here:
       // it puts it back when it sees the abort (`restore`), unless its import here is
       // still answered in time (`import`: the batch then came home that way)
-      if (m.state === "aborting" && (await this.reservedThere(client, m)) > 0) return;
+      const reserved = m.state === "aborting" ? await this.reservedThere(client, m) : 0;
+      if (reserved > 0) {
+        // (its mover puts them back: one that is off, or stopped, holds the abort here)
+        const waiting = `waiting for shard ${target} to put back ${reserved} tasks it reserved to move here`;
+        await this.saveProgress(m, remaining, count / seconds, waiting);
+        return;
+      }
       // keys of tasks that did not move (completed here) must still deduplicate there
       moved.idempotencyKeys += await this.bindKeys(client, m, queues);
       await this.finish(m, remaining);
@@ -359,17 +365,15 @@ export class Mover {
   private async reservedThere(client: PeerClient, m: Migration): Promise<number> {
     let reserved = 0;
     let pageToken = "";
-    // a command's move leaves out the tenants routed by an override of their own
-    const ours = (tenant: string) =>
-      m.tenant === undefined
-        ? entry(this.cache.current().tenants, `${m.command}/${tenant}`) === undefined
-        : tenant === m.tenant;
     do {
       const page = await client.listQueues(
-        { command: m.command, pageToken },
+        { command: m.command, tenant: m.tenant ?? "", pageToken },
         { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
       );
-      for (const q of page.queues) if (ours(q.tenant)) reserved += q.moving;
+      const map = this.cache.current();
+      for (const q of page.queues)
+        if ((m.tenant ?? q.tenant) === q.tenant && !overridden(map, m, q.tenant))
+          reserved += q.moving;
       pageToken = page.nextPageToken;
     } while (pageToken);
     return reserved;
@@ -484,6 +488,14 @@ export class Mover {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+/**
+ * A tenant a move of its whole command leaves out: one with an override of its own,
+ * routed elsewhere.
+ */
+function overridden(map: ShardMap, m: Migration, tenant: string): boolean {
+  return m.tenant === undefined && entry(map.tenants, tenantKey(m.command, tenant)) !== undefined;
+}
 
 /** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
 export function firstBatch(max: number): number {

@@ -1,14 +1,14 @@
-import { ServerError, Status } from "nice-grpc";
 import { messageOf } from "@codeq/common";
 import type { QueueEngine, QueueRef } from "@codeq/engine";
-import {
-  applicableMigrations,
-  drainingSide,
-  entry,
-  fillingSide,
-  type MapCache,
-} from "@codeq/shardmap";
+import { drainingSide, entry, fillingMigration, type MapCache } from "@codeq/shardmap";
 import type { PeerShards } from "./peers";
+
+export interface MovingKeysOptions {
+  /** Deadline of the question to the other shard, ms (the enqueue waits for it). */
+  readonly timeoutMs: number;
+  /** `keys` of an enqueue to `queue` were stored unchecked: shard `from` did not answer. */
+  readonly onUnchecked: (queue: QueueRef, keys: number, from: string, err: string) => void;
+}
 
 /**
  * Idempotency keys during a move (SPEC §2, §5). Once a queue is routed to the shard it
@@ -17,11 +17,15 @@ import type { PeerShards } from "./peers";
  * to one still leased there, or to one completed there. Before this shard stores a
  * keyed enqueue of such a queue, it asks that shard which of the keys it holds, and
  * binds them here to the same tasks (unless bound here already): the enqueue then
- * answers `duplicate` with the original task's id, as it would have there.
+ * answers `duplicate` with the original task's id, as it would have there, as Codis
+ * moves a key on demand when it is touched mid-move.
  *
  * The question costs one call to the other shard per keyed batch, during moves only.
- * A shard that does not answer fails the enqueue UNAVAILABLE (retry): storing it
- * unchecked could store the same work twice.
+ * A shard that does not answer (down, or hung past the deadline) does not stop the
+ * enqueue: it is stored unchecked, counted and logged (`onUnchecked`), since failing
+ * every keyed enqueue of a healthy shard for as long as another is down would turn
+ * one shard's outage into two; a retry may then store a duplicate, which at-least-once
+ * delivery already asks workers to bear.
  */
 export class MovingKeys {
   constructor(
@@ -29,36 +33,29 @@ export class MovingKeys {
     private readonly cache: MapCache,
     private readonly engine: QueueEngine,
     private readonly peers: PeerShards,
-    /** Deadline of the question, ms. */
-    private readonly timeoutMs: number,
+    private readonly options: MovingKeysOptions,
   ) {}
 
   /** Binds here those of `keys` (of an enqueue to `queue`) the shard it is moving from holds. */
   async bringOver(queue: QueueRef, keys: readonly string[]): Promise<void> {
-    if (keys.length === 0 || this.cache.status().version === 0) return;
+    if (keys.length === 0 || this.cache.version === 0) return;
     const map = this.cache.current();
-    const move = applicableMigrations(map, queue.command, queue.tenant).find(
-      (m) => fillingSide(m) === this.shard,
-    );
+    const move = fillingMigration(map, queue.command, queue.tenant, this.shard);
     if (!move) return;
     const from = drainingSide(move);
-    const unanswered = (why: string) =>
-      new ServerError(
-        Status.UNAVAILABLE,
-        `${queue.command}/${queue.tenant} is moving onto shard ${this.shard} from shard ${from}, which holds idempotency keys of it until the move ends, and could not be asked about this enqueue's (${why}); nothing was stored, retry`,
-      );
     const endpoint = entry(map.shards, from)?.endpoint;
-    if (!endpoint) throw unanswered("it is not in the map");
     let found;
     try {
+      if (!endpoint) throw new Error("it is not in the map");
       ({ bindings: found } = await this.peers
         .client(endpoint)
         .lookupIdempotencyKeys(
           { command: queue.command, tenant: queue.tenant, keys: [...new Set(keys)] },
-          { deadline: new Date(Date.now() + this.timeoutMs) },
+          { deadline: new Date(Date.now() + this.options.timeoutMs) },
         ));
     } catch (err) {
-      throw unanswered(messageOf(err));
+      this.options.onUnchecked(queue, keys.length, from, messageOf(err));
+      return;
     }
     if (found.length === 0) return;
     await this.engine.bindIdempotencyKeys(

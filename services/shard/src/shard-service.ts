@@ -108,7 +108,8 @@ export function shardService(
       return asServerErrors(async () => {
         // The registry is sorted by tenant; a page starts after the token's tenant.
         const all = (await engine.queues(req.command)).filter(
-          (q) => after === undefined || q.tenant > after,
+          (q) =>
+            (after === undefined || q.tenant > after) && (!req.tenant || q.tenant === req.tenant),
         );
         const queues: internal.QueueSummary[] = [];
         let next = 0;

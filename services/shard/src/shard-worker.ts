@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { Redis } from "ioredis";
 import { QueueEngine, type QueueRef } from "@codeq/engine";
 import { messageOf } from "@codeq/common";
-import { applicableMigrations, fillingSide, MigrationStore } from "@codeq/shardmap";
+import { fillingMigration, MigrationStore } from "@codeq/shardmap";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
 import type { MapCache } from "@codeq/shardmap";
 import {
@@ -118,7 +118,16 @@ export async function startShardWorker(
       : undefined,
   });
   const movingKeys = follower
-    ? new MovingKeys(config.id, follower.cache, engine, peers, KEY_LOOKUP_TIMEOUT_MS)
+    ? new MovingKeys(config.id, follower.cache, engine, peers, {
+        timeoutMs: KEY_LOOKUP_TIMEOUT_MS,
+        onUnchecked: (queue, keys, from, err) => {
+          metrics.keysUnchecked.inc(keys);
+          logger.warn(
+            { ...queue, keys, from, err },
+            "idempotency keys stored unchecked: the shard the queue is moving from did not answer",
+          );
+        },
+      })
     : undefined;
   const core = new QueueCore(
     engine,
@@ -140,9 +149,10 @@ export async function startShardWorker(
     busy,
     receives: (id: string, queue: QueueRef) => {
       if (!follower) return true;
-      const map = follower.cache.status().version > 0 ? follower.cache.current() : undefined;
-      return (map ? applicableMigrations(map, queue.command, queue.tenant) : []).some(
-        (m) => m.id === id && fillingSide(m) === config.id,
+      const map = follower.cache.version > 0 ? follower.cache.current() : undefined;
+      return (
+        map !== undefined &&
+        fillingMigration(map, queue.command, queue.tenant, config.id)?.id === id
       );
     },
   };

@@ -57,7 +57,10 @@ export interface ImportedTask {
 export interface ImportTasksRequest {
   command: string;
   tenant: string;
-  /** The migration this batch belongs to (for logs and metrics). */
+  /**
+   * The migration this batch belongs to: it must be moving the queue onto this
+   * shard in the map this shard holds.
+   */
   migrationId: string;
   /** 0..1000 tasks of queue (command, tenant). */
   tasks: ImportedTask[];
@@ -110,6 +113,8 @@ export interface ListQueuesRequest {
   /** 1..10000. 0 = 1000. */
   pageSize: number;
   pageToken: string;
+  /** Only this tenant's queue (empty: every tenant). */
+  tenant: string;
 }
 
 export interface QueueSummary {
@@ -914,7 +919,7 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
 };
 
 function createBaseListQueuesRequest(): ListQueuesRequest {
-  return { command: "", pageSize: 0, pageToken: "" };
+  return { command: "", pageSize: 0, pageToken: "", tenant: "" };
 }
 
 export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
@@ -927,6 +932,9 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
     }
     if (message.pageToken !== "") {
       writer.uint32(26).string(message.pageToken);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(34).string(message.tenant);
     }
     return writer;
   },
@@ -968,6 +976,14 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
             message.pageToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -993,6 +1009,7 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
         : isSet(object.page_token)
           ? globalThis.String(object.page_token)
           : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
     };
   },
 
@@ -1007,6 +1024,9 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
     return obj;
   },
 
@@ -1018,6 +1038,7 @@ export const ListQueuesRequest: MessageFns<ListQueuesRequest> = {
     message.command = object.command ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.tenant = object.tenant ?? "";
     return message;
   },
 };
@@ -2030,11 +2051,16 @@ export const ShardServiceDefinition = {
     /**
      * Stores tasks moved from another shard. Idempotent by task id: a task this
      * shard already holds is left as it is and reported in already_present, so a
-     * mover that crashed after the call and calls again duplicates nothing.
+     * mover that crashed after the call and calls again duplicates nothing; one
+     * this shard holds reserved to move the other way (an abort brings it home) is
+     * stored over that copy and reported imported.
      * Keeps attempts, run-at, priority, state (READY, SCHEDULED or DEAD) and the
      * idempotency key with its remaining window.
      * INVALID_ARGUMENT: a task of another queue than the request names, a state
      * that cannot be imported (LEASED, COMPLETED), more than 1000 tasks.
+     * FAILED_PRECONDITION: tasks or keys for a migration that, in the map this
+     * shard holds, is not moving the queue onto it (over, aborting away from it, or
+     * not seen here yet); nothing is stored.
      */
     importTasks: {
       name: "ImportTasks",
@@ -2106,11 +2132,16 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
   /**
    * Stores tasks moved from another shard. Idempotent by task id: a task this
    * shard already holds is left as it is and reported in already_present, so a
-   * mover that crashed after the call and calls again duplicates nothing.
+   * mover that crashed after the call and calls again duplicates nothing; one
+   * this shard holds reserved to move the other way (an abort brings it home) is
+   * stored over that copy and reported imported.
    * Keeps attempts, run-at, priority, state (READY, SCHEDULED or DEAD) and the
    * idempotency key with its remaining window.
    * INVALID_ARGUMENT: a task of another queue than the request names, a state
    * that cannot be imported (LEASED, COMPLETED), more than 1000 tasks.
+   * FAILED_PRECONDITION: tasks or keys for a migration that, in the map this
+   * shard holds, is not moving the queue onto it (over, aborting away from it, or
+   * not seen here yet); nothing is stored.
    */
   importTasks(
     request: ImportTasksRequest,
@@ -2161,11 +2192,16 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
   /**
    * Stores tasks moved from another shard. Idempotent by task id: a task this
    * shard already holds is left as it is and reported in already_present, so a
-   * mover that crashed after the call and calls again duplicates nothing.
+   * mover that crashed after the call and calls again duplicates nothing; one
+   * this shard holds reserved to move the other way (an abort brings it home) is
+   * stored over that copy and reported imported.
    * Keeps attempts, run-at, priority, state (READY, SCHEDULED or DEAD) and the
    * idempotency key with its remaining window.
    * INVALID_ARGUMENT: a task of another queue than the request names, a state
    * that cannot be imported (LEASED, COMPLETED), more than 1000 tasks.
+   * FAILED_PRECONDITION: tasks or keys for a migration that, in the map this
+   * shard holds, is not moving the queue onto it (over, aborting away from it, or
+   * not seen here yet); nothing is stored.
    */
   importTasks(
     request: DeepPartial<ImportTasksRequest>,
