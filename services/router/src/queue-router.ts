@@ -256,19 +256,19 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
    * out. A failure that may have stored it (a deadline, a broken connection) stays
    * charged, as do items refused one by one in an answer.
    */
-  const charged = async <T>(
+  const charged = <T>(
     f: Forward,
     ctx: CallContext | undefined,
     n: number,
     store: () => Promise<T>,
   ): Promise<T> => {
     const bucket = routing.limits.enqueue(ctx, f.identity.tenant, n);
-    try {
-      return await store();
-    } catch (err) {
-      if (REFUSED.has(asServerError(err).code)) bucket?.refund(n);
+    // without a limit, nothing to give back: no wrapper on the enqueue's path
+    if (!bucket) return store();
+    return store().catch((err: unknown) => {
+      if (REFUSED.has(asServerError(err).code)) bucket.refund(n);
       throw err;
-    }
+    });
   };
 
   const storeBatch = (f: Forward, req: EnqueueBatchRequest, ctx: CallContext | undefined) => {
