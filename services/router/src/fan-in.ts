@@ -249,18 +249,17 @@ class Leg {
   }
 
   /**
-   * Takes back the credits the shard has not used and leaves it `credits`; resolves to
-   * the shard's answer. Until the answer, `granted` counts both (pushes meanwhile use
-   * the old ones); the answer takes what came back off it, and sets `inflight` to what
+   * Takes back the credits the shard has not used; resolves to the shard's answer.
+   * Until the answer, `granted` still counts them (pushes meanwhile use them); the
+   * answer takes what came back off it, and sets `inflight` to what
    * the shard says the stream holds: the count kept here can drift (an ack sent twice,
    * a token of an earlier stream, an ack by a unary call), the shard's cannot. A stream
    * that closes first took its credits with it (undefined).
    */
-  withdraw(credits: number): Promise<Withdrawn | undefined> {
+  withdraw(): Promise<Withdrawn | undefined> {
     if (this.closed) return Promise.resolve(undefined);
     const requestId = this.nextId();
     this.withdrawing++;
-    this.granted += credits;
     return new Promise((resolve) => {
       this.withdrawals.set(requestId, (answer) => {
         this.withdrawing--;
@@ -270,7 +269,7 @@ class Leg {
         }
         resolve(answer);
       });
-      this.send({ withdrawCredits: true, credits, requestId });
+      this.send({ withdrawCredits: true, requestId });
     });
   }
 
@@ -370,6 +369,8 @@ export class FanInSession {
   private roomToRead: (() => void) | undefined;
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
+  /** Since the half-close, every shard stream has answered the withdrawal of its credits. */
+  private creditsBack = false;
   /** When any shard stream last pushed tasks. */
   private lastPushAt = Date.now();
   /**
@@ -506,23 +507,34 @@ export class FanInSession {
 
   /**
    * The client half-closed: it wants no more tasks. The shards' credits are taken
-   * back, and the stream ends once every request the client sent is answered (its
-   * last acks, above all: ending at once would cancel them on the shards' streams and
-   * release those leases), or after the shard timeout; then the shard streams close
-   * and release what is still held.
+   * back, and the stream ends once they are (a shard answers the withdrawal after
+   * every task it pushed before it: those are given back uncounted, as the client
+   * cannot settle them, rather than cut off on their way and released as attempts)
+   * and every request the client sent is answered (its last acks, above all: ending
+   * at once would cancel them on the shards' streams and release those leases), or
+   * after the shard timeout; then the shard streams close and release what is still
+   * held.
    */
   private finish(): void {
     if (this.ended.signal.aborted) return;
     this.halfClosed = true;
     this.unwatch?.();
     this.unwatch = undefined;
-    void this.askAll();
+    void this.askAll().then(() => {
+      this.creditsBack = true;
+      this.endIfFinished();
+    });
     this.later(this.routing.config.shardTimeoutMs, () => this.end());
-    this.endIfFinished();
   }
 
   private endIfFinished(): void {
-    if (this.halfClosed && this.answering === 0 && this.withdrawals.length === 0) this.end();
+    if (
+      this.halfClosed &&
+      this.creditsBack &&
+      this.answering === 0 &&
+      this.withdrawals.length === 0
+    )
+      this.end();
   }
 
   /**
@@ -744,8 +756,9 @@ export class FanInSession {
       leg.granted = Math.max(0, leg.granted - pushed);
       this.outstanding = Math.max(0, this.outstanding - pushed);
       leg.inflight += pushed;
-      // the client stream is over: these go back with what was queued for it
-      if (this.ended.signal.aborted) this.keepUnsent(raw.value);
+      // the client stream is over, or the client wants no more: these go back with
+      // what was queued for it
+      if (this.ended.signal.aborted || this.halfClosed) this.keepUnsent(raw.value);
       else this.out.push(passThrough(raw));
       // busy again: its share grows from the credits no shard holds
       if (wasIdle) this.rebalance();
@@ -1003,7 +1016,10 @@ export class FanInSession {
    * Takes credits back from idle streams holding more than their share, and from
    * streams of shards no longer wanted: on the stream (withdraw_credits), which leaves
    * what they pushed held and what is on its way delivered, its answer sharing them
-   * out again. A shard that predates withdraw_credits has its stream reopened instead,
+   * out again. All of them, not the surplus over its share: tasks may reach the shard
+   * while the withdrawal is on its way, and a shard told to keep its share would use
+   * its credits on them and then start the share afresh, past what the client granted
+   * (the share comes back with the answer, in `rebalance`). A shard that predates withdraw_credits has its stream reopened instead,
    * once nothing it pushed is in flight and at most every RECYCLE_MIN_AGE_MS. A busy
    * stream over its share is left alone: it uses its credits, and gets fewer back as
    * the client returns them.
@@ -1020,7 +1036,7 @@ export class FanInSession {
       if (leg.withdrawable) {
         if (leg.withdrawing > 0) continue;
         leg.withdrawnIdle = i >= 0;
-        void this.takeBack(leg, keep);
+        void this.takeBack(leg);
         continue;
       }
       if (leg.inflight > 0) continue;
@@ -1047,24 +1063,20 @@ export class FanInSession {
         if (!leg.accepting && leg.granted === 0) return;
         await leg.subscribed;
         if (leg.closed) return;
-        if (leg.withdrawable) await this.takeBack(leg, 0);
+        if (leg.withdrawable) await this.takeBack(leg);
         else unasked?.(leg);
       }),
     );
   }
 
   /**
-   * Takes back what `leg` holds beyond `keep` (withdraw_credits). The tenant's lease
-   * rate limit, charged when those credits were handed out, gets back what came back
-   * unused.
+   * Takes back the credits `leg` has not used (withdraw_credits). The tenant's lease
+   * rate limit, charged when they were handed out, gets back what came back unused.
    */
-  private async takeBack(leg: Leg, keep: number): Promise<void> {
-    const back = (await this.answerOf(leg, leg.withdraw(keep), "a withdrawal of credits"))?.credits;
-    const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
-    // `keep` went out uncharged: what the shard used meanwhile is charged now (a stream
-    // that closed first took its credits with it: nothing to settle)
-    if (back !== undefined && back > keep) bucket?.refund(back - keep);
-    else if (back !== undefined && back < keep) bucket?.takeUpTo(keep - back);
+  private async takeBack(leg: Leg): Promise<void> {
+    const back = (await this.answerOf(leg, leg.withdraw(), "a withdrawal of credits"))?.credits;
+    // (a stream that closed first took its credits with it: nothing to give back)
+    if (back) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(back);
     // the shard's count of what the stream holds may let it close now
     if (!leg.wanted) this.closeIfDone(leg, true);
     this.endIfDrained();
@@ -1157,7 +1169,7 @@ export class FanInSession {
     this.later(PROBE_MS, () => {
       leg.probing = false;
       if (leg.closed || (leg.wanted && !this.drainingNow) || !leg.withdrawable) return;
-      if (leg.inflight > 0 && leg.withdrawing === 0) void this.takeBack(leg, 0);
+      if (leg.inflight > 0 && leg.withdrawing === 0) void this.takeBack(leg);
       this.probe(leg);
     });
   }
@@ -1172,7 +1184,7 @@ export class FanInSession {
     // credits it was left (a withdrawal sent while it was wanted) may be in use: they
     // are taken back first
     if (leg.withdrawable && (!checked || leg.granted > 0)) {
-      if (leg.withdrawing === 0) void this.takeBack(leg, 0);
+      if (leg.withdrawing === 0) void this.takeBack(leg);
       return;
     }
     leg.close("the shard no longer serves the subscribed queues");
