@@ -58,6 +58,7 @@ export { HashSupplier, type HashSupplierOptions } from "./hash-supplier";
 export {
   MigrationStore,
   emptyCounts,
+  progressId,
   FINISHED_CAP,
   type MigrationCounts,
   type MigrationProgress,

@@ -31,6 +31,16 @@ export interface MigrationProgress {
   readonly lastError?: string;
 }
 
+/**
+ * Under which id a migration's progress is kept: its own, and while it is aborting,
+ * one of the way back (its tasks counted again as they return, from none moved, and
+ * what remains counted on the target), so that the forward count, which the source's
+ * mover may still write as the abort reaches it, neither adds to it nor overwrites it.
+ */
+export function progressId(m: Pick<Migration, "id" | "state">): string {
+  return m.state === "aborting" || m.state === "aborted" ? `${m.id}:back` : m.id;
+}
+
 /** A migration that left the map: its final state and progress. */
 export interface FinishedMigration {
   readonly migration: Migration;

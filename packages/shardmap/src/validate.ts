@@ -128,6 +128,19 @@ function referenceProblems(input: unknown): string[] {
   const known = (id: unknown): boolean =>
     shards === undefined || (typeof id === "string" && Object.hasOwn(shards, id));
 
+  // two ids for one worker: it answers for one of them only (its own id), and a move
+  // onto the other never ends
+  const byEndpoint = new Map<string, string>();
+  for (const [id, info] of Object.entries(shards ?? {})) {
+    const endpoint = isRecord(info) ? info.endpoint : undefined;
+    if (typeof endpoint !== "string") continue;
+    const first = byEndpoint.get(endpoint);
+    if (first === undefined) byEndpoint.set(endpoint, id);
+    else
+      problems.push(
+        `${formatPath(["shards", id, "endpoint"])}: ${quoted(endpoint)} is shard ${quoted(first)}'s too; each shard has a worker of its own`,
+      );
+  }
   if (typeof input.defaultShard === "string" && !known(input.defaultShard)) {
     problems.push(`defaultShard: shard ${quoted(input.defaultShard)} is not in shards`);
   }

@@ -94,14 +94,20 @@ async function listShards(routing: Routing): Promise<ShardStatus[]> {
         try {
           // asked directly, not through the breaker: an operator wants the truth now
           const s = await conn.internal.getShardStatus({}, { deadline });
-          const serving = s.storeReachable && s.lifecycle === "serving";
+          // a worker of another id at this endpoint (a mistyped registration) is not this shard
+          const itself = s.shard === id;
+          const serving = itself && s.storeReachable && s.lifecycle === "serving";
           return {
             shard,
             healthy: serving,
             breaker,
             queueDepth: s.queueDepth,
             mapVersion: s.mapVersion,
-            error: serving ? "" : `store reachable: ${s.storeReachable}, ${s.lifecycle}`,
+            error: !itself
+              ? `the worker at ${info.endpoint} is shard ${JSON.stringify(s.shard)}, not ${JSON.stringify(id)}`
+              : serving
+                ? ""
+                : `store reachable: ${s.storeReachable}, ${s.lifecycle}`,
           };
         } catch (err) {
           const e = conn.toServerError(err);

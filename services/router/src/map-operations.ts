@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
+import { messageOf } from "@codeq/common";
 import {
   ShardState,
   type AssignCommandRequest,
@@ -19,6 +20,7 @@ import {
   isEndpoint,
   isUnfinished,
   isVersionConflict,
+  progressId,
   NAME_PATTERN,
   SHARD_ID_PATTERN,
   ShardMapError,
@@ -86,6 +88,14 @@ function routedBack(
   return { ...table, [key]: migration.from };
 }
 
+/** A read of migration records the control store did not answer. */
+function storeUnavailable(err: unknown): never {
+  throw new ServerError(
+    Status.UNAVAILABLE,
+    `the control store did not answer (${messageOf(err)}); finished migrations cannot be read now, retry`,
+  );
+}
+
 /**
  * The operator's changes to the shard map (AssignCommand, AbortMigration,
  * RegisterShard, RemoveShard) and the migration views. Every change is a
@@ -99,12 +109,18 @@ export class MapOperations {
     private readonly store: MigrationStore | undefined,
   ) {}
 
-  private progress(id: string) {
-    return this.store?.progress(id).catch(() => undefined);
+  private progress(m: Migration) {
+    return this.store?.progress(progressId(m)).catch(() => undefined);
   }
 
+  /** A finished migration's record; UNAVAILABLE while the control store does not answer. */
   private finished(id: string) {
-    return this.store?.finished(id).catch(() => undefined);
+    return this.store?.finished(id).catch(storeUnavailable);
+  }
+
+  /** Finished migrations' records; UNAVAILABLE while the control store does not answer. */
+  private listFinished() {
+    return this.store?.listFinished().catch(storeUnavailable);
   }
 
   /** Reads the map from the control store (admin calls act on the newest map, not the cache). */
@@ -287,7 +303,7 @@ export class MapOperations {
     checkId("id", id, MIGRATION_ID);
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = map.migrations.find((m) => m.id === id);
-    if (live) return migrationToWire(live, await this.progress(id));
+    if (live) return migrationToWire(live, await this.progress(live));
     const done = await this.finished(id);
     if (done) return migrationToWire(done.migration, done.progress);
     throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
@@ -299,9 +315,9 @@ export class MapOperations {
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
     const all: WireMigration[] = [];
-    for (const m of live) all.push(migrationToWire(m, await this.progress(m.id)));
+    for (const m of live) all.push(migrationToWire(m, await this.progress(m)));
     if (req.includeFinished) {
-      for (const f of (await this.store?.listFinished()) ?? [])
+      for (const f of (await this.listFinished()) ?? [])
         if (!live.some((m) => m.id === f.migration.id))
           all.push(migrationToWire(f.migration, f.progress));
     }
@@ -349,7 +365,7 @@ export class MapOperations {
       },
     );
     const after = written.migrations.find((x) => x.id === id);
-    return after ? migrationToWire(after, await this.progress(id)) : this.migration(id);
+    return after ? migrationToWire(after, await this.progress(after)) : this.migration(id);
   }
 
   async registerShard(shard: Shard | undefined, actor: string): Promise<number> {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
 import { MigrationState, ShardState, TaskState } from "@codeq/proto";
 import { shardMapKey } from "@codeq/shardmap";
-import { RedisServer } from "@codeq/testing";
+import { RedisServer, startRelay } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 const payload = (s: string) => Buffer.from(s);
@@ -211,9 +211,10 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const aborted = await admin.abortMigration({ id });
     expect(aborted.migration!.state).toBe(MigrationState.MIGRATION_STATE_ABORTING);
     await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
-    expect((await admin.getMigration({ id })).migration!.state).toBe(
-      MigrationState.MIGRATION_STATE_ABORTED,
-    );
+    const done = (await admin.getMigration({ id })).migration!;
+    expect(done.state).toBe(MigrationState.MIGRATION_STATE_ABORTED);
+    // an abort's counts are of the way back: the 29 that went, and the one enqueued on b
+    expect(done.moved!.ready).toBe(30);
     expect(await stats("b", "Y")).toMatchObject({ ready: 0, scheduled: 0, dead: 0 });
     expect((await stats("a", "Y")).ready).toBe(30);
     expect((await stats("a", "Y")).leased).toBe(1);
@@ -466,6 +467,18 @@ describe("shards come and go through AdminService", () => {
         }),
       ),
     ).toBe(Status.INVALID_ARGUMENT);
+    // another shard's worker is not a new shard: a move onto it would never end
+    const version = (await rc.source.get())!.version;
+    const taken = await admin
+      .registerShard({
+        shard: { id: "e", endpoint: rc.addresses.get("c")!, state: ShardState.SHARD_STATE_ACTIVE },
+      })
+      .catch((e: unknown) => e);
+    expect(taken).toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringContaining(`is shard "c"'s too`),
+    });
+    expect((await rc.source.get())!.version).toBe(version);
     // a state this version does not know is refused, not stored as active
     expect(
       await code(
@@ -496,8 +509,11 @@ describe("shards come and go through AdminService", () => {
     await rc.workers
       .get("b")!
       .engine.enqueue({ command: "Q", tenant: "t9" }, [{ payload: payload("") }]);
-    // shard e (worker b, which holds a task) written straight to the key, as a change
-    // whose announcement has not reached this router yet (it polls every 1000 ms)
+    // shard e (worker b, which holds a task, reached through a relay: one worker has one
+    // endpoint in a map) written straight to the key, as a change whose announcement has
+    // not reached this router yet (it polls every 1000 ms)
+    const [host, port] = rc.addresses.get("b")!.split(":");
+    const relay = await startRelay(host!, Number(port));
     const redis = rc.server.client();
     try {
       const current = (await rc.source.get())!;
@@ -508,7 +524,10 @@ describe("shards come and go through AdminService", () => {
           ...rest,
           version: current.version + 1,
           updatedAtMs: Date.now(),
-          shards: { ...current.shards, e: { endpoint: rc.addresses.get("b")!, state: "active" } },
+          shards: {
+            ...current.shards,
+            e: { endpoint: `127.0.0.1:${relay.port}`, state: "active" },
+          },
         }),
       );
     } finally {
@@ -533,6 +552,7 @@ describe("shards come and go through AdminService", () => {
     expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
     expect((refused as ClientError).details).toMatch(/still holds \d+ task/);
     await rc.change(({ shards: { e: _e, ...shards }, ...m }) => ({ ...m, shards }));
+    await relay.close();
   });
 
   test("RemoveShard sees a task past the first 500 queues of a shard", async () => {

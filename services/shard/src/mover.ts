@@ -7,6 +7,7 @@ import {
   entry,
   fillingSide,
   isUnfinished,
+  progressId,
   tenantKey,
   updateMap,
   draftOf,
@@ -412,10 +413,11 @@ export class Mover {
   }
 
   private async movedSoFar(m: Migration): Promise<MigrationCounts> {
-    let moved = this.moved.get(m.id);
+    const id = progressId(m);
+    let moved = this.moved.get(id);
     if (!moved) {
-      moved = (await this.store.progress(m.id))?.moved ?? emptyCounts();
-      this.moved.set(m.id, moved);
+      moved = (await this.store.progress(id))?.moved ?? emptyCounts();
+      this.moved.set(id, moved);
     }
     return moved;
   }
@@ -426,15 +428,16 @@ export class Mover {
     ratePerSecond: number,
     lastError?: string,
   ): Promise<void> {
-    const previous = await this.store.progress(m.id);
+    const id = progressId(m);
+    const previous = await this.store.progress(id);
     const progress: MigrationProgress = {
-      moved: this.moved.get(m.id) ?? previous?.moved ?? emptyCounts(),
+      moved: this.moved.get(id) ?? previous?.moved ?? emptyCounts(),
       remaining: remaining ?? previous?.remaining ?? emptyCounts(),
       updatedAtMs: Date.now(),
       ratePerSecond,
       ...(lastError ? { lastError } : {}),
     };
-    await this.store.saveProgress(m.id, progress);
+    await this.store.saveProgress(id, progress);
   }
 
   private async setState(m: Migration, state: Migration["state"]): Promise<void> {
@@ -459,11 +462,12 @@ export class Mover {
   private async finish(m: Migration, remaining: MigrationCounts): Promise<void> {
     const state = m.state === "aborting" ? "aborted" : "completed";
     const finishedAtMs = Date.now();
-    const progress = await this.store.progress(m.id);
+    const id = progressId(m);
+    const progress = await this.store.progress(id);
     await this.store.recordFinished({
       migration: { ...m, state, finishedAtMs, updatedAtMs: finishedAtMs },
       progress: {
-        moved: this.moved.get(m.id) ?? progress?.moved ?? emptyCounts(),
+        moved: this.moved.get(id) ?? progress?.moved ?? emptyCounts(),
         remaining,
         updatedAtMs: finishedAtMs,
         ratePerSecond: progress?.ratePerSecond ?? 0,
@@ -482,7 +486,7 @@ export class Mover {
         summary: `${m.id}: ${m.command}${m.tenant ? `/${m.tenant}` : ""} ${m.from} → ${m.to} ${state}`,
       },
     );
-    this.moved.delete(m.id);
+    this.moved.delete(id);
     if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
   }
 }
