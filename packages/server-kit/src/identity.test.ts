@@ -1,5 +1,5 @@
 import { Metadata, Status } from "nice-grpc";
-import { identityFrom, statedIdentity, type StatedHeaders } from "./identity";
+import { fromRouter, identityFrom, statedIdentity, type StatedHeaders } from "./identity";
 
 const headers = (h: Record<string, string>): StatedHeaders => ({ get: (k) => h[k] });
 
@@ -35,5 +35,16 @@ describe("stated identity", () => {
     expect(worker({ "x-codeq-commands": "" })).toEqual([]);
     const fields = headers({ "x-codeq-tenant": "t2", "x-codeq-principal": "svc%201" });
     expect(identityFrom(fields, true)).toMatchObject({ tenant: "t2", principal: "svc 1" });
+  });
+
+  test("internal services admit routers only: by mutual TLS, the secret, or in development anyone; with none of them no one", () => {
+    const secret = "a-router-secret-of-at-least-32-characters";
+    const bare = headers({});
+    const presenting = headers({ "x-codeq-router-secret": secret });
+    expect(fromRouter(bare, { devIdentity: false, trustedTransport: true })).toBe(true);
+    expect(fromRouter(bare, { devIdentity: false, routerSecret: secret })).toBe(false);
+    expect(fromRouter(presenting, { devIdentity: false, routerSecret: secret })).toBe(true);
+    expect(fromRouter(bare, { devIdentity: true })).toBe(true);
+    expect(fromRouter(bare, { devIdentity: false })).toBe(false);
   });
 });

@@ -105,9 +105,15 @@ export function identityFrom(
   return statedIdentity(metadata, "dev");
 }
 
-/** True when the caller presented the router secret (internal services accept only routers). */
+/**
+ * True when the caller may use an internal service (routers and shard workers only):
+ * it came over mutual TLS, or presented the router secret. Without either configured,
+ * only development identity admits callers (anyone, as it does for stated identity);
+ * with neither, no one, as `identityFrom` refuses every call.
+ */
 export function fromRouter(metadata: StatedHeaders, options: IdentityOptions): boolean {
-  if (options.trustedTransport || options.routerSecret === undefined) return true;
+  if (options.trustedTransport) return true;
+  if (options.routerSecret === undefined) return options.devIdentity;
   return secretMatches(header(metadata, IDENTITY_HEADERS.routerSecret), options.routerSecret);
 }
 

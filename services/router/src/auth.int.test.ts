@@ -185,3 +185,26 @@ test("a shard worker refuses direct calls without the routers' secret", async ()
   );
   channel.close();
 });
+
+test("shards that refuse the router's secret are the cluster's failure, not the caller's credentials", async () => {
+  const mismatched = await routerCluster({
+    server,
+    shard: { devIdentity: false, routerSecret: SHARD_SECRET },
+    router: { shardSecret: "another-secret-than-the-shards-0123456789" },
+  });
+  try {
+    const c = mismatched.client("t1");
+    for (const call of [
+      c.enqueue({ command: "X", payload: Buffer.from("x") }),
+      c.queueStats({ command: "X" }),
+    ]) {
+      const err = await call.catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: Status.INTERNAL,
+        details: expect.stringContaining("does not accept this router"),
+      });
+    }
+  } finally {
+    await mismatched.close();
+  }
+});

@@ -68,20 +68,23 @@ describe("Limits", () => {
     expect(() => limits.enqueue(undefined, "busy", 10)).toThrow(/rate limit/); // still owed
   });
 
-  test("counts streams per principal and frees a slot on release (once)", () => {
+  test("counts streams per principal of a tenant and frees a slot on release (once)", () => {
     const limits = new Limits({
       tenantEnqueueRate: 0,
       tenantLeaseRate: 0,
       burstSeconds: 1,
       maxStreamsPerPrincipal: 2,
     });
-    const a = limits.openStream("p");
-    limits.openStream("p");
-    expect(() => limits.openStream("p")).toThrow(/at most 2 LeaseStreams/);
-    limits.openStream("q");
+    const a = limits.openStream("A", "p");
+    limits.openStream("A", "p");
+    expect(() => limits.openStream("A", "p")).toThrow(/at most 2 LeaseStreams/);
+    limits.openStream("A", "q");
+    // another tenant's principal of the same name has streams of its own
+    limits.openStream("B", "p");
+    limits.openStream("B", "p");
     a();
     a();
-    limits.openStream("p");
-    expect(() => limits.openStream("p")).toThrow();
+    limits.openStream("A", "p");
+    expect(() => limits.openStream("A", "p")).toThrow();
   });
 });

@@ -168,22 +168,26 @@ export class Limits {
     );
   }
 
-  /** Counts a new stream of `principal`; RESOURCE_EXHAUSTED past the cap. Returns its release. */
-  openStream(principal: string): () => void {
-    const open = this.streams.get(principal) ?? 0;
+  /**
+   * Counts a new stream of `principal` of `tenant` (principals are named per tenant:
+   * two tenants' may share a name); RESOURCE_EXHAUSTED past the cap. Returns its release.
+   */
+  openStream(tenant: string, principal: string): () => void {
+    const key = `${tenant}/${principal}`;
+    const open = this.streams.get(key) ?? 0;
     if (open >= this.config.maxStreamsPerPrincipal)
       throw new ServerError(
         Status.RESOURCE_EXHAUSTED,
         `at most ${this.config.maxStreamsPerPrincipal} LeaseStreams per caller on one router; close one first`,
       );
-    this.streams.set(principal, open + 1);
+    this.streams.set(key, open + 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      const left = (this.streams.get(principal) ?? 1) - 1;
-      if (left > 0) this.streams.set(principal, left);
-      else this.streams.delete(principal);
+      const left = (this.streams.get(key) ?? 1) - 1;
+      if (left > 0) this.streams.set(key, left);
+      else this.streams.delete(key);
     };
   }
 }

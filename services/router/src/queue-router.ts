@@ -383,7 +383,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
 
     async *leaseStream(requests, ctx) {
       const f = await routing.forward(ctx);
-      const release = routing.limits.openStream(f.identity.principal);
+      const release = routing.limits.openStream(f.identity.tenant, f.identity.principal);
       try {
         // a message that only acks may be StreamAcks here (routerQueueService)
         yield* new FanInSession(routing, f, lifecycle.signal).run(requests);

@@ -60,12 +60,18 @@ const CHANNEL_OPTIONS = {
   "grpc.keepalive_permit_without_calls": 1,
 };
 
-/** Codes that say the shard (or the way to it) failed, as opposed to the caller's request. */
+/**
+ * Codes that say the shard (or the way to it) failed, as opposed to the caller's
+ * request. UNAUTHENTICATED is one: the router authenticates its callers itself, so a
+ * shard that refuses a call refuses the router (a secret or certificate the cluster
+ * does not agree on).
+ */
 const FAILURE_CODES = new Set([
   Status.UNAVAILABLE,
   Status.DEADLINE_EXCEEDED,
   Status.INTERNAL,
   Status.UNKNOWN,
+  Status.UNAUTHENTICATED,
 ]);
 
 /** True when `err` counts against the shard's breaker. */
@@ -239,6 +245,12 @@ export class ShardConn {
   toServerError(err: unknown): unknown {
     if (err instanceof ServerError) return err;
     if (err instanceof ClientError) {
+      // not the caller's credentials (those the router checked): the router's own
+      if (err.code === Status.UNAUTHENTICATED)
+        return new ServerError(
+          Status.INTERNAL,
+          `shard ${this.id} (${this.endpoint}) does not accept this router (its router secret or certificate differs from the router's): ${err.details}`,
+        );
       const where = FAILURE_CODES.has(err.code) ? `shard ${this.id} (${this.endpoint}): ` : "";
       return new ServerError(err.code, where + err.details);
     }

@@ -297,12 +297,20 @@ describe("bad input to every RPC", () => {
     });
   });
 
-  it("without development identity every call is UNAUTHENTICATED (no authentication configured yet)", async () => {
+  it("without development identity, a router secret or mutual TLS every call is UNAUTHENTICATED", async () => {
     const strict = await shardFixture({ devIdentity: false }, fx.server);
     try {
       await expect(strict.client("t").enqueue({ command: "Q" })).rejects.toMatchObject({
         code: Status.UNAUTHENTICATED,
       });
+      // the internal service too: it would list tenants, map keys to tasks, import tasks
+      const internal = strict.shardClient();
+      await expect(internal.listQueues({ command: "Q" })).rejects.toMatchObject({
+        code: Status.UNAUTHENTICATED,
+      });
+      await expect(
+        internal.lookupIdempotencyKeys({ command: "Q", tenant: "t", keys: ["k"] }),
+      ).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
     } finally {
       await strict.close();
     }

@@ -25,10 +25,10 @@ export interface ShardView {
 }
 
 /**
- * codeq.internal.v1.ShardService: the router → shard hop and the migration mover.
- * No identity is required yet: the router's proof (mutual TLS or a shared secret,
- * see shard.proto) arrives with router → shard trust in a later issue; until then
- * the port must only be reachable by routers and operators.
+ * codeq.internal.v1.ShardService: the router → shard hop, the migration mover and
+ * other shard workers. Only routers and shard workers are served: callers proven by
+ * mutual TLS or presenting the router secret; with neither configured, anyone in
+ * development identity and no one otherwise (`fromRouter`).
  */
 export function shardService(
   view: ShardView,
@@ -180,7 +180,7 @@ function tenantOfToken(token: string): string {
   return tenant;
 }
 
-/** Refuses every call that does not present the router secret (when one is configured). */
+/** Refuses every call from a caller that is not a router or a shard worker (`fromRouter`). */
 function routersOnly(
   trust: IdentityOptions,
   impl: internal.ShardServiceImplementation,
