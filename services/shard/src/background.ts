@@ -93,21 +93,33 @@ export class BackgroundWork {
     }
   }
 
-  /** One bounded pass over the queues that have something due. */
+  /**
+   * One bounded pass over the queues that have something due. Every call of it ends
+   * before the pass does (the next pass may not overlap it), and what one of them made
+   * ready is announced even when another failed; then the pass fails, naming how many.
+   */
   private async duePass(): Promise<void> {
     const queues = await this.engine.dueQueues(100);
-    await Promise.all(
-      queues.map(async (queue) => {
-        const [promoted, reaped] = await Promise.all([
-          this.metrics.time("promote", () => this.engine.promote(queue, this.config.dueBatch)),
-          this.metrics.time("reap", () => this.engine.reap(queue, this.config.dueBatch)),
-        ]);
-        this.metrics.reaped.inc(reaped.reaped);
-        // reaped leases may be ready again at once (a zero backoff)
-        const ready = promoted + reaped.reaped - reaped.dead;
-        if (ready > 0) this.notifier.notify(queue, ready);
-      }),
-    );
+    const calls = queues.flatMap((queue) => [
+      this.metrics
+        .time("promote", () => this.engine.promote(queue, this.config.dueBatch))
+        .then((promoted) => {
+          if (promoted > 0) this.notifier.notify(queue, promoted);
+        }),
+      this.metrics
+        .time("reap", () => this.engine.reap(queue, this.config.dueBatch))
+        .then((reaped) => {
+          this.metrics.reaped.inc(reaped.reaped);
+          // reaped leases may be ready again at once (a zero backoff)
+          const ready = reaped.reaped - reaped.dead;
+          if (ready > 0) this.notifier.notify(queue, ready);
+        }),
+    ]);
+    const failed = (await Promise.allSettled(calls)).filter((r) => r.status === "rejected");
+    if (failed.length > 0)
+      throw new Error(
+        `${failed.length} promote/reap call(s) failed: ${(failed[0]!.reason as Error).message}`,
+      );
   }
 
   /**

@@ -338,6 +338,10 @@ export class QueueCore {
         this.engine.extend(own.map((i) => ({ token: i.leaseToken, leaseMs: i.leaseDurationMs }))),
       ),
     );
+    // a lease shortened is due sooner than the due loop may sleep
+    let soonest = Infinity;
+    for (const o of outs) if (o.deadline) soonest = Math.min(soonest, o.deadline);
+    if (soonest < Infinity) this.background.wakeAt(soonest);
     return outs.map((o) => ({ status: itemStatus(o.code), leaseDeadlineMs: o.deadline ?? 0 }));
   }
 

@@ -223,7 +223,11 @@ export async function startShardWorker(
             importTimeoutMs: PEER_TIMEOUT_MS,
             peers,
           },
-          (queue, n) => notifier.notify(queue, n),
+          // a batch put back may hold scheduled tasks due before the due loop wakes
+          (queue, n) => {
+            notifier.notify(queue, n);
+            background.recheck();
+          },
         )
       : undefined;
   const stopMover = mover?.start();
