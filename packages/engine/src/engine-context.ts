@@ -1,6 +1,8 @@
+import { randomInt } from "node:crypto";
 import type { Redis } from "ioredis";
 import { SystemClock, type Clock } from "./clock";
 import { invalidArgument } from "./errors";
+import { NONCE_LIMIT } from "./lease-token";
 import {
   queueId,
   queueKeys,
@@ -26,7 +28,11 @@ export interface EngineOptions {
   /** "legacy" drops the shard segment (single-shard deployments). Default "sharded". */
   readonly layout?: KeyLayout;
   readonly clock?: Clock;
-  /** Source of [0,1) values for jitter. Default Math.random. */
+  /**
+   * Source of [0,1) values for jitter. Default Math.random. Given (tests), lease
+   * nonces are drawn from it too; otherwise from the crypto module, so a holder cannot
+   * guess another delivery's nonce from those it has seen.
+   */
   readonly random?: () => number;
   /** How long an idempotency key deduplicates, ms. Default 24 h. */
   readonly idempotencyWindowMs?: number;
@@ -60,6 +66,8 @@ export interface EngineContext {
   readonly redis: Redis;
   readonly clock: Clock;
   readonly random: () => number;
+  /** A lease nonce: 1 .. 2^46 - 1 (see EngineOptions.random). */
+  readonly nonce: () => number;
   readonly ids: TaskIdGenerator;
   /** The default backoff policy as JSON (for scripts that retry tasks stored without a record). */
   readonly defaultBackoffJson: string;
@@ -122,6 +130,9 @@ export async function createEngineContext(
     redis,
     clock,
     random: options.random ?? Math.random,
+    nonce: options.random
+      ? () => 1 + Math.floor(options.random!() * (NONCE_LIMIT - 1))
+      : () => randomInt(1, NONCE_LIMIT),
     ids: new TaskIdGenerator(),
     limits,
     defaultBackoffJson: JSON.stringify(limits.defaultBackoff),

@@ -25,7 +25,8 @@ export interface LeaseTokenFields {
 
 const VERSION = "c1";
 const SEP = "~";
-const NONCE_LIMIT = 2 ** 46;
+/** Lease nonces are below this (nine base-36 digits at most). */
+export const NONCE_LIMIT = 2 ** 46;
 
 export function encodeLeaseToken(f: LeaseTokenFields): string {
   return `${VERSION}${SEP}${f.shard}${SEP}${f.command}${SEP}${f.tenant}${SEP}${f.taskId}${SEP}${f.fence}${SEP}${f.nonce.toString(36)}`;

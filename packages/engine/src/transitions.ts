@@ -258,7 +258,7 @@ interface LeaseCall {
 function leaseArgs(ctx: EngineContext, queue: QueueRef, options: LeaseOptions, now: number) {
   const call: LeaseCall = {
     // never 0: the scripts clear a delivery's nonce to 0 when its holder did not end it
-    nonce: nonceText(1 + Math.floor(ctx.random() * (2 ** 46 - 1))),
+    nonce: nonceText(ctx.nonce()),
     deadline: timeText(now + options.leaseMs),
   };
   const args = [
