@@ -24,6 +24,14 @@ const routerSettings = z.strictObject({
    * every problem and the path. Empty: the control store.
    */
   shardMapFile: z.string().default(""),
+  /**
+   * A shard map (YAML, as `shardMapFile`) the router writes to the control store at
+   * start when the store holds none yet (a compare-and-set from nothing: of routers
+   * starting together, one writes it and the rest read it). Once a map is there the
+   * file is ignored: change the map through AdminService. Empty: none (the map must
+   * come from elsewhere; start-up waits `mapStartTimeoutMs` for one).
+   */
+  bootstrapMapFile: z.string().default(""),
   /** Key prefix of the shard map in the control store. */
   controlPrefix: z.string().min(1).default("codeq"),
   /** Fallback poll of the shard map, ms (changes normally arrive by announcement). */

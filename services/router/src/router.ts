@@ -1,6 +1,7 @@
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
 import { ServerError, Status, type Metadata } from "nice-grpc";
 import { authenticatorFromConfig, isAuthError } from "@codeq/auth";
+import { messageOf } from "@codeq/common";
 import {
   createLogger,
   identityFrom,
@@ -18,6 +19,8 @@ import {
 } from "@codeq/server-kit";
 import { Limits } from "./limits";
 import {
+  draftOf,
+  isVersionConflict,
   MapCache,
   MigrationStore,
   RedisMapSource,
@@ -106,6 +109,11 @@ export async function startRouter(
     lastError = message;
     logger.warn({ err: message }, "control store: keeping the last good shard map");
   };
+  if (config.bootstrapMapFile && !config.shardMapFile)
+    await bootstrapMap(source, config.bootstrapMapFile, logger).catch(async (err: unknown) => {
+      await source.close();
+      throw err;
+    });
   const cache = new MapCache(source, {
     pollMs: config.mapPollMs,
     startTimeoutMs: config.mapStartTimeoutMs,
@@ -228,5 +236,34 @@ function staticSource(file: string): StaticMapSource {
   } catch (err) {
     if (err instanceof ShardMapError) throw new ConfigError(err.message);
     throw err;
+  }
+}
+
+/**
+ * Writes the map in `file` to the control store if it holds none yet (a first start).
+ * A bad file stops the start, as `shardMapFile` does; another router writing first is
+ * not an error (its map is read instead).
+ */
+async function bootstrapMap(source: MapSource, file: string, logger: Logger): Promise<void> {
+  const { map } = staticSource(file);
+  try {
+    if (await source.get()) return;
+  } catch (err) {
+    // the start waits for the store as without a file (and fails if it stays away)
+    logger.warn({ err: messageOf(err) }, "control store unreachable: no first map written");
+    return;
+  }
+  try {
+    const written = await source.compareAndSet(0, draftOf(map), {
+      actor: "router bootstrap",
+      action: "Bootstrap",
+      summary: `from ${file}: shards ${Object.keys(map.shards).join(", ")}; default ${map.defaultShard}`,
+    });
+    logger.info(
+      { file, version: written.version },
+      "wrote the first shard map to the control store",
+    );
+  } catch (err) {
+    if (!isVersionConflict(err)) throw err;
   }
 }

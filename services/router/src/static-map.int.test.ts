@@ -5,6 +5,7 @@ import { createChannel, createClient, Metadata, Status, type Channel } from "nic
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
 import { ConfigError, createLogger } from "@codeq/server-kit";
 import { shardConfig, startShardWorker, type ShardWorker } from "@codeq/shard";
+import { RedisMapSource } from "@codeq/shardmap";
 import { RedisServer } from "@codeq/testing";
 import { routerConfig } from "./config";
 import { startRouter, type Router } from "./router";
@@ -121,4 +122,43 @@ test("a bad map file stops the router with every problem and the path", async ()
   expect(message).toMatch(/"c"/);
   const missing = path.join(dir, "missing.yaml");
   await expect(start(missing)).rejects.toThrow(missing);
+});
+
+test("a bootstrap map file is written to an empty control store once; after that the store's map is served", async () => {
+  const prefix = `${server.keyPrefix}-bootstrap`;
+  const boot = (bootstrapMapFile: string) =>
+    startRouter(
+      routerConfig({
+        listen: "127.0.0.1:0",
+        metricsListen: "",
+        controlUrl: server.url,
+        controlPrefix: prefix,
+        bootstrapMapFile,
+        devIdentity: true,
+        graceMs: 500,
+      }),
+      createLogger("router", "silent"),
+    );
+  const first = file("first.yaml", "shards:\n  a: { endpoint: '127.0.0.1:1' }\ndefaultShard: a\n");
+  const second = file(
+    "second.yaml",
+    "shards:\n  z: { endpoint: '127.0.0.1:2' }\ndefaultShard: z\n",
+  );
+  const source = new RedisMapSource({ url: server.url, prefix });
+  const routers: Router[] = [];
+  try {
+    expect(await source.get()).toBeUndefined();
+    routers.push(await boot(first));
+    expect(await source.get()).toMatchObject({ version: 1, defaultShard: "a" });
+    // a router started later with another file serves the store's map, and writes nothing
+    routers.push(await boot(second));
+    expect(await source.get()).toMatchObject({ version: 1, defaultShard: "a" });
+    expect(routers[1]!.routing.map.defaultShard).toBe("a");
+    // a bad file stops the start, whatever the store holds
+    const bad = file("boot-bad.yaml", "shards: {}\ndefaultShard: q\n");
+    await expect(boot(bad)).rejects.toBeInstanceOf(ConfigError);
+  } finally {
+    for (const r of routers) await r.stop();
+    await source.close();
+  }
 });
