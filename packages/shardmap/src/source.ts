@@ -98,6 +98,7 @@ export function prepareWrite(
   const map = assertShardMap(
     { version, updatedAtMs: nowMs, ...rest },
     `shard map version ${version}`,
+    { write: true },
   );
   const audit: AuditEntry = {
     atMs: nowMs,

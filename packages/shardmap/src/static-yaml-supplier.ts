@@ -74,7 +74,7 @@ export function parseStaticMap(text: string, file = "(static shard map)"): Shard
     updatedAtMs: 0,
     migrations: [],
   };
-  problems.push(...validateShardMap(map, { strict: true }));
+  problems.push(...validateShardMap(map, { strict: true, write: true }));
   if (problems.length > 0) fail(problems);
   return map as unknown as ShardMap;
 }

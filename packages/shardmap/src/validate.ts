@@ -25,6 +25,12 @@ import {
 export interface ValidateOptions {
   /** Unknown fields are problems (for hand-written files). Default false: they are kept. */
   strict?: boolean;
+  /**
+   * A map about to be written (or a file read at start): also the problems a stored
+   * map is let off with, so that one written before a rule came is still read (and
+   * can be mended by a write): two shards on one endpoint.
+   */
+  write?: boolean;
 }
 
 const quoted = (input: unknown) => JSON.stringify(input) ?? String(input);
@@ -80,7 +86,7 @@ const strict = schemaFor(true);
 export function validateShardMap(input: unknown, options: ValidateOptions = {}): string[] {
   const parsed = (options.strict ? strict : loose).safeParse(input);
   const problems = parsed.success ? [] : parsed.error.issues.map(describeIssue);
-  return [...problems, ...referenceProblems(input)];
+  return [...problems, ...referenceProblems(input, options.write === true)];
 }
 
 /** Returns `input` as a ShardMap, or throws a ShardMapError listing every problem. */
@@ -121,7 +127,7 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
 /** Problems between parts of the map, checked on whichever parts are well-formed. */
-function referenceProblems(input: unknown): string[] {
+function referenceProblems(input: unknown, write: boolean): string[] {
   if (!isRecord(input)) return [];
   const problems: string[] = [];
   const shards = isRecord(input.shards) ? input.shards : undefined;
@@ -131,7 +137,7 @@ function referenceProblems(input: unknown): string[] {
   // two ids for one worker: it answers for one of them only (its own id), and a move
   // onto the other never ends
   const byEndpoint = new Map<string, string>();
-  for (const [id, info] of Object.entries(shards ?? {})) {
+  for (const [id, info] of Object.entries(write ? (shards ?? {}) : {})) {
     const endpoint = isRecord(info) ? info.endpoint : undefined;
     if (typeof endpoint !== "string") continue;
     const first = byEndpoint.get(endpoint);

@@ -3,7 +3,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { SignJWT } from "jose";
 import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
-import { QueueServiceDefinition } from "@codeq/proto";
+import { LeaseStreamRequest, QueueServiceDefinition } from "@codeq/proto";
+import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
@@ -194,9 +195,18 @@ test("shards that refuse the router's secret are the cluster's failure, not the 
   });
   try {
     const c = mismatched.client("t1");
+    const requests = new Channel<LeaseStreamRequest>();
+    requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["X"] }, credits: 1 }));
+    const stream = (async () => {
+      // (bounded: a stream that never ends fails the test, not the run)
+      for await (const _ of c.leaseStream(requests, { signal: AbortSignal.timeout(10_000) }))
+        void _;
+    })();
     for (const call of [
       c.enqueue({ command: "X", payload: Buffer.from("x") }),
       c.queueStats({ command: "X" }),
+      // a stream too: it ends, rather than reopening its shard stream for ever unanswered
+      stream,
     ]) {
       const err = await call.catch((e: unknown) => e);
       expect(err).toMatchObject({

@@ -27,7 +27,7 @@ import { countField, decoded, embedded, passThrough, type Raw } from "./wire-byt
 import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
-import { isShardFailure, type ShardConn } from "./shard-pool";
+import { isShardFailure, RouterRefused, type ShardConn } from "./shard-pool";
 
 /**
  * Errors about the request itself: every shard would say the same, so the client gets
@@ -808,7 +808,11 @@ export class FanInSession {
     if (this.legs.get(shard) === leg) this.legs.delete(shard);
     if (this.ended.signal.aborted || !wasOpen) return;
     const err = leg.conn.toServerError(failure);
-    if (err instanceof ServerError && CALLER_CODES.has(err.code)) {
+    // about the request itself, or a shard refusing the router: no reopening changes it
+    if (
+      err instanceof RouterRefused ||
+      (err instanceof ServerError && CALLER_CODES.has(err.code))
+    ) {
       this.end(err);
       return;
     }

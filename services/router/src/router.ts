@@ -1,6 +1,7 @@
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
 import { ServerError, Status, type Metadata } from "nice-grpc";
 import { authenticatorFromConfig, isAuthError } from "@codeq/auth";
+import { setTimeout as sleep } from "node:timers/promises";
 import { messageOf } from "@codeq/common";
 import {
   createLogger,
@@ -96,6 +97,10 @@ export async function startRouter(
       "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
     );
   }
+  if (config.shardMapFile && config.bootstrapMapFile)
+    throw new ConfigError(
+      "CODEQ_ROUTER_SHARD_MAP_FILE (a static map, no control store) and CODEQ_ROUTER_BOOTSTRAP_MAP_FILE (a first map for the control store) exclude each other: set one",
+    );
   let lastError = "";
   const source: MapSource = config.shardMapFile
     ? staticSource(config.shardMapFile)
@@ -109,11 +114,13 @@ export async function startRouter(
     lastError = message;
     logger.warn({ err: message }, "control store: keeping the last good shard map");
   };
-  if (config.bootstrapMapFile && !config.shardMapFile)
-    await bootstrapMap(source, config.bootstrapMapFile, logger).catch(async (err: unknown) => {
-      await source.close();
-      throw err;
-    });
+  if (config.bootstrapMapFile)
+    await bootstrapMap(source, config.bootstrapMapFile, logger, config.mapStartTimeoutMs).catch(
+      async (err: unknown) => {
+        await source.close();
+        throw err;
+      },
+    );
   const cache = new MapCache(source, {
     pollMs: config.mapPollMs,
     startTimeoutMs: config.mapStartTimeoutMs,
@@ -244,14 +251,29 @@ function staticSource(file: string): StaticMapSource {
  * A bad file stops the start, as `shardMapFile` does; another router writing first is
  * not an error (its map is read instead).
  */
-async function bootstrapMap(source: MapSource, file: string, logger: Logger): Promise<void> {
+async function bootstrapMap(
+  source: MapSource,
+  file: string,
+  logger: Logger,
+  timeoutMs: number,
+): Promise<void> {
   const { map } = staticSource(file);
-  try {
-    if (await source.get()) return;
-  } catch (err) {
-    // the start waits for the store as without a file (and fails if it stays away)
-    logger.warn({ err: messageOf(err) }, "control store unreachable: no first map written");
-    return;
+  // a store still starting is waited for as long as the start waits for a map
+  const until = Date.now() + timeoutMs;
+  for (let warned = false; ;) {
+    try {
+      if (await source.get()) return;
+      break;
+    } catch (err) {
+      if (Date.now() >= until) return; // the start then fails as without a file
+      if (!warned)
+        logger.warn(
+          { err: messageOf(err) },
+          "control store unreachable: waiting to write the first map",
+        );
+      warned = true;
+      await sleep(BOOTSTRAP_RETRY_MS);
+    }
   }
   try {
     const written = await source.compareAndSet(0, draftOf(map), {
@@ -267,3 +289,6 @@ async function bootstrapMap(source: MapSource, file: string, logger: Logger): Pr
     if (!isVersionConflict(err)) throw err;
   }
 }
+
+/** How often a router retries a control store it cannot reach to write the first map, ms. */
+const BOOTSTRAP_RETRY_MS = 500;

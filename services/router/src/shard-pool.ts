@@ -79,6 +79,17 @@ export function isShardFailure(err: unknown): boolean {
   return err instanceof ClientError && FAILURE_CODES.has(err.code);
 }
 
+/**
+ * A shard refused the router itself (a router secret or certificate the cluster does
+ * not agree on): INTERNAL to the caller, whose own credentials the router checked. No
+ * retry of the call, or reopening of a stream, would change it.
+ */
+export class RouterRefused extends ServerError {
+  constructor(details: string) {
+    super(Status.INTERNAL, details);
+  }
+}
+
 /** One shard worker: its channels (round-robin), clients and circuit breaker. */
 export class ShardConn {
   private readonly channels: Channel[];
@@ -247,8 +258,7 @@ export class ShardConn {
     if (err instanceof ClientError) {
       // not the caller's credentials (those the router checked): the router's own
       if (err.code === Status.UNAUTHENTICATED)
-        return new ServerError(
-          Status.INTERNAL,
+        return new RouterRefused(
           `shard ${this.id} (${this.endpoint}) does not accept this router (its router secret or certificate differs from the router's): ${err.details}`,
         );
       const where = FAILURE_CODES.has(err.code) ? `shard ${this.id} (${this.endpoint}): ` : "";

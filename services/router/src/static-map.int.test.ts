@@ -157,6 +157,13 @@ test("a bootstrap map file is written to an empty control store once; after that
     // a bad file stops the start, whatever the store holds
     const bad = file("boot-bad.yaml", "shards: {}\ndefaultShard: q\n");
     await expect(boot(bad)).rejects.toBeInstanceOf(ConfigError);
+    // as does a static map file beside it: which map counts would be unclear
+    await expect(
+      startRouter(
+        routerConfig({ shardMapFile: first, bootstrapMapFile: first }),
+        createLogger("router", "silent"),
+      ),
+    ).rejects.toThrow(/exclude each other/);
   } finally {
     for (const r of routers) await r.stop();
     await source.close();

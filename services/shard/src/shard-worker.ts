@@ -62,9 +62,9 @@ export async function startShardWorker(
   logger: Logger = createLogger(`shard-${config.id}`),
 ): Promise<ShardWorker> {
   const trust = identityOptions(config); // a bad secret file stops the start here
-  if (!trust.routerSecret && !config.devIdentity)
+  if (!trust.routerSecret && !trust.trustedTransport && !config.devIdentity)
     logger.warn(
-      "no router secret and no development identity: every QueueService call will be refused (set CODEQ_SHARD_ROUTER_SECRET_FILE)",
+      "no router secret, no mutual TLS and no development identity: every call will be refused, ShardService's too (set CODEQ_SHARD_ROUTER_SECRET_FILE)",
     );
   for (const warning of configWarnings(config)) logger.warn(warning);
   if (config.devIdentity) {
