@@ -1,28 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { RedisServer } from "@codeq/testing";
 import { FanInSession } from "./fan-in";
-import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
+import { clusterPerTest, Stream, within } from "./test/cluster";
 
 /**
  * A client's credits across shard streams when the router takes some back: never more
  * tasks in flight than the client granted, and none cut off on its way and counted as
  * an attempt when the client half-closes.
  */
-let server: RedisServer;
-let rc: RouterCluster;
-beforeAll(async () => {
-  server = await RedisServer.start();
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  rc = await routerCluster({ server, commands: { X: "a", Y: "b" }, shard: { mover: false } });
-});
-afterEach(async () => {
-  jest.restoreAllMocks();
-  await rc.close();
-});
+const cluster = clusterPerTest({ commands: { X: "a", Y: "b" }, shard: { mover: false } });
 
 const batch = (command: string, n: number, maxAttempts = 5) => ({
   tasks: Array.from({ length: n }, (_, i) => ({
@@ -33,7 +18,7 @@ const batch = (command: string, n: number, maxAttempts = 5) => ({
 });
 
 test("an idle shard's credits taken back while its tasks arrive leave no more in flight than granted", async () => {
-  const c = rc.client("t1");
+  const c = cluster().client("t1");
   // the router's withdrawal from a is slow to reach it (a busy link): X's tasks get
   // there first, and a pushes with every credit it holds
   const session = FanInSession.prototype as unknown as {
@@ -52,7 +37,7 @@ test("an idle shard's credits taken back while its tasks arrive leave no more in
     }
     return takeBack.apply(this, args);
   });
-  const s = new Stream(rc);
+  const s = new Stream(cluster());
   s.send({ subscribe: { commands: ["X", "Y"] }, credits: 30 });
   await within(2_000, () => s.received.some((r) => r.subscribed));
   await sleep(400); // both shards idle, holding 15 credits each
@@ -67,10 +52,10 @@ test("an idle shard's credits taken back while its tasks arrive leave no more in
 });
 
 test("a client that half-closes while a shard pushes loses no task it never received to an attempt", async () => {
-  const c = rc.client("t1");
+  const c = cluster().client("t1");
   const received = new Set<string>();
   for (let trial = 0; trial < 6; trial++) {
-    const s = new Stream(rc);
+    const s = new Stream(cluster());
     s.send({ subscribe: { commands: ["X"] }, credits: 5_000 });
     await within(2_000, () => s.received.some((r) => r.subscribed));
     let stop = false;
@@ -93,6 +78,6 @@ test("a client that half-closes while a shard pushes loses no task it never rece
     }
   }
   // tasks the worker got and never settled died on their one attempt; none it never got
-  const dead = await rc.client("t1", "admin").listDead({ command: "X", pageSize: 1_000 });
+  const dead = await cluster().client("t1", "admin").listDead({ command: "X", pageSize: 1_000 });
   expect(dead.tasks.filter((t) => !received.has(t.id)).map((t) => t.lastError)).toEqual([]);
 }, 60_000);

@@ -229,3 +229,32 @@ export class Stream {
     await this.done;
   }
 }
+
+/**
+ * A fresh cluster for each test of the file, all on one redis-server started for the
+ * file; spies are restored after each test. Returns what gives the current cluster.
+ */
+export function clusterPerTest(
+  options: Omit<Parameters<typeof routerCluster>[0] & object, "server"> = {},
+): () => RouterCluster {
+  let server: RedisServer | undefined;
+  let rc: RouterCluster | undefined;
+  beforeAll(async () => {
+    server = await RedisServer.start();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    rc = await routerCluster({ ...options, server });
+  });
+  afterEach(async () => {
+    jest.restoreAllMocks();
+    await rc?.close();
+    rc = undefined;
+  });
+  return () => {
+    if (!rc) throw new Error("no cluster outside a test");
+    return rc;
+  };
+}
