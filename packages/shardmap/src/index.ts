@@ -45,6 +45,7 @@ export {
   resolveCurrent,
   applicableMigrations,
   fillingMigration,
+  movesTenant,
   currentShardOf,
   queueShardsOf,
   commandShardsOf,

@@ -46,6 +46,17 @@ export function resolveCurrent(
   return { shard: map.defaultShard, by: "default" };
 }
 
+/**
+ * Whether migration `m` moves `tenant`'s queue of its command: a tenant's move only
+ * that tenant's; a command's move every tenant without an override of its own (one
+ * with an override is routed elsewhere).
+ */
+export function movesTenant(map: RoutingTable, m: Migration, tenant: string): boolean {
+  return m.tenant === undefined
+    ? entry(map.tenants, tenantKey(m.command, tenant)) === undefined
+    : m.tenant === tenant;
+}
+
 /** The unfinished migrations that move tasks of (command, tenant). */
 export function applicableMigrations(
   map: RoutingTable,
@@ -54,12 +65,8 @@ export function applicableMigrations(
 ): Migration[] {
   const migrations = map.migrations ?? [];
   if (migrations.length === 0) return [];
-  const overridden = entry(map.tenants, tenantKey(command, tenant)) !== undefined;
   return migrations.filter(
-    (m) =>
-      isUnfinished(m) &&
-      m.command === command &&
-      (m.tenant === undefined ? !overridden : m.tenant === tenant),
+    (m) => isUnfinished(m) && m.command === command && movesTenant(map, m, tenant),
   );
 }
 

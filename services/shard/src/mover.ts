@@ -7,8 +7,8 @@ import {
   entry,
   fillingSide,
   isUnfinished,
+  movesTenant,
   progressId,
-  tenantKey,
   updateMap,
   draftOf,
   type MapCache,
@@ -193,7 +193,7 @@ export class Mover {
   private async queues(map: ShardMap, m: Migration): Promise<QueueRef[]> {
     if (m.tenant !== undefined) return [{ command: m.command, tenant: m.tenant }];
     const all = await this.engine.queues(m.command);
-    return all.filter((q) => !overridden(map, m, q.tenant));
+    return all.filter((q) => movesTenant(map, m, q.tenant));
   }
 
   private async restore(map: ShardMap, m: Migration): Promise<void> {
@@ -372,9 +372,7 @@ export class Mover {
         { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
       );
       const map = this.cache.current();
-      for (const q of page.queues)
-        if ((m.tenant ?? q.tenant) === q.tenant && !overridden(map, m, q.tenant))
-          reserved += q.moving;
+      for (const q of page.queues) if (movesTenant(map, m, q.tenant)) reserved += q.moving;
       pageToken = page.nextPageToken;
     } while (pageToken);
     return reserved;
@@ -492,14 +490,6 @@ export class Mover {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
-
-/**
- * A tenant a move of its whole command leaves out: one with an override of its own,
- * routed elsewhere.
- */
-function overridden(map: ShardMap, m: Migration, tenant: string): boolean {
-  return m.tenant === undefined && entry(map.tenants, tenantKey(m.command, tenant)) !== undefined;
-}
 
 /** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
 export function firstBatch(max: number): number {
