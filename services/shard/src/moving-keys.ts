@@ -1,6 +1,13 @@
 import { messageOf } from "@codeq/common";
-import type { QueueEngine, QueueRef } from "@codeq/engine";
-import { drainingSide, entry, fillingMigration, type MapCache } from "@codeq/shardmap";
+import type { QueueEngine, QueueRef, TaskSpec } from "@codeq/engine";
+import {
+  drainingSide,
+  entry,
+  fillingMigration,
+  type MapCache,
+  type Migration,
+  type ShardMap,
+} from "@codeq/shardmap";
 import type { PeerShards } from "./peers";
 
 export interface MovingKeysOptions {
@@ -36,12 +43,26 @@ export class MovingKeys {
     private readonly options: MovingKeysOptions,
   ) {}
 
-  /** Binds here those of `keys` (of an enqueue to `queue`) the shard it is moving from holds. */
-  async bringOver(queue: QueueRef, keys: readonly string[]): Promise<void> {
-    if (keys.length === 0 || this.cache.version === 0) return;
+  /**
+   * Binds here those of the keys of `specs` (an enqueue to `queue`) that the shard it
+   * is moving from holds. Undefined when there is nothing to ask (no move onto this
+   * shard, no key): the enqueue's path then pays neither a call nor a wait.
+   */
+  bringOver(queue: QueueRef, specs: readonly TaskSpec[]): Promise<void> | undefined {
+    if (this.cache.version === 0) return undefined;
     const map = this.cache.current();
     const move = fillingMigration(map, queue.command, queue.tenant, this.shard);
-    if (!move) return;
+    if (!move) return undefined;
+    const keys = specs.flatMap((s) => (s.idempotencyKey ? [s.idempotencyKey] : []));
+    return keys.length > 0 ? this.ask(map, move, queue, keys) : undefined;
+  }
+
+  private async ask(
+    map: ShardMap,
+    move: Migration,
+    queue: QueueRef,
+    keys: readonly string[],
+  ): Promise<void> {
     const from = drainingSide(move);
     const endpoint = entry(map.shards, from)?.endpoint;
     let found;

@@ -126,8 +126,8 @@ export class QueueCore {
     await Promise.all(
       [...groups.values()].map(async ({ queue, specs, indexes }) => {
         try {
-          const keys = specs.flatMap((s) => (s.idempotencyKey ? [s.idempotencyKey] : []));
-          await this.movingKeys?.bringOver(queue, keys);
+          const asking = this.movingKeys?.bringOver(queue, specs);
+          if (asking) await asking;
           const out = await this.store(queue, specs);
           out.forEach((o, j) => {
             results[indexes[j]!] = {
