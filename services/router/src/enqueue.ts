@@ -37,10 +37,14 @@ export function checkBatch(tasks: readonly EnqueueRequest[], limits: TaskLimits)
   }
 }
 
-/** Refuses a batch of no items or too many, as `checkBatch` does, reading only its size. */
-export function checkBatchSize(req: EnqueueBatchRequest, routing: Routing): void {
+/**
+ * Refuses a batch of no items or too many, as `checkBatch` does, reading only its
+ * size; returns that size.
+ */
+export function checkBatchSize(req: EnqueueBatchRequest, routing: Routing): number {
   const n = batchCommands(req).length;
   if (n === 0 || n > MAX_BATCH) checkBatch(req.tasks, taskLimits(routing));
+  return n;
 }
 
 export function taskLimits(routing: Routing): TaskLimits {

@@ -25,7 +25,6 @@ import { checkBatchSize, enqueueBatch, MAX_BATCH } from "./enqueue";
 import { asServerError, fanOut, noneAnswered, routerShuttingDown, type FanOut } from "./fan-out";
 import { FanInSession } from "./fan-in";
 import { tokensOf } from "./forward-lane";
-import { batchCommands } from "./batch-bytes";
 import { elementBytes, streamAnswer } from "./passthrough";
 import { countField, decoded, passThrough, type Raw } from "./wire-bytes";
 import type { Forward, Routing } from "./routing";
@@ -272,8 +271,8 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
   };
 
   const storeBatch = (f: Forward, req: EnqueueBatchRequest, ctx: CallContext | undefined) => {
-    checkBatchSize(req, routing); // refused for its size before it is charged
-    return charged(f, ctx, batchCommands(req).length, () => enqueueBatch(routing, f, req));
+    const n = checkBatchSize(req, routing); // refused for its size before it is charged
+    return charged(f, ctx, n, () => enqueueBatch(routing, f, req));
   };
 
   /** How many dead tasks of `command` one shard holds (RedriveDead and PurgeDead's `remaining`). */
