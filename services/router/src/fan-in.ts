@@ -1023,10 +1023,10 @@ export class FanInSession {
    * out again. All of them, not the surplus over its share: tasks may reach the shard
    * while the withdrawal is on its way, and a shard told to keep its share would use
    * its credits on them and then start the share afresh, past what the client granted
-   * (the share comes back with the answer, in `rebalance`). A shard that predates withdraw_credits has its stream reopened instead,
-   * once nothing it pushed is in flight and at most every RECYCLE_MIN_AGE_MS. A busy
-   * stream over its share is left alone: it uses its credits, and gets fewer back as
-   * the client returns them.
+   * (the share comes back with the answer, in `rebalance`). A shard that predates
+   * withdraw_credits has its stream reopened instead, once nothing it pushed is in
+   * flight and at most every RECYCLE_MIN_AGE_MS. A busy stream over its share is left
+   * alone: it uses its credits, and gets fewer back as the client returns them.
    */
   private recycleIdle(share: (i: number) => number): void {
     const now = Date.now();

@@ -1,7 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
 import { ServerError, Status, type Metadata } from "nice-grpc";
 import { authenticatorFromConfig, isAuthError } from "@codeq/auth";
-import { setTimeout as sleep } from "node:timers/promises";
 import { messageOf } from "@codeq/common";
 import {
   createLogger,
