@@ -119,6 +119,45 @@ describe("codeq against a local cluster", () => {
     );
     const running = await json(["migrations"]);
     expect(running.migrations.map((m: any) => m.id)).not.toContain(id);
+
+    // counted on both sides: a is no longer read and holds none of it, b holds the 5
+    const verified = await codeq(["verify", id!]);
+    expect(verified).toMatchObject({ code: 0, stderr: "" });
+    expect(verified.stdout).toMatch(/^source\s+a\s+no\s+0\s+0\s+0\s+0\s+0\s+0\s+0\s+-$/m);
+    expect(verified.stdout).toMatch(/^target\s+b\s+yes\s+5\s+0\s+0\s+0\s+0\s+0\s+0\s+-$/m);
+    expect(verified.stdout).toContain("consistent:");
+    const report = await json(["verify", id!]);
+    expect(report).toMatchObject({ consistent: true, problems: [], target: { shard: "b" } });
+    expect(report.migration.state).toBe("MIGRATION_STATE_COMPLETED");
+  }, 120_000);
+
+  test("verify exits 5 while a shard of the migration does not answer; audit lists the changes", async () => {
+    const moved = await codeq(["assign", "cli.verify", "--to", "c", "--wait", "--json"]);
+    expect(moved.code).toBe(0);
+    const id = JSON.parse(moved.stdout).migrations[0].id as string;
+    const c = cluster.shards[2]!;
+    await c.worker.stop();
+    try {
+      const r = await codeq(["verify", id]);
+      expect(r.code).toBe(5);
+      expect(r.stdout).toMatch(/^target\s+c\s+yes\s+-/m);
+      expect(r.stdout).toMatch(/^problem: shard c did not answer/m);
+    } finally {
+      await c.restartWorker();
+    }
+    await until(async () => (await codeq(["verify", id])).code === 0);
+
+    const audit = await codeq(["audit", "--limit", "3"]);
+    expect(audit.code).toBe(0);
+    const [header, ...rows] = audit.stdout.trimEnd().split("\n");
+    expect(header).toMatch(/^TIME\s+ACTOR\s+ACTION\s+VERSION\s+SUMMARY$/);
+    expect(rows.length).toBeLessThanOrEqual(4); // and "more changes than --limit 3"
+    expect(audit.stdout).toMatch(/MigrationCompleted\s+\d+ → \d+/);
+    const { events } = await json(["audit"]);
+    expect(events.map((e: any) => e.action)).toEqual(
+      expect.arrayContaining(["AssignCommand", "MigrationCompleted"]),
+    );
+    expect(events.find((e: any) => e.action === "AssignCommand").summary).toContain(id);
   }, 120_000);
 
   test("assign --wait exits 4 when the migration is aborted", async () => {

@@ -11,6 +11,8 @@ export const ExitCode = {
   UNAVAILABLE: 3,
   /** `assign --wait`: the migration ended ABORTED. */
   MIGRATION_ABORTED: 4,
+  /** `verify`: a shard holds tasks where routers do not read them, or did not answer. */
+  INCONSISTENT: 5,
   /** Interrupted (Ctrl-C) while waiting; what was asked goes on on the server. */
   INTERRUPTED: 130,
 } as const;

@@ -25,6 +25,7 @@ const EXIT_CODES = [
   "  3    the router is unreachable or did not answer in time",
   "       (UNAVAILABLE, DEADLINE_EXCEEDED)",
   "  4    assign --wait: the migration ended ABORTED",
+  "  5    verify: a check failed or a shard did not answer",
   "  130  interrupted (Ctrl-C) while waiting",
 ];
 

@@ -63,6 +63,11 @@ export function adminRouter(
       return { migration: await ops.abort(req.id, f.identity.principal) };
     },
 
+    async verifyMigration(req, ctx) {
+      await admin(ctx, "VerifyMigration");
+      return ops.verify(req.id);
+    },
+
     async registerShard(req, ctx) {
       const f = await admin(ctx, "RegisterShard");
       return { mapVersion: await ops.registerShard(req.shard, f.identity.principal) };

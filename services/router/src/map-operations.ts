@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
 import { messageOf } from "@codeq/common";
 import {
+  internal,
   ShardState,
   type AssignCommandRequest,
   type AssignCommandResponse,
@@ -9,9 +10,10 @@ import {
   type ListMigrationsRequest,
   type ListMigrationsResponse,
   type Migration as WireMigration,
+  type MigrationSide,
   type MovePlan,
-  type QueueCounts,
   type Shard,
+  type VerifyMigrationResponse,
 } from "@codeq/proto";
 import {
   currentShardOf,
@@ -20,7 +22,9 @@ import {
   isEndpoint,
   isUnfinished,
   isVersionConflict,
+  movesTenant,
   progressId,
+  queueShardsOf,
   NAME_PATTERN,
   SHARD_ID_PATTERN,
   ShardMapError,
@@ -34,6 +38,8 @@ import {
   type ShardMapDraft,
 } from "@codeq/shardmap";
 import { migrationToWire } from "./admin-wire";
+import { asServerError } from "./fan-out";
+import { addCounts, emptyQueueCounts, liveTasks } from "./queue-counts";
 import type { Routing } from "./routing";
 
 const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
@@ -94,6 +100,19 @@ function storeUnavailable(err: unknown): never {
     Status.UNAVAILABLE,
     `the control store did not answer (${messageOf(err)}); finished migrations cannot be read now, retry`,
   );
+}
+
+/** What is wrong with one side of a verified migration, one sentence each. */
+function sideProblems(map: ShardMap, m: Migration, side: MigrationSide): string[] {
+  if (!side.answered)
+    // a shard removed from the map was asked, then, whether it held anything
+    return entry(map.shards, side.shard) === undefined
+      ? []
+      : [`shard ${side.shard} did not answer (${side.error}); verify again once it does`];
+  if (side.unrouted === 0) return [];
+  return [
+    `shard ${side.shard} holds ${side.unrouted} ready, scheduled, leased, dead or reserved tasks of ${label(m.command, m.tenant)} where no router reads them under map version ${map.version}, so no worker receives them; they are kept, and assigning the queue to ${side.shard} and then back brings them into routing`,
+  ];
 }
 
 /**
@@ -254,40 +273,41 @@ export class MapOperations {
       );
   }
 
+  /**
+   * Every queue of `command` shard `shard` holds (only `tenant`'s when set), with its
+   * counts, page by page; each page within the fan-out timeout.
+   */
+  private async queuesOn(
+    shard: string,
+    command: string,
+    tenant = "",
+  ): Promise<internal.QueueSummary[]> {
+    const conn = this.routing.pool.get(shard);
+    const queues: internal.QueueSummary[] = [];
+    let pageToken = "";
+    do {
+      const page = await conn.internal.listQueues(
+        { command, tenant, pageSize: 1000, pageToken },
+        { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) },
+      );
+      queues.push(...page.queues);
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return queues;
+  }
+
   /** What a move of the queue(s) from `from` would carry, counted on `from` now. */
   private async plan(map: ShardMap, req: AssignCommandRequest, from: string): Promise<MovePlan> {
-    const counts: QueueCounts = {
-      readyByPriority: new Array<number>(10).fill(0),
-      ready: 0,
-      scheduled: 0,
-      leased: 0,
-      dead: 0,
-      completed: 0,
-    };
+    const counts = emptyQueueCounts();
     const tenants: string[] = [];
-    const conn = this.routing.pool.get(from);
-    let pageToken = "";
     try {
-      do {
-        const page = await conn.internal.listQueues(
-          { command: req.command, pageSize: 1000, pageToken },
-          { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) },
-        );
-        for (const q of page.queues) {
-          const moves = req.tenant
-            ? q.tenant === req.tenant
-            : entry(map.tenants, tenantKey(req.command, q.tenant)) === undefined;
-          if (!moves || !q.counts) continue;
-          tenants.push(q.tenant);
-          counts.ready += q.counts.ready;
-          q.counts.readyByPriority.forEach((n, p) => (counts.readyByPriority[p]! += n));
-          counts.scheduled += q.counts.scheduled;
-          counts.leased += q.counts.leased;
-          counts.dead += q.counts.dead;
-          counts.completed += q.counts.completed;
-        }
-        pageToken = page.nextPageToken;
-      } while (pageToken);
+      for (const q of await this.queuesOn(from, req.command, req.tenant)) {
+        const moves =
+          req.tenant || entry(map.tenants, tenantKey(req.command, q.tenant)) === undefined;
+        if (!moves || !q.counts) continue;
+        tenants.push(q.tenant);
+        addCounts(counts, q.counts);
+      }
     } catch (err) {
       if (req.dryRun)
         throw new ServerError(
@@ -307,6 +327,77 @@ export class MapOperations {
     const done = await this.finished(id);
     if (done) return migrationToWire(done.migration, done.progress);
     throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
+  }
+
+  /**
+   * VerifyMigration: the migration's queue counted on both of its shards now, checked
+   * against the current map (a shard routers no longer read for the queue must hold
+   * none of its tasks).
+   */
+  async verify(id: string): Promise<VerifyMigrationResponse> {
+    checkId("id", id, MIGRATION_ID);
+    const map = await this.freshMap().catch(() => this.routing.map);
+    const live = map.migrations.find((m) => m.id === id);
+    const record = live ? { migration: live, progress: await this.progress(live) } : undefined;
+    const found = record ?? (await this.finished(id));
+    if (!found) throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
+    const m = found.migration;
+    const [source, target] = await Promise.all([
+      this.side(map, m, m.from),
+      this.side(map, m, m.to),
+    ]);
+    const problems = [source, target].flatMap((side) => sideProblems(map, m, side));
+    return {
+      migration: migrationToWire(m, found.progress),
+      source,
+      target,
+      mapVersion: map.version,
+      consistent: problems.length === 0,
+      problems,
+    };
+  }
+
+  /** One side of migration `m`: what shard `shard` holds of its queue, and whether routers read it there. */
+  private async side(map: ShardMap, m: Migration, shard: string): Promise<MigrationSide> {
+    const routed = queueShardsOf(map, m.command, m.tenant ?? "").includes(shard);
+    const side: MigrationSide = {
+      shard,
+      answered: false,
+      error: "",
+      counts: emptyQueueCounts(),
+      moving: 0,
+      routed,
+      unrouted: 0,
+      tenants: 0,
+    };
+    const endpoint = entry(map.shards, shard)?.endpoint;
+    if (endpoint === undefined)
+      return { ...side, error: `shard ${shard} is no longer in the shard map` };
+    if (!this.routing.pool.has(shard) || this.routing.pool.get(shard).endpoint !== endpoint)
+      return {
+        ...side,
+        error: `this router has not connected to shard ${shard} yet (its map is at version ${this.routing.map.version}); verify again in a moment`,
+      };
+    let queues: internal.QueueSummary[];
+    try {
+      queues = await this.queuesOn(shard, m.command, m.tenant);
+    } catch (err) {
+      return {
+        ...side,
+        error: asServerError(this.routing.pool.get(shard).toServerError(err)).details,
+      };
+    }
+    side.answered = true;
+    for (const q of queues) {
+      if (!q.counts || !movesTenant(map, m, q.tenant)) continue;
+      addCounts(side.counts!, q.counts);
+      side.moving += q.moving;
+      if (liveTasks(q.counts) + q.moving > 0) side.tenants++;
+      // a command-wide move's tenants may be routed apart (an abort of one tenant's move in progress)
+      if (!queueShardsOf(map, m.command, q.tenant).includes(shard))
+        side.unrouted += liveTasks(q.counts) + q.moving;
+    }
+    return side;
   }
 
   async listMigrations(req: ListMigrationsRequest): Promise<ListMigrationsResponse> {

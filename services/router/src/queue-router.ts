@@ -10,7 +10,6 @@ import type {
   EnqueueBatchRequest,
   LeaseRequest,
   LeaseResponse,
-  QueueCounts,
   QueueServiceImplementation,
 } from "@codeq/proto";
 import { answerConcurrently, CALLER_CODES, requireRole, type Lifecycle } from "@codeq/server-kit";
@@ -27,6 +26,7 @@ import { FanInSession } from "./fan-in";
 import { tokensOf } from "./forward-lane";
 import { elementBytes, streamAnswer } from "./passthrough";
 import { countField, decoded, passThrough, type Raw } from "./wire-bytes";
+import { addCounts, emptyQueueCounts } from "./queue-counts";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -157,18 +157,6 @@ export function settlers(routing: Routing, f: Forward) {
       extendStatus,
     ),
   };
-}
-
-function addCounts(total: QueueCounts, c: QueueCounts | undefined): void {
-  if (!c) return;
-  total.ready += c.ready;
-  total.scheduled += c.scheduled;
-  total.leased += c.leased;
-  total.dead += c.dead;
-  total.completed += c.completed;
-  c.readyByPriority.forEach((n, p) => {
-    total.readyByPriority[p] = (total.readyByPriority[p] ?? 0) + n;
-  });
 }
 
 /** Splits `max` over `n` shards, the first ones (drained first) taking the remainder. */
@@ -475,14 +463,7 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
       );
       throwCallerError(failed);
       if (answers.length === 0) throw noneAnswered(failed);
-      const total: QueueCounts = {
-        readyByPriority: [],
-        ready: 0,
-        scheduled: 0,
-        leased: 0,
-        dead: 0,
-        completed: 0,
-      };
+      const total = emptyQueueCounts();
       const shards = answers.flatMap((a) => a.value.value.shards);
       for (const s of shards) addCounts(total, s.counts);
       return { total, shards, unavailableShards: failed.map((x) => x.shard) };

@@ -1,6 +1,7 @@
 import type { Command } from "../command";
 import { abortCommand } from "./abort";
 import { assignCommand } from "./assign";
+import { auditCommand } from "./audit";
 import { dlqListCommand, dlqPurgeCommand, dlqRedriveCommand } from "./dlq";
 import { enqueueCommand } from "./enqueue";
 import { mapCommand } from "./map";
@@ -9,6 +10,7 @@ import { shardAddCommand, shardRemoveCommand } from "./shard-admin";
 import { shardsCommand } from "./shards";
 import { statsCommand } from "./stats";
 import { tailCommand } from "./tail";
+import { verifyCommand } from "./verify";
 
 /** Every command, in the order `codeq --help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -16,9 +18,11 @@ export const COMMANDS: readonly Command[] = [
   mapCommand,
   assignCommand,
   migrationsCommand,
+  verifyCommand,
   abortCommand,
   shardAddCommand,
   shardRemoveCommand,
+  auditCommand,
   statsCommand,
   dlqListCommand,
   dlqRedriveCommand,

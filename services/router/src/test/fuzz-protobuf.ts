@@ -72,6 +72,7 @@ export const REQUEST_SCHEMAS: Record<string, Schema> = {
   GetMigration: [S(1)],
   ListMigrations: [{ no: 1, kind: "bool" }, S(2), U32(3), S(4)],
   AbortMigration: [S(1)],
+  VerifyMigration: [S(1)],
   RegisterShard: [M(1, [S(1), S(2), { no: 3, kind: "enum" }])],
   RemoveShard: [S(1)],
   ListAuditEvents: [U32(1), S(2)],

@@ -343,6 +343,56 @@ export interface AbortMigrationResponse {
   migration: Migration | undefined;
 }
 
+export interface VerifyMigrationRequest {
+  id: string;
+}
+
+/** One side of a migration, as its shard worker counts it now. */
+export interface MigrationSide {
+  shard: string;
+  /**
+   * False when the shard is no longer in the map (it was removed, which it
+   * could be only once it held nothing) or did not answer; `error` says which.
+   */
+  answered: boolean;
+  error: string;
+  /**
+   * The migration's queue on this shard: for a command-wide move, every tenant
+   * of the command without a tenant override in the current map.
+   */
+  counts: QueueCounts | undefined;
+  /**
+   * Tasks this shard's mover holds reserved on their way to the other shard
+   * (or back), counted in none of `counts`.
+   */
+  moving: number;
+  /** Whether routers read this shard for the queue under the current map. */
+  routed: boolean;
+  /**
+   * Ready, scheduled, leased, dead and reserved tasks of the queue on this
+   * shard where routers do not read it (0 when `routed`): no worker receives
+   * them. Completed tasks are not counted (they are only kept for GetTask).
+   */
+  unrouted: number;
+  /** Tenants with tasks of the queue on this shard. */
+  tenants: number;
+}
+
+export interface VerifyMigrationResponse {
+  migration: Migration | undefined;
+  source: MigrationSide | undefined;
+  target: MigrationSide | undefined;
+  /** The map version the check used. */
+  mapVersion: number;
+  /**
+   * Both shards answered (or are no longer in the map) and neither holds a
+   * task of the queue where routers do not read it.
+   */
+  consistent: boolean;
+  /** What is wrong, one sentence each, saying what to do. */
+  problems: string[];
+}
+
 export interface RegisterShardRequest {
   shard: Shard | undefined;
 }
@@ -2563,6 +2613,440 @@ export const AbortMigrationResponse: MessageFns<AbortMigrationResponse> = {
   },
 };
 
+function createBaseVerifyMigrationRequest(): VerifyMigrationRequest {
+  return { id: "" };
+}
+
+export const VerifyMigrationRequest: MessageFns<VerifyMigrationRequest> = {
+  encode(message: VerifyMigrationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyMigrationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyMigrationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyMigrationRequest {
+    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+  },
+
+  toJSON(message: VerifyMigrationRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyMigrationRequest>): VerifyMigrationRequest {
+    return VerifyMigrationRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyMigrationRequest>): VerifyMigrationRequest {
+    const message = createBaseVerifyMigrationRequest();
+    message.id = object.id ?? "";
+    return message;
+  },
+};
+
+function createBaseMigrationSide(): MigrationSide {
+  return {
+    shard: "",
+    answered: false,
+    error: "",
+    counts: undefined,
+    moving: 0,
+    routed: false,
+    unrouted: 0,
+    tenants: 0,
+  };
+}
+
+export const MigrationSide: MessageFns<MigrationSide> = {
+  encode(message: MigrationSide, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== "") {
+      writer.uint32(10).string(message.shard);
+    }
+    if (message.answered !== false) {
+      writer.uint32(16).bool(message.answered);
+    }
+    if (message.error !== "") {
+      writer.uint32(26).string(message.error);
+    }
+    if (message.counts !== undefined) {
+      QueueCounts.encode(message.counts, writer.uint32(34).fork()).join();
+    }
+    if (message.moving !== 0) {
+      writer.uint32(40).uint64(message.moving);
+    }
+    if (message.routed !== false) {
+      writer.uint32(48).bool(message.routed);
+    }
+    if (message.unrouted !== 0) {
+      writer.uint32(56).uint64(message.unrouted);
+    }
+    if (message.tenants !== 0) {
+      writer.uint32(64).uint32(message.tenants);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MigrationSide {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMigrationSide();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shard = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.answered = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.counts = QueueCounts.decode(reader, reader.uint32());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.moving = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.routed = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.unrouted = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.tenants = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MigrationSide {
+    return {
+      shard: isSet(object.shard) ? globalThis.String(object.shard) : "",
+      answered: isSet(object.answered) ? globalThis.Boolean(object.answered) : false,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      counts: isSet(object.counts) ? QueueCounts.fromJSON(object.counts) : undefined,
+      moving: isSet(object.moving) ? globalThis.Number(object.moving) : 0,
+      routed: isSet(object.routed) ? globalThis.Boolean(object.routed) : false,
+      unrouted: isSet(object.unrouted) ? globalThis.Number(object.unrouted) : 0,
+      tenants: isSet(object.tenants) ? globalThis.Number(object.tenants) : 0,
+    };
+  },
+
+  toJSON(message: MigrationSide): unknown {
+    const obj: any = {};
+    if (message.shard !== "") {
+      obj.shard = message.shard;
+    }
+    if (message.answered !== false) {
+      obj.answered = message.answered;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.counts !== undefined) {
+      obj.counts = QueueCounts.toJSON(message.counts);
+    }
+    if (message.moving !== 0) {
+      obj.moving = Math.round(message.moving);
+    }
+    if (message.routed !== false) {
+      obj.routed = message.routed;
+    }
+    if (message.unrouted !== 0) {
+      obj.unrouted = Math.round(message.unrouted);
+    }
+    if (message.tenants !== 0) {
+      obj.tenants = Math.round(message.tenants);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<MigrationSide>): MigrationSide {
+    return MigrationSide.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<MigrationSide>): MigrationSide {
+    const message = createBaseMigrationSide();
+    message.shard = object.shard ?? "";
+    message.answered = object.answered ?? false;
+    message.error = object.error ?? "";
+    message.counts =
+      object.counts !== undefined && object.counts !== null
+        ? QueueCounts.fromPartial(object.counts)
+        : undefined;
+    message.moving = object.moving ?? 0;
+    message.routed = object.routed ?? false;
+    message.unrouted = object.unrouted ?? 0;
+    message.tenants = object.tenants ?? 0;
+    return message;
+  },
+};
+
+function createBaseVerifyMigrationResponse(): VerifyMigrationResponse {
+  return {
+    migration: undefined,
+    source: undefined,
+    target: undefined,
+    mapVersion: 0,
+    consistent: false,
+    problems: [],
+  };
+}
+
+export const VerifyMigrationResponse: MessageFns<VerifyMigrationResponse> = {
+  encode(
+    message: VerifyMigrationResponse,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.migration !== undefined) {
+      Migration.encode(message.migration, writer.uint32(10).fork()).join();
+    }
+    if (message.source !== undefined) {
+      MigrationSide.encode(message.source, writer.uint32(18).fork()).join();
+    }
+    if (message.target !== undefined) {
+      MigrationSide.encode(message.target, writer.uint32(26).fork()).join();
+    }
+    if (message.mapVersion !== 0) {
+      writer.uint32(32).uint64(message.mapVersion);
+    }
+    if (message.consistent !== false) {
+      writer.uint32(40).bool(message.consistent);
+    }
+    for (const v of message.problems) {
+      writer.uint32(50).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VerifyMigrationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVerifyMigrationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.migration = Migration.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.source = MigrationSide.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.target = MigrationSide.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.mapVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.consistent = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.problems.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VerifyMigrationResponse {
+    return {
+      migration: isSet(object.migration) ? Migration.fromJSON(object.migration) : undefined,
+      source: isSet(object.source) ? MigrationSide.fromJSON(object.source) : undefined,
+      target: isSet(object.target) ? MigrationSide.fromJSON(object.target) : undefined,
+      mapVersion: isSet(object.mapVersion)
+        ? globalThis.Number(object.mapVersion)
+        : isSet(object.map_version)
+          ? globalThis.Number(object.map_version)
+          : 0,
+      consistent: isSet(object.consistent) ? globalThis.Boolean(object.consistent) : false,
+      problems: globalThis.Array.isArray(object?.problems)
+        ? object.problems.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: VerifyMigrationResponse): unknown {
+    const obj: any = {};
+    if (message.migration !== undefined) {
+      obj.migration = Migration.toJSON(message.migration);
+    }
+    if (message.source !== undefined) {
+      obj.source = MigrationSide.toJSON(message.source);
+    }
+    if (message.target !== undefined) {
+      obj.target = MigrationSide.toJSON(message.target);
+    }
+    if (message.mapVersion !== 0) {
+      obj.mapVersion = Math.round(message.mapVersion);
+    }
+    if (message.consistent !== false) {
+      obj.consistent = message.consistent;
+    }
+    if (message.problems?.length) {
+      obj.problems = message.problems;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<VerifyMigrationResponse>): VerifyMigrationResponse {
+    return VerifyMigrationResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<VerifyMigrationResponse>): VerifyMigrationResponse {
+    const message = createBaseVerifyMigrationResponse();
+    message.migration =
+      object.migration !== undefined && object.migration !== null
+        ? Migration.fromPartial(object.migration)
+        : undefined;
+    message.source =
+      object.source !== undefined && object.source !== null
+        ? MigrationSide.fromPartial(object.source)
+        : undefined;
+    message.target =
+      object.target !== undefined && object.target !== null
+        ? MigrationSide.fromPartial(object.target)
+        : undefined;
+    message.mapVersion = object.mapVersion ?? 0;
+    message.consistent = object.consistent ?? false;
+    message.problems = object.problems?.map((e) => e) || [];
+    return message;
+  },
+};
+
 function createBaseRegisterShardRequest(): RegisterShardRequest {
   return { shard: undefined };
 }
@@ -3269,6 +3753,22 @@ export const AdminServiceDefinition = {
       options: {},
     },
     /**
+     * Counts the migration's queue on both of its shards now, and checks them
+     * against the current map: a shard that routers no longer read for the queue
+     * (the source of a completed move, the target of an aborted one) must hold
+     * none of its tasks. Works on running and finished migrations. A shard that
+     * does not answer is reported in its side, not failed. NOT_FOUND for an
+     * unknown id.
+     */
+    verifyMigration: {
+      name: "VerifyMigration",
+      requestType: VerifyMigrationRequest as typeof VerifyMigrationRequest,
+      requestStream: false,
+      responseType: VerifyMigrationResponse as typeof VerifyMigrationResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
      * Adds a shard in state ACTIVE (or DRAINING when asked). ALREADY_EXISTS for
      * a known id; INVALID_ARGUMENT for a bad id or endpoint.
      */
@@ -3355,6 +3855,18 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<AbortMigrationResponse>>;
   /**
+   * Counts the migration's queue on both of its shards now, and checks them
+   * against the current map: a shard that routers no longer read for the queue
+   * (the source of a completed move, the target of an aborted one) must hold
+   * none of its tasks. Works on running and finished migrations. A shard that
+   * does not answer is reported in its side, not failed. NOT_FOUND for an
+   * unknown id.
+   */
+  verifyMigration(
+    request: VerifyMigrationRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<VerifyMigrationResponse>>;
+  /**
    * Adds a shard in state ACTIVE (or DRAINING when asked). ALREADY_EXISTS for
    * a known id; INVALID_ARGUMENT for a bad id or endpoint.
    */
@@ -3427,6 +3939,18 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<AbortMigrationRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<AbortMigrationResponse>;
+  /**
+   * Counts the migration's queue on both of its shards now, and checks them
+   * against the current map: a shard that routers no longer read for the queue
+   * (the source of a completed move, the target of an aborted one) must hold
+   * none of its tasks. Works on running and finished migrations. A shard that
+   * does not answer is reported in its side, not failed. NOT_FOUND for an
+   * unknown id.
+   */
+  verifyMigration(
+    request: DeepPartial<VerifyMigrationRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<VerifyMigrationResponse>;
   /**
    * Adds a shard in state ACTIVE (or DRAINING when asked). ALREADY_EXISTS for
    * a known id; INVALID_ARGUMENT for a bad id or endpoint.
