@@ -1,6 +1,7 @@
 --[[ nack: ends deliveries of one queue as failed attempts (also used to release
 the leases of a closed stream, with delay 0 and `release`, and to give back leases
-that were never delivered, with `release` 2).
+that were never delivered or that the shard worker took back at shutdown, with
+`release` 2).
 KEYS[1] tasks   KEYS[2] state   KEYS[3] scheduled   KEYS[4] leased   KEYS[5] dead
 KEYS[6] due (shard)   KEYS[7..16] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] random in [0,1) for jitter
@@ -8,8 +9,8 @@ ARGV[4] default backoff policy (JSON, for tasks stored without a record)
 ARGV[5] n items, then 7 values per item:
   id, lease sequence (10 digits), nonce (14 digits), delay ms (-1 = the task's backoff; 0 = ready now),
   dead-letter (0/1), release (0: a nack; 1: a closed stream's lease, put back at the head
-  of its list; 2: as 1, for a lease never delivered: its attempt not counted, its last
-  error kept), error text
+  of its list; 2: as 1, its attempt not counted), error text (empty: the last error is
+  kept)
 A nack is accepted while the task is LEASED under this fence (as ack). On the last
 attempt, or with dead-letter, the task goes to the DLQ with the error as reason.
 A release clears the delivery's nonce (NO_NONCE): its holder did not end it. So a
@@ -47,10 +48,7 @@ for i = 0, n - 1 do
       local r = (rnd + i * 0.6180339887) % 1
       local reason = ARGV[a + 6]
       if release then x.nonce = NO_NONCE end
-      if ARGV[a + 5] == '2' then
-        x.att = math.max(x.att - 1, 0)
-        reason = ''
-      end
+      if ARGV[a + 5] == '2' then x.att = math.max(x.att - 1, 0) end
       out[#out + 1] = 0
       out[#out + 1] = settleFailure(K, qid, id, x, now, reason, tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', release, r)
     else

@@ -157,7 +157,20 @@ export class QueueEngine {
     return nack(
       this.ctx,
       tokens.map((token) => ({ token, delayMs: 0 })),
-      "undelivered",
+      "uncounted",
+    );
+  }
+
+  /**
+   * Takes back leases from workers that did not fail them (the shard worker's drain at
+   * shutdown ran out): ready again at the head of the list, the attempt not counted,
+   * `reason` the last error.
+   */
+  async interrupt(tokens: readonly string[], reason: string): Promise<SettleOutcome[]> {
+    return nack(
+      this.ctx,
+      tokens.map((token) => ({ token, delayMs: 0, error: reason })),
+      "uncounted",
     );
   }
 

@@ -128,10 +128,11 @@ export function ack(ctx: EngineContext, inputs: readonly AckInput[]): Promise<Se
 
 /**
  * How a nack ends a delivery: a nack; a release of a closed stream's lease (delay 0, at
- * the head of its list); or the same for a lease never delivered, its attempt not counted.
+ * the head of its list); or the same with its attempt not counted (a lease never
+ * delivered, or one the shard worker took back at shutdown).
  */
-export type NackMode = "nack" | "release" | "undelivered";
-const MODE_ARG: Record<NackMode, number> = { nack: 0, release: 1, undelivered: 2 };
+export type NackMode = "nack" | "release" | "uncounted";
+const MODE_ARG: Record<NackMode, number> = { nack: 0, release: 1, uncounted: 2 };
 
 /** Nack, and the releases of `NackMode`. */
 export function nack(

@@ -25,6 +25,8 @@ const STORE_RETRY_MAX_MS = 2_000;
  * reads its requests no further; it reads on once fewer than half are.
  */
 const MAX_QUEUED_ANSWERS = 64;
+/** The last error of tasks the drain at shutdown took back from a stream. */
+export const SHUT_DOWN_WHILE_HELD = "the shard worker shut down while the lease was held";
 const itself = (status: ItemStatus) => status;
 const unextended = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
 
@@ -97,6 +99,8 @@ export class LeaseStreamSession implements Taker {
   /** Shutdown: nothing more is pushed; the stream ends once it holds nothing. */
   private draining = false;
   private drainTimer: NodeJS.Timeout | undefined;
+  /** The drain's time ran out with leases still held: the worker did not fail them. */
+  private drainRanOut = false;
 
   constructor(
     private readonly core: QueueCore,
@@ -174,7 +178,10 @@ export class LeaseStreamSession implements Taker {
     if (this.draining || this.ended.signal.aborted) return;
     this.draining = true;
     this.kick.fire();
-    this.drainTimer = setTimeout(() => this.end(shuttingDown()), ms);
+    this.drainTimer = setTimeout(() => {
+      this.drainRanOut = true;
+      this.end(shuttingDown());
+    }, ms);
     this.endIfDrained();
     if (this.held.size > 0)
       void (this.heldCheck ?? this.checkHeld()).then(() => this.endIfDrained());
@@ -444,11 +451,17 @@ export class LeaseStreamSession implements Taker {
     await this.core.giveBack(tokens).catch(() => undefined);
   }
 
+  /**
+   * Releases what the stream still holds as it ends: ready again at once, the attempt
+   * counted; not counted when the drain at shutdown ran out (the worker may still be
+   * running them well: a restart must not dead-letter a task on its last attempt).
+   */
   private async releaseHeld(): Promise<void> {
     const tokens = this.held.takeAll();
     if (tokens.length === 0) return;
     try {
-      await this.core.release(tokens, "lease stream closed");
+      if (this.drainRanOut) await this.core.release(tokens, SHUT_DOWN_WHILE_HELD, false);
+      else await this.core.release(tokens, "lease stream closed");
     } catch {
       // the store is unreachable: the leases expire and the reaper takes them back
     }

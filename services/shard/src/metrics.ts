@@ -118,7 +118,7 @@ export class Metrics {
     });
     this.released = new Counter({
       name: "codeq_leases_released_total",
-      help: "Leases released because their stream closed.",
+      help: "Leases released because their stream closed (the attempt counted, except for those the drain at shutdown took back).",
       registers,
     });
     this.givenBack = new Counter({

@@ -361,10 +361,15 @@ export class QueueCore {
     }
   }
 
-  /** Gives back leases a closed stream held: ready again at once, the attempt counted. */
-  async release(tokens: readonly string[], reason: string): Promise<void> {
+  /**
+   * Gives back leases a closed stream held: ready again at once, the attempt counted,
+   * unless `counted` is false (the shard worker took them back at shutdown).
+   */
+  async release(tokens: readonly string[], reason: string, counted = true): Promise<void> {
     if (tokens.length === 0) return;
-    const outs = await this.metrics.time("release", () => this.engine.release(tokens, reason));
+    const outs = await this.metrics.time("release", () =>
+      counted ? this.engine.release(tokens, reason) : this.engine.interrupt(tokens, reason),
+    );
     this.metrics.released.inc(outs.filter((o) => o.code === ScriptCode.Ok).length);
     this.afterFailure(tokens, outs);
   }
