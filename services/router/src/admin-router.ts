@@ -65,7 +65,7 @@ export function adminRouter(
 
     async verifyMigration(req, ctx) {
       await admin(ctx, "VerifyMigration");
-      return ops.verify(req.id);
+      return ops.verify(req.id, ctx.signal);
     },
 
     async registerShard(req, ctx) {

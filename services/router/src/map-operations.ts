@@ -102,6 +102,45 @@ function storeUnavailable(err: unknown): never {
   );
 }
 
+/**
+ * One side of migration `m` on `shard`, from its queues (or why they could not be read),
+ * judged under `maps` (the map before counting and after): `counts` and `tenants` cover
+ * the queues the move moves now (`movesTenant`), `unrouted` every tenant's queue of the
+ * command on the shard that none of the maps reads there (a task a command-wide move
+ * left behind for a tenant overridden since is as lost as any other).
+ */
+function migrationSide(
+  maps: readonly ShardMap[],
+  m: Migration,
+  shard: string,
+  queues: internal.QueueSummary[] | string,
+): MigrationSide {
+  const reads = (tenant: string) =>
+    maps.some((map) => queueShardsOf(map, m.command, tenant).includes(shard));
+  const side: MigrationSide = {
+    shard,
+    answered: typeof queues !== "string",
+    error: typeof queues === "string" ? queues : "",
+    counts: emptyQueueCounts(),
+    moving: 0,
+    routed: reads(m.tenant ?? ""),
+    unrouted: 0,
+    tenants: 0,
+  };
+  if (typeof queues === "string") return side;
+  const now = maps[maps.length - 1]!;
+  for (const q of queues) {
+    if (!q.counts) continue;
+    const held = liveTasks(q.counts) + q.moving;
+    if (!reads(q.tenant)) side.unrouted += held;
+    if (!movesTenant(now, m, q.tenant)) continue;
+    addCounts(side.counts!, q.counts);
+    side.moving += q.moving;
+    if (held > 0) side.tenants++;
+  }
+  return side;
+}
+
 /** What is wrong with one side of a verified migration, one sentence each. */
 function sideProblems(map: ShardMap, m: Migration, side: MigrationSide): string[] {
   if (!side.answered)
@@ -281,6 +320,7 @@ export class MapOperations {
     shard: string,
     command: string,
     tenant = "",
+    signal?: AbortSignal,
   ): Promise<internal.QueueSummary[]> {
     const conn = this.routing.pool.get(shard);
     const queues: internal.QueueSummary[] = [];
@@ -288,7 +328,7 @@ export class MapOperations {
     do {
       const page = await conn.internal.listQueues(
         { command, tenant, pageSize: 1000, pageToken },
-        { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) },
+        { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs), signal },
       );
       queues.push(...page.queues);
       pageToken = page.nextPageToken;
@@ -334,70 +374,64 @@ export class MapOperations {
    * against the current map (a shard routers no longer read for the queue must hold
    * none of its tasks).
    */
-  async verify(id: string): Promise<VerifyMigrationResponse> {
+  async verify(id: string, signal?: AbortSignal): Promise<VerifyMigrationResponse> {
     checkId("id", id, MIGRATION_ID);
-    const map = await this.freshMap().catch(() => this.routing.map);
-    const live = map.migrations.find((m) => m.id === id);
+    const before = await this.mapForCheck();
+    const live = before.map.migrations.find((m) => m.id === id);
     const record = live ? { migration: live, progress: await this.progress(live) } : undefined;
     const found = record ?? (await this.finished(id));
     if (!found) throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
     const m = found.migration;
-    const [source, target] = await Promise.all([
-      this.side(map, m, m.from),
-      this.side(map, m, m.to),
+    const [fromQueues, toQueues] = await Promise.all([
+      this.sideQueues(before.map, m, m.from, signal),
+      this.sideQueues(before.map, m, m.to, signal),
     ]);
-    const problems = [source, target].flatMap((side) => sideProblems(map, m, side));
+    // read again after counting: a change meanwhile (the queue assigned back, say) may
+    // have routed what was counted; a task is unrouted only where neither map reads it
+    const after = await this.mapForCheck();
+    const maps = [before.map, after.map];
+    const source = migrationSide(maps, m, m.from, fromQueues);
+    const target = migrationSide(maps, m, m.to, toQueues);
+    const problems = [source, target].flatMap((side) => sideProblems(after.map, m, side));
+    if (before.cached || after.cached)
+      problems.push(
+        `the control store did not answer, so the check used this router's cached map (version ${after.map.version}), which may be behind; verify again once the store answers`,
+      );
     return {
       migration: migrationToWire(m, found.progress),
       source,
       target,
-      mapVersion: map.version,
+      mapVersion: after.map.version,
       consistent: problems.length === 0,
       problems,
     };
   }
 
-  /** One side of migration `m`: what shard `shard` holds of its queue, and whether routers read it there. */
-  private async side(map: ShardMap, m: Migration, shard: string): Promise<MigrationSide> {
-    const routed = queueShardsOf(map, m.command, m.tenant ?? "").includes(shard);
-    const side: MigrationSide = {
-      shard,
-      answered: false,
-      error: "",
-      counts: emptyQueueCounts(),
-      moving: 0,
-      routed,
-      unrouted: 0,
-      tenants: 0,
-    };
+  /** The control store's map, or this router's when the store does not answer (`cached`). */
+  private mapForCheck(): Promise<{ map: ShardMap; cached: boolean }> {
+    return this.freshMap().then(
+      (map) => ({ map, cached: false }),
+      () => ({ map: this.routing.map, cached: true }),
+    );
+  }
+
+  /** The queues of migration `m`'s command on `shard`, or why they could not be read. */
+  private async sideQueues(
+    map: ShardMap,
+    m: Migration,
+    shard: string,
+    signal?: AbortSignal,
+  ): Promise<internal.QueueSummary[] | string> {
     const endpoint = entry(map.shards, shard)?.endpoint;
-    if (endpoint === undefined)
-      return { ...side, error: `shard ${shard} is no longer in the shard map` };
-    if (!this.routing.pool.has(shard) || this.routing.pool.get(shard).endpoint !== endpoint)
-      return {
-        ...side,
-        error: `this router has not connected to shard ${shard} yet (its map is at version ${this.routing.map.version}); verify again in a moment`,
-      };
-    let queues: internal.QueueSummary[];
+    if (endpoint === undefined) return `shard ${shard} is no longer in the shard map`;
+    const conn = this.routing.pool.has(shard) ? this.routing.pool.get(shard) : undefined;
+    if (conn?.endpoint !== endpoint)
+      return `this router has not connected to shard ${shard} yet (its map is at version ${this.routing.map.version}); verify again in a moment`;
     try {
-      queues = await this.queuesOn(shard, m.command, m.tenant);
+      return await this.queuesOn(shard, m.command, m.tenant, signal);
     } catch (err) {
-      return {
-        ...side,
-        error: asServerError(this.routing.pool.get(shard).toServerError(err)).details,
-      };
+      return asServerError(conn.toServerError(err)).details;
     }
-    side.answered = true;
-    for (const q of queues) {
-      if (!q.counts || !movesTenant(map, m, q.tenant)) continue;
-      addCounts(side.counts!, q.counts);
-      side.moving += q.moving;
-      if (liveTasks(q.counts) + q.moving > 0) side.tenants++;
-      // a command-wide move's tenants may be routed apart (an abort of one tenant's move in progress)
-      if (!queueShardsOf(map, m.command, q.tenant).includes(shard))
-        side.unrouted += liveTasks(q.counts) + q.moving;
-    }
-    return side;
   }
 
   async listMigrations(req: ListMigrationsRequest): Promise<ListMigrationsResponse> {

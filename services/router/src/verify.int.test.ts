@@ -89,6 +89,36 @@ describe("VerifyMigration counts a migration's queue on both shards and checks i
     expect(bad.source!.counts!.ready).toBe(1);
     expect(bad.problems).toHaveLength(1);
     expect(bad.problems[0]).toMatch(/^shard a holds 1 .* of X where no router reads them/);
+
+    // reserved by a's mover (in no index): still where no router reads it
+    const a = cluster().workers.get("a")!.engine;
+    expect(await a.exportBatch({ command: "X", tenant: "t1" }, 10)).toHaveLength(1);
+    const reserved = await verify(id);
+    expect(reserved.source).toMatchObject({ moving: 1, unrouted: 1 });
+    expect(reserved.source!.counts!.ready).toBe(0);
+    expect(reserved.consistent).toBe(false);
+  }, 30_000);
+
+  test("a task a command-wide move left behind is reported after its tenant is moved on by a move of its own", async () => {
+    await enqueue("t1", "X", 2);
+    const whole = await assign("X", "b");
+    await finished(whole);
+    const own = await assign("X", "c", "t1");
+    await finished(own);
+    const mine = await verify(own);
+    expect(mine.migration).toMatchObject({ tenant: "t1", fromShard: "b", toShard: "c" });
+    expect(mine.source).toMatchObject({ shard: "b", routed: false, unrouted: 0 });
+    expect(mine.target).toMatchObject({ shard: "c", routed: true, tenants: 1 });
+    expect(mine.target!.counts!.ready).toBe(2);
+    expect(mine.consistent).toBe(true);
+
+    // t1 has an override now: not counted as the command-wide move's, still reported
+    const a = cluster().workers.get("a")!.engine;
+    await a.enqueue({ command: "X", tenant: "t1" }, [{ payload: payload("left") }]);
+    const res = await verify(whole);
+    expect(res.source).toMatchObject({ shard: "a", unrouted: 1, tenants: 0 });
+    expect(res.source!.counts!.ready).toBe(0);
+    expect(res.consistent).toBe(false);
   }, 30_000);
 
   test("after an abort the target is no longer read", async () => {

@@ -369,9 +369,10 @@ export interface MigrationSide {
   /** Whether routers read this shard for the queue under the current map. */
   routed: boolean;
   /**
-   * Ready, scheduled, leased, dead and reserved tasks of the queue on this
-   * shard where routers do not read it (0 when `routed`): no worker receives
-   * them. Completed tasks are not counted (they are only kept for GetTask).
+   * Ready, scheduled, leased, dead and reserved tasks of the command on this
+   * shard, of any tenant, where routers do not read that tenant's queue (under
+   * the map before counting nor after): no worker of that queue receives them.
+   * Completed tasks are not counted (they are only kept for GetTask).
    */
   unrouted: number;
   /** Tenants with tasks of the queue on this shard. */
@@ -385,8 +386,9 @@ export interface VerifyMigrationResponse {
   /** The map version the check used. */
   mapVersion: number;
   /**
-   * Both shards answered (or are no longer in the map) and neither holds a
-   * task of the queue where routers do not read it.
+   * Both shards answered (or are no longer in the map), neither holds a task
+   * where routers do not read it, and the control store answered (otherwise
+   * the router's cached map, which may be behind, was used).
    */
   consistent: boolean;
   /** What is wrong, one sentence each, saying what to do. */
@@ -3757,8 +3759,9 @@ export const AdminServiceDefinition = {
      * against the current map: a shard that routers no longer read for the queue
      * (the source of a completed move, the target of an aborted one) must hold
      * none of its tasks. Works on running and finished migrations. A shard that
-     * does not answer is reported in its side, not failed. NOT_FOUND for an
-     * unknown id.
+     * does not answer is reported in its side, not failed. INVALID_ARGUMENT for a
+     * malformed id, NOT_FOUND for an unknown one, UNAVAILABLE when the migration
+     * has finished and the control store does not answer.
      */
     verifyMigration: {
       name: "VerifyMigration",
@@ -3859,8 +3862,9 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
    * against the current map: a shard that routers no longer read for the queue
    * (the source of a completed move, the target of an aborted one) must hold
    * none of its tasks. Works on running and finished migrations. A shard that
-   * does not answer is reported in its side, not failed. NOT_FOUND for an
-   * unknown id.
+   * does not answer is reported in its side, not failed. INVALID_ARGUMENT for a
+   * malformed id, NOT_FOUND for an unknown one, UNAVAILABLE when the migration
+   * has finished and the control store does not answer.
    */
   verifyMigration(
     request: VerifyMigrationRequest,
@@ -3944,8 +3948,9 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
    * against the current map: a shard that routers no longer read for the queue
    * (the source of a completed move, the target of an aborted one) must hold
    * none of its tasks. Works on running and finished migrations. A shard that
-   * does not answer is reported in its side, not failed. NOT_FOUND for an
-   * unknown id.
+   * does not answer is reported in its side, not failed. INVALID_ARGUMENT for a
+   * malformed id, NOT_FOUND for an unknown one, UNAVAILABLE when the migration
+   * has finished and the control store does not answer.
    */
   verifyMigration(
     request: DeepPartial<VerifyMigrationRequest>,
