@@ -3,6 +3,7 @@ import {
   machineBusySeconds,
   processCpuSeconds,
   statBusyTicks,
+  statInterruptTicks,
   statCpuTicks,
 } from "./process-cpu";
 
@@ -51,6 +52,11 @@ describe("statBusyTicks", () => {
 
   it("refuses text without the all-CPU line", () => {
     expect(() => statBusyTicks("cpu0 50 2 10 4500 35 0 1 1 0 0\n")).toThrow(/no cpu line/);
+  });
+
+  it("has irq and softirq on their own (statInterruptTicks)", () => {
+    const stat = "cpu  100 5 20 9000 70 1 2 3 0 0\ncpu0 50 2 10 4500 35 0 1 1 0 0\n";
+    expect(statInterruptTicks(stat)).toBe(1 + 2);
   });
 
   it("reads the machine's busy time, which includes this process's", () => {

@@ -44,6 +44,17 @@ export function processCpuSeconds(pid: number): number {
 
 /** Of /proc/stat's user nice system idle iowait irq softirq steal: all but idle and iowait. */
 const BUSY_FIELDS = [0, 1, 2, 5, 6, 7];
+/** Of the same: irq and softirq. */
+const INTERRUPT_FIELDS = [5, 6];
+
+/** The sum of `fields` of the `cpu` line (every CPU) of /proc/stat, in clock ticks. */
+function statTicks(procStat: string, fields: readonly number[]): number {
+  const line = /^cpu\s+(.*)$/m.exec(procStat)?.[1];
+  const f = line?.trim().split(/\s+/).map(Number) ?? [];
+  if (f.length < 8 || f.some((n) => !Number.isSafeInteger(n)))
+    throw new Error(`no cpu line in /proc/stat: ${procStat.slice(0, 80)}`);
+  return fields.reduce((sum, i) => sum + f[i]!, 0);
+}
 
 /**
  * CPU time, in clock ticks, every CPU of the machine spent not idle, from the `cpu`
@@ -51,14 +62,24 @@ const BUSY_FIELDS = [0, 1, 2, 5, 6, 7];
  * machine's host gave to someone else counts as taken). Guest time is already in user.
  */
 export function statBusyTicks(procStat: string): number {
-  const line = /^cpu\s+(.*)$/m.exec(procStat)?.[1];
-  const f = line?.trim().split(/\s+/).map(Number) ?? [];
-  if (f.length < 8 || f.some((n) => !Number.isSafeInteger(n)))
-    throw new Error(`no cpu line in /proc/stat: ${procStat.slice(0, 80)}`);
-  return BUSY_FIELDS.reduce((sum, i) => sum + f[i]!, 0);
+  return statTicks(procStat, BUSY_FIELDS);
+}
+
+/**
+ * CPU time, in clock ticks, every CPU spent in interrupts (irq and softirq). No
+ * process's own CPU time includes it; on loopback it is mostly the kernel moving the
+ * packets of the processes under test.
+ */
+export function statInterruptTicks(procStat: string): number {
+  return statTicks(procStat, INTERRUPT_FIELDS);
 }
 
 /** The CPU seconds every process on the machine has used so far (Linux only). */
 export function machineBusySeconds(): number {
   return statBusyTicks(fs.readFileSync("/proc/stat", "utf8")) / clockTicksPerSecond();
+}
+
+/** The CPU seconds the machine has spent in interrupts so far (Linux only). */
+export function machineInterruptSeconds(): number {
+  return statInterruptTicks(fs.readFileSync("/proc/stat", "utf8")) / clockTicksPerSecond();
 }

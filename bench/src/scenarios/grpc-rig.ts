@@ -13,7 +13,7 @@ import { countRpcs } from "../count-rpcs";
 import { watchWindowGc, type MetricsEndpoint } from "../gc-watch";
 import { redisCpuSeconds } from "../environment";
 import { measure, type Cycle, type MeasureOptions } from "../measure";
-import { machineBusySeconds, processCpuSeconds } from "../process-cpu";
+import { machineBusySeconds, machineInterruptSeconds, processCpuSeconds } from "../process-cpu";
 import type { ScenarioContext, VariantResult } from "../scenario";
 
 /** The tenant every benchmark client states (the services run with development identity). */
@@ -78,14 +78,19 @@ export interface Rig {
  * them with the run's warm-up and window. Each variant reports the redis-server's CPU,
  * the CPU of every one of `processes` (read from /proc), and the RPCs its clients made
  * in the window, and the GC pauses in it of the bench and of every one of `metrics`. When `processes` are
- * named it also reports `other`: the machine's busy CPU less the bench, the
- * redis-server and those processes, which shows a window disturbed by other work.
+ * named it also reports `kernel irq`, the machine's interrupt time (on loopback mostly
+ * the kernel moving these processes' packets, which no process's CPU includes), and
+ * `other`: the machine's busy CPU less the bench, the redis-server, those processes and
+ * the interrupts, which shows a window disturbed by other work.
  */
 export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
   let rpcs = 0;
   const processes = Object.entries(options.processes ?? {});
   const totals: Record<string, () => number> = { rpcs: () => rpcs };
-  if (processes.length > 0) totals.machine = machineBusySeconds;
+  if (processes.length > 0) {
+    totals.machine = machineBusySeconds;
+    totals.interrupts = machineInterruptSeconds;
+  }
   for (const [name, pid] of processes) {
     if (pid === undefined) throw new Error(`${name} is not running`);
     totals[`${name} cpu`] = () => processCpuSeconds(pid);
@@ -112,7 +117,10 @@ export function openRig(ctx: ScenarioContext, options: RigOptions): Rig {
       );
       if (growth?.machine !== undefined) {
         const ours = Object.values(processCpu).reduce((a, b) => a + b, 0);
-        const known = m.clientCpu + (m.serverCpu ?? 0) + ours;
+        // the kernel's packet work for the processes under test (counted in none of them)
+        const interrupts = (growth.interrupts ?? 0) / m.seconds;
+        const known = m.clientCpu + (m.serverCpu ?? 0) + ours + interrupts;
+        processCpu["kernel irq"] = interrupts;
         // tick-granular readers taken microseconds apart: a small negative is zero
         processCpu.other = Math.max(0, growth.machine / m.seconds - known);
       }
