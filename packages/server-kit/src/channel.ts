@@ -34,6 +34,18 @@ export class Channel<T> implements AsyncIterable<T> {
     return this.items.splice(0);
   }
 
+  /** Takes out the items not yet consumed for which `which` holds; the rest stay in order. */
+  takeQueuedWhere(which: (item: T) => boolean): T[] {
+    const taken: T[] = [];
+    let kept = 0;
+    for (const item of this.items) {
+      if (which(item)) taken.push(item);
+      else this.items[kept++] = item;
+    }
+    this.items.length = kept;
+    return taken;
+  }
+
   async *[Symbol.asyncIterator](): AsyncIterator<T> {
     for (;;) {
       const next = this.items.shift();

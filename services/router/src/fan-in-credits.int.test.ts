@@ -81,3 +81,34 @@ test("a client that half-closes while a shard pushes loses no task it never rece
   const dead = await cluster().client("t1", "admin").listDead({ command: "X", pageSize: 1_000 });
   expect(dead.tasks.filter((t) => !received.has(t.id)).map((t) => t.lastError)).toEqual([]);
 }, 60_000);
+
+test("a client that half-closes while pushes wait in the router for it to read does not get them: they go back uncounted", async () => {
+  const c = cluster().client("t1");
+  const n = 60;
+  let read!: () => void;
+  const s = new Stream(cluster(), "t1", new Promise<void>((resolve) => (read = resolve)));
+  s.send({ subscribe: { commands: ["X"] }, credits: n });
+  // one push each, 100 KB apiece: far more than the transport holds for a reader that
+  // does not read, so most wait in the router's queue for the client
+  const big = Buffer.alloc(100_000, 1);
+  for (let i = 0; i < n; i++) await c.enqueue({ command: "X", maxAttempts: 1, payload: big });
+  await within(5_000, async () => {
+    const a = (await cluster().workers.get("a")!.engine.stats({ command: "X", tenant: "t1" }))!;
+    return a.leased === n;
+  });
+  s.requests.close(); // the worker wants no more, and has read nothing yet
+  await sleep(200);
+  read();
+  await within(10_000, () => s.ended);
+  // only what the transport held already reached it (about half, here)
+  const received = s.tasks().length;
+  expect(received).toBeLessThan(n);
+  // what reached the worker died on its one attempt (it could not settle it); the rest
+  // is ready again, its attempt not counted
+  await within(5_000, async () => {
+    const a = (await cluster().workers.get("a")!.engine.stats({ command: "X", tenant: "t1" }))!;
+    return a.leased === 0;
+  });
+  const a = await cluster().workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
+  expect(a).toMatchObject({ dead: received, ready: n - received });
+}, 30_000);

@@ -93,6 +93,9 @@ const LEASE_STREAM_PATH = "/codeq.v1.QueueService/LeaseStream";
 /** A wait for a shard stream's answer ran out (`answerOf`). */
 const LATE = Symbol("late");
 
+/** A message for the client that pushes tasks (a shard's push, passed on as its bytes). */
+const carriesTasks = (m: LeaseStreamResponse) => (decoded(m).tasks?.tasks.length ?? 0) > 0;
+
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {
   /** Sent as given: the shard client's serializer makes the one complete copy it encodes. */
@@ -518,6 +521,10 @@ export class FanInSession {
   private finish(): void {
     if (this.ended.signal.aborted) return;
     this.halfClosed = true;
+    // pushes still queued for a client that reads slowly: it can settle none of them
+    // now, so they go back uncounted with what shards push from here on, rather than
+    // reach it and be released as attempts when the stream ends
+    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.keepUnsent(decoded(queued));
     this.unwatch?.();
     this.unwatch = undefined;
     void this.askAll().then(() => {

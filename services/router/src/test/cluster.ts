@@ -200,11 +200,18 @@ export class Stream {
   ended = false;
   private readonly done: Promise<void>;
 
-  constructor(rc: RouterCluster, tenant = "t1") {
+  /**
+   * `reading`: past its first answer, the stream's answers are read on only once it
+   * resolves (a slow reader).
+   */
+  constructor(rc: RouterCluster, tenant = "t1", reading?: Promise<void>) {
     const responses = rc.client(tenant).leaseStream(this.requests, { signal: this.abort.signal });
     this.done = (async () => {
       try {
-        for await (const r of responses) this.received.push(r);
+        for await (const r of responses) {
+          this.received.push(r);
+          await reading;
+        }
       } catch (err) {
         this.failure = err;
       }
