@@ -94,6 +94,13 @@ function routedBack(
   return { ...table, [key]: migration.from };
 }
 
+/** A read of the map for a change the control store did not answer. */
+const storeDownError = (err: unknown) =>
+  new ServerError(
+    Status.UNAVAILABLE,
+    `the control store does not answer: ${messageOf(err)}; map changes wait until it is back`,
+  );
+
 /** A read of migration records the control store did not answer. */
 function storeUnavailable(err: unknown): never {
   throw new ServerError(
@@ -167,22 +174,41 @@ export class MapOperations {
     private readonly store: MigrationStore | undefined,
   ) {}
 
-  private progress(m: Migration) {
+  /**
+   * Why the control store is known not to answer (this router's last read of the map
+   * failed), or undefined. Admin calls then answer at once, rather than each wait out
+   * the store connection's reconnects (seconds per read); a refresh is asked for, so
+   * they go back to the store as soon as it answers.
+   */
+  private storeDown(): Error | undefined {
+    const down = this.routing.cache.status().lastError;
+    if (down) void this.routing.cache.refresh();
+    return down;
+  }
+
+  private async progress(m: Migration) {
+    if (this.storeDown()) return undefined;
     return this.store?.progress(progressId(m)).catch(() => undefined);
   }
 
   /** A finished migration's record; UNAVAILABLE while the control store does not answer. */
-  private finished(id: string) {
+  private async finished(id: string) {
+    const down = this.storeDown();
+    if (down) storeUnavailable(down);
     return this.store?.finished(id).catch(storeUnavailable);
   }
 
   /** Finished migrations' records; UNAVAILABLE while the control store does not answer. */
-  private listFinished() {
+  private async listFinished() {
+    const down = this.storeDown();
+    if (down) storeUnavailable(down);
     return this.store?.listFinished().catch(storeUnavailable);
   }
 
   /** Reads the map from the control store (admin calls act on the newest map, not the cache). */
   private async freshMap(): Promise<ShardMap> {
+    const down = this.storeDown();
+    if (down) throw storeDownError(down);
     try {
       const map = await this.source.get();
       if (map) return map;
@@ -190,10 +216,7 @@ export class MapOperations {
       // the store answered, with a map that is not valid: nothing to act on until fixed
       if (err instanceof ShardMapError)
         throw precondition(`the control store's shard map is not valid: ${err.message}`);
-      throw new ServerError(
-        Status.UNAVAILABLE,
-        `the control store does not answer: ${(err as Error).message}; map changes wait until it is back`,
-      );
+      throw storeDownError(err);
     }
     throw new ServerError(Status.FAILED_PRECONDITION, "the control store holds no shard map");
   }

@@ -1,6 +1,7 @@
 import { ClientError, Status } from "nice-grpc";
 import { MigrationState } from "@codeq/proto";
-import { clusterPerTest, within } from "./test/cluster";
+import { RedisServer } from "@codeq/testing";
+import { clusterPerTest, routerCluster, within } from "./test/cluster";
 
 const cluster = clusterPerTest({ shards: ["a", "b", "c"] });
 const payload = (s: string) => Buffer.from(s);
@@ -179,4 +180,54 @@ describe("VerifyMigration counts a migration's queue on both shards and checks i
       await code(cluster().adminWith({ "x-codeq-tenant": "t1" }).verifyMigration({ id })),
     ).toBe(Status.PERMISSION_DENIED);
   }, 30_000);
+});
+
+describe("while the control store does not answer", () => {
+  test("finished migrations cannot be read (UNAVAILABLE); a running one is checked against the router's cached map, and the check fails saying so", async () => {
+    const control = await RedisServer.start();
+    const rc = await routerCluster({ shards: ["a", "b", "c"], control });
+    try {
+      const admin = rc.admin();
+      const c = rc.client("t1");
+      await c.enqueue({ command: "X", payload: payload("x") });
+      const done = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+      await c.enqueueBatch({ tasks: [{ command: "Y" }, { command: "Y" }] });
+      expect((await c.lease({ commands: ["Y"], maxTasks: 1 })).tasks).toHaveLength(1);
+      const running = (await admin.assignCommand({ command: "Y", shard: "c" })).migrations[0]!.id;
+      const state = async (id: string) => (await admin.getMigration({ id })).migration!.state;
+      await within(
+        10_000,
+        async () => (await state(done)) === MigrationState.MIGRATION_STATE_COMPLETED,
+      );
+      await within(
+        10_000,
+        async () => (await state(running)) === MigrationState.MIGRATION_STATE_DRAINING,
+      );
+
+      await control.kill();
+      const unavailable = expect.objectContaining({
+        code: Status.UNAVAILABLE,
+        details: expect.stringMatching(/^the control store did not answer .*retry$/),
+      });
+      await expect(admin.getMigration({ id: done })).rejects.toEqual(unavailable);
+      await expect(admin.listMigrations({ includeFinished: true })).rejects.toEqual(unavailable);
+      await expect(admin.verifyMigration({ id: done })).rejects.toEqual(unavailable);
+      // what is running is in the router's map: counted on both shards all the same
+      const res = await admin.verifyMigration({ id: running });
+      expect(res.source).toMatchObject({ shard: "a", answered: true, routed: true });
+      expect(res.source!.counts!.leased).toBe(1);
+      expect(res.target!.counts!.ready).toBe(1);
+      expect(res.consistent).toBe(false);
+      expect(res.problems).toEqual([
+        expect.stringMatching(
+          /^the control store did not answer, so the check used this router's cached map/,
+        ),
+      ]);
+      expect((await admin.listMigrations({})).migrations.map((m) => m.id)).toEqual([running]);
+    } finally {
+      await control.restart();
+      await rc.close();
+      await control.stop();
+    }
+  }, 60_000);
 });

@@ -61,13 +61,16 @@ export async function routerCluster(
     /** Credentials of the test's client channels to the router (TLS tests). */
     clientCredentials?: ChannelCredentials;
     server?: RedisServer;
+    /** The control store, when not `server` (a test that stops it alone). */
+    control?: RedisServer;
   } = {},
 ): Promise<RouterCluster> {
   const server = options.server ?? (await RedisServer.start());
   const n = ++counter;
   const prefix = `${server.keyPrefix}-rc${n}`;
   const ids = options.shards ?? ["a", "b"];
-  const source = new RedisMapSource({ url: server.url, prefix });
+  const controlUrl = (options.control ?? server).url;
+  const source = new RedisMapSource({ url: controlUrl, prefix });
   const addresses = new Map<string, string>();
   for (const id of ids) addresses.set(id, `127.0.0.1:${await freePort()}`);
   await source.compareAndSet(
@@ -94,7 +97,7 @@ export async function routerCluster(
         keyPrefix: `${prefix}-${id}`,
         devIdentity: true,
         graceMs: 1_000,
-        controlUrl: server.url,
+        controlUrl,
         controlPrefix: prefix,
         mapPollMs: 1_000,
         ...options.shard,
@@ -111,7 +114,7 @@ export async function routerCluster(
         routerConfig({
           listen: "127.0.0.1:0",
           metricsListen: "127.0.0.1:0",
-          controlUrl: server.url,
+          controlUrl,
           controlPrefix: prefix,
           devIdentity: true,
           graceMs: 1_000,
