@@ -9,8 +9,8 @@ ARGV[4] default backoff policy (JSON, for tasks stored without a record)
 ARGV[5] n items, then 7 values per item:
   id, lease sequence (10 digits), nonce (14 digits), delay ms (-1 = the task's backoff; 0 = ready now),
   dead-letter (0/1), release (0: a nack; 1: a closed stream's lease, put back at the head
-  of its list; 2: as 1, its attempt not counted), error text (empty: the last error is
-  kept)
+  of its list; 2: as 1, its attempt not counted unless the error text, not empty, is
+  the task's last error already), error text (empty: the last error is kept)
 A nack is accepted while the task is LEASED under this fence (as ack). On the last
 attempt, or with dead-letter, the task goes to the DLQ with the error as reason.
 A release clears the delivery's nonce (NO_NONCE): its holder did not end it. So a
@@ -48,7 +48,10 @@ for i = 0, n - 1 do
       local r = (rnd + i * 0.6180339887) % 1
       local reason = ARGV[a + 6]
       if release then x.nonce = NO_NONCE end
-      if ARGV[a + 5] == '2' then x.att = math.max(x.att - 1, 0) end
+      -- uncounted, unless it repeats the last error: a task taken back by one shutdown
+      -- after another, with no run in between that ended otherwise, counts every
+      -- second time, so it still reaches its last attempt
+      if ARGV[a + 5] == '2' and (reason == '' or x.err ~= reason) then x.att = math.max(x.att - 1, 0) end
       out[#out + 1] = 0
       out[#out + 1] = settleFailure(K, qid, id, x, now, reason, tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', release, r)
     else

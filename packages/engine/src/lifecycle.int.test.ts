@@ -61,3 +61,28 @@ describe("a batch whose tasks differ in some fields", () => {
     expect(runAt).toEqual(specs.map((s) => s.delayMs ?? 0));
   });
 });
+
+describe("leases taken back without a failure", () => {
+  it("a give-back never counts the attempt; an interruption counts only when it repeats the last error", async () => {
+    const { engine } = await fx.engine();
+    const [out] = await engine.enqueue(Q, [{ payload: payload("long"), maxAttempts: 3 }]);
+    const lease = async () => (await engine.lease(Q, { max: 1, leaseMs: 30_000 }))[0]!;
+    const task = async () => (await engine.getTask(Q, out!.id))!;
+
+    await engine.giveBack([(await lease()).token]);
+    expect(await task()).toMatchObject({ state: "READY", attempts: 0 });
+    await engine.interrupt([(await lease()).token], "shut down");
+    expect(await task()).toMatchObject({ state: "READY", attempts: 0, lastError: "shut down" });
+    // interrupted again with no run in between that ended otherwise: this one counts
+    await engine.interrupt([(await lease()).token], "shut down");
+    expect(await task()).toMatchObject({ state: "READY", attempts: 1, lastError: "shut down" });
+    // a run that failed in between: the next interruption is free again
+    await engine.nack([{ token: (await lease()).token, delayMs: 0, error: "boom" }]);
+    expect(await task()).toMatchObject({ state: "READY", attempts: 2, lastError: "boom" });
+    await engine.interrupt([(await lease()).token], "shut down");
+    expect(await task()).toMatchObject({ state: "READY", attempts: 2, lastError: "shut down" });
+    // and the one after it counts: on the last attempt, the task goes to the DLQ
+    await engine.interrupt([(await lease()).token], "shut down");
+    expect(await task()).toMatchObject({ state: "DEAD", attempts: 3 });
+  });
+});

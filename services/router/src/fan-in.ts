@@ -23,7 +23,7 @@ import {
   StreamAcks,
   UNSETTLED_CODES,
 } from "./stream-acks";
-import { countField, decoded, embedded, passThrough, type Raw } from "./wire-bytes";
+import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
 import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -94,7 +94,10 @@ const LEASE_STREAM_PATH = "/codeq.v1.QueueService/LeaseStream";
 const LATE = Symbol("late");
 
 /** A message for the client that pushes tasks (a shard's push, passed on as its bytes). */
-const carriesTasks = (m: LeaseStreamResponse) => (decoded(m).tasks?.tasks.length ?? 0) > 0;
+const carriesTasks = (m: LeaseStreamResponse) =>
+  m instanceof Raw
+    ? countField(embedded(m.bytes, TASKS_FIELD) ?? EMPTY, 1) > 0
+    : (m.tasks?.tasks.length ?? 0) > 0;
 
 /** One per-shard LeaseStream of a client's stream. */
 class Leg {

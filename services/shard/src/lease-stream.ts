@@ -101,6 +101,8 @@ export class LeaseStreamSession implements Taker {
   private drainTimer: NodeJS.Timeout | undefined;
   /** The drain's time ran out with leases still held: the worker did not fail them. */
   private drainRanOut = false;
+  /** Lease tokens of the stream's nacks sent to the store and not answered yet. */
+  private readonly nacking = new Set<string>();
 
   constructor(
     private readonly core: QueueCore,
@@ -247,7 +249,8 @@ export class LeaseStreamSession implements Taker {
     // a failure of the store fails those items (each answered with it, as a unary call
     // would be), not the stream and every lease it holds; a bad request ends the stream
     const unsettled: string[] = [];
-    const [acks, nacks, extendsOut] = await Promise.all([
+    for (const n of req.nacks) this.nacking.add(n.leaseToken);
+    const settling = Promise.all([
       req.acks.length
         ? orFailed(req.acks, this.core.ack(this.identity, req.acks), itself, unsettled)
         : NONE,
@@ -258,6 +261,11 @@ export class LeaseStreamSession implements Taker {
         ? orFailed(req.extends, this.core.extend(this.identity, req.extends), unextended, unsettled)
         : NONE,
     ]);
+    const [acks, nacks, extendsOut] = await (req.nacks.length === 0
+      ? settling
+      : settling.finally(() => {
+          for (const n of req.nacks) this.nacking.delete(n.leaseToken);
+        }));
     // settled (or no longer ours to release): stop tracking; what failed is still held
     for (const item of [...req.acks, ...req.nacks])
       if (unsettled.length === 0 || !unsettled.includes(item.leaseToken))
@@ -460,8 +468,12 @@ export class LeaseStreamSession implements Taker {
     const tokens = this.held.takeAll();
     if (tokens.length === 0) return;
     try {
-      if (this.drainRanOut) await this.core.release(tokens, SHUT_DOWN_WHILE_HELD, false);
-      else await this.core.release(tokens, "lease stream closed");
+      if (!this.drainRanOut) return await this.core.release(tokens, "lease stream closed");
+      // a nack on its way to the store is the worker's own failure: counted, as it would be
+      const nacked = tokens.filter((t) => this.nacking.has(t));
+      const interrupted = tokens.filter((t) => !this.nacking.has(t));
+      await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
+      await this.core.release(nacked, "lease stream closed");
     } catch {
       // the store is unreachable: the leases expire and the reaper takes them back
     }
