@@ -14,7 +14,7 @@ import {
   type EnqueueRequest,
 } from "@codeq/proto";
 import { freePort, RedisServer } from "@codeq/testing";
-import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import { clusterPerTest, routerCluster, within, type RouterCluster } from "./test/cluster";
 import { LANE_MAX_BYTES } from "./routing";
 import { forwardService } from "./forward-lane";
 import type { RouterConfig } from "./config";
@@ -26,21 +26,9 @@ import * as P from "./test/fuzz-protobuf";
  * caller's calls, each stating its caller, and is answered per call.
  */
 
-let server: RedisServer;
+const cluster = clusterPerTest({ commands: { X: "a", Y: "b" }, shard: { mover: false } });
 let rc: RouterCluster;
-
-beforeAll(async () => {
-  server = await RedisServer.start();
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  rc = await routerCluster({ server, commands: { X: "a", Y: "b" }, shard: { mover: false } });
-});
-afterEach(async () => {
-  await rc.close();
-});
+beforeEach(() => (rc = cluster()));
 
 const payload = (s: string) => Buffer.from(s);
 const stats = (shard: string, command: string, tenant: string) =>
@@ -62,15 +50,22 @@ async function forwarded(
   return m ? Number(m[1]) : 0;
 }
 
+/** A cluster a test made in place of its first (which clusterPerTest closes). */
+let replaced: RouterCluster | undefined;
+afterEach(async () => {
+  await replaced?.close();
+  replaced = undefined;
+});
+
 /** The test's cluster again (X on a), its router with `settings`. */
 async function routerWith(settings: Partial<RouterConfig>): Promise<void> {
-  await rc.close();
-  rc = await routerCluster({
-    server,
+  replaced = await routerCluster({
+    server: rc.server,
     commands: { X: "a" },
     shard: { mover: false },
     router: settings,
   });
+  rc = replaced;
 }
 
 /** The test's cluster again, with a router that waits for a shard's answer only 200 ms. */
@@ -375,7 +370,7 @@ test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the 
   await impatientRouter();
   const c = rc.client("t1");
   await c.enqueue({ command: "X" }); // the stream is open
-  const redis = server.client();
+  const redis = rc.server.client();
   try {
     await pauseStore(redis, 1_000);
     const late = await failure(c.enqueue({ command: "X" }));
@@ -397,7 +392,7 @@ test("a stream holding its most calls refuses the next at once, and counts it re
   await c.enqueue({ command: "X" }); // the streams are open
   await c.enqueue({ command: "X" });
   const before = await forwarded("a", "stream");
-  const redis = server.client();
+  const redis = rc.server.client();
   try {
     await pauseStore(redis, 500);
     const calls = Array.from({ length: 4 }, () =>
@@ -429,7 +424,7 @@ test("a lease the router gave up waiting for is given back when it comes, not le
   const [p, w] = [rc.client("t1", "producer"), rc.client("t1", "worker")];
   await p.enqueue({ command: "X" });
   await w.lease({ commands: ["NOTHING"], maxTasks: 1 }); // the stream is open
-  const redis = server.client();
+  const redis = rc.server.client();
   try {
     await pauseStore(redis, 1_000);
     const late = await failure(w.lease({ commands: ["X"], maxTasks: 1, leaseDurationMs: 60_000 }));

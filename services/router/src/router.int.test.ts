@@ -1,30 +1,16 @@
 import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
-import { RedisServer } from "@codeq/testing";
 import { FanInSession } from "./fan-in";
-import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
+import { clusterPerTest, Stream, within, type RouterCluster } from "./test/cluster";
 import { pb, rawService } from "./test/fuzz-protobuf";
 
 const payload = (s: string) => Buffer.from(s);
 
-let server: RedisServer;
+// the migrations these tests write are stand-ins: no mover acts on them
+const cluster = clusterPerTest({ commands: { X: "a", Y: "b" }, shard: { mover: false } });
 let rc: RouterCluster;
-
-beforeAll(async () => {
-  server = await RedisServer.start();
-});
-afterAll(async () => {
-  await server.stop();
-});
-beforeEach(async () => {
-  // the migrations these tests write are stand-ins: no mover acts on them
-  rc = await routerCluster({ server, commands: { X: "a", Y: "b" }, shard: { mover: false } });
-});
-afterEach(async () => {
-  jest.restoreAllMocks();
-  await rc.close();
-});
+beforeEach(() => (rc = cluster()));
 
 const stats = async (shard: string, command: string, tenant = "t1") =>
   rc.workers.get(shard)!.engine.stats({ command, tenant });
@@ -313,8 +299,6 @@ describe("router forwarding", () => {
 
   test("a shard that does not own the queue refuses; the router refreshes and retries once", async () => {
     // the router's map is made stale: its key is rewritten without an announcement
-    const key = `${server.keyPrefix}-rc`;
-    void key;
     const map = (await rc.source.get())!;
     await rc.change((m) => ({ ...m, commands: { ...m.commands, X: "b" } }));
     await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
