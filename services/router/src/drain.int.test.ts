@@ -1,6 +1,7 @@
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { QueueServiceDefinition, type EnqueueStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
+import { SHUT_DOWN_WHILE_HELD } from "@codeq/shard";
 import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
 
 /** Enqueues `n` tasks of X, each with one attempt only (through the router, or `client`). */
@@ -101,6 +102,35 @@ describe("draining at shutdown, through the router", () => {
       const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
       // with max_attempts 1, a lease released by an early end would have gone to the DLQ
       expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+    } finally {
+      await rc.close();
+    }
+  }, 30_000);
+
+  test("a router whose drain runs out has the shards release what its stream holds, its attempts not counted", async () => {
+    const rc = await routerCluster({ shards: ["a", "b"], router: { graceMs: 1_000 } });
+    try {
+      const s = await holdingThree(rc);
+      const [first] = s.tasks();
+      // the worker finishes one; the other two are still running when the drain ends
+      s.send({ requestId: 1, acks: [{ leaseToken: first!.leaseToken }] });
+      await within(2_000, () => s.settled(1) !== undefined);
+      await rc.router.stop();
+      await within(2_000, () => s.ended);
+      expect(s.failure).toMatchObject({ code: Status.UNAVAILABLE });
+      const a = rc.workers.get("a")!.engine;
+      // on their only attempt, and not dead-lettered: the worker failed neither
+      expect(await a.stats({ command: "X", tenant: "t1" })).toMatchObject({
+        completed: 1,
+        ready: 2,
+        dead: 0,
+        leased: 0,
+      });
+      for (const t of s.tasks().slice(1))
+        expect(await a.getTask({ command: "X", tenant: "t1" }, t.task!.id)).toMatchObject({
+          attempts: 0,
+          lastError: SHUT_DOWN_WHILE_HELD,
+        });
     } finally {
       await rc.close();
     }

@@ -123,6 +123,8 @@ class Leg {
   accepting = false;
   /** The shard honours withdraw_credits (its Subscribed said so). */
   withdrawable = false;
+  /** The stream's id, as the shard's Subscribed gave it (InterruptLeaseStream). */
+  streamId = "";
   /** Which of the shard's channels the stream is on. */
   channel = 0;
   /** Resolves once the shard's Subscribed has come (or the stream closed before). */
@@ -165,9 +167,10 @@ class Leg {
   }
 
   /** The shard accepted the subscription; `withdrawable` as it says. */
-  accepted(withdrawable: boolean): void {
+  accepted(withdrawable: boolean, streamId: string): void {
     this.accepting = true;
     this.withdrawable = withdrawable;
+    this.streamId = streamId;
     this.onSubscribed();
   }
 
@@ -365,6 +368,8 @@ export class FanInSession {
   private recheckWait = false;
   /** Shutdown: no more credits to the shards; the stream ends once nothing is in flight. */
   private drainingNow = false;
+  /** The drain's time ran out with tasks still unsettled: the client failed none of them. */
+  private drainRanOut = false;
   /** While draining: the shards are being asked whether their streams hold anything. */
   private confirming = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
@@ -418,7 +423,7 @@ export class FanInSession {
       let bound: NodeJS.Timeout | undefined;
       try {
         await Promise.race([
-          this.giveBackUnsent(),
+          Promise.all([this.giveBackUnsent(), this.interruptHeld()]),
           new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
         ]);
       } finally {
@@ -450,6 +455,27 @@ export class FanInSession {
       }
       await Promise.all(calls);
     }
+  }
+
+  /**
+   * When the drain ran out: has each shard release what its stream still holds with
+   * the attempts not counted (InterruptLeaseStream), as the shard's own drain would,
+   * before the streams close and release it as failed attempts. A shard that does not
+   * answer (or is too old to know the call) releases them counted when its stream
+   * closes.
+   */
+  private async interruptHeld(): Promise<void> {
+    if (!this.drainRanOut) return;
+    const deadline = new Date(Date.now() + GIVE_BACK_WAIT_MS);
+    await Promise.all(
+      [...this.legs.values()]
+        .filter((leg) => !leg.closed && leg.streamId)
+        .map((leg) =>
+          leg.conn.internal
+            .interruptLeaseStream({ streamId: leg.streamId }, { deadline })
+            .catch(() => undefined),
+        ),
+    );
   }
 
   /** Keeps the lease tokens of a push that will not reach the client, by shard. */
@@ -485,7 +511,10 @@ export class FanInSession {
     this.drainingNow = true;
     this.unwatch?.();
     this.unwatch = undefined;
-    this.later(ms, () => this.end(routerShuttingDown()));
+    this.later(ms, () => {
+      this.drainRanOut = true;
+      this.end(routerShuttingDown());
+    });
     // the shards push nothing more, and say what their streams hold (the counts follow)
     void this.askAll();
     for (const leg of this.legs.values()) this.probe(leg);
@@ -792,7 +821,7 @@ export class FanInSession {
     if (res.subscribed) {
       this.reopenAttempts.delete(leg.conn.id);
       leg.conn.record(undefined);
-      leg.accepted(res.subscribed.withdrawCredits);
+      leg.accepted(res.subscribed.withdrawCredits, res.subscribed.streamId);
       // its credits were held to an idle stream's until now
       this.rebalance();
       if (!this.subscribedSent) {

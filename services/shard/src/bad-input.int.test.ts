@@ -311,6 +311,9 @@ describe("bad input to every RPC", () => {
       await expect(
         internal.lookupIdempotencyKeys({ command: "Q", tenant: "t", keys: ["k"] }),
       ).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
+      await expect(internal.interruptLeaseStream({ streamId: "s" })).rejects.toMatchObject({
+        code: Status.UNAUTHENTICATED,
+      });
     } finally {
       await strict.close();
     }

@@ -7,3 +7,4 @@ export {
 } from "./config";
 export { startShardWorker, type ShardWorker } from "./shard-worker";
 export { NotOwnerError, MAP_VERSION_TRAILER, OWNER_TRAILER } from "./errors";
+export { SHUT_DOWN_WHILE_HELD } from "./lease-stream";

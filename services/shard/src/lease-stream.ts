@@ -25,8 +25,12 @@ const STORE_RETRY_MAX_MS = 2_000;
  * reads its requests no further; it reads on once fewer than half are.
  */
 const MAX_QUEUED_ANSWERS = 64;
-/** The last error of tasks the drain at shutdown took back from a stream. */
-export const SHUT_DOWN_WHILE_HELD = "the shard worker shut down while the lease was held";
+/**
+ * The last error of tasks a shutdown took back from a stream: the shard worker's drain,
+ * or its router's (InterruptLeaseStream), ran out of time. One text for both, so that a
+ * task taken back by one shutdown after another counts every second time.
+ */
+export const SHUT_DOWN_WHILE_HELD = "a shutdown took the lease back while it was held";
 const itself = (status: ItemStatus) => status;
 const unextended = (status: ItemStatus): ExtendResult => ({ status, leaseDeadlineMs: 0 });
 
@@ -126,6 +130,7 @@ export class LeaseStreamSession implements Taker {
 
   async *run(requests: AsyncIterable<LeaseStreamRequest>): AsyncGenerator<LeaseStreamResponse> {
     this.core.streamOpened(1);
+    this.core.interrupters.set(this.id, () => this.interrupt());
     // the reader ends with the call; it may be parked on the worker's next message,
     // so the session never waits for it
     void this.read(requests);
@@ -138,6 +143,7 @@ export class LeaseStreamSession implements Taker {
     } finally {
       this.end();
       await pumping;
+      this.core.interrupters.delete(this.id);
       await this.giveBackUnsent();
       await this.releaseHeld();
       this.core.streamOpened(-1);
@@ -468,14 +474,38 @@ export class LeaseStreamSession implements Taker {
     const tokens = this.held.takeAll();
     if (tokens.length === 0) return;
     try {
-      if (!this.drainRanOut) return await this.core.release(tokens, "lease stream closed");
-      // a nack on its way to the store is the worker's own failure: counted, as it would be
-      const nacked = tokens.filter((t) => this.nacking.has(t));
-      const interrupted = tokens.filter((t) => !this.nacking.has(t));
-      await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
-      await this.core.release(nacked, "lease stream closed");
+      if (this.drainRanOut) await this.releaseInterrupted(tokens);
+      else await this.core.release(tokens, "lease stream closed");
     } catch {
       // the store is unreachable: the leases expire and the reaper takes them back
     }
+  }
+
+  /**
+   * Releases `tokens` a shutdown takes back, uncounted; a nack on its way to the store
+   * is the worker's own failure, counted as it would be.
+   */
+  private async releaseInterrupted(tokens: readonly string[]): Promise<void> {
+    const nacked = tokens.filter((t) => this.nacking.has(t));
+    const interrupted = tokens.filter((t) => !this.nacking.has(t));
+    await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
+    await this.core.release(nacked, "lease stream closed");
+  }
+
+  /**
+   * Its router's drain ran out (InterruptLeaseStream): what the stream holds is released
+   * as the shard worker's own drain would, and the stream stays open for the router to
+   * close. Answers how many leases were released; a store failure fails the call (they
+   * are still released, counted, when the stream closes).
+   */
+  private async interrupt(): Promise<number> {
+    const tokens = this.held.takeAll();
+    try {
+      await this.releaseInterrupted(tokens);
+    } catch (err) {
+      this.held.add(tokens);
+      throw err;
+    }
+    return tokens.length;
   }
 }

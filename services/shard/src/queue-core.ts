@@ -71,6 +71,12 @@ export class QueueCore {
     private readonly movingKeys?: MovingKeys,
   ) {}
 
+  /**
+   * Open LeaseStreams by the id their subscribed answer gave: what each releases,
+   * uncounted, when its router's drain runs out (InterruptLeaseStream).
+   */
+  readonly interrupters = new Map<string, () => Promise<number>>();
+
   /** Counts open streams (a gauge). */
   streamOpened(delta: number): void {
     this.metrics.openStreams.inc(delta);

@@ -177,6 +177,36 @@ describe("the internal ShardService", () => {
     );
   });
 
+  it("InterruptLeaseStream releases what an open stream holds, uncounted; NOT_FOUND for another id", async () => {
+    const c = fx.client("intr", "producer,worker");
+    await c.enqueueBatch({
+      tasks: [
+        { command: "INTR", maxAttempts: 1 },
+        { command: "INTR", maxAttempts: 1 },
+      ] as never,
+    });
+    const s = new StreamDriver(c);
+    s.send({ ...SUB(["INTR"]), credits: 2 });
+    const subscribed = (await s.next())!.subscribed!;
+    const stats = () => fx.worker.engine.stats({ command: "INTR", tenant: "intr" });
+    await eventually(async () => (await stats()).leased === 2);
+    const shard = fx.shardClient();
+    expect(await shard.interruptLeaseStream({ streamId: subscribed.streamId })).toEqual({
+      released: 2,
+    });
+    expect(await stats()).toMatchObject({ ready: 2, dead: 0, leased: 0 });
+    expect(await shard.interruptLeaseStream({ streamId: subscribed.streamId })).toEqual({
+      released: 0,
+    });
+    s.close();
+    await eventually(
+      async () =>
+        (await code(shard.interruptLeaseStream({ streamId: subscribed.streamId }))) ===
+        Status.NOT_FOUND,
+    );
+    expect(await code(shard.interruptLeaseStream({ streamId: "" }))).toBe(Status.NOT_FOUND);
+  });
+
   it("GetShardStatus reports the shard map version a worker follows", async () => {
     const controlPrefix = `${fx.server.keyPrefix}-status-ctl`;
     const source = new RedisMapSource({ url: fx.server.url, prefix: controlPrefix });

@@ -152,6 +152,16 @@ export function shardService(
       };
     },
 
+    async interruptLeaseStream(req) {
+      const interrupt = core.interrupters.get(req.streamId);
+      if (!interrupt)
+        throw new ServerError(
+          Status.NOT_FOUND,
+          `no open LeaseStream ${req.streamId.slice(0, 100)}`,
+        );
+      return asServerErrors(async () => ({ released: await interrupt() }));
+    },
+
     forward: (requests, ctx) => forward(core, trust, lifecycle.signal, requests, ctx),
   });
 }
@@ -203,6 +213,7 @@ function routersOnly(
     listQueues: guard(impl.listQueues.bind(impl)),
     lookupIdempotencyKeys: guard(impl.lookupIdempotencyKeys.bind(impl)),
     getShardStatus: guard(impl.getShardStatus.bind(impl)),
+    interruptLeaseStream: guard(impl.interruptLeaseStream.bind(impl)),
     async *forward(requests, ctx) {
       admit(ctx);
       yield* impl.forward(requests, ctx);

@@ -132,6 +132,15 @@ export interface ListQueuesResponse {
   nextPageToken: string;
 }
 
+export interface InterruptLeaseStreamRequest {
+  streamId: string;
+}
+
+export interface InterruptLeaseStreamResponse {
+  /** Leases released. */
+  released: number;
+}
+
 export interface GetShardStatusRequest {}
 
 export interface GetShardStatusResponse {
@@ -1238,6 +1247,152 @@ export const ListQueuesResponse: MessageFns<ListQueuesResponse> = {
   },
 };
 
+function createBaseInterruptLeaseStreamRequest(): InterruptLeaseStreamRequest {
+  return { streamId: "" };
+}
+
+export const InterruptLeaseStreamRequest: MessageFns<InterruptLeaseStreamRequest> = {
+  encode(
+    message: InterruptLeaseStreamRequest,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InterruptLeaseStreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInterruptLeaseStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InterruptLeaseStreamRequest {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+          ? globalThis.String(object.stream_id)
+          : "",
+    };
+  },
+
+  toJSON(message: InterruptLeaseStreamRequest): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InterruptLeaseStreamRequest>): InterruptLeaseStreamRequest {
+    return InterruptLeaseStreamRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InterruptLeaseStreamRequest>): InterruptLeaseStreamRequest {
+    const message = createBaseInterruptLeaseStreamRequest();
+    message.streamId = object.streamId ?? "";
+    return message;
+  },
+};
+
+function createBaseInterruptLeaseStreamResponse(): InterruptLeaseStreamResponse {
+  return { released: 0 };
+}
+
+export const InterruptLeaseStreamResponse: MessageFns<InterruptLeaseStreamResponse> = {
+  encode(
+    message: InterruptLeaseStreamResponse,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.released !== 0) {
+      writer.uint32(8).uint32(message.released);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): InterruptLeaseStreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseInterruptLeaseStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.released = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): InterruptLeaseStreamResponse {
+    return { released: isSet(object.released) ? globalThis.Number(object.released) : 0 };
+  },
+
+  toJSON(message: InterruptLeaseStreamResponse): unknown {
+    const obj: any = {};
+    if (message.released !== 0) {
+      obj.released = Math.round(message.released);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<InterruptLeaseStreamResponse>): InterruptLeaseStreamResponse {
+    return InterruptLeaseStreamResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<InterruptLeaseStreamResponse>): InterruptLeaseStreamResponse {
+    const message = createBaseInterruptLeaseStreamResponse();
+    message.released = object.released ?? 0;
+    return message;
+  },
+};
+
 function createBaseGetShardStatusRequest(): GetShardStatusRequest {
   return {};
 }
@@ -2107,6 +2262,22 @@ export const ShardServiceDefinition = {
       options: {},
     },
     /**
+     * Releases every lease an open LeaseStream holds (by the stream_id its
+     * subscribed answer gave), with the attempts not counted: what a shard
+     * worker's own drain does when it runs out of time, for a router whose drain
+     * ran out (the worker failed nothing). A nack the stream has sent to the
+     * store and not had answered counts as usual. The stream stays open; its
+     * router closes it. NOT_FOUND: no open stream has that id.
+     */
+    interruptLeaseStream: {
+      name: "InterruptLeaseStream",
+      requestType: InterruptLeaseStreamRequest as typeof InterruptLeaseStreamRequest,
+      requestStream: false,
+      responseType: InterruptLeaseStreamResponse as typeof InterruptLeaseStreamResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
      * The calls a router forwards that change tasks: enqueue batches, acks,
      * nacks, extends and leases that do not wait, many callers' on one
      * long-lived stream, where a codeq.v1.QueueService call each would cost an
@@ -2172,6 +2343,18 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<GetShardStatusResponse>>;
   /**
+   * Releases every lease an open LeaseStream holds (by the stream_id its
+   * subscribed answer gave), with the attempts not counted: what a shard
+   * worker's own drain does when it runs out of time, for a router whose drain
+   * ran out (the worker failed nothing). A nack the stream has sent to the
+   * store and not had answered counts as usual. The stream stays open; its
+   * router closes it. NOT_FOUND: no open stream has that id.
+   */
+  interruptLeaseStream(
+    request: InterruptLeaseStreamRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<InterruptLeaseStreamResponse>>;
+  /**
    * The calls a router forwards that change tasks: enqueue batches, acks,
    * nacks, extends and leases that do not wait, many callers' on one
    * long-lived stream, where a codeq.v1.QueueService call each would cost an
@@ -2231,6 +2414,18 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<GetShardStatusRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<GetShardStatusResponse>;
+  /**
+   * Releases every lease an open LeaseStream holds (by the stream_id its
+   * subscribed answer gave), with the attempts not counted: what a shard
+   * worker's own drain does when it runs out of time, for a router whose drain
+   * ran out (the worker failed nothing). A nack the stream has sent to the
+   * store and not had answered counts as usual. The stream stays open; its
+   * router closes it. NOT_FOUND: no open stream has that id.
+   */
+  interruptLeaseStream(
+    request: DeepPartial<InterruptLeaseStreamRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<InterruptLeaseStreamResponse>;
   /**
    * The calls a router forwards that change tasks: enqueue batches, acks,
    * nacks, extends and leases that do not wait, many callers' on one
