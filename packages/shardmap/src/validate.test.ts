@@ -125,6 +125,26 @@ describe("two shards on one endpoint", () => {
       `shards.d.endpoint: "127.0.0.1:7402" is shard "b"'s too; each shard has a worker of its own`,
     ]);
   });
+  it("is one endpoint however its host and port are written: case, the loopback's names, zeros", () => {
+    const two = (a: string, b: string) =>
+      validateShardMap(
+        map({
+          shards: {
+            ...draft().shards,
+            d: { endpoint: a, state: "active" },
+            e: { endpoint: b, state: "active" },
+          },
+        }),
+        { write: true },
+      );
+    expect(two("localhost:9001", "127.0.0.1:9001")).toEqual([
+      `shards.e.endpoint: "127.0.0.1:9001" is shard "d"'s too ("localhost:9001"); each shard has a worker of its own`,
+    ]);
+    expect(two("[::1]:9001", "LOCALHOST:9001")).toHaveLength(1);
+    expect(two("Shard-D.example:9001", "shard-d.example:09001")).toHaveLength(1);
+    expect(two("shard-d:9001", "shard-e:9001")).toEqual([]);
+    expect(two("localhost:9001", "localhost:9002")).toEqual([]);
+  });
   it("is let off in a stored map (written before the rule), so it can still be read and mended", () => {
     expect(validateShardMap(twice)).toEqual([]);
   });

@@ -126,6 +126,20 @@ function formatPath(path: readonly PropertyKey[]): string {
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
+/** Names of this machine's loopback address, any of which a local worker answers on. */
+const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/**
+ * An endpoint as compared for duplicates: host names are not case-sensitive, the
+ * loopback's names are one host, and a port is a number. (Two names that resolve to one address elsewhere are not caught; ListShards
+ * shows such a shard unhealthy, its worker answering with another id.)
+ */
+function endpointKey(endpoint: string): string {
+  const colon = endpoint.lastIndexOf(":");
+  const host = endpoint.slice(0, colon).toLowerCase();
+  return `${LOOPBACK.has(host) ? "loopback" : host}:${Number(endpoint.slice(colon + 1))}`;
+}
+
 /** Problems between parts of the map, checked on whichever parts are well-formed. */
 function referenceProblems(input: unknown, write: boolean): string[] {
   if (!isRecord(input)) return [];
@@ -136,15 +150,16 @@ function referenceProblems(input: unknown, write: boolean): string[] {
 
   // two ids for one worker: it answers for one of them only (its own id), and a move
   // onto the other never ends
-  const byEndpoint = new Map<string, string>();
+  const byEndpoint = new Map<string, { id: string; endpoint: string }>();
   for (const [id, info] of Object.entries(write ? (shards ?? {}) : {})) {
     const endpoint = isRecord(info) ? info.endpoint : undefined;
     if (typeof endpoint !== "string") continue;
-    const first = byEndpoint.get(endpoint);
-    if (first === undefined) byEndpoint.set(endpoint, id);
+    const key = endpointKey(endpoint);
+    const first = byEndpoint.get(key);
+    if (first === undefined) byEndpoint.set(key, { id, endpoint });
     else
       problems.push(
-        `${formatPath(["shards", id, "endpoint"])}: ${quoted(endpoint)} is shard ${quoted(first)}'s too; each shard has a worker of its own`,
+        `${formatPath(["shards", id, "endpoint"])}: ${quoted(endpoint)} is shard ${quoted(first.id)}'s too${first.endpoint === endpoint ? "" : ` (${quoted(first.endpoint)})`}; each shard has a worker of its own`,
       );
   }
   if (typeof input.defaultShard === "string" && !known(input.defaultShard)) {
