@@ -1,8 +1,9 @@
-import type { CallContext } from "nice-grpc";
+import { ServerError, Status, type CallContext } from "nice-grpc";
 import { BreakerState, type AdminServiceImplementation, type ShardStatus } from "@codeq/proto";
 import { requireRole } from "@codeq/server-kit";
 import type { MapSource, MigrationStore } from "@codeq/shardmap";
 import { mapToWire, shardState } from "./admin-wire";
+import { tenantList } from "./config";
 import { MapOperations } from "./map-operations";
 import { asServerError } from "./fan-out";
 import type { Routing } from "./routing";
@@ -20,9 +21,15 @@ export function adminRouter(
   source: MapSource,
   store: MigrationStore | undefined,
 ): AdminServiceImplementation {
+  const operators = new Set(tenantList(routing.config.adminTenants));
   const admin = async (ctx: CallContext, what: string) => {
     const f = await routing.forward(ctx);
     requireRole(f.identity, "admin", what);
+    if (operators.size > 0 && !operators.has(f.identity.tenant))
+      throw new ServerError(
+        Status.PERMISSION_DENIED,
+        `${what} is open to the admins of ${[...operators].join(", ")} only (CODEQ_ROUTER_ADMIN_TENANTS); the caller is an admin of ${f.identity.tenant}, which serves its own dead-letter queues only`,
+      );
     return f;
   };
   const ops = new MapOperations(routing, source, store);

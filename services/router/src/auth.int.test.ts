@@ -22,6 +22,7 @@ const TOKENS = {
   workerA: "tok-worker-a-0123456789",
   bothB: "tok-both-b-0123456789ab",
   admin: "tok-admin-0123456789abcd",
+  adminA: "tok-admin-a-0123456789ab",
 };
 
 let server: RedisServer;
@@ -40,6 +41,7 @@ beforeAll(async () => {
       `  - { token: ${TOKENS.workerA}, tenant: A, roles: [producer, worker] }`,
       `  - { token: ${TOKENS.bothB}, tenant: B, roles: [producer, worker] }`,
       `  - { token: ${TOKENS.admin}, tenant: ops, roles: [admin] }`,
+      `  - { token: ${TOKENS.adminA}, tenant: A, roles: [admin] }`,
     ].join("\n"),
   );
   const secretFile = path.join(dir, "jwt.secret");
@@ -52,6 +54,7 @@ beforeAll(async () => {
       shardSecret: SHARD_SECRET,
       authTokensFile: tokensFile,
       jwtHs256SecretFile: secretFile,
+      adminTenants: "ops",
     },
   });
 });
@@ -114,6 +117,24 @@ test("a producer credential enqueues but cannot lease or administer", async () =
   expect((await rc.adminWith(bearer(TOKENS.admin)).getShardMap({})).map!.version).toBeGreaterThan(
     0,
   );
+});
+
+test("a tenant's admin serves its own dead-letter queue, and only the admin tenants' admins use AdminService", async () => {
+  const ops = rc.adminWith(bearer(TOKENS.admin));
+  const tenantAdmin = rc.adminWith(bearer(TOKENS.adminA));
+  expect((await ops.getShardMap({})).map?.version).toBeGreaterThan(0);
+  for (const call of [
+    tenantAdmin.getShardMap({}),
+    tenantAdmin.assignCommand({ command: "X", shard: "b", dryRun: true }),
+    tenantAdmin.listMigrations({}),
+  ])
+    await expect(call).rejects.toMatchObject({
+      code: Status.PERMISSION_DENIED,
+      details: expect.stringMatching(
+        /is open to the admins of ops only \(CODEQ_ROUTER_ADMIN_TENANTS\)/,
+      ),
+    });
+  expect(await code(as(TOKENS.adminA).listDead({ command: "X" }))).toBe(Status.OK);
 });
 
 test("the tenant comes from the credential: a stated x-codeq-tenant is ignored", async () => {

@@ -19,4 +19,13 @@ describe("router configuration", () => {
     expect(() => cap(1024, 1024 * 1024)).toThrow(/an ack with a result of 1048576 bytes/);
     expect(cap(32 * MIB, 33 * MIB).payloadCapBytes).toBe(32 * MIB);
   });
+
+  it("takes admin tenants as a comma-separated list of tenant names", () => {
+    expect(loadRouterConfig({ CODEQ_ROUTER_ADMIN_TENANTS: "ops, platform" }).adminTenants).toBe(
+      "ops, platform",
+    );
+    expect(() => loadRouterConfig({ CODEQ_ROUTER_ADMIN_TENANTS: "ops,no such" })).toThrow(
+      /CODEQ_ROUTER_ADMIN_TENANTS \(adminTenants\): adminTenants must be tenant names/,
+    );
+  });
 });

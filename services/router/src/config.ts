@@ -1,11 +1,19 @@
 import * as fs from "node:fs";
 import { z } from "zod";
 import type { AuthConfig } from "@codeq/auth";
+import { NAME_PATTERN } from "@codeq/shardmap";
 import { boolSetting, DEFAULT_MAX_MESSAGE_BYTES, intSetting, loadConfig } from "@codeq/server-kit";
 import { requestLimitProblem } from "@codeq/wire";
 
 /** Environment variables: CODEQ_ROUTER_<SETTING>. File: CODEQ_ROUTER_CONFIG_FILE. */
 export const ROUTER_ENV_PREFIX = "CODEQ_ROUTER_";
+
+/** The tenants of a comma-separated list (`adminTenants`), blanks dropped. */
+export const tenantList = (value: string): string[] =>
+  value
+    .split(",")
+    .map((t) => t.trim())
+    .filter((t) => t !== "");
 
 const int = intSetting;
 const bool = boolSetting;
@@ -57,6 +65,18 @@ const routerSettings = z.strictObject({
   jwtAudience: z.string().default(""),
   /** Clock skew tolerated on exp/nbf/iat, seconds. */
   jwtClockToleranceSec: int(0, 600, 30),
+  /**
+   * Tenants whose admins may use AdminService (assign commands, abort migrations, add
+   * and remove shards), comma-separated, e.g. `ops`. Empty: the admins of every
+   * tenant, who then can move every tenant's queues; set it wherever tenants get the
+   * admin role for their own dead-letter queues (ListDead, RedriveDead, PurgeDead).
+   */
+  adminTenants: z
+    .string()
+    .default("")
+    .refine((v) => tenantList(v).every((t) => NAME_PATTERN.test(t)), {
+      error: `adminTenants must be tenant names (${NAME_PATTERN.source}) separated by commas`,
+    }),
   /** Claim naming the tenant. */
   jwtTenantClaim: z.string().default("tenant"),
   /** Claim listing the roles (else `scope` is read: codeq:produce, codeq:work, codeq:admin, codeq:work:all-tenants). */
