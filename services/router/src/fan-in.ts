@@ -345,8 +345,10 @@ class Leg {
  * no more go to them (a task pushed now would only be released at the end), the map
  * is no longer followed, and settlements go on as before. The stream ends (UNAVAILABLE,
  * "reconnect") once nothing it delivered is left unsettled, or once
- * STREAM_DRAIN_SHARE of the router's grace period is over; then its shard streams
- * close, and the shards release what they still hold.
+ * STREAM_DRAIN_SHARE of the router's grace period is over; then, in that second case,
+ * the shards are asked to release what the streams still hold without counting the
+ * attempts (`interruptHeld`), and the shard streams close (the shards release what is
+ * left, counted).
  */
 export class FanInSession {
   private readonly id = randomUUID();

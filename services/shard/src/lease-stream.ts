@@ -107,6 +107,8 @@ export class LeaseStreamSession implements Taker {
   private drainRanOut = false;
   /** Lease tokens of the stream's nacks sent to the store and not answered yet. */
   private readonly nacking = new Set<string>();
+  /** InterruptLeaseStream's release, once asked for: nothing more is pushed. */
+  private interrupting: Promise<unknown> | undefined;
 
   constructor(
     private readonly core: QueueCore,
@@ -144,6 +146,8 @@ export class LeaseStreamSession implements Taker {
       this.end();
       await pumping;
       this.core.interrupters.delete(this.id);
+      // an interruption still releasing: what it fails to release is held again first
+      await this.interrupting?.catch(() => undefined);
       await this.giveBackUnsent();
       await this.releaseHeld();
       this.core.streamOpened(-1);
@@ -197,7 +201,7 @@ export class LeaseStreamSession implements Taker {
 
   /** Ended, or draining: nothing more is pushed (what a lease got is given back). */
   private get stopped(): boolean {
-    return this.ended.signal.aborted || this.draining;
+    return this.ended.signal.aborted || this.draining || this.interrupting !== undefined;
   }
 
   /** While draining: ends the stream once it holds no lease and no handoff is on its way. */
@@ -493,19 +497,31 @@ export class LeaseStreamSession implements Taker {
   }
 
   /**
-   * Its router's drain ran out (InterruptLeaseStream): what the stream holds is released
-   * as the shard worker's own drain would, and the stream stays open for the router to
-   * close. Answers how many leases were released; a store failure fails the call (they
-   * are still released, counted, when the stream closes).
+   * Its router's drain ran out (InterruptLeaseStream): nothing more is pushed, and what
+   * the stream holds is released uncounted, as the shard worker's own drain would; the
+   * stream stays open for the router to close. A lease whose nack is on its way to the
+   * store stays held: the nack settles it as the worker meant. Answers how many leases
+   * were released; a store failure fails the call, and they are held again (released,
+   * counted, when the stream closes: it waits for this first).
    */
-  private async interrupt(): Promise<number> {
-    const tokens = this.held.takeAll();
-    try {
-      await this.releaseInterrupted(tokens);
-    } catch (err) {
-      this.held.add(tokens);
-      throw err;
-    }
-    return tokens.length;
+  private interrupt(): Promise<number> {
+    const run = async () => {
+      this.kick.fire();
+      const tokens = this.held.takeAll();
+      const nacked = tokens.filter((t) => this.nacking.has(t));
+      const interrupted = tokens.filter((t) => !this.nacking.has(t));
+      this.held.add(nacked);
+      try {
+        await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
+      } catch (err) {
+        this.held.add(interrupted);
+        throw err;
+      }
+      return interrupted.length;
+    };
+    // one at a time: a second waits for the first (failed or not)
+    const released = (this.interrupting ?? Promise.resolve()).catch(() => undefined).then(run);
+    this.interrupting = released;
+    return released;
   }
 }

@@ -188,13 +188,19 @@ describe("the internal ShardService", () => {
     const s = new StreamDriver(c);
     s.send({ ...SUB(["INTR"]), credits: 2 });
     const subscribed = (await s.next())!.subscribed!;
+    expect(await s.pushed(2)).toHaveLength(2);
     const stats = () => fx.worker.engine.stats({ command: "INTR", tenant: "intr" });
-    await eventually(async () => (await stats()).leased === 2);
     const shard = fx.shardClient();
     expect(await shard.interruptLeaseStream({ streamId: subscribed.streamId })).toEqual({
       released: 2,
     });
     expect(await stats()).toMatchObject({ ready: 2, dead: 0, leased: 0 });
+    // nothing more is pushed on it: credits it still had, and a task ready now, stay unused
+    s.send({ credits: 5 });
+    await c.enqueue({ command: "INTR" } as never);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(s.pending).toBe(0);
+    expect(await stats()).toMatchObject({ ready: 3, leased: 0 });
     expect(await shard.interruptLeaseStream({ streamId: subscribed.streamId })).toEqual({
       released: 0,
     });
