@@ -9,9 +9,10 @@ import { QueueCounts } from "./task";
 /**
  * AdminService: what operators call (also through the `codeq` CLI).
  *
- * Every call needs the admin right (PERMISSION_DENIED otherwise). Every change
- * of the shard map is a compare-and-set on its version, validated first, and
- * recorded in the audit log.
+ * Every call needs the admin right, and, where the router lists admin tenants
+ * (CODEQ_ROUTER_ADMIN_TENANTS), a caller of one of them (PERMISSION_DENIED
+ * otherwise). Every change of the shard map is a compare-and-set on its
+ * version, validated first, and recorded in the audit log.
  *
  * Status codes beyond those listed on QueueService:
  * - NOT_FOUND: the shard or migration named does not exist.
