@@ -12,6 +12,7 @@ function ackingCore(acked: { n: number }): QueueCore {
     config: { maxStreamCredits: 10_000, graceMs: 10_000, maxBatch: 1_000, maxResponseBytes: 4 << 20 },
     notifier: new Notifier(),
     streamOpened: () => undefined,
+    interrupters: new Map(),
     leaseAsk: () => ({ commands: ["C"], allTenants: false, leaseMs: 30_000 }),
     topics: () => [{ queue: { command: "C", tenant: "t" } }],
     ack: async (_identity: Identity, items: readonly unknown[]) => {
