@@ -94,6 +94,9 @@ function routedBack(
   return { ...table, [key]: migration.from };
 }
 
+/** How long an admin call waits for the map read it asks for when the last one failed, ms. */
+const STORE_RECHECK_MS = 100;
+
 /** A read of the map for a change the control store did not answer. */
 const storeDownError = (err: unknown) =>
   new ServerError(
@@ -176,38 +179,43 @@ export class MapOperations {
 
   /**
    * Why the control store is known not to answer (this router's last read of the map
-   * failed), or undefined. Admin calls then answer at once, rather than each wait out
-   * the store connection's reconnects (seconds per read); a refresh is asked for, so
-   * they go back to the store as soon as it answers.
+   * failed, and a read asked for now has not succeeded within STORE_RECHECK_MS), or
+   * undefined. Admin calls then answer at once, rather than each wait out the store
+   * connection's reconnects (seconds per read); after a passing blip the read asked
+   * for clears it.
    */
-  private storeDown(): Error | undefined {
-    const down = this.routing.cache.status().lastError;
-    if (down) void this.routing.cache.refresh();
-    return down;
+  private async storeDown(): Promise<Error | undefined> {
+    if (!this.routing.cache.status().lastError) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      this.routing.cache.refresh().catch(() => undefined),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, STORE_RECHECK_MS))),
+    ]).finally(() => clearTimeout(timer));
+    return this.routing.cache.status().lastError;
   }
 
   private async progress(m: Migration) {
-    if (this.storeDown()) return undefined;
+    if (await this.storeDown()) return undefined;
     return this.store?.progress(progressId(m)).catch(() => undefined);
   }
 
   /** A finished migration's record; UNAVAILABLE while the control store does not answer. */
   private async finished(id: string) {
-    const down = this.storeDown();
+    const down = await this.storeDown();
     if (down) storeUnavailable(down);
     return this.store?.finished(id).catch(storeUnavailable);
   }
 
   /** Finished migrations' records; UNAVAILABLE while the control store does not answer. */
   private async listFinished() {
-    const down = this.storeDown();
+    const down = await this.storeDown();
     if (down) storeUnavailable(down);
     return this.store?.listFinished().catch(storeUnavailable);
   }
 
   /** Reads the map from the control store (admin calls act on the newest map, not the cache). */
   private async freshMap(): Promise<ShardMap> {
-    const down = this.storeDown();
+    const down = await this.storeDown();
     if (down) throw storeDownError(down);
     try {
       const map = await this.source.get();
