@@ -376,6 +376,8 @@ export class FanInSession {
   private confirming = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
+  /** Called when no client request is left unanswered (`interruptHeld` waits for it). */
+  private allAnswered: (() => void) | undefined;
   /** Their acks, nacks and extends: the client's stream is not read while there are too many. */
   private unanswered = 0;
   /** Resolves the wait of `read` for fewer unanswered settlements, if it waits. */
@@ -468,7 +470,18 @@ export class FanInSession {
    */
   private async interruptHeld(): Promise<void> {
     if (!this.drainRanOut) return;
-    const deadline = new Date(Date.now() + GIVE_BACK_WAIT_MS);
+    // settlements already on their way to the shards go first: an interruption that
+    // overtook an ack would have it refused as stale and run its finished task again
+    if (this.answering > 0) {
+      let bound: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.allAnswered = resolve;
+        bound = setTimeout(resolve, GIVE_BACK_WAIT_MS / 2);
+      });
+      clearTimeout(bound);
+      this.allAnswered = undefined;
+    }
+    const deadline = new Date(Date.now() + GIVE_BACK_WAIT_MS / 2);
     await Promise.all(
       [...this.legs.values()]
         .filter((leg) => !leg.closed && leg.streamId)
@@ -1280,6 +1293,7 @@ export class FanInSession {
   private answered(items: number): void {
     this.answering--;
     this.unanswered -= items;
+    if (this.answering === 0) this.allAnswered?.();
     if (this.roomToRead && this.unanswered < this.maxUnanswered()) {
       this.roomToRead();
       this.roomToRead = undefined;
