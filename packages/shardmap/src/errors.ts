@@ -32,6 +32,15 @@ export class VersionConflictError extends Error {
   }
 }
 
+/** The control store answered, and holds no shard map (none was written yet). */
+export class NoShardMapError extends Error {
+  override readonly name = "NoShardMapError";
+
+  constructor() {
+    super("the control store holds no shard map");
+  }
+}
+
 /** The cache has never loaded a map (not started, or the control store never answered). */
 export class MapNotLoadedError extends Error {
   override readonly name = "MapNotLoadedError";

@@ -7,6 +7,7 @@ export {
   ShardMapError,
   VersionConflictError,
   MapNotLoadedError,
+  NoShardMapError,
   isVersionConflict,
 } from "./errors";
 export { SHARD_ID_PATTERN, NAME_PATTERN, TENANT_KEY_PATTERN, isEndpoint, tenantKey } from "./names";

@@ -9,7 +9,7 @@
  * (how often to reload) and expiry (when an unconfirmed map counts as stale) are
  * separate settings; an expired map is still served.
  */
-import { MapNotLoadedError, toError } from "./errors";
+import { MapNotLoadedError, NoShardMapError, toError } from "./errors";
 import type { ShardMap } from "./shard-map";
 import type { MapSource } from "./source";
 
@@ -185,7 +185,7 @@ export class MapCache {
     this.counters.refreshes++;
     try {
       const map = await withTimeout(this.source.get(), this.refreshTimeoutMs);
-      if (!map) throw new Error("the control store holds no shard map");
+      if (!map) throw new NoShardMapError();
       this.loadedAtMs = this.now();
       this.lastError = undefined;
       // Any other map is taken, a lower version too: a store restored from a backup is

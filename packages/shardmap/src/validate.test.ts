@@ -141,6 +141,8 @@ describe("two shards on one endpoint", () => {
       `shards.e.endpoint: "127.0.0.1:9001" is shard "d"'s too ("localhost:9001"); each shard has a worker of its own`,
     ]);
     expect(two("[::1]:9001", "LOCALHOST:9001")).toHaveLength(1);
+    expect(two("[0:0:0:0:0:0:0:1]:9001", "127.0.0.1:9001")).toHaveLength(1);
+    expect(two("[2001:db8:0::1]:9001", "[2001:DB8::1]:9001")).toHaveLength(1);
     expect(two("Shard-D.example:9001", "shard-d.example:09001")).toHaveLength(1);
     expect(two("shard-d:9001", "shard-e:9001")).toEqual([]);
     expect(two("localhost:9001", "localhost:9002")).toEqual([]);

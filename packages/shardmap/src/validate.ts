@@ -130,14 +130,22 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 
 /**
- * An endpoint as compared for duplicates: host names are not case-sensitive, the
- * loopback's names are one host, and a port is a number. (Two names that resolve to one address elsewhere are not caught; ListShards
+ * An endpoint as compared for duplicates: host names are not case-sensitive, an
+ * address is compared in its one form (`[0:0::1]` is `[::1]`), the loopback's names
+ * are one host, and a port is a number. (Two names that resolve to one address elsewhere are not caught; ListShards
  * shows such a shard unhealthy, its worker answering with another id.)
  */
 function endpointKey(endpoint: string): string {
   const colon = endpoint.lastIndexOf(":");
-  const host = endpoint.slice(0, colon).toLowerCase();
-  return `${LOOPBACK.has(host) ? "loopback" : host}:${Number(endpoint.slice(colon + 1))}`;
+  const port = Number(endpoint.slice(colon + 1));
+  let host = endpoint.slice(0, colon).toLowerCase();
+  try {
+    // the URL parser's forms: IPv6 compressed, IPv4 dotted-decimal (127.1 → 127.0.0.1)
+    host = new URL(`http://${host}/`).hostname;
+  } catch {
+    // not a host the parser takes: compared as written
+  }
+  return `${LOOPBACK.has(host) ? "loopback" : host}:${port}`;
 }
 
 /** Problems between parts of the map, checked on whichever parts are well-formed. */

@@ -24,8 +24,10 @@ describe("router configuration", () => {
     expect(loadRouterConfig({ CODEQ_ROUTER_ADMIN_TENANTS: "ops, platform" }).adminTenants).toBe(
       "ops, platform",
     );
-    expect(() => loadRouterConfig({ CODEQ_ROUTER_ADMIN_TENANTS: "ops,no such" })).toThrow(
-      /CODEQ_ROUTER_ADMIN_TENANTS \(adminTenants\): adminTenants must be tenant names/,
-    );
+    for (const bad of ["ops,no such", ",", " , "])
+      expect(() => loadRouterConfig({ CODEQ_ROUTER_ADMIN_TENANTS: bad })).toThrow(
+        /CODEQ_ROUTER_ADMIN_TENANTS \(adminTenants\): adminTenants must be tenant names/,
+      );
+    expect(loadRouterConfig({}).adminTenants).toBe("");
   });
 });

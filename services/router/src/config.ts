@@ -74,9 +74,16 @@ const routerSettings = z.strictObject({
   adminTenants: z
     .string()
     .default("")
-    .refine((v) => tenantList(v).every((t) => NAME_PATTERN.test(t)), {
-      error: `adminTenants must be tenant names (${NAME_PATTERN.source}) separated by commas`,
-    }),
+    .refine(
+      (v) => {
+        const tenants = tenantList(v);
+        // a value of blanks and commas would open AdminService to every tenant's admins
+        return (
+          (tenants.length > 0 || v.trim() === "") && tenants.every((t) => NAME_PATTERN.test(t))
+        );
+      },
+      { error: `adminTenants must be tenant names (${NAME_PATTERN.source}) separated by commas` },
+    ),
   /** Claim naming the tenant. */
   jwtTenantClaim: z.string().default("tenant"),
   /** Claim listing the roles (else `scope` is read: codeq:produce, codeq:work, codeq:admin, codeq:work:all-tenants). */

@@ -470,6 +470,8 @@ export class FanInSession {
    */
   private async interruptHeld(): Promise<void> {
     if (!this.drainRanOut) return;
+    // within the bound the caller races this against, less a margin for the answers
+    const deadline = new Date(Date.now() + GIVE_BACK_WAIT_MS - 100);
     // settlements already on their way to the shards go first: an interruption that
     // overtook an ack would have it refused as stale and run its finished task again
     if (this.answering > 0) {
@@ -481,7 +483,6 @@ export class FanInSession {
       clearTimeout(bound);
       this.allAnswered = undefined;
     }
-    const deadline = new Date(Date.now() + GIVE_BACK_WAIT_MS / 2);
     await Promise.all(
       [...this.legs.values()]
         .filter((leg) => !leg.closed && leg.streamId)

@@ -23,6 +23,7 @@ import {
   isUnfinished,
   isVersionConflict,
   movesTenant,
+  NoShardMapError,
   progressId,
   queueShardsOf,
   NAME_PATTERN,
@@ -93,6 +94,16 @@ function routedBack(
   }
   return { ...table, [key]: migration.from };
 }
+
+/**
+ * `err`, a failed read of the map, when it says the control store did not answer; not
+ * when the store answered with no map or an invalid one (those calls then go to the
+ * store and are answered for what it holds).
+ */
+const unanswered = (err: Error | undefined): Error | undefined =>
+  err === undefined || err instanceof ShardMapError || err instanceof NoShardMapError
+    ? undefined
+    : err;
 
 /** How long an admin call waits for the map read it asks for when the last one failed, ms. */
 const STORE_RECHECK_MS = 100;
@@ -185,17 +196,18 @@ export class MapOperations {
    * for clears it.
    */
   private async storeDown(): Promise<Error | undefined> {
-    if (!this.routing.cache.status().lastError) return undefined;
+    if (!unanswered(this.routing.cache.status().lastError)) return undefined;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       this.routing.cache.refresh().catch(() => undefined),
       new Promise<void>((resolve) => (timer = setTimeout(resolve, STORE_RECHECK_MS))),
     ]).finally(() => clearTimeout(timer));
-    return this.routing.cache.status().lastError;
+    return unanswered(this.routing.cache.status().lastError);
   }
 
-  private async progress(m: Migration) {
-    if (await this.storeDown()) return undefined;
+  /** A migration's progress; none while the control store is down (`down`: known already). */
+  private async progress(m: Migration, down?: boolean) {
+    if (down ?? (await this.storeDown()) !== undefined) return undefined;
     return this.store?.progress(progressId(m)).catch(() => undefined);
   }
 
@@ -471,7 +483,8 @@ export class MapOperations {
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
     const all: WireMigration[] = [];
-    for (const m of live) all.push(migrationToWire(m, await this.progress(m)));
+    const down = (await this.storeDown()) !== undefined;
+    for (const m of live) all.push(migrationToWire(m, await this.progress(m, down)));
     if (req.includeFinished) {
       for (const f of (await this.listFinished()) ?? [])
         if (!live.some((m) => m.id === f.migration.id))

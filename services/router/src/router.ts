@@ -96,6 +96,10 @@ export async function startRouter(
     logger.warn(
       "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
     );
+    if (config.adminTenants)
+      logger.warn(
+        "CODEQ_ROUTER_ADMIN_TENANTS protects nothing while development identity is on: a caller states its own tenant and roles",
+      );
   }
   if (config.shardMapFile && config.bootstrapMapFile)
     throw new ConfigError(
