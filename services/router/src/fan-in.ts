@@ -815,8 +815,10 @@ export class FanInSession {
       // what was queued for it
       if (this.ended.signal.aborted || this.halfClosed) this.keepUnsent(raw.value);
       else this.out.push(passThrough(raw));
-      // busy again: its share grows from the credits no shard holds
-      if (wasIdle) this.rebalance();
+      // busy again: its share grows from the credits no shard holds; or fewer credits
+      // are left than shards, which then take turns, and no other message may come to
+      // start the next turn (a shard holding a credit with nothing to push says nothing)
+      if (wasIdle || this.outstanding < this.wanted.length) this.rebalance();
       return;
     }
     const settled = readSettled(raw.bytes);
