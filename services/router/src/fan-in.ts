@@ -818,7 +818,8 @@ export class FanInSession {
       // busy again: its share grows from the credits no shard holds; or fewer credits
       // are left than shards, which then take turns, and no other message may come to
       // start the next turn (a shard holding a credit with nothing to push says nothing)
-      if (wasIdle || this.outstanding < this.wanted.length) this.rebalance();
+      const turns = this.wanted.length > 1 && this.outstanding < this.wanted.length;
+      if (wasIdle || turns) this.rebalance();
       return;
     }
     const settled = readSettled(raw.bytes);
