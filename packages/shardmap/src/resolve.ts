@@ -47,11 +47,16 @@ export function resolveCurrent(
 }
 
 /**
- * Whether migration `m` moves `tenant`'s queue of its command: a tenant's move only
- * that tenant's; a command's move every tenant without an override of its own (one
- * with an override is routed elsewhere).
+ * Whether migration `m` (or a move asked for, as AssignCommand names it) moves
+ * `tenant`'s queue of its command: a tenant's move only that tenant's; a command's move
+ * every tenant without an override of its own (one with an override is routed
+ * elsewhere).
  */
-export function movesTenant(map: RoutingTable, m: Migration, tenant: string): boolean {
+export function movesTenant(
+  map: RoutingTable,
+  m: Pick<Migration, "command" | "tenant">,
+  tenant: string,
+): boolean {
   return m.tenant === undefined
     ? entry(map.tenants, tenantKey(m.command, tenant)) === undefined
     : m.tenant === tenant;

@@ -132,8 +132,9 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
 /**
  * An endpoint as compared for duplicates: host names are not case-sensitive, an
  * address is compared in its one form (`[0:0::1]` is `[::1]`), the loopback's names
- * are one host, and a port is a number. (Two names that resolve to one address elsewhere are not caught; ListShards
- * shows such a shard unhealthy, its worker answering with another id.)
+ * are one host, and a port is a number. (Two names that resolve to one address
+ * elsewhere are not caught; ListShards shows such a shard unhealthy, its worker
+ * answering with another id.)
  */
 function endpointKey(endpoint: string): string {
   const colon = endpoint.lastIndexOf(":");

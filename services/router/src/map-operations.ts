@@ -197,17 +197,24 @@ export class MapOperations {
    */
   private async storeDown(): Promise<Error | undefined> {
     if (!unanswered(this.routing.cache.status().lastError)) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      this.routing.cache.refresh().catch(() => undefined),
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, STORE_RECHECK_MS))),
-    ]).finally(() => clearTimeout(timer));
+    // the calls of one request (a map read, then a migration's records) wait once
+    if (Date.now() - this.recheckedAt >= STORE_RECHECK_MS) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.routing.cache.refresh().catch(() => undefined),
+        new Promise<void>((resolve) => (timer = setTimeout(resolve, STORE_RECHECK_MS))),
+      ]).finally(() => clearTimeout(timer));
+      this.recheckedAt = Date.now();
+    }
     return unanswered(this.routing.cache.status().lastError);
   }
 
-  /** A migration's progress; none while the control store is down (`down`: known already). */
-  private async progress(m: Migration, down?: boolean) {
-    if (down ?? (await this.storeDown()) !== undefined) return undefined;
+  /** When `storeDown` last asked the store again. */
+  private recheckedAt = 0;
+
+  /** A migration's progress; none while the control store does not answer. */
+  private async progress(m: Migration) {
+    if (await this.storeDown()) return undefined;
     return this.store?.progress(progressId(m)).catch(() => undefined);
   }
 
@@ -383,11 +390,10 @@ export class MapOperations {
   private async plan(map: ShardMap, req: AssignCommandRequest, from: string): Promise<MovePlan> {
     const counts = emptyQueueCounts();
     const tenants: string[] = [];
+    const move = { command: req.command, tenant: req.tenant || undefined };
     try {
       for (const q of await this.queuesOn(from, req.command, req.tenant)) {
-        const moves =
-          req.tenant || entry(map.tenants, tenantKey(req.command, q.tenant)) === undefined;
-        if (!moves || !q.counts) continue;
+        if (!movesTenant(map, move, q.tenant) || !q.counts) continue;
         tenants.push(q.tenant);
         addCounts(counts, q.counts);
       }
@@ -483,8 +489,7 @@ export class MapOperations {
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
     const all: WireMigration[] = [];
-    const down = (await this.storeDown()) !== undefined;
-    for (const m of live) all.push(migrationToWire(m, await this.progress(m, down)));
+    for (const m of live) all.push(migrationToWire(m, await this.progress(m)));
     if (req.includeFinished) {
       for (const f of (await this.listFinished()) ?? [])
         if (!live.some((m) => m.id === f.migration.id))

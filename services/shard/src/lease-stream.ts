@@ -490,10 +490,17 @@ export class LeaseStreamSession implements Taker {
    * is the worker's own failure, counted as it would be.
    */
   private async releaseInterrupted(tokens: readonly string[]): Promise<void> {
-    const nacked = tokens.filter((t) => this.nacking.has(t));
-    const interrupted = tokens.filter((t) => !this.nacking.has(t));
+    const [nacked, interrupted] = this.byNacking(tokens);
     await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
     await this.core.release(nacked, "lease stream closed");
+  }
+
+  /** `tokens` split: those whose nack is on its way to the store, and the rest. */
+  private byNacking(tokens: readonly string[]): [string[], string[]] {
+    const nacked: string[] = [];
+    const rest: string[] = [];
+    for (const t of tokens) (this.nacking.has(t) ? nacked : rest).push(t);
+    return [nacked, rest];
   }
 
   /**
@@ -507,9 +514,7 @@ export class LeaseStreamSession implements Taker {
   private interrupt(): Promise<number> {
     const run = async () => {
       this.kick.fire();
-      const tokens = this.held.takeAll();
-      const nacked = tokens.filter((t) => this.nacking.has(t));
-      const interrupted = tokens.filter((t) => !this.nacking.has(t));
+      const [nacked, interrupted] = this.byNacking(this.held.takeAll());
       this.held.add(nacked);
       try {
         await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
