@@ -42,8 +42,9 @@ export class MemoryMapSource implements MapSource {
     expectedVersion: number,
     next: ShardMapDraft,
     change: ChangeInfo,
+    previous?: ShardMap,
   ): Promise<ShardMap> {
-    const { map, audit } = prepareWrite(expectedVersion, next, change, this.now());
+    const { map, audit } = prepareWrite(expectedVersion, next, change, this.now(), previous);
     if (this.version !== expectedVersion) {
       throw new VersionConflictError(expectedVersion, this.version);
     }

@@ -97,8 +97,9 @@ export class RedisMapSource implements MapSource {
     expectedVersion: number,
     next: ShardMapDraft,
     change: ChangeInfo,
+    previous?: ShardMap,
   ): Promise<ShardMap> {
-    const { map, audit } = prepareWrite(expectedVersion, next, change, this.now());
+    const { map, audit } = prepareWrite(expectedVersion, next, change, this.now(), previous);
     const json = JSON.stringify(map);
     const cas = (this.redis as unknown as Record<string, CasCommand>)[CAS_COMMAND]!;
     const [code, version] = await cas.call(

@@ -35,12 +35,15 @@ export interface MapSource {
    * `expectedVersion` (0 = no map yet), appends an audit entry, then announces the
    * new version. Throws ShardMapError (nothing written) for an invalid map and
    * VersionConflictError (with the current version) when another write came first.
-   * `version` and `updatedAtMs` of `next`, if present, are replaced.
+   * `version` and `updatedAtMs` of `next`, if present, are replaced. `previous`, the
+   * map read at `expectedVersion` (when it is that version), lets off the shards
+   * that already shared an endpoint there (ValidateOptions.previous).
    */
   compareAndSet(
     expectedVersion: number,
     next: ShardMapDraft,
     change: ChangeInfo,
+    previous?: ShardMap,
   ): Promise<ShardMap>;
 
   /**
@@ -68,13 +71,16 @@ export function checkPage(limit: number, offset: number): void {
 
 /**
  * The map and audit entry a compare-and-set writes, validated (every source runs
- * this before touching its store, so an invalid change writes nothing).
+ * this before touching its store, so an invalid change writes nothing). `previous`
+ * counts only when it is the version the write replaces (the compare-and-set then
+ * proves it was the stored map).
  */
 export function prepareWrite(
   expectedVersion: number,
   draft: ShardMapDraft,
   change: ChangeInfo,
   nowMs: number,
+  previous?: ShardMap,
 ): { map: ShardMap; audit: AuditEntry } {
   const problems: string[] = [];
   if (!Number.isSafeInteger(expectedVersion) || expectedVersion < 0)
@@ -98,7 +104,7 @@ export function prepareWrite(
   const map = assertShardMap(
     { version, updatedAtMs: nowMs, ...rest },
     `shard map version ${version}`,
-    { write: true },
+    { write: true, previous: previous?.version === expectedVersion ? previous : undefined },
   );
   const audit: AuditEntry = {
     atMs: nowMs,

@@ -21,7 +21,10 @@ export async function updateMap(
     if (!draft) return { map: current, changed: false };
     try {
       const info = typeof change === "function" ? change(current) : change;
-      return { map: await source.compareAndSet(current.version, draft, info), changed: true };
+      return {
+        map: await source.compareAndSet(current.version, draft, info, current),
+        changed: true,
+      };
     } catch (err) {
       if (!isVersionConflict(err) || i >= attempts) throw err;
     }

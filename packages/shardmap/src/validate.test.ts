@@ -1,7 +1,8 @@
 import { assertShardMap, validateShardMap } from "./validate";
 import { ShardMapError } from "./errors";
 import type { Migration, ShardMap } from "./shard-map";
-import { draft } from "./test/fixtures";
+import { prepareWrite } from "./source";
+import { change, draft } from "./test/fixtures";
 
 const map = (overrides: Record<string, unknown> = {}): ShardMap =>
   ({ version: 3, updatedAtMs: 1_700_000_000_000, ...draft(), ...overrides }) as ShardMap;
@@ -149,6 +150,43 @@ describe("two shards on one endpoint", () => {
   });
   it("is let off in a stored map (written before the rule), so it can still be read and mended", () => {
     expect(validateShardMap(twice)).toEqual([]);
+  });
+  it("is let off in a write over a map that already had the pair; a pair the write makes is not", () => {
+    const previous = twice;
+    expect(validateShardMap(twice, { write: true, previous })).toEqual([]);
+    // the same endpoint written another way is still the pair the map had
+    const respelled = map({
+      shards: { ...draft().shards, d: { endpoint: "LOCALHOST:7402", state: "active" } },
+    });
+    expect(validateShardMap(respelled, { write: true, previous })).toEqual([]);
+    const third = map({
+      shards: { ...twice.shards, e: { endpoint: "127.0.0.1:7402", state: "active" } },
+    });
+    expect(validateShardMap(third, { write: true, previous })).toEqual([
+      `shards.e.endpoint: "127.0.0.1:7402" is shard "b"'s too; each shard has a worker of its own`,
+    ]);
+    // a pair that shared nothing before
+    const moved = map({
+      shards: { ...draft().shards, d: { endpoint: "127.0.0.1:7401", state: "active" } },
+    });
+    expect(validateShardMap(moved, { write: true, previous })).toHaveLength(1);
+  });
+});
+
+describe("prepareWrite", () => {
+  it("lets off a pair the previous map had only when that map is the version replaced", () => {
+    const {
+      version: _v,
+      updatedAtMs: _u,
+      ...next
+    } = map({
+      shards: { ...draft().shards, d: { endpoint: "127.0.0.1:7402", state: "active" } },
+    });
+    const previous = map({ ...next, version: 3 });
+    expect(prepareWrite(3, next, change(), 1, previous).map.version).toBe(4);
+    // a map of another version proves nothing about the one the write replaces
+    expect(() => prepareWrite(4, next, change(), 1, previous)).toThrow(/is shard "b"'s too/);
+    expect(() => prepareWrite(3, next, change(), 1)).toThrow(/is shard "b"'s too/);
   });
 });
 

@@ -31,6 +31,12 @@ export interface ValidateOptions {
    * can be mended by a write): two shards on one endpoint.
    */
   write?: boolean;
+  /**
+   * The map a write replaces, if known: two shards that already shared an endpoint
+   * in it are let off (only a pair the write makes is refused), so that a stored map
+   * with such a pair can still take the change that mends it.
+   */
+  previous?: ShardMap;
 }
 
 const quoted = (input: unknown) => JSON.stringify(input) ?? String(input);
@@ -86,7 +92,8 @@ const strict = schemaFor(true);
 export function validateShardMap(input: unknown, options: ValidateOptions = {}): string[] {
   const parsed = (options.strict ? strict : loose).safeParse(input);
   const problems = parsed.success ? [] : parsed.error.issues.map(describeIssue);
-  return [...problems, ...referenceProblems(input, options.write === true)];
+  const shared = options.write ? sharedEndpoints(options.previous) : undefined;
+  return [...problems, ...referenceProblems(input, shared)];
 }
 
 /** Returns `input` as a ShardMap, or throws a ShardMapError listing every problem. */
@@ -136,7 +143,7 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
  * elsewhere are not caught; ListShards shows such a shard unhealthy, its worker
  * answering with another id.)
  */
-function endpointKey(endpoint: string): string {
+export function endpointKey(endpoint: string): string {
   const colon = endpoint.lastIndexOf(":");
   const port = Number(endpoint.slice(colon + 1));
   let host = endpoint.slice(0, colon).toLowerCase();
@@ -149,8 +156,27 @@ function endpointKey(endpoint: string): string {
   return `${LOOPBACK.has(host) ? "loopback" : host}:${port}`;
 }
 
-/** Problems between parts of the map, checked on whichever parts are well-formed. */
-function referenceProblems(input: unknown, write: boolean): string[] {
+/** Two shard ids as a pair sharing an endpoint, in either order. */
+const pairKey = (a: string, b: string) => JSON.stringify(a < b ? [a, b] : [b, a]);
+
+/** The pairs of shards that share an endpoint in `map` (none when it is undefined). */
+function sharedEndpoints(map: ShardMap | undefined): Set<string> {
+  const pairs = new Set<string>();
+  const byEndpoint = new Map<string, string[]>();
+  for (const [id, info] of Object.entries(map?.shards ?? {})) {
+    const key = endpointKey(info.endpoint);
+    const ids = byEndpoint.get(key) ?? [];
+    for (const other of ids) pairs.add(pairKey(id, other));
+    byEndpoint.set(key, [...ids, id]);
+  }
+  return pairs;
+}
+
+/**
+ * Problems between parts of the map, checked on whichever parts are well-formed.
+ * `shared`: check for shards sharing an endpoint (a write), except the pairs it holds.
+ */
+function referenceProblems(input: unknown, shared: Set<string> | undefined): string[] {
   if (!isRecord(input)) return [];
   const problems: string[] = [];
   const shards = isRecord(input.shards) ? input.shards : undefined;
@@ -160,13 +186,13 @@ function referenceProblems(input: unknown, write: boolean): string[] {
   // two ids for one worker: it answers for one of them only (its own id), and a move
   // onto the other never ends
   const byEndpoint = new Map<string, { id: string; endpoint: string }>();
-  for (const [id, info] of Object.entries(write ? (shards ?? {}) : {})) {
+  for (const [id, info] of Object.entries(shared ? (shards ?? {}) : {})) {
     const endpoint = isRecord(info) ? info.endpoint : undefined;
     if (typeof endpoint !== "string") continue;
     const key = endpointKey(endpoint);
     const first = byEndpoint.get(key);
     if (first === undefined) byEndpoint.set(key, { id, endpoint });
-    else
+    else if (!shared?.has(pairKey(first.id, id)))
       problems.push(
         `${formatPath(["shards", id, "endpoint"])}: ${quoted(endpoint)} is shard ${quoted(first.id)}'s too${first.endpoint === endpoint ? "" : ` (${quoted(first.endpoint)})`}; each shard has a worker of its own`,
       );

@@ -22,6 +22,7 @@ import {
   isEndpoint,
   isUnfinished,
   isVersionConflict,
+  endpointKey,
   movesTenant,
   NoShardMapError,
   progressId,
@@ -598,7 +599,13 @@ export class MapOperations {
       throw precondition(
         `cannot confirm shard ${id} holds nothing: its store does not answer; bring the store back first`,
       );
-    if (status.queueDepth > 0)
+    if (status.shard !== id && !this.isTwin(map, id, status.shard))
+      throw precondition(
+        `the worker at shard ${id}'s endpoint answers as shard ${status.shard || "(none)"}: shard ${id}'s own worker cannot be asked whether it holds anything; register it where its worker is`,
+      );
+    // a second id for another shard's worker (a map written before two shards were
+    // refused one endpoint): what that worker holds is the other shard's, still mapped
+    if (status.queueDepth > 0 && status.shard === id)
       throw precondition(
         `shard ${id} still holds ${status.queueDepth} tasks; move its queues away first`,
       );
@@ -609,6 +616,13 @@ export class MapOperations {
       return { ...draft, shards };
     });
     return written.version;
+  }
+
+  /** Whether `other` is a shard of `map` at `id`'s endpoint. */
+  private isTwin(map: ShardMap, id: string, other: string): boolean {
+    const mine = entry(map.shards, id)?.endpoint;
+    const theirs = entry(map.shards, other)?.endpoint;
+    return mine !== undefined && theirs !== undefined && endpointKey(mine) === endpointKey(theirs);
   }
 
   private checkRemovable(map: ShardMap, id: string): void {

@@ -505,15 +505,8 @@ describe("shards come and go through AdminService", () => {
     expect(await code(admin.removeShard({ id: "nope" }))).toBe(Status.NOT_FOUND);
   });
 
-  test("RemoveShard waits for a router that has not connected to the shard yet", async () => {
-    await rc.workers
-      .get("b")!
-      .engine.enqueue({ command: "Q", tenant: "t9" }, [{ payload: payload("") }]);
-    // shard e (worker b, which holds a task, reached through a relay: one worker has one
-    // endpoint in a map) written straight to the key, as a change whose announcement has
-    // not reached this router yet (it polls every 1000 ms)
-    const [host, port] = rc.addresses.get("b")!.split(":");
-    const relay = await startRelay(host!, Number(port));
+  test("a stored map whose shards already share an endpoint still takes changes; a new pair is refused; the extra id can be removed", async () => {
+    // shard e on c's worker, as a router older than the rule could have written it
     const redis = rc.server.client();
     try {
       const current = (await rc.source.get())!;
@@ -524,35 +517,100 @@ describe("shards come and go through AdminService", () => {
           ...rest,
           version: current.version + 1,
           updatedAtMs: Date.now(),
-          shards: {
-            ...current.shards,
-            e: { endpoint: `127.0.0.1:${relay.port}`, state: "active" },
-          },
+          shards: { ...current.shards, e: { endpoint: rc.addresses.get("c")!, state: "active" } },
         }),
       );
     } finally {
       redis.disconnect();
     }
-    const early = await rc
-      .admin()
-      .removeShard({ id: "e" })
-      .catch((e: ClientError) => e);
-    // refused either way: not connected yet (as a rule), or, had a poll come in those
-    // few milliseconds, asked and found holding a task
-    if ((early as ClientError).code === Status.UNAVAILABLE)
-      expect((early as ClientError).details).toMatch(/has not connected to shard e yet/);
-    else expect((early as ClientError).code).toBe(Status.FAILED_PRECONDITION);
-    expect(Object.keys((await rc.source.get())!.shards)).toContain("e");
-    // once it has, it asks the shard, which is not empty
-    await within(2_500, async () => rc.router.routing.pool.has("e"));
-    const refused = await rc
-      .admin()
-      .removeShard({ id: "e" })
-      .catch((e: ClientError) => e);
-    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
-    expect((refused as ClientError).details).toMatch(/still holds \d+ task/);
-    await rc.change(({ shards: { e: _e, ...shards }, ...m }) => ({ ...m, shards }));
-    await relay.close();
+    const admin = rc.admin();
+    // a change that makes no new pair is written (before, every write was refused
+    // until the map was mended by hand)
+    const { mapVersion } = await admin.registerShard({
+      shard: { id: "f", endpoint: "127.0.0.1:1", state: ShardState.SHARD_STATE_ACTIVE },
+    });
+    const map = (await rc.source.get())!;
+    expect(map.version).toBe(mapVersion);
+    expect(Object.keys(map.shards).sort()).toEqual(["a", "b", "c", "e", "f"]);
+    // a third shard on that worker is a pair the write would make
+    const taken = await admin
+      .registerShard({
+        shard: { id: "g", endpoint: rc.addresses.get("c")!, state: ShardState.SHARD_STATE_ACTIVE },
+      })
+      .catch((e: unknown) => e);
+    expect(taken).toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringContaining(`is shard "c"'s too`),
+    });
+    expect((await rc.source.get())!.version).toBe(mapVersion);
+    // e goes, though the worker at its endpoint (c's) holds a task: that task is c's
+    await rc.workers
+      .get("c")!
+      .engine.enqueue({ command: "Q", tenant: "t1" }, [{ payload: payload("") }]);
+    const removed = await admin.removeShard({ id: "e" });
+    expect(Object.keys((await rc.source.get())!.shards).sort()).toEqual(["a", "b", "c", "f"]);
+    expect(removed.mapVersion).toBe(mapVersion + 1);
+    // c itself is still refused while it holds the task
+    const refused = await admin.removeShard({ id: "c" }).catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringContaining("shard c still holds 1 tasks"),
+    });
+  });
+
+  test("RemoveShard waits for a router that has not connected to the shard yet", async () => {
+    await rc.workers
+      .get("b")!
+      .engine.enqueue({ command: "Q", tenant: "t9" }, [{ payload: payload("") }]);
+    // shard e (worker b, which holds a task, reached through a relay: one worker has one
+    // endpoint in a map) written straight to the key, as a change whose announcement has
+    // not reached this router yet (it polls every 1000 ms)
+    const [host, port] = rc.addresses.get("b")!.split(":");
+    const relay = await startRelay(host!, Number(port));
+    try {
+      const redis = rc.server.client();
+      try {
+        const current = (await rc.source.get())!;
+        const { version: _v, updatedAtMs: _u, ...rest } = current;
+        await redis.set(
+          shardMapKey(rc.prefix),
+          JSON.stringify({
+            ...rest,
+            version: current.version + 1,
+            updatedAtMs: Date.now(),
+            shards: {
+              ...current.shards,
+              e: { endpoint: `127.0.0.1:${relay.port}`, state: "active" },
+            },
+          }),
+        );
+      } finally {
+        redis.disconnect();
+      }
+      const early = await rc
+        .admin()
+        .removeShard({ id: "e" })
+        .catch((e: ClientError) => e);
+      // refused either way: not connected yet (as a rule), or, had a poll come in those
+      // few milliseconds, asked and found holding a task
+      if ((early as ClientError).code === Status.UNAVAILABLE)
+        expect((early as ClientError).details).toMatch(/has not connected to shard e yet/);
+      else expect((early as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+      expect(Object.keys((await rc.source.get())!.shards)).toContain("e");
+      // once it has, it asks the shard, whose worker answers as b (and holds a task):
+      // e's own worker cannot be asked
+      await within(2_500, async () => rc.router.routing.pool.has("e"));
+      const refused = await rc
+        .admin()
+        .removeShard({ id: "e" })
+        .catch((e: ClientError) => e);
+      expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+      expect((refused as ClientError).details).toMatch(/endpoint answers as shard b/);
+      await rc.change(({ shards: { e: _e, ...shards }, ...m }) => ({ ...m, shards }));
+    } finally {
+      // a failed check above must not leave the relay open (jest would not exit)
+      await relay.close();
+    }
   });
 
   test("RemoveShard sees a task past the first 500 queues of a shard", async () => {

@@ -40,8 +40,13 @@ export class TestSource implements MapSource {
     }
   }
 
-  compareAndSet(expected: number, next: ShardMapDraft, change: ChangeInfo): Promise<ShardMap> {
-    return this.inner.compareAndSet(expected, next, change);
+  compareAndSet(
+    expected: number,
+    next: ShardMapDraft,
+    change: ChangeInfo,
+    previous?: ShardMap,
+  ): Promise<ShardMap> {
+    return this.inner.compareAndSet(expected, next, change, previous);
   }
 
   watch(onAnnounce: (version: number) => void): () => void {
