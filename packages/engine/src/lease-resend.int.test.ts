@@ -236,4 +236,25 @@ describe("a lease call sent again after a lost reply", () => {
     expect(relay.dropped).toBe(2);
     expect(await engine.stats(Q)).toMatchObject({ dead: 4, ready: 3 });
   });
+
+  it("a redrive of named tasks, sent again, reports them redriven, not not found", async () => {
+    const ids = (await enqueue(3)).map((o) => o.id);
+    const leased = await engine.lease(Q, { max: 3, leaseMs: 30_000 });
+    await engine.nack(leased.map((d) => ({ token: d.token })));
+    const none = "01JB0000000000000000000000";
+    await engine.redrive(Q, 1, [none]);
+    relay.dropNextReply((reply) => /^\*\d+\r\n:/.test(reply.toString("latin1")));
+    const out = await engine.redrive(Q, 10, [ids[0]!, ids[1]!, none]);
+    expect(relay.dropped).toBe(1);
+    // the first run redrove the two; the second finds them ready, as this call left them
+    expect(out).toEqual({ count: 2, remaining: 1, notFound: [none] });
+    expect(await engine.stats(Q)).toMatchObject({ dead: 1, ready: 2 });
+    // a later call (another millisecond) finds a task that is not dead not found
+    clock.advance(1);
+    expect(await engine.redrive(Q, 10, [ids[0]!])).toEqual({
+      count: 0,
+      remaining: 1,
+      notFound: [ids[0]],
+    });
+  });
 });
