@@ -178,10 +178,23 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const { task } = await c.getTask({ command: "X", taskId });
     expect(task).toMatchObject({ id: taskId, state: TaskState.TASK_STATE_COMPLETED });
     expect(Buffer.from(task!.result).toString()).toBe("answer");
-    // an id no shard holds is still NOT_FOUND
+    // an id no shard holds is still NOT_FOUND, asked of the shards the queue was on
+    // (b, then a, which its finished move names), not of c, which it never was on
+    const calls = async (shard: string) => {
+      const metric = await rc.workers
+        .get(shard)!
+        .metrics.registry.getSingleMetric("codeq_rpc_requests_total")!
+        .get();
+      return metric.values
+        .filter((v) => v.labels.method === "GetTask")
+        .reduce((sum, v) => sum + v.value, 0);
+    };
+    const before = { a: await calls("a"), c: await calls("c") };
     expect(await code(c.getTask({ command: "X", taskId: "01JB0000000000000000000000" }))).toBe(
       Status.NOT_FOUND,
     );
+    expect(await calls("a")).toBe(before.a + 1);
+    expect(await calls("c")).toBe(before.c);
   }, 30_000);
 
   test("a tenant's queue moves on its own; other tenants stay", async () => {

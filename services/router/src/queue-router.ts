@@ -27,6 +27,7 @@ import { tokensOf } from "./forward-lane";
 import { elementBytes, streamAnswer } from "./passthrough";
 import { countField, decoded, passThrough, type Raw } from "./wire-bytes";
 import { addCounts, emptyQueueCounts } from "./queue-counts";
+import type { FormerShards } from "./former-shards";
 import type { Forward, Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -231,7 +232,11 @@ function deadPageOrder(shards: readonly string[], t: DeadPageToken): string[] {
 const REFUSED: ReadonlySet<number> = new Set([...CALLER_CODES, Status.FAILED_PRECONDITION]);
 
 /** codeq.v1.QueueService on the router: every call forwarded to the shards that own it. */
-export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServiceImplementation {
+export function queueRouter(
+  routing: Routing,
+  lifecycle: Lifecycle,
+  formerShards?: FormerShards,
+): QueueServiceImplementation {
   let rotation = 0;
   const queueShards = (f: Forward, command: string) =>
     routing.leaseShards([command], f.identity.tenant, false);
@@ -440,11 +445,13 @@ export function queueRouter(routing: Routing, lifecycle: Lifecycle): QueueServic
         );
       // a queue that moved left its completed tasks on the shard it moved from until
       // retention removes them (and a dedup answer names them): asked last, as the
-      // queue's own shards do not hold the task
+      // queue's own shards do not hold the task; only the shards its finished moves
+      // involved, when the history is known
+      const former = await formerShards?.of(req.command, f.identity.tenant, false);
       const others = routing.pool
         .all()
         .map((c) => c.id)
-        .filter((id) => !shards.includes(id));
+        .filter((id) => !shards.includes(id) && (former === undefined || former.includes(id)));
       const left = others.length > 0 ? await ask(others) : undefined;
       const behind = left?.answers.find((a) => a.value.value.task);
       if (behind) return passThrough(behind.value);

@@ -31,6 +31,7 @@ import {
 } from "@codeq/shardmap";
 import { adminRouter } from "./admin-router";
 import { authConfigOf, type RouterConfig } from "./config";
+import { FormerShards } from "./former-shards";
 import { RouterMetrics } from "./metrics";
 import { routerAdminService, routerQueueService } from "./passthrough";
 import { queueRouter } from "./queue-router";
@@ -192,7 +193,11 @@ export async function startRouter(
           // the same service, with answers passed through as the shards' bytes
           server.add(
             routerQueueService as unknown as typeof QueueServiceDefinition,
-            queueRouter(routing, lifecycle),
+            queueRouter(
+              routing,
+              lifecycle,
+              new FormerShards(migrations, () => routing.map.version),
+            ),
           );
           server.add(
             routerAdminService as unknown as typeof AdminServiceDefinition,
