@@ -137,7 +137,8 @@ async function byId(
   ids: readonly string[],
   run: (ids: readonly string[]) => Promise<DeadBatchOutcome>,
 ): Promise<DeadBatchOutcome> {
-  if (ids.length > 0) return run(ids);
+  // an id named twice is one task: acted on once, reported once
+  if (ids.length > 0) return run([...new Set(ids)]);
   const oldest = await ctx.redis.zrange(deadKey, "0", String(limit - 1));
   if (oldest.length === 0) return { count: 0, remaining: 0, notFound: [] };
   return { ...(await run(oldest)), notFound: [] };

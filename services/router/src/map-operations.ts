@@ -109,6 +109,16 @@ const unanswered = (err: Error | undefined): Error | undefined =>
 /** How long an admin call waits for the map read it asks for when the last one failed, ms. */
 const STORE_RECHECK_MS = 100;
 
+/** Whether shards `a` and `b` of `map` are at one endpoint (as the duplicate-endpoint rule compares them). */
+function sharesEndpoint(map: ShardMap, a: string, b: string): boolean {
+  const [x, y] = [entry(map.shards, a)?.endpoint, entry(map.shards, b)?.endpoint];
+  return x !== undefined && y !== undefined && endpointKey(x) === endpointKey(y);
+}
+
+/** Another shard of `map` at `id`'s endpoint. */
+const twinOf = (map: ShardMap, id: string): string | undefined =>
+  Object.keys(map.shards).find((other) => other !== id && sharesEndpoint(map, id, other));
+
 /** A read of the map for a change the control store did not answer. */
 const storeDownError = (err: unknown) =>
   new ServerError(
@@ -361,6 +371,13 @@ export class MapOperations {
       throw precondition(
         `migration ${running.id} of ${label(running.command, running.tenant)} (${running.from} → ${running.to}) is ${running.state}; wait for it to finish or abort it first`,
       );
+    for (const shard of [from, req.shard]) {
+      const twin = twinOf(map, shard);
+      if (twin)
+        throw precondition(
+          `shard ${shard} shares its endpoint with shard ${twin} (a map written before two shards were refused one endpoint): the worker there is one of them only, so a move from or to either would not end; remove the name its worker does not answer to first (RemoveShard)`,
+        );
+    }
   }
 
   /**
@@ -599,9 +616,9 @@ export class MapOperations {
       throw precondition(
         `cannot confirm shard ${id} holds nothing: its store does not answer; bring the store back first`,
       );
-    if (status.shard !== id && !this.isTwin(map, id, status.shard))
+    if (status.shard !== id && !sharesEndpoint(map, id, status.shard))
       throw precondition(
-        `the worker at shard ${id}'s endpoint answers as shard ${status.shard || "(none)"}: shard ${id}'s own worker cannot be asked whether it holds anything; register it where its worker is`,
+        `the worker at shard ${id}'s endpoint answers as shard ${status.shard || "(none)"}, which the map does not place there: shard ${id}'s own worker cannot be asked whether it holds anything; bring that worker back at ${entry(map.shards, id)?.endpoint ?? "its endpoint"}, or remove shard ${id} from the stored map by hand once you know its store is empty`,
       );
     // a second id for another shard's worker (a map written before two shards were
     // refused one endpoint): what that worker holds is the other shard's, still mapped
@@ -616,13 +633,6 @@ export class MapOperations {
       return { ...draft, shards };
     });
     return written.version;
-  }
-
-  /** Whether `other` is a shard of `map` at `id`'s endpoint. */
-  private isTwin(map: ShardMap, id: string, other: string): boolean {
-    const mine = entry(map.shards, id)?.endpoint;
-    const theirs = entry(map.shards, other)?.endpoint;
-    return mine !== undefined && theirs !== undefined && endpointKey(mine) === endpointKey(theirs);
   }
 
   private checkRemovable(map: ShardMap, id: string): void {

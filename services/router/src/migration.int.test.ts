@@ -556,6 +556,18 @@ describe("shards come and go through AdminService", () => {
       details: expect.stringContaining(`is shard "c"'s too`),
     });
     expect((await rc.source.get())!.version).toBe(mapVersion);
+    // no move from or to either name: c's worker would not drain or import as e
+    for (const [command, shard] of [
+      ["Q9", "e"],
+      ["Q9", "c"],
+    ] as const) {
+      const moved = await admin.assignCommand({ command, shard }).catch((e: unknown) => e);
+      expect(moved).toMatchObject({
+        code: Status.FAILED_PRECONDITION,
+        details: expect.stringMatching(/^shard [ce] shares its endpoint with shard [ce]/),
+      });
+    }
+    expect((await rc.source.get())!.version).toBe(mapVersion);
     // e goes, though the worker at its endpoint (c's) holds a task: that task is c's
     await rc.workers
       .get("c")!
@@ -569,6 +581,8 @@ describe("shards come and go through AdminService", () => {
       code: Status.FAILED_PRECONDITION,
       details: expect.stringContaining("shard c still holds 1 tasks"),
     });
+    // with the pair mended, c takes moves again
+    expect((await admin.assignCommand({ command: "Q9", shard: "c" })).migrations).toHaveLength(1);
   });
 
   test("RemoveShard waits for a router that has not connected to the shard yet", async () => {

@@ -88,6 +88,22 @@ describe("redrive-12.lua", () => {
     expect(back.every((d) => d.task.attempts === 1)).toBe(true);
     await expect(engine.redrive(Q, 0)).rejects.toThrow(/limit/);
   });
+
+  it("takes an id named twice as one task", async () => {
+    const { engine, clock } = await fx().engine();
+    const ids = await seed(engine, 2);
+    await killAll(engine, clock);
+    expect(await engine.redrive(Q, 10, [ids[1]!, ids[1]!])).toEqual({
+      count: 1,
+      remaining: 1,
+      notFound: [],
+    });
+    expect(await engine.purge(Q, 10, [ids[0]!, ids[0]!])).toEqual({
+      count: 1,
+      remaining: 0,
+      notFound: [],
+    });
+  });
 });
 
 describe("purge-5.lua", () => {
