@@ -137,6 +137,40 @@ describe("draining at shutdown, through the router", () => {
     }
   }, 30_000);
 
+  test.each([[["a"]], [["a", "b"]]])(
+    "a router that stops answers a waiting Lease with what it has (shards %j)",
+    async (shards) => {
+      const rc = await routerCluster({ shards, router: { graceMs: 60_000 } });
+      try {
+        const waiting = rc.client("t1").lease({ commands: ["W"], maxTasks: 5, waitMs: 30_000 });
+        const noAnswer = Symbol("no answer");
+        // the long poll is with the shards (a moment for it to get there)
+        await new Promise((r) => setTimeout(r, 300));
+        const stopping = rc.router.stop();
+        // well before its 30 s wait, and not an error
+        const answer = await Promise.race([
+          waiting,
+          new Promise((r) => setTimeout(() => r(noAnswer), 10_000)),
+        ]);
+        expect(answer).toEqual({ tasks: [] });
+        await stopping;
+        // the shards hold no lease for the call that ended: a task enqueued now is ready
+        for (const id of shards) {
+          const engine = rc.workers.get(id)!.engine;
+          await engine.enqueue({ command: "W", tenant: "t1" }, [{}]);
+          await new Promise((r) => setTimeout(r, 50));
+          expect(await engine.stats({ command: "W", tenant: "t1" })).toMatchObject({
+            ready: 1,
+            leased: 0,
+          });
+        }
+      } finally {
+        await rc.close();
+      }
+    },
+    30_000,
+  );
+
   test("a router that stops answers the EnqueueStream batches it read, and reads no more", async () => {
     const rc = await routerCluster({ shards: ["a"], router: { graceMs: 60_000 } });
     try {

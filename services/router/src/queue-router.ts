@@ -318,25 +318,30 @@ export function queueRouter(
       // none, in turn), so the first answers never hold more
       const split = shares(max, shards.length, rotation++);
       const share = (id: string) => split[shards.indexOf(id)]!;
+      const round = (
+        ids: readonly string[],
+        n: (shard: string) => number,
+        ask: LeaseRequest,
+        firstWins: boolean,
+      ) => leaseRound(routing, f, ids, n, ask, firstWins, lifecycle.signal);
       let got: Leased[] = [];
       let delivered = 0;
       try {
         // one shard: one call with the caller's wait; several: what is ready now on
         // the shards with a share, then on the others (they may hold what those lack),
         // then, if nothing was, a long poll on all, answered by the first with tasks
-        if (shards.length === 1)
-          got = answeredOrThrow(await leaseRound(routing, f, shards, share, req, false));
+        if (shards.length === 1) got = answeredOrThrow(await round(shards, share, req, false));
         else {
           const now = { ...req, waitMs: 0 };
           const asked = shards.filter((id) => share(id) > 0);
-          const first = await leaseRound(routing, f, asked, share, now, false);
+          const first = await round(asked, share, now, false);
           got = first.got;
           // the shards given no share may hold what the others lack, also when every
           // shard given one failed (a move's source that is down)
           const unasked = shards.filter((id) => share(id) === 0);
           const second =
             got.length === 0 && unasked.length > 0
-              ? await leaseRound(routing, f, unasked, () => max, now, false)
+              ? await round(unasked, () => max, now, false)
               : undefined;
           if (second) got = second.got;
           // no shard answered at all: the long poll would only fail again
@@ -346,9 +351,7 @@ export function queueRouter(
           )
             throw noneAnswered([...first.failed, ...(second?.failed ?? [])]);
           if (got.length === 0 && req.waitMs > 0)
-            got = answeredOrThrow(
-              await leaseRound(routing, f, shards, (id) => Math.max(1, share(id)), req, true),
-            );
+            got = answeredOrThrow(await round(shards, (id) => Math.max(1, share(id)), req, true));
         }
         if (f.signal.aborted) {
           // the caller left (its deadline passed) while a slower shard was asked: what
@@ -636,9 +639,13 @@ async function leaseRound(
   share: (shard: string) => number,
   req: LeaseRequest,
   firstWins: boolean,
+  draining: AbortSignal,
 ): Promise<LeaseRound> {
   const stop = new AbortController();
-  const signal = firstWins ? AbortSignal.any([f.signal, stop.signal]) : f.signal;
+  // a long poll ends with this router's drain, as on a shard worker: answered with
+  // what it has (the shards give back what they leased for a call that left)
+  const ends = [f.signal, ...(firstWins ? [stop.signal] : []), ...(req.waitMs ? [draining] : [])];
+  const signal = ends.length === 1 ? f.signal : AbortSignal.any(ends);
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
   const got: Leased[] = [];
   const { failed } = await fanOut(
@@ -658,7 +665,8 @@ async function leaseRound(
     timeout,
   );
   if (got.length > 0) return { got, failed: [] };
-  const real = failed.filter((x) => !(stop.signal.aborted && x.error.code === Status.CANCELLED));
+  const ended = stop.signal.aborted || (req.waitMs > 0 && draining.aborted);
+  const real = failed.filter((x) => !(ended && x.error.code === Status.CANCELLED));
   throwCallerError(real);
   return { got, failed: real, all: real.length === shards.length && real.length > 0 };
 }
