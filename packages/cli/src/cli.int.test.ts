@@ -264,6 +264,38 @@ describe("codeq against a local cluster", () => {
     expect((await json(["stats", "cli.dlq"]))[0].total).toMatchObject({ ready: 1, dead: 0 });
   }, 120_000);
 
+  test("dlq redrive at a low rate walks the DLQ in calls that each end within the deadline", async () => {
+    const channel: Channel = createChannel(router);
+    try {
+      const queue = createClient(QueueServiceDefinition, channel, {
+        "*": { metadata: new Metadata({ "x-codeq-tenant": "default" }) },
+      });
+      await queue.enqueueBatch({ tasks: [1, 2, 3, 4].map(() => ({ command: "cli.slow" })) });
+      const held = await queue.lease({ commands: ["cli.slow"], maxTasks: 4 });
+      await queue.nack({
+        items: held.tasks.map((t) => ({ leaseToken: t.leaseToken, deadLetter: true })),
+      });
+    } finally {
+      channel.close();
+    }
+    // one task a second, 2 s to a call: one task to a call, each paced to a second
+    // (one call of all four would take 4 s at that rate and pass its deadline)
+    const started = Date.now();
+    const redriven = await codeq([
+      "dlq",
+      "redrive",
+      "cli.slow",
+      "--rate",
+      "1",
+      "--timeout",
+      "2000",
+    ]);
+    expect(redriven).toMatchObject({ code: 0, stdout: "redrove 4 dead tasks; 0 remain\n" });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_900);
+    const tooFast = await codeq(["dlq", "redrive", "cli.slow", "--rate", "100001"]);
+    expect(tooFast.code).toBe(1);
+  }, 120_000);
+
   test("exit codes: 2 refused, 1 usage, 3 unreachable", async () => {
     const notFound = await codeq(["abort", "nope"]);
     expect(notFound.code).toBe(2);

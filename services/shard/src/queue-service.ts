@@ -218,8 +218,10 @@ export function queueService(
       let remaining = 0;
       const notFound: string[] = [];
       const ids = req.taskIds;
-      // at most `rate` per second: after each chunk, wait as long as its redrives take
-      // at that rate (nothing redriven, no wait); stop when the caller goes away
+      // at most `rate` per second: after each chunk, the last one's too, wait as long
+      // as its redrives take at that rate (nothing redriven, no wait), so a caller that
+      // calls again at once (the CLI walks a DLQ so) keeps to the rate over its calls
+      // as well; stop when the caller goes away
       for (let done = 0; done < (ids.length || max) && !ctx.signal.aborted;) {
         const chunk = Math.min(rate, (ids.length || max) - done);
         const out = await asServerErrors(() =>
@@ -230,11 +232,11 @@ export function queueService(
         notFound.push(...out.notFound);
         if (out.count > 0) notifier.notify(queue, out.count);
         done += chunk;
-        if (ids.length === 0 && out.count < chunk) break;
-        if (out.count > 0 && done < (ids.length || max))
+        if (out.count > 0)
           await sleep((1000 * out.count) / rate, undefined, { signal: ctx.signal }).catch(
             () => undefined,
           );
+        if (ids.length === 0 && out.count < chunk) break;
       }
       return { redriven, remaining, notFound };
     },

@@ -78,20 +78,28 @@ interface Pass {
 /**
  * Calls `step` with batches of at most `perCall` until the budget (--max,
  * default everything) is spent, nothing is left, or a call did nothing. With
- * --ids, one call with those ids.
+ * --ids (at most `maxIds`), those ids, `perCall` to a call.
  */
 async function drain(
   values: Values,
-  perCall: number,
+  limits: { perCall: number; maxIds: number },
   step: (req: { taskIds: string[]; maxTasks: number }) => Promise<Pass>,
 ): Promise<Pass> {
+  const { perCall, maxIds } = limits;
   const ids = list(values, "ids");
   const max = int(values, "max", { min: 1, max: Number.MAX_SAFE_INTEGER });
-  if (ids.length > 0) {
-    if (ids.length > perCall) throw new UsageError(`--ids takes at most ${perCall} ids`);
-    return step({ taskIds: ids, maxTasks: Math.min(ids.length, max ?? ids.length) });
-  }
   const total: Pass = { done: 0, remaining: 0, notFound: [] };
+  if (ids.length > 0) {
+    if (ids.length > maxIds) throw new UsageError(`--ids takes at most ${maxIds} ids`);
+    for (let i = 0; i < ids.length; i += perCall) {
+      const taskIds = ids.slice(i, i + perCall);
+      const pass = await step({ taskIds, maxTasks: taskIds.length });
+      total.done += pass.done;
+      total.remaining = pass.remaining;
+      total.notFound.push(...pass.notFound);
+    }
+    return total;
+  }
   const budget = max ?? Infinity;
   while (total.done < budget) {
     const pass = await step({ taskIds: [], maxTasks: Math.min(perCall, budget - total.done) });
@@ -116,13 +124,23 @@ export const dlqRedriveCommand: Command = {
   details: DLQ_DETAILS,
   options: {
     ...selectOptions("redrive"),
-    rate: { type: "string", value: "R", description: "at most R tasks a second (default 1000)" },
+    rate: {
+      type: "string",
+      value: "R",
+      description: "at most R tasks a second, 1..100000 (default 1000)",
+    },
   },
   async run({ positionals, values, clients, global, io }) {
     expectPositionals(positionals, ["COMMAND"]);
     const command = positionals[0]!;
-    const ratePerSecond = int(values, "rate", { min: 1, max: 1_000_000 }) ?? 0;
-    const res = await drain(values, 1000, async (req) => {
+    const ratePerSecond = int(values, "rate", { min: 1, max: 100_000 }) ?? 0;
+    // the shard worker paces each call to the rate, so a call carries what takes at
+    // most half of this command's deadline at that rate (default 1000 a second)
+    const perCall = Math.max(
+      1,
+      Math.min(1000, Math.floor(((ratePerSecond || 1000) * global.timeoutMs) / 2000)),
+    );
+    const res = await drain(values, { perCall, maxIds: 1000 }, async (req) => {
       const r = await clients.queue.redriveDead({ command, ...req, ratePerSecond }, clients.call());
       return { done: r.redriven, remaining: r.remaining, notFound: r.notFound };
     });
@@ -152,7 +170,7 @@ export const dlqPurgeCommand: Command = {
         "dlq purge deletes dead tasks for good; add --yes to go ahead",
         "(codeq dlq list shows them first)",
       );
-    const res = await drain(values, 10_000, async (req) => {
+    const res = await drain(values, { perCall: 10_000, maxIds: 10_000 }, async (req) => {
       const r = await clients.queue.purgeDead({ command, ...req }, clients.call());
       return { done: r.purged, remaining: r.remaining, notFound: r.notFound };
     });

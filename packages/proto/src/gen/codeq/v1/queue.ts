@@ -345,7 +345,11 @@ export interface RedriveDeadRequest {
   taskIds: string[];
   /** 1..1000 per call. 0 = 100. Bounds the oldest-first walk (not task_ids). */
   maxTasks: number;
-  /** Upper bound on the requeue rate within this call. 0 = 1000 per second. */
+  /**
+   * Upper bound on the requeue rate, 1..100000; 0 = 1000 per second. The call
+   * lasts as long as its redrives take at this rate (its last batch's share
+   * included), so calls made one after another keep to it as well.
+   */
   ratePerSecond: number;
 }
 
