@@ -31,6 +31,17 @@ test("an open breaker closes by a health check once its shard is back, with no c
     );
   expect(codes.every((code) => code === Status.UNAVAILABLE)).toBe(true);
   expect(conn().breakerState).toBe("open");
+  // the router's codeq_shard_available reads 0 for a, whose worker exports nothing now
+  const available = async (shard: string) => {
+    const body = await fetch(`http://127.0.0.1:${rc.router.metricsPort}/metrics`).then((r) =>
+      r.text(),
+    );
+    return Number(
+      new RegExp(`^codeq_shard_available\\{shard="${shard}"\\} (\\d)$`, "m").exec(body)?.[1],
+    );
+  };
+  expect(await available("a")).toBe(0);
+  expect(await available("b")).toBe(1);
   // trials while the shard is down fail, and the breaker opens again each time
   await new Promise((r) => setTimeout(r, 1_000));
   expect(conn().breakerState).not.toBe("closed");
@@ -38,6 +49,7 @@ test("an open breaker closes by a health check once its shard is back, with no c
   await rc.startShard("a");
   // no call to a is made: the breaker's own trial closes it
   await within(5_000, () => conn().breakerState === "closed");
+  expect(await available("a")).toBe(1);
   // a long poll on a's empty queue does not hold up an enqueue
   const poll = c.lease({ commands: ["X"], maxTasks: 1, waitMs: 5_000 });
   await new Promise((r) => setTimeout(r, 100));

@@ -16,6 +16,7 @@ const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
  * codeq_rpc_duration_seconds{method}, codeq_router_map_version,
  * codeq_router_map_stale, codeq_router_map_reads_total, codeq_router_map_refreshes_total,
  * codeq_router_map_refresh_errors_total, codeq_router_shard_breaker_state{shard},
+ * codeq_shard_available{shard} (the breaker closed),
  * codeq_router_fenced_retries_total, codeq_router_lease_streams_open,
  * codeq_router_forwarded_total{shard,call,path}, and the process metrics under
  * codeq_router_process_.
@@ -73,6 +74,19 @@ export class RouterMetrics {
         breaker.reset();
         for (const conn of pool.all())
           breaker.set({ shard: conn.id }, BREAKER_VALUE[conn.breakerState]);
+      },
+    });
+    // the router's side of SPEC §6's gauge: a shard worker's own says whether its store
+    // answers, and goes silent, not 0, when the worker itself is gone
+    const available = new Gauge({
+      name: "codeq_shard_available",
+      help: "1 while this router's circuit breaker to the shard is closed (its calls go through), 0 while it is open or half-open.",
+      labelNames: ["shard"],
+      registers,
+      collect: () => {
+        available.reset();
+        for (const conn of pool.all())
+          available.set({ shard: conn.id }, conn.breakerState === "closed" ? 1 : 0);
       },
     });
   }
