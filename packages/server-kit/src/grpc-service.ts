@@ -70,6 +70,11 @@ export interface GrpcService {
   readonly lifecycle: Lifecycle;
   readonly health: HealthState;
   /**
+   * Sets the health of the server (`""`) and of every service it registered at once,
+   * so a probe reads the same whichever name it asks (not the map's, MAP_HEALTH_SERVICE).
+   */
+  setServing(serving: boolean): void;
+  /**
    * Graceful shutdown: health NOT_SERVING, stop accepting calls, let in-flight calls
    * finish for up to `graceMs`, then force.
    */
@@ -108,6 +113,7 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
     port,
     lifecycle,
     health,
+    setServing: (serving) => setAll(serving ? "healthy" : "unhealthy"),
     async shutdown(graceMs) {
       if (!lifecycle.to("draining")) return;
       setAll("unhealthy");

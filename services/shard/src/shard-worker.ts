@@ -274,7 +274,7 @@ export async function startShardWorker(
   const reachable = (ok: boolean) => {
     storeReachable = ok;
     metrics.available.set({ shard: config.id }, ok ? 1 : 0);
-    grpc.health.setStatus(ok ? "healthy" : "unhealthy");
+    grpc.setServing(ok);
   };
   // one ping at a time: while the store is down a ping waits out its reconnects
   // (seconds), longer than the check period. A ping unanswered for a whole period

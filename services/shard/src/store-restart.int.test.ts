@@ -113,5 +113,8 @@ describe("a shard worker whose store stops answering", () => {
     expect(Date.now() - silenced).toBeLessThan(3_000);
     const available = (await fx.worker.metrics.available.get()).values[0]?.value;
     expect(available).toBe(0);
+    // the QueueService's own health says the same as the server's: a probe reads one
+    // answer whichever name it asks
+    expect(fx.worker.grpc.health.getStatus("codeq.v1.QueueService")).toBe("unhealthy");
   });
 });
