@@ -294,6 +294,9 @@ describe("codeq against a local cluster", () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_900);
     const tooFast = await codeq(["dlq", "redrive", "cli.slow", "--rate", "100001"]);
     expect(tooFast.code).toBe(1);
+    // a rate that cannot move one task within half the deadline is refused, not tried
+    const tooSlow = await codeq(["dlq", "redrive", "cli.slow", "--rate", "1", "--timeout", "1000"]);
+    expect(tooSlow).toMatchObject({ code: 1, stderr: expect.stringContaining("raise either") });
   }, 120_000);
 
   test("exit codes: 2 refused, 1 usage, 3 unreachable", async () => {

@@ -10,3 +10,4 @@ export {
   type GcKind,
   type GcPauses,
 } from "./gc-pauses";
+export { linkedSignal } from "./linked-signal";

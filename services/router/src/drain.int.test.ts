@@ -1,3 +1,4 @@
+import { getEventListeners } from "node:events";
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { QueueServiceDefinition, type EnqueueStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
@@ -142,6 +143,11 @@ describe("draining at shutdown, through the router", () => {
     async (shards) => {
       const rc = await routerCluster({ shards, router: { graceMs: 60_000 } });
       try {
+        // a long poll that ends on its own leaves nothing hooked on the router's drain
+        const drain = rc.router.grpc.lifecycle.signal;
+        const hooked = getEventListeners(drain, "abort").length;
+        await rc.client("t1").lease({ commands: ["W"], maxTasks: 1, waitMs: 200 });
+        expect(getEventListeners(drain, "abort")).toHaveLength(hooked);
         const waiting = rc.client("t1").lease({ commands: ["W"], maxTasks: 5, waitMs: 30_000 });
         const noAnswer = Symbol("no answer");
         // the long poll is with the shards (a moment for it to get there)

@@ -1,4 +1,5 @@
 import { Metadata, ServerError, Status, type CallContext } from "nice-grpc";
+import { linkedSignal } from "@codeq/common";
 import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
 import { LeasedTask, Task } from "@codeq/proto";
 import type {
@@ -643,9 +644,13 @@ async function leaseRound(
 ): Promise<LeaseRound> {
   const stop = new AbortController();
   // a long poll ends with this router's drain, as on a shard worker: answered with
-  // what it has (the shards give back what they leased for a call that left)
+  // what it has (the shards give back what they leased for a call that left); one
+  // that comes once the drain has begun only takes what is ready
+  if (req.waitMs > 0 && draining.aborted) req = { ...req, waitMs: 0 };
   const ends = [f.signal, ...(firstWins ? [stop.signal] : []), ...(req.waitMs ? [draining] : [])];
-  const signal = ends.length === 1 ? f.signal : AbortSignal.any(ends);
+  // not AbortSignal.any: it would leave an entry per call on the drain's signal
+  const linked = ends.length === 1 ? undefined : linkedSignal(ends);
+  const signal = linked?.signal ?? f.signal;
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
   const got: Leased[] = [];
   const { failed } = await fanOut(
@@ -663,7 +668,7 @@ async function leaseRound(
       return raw;
     },
     timeout,
-  );
+  ).finally(() => linked?.dispose());
   if (got.length > 0) return { got, failed: [] };
   const ended = stop.signal.aborted || (req.waitMs > 0 && draining.aborted);
   const real = failed.filter((x) => !(ended && x.error.code === Status.CANCELLED));

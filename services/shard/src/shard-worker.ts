@@ -274,7 +274,8 @@ export async function startShardWorker(
   const reachable = (ok: boolean) => {
     storeReachable = ok;
     metrics.available.set({ shard: config.id }, ok ? 1 : 0);
-    grpc.setServing(ok);
+    // a ping answered once the drain began does not make the worker SERVING again
+    if (lifecycle.state === "serving") grpc.setServing(ok);
   };
   // one ping at a time: while the store is down a ping waits out its reconnects
   // (seconds), longer than the check period. A ping unanswered for a whole period

@@ -1,3 +1,4 @@
+import { ClientError } from "nice-grpc";
 import type { Task } from "@codeq/proto";
 import { expectPositionals, int, list, type OptionSpecs, type Values } from "../args";
 import type { Command } from "../command";
@@ -86,14 +87,21 @@ async function drain(
   step: (req: { taskIds: string[]; maxTasks: number }) => Promise<Pass>,
 ): Promise<Pass> {
   const { perCall, maxIds } = limits;
-  const ids = list(values, "ids");
+  // an id named twice is one task (and may not land in two calls)
+  const ids = [...new Set(list(values, "ids"))];
   const max = int(values, "max", { min: 1, max: Number.MAX_SAFE_INTEGER });
   const total: Pass = { done: 0, remaining: 0, notFound: [] };
+  // a call that fails after others did something says what they did
+  const call = (req: { taskIds: string[]; maxTasks: number }) =>
+    step(req).catch((err: unknown) => {
+      if (total.done === 0 || !(err instanceof ClientError)) throw err;
+      throw new ClientError(err.path, err.code, `${err.details} (after ${total.done} done)`);
+    });
   if (ids.length > 0) {
     if (ids.length > maxIds) throw new UsageError(`--ids takes at most ${maxIds} ids`);
     for (let i = 0; i < ids.length; i += perCall) {
       const taskIds = ids.slice(i, i + perCall);
-      const pass = await step({ taskIds, maxTasks: taskIds.length });
+      const pass = await call({ taskIds, maxTasks: taskIds.length });
       total.done += pass.done;
       total.remaining = pass.remaining;
       total.notFound.push(...pass.notFound);
@@ -102,7 +110,7 @@ async function drain(
   }
   const budget = max ?? Infinity;
   while (total.done < budget) {
-    const pass = await step({ taskIds: [], maxTasks: Math.min(perCall, budget - total.done) });
+    const pass = await call({ taskIds: [], maxTasks: Math.min(perCall, budget - total.done) });
     total.done += pass.done;
     total.remaining = pass.remaining;
     if (pass.done === 0 || pass.remaining === 0) break;
@@ -114,6 +122,9 @@ function report(io: { out(l: string): void; err(l: string): void }, what: string
   io.out(`${what} ${p.done} dead tasks; ${p.remaining} remain`);
   if (p.notFound.length > 0) io.err(`not dead tasks of this queue: ${p.notFound.join(", ")}`);
 }
+
+/** How long a router lets a shard's RedriveDead run, s (queue-router.ts). */
+const ROUTER_REDRIVE_SECONDS = 600;
 
 /** `codeq dlq redrive`: dead tasks back to READY. */
 export const dlqRedriveCommand: Command = {
@@ -135,11 +146,14 @@ export const dlqRedriveCommand: Command = {
     const command = positionals[0]!;
     const ratePerSecond = int(values, "rate", { min: 1, max: 100_000 }) ?? 0;
     // the shard worker paces each call to the rate, so a call carries what takes at
-    // most half of this command's deadline at that rate (default 1000 a second)
-    const perCall = Math.max(
-      1,
-      Math.min(1000, Math.floor(((ratePerSecond || 1000) * global.timeoutMs) / 2000)),
-    );
+    // most half of this command's deadline at that rate (default 1000 a second), and
+    // at most half of the 600 s a router gives a shard's RedriveDead
+    const seconds = Math.min(global.timeoutMs / 2000, ROUTER_REDRIVE_SECONDS / 2);
+    const perCall = Math.min(1000, Math.floor((ratePerSecond || 1000) * seconds));
+    if (perCall < 1)
+      throw new UsageError(
+        `--rate ${ratePerSecond} cannot move one task within half of --timeout ${global.timeoutMs} ms; raise either`,
+      );
     const res = await drain(values, { perCall, maxIds: 1000 }, async (req) => {
       const r = await clients.queue.redriveDead({ command, ...req, ratePerSecond }, clients.call());
       return { done: r.redriven, remaining: r.remaining, notFound: r.notFound };
