@@ -461,6 +461,39 @@ test("a map change while the control store holds a map that is not valid is FAIL
 });
 
 describe("shards come and go through AdminService", () => {
+  /**
+   * Adds shard `id` at `endpoint` to the stored map by a write straight to its key (no
+   * validation, no announcement): a hand edit, or a router older than a rule.
+   */
+  const writeShardByHand = async (id: string, endpoint: string) => {
+    const redis = rc.server.client();
+    try {
+      const current = (await rc.source.get())!;
+      const { version: _v, updatedAtMs: _u, ...rest } = current;
+      const shards = { ...current.shards, [id]: { endpoint, state: "active" } };
+      const next = { ...rest, version: current.version + 1, updatedAtMs: Date.now(), shards };
+      await redis.set(shardMapKey(rc.prefix), JSON.stringify(next));
+    } finally {
+      redis.disconnect();
+    }
+  };
+
+  /** RegisterShard of `id` at shard c's worker's endpoint is refused, the map unchanged. */
+  const expectRefusedOnC = async (id: string) => {
+    const version = (await rc.source.get())!.version;
+    const taken = await rc
+      .admin()
+      .registerShard({
+        shard: { id, endpoint: rc.addresses.get("c")!, state: ShardState.SHARD_STATE_ACTIVE },
+      })
+      .catch((e: unknown) => e);
+    expect(taken).toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringContaining(`is shard "c"'s too`),
+    });
+    expect((await rc.source.get())!.version).toBe(version);
+  };
+
   test("RegisterShard adds one; RemoveShard refuses while it is used, then removes it", async () => {
     const admin = rc.admin();
     await admin.registerShard({
@@ -481,17 +514,7 @@ describe("shards come and go through AdminService", () => {
       ),
     ).toBe(Status.INVALID_ARGUMENT);
     // another shard's worker is not a new shard: a move onto it would never end
-    const version = (await rc.source.get())!.version;
-    const taken = await admin
-      .registerShard({
-        shard: { id: "e", endpoint: rc.addresses.get("c")!, state: ShardState.SHARD_STATE_ACTIVE },
-      })
-      .catch((e: unknown) => e);
-    expect(taken).toMatchObject({
-      code: Status.FAILED_PRECONDITION,
-      details: expect.stringContaining(`is shard "c"'s too`),
-    });
-    expect((await rc.source.get())!.version).toBe(version);
+    await expectRefusedOnC("e");
     // a state this version does not know is refused, not stored as active
     expect(
       await code(
@@ -520,22 +543,7 @@ describe("shards come and go through AdminService", () => {
 
   test("a stored map whose shards already share an endpoint still takes changes; a new pair is refused; the extra id can be removed", async () => {
     // shard e on c's worker, as a router older than the rule could have written it
-    const redis = rc.server.client();
-    try {
-      const current = (await rc.source.get())!;
-      const { version: _v, updatedAtMs: _u, ...rest } = current;
-      await redis.set(
-        shardMapKey(rc.prefix),
-        JSON.stringify({
-          ...rest,
-          version: current.version + 1,
-          updatedAtMs: Date.now(),
-          shards: { ...current.shards, e: { endpoint: rc.addresses.get("c")!, state: "active" } },
-        }),
-      );
-    } finally {
-      redis.disconnect();
-    }
+    await writeShardByHand("e", rc.addresses.get("c")!);
     const admin = rc.admin();
     // a change that makes no new pair is written (before, every write was refused
     // until the map was mended by hand)
@@ -546,16 +554,7 @@ describe("shards come and go through AdminService", () => {
     expect(map.version).toBe(mapVersion);
     expect(Object.keys(map.shards).sort()).toEqual(["a", "b", "c", "e", "f"]);
     // a third shard on that worker is a pair the write would make
-    const taken = await admin
-      .registerShard({
-        shard: { id: "g", endpoint: rc.addresses.get("c")!, state: ShardState.SHARD_STATE_ACTIVE },
-      })
-      .catch((e: unknown) => e);
-    expect(taken).toMatchObject({
-      code: Status.FAILED_PRECONDITION,
-      details: expect.stringContaining(`is shard "c"'s too`),
-    });
-    expect((await rc.source.get())!.version).toBe(mapVersion);
+    await expectRefusedOnC("g");
     // no move from or to either name: c's worker would not drain or import as e
     for (const [command, shard] of [
       ["Q9", "e"],
@@ -595,25 +594,7 @@ describe("shards come and go through AdminService", () => {
     const [host, port] = rc.addresses.get("b")!.split(":");
     const relay = await startRelay(host!, Number(port));
     try {
-      const redis = rc.server.client();
-      try {
-        const current = (await rc.source.get())!;
-        const { version: _v, updatedAtMs: _u, ...rest } = current;
-        await redis.set(
-          shardMapKey(rc.prefix),
-          JSON.stringify({
-            ...rest,
-            version: current.version + 1,
-            updatedAtMs: Date.now(),
-            shards: {
-              ...current.shards,
-              e: { endpoint: `127.0.0.1:${relay.port}`, state: "active" },
-            },
-          }),
-        );
-      } finally {
-        redis.disconnect();
-      }
+      await writeShardByHand("e", `127.0.0.1:${relay.port}`);
       const early = await rc
         .admin()
         .removeShard({ id: "e" })
