@@ -1,4 +1,4 @@
-import { freePort, RedisServer } from "@codeq/testing";
+import { freePort, RedisServer, startRelay } from "@codeq/testing";
 import { FINISHED_CAP, MigrationStore, type Migration } from "@codeq/shardmap";
 import { FormerShards } from "./former-shards";
 
@@ -65,6 +65,16 @@ describe("FormerShards", () => {
     expect(await new FormerShards(undefined, () => 1).of("X", "t1", false)).toBeUndefined();
     const down = open(`redis://127.0.0.1:${await freePort()}`);
     expect(await new FormerShards(down, () => 1).of("X", "t1", false)).toBeUndefined();
+    // a store that takes the connection and then answers nothing (a stalled host)
+    const relay = await startRelay(server.host, server.port);
+    try {
+      const stalled = open(`redis://127.0.0.1:${relay.port}`);
+      await finished(stalled, { command: "X", from: "a", to: "b" });
+      relay.silence();
+      expect(await new FormerShards(stalled, () => 1).of("X", "t1", false)).toBeUndefined();
+    } finally {
+      await relay.close();
+    }
     // the newest FINISHED_CAP are kept: older moves of the queue may have been dropped
     const full = open();
     for (let i = 0; i < FINISHED_CAP; i++)
