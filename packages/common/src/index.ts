@@ -11,3 +11,5 @@ export {
   type GcPauses,
 } from "./gc-pauses";
 export { linkedSignal } from "./linked-signal";
+export { withTimeout } from "./with-timeout";
+export { REDRIVE_SHARD_TIMEOUT_MS } from "./limits";

@@ -29,7 +29,7 @@ export {
   type MigrationState,
   type RoutingTable,
 } from "./shard-map";
-export { validateShardMap, assertShardMap, endpointKey, type ValidateOptions } from "./validate";
+export { validateShardMap, assertShardMap, sharesEndpoint, type ValidateOptions } from "./validate";
 export type { MapSource, ChangeInfo, AuditEntry } from "./source";
 export { RedisMapSource, type RedisMapSourceOptions } from "./redis-map-source";
 export { MemoryMapSource, type MemoryMapSourceOptions } from "./memory-map-source";

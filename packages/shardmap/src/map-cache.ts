@@ -9,6 +9,7 @@
  * (how often to reload) and expiry (when an unconfirmed map counts as stale) are
  * separate settings; an expired map is still served.
  */
+import { withTimeout } from "@codeq/common";
 import { MapNotLoadedError, NoShardMapError, toError } from "./errors";
 import type { ShardMap } from "./shard-map";
 import type { MapSource } from "./source";
@@ -184,7 +185,7 @@ export class MapCache {
   private async loadOnce(): Promise<void> {
     this.counters.refreshes++;
     try {
-      const map = await withTimeout(this.source.get(), this.refreshTimeoutMs);
+      const map = await withTimeout(this.source.get(), this.refreshTimeoutMs, "the source");
       if (!map) throw new NoShardMapError();
       this.loadedAtMs = this.now();
       this.lastError = undefined;
@@ -221,13 +222,4 @@ export class MapCache {
     this.timer = setTimeout(() => void this.refresh(), delay);
     this.timer.unref();
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the source did not answer within ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

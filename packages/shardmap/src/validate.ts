@@ -92,8 +92,7 @@ const strict = schemaFor(true);
 export function validateShardMap(input: unknown, options: ValidateOptions = {}): string[] {
   const parsed = (options.strict ? strict : loose).safeParse(input);
   const problems = parsed.success ? [] : parsed.error.issues.map(describeIssue);
-  const shared = options.write ? sharedEndpoints(options.previous) : undefined;
-  return [...problems, ...referenceProblems(input, shared)];
+  return [...problems, ...referenceProblems(input, options.write === true, options.previous)];
 }
 
 /** Returns `input` as a ShardMap, or throws a ShardMapError listing every problem. */
@@ -143,7 +142,7 @@ const LOOPBACK = new Set(["localhost", "127.0.0.1", "[::1]"]);
  * elsewhere are not caught; ListShards shows such a shard unhealthy, its worker
  * answering with another id.)
  */
-export function endpointKey(endpoint: string): string {
+function endpointKey(endpoint: string): string {
   const colon = endpoint.lastIndexOf(":");
   const port = Number(endpoint.slice(colon + 1));
   let host = endpoint.slice(0, colon).toLowerCase();
@@ -156,27 +155,22 @@ export function endpointKey(endpoint: string): string {
   return `${LOOPBACK.has(host) ? "loopback" : host}:${port}`;
 }
 
-/** Two shard ids as a pair sharing an endpoint, in either order. */
-const pairKey = (a: string, b: string) => JSON.stringify(a < b ? [a, b] : [b, a]);
-
-/** The pairs of shards that share an endpoint in `map` (none when it is undefined). */
-function sharedEndpoints(map: ShardMap | undefined): Set<string> {
-  const pairs = new Set<string>();
-  const byEndpoint = new Map<string, string[]>();
-  for (const [id, info] of Object.entries(map?.shards ?? {})) {
-    const key = endpointKey(info.endpoint);
-    const ids = byEndpoint.get(key) ?? [];
-    for (const other of ids) pairs.add(pairKey(id, other));
-    byEndpoint.set(key, [...ids, id]);
-  }
-  return pairs;
+/**
+ * Whether shards `a` and `b` of `map` are at one endpoint, as the rule against two
+ * shards on one endpoint compares them (`endpointKey`).
+ */
+export function sharesEndpoint(map: Pick<ShardMap, "shards">, a: string, b: string): boolean {
+  const at = (id: string) => (Object.hasOwn(map.shards, id) ? map.shards[id]!.endpoint : undefined);
+  const [x, y] = [at(a), at(b)];
+  return x !== undefined && y !== undefined && endpointKey(x) === endpointKey(y);
 }
 
 /**
  * Problems between parts of the map, checked on whichever parts are well-formed.
- * `shared`: check for shards sharing an endpoint (a write), except the pairs it holds.
+ * `write`: two shards on one endpoint are a problem too, unless they already shared
+ * it in `previous`, the map the write replaces.
  */
-function referenceProblems(input: unknown, shared: Set<string> | undefined): string[] {
+function referenceProblems(input: unknown, write: boolean, previous?: ShardMap): string[] {
   if (!isRecord(input)) return [];
   const problems: string[] = [];
   const shards = isRecord(input.shards) ? input.shards : undefined;
@@ -186,13 +180,13 @@ function referenceProblems(input: unknown, shared: Set<string> | undefined): str
   // two ids for one worker: it answers for one of them only (its own id), and a move
   // onto the other never ends
   const byEndpoint = new Map<string, { id: string; endpoint: string }>();
-  for (const [id, info] of Object.entries(shared ? (shards ?? {}) : {})) {
+  for (const [id, info] of Object.entries(write ? (shards ?? {}) : {})) {
     const endpoint = isRecord(info) ? info.endpoint : undefined;
     if (typeof endpoint !== "string") continue;
     const key = endpointKey(endpoint);
     const first = byEndpoint.get(key);
     if (first === undefined) byEndpoint.set(key, { id, endpoint });
-    else if (!shared?.has(pairKey(first.id, id)))
+    else if (!(previous && sharesEndpoint(previous, first.id, id)))
       problems.push(
         `${formatPath(["shards", id, "endpoint"])}: ${quoted(endpoint)} is shard ${quoted(first.id)}'s too${first.endpoint === endpoint ? "" : ` (${quoted(first.endpoint)})`}; each shard has a worker of its own`,
       );

@@ -1,3 +1,4 @@
+import { withTimeout } from "@codeq/common";
 import { FINISHED_CAP, type FinishedMigration } from "@codeq/shardmap";
 
 /** How long a GetTask miss waits for the control store's migration history, ms. */
@@ -57,7 +58,11 @@ export class FormerShards {
         version,
         atMs: now,
         failed: false,
-        finished: withDeadline(this.history.listFinished(), HISTORY_WAIT_MS).then(
+        finished: withTimeout(
+          this.history.listFinished(),
+          HISTORY_WAIT_MS,
+          "the control store",
+        ).then(
           (list) => (list.length >= FINISHED_CAP ? undefined : list),
           () => {
             read.failed = true;
@@ -79,14 +84,4 @@ interface HistoryRead {
   readonly atMs: number;
   failed: boolean;
   readonly finished: Promise<Finished>;
-}
-
-/** `p`, or a rejection once `ms` have passed (the wait's timer does not hold the process). */
-function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-    timer.unref();
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

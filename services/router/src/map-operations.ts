@@ -22,13 +22,13 @@ import {
   isEndpoint,
   isUnfinished,
   isVersionConflict,
-  endpointKey,
   movesTenant,
   NoShardMapError,
   progressId,
   queueShardsOf,
   NAME_PATTERN,
   SHARD_ID_PATTERN,
+  sharesEndpoint,
   ShardMapError,
   StaticMapError,
   tenantKey,
@@ -108,12 +108,6 @@ const unanswered = (err: Error | undefined): Error | undefined =>
 
 /** How long an admin call waits for the map read it asks for when the last one failed, ms. */
 const STORE_RECHECK_MS = 100;
-
-/** Whether shards `a` and `b` of `map` are at one endpoint (as the duplicate-endpoint rule compares them). */
-function sharesEndpoint(map: ShardMap, a: string, b: string): boolean {
-  const [x, y] = [entry(map.shards, a)?.endpoint, entry(map.shards, b)?.endpoint];
-  return x !== undefined && y !== undefined && endpointKey(x) === endpointKey(y);
-}
 
 /** Another shard of `map` at `id`'s endpoint. */
 const twinOf = (map: ShardMap, id: string): string | undefined =>

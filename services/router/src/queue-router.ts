@@ -1,5 +1,5 @@
 import { Metadata, ServerError, Status, type CallContext } from "nice-grpc";
-import { linkedSignal } from "@codeq/common";
+import { linkedSignal, REDRIVE_SHARD_TIMEOUT_MS } from "@codeq/common";
 import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
 import { LeasedTask, Task } from "@codeq/proto";
 import type {
@@ -542,7 +542,7 @@ export function queueRouter(
         req.maxTasks || 100,
         (c, max) =>
           c.queue
-            .redriveDead({ ...req, maxTasks: max }, routing.options(f, 600_000))
+            .redriveDead({ ...req, maxTasks: max }, routing.options(f, REDRIVE_SHARD_TIMEOUT_MS))
             .then(({ value: r }) => ({
               done: r.redriven,
               remaining: r.remaining,

@@ -1,4 +1,5 @@
 import { ClientError } from "nice-grpc";
+import { REDRIVE_SHARD_TIMEOUT_MS } from "@codeq/common";
 import type { Task } from "@codeq/proto";
 import { expectPositionals, int, list, type OptionSpecs, type Values } from "../args";
 import type { Command } from "../command";
@@ -123,9 +124,6 @@ function report(io: { out(l: string): void; err(l: string): void }, what: string
   if (p.notFound.length > 0) io.err(`not dead tasks of this queue: ${p.notFound.join(", ")}`);
 }
 
-/** How long a router lets a shard's RedriveDead run, s (queue-router.ts). */
-const ROUTER_REDRIVE_SECONDS = 600;
-
 /** `codeq dlq redrive`: dead tasks back to READY. */
 export const dlqRedriveCommand: Command = {
   name: "dlq redrive",
@@ -148,7 +146,7 @@ export const dlqRedriveCommand: Command = {
     // the shard worker paces each call to the rate, so a call carries what takes at
     // most half of this command's deadline at that rate (default 1000 a second), and
     // at most half of the 600 s a router gives a shard's RedriveDead
-    const seconds = Math.min(global.timeoutMs / 2000, ROUTER_REDRIVE_SECONDS / 2);
+    const seconds = Math.min(global.timeoutMs, REDRIVE_SHARD_TIMEOUT_MS) / 2000;
     const perCall = Math.min(1000, Math.floor((ratePerSecond || 1000) * seconds));
     if (perCall < 1)
       throw new UsageError(
