@@ -12,4 +12,4 @@ export {
 } from "./gc-pauses";
 export { linkedSignal } from "./linked-signal";
 export { withTimeout } from "./with-timeout";
-export { REDRIVE_SHARD_TIMEOUT_MS } from "./limits";
+export { DEFAULT_REDRIVE_RATE } from "./limits";

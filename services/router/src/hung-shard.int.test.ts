@@ -1,4 +1,4 @@
-import { Status } from "nice-grpc";
+import { type ClientError, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse, TaskState } from "@codeq/proto";
 import { startRelay, type Relay } from "@codeq/testing";
 import type { RouterConfig } from "./config";
@@ -157,6 +157,40 @@ describe("a shard that answers within the shard timeout of tests", () => {
     expect(s.settled(1)!.acks[0]!.code).toBe(Status.UNAVAILABLE);
     expect(s.failure).toBeUndefined();
     await s.close();
+  });
+
+  test("a RedriveDead is given as long as its tasks take at its rate, the shard timeout on top", async () => {
+    const queue = { command: "Y", tenant: "t1" };
+    const engine = rc.workers.get("b")!.engine;
+    await engine.enqueue(queue, [{}, {}, {}, {}, {}]);
+    const leased = await engine.lease(queue, { max: 5, leaseMs: 30_000 });
+    await engine.nack(leased.map((d) => ({ token: d.token, deadLetter: true })));
+    const admin = rc.client("t1", "admin");
+
+    // three at two a second take 1.5 s, longer than the shard timeout (1 s)
+    const redrove = Date.now();
+    expect(await admin.redriveDead({ command: "Y", maxTasks: 3, ratePerSecond: 2 })).toMatchObject({
+      redriven: 3,
+      remaining: 2,
+    });
+    expect(Date.now() - redrove).toBeGreaterThanOrEqual(1_400);
+
+    // a shard that stops answering fails the call once its tasks' time and the shard
+    // timeout are over (2 s + 1 s), not after some fixed long cap (nor the caller's 10 s)
+    relay.silence();
+    const started = Date.now();
+    const err = await admin
+      .redriveDead(
+        { command: "Y", maxTasks: 2, ratePerSecond: 1 },
+        { signal: AbortSignal.timeout(10_000) },
+      )
+      .then(
+        () => undefined,
+        (e: unknown) => e as ClientError,
+      );
+    expect(err?.code).toBe(Status.DEADLINE_EXCEEDED);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_900);
+    expect(Date.now() - started).toBeLessThan(6_000);
   });
 });
 

@@ -1,5 +1,5 @@
 import { Metadata, ServerError, Status, type CallContext } from "nice-grpc";
-import { linkedSignal, REDRIVE_SHARD_TIMEOUT_MS } from "@codeq/common";
+import { DEFAULT_REDRIVE_RATE, linkedSignal } from "@codeq/common";
 import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
 import { LeasedTask, Task } from "@codeq/proto";
 import type {
@@ -535,6 +535,11 @@ export function queueRouter(
 
     async redriveDead(req, ctx) {
       const f = await routing.forward(ctx);
+      // the shard paces a redrive to its rate: its call lasts as long as its tasks take
+      // at that rate, and gets the usual cap on top (as a long-poll Lease its wait)
+      const rate = req.ratePerSecond || DEFAULT_REDRIVE_RATE;
+      const redriveTimeout = (max: number) =>
+        Math.ceil((1000 * (req.taskIds.length || max)) / rate) + routing.config.shardTimeoutMs;
       return spreadDead(
         routing,
         queueShards(f, req.command),
@@ -542,7 +547,7 @@ export function queueRouter(
         req.maxTasks || 100,
         (c, max) =>
           c.queue
-            .redriveDead({ ...req, maxTasks: max }, routing.options(f, REDRIVE_SHARD_TIMEOUT_MS))
+            .redriveDead({ ...req, maxTasks: max }, routing.options(f, redriveTimeout(max)))
             .then(({ value: r }) => ({
               done: r.redriven,
               remaining: r.remaining,

@@ -1,5 +1,5 @@
 import { ClientError } from "nice-grpc";
-import { REDRIVE_SHARD_TIMEOUT_MS } from "@codeq/common";
+import { DEFAULT_REDRIVE_RATE } from "@codeq/common";
 import type { Task } from "@codeq/proto";
 import { expectPositionals, int, list, type OptionSpecs, type Values } from "../args";
 import type { Command } from "../command";
@@ -144,10 +144,10 @@ export const dlqRedriveCommand: Command = {
     const command = positionals[0]!;
     const ratePerSecond = int(values, "rate", { min: 1, max: 100_000 }) ?? 0;
     // the shard worker paces each call to the rate, so a call carries what takes at
-    // most half of this command's deadline at that rate (default 1000 a second), and
-    // at most half of the 600 s a router gives a shard's RedriveDead
-    const seconds = Math.min(global.timeoutMs, REDRIVE_SHARD_TIMEOUT_MS) / 2000;
-    const perCall = Math.min(1000, Math.floor((ratePerSecond || 1000) * seconds));
+    // most half of this command's deadline at that rate (a router gives the shard's
+    // call as long as its tasks take at the rate)
+    const seconds = global.timeoutMs / 2000;
+    const perCall = Math.min(1000, Math.floor((ratePerSecond || DEFAULT_REDRIVE_RATE) * seconds));
     if (perCall < 1)
       throw new UsageError(
         `--rate ${ratePerSecond} cannot move one task within half of --timeout ${global.timeoutMs} ms; raise either`,
