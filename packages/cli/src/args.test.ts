@@ -1,11 +1,16 @@
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
 import {
   expectPositionals,
+  GLOBAL_OPTIONS,
   globalOptions,
   int,
   list,
   parseCommandArgs,
   splitCommand,
 } from "./args";
+import { COMMANDS } from "./commands";
 import { UsageError } from "./errors";
 
 const groups = (w: string) => w === "dlq";
@@ -92,6 +97,54 @@ describe("globalOptions", () => {
     expect(() => globalOptions({ tenant: "a:b" }, {})).toThrow(UsageError);
     expect(globalOptions({ router: "[::1]:7300" }, {}).router).toBe("[::1]:7300");
   });
+
+  test("a token from --token-file, CODEQ_TOKEN_FILE or CODEQ_TOKEN, trimmed; none by default", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-args-"));
+    try {
+      const file = path.join(dir, "token");
+      fs.writeFileSync(file, "s3cret\n");
+      expect(globalOptions({}, {}).token).toBeUndefined();
+      expect(globalOptions({}, { CODEQ_TOKEN: "from-env" }).token).toBe("from-env");
+      expect(globalOptions({}, { CODEQ_TOKEN_FILE: file, CODEQ_TOKEN: "x" }).token).toBe("s3cret");
+      expect(globalOptions({ "token-file": file }, { CODEQ_TOKEN: "x" }).token).toBe("s3cret");
+      // unreadable, or not one header-safe word: usage errors naming what is wrong
+      expect(() => globalOptions({ "token-file": path.join(dir, "none") }, {})).toThrow(
+        /--token-file: cannot read .*none \(ENOENT\)/,
+      );
+      fs.writeFileSync(file, "two\nlines\n");
+      expect(() => globalOptions({ "token-file": file }, {})).toThrow(/one word of visible ASCII/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("TLS when --tls, a CA or a client certificate is given; --tls-cert and --tls-key together", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-args-"));
+    try {
+      const file = (name: string) => {
+        fs.writeFileSync(path.join(dir, name), name);
+        return path.join(dir, name);
+      };
+      expect(globalOptions({}, {}).tls).toBeUndefined();
+      expect(globalOptions({ tls: true }, {}).tls).toEqual({
+        ca: undefined,
+        cert: undefined,
+        key: undefined,
+      });
+      expect(globalOptions({}, { CODEQ_TLS: "1" }).tls).toBeDefined();
+      expect(globalOptions({}, { CODEQ_TLS_CA_FILE: file("ca") }).tls?.ca?.toString()).toBe("ca");
+      const mutual = globalOptions({ "tls-cert": file("crt"), "tls-key": file("key") }, {}).tls;
+      expect([mutual?.cert?.toString(), mutual?.key?.toString()]).toEqual(["crt", "key"]);
+      expect(() => globalOptions({ "tls-cert": file("crt") }, {})).toThrow(
+        /--tls-cert and --tls-key go together/,
+      );
+      expect(() => globalOptions({ "tls-ca": path.join(dir, "none") }, {})).toThrow(
+        /--tls-ca: cannot read/,
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe("option helpers", () => {
@@ -114,5 +167,17 @@ describe("option helpers", () => {
     expect(() => expectPositionals(["a", "b"], ["ID"])).toThrow("unexpected argument b");
     expect(() => expectPositionals([], ["COMMAND..."])).toThrow("missing COMMAND");
     expect(() => expectPositionals(["a", "b", "c"], ["COMMAND..."])).not.toThrow();
+  });
+});
+
+describe("command options", () => {
+  test("none takes the name of a global option (it would read the global's value), but assign's --tenant", () => {
+    const shadowing = COMMANDS.flatMap((c) =>
+      Object.keys(c.options)
+        .filter((name) => name in GLOBAL_OPTIONS)
+        .map((name) => `${c.name} --${name}`),
+    );
+    expect(shadowing).toEqual(["assign --tenant"]);
+    expect(COMMANDS.find((c) => c.name === "assign")?.queueTenant).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import * as fs from "node:fs";
 import { parseArgs } from "node:util";
 import { UsageError } from "./errors";
 import { NAME_PATTERN as NAME } from "@codeq/common";
@@ -26,12 +27,38 @@ export const GLOBAL_OPTIONS: OptionSpecs = {
   tenant: {
     type: "string",
     value: "T",
-    description: "tenant stated in x-codeq-tenant (env CODEQ_TENANT, default: default)",
+    description:
+      "without a token: tenant stated in x-codeq-tenant (env CODEQ_TENANT, default: default)",
   },
   roles: {
     type: "string",
     value: "R,R",
-    description: "roles stated in x-codeq-roles (admin commands always add admin)",
+    description: "without a token: roles stated in x-codeq-roles (admin commands add admin)",
+  },
+  "token-file": {
+    type: "string",
+    value: "FILE",
+    description: "send the bearer token in FILE (env CODEQ_TOKEN_FILE; or CODEQ_TOKEN itself)",
+  },
+  tls: {
+    type: "boolean",
+    description:
+      "TLS to the router, its certificate checked against the system's CAs (env CODEQ_TLS=1)",
+  },
+  "tls-ca": {
+    type: "string",
+    value: "FILE",
+    description: "TLS, the router's certificate checked against this CA (env CODEQ_TLS_CA_FILE)",
+  },
+  "tls-cert": {
+    type: "string",
+    value: "FILE",
+    description: "TLS with this client certificate, for mutual TLS (env CODEQ_TLS_CERT_FILE)",
+  },
+  "tls-key": {
+    type: "string",
+    value: "FILE",
+    description: "the client certificate's private key (env CODEQ_TLS_KEY_FILE)",
   },
   json: { type: "boolean", description: "print the responses as JSON instead of tables" },
   timeout: {
@@ -42,6 +69,13 @@ export const GLOBAL_OPTIONS: OptionSpecs = {
   help: { type: "boolean", short: "h", description: "show help (of a command after its name)" },
 };
 
+/** The contents of the TLS files given: each undefined when not given. */
+export interface TlsFiles {
+  readonly ca: Buffer | undefined;
+  readonly cert: Buffer | undefined;
+  readonly key: Buffer | undefined;
+}
+
 /** What the global options say, with the environment and defaults filled in. */
 export interface GlobalOptions {
   readonly router: string;
@@ -49,6 +83,13 @@ export interface GlobalOptions {
   /** True when --tenant was given on the command line (not from the environment). */
   readonly tenantGiven: boolean;
   readonly roles: readonly string[];
+  /**
+   * The bearer token to send (identity from the credential; nothing is stated in
+   * development-identity metadata then), or undefined.
+   */
+  readonly token: string | undefined;
+  /** TLS to the router, or undefined for plaintext. */
+  readonly tls: TlsFiles | undefined;
   readonly json: boolean;
   readonly timeoutMs: number;
   readonly help: boolean;
@@ -144,9 +185,55 @@ export function globalOptions(values: Values, env: NodeJS.ProcessEnv): GlobalOpt
     tenant,
     tenantGiven: str(values, "tenant") !== undefined,
     roles,
+    token: token(values, env),
+    tls: tls(values, env),
     json: values.json === true,
     timeoutMs: int(values, "timeout", { min: 1, max: 3_600_000 }) ?? 10_000,
     help: values.help === true,
+  };
+}
+
+/** A local file's contents; a usage error naming `what` when it cannot be read. */
+function readLocal(file: string, what: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new UsageError(
+      `${what}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? err})`,
+    );
+  }
+}
+
+/** The bearer token: --token-file, else CODEQ_TOKEN_FILE, else CODEQ_TOKEN. */
+function token(values: Values, env: NodeJS.ProcessEnv): string | undefined {
+  const file = str(values, "token-file") ?? (env.CODEQ_TOKEN_FILE || undefined);
+  const given =
+    file !== undefined ? readLocal(file, "--token-file").toString("utf8") : env.CODEQ_TOKEN;
+  if (given === undefined || given === "") return undefined;
+  const t = given.trim();
+  // a header value: visible ASCII only (a token file with a stray line or a BOM is a mistake)
+  if (!/^[\x21-\x7e]+$/.test(t))
+    throw new UsageError(
+      `${file !== undefined ? `the token in ${file}` : "CODEQ_TOKEN"} must be one word of visible ASCII characters`,
+    );
+  return t;
+}
+
+/** TLS files from the options or the environment; undefined for plaintext. */
+function tls(values: Values, env: NodeJS.ProcessEnv): TlsFiles | undefined {
+  const file = (name: string, variable: string) =>
+    str(values, name) ?? (env[variable] || undefined);
+  const ca = file("tls-ca", "CODEQ_TLS_CA_FILE");
+  const cert = file("tls-cert", "CODEQ_TLS_CERT_FILE");
+  const key = file("tls-key", "CODEQ_TLS_KEY_FILE");
+  if ((cert === undefined) !== (key === undefined))
+    throw new UsageError("--tls-cert and --tls-key go together (a client certificate and its key)");
+  const on = values.tls === true || env.CODEQ_TLS === "1" || env.CODEQ_TLS === "true";
+  if (!on && ca === undefined && cert === undefined) return undefined;
+  return {
+    ca: ca === undefined ? undefined : readLocal(ca, "--tls-ca"),
+    cert: cert === undefined ? undefined : readLocal(cert, "--tls-cert"),
+    key: key === undefined ? undefined : readLocal(key, "--tls-key"),
   };
 }
 

@@ -338,10 +338,20 @@ describe("codeq against a local cluster", () => {
     expect((await codeq(["shard", "remove", "a"])).code).toBe(2); // the default shard
   }, 120_000);
 
-  test("--help documents the commands, development identity and the exit codes", async () => {
+  test("--help documents the commands, identity (a token, or development identity), TLS and the exit codes", async () => {
     const r = await codeq(["--help"]);
     expect(r.code).toBe(0);
-    for (const word of ["shards", "assign", "dlq purge", "tail", "development mode", "Exit codes"])
+    for (const word of [
+      "shards",
+      "assign",
+      "dlq purge",
+      "tail",
+      "--token-file FILE",
+      "CODEQ_TOKEN",
+      "development identity on",
+      "--tls-ca FILE",
+      "Exit codes",
+    ])
       expect(r.stdout).toContain(word);
     const assign = await codeq(["assign", "--help"]);
     expect(assign.code).toBe(0);

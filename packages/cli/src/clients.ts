@@ -1,4 +1,10 @@
-import { createChannel, createClientFactory, Metadata, type Channel } from "nice-grpc";
+import {
+  ChannelCredentials,
+  createChannel,
+  createClientFactory,
+  Metadata,
+  type Channel,
+} from "nice-grpc";
 import { deadlineMiddleware, type DeadlineOptions } from "nice-grpc-client-middleware-deadline";
 import {
   AdminServiceDefinition,
@@ -11,8 +17,9 @@ import type { GlobalOptions } from "./args";
 const clientFactory = createClientFactory().use(deadlineMiddleware);
 
 /**
- * Clients of one router, created on first use over one channel. Identity is the
- * development mode (x-codeq-tenant, x-codeq-roles) until authentication lands.
+ * Clients of one router, created on first use over one channel (TLS when asked).
+ * Identity is the bearer token when one is given, else development identity
+ * (x-codeq-tenant, x-codeq-roles), which a router takes only with it turned on.
  */
 export class RouterClients {
   private channel: Channel | undefined;
@@ -57,7 +64,13 @@ export class RouterClients {
   }
 
   private connect(): Channel {
-    this.channel ??= createChannel(this.options.router);
+    const tls = this.options.tls;
+    this.channel ??= createChannel(
+      this.options.router,
+      tls
+        ? ChannelCredentials.createSsl(tls.ca ?? null, tls.key ?? null, tls.cert ?? null)
+        : undefined,
+    );
     return this.channel;
   }
 
@@ -65,7 +78,10 @@ export class RouterClients {
     return [...new Set(["admin", ...this.options.roles])];
   }
 
+  /** The credential, when one is given; else the tenant and roles stated (development identity). */
   private metadata(roles: readonly string[]): Metadata {
+    if (this.options.token !== undefined)
+      return new Metadata({ authorization: `Bearer ${this.options.token}` });
     const metadata = new Metadata({ "x-codeq-tenant": this.options.tenant });
     if (roles.length > 0) metadata.set("x-codeq-roles", roles.join(","));
     return metadata;

@@ -38,6 +38,8 @@ export interface Command {
   /** More lines for `codeq NAME --help`. */
   readonly details?: readonly string[];
   readonly options: OptionSpecs;
+  /** --tenant names the queue's tenant too (not only the stated identity). */
+  readonly queueTenant?: boolean;
   /** Handles Ctrl-C itself through `interrupted` (a second one exits at once); others exit on the first. */
   readonly interruptible?: boolean;
   /** Runs it; resolves to the exit code. */

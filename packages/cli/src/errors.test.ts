@@ -1,7 +1,7 @@
 import { ClientError, Status } from "nice-grpc";
 import { describeError, ExitCode, UsageError } from "./errors";
 
-const via = { router: "127.0.0.1:7300", timeoutMs: 500 };
+const via = { router: "127.0.0.1:7300", timeoutMs: 500, token: undefined, tls: undefined };
 
 describe("describeError", () => {
   test("a refusal exits 2 with the status name and message", () => {
@@ -22,14 +22,32 @@ describe("describeError", () => {
       code: ExitCode.UNAVAILABLE,
       lines: [
         "UNAVAILABLE: connect ECONNREFUSED",
-        "(via router 127.0.0.1:7300; --router or CODEQ_ROUTER names another)",
+        "(via router 127.0.0.1:7300; --router or CODEQ_ROUTER names another; --tls or --tls-ca if it serves TLS)",
       ],
     });
+    // over TLS already: no TLS hint
+    expect(describeError(down, { ...via, tls: {} }).lines[1]).toBe(
+      "(via router 127.0.0.1:7300; --router or CODEQ_ROUTER names another)",
+    );
     const slow = new ClientError("/m", Status.DEADLINE_EXCEEDED, "Deadline exceeded");
     expect(describeError(slow, via)).toMatchObject({
       code: ExitCode.UNAVAILABLE,
       lines: ["DEADLINE_EXCEEDED: Deadline exceeded", expect.stringContaining("--timeout 500 ms")],
     });
+  });
+
+  test("a refused credential exits 2 and says where a token goes, or that the one given was not taken", () => {
+    const err = new ClientError("/m", Status.UNAUTHENTICATED, "a credential is required");
+    expect(describeError(err, via)).toEqual({
+      code: ExitCode.REFUSED,
+      lines: [
+        "UNAUTHENTICATED: a credential is required",
+        "(the router wants a credential: the token in CODEQ_TOKEN, or --token-file FILE)",
+      ],
+    });
+    expect(describeError(err, { ...via, token: "t" }).lines[1]).toBe(
+      "(the router did not accept the token given)",
+    );
   });
 
   test("a usage error exits 1 with its hint", () => {

@@ -48,14 +48,27 @@ export function exitCodeOfStatus(code: number): number {
 /** Exit code and stderr lines for whatever a command threw. */
 export function describeError(
   err: unknown,
-  via?: { readonly router: string; readonly timeoutMs: number },
+  via?: {
+    readonly router: string;
+    readonly timeoutMs: number;
+    readonly token: string | undefined;
+    readonly tls: unknown;
+  },
 ): { code: number; lines: string[] } {
   if (err instanceof UsageError)
     return { code: ExitCode.USAGE, lines: [`codeq: ${err.message}`, ...hintLines(err.hint)] };
   if (err instanceof ClientError) {
     const lines = [`${statusName(err.code)}: ${err.details.trim()}`];
     if (via && err.code === Status.UNAVAILABLE)
-      lines.push(`(via router ${via.router}; --router or CODEQ_ROUTER names another)`);
+      lines.push(
+        `(via router ${via.router}; --router or CODEQ_ROUTER names another${via.tls ? "" : "; --tls or --tls-ca if it serves TLS"})`,
+      );
+    if (via && err.code === Status.UNAUTHENTICATED)
+      lines.push(
+        via.token === undefined
+          ? "(the router wants a credential: the token in CODEQ_TOKEN, or --token-file FILE)"
+          : "(the router did not accept the token given)",
+      );
     if (via && err.code === Status.DEADLINE_EXCEEDED)
       lines.push(`(via router ${via.router}; no answer within --timeout ${via.timeoutMs} ms)`);
     return { code: exitCodeOfStatus(err.code), lines };

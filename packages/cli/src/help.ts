@@ -10,10 +10,12 @@ function optionLines(options: OptionSpecs): string[] {
 }
 
 const IDENTITY = [
-  "Identity: development mode only. The tenant and roles are stated in the",
+  "Identity: with a token (CODEQ_TOKEN, or --token-file), the router takes the",
+  "tenant and roles from it. Without one, --tenant and --roles are stated in the",
   "x-codeq-tenant and x-codeq-roles metadata without proof; a router accepts them",
-  "only when it runs with development identity on (CODEQ_ROUTER_DEV_IDENTITY).",
-  "Authentication comes in a later release.",
+  "only when it runs with development identity on (CODEQ_ROUTER_DEV_IDENTITY), as",
+  "the local cluster does. --tls, --tls-ca, --tls-cert and --tls-key reach a router",
+  "that serves TLS (and mutual TLS).",
 ];
 
 const EXIT_CODES = [

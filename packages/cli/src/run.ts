@@ -70,7 +70,21 @@ export async function run(argv: readonly string[], environment: RunEnvironment):
       return ExitCode.OK;
     }
     global = globalOptions(values, env);
-    clients = new RouterClients(global, command.group === "dlq");
+    if (
+      global.token !== undefined &&
+      (global.roles.length > 0 || (global.tenantGiven && !command.queueTenant))
+    )
+      throw new UsageError(
+        "--tenant and --roles state an identity without proof; with a token, its tenant and roles are used",
+        command.queueTenant ? "(--tenant still names the queue's tenant here)" : undefined,
+      );
+    // a queue's tenant named with --tenant is not who calls: the caller is stated as
+    // CODEQ_TENANT (or the default), as without --tenant
+    const caller =
+      command.queueTenant && global.tenantGiven
+        ? { ...global, tenant: env.CODEQ_TENANT ?? "default" }
+        : global;
+    clients = new RouterClients(caller, command.group === "dlq");
     return await command.run({
       global,
       values,

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { Metadata } from "nice-grpc";
+import type { ChannelCredentials, Metadata } from "nice-grpc";
 import { identityMetadata, type Role } from "@codeq/server-kit";
 import { RedisMapSource, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer } from "@codeq/testing";
@@ -14,6 +14,8 @@ export interface LocalClusterOptions {
   commands?: Record<string, string>;
   /** Extra environment for every service process. */
   env?: Record<string, string>;
+  /** How the launcher reaches the routers' health service, when `env` has them serve TLS. */
+  routerCredentials?: ChannelCredentials;
 }
 
 /** One shard: its store and its worker. */
@@ -130,13 +132,20 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     const routers: ServiceProcess[] = [];
     for (let i = 0; i < routerCount; i++) {
       const address = `127.0.0.1:${await freePort()}`;
-      const router = await ServiceProcess.start(`router-${i + 1}`, "router", address, {
-        ...clusterEnv("ROUTER", secret),
-        CODEQ_ROUTER_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-        ...env,
-        CODEQ_ROUTER_LISTEN: address,
-        CODEQ_ROUTER_CONTROL_URL: control.url,
-      });
+      const router = await ServiceProcess.start(
+        `router-${i + 1}`,
+        "router",
+        address,
+        {
+          ...clusterEnv("ROUTER", secret),
+          CODEQ_ROUTER_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
+          ...env,
+          CODEQ_ROUTER_LISTEN: address,
+          CODEQ_ROUTER_CONTROL_URL: control.url,
+        },
+        undefined,
+        options.routerCredentials,
+      );
       started.push(router);
       routers.push(router);
     }

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { createChannel, createClient } from "nice-grpc";
+import { createChannel, createClient, type ChannelCredentials } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
 import { trackChild, untrackChild } from "@codeq/testing";
 
@@ -91,6 +91,8 @@ export class ServiceProcess {
     address: string,
     env: Record<string, string>,
     readyTimeoutMs = 15_000,
+    /** How to reach its health service when it serves TLS. */
+    credentials?: ChannelCredentials,
   ): Promise<ServiceProcess> {
     const childEnv = { ...process.env, ...env };
     const child = spawn(process.execPath, serviceArgs(service, childEnv), {
@@ -99,7 +101,7 @@ export class ServiceProcess {
     });
     const proc = new ServiceProcess(name, address, child);
     try {
-      await proc.waitHealthy(readyTimeoutMs);
+      await proc.waitHealthy(readyTimeoutMs, credentials);
     } catch (err) {
       await proc.stop(1_000);
       throw new Error(`${name} did not become healthy: ${(err as Error).message}\n${proc.output}`);
@@ -132,9 +134,9 @@ export class ServiceProcess {
     await this.exited;
   }
 
-  private async waitHealthy(timeoutMs: number): Promise<void> {
+  private async waitHealthy(timeoutMs: number, credentials?: ChannelCredentials): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    const channel = createChannel(this.address);
+    const channel = createChannel(this.address, credentials);
     const health = createClient(HealthDefinition, channel);
     try {
       for (;;) {

@@ -94,6 +94,7 @@ export const assignCommand: Command = {
     "waiting (exit 130); the migration goes on.",
   ],
   interruptible: true,
+  queueTenant: true,
   options: {
     to: { type: "string", value: "SHARD", description: "the target shard (required)" },
     tenant: {
@@ -109,7 +110,7 @@ export const assignCommand: Command = {
     "expected-version": {
       type: "string",
       value: "N",
-      description: "apply only if the map is still at version N (ABORTED otherwise)",
+      description: "apply only if the map is still at version N (else refused: ABORTED, exit 2)",
     },
   },
   async run(ctx) {

@@ -42,10 +42,12 @@ export const tailCommand: Command = {
   summary: "lease tasks over a LeaseStream and print each as it arrives",
   details: [
     "One line a task: id, shard, attempt, payload (text when printable, else b64:…);",
-    "with --json one JSON object a line. Leases the stated tenant's queues (--tenant).",
+    "with --json one JSON object a line. Leases the caller's tenant's queues.",
     "With --ack each batch is acked as it arrives and its credits are granted again.",
-    "Without it the tasks are only held (at most --credits of them) and released",
-    "when tail stops: Ctrl-C, or after --max tasks.",
+    "Without it the tasks are held (at most --credits of them) and released when",
+    "tail stops (Ctrl-C, or after --max tasks). Either way each delivery counts as",
+    "an attempt, as for any worker: a task released on its last attempt goes to the",
+    "dead-letter queue. tail is a worker, not a look: `stats` counts without leasing.",
   ],
   interruptible: true,
   options: {
@@ -105,7 +107,7 @@ export const tailCommand: Command = {
       for await (const res of clients.queue.leaseStream(outbox.messages())) {
         if (res.subscribed && !global.json)
           io.err(
-            `tailing ${positionals.join(", ")} as tenant ${global.tenant} ` +
+            `tailing ${positionals.join(", ")} as ${global.token === undefined ? `tenant ${global.tenant}` : "the token's tenant"} ` +
               `(lease ${res.subscribed.leaseDurationMs} ms${ack ? ", acking" : ""}); Ctrl-C stops`,
           );
         const tasks = res.tasks?.tasks ?? [];
