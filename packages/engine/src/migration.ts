@@ -1,6 +1,6 @@
 import type { EngineContext } from "./engine-context";
 import { invalidArgument, ScriptCode } from "./errors";
-import { queueId, type QueueRef } from "./keys";
+import { queueId, type QueueKeys, type QueueRef } from "./keys";
 import { encodeRecord, encodeState, type StoredTask } from "./task-record";
 
 /** A task on its way to another shard, with what its idempotency key still needs. */
@@ -44,7 +44,28 @@ export async function exportBatch(
       idempotencyExpiresAt: Number(reply[i + 4]!.toString()),
     });
   }
-  return out;
+  return keysStillTheirs(ctx, k, out);
+}
+
+/**
+ * The exported tasks whose idempotency key now names another task keep no window: the
+ * key expired and a later enqueue bound it again, and the window the script read is
+ * that task's. Carried along, the target would bind the key to the old task first and
+ * refuse the right binding after it (SET NX), answering the old task to a producer's
+ * retry. (The script cannot read the key: it names no key it was not given.)
+ */
+async function keysStillTheirs(
+  ctx: EngineContext,
+  k: QueueKeys,
+  batch: ExportedTask[],
+): Promise<ExportedTask[]> {
+  const keyed = batch.filter((e) => e.idempotencyExpiresAt > 0 && e.task.idemKey !== undefined);
+  if (keyed.length === 0) return batch;
+  const holders = await ctx.redis.mget(...keyed.map((e) => k.idem(e.task.idemKey!)));
+  const lost = new Set(keyed.filter((e, i) => holders[i] !== e.task.id));
+  return lost.size === 0
+    ? batch
+    : batch.map((e) => (lost.has(e) ? { ...e, idempotencyExpiresAt: 0 } : e));
 }
 
 /** Deletes reserved tasks the target confirmed it holds. Returns how many were deleted. */

@@ -27,6 +27,12 @@ local function settleFailure(K, qid, id, x, now, reason, delay, deadLetter, fron
   x.lms = 0
   x.untilAt = 0
   x.upd = now
+  -- a task goes to the DLQ with its reason: a nack that gave none says so rather than
+  -- leave an earlier attempt's error (or nothing) as the cause
+  if dies and reason == '' then
+    reason = deadLetter and 'dead-lettered by a nack that gave no error'
+      or 'attempts exhausted (the last nack gave no error)'
+  end
   if reason ~= '' then x.err = reason end
   if dies then
     x.st = 'D'

@@ -1,4 +1,5 @@
 import { ScriptCode } from "../errors";
+import { queueKeys } from "../keys";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
 describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
@@ -53,6 +54,43 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
     const [withKey, without] = await engine.exportBatch(Q, 10);
     expect(withKey!.idempotencyExpiresAt).toBe(clock.now() + 60_000);
     expect(without!.idempotencyExpiresAt).toBe(0);
+  });
+
+  it("carries no window for a key that expired and now names a later task; the move keeps the later binding", async () => {
+    const window = 60_000;
+    const {
+      engine: source,
+      clock,
+      redis,
+      prefix,
+    } = await fx().engine({
+      shard: "a",
+      idempotencyWindowMs: window,
+    });
+    const { engine: target } = await fx().engine({
+      shard: "b",
+      clock,
+      idempotencyWindowMs: window,
+    });
+    const [old] = await source.enqueue(Q, [{ idempotencyKey: "k", maxAttempts: 1 }]);
+    const [d] = await source.lease(Q, LEASE);
+    await source.nack([{ token: d!.token }]); // its last attempt: dead, kept 7 days
+    // the window ends (the store's TTL runs on its own clock: the key is dropped as it
+    // would expire), and a later enqueue binds the key to a new task, which is leased
+    await redis.del(queueKeys(Q, { shard: "a", prefix }).idem("k"));
+    clock.advance(window + 1);
+    const [later] = await source.enqueue(Q, [{ idempotencyKey: "k" }]);
+    expect(later).toMatchObject({ duplicate: false });
+    expect((await source.lease(Q, LEASE)).map((x) => x.task.id)).toEqual([later!.id]);
+
+    const batch = await source.exportBatch(Q, 10);
+    expect(batch.map((e) => [e.task.id, e.idempotencyExpiresAt])).toEqual([[old!.id, 0]]);
+    await target.importTasks(Q, batch);
+    await source.confirmExport(Q, [old!.id]);
+    // the leased task's key is bound by the mover from the source's own record
+    await target.bindIdempotencyKeys(Q, await source.lookupIdempotencyKeys(Q, ["k"]));
+    const [retry] = await target.enqueue(Q, [{ idempotencyKey: "k" }]);
+    expect(retry).toMatchObject({ duplicate: true, id: later!.id });
   });
 
   it("restores an aborted batch exactly where it was", async () => {

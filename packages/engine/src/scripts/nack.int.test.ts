@@ -77,6 +77,30 @@ describe("nack-16.lua", () => {
     expect((await engine.stats(Q)).dead).toBe(2);
   });
 
+  it("gives a task it sends to the DLQ without error text a reason, not an earlier attempt's", async () => {
+    const { engine, clock } = await fx().engine();
+    const [last] = await seed(engine, 1, { maxAttempts: 2, backoff: fixed });
+    const [poison] = await seed(engine, 1, { maxAttempts: 5 });
+    const [first] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
+    await engine.nack([{ token: first!.token, error: "timeout talking to the mail server" }]);
+    clock.advance(1_000);
+    const held = await engine.lease(Q, LEASE);
+    const token = (id: string) => held.find((d) => d.task.id === id)!.token;
+    // the DLQ says why the task is there
+    expect(
+      await engine.nack([{ token: token(last!) }, { token: token(poison!), deadLetter: true }]),
+    ).toEqual([
+      { code: ScriptCode.Ok, state: "DEAD" },
+      { code: ScriptCode.Ok, state: "DEAD" },
+    ]);
+    expect(await engine.getTask(Q, last!)).toMatchObject({
+      lastError: "attempts exhausted (the last nack gave no error)",
+    });
+    expect(await engine.getTask(Q, poison!)).toMatchObject({
+      lastError: "dead-lettered by a nack that gave no error",
+    });
+  });
+
   it("refuses stale and unknown tokens without touching the task", async () => {
     const { engine, clock } = await fx().engine();
     await seed(engine, 1, { backoff: fixed });

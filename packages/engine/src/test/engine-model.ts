@@ -124,8 +124,13 @@ export class Model {
     delete t.leaseDeadline;
     delete t.leaseMs;
     delete t.nackedSeq;
+    const dies = deadLetter || t.attempts >= t.maxAttempts;
+    if (dies && reason === "")
+      reason = deadLetter
+        ? "dead-lettered by a nack that gave no error"
+        : "attempts exhausted (the last nack gave no error)";
     if (reason !== "") t.lastError = reason;
-    if (deadLetter || t.attempts >= t.maxAttempts) {
+    if (dies) {
       t.state = "DEAD";
       t.doneAt = this.now;
       return t.state;

@@ -253,7 +253,12 @@ export interface NackItem {
    * Present and 0: ready at once. Max 86400000 (24 h).
    */
   delayMs?: number | undefined;
-  /** Why the attempt failed; stored as last_error. At most 4096 bytes. */
+  /**
+   * Why the attempt failed; stored as last_error. At most 4096 bytes. Empty:
+   * last_error keeps what it was, unless the task goes to the DLQ, which then
+   * says why ("attempts exhausted (the last nack gave no error)", or
+   * "dead-lettered by a nack that gave no error").
+   */
   error: string;
   /**
    * True moves the task straight to the DLQ, whatever attempts remain
