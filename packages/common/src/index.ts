@@ -13,3 +13,4 @@ export {
 export { linkedSignal } from "./linked-signal";
 export { withTimeout } from "./with-timeout";
 export { DEFAULT_REDRIVE_RATE } from "./limits";
+export { redisTls } from "./redis-tls";

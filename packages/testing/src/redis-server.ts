@@ -18,6 +18,11 @@ export interface RedisServerOptions {
   persistent?: boolean;
   /** Never use the external server, even when CODEQ_TEST_REDIS_URL is set (tests that kill the server). */
   spawnOnly?: boolean;
+  /**
+   * Serve TLS with this certificate on a second port (`tlsUrl`), beside the plaintext
+   * one (`url`, `client()`). Always a spawned server.
+   */
+  tls?: { certFile: string; keyFile: string };
 }
 
 /**
@@ -38,12 +43,13 @@ export class RedisServer {
     readonly dataDir: string | undefined,
     private readonly password: string | undefined,
     private readonly persistent: boolean,
+    private readonly tls?: { certFile: string; keyFile: string; port: number },
   ) {}
 
   /** Starts (or attaches to) a server and waits until it answers PING. */
   static async start(options: RedisServerOptions = {}): Promise<RedisServer> {
     const external = process.env[EXTERNAL_REDIS_ENV];
-    if (external && !options.spawnOnly) {
+    if (external && !options.spawnOnly && !options.tls) {
       const url = new URL(external);
       const server = new RedisServer(
         url.hostname,
@@ -65,6 +71,7 @@ export class RedisServer {
         dataDir,
         undefined,
         !!options.persistent,
+        options.tls && { ...options.tls, port: await freePort() },
       );
       try {
         await server.spawn();
@@ -91,6 +98,12 @@ export class RedisServer {
   get url(): string {
     const auth = this.password ? `:${encodeURIComponent(this.password)}@` : "";
     return `redis://${auth}${this.host}:${this.port}`;
+  }
+
+  /** The TLS address of a server started with `tls`: rediss://host:port. */
+  get tlsUrl(): string {
+    if (!this.tls) throw new Error("this redis-server was started without tls");
+    return `rediss://${this.host}:${this.tls.port}`;
   }
 
   /** A new client connection; the caller closes it. */
@@ -155,6 +168,12 @@ export class RedisServer {
       "--appendfsync", "always",
       "--daemonize", "no",
       "--protected-mode", "no",
+      ...(this.tls ? [
+        "--tls-port", String(this.tls.port),
+        "--tls-cert-file", this.tls.certFile,
+        "--tls-key-file", this.tls.keyFile,
+        "--tls-auth-clients", "no",
+      ] : []),
     ]; // prettier-ignore
     const child = spawn(bin, args, { stdio: "ignore" });
     this.child = child;

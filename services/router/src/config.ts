@@ -25,6 +25,8 @@ const routerSettings = z.strictObject({
   metricsListen: z.string().default("127.0.0.1:9300"),
   /** The control store holding the shard map (key <controlPrefix>:ctl:shardmap). */
   controlUrl: z.string().url().default("redis://127.0.0.1:6379"),
+  /** CA of the control store's TLS certificate, for a `rediss://` control URL. */
+  controlTlsCaFile: z.string().default(""),
   /**
    * A static shard map (YAML) to serve instead of the control store's: no control
    * store, no map changes (AdminService writes are refused) and no migrations. Its

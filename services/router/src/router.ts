@@ -2,7 +2,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { AdminServiceDefinition, QueueServiceDefinition } from "@codeq/proto";
 import { ServerError, Status, type Metadata } from "nice-grpc";
 import { authenticatorFromConfig, isAuthError } from "@codeq/auth";
-import { messageOf } from "@codeq/common";
+import { messageOf, redisTls } from "@codeq/common";
 import {
   createLogger,
   identityFrom,
@@ -112,6 +112,7 @@ export async function startRouter(
     : new RedisMapSource({
         url: config.controlUrl,
         prefix: config.controlPrefix,
+        redisOptions: redisTls(config.controlUrl, config.controlTlsCaFile),
         onError: (err) => logOnce(err.message),
       });
   const logOnce = (message: string) => {
@@ -169,7 +170,11 @@ export async function startRouter(
   // a static map has no migrations, and no control store to keep them in
   const migrations = config.shardMapFile
     ? undefined
-    : new MigrationStore(config.controlUrl, config.controlPrefix);
+    : new MigrationStore(
+        config.controlUrl,
+        config.controlPrefix,
+        redisTls(config.controlUrl, config.controlTlsCaFile),
+      );
   /** What the router opened before it serves: the map cache and its source, the shard channels. */
   const closeClients = async () => {
     cache.stop();

@@ -128,6 +128,8 @@ const shardSettings = z.strictObject({
    * shard with no map, which owns every queue and fences nothing.
    */
   controlUrl: z.union([z.literal(""), z.string().url()]).default(""),
+  /** CA of the control store's TLS certificate, for a `rediss://` control URL. */
+  controlTlsCaFile: z.string().default(""),
   /** Key prefix of the shard map in the control store (the map is `<prefix>:ctl:shardmap`). */
   controlPrefix: z
     .string()

@@ -1,3 +1,4 @@
+import { redisTls } from "@codeq/common";
 import { entry, MapCache, RedisMapSource, type ShardMap } from "@codeq/shardmap";
 import type { Logger } from "@codeq/server-kit";
 import type { ShardConfig } from "./config";
@@ -23,6 +24,7 @@ export async function followShardMap(config: ShardConfig, logger: Logger): Promi
   const source = new RedisMapSource({
     url: config.controlUrl,
     prefix: config.controlPrefix,
+    redisOptions: redisTls(config.controlUrl, config.controlTlsCaFile),
     // Repeats every retry while the control store is down; checkStale() says it once.
     onError: (err) => logger.debug({ err: err.message }, "control store connection error"),
   });

@@ -1,7 +1,6 @@
-import * as fs from "node:fs";
 import { Redis } from "ioredis";
 import { QueueEngine, type QueueRef } from "@codeq/engine";
-import { messageOf } from "@codeq/common";
+import { messageOf, redisTls } from "@codeq/common";
 import { fillingMigration, MigrationStore } from "@codeq/shardmap";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
 import type { MapCache } from "@codeq/shardmap";
@@ -75,7 +74,7 @@ export async function startShardWorker(
   const follower = config.controlUrl ? await followShardMap(config, logger) : undefined;
   const mapVersion = () => follower?.cache.status().version ?? 0;
   const redis = new Redis(config.redisUrl, {
-    ...storeTls(config),
+    ...redisTls(config.redisUrl, config.redisTlsCaFile),
     protocol: 2,
     lazyConnect: true,
     maxRetriesPerRequest: 2,
@@ -201,7 +200,11 @@ export async function startShardWorker(
   );
   background.start();
   const migrations = follower
-    ? new MigrationStore(config.controlUrl, config.controlPrefix)
+    ? new MigrationStore(
+        config.controlUrl,
+        config.controlPrefix,
+        redisTls(config.controlUrl, config.controlTlsCaFile),
+      )
     : undefined;
   const mover =
     follower && migrations && config.mover
@@ -359,10 +362,4 @@ function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
     };
     p.then(done, done);
   });
-}
-
-/** TLS towards the store for a `rediss://` URL (KVRocks with TLS), with its CA when given. */
-function storeTls(config: ShardConfig): { tls?: { ca?: Buffer } } {
-  if (!config.redisUrl.startsWith("rediss://")) return {};
-  return { tls: config.redisTlsCaFile ? { ca: fs.readFileSync(config.redisTlsCaFile) } : {} };
 }
