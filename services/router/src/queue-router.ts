@@ -1,5 +1,5 @@
 import { Metadata, ServerError, Status, type CallContext } from "nice-grpc";
-import { DEFAULT_REDRIVE_RATE, linkedSignal } from "@codeq/common";
+import { DEFAULT_REDRIVE_RATE, linkedSignal, MAX_REDRIVE_TASKS } from "@codeq/common";
 import { leaseTokenShard, NAME_PATTERN } from "@codeq/engine";
 import { LeasedTask, Task } from "@codeq/proto";
 import type {
@@ -536,10 +536,12 @@ export function queueRouter(
     async redriveDead(req, ctx) {
       const f = await routing.forward(ctx);
       // the shard paces a redrive to its rate: its call lasts as long as its tasks take
-      // at that rate, and gets the usual cap on top (as a long-poll Lease its wait)
+      // at that rate, and gets the usual cap on top (as a long-poll Lease its wait); a
+      // call over the shard's limits is refused at once, and waits for nothing
       const rate = req.ratePerSecond || DEFAULT_REDRIVE_RATE;
       const redriveTimeout = (max: number) =>
-        Math.ceil((1000 * (req.taskIds.length || max)) / rate) + routing.config.shardTimeoutMs;
+        Math.ceil((1000 * Math.min(req.taskIds.length || max, MAX_REDRIVE_TASKS)) / rate) +
+        routing.config.shardTimeoutMs;
       return spreadDead(
         routing,
         queueShards(f, req.command),

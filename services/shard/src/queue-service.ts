@@ -21,7 +21,7 @@ import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
 import { countsToWire, deliveryToWire, MAX_RESPONSE_BYTES_HEADER, taskToWire } from "@codeq/wire";
-import { DEFAULT_REDRIVE_RATE, NAME_PATTERN as NAME } from "@codeq/common";
+import { DEFAULT_REDRIVE_RATE, MAX_REDRIVE_TASKS, NAME_PATTERN as NAME } from "@codeq/common";
 
 function queueOf(identity: Identity, command: string): QueueRef {
   if (!command) throw invalid("command is required");
@@ -211,9 +211,10 @@ export function queueService(
       const identity = who(ctx);
       requireRole(identity, "admin", "RedriveDead");
       const queue = queueOf(identity, req.command);
-      const max = limit("max_tasks", req.maxTasks, 100, 1000);
+      const max = limit("max_tasks", req.maxTasks, 100, MAX_REDRIVE_TASKS);
       const rate = limit("rate_per_second", req.ratePerSecond, DEFAULT_REDRIVE_RATE, 100_000);
-      if (req.taskIds.length > 1000) throw invalid("task_ids: at most 1000");
+      if (req.taskIds.length > MAX_REDRIVE_TASKS)
+        throw invalid(`task_ids: at most ${MAX_REDRIVE_TASKS}`);
       let redriven = 0;
       let remaining = 0;
       const notFound: string[] = [];
