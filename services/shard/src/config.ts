@@ -124,6 +124,11 @@ const shardSettings = z.strictObject({
   /** How often the store is pinged for the health status, in ms. */
   storeCheckMs: ms(100, 60_000, 2_000),
   /**
+   * How long start-up waits for the store to answer (it may start after the worker, as
+   * under Compose or Kubernetes) before the worker gives up, naming the store.
+   */
+  storeStartTimeoutMs: ms(0, 600_000, 30_000),
+  /**
    * The control store holding the shard map (redis://host:port). Empty: a standalone
    * shard with no map, which owns every queue and fences nothing.
    */

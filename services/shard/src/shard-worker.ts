@@ -78,9 +78,18 @@ export async function startShardWorker(
     protocol: 2,
     lazyConnect: true,
     maxRetriesPerRequest: 2,
+    // a disconnect gives a socket that does not close this long before destroying it
+    // (ioredis: 2 s, armed even for a socket already gone, which held a failed start)
+    disconnectTimeout: 500,
   });
   redis.on("error", (err) => logger.warn({ err: err.message }, "store connection error"));
-  await redis.connect();
+  try {
+    await reachStore(redis, config, logger);
+  } catch (err) {
+    redis.disconnect();
+    await follower?.stop();
+    throw err;
+  }
   const notifier = new Notifier();
   const engine = await QueueEngine.open(redis, {
     shard: config.id,
@@ -351,6 +360,44 @@ const PEER_TIMEOUT_MS = 10_000;
  * ms: the enqueue waits for it.
  */
 const KEY_LOOKUP_TIMEOUT_MS = 2_000;
+
+/**
+ * Connects to the store, waiting up to `storeStartTimeoutMs` for it to answer (ioredis
+ * retries on its own after a refused connection); an error names the store, its
+ * password hidden.
+ */
+async function reachStore(redis: Redis, config: ShardConfig, logger: Logger): Promise<void> {
+  const store = withoutPassword(config.redisUrl);
+  let last = "";
+  const onError = (err: Error) => (last = err.message);
+  redis.on("error", onError);
+  const ready = new Promise<void>((resolve) => redis.once("ready", () => resolve()));
+  redis.connect().catch(() => undefined); // the first refusal: "ready" waits for a retry
+  const waiting = setTimeout(
+    () => logger.warn({ store }, "waiting for the store to answer"),
+    Math.min(1_000, config.storeStartTimeoutMs),
+  );
+  try {
+    if (!(await settlesWithin(ready, config.storeStartTimeoutMs)))
+      throw new Error(
+        `cannot reach the store at ${store} within ${config.storeStartTimeoutMs} ms (${last || "no answer"}): is it running, and is CODEQ_SHARD_REDIS_URL right?`,
+      );
+  } finally {
+    clearTimeout(waiting);
+    redis.off("error", onError);
+  }
+}
+
+/** `url` with its password, if any, replaced by ***. */
+function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(the configured URL)";
+  }
+}
 
 /** Whether `p` settles (either way) within `ms`. */
 function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {

@@ -1,5 +1,6 @@
 import { createLogger } from "@codeq/server-kit";
-import { checkStartFailureLeavesNothing, RedisServer } from "@codeq/testing";
+import { setTimeout as sleep } from "node:timers/promises";
+import { checkStartFailureLeavesNothing, freePort, RedisServer } from "@codeq/testing";
 import { shardConfig } from "./config";
 import { startShardWorker } from "./shard-worker";
 
@@ -33,3 +34,48 @@ test.each(["grpc", "metrics"] as const)(
       startShardWorker(config(listen, metricsListen), createLogger("start-failure", "silent")),
     ),
 );
+
+describe("a store that is not up when the worker starts", () => {
+  const at = async (redisUrl: string, storeStartTimeoutMs: number) =>
+    shardConfig({
+      id: "a",
+      listen: `127.0.0.1:${await freePort()}`,
+      metricsListen: "",
+      redisUrl,
+      keyPrefix: `${server.keyPrefix}-late`,
+      devIdentity: true,
+      storeStartTimeoutMs,
+    });
+
+  test("is waited for: the worker starts once it answers", async () => {
+    const late = await RedisServer.start({ spawnOnly: true });
+    try {
+      await late.kill(); // its port stays its own: restart() comes back on it
+      const starting = startShardWorker(
+        await at(late.url, 20_000),
+        createLogger("start-failure", "silent"),
+      );
+      await sleep(1_500);
+      await late.restart();
+      const worker = await starting;
+      await worker.stop();
+    } finally {
+      await late.stop();
+    }
+  }, 30_000);
+
+  test("is given up on after storeStartTimeoutMs, naming the store without its password", async () => {
+    const url = `redis://:s3cret@127.0.0.1:${await freePort()}`;
+    const err = await startShardWorker(
+      await at(url, 500),
+      createLogger("start-failure", "silent"),
+    ).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(
+      /^cannot reach the store at redis:\/\/:\*\*\*@127\.0\.0\.1:\d+ within 500 ms \(.*ECONNREFUSED.*\): is it running/,
+    );
+    expect(err?.message).not.toContain("s3cret");
+  });
+});
