@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -45,6 +45,25 @@ const mapVersion = async () => (await json(["map"])).map.version as number;
 /** Polls until `check` holds (bounded by the test's timeout, not asserted on time). */
 async function until(check: () => Promise<boolean>): Promise<void> {
   while (!(await check())) await sleep(100);
+}
+
+/** `n` dead tasks of `command` (tenant default), payloads p1..pn, each dead-lettered with "boom". */
+async function deadTasks(command: string, n: number): Promise<void> {
+  const channel: Channel = createChannel(router);
+  try {
+    const queue = createClient(QueueServiceDefinition, channel, {
+      "*": { metadata: new Metadata({ "x-codeq-tenant": "default" }) },
+    });
+    await queue.enqueueBatch({
+      tasks: Array.from({ length: n }, (_, i) => ({ command, payload: Buffer.from(`p${i + 1}`) })),
+    });
+    const held = await queue.lease({ commands: [command], maxTasks: n });
+    await queue.nack({
+      items: held.tasks.map((t) => ({ leaseToken: t.leaseToken, deadLetter: true, error: "boom" })),
+    });
+  } finally {
+    channel.close();
+  }
 }
 
 beforeAll(async () => {
@@ -228,25 +247,7 @@ describe("codeq against a local cluster", () => {
   }, 120_000);
 
   test("dlq list, redrive and purge (purge only with --yes)", async () => {
-    const channel: Channel = createChannel(router);
-    try {
-      const queue = createClient(QueueServiceDefinition, channel, {
-        "*": { metadata: new Metadata({ "x-codeq-tenant": "default" }) },
-      });
-      await queue.enqueueBatch({
-        tasks: [1, 2, 3].map((i) => ({ command: "cli.dlq", payload: Buffer.from(`p${i}`) })),
-      });
-      const held = await queue.lease({ commands: ["cli.dlq"], maxTasks: 3 });
-      await queue.nack({
-        items: held.tasks.map((t) => ({
-          leaseToken: t.leaseToken,
-          deadLetter: true,
-          error: "boom",
-        })),
-      });
-    } finally {
-      channel.close();
-    }
+    await deadTasks("cli.dlq", 3);
     const listed = await codeq(["dlq", "list", "cli.dlq"]);
     expect(listed.code).toBe(0);
     expect(listed.stdout).toMatch(/^ID\s+SHARD\s+ATTEMPTS\s+DIED\s+LAST ERROR\s+PAYLOAD$/m);
@@ -265,19 +266,7 @@ describe("codeq against a local cluster", () => {
   }, 120_000);
 
   test("dlq redrive at a low rate walks the DLQ in calls that each end within the deadline", async () => {
-    const channel: Channel = createChannel(router);
-    try {
-      const queue = createClient(QueueServiceDefinition, channel, {
-        "*": { metadata: new Metadata({ "x-codeq-tenant": "default" }) },
-      });
-      await queue.enqueueBatch({ tasks: [1, 2, 3, 4].map(() => ({ command: "cli.slow" })) });
-      const held = await queue.lease({ commands: ["cli.slow"], maxTasks: 4 });
-      await queue.nack({
-        items: held.tasks.map((t) => ({ leaseToken: t.leaseToken, deadLetter: true })),
-      });
-    } finally {
-      channel.close();
-    }
+    await deadTasks("cli.slow", 4);
     // one task a second, 2 s to a call: one task to a call, each paced to a second
     // (one call of all four would take 4 s at that rate and pass its deadline)
     const started = Date.now();
@@ -292,11 +281,45 @@ describe("codeq against a local cluster", () => {
     ]);
     expect(redriven).toMatchObject({ code: 0, stdout: "redrove 4 dead tasks; 0 remain\n" });
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_900);
+    // progress on stderr from the second call on (plain lines: stderr is no terminal)
+    expect(redriven.stderr.trimEnd().split("\n")).toEqual([
+      expect.stringMatching(/^dlq redrive: 25% {2}1\/4 tasks {2}[\d.]+\/s {2}RUNNING$/),
+      expect.stringMatching(/^dlq redrive: 50% {2}2\/4 tasks /),
+      expect.stringMatching(/^dlq redrive: 75% {2}3\/4 tasks /),
+    ]);
     const tooFast = await codeq(["dlq", "redrive", "cli.slow", "--rate", "100001"]);
     expect(tooFast.code).toBe(1);
     // a rate that cannot move one task within half the deadline is refused, not tried
     const tooSlow = await codeq(["dlq", "redrive", "cli.slow", "--rate", "1", "--timeout", "1000"]);
     expect(tooSlow).toMatchObject({ code: 1, stderr: expect.stringContaining("raise either") });
+  }, 120_000);
+
+  test("dlq redrive stops at Ctrl-C after the call under way, says what it did and exits 130", async () => {
+    await deadTasks("cli.stop", 4);
+    // one task a call, each paced to a second; Ctrl-C while the walk goes on
+    const child = spawn(
+      process.execPath,
+      [BIN, "dlq", "redrive", "cli.stop", "--rate", "1", "--timeout", "2000"],
+      { env: { ...process.env, CODEQ_ROUTER: router } },
+    );
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    // once the first call is done (its progress line), during the second
+    await until(async () => stderr.includes("dlq redrive:"));
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    const done = Number(/^redrove (\d) dead tasks; (\d) remain$/m.exec(stdout)?.[1]);
+    expect(done).toBeGreaterThanOrEqual(1);
+    expect(done).toBeLessThan(4);
+    expect(stdout).toBe(`redrove ${done} dead tasks; ${4 - done} remain\n`);
+    expect(stderr).toContain(`interrupted: stopped after ${done} tasks; run it again for the rest`);
+    expect((await json(["stats", "cli.stop"]))[0].total).toMatchObject({
+      ready: done,
+      dead: 4 - done,
+    });
   }, 120_000);
 
   test("exit codes: 2 refused, 1 usage, 3 unreachable", async () => {

@@ -1,16 +1,22 @@
 import { ClientError } from "nice-grpc";
-import { DEFAULT_REDRIVE_RATE } from "@codeq/common";
+import { DEFAULT_REDRIVE_RATE, MAX_REDRIVE_TASKS } from "@codeq/common";
 import type { Task } from "@codeq/proto";
 import { expectPositionals, int, list, type OptionSpecs, type Values } from "../args";
-import type { Command } from "../command";
+import type { Command, CommandContext } from "../command";
 import { ExitCode, UsageError } from "../errors";
 import { payloadText, time } from "../format";
+import { ProgressReporter } from "../progress";
 import { taskJson, toJson } from "../json";
 import { formatTable } from "../table";
 
 const DLQ_DETAILS = [
   "Acts on the dead-letter queue of the stated tenant (--tenant). States the admin",
   "role, which the dead-letter calls need.",
+];
+
+const WALK_DETAILS = [
+  "A DLQ larger than one call is walked in calls, with progress on stderr. Ctrl-C",
+  "stops before the next call (exit 130) and says how many were done.",
 ];
 
 /** `codeq dlq list`: the oldest dead tasks. */
@@ -75,16 +81,27 @@ interface Pass {
   done: number;
   remaining: number;
   notFound: string[];
+  /** Ctrl-C stopped it between two calls. */
+  interrupted?: boolean;
+}
+
+/** How a walk over the DLQ shows its progress and hears Ctrl-C. */
+interface Walk {
+  readonly interrupted: AbortSignal;
+  /** After a call that another follows: tasks done, and tasks still to do. */
+  progress(done: number, left: number): void;
 }
 
 /**
  * Calls `step` with batches of at most `perCall` until the budget (--max,
  * default everything) is spent, nothing is left, or a call did nothing. With
- * --ids (at most `maxIds`), those ids, `perCall` to a call.
+ * --ids (at most `maxIds`), those ids, `perCall` to a call. Ctrl-C stops it before
+ * the next call (the one under way finishes, so what it did is counted).
  */
 async function drain(
   values: Values,
   limits: { perCall: number; maxIds: number },
+  walk: Walk,
   step: (req: { taskIds: string[]; maxTasks: number }) => Promise<Pass>,
 ): Promise<Pass> {
   const { perCall, maxIds } = limits;
@@ -98,9 +115,11 @@ async function drain(
       if (total.done === 0 || !(err instanceof ClientError)) throw err;
       throw new ClientError(err.path, err.code, `${err.details} (after ${total.done} done)`);
     });
+  const stopped = () => (total.interrupted = walk.interrupted.aborted);
   if (ids.length > 0) {
     if (ids.length > maxIds) throw new UsageError(`--ids takes at most ${maxIds} ids`);
-    for (let i = 0; i < ids.length; i += perCall) {
+    for (let i = 0; i < ids.length && !stopped(); i += perCall) {
+      if (i > 0) walk.progress(total.done, ids.length - i);
       const taskIds = ids.slice(i, i + perCall);
       const pass = await call({ taskIds, maxTasks: taskIds.length });
       total.done += pass.done;
@@ -110,13 +129,46 @@ async function drain(
     return total;
   }
   const budget = max ?? Infinity;
-  while (total.done < budget) {
+  while (total.done < budget && !stopped()) {
+    if (total.done > 0) walk.progress(total.done, Math.min(total.remaining, budget - total.done));
     const pass = await call({ taskIds: [], maxTasks: Math.min(perCall, budget - total.done) });
     total.done += pass.done;
     total.remaining = pass.remaining;
     if (pass.done === 0 || pass.remaining === 0) break;
   }
   return total;
+}
+
+/**
+ * A Walk for `what` ("redrive", "purge"): progress on stderr (a bar on a terminal,
+ * lines otherwise; none with --json) from the second call on.
+ */
+function walkOf(ctx: CommandContext, what: string): Walk & { finish(): void } {
+  const reporter = ctx.global.json ? undefined : new ProgressReporter(ctx.io);
+  const started = Date.now();
+  return {
+    interrupted: ctx.interrupted,
+    progress(done, left) {
+      const seconds = Math.max(0.001, (Date.now() - started) / 1000);
+      reporter?.update({
+        id: `dlq ${what}`,
+        moved: done,
+        remaining: left,
+        rate: done / seconds,
+        state: "RUNNING",
+      });
+    },
+    finish: () => reporter?.finish(),
+  };
+}
+
+/** Prints what a walk did; a walk Ctrl-C stopped says so and exits 130. */
+function finishWalk(ctx: CommandContext, what: string, res: Pass, json: object): number {
+  if (ctx.global.json) ctx.io.out(toJson({ ...json, interrupted: res.interrupted === true }));
+  else report(ctx.io, what === "redrive" ? "redrove" : "purged", res);
+  if (!res.interrupted) return ExitCode.OK;
+  ctx.io.err(`interrupted: stopped after ${res.done} tasks; run it again for the rest`);
+  return ExitCode.INTERRUPTED;
 }
 
 function report(io: { out(l: string): void; err(l: string): void }, what: string, p: Pass): void {
@@ -130,7 +182,8 @@ export const dlqRedriveCommand: Command = {
   group: "dlq",
   args: "COMMAND [--ids a,b] [--max N] [--rate R]",
   summary: "move dead tasks back to READY with attempts reset (RedriveDead)",
-  details: DLQ_DETAILS,
+  details: [...DLQ_DETAILS, ...WALK_DETAILS],
+  interruptible: true,
   options: {
     ...selectOptions("redrive"),
     rate: {
@@ -139,7 +192,8 @@ export const dlqRedriveCommand: Command = {
       description: "at most R tasks a second, 1..100000 (default 1000)",
     },
   },
-  async run({ positionals, values, clients, global, io }) {
+  async run(ctx) {
+    const { positionals, values, clients, global, io } = ctx;
     expectPositionals(positionals, ["COMMAND"]);
     const command = positionals[0]!;
     const ratePerSecond = int(values, "rate", { min: 1, max: 100_000 }) ?? 0;
@@ -147,19 +201,21 @@ export const dlqRedriveCommand: Command = {
     // most half of this command's deadline at that rate (a router gives the shard's
     // call as long as its tasks take at the rate)
     const seconds = global.timeoutMs / 2000;
-    const perCall = Math.min(1000, Math.floor((ratePerSecond || DEFAULT_REDRIVE_RATE) * seconds));
+    const perCall = Math.min(
+      MAX_REDRIVE_TASKS,
+      Math.floor((ratePerSecond || DEFAULT_REDRIVE_RATE) * seconds),
+    );
     if (perCall < 1)
       throw new UsageError(
         `--rate ${ratePerSecond} cannot move one task within half of --timeout ${global.timeoutMs} ms; raise either`,
       );
-    const res = await drain(values, { perCall, maxIds: 1000 }, async (req) => {
+    const walk = walkOf(ctx, "redrive");
+    const res = await drain(values, { perCall, maxIds: MAX_REDRIVE_TASKS }, walk, async (req) => {
       const r = await clients.queue.redriveDead({ command, ...req, ratePerSecond }, clients.call());
       return { done: r.redriven, remaining: r.remaining, notFound: r.notFound };
-    });
-    if (global.json)
-      io.out(toJson({ redriven: res.done, remaining: res.remaining, notFound: res.notFound }));
-    else report(io, "redrove", res);
-    return ExitCode.OK;
+    }).finally(() => walk.finish());
+    const { done: redriven, remaining, notFound } = res;
+    return finishWalk(ctx, "redrive", res, { redriven, remaining, notFound });
   },
 };
 
@@ -169,12 +225,14 @@ export const dlqPurgeCommand: Command = {
   group: "dlq",
   args: "COMMAND [--ids a,b] [--max N] --yes",
   summary: "delete dead tasks for good (PurgeDead); refuses without --yes",
-  details: DLQ_DETAILS,
+  details: [...DLQ_DETAILS, ...WALK_DETAILS],
+  interruptible: true,
   options: {
     ...selectOptions("purge"),
     yes: { type: "boolean", description: "really delete them" },
   },
-  async run({ positionals, values, clients, global, io }) {
+  async run(ctx) {
+    const { positionals, values, clients, global, io } = ctx;
     expectPositionals(positionals, ["COMMAND"]);
     const command = positionals[0]!;
     if (values.yes !== true)
@@ -182,13 +240,12 @@ export const dlqPurgeCommand: Command = {
         "dlq purge deletes dead tasks for good; add --yes to go ahead",
         "(codeq dlq list shows them first)",
       );
-    const res = await drain(values, { perCall: 10_000, maxIds: 10_000 }, async (req) => {
+    const walk = walkOf(ctx, "purge");
+    const res = await drain(values, { perCall: 10_000, maxIds: 10_000 }, walk, async (req) => {
       const r = await clients.queue.purgeDead({ command, ...req }, clients.call());
       return { done: r.purged, remaining: r.remaining, notFound: r.notFound };
-    });
-    if (global.json)
-      io.out(toJson({ purged: res.done, remaining: res.remaining, notFound: res.notFound }));
-    else report(io, "purged", res);
-    return ExitCode.OK;
+    }).finally(() => walk.finish());
+    const { done: purged, remaining, notFound } = res;
+    return finishWalk(ctx, "purge", res, { purged, remaining, notFound });
   },
 };
