@@ -36,6 +36,24 @@ describe("describeError", () => {
     });
   });
 
+  test("an UNAVAILABLE the router sent about a shard or the control store does not blame the router", () => {
+    for (const details of [
+      "shard b (127.0.0.1:7401) is unavailable: its circuit breaker is open; retry in 2000 ms",
+      "shard b: connect ECONNREFUSED 127.0.0.1:7401",
+      "the control store does not answer: Connection is closed.; map changes wait until it is back",
+      "task 01ARZ3NDEKTSV4RRFFQ69G5FAV not found on the shards that answered; b did not answer: x",
+    ]) {
+      const err = new ClientError("/m", Status.UNAVAILABLE, details);
+      expect(describeError(err, via)).toEqual({
+        code: ExitCode.UNAVAILABLE,
+        lines: [
+          `UNAVAILABLE: ${details}`,
+          "(router 127.0.0.1:7300 answered: what is behind it is unavailable; `codeq shards` shows which shard)",
+        ],
+      });
+    }
+  });
+
   test("a refused credential exits 2 and says where a token goes, or that the one given was not taken", () => {
     const err = new ClientError("/m", Status.UNAUTHENTICATED, "a credential is required");
     expect(describeError(err, via)).toEqual({

@@ -59,7 +59,11 @@ export function describeError(
     return { code: ExitCode.USAGE, lines: [`codeq: ${err.message}`, ...hintLines(err.hint)] };
   if (err instanceof ClientError) {
     const lines = [`${statusName(err.code)}: ${err.details.trim()}`];
-    if (via && err.code === Status.UNAVAILABLE)
+    if (via && err.code === Status.UNAVAILABLE && behindRouter(err.details))
+      lines.push(
+        `(router ${via.router} answered: what is behind it is unavailable; \`codeq shards\` shows which shard)`,
+      );
+    else if (via && err.code === Status.UNAVAILABLE)
       lines.push(
         `(via router ${via.router}; --router or CODEQ_ROUTER names another${via.tls ? "" : "; --tls or --tls-ca if it serves TLS"})`,
       );
@@ -75,6 +79,12 @@ export function describeError(
   }
   const message = err instanceof Error ? err.message : String(err);
   return { code: ExitCode.USAGE, lines: [`codeq: ${message}`] };
+}
+
+/** A router's own UNAVAILABLE: a shard or the control store behind it, not the router. */
+function behindRouter(details: string): boolean {
+  // the router's own words name them; a transport failure (no connection, reset) does not
+  return /\bshards?\b|\bcontrol store\b/.test(details);
 }
 
 const hintLines = (hint: string | undefined) => (hint ? [hint] : []);

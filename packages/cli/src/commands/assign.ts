@@ -11,8 +11,8 @@ import { formatTable } from "../table";
 import { migrationState } from "./migrations";
 
 const POLL_MS = 250;
-/** Consecutive unreachable polls tolerated while waiting (a router restart). */
-const MAX_POLL_FAILURES = 20;
+/** How long polls may fail as unreachable while waiting (a router restarting, or rolled), ms. */
+const UNREACHABLE_FOR_MS = 60_000;
 
 const DONE = new Set([
   MigrationState.MIGRATION_STATE_COMPLETED,
@@ -35,16 +35,22 @@ function planLines(res: AssignCommandResponse, tenant: string): string[] {
 async function waitFor(ctx: CommandContext, id: string): Promise<Migration> {
   const { clients, io, interrupted } = ctx;
   const progress = new ProgressReporter(io);
-  let failures = 0;
+  let unreachableSince: number | undefined;
   try {
     for (;;) {
       let m: Migration | undefined;
       try {
         m = (await clients.admin.getMigration({ id }, clients.call())).migration;
-        failures = 0;
+        unreachableSince = undefined;
       } catch (err) {
         if (!(err instanceof ClientError && isUnreachable(err.code))) throw err;
-        if (++failures >= MAX_POLL_FAILURES) throw err;
+        unreachableSince ??= Date.now();
+        if (Date.now() - unreachableSince >= UNREACHABLE_FOR_MS)
+          throw new ClientError(
+            err.path,
+            err.code,
+            `${err.details} (stopped waiting after ${UNREACHABLE_FOR_MS / 1000} s; migration ${id} goes on: see \`codeq migrations\`)`,
+          );
       }
       if (m) {
         progress.update({
