@@ -129,6 +129,10 @@ describe("codeq with a token and mutual TLS", () => {
     });
     expect(dlq.code).toBe(2);
     expect(dlq.stderr).toMatch(/^PERMISSION_DENIED: /);
+    // listing every command reads the map (AdminService): a producer is told to name them
+    const all = await codeq(["stats", ...MUTUAL_TLS], { CODEQ_TOKEN: ACME_TOKEN });
+    expect(all.code).toBe(1);
+    expect(all.stderr).toContain("name the commands: codeq stats COMMAND...");
   }, 120_000);
 
   test("stated identity next to a token, or no TLS to a TLS router, is refused with a hint", async () => {

@@ -1,6 +1,7 @@
+import { ClientError, Status } from "nice-grpc";
 import type { QueueCounts, QueueStatsResponse } from "@codeq/proto";
 import type { Command, CommandContext } from "../command";
-import { ExitCode } from "../errors";
+import { ExitCode, UsageError } from "../errors";
 import { toJson } from "../json";
 import { formatTable, type Cell } from "../table";
 
@@ -14,7 +15,15 @@ const counts = (c: QueueCounts | undefined): Cell[] => [
 
 /** Every command the shard map names (mappings, overrides, migrations), sorted. */
 async function mappedCommands({ clients }: CommandContext): Promise<string[]> {
-  const { map } = await clients.admin.getShardMap({}, clients.call());
+  const { map } = await clients.admin.getShardMap({}, clients.call()).catch((err: unknown) => {
+    // reading the map is AdminService's: a caller without it names its commands
+    if (err instanceof ClientError && err.code === Status.PERMISSION_DENIED)
+      throw new UsageError(
+        `listing every command reads the shard map, which needs AdminService (${err.details})`,
+        "name the commands: codeq stats COMMAND...",
+      );
+    throw err;
+  });
   const names = new Set<string>();
   for (const a of map?.assignments ?? []) names.add(a.command);
   for (const m of map?.migrations ?? []) names.add(m.command);
@@ -28,8 +37,8 @@ export const statsCommand: Command = {
   args: "[COMMAND...]",
   summary: "count ready, scheduled, leased, dead and completed tasks per shard (QueueStats)",
   details: [
-    "Counts the queue of the stated tenant (--tenant). Without COMMAND, every",
-    "command the shard map names (queues only on the default shard are not listed).",
+    "Counts the caller's queues. Without COMMAND, every command the shard map names",
+    "(queues only on the default shard are not listed; reading the map needs AdminService).",
     "Shards that did not answer are named below the table; the totals are partial then.",
   ],
   options: {},
