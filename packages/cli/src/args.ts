@@ -82,6 +82,8 @@ export interface GlobalOptions {
   readonly tenant: string;
   /** True when --tenant was given on the command line (not from the environment). */
   readonly tenantGiven: boolean;
+  /** The tenant without --tenant: CODEQ_TENANT, or "default". */
+  readonly envTenant: string;
   readonly roles: readonly string[];
   /**
    * The bearer token to send (identity from the credential; nothing is stated in
@@ -174,7 +176,9 @@ export function globalOptions(values: Values, env: NodeJS.ProcessEnv): GlobalOpt
   const router = str(values, "router") ?? env.CODEQ_ROUTER ?? "127.0.0.1:7300";
   if (!/^[^\s:]+:\d{1,5}$/.test(router) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(router))
     throw new UsageError(`--router must be host:port, got ${JSON.stringify(router)}`);
-  const tenant = str(values, "tenant") ?? env.CODEQ_TENANT ?? "default";
+  const envTenant = env.CODEQ_TENANT ?? "default";
+  if (!NAME.test(envTenant)) throw new UsageError(`CODEQ_TENANT must match ${NAME.source}`);
+  const tenant = str(values, "tenant") ?? envTenant;
   if (!NAME.test(tenant)) throw new UsageError(`--tenant must match ${NAME.source}`);
   const roles = (str(values, "roles") ?? "")
     .split(",")
@@ -184,6 +188,7 @@ export function globalOptions(values: Values, env: NodeJS.ProcessEnv): GlobalOpt
     router,
     tenant,
     tenantGiven: str(values, "tenant") !== undefined,
+    envTenant,
     roles,
     token: token(values, env),
     tls: tls(values, env),

@@ -19,8 +19,12 @@ let cluster: LocalCluster;
 let router: string;
 
 /** Runs `codeq ARGS` against the cluster's router as a separate process. */
+/** The environment without the caller's CODEQ_* settings (a token, TLS, a tenant). */
+const baseEnv = () =>
+  Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CODEQ_")));
+
 function codeq(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const { CODEQ_TENANT: _t, CODEQ_ROUTER: _r, ...base } = process.env;
+  const base = baseEnv();
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -300,7 +304,7 @@ describe("codeq against a local cluster", () => {
     const child = spawn(
       process.execPath,
       [BIN, "dlq", "redrive", "cli.stop", "--rate", "1", "--timeout", "2000"],
-      { env: { ...process.env, CODEQ_ROUTER: router } },
+      { env: { ...baseEnv(), CODEQ_ROUTER: router } },
     );
     let stdout = "";
     let stderr = "";
@@ -315,6 +319,7 @@ describe("codeq against a local cluster", () => {
     expect(done).toBeGreaterThanOrEqual(1);
     expect(done).toBeLessThan(4);
     expect(stdout).toBe(`redrove ${done} dead tasks; ${4 - done} remain\n`);
+    expect(stderr).toContain("stopping after the call under way; Ctrl-C again quits at once");
     expect(stderr).toContain(`interrupted: stopped after ${done} tasks; run it again for the rest`);
     expect((await json(["stats", "cli.stop"]))[0].total).toMatchObject({
       ready: done,

@@ -13,7 +13,10 @@ export const ExitCode = {
   MIGRATION_ABORTED: 4,
   /** `verify`: a shard holds tasks where routers do not read them, or did not answer. */
   INCONSISTENT: 5,
-  /** Interrupted (Ctrl-C) while waiting; what was asked goes on on the server. */
+  /**
+   * Interrupted (Ctrl-C): assign --wait and tail stop following (a migration goes on on
+   * the server); dlq redrive and purge stop after the call under way.
+   */
   INTERRUPTED: 130,
 } as const;
 
@@ -59,9 +62,14 @@ export function describeError(
     return { code: ExitCode.USAGE, lines: [`codeq: ${err.message}`, ...hintLines(err.hint)] };
   if (err instanceof ClientError) {
     const lines = [`${statusName(err.code)}: ${err.details.trim()}`];
-    if (via && err.code === Status.UNAVAILABLE && behindRouter(err.details))
+    const behind = err.code === Status.UNAVAILABLE ? behindRouter(err.details) : undefined;
+    if (via && behind === "control store")
       lines.push(
-        `(router ${via.router} answered: what is behind it is unavailable; \`codeq shards\` shows which shard)`,
+        `(router ${via.router} answered: its control store is unavailable; map changes and migration records wait for it)`,
+      );
+    else if (via && behind === "shard")
+      lines.push(
+        `(router ${via.router} answered: a shard behind it is unavailable; \`codeq shards\` shows which)`,
       );
     else if (via && err.code === Status.UNAVAILABLE)
       lines.push(
@@ -81,10 +89,20 @@ export function describeError(
   return { code: ExitCode.USAGE, lines: [`codeq: ${message}`] };
 }
 
-/** A router's own UNAVAILABLE: a shard or the control store behind it, not the router. */
-function behindRouter(details: string): boolean {
-  // the router's own words name them; a transport failure (no connection, reset) does not
-  return /\bshards?\b|\bcontrol store\b/.test(details);
+/** grpc-js's own words for a call that never reached a server (or lost it). */
+const TRANSPORT =
+  /^(No connection established|Name resolution failed|Connection dropped|Failed to connect|connect E[A-Z]+|read E[A-Z]+|write E[A-Z]+|Received RST_STREAM|Stream refused)/;
+
+/**
+ * What a router's own UNAVAILABLE is about: a shard or the control store behind it
+ * (its messages name them), or undefined for the router itself or the transport.
+ */
+function behindRouter(details: string): "shard" | "control store" | undefined {
+  const text = details.trim();
+  if (TRANSPORT.test(text)) return undefined;
+  if (/\bcontrol store\b/.test(text)) return "control store";
+  if (/\bshards?\b/.test(text)) return "shard";
+  return undefined;
 }
 
 const hintLines = (hint: string | undefined) => (hint ? [hint] : []);

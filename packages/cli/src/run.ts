@@ -81,9 +81,7 @@ export async function run(argv: readonly string[], environment: RunEnvironment):
     // a queue's tenant named with --tenant is not who calls: the caller is stated as
     // CODEQ_TENANT (or the default), as without --tenant
     const caller =
-      command.queueTenant && global.tenantGiven
-        ? { ...global, tenant: env.CODEQ_TENANT ?? "default" }
-        : global;
+      command.queueTenant && global.tenantGiven ? { ...global, tenant: global.envTenant } : global;
     clients = new RouterClients(caller, command.group === "dlq");
     return await command.run({
       global,

@@ -12,5 +12,10 @@ export {
 } from "./gc-pauses";
 export { linkedSignal } from "./linked-signal";
 export { withTimeout } from "./with-timeout";
-export { DEFAULT_REDRIVE_RATE, MAX_REDRIVE_TASKS } from "./limits";
+export {
+  DEFAULT_REDRIVE_RATE,
+  MAX_PURGE_TASKS,
+  MAX_REDRIVE_RATE,
+  MAX_REDRIVE_TASKS,
+} from "./limits";
 export { redisTls } from "./redis-tls";

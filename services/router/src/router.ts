@@ -107,12 +107,14 @@ export async function startRouter(
       "CODEQ_ROUTER_SHARD_MAP_FILE (a static map, no control store) and CODEQ_ROUTER_BOOTSTRAP_MAP_FILE (a first map for the control store) exclude each other: set one",
     );
   let lastError = "";
+  // the map and the migration records: one control store, reached alike
+  const controlTls = redisTls(config.controlUrl, config.controlTlsCaFile);
   const source: MapSource = config.shardMapFile
     ? staticSource(config.shardMapFile)
     : new RedisMapSource({
         url: config.controlUrl,
         prefix: config.controlPrefix,
-        redisOptions: redisTls(config.controlUrl, config.controlTlsCaFile),
+        redisOptions: controlTls,
         onError: (err) => logOnce(err.message),
       });
   const logOnce = (message: string) => {
@@ -170,11 +172,7 @@ export async function startRouter(
   // a static map has no migrations, and no control store to keep them in
   const migrations = config.shardMapFile
     ? undefined
-    : new MigrationStore(
-        config.controlUrl,
-        config.controlPrefix,
-        redisTls(config.controlUrl, config.controlTlsCaFile),
-      );
+    : new MigrationStore(config.controlUrl, config.controlPrefix, controlTls);
   /** What the router opened before it serves: the map cache and its source, the shard channels. */
   const closeClients = async () => {
     cache.stop();

@@ -127,7 +127,7 @@ const shardSettings = z.strictObject({
    * How long start-up waits for the store to answer (it may start after the worker, as
    * under Compose or Kubernetes) before the worker gives up, naming the store.
    */
-  storeStartTimeoutMs: ms(0, 600_000, 30_000),
+  storeStartTimeoutMs: ms(1_000, 600_000, 30_000),
   /**
    * The control store holding the shard map (redis://host:port). Empty: a standalone
    * shard with no map, which owns every queue and fences nothing.

@@ -21,7 +21,13 @@ import { LeaseStreamSession } from "./lease-stream";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid, seenMapVersion, withFencingTrailers } from "./status";
 import { countsToWire, deliveryToWire, MAX_RESPONSE_BYTES_HEADER, taskToWire } from "@codeq/wire";
-import { DEFAULT_REDRIVE_RATE, MAX_REDRIVE_TASKS, NAME_PATTERN as NAME } from "@codeq/common";
+import {
+  DEFAULT_REDRIVE_RATE,
+  MAX_PURGE_TASKS,
+  MAX_REDRIVE_RATE,
+  MAX_REDRIVE_TASKS,
+  NAME_PATTERN as NAME,
+} from "@codeq/common";
 
 function queueOf(identity: Identity, command: string): QueueRef {
   if (!command) throw invalid("command is required");
@@ -212,7 +218,12 @@ export function queueService(
       requireRole(identity, "admin", "RedriveDead");
       const queue = queueOf(identity, req.command);
       const max = limit("max_tasks", req.maxTasks, 100, MAX_REDRIVE_TASKS);
-      const rate = limit("rate_per_second", req.ratePerSecond, DEFAULT_REDRIVE_RATE, 100_000);
+      const rate = limit(
+        "rate_per_second",
+        req.ratePerSecond,
+        DEFAULT_REDRIVE_RATE,
+        MAX_REDRIVE_RATE,
+      );
       if (req.taskIds.length > MAX_REDRIVE_TASKS)
         throw invalid(`task_ids: at most ${MAX_REDRIVE_TASKS}`);
       let redriven = 0;
@@ -246,8 +257,9 @@ export function queueService(
       const identity = who(ctx);
       requireRole(identity, "admin", "PurgeDead");
       const queue = queueOf(identity, req.command);
-      const max = limit("max_tasks", req.maxTasks, 1000, 10_000);
-      if (req.taskIds.length > 10_000) throw invalid("task_ids: at most 10000");
+      const max = limit("max_tasks", req.maxTasks, 1000, MAX_PURGE_TASKS);
+      if (req.taskIds.length > MAX_PURGE_TASKS)
+        throw invalid(`task_ids: at most ${MAX_PURGE_TASKS}`);
       // named ids are all acted on (max_tasks bounds the oldest-first walk), as RedriveDead
       const ids = req.taskIds.length ? req.taskIds : undefined;
       const out = await asServerErrors(() => engine.purge(queue, ids?.length ?? max, ids));

@@ -71,10 +71,12 @@ export async function startShardWorker(
       "DEVELOPMENT IDENTITY IS ON: any caller may state its tenant in x-codeq-tenant. Never run this in production.",
     );
   }
+  // read before anything is opened: an unreadable CA file leaves nothing running
+  const storeTls = redisTls(config.redisUrl, config.redisTlsCaFile);
   const follower = config.controlUrl ? await followShardMap(config, logger) : undefined;
   const mapVersion = () => follower?.cache.status().version ?? 0;
   const redis = new Redis(config.redisUrl, {
-    ...redisTls(config.redisUrl, config.redisTlsCaFile),
+    ...storeTls,
     protocol: 2,
     lazyConnect: true,
     maxRetriesPerRequest: 2,
@@ -83,35 +85,38 @@ export async function startShardWorker(
     disconnectTimeout: 500,
   });
   redis.on("error", (err) => logger.warn({ err: err.message }, "store connection error"));
-  try {
-    await reachStore(redis, config, logger);
-  } catch (err) {
-    redis.disconnect();
-    await follower?.stop();
-    throw err;
-  }
   const notifier = new Notifier();
-  const engine = await QueueEngine.open(redis, {
-    shard: config.id,
-    keyPrefix: config.keyPrefix,
-    layout: config.keyLayout,
-    idempotencyWindowMs: config.idempotencyWindowMs,
-    completedRetentionMs: config.completedRetentionMs,
-    deadRetentionMs: config.deadRetentionMs,
-    limits: { payloadCapBytes: config.payloadCapBytes },
-    // tasks a lease call took but never delivered (a reconnect lost its reply) are ready again
-    // (or that did not fit in one answer: ready again, not worth a warning)
-    onLeasesGivenBack: (queue, n, reason) => {
-      if (reason === "lost reply")
-        logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
-      metrics.givenBack.inc(n); // (leases happen only once the worker, metrics included, runs)
-      notifier.notify(queue, n);
+  // a start that fails here (no store, or its scripts refused) leaves nothing open
+  const engine = await cleanUpOnFailure(
+    async () => {
+      await reachStore(redis, config, logger);
+      return QueueEngine.open(redis, {
+        shard: config.id,
+        keyPrefix: config.keyPrefix,
+        layout: config.keyLayout,
+        idempotencyWindowMs: config.idempotencyWindowMs,
+        completedRetentionMs: config.completedRetentionMs,
+        deadRetentionMs: config.deadRetentionMs,
+        limits: { payloadCapBytes: config.payloadCapBytes },
+        // tasks a lease call took but never delivered (a reconnect lost its reply) are ready again
+        // (or that did not fit in one answer: ready again, not worth a warning)
+        onLeasesGivenBack: (queue, n, reason) => {
+          if (reason === "lost reply")
+            logger.warn({ ...queue, tasks: n }, "gave back leases whose reply a reconnect lost");
+          metrics.givenBack.inc(n); // (leases happen only once the worker, metrics included, runs)
+          notifier.notify(queue, n);
+        },
+        onGiveBackFailed: (err) =>
+          logger.warn({ err: messageOf(err) }, "giving back leases failed; trying again"),
+        // a lease promoted due tasks before the due loop did: their waiters hear it here
+        onTasksPromoted: (queue, n) => notifier.notify(queue, n),
+      });
     },
-    onGiveBackFailed: (err) =>
-      logger.warn({ err: messageOf(err) }, "giving back leases failed; trying again"),
-    // a lease promoted due tasks before the due loop did: their waiters hear it here
-    onTasksPromoted: (queue, n) => notifier.notify(queue, n),
-  });
+    async () => {
+      redis.disconnect();
+      await follower?.stop();
+    },
+  );
   const load = new LoadGauge();
   const busy = () => load.busy();
   const metrics = new Metrics(config.id, engine, logger);
@@ -363,15 +368,23 @@ const KEY_LOOKUP_TIMEOUT_MS = 2_000;
 
 /**
  * Connects to the store, waiting up to `storeStartTimeoutMs` for it to answer (ioredis
- * retries on its own after a refused connection); an error names the store, its
- * password hidden.
+ * retries on its own after a refused connection); refused credentials end the wait at
+ * once. An error names the store, its password hidden.
  */
 async function reachStore(redis: Redis, config: ShardConfig, logger: Logger): Promise<void> {
   const store = withoutPassword(config.redisUrl);
   let last = "";
-  const onError = (err: Error) => (last = err.message);
+  let refuse: (err: Error) => void = () => undefined;
+  const onError = (err: Error) => {
+    last = err.message;
+    // a password the store refuses: no retry makes it right
+    if (/^(WRONGPASS|NOAUTH)\b/.test(err.message)) refuse(err);
+  };
   redis.on("error", onError);
-  const ready = new Promise<void>((resolve) => redis.once("ready", () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    redis.once("ready", () => resolve());
+    refuse = reject;
+  });
   redis.connect().catch(() => undefined); // the first refusal: "ready" waits for a retry
   const waiting = setTimeout(
     () => logger.warn({ store }, "waiting for the store to answer"),
@@ -382,17 +395,23 @@ async function reachStore(redis: Redis, config: ShardConfig, logger: Logger): Pr
       throw new Error(
         `cannot reach the store at ${store} within ${config.storeStartTimeoutMs} ms (${last || "no answer"}): is it running, and is CODEQ_SHARD_REDIS_URL right?`,
       );
+    await ready.catch((err: Error) => {
+      throw new Error(
+        `the store at ${store} refused the credentials (${err.message}): check the password in CODEQ_SHARD_REDIS_URL`,
+      );
+    });
   } finally {
     clearTimeout(waiting);
     redis.off("error", onError);
   }
 }
 
-/** `url` with its password, if any, replaced by ***. */
-function withoutPassword(url: string): string {
+/** `url` with its password, if any (user info or a `password` parameter), replaced by ***. */
+export function withoutPassword(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = "***";
+    if (u.searchParams.has("password")) u.searchParams.set("password", "***");
     return u.toString();
   } catch {
     return "(the configured URL)";

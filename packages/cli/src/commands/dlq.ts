@@ -1,5 +1,10 @@
 import { ClientError } from "nice-grpc";
-import { DEFAULT_REDRIVE_RATE, MAX_REDRIVE_TASKS } from "@codeq/common";
+import {
+  DEFAULT_REDRIVE_RATE,
+  MAX_PURGE_TASKS,
+  MAX_REDRIVE_RATE,
+  MAX_REDRIVE_TASKS,
+} from "@codeq/common";
 import type { Task } from "@codeq/proto";
 import { expectPositionals, int, list, type OptionSpecs, type Values } from "../args";
 import type { Command, CommandContext } from "../command";
@@ -146,6 +151,15 @@ async function drain(
 function walkOf(ctx: CommandContext, what: string): Walk & { finish(): void } {
   const reporter = ctx.global.json ? undefined : new ProgressReporter(ctx.io);
   const started = Date.now();
+  // a call may last up to half of --timeout: say at once what Ctrl-C does
+  ctx.interrupted.addEventListener(
+    "abort",
+    () => {
+      reporter?.finish();
+      ctx.io.err(`stopping after the call under way; Ctrl-C again quits at once`);
+    },
+    { once: true },
+  );
   return {
     interrupted: ctx.interrupted,
     progress(done, left) {
@@ -189,14 +203,14 @@ export const dlqRedriveCommand: Command = {
     rate: {
       type: "string",
       value: "R",
-      description: "at most R tasks a second, 1..100000 (default 1000)",
+      description: `at most R tasks a second, 1..${MAX_REDRIVE_RATE} (default ${DEFAULT_REDRIVE_RATE})`,
     },
   },
   async run(ctx) {
     const { positionals, values, clients, global, io } = ctx;
     expectPositionals(positionals, ["COMMAND"]);
     const command = positionals[0]!;
-    const ratePerSecond = int(values, "rate", { min: 1, max: 100_000 }) ?? 0;
+    const ratePerSecond = int(values, "rate", { min: 1, max: MAX_REDRIVE_RATE }) ?? 0;
     // the shard worker paces each call to the rate, so a call carries what takes at
     // most half of this command's deadline at that rate (a router gives the shard's
     // call as long as its tasks take at the rate)
@@ -241,10 +255,15 @@ export const dlqPurgeCommand: Command = {
         "(codeq dlq list shows them first)",
       );
     const walk = walkOf(ctx, "purge");
-    const res = await drain(values, { perCall: 10_000, maxIds: 10_000 }, walk, async (req) => {
-      const r = await clients.queue.purgeDead({ command, ...req }, clients.call());
-      return { done: r.purged, remaining: r.remaining, notFound: r.notFound };
-    }).finally(() => walk.finish());
+    const res = await drain(
+      values,
+      { perCall: MAX_PURGE_TASKS, maxIds: MAX_PURGE_TASKS },
+      walk,
+      async (req) => {
+        const r = await clients.queue.purgeDead({ command, ...req }, clients.call());
+        return { done: r.purged, remaining: r.remaining, notFound: r.notFound };
+      },
+    ).finally(() => walk.finish());
     const { done: purged, remaining, notFound } = res;
     return finishWalk(ctx, "purge", res, { purged, remaining, notFound });
   },

@@ -1,7 +1,7 @@
 import { ClientError, Status } from "nice-grpc";
 import type { QueueCounts, QueueStatsResponse } from "@codeq/proto";
 import type { Command, CommandContext } from "../command";
-import { ExitCode, UsageError } from "../errors";
+import { ExitCode } from "../errors";
 import { toJson } from "../json";
 import { formatTable, type Cell } from "../table";
 
@@ -18,9 +18,10 @@ async function mappedCommands({ clients }: CommandContext): Promise<string[]> {
   const { map } = await clients.admin.getShardMap({}, clients.call()).catch((err: unknown) => {
     // reading the map is AdminService's: a caller without it names its commands
     if (err instanceof ClientError && err.code === Status.PERMISSION_DENIED)
-      throw new UsageError(
-        `listing every command reads the shard map, which needs AdminService (${err.details})`,
-        "name the commands: codeq stats COMMAND...",
+      throw new ClientError(
+        err.path,
+        err.code,
+        `${err.details} (listing every command reads the shard map, which needs AdminService; name the commands: codeq stats COMMAND...)`,
       );
     throw err;
   });
