@@ -18,7 +18,10 @@ import {
   bindIdempotencyKeys,
   confirmExport,
   exportBatch,
+  heldTasks,
   idempotencyBindings,
+  reservedIds,
+  type BindingsPage,
   type IdempotencyBinding,
   importTasks,
   lookupIdempotencyKeys,
@@ -261,6 +264,18 @@ export class QueueEngine {
     return confirmExport(this.ctx, queue, ids);
   }
 
+  /** Which of `ids` the queue holds, in any state. */
+  async heldTasks(queue: QueueRef, ids: readonly string[]): Promise<string[]> {
+    checkQueue(queue);
+    return heldTasks(this.ctx, queue, ids);
+  }
+
+  /** The ids of the batch reserved to move (exportBatch), not yet confirmed or restored. */
+  async reservedIds(queue: QueueRef): Promise<string[]> {
+    checkQueue(queue);
+    return reservedIds(this.ctx, queue);
+  }
+
   async restoreExport(queue: QueueRef): Promise<number> {
     checkQueue(queue);
     return restoreExport(this.ctx, queue);
@@ -274,14 +289,17 @@ export class QueueEngine {
     return out;
   }
 
-  /** A page of the queue's live idempotency keys with their task ids (for the mover). */
+  /**
+   * A page of the queue's live idempotency keys with their task ids (for the mover):
+   * those expiring after `after` (the first page: after now); `next` starts the next.
+   */
   async idempotencyBindings(
     queue: QueueRef,
-    offset = 0,
+    after: number | undefined = undefined,
     limit = 1000,
-  ): Promise<IdempotencyBinding[]> {
+  ): Promise<BindingsPage> {
     checkQueue(queue);
-    return idempotencyBindings(this.ctx, queue, offset, limit);
+    return idempotencyBindings(this.ctx, queue, after, limit);
   }
 
   /** Which of `keys` are live in the queue, with the task each deduplicates to. */

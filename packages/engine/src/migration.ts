@@ -68,6 +68,23 @@ async function keysStillTheirs(
     : batch.map((e) => (lost.has(e) ? { ...e, idempotencyExpiresAt: 0 } : e));
 }
 
+/** Which of `ids` the queue holds, in any state (reserved to move included). */
+export async function heldTasks(
+  ctx: EngineContext,
+  queue: QueueRef,
+  ids: readonly string[],
+): Promise<string[]> {
+  if (ids.length > 1000) throw invalidArgument("at most 1000 task ids per call");
+  if (ids.length === 0) return [];
+  const states = await ctx.redis.hmget(ctx.keys(queue).state, ...ids);
+  return ids.filter((_, i) => states[i] !== null);
+}
+
+/** The ids of the batch the mover holds reserved (at most one batch). */
+export function reservedIds(ctx: EngineContext, queue: QueueRef): Promise<string[]> {
+  return ctx.redis.zrange(ctx.keys(queue).moving, "0", "-1");
+}
+
 /** Deletes reserved tasks the target confirmed it holds. Returns how many were deleted. */
 export function confirmExport(
   ctx: EngineContext,
@@ -167,42 +184,57 @@ export interface IdempotencyBinding {
   readonly expiresAt: number;
 }
 
+/** A page of live idempotency keys, and where the next page starts. */
+export interface BindingsPage {
+  readonly bindings: IdempotencyBinding[];
+  /** Pass as `after` for the next page; undefined when this was the last. */
+  readonly next: number | undefined;
+}
+
 /**
- * One page of a queue's live idempotency keys (by expiry, `offset` into them), with
- * the task each deduplicates to: what a mover binds on the target for tasks that do
- * not move themselves (completed, or leased).
+ * One page of a queue's live idempotency keys (expiring after `after`, ms; the first
+ * page: after now), with the task each deduplicates to: what a mover binds on the
+ * target for tasks that do not move themselves (completed, or leased). Pages follow
+ * the expiry, not an offset, so keys that expire or are added meanwhile shift
+ * nothing; every key of the last expiry a page reaches is in it (a page may then
+ * hold more than `limit`). A key whose string expired since is left out.
  */
 export async function idempotencyBindings(
   ctx: EngineContext,
   queue: QueueRef,
-  offset: number,
+  after: number | undefined,
   limit: number,
-): Promise<IdempotencyBinding[]> {
+): Promise<BindingsPage> {
   const k = ctx.keys(queue);
-  const now = ctx.clock.now();
+  const from = `(${after ?? ctx.clock.now()}`;
   const flat = await ctx.redis.zrangebyscore(
     k.idemidx,
-    String(now + 1),
+    from,
     "+inf",
     "WITHSCORES",
     "LIMIT",
-    String(offset),
+    "0",
     String(limit),
   );
-  if (flat.length === 0) return [];
-  const keys: string[] = [];
-  const expiries: number[] = [];
-  for (let i = 0; i < flat.length; i += 2) {
-    keys.push(flat[i]!);
-    expiries.push(Number(flat[i + 1]));
+  const entries: { key: string; expiresAt: number }[] = [];
+  for (let i = 0; i < flat.length; i += 2)
+    entries.push({ key: flat[i]!, expiresAt: Number(flat[i + 1]) });
+  const full = entries.length === limit;
+  const last = entries.at(-1)?.expiresAt;
+  if (full && last !== undefined) {
+    // more keys may share the last expiry than the page held: take all of them
+    const ties = await ctx.redis.zrangebyscore(k.idemidx, String(last), String(last));
+    entries.splice(entries.findIndex((e) => e.expiresAt === last));
+    for (const key of ties) entries.push({ key, expiresAt: last });
   }
-  const ids = await ctx.redis.mget(...keys.map((key) => k.idem(key)));
-  const out: IdempotencyBinding[] = [];
-  keys.forEach((key, i) => {
+  if (entries.length === 0) return { bindings: [], next: undefined };
+  const ids = await ctx.redis.mget(...entries.map((e) => k.idem(e.key)));
+  const bindings: IdempotencyBinding[] = [];
+  entries.forEach((e, i) => {
     const taskId = ids[i];
-    if (taskId) out.push({ key, taskId, expiresAt: expiries[i]! });
+    if (taskId) bindings.push({ key: e.key, taskId, expiresAt: e.expiresAt });
   });
-  return out;
+  return { bindings, next: full ? last : undefined };
 }
 
 /** Which of `keys` are live in the queue, with the task each deduplicates to. */

@@ -341,6 +341,48 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 })).tasks).toHaveLength(5);
   }, 30_000);
 
+  test("an abort after a batch landed on the target, its answer lost, leaves the target's copies to it: no task is held on both shards", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    let id = "";
+    let leased: { taskId: string; leaseToken: string } | undefined;
+    // b stores a's first batch (all five) and a worker leases one of them from b; the
+    // move is aborted; the import's answer never reaches a (a timeout, a crash)
+    const b = rc.workers.get("b")!.engine;
+    const original = b.importTasks.bind(b);
+    let done = false;
+    b.importTasks = async (q, tasks) => {
+      const out = await original(q, tasks);
+      if (!done && tasks.length > 0) {
+        done = true;
+        const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
+        const t = got.tasks[0]!;
+        leased = { taskId: t.task!.id, leaseToken: t.leaseToken };
+        expect(t.task!.shard).toBe("b");
+        await rc.admin().abortMigration({ id });
+        throw new Error("the answer was lost");
+      }
+      return out;
+    };
+    const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    id = migrations[0]!.id;
+    await within(10_000, () => leased !== undefined);
+    // a puts back only what b does not hold; b sends home the four it holds ready
+    await within(10_000, async () => (await stats("a", "X")).ready === 4);
+    expect(await stats("a", "X")).toMatchObject({ ready: 4, moving: 0 });
+    expect(
+      await rc.workers.get("a")!.engine.getTask({ command: "X", tenant: "t1" }, leased!.taskId),
+    ).toBeUndefined();
+    // the worker finishes it on b; then the abort ends, nothing left on b
+    const acked = await rc.client("t1").ack({ items: [{ leaseToken: leased!.leaseToken }] });
+    expect(acked.results[0]!.code).toBe(Status.OK);
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    const again = await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 });
+    expect(again.tasks.map((t) => t.task!.id)).not.toContain(leased!.taskId);
+    expect(again.tasks).toHaveLength(4);
+  }, 30_000);
+
   test("an import that arrives after the abort reached the target is refused, and the batch is put back on the source", async () => {
     await rc.client("t1").enqueueBatch({
       tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),

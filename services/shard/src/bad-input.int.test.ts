@@ -314,6 +314,9 @@ describe("bad input to every RPC", () => {
       await expect(internal.interruptLeaseStream({ streamId: "s" })).rejects.toMatchObject({
         code: Status.UNAUTHENTICATED,
       });
+      await expect(
+        internal.heldTasks({ command: "Q", tenant: "t", migrationId: "m", taskIds: ["x"] }),
+      ).rejects.toMatchObject({ code: Status.UNAUTHENTICATED });
     } finally {
       await strict.close();
     }

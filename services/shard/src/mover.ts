@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { ClientError, Status } from "nice-grpc";
 import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
@@ -102,6 +103,8 @@ export class Mover {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
+  /** A reserved batch an abort should have put back is still out (the last try failed). */
+  private restoreLeft = false;
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
   private readonly moved = new Map<string, MigrationCounts>();
@@ -156,7 +159,8 @@ export class Mover {
   }
 
   private schedule(): void {
-    if (this.stopping.signal.aborted || !this.mine(this.cache.current()).length) return;
+    if (this.stopping.signal.aborted) return;
+    if (!this.restoreLeft && !this.mine(this.cache.current()).length) return;
     this.timer = setTimeout(() => void this.kick(), this.options.intervalMs);
     this.timer.unref();
   }
@@ -173,9 +177,21 @@ export class Mover {
     } catch {
       return;
     }
+    this.restoreLeft = false;
     for (const m of map.migrations) {
       if (this.stopping.signal.aborted) return;
-      if (m.state === "aborting" && m.from === this.shard) await this.restore(map, m);
+      if (m.state !== "aborting" || m.from !== this.shard) continue;
+      try {
+        await this.restore(map, m);
+      } catch (err) {
+        // (the store away, say): tried again on the next pass, which is scheduled for it
+        this.restoreLeft = true;
+        const message = err instanceof Error ? err.message : String(err);
+        this.logger.warn(
+          { migration: m.id, err: message },
+          "putting back a reserved batch failed; retrying",
+        );
+      }
     }
     for (const m of this.mine(map)) {
       if (this.stopping.signal.aborted) return;
@@ -196,14 +212,60 @@ export class Mover {
     return all.filter((q) => movesTenant(map, m, q.tenant));
   }
 
+  /**
+   * An abort of a move away from here: puts back the batch reserved for it, but for
+   * the tasks of it the target holds (an import stored there whose answer was lost):
+   * those are the target's to send home, and are deleted here (confirmed), or they
+   * would be held on both shards.
+   */
   private async restore(map: ShardMap, m: Migration): Promise<void> {
     for (const q of await this.queues(map, m)) {
+      const reserved = await this.engine.reservedIds(q);
+      if (reserved.length === 0) continue;
+      const landed = await this.landedThere(map, m, q, reserved);
+      if (landed.length > 0) {
+        await this.engine.confirmExport(q, landed);
+        this.logger.info(
+          { migration: m.id, queue: q, tasks: landed.length },
+          "reserved tasks the target holds are left to it",
+        );
+      }
       const n = await this.engine.restoreExport(q);
       if (n > 0) {
         this.logger.info({ migration: m.id, queue: q, restored: n }, "reserved batch put back");
         this.onRestored(q, n);
       }
     }
+  }
+
+  /** Which of `ids` (reserved here for `m`) the shard `m` was moving to holds. */
+  private async landedThere(
+    map: ShardMap,
+    m: Migration,
+    q: QueueRef,
+    ids: readonly string[],
+  ): Promise<string[]> {
+    const endpoint = entry(map.shards, m.to)?.endpoint;
+    if (!endpoint) return []; // removed from the map: it holds nothing a router reads
+    const client = this.options.peers.client(endpoint);
+    const held: string[] = [];
+    for (let at = 0; at < ids.length; at += 1000) {
+      const request = {
+        command: q.command,
+        tenant: q.tenant,
+        migrationId: m.id,
+        taskIds: ids.slice(at, at + 1000),
+      };
+      const deadline = new Date(Date.now() + this.options.importTimeoutMs);
+      try {
+        held.push(...(await client.heldTasks(request, { deadline })).held);
+      } catch (err) {
+        // a target too old to be asked: put everything back, as before it could be
+        if (err instanceof ClientError && err.code === Status.UNIMPLEMENTED) return [];
+        throw err;
+      }
+    }
+    return held;
   }
 
   private async drain(map: ShardMap, m: Migration): Promise<void> {
@@ -386,26 +448,29 @@ export class Mover {
   ): Promise<number> {
     let bound = 0;
     for (const q of queues) {
-      for (let offset = 0; ; offset += KEY_PAGE) {
-        const page = await this.engine.idempotencyBindings(q, offset, KEY_PAGE);
-        if (page.length === 0) break;
-        const res = await client.importTasks(
-          {
-            command: q.command,
-            tenant: q.tenant,
-            migrationId: m.id,
-            tasks: [],
-            idempotencyKeys: page.map((b) => ({
-              key: b.key,
-              taskId: b.taskId,
-              expiresAtMs: b.expiresAt,
-            })),
-          },
-          { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
-        );
-        bound += res.keysBound;
-        if (page.length < KEY_PAGE) break;
-      }
+      let after: number | undefined;
+      do {
+        const page = await this.engine.idempotencyBindings(q, after, KEY_PAGE);
+        after = page.next;
+        // a page may hold more than a call takes (keys sharing its last expiry)
+        for (let at = 0; at < page.bindings.length; at += KEY_PAGE) {
+          const res = await client.importTasks(
+            {
+              command: q.command,
+              tenant: q.tenant,
+              migrationId: m.id,
+              tasks: [],
+              idempotencyKeys: page.bindings.slice(at, at + KEY_PAGE).map((b) => ({
+                key: b.key,
+                taskId: b.taskId,
+                expiresAtMs: b.expiresAt,
+              })),
+            },
+            { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+          );
+          bound += res.keysBound;
+        }
+      } while (after !== undefined);
     }
     return bound;
   }

@@ -123,6 +123,24 @@ describe("the internal ShardService", () => {
     expect(await ask("LQ", 10_000)).toBeUndefined();
   });
 
+  it("HeldTasks is refused while the shard still takes imports, and for bad names or too many ids", async () => {
+    const shard = fx.shardClient();
+    const queue = { command: "HELD", tenant: "t1" };
+    const { taskId } = await fx.client("t1").enqueue({ command: "HELD" });
+    // a standalone worker takes imports for any migration: an answer could be overtaken
+    // (the held answer itself, through a move's abort: migration.int.test.ts)
+    const refused = await shard
+      .heldTasks({ ...queue, migrationId: "m1", taskIds: [taskId] })
+      .catch((e: unknown) => e as ClientError);
+    expect(refused).toMatchObject({ code: Status.FAILED_PRECONDITION });
+    expect((refused as ClientError).details).toMatch(/ask again once the abort reaches it/);
+    const ask = (req: object) => code(shard.heldTasks({ migrationId: "m1", taskIds: [], ...req }));
+    expect(await ask({ command: "no spaces", tenant: "t1" })).toBe(Status.INVALID_ARGUMENT);
+    expect(await ask({ ...queue, taskIds: Array.from({ length: 1001 }, (_, i) => `id${i}`) })).toBe(
+      Status.INVALID_ARGUMENT,
+    );
+  });
+
   it("ImportTasks stores moved tasks once, in their state, and wakes a waiting stream", async () => {
     const shard = fx.shardClient();
     const queue = { command: "IMP", tenant: "t1" };

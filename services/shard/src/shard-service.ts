@@ -90,6 +90,18 @@ export function shardService(
       };
     },
 
+    async heldTasks(req) {
+      const queue = namedQueue(req, "task_ids", req.taskIds.length);
+      // an import of the migration checked before this turn is on the store ahead of
+      // this read (see importTasks); none can come after it
+      if (view.receives(req.migrationId, queue))
+        throw new ServerError(
+          Status.FAILED_PRECONDITION,
+          `migration ${JSON.stringify(req.migrationId)} still moves ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}); ask again once the abort reaches it`,
+        );
+      return { held: await asServerErrors(() => engine.heldTasks(queue, req.taskIds)) };
+    },
+
     async lookupIdempotencyKeys(req) {
       const queue = namedQueue(req, "keys", req.keys.length);
       const found = await asServerErrors(() => engine.lookupIdempotencyKeys(queue, req.keys));
@@ -212,6 +224,7 @@ function routersOnly(
     importTasks: guard(impl.importTasks.bind(impl)),
     listQueues: guard(impl.listQueues.bind(impl)),
     lookupIdempotencyKeys: guard(impl.lookupIdempotencyKeys.bind(impl)),
+    heldTasks: guard(impl.heldTasks.bind(impl)),
     getShardStatus: guard(impl.getShardStatus.bind(impl)),
     interruptLeaseStream: guard(impl.interruptLeaseStream.bind(impl)),
     async *forward(requests, ctx) {

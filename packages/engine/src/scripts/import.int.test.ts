@@ -1,3 +1,4 @@
+import { queueKeys } from "../keys";
 import { Q, useEngineFixture } from "../test/fixture";
 import type { ExportedTask } from "../migration";
 
@@ -173,5 +174,38 @@ describe("import-19.lua", () => {
         Array.from({ length: 1001 }, (_, i) => `k${i}`),
       ),
     ).rejects.toThrow(/at most 1000/);
+  });
+
+  it("pages live idempotency keys by expiry: none is skipped when keys expire between pages, nor past a page at one expiry", async () => {
+    const window = 3_600_000;
+    const { engine, clock, redis, prefix } = await fx().engine({ idempotencyWindowMs: window });
+    for (let i = 0; i < 30; i++) {
+      await engine.enqueue(Q, [{ idempotencyKey: `k${i}` }]);
+      clock.advance(1);
+    }
+    // twelve keys with one expiry, more than a page of 5
+    await engine.enqueue(
+      Q,
+      Array.from({ length: 12 }, (_, i) => ({ idempotencyKey: `same${i}` })),
+    );
+    // one key whose string is gone (expired in the store) while its index entry is not
+    await redis.del(queueKeys(Q, { shard: "a", prefix }).idem("k7"));
+    clock.advance(window - 31); // k0 has a millisecond left
+    const listed: string[] = [];
+    let after: number | undefined;
+    let pages = 0;
+    do {
+      const page = await engine.idempotencyBindings(Q, after, 5);
+      listed.push(...page.bindings.map((b) => b.key));
+      after = page.next;
+      // keys leave the live range between pages, as the clock moves on
+      if (pages++ === 0) clock.advance(3);
+    } while (after !== undefined);
+    const expected = [
+      ...Array.from({ length: 30 }, (_, i) => `k${i}`).filter((k) => k !== "k7"),
+      ...Array.from({ length: 12 }, (_, i) => `same${i}`),
+    ];
+    expect([...listed].sort()).toEqual(expected.sort());
+    expect(new Set(listed).size).toBe(listed.length); // none twice
   });
 });

@@ -107,6 +107,20 @@ export interface ImportTasksResponse {
   busy: number;
 }
 
+export interface HeldTasksRequest {
+  command: string;
+  tenant: string;
+  /** The aborted migration that reserved the tasks. */
+  migrationId: string;
+  /** 1..1000 task ids. */
+  taskIds: string[];
+}
+
+export interface HeldTasksResponse {
+  /** The ids this shard holds; the others it does not. */
+  held: string[];
+}
+
 export interface ListQueuesRequest {
   /** Required. */
   command: string;
@@ -923,6 +937,202 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     message.alreadyPresent = object.alreadyPresent?.map((e) => e) || [];
     message.keysBound = object.keysBound ?? 0;
     message.busy = object.busy ?? 0;
+    return message;
+  },
+};
+
+function createBaseHeldTasksRequest(): HeldTasksRequest {
+  return { command: "", tenant: "", migrationId: "", taskIds: [] };
+}
+
+export const HeldTasksRequest: MessageFns<HeldTasksRequest> = {
+  encode(message: HeldTasksRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.command !== "") {
+      writer.uint32(10).string(message.command);
+    }
+    if (message.tenant !== "") {
+      writer.uint32(18).string(message.tenant);
+    }
+    if (message.migrationId !== "") {
+      writer.uint32(26).string(message.migrationId);
+    }
+    for (const v of message.taskIds) {
+      writer.uint32(34).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeldTasksRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeldTasksRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.command = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.tenant = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.migrationId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.taskIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeldTasksRequest {
+    return {
+      command: isSet(object.command) ? globalThis.String(object.command) : "",
+      tenant: isSet(object.tenant) ? globalThis.String(object.tenant) : "",
+      migrationId: isSet(object.migrationId)
+        ? globalThis.String(object.migrationId)
+        : isSet(object.migration_id)
+          ? globalThis.String(object.migration_id)
+          : "",
+      taskIds: globalThis.Array.isArray(object?.taskIds)
+        ? object.taskIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.task_ids)
+          ? object.task_ids.map((e: any) => globalThis.String(e))
+          : [],
+    };
+  },
+
+  toJSON(message: HeldTasksRequest): unknown {
+    const obj: any = {};
+    if (message.command !== "") {
+      obj.command = message.command;
+    }
+    if (message.tenant !== "") {
+      obj.tenant = message.tenant;
+    }
+    if (message.migrationId !== "") {
+      obj.migrationId = message.migrationId;
+    }
+    if (message.taskIds?.length) {
+      obj.taskIds = message.taskIds;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HeldTasksRequest>): HeldTasksRequest {
+    return HeldTasksRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HeldTasksRequest>): HeldTasksRequest {
+    const message = createBaseHeldTasksRequest();
+    message.command = object.command ?? "";
+    message.tenant = object.tenant ?? "";
+    message.migrationId = object.migrationId ?? "";
+    message.taskIds = object.taskIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseHeldTasksResponse(): HeldTasksResponse {
+  return { held: [] };
+}
+
+export const HeldTasksResponse: MessageFns<HeldTasksResponse> = {
+  encode(message: HeldTasksResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.held) {
+      writer.uint32(10).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HeldTasksResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHeldTasksResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.held.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HeldTasksResponse {
+    return {
+      held: globalThis.Array.isArray(object?.held)
+        ? object.held.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: HeldTasksResponse): unknown {
+    const obj: any = {};
+    if (message.held?.length) {
+      obj.held = message.held;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<HeldTasksResponse>): HeldTasksResponse {
+    return HeldTasksResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<HeldTasksResponse>): HeldTasksResponse {
+    const message = createBaseHeldTasksResponse();
+    message.held = object.held?.map((e) => e) || [];
     return message;
   },
 };
@@ -2252,6 +2462,24 @@ export const ShardServiceDefinition = {
       responseStream: false,
       options: {},
     },
+    /**
+     * Which of the given task ids of a queue this shard holds, in any state. Asked
+     * by the shard a move was aborted away from before it puts back the batch it
+     * had reserved for this one: a task of that batch that landed here (its
+     * import's answer lost) is this shard's to send home, and put back there too it
+     * would be held twice. FAILED_PRECONDITION while the migration, in the map this
+     * shard holds, still moves the queue onto it (an import may yet come): ask
+     * again once the abort has reached it. INVALID_ARGUMENT: bad names, more than
+     * 1000 ids.
+     */
+    heldTasks: {
+      name: "HeldTasks",
+      requestType: HeldTasksRequest as typeof HeldTasksRequest,
+      requestStream: false,
+      responseType: HeldTasksResponse as typeof HeldTasksResponse,
+      responseStream: false,
+      options: {},
+    },
     /** The shard worker's own view: store reachable, map version held, depth. */
     getShardStatus: {
       name: "GetShardStatus",
@@ -2337,6 +2565,20 @@ export interface ShardServiceImplementation<CallContextExt = {}> {
     request: LookupIdempotencyKeysRequest,
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<LookupIdempotencyKeysResponse>>;
+  /**
+   * Which of the given task ids of a queue this shard holds, in any state. Asked
+   * by the shard a move was aborted away from before it puts back the batch it
+   * had reserved for this one: a task of that batch that landed here (its
+   * import's answer lost) is this shard's to send home, and put back there too it
+   * would be held twice. FAILED_PRECONDITION while the migration, in the map this
+   * shard holds, still moves the queue onto it (an import may yet come): ask
+   * again once the abort has reached it. INVALID_ARGUMENT: bad names, more than
+   * 1000 ids.
+   */
+  heldTasks(
+    request: HeldTasksRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<HeldTasksResponse>>;
   /** The shard worker's own view: store reachable, map version held, depth. */
   getShardStatus(
     request: GetShardStatusRequest,
@@ -2409,6 +2651,20 @@ export interface ShardServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<LookupIdempotencyKeysRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<LookupIdempotencyKeysResponse>;
+  /**
+   * Which of the given task ids of a queue this shard holds, in any state. Asked
+   * by the shard a move was aborted away from before it puts back the batch it
+   * had reserved for this one: a task of that batch that landed here (its
+   * import's answer lost) is this shard's to send home, and put back there too it
+   * would be held twice. FAILED_PRECONDITION while the migration, in the map this
+   * shard holds, still moves the queue onto it (an import may yet come): ask
+   * again once the abort has reached it. INVALID_ARGUMENT: bad names, more than
+   * 1000 ids.
+   */
+  heldTasks(
+    request: DeepPartial<HeldTasksRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<HeldTasksResponse>;
   /** The shard worker's own view: store reachable, map version held, depth. */
   getShardStatus(
     request: DeepPartial<GetShardStatusRequest>,
