@@ -419,6 +419,43 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 })).tasks).toHaveLength(5);
   }, 30_000);
 
+  test("a put-back that fails (the store away a moment) is tried again, and the abort still ends", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    let id = "";
+    const a = rc.workers.get("a")!.engine;
+    // a reserves its first batch; the abort reaches b before the import does
+    const exportBatch = a.exportBatch.bind(a);
+    let exported = false;
+    a.exportBatch = async (...args) => {
+      const batch = await exportBatch(...args);
+      if (!exported && batch.length > 0) {
+        exported = true;
+        await rc.admin().abortMigration({ id });
+        await within(2_000, () =>
+          rc.workers
+            .get("b")!
+            .map!.current()
+            .migrations.every((m) => m.state === "aborting"),
+        );
+      }
+      return batch;
+    };
+    // the first put-back fails
+    const restoreExport = a.restoreExport.bind(a);
+    let failed = 0;
+    a.restoreExport = async (q) => {
+      if (failed++ === 0) throw new Error("Connection is closed.");
+      return restoreExport(q);
+    };
+    const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    id = migrations[0]!.id;
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect(failed).toBeGreaterThanOrEqual(2);
+    expect(await stats("a", "X")).toMatchObject({ ready: 5, moving: 0 });
+  }, 30_000);
+
   test("the mover yields to a busy shard worker, and the move still completes", async () => {
     await rc.close();
     // three batches; yielding at 70% of event-loop utilisation (the default)
