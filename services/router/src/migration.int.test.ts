@@ -167,6 +167,40 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     await rc.startShard("a");
   }, 30_000);
 
+  test("a keyed enqueue whose key lookup outlasts the move's abort is not stored where no router reads", async () => {
+    const c = rc.client("t1");
+    // b asks a about every key during the move; a's answer is held back
+    const a = rc.workers.get("a")!.engine;
+    const lookup = a.lookupIdempotencyKeys.bind(a);
+    let asked: (() => void) | undefined;
+    let answer: (() => void) | undefined;
+    a.lookupIdempotencyKeys = async (q, keys) => {
+      const held = new Promise<void>((resolve) => (answer = resolve));
+      asked?.();
+      await held;
+      return lookup(q, keys);
+    };
+    const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    const wasAsked = new Promise<void>((resolve) => (asked = resolve));
+    const sent = c.enqueueBatch({ tasks: [{ command: "X", idempotencyKey: "k-late" }] });
+    await wasAsked;
+    // the move is aborted and ends (nothing had moved) while b waits for a's answer
+    await rc.admin().abortMigration({ id: migrations[0]!.id });
+    await within(1_000, async () => (await rc.source.get())!.migrations.length === 0);
+    await within(1_000, () => rc.workers.get("b")!.map!.current().migrations.length === 0);
+    answer!();
+    const res = await sent;
+    // refused as fencing refuses (retryable), not stored on b, where no router reads X
+    expect(res.results[0]!.status!.code).toBe(Status.UNAVAILABLE);
+    expect(res.results[0]!.status!.message).toMatch(/does not own queue X/);
+    expect(await stats("b", "X")).toMatchObject({ ready: 0 });
+    // the producer's retry lands on a
+    const again = await c.enqueueBatch({ tasks: [{ command: "X", idempotencyKey: "k-late" }] });
+    expect(again.results[0]!.status!.code).toBe(Status.OK);
+    expect(await stats("a", "X")).toMatchObject({ ready: 1 });
+  }, 30_000);
+
   test("a task completed before its queue moved can still be read, with its result, once the move is over", async () => {
     const c = rc.client("t1");
     const { taskId } = await c.enqueue({ command: "X", payload: payload("job") });

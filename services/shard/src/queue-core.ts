@@ -133,7 +133,12 @@ export class QueueCore {
       [...groups.values()].map(async ({ queue, specs, indexes }) => {
         try {
           const asking = this.movingKeys?.bringOver(queue, specs);
-          if (asking) await asking;
+          if (asking) {
+            await asking;
+            // that asked another shard: a move's abort may have ended meanwhile and
+            // taken the queue off this shard, where a task stored now no router reads
+            if (this.fence) await this.fence.check([queue]);
+          }
           const out = await this.store(queue, specs);
           out.forEach((o, j) => {
             results[indexes[j]!] = {
