@@ -264,10 +264,10 @@ export class QueueEngine {
     return confirmExport(this.ctx, queue, ids);
   }
 
-  /** Which of `ids` the queue holds, in any state. */
-  async heldTasks(queue: QueueRef, ids: readonly string[]): Promise<string[]> {
+  /** Which of `ids` the queue holds, in any state, or took in by an import of `migrationId`. */
+  async heldTasks(queue: QueueRef, ids: readonly string[], migrationId: string): Promise<string[]> {
     checkQueue(queue);
-    return heldTasks(this.ctx, queue, ids);
+    return heldTasks(this.ctx, queue, ids, migrationId);
   }
 
   /** The ids of the batch reserved to move (exportBatch), not yet confirmed or restored. */
@@ -281,9 +281,14 @@ export class QueueEngine {
     return restoreExport(this.ctx, queue);
   }
 
-  async importTasks(queue: QueueRef, tasks: readonly ExportedTask[]): Promise<ImportOutcome> {
+  /** Stores moved tasks; with `migrationId`, records their ids for an abort (HeldTasks). */
+  async importTasks(
+    queue: QueueRef,
+    tasks: readonly ExportedTask[],
+    migrationId?: string,
+  ): Promise<ImportOutcome> {
     checkQueue(queue);
-    const out = await importTasks(this.ctx, queue, tasks);
+    const out = await importTasks(this.ctx, queue, tasks, migrationId);
     // an import of nothing (the mover asking how busy this shard is) adds no queue here
     if (tasks.length > 0) this.fair.saw(queue);
     return out;

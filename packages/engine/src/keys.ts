@@ -18,6 +18,8 @@
  *   moving     ZSET  task ids reserved by the migration mover, by reservation ms
  *   idemidx    ZSET  idempotency keys by expiry ms (for the mover and cleanup)
  *   idem:<key> STRING idempotency key → task id, expiring with the window
+ *   landed:<migration> SET task ids a migration's imports stored (or found) here, kept 7
+ *              days: what an abort's source asks about (HeldTasks)
  *
  * Shard key types (one per shard, not per queue):
  *   <prefix>:s:<shard>:due     ZSET queue id → earliest ms the background loops have work there
@@ -55,6 +57,8 @@ export interface QueueKeys {
   readonly queues: string;
   /** The key of one idempotency key. */
   idem(key: string): string;
+  /** The ids a migration's imports stored here (or found here), kept for an abort. */
+  landed(migrationId: string): string;
 }
 
 export interface KeyLayoutOptions {
@@ -110,5 +114,6 @@ export function queueKeys(ref: QueueRef, options: KeyLayoutOptions): QueueKeys {
     due: shard.due,
     queues: shard.queues,
     idem: (key: string) => `${base}:idem:${key}`,
+    landed: (migrationId: string) => `${base}:landed:${migrationId}`,
   };
 }

@@ -68,16 +68,24 @@ async function keysStillTheirs(
     : batch.map((e) => (lost.has(e) ? { ...e, idempotencyExpiresAt: 0 } : e));
 }
 
-/** Which of `ids` the queue holds, in any state (reserved to move included). */
+/**
+ * Which of `ids` the queue holds, in any state (reserved to move included), or took
+ * in by an import of `migrationId` (since finished and deleted here, say).
+ */
 export async function heldTasks(
   ctx: EngineContext,
   queue: QueueRef,
   ids: readonly string[],
+  migrationId: string,
 ): Promise<string[]> {
   if (ids.length > 1000) throw invalidArgument("at most 1000 task ids per call");
   if (ids.length === 0) return [];
-  const states = await ctx.redis.hmget(ctx.keys(queue).state, ...ids);
-  return ids.filter((_, i) => states[i] !== null);
+  const k = ctx.keys(queue);
+  const [states, landed] = await Promise.all([
+    ctx.redis.hmget(k.state, ...ids),
+    Promise.all(ids.map((id) => ctx.redis.sismember(k.landed(migrationId), id))),
+  ]);
+  return ids.filter((_, i) => states[i] !== null || landed[i] === 1);
 }
 
 /** The ids of the batch the mover holds reserved (at most one batch). */
@@ -121,10 +129,14 @@ const IMPORTABLE = new Set(["READY", "SCHEDULED", "DEAD"]);
  * Stores tasks moved from another shard, idempotently by id, keeping attempts,
  * run-at, priority, lease sequence and the idempotency key with its remaining window.
  */
+/** How long a target keeps the ids a migration's imports stored (for an abort), ms. */
+export const LANDED_TTL_MS = 7 * 24 * 3600 * 1000;
+
 export async function importTasks(
   ctx: EngineContext,
   queue: QueueRef,
   tasks: readonly ExportedTask[],
+  migrationId?: string,
 ): Promise<ImportOutcome> {
   if (tasks.length > 1000) throw invalidArgument("at most 1000 tasks per import");
   if (tasks.length === 0) return { imported: [], alreadyPresent: [] };
@@ -140,8 +152,15 @@ export async function importTasks(
     k.queues,
     ...k.ready,
     k.moving,
+    // (without a migration: declared, never written)
+    migrationId ? k.landed(migrationId) : k.moving,
   ];
-  const args: Array<string | number | Uint8Array> = [ctx.clock.now(), queueId(queue), tasks.length];
+  const args: Array<string | number | Uint8Array> = [
+    ctx.clock.now(),
+    queueId(queue),
+    tasks.length,
+    migrationId ? LANDED_TTL_MS : 0,
+  ];
   tasks.forEach(({ task, idempotencyExpiresAt }, i) => {
     if (task.command !== queue.command || task.tenant !== queue.tenant) {
       throw invalidArgument(

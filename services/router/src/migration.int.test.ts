@@ -342,8 +342,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const b = rc.workers.get("b")!.engine;
     const original = b.importTasks.bind(b);
     let done = false;
-    b.importTasks = async (q, tasks) => {
-      const out = await original(q, tasks);
+    b.importTasks = async (q, tasks, migrationId) => {
+      const out = await original(q, tasks, migrationId);
       if (!done && tasks.length > 0) {
         done = true;
         await during();
@@ -386,8 +386,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const b = rc.workers.get("b")!.engine;
     const original = b.importTasks.bind(b);
     let done = false;
-    b.importTasks = async (q, tasks) => {
-      const out = await original(q, tasks);
+    b.importTasks = async (q, tasks, migrationId) => {
+      const out = await original(q, tasks, migrationId);
       if (!done && tasks.length > 0) {
         done = true;
         const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
@@ -403,8 +403,10 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     id = migrations[0]!.id;
     await within(10_000, () => leased !== undefined);
     // a puts back only what b does not hold; b sends home the four it holds ready
-    await within(10_000, async () => (await stats("a", "X")).ready === 4);
-    expect(await stats("a", "X")).toMatchObject({ ready: 4, moving: 0 });
+    await within(10_000, async () => {
+      const s = await stats("a", "X");
+      return s.ready === 4 && s.moving === 0;
+    });
     expect(
       await rc.workers.get("a")!.engine.getTask({ command: "X", tenant: "t1" }, leased!.taskId),
     ).toBeUndefined();
@@ -415,6 +417,48 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const again = await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 });
     expect(again.tasks.map((t) => t.task!.id)).not.toContain(leased!.taskId);
     expect(again.tasks).toHaveLength(4);
+  }, 30_000);
+
+  test("an abort after a landed task was finished and deleted on the target does not put it back on the source", async () => {
+    await rc.close();
+    // b deletes a task at its ack (no completed retention)
+    rc = await routerCluster({
+      server,
+      shards: ["a", "b"],
+      perShard: { b: { completedRetentionMs: 0 } },
+    });
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 3 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    let id = "";
+    let finished = "";
+    const b = rc.workers.get("b")!.engine;
+    const original = b.importTasks.bind(b);
+    let done = false;
+    b.importTasks = async (q, tasks, migrationId) => {
+      const out = await original(q, tasks, migrationId);
+      if (!done && tasks.length > 0) {
+        done = true;
+        // a worker leases one of the batch from b and finishes it: b deletes it
+        const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
+        finished = got.tasks[0]!.task!.id;
+        await rc.client("t1").ack({ items: [{ leaseToken: got.tasks[0]!.leaseToken }] });
+        expect(await b.getTask({ command: "X", tenant: "t1" }, finished)).toBeUndefined();
+        await rc.admin().abortMigration({ id });
+        throw new Error("the answer was lost");
+      }
+      return out;
+    };
+    const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    id = migrations[0]!.id;
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    await within(10_000, async () => {
+      const s = await stats("a", "X");
+      return s.ready === 2 && s.moving === 0;
+    });
+    const again = await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 });
+    expect(again.tasks.map((t) => t.task!.id)).not.toContain(finished);
+    expect(again.tasks).toHaveLength(2);
   }, 30_000);
 
   test("an import that arrives after the abort reached the target is refused, and the batch is put back on the source", async () => {

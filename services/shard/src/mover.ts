@@ -187,6 +187,11 @@ export class Mover {
         // (the store away, say): tried again on the next pass, which is scheduled for it
         this.restoreLeft = true;
         const message = err instanceof Error ? err.message : String(err);
+        // the target has not seen the abort yet: expected for a moment, not worth a warning
+        if (err instanceof ClientError && err.code === Status.FAILED_PRECONDITION) {
+          this.logger.debug({ migration: m.id, err: message }, "put-back waits for the target");
+          continue;
+        }
         this.logger.warn(
           { migration: m.id, err: message },
           "putting back a reserved batch failed; retrying",

@@ -60,7 +60,9 @@ export function shardService(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} does not move ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}): it is over, aborting, or not seen here yet; nothing was stored`,
         );
-      const out = await asServerErrors(() => engine.importTasks(queue, tasks));
+      const out = await asServerErrors(() =>
+        engine.importTasks(queue, tasks, req.migrationId || undefined),
+      );
       const keysBound = req.idempotencyKeys.length
         ? await asServerErrors(() =>
             engine.bindIdempotencyKeys(
@@ -99,7 +101,9 @@ export function shardService(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} still moves ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}); ask again once the abort reaches it`,
         );
-      return { held: await asServerErrors(() => engine.heldTasks(queue, req.taskIds)) };
+      return {
+        held: await asServerErrors(() => engine.heldTasks(queue, req.taskIds, req.migrationId)),
+      };
     },
 
     async lookupIdempotencyKeys(req) {

@@ -7,14 +7,18 @@ confirmation of the earlier export, when its answer comes, deletes nothing (the
 other side deletes its copy on this answer).
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] dead
 KEYS[6] idemidx   KEYS[7] due (shard)   KEYS[8] queues (shard)   KEYS[9..18] ready:0 .. ready:9
-KEYS[19] moving
-KEYS[20..] idempotency keys, referenced by index from the items
-ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items, then 7 values per item:
+KEYS[19] moving   KEYS[20] landed (the migration's ids stored or found here)
+KEYS[21..] idempotency keys, referenced by index from the items
+ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items
+ARGV[4] how long `landed` is kept, ms (0: nothing recorded), then 7 values per item:
   id, record JSON ("" = none), state (R, S or D; attempts, run-at, priority and lease
   sequence as on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
   idempotency expiry (ms)
 The idempotency key is restored only while its window lasts and only if this shard
 has not bound it to another task meanwhile.
+Every id imported or already present goes into `landed`: an abort asks which ids of
+the batch it had reserved are here (HeldTasks), and one that was finished and deleted
+here since must still count, or the source would put it back and it would run again.
 Returns one code per item: 0 imported, 1 already present, -4 refused (state)
 ]]
 -- @include "task-state"
@@ -22,17 +26,20 @@ Returns one code per item: 0 imported, 1 already present, -4 refused (state)
 local now = tonumber(ARGV[1])
 local qid = ARGV[2]
 local n = tonumber(ARGV[3])
+local keep = tonumber(ARGV[4])
 local out = {}
 local imported = 0
 for i = 0, n - 1 do
-  local a = 4 + i * 7
+  local a = 5 + i * 7
   local id = ARGV[a]
   local x = parseState(ARGV[a + 2])
   if x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D' then
     out[#out + 1] = -4
   elseif redis.call('HEXISTS', KEYS[2], id) == 1 and redis.call('ZREM', KEYS[19], id) == 0 then
     out[#out + 1] = 1
+    if keep > 0 then redis.call('SADD', KEYS[20], id) end
   else
+    if keep > 0 then redis.call('SADD', KEYS[20], id) end
     if ARGV[a + 1] ~= '' then
       redis.call('HSET', KEYS[1], id, ARGV[a + 1])
     else
@@ -59,4 +66,5 @@ for i = 0, n - 1 do
   end
 end
 if imported > 0 then redis.call('SADD', KEYS[8], qid) end
+if keep > 0 and n > 0 then redis.call('PEXPIRE', KEYS[20], keep) end
 return out
