@@ -1,10 +1,10 @@
-import { execFile } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { ChannelCredentials } from "nice-grpc";
 import { startLocalCluster, type LocalCluster } from "@codeq/local-cluster";
 import { testCert } from "@codeq/testing";
+import { requireBuilt, runCodeq } from "./test/run-codeq";
 
 /**
  * `codeq` against a router as deploy/ runs one: no development identity, callers
@@ -12,7 +12,6 @@ import { testCert } from "@codeq/testing";
  * certificate; without them it is refused, and says what to give.
  */
 
-const BIN = path.join(__dirname, "..", "dist", "main.js");
 const OPS_TOKEN = "ops-admin-token-0123456789";
 const ACME_TOKEN = "acme-producer-token-0123456789";
 
@@ -20,28 +19,7 @@ let cluster: LocalCluster;
 let dir: string;
 let router: string;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function codeq(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("CODEQ_")),
-  );
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: { ...base, CODEQ_ROUTER: router, ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const codeq = (args: string[], env: Record<string, string> = {}) => runCodeq(router, args, env);
 
 /** The TLS options of a client with the test CA's client certificate. */
 const MUTUAL_TLS = [
@@ -54,7 +32,7 @@ const MUTUAL_TLS = [
 ];
 
 beforeAll(async () => {
-  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run \`npm run build\` first`);
+  requireBuilt();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-cli-auth-"));
   const tokens = path.join(dir, "tokens.yaml");
   fs.writeFileSync(

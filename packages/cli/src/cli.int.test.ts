@@ -1,42 +1,15 @@
-import { execFile, spawn } from "node:child_process";
-import * as fs from "node:fs";
-import * as path from "node:path";
+import { spawn } from "node:child_process";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
 import { startLocalCluster, type LocalCluster } from "@codeq/local-cluster";
 import { QueueServiceDefinition } from "@codeq/proto";
-
-/** The real binary, as built by `npm run build` (scripts/test.sh builds first). */
-const BIN = path.join(__dirname, "..", "dist", "main.js");
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { baseEnv, BIN, requireBuilt, runCodeq } from "./test/run-codeq";
 
 let cluster: LocalCluster;
 let router: string;
 
 /** Runs `codeq ARGS` against the cluster's router as a separate process. */
-/** The environment without the caller's CODEQ_* settings (a token, TLS, a tenant). */
-const baseEnv = () =>
-  Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CODEQ_")));
-
-function codeq(args: string[], env: Record<string, string> = {}): Promise<Result> {
-  const base = baseEnv();
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [BIN, ...args],
-      { env: { ...base, CODEQ_ROUTER: router, ...env }, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+const codeq = (args: string[], env: Record<string, string> = {}) => runCodeq(router, args, env);
 
 async function json<T = any>(args: string[]): Promise<T> {
   const r = await codeq([...args, "--json"]);
@@ -71,7 +44,7 @@ async function deadTasks(command: string, n: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  if (!fs.existsSync(BIN)) throw new Error(`${BIN} is missing: run \`npm run build\` first`);
+  requireBuilt();
   cluster = await startLocalCluster({ shards: 3, routers: 1, commands: { "cli.on-c": "c" } });
   router = cluster.routers[0]!.address;
 }, 120_000);

@@ -383,22 +383,14 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     let leased: { taskId: string; leaseToken: string } | undefined;
     // b stores a's first batch (all five) and a worker leases one of them from b; the
     // move is aborted; the import's answer never reaches a (a timeout, a crash)
-    const b = rc.workers.get("b")!.engine;
-    const original = b.importTasks.bind(b);
-    let done = false;
-    b.importTasks = async (q, tasks, migrationId) => {
-      const out = await original(q, tasks, migrationId);
-      if (!done && tasks.length > 0) {
-        done = true;
-        const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
-        const t = got.tasks[0]!;
-        leased = { taskId: t.task!.id, leaseToken: t.leaseToken };
-        expect(t.task!.shard).toBe("b");
-        await rc.admin().abortMigration({ id });
-        throw new Error("the answer was lost");
-      }
-      return out;
-    };
+    slowFirstImportAnswer(async () => {
+      const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
+      const t = got.tasks[0]!;
+      leased = { taskId: t.task!.id, leaseToken: t.leaseToken };
+      expect(t.task!.shard).toBe("b");
+      await rc.admin().abortMigration({ id });
+      throw new Error("the answer was lost");
+    });
     const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
     id = migrations[0]!.id;
     await within(10_000, () => leased !== undefined);
@@ -433,22 +425,15 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     let id = "";
     let finished = "";
     const b = rc.workers.get("b")!.engine;
-    const original = b.importTasks.bind(b);
-    let done = false;
-    b.importTasks = async (q, tasks, migrationId) => {
-      const out = await original(q, tasks, migrationId);
-      if (!done && tasks.length > 0) {
-        done = true;
-        // a worker leases one of the batch from b and finishes it: b deletes it
-        const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
-        finished = got.tasks[0]!.task!.id;
-        await rc.client("t1").ack({ items: [{ leaseToken: got.tasks[0]!.leaseToken }] });
-        expect(await b.getTask({ command: "X", tenant: "t1" }, finished)).toBeUndefined();
-        await rc.admin().abortMigration({ id });
-        throw new Error("the answer was lost");
-      }
-      return out;
-    };
+    slowFirstImportAnswer(async () => {
+      // a worker leases one of the batch from b and finishes it: b deletes it
+      const got = await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 });
+      finished = got.tasks[0]!.task!.id;
+      await rc.client("t1").ack({ items: [{ leaseToken: got.tasks[0]!.leaseToken }] });
+      expect(await b.getTask({ command: "X", tenant: "t1" }, finished)).toBeUndefined();
+      await rc.admin().abortMigration({ id });
+      throw new Error("the answer was lost");
+    });
     const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
     id = migrations[0]!.id;
     await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
@@ -461,14 +446,14 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(again.tasks).toHaveLength(2);
   }, 30_000);
 
-  test("an import that arrives after the abort reached the target is refused, and the batch is put back on the source", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
-    let id = "";
-    // a reserved its first batch; the import reaches b only after b has seen the abort
-    // (b, holding nothing, would have finished the abort, and the batch would have
-    // stayed on b, where no router reads X)
+  /**
+   * Has a's first exported batch wait until the move is aborted and b has seen the
+   * abort (then runs `then`): its import reaches b too late. `exported()` says it did.
+   */
+  function abortAfterFirstExport(
+    id: () => string,
+    then: () => Promise<void> = async () => undefined,
+  ): { exported: () => boolean } {
     const a = rc.workers.get("a")!.engine;
     const original = a.exportBatch.bind(a);
     let done = false;
@@ -476,21 +461,41 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       const batch = await original(...args);
       if (!done && batch.length > 0) {
         done = true;
-        await rc.admin().abortMigration({ id });
+        await rc.admin().abortMigration({ id: id() });
         await within(2_000, () =>
           rc.workers
             .get("b")!
             .map!.current()
             .migrations.every((m) => m.state === "aborting"),
         );
-        await sleep(500); // b's mover has had a pass: it finished nothing yet
-        expect((await rc.source.get())!.migrations.map((m) => m.id)).toEqual([id]);
+        await then();
       }
       return batch;
     };
+    return { exported: () => done };
+  }
+
+  const enqueueX = (n: number) =>
+    rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: n }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+
+  test("an import that arrives after the abort reached the target is refused, and the batch is put back on the source", async () => {
+    await enqueueX(5);
+    let id = "";
+    // a reserved its first batch; the import reaches b only after b has seen the abort
+    // (b, holding nothing, would have finished the abort, and the batch would have
+    // stayed on b, where no router reads X)
+    const { exported } = abortAfterFirstExport(
+      () => id,
+      async () => {
+        await sleep(500); // b's mover has had a pass: it finished nothing yet
+        expect((await rc.source.get())!.migrations.map((m) => m.id)).toEqual([id]);
+      },
+    );
     const { migrations } = await rc.admin().assignCommand({ command: "X", shard: "b" });
     id = migrations[0]!.id;
-    await within(10_000, () => done);
+    await within(10_000, exported);
     await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
     expect(total(await stats("b", "X"))).toBe(0);
     expect(await stats("a", "X")).toMatchObject({ ready: 5, moving: 0 });
@@ -498,28 +503,11 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("a put-back that fails (the store away a moment) is tried again, and the abort still ends", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueX(5);
     let id = "";
     const a = rc.workers.get("a")!.engine;
     // a reserves its first batch; the abort reaches b before the import does
-    const exportBatch = a.exportBatch.bind(a);
-    let exported = false;
-    a.exportBatch = async (...args) => {
-      const batch = await exportBatch(...args);
-      if (!exported && batch.length > 0) {
-        exported = true;
-        await rc.admin().abortMigration({ id });
-        await within(2_000, () =>
-          rc.workers
-            .get("b")!
-            .map!.current()
-            .migrations.every((m) => m.state === "aborting"),
-        );
-      }
-      return batch;
-    };
+    abortAfterFirstExport(() => id);
     // the first put-back fails
     const restoreExport = a.restoreExport.bind(a);
     let failed = 0;
