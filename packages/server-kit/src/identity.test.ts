@@ -47,4 +47,24 @@ describe("stated identity", () => {
     expect(fromRouter(bare, { devIdentity: true })).toBe(true);
     expect(fromRouter(bare, { devIdentity: false })).toBe(false);
   });
+
+  test("during a rotation the previous router secret is accepted beside the new one, and nothing else", () => {
+    const next = "the-new-router-secret-of-32-characters-or-more";
+    const previous = "the-old-router-secret-of-32-characters-or-more";
+    const options = { devIdentity: false, routerSecret: next, previousRouterSecret: previous };
+    const presenting = (secret: string) =>
+      headers({ "x-codeq-tenant": "t1", "x-codeq-router-secret": secret });
+    for (const secret of [next, previous]) {
+      expect(identityFrom(presenting(secret), options).tenant).toBe("t1");
+      expect(fromRouter(presenting(secret), options)).toBe(true);
+    }
+    expect(() => identityFrom(presenting("some-other-secret-of-32-characters-x"), options)).toThrow(
+      expect.objectContaining({ code: Status.UNAUTHENTICATED }),
+    );
+    expect(fromRouter(presenting("some-other-secret-of-32-characters-x"), options)).toBe(false);
+    // once dropped, the previous one is refused
+    expect(fromRouter(presenting(previous), { devIdentity: false, routerSecret: next })).toBe(
+      false,
+    );
+  });
 });

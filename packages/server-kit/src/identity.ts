@@ -40,6 +40,11 @@ export interface IdentityOptions {
    */
   readonly routerSecret?: string;
   /**
+   * A secret also accepted while routers move to `routerSecret` (a rotation: shard
+   * workers take both, routers are rolled onto the new one, then this is dropped).
+   */
+  readonly previousRouterSecret?: string;
+  /**
    * The transport already proved the caller is a router (mutual TLS with a CA only
    * routers and shard workers have certificates of): stated identity is trusted.
    */
@@ -76,6 +81,15 @@ export function secretMatches(presented: string | undefined, expected: string): 
   return presented !== undefined && timingSafeEqual(digest(presented), digest(expected));
 }
 
+/** The caller presents the router secret (or, during a rotation, the previous one). */
+function presentsRouterSecret(metadata: StatedHeaders, o: IdentityOptions): boolean {
+  const presented = header(metadata, IDENTITY_HEADERS.routerSecret);
+  return (
+    (o.routerSecret !== undefined && secretMatches(presented, o.routerSecret)) ||
+    (o.previousRouterSecret !== undefined && secretMatches(presented, o.previousRouterSecret))
+  );
+}
+
 /**
  * Establishes the caller's identity on a service behind the router. With a router
  * secret configured, the identity the router states is trusted from callers that
@@ -90,8 +104,7 @@ export function identityFrom(
   const o: IdentityOptions = typeof options === "boolean" ? { devIdentity: options } : options;
   if (o.trustedTransport) return statedIdentity(metadata, "router");
   if (o.routerSecret !== undefined) {
-    if (secretMatches(header(metadata, IDENTITY_HEADERS.routerSecret), o.routerSecret))
-      return statedIdentity(metadata, "router");
+    if (presentsRouterSecret(metadata, o)) return statedIdentity(metadata, "router");
     if (!o.devIdentity)
       throw unauthenticated(
         "this service accepts calls only from a codeQ router (x-codeq-router-secret missing or wrong); call the router instead",
@@ -114,7 +127,7 @@ export function identityFrom(
 export function fromRouter(metadata: StatedHeaders, options: IdentityOptions): boolean {
   if (options.trustedTransport) return true;
   if (options.routerSecret === undefined) return options.devIdentity;
-  return secretMatches(header(metadata, IDENTITY_HEADERS.routerSecret), options.routerSecret);
+  return presentsRouterSecret(metadata, options);
 }
 
 /** The identity stated in metadata (by a router, or by a developer in dev mode). */

@@ -1,5 +1,5 @@
 import { TASK_FIELDS_MAX_BYTES } from "@codeq/wire";
-import { configWarnings, loadShardConfig, moveBatchBytes } from "./config";
+import { configWarnings, identityOptions, loadShardConfig, moveBatchBytes } from "./config";
 
 describe("shard worker configuration", () => {
   const base = { CODEQ_SHARD_ID: "a", CODEQ_SHARD_REDIS_URL: "redis://127.0.0.1:6379" };
@@ -52,5 +52,20 @@ describe("shard worker configuration", () => {
     expect(moveBatchBytes(cap(15 * MIB))).toBe(4 * MIB);
     // half of what 1 MiB + 288 KiB + 64 KiB leaves beside 288 KiB
     expect(moveBatchBytes(cap(MIB, MIB + TASK_FIELDS_MAX_BYTES + 65536))).toBe(557_056);
+  });
+
+  it("takes a previous router secret beside the current one only, each at least 32 characters", () => {
+    const next = "n".repeat(32);
+    const previous = "p".repeat(32);
+    const load = (env: Record<string, string>) => identityOptions(loadShardConfig(env));
+    expect(
+      load({ CODEQ_SHARD_ROUTER_SECRET: next, CODEQ_SHARD_ROUTER_SECRET_PREVIOUS: previous }),
+    ).toMatchObject({ routerSecret: next, previousRouterSecret: previous });
+    expect(() => load({ CODEQ_SHARD_ROUTER_SECRET_PREVIOUS: previous })).toThrow(
+      /only beside the current one/,
+    );
+    expect(() =>
+      load({ CODEQ_SHARD_ROUTER_SECRET: next, CODEQ_SHARD_ROUTER_SECRET_PREVIOUS: "short" }),
+    ).toThrow(/previous router secret must be at least 32 characters/);
   });
 });

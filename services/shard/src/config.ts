@@ -50,6 +50,13 @@ const shardSettings = z.strictObject({
   /** A file holding the router secret (wins over `routerSecret`). */
   routerSecretFile: z.string().default(""),
   /**
+   * The secret routers presented before `routerSecret`, still accepted while they are
+   * rolled onto the new one (a rotation); empty once they all present the new one.
+   */
+  routerSecretPrevious: z.string().default(""),
+  /** A file holding the previous router secret (wins over `routerSecretPrevious`). */
+  routerSecretPreviousFile: z.string().default(""),
+  /**
    * CA of the store's TLS certificate, for a `rediss://` store URL (KVRocks with
    * TLS). The store password goes in the URL: rediss://:password@host:port.
    */
@@ -214,9 +221,19 @@ export function identityOptions(config: ShardConfig): IdentityOptions {
     config.routerSecret,
     config.routerSecretFile || undefined,
   );
+  const previousRouterSecret = readSecret(
+    "the previous router secret",
+    config.routerSecretPrevious,
+    config.routerSecretPreviousFile || undefined,
+  );
+  if (previousRouterSecret && !routerSecret)
+    throw new Error(
+      "a previous router secret (CODEQ_SHARD_ROUTER_SECRET_PREVIOUS…) is accepted only beside the current one: set CODEQ_SHARD_ROUTER_SECRET_FILE too",
+    );
   return {
     devIdentity: config.devIdentity,
     ...(routerSecret ? { routerSecret } : {}),
+    ...(previousRouterSecret ? { previousRouterSecret } : {}),
     // mutual TLS proves a caller is a router (or a shard worker) before any call
     ...(config.tlsCaFile ? { trustedTransport: true } : {}),
   };
