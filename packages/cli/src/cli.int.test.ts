@@ -138,10 +138,15 @@ describe("codeq against a local cluster", () => {
       expect(r.code).toBe(5);
       expect(r.stdout).toMatch(/^target\s+c\s+yes\s+-/m);
       expect(r.stdout).toMatch(/^problem: shard c did not answer/m);
+      // shards --check says so too, for scripts; without --check the table exits 0
+      const checked = await codeq(["shards", "--check"]);
+      expect(checked).toMatchObject({ code: 5, stderr: "not all shards are well: c\n" });
+      expect((await codeq(["shards"])).code).toBe(0);
     } finally {
       await c.restartWorker();
     }
     await until(async () => (await codeq(["verify", id])).code === 0);
+    await until(async () => (await codeq(["shards", "--check"])).code === 0);
 
     const audit = await codeq(["audit", "--limit", "2"]);
     expect(audit.code).toBe(0);

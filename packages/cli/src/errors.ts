@@ -11,7 +11,10 @@ export const ExitCode = {
   UNAVAILABLE: 3,
   /** `assign --wait`: the migration ended ABORTED. */
   MIGRATION_ABORTED: 4,
-  /** `verify`: a shard holds tasks where routers do not read them, or did not answer. */
+  /**
+   * `verify`: a shard holds tasks where routers do not read them, or did not answer;
+   * `shards --check`: a shard is unhealthy or its breaker is not CLOSED.
+   */
   INCONSISTENT: 5,
   /**
    * Interrupted (Ctrl-C): assign --wait and tail stop following (a migration goes on on

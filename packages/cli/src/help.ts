@@ -27,7 +27,8 @@ const EXIT_CODES = [
   "  3    the router is unreachable or did not answer in time",
   "       (UNAVAILABLE, DEADLINE_EXCEEDED)",
   "  4    assign --wait: the migration ended ABORTED",
-  "  5    verify: a check failed or a shard did not answer",
+  "  5    verify: a check failed or a shard did not answer; shards --check: a shard",
+  "       is unhealthy or its breaker is not CLOSED",
   "  130  interrupted (Ctrl-C): assign --wait and tail stop following (the",
   "       migration goes on); dlq redrive and purge stop after the call under way",
 ];

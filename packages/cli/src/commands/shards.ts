@@ -1,4 +1,4 @@
-import { breakerStateToJSON, shardStateToJSON } from "@codeq/proto";
+import { BreakerState, breakerStateToJSON, shardStateToJSON } from "@codeq/proto";
 import { expectPositionals } from "../args";
 import type { Command } from "../command";
 import { ExitCode } from "../errors";
@@ -12,14 +12,27 @@ export const shardsCommand: Command = {
   group: "admin",
   args: "",
   summary: "list the shards with health, breaker, depth and map version (ListShards)",
-  details: ["A shard that did not answer the router in time is listed unhealthy with the reason."],
-  options: {},
-  async run({ positionals, clients, global, io }) {
+  details: [
+    "A shard that did not answer the router in time is listed unhealthy with the reason.",
+    "With --check, exits 5 when a shard is unhealthy or its breaker is not CLOSED (for",
+    "scripts and probes).",
+  ],
+  options: {
+    check: {
+      type: "boolean",
+      description: "exit 5 when a shard is unhealthy or its breaker is not CLOSED",
+    },
+  },
+  async run({ positionals, values, clients, global, io }) {
     expectPositionals(positionals, []);
     const res = await clients.admin.listShards({}, clients.call());
+    const failing = res.shards.filter(
+      (s) => !s.healthy || s.breaker !== BreakerState.BREAKER_STATE_CLOSED,
+    );
+    const code = values.check === true && failing.length > 0 ? ExitCode.INCONSISTENT : ExitCode.OK;
     if (global.json) {
       io.out(toJson({ shards: res.shards.map(shardStatusJson) }));
-      return ExitCode.OK;
+      return code;
     }
     const rows = res.shards.map((s) => [
       s.shard?.id,
@@ -33,6 +46,8 @@ export const shardsCommand: Command = {
     ]);
     const headers = ["SHARD", "ENDPOINT", "STATE", "HEALTHY", "BREAKER", "DEPTH", "MAP", "ERROR"];
     for (const line of formatTable(headers, rows)) io.out(line);
-    return ExitCode.OK;
+    if (code !== ExitCode.OK)
+      io.err(`not all shards are well: ${failing.map((s) => s.shard?.id ?? "?").join(", ")}`);
+    return code;
   },
 };
