@@ -125,7 +125,9 @@ export async function startShardWorker(
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);
   // the other shard workers, as the mover and idempotency keys during a move call them
   const peers = new PeerShards({
-    routerSecret: trust.routerSecret,
+    // during a rotation the previous secret, which every worker accepts until its end
+    // (those not rolled yet hold it as their only one)
+    routerSecret: trust.previousRouterSecret ?? trust.routerSecret,
     tls: config.tlsCaFile
       ? { caFile: config.tlsCaFile, certFile: config.tlsCertFile, keyFile: config.tlsKeyFile }
       : undefined,
