@@ -26,7 +26,8 @@ describe("describeError", () => {
       ],
     });
     // over TLS already: no TLS hint
-    expect(describeError(down, { ...via, tls: {} }).lines[1]).toBe(
+    const tls = { ca: undefined, cert: undefined, key: undefined };
+    expect(describeError(down, { ...via, tls }).lines[1]).toBe(
       "(via router 127.0.0.1:7300; --router or CODEQ_ROUTER names another)",
     );
     const slow = new ClientError("/m", Status.DEADLINE_EXCEEDED, "Deadline exceeded");

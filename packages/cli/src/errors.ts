@@ -1,4 +1,5 @@
 import { ClientError, Status } from "nice-grpc";
+import type { GlobalOptions } from "./args";
 
 /** Exit codes of `codeq`, documented in `codeq --help`. */
 export const ExitCode = {
@@ -54,12 +55,7 @@ export function exitCodeOfStatus(code: number): number {
 /** Exit code and stderr lines for whatever a command threw. */
 export function describeError(
   err: unknown,
-  via?: {
-    readonly router: string;
-    readonly timeoutMs: number;
-    readonly token: string | undefined;
-    readonly tls: unknown;
-  },
+  via?: Pick<GlobalOptions, "router" | "timeoutMs" | "token" | "tls">,
 ): { code: number; lines: string[] } {
   if (err instanceof UsageError)
     return { code: ExitCode.USAGE, lines: [`codeq: ${err.message}`, ...hintLines(err.hint)] };

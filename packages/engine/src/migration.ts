@@ -125,13 +125,14 @@ export interface ImportOutcome {
 
 const IMPORTABLE = new Set(["READY", "SCHEDULED", "DEAD"]);
 
-/**
- * Stores tasks moved from another shard, idempotently by id, keeping attempts,
- * run-at, priority, lease sequence and the idempotency key with its remaining window.
- */
 /** How long a target keeps the ids a migration's imports stored (for an abort), ms. */
 export const LANDED_TTL_MS = 7 * 24 * 3600 * 1000;
 
+/**
+ * Stores tasks moved from another shard, idempotently by id, keeping attempts,
+ * run-at, priority, lease sequence and the idempotency key with its remaining window.
+ * With `migrationId`, records the ids stored or found in that migration's landed set.
+ */
 export async function importTasks(
   ctx: EngineContext,
   queue: QueueRef,

@@ -1,4 +1,4 @@
-import { redisTls } from "@codeq/common";
+import type { RedisOptions } from "ioredis";
 import { entry, MapCache, RedisMapSource, type ShardMap } from "@codeq/shardmap";
 import type { Logger } from "@codeq/server-kit";
 import type { ShardConfig } from "./config";
@@ -20,11 +20,16 @@ export interface MapFollower {
  * then follows its announcements and polls every `mapPollMs`. While the control
  * store is unreachable the last map keeps being served, and said so.
  */
-export async function followShardMap(config: ShardConfig, logger: Logger): Promise<MapFollower> {
+export async function followShardMap(
+  config: ShardConfig,
+  logger: Logger,
+  /** ioredis options towards the control store (its TLS). */
+  controlOptions: RedisOptions,
+): Promise<MapFollower> {
   const source = new RedisMapSource({
     url: config.controlUrl,
     prefix: config.controlPrefix,
-    redisOptions: redisTls(config.controlUrl, config.controlTlsCaFile),
+    redisOptions: controlOptions,
     // Repeats every retry while the control store is down; checkStale() says it once.
     onError: (err) => logger.debug({ err: err.message }, "control store connection error"),
   });

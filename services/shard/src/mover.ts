@@ -261,9 +261,8 @@ export class Mover {
         migrationId: m.id,
         taskIds: ids.slice(at, at + 1000),
       };
-      const deadline = new Date(Date.now() + this.options.importTimeoutMs);
       try {
-        held.push(...(await client.heldTasks(request, { deadline })).held);
+        held.push(...(await client.heldTasks(request, this.peerDeadline())).held);
       } catch (err) {
         // a target too old to be asked: put everything back, as before it could be
         if (err instanceof ClientError && err.code === Status.UNIMPLEMENTED) return [];
@@ -285,7 +284,6 @@ export class Mover {
     // an abort moves nothing live: its tasks go home at once
     if (m.state !== "aborting") await this.sleep(m.startedAtMs + SWITCH_SETTLE_MS - Date.now());
     const queues = await this.queues(map, m);
-    const deadline = () => ({ deadline: new Date(Date.now() + this.options.importTimeoutMs) });
     /** The target's load: reported with every import, asked before the pass's first batch. */
     let load: number | undefined;
     let size = firstBatch(this.options.batch);
@@ -295,7 +293,7 @@ export class Mover {
       const target = { command: q.command, tenant: q.tenant, migrationId: m.id };
       /** Asks the target's load with an import of nothing (no store call there). */
       const probe = async () =>
-        (await client.importTasks({ ...target, tasks: [] }, deadline())).busy;
+        (await client.importTasks({ ...target, tasks: [] }, this.peerDeadline())).busy;
       for (;;) {
         if (!this.unchanged(m)) return;
         if (Date.now() - reported >= PROGRESS_EVERY_MS) {
@@ -312,7 +310,7 @@ export class Mover {
         if (batch.length === 0) break;
         const res = await client.importTasks(
           { ...target, tasks: batch.map(exportedToWire) },
-          deadline(),
+          this.peerDeadline(),
         );
         load = res.busy;
         size = nextBatch(size, load > (this.options.yieldAbove ?? 1), this.options.batch);
@@ -420,6 +418,11 @@ export class Mover {
     return load;
   }
 
+  /** Call options of a call to another shard worker: its deadline, `importTimeoutMs` away. */
+  private peerDeadline(): { deadline: Date } {
+    return { deadline: new Date(Date.now() + this.options.importTimeoutMs) };
+  }
+
   /** Sleeps `ms`, or less when the mover stops. */
   private async sleep(ms: number): Promise<void> {
     if (ms <= 0 || this.stopping.signal.aborted) return;
@@ -436,7 +439,7 @@ export class Mover {
     do {
       const page = await client.listQueues(
         { command: m.command, tenant: m.tenant ?? "", pageToken },
-        { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+        this.peerDeadline(),
       );
       const map = this.cache.current();
       for (const q of page.queues) if (movesTenant(map, m, q.tenant)) reserved += q.moving;
@@ -471,7 +474,7 @@ export class Mover {
                 expiresAtMs: b.expiresAt,
               })),
             },
-            { deadline: new Date(Date.now() + this.options.importTimeoutMs) },
+            this.peerDeadline(),
           );
           bound += res.keysBound;
         }

@@ -73,7 +73,9 @@ export async function startShardWorker(
   }
   // read before anything is opened: an unreadable CA file leaves nothing running
   const storeTls = redisTls(config.redisUrl, config.redisTlsCaFile);
-  const follower = config.controlUrl ? await followShardMap(config, logger) : undefined;
+  // the map and the migration records: one control store, reached alike
+  const controlTls = redisTls(config.controlUrl, config.controlTlsCaFile);
+  const follower = config.controlUrl ? await followShardMap(config, logger, controlTls) : undefined;
   const mapVersion = () => follower?.cache.status().version ?? 0;
   const redis = new Redis(config.redisUrl, {
     ...storeTls,
@@ -216,11 +218,7 @@ export async function startShardWorker(
   );
   background.start();
   const migrations = follower
-    ? new MigrationStore(
-        config.controlUrl,
-        config.controlPrefix,
-        redisTls(config.controlUrl, config.controlTlsCaFile),
-      )
+    ? new MigrationStore(config.controlUrl, config.controlPrefix, controlTls)
     : undefined;
   const mover =
     follower && migrations && config.mover
