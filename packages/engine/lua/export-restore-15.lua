@@ -1,5 +1,6 @@
 --[[ export-restore: puts every reserved task of one queue back where its state
-says (an aborted move): READY at the head of its list in the original order,
+says (an aborted move): READY at the tail of its list in the original order (a
+move forward reserves a list's newest tasks, from its tail),
 SCHEDULED and DEAD into their sets; a SCHEDULED one also lowers the shard's due
 index to its run-at (a due pass while it was reserved may have dropped the queue
 from it, and nothing else would bring it back).
@@ -12,15 +13,15 @@ Returns the number restored
 -- @include "lower-due"
 local ids = redis.call('ZRANGE', KEYS[4], 0, -1)
 local restored = 0
--- walk backwards so LPUSH rebuilds each list head in the original order
-for i = #ids, 1, -1 do
+-- in reservation order, which is each list's order
+for i = 1, #ids do
   local id = ids[i]
   redis.call('ZREM', KEYS[4], id)
   local s = redis.call('HGET', KEYS[1], id)
   if s then
     local x = parseState(s)
     if x.st == 'R' then
-      redis.call('LPUSH', KEYS[6 + x.pri], id)
+      redis.call('RPUSH', KEYS[6 + x.pri], id)
     elseif x.st == 'S' then
       redis.call('ZADD', KEYS[2], x.runAt, id)
       lowerDue(KEYS[5], ARGV[1], x.runAt)

@@ -10,7 +10,9 @@ KEYS[6] idemidx   KEYS[7] due (shard)   KEYS[8] queues (shard)   KEYS[9..18] rea
 KEYS[19] moving   KEYS[20] landed (the migration's ids stored or found here)
 KEYS[21..] idempotency keys, referenced by index from the items
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items
-ARGV[4] how long `landed` is kept, ms (0: nothing recorded), then 7 values per item:
+ARGV[4] how long `landed` is kept, ms (0: nothing recorded)
+ARGV[5] 1: READY tasks to the heads of their lists (a move forward), 0: to the tails
+  (an abort's trip home), then 7 values per item:
   id, record JSON ("" = none), state (R, S or D; attempts, run-at, priority and lease
   sequence as on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
   idempotency expiry (ms)
@@ -19,7 +21,13 @@ has not bound it to another task meanwhile.
 Every id imported or already present goes into `landed`: an abort asks which ids of
 the batch it had reserved are here (HeldTasks), and one that was finished and deleted
 here since must still count, or the source would put it back and it would run again.
-Returns one code per item: 0 imported, 1 already present, -4 refused (state)
+READY tasks keep the batch's order in their lists. A move forward puts them at the
+head, ahead of the tasks enqueued here since the switch: export takes a list's batches
+from its tail (the newest first), so the moved tasks keep their order here (FIFO
+within a priority). An abort's trip home appends them, as tasks arriving: export takes
+them from the head there.
+Returns one code per item: 0 imported, 1 already present, -4 refused (state, or a
+priority that is not one digit)
 ]]
 -- @include "task-state"
 -- @include "lower-due"
@@ -27,13 +35,17 @@ local now = tonumber(ARGV[1])
 local qid = ARGV[2]
 local n = tonumber(ARGV[3])
 local keep = tonumber(ARGV[4])
+local atHead = ARGV[5] == '1'
 local out = {}
 local imported = 0
+local ready = {}
 for i = 0, n - 1 do
-  local a = 5 + i * 7
+  local a = 6 + i * 7
   local id = ARGV[a]
   local x = parseState(ARGV[a + 2])
-  if x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D' then
+  -- (a priority that is not one digit would stop the script after earlier items were
+  -- written, and before their READY ones are pushed)
+  if (x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D') or not x.pri then
     out[#out + 1] = -4
   elseif redis.call('HEXISTS', KEYS[2], id) == 1 and redis.call('ZREM', KEYS[19], id) == 0 then
     out[#out + 1] = 1
@@ -48,7 +60,12 @@ for i = 0, n - 1 do
     redis.call('HSET', KEYS[2], id, ARGV[a + 2])
     redis.call('HSET', KEYS[3], id, ARGV[a + 3])
     if x.st == 'R' then
-      redis.call('RPUSH', KEYS[9 + x.pri], id)
+      local list = ready[x.pri]
+      if not list then
+        list = {}
+        ready[x.pri] = list
+      end
+      list[#list + 1] = id
     elseif x.st == 'S' then
       redis.call('ZADD', KEYS[4], x.runAt, id)
       lowerDue(KEYS[7], qid, x.runAt)
@@ -63,6 +80,17 @@ for i = 0, n - 1 do
     end
     out[#out + 1] = 0
     imported = imported + 1
+  end
+end
+-- READY tasks in the batch's order, at the head (LPUSH puts its last argument first)
+-- or the tail of their lists
+for p, ids in pairs(ready) do
+  if atHead then
+    local args = {}
+    for i = #ids, 1, -1 do args[#args + 1] = ids[i] end
+    redis.call('LPUSH', KEYS[9 + p], unpack(args))
+  else
+    redis.call('RPUSH', KEYS[9 + p], unpack(ids))
   end
 end
 if imported > 0 then redis.call('SADD', KEYS[8], qid) end

@@ -28,6 +28,7 @@ import {
   restoreExport,
   type ExportedTask,
   type ImportOutcome,
+  type MoveDirection,
 } from "./migration";
 import {
   ack,
@@ -254,9 +255,14 @@ export class QueueEngine {
   }
 
   /** Reserves the next batch to move: at most `limit` tasks and (past the first) `maxBytes` bytes. */
-  async exportBatch(queue: QueueRef, limit = 100, maxBytes?: number): Promise<ExportedTask[]> {
+  async exportBatch(
+    queue: QueueRef,
+    limit = 100,
+    maxBytes?: number,
+    direction?: MoveDirection,
+  ): Promise<ExportedTask[]> {
     checkQueue(queue);
-    return exportBatch(this.ctx, queue, limit, maxBytes);
+    return exportBatch(this.ctx, queue, limit, maxBytes, direction);
   }
 
   async confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {
@@ -286,9 +292,10 @@ export class QueueEngine {
     queue: QueueRef,
     tasks: readonly ExportedTask[],
     migrationId?: string,
+    direction?: MoveDirection,
   ): Promise<ImportOutcome> {
     checkQueue(queue);
-    const out = await importTasks(this.ctx, queue, tasks, migrationId);
+    const out = await importTasks(this.ctx, queue, tasks, migrationId, direction);
     // an import of nothing (the mover asking how busy this shard is) adds no queue here
     if (tasks.length > 0) this.fair.saw(queue);
     return out;

@@ -45,6 +45,12 @@ export { deliveryBytes } from "./lease-size";
 export type { GiveBackReason } from "./give-back";
 export type { AckInput, NackInput, ExtendInput, SettleOutcome } from "./settle";
 export type { DeadPage, DeadBatchOutcome, CleanupOutcome } from "./dead-letters";
-export type { BindingsPage, ExportedTask, ImportOutcome, IdempotencyBinding } from "./migration";
+export type {
+  BindingsPage,
+  ExportedTask,
+  ImportOutcome,
+  IdempotencyBinding,
+  MoveDirection,
+} from "./migration";
 export { MOVE_BATCH_BYTES } from "./migration";
 export { scriptSources, LUA_DIR, type ScriptSource } from "./script-loader";

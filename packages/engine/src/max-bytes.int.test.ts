@@ -113,19 +113,21 @@ describe("bytes bounds: lease answers and export batches", () => {
     await engine.enqueue(Q, [{ payload: big("s", 100), delayMs: 60_000 }]);
     const names = (batch: { task: { payload: Buffer } }[]) =>
       batch.map((e) => e.task.payload.subarray(0, 1).toString());
+    // a move forward takes the newest first, in the list's order
     const first = await engine.exportBatch(Q, 100, 250 * 1024);
-    expect(names(first)).toEqual(["a", "b"]);
+    expect(names(first)).toEqual(["d", "e"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 3, scheduled: 1, moving: 2 });
-    // a crashed mover resumes with the same batch, as much of it as fits
-    expect(names(await engine.exportBatch(Q, 100, 150 * 1024))).toEqual(["a"]);
-    expect(names(await engine.exportBatch(Q, 100, 250 * 1024))).toEqual(["a", "b"]);
+    // a crashed mover resumes with the same batch, as much of it as fits, newest first
+    expect(names(await engine.exportBatch(Q, 100, 150 * 1024))).toEqual(["e"]);
+    expect(names(await engine.exportBatch(Q, 100, 250 * 1024))).toEqual(["d", "e"]);
     await engine.confirmExport(
       Q,
       first.map((e) => e.task.id),
     );
     expect(names(await engine.exportBatch(Q, 100, 10))).toEqual(["c"]); // the first whatever its size
     await engine.restoreExport(Q);
-    // ready ones in their order, then the scheduled one: every task once
+    // ready ones from the tail, each batch in the list's order, then the scheduled one:
+    // every task once
     const all: string[] = [];
     for (;;) {
       const batch = await engine.exportBatch(Q, 100, 250 * 1024);
@@ -136,7 +138,7 @@ describe("bytes bounds: lease answers and export batches", () => {
         batch.map((e) => e.task.id),
       );
     }
-    expect(all).toEqual(["c", "d", "e", "s"]);
+    expect(all).toEqual(["b", "c", "a", "s"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 0, moving: 0 });
   });
 
@@ -157,9 +159,9 @@ describe("bytes bounds: lease answers and export batches", () => {
       );
       return batch.map((e) => e.task.payload.subarray(0, 1).toString());
     };
-    expect(await names(150 * 1024)).toEqual(["h"]); // not the small one behind the cut
+    expect(await names(150 * 1024)).toEqual(["i"]); // not the small one behind the cut
     expect(await engine.stats(Q)).toMatchObject({ ready: 2, scheduled: 2, moving: 0 });
-    expect(await names(210 * 1024)).toEqual(["i", "l", "s"]);
+    expect(await names(210 * 1024)).toEqual(["h", "l", "s"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 0, scheduled: 1 });
     expect(await names(1)).toEqual(["t"]);
   });
@@ -170,25 +172,34 @@ describe("bytes bounds: lease answers and export batches", () => {
       Q,
       ["a", "b", "c"].map((n) => ({ payload: big(n, 1) })),
     );
-    const [a] = await engine.exportBatch(Q, 1);
+    const [c] = await engine.exportBatch(Q, 1);
     // gone some other way while reserved (a store's leftover)
-    await redis.hdel(queueKeys(Q, { prefix, layout: "sharded", shard: "a" }).state, a!.task.id);
+    await redis.hdel(queueKeys(Q, { prefix, layout: "sharded", shard: "a" }).state, c!.task.id);
     const next = await engine.exportBatch(Q, 1);
     expect(next.map((e) => e.task.payload.subarray(0, 1).toString())).toEqual(["b"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 1, moving: 1 });
   });
 
-  it("resumes a reserved batch past its first ids when those were deleted", async () => {
+  it("resumes a reserved batch past the ids it sends first when those were deleted", async () => {
     const { engine, redis, prefix } = await fx().engine();
     await engine.enqueue(
       Q,
       ["a", "b", "c", "d", "e"].map((n) => ({ payload: big(n, 1) })),
     );
-    const reserved = await engine.exportBatch(Q, 4);
+    const names = (batch: { task: { payload: Buffer } }[]) =>
+      batch.map((e) => e.task.payload.subarray(0, 1).toString());
     const state = queueKeys(Q, { prefix, layout: "sharded", shard: "a" }).state;
-    await redis.hdel(state, reserved[0]!.task.id, reserved[1]!.task.id);
+    // a move forward sends a reservation's newest first: b c d e reserved, d e deleted
+    const reserved = await engine.exportBatch(Q, 4);
+    expect(names(reserved)).toEqual(["b", "c", "d", "e"]);
+    await redis.hdel(state, reserved[2]!.task.id, reserved[3]!.task.id);
     // a smaller batch now (the mover halves it for a busy target): the rest of the reserved one
-    const next = await engine.exportBatch(Q, 2);
-    expect(next.map((e) => e.task.payload.subarray(0, 1).toString())).toEqual(["c", "d"]);
+    expect(names(await engine.exportBatch(Q, 2))).toEqual(["b", "c"]);
+    await engine.restoreExport(Q);
+    // an abort's trip home sends the oldest first: a b c reserved, a b deleted
+    const home = await engine.exportBatch(Q, 3, undefined, "home");
+    expect(names(home)).toEqual(["a", "b", "c"]);
+    await redis.hdel(state, home[0]!.task.id, home[1]!.task.id);
+    expect(names(await engine.exportBatch(Q, 1, undefined, "home"))).toEqual(["c"]);
   });
 });

@@ -11,6 +11,16 @@ export interface ExportedTask {
 }
 
 /**
+ * Which way a batch moves, as export and import place READY tasks: `forward` (onto a
+ * move's target) takes each list's newest tasks first, and the target puts them at
+ * the head of its lists, so the moved tasks keep their order there, ahead of what
+ * producers enqueued on the target since the switch (FIFO within a priority);
+ * `home` (an abort's trip back to the source) takes the oldest first, and the source
+ * appends them behind what it holds, as tasks arriving.
+ */
+export type MoveDirection = "forward" | "home";
+
+/**
  * A batch's bytes (payloads, records and states), at most, by default: what one import
  * request carries to the target (a first task larger than that goes alone).
  */
@@ -18,14 +28,16 @@ export const MOVE_BATCH_BYTES = 4 * 1024 * 1024;
 
 /**
  * Reserves and returns the next batch of a queue's movable tasks (READY, then
- * SCHEDULED, then DEAD; never LEASED). Until `confirmExport` or `restoreExport`,
- * the same batch is returned again: a mover that crashed resumes where it was.
+ * SCHEDULED, then DEAD; never LEASED), READY ones from the end of their lists that
+ * `direction` says. Until `confirmExport` or `restoreExport`, the same batch is
+ * returned again: a mover that crashed resumes where it was.
  */
 export async function exportBatch(
   ctx: EngineContext,
   queue: QueueRef,
   limit: number,
   maxBytes = MOVE_BATCH_BYTES,
+  direction: MoveDirection = "forward",
 ): Promise<ExportedTask[]> {
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw invalidArgument(`limit must be 1..1000`);
@@ -35,7 +47,7 @@ export async function exportBatch(
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "export",
     [k.tasks, k.state, k.payloads, k.scheduled, k.dead, k.moving, k.idemidx, ...k.ready],
-    [ctx.clock.now(), limit, maxBytes],
+    [ctx.clock.now(), limit, maxBytes, direction === "forward" ? 1 : 0],
   );
   const out: ExportedTask[] = [];
   for (let i = 0; i < reply.length; i += 5) {
@@ -130,7 +142,8 @@ export const LANDED_TTL_MS = 7 * 24 * 3600 * 1000;
 
 /**
  * Stores tasks moved from another shard, idempotently by id, keeping attempts,
- * run-at, priority, lease sequence and the idempotency key with its remaining window.
+ * run-at, priority, lease sequence and the idempotency key with its remaining window;
+ * READY ones at the end of their lists that `direction` says, in the batch's order.
  * With `migrationId`, records the ids stored or found in that migration's landed set.
  */
 export async function importTasks(
@@ -138,6 +151,7 @@ export async function importTasks(
   queue: QueueRef,
   tasks: readonly ExportedTask[],
   migrationId?: string,
+  direction: MoveDirection = "forward",
 ): Promise<ImportOutcome> {
   if (tasks.length > 1000) throw invalidArgument("at most 1000 tasks per import");
   if (tasks.length === 0) return { imported: [], alreadyPresent: [] };
@@ -161,6 +175,7 @@ export async function importTasks(
     queueId(queue),
     tasks.length,
     migrationId ? LANDED_TTL_MS : 0,
+    direction === "forward" ? 1 : 0,
   ];
   tasks.forEach(({ task, idempotencyExpiresAt }, i) => {
     if (task.command !== queue.command || task.tenant !== queue.tenant) {

@@ -91,6 +91,14 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(audit.events.map((e) => e.action)).toEqual(
       expect.arrayContaining(["AssignCommand", "MigrationDraining", "MigrationCompleted"]),
     );
+    // FIFO within the priority held: the moved tasks in their order, ahead of the one
+    // enqueued on b before they landed
+    const order = await c.lease({ commands: ["X"], maxTasks: 100 });
+    expect(order.tasks.map((t) => Buffer.from(t.task!.payload).toString())).toEqual([
+      ...Array.from({ length: 37 }, (_, i) => `r${i + 3}`),
+      "k",
+      "new",
+    ]);
   }, 30_000);
 
   test("idempotency keys of tasks already done still deduplicate after the move", async () => {
@@ -334,6 +342,43 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await rc.source.get())!.migrations.map((x) => x.id)).toEqual([id]);
   }, 60_000);
 
+  test("an abort's trip home puts the tasks that moved behind those the source still holds, in their order", async () => {
+    await rc.close();
+    rc = await routerCluster({ server, shards: ["a", "b"], shard: { moverBatch: 10 } });
+    const c = rc.client("t1");
+    await c.enqueueBatch({
+      tasks: Array.from({ length: 40 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    // a's mover sends one batch (the newest ten), then waits in its next export until
+    // the test lets it go: a still holds the oldest thirty when the move is aborted
+    const a = rc.workers.get("a")!.engine;
+    const original = a.exportBatch.bind(a);
+    let exports = 0;
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    a.exportBatch = async (...args) => {
+      if (++exports === 1) return original(...args);
+      await held;
+      return [];
+    };
+    const admin = rc.admin();
+    const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+    const id = migrations[0]!.id;
+    await within(10_000, async () => (await stats("b", "X")).ready === 10);
+    await c.enqueue({ command: "X", payload: payload("on b") });
+    try {
+      await admin.abortMigration({ id });
+      await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+      const order = await c.lease({ commands: ["X"], maxTasks: 100 });
+      expect(order.tasks.map((t) => Buffer.from(t.task!.payload).toString())).toEqual([
+        ...Array.from({ length: 40 }, (_, i) => `${i}`),
+        "on b",
+      ]);
+    } finally {
+      letGo();
+    }
+  }, 30_000);
+
   /**
    * Stands in for a slow answer to ImportTasks from b (a large batch, a slow link):
    * `during` runs once, after b stored its first batch and before a hears so.
@@ -342,8 +387,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const b = rc.workers.get("b")!.engine;
     const original = b.importTasks.bind(b);
     let done = false;
-    b.importTasks = async (q, tasks, migrationId) => {
-      const out = await original(q, tasks, migrationId);
+    b.importTasks = async (q, tasks, migrationId, direction) => {
+      const out = await original(q, tasks, migrationId, direction);
       if (!done && tasks.length > 0) {
         done = true;
         await during();

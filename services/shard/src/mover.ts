@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
-import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
+import type { ExportedTask, MoveDirection, QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
   drainingSide,
@@ -306,7 +306,12 @@ export class Mover {
         if (!this.unchanged(m)) return;
         const batchStarted = Date.now();
         const requested = size;
-        const batch = await this.engine.exportBatch(q, requested, this.options.batchBytes);
+        const batch = await this.engine.exportBatch(
+          q,
+          requested,
+          this.options.batchBytes,
+          moveDirection(m),
+        );
         if (batch.length === 0) break;
         const res = await client.importTasks(
           { ...target, tasks: batch.map(exportedToWire) },
@@ -563,6 +568,11 @@ export class Mover {
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
+
+/** Which way `m` moves tasks now: onto its target, or home to its source once aborted. */
+export function moveDirection(m: Pick<Migration, "state">): MoveDirection {
+  return m.state === "aborting" ? "home" : "forward";
+}
 
 /** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
 export function firstBatch(max: number): number {

@@ -1,4 +1,6 @@
+import type { QueueEngine } from "../engine";
 import { ScriptCode } from "../errors";
+import type { MoveDirection } from "../migration";
 import { queueKeys } from "../keys";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
@@ -136,6 +138,91 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
     expect(await engine.dueQueues()).toEqual([Q]);
     expect(await engine.promote(Q)).toBe(1);
     expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([later!.id]);
+  });
+
+  /** Moves every movable task of Q from `source` to `target`, `size` at a time. */
+  async function moveAll(
+    source: QueueEngine,
+    target: QueueEngine,
+    size: number,
+    direction?: MoveDirection,
+  ): Promise<void> {
+    for (;;) {
+      const batch = await source.exportBatch(Q, size, undefined, direction);
+      if (batch.length === 0) return;
+      const res = await target.importTasks(Q, batch, undefined, direction);
+      await source.confirmExport(Q, [...res.imported, ...res.alreadyPresent]);
+    }
+  }
+
+  const leasedIds = async (engine: QueueEngine) =>
+    (await engine.lease(Q, { max: 1000, leaseMs: 30_000 })).map((d) => d.task.id);
+
+  it("keeps FIFO within a priority through a move: the moved tasks come first, in their order, then the target's own", async () => {
+    const { engine: source, clock } = await fx().engine({ shard: "a" });
+    const { engine: target } = await fx().engine({ shard: "b", clock });
+    const low = await seed(source, 7, { priority: 2 });
+    const high = await seed(source, 4, { priority: 7 });
+    // producers already enqueue on the target (the switch came before the first batch)
+    const fresh = await seed(target, 3, { priority: 2 }, Q, "new");
+    // the forward direction takes a list's newest tasks first, in the list's order
+    const first = await source.exportBatch(Q, 3);
+    expect(first.map((e) => e.task.id)).toEqual(high.slice(1));
+    await target.importTasks(Q, first);
+    await source.confirmExport(Q, high.slice(1));
+    await moveAll(source, target, 3);
+    expect(await source.stats(Q)).toMatchObject({ ready: 0, moving: 0 });
+    expect(await leasedIds(target)).toEqual([...high, ...low, ...fresh]);
+  });
+
+  it("a forward batch resumed with a smaller limit sends its newest part first, so the target still gets the list in order", async () => {
+    const { engine: source, clock } = await fx().engine({ shard: "a" });
+    const { engine: target } = await fx().engine({ shard: "b", clock });
+    const ids = await seed(source, 7);
+    const fresh = await seed(target, 1, {}, Q, "new");
+    // a pass reserved six, and its import failed; the next pass starts smaller
+    expect((await source.exportBatch(Q, 6)).map((e) => e.task.id)).toEqual(ids.slice(1));
+    const resumed = await source.exportBatch(Q, 2);
+    expect(resumed.map((e) => e.task.id)).toEqual(ids.slice(5));
+    await moveAll(source, target, 2);
+    expect(await leasedIds(target)).toEqual([...ids, ...fresh]);
+  });
+
+  it("an abort's trip home takes the oldest first and appends them behind what the source holds", async () => {
+    const { engine: source, clock } = await fx().engine({ shard: "a" });
+    const { engine: target } = await fx().engine({ shard: "b", clock });
+    const ids = await seed(source, 6);
+    // the forward trip moved the newest three; producers enqueued two on the target
+    const batch = await source.exportBatch(Q, 3);
+    await target.importTasks(Q, batch);
+    await source.confirmExport(Q, ids.slice(3));
+    const fresh = await seed(target, 2, {}, Q, "new");
+    const home = await target.exportBatch(Q, 2, undefined, "home");
+    expect(home.map((e) => e.task.id)).toEqual(ids.slice(3, 5));
+    await source.importTasks(Q, home, undefined, "home");
+    await target.confirmExport(Q, ids.slice(3, 5));
+    await moveAll(target, source, 2, "home");
+    expect(await leasedIds(source)).toEqual([...ids, ...fresh]);
+  });
+
+  it("puts an aborted forward batch back at the tail it came from, in its order", async () => {
+    const { engine } = await fx().engine();
+    const ids = await seed(engine, 6);
+    expect((await engine.exportBatch(Q, 2)).map((e) => e.task.id)).toEqual(ids.slice(4));
+    expect(await engine.stats(Q)).toMatchObject({ ready: 4, moving: 2 });
+    expect(await engine.restoreExport(Q)).toBe(2);
+    expect(await leasedIds(engine)).toEqual(ids);
+  });
+
+  it("a batch cut by bytes from the tail leaves the rest of the list in place", async () => {
+    const { engine } = await fx().engine();
+    const ids = await seed(engine, 5);
+    // a first task goes whatever its size; no second one fits in one byte
+    const cut = await engine.exportBatch(Q, 10, 1);
+    expect(cut.map((e) => e.task.id)).toEqual([ids[4]]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 4, moving: 1 });
+    expect(await engine.restoreExport(Q)).toBe(1);
+    expect(await leasedIds(engine)).toEqual(ids);
   });
 
   it("moves a queue between two shards without loss or duplicates, keeping dedup and fencing", async () => {
