@@ -18,6 +18,7 @@ import {
 import {
   currentShardOf,
   draftOf,
+  drainingSide,
   entry,
   isEndpoint,
   isUnfinished,
@@ -174,10 +175,22 @@ function sideProblems(map: ShardMap, m: Migration, side: MigrationSide): string[
     return entry(map.shards, side.shard) === undefined
       ? []
       : [`shard ${side.shard} did not answer (${side.error}); verify again once it does`];
-  if (side.unrouted === 0) return [];
-  return [
-    `shard ${side.shard} holds ${side.unrouted} ready, scheduled, leased, dead or reserved tasks of ${label(m.command, m.tenant)} where no router reads them under map version ${map.version}, so no worker receives them; they are kept, and assigning the queue to ${side.shard} and then back brings them into routing`,
-  ];
+  const problems: string[] = [];
+  // a move that is over leaves nothing reserved, unless a source's map lagged behind
+  // its abort (its mover puts that back once it sees the move gone) or a later move
+  // away from that shard reserved it
+  const laterMove = map.migrations.some(
+    (x) => isUnfinished(x) && x.command === m.command && drainingSide(x) === side.shard,
+  );
+  if (!isUnfinished(m) && side.moving > 0 && !laterMove)
+    problems.push(
+      `shard ${side.shard} holds ${side.moving} tasks of ${label(m.command, m.tenant)} reserved for this move, which is over, so no worker receives them; its mover puts them back once the map it holds shows the move over (a shard worker restarted meanwhile does not: assigning the queue away from ${side.shard} then moves them)`,
+    );
+  if (side.unrouted > 0)
+    problems.push(
+      `shard ${side.shard} holds ${side.unrouted} ready, scheduled, leased, dead or reserved tasks of ${label(m.command, m.tenant)} where no router reads them under map version ${map.version}, so no worker receives them; they are kept, and assigning the queue to ${side.shard} and then back brings them into routing`,
+    );
+  return problems;
 }
 
 /**

@@ -379,6 +379,60 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     }
   }, 30_000);
 
+  test("a source whose map lags behind an abort puts back the batch it reserved once the abort was over", async () => {
+    await rc.close();
+    rc = await routerCluster({ server, shards: ["a", "b"] });
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 20 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    const a = rc.workers.get("a")!;
+    const cache = a.map!;
+    // a's mover waits in its first export until the test lets it go
+    const original = a.engine.exportBatch.bind(a.engine);
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    let reached = () => {};
+    const waiting = new Promise<void>((resolve) => (reached = resolve));
+    a.engine.exportBatch = async (...args) => {
+      reached();
+      await held;
+      return original(...args);
+    };
+    const admin = rc.admin();
+    const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+    const id = migrations[0]!.id;
+    await waiting;
+    // from here the map a holds lags: it still shows the move in progress
+    const lagging = cache.current();
+    const current = cache.current.bind(cache);
+    cache.current = () => lagging;
+    try {
+      await admin.abortMigration({ id });
+      await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+      expect((await admin.getMigration({ id })).migration!.state).toBe(
+        MigrationState.MIGRATION_STATE_ABORTED,
+      );
+      // a's mover, still seeing the move, reserves a batch; b refuses it
+      letGo();
+      await within(5_000, async () => (await stats("a", "X")).moving === 20);
+      const stuck = await admin.verifyMigration({ id });
+      expect(stuck.consistent).toBe(false);
+      expect(stuck.problems).toEqual([
+        expect.stringMatching(/^shard a holds 20 tasks of X reserved for this move, which is over/),
+      ]);
+    } finally {
+      cache.current = current;
+      letGo();
+    }
+    // a's map catches up: the move is gone, and the batch goes back
+    await within(10_000, async () => (await stats("a", "X")).moving === 0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 20, moving: 0 });
+    expect(total(await stats("b", "X"))).toBe(0);
+    expect(await admin.verifyMigration({ id })).toMatchObject({ consistent: true, problems: [] });
+    const leased = await rc.client("t1").lease({ commands: ["X"], maxTasks: 100 });
+    expect(leased.tasks).toHaveLength(20);
+  }, 30_000);
+
   /**
    * Stands in for a slow answer to ImportTasks from b (a large batch, a slow link):
    * `during` runs once, after b stored its first batch and before a hears so.

@@ -3,6 +3,7 @@ import { ClientError, Status } from "nice-grpc";
 import type { ExportedTask, MoveDirection, QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
+  applicableMigrations,
   drainingSide,
   emptyCounts,
   entry,
@@ -94,7 +95,10 @@ const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as cons
  * finished: recorded with its progress, and removed from the map.
  *
  * A shard that is the receiving side of an aborting migration puts back any batch
- * it had reserved while it was the source (the tasks come home anyway).
+ * it had reserved while it was the source (the tasks come home anyway). So does a
+ * source whose move left the map while it still held it in progress (an abort it saw
+ * only once it was over: a map that lagged, announcements lost), for the queues no
+ * other move is taking from it.
  *
  * One pass at a time; passes run on map changes and every `intervalMs` while this
  * shard drains something. Progress goes to the control store for GetMigration.
@@ -105,6 +109,12 @@ export class Mover {
   private again = false;
   /** A reserved batch an abort should have put back is still out (the last try failed). */
   private restoreLeft = false;
+  /**
+   * The moves away from this shard seen in progress (copying or draining), until they
+   * are seen over and nothing of theirs is left reserved here: one that leaves the map
+   * unseen as aborting still gets its batch put back (`putBacks`).
+   */
+  private readonly sending = new Map<string, Migration>();
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
   private readonly moved = new Map<string, MigrationCounts>();
@@ -160,9 +170,24 @@ export class Mover {
 
   private schedule(): void {
     if (this.stopping.signal.aborted) return;
-    if (!this.restoreLeft && !this.mine(this.cache.current()).length) return;
+    if (!this.restoreLeft && !this.sending.size && !this.mine(this.cache.current()).length) return;
     this.timer = setTimeout(() => void this.kick(), this.options.intervalMs);
     this.timer.unref();
+  }
+
+  /**
+   * The moves away from here whose reserved batch goes back: those aborting, and those
+   * seen in progress that are no longer in the map (over, their abort unseen here).
+   */
+  private putBacks(map: ShardMap): Migration[] {
+    for (const m of map.migrations)
+      if (m.from === this.shard && (m.state === "copying" || m.state === "draining"))
+        this.sending.set(m.id, m);
+    const aborting = map.migrations.filter((m) => m.state === "aborting" && m.from === this.shard);
+    const gone = [...this.sending.values()].filter(
+      (m) => !map.migrations.some((x) => x.id === m.id),
+    );
+    return [...aborting, ...gone];
   }
 
   /** Unfinished migrations this shard drains. */
@@ -178,11 +203,11 @@ export class Mover {
       return;
     }
     this.restoreLeft = false;
-    for (const m of map.migrations) {
+    for (const m of this.putBacks(map)) {
       if (this.stopping.signal.aborted) return;
-      if (m.state !== "aborting" || m.from !== this.shard) continue;
       try {
         await this.restore(map, m);
+        if (!map.migrations.some((x) => x.id === m.id)) this.sending.delete(m.id);
       } catch (err) {
         // (the store away, say): tried again on the next pass, which is scheduled for it
         this.restoreLeft = true;
@@ -225,6 +250,11 @@ export class Mover {
    */
   private async restore(map: ShardMap, m: Migration): Promise<void> {
     for (const q of await this.queues(map, m)) {
+      // a batch reserved for a later move away from here is that move's
+      if (
+        applicableMigrations(map, q.command, q.tenant).some((x) => drainingSide(x) === this.shard)
+      )
+        continue;
       const reserved = await this.engine.reservedIds(q);
       if (reserved.length === 0) continue;
       const landed = await this.landedThere(map, m, q, reserved);
