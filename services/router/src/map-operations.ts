@@ -18,7 +18,6 @@ import {
 import {
   currentShardOf,
   draftOf,
-  drainingSide,
   entry,
   isEndpoint,
   isUnfinished,
@@ -168,8 +167,12 @@ function migrationSide(
   return side;
 }
 
-/** What is wrong with one side of a verified migration, one sentence each. */
-function sideProblems(map: ShardMap, m: Migration, side: MigrationSide): string[] {
+/**
+ * What is wrong with one side of a verified migration, one sentence each; `maps` are
+ * the map before counting and after it (`map`, the last).
+ */
+function sideProblems(maps: readonly ShardMap[], m: Migration, side: MigrationSide): string[] {
+  const map = maps[maps.length - 1]!;
   if (!side.answered)
     // a shard removed from the map was asked, then, whether it held anything
     return entry(map.shards, side.shard) === undefined
@@ -177,10 +180,16 @@ function sideProblems(map: ShardMap, m: Migration, side: MigrationSide): string[
       : [`shard ${side.shard} did not answer (${side.error}); verify again once it does`];
   const problems: string[] = [];
   // a move that is over leaves nothing reserved, unless a source's map lagged behind
-  // its abort (its mover puts that back once it sees the move gone) or a later move
-  // away from that shard reserved it
-  const laterMove = map.migrations.some(
-    (x) => isUnfinished(x) && x.command === m.command && drainingSide(x) === side.shard,
+  // its abort (its mover puts that back once it sees the move gone) or another move of
+  // the command that involves that shard, in either map, reserved it
+  const laterMove = maps.some((x) =>
+    x.migrations.some(
+      (o) =>
+        o.id !== m.id &&
+        isUnfinished(o) &&
+        o.command === m.command &&
+        (o.from === side.shard || o.to === side.shard),
+    ),
   );
   if (!isUnfinished(m) && side.moving > 0 && !laterMove)
     problems.push(
@@ -466,7 +475,7 @@ export class MapOperations {
     const maps = [before.map, after.map];
     const source = migrationSide(maps, m, m.from, fromQueues);
     const target = migrationSide(maps, m, m.to, toQueues);
-    const problems = [source, target].flatMap((side) => sideProblems(after.map, m, side));
+    const problems = [source, target].flatMap((side) => sideProblems(maps, m, side));
     if (before.cached || after.cached)
       problems.push(
         `the control store did not answer, so the check used this router's cached map (version ${after.map.version}), which may be behind; verify again once the store answers`,

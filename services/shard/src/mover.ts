@@ -207,7 +207,8 @@ export class Mover {
       if (this.stopping.signal.aborted) return;
       try {
         await this.restore(map, m);
-        if (!map.migrations.some((x) => x.id === m.id)) this.sending.delete(m.id);
+        // seen aborting or gone, and put back: no batch of it can be reserved here again
+        this.sending.delete(m.id);
       } catch (err) {
         // (the store away, say): tried again on the next pass, which is scheduled for it
         this.restoreLeft = true;
@@ -243,18 +244,18 @@ export class Mover {
   }
 
   /**
-   * An abort of a move away from here: puts back the batch reserved for it, but for
+   * An abort of a move away from here (or a move away that left the map unseen as
+   * aborting: `putBacks`): puts back the batch reserved for it, but for
    * the tasks of it the target holds (an import stored there whose answer was lost):
    * those are the target's to send home, and are deleted here (confirmed), or they
    * would be held on both shards.
    */
   private async restore(map: ShardMap, m: Migration): Promise<void> {
     for (const q of await this.queues(map, m)) {
-      // a batch reserved for a later move away from here is that move's
-      if (
-        applicableMigrations(map, q.command, q.tenant).some((x) => drainingSide(x) === this.shard)
-      )
-        continue;
+      // a batch reserved for another move of the queue that involves this shard (a
+      // later one away from here, aborting or not) is that move's to send or put back
+      const others = applicableMigrations(map, q.command, q.tenant).filter((x) => x.id !== m.id);
+      if (others.some((x) => x.from === this.shard || x.to === this.shard)) continue;
       const reserved = await this.engine.reservedIds(q);
       if (reserved.length === 0) continue;
       const landed = await this.landedThere(map, m, q, reserved);
