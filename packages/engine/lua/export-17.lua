@@ -6,18 +6,18 @@ reserved and not yet confirmed or restored, export returns that same batch again
 exactly where it was.
 Order: READY (priority 9 first), then SCHEDULED (earliest first), then DEAD (oldest
 first). LEASED tasks are never exported: they move once settled. READY tasks of a
-list are returned in the list's order, taken from its tail on a move forward (the
-newest first: the target puts each batch at the head of its list, so the batches
-rebuild the list in its order there, ahead of what producers enqueued on the target
-since the switch: FIFO within a priority holds through a move) and from its head on
-an abort's trip home (the source appends them behind what it holds).
+list are returned in the list's order, taken from its tail when the receiver puts
+them at the head of its lists (a move's copying phase: the newest first, so the
+batches rebuild each list in its order there, ahead of what producers enqueued on it
+since the switch: FIFO within a priority holds through a move), and from its head
+when the receiver appends them (a move's draining phase, an abort's trip home).
 A batch holds at most ARGV[2] tasks and at most ARGV[3] bytes of payloads, records
 and states, its first task's included (a first task larger than that goes alone):
 what the mover sends on in one request.
 KEYS[1] tasks   KEYS[2] state   KEYS[3] payloads   KEYS[4] scheduled   KEYS[5] dead
 KEYS[6] moving   KEYS[7] idemidx   KEYS[8..17] ready:0 .. ready:9
 ARGV[1] now (ms)   ARGV[2] limit (tasks)   ARGV[3] limit (bytes)
-ARGV[4] 1: READY from the tails (a move forward), 0: from the heads (an abort's trip home)
+ARGV[4] 1: READY from the tails (the receiver prepends), 0: from the heads (it appends)
 Returns 5 values per task: id, record JSON, state, payload, idempotency expiry (ms; 0 = none)
 ]]
 local now = tonumber(ARGV[1])
@@ -78,10 +78,10 @@ local function readRun(ids, fromEnd, gone)
   end
   return entries, looked, full
 end
--- a reserved batch goes first, from the end the batch is read from (a resumed move
--- forward asked for fewer tasks sends the reservation's newest first, as the lists
--- are read); ids of tasks deleted meanwhile leave it (a batch reserved with a larger
--- limit may hold more than one read of `limit`)
+-- a reserved batch goes first, from the end its lists are read from (one to be
+-- prepended, resumed with fewer tasks, sends the reservation's newest first); ids of
+-- tasks deleted meanwhile leave it (a batch reserved with a larger limit may hold
+-- more than one read of `limit`)
 local function unreserve(id) redis.call('ZREM', KEYS[6], id) end
 while true do
   local reserved

@@ -1,6 +1,6 @@
 --[[ export-restore: puts every reserved task of one queue back where its state
 says (an aborted move): READY at the tail of its list in the original order (a
-move forward reserves a list's newest tasks, from its tail),
+copying move reserves a list's newest tasks, from its tail),
 SCHEDULED and DEAD into their sets; a SCHEDULED one also lowers the shard's due
 index to its run-at (a due pass while it was reserved may have dropped the queue
 from it, and nothing else would bring it back).

@@ -11,8 +11,7 @@ KEYS[19] moving   KEYS[20] landed (the migration's ids stored or found here)
 KEYS[21..] idempotency keys, referenced by index from the items
 ARGV[1] now (ms)   ARGV[2] queue id   ARGV[3] n items
 ARGV[4] how long `landed` is kept, ms (0: nothing recorded)
-ARGV[5] 1: READY tasks to the heads of their lists (a move forward), 0: to the tails
-  (an abort's trip home), then 7 values per item:
+ARGV[5] 1: READY tasks to the heads of their lists, 0: to the tails; then 7 values per item:
   id, record JSON ("" = none), state (R, S or D; attempts, run-at, priority and lease
   sequence as on the source), payload, idempotency KEYS index (0 = none), idempotency key text,
   idempotency expiry (ms)
@@ -21,11 +20,11 @@ has not bound it to another task meanwhile.
 Every id imported or already present goes into `landed`: an abort asks which ids of
 the batch it had reserved are here (HeldTasks), and one that was finished and deleted
 here since must still count, or the source would put it back and it would run again.
-READY tasks keep the batch's order in their lists. A move forward puts them at the
-head, ahead of the tasks enqueued here since the switch: export takes a list's batches
-from its tail (the newest first), so the moved tasks keep their order here (FIFO
-within a priority). An abort's trip home appends them, as tasks arriving: export takes
-them from the head there.
+READY tasks keep the batch's order in their lists. A move's copying phase puts them
+at the head, ahead of the tasks enqueued here since the switch: export takes a list's
+batches from its tail (the newest first), so the moved tasks keep their order here
+(FIFO within a priority). A move's draining phase and an abort's trip home append
+them, as tasks arriving: export takes them from the head there.
 Returns one code per item: 0 imported, 1 already present, -4 refused (state, or a
 priority that is not one digit)
 ]]

@@ -28,7 +28,7 @@ import {
   restoreExport,
   type ExportedTask,
   type ImportOutcome,
-  type MoveDirection,
+  type Placement,
 } from "./migration";
 import {
   ack,
@@ -259,10 +259,10 @@ export class QueueEngine {
     queue: QueueRef,
     limit = 100,
     maxBytes?: number,
-    direction?: MoveDirection,
+    placement?: Placement,
   ): Promise<ExportedTask[]> {
     checkQueue(queue);
-    return exportBatch(this.ctx, queue, limit, maxBytes, direction);
+    return exportBatch(this.ctx, queue, limit, maxBytes, placement);
   }
 
   async confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {
@@ -292,10 +292,10 @@ export class QueueEngine {
     queue: QueueRef,
     tasks: readonly ExportedTask[],
     migrationId?: string,
-    direction?: MoveDirection,
+    placement?: Placement,
   ): Promise<ImportOutcome> {
     checkQueue(queue);
-    const out = await importTasks(this.ctx, queue, tasks, migrationId, direction);
+    const out = await importTasks(this.ctx, queue, tasks, migrationId, placement);
     // an import of nothing (the mover asking how busy this shard is) adds no queue here
     if (tasks.length > 0) this.fair.saw(queue);
     return out;

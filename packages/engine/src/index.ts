@@ -50,7 +50,7 @@ export type {
   ExportedTask,
   ImportOutcome,
   IdempotencyBinding,
-  MoveDirection,
+  Placement,
 } from "./migration";
 export { MOVE_BATCH_BYTES } from "./migration";
 export { scriptSources, LUA_DIR, type ScriptSource } from "./script-loader";

@@ -197,9 +197,9 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(names(await engine.exportBatch(Q, 2))).toEqual(["b", "c"]);
     await engine.restoreExport(Q);
     // an abort's trip home sends the oldest first: a b c reserved, a b deleted
-    const home = await engine.exportBatch(Q, 3, undefined, "home");
+    const home = await engine.exportBatch(Q, 3, undefined, "tail");
     expect(names(home)).toEqual(["a", "b", "c"]);
     await redis.hdel(state, home[0]!.task.id, home[1]!.task.id);
-    expect(names(await engine.exportBatch(Q, 1, undefined, "home"))).toEqual(["c"]);
+    expect(names(await engine.exportBatch(Q, 1, undefined, "tail"))).toEqual(["c"]);
   });
 });

@@ -11,14 +11,16 @@ export interface ExportedTask {
 }
 
 /**
- * Which way a batch moves, as export and import place READY tasks: `forward` (onto a
- * move's target) takes each list's newest tasks first, and the target puts them at
- * the head of its lists, so the moved tasks keep their order there, ahead of what
- * producers enqueued on the target since the switch (FIFO within a priority);
- * `home` (an abort's trip back to the source) takes the oldest first, and the source
- * appends them behind what it holds, as tasks arriving.
+ * Where a move puts a batch's READY tasks on the receiving shard, which also says
+ * which end of each list export takes them from: `head` (a move's copying phase)
+ * takes each list's newest tasks first and the receiver puts each batch ahead of what
+ * it holds, so the batches rebuild the list in its order there, ahead of what
+ * producers enqueued on it since the switch (FIFO within a priority); `tail` (a
+ * move's draining phase, when what becomes ready on the source arrived after the rest
+ * moved, and an abort's trip home) takes the oldest first and the receiver appends
+ * them, as tasks arriving.
  */
-export type MoveDirection = "forward" | "home";
+export type Placement = "head" | "tail";
 
 /**
  * A batch's bytes (payloads, records and states), at most, by default: what one import
@@ -29,7 +31,7 @@ export const MOVE_BATCH_BYTES = 4 * 1024 * 1024;
 /**
  * Reserves and returns the next batch of a queue's movable tasks (READY, then
  * SCHEDULED, then DEAD; never LEASED), READY ones from the end of their lists that
- * `direction` says. Until `confirmExport` or `restoreExport`, the same batch is
+ * `placement` implies. Until `confirmExport` or `restoreExport`, the same batch is
  * returned again: a mover that crashed resumes where it was.
  */
 export async function exportBatch(
@@ -37,7 +39,7 @@ export async function exportBatch(
   queue: QueueRef,
   limit: number,
   maxBytes = MOVE_BATCH_BYTES,
-  direction: MoveDirection = "forward",
+  placement: Placement = "head",
 ): Promise<ExportedTask[]> {
   if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
     throw invalidArgument(`limit must be 1..1000`);
@@ -47,7 +49,7 @@ export async function exportBatch(
   const reply = await ctx.runner.runBuffer<Buffer[]>(
     "export",
     [k.tasks, k.state, k.payloads, k.scheduled, k.dead, k.moving, k.idemidx, ...k.ready],
-    [ctx.clock.now(), limit, maxBytes, direction === "forward" ? 1 : 0],
+    [ctx.clock.now(), limit, maxBytes, placement === "head" ? 1 : 0],
   );
   const out: ExportedTask[] = [];
   for (let i = 0; i < reply.length; i += 5) {
@@ -143,7 +145,7 @@ export const LANDED_TTL_MS = 7 * 24 * 3600 * 1000;
 /**
  * Stores tasks moved from another shard, idempotently by id, keeping attempts,
  * run-at, priority, lease sequence and the idempotency key with its remaining window;
- * READY ones at the end of their lists that `direction` says, in the batch's order.
+ * READY ones at the end of their lists `placement` names, in the batch's order.
  * With `migrationId`, records the ids stored or found in that migration's landed set.
  */
 export async function importTasks(
@@ -151,7 +153,7 @@ export async function importTasks(
   queue: QueueRef,
   tasks: readonly ExportedTask[],
   migrationId?: string,
-  direction: MoveDirection = "forward",
+  placement: Placement = "head",
 ): Promise<ImportOutcome> {
   if (tasks.length > 1000) throw invalidArgument("at most 1000 tasks per import");
   if (tasks.length === 0) return { imported: [], alreadyPresent: [] };
@@ -175,7 +177,7 @@ export async function importTasks(
     queueId(queue),
     tasks.length,
     migrationId ? LANDED_TTL_MS : 0,
-    direction === "forward" ? 1 : 0,
+    placement === "head" ? 1 : 0,
   ];
   tasks.forEach(({ task, idempotencyExpiresAt }, i) => {
     if (task.command !== queue.command || task.tenant !== queue.tenant) {

@@ -77,13 +77,16 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     // the idempotency key came along: a repeat is a duplicate of the same task
     const again = await c.enqueue({ command: "X", payload: payload("k"), idempotencyKey: "key-1" });
     expect(again).toMatchObject({ duplicate: true, taskId: keyed.taskId });
-    // settling the leased tasks (on a, by their tokens) lets the migration finish
-    const acked = await c.ack({ items: leased.map((t) => ({ leaseToken: t.leaseToken })) });
-    expect(acked.results.map((r) => r.code)).toEqual([0, 0]);
+    // settling the leased tasks (on a, by their tokens) lets the migration finish: one
+    // acked, one nacked to run again (ready on a, it moves too)
+    const acked = await c.ack({ items: [{ leaseToken: leased[0]!.leaseToken }] });
+    expect(acked.results.map((r) => r.code)).toEqual([0]);
+    const nacked = await c.nack({ items: [{ leaseToken: leased[1]!.leaseToken, delayMs: 0 }] });
+    expect(nacked.results.map((r) => r.code)).toEqual([0]);
     await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
     const done = (await admin.getMigration({ id })).migration!;
     expect(done.state).toBe(MigrationState.MIGRATION_STATE_COMPLETED);
-    expect(done.moved).toMatchObject({ ready: 38, scheduled: 1, dead: 1, idempotencyKeys: 1 });
+    expect(done.moved).toMatchObject({ ready: 39, scheduled: 1, dead: 1, idempotencyKeys: 1 });
     expect(done.finishedAtMs).toBeGreaterThan(0);
     const listed = await admin.listMigrations({ includeFinished: true });
     expect(listed.migrations.map((m) => m.id)).toContain(id);
@@ -92,12 +95,14 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       expect.arrayContaining(["AssignCommand", "MigrationDraining", "MigrationCompleted"]),
     );
     // FIFO within the priority held: the moved tasks in their order, ahead of the one
-    // enqueued on b before they landed
+    // enqueued on b before they landed; the retry, ready again once the rest had moved,
+    // behind them all
     const order = await c.lease({ commands: ["X"], maxTasks: 100 });
     expect(order.tasks.map((t) => Buffer.from(t.task!.payload).toString())).toEqual([
       ...Array.from({ length: 37 }, (_, i) => `r${i + 3}`),
       "k",
       "new",
+      "r2",
     ]);
   }, 30_000);
 
@@ -441,8 +446,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const b = rc.workers.get("b")!.engine;
     const original = b.importTasks.bind(b);
     let done = false;
-    b.importTasks = async (q, tasks, migrationId, direction) => {
-      const out = await original(q, tasks, migrationId, direction);
+    b.importTasks = async (q, tasks, migrationId, placement) => {
+      const out = await original(q, tasks, migrationId, placement);
       if (!done && tasks.length > 0) {
         done = true;
         await during();

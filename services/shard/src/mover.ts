@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
-import type { ExportedTask, MoveDirection, QueueEngine, QueueRef } from "@codeq/engine";
+import type { ExportedTask, Placement, QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
   applicableMigrations,
@@ -337,15 +337,20 @@ export class Mover {
         if (!this.unchanged(m)) return;
         const batchStarted = Date.now();
         const requested = size;
+        const placement = placementOf(m);
         const batch = await this.engine.exportBatch(
           q,
           requested,
           this.options.batchBytes,
-          moveDirection(m),
+          placement,
         );
         if (batch.length === 0) break;
         const res = await client.importTasks(
-          { ...target, tasks: batch.map(exportedToWire) },
+          {
+            ...target,
+            tasks: batch.map(exportedToWire),
+            readyAtHead: placement === "head",
+          },
           this.peerDeadline(),
         );
         load = res.busy;
@@ -600,9 +605,13 @@ export class Mover {
 
 const round = (x: number) => Math.round(x * 100) / 100;
 
-/** Which way `m` moves tasks now: onto its target, or home to its source once aborted. */
-export function moveDirection(m: Pick<Migration, "state">): MoveDirection {
-  return m.state === "aborting" ? "home" : "forward";
+/**
+ * Where `m`'s batches put their READY tasks on the receiving side now (see Placement):
+ * ahead of what it holds while copying; behind it while draining (what becomes ready
+ * on the source then arrived after the rest moved) and on an abort's trip home.
+ */
+export function placementOf(m: Pick<Migration, "state">): Placement {
+  return m.state === "copying" ? "head" : "tail";
 }
 
 /** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */

@@ -1,11 +1,5 @@
 import { ServerError, Status, type CallContext } from "nice-grpc";
-import {
-  NAME_PATTERN,
-  type MoveDirection,
-  type QueueEngine,
-  type QueueRef,
-  type QueueStats,
-} from "@codeq/engine";
+import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "@codeq/engine";
 import type { internal } from "@codeq/proto";
 import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
 import { forward } from "./forward";
@@ -24,12 +18,10 @@ export interface ShardView {
   /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
   busy(): number;
   /**
-   * How migration `id` moves `queue` onto this shard in the map held (unfinished, with
-   * this shard on its filling side): `forward` onto its target, `home` on an abort's
-   * trip back to its source; undefined when it does not. Always `forward` for a shard
-   * that follows no map.
+   * Whether migration `id` moves `queue` onto this shard in the map held: unfinished,
+   * with this shard on its filling side. Always true for a shard that follows no map.
    */
-  receiving(id: string, queue: QueueRef): MoveDirection | undefined;
+  receives(id: string, queue: QueueRef): boolean;
 }
 
 /**
@@ -60,14 +52,21 @@ export function shardService(
       // a batch for a migration that is over (or no longer fills this shard) would stay
       // where no router reads; checked in the same turn as the import is sent, so a
       // mover pass that sees the map change here comes after it on the store
-      const direction = view.receiving(req.migrationId, queue);
-      if ((tasks.length > 0 || req.idempotencyKeys.length > 0) && !direction)
+      if (
+        (tasks.length > 0 || req.idempotencyKeys.length > 0) &&
+        !view.receives(req.migrationId, queue)
+      )
         throw new ServerError(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} does not move ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}): it is over, aborting, or not seen here yet; nothing was stored`,
         );
       const out = await asServerErrors(() =>
-        engine.importTasks(queue, tasks, req.migrationId || undefined, direction),
+        engine.importTasks(
+          queue,
+          tasks,
+          req.migrationId || undefined,
+          req.readyAtHead ? "head" : "tail",
+        ),
       );
       const keysBound = req.idempotencyKeys.length
         ? await asServerErrors(() =>
@@ -102,7 +101,7 @@ export function shardService(
       const queue = namedQueue(req, "task_ids", req.taskIds.length);
       // an import of the migration checked before this turn is on the store ahead of
       // this read (see importTasks); none can come after it
-      if (view.receiving(req.migrationId, queue))
+      if (view.receives(req.migrationId, queue))
         throw new ServerError(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} still moves ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}); ask again once the abort reaches it`,

@@ -1,5 +1,5 @@
 import { Redis } from "ioredis";
-import { QueueEngine, type MoveDirection, type QueueRef } from "@codeq/engine";
+import { QueueEngine, type QueueRef } from "@codeq/engine";
 import { messageOf, redisTls } from "@codeq/common";
 import { fillingMigration, MigrationStore } from "@codeq/shardmap";
 import { internal, QueueServiceDefinition } from "@codeq/proto";
@@ -21,7 +21,7 @@ import { BackgroundWork } from "./background";
 import { configWarnings, identityOptions, moveBatchBytes, type ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
 import { Metrics } from "./metrics";
-import { moveDirection, Mover } from "./mover";
+import { Mover } from "./mover";
 import { MovingKeys } from "./moving-keys";
 import { PeerShards } from "./peers";
 import { Notifier } from "./notifier";
@@ -164,12 +164,13 @@ export async function startShardWorker(
     storeReachable: () => storeReachable && redis.status === "ready",
     mapVersion,
     busy,
-    receiving: (id: string, queue: QueueRef): MoveDirection | undefined => {
-      if (!follower) return "forward";
-      if (follower.cache.version === 0) return undefined;
-      const m = fillingMigration(follower.cache.current(), queue.command, queue.tenant, config.id);
-      if (m?.id !== id) return undefined;
-      return moveDirection(m);
+    receives: (id: string, queue: QueueRef) => {
+      if (!follower) return true;
+      const map = follower.cache.version > 0 ? follower.cache.current() : undefined;
+      return (
+        map !== undefined &&
+        fillingMigration(map, queue.command, queue.tenant, config.id)?.id === id
+      );
     },
   };
   /** What the worker opened before it serves: the map follower, the store, the load gauge. */

@@ -1,6 +1,6 @@
 import type { QueueEngine } from "../engine";
 import { ScriptCode } from "../errors";
-import type { MoveDirection } from "../migration";
+import type { Placement } from "../migration";
 import { queueKeys } from "../keys";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
@@ -145,12 +145,12 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
     source: QueueEngine,
     target: QueueEngine,
     size: number,
-    direction?: MoveDirection,
+    placement?: Placement,
   ): Promise<void> {
     for (;;) {
-      const batch = await source.exportBatch(Q, size, undefined, direction);
+      const batch = await source.exportBatch(Q, size, undefined, placement);
       if (batch.length === 0) return;
-      const res = await target.importTasks(Q, batch, undefined, direction);
+      const res = await target.importTasks(Q, batch, undefined, placement);
       await source.confirmExport(Q, [...res.imported, ...res.alreadyPresent]);
     }
   }
@@ -197,11 +197,11 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
     await target.importTasks(Q, batch);
     await source.confirmExport(Q, ids.slice(3));
     const fresh = await seed(target, 2, {}, Q, "new");
-    const home = await target.exportBatch(Q, 2, undefined, "home");
+    const home = await target.exportBatch(Q, 2, undefined, "tail");
     expect(home.map((e) => e.task.id)).toEqual(ids.slice(3, 5));
-    await source.importTasks(Q, home, undefined, "home");
+    await source.importTasks(Q, home, undefined, "tail");
     await target.confirmExport(Q, ids.slice(3, 5));
-    await moveAll(target, source, 2, "home");
+    await moveAll(target, source, 2, "tail");
     expect(await leasedIds(source)).toEqual([...ids, ...fresh]);
   });
 

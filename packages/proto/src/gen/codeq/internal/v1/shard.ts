@@ -70,6 +70,14 @@ export interface ImportTasksRequest {
    * the rest of their window, unless the key is already bound here.
    */
   idempotencyKeys: IdempotencyKey[];
+  /**
+   * Where the batch's READY tasks go in their lists, in the batch's order: true,
+   * at the head, ahead of what this shard holds (a move's copying phase, which
+   * sends each list's newest tasks first, so the batches rebuild the list in its
+   * order); false, at the tail (a move's draining phase and an abort's trip home,
+   * which send the oldest first; and movers from before 2026-12-07).
+   */
+  readyAtHead: boolean;
 }
 
 /** A live idempotency key and the task it deduplicates to. */
@@ -382,7 +390,14 @@ export const ImportedTask: MessageFns<ImportedTask> = {
 };
 
 function createBaseImportTasksRequest(): ImportTasksRequest {
-  return { command: "", tenant: "", migrationId: "", tasks: [], idempotencyKeys: [] };
+  return {
+    command: "",
+    tenant: "",
+    migrationId: "",
+    tasks: [],
+    idempotencyKeys: [],
+    readyAtHead: false,
+  };
 }
 
 export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
@@ -401,6 +416,9 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     }
     for (const v of message.idempotencyKeys) {
       IdempotencyKey.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.readyAtHead !== false) {
+      writer.uint32(48).bool(message.readyAtHead);
     }
     return writer;
   },
@@ -458,6 +476,14 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
             message.idempotencyKeys.push(IdempotencyKey.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.readyAtHead = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -487,6 +513,11 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
         : globalThis.Array.isArray(object?.idempotency_keys)
           ? object.idempotency_keys.map((e: any) => IdempotencyKey.fromJSON(e))
           : [],
+      readyAtHead: isSet(object.readyAtHead)
+        ? globalThis.Boolean(object.readyAtHead)
+        : isSet(object.ready_at_head)
+          ? globalThis.Boolean(object.ready_at_head)
+          : false,
     };
   },
 
@@ -507,6 +538,9 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     if (message.idempotencyKeys?.length) {
       obj.idempotencyKeys = message.idempotencyKeys.map((e) => IdempotencyKey.toJSON(e));
     }
+    if (message.readyAtHead !== false) {
+      obj.readyAtHead = message.readyAtHead;
+    }
     return obj;
   },
 
@@ -521,6 +555,7 @@ export const ImportTasksRequest: MessageFns<ImportTasksRequest> = {
     message.tasks = object.tasks?.map((e) => ImportedTask.fromPartial(e)) || [];
     message.idempotencyKeys =
       object.idempotencyKeys?.map((e) => IdempotencyKey.fromPartial(e)) || [];
+    message.readyAtHead = object.readyAtHead ?? false;
     return message;
   },
 };
