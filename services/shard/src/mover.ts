@@ -252,10 +252,11 @@ export class Mover {
    */
   private async restore(map: ShardMap, m: Migration): Promise<void> {
     for (const q of await this.queues(map, m)) {
-      // a batch reserved for another move of the queue that involves this shard (a
-      // later one away from here, aborting or not) is that move's to send or put back
+      // a batch reserved for another move of the queue that takes from this shard (a
+      // later one away from here, aborting or not, or one onto here being aborted) is
+      // that move's to send or put back; a move onto here reserves nothing here
       const others = applicableMigrations(map, q.command, q.tenant).filter((x) => x.id !== m.id);
-      if (others.some((x) => x.from === this.shard || x.to === this.shard)) continue;
+      if (others.some((x) => x.from === this.shard || drainingSide(x) === this.shard)) continue;
       const reserved = await this.engine.reservedIds(q);
       if (reserved.length === 0) continue;
       const landed = await this.landedThere(map, m, q, reserved);
@@ -568,6 +569,9 @@ export class Mover {
         summary: `${m.id}: only leased tasks remain on ${this.shard}`,
       },
     );
+    // the next pass places what becomes ready here from now on at the target's tail
+    // (placementOf): it must not wait for the announcement (or the poll, if that is lost)
+    await this.cache.refresh();
   }
 
   /** Records the finished migration, then takes it off the map. */
