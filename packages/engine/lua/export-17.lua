@@ -2,8 +2,8 @@
 and returns them. Reserved tasks leave their index (so they can be neither leased
 nor promoted) for the `moving` set; their states are kept. While a batch is
 reserved and not yet confirmed or restored, export returns that same batch again
-(its first tasks, as many as the limits allow), so a mover that crashed resumes
-exactly where it was.
+(as many of its tasks as the limits allow: its first ones, or its last with ARGV[4]
+1), so a mover that crashed resumes exactly where it was.
 Order: READY (priority 9 first), then SCHEDULED (earliest first), then DEAD (oldest
 first). LEASED tasks are never exported: they move once settled. READY tasks of a
 list are returned in the list's order, taken from its tail when the receiver puts
@@ -134,6 +134,10 @@ for _, index in ipairs({ KEYS[4], KEYS[5] }) do
     reserve(entries)
   end
 end
--- scores keep the reservation order, so a resumed export returns the same order
-for i = 1, #ids do redis.call('ZADD', KEYS[6], i, ids[i]) end
+-- scores keep the reservation order, so a resumed export returns the same order, and
+-- say which end the lists gave it up from: positive from the tails, negative from the
+-- heads (export-restore puts READY tasks back there)
+local base = 0
+if not fromTail then base = -#ids - 1 end
+for i = 1, #ids do redis.call('ZADD', KEYS[6], base + i, ids[i]) end
 return out

@@ -1,6 +1,7 @@
 --[[ export-restore: puts every reserved task of one queue back where its state
-says (an aborted move): READY at the tail of its list in the original order (a
-copying move reserves a list's newest tasks, from its tail),
+says (an aborted move): READY at the end of its list it was taken from, in the
+original order (the tail for a batch reserved from the tails, whose `moving` scores
+are positive; the head for one from the heads, negative: see export),
 SCHEDULED and DEAD into their sets; a SCHEDULED one also lowers the shard's due
 index to its run-at (a due pass while it was reserved may have dropped the queue
 from it, and nothing else would bring it back).
@@ -11,16 +12,23 @@ Returns the number restored
 ]]
 -- @include "task-state"
 -- @include "lower-due"
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local ids = redis.call('ZRANGE', KEYS[4], 0, -1)
+local atHead = #first > 0 and tonumber(first[2]) < 0
 local restored = 0
--- in reservation order, which is each list's order
-for i = 1, #ids do
+-- reservation order is each list's order: walked forwards for RPUSH, backwards for
+-- LPUSH, each list is rebuilt in it
+local from, to, step = 1, #ids, 1
+if atHead then from, to, step = #ids, 1, -1 end
+for i = from, to, step do
   local id = ids[i]
   redis.call('ZREM', KEYS[4], id)
   local s = redis.call('HGET', KEYS[1], id)
   if s then
     local x = parseState(s)
-    if x.st == 'R' then
+    if x.st == 'R' and atHead then
+      redis.call('LPUSH', KEYS[6 + x.pri], id)
+    elseif x.st == 'R' then
       redis.call('RPUSH', KEYS[6 + x.pri], id)
     elseif x.st == 'S' then
       redis.call('ZADD', KEYS[2], x.runAt, id)

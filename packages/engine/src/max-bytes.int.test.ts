@@ -113,7 +113,7 @@ describe("bytes bounds: lease answers and export batches", () => {
     await engine.enqueue(Q, [{ payload: big("s", 100), delayMs: 60_000 }]);
     const names = (batch: { task: { payload: Buffer } }[]) =>
       batch.map((e) => e.task.payload.subarray(0, 1).toString());
-    // a move forward takes the newest first, in the list's order
+    // a copying move (head placement) takes the newest first, in the list's order
     const first = await engine.exportBatch(Q, 100, 250 * 1024);
     expect(names(first)).toEqual(["d", "e"]);
     expect(await engine.stats(Q)).toMatchObject({ ready: 3, scheduled: 1, moving: 2 });
@@ -189,14 +189,15 @@ describe("bytes bounds: lease answers and export batches", () => {
     const names = (batch: { task: { payload: Buffer } }[]) =>
       batch.map((e) => e.task.payload.subarray(0, 1).toString());
     const state = queueKeys(Q, { prefix, layout: "sharded", shard: "a" }).state;
-    // a move forward sends a reservation's newest first: b c d e reserved, d e deleted
+    // a copying move sends a reservation's newest first: b c d e reserved, d e deleted
     const reserved = await engine.exportBatch(Q, 4);
     expect(names(reserved)).toEqual(["b", "c", "d", "e"]);
     await redis.hdel(state, reserved[2]!.task.id, reserved[3]!.task.id);
     // a smaller batch now (the mover halves it for a busy target): the rest of the reserved one
     expect(names(await engine.exportBatch(Q, 2))).toEqual(["b", "c"]);
     await engine.restoreExport(Q);
-    // an abort's trip home sends the oldest first: a b c reserved, a b deleted
+    // tail placement (draining, an abort's trip home) sends the oldest first: a b c
+    // reserved, a b deleted
     const home = await engine.exportBatch(Q, 3, undefined, "tail");
     expect(names(home)).toEqual(["a", "b", "c"]);
     await redis.hdel(state, home[0]!.task.id, home[1]!.task.id);

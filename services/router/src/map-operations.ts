@@ -18,6 +18,7 @@ import {
 import {
   currentShardOf,
   draftOf,
+  drainingSide,
   entry,
   isEndpoint,
   isUnfinished,
@@ -181,17 +182,17 @@ function sideProblems(maps: readonly ShardMap[], m: Migration, side: MigrationSi
   const problems: string[] = [];
   // a move that is over leaves nothing reserved, unless a source's map lagged behind
   // its abort (its mover puts that back once it sees the move gone) or another move of
-  // the command that involves that shard, in either map, reserved it
-  const laterMove = maps.some((x) =>
+  // the command that takes from that shard, in either map, reserved it
+  const otherMove = maps.some((x) =>
     x.migrations.some(
       (o) =>
         o.id !== m.id &&
         isUnfinished(o) &&
         o.command === m.command &&
-        (o.from === side.shard || o.to === side.shard),
+        (o.from === side.shard || drainingSide(o) === side.shard),
     ),
   );
-  if (!isUnfinished(m) && side.moving > 0 && !laterMove)
+  if (!isUnfinished(m) && side.moving > 0 && !otherMove)
     problems.push(
       `shard ${side.shard} holds ${side.moving} tasks of ${label(m.command, m.tenant)} reserved for this move, which is over, so no worker receives them; its mover puts them back once the map it holds shows the move over (a shard worker restarted meanwhile does not: assigning the queue away from ${side.shard} then moves them)`,
     );

@@ -380,6 +380,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
         "on b",
       ]);
     } finally {
+      a.exportBatch = original;
       letGo();
     }
   }, 30_000);
@@ -427,6 +428,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       ]);
     } finally {
       cache.current = current;
+      a.engine.exportBatch = original;
       letGo();
     }
     // a's map catches up: the move is gone, and the batch goes back

@@ -1,4 +1,4 @@
-import { firstBatch, nextBatch } from "./mover";
+import { firstBatch, nextBatch, placementOf } from "./mover";
 
 describe("mover batch sizes", () => {
   test("a pass starts at 50 tasks (or the largest batch, when smaller)", () => {
@@ -17,5 +17,13 @@ describe("mover batch sizes", () => {
     expect(nextBatch(75, true, 500)).toBe(50);
     expect(nextBatch(50, true, 500)).toBe(50);
     expect(nextBatch(10, true, 10)).toBe(10);
+  });
+});
+
+describe("mover placement", () => {
+  test("a copying move's batches go to the head of the target's lists; draining and aborting ones to the tail", () => {
+    expect(placementOf({ state: "copying" })).toBe("head");
+    expect(placementOf({ state: "draining" })).toBe("tail");
+    expect(placementOf({ state: "aborting" })).toBe("tail");
   });
 });

@@ -110,9 +110,10 @@ export class Mover {
   /** A reserved batch an abort should have put back is still out (the last try failed). */
   private restoreLeft = false;
   /**
-   * The moves away from this shard seen in progress (copying or draining), until they
-   * are seen over and nothing of theirs is left reserved here: one that leaves the map
-   * unseen as aborting still gets its batch put back (`putBacks`).
+   * The moves away from this shard seen in progress (copying or draining), until a
+   * put-back for them has run once they are seen aborting or gone: one that leaves the
+   * map unseen as aborting still gets its batch put back (`putBacks`). (A move that
+   * completed costs one more look at its queues' reservations, which are empty.)
    */
   private readonly sending = new Map<string, Migration>();
   /** Aborted when the mover stops (it also cuts a rest short). */
