@@ -461,6 +461,40 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   const total = (s: { ready: number; scheduled: number; dead: number; leased: number }) =>
     s.ready + s.scheduled + s.dead + s.leased;
 
+  test("tasks the target refuses stay reserved on the source, and the migration's last error says so", async () => {
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
+    });
+    const b = rc.workers.get("b")!.engine;
+    const original = b.importTasks.bind(b);
+    let victim = "";
+    // stands in for an item the import script refuses: answered neither imported nor present
+    b.importTasks = async (q, tasks, migrationId, placement) => {
+      const out = await original(q, tasks, migrationId, placement);
+      victim ||= tasks[0]?.task.id ?? "";
+      return {
+        imported: out.imported.filter((x) => x !== victim),
+        alreadyPresent: out.alreadyPresent.filter((x) => x !== victim),
+      };
+    };
+    const admin = rc.admin();
+    try {
+      const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+      const id = migrations[0]!.id;
+      await within(10_000, async () =>
+        (await admin.getMigration({ id })).migration!.lastError.includes(`shard b refused 1 of`),
+      );
+      expect((await admin.getMigration({ id })).migration!.lastError).toContain(victim);
+      expect(await stats("a", "X")).toMatchObject({ ready: 0, moving: 1 });
+    } finally {
+      b.importTasks = original;
+    }
+    // taken at last (it was stored there all along: present), the move completes
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 0, moving: 0 });
+    expect((await stats("b", "X")).ready).toBe(5);
+  }, 30_000);
+
   test("an abort while a batch's import is unanswered brings the batch home, not deletes it on both shards", async () => {
     await rc.client("t1").enqueueBatch({
       tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),

@@ -363,8 +363,13 @@ export class Mover {
           batch.map((e) => e.task.id).filter((id) => held.has(id)),
         );
         count += tally(moved, batch, held);
-        // the target took none of it: the same batch would come back; the next pass retries
-        if (held.size === 0) break;
+        // what the target refused stays reserved here and would come back at once: the
+        // pass ends, saying so in the migration's last error, and the next one retries
+        const refused = batch.find((e) => !held.has(e.task.id));
+        if (refused)
+          throw new Error(
+            `shard ${fillingSide(m)} refused ${batch.length - held.size} of ${batch.length} tasks of ${q.command}/${q.tenant} (the first: ${refused.task.id}, ${refused.task.state}); they stay reserved here and are offered again every pass`,
+          );
         // a short batch may have been cut by bytes (one request's worth, exportBatch):
         // the queue is done only when an export finds nothing
         await this.rest(Date.now() - batchStarted);
