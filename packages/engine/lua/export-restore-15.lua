@@ -12,16 +12,16 @@ Returns the number restored
 ]]
 -- @include "task-state"
 -- @include "lower-due"
-local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-local ids = redis.call('ZRANGE', KEYS[4], 0, -1)
-local atHead = #first > 0 and tonumber(first[2]) < 0
+-- id, score, id, score …: one batch, whose scores all have the same sign
+local reserved = redis.call('ZRANGE', KEYS[4], 0, -1, 'WITHSCORES')
+local atHead = #reserved > 0 and tonumber(reserved[2]) < 0
 local restored = 0
 -- reservation order is each list's order: walked forwards for RPUSH, backwards for
 -- LPUSH, each list is rebuilt in it
-local from, to, step = 1, #ids, 1
-if atHead then from, to, step = #ids, 1, -1 end
+local from, to, step = 1, #reserved - 1, 2
+if atHead then from, to, step = #reserved - 1, 1, -2 end
 for i = from, to, step do
-  local id = ids[i]
+  local id = reserved[i]
   redis.call('ZREM', KEYS[4], id)
   local s = redis.call('HGET', KEYS[1], id)
   if s then

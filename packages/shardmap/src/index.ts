@@ -20,6 +20,7 @@ export {
   isUnfinished,
   entry,
   drainingSide,
+  takesFrom,
   fillingSide,
   type ShardMap,
   type ShardMapDraft,

@@ -107,6 +107,14 @@ export function drainingSide(migration: Migration): string {
   return migration.state === "aborting" ? migration.to : migration.from;
 }
 
+/**
+ * Whether `migration` may hold a batch reserved on `shard`: the shard it drains, and
+ * its source while it is aborting (a batch reserved before the abort, until put back).
+ */
+export function takesFrom(migration: Migration, shard: string): boolean {
+  return migration.from === shard || drainingSide(migration) === shard;
+}
+
 /** The shard tasks are moving onto. */
 export function fillingSide(migration: Migration): string {
   return migration.state === "aborting" ? migration.from : migration.to;

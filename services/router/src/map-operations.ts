@@ -18,7 +18,6 @@ import {
 import {
   currentShardOf,
   draftOf,
-  drainingSide,
   entry,
   isEndpoint,
   isUnfinished,
@@ -32,6 +31,7 @@ import {
   sharesEndpoint,
   ShardMapError,
   StaticMapError,
+  takesFrom,
   tenantKey,
   updateMap,
   type MapSource,
@@ -186,10 +186,7 @@ function sideProblems(maps: readonly ShardMap[], m: Migration, side: MigrationSi
   const otherMove = maps.some((x) =>
     x.migrations.some(
       (o) =>
-        o.id !== m.id &&
-        isUnfinished(o) &&
-        o.command === m.command &&
-        (o.from === side.shard || drainingSide(o) === side.shard),
+        o.id !== m.id && isUnfinished(o) && o.command === m.command && takesFrom(o, side.shard),
     ),
   );
   if (!isUnfinished(m) && side.moving > 0 && !otherMove)

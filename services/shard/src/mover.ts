@@ -10,6 +10,7 @@ import {
   fillingSide,
   isUnfinished,
   movesTenant,
+  takesFrom,
   progressId,
   updateMap,
   draftOf,
@@ -256,8 +257,8 @@ export class Mover {
       // a batch reserved for another move of the queue that takes from this shard (a
       // later one away from here, aborting or not, or one onto here being aborted) is
       // that move's to send or put back; a move onto here reserves nothing here
-      const others = applicableMigrations(map, q.command, q.tenant).filter((x) => x.id !== m.id);
-      if (others.some((x) => x.from === this.shard || drainingSide(x) === this.shard)) continue;
+      const others = applicableMigrations(map, q.command, q.tenant);
+      if (others.some((x) => x.id !== m.id && takesFrom(x, this.shard))) continue;
       const reserved = await this.engine.reservedIds(q);
       if (reserved.length === 0) continue;
       const landed = await this.landedThere(map, m, q, reserved);
@@ -320,6 +321,7 @@ export class Mover {
     /** The target's load: reported with every import, asked before the pass's first batch. */
     let load: number | undefined;
     let size = firstBatch(this.options.batch);
+    const placement = placementOf(m);
     for (const q of queues) {
       // a queue with nothing to move (only leased tasks left) costs neither a wait nor a call there
       if (!(await this.movable(q))) continue;
@@ -339,7 +341,6 @@ export class Mover {
         if (!this.unchanged(m)) return;
         const batchStarted = Date.now();
         const requested = size;
-        const placement = placementOf(m);
         const batch = await this.engine.exportBatch(
           q,
           requested,
