@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, Status } from "nice-grpc";
-import { MigrationState, ShardState, TaskState } from "@codeq/proto";
+import { MigrationState, ShardState, TaskState, type LeasedTask } from "@codeq/proto";
 import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer, startRelay } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
@@ -22,6 +22,24 @@ beforeEach(async () => {
 afterEach(async () => {
   await rc.close();
 });
+
+/** Enqueues `n` tasks of `command` for tenant t1 through the router, payloads "0" … "n-1". */
+const enqueueNumbered = (command: string, n: number) =>
+  rc.client("t1").enqueueBatch({
+    tasks: Array.from({ length: n }, (_, i) => ({ command, payload: payload(`${i}`) })),
+  });
+
+/** The payloads of leased tasks as text, in the order they came. */
+const payloadsOf = (res: { tasks: LeasedTask[] }) =>
+  res.tasks.map((t) => Buffer.from(t.task!.payload).toString());
+
+/** Replaces the file's three-shard cluster with shards a and b, set up by `options`. */
+async function twoShards(
+  options: Omit<Parameters<typeof routerCluster>[0], "server" | "shards"> = {},
+): Promise<void> {
+  await rc.close();
+  rc = await routerCluster({ server, shards: ["a", "b"], ...options });
+}
 
 const stats = (shard: string, command: string, tenant = "t1") =>
   rc.workers.get(shard)!.engine.stats({ command, tenant });
@@ -98,7 +116,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     // enqueued on b before they landed; the retry, ready again once the rest had moved,
     // behind them all
     const order = await c.lease({ commands: ["X"], maxTasks: 100 });
-    expect(order.tasks.map((t) => Buffer.from(t.task!.payload).toString())).toEqual([
+    expect(payloadsOf(order)).toEqual([
       ...Array.from({ length: 37 }, (_, i) => `r${i + 3}`),
       "k",
       "new",
@@ -259,9 +277,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   test("AbortMigration routes back and brings moved tasks home", async () => {
     const c = rc.client("t1");
     // a leased task keeps the migration from completing before the abort
-    await c.enqueueBatch({
-      tasks: Array.from({ length: 30 }, (_, i) => ({ command: "Y", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("Y", 30);
     const hold = await c.lease({ commands: ["Y"], maxTasks: 1 });
     const admin = rc.admin();
     const { migrations } = await admin.assignCommand({ command: "Y", shard: "b" });
@@ -307,9 +323,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("a move's first batch waits a second after the switch", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("X", 5);
     const sent = Date.now();
     await rc.admin().assignCommand({ command: "X", shard: "b" });
     await within(10_000, async () => (await stats("b", "X")).ready === 5);
@@ -319,18 +333,13 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("an abort in the middle of a mover's pass is not taken for a completion", async () => {
-    await rc.close();
     // a slow pass on a (batches of 10, each followed by a rest 19 times as long); b's
     // mover is off, so nothing comes back to a once the move is aborted
-    rc = await routerCluster({
-      server,
-      shards: ["a", "b"],
+    await twoShards({
       shard: { moverBatch: 10, moverDutyPercent: 5 },
       perShard: { b: { mover: false } },
     });
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 100 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("X", 100);
     const admin = rc.admin();
     const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
     const id = migrations[0]!.id;
@@ -348,12 +357,9 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 60_000);
 
   test("an abort's trip home puts the tasks that moved behind those the source still holds, in their order", async () => {
-    await rc.close();
-    rc = await routerCluster({ server, shards: ["a", "b"], shard: { moverBatch: 10 } });
+    await twoShards({ shard: { moverBatch: 10 } });
     const c = rc.client("t1");
-    await c.enqueueBatch({
-      tasks: Array.from({ length: 40 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("X", 40);
     // a's mover sends one batch (the newest ten), then waits in its next export until
     // the test lets it go: a still holds the oldest thirty when the move is aborted
     const a = rc.workers.get("a")!.engine;
@@ -375,10 +381,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       await admin.abortMigration({ id });
       await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
       const order = await c.lease({ commands: ["X"], maxTasks: 100 });
-      expect(order.tasks.map((t) => Buffer.from(t.task!.payload).toString())).toEqual([
-        ...Array.from({ length: 40 }, (_, i) => `${i}`),
-        "on b",
-      ]);
+      expect(payloadsOf(order)).toEqual([...Array.from({ length: 40 }, (_, i) => `${i}`), "on b"]);
     } finally {
       a.exportBatch = original;
       letGo();
@@ -386,11 +389,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("a source whose map lags behind an abort puts back the batch it reserved once the abort was over", async () => {
-    await rc.close();
-    rc = await routerCluster({ server, shards: ["a", "b"] });
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 20 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await twoShards();
+    await enqueueNumbered("X", 20);
     const a = rc.workers.get("a")!;
     const cache = a.map!;
     // a's mover waits in its first export until the test lets it go
@@ -462,9 +462,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     s.ready + s.scheduled + s.dead + s.leased;
 
   test("tasks the target refuses stay reserved on the source, and the migration's last error says so", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("X", 5);
     const b = rc.workers.get("b")!.engine;
     const original = b.importTasks.bind(b);
     let victim = "";
@@ -496,9 +494,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("an abort while a batch's import is unanswered brings the batch home, not deletes it on both shards", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("X", 5);
     let id = "";
     // b stored the batch; before a hears so, the move is aborted and b sends it back
     slowFirstImportAnswer(async () => {
@@ -516,9 +512,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("an abort after a batch landed on the target, its answer lost, leaves the target's copies to it: no task is held on both shards", async () => {
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 5 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await enqueueNumbered("X", 5);
     let id = "";
     let leased: { taskId: string; leaseToken: string } | undefined;
     // b stores a's first batch (all five) and a worker leases one of them from b; the
@@ -552,16 +546,9 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("an abort after a landed task was finished and deleted on the target does not put it back on the source", async () => {
-    await rc.close();
     // b deletes a task at its ack (no completed retention)
-    rc = await routerCluster({
-      server,
-      shards: ["a", "b"],
-      perShard: { b: { completedRetentionMs: 0 } },
-    });
-    await rc.client("t1").enqueueBatch({
-      tasks: Array.from({ length: 3 }, (_, i) => ({ command: "X", payload: payload(`${i}`) })),
-    });
+    await twoShards({ perShard: { b: { completedRetentionMs: 0 } } });
+    await enqueueNumbered("X", 3);
     let id = "";
     let finished = "";
     const b = rc.workers.get("b")!.engine;
@@ -663,9 +650,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   }, 30_000);
 
   test("the mover yields to a busy shard worker, and the move still completes", async () => {
-    await rc.close();
     // three batches; yielding at 70% of event-loop utilisation (the default)
-    rc = await routerCluster({ server, shards: ["a", "b"], shard: { moverBatch: 10 } });
+    await twoShards({ shard: { moverBatch: 10 } });
     const yielded = async () => {
       let seconds = 0;
       for (const w of rc.workers.values()) {
