@@ -388,12 +388,18 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     }
   }, 30_000);
 
-  test("a source whose map lags behind an abort puts back the batch it reserved once the abort was over", async () => {
+  /**
+   * Shards a and b, 20 tasks of X on a, a move of X to b, and a's map frozen with the
+   * move in progress while it is aborted and the abort ends; then a's mover, let go of
+   * its first export, reserves the whole queue for a move b refuses. `thaw` gives a back
+   * the live map.
+   */
+  async function reservedBehindAbort(): Promise<{ id: string; thaw: () => void }> {
     await twoShards();
     await enqueueNumbered("X", 20);
     const a = rc.workers.get("a")!;
     const cache = a.map!;
-    // a's mover waits in its first export until the test lets it go
+    // a's mover waits in its first export until the abort is over
     const original = a.engine.exportBatch.bind(a.engine);
     let letGo = () => {};
     const held = new Promise<void>((resolve) => (letGo = resolve));
@@ -404,40 +410,67 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       await held;
       return original(...args);
     };
-    const admin = rc.admin();
-    const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
-    const id = migrations[0]!.id;
-    await waiting;
-    // from here the map a holds lags: it still shows the move in progress
-    const lagging = cache.current();
     const current = cache.current.bind(cache);
-    cache.current = () => lagging;
+    const thaw = () => {
+      cache.current = current;
+      a.engine.exportBatch = original;
+      letGo();
+    };
     try {
+      const admin = rc.admin();
+      const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+      const id = migrations[0]!.id;
+      await waiting;
+      // from here the map a holds lags: it still shows the move in progress
+      const lagging = cache.current();
+      cache.current = () => lagging;
       await admin.abortMigration({ id });
       await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
       expect((await admin.getMigration({ id })).migration!.state).toBe(
         MigrationState.MIGRATION_STATE_ABORTED,
       );
-      // a's mover, still seeing the move, reserves a batch; b refuses it
       letGo();
       await within(5_000, async () => (await stats("a", "X")).moving === 20);
-      const stuck = await admin.verifyMigration({ id });
+      return { id, thaw };
+    } catch (err) {
+      thaw();
+      throw err;
+    }
+  }
+
+  /** Every task of X back on a in its order, none on b, and the move verified consistent. */
+  async function allBackOnA(id: string): Promise<void> {
+    await within(10_000, async () => (await stats("a", "X")).moving === 0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 20, moving: 0 });
+    expect(total(await stats("b", "X"))).toBe(0);
+    expect(await rc.admin().verifyMigration({ id })).toMatchObject({
+      consistent: true,
+      problems: [],
+    });
+    const leased = await rc.client("t1").lease({ commands: ["X"], maxTasks: 100 });
+    expect(payloadsOf(leased)).toEqual(Array.from({ length: 20 }, (_, i) => `${i}`));
+  }
+
+  test("a source whose map lags behind an abort puts back the batch it reserved once the abort was over", async () => {
+    const { id, thaw } = await reservedBehindAbort();
+    try {
+      const stuck = await rc.admin().verifyMigration({ id });
       expect(stuck.consistent).toBe(false);
       expect(stuck.problems).toEqual([
         expect.stringMatching(/^shard a holds 20 tasks of X reserved for this move, which is over/),
       ]);
     } finally {
-      cache.current = current;
-      a.engine.exportBatch = original;
-      letGo();
+      thaw(); // a's map catches up: the move is gone, and the batch goes back
     }
-    // a's map catches up: the move is gone, and the batch goes back
-    await within(10_000, async () => (await stats("a", "X")).moving === 0);
-    expect(await stats("a", "X")).toMatchObject({ ready: 20, moving: 0 });
-    expect(total(await stats("b", "X"))).toBe(0);
-    expect(await admin.verifyMigration({ id })).toMatchObject({ consistent: true, problems: [] });
-    const leased = await rc.client("t1").lease({ commands: ["X"], maxTasks: 100 });
-    expect(leased.tasks).toHaveLength(20);
+    await allBackOnA(id);
+  }, 30_000);
+
+  test("a source restarted before its lagging map caught up puts back the batch it reserved for the aborted move", async () => {
+    const { id } = await reservedBehindAbort();
+    // a stops before its map shows the move gone: that process never puts the batch back
+    await rc.stopShard("a");
+    await rc.startShard("a");
+    await allBackOnA(id);
   }, 30_000);
 
   /**

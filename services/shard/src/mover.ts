@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { messageOf } from "@codeq/common";
 import { ClientError, Status } from "nice-grpc";
 import type { ExportedTask, Placement, QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
@@ -82,6 +83,13 @@ const YIELD_MAX_MS = 1000;
 /** Idempotency keys bound per ImportTasks call. */
 const KEY_PAGE = 1000;
 
+/**
+ * How many of the newest aborted moves away from this shard a starting mover puts
+ * back a reserved batch for (`seed`): the one a restart can leave one for is the last
+ * or nearly, and each costs a look at its queues' reservations.
+ */
+const SEEDED_MOVES = 10;
+
 const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as const;
 
 /**
@@ -117,6 +125,12 @@ export class Mover {
    * completed costs one more look at its queues' reservations, which are empty.)
    */
   private readonly sending = new Map<string, Migration>();
+  /**
+   * The recent aborted moves away from here are in `sending` (`seed`): a worker
+   * restarted between a lagging map's reservation and the map catching up had not seen
+   * them in progress, and puts back what is still reserved for them all the same.
+   */
+  private seeded = false;
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
   private readonly moved = new Map<string, MigrationCounts>();
@@ -172,7 +186,13 @@ export class Mover {
 
   private schedule(): void {
     if (this.stopping.signal.aborted) return;
-    if (!this.restoreLeft && !this.sending.size && !this.mine(this.cache.current()).length) return;
+    if (
+      this.seeded &&
+      !this.restoreLeft &&
+      !this.sending.size &&
+      !this.mine(this.cache.current()).length
+    )
+      return;
     this.timer = setTimeout(() => void this.kick(), this.options.intervalMs);
     this.timer.unref();
   }
@@ -192,6 +212,24 @@ export class Mover {
     return [...aborting, ...gone];
   }
 
+  /**
+   * Once per process: the newest aborted moves away from here (SEEDED_MOVES of them)
+   * join `sending`, so the first pass puts back a batch reserved for one of them that
+   * the process before this one reserved and never put back. Only an abort leaves such
+   * a batch: a move completes only once its source holds nothing of the queue, and
+   * while this worker was down no abort of a move from it could bring tasks home.
+   */
+  private async seed(map: ShardMap): Promise<void> {
+    const finished = await this.store.listFinished();
+    const aborted = finished
+      .map((f) => f.migration)
+      .filter((m) => m.from === this.shard && m.state === "aborted")
+      .filter((m) => !map.migrations.some((x) => x.id === m.id))
+      .slice(0, SEEDED_MOVES);
+    for (const m of aborted) this.sending.set(m.id, m);
+    this.seeded = true;
+  }
+
   /** Unfinished migrations this shard drains. */
   private mine(map: ShardMap): Migration[] {
     return map.migrations.filter((m) => isUnfinished(m) && drainingSide(m) === this.shard);
@@ -205,6 +243,11 @@ export class Mover {
       return;
     }
     this.restoreLeft = false;
+    if (!this.seeded)
+      await this.seed(map).catch((err: unknown) => {
+        // the control store away: tried again on the next pass (scheduled while unseeded)
+        this.logger.debug({ err: messageOf(err) }, "reading the finished moves failed");
+      });
     for (const m of this.putBacks(map)) {
       if (this.stopping.signal.aborted) return;
       try {
