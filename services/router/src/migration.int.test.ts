@@ -4,6 +4,7 @@ import { MigrationState, ShardState, TaskState, type LeasedTask } from "@codeq/p
 import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer, startRelay } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import { olderPeer } from "./test/older-peer";
 
 const payload = (s: string) => Buffer.from(s);
 
@@ -355,6 +356,39 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(m.state).toBe(MigrationState.MIGRATION_STATE_ABORTING);
     expect((await rc.source.get())!.migrations.map((x) => x.id)).toEqual([id]);
   }, 60_000);
+
+  test("a move onto a worker from before ready_at_head keeps the order: the mover sends the oldest first", async () => {
+    await twoShards({ shard: { moverBatch: 5 } });
+    await enqueueNumbered("X", 20);
+    const b = rc.workers.get("b")!;
+    await b.engine.enqueue({ command: "X", tenant: "t1" }, [{ payload: payload("own") }]);
+    // the movers reach b as a build that appends every batch and says nothing of it
+    const older = await olderPeer(rc.addresses.get("b")!);
+    try {
+      await rc.change((d) => ({
+        ...d,
+        shards: { ...d.shards, b: { ...d.shards.b!, endpoint: older.address } },
+      }));
+      await within(
+        5_000,
+        async () => rc.workers.get("a")!.map!.current().shards.b?.endpoint === older.address,
+      );
+      await rc.admin().assignCommand({ command: "X", shard: "b" });
+      await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    } finally {
+      await older.close();
+    }
+    // four batches of five, each appended: behind b's own task, in their order (sent
+    // newest first, they would have come 15…19, 10…14, 5…9, 0…4)
+    const leased = await b.engine.lease(
+      { command: "X", tenant: "t1" },
+      { max: 100, leaseMs: 60_000 },
+    );
+    expect(leased.map((d) => Buffer.from(d.task.payload).toString())).toEqual([
+      "own",
+      ...Array.from({ length: 20 }, (_, i) => `${i}`),
+    ]);
+  }, 30_000);
 
   test("an abort's trip home puts the tasks that moved behind those the source still holds, in their order", async () => {
     await twoShards({ shard: { moverBatch: 10 } });

@@ -131,6 +131,13 @@ export class Mover {
    * them in progress, and puts back what is still reserved for them all the same.
    */
   private seeded = false;
+  /**
+   * Per move this worker sends, whether its target puts READY tasks at the head when
+   * asked (its ImportTasks answers say; a worker from before appends every batch). Once
+   * a target has appended, the move sends the oldest first to the end for good: a move
+   * that switched ends midway would reorder what it had sent.
+   */
+  private readonly placesAtHead = new Map<string, boolean>();
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
   private readonly moved = new Map<string, MigrationCounts>();
@@ -254,6 +261,7 @@ export class Mover {
         await this.restore(map, m);
         // seen aborting or gone, and put back: no batch of it can be reserved here again
         this.sending.delete(m.id);
+        this.placesAtHead.delete(m.id);
       } catch (err) {
         // (the store away, say): tried again on the next pass, which is scheduled for it
         this.restoreLeft = true;
@@ -364,14 +372,16 @@ export class Mover {
     /** The target's load: reported with every import, asked before the pass's first batch. */
     let load: number | undefined;
     let size = firstBatch(this.options.batch);
-    const placement = placementOf(m);
     for (const q of queues) {
       // a queue with nothing to move (only leased tasks left) costs neither a wait nor a call there
       if (!(await this.movable(q))) continue;
       const target = { command: q.command, tenant: q.tenant, migrationId: m.id };
-      /** Asks the target's load with an import of nothing (no store call there). */
-      const probe = async () =>
-        (await client.importTasks({ ...target, tasks: [] }, this.peerDeadline())).busy;
+      /** Asks the target's load (and placement) with an import of nothing (no store call there). */
+      const probe = async () => {
+        const res = await client.importTasks({ ...target, tasks: [] }, this.peerDeadline());
+        this.heard(m, res.placesReadyAtHead);
+        return res.busy;
+      };
       for (;;) {
         if (!this.unchanged(m)) return;
         if (Date.now() - reported >= PROGRESS_EVERY_MS) {
@@ -382,6 +392,9 @@ export class Mover {
         load = await this.yieldWhileBusy(m, load, probe);
         // stopped, aborted or finished meanwhile: the next pass sees the new state
         if (!this.unchanged(m)) return;
+        // the first batch to a target's head waits to know that it honours the head
+        if (placementOf(m) === "head" && !this.placesAtHead.has(m.id)) await probe();
+        const placement = this.placementFor(m);
         const batchStarted = Date.now();
         const requested = size;
         const batch = await this.engine.exportBatch(
@@ -400,6 +413,7 @@ export class Mover {
           this.peerDeadline(),
         );
         load = res.busy;
+        this.heard(m, res.placesReadyAtHead);
         size = nextBatch(size, load > (this.options.yieldAbove ?? 1), this.options.batch);
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
@@ -449,6 +463,23 @@ export class Mover {
       await this.finish(m, remaining);
     } else if (m.state === "copying" && left === remaining.leased)
       await this.setState(m, "draining");
+  }
+
+  /** Where `m`'s next batch puts its READY tasks: `placementOf`, unless its target appends anyway. */
+  private placementFor(m: Migration): Placement {
+    return this.placesAtHead.get(m.id) === false ? "tail" : placementOf(m);
+  }
+
+  /** Notes whether `m`'s target said it honours `ready_at_head` (see `placesAtHead`). */
+  private heard(m: Migration, placesAtHead: boolean): void {
+    const known = this.placesAtHead.get(m.id);
+    if (known === false) return;
+    if (!placesAtHead && placementOf(m) === "head")
+      this.logger.warn(
+        { migration: m.id, to: fillingSide(m) },
+        "the target predates placing moved tasks at the head of its lists: they go behind the tasks it holds (upgrade every shard worker before moving)",
+      );
+    if (known === undefined || !placesAtHead) this.placesAtHead.set(m.id, placesAtHead);
   }
 
   /** Rests after a batch that took `busyMs` (see `dutyPercent`). */
@@ -653,6 +684,7 @@ export class Mover {
       },
     );
     this.moved.delete(id);
+    this.placesAtHead.delete(id);
     if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
   }
 }

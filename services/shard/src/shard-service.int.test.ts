@@ -169,7 +169,14 @@ describe("the internal ShardService", () => {
       ],
     };
     const first = await shard.importTasks(req);
-    expect(first).toEqual({ imported: ids, alreadyPresent: [], keysBound: 0, busy: first.busy });
+    expect(first).toEqual({
+      imported: ids,
+      alreadyPresent: [],
+      keysBound: 0,
+      busy: first.busy,
+      // it honours ready_at_head (a mover falls back to appending for a worker that does not say so)
+      placesReadyAtHead: true,
+    });
     // how busy the worker is, for the mover to yield to its live traffic
     expect(first.busy).toBeGreaterThanOrEqual(0);
     expect(first.busy).toBeLessThanOrEqual(1);

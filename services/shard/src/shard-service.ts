@@ -94,6 +94,7 @@ export function shardService(
         alreadyPresent: out.alreadyPresent,
         keysBound,
         busy: view.busy(),
+        placesReadyAtHead: true,
       };
     },
 

@@ -113,6 +113,13 @@ export interface ImportTasksResponse {
    * an ImportTasks with no tasks and no keys only asks this.
    */
   busy: number;
+  /**
+   * True: this worker puts READY tasks where ready_at_head says (workers since
+   * 2026-12-07). A worker from before leaves it false and appends every batch; a
+   * mover then sends a list's oldest tasks first, so they keep their order there
+   * (behind what that shard holds) rather than arriving reversed batch by batch.
+   */
+  placesReadyAtHead: boolean;
 }
 
 export interface HeldTasksRequest {
@@ -850,7 +857,7 @@ export const LookupIdempotencyKeysResponse: MessageFns<LookupIdempotencyKeysResp
 };
 
 function createBaseImportTasksResponse(): ImportTasksResponse {
-  return { imported: [], alreadyPresent: [], keysBound: 0, busy: 0 };
+  return { imported: [], alreadyPresent: [], keysBound: 0, busy: 0, placesReadyAtHead: false };
 }
 
 export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
@@ -866,6 +873,9 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     }
     if (message.busy !== 0) {
       writer.uint32(37).float(message.busy);
+    }
+    if (message.placesReadyAtHead !== false) {
+      writer.uint32(40).bool(message.placesReadyAtHead);
     }
     return writer;
   },
@@ -915,6 +925,14 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
             message.busy = reader.float();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.placesReadyAtHead = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -943,6 +961,11 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
           ? globalThis.Number(object.keys_bound)
           : 0,
       busy: isSet(object.busy) ? globalThis.Number(object.busy) : 0,
+      placesReadyAtHead: isSet(object.placesReadyAtHead)
+        ? globalThis.Boolean(object.placesReadyAtHead)
+        : isSet(object.places_ready_at_head)
+          ? globalThis.Boolean(object.places_ready_at_head)
+          : false,
     };
   },
 
@@ -960,6 +983,9 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     if (message.busy !== 0) {
       obj.busy = floatToJson(message.busy);
     }
+    if (message.placesReadyAtHead !== false) {
+      obj.placesReadyAtHead = message.placesReadyAtHead;
+    }
     return obj;
   },
 
@@ -972,6 +998,7 @@ export const ImportTasksResponse: MessageFns<ImportTasksResponse> = {
     message.alreadyPresent = object.alreadyPresent?.map((e) => e) || [];
     message.keysBound = object.keysBound ?? 0;
     message.busy = object.busy ?? 0;
+    message.placesReadyAtHead = object.placesReadyAtHead ?? false;
     return message;
   },
 };
