@@ -34,6 +34,23 @@ const enqueueNumbered = (command: string, n: number) =>
 const payloadsOf = (res: { tasks: LeasedTask[] }) =>
   res.tasks.map((t) => Buffer.from(t.task!.payload).toString());
 
+/**
+ * Puts a stand-in for an older build of b's worker (`olderPeer`) at b's address in the
+ * map, and waits for a to see it: a's mover then reaches b through it.
+ */
+async function olderB(options: Parameters<typeof olderPeer>[1] = {}) {
+  const older = await olderPeer(rc.addresses.get("b")!, options);
+  await rc.change((d) => ({
+    ...d,
+    shards: { ...d.shards, b: { ...d.shards.b!, endpoint: older.address } },
+  }));
+  await within(
+    5_000,
+    async () => rc.workers.get("a")!.map!.current().shards.b?.endpoint === older.address,
+  );
+  return older;
+}
+
 /** Replaces the file's three-shard cluster with shards a and b, set up by `options`. */
 async function twoShards(
   options: Omit<Parameters<typeof routerCluster>[0], "server" | "shards"> = {},
@@ -363,16 +380,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const b = rc.workers.get("b")!;
     await b.engine.enqueue({ command: "X", tenant: "t1" }, [{ payload: payload("own") }]);
     // the movers reach b as a build that appends every batch and says nothing of it
-    const older = await olderPeer(rc.addresses.get("b")!);
+    const older = await olderB();
     try {
-      await rc.change((d) => ({
-        ...d,
-        shards: { ...d.shards, b: { ...d.shards.b!, endpoint: older.address } },
-      }));
-      await within(
-        5_000,
-        async () => rc.workers.get("a")!.map!.current().shards.b?.endpoint === older.address,
-      );
       await rc.admin().assignCommand({ command: "X", shard: "b" });
       await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
     } finally {
@@ -428,9 +437,13 @@ describe("AssignCommand moves a command between shards while it is used", () => 
    * its first export, reserves the whole queue for a move b refuses. `thaw` gives a back
    * the live map.
    */
-  async function reservedBehindAbort(): Promise<{ id: string; thaw: () => void }> {
+  async function reservedBehindAbort(
+    /** Runs once the tasks are on a, before the move (its map is frozen later). */
+    before: () => Promise<unknown> = async () => undefined,
+  ): Promise<{ id: string; thaw: () => void }> {
     await twoShards();
     await enqueueNumbered("X", 20);
+    await before();
     const a = rc.workers.get("a")!;
     const cache = a.map!;
     // a's mover waits in its first export until the abort is over
@@ -497,6 +510,19 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       thaw(); // a's map catches up: the move is gone, and the batch goes back
     }
     await allBackOnA(id);
+  }, 30_000);
+
+  test("a source puts back the whole batch when the target is too old to say which of it landed (no HeldTasks)", async () => {
+    let older: Awaited<ReturnType<typeof olderB>> | undefined;
+    try {
+      const { id, thaw } = await reservedBehindAbort(
+        async () => (older = await olderB({ withoutHeldTasks: true })),
+      );
+      thaw();
+      await allBackOnA(id);
+    } finally {
+      await older?.close();
+    }
   }, 30_000);
 
   test("a source restarted before its lagging map caught up puts back the batch it reserved for the aborted move", async () => {
