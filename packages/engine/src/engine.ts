@@ -265,12 +265,13 @@ export class QueueEngine {
     return exportBatch(this.ctx, queue, limit, maxBytes, placement);
   }
 
-  async confirmExport(queue: QueueRef, ids: readonly string[]): Promise<number> {
+  /** Deletes reserved tasks the target holds (`homeFrom`: the aborted migration sending them home). */
+  async confirmExport(queue: QueueRef, ids: readonly string[], homeFrom?: string): Promise<number> {
     checkQueue(queue);
-    return confirmExport(this.ctx, queue, ids);
+    return confirmExport(this.ctx, queue, ids, homeFrom);
   }
 
-  /** Which of `ids` the queue holds, in any state, or took in by an import of `migrationId`. */
+  /** Which of `ids` the queue holds, in any state, or took in by an import of `migrationId` and has not sent home since. */
   async heldTasks(queue: QueueRef, ids: readonly string[], migrationId: string): Promise<string[]> {
     checkQueue(queue);
     return heldTasks(this.ctx, queue, ids, migrationId);

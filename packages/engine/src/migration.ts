@@ -107,18 +107,31 @@ export function reservedIds(ctx: EngineContext, queue: QueueRef): Promise<string
   return ctx.redis.zrange(ctx.keys(queue).moving, "0", "-1");
 }
 
-/** Deletes reserved tasks the target confirmed it holds. Returns how many were deleted. */
+/**
+ * Deletes reserved tasks the target confirmed it holds. Returns how many were deleted.
+ * `homeFrom`: the aborted migration whose trip home this is; the ids also leave what
+ * its imports recorded here (`heldTasks` no longer counts them).
+ */
 export function confirmExport(
   ctx: EngineContext,
   queue: QueueRef,
   ids: readonly string[],
+  homeFrom?: string,
 ): Promise<number> {
   if (ids.length === 0) return Promise.resolve(0);
   const k = ctx.keys(queue);
   return ctx.runner.run<number>(
     "export-confirm",
-    [k.tasks, k.state, k.payloads, k.results, k.moving],
-    ids,
+    [
+      k.tasks,
+      k.state,
+      k.payloads,
+      k.results,
+      k.moving,
+      // (a key of the queue either way: unused without a migration)
+      homeFrom ? k.landed(homeFrom) : k.moving,
+    ],
+    [homeFrom ? "1" : "0", ...ids],
   );
 }
 

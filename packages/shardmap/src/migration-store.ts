@@ -29,6 +29,11 @@ export interface MigrationProgress {
   /** Tasks moved per second over the last pass. */
   readonly ratePerSecond: number;
   readonly lastError?: string;
+  /**
+   * The target appends every batch (a worker from before `ready_at_head`): the source
+   * sends each list's oldest tasks first until the move is over, even after a restart.
+   */
+  readonly targetAppends?: boolean;
 }
 
 /**

@@ -191,7 +191,7 @@ function sideProblems(maps: readonly ShardMap[], m: Migration, side: MigrationSi
   );
   if (!isUnfinished(m) && side.moving > 0 && !otherMove)
     problems.push(
-      `shard ${side.shard} holds ${side.moving} tasks of ${label(m.command, m.tenant)} reserved for this move, which is over, so no worker receives them; its mover puts them back once the map it holds shows the move over (a shard worker restarted meanwhile does not: assigning the queue away from ${side.shard} then moves them)`,
+      `shard ${side.shard} holds ${side.moving} tasks of ${label(m.command, m.tenant)} reserved for this move, which is over, so no worker receives them; its mover puts them back once the map it holds shows the move over, and a restarted worker does for its ten newest aborted moves; should they stay, assigning the queue away from ${side.shard} moves them`,
     );
   if (side.unrouted > 0)
     problems.push(

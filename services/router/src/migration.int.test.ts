@@ -374,11 +374,28 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect((await rc.source.get())!.migrations.map((x) => x.id)).toEqual([id]);
   }, 60_000);
 
-  test("a move onto a worker from before ready_at_head keeps the order: the mover sends the oldest first", async () => {
+  /** Shards a and b, batches of five, tasks "0" … "19" of X on a and "own" on b. */
+  async function twenty(): Promise<void> {
     await twoShards({ shard: { moverBatch: 5 } });
     await enqueueNumbered("X", 20);
-    const b = rc.workers.get("b")!;
-    await b.engine.enqueue({ command: "X", tenant: "t1" }, [{ payload: payload("own") }]);
+    await rc.workers
+      .get("b")!
+      .engine.enqueue({ command: "X", tenant: "t1" }, [{ payload: payload("own") }]);
+  }
+
+  /** b serves its own task, then "0" … "19" in their order. */
+  async function ownThenTwenty(): Promise<void> {
+    const leased = await rc.workers
+      .get("b")!
+      .engine.lease({ command: "X", tenant: "t1" }, { max: 100, leaseMs: 60_000 });
+    expect(leased.map((d) => Buffer.from(d.task.payload).toString())).toEqual([
+      "own",
+      ...Array.from({ length: 20 }, (_, i) => `${i}`),
+    ]);
+  }
+
+  test("a move onto a worker from before ready_at_head keeps the order: the mover sends the oldest first", async () => {
+    await twenty();
     // the movers reach b as a build that appends every batch and says nothing of it
     const older = await olderB();
     try {
@@ -389,14 +406,42 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     }
     // four batches of five, each appended: behind b's own task, in their order (sent
     // newest first, they would have come 15…19, 10…14, 5…9, 0…4)
-    const leased = await b.engine.lease(
-      { command: "X", tenant: "t1" },
-      { max: 100, leaseMs: 60_000 },
-    );
-    expect(leased.map((d) => Buffer.from(d.task.payload).toString())).toEqual([
-      "own",
-      ...Array.from({ length: 20 }, (_, i) => `${i}`),
-    ]);
+    await ownThenTwenty();
+  }, 30_000);
+
+  test("a source restarted during a move onto a worker that appends keeps sending the oldest first, though the target was upgraded meanwhile", async () => {
+    await twenty();
+    const older = await olderB();
+    // a's mover sends one batch, then its second export fails until a stops
+    const a = rc.workers.get("a")!;
+    const original = a.engine.exportBatch.bind(a.engine);
+    let calls = 0;
+    let reached = () => {};
+    const waiting = new Promise<void>((resolve) => (reached = resolve));
+    a.engine.exportBatch = async (...args) => {
+      if (++calls === 1) return original(...args);
+      reached();
+      throw new Error("held by the test");
+    };
+    try {
+      await rc.admin().assignCommand({ command: "X", shard: "b" });
+      await waiting;
+      expect((await stats("b", "X")).ready).toBe(6);
+      await rc.stopShard("a");
+    } finally {
+      a.engine.exportBatch = original;
+      await older.close();
+    }
+    // b is upgraded (its own address again, saying it places at the head); a restarts
+    await rc.change((d) => ({
+      ...d,
+      shards: { ...d.shards, b: { ...d.shards.b!, endpoint: rc.addresses.get("b")! } },
+    }));
+    await rc.startShard("a");
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    // the rest appended oldest first too; at the head, 15…19, 10…14, 5…9 would have
+    // come before b's own task and the first batch
+    await ownThenTwenty();
   }, 30_000);
 
   test("an abort's trip home puts the tasks that moved behind those the source still holds, in their order", async () => {
@@ -522,6 +567,49 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       await allBackOnA(id);
     } finally {
       await older?.close();
+    }
+  }, 30_000);
+
+  test("tasks that came home, reserved again by a pass that missed the abort, go back on the source: the target no longer counts them as held", async () => {
+    await twoShards({ shard: { moverBatch: 5 } });
+    await enqueueNumbered("X", 20);
+    const a = rc.workers.get("a")!;
+    // a's mover moves two batches, then waits in its third export, past its last look
+    // at the map
+    const original = a.engine.exportBatch.bind(a.engine);
+    let calls = 0;
+    let letGo = () => {};
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    let reached = () => {};
+    const waiting = new Promise<void>((resolve) => (reached = resolve));
+    let reservedLate = () => {};
+    const late = new Promise<void>((resolve) => (reservedLate = resolve));
+    a.engine.exportBatch = async (...args) => {
+      if (++calls !== 3) return original(...args);
+      reached();
+      await held;
+      const out = await original(...args);
+      reservedLate();
+      return out;
+    };
+    try {
+      const admin = rc.admin();
+      const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+      const id = migrations[0]!.id;
+      await waiting;
+      expect((await stats("b", "X")).ready).toBe(10);
+      // the abort brings the ten home and ends (a holds no batch reserved yet)
+      await admin.abortMigration({ id });
+      await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+      expect(await stats("a", "X")).toMatchObject({ ready: 20, moving: 0 });
+      // the waiting export reserves the newest five, which came home; b refuses them,
+      // and a's next pass puts them back rather than deleting them as held on b
+      letGo();
+      await late;
+      await allBackOnA(id);
+    } finally {
+      a.engine.exportBatch = original;
+      letGo();
     }
   }, 30_000);
 

@@ -1,4 +1,5 @@
-import { firstBatch, nextBatch, placementOf } from "./mover";
+import { firstBatch, nextBatch } from "./mover";
+import { placementOf } from "./target-placement";
 
 describe("mover batch sizes", () => {
   test("a pass starts at 50 tasks (or the largest batch, when smaller)", () => {

@@ -1,17 +1,13 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { messageOf } from "@codeq/common";
-import { ClientError, Status } from "nice-grpc";
-import type { ExportedTask, Placement, QueueEngine, QueueRef } from "@codeq/engine";
+import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
-  applicableMigrations,
   drainingSide,
   emptyCounts,
   entry,
   fillingSide,
   isUnfinished,
   movesTenant,
-  takesFrom,
   progressId,
   updateMap,
   draftOf,
@@ -25,6 +21,8 @@ import {
 } from "@codeq/shardmap";
 import { exportedToWire } from "@codeq/wire";
 import type { PeerClient, PeerShards } from "./peers";
+import { movedQueues, PutBack } from "./put-back";
+import { TargetPlacements } from "./target-placement";
 
 export interface MoverOptions {
   /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
@@ -83,13 +81,6 @@ const YIELD_MAX_MS = 1000;
 /** Idempotency keys bound per ImportTasks call. */
 const KEY_PAGE = 1000;
 
-/**
- * How many of the newest aborted moves away from this shard a starting mover puts
- * back a reserved batch for (`seed`): the one a restart can leave one for is the last
- * or nearly, and each costs a look at its queues' reservations.
- */
-const SEEDED_MOVES = 10;
-
 const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as const;
 
 /**
@@ -103,11 +94,10 @@ const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as cons
  * rest. When this shard holds nothing of the queue any more, the migration is
  * finished: recorded with its progress, and removed from the map.
  *
- * A shard that is the receiving side of an aborting migration puts back any batch
- * it had reserved while it was the source (the tasks come home anyway). So does a
- * source whose move left the map while it still held it in progress (an abort it saw
- * only once it was over: a map that lagged, announcements lost), for the queues no
- * other move is taking from it.
+ * Each pass first puts back the batches reserved here for moves away from this shard
+ * that will not send them (`PutBack`: an abort, or a move that left the map unseen).
+ * While copying, each batch goes to the head of the target's lists where the target
+ * honours that (`TargetPlacements`).
  *
  * One pass at a time; passes run on map changes and every `intervalMs` while this
  * shard drains something. Progress goes to the control store for GetMigration.
@@ -116,33 +106,13 @@ export class Mover {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private again = false;
-  /** A reserved batch an abort should have put back is still out (the last try failed). */
-  private restoreLeft = false;
-  /**
-   * The moves away from this shard seen in progress (copying or draining), until a
-   * put-back for them has run once they are seen aborting or gone: one that leaves the
-   * map unseen as aborting still gets its batch put back (`putBacks`). (A move that
-   * completed costs one more look at its queues' reservations, which are empty.)
-   */
-  private readonly sending = new Map<string, Migration>();
-  /**
-   * The recent aborted moves away from here are in `sending` (`seed`): a worker
-   * restarted between a lagging map's reservation and the map catching up had not seen
-   * them in progress, and puts back what is still reserved for them all the same.
-   */
-  private seeded = false;
-  /**
-   * Per move this worker sends, whether its target puts READY tasks at the head when
-   * asked (its ImportTasks answers say; a worker from before appends every batch). Once
-   * a target has appended, the move sends the oldest first to the end for good: a move
-   * that switched ends midway would reorder what it had sent.
-   */
-  private readonly placesAtHead = new Map<string, boolean>();
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
   private readonly moved = new Map<string, MigrationCounts>();
   /** The mover is yielding to a busy shard worker (logged when it starts and ends). */
   private yielding = false;
+  private readonly putBack: PutBack;
+  private readonly placements: TargetPlacements;
 
   constructor(
     private readonly shard: string,
@@ -153,8 +123,20 @@ export class Mover {
     private readonly logger: Logger,
     private readonly options: MoverOptions,
     /** Called after tasks were restored to this shard's indexes (wake the streams). */
-    private readonly onRestored: (queue: QueueRef, n: number) => void = () => undefined,
-  ) {}
+    onRestored: (queue: QueueRef, n: number) => void = () => undefined,
+  ) {
+    this.putBack = new PutBack({
+      shard,
+      engine,
+      store,
+      logger,
+      peers: options.peers,
+      peerCall: () => this.peerDeadline(),
+      stopped: () => this.stopping.signal.aborted,
+      onRestored,
+    });
+    this.placements = new TargetPlacements(logger);
+  }
 
   start(): () => void {
     const off = this.cache.onChange(() => this.kick());
@@ -193,48 +175,9 @@ export class Mover {
 
   private schedule(): void {
     if (this.stopping.signal.aborted) return;
-    if (
-      this.seeded &&
-      !this.restoreLeft &&
-      !this.sending.size &&
-      !this.mine(this.cache.current()).length
-    )
-      return;
+    if (!this.putBack.pending && !this.mine(this.cache.current()).length) return;
     this.timer = setTimeout(() => void this.kick(), this.options.intervalMs);
     this.timer.unref();
-  }
-
-  /**
-   * The moves away from here whose reserved batch goes back: those aborting, and those
-   * seen in progress that are no longer in the map (over, their abort unseen here).
-   */
-  private putBacks(map: ShardMap): Migration[] {
-    for (const m of map.migrations)
-      if (m.from === this.shard && (m.state === "copying" || m.state === "draining"))
-        this.sending.set(m.id, m);
-    const aborting = map.migrations.filter((m) => m.state === "aborting" && m.from === this.shard);
-    const gone = [...this.sending.values()].filter(
-      (m) => !map.migrations.some((x) => x.id === m.id),
-    );
-    return [...aborting, ...gone];
-  }
-
-  /**
-   * Once per process: the newest aborted moves away from here (SEEDED_MOVES of them)
-   * join `sending`, so the first pass puts back a batch reserved for one of them that
-   * the process before this one reserved and never put back. Only an abort leaves such
-   * a batch: a move completes only once its source holds nothing of the queue, and
-   * while this worker was down no abort of a move from it could bring tasks home.
-   */
-  private async seed(map: ShardMap): Promise<void> {
-    const finished = await this.store.listFinished();
-    const aborted = finished
-      .map((f) => f.migration)
-      .filter((m) => m.from === this.shard && m.state === "aborted")
-      .filter((m) => !map.migrations.some((x) => x.id === m.id))
-      .slice(0, SEEDED_MOVES);
-    for (const m of aborted) this.sending.set(m.id, m);
-    this.seeded = true;
   }
 
   /** Unfinished migrations this shard drains. */
@@ -249,34 +192,8 @@ export class Mover {
     } catch {
       return;
     }
-    this.restoreLeft = false;
-    if (!this.seeded)
-      await this.seed(map).catch((err: unknown) => {
-        // the control store away: tried again on the next pass (scheduled while unseeded)
-        this.logger.debug({ err: messageOf(err) }, "reading the finished moves failed");
-      });
-    for (const m of this.putBacks(map)) {
-      if (this.stopping.signal.aborted) return;
-      try {
-        await this.restore(map, m);
-        // seen aborting or gone, and put back: no batch of it can be reserved here again
-        this.sending.delete(m.id);
-        this.placesAtHead.delete(m.id);
-      } catch (err) {
-        // (the store away, say): tried again on the next pass, which is scheduled for it
-        this.restoreLeft = true;
-        const message = err instanceof Error ? err.message : String(err);
-        // the target has not seen the abort yet: expected for a moment, not worth a warning
-        if (err instanceof ClientError && err.code === Status.FAILED_PRECONDITION) {
-          this.logger.debug({ migration: m.id, err: message }, "put-back waits for the target");
-          continue;
-        }
-        this.logger.warn(
-          { migration: m.id, err: message },
-          "putting back a reserved batch failed; retrying",
-        );
-      }
-    }
+    await this.putBack.run(map);
+    this.placements.keepOnly(map);
     for (const m of this.mine(map)) {
       if (this.stopping.signal.aborted) return;
       try {
@@ -287,74 +204,6 @@ export class Mover {
         await this.saveProgress(m, undefined, 0, message).catch(() => undefined);
       }
     }
-  }
-
-  /** The queues a migration moves, as this shard holds them. */
-  private async queues(map: ShardMap, m: Migration): Promise<QueueRef[]> {
-    if (m.tenant !== undefined) return [{ command: m.command, tenant: m.tenant }];
-    const all = await this.engine.queues(m.command);
-    return all.filter((q) => movesTenant(map, m, q.tenant));
-  }
-
-  /**
-   * An abort of a move away from here (or a move away that left the map unseen as
-   * aborting: `putBacks`): puts back the batch reserved for it, but for
-   * the tasks of it the target holds (an import stored there whose answer was lost):
-   * those are the target's to send home, and are deleted here (confirmed), or they
-   * would be held on both shards.
-   */
-  private async restore(map: ShardMap, m: Migration): Promise<void> {
-    for (const q of await this.queues(map, m)) {
-      // a batch reserved for another move of the queue that takes from this shard (a
-      // later one away from here, aborting or not, or one onto here being aborted) is
-      // that move's to send or put back; a move onto here reserves nothing here
-      const others = applicableMigrations(map, q.command, q.tenant);
-      if (others.some((x) => x.id !== m.id && takesFrom(x, this.shard))) continue;
-      const reserved = await this.engine.reservedIds(q);
-      if (reserved.length === 0) continue;
-      const landed = await this.landedThere(map, m, q, reserved);
-      if (landed.length > 0) {
-        await this.engine.confirmExport(q, landed);
-        this.logger.info(
-          { migration: m.id, queue: q, tasks: landed.length },
-          "reserved tasks the target holds are left to it",
-        );
-      }
-      const n = await this.engine.restoreExport(q);
-      if (n > 0) {
-        this.logger.info({ migration: m.id, queue: q, restored: n }, "reserved batch put back");
-        this.onRestored(q, n);
-      }
-    }
-  }
-
-  /** Which of `ids` (reserved here for `m`) the shard `m` was moving to holds. */
-  private async landedThere(
-    map: ShardMap,
-    m: Migration,
-    q: QueueRef,
-    ids: readonly string[],
-  ): Promise<string[]> {
-    const endpoint = entry(map.shards, m.to)?.endpoint;
-    if (!endpoint) return []; // removed from the map: it holds nothing a router reads
-    const client = this.options.peers.client(endpoint);
-    const held: string[] = [];
-    for (let at = 0; at < ids.length; at += 1000) {
-      const request = {
-        command: q.command,
-        tenant: q.tenant,
-        migrationId: m.id,
-        taskIds: ids.slice(at, at + 1000),
-      };
-      try {
-        held.push(...(await client.heldTasks(request, this.peerDeadline())).held);
-      } catch (err) {
-        // a target too old to be asked: put everything back, as before it could be
-        if (err instanceof ClientError && err.code === Status.UNIMPLEMENTED) return [];
-        throw err;
-      }
-    }
-    return held;
   }
 
   private async drain(map: ShardMap, m: Migration): Promise<void> {
@@ -368,7 +217,7 @@ export class Mover {
     let reported = started;
     // an abort moves nothing live: its tasks go home at once
     if (m.state !== "aborting") await this.sleep(m.startedAtMs + SWITCH_SETTLE_MS - Date.now());
-    const queues = await this.queues(map, m);
+    const queues = await movedQueues(this.engine, map, m);
     /** The target's load: reported with every import, asked before the pass's first batch. */
     let load: number | undefined;
     let size = firstBatch(this.options.batch);
@@ -379,7 +228,7 @@ export class Mover {
       /** Asks the target's load (and placement) with an import of nothing (no store call there). */
       const probe = async () => {
         const res = await client.importTasks({ ...target, tasks: [] }, this.peerDeadline());
-        this.heard(m, res.placesReadyAtHead);
+        if (this.placements.heard(m, res.placesReadyAtHead)) await this.saveProgress(m);
         return res.busy;
       };
       for (;;) {
@@ -393,8 +242,8 @@ export class Mover {
         // stopped, aborted or finished meanwhile: the next pass sees the new state
         if (!this.unchanged(m)) return;
         // the first batch to a target's head waits to know that it honours the head
-        if (placementOf(m) === "head" && !this.placesAtHead.has(m.id)) await probe();
-        const placement = this.placementFor(m);
+        if (this.placements.unknown(m)) await probe();
+        const placement = this.placements.of(m);
         const batchStarted = Date.now();
         const requested = size;
         const batch = await this.engine.exportBatch(
@@ -413,12 +262,14 @@ export class Mover {
           this.peerDeadline(),
         );
         load = res.busy;
-        this.heard(m, res.placesReadyAtHead);
+        if (this.placements.heard(m, res.placesReadyAtHead)) await this.saveProgress(m);
         size = nextBatch(size, load > (this.options.yieldAbove ?? 1), this.options.batch);
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
           q,
           batch.map((e) => e.task.id).filter((id) => held.has(id)),
+          // sent home: no longer held here, whatever this migration's imports recorded
+          m.state === "aborting" ? m.id : undefined,
         );
         count += tally(moved, batch, held);
         // what the target refused stays reserved here and would come back at once: the
@@ -463,23 +314,6 @@ export class Mover {
       await this.finish(m, remaining);
     } else if (m.state === "copying" && left === remaining.leased)
       await this.setState(m, "draining");
-  }
-
-  /** Where `m`'s next batch puts its READY tasks: `placementOf`, unless its target appends anyway. */
-  private placementFor(m: Migration): Placement {
-    return this.placesAtHead.get(m.id) === false ? "tail" : placementOf(m);
-  }
-
-  /** Notes whether `m`'s target said it honours `ready_at_head` (see `placesAtHead`). */
-  private heard(m: Migration, placesAtHead: boolean): void {
-    const known = this.placesAtHead.get(m.id);
-    if (known === false) return;
-    if (!placesAtHead && placementOf(m) === "head")
-      this.logger.warn(
-        { migration: m.id, to: fillingSide(m) },
-        "the target predates placing moved tasks at the head of its lists: they go behind the tasks it holds (upgrade every shard worker before moving)",
-      );
-    if (known === undefined || !placesAtHead) this.placesAtHead.set(m.id, placesAtHead);
   }
 
   /** Rests after a batch that took `busyMs` (see `dutyPercent`). */
@@ -610,7 +444,9 @@ export class Mover {
     const id = progressId(m);
     let moved = this.moved.get(id);
     if (!moved) {
-      moved = (await this.store.progress(id))?.moved ?? emptyCounts();
+      const stored = await this.store.progress(id);
+      moved = stored?.moved ?? emptyCounts();
+      if (stored?.targetAppends) this.placements.appended(m.id);
       this.moved.set(id, moved);
     }
     return moved;
@@ -618,8 +454,8 @@ export class Mover {
 
   private async saveProgress(
     m: Migration,
-    remaining: MigrationCounts | undefined,
-    ratePerSecond: number,
+    remaining?: MigrationCounts,
+    ratePerSecond?: number,
     lastError?: string,
   ): Promise<void> {
     const id = progressId(m);
@@ -628,8 +464,9 @@ export class Mover {
       moved: this.moved.get(id) ?? previous?.moved ?? emptyCounts(),
       remaining: remaining ?? previous?.remaining ?? emptyCounts(),
       updatedAtMs: Date.now(),
-      ratePerSecond,
+      ratePerSecond: ratePerSecond ?? previous?.ratePerSecond ?? 0,
       ...(lastError ? { lastError } : {}),
+      ...(this.placements.appends(m.id) ? { targetAppends: true } : {}),
     };
     await this.store.saveProgress(id, progress);
   }
@@ -684,21 +521,11 @@ export class Mover {
       },
     );
     this.moved.delete(id);
-    this.placesAtHead.delete(id);
     if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
   }
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
-
-/**
- * Where `m`'s batches put their READY tasks on the receiving side now (see Placement):
- * ahead of what it holds while copying; behind it while draining (what becomes ready
- * on the source then arrived after the rest moved) and on an abort's trip home.
- */
-export function placementOf(m: Pick<Migration, "state">): Placement {
-  return m.state === "copying" ? "head" : "tail";
-}
 
 /** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
 export function firstBatch(max: number): number {

@@ -4,7 +4,7 @@ import type { Placement } from "../migration";
 import { queueKeys } from "../keys";
 import { LEASE, payload, Q, seed, useEngineFixture } from "../test/fixture";
 
-describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
+describe("export-17.lua, export-confirm-6.lua, export-restore-15.lua", () => {
   const fx = useEngineFixture();
 
   it("reserves READY (priority first), then SCHEDULED, then DEAD tasks; never LEASED ones", async () => {
@@ -206,6 +206,33 @@ describe("export-17.lua, export-confirm-5.lua, export-restore-15.lua", () => {
     await target.confirmExport(Q, ids.slice(3, 5));
     await moveAll(target, source, 2, "tail");
     expect(await leasedIds(source)).toEqual([...ids, ...fresh]);
+  });
+
+  it("a migration's imports count as held on the target, even once finished there, until its trip home sends them back", async () => {
+    const { engine: source, clock } = await fx().engine({ shard: "a" });
+    const { engine: target } = await fx().engine({
+      shard: "b",
+      clock,
+      completedRetentionMs: 1_000,
+    });
+    const ids = await seed(source, 4);
+    const batch = await source.exportBatch(Q, 4);
+    await target.importTasks(Q, batch, "m1");
+    await source.confirmExport(Q, ids);
+    expect(await target.heldTasks(Q, ids, "m1")).toEqual(ids);
+    // one runs to completion on the target and is deleted there: still counted
+    const [done] = await target.lease(Q, { max: 1, leaseMs: 30_000 });
+    await target.ack([{ token: done!.token }]);
+    clock.advance(2_000);
+    expect((await target.cleanup(Q)).completed).toBe(1);
+    expect(await target.getTask(Q, done!.task.id)).toBeUndefined();
+    // the abort sends the other three home: the source holds them again, not the target
+    const home = await target.exportBatch(Q, 4, undefined, "tail");
+    const back = home.map((e) => e.task.id);
+    expect(back).toEqual(ids.filter((id) => id !== done!.task.id));
+    await source.importTasks(Q, home, "m1", "tail");
+    await target.confirmExport(Q, back, "m1");
+    expect(await target.heldTasks(Q, ids, "m1")).toEqual([done!.task.id]);
   });
 
   it("puts an aborted batch back at the end of the lists it came from, in its order", async () => {
