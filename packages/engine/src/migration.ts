@@ -118,6 +118,7 @@ export function confirmExport(
   ids: readonly string[],
   homeFrom?: string,
 ): Promise<number> {
+  if (ids.length > 1000) throw invalidArgument("at most 1000 task ids per call");
   if (ids.length === 0) return Promise.resolve(0);
   const k = ctx.keys(queue);
   return ctx.runner.run<number>(

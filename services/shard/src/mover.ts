@@ -212,6 +212,7 @@ export class Mover {
     if (!endpoint) throw new Error(`shard ${target} is not in the map`);
     const client = this.options.peers.client(endpoint);
     const moved = await this.movedSoFar(m);
+    await this.recallAppending(m);
     const started = Date.now();
     let count = 0;
     let reported = started;
@@ -228,7 +229,7 @@ export class Mover {
       /** Asks the target's load (and placement) with an import of nothing (no store call there). */
       const probe = async () => {
         const res = await client.importTasks({ ...target, tasks: [] }, this.peerDeadline());
-        if (this.placements.heard(m, res.placesReadyAtHead)) await this.saveProgress(m);
+        if (this.placements.heard(m, res.placesReadyAtHead)) await this.keepAppending(m);
         return res.busy;
       };
       for (;;) {
@@ -262,7 +263,7 @@ export class Mover {
           this.peerDeadline(),
         );
         load = res.busy;
-        if (this.placements.heard(m, res.placesReadyAtHead)) await this.saveProgress(m);
+        if (this.placements.heard(m, res.placesReadyAtHead)) await this.keepAppending(m);
         size = nextBatch(size, load > (this.options.yieldAbove ?? 1), this.options.batch);
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
@@ -446,10 +447,26 @@ export class Mover {
     if (!moved) {
       const stored = await this.store.progress(id);
       moved = stored?.moved ?? emptyCounts();
-      if (stored?.targetAppends) this.placements.appended(m.id);
       this.moved.set(id, moved);
     }
     return moved;
+  }
+
+  /**
+   * Records with `m`'s progress that its target appends (every later save keeps it),
+   * best effort: the next progress save writes it too.
+   */
+  private async keepAppending(m: Migration): Promise<void> {
+    await this.saveProgress(m).catch(() => undefined);
+  }
+
+  /**
+   * Whether `m`'s target appends, from the move's stored progress, while this process
+   * does not know (it started since, or its map lacked the move for a moment).
+   */
+  private async recallAppending(m: Migration): Promise<void> {
+    if (!this.placements.unknown(m)) return;
+    if ((await this.store.progress(progressId(m)))?.targetAppends) this.placements.appended(m.id);
   }
 
   private async saveProgress(
@@ -466,7 +483,7 @@ export class Mover {
       updatedAtMs: Date.now(),
       ratePerSecond: ratePerSecond ?? previous?.ratePerSecond ?? 0,
       ...(lastError ? { lastError } : {}),
-      ...(this.placements.appends(m.id) ? { targetAppends: true } : {}),
+      ...(this.placements.appends(m.id) || previous?.targetAppends ? { targetAppends: true } : {}),
     };
     await this.store.saveProgress(id, progress);
   }
