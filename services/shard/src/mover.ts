@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ExportedTask, QueueEngine, QueueRef } from "@codeq/engine";
+import type { QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
   drainingSide,
@@ -7,24 +7,24 @@ import {
   entry,
   fillingSide,
   isUnfinished,
-  movesTenant,
-  progressId,
   updateMap,
   draftOf,
   type MapCache,
   type MapSource,
   type Migration,
   type MigrationCounts,
-  type MigrationProgress,
   type MigrationStore,
   type ShardMap,
 } from "@codeq/shardmap";
 import { exportedToWire } from "@codeq/wire";
-import type { PeerClient, PeerShards } from "./peers";
+import type { PeerShards } from "./peers";
 import { movedQueues, PutBack } from "./put-back";
+import { bindKeys, reservedThere } from "./move-peer";
+import { MoveProgress, tally } from "./move-progress";
 import { TargetPlacements } from "./target-placement";
+import { TrafficYield, type TrafficYieldOptions } from "./traffic-yield";
 
-export interface MoverOptions {
+export interface MoverOptions extends TrafficYieldOptions {
   /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
   readonly batch: number;
   /**
@@ -40,17 +40,6 @@ export interface MoverOptions {
    * the busier the stores and shard workers are, whatever the hardware.
    */
   readonly dutyPercent?: number;
-  /**
-   * Event-loop utilisation (0–1) above which the mover yields to live traffic: before
-   * each batch, while the receiving shard worker (it reports its own with every
-   * ImportTasks answer) or this one is busier, it waits, asking the target again
-   * after 50, 100, 200… ms, for at most YIELD_MAX_MS per batch (1 or more: never yields).
-   */
-  readonly yieldAbove?: number;
-  /** This shard worker's own event-loop utilisation, 0–1 (a `LoadGauge`). */
-  readonly busy?: () => number;
-  /** Called with each wait spent yielding, ms (a metric). */
-  readonly onYield?: (ms: number) => void;
   /** Deadline of one ImportTasks call, ms. */
   readonly importTimeoutMs: number;
   /** The other shard workers (their owner closes them). */
@@ -73,16 +62,6 @@ const SWITCH_SETTLE_MS = 1000;
  * only after the fact: a move starts small rather than with its largest batches.
  */
 const FIRST_BATCH = 50;
-/** The first wait while yielding to a busy shard worker, ms (then doubling). */
-const YIELD_FIRST_MS = 50;
-/** The longest the mover yields before one batch, ms: a busy target slows a move, never stops it. */
-const YIELD_MAX_MS = 1000;
-
-/** Idempotency keys bound per ImportTasks call. */
-const KEY_PAGE = 1000;
-
-const COUNTED = { READY: "ready", SCHEDULED: "scheduled", DEAD: "dead" } as const;
-
 /**
  * The migration mover of one shard (SPEC §5). For every unfinished migration that
  * drains this shard (the source while copying or draining, the target while
@@ -108,11 +87,10 @@ export class Mover {
   private again = false;
   /** Aborted when the mover stops (it also cuts a rest short). */
   private readonly stopping = new AbortController();
-  private readonly moved = new Map<string, MigrationCounts>();
-  /** The mover is yielding to a busy shard worker (logged when it starts and ends). */
-  private yielding = false;
   private readonly putBack: PutBack;
   private readonly placements: TargetPlacements;
+  private readonly progress: MoveProgress;
+  private readonly traffic: TrafficYield;
 
   constructor(
     private readonly shard: string,
@@ -131,11 +109,18 @@ export class Mover {
       store,
       logger,
       peers: options.peers,
-      peerCall: () => this.peerDeadline(),
+      peerCall: this.peerCall,
       stopped: () => this.stopping.signal.aborted,
       onRestored,
     });
     this.placements = new TargetPlacements(logger);
+    this.progress = new MoveProgress(store, this.placements);
+    this.traffic = new TrafficYield(
+      options,
+      logger,
+      (ms) => this.sleep(ms),
+      () => this.stopping.signal.aborted,
+    );
   }
 
   start(): () => void {
@@ -201,7 +186,7 @@ export class Mover {
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.logger.warn({ migration: m.id, err: message }, "migration pass failed; retrying");
-        await this.saveProgress(m, undefined, 0, message).catch(() => undefined);
+        await this.progress.save(m, undefined, 0, message).catch(() => undefined);
       }
     }
   }
@@ -211,8 +196,8 @@ export class Mover {
     const endpoint = entry(map.shards, target)?.endpoint;
     if (!endpoint) throw new Error(`shard ${target} is not in the map`);
     const client = this.options.peers.client(endpoint);
-    const moved = await this.movedSoFar(m);
-    await this.recallAppending(m);
+    const moved = await this.progress.movedSoFar(m);
+    await this.progress.recallAppending(m);
     const started = Date.now();
     let count = 0;
     let reported = started;
@@ -228,8 +213,8 @@ export class Mover {
       const target = { command: q.command, tenant: q.tenant, migrationId: m.id };
       /** Asks the target's load (and placement) with an import of nothing (no store call there). */
       const probe = async () => {
-        const res = await client.importTasks({ ...target, tasks: [] }, this.peerDeadline());
-        if (this.placements.heard(m, res.placesReadyAtHead)) await this.keepAppending(m);
+        const res = await client.importTasks({ ...target, tasks: [] }, this.peerCall());
+        if (this.placements.heard(m, res.placesReadyAtHead)) await this.progress.keepAppending(m);
         return res.busy;
       };
       for (;;) {
@@ -237,9 +222,9 @@ export class Mover {
         if (Date.now() - reported >= PROGRESS_EVERY_MS) {
           // live progress for GetMigration while a long pass runs
           reported = Date.now();
-          await this.saveProgress(m, undefined, count / ((reported - started) / 1000));
+          await this.progress.save(m, undefined, count / ((reported - started) / 1000));
         }
-        load = await this.yieldWhileBusy(m, load, probe);
+        load = await this.traffic.whileBusy(m, load, probe);
         // stopped, aborted or finished meanwhile: the next pass sees the new state
         if (!this.unchanged(m)) return;
         // the first batch to a target's head waits to know that it honours the head
@@ -260,10 +245,10 @@ export class Mover {
             tasks: batch.map(exportedToWire),
             readyAtHead: placement === "head",
           },
-          this.peerDeadline(),
+          this.peerCall(),
         );
         load = res.busy;
-        if (this.placements.heard(m, res.placesReadyAtHead)) await this.keepAppending(m);
+        if (this.placements.heard(m, res.placesReadyAtHead)) await this.progress.keepAppending(m);
         size = nextBatch(size, load > (this.options.yieldAbove ?? 1), this.options.batch);
         const held = new Set([...res.imported, ...res.alreadyPresent]);
         await this.engine.confirmExport(
@@ -296,22 +281,25 @@ export class Mover {
       moving += s.moving;
     }
     const seconds = Math.max((Date.now() - started) / 1000, 0.001);
-    await this.saveProgress(m, remaining, count / seconds);
+    await this.progress.save(m, remaining, count / seconds);
     const left = remaining.ready + remaining.scheduled + remaining.dead + remaining.leased + moving;
     if (left === 0) {
       if (!this.unchanged(m)) return;
       // an abort is over once the source also holds no batch it reserved to move here:
       // it puts it back when it sees the abort (`restore`), unless its import here is
       // still answered in time (`import`: the batch then came home that way)
-      const reserved = m.state === "aborting" ? await this.reservedThere(client, m) : 0;
+      const reserved =
+        m.state === "aborting"
+          ? await reservedThere(client, m, () => this.cache.current(), this.peerCall)
+          : 0;
       if (reserved > 0) {
         // (its mover puts them back: one that is off, or stopped, holds the abort here)
         const waiting = `waiting for shard ${target} to put back ${reserved} tasks it reserved to move here`;
-        await this.saveProgress(m, remaining, count / seconds, waiting);
+        await this.progress.save(m, remaining, count / seconds, waiting);
         return;
       }
       // keys of tasks that did not move (completed here) must still deduplicate there
-      moved.idempotencyKeys += await this.bindKeys(client, m, queues);
+      moved.idempotencyKeys += await bindKeys(client, this.engine, m, queues, this.peerCall);
       await this.finish(m, remaining);
     } else if (m.state === "copying" && left === remaining.leased)
       await this.setState(m, "draining");
@@ -339,153 +327,15 @@ export class Mover {
     return s.ready + s.scheduled + s.dead + s.moving > 0;
   }
 
-  /**
-   * Waits while the target (its last reported `load`; asked when unknown, so a move's
-   * first batch waits for the target to take up the traffic the switch sent it) or this
-   * shard worker is busier than `yieldAbove`, asking the target again after 50, 100,
-   * 200… ms, for at most YIELD_MAX_MS (see `yieldAbove`). Returns the last load known.
-   */
-  private async yieldWhileBusy(
-    m: Migration,
-    load: number | undefined,
-    probe: () => Promise<number>,
-  ): Promise<number | undefined> {
-    const limit = this.options.yieldAbove ?? 1;
-    if (limit >= 1) return load;
-    const own = () => this.options.busy?.() ?? 0;
-    // this worker busy is reason enough to wait: the target is asked only when it is not
-    const look = async () => (own() > limit ? own() : Math.max(own(), (load = await probe())));
-    let now = load === undefined ? await look() : Math.max(own(), load);
-    const fields = { migration: m.id, to: fillingSide(m) };
-    const since = Date.now();
-    for (let wait = YIELD_FIRST_MS; now > limit; wait *= 2) {
-      if (!this.yielding)
-        this.logger.info({ ...fields, load: round(now) }, "mover yielding to live traffic");
-      this.yielding = true;
-      const left = YIELD_MAX_MS - (Date.now() - since);
-      if (left <= 0 || this.stopping.signal.aborted) return load;
-      const slept = Date.now();
-      await this.sleep(Math.min(wait, left));
-      this.options.onYield?.(Date.now() - slept);
-      if (this.stopping.signal.aborted) return load;
-      now = await look();
-    }
-    if (this.yielding)
-      this.logger.info({ ...fields, load: round(now) }, "mover back to its duty cycle");
-    this.yielding = false;
-    return load;
-  }
-
   /** Call options of a call to another shard worker: its deadline, `importTimeoutMs` away. */
-  private peerDeadline(): { deadline: Date } {
-    return { deadline: new Date(Date.now() + this.options.importTimeoutMs) };
-  }
+  private readonly peerCall = (): { deadline: Date } => ({
+    deadline: new Date(Date.now() + this.options.importTimeoutMs),
+  });
 
   /** Sleeps `ms`, or less when the mover stops. */
   private async sleep(ms: number): Promise<void> {
     if (ms <= 0 || this.stopping.signal.aborted) return;
     await sleep(ms, undefined, { signal: this.stopping.signal }).catch(() => undefined);
-  }
-
-  /**
-   * Tasks of `m`'s queues the other side (its filling side) holds reserved to move
-   * here: a batch whose import was on its way when the move was aborted.
-   */
-  private async reservedThere(client: PeerClient, m: Migration): Promise<number> {
-    let reserved = 0;
-    let pageToken = "";
-    do {
-      const page = await client.listQueues(
-        { command: m.command, tenant: m.tenant ?? "", pageToken },
-        this.peerDeadline(),
-      );
-      const map = this.cache.current();
-      for (const q of page.queues) if (movesTenant(map, m, q.tenant)) reserved += q.moving;
-      pageToken = page.nextPageToken;
-    } while (pageToken);
-    return reserved;
-  }
-
-  /** Binds every live idempotency key of the queues on the other side; returns how many it bound. */
-  private async bindKeys(
-    client: PeerClient,
-    m: Migration,
-    queues: readonly QueueRef[],
-  ): Promise<number> {
-    let bound = 0;
-    for (const q of queues) {
-      let after: number | undefined;
-      do {
-        const page = await this.engine.idempotencyBindings(q, after, KEY_PAGE);
-        after = page.next;
-        // a page may hold more than a call takes (keys sharing its last expiry)
-        for (let at = 0; at < page.bindings.length; at += KEY_PAGE) {
-          const res = await client.importTasks(
-            {
-              command: q.command,
-              tenant: q.tenant,
-              migrationId: m.id,
-              tasks: [],
-              idempotencyKeys: page.bindings.slice(at, at + KEY_PAGE).map((b) => ({
-                key: b.key,
-                taskId: b.taskId,
-                expiresAtMs: b.expiresAt,
-              })),
-            },
-            this.peerDeadline(),
-          );
-          bound += res.keysBound;
-        }
-      } while (after !== undefined);
-    }
-    return bound;
-  }
-
-  private async movedSoFar(m: Migration): Promise<MigrationCounts> {
-    const id = progressId(m);
-    let moved = this.moved.get(id);
-    if (!moved) {
-      const stored = await this.store.progress(id);
-      moved = stored?.moved ?? emptyCounts();
-      this.moved.set(id, moved);
-    }
-    return moved;
-  }
-
-  /**
-   * Records with `m`'s progress that its target appends (every later save keeps it),
-   * best effort: the next progress save writes it too.
-   */
-  private async keepAppending(m: Migration): Promise<void> {
-    await this.saveProgress(m).catch(() => undefined);
-  }
-
-  /**
-   * Whether `m`'s target appends, from the move's stored progress, while this process
-   * does not know (it started since, or its map lacked the move for a moment).
-   */
-  private async recallAppending(m: Migration): Promise<void> {
-    if (!this.placements.unknown(m)) return;
-    if ((await this.store.progress(progressId(m)))?.targetAppends) this.placements.appended(m.id);
-  }
-
-  private async saveProgress(
-    m: Migration,
-    remaining?: MigrationCounts,
-    ratePerSecond?: number,
-    lastError?: string,
-  ): Promise<void> {
-    const id = progressId(m);
-    const previous = await this.store.progress(id);
-    const progress: MigrationProgress = {
-      moved: this.moved.get(id) ?? previous?.moved ?? emptyCounts(),
-      remaining: remaining ?? previous?.remaining ?? emptyCounts(),
-      updatedAtMs: Date.now(),
-      ratePerSecond: ratePerSecond ?? previous?.ratePerSecond ?? 0,
-      ...(lastError ? { lastError } : {}),
-      ...(this.placements.appends(m.id) || previous?.targetAppends ? { targetAppends: true } : {}),
-    };
-    await this.store.saveProgress(id, progress);
   }
 
   private async setState(m: Migration, state: Migration["state"]): Promise<void> {
@@ -513,16 +363,9 @@ export class Mover {
   private async finish(m: Migration, remaining: MigrationCounts): Promise<void> {
     const state = m.state === "aborting" ? "aborted" : "completed";
     const finishedAtMs = Date.now();
-    const id = progressId(m);
-    const progress = await this.store.progress(id);
     await this.store.recordFinished({
       migration: { ...m, state, finishedAtMs, updatedAtMs: finishedAtMs },
-      progress: {
-        moved: this.moved.get(id) ?? progress?.moved ?? emptyCounts(),
-        remaining,
-        updatedAtMs: finishedAtMs,
-        ratePerSecond: progress?.ratePerSecond ?? 0,
-      },
+      progress: await this.progress.final(m, remaining, finishedAtMs),
     });
     const { changed } = await updateMap(
       this.source,
@@ -537,12 +380,10 @@ export class Mover {
         summary: `${m.id}: ${m.command}${m.tenant ? `/${m.tenant}` : ""} ${m.from} → ${m.to} ${state}`,
       },
     );
-    this.moved.delete(id);
+    this.progress.forget(m);
     if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
   }
 }
-
-const round = (x: number) => Math.round(x * 100) / 100;
 
 /** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
 export function firstBatch(max: number): number {
@@ -552,17 +393,4 @@ export function firstBatch(max: number): number {
 /** The batch after one of `size` that found the target `busy` (see FIRST_BATCH). */
 export function nextBatch(size: number, busy: boolean, max: number): number {
   return busy ? Math.max(Math.ceil(size / 2), firstBatch(max)) : Math.min(size * 2, max);
-}
-
-/** Adds what moved (the target holds it) to `moved`, by the state it moved in. */
-function tally(moved: MigrationCounts, batch: readonly ExportedTask[], held: Set<string>): number {
-  let n = 0;
-  for (const e of batch) {
-    if (!held.has(e.task.id)) continue;
-    const field = COUNTED[e.task.state as keyof typeof COUNTED];
-    if (field) moved[field]++;
-    if (e.idempotencyExpiresAt > 0) moved.idempotencyKeys++;
-    n++;
-  }
-  return n;
 }
