@@ -1,12 +1,9 @@
 import type { QueueEngine, QueueRef } from "@codeq/engine";
 import { movesTenant, type Migration, type ShardMap } from "@codeq/shardmap";
-import type { PeerClient } from "./peers";
+import type { PeerCall, PeerClient } from "./peers";
 
 /** Idempotency keys bound per ImportTasks call. */
 const KEY_PAGE = 1000;
-
-/** Call options of a call to another shard worker (its deadline). */
-type PeerCall = () => { deadline: Date };
 
 /**
  * Tasks of `m`'s queues the other side (its filling side, `client`) holds reserved to

@@ -1,4 +1,4 @@
-import { firstBatch, nextBatch } from "./mover";
+import { firstBatch, nextBatch } from "./batch-size";
 import { placementOf } from "./target-placement";
 
 describe("mover batch sizes", () => {

@@ -17,15 +17,16 @@ import {
   type ShardMap,
 } from "@codeq/shardmap";
 import { exportedToWire } from "@codeq/wire";
-import type { PeerShards } from "./peers";
+import type { PeerCall, PeerShards } from "./peers";
 import { movedQueues, PutBack } from "./put-back";
+import { firstBatch, nextBatch } from "./batch-size";
 import { bindKeys, reservedThere } from "./move-peer";
 import { MoveProgress, tally } from "./move-progress";
 import { TargetPlacements } from "./target-placement";
 import { TrafficYield, type TrafficYieldOptions } from "./traffic-yield";
 
 export interface MoverOptions extends TrafficYieldOptions {
-  /** The largest export/import batch (a pass starts at FIRST_BATCH and doubles). */
+  /** The largest export/import batch (a pass starts small and doubles: batch-size.ts). */
   readonly batch: number;
   /**
    * Most bytes of tasks, as stored, one import request carries (exportBatch's bound, a
@@ -55,13 +56,7 @@ const PROGRESS_EVERY_MS = 500;
  * load the mover cannot see yet (it has just begun), and old tasks can wait a second.
  */
 const SWITCH_SETTLE_MS = 1000;
-/**
- * A pass's first batch holds at most this many tasks, and each batch after one that
- * found the target not busy twice as many, up to `batch`; a busy target halves it. The
- * target's load is measured over the last quarter second, so it shows a batch's cost
- * only after the fact: a move starts small rather than with its largest batches.
- */
-const FIRST_BATCH = 50;
+
 /**
  * The migration mover of one shard (SPEC §5). For every unfinished migration that
  * drains this shard (the source while copying or draining, the target while
@@ -328,7 +323,7 @@ export class Mover {
   }
 
   /** Call options of a call to another shard worker: its deadline, `importTimeoutMs` away. */
-  private readonly peerCall = (): { deadline: Date } => ({
+  private readonly peerCall: PeerCall = () => ({
     deadline: new Date(Date.now() + this.options.importTimeoutMs),
   });
 
@@ -383,14 +378,4 @@ export class Mover {
     this.progress.forget(m);
     if (changed) this.logger.info({ migration: m.id, state }, "migration finished");
   }
-}
-
-/** A pass's first batch size, with batches of at most `max` (see FIRST_BATCH). */
-export function firstBatch(max: number): number {
-  return Math.min(FIRST_BATCH, max);
-}
-
-/** The batch after one of `size` that found the target `busy` (see FIRST_BATCH). */
-export function nextBatch(size: number, busy: boolean, max: number): number {
-  return busy ? Math.max(Math.ceil(size / 2), firstBatch(max)) : Math.min(size * 2, max);
 }

@@ -7,6 +7,9 @@ const clients = createClientFactory().use(deadlineMiddleware);
 
 export type PeerClient = internal.ShardServiceClient<DeadlineOptions>;
 
+/** Call options of a call to another shard worker: its deadline. */
+export type PeerCall = () => { deadline: Date };
+
 /**
  * The other shard workers' ShardService, as this one calls it (the migration mover,
  * idempotency keys during a move): one channel per endpoint, kept until `close`, with

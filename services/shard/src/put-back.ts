@@ -11,7 +11,7 @@ import {
   type MigrationStore,
   type ShardMap,
 } from "@codeq/shardmap";
-import type { PeerShards } from "./peers";
+import type { PeerCall, PeerShards } from "./peers";
 
 /**
  * How many of the newest aborted moves away from this shard a starting worker puts
@@ -37,8 +37,7 @@ export interface PutBackOptions {
   readonly store: MigrationStore;
   readonly logger: Logger;
   readonly peers: PeerShards;
-  /** Call options of a call to another shard worker (its deadline). */
-  readonly peerCall: () => { deadline: Date };
+  readonly peerCall: PeerCall;
   /** True once the mover stops. */
   readonly stopped: () => boolean;
   /** Called after tasks were restored to this shard's indexes (wake the streams). */

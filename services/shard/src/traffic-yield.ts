@@ -6,6 +6,7 @@ const YIELD_FIRST_MS = 50;
 /** The longest the mover yields before one batch, ms: a busy target slows a move, never stops it. */
 const YIELD_MAX_MS = 1000;
 
+/** When and how the mover yields to live traffic (part of MoverOptions). */
 export interface TrafficYieldOptions {
   /**
    * Event-loop utilisation (0–1) above which the mover yields to live traffic: before
@@ -22,7 +23,7 @@ export interface TrafficYieldOptions {
 
 /**
  * The mover's yielding to live traffic: before each batch it waits while the target
- * or this shard worker is busier than `yieldAbove` (see MoverOptions). It logs when
+ * or this shard worker is busier than `yieldAbove` (see TrafficYieldOptions). It logs when
  * it starts yielding and when it is back to its duty cycle, once each.
  */
 export class TrafficYield {
