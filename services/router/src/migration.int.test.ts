@@ -485,9 +485,13 @@ describe("AssignCommand moves a command between shards while it is used", () => 
   async function reservedBehindAbort(
     /** Runs once the tasks are on a, before the move (its map is frozen later). */
     before: () => Promise<unknown> = async () => undefined,
+    /** Where the move goes; with a shard other than b, on the cluster as it is (tasks and all). */
+    to = "b",
   ): Promise<{ id: string; thaw: () => void }> {
-    await twoShards();
-    await enqueueNumbered("X", 20);
+    if (to === "b") {
+      await twoShards();
+      await enqueueNumbered("X", 20);
+    }
     await before();
     const a = rc.workers.get("a")!;
     const cache = a.map!;
@@ -510,7 +514,7 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     };
     try {
       const admin = rc.admin();
-      const { migrations } = await admin.assignCommand({ command: "X", shard: "b" });
+      const { migrations } = await admin.assignCommand({ command: "X", shard: to });
       const id = migrations[0]!.id;
       await waiting;
       // from here the map a holds lags: it still shows the move in progress
@@ -612,6 +616,29 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       letGo();
     }
   }, 30_000);
+
+  test("after a restart, a batch waits for the move that reserved it: an older move's target is not asked while the newer one's is down", async () => {
+    // (the file's cluster: shards a, b and c) an older move of X to b, aborted at once
+    await enqueueNumbered("X", 20);
+    const admin = rc.admin();
+    const older = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+    await admin.abortMigration({ id: older });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 20, moving: 0 });
+    // a newer one to c, whose batch a's lagging map reserved after its abort
+    const { id } = await reservedBehindAbort(async () => undefined, "c");
+    await rc.stopShard("c");
+    await rc.stopShard("a");
+    await rc.startShard("a");
+    // the newer move's put-back fails (c is down); the older move's would ask b, which
+    // holds none of the batch, and put it all back though c may hold some
+    await sleep(2_000);
+    expect(await stats("a", "X")).toMatchObject({ ready: 0, moving: 20 });
+    await rc.startShard("c");
+    await within(10_000, async () => (await stats("a", "X")).moving === 0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 20, moving: 0 });
+    expect(await admin.verifyMigration({ id })).toMatchObject({ consistent: true, problems: [] });
+  }, 40_000);
 
   test("a source restarted before its lagging map caught up puts back the batch it reserved for the aborted move", async () => {
     const { id } = await reservedBehindAbort();
