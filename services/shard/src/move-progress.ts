@@ -26,24 +26,22 @@ export class MoveProgress {
     private readonly placements: TargetPlacements,
   ) {}
 
-  /** `m`'s counts moved so far (the stored ones at first), to add to (`tally`). */
-  async movedSoFar(m: Migration): Promise<MigrationCounts> {
+  /**
+   * `m`'s counts moved so far, to add to (`tally`): the stored ones at first. The same
+   * read tells whether its target appends, while this process does not know (it
+   * started since, or its map lacked the move for a moment: `TargetPlacements`).
+   */
+  async resume(m: Migration): Promise<MigrationCounts> {
     const id = progressId(m);
     let moved = this.moved.get(id);
+    if (moved && !this.placements.unknown(m)) return moved;
+    const stored = await this.store.progress(id);
     if (!moved) {
-      moved = (await this.store.progress(id))?.moved ?? emptyCounts();
+      moved = stored?.moved ?? emptyCounts();
       this.moved.set(id, moved);
     }
+    if (stored?.targetAppends) this.placements.appended(m.id);
     return moved;
-  }
-
-  /**
-   * Whether `m`'s target appends, from the move's stored progress, while this process
-   * does not know (it started since, or its map lacked the move for a moment).
-   */
-  async recallAppending(m: Migration): Promise<void> {
-    if (!this.placements.unknown(m)) return;
-    if ((await this.store.progress(progressId(m)))?.targetAppends) this.placements.appended(m.id);
   }
 
   /**

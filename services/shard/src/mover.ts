@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { messageOf } from "@codeq/common";
 import type { QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import {
@@ -179,7 +180,7 @@ export class Mover {
       try {
         await this.drain(map, m);
       } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
+        const message = messageOf(err);
         this.logger.warn({ migration: m.id, err: message }, "migration pass failed; retrying");
         await this.progress.save(m, undefined, 0, message).catch(() => undefined);
       }
@@ -191,8 +192,7 @@ export class Mover {
     const endpoint = entry(map.shards, target)?.endpoint;
     if (!endpoint) throw new Error(`shard ${target} is not in the map`);
     const client = this.options.peers.client(endpoint);
-    const moved = await this.progress.movedSoFar(m);
-    await this.progress.recallAppending(m);
+    const moved = await this.progress.resume(m);
     const started = Date.now();
     let count = 0;
     let reported = started;
