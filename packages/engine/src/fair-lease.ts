@@ -15,7 +15,11 @@ import {
  * previous call served last, and the tasks asked for are split evenly among the
  * tenants of a round, so a tenant with a huge backlog cannot starve the others.
  * Tenants come from the shard's queue registry, re-read at most every `refreshMs`.
- * A byte bound (`maxBytes`) is split among the tenants of a round as the tasks are.
+ * A byte bound (`maxBytes`) is split among the tenants of a round as the tasks are;
+ * in a call's first round each tenant may keep one task over its share (a large task
+ * of a tenant the rotation does not start at is served, not given back every time),
+ * and what then passes the bound goes back, the rotation going on after the last
+ * tenant served.
  */
 export class FairLeaser {
   private readonly cursors = new Map<string, number>();
@@ -60,7 +64,6 @@ export class FairLeaser {
     let candidates = [...all.slice(start), ...all.slice(0, start)];
     const out: Delivery[] = [];
     const calls: LeaseCallResult[] = [];
-    let lastServed = -1;
     let bytes = 0;
     while (out.length < options.max && candidates.length > 0) {
       const remaining = options.max - out.length;
@@ -68,7 +71,9 @@ export class FairLeaser {
       const share = Math.floor(remaining / round.length);
       const extra = remaining - share * round.length;
       const asks = round.map((_, i) => share + (i < extra ? 1 : 0));
-      // a byte bound is shared out too; only the very first call keeps a task over its share
+      // a byte bound is shared out too; while nothing is leased, a tenant keeps a task
+      // over its share: one no call keeps would be given back, the version it moves
+      // would wake the caller to lease again, and the tenant would never be served
       const bytesLeft = options.maxBytes === undefined ? undefined : options.maxBytes - bytes;
       if (bytesLeft !== undefined && bytesLeft <= 0) break;
       const settled = await Promise.allSettled(
@@ -80,7 +85,7 @@ export class FairLeaser {
               max: asks[i]!,
               leaseMs: options.leaseMs,
               maxBytes: bytesLeft === undefined ? undefined : Math.floor(bytesLeft / round.length),
-              firstAlways: options.firstAlways !== false && out.length === 0 && i === 0,
+              firstAlways: options.firstAlways !== false && out.length === 0,
             },
           ),
         ),
@@ -103,18 +108,25 @@ export class FairLeaser {
         calls.push(call);
         out.push(...got);
         bytes += call.bytes;
-        if (got.length > 0) lastServed = all.indexOf(round[i]!);
         // a tenant that gave all it was asked may have more
         if (got.length === asks[i]) stillFull.push(round[i]!);
       });
       // tenants not yet asked come before those asked again
       candidates = [...candidates.slice(round.length), ...stillFull];
     }
-    if (lastServed >= 0) this.cursors.set(command, lastServed + 1);
-    // the first call may have kept a task larger than its share while the others
-    // filled theirs: what passes the bound goes back
-    if (options.maxBytes === undefined || bytes <= options.maxBytes) return out;
-    return keepWithin(calls, options.maxBytes, options.firstAlways !== false);
+    // the first round's calls may have kept tasks larger than their shares while the
+    // others filled theirs: what passes the bound goes back
+    const { kept, cut } =
+      options.maxBytes === undefined || bytes <= options.maxBytes
+        ? { kept: out, cut: undefined }
+        : await keepWithin(calls, options.maxBytes, options.firstAlways !== false);
+    // the next call starts after the last tenant served, or at the first whose task
+    // went back for its size: first in the next call, it keeps it whatever its size
+    // (starting after it, tenants with backlogs on either side would fill the bound
+    // before it, call after call)
+    const next = cut ?? kept.at(-1);
+    if (next) this.cursors.set(command, all.indexOf(next.task.tenant) + (cut ? 0 : 1));
+    return kept;
   }
 
   /** Commands with a registry read in flight (for tests). */
@@ -145,27 +157,32 @@ export class FairLeaser {
 
 /**
  * The deliveries of `calls`, in order, within `maxBytes` (with `firstAlways`, the first
- * whatever its size); each call gives back what of it was not kept.
+ * whatever its size), and the first delivery that did not fit; each call gives back
+ * what of it was not kept.
  */
 async function keepWithin(
   calls: readonly LeaseCallResult[],
   maxBytes: number,
   firstAlways: boolean,
-): Promise<Delivery[]> {
-  const out: Delivery[] = [];
+): Promise<{ kept: Delivery[]; cut: Delivery | undefined }> {
+  const kept: Delivery[] = [];
+  let cut: Delivery | undefined;
   let bytes = 0;
   await Promise.all(
     calls.map((call) => {
       const keep: string[] = [];
       for (const d of call.deliveries) {
         const size = deliveryBytes(d);
-        if (bytes + size > maxBytes && !(firstAlways && out.length === 0)) continue;
-        out.push(d);
+        if (bytes + size > maxBytes && !(firstAlways && kept.length === 0)) {
+          cut ??= d;
+          continue;
+        }
+        kept.push(d);
         keep.push(d.task.id);
         bytes += size;
       }
       return keep.length < call.deliveries.length ? call.giveBack(keep) : undefined;
     }),
   );
-  return out;
+  return { kept, cut };
 }

@@ -104,6 +104,41 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(again.every((d) => d.task.attempts === 1)).toBe(true);
   });
 
+  it("a cross-tenant lease serves a task over its share whatever tenant the rotation starts at", async () => {
+    const { engine } = await fx().engine();
+    const q = (tenant: string) => ({ command: "SIZES", tenant });
+    // a and z have tasks out (they stay in the rotation); only m has one ready, large
+    for (const t of ["a", "z"]) {
+      await seed(engine, 1, { payload: big(t, 10) }, q(t), t);
+      expect(await engine.lease(q(t), LEASE)).toHaveLength(1);
+    }
+    await seed(engine, 1, { payload: big("m", 150) }, q("m"), "m");
+    // the rotation starts at a: m's share is a third of the bound, its task over it
+    const got = await engine.leaseAcrossTenants("SIZES", { ...LEASE, maxBytes: 170 * 1024 });
+    expect(got.map((d) => d.task.tenant)).toEqual(["m"]);
+    expect(got[0]!.task.attempts).toBe(1);
+  });
+
+  it("a cross-tenant lease serves a large task between tenants whose backlogs fill the bound", async () => {
+    const { engine } = await fx().engine();
+    const q = (tenant: string) => ({ command: "BETWEEN", tenant });
+    for (const t of ["a", "z"]) await seed(engine, 30, { payload: big(t, 10) }, q(t), t);
+    await seed(engine, 1, { payload: big("m", 150) }, q("m"), "m");
+    const served: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const got = await engine.leaseAcrossTenants("BETWEEN", {
+        max: 10,
+        leaseMs: 30_000,
+        maxBytes: 170 * 1024,
+      });
+      expect(got.reduce((n, d) => n + deliveryBytes(d), 0)).toBeLessThanOrEqual(170 * 1024);
+      served.push(...got.map((d) => d.task.tenant));
+    }
+    // m's task went back for its size once at most, then came first
+    expect(served).toContain("m");
+    expect(await engine.stats(q("m"))).toMatchObject({ ready: 0, leased: 1 });
+  });
+
   it("an export batch holds at most maxBytes, its first task whatever its size, and resumes the same way", async () => {
     const { engine } = await fx().engine();
     await engine.enqueue(
