@@ -1,8 +1,8 @@
-import { ClientError, Metadata, Status } from "nice-grpc";
+import { ClientError, createServer, Metadata, ServerError, Status } from "nice-grpc";
 import { Redis } from "ioredis";
-import { TaskState } from "@codeq/proto";
+import { internal, TaskState } from "@codeq/proto";
 import { RedisMapSource, shardMapKey, type ShardMapDraft } from "@codeq/shardmap";
-import { RedisServer } from "@codeq/testing";
+import { freePort, RedisServer } from "@codeq/testing";
 import { shardFixture, type ShardFixture } from "./test/fixture";
 
 const CHANGE = { actor: "test", action: "test", summary: "" };
@@ -161,6 +161,63 @@ describe("enqueue fencing by the shard map", () => {
       state: TaskState.TASK_STATE_READY,
     });
     expect(fx.worker.mapVersion()).toBe(2);
+  });
+
+  it("refuses a whole keyed EnqueueBatch, with the version and the owner, when a move's abort ends while the source is asked for the keys", async () => {
+    // b answers the question about keys only once the test lets it
+    let reached!: () => void;
+    let answer!: () => void;
+    const asked = new Promise<void>((r) => (reached = r));
+    const answered = new Promise<void>((r) => (answer = r));
+    const impl: Record<string, unknown> = {};
+    for (const name of Object.keys(internal.ShardServiceDefinition.methods))
+      impl[name] = () => {
+        throw new ServerError(Status.UNIMPLEMENTED, `${name} is not served here`);
+      };
+    impl.lookupIdempotencyKeys = async () => {
+      reached();
+      await answered;
+      return { bindings: [] };
+    };
+    const b = createServer();
+    b.add(internal.ShardServiceDefinition, impl as never);
+    const bAddress = `127.0.0.1:${await freePort()}`;
+    await b.listen(bAddress);
+    cleanups.push(() => b.shutdown());
+    const shards = {
+      a: { endpoint: "127.0.0.1:1", state: "active" as const },
+      b: { endpoint: bAddress, state: "active" as const },
+    };
+    // X is moving from b onto a: a asks b about the keys of an enqueue of X
+    const move = { id: "m1", command: "X", from: "b", to: "a", state: "copying" as const };
+    const { fx, source } = await mapped(
+      draft({
+        shards,
+        commands: { X: "a" },
+        migrations: [{ ...move, startedAtMs: Date.now(), hadOwnRoute: true }],
+      }),
+    );
+    const c = fx.client("t");
+    const call = refused((o) =>
+      c.enqueueBatch(
+        { tasks: [{ command: "OWNED" }, { command: "X", idempotencyKey: "k1" }] as never },
+        o,
+      ),
+    );
+    await asked;
+    // meanwhile the move's abort ends: X is b's again, and a holds that map
+    await source.compareAndSet(1, draft({ shards }), CHANGE);
+    await within(1_000, async () => fx.worker.mapVersion() === 2);
+    answer();
+    const { error, trailer } = await call;
+    expect(error.code).toBe(Status.UNAVAILABLE);
+    expect(error.details).toMatch(
+      /does not own queue X for tenant t under shard map version 2 \(owner: b\)/,
+    );
+    expect(trailer?.get("x-codeq-map-version")).toBe("2");
+    expect(trailer?.get("x-codeq-owner")).toBe("b");
+    // nothing stored, the part a owns neither: the router sends the call again whole
+    expect(await fx.worker.engine.queues()).toEqual([]);
   });
 
   it("answers a refused EnqueueStream batch per item and goes on", async () => {

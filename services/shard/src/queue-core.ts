@@ -128,17 +128,13 @@ export class QueueCore {
         [...groups.values()].map((g) => g.queue),
         seenMapVersion,
       );
+    const parts = [...groups.values()];
+    const unasked = await this.bringOver(parts);
     const results: EnqueueResult[] = new Array(requests.length);
     await Promise.all(
-      [...groups.values()].map(async ({ queue, specs, indexes }) => {
+      parts.map(async ({ queue, specs, indexes }, k) => {
         try {
-          const asking = this.movingKeys?.bringOver(queue, specs);
-          if (asking) {
-            await asking;
-            // that asked another shard: a move's abort may have ended meanwhile and
-            // taken the queue off this shard, where a task stored now no router reads
-            if (this.fence) await this.fence.check([queue]);
-          }
+          if (unasked?.[k]) throw unasked[k].reason;
           const out = await this.store(queue, specs);
           out.forEach((o, j) => {
             results[indexes[j]!] = {
@@ -163,6 +159,27 @@ export class QueueCore {
       }),
     );
     return results;
+  }
+
+  /**
+   * Binds here the idempotency keys of the parts (an enqueue's queues) that the shards
+   * their queues move from hold (MovingKeys); undefined when no part asks, else each
+   * part's failed question, by part (that part fails). Asking another shard takes
+   * time, in which a move's abort may end and take a queue off this shard, where a
+   * task stored then no router reads: the queues asked for are checked again, and a
+   * refusal refuses the whole call before any part is stored, as the first check does
+   * (a router refreshes its map and sends the call again; per part, a refusal would
+   * reach the caller as a bare UNAVAILABLE).
+   */
+  private async bringOver(
+    parts: readonly { queue: QueueRef; specs: TaskSpec[] }[],
+  ): Promise<(PromiseRejectedResult | undefined)[] | undefined> {
+    const asking = parts.map((p) => this.movingKeys?.bringOver(p.queue, p.specs));
+    if (asking.every((a) => a === undefined)) return undefined;
+    const settled = await Promise.allSettled(asking);
+    const asked = parts.filter((_, k) => asking[k] && settled[k]!.status === "fulfilled");
+    if (this.fence && asked.length > 0) await this.fence.check(asked.map((p) => p.queue));
+    return settled.map((r) => (r.status === "rejected" ? r : undefined));
   }
 
   /**
