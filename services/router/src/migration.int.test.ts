@@ -279,6 +279,12 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     );
     expect(await calls("a")).toBe(before.a + 1);
     expect(await calls("c")).toBe(before.c);
+    // with a down, the task may be there: unavailable, naming a, not "no such task"
+    await rc.stopShard("a");
+    const err = await c.getTask({ command: "X", taskId }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: Status.UNAVAILABLE });
+    expect((err as ClientError).details).toMatch(/a did not answer/);
+    await rc.startShard("a");
   }, 30_000);
 
   test("a tenant's queue moves on its own; other tenants stay", async () => {

@@ -438,15 +438,19 @@ export function queueRouter(
         );
       const shards = queueShards(f, req.command);
       const { answers, failed } = await ask(shards);
+      /** NOT_FOUND is an answer; a shard that failed otherwise may hold the task. */
+      const unanswered = (round: typeof failed) => {
+        const real = round.filter((x) => x.error.code !== Status.NOT_FOUND);
+        throwCallerError(real);
+        if (real.length > 0)
+          throw new ServerError(
+            Status.UNAVAILABLE,
+            `task ${req.taskId} not found on the shards that answered; ${real.map((x) => x.shard).join(", ")} did not answer: ${real[0]!.error.details}`,
+          );
+      };
       const found = answers.find((a) => a.value.value.task);
       if (found) return passThrough(found.value);
-      const real = failed.filter((x) => x.error.code !== Status.NOT_FOUND);
-      throwCallerError(real);
-      if (real.length > 0)
-        throw new ServerError(
-          Status.UNAVAILABLE,
-          `task ${req.taskId} not found on the shards that answered; ${real.map((x) => x.shard).join(", ")} did not answer: ${real[0]!.error.details}`,
-        );
+      unanswered(failed);
       // a queue that moved left its completed tasks on the shard it moved from until
       // retention removes them (and a dedup answer names them): asked last, as the
       // queue's own shards do not hold the task; only the shards its finished moves
@@ -459,6 +463,7 @@ export function queueRouter(
       const left = others.length > 0 ? await ask(others) : undefined;
       const behind = left?.answers.find((a) => a.value.value.task);
       if (behind) return passThrough(behind.value);
+      if (left) unanswered(left.failed);
       throw new ServerError(
         Status.NOT_FOUND,
         failed[0]?.error.details ?? `no task ${req.taskId} in ${req.command} for this tenant`,
