@@ -58,3 +58,20 @@ test("an open breaker closes by a health check once its shard is back, with no c
   expect((await poll).tasks.map((t) => t.task!.id)).toEqual([taskId]);
   expect(Date.now() - started).toBeLessThan(2_000);
 }, 30_000);
+
+test("a Lease a shard failed is not sent again by the router (not a read)", async () => {
+  const c = rc.client("t1");
+  const forwarded = async () =>
+    (await rc.router.routing.metrics.forwarded.get()).values
+      .filter((v) => v.labels.shard === "a" && v.labels.call === "lease")
+      .reduce((n, v) => n + v.value, 0);
+  await rc.stopShard("a");
+  const before = await forwarded();
+  const leased = await c.lease({ commands: ["X"], maxTasks: 1, waitMs: 1_000 }).then(
+    () => Status.OK,
+    (err: ClientError) => err.code,
+  );
+  expect(leased).toBe(Status.UNAVAILABLE);
+  expect(await forwarded()).toBe(before + 1);
+  expect(rc.router.routing.pool.get("a").breakerState).toBe("closed");
+}, 30_000);

@@ -13,13 +13,15 @@ export interface FanOut<T> {
 /**
  * Calls `fn` on every shard in parallel, each bounded by `timeoutMs` (its own
  * deadline), and collects what came back. A read that fails for a reason of the
- * shard's is retried once (reads are safe to repeat) unless the breaker is open.
+ * shard's is retried once within the deadline (reads are safe to repeat) unless the
+ * breaker is open; `retry: false` for a call that is not a read.
  */
 export async function fanOut<T>(
   routing: Routing,
   shards: readonly string[],
   fn: (conn: ShardConn, deadline: Date) => Promise<T>,
   timeoutMs = routing.config.fanoutTimeoutMs,
+  retry = true,
 ): Promise<FanOut<T>> {
   const deadline = Date.now() + timeoutMs;
   const settled = await Promise.all(
@@ -28,7 +30,8 @@ export async function fanOut<T>(
         const conn = routing.pool.get(shard);
         const once = () => conn.call((c) => fn(c, new Date(deadline)));
         const value = await once().catch((err: unknown) => {
-          if (!retryable(err) || Date.now() >= deadline || conn.breakerState === "open") throw err;
+          if (!retry || !retryable(err) || Date.now() >= deadline || conn.breakerState === "open")
+            throw err;
           return once();
         });
         return { shard, value, error: undefined };

@@ -680,6 +680,9 @@ async function leaseRound(
       return raw;
     },
     timeout,
+    // not a read: a lease whose answer was lost may have leased (and a long poll
+    // would wait its whole time again); the caller decides
+    false,
   ).finally(() => linked?.dispose());
   if (got.length > 0) return { got, failed: [] };
   const ended = stop.signal.aborted || (req.waitMs > 0 && draining.aborted);
