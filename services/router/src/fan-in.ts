@@ -1314,7 +1314,10 @@ export class FanInSession {
   private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
     this.asked(req.count);
     try {
-      const settled = await leg.conn.call(() => leg.settleAcks(req.acks));
+      // through the shard's connection now, as settleByToken: the leg's own is retired,
+      // its breaker shut down, once the map changed the shard's endpoint
+      const conn = this.routing.pool.get(leg.conn.id);
+      const settled = await conn.call(() => leg.settleAcks(req.acks));
       const answer = settledAnswer(req.requestId, settled);
       // applied or not, the shard's answer cannot say: not a status to retry on
       if (!answer)

@@ -500,6 +500,32 @@ describe("LeaseStream through the router", () => {
     expect(await stats("a", "X")).toMatchObject({ leased: 0, completed: 2 });
   });
 
+  test("acks on the stream are settled after the shard's endpoint changes and its old channels close", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X"], maxBatch: 10 }, credits: 2 });
+    await within(2_000, () => s.received.some((r) => r.subscribed));
+    await rc.client("t1").enqueueBatch({
+      tasks: [..."12"].map((p) => ({ command: "X", payload: payload(p) })),
+    });
+    await within(2_000, () => s.tasks().length === 2);
+    // a's worker under another name for its address: the router opens new channels
+    const old = rc.router.routing.pool.get("a");
+    await rc.change((m) => ({
+      ...m,
+      shards: {
+        ...m.shards,
+        a: { ...m.shards.a!, endpoint: old.endpoint.replace("127.0.0.1", "localhost") },
+      },
+    }));
+    await within(2_000, () => rc.router.routing.pool.get("a") !== old);
+    old.close(); // as the pool does a minute later
+    s.send({ requestId: 3, acks: [{ leaseToken: s.tasks()[0]!.leaseToken }] });
+    await within(2_000, () => s.settled(3) !== undefined);
+    expect(s.settled(3)!.acks.map((a) => a.code)).toEqual([Status.OK]);
+    expect(await stats("a", "X")).toMatchObject({ leased: 1, completed: 1 });
+    await s.close();
+  });
+
   test("closing the client stream releases what it held on every shard at once", async () => {
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X", "Y"] }, credits: 10 });
