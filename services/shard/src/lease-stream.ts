@@ -479,9 +479,9 @@ export class LeaseStreamSession implements Taker {
     if (tokens.length === 0) return;
     try {
       if (this.drainRanOut) await this.releaseInterrupted(tokens);
-      else await this.core.release(tokens, "lease stream closed");
+      else await this.core.releaseClosed(tokens, "lease stream closed");
     } catch {
-      // the store is unreachable: the leases expire and the reaper takes them back
+      // the store is unreachable: they are released once it answers (QueueCore.releaseClosed)
     }
   }
 
@@ -491,8 +491,10 @@ export class LeaseStreamSession implements Taker {
    */
   private async releaseInterrupted(tokens: readonly string[]): Promise<void> {
     const [nacked, interrupted] = this.byNacking(tokens);
-    await this.core.release(interrupted, SHUT_DOWN_WHILE_HELD, false);
-    await this.core.release(nacked, "lease stream closed");
+    await Promise.allSettled([
+      this.core.releaseClosed(interrupted, SHUT_DOWN_WHILE_HELD, false),
+      this.core.releaseClosed(nacked, "lease stream closed"),
+    ]);
   }
 
   /** `tokens` split: those whose nack is on its way to the store, and the rest. */

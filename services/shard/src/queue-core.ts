@@ -39,10 +39,16 @@ export interface LeaseAsk {
 }
 
 const OK: ItemStatus = { code: Status.OK, message: "" };
-/** A give-back the store failed is tried again this often while it keeps failing, ms. */
+/** A give-back (or release) the store failed is tried again this often while it keeps failing, ms. */
 const GIVE_BACK_RETRY_MS = 1_000;
-/** Leases kept for a give-back retry, at most (past it the oldest are left to expire). */
+/** Leases kept for a retry, at most (past it the oldest are left to expire). */
 const MAX_UNRETURNED = 10_000;
+
+/** A lease to hand back once the store answers: given back, or released (`release`). */
+interface Unreturned {
+  readonly token: string;
+  readonly release?: { readonly reason: string; readonly counted: boolean };
+}
 
 /**
  * The queue operations every RPC shares (unary, streams): identity and role
@@ -50,8 +56,11 @@ const MAX_UNRETURNED = 10_000;
  * due loop on time.
  */
 export class QueueCore {
-  /** Leases no worker got whose give-back the store failed: tried again (`retryGiveBacks`). */
-  private unreturned: string[] = [];
+  /**
+   * Leases whose give-back (no worker got them) or release (a closed stream's) the store
+   * failed: tried again (`retryGiveBacks`).
+   */
+  private unreturned: Unreturned[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying = false;
   /** Shutdown: nothing is kept for a retry any more. */
@@ -403,6 +412,22 @@ export class QueueCore {
   }
 
   /**
+   * Releases, as `release` does, the leases a stream held as it closed; when the store
+   * fails it, they are released once it answers again, with the give-backs, rather
+   * than held by no one until they expire (and counted then, though a drain meant not
+   * to count them).
+   */
+  async releaseClosed(tokens: readonly string[], reason: string, counted = true): Promise<void> {
+    if (tokens.length === 0) return;
+    try {
+      await this.release(tokens, reason, counted);
+    } catch (err) {
+      this.keepForRetry(tokens.map((token) => ({ token, release: { reason, counted } })));
+      throw err;
+    }
+  }
+
+  /**
    * Gives back leases no worker got (its caller left, or its stream closed before the
    * push): ready again at once, the attempt not counted. When the store fails it, it
    * throws, and the leases are given back once the store answers again (every
@@ -415,16 +440,16 @@ export class QueueCore {
     try {
       await this.giveBackNow(tokens);
     } catch (err) {
-      this.keepForRetry(tokens);
+      this.keepForRetry(tokens.map((token) => ({ token })));
       throw err;
     }
   }
 
-  /** Keeps `tokens` for `retryGiveBacks`, the newest MAX_UNRETURNED at most. */
-  private keepForRetry(tokens: readonly string[], first = false): void {
+  /** Keeps `leases` for `retryGiveBacks`, the newest MAX_UNRETURNED at most. */
+  private keepForRetry(leases: readonly Unreturned[], first = false): void {
     if (this.retriesStopped) return;
-    if (first) this.unreturned.unshift(...tokens);
-    else this.unreturned.push(...tokens);
+    if (first) this.unreturned.unshift(...leases);
+    else this.unreturned.push(...leases);
     if (this.unreturned.length > MAX_UNRETURNED)
       this.unreturned.splice(0, this.unreturned.length - MAX_UNRETURNED);
     this.retryTimer ??= setInterval(() => void this.retryGiveBacks(), GIVE_BACK_RETRY_MS);
@@ -437,7 +462,7 @@ export class QueueCore {
     this.afterFailure(tokens, outs);
   }
 
-  /** Gives back what failed before, a batch at a time, until the store fails again. */
+  /** Gives back (or releases) what failed before, a batch at a time, until the store fails again. */
   private async retryGiveBacks(): Promise<void> {
     if (this.retrying) return;
     this.retrying = true;
@@ -445,16 +470,40 @@ export class QueueCore {
       while (this.unreturned.length > 0) {
         const batch = this.unreturned.splice(0, this.config.maxBatch);
         try {
-          await this.giveBackNow(batch);
+          await this.handBack(batch);
         } catch {
-          this.keepForRetry(batch, true); // still away: the next tick tries again
-          return;
+          return; // still away: the next tick tries again what is left
         }
       }
       clearInterval(this.retryTimer);
       this.retryTimer = undefined;
     } finally {
       this.retrying = false;
+    }
+  }
+
+  /**
+   * Gives back or releases `batch`, each lease as it was kept, a call per kind; when the
+   * store fails one, it and the kinds after it are kept for the next try.
+   */
+  private async handBack(batch: readonly Unreturned[]): Promise<void> {
+    const kinds = new Map<string, Unreturned[]>();
+    for (const lease of batch) {
+      const key = lease.release ? `${lease.release.counted}:${lease.release.reason}` : "";
+      const kind = kinds.get(key);
+      if (kind) kind.push(lease);
+      else kinds.set(key, [lease]);
+    }
+    const left = [...kinds.values()];
+    for (let k = 0; k < left.length; k++) {
+      const how = left[k]![0]!.release;
+      const tokens = left[k]!.map((l) => l.token);
+      try {
+        await (how ? this.release(tokens, how.reason, how.counted) : this.giveBackNow(tokens));
+      } catch (err) {
+        this.keepForRetry(left.slice(k).flat(), true);
+        throw err;
+      }
     }
   }
 

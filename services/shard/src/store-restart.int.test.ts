@@ -92,6 +92,36 @@ describe("a shard worker whose store restarts under a stream", () => {
     const task = (await c.getTask({ command: "GIVEBACK", taskId })).task!;
     expect(task.attempts).toBe(0);
   }, 20_000);
+
+  it("releases, once the store is back, what a closed stream held when the store failed its release", async () => {
+    const c = fx.client("t-release");
+    const s = new StreamDriver(c);
+    s.send({ ...SUB(["RELEASE"]), credits: 1 });
+    await s.next(); // subscribed
+    const { taskId } = await c.enqueue({ command: "RELEASE" });
+    expect((await s.next(3_000))!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
+    // the store goes away as the worker releases what the closed stream held
+    const engine = fx.worker.engine;
+    const release = engine.release.bind(engine);
+    let released = 0;
+    engine.release = async (...args) => {
+      engine.release = release;
+      relay.restart(1_500);
+      released++;
+      return release(...args);
+    };
+    const streams = await fx.worker.metrics.streamsOpen();
+    s.abort.abort();
+    await eventually(async () => (await fx.worker.metrics.streamsOpen()) < streams);
+    expect(released).toBe(1);
+    // ready again within seconds, not when its 30 s lease expires; its attempt counted
+    await eventually(async () => {
+      const task = (await c.getTask({ command: "RELEASE", taskId }).catch(() => undefined))?.task;
+      return task?.state === TaskState.TASK_STATE_READY;
+    }, 10_000);
+    const task = (await c.getTask({ command: "RELEASE", taskId })).task!;
+    expect(task.attempts).toBe(1);
+  }, 20_000);
 });
 
 /**
