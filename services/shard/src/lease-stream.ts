@@ -107,6 +107,8 @@ export class LeaseStreamSession implements Taker {
   private drainRanOut = false;
   /** Lease tokens of the stream's nacks sent to the store and not answered yet. */
   private readonly nacking = new Set<string>();
+  /** Messages of settlements sent to the store and not answered yet (a drain waits for them). */
+  private settlingNow = 0;
   /** InterruptLeaseStream's release, once asked for: nothing more is pushed. */
   private interrupting: Promise<unknown> | undefined;
 
@@ -204,9 +206,14 @@ export class LeaseStreamSession implements Taker {
     return this.ended.signal.aborted || this.draining || this.interrupting !== undefined;
   }
 
-  /** While draining: ends the stream once it holds no lease and no handoff is on its way. */
+  /**
+   * While draining: ends the stream once it holds no lease, no handoff is on its way and
+   * every settlement is answered (a check of what it holds may find an ack applied
+   * before its answer is queued).
+   */
   private endIfDrained(): void {
-    if (this.draining && this.held.size === 0 && this.reserved === 0) this.end(shuttingDown());
+    if (this.draining && this.held.size === 0 && this.reserved === 0 && this.settlingNow === 0)
+      this.end(shuttingDown());
   }
 
   private async read(requests: AsyncIterable<LeaseStreamRequest>): Promise<void> {
@@ -260,6 +267,7 @@ export class LeaseStreamSession implements Taker {
     // would be), not the stream and every lease it holds; a bad request ends the stream
     const unsettled: string[] = [];
     for (const n of req.nacks) this.nacking.add(n.leaseToken);
+    this.settlingNow++;
     const settling = Promise.all([
       req.acks.length
         ? orFailed(req.acks, this.core.ack(this.identity, req.acks), itself, unsettled)
@@ -271,16 +279,20 @@ export class LeaseStreamSession implements Taker {
         ? orFailed(req.extends, this.core.extend(this.identity, req.extends), unextended, unsettled)
         : NONE,
     ]);
-    const [acks, nacks, extendsOut] = await (req.nacks.length === 0
-      ? settling
-      : settling.finally(() => {
-          for (const n of req.nacks) this.nacking.delete(n.leaseToken);
-        }));
-    // settled (or no longer ours to release): stop tracking; what failed is still held
-    for (const item of [...req.acks, ...req.nacks])
-      if (unsettled.length === 0 || !unsettled.includes(item.leaseToken))
-        this.held.delete(item.leaseToken);
-    this.answer({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
+    try {
+      const [acks, nacks, extendsOut] = await (req.nacks.length === 0
+        ? settling
+        : settling.finally(() => {
+            for (const n of req.nacks) this.nacking.delete(n.leaseToken);
+          }));
+      // settled (or no longer ours to release): stop tracking; what failed is still held
+      for (const item of [...req.acks, ...req.nacks])
+        if (unsettled.length === 0 || !unsettled.includes(item.leaseToken))
+          this.held.delete(item.leaseToken);
+      this.answer({ settled: { requestId: req.requestId, acks, nacks, extends: extendsOut } });
+    } finally {
+      this.settlingNow--;
+    }
     this.endIfDrained();
   }
 

@@ -146,6 +146,39 @@ describe("a LeaseStream drains at shutdown", () => {
     }
   }, 30_000);
 
+  it("answers an ack the store applied before the drain's look at what the stream holds", async () => {
+    const fx = await shardFixture({ graceMs: 60_000 });
+    try {
+      const { stream, held } = await holding(fx, "DRAIN_ACK", 1, 1);
+      // the ack is applied in the store; its answer waits until the test lets it go
+      const engine = fx.worker.engine;
+      const ack = engine.ack.bind(engine);
+      let applied!: () => void;
+      let letGo!: () => void;
+      const wasApplied = new Promise<void>((r) => (applied = r));
+      const gate = new Promise<void>((r) => (letGo = r));
+      engine.ack = async (...args) => {
+        engine.ack = ack;
+        const out = await ack(...args);
+        applied();
+        await gate;
+        return out;
+      };
+      stream.send({ requestId: 1, acks: acks(held) });
+      await wasApplied;
+      // the drain asks the store what the stream holds: nothing, the ack was applied
+      const stopping = fx.worker.stop();
+      await new Promise((r) => setTimeout(r, 200));
+      letGo();
+      const settled = await stream.next();
+      expect(settled?.settled?.acks.map((a) => a.code)).toEqual([Status.OK]);
+      await expect(stream.next()).rejects.toMatchObject({ code: Status.UNAVAILABLE });
+      await stopping;
+    } finally {
+      await fx.close();
+    }
+  }, 30_000);
+
   it("pushes nothing more, and releases what is still held when the drain is over", async () => {
     const fx = await shardFixture({ graceMs: 1_000 });
     try {
