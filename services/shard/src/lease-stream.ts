@@ -26,6 +26,13 @@ const STORE_RETRY_MAX_MS = 2_000;
  */
 const MAX_QUEUED_ANSWERS = 64;
 /**
+ * Pushes queued and not taken by the transport, at most, before the session leases
+ * no more (nor takes a handoff): a worker that reads slowly is sent what its HTTP/2
+ * window takes, and tasks do not pile up leased in the shard worker's memory, their
+ * lease clock running, up to its credits times their size.
+ */
+const MAX_QUEUED_PUSHES = 2;
+/**
  * The last error of tasks a shutdown took back from a stream: the shard worker's drain,
  * or its router's (InterruptLeaseStream), ran out of time. One text for both, so that a
  * task taken back by one shutdown after another counts every second time.
@@ -70,8 +77,10 @@ async function orFailed<T>(
 export class LeaseStreamSession implements Taker {
   private readonly id = randomUUID();
   private readonly out = new Channel<LeaseStreamResponse>();
-  /** Answers (not pushes: those are bounded by credits) queued and not yet taken. */
+  /** Answers queued and not yet taken. */
   private answersQueued = 0;
+  /** Pushes queued and not yet taken (MAX_QUEUED_PUSHES). */
+  private pushesQueued = 0;
   /** Resumes the reader once answers were taken (or the session ended). */
   private readOn: (() => void) | undefined;
   private readonly ended = new AbortController();
@@ -90,6 +99,9 @@ export class LeaseStreamSession implements Taker {
   /** Wakes a withdrawal waiting for `reserved` to reach 0. */
   private reservationsBack: (() => void) | undefined;
   private rotation = 0;
+  /** The pump's loop (`run`), and the session's last work once it ended (`finish`). */
+  private pumping: Promise<void> = Promise.resolve();
+  private finishing: Promise<void> | undefined;
   private maxBatch = 100;
   /**
    * The notifier version at which a lease last came back empty: more credits alone
@@ -138,22 +150,36 @@ export class LeaseStreamSession implements Taker {
     // the reader ends with the call; it may be parked on the worker's next message,
     // so the session never waits for it
     void this.read(requests);
-    const pumping = this.pump();
+    this.pumping = this.pump();
     try {
       for await (const message of this.out) {
         yield message;
-        if (message.settled || message.withdrawn) this.answerTaken();
+        if (message.tasks) this.pushTaken();
+        else if (message.settled || message.withdrawn) this.answerTaken();
       }
     } finally {
       this.end();
-      await pumping;
+      await this.finish();
       this.core.interrupters.delete(this.id);
+      this.core.streamOpened(-1);
+    }
+  }
+
+  /**
+   * Once the session has ended: gives back the pushes never written and releases what
+   * the stream holds. Run as the call ends, and as soon as a drain runs out: a worker
+   * that does not read keeps the call waiting to write until the server's grace period
+   * is over, when the store is closing.
+   */
+  private finish(): Promise<void> {
+    this.finishing ??= (async () => {
+      await this.pumping;
       // an interruption still releasing: what it fails to release is held again first
       await this.interrupting?.catch(() => undefined);
       await this.giveBackUnsent();
       await this.releaseHeld();
-      this.core.streamOpened(-1);
-    }
+    })();
+    return this.finishing;
   }
 
   /** Queues an answer to one of the worker's requests. */
@@ -169,6 +195,16 @@ export class LeaseStreamSession implements Taker {
       this.readOn?.();
       this.readOn = undefined;
     }
+  }
+
+  /** A push queued by `push` was taken by the transport: the pump may lease again. */
+  private pushTaken(): void {
+    if (this.pushesQueued-- === MAX_QUEUED_PUSHES) this.kick.fire();
+  }
+
+  /** The transport has not taken the pushes before: nothing more is leased meanwhile. */
+  private get backedUp(): boolean {
+    return this.pushesQueued >= MAX_QUEUED_PUSHES;
   }
 
   /** Stops the session; with an error, the worker receives it as the stream's status. */
@@ -195,6 +231,7 @@ export class LeaseStreamSession implements Taker {
     this.drainTimer = setTimeout(() => {
       this.drainRanOut = true;
       this.end(shuttingDown());
+      void this.finish();
     }, ms);
     this.endIfDrained();
     if (this.held.size > 0)
@@ -335,7 +372,7 @@ export class LeaseStreamSession implements Taker {
     /** The queue a notification woke the pump for: leased first. */
     let woken: QueueRef | undefined;
     while (!this.stopped) {
-      if (!this.ask || this.credits === 0 || this.withdrawing) {
+      if (!this.ask || this.credits === 0 || this.withdrawing || this.backedUp) {
         await this.kick.wait();
         this.kick = new Kick();
         continue;
@@ -403,13 +440,14 @@ export class LeaseStreamSession implements Taker {
    * sleep through the notification).
    */
   get available(): number {
-    return this.withdrawing || this.stopped ? 0 : this.credits;
+    return this.withdrawing || this.stopped || this.backedUp ? 0 : this.credits;
   }
 
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
   reserve(): Reservation | undefined {
     const max = Math.min(this.credits, this.maxBatch);
-    if (!this.ask || max <= 0 || this.stopped || this.withdrawing) return undefined;
+    if (!this.ask || max <= 0 || this.stopped || this.withdrawing || this.backedUp)
+      return undefined;
     this.credits -= max;
     this.reserved += max;
     return { max, leaseMs: this.ask.leaseMs, maxBytes: this.core.config.maxResponseBytes };
@@ -438,6 +476,7 @@ export class LeaseStreamSession implements Taker {
     const dropped = this.held.add(deliveries.map((d) => d.token));
     if (dropped > 0) this.core.leasesForgotten(dropped);
     if (this.held.checkDue && !this.heldCheck) void this.checkHeld();
+    this.pushesQueued++;
     this.out.push({ tasks: { tasks: deliveries.map(deliveryToWire) } });
   }
 
@@ -473,7 +512,8 @@ export class LeaseStreamSession implements Taker {
    */
   private async giveBackUnsent(): Promise<void> {
     const tokens: string[] = [];
-    for (const message of this.out.takeQueued())
+    // answers stay: the call may still write them (a drain that ran out, the worker reading)
+    for (const message of this.out.takeQueuedWhere((m) => m.tasks !== undefined))
       for (const t of message.tasks?.tasks ?? [])
         if (this.held.delete(t.leaseToken)) tokens.push(t.leaseToken);
     if (tokens.length === 0) return;

@@ -1,12 +1,13 @@
 import { Status } from "nice-grpc";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
-import type { EnqueueStreamRequest } from "@codeq/proto";
+import { LeaseStreamRequest, type EnqueueStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import {
   eventually,
   relayedShardFixture,
   shardFixture,
+  steady,
   StreamDriver,
   SUB,
   type ShardFixture,
@@ -215,6 +216,51 @@ describe("a LeaseStream drains at shutdown", () => {
         const { task } = await after.getTask({ command: "DRAIN_LATE", taskId: t.task!.id });
         expect(task).toMatchObject({ attempts: 0, lastError: SHUT_DOWN_WHILE_HELD });
       }
+    } finally {
+      await fx.close();
+    }
+  }, 30_000);
+});
+
+describe("a LeaseStream whose worker stopped reading, at shutdown", () => {
+  it("releases what it holds, uncounted, once the drain runs out, not when the grace period is over", async () => {
+    const graceMs = 3_000; // the drain runs out at 80% of it
+    const fx = await shardFixture({ graceMs });
+    try {
+      const c = fx.client("g");
+      const queue = { command: "UNREAD", tenant: "g" };
+      const n = 60;
+      const payload = Buffer.alloc(512 * 1024, 1); // 30 MB: more than the transport buffers
+      for (let i = 0; i < n; i += 10)
+        await c.enqueueBatch({
+          tasks: Array.from({ length: 10 }, () => ({ command: "UNREAD", payload, maxAttempts: 1 })),
+        });
+      const requests = new Channel<LeaseStreamRequest>();
+      requests.push(
+        LeaseStreamRequest.fromPartial({ ...SUB(["UNREAD"], { maxBatch: 1 }), credits: n }),
+      );
+      const abort = new AbortController();
+      const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
+      // the worker reads its subscription and a push, then stops reading: the stream
+      // writes what the transport takes, then waits to write the next
+      for (let i = 0; i < 2; i++) await responses.next();
+      const leased = await steady(async () => (await fx.worker.engine.stats(queue)).leased);
+      expect(leased).toBeLessThan(n);
+      const started = Date.now();
+      const stopping = fx.worker.stop();
+      await eventually(async () => (await fx.worker.engine.stats(queue)).leased === 0, 10_000);
+      // (the call itself, waiting to write, ends only when the grace period is over)
+      expect(Date.now() - started).toBeLessThan(graceMs);
+      await stopping;
+      abort.abort();
+      requests.close();
+      await fx.restart();
+      // nothing dead-lettered on its only attempt: the worker did not fail them
+      expect((await fx.client("g").queueStats({ command: "UNREAD" })).total).toMatchObject({
+        leased: 0,
+        dead: 0,
+        ready: n,
+      });
     } finally {
       await fx.close();
     }
