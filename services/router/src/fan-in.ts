@@ -60,6 +60,13 @@ const RECHECK_MS = 250;
  */
 const GIVE_BACK_WAIT_MS = 2_000;
 /**
+ * Answers to the client queued and not taken by the transport, with its withdrawals
+ * not answered yet, at most, before its stream is read no further (HTTP/2 flow
+ * control then holds it back): a client that sends without reading its answers does
+ * not have them pile up in the router. Reading goes on once fewer than half are.
+ */
+const MAX_QUEUED_ANSWERS = 64;
+/**
  * A shard that still holds subscribed queues but no longer gets their new tasks (a
  * move's source) is idle once it has pushed nothing for this long: it only has what
  * it held, so a pause means it is done, and its credits are needed where the new
@@ -382,6 +389,8 @@ export class FanInSession {
   private unanswered = 0;
   /** Resolves the wait of `read` for fewer unanswered settlements, if it waits. */
   private roomToRead: (() => void) | undefined;
+  /** Answers queued for the client and not taken by the transport yet (MAX_QUEUED_ANSWERS). */
+  private readonly answersOut = new Set<LeaseStreamResponse>();
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
   /** Since the half-close, every shard stream has answered the withdrawal of its credits. */
@@ -415,7 +424,10 @@ export class FanInSession {
     void this.read(requests);
     this.routing.metrics.openStreams.inc();
     try {
-      yield* this.out;
+      for await (const message of this.out) {
+        yield message;
+        if (this.answersOut.delete(message)) this.readOnIfRoom();
+      }
     } finally {
       this.routing.metrics.openStreams.dec();
       this.end();
@@ -513,6 +525,28 @@ export class FanInSession {
     return this.routing.config.maxStreamCredits + MAX_BATCH;
   }
 
+  /** Whether the client's next request is read: its answers do not pile up (`read`). */
+  private roomForMore(): boolean {
+    return (
+      this.unanswered < this.maxUnanswered() &&
+      this.answersOut.size + this.withdrawals.length < MAX_QUEUED_ANSWERS / 2
+    );
+  }
+
+  /** Resumes reading the client's requests, if it waits and there is room now. */
+  private readOnIfRoom(): void {
+    if (this.roomToRead && this.roomForMore()) {
+      this.roomToRead();
+      this.roomToRead = undefined;
+    }
+  }
+
+  /** Queues an answer to one of the client's requests. */
+  private answer(message: LeaseStreamResponse): void {
+    this.answersOut.add(message);
+    this.out.push(message);
+  }
+
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
@@ -605,7 +639,11 @@ export class FanInSession {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
-        if (this.unanswered < this.maxUnanswered()) continue;
+        if (
+          this.unanswered < this.maxUnanswered() &&
+          this.answersOut.size + this.withdrawals.length < MAX_QUEUED_ANSWERS
+        )
+          continue;
         await new Promise<void>((resolve) => (this.roomToRead = resolve));
         if (this.ended.signal.aborted) return;
       }
@@ -706,7 +744,7 @@ export class FanInSession {
       kept += leg.granted;
       held += leg.inflight;
     }
-    this.out.push({
+    this.answer({
       withdrawn: {
         requestId: first.requestId,
         credits: Math.max(0, this.outstanding - kept),
@@ -1275,7 +1313,7 @@ export class FanInSession {
         req.nacks.length ? unary.nack(req.nacks, onLeg("nacks")) : [],
         req.extends.length ? unary.extend(req.extends, onLeg("extends")) : [],
       ]);
-      this.out.push({
+      this.answer({
         settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
       });
       // each leg took what its shard settled off its count when the shard answered
@@ -1298,10 +1336,7 @@ export class FanInSession {
     this.answering--;
     this.unanswered -= items;
     if (this.answering === 0) this.allAnswered?.();
-    if (this.roomToRead && this.unanswered < this.maxUnanswered()) {
-      this.roomToRead();
-      this.roomToRead = undefined;
-    }
+    this.readOnIfRoom();
     this.endIfDrained();
     this.endIfFinished();
   }
@@ -1325,7 +1360,7 @@ export class FanInSession {
           Status.INTERNAL,
           `shard ${leg.conn.id}: its answer to the acks is malformed`,
         );
-      this.out.push(answer);
+      this.answer(answer);
       this.afterSettled([req.shard]); // the leg counted them off as they came
     } catch (err) {
       const e = asServerError(err);
@@ -1335,7 +1370,7 @@ export class FanInSession {
       }
       const status = { code: e.code, message: e.details };
       const acks = Array.from({ length: req.count }, () => status);
-      this.out.push({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
+      this.answer({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
       if (!UNSETTLED_CODES.has(e.code)) {
         // no answer came to count them off by: no longer ours all the same
         const held = this.legs.get(req.shard);

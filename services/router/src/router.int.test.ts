@@ -526,6 +526,42 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("a client that sends without reading its answers is read no further", async () => {
+    const n = 600;
+    let pulled = 0;
+    // acks of a token naming no shard, 1,000 to a message: each answered by the router
+    // itself, at once, with 1,000 statuses (about 70 KB)
+    const acks = Array.from({ length: 1_000 }, () => ({
+      leaseToken: "c1~zz~X~t1~01JB0000000000000000000000~1~n",
+    }));
+    async function* requests(): AsyncGenerator<LeaseStreamRequest> {
+      yield LeaseStreamRequest.fromPartial({ subscribe: { commands: ["X"] } });
+      for (let i = 0; i < n; i++) {
+        pulled++;
+        yield LeaseStreamRequest.fromPartial({ requestId: i + 1, acks });
+      }
+      await new Promise(() => undefined); // the client stays
+    }
+    const abort = new AbortController();
+    const responses = rc
+      .client("t1")
+      .leaseStream(requests(), { signal: abort.signal })
+      [Symbol.asyncIterator]();
+    await responses.next(); // subscribed; then the client reads no more
+    let last = -1;
+    await within(10_000, async () => {
+      const now = pulled;
+      await new Promise((r) => setTimeout(r, 300));
+      last = pulled;
+      return now === last;
+    });
+    // the transport's buffers, the answers queued in the router and a few more: not
+    // every request, with its answer piled up in the router
+    expect(last).toBeLessThan(n / 2);
+    abort.abort();
+    await responses.next().catch(() => undefined);
+  });
+
   test("closing the client stream releases what it held on every shard at once", async () => {
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X", "Y"] }, credits: 10 });
