@@ -905,6 +905,21 @@ export class FanInSession {
     if (this.ended.signal.aborted || !wasOpen) return;
     const err = leg.conn.toServerError(failure);
     // about the request itself, or a shard refusing the router: no reopening changes it
+    if (err instanceof ServerError && err.code === Status.RESOURCE_EXHAUSTED) {
+      // the router let the client's credits (and messages) through by its own limits:
+      // the shard's are lower, a setting to fix, not the client's doing
+      this.routing.logger.error(
+        { shard, error: err.details },
+        "a shard refused a stream the router's limits allow: keep the router's MAX_STREAM_CREDITS and MAX_MESSAGE_BYTES no larger than the shard workers'",
+      );
+      this.end(
+        new ServerError(
+          err.code,
+          `shard ${shard} refused the stream: ${err.details} (the router allows more: an operator's setting; meanwhile grant fewer credits)`,
+        ),
+      );
+      return;
+    }
     if (
       err instanceof RouterRefused ||
       (err instanceof ServerError && CALLER_CODES.has(err.code))

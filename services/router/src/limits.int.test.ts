@@ -163,3 +163,24 @@ test("a request message over the size cap is refused before it is read", async (
     details: expect.stringMatching(/larger than max/),
   });
 });
+
+describe("shard workers that allow a stream fewer credits than the router does", () => {
+  let low: RouterCluster;
+  beforeAll(async () => {
+    low = await routerCluster({ server, shard: { maxStreamCredits: 100 } });
+  });
+  afterAll(() => low.close());
+
+  test("a client stream the shard refuses ends RESOURCE_EXHAUSTED, naming the shard and the setting", async () => {
+    const requests = new Channel<LeaseStreamRequest>();
+    requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["X"] }, credits: 500 }));
+    const err = await (async () => {
+      for await (const _ of low.client("t1").leaseStream(requests));
+    })().catch((e: unknown) => e);
+    requests.close();
+    expect(err).toMatchObject({ code: Status.RESOURCE_EXHAUSTED });
+    expect((err as ClientError).details).toMatch(
+      /^shard a refused the stream: credits outstanding may not exceed 100 \(the router allows more/,
+    );
+  });
+});
