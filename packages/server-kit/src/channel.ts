@@ -29,6 +29,11 @@ export class Channel<T> implements AsyncIterable<T> {
     return this.closed;
   }
 
+  /** Items pushed and not yet taken by the consumer. */
+  get queued(): number {
+    return this.items.length;
+  }
+
   /** Takes out the items not yet consumed (the consumer has gone: they never will be). */
   takeQueued(): T[] {
     return this.items.splice(0);

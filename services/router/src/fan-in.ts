@@ -67,6 +67,14 @@ const GIVE_BACK_WAIT_MS = 2_000;
  */
 const MAX_QUEUED_ANSWERS = 64;
 /**
+ * Messages queued for the client and not taken by the transport, at most, before the
+ * router reads its shard streams no further: a client that reads slowly holds the
+ * shards' pushes back in their transport (and each shard then leases no more), rather
+ * than have its credits' tasks sit leased in the router's memory, their lease clock
+ * running. Reading goes on as soon as fewer are queued.
+ */
+const MAX_QUEUED_OUT = 16;
+/**
  * A shard that still holds subscribed queues but no longer gets their new tasks (a
  * move's source) is idle once it has pushed nothing for this long: it only has what
  * it held, so a pause means it is done, and its credits are needed where the new
@@ -391,6 +399,8 @@ export class FanInSession {
   private roomToRead: (() => void) | undefined;
   /** Answers queued for the client and not taken by the transport yet (MAX_QUEUED_ANSWERS). */
   private readonly answersOut = new Set<LeaseStreamResponse>();
+  /** Shard streams' reads held back while the client's queue is full (MAX_QUEUED_OUT). */
+  private legsHeld: (() => void)[] = [];
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
   /** Since the half-close, every shard stream has answered the withdrawal of its credits. */
@@ -427,6 +437,7 @@ export class FanInSession {
       for await (const message of this.out) {
         yield message;
         if (this.answersOut.delete(message)) this.readOnIfRoom();
+        if (this.legsHeld.length > 0 && !this.backedUp) this.releaseLegs();
       }
     } finally {
       this.routing.metrics.openStreams.dec();
@@ -541,6 +552,18 @@ export class FanInSession {
     }
   }
 
+  /** The client has not taken what is queued for it: its shard streams are read no further. */
+  private get backedUp(): boolean {
+    return this.out.queued >= MAX_QUEUED_OUT;
+  }
+
+  /** Reads on every shard stream held back by `backedUp`. */
+  private releaseLegs(): void {
+    const held = this.legsHeld;
+    this.legsHeld = [];
+    for (const resume of held) resume();
+  }
+
   /** Queues an answer to one of the client's requests. */
   private answer(message: LeaseStreamResponse): void {
     this.answersOut.add(message);
@@ -551,6 +574,7 @@ export class FanInSession {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
     this.roomToRead?.();
+    this.releaseLegs();
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -826,7 +850,11 @@ export class FanInSession {
     void (async () => {
       let failure: unknown;
       try {
-        for await (const res of responses) this.onMessage(leg, res);
+        for await (const res of responses) {
+          this.onMessage(leg, res);
+          while (this.backedUp && !this.ended.signal.aborted && !leg.closed)
+            await new Promise<void>((resume) => this.legsHeld.push(resume));
+        }
       } catch (err) {
         failure = err;
       }
@@ -1238,6 +1266,15 @@ export class FanInSession {
     const overdue = () =>
       !leg.closed && (leg.oldestSettlement() ?? Infinity) <= performance.now() - timeout;
     this.later(oldest + timeout - performance.now(), async () => {
+      if (overdue() && this.backedUp) {
+        // the client reads slowly, and its shard streams are read no further: the
+        // answers are late on its account, not the shard's; looked at again later
+        this.later(timeout, () => {
+          leg.watched = false;
+          this.watchSettlements(leg);
+        });
+        return;
+      }
       if (overdue()) {
         const alive = await leg.conn.alive(timeout, leg.channel);
         if (this.ended.signal.aborted) return;

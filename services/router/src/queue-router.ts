@@ -463,7 +463,9 @@ export function queueRouter(
       const left = others.length > 0 ? await ask(others) : undefined;
       const behind = left?.answers.find((a) => a.value.value.task);
       if (behind) return passThrough(behind.value);
-      if (left) unanswered(left.failed);
+      // (a shard the queue was on: one that is not, asked only because the history is
+      // unknown, does not make every miss unavailable while it is down)
+      if (left && former !== undefined) unanswered(left.failed);
       throw new ServerError(
         Status.NOT_FOUND,
         failed[0]?.error.details ?? `no task ${req.taskId} in ${req.command} for this tenant`,

@@ -526,6 +526,37 @@ describe("LeaseStream through the router", () => {
     await s.close();
   });
 
+  test("a client that reads slowly holds its shard's pushes back: the shard leases no more", async () => {
+    const n = 120;
+    const payload = Buffer.alloc(512 * 1024, 1); // 60 MB in all: more than two transports buffer
+    const c = rc.client("t1");
+    for (let i = 0; i < n; i += 10)
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 10 }, () => ({ command: "X", payload })),
+      });
+    const requests = new Channel<LeaseStreamRequest>();
+    requests.push(
+      LeaseStreamRequest.fromPartial({ subscribe: { commands: ["X"], maxBatch: 1 }, credits: n }),
+    );
+    const abort = new AbortController();
+    const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
+    // the client reads its subscription and two pushes, then stops reading
+    for (let i = 0; i < 3; i++) await responses.next();
+    let leased = -1;
+    await within(10_000, async () => {
+      const before = (await stats("a", "X")).leased;
+      await new Promise((r) => setTimeout(r, 300));
+      leased = (await stats("a", "X")).leased;
+      return before === leased;
+    });
+    expect(leased).toBeLessThan(n);
+    abort.abort();
+    await responses.next().catch(() => undefined);
+    requests.close();
+    // what never reached the client goes back
+    await within(5_000, async () => (await stats("a", "X")).leased === 0);
+  });
+
   test("a client that sends without reading its answers is read no further", async () => {
     const n = 600;
     let pulled = 0;
