@@ -1,12 +1,11 @@
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { startRelay } from "@codeq/testing";
-import { LeaseStreamRequest, QueueServiceDefinition, TaskState } from "@codeq/proto";
-import { Channel } from "@codeq/server-kit";
+import { QueueServiceDefinition, TaskState } from "@codeq/proto";
 import {
   shardFixture,
   StreamDriver,
   eventually,
-  steady,
+  slowReader,
   SUB,
   type ShardFixture,
 } from "./test/fixture";
@@ -46,28 +45,14 @@ describe("LeaseStream on a shard worker", () => {
   });
 
   it("leases for a worker that reads slowly only what the transport takes, and gives back, uncounted, the pushes it never wrote", async () => {
-    const c = fx.client("t-slow");
     const queue = { command: "SLOW", tenant: "t-slow" };
     const n = 40;
-    const payload = Buffer.alloc(512 * 1024, 1); // 20 MB in all: more than the transport buffers
-    for (let i = 0; i < n; i += 10)
-      await c.enqueueBatch({
-        tasks: Array.from({ length: 10 }, () => ({ command: "SLOW", payload, maxAttempts: 1 })),
-      });
-    const requests = new Channel<LeaseStreamRequest>();
-    requests.push(
-      LeaseStreamRequest.fromPartial({ ...SUB(["SLOW"], { maxBatch: 1 }), credits: n }),
-    );
-    const abort = new AbortController();
-    const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
     // the worker reads its subscription and two pushes, then stops reading: the stream
     // leases what the transport takes and two pushes more, then waits, credits left
-    for (let i = 0; i < 3; i++) await responses.next();
-    const leased = await steady(async () => (await fx.worker.engine.stats(queue)).leased);
+    const { leased, stop } = await slowReader(fx, "t-slow", "SLOW", n, 3);
     expect(leased).toBeGreaterThan(2);
     expect(leased).toBeLessThan(n);
-    abort.abort();
-    await responses.next().catch(() => undefined);
+    await stop();
     // what was written may have reached the worker: released, its one attempt counted
     // (dead); what the stream never wrote is ready again, no attempt counted
     await eventually(async () => (await fx.worker.engine.stats(queue)).leased === 0);
@@ -76,7 +61,6 @@ describe("LeaseStream on a shard worker", () => {
     expect(after.dead).toBeLessThanOrEqual(leased - 1); // the last push was queued, never written
     expect(after.ready).toBeGreaterThan(0);
     expect(after.ready + after.dead).toBe(n);
-    requests.close();
   });
 
   it("pushes a task enqueued after the worker subscribed, without polling", async () => {

@@ -1,13 +1,13 @@
 import { Status } from "nice-grpc";
 import { createChannel, createClient } from "nice-grpc";
 import { HealthDefinition } from "nice-grpc-server-health";
-import { LeaseStreamRequest, type EnqueueStreamRequest } from "@codeq/proto";
+import type { EnqueueStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import {
   eventually,
   relayedShardFixture,
   shardFixture,
-  steady,
+  slowReader,
   StreamDriver,
   SUB,
   type ShardFixture,
@@ -227,24 +227,11 @@ describe("a LeaseStream whose worker stopped reading, at shutdown", () => {
     const graceMs = 3_000; // the drain runs out at 80% of it
     const fx = await shardFixture({ graceMs });
     try {
-      const c = fx.client("g");
       const queue = { command: "UNREAD", tenant: "g" };
       const n = 60;
-      const payload = Buffer.alloc(512 * 1024, 1); // 30 MB: more than the transport buffers
-      for (let i = 0; i < n; i += 10)
-        await c.enqueueBatch({
-          tasks: Array.from({ length: 10 }, () => ({ command: "UNREAD", payload, maxAttempts: 1 })),
-        });
-      const requests = new Channel<LeaseStreamRequest>();
-      requests.push(
-        LeaseStreamRequest.fromPartial({ ...SUB(["UNREAD"], { maxBatch: 1 }), credits: n }),
-      );
-      const abort = new AbortController();
-      const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
       // the worker reads its subscription and a push, then stops reading: the stream
       // writes what the transport takes, then waits to write the next
-      for (let i = 0; i < 2; i++) await responses.next();
-      const leased = await steady(async () => (await fx.worker.engine.stats(queue)).leased);
+      const { leased, stop } = await slowReader(fx, "g", "UNREAD", n, 2);
       expect(leased).toBeLessThan(n);
       const started = Date.now();
       const stopping = fx.worker.stop();
@@ -252,8 +239,7 @@ describe("a LeaseStream whose worker stopped reading, at shutdown", () => {
       // (the call itself, waiting to write, ends only when the grace period is over)
       expect(Date.now() - started).toBeLessThan(graceMs);
       await stopping;
-      abort.abort();
-      requests.close();
+      await stop();
       await fx.restart();
       // nothing dead-lettered on its only attempt: the worker did not fail them
       expect((await fx.client("g").queueStats({ command: "UNREAD" })).total).toMatchObject({

@@ -1,6 +1,6 @@
 import { Status } from "nice-grpc";
 import type { Relay } from "@codeq/testing";
-import { TaskState } from "@codeq/proto";
+import { TaskState, type QueueServiceClient, type Task } from "@codeq/proto";
 import {
   eventually,
   relayedShardFixture,
@@ -8,6 +8,16 @@ import {
   SUB,
   type ShardFixture,
 } from "./test/fixture";
+
+/** The task once it is ready again (within 10 s: well before a 30 s lease expires). */
+async function readyAgain(c: QueueServiceClient, command: string, taskId: string) {
+  let task: Task | undefined;
+  await eventually(async () => {
+    task = (await c.getTask({ command, taskId }).catch(() => undefined))?.task;
+    return task?.state === TaskState.TASK_STATE_READY;
+  }, 10_000);
+  return task!;
+}
 
 /**
  * The store goes away for longer than ioredis's retries (a KVRocks restart), while a
@@ -85,12 +95,7 @@ describe("a shard worker whose store restarts under a stream", () => {
     const { taskId } = await enqueued;
     expect(givenBack).toBe(1);
     // ready again within seconds, not when its 30 s lease expires; no attempt counted
-    await eventually(async () => {
-      const task = (await c.getTask({ command: "GIVEBACK", taskId }).catch(() => undefined))?.task;
-      return task?.state === TaskState.TASK_STATE_READY;
-    }, 10_000);
-    const task = (await c.getTask({ command: "GIVEBACK", taskId })).task!;
-    expect(task.attempts).toBe(0);
+    expect((await readyAgain(c, "GIVEBACK", taskId)).attempts).toBe(0);
   }, 20_000);
 
   it("releases, once the store is back, what a closed stream held when the store failed its release", async () => {
@@ -115,12 +120,7 @@ describe("a shard worker whose store restarts under a stream", () => {
     await eventually(async () => (await fx.worker.metrics.streamsOpen()) < streams);
     expect(released).toBe(1);
     // ready again within seconds, not when its 30 s lease expires; its attempt counted
-    await eventually(async () => {
-      const task = (await c.getTask({ command: "RELEASE", taskId }).catch(() => undefined))?.task;
-      return task?.state === TaskState.TASK_STATE_READY;
-    }, 10_000);
-    const task = (await c.getTask({ command: "RELEASE", taskId })).task!;
-    expect(task.attempts).toBe(1);
+    expect((await readyAgain(c, "RELEASE", taskId)).attempts).toBe(1);
   }, 20_000);
 });
 

@@ -1,13 +1,13 @@
 import { createChannel, createClient, Metadata, type Channel } from "nice-grpc";
 import {
   internal,
+  LeaseStreamRequest,
   QueueServiceDefinition,
   type QueueServiceClient,
-  type LeaseStreamRequest,
   type LeaseStreamResponse,
   type LeasedTask,
 } from "@codeq/proto";
-import { createLogger } from "@codeq/server-kit";
+import { Channel as Outbox, createLogger } from "@codeq/server-kit";
 import { RedisServer, startRelay, type Relay } from "@codeq/testing";
 import { shardConfig, type ShardConfig } from "../config";
 import { startShardWorker, type ShardWorker } from "../shard-worker";
@@ -224,3 +224,44 @@ export async function steady(
 export const SUB = (commands: string[], extra: Record<string, unknown> = {}) => ({
   subscribe: { commands, leaseDurationMs: 0, allTenants: false, maxBatch: 0, ...extra },
 });
+
+/**
+ * A worker that reads slowly: `n` tasks of 512 KiB in `command` (one attempt each, more
+ * than the transport buffers), a stream of `n` credits pushing one task a message, of
+ * which the worker reads `reads` messages (the subscription first), then no more.
+ * Resolves once the queue's count of leased tasks stops moving, with that count; `stop`
+ * cancels the stream.
+ */
+export async function slowReader(
+  fx: ShardFixture,
+  tenant: string,
+  command: string,
+  n: number,
+  reads: number,
+): Promise<{ leased: number; stop: () => Promise<void> }> {
+  const c = fx.client(tenant);
+  const payload = Buffer.alloc(512 * 1024, 1);
+  for (let i = 0; i < n; i += 10)
+    await c.enqueueBatch({
+      tasks: Array.from({ length: Math.min(10, n - i) }, () => ({
+        command,
+        payload,
+        maxAttempts: 1,
+      })),
+    });
+  const requests = new Outbox<LeaseStreamRequest>();
+  requests.push(LeaseStreamRequest.fromPartial({ ...SUB([command], { maxBatch: 1 }), credits: n }));
+  const abort = new AbortController();
+  const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
+  for (let i = 0; i < reads; i++) await responses.next();
+  const queue = { command, tenant };
+  const leased = await steady(async () => (await fx.worker.engine.stats(queue)).leased);
+  return {
+    leased,
+    stop: async () => {
+      abort.abort();
+      await responses.next().catch(() => undefined);
+      requests.close();
+    },
+  };
+}
