@@ -11,6 +11,7 @@ ARGV[5] n items, then 7 values per item:
   dead-letter (0/1), release (0: a nack; 1: a closed stream's lease, put back at the head
   of its list; 2: as 1, its attempt not counted unless the error text, not empty, is
   the task's last error already), error text (empty: the last error is kept)
+Released leases go back to the head of their lists in the order of the items.
 A nack is accepted while the task is LEASED under this fence (as ack). On the last
 attempt, or with dead-letter, the task goes to the DLQ with the error as reason.
 A release clears the delivery's nonce (NO_NONCE): its holder did not end it. So a
@@ -29,9 +30,12 @@ local rnd = tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
 local K = {
   tasks = KEYS[1], state = KEYS[2], scheduled = KEYS[3], leased = KEYS[4], dead = KEYS[5], due = KEYS[6],
-  ready = {}, defaultBackoff = ARGV[4],
+  ready = {}, fronts = {}, defaultBackoff = ARGV[4],
 }
-for p = 0, 9 do K.ready[p + 1] = KEYS[7 + p] end
+for p = 0, 9 do
+  K.ready[p + 1] = KEYS[7 + p]
+  K.fronts[p + 1] = {}
+end
 local out = {}
 for i = 0, n - 1 do
   local a = 6 + i * 7
@@ -66,4 +70,7 @@ for i = 0, n - 1 do
     end
   end
 end
+-- released leases go back to the head of their lists in the order they came (a
+-- stream's, as it pushed them)
+pushFronts(K)
 return out

@@ -233,6 +233,17 @@ describe("nack-16.lua", () => {
     expect(await engine.getTask(Q, a!)).toMatchObject({ attempts: 2, lastError: "lease released" });
   });
 
+  it("release and give-back put a batch back at the head of its list in the batch's order", async () => {
+    const { engine } = await fx().engine();
+    const ids = await seed(engine, 5);
+    const first = await engine.lease(Q, { max: 3, leaseMs: 30_000 });
+    await engine.release(first.map((d) => d.token));
+    const second = await engine.lease(Q, { max: 3, leaseMs: 30_000 });
+    expect(second.map((d) => d.task.id)).toEqual(ids.slice(0, 3));
+    await engine.giveBack(second.map((d) => d.token));
+    expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual(ids);
+  });
+
   it("gives back a lease never delivered without counting it, even on the last attempt", async () => {
     const { engine } = await fx().engine();
     const [a, b] = await seed(engine, 2, { maxAttempts: 2 });
