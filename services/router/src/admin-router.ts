@@ -52,7 +52,7 @@ export function adminRouter(
 
     async assignCommand(req, ctx) {
       const f = await admin(ctx, "AssignCommand");
-      return ops.assign(req, f.identity.principal);
+      return ops.assign(req, f.identity.principal, ctx.signal);
     },
 
     async getMigration(req, ctx) {

@@ -200,6 +200,17 @@ function sideProblems(maps: readonly ShardMap[], m: Migration, side: MigrationSi
   return problems;
 }
 
+/** The worker at a shard's endpoint answers as another shard (`MapOperations.workerOf`). */
+class NotItsWorker extends ServerError {
+  constructor(
+    /** What was found, for a caller that words its own message. */
+    readonly found: string,
+    details: string,
+  ) {
+    super(Status.FAILED_PRECONDITION, details);
+  }
+}
+
 /**
  * The operator's changes to the shard map (AssignCommand, AbortMigration,
  * RegisterShard, RemoveShard) and the migration views. Every change is a
@@ -306,7 +317,18 @@ export class MapOperations {
     }
   }
 
-  async assign(req: AssignCommandRequest, actor: string): Promise<AssignCommandResponse> {
+  /**
+   * Moves a queue (or a command) to `req.shard`. Refused unless the target's own worker
+   * answers, serves and reaches its store: an assignment onto a worker that is not there
+   * (a mistyped endpoint, a worker not started yet) would send every enqueue of the
+   * command to it, failing, until the move were aborted. `signal`: the caller left; a
+   * move not written by then is not written.
+   */
+  async assign(
+    req: AssignCommandRequest,
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<AssignCommandResponse> {
     if (!req.command) throw invalid("command is required");
     checkName("command", req.command);
     if (req.tenant) checkName("tenant", req.tenant);
@@ -320,7 +342,18 @@ export class MapOperations {
         `the shard map is at version ${map.version}, not ${req.expectedVersion}; read it again and retry`,
       );
     if (from === req.shard) return { mapVersion: map.version, plan: [], migrations: [] };
-    const plan = await this.plan(map, req, from);
+    const target = await this.workerOf(
+      map,
+      req.shard,
+      `cannot move ${label(req.command, req.tenant)} to shard ${req.shard}`,
+      "start its worker, or correct its endpoint in the map (RemoveShard, then RegisterShard)",
+      signal,
+    );
+    if (target.lifecycle && target.lifecycle !== "serving")
+      throw precondition(
+        `cannot move ${label(req.command, req.tenant)} to shard ${req.shard}: its worker is ${target.lifecycle}; try again once it serves`,
+      );
+    const plan = await this.plan(map, req, from, signal);
     if (req.dryRun) return { mapVersion: map.version, plan: [plan], migrations: [] };
 
     const migration: Migration = {
@@ -338,6 +371,11 @@ export class MapOperations {
       "AssignCommand",
       `${label(req.command, req.tenant)}: ${from} → ${req.shard} (${migration.id})`,
       (current) => {
+        if (signal?.aborted)
+          throw new ServerError(
+            Status.CANCELLED,
+            "the caller went away before the move was written; nothing changed",
+          );
         // the map may have moved on since it was read: check again on what is written
         const owner = this.owner(current, req.command, req.tenant);
         this.checkAssignable(current, req, owner);
@@ -419,17 +457,23 @@ export class MapOperations {
   }
 
   /** What a move of the queue(s) from `from` would carry, counted on `from` now. */
-  private async plan(map: ShardMap, req: AssignCommandRequest, from: string): Promise<MovePlan> {
+  private async plan(
+    map: ShardMap,
+    req: AssignCommandRequest,
+    from: string,
+    signal?: AbortSignal,
+  ): Promise<MovePlan> {
     const counts = emptyQueueCounts();
     const tenants: string[] = [];
     const move = { command: req.command, tenant: req.tenant || undefined };
     try {
-      for (const q of await this.queuesOn(from, req.command, req.tenant)) {
+      for (const q of await this.queuesOn(from, req.command, req.tenant, signal)) {
         if (!movesTenant(map, move, q.tenant) || !q.counts) continue;
         tenants.push(q.tenant);
         addCounts(counts, q.counts);
       }
     } catch (err) {
+      if (signal?.aborted) throw new ServerError(Status.CANCELLED, "the caller went away");
       if (req.dryRun)
         throw new ServerError(
           Status.UNAVAILABLE,
@@ -603,37 +647,20 @@ export class MapOperations {
     checkId("id", id, SHARD_ID_PATTERN);
     const map = await this.freshMap();
     this.checkRemovable(map, id);
-    // A shard this router has not connected to yet (the store's map is ahead of its
-    // own) cannot be asked whether it is empty: never remove it unasked.
-    // (or holds it at another endpoint: removed and registered again meanwhile)
-    if (
-      !this.routing.pool.has(id) ||
-      this.routing.pool.get(id).endpoint !== entry(map.shards, id)?.endpoint
-    )
-      throw new ServerError(
-        Status.UNAVAILABLE,
-        `this router has not connected to shard ${id} yet (its map is at version ${this.routing.map.version}, the control store's at ${map.version}); try again in a moment`,
-      );
-    const status = await this.routing.pool
-      .get(id)
-      .internal.getShardStatus(
-        {},
-        { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs) },
-      )
-      .catch((err: unknown) => {
-        throw precondition(
-          `cannot confirm shard ${id} holds nothing (${(err as Error).message}); bring it up, or stop routing to it and wait`,
-        );
-      });
     // a worker whose store does not answer reports a depth of 0: that proves nothing
-    if (!status.storeReachable)
-      throw precondition(
-        `cannot confirm shard ${id} holds nothing: its store does not answer; bring the store back first`,
-      );
-    if (status.shard !== id && !sharesEndpoint(map, id, status.shard))
-      throw precondition(
-        `the worker at shard ${id}'s endpoint answers as shard ${status.shard || "(none)"}, which the map does not place there: shard ${id}'s own worker cannot be asked whether it holds anything; bring that worker back at ${entry(map.shards, id)?.endpoint ?? "its endpoint"}, or remove shard ${id} from the stored map by hand once you know its store is empty`,
-      );
+    const status = await this.workerOf(
+      map,
+      id,
+      `cannot confirm shard ${id} holds nothing`,
+      "bring it up, or stop routing to it and wait",
+    ).catch((err: unknown) => {
+      // its own worker cannot be asked: the map names another there
+      if (err instanceof NotItsWorker)
+        throw precondition(
+          `${err.found}: shard ${id}'s own worker cannot be asked whether it holds anything; bring that worker back at ${entry(map.shards, id)?.endpoint ?? "its endpoint"}, or remove shard ${id} from the stored map by hand once you know its store is empty`,
+        );
+      throw err;
+    });
     // a second id for another shard's worker (a map written before two shards were
     // refused one endpoint): what that worker holds is the other shard's, still mapped
     if (status.queueDepth > 0 && status.shard === id)
@@ -647,6 +674,49 @@ export class MapOperations {
       return { ...draft, shards };
     });
     return written.version;
+  }
+
+  /**
+   * The status of shard `id`'s worker, asked at the map's endpoint within the fan-out
+   * timeout. UNAVAILABLE while this router has not connected to it there (the control
+   * store's map is ahead of its own, or the shard was registered again elsewhere);
+   * FAILED_PRECONDITION, beginning with `cannot` and ending with `remedy`, when it does
+   * not answer or its store does not; NotItsWorker (a FAILED_PRECONDITION) when the
+   * worker there answers as a shard the map does not place there.
+   */
+  private async workerOf(
+    map: ShardMap,
+    id: string,
+    cannot: string,
+    remedy: string,
+    signal?: AbortSignal,
+  ): Promise<internal.GetShardStatusResponse> {
+    if (
+      !this.routing.pool.has(id) ||
+      this.routing.pool.get(id).endpoint !== entry(map.shards, id)?.endpoint
+    )
+      throw new ServerError(
+        Status.UNAVAILABLE,
+        `this router has not connected to shard ${id} yet (its map is at version ${this.routing.map.version}, the control store's at ${map.version}); try again in a moment`,
+      );
+    const status = await this.routing.pool
+      .get(id)
+      .internal.getShardStatus(
+        {},
+        { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs), signal },
+      )
+      .catch((err: unknown) => {
+        if (signal?.aborted) throw new ServerError(Status.CANCELLED, "the caller went away");
+        throw precondition(`${cannot} (${(err as Error).message}); ${remedy}`);
+      });
+    if (!status.storeReachable)
+      throw precondition(`${cannot}: its store does not answer; bring the store back first`);
+    if (status.shard !== id && !sharesEndpoint(map, id, status.shard))
+      throw new NotItsWorker(
+        `the worker at shard ${id}'s endpoint answers as shard ${status.shard || "(none)"}, which the map does not place there`,
+        `${cannot}: the worker at its endpoint answers as shard ${status.shard || "(none)"}; ${remedy}`,
+      );
+    return status;
   }
 
   private checkRemovable(map: ShardMap, id: string): void {

@@ -1019,6 +1019,16 @@ describe("shards come and go through AdminService", () => {
     expect((refused as ClientError).details).toMatch(/holds 1 task/);
     // d is unreachable: nobody can confirm it is empty
     expect(await code(admin.removeShard({ id: "d" }))).toBe(Status.FAILED_PRECONDITION);
+    // nor is anything moved onto it: its enqueues would fail until an abort
+    const before = (await rc.source.get())!.version;
+    for (const dryRun of [true, false]) {
+      const moved = await admin.assignCommand({ command: "Q", shard: "d", dryRun }).catch((e) => e);
+      expect(moved).toMatchObject({
+        code: Status.FAILED_PRECONDITION,
+        details: expect.stringMatching(/^cannot move Q to shard d \(.*\); start its worker/),
+      });
+    }
+    expect((await rc.source.get())!.version).toBe(before);
     // c is empty and answers: it goes
     const { mapVersion } = await admin.removeShard({ id: "c" });
     const map = (await rc.source.get())!;
