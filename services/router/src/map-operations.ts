@@ -385,12 +385,16 @@ export class MapOperations {
             `${label(req.command, req.tenant)} moved to ${owner} meanwhile; look at the map again`,
           );
         const draft = draftOf(current);
-        const routed = req.tenant
-          ? { tenants: { ...draft.tenants, [tenantKey(req.command, req.tenant)]: req.shard } }
-          : { commands: { ...draft.commands, [req.command]: req.shard } };
-        const hadOwnRoute = req.tenant
-          ? entry(current.tenants, tenantKey(req.command, req.tenant)) !== undefined
-          : entry(current.commands, req.command) !== undefined;
+        const key = req.tenant ? tenantKey(req.command, req.tenant) : req.command;
+        const table = req.tenant ? draft.tenants : draft.commands;
+        // a queue moved to where it would go without an entry of its own (a tenant to
+        // its command's shard, a command to the default) loses its entry: assigning a
+        // move back leaves no pin that a later move of the whole command would skip
+        const inherited = req.tenant ? this.owner(current, req.command, "") : current.defaultShard;
+        const { [key]: _own, ...others } = table;
+        const routedTable = req.shard === inherited ? others : { ...table, [key]: req.shard };
+        const routed = req.tenant ? { tenants: routedTable } : { commands: routedTable };
+        const hadOwnRoute = entry(table, key) !== undefined;
         const started = { ...migration, hadOwnRoute, mapVersion: current.version + 1 };
         return { ...draft, ...routed, migrations: [...draft.migrations, started] };
       },

@@ -299,6 +299,25 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(rc.router.routing.currentShard("X", "t1")).toBe("a");
   }, 30_000);
 
+  test("a queue assigned back where it would go anyway keeps no entry of its own", async () => {
+    await rc.client("t2").enqueue({ command: "X", payload: payload("2") });
+    const admin = rc.admin();
+    const moved = async (command: string, shard: string, tenant = "") => {
+      await admin.assignCommand({ command, tenant, shard });
+      await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+      return (await rc.source.get())!;
+    };
+    expect((await moved("X", "c", "t2")).tenants).toEqual({ "X/t2": "c" });
+    // back to its command's shard: no override left to pin it
+    expect((await moved("X", "a", "t2")).tenants).toEqual({});
+    // so a move of the whole command takes t2's queue along
+    expect((await moved("X", "b")).commands).toEqual({ X: "b" });
+    expect((await stats("b", "X", "t2")).ready).toBe(1);
+    // and back to the default shard: no mapping left
+    expect((await moved("X", "a")).commands).toEqual({});
+    expect((await stats("a", "X", "t2")).ready).toBe(1);
+  }, 60_000);
+
   test("AbortMigration routes back and brings moved tasks home", async () => {
     const c = rc.client("t1");
     // a leased task keeps the migration from completing before the abort
