@@ -727,7 +727,9 @@ export class MapOperations {
     if (!entry(map.shards, id))
       throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
     if (map.defaultShard === id)
-      throw precondition(`shard ${id} is the default shard; make another the default first`);
+      throw precondition(
+        `shard ${id} is the default shard: no admin call changes the default (set defaultShard in the stored map by hand, through its compare-and-set, then remove the shard)`,
+      );
     const command = Object.entries(map.commands).find(([, s]) => s === id);
     if (command)
       throw precondition(
