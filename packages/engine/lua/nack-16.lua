@@ -11,7 +11,8 @@ ARGV[5] n items, then 7 values per item:
   dead-letter (0/1), release (0: a nack; 1: a closed stream's lease, put back at the head
   of its list; 2: as 1, its attempt not counted unless the error text, not empty, is
   the task's last error already), error text (empty: the last error is kept)
-Released leases go back to the head of their lists in the order of the items.
+A call of releases only puts them back at the head of their lists in the order of
+its items (they are settled last first; a token given twice is settled by its last).
 A nack is accepted while the task is LEASED under this fence (as ack). On the last
 attempt, or with dead-letter, the task goes to the DLQ with the error as reason.
 A release clears the delivery's nonce (NO_NONCE): its holder did not end it. So a
@@ -30,20 +31,26 @@ local rnd = tonumber(ARGV[3])
 local n = tonumber(ARGV[5])
 local K = {
   tasks = KEYS[1], state = KEYS[2], scheduled = KEYS[3], leased = KEYS[4], dead = KEYS[5], due = KEYS[6],
-  ready = {}, fronts = {}, defaultBackoff = ARGV[4],
+  ready = {}, defaultBackoff = ARGV[4],
 }
-for p = 0, 9 do
-  K.ready[p + 1] = KEYS[7 + p]
-  K.fronts[p + 1] = {}
-end
-local out = {}
+for p = 0, 9 do K.ready[p + 1] = KEYS[7 + p] end
+-- released leases go back to the head of their lists: a batch of releases is taken
+-- last first, each put in front of the one after it, so it keeps its order there
+-- (each item's list write comes with its state write: no id is left out of every list)
+local releases = n > 0
 for i = 0, n - 1 do
+  if ARGV[6 + i * 7 + 5] == '0' then releases = false end
+end
+local first, last, step = 0, n - 1, 1
+if releases then first, last, step = n - 1, 0, -1 end
+local out = {}
+for i = first, last, step do
   local a = 6 + i * 7
   local id = ARGV[a]
   local s = redis.call('HGET', KEYS[2], id)
   if not s then
-    out[#out + 1] = -1
-    out[#out + 1] = ''
+    out[2 * i + 1] = -1
+    out[2 * i + 2] = ''
   else
     local x = parseState(s)
     local release = ARGV[a + 5] ~= '0'
@@ -56,21 +63,18 @@ for i = 0, n - 1 do
       -- after another, with no run in between that ended otherwise, counts every
       -- second time, so it still reaches its last attempt
       if ARGV[a + 5] == '2' and (reason == '' or x.err ~= reason) then x.att = math.max(x.att - 1, 0) end
-      out[#out + 1] = 0
-      out[#out + 1] = settleFailure(K, qid, id, x, now, reason, tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', release, r)
+      out[2 * i + 1] = 0
+      out[2 * i + 2] = settleFailure(K, qid, id, x, now, reason, tonumber(ARGV[a + 3]), ARGV[a + 4] == '1', release, r)
     else
       local st = string.byte(s, 1)
       local ended = st == 82 or st == 83 or st == 68 -- R, S, D
       if not release and ended and x.nonce ~= NO_NONCE and sameDelivery(s, ARGV[a + 1], ARGV[a + 2]) then
-        out[#out + 1] = 1
+        out[2 * i + 1] = 1
       else
-        out[#out + 1] = -2
+        out[2 * i + 1] = -2
       end
-      out[#out + 1] = STATE_NAMES[x.st]
+      out[2 * i + 2] = STATE_NAMES[x.st]
     end
   end
 end
--- released leases go back to the head of their lists in the order they came (a
--- stream's, as it pushed them)
-pushFronts(K)
 return out

@@ -5,9 +5,7 @@
 --   x: the parsed state (task-state.lua)
 --   delay: ms before the next attempt; < 0 means the task's backoff; 0 means ready now
 --   deadLetter: true sends the task to the DLQ whatever attempts remain
---   front: true puts a READY task at the head of its list (a released lease): into
---          K.fronts[priority + 1] when the caller keeps those (pushFronts, after every
---          item, so a batch keeps its order at the head), else at once
+--   front: true puts a READY task at the head of its list (a released lease)
 -- The task goes to the DLQ when deadLetter is set or its attempts are used up. The
 -- reaper and a release set x.nonce to NO_NONCE first; a nack keeps it (nack-16.lua).
 -- Returns the new state's name.
@@ -44,9 +42,7 @@ local function settleFailure(K, qid, id, x, now, reason, delay, deadLetter, fron
     if delay == 0 then
       x.st = 'R'
       x.runAt = now
-      if front and K.fronts then
-        table.insert(K.fronts[x.pri + 1], id)
-      elseif front then
+      if front then
         redis.call('LPUSH', K.ready[x.pri + 1], id)
       else
         redis.call('RPUSH', K.ready[x.pri + 1], id)
@@ -60,18 +56,4 @@ local function settleFailure(K, qid, id, x, now, reason, delay, deadLetter, fron
   end
   redis.call('HSET', K.state, id, formatState(x))
   return STATE_NAMES[x.st]
-end
-
--- pushFronts(K): puts the ids settleFailure kept in K.fronts at the head of their
--- lists, each list's in the order they were settled (LPUSH puts each id before the one
--- pushed before it: the last one goes first)
-local function pushFronts(K)
-  for p = 1, 10 do
-    local ids = K.fronts[p]
-    if #ids > 0 then
-      local reversed = {}
-      for i = #ids, 1, -1 do reversed[#reversed + 1] = ids[i] end
-      redis.call('LPUSH', K.ready[p], unpack(reversed))
-    end
-  end
 end

@@ -244,6 +244,21 @@ describe("nack-16.lua", () => {
     expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual(ids);
   });
 
+  it("releases a closed stream's 9,000 leases of one queue in one call, in their order", async () => {
+    const { engine } = await fx().engine();
+    const ids: string[] = [];
+    for (let i = 0; i < 9; i++) ids.push(...(await seed(engine, 1000)));
+    const leased = [];
+    for (let i = 0; i < 9; i++)
+      leased.push(...(await engine.lease(Q, { max: 1000, leaseMs: 30_000 })));
+    const out = await engine.release(leased.map((d) => d.token));
+    expect(out.filter((o) => o.code === ScriptCode.Ok)).toHaveLength(9000);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 9000, leased: 0 });
+    expect((await engine.lease(Q, { max: 1000, leaseMs: 30_000 })).map((d) => d.task.id)).toEqual(
+      ids.slice(0, 1000),
+    );
+  });
+
   it("gives back a lease never delivered without counting it, even on the last attempt", async () => {
     const { engine } = await fx().engine();
     const [a, b] = await seed(engine, 2, { maxAttempts: 2 });

@@ -350,11 +350,18 @@ export class ReleaseCmd implements Cmd {
     await step(m, r, async () => {
       const items = this.picks.map((p) => resolve(m, p));
       const got = await r.engine.release(items.map((it) => it.token));
-      const want = items.map((it) =>
-        it.issued
-          ? m.nack(it.issued, 0, false, true, "lease released")
-          : { code: ScriptCode.NotFound, state: undefined },
-      );
+      // settled last first, each put at the head: the batch keeps its order there
+      const want = items
+        .map((it, i) => [it, i] as const)
+        .reverse()
+        .map(([it, i]) => ({
+          i,
+          outcome: it.issued
+            ? m.nack(it.issued, 0, false, true, "lease released")
+            : { code: ScriptCode.NotFound, state: undefined },
+        }))
+        .sort((x, y) => x.i - y.i)
+        .map((x) => x.outcome);
       const names = items.map((it) => it.name).join(", ");
       same(
         `release [${names}] outcomes`,
