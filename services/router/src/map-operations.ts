@@ -341,7 +341,31 @@ export class MapOperations {
         Status.ABORTED,
         `the shard map is at version ${map.version}, not ${req.expectedVersion}; read it again and retry`,
       );
-    if (from === req.shard) return { mapVersion: map.version, plan: [], migrations: [] };
+    if (from === req.shard) {
+      // already there; an entry of its own that only repeats what the queue would follow
+      // anyway goes, as after a move (a later move of the whole command carries it along)
+      if (req.dryRun || !this.redundantEntry(map, req))
+        return { mapVersion: map.version, plan: [], migrations: [] };
+      const written = await this.write(
+        actor,
+        "AssignCommand",
+        `${label(req.command, req.tenant)}: stays on ${req.shard}, its own entry dropped (it follows ${req.tenant ? "its command's shard" : "the default shard"}, the same)`,
+        (current) => {
+          const key = this.redundantEntry(current, req);
+          if (!key)
+            throw new ServerError(
+              Status.ABORTED,
+              `the routing of ${label(req.command, req.tenant)} changed meanwhile; look at the map again`,
+            );
+          const draft = draftOf(current);
+          const table = req.tenant ? draft.tenants : draft.commands;
+          const { [key]: _own, ...others } = table;
+          return { ...draft, ...(req.tenant ? { tenants: others } : { commands: others }) };
+        },
+        req.expectedVersion,
+      );
+      return { mapVersion: written.version, plan: [], migrations: [] };
+    }
     const target = await this.workerOf(
       map,
       req.shard,
@@ -402,6 +426,20 @@ export class MapOperations {
     );
     const started = written.migrations.find((m) => m.id === migration.id) ?? migration;
     return { mapVersion: written.version, plan: [plan], migrations: [migrationToWire(started)] };
+  }
+
+  /**
+   * The key of the queue's own routing entry (a tenant override, a command mapping)
+   * when it names what the queue would follow without it (its command's shard, the
+   * default shard) and no move of the command is unfinished; else undefined.
+   */
+  private redundantEntry(map: ShardMap, req: AssignCommandRequest): string | undefined {
+    const key = req.tenant ? tenantKey(req.command, req.tenant) : req.command;
+    const own = entry(req.tenant ? map.tenants : map.commands, key);
+    const inherited = req.tenant ? this.owner(map, req.command, "") : map.defaultShard;
+    if (own === undefined || own !== inherited) return undefined;
+    if (map.migrations.some((m) => isUnfinished(m) && m.command === req.command)) return undefined;
+    return key;
   }
 
   /** The shard a queue (or a whole command, tenant unset) is routed to now. */

@@ -316,6 +316,13 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     // and back to the default shard: no mapping left
     expect((await moved("X", "a")).commands).toEqual({});
     expect((await stats("a", "X", "t2")).ready).toBe(1);
+    // an override a command's move made redundant goes when the queue is assigned
+    // where it is already (no move)
+    expect((await moved("X", "c", "t2")).tenants).toEqual({ "X/t2": "c" });
+    expect((await moved("X", "c")).tenants).toEqual({ "X/t2": "c" });
+    const { migrations } = await admin.assignCommand({ command: "X", tenant: "t2", shard: "c" });
+    expect(migrations).toEqual([]);
+    expect((await rc.source.get())!.tenants).toEqual({});
   }, 60_000);
 
   test("AbortMigration routes back and brings moved tasks home", async () => {
