@@ -7,10 +7,12 @@ lease deadline, the same in both runs) and given back as if never leased.
 KEYS[1] state   KEYS[2] leased   KEYS[3..12] ready:0 .. ready:9
 ARGV[1] now (ms, 13 digits)   ARGV[2] the call's lease deadline (ms, 13 digits)
 ARGV[3] the call's nonce (14 digits)   ARGV[4] n, then n ids to keep (the ones the
-reply that did arrive delivered)
+reply that did arrive delivered); then m, and m ids: the reply's, in its order (0
+when the reply was lost)
 A task still LEASED under that nonce and deadline, and not kept, goes back to READY
-at the head of its list (those of one list in id order: a call leases a list's ids
-from its head, and ids are made in time order), its attempt not counted; its lease
+at the head of its list (those of one list in the reply's order, which was the
+list's; ids the reply did not name, a lost reply's, in id order after them), its
+attempt not counted; its lease
 sequence stays (sequences are never reused), its nonce is cleared. Every call with
 the same deadline shares its index entries, so they are read and written in chunks.
 Returns the number of tasks given back.
@@ -19,7 +21,11 @@ Returns the number of tasks given back.
 local CHUNK = 1000
 local nowText, deadline, nonce = ARGV[1], ARGV[2], ARGV[3]
 local keep = {}
-for i = 1, tonumber(ARGV[4]) do keep[ARGV[4 + i]] = true end
+local kept = tonumber(ARGV[4])
+for i = 1, kept do keep[ARGV[4 + i]] = true end
+local rank = {}
+local ranked = tonumber(ARGV[5 + kept] or '0')
+for i = 1, ranked do rank[ARGV[5 + kept + i]] = i end
 local back, writes, lists = {}, {}, {}
 local offset = 0
 while true do
@@ -55,6 +61,14 @@ for from = 1, #back, CHUNK do
   redis.call('HSET', KEYS[1], unpack(fields))
 end
 for p, listed in pairs(lists) do
+  if ranked > 0 then
+    local last = ranked + 1
+    table.sort(listed, function(a, b)
+      local ra, rb = rank[a] or last, rank[b] or last
+      if ra ~= rb then return ra < rb end
+      return a < b
+    end)
+  end
   -- LPUSH puts each id before the one pushed before it: push the last one first
   for to = #listed, 1, -CHUNK do
     local reversed = {}

@@ -13,6 +13,11 @@ export interface LeaseCallToUndo {
   readonly deadline: string;
   /** The ids the reply that did arrive delivered (none when the call failed). */
   readonly keep: readonly string[];
+  /**
+   * The ids of the call's reply in their order (their lists'), when known: what goes
+   * back goes back in it. Else (a lost reply) in id order.
+   */
+  readonly order?: readonly string[];
   readonly reason: GiveBackReason;
 }
 
@@ -72,7 +77,15 @@ export class LeaseGiveBacks {
       const n = await this.runner.run<number>(
         "unlease",
         [k.state, k.leased, ...k.ready],
-        [timeText(this.clock.now()), call.deadline, call.nonce, call.keep.length, ...call.keep],
+        [
+          timeText(this.clock.now()),
+          call.deadline,
+          call.nonce,
+          call.keep.length,
+          ...call.keep,
+          call.order?.length ?? 0,
+          ...(call.order ?? []),
+        ],
       );
       if (n > 0) report(() => this.events.onGivenBack(call.queue, n, call.reason));
     } catch (err) {

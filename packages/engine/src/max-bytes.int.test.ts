@@ -64,6 +64,27 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(got[0]!.task.attempts).toBe(1);
   });
 
+  it("gives back what did not fit in its list's order, not its ids'", async () => {
+    const producer = await fx().engine();
+    const [a, b, c] = (
+      await producer.engine.enqueue(
+        Q,
+        ["a", "b", "c"].map((n) => ({ payload: big(n, 10) })),
+      )
+    ).map((o) => o.id);
+    // retried out of their id order: the list is c, b, a
+    const [da, db] = await producer.engine.lease(Q, { ...LEASE, max: 2 });
+    await producer.engine.nack([
+      { token: db!.token, delayMs: 0 },
+      { token: da!.token, delayMs: 0 },
+    ]);
+    // a worker that has not seen their size leases all three, and gives back two
+    const { engine } = await fx().engine({ keyPrefix: producer.prefix });
+    const got = await engine.lease(Q, { ...LEASE, maxBytes: 15 * 1024 });
+    expect(got.map((d) => d.task.id)).toEqual([c]);
+    expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([b, a]);
+  });
+
   it("a handoff leases only what fits, and counts the rest as ready", async () => {
     const { engine } = await fx().engine();
     const out = await engine.enqueueAndLease(

@@ -221,6 +221,7 @@ async function withinBytes(
     call,
     fit.map((d) => d.task.id),
     "over size",
+    deliveries,
   );
   return { deliveries: fit, bytes: kept };
 }
@@ -306,15 +307,20 @@ async function leasing<R extends { readonly deliveries: readonly Delivery[] }>(
   return out;
 }
 
-/** Gives back what `call` leased in `queue`, but for `keep` (LeaseGiveBacks never throws). */
+/**
+ * Gives back what `call` leased in `queue`, but for `keep` (LeaseGiveBacks never
+ * throws); in the order of `delivered`, the call's reply, when it is known.
+ */
 function undo(
   ctx: EngineContext,
   queue: QueueRef,
   call: LeaseCall,
   keep: readonly string[],
   reason: GiveBackReason = "lost reply",
+  delivered?: readonly Delivery[],
 ): Promise<void> {
-  return ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep, reason });
+  const order = delivered?.map((d) => d.task.id);
+  return ctx.giveBacks.giveBack({ queue, keys: ctx.keys(queue), ...call, keep, order, reason });
 }
 
 /** Leases up to `max` tasks of one queue. */
@@ -355,9 +361,10 @@ export async function leaseCall(
     if (left > 0) ctx.onPromoted(queue, left);
     return { deliveries: leasedFrom(ctx, queue, reply.slice(1)) };
   });
+  const within = await withinBytes(ctx, queue, call, deliveries, options);
   return {
-    ...(await withinBytes(ctx, queue, call, deliveries, options)),
-    giveBack: (keep) => undo(ctx, queue, call, keep, "over size"),
+    ...within,
+    giveBack: (keep) => undo(ctx, queue, call, keep, "over size", within.deliveries),
   };
 }
 
