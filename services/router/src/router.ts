@@ -101,7 +101,10 @@ export async function startRouter(
       logger.warn(
         "CODEQ_ROUTER_ADMIN_TENANTS protects nothing while development identity is on: a caller states its own tenant and roles",
       );
-  }
+  } else if (!config.adminTenants)
+    logger.warn(
+      "CODEQ_ROUTER_ADMIN_TENANTS is not set: an admin of any tenant (a role tenants hold to manage their own dead letters) may change the shard map, move every tenant's queues and add or remove shards; set it to the operators' tenant(s) (docs/security.md)",
+    );
   if (config.shardMapFile && config.bootstrapMapFile)
     throw new ConfigError(
       "CODEQ_ROUTER_SHARD_MAP_FILE (a static map, no control store) and CODEQ_ROUTER_BOOTSTRAP_MAP_FILE (a first map for the control store) exclude each other: set one",
