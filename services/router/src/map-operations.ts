@@ -521,9 +521,23 @@ export class MapOperations {
           Status.UNAVAILABLE,
           `cannot count what shard ${from} holds: ${(err as Error).message}`,
         );
-      // a real move does not need the counts: the mover finds the tasks itself
+      // a real move does not need the counts: the mover finds the tasks itself; the
+      // plan says they are missing rather than show an empty queue
+      return {
+        fromShard: from,
+        toShard: req.shard,
+        tenants: [],
+        counts: emptyQueueCounts(),
+        notCounted: `cannot count what shard ${from} holds: ${messageOf(err)}`,
+      };
     }
-    return { fromShard: from, toShard: req.shard, tenants: req.tenant ? [] : tenants, counts };
+    return {
+      fromShard: from,
+      toShard: req.shard,
+      tenants: req.tenant ? [] : tenants,
+      counts,
+      notCounted: "",
+    };
   }
 
   async migration(id: string): Promise<WireMigration> {

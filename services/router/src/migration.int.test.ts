@@ -216,6 +216,23 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     await rc.startShard("a");
   }, 30_000);
 
+  test("a move whose source cannot be counted says so in its plan, and goes ahead", async () => {
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: payload("on a") });
+    await rc.stopShard("a");
+    const res = await rc.admin().assignCommand({ command: "X", shard: "b" });
+    expect(res.plan[0]).toMatchObject({
+      fromShard: "a",
+      toShard: "b",
+      tenants: [],
+      notCounted: expect.stringMatching(/^cannot count what shard a holds: /),
+    });
+    expect(res.migrations).toHaveLength(1);
+    await rc.startShard("a");
+    await within(15_000, async () => (await rc.source.get())!.migrations.length === 0);
+    expect((await stats("b", "X")).ready).toBe(1);
+  }, 30_000);
+
   test("a keyed enqueue whose key lookup outlasts the move's abort is not stored where no router reads", async () => {
     const c = rc.client("t1");
     // b asks a about every key during the move; a's answer is held back

@@ -19,16 +19,24 @@ const DONE = new Set([
   MigrationState.MIGRATION_STATE_ABORTED,
 ]);
 
-function planLines(res: AssignCommandResponse, tenant: string): string[] {
-  const rows = res.plan.map((p) => [
-    `${p.fromShard} → ${p.toShard}`,
-    tenant ? `${tenant} only` : p.tenants.length > 0 ? shortList(p.tenants) : "(none yet)",
-    p.counts?.ready ?? 0,
-    p.counts?.scheduled ?? 0,
-    p.counts?.leased ?? 0,
-    p.counts?.dead ?? 0,
-  ]);
-  return formatTable(["FROM → TO", "TENANTS", "READY", "SCHEDULED", "LEASED", "DEAD"], rows);
+export function planLines(res: AssignCommandResponse, tenant: string): string[] {
+  const rows = res.plan.map((p) =>
+    p.notCounted
+      ? [`${p.fromShard} → ${p.toShard}`, "(not counted)", "-", "-", "-", "-"]
+      : [
+          `${p.fromShard} → ${p.toShard}`,
+          tenant ? `${tenant} only` : p.tenants.length > 0 ? shortList(p.tenants) : "(none yet)",
+          p.counts?.ready ?? 0,
+          p.counts?.scheduled ?? 0,
+          p.counts?.leased ?? 0,
+          p.counts?.dead ?? 0,
+        ],
+  );
+  const notes = res.plan.flatMap((p) => (p.notCounted ? [`not counted: ${p.notCounted}`] : []));
+  return [
+    ...formatTable(["FROM → TO", "TENANTS", "READY", "SCHEDULED", "LEASED", "DEAD"], rows),
+    ...notes,
+  ];
 }
 
 /** Polls a migration until it is COMPLETED or ABORTED, showing progress on stderr. */

@@ -299,6 +299,12 @@ export interface MovePlan {
   /** Tenants whose queues move (empty list with tenant set on the request). */
   tenants: string[];
   counts: QueueCounts | undefined;
+  /**
+   * Set when the source could not be counted (a real move goes ahead without the
+   * counts; a dry run is refused instead): why. Tenants and counts are then empty,
+   * not zero.
+   */
+  notCounted: string;
 }
 
 export interface AssignCommandResponse {
@@ -1880,7 +1886,7 @@ export const AssignCommandRequest: MessageFns<AssignCommandRequest> = {
 };
 
 function createBaseMovePlan(): MovePlan {
-  return { fromShard: "", toShard: "", tenants: [], counts: undefined };
+  return { fromShard: "", toShard: "", tenants: [], counts: undefined, notCounted: "" };
 }
 
 export const MovePlan: MessageFns<MovePlan> = {
@@ -1896,6 +1902,9 @@ export const MovePlan: MessageFns<MovePlan> = {
     }
     if (message.counts !== undefined) {
       QueueCounts.encode(message.counts, writer.uint32(34).fork()).join();
+    }
+    if (message.notCounted !== "") {
+      writer.uint32(42).string(message.notCounted);
     }
     return writer;
   },
@@ -1945,6 +1954,14 @@ export const MovePlan: MessageFns<MovePlan> = {
             message.counts = QueueCounts.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.notCounted = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1973,6 +1990,11 @@ export const MovePlan: MessageFns<MovePlan> = {
         ? object.tenants.map((e: any) => globalThis.String(e))
         : [],
       counts: isSet(object.counts) ? QueueCounts.fromJSON(object.counts) : undefined,
+      notCounted: isSet(object.notCounted)
+        ? globalThis.String(object.notCounted)
+        : isSet(object.not_counted)
+          ? globalThis.String(object.not_counted)
+          : "",
     };
   },
 
@@ -1990,6 +2012,9 @@ export const MovePlan: MessageFns<MovePlan> = {
     if (message.counts !== undefined) {
       obj.counts = QueueCounts.toJSON(message.counts);
     }
+    if (message.notCounted !== "") {
+      obj.notCounted = message.notCounted;
+    }
     return obj;
   },
 
@@ -2005,6 +2030,7 @@ export const MovePlan: MessageFns<MovePlan> = {
       object.counts !== undefined && object.counts !== null
         ? QueueCounts.fromPartial(object.counts)
         : undefined;
+    message.notCounted = object.notCounted ?? "";
     return message;
   },
 };
