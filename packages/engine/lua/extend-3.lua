@@ -37,7 +37,7 @@ for i = 0, n - 1 do
       x.upd = now
       redis.call('HSET', KEYS[1], id, formatState(x))
       redis.call('ZADD', KEYS[2], x.untilAt, id)
-      lowerDue(KEYS[3], qid, x.untilAt)
+      lowerDue(KEYS[3], qid, x.untilAt + 1) -- reapable just past its deadline
       out[#out + 1] = 0
       out[#out + 1] = x.untilAt
     end

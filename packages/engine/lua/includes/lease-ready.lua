@@ -33,7 +33,9 @@ end
 
 -- indexLeases(leasedKey, dueKey, qid, ids, deadline): puts leases just made on the
 -- reaper's index (the queue's `leased` set, by deadline) and brings the shard's due
--- index for the queue forward to that deadline.
+-- index for the queue forward to just past that deadline (the reaper takes a lease
+-- once its deadline is before now: due at the deadline itself, the due loop would
+-- find nothing to do and ask again at once until the clock moved on).
 local function indexLeases(leasedKey, dueKey, qid, ids, deadline)
   local inflight = {}
   for i = 1, #ids do
@@ -41,7 +43,7 @@ local function indexLeases(leasedKey, dueKey, qid, ids, deadline)
     inflight[#inflight + 1] = ids[i]
   end
   redis.call('ZADD', leasedKey, unpack(inflight))
-  lowerDue(dueKey, qid, tonumber(deadline))
+  lowerDue(dueKey, qid, tonumber(deadline) + 1)
 end
 
 local function leaseReady(KEYS, ARGV)

@@ -28,8 +28,13 @@ describe("lease-17.lua", () => {
     });
     expect(d!.deadline).toBe(clock.now() + 5_000);
     expect((await engine.stats(Q)).leased).toBe(1);
-    expect(await engine.nextDueAt()).toBe(clock.now() + 5_000);
+    // due just past the deadline: the reaper takes a lease once its deadline is before now
+    expect(await engine.nextDueAt()).toBe(clock.now() + 5_001);
     expect(d!.token).toMatch(/^c1~a~SEND_EMAIL~acme~/);
+    clock.advance(5_000);
+    expect(await engine.dueQueues()).toEqual([]); // at the deadline: nothing to reap yet
+    clock.advance(1);
+    expect(await engine.dueQueues()).toEqual([Q]);
   });
 
   it("promotes due scheduled tasks first, in run-at order", async () => {
