@@ -20,3 +20,4 @@ export { testCert } from "./certs";
 export { exposeGc, forceGcsInOneTurn } from "./gc";
 export { startRelay, type Relay } from "./relay";
 export { delimited, pb, rawService, tag, varint, type RawMethod } from "./raw-protobuf";
+export { steady } from "./steady";

@@ -1,6 +1,7 @@
 import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
+import { steady } from "@codeq/testing";
 import { FanInSession } from "./fan-in";
 import { clusterPerTest, Stream, within, type RouterCluster } from "./test/cluster";
 import { pb, rawService } from "./test/fuzz-protobuf";
@@ -542,13 +543,7 @@ describe("LeaseStream through the router", () => {
     const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
     // the client reads its subscription and two pushes, then stops reading
     for (let i = 0; i < 3; i++) await responses.next();
-    let leased = -1;
-    await within(10_000, async () => {
-      const before = (await stats("a", "X")).leased;
-      await new Promise((r) => setTimeout(r, 300));
-      leased = (await stats("a", "X")).leased;
-      return before === leased;
-    });
+    const leased = await steady(async () => (await stats("a", "X")).leased, 300, 10_000);
     expect(leased).toBeLessThan(n);
     abort.abort();
     await responses.next().catch(() => undefined);
@@ -579,13 +574,7 @@ describe("LeaseStream through the router", () => {
       .leaseStream(requests(), { signal: abort.signal })
       [Symbol.asyncIterator]();
     await responses.next(); // subscribed; then the client reads no more
-    let last = -1;
-    await within(10_000, async () => {
-      const now = pulled;
-      await new Promise((r) => setTimeout(r, 300));
-      last = pulled;
-      return now === last;
-    });
+    const last = await steady(() => pulled, 300, 10_000);
     // the transport's buffers, the answers queued in the router and a few more: not
     // every request, with its answer piled up in the router
     expect(last).toBeLessThan(n / 2);

@@ -1,7 +1,6 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { LeaseStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
-import { RedisServer } from "@codeq/testing";
+import { RedisServer, steady } from "@codeq/testing";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 let server: RedisServer;
@@ -42,11 +41,7 @@ async function slowClientCancels(tenant: string, n: number, bytes: number) {
   const engine = rc.workers.get("a")!.engine;
   // the shard leases and pushes until the transports and the router's queue for the
   // client are full (the router then reads the shard's stream no further)
-  await within(20_000, async () => {
-    const before = (await engine.stats(queue)).leased;
-    await sleep(300);
-    return (await engine.stats(queue)).leased === before;
-  });
+  await steady(async () => (await engine.stats(queue)).leased, 300, 20_000);
   const givenBack = async () =>
     (await rc.workers.get("a")!.metrics.givenBack.get()).values.reduce((n, v) => n + v.value, 0);
   const before = await givenBack();

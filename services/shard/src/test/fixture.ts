@@ -8,7 +8,7 @@ import {
   type LeasedTask,
 } from "@codeq/proto";
 import { Channel as Outbox, createLogger } from "@codeq/server-kit";
-import { RedisServer, startRelay, type Relay } from "@codeq/testing";
+import { RedisServer, startRelay, steady, type Relay } from "@codeq/testing";
 import { shardConfig, type ShardConfig } from "../config";
 import { startShardWorker, type ShardWorker } from "../shard-worker";
 
@@ -201,23 +201,6 @@ export async function eventually(check: () => Promise<boolean>, timeoutMs = 5_00
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error("condition not reached in time");
     await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** `read`'s value once two reads `apartMs` apart agree (it stopped moving). */
-export async function steady(
-  read: () => Promise<number>,
-  apartMs = 300,
-  timeoutMs = 5_000,
-): Promise<number> {
-  let last = await read();
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, apartMs));
-    const now = await read();
-    if (now === last) return now;
-    if (Date.now() > deadline) throw new Error("the value did not settle in time");
-    last = now;
   }
 }
 
