@@ -536,11 +536,15 @@ export class FanInSession {
     return this.routing.config.maxStreamCredits + MAX_BATCH;
   }
 
-  /** Whether the client's next request is read: its answers do not pile up (`read`). */
-  private roomForMore(): boolean {
+  /**
+   * Whether the client's next request is read: its settlements unanswered and its
+   * answers queued (with withdrawals pending) are under their bounds, the latter under
+   * `answers` (`read` stops at MAX_QUEUED_ANSWERS, reads on under half of it).
+   */
+  private roomForMore(answers = MAX_QUEUED_ANSWERS / 2): boolean {
     return (
       this.unanswered < this.maxUnanswered() &&
-      this.answersOut.size + this.withdrawals.length < MAX_QUEUED_ANSWERS / 2
+      this.answersOut.size + this.withdrawals.length < answers
     );
   }
 
@@ -663,11 +667,7 @@ export class FanInSession {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
-        if (
-          this.unanswered < this.maxUnanswered() &&
-          this.answersOut.size + this.withdrawals.length < MAX_QUEUED_ANSWERS
-        )
-          continue;
+        if (this.roomForMore(MAX_QUEUED_ANSWERS)) continue;
         await new Promise<void>((resolve) => (this.roomToRead = resolve));
         if (this.ended.signal.aborted) return;
       }

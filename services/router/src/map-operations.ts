@@ -37,6 +37,7 @@ import {
   type MapSource,
   type Migration,
   type MigrationStore,
+  type RoutingTable,
   type ShardMap,
   type ShardMapDraft,
 } from "@codeq/shardmap";
@@ -79,22 +80,29 @@ function pageSize(size: number): number {
 const label = (command: string, tenant?: string) => (tenant ? `${command}/${tenant}` : command);
 
 /**
- * The routing table `table` with the queue `key` an aborted move routed elsewhere
- * routed back to its source: the entry the move made is taken away when the queue had
- * none of its own before and what it then follows (`inherited`) is the source again;
- * otherwise the entry names the source.
+ * A queue's own routing entry (a tenant override, or a command mapping when `tenant` is
+ * unset): its key, the shard it names if there is one, and the shard the queue would
+ * follow without it (its command's shard, or the default shard).
  */
-function routedBack(
-  table: Readonly<Record<string, string>>,
-  key: string,
-  migration: Migration,
-  inherited: string,
-): Record<string, string> {
-  if (migration.hadOwnRoute === false && inherited === migration.from) {
-    const { [key]: _made, ...rest } = table;
-    return rest;
-  }
-  return { ...table, [key]: migration.from };
+function ownRoute(map: RoutingTable, command: string, tenant?: string) {
+  const key = tenant ? tenantKey(command, tenant) : command;
+  const own = entry(tenant ? map.tenants : map.commands, key);
+  const inherited = tenant ? currentShardOf(map, command) : map.defaultShard;
+  return { key, own, inherited };
+}
+
+/** `draft` with the queue's own routing entry naming `shard`, or taken away (undefined). */
+function withOwnRoute(
+  draft: ShardMapDraft,
+  command: string,
+  tenant: string | undefined,
+  shard: string | undefined,
+): ShardMapDraft {
+  const { key } = ownRoute(draft, command, tenant);
+  const table = tenant ? draft.tenants : draft.commands;
+  const { [key]: _own, ...others } = table;
+  const routed = shard === undefined ? others : { ...table, [key]: shard };
+  return { ...draft, ...(tenant ? { tenants: routed } : { commands: routed }) };
 }
 
 /**
@@ -351,16 +359,12 @@ export class MapOperations {
         "AssignCommand",
         `${label(req.command, req.tenant)}: stays on ${req.shard}, its own entry dropped (it follows ${req.tenant ? "its command's shard" : "the default shard"}, the same)`,
         (current) => {
-          const key = this.redundantEntry(current, req);
-          if (!key)
+          if (!this.redundantEntry(current, req))
             throw new ServerError(
               Status.ABORTED,
               `the routing of ${label(req.command, req.tenant)} changed meanwhile; look at the map again`,
             );
-          const draft = draftOf(current);
-          const table = req.tenant ? draft.tenants : draft.commands;
-          const { [key]: _own, ...others } = table;
-          return { ...draft, ...(req.tenant ? { tenants: others } : { commands: others }) };
+          return withOwnRoute(draftOf(current), req.command, req.tenant, undefined);
         },
         req.expectedVersion,
       );
@@ -408,19 +412,19 @@ export class MapOperations {
             Status.ABORTED,
             `${label(req.command, req.tenant)} moved to ${owner} meanwhile; look at the map again`,
           );
-        const draft = draftOf(current);
-        const key = req.tenant ? tenantKey(req.command, req.tenant) : req.command;
-        const table = req.tenant ? draft.tenants : draft.commands;
         // a queue moved to where it would go without an entry of its own (a tenant to
         // its command's shard, a command to the default) loses its entry: assigning a
         // move back leaves no pin that a later move of the whole command would skip
-        const inherited = req.tenant ? this.owner(current, req.command, "") : current.defaultShard;
-        const { [key]: _own, ...others } = table;
-        const routedTable = req.shard === inherited ? others : { ...table, [key]: req.shard };
-        const routed = req.tenant ? { tenants: routedTable } : { commands: routedTable };
-        const hadOwnRoute = entry(table, key) !== undefined;
+        const { own, inherited } = ownRoute(current, req.command, req.tenant);
+        const draft = withOwnRoute(
+          draftOf(current),
+          req.command,
+          req.tenant,
+          req.shard === inherited ? undefined : req.shard,
+        );
+        const hadOwnRoute = own !== undefined;
         const started = { ...migration, hadOwnRoute, mapVersion: current.version + 1 };
-        return { ...draft, ...routed, migrations: [...draft.migrations, started] };
+        return { ...draft, migrations: [...draft.migrations, started] };
       },
       req.expectedVersion,
     );
@@ -429,17 +433,17 @@ export class MapOperations {
   }
 
   /**
-   * The key of the queue's own routing entry (a tenant override, a command mapping)
-   * when it names what the queue would follow without it (its command's shard, the
-   * default shard) and no move of the command is unfinished; else undefined.
+   * Whether the queue's own routing entry (a tenant override, a command mapping) names
+   * what the queue would follow without it (its command's shard, the default shard),
+   * with no move of the command unfinished.
    */
-  private redundantEntry(map: ShardMap, req: AssignCommandRequest): string | undefined {
-    const key = req.tenant ? tenantKey(req.command, req.tenant) : req.command;
-    const own = entry(req.tenant ? map.tenants : map.commands, key);
-    const inherited = req.tenant ? this.owner(map, req.command, "") : map.defaultShard;
-    if (own === undefined || own !== inherited) return undefined;
-    if (map.migrations.some((m) => isUnfinished(m) && m.command === req.command)) return undefined;
-    return key;
+  private redundantEntry(map: ShardMap, req: AssignCommandRequest): boolean {
+    const { own, inherited } = ownRoute(map, req.command, req.tenant || undefined);
+    return (
+      own !== undefined &&
+      own === inherited &&
+      !map.migrations.some((m) => isUnfinished(m) && m.command === req.command)
+    );
   }
 
   /** The shard a queue (or a whole command, tenant unset) is routed to now. */
@@ -516,11 +520,8 @@ export class MapOperations {
       }
     } catch (err) {
       if (signal?.aborted) throw new ServerError(Status.CANCELLED, "the caller went away");
-      if (req.dryRun)
-        throw new ServerError(
-          Status.UNAVAILABLE,
-          `cannot count what shard ${from} holds: ${(err as Error).message}`,
-        );
+      const why = `cannot count what shard ${from} holds: ${messageOf(err)}`;
+      if (req.dryRun) throw new ServerError(Status.UNAVAILABLE, why);
       // a real move does not need the counts: the mover finds the tasks itself; the
       // plan says they are missing rather than show an empty queue
       return {
@@ -528,7 +529,7 @@ export class MapOperations {
         toShard: req.shard,
         tenants: [],
         counts: emptyQueueCounts(),
-        notCounted: `cannot count what shard ${from} holds: ${messageOf(err)}`,
+        notCounted: why,
       };
     }
     return {
@@ -653,21 +654,20 @@ export class MapOperations {
         if (!live)
           throw precondition(`migration ${id} has already finished; assign the queue back instead`);
         if (live.state === "aborting") return undefined;
-        const draft = draftOf(current);
-        const routed = live.tenant
-          ? {
-              tenants: routedBack(
-                draft.tenants,
-                tenantKey(live.command, live.tenant),
-                live,
-                currentShardOf(draft, live.command),
-              ),
-            }
-          : { commands: routedBack(draft.commands, live.command, live, draft.defaultShard) };
+        // routed back to the source: the entry the move made is taken away when the
+        // queue had none of its own before and what it then follows is the source
+        // again; otherwise the entry names the source
+        const { inherited } = ownRoute(current, live.command, live.tenant);
+        const draft = withOwnRoute(
+          draftOf(current),
+          live.command,
+          live.tenant,
+          live.hadOwnRoute === false && inherited === live.from ? undefined : live.from,
+        );
         const migrations = draft.migrations.map((x) =>
           x.id === id ? { ...x, state: "aborting" as const, updatedAtMs: Date.now() } : x,
         );
-        return { ...draft, ...routed, migrations };
+        return { ...draft, migrations };
       },
     );
     const after = written.migrations.find((x) => x.id === id);

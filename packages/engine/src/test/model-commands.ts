@@ -351,17 +351,13 @@ export class ReleaseCmd implements Cmd {
       const items = this.picks.map((p) => resolve(m, p));
       const got = await r.engine.release(items.map((it) => it.token));
       // settled last first, each put at the head: the batch keeps its order there
-      const want = items
-        .map((it, i) => [it, i] as const)
-        .reverse()
-        .map(([it, i]) => ({
-          i,
-          outcome: it.issued
-            ? m.nack(it.issued, 0, false, true, "lease released")
-            : { code: ScriptCode.NotFound, state: undefined },
-        }))
-        .sort((x, y) => x.i - y.i)
-        .map((x) => x.outcome);
+      const want: { code: ScriptCode; state: string | undefined }[] = new Array(items.length);
+      for (let i = items.length - 1; i >= 0; i--) {
+        const it = items[i]!;
+        want[i] = it.issued
+          ? m.nack(it.issued, 0, false, true, "lease released")
+          : { code: ScriptCode.NotFound, state: undefined };
+      }
       const names = items.map((it) => it.name).join(", ");
       same(
         `release [${names}] outcomes`,
