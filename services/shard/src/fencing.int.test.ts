@@ -1,8 +1,8 @@
-import { ClientError, createServer, Metadata, ServerError, Status } from "nice-grpc";
+import { ClientError, createServer, Metadata, Status } from "nice-grpc";
 import { Redis } from "ioredis";
 import { internal, TaskState } from "@codeq/proto";
 import { RedisMapSource, shardMapKey, type ShardMapDraft } from "@codeq/shardmap";
-import { freePort, RedisServer } from "@codeq/testing";
+import { freePort, RedisServer, withUnimplemented } from "@codeq/testing";
 import { shardFixture, type ShardFixture } from "./test/fixture";
 
 const CHANGE = { actor: "test", action: "test", summary: "" };
@@ -169,18 +169,17 @@ describe("enqueue fencing by the shard map", () => {
     let answer!: () => void;
     const asked = new Promise<void>((r) => (reached = r));
     const answered = new Promise<void>((r) => (answer = r));
-    const impl: Record<string, unknown> = {};
-    for (const name of Object.keys(internal.ShardServiceDefinition.methods))
-      impl[name] = () => {
-        throw new ServerError(Status.UNIMPLEMENTED, `${name} is not served here`);
-      };
-    impl.lookupIdempotencyKeys = async () => {
-      reached();
-      await answered;
-      return { bindings: [] };
-    };
     const b = createServer();
-    b.add(internal.ShardServiceDefinition, impl as never);
+    b.add(
+      internal.ShardServiceDefinition,
+      withUnimplemented(internal.ShardServiceDefinition, {
+        lookupIdempotencyKeys: async () => {
+          reached();
+          await answered;
+          return { bindings: [] };
+        },
+      }),
+    );
     const bAddress = `127.0.0.1:${await freePort()}`;
     await b.listen(bAddress);
     cleanups.push(() => b.shutdown());
