@@ -11,8 +11,9 @@ KEYS[1..17]  as enqueue-17.lua: tasks, state, payloads, scheduled, idemidx, due,
              ready:0 .. ready:9
 KEYS[18] leased   KEYS[19] dead
 KEYS[20..]   idempotency keys (their KEYS indexes, in the enqueue arguments, count from 1)
-ARGV         enqueue-17.lua's arguments, then lease-17.lua's 7 (now, queue id, max tasks,
-             lease duration, promotion limit, nonce, lease deadline)
+ARGV         enqueue-17.lua's arguments, then lease-17.lua's 10 (now, queue id, max tasks,
+             lease duration, promotion limit, nonce, lease deadline, byte bound, first
+             always, bytes per delivery)
 Returns { left, k, then enqueue-17.lua's reply (k values), then lease-17.lua's reply
   without its first element (the ready-left count, which `left` stands for here) }
   left: the ids still in the queue's ready lists after the lease (an upper bound on the
@@ -23,15 +24,17 @@ Returns { left, k, then enqueue-17.lua's reply (k values), then lease-17.lua's r
 local leaseKeys = { KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[18], KEYS[19], KEYS[6] }
 for p = 8, 17 do leaseKeys[#leaseKeys + 1] = KEYS[p] end
 local leaseArgs = {}
-for i = #ARGV - 6, #ARGV do leaseArgs[#leaseArgs + 1] = ARGV[i] end
+for i = #ARGV - 9, #ARGV do leaseArgs[#leaseArgs + 1] = ARGV[i] end
 local nowText, qid, deadline = leaseArgs[1], leaseArgs[2], leaseArgs[7]
+local maxBytes, firstAlways, fixedBytes = deliveryBound(leaseArgs)
 -- Nothing ready and nothing due: what the lease would take is the batch's own ready
 -- tasks, so they are stored leased (handoff) rather than listed and read back.
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', tonumber(nowText), 'LIMIT', 0, 1)
 local handoff
 if #due == 0 and redis.call('EXISTS', unpack(KEYS, 8, 17)) == 0 then
   handoff = { max = tonumber(leaseArgs[3]), leaseText = leaseArgs[4], nonce = leaseArgs[6], deadline = deadline,
-    nowText = nowText, ids = {}, states = {}, records = {}, payloads = {} }
+    nowText = nowText, ids = {}, states = {}, records = {}, payloads = {},
+    maxBytes = maxBytes, firstAlways = firstAlways, fixedBytes = fixedBytes, bytes = 0 }
 end
 local enqueued = enqueueBatch(KEYS, ARGV, handoff)
 local leased, left

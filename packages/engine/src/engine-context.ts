@@ -80,8 +80,6 @@ export interface EngineContext {
   readonly giveBacks: LeaseGiveBacks;
   /** EngineOptions.onTasksPromoted (never throws). */
   onPromoted(queue: QueueRef, count: number): void;
-  /** Queue id → average bytes of its recently leased tasks, for queues of large tasks. */
-  readonly taskSizes: Map<string, number>;
   keys(queue: QueueRef): QueueKeys;
   /** Turns a script's id, record, state, payload (and result) into a task and its delivery nonce. */
   toTask(
@@ -150,7 +148,6 @@ export async function createEngineContext(
       onGivenBack: options.onLeasesGivenBack ?? (() => undefined),
       onFailed: options.onGiveBackFailed ?? (() => undefined),
     }),
-    taskSizes: new Map(),
     onPromoted(queue, count) {
       report(() => options.onTasksPromoted?.(queue, count));
     },

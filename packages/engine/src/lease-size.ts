@@ -1,11 +1,11 @@
-import type { EngineContext } from "./engine-context";
-import { queueId, type QueueRef } from "./keys";
+import type { QueueRef } from "./keys";
+import { leaseTokenMaxLength } from "./lease-token";
+import { ID_WIDTH } from "./task-id";
 import type { Delivery, LeaseOptions } from "./transitions";
 
 /**
- * The sizes of leased tasks: what a delivery takes in an answer, which of a lease's
- * deliveries fit its byte bound, and the queues of large tasks whose leases ask the
- * store for about as many as fit (`EngineContext.taskSizes`).
+ * The sizes of leased tasks: what a delivery takes in an answer, and which of a lease's
+ * deliveries fit its byte bound.
  */
 
 /** What a delivery takes on the wire besides its payload, headers, texts and token, at most. */
@@ -28,64 +28,37 @@ export function deliveryBytes(d: Delivery): number {
   return n;
 }
 
-/** Queues whose leased tasks average at least this many bytes have their size remembered. */
-const SIZED_BYTES = 4096;
-/** Queues whose task size is remembered, at most (past it, the oldest is forgotten). */
-const MAX_SIZED_QUEUES = 10_000;
-
 /**
- * `options` with `max` lowered to what `maxBytes` holds at the queue's recent task
- * size: a lease of large tasks then reads from the store about what it may answer,
- * not many times that to give the rest back.
+ * What a delivery of `queue` takes besides its payload, record and error text, at most:
+ * the fixed allowance, its longest possible token, its id and names. The lease script
+ * adds this to each task's payload, record and error text to stop at a byte bound
+ * (lease-17.lua); being at least `deliveryBytes`' own sum for those, the deliveries it
+ * returns rarely pass the bound as `fitting` counts them.
  */
-export function sized(ctx: EngineContext, queue: QueueRef, options: LeaseOptions): LeaseOptions {
-  if (options.maxBytes === undefined) return options;
-  const size = ctx.taskSizes.get(queueId(queue));
-  if (size === undefined) return options;
-  const max = Math.max(1, Math.min(options.max, Math.floor(options.maxBytes / size)));
-  return max === options.max ? options : { ...options, max };
+export function fixedDeliveryBytes(shard: string, queue: QueueRef): number {
+  return (
+    DELIVERY_OVERHEAD +
+    leaseTokenMaxLength(shard, queue) +
+    ID_WIDTH +
+    queue.command.length +
+    queue.tenant.length
+  );
 }
 
 /**
- * Remembers `average` as the queue's task size when its tasks are large; a small one
- * forgets it when `leased` (what leases deliver is what counts; an enqueue of small
- * tasks may sit behind a backlog of large ones).
- */
-export function noteSize(
-  ctx: EngineContext,
-  queue: QueueRef,
-  average: number,
-  leased: boolean,
-): void {
-  if (average < SIZED_BYTES) {
-    if (leased && ctx.taskSizes.size > 0) ctx.taskSizes.delete(queueId(queue));
-    return;
-  }
-  const id = queueId(queue);
-  // past the bound the queue remembered longest goes (a Map keeps insertion order)
-  if (ctx.taskSizes.size >= MAX_SIZED_QUEUES && !ctx.taskSizes.has(id))
-    ctx.taskSizes.delete(ctx.taskSizes.keys().next().value!);
-  ctx.taskSizes.set(id, average);
-}
-
-/**
- * How many of `deliveries`, from the first, fit in `options.maxBytes`; the bytes of
- * those; and the average size of all.
+ * How many of `deliveries`, from the first, fit in `options.maxBytes`, and the bytes of
+ * those.
  */
 export function fitting(deliveries: readonly Delivery[], options: LeaseOptions) {
-  let bytes = 0;
-  let n = deliveries.length;
   let kept = 0;
   for (let i = 0; i < deliveries.length; i++) {
     const size = deliveryBytes(deliveries[i]!);
-    if (
-      n === deliveries.length &&
-      options.maxBytes !== undefined &&
-      bytes + size > options.maxBytes
-    )
-      n = i === 0 && options.firstAlways !== false ? 1 : i;
-    bytes += size;
-    if (i < n) kept = bytes;
+    if (options.maxBytes !== undefined && kept + size > options.maxBytes) {
+      // the first is kept whatever its size, unless told otherwise
+      if (i > 0 || options.firstAlways === false) return { n: i, kept };
+      return { n: 1, kept: size };
+    }
+    kept += size;
   }
-  return { n, kept, average: deliveries.length > 0 ? bytes / deliveries.length : 0 };
+  return { n: deliveries.length, kept };
 }

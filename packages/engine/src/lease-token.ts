@@ -32,6 +32,14 @@ export function encodeLeaseToken(f: LeaseTokenFields): string {
   return `${VERSION}${SEP}${f.shard}${SEP}${f.command}${SEP}${f.tenant}${SEP}${f.taskId}${SEP}${f.fence}${SEP}${f.nonce.toString(36)}`;
 }
 
+/** The longest token a delivery of `queue` on `shard` can have (its sequence and nonce at their widest). */
+export function leaseTokenMaxLength(shard: string, queue: QueueRef): number {
+  // "c1", six separators, the names, a 26-character id, 10 sequence and 9 nonce digits
+  return (
+    VERSION.length + 6 + shard.length + queue.command.length + queue.tenant.length + 26 + 10 + 9
+  );
+}
+
 const TOKEN = new RegExp(
   `^c1~(${SHARD_ID})~(${NAME})~(${NAME})~([0-9A-HJKMNP-TV-Z]{26})~([1-9][0-9]{0,9})~([0-9a-z]{1,9})$`,
 );

@@ -9,7 +9,7 @@ const big = (name: string, kb: number) =>
 describe("bytes bounds: lease answers and export batches", () => {
   const fx = useEngineFixture();
 
-  it("a lease keeps what fits in maxBytes and gives the rest back, first in line, uncounted", async () => {
+  it("a lease keeps what fits in maxBytes and leaves the rest first in line, uncounted", async () => {
     const { engine } = await fx().engine();
     await engine.enqueue(
       Q,
@@ -19,38 +19,51 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(got.map((d) => d.task.payload.subarray(0, 1).toString())).toEqual(["a", "b"]);
     expect(got.reduce((n, d) => n + deliveryBytes(d), 0)).toBeLessThanOrEqual(250 * 1024);
     expect(await engine.stats(Q)).toMatchObject({ ready: 2, leased: 2 });
-    // the two given back come next, in their order, their attempt not counted
+    // the two left come next, in their order, their attempt not counted
     const rest = await engine.lease(Q, LEASE);
     expect(rest.map((d) => d.task.payload.subarray(0, 1).toString())).toEqual(["c", "d"]);
     expect(rest.map((d) => d.task.attempts)).toEqual([1, 1]);
   });
 
-  it("leases about what fits once it has seen a queue's tasks are large", async () => {
+  it("reads from the store only what fits, whatever the worker has seen of the queue", async () => {
     const producer = await fx().engine();
     await seed(producer.engine, 40, { payload: big("x", 100) });
     // another process (a worker restarted on a backlog) has seen none of them
     const givenBack: number[] = [];
-    const { engine } = await fx().engine({
+    const { engine, redis } = await fx().engine({
       keyPrefix: producer.prefix,
       random: Math.random, // a nonce of its own per call, as in production
       onLeasesGivenBack: (_q, n) => givenBack.push(n),
     });
+    // what the store has sent so far, as it counts it (an INFO reply is a few KiB)
+    const sent = async () =>
+      Number(/total_net_output_bytes:(\d+)/.exec(await redis.info("stats"))![1]);
     const bound = { ...LEASE, max: 10, maxBytes: 250 * 1024 };
-    expect(await engine.lease(Q, bound)).toHaveLength(2);
-    expect(givenBack).toEqual([8]); // read 10, answered 2
-    expect(await engine.lease(Q, bound)).toHaveLength(2);
-    expect(await engine.lease(Q, bound)).toHaveLength(2);
-    expect(givenBack).toEqual([8]); // then 2: what 250 KiB holds at their size
+    for (let i = 0; i < 3; i++) {
+      const before = await sent();
+      expect(await engine.lease(Q, bound)).toHaveLength(2);
+      // two 100 KiB payloads, not ten read to answer two
+      expect((await sent()) - before).toBeLessThan(250 * 1024);
+    }
+    expect(givenBack).toEqual([]);
+    expect(await engine.stats(Q)).toMatchObject({ ready: 34, leased: 6 });
   });
 
-  it("knows a batch's task size from its enqueue", async () => {
+  it("stops at the bound when large tasks follow small ones in the same queue", async () => {
     const givenBack: number[] = [];
     const { engine } = await fx().engine({
       random: Math.random,
       onLeasesGivenBack: (_q, n) => givenBack.push(n),
     });
-    await seed(engine, 40, { payload: big("x", 100) });
-    expect(await engine.lease(Q, { ...LEASE, max: 10, maxBytes: 250 * 1024 })).toHaveLength(2);
+    await seed(engine, 10, { payload: big("s", 1) });
+    await seed(engine, 40, { payload: big("L", 100) });
+    const bound = { ...LEASE, max: 100, maxBytes: 250 * 1024 };
+    const first = await engine.lease(Q, bound);
+    // ten small ones and the two large ones that fit after them
+    expect(first.map((d) => d.task.payload.subarray(0, 1).toString()).join("")).toBe(
+      "ssssssssssLL",
+    );
+    expect(await engine.lease(Q, bound)).toHaveLength(2);
     expect(givenBack).toEqual([]);
   });
 
@@ -64,29 +77,53 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(got[0]!.task.attempts).toBe(1);
   });
 
-  it("gives back what did not fit in its list's order, not its ids'", async () => {
-    const producer = await fx().engine();
+  it("leaves what did not fit in its list's order, not its ids'", async () => {
+    const { engine } = await fx().engine();
     const [a, b, c] = (
-      await producer.engine.enqueue(
+      await engine.enqueue(
         Q,
         ["a", "b", "c"].map((n) => ({ payload: big(n, 10) })),
       )
     ).map((o) => o.id);
     // retried out of their id order: the list is c, b, a
-    const [da, db] = await producer.engine.lease(Q, { ...LEASE, max: 2 });
-    await producer.engine.nack([
+    const [da, db] = await engine.lease(Q, { ...LEASE, max: 2 });
+    await engine.nack([
       { token: db!.token, delayMs: 0 },
       { token: da!.token, delayMs: 0 },
     ]);
-    // a worker that has not seen their size leases all three, and gives back two
-    const { engine } = await fx().engine({ keyPrefix: producer.prefix });
     const got = await engine.lease(Q, { ...LEASE, maxBytes: 15 * 1024 });
     expect(got.map((d) => d.task.id)).toEqual([c]);
     expect((await engine.lease(Q, LEASE)).map((d) => d.task.id)).toEqual([b, a]);
   });
 
+  it("a cross-tenant lease gives back what passed the bound in its list's order", async () => {
+    const givenBack: number[] = [];
+    const { engine } = await fx().engine({ onLeasesGivenBack: (_q, n) => givenBack.push(n) });
+    const q = (tenant: string) => ({ command: "ORDER", tenant });
+    await seed(engine, 1, { payload: big("x", 85) }, q("t1"), "x");
+    const [a, b, c] = (
+      await engine.enqueue(
+        q("t2"),
+        ["a", "b", "c"].map((n) => ({ payload: big(n, 10) })),
+      )
+    ).map((o) => o.id);
+    // retried out of their id order: t2's list is c, b, a
+    const [da, db] = await engine.lease(q("t2"), { ...LEASE, max: 2 });
+    await engine.nack([
+      { token: db!.token, delayMs: 0 },
+      { token: da!.token, delayMs: 0 },
+    ]);
+    // t1's call keeps its 85 KiB task over its 50 KiB share, t2's leases c, b, a within
+    // its share; of those only c fits the 100 KiB left with x: b and a go back
+    const got = await engine.leaseAcrossTenants("ORDER", { ...LEASE, maxBytes: 100 * 1024 });
+    expect(got.map((d) => d.task.id).slice(1)).toEqual([c]);
+    expect(givenBack).toEqual([2]);
+    expect((await engine.lease(q("t2"), LEASE)).map((d) => d.task.id)).toEqual([b, a]);
+  });
+
   it("a handoff leases only what fits, and counts the rest as ready", async () => {
-    const { engine } = await fx().engine();
+    const givenBack: number[] = [];
+    const { engine } = await fx().engine({ onLeasesGivenBack: (_q, n) => givenBack.push(n) });
     const out = await engine.enqueueAndLease(
       Q,
       ["a", "b", "c"].map((n) => ({ payload: big(n, 100) })),
@@ -95,6 +132,8 @@ describe("bytes bounds: lease answers and export batches", () => {
     expect(out.deliveries.map((d) => d.task.payload.subarray(0, 1).toString())).toEqual(["a"]);
     expect(out.readyLeft).toBe(2);
     expect(await engine.stats(Q)).toMatchObject({ ready: 2, leased: 1 });
+    // the store handed off only the first: nothing was leased to be given back
+    expect(givenBack).toEqual([]);
   });
 
   it("a cross-tenant lease shares maxBytes among the tenants of a round", async () => {

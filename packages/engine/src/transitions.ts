@@ -15,7 +15,7 @@ import { ID_WIDTH } from "./task-id";
 import { encodeLeaseToken } from "./lease-token";
 import type { StoredTask, TaskState } from "./task-record";
 import type { GiveBackReason } from "./give-back";
-import { DELIVERY_OVERHEAD, fitting, noteSize, sized } from "./lease-size";
+import { fitting, fixedDeliveryBytes } from "./lease-size";
 
 export interface EnqueueOutcome {
   readonly id: string;
@@ -89,7 +89,6 @@ async function store(
   const recordArgs: Array<string | number> = [];
   const idem: Array<string | number> = [];
   const idemIndex = new Map<string, number>();
-  let payloadBytes = 0;
   records.forEach((record, i) => {
     const at = i * PACKED_WIDTH;
     packed.write(record.id, at, "latin1");
@@ -99,7 +98,6 @@ async function store(
       packed.copy(packed, state, state - PACKED_WIDTH, state - PACKED_WIDTH + STATE_WIDTH);
     else writeState(packed, state, record);
     payloads.push(specs[i]!.payload ?? "");
-    payloadBytes += specs[i]!.payload?.length ?? 0;
     const json = encodeRecord(record, ctx.limits.defaultBackoff);
     if (json) recordArgs.push(i + 1, json);
     if (record.idemKey !== undefined) {
@@ -124,14 +122,12 @@ async function store(
     idem.length / 3,
     ...idem,
   ];
-  // a batch of large tasks: the leases that follow need not read a batch's worth first
-  noteSize(ctx, queue, payloadBytes / specs.length + DELIVERY_OVERHEAD, false);
   let reply: Array<string | number | Buffer>;
   let deliveries: Delivery[] = [];
   let readyLeft = 0;
   if (leasingOptions) {
     // { left, k, the enqueue's reply (k values), the lease's reply } (see enqueue-lease-19.lua)
-    const lease = leaseArgs(ctx, queue, sized(ctx, queue, leasingOptions), now);
+    const lease = leaseArgs(ctx, queue, leasingOptions, now);
     const got = await leasing(ctx, queue, lease.call, async () => {
       const both = await ctx.runner.runBuffer<Array<number | Buffer>>("enqueue-lease", keys, [
         ...args,
@@ -188,9 +184,11 @@ export interface LeaseOptions {
   /** Lease duration, ms: 1000..43200000. */
   readonly leaseMs: number;
   /**
-   * The deliveries' size (`deliveryBytes`, summed) at most this: what the call leased
-   * beyond it is given back at once, ready again at the head of its list with its
-   * attempt not counted. Unbounded when absent.
+   * The deliveries' size (`deliveryBytes`, summed) at most this. The store stops at the
+   * bound (it reads no more payloads than that, one task more at most) and leaves the
+   * rest ready, in order; what still passes it as counted here is given back at once,
+   * ready again at the head of its list with its attempt not counted. Unbounded when
+   * absent.
    */
   readonly maxBytes?: number;
   /** Keep the first delivery even when it alone is over `maxBytes`. Default true. */
@@ -200,8 +198,9 @@ export interface LeaseOptions {
 /**
  * The deliveries of one lease call that fit in `options.maxBytes`, and their bytes
  * (`deliveryBytes`, summed; 0 when there is no bound); the rest are given back before
- * the answer (LeaseGiveBacks tries again if that fails). Remembers the queue's task
- * size when its tasks are large (`sized`).
+ * the answer (LeaseGiveBacks tries again if that fails). The lease script stops at the
+ * bound itself (with an estimate at least this one for all but a task's headers), so
+ * this seldom gives anything back.
  */
 async function withinBytes(
   ctx: EngineContext,
@@ -211,8 +210,7 @@ async function withinBytes(
   options: LeaseOptions,
 ): Promise<{ deliveries: Delivery[]; bytes: number }> {
   if (options.maxBytes === undefined || deliveries.length === 0) return { deliveries, bytes: 0 };
-  const { n, kept, average } = fitting(deliveries, options);
-  noteSize(ctx, queue, average, true);
+  const { n, kept } = fitting(deliveries, options);
   if (n === deliveries.length) return { deliveries, bytes: kept };
   const fit = deliveries.slice(0, n);
   await undo(
@@ -270,6 +268,11 @@ function leaseArgs(ctx: EngineContext, queue: QueueRef, options: LeaseOptions, n
     ctx.promoteLimit,
     call.nonce,
     call.deadline,
+    options.maxBytes === undefined || !Number.isFinite(options.maxBytes)
+      ? ""
+      : Math.floor(options.maxBytes),
+    options.firstAlways === false ? 0 : 1,
+    fixedDeliveryBytes(ctx.shard, queue),
   ];
   return { args, call };
 }
@@ -349,7 +352,7 @@ export async function leaseCall(
 ): Promise<LeaseCallResult> {
   checkLeaseOptions(options);
   const k = ctx.keys(queue);
-  const { args, call } = leaseArgs(ctx, queue, sized(ctx, queue, options), ctx.clock.now());
+  const { args, call } = leaseArgs(ctx, queue, options, ctx.clock.now());
   const { deliveries } = await leasing(ctx, queue, call, async () => {
     const reply = await ctx.runner.runBuffer<Buffer[]>(
       "lease",

@@ -3,7 +3,8 @@
 -- enqueue's own (enqueue-lease-19.lua appends the lease's), which it does not read.
 -- With `handoff` (enqueue-lease-19.lua, only when the queue has nothing ready and
 -- nothing due), up to handoff.max of the new READY tasks, highest priority first and
--- FIFO within a priority (the order a lease takes them in), are stored LEASED under
+-- FIFO within a priority (the order a lease takes them in), and within
+-- handoff.maxBytes when set (as lease-ready.lua bounds a lease), are stored LEASED under
 -- handoff's nonce, deadline, lease duration and time instead of being listed as
 -- ready; their ids, states, records and payloads are appended to handoff.ids,
 -- .states, .records and .payloads, handoff.left is set to the ready tasks left, and
@@ -100,11 +101,19 @@ local function enqueueBatch(KEYS, ARGV, handoff)
       if list then
         local keep = {}
         for _, id in ipairs(list) do
-          local at = stateAt[id]
+          local at, item = stateAt[id], itemAt[id]
+          if handoff.maxBytes and #handoff.ids < handoff.max then
+            local size = handoff.fixedBytes + #ARGV[5 + item] + #(recordOf[item] or '')
+            -- past the byte bound nothing more is handed off: the rest is listed, in order
+            if handoff.bytes + size > handoff.maxBytes and not (handoff.firstAlways and #handoff.ids == 0) then
+              handoff.max = #handoff.ids
+            else
+              handoff.bytes = handoff.bytes + size
+            end
+          end
           if #handoff.ids < handoff.max then
             local leasedAs = leasedState(states[at], handoff.nonce, handoff.deadline, handoff.leaseText, handoff.nowText)
             states[at] = leasedAs
-            local item = itemAt[id]
             local k = #handoff.ids + 1
             handoff.ids[k] = id
             handoff.states[k] = leasedAs

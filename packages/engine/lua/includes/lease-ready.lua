@@ -46,6 +46,13 @@ local function indexLeases(leasedKey, dueKey, qid, ids, deadline)
   lowerDue(dueKey, qid, tonumber(deadline) + 1)
 end
 
+-- deliveryBound(ARGV): lease-17.lua's byte bound (nil when none), whether its first
+-- delivery is kept whatever its size, and what a delivery takes besides its payload,
+-- record and error text
+local function deliveryBound(ARGV)
+  return tonumber(ARGV[8]), ARGV[9] == '1', tonumber(ARGV[10]) or 0
+end
+
 local function leaseReady(KEYS, ARGV)
   local now = tonumber(ARGV[1])
   local nowText = ARGV[1]
@@ -54,33 +61,40 @@ local function leaseReady(KEYS, ARGV)
   local leaseText = ARGV[4]
   local nonce = ARGV[6]
   local deadline = ARGV[7]
+  local maxBytes, firstAlways, fixedBytes = deliveryBound(ARGV)
   local ready = {}
   for p = 0, 9 do ready[p + 1] = KEYS[8 + p] end
   local promoted = promoteDue(KEYS[2], KEYS[4], ready, now, tonumber(ARGV[5]))
 
-  local ids = {}
+  -- the candidates, in priority order, and how many each list gave (p, n, p, n ...):
+  -- the lists are trimmed by what was taken once the byte bound has had its say
+  local ids, from = {}, {}
   for p = 10, 1, -1 do
     local want = max - #ids
     if want <= 0 then break end
     local got = redis.call('LRANGE', ready[p], 0, want - 1)
     if #got > 0 then
-      redis.call('LTRIM', ready[p], #got, -1)
+      from[#from + 1] = p
+      from[#from + 1] = #got
       for i = 1, #got do ids[#ids + 1] = got[i] end
     end
   end
-  local drained = #ids < max
-  if #ids == 0 then return {}, drained, promoted end
+  if #ids == 0 then return {}, true, promoted end
 
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
   local writes, dead, delivered, deliveredStates = {}, {}, {}, {}
+  local records, payloads = {}, {}
   local seen = {}
+  -- with a byte bound each delivery's payload and record are read in turn, and the
+  -- first that would pass the bound stops the lease there: what a lease reads from the
+  -- store is what it may answer, one task more at most, whatever its tasks' sizes
+  local taken, bytes = #ids, 0
   for i = 1, #ids do
     local id = ids[i]
     local s = states[i]
     -- only READY ids are delivered, each once (an id listed twice is never written so,
     -- but cheap to guard)
     if s and string.byte(s, 1) == 82 and not seen[id] then
-      seen[id] = true
       local att = string.sub(s, 3, 6)
       local encoded
       if att >= string.sub(s, 7, 10) then
@@ -93,19 +107,43 @@ local function leaseReady(KEYS, ARGV)
         dead[#dead + 1] = now
         dead[#dead + 1] = id
       else
+        if maxBytes then
+          local payload = redis.call('HGET', KEYS[3], id) or ''
+          local record = redis.call('HGET', KEYS[1], id)
+          local size = fixedBytes + #payload + #s - 81 + (record and #record or 0)
+          if bytes + size > maxBytes and not (firstAlways and #delivered == 0) then
+            taken = i - 1
+            break
+          end
+          bytes = bytes + size
+          payloads[#delivered + 1] = payload
+          records[#delivered + 1] = record
+        end
         encoded = leasedState(s, nonce, deadline, leaseText, nowText)
         delivered[#delivered + 1] = id
         deliveredStates[#delivered] = encoded
       end
+      seen[id] = true
       writes[#writes + 1] = id
       writes[#writes + 1] = encoded
     end
   end
+  local rest = taken
+  for j = 1, #from, 2 do
+    if rest == 0 then break end
+    local n = math.min(from[j + 1], rest)
+    redis.call('LTRIM', ready[from[j]], n, -1)
+    rest = rest - n
+  end
+  -- fewer ids than asked for, all taken: the lists were read to the end
+  local drained = #ids < max and taken == #ids
   if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
   if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
   if #delivered == 0 then return {}, drained, promoted end
   indexLeases(KEYS[5], KEYS[7], qid, delivered, deadline)
-  local records = redis.call('HMGET', KEYS[1], unpack(delivered))
-  local payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
+  if not maxBytes then
+    records = redis.call('HMGET', KEYS[1], unpack(delivered))
+    payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
+  end
   return leaseReply(delivered, deliveredStates, records, payloads), drained, promoted
 end
