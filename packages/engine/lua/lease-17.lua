@@ -22,7 +22,9 @@ the store never returns, nor the script holds, a batch's worth of large tasks to
 most of them given back.
 Returns, compact for the client (one element per task, plus the sparse extras):
   { ready left: of the due tasks this call made ready, how many are still ready (the
-      caller announces them: the due loop, finding them promoted, will not),
+      caller announces them: the due loop, finding them promoted, will not); when it
+      stopped at its byte bound, every task still ready (a waiter woken for them
+      took fewer than it was woken for),
     every delivered task's id (26) and fixed state part (81) concatenated,
     e, then (task number, last error text) for the e tasks that have an error,
     r, then (task number, record JSON) for the r tasks that have a record,
@@ -30,11 +32,11 @@ Returns, compact for the client (one element per task, plus the sparse extras):
   or only { ready left } when nothing was delivered.
 ]]
 -- @include "lease-ready"
-local out, drained, promoted = leaseReady(KEYS, ARGV)
+local out, drained, promoted, cut = leaseReady(KEYS, ARGV)
 local left = 0
-if promoted > 0 and not drained then
+if cut or (promoted > 0 and not drained) then
   for p = 8, 17 do left = left + redis.call('LLEN', KEYS[p]) end
-  if left > promoted then left = promoted end
+  if left > promoted and not cut then left = promoted end
 end
 table.insert(out, 1, left)
 return out

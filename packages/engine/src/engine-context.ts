@@ -52,11 +52,12 @@ export interface EngineOptions {
   /** Called when giving such tasks back failed; it is tried again until their deadline. */
   readonly onGiveBackFailed?: (err: unknown) => void;
   /**
-   * Called when a lease call made due scheduled tasks ready (before the due loop got to
-   * them) and `count` of them are still ready, so that waiters can be woken: the due
-   * loop, finding them promoted, will not say so.
+   * Called when a lease call left `count` tasks ready that waiters may not be woken
+   * for otherwise, so that they can be: due scheduled tasks it made ready (before the
+   * due loop got to them: that loop, finding them promoted, will not say so), or the
+   * tasks behind the byte bound it stopped at (the waiter woken for them took fewer).
    */
-  readonly onTasksPromoted?: (queue: QueueRef, count: number) => void;
+  readonly onTasksLeftReady?: (queue: QueueRef, count: number) => void;
 }
 
 /** Everything the engine's operations share; built once per engine. */
@@ -78,8 +79,8 @@ export interface EngineContext {
   readonly promoteLimit: number;
   readonly shardKeys: ShardKeys;
   readonly giveBacks: LeaseGiveBacks;
-  /** EngineOptions.onTasksPromoted (never throws). */
-  onPromoted(queue: QueueRef, count: number): void;
+  /** EngineOptions.onTasksLeftReady (never throws). */
+  onLeftReady(queue: QueueRef, count: number): void;
   keys(queue: QueueRef): QueueKeys;
   /** Turns a script's id, record, state, payload (and result) into a task and its delivery nonce. */
   toTask(
@@ -148,8 +149,8 @@ export async function createEngineContext(
       onGivenBack: options.onLeasesGivenBack ?? (() => undefined),
       onFailed: options.onGiveBackFailed ?? (() => undefined),
     }),
-    onPromoted(queue, count) {
-      report(() => options.onTasksPromoted?.(queue, count));
+    onLeftReady(queue, count) {
+      report(() => options.onTasksLeftReady?.(queue, count));
     },
     keys(queue) {
       const id = queueId(queue);

@@ -359,9 +359,10 @@ export async function leaseCall(
       [k.tasks, k.state, k.payloads, k.scheduled, k.leased, k.dead, k.due, ...k.ready],
       args,
     );
-    // due tasks this call made ready and left: the due loop will not announce them
+    // due tasks this call made ready and left (the due loop will not announce them), or
+    // the tasks behind the byte bound it stopped at
     const left = Number(reply[0]);
-    if (left > 0) ctx.onPromoted(queue, left);
+    if (left > 0) ctx.onLeftReady(queue, left);
     return { deliveries: leasedFrom(ctx, queue, reply.slice(1)) };
   });
   const within = await withinBytes(ctx, queue, call, deliveries, options);

@@ -110,8 +110,9 @@ export async function startShardWorker(
         },
         onGiveBackFailed: (err) =>
           logger.warn({ err: messageOf(err) }, "giving back leases failed; trying again"),
-        // a lease promoted due tasks before the due loop did: their waiters hear it here
-        onTasksPromoted: (queue, n) => notifier.notify(queue, n),
+        // a lease promoted due tasks before the due loop did, or stopped at its byte bound
+        // with tasks left: their waiters hear it here
+        onTasksLeftReady: (queue, n) => notifier.notify(queue, n),
       });
     },
     async () => {

@@ -13,6 +13,7 @@
 -- promotes) is stored as without `handoff`, and handoff.taken stays false.
 -- @include "task-state"
 -- @include "lower-due"
+-- @include "delivery-bytes"
 local function enqueueBatch(KEYS, ARGV, handoff)
   local now = tonumber(ARGV[1])
   local qid = ARGV[2]
@@ -103,7 +104,7 @@ local function enqueueBatch(KEYS, ARGV, handoff)
         for _, id in ipairs(list) do
           local at, item = stateAt[id], itemAt[id]
           if handoff.maxBytes and #handoff.ids < handoff.max then
-            local size = handoff.fixedBytes + #ARGV[5 + item] + #(recordOf[item] or '')
+            local size = handoff.fixedBytes + #ARGV[5 + item] + recordBytes(recordOf[item])
             -- past the byte bound nothing more is handed off: the rest is listed, in order
             if handoff.bytes + size > handoff.maxBytes and not (handoff.firstAlways and #handoff.ids == 0) then
               handoff.max = #handoff.ids

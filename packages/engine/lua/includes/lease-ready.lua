@@ -1,10 +1,11 @@
 -- leaseReady(KEYS, ARGV): the lease script's work (lease-17.lua documents the
 -- layout); returns its reply, whether the queue's ready lists were read to the end
--- (fewer than the maximum ids were in them: they are empty now), and how many due
--- scheduled tasks it made ready first.
+-- (fewer than the maximum ids were in them: they are empty now), how many due
+-- scheduled tasks it made ready first, and whether it stopped at its byte bound.
 -- @include "task-state"
 -- @include "promote-due"
 -- @include "lower-due"
+-- @include "delivery-bytes"
 
 -- leaseReply(ids, states, records, payloads): lease-17.lua's reply for the delivered
 -- tasks (but its first element, the ready-left count lease-17.lua puts in front):
@@ -79,7 +80,7 @@ local function leaseReady(KEYS, ARGV)
       for i = 1, #got do ids[#ids + 1] = got[i] end
     end
   end
-  if #ids == 0 then return {}, true, promoted end
+  if #ids == 0 then return {}, true, promoted, false end
 
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
   local writes, dead, delivered, deliveredStates = {}, {}, {}, {}
@@ -88,7 +89,7 @@ local function leaseReady(KEYS, ARGV)
   -- with a byte bound each delivery's payload and record are read in turn, and the
   -- first that would pass the bound stops the lease there: what a lease reads from the
   -- store is what it may answer, one task more at most, whatever its tasks' sizes
-  local taken, bytes = #ids, 0
+  local taken, bytes, cut = #ids, 0, false
   for i = 1, #ids do
     local id = ids[i]
     local s = states[i]
@@ -110,9 +111,10 @@ local function leaseReady(KEYS, ARGV)
         if maxBytes then
           local payload = redis.call('HGET', KEYS[3], id) or ''
           local record = redis.call('HGET', KEYS[1], id)
-          local size = fixedBytes + #payload + #s - 81 + (record and #record or 0)
+          local size = fixedBytes + #payload + #s - 81 + recordBytes(record)
           if bytes + size > maxBytes and not (firstAlways and #delivered == 0) then
             taken = i - 1
+            cut = true
             break
           end
           bytes = bytes + size
@@ -136,14 +138,14 @@ local function leaseReady(KEYS, ARGV)
     rest = rest - n
   end
   -- fewer ids than asked for, all taken: the lists were read to the end
-  local drained = #ids < max and taken == #ids
+  local drained = #ids < max and not cut
   if #writes > 0 then redis.call('HSET', KEYS[2], unpack(writes)) end
   if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
-  if #delivered == 0 then return {}, drained, promoted end
+  if #delivered == 0 then return {}, drained, promoted, cut end
   indexLeases(KEYS[5], KEYS[7], qid, delivered, deadline)
   if not maxBytes then
     records = redis.call('HMGET', KEYS[1], unpack(delivered))
     payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
   end
-  return leaseReply(delivered, deliveredStates, records, payloads), drained, promoted
+  return leaseReply(delivered, deliveredStates, records, payloads), drained, promoted, cut
 end

@@ -63,7 +63,7 @@ describe("promote-14.lua", () => {
   it("a lease that promotes due tasks says how many of them it left ready", async () => {
     const told: Array<[string, number]> = [];
     const { engine, clock } = await fx().engine({
-      onTasksPromoted: (queue: { tenant: string }, n: number) => told.push([queue.tenant, n]),
+      onTasksLeftReady: (queue: { tenant: string }, n: number) => told.push([queue.tenant, n]),
     });
     await engine.enqueue(Q, [{ payload: payload("ready") }]);
     await engine.enqueue(
