@@ -375,7 +375,7 @@ export class MapOperations {
       req.shard,
       `cannot move ${label(req.command, req.tenant)} to shard ${req.shard}`,
       "start its worker, or correct its endpoint in the map (RemoveShard, then RegisterShard)",
-      signal,
+      { depth: false, signal },
     );
     if (target.lifecycle && target.lifecycle !== "serving")
       throw precondition(
@@ -709,6 +709,7 @@ export class MapOperations {
       id,
       `cannot confirm shard ${id} holds nothing`,
       "bring it up, or stop routing to it and wait",
+      { depth: true },
     ).catch((err: unknown) => {
       // its own worker cannot be asked: the map names another there
       if (err instanceof NotItsWorker)
@@ -738,15 +739,18 @@ export class MapOperations {
    * store's map is ahead of its own, or the shard was registered again elsewhere);
    * FAILED_PRECONDITION, beginning with `cannot` and ending with `remedy`, when it does
    * not answer or its store does not; NotItsWorker (a FAILED_PRECONDITION) when the
-   * worker there answers as a shard the map does not place there.
+   * worker there answers as a shard the map does not place there. The shard's depth is
+   * read only when asked for (one stats read per queue there: on a shard of very many
+   * queues it could outlast the timeout, and a move onto it does not need it).
    */
   private async workerOf(
     map: ShardMap,
     id: string,
     cannot: string,
     remedy: string,
-    signal?: AbortSignal,
+    wants: { readonly depth: boolean; readonly signal?: AbortSignal },
   ): Promise<internal.GetShardStatusResponse> {
+    const { signal } = wants;
     if (
       !this.routing.pool.has(id) ||
       this.routing.pool.get(id).endpoint !== entry(map.shards, id)?.endpoint
@@ -758,7 +762,7 @@ export class MapOperations {
     const status = await this.routing.pool
       .get(id)
       .internal.getShardStatus(
-        {},
+        { withoutDepth: !wants.depth },
         { deadline: new Date(Date.now() + this.routing.config.fanoutTimeoutMs), signal },
       )
       .catch((err: unknown) => {

@@ -1218,4 +1218,17 @@ describe("RemoveShard and a shard whose store is down", () => {
     expect((refused as ClientError).details).toMatch(/store does not answer/);
     expect(Object.keys((await rc.source.get())!.shards)).toContain("c");
   });
+
+  test("a move onto a shard does not wait for its depth, which removing it does", async () => {
+    // a depth read that does not finish in time (a shard of very many queues)
+    const metrics = rc.workers.get("c")!.metrics;
+    metrics.depthByCommand = () => Promise.reject(new Error("still counting"));
+    const plan = await rc.admin().assignCommand({ command: "Q", shard: "c", dryRun: true });
+    expect(plan.plan[0]).toMatchObject({ toShard: "c" });
+    const refused = await rc
+      .admin()
+      .removeShard({ id: "c" })
+      .catch((e: ClientError) => e);
+    expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
+  });
 });

@@ -51,6 +51,13 @@ describe("the internal ShardService", () => {
     await c.nack({ items: [{ leaseToken: dead!, error: "bad", deadLetter: true }] });
     // ready 1, scheduled 1, leased 1, dead 1; the acked task is gone
     expect((await shard.getShardStatus({})).queueDepth).toBe(4);
+    // asked without the depth (a router checking a move's target): not read
+    expect(await shard.getShardStatus({ withoutDepth: true })).toMatchObject({
+      shard: "a",
+      storeReachable: true,
+      queueDepth: 0,
+      lifecycle: "serving",
+    });
 
     const stream = new StreamDriver(fx.client("st"));
     stream.send({ ...SUB(["NOTHING"]), credits: 1 });

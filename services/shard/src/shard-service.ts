@@ -153,20 +153,23 @@ export function shardService(
       });
     },
 
-    async getShardStatus() {
+    async getShardStatus(req) {
       // A status must answer while the store is down: that is when it matters most.
       // Once the store check has found it down, the depth is not read (its commands
       // would wait out their retries); a depth that fails to read is no depth either.
-      const depth = view.storeReachable()
-        ? await metrics.depthByCommand().catch(() => undefined)
-        : undefined;
+      // Asked without the depth, the store check's own answer is the reachability.
+      const reachable = view.storeReachable();
+      const depth =
+        reachable && !req.withoutDepth
+          ? await metrics.depthByCommand().catch(() => undefined)
+          : undefined;
       let queueDepth = 0;
       for (const d of depth?.values() ?? [])
         queueDepth += d.ready + d.scheduled + d.leased + d.dead;
       const streams = await metrics.streamsOpen();
       return {
         shard: view.shard,
-        storeReachable: depth !== undefined,
+        storeReachable: req.withoutDepth ? reachable : depth !== undefined,
         mapVersion: view.mapVersion(),
         queueDepth,
         openStreams: streams,

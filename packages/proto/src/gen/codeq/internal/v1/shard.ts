@@ -170,7 +170,15 @@ export interface InterruptLeaseStreamResponse {
   released: number;
 }
 
-export interface GetShardStatusRequest {}
+export interface GetShardStatusRequest {
+  /**
+   * Only who answers, its lifecycle and whether its store answers its pings: the
+   * depth (a stats read per queue on the shard, seconds on a shard of very many
+   * queues) is not read, and queue_depth is 0. What a router checks before it
+   * moves a queue onto the shard.
+   */
+  withoutDepth: boolean;
+}
 
 export interface GetShardStatusResponse {
   shard: string;
@@ -1666,11 +1674,14 @@ export const InterruptLeaseStreamResponse: MessageFns<InterruptLeaseStreamRespon
 };
 
 function createBaseGetShardStatusRequest(): GetShardStatusRequest {
-  return {};
+  return { withoutDepth: false };
 }
 
 export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
-  encode(_: GetShardStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: GetShardStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.withoutDepth !== false) {
+      writer.uint32(8).bool(message.withoutDepth);
+    }
     return writer;
   },
 
@@ -1687,6 +1698,14 @@ export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.withoutDepth = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1699,20 +1718,30 @@ export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
     }
   },
 
-  fromJSON(_: any): GetShardStatusRequest {
-    return {};
+  fromJSON(object: any): GetShardStatusRequest {
+    return {
+      withoutDepth: isSet(object.withoutDepth)
+        ? globalThis.Boolean(object.withoutDepth)
+        : isSet(object.without_depth)
+          ? globalThis.Boolean(object.without_depth)
+          : false,
+    };
   },
 
-  toJSON(_: GetShardStatusRequest): unknown {
+  toJSON(message: GetShardStatusRequest): unknown {
     const obj: any = {};
+    if (message.withoutDepth !== false) {
+      obj.withoutDepth = message.withoutDepth;
+    }
     return obj;
   },
 
   create(base?: DeepPartial<GetShardStatusRequest>): GetShardStatusRequest {
     return GetShardStatusRequest.fromPartial(base ?? {});
   },
-  fromPartial(_: DeepPartial<GetShardStatusRequest>): GetShardStatusRequest {
+  fromPartial(object: DeepPartial<GetShardStatusRequest>): GetShardStatusRequest {
     const message = createBaseGetShardStatusRequest();
+    message.withoutDepth = object.withoutDepth ?? false;
     return message;
   },
 };
