@@ -8,7 +8,7 @@ ARGV[3] the audit entry, JSON
 ARGV[4] how many audit entries to keep (>= 1)
 Commands: GET, SET, LPUSH, LTRIM (KVRocks and Redis alike).
 Returns {code, version}:
-   0 written; version = the new version
+   0 written (or written already by this same call, sent again); version = the new version
   -1 version conflict, nothing written; version = the stored version (0 = no map)
   -2 the stored value is not JSON with a numeric version, nothing written; version = 0
 ]]
@@ -20,6 +20,12 @@ if current then
     return {-2, 0}
   end
   stored = decoded.version
+end
+-- This very write, stored already: a call ioredis sent again on a new connection
+-- after a reconnect lost its reply (the map names its time and version, so no other
+-- write stores the same bytes). Its first run stands; nothing is written twice.
+if current == ARGV[2] then
+  return {0, stored}
 end
 if stored ~= tonumber(ARGV[1]) then
   return {-1, stored}

@@ -1,5 +1,5 @@
 import { RedisServer } from "@codeq/testing";
-import { ShardMapError } from "./errors";
+import { ShardMapError, VersionConflictError } from "./errors";
 import { RedisMapSource } from "./redis-map-source";
 import { auditKey, changedChannel, shardMapKey } from "./shard-map";
 import { change, draft, waitFor } from "./test/fixtures";
@@ -61,6 +61,26 @@ describe("RedisMapSource in the control store", () => {
     } finally {
       raw.disconnect();
       listener.disconnect();
+      await source.close();
+    }
+  });
+
+  it("takes a compare-and-set sent again after a lost reply for the write it made, not a conflict", async () => {
+    const p = prefix();
+    // the same clock reading: the second call carries the first one's bytes, as the
+    // call ioredis sends again on a new connection does
+    const source = new RedisMapSource({ url: server.url, prefix: p, now: () => 1_700_000_000_000 });
+    const raw = server.client();
+    try {
+      const first = await source.compareAndSet(0, draft(), change("hello"));
+      expect(await source.compareAndSet(0, draft(), change("hello"))).toEqual(first);
+      expect(await raw.llen(auditKey(p))).toBe(1);
+      // another write from the version the first one replaced is still refused
+      await expect(
+        source.compareAndSet(0, { ...draft(), defaultShard: "b" }, change("other")),
+      ).rejects.toBeInstanceOf(VersionConflictError);
+    } finally {
+      raw.disconnect();
       await source.close();
     }
   });
