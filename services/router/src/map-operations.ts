@@ -34,6 +34,7 @@ import {
   takesFrom,
   tenantKey,
   updateMap,
+  type AuditEntry,
   type MapSource,
   type Migration,
   type MigrationStore,
@@ -69,6 +70,19 @@ function offsetOf(token: string): number {
   return n;
 }
 const tokenOf = (offset: number) => Buffer.from(`o${offset}`, "utf8").toString("base64url");
+
+/**
+ * An audit page's token: where the entry after the page's last one was, and that last
+ * entry's version (entries before it in the log, newer, are not listed again).
+ */
+function auditCursorOf(token: string): { offset: number; before: number } {
+  if (!token) return { offset: 0, before: Infinity };
+  const m = /^a(\d{1,15})v(\d{1,15})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
+  if (!m) throw invalid("page_token is not one this service issued");
+  return { offset: Number(m[1]), before: Number(m[2]) };
+}
+const auditTokenOf = (offset: number, version: number) =>
+  Buffer.from(`a${offset}v${version}`, "utf8").toString("base64url");
 
 function pageSize(size: number): number {
   const n = size || 100;
@@ -801,12 +815,29 @@ export class MapOperations {
 
   async audit(size: number, token: string): Promise<ListAuditEventsResponse> {
     const limit = pageSize(size);
-    const offset = offsetOf(token);
-    const entries = await this.source.listAudit(limit + 1, offset).catch((err: unknown) => {
-      throw new ServerError(Status.UNAVAILABLE, `the control store: ${(err as Error).message}`);
-    });
+    const cursor = auditCursorOf(token);
+    // Entries are listed newest first, and every change pushes one in front: the last
+    // entry a page showed has moved down by as many since. From where it was, the
+    // entries still at or above its version are skipped; each change has its own
+    // version, so none is shown twice and none is passed over.
+    const entries: AuditEntry[] = [];
+    let at = cursor.offset;
+    let next = at;
+    for (;;) {
+      const chunk = await this.source.listAudit(limit + 1, at).catch((err: unknown) => {
+        throw new ServerError(Status.UNAVAILABLE, `the control store: ${(err as Error).message}`);
+      });
+      chunk.forEach((e, i) => {
+        if (entries.length > limit || e.versionAfter >= cursor.before) return;
+        entries.push(e);
+        if (entries.length <= limit) next = at + i + 1;
+      });
+      if (entries.length > limit || chunk.length <= limit) break;
+      at += chunk.length;
+    }
+    const page = entries.slice(0, limit);
     return {
-      events: entries.slice(0, limit).map((e) => ({
+      events: page.map((e) => ({
         atMs: e.atMs,
         actor: e.actor,
         action: e.action,
@@ -814,7 +845,7 @@ export class MapOperations {
         versionAfter: e.versionAfter,
         summary: e.summary,
       })),
-      nextPageToken: entries.length > limit ? tokenOf(offset + limit) : "",
+      nextPageToken: entries.length > limit ? auditTokenOf(next, page.at(-1)!.versionAfter) : "",
     };
   }
 }

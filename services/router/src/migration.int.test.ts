@@ -1182,6 +1182,33 @@ describe("shards come and go through AdminService", () => {
     expect((refused as ClientError).details).toMatch(/holds 1 task/);
     expect(Object.keys((await rc.source.get())!.shards)).toContain("c");
   });
+
+  test("ListAuditEvents pages on without repeating entries while changes come in", async () => {
+    const admin = rc.admin();
+    const register = (id: string, port: number) =>
+      admin.registerShard({
+        shard: { id, endpoint: `127.0.0.1:${port}`, state: ShardState.SHARD_STATE_ACTIVE },
+      });
+    for (const [i, id] of ["p1", "p2", "p3", "p4"].entries()) await register(id, 20 + i);
+    const all = (await admin.listAuditEvents({ pageSize: 1000 })).events.map((e) => e.versionAfter);
+    const first = await admin.listAuditEvents({ pageSize: 2 });
+    expect(first.events.map((e) => e.versionAfter)).toEqual(all.slice(0, 2));
+    // two changes while the operator reads: they push the log down by two
+    await register("p5", 30);
+    await register("p6", 31);
+    const second = await admin.listAuditEvents({ pageSize: 2, pageToken: first.nextPageToken });
+    expect(second.events.map((e) => e.versionAfter)).toEqual(all.slice(2, 4));
+    const rest: number[] = [];
+    for (let token = second.nextPageToken; token;) {
+      const page = await admin.listAuditEvents({ pageSize: 2, pageToken: token });
+      rest.push(...page.events.map((e) => e.versionAfter));
+      token = page.nextPageToken;
+    }
+    expect(rest).toEqual(all.slice(4));
+    expect(await code(admin.listAuditEvents({ pageSize: 2, pageToken: "bm90LWEtdG9rZW4" }))).toBe(
+      Status.INVALID_ARGUMENT,
+    );
+  });
 });
 
 describe("RemoveShard and a shard whose store is down", () => {
