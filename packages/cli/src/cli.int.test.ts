@@ -214,6 +214,19 @@ describe("codeq against a local cluster", () => {
     expect(stats.total).toMatchObject({ ready: 0, leased: 0, completed: 2 });
   }, 120_000);
 
+  test("tail stopped by Ctrl-C exits 130, not 0 as a --max that ran out does", async () => {
+    await codeq(["enqueue", "cli.tail-stop", "--payload", "one"]);
+    const child = spawn(process.execPath, [BIN, "tail", "cli.tail-stop", "--ack"], {
+      env: { ...baseEnv(), CODEQ_ROUTER: router },
+    });
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    await until(async () => stdout.includes("one"));
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+  });
+
   test("tail without --ack releases what it printed", async () => {
     await codeq(["enqueue", "cli.peek", "--payload", "x"]);
     const r = await codeq(["tail", "cli.peek", "--max", "1", "--json"]);

@@ -1,4 +1,5 @@
 import * as fs from "node:fs";
+import { ClientError } from "nice-grpc";
 import { taskStateToJSON, type EnqueueRequest, type EnqueueResult } from "@codeq/proto";
 import { expectPositionals, int, str, type Values } from "../args";
 import type { Command } from "../command";
@@ -76,12 +77,19 @@ export const enqueueCommand: Command = {
     }
 
     const results: EnqueueResult[] = [];
-    for (let sent = 0; sent < count; sent += BATCH) {
+    // a call that fails after others stored tasks: those are still printed, and the
+    // error says how many (run again, the command would store them twice)
+    let failure: unknown;
+    for (let sent = 0; sent < count && failure === undefined; sent += BATCH) {
       const n = Math.min(BATCH, count - sent);
       const tasks = Array.from({ length: n }, () => task);
-      const res = await clients.queue.enqueueBatch({ tasks }, clients.call());
-      results.push(...res.results);
+      await clients.queue
+        .enqueueBatch({ tasks }, clients.call())
+        .then((res) => results.push(...res.results))
+        .catch((err: unknown) => (failure = err));
     }
+    const stored = results.filter((r) => (r.status?.code ?? 0) === 0).length;
+    if (failure !== undefined && (stored === 0 || !(failure instanceof ClientError))) throw failure;
     let code: number = ExitCode.OK;
     if (global.json) io.out(toJson({ results: results.map(resultJson) }));
     results.forEach((r, i) => {
@@ -94,6 +102,12 @@ export const enqueueCommand: Command = {
       if (isUnreachable(status)) code = ExitCode.UNAVAILABLE;
       else if (code === ExitCode.OK) code = ExitCode.REFUSED;
     });
+    if (failure instanceof ClientError)
+      throw new ClientError(
+        failure.path,
+        failure.code,
+        `${failure.details} (after ${stored} of ${count} enqueued: their ids are printed)`,
+      );
     return code;
   },
 };

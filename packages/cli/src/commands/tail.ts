@@ -144,6 +144,8 @@ export const tailCommand: Command = {
       interrupted.removeEventListener("abort", stop);
       outbox.close();
     }
-    return failed > 0 ? ExitCode.REFUSED : ExitCode.OK;
+    if (failed > 0) return ExitCode.REFUSED;
+    // stopped by Ctrl-C rather than by --max: a script can tell the two apart
+    return interrupted.aborted ? ExitCode.INTERRUPTED : ExitCode.OK;
   },
 };
