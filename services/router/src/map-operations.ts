@@ -63,26 +63,37 @@ function checkName(field: string, value: string): void {
 }
 
 /** Page tokens of admin listings: an offset, opaque to callers. */
-function offsetOf(token: string): number {
-  if (!token) return 0;
-  const n = Number(Buffer.from(token, "base64url").toString("utf8").replace(/^o/, ""));
-  if (!Number.isSafeInteger(n) || n < 0) throw invalid("page_token is not one this service issued");
-  return n;
+/** A page token's text; `pattern` must match it whole (INVALID_ARGUMENT otherwise). */
+function tokenText(token: string, pattern: RegExp): RegExpExecArray {
+  const m = pattern.exec(Buffer.from(token, "base64url").toString("utf8"));
+  if (!m) throw invalid("page_token is not one this service issued");
+  return m;
 }
-const tokenOf = (offset: number) => Buffer.from(`o${offset}`, "utf8").toString("base64url");
+const encodeToken = (text: string) => Buffer.from(text, "utf8").toString("base64url");
 
 /**
  * An audit page's token: where the entry after the page's last one was, and that last
- * entry's version (entries before it in the log, newer, are not listed again).
+ * entry's version (entries before it in the log, newer, are not listed again). An
+ * offset alone ("o<n>", what routers issued before) is still taken during an upgrade.
  */
-function auditCursorOf(token: string): { offset: number; before: number } {
-  if (!token) return { offset: 0, before: Infinity };
-  const m = /^a(\d{1,15})v(\d{1,15})$/.exec(Buffer.from(token, "base64url").toString("utf8"));
-  if (!m) throw invalid("page_token is not one this service issued");
+function auditCursorOf(page: string): { offset: number; before: number } {
+  if (!page) return { offset: 0, before: Infinity };
+  const m = tokenText(page, /^a(\d{1,15})v(\d{1,15})$|^o(\d{1,15})$/);
+  if (m[3] !== undefined) return { offset: Number(m[3]), before: Infinity };
   return { offset: Number(m[1]), before: Number(m[2]) };
 }
-const auditTokenOf = (offset: number, version: number) =>
-  Buffer.from(`a${offset}v${version}`, "utf8").toString("base64url");
+const auditTokenOf = (offset: number, version: number) => encodeToken(`a${offset}v${version}`);
+
+/** A migrations page's token: its last migration's start and id, or an older router's offset. */
+function migrationCursorOf(
+  page: string,
+): { startedAtMs: number; id: string } | { offset: number } | undefined {
+  if (!page) return undefined;
+  const m = tokenText(page, /^m(\d{1,15}) (\S{1,128})$|^o(\d{1,15})$/);
+  if (m[3] !== undefined) return { offset: Number(m[3]) };
+  return { startedAtMs: Number(m[1]), id: m[2]! };
+}
+const migrationTokenOf = (m: WireMigration) => encodeToken(`m${m.startedAtMs} ${m.id}`);
 
 function pageSize(size: number): number {
   const n = size || 100;
@@ -632,7 +643,7 @@ export class MapOperations {
 
   async listMigrations(req: ListMigrationsRequest): Promise<ListMigrationsResponse> {
     const size = pageSize(req.pageSize);
-    const offset = offsetOf(req.pageToken);
+    const cursor = migrationCursorOf(req.pageToken);
     const map = await this.freshMap().catch(() => this.routing.map);
     const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
     const all: WireMigration[] = [];
@@ -642,9 +653,24 @@ export class MapOperations {
         if (!live.some((m) => m.id === f.migration.id))
           all.push(migrationToWire(f.migration, f.progress));
     }
-    const chosen = req.command ? all.filter((m) => m.command === req.command) : all;
-    const page = chosen.slice(offset, offset + size);
-    const next = offset + size < chosen.length ? tokenOf(offset + size) : "";
+    // newest first, running or finished alike; a page's token names its last one, so
+    // a move that starts or finishes while a caller pages on shifts nothing it lists
+    const chosen = (req.command ? all.filter((m) => m.command === req.command) : all).sort(
+      (a, b) => b.startedAtMs - a.startedAtMs || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0),
+    );
+    const rest =
+      cursor === undefined
+        ? chosen
+        : "offset" in cursor
+          ? chosen.slice(cursor.offset)
+          : chosen.filter(
+              (m) =>
+                m.startedAtMs < cursor.startedAtMs ||
+                (m.startedAtMs === cursor.startedAtMs && m.id < cursor.id),
+            );
+    const page = rest.slice(0, size);
+    const last = page.at(-1);
+    const next = rest.length > size && last ? migrationTokenOf(last) : "";
     return { migrations: page, nextPageToken: next };
   }
 

@@ -1209,6 +1209,32 @@ describe("shards come and go through AdminService", () => {
       Status.INVALID_ARGUMENT,
     );
   });
+
+  test("ListMigrations pages newest first without repeating one while moves start", async () => {
+    const admin = rc.admin();
+    const move = async (command: string) => {
+      const { migrations } = await admin.assignCommand({ command, shard: "b" });
+      return migrations[0]!.id;
+    };
+    const started = [await move("PAGED1"), await move("PAGED2"), await move("PAGED3")];
+    const list = (pageSize: number, pageToken = "") =>
+      admin.listMigrations({ includeFinished: true, pageSize, pageToken });
+    const ours = (ids: string[]) => ids.filter((id) => started.includes(id));
+    // newest first (two started in one millisecond go by id)
+    const whole = ours((await list(1000)).migrations.map((m) => m.id));
+    expect(whole).toHaveLength(3);
+    const first = await list(1);
+    expect(first.migrations.map((m) => m.id)).toEqual([whole[0]]);
+    await move("PAGED4"); // newer: in front of everything listed so far
+    const seen = [...first.migrations.map((m) => m.id)];
+    for (let token = first.nextPageToken; token;) {
+      const page = await list(1, token);
+      seen.push(...page.migrations.map((m) => m.id));
+      token = page.nextPageToken;
+    }
+    expect(ours(seen)).toEqual(whole);
+    expect(new Set(seen).size).toBe(seen.length);
+  });
 });
 
 describe("RemoveShard and a shard whose store is down", () => {
