@@ -20,7 +20,7 @@ export interface BenchService {
   readonly name: string;
   /** Undefined once it has exited. */
   readonly pid: number | undefined;
-  stop(): Promise<void>;
+  stop(): Promise<unknown>;
 }
 
 /**

@@ -12,6 +12,17 @@ import { startLocalCluster } from "./local-cluster";
 async function main(): Promise<void> {
   installLeanAsyncBind(); // the demo producer's unary calls (async-bind.ts says why)
   const once = process.argv.includes("--once");
+  // Ctrl-C or SIGTERM from the first moment. While the cluster starts, exiting kills
+  // by PID what was started so far and removes its data directories (the exit hook of
+  // @codeq/testing); once it runs, every process is stopped in order, by PID. A second
+  // Ctrl-C while they stop exits at once, by the same hook.
+  let stopDemo: (() => Promise<void>) | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!stopDemo) process.exit(signal === "SIGINT" ? 130 : 143);
+    void stopDemo().then(() => process.exit(0));
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
   console.log(
     "codeQ demo: starting a control store, 3 shards (redis-server + shard worker) and a router ...",
   );
@@ -19,14 +30,16 @@ async function main(): Promise<void> {
     shards: 3,
     routers: 1,
     commands: { ...DEMO_COMMANDS },
+    // the terminal's Ctrl-C reaches this process only, which stops the others in order
+    ownGroups: true,
   });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
     stopping = true;
     console.log("\nstopping every process by PID ...");
-    await cluster.stop();
-    console.log("stopped.");
+    const unclean = await cluster.stop();
+    console.log(unclean.length === 0 ? "stopped." : `stopped, not cleanly: ${unclean.join(", ")}`);
   };
 
   const rows: string[][] = [["component", "pid", "address", "health", "gRPC services"]];
@@ -70,9 +83,33 @@ async function main(): Promise<void> {
 
   const counts: WorkloadCounts = { enqueued: 0, acked: 0, ackedByShard: {} };
   const stopWorkload = new AbortController();
-  const workload = runDemoWorkload(cluster.routers[0]!.address, counts, stopWorkload.signal);
+  const workload = runDemoWorkload(
+    cluster.routers[0]!.address,
+    counts,
+    stopWorkload.signal,
+    (who, err) =>
+      console.error(`demo ${who}: ${(err as Error).message ?? String(err)}; trying again`),
+  );
+  // every process the demo started, by name: one that exits on its own stops the demo
+  const processes = (): Array<[string, number | undefined, string]> => [
+    ["control store", cluster.control.pid, `its log: ${cluster.control.dataDir}/redis.log`],
+    ...cluster.shards.map((sh): [string, number | undefined, string] => [
+      `store ${sh.id}`,
+      sh.store.pid,
+      `its log: ${sh.store.dataDir}/redis.log`,
+    ]),
+    ...[...cluster.shards.map((sh) => sh.worker), ...cluster.routers].map(
+      (proc): [string, number | undefined, string] => [proc.name, proc.pid, proc.logs],
+    ),
+  ];
   let last = { ...counts };
   const report = setInterval(() => {
+    const gone = processes().find(([, pid]) => pid === undefined);
+    if (gone && !stopping) {
+      console.error(`\n${gone[0]} exited on its own; stopping the demo.\n${gone[2]}`.trimEnd());
+      void stopDemo!().then(() => process.exit(1));
+      return;
+    }
     const perShard = Object.keys(counts.ackedByShard)
       .sort()
       .map((id) => `${id} ${counts.ackedByShard[id]}`)
@@ -82,7 +119,7 @@ async function main(): Promise<void> {
     );
     last = { ...counts, ackedByShard: { ...counts.ackedByShard } };
   }, 1000);
-  const stopDemo = async () => {
+  stopDemo = async () => {
     clearInterval(report);
     stopWorkload.abort();
     await workload;
@@ -100,9 +137,6 @@ async function main(): Promise<void> {
     return;
   }
   console.log("Press Ctrl-C to stop.\n");
-  const onSignal = () => void stopDemo().then(() => process.exit(0));
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
   await new Promise(() => undefined);
 }
 

@@ -16,6 +16,13 @@ export interface LocalClusterOptions {
   env?: Record<string, string>;
   /** How the launcher reaches the routers' health service, when `env` has them serve TLS. */
   routerCredentials?: ChannelCredentials;
+  /**
+   * Every process in a process group of its own (RedisServerOptions.ownGroup): a
+   * terminal's Ctrl-C then reaches only the launcher, which stops them in order, by
+   * PID (the demo). Otherwise the terminal signals them all at once: the stores stop
+   * under workers still draining, and the launcher's own stop is their second signal.
+   */
+  ownGroups?: boolean;
 }
 
 /** One shard: its store and its worker. */
@@ -41,7 +48,11 @@ export interface LocalCluster {
    * router secret and the stated identity (tests and operators' tools only).
    */
   shardMetadata(tenant?: string, roles?: string): Metadata;
-  stop(): Promise<void>;
+  /**
+   * Stops every process by its PID, routers first, then the workers, then the stores;
+   * says which service did not stop cleanly (its exit code or signal), if any.
+   */
+  stop(): Promise<string[]>;
 }
 
 /**
@@ -69,12 +80,20 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
   const shardCount = options.shards ?? 3;
   const routerCount = options.routers ?? 1;
   const env = { CODEQ_LOG_LEVEL: "warn", ...options.env };
-  const started: Array<{ stop(): Promise<void> }> = [];
+  const started: Array<RedisServer | ServiceProcess> = [];
+  // newest first: routers, then workers, then stores; what did not stop cleanly
   const stopAll = async () => {
-    for (const part of started.reverse()) await part.stop().catch(() => undefined);
+    const unclean: string[] = [];
+    for (const part of started.reverse()) {
+      const ended = await part.stop().catch(() => undefined);
+      if (part instanceof ServiceProcess && ended !== undefined && ended !== 0)
+        unclean.push(`${part.name} exited with ${ended}`);
+    }
+    return unclean;
   };
   try {
-    const control = await RedisServer.start({ spawnOnly: true, persistent: true });
+    const ownGroup = !!options.ownGroups;
+    const control = await RedisServer.start({ spawnOnly: true, persistent: true, ownGroup });
     started.push(control);
     const mapSource = () => new RedisMapSource({ url: control.url });
     const secret = randomBytes(24).toString("base64url"); // 32 characters
@@ -100,19 +119,27 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
 
     const shards: LocalShard[] = [];
     for (const [i, id] of ids.entries()) {
-      const store = await RedisServer.start({ spawnOnly: true, persistent: true });
+      const store = await RedisServer.start({ spawnOnly: true, persistent: true, ownGroup });
       started.push(store);
       const address = addresses[i]!;
       const startWorker = async () => {
-        const proc = await ServiceProcess.start(`shard-${id}`, "shard", address, {
-          ...clusterEnv("SHARD", secret),
-          CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-          ...env,
-          CODEQ_SHARD_ID: id,
-          CODEQ_SHARD_LISTEN: address,
-          CODEQ_SHARD_REDIS_URL: store.url,
-          CODEQ_SHARD_CONTROL_URL: control.url,
-        });
+        const proc = await ServiceProcess.start(
+          `shard-${id}`,
+          "shard",
+          address,
+          {
+            ...clusterEnv("SHARD", secret),
+            CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
+            ...env,
+            CODEQ_SHARD_ID: id,
+            CODEQ_SHARD_LISTEN: address,
+            CODEQ_SHARD_REDIS_URL: store.url,
+            CODEQ_SHARD_CONTROL_URL: control.url,
+          },
+          undefined,
+          undefined,
+          ownGroup,
+        );
         started.push(proc);
         return proc;
       };
@@ -145,6 +172,7 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
         },
         undefined,
         options.routerCredentials,
+        ownGroup,
       );
       started.push(router);
       routers.push(router);

@@ -93,11 +93,14 @@ export class ServiceProcess {
     readyTimeoutMs = 15_000,
     /** How to reach its health service when it serves TLS. */
     credentials?: ChannelCredentials,
+    /** In a process group of its own (RedisServerOptions.ownGroup says why). */
+    ownGroup = false,
   ): Promise<ServiceProcess> {
     const childEnv = { ...process.env, ...env };
     const child = spawn(process.execPath, serviceArgs(service, childEnv), {
       env: childEnv,
       stdio: ["ignore", "pipe", "pipe"],
+      detached: ownGroup,
     });
     const proc = new ServiceProcess(name, address, child);
     try {
@@ -109,8 +112,13 @@ export class ServiceProcess {
     return proc;
   }
 
+  /** Its PID while it runs; undefined once it exited or was killed. */
   get pid(): number | undefined {
-    return this.child.exitCode === null ? this.child.pid : undefined;
+    return this.running ? this.child.pid : undefined;
+  }
+
+  private get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   /** The last 20 kB the process printed (its structured logs). */
@@ -118,18 +126,23 @@ export class ServiceProcess {
     return this.output;
   }
 
-  /** SIGTERM (a graceful shutdown), then SIGKILL after `graceMs`. */
-  async stop(graceMs = 15_000): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+  /**
+   * SIGTERM (a graceful shutdown), then SIGKILL after `graceMs`. How it ended: its
+   * exit code (0 when its shutdown went through), or the signal that killed it;
+   * undefined when it was not running.
+   */
+  async stop(graceMs = 15_000): Promise<number | NodeJS.Signals | undefined> {
+    if (!this.running) return undefined;
     this.child.kill("SIGTERM");
     const timer = setTimeout(() => this.child.kill("SIGKILL"), graceMs);
     await this.exited;
     clearTimeout(timer);
+    return this.child.exitCode ?? this.child.signalCode ?? undefined;
   }
 
   /** SIGKILL: a crash. */
   async kill(): Promise<void> {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    if (!this.running) return;
     this.child.kill("SIGKILL");
     await this.exited;
   }
@@ -140,7 +153,8 @@ export class ServiceProcess {
     const health = createClient(HealthDefinition, channel);
     try {
       for (;;) {
-        if (this.child.exitCode !== null) throw new Error(`exited with ${this.child.exitCode}`);
+        if (!this.running)
+          throw new Error(`exited with ${this.child.exitCode ?? this.child.signalCode}`);
         try {
           const res = await health.check({ service: "" }, { signal: AbortSignal.timeout(1_000) });
           if (res.status === 1) return;

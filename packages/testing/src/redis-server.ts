@@ -19,6 +19,13 @@ export interface RedisServerOptions {
   /** Never use the external server, even when CODEQ_TEST_REDIS_URL is set (tests that kill the server). */
   spawnOnly?: boolean;
   /**
+   * Spawn it in a process group of its own, so that a terminal's Ctrl-C (sent to the
+   * whole foreground group) reaches only the process that started it, which stops it
+   * in its turn (the local cluster's demo). A crash of that process leaves it to the
+   * exit hook's kill by PID, as any tracked server.
+   */
+  ownGroup?: boolean;
+  /**
    * Serve TLS with this certificate on a second port (`tlsUrl`), beside the plaintext
    * one (`url`, `client()`). Always a spawned server.
    */
@@ -44,6 +51,7 @@ export class RedisServer {
     private readonly password: string | undefined,
     private readonly persistent: boolean,
     private readonly tls?: { certFile: string; keyFile: string; port: number },
+    private readonly ownGroup = false,
   ) {}
 
   /** Starts (or attaches to) a server and waits until it answers PING. */
@@ -72,6 +80,7 @@ export class RedisServer {
         undefined,
         !!options.persistent,
         options.tls && { ...options.tls, port: await freePort() },
+        !!options.ownGroup,
       );
       try {
         await server.spawn();
@@ -91,8 +100,10 @@ export class RedisServer {
   }
 
   /** The PID of the spawned server, while it runs. */
+  /** Its PID while it runs; undefined once it exited or was killed (or for an external one). */
   get pid(): number | undefined {
-    return this.child?.exitCode === null ? this.child.pid : undefined;
+    const child = this.child;
+    return child?.exitCode === null && child.signalCode === null ? child.pid : undefined;
   }
 
   get url(): string {
@@ -175,7 +186,7 @@ export class RedisServer {
         "--tls-auth-clients", "no",
       ] : []),
     ]; // prettier-ignore
-    const child = spawn(bin, args, { stdio: "ignore" });
+    const child = spawn(bin, args, { stdio: "ignore", detached: this.ownGroup });
     this.child = child;
     let failure: Error | undefined;
     this.exited = new Promise((resolve) => {
