@@ -6,7 +6,7 @@ ARGV[1] the expected version (0 = no map stored yet)
 ARGV[2] the new map, JSON, already validated, with version = expected + 1
 ARGV[3] the audit entry, JSON
 ARGV[4] how many audit entries to keep (>= 1)
-Commands: GET, SET, LPUSH, LTRIM (KVRocks and Redis alike).
+Commands: GET, SET, LPUSH, LTRIM, LINDEX (KVRocks and Redis alike).
 Returns {code, version}:
    0 written (or written already by this same call, sent again); version = the new version
   -1 version conflict, nothing written; version = the stored version (0 = no map)
@@ -22,9 +22,11 @@ if current then
   stored = decoded.version
 end
 -- This very write, stored already: a call ioredis sent again on a new connection
--- after a reconnect lost its reply (the map names its time and version, so no other
--- write stores the same bytes). Its first run stands; nothing is written twice.
-if current == ARGV[2] then
+-- after a reconnect lost its reply. Its map is stored and its audit entry (which
+-- carries a random id of the call) is the newest; its first run stands, and nothing
+-- is written twice. Another writer's same edit in the same millisecond has an entry
+-- of its own, and is a conflict.
+if current == ARGV[2] and redis.call('LINDEX', KEYS[2], 0) == ARGV[3] then
   return {0, stored}
 end
 if stored ~= tonumber(ARGV[1]) then

@@ -1,3 +1,5 @@
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { RedisServer } from "@codeq/testing";
 import { ShardMapError, VersionConflictError } from "./errors";
 import { RedisMapSource } from "./redis-map-source";
@@ -67,20 +69,39 @@ describe("RedisMapSource in the control store", () => {
 
   it("takes a compare-and-set sent again after a lost reply for the write it made, not a conflict", async () => {
     const p = prefix();
-    // the same clock reading: the second call carries the first one's bytes, as the
-    // call ioredis sends again on a new connection does
-    const source = new RedisMapSource({ url: server.url, prefix: p, now: () => 1_700_000_000_000 });
     const raw = server.client();
+    const script = fs.readFileSync(
+      path.join(__dirname, "..", "lua", "compare-and-set-2.lua"),
+      "utf8",
+    );
+    // the script's arguments as a call sends them, and as ioredis sends them again
+    const cas = (entry: string) =>
+      raw.eval(script, 2, shardMapKey(p), auditKey(p), "0", '{"version":1}', entry, "100");
     try {
-      const first = await source.compareAndSet(0, draft(), change("hello"));
-      expect(await source.compareAndSet(0, draft(), change("hello"))).toEqual(first);
+      expect(await cas('{"call":"first"}')).toEqual([0, 1]);
+      expect(await cas('{"call":"first"}')).toEqual([0, 1]);
       expect(await raw.llen(auditKey(p))).toBe(1);
-      // another write from the version the first one replaced is still refused
-      await expect(
-        source.compareAndSet(0, { ...draft(), defaultShard: "b" }, change("other")),
-      ).rejects.toBeInstanceOf(VersionConflictError);
+      // the same map from another call (its own entry) is a conflict
+      expect(await cas('{"call":"other"}')).toEqual([-1, 1]);
     } finally {
       raw.disconnect();
+    }
+  });
+
+  it("refuses the same edit from two writers in the same millisecond: the second conflicts", async () => {
+    const p = prefix();
+    const source = new RedisMapSource({ url: server.url, prefix: p, now: () => 1_700_000_000_000 });
+    try {
+      const first = await source.compareAndSet(0, draft(), change("hello"));
+      await expect(source.compareAndSet(0, draft(), change("hello"))).rejects.toBeInstanceOf(
+        VersionConflictError,
+      );
+      // what the audit log lists carries nothing of the call's own id
+      expect(await source.listAudit()).toEqual([
+        expect.not.objectContaining({ call: expect.anything() }),
+      ]);
+      expect((await source.get())!.version).toBe(first.version);
+    } finally {
       await source.close();
     }
   });

@@ -1,13 +1,14 @@
 /**
  * The shard map in the control store (KVRocks, or Redis as its stand-in). The map
  * is one JSON document; a write is one Lua script that declares both keys it
- * touches and uses only GET, SET, LPUSH and LTRIM: it compares the stored version,
+ * touches and uses only GET, SET, LPUSH, LTRIM and LINDEX: it compares the stored version,
  * sets the new map and appends the audit entry (capped by LTRIM), deciding on its
  * own return codes. The client publishes the new version after the script
  * succeeds. Announcements arrive on a separate connection in subscriber mode; it
  * subscribes again after every reconnect and then re-announces the stored version
  * to its watchers, so what was published while it was away is not missed.
  */
+import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Redis, type RedisOptions } from "ioredis";
@@ -108,7 +109,9 @@ export class RedisMapSource implements MapSource {
       this.auditKey,
       String(expectedVersion),
       json,
-      JSON.stringify(audit),
+      // a random id of this call: a call sent again after a lost reply finds its own
+      // entry newest (compare-and-set-2.lua), another writer's same edit does not
+      JSON.stringify({ ...audit, call: randomBytes(8).toString("hex") }),
       String(this.auditCap),
     );
     switch (code) {
@@ -146,7 +149,10 @@ export class RedisMapSource implements MapSource {
   async listAudit(limit = 100, offset = 0): Promise<AuditEntry[]> {
     checkPage(limit, offset);
     const raw = await this.redis.lrange(this.auditKey, offset, offset + limit - 1);
-    return raw.map((entry) => JSON.parse(entry) as AuditEntry);
+    return raw.map((entry) => {
+      const { call: _call, ...audit } = JSON.parse(entry) as AuditEntry & { call?: string };
+      return audit;
+    });
   }
 
   async close(): Promise<void> {

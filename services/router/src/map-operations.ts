@@ -846,7 +846,11 @@ export class MapOperations {
     // entry a page showed has moved down by as many since. From where it was, the
     // entries still at or above its version are skipped; each change has its own
     // version, so none is shown twice and none is passed over.
+    // (and as entries are taken, the bound moves down with them: a change made between
+    // two reads of one page shifts the log again, and the second read would start with
+    // an entry the first one took)
     const entries: AuditEntry[] = [];
+    let before = cursor.before;
     let at = cursor.offset;
     let next = at;
     for (;;) {
@@ -854,8 +858,9 @@ export class MapOperations {
         throw new ServerError(Status.UNAVAILABLE, `the control store: ${(err as Error).message}`);
       });
       chunk.forEach((e, i) => {
-        if (entries.length > limit || e.versionAfter >= cursor.before) return;
+        if (entries.length > limit || e.versionAfter >= before) return;
         entries.push(e);
+        before = e.versionAfter;
         if (entries.length <= limit) next = at + i + 1;
       });
       if (entries.length > limit || chunk.length <= limit) break;
