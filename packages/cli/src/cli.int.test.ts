@@ -222,9 +222,13 @@ describe("codeq against a local cluster", () => {
     let stdout = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
     const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-    await until(async () => stdout.includes("one"));
-    child.kill("SIGINT");
-    expect(await exited).toBe(130);
+    try {
+      await until(async () => stdout.includes("one"));
+      child.kill("SIGINT");
+      expect(await exited).toBe(130);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
   });
 
   test("tail without --ack releases what it printed", async () => {

@@ -1,8 +1,9 @@
 import { startLocalCluster, type LocalCluster } from "@codeq/local-cluster";
 import { requireBuilt, runCodeq } from "./test/run-codeq";
 
-// A router whose tenants may enqueue 1,000 tasks, then 1,000 a second: `enqueue --count`
-// sends 1,000 a call, so its second call is refused
+// A router whose tenants may enqueue 1,000 tasks, then 20 a second: `enqueue --count`
+// sends 1,000 a call, so its second call is refused (the bucket would take 50 s to
+// fill again, however slow the machine)
 let cluster: LocalCluster;
 
 beforeAll(async () => {
@@ -10,7 +11,7 @@ beforeAll(async () => {
   cluster = await startLocalCluster({
     shards: 1,
     routers: 1,
-    env: { CODEQ_ROUTER_TENANT_ENQUEUE_RATE: "1000", CODEQ_ROUTER_RATE_BURST_SECONDS: "1" },
+    env: { CODEQ_ROUTER_TENANT_ENQUEUE_RATE: "20", CODEQ_ROUTER_RATE_BURST_SECONDS: "50" },
   });
 }, 120_000);
 

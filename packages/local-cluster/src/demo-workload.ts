@@ -37,6 +37,7 @@ export async function runDemoWorkload(
   const worker = createClient(QueueServiceDefinition, channels[1]!, { "*": { metadata } });
   const pause = () =>
     new Promise<void>((resolve) => {
+      if (signal.aborted) return resolve();
       const done = () => {
         clearTimeout(timer);
         signal.removeEventListener("abort", done);

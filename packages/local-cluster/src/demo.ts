@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import * as os from "node:os";
 import { installLeanAsyncBind } from "@codeq/common";
 import { createChannel } from "nice-grpc";
 import { listReflectedServices } from "@codeq/testing";
@@ -12,17 +13,22 @@ import { startLocalCluster } from "./local-cluster";
 async function main(): Promise<void> {
   installLeanAsyncBind(); // the demo producer's unary calls (async-bind.ts says why)
   const once = process.argv.includes("--once");
-  // Ctrl-C or SIGTERM from the first moment. While the cluster starts, exiting kills
-  // by PID what was started so far and removes its data directories (the exit hook of
-  // @codeq/testing); once it runs, every process is stopped in order, by PID. A second
-  // Ctrl-C while they stop exits at once, by the same hook.
+  // Signals from the first moment. While the cluster starts, exiting kills by PID what
+  // was started so far and removes its data directories (the exit hook of
+  // @codeq/testing). Once it runs, the first signal stops every process in order, by
+  // PID, and the demo exits 0 (with --once, 128 + the signal: its checks were cut
+  // short); a second signal while they stop exits at once, by the same hook. The
+  // services run in process groups of their own, so a closed terminal (SIGHUP) or
+  // Ctrl-\ (SIGQUIT) must stop them here too: they no longer get the terminal's.
   let stopDemo: (() => Promise<void>) | undefined;
+  let stopping: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
-    if (!stopDemo) process.exit(signal === "SIGINT" ? 130 : 143);
-    void stopDemo().then(() => process.exit(0));
+    const code = 128 + os.constants.signals[signal];
+    if (!stopDemo || stopping) process.exit(code);
+    void stopDemo().then(() => process.exit(once ? code : 0));
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"] as const)
+    process.on(signal, onSignal);
   console.log(
     "codeQ demo: starting a control store, 3 shards (redis-server + shard worker) and a router ...",
   );
@@ -33,14 +39,17 @@ async function main(): Promise<void> {
     // the terminal's Ctrl-C reaches this process only, which stops the others in order
     ownGroups: true,
   });
-  let stopping = false;
-  const stop = async () => {
-    if (stopping) return;
-    stopping = true;
-    console.log("\nstopping every process by PID ...");
-    const unclean = await cluster.stop();
-    console.log(unclean.length === 0 ? "stopped." : `stopped, not cleanly: ${unclean.join(", ")}`);
-  };
+  let beforeStop: () => Promise<void> = async () => undefined;
+  // once: later calls share the stop under way
+  stopDemo = () =>
+    (stopping ??= (async () => {
+      await beforeStop();
+      console.log("\nstopping every process by PID ...");
+      const unclean = await cluster.stop();
+      console.log(
+        unclean.length === 0 ? "stopped." : `stopped, not cleanly: ${unclean.join(", ")}`,
+      );
+    })());
 
   const rows: string[][] = [["component", "pid", "address", "health", "gRPC services"]];
   rows.push([
@@ -119,16 +128,15 @@ async function main(): Promise<void> {
     );
     last = { ...counts, ackedByShard: { ...counts.ackedByShard } };
   }, 1000);
-  stopDemo = async () => {
+  beforeStop = async () => {
     clearInterval(report);
     stopWorkload.abort();
     await workload;
-    await stop();
   };
 
   if (once) {
     await new Promise((r) => setTimeout(r, 3_000));
-    await stopDemo();
+    await stopDemo!();
     const silent = cluster.shards.filter((sh) => !counts.ackedByShard[sh.id]);
     if (silent.length > 0)
       throw new Error(
