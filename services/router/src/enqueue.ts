@@ -82,7 +82,12 @@ export async function enqueueBatch(
     } catch (err) {
       if (!(err instanceof FencedError)) throw err;
       routing.metrics.fencedRetries.inc();
-      await routing.cache.refresh(); // then as a split batch, on the map as it is now
+      await routing.cache.refresh();
+      // then as a split batch, on the map as it is now: its one retry, as a single
+      // Enqueue's (a part refused again fails UNAVAILABLE, not sent a third time)
+      const tasks = req.tasks;
+      checkBatch(tasks, taskLimits(routing));
+      return { results: await storeSplit(routing, f, tasks, true) };
     }
   }
   const tasks = req.tasks;
@@ -94,19 +99,21 @@ async function storeSplit(
   routing: Routing,
   f: Forward,
   tasks: readonly EnqueueRequest[],
+  /** The batch was refused once already and the map refreshed: no retry is left. */
+  retried = false,
 ): Promise<EnqueueResult[]> {
   const results: EnqueueResult[] = new Array(tasks.length);
   const refused: { error: ServerError; items: number }[] = [];
   let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results, refused);
-  if (fenced.length > 0) {
+  if (fenced.length > 0 && !retried) {
     routing.metrics.fencedRetries.inc(fenced.length);
     await routing.cache.refresh();
     const retry = fenced.flatMap((x) => x.indexes);
     fenced = await sendSplit(routing, f, tasks, retry, results, refused);
-    for (const { indexes, err } of fenced)
-      for (const i of indexes)
-        results[i] = failed(Status.UNAVAILABLE, `${err.details} (after a map refresh)`);
   }
+  for (const { indexes, err } of fenced)
+    for (const i of indexes)
+      results[i] = failed(Status.UNAVAILABLE, `${err.details} (after a map refresh)`);
   // every shard refused its part as a whole for the caller's sake (its rights, say):
   // the call fails as it would on one shard, not answers OK with every item failed
   const total = refused.reduce((n, e) => n + e.items, 0);

@@ -1,7 +1,21 @@
-import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
-import { LeaseStreamRequest, type LeaseStreamResponse } from "@codeq/proto";
+import {
+  ClientError,
+  createChannel,
+  createClient,
+  createServer,
+  Metadata,
+  ServerError,
+  Status,
+} from "nice-grpc";
+import {
+  internal,
+  LeaseStreamRequest,
+  QueueServiceDefinition,
+  type LeaseStreamResponse,
+} from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
-import { steady } from "@codeq/testing";
+import { freePort, steady, withUnimplemented } from "@codeq/testing";
+import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import { FanInSession } from "./fan-in";
 import { clusterPerTest, Stream, within, type RouterCluster } from "./test/cluster";
 import { pb, rawService } from "./test/fuzz-protobuf";
@@ -311,6 +325,45 @@ describe("router forwarding", () => {
     expect(res.taskId).toHaveLength(26);
     expect((await stats("b", "X")).ready).toBe(1);
     expect((await stats("a", "X")).ready).toBe(0);
+  });
+
+  test("a batch a shard refuses again after the map refresh fails UNAVAILABLE: retried once, as Enqueue", async () => {
+    // a stand-in shard that refuses every enqueue as not its own, whatever the map says
+    let calls = 0;
+    const z = createServer();
+    z.add(
+      QueueServiceDefinition,
+      withUnimplemented(QueueServiceDefinition, {
+        enqueueBatch: async (_req, ctx) => {
+          calls++;
+          ctx.trailer.set(MAP_VERSION_TRAILER, "1");
+          ctx.trailer.set(OWNER_TRAILER, "a");
+          throw new ServerError(Status.UNAVAILABLE, "shard z does not own queue FENCED/t1");
+        },
+      }),
+    );
+    z.add(internal.ShardServiceDefinition, withUnimplemented(internal.ShardServiceDefinition, {}));
+    const address = `127.0.0.1:${await freePort()}`;
+    await z.listen(address);
+    try {
+      await rc.change((m) => ({
+        ...m,
+        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
+        commands: { ...m.commands, FENCED: "z" },
+      }));
+      await within(2_000, () => rc.router.routing.currentShard("FENCED", "t1") === "z");
+      // larger than a lane's batches: an EnqueueBatch call of its own
+      const res = await rc.client("t1").enqueueBatch({
+        tasks: [{ command: "FENCED", payload: Buffer.alloc(300 * 1024, 1) }],
+      });
+      expect(res.results[0]!.status).toMatchObject({
+        code: Status.UNAVAILABLE,
+        message: expect.stringContaining("(after a map refresh)"),
+      });
+      expect(calls).toBe(2);
+    } finally {
+      await z.shutdown();
+    }
   });
 
   test("a batch sent as a call of its own states, when retried after a fencing refusal, the map version refreshed", async () => {
