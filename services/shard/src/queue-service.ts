@@ -134,6 +134,8 @@ export function queueService(
         let woken: QueueRef | undefined;
         const start = core.nextStart();
         for (let round = 0; ; round++) {
+          // woken because the caller left: nothing to lease for it (nor to give back)
+          if (round > 0 && ctx.signal.aborted) return { tasks: [] };
           const seen = notifier.version(topics);
           const got = await asServerErrors(() =>
             core.lease(identity, ask, max, start + round, woken),

@@ -108,6 +108,34 @@ describe("unary QueueService RPCs on a shard worker", () => {
     await onlyA;
   }, 15_000);
 
+  it("a long poll whose caller left leases nothing more when it wakes", async () => {
+    const c = fx.client("u-left");
+    const parked = fx.worker.notifier.parked;
+    const giveBacks = async () => {
+      const body = await (await fetch(`http://127.0.0.1:${fx.worker.metricsPort}/metrics`)).text();
+      const m =
+        /codeq_shard_operation_duration_seconds_count\{shard="a",operation="give_back"\} (\d+)/.exec(
+          body,
+        );
+      return Number(m?.[1] ?? 0);
+    };
+    const stop = new AbortController();
+    const poll = c
+      .lease({ commands: ["LEFT"], maxTasks: 5, waitMs: 10_000 }, { signal: stop.signal })
+      .catch(() => undefined);
+    await eventually(async () => fx.worker.notifier.parked === parked + 1);
+    // a task stored behind the notifier's back: nothing wakes the poll but the abort
+    await fx.worker.engine.enqueue({ command: "LEFT", tenant: "u-left" }, [{}]);
+    const before = await giveBacks();
+    stop.abort();
+    await poll;
+    await eventually(async () => fx.worker.notifier.parked === parked);
+    // it was not leased for a caller that had gone, to be given back
+    expect(await giveBacks()).toBe(before);
+    const got = await c.lease({ commands: ["LEFT"], maxTasks: 5 });
+    expect(got.tasks.map((t) => t.task!.attempts)).toEqual([1]);
+  });
+
   it("a poller of several commands is served each of them, not only the first while it has a backlog", async () => {
     const c = fx.client("u-turns");
     await c.enqueueBatch({
