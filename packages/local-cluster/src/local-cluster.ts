@@ -117,32 +117,46 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
       })
       .finally(() => source.close());
 
+    /**
+     * Starts one service (its kind's cluster settings, a metrics port, the caller's
+     * environment, then its address, the control store and `own`) and keeps it for stop.
+     */
+    const startService = async (
+      name: string,
+      service: "shard" | "router",
+      address: string,
+      own: Record<string, string>,
+      credentials?: ChannelCredentials,
+    ) => {
+      const role = service === "shard" ? "SHARD" : "ROUTER";
+      const proc = await ServiceProcess.start(
+        name,
+        service,
+        address,
+        {
+          ...clusterEnv(role, secret),
+          [`CODEQ_${role}_METRICS_LISTEN`]: `127.0.0.1:${await freePort()}`,
+          ...env,
+          [`CODEQ_${role}_LISTEN`]: address,
+          [`CODEQ_${role}_CONTROL_URL`]: control.url,
+          ...own,
+        },
+        { credentials, ownGroup },
+      );
+      started.push(proc);
+      return proc;
+    };
+
     const shards: LocalShard[] = [];
     for (const [i, id] of ids.entries()) {
       const store = await RedisServer.start({ spawnOnly: true, persistent: true, ownGroup });
       started.push(store);
       const address = addresses[i]!;
-      const startWorker = async () => {
-        const proc = await ServiceProcess.start(
-          `shard-${id}`,
-          "shard",
-          address,
-          {
-            ...clusterEnv("SHARD", secret),
-            CODEQ_SHARD_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-            ...env,
-            CODEQ_SHARD_ID: id,
-            CODEQ_SHARD_LISTEN: address,
-            CODEQ_SHARD_REDIS_URL: store.url,
-            CODEQ_SHARD_CONTROL_URL: control.url,
-          },
-          undefined,
-          undefined,
-          ownGroup,
-        );
-        started.push(proc);
-        return proc;
-      };
+      const startWorker = () =>
+        startService(`shard-${id}`, "shard", address, {
+          CODEQ_SHARD_ID: id,
+          CODEQ_SHARD_REDIS_URL: store.url,
+        });
       const shard = {
         id,
         address,
@@ -159,22 +173,13 @@ export async function startLocalCluster(options: LocalClusterOptions = {}): Prom
     const routers: ServiceProcess[] = [];
     for (let i = 0; i < routerCount; i++) {
       const address = `127.0.0.1:${await freePort()}`;
-      const router = await ServiceProcess.start(
+      const router = await startService(
         `router-${i + 1}`,
         "router",
         address,
-        {
-          ...clusterEnv("ROUTER", secret),
-          CODEQ_ROUTER_METRICS_LISTEN: `127.0.0.1:${await freePort()}`,
-          ...env,
-          CODEQ_ROUTER_LISTEN: address,
-          CODEQ_ROUTER_CONTROL_URL: control.url,
-        },
-        undefined,
+        {},
         options.routerCredentials,
-        ownGroup,
       );
-      started.push(router);
       routers.push(router);
     }
     const shardMetadata = (tenant = "ops", roles = "producer,worker,admin") =>

@@ -90,12 +90,16 @@ export class ServiceProcess {
     service: "shard" | "router",
     address: string,
     env: Record<string, string>,
-    readyTimeoutMs = 15_000,
-    /** How to reach its health service when it serves TLS. */
-    credentials?: ChannelCredentials,
-    /** In a process group of its own (RedisServerOptions.ownGroup says why). */
-    ownGroup = false,
+    options: {
+      /** How long it may take to serve. Default 15 s. */
+      readyTimeoutMs?: number;
+      /** How to reach its health service when it serves TLS. */
+      credentials?: ChannelCredentials;
+      /** In a process group of its own (RedisServerOptions.ownGroup says why). */
+      ownGroup?: boolean;
+    } = {},
   ): Promise<ServiceProcess> {
+    const { readyTimeoutMs = 15_000, credentials, ownGroup = false } = options;
     const childEnv = { ...process.env, ...env };
     const child = spawn(process.execPath, serviceArgs(service, childEnv), {
       env: childEnv,
