@@ -266,8 +266,9 @@ export async function startShardWorker(
     await shutdown;
     core.stopRetries();
     const rest = (async () => {
-      await moverStopped;
-      await background.stop();
+      // side by side: a mover's stop that waits (on the control store, say) does not
+      // keep the due and cleanup loops running against a store that is being closed
+      await Promise.all([moverStopped, background.stop()]);
       await migrations?.close();
       peers.close();
       await metricsServer?.close();
