@@ -228,6 +228,14 @@ export class QueueEngine {
     return t.queues(this.ctx, command);
   }
 
+  /** Part of the registry from `cursor` ("0" first), at least `count` queues but at its end (`t.queuePage`). */
+  async queuePage(cursor: string, count: number): Promise<{ next: string; queues: QueueRef[] }> {
+    if (!/^\d{1,20}$/.test(cursor)) throw invalidArgument(`cursor must be digits, got ${cursor}`);
+    if (!Number.isInteger(count) || count < 1)
+      throw invalidArgument(`count must be a positive integer, got ${count}`);
+    return t.queuePage(this.ctx, cursor, count);
+  }
+
   async listDead(
     queue: QueueRef,
     pageSize = 100,

@@ -497,6 +497,27 @@ export async function stats(ctx: EngineContext, queue: QueueRef): Promise<QueueS
   };
 }
 
+/**
+ * Some of this shard's registry, from `cursor` ("0" to start): at least `count` queues
+ * unless the registry ends first (one SSCAN may give more), and the cursor to go on
+ * from ("0" once the registry was walked to its end). A walk from "0" back to "0"
+ * meets every queue that stayed in the registry throughout, once or (rarely) twice.
+ */
+export async function queuePage(
+  ctx: EngineContext,
+  cursor: string,
+  count: number,
+): Promise<{ next: string; queues: QueueRef[] }> {
+  const out: QueueRef[] = [];
+  let next = cursor;
+  do {
+    const [after, ids] = await ctx.redis.sscan(ctx.shardKeys.queues, next, "COUNT", count);
+    next = after;
+    for (const id of ids) out.push(parseQueueId(id));
+  } while (next !== "0" && out.length < count);
+  return { next, queues: out };
+}
+
 /** The queues in this shard's registry (every one that holds anything); only `command`'s when given. */
 export async function queues(ctx: EngineContext, command?: string): Promise<QueueRef[]> {
   const out: QueueRef[] = [];

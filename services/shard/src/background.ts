@@ -13,8 +13,9 @@ const CLEANUP_ROUNDS = 10;
  *   the shard (or until `wakeAt` brings it forward), then promotes due tasks and
  *   reaps expired leases, queue by queue, bounded per pass, and wakes the streams
  *   of every queue that got ready tasks;
- * - the cleanup loop applies retention to every registered queue every
- *   `cleanupIntervalMs` (and so forgets those left with nothing);
+ * - the cleanup loop applies retention every `cleanupIntervalMs` to the next
+ *   `cleanupQueues` registered queues, walking the registry pass after pass (and so
+ *   forgets those left with nothing);
  * - the re-wake loop nudges one parked waiter per topic every `rewakeMs`.
  */
 export class BackgroundWork {
@@ -30,6 +31,8 @@ export class BackgroundWork {
   private wakeBy = Infinity;
   private readonly loops: Promise<void>[] = [];
   private readonly stopping = new AbortController();
+  /** Where the next cleanup pass goes on in the queue registry (an SSCAN cursor). */
+  private cleanupCursor = "0";
 
   constructor(
     private readonly engine: QueueEngine,
@@ -123,15 +126,19 @@ export class BackgroundWork {
   }
 
   /**
-   * Retention over every queue. A queue whose call filled its batch (it completes faster
-   * than one batch a pass) is swept again, up to CLEANUP_ROUNDS calls a pass. A queue
-   * whose cleanup fails does not stop the others'; the pass then fails, naming how many.
+   * Retention over the next `cleanupQueues` queues of the registry, from where the last
+   * pass stopped (a shard of very many queues is swept over several passes, each of
+   * them bounded). A queue whose call filled its batch (it completes faster than one
+   * batch a pass) is swept again, up to CLEANUP_ROUNDS calls a pass. A queue whose
+   * cleanup fails does not stop the others'; the pass then fails, naming how many.
    */
   private async cleanupPass(): Promise<void> {
     const limit = this.config.cleanupBatch;
     let failed = 0;
     let first: unknown;
-    for (const queue of await this.engine.queues()) {
+    const page = await this.engine.queuePage(this.cleanupCursor, this.config.cleanupQueues);
+    this.cleanupCursor = page.next;
+    for (const queue of page.queues) {
       for (let round = 0; round < CLEANUP_ROUNDS && !this.stopped; round++) {
         try {
           const out = await this.metrics.time("cleanup", () => this.engine.cleanup(queue, limit));

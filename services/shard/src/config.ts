@@ -108,8 +108,13 @@ const shardSettings = z.strictObject({
   dueIdleMs: ms(10, 60_000, 1_000),
   /** Tasks or leases the due loop handles per queue per pass (the engine's most per call). */
   dueBatch: intSetting(1, MAX_BATCH, 1000),
-  /** How often retention cleanup sweeps every queue, ms. */
+  /** How often a retention cleanup pass runs, ms. */
   cleanupIntervalMs: ms(100, 3_600_000, 5_000),
+  /**
+   * Queues one retention pass sweeps, about (the registry is walked from where the last
+   * pass stopped): a pass stays bounded however many queues the shard holds.
+   */
+  cleanupQueues: intSetting(1, 1_000_000, 1000),
   /**
    * Records of each kind retention deletes per queue in one store call (the engine's most
    * per call); a queue that fills it is swept again in the same pass, up to CLEANUP_ROUNDS times.

@@ -57,6 +57,28 @@ describe("retention cleanup", () => {
     expect((await fx.client("t1").queueStats({ command: "RET" })).total!.completed).toBe(0);
   });
 
+  it("sweeps a bounded part of the registry a pass, and every queue in turn", async () => {
+    fx = await shardFixture({ completedRetentionMs: 1, cleanupIntervalMs: 200, cleanupQueues: 50 });
+    const engine = fx.worker.engine;
+    const pages: number[] = [];
+    const queuePage = engine.queuePage.bind(engine);
+    engine.queuePage = async (cursor: string, count: number) => {
+      const page = await queuePage(cursor, count);
+      pages.push(page.queues.length);
+      return page;
+    };
+    const calls = watchCleanup(fx);
+    // 300 queues: more than a small set's one-block encoding, so the walk is paged
+    const tenants = Array.from({ length: 300 }, (_, i) => `q${String(i).padStart(3, "0")}`);
+    for (let i = 0; i < tenants.length; i += 50)
+      await Promise.all(tenants.slice(i, i + 50).map((t) => complete(fx!, t, 1)));
+    const swept = () => new Set(calls.filter((c) => c.out?.completed === 1).map((c) => c.queue));
+    await eventually(async () => swept().size === tenants.length, 20_000);
+    // each pass read about its 50 (SSCAN's COUNT is a hint), never the whole registry
+    expect(pages.length).toBeGreaterThan(3);
+    expect(Math.max(...pages)).toBeLessThan(150);
+  }, 30_000);
+
   it("goes on with the other queues when one queue's cleanup fails", async () => {
     fx = await shardFixture({ completedRetentionMs: 1, cleanupIntervalMs: 100 });
     // queues are swept in order: a-broken's failure comes first in every pass
