@@ -26,7 +26,6 @@ for p = 8, 17 do leaseKeys[#leaseKeys + 1] = KEYS[p] end
 local leaseArgs = {}
 for i = #ARGV - 9, #ARGV do leaseArgs[#leaseArgs + 1] = ARGV[i] end
 local nowText, qid, deadline = leaseArgs[1], leaseArgs[2], leaseArgs[7]
-local maxBytes, firstAlways, fixedBytes = deliveryBound(leaseArgs)
 -- Nothing ready and nothing due: what the lease would take is the batch's own ready
 -- tasks, so they are stored leased (handoff) rather than listed and read back.
 local due = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', tonumber(nowText), 'LIMIT', 0, 1)
@@ -34,7 +33,7 @@ local handoff
 if #due == 0 and redis.call('EXISTS', unpack(KEYS, 8, 17)) == 0 then
   handoff = { max = tonumber(leaseArgs[3]), leaseText = leaseArgs[4], nonce = leaseArgs[6], deadline = deadline,
     nowText = nowText, ids = {}, states = {}, records = {}, payloads = {},
-    maxBytes = maxBytes, firstAlways = firstAlways, fixedBytes = fixedBytes, bytes = 0 }
+    bound = deliveryBound(leaseArgs) }
 end
 local enqueued = enqueueBatch(KEYS, ARGV, handoff)
 local leased, left

@@ -4,7 +4,7 @@
 -- With `handoff` (enqueue-lease-19.lua, only when the queue has nothing ready and
 -- nothing due), up to handoff.max of the new READY tasks, highest priority first and
 -- FIFO within a priority (the order a lease takes them in), and within
--- handoff.maxBytes when set (as lease-ready.lua bounds a lease), are stored LEASED under
+-- handoff.bound when set (as lease-ready.lua bounds a lease), are stored LEASED under
 -- handoff's nonce, deadline, lease duration and time instead of being listed as
 -- ready; their ids, states, records and payloads are appended to handoff.ids,
 -- .states, .records and .payloads, handoff.left is set to the ready tasks left, and
@@ -103,14 +103,10 @@ local function enqueueBatch(KEYS, ARGV, handoff)
         local keep = {}
         for _, id in ipairs(list) do
           local at, item = stateAt[id], itemAt[id]
-          if handoff.maxBytes and #handoff.ids < handoff.max then
-            local size = handoff.fixedBytes + #ARGV[5 + item] + recordBytes(recordOf[item])
-            -- past the byte bound nothing more is handed off: the rest is listed, in order
-            if handoff.bytes + size > handoff.maxBytes and not (handoff.firstAlways and #handoff.ids == 0) then
-              handoff.max = #handoff.ids
-            else
-              handoff.bytes = handoff.bytes + size
-            end
+          -- past the byte bound nothing more is handed off: the rest is listed, in order
+          if handoff.bound and #handoff.ids < handoff.max
+              and not takeWithin(handoff.bound, #ARGV[5 + item] + recordBytes(recordOf[item]), #handoff.ids) then
+            handoff.max = #handoff.ids
           end
           if #handoff.ids < handoff.max then
             local leasedAs = leasedState(states[at], handoff.nonce, handoff.deadline, handoff.leaseText, handoff.nowText)

@@ -47,13 +47,6 @@ local function indexLeases(leasedKey, dueKey, qid, ids, deadline)
   lowerDue(dueKey, qid, tonumber(deadline) + 1)
 end
 
--- deliveryBound(ARGV): lease-17.lua's byte bound (nil when none), whether its first
--- delivery is kept whatever its size, and what a delivery takes besides its payload,
--- record and error text
-local function deliveryBound(ARGV)
-  return tonumber(ARGV[8]), ARGV[9] == '1', tonumber(ARGV[10]) or 0
-end
-
 local function leaseReady(KEYS, ARGV)
   local now = tonumber(ARGV[1])
   local nowText = ARGV[1]
@@ -62,7 +55,7 @@ local function leaseReady(KEYS, ARGV)
   local leaseText = ARGV[4]
   local nonce = ARGV[6]
   local deadline = ARGV[7]
-  local maxBytes, firstAlways, fixedBytes = deliveryBound(ARGV)
+  local bound = deliveryBound(ARGV)
   local ready = {}
   for p = 0, 9 do ready[p + 1] = KEYS[8 + p] end
   local promoted = promoteDue(KEYS[2], KEYS[4], ready, now, tonumber(ARGV[5]))
@@ -89,7 +82,7 @@ local function leaseReady(KEYS, ARGV)
   -- with a byte bound each delivery's payload and record are read in turn, and the
   -- first that would pass the bound stops the lease there: what a lease reads from the
   -- store is what it may answer, one task more at most, whatever its tasks' sizes
-  local taken, bytes, cut = #ids, 0, false
+  local taken, cut = #ids, false
   for i = 1, #ids do
     local id = ids[i]
     local s = states[i]
@@ -108,16 +101,14 @@ local function leaseReady(KEYS, ARGV)
         dead[#dead + 1] = now
         dead[#dead + 1] = id
       else
-        if maxBytes then
+        if bound then
           local payload = redis.call('HGET', KEYS[3], id) or ''
           local record = redis.call('HGET', KEYS[1], id)
-          local size = fixedBytes + #payload + #s - 81 + recordBytes(record)
-          if bytes + size > maxBytes and not (firstAlways and #delivered == 0) then
+          if not takeWithin(bound, #payload + #s - 81 + recordBytes(record), #delivered) then
             taken = i - 1
             cut = true
             break
           end
-          bytes = bytes + size
           payloads[#delivered + 1] = payload
           records[#delivered + 1] = record
         end
@@ -143,7 +134,7 @@ local function leaseReady(KEYS, ARGV)
   if #dead > 0 then redis.call('ZADD', KEYS[6], unpack(dead)) end
   if #delivered == 0 then return {}, drained, promoted, cut end
   indexLeases(KEYS[5], KEYS[7], qid, delivered, deadline)
-  if not maxBytes then
+  if not bound then
     records = redis.call('HMGET', KEYS[1], unpack(delivered))
     payloads = redis.call('HMGET', KEYS[3], unpack(delivered))
   end
