@@ -199,8 +199,8 @@ export interface LeaseOptions {
  * The deliveries of one lease call that fit in `options.maxBytes`, and their bytes
  * (`deliveryBytes`, summed; 0 when there is no bound); the rest are given back before
  * the answer (LeaseGiveBacks tries again if that fails). The lease script stops at the
- * bound itself (with an estimate at least this one for all but a task's headers), so
- * this seldom gives anything back.
+ * bound itself, counting each delivery at least as this does, so this seldom gives
+ * anything back.
  */
 async function withinBytes(
   ctx: EngineContext,
@@ -523,12 +523,10 @@ export async function queues(ctx: EngineContext, command?: string): Promise<Queu
   const out: QueueRef[] = [];
   let cursor = "0";
   do {
-    const [next, ids] = await ctx.redis.sscan(ctx.shardKeys.queues, cursor, "COUNT", 1000);
-    cursor = next;
-    for (const id of ids) {
-      const ref = parseQueueId(id);
+    const page = await queuePage(ctx, cursor, 1000);
+    cursor = page.next;
+    for (const ref of page.queues)
       if (command === undefined || ref.command === command) out.push(ref);
-    }
   } while (cursor !== "0");
   return out.sort((a, b) => (queueId(a) < queueId(b) ? -1 : 1));
 }

@@ -2,7 +2,7 @@
 import * as os from "node:os";
 import { installLeanAsyncBind } from "@codeq/common";
 import { createChannel } from "nice-grpc";
-import { listReflectedServices } from "@codeq/testing";
+import { listReflectedServices, type RedisServer } from "@codeq/testing";
 import { DEMO_COMMANDS, runDemoWorkload, type WorkloadCounts } from "./demo-workload";
 import { startLocalCluster } from "./local-cluster";
 
@@ -51,27 +51,20 @@ async function main(): Promise<void> {
       );
     })());
 
+  // what the demo started: the stores, then the services (the table, and the watch for
+  // one that exits on its own)
+  const stores: Array<[string, RedisServer]> = [
+    ["control store", cluster.control],
+    ...cluster.shards.map((sh): [string, RedisServer] => [`store ${sh.id}`, sh.store]),
+  ];
+  const services = [...cluster.shards.map((sh) => sh.worker), ...cluster.routers];
   const rows: string[][] = [["component", "pid", "address", "health", "gRPC services"]];
-  rows.push([
-    "control store",
-    String(cluster.control.pid),
-    `${cluster.control.host}:${cluster.control.port}`,
-    "up",
-    "-",
-  ]);
-  for (const shard of cluster.shards) {
-    rows.push([
-      `store ${shard.id}`,
-      String(shard.store.pid),
-      `${shard.store.host}:${shard.store.port}`,
-      "up",
-      "-",
-    ]);
-  }
-  for (const proc of [...cluster.shards.map((s) => s.worker), ...cluster.routers]) {
+  for (const [name, store] of stores)
+    rows.push([name, String(store.pid), `${store.host}:${store.port}`, "up", "-"]);
+  for (const proc of services) {
     const channel = createChannel(proc.address);
-    const services = await listReflectedServices(channel).finally(() => channel.close());
-    rows.push([proc.name, String(proc.pid), proc.address, "SERVING", services.join(", ")]);
+    const reflected = await listReflectedServices(channel).finally(() => channel.close());
+    rows.push([proc.name, String(proc.pid), proc.address, "SERVING", reflected.join(", ")]);
   }
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   for (const row of rows) console.log(row.map((cell, c) => cell.padEnd(widths[c]!)).join("  "));
@@ -101,15 +94,16 @@ async function main(): Promise<void> {
   );
   // every process the demo started, by name: one that exits on its own stops the demo
   const processes = (): Array<[string, number | undefined, string]> => [
-    ["control store", cluster.control.pid, `its log: ${cluster.control.dataDir}/redis.log`],
-    ...cluster.shards.map((sh): [string, number | undefined, string] => [
-      `store ${sh.id}`,
-      sh.store.pid,
-      `its log: ${sh.store.dataDir}/redis.log`,
+    ...stores.map(([name, store]): [string, number | undefined, string] => [
+      name,
+      store.pid,
+      `its log: ${store.dataDir}/redis.log`,
     ]),
-    ...[...cluster.shards.map((sh) => sh.worker), ...cluster.routers].map(
-      (proc): [string, number | undefined, string] => [proc.name, proc.pid, proc.logs],
-    ),
+    ...services.map((proc): [string, number | undefined, string] => [
+      proc.name,
+      proc.pid,
+      proc.logs,
+    ]),
   ];
   let last = { ...counts };
   const report = setInterval(() => {

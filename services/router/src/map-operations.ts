@@ -62,8 +62,7 @@ function checkName(field: string, value: string): void {
   if (!NAME_PATTERN.test(value)) throw invalid(`${field} must match ${NAME_PATTERN.source}`);
 }
 
-/** Page tokens of admin listings: an offset, opaque to callers. */
-/** A page token's text; `pattern` must match it whole (INVALID_ARGUMENT otherwise). */
+/** A page token's text (page tokens of admin listings are opaque to callers); `pattern` must match it whole (INVALID_ARGUMENT otherwise). */
 function tokenText(token: string, pattern: RegExp): RegExpExecArray {
   const m = pattern.exec(Buffer.from(token, "base64url").toString("utf8"));
   if (!m) throw invalid("page_token is not one this service issued");
@@ -645,7 +644,7 @@ export class MapOperations {
     const size = pageSize(req.pageSize);
     const cursor = migrationCursorOf(req.pageToken);
     const map = await this.freshMap().catch(() => this.routing.map);
-    const live = [...map.migrations].sort((a, b) => b.startedAtMs - a.startedAtMs);
+    const live = map.migrations;
     const all: WireMigration[] = [];
     for (const m of live) all.push(migrationToWire(m, await this.progress(m)));
     if (req.includeFinished) {
@@ -844,11 +843,9 @@ export class MapOperations {
     const cursor = auditCursorOf(token);
     // Entries are listed newest first, and every change pushes one in front: the last
     // entry a page showed has moved down by as many since. From where it was, the
-    // entries still at or above its version are skipped; each change has its own
-    // version, so none is shown twice and none is passed over.
-    // (and as entries are taken, the bound moves down with them: a change made between
-    // two reads of one page shifts the log again, and the second read would start with
-    // an entry the first one took)
+    // entries at or above the last version taken are skipped (the bound moves down with
+    // every entry taken, as a change made between two reads of one page shifts the log
+    // again); each change has its own version, so none is shown twice or passed over.
     const entries: AuditEntry[] = [];
     let before = cursor.before;
     let at = cursor.offset;
