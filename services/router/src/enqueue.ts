@@ -73,6 +73,7 @@ export async function enqueueBatch(
   const commands = batchCommands(req);
   const tenant = f.identity.tenant;
   const first = routing.currentShard(commands[0]!, tenant);
+  let retried = false;
   if (commands.every((c) => c === commands[0] || routing.currentShard(c, tenant) === first)) {
     try {
       const raw = await routing.sendFenced(first, (conn, onTrailer) =>
@@ -85,14 +86,12 @@ export async function enqueueBatch(
       await routing.cache.refresh();
       // then as a split batch, on the map as it is now: its one retry, as a single
       // Enqueue's (a part refused again fails UNAVAILABLE, not sent a third time)
-      const tasks = req.tasks;
-      checkBatch(tasks, taskLimits(routing));
-      return { results: await storeSplit(routing, f, tasks, true) };
+      retried = true;
     }
   }
   const tasks = req.tasks;
   checkBatch(tasks, taskLimits(routing));
-  return { results: await storeSplit(routing, f, tasks) };
+  return { results: await storeSplit(routing, f, tasks, retried) };
 }
 
 async function storeSplit(
