@@ -2,10 +2,9 @@ import { randomUUID } from "node:crypto";
 import { leaseTokenShard } from "@codeq/engine";
 import { ClientError, ServerError, Status } from "nice-grpc";
 import {
-  type CreditsWithdrawn as Withdrawn,
   LeaseStreamRequest,
   type LeaseStreamResponse,
-  SettleResult,
+  type SettleResult,
   type Subscription,
 } from "@codeq/proto";
 import {
@@ -14,15 +13,11 @@ import {
   STREAM_DRAIN_SHARE,
 } from "@codeq/server-kit";
 import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
+import { creditShares, idleAllowance, turnsPending } from "./credit-shares";
 import { MAX_BATCH } from "./enqueue";
-import {
-  forwardedAcks,
-  readSettled,
-  settledAnswer,
-  settledItems,
-  StreamAcks,
-  UNSETTLED_CODES,
-} from "./stream-acks";
+import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
+import { readSettled, settledAnswer, StreamAcks, UNSETTLED_CODES } from "./stream-acks";
+import { UnsentPushes } from "./unsent-pushes";
 import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
 import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
@@ -42,16 +37,6 @@ const TASKS_FIELD = 2;
 const EMPTY = new Uint8Array(0);
 /** A shard stream is recycled (to take back its credits) no sooner than this after opening. */
 const RECYCLE_MIN_AGE_MS = 250;
-/**
- * A shard stream holding credits that has pushed nothing for this long has nothing to
- * deliver (a shard pushes the moment it has tasks and credits).
- */
-const IDLE_MS = 250;
-/**
- * Credits an idle shard stream keeps while another shard of the client's stream is busy:
- * enough to deliver at once when tasks appear there (it is then busy again and gets more).
- */
-const IDLE_CREDITS = 10;
 /** While a shard stream is starved, credits are looked at again this often. */
 const RECHECK_MS = 250;
 /**
@@ -74,22 +59,8 @@ const MAX_QUEUED_ANSWERS = 64;
  * running. Reading goes on as soon as fewer are queued.
  */
 const MAX_QUEUED_OUT = 16;
-/**
- * A shard that still holds subscribed queues but no longer gets their new tasks (a
- * move's source) is idle once it has pushed nothing for this long: it only has what
- * it held, so a pause means it is done, and its credits are needed where the new
- * tasks now go (the target's first tasks wait for them).
- */
-const DEMOTED_IDLE_MS = 5;
-/** Credits are looked at again this often while such a shard holds some. */
+/** Credits are looked at again this often while a demoted shard (`Leg.demoted`) holds some. */
 const DEMOTED_RECHECK_MS = 25;
-/**
- * With fewer credits than shards, a shard that has had no credit for this long goes
- * before a busy one (see `scarceShares`).
- */
-const TURN_WAIT_MS = 1_000;
-/** The same, for a shard whose last turn found nothing to push. */
-const IDLE_TURN_WAIT_MS = 5_000;
 /**
  * With fewer credits than shards and nothing pushed for this long, turns are looked
  * at only every IDLE_TURNS_RECHECK_MS: an idle stream costs few messages.
@@ -102,9 +73,6 @@ const IDLE_TURNS_RECHECK_MS = 1_000;
  */
 const PROBE_MS = 2_000;
 
-/** The method a shard stream's errors name (as a failed call's would). */
-const LEASE_STREAM_PATH = "/codeq.v1.QueueService/LeaseStream";
-
 /** A wait for a shard stream's answer ran out (`answerOf`). */
 const LATE = Symbol("late");
 
@@ -113,222 +81,6 @@ const carriesTasks = (m: LeaseStreamResponse) =>
   m instanceof Raw
     ? countField(embedded(m.bytes, TASKS_FIELD) ?? EMPTY, 1) > 0
     : (m.tasks?.tasks.length ?? 0) > 0;
-
-/** One per-shard LeaseStream of a client's stream. */
-class Leg {
-  /** Sent as given: the shard client's serializer makes the one complete copy it encodes. */
-  readonly requests = new Channel<Partial<LeaseStreamRequest>>();
-  readonly abort = new AbortController();
-  /** Credits granted to the shard and not yet used by a pushed task. */
-  granted = 0;
-  /**
-   * Tasks pushed to the client through this leg and not yet acked or nacked on it, as
-   * counted here; reset from the shard's own count whenever it answers a withdrawal.
-   */
-  inflight = 0;
-  /** The shard still serves a subscribed queue (false: drain what is in flight, then close). */
-  wanted = true;
-  /**
-   * Wanted, but no longer the current shard of any subscribed queue (a move's
-   * source): new tasks go elsewhere, so it is idle after DEMOTED_IDLE_MS, not IDLE_MS.
-   */
-  demoted = false;
-  closed = false;
-  /** The shard's Subscribed has come. */
-  accepting = false;
-  /** The shard honours withdraw_credits (its Subscribed said so). */
-  withdrawable = false;
-  /** The stream's id, as the shard's Subscribed gave it (InterruptLeaseStream). */
-  streamId = "";
-  /** Which of the shard's channels the stream is on. */
-  channel = 0;
-  /** Resolves once the shard's Subscribed has come (or the stream closed before). */
-  readonly subscribed: Promise<void>;
-  private onSubscribed!: () => void;
-  /** Withdrawals sent and not yet answered: their credits are not known until then. */
-  withdrawing = 0;
-  readonly openedAt = Date.now();
-  /**
-   * When the shard last pushed tasks on this stream (at first, when it opened). A stream
-   * recycled while idle carries over its predecessor's, which is before it opened.
-   */
-  lastPushAt = this.openedAt;
-  /** When it last got credits while it held none. */
-  creditedAt = 0;
-  /** Its credits were taken back because it was idle: it stays idle until it pushes. */
-  withdrawnIdle = false;
-  /** A round of `probe`s is scheduled. */
-  probing = false;
-  /**
-   * Settlements sent on the stream, by request id, in the order sent: each resolves to
-   * the shard's SettleResult, as bytes.
-   */
-  private readonly pending = new Map<
-    number,
-    { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void; sentAt: number }
-  >();
-  /** A watch of the settlements' answers is scheduled (FanInSession.watchSettlements). */
-  watched = false;
-  /** Withdrawals sent on the stream, by request id: each resolves to the shard's answer. */
-  private readonly withdrawals = new Map<number, (answer: Withdrawn | undefined) => void>();
-
-  constructor(
-    readonly conn: ShardConn,
-    private readonly nextId: () => number,
-    /** Called once a settlement is sent, to watch for its answer. */
-    private readonly onSettlementSent: (leg: Leg) => void,
-  ) {
-    this.subscribed = new Promise((resolve) => (this.onSubscribed = resolve));
-  }
-
-  /** The shard accepted the subscription; `withdrawable` as it says. */
-  accepted(withdrawable: boolean, streamId: string): void {
-    this.accepting = true;
-    this.withdrawable = withdrawable;
-    this.streamId = streamId;
-    this.onSubscribed();
-  }
-
-  send(req: Partial<LeaseStreamRequest>): void {
-    this.requests.push(req);
-  }
-
-  /**
-   * Holds credits, yet the shard has pushed nothing for a while: its queues are empty.
-   * A stream whose credits were taken back because it was idle (withdrawn, or the
-   * stream reopened) stays idle until it pushes, even before it holds credits again.
-   */
-  idle(now: number): boolean {
-    const knownIdle = this.withdrawnIdle || this.lastPushAt < this.openedAt;
-    // a demoted shard is quiet for so short a time that it counts from its latest
-    // credits too: one that just got credits has not had the time to use them (but one
-    // known idle had its time before)
-    const since =
-      this.demoted && !knownIdle ? Math.max(this.lastPushAt, this.creditedAt) : this.lastPushAt;
-    const quiet = this.demoted ? DEMOTED_IDLE_MS : IDLE_MS;
-    return (this.granted > 0 || knownIdle) && now - since >= quiet;
-  }
-
-  /** Settles on the shard's own stream, so the shard stops tracking those leases too. */
-  settle(req: Partial<LeaseStreamRequest>): Promise<SettleResult> {
-    return this.request((requestId) => ({ ...req, requestId })).then((b) => SettleResult.decode(b));
-  }
-
-  /** Settles a client's acks (StreamAcks.acks) on the shard's stream as they came; the answer as bytes. */
-  settleAcks(acks: Uint8Array): Promise<Uint8Array> {
-    return this.request((requestId) => forwardedAcks(requestId, acks));
-  }
-
-  /** Sends `message` under a new request id; resolves to the shard's answer to it, as bytes. */
-  private request(
-    message: (requestId: number) => Partial<LeaseStreamRequest>,
-  ): Promise<Uint8Array> {
-    // a stream closed meanwhile (by a rebalance in the same turn, say) answers nothing
-    if (this.closed) return Promise.reject(this.closedError("closed before the request was sent"));
-    const requestId = this.nextId();
-    return new Promise((resolve, reject) => {
-      this.pending.set(requestId, { resolve, reject, sentAt: performance.now() });
-      this.send(message(requestId));
-      this.onSettlementSent(this);
-    });
-  }
-
-  /** When the oldest settlement still waiting for its answer was sent (`performance.now()`). */
-  oldestSettlement(): number | undefined {
-    for (const p of this.pending.values()) return p.sentAt;
-    return undefined;
-  }
-
-  /**
-   * Stops waiting for the answers to settlements sent `ms` ago or earlier: they fail
-   * with DEADLINE_EXCEEDED, as a failure of the shard's (its breaker counts it). A late
-   * answer is ignored: its leases stay counted until a withdrawal's answer sets
-   * `inflight` from the shard's own count. (Counting them off then would count them
-   * twice once the client sends them again, as it is told to, and they are answered
-   * again; a count too high only keeps a stream open longer.)
-   */
-  expire(ms: number): void {
-    const before = performance.now() - ms;
-    const err = new ClientError(
-      LEASE_STREAM_PATH,
-      Status.DEADLINE_EXCEEDED,
-      `no answer to the settlement within ${ms} ms; it may still be applied: send it again`,
-    );
-    for (const [requestId, p] of this.pending) {
-      if (p.sentAt > before) break;
-      this.pending.delete(requestId);
-      p.reject(err);
-    }
-  }
-
-  /**
-   * The error of a settlement whose stream closed before answering: a failure of the
-   * shard's (its breaker counts it) when the stream broke or was given up.
-   */
-  private closedError(reason: string, shardFailed = false): ServerError | ClientError {
-    const details = `its stream closed before answering (${reason}); the lease may still be held, retry the settlement`;
-    return shardFailed
-      ? new ClientError(LEASE_STREAM_PATH, Status.UNAVAILABLE, details)
-      : new ServerError(Status.UNAVAILABLE, `shard ${this.conn.id}: ${details}`);
-  }
-
-  /**
-   * Takes back the credits the shard has not used; resolves to the shard's answer.
-   * Until the answer, `granted` still counts them (pushes meanwhile use them); the
-   * answer takes what came back off it, and sets `inflight` to what
-   * the shard says the stream holds: the count kept here can drift (an ack sent twice,
-   * a token of an earlier stream, an ack by a unary call), the shard's cannot. A stream
-   * that closes first took its credits with it (undefined).
-   */
-  withdraw(): Promise<Withdrawn | undefined> {
-    if (this.closed) return Promise.resolve(undefined);
-    const requestId = this.nextId();
-    this.withdrawing++;
-    return new Promise((resolve) => {
-      this.withdrawals.set(requestId, (answer) => {
-        this.withdrawing--;
-        if (answer) {
-          this.granted = Math.max(0, this.granted - answer.credits);
-          this.inflight = answer.held;
-        }
-        resolve(answer);
-      });
-      this.send({ withdrawCredits: true, requestId });
-    });
-  }
-
-  withdrawn(answer: Withdrawn): void {
-    this.withdrawals.get(answer.requestId)?.(answer);
-    this.withdrawals.delete(answer.requestId);
-  }
-
-  /**
-   * The shard's answer to settlements sent on the stream. What it settled is taken off
-   * `inflight` here, as the answer arrives: a withdrawal answered after it counts the
-   * stream's leases without those, so taking them off later would take them off twice.
-   */
-  settled(requestId: number, settled: Uint8Array): void {
-    const pending = this.pending.get(requestId);
-    if (!pending) return;
-    this.pending.delete(requestId);
-    this.inflight = Math.max(0, this.inflight - settledItems(settled));
-    pending.resolve(settled);
-  }
-
-  /** Closes the stream; `shardFailed`: it broke, or was given up (see `closedError`). */
-  close(reason: string, shardFailed = false): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.abort.abort();
-    this.requests.close();
-    const err = this.closedError(reason, shardFailed);
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    for (const w of this.withdrawals.values()) w(undefined);
-    this.withdrawals.clear();
-    this.onSubscribed();
-  }
-}
 
 /**
  * A client's LeaseStream through the router: one stream to the client, fanned in
@@ -413,8 +165,8 @@ export class FanInSession {
    * meanwhile.
    */
   private readonly withdrawals: { requestId: number; creditsAfter: number }[] = [];
-  /** Lease tokens of pushes that will not reach the client, by shard (giveBackUnsent). */
-  private readonly unsent = new Map<string, string[]>();
+  /** Pushes that will not reach the client, to give back (giveBackUnsent). */
+  private readonly unsent = new UnsentPushes();
 
   constructor(
     private readonly routing: Routing,
@@ -468,20 +220,8 @@ export class FanInSession {
    * attempt, dead-lettered), and a later give-back would find those leases gone.
    */
   private async giveBackUnsent(): Promise<void> {
-    for (const queued of this.out.takeQueued()) this.keepUnsent(decoded(queued));
-    for (let round = 0; round < 3 && this.unsent.size > 0; round++) {
-      const byShard = [...this.unsent];
-      this.unsent.clear();
-      const calls: Promise<void>[] = [];
-      for (const [shard, tokens] of byShard) {
-        if (!this.routing.pool.has(shard)) continue;
-        const conn = this.routing.pool.get(shard);
-        // a shard takes at most MAX_BATCH tokens per call
-        for (let i = 0; i < tokens.length; i += MAX_BATCH)
-          calls.push(this.routing.giveBack(conn, this.f, tokens.slice(i, i + MAX_BATCH)));
-      }
-      await Promise.all(calls);
-    }
+    for (const queued of this.out.takeQueued()) this.unsent.keep(decoded(queued));
+    await this.unsent.giveBack(this.routing, this.f);
   }
 
   /**
@@ -515,17 +255,6 @@ export class FanInSession {
             .catch(() => undefined),
         ),
     );
-  }
-
-  /** Keeps the lease tokens of a push that will not reach the client, by shard. */
-  private keepUnsent(res: LeaseStreamResponse): void {
-    for (const task of res.tasks?.tasks ?? []) {
-      const shard = leaseTokenShard(task.leaseToken);
-      if (shard === undefined) continue;
-      const tokens = this.unsent.get(shard);
-      if (tokens) tokens.push(task.leaseToken);
-      else this.unsent.set(shard, [task.leaseToken]);
-    }
   }
 
   /**
@@ -634,7 +363,7 @@ export class FanInSession {
     // pushes still queued for a client that reads slowly: it can settle none of them
     // now, so they go back uncounted with what shards push from here on, rather than
     // reach it and be released as attempts when the stream ends
-    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.keepUnsent(decoded(queued));
+    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
     this.unwatch?.();
     this.unwatch = undefined;
     void this.askAll().then(() => {
@@ -879,7 +608,7 @@ export class FanInSession {
       leg.inflight += pushed;
       // the client stream is over, or the client wants no more: these go back with
       // what was queued for it
-      if (this.ended.signal.aborted || this.halfClosed) this.keepUnsent(raw.value);
+      if (this.ended.signal.aborted || this.halfClosed) this.unsent.keep(raw.value);
       else this.out.push(passThrough(raw));
       // busy again: its share grows from the credits no shard holds; or fewer credits
       // are left than shards, which then take turns, and no other message may come to
@@ -1011,7 +740,7 @@ export class FanInSession {
 
   /**
    * Gives the credits no shard holds to the wanted shards furthest below their
-   * share, drained shards first (`shares`). When a wanted shard is starved while
+   * share, drained shards first (`creditShares`). When a wanted shard is starved while
    * an idle one holds more than its share, the surplus is taken back from that one
    * (`recycleIdle`). No credits go out while a client's withdrawal is on its way.
    */
@@ -1021,12 +750,12 @@ export class FanInSession {
     let held = 0;
     for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
     let free = this.outstanding - held;
-    const shares = this.shares();
+    const shares = creditShares(this.wanted, this.legs, this.outstanding, Date.now());
     const share = (i: number) => shares[i]!;
     // a stream whose Subscribed has not come may never answer (a hung shard), and its
     // credits cannot be taken back before it does: it gets no more than an idle one
     // until then (its full share once it answers, or the allowance once it counts as idle)
-    const unanswered = n > 1 ? Math.max(1, this.idleAllowance()) : Infinity;
+    const unanswered = n > 1 ? Math.max(1, idleAllowance(this.outstanding, n)) : Infinity;
     let starved = false;
     let throttled = false;
     const bucket = this.routing.limits.leaseBucket(this.f.identity.tenant);
@@ -1062,7 +791,7 @@ export class FanInSession {
       });
     }
     if (starved && !throttled) this.recycleIdle(share);
-    if ((starved || this.turnsPending()) && !this.recheckWait) {
+    if ((starved || turnsPending(this.wanted, this.legs, this.outstanding)) && !this.recheckWait) {
       // an idle stream may become recyclable, or a busy one idle, with no message to say so
       this.recheckWait = true;
       const soon = [...this.legs.values()].some((l) => l.demoted && !l.closed && l.granted > 0);
@@ -1073,86 +802,6 @@ export class FanInSession {
         this.rebalance();
       });
     }
-  }
-
-  /**
-   * Fewer credits than wanted shards (`scarceShares`), and a shard holds some while
-   * another holds none: the credits are to move once the holder's turn is over, and
-   * no message may come to say when that is.
-   */
-  private turnsPending(): boolean {
-    if (this.outstanding === 0 || this.outstanding >= this.wanted.length) return false;
-    let holding = false;
-    let lacking = false;
-    for (const id of this.wanted) {
-      const leg = this.legs.get(id);
-      if (!leg || leg.closed) continue;
-      if (leg.granted > 0) holding = true;
-      else lacking = true;
-    }
-    return holding && lacking;
-  }
-
-  /**
-   * Each wanted shard's share of the client's outstanding credits. With one shard,
-   * all of them. With several, a shard that is idle (its stream holds credits and has
-   * pushed nothing for IDLE_MS) or has no open stream keeps at most IDLE_CREDITS, and
-   * the busy shards split the rest evenly; when none is busy, each keeps the idle
-   * allowance and the rest waits here for the first shard that pushes. With fewer
-   * credits than shards, see `scarceShares`.
-   */
-  private shares(): number[] {
-    const n = this.wanted.length;
-    const even = (total: number, parts: number, i: number) =>
-      Math.floor(total / parts) + (i < total % parts ? 1 : 0);
-    if (n === 1) return [this.outstanding];
-    const now = Date.now();
-    if (this.outstanding < n) return this.scarceShares(now);
-    const idle = this.wanted.map((id) => {
-      const leg = this.legs.get(id);
-      return !leg || leg.closed || leg.idle(now);
-    });
-    const allowance = this.idleAllowance();
-    const busy = idle.filter((x) => !x).length;
-    const rest = this.outstanding - (n - busy) * allowance;
-    let b = 0;
-    return idle.map((isIdle) => (isIdle ? allowance : even(rest, busy, b++)));
-  }
-
-  /** What an idle shard keeps of the client's outstanding credits (`shares`). */
-  private idleAllowance(): number {
-    return Math.min(IDLE_CREDITS, Math.floor(this.outstanding / this.wanted.length));
-  }
-
-  /**
-   * Fewer credits than shards: some shard must hold none, and a shard without credits
-   * cannot show that it has tasks. So the shards take turns, one credit each: first
-   * those whose turn has begun (credited less than their idle time ago), then those
-   * that have had no credit for TURN_WAIT_MS, then those that pushed within their idle
-   * time (busy), then the rest; within each, the one whose last turn began longest
-   * ago first. A shard that holds a credit for its idle time without pushing has had
-   * its turn and gives it back (`recycleIdle`). A busy shard keeps getting the credits
-   * its worker returns, but never for long while another waits: each shard is reached
-   * within about TURN_WAIT_MS + IDLE_MS per shard waiting before it.
-   */
-  private scarceShares(now: number): number[] {
-    const quiet = (leg: Leg) => (leg.demoted ? DEMOTED_IDLE_MS : IDLE_MS);
-    const rank = (leg: Leg) => {
-      if (!leg.accepting) return 4; // it may not answer: its turn could hold the credit
-      if (leg.granted > 0 && now - leg.creditedAt < quiet(leg)) return 0; // its turn
-      // waited long (longer after a turn in which it had nothing to push)
-      const wait = leg.withdrawnIdle ? IDLE_TURN_WAIT_MS : TURN_WAIT_MS;
-      if (leg.granted === 0 && now - leg.creditedAt >= wait) return 1;
-      if (now - leg.lastPushAt < quiet(leg)) return 2; // busy
-      return 3;
-    };
-    const order = this.wanted
-      .map((id, i) => ({ i, leg: this.legs.get(id) }))
-      .filter((c): c is { i: number; leg: Leg } => c.leg !== undefined && !c.leg.closed)
-      .sort((x, y) => rank(x.leg) - rank(y.leg) || x.leg.creditedAt - y.leg.creditedAt);
-    const shares = this.wanted.map(() => 0);
-    for (const { i } of order.slice(0, this.outstanding)) shares[i] = 1;
-    return shares;
   }
 
   /**
