@@ -1,5 +1,6 @@
 import { ServerError, Status } from "nice-grpc";
 import { messageOf } from "@codeq/common";
+import { CALLER_CODES } from "@codeq/server-kit";
 import type { Routing } from "./routing";
 import type { ShardConn } from "./shard-pool";
 
@@ -63,6 +64,12 @@ export function asServerError(err: unknown): ServerError {
   if ((err as Error | undefined)?.name === "AbortError")
     return new ServerError(Status.CANCELLED, "the call was cancelled");
   return new ServerError(Status.UNAVAILABLE, messageOf(err));
+}
+
+/** Throws the first answer that is about the request itself (bad input, rights). */
+export function throwCallerError(failed: readonly { error: ServerError }[]): void {
+  const own = failed.find((f) => CALLER_CODES.has(f.error.code));
+  if (own) throw own.error;
 }
 
 /** The error for a fan-out where no shard answered: the first failure, naming them all. */

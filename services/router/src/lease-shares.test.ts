@@ -1,4 +1,4 @@
-import { shares } from "./queue-router";
+import { shares } from "./lease-fan-out";
 
 describe("shares of a unary Lease over several shards", () => {
   it("splits max_tasks evenly, the first shards taking the remainder", () => {

@@ -1,6 +1,6 @@
 import { LeaseResponse } from "@codeq/proto";
 import { Raw } from "./wire-bytes";
-import { mergeLeases, type Leased } from "./queue-router";
+import { mergeLeases, type Leased } from "./lease-fan-out";
 import type { ShardConn } from "./shard-pool";
 
 /** One shard's answer: `sizes` tasks with payloads of those many bytes. */
