@@ -163,6 +163,26 @@ describe("an enqueue hands its tasks to a parked stream", () => {
     stream.close();
   });
 
+  it("a burst of enqueues hands off to one parked stream at most eight at a time", async () => {
+    // max_batch 1 and 40 credits: each of twenty enqueues could set one aside, and a
+    // worker that reads slowly would be sent all twenty ahead of its reading
+    const stream = await parkedStream(["t-burst"], "BURST", 40, { maxBatch: 1 });
+    const plain = await calls(fx.worker, "enqueue");
+    const hold = holdHandoffs(fx.worker);
+    const sent = Array.from({ length: 20 }, () =>
+      fx.client("t-burst").enqueue({ command: "BURST" }),
+    );
+    // those past the bound are stored without a handoff, for the stream to lease
+    await eventually(async () => (await calls(fx.worker, "enqueue")) === plain + 12);
+    expect(hold.held()).toBe(8);
+    hold.release();
+    const ids = (await Promise.all(sent)).map((r) => r.taskId);
+    const got: string[] = [];
+    while (got.length < 20) got.push(...(await stream.next())!.tasks!.tasks.map((t) => t.task!.id));
+    expect(got.sort()).toEqual(ids.sort());
+    stream.close();
+  });
+
   it("concurrent handoffs take parked streams in turn", async () => {
     // each handoff sets 2 of a stream's 10 credits aside
     const a = await parkedStream(["t-turn"], "TURN", 10, { maxBatch: 2 });

@@ -214,6 +214,32 @@ describe("LeaseStream on a shard worker", () => {
     stream.close();
   });
 
+  it("ends with INVALID_ARGUMENT on a message with one bad settlement, applying none of its others", async () => {
+    const producer = fx.client("t-badset");
+    await producer.enqueueBatch({
+      tasks: Array.from({ length: 2 }, () => ({ command: "BADSET" }) as never),
+    });
+    const stream = new StreamDriver(fx.client("t-badset"));
+    stream.send({ ...SUB(["BADSET"]), credits: 2 });
+    await stream.next();
+    const [a, b] = (await stream.next())!.tasks!.tasks.map((t) => t.leaseToken);
+    stream.send({
+      requestId: 1,
+      acks: [{ leaseToken: a!, result: Buffer.alloc(0) }],
+      nacks: [{ leaseToken: b!, delayMs: 86_400_001, error: "", deadLetter: false }],
+    });
+    await expect(stream.next()).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/delay_ms must be at most/),
+    });
+    // the good ack was not applied: both leases were released as the stream ended
+    await eventually(
+      async () => (await producer.queueStats({ command: "BADSET" })).total?.ready === 2,
+      3_000,
+    );
+    expect((await producer.queueStats({ command: "BADSET" })).total?.completed).toBe(0);
+  });
+
   it("releases the leases a stream holds as soon as it closes", async () => {
     const producer = fx.client("t-release");
     await producer.enqueueBatch({

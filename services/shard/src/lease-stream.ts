@@ -14,7 +14,7 @@ import { Kick } from "./kick";
 import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk, QueueCore } from "./queue-core";
 import { invalid, shuttingDown, toServerError } from "./status";
-import { deliveryToWire } from "@codeq/wire";
+import { ackProblem, deliveryToWire, extendProblem, nackProblem } from "@codeq/wire";
 
 const NONE = Promise.resolve([]);
 /** After a lease the store failed, the stream's pump leases again after this, doubling to the max, ms. */
@@ -32,6 +32,14 @@ const MAX_QUEUED_ANSWERS = 64;
  * lease clock running, up to its credits times their size.
  */
 const MAX_QUEUED_PUSHES = 2;
+/**
+ * Handoffs on their way (each one push to come) and pushes queued, at most, before a
+ * stream takes no more handoffs: enqueues that arrive together hand off to a parked
+ * stream side by side, but a burst of them cannot send a worker that reads slowly up to
+ * its credits ahead of its reading, as MAX_QUEUED_PUSHES alone (counted only once a
+ * push is queued) would let them.
+ */
+const MAX_PENDING_PUSHES = 8;
 /**
  * The last error of tasks a shutdown took back from a stream: the shard worker's drain,
  * or its router's (InterruptLeaseStream), ran out of time. One text for both, so that a
@@ -81,6 +89,8 @@ export class LeaseStreamSession implements Taker {
   private answersQueued = 0;
   /** Pushes queued and not yet taken (MAX_QUEUED_PUSHES). */
   private pushesQueued = 0;
+  /** Handoffs that set credits aside and have not delivered yet (MAX_PENDING_PUSHES). */
+  private handoffs = 0;
   /** Resumes the reader once answers were taken (or the session ended). */
   private readOn: (() => void) | undefined;
   private readonly ended = new AbortController();
@@ -300,6 +310,10 @@ export class LeaseStreamSession implements Taker {
     if (settlements === 0) return;
     if (settlements > this.core.config.maxBatch)
       throw invalid(`at most ${this.core.config.maxBatch} acks, nacks and extends per message`);
+    // checked whole before any is applied: a bad item ends the stream with none of the
+    // message's settlements made, not with the others made and unanswered
+    const problem = ackProblem(req.acks) ?? nackProblem(req.nacks) ?? extendProblem(req.extends);
+    if (problem) throw invalid(problem);
     // a failure of the store fails those items (each answered with it, as a unary call
     // would be), not the stream and every lease it holds; a bad request ends the stream
     const unsettled: string[] = [];
@@ -448,6 +462,8 @@ export class LeaseStreamSession implements Taker {
     const max = Math.min(this.credits, this.maxBatch);
     if (!this.ask || max <= 0 || this.stopped || this.withdrawing || this.backedUp)
       return undefined;
+    if (this.pushesQueued + this.handoffs >= MAX_PENDING_PUSHES) return undefined;
+    this.handoffs++;
     this.credits -= max;
     this.reserved += max;
     return { max, leaseMs: this.ask.leaseMs, maxBytes: this.core.config.maxResponseBytes };
@@ -457,6 +473,7 @@ export class LeaseStreamSession implements Taker {
   deliver(deliveries: readonly Delivery[], reserved: number): void {
     const before = this.credits;
     const pushing = !this.stopped;
+    this.handoffs--;
     this.unreserve(reserved, pushing ? deliveries.length : 0);
     // credits back to a stream that had none: its pump waits for them, or stayed parked
     // while announcements passed it by (the kick has it look at the queue again)
