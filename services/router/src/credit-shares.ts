@@ -65,7 +65,8 @@ export function idleAllowance(outstanding: number, shards: number): number {
  * ago first. A shard that holds a credit for its idle time without pushing has had
  * its turn and gives it back (FanInSession's `recycleIdle`). A busy shard keeps
  * getting the credits its worker returns, but never for long while another waits:
- * each shard is reached within about TURN_WAIT_MS + IDLE_MS per shard waiting before it.
+ * each shard is reached within about TURN_WAIT_MS + its quiet time (`Leg.quietMs`) per
+ * shard waiting before it.
  */
 function scarceShares(
   wanted: readonly string[],

@@ -63,7 +63,7 @@ export class Leg {
   creditedAt = 0;
   /** Its credits were taken back because it was idle: it stays idle until it pushes. */
   withdrawnIdle = false;
-  /** A round of `probe`s is scheduled. */
+  /** A round of `FanInSession.probe`s is scheduled. */
   probing = false;
   /**
    * Settlements sent on the stream, by request id, in the order sent: each resolves to
