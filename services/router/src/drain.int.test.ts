@@ -108,6 +108,37 @@ describe("draining at shutdown, through the router", () => {
     }
   }, 30_000);
 
+  test("a router that stops does not end the stream on its own count while a shard's store stalls", async () => {
+    const shardTimeoutMs = 1_000;
+    const rc = await routerCluster({ shards: ["a"], router: { graceMs: 60_000, shardTimeoutMs } });
+    const redis = rc.server.client();
+    try {
+      const s = await holdingThree(rc);
+      const [t1, t2, t3] = s.tasks().map((t) => t.leaseToken);
+      // t1 acked three times, each answered OK: the router's count says nothing is held
+      for (const requestId of [1, 2, 3]) {
+        s.send({ requestId, acks: [{ leaseToken: t1! }] });
+        await within(2_000, () => s.settled(requestId) !== undefined);
+      }
+      // the shard's store stalls past the shard timeout: the shard answers the drain's
+      // question of what its stream holds late, though its health check answers
+      const stall = 4 * shardTimeoutMs;
+      await redis.call("CLIENT", "PAUSE", String(stall));
+      const stopping = rc.router.stop();
+      await new Promise((r) => setTimeout(r, stall + 1_000));
+      expect(s.failure).toBeUndefined(); // two tasks are still held: the stream is open
+      s.send({ requestId: 4, acks: [t2!, t3!].map((leaseToken) => ({ leaseToken })) });
+      await stopping;
+      expect(s.settled(4)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
+      const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
+      // with max_attempts 1, a lease released by an early end would have gone to the DLQ
+      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+    } finally {
+      redis.disconnect();
+      await rc.close();
+    }
+  }, 30_000);
+
   test("a router whose drain runs out has the shards release what its stream holds, its attempts not counted", async () => {
     // the interruption has what is left of the grace period after the drain (20%)
     const rc = await routerCluster({ shards: ["a", "b"], router: { graceMs: 3_000 } });

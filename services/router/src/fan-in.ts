@@ -338,11 +338,12 @@ export class FanInSession {
     const open = () => [...this.legs.values()].filter((l) => !l.closed);
     if (open().some((l) => l.inflight > 0)) return;
     this.confirming = true;
-    void this.askAll().then(() => {
+    void this.askAll().then((answered) => {
       this.confirming = false;
       // a shard that still holds something reset its count: its settlement comes back
-      // here, as does the last answer to the client
-      if (this.answering === 0 && open().every((l) => l.inflight === 0))
+      // here, as does the last answer to the client; a shard that answered late (its
+      // store stalls) has not confirmed the count here, and its answer comes back here
+      if (answered && this.answering === 0 && open().every((l) => l.inflight === 0))
         this.end(routerShuttingDown());
     });
   }
@@ -625,6 +626,10 @@ export class FanInSession {
     const res = raw.value;
     if (res.withdrawn) {
       leg.withdrawn(res.withdrawn);
+      // the tenant's lease rate limit, charged when the credits were handed out, gets
+      // back what came back unused, however late
+      const back = res.withdrawn.credits;
+      if (back > 0) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(back);
       if (this.ended.signal.aborted) return;
       this.rebalance();
       // an answer that came after `answerOf` stopped waiting for it is acted on here
@@ -843,35 +848,40 @@ export class FanInSession {
 
   /**
    * Takes back the credits of every shard stream that may hold something, which also
-   * says what each still holds (`takeBack`); resolves once all have answered or closed.
+   * says what each still holds (`takeBack`); resolves once all have answered or closed,
+   * to whether each answered in time.
    * Whether a shard can be asked is known once its Subscribed has come, so that is
    * waited for (a stream that has neither answered nor holds credits has pushed
    * nothing: it is skipped). `unasked` gets each open stream whose shard predates
    * withdraw_credits.
    */
-  private async askAll(unasked?: (leg: Leg) => void): Promise<void> {
-    await Promise.all(
+  private async askAll(unasked?: (leg: Leg) => void): Promise<boolean> {
+    const answered = await Promise.all(
       [...this.legs.values()].map(async (leg) => {
-        if (!leg.accepting && leg.granted === 0) return;
+        if (!leg.accepting && leg.granted === 0) return true;
         await leg.subscribed;
-        if (leg.closed) return;
-        if (leg.withdrawable) await this.takeBack(leg);
-        else unasked?.(leg);
+        if (leg.closed) return true;
+        if (leg.withdrawable) return this.takeBack(leg);
+        unasked?.(leg);
+        return true;
       }),
     );
+    return answered.every(Boolean);
   }
 
   /**
-   * Takes back the credits `leg` has not used (withdraw_credits). The tenant's lease
-   * rate limit, charged when they were handed out, gets back what came back unused.
+   * Takes back the credits `leg` has not used (withdraw_credits); resolves to whether
+   * the shard answered in time (or the stream closed, taking its credits with it). A
+   * late answer is acted on when it comes (`onMessage`): until then the count kept
+   * here is not the shard's, and closing on it could release tasks the client holds.
    */
-  private async takeBack(leg: Leg): Promise<void> {
-    const back = (await this.answerOf(leg, leg.withdraw(), "a withdrawal of credits"))?.credits;
-    // (a stream that closed first took its credits with it: nothing to give back)
-    if (back) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(back);
+  private async takeBack(leg: Leg): Promise<boolean> {
+    const answer = await this.answerOf(leg, leg.withdraw(), "a withdrawal of credits");
+    if (answer === undefined && !leg.closed) return false;
     // the shard's count of what the stream holds may let it close now
     if (!leg.wanted) this.closeIfDone(leg, true);
     this.endIfDrained();
+    return true;
   }
 
   /**

@@ -184,3 +184,52 @@ describe("shard workers that allow a stream fewer credits than the router does",
     );
   });
 });
+
+test("credits a shard gives back late, its store stalled, are given back to the tenant's lease rate too", async () => {
+  const shardTimeoutMs = 1_000;
+  // ten tokens that take ten seconds to come back on their own
+  const slow = await routerCluster({
+    router: { tenantLeaseRate: 1, rateBurstSeconds: 10, shardTimeoutMs },
+  });
+  const redis = slow.server.client();
+  const requests = new Channel<LeaseStreamRequest>();
+  const abort = new AbortController();
+  try {
+    requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["W"] }, credits: 10 }));
+    const responses: { withdrawn?: { credits: number }; tasks?: { tasks: unknown[] } }[] = [];
+    const reading = (async () => {
+      try {
+        for await (const res of slow.client("stall").leaseStream(requests, {
+          signal: abort.signal,
+        }))
+          responses.push(res);
+      } catch {
+        // aborted below
+      }
+    })();
+    const bucket = () => slow.router.routing.limits.leaseBucket("stall")!;
+    await within(2_000, () => bucket().waitFor(10) > 5_000); // all ten went to the shard
+    const delivered = () => responses.reduce((n, r) => n + (r.tasks?.tasks.length ?? 0), 0);
+    await slow.client("stall").enqueueBatch({ tasks: tasks(1, "W") });
+    await within(2_000, () => delivered() === 1);
+    // the stream holds a task: the shard asks its store what it still holds before it
+    // answers a withdrawal, so it answers only once its store is back; the client's
+    // answer comes first, without the nine credits, which stay with the shard
+    const stall = 3 * shardTimeoutMs;
+    await redis.call("CLIENT", "PAUSE", String(stall));
+    requests.push(LeaseStreamRequest.fromPartial({ withdrawCredits: true, requestId: 1 }));
+    await within(stall, () => responses.some((r) => r.withdrawn));
+    expect(responses.find((r) => r.withdrawn)!.withdrawn!.credits).toBe(0);
+    await new Promise((r) => setTimeout(r, stall));
+    // the shard's late answer gave them back unused, and the client's nine credits went
+    // to the shard again: they are paced by the rate once, not twice
+    await slow.client("stall").enqueueBatch({ tasks: tasks(9, "W") });
+    await within(1_500, () => delivered() === 10);
+    abort.abort();
+    await reading;
+  } finally {
+    abort.abort();
+    redis.disconnect();
+    await slow.close();
+  }
+}, 30_000);
