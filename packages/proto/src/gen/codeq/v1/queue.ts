@@ -71,7 +71,8 @@ export interface EnqueueRequest {
   backoff: BackoffPolicy | undefined;
   /**
    * Optional. At most 256 bytes. A repeat within the idempotency window
-   * (default 24 h) of the same tenant returns the original task.
+   * (default 24 h) in the same queue (command and tenant) returns the original
+   * task.
    */
   idempotencyKey: string;
   /** At most 64 entries; keys up to 128 bytes, values up to 4096 bytes. */

@@ -150,11 +150,14 @@ export function backoffKindToJSON(object: BackoffKind): string {
  */
 export interface BackoffPolicy {
   kind: BackoffKind;
-  /** Base delay in ms. Default 1000. Range 0..86400000 (24 h). */
+  /**
+   * Base delay in ms, 1..86400000 (24 h); 0 = the default (1000). For a retry
+   * at once, nack with delay_ms 0.
+   */
   baseMs: number;
   /**
-   * Upper bound of any computed delay in ms. Default 300000 (5 min).
-   * Range base_ms..86400000.
+   * Upper bound of any computed delay in ms, base_ms..86400000; 0 = the default
+   * (300000, 5 min, or base_ms when that is larger).
    */
   maxMs: number;
   /**
@@ -186,7 +189,7 @@ export interface Task {
   /** Deliveries so far. Counted once per delivery (lease), never on nack. */
   attempts: number;
   backoff: BackoffPolicy | undefined;
-  /** The producer's idempotency key, if any (scoped to the tenant). */
+  /** The producer's idempotency key, if any (scoped to the queue: command and tenant). */
   idempotencyKey: string;
   /**
    * Free-form headers (trace context, content type ...). At most 64 entries;
