@@ -15,7 +15,7 @@ import {
 } from "./keys";
 import { LeaseGiveBacks, report, type GiveBackReason } from "./give-back";
 import { ScriptRunner } from "./script-runner";
-import { MAX_BATCH } from "./transitions";
+import { MAX_BATCH } from "./lease-options";
 import { DEFAULT_TASK_LIMITS, type TaskLimits } from "./task-spec";
 import { TaskIdGenerator } from "./task-id";
 import { decodeTask, type StoredTask } from "./task-record";

@@ -14,6 +14,11 @@ import { invalidArgument } from "./errors";
 import { FairLeaser } from "./fair-lease";
 import type { QueueRef } from "./keys";
 import { decodeLeaseToken } from "./lease-token";
+import { enqueue, enqueueAndLease, type EnqueuedAndLeased, type EnqueueOutcome } from "./enqueue";
+import { lease, type Delivery } from "./lease";
+import { checkLeaseMs, MAX_BATCH, type LeaseOptions } from "./lease-options";
+import { dueQueues, nextDueAt, promote, reap } from "./queue-maintenance";
+import { getTask, queuePage, queues, stats, type QueueStats } from "./queue-reads";
 import {
   bindIdempotencyKeys,
   confirmExport,
@@ -42,7 +47,6 @@ import {
 } from "./settle";
 import { buildRecord, checkName, type ItemName, type TaskSpec } from "./task-spec";
 import type { StoredTask } from "./task-record";
-import * as t from "./transitions";
 
 /**
  * The queue engine of one shard: every task transition as one atomic Lua script on
@@ -65,9 +69,9 @@ export class QueueEngine {
   }
 
   /** Stores tasks in one queue (all validated first; all or nothing on bad input). */
-  async enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<t.EnqueueOutcome[]> {
+  async enqueue(queue: QueueRef, specs: readonly TaskSpec[]): Promise<EnqueueOutcome[]> {
     checkBatch(queue, specs);
-    const out = await t.enqueue(this.ctx, queue, specs);
+    const out = await enqueue(this.ctx, queue, specs);
     this.fair.saw(queue);
     return out;
   }
@@ -79,10 +83,10 @@ export class QueueEngine {
   async enqueueAndLease(
     queue: QueueRef,
     specs: readonly TaskSpec[],
-    options: t.LeaseOptions,
-  ): Promise<t.EnqueuedAndLeased> {
+    options: LeaseOptions,
+  ): Promise<EnqueuedAndLeased> {
     checkBatch(queue, specs);
-    const out = await t.enqueueAndLease(this.ctx, queue, specs, options);
+    const out = await enqueueAndLease(this.ctx, queue, specs, options);
     this.fair.saw(queue);
     return out;
   }
@@ -107,19 +111,19 @@ export class QueueEngine {
   }
 
   /** Leases up to `max` tasks of one queue: highest priority first, FIFO within one. */
-  async lease(queue: QueueRef, options: t.LeaseOptions): Promise<t.Delivery[]> {
+  async lease(queue: QueueRef, options: LeaseOptions): Promise<Delivery[]> {
     checkQueue(queue);
-    return t.lease(this.ctx, queue, options);
+    return lease(this.ctx, queue, options);
   }
 
   /** Leases across every tenant of a command, round-robin (the cross-tenant worker). */
   async leaseAcrossTenants(
     command: string,
-    options: t.LeaseOptions,
+    options: LeaseOptions,
     firstTenant?: string,
-  ): Promise<t.Delivery[]> {
+  ): Promise<Delivery[]> {
     checkName("command", command);
-    t.checkLeaseMs(options.leaseMs);
+    checkLeaseMs(options.leaseMs);
     return this.fair.lease(command, options, firstTenant);
   }
 
@@ -187,53 +191,53 @@ export class QueueEngine {
   }
 
   async extend(items: readonly ExtendInput[]): Promise<SettleOutcome[]> {
-    for (const item of items) if (item.leaseMs) t.checkLeaseMs(item.leaseMs);
+    for (const item of items) if (item.leaseMs) checkLeaseMs(item.leaseMs);
     return extend(this.ctx, items);
   }
 
   /** Takes back up to `limit` (1..MAX_BATCH) expired leases of one queue. */
   async reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
-    checkLimit("reap limit", limit, t.MAX_BATCH);
-    return t.reap(this.ctx, queue, limit);
+    checkLimit("reap limit", limit, MAX_BATCH);
+    return reap(this.ctx, queue, limit);
   }
 
   /** Makes up to `limit` (1..MAX_BATCH) due scheduled tasks of one queue ready. */
   async promote(queue: QueueRef, limit = 1000): Promise<number> {
-    checkLimit("promote limit", limit, t.MAX_BATCH);
-    return t.promote(this.ctx, queue, limit);
+    checkLimit("promote limit", limit, MAX_BATCH);
+    return promote(this.ctx, queue, limit);
   }
 
   /** Queues with a due scheduled task or an expired lease, earliest first. */
   async dueQueues(limit = 100): Promise<QueueRef[]> {
-    return t.dueQueues(this.ctx, limit);
+    return dueQueues(this.ctx, limit);
   }
 
   /** When the next scheduled task or lease deadline of this shard falls due (undefined: none). */
   async nextDueAt(): Promise<number | undefined> {
-    return t.nextDueAt(this.ctx);
+    return nextDueAt(this.ctx);
   }
 
   async getTask(queue: QueueRef, id: string): Promise<StoredTask | undefined> {
     checkQueue(queue);
-    return t.getTask(this.ctx, queue, id);
+    return getTask(this.ctx, queue, id);
   }
 
-  async stats(queue: QueueRef): Promise<t.QueueStats> {
+  async stats(queue: QueueRef): Promise<QueueStats> {
     checkQueue(queue);
-    return t.stats(this.ctx, queue);
+    return stats(this.ctx, queue);
   }
 
   /** The queues of this shard's registry: every one that holds anything (only one command's when given). */
   async queues(command?: string): Promise<QueueRef[]> {
-    return t.queues(this.ctx, command);
+    return queues(this.ctx, command);
   }
 
-  /** Part of the registry from `cursor` ("0" first), at least `count` queues but at its end (`t.queuePage`). */
+  /** Part of the registry from `cursor` ("0" first), at least `count` queues but at its end (queue-reads.ts, `queuePage`). */
   async queuePage(cursor: string, count: number): Promise<{ next: string; queues: QueueRef[] }> {
     if (!/^\d{1,20}$/.test(cursor)) throw invalidArgument(`cursor must be digits, got ${cursor}`);
     if (!Number.isInteger(count) || count < 1)
       throw invalidArgument(`count must be a positive integer, got ${count}`);
-    return t.queuePage(this.ctx, cursor, count);
+    return queuePage(this.ctx, cursor, count);
   }
 
   async listDead(
@@ -351,8 +355,8 @@ export class QueueEngine {
 /** A batch's queue names and size, as every enqueue path checks them. */
 function checkBatch(queue: QueueRef, specs: readonly TaskSpec[], where?: ItemName): void {
   checkQueue(queue, where);
-  if (specs.length > t.MAX_BATCH)
-    throw invalidArgument(`at most ${t.MAX_BATCH} tasks per batch, got ${specs.length}`);
+  if (specs.length > MAX_BATCH)
+    throw invalidArgument(`at most ${MAX_BATCH} tasks per batch, got ${specs.length}`);
 }
 
 /** `where`: the batch item the command came from (the tenant is the caller's, not an item's). */

@@ -1,13 +1,9 @@
 import type { EngineContext } from "./engine-context";
 import type { QueueRef } from "./keys";
 import { deliveryBytes } from "./lease-size";
-import {
-  leaseCall,
-  queues,
-  type Delivery,
-  type LeaseCallResult,
-  type LeaseOptions,
-} from "./transitions";
+import { leaseCall, type Delivery, type LeaseCallResult } from "./lease";
+import type { LeaseOptions } from "./lease-options";
+import { queues } from "./queue-reads";
 
 /**
  * Leases across every tenant of a command for a worker allowed to serve them all.

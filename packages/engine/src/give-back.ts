@@ -41,7 +41,7 @@ const RETRY_MS = 1000;
 
 /**
  * Gives back the tasks a lease call leased but never delivered, because a reconnect
- * lost its reply and ioredis sent it again (transitions.ts, `leasing`). One that fails
+ * lost its reply and ioredis sent it again (lease.ts, `leasing`). One that fails
  * (the store is still away) is kept and tried again when the connection is ready and
  * every second, until its lease deadline: after that the reaper takes the leases back
  * as it does any expired lease.

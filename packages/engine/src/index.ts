@@ -32,14 +32,10 @@ export {
   type TaskLimits,
 } from "./task-spec";
 export type { TaskRecord, StoredTask, TaskState, BackoffPolicy, BackoffKind } from "./task-record";
-export type {
-  EnqueueOutcome,
-  EnqueuedAndLeased,
-  Delivery,
-  LeaseOptions,
-  QueueStats,
-} from "./transitions";
-export { MAX_BATCH } from "./transitions";
+export type { EnqueueOutcome, EnqueuedAndLeased } from "./enqueue";
+export type { Delivery } from "./lease";
+export { MAX_BATCH, type LeaseOptions } from "./lease-options";
+export type { QueueStats } from "./queue-reads";
 export { MAX_CLEANUP_BATCH } from "./engine";
 export { deliveryBytes } from "./lease-size";
 export type { GiveBackReason } from "./give-back";

@@ -1,7 +1,8 @@
 import type { QueueRef } from "./keys";
 import { leaseTokenMaxLength } from "./lease-token";
 import { ID_WIDTH } from "./task-id";
-import type { Delivery, LeaseOptions } from "./transitions";
+import type { Delivery } from "./lease";
+import type { LeaseOptions } from "./lease-options";
 
 /**
  * The sizes of leased tasks: what a delivery takes in an answer, and which of a lease's

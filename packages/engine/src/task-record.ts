@@ -1,6 +1,6 @@
 import { invalidArgument } from "./errors";
 import type { QueueRef } from "./keys";
-import { idTime } from "./task-id";
+import { ID_WIDTH, idTime } from "./task-id";
 
 export type TaskState = "READY" | "SCHEDULED" | "LEASED" | "COMPLETED" | "DEAD";
 export type BackoffKind = "fixed" | "linear" | "exponential";
@@ -141,6 +141,9 @@ export function putDigits(buf: Buffer, at: number, n: number, width: number): nu
 /** The fixed part of a state string, in bytes (an error's text may follow it). */
 export const STATE_WIDTH = 81;
 
+/** A task's id and the fixed part of its state, as the scripts pack them. */
+export const PACKED_WIDTH = ID_WIDTH + STATE_WIDTH;
+
 /**
  * Writes the fixed part of a task's state string (layout: lua/includes/task-state.lua)
  * at `at`; returns the offset after it. The error, if any, is not written.
@@ -167,7 +170,7 @@ export function writeState(buf: Buffer, at: number, task: TaskRecord, nonce = 0)
 /**
  * Whether writeState writes the same bytes for `a` as for `b` (nonce 0). A batch's
  * tasks mostly do, and a copy of the state written before costs a twentieth of
- * writing it (transitions.ts). Compares every field writeState reads, some of them
+ * writing it (enqueue.ts). Compares every field writeState reads, some of them
  * whatever the state (stricter than it needs to be, never looser).
  */
 export function sameState(a: TaskRecord, b: TaskRecord): boolean {

@@ -3,7 +3,8 @@ import { createEngineContext } from "../engine-context";
 import { EngineError } from "../errors";
 import { TaskIdGenerator } from "../task-id";
 import { payload, Q, useEngineFixture } from "../test/fixture";
-import { enqueue, getTask, stats as queueStats } from "../transitions";
+import { enqueue } from "../enqueue";
+import { getTask, stats as queueStats } from "../queue-reads";
 
 describe("enqueue-17.lua", () => {
   const fx = useEngineFixture();

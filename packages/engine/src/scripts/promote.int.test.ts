@@ -1,5 +1,5 @@
 import { MAX_CLEANUP_BATCH } from "../engine";
-import { MAX_BATCH } from "../transitions";
+import { MAX_BATCH } from "../lease-options";
 import { payload, Q, useEngineFixture } from "../test/fixture";
 
 describe("promote-14.lua", () => {

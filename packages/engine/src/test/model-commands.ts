@@ -5,7 +5,7 @@ import type { QueueEngine } from "../engine";
 import { ScriptCode } from "../errors";
 import type { StoredTask, TaskState } from "../task-record";
 import type { TaskSpec } from "../task-spec";
-import type { Delivery } from "../transitions";
+import type { Delivery } from "../lease";
 import { Q } from "./fixture";
 import { byScoreThenId, Model, type IssuedToken, type ModelTask, type Real } from "./engine-model";
 
