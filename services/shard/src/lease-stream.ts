@@ -12,7 +12,8 @@ import type { Identity } from "@codeq/server-kit";
 import { HeldTokens } from "./held-tokens";
 import { Kick } from "./kick";
 import type { Reservation, Taker, Topic } from "./notifier";
-import type { LeaseAsk, QueueCore } from "./queue-core";
+import type { LeaseAsk } from "./lease-ask";
+import type { QueueCore } from "./queue-core";
 import { invalid, shuttingDown, toServerError } from "./status";
 import { ackProblem, deliveryToWire, extendProblem, nackProblem } from "@codeq/wire";
 
