@@ -1,4 +1,4 @@
-import { Status, type ClientError } from "nice-grpc";
+import { ClientError, Status } from "nice-grpc";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 /**
@@ -57,6 +57,29 @@ test("an open breaker closes by a health check once its shard is back, with no c
   const { taskId } = await c.enqueue({ command: "X" });
   expect((await poll).tasks.map((t) => t.task!.id)).toEqual([taskId]);
   expect(Date.now() - started).toBeLessThan(2_000);
+}, 30_000);
+
+test("a shard stream's failure counted while the breaker is open leaves no rejection unhandled", async () => {
+  // Node 20 ends a process on an unhandled rejection: the router with every client of it
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    const conn = () => rc.router.routing.pool.get("a");
+    await rc.stopShard("a");
+    const c = rc.client("t1");
+    for (let i = 0; i < 10 && conn().breakerState !== "open"; i++)
+      await c.enqueue({ command: "X" }).catch(() => undefined);
+    expect(conn().breakerState).toBe("open");
+    // a lease stream to a breaks now (keepalive, or given up): its failure is recorded
+    conn().record(
+      new ClientError("/codeq.v1.QueueService/LeaseStream", Status.UNAVAILABLE, "stream broke"),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
 }, 30_000);
 
 test("a Lease a shard failed is not sent again by the router (not a read)", async () => {

@@ -259,7 +259,13 @@ export class ForwardLane {
   close(): void {
     this.closed = true;
     for (const s of [...this.streams])
-      this.end(s, this.failure(Status.UNAVAILABLE, "its connection was closed"));
+      this.end(
+        s,
+        this.failure(
+          Status.UNAVAILABLE,
+          "its connection was closed before it answered; the call may or may not have been applied",
+        ),
+      );
   }
 
   private start(): Stream {

@@ -1,4 +1,4 @@
-import { type ClientError, Status } from "nice-grpc";
+import { ClientError, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse, TaskState } from "@codeq/proto";
 import { startRelay, type Relay } from "@codeq/testing";
 import type { RouterConfig } from "./config";
@@ -132,6 +132,26 @@ describe("a shard that answers within the shard timeout of tests", () => {
     expect(s.failure).toBeUndefined();
     await s.close();
   }, 20_000);
+
+  test("a caller's call that ends while the breaker is half-open does not close it", async () => {
+    const conn = rc.router.routing.pool.get("b");
+    // a call that began while b answered, and ends later on its caller's account
+    let endCall!: (err: unknown) => void;
+    const ended = conn
+      .call(() => new Promise((_resolve, reject) => (endCall = reject)))
+      .catch(() => undefined);
+    relay.silence(); // b hangs: the breaker's trial waits for the shard timeout
+    const broke = () => new ClientError("/x", Status.UNAVAILABLE, "b does not answer");
+    for (let i = 0; i < 10 && conn.breakerState !== "open"; i++)
+      await conn.call(() => Promise.reject(broke())).catch(() => undefined);
+    expect(conn.breakerState).toBe("open");
+    await within(5_000, () => conn.breakerState === "half-open");
+    endCall(new ClientError("/x", Status.CANCELLED, "the caller left"));
+    await ended;
+    // not a sign of b's health: the breaker stays shut to callers until its trial answers
+    expect(conn.breakerState).not.toBe("closed");
+    await within(2 * SHARD_TIMEOUT_MS + 1_000, () => conn.breakerState === "open");
+  });
 
   test("a settlement sent to a shard that stopped answering is answered within twice the shard timeout", async () => {
     const s = new Stream(rc);

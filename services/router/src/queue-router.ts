@@ -30,12 +30,9 @@ import { passThrough, type Raw } from "./wire-bytes";
 import { addCounts, emptyQueueCounts } from "./queue-counts";
 import type { FormerShards } from "./former-shards";
 import type { Forward, Routing } from "./routing";
-import type { ShardConn } from "./shard-pool";
+import { MAX_LEASE_WAIT_MS, type ShardConn } from "./shard-pool";
 
 const invalid = (message: string) => new ServerError(Status.INVALID_ARGUMENT, message);
-
-/** Longest unary Lease wait, ms (the shard workers' maximum). */
-const MAX_LEASE_WAIT_MS = 30_000;
 
 function checkCommand(command: string): void {
   if (!NAME_PATTERN.test(command))

@@ -36,6 +36,10 @@ const newForwardClient = (c: Channel, secret: string | undefined) =>
 
 /** How long a shard worker that lacked Forward is sent QueueService calls before it is asked again, ms. */
 const RETRY_LANES_MS = 60_000;
+/** Longest unary Lease wait, ms (the shard workers' maximum); it bounds a call in flight. */
+export const MAX_LEASE_WAIT_MS = 30_000;
+/** A retired connection closes this long after its calls' deadlines at the latest, ms. */
+const RETIRE_MARGIN_MS = 5_000;
 const newHealthClient = (c: Channel) => clientFactory.create(HealthDefinition, c);
 
 export type QueueClient = ReturnType<typeof newQueueClient>;
@@ -142,7 +146,11 @@ export class ShardConn {
       volumeThreshold: config.breakerVolume,
       resetTimeout: config.breakerResetMs,
       rollingCountTimeout: config.breakerWindowMs,
-      errorFilter: (err: unknown) => !isShardFailure(err),
+      // an error about the call, not the shard, counts as a success (it answered); but
+      // while half-open any success closes the breaker, and only the router's trial may:
+      // a caller's call that began before the breaker opened and ends now (its caller
+      // left, say) counts as a failure then, and the breaker waits for its next trial
+      errorFilter: (err: unknown) => !isShardFailure(err) && !this.breaker.halfOpen,
     });
     // while a shard stays down, its breaker goes half-open and open again every
     // breakerResetMs: logged once when it opens, then at debug until it closes
@@ -249,8 +257,11 @@ export class ShardConn {
   /** Counts the outcome of something that did not run through call() (a stream). */
   record(err: unknown | undefined): void {
     if (this.breaker.isShutdown) return;
-    const outcome = err === undefined ? Promise.resolve() : Promise.reject(err);
-    this.breaker.fire(() => outcome).catch(() => undefined);
+    // the outcome is made inside the action: an open breaker refuses without running it,
+    // and a rejection made before would be left unhandled (on Node 20, the process ends)
+    this.breaker
+      .fire(() => (err === undefined ? Promise.resolve() : Promise.reject(err)))
+      .catch(() => undefined);
   }
 
   toServerError(err: unknown): unknown {
@@ -343,10 +354,16 @@ export class ShardPool {
   }
 
   private retire(conn: ShardConn): void {
+    // a call in flight on it ends by its deadline: a long poll's wait and the shard
+    // timeout, which may be set longer than the grace period
+    const after = Math.max(
+      this.retireAfterMs,
+      MAX_LEASE_WAIT_MS + this.config.shardTimeoutMs + RETIRE_MARGIN_MS,
+    );
     const timer = setTimeout(() => {
       this.retiring.delete(timer);
       conn.close();
-    }, this.retireAfterMs);
+    }, after);
     timer.unref();
     this.retiring.set(timer, conn);
   }
