@@ -70,12 +70,18 @@ export class ServiceProcess {
     readonly address: string,
     private readonly child: ChildProcess,
   ) {
-    this.exited = new Promise((resolve) =>
+    this.exited = new Promise((resolve) => {
       child.once("exit", (code) => {
         if (child.pid !== undefined) untrackChild(child.pid);
         resolve(code);
-      }),
-    );
+      });
+      // a spawn that fails (EAGAIN on a loaded machine) emits this instead, and an
+      // 'error' with no listener would end the demo or test that started it
+      child.once("error", (err) => {
+        this.output += `\ncould not start: ${err.message}`;
+        if (child.pid === undefined) resolve(null);
+      });
+    });
     if (child.pid !== undefined) trackChild(child.pid);
     const keep = (chunk: Buffer) => {
       this.output = (this.output + chunk.toString("utf8")).slice(-20_000);

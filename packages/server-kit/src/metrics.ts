@@ -100,6 +100,10 @@ export function serveMetrics(registry: Registry, listen: string): Promise<Metric
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
+      // once listening, an error is a failed accept (the process is out of file
+      // descriptors, say): the scrape is refused, and the service goes on serving
+      server.off("error", reject);
+      server.on("error", () => undefined);
       const address = server.address();
       resolve({
         port: typeof address === "object" && address ? address.port : port,

@@ -61,6 +61,9 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const relayPort = (server.address() as net.AddressInfo).port;
+  // listening again after `refuseFor` can find the port taken meanwhile: the relay then
+  // stays away (the test sees its calls fail) rather than the test process ending
+  server.on("error", () => undefined);
   let away: NodeJS.Timeout | undefined;
   const refuseFor = (ms: number) => {
     server.close();
