@@ -20,6 +20,29 @@ async function holdingThree(rc: RouterCluster, credits = 3): Promise<Stream> {
   return s;
 }
 
+/** Acks `token` three times, each answered OK: counting answers, nothing would be held. */
+async function ackThrice(s: Stream, token: string): Promise<void> {
+  for (const requestId of [1, 2, 3]) {
+    s.send({ requestId, acks: [{ leaseToken: token }] });
+    await within(2_000, () => s.settled(requestId) !== undefined);
+  }
+}
+
+/**
+ * With the router stopping and the stream still open, acks the two tasks it holds
+ * yet, and checks that the stop ended nothing early: with max_attempts 1, a lease
+ * released by an early end would have gone to the DLQ.
+ */
+async function ackTheRest(rc: RouterCluster, s: Stream, stopping: Promise<void>): Promise<void> {
+  expect(s.failure).toBeUndefined(); // two tasks are still held: the stream is open
+  const [, t2, t3] = s.tasks().map((t) => t.leaseToken);
+  s.send({ requestId: 4, acks: [t2!, t3!].map((leaseToken) => ({ leaseToken })) });
+  await stopping;
+  expect(s.settled(4)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
+  const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
+  expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+}
+
 describe("draining at shutdown, through the router", () => {
   test("a shard worker that stops still takes the acks of what its stream pushed", async () => {
     // a grace period longer than the test: the shard's stream must end because it
@@ -87,22 +110,11 @@ describe("draining at shutdown, through the router", () => {
     const rc = await routerCluster({ shards: ["a"], router: { graceMs: 60_000 } });
     try {
       const s = await holdingThree(rc);
-      const [t1, t2, t3] = s.tasks().map((t) => t.leaseToken);
       const stopping = rc.router.stop();
       await new Promise((r) => setTimeout(r, 100));
-      // t1 acked three times, each answered OK: counting answers, nothing would be held
-      for (const requestId of [1, 2, 3]) {
-        s.send({ requestId, acks: [{ leaseToken: t1! }] });
-        await within(2_000, () => s.settled(requestId) !== undefined);
-      }
+      await ackThrice(s, s.tasks()[0]!.leaseToken);
       await new Promise((r) => setTimeout(r, 300));
-      expect(s.failure).toBeUndefined(); // two tasks are still held: the stream is open
-      s.send({ requestId: 4, acks: [t2!, t3!].map((leaseToken) => ({ leaseToken })) });
-      await stopping;
-      expect(s.settled(4)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
-      const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
-      // with max_attempts 1, a lease released by an early end would have gone to the DLQ
-      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+      await ackTheRest(rc, s, stopping);
     } finally {
       await rc.close();
     }
@@ -114,25 +126,14 @@ describe("draining at shutdown, through the router", () => {
     const redis = rc.server.client();
     try {
       const s = await holdingThree(rc);
-      const [t1, t2, t3] = s.tasks().map((t) => t.leaseToken);
-      // t1 acked three times, each answered OK: the router's count says nothing is held
-      for (const requestId of [1, 2, 3]) {
-        s.send({ requestId, acks: [{ leaseToken: t1! }] });
-        await within(2_000, () => s.settled(requestId) !== undefined);
-      }
+      await ackThrice(s, s.tasks()[0]!.leaseToken); // the router's count is short by two
       // the shard's store stalls past the shard timeout: the shard answers the drain's
       // question of what its stream holds late, though its health check answers
       const stall = 4 * shardTimeoutMs;
       await redis.call("CLIENT", "PAUSE", String(stall));
       const stopping = rc.router.stop();
       await new Promise((r) => setTimeout(r, stall + 1_000));
-      expect(s.failure).toBeUndefined(); // two tasks are still held: the stream is open
-      s.send({ requestId: 4, acks: [t2!, t3!].map((leaseToken) => ({ leaseToken })) });
-      await stopping;
-      expect(s.settled(4)!.acks.map((a) => a.code)).toEqual([Status.OK, Status.OK]);
-      const stats = await rc.workers.get("a")!.engine.stats({ command: "X", tenant: "t1" });
-      // with max_attempts 1, a lease released by an early end would have gone to the DLQ
-      expect(stats).toMatchObject({ completed: 3, dead: 0, leased: 0 });
+      await ackTheRest(rc, s, stopping);
     } finally {
       redis.disconnect();
       await rc.close();
