@@ -133,8 +133,14 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   };
 }
 
-/** Runs `stop` once on the first SIGTERM or SIGINT; a second signal exits at once. */
-export function onShutdownSignal(stop: () => Promise<void>, logger: Logger): void {
+/**
+ * Runs `stop` once on the first SIGTERM or SIGINT; a second signal exits at once.
+ * Returns the handler, for a signal that came before it was installed.
+ */
+export function onShutdownSignal(
+  stop: () => Promise<void>,
+  logger: Logger,
+): (signal: NodeJS.Signals) => void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -153,4 +159,5 @@ export function onShutdownSignal(stop: () => Promise<void>, logger: Logger): voi
   };
   process.on("SIGTERM", handler);
   process.on("SIGINT", handler);
+  return handler;
 }

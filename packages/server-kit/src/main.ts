@@ -1,7 +1,11 @@
+import { constants as osConstants } from "node:os";
 import { installLeanAsyncBind } from "@codeq/common";
 import { ConfigError, ignoredSettings } from "./config-loader";
 import { createLogger, type Logger } from "./logger";
 import { onShutdownSignal } from "./grpc-service";
+
+/** How long a signal that came while starting waits for the start to finish, ms. */
+const START_STOP_WAIT_MS = 1_000;
 
 /**
  * The entry point every service shares: loads its configuration, starts it, and
@@ -17,6 +21,24 @@ export function runService<C>(
   start: (config: C, logger: Logger) => Promise<{ stop(): Promise<void> }>,
 ): void {
   installLeanAsyncBind();
+  // Signals are handled from the first moment: as a container's PID 1, node ignores a
+  // SIGTERM it has no handler for, and a start that waits for its store or its map (up
+  // to 30 s each) would sit out the orchestrator's grace period, then be killed. A
+  // signal while starting stops the service gracefully if it is up within a second (it
+  // may be serving already: its last steps take milliseconds); otherwise it is still
+  // waiting, has taken no work, and ends as the signal's default would.
+  let signalled: NodeJS.Signals | undefined;
+  let giveUp: NodeJS.Timeout | undefined;
+  const exitBySignal = (signal: NodeJS.Signals) =>
+    process.exit(128 + (osConstants.signals[signal] ?? 0));
+  const whileStarting = (signal: NodeJS.Signals) => {
+    if (signalled) exitBySignal(signal);
+    signalled = signal;
+    console.error(`${name}: ${signal} while starting; stopping`);
+    giveUp = setTimeout(() => exitBySignal(signal), START_STOP_WAIT_MS);
+  };
+  process.on("SIGTERM", whileStarting);
+  process.on("SIGINT", whileStarting);
   (async () => {
     const config = loadConfig();
     const logger = createLogger(logName(config));
@@ -26,7 +48,11 @@ export function runService<C>(
         "this environment variable names no setting: ignored (misspelt?)",
       );
     const service = await start(config, logger);
-    onShutdownSignal(() => service.stop(), logger);
+    clearTimeout(giveUp);
+    process.off("SIGTERM", whileStarting);
+    process.off("SIGINT", whileStarting);
+    const stop = onShutdownSignal(() => service.stop(), logger);
+    if (signalled) stop(signalled);
   })().catch((err: unknown) => {
     if (err instanceof ConfigError) console.error(`${name}: ${err.message}`);
     else console.error(`${name}: failed to start:`, err);
