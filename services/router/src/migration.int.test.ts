@@ -268,6 +268,49 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(await stats("a", "X")).toMatchObject({ ready: 1 });
   }, 30_000);
 
+  test("an enqueue of two commands whose key lookup outlasts the other command's move stores neither where no router reads", async () => {
+    const c = rc.client("t1");
+    await rc.admin().assignCommand({ command: "Y", shard: "b" });
+    await within(10_000, async () => (await rc.source.get())!.migrations.length === 0);
+    // b asks a about X's keys during X's move; a's first answer is held back
+    const a = rc.workers.get("a")!.engine;
+    const lookup = a.lookupIdempotencyKeys.bind(a);
+    let asked: (() => void) | undefined;
+    let answer: (() => void) | undefined;
+    a.lookupIdempotencyKeys = async (q, keys) => {
+      a.lookupIdempotencyKeys = lookup;
+      const held = new Promise<void>((resolve) => (answer = resolve));
+      asked?.();
+      await held;
+      return lookup(q, keys);
+    };
+    await rc.admin().assignCommand({ command: "X", shard: "b" });
+    await within(2_000, () => rc.router.routing.currentShard("X", "t1") === "b");
+    const wasAsked = new Promise<void>((resolve) => (asked = resolve));
+    // one call to b: X keyed (b asks a), Y without a key
+    const sent = c.enqueueBatch({
+      tasks: [{ command: "X", idempotencyKey: "k-two" }, { command: "Y" }],
+    });
+    await wasAsked;
+    // meanwhile Y moves from b to c, and its move ends (b held nothing of it)
+    await rc.admin().assignCommand({ command: "Y", shard: "c" });
+    await within(10_000, async () =>
+      (await rc.source.get())!.migrations.every((m) => m.command !== "Y"),
+    );
+    await within(1_000, () =>
+      rc.workers
+        .get("b")!
+        .map!.current()
+        .migrations.every((m) => m.command !== "Y"),
+    );
+    answer!();
+    const res = await sent;
+    expect(res.results.map((r) => r.status!.code)).toEqual([Status.OK, Status.OK]);
+    // Y's task is on c, where routers read it, not on b
+    expect(await stats("b", "Y")).toMatchObject({ ready: 0 });
+    expect(await stats("c", "Y")).toMatchObject({ ready: 1 });
+  }, 30_000);
+
   test("a task completed before its queue moved can still be read, with its result, once the move is over", async () => {
     const c = rc.client("t1");
     const { taskId } = await c.enqueue({ command: "X", payload: payload("job") });

@@ -115,9 +115,10 @@ export class Enqueuer {
    * Binds here the idempotency keys of the parts (an enqueue's queues) that the shards
    * their queues move from hold (MovingKeys); undefined when no part asks, else each
    * part's failed question, by part (that part fails). Asking another shard takes
-   * time, in which a move's abort may end and take a queue off this shard, where a
-   * task stored then no router reads: the queues asked for are checked again, and a
-   * refusal refuses the whole call before any part is stored, as the first check does
+   * time, in which a move may end and take a queue off this shard (an abort of the
+   * move asked about, or a move of another part's queue), where a task stored then no
+   * router reads: every part's queue is checked again, and a refusal refuses the whole
+   * call before any part is stored, as the first check does
    * (a router refreshes its map and sends the call again; per part, a refusal would
    * reach the caller as a bare UNAVAILABLE).
    */
@@ -128,8 +129,7 @@ export class Enqueuer {
     const asking = parts.map((p) => movingKeys?.bringOver(p.queue, p.specs));
     if (asking.every((a) => a === undefined)) return undefined;
     const settled = await Promise.allSettled(asking);
-    const asked = parts.filter((_, k) => asking[k] && settled[k]!.status === "fulfilled");
-    if (fence && asked.length > 0) await fence.check(asked.map((p) => p.queue));
+    if (fence) await fence.check(parts.map((p) => p.queue));
     return settled.map((r) => (r.status === "rejected" ? r : undefined));
   }
 
