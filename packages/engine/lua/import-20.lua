@@ -20,6 +20,7 @@ has not bound it to another task meanwhile.
 Every id imported or already present goes into `landed`: an abort asks which ids of
 the batch it had reserved are here (HeldTasks), and one that was finished and deleted
 here since must still count, or the source would put it back and it would run again.
+For the same reason an id in `landed` counts as already present though it is gone.
 READY tasks keep the batch's order in their lists. A move's copying phase puts them
 at the head, ahead of the tasks enqueued here since the switch: export takes a list's
 batches from its tail (the newest first), so the moved tasks keep their order here
@@ -35,6 +36,15 @@ local qid = ARGV[2]
 local n = tonumber(ARGV[3])
 local keep = tonumber(ARGV[4])
 local atHead = ARGV[5] == '1'
+
+-- Whether `id` is here already, or landed here earlier and is gone since (finished and
+-- deleted by retention, or purged): a batch sent again after its answer was lost, once
+-- that happened, must not run those tasks a second time. A copy reserved here for a
+-- move the other way (in `moving`) is not: it is coming home.
+local function landedBefore(id)
+  if redis.call('HEXISTS', KEYS[2], id) == 1 then return redis.call('ZREM', KEYS[19], id) == 0 end
+  return keep > 0 and redis.call('SISMEMBER', KEYS[20], id) == 1
+end
 local out = {}
 local imported = 0
 local ready = {}
@@ -46,7 +56,7 @@ for i = 0, n - 1 do
   -- written, and before their READY ones are pushed)
   if (x.st ~= 'R' and x.st ~= 'S' and x.st ~= 'D') or not x.pri then
     out[#out + 1] = -4
-  elseif redis.call('HEXISTS', KEYS[2], id) == 1 and redis.call('ZREM', KEYS[19], id) == 0 then
+  elseif landedBefore(id) then
     out[#out + 1] = 1
     if keep > 0 then redis.call('SADD', KEYS[20], id) end
   else

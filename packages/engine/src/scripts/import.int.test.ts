@@ -114,6 +114,34 @@ describe("import-19.lua", () => {
     ]);
   });
 
+  it("counts a task that landed in the same move and is gone since as already present, not stored again", async () => {
+    const { engine, clock } = await fx().engine();
+    const now = clock.now();
+    const dead: ExportedTask = {
+      idempotencyExpiresAt: 0,
+      task: {
+        ...base,
+        id: "01JB0000000000000000000009",
+        runAt: now,
+        state: "DEAD",
+        doneAt: now - 10,
+        lastError: "x",
+      },
+    };
+    expect((await engine.importTasks(Q, [dead], "m-gone")).imported).toEqual([dead.task.id]);
+    // purged here (retention deletes finished tasks the same way)
+    await engine.purge(Q, 10);
+    expect(await engine.getTask(Q, dead.task.id)).toBeUndefined();
+    // the source sends the batch again (its answer was lost): not brought back
+    expect(await engine.importTasks(Q, [dead], "m-gone")).toEqual({
+      imported: [],
+      alreadyPresent: [dead.task.id],
+    });
+    expect(await engine.stats(Q)).toMatchObject({ dead: 0 });
+    // another move's landing is its own: the task is stored again
+    expect((await engine.importTasks(Q, [dead], "m-other")).imported).toEqual([dead.task.id]);
+  });
+
   it("refuses tasks of another queue, states that cannot move, and oversized batches, storing nothing", async () => {
     const { engine, clock } = await fx().engine();
     const now = clock.now();
