@@ -52,6 +52,34 @@ describe("startGrpcService", () => {
     channel.close();
   });
 
+  it("ends health watches when it drains, NOT_SERVING said last, without waiting out the grace period", async () => {
+    const service = await startGrpcService({
+      listen: "127.0.0.1:0",
+      logger: createLogger("test", "silent"),
+      register: () => [],
+    });
+    const channel = createChannel(`127.0.0.1:${service.port}`);
+    const health = createClient(HealthDefinition, channel);
+    // one watch of the server, one of a service whose health the drain does not change
+    service.health.setStatus("healthy", "codeq.ShardMap");
+    const watch = async (name: string) => {
+      const seen: number[] = [];
+      for await (const res of health.watch({ service: name })) seen.push(res.status);
+      return seen;
+    };
+    const watches = [watch(""), watch("codeq.ShardMap")];
+    await new Promise((r) => setTimeout(r, 100));
+    const started = Date.now();
+    await service.shutdown(5_000);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // SERVING (1), then NOT_SERVING (2), and the watch ends
+    expect(await Promise.all(watches)).toEqual([
+      [1, 2],
+      [1, 2],
+    ]);
+    channel.close();
+  });
+
   it("forces the shutdown once the grace period is over", async () => {
     const service = await startGrpcService({
       listen: "127.0.0.1:0",

@@ -1,10 +1,11 @@
 import { createServer, type Server, type ServerMiddleware } from "nice-grpc";
-import { HealthDefinition, HealthServiceImpl, HealthState } from "nice-grpc-server-health";
+import { HealthDefinition, HealthState } from "nice-grpc-server-health";
 import { ServerReflection, ServerReflectionService } from "nice-grpc-server-reflection";
 import { loadDescriptorSet } from "@codeq/proto";
 import type { Logger } from "./logger";
 import { Lifecycle } from "./lifecycle";
 import { boundedErrors } from "./bounded-errors";
+import { healthService } from "./health-service";
 import { serverCredentials, type ServerTls } from "./tls";
 
 export interface GrpcServiceOptions {
@@ -94,7 +95,7 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   for (const mw of [boundedErrors(), ...(options.middleware ?? [])])
     server = server.use(mw) as unknown as Server;
   const names = options.register(server);
-  server.add(HealthDefinition, HealthServiceImpl(health));
+  server.add(HealthDefinition, healthService(health, lifecycle.signal));
   server.add(
     ServerReflectionService,
     ServerReflection(loadDescriptorSet(), [...names, "grpc.health.v1.Health"]),
