@@ -10,7 +10,7 @@
  * `<prefix>:ctl:migrations:done:at` (zset by finish time).
  */
 import { Redis, type RedisOptions } from "ioredis";
-import { DEFAULT_PREFIX, type Migration } from "./shard-map";
+import { CONTROL_SOCKET_TIMEOUT_MS, DEFAULT_PREFIX, type Migration } from "./shard-map";
 
 export interface MigrationCounts {
   ready: number;
@@ -69,7 +69,12 @@ export class MigrationStore {
 
   constructor(url: string, prefix = DEFAULT_PREFIX, options: RedisOptions = {}) {
     this.prefix = prefix;
-    this.redis = new Redis(url, { protocol: 2, maxRetriesPerRequest: 1, ...options });
+    this.redis = new Redis(url, {
+      protocol: 2,
+      maxRetriesPerRequest: 1,
+      socketTimeout: CONTROL_SOCKET_TIMEOUT_MS,
+      ...options,
+    });
     this.redis.on("error", () => undefined); // callers see failures on their calls
   }
 

@@ -16,6 +16,7 @@ import { ShardMapError, toError, VersionConflictError } from "./errors";
 import {
   auditKey,
   changedChannel,
+  CONTROL_SOCKET_TIMEOUT_MS,
   DEFAULT_AUDIT_CAP,
   DEFAULT_PREFIX,
   shardMapKey,
@@ -172,6 +173,9 @@ export class RedisMapSource implements MapSource {
       // Reconnect at least every second (ioredis backs off to 5 s), so a returning control
       // store is noticed, and commands fail, within about a second.
       retryStrategy: (times: number) => Math.min(50 * 2 ** (times - 1), 1_000),
+      // a connection that receives nothing this long while a command waits is dead (its
+      // host gone without closing it): replaced, rather than held until TCP gives up
+      socketTimeout: CONTROL_SOCKET_TIMEOUT_MS,
       ...this.options.redisOptions,
       ...extra,
     });

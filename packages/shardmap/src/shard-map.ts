@@ -75,6 +75,12 @@ export type RoutingTable = Pick<ShardMap, "shards" | "defaultShard" | "commands"
 /** The key prefix of a default deployment. */
 export const DEFAULT_PREFIX = "codeq";
 
+/**
+ * A control-store connection that receives nothing for this long while a command waits
+ * is taken as dead and replaced, ms (ioredis `socketTimeout`).
+ */
+export const CONTROL_SOCKET_TIMEOUT_MS = 30_000;
+
 /** How many audit entries the control store keeps. */
 export const DEFAULT_AUDIT_CAP = 10_000;
 

@@ -24,6 +24,12 @@ export interface Relay {
    * closing its connections (its host gone, a firewall dropping packets).
    */
   silence(): void;
+  /**
+   * The connections open now pass no more bytes and stay open; new ones pass as before:
+   * a peer's host gone without closing them, and back (a client that opens a new
+   * connection reaches it).
+   */
+  silenceOpen(): void;
   readonly dropped: number;
   close(): Promise<void>;
 }
@@ -33,6 +39,7 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
   let dropped = 0;
   let silent = false;
   const open = new Set<net.Socket>();
+  const mute = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(port, host);
     const end = () => {
@@ -47,9 +54,9 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
       });
       s.on("error", end);
     }
-    client.on("data", (d) => silent || upstream.write(d));
+    client.on("data", (d) => silent || mute.has(client) || upstream.write(d));
     upstream.on("data", (d: Buffer) => {
-      if (silent) return;
+      if (silent || mute.has(client)) return;
       if (!dropNext?.(d)) {
         client.write(d);
         return;
@@ -78,6 +85,9 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
       for (const s of open) s.destroy();
     },
     silence: () => (silent = true),
+    silenceOpen: () => {
+      for (const s of open) mute.add(s);
+    },
     get dropped() {
       return dropped;
     },

@@ -136,6 +136,13 @@ const shardSettings = z.strictObject({
   /** How often the store is pinged for the health status, in ms. */
   storeCheckMs: ms(100, 60_000, 2_000),
   /**
+   * A store connection that receives nothing for this long while a command waits is
+   * taken as dead and replaced (its commands fail as the store's failures): a store
+   * whose host vanished without closing it would otherwise hold it, and the worker
+   * NOT_SERVING, until TCP gives up, about 15 minutes.
+   */
+  storeSocketTimeoutMs: ms(1_000, 600_000, 30_000),
+  /**
    * How long start-up waits for the store to answer (it may start after the worker, as
    * under Compose or Kubernetes) before the worker gives up, naming the store.
    */

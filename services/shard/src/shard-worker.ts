@@ -85,6 +85,7 @@ export async function startShardWorker(
     // a disconnect gives a socket that does not close this long before destroying it
     // (ioredis: 2 s, armed even for a socket already gone, which held a failed start)
     disconnectTimeout: 500,
+    socketTimeout: config.storeSocketTimeoutMs,
   });
   redis.on("error", (err) => logger.warn({ err: err.message }, "store connection error"));
   const notifier = new Notifier();

@@ -148,3 +148,30 @@ describe("a shard worker whose store stops answering", () => {
     expect(fx.worker.grpc.health.getStatus("codeq.v1.QueueService")).toBe("unhealthy");
   });
 });
+
+/**
+ * The store's host vanishes without closing the connection, and the store comes back
+ * at the same address: the worker's connection, silent, is replaced.
+ */
+describe("a shard worker whose store connection goes silent", () => {
+  let relay: Relay;
+  let fx: ShardFixture;
+  let close: () => Promise<void>;
+  beforeAll(
+    async () =>
+      ({ fx, relay, close } = await relayedShardFixture({
+        storeCheckMs: 200,
+        storeSocketTimeoutMs: 1_000,
+      })),
+  );
+  afterAll(() => close());
+
+  it("serves again once a new connection reaches the store, not when TCP gives up", async () => {
+    relay.silenceOpen();
+    await eventually(async () => fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
+    await eventually(async () => fx.worker.grpc.health.getStatus() === "healthy", 10_000);
+    const c = fx.client("t-silent");
+    const { taskId } = await c.enqueue({ command: "SILENT" });
+    expect((await c.getTask({ command: "SILENT", taskId })).task?.id).toBe(taskId);
+  });
+});
