@@ -1,13 +1,6 @@
 import { Status } from "nice-grpc";
-import type { Relay } from "@codeq/testing";
 import { TaskState, type QueueServiceClient, type Task } from "@codeq/proto";
-import {
-  eventually,
-  relayedShardFixture,
-  StreamDriver,
-  SUB,
-  type ShardFixture,
-} from "./test/fixture";
+import { eventually, StreamDriver, SUB, useRelayedShard } from "./test/fixture";
 
 /** The task once it is ready again (within 10 s: well before a 30 s lease expires). */
 async function readyAgain(c: QueueServiceClient, command: string, taskId: string) {
@@ -24,14 +17,10 @@ async function readyAgain(c: QueueServiceClient, command: string, taskId: string
  * stream holds a task its worker is running and its pump leases for a new credit.
  */
 describe("a shard worker whose store restarts under a stream", () => {
-  let relay: Relay;
-  let fx: ShardFixture;
-  let close: () => Promise<void>;
-  beforeAll(async () => ({ fx, relay, close } = await relayedShardFixture()));
-  afterAll(() => close());
+  const rs = useRelayedShard();
 
   it("keeps the stream and what it holds; leases again once the store is back", async () => {
-    const c = fx.client("t-restart");
+    const c = rs.fx.client("t-restart");
     const s = new StreamDriver(c);
     s.send({ ...SUB(["RESTART"]), credits: 1 });
     await s.next(); // subscribed
@@ -39,13 +28,13 @@ describe("a shard worker whose store restarts under a stream", () => {
     const [a] = (await s.next(3_000))!.tasks!.tasks; // the worker is running a
     const b = await c.enqueue({ command: "RESTART" }); // ready, waits for a credit
 
-    relay.restart(1_500);
+    rs.relay.restart(1_500);
     s.send({ credits: 1 }); // the pump leases while the store is away: the lease fails
     // once the store is back, b is pushed on the same stream
     const next = await s.next(10_000);
     expect(next?.tasks?.tasks.map((t) => t.task!.id)).toEqual([b.taskId]);
     // the failed lease is counted, for whoever watches the worker
-    const failed = (await fx.worker.metrics.operationFailures.get()).values.find(
+    const failed = (await rs.fx.worker.metrics.operationFailures.get()).values.find(
       (v) => v.labels.operation === "lease",
     );
     expect(failed?.value).toBeGreaterThanOrEqual(1);
@@ -59,14 +48,14 @@ describe("a shard worker whose store restarts under a stream", () => {
   }, 20_000);
 
   it("gives back, once the store is back, a handoff whose stream ended and whose give-back failed", async () => {
-    const c = fx.client("t-giveback");
+    const c = rs.fx.client("t-giveback");
     const queue = { command: "GIVEBACK", tenant: "t-giveback" };
     const s = new StreamDriver(c);
     s.send({ ...SUB(["GIVEBACK"]), credits: 1 });
     await s.next(); // subscribed
-    await eventually(async () => fx.worker.notifier.waitingOn(queue) === 1);
+    await eventually(async () => rs.fx.worker.notifier.waitingOn(queue) === 1);
     // the enqueue hands its task to the stream; the stream ends before the handoff is back
-    const engine = fx.worker.engine;
+    const engine = rs.fx.worker.engine;
     const [enqueueAndLease, giveBack] = [engine.enqueueAndLease, engine.giveBack].map((f) =>
       f.bind(engine),
     ) as [typeof engine.enqueueAndLease, typeof engine.giveBack];
@@ -82,15 +71,15 @@ describe("a shard worker whose store restarts under a stream", () => {
     // and the store goes away as the worker gives the task back
     engine.giveBack = async (...args) => {
       engine.giveBack = giveBack;
-      relay.restart(1_500);
+      rs.relay.restart(1_500);
       givenBack++;
       return giveBack(...args);
     };
     const enqueued = c.enqueue({ command: "GIVEBACK" });
     await eventually(async () => handedOff === 1);
-    const streams = await fx.worker.metrics.streamsOpen();
+    const streams = await rs.fx.worker.metrics.streamsOpen();
     s.abort.abort();
-    await eventually(async () => (await fx.worker.metrics.streamsOpen()) < streams);
+    await eventually(async () => (await rs.fx.worker.metrics.streamsOpen()) < streams);
     open();
     const { taskId } = await enqueued;
     expect(givenBack).toBe(1);
@@ -99,25 +88,25 @@ describe("a shard worker whose store restarts under a stream", () => {
   }, 20_000);
 
   it("releases, once the store is back, what a closed stream held when the store failed its release", async () => {
-    const c = fx.client("t-release");
+    const c = rs.fx.client("t-release");
     const s = new StreamDriver(c);
     s.send({ ...SUB(["RELEASE"]), credits: 1 });
     await s.next(); // subscribed
     const { taskId } = await c.enqueue({ command: "RELEASE" });
     expect((await s.next(3_000))!.tasks!.tasks.map((t) => t.task!.id)).toEqual([taskId]);
     // the store goes away as the worker releases what the closed stream held
-    const engine = fx.worker.engine;
+    const engine = rs.fx.worker.engine;
     const release = engine.release.bind(engine);
     let released = 0;
     engine.release = async (...args) => {
       engine.release = release;
-      relay.restart(1_500);
+      rs.relay.restart(1_500);
       released++;
       return release(...args);
     };
-    const streams = await fx.worker.metrics.streamsOpen();
+    const streams = await rs.fx.worker.metrics.streamsOpen();
     s.abort.abort();
-    await eventually(async () => (await fx.worker.metrics.streamsOpen()) < streams);
+    await eventually(async () => (await rs.fx.worker.metrics.streamsOpen()) < streams);
     expect(released).toBe(1);
     // ready again within seconds, not when its 30 s lease expires; its attempt counted
     expect((await readyAgain(c, "RELEASE", taskId)).attempts).toBe(1);
@@ -129,23 +118,19 @@ describe("a shard worker whose store restarts under a stream", () => {
  * drops packets): a ping never fails, it just never comes back.
  */
 describe("a shard worker whose store stops answering", () => {
-  let relay: Relay;
-  let fx: ShardFixture;
-  let close: () => Promise<void>;
-  beforeAll(async () => ({ fx, relay, close } = await relayedShardFixture({ storeCheckMs: 200 })));
-  afterAll(() => close());
+  const rs = useRelayedShard({ storeCheckMs: 200 });
 
   it("says so in health and metrics within two check periods", async () => {
-    expect(fx.worker.grpc.health.getStatus()).toBe("healthy");
-    relay.silence();
+    expect(rs.fx.worker.grpc.health.getStatus()).toBe("healthy");
+    rs.relay.silence();
     const silenced = Date.now();
-    await eventually(async () => fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
+    await eventually(async () => rs.fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
     expect(Date.now() - silenced).toBeLessThan(3_000);
-    const available = (await fx.worker.metrics.available.get()).values[0]?.value;
+    const available = (await rs.fx.worker.metrics.available.get()).values[0]?.value;
     expect(available).toBe(0);
     // the QueueService's own health says the same as the server's: a probe reads one
     // answer whichever name it asks
-    expect(fx.worker.grpc.health.getStatus("codeq.v1.QueueService")).toBe("unhealthy");
+    expect(rs.fx.worker.grpc.health.getStatus("codeq.v1.QueueService")).toBe("unhealthy");
   });
 });
 
@@ -154,23 +139,13 @@ describe("a shard worker whose store stops answering", () => {
  * at the same address: the worker's connection, silent, is replaced.
  */
 describe("a shard worker whose store connection goes silent", () => {
-  let relay: Relay;
-  let fx: ShardFixture;
-  let close: () => Promise<void>;
-  beforeAll(
-    async () =>
-      ({ fx, relay, close } = await relayedShardFixture({
-        storeCheckMs: 200,
-        storeSocketTimeoutMs: 1_000,
-      })),
-  );
-  afterAll(() => close());
+  const rs = useRelayedShard({ storeCheckMs: 200, storeSocketTimeoutMs: 1_000 });
 
   it("serves again once a new connection reaches the store, not when TCP gives up", async () => {
-    relay.silenceOpen();
-    await eventually(async () => fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
-    await eventually(async () => fx.worker.grpc.health.getStatus() === "healthy", 10_000);
-    const c = fx.client("t-silent");
+    rs.relay.silenceOpen();
+    await eventually(async () => rs.fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
+    await eventually(async () => rs.fx.worker.grpc.health.getStatus() === "healthy", 10_000);
+    const c = rs.fx.client("t-silent");
     const { taskId } = await c.enqueue({ command: "SILENT" });
     expect((await c.getTask({ command: "SILENT", taskId })).task?.id).toBe(taskId);
   });

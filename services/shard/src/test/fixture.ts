@@ -91,6 +91,29 @@ export async function shardFixture(
 }
 
 /**
+ * `relayedShardFixture` for a describe block: started before its tests, closed after
+ * them; `fx` and `relay` are there once its tests run.
+ */
+export function useRelayedShard(overrides: Partial<ShardConfig> = {}): {
+  readonly fx: ShardFixture;
+  readonly relay: Relay;
+} {
+  let started: Awaited<ReturnType<typeof relayedShardFixture>> | undefined;
+  beforeAll(async () => {
+    started = await relayedShardFixture(overrides);
+  });
+  afterAll(() => started?.close());
+  return {
+    get fx() {
+      return started!.fx;
+    },
+    get relay() {
+      return started!.relay;
+    },
+  };
+}
+
+/**
  * A shard worker whose store connection goes through a relay (its own redis-server),
  * for tests of a store that drops a reply, restarts or goes silent.
  */
