@@ -25,8 +25,8 @@ export function runService<C>(
   // SIGTERM it has no handler for, and a start that waits for its store or its map (up
   // to 30 s each) would sit out the orchestrator's grace period, then be killed. A
   // signal while starting stops the service gracefully if it is up within a second (it
-  // may be serving already: its last steps take milliseconds); otherwise it is still
-  // waiting, has taken no work, and ends as the signal's default would.
+  // may be serving already: its last steps take milliseconds); otherwise it ends as the
+  // signal's default would (still waiting for its store or map, it has taken no work).
   let signalled: NodeJS.Signals | undefined;
   let giveUp: NodeJS.Timeout | undefined;
   const exitBySignal = (signal: NodeJS.Signals) =>

@@ -141,6 +141,8 @@ export class FanInSession {
   private drainRanOut = false;
   /** While draining: the shards are being asked whether their streams hold anything. */
   private confirming = false;
+  /** A late answer came while they were asked (`answerOf`): they are asked again after. */
+  private confirmAgain = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
   /** Called when no client request is left unanswered (`interruptHeld` waits for it). */
@@ -340,11 +342,15 @@ export class FanInSession {
     this.confirming = true;
     void this.askAll().then((answered) => {
       this.confirming = false;
+      const again = this.confirmAgain;
+      this.confirmAgain = false;
       // a shard that still holds something reset its count: its settlement comes back
       // here, as does the last answer to the client; a shard that answered late (its
       // store stalls) has not confirmed the count here, and its answer comes back here
       if (answered && this.answering === 0 && open().every((l) => l.inflight === 0))
         this.end(routerShuttingDown());
+      // a late answer came meanwhile, perhaps the one this round went without
+      else if (again) this.endIfDrained();
     });
   }
 
@@ -904,7 +910,18 @@ export class FanInSession {
     cancel();
     if (first !== LATE) return first as T;
     if (leg.closed) return answer;
-    if (await leg.conn.alive(timeout, leg.channel)) return undefined;
+    if (await leg.conn.alive(timeout, leg.channel)) {
+      // an answer that came during the health check is the answer; a later one is acted
+      // on when it comes (`onMessage`), and a drain's round that went without it asks
+      // again once it is over
+      const meanwhile = await Promise.race([answer, Promise.resolve(LATE)]);
+      if (meanwhile !== LATE) return meanwhile as T;
+      void answer.then(
+        () => (this.confirmAgain ||= this.confirming),
+        () => undefined,
+      );
+      return undefined;
+    }
     this.giveUp(leg, `it answered neither ${what} nor a health check within ${timeout} ms`);
     return answer;
   }

@@ -354,8 +354,8 @@ export class ShardPool {
   }
 
   private retire(conn: ShardConn): void {
-    // a call in flight on it ends by its deadline: a long poll's wait and the shard
-    // timeout, which may be set longer than the grace period
+    // closing ends its forwarding lanes, whose calls end by the shard timeout (which may
+    // be set longer than the grace period); unary calls it started finish all the same
     const after = Math.max(
       this.retireAfterMs,
       MAX_LEASE_WAIT_MS + this.config.shardTimeoutMs + RETIRE_MARGIN_MS,
