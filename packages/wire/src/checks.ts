@@ -75,6 +75,18 @@ export function extendProblem(items: readonly ExtendItem[]): string | undefined 
   return undefined;
 }
 
+/**
+ * What is wrong with one stream message's acks, nacks and extends, or undefined:
+ * checked whole before any is applied (the shard's LeaseStream and the router's).
+ */
+export function settlementsProblem(req: {
+  readonly acks: readonly AckItem[];
+  readonly nacks: readonly NackItem[];
+  readonly extends: readonly ExtendItem[];
+}): string | undefined {
+  return ackProblem(req.acks) ?? nackProblem(req.nacks) ?? extendProblem(req.extends);
+}
+
 /** The per-item results of an enqueue batch that failed as a whole with `status`. */
 export function failedEnqueueResults(
   n: number,

@@ -19,6 +19,7 @@ export {
   requestLimitProblem,
   failedEnqueueResults,
   extendProblem,
+  settlementsProblem,
   MAX_NACK_DELAY_MS,
   MAX_NACK_ERROR_BYTES,
   LEASE_MS_RANGE,

@@ -12,7 +12,7 @@ import {
   Channel,
   STREAM_DRAIN_SHARE,
 } from "@codeq/server-kit";
-import { ackProblem, extendProblem, nackProblem } from "@codeq/wire";
+import { settlementsProblem } from "@codeq/wire";
 import { creditShares, idleAllowance, turnsPending } from "./credit-shares";
 import { MAX_BATCH } from "./enqueue";
 import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
@@ -453,7 +453,7 @@ export class FanInSession {
         Status.INVALID_ARGUMENT,
         `at most ${MAX_BATCH} acks, nacks and extends per message`,
       );
-    const problem = ackProblem(req.acks) ?? nackProblem(req.nacks) ?? extendProblem(req.extends);
+    const problem = settlementsProblem(req);
     if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
     void this.settle(req);
   }

@@ -15,7 +15,7 @@ import type { Reservation, Taker, Topic } from "./notifier";
 import type { LeaseAsk } from "./lease-ask";
 import type { QueueCore } from "./queue-core";
 import { invalid, shuttingDown, toServerError } from "./status";
-import { ackProblem, deliveryToWire, extendProblem, nackProblem } from "@codeq/wire";
+import { deliveryToWire, settlementsProblem } from "@codeq/wire";
 
 const NONE = Promise.resolve([]);
 /** After a lease the store failed, the stream's pump leases again after this, doubling to the max, ms. */
@@ -313,7 +313,7 @@ export class LeaseStreamSession implements Taker {
       throw invalid(`at most ${this.core.config.maxBatch} acks, nacks and extends per message`);
     // checked whole before any is applied: a bad item ends the stream with none of the
     // message's settlements made, not with the others made and unanswered
-    const problem = ackProblem(req.acks) ?? nackProblem(req.nacks) ?? extendProblem(req.extends);
+    const problem = settlementsProblem(req);
     if (problem) throw invalid(problem);
     // a failure of the store fails those items (each answered with it, as a unary call
     // would be), not the stream and every lease it holds; a bad request ends the stream
