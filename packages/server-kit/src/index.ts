@@ -41,10 +41,11 @@ export { cleanUpOnFailure } from "./clean-up-on-failure";
 export { LoadGauge } from "./load-gauge";
 export {
   collectProcessMetrics,
-  registerMapCacheCounters,
+  registerMapCacheMetrics,
   RpcMetrics,
   serveMetrics,
   type MapCacheCounts,
+  type MapCacheView,
   type MetricsServer,
 } from "./metrics";
 export {

@@ -1,6 +1,6 @@
 import * as http from "node:http";
 import { ServerError, Status, type ServerMiddleware } from "nice-grpc";
-import { collectDefaultMetrics, Counter, Histogram, type Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { observeGcPauses } from "@codeq/common";
 
 /** prom-client's buckets for the GC histogram, s. */
@@ -120,21 +120,63 @@ export interface MapCacheCounts {
   readonly errors: number;
 }
 
+/** What a shard map cache's metrics read at scrape time (`MapCache.status()`). */
+export interface MapCacheView {
+  /** The held version (0: none, a standalone shard worker). */
+  readonly version: number;
+  readonly stale: boolean;
+  /** Announcements arrive now; undefined for a source without them (a file, none). */
+  readonly announcements?: boolean;
+  /** The cache's counters (none standalone). */
+  readonly counters?: MapCacheCounts;
+}
+
 /**
- * A shard map cache's counters as Prometheus counters, read at scrape time:
- * `<prefix>map_reads_total` (routing decisions served from the cache),
- * `<prefix>map_refreshes_total` (reads of the control store) and
- * `<prefix>map_refresh_errors_total` (those that failed; the last good map was kept).
- * `labels` go on each (a shard worker's `shard`).
+ * A shard map cache as Prometheus metrics, read at scrape time: the gauges
+ * `<prefix>map_version`, `<prefix>map_stale` and `<prefix>map_announcements`, and the
+ * counters `<prefix>map_reads_total` (reads of the held map), `<prefix>map_refreshes_total`
+ * (reads of the control store) and `<prefix>map_refresh_errors_total` (those that
+ * failed; the last good map was kept). `labels` go on each (a shard worker's `shard`).
  */
-export function registerMapCacheCounters(
+export function registerMapCacheMetrics(
   registry: Registry,
   prefix: string,
-  counts: () => MapCacheCounts | undefined,
+  view: () => MapCacheView,
   labels: Record<string, string> = {},
 ): void {
+  const labelNames = Object.keys(labels);
+  const gauges: [string, string, (v: MapCacheView) => number | undefined][] = [
+    [
+      "map_version",
+      "The shard map version held (0: none, a standalone shard worker).",
+      (v) => v.version,
+    ],
+    [
+      "map_stale",
+      "1 while the shard map may be old: the control store does not answer, the last good map is served.",
+      (v) => (v.stale ? 1 : 0),
+    ],
+    [
+      "map_announcements",
+      "1 while announcements of shard map changes arrive; 0 while the subscription is down and changes arrive by polling alone.",
+      (v) => (v.announcements === undefined ? undefined : v.announcements ? 1 : 0),
+    ],
+  ];
+  for (const [name, help, read] of gauges) {
+    const gauge: Gauge = new Gauge({
+      name: `${prefix}${name}`,
+      help,
+      labelNames,
+      registers: [registry],
+      collect: () => {
+        const value = read(view());
+        if (value === undefined) gauge.reset();
+        else gauge.set(labels, value);
+      },
+    });
+  }
   const kinds: [keyof MapCacheCounts, string, string][] = [
-    ["hits", "map_reads_total", "Routing reads of the shard map, served from the cache."],
+    ["hits", "map_reads_total", "Reads of the shard map held in the cache."],
     ["refreshes", "map_refreshes_total", "Reads of the shard map from the control store."],
     [
       "errors",
@@ -147,10 +189,10 @@ export function registerMapCacheCounters(
     const counter: Counter = new Counter({
       name: `${prefix}${name}`,
       help,
-      labelNames: Object.keys(labels),
+      labelNames,
       registers: [registry],
       collect: () => {
-        const now = counts()?.[kind] ?? 0;
+        const now = view().counters?.[kind] ?? 0;
         counter.inc(labels, Math.max(0, now - seen));
         seen = Math.max(seen, now);
       },

@@ -223,6 +223,32 @@ describe("MapCache over the in-memory source", () => {
     expect(errors.map((e) => e.message)).toEqual(["listener bug", "listener bug"]);
   });
 
+  it("keeps its refreshes whole when onError itself throws", async () => {
+    await write();
+    const c = cache({
+      retryMs: 10,
+      onError: () => {
+        throw new Error("logger bug");
+      },
+    });
+    const loaded = await c.start();
+    source.failWith = new Error("connection refused");
+    // resolves (a rejection here would be unhandled where the poll timer refreshes)
+    await expect(c.refresh()).resolves.toBe(loaded);
+    expect(c.status()).toMatchObject({ stale: true, lastError: source.failWith });
+    source.failWith = undefined;
+    await waitFor(() => !c.status().stale, 1_000, "recovery by the retry timer");
+  });
+
+  it("says whether announcements arrive, as its source does", async () => {
+    await write();
+    const c = cache();
+    await c.start();
+    expect(c.status().announcements).toBe(true);
+    c.stop();
+    expect(c.status().announcements).toBeUndefined();
+  });
+
   it("stops following and polling when stopped", async () => {
     await write();
     const c = cache({ pollMs: 10 });

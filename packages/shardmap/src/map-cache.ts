@@ -48,6 +48,11 @@ export interface MapCacheStatus {
   lastError?: Error;
   /** When a refresh last succeeded (0 = never). */
   loadedAtMs: number;
+  /**
+   * Whether announcements of changes arrive now (false: changes arrive by polling
+   * alone); undefined for a source without announcements (a file).
+   */
+  announcements?: boolean;
   counters: Readonly<MapCacheCounters>;
 }
 
@@ -139,11 +144,13 @@ export class MapCache {
 
   status(): MapCacheStatus {
     const expired = this.map !== undefined && this.now() - this.loadedAtMs > this.staleAfterMs;
+    const announcements = this.stopped ? undefined : this.source.announcing?.();
     return {
       version: this.map?.version ?? 0,
       stale: this.lastError !== undefined || expired,
       ...(this.lastError ? { lastError: this.lastError } : {}),
       loadedAtMs: this.loadedAtMs,
+      ...(announcements === undefined ? {} : { announcements }),
       counters: { ...this.counters },
     };
   }
@@ -198,7 +205,16 @@ export class MapCache {
     } catch (err) {
       this.counters.errors++;
       this.lastError = toError(err);
-      this.options.onError?.(this.lastError);
+      this.report(this.lastError);
+    }
+  }
+
+  /** Hands `err` to onError, which may not end a refresh by throwing itself. */
+  private report(err: Error): void {
+    try {
+      this.options.onError?.(err);
+    } catch {
+      // a logger that fails has nowhere to say so; the failure is in status() all the same
     }
   }
 
@@ -209,7 +225,7 @@ export class MapCache {
       try {
         listener(map, previous);
       } catch (err) {
-        this.options.onError?.(toError(err));
+        this.report(toError(err));
       }
     }
   }

@@ -65,6 +65,10 @@ export class MemoryMapSource implements MapSource {
     };
   }
 
+  announcing(): boolean {
+    return this.watchers.size > 0;
+  }
+
   async listAudit(limit = 100, offset = 0): Promise<AuditEntry[]> {
     checkPage(limit, offset);
     return this.audit.slice(offset, offset + limit).map((entry) => ({ ...entry }));

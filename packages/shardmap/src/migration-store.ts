@@ -9,8 +9,16 @@
  * update), `<prefix>:ctl:migrations:done` (hash id → JSON) with the index
  * `<prefix>:ctl:migrations:done:at` (zset by finish time).
  */
-import { Redis, type RedisOptions } from "ioredis";
+import { Redis, type ChainableCommander, type RedisOptions } from "ioredis";
 import { CONTROL_SOCKET_TIMEOUT_MS, DEFAULT_PREFIX, type Migration } from "./shard-map";
+
+/**
+ * Runs a MULTI and throws the first command's error: `exec` answers each command's
+ * error in its reply (WRONGTYPE, say) instead of rejecting.
+ */
+async function applied(multi: ChainableCommander): Promise<void> {
+  for (const [err] of (await multi.exec()) ?? []) if (err) throw err;
+}
 
 export interface MigrationCounts {
   ready: number;
@@ -99,20 +107,22 @@ export class MigrationStore {
   async recordFinished(finished: FinishedMigration): Promise<void> {
     const m = finished.migration;
     const at = m.finishedAtMs ?? Date.now();
-    await this.redis
-      .multi()
-      .hset(this.doneKey, m.id, JSON.stringify(finished))
-      .zadd(`${this.doneKey}:at`, at, m.id)
-      .exec();
+    await applied(
+      this.redis
+        .multi()
+        .hset(this.doneKey, m.id, JSON.stringify(finished))
+        .zadd(`${this.doneKey}:at`, at, m.id),
+    );
     const excess = (await this.redis.zcard(`${this.doneKey}:at`)) - FINISHED_CAP;
     if (excess > 0) {
       const old = await this.redis.zrange(`${this.doneKey}:at`, "0", String(excess - 1));
       if (old.length > 0)
-        await this.redis
-          .multi()
-          .hdel(this.doneKey, ...old)
-          .zrem(`${this.doneKey}:at`, ...old)
-          .exec();
+        await applied(
+          this.redis
+            .multi()
+            .hdel(this.doneKey, ...old)
+            .zrem(`${this.doneKey}:at`, ...old),
+        );
     }
   }
 

@@ -1,6 +1,6 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { RedisServer } from "@codeq/testing";
+import { RedisServer, startRelay, type Relay } from "@codeq/testing";
 import { ShardMapError, VersionConflictError } from "./errors";
 import { RedisMapSource } from "./redis-map-source";
 import { auditKey, changedChannel, shardMapKey } from "./shard-map";
@@ -170,6 +170,109 @@ describe("RedisMapSource across a control store restart", () => {
       unwatch();
       await watched.close();
       await writer.close();
+    }
+  });
+});
+
+describe("RedisMapSource over a connection that fails", () => {
+  let relay: Relay;
+  let url: string;
+  const prefix = () => `${server.keyPrefix}-${++counter}`;
+  beforeEach(async () => {
+    relay = await startRelay(server.host, server.port);
+    url = `redis://${server.host}:${relay.port}`;
+  });
+  afterEach(async () => {
+    await relay.close();
+  });
+
+  it("notices an announcements connection gone silent by its pings, and catches up", async () => {
+    const p = prefix();
+    const errors: string[] = [];
+    const watched = new RedisMapSource({
+      url,
+      prefix: p,
+      pingMs: 100,
+      redisOptions: { socketTimeout: 300 },
+      onError: (err) => errors.push(err.message),
+    });
+    const writer = new RedisMapSource({ url: server.url, prefix: p });
+    const heard: number[] = [];
+    const unwatch = watched.watch((v) => heard.push(v));
+    try {
+      await waitFor(() => heard.length > 0, 2_000, "the watch to be live");
+      expect(watched.announcing()).toBe(true);
+      // the host goes away without closing anything: no byte passes, nothing closes
+      relay.silenceOpen();
+      await writer.compareAndSet(0, draft(), change());
+      // the announcement was lost; the ping found the connection dead, and the new one
+      // re-announced the stored version
+      await waitFor(() => heard.includes(1), 5_000, "version 1 after the silent connection");
+      expect(errors).toEqual(expect.arrayContaining([expect.stringMatching(/Socket timeout/)]));
+      await waitFor(() => watched.announcing(), 2_000, "the subscription to be live again");
+    } finally {
+      unwatch();
+      await watched.close();
+      await writer.close();
+    }
+  });
+
+  // ioredis sends a command whose reply a dropped connection lost again only when its
+  // first reconnect succeeds; here it is refused, and the command fails
+  const loseReplyAndRefuse = (refuseMs: number) =>
+    relay.dropNextReply((reply) => {
+      const written = reply.toString().startsWith("*2\r\n:0\r\n:2\r\n");
+      if (written) relay.refuseFor(refuseMs);
+      return written;
+    });
+
+  it("answers a write whose reply was lost, and not sent again, by the audit log: written", async () => {
+    const p = prefix();
+    const source = new RedisMapSource({
+      url,
+      prefix: p,
+      // the first reconnect comes while the store is away, the second after it is back
+      redisOptions: { retryStrategy: (times: number) => (times === 1 ? 10 : 1_000) },
+    });
+    const heard: number[] = [];
+    const listener = new RedisMapSource({ url: server.url, prefix: p });
+    const unwatch = listener.watch((v) => heard.push(v));
+    try {
+      await source.compareAndSet(0, draft(), change());
+      loseReplyAndRefuse(400);
+      const written = await source.compareAndSet(1, draft({ defaultShard: "b" }), change());
+      expect(written.version).toBe(2);
+      expect(relay.dropped).toBe(1);
+      expect((await listener.get())!.version).toBe(2);
+      // written once, and announced
+      expect(await listener.listAudit()).toHaveLength(2);
+      await waitFor(() => heard.includes(2), 2_000, "the announcement of version 2");
+    } finally {
+      unwatch();
+      await listener.close();
+      await source.close();
+    }
+  });
+
+  it("says the outcome is not known when the audit log cannot be read either", async () => {
+    const p = prefix();
+    const source = new RedisMapSource({
+      url,
+      prefix: p,
+      redisOptions: { retryStrategy: () => 10 },
+    });
+    try {
+      await source.compareAndSet(0, draft(), change());
+      loseReplyAndRefuse(1_000);
+      await expect(source.compareAndSet(1, draft({ defaultShard: "b" }), change())).rejects.toThrow(
+        /whether the change was written is not known: read the map/,
+      );
+      // it was written
+      const direct = new RedisMapSource({ url: server.url, prefix: p });
+      expect((await direct.get())!.version).toBe(2);
+      await direct.close();
+    } finally {
+      await source.close();
     }
   });
 });

@@ -6,7 +6,11 @@
  * own return codes. The client publishes the new version after the script
  * succeeds. Announcements arrive on a separate connection in subscriber mode; it
  * subscribes again after every reconnect and then re-announces the stored version
- * to its watchers, so what was published while it was away is not missed.
+ * to its watchers, so what was published while it was away is not missed. That
+ * connection sends nothing of its own once subscribed, so it is pinged every
+ * `pingMs`: a connection whose peer is gone without closing it (a host lost, a
+ * NAT entry dropped) answers no ping, and ioredis's socket timeout replaces it,
+ * where it would otherwise stay silent, every announcement lost, until TCP gave up.
  */
 import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
@@ -57,7 +61,14 @@ export interface RedisMapSourceOptions {
   onError?: (err: Error) => void;
   /** Extra ioredis options for both connections. */
   redisOptions?: RedisOptions;
+  /** How often the announcements connection is pinged while subscribed, ms. Default 10000. */
+  pingMs?: number;
 }
+
+/** How many of the newest audit entries a write whose reply was lost is looked for in. */
+const WRITTEN_LOOKBACK = 100;
+/** The announcements connection's ping interval, ms (RedisMapSourceOptions.pingMs). */
+const SUBSCRIBER_PING_MS = 10_000;
 
 type CasCommand = (...keysThenArgs: string[]) => Promise<[number, number]>;
 
@@ -66,6 +77,10 @@ export class RedisMapSource implements MapSource {
   private subscriber: Redis | undefined;
   /** The subscriber's SUBSCRIBE has been acknowledged on its current connection. */
   private live = false;
+  /** Pings the subscriber while it is live. */
+  private heartbeat: NodeJS.Timeout | undefined;
+  /** A ping of the subscriber waits for its answer. */
+  private pinging = false;
   private readonly watchers = new Set<(version: number) => void>();
   private readonly mapKey: string;
   private readonly auditKey: string;
@@ -104,17 +119,30 @@ export class RedisMapSource implements MapSource {
     const { map, audit } = prepareWrite(expectedVersion, next, change, this.now(), previous);
     const json = JSON.stringify(map);
     const cas = (this.redis as unknown as Record<string, CasCommand>)[CAS_COMMAND]!;
-    const [code, version] = await cas.call(
-      this.redis,
-      this.mapKey,
-      this.auditKey,
-      String(expectedVersion),
-      json,
-      // a random id of this call: a call sent again after a lost reply finds its own
-      // entry newest (compare-and-set-2.lua), another writer's same edit does not
-      JSON.stringify({ ...audit, call: randomBytes(8).toString("hex") }),
-      String(this.auditCap),
-    );
+    // a random id of this call: a call sent again after a lost reply finds its own
+    // entry newest (compare-and-set-2.lua), another writer's same edit does not
+    const entry = JSON.stringify({ ...audit, call: randomBytes(8).toString("hex") });
+    const [code, version] = await cas
+      .call(
+        this.redis,
+        this.mapKey,
+        this.auditKey,
+        String(expectedVersion),
+        json,
+        entry,
+        String(this.auditCap),
+      )
+      .catch(async (err: unknown) => {
+        // the reply may be what was lost (ioredis gives up on a command after a failed
+        // reconnect, whether or not the store ran it): the audit list says which
+        const written = await this.written(entry).catch(() => undefined);
+        if (written) return [CasCode.Written, 0];
+        if (written === false) throw err;
+        throw new Error(
+          `${toError(err).message}; whether the change was written is not known: read the map before trying again`,
+          { cause: err },
+        );
+      });
     switch (code) {
       case CasCode.Written:
         break;
@@ -140,11 +168,12 @@ export class RedisMapSource implements MapSource {
     if (!this.subscriber) this.subscriber = this.openSubscriber();
     else if (this.live) void this.catchUp(this.subscriber, [watcher]);
     return () => {
-      if (!this.watchers.delete(watcher) || this.watchers.size > 0) return;
-      this.subscriber?.disconnect();
-      this.subscriber = undefined;
-      this.live = false;
+      if (this.watchers.delete(watcher) && this.watchers.size === 0) this.dropSubscriber();
     };
+  }
+
+  announcing(): boolean {
+    return this.live;
   }
 
   async listAudit(limit = 100, offset = 0): Promise<AuditEntry[]> {
@@ -158,10 +187,18 @@ export class RedisMapSource implements MapSource {
 
   async close(): Promise<void> {
     this.watchers.clear();
-    this.subscriber?.disconnect();
-    this.subscriber = undefined;
-    this.live = false;
+    this.dropSubscriber();
     this.redis.disconnect();
+  }
+
+  /**
+   * Whether the write whose audit entry is `entry` (unique to its call) was made: the
+   * script pushes the entry with the map, so it is among the newest while any write
+   * that came after is (a write then overwritten was made all the same).
+   */
+  private async written(entry: string): Promise<boolean> {
+    const newest = await this.redis.lrange(this.auditKey, 0, WRITTEN_LOOKBACK - 1);
+    return newest.includes(entry);
   }
 
   private connect(extra: RedisOptions = {}): Redis {
@@ -190,6 +227,8 @@ export class RedisMapSource implements MapSource {
     sub.on("close", () => {
       if (sub === this.subscriber) this.live = false;
     });
+    this.heartbeat = setInterval(() => this.ping(sub), this.options.pingMs ?? SUBSCRIBER_PING_MS);
+    this.heartbeat.unref();
     sub.on("message", (channel: string, message: string) => {
       if (channel !== this.channel || sub !== this.subscriber) return;
       const version = Number(message);
@@ -208,6 +247,37 @@ export class RedisMapSource implements MapSource {
     } catch (err) {
       this.onError(toError(err));
     }
+  }
+
+  private dropSubscriber(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+    this.subscriber?.disconnect();
+    this.subscriber = undefined;
+    this.live = false;
+  }
+
+  /**
+   * One ping of a live subscriber. An answer that does not come within the socket
+   * timeout ends the connection (ioredis destroys it), and the subscriber reconnects,
+   * subscribes again and catches up.
+   */
+  private ping(sub: Redis): void {
+    if (sub !== this.subscriber || !this.live || this.pinging) return;
+    this.pinging = true;
+    sub
+      .ping()
+      .catch((err: unknown) => {
+        if (sub !== this.subscriber) return;
+        this.live = false;
+        this.onError(
+          new ShardMapError(
+            `the control store's announcements connection did not answer a ping (${toError(err).message}); reconnecting, changes arrive by polling meanwhile`,
+            { cause: err },
+          ),
+        );
+      })
+      .finally(() => (this.pinging = false));
   }
 
   /** Announces the stored version to `watchers` (0 when there is no map). */

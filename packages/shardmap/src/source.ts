@@ -54,6 +54,12 @@ export interface MapSource {
    */
   watch(onAnnounce: (version: number) => void): () => void;
 
+  /**
+   * Whether announcements reach this process now (a source that has them: its
+   * subscription is live and answers). While false, changes still arrive by polling.
+   */
+  announcing?(): boolean;
+
   /** Audit entries, newest first. */
   listAudit(limit?: number, offset?: number): Promise<AuditEntry[]>;
 

@@ -68,6 +68,18 @@ tenants:
     expect(loadStaticSupplier(p).queueShards("X", "y")).toEqual(["a"]);
   });
 
+  it("reads every value as written: ids that look like numbers stay as they are", () => {
+    const p = file(
+      "numbers.yaml",
+      "shards:\n  007: { endpoint: 'h:1' }\n  1e3: { endpoint: 'h:2' }\ndefaultShard: 007\ncommands:\n  X: 1e3\ntenants: ~\n",
+    );
+    const supplier = loadStaticSupplier(p);
+    expect(Object.keys(supplier.map.shards).sort()).toEqual(["007", "1e3"]);
+    expect(supplier.map.defaultShard).toBe("007");
+    expect(supplier.queueShards("X", "y")).toEqual(["1e3"]);
+    expect(supplier.queueShards("Z", "y")).toEqual(["007"]);
+  });
+
   it("lists every problem of a bad file, with its path", () => {
     const p = file(
       "bad.yaml",

@@ -53,7 +53,9 @@ export function parseStaticMap(text: string, file = "(static shard map)"): Shard
       cause,
     });
   };
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  // every value of a map is a string: read as written (`007` stays "007", `1e3` "1e3"),
+  // not as YAML 1.2's numbers and booleans
+  const doc = parseDocument(text, { schema: "failsafe", uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
     fail(
       doc.errors.map((e) => `not valid YAML: ${e.message.split("\n")[0]}`),
@@ -79,13 +81,18 @@ export function parseStaticMap(text: string, file = "(static shard map)"): Shard
   return map as unknown as ShardMap;
 }
 
+/** YAML's null as the failsafe schema reads it (a string), or a field left out. */
+const yamlNull = (value: unknown) =>
+  value === undefined || (typeof value === "string" && /^(|~|null|Null|NULL)$/.test(value));
+
 /** Fills the fields a static file may leave out. */
 function withDefaults(input: Record<string, unknown>): Record<string, unknown> {
   const shards = input.shards;
   const filled: Record<string, unknown> = { ...input };
-  // `commands:` with every entry commented out is YAML null: read it as empty.
-  filled.commands = input.commands ?? {};
-  filled.tenants = input.tenants ?? {};
+  // `commands:` with every entry commented out is YAML's null (an empty scalar, or `~`
+  // or `null` written out): read it as empty.
+  filled.commands = yamlNull(input.commands) ? {} : input.commands;
+  filled.tenants = yamlNull(input.tenants) ? {} : input.tenants;
   if (typeof shards === "object" && shards !== null && !Array.isArray(shards)) {
     filled.shards = Object.fromEntries(
       Object.entries(shards).map(([id, shard]) => [

@@ -170,6 +170,17 @@ describe("two shards on one endpoint", () => {
       shards: { ...draft().shards, d: { endpoint: "127.0.0.1:7401", state: "active" } },
     });
     expect(validateShardMap(moved, { write: true, previous })).toHaveLength(1);
+    // the pair the map had, moved together onto another endpoint: a pair the write makes
+    const movedTogether = map({
+      shards: {
+        ...twice.shards,
+        b: { endpoint: "127.0.0.1:7409", state: "active" },
+        d: { endpoint: "localhost:7409", state: "active" },
+      },
+    });
+    expect(validateShardMap(movedTogether, { write: true, previous })).toEqual([
+      `shards.d.endpoint: "localhost:7409" is shard "b"'s too ("127.0.0.1:7409"); each shard has a worker of its own`,
+    ]);
   });
 });
 

@@ -165,6 +165,13 @@ export function sharesEndpoint(map: Pick<ShardMap, "shards">, a: string, b: stri
   return x !== undefined && y !== undefined && endpointKey(x) === endpointKey(y);
 }
 
+/** Whether every shard of `ids` was at the endpoint `key` (an `endpointKey`) in `map`. */
+function sharedThere(map: Pick<ShardMap, "shards">, ids: string[], key: string): boolean {
+  return ids.every(
+    (id) => Object.hasOwn(map.shards, id) && endpointKey(map.shards[id]!.endpoint) === key,
+  );
+}
+
 /**
  * Problems between parts of the map, checked on whichever parts are well-formed.
  * `write`: two shards on one endpoint are a problem too, unless they already shared
@@ -186,7 +193,7 @@ function referenceProblems(input: unknown, write: boolean, previous?: ShardMap):
     const key = endpointKey(endpoint);
     const first = byEndpoint.get(key);
     if (first === undefined) byEndpoint.set(key, { id, endpoint });
-    else if (!(previous && sharesEndpoint(previous, first.id, id)))
+    else if (!(previous && sharedThere(previous, [first.id, id], key)))
       problems.push(
         `${formatPath(["shards", id, "endpoint"])}: ${quoted(endpoint)} is shard ${quoted(first.id)}'s too${first.endpoint === endpoint ? "" : ` (${quoted(first.endpoint)})`}; each shard has a worker of its own`,
       );

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Registry } from "prom-client";
 import {
   collectProcessMetrics,
-  registerMapCacheCounters,
+  registerMapCacheMetrics,
   RpcMetrics,
   serveMetrics,
   type MetricsServer,
@@ -14,7 +14,8 @@ const BREAKER_VALUE = { closed: 0, "half-open": 1, open: 2 } as const;
 /**
  * Prometheus metrics of a router (SPEC §6): codeq_rpc_requests_total{method,code},
  * codeq_rpc_duration_seconds{method}, codeq_router_map_version,
- * codeq_router_map_stale, codeq_router_map_reads_total, codeq_router_map_refreshes_total,
+ * codeq_router_map_stale, codeq_router_map_announcements, codeq_router_map_reads_total,
+ * codeq_router_map_refreshes_total,
  * codeq_router_map_refresh_errors_total, codeq_router_shard_breaker_state{shard},
  * codeq_shard_available{shard} (the breaker closed),
  * codeq_router_fenced_retries_total, codeq_router_lease_streams_open,
@@ -48,23 +49,7 @@ export class RouterMetrics {
       labelNames: ["shard", "call", "path"],
       registers,
     });
-    const version: Gauge = new Gauge({
-      name: "codeq_router_map_version",
-      help: "The shard map version this router holds.",
-      registers,
-      collect: () => {
-        version.set(cache.status().version);
-      },
-    });
-    const stale: Gauge = new Gauge({
-      name: "codeq_router_map_stale",
-      help: "1 while the control store does not answer and the last good map is served.",
-      registers,
-      collect: () => {
-        stale.set(cache.status().stale ? 1 : 0);
-      },
-    });
-    registerMapCacheCounters(this.registry, "codeq_router_", () => cache.status().counters);
+    registerMapCacheMetrics(this.registry, "codeq_router_", () => cache.status());
     const breaker = new Gauge({
       name: "codeq_router_shard_breaker_state",
       help: "Circuit breaker per shard: 0 closed, 1 half-open, 2 open.",

@@ -414,6 +414,7 @@ describe("router forwarding", () => {
     expect(body).toMatch(/codeq_rpc_requests_total\{method="Enqueue",code="OK"\} 1/);
     expect(body).toMatch(new RegExp(`codeq_router_map_version ${rc.router.routing.map.version}`));
     expect(body).toMatch(/codeq_router_map_stale 0/);
+    expect(body).toMatch(/codeq_router_map_announcements 1/);
     expect(body).toMatch(/codeq_router_shard_breaker_state\{shard="a"\} 0/);
     expect(body).toMatch(/codeq_router_shard_breaker_state\{shard="b"\} 0/);
     // the map cache's counters: reads served from it, reads of the control store

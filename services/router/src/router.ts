@@ -224,7 +224,21 @@ export async function startRouter(
       )
     : undefined;
   // health says whether the map served is confirmed (SPEC: stale, said in health too)
-  const stopMapHealth = followMapHealth(grpc.health, () => cache.status().stale, MAP_HEALTH_MS);
+  let wasStale = false;
+  const stopMapHealth = followMapHealth(
+    grpc.health,
+    () => {
+      const { stale, version } = cache.status();
+      if (wasStale && !stale) {
+        // the next failure is news again, whatever it says
+        lastError = "";
+        logger.info({ version }, "shard map confirmed again by the control store");
+      }
+      wasStale = stale;
+      return stale;
+    },
+    MAP_HEALTH_MS,
+  );
   logger.info(
     { port: grpc.port, metricsPort: metricsServer?.port, mapVersion: cache.status().version },
     "router ready",

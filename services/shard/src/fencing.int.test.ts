@@ -251,8 +251,10 @@ describe("enqueue fencing by the shard map", () => {
       (await fx.worker.metrics.registry.getSingleMetric(name)!.get()).values[0]?.value;
     expect(await metric("codeq_shard_map_version")).toBe(1);
     expect(await metric("codeq_shard_map_stale")).toBe(0);
+    await within(2_000, async () => (await metric("codeq_shard_map_announcements")) === 1);
     await control.kill();
     await within(5_000, async () => (await metric("codeq_shard_map_stale")) === 1);
+    expect(await metric("codeq_shard_map_announcements")).toBe(0);
     expect(fx.worker.map?.status().stale).toBe(true);
     expect((await c.enqueue({ command: "OWNED" })).state).toBe(TaskState.TASK_STATE_READY);
     const { error, trailer } = await refused((o) => c.enqueue({ command: "X" }, o));
@@ -260,6 +262,7 @@ describe("enqueue fencing by the shard map", () => {
     expect(trailer?.get("x-codeq-map-version")).toBe("1");
     await control.restart();
     await within(5_000, async () => (await metric("codeq_shard_map_stale")) === 0);
+    await within(5_000, async () => (await metric("codeq_shard_map_announcements")) === 1);
   });
 
   it("a standalone worker (no controlUrl) holds no map and accepts every queue", async () => {

@@ -2,11 +2,11 @@ import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import { EngineError, type QueueEngine } from "@codeq/engine";
 import {
   collectProcessMetrics,
-  registerMapCacheCounters,
+  registerMapCacheMetrics,
   RpcMetrics,
   serveMetrics,
   type Logger,
-  type MapCacheCounts,
+  type MapCacheView,
   type MetricsServer,
 } from "@codeq/server-kit";
 import { FailureLog } from "./failure-log";
@@ -33,20 +33,12 @@ function emptyDepth(): Depth {
   return { ready: 0, scheduled: 0, leased: 0, dead: 0, completed: 0 };
 }
 
-/** What the map gauges read at scrape time. */
-export interface MapView {
-  readonly version: number;
-  readonly stale: boolean;
-  /** The map cache's counters (none standalone). */
-  readonly counters?: MapCacheCounts;
-}
-
 /**
  * Prometheus metrics of one shard worker (SPEC §6):
  * codeq_queue_depth{command,shard,type}, codeq_shard_operation_duration_seconds{shard,operation},
  * codeq_shard_available{shard}, codeq_rpc_requests_total{method,code},
  * codeq_rpc_duration_seconds{method}, codeq_shard_map_version{shard},
- * codeq_shard_map_stale{shard}, codeq_shard_map_reads_total{shard},
+ * codeq_shard_map_stale{shard}, codeq_shard_map_announcements{shard}, codeq_shard_map_reads_total{shard},
  * codeq_shard_map_refreshes_total{shard}, codeq_shard_map_refresh_errors_total{shard},
  * plus stream and background counters.
  */
@@ -67,7 +59,7 @@ export class Metrics {
   readonly moverYield: Counter;
   readonly keysUnchecked: Counter;
   /** The shard map the worker follows; a standalone shard has none (version 0, not stale). */
-  private map: () => MapView = () => ({ version: 0, stale: false });
+  private map: () => MapCacheView = () => ({ version: 0, stale: false });
   private readonly depthErrors: Counter;
   /** The depth read in progress, if any. */
   private depthRead: Promise<Map<string, Depth>> | undefined;
@@ -187,25 +179,7 @@ export class Metrics {
       },
     });
     this.depthErrors.inc({ shard }, 0);
-    const mapVersion = new Gauge({
-      name: "codeq_shard_map_version",
-      help: "The shard map version this worker holds (0: standalone, no map).",
-      labelNames: ["shard"],
-      registers,
-      collect: () => {
-        mapVersion.set({ shard }, this.map().version);
-      },
-    });
-    const mapStale = new Gauge({
-      name: "codeq_shard_map_stale",
-      help: "1 while the shard map may be old: the control store does not answer, the last map is served.",
-      labelNames: ["shard"],
-      registers,
-      collect: () => {
-        mapStale.set({ shard }, this.map().stale ? 1 : 0);
-      },
-    });
-    registerMapCacheCounters(this.registry, "codeq_shard_", () => this.map().counters, { shard });
+    registerMapCacheMetrics(this.registry, "codeq_shard_", () => this.map(), { shard });
     const loop = new Gauge({
       name: "codeq_shard_event_loop_utilization",
       help: "Share of the last quarter second the worker's event loop was busy, 0-1 (the migration mover yields while it is high).",
@@ -223,7 +197,7 @@ export class Metrics {
   }
 
   /** Reports the shard map the worker follows in the map gauges. */
-  followMap(view: () => MapView): void {
+  followMap(view: () => MapCacheView): void {
     this.map = view;
   }
 

@@ -60,6 +60,10 @@ export class TestSource implements MapSource {
     };
   }
 
+  announcing(): boolean {
+    return !this.dropAnnouncements && (this.inner.announcing?.() ?? false);
+  }
+
   /** Holds every read (after it has read the inner source) until the returned function is called. */
   holdReads(): () => void {
     let release!: () => void;
