@@ -22,6 +22,7 @@ export {
   drainingSide,
   takesFrom,
   fillingSide,
+  FENCE_REFRESH_MS,
   type ShardMap,
   type ShardMapDraft,
   type ShardInfo,

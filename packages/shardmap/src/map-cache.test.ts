@@ -111,6 +111,7 @@ describe("MapCache over the in-memory source", () => {
     await write();
     const c = cache();
     await c.start();
+    await c.refresh(); // the read the first announcement asked for has ended too
     const gets = source.gets;
     source.maxConcurrent = 0;
     const release = source.holdReads();
@@ -128,14 +129,45 @@ describe("MapCache over the in-memory source", () => {
     await write();
     const c = cache();
     await c.start();
+    await c.refresh();
+    const gets = source.gets;
     const release = source.holdReads(); // this read sees version 1 and answers late
     const first = c.refresh();
     await sleep(5);
     await write({ defaultShard: "b" });
     const second = c.refresh();
+    const third = c.refresh();
     release();
-    expect((await first)?.version).toBe(2); // the chain it joined ran again
+    expect((await first)?.version).toBe(1); // its read began before the write
+    // theirs began after the read in flight had ended: one read, shared
     expect((await second)?.version).toBe(2);
+    expect(await third).toBe(await second);
+    expect(source.gets).toBe(gets + 2);
+  });
+
+  it("answers a refresh when its own read ends, not when reads asked for later do", async () => {
+    await write();
+    const c = cache({ refreshTimeoutMs: 60_000 });
+    await c.start();
+    await c.refresh();
+    const release = source.holdReads();
+    const mine = c.refresh(); // its read, held
+    await sleep(5);
+    void c.refresh(); // asked meanwhile: one more read, after it
+    source.hang = true; // that one never answers (the control store gone silent)
+    release();
+    const late = sleep(1_000).then(() => "still waiting");
+    expect(await Promise.race([mine.then((m) => m?.version), late])).toBe(1);
+  });
+
+  it("waits at most refreshWithin's time, answering the map held", async () => {
+    await write();
+    const c = cache();
+    const loaded = await c.start();
+    source.hang = true;
+    const started = Date.now();
+    expect(await c.refreshWithin(50)).toBe(loaded);
+    expect(Date.now() - started).toBeLessThan(1_000);
   });
 
   it("keeps serving the last map while the source fails, and says so", async () => {

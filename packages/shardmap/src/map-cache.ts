@@ -56,6 +56,17 @@ export interface MapCacheStatus {
   counters: Readonly<MapCacheCounters>;
 }
 
+interface Deferred {
+  readonly promise: Promise<void>;
+  readonly resolve: () => void;
+}
+
+function deferred(): Deferred {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
 export type MapChangeListener = (map: ShardMap, previous: ShardMap | undefined) => void;
 
 export class MapCache {
@@ -63,8 +74,10 @@ export class MapCache {
   private loadedAtMs = 0;
   private lastError: Error | undefined;
   private readonly counters: MapCacheCounters = { hits: 0, refreshes: 0, errors: 0 };
-  private inFlight: Promise<void> | undefined;
-  private again = false;
+  /** The load running now. */
+  private loading: Promise<void> | undefined;
+  /** One more load, after the one running: what refreshes asked for since it began wait for. */
+  private queued: Deferred | undefined;
   private timer: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private polling = false;
@@ -124,17 +137,30 @@ export class MapCache {
   }
 
   /**
-   * Reloads from the source now (joining a refresh in flight, which then runs once
-   * more) and resolves with the map held afterwards. Never rejects: failures are in status().
+   * Reloads from the source and resolves with the map held afterwards, once a read
+   * begun after this call has ended: now, or after the read in flight (one more read
+   * then runs, shared by every call made meanwhile; calls made during that one wait
+   * for the next). Never rejects: failures are in status().
    */
   refresh(): Promise<ShardMap | undefined> {
-    if (this.inFlight) this.again = true;
-    else {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      this.inFlight = this.run();
+    if (this.loading) {
+      this.queued ??= deferred();
+      return this.queued.promise.then(() => this.map);
     }
-    return this.inFlight.then(() => this.map);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const first = deferred();
+    this.loading = first.promise;
+    void this.run(first);
+    return first.promise.then(() => this.map);
+  }
+
+  /**
+   * refresh(), waited for at most `ms`: resolves with the map held then, whether or
+   * not the read has ended (a control store that does not answer holds no caller).
+   */
+  refreshWithin(ms: number): Promise<ShardMap | undefined> {
+    return withTimeout(this.refresh(), ms, "the shard map refresh").catch(() => this.map);
   }
 
   /** The version of the map held (0 before the first load): `status().version`, without the copy. */
@@ -177,16 +203,17 @@ export class MapCache {
     if (!this.map || version > this.map.version) void this.refresh();
   }
 
-  private async run(): Promise<void> {
-    try {
-      do {
-        this.again = false;
-        await this.loadOnce();
-      } while (this.again && !this.stopped);
-    } finally {
-      this.inFlight = undefined;
-      this.schedule();
+  /** Runs `first`'s read, then each one queued meanwhile, one at a time. */
+  private async run(first: Deferred): Promise<void> {
+    let load: Deferred | undefined = first;
+    while (load) {
+      if (!this.stopped) await this.loadOnce(); // never rejects
+      load.resolve();
+      load = this.queued;
+      this.queued = undefined;
+      this.loading = load?.promise;
     }
+    this.schedule();
   }
 
   private async loadOnce(): Promise<void> {

@@ -81,6 +81,13 @@ export const DEFAULT_PREFIX = "codeq";
  */
 export const CONTROL_SOCKET_TIMEOUT_MS = 30_000;
 
+/**
+ * How long an enqueue refused by fencing waits for a shard map refresh (in a router,
+ * or in a shard worker a router is ahead of) before it is answered on the map held, ms:
+ * a control store that does not answer holds no enqueue for its read's whole timeout.
+ */
+export const FENCE_REFRESH_MS = 1_000;
+
 /** How many audit entries the control store keeps. */
 export const DEFAULT_AUDIT_CAP = 10_000;
 

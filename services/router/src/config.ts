@@ -121,7 +121,7 @@ const routerSettings = z.strictObject({
   forwardMaxPending: int(1, 1_000_000, 4096),
   /** Deadline of a forwarded call when the client set a longer one or none, ms. */
   shardTimeoutMs: int(100, 600_000, 10_000),
-  /** Per-shard timeout of fan-out reads (QueueStats, GetTask, ListShards), ms. */
+  /** Per-shard timeout of fan-out reads (QueueStats, GetTask, ListShards); in a unary Lease over several shards, how long the others have once one answered, ms. */
   fanoutTimeoutMs: int(50, 60_000, 2_000),
   /** Circuit breaker: failure percentage over the window that opens it. */
   breakerErrorPercent: int(1, 100, 50),

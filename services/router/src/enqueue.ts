@@ -82,8 +82,7 @@ export async function enqueueBatch(
       return passThrough(raw);
     } catch (err) {
       if (!(err instanceof FencedError)) throw err;
-      routing.metrics.fencedRetries.inc();
-      await routing.cache.refresh();
+      await routing.beforeFencedRetry(f, 1);
       // then as a split batch, on the map as it is now: its one retry, as a single
       // Enqueue's (a part refused again fails UNAVAILABLE, not sent a third time)
       retried = true;
@@ -105,8 +104,7 @@ async function storeSplit(
   const refused: { error: ServerError; items: number }[] = [];
   let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results, refused);
   if (fenced.length > 0 && !retried) {
-    routing.metrics.fencedRetries.inc(fenced.length);
-    await routing.cache.refresh();
+    await routing.beforeFencedRetry(f, fenced.length);
     const retry = fenced.flatMap((x) => x.indexes);
     fenced = await sendSplit(routing, f, tasks, retry, results, refused);
   }

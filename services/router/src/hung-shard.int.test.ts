@@ -283,3 +283,26 @@ describe("a router whose streams may hold 100 credits", () => {
     await done;
   });
 });
+
+describe("a unary Lease over a queue on two shards, one of them hung", () => {
+  // the default shard timeout: what a Lease waited for before
+  beforeEach(() => setUp(10_000, { fanoutTimeoutMs: 300 }));
+
+  test("answers with what the shard that answers leased, not after the other's timeout", async () => {
+    // X moves from b to a: a Lease asks both
+    await rc.change((m) => ({
+      ...m,
+      migrations: [
+        { id: "m1", command: "X", from: "b", to: "a", state: "copying", startedAtMs: Date.now() },
+      ],
+    }));
+    await within(2_000, () => rc.router.routing.leaseShards(["X"], "t1", false).length === 2);
+    const c = rc.client("t1");
+    await c.enqueue({ command: "X", payload: Buffer.from("on a") });
+    relay.silence(); // b hangs: no FIN, no RST, no answer
+    const started = Date.now();
+    const res = await c.lease({ commands: ["X"], maxTasks: 4 });
+    expect(res.tasks.map((t) => Buffer.from(t.task!.payload).toString())).toEqual(["on a"]);
+    expect(Date.now() - started).toBeLessThan(3_000);
+  });
+});

@@ -164,7 +164,11 @@ interface LeaseRound {
  * One lease call to each shard, in parallel. With `firstWins`, the first shard that
  * returns tasks cancels the others' waits (a shard that leased at the very moment
  * of the cancel releases what it took, or, if its answer was already on the wire,
- * the lease expires and the task is delivered again).
+ * the lease expires and the task is delivered again). Once one shard has answered,
+ * the others have `fanoutTimeoutMs` more: a shard whose store stalls (alive, so its
+ * breaker stays closed) would otherwise hold the tasks the others leased, their lease
+ * time running, for its whole timeout. A shard cut off gives back what it leased for
+ * the call, as for a caller that left.
  */
 async function leaseRound(
   routing: Routing,
@@ -180,11 +184,17 @@ async function leaseRound(
   // what it has (the shards give back what they leased for a call that left); one
   // that comes once the drain has begun only takes what is ready
   if (req.waitMs > 0 && draining.aborted) req = { ...req, waitMs: 0 };
-  const ends = [f.signal, ...(firstWins ? [stop.signal] : []), ...(req.waitMs ? [draining] : [])];
+  const several = shards.length > 1;
+  const ends = [f.signal, ...(several ? [stop.signal] : []), ...(req.waitMs ? [draining] : [])];
   // not AbortSignal.any: it would leave an entry per call on the drain's signal
   const linked = ends.length === 1 ? undefined : linkedSignal(ends);
   const signal = linked?.signal ?? f.signal;
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
+  let grace: NodeJS.Timeout | undefined;
+  const answered = () => {
+    if (several && grace === undefined)
+      grace = setTimeout(() => stop.abort(), routing.config.fanoutTimeoutMs);
+  };
   const got: Leased[] = [];
   const { failed } = await fanOut(
     routing,
@@ -194,6 +204,7 @@ async function leaseRound(
       // asked for what the caller asked: the request goes on as the caller's bytes
       const ask = n === req.maxTasks ? req : { ...req, maxTasks: n };
       const raw = await routing.lease(conn, { ...f, signal }, ask, timeout);
+      answered();
       if (countField(raw.bytes, 1) !== 0) {
         got.push({ conn, raw });
         if (firstWins) stop.abort();
@@ -204,7 +215,10 @@ async function leaseRound(
     // not a read: a lease whose answer was lost may have leased (and a long poll
     // would wait its whole time again); the caller decides
     false,
-  ).finally(() => linked?.dispose());
+  ).finally(() => {
+    clearTimeout(grace);
+    linked?.dispose();
+  });
   if (got.length > 0) return { got, failed: [] };
   const ended = stop.signal.aborted || (req.waitMs > 0 && draining.aborted);
   const real = failed.filter((x) => !(ended && x.error.code === Status.CANCELLED));

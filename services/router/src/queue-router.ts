@@ -49,7 +49,11 @@ function checkItems(n: number): void {
 /**
  * Settles items by the shard their lease token names, whatever the map says now:
  * split per shard, sent in parallel, answered in the caller's order. A token that
- * names no shard of the map is NOT_FOUND, like any unknown token.
+ * names no shard of the map is NOT_FOUND, like any unknown token. A shard that
+ * refuses its part for the caller's sake (its rights, a part too large) answers that
+ * as its items' status; the call fails with it only when every item was so refused,
+ * as on one shard (otherwise the caller would take parts other shards applied for
+ * not applied).
  */
 export async function settleByToken<I extends { leaseToken: string }, R>(
   routing: Routing,
@@ -72,6 +76,7 @@ export async function settleByToken<I extends { leaseToken: string }, R>(
     if (!list) byShard.set(shard, (list = []));
     list.push(i);
   });
+  let refused: { error: ServerError; items: number } | undefined;
   await Promise.all(
     [...byShard].map(async ([shard, idx]) => {
       try {
@@ -85,11 +90,13 @@ export async function settleByToken<I extends { leaseToken: string }, R>(
         idx.forEach((i, j) => (out[i] = res[j]!));
       } catch (err) {
         const e = asServerError(err);
-        if (CALLER_CODES.has(e.code)) throw e;
+        if (CALLER_CODES.has(e.code))
+          refused = { error: refused?.error ?? e, items: (refused?.items ?? 0) + idx.length };
         for (const i of idx) out[i] = status({ code: e.code, message: e.details });
       }
     }),
   );
+  if (refused && refused.items === items.length) throw refused.error;
   return out;
 }
 
@@ -172,6 +179,7 @@ export function queueRouter(
       const f = await routing.forward(ctx);
       const answer = await chargeEnqueue(routing, f, ctx, 1, () =>
         routing.fenced(
+          f,
           () => routing.currentShard(req.command, f.identity.tenant),
           (conn, onTrailer) => routing.storeOne(conn, f, req, onTrailer),
         ),

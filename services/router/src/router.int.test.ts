@@ -14,6 +14,7 @@ import {
   type LeaseStreamResponse,
 } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
+import { FENCE_REFRESH_MS } from "@codeq/shardmap";
 import { freePort, steady, withUnimplemented } from "@codeq/testing";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import { FanInSession } from "./fan-in";
@@ -361,6 +362,93 @@ describe("router forwarding", () => {
         message: expect.stringContaining("(after a map refresh)"),
       });
       expect(calls).toBe(2);
+    } finally {
+      await z.shutdown();
+    }
+  });
+
+  test("a fencing refusal while the control store does not answer is answered within FENCE_REFRESH_MS, not the read's timeout", async () => {
+    // a stand-in shard that refuses every enqueue as not its own, under a newer map
+    const z = createServer();
+    z.add(
+      QueueServiceDefinition,
+      withUnimplemented(QueueServiceDefinition, {
+        enqueueBatch: async (_req, ctx) => {
+          ctx.trailer.set(MAP_VERSION_TRAILER, "999");
+          ctx.trailer.set(OWNER_TRAILER, "a");
+          throw new ServerError(Status.UNAVAILABLE, "shard z does not own queue FENCED/t1");
+        },
+      }),
+    );
+    z.add(internal.ShardServiceDefinition, withUnimplemented(internal.ShardServiceDefinition, {}));
+    const address = `127.0.0.1:${await freePort()}`;
+    await z.listen(address);
+    const source = (rc.router.routing.cache as unknown as { source: { get: () => unknown } })
+      .source;
+    const get = source.get;
+    try {
+      await rc.change((m) => ({
+        ...m,
+        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
+        commands: { ...m.commands, FENCED: "z" },
+      }));
+      await within(2_000, () => rc.router.routing.currentShard("FENCED", "t1") === "z");
+      // the control store stops answering the router's reads (5 s until one times out)
+      source.get = () => new Promise(() => {});
+      const started = Date.now();
+      // larger than a lane's batches: an EnqueueBatch call of its own
+      const res = await rc.client("t1").enqueueBatch({
+        tasks: [{ command: "FENCED", payload: Buffer.alloc(300 * 1024, 1) }],
+      });
+      expect(res.results[0]!.status).toMatchObject({
+        code: Status.UNAVAILABLE,
+        message: expect.stringContaining("(after a map refresh)"),
+      });
+      expect(Date.now() - started).toBeLessThan(FENCE_REFRESH_MS + 2_000);
+    } finally {
+      source.get = get;
+      await z.shutdown();
+    }
+  });
+
+  test("acks on two shards, one refusing its part for the caller's sake: each item says how it went", async () => {
+    // a stand-in shard without Forward that refuses every ack as too large
+    const z = createServer();
+    z.add(
+      QueueServiceDefinition,
+      withUnimplemented(QueueServiceDefinition, {
+        ack: async () => {
+          throw new ServerError(Status.RESOURCE_EXHAUSTED, "this part is too large for shard z");
+        },
+      }),
+    );
+    z.add(
+      internal.ShardServiceDefinition,
+      withUnimplemented(internal.ShardServiceDefinition, {
+        // eslint-disable-next-line require-yield
+        forward: async function* () {
+          throw new ServerError(Status.UNIMPLEMENTED, "no Forward here");
+        },
+      }),
+    );
+    const address = `127.0.0.1:${await freePort()}`;
+    await z.listen(address);
+    try {
+      await rc.change((m) => ({
+        ...m,
+        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
+      }));
+      await within(2_000, () => rc.router.routing.pool.has("z"));
+      const c = rc.client("t1");
+      await c.enqueue({ command: "X", payload: payload("on a") });
+      const [leased] = (await c.lease({ commands: ["X"], maxTasks: 1 })).tasks;
+      const res = await c.ack({
+        items: [{ leaseToken: leased!.leaseToken }, { leaseToken: "c1~z~not-a-real-token" }],
+      });
+      expect(res.results.map((r) => r.code)).toEqual([Status.OK, Status.RESOURCE_EXHAUSTED]);
+      expect((await stats("a", "X")).leased).toBe(0);
+      // every item refused so: the call fails, as on one shard
+      await expectCode(c.ack({ items: [{ leaseToken: "c1~z~other" }] }), Status.RESOURCE_EXHAUSTED);
     } finally {
       await z.shutdown();
     }

@@ -18,6 +18,7 @@ import { IDENTITY_HEADERS, identityMetadata, type Identity, type Logger } from "
 import {
   commandShardsOf,
   currentShardOf,
+  FENCE_REFRESH_MS,
   queueShardsOf,
   type MapCache,
   type ShardMap,
@@ -282,13 +283,12 @@ export class Routing {
    * under the map it holds another shard owns the queue (fencing), the router
    * refreshes its map and sends once more to whatever the map then names.
    */
-  async fenced<T>(resolve: () => string, send: FencedSend<T>): Promise<T> {
+  async fenced<T>(f: Forward, resolve: () => string, send: FencedSend<T>): Promise<T> {
     try {
       return await this.sendFenced(resolve(), send);
     } catch (err) {
       if (!(err instanceof FencedError)) throw err;
-      this.metrics.fencedRetries.inc();
-      await this.cache.refresh();
+      await this.beforeFencedRetry(f, 1);
       try {
         return await this.sendFenced(resolve(), send);
       } catch (again) {
@@ -297,6 +297,19 @@ export class Routing {
         throw again;
       }
     }
+  }
+
+  /**
+   * Before the one retry of `items` enqueues a shard refused by fencing: the map is
+   * refreshed, waiting at most FENCE_REFRESH_MS (a control store that does not answer
+   * holds no caller; the retry then goes by the map held, and a second refusal is
+   * answered UNAVAILABLE); a caller that left meanwhile is sent nothing more.
+   */
+  async beforeFencedRetry(f: Forward, items: number): Promise<void> {
+    this.metrics.fencedRetries.inc(items);
+    await this.cache.refreshWithin(FENCE_REFRESH_MS);
+    if (f.signal.aborted)
+      throw new ServerError(Status.CANCELLED, "the caller left before its enqueue was sent again");
   }
 
   /** Sends to `shard`; a fencing refusal comes back as FencedError. */

@@ -1,4 +1,10 @@
-import { MapCache, MemoryMapSource, type MapSource, type ShardMapDraft } from "@codeq/shardmap";
+import {
+  FENCE_REFRESH_MS,
+  MapCache,
+  MemoryMapSource,
+  type MapSource,
+  type ShardMapDraft,
+} from "@codeq/shardmap";
 import { NotOwnerError } from "./errors";
 import { ShardFence } from "./fence";
 
@@ -16,10 +22,18 @@ const draft = (overrides: Partial<ShardMapDraft> = {}): ShardMapDraft => ({
   ...overrides,
 });
 
+/** How reads of a `deaf` source go: as the memory source's, never answered, or failing. */
+let reads: "answer" | "hang" | "fail" = "answer";
+
 /** A source whose announcements are lost: the cache only learns of changes by reading. */
 function deaf(source: MemoryMapSource): MapSource {
   return {
-    get: () => source.get(),
+    get: () =>
+      reads === "hang"
+        ? new Promise(() => {})
+        : reads === "fail"
+          ? Promise.reject(new Error("connection refused"))
+          : source.get(),
     compareAndSet: (v, next, change) => source.compareAndSet(v, next, change),
     watch: () => () => {},
     listAudit: (limit, offset) => source.listAudit(limit, offset),
@@ -38,7 +52,10 @@ describe("ShardFence", () => {
     await cache.start();
     fence = new ShardFence("a", cache);
   });
-  afterEach(() => cache.stop());
+  afterEach(() => {
+    reads = "answer";
+    cache.stop();
+  });
 
   it("lets through queues the shard owns by default, mapping or override", async () => {
     await expect(
@@ -72,5 +89,27 @@ describe("ShardFence", () => {
     await expect(fence.check(x)).rejects.toMatchObject({ mapVersion: 1 });
     await expect(fence.check(x, 2)).resolves.toBeUndefined();
     expect(fence.mapVersion).toBe(2);
+  });
+
+  it("waits for that read at most FENCE_REFRESH_MS, and not at all while the control store fails", async () => {
+    const x = [{ command: "X", tenant: "t" }];
+    reads = "hang";
+    let started = Date.now();
+    await expect(fence.check(x, 2)).rejects.toMatchObject({ mapVersion: 1 });
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(FENCE_REFRESH_MS - 50);
+    expect(waited).toBeLessThan(FENCE_REFRESH_MS + 2_000);
+
+    const stopped = new MapCache(deaf(source), { pollMs: 3_600_000 });
+    reads = "answer";
+    await stopped.start();
+    reads = "fail";
+    await stopped.refresh();
+    expect(stopped.status().lastError).toBeDefined();
+    reads = "hang";
+    started = Date.now();
+    await expect(new ShardFence("a", stopped).check(x, 2)).rejects.toMatchObject({ mapVersion: 1 });
+    expect(Date.now() - started).toBeLessThan(FENCE_REFRESH_MS / 2);
+    stopped.stop();
   });
 });

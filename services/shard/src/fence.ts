@@ -1,5 +1,5 @@
 import type { QueueRef } from "@codeq/engine";
-import { currentShardOf, type MapCache } from "@codeq/shardmap";
+import { currentShardOf, FENCE_REFRESH_MS, type MapCache } from "@codeq/shardmap";
 import { NotOwnerError } from "./errors";
 
 /**
@@ -24,12 +24,14 @@ export class ShardFence {
    * Resolves when this shard owns every queue; rejects with NotOwnerError naming
    * the first that it does not. A caller that routed by a newer map than the one
    * held (`seenVersion`, from the router) makes the shard re-read the map once
-   * before refusing, so a freshly moved queue is not bounced back and forth.
+   * before refusing, so a freshly moved queue is not bounced back and forth; the
+   * read is waited for at most FENCE_REFRESH_MS, and not at all while the control
+   * store is failing (the call would hold its stream's slot for nothing).
    */
   async check(queues: readonly QueueRef[], seenVersion = 0): Promise<void> {
     let refusal = this.refusal(queues);
-    if (refusal && seenVersion > refusal.mapVersion) {
-      await this.cache.refresh();
+    if (refusal && seenVersion > refusal.mapVersion && !this.cache.status().lastError) {
+      await this.cache.refreshWithin(FENCE_REFRESH_MS);
       refusal = this.refusal(queues);
     }
     if (refusal) throw refusal;
