@@ -9,7 +9,7 @@ ARGV[5] default backoff policy (JSON, for tasks stored without a record)
 A lease expires when its deadline is strictly before now. An index entry whose
 task is not LEASED is dropped; one whose lease is still live is left. The queue's
 entry in the due index is recomputed afterwards.
-Returns: { reaped, dead of them }
+Returns: { reaped, dead of them, ready of them (a zero backoff) }
 ]]
 -- @include "settle-failure"
 -- @include "refresh-due"
@@ -22,7 +22,7 @@ local K = {
 }
 for p = 0, 9 do K.ready[p + 1] = KEYS[7 + p] end
 local ids = redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[4]))
-local reaped, dead = 0, 0
+local reaped, dead, ready = 0, 0, 0
 if #ids > 0 then
   local states = redis.call('HMGET', KEYS[2], unpack(ids))
   for i = 1, #ids do
@@ -32,11 +32,11 @@ if #ids > 0 then
       x.nonce = NO_NONCE
       local state = settleFailure(K, qid, id, x, now, 'lease expired', -1, false, false, (rnd + i * 0.6180339887) % 1)
       reaped = reaped + 1
-      if state == 'DEAD' then dead = dead + 1 end
+      if state == 'DEAD' then dead = dead + 1 elseif state == 'READY' then ready = ready + 1 end
     elseif not x or x.st ~= 'L' then
       redis.call('ZREM', KEYS[4], id)
     end
   end
 end
 refreshDue(KEYS[6], qid, KEYS[3], KEYS[4])
-return { reaped, dead }
+return { reaped, dead, ready }

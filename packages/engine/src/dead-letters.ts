@@ -137,8 +137,16 @@ async function byId(
   ids: readonly string[],
   run: (ids: readonly string[]) => Promise<DeadBatchOutcome>,
 ): Promise<DeadBatchOutcome> {
-  // an id named twice is one task: acted on once, reported once
-  if (ids.length > 0) return run([...new Set(ids)]);
+  if (ids.length > 0) {
+    // an id named twice is one task: acted on once, reported once
+    const named = [...new Set(ids)];
+    // the script acts on `limit` of them at most, and would say nothing of the others
+    if (named.length > limit)
+      throw invalidArgument(
+        `ids: ${named.length} named, more than the limit of ${limit}; name at most the limit, or raise it`,
+      );
+    return run(named);
+  }
   const oldest = await ctx.redis.zrange(deadKey, "0", String(limit - 1));
   if (oldest.length === 0) return { count: 0, remaining: 0, notFound: [] };
   return { ...(await run(oldest)), notFound: [] };

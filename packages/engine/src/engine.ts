@@ -17,7 +17,7 @@ import { decodeLeaseToken } from "./lease-token";
 import { enqueue, enqueueAndLease, type EnqueuedAndLeased, type EnqueueOutcome } from "./enqueue";
 import { lease, type Delivery } from "./lease";
 import { checkLeaseMs, MAX_BATCH, type LeaseOptions } from "./lease-options";
-import { dueQueues, nextDueAt, promote, reap } from "./queue-maintenance";
+import { dueQueues, nextDueAt, promote, reap, type Reaped } from "./queue-maintenance";
 import { getTask, queuePage, queues, stats, type QueueStats } from "./queue-reads";
 import {
   bindIdempotencyKeys,
@@ -196,7 +196,7 @@ export class QueueEngine {
   }
 
   /** Takes back up to `limit` (1..MAX_BATCH) expired leases of one queue. */
-  async reap(queue: QueueRef, limit = 1000): Promise<{ reaped: number; dead: number }> {
+  async reap(queue: QueueRef, limit = 1000): Promise<Reaped> {
     checkLimit("reap limit", limit, MAX_BATCH);
     return reap(this.ctx, queue, limit);
   }
@@ -212,9 +212,13 @@ export class QueueEngine {
     return dueQueues(this.ctx, limit);
   }
 
-  /** When the next scheduled task or lease deadline of this shard falls due (undefined: none). */
-  async nextDueAt(): Promise<number | undefined> {
-    return nextDueAt(this.ctx);
+  /**
+   * When the next scheduled task or lease deadline of this shard falls due (undefined:
+   * none); with `passOver`, the next of a queue it does not pass over, among the first
+   * `among` queues in time.
+   */
+  async nextDueAt(passOver?: (queue: QueueRef) => boolean, among = 1): Promise<number | undefined> {
+    return nextDueAt(this.ctx, passOver, among);
   }
 
   async getTask(queue: QueueRef, id: string): Promise<StoredTask | undefined> {

@@ -22,10 +22,10 @@ describe("regressions", () => {
       if (ack!.code === ScriptCode.Ok) {
         acked++;
         expect(task!.state).toBe("COMPLETED");
-        expect(reaped).toEqual({ reaped: 0, dead: 0 });
+        expect(reaped).toMatchObject({ reaped: 0, dead: 0 });
       } else {
         expect(ack!.code).toBe(ScriptCode.StaleLease);
-        expect(reaped).toEqual({ reaped: 1, dead: 1 });
+        expect(reaped).toMatchObject({ reaped: 1, dead: 1 });
         expect(task!.state).toBe("DEAD");
       }
       // nothing later changes a settled task
@@ -101,7 +101,7 @@ describe("regressions", () => {
     expect(await engine.extend([{ token: old!.token, leaseMs: 60_000 }])).toEqual([
       { code: ScriptCode.LeaseExpired },
     ]);
-    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0 });
+    expect(await engine.reap(Q)).toMatchObject({ reaped: 1, dead: 0 });
     const [current] = await engine.lease(Q, LEASE);
     expect(current!.task.id).toBe(id);
     expect(await engine.ack([{ token: old!.token }])).toEqual([{ code: ScriptCode.StaleLease }]);

@@ -1,4 +1,4 @@
-import type { QueueEngine } from "@codeq/engine";
+import type { QueueEngine, QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import type { ShardConfig } from "./config";
 import type { Metrics } from "./metrics";
@@ -6,6 +6,17 @@ import type { Notifier } from "./notifier";
 
 /** Cleanup calls one queue gets in one pass at most (a queue that keeps filling its batch). */
 const CLEANUP_ROUNDS = 10;
+/**
+ * An error the store answered with (a script's, WRONGTYPE …): about the queue the call
+ * was for, where a connection's error is about the store.
+ */
+const answeredByStore = (err: unknown) => (err as Error | undefined)?.name === "ReplyError";
+/** A queue as a key of `failing`. */
+const failingKey = (q: QueueRef) => `${q.command}\u0000${q.tenant}`;
+/** Queues one due pass takes at most. */
+const DUE_QUEUES = 100;
+/** The longest a queue whose promote or reap keeps failing is left out of the due passes, ms. */
+const MAX_FAILING_BACKOFF_MS = 60_000;
 
 /**
  * The shard worker's own background work, each loop one pass at a time:
@@ -33,6 +44,13 @@ export class BackgroundWork {
   private readonly stopping = new AbortController();
   /** Where the next cleanup pass goes on in the queue registry (an SSCAN cursor). */
   private cleanupCursor = "0";
+  /**
+   * Queues whose promote or reap failed (a record the script cannot read, say): left out
+   * of the due passes until `until`, for longer after each failure, so one such queue
+   * (first in the due index, for it stays due) neither slows the others nor has every
+   * pass fail.
+   */
+  private readonly failing = new Map<string, { until: number; failures: number }>();
 
   constructor(
     private readonly engine: QueueEngine,
@@ -76,34 +94,79 @@ export class BackgroundWork {
       try {
         // what is asked from here on may come too late for the read below
         this.wakeBy = Infinity;
-        const next = await this.engine.nextDueAt();
+        // the next due time of a queue not left out for failing (it stays first in time)
+        const next = await this.engine.nextDueAt((q) => this.leftOut(q), this.failing.size + 1);
         const now = Date.now();
-        if (next !== undefined && next <= now) {
-          await this.duePass();
-          continue;
-        }
+        // a pass that found every due queue left out has nothing to do until one is back
+        if (next !== undefined && next <= now && (await this.duePass())) continue;
         await this.sleep(
           Math.min(
-            next === undefined ? Infinity : next - now,
+            next === undefined || next <= now ? Infinity : next - now,
             this.wakeBy - now,
+            this.failingUntil() - now,
             this.config.dueIdleMs,
           ),
         );
       } catch (err) {
         this.logger.warn({ err: (err as Error).message }, "due loop pass failed; retrying");
-        await this.sleep(this.config.dueIdleMs);
+        // not cut short by wake-ups: with the store away, each would be another failure
+        await this.pause(this.config.dueIdleMs);
       }
     }
   }
 
   /**
-   * One bounded pass over the queues that have something due. Every call of it ends
-   * before the pass does (the next pass may not overlap it), and what one of them made
-   * ready is announced even when another failed; then the pass fails, naming how many.
+   * One bounded pass over the queues that have something due, but those left out for
+   * failing; false when every due queue was left out. Every call of it ends before the
+   * pass does (the next pass may not overlap it), and what one of them made ready is
+   * announced even when another failed. A queue whose call failed is left out for a
+   * while (`failing`), and the failures are logged once a pass.
    */
-  private async duePass(): Promise<void> {
-    const queues = await this.engine.dueQueues(100);
-    const calls = queues.flatMap((queue) => [
+  private async duePass(): Promise<boolean> {
+    const now = Date.now();
+    const due = await this.engine.dueQueues(DUE_QUEUES);
+    const dueKeys = new Set(due.map(failingKey));
+    for (const [key, { until }] of this.failing)
+      if (until <= now && !dueKeys.has(key)) this.failing.delete(key); // mended, or gone
+    const queues = due.filter((q) => !this.leftOut(q, now));
+    if (queues.length === 0) return false;
+    const outcomes = await Promise.all(queues.map((queue) => this.dueCalls(queue)));
+    const failed = outcomes.filter((err) => err !== undefined);
+    // the store not answering is not the queues' fault (left out, they would be held
+    // back long after it returns): the pass fails, and is tried again after a wait
+    const away = failed.find((err) => !answeredByStore(err));
+    if (away) throw new Error(`${failed.length} queue(s) failed: ${(away as Error).message}`);
+    if (failed.length > 0)
+      this.logger.warn(
+        {
+          err: (failed[0] as Error).message,
+          queues: failed.length,
+          failingQueues: this.failing.size,
+        },
+        "due pass: promote or reap failed for some queues; they are left out for a while and tried again",
+      );
+    return true;
+  }
+
+  /** Whether `queue` is left out of the due passes now, for failing. */
+  private leftOut(queue: QueueRef, now = Date.now()): boolean {
+    return (this.failing.get(failingKey(queue))?.until ?? 0) > now;
+  }
+
+  /** The earliest time a queue left out of the due passes is taken again (Infinity: none). */
+  private failingUntil(): number {
+    let earliest = Infinity;
+    for (const { until } of this.failing.values()) earliest = Math.min(earliest, until);
+    return earliest;
+  }
+
+  /**
+   * Promotes and reaps one queue, both calls run to their end; resolves with the first
+   * failure (undefined when both succeeded). A failure the store answered with leaves
+   * the queue out for a while, longer each time it fails again.
+   */
+  private async dueCalls(queue: QueueRef): Promise<unknown> {
+    const calls = [
       this.metrics
         .time("promote", () => this.engine.promote(queue, this.config.dueBatch))
         .then((promoted) => {
@@ -113,16 +176,22 @@ export class BackgroundWork {
         .time("reap", () => this.engine.reap(queue, this.config.dueBatch))
         .then((reaped) => {
           this.metrics.reaped.inc(reaped.reaped);
-          // reaped leases may be ready again at once (a zero backoff)
-          const ready = reaped.reaped - reaped.dead;
-          if (ready > 0) this.notifier.notify(queue, ready);
+          // only those ready again at once (a zero backoff) wake waiters: the others
+          // wait out their backoff, and their promotion wakes them then
+          if (reaped.ready > 0) this.notifier.notify(queue, reaped.ready);
         }),
-    ]);
-    const failed = (await Promise.allSettled(calls)).filter((r) => r.status === "rejected");
-    if (failed.length > 0)
-      throw new Error(
-        `${failed.length} promote/reap call(s) failed: ${(failed[0]!.reason as Error).message}`,
-      );
+    ];
+    const failed = (await Promise.allSettled(calls)).find((r) => r.status === "rejected");
+    const key = failingKey(queue);
+    if (!failed) {
+      this.failing.delete(key);
+      return undefined;
+    }
+    if (!answeredByStore(failed.reason)) return failed.reason;
+    const failures = (this.failing.get(key)?.failures ?? 0) + 1;
+    const backoff = Math.min(this.config.dueIdleMs * 2 ** (failures - 1), MAX_FAILING_BACKOFF_MS);
+    this.failing.set(key, { until: Date.now() + backoff, failures });
+    return failed.reason;
   }
 
   /**

@@ -143,6 +143,12 @@ const shardSettings = z.strictObject({
    */
   storeSocketTimeoutMs: ms(1_000, 600_000, 30_000),
   /**
+   * How long a metrics scrape waits for the queue depth read, ms: past it the scrape
+   * answers without `codeq_queue_depth` (counting a failed read) rather than fail whole
+   * past Prometheus's own timeout (10 s by default), `codeq_shard_available` with it.
+   */
+  depthScrapeTimeoutMs: ms(100, 600_000, 5_000),
+  /**
    * How long start-up waits for the store to answer (it may start after the worker, as
    * under Compose or Kubernetes) before the worker gives up, naming the store.
    */

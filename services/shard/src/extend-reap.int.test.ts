@@ -26,3 +26,28 @@ describe("a lease an extend shortens", () => {
     }
   });
 });
+
+describe("a queue whose promotion keeps failing", () => {
+  it("is left out of the due passes, and the other queues' tasks are promoted when due", async () => {
+    const fx = await shardFixture({ dueIdleMs: 3_000 });
+    const store = fx.server.client();
+    try {
+      const c = fx.client("t-due");
+      // BAD: a scheduled task whose list the scripts cannot read (WRONGTYPE): due, failing
+      await c.enqueue({ command: "BAD", delayMs: 50 });
+      const [scheduled] = await store.keys("*{BAD:t-due:*:scheduled");
+      await store.del(scheduled!);
+      await store.set(scheduled!, "not a sorted set");
+      await sleep(200); // BAD is due and failing
+      const started = Date.now();
+      await c.enqueue({ command: "GOOD", delayMs: 300 });
+      const got = await c.lease({ commands: ["GOOD"], maxTasks: 1, waitMs: 10_000 });
+      expect(got.tasks).toHaveLength(1);
+      // promoted when due, not after the failing pass's wait (dueIdleMs, 3 s)
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      store.disconnect();
+      await fx.close();
+    }
+  });
+});

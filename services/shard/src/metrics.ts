@@ -63,6 +63,10 @@ export class Metrics {
   private readonly depthErrors: Counter;
   /** The depth read in progress, if any. */
   private depthRead: Promise<Map<string, Depth>> | undefined;
+  /** The depth read as the scrape in progress waits for it (at most depthScrapeMs). */
+  private depthScrape: Promise<Map<string, Depth>> | undefined;
+  /** The depth read a scrape gave up on, counted failed already. */
+  private depthGivenUp: Promise<Map<string, Depth>> | undefined;
   /** Commands the depth gauge has reported: each keeps a series (0 when empty) while the process runs. */
   private readonly depthCommands = new Set<string>();
   /** How busy the event loop is, 0–1 (a `LoadGauge`); 0 until one is followed. */
@@ -74,6 +78,8 @@ export class Metrics {
     private readonly shard: string,
     private readonly engine: QueueEngine,
     logger?: Logger,
+    /** How long a scrape waits for the depth read (ShardConfig.depthScrapeTimeoutMs). */
+    private readonly depthScrapeMs = 5_000,
   ) {
     this.failures = logger && new FailureLog(logger.child({ shard }));
     const registers = [this.registry];
@@ -151,7 +157,7 @@ export class Metrics {
       collect: async () => {
         let sums: Map<string, Depth>;
         try {
-          sums = await this.depthByCommand();
+          sums = await this.depthForScrape();
         } catch {
           // without this, one failed read fails the whole scrape, codeq_shard_available
           // included: the metric that says the store is away (the read counted its failure)
@@ -175,7 +181,7 @@ export class Metrics {
       registers,
       // after the depth gauge's read, which a scrape starts first: it shows its own failure
       collect: async () => {
-        await this.depthRead?.catch(() => undefined);
+        await this.depthScrape?.catch(() => undefined);
       },
     });
     this.depthErrors.inc({ shard }, 0);
@@ -208,13 +214,32 @@ export class Metrics {
    * Prometheus replicas scraping at once cost one read, not two).
    */
   depthByCommand(): Promise<Map<string, Depth>> {
-    this.depthRead ??= this.readDepth()
+    if (this.depthRead) return this.depthRead;
+    const read: Promise<Map<string, Depth>> = this.readDepth()
       .catch((err: unknown) => {
-        this.depthErrors.inc({ shard: this.shard });
+        if (this.depthGivenUp !== read) this.depthErrors.inc({ shard: this.shard });
         throw err;
       })
       .finally(() => (this.depthRead = undefined));
-    return this.depthRead;
+    this.depthRead = read;
+    return read;
+  }
+
+  /**
+   * The depth read as a scrape waits for it: at most depthScrapeMs, a read that takes
+   * longer counting as failed (once); the read goes on, and the next scrape shares it.
+   */
+  private depthForScrape(): Promise<Map<string, Depth>> {
+    const read = this.depthByCommand();
+    this.depthScrape = new Promise<Map<string, Depth>>((resolve, reject) => {
+      const late = setTimeout(() => {
+        if (this.depthGivenUp !== read) this.depthErrors.inc({ shard: this.shard });
+        this.depthGivenUp = read;
+        reject(new Error(`the queue depth read did not answer within ${this.depthScrapeMs} ms`));
+      }, this.depthScrapeMs);
+      read.then(resolve, reject).finally(() => clearTimeout(late));
+    });
+    return this.depthScrape;
   }
 
   private async readDepth(): Promise<Map<string, Depth>> {

@@ -127,27 +127,33 @@ export function queueService(
       const identity = who(ctx);
       const { ask, max } = leaseArgs(core, identity, req);
       const wait = limit("wait_ms", req.waitMs, 0, config.maxLeaseWaitMs);
-      const until = Date.now() + wait;
+      // a monotonic clock: a wall clock stepped back would stretch the wait
+      const until = performance.now() + wait;
       const topics = core.topics(identity, ask);
       const cancelled = onFirstAbort([ctx.signal, lifecycle.signal]);
       try {
         let woken: QueueRef | undefined;
         const start = core.nextStart();
         for (let round = 0; ; round++) {
-          // woken because the caller left: nothing to lease for it (nor to give back)
-          if (round > 0 && ctx.signal.aborted) return { tasks: [] };
+          // woken because the caller left: nothing to lease for it (nor to give back);
+          // woken for tasks first, it passes that wake-up on to the next waiter
+          if (round > 0 && ctx.signal.aborted) {
+            if (woken) notifier.notify(woken, max);
+            return { tasks: [] };
+          }
           const seen = notifier.version(topics);
           const got = await asServerErrors(() =>
             core.lease(identity, ask, max, start + round, woken),
           );
           if (got.length > 0 && ctx.signal.aborted) {
-            // the caller left while we leased: give the tasks back rather than let them expire
-            await core.giveBack(got.map((d) => d.token));
+            // the caller left while we leased: give the tasks back rather than let them
+            // expire (with the store away, giveBack keeps them and retries on its own)
+            await core.giveBack(got.map((d) => d.token)).catch(() => undefined);
             return { tasks: [] };
           }
-          if (got.length > 0 || Date.now() >= until || cancelled.kick.aborted)
+          if (got.length > 0 || performance.now() >= until || cancelled.kick.aborted)
             return { tasks: got.map(deliveryToWire) };
-          woken = await notifier.wait(topics, seen, cancelled.kick, until - Date.now(), max);
+          woken = await notifier.wait(topics, seen, cancelled.kick, until - performance.now(), max);
         }
       } finally {
         cancelled.dispose();

@@ -123,7 +123,7 @@ export async function startShardWorker(
   );
   const load = new LoadGauge();
   const busy = () => load.busy();
-  const metrics = new Metrics(config.id, engine, logger);
+  const metrics = new Metrics(config.id, engine, logger, config.depthScrapeTimeoutMs);
   metrics.followLoad(busy);
   if (follower) metrics.followMap(() => follower.cache.status());
   const background = new BackgroundWork(engine, notifier, config, metrics, logger);

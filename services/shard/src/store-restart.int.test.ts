@@ -118,7 +118,7 @@ describe("a shard worker whose store restarts under a stream", () => {
  * drops packets): a ping never fails, it just never comes back.
  */
 describe("a shard worker whose store stops answering", () => {
-  const rs = useRelayedShard({ storeCheckMs: 200 });
+  const rs = useRelayedShard({ storeCheckMs: 200, depthScrapeTimeoutMs: 300 });
 
   it("says so in health and metrics within two check periods", async () => {
     expect(rs.fx.worker.grpc.health.getStatus()).toBe("healthy");
@@ -131,6 +131,26 @@ describe("a shard worker whose store stops answering", () => {
     // the QueueService's own health says the same as the server's: a probe reads one
     // answer whichever name it asks
     expect(rs.fx.worker.grpc.health.getStatus("codeq.v1.QueueService")).toBe("unhealthy");
+  });
+
+  it("answers a metrics scrape without the queue depth it cannot read, not after the socket timeout", async () => {
+    rs.relay.silence();
+    const scrape = async () => {
+      const started = Date.now();
+      const res = await fetch(`http://127.0.0.1:${rs.fx.worker.metricsPort}/metrics`);
+      const body = await res.text();
+      return { status: res.status, body, took: Date.now() - started };
+    };
+    const first = await scrape();
+    expect(first.status).toBe(200);
+    expect(first.took).toBeLessThan(3_000); // the store's socket timeout is 30 s
+    expect(first.body).toMatch(/codeq_shard_available\{shard="a"\} 0/);
+    expect(first.body).not.toMatch(/codeq_queue_depth\{/);
+    expect(first.body).toMatch(/codeq_queue_depth_read_errors_total\{shard="a"\} 1/);
+    // the next scrape shares the read still waiting, and counts it failed no more
+    const second = await scrape();
+    expect(second.took).toBeLessThan(3_000);
+    expect(second.body).toMatch(/codeq_queue_depth_read_errors_total\{shard="a"\} 1/);
   });
 });
 

@@ -104,6 +104,15 @@ describe("redrive-12.lua", () => {
       notFound: [],
     });
   });
+
+  it("refuses more ids named than its limit, rather than act on some and say nothing of the rest", async () => {
+    const { engine, clock } = await fx().engine();
+    const ids = await seed(engine, 2);
+    await killAll(engine, clock);
+    await expect(engine.redrive(Q, 1, ids)).rejects.toThrow(/2 named, more than the limit of 1/);
+    await expect(engine.purge(Q, 1, ids)).rejects.toThrow(/more than the limit/);
+    expect((await engine.stats(Q)).dead).toBe(2);
+  });
 });
 
 describe("purge-5.lua", () => {

@@ -89,7 +89,7 @@ describe("enqueue-lease-19.lua", () => {
     // handed-over leases are on the reaper's index like any other: they expire, and
     // their tokens are then stale
     clock.advance(10_001);
-    expect(await engine.reap(Q, 100)).toEqual({ reaped: 3, dead: 0 });
+    expect(await engine.reap(Q, 100)).toMatchObject({ reaped: 3, dead: 0 });
     expect(await engine.stats(Q)).toMatchObject({ leased: 2 });
     expect(
       (await engine.ack(deliveries.map((d) => ({ token: d.token })))).map((a) => a.code),

@@ -16,7 +16,7 @@ describe("extend-3.lua", () => {
       { code: ScriptCode.Ok, deadline: clock.now() + 60_000 },
     ]);
     clock.advance(30_000);
-    expect(await engine.reap(Q)).toEqual({ reaped: 0, dead: 0 });
+    expect(await engine.reap(Q)).toMatchObject({ reaped: 0, dead: 0 });
     expect(await engine.getTask(Q, id!)).toMatchObject({ state: "LEASED", leaseMs: 60_000 });
   });
 
@@ -30,7 +30,7 @@ describe("extend-3.lua", () => {
       state: "LEASED",
       leaseDeadline: d!.deadline,
     });
-    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0 });
+    expect(await engine.reap(Q)).toMatchObject({ reaped: 1, dead: 0 });
     expect(await engine.extend([{ token: d!.token }])).toEqual([{ code: ScriptCode.StaleLease }]);
   });
 

@@ -179,7 +179,7 @@ describe("nack-16.lua", () => {
     const [reaped] = await engine.lease(Q, { max: 1, leaseMs: 1_000 });
     const [released] = await engine.lease(Q, { max: 1, leaseMs: 30_000 });
     clock.advance(1_001);
-    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0 });
+    expect(await engine.reap(Q)).toMatchObject({ reaped: 1, dead: 0 });
     expect(await engine.release([released!.token])).toEqual([
       { code: ScriptCode.Ok, state: "READY" },
     ]);

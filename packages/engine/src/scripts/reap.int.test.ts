@@ -12,10 +12,10 @@ describe("reap-16.lua", () => {
     await engine.lease(Q, { max: 1, leaseMs: 1_000 });
     await engine.lease(Q, { max: 1, leaseMs: 2_000 });
     clock.advance(1_000);
-    expect(await engine.reap(Q)).toEqual({ reaped: 0, dead: 0 }); // deadline == now is still live
+    expect(await engine.reap(Q)).toEqual({ reaped: 0, dead: 0, ready: 0 }); // deadline == now is still live
     clock.advance(1);
     expect(await engine.dueQueues()).toEqual([Q]);
-    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0 });
+    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 0, ready: 0 });
     expect(await engine.getTask(Q, a!)).toMatchObject({
       state: "SCHEDULED",
       runAt: clock.now() + 500,
@@ -30,13 +30,24 @@ describe("reap-16.lua", () => {
     const [id] = await seed(engine, 1, { maxAttempts: 1 });
     await engine.lease(Q, { max: 1, leaseMs: 1_000 });
     clock.advance(1_001);
-    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 1 });
+    expect(await engine.reap(Q)).toEqual({ reaped: 1, dead: 1, ready: 0 });
     expect(await engine.getTask(Q, id!)).toMatchObject({
       state: "DEAD",
       lastError: "lease expired",
     });
     expect(await engine.nextDueAt()).toBeUndefined();
     expect(await engine.dueQueues()).toEqual([]);
+  });
+
+  it("counts the tasks it made ready at once (a zero backoff) apart from those it scheduled", async () => {
+    const { engine, clock } = await fx().engine();
+    const now = { kind: "fixed", baseMs: 0, maxMs: 0, jitter: false } as const;
+    await seed(engine, 2, { backoff: now });
+    await seed(engine, 1, { backoff: fixed });
+    await engine.lease(Q, { max: 3, leaseMs: 1_000 });
+    clock.advance(1_001);
+    expect(await engine.reap(Q)).toEqual({ reaped: 3, dead: 0, ready: 2 });
+    expect(await engine.stats(Q)).toMatchObject({ ready: 2, scheduled: 1 });
   });
 
   it("is bounded per call, oldest deadline first, and drops index entries of tasks no longer leased", async () => {
@@ -48,9 +59,9 @@ describe("reap-16.lua", () => {
     const leasedKey = `${prefix}:q:{SEND_EMAIL:acme:s:a}:leased`;
     await redis.zadd(leasedKey, 0, "01JB0000000000000000000000"); // an orphan index entry
     clock.advance(10_000);
-    expect(await engine.reap(Q, 3)).toEqual({ reaped: 2, dead: 0 });
+    expect(await engine.reap(Q, 3)).toMatchObject({ reaped: 2, dead: 0 });
     expect(await redis.zscore(leasedKey, "01JB0000000000000000000000")).toBeNull();
-    expect(await engine.reap(Q, 3)).toEqual({ reaped: 3, dead: 0 });
+    expect(await engine.reap(Q, 3)).toMatchObject({ reaped: 3, dead: 0 });
     expect((await engine.stats(Q)).leased).toBe(0);
   });
 

@@ -191,15 +191,18 @@ export class Model {
   }
 
   /** reap-15.lua: leases with deadline strictly before now, in (deadline, id) order. */
-  reap(): { reaped: number; dead: number } {
+  reap(): { reaped: number; dead: number; ready: number } {
     const expired = this.inState("LEASED")
       .filter((t) => t.leaseDeadline! < this.now)
       .sort(byScoreThenId((t) => t.leaseDeadline!));
     let dead = 0;
+    let ready = 0;
     for (const t of expired) {
-      if (this.settleFailure(t, "lease expired", -1, false, false) === "DEAD") dead++;
+      const state = this.settleFailure(t, "lease expired", -1, false, false);
+      if (state === "DEAD") dead++;
+      else if (state === "READY") ready++;
     }
-    return { reaped: expired.length, dead };
+    return { reaped: expired.length, dead, ready };
   }
 
   /** The model's own consistency: each READY task in exactly one list slot, nothing else there. */
