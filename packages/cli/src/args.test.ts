@@ -62,6 +62,12 @@ describe("parseCommandArgs", () => {
     );
   });
 
+  test("a string option followed by a dash says how to give such a value", () => {
+    expect(() => parseCommandArgs(["X", "--to", "--wait"], options)).toThrow(
+      new UsageError('option --to needs a value; one that starts with "-" is given as --to=VALUE'),
+    );
+  });
+
   test("a boolean option given a value is a usage error", () => {
     expect(() => parseCommandArgs(["--wait=yes"], options)).toThrow(
       new UsageError("option --wait takes no value"),

@@ -114,6 +114,11 @@ function usageFrom(err: unknown): UsageError {
     case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
       return new UsageError(`unknown option ${quoted}`);
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      // the next argument starts with a dash: another option, or a value such as -1
+      if (/ambiguous/.test(e.message ?? ""))
+        return new UsageError(
+          `option ${quoted} needs a value; one that starts with "-" is given as ${quoted}=VALUE`,
+        );
       return new UsageError(
         quoted.includes("<value>")
           ? `option ${quoted.replace(/ <value>$/, "")} needs a value`

@@ -152,9 +152,9 @@ describe("codeq against a local cluster", () => {
     expect(audit.code).toBe(0);
     const [header, ...rows] = audit.stdout.trimEnd().split("\n");
     expect(header).toMatch(/^TIME\s+ACTOR\s+ACTION\s+VERSION\s+SUMMARY$/);
-    // the newest two (this test's move), then a note that there are more
-    expect(rows).toHaveLength(3);
-    expect(rows[2]).toBe("more changes than --limit 2");
+    // the newest two (this test's move); a note on stderr that there are more
+    expect(rows).toHaveLength(2);
+    expect(audit.stderr.trimEnd()).toBe("more changes than --limit 2");
     expect(audit.stdout).toMatch(/MigrationCompleted\s+\d+ → \d+/);
     const { events } = await json(["audit"]);
     expect(events.map((e: any) => e.action)).toEqual(
@@ -191,10 +191,10 @@ describe("codeq against a local cluster", () => {
       const waited = await waiting;
       expect(waited.code).toBe(4);
       expect(waited.stdout).toContain(`migration ${id} ABORTED: cli.abort is back on a`);
-      // aborting a finished migration is refused
+      // aborting it again (its first answer lost, say) answers it as it is
       const again = await codeq(["abort", id]);
-      expect(again.code).toBe(2);
-      expect(again.stderr).toMatch(/^FAILED_PRECONDITION: /);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain(`migration ${id} (cli.abort) is ABORTED`);
     } finally {
       channel.close();
     }

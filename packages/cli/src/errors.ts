@@ -14,7 +14,8 @@ export const ExitCode = {
   MIGRATION_ABORTED: 4,
   /**
    * `verify`: a shard holds tasks where routers do not read them, or did not answer;
-   * `shards --check`: a shard is unhealthy or its breaker is not CLOSED.
+   * `shards --check`: a shard is unhealthy or its breaker is not CLOSED; `stats`, `dlq
+   * list`: a shard did not answer (what is printed leaves it out).
    */
   INCONSISTENT: 5,
   /**
@@ -59,6 +60,12 @@ export function describeError(
 ): { code: number; lines: string[] } {
   if (err instanceof UsageError)
     return { code: ExitCode.USAGE, lines: [`codeq: ${err.message}`, ...hintLines(err.hint)] };
+  // a call given up on Ctrl-C: the router was told; what it had done by then stands
+  if ((err as Error | undefined)?.name === "AbortError")
+    return {
+      code: ExitCode.INTERRUPTED,
+      lines: ["codeq: interrupted before the router answered (what it had done by then stands)"],
+    };
   if (err instanceof ClientError) {
     const lines = [`${statusName(err.code)}: ${err.details.trim()}`];
     const behind = err.code === Status.UNAVAILABLE ? behindRouter(err.details) : undefined;

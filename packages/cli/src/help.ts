@@ -28,7 +28,8 @@ const EXIT_CODES = [
   "       (UNAVAILABLE, DEADLINE_EXCEEDED)",
   "  4    assign --wait: the migration ended ABORTED",
   "  5    verify: a check failed or a shard did not answer; shards --check: a shard",
-  "       is unhealthy or its breaker is not CLOSED",
+  "       is unhealthy or its breaker is not CLOSED; stats, dlq list: a shard did not",
+  "       answer (what is printed leaves it out)",
   "  130  interrupted (Ctrl-C): assign --wait and tail stop following (the",
   "       migration goes on); dlq redrive and purge stop after the call under way",
 ];

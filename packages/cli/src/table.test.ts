@@ -57,4 +57,9 @@ describe("formatTable", () => {
   test("no rows: the header alone", () => {
     expect(formatTable(["ID", "STATE"], [])).toEqual(["ID  STATE"]);
   });
+
+  it("shows control characters in a cell as \uFFFD: a row stays one line, and no escape reaches the terminal", () => {
+    const lines = formatTable(["ERROR"], [["a\nb\u001b[31mred\tx"]]);
+    expect(lines).toEqual(["ERROR", "a\uFFFDb\uFFFD[31mred\uFFFDx"]);
+  });
 });

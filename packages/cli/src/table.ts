@@ -8,11 +8,15 @@ export interface TableOptions {
 
 const GAP = "  ";
 
+/** Control characters: a newline would split a row, an escape sequence reach the terminal. */
+const CONTROL = /\p{Cc}/gu;
+
 function text(cell: Cell): string {
   if (cell === undefined || cell === "") return "-";
   if (typeof cell === "boolean") return cell ? "yes" : "no";
   if (typeof cell === "number" && !Number.isInteger(cell)) return cell.toFixed(1);
-  return String(cell);
+  // server text (a worker's last error, an audit summary) is shown, never obeyed
+  return String(cell).replace(CONTROL, "\uFFFD");
 }
 
 const isNumber = (cell: Cell) => typeof cell === "number" || typeof cell === "bigint";

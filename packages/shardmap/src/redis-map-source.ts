@@ -98,7 +98,17 @@ export class RedisMapSource implements MapSource {
     if (!Number.isInteger(this.auditCap) || this.auditCap < 1)
       throw new RangeError(`auditCap must be a positive integer, got ${this.auditCap}`);
     this.now = options.now ?? Date.now;
-    this.onError = options.onError ?? (() => {});
+    const onError = options.onError ?? (() => {});
+    // a logger that throws is not let end a refresh, a ping or the process
+    this.onError = (err) => {
+      try {
+        onError(err);
+      } catch {
+        // nowhere left to say it
+      }
+    };
+    if (options.pingMs !== undefined && !(options.pingMs >= 100))
+      throw new RangeError(`pingMs must be at least 100, got ${options.pingMs}`);
     this.redis = this.connect();
     casScript ??= fs.readFileSync(path.join(LUA_DIR, "compare-and-set-2.lua"), "utf8");
     this.redis.defineCommand(CAS_COMMAND, { lua: casScript, numberOfKeys: 2 });
@@ -135,9 +145,9 @@ export class RedisMapSource implements MapSource {
       .catch(async (err: unknown) => {
         // the reply may be what was lost (ioredis gives up on a command after a failed
         // reconnect, whether or not the store ran it): the audit list says which
-        const written = await this.written(entry).catch(() => undefined);
-        if (written) return [CasCode.Written, 0];
-        if (written === false) throw err;
+        // not found is no proof: a store that stalled may run the first send after this
+        // read, on the connection given up on
+        if (await this.written(entry).catch(() => false)) return [CasCode.Written, 0];
         throw new Error(
           `${toError(err).message}; whether the change was written is not known: read the map before trying again`,
           { cause: err },
@@ -268,7 +278,8 @@ export class RedisMapSource implements MapSource {
     sub
       .ping()
       .catch((err: unknown) => {
-        if (sub !== this.subscriber) return;
+        // an error answered is an answer: the connection lives
+        if (sub !== this.subscriber || (err as Error | undefined)?.name === "ReplyError") return;
         this.live = false;
         this.onError(
           new ShardMapError(

@@ -29,6 +29,11 @@ export class LeaseFanOut {
   ): Promise<LeaseResponse> {
     const routing = this.routing;
     const bucket = routing.limits.lease(ctx, f.identity.tenant, max);
+    // a long poll is admitted by the rate as any Lease, but holds nothing while it waits
+    // (idle pollers would lock their tenant's other workers out): what it delivers is
+    // charged when it answers
+    const charged = req.waitMs > 0 ? 0 : max;
+    if (charged === 0) bucket?.refund(max);
     const shards = routing.leaseShards(req.commands, f.identity.tenant, req.allTenants);
     // every shard gets a share of max_tasks (with fewer tasks than shards, some get
     // none, in turn), so the first answers never hold more
@@ -88,7 +93,9 @@ export class LeaseFanOut {
       delivered = tasks.length;
       return { tasks };
     } finally {
-      bucket?.refund(max - delivered); // the limit counts tasks delivered, not asked for
+      // the limit counts tasks delivered, not asked for
+      if (charged > 0) bucket?.refund(charged - delivered);
+      else if (delivered > 0) bucket?.owe(delivered);
     }
   }
 }
@@ -191,9 +198,12 @@ async function leaseRound(
   const signal = linked?.signal ?? f.signal;
   const timeout = req.waitMs + routing.config.shardTimeoutMs;
   let grace: NodeJS.Timeout | undefined;
+  const started = performance.now();
   const answered = () => {
-    if (several && grace === undefined)
-      grace = setTimeout(() => stop.abort(), routing.config.fanoutTimeoutMs);
+    // in a long poll, only an answer after the whole wait: one sooner (a shard that
+    // drains answers at once) says nothing of how long the others may wait
+    if (!several || grace !== undefined || performance.now() - started < req.waitMs) return;
+    grace = setTimeout(() => stop.abort(), routing.config.fanoutTimeoutMs);
   };
   const got: Leased[] = [];
   const { failed } = await fanOut(

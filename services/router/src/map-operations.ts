@@ -13,6 +13,7 @@ import type {
 import {
   draftOf,
   entry,
+  isUnfinished,
   type AuditEntry,
   type MapSource,
   type Migration,
@@ -171,11 +172,16 @@ export class MapOperations {
     const map = await this.admin.freshMap();
     const m = map.migrations.find((x) => x.id === id);
     if (!m) {
-      if (await this.admin.finished(id))
-        throw precondition(`migration ${id} has already finished; assign the queue back instead`);
+      const done = await this.admin.finished(id);
+      // aborted already (an abort sent again after its answer was lost, say): done
+      if (done?.migration.state === "aborted")
+        return migrationToWire(done.migration, done.progress);
+      if (done) throw completed(id);
       throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
     }
-    if (m.state === "aborting") return migrationToWire(m);
+    if (m.state === "aborting" || m.state === "aborted") return migrationToWire(m);
+    // a finished move left in the map (a hand edit, an older writer): not turned back
+    if (!isUnfinished(m)) throw completed(id);
     const written = await this.admin.write(
       actor,
       "AbortMigration",
@@ -183,8 +189,7 @@ export class MapOperations {
       (current) => {
         const live = current.migrations.find((x) => x.id === id);
         // finished between the read above and this write: nothing to abort any more
-        if (!live)
-          throw precondition(`migration ${id} has already finished; assign the queue back instead`);
+        if (!live || !isUnfinished(live)) throw completed(id);
         if (live.state === "aborting") return undefined;
         // routed back to the source: the entry the move made is taken away when the
         // queue had none of its own before and what it then follows is the source
@@ -254,4 +259,9 @@ export class MapOperations {
       nextPageToken: entries.length > limit ? auditTokenOf(next, page.at(-1)!.versionAfter) : "",
     };
   }
+}
+
+/** An abort of a move that has finished (completed, or ended while the abort was asked). */
+function completed(id: string): ServerError {
+  return precondition(`migration ${id} has already finished; assign the queue back instead`);
 }

@@ -7,10 +7,15 @@ import type { Notifier } from "./notifier";
 /** Cleanup calls one queue gets in one pass at most (a queue that keeps filling its batch). */
 const CLEANUP_ROUNDS = 10;
 /**
- * An error the store answered with (a script's, WRONGTYPE …): about the queue the call
- * was for, where a connection's error is about the store.
+ * An error about the queue a call was for: a key of the wrong type, or a script that
+ * failed on what it read (a record it cannot parse). Any other (the connection, or the
+ * store refusing every write: OOM, READONLY, LOADING, BUSY …) is about the store.
  */
-const answeredByStore = (err: unknown) => (err as Error | undefined)?.name === "ReplyError";
+const queueFault = (err: unknown) =>
+  (err as Error | undefined)?.name === "ReplyError" &&
+  /^WRONGTYPE|user_script|Error running script/.test((err as Error).message);
+/** How many of the first queues in the due index are read to find one not left out, at most. */
+const MAX_PASSED_OVER = 1_000;
 /** A queue as a key of `failing`. */
 const failingKey = (q: QueueRef) => `${q.command}\u0000${q.tenant}`;
 /** Queues one due pass takes at most. */
@@ -95,7 +100,10 @@ export class BackgroundWork {
         // what is asked from here on may come too late for the read below
         this.wakeBy = Infinity;
         // the next due time of a queue not left out for failing (it stays first in time)
-        const next = await this.engine.nextDueAt((q) => this.leftOut(q), this.failing.size + 1);
+        const next = await this.engine.nextDueAt(
+          (q) => this.leftOut(q),
+          Math.min(this.failing.size + 1, MAX_PASSED_OVER),
+        );
         const now = Date.now();
         // a pass that found every due queue left out has nothing to do until one is back
         if (next !== undefined && next <= now && (await this.duePass())) continue;
@@ -134,7 +142,7 @@ export class BackgroundWork {
     const failed = outcomes.filter((err) => err !== undefined);
     // the store not answering is not the queues' fault (left out, they would be held
     // back long after it returns): the pass fails, and is tried again after a wait
-    const away = failed.find((err) => !answeredByStore(err));
+    const away = failed.find((err) => !queueFault(err));
     if (away) throw new Error(`${failed.length} queue(s) failed: ${(away as Error).message}`);
     if (failed.length > 0)
       this.logger.warn(
@@ -155,15 +163,20 @@ export class BackgroundWork {
 
   /** The earliest time a queue left out of the due passes is taken again (Infinity: none). */
   private failingUntil(): number {
+    const now = Date.now();
     let earliest = Infinity;
-    for (const { until } of this.failing.values()) earliest = Math.min(earliest, until);
+    // one whose time has come and that is not due any more (mended, or its entry gone)
+    // waits for the next pass to be dropped: not a time to wake for
+    for (const { until } of this.failing.values())
+      if (until > now) earliest = Math.min(earliest, until);
     return earliest;
   }
 
   /**
    * Promotes and reaps one queue, both calls run to their end; resolves with the first
-   * failure (undefined when both succeeded). A failure the store answered with leaves
-   * the queue out for a while, longer each time it fails again.
+   * failure (undefined when both succeeded). A failure of the queue's own (a wrong key
+   * type, a script failing on a record) leaves it out for a while, longer each time it
+   * fails again.
    */
   private async dueCalls(queue: QueueRef): Promise<unknown> {
     const calls = [
@@ -187,7 +200,7 @@ export class BackgroundWork {
       this.failing.delete(key);
       return undefined;
     }
-    if (!answeredByStore(failed.reason)) return failed.reason;
+    if (!queueFault(failed.reason)) return failed.reason;
     const failures = (this.failing.get(key)?.failures ?? 0) + 1;
     const backoff = Math.min(this.config.dueIdleMs * 2 ** (failures - 1), MAX_FAILING_BACKOFF_MS);
     this.failing.set(key, { until: Date.now() + backoff, failures });

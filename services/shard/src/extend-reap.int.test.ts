@@ -34,11 +34,15 @@ describe("a queue whose promotion keeps failing", () => {
     try {
       const c = fx.client("t-due");
       // BAD: a scheduled task whose list the scripts cannot read (WRONGTYPE): due, failing
-      await c.enqueue({ command: "BAD", delayMs: 50 });
+      await c.enqueue({ command: "BAD", delayMs: 1_000 });
       const [scheduled] = await store.keys("*{BAD:t-due:*:scheduled");
       await store.del(scheduled!);
       await store.set(scheduled!, "not a sorted set");
-      await sleep(200); // BAD is due and failing
+      const promoteFailures = async () =>
+        (await fx.worker.metrics.operationFailures.get()).values.find(
+          (v) => v.labels.operation === "promote",
+        )?.value ?? 0;
+      await eventually(async () => (await promoteFailures()) > 0, 5_000); // due, and failing
       const started = Date.now();
       await c.enqueue({ command: "GOOD", delayMs: 300 });
       const got = await c.lease({ commands: ["GOOD"], maxTasks: 1, waitMs: 10_000 });

@@ -24,13 +24,15 @@ export interface Depth {
   leased: number;
   dead: number;
   completed: number;
+  /** Reserved by a move, between this shard and another (docs/migration.md). */
+  moving: number;
 }
 
 /** Commands whose depth series are kept at 0 once empty, at most (past it, they vanish as before). */
 const MAX_DEPTH_COMMANDS = 10_000;
 
 function emptyDepth(): Depth {
-  return { ready: 0, scheduled: 0, leased: 0, dead: 0, completed: 0 };
+  return { ready: 0, scheduled: 0, leased: 0, dead: 0, completed: 0, moving: 0 };
 }
 
 /**
@@ -256,6 +258,7 @@ export class Metrics {
         sum.leased += s.leased;
         sum.dead += s.dead;
         sum.completed += s.completed;
+        sum.moving += s.moving;
         sums.set(command, sum);
       });
     }

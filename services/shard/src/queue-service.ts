@@ -138,7 +138,7 @@ export function queueService(
           // woken because the caller left: nothing to lease for it (nor to give back);
           // woken for tasks first, it passes that wake-up on to the next waiter
           if (round > 0 && ctx.signal.aborted) {
-            if (woken) notifier.notify(woken, max);
+            if (woken) notifier.notify(woken, 1);
             return { tasks: [] };
           }
           const seen = notifier.version(topics);

@@ -163,9 +163,11 @@ export function shardService(
         reachable && !req.withoutDepth
           ? await metrics.depthByCommand().catch(() => undefined)
           : undefined;
+      // what the shard holds of its queues' tasks: a batch a move reserved too (one an
+      // abort left behind is still this shard's to hand on, and no router reads it)
       let queueDepth = 0;
       for (const d of depth?.values() ?? [])
-        queueDepth += d.ready + d.scheduled + d.leased + d.dead;
+        queueDepth += d.ready + d.scheduled + d.leased + d.dead + d.moving;
       const streams = await metrics.streamsOpen();
       return {
         shard: view.shard,

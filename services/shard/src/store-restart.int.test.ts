@@ -135,6 +135,7 @@ describe("a shard worker whose store stops answering", () => {
 
   it("answers a metrics scrape without the queue depth it cannot read, not after the socket timeout", async () => {
     rs.relay.silence();
+    await eventually(async () => rs.fx.worker.grpc.health.getStatus() === "unhealthy", 3_000);
     const scrape = async () => {
       const started = Date.now();
       const res = await fetch(`http://127.0.0.1:${rs.fx.worker.metricsPort}/metrics`);

@@ -105,7 +105,8 @@ export const assignCommand: Command = {
     "queue to the shard that owns it changes nothing.",
     "With --wait, a progress bar (plain lines when stderr is not a terminal) runs",
     "until the migration is COMPLETED (exit 0) or ABORTED (exit 4). Ctrl-C stops",
-    "waiting (exit 130); the migration goes on.",
+    "waiting (exit 130); the migration goes on. Ctrl-C before the router answers",
+    "cancels the call: a move it had not written yet is not made.",
   ],
   interruptible: true,
   queueTenant: true,
@@ -142,9 +143,11 @@ export const assignCommand: Command = {
       min: 1,
       max: Number.MAX_SAFE_INTEGER,
     });
+    // Ctrl-C before the answer cancels the call: a move the router has not written yet
+    // is not made (docs/migration.md)
     const res = await clients.admin.assignCommand(
       { command, tenant, shard, dryRun, expectedVersion: expectedVersion ?? 0 },
-      clients.call(),
+      { ...clients.call(), signal: ctx.interrupted },
     );
     const label = queueLabel(command, tenant);
 

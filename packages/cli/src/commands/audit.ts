@@ -47,7 +47,7 @@ export const auditCommand: Command = {
       for (const line of formatTable(["TIME", "ACTOR", "ACTION", "VERSION", "SUMMARY"], rows))
         io.out(line);
     }
-    if (pageToken) io.out(`more changes than --limit ${limit}`);
+    if (pageToken) io.err(`more changes than --limit ${limit}`);
     return ExitCode.OK;
   },
 };

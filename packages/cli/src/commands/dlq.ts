@@ -66,9 +66,12 @@ export const dlqListCommand: Command = {
       const headers = ["ID", "SHARD", "ATTEMPTS", "DIED", "LAST ERROR", "PAYLOAD"];
       for (const line of formatTable(headers, rows)) io.out(line);
     }
-    if (pageToken) io.out(`more dead tasks than --limit ${limit}`);
-    if (unavailable.size > 0)
-      io.out(`shard ${[...unavailable].join(", ")} did not answer; its dead tasks are missing`);
+    // notes on stderr: stdout holds the table alone
+    if (pageToken) io.err(`more dead tasks than --limit ${limit}`);
+    if (unavailable.size > 0) {
+      io.err(`shard ${[...unavailable].join(", ")} did not answer; its dead tasks are missing`);
+      return ExitCode.INCONSISTENT;
+    }
     return ExitCode.OK;
   },
 };
@@ -123,6 +126,10 @@ async function drain(
   const stopped = () => (total.interrupted = walk.interrupted.aborted);
   if (ids.length > 0) {
     if (ids.length > maxIds) throw new UsageError(`--ids takes at most ${maxIds} ids`);
+    // every id named is acted on: a --max beside them would be ignored, or would leave
+    // some of the named unnamed without saying which
+    if (max !== undefined)
+      throw new UsageError("--max goes with the oldest dead tasks, not with --ids: give one");
     for (let i = 0; i < ids.length && !stopped(); i += perCall) {
       if (i > 0) walk.progress(total.done, ids.length - i);
       const taskIds = ids.slice(i, i + perCall);

@@ -7,6 +7,13 @@ import { ExitCode, isUnreachable, statusName, UsageError } from "../errors";
 import { toJson } from "../json";
 
 const BATCH = 1000;
+/**
+ * Bytes of payload one batch carries at most: half the router's request limit (16 MiB
+ * by default), so a batch of large payloads is sent as several, not refused whole.
+ */
+const BATCH_BYTES = 8 * 1024 * 1024;
+/** What one task adds to a batch besides its payload (command, fields, framing), bytes, at most. */
+const TASK_OVERHEAD_BYTES = 512;
 
 function payloadOf(values: Values): Buffer {
   const text = str(values, "payload");
@@ -38,7 +45,8 @@ export const enqueueCommand: Command = {
   details: [
     "Enqueues as the stated tenant (--tenant). One id a line on stdout; a duplicate",
     "(an idempotency key seen before) is noted on stderr. With --count, batches of",
-    `${BATCH}; items that failed are listed on stderr (exit 2, or 3 when a shard was unavailable).`,
+    `up to ${BATCH} (fewer with large payloads: about 8 MiB a batch); items that failed are`,
+    "listed on stderr (exit 2, or 3 when a shard was unavailable).",
   ],
   options: {
     payload: { type: "string", value: "STR", description: "the payload as UTF-8 text" },
@@ -80,8 +88,12 @@ export const enqueueCommand: Command = {
     // a call that fails after others stored tasks: those are still printed, and the
     // error says how many (run again, the command would store them twice)
     let failure: unknown;
-    for (let sent = 0; sent < count && failure === undefined; sent += BATCH) {
-      const n = Math.min(BATCH, count - sent);
+    const perBatch = Math.max(
+      1,
+      Math.min(BATCH, Math.floor(BATCH_BYTES / (task.payload!.length + TASK_OVERHEAD_BYTES))),
+    );
+    for (let sent = 0; sent < count && failure === undefined; sent += perBatch) {
+      const n = Math.min(perBatch, count - sent);
       const tasks = Array.from({ length: n }, () => task);
       await clients.queue
         .enqueueBatch({ tasks }, clients.call())

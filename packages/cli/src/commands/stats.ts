@@ -67,11 +67,15 @@ export const statsCommand: Command = {
     const headers = ["COMMAND", "SHARD", "READY", "SCHEDULED", "LEASED", "DEAD", "COMPLETED"];
     for (const line of formatTable(headers, rows, { footer: ["total", "", ...total] }))
       io.out(line);
+    // partial: said on stderr (stdout holds the table alone), and by the exit code
+    let partial = false;
     for (const r of results)
-      if (r.unavailableShards.length > 0)
-        io.out(
+      if (r.unavailableShards.length > 0) {
+        partial = true;
+        io.err(
           `${r.command}: shard ${r.unavailableShards.join(", ")} did not answer; its counts are missing`,
         );
-    return ExitCode.OK;
+      }
+    return partial ? ExitCode.INCONSISTENT : ExitCode.OK;
   },
 };
