@@ -104,8 +104,16 @@ async function listShards(routing: Routing): Promise<ShardStatus[]> {
         const shard = { id, endpoint: info.endpoint, state: shardState(info.state) };
         const breaker = BREAKER[conn.breakerState];
         try {
-          // asked directly, not through the breaker: an operator wants the truth now
-          const s = await conn.internal.getShardStatus({}, { deadline });
+          // asked directly, not through the breaker: an operator wants the truth now. The
+          // health apart from the depth (a stats read per queue): a shard of very many
+          // queues, or a slow store, is not called unhealthy for a depth read past the deadline
+          const [s, depth] = await Promise.all([
+            conn.internal.getShardStatus({ withoutDepth: true }, { deadline }),
+            conn.internal.getShardStatus({}, { deadline }).then(
+              (d) => (d.storeReachable ? d.queueDepth : undefined),
+              () => undefined,
+            ),
+          ]);
           // a worker of another id at this endpoint (a mistyped registration) is not this shard
           const itself = s.shard === id;
           const serving = itself && s.storeReachable && s.lifecycle === "serving";
@@ -113,13 +121,15 @@ async function listShards(routing: Routing): Promise<ShardStatus[]> {
             shard,
             healthy: serving,
             breaker,
-            queueDepth: s.queueDepth,
+            queueDepth: depth ?? 0,
             mapVersion: s.mapVersion,
             error: !itself
               ? `the worker at ${info.endpoint} is shard ${JSON.stringify(s.shard)}, not ${JSON.stringify(id)}`
-              : serving
-                ? ""
-                : `store reachable: ${s.storeReachable}, ${s.lifecycle}`,
+              : !serving
+                ? `store reachable: ${s.storeReachable}, ${s.lifecycle}`
+                : depth === undefined
+                  ? `its queue depth was not read within ${routing.config.fanoutTimeoutMs} ms (shown as 0)`
+                  : "",
           };
         } catch (err) {
           const e = conn.toServerError(err);

@@ -55,7 +55,7 @@ export async function assignCommand(
     // already there; an entry of its own that only repeats what the queue would follow
     // anyway goes, as after a move (a later move of the whole command carries it along)
     if (req.dryRun || !redundantEntry(map, req))
-      return { mapVersion: map.version, plan: [], migrations: [] };
+      return { mapVersion: map.version, plan: [], migrations: movingHere(map, req) };
     const written = await admin.write(
       actor,
       "AssignCommand",
@@ -133,6 +133,23 @@ export async function assignCommand(
   );
   const started = written.migrations.find((m) => m.id === migration.id) ?? migration;
   return { mapVersion: written.version, plan: [plan], migrations: [migrationToWire(started)] };
+}
+
+/**
+ * The unfinished move of this very queue onto the shard asked for: what an assignment
+ * sent again (its first answer lost) is answered with, so its caller can follow it.
+ */
+function movingHere(map: ShardMap, req: AssignCommandRequest) {
+  return map.migrations
+    .filter(
+      (m) =>
+        isUnfinished(m) &&
+        m.state !== "aborting" &&
+        m.to === req.shard &&
+        m.command === req.command &&
+        (m.tenant ?? "") === req.tenant,
+    )
+    .map((m) => migrationToWire(m));
 }
 
 /**

@@ -395,6 +395,10 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     const admin = rc.admin();
     const { migrations } = await admin.assignCommand({ command: "Y", shard: "b" });
     const id = migrations[0]!.id;
+    // the same assignment sent again (its answer lost): answered with the move under way
+    const resent = await admin.assignCommand({ command: "Y", shard: "b" });
+    expect(resent.plan).toEqual([]);
+    expect(resent.migrations.map((m) => m.id)).toEqual([id]);
     await within(10_000, async () => (await stats("b", "Y")).ready === 29);
     await c.enqueue({ command: "Y", payload: payload("on b") });
     const aborted = await admin.abortMigration({ id });

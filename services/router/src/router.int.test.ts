@@ -494,6 +494,35 @@ describe("router forwarding", () => {
     await expectCode(rc.client("t1").enqueue({ command: "X" }), Status.UNAVAILABLE);
   });
 
+  test("ListShards calls a shard whose depth read is slow healthy, saying the depth was not read", async () => {
+    // a stand-in shard worker: its health at once, its depth (a read per queue) too late
+    const z = createServer();
+    z.add(
+      internal.ShardServiceDefinition,
+      withUnimplemented(internal.ShardServiceDefinition, {
+        getShardStatus: async (req) => {
+          if (!req.withoutDepth) await new Promise((r) => setTimeout(r, 10_000));
+          return { shard: "z", storeReachable: true, lifecycle: "serving", mapVersion: 1 };
+        },
+      }),
+    );
+    const address = `127.0.0.1:${await freePort()}`;
+    await z.listen(address);
+    try {
+      await rc.change((m) => ({
+        ...m,
+        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
+      }));
+      await within(2_000, () => rc.router.routing.pool.has("z"));
+      const { shards } = await rc.admin().listShards({});
+      const status = shards.find((s) => s.shard?.id === "z")!;
+      expect(status).toMatchObject({ healthy: true, queueDepth: 0 });
+      expect(status.error).toMatch(/queue depth was not read within/);
+    } finally {
+      z.forceShutdown();
+    }
+  });
+
   test("Prometheus metrics: RPCs, the map version and every shard's breaker", async () => {
     await rc.client("t1").enqueue({ command: "X", payload: payload("x") });
     const body = await fetch(`http://127.0.0.1:${rc.router.metricsPort}/metrics`).then((r) =>

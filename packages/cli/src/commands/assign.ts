@@ -152,13 +152,17 @@ export const assignCommand: Command = {
     const label = queueLabel(command, tenant);
 
     if (!global.json) {
-      if (res.plan.length === 0) {
+      if (res.plan.length === 0 && res.migrations.length === 0) {
         io.out(`${label} is already on ${shard}; nothing changed (map version ${res.mapVersion})`);
         return ExitCode.OK;
       }
-      if (dryRun) io.out(`dry run: nothing changed (map version ${res.mapVersion}); the move:`);
+      // assigned already, by an earlier call whose answer was lost, say: its move runs
+      if (res.plan.length === 0)
+        io.out(`${label} is already assigned to ${shard} (map version ${res.mapVersion}); moving:`);
+      else if (dryRun)
+        io.out(`dry run: nothing changed (map version ${res.mapVersion}); the move:`);
       else io.out(`assigned ${label} to ${shard} (map version ${res.mapVersion}); moving:`);
-      for (const line of planLines(res, tenant)) io.out(line);
+      if (res.plan.length > 0) for (const line of planLines(res, tenant)) io.out(line);
       for (const m of res.migrations)
         io.out(
           `migration ${m.id} ${migrationState(m)}` +
