@@ -114,6 +114,22 @@ describe("JwtVerifier with a JWKS file", () => {
     expect(verifier.jwksFile?.reloadErrors).toBe(1);
   });
 
+  it("is not made to re-read a bad file by tokens naming unknown key ids", async () => {
+    const verifier = make();
+    fs.writeFileSync(file, "{ not json");
+    const stranger = await signingKey("RS256", "nobody");
+    for (let i = 0; i < 20; i++) {
+      await refusal(
+        verifier.verify(await token(stranger, { ...CLAIMS, sub: `s${i}` })),
+        "UNAUTHENTICATED",
+      );
+      clock.advance(1_000); // past the cooldown of unknown key ids: the file is looked at
+    }
+    // the same bad file is read and reported once
+    expect(verifier.jwksFile?.reloadErrors).toBe(1);
+    expect(reloadErrors).toHaveLength(1);
+  });
+
   it("refuses to start with a missing, malformed or empty file", () => {
     const missing = path.join(tmp.dir, "absent.json");
     expect(() => new JwtVerifier({ jwksFile: missing })).toThrow(AuthConfigError);

@@ -28,10 +28,17 @@ export interface JwksFileOptions {
 
 type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<KeyLike>;
 
+/** How often a token with an unknown key id may make the file be looked at again, ms. */
+const UNKNOWN_KID_RECHECK_MS = 1_000;
+
 export class JwksFile {
   private keySet: KeyResolver;
   private stamp: string;
+  /** The file's stat when it last could not be used: not read (nor reported) again until it changes. */
+  private badStamp: string | undefined;
   private lastCheckMs: number;
+  /** When a token with an unknown key id last made the file be looked at. */
+  private lastUnknownKidMs = -Infinity;
   private inFlight: Promise<boolean> | undefined;
   private readonly checkIntervalMs: number;
   private readonly now: () => number;
@@ -69,8 +76,11 @@ export class JwksFile {
     try {
       return await this.keySet(header, token);
     } catch (err) {
-      // An unknown kid may be a freshly rotated key: look at the file now, not at the next interval.
+      // An unknown kid may be a freshly rotated key: look at the file now, not at the next
+      // interval; but at most once a second (anyone can send a token with a made-up kid)
       if ((err as { code?: unknown }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw err;
+      if (this.now() - this.lastUnknownKidMs < UNKNOWN_KID_RECHECK_MS) throw err;
+      this.lastUnknownKidMs = this.now();
       if (!(await this.refresh())) throw err;
       return await this.keySet(header, token);
     }
@@ -86,16 +96,21 @@ export class JwksFile {
 
   private async reloadIfChanged(): Promise<boolean> {
     this.lastCheckMs = this.now();
+    let stamp: string | undefined;
     try {
       const stat = await fs.promises.stat(this.file, { bigint: true });
-      const stamp = stampOf(stat);
-      if (stamp === this.stamp) return false;
+      stamp = stampOf(stat);
+      if (stamp === this.stamp || stamp === this.badStamp) return false;
       const keySet = parseKeySet(await fs.promises.readFile(this.file, "utf8"));
       this.keySet = keySet;
       this.stamp = stamp;
       this.reloads++;
       return true;
     } catch (err) {
+      // the same unusable file (or the same missing one) is reported once
+      const bad = stamp ?? `unreadable: ${messageOf(err)}`;
+      if (bad === this.badStamp) return false;
+      this.badStamp = bad;
       this.reloadErrors++;
       this.onReloadError(
         new Error(

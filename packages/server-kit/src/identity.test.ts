@@ -1,5 +1,11 @@
 import { Metadata, Status } from "nice-grpc";
-import { fromRouter, identityFrom, statedIdentity, type StatedHeaders } from "./identity";
+import {
+  fromRouter,
+  identityFrom,
+  identityMetadata,
+  statedIdentity,
+  type StatedHeaders,
+} from "./identity";
 
 const headers = (h: Record<string, string>): StatedHeaders => ({ get: (k) => h[k] });
 
@@ -66,5 +72,15 @@ describe("stated identity", () => {
     expect(fromRouter(presenting(previous), { devIdentity: false, routerSecret: next })).toBe(
       false,
     );
+  });
+});
+
+describe("identityMetadata", () => {
+  it("states a principal cut at 512 code points, never half a surrogate pair, and a lone surrogate as U+FFFD", () => {
+    const roles = new Set<never>();
+    const long = identityMetadata({ tenant: "t", principal: "a".repeat(511) + "😀😀", roles });
+    expect(decodeURIComponent(long.get("x-codeq-principal")!)).toBe("a".repeat(511) + "😀");
+    const lone = identityMetadata({ tenant: "t", principal: "x\uD800y", roles });
+    expect(decodeURIComponent(lone.get("x-codeq-principal")!)).toBe("x\uFFFDy");
   });
 });

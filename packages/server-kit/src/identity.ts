@@ -164,7 +164,13 @@ export function identityMetadata(identity: Identity, routerSecret?: string): Met
   const m = new Metadata({
     [IDENTITY_HEADERS.tenant]: identity.tenant,
     [IDENTITY_HEADERS.roles]: [...identity.roles].join(","),
-    [IDENTITY_HEADERS.principal]: encodeURIComponent(identity.principal.slice(0, 512)),
+    // cut by code points, lone surrogates made well-formed: encodeURIComponent throws on them
+    [IDENTITY_HEADERS.principal]: encodeURIComponent(
+      [...identity.principal]
+        .slice(0, 512)
+        .join("")
+        .replace(/[\uD800-\uDFFF]/gu, "\uFFFD"),
+    ),
   });
   if (identity.commands) m.set(IDENTITY_HEADERS.commands, identity.commands.join(","));
   if (routerSecret !== undefined) m.set(IDENTITY_HEADERS.routerSecret, routerSecret);

@@ -29,11 +29,6 @@ export class LeaseFanOut {
   ): Promise<LeaseResponse> {
     const routing = this.routing;
     const bucket = routing.limits.lease(ctx, f.identity.tenant, max);
-    // a long poll is admitted by the rate as any Lease, but holds nothing while it waits
-    // (idle pollers would lock their tenant's other workers out): what it delivers is
-    // charged when it answers
-    const charged = req.waitMs > 0 ? 0 : max;
-    if (charged === 0) bucket?.refund(max);
     const shards = routing.leaseShards(req.commands, f.identity.tenant, req.allTenants);
     // every shard gets a share of max_tasks (with fewer tasks than shards, some get
     // none, in turn), so the first answers never hold more
@@ -93,9 +88,7 @@ export class LeaseFanOut {
       delivered = tasks.length;
       return { tasks };
     } finally {
-      // the limit counts tasks delivered, not asked for
-      if (charged > 0) bucket?.refund(charged - delivered);
-      else if (delivered > 0) bucket?.owe(delivered);
+      bucket?.refund(max - delivered); // the limit counts tasks delivered, not asked for
     }
   }
 }

@@ -100,25 +100,6 @@ test("a second LeaseStream of one caller past the cap is RESOURCE_EXHAUSTED", as
   });
 });
 
-test("long polls waiting hold none of the tenant's lease rate", async () => {
-  const c = rc.client("polls");
-  // 10/s with a 1 s burst: before, each waiting poll held its max_tasks (8) of the 10,
-  // and the second was refused
-  const polls = [1, 2, 3].map(() => c.lease({ commands: ["POLL"], maxTasks: 8, waitMs: 500 }));
-  expect((await Promise.all(polls)).map((a) => a.tasks.length)).toEqual([0, 0, 0]);
-});
-
-test("what a long poll delivers is charged to the tenant's lease rate when it answers", async () => {
-  const c = rc.client("polls2");
-  const poll = c.lease({ commands: ["POLL2"], maxTasks: 8, waitMs: 5_000 });
-  await new Promise((r) => setTimeout(r, 100)); // waiting
-  await c.enqueueBatch({ tasks: tasks(8, "POLL2") });
-  expect((await poll).tasks).toHaveLength(8);
-  // 2 of the burst's 10 left: a Lease of 9 must wait for the rate
-  const err = await c.lease({ commands: ["POLL2"], maxTasks: 9 }).catch((e: unknown) => e);
-  expect((err as ClientError).code).toBe(Status.RESOURCE_EXHAUSTED);
-});
-
 test("a stream's deliveries are paced by the tenant's lease rate, not refused", async () => {
   const producer = rc.client("paced");
   // 10/s with a 1 s burst: the enqueue limit allows these in two calls, a second apart

@@ -43,15 +43,6 @@ export class TokenBucket {
   }
 
   /**
-   * Takes `n` tokens whether it has them or not (what was already delivered): the
-   * requests after it wait until the rate has paid off what it owes.
-   */
-  owe(n: number): void {
-    this.refill();
-    this.tokens -= n;
-  }
-
-  /**
    * Takes up to `n` tokens; returns how many it took (for flows that can wait, like
    * credits): none while the bucket is empty or owes tokens (`take`).
    */

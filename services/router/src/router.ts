@@ -58,6 +58,12 @@ function callerAuthentication(
     logger.warn(
       "no authentication configured and development identity off: every call will be refused",
     );
+  // a key set's tokens for any application of the identity provider would do: roles
+  // such as "admin" are common claim values
+  if ((config.jwtJwksFile || config.jwtJwksUrl) && (!config.jwtAudience || !config.jwtIssuer))
+    logger.warn(
+      "JWT keys are configured without CODEQ_ROUTER_JWT_AUDIENCE or CODEQ_ROUTER_JWT_ISSUER: a token the identity provider issued for any other application is accepted too; set both (docs/security.md)",
+    );
   return async (metadata) => {
     const authorization = metadata.get("authorization");
     if (authenticator && (authorization !== undefined || !config.devIdentity)) {

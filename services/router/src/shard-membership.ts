@@ -73,7 +73,7 @@ export async function removeShard(
   // refused one endpoint): what that worker holds is the other shard's, still mapped
   if (status.queueDepth > 0 && status.shard === id)
     throw precondition(
-      `shard ${id} still holds ${status.queueDepth} tasks; move its queues away first`,
+      `shard ${id} still holds ${status.queueDepth} tasks (a batch a migration reserved there counts too); move its queues away first`,
     );
   const written = await admin.write(actor, "RemoveShard", `shard ${id}`, (current) => {
     checkRemovable(current, id);

@@ -7,13 +7,20 @@ import type { Notifier } from "./notifier";
 /** Cleanup calls one queue gets in one pass at most (a queue that keeps filling its batch). */
 const CLEANUP_ROUNDS = 10;
 /**
- * An error about the queue a call was for: a key of the wrong type, or a script that
- * failed on what it read (a record it cannot parse). Any other (the connection, or the
- * store refusing every write: OOM, READONLY, LOADING, BUSY …) is about the store.
+ * Errors of the store, whatever call they come from (some come out of a script, at its
+ * first write): out of memory, read-only, refusing writes after a failed save, loading,
+ * busy, and the like.
+ */
+const STORE_REFUSALS =
+  /\b(OOM|READONLY|MISCONF|LOADING|BUSY|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN|NOSCRIPT)\b/;
+
+/**
+ * An error that may be about the queue a call was for: one the store answered (a key
+ * of the wrong type, a script failing on a record it cannot parse), not a refusal of
+ * every write. The connection's errors and the store's refusals are the store's.
  */
 const queueFault = (err: unknown) =>
-  (err as Error | undefined)?.name === "ReplyError" &&
-  /^WRONGTYPE|user_script|Error running script/.test((err as Error).message);
+  (err as Error | undefined)?.name === "ReplyError" && !STORE_REFUSALS.test((err as Error).message);
 /** How many of the first queues in the due index are read to find one not left out, at most. */
 const MAX_PASSED_OVER = 1_000;
 /** A queue as a key of `failing`. */
@@ -21,7 +28,7 @@ const failingKey = (q: QueueRef) => `${q.command}\u0000${q.tenant}`;
 /** Queues one due pass takes at most. */
 const DUE_QUEUES = 100;
 /** The longest a queue whose promote or reap keeps failing is left out of the due passes, ms. */
-const MAX_FAILING_BACKOFF_MS = 60_000;
+const MAX_FAILING_BACKOFF_MS = 10_000;
 
 /**
  * The shard worker's own background work, each loop one pass at a time:
@@ -140,10 +147,15 @@ export class BackgroundWork {
     if (queues.length === 0) return false;
     const outcomes = await Promise.all(queues.map((queue) => this.dueCalls(queue)));
     const failed = outcomes.filter((err) => err !== undefined);
+    const failedQueues = queues.filter((_, i) => outcomes[i] !== undefined);
     // the store not answering is not the queues' fault (left out, they would be held
     // back long after it returns): the pass fails, and is tried again after a wait
     const away = failed.find((err) => !queueFault(err));
     if (away) throw new Error(`${failed.length} queue(s) failed: ${(away as Error).message}`);
+    // several queues, every one failing: the store, most likely, in words not known here
+    if (queues.length > 1 && failed.length === queues.length)
+      throw new Error(`every queue of the pass failed: ${(failed[0] as Error).message}`);
+    for (const queue of failedQueues) this.leaveOut(queue);
     if (failed.length > 0)
       this.logger.warn(
         {
@@ -174,9 +186,7 @@ export class BackgroundWork {
 
   /**
    * Promotes and reaps one queue, both calls run to their end; resolves with the first
-   * failure (undefined when both succeeded). A failure of the queue's own (a wrong key
-   * type, a script failing on a record) leaves it out for a while, longer each time it
-   * fails again.
+   * failure (undefined when both succeeded, and the queue is no longer left out).
    */
   private async dueCalls(queue: QueueRef): Promise<unknown> {
     const calls = [
@@ -200,11 +210,15 @@ export class BackgroundWork {
       this.failing.delete(key);
       return undefined;
     }
-    if (!queueFault(failed.reason)) return failed.reason;
+    return failed.reason;
+  }
+
+  /** Leaves `queue` out of the due passes for a while, longer each time in a row. */
+  private leaveOut(queue: QueueRef): void {
+    const key = failingKey(queue);
     const failures = (this.failing.get(key)?.failures ?? 0) + 1;
     const backoff = Math.min(this.config.dueIdleMs * 2 ** (failures - 1), MAX_FAILING_BACKOFF_MS);
     this.failing.set(key, { until: Date.now() + backoff, failures });
-    return failed.reason;
   }
 
   /**

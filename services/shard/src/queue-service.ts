@@ -138,7 +138,9 @@ export function queueService(
           // woken because the caller left: nothing to lease for it (nor to give back);
           // woken for tasks first, it passes that wake-up on to the next waiter
           if (round > 0 && ctx.signal.aborted) {
-            if (woken) notifier.notify(woken, 1);
+            // (for as many tasks as it could have taken: too many wakes cost an empty
+            // lease each, too few leave tasks ready until the re-wake)
+            if (woken) notifier.notify(woken, max);
             return { tasks: [] };
           }
           const seen = notifier.version(topics);

@@ -1,3 +1,4 @@
+import { MigrationState } from "@codeq/proto";
 import { expectPositionals } from "../args";
 import type { Command } from "../command";
 import { ExitCode } from "../errors";
@@ -13,8 +14,9 @@ export const abortCommand: Command = {
   summary: "abort a running migration: routing goes back, moved tasks move back",
   details: [
     "The migration turns ABORTING and then ABORTED once the moved tasks are back;",
-    "follow it with `codeq migrations`. A finished migration cannot be aborted",
-    "(FAILED_PRECONDITION): assign the queue back instead.",
+    "follow it with `codeq migrations`. A completed migration cannot be aborted",
+    "(FAILED_PRECONDITION): assign the queue back instead. Aborting one that is",
+    "aborting or aborted already answers it as it is (exit 0).",
   ],
   options: {},
   async run({ positionals, clients, global, io }) {
@@ -25,7 +27,10 @@ export const abortCommand: Command = {
     else if (m)
       io.out(
         `migration ${m.id} (${queueLabel(m.command, m.tenant)}) is ${migrationState(m)}: ` +
-          `routing is back on ${m.fromShard}; tasks moved to ${m.toShard} move back`,
+          `routing is back on ${m.fromShard}; ` +
+          (m.state === MigrationState.MIGRATION_STATE_ABORTED
+            ? `tasks moved to ${m.toShard} are back`
+            : `tasks moved to ${m.toShard} move back`),
       );
     return ExitCode.OK;
   },

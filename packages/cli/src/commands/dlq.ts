@@ -51,7 +51,7 @@ export const dlqListCommand: Command = {
     if (global.json) {
       const res = { tasks: tasks.map(taskJson), nextPageToken: pageToken };
       io.out(toJson({ ...res, unavailableShards: [...unavailable] }));
-      return ExitCode.OK;
+      return unavailable.size > 0 ? ExitCode.INCONSISTENT : ExitCode.OK;
     }
     if (tasks.length === 0) io.out(`no dead tasks of ${command}`);
     else {

@@ -4,11 +4,11 @@ import { ExitCode } from "../errors";
 import { statsCommand } from "./stats";
 
 /** `codeq stats X` against a router that answers `answer`; what it printed, where. */
-async function stats(answer: QueueStatsResponse) {
+async function stats(answer: QueueStatsResponse, json = false) {
   const out: string[] = [];
   const err: string[] = [];
   const ctx = {
-    global: { json: false },
+    global: { json },
     values: {},
     positionals: ["X"],
     clients: { queue: { queueStats: async () => answer }, call: () => ({}) },
@@ -42,5 +42,9 @@ describe("codeq stats", () => {
     expect(r.code).toBe(ExitCode.INCONSISTENT);
     expect(r.out.join("\n")).not.toMatch(/did not answer/);
     expect(r.err).toEqual(["X: shard b did not answer; its counts are missing"]);
+    // and with --json: the answer says which, the exit code that it is partial
+    const j = await stats({ shards: [], total: counts, unavailableShards: ["b"] }, true);
+    expect(j.code).toBe(ExitCode.INCONSISTENT);
+    expect(JSON.parse(j.out.join("\n"))[0].unavailableShards).toEqual(["b"]);
   });
 });

@@ -49,9 +49,11 @@ export const statsCommand: Command = {
     const results: Array<{ command: string } & QueueStatsResponse> = [];
     for (const command of commands)
       results.push({ command, ...(await clients.queue.queueStats({ command }, clients.call())) });
+    // partial (a shard did not answer): exit 5, in JSON too
+    const whole = results.every((r) => r.unavailableShards.length === 0);
     if (global.json) {
       io.out(toJson(results));
-      return ExitCode.OK;
+      return whole ? ExitCode.OK : ExitCode.INCONSISTENT;
     }
     if (results.length === 0) {
       io.out("the shard map names no commands; name one: codeq stats COMMAND");
@@ -68,14 +70,11 @@ export const statsCommand: Command = {
     for (const line of formatTable(headers, rows, { footer: ["total", "", ...total] }))
       io.out(line);
     // partial: said on stderr (stdout holds the table alone), and by the exit code
-    let partial = false;
     for (const r of results)
-      if (r.unavailableShards.length > 0) {
-        partial = true;
+      if (r.unavailableShards.length > 0)
         io.err(
           `${r.command}: shard ${r.unavailableShards.join(", ")} did not answer; its counts are missing`,
         );
-      }
-    return partial ? ExitCode.INCONSISTENT : ExitCode.OK;
+    return whole ? ExitCode.OK : ExitCode.INCONSISTENT;
   },
 };

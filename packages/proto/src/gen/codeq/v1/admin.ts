@@ -262,7 +262,10 @@ export interface ShardStatus {
   /** The shard worker answered its health check and reaches its store. */
   healthy: boolean;
   breaker: BreakerState;
-  /** Tasks stored on the shard (ready + scheduled + leased + dead). */
+  /**
+   * Tasks stored on the shard (ready + scheduled + leased + dead, and those a
+   * migration reserved between this shard and another).
+   */
   queueDepth: number;
   /** The shard map version the shard worker holds. */
   mapVersion: number;
@@ -3771,7 +3774,8 @@ export const AdminServiceDefinition = {
     /**
      * Reverses a migration in progress: routing goes back to the source and the
      * tasks already moved are moved back, without loss. FAILED_PRECONDITION when
-     * the migration has already finished.
+     * the migration has completed; one aborting or aborted already is answered as
+     * it is (an abort sent again after its answer was lost succeeds).
      */
     abortMigration: {
       name: "AbortMigration",
@@ -3878,7 +3882,8 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
   /**
    * Reverses a migration in progress: routing goes back to the source and the
    * tasks already moved are moved back, without loss. FAILED_PRECONDITION when
-   * the migration has already finished.
+   * the migration has completed; one aborting or aborted already is answered as
+   * it is (an abort sent again after its answer was lost succeeds).
    */
   abortMigration(
     request: AbortMigrationRequest,
@@ -3964,7 +3969,8 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
   /**
    * Reverses a migration in progress: routing goes back to the source and the
    * tasks already moved are moved back, without loss. FAILED_PRECONDITION when
-   * the migration has already finished.
+   * the migration has completed; one aborting or aborted already is answered as
+   * it is (an abort sent again after its answer was lost succeeds).
    */
   abortMigration(
     request: DeepPartial<AbortMigrationRequest>,

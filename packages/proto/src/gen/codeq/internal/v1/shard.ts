@@ -189,7 +189,10 @@ export interface GetShardStatusResponse {
    * without a control store).
    */
   mapVersion: number;
-  /** Tasks stored (ready + scheduled + leased + dead) over every queue. */
+  /**
+   * Tasks stored (ready + scheduled + leased + dead, and those a migration
+   * reserved between this shard and another) over every queue.
+   */
   queueDepth: number;
   /** Open LeaseStreams. */
   openStreams: number;
