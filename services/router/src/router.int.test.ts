@@ -41,6 +41,41 @@ async function expectCode(p: Promise<unknown>, code: Status): Promise<ClientErro
   return err as ClientError;
 }
 
+type QueueImpl = Parameters<typeof withUnimplemented<typeof QueueServiceDefinition>>[1];
+type ShardImpl = Parameters<typeof withUnimplemented<typeof internal.ShardServiceDefinition>>[1];
+
+/**
+ * A stand-in shard worker "z" with the methods given (the others UNIMPLEMENTED), put in
+ * the map with `commands` routed to it; `body` runs while it serves, then it stops.
+ */
+async function withStandIn(
+  impl: { queue?: QueueImpl; shard?: ShardImpl },
+  commands: readonly string[],
+  body: () => Promise<void>,
+): Promise<void> {
+  const z = createServer();
+  z.add(QueueServiceDefinition, withUnimplemented(QueueServiceDefinition, impl.queue ?? {}));
+  z.add(
+    internal.ShardServiceDefinition,
+    withUnimplemented(internal.ShardServiceDefinition, impl.shard ?? {}),
+  );
+  const address = `127.0.0.1:${await freePort()}`;
+  await z.listen(address);
+  try {
+    await rc.change((m) => ({
+      ...m,
+      shards: { ...m.shards, z: { endpoint: address, state: "active" } },
+      commands: { ...m.commands, ...Object.fromEntries(commands.map((c) => [c, "z"])) },
+    }));
+    await within(2_000, () => rc.router.routing.pool.has("z"));
+    for (const c of commands)
+      await within(2_000, () => rc.router.routing.currentShard(c, "t1") === "z");
+    await body();
+  } finally {
+    z.forceShutdown();
+  }
+}
+
 describe("router forwarding", () => {
   test("Enqueue goes to the current shard of the queue", async () => {
     const c = rc.client("t1");
@@ -331,28 +366,13 @@ describe("router forwarding", () => {
   test("a batch a shard refuses again after the map refresh fails UNAVAILABLE: retried once, as Enqueue", async () => {
     // a stand-in shard that refuses every enqueue as not its own, whatever the map says
     let calls = 0;
-    const z = createServer();
-    z.add(
-      QueueServiceDefinition,
-      withUnimplemented(QueueServiceDefinition, {
-        enqueueBatch: async (_req, ctx) => {
-          calls++;
-          ctx.trailer.set(MAP_VERSION_TRAILER, "1");
-          ctx.trailer.set(OWNER_TRAILER, "a");
-          throw new ServerError(Status.UNAVAILABLE, "shard z does not own queue FENCED/t1");
-        },
-      }),
-    );
-    z.add(internal.ShardServiceDefinition, withUnimplemented(internal.ShardServiceDefinition, {}));
-    const address = `127.0.0.1:${await freePort()}`;
-    await z.listen(address);
-    try {
-      await rc.change((m) => ({
-        ...m,
-        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
-        commands: { ...m.commands, FENCED: "z" },
-      }));
-      await within(2_000, () => rc.router.routing.currentShard("FENCED", "t1") === "z");
+    const enqueueBatch: QueueImpl["enqueueBatch"] = async (_req, ctx) => {
+      calls++;
+      ctx.trailer.set(MAP_VERSION_TRAILER, "1");
+      ctx.trailer.set(OWNER_TRAILER, "a");
+      throw new ServerError(Status.UNAVAILABLE, "shard z does not own queue FENCED/t1");
+    };
+    await withStandIn({ queue: { enqueueBatch } }, ["FENCED"], async () => {
       // larger than a lane's batches: an EnqueueBatch call of its own
       const res = await rc.client("t1").enqueueBatch({
         tasks: [{ command: "FENCED", payload: Buffer.alloc(300 * 1024, 1) }],
@@ -362,83 +382,53 @@ describe("router forwarding", () => {
         message: expect.stringContaining("(after a map refresh)"),
       });
       expect(calls).toBe(2);
-    } finally {
-      await z.shutdown();
-    }
+    });
   });
 
   test("a fencing refusal while the control store does not answer is answered within FENCE_REFRESH_MS, not the read's timeout", async () => {
     // a stand-in shard that refuses every enqueue as not its own, under a newer map
-    const z = createServer();
-    z.add(
-      QueueServiceDefinition,
-      withUnimplemented(QueueServiceDefinition, {
-        enqueueBatch: async (_req, ctx) => {
-          ctx.trailer.set(MAP_VERSION_TRAILER, "999");
-          ctx.trailer.set(OWNER_TRAILER, "a");
-          throw new ServerError(Status.UNAVAILABLE, "shard z does not own queue FENCED/t1");
-        },
-      }),
-    );
-    z.add(internal.ShardServiceDefinition, withUnimplemented(internal.ShardServiceDefinition, {}));
-    const address = `127.0.0.1:${await freePort()}`;
-    await z.listen(address);
+    const enqueueBatch: QueueImpl["enqueueBatch"] = async (_req, ctx) => {
+      ctx.trailer.set(MAP_VERSION_TRAILER, "999");
+      ctx.trailer.set(OWNER_TRAILER, "a");
+      throw new ServerError(Status.UNAVAILABLE, "shard z does not own queue FENCED/t1");
+    };
     const source = (rc.router.routing.cache as unknown as { source: { get: () => unknown } })
       .source;
     const get = source.get;
     try {
-      await rc.change((m) => ({
-        ...m,
-        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
-        commands: { ...m.commands, FENCED: "z" },
-      }));
-      await within(2_000, () => rc.router.routing.currentShard("FENCED", "t1") === "z");
-      // the control store stops answering the router's reads (5 s until one times out)
-      source.get = () => new Promise(() => {});
-      const started = Date.now();
-      // larger than a lane's batches: an EnqueueBatch call of its own
-      const res = await rc.client("t1").enqueueBatch({
-        tasks: [{ command: "FENCED", payload: Buffer.alloc(300 * 1024, 1) }],
+      await withStandIn({ queue: { enqueueBatch } }, ["FENCED"], async () => {
+        // the control store stops answering the router's reads (5 s until one times out)
+        source.get = () => new Promise(() => {});
+        const started = Date.now();
+        // larger than a lane's batches: an EnqueueBatch call of its own
+        const res = await rc.client("t1").enqueueBatch({
+          tasks: [{ command: "FENCED", payload: Buffer.alloc(300 * 1024, 1) }],
+        });
+        expect(res.results[0]!.status).toMatchObject({
+          code: Status.UNAVAILABLE,
+          message: expect.stringContaining("(after a map refresh)"),
+        });
+        expect(Date.now() - started).toBeLessThan(FENCE_REFRESH_MS + 2_000);
       });
-      expect(res.results[0]!.status).toMatchObject({
-        code: Status.UNAVAILABLE,
-        message: expect.stringContaining("(after a map refresh)"),
-      });
-      expect(Date.now() - started).toBeLessThan(FENCE_REFRESH_MS + 2_000);
     } finally {
       source.get = get;
-      await z.shutdown();
     }
   });
 
   test("acks on two shards, one refusing its part for the caller's sake: each item says how it went", async () => {
     // a stand-in shard without Forward that refuses every ack as too large
-    const z = createServer();
-    z.add(
-      QueueServiceDefinition,
-      withUnimplemented(QueueServiceDefinition, {
-        ack: async () => {
-          throw new ServerError(Status.RESOURCE_EXHAUSTED, "this part is too large for shard z");
-        },
-      }),
-    );
-    z.add(
-      internal.ShardServiceDefinition,
-      withUnimplemented(internal.ShardServiceDefinition, {
-        // eslint-disable-next-line require-yield
-        forward: async function* () {
-          throw new ServerError(Status.UNIMPLEMENTED, "no Forward here");
-        },
-      }),
-    );
-    const address = `127.0.0.1:${await freePort()}`;
-    await z.listen(address);
-    try {
-      await rc.change((m) => ({
-        ...m,
-        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
-      }));
-      await within(2_000, () => rc.router.routing.pool.has("z"));
+    const queue: QueueImpl = {
+      ack: async () => {
+        throw new ServerError(Status.RESOURCE_EXHAUSTED, "this part is too large for shard z");
+      },
+    };
+    const shard: ShardImpl = {
+      // eslint-disable-next-line require-yield
+      forward: async function* () {
+        throw new ServerError(Status.UNIMPLEMENTED, "no Forward here");
+      },
+    };
+    await withStandIn({ queue, shard }, [], async () => {
       const c = rc.client("t1");
       await c.enqueue({ command: "X", payload: payload("on a") });
       const [leased] = (await c.lease({ commands: ["X"], maxTasks: 1 })).tasks;
@@ -449,9 +439,7 @@ describe("router forwarding", () => {
       expect((await stats("a", "X")).leased).toBe(0);
       // every item refused so: the call fails, as on one shard
       await expectCode(c.ack({ items: [{ leaseToken: "c1~z~other" }] }), Status.RESOURCE_EXHAUSTED);
-    } finally {
-      await z.shutdown();
-    }
+    });
   });
 
   test("a batch sent as a call of its own states, when retried after a fencing refusal, the map version refreshed", async () => {
@@ -496,31 +484,16 @@ describe("router forwarding", () => {
 
   test("ListShards calls a shard whose depth read is slow healthy, saying the depth was not read", async () => {
     // a stand-in shard worker: its health at once, its depth (a read per queue) too late
-    const z = createServer();
-    z.add(
-      internal.ShardServiceDefinition,
-      withUnimplemented(internal.ShardServiceDefinition, {
-        getShardStatus: async (req) => {
-          if (!req.withoutDepth) await new Promise((r) => setTimeout(r, 10_000));
-          return { shard: "z", storeReachable: true, lifecycle: "serving", mapVersion: 1 };
-        },
-      }),
-    );
-    const address = `127.0.0.1:${await freePort()}`;
-    await z.listen(address);
-    try {
-      await rc.change((m) => ({
-        ...m,
-        shards: { ...m.shards, z: { endpoint: address, state: "active" } },
-      }));
-      await within(2_000, () => rc.router.routing.pool.has("z"));
+    const getShardStatus: ShardImpl["getShardStatus"] = async (req) => {
+      if (!req.withoutDepth) await new Promise((r) => setTimeout(r, 10_000));
+      return { shard: "z", storeReachable: true, lifecycle: "serving", mapVersion: 1 };
+    };
+    await withStandIn({ shard: { getShardStatus } }, [], async () => {
       const { shards } = await rc.admin().listShards({});
       const status = shards.find((s) => s.shard?.id === "z")!;
       expect(status).toMatchObject({ healthy: true, queueDepth: 0 });
       expect(status.error).toMatch(/queue depth was not read within/);
-    } finally {
-      z.forceShutdown();
-    }
+    });
   });
 
   test("Prometheus metrics: RPCs, the map version and every shard's breaker", async () => {
