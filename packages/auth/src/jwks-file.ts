@@ -79,7 +79,9 @@ export class JwksFile {
       // An unknown kid may be a freshly rotated key: look at the file now, not at the next
       // interval; but at most once a second (anyone can send a token with a made-up kid)
       if ((err as { code?: unknown }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw err;
-      if (this.now() - this.lastUnknownKidMs < UNKNOWN_KID_RECHECK_MS) throw err;
+      // (a clock stepped back ends the wait rather than stretch it)
+      const since = this.now() - this.lastUnknownKidMs;
+      if (since >= 0 && since < UNKNOWN_KID_RECHECK_MS) throw err;
       this.lastUnknownKidMs = this.now();
       if (!(await this.refresh())) throw err;
       return await this.keySet(header, token);
@@ -104,6 +106,7 @@ export class JwksFile {
       const keySet = parseKeySet(await fs.promises.readFile(this.file, "utf8"));
       this.keySet = keySet;
       this.stamp = stamp;
+      this.badStamp = undefined; // a file that goes bad again is reported again
       this.reloads++;
       return true;
     } catch (err) {

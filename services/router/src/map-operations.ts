@@ -180,9 +180,8 @@ export class MapOperations {
       throw new ServerError(Status.NOT_FOUND, `no migration ${id}`);
     }
     if (m.state === "aborting" || m.state === "aborted") return migrationToWire(m);
-    // a finished move left in the map (a hand edit, an older writer): not turned back;
-    // nor one its mover has recorded completed and is about to take off the map
-    if (!isUnfinished(m) || (await this.admin.finished(id))) throw completed(id);
+    // a finished move left in the map (a hand edit, an older writer): not turned back
+    if (!isUnfinished(m)) throw completed(id);
     const written = await this.admin.write(
       actor,
       "AbortMigration",

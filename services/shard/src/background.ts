@@ -12,15 +12,18 @@ const CLEANUP_ROUNDS = 10;
  * busy, and the like.
  */
 const STORE_REFUSALS =
-  /\b(OOM|READONLY|MISCONF|LOADING|BUSY|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN|NOSCRIPT)\b/;
+  /\b(OOM|READONLY|MISCONF|LOADING|BUSY|MASTERDOWN|NOREPLICAS|CLUSTERDOWN|TRYAGAIN|NOSCRIPT|NOAUTH|NOPERM|WRONGPASS)\b/;
+
+/** The store's fault: the connection's errors, and its refusals of every write. */
+const storeFault = (err: unknown) =>
+  (err as Error | undefined)?.name !== "ReplyError" || STORE_REFUSALS.test((err as Error).message);
 
 /**
- * An error that may be about the queue a call was for: one the store answered (a key
- * of the wrong type, a script failing on a record it cannot parse), not a refusal of
- * every write. The connection's errors and the store's refusals are the store's.
+ * The queue's fault for certain: a key of the wrong type, or a script failing on what
+ * it read (a record it cannot parse). Other errors the store answers may be either.
  */
 const queueFault = (err: unknown) =>
-  (err as Error | undefined)?.name === "ReplyError" && !STORE_REFUSALS.test((err as Error).message);
+  !storeFault(err) && /^WRONGTYPE|user_script|Error running script/.test((err as Error).message);
 /** How many of the first queues in the due index are read to find one not left out, at most. */
 const MAX_PASSED_OVER = 1_000;
 /** A queue as a key of `failing`. */
@@ -150,10 +153,11 @@ export class BackgroundWork {
     const failedQueues = queues.filter((_, i) => outcomes[i] !== undefined);
     // the store not answering is not the queues' fault (left out, they would be held
     // back long after it returns): the pass fails, and is tried again after a wait
-    const away = failed.find((err) => !queueFault(err));
+    const away = failed.find(storeFault);
     if (away) throw new Error(`${failed.length} queue(s) failed: ${(away as Error).message}`);
-    // several queues, every one failing: the store, most likely, in words not known here
-    if (queues.length > 1 && failed.length === queues.length)
+    // several queues, every one failing, none of them for certain its own fault: the
+    // store, most likely, in words not known here
+    if (queues.length > 1 && failed.length === queues.length && !failed.some(queueFault))
       throw new Error(`every queue of the pass failed: ${(failed[0] as Error).message}`);
     for (const queue of failedQueues) this.leaveOut(queue);
     if (failed.length > 0)

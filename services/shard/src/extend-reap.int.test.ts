@@ -33,16 +33,25 @@ describe("a queue whose promotion keeps failing", () => {
     const store = fx.server.client();
     try {
       const c = fx.client("t-due");
-      // BAD: a scheduled task whose list the scripts cannot read (WRONGTYPE): due, failing
-      await c.enqueue({ command: "BAD", delayMs: 1_000 });
-      const [scheduled] = await store.keys("*{BAD:t-due:*:scheduled");
-      await store.del(scheduled!);
-      await store.set(scheduled!, "not a sorted set");
+      // two queues with a scheduled task whose list the scripts cannot read (WRONGTYPE):
+      // due, failing, and alone in their passes (every queue of them failing)
+      // (one batch: both due at once, in one pass)
+      await c.enqueueBatch({
+        tasks: [
+          { command: "BAD1", delayMs: 1_000 },
+          { command: "BAD2", delayMs: 1_000 },
+        ],
+      });
+      for (const bad of ["BAD1", "BAD2"]) {
+        const [scheduled] = await store.keys(`*{${bad}:t-due:*:scheduled`);
+        await store.del(scheduled!);
+        await store.set(scheduled!, "not a sorted set");
+      }
       const promoteFailures = async () =>
         (await fx.worker.metrics.operationFailures.get()).values.find(
           (v) => v.labels.operation === "promote",
         )?.value ?? 0;
-      await eventually(async () => (await promoteFailures()) > 0, 5_000); // due, and failing
+      await eventually(async () => (await promoteFailures()) >= 2, 5_000); // due, and failing
       const started = Date.now();
       await c.enqueue({ command: "GOOD", delayMs: 300 });
       const got = await c.lease({ commands: ["GOOD"], maxTasks: 1, waitMs: 10_000 });
