@@ -32,8 +32,14 @@ export async function registerShard(
     "RegisterShard",
     `shard ${shard.id} at ${shard.endpoint} (${state})`,
     (current) => {
-      if (entry(current.shards, shard.id))
-        throw new ServerError(Status.ALREADY_EXISTS, `shard ${shard.id} is already in the map`);
+      const held = entry(current.shards, shard.id);
+      // the same registration sent again (its answer lost, say): done already
+      if (held?.endpoint === shard.endpoint && held.state === state) return undefined;
+      if (held)
+        throw new ServerError(
+          Status.ALREADY_EXISTS,
+          `shard ${shard.id} is already in the map, at ${held.endpoint} (${held.state})`,
+        );
       const draft = draftOf(current);
       return {
         ...draft,

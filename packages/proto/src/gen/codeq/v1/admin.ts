@@ -3804,7 +3804,9 @@ export const AdminServiceDefinition = {
     },
     /**
      * Adds a shard in state ACTIVE (or DRAINING when asked). ALREADY_EXISTS for
-     * a known id; INVALID_ARGUMENT for a bad id or endpoint.
+     * a known id at another endpoint or in another state (the same registration
+     * sent again succeeds, changing nothing); INVALID_ARGUMENT for a bad id or
+     * endpoint.
      */
     registerShard: {
       name: "RegisterShard",
@@ -3904,7 +3906,9 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
   ): Promise<DeepPartial<VerifyMigrationResponse>>;
   /**
    * Adds a shard in state ACTIVE (or DRAINING when asked). ALREADY_EXISTS for
-   * a known id; INVALID_ARGUMENT for a bad id or endpoint.
+   * a known id at another endpoint or in another state (the same registration
+   * sent again succeeds, changing nothing); INVALID_ARGUMENT for a bad id or
+   * endpoint.
    */
   registerShard(
     request: RegisterShardRequest,
@@ -3991,7 +3995,9 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
   ): Promise<VerifyMigrationResponse>;
   /**
    * Adds a shard in state ACTIVE (or DRAINING when asked). ALREADY_EXISTS for
-   * a known id; INVALID_ARGUMENT for a bad id or endpoint.
+   * a known id at another endpoint or in another state (the same registration
+   * sent again succeeds, changing nothing); INVALID_ARGUMENT for a bad id or
+   * endpoint.
    */
   registerShard(
     request: DeepPartial<RegisterShardRequest>,
