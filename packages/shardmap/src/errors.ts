@@ -55,4 +55,18 @@ export function isVersionConflict(err: unknown): err is VersionConflictError {
   return err instanceof VersionConflictError;
 }
 
+/**
+ * `onError` made safe to call from anywhere (a refresh, a ping, a timer): a handler (a
+ * logger) that throws is ignored, for it has nowhere left to report to.
+ */
+export function reporter(onError?: (err: Error) => void): (err: Error) => void {
+  return (err) => {
+    try {
+      onError?.(err);
+    } catch {
+      // nowhere left to say it
+    }
+  };
+}
+
 export { formatProblems, messageOf, toError } from "@codeq/common";

@@ -10,7 +10,7 @@
  * separate settings; an expired map is still served.
  */
 import { withTimeout } from "@codeq/common";
-import { MapNotLoadedError, NoShardMapError, toError } from "./errors";
+import { MapNotLoadedError, NoShardMapError, reporter, toError } from "./errors";
 import type { ShardMap } from "./shard-map";
 import type { MapSource } from "./source";
 
@@ -89,6 +89,8 @@ export class MapCache {
   private readonly refreshTimeoutMs: number;
   private readonly staleAfterMs: number;
   private readonly now: () => number;
+  /** onError, which may not end a refresh by throwing itself (the failure is in status()). */
+  private readonly report: (err: Error) => void;
 
   constructor(
     private readonly source: MapSource,
@@ -100,6 +102,7 @@ export class MapCache {
     this.refreshTimeoutMs = options.refreshTimeoutMs ?? 5_000;
     this.staleAfterMs = options.staleAfterMs ?? 3 * this.pollMs;
     this.now = options.now ?? Date.now;
+    this.report = reporter(options.onError);
   }
 
   /**
@@ -233,15 +236,6 @@ export class MapCache {
       this.counters.errors++;
       this.lastError = toError(err);
       this.report(this.lastError);
-    }
-  }
-
-  /** Hands `err` to onError, which may not end a refresh by throwing itself. */
-  private report(err: Error): void {
-    try {
-      this.options.onError?.(err);
-    } catch {
-      // a logger that fails has nowhere to say so; the failure is in status() all the same
     }
   }
 

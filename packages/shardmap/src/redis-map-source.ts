@@ -16,7 +16,7 @@ import { randomBytes } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Redis, type RedisOptions } from "ioredis";
-import { ShardMapError, toError, VersionConflictError } from "./errors";
+import { reporter, ShardMapError, toError, VersionConflictError } from "./errors";
 import {
   auditKey,
   changedChannel,
@@ -98,15 +98,8 @@ export class RedisMapSource implements MapSource {
     if (!Number.isInteger(this.auditCap) || this.auditCap < 1)
       throw new RangeError(`auditCap must be a positive integer, got ${this.auditCap}`);
     this.now = options.now ?? Date.now;
-    const onError = options.onError ?? (() => {});
-    // a logger that throws is not let end a refresh, a ping or the process
-    this.onError = (err) => {
-      try {
-        onError(err);
-      } catch {
-        // nowhere left to say it
-      }
-    };
+    // a logger that throws is not let end a ping or the process
+    this.onError = reporter(options.onError);
     if (options.pingMs !== undefined && !(options.pingMs >= 100))
       throw new RangeError(`pingMs must be at least 100, got ${options.pingMs}`);
     this.redis = this.connect();
@@ -144,9 +137,9 @@ export class RedisMapSource implements MapSource {
       )
       .catch(async (err: unknown) => {
         // the reply may be what was lost (ioredis gives up on a command after a failed
-        // reconnect, whether or not the store ran it): the audit list says which
-        // not found is no proof: a store that stalled may run the first send after this
-        // read, on the connection given up on
+        // reconnect, whether or not the store ran it): the entry found in the audit list
+        // says it was written; not found is no proof (a store that stalled may still run
+        // the first send, on the connection given up on, after this read)
         if (await this.written(entry).catch(() => false)) return [CasCode.Written, 0];
         throw new Error(
           `${toError(err).message}; whether the change was written is not known: read the map before trying again`,

@@ -1,4 +1,4 @@
-import type { QueueEngine, QueueRef } from "@codeq/engine";
+import { queueId, type QueueEngine, type QueueRef } from "@codeq/engine";
 import type { Logger } from "@codeq/server-kit";
 import type { ShardConfig } from "./config";
 import type { Metrics } from "./metrics";
@@ -26,8 +26,6 @@ const queueFault = (err: unknown) =>
   !storeFault(err) && /^WRONGTYPE|user_script|Error running script/.test((err as Error).message);
 /** How many of the first queues in the due index are read to find one not left out, at most. */
 const MAX_PASSED_OVER = 1_000;
-/** A queue as a key of `failing`. */
-const failingKey = (q: QueueRef) => `${q.command}\u0000${q.tenant}`;
 /** Queues one due pass takes at most. */
 const DUE_QUEUES = 100;
 /** The longest a queue whose promote or reap keeps failing is left out of the due passes, ms. */
@@ -143,7 +141,7 @@ export class BackgroundWork {
   private async duePass(): Promise<boolean> {
     const now = Date.now();
     const due = await this.engine.dueQueues(DUE_QUEUES);
-    const dueKeys = new Set(due.map(failingKey));
+    const dueKeys = new Set(due.map(queueId));
     for (const [key, { until }] of this.failing)
       if (until <= now && !dueKeys.has(key)) this.failing.delete(key); // mended, or gone
     const queues = due.filter((q) => !this.leftOut(q, now));
@@ -174,7 +172,7 @@ export class BackgroundWork {
 
   /** Whether `queue` is left out of the due passes now, for failing. */
   private leftOut(queue: QueueRef, now = Date.now()): boolean {
-    return (this.failing.get(failingKey(queue))?.until ?? 0) > now;
+    return (this.failing.get(queueId(queue))?.until ?? 0) > now;
   }
 
   /** The earliest time a queue left out of the due passes is taken again (Infinity: none). */
@@ -209,17 +207,14 @@ export class BackgroundWork {
         }),
     ];
     const failed = (await Promise.allSettled(calls)).find((r) => r.status === "rejected");
-    const key = failingKey(queue);
-    if (!failed) {
-      this.failing.delete(key);
-      return undefined;
-    }
-    return failed.reason;
+    if (failed) return failed.reason;
+    this.failing.delete(queueId(queue));
+    return undefined;
   }
 
   /** Leaves `queue` out of the due passes for a while, longer each time in a row. */
   private leaveOut(queue: QueueRef): void {
-    const key = failingKey(queue);
+    const key = queueId(queue);
     const failures = (this.failing.get(key)?.failures ?? 0) + 1;
     const backoff = Math.min(this.config.dueIdleMs * 2 ** (failures - 1), MAX_FAILING_BACKOFF_MS);
     this.failing.set(key, { until: Date.now() + backoff, failures });

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { withTimeout } from "@codeq/common";
 import { EngineError, type QueueEngine } from "@codeq/engine";
 import {
   collectProcessMetrics,
@@ -233,14 +234,16 @@ export class Metrics {
    */
   private depthForScrape(): Promise<Map<string, Depth>> {
     const read = this.depthByCommand();
-    this.depthScrape = new Promise<Map<string, Depth>>((resolve, reject) => {
-      const late = setTimeout(() => {
-        if (this.depthGivenUp !== read) this.depthErrors.inc({ shard: this.shard });
-        this.depthGivenUp = read;
-        reject(new Error(`the queue depth read did not answer within ${this.depthScrapeMs} ms`));
-      }, this.depthScrapeMs);
-      read.then(resolve, reject).finally(() => clearTimeout(late));
-    });
+    this.depthScrape = withTimeout(read, this.depthScrapeMs, "the queue depth read").catch(
+      (err: unknown) => {
+        // given up on while it still runs (a read that failed counted itself)
+        if (this.depthRead === read && this.depthGivenUp !== read) {
+          this.depthGivenUp = read;
+          this.depthErrors.inc({ shard: this.shard });
+        }
+        throw err;
+      },
+    );
     return this.depthScrape;
   }
 
