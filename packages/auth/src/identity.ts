@@ -35,6 +35,12 @@ export interface Identity {
    * allows none); absent means no restriction. Enforcement is the caller's.
    */
   readonly commands?: readonly string[];
+  /**
+   * When the credential stops being accepted, in ms since the epoch (a JWT's `exp`
+   * plus the clock tolerance); absent, it does not expire. A stream opened with it
+   * ends then (the router's rule).
+   */
+  readonly acceptedUntilMs?: number;
 }
 
 /** True when `value` names a codeQ role. */

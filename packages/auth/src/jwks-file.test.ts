@@ -51,6 +51,7 @@ describe("JwtVerifier with a JWKS file", () => {
       tenant: "acme",
       principal: "svc-1",
       roles: new Set(["worker"]),
+      acceptedUntilMs: expect.any(Number),
     });
     expect((await verifier.verify(await token(ec, { ...CLAIMS, sub: "svc-2" }))).principal).toBe(
       "svc-2",

@@ -26,7 +26,22 @@ describe("JwtVerifier with HS256", () => {
       principal: "alice",
       roles: new Set(["producer", "worker"]),
       commands: ["resize-image"],
+      // exp (an hour on) and the clock tolerance: as long as the token is accepted
+      acceptedUntilMs: T0_MS + 3_600_000 + 30_000,
     });
+  });
+
+  it("says when a token stops being accepted, also from the cache; without exp, never", async () => {
+    const until = T0_MS + 60_000 + 30_000;
+    const jwt = await token(CLAIMS, { expInSec: 60 });
+    expect((await verifier.verify(jwt)).acceptedUntilMs).toBe(until);
+    clock.advance(1_000);
+    expect((await verifier.verify(jwt)).acceptedUntilMs).toBe(until);
+    expect(verifier.cache.hits).toBe(1);
+    const lax = make({ requireExp: false });
+    expect(await lax.verify(await token(CLAIMS, { expInSec: null }))).not.toHaveProperty(
+      "acceptedUntilMs",
+    );
   });
 
   it("refuses an expired token, and accepts one within the clock tolerance", async () => {
@@ -99,6 +114,7 @@ describe("JwtVerifier with HS256", () => {
       principal: "svc",
       roles: new Set(["worker", "cross-tenant-worker"]),
       commands: ["send-mail"],
+      acceptedUntilMs: expect.any(Number),
     });
     const plain = await token(CLAIMS);
     expect((await refusal(custom.verify(plain), "UNAUTHENTICATED")).message).toMatch(

@@ -91,10 +91,12 @@ export class JwtVerifier implements Authenticator, TokenVerifier {
     } catch (err) {
       throw this.refusal(err);
     }
-    const identity = identityFromClaims(payload, o);
-    // Cached no longer than jose itself would accept the token.
+    // as long as jose itself would accept the token: cached no longer, streams end then
     const acceptedUntilMs =
       payload.exp !== undefined ? (payload.exp + o.clockToleranceSec) * 1000 : undefined;
+    const claimed = identityFromClaims(payload, o);
+    const identity =
+      acceptedUntilMs !== undefined ? Object.freeze({ ...claimed, acceptedUntilMs }) : claimed;
     this.cache.set(token, identity, acceptedUntilMs);
     return identity;
   }

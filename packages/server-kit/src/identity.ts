@@ -15,6 +15,11 @@ export interface Identity {
    * every command. Ignored without the cross-tenant-worker role.
    */
   readonly commands?: readonly string[];
+  /**
+   * When the caller's credential stops being accepted, ms since the epoch (the router
+   * ends its streams then); absent: it does not expire. Never stated to shards.
+   */
+  readonly acceptedUntilMs?: number;
 }
 
 /** Metadata the router states identity in, towards shard workers. */

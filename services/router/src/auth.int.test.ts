@@ -1,12 +1,18 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { SignJWT } from "jose";
+import { decodeJwt, SignJWT } from "jose";
 import { ClientError, createChannel, createClient, Metadata, Status } from "nice-grpc";
-import { LeaseStreamRequest, QueueServiceDefinition } from "@codeq/proto";
+import {
+  LeaseStreamRequest,
+  QueueServiceDefinition,
+  EnqueueStreamRequest,
+  type EnqueueStreamResponse,
+  type QueueServiceClient,
+} from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer } from "@codeq/testing";
-import { routerCluster, within, type RouterCluster } from "./test/cluster";
+import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
 
 /**
  * Issue 7 through the real router: callers are authenticated from `authorization`
@@ -24,6 +30,8 @@ const TOKENS = {
   admin: "tok-admin-0123456789abcd",
   adminA: "tok-admin-a-0123456789ab",
 };
+
+const GRACE_MS = 3_000;
 
 let server: RedisServer;
 let rc: RouterCluster;
@@ -55,6 +63,9 @@ beforeAll(async () => {
       authTokensFile: tokensFile,
       jwtHs256SecretFile: secretFile,
       adminTenants: "ops",
+      // a token is accepted until its exp exactly; streams settle for this long after
+      jwtClockToleranceSec: 0,
+      streamCredentialGraceMs: GRACE_MS,
     },
   });
 });
@@ -183,6 +194,82 @@ test("JWTs: a valid one works; expired, wrongly signed or tenantless ones are re
     expect(await code(as(t).enqueue({ command: "J" }))).toBe(Status.UNAUTHENTICATED);
   const scoped = await jwt({ tenant: "C", scope: "codeq:produce" });
   expect(await code(as(scoped).lease({ commands: ["J"] }))).toBe(Status.PERMISSION_DENIED);
+});
+
+describe("a stream outlives no credential", () => {
+  const producer = () => jwt({ tenant: "E", roles: ["producer"] }).then(as);
+  /** A worker token accepted for about 2 s more, and the time it stops being accepted. */
+  async function shortLived(): Promise<{ client: QueueServiceClient; expiresAt: number }> {
+    const token = await jwt({ tenant: "E", roles: ["producer", "worker"] }, { expSec: 2 });
+    return { client: as(token), expiresAt: decodeJwt(token).exp! * 1000 };
+  }
+  const pastExpiry = (at: number) => within(5_000, () => Date.now() > at + 200);
+  const task = (command: string, id: string) =>
+    rc.workers.get("a")!.engine.getTask({ command, tenant: "E" }, id);
+  const stats = (command: string) => rc.workers.get("a")!.engine.stats({ command, tenant: "E" });
+  const expiredEnd = {
+    code: Status.UNAUTHENTICATED,
+    details: expect.stringMatching(/^the stream's credential expired at .*; open a new stream/),
+  };
+
+  test("a LeaseStream gets no task after its JWT expires, settles what it holds, then ends", async () => {
+    const { client, expiresAt } = await shortLived();
+    const s = new Stream(rc, client);
+    s.send({ subscribe: { commands: ["EXP1"] }, credits: 10 });
+    const p = await producer();
+    const first = await p.enqueue({ command: "EXP1", payload: Buffer.from("1") });
+    await within(2_000, () => s.tasks().length === 1);
+    await pastExpiry(expiresAt);
+    await p.enqueue({ command: "EXP1", payload: Buffer.from("2") });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(s.tasks().map((t) => t.task!.id)).toEqual([first.taskId]);
+    expect(s.ended).toBe(false); // within the grace, holding a task
+    // what it holds it may still settle; then it ends at once
+    s.send({ requestId: 1, acks: [{ leaseToken: s.tasks()[0]!.leaseToken }] });
+    await within(2_000, () => s.ended);
+    expect(s.settled(1)?.acks[0]?.code).toBe(Status.OK);
+    expect(s.failure).toMatchObject(expiredEnd);
+    expect(await stats("EXP1")).toMatchObject({ ready: 1, leased: 0 });
+    expect((await task("EXP1", first.taskId))?.state).toBe("COMPLETED");
+  });
+
+  test("a LeaseStream holding tasks past the grace ends, and they go back without an attempt", async () => {
+    const { client, expiresAt } = await shortLived();
+    const s = new Stream(rc, client);
+    s.send({ subscribe: { commands: ["EXP2"] }, credits: 10 });
+    const { taskId } = await (await producer()).enqueue({ command: "EXP2" });
+    await within(2_000, () => s.tasks().length === 1);
+    await pastExpiry(expiresAt);
+    expect(s.ended).toBe(false);
+    await within(GRACE_MS + 2_000, () => s.ended);
+    expect(Date.now()).toBeGreaterThanOrEqual(expiresAt + GRACE_MS);
+    expect(s.failure).toMatchObject(expiredEnd);
+    await within(2_000, async () => (await task("EXP2", taskId))?.state === "READY");
+    expect(await task("EXP2", taskId)).toMatchObject({ attempts: 0 });
+  });
+
+  test("an EnqueueStream stops reading once its JWT expires", async () => {
+    const { client, expiresAt } = await shortLived();
+    const requests = new Channel<EnqueueStreamRequest>();
+    const answers: EnqueueStreamResponse[] = [];
+    const done = (async () => {
+      // (bounded: a stream that never ends fails the test, not the run)
+      const signal = AbortSignal.timeout(10_000);
+      for await (const a of client.enqueueStream(requests, { signal })) answers.push(a);
+    })().catch((e: unknown) => e);
+    const batch = (seq: number) =>
+      EnqueueStreamRequest.fromPartial({
+        seq,
+        tasks: [{ command: "EXP3", payload: Buffer.from("x") }],
+      });
+    requests.push(batch(1));
+    await within(2_000, () => answers.length === 1);
+    await pastExpiry(expiresAt);
+    requests.push(batch(2));
+    expect(await done).toMatchObject(expiredEnd);
+    expect(answers.map((a) => a.seq)).toEqual([1]);
+    expect(await stats("EXP3")).toMatchObject({ ready: 1 });
+  });
 });
 
 test("a shard worker refuses direct calls without the routers' secret", async () => {

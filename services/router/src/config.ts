@@ -147,6 +147,13 @@ const routerSettings = z.strictObject({
   /** Open LeaseStreams one caller (principal) may hold on one router. */
   maxStreamsPerPrincipal: int(1, 100_000, 100),
   /**
+   * When the credential a LeaseStream was opened with expires, the stream gets no more
+   * tasks and may settle those it holds for this long, ms; then (or once it holds
+   * none) it ends with UNAUTHENTICATED, and what it still holds is released without
+   * counting an attempt. An EnqueueStream stops reading at once.
+   */
+  streamCredentialGraceMs: int(0, 600_000, 30_000),
+  /**
    * Largest request message, bytes (bigger ones are refused before parsing). It must hold
    * a task at the payload cap, or an ack's result of 1 MiB, with the rest of its request
    * at its largest, or the router does not start; and be no larger than the shard

@@ -19,6 +19,7 @@ import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
 import { readSettled, settledAnswer, StreamAcks, UNSETTLED_CODES } from "./stream-acks";
 import { UnsentPushes } from "./unsent-pushes";
 import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
+import { credentialExpired, onCredentialExpiry } from "./credential-expiry";
 import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -115,7 +116,8 @@ const carriesTasks = (m: LeaseStreamResponse) =>
  * STREAM_DRAIN_SHARE of the router's grace period is over; then, in that second case,
  * the shards are asked to release what the streams still hold without counting the
  * attempts (`interruptHeld`), and the shard streams close (the shards release what is
- * left, counted).
+ * left, counted). When the credential the stream was opened with expires, it drains
+ * the same way within `streamCredentialGraceMs` and ends with UNAUTHENTICATED.
  */
 export class FanInSession {
   private readonly id = randomUUID();
@@ -135,8 +137,13 @@ export class FanInSession {
   private throttleWait = false;
   /** A rebalance is scheduled because a shard stream is starved. */
   private recheckWait = false;
-  /** Shutdown: no more credits to the shards; the stream ends once nothing is in flight. */
+  /**
+   * Shutdown, or the caller's credential expired: no more credits to the shards; the
+   * stream ends once nothing is in flight.
+   */
   private drainingNow = false;
+  /** What the stream ends with once drained. */
+  private drainError: () => ServerError = routerShuttingDown;
   /** The drain's time ran out with tasks still unsettled: the client failed none of them. */
   private drainRanOut = false;
   /** While draining: the shards are being asked whether their streams hold anything. */
@@ -180,11 +187,16 @@ export class FanInSession {
   async *run(
     requests: AsyncIterable<LeaseStreamRequest | StreamAcks>,
   ): AsyncGenerator<LeaseStreamResponse> {
-    const onDrain = () => this.drain(Math.floor(this.routing.config.graceMs * STREAM_DRAIN_SHARE));
+    const config = this.routing.config;
+    const onDrain = () =>
+      this.drain(Math.floor(config.graceMs * STREAM_DRAIN_SHARE), routerShuttingDown);
     const onCancel = () => this.end();
     if (this.draining.aborted) onDrain();
     this.draining.addEventListener("abort", onDrain, { once: true });
     this.f.signal.addEventListener("abort", onCancel, { once: true });
+    const unwatchCredential = onCredentialExpiry(this.f.identity, () =>
+      this.drain(config.streamCredentialGraceMs, () => credentialExpired(this.f.identity)),
+    );
     void this.read(requests);
     this.routing.metrics.openStreams.inc();
     try {
@@ -198,6 +210,7 @@ export class FanInSession {
       this.end();
       this.draining.removeEventListener("abort", onDrain);
       this.f.signal.removeEventListener("abort", onCancel);
+      unwatchCredential();
       this.unwatch?.();
       for (const t of this.timers) clearTimeout(t);
       // bounded: a shard that does not answer does not hold the others' streams open
@@ -314,16 +327,22 @@ export class FanInSession {
     else this.out.close();
   }
 
-  /** Stops handing out credits and following the map; ends once nothing is in flight, or after `ms`. */
-  private drain(ms: number): void {
-    if (this.drainingNow || this.ended.signal.aborted) return;
-    this.drainingNow = true;
-    this.unwatch?.();
-    this.unwatch = undefined;
+  /**
+   * Stops handing out credits and following the map; ends with `error` once nothing
+   * is in flight, or after `ms`. A second drain (the router shuts down while a
+   * stream's credential has expired) may only end it sooner.
+   */
+  private drain(ms: number, error: () => ServerError): void {
+    if (this.ended.signal.aborted) return;
     this.later(ms, () => {
       this.drainRanOut = true;
-      this.end(routerShuttingDown());
+      this.end(error());
     });
+    if (this.drainingNow) return;
+    this.drainingNow = true;
+    this.drainError = error;
+    this.unwatch?.();
+    this.unwatch = undefined;
     // the shards push nothing more, and say what their streams hold (the counts follow)
     void this.askAll();
     for (const leg of this.legs.values()) this.probe(leg);
@@ -348,7 +367,7 @@ export class FanInSession {
       // here, as does the last answer to the client; a shard that answered late (its
       // store stalls) has not confirmed the count here, and its answer comes back here
       if (answered && this.answering === 0 && open().every((l) => l.inflight === 0))
-        this.end(routerShuttingDown());
+        this.end(this.drainError());
       // a late answer came meanwhile, perhaps the one this round went without
       else if (again) this.endIfDrained();
     });

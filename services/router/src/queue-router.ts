@@ -22,6 +22,7 @@ import {
   routerShuttingDown,
   throwCallerError,
 } from "./fan-out";
+import { streamStop } from "./credential-expiry";
 import { FanInSession } from "./fan-in";
 import { findTask } from "./find-task";
 import { LeaseFanOut } from "./lease-fan-out";
@@ -194,17 +195,24 @@ export function queueRouter(
 
     async *enqueueStream(requests, ctx) {
       const f = await routing.forward(ctx);
-      yield* answerConcurrently(
-        requests,
-        async (req) => streamAnswer(req.seq, await storeBatch(f, { tasks: req.tasks }, undefined)),
-        (req, err) => {
-          const e = asServerError(err);
-          const status = { code: e.code, message: e.details };
-          return { seq: req.seq, results: failedEnqueueResults(req.tasks.length, status) };
-        },
-        // at shutdown: what was read is stored and answered; nothing more is read
-        { stopReading: { signal: lifecycle.signal, error: routerShuttingDown } },
-      );
+      // at shutdown, or once the caller's credential expires: what was read is stored
+      // and answered; nothing more is read
+      const stop = streamStop(f.identity, lifecycle.signal);
+      try {
+        yield* answerConcurrently(
+          requests,
+          async (req) =>
+            streamAnswer(req.seq, await storeBatch(f, { tasks: req.tasks }, undefined)),
+          (req, err) => {
+            const e = asServerError(err);
+            const status = { code: e.code, message: e.details };
+            return { seq: req.seq, results: failedEnqueueResults(req.tasks.length, status) };
+          },
+          { stopReading: stop },
+        );
+      } finally {
+        stop.close();
+      }
     },
 
     async lease(req, ctx) {

@@ -204,11 +204,17 @@ export class Stream {
   private readonly done: Promise<void>;
 
   /**
-   * `reading`: past its first answer, the stream's answers are read on only once it
-   * resolves (a slow reader).
+   * `caller`: a tenant (development identity) or a client of the router. `reading`:
+   * past its first answer, the stream's answers are read on only once it resolves (a
+   * slow reader).
    */
-  constructor(rc: RouterCluster, tenant = "t1", reading?: Promise<void>) {
-    const responses = rc.client(tenant).leaseStream(this.requests, { signal: this.abort.signal });
+  constructor(
+    rc: RouterCluster,
+    caller: string | QueueServiceClient = "t1",
+    reading?: Promise<void>,
+  ) {
+    const client = typeof caller === "string" ? rc.client(caller) : caller;
+    const responses = client.leaseStream(this.requests, { signal: this.abort.signal });
     this.done = (async () => {
       try {
         for await (const r of responses) {
