@@ -14,6 +14,9 @@
  */
 export type AuthErrorCode = "UNAUTHENTICATED" | "PERMISSION_DENIED" | "UNAVAILABLE";
 
+/** The message of an UNAVAILABLE refusal: the key source cannot be read now. */
+export const CANNOT_CHECK_NOW = "the service cannot check credentials right now; retry later";
+
 /** A call is refused; map `code` to the gRPC status of the same name. */
 export class AuthError extends Error {
   override readonly name = "AuthError";

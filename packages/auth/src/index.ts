@@ -32,6 +32,7 @@ export {
   type Role,
 } from "./identity";
 export { JwksFile, type JwksFileOptions } from "./jwks-file";
+export { JwksUrl, type JwksUrlOptions } from "./jwks-url";
 export {
   MIN_HS256_SECRET_BYTES,
   resolveJwtOptions,

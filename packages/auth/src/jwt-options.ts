@@ -42,7 +42,10 @@ export interface JwtVerifierOptions {
   readonly cacheMaxEntries?: number;
   /** The clock, in ms since the epoch (tests pass a fake one; default Date.now). */
   readonly now?: () => number;
-  /** Told when a changed JWKS file cannot be used (default process.emitWarning). */
+  /**
+   * Told when a changed JWKS file cannot be used, or the JWKS URL cannot be fetched
+   * (default process.emitWarning).
+   */
   readonly onJwksReloadError?: (err: Error) => void;
 }
 
@@ -73,8 +76,7 @@ export function resolveJwtOptions(options: JwtVerifierOptions): ResolvedJwtOptio
     cacheMaxEntries: options.cacheMaxEntries ?? 10_000,
     now: options.now ?? Date.now,
     onJwksReloadError:
-      options.onJwksReloadError ??
-      ((err) => process.emitWarning(err.message, "JwksFileReloadError")),
+      options.onJwksReloadError ?? ((err) => process.emitWarning(err.message, "JwksReloadError")),
   };
   const problems: string[] = [];
   const { hs256Secret, jwksFile, jwksUrl } = resolved;

@@ -5,32 +5,18 @@
  * are checked with a clock tolerance, and the identity comes from the token's claims
  * only. Successful verifications are cached briefly (see VerificationCache).
  */
-import {
-  createRemoteJWKSet,
-  jwtVerify,
-  type FlattenedJWSInput,
-  type JWSHeaderParameters,
-  type KeyLike,
-} from "jose";
+import { jwtVerify, type FlattenedJWSInput, type JWSHeaderParameters, type KeyLike } from "jose";
 import type { Authenticator, TokenVerifier } from "./authenticator";
 import { bearerToken } from "./bearer";
 import { identityFromClaims } from "./claims";
-import { AuthError, isAuthError, messageOf } from "./errors";
+import { AuthError, CANNOT_CHECK_NOW, isAuthError, messageOf } from "./errors";
 import type { Identity } from "./identity";
 import { JwksFile } from "./jwks-file";
+import { JwksUrl } from "./jwks-url";
 import { resolveJwtOptions, type JwtVerifierOptions, type ResolvedJwtOptions } from "./jwt-options";
 import { VerificationCache } from "./verification-cache";
 
 type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<KeyLike>;
-
-/** jose error codes that mean the token, not the key source, is at fault. */
-const TOKEN_FAULTS = new Set([
-  "ERR_JWKS_NO_MATCHING_KEY",
-  "ERR_JWKS_MULTIPLE_MATCHING_KEYS",
-  "ERR_JOSE_NOT_SUPPORTED",
-]);
-
-const RETRY = "the service cannot check credentials right now; retry later";
 
 export class JwtVerifier implements Authenticator, TokenVerifier {
   readonly options: Readonly<ResolvedJwtOptions>;
@@ -40,6 +26,8 @@ export class JwtVerifier implements Authenticator, TokenVerifier {
   readonly cache: VerificationCache;
   /** The JWKS file source, when configured (its counters tell reloads and errors). */
   readonly jwksFile: JwksFile | undefined;
+  /** The JWKS URL source, when configured (its counters tell fetches and errors). */
+  readonly jwksUrl: JwksUrl | undefined;
   private readonly secret: Uint8Array | undefined;
   private readonly publicKeys: KeyResolver | undefined;
 
@@ -56,7 +44,14 @@ export class JwtVerifier implements Authenticator, TokenVerifier {
       });
       this.publicKeys = this.jwksFile.getKey;
     } else if (o.jwksUrl !== undefined) {
-      this.publicKeys = remoteKeys(o);
+      this.jwksUrl = new JwksUrl(o.jwksUrl, {
+        cooldownMs: o.jwksUrlCooldownMs,
+        cacheMaxAgeMs: o.jwksUrlCacheMaxAgeMs,
+        timeoutMs: o.jwksUrlTimeoutMs,
+        now: o.now,
+        onFetchError: o.onJwksReloadError,
+      });
+      this.publicKeys = this.jwksUrl.getKey;
     }
     this.algorithms = [
       ...(this.secret ? ["HS256"] : []),
@@ -148,7 +143,7 @@ export class JwtVerifier implements Authenticator, TokenVerifier {
       case "ERR_JWK_INVALID":
       case "ERR_JWKS_INVALID":
       case "ERR_JWKS_TIMEOUT":
-        return new AuthError("UNAVAILABLE", RETRY, { cause: err });
+        return new AuthError("UNAVAILABLE", CANNOT_CHECK_NOW, { cause: err });
       default:
         if (typeof e.code === "string" && e.code.startsWith("ERR_J")) {
           return no(`token rejected: ${messageOf(err)}`);
@@ -182,27 +177,6 @@ export class JwtVerifier implements Authenticator, TokenVerifier {
       { cause },
     );
   }
-}
-
-/** Keys from the JWKS URL; a failed fetch is UNAVAILABLE, not the caller's fault. */
-function remoteKeys(o: ResolvedJwtOptions): KeyResolver {
-  const jwks = createRemoteJWKSet(new URL(o.jwksUrl ?? ""), {
-    cooldownDuration: o.jwksUrlCooldownMs,
-    cacheMaxAge: o.jwksUrlCacheMaxAgeMs,
-    timeoutDuration: o.jwksUrlTimeoutMs,
-  });
-  return async (header, token) => {
-    try {
-      return await jwks(header, token);
-    } catch (err) {
-      if (TOKEN_FAULTS.has(String((err as { code?: unknown }).code))) throw err;
-      throw new AuthError("UNAVAILABLE", RETRY, {
-        cause: new Error(`cannot fetch the JWKS from ${o.jwksUrl}: ${messageOf(err)}`, {
-          cause: err,
-        }),
-      });
-    }
-  };
 }
 
 function toArray(value: string | readonly string[]): string[] {

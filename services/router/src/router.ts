@@ -51,7 +51,7 @@ function callerAuthentication(
   const authenticator = auth
     ? authenticatorFromConfig(auth, {
         onJwksReloadError: (err) =>
-          logger.warn({ err: err.message }, "JWKS file unusable; keeping the last keys"),
+          logger.warn({ err: err.message }, "JWKS unusable; keeping the last good keys"),
       })
     : undefined;
   if (!authenticator && !config.devIdentity)
