@@ -74,6 +74,29 @@ test("a refused enqueue does not count against the tenant's rate", async () => {
   );
 });
 
+test("an enqueue the router never sent (its shard's breaker open) does not count against the rate", async () => {
+  await rc.change((m) => ({ ...m, commands: { ...m.commands, DOWN: "b" } }));
+  await within(2_000, () => rc.router.routing.currentShard("DOWN", "t") === "b");
+  await rc.stopShard("b");
+  try {
+    const c = rc.client("rate-down");
+    const codes = new Set<Status>();
+    // a few fail on the way to b (perhaps stored: charged), then the breaker refuses
+    // the rest unsent, three times the tenant's burst
+    for (let i = 0; i < 30; i++)
+      codes.add(
+        await c.enqueue({ command: "DOWN" }).then(
+          () => Status.OK,
+          (e: ClientError) => e.code,
+        ),
+      );
+    expect(rc.router.routing.pool.get("b").breakerState).toBe("open");
+    expect([...codes]).toEqual([Status.UNAVAILABLE]);
+  } finally {
+    await rc.startShard("b");
+  }
+});
+
 test("a second LeaseStream of one caller past the cap is RESOURCE_EXHAUSTED", async () => {
   const open = (abort: AbortController) => {
     const requests = new Channel<LeaseStreamRequest>();

@@ -16,7 +16,7 @@ import { internal } from "@codeq/proto";
 import { channelCredentials, IDENTITY_HEADERS, type Logger } from "@codeq/server-kit";
 import type { ShardMap } from "@codeq/shardmap";
 import type { RouterConfig } from "./config";
-import { ForwardLane, forwardService } from "./forward-lane";
+import { ForwardLane, forwardService, LaneRefused } from "./forward-lane";
 import { shardQueueService } from "./passthrough";
 
 const clientFactory = createClientFactory().use(deadlineMiddleware);
@@ -93,6 +93,12 @@ export class RouterRefused extends ServerError {
     super(Status.INTERNAL, details);
   }
 }
+
+/**
+ * The router refused a call before sending it to the shard (its breaker is open, or
+ * its Forward lane has too many calls waiting): nothing of it reached the shard.
+ */
+export class NotSent extends ServerError {}
 
 /** One shard worker: its channels (round-robin), clients and circuit breaker. */
 export class ShardConn {
@@ -273,14 +279,15 @@ export class ShardConn {
           `shard ${this.id} (${this.endpoint}) does not accept this router (its router secret or certificate differs from the router's): ${err.details}`,
         );
       const where = FAILURE_CODES.has(err.code) ? `shard ${this.id} (${this.endpoint}): ` : "";
-      return new ServerError(err.code, where + err.details);
+      const As = err instanceof LaneRefused ? NotSent : ServerError;
+      return new As(err.code, where + err.details);
     }
     if ((err as { code?: string })?.code === "EOPENBREAKER") return this.openError();
     return err; // AbortError and the like pass through untouched
   }
 
-  private openError(): ServerError {
-    return new ServerError(
+  private openError(): NotSent {
+    return new NotSent(
       Status.UNAVAILABLE,
       `shard ${this.id} (${this.endpoint}) is unavailable: its circuit breaker is open after repeated failures; retry later`,
     );
