@@ -2,8 +2,12 @@ import { ServerError, Status } from "nice-grpc";
 import type { Identity } from "@codeq/server-kit";
 import { routerShuttingDown } from "./fan-out";
 
-/** setTimeout's longest delay: an expiry further away is waited for in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * An expiry further away is waited for in steps of this, each checking the clock
+ * again: a wall clock stepped forward is noticed within a step (and setTimeout waits
+ * no longer than 2^31 - 1 ms).
+ */
+const STEP_MS = 60_000;
 
 /**
  * Calls `expired` once the caller's credential stops being accepted (its
@@ -21,7 +25,7 @@ export function onCredentialExpiry(
   let timer: NodeJS.Timeout | undefined;
   const wait = () => {
     const left = until - now();
-    if (left > 0) timer = setTimeout(wait, Math.min(left, MAX_TIMER_MS));
+    if (left > 0) timer = setTimeout(wait, Math.min(left, STEP_MS));
     else expired();
   };
   wait();
@@ -33,7 +37,7 @@ export function credentialExpired(identity: Identity): ServerError {
   const at = identity.acceptedUntilMs;
   return new ServerError(
     Status.UNAUTHENTICATED,
-    `the stream's credential expired${at === undefined ? "" : ` at ${new Date(at).toISOString()}`}; open a new stream with a fresh credential (before one expires: open the new stream, withdraw the old one's credits, settle what it holds, then close it)`,
+    `the stream's credential expired${at === undefined ? "" : ` (accepted until ${new Date(at).toISOString()}, its exp with the clock tolerance)`}; open a new stream with a fresh credential (before one expires: open the new stream, withdraw the old one's credits, settle what it holds, then close it)`,
   );
 }
 

@@ -117,7 +117,8 @@ const carriesTasks = (m: LeaseStreamResponse) =>
  * the shards are asked to release what the streams still hold without counting the
  * attempts (`interruptHeld`), and the shard streams close (the shards release what is
  * left, counted). When the credential the stream was opened with expires, it drains
- * the same way within `streamCredentialGraceMs` and ends with UNAUTHENTICATED.
+ * the same way within `streamCredentialGraceMs` and ends with UNAUTHENTICATED; what is
+ * still held then is released as failed attempts, as when a client's stream breaks.
  */
 export class FanInSession {
   private readonly id = randomUUID();
@@ -144,7 +145,7 @@ export class FanInSession {
   private drainingNow = false;
   /** What the stream ends with once drained. */
   private drainError: () => ServerError = routerShuttingDown;
-  /** The drain's time ran out with tasks still unsettled: the client failed none of them. */
+  /** The shutdown drain's time ran out with tasks still unsettled: the client failed none of them. */
   private drainRanOut = false;
   /** While draining: the shards are being asked whether their streams hold anything. */
   private confirming = false;
@@ -188,14 +189,17 @@ export class FanInSession {
     requests: AsyncIterable<LeaseStreamRequest | StreamAcks>,
   ): AsyncGenerator<LeaseStreamResponse> {
     const config = this.routing.config;
+    // the router's shutdown is no fault of the client's: what it holds then goes back
+    // uncounted; the expiry of its credential is its own to foresee, and an attempt
+    // (else a task that takes longer than a token lives would go round for ever)
     const onDrain = () =>
-      this.drain(Math.floor(config.graceMs * STREAM_DRAIN_SHARE), routerShuttingDown);
+      this.drain(Math.floor(config.graceMs * STREAM_DRAIN_SHARE), routerShuttingDown, true);
     const onCancel = () => this.end();
     if (this.draining.aborted) onDrain();
     this.draining.addEventListener("abort", onDrain, { once: true });
     this.f.signal.addEventListener("abort", onCancel, { once: true });
     const unwatchCredential = onCredentialExpiry(this.f.identity, () =>
-      this.drain(config.streamCredentialGraceMs, () => credentialExpired(this.f.identity)),
+      this.drain(config.streamCredentialGraceMs, () => credentialExpired(this.f.identity), false),
     );
     void this.read(requests);
     this.routing.metrics.openStreams.inc();
@@ -329,13 +333,14 @@ export class FanInSession {
 
   /**
    * Stops handing out credits and following the map; ends with `error` once nothing
-   * is in flight, or after `ms`. A second drain (the router shuts down while a
-   * stream's credential has expired) may only end it sooner.
+   * is in flight, or after `ms`, then releasing what the client still holds without
+   * counting the attempts when `uncounted`. A second drain (the router shuts down while
+   * a stream's credential has expired) may only end it sooner.
    */
-  private drain(ms: number, error: () => ServerError): void {
+  private drain(ms: number, error: () => ServerError, uncounted: boolean): void {
     if (this.ended.signal.aborted) return;
     this.later(ms, () => {
-      this.drainRanOut = true;
+      this.drainRanOut = uncounted;
       this.end(error());
     });
     if (this.drainingNow) return;
