@@ -15,13 +15,7 @@ import { listDeadPage } from "./dead-pages";
 import { purgeDead, redriveDead } from "./dead-spread";
 import { checkBatchSize, enqueueBatch, MAX_BATCH } from "./enqueue";
 import { chargeEnqueue } from "./enqueue-charge";
-import {
-  asServerError,
-  fanOut,
-  noneAnswered,
-  routerShuttingDown,
-  throwCallerError,
-} from "./fan-out";
+import { asServerError, fanOut, noneAnswered, throwCallerError } from "./fan-out";
 import { streamStop } from "./credential-expiry";
 import { FanInSession } from "./fan-in";
 import { findTask } from "./find-task";
