@@ -1,6 +1,12 @@
 import { createChannel, createClient, Metadata, Status } from "nice-grpc";
 import { startRelay } from "@codeq/testing";
-import { QueueServiceDefinition, TaskState } from "@codeq/proto";
+import {
+  LeaseStreamRequest,
+  QueueServiceDefinition,
+  TaskState,
+  type LeaseStreamResponse,
+} from "@codeq/proto";
+import { Channel as Outbox } from "@codeq/server-kit";
 import {
   shardFixture,
   StreamDriver,
@@ -61,6 +67,82 @@ describe("LeaseStream on a shard worker", () => {
     expect(after.dead).toBeLessThanOrEqual(leased - 1); // the last push was queued, never written
     expect(after.ready).toBeGreaterThan(0);
     expect(after.ready + after.dead).toBe(n);
+  });
+
+  /** Tasks in the messages `responses` yields until the stream ends, or is quiet for 1 s. */
+  async function tasksUntilQuiet(responses: AsyncIterator<LeaseStreamResponse>): Promise<number> {
+    let n = 0;
+    for (;;) {
+      let timer: NodeJS.Timeout | undefined;
+      const quiet = new Promise<"quiet">((r) => (timer = setTimeout(() => r("quiet"), 1_000)));
+      const ended = { done: true as const, value: undefined };
+      const next = await Promise.race([responses.next().catch(() => ended), quiet]);
+      clearTimeout(timer);
+      if (next === "quiet" || next.done) return n;
+      n += next.value.tasks?.tasks.length ?? 0;
+    }
+  }
+
+  it("gives back, uncounted, what it had queued for a worker that half-closes, and writes it no more", async () => {
+    const queue = { command: "SLOWHC", tenant: "t-slowhc" };
+    const n = 40;
+    const { leased, read, requests, responses } = await slowReader(fx, "t-slowhc", "SLOWHC", n, 3);
+    requests.close(); // the worker half-closes, and reads on to the end
+    const received = read.filter((m) => m.tasks).length + (await tasksUntilQuiet(responses));
+    await eventually(async () => (await fx.worker.engine.stats(queue)).leased === 0);
+    const after = await fx.worker.engine.stats(queue);
+    // what reached the worker was an attempt (dead: one each); what waited to be
+    // written was not written, and is ready again
+    expect(after.dead).toBe(received);
+    expect(received).toBeLessThan(leased);
+    expect(after.ready + after.dead).toBe(n);
+  });
+
+  it("writes no more of what it had queued once InterruptLeaseStream released it", async () => {
+    const queue = { command: "SLOWINT", tenant: "t-slowint" };
+    const n = 40;
+    const { leased, read, responses, stop } = await slowReader(fx, "t-slowint", "SLOWINT", n, 3);
+    const streamId = read[0]!.subscribed!.streamId;
+    expect(await fx.shardClient().interruptLeaseStream({ streamId })).toEqual({
+      released: leased,
+    });
+    const received = read.filter((m) => m.tasks).length + (await tasksUntilQuiet(responses));
+    expect(received).toBeLessThan(leased);
+    expect(await fx.worker.engine.stats(queue)).toMatchObject({ ready: n, leased: 0, dead: 0 });
+    await stop();
+  });
+
+  it("wakes the stream behind one that backs up with tasks left ready", async () => {
+    const c = fx.client("t-behind");
+    // the first stream takes one task a message and reads none: two or three and it
+    // backs up; the second, parked behind it, reads
+    const slow = new Outbox<LeaseStreamRequest>();
+    slow.push(
+      LeaseStreamRequest.fromPartial({ ...SUB(["BEHIND"], { maxBatch: 1 }), credits: 1_000 }),
+    );
+    const abort = new AbortController();
+    const first = c.leaseStream(slow, { signal: abort.signal })[Symbol.asyncIterator]();
+    await first.next(); // subscribed
+    await eventually(async () => fx.worker.notifier.parked === 1);
+    const second = new StreamDriver(fx.client("t-behind"));
+    second.send({ ...SUB(["BEHIND"]), credits: 1_000 });
+    await second.next(); // subscribed
+    await eventually(async () => fx.worker.notifier.parked === 2);
+    // more than the first stream's transport takes, all due at once: one notification
+    const payload = Buffer.alloc(512 * 1024, 1);
+    const runAtMs = Date.now() + 1_500;
+    for (let i = 0; i < 6; i++)
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 10 }, () => ({ command: "BEHIND", payload, runAtMs })),
+      });
+    expect(Date.now()).toBeLessThan(runAtMs);
+    // no re-wake here: only the notification can have the second stream lease
+    const pushed = await second.next(5_000);
+    expect(pushed?.tasks?.tasks.length).toBeGreaterThan(0);
+    second.close();
+    abort.abort();
+    await first.next().catch(() => undefined);
+    slow.close();
   });
 
   it("pushes a task enqueued after the worker subscribed, without polling", async () => {

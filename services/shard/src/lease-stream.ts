@@ -146,13 +146,14 @@ export class LeaseStreamSession implements Taker {
     this.held = new HeldTokens(2 * core.config.maxStreamCredits);
     const onDrain = () => this.drain(Math.floor(core.config.graceMs * STREAM_DRAIN_SHARE));
     const onCancel = () => this.end();
-    if (draining.aborted) onDrain();
     draining.addEventListener("abort", onDrain, { once: true });
     callSignal.addEventListener("abort", onCancel, { once: true });
+    // before a drain already begun can end the session: its end removes them
     this.ended.signal.addEventListener("abort", () => {
       draining.removeEventListener("abort", onDrain);
       callSignal.removeEventListener("abort", onCancel);
     });
+    if (draining.aborted) onDrain();
   }
 
   async *run(requests: AsyncIterable<LeaseStreamRequest>): AsyncGenerator<LeaseStreamResponse> {
@@ -274,7 +275,10 @@ export class LeaseStreamSession implements Taker {
         while (this.answersQueued >= MAX_QUEUED_ANSWERS && !this.ended.signal.aborted)
           await new Promise<void>((resolve) => (this.readOn = resolve));
       }
-      this.end(); // the worker half-closed: it wants no more tasks
+      // the worker half-closed: it wants no more tasks, and those queued for it and not
+      // written yet go back uncounted rather than be written and released as attempts
+      this.end();
+      void this.giveBackUnsent();
     } catch (err) {
       this.end(toServerError(err));
     }
@@ -455,7 +459,10 @@ export class LeaseStreamSession implements Taker {
    * sleep through the notification).
    */
   get available(): number {
-    return this.withdrawing || this.stopped || this.backedUp ? 0 : this.credits;
+    if (this.withdrawing || this.stopped || this.backedUp) return 0;
+    // what it leases before it backs up, not all its credits: a notification counted on
+    // more would leave streams behind it asleep with tasks ready
+    return Math.min(this.credits, this.maxBatch * (MAX_QUEUED_PUSHES - this.pushesQueued));
   }
 
   /** Sets credits aside for an enqueue that leases for this stream while it is parked. */
@@ -586,6 +593,8 @@ export class LeaseStreamSession implements Taker {
   private interrupt(): Promise<number> {
     const run = async () => {
       this.kick.fire();
+      // pushes not written yet are written no more: their leases are released now
+      this.out.takeQueuedWhere((m) => m.tasks !== undefined);
       const [nacked, interrupted] = this.byNacking(this.held.takeAll());
       this.held.add(nacked);
       try {

@@ -235,8 +235,8 @@ export const SUB = (commands: string[], extra: Record<string, unknown> = {}) => 
  * A worker that reads slowly: `n` tasks of 512 KiB in `command` (one attempt each, more
  * than the transport buffers), a stream of `n` credits pushing one task a message, of
  * which the worker reads `reads` messages (the subscription first), then no more.
- * Resolves once the queue's count of leased tasks stops moving, with that count; `stop`
- * cancels the stream.
+ * Resolves once the queue's count of leased tasks stops moving, with that count, the
+ * messages read and the stream's two ends; `stop` cancels the stream.
  */
 export async function slowReader(
   fx: ShardFixture,
@@ -244,7 +244,13 @@ export async function slowReader(
   command: string,
   n: number,
   reads: number,
-): Promise<{ leased: number; stop: () => Promise<void> }> {
+): Promise<{
+  leased: number;
+  read: LeaseStreamResponse[];
+  requests: Outbox<LeaseStreamRequest>;
+  responses: AsyncIterator<LeaseStreamResponse>;
+  stop: () => Promise<void>;
+}> {
   const c = fx.client(tenant);
   const payload = Buffer.alloc(512 * 1024, 1);
   for (let i = 0; i < n; i += 10)
@@ -259,11 +265,15 @@ export async function slowReader(
   requests.push(LeaseStreamRequest.fromPartial({ ...SUB([command], { maxBatch: 1 }), credits: n }));
   const abort = new AbortController();
   const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
-  for (let i = 0; i < reads; i++) await responses.next();
+  const read: LeaseStreamResponse[] = [];
+  for (let i = 0; i < reads; i++) read.push((await responses.next()).value as LeaseStreamResponse);
   const queue = { command, tenant };
   const leased = await steady(async () => (await fx.worker.engine.stats(queue)).leased);
   return {
     leased,
+    read,
+    requests,
+    responses,
     stop: async () => {
       abort.abort();
       await responses.next().catch(() => undefined);
