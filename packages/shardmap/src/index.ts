@@ -18,6 +18,7 @@ export {
   auditKey,
   changedChannel,
   isUnfinished,
+  movesOverlap,
   entry,
   drainingSide,
   takesFrom,

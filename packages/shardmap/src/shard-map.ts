@@ -115,6 +115,20 @@ export function isUnfinished(migration: Pick<Migration, "state">): boolean {
   );
 }
 
+/**
+ * True when two moves may cover one queue: of one command, and of the whole command or
+ * of the same tenant.
+ */
+export function movesOverlap(
+  a: Pick<Migration, "command" | "tenant">,
+  b: Pick<Migration, "command" | "tenant">,
+): boolean {
+  return (
+    a.command === b.command &&
+    (a.tenant === undefined || b.tenant === undefined || a.tenant === b.tenant)
+  );
+}
+
 /** The shard tasks are moving off (the source; the target while aborting). */
 export function drainingSide(migration: Migration): string {
   return migration.state === "aborting" ? migration.to : migration.from;

@@ -67,7 +67,7 @@ export function adminRouter(
 
     async abortMigration(req, ctx) {
       const f = await admin(ctx, "AbortMigration");
-      return { migration: await ops.abort(req.id, f.identity.principal) };
+      return { migration: await ops.abort(req.id, f.identity.principal, ctx.signal) };
     },
 
     async verifyMigration(req, ctx) {

@@ -19,7 +19,7 @@ import { migrationToWire } from "./admin-wire";
 import { label, ownRoute, withOwnRoute } from "./own-route";
 import { addCounts, emptyQueueCounts } from "./queue-counts";
 import type { Routing } from "./routing";
-import { queuesOn, workerOf } from "./worker-status";
+import { queuesOn, servingWorker } from "./worker-status";
 
 /** Another shard of `map` at `id`'s endpoint. */
 const twinOf = (map: ShardMap, id: string): string | undefined =>
@@ -72,18 +72,14 @@ export async function assignCommand(
     );
     return { mapVersion: written.version, plan: [], migrations: [] };
   }
-  const target = await workerOf(
+  await servingWorker(
     routing,
     map,
     req.shard,
     `cannot move ${label(req.command, req.tenant)} to shard ${req.shard}`,
     "start its worker, or correct its endpoint in the map (RemoveShard, then RegisterShard)",
-    { depth: false, signal },
+    signal,
   );
-  if (target.lifecycle && target.lifecycle !== "serving")
-    throw precondition(
-      `cannot move ${label(req.command, req.tenant)} to shard ${req.shard}: its worker is ${target.lifecycle}; try again once it serves`,
-    );
   const plan = await planMove(routing, map, req, from, signal);
   if (req.dryRun) return { mapVersion: map.version, plan: [plan], migrations: [] };
 

@@ -36,7 +36,7 @@ import { migrationSide, sideProblems } from "./migration-check";
 import { label, ownRoute, withOwnRoute } from "./own-route";
 import type { Routing } from "./routing";
 import { registerShard, removeShard } from "./shard-membership";
-import { queuesOn } from "./worker-status";
+import { queuesOn, servingWorker } from "./worker-status";
 
 /**
  * The operator's changes to the shard map (AssignCommand, AbortMigration,
@@ -167,7 +167,7 @@ export class MapOperations {
     return { migrations: page, nextPageToken: next };
   }
 
-  async abort(id: string, actor: string): Promise<WireMigration> {
+  async abort(id: string, actor: string, signal?: AbortSignal): Promise<WireMigration> {
     checkId("id", id, MIGRATION_ID);
     const map = await this.admin.freshMap();
     const m = map.migrations.find((x) => x.id === id);
@@ -182,6 +182,16 @@ export class MapOperations {
     if (m.state === "aborting" || m.state === "aborted") return migrationToWire(m);
     // a finished move left in the map (a hand edit, an older writer): not turned back
     if (!isUnfinished(m)) throw completed(id);
+    // the queue goes back to the source: one that does not serve would fail its
+    // enqueues, and the abort would never end (everything moved is sent home to it)
+    await servingWorker(
+      this.routing,
+      map,
+      m.from,
+      `cannot abort ${id}: it sends ${label(m.command, m.tenant)} back to shard ${m.from}`,
+      "start that worker first (while the source is down the queue is served by the target, which keeps what it holds)",
+      signal,
+    );
     const written = await this.admin.write(
       actor,
       "AbortMigration",

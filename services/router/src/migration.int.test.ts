@@ -741,6 +741,64 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     expect(await admin.verifyMigration({ id })).toMatchObject({ consistent: true, problems: [] });
   }, 40_000);
 
+  test("a tenant's aborted move is put back while another tenant's of the same command waits for its target, which is down", async () => {
+    // (the file's cluster: shards a, b and c) X of t1 and t2 on a; each move's first
+    // batch stays reserved on a, its target refusing to store it
+    await enqueueNumbered("X", 10);
+    await rc.client("t2").enqueueBatch({
+      tasks: Array.from({ length: 10 }, () => ({ command: "X", payload: payload("x") })),
+    });
+    const refuse = (shard: string, tenant: string) => {
+      const engine = rc.workers.get(shard)!.engine;
+      const original = engine.importTasks.bind(engine);
+      engine.importTasks = async (q, tasks, ...rest) => {
+        if (q.tenant === tenant && tasks.length > 0) throw new Error("refused by the test");
+        return original(q, tasks, ...rest);
+      };
+    };
+    refuse("c", "t1");
+    refuse("b", "t2");
+    const admin = rc.admin();
+    const toC = (await admin.assignCommand({ command: "X", tenant: "t1", shard: "c" }))
+      .migrations[0]!.id;
+    const toB = (await admin.assignCommand({ command: "X", tenant: "t2", shard: "b" }))
+      .migrations[0]!.id;
+    await within(
+      10_000,
+      async () => (await stats("a", "X")).moving > 0 && (await stats("a", "X", "t2")).moving > 0,
+    );
+    await rc.stopShard("c");
+    // the abort to c cannot end while c is down; the other one ends all the same
+    await admin.abortMigration({ id: toC }).catch(() => undefined);
+    await admin.abortMigration({ id: toB });
+    await within(
+      10_000,
+      async () => !(await rc.source.get())!.migrations.some((m) => m.id === toB),
+    );
+    expect(await stats("a", "X", "t2")).toMatchObject({ ready: 10, moving: 0 });
+    await rc.startShard("c");
+  }, 40_000);
+
+  test("an abort is refused while the source it sends the queue back to does not answer, and changes nothing", async () => {
+    await twoShards({ shard: { mover: false } });
+    await enqueueNumbered("X", 3);
+    const admin = rc.admin();
+    const id = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+    await rc.stopShard("a");
+    const before = (await rc.source.get())!.version;
+    await expect(admin.abortMigration({ id })).rejects.toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringMatching(
+        new RegExp(`^cannot abort ${id}: it sends X back to shard a \\(`),
+      ),
+    });
+    expect((await rc.source.get())!.version).toBe(before);
+    // the queue goes on on b
+    expect(await code(rc.client("t1").enqueue({ command: "X" }))).toBe(Status.OK);
+    await rc.startShard("a");
+    await within(5_000, async () => (await code(admin.abortMigration({ id }))) === Status.OK);
+  }, 30_000);
+
   test("a source restarted before its lagging map caught up puts back the batch it reserved for the aborted move", async () => {
     const { id } = await reservedBehindAbort();
     // a stops before its map shows the move gone: that process never puts the batch back

@@ -62,6 +62,24 @@ export async function workerOf(
 }
 
 /**
+ * As `workerOf`, without the depth, and refused (FAILED_PRECONDITION) unless the worker
+ * serves: one starting or shutting down is no place to send a queue's enqueues now.
+ */
+export async function servingWorker(
+  routing: Routing,
+  map: ShardMap,
+  id: string,
+  cannot: string,
+  remedy: string,
+  signal?: AbortSignal,
+): Promise<internal.GetShardStatusResponse> {
+  const status = await workerOf(routing, map, id, cannot, remedy, { depth: false, signal });
+  if (status.lifecycle && status.lifecycle !== "serving")
+    throw precondition(`${cannot}: its worker is ${status.lifecycle}; try again once it serves`);
+  return status;
+}
+
+/**
  * Every queue of `command` shard `shard` holds (only `tenant`'s when set), with its
  * counts, page by page; each page within the fan-out timeout.
  */

@@ -5,6 +5,7 @@ import type { Logger } from "@codeq/server-kit";
 import {
   applicableMigrations,
   entry,
+  movesOverlap,
   movesTenant,
   takesFrom,
   type Migration,
@@ -86,13 +87,15 @@ export class PutBack {
     this.left = false;
     if (!this.seeded) await this.seed(map);
     /**
-     * Commands whose put-back failed in this pass: an older move of one would take the
-     * batch another reserved for its own and ask the wrong target which of it landed.
+     * Moves whose put-back failed in this pass: an older move of one of their queues
+     * would take the batch another reserved for its own and ask the wrong target which
+     * of it landed. Moves of other queues go on (another tenant's of the same command,
+     * say: one target that is down holds up no abort but its own).
      */
-    const failed = new Set<string>();
+    const failed: Migration[] = [];
     for (const m of this.due(map)) {
       if (stopped()) return;
-      if (failed.has(m.command)) {
+      if (failed.some((f) => movesOverlap(f, m))) {
         this.left = true;
         continue;
       }
@@ -103,7 +106,7 @@ export class PutBack {
       } catch (err) {
         // (the store away, say): tried again on the next pass, which is scheduled for it
         this.left = true;
-        failed.add(m.command);
+        failed.push(m);
         const message = messageOf(err);
         // the target has not seen the abort yet: expected for a moment, not worth a warning
         if (err instanceof ClientError && err.code === Status.FAILED_PRECONDITION) {
