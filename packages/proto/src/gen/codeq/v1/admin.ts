@@ -3774,8 +3774,9 @@ export const AdminServiceDefinition = {
     /**
      * Reverses a migration in progress: routing goes back to the source and the
      * tasks already moved are moved back, without loss. FAILED_PRECONDITION when
-     * the migration has completed; one aborting or aborted already is answered as
-     * it is (an abort sent again after its answer was lost succeeds).
+     * the migration has completed, or while the source's worker does not answer or
+     * serve (the queue stays on the target); one aborting or aborted already is
+     * answered as it is (an abort sent again after its answer was lost succeeds).
      */
     abortMigration: {
       name: "AbortMigration",
@@ -3884,8 +3885,9 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
   /**
    * Reverses a migration in progress: routing goes back to the source and the
    * tasks already moved are moved back, without loss. FAILED_PRECONDITION when
-   * the migration has completed; one aborting or aborted already is answered as
-   * it is (an abort sent again after its answer was lost succeeds).
+   * the migration has completed, or while the source's worker does not answer or
+   * serve (the queue stays on the target); one aborting or aborted already is
+   * answered as it is (an abort sent again after its answer was lost succeeds).
    */
   abortMigration(
     request: AbortMigrationRequest,
@@ -3973,8 +3975,9 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
   /**
    * Reverses a migration in progress: routing goes back to the source and the
    * tasks already moved are moved back, without loss. FAILED_PRECONDITION when
-   * the migration has completed; one aborting or aborted already is answered as
-   * it is (an abort sent again after its answer was lost succeeds).
+   * the migration has completed, or while the source's worker does not answer or
+   * serve (the queue stays on the target); one aborting or aborted already is
+   * answered as it is (an abort sent again after its answer was lost succeeds).
    */
   abortMigration(
     request: DeepPartial<AbortMigrationRequest>,
