@@ -6,7 +6,6 @@ import {
   TaskState,
   type LeaseStreamResponse,
 } from "@codeq/proto";
-import { Channel as Outbox } from "@codeq/server-kit";
 import {
   shardFixture,
   StreamDriver,
@@ -114,35 +113,41 @@ describe("LeaseStream on a shard worker", () => {
 
   it("wakes the stream behind one that backs up with tasks left ready", async () => {
     const c = fx.client("t-behind");
-    // the first stream takes one task a message and reads none: two or three and it
-    // backs up; the second, parked behind it, reads
-    const slow = new Outbox<LeaseStreamRequest>();
-    slow.push(
-      LeaseStreamRequest.fromPartial({ ...SUB(["BEHIND"], { maxBatch: 1 }), credits: 1_000 }),
+    // the first stream in line will back up: its connection passes nothing once it
+    // subscribed, so HTTP/2 flow control stops its pushes; the other one reads
+    const relay = await startRelay("127.0.0.1", fx.worker.port);
+    const channel = createChannel(`127.0.0.1:${relay.port}`);
+    const metadata = new Metadata({ "x-codeq-tenant": "t-behind" });
+    const stuck = new StreamDriver(
+      createClient(QueueServiceDefinition, channel, { "*": { metadata } }),
     );
-    const abort = new AbortController();
-    const first = c.leaseStream(slow, { signal: abort.signal })[Symbol.asyncIterator]();
-    await first.next(); // subscribed
-    await eventually(async () => fx.worker.notifier.parked === 1);
-    const second = new StreamDriver(fx.client("t-behind"));
-    second.send({ ...SUB(["BEHIND"]), credits: 1_000 });
-    await second.next(); // subscribed
-    await eventually(async () => fx.worker.notifier.parked === 2);
-    // more than the first stream's transport takes, all due at once: one notification
-    const payload = Buffer.alloc(512 * 1024, 1);
-    const runAtMs = Date.now() + 1_500;
-    for (let i = 0; i < 6; i++)
+    const reading = new StreamDriver(fx.client("t-behind"));
+    try {
+      reading.send({ ...SUB(["BEHIND"]), credits: 1_000 });
+      await reading.next(); // subscribed
+      await eventually(async () => fx.worker.notifier.parked === 1);
+      stuck.send({ ...SUB(["BEHIND"], { maxBatch: 1 }), credits: 1_000 });
+      await stuck.next(); // subscribed
+      await eventually(async () => fx.worker.notifier.parked === 2);
+      relay.silenceOpen();
+      // the enqueue offers the oldest waiter a handoff (none: nothing is ready yet) and
+      // puts it last in line, behind the one that will back up
+      const runAtMs = Date.now() + 1_000;
       await c.enqueueBatch({
-        tasks: Array.from({ length: 10 }, () => ({ command: "BEHIND", payload, runAtMs })),
+        tasks: Array.from({ length: 1_000 }, () => ({ command: "BEHIND", runAtMs })),
       });
-    expect(Date.now()).toBeLessThan(runAtMs);
-    // no re-wake here: only the notification can have the second stream lease
-    const pushed = await second.next(5_000);
-    expect(pushed?.tasks?.tasks.length).toBeGreaterThan(0);
-    second.close();
-    abort.abort();
-    await first.next().catch(() => undefined);
-    slow.close();
+      expect(Date.now()).toBeLessThan(runAtMs);
+      // all due at once: one notification from the due loop, of far more than the first
+      // in line leases before it backs up (small tasks: no lease stops at its byte
+      // bound, which would announce what it left); no re-wake here
+      const pushed = await reading.next(3_000);
+      expect(pushed?.tasks?.tasks.length).toBeGreaterThan(0);
+    } finally {
+      reading.close();
+      stuck.abort.abort();
+      channel.close();
+      await relay.close();
+    }
   });
 
   it("pushes a task enqueued after the worker subscribed, without polling", async () => {
