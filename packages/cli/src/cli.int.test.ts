@@ -359,6 +359,14 @@ describe("codeq against a local cluster", () => {
     expect(refused.code).toBe(2);
     expect(refused.stderr).toMatch(/^FAILED_PRECONDITION: /);
     expect((await codeq(["shard", "remove", "a"])).code).toBe(2); // the default shard
+    expect((await codeq(["shard", "remove", "z", "--to", "a"])).code).toBe(1); // --to needs --lost
+    // nothing is routed to z: removed as lost without --to
+    const lost = await codeq(["shard", "remove", "z", "--lost"]);
+    expect(lost.code).toBe(0);
+    expect(lost.stdout).toMatch(/^shard z removed as lost; map version \d+/);
+    expect(JSON.stringify(JSON.parse((await codeq(["map", "--json"])).stdout))).not.toContain(
+      '"z"',
+    );
   }, 120_000);
 
   test("--help documents the commands, identity (a token, or development identity), TLS and the exit codes", async () => {

@@ -10,7 +10,7 @@ export const ExitCode = {
   REFUSED: 2,
   /** The router is unreachable or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED). */
   UNAVAILABLE: 3,
-  /** `assign --wait`: the migration ended ABORTED. */
+  /** `assign --wait`: the migration ended ABORTED (or ABANDONED: a shard of it lost). */
   MIGRATION_ABORTED: 4,
   /**
    * `verify`: a shard holds tasks where routers do not read them, or did not answer;

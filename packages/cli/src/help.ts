@@ -26,7 +26,7 @@ const EXIT_CODES = [
   "       e.g. FAILED_PRECONDITION: …",
   "  3    the router is unreachable or did not answer in time",
   "       (UNAVAILABLE, DEADLINE_EXCEEDED)",
-  "  4    assign --wait: the migration ended ABORTED",
+  "  4    assign --wait: the migration ended ABORTED (or ABANDONED)",
   "  5    verify: a check failed or a shard did not answer; shards --check: a shard",
   "       is unhealthy or its breaker is not CLOSED; stats, dlq list: a shard did not",
   "       answer (what is printed leaves it out)",

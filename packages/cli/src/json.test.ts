@@ -42,6 +42,7 @@ describe("toJson", () => {
       mapVersion: 4,
       requestedBy: "dev:default",
       lastError: "",
+      lostShard: "",
     });
     expect(m).toMatchObject({ state: "MIGRATION_STATE_COMPLETED", tenant: "", ratePerSecond: 0 });
   });

@@ -20,8 +20,10 @@ export interface ShardInfo {
  * copying: routing switched to `to`, the mover copies from `from`. draining: all movable
  * tasks moved, leased ones are awaited. completed: `from` holds nothing of the queue.
  * aborting: routing is back on `from` and moved tasks move back from `to`. aborted: done.
+ * abandoned: one side was removed as lost (`lostShard`); the other owns the queue.
  */
-export type MigrationState = "copying" | "draining" | "completed" | "aborting" | "aborted";
+export type MigrationState =
+  "copying" | "draining" | "completed" | "aborting" | "aborted" | "abandoned";
 
 /** A move of one command (every tenant without an override) or of one tenant's queue. */
 export interface Migration {
@@ -48,6 +50,8 @@ export interface Migration {
    * again instead of pinning the queue to `from`. Unset (older records): kept, as before.
    */
   readonly hadOwnRoute?: boolean;
+  /** Abandoned: the shard that was removed as lost. */
+  readonly lostShard?: string;
 }
 
 export interface ShardMap {

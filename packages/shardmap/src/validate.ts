@@ -65,7 +65,7 @@ function schemaFor(strict: boolean) {
     tenant: name("tenant").optional(),
     from: shardId,
     to: shardId,
-    state: z.enum(["copying", "draining", "completed", "aborting", "aborted"]),
+    state: z.enum(["copying", "draining", "completed", "aborting", "aborted", "abandoned"]),
     startedAtMs: millis,
     updatedAtMs: millis.optional(),
     finishedAtMs: millis.optional(),
@@ -73,6 +73,7 @@ function schemaFor(strict: boolean) {
     requestedBy: z.string().optional(),
     lastError: z.string().optional(),
     hadOwnRoute: z.boolean().optional(),
+    lostShard: shardId.optional(),
   });
   return object({
     version: z.number().int().nonnegative(),

@@ -82,7 +82,7 @@ export function adminRouter(
 
     async removeShard(req, ctx) {
       const f = await admin(ctx, "RemoveShard");
-      return { mapVersion: await ops.removeShard(req.id, f.identity.principal) };
+      return { mapVersion: await ops.removeShard(req, f.identity.principal) };
     },
 
     async listAuditEvents(req, ctx) {

@@ -94,6 +94,16 @@ export class AdminStore {
     return this.store?.finished(id).catch(storeUnavailable);
   }
 
+  /** Records a migration that a lost shard ended (ABANDONED), with its last progress. */
+  async recordAbandoned(m: Migration, lostShard: string): Promise<void> {
+    const finishedAtMs = Date.now();
+    const abandoned = { ...m, state: "abandoned" as const, lostShard, finishedAtMs };
+    await this.store?.recordFinished({
+      migration: { ...abandoned, updatedAtMs: finishedAtMs },
+      progress: await this.progress(m),
+    });
+  }
+
   /** Finished migrations' records; UNAVAILABLE while the control store does not answer. */
   async listFinished() {
     const down = await this.storeDown();

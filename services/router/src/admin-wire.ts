@@ -14,6 +14,7 @@ const MIGRATION: Record<Migration["state"], MigrationState> = {
   completed: MigrationState.MIGRATION_STATE_COMPLETED,
   aborting: MigrationState.MIGRATION_STATE_ABORTING,
   aborted: MigrationState.MIGRATION_STATE_ABORTED,
+  abandoned: MigrationState.MIGRATION_STATE_ABANDONED,
 };
 
 export const shardState = (s: string) =>
@@ -45,6 +46,7 @@ export function migrationToWire(m: Migration, progress?: MigrationProgress): Wir
     mapVersion: m.mapVersion ?? 0,
     requestedBy: m.requestedBy ?? "",
     lastError: progress?.lastError ?? m.lastError ?? "",
+    lostShard: m.lostShard ?? "",
   };
 }
 

@@ -35,7 +35,7 @@ import { asServerError } from "./fan-out";
 import { migrationSide, sideProblems } from "./migration-check";
 import { label, ownRoute, withOwnRoute } from "./own-route";
 import type { Routing } from "./routing";
-import { registerShard, removeShard } from "./shard-membership";
+import { registerShard, removeShard, type RemoveShardAsk } from "./shard-membership";
 import { queuesOn, servingWorker } from "./worker-status";
 
 /**
@@ -227,8 +227,8 @@ export class MapOperations {
   }
 
   /** RemoveShard (`removeShard`); the map's version after. */
-  removeShard(id: string, actor: string): Promise<number> {
-    return removeShard(this.admin, this.routing, id, actor);
+  removeShard(req: RemoveShardAsk, actor: string): Promise<number> {
+    return removeShard(this.admin, this.routing, req, actor, this.routing.logger);
   }
 
   async audit(size: number, token: string): Promise<ListAuditEventsResponse> {

@@ -62,6 +62,19 @@ async function twoShards(
 const stats = (shard: string, command: string, tenant = "t1") =>
   rc.workers.get(shard)!.engine.stats({ command, tenant });
 
+/** Shard `shard` fails every import of the queues `refused` picks (its store refuses them, say). */
+function refuseImports(
+  shard: string,
+  refused: (q: { command: string; tenant: string }) => boolean,
+) {
+  const engine = rc.workers.get(shard)!.engine;
+  const original = engine.importTasks.bind(engine);
+  engine.importTasks = async (q, tasks, ...rest) => {
+    if (refused(q) && tasks.length > 0) throw new Error("refused by the test");
+    return original(q, tasks, ...rest);
+  };
+}
+
 /** Keeps the event loop busy for `ms`. */
 function spin(ms: number): void {
   const until = performance.now() + ms;
@@ -748,16 +761,8 @@ describe("AssignCommand moves a command between shards while it is used", () => 
     await rc.client("t2").enqueueBatch({
       tasks: Array.from({ length: 10 }, () => ({ command: "X", payload: payload("x") })),
     });
-    const refuse = (shard: string, tenant: string) => {
-      const engine = rc.workers.get(shard)!.engine;
-      const original = engine.importTasks.bind(engine);
-      engine.importTasks = async (q, tasks, ...rest) => {
-        if (q.tenant === tenant && tasks.length > 0) throw new Error("refused by the test");
-        return original(q, tasks, ...rest);
-      };
-    };
-    refuse("c", "t1");
-    refuse("b", "t2");
+    refuseImports("c", (q) => q.tenant === "t1");
+    refuseImports("b", (q) => q.tenant === "t2");
     const admin = rc.admin();
     const toC = (await admin.assignCommand({ command: "X", tenant: "t1", shard: "c" }))
       .migrations[0]!.id;
@@ -1410,4 +1415,92 @@ describe("RemoveShard and a shard whose store is down", () => {
       .catch((e: ClientError) => e);
     expect((refused as ClientError).code).toBe(Status.FAILED_PRECONDITION);
   });
+});
+
+describe("RemoveShard of a shard lost for good", () => {
+  const removeLost = (id: string, reassignTo = "") =>
+    rc.admin().removeShard({ id, lost: true, reassignTo });
+  const abandoned = async (id: string, lostShard: string) =>
+    expect((await rc.admin().getMigration({ id })).migration).toMatchObject({
+      state: MigrationState.MIGRATION_STATE_ABANDONED,
+      lostShard,
+    });
+
+  test("is refused while the shard answers, or without reassign_to while queues are routed to it, and changes nothing", async () => {
+    const version = (await rc.source.get())!.version;
+    await expect(removeLost("a", "c")).rejects.toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/^shard a answers, and so does its store: it is not lost/),
+    });
+    await rc.stopShard("a");
+    await expect(removeLost("a")).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+      details: "reassign_to is required: shard a is the default shard",
+    });
+    await expect(removeLost("a", "a")).rejects.toMatchObject({ code: Status.INVALID_ARGUMENT });
+    await expect(removeLost("a", "zz")).rejects.toMatchObject({ code: Status.NOT_FOUND });
+    await expect(rc.admin().removeShard({ id: "b", reassignTo: "c" })).rejects.toMatchObject({
+      code: Status.INVALID_ARGUMENT,
+    });
+    expect((await rc.source.get())!.version).toBe(version);
+  });
+
+  test("a lost source: its queues go to reassign_to, its move ends ABANDONED with the queue on the target", async () => {
+    // a moves nothing: the move is still copying when a is lost
+    await rc.close();
+    rc = await routerCluster({
+      server,
+      shards: ["a", "b", "c"],
+      perShard: { a: { mover: false } },
+    });
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, Y: "a" } }));
+    await enqueueNumbered("X", 5);
+    const admin = rc.admin();
+    const id = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+    await rc.stopShard("a");
+    await removeLost("a", "c");
+    const map = (await rc.source.get())!;
+    expect(Object.keys(map.shards).sort()).toEqual(["b", "c"]);
+    expect(map).toMatchObject({ defaultShard: "c", commands: { X: "b", Y: "c" }, migrations: [] });
+    await abandoned(id, "a");
+    await within(5_000, () => rc.router.routing.currentShard("Y", "t1") === "c");
+    await rc.client("t1").enqueue({ command: "X" });
+    await rc.client("t1").enqueue({ command: "Y" });
+    expect((await stats("b", "X")).ready).toBe(1);
+    expect((await stats("c", "Y")).ready).toBe(1);
+  }, 30_000);
+
+  test("a lost target: the source puts back the batch it reserved for it, and serves the queue again", async () => {
+    await enqueueNumbered("X", 5);
+    refuseImports("b", (q) => q.command === "X");
+    const admin = rc.admin();
+    const id = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+    await within(10_000, async () => (await stats("a", "X")).moving === 5);
+    await rc.stopShard("b");
+    await removeLost("b");
+    expect((await rc.source.get())!).toMatchObject({ commands: {}, migrations: [] });
+    await abandoned(id, "b");
+    await within(10_000, async () => (await stats("a", "X")).moving === 0);
+    expect((await stats("a", "X")).ready).toBe(5);
+    const leased = await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 });
+    expect(payloadsOf(leased)).toEqual(["0", "1", "2", "3", "4"]);
+  }, 30_000);
+
+  test("a source lost during an abort: the target puts back the batch it reserved for the trip home", async () => {
+    await enqueueNumbered("X", 5);
+    // one task leased on a keeps the move from completing
+    expect((await rc.client("t1").lease({ commands: ["X"], maxTasks: 1 })).tasks).toHaveLength(1);
+    const admin = rc.admin();
+    const id = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+    await within(10_000, async () => (await stats("b", "X")).ready === 4);
+    refuseImports("a", (q) => q.command === "X");
+    await admin.abortMigration({ id });
+    await within(10_000, async () => (await stats("b", "X")).moving === 4);
+    await rc.stopShard("a");
+    await removeLost("a", "c");
+    expect((await rc.source.get())!).toMatchObject({ commands: { X: "b" }, migrations: [] });
+    await abandoned(id, "a");
+    await within(10_000, async () => (await stats("b", "X")).moving === 0);
+    expect((await stats("b", "X")).ready).toBe(4);
+  }, 30_000);
 });

@@ -1,17 +1,21 @@
 import { ServerError, Status } from "nice-grpc";
 import { ShardState, type Shard } from "@codeq/proto";
+import type { Logger } from "@codeq/server-kit";
 import {
   draftOf,
   entry,
   isEndpoint,
   isUnfinished,
   SHARD_ID_PATTERN,
+  type Migration,
   type ShardMap,
+  type ShardMapDraft,
 } from "@codeq/shardmap";
 import { checkId, invalid, precondition } from "./admin-checks";
 import type { AdminStore } from "./admin-store";
 import type { Routing } from "./routing";
-import { NotItsWorker, workerOf } from "./worker-status";
+import { ownRoute, withOwnRoute } from "./own-route";
+import { NotItsWorker, servingWorker, workerOf } from "./worker-status";
 
 /** RegisterShard and RemoveShard: a shard added to the map, or taken out of it once it holds nothing. */
 
@@ -50,13 +54,26 @@ export async function registerShard(
   return map.version;
 }
 
+/** RemoveShard's request, as the router reads it. */
+export interface RemoveShardAsk {
+  readonly id: string;
+  /** The shard is gone for good (`removeLostShard`). */
+  readonly lost?: boolean;
+  /** With `lost`: where the queues routed to it go. */
+  readonly reassignTo?: string;
+}
+
 export async function removeShard(
   admin: AdminStore,
   routing: Routing,
-  id: string,
+  req: RemoveShardAsk,
   actor: string,
+  logger?: Logger,
 ): Promise<number> {
+  const { id } = req;
   checkId("id", id, SHARD_ID_PATTERN);
+  if (req.lost) return removeLostShard(admin, routing, id, req.reassignTo ?? "", actor, logger);
+  if (req.reassignTo) throw invalid("reassign_to is only for a shard removed as lost");
   const map = await admin.freshMap();
   checkRemovable(map, id);
   // a worker whose store does not answer reports a depth of 0: that proves nothing
@@ -108,4 +125,131 @@ function checkRemovable(map: ShardMap, id: string): void {
   const migration = map.migrations.find((m) => isUnfinished(m) && (m.from === id || m.to === id));
   if (migration)
     throw precondition(`migration ${migration.id} involves shard ${id}; wait for it or abort it`);
+}
+
+/**
+ * RemoveShard of a shard gone for good (its store lost): its worker must not answer,
+ * or its store must not. In one change of the map every queue routed to it goes to
+ * `reassignTo` (the default shard too), every migration involving it is ended
+ * (recorded ABANDONED) with its queue routed to the other side, which keeps what it
+ * holds (a batch reserved there for the move is put back there: its mover's
+ * `PutBack`, once the lost shard has left the map), and the shard leaves the map.
+ */
+async function removeLostShard(
+  admin: AdminStore,
+  routing: Routing,
+  id: string,
+  reassignTo: string,
+  actor: string,
+  logger?: Logger,
+): Promise<number> {
+  if (reassignTo === id) throw invalid("reassign_to must be another shard than the one lost");
+  if (reassignTo && !SHARD_ID_PATTERN.test(reassignTo))
+    throw invalid(`reassign_to must match ${SHARD_ID_PATTERN.source}`);
+  const map = await admin.freshMap();
+  lostShardProblems(map, id, reassignTo);
+  // given up only when it cannot be asked: a shard that answers, its store too, is
+  // emptied and removed as usual, its tasks moved first
+  const answers = await workerOf(routing, map, id, `shard ${id} does not answer`, "", {
+    depth: false,
+  }).then(
+    () => true,
+    (err: unknown) => {
+      // this router has not connected to it yet: nothing is known
+      if (err instanceof ServerError && err.code === Status.UNAVAILABLE) throw err;
+      return false;
+    },
+  );
+  if (answers)
+    throw precondition(
+      `shard ${id} answers, and so does its store: it is not lost; move its queues away (AssignCommand) and remove it without lost`,
+    );
+  if (reassignTo)
+    await servingWorker(
+      routing,
+      map,
+      reassignTo,
+      `cannot reassign shard ${id}'s queues to shard ${reassignTo}`,
+      "start its worker, or name another shard",
+    );
+  let abandoned: Migration[] = [];
+  const ending = map.migrations.filter((m) => isUnfinished(m) && involves(m, id));
+  const written = await admin.write(
+    actor,
+    "RemoveShard",
+    `shard ${id} removed as lost${reassignTo ? `, its queues to ${reassignTo}` : ""}${ending.length ? `; migrations abandoned: ${ending.map((m) => m.id).join(", ")}` : ""}`,
+    (current) => {
+      lostShardProblems(current, id, reassignTo);
+      const out = withoutLostShard(current, id, reassignTo);
+      abandoned = out.abandoned;
+      return out.draft;
+    },
+  );
+  for (const m of abandoned)
+    await admin.recordAbandoned(m, id).catch((err: unknown) =>
+      // the map is changed: only GetMigration misses the record (it answers NOT_FOUND)
+      logger?.warn(
+        { migration: m.id, err: (err as Error).message },
+        "recording an abandoned migration failed",
+      ),
+    );
+  return written.version;
+}
+
+const involves = (m: Migration, id: string) => m.from === id || m.to === id;
+
+/** Why shard `id` cannot be removed as lost, queues going to `reassignTo`: thrown. */
+function lostShardProblems(map: ShardMap, id: string, reassignTo: string): void {
+  if (!entry(map.shards, id))
+    throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
+  // what would be left routed to nowhere: the queues of the moves it ends go to the
+  // other side of each
+  const left = withoutLostShard(map, id, "").draft;
+  const routed = [
+    ...(left.defaultShard === "" ? ["the default shard"] : []),
+    ...Object.entries(left.commands)
+      .filter(([, s]) => s === "")
+      .map(([c]) => `command ${c}`),
+    ...Object.entries(left.tenants)
+      .filter(([, s]) => s === "")
+      .map(([k]) => k),
+  ];
+  if (routed.length > 0 && !reassignTo)
+    throw invalid(
+      `reassign_to is required: shard ${id} is ${routed.slice(0, 5).join(", ")}${routed.length > 5 ? ` and ${routed.length - 5} more` : ""}`,
+    );
+  if (reassignTo && !entry(map.shards, reassignTo))
+    throw new ServerError(Status.NOT_FOUND, `no shard ${reassignTo} in the shard map`);
+}
+
+/**
+ * `map` without shard `id`: what was routed to it goes to `reassignTo`; each unfinished
+ * migration involving it is taken out (returned, to record as abandoned), its queue
+ * routed to the other side (by an entry of its own unless it follows that shard
+ * anyway); finished ones naming it are taken out too.
+ */
+export function withoutLostShard(
+  map: ShardMap,
+  id: string,
+  reassignTo: string,
+): { draft: ShardMapDraft; abandoned: Migration[] } {
+  const swap = (shard: string) => (shard === id ? reassignTo : shard);
+  const swapAll = (table: Readonly<Record<string, string>>) =>
+    Object.fromEntries(Object.entries(table).map(([k, s]) => [k, swap(s)]));
+  const base = draftOf(map);
+  let draft: ShardMapDraft = {
+    ...base,
+    defaultShard: swap(base.defaultShard),
+    commands: swapAll(base.commands),
+    tenants: swapAll(base.tenants),
+  };
+  const abandoned = map.migrations.filter((m) => isUnfinished(m) && involves(m, id));
+  for (const m of abandoned) {
+    const survivor = m.from === id ? m.to : m.from;
+    const { inherited } = ownRoute(draft, m.command, m.tenant);
+    draft = withOwnRoute(draft, m.command, m.tenant, inherited === survivor ? undefined : survivor);
+  }
+  const { [id]: _lost, ...shards } = draft.shards;
+  const migrations = draft.migrations.filter((m) => !involves(m, id));
+  return { draft: { ...draft, shards, migrations }, abandoned };
 }

@@ -21,6 +21,17 @@ import type { PeerCall, PeerShards } from "./peers";
  */
 const SEEDED_MOVES = 10;
 
+/**
+ * `m` sends tasks from `shard`, in batches reserved there: the source while the move
+ * copies or drains, the target on an abort's trip home. Such a move that leaves the map
+ * before its batch went (an abort seen late; its other shard removed as lost) has it
+ * put back here.
+ */
+function sendsFrom(m: Migration, shard: string): boolean {
+  if (m.from === shard) return m.state === "copying" || m.state === "draining";
+  return m.to === shard && m.state === "aborting";
+}
+
 /** The queues a migration moves, as `engine`'s shard holds them. */
 export async function movedQueues(
   engine: QueueEngine,
@@ -49,8 +60,9 @@ export interface PutBackOptions {
  * The mover's put-back of batches reserved on this shard for moves away from it
  * that will not send them: a move being aborted (its tasks come home anyway), and a
  * move that left the map while this worker still held it in progress (an abort it
- * saw only once it was over: a map that lagged, announcements lost). Each batch goes
- * back but for the tasks of it the target holds (an import stored there whose answer
+ * saw only once it was over: a map that lagged, announcements lost; or one whose
+ * other shard was removed as lost, an abort's trip home from here included). Each
+ * batch goes back but for the tasks of it the shard it was sent to holds (an import stored there whose answer
  * was lost): those are the target's to send home, and are deleted here, or they
  * would be held on both shards. A queue another move takes from this shard keeps
  * its batch: that move sends or puts it back.
@@ -59,10 +71,11 @@ export class PutBack {
   /** A reserved batch that should have gone back is still out (the last try failed). */
   private left = false;
   /**
-   * The moves away from this shard seen in progress (copying or draining), until a
-   * put-back for them has run once they are seen aborting or gone: one that leaves the
-   * map unseen as aborting still gets its batch put back (`due`). (A move that
-   * completed costs one more look at its queues' reservations, which are empty.)
+   * The moves seen sending from this shard (`sendsFrom`), until a put-back for them has
+   * run once they are seen aborting (a move away from here) or gone: one that leaves
+   * the map unseen as aborting, or an abort that leaves it before its trip home ended
+   * (its source removed as lost), still gets its batch put back (`due`). (A move that
+   * finished costs one more look at its queues' reservations, which are empty.)
    */
   private readonly sending = new Map<string, Migration>();
   /**
@@ -128,9 +141,7 @@ export class PutBack {
    */
   private due(map: ShardMap): Migration[] {
     const { shard } = this.options;
-    for (const m of map.migrations)
-      if (m.from === shard && (m.state === "copying" || m.state === "draining"))
-        this.sending.set(m.id, m);
+    for (const m of map.migrations) if (sendsFrom(m, shard)) this.sending.set(m.id, m);
     const aborting = map.migrations.filter((m) => m.state === "aborting" && m.from === shard);
     const gone = [...this.sending.values()].filter(
       (m) => !map.migrations.some((x) => x.id === m.id),
@@ -150,9 +161,15 @@ export class PutBack {
     const { store, shard, logger } = this.options;
     try {
       const finished = await store.listFinished();
+      // (an abandoned move: its other shard was removed as lost, maybe with a batch
+      // reserved here for it, either way)
       const aborted = finished
         .map((f) => f.migration)
-        .filter((m) => m.from === shard && m.state === "aborted")
+        .filter(
+          (m) =>
+            (m.from === shard && m.state === "aborted") ||
+            (m.state === "abandoned" && (m.from === shard || m.to === shard)),
+        )
         .filter((m) => !map.migrations.some((x) => x.id === m.id))
         .slice(0, SEEDED_MOVES);
       for (const m of aborted) this.sending.set(m.id, m);
@@ -193,15 +210,20 @@ export class PutBack {
     }
   }
 
-  /** Which of `ids` (reserved here for `m`) the shard `m` was moving to holds. */
+  /**
+   * Which of `ids` (reserved here for `m`) the shard they were sent to holds: the
+   * target, or the source on an abort's trip home.
+   */
   private async landedThere(
     map: ShardMap,
     m: Migration,
     q: QueueRef,
     ids: readonly string[],
   ): Promise<string[]> {
-    const endpoint = entry(map.shards, m.to)?.endpoint;
-    if (!endpoint) return []; // removed from the map: it holds nothing a router reads
+    const receiver = m.to === this.options.shard ? m.from : m.to;
+    const endpoint = entry(map.shards, receiver)?.endpoint;
+    // removed from the map (done with, or lost): it holds nothing a router reads
+    if (!endpoint) return [];
     const client = this.options.peers.client(endpoint);
     const held: string[] = [];
     for (let at = 0; at < ids.length; at += 1000) {

@@ -17,6 +17,7 @@ const UNREACHABLE_FOR_MS = 60_000;
 const DONE = new Set([
   MigrationState.MIGRATION_STATE_COMPLETED,
   MigrationState.MIGRATION_STATE_ABORTED,
+  MigrationState.MIGRATION_STATE_ABANDONED,
 ]);
 
 export function planLines(res: AssignCommandResponse, tenant: string): string[] {
@@ -82,6 +83,8 @@ function outcomeLine(m: Migration): string {
   const label = queueLabel(m.command, m.tenant);
   if (m.state === MigrationState.MIGRATION_STATE_ABORTED)
     return `migration ${m.id} ABORTED: ${label} is back on ${m.fromShard}`;
+  if (m.state === MigrationState.MIGRATION_STATE_ABANDONED)
+    return `migration ${m.id} ABANDONED: shard ${m.lostShard} was removed as lost; ${label} is on ${m.lostShard === m.fromShard ? m.toShard : m.fromShard}`;
   const c = m.moved;
   const detail = c
     ? ` (ready ${c.ready}, scheduled ${c.scheduled}, dead ${c.dead}, leased ${c.leased})` +

@@ -1,7 +1,7 @@
 import { ShardState } from "@codeq/proto";
-import { expectPositionals } from "../args";
+import { expectPositionals, str } from "../args";
 import type { Command } from "../command";
-import { ExitCode } from "../errors";
+import { ExitCode, UsageError } from "../errors";
 import { toJson } from "../json";
 
 /** `codeq shard add ID ENDPOINT [--draining]`: RegisterShard. */
@@ -31,22 +31,40 @@ export const shardAddCommand: Command = {
   },
 };
 
-/** `codeq shard remove ID`: RemoveShard. */
+/** `codeq shard remove ID [--lost [--to SHARD]]`: RemoveShard. */
 export const shardRemoveCommand: Command = {
   name: "shard remove",
   group: "admin",
-  args: "ID",
-  summary: "remove an empty, unused shard from the map (RemoveShard)",
+  args: "ID [--lost [--to SHARD]]",
+  summary: "remove an empty, unused shard from the map, or one lost for good (RemoveShard)",
   details: [
     "Refused (FAILED_PRECONDITION) while it is the default shard, a command or tenant",
     "is assigned to it, a migration involves it, or it holds tasks: move them first.",
+    "",
+    "--lost gives up a shard whose store is gone for good, and what it held: only while",
+    "its worker (or its store) does not answer. In one change of the map, the queues",
+    "routed to it (the default too) go to --to; each migration involving it ends",
+    "ABANDONED, its queue on the other shard of the move; the shard leaves the map.",
   ],
-  options: {},
-  async run({ positionals, clients, global, io }) {
+  options: {
+    lost: { type: "boolean", description: "the shard is gone for good: give up what it held" },
+    to: { type: "string", description: "with --lost: the shard its queues go to" },
+  },
+  async run({ positionals, values, clients, global, io }) {
     expectPositionals(positionals, ["ID"]);
-    const res = await clients.admin.removeShard({ id: positionals[0]! }, clients.call());
+    const id = positionals[0]!;
+    const reassignTo = str(values, "to") ?? "";
+    if (reassignTo && !values.lost) throw new UsageError("--to goes with --lost");
+    const res = await clients.admin.removeShard(
+      { id, lost: values.lost === true, reassignTo },
+      clients.call(),
+    );
     if (global.json) io.out(toJson(res));
-    else io.out(`shard ${positionals[0]} removed; map version ${res.mapVersion}`);
+    else if (values.lost)
+      io.out(
+        `shard ${id} removed as lost${reassignTo ? `; its queues are on ${reassignTo}` : ""}; map version ${res.mapVersion} (codeq migrations --all shows any move it ended, ABANDONED)`,
+      );
+    else io.out(`shard ${id} removed; map version ${res.mapVersion}`);
     return ExitCode.OK;
   },
 };

@@ -83,6 +83,11 @@ export enum MigrationState {
   MIGRATION_STATE_ABORTING = 4,
   /** MIGRATION_STATE_ABORTED - The abort finished; the source owns the queue again. */
   MIGRATION_STATE_ABORTED = 5,
+  /**
+   * MIGRATION_STATE_ABANDONED - One of its shards was removed as lost (RemoveShard with `lost`); the other
+   * owns the queue, with what it held. `lost_shard` names the lost one.
+   */
+  MIGRATION_STATE_ABANDONED = 6,
   UNRECOGNIZED = -1,
 }
 
@@ -106,6 +111,9 @@ export function migrationStateFromJSON(object: any): MigrationState {
     case 5:
     case "MIGRATION_STATE_ABORTED":
       return MigrationState.MIGRATION_STATE_ABORTED;
+    case 6:
+    case "MIGRATION_STATE_ABANDONED":
+      return MigrationState.MIGRATION_STATE_ABANDONED;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -127,6 +135,8 @@ export function migrationStateToJSON(object: MigrationState): string {
       return "MIGRATION_STATE_ABORTING";
     case MigrationState.MIGRATION_STATE_ABORTED:
       return "MIGRATION_STATE_ABORTED";
+    case MigrationState.MIGRATION_STATE_ABANDONED:
+      return "MIGRATION_STATE_ABANDONED";
     case MigrationState.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -226,6 +236,8 @@ export interface Migration {
   requestedBy: string;
   /** The last error the mover hit, if any; it retries on its own. */
   lastError: string;
+  /** ABANDONED: the shard that was lost. */
+  lostShard: string;
 }
 
 /** The serving view of routing: one JSON document in the control store. */
@@ -415,6 +427,21 @@ export interface RegisterShardResponse {
 
 export interface RemoveShardRequest {
   id: string;
+  /**
+   * The shard is gone for good (its store lost): what it held is given up. Only
+   * while its worker does not answer, or its store does not (FAILED_PRECONDITION
+   * otherwise). In one change of the map: every queue routed to it (the default
+   * shard too) goes to `reassign_to`; every unfinished migration involving it
+   * ends ABANDONED, its queue routed to the other side of the move, which keeps
+   * what it holds (a batch reserved there for the move is put back there); the
+   * shard leaves the map.
+   */
+  lost: boolean;
+  /**
+   * With `lost`: where the queues routed to the lost shard go. Required when
+   * any queue is (INVALID_ARGUMENT); its worker must serve (FAILED_PRECONDITION).
+   */
+  reassignTo: string;
 }
 
 export interface RemoveShardResponse {
@@ -800,6 +827,7 @@ function createBaseMigration(): Migration {
     mapVersion: 0,
     requestedBy: "",
     lastError: "",
+    lostShard: "",
   };
 }
 
@@ -849,6 +877,9 @@ export const Migration: MessageFns<Migration> = {
     }
     if (message.lastError !== "") {
       writer.uint32(122).string(message.lastError);
+    }
+    if (message.lostShard !== "") {
+      writer.uint32(130).string(message.lostShard);
     }
     return writer;
   },
@@ -986,6 +1017,14 @@ export const Migration: MessageFns<Migration> = {
             message.lastError = reader.string();
             continue;
           }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.lostShard = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1051,6 +1090,11 @@ export const Migration: MessageFns<Migration> = {
         : isSet(object.last_error)
           ? globalThis.String(object.last_error)
           : "",
+      lostShard: isSet(object.lostShard)
+        ? globalThis.String(object.lostShard)
+        : isSet(object.lost_shard)
+          ? globalThis.String(object.lost_shard)
+          : "",
     };
   },
 
@@ -1101,6 +1145,9 @@ export const Migration: MessageFns<Migration> = {
     if (message.lastError !== "") {
       obj.lastError = message.lastError;
     }
+    if (message.lostShard !== "") {
+      obj.lostShard = message.lostShard;
+    }
     return obj;
   },
 
@@ -1130,6 +1177,7 @@ export const Migration: MessageFns<Migration> = {
     message.mapVersion = object.mapVersion ?? 0;
     message.requestedBy = object.requestedBy ?? "";
     message.lastError = object.lastError ?? "";
+    message.lostShard = object.lostShard ?? "";
     return message;
   },
 };
@@ -3223,13 +3271,19 @@ export const RegisterShardResponse: MessageFns<RegisterShardResponse> = {
 };
 
 function createBaseRemoveShardRequest(): RemoveShardRequest {
-  return { id: "" };
+  return { id: "", lost: false, reassignTo: "" };
 }
 
 export const RemoveShardRequest: MessageFns<RemoveShardRequest> = {
   encode(message: RemoveShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.id !== "") {
       writer.uint32(10).string(message.id);
+    }
+    if (message.lost !== false) {
+      writer.uint32(16).bool(message.lost);
+    }
+    if (message.reassignTo !== "") {
+      writer.uint32(26).string(message.reassignTo);
     }
     return writer;
   },
@@ -3255,6 +3309,22 @@ export const RemoveShardRequest: MessageFns<RemoveShardRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.lost = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reassignTo = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3268,13 +3338,27 @@ export const RemoveShardRequest: MessageFns<RemoveShardRequest> = {
   },
 
   fromJSON(object: any): RemoveShardRequest {
-    return { id: isSet(object.id) ? globalThis.String(object.id) : "" };
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      lost: isSet(object.lost) ? globalThis.Boolean(object.lost) : false,
+      reassignTo: isSet(object.reassignTo)
+        ? globalThis.String(object.reassignTo)
+        : isSet(object.reassign_to)
+          ? globalThis.String(object.reassign_to)
+          : "",
+    };
   },
 
   toJSON(message: RemoveShardRequest): unknown {
     const obj: any = {};
     if (message.id !== "") {
       obj.id = message.id;
+    }
+    if (message.lost !== false) {
+      obj.lost = message.lost;
+    }
+    if (message.reassignTo !== "") {
+      obj.reassignTo = message.reassignTo;
     }
     return obj;
   },
@@ -3285,6 +3369,8 @@ export const RemoveShardRequest: MessageFns<RemoveShardRequest> = {
   fromPartial(object: DeepPartial<RemoveShardRequest>): RemoveShardRequest {
     const message = createBaseRemoveShardRequest();
     message.id = object.id ?? "";
+    message.lost = object.lost ?? false;
+    message.reassignTo = object.reassignTo ?? "";
     return message;
   },
 };
@@ -3820,7 +3906,8 @@ export const AdminServiceDefinition = {
     /**
      * Removes a shard from the map. FAILED_PRECONDITION while it is the default
      * shard, a mapping or override names it, a migration involves it, or it still
-     * holds tasks.
+     * holds tasks. With `lost`, a shard gone for good is taken out whatever it
+     * held: see RemoveShardRequest.
      */
     removeShard: {
       name: "RemoveShard",
@@ -3919,7 +4006,8 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
   /**
    * Removes a shard from the map. FAILED_PRECONDITION while it is the default
    * shard, a mapping or override names it, a migration involves it, or it still
-   * holds tasks.
+   * holds tasks. With `lost`, a shard gone for good is taken out whatever it
+   * held: see RemoveShardRequest.
    */
   removeShard(
     request: RemoveShardRequest,
@@ -4009,7 +4097,8 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
   /**
    * Removes a shard from the map. FAILED_PRECONDITION while it is the default
    * shard, a mapping or override names it, a migration involves it, or it still
-   * holds tasks.
+   * holds tasks. With `lost`, a shard gone for good is taken out whatever it
+   * held: see RemoveShardRequest.
    */
   removeShard(
     request: DeepPartial<RemoveShardRequest>,
