@@ -166,9 +166,19 @@ describe("JwtVerifier with a JWKS URL", () => {
     await sleep(60);
     const rotated = await signingKey("RS256", "rsa-2");
     await refusal(verifier.verify(await token(rotated)), "UNAVAILABLE");
-    // within the cooldown the kid is not asked for again: unknown
-    await refusal(verifier.verify(await token(rotated)), "UNAUTHENTICATED");
+    // within the cooldown the URL is not asked again, and the kid is still no proof
+    // of a bad token while it fails
+    await refusal(verifier.verify(await token(rotated)), "UNAVAILABLE");
     expect(server.state.requests).toBe(2);
+  });
+
+  it("counts the backoff from a fetch's failure: after one that hung until its timeout, calls are answered at once", async () => {
+    server.state.hold = true;
+    const { verifier } = uncached({ jwksUrlTimeoutMs: 1_200 }); // longer than the first backoff
+    await refusal(verifier.verify(await token(rsa, "a")), "UNAVAILABLE");
+    await refusal(verifier.verify(await token(rsa, "b")), "UNAVAILABLE");
+    expect(server.state.requests).toBe(1);
+    for (const answer of server.state.held.splice(0)) answer();
   });
 
   it("refuses plain http to a non-loopback host unless allowed", () => {

@@ -38,7 +38,7 @@ export class JwksUrl {
   private keySet: KeyResolver | undefined;
   /** When the key set in hand was fetched. */
   private fetchedAtMs = -Infinity;
-  /** When the last fetch began. */
+  /** When the last fetch ended. */
   private triedAtMs = -Infinity;
   /** Failed fetches since the last one that succeeded. */
   private failures = 0;
@@ -83,21 +83,26 @@ export class JwksUrl {
       // is asked at most every cooldownMs for them
       if ((err as { code?: unknown }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw err;
       const fetched = await this.fetchIfDue(this.cooldownMs);
-      if (fetched === "failed") throw this.unavailable(); // it may be a key the URL now has
+      // it may be a key the URL has now: while the URL fails, not the caller's fault
+      if (fetched === "failed" || (fetched === "not due" && this.failures > 0))
+        throw this.unavailable();
       if (fetched === "not due") throw err;
       return await this.keySet!(header, token);
     }
   };
 
   /**
-   * Fetches the key set unless the last fetch began less than `gapMs` ago; a fetch in
-   * flight is joined.
+   * Fetches the key set unless the last fetch ended less than `gapMs` ago (a backoff
+   * counts from a failure, not from the start of a fetch that hung until its timeout);
+   * a fetch in flight is joined.
    */
   private fetchIfDue(gapMs: number): Promise<"fetched" | "failed" | "not due"> {
     if (!this.inFlight) {
       if (this.since(this.triedAtMs) < gapMs) return Promise.resolve("not due");
-      this.triedAtMs = this.now();
-      this.inFlight = this.fetchKeySet().finally(() => (this.inFlight = undefined));
+      this.inFlight = this.fetchKeySet().finally(() => {
+        this.triedAtMs = this.now();
+        this.inFlight = undefined;
+      });
     }
     return this.inFlight.then((ok) => (ok ? "fetched" : "failed"));
   }
@@ -110,7 +115,10 @@ export class JwksUrl {
         redirect: "error",
         headers: { accept: "application/json" },
       });
-      if (response.status !== 200) throw new Error(`HTTP status ${response.status}`);
+      if (response.status !== 200) {
+        await response.body?.cancel().catch(() => undefined);
+        throw new Error(`HTTP status ${response.status}`);
+      }
       this.keySet = parseKeySet(await bodyOf(response));
       this.fetchedAtMs = this.now();
       this.failures = 0;
@@ -124,7 +132,11 @@ export class JwksUrl {
         `cannot fetch the JWKS from ${this.url}${this.keySet ? " (keeping the last good key set)" : ""}: ${messageOf(err)}`,
         { cause: toError(err) },
       );
-      this.onFetchError(this.lastError);
+      try {
+        this.onFetchError(this.lastError);
+      } catch {
+        // the caller's own failure: the key set, and the calls waiting, go on
+      }
       return false;
     }
   }

@@ -535,15 +535,16 @@ export class LeaseStreamSession implements Taker {
    * a handoff that comes after the stream ended is, not released as what it holds.
    * A push the call took may have reached the worker, and is released with the rest.
    */
-  private async giveBackUnsent(): Promise<void> {
+  private async giveBackUnsent(): Promise<number> {
     const tokens: string[] = [];
     // answers stay: the call may still write them (a drain that ran out, the worker reading)
     for (const message of this.out.takeQueuedWhere((m) => m.tasks !== undefined))
       for (const t of message.tasks?.tasks ?? [])
         if (this.held.delete(t.leaseToken)) tokens.push(t.leaseToken);
-    if (tokens.length === 0) return;
+    if (tokens.length === 0) return 0;
     // a give-back the store fails is tried again (QueueCore.giveBack)
     await this.core.giveBack(tokens).catch(() => undefined);
+    return tokens.length;
   }
 
   /**
@@ -593,8 +594,9 @@ export class LeaseStreamSession implements Taker {
   private interrupt(): Promise<number> {
     const run = async () => {
       this.kick.fire();
-      // pushes not written yet are written no more: their leases are released now
-      this.out.takeQueuedWhere((m) => m.tasks !== undefined);
+      // pushes not written yet are written no more, and go back uncounted (retried
+      // until the store takes them, whatever becomes of the release below)
+      const unsent = await this.giveBackUnsent();
       const [nacked, interrupted] = this.byNacking(this.held.takeAll());
       this.held.add(nacked);
       try {
@@ -603,7 +605,7 @@ export class LeaseStreamSession implements Taker {
         this.held.add(interrupted);
         throw err;
       }
-      return interrupted.length;
+      return unsent + interrupted.length;
     };
     // one at a time: a second waits for the first (failed or not)
     const released = (this.interrupting ?? Promise.resolve()).catch(() => undefined).then(run);

@@ -67,14 +67,16 @@ export interface Claimed {
  * A waiter first reads `version(topics)`, tries to lease, and parks only if the
  * version has not moved since; so a notification between its lease and its
  * parking is never lost. `notify(queue, n)` wakes waiters, oldest first, until their
- * capacities cover the n tasks: one stream with 500 credits takes a batch of 100
- * alone, and a thousand idle streams are not stampeded by one enqueue. A woken waiter
+ * capacities cover the n tasks: one stream with 500 credits and room for two pushes
+ * of 100 takes a batch of 100 alone, and a thousand idle streams are not stampeded by
+ * one enqueue. A woken waiter
  * is told which queue it was counted on for and leases there first: with room for
  * fewer tasks than its queues hold, it would otherwise take another queue's task that
  * a second waiter was woken for, and the task it was counted on would wait, with
  * other waiters of its queue parked, until the safety-net re-wake. A stream's
- * capacity is its credits at the time (handoffs set some aside while it is parked);
- * one with none left is not woken, since its pump leases again when they come back.
+ * capacity is what it leases before it backs up, from its credits at the time
+ * (handoffs set some aside while it is parked); one with none left is not woken, since
+ * its pump leases again when they come back.
  */
 export class Notifier {
   /**
