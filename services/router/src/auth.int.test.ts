@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -251,6 +252,32 @@ describe("a stream outlives no credential", () => {
     // for ever otherwise
     expect(await task("EXP2", taskId)).toMatchObject({ attempts: 1 });
   });
+
+  test("a LeaseStream that reads nothing is let go at the end of the grace: what never reached it goes back uncounted", async () => {
+    const { client, expiresAt } = await shortLived();
+    const n = 40;
+    const payload = Buffer.alloc(512 * 1024, 1); // more than the transports buffer
+    const p = await producer();
+    for (let i = 0; i < n; i += 10)
+      await p.enqueueBatch({
+        tasks: Array.from({ length: 10 }, () => ({ command: "EXP4", payload, maxAttempts: 1 })),
+      });
+    let readOn!: () => void;
+    const reading = new Promise<void>((resolve) => (readOn = resolve));
+    const s = new Stream(rc, client, reading); // reads its first answer only, until readOn
+    s.send({ subscribe: { commands: ["EXP4"], maxBatch: 1 }, credits: n });
+    await within(5_000, async () => (await stats("EXP4")).leased > 0);
+    await sleep(expiresAt + GRACE_MS + 200 - Date.now());
+    // the shards' streams are closed once the grace is over, though the client still
+    // holds its stream open without reading: nothing stays leased to it; what the
+    // router had queued for it and never wrote is ready again, no attempt counted
+    await within(5_000, async () => (await stats("EXP4")).leased === 0);
+    const after = await stats("EXP4");
+    expect(after.ready).toBeGreaterThan(0);
+    expect(after.ready + after.dead).toBe(n);
+    readOn();
+    await s.close();
+  }, 30_000);
 
   test("an EnqueueStream stops reading once its JWT expires", async () => {
     const { client, expiresAt } = await shortLived();

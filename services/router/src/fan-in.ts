@@ -175,8 +175,10 @@ export class FanInSession {
    * meanwhile.
    */
   private readonly withdrawals: { requestId: number; creditsAfter: number }[] = [];
-  /** Pushes that will not reach the client, to give back (giveBackUnsent). */
+  /** Pushes that will not reach the client, to give back (`release`). */
   private readonly unsent = new UnsentPushes();
+  /** `release`, begun when the session ended. */
+  private released: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly routing: Routing,
@@ -217,30 +219,49 @@ export class FanInSession {
       unwatchCredential();
       this.unwatch?.();
       for (const t of this.timers) clearTimeout(t);
-      // bounded: a shard that does not answer does not hold the others' streams open
-      let bound: NodeJS.Timeout | undefined;
-      try {
-        await Promise.race([
-          Promise.all([this.giveBackUnsent(), this.interruptHeld()]),
-          new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
-        ]);
-      } finally {
-        clearTimeout(bound);
-        for (const leg of this.legs.values()) leg.close("client stream ended");
+      await this.released;
+    }
+  }
+
+  /**
+   * Run as the session ends, not once the transport has taken what is queued for the
+   * client (one that does not read would hold that until the server's grace period is
+   * over, and the shard streams would then close releasing everything as attempts).
+   * Gives back, uncounted, the tasks shards pushed that never reached the client (those
+   * queued for it when it ended, taken out by `end`, and those pushed since); when a
+   * drain ran out, has the shards release what their streams still hold uncounted
+   * (`interruptHeld`); then closes the shard streams, whose unused credits go back to
+   * the tenant's lease rate. The give-back comes first: a closing stream releases what
+   * it holds as a failed attempt (on a task's last attempt, dead-lettered), and a later
+   * give-back would find those leases gone. Bounded: a shard that does not answer does
+   * not hold the others' streams open.
+   */
+  private async release(): Promise<void> {
+    let bound: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        Promise.all([this.unsent.giveBack(this.routing, this.f), this.interruptHeld()]),
+        new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
+      ]);
+    } finally {
+      clearTimeout(bound);
+      for (const leg of this.legs.values()) {
+        this.refundUnused(leg);
+        leg.close("client stream ended");
       }
     }
   }
 
   /**
-   * Gives back, uncounted, the tasks shards pushed that never reached the client: those
-   * still queued for it when its stream ended (a slow reader leaves them here, not in
-   * the shard's send queue) and those pushed since. Before the shard streams close: a
-   * closing stream releases what it holds as a failed attempt (on a task's last
-   * attempt, dead-lettered), and a later give-back would find those leases gone.
+   * A shard stream closes: the credits it was granted and did not use go back to the
+   * tenant's lease rate, which was charged when they were handed out (a stream that
+   * breaks, is recycled or given up would otherwise be charged again for the credits
+   * handed to the next one).
    */
-  private async giveBackUnsent(): Promise<void> {
-    for (const queued of this.out.takeQueued()) this.unsent.keep(decoded(queued));
-    await this.unsent.giveBack(this.routing, this.f);
+  private refundUnused(leg: Leg): void {
+    if (leg.granted > 0)
+      this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(leg.granted);
+    leg.granted = 0;
   }
 
   /**
@@ -327,8 +348,13 @@ export class FanInSession {
     this.ended.abort();
     this.roomToRead?.();
     this.releaseLegs();
+    // pushes not written yet never will be (answers still are): given back uncounted by
+    // `release`, not written after all and then released as attempts, or, when a drain
+    // ran out, written to a client whose tasks the shards have taken back
+    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
     if (error) this.out.fail(error);
     else this.out.close();
+    this.released = this.release();
   }
 
   /**
@@ -693,6 +719,7 @@ export class FanInSession {
       failure ? String((failure as Error).message ?? failure) : "shard ended it",
       isShardFailure(failure),
     );
+    if (wasOpen) this.refundUnused(leg);
     if (this.legs.get(shard) === leg) this.legs.delete(shard);
     if (this.ended.signal.aborted || !wasOpen) return;
     const err = leg.conn.toServerError(failure);
@@ -926,13 +953,18 @@ export class FanInSession {
    */
   private async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T | undefined> {
     const timeout = this.routing.config.shardTimeoutMs;
-    let cancel = () => undefined as void;
-    const late = new Promise<typeof LATE>((resolve) => {
-      cancel = this.later(timeout, () => resolve(LATE));
-    });
-    const first = await Promise.race([answer, late]);
-    cancel();
-    if (first !== LATE) return first as T;
+    let first: T | typeof LATE;
+    do {
+      let cancel = () => undefined as void;
+      const late = new Promise<typeof LATE>((resolve) => {
+        cancel = this.later(timeout, () => resolve(LATE));
+      });
+      first = await Promise.race([answer, late]);
+      cancel();
+      // the client reads slowly and its shard streams are read no further: the answer
+      // waits behind the pushes before it on the client's account, not the shard's
+    } while (first === LATE && this.backedUp && !leg.closed && !this.ended.signal.aborted);
+    if (first !== LATE) return first;
     if (leg.closed) return answer;
     if (await leg.conn.alive(timeout, leg.channel)) {
       // an answer that came during the health check is the answer; a later one is acted
@@ -996,6 +1028,7 @@ export class FanInSession {
   /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */
   private recycle(leg: Leg): void {
     leg.close("recycled to hand its credits to another shard");
+    this.refundUnused(leg);
     this.legs.delete(leg.conn.id);
     const again = this.wanted.includes(leg.conn.id) ? this.open(leg.conn.id) : undefined;
     // the same shard, still with nothing to push: it stays idle on its new stream, and
@@ -1042,7 +1075,7 @@ export class FanInSession {
     leg.close("the shard no longer serves the subscribed queues");
     if (leg.granted > 0) {
       // a shard that predates withdraw_credits: its credits are free again
-      this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(leg.granted);
+      this.refundUnused(leg);
       this.rebalance();
     }
     this.legs.delete(leg.conn.id);
