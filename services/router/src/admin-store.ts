@@ -94,14 +94,24 @@ export class AdminStore {
     return this.store?.finished(id).catch(storeUnavailable);
   }
 
-  /** Records a migration that a lost shard ended (ABANDONED), with its last progress. */
+  /**
+   * Records a migration that a lost shard ends (ABANDONED), with its last progress;
+   * UNAVAILABLE when the control store does not take it.
+   */
   async recordAbandoned(m: Migration, lostShard: string): Promise<void> {
     const finishedAtMs = Date.now();
     const abandoned = { ...m, state: "abandoned" as const, lostShard, finishedAtMs };
-    await this.store?.recordFinished({
-      migration: { ...abandoned, updatedAtMs: finishedAtMs },
-      progress: await this.progress(m),
-    });
+    await this.store
+      ?.recordFinished({
+        migration: { ...abandoned, updatedAtMs: finishedAtMs },
+        progress: await this.progress(m),
+      })
+      .catch((err: unknown) => {
+        throw new ServerError(
+          Status.UNAVAILABLE,
+          `the control store did not take the record of migration ${m.id} (${messageOf(err)}); nothing changed, retry`,
+        );
+      });
   }
 
   /** Finished migrations' records; UNAVAILABLE while the control store does not answer. */

@@ -254,7 +254,6 @@ describe("a stream outlives no credential", () => {
   });
 
   test("a LeaseStream that reads nothing is let go at the end of the grace: what never reached it goes back uncounted", async () => {
-    const { client, expiresAt } = await shortLived();
     const n = 40;
     const payload = Buffer.alloc(512 * 1024, 1); // more than the transports buffer
     const p = await producer();
@@ -262,6 +261,7 @@ describe("a stream outlives no credential", () => {
       await p.enqueueBatch({
         tasks: Array.from({ length: 10 }, () => ({ command: "EXP4", payload, maxAttempts: 1 })),
       });
+    const { client, expiresAt } = await shortLived(); // after the enqueues, however slow
     let readOn!: () => void;
     const reading = new Promise<void>((resolve) => (readOn = resolve));
     const s = new Stream(rc, client, reading); // reads its first answer only, until readOn

@@ -179,6 +179,8 @@ export class FanInSession {
   private readonly unsent = new UnsentPushes();
   /** `release`, begun when the session ended. */
   private released: Promise<void> = Promise.resolve();
+  /** When the session ended. */
+  private endedAt = 0;
 
   constructor(
     private readonly routing: Routing,
@@ -240,7 +242,13 @@ export class FanInSession {
     let bound: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        Promise.all([this.unsent.giveBack(this.routing, this.f), this.interruptHeld()]),
+        Promise.all([
+          this.unsent.giveBack(this.routing, this.f),
+          // settlements already on their way to the shards go first: a stream's close,
+          // or an interruption, that overtook an ack would release its finished task
+          // as an attempt, or have the ack refused as stale, and run it again
+          this.settlementsAnswered().then(() => this.interruptHeld()),
+        ]),
         new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
       ]);
     } finally {
@@ -273,19 +281,8 @@ export class FanInSession {
    */
   private async interruptHeld(): Promise<void> {
     if (!this.drainRanOut) return;
-    // within the bound the caller races this against, less a margin for the answers
-    const deadline = new Date(Date.now() + GIVE_BACK_WAIT_MS - 100);
-    // settlements already on their way to the shards go first: an interruption that
-    // overtook an ack would have it refused as stale and run its finished task again
-    if (this.answering > 0) {
-      let bound: NodeJS.Timeout | undefined;
-      await new Promise<void>((resolve) => {
-        this.allAnswered = resolve;
-        bound = setTimeout(resolve, GIVE_BACK_WAIT_MS / 2);
-      });
-      clearTimeout(bound);
-      this.allAnswered = undefined;
-    }
+    // within the bound `release` races this against, less a margin for the answers
+    const deadline = new Date(this.endedAt + GIVE_BACK_WAIT_MS - 100);
     await Promise.all(
       [...this.legs.values()]
         .filter((leg) => !leg.closed && leg.streamId)
@@ -295,6 +292,18 @@ export class FanInSession {
             .catch(() => undefined),
         ),
     );
+  }
+
+  /** Resolves once no client request with settlements is left unanswered, or after half of GIVE_BACK_WAIT_MS. */
+  private async settlementsAnswered(): Promise<void> {
+    if (this.answering === 0) return;
+    let bound: NodeJS.Timeout | undefined;
+    await new Promise<void>((resolve) => {
+      this.allAnswered = resolve;
+      bound = setTimeout(resolve, GIVE_BACK_WAIT_MS / 2);
+    });
+    clearTimeout(bound);
+    this.allAnswered = undefined;
   }
 
   /**
@@ -346,6 +355,7 @@ export class FanInSession {
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
+    this.endedAt = Date.now();
     this.roomToRead?.();
     this.releaseLegs();
     // pushes not written yet never will be (answers still are): given back uncounted by

@@ -228,7 +228,7 @@ export class MapOperations {
 
   /** RemoveShard (`removeShard`); the map's version after. */
   removeShard(req: RemoveShardAsk, actor: string): Promise<number> {
-    return removeShard(this.admin, this.routing, req, actor, this.routing.logger);
+    return removeShard(this.admin, this.routing, req, actor);
   }
 
   async audit(size: number, token: string): Promise<ListAuditEventsResponse> {

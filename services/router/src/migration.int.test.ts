@@ -1420,6 +1420,15 @@ describe("RemoveShard and a shard whose store is down", () => {
 describe("RemoveShard of a shard lost for good", () => {
   const removeLost = (id: string, reassignTo = "") =>
     rc.admin().removeShard({ id, lost: true, reassignTo });
+  /** X of t1 moving from a to b, whose first batch b refused, stays reserved on a; b stops. */
+  const batchReservedForLostB = async () => {
+    await enqueueNumbered("X", 5);
+    refuseImports("b", (q) => q.command === "X");
+    const id = (await rc.admin().assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
+    await within(10_000, async () => (await stats("a", "X")).moving === 5);
+    await rc.stopShard("b");
+    return id;
+  };
   const abandoned = async (id: string, lostShard: string) =>
     expect((await rc.admin().getMigration({ id })).migration).toMatchObject({
       state: MigrationState.MIGRATION_STATE_ABANDONED,
@@ -1471,12 +1480,7 @@ describe("RemoveShard of a shard lost for good", () => {
   }, 30_000);
 
   test("a lost target: the source puts back the batch it reserved for it, and serves the queue again", async () => {
-    await enqueueNumbered("X", 5);
-    refuseImports("b", (q) => q.command === "X");
-    const admin = rc.admin();
-    const id = (await admin.assignCommand({ command: "X", shard: "b" })).migrations[0]!.id;
-    await within(10_000, async () => (await stats("a", "X")).moving === 5);
-    await rc.stopShard("b");
+    const id = await batchReservedForLostB();
     await removeLost("b");
     expect((await rc.source.get())!).toMatchObject({ commands: {}, migrations: [] });
     await abandoned(id, "b");
@@ -1484,6 +1488,20 @@ describe("RemoveShard of a shard lost for good", () => {
     expect((await stats("a", "X")).ready).toBe(5);
     const leased = await rc.client("t1").lease({ commands: ["X"], maxTasks: 10 });
     expect(payloadsOf(leased)).toEqual(["0", "1", "2", "3", "4"]);
+  }, 30_000);
+
+  test("a target lost during an abort: the source puts back its batch, though it restarted since", async () => {
+    const id = await batchReservedForLostB();
+    await rc.admin().abortMigration({ id }); // a answers; its put-back cannot ask b
+    // a new process on a: it never saw the move copying, only aborting
+    await rc.stopShard("a");
+    await rc.startShard("a");
+    await sleep(500);
+    expect((await stats("a", "X")).moving).toBe(5);
+    await removeLost("b");
+    await abandoned(id, "b");
+    await within(10_000, async () => (await stats("a", "X")).moving === 0);
+    expect((await stats("a", "X")).ready).toBe(5);
   }, 30_000);
 
   test("a source lost during an abort: the target puts back the batch it reserved for the trip home", async () => {

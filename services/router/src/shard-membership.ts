@@ -1,6 +1,5 @@
 import { ServerError, Status } from "nice-grpc";
 import { ShardState, type Shard } from "@codeq/proto";
-import type { Logger } from "@codeq/server-kit";
 import {
   draftOf,
   entry,
@@ -68,11 +67,10 @@ export async function removeShard(
   routing: Routing,
   req: RemoveShardAsk,
   actor: string,
-  logger?: Logger,
 ): Promise<number> {
   const { id } = req;
   checkId("id", id, SHARD_ID_PATTERN);
-  if (req.lost) return removeLostShard(admin, routing, id, req.reassignTo ?? "", actor, logger);
+  if (req.lost) return removeLostShard(admin, routing, id, req.reassignTo ?? "", actor);
   if (req.reassignTo) throw invalid("reassign_to is only for a shard removed as lost");
   const map = await admin.freshMap();
   checkRemovable(map, id);
@@ -141,7 +139,6 @@ async function removeLostShard(
   id: string,
   reassignTo: string,
   actor: string,
-  logger?: Logger,
 ): Promise<number> {
   if (reassignTo === id) throw invalid("reassign_to must be another shard than the one lost");
   if (reassignTo && !SHARD_ID_PATTERN.test(reassignTo))
@@ -157,6 +154,12 @@ async function removeLostShard(
     (err: unknown) => {
       // this router has not connected to it yet: nothing is known
       if (err instanceof ServerError && err.code === Status.UNAVAILABLE) throw err;
+      // another worker at its endpoint: the map's endpoint may be what is wrong, and
+      // the shard's store intact
+      if (err instanceof NotItsWorker)
+        throw precondition(
+          `${err.found}: shard ${id}'s own worker cannot be asked; correct its endpoint (RemoveShard, then RegisterShard) or stop that worker, then try again`,
+        );
       return false;
     },
   );
@@ -164,7 +167,9 @@ async function removeLostShard(
     throw precondition(
       `shard ${id} answers, and so does its store: it is not lost; move its queues away (AssignCommand) and remove it without lost`,
     );
-  if (reassignTo)
+  if (reassignTo) {
+    if (entry(map.shards, reassignTo)?.state !== "active")
+      throw precondition(`shard ${reassignTo} is draining: it takes no new queues`);
     await servingWorker(
       routing,
       map,
@@ -172,27 +177,31 @@ async function removeLostShard(
       `cannot reassign shard ${id}'s queues to shard ${reassignTo}`,
       "start its worker, or name another shard",
     );
-  let abandoned: Migration[] = [];
+  }
   const ending = map.migrations.filter((m) => isUnfinished(m) && involves(m, id));
+  const endingIds = ending.map((m) => m.id).join(",");
+  // recorded before the map changes: GetMigration and a surviving worker's mover (after
+  // a restart) find them once the map no longer lists them; while it does, the map wins
+  for (const m of ending) await admin.recordAbandoned(m, id);
   const written = await admin.write(
     actor,
     "RemoveShard",
     `shard ${id} removed as lost${reassignTo ? `, its queues to ${reassignTo}` : ""}${ending.length ? `; migrations abandoned: ${ending.map((m) => m.id).join(", ")}` : ""}`,
     (current) => {
       lostShardProblems(current, id, reassignTo);
+      // what was checked above must still hold: where the shard is, and what it ends
+      const changed =
+        entry(current.shards, id)?.endpoint !== entry(map.shards, id)?.endpoint ||
+        (reassignTo !== "" && entry(current.shards, reassignTo)?.state !== "active");
       const out = withoutLostShard(current, id, reassignTo);
-      abandoned = out.abandoned;
+      if (changed || out.abandoned.map((m) => m.id).join(",") !== endingIds)
+        throw new ServerError(
+          Status.ABORTED,
+          `shard ${id}, or the migrations involving it, changed meanwhile; try again`,
+        );
       return out.draft;
     },
   );
-  for (const m of abandoned)
-    await admin.recordAbandoned(m, id).catch((err: unknown) =>
-      // the map is changed: only GetMigration misses the record (it answers NOT_FOUND)
-      logger?.warn(
-        { migration: m.id, err: (err as Error).message },
-        "recording an abandoned migration failed",
-      ),
-    );
   return written.version;
 }
 

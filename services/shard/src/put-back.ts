@@ -28,7 +28,9 @@ const SEEDED_MOVES = 10;
  * put back here.
  */
 function sendsFrom(m: Migration, shard: string): boolean {
-  if (m.from === shard) return m.state === "copying" || m.state === "draining";
+  // (a move away from here that is aborting: its put-back may fail while it is, its
+  // target down, and the move then leave the map, that target removed as lost)
+  if (m.from === shard) return m.state !== "completed" && m.state !== "aborted";
   return m.to === shard && m.state === "aborting";
 }
 
