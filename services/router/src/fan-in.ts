@@ -153,7 +153,7 @@ export class FanInSession {
   private confirmAgain = false;
   /** Client requests with settlements not yet answered (the drain waits for them). */
   private answering = 0;
-  /** Called when no client request is left unanswered (`interruptHeld` waits for it). */
+  /** Called when no client request is left unanswered (`settlementsAnswered` waits for it). */
   private allAnswered: (() => void) | undefined;
   /** Their acks, nacks and extends: the client's stream is not read while there are too many. */
   private unanswered = 0;
@@ -242,13 +242,7 @@ export class FanInSession {
     let bound: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        Promise.all([
-          this.unsent.giveBack(this.routing, this.f),
-          // settlements already on their way to the shards go first: a stream's close,
-          // or an interruption, that overtook an ack would release its finished task
-          // as an attempt, or have the ack refused as stale, and run it again
-          this.settlementsAnswered().then(() => this.interruptHeld()),
-        ]),
+        Promise.all([this.unsent.giveBack(this.routing, this.f), this.interruptHeld()]),
         new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
       ]);
     } finally {
@@ -283,6 +277,11 @@ export class FanInSession {
     if (!this.drainRanOut) return;
     // within the bound `release` races this against, less a margin for the answers
     const deadline = new Date(this.endedAt + GIVE_BACK_WAIT_MS - 100);
+    // settlements already on their way to the shards go first: an interruption that
+    // overtook an ack would have it refused as stale and run its finished task again
+    // (only here, where the drain took the shards' credits back: elsewhere the shard
+    // streams would go on pushing meanwhile, and what they pushed be released counted)
+    await this.settlementsAnswered();
     await Promise.all(
       [...this.legs.values()]
         .filter((leg) => !leg.closed && leg.streamId)

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   ClientError,
   createChannel,
@@ -724,6 +725,33 @@ describe("LeaseStream through the router", () => {
     expect(last).toBeLessThan(n / 2);
     abort.abort();
     await responses.next().catch(() => undefined);
+  });
+
+  test("a stream that fails with an ack on its way pushes nothing more that is then released as an attempt", async () => {
+    const s = new Stream(rc);
+    s.send({ subscribe: { commands: ["X", "Y"] }, credits: 40 });
+    await rc.client("t1").enqueue({ command: "Y", payload: payload("y") });
+    await within(2_000, () => s.tasks().length === 1);
+    // b answers acks slowly: the ack below is on its way when the stream fails
+    const b = rc.workers.get("b")!.engine;
+    const ack = b.ack.bind(b);
+    b.ack = async (items) => {
+      await sleep(800);
+      return ack(items);
+    };
+    s.send({ requestId: 1, acks: [{ leaseToken: s.tasks()[0]!.leaseToken }] });
+    await sleep(50);
+    s.send({ subscribe: { commands: ["X"] } }); // refused: the stream ends
+    await sleep(50);
+    // the shard streams are closed at the end, not kept open (with their credits) for
+    // as long as the ack takes: a's tasks stay ready, not leased and released counted
+    await rc.client("t1").enqueueBatch({
+      tasks: Array.from({ length: 5 }, () => ({ command: "X", maxAttempts: 1 })),
+    });
+    await within(5_000, () => s.ended);
+    expect(s.failure).toMatchObject({ code: Status.INVALID_ARGUMENT });
+    await within(5_000, async () => (await stats("a", "X")).leased === 0);
+    expect(await stats("a", "X")).toMatchObject({ ready: 5, dead: 0, leased: 0 });
   });
 
   test("closing the client stream releases what it held on every shard at once", async () => {

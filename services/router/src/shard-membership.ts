@@ -202,6 +202,9 @@ async function removeLostShard(
       return out.draft;
     },
   );
+  // again, now that they left the map: a mover that finished one meanwhile (it could
+  // still reach the shard this router cannot) may have recorded it since
+  for (const m of ending) await admin.recordAbandoned(m, id).catch(() => undefined);
   return written.version;
 }
 

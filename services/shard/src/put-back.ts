@@ -5,6 +5,7 @@ import type { Logger } from "@codeq/server-kit";
 import {
   applicableMigrations,
   entry,
+  isUnfinished,
   movesOverlap,
   movesTenant,
   takesFrom,
@@ -30,7 +31,7 @@ const SEEDED_MOVES = 10;
 function sendsFrom(m: Migration, shard: string): boolean {
   // (a move away from here that is aborting: its put-back may fail while it is, its
   // target down, and the move then leave the map, that target removed as lost)
-  if (m.from === shard) return m.state !== "completed" && m.state !== "aborted";
+  if (m.from === shard) return isUnfinished(m);
   return m.to === shard && m.state === "aborting";
 }
 
