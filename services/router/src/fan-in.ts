@@ -230,10 +230,12 @@ export class FanInSession {
    * client (one that does not read would hold that until the server's grace period is
    * over, and the shard streams would then close releasing everything as attempts).
    * Gives back, uncounted, the tasks shards pushed that never reached the client (those
-   * queued for it when it ended, taken out by `end`, and those pushed since); when a
-   * drain ran out, has the shards release what their streams still hold uncounted
-   * (`interruptHeld`); then closes the shard streams, whose unused credits go back to
-   * the tenant's lease rate. The give-back comes first: a closing stream releases what
+   * queued for it when it ended, taken out by `end`, and those pushed since); waits
+   * (at most half the bound) for the settlements on their way to the shards, whose
+   * credits `end` took back; when a drain ran out, has the shards release what their
+   * streams still hold uncounted (`interruptHeld`); gives back what was pushed
+   * meanwhile; then closes the shard streams, whose unused credits go back to the
+   * tenant's lease rate. The give-back comes first: a closing stream releases what
    * it holds as a failed attempt (on a task's last attempt, dead-lettered), and a later
    * give-back would find those leases gone. Bounded: a shard that does not answer does
    * not hold the others' streams open.
@@ -242,7 +244,15 @@ export class FanInSession {
     let bound: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        Promise.all([this.unsent.giveBack(this.routing, this.f), this.interruptHeld()]),
+        Promise.all([
+          this.unsent.giveBack(this.routing, this.f),
+          // settlements already on their way to the shards go first: a stream's close,
+          // or an interruption, that overtook an ack would release its finished task
+          // as an attempt, or have the ack refused as stale, and run it again
+          this.settlementsAnswered().then(() => this.interruptHeld()),
+        ])
+          // what the shards pushed meanwhile, before they took the withdrawal
+          .then(() => this.unsent.giveBack(this.routing, this.f)),
         new Promise<void>((resolve) => (bound = setTimeout(resolve, GIVE_BACK_WAIT_MS))),
       ]);
     } finally {
@@ -277,11 +287,6 @@ export class FanInSession {
     if (!this.drainRanOut) return;
     // within the bound `release` races this against, less a margin for the answers
     const deadline = new Date(this.endedAt + GIVE_BACK_WAIT_MS - 100);
-    // settlements already on their way to the shards go first: an interruption that
-    // overtook an ack would have it refused as stale and run its finished task again
-    // (only here, where the drain took the shards' credits back: elsewhere the shard
-    // streams would go on pushing meanwhile, and what they pushed be released counted)
-    await this.settlementsAnswered();
     await Promise.all(
       [...this.legs.values()]
         .filter((leg) => !leg.closed && leg.streamId)
@@ -361,6 +366,11 @@ export class FanInSession {
     // `release`, not written after all and then released as attempts, or, when a drain
     // ran out, written to a client whose tasks the shards have taken back
     for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
+    // and the shards push nothing more for it (what `release` gives back is ready at once,
+    // and a stream that kept its credits could lease it again), while `release` waits for
+    // the settlements on their way
+    for (const leg of this.legs.values())
+      if (!leg.closed && leg.withdrawable && leg.granted > 0) void leg.withdraw();
     if (error) this.out.fail(error);
     else this.out.close();
     this.released = this.release();

@@ -727,7 +727,7 @@ describe("LeaseStream through the router", () => {
     await responses.next().catch(() => undefined);
   });
 
-  test("a stream that fails with an ack on its way pushes nothing more that is then released as an attempt", async () => {
+  test("a stream that fails with an ack on its way waits for it, and pushes nothing more that is then released as an attempt", async () => {
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X", "Y"] }, credits: 40 });
     await rc.client("t1").enqueue({ command: "Y", payload: payload("y") });
@@ -743,8 +743,8 @@ describe("LeaseStream through the router", () => {
     await sleep(50);
     s.send({ subscribe: { commands: ["X"] } }); // refused: the stream ends
     await sleep(50);
-    // the shard streams are closed at the end, not kept open (with their credits) for
-    // as long as the ack takes: a's tasks stay ready, not leased and released counted
+    // the shard streams' credits are taken back at the end, which waits for the ack:
+    // a's tasks stay ready, not leased, given back, leased again and released counted
     await rc.client("t1").enqueueBatch({
       tasks: Array.from({ length: 5 }, () => ({ command: "X", maxAttempts: 1 })),
     });
@@ -752,6 +752,9 @@ describe("LeaseStream through the router", () => {
     expect(s.failure).toMatchObject({ code: Status.INVALID_ARGUMENT });
     await within(5_000, async () => (await stats("a", "X")).leased === 0);
     expect(await stats("a", "X")).toMatchObject({ ready: 5, dead: 0, leased: 0 });
+    // and the ack on its way was waited for: applied, not cut off by the close (the
+    // client, its stream failed, does not hear its answer)
+    expect(await stats("b", "Y")).toMatchObject({ ready: 0, leased: 0, completed: 1 });
   });
 
   test("closing the client stream releases what it held on every shard at once", async () => {
