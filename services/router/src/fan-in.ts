@@ -827,6 +827,8 @@ export class FanInSession {
    */
   private rebalance(): void {
     const n = this.wanted.length;
+    // nothing more goes out once the session ended (its end took the credits back)
+    if (this.ended.signal.aborted) return;
     if (n === 0 || this.drainingNow || this.halfClosed || this.withdrawals.length > 0) return;
     let held = 0;
     for (const leg of this.legs.values()) if (!leg.closed) held += leg.granted;
