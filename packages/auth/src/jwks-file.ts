@@ -26,7 +26,15 @@ export interface JwksFileOptions {
   readonly onReloadError?: (err: Error) => void;
 }
 
-type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<KeyLike>;
+/** A jose key resolver: the key a token's header names. */
+export type KeyResolver = (
+  header: JWSHeaderParameters,
+  token: FlattenedJWSInput,
+) => Promise<KeyLike>;
+
+/** jose found no key of the set for the token's kid (and algorithm). */
+export const isUnknownKid = (err: unknown): boolean =>
+  (err as { code?: unknown } | undefined)?.code === "ERR_JWKS_NO_MATCHING_KEY";
 
 /** How often a token with an unknown key id may make the file be looked at again, ms. */
 const UNKNOWN_KID_RECHECK_MS = 1_000;
@@ -78,7 +86,7 @@ export class JwksFile {
     } catch (err) {
       // An unknown kid may be a freshly rotated key: look at the file now, not at the next
       // interval; but at most once a second (anyone can send a token with a made-up kid)
-      if ((err as { code?: unknown }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw err;
+      if (!isUnknownKid(err)) throw err;
       // (a clock stepped back ends the wait rather than stretch it)
       const since = this.now() - this.lastUnknownKidMs;
       if (since >= 0 && since < UNKNOWN_KID_RECHECK_MS) throw err;

@@ -11,9 +11,7 @@
  */
 import type { FlattenedJWSInput, JWSHeaderParameters, KeyLike } from "jose";
 import { AuthError, CANNOT_CHECK_NOW, messageOf, toError } from "./errors";
-import { parseKeySet } from "./jwks-file";
-
-type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<KeyLike>;
+import { isUnknownKid, parseKeySet, type KeyResolver } from "./jwks-file";
 
 /** Settings of a JwksUrl. */
 export interface JwksUrlOptions {
@@ -81,7 +79,7 @@ export class JwksUrl {
     } catch (err) {
       // an unknown kid may be a freshly rotated key; anyone can make one up, so the URL
       // is asked at most every cooldownMs for them
-      if ((err as { code?: unknown }).code !== "ERR_JWKS_NO_MATCHING_KEY") throw err;
+      if (!isUnknownKid(err)) throw err;
       const fetched = await this.fetchIfDue(this.cooldownMs);
       // it may be a key the URL has now: while the URL fails, not the caller's fault
       if (fetched === "failed" || (fetched === "not due" && this.failures > 0))

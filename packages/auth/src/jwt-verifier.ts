@@ -11,12 +11,10 @@ import { bearerToken } from "./bearer";
 import { identityFromClaims } from "./claims";
 import { AuthError, CANNOT_CHECK_NOW, isAuthError, messageOf } from "./errors";
 import type { Identity } from "./identity";
-import { JwksFile } from "./jwks-file";
+import { JwksFile, type KeyResolver } from "./jwks-file";
 import { JwksUrl } from "./jwks-url";
 import { resolveJwtOptions, type JwtVerifierOptions, type ResolvedJwtOptions } from "./jwt-options";
 import { VerificationCache } from "./verification-cache";
-
-type KeyResolver = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<KeyLike>;
 
 export class JwtVerifier implements Authenticator, TokenVerifier {
   readonly options: Readonly<ResolvedJwtOptions>;

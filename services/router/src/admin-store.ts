@@ -109,7 +109,7 @@ export class AdminStore {
       .catch((err: unknown) => {
         throw new ServerError(
           Status.UNAVAILABLE,
-          `the control store did not take the record of migration ${m.id} (${messageOf(err)}); nothing changed, retry`,
+          `the control store did not take the record of migration ${m.id} (${messageOf(err)}); the map is unchanged: retry`,
         );
       });
   }

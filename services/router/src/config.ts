@@ -149,8 +149,8 @@ const routerSettings = z.strictObject({
   /**
    * When the credential a LeaseStream was opened with expires, the stream gets no more
    * tasks and may settle those it holds for this long, ms; then (or once it holds
-   * none) it ends with UNAUTHENTICATED, and what it still holds is released without
-   * counting an attempt. An EnqueueStream stops reading at once.
+   * none) it ends with UNAUTHENTICATED, and what it still holds is released as failed
+   * attempts. An EnqueueStream stops reading at once.
    */
   streamCredentialGraceMs: int(0, 600_000, 30_000),
   /**

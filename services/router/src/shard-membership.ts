@@ -179,14 +179,14 @@ async function removeLostShard(
     );
   }
   const ending = map.migrations.filter((m) => isUnfinished(m) && involves(m, id));
-  const endingIds = ending.map((m) => m.id).join(",");
+  const endingIds = ending.map((m) => m.id).join(", ");
   // recorded before the map changes: GetMigration and a surviving worker's mover (after
   // a restart) find them once the map no longer lists them; while it does, the map wins
   for (const m of ending) await admin.recordAbandoned(m, id);
   const written = await admin.write(
     actor,
     "RemoveShard",
-    `shard ${id} removed as lost${reassignTo ? `, its queues to ${reassignTo}` : ""}${ending.length ? `; migrations abandoned: ${ending.map((m) => m.id).join(", ")}` : ""}`,
+    `shard ${id} removed as lost${reassignTo ? `, its queues to ${reassignTo}` : ""}${endingIds ? `; migrations abandoned: ${endingIds}` : ""}`,
     (current) => {
       lostShardProblems(current, id, reassignTo);
       // what was checked above must still hold: where the shard is, and what it ends
@@ -194,7 +194,7 @@ async function removeLostShard(
         entry(current.shards, id)?.endpoint !== entry(map.shards, id)?.endpoint ||
         (reassignTo !== "" && entry(current.shards, reassignTo)?.state !== "active");
       const out = withoutLostShard(current, id, reassignTo);
-      if (changed || out.abandoned.map((m) => m.id).join(",") !== endingIds)
+      if (changed || out.abandoned.map((m) => m.id).join(", ") !== endingIds)
         throw new ServerError(
           Status.ABORTED,
           `shard ${id}, or the migrations involving it, changed meanwhile; try again`,

@@ -65,9 +65,9 @@ export interface PutBackOptions {
  * move that left the map while this worker still held it in progress (an abort it
  * saw only once it was over: a map that lagged, announcements lost; or one whose
  * other shard was removed as lost, an abort's trip home from here included). Each
- * batch goes back but for the tasks of it the shard it was sent to holds (an import stored there whose answer
- * was lost): those are the target's to send home, and are deleted here, or they
- * would be held on both shards. A queue another move takes from this shard keeps
+ * batch goes back but for the tasks of it the shard it was sent to holds (an import
+ * stored there whose answer was lost): those are that shard's to send back, and are
+ * deleted here, or they would be held on both shards. A queue another move takes from this shard keeps
  * its batch: that move sends or puts it back.
  */
 export class PutBack {
