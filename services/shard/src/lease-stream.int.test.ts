@@ -97,6 +97,37 @@ describe("LeaseStream on a shard worker", () => {
     expect(after.ready + after.dead).toBe(n);
   });
 
+  it("gives back, uncounted, what it had queued for a worker whose stream ends with an error, and writes it no more", async () => {
+    const queue = { command: "SLOWERR", tenant: "t-slowerr" };
+    const n = 40;
+    const { leased, read, requests, responses } = await slowReader(
+      fx,
+      "t-slowerr",
+      "SLOWERR",
+      n,
+      3,
+    );
+    // a bad request (a second subscribe) ends the stream with INVALID_ARGUMENT
+    requests.push(LeaseStreamRequest.fromPartial(SUB(["SLOWERR"])));
+    let received = read.filter((m) => m.tasks).length;
+    let status: Status | undefined;
+    try {
+      for (let m = await responses.next(); !m.done; m = await responses.next())
+        received += m.value.tasks?.tasks.length ?? 0;
+    } catch (err) {
+      status = (err as { code?: Status }).code;
+    }
+    expect(status).toBe(Status.INVALID_ARGUMENT);
+    await eventually(async () => (await fx.worker.engine.stats(queue)).leased === 0);
+    const after = await fx.worker.engine.stats(queue);
+    // what reached the worker was an attempt (dead: one each); what waited to be
+    // written was not written after the error, and is ready again
+    expect(after.dead).toBe(received);
+    expect(received).toBeLessThan(leased);
+    expect(after.ready + after.dead).toBe(n);
+    requests.close();
+  });
+
   it("writes no more of what it had queued once InterruptLeaseStream released it", async () => {
     const queue = { command: "SLOWINT", tenant: "t-slowint" };
     const n = 40;

@@ -134,6 +134,8 @@ export class LeaseStreamSession implements Taker {
   private settlingNow = 0;
   /** InterruptLeaseStream's release, once asked for: nothing more is pushed. */
   private interrupting: Promise<unknown> | undefined;
+  /** The end's give-back of the pushes never written (`end`); `finish` waits for it. */
+  private unsentBack: Promise<number> = Promise.resolve(0);
 
   constructor(
     private readonly core: QueueCore,
@@ -188,7 +190,7 @@ export class LeaseStreamSession implements Taker {
       await this.pumping;
       // an interruption still releasing: what it fails to release is held again first
       await this.interrupting?.catch(() => undefined);
-      await this.giveBackUnsent();
+      await this.unsentBack;
       await this.releaseHeld();
     })();
     return this.finishing;
@@ -219,7 +221,12 @@ export class LeaseStreamSession implements Taker {
     return this.pushesQueued >= MAX_QUEUED_PUSHES;
   }
 
-  /** Stops the session; with an error, the worker receives it as the stream's status. */
+  /**
+   * Stops the session; with an error, the worker receives it as the stream's status.
+   * Pushes not written yet are written no more, however the stream ends (the worker
+   * half-closed or cancelled, a bad request, the drain ran out): they go back
+   * uncounted rather than be written after the end and released as attempts.
+   */
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     clearTimeout(this.drainTimer);
@@ -227,6 +234,8 @@ export class LeaseStreamSession implements Taker {
     this.readOn?.(); // the reader stops, not left waiting
     this.kick.fire();
     this.reservationsBack?.();
+    // taken out before the channel closes (the take runs before giveBackUnsent's first await)
+    this.unsentBack = this.giveBackUnsent();
     if (error) this.out.fail(error);
     else this.out.close();
   }
@@ -275,10 +284,8 @@ export class LeaseStreamSession implements Taker {
         while (this.answersQueued >= MAX_QUEUED_ANSWERS && !this.ended.signal.aborted)
           await new Promise<void>((resolve) => (this.readOn = resolve));
       }
-      // the worker half-closed: it wants no more tasks, and those queued for it and not
-      // written yet go back uncounted rather than be written and released as attempts
+      // the worker half-closed: it wants no more tasks (what is queued for it goes back)
       this.end();
-      void this.giveBackUnsent();
     } catch (err) {
       this.end(toServerError(err));
     }
