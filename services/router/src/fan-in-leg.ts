@@ -40,6 +40,12 @@ export class Leg {
    */
   demoted = false;
   closed = false;
+  /**
+   * The shard ended the stream (its status came), though what it pushed before may not
+   * have been read yet: the shard released what the stream held, so none of it is
+   * passed on (FanInSession.onShardEnded).
+   */
+  shardEnded = false;
   /** The shard's Subscribed has come. */
   accepting = false;
   /** The shard honours withdraw_credits (its Subscribed said so). */

@@ -651,13 +651,14 @@ export class FanInSession {
     const responses = client.leaseStream(leg.requests, {
       metadata: this.f.metadata,
       signal: leg.abort.signal,
+      onTrailer: () => this.onShardEnded(leg),
     });
     void (async () => {
       let failure: unknown;
       try {
         for await (const res of responses) {
           this.onMessage(leg, res);
-          while (this.backedUp && !this.ended.signal.aborted && !leg.closed)
+          while (this.backedUp && !this.ended.signal.aborted && !leg.closed && !leg.shardEnded)
             await new Promise<void>((resume) => this.legsHeld.push(resume));
         }
       } catch (err) {
@@ -668,9 +669,23 @@ export class FanInSession {
     return leg;
   }
 
+  /**
+   * The shard ended `leg`'s stream (its status came: a failure comes at once, ahead of
+   * pushes not read yet while the client reads slowly). The shard released what the
+   * stream held: its pushes queued for the client, and those not read yet, are not
+   * passed on (their credits are the client's again), and the stream is read to its
+   * end, which `onClosed` then handles as usual.
+   */
+  private onShardEnded(leg: Leg): void {
+    if (leg.closed || leg.shardEnded) return;
+    leg.shardEnded = true;
+    this.dropQueuedFrom(leg.conn.id);
+    this.releaseLegs();
+  }
+
   private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
     // the shard releases what a closed stream pushed: it must not reach the client
-    if (leg.closed) return;
+    if (leg.closed || leg.shardEnded) return;
     // pushed tasks go on as the shard's bytes, counted but never decoded here
     const pushed = countField(embedded(raw.bytes, TASKS_FIELD) ?? EMPTY, 1);
     if (pushed > 0) {
@@ -741,6 +756,7 @@ export class FanInSession {
     if (wasOpen) this.refundUnused(leg);
     if (this.legs.get(shard) === leg) this.legs.delete(shard);
     if (this.ended.signal.aborted || !wasOpen) return;
+    if (!leg.shardEnded) this.dropQueuedFrom(shard);
     const err = leg.conn.toServerError(failure);
     // about the request itself, or a shard refusing the router: no reopening changes it
     if (err instanceof ServerError && err.code === Status.RESOURCE_EXHAUSTED) {
@@ -773,6 +789,27 @@ export class FanInSession {
     if (this.wanted.includes(shard) && !this.drainingNow) this.reopenLater(shard);
     this.rebalance();
     this.endIfDrained();
+  }
+
+  /**
+   * A shard stream ended or closed: the shard released what it held, so its pushes still
+   * queued for a client that reads slowly are not written to it after all (it would run
+   * tasks whose leases are gone, and its acks be refused). The credits they used are the
+   * client's again. A shard has one stream at a time, and pushes of a stream closed
+   * before were taken out at its close: the lease tokens' shard says whose they are.
+   */
+  private dropQueuedFrom(shard: string): void {
+    if (this.out.queued === 0) return;
+    let dropped = 0;
+    const fromShard = (m: LeaseStreamResponse) => {
+      if (!carriesTasks(m)) return false;
+      const tasks = decoded(m).tasks?.tasks ?? [];
+      if (leaseTokenShard(tasks[0]?.leaseToken ?? "") !== shard) return false;
+      dropped += tasks.length;
+      return true;
+    };
+    this.out.takeQueuedWhere(fromShard);
+    this.outstanding += dropped;
   }
 
   /**

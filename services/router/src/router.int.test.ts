@@ -757,6 +757,44 @@ describe("LeaseStream through the router", () => {
     expect(await stats("b", "Y")).toMatchObject({ ready: 0, leased: 0, completed: 1 });
   });
 
+  test("a shard stream that closes while its pushes wait for a slow client takes them out: the shard released them", async () => {
+    const n = 96;
+    const big = Buffer.alloc(512 * 1024, 1); // more than the transports take
+    const c = rc.client("t1");
+    for (let i = 0; i < n; i += 10)
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 10 }, () => ({ command: "Y", payload: big })),
+      });
+    const onClosed = jest.spyOn(
+      FanInSession.prototype as unknown as { onClosed: () => void },
+      "onClosed",
+    );
+    let readOn!: () => void;
+    const s = new Stream(rc, "t1", new Promise<void>((resolve) => (readOn = resolve)));
+    s.send({ subscribe: { commands: ["Y"], maxBatch: 1 }, credits: n });
+    // the client reads nothing: b's pushes wait in the router, and b leases no more
+    const leased = await steady(async () => (await stats("b", "Y")).leased);
+    expect(leased).toBeLessThan(n);
+    // b stops: its drain runs out, it releases (uncounted) what its stream holds, and
+    // the stream closes; the router learns of it though it reads b's stream no further
+    // (it did not, before), and what waited for the client is not written to it
+    await rc.stopShard("b");
+    await within(3_000, () => onClosed.mock.calls.length > 0);
+    readOn();
+    const received = await steady(() => s.tasks().length);
+    // (the router holds up to 16 pushes for a client before it reads its shards no
+    // further; the transports hold the rest of what b leased)
+    expect(received).toBeLessThanOrEqual(leased - 16);
+    // the credits of what was taken out are the client's again: once b is back, the
+    // stream delivers up to all the credits the client granted
+    await rc.startShard("b");
+    await within(8_000, () => s.tasks().length === n);
+    await sleep(300);
+    expect(s.tasks()).toHaveLength(n);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  });
+
   test("closing the client stream releases what it held on every shard at once", async () => {
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X", "Y"] }, credits: 10 });
