@@ -256,3 +256,48 @@ test("credits a shard gives back late, its store stalled, are given back to the 
     await slow.close();
   }
 }, 30_000);
+
+test("credits a shard stream held when it closed are given back to the tenant's lease rate", async () => {
+  // ten tokens that take ten seconds to come back on their own
+  const slow = await routerCluster({
+    server,
+    router: { tenantLeaseRate: 1, rateBurstSeconds: 10 },
+  });
+  const requests = new Channel<LeaseStreamRequest>();
+  const abort = new AbortController();
+  let delivered = 0;
+  const reading = (async () => {
+    try {
+      for await (const res of slow.client("broken").leaseStream(requests, { signal: abort.signal }))
+        delivered += res.tasks?.tasks.length ?? 0;
+    } catch {
+      // aborted below
+    }
+  })();
+  try {
+    requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["R"] }, credits: 10 }));
+    const bucket = () => slow.router.routing.limits.leaseBucket("broken")!;
+    await within(2_000, () => bucket().waitFor(10) > 5_000); // all ten went to shard a
+    // a stops: its stream closes with the ten credits unused, and they are the tenant's
+    // again (not charged a second time when the stream is opened again)
+    await slow.stopShard("a");
+    await within(3_000, () => bucket().waitFor(10) === 0);
+    await slow.startShard("a");
+    // (sent again until the router is connected to a again: the keys make it once)
+    const batch = tasks(10, "R").map((t, i) => ({ ...t, idempotencyKey: `r${i}` }));
+    await within(5_000, () =>
+      slow
+        .client("broken")
+        .enqueueBatch({ tasks: batch })
+        .then(
+          () => true,
+          () => false,
+        ),
+    );
+    await within(3_000, () => delivered === 10);
+  } finally {
+    abort.abort();
+    await reading;
+    await slow.close();
+  }
+}, 30_000);
