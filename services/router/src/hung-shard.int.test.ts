@@ -1,6 +1,7 @@
 import { ClientError, Status } from "nice-grpc";
 import { LeaseStreamRequest, type LeaseStreamResponse, TaskState } from "@codeq/proto";
-import { startRelay, type Relay } from "@codeq/testing";
+import { setTimeout as sleep } from "node:timers/promises";
+import { startRelay, steady, type Relay } from "@codeq/testing";
 import type { RouterConfig } from "./config";
 import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
 
@@ -71,6 +72,42 @@ describe("a shard that answers within the shard timeout of tests", () => {
     expect(s.failure).toBeUndefined();
     await s.close();
   });
+
+  test("a withdrawal's answer behind the pushes a slow client has not read is waited for, not taken for a shard gone quiet", async () => {
+    const n = 96;
+    const credits = 200;
+    const big = Buffer.alloc(512 * 1024, 1); // more than the transports take
+    const c = rc.client("t1");
+    for (let i = 0; i < n; i += 12)
+      await c.enqueueBatch({
+        tasks: Array.from({ length: 12 }, () => ({ command: "X", payload: big })),
+      });
+    let readOn!: () => void;
+    const s = new Stream(rc, "t1", new Promise<void>((resolve) => (readOn = resolve)));
+    s.send({ subscribe: { commands: ["X"], maxBatch: 1 }, credits });
+    // the client reads nothing: a's pushes wait in the router, and a leases no more
+    const engine = rc.workers.get("a")!.engine;
+    const leased = await steady(
+      async () => (await engine.stats({ command: "X", tenant: "t1" })).leased,
+    );
+    expect(leased).toBeLessThan(n);
+    // a answers the withdrawal behind its pushes, which the router reads no further
+    // while the client does not read: well past the shard timeout and a health check
+    s.send({ withdrawCredits: true, requestId: 1 });
+    await sleep(3 * SHARD_TIMEOUT_MS);
+    readOn();
+    await within(5_000, () => s.received.some((r) => r.withdrawn));
+    await sleep(500);
+    // every credit is a task received before the answer, or in the answer: none was
+    // left with a (answered without it, as for a shard gone quiet) and pushed after
+    const at = s.received.findIndex((r) => r.withdrawn);
+    const before = s.received.slice(0, at).flatMap((r) => r.tasks?.tasks ?? []).length;
+    const after = s.received.slice(at + 1).flatMap((r) => r.tasks?.tasks ?? []).length;
+    expect(s.received[at]!.withdrawn).toMatchObject({ requestId: 1, credits: credits - before });
+    expect(after).toBe(0);
+    expect(s.failure).toBeUndefined();
+    await s.close();
+  }, 30_000);
 
   test("a client's withdrawal does not wait for ever for a shard that never answers its subscription", async () => {
     relay.silence();
