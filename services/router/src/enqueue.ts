@@ -10,6 +10,7 @@ import { CALLER_CODES } from "@codeq/server-kit";
 import { failedEnqueueResults, specFromWire } from "@codeq/wire";
 import { batchCommands } from "./batch-bytes";
 import { passThrough } from "./wire-bytes";
+import { storedNothing, type Unstored } from "./enqueue-charge";
 import { FencedError, type Forward, type Routing } from "./routing";
 
 /** The most items one EnqueueBatch (or EnqueueStream message) may carry. */
@@ -67,6 +68,8 @@ export async function enqueueBatch(
   routing: Routing,
   f: Forward,
   req: EnqueueBatchRequest,
+  /** Told of the items of a split batch that were not stored (their charge goes back). */
+  unstored: Unstored,
 ): Promise<EnqueueBatchResponse> {
   // a batch read as BatchBytes is decoded only if it is split or checked here; one of
   // no items or too many was refused before (`checkBatchSize`)
@@ -90,27 +93,31 @@ export async function enqueueBatch(
   }
   const tasks = req.tasks;
   checkBatch(tasks, taskLimits(routing));
-  return { results: await storeSplit(routing, f, tasks, retried) };
+  return { results: await storeSplit(routing, f, tasks, unstored, retried) };
 }
 
 async function storeSplit(
   routing: Routing,
   f: Forward,
   tasks: readonly EnqueueRequest[],
+  unstored: Unstored,
   /** The batch was refused once already and the map refreshed: no retry is left. */
-  retried = false,
+  retried: boolean,
 ): Promise<EnqueueResult[]> {
   const results: EnqueueResult[] = new Array(tasks.length);
   const refused: { error: ServerError; items: number }[] = [];
-  let fenced = await sendSplit(routing, f, tasks, [...tasks.keys()], results, refused);
+  const send = (indexes: readonly number[]) =>
+    sendSplit(routing, f, tasks, indexes, results, refused, unstored);
+  let fenced = await send([...tasks.keys()]);
   if (fenced.length > 0 && !retried) {
     await routing.beforeFencedRetry(f, fenced.length);
-    const retry = fenced.flatMap((x) => x.indexes);
-    fenced = await sendSplit(routing, f, tasks, retry, results, refused);
+    fenced = await send(fenced.flatMap((x) => x.indexes));
   }
-  for (const { indexes, err } of fenced)
+  for (const { indexes, err } of fenced) {
+    unstored(indexes.length);
     for (const i of indexes)
       results[i] = failed(Status.UNAVAILABLE, `${err.details} (after a map refresh)`);
+  }
   // every shard refused its part as a whole for the caller's sake (its rights, say):
   // the call fails as it would on one shard, not answers OK with every item failed
   const total = refused.reduce((n, e) => n + e.items, 0);
@@ -131,6 +138,7 @@ async function sendSplit(
   results: EnqueueResult[],
   /** Parts a shard refused as a whole with a caller's error (CALLER_CODES), and their sizes. */
   refused: { error: ServerError; items: number }[],
+  unstored: Unstored,
 ): Promise<Fenced[]> {
   const byShard = new Map<string, number[]>();
   for (const i of indexes) {
@@ -156,6 +164,7 @@ async function sendSplit(
               ? err
               : new ServerError(Status.UNAVAILABLE, `shard ${shard}: ${String(err)}`);
           if (CALLER_CODES.has(e.code)) refused.push({ error: e, items: idx.length });
+          if (storedNothing(e)) unstored(idx.length);
           for (const i of idx) results[i] = failed(e.code, e.details);
         }
       }

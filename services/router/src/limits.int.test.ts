@@ -92,6 +92,16 @@ test("an enqueue the router never sent (its shard's breaker open) does not count
       );
     expect(rc.router.routing.pool.get("b").breakerState).toBe("open");
     expect([...codes]).toEqual([Status.UNAVAILABLE]);
+    // a batch split over a and b: a's part is stored and charged, b's is refused unsent
+    // and given back (three batches of five would pass the burst of ten)
+    const split = rc.client("rate-split");
+    for (let i = 0; i < 3; i++) {
+      const { results } = await split.enqueueBatch({
+        tasks: [...tasks(1), ...tasks(4, "DOWN")],
+      });
+      expect(results.map((r) => r.status?.code ?? 0)).toEqual([0, ...Array(4).fill(14)]);
+    }
+    await split.enqueueBatch({ tasks: tasks(6) });
   } finally {
     await rc.startShard("b");
   }

@@ -166,7 +166,7 @@ export function queueRouter(
 
   const storeBatch = (f: Forward, req: EnqueueBatchRequest, ctx: CallContext | undefined) => {
     const n = checkBatchSize(req, routing); // refused for its size before it is charged
-    return chargeEnqueue(routing, f, ctx, n, () => enqueueBatch(routing, f, req));
+    return chargeEnqueue(routing, f, ctx, n, (unstored) => enqueueBatch(routing, f, req, unstored));
   };
 
   return {

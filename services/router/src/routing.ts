@@ -37,7 +37,7 @@ import {
 import { Raw } from "./wire-bytes";
 import type { Limits } from "./limits";
 import type { RouterMetrics } from "./metrics";
-import type { ShardConn, ShardPool } from "./shard-pool";
+import { NotStored, type ShardConn, type ShardPool } from "./shard-pool";
 
 const ENQUEUE = "/codeq.v1.QueueService/Enqueue";
 
@@ -293,7 +293,7 @@ export class Routing {
         return await this.sendFenced(resolve(), send);
       } catch (again) {
         if (again instanceof FencedError)
-          throw new ServerError(Status.UNAVAILABLE, `${again.details} (after a map refresh)`);
+          throw new NotStored(Status.UNAVAILABLE, `${again.details} (after a map refresh)`);
         throw again;
       }
     }

@@ -95,10 +95,11 @@ export class RouterRefused extends ServerError {
 }
 
 /**
- * The router refused a call before sending it to the shard (its breaker is open, or
- * its Forward lane has too many calls waiting): nothing of it reached the shard.
+ * A call known to have stored nothing: the router refused it before sending it to the
+ * shard (its breaker is open, or its Forward lane has too many calls waiting), or the
+ * shards refused it by fencing after the map was refreshed (`Routing.fenced`).
  */
-export class NotSent extends ServerError {}
+export class NotStored extends ServerError {}
 
 /** One shard worker: its channels (round-robin), clients and circuit breaker. */
 export class ShardConn {
@@ -279,15 +280,15 @@ export class ShardConn {
           `shard ${this.id} (${this.endpoint}) does not accept this router (its router secret or certificate differs from the router's): ${err.details}`,
         );
       const where = FAILURE_CODES.has(err.code) ? `shard ${this.id} (${this.endpoint}): ` : "";
-      const As = err instanceof LaneRefused ? NotSent : ServerError;
+      const As = err instanceof LaneRefused ? NotStored : ServerError;
       return new As(err.code, where + err.details);
     }
     if ((err as { code?: string })?.code === "EOPENBREAKER") return this.openError();
     return err; // AbortError and the like pass through untouched
   }
 
-  private openError(): NotSent {
-    return new NotSent(
+  private openError(): NotStored {
+    return new NotStored(
       Status.UNAVAILABLE,
       `shard ${this.id} (${this.endpoint}) is unavailable: its circuit breaker is open after repeated failures; retry later`,
     );
