@@ -769,10 +769,18 @@ describe("LeaseStream through the router", () => {
       FanInSession.prototype as unknown as { onClosed: () => void },
       "onClosed",
     );
+    const onMessage = jest.spyOn(
+      FanInSession.prototype as unknown as { onMessage: () => void },
+      "onMessage",
+    );
     let readOn!: () => void;
     const s = new Stream(rc, "t1", new Promise<void>((resolve) => (readOn = resolve)));
     s.send({ subscribe: { commands: ["Y"], maxBatch: 1 }, credits: n });
-    // the client reads nothing: b's pushes wait in the router, and b leases no more
+    // the client reads nothing: b's pushes wait in the router (16 of them, after what
+    // the transports took), and b leases no more
+    await within(10_000, () => onMessage.mock.contexts.length > 0);
+    const session = onMessage.mock.contexts[0] as { out: { queued: number } };
+    await within(10_000, () => session.out.queued === 16);
     const leased = await steady(async () => (await stats("b", "Y")).leased);
     expect(leased).toBeLessThan(n);
     // b stops: its drain runs out, it releases (uncounted) what its stream holds, and
@@ -782,8 +790,7 @@ describe("LeaseStream through the router", () => {
     await within(3_000, () => onClosed.mock.calls.length > 0);
     readOn();
     const received = await steady(() => s.tasks().length);
-    // (the router holds up to 16 pushes for a client before it reads its shards no
-    // further; the transports hold the rest of what b leased)
+    // the 16 queued in the router are not among them
     expect(received).toBeLessThanOrEqual(leased - 16);
     // the credits of what was taken out are the client's again: once b is back, the
     // stream delivers up to all the credits the client granted
