@@ -345,7 +345,7 @@ describe("codeq against a local cluster", () => {
     expect(unreachable.stdout).toBe("");
   }, 120_000);
 
-  test("shard add and shard remove change the map; refusals exit 2", async () => {
+  test("shard add, state, default and remove change the map; refusals exit 2", async () => {
     const added = await codeq(["shard", "add", "z", "127.0.0.1:9", "--draining"]);
     expect(added.code).toBe(0);
     expect(added.stdout).toMatch(/^shard z \(127\.0\.0\.1:9\) added; map version \d+/);
@@ -360,6 +360,21 @@ describe("codeq against a local cluster", () => {
     expect(refused.stderr).toMatch(/^FAILED_PRECONDITION: /);
     expect((await codeq(["shard", "remove", "a"])).code).toBe(2); // the default shard
     expect((await codeq(["shard", "remove", "z", "--to", "a"])).code).toBe(1); // --to needs --lost
+    // states and the default
+    const active = await codeq(["shard", "state", "z", "active"]);
+    expect(active.code).toBe(0);
+    expect(active.stdout).toMatch(/^shard z is active; map version \d+/);
+    expect((await codeq(["shard", "state", "z", "idle"])).code).toBe(1);
+    const defaultDraining = await codeq(["shard", "state", "a", "draining"]);
+    expect(defaultDraining.code).toBe(2);
+    expect(defaultDraining.stderr).toContain("make another shard the default first");
+    const already = await codeq(["shard", "default", "a"]);
+    expect(already.code).toBe(0);
+    expect(already.stdout).toMatch(/^shard a is the default already; map version \d+/);
+    const dry = await codeq(["shard", "default", "b", "--dry-run"]);
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toMatch(/^dry run: the default would go a → b; pinned to a: /);
+    expect((await codeq(["shard", "default", "z"])).code).toBe(2); // nothing serves there
     // nothing is routed to z: removed as lost without --to
     const lost = await codeq(["shard", "remove", "z", "--lost"]);
     expect(lost.code).toBe(0);

@@ -85,6 +85,16 @@ export function adminRouter(
       return { mapVersion: await ops.removeShard(req, f.identity.principal) };
     },
 
+    async setDefaultShard(req, ctx) {
+      const f = await admin(ctx, "SetDefaultShard");
+      return ops.setDefaultShard(req, f.identity.principal, ctx.signal);
+    },
+
+    async setShardState(req, ctx) {
+      const f = await admin(ctx, "SetShardState");
+      return { mapVersion: await ops.setShardState(req.id, req.state, f.identity.principal) };
+    },
+
     async listAuditEvents(req, ctx) {
       await admin(ctx, "ListAuditEvents");
       return ops.audit(req.pageSize, req.pageToken);

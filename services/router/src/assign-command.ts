@@ -22,8 +22,12 @@ import type { Routing } from "./routing";
 import { queuesOn, servingWorker } from "./worker-status";
 
 /** Another shard of `map` at `id`'s endpoint. */
-const twinOf = (map: ShardMap, id: string): string | undefined =>
+export const twinOf = (map: ShardMap, id: string): string | undefined =>
   Object.keys(map.shards).find((other) => other !== id && sharesEndpoint(map, id, other));
+
+/** A new migration's id. */
+export const newMigrationId = () =>
+  `mig-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
 
 /**
  * Moves a queue (or a command) to `req.shard`. Refused unless the target's own worker
@@ -84,7 +88,7 @@ export async function assignCommand(
   if (req.dryRun) return { mapVersion: map.version, plan: [plan], migrations: [] };
 
   const migration: Migration = {
-    id: `mig-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`,
+    id: newMigrationId(),
     command: req.command,
     ...(req.tenant ? { tenant: req.tenant } : {}),
     from,

@@ -7,7 +7,9 @@ import type {
   ListMigrationsRequest,
   ListMigrationsResponse,
   Migration as WireMigration,
+  SetDefaultShardResponse,
   Shard,
+  ShardState,
   VerifyMigrationResponse,
 } from "@codeq/proto";
 import {
@@ -35,12 +37,13 @@ import { asServerError } from "./fan-out";
 import { migrationSide, sideProblems } from "./migration-check";
 import { label, ownRoute, withOwnRoute } from "./own-route";
 import type { Routing } from "./routing";
-import { registerShard, removeShard, type RemoveShardAsk } from "./shard-membership";
+import { setDefaultShard, type DefaultShardAsk } from "./default-shard";
+import { registerShard, removeShard, setShardState, type RemoveShardAsk } from "./shard-membership";
 import { queuesOn, servingWorker } from "./worker-status";
 
 /**
  * The operator's changes to the shard map (AssignCommand, AbortMigration,
- * RegisterShard, RemoveShard) and the migration views. Every change is a
+ * RegisterShard, RemoveShard, SetDefaultShard, SetShardState) and the migration views. Every change is a
  * validated compare-and-set recorded in the audit log with the caller as actor.
  */
 export class MapOperations {
@@ -224,6 +227,20 @@ export class MapOperations {
   /** RegisterShard (`registerShard`); the map's version after. */
   registerShard(shard: Shard | undefined, actor: string): Promise<number> {
     return registerShard(this.admin, shard, actor);
+  }
+
+  /** SetDefaultShard (`setDefaultShard`). */
+  setDefaultShard(
+    req: DefaultShardAsk,
+    actor: string,
+    signal?: AbortSignal,
+  ): Promise<SetDefaultShardResponse> {
+    return setDefaultShard(this.admin, this.routing, req, actor, signal);
+  }
+
+  /** SetShardState (`setShardState`); the map's version after. */
+  setShardState(id: string, state: ShardState, actor: string): Promise<number> {
+    return setShardState(this.admin, id, state, actor);
   }
 
   /** RemoveShard (`removeShard`); the map's version after. */

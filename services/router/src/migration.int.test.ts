@@ -3,6 +3,7 @@ import { ClientError, Status } from "nice-grpc";
 import { MigrationState, ShardState, TaskState, type LeasedTask } from "@codeq/proto";
 import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer, startRelay } from "@codeq/testing";
+import { AdminStore } from "./admin-store";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 import { olderPeer } from "./test/older-peer";
 
@@ -1521,4 +1522,167 @@ describe("RemoveShard of a shard lost for good", () => {
     await within(10_000, async () => (await stats("b", "X")).moving === 0);
     expect((await stats("b", "X")).ready).toBe(4);
   }, 30_000);
+});
+
+describe("the default shard and shard states change through AdminService", () => {
+  const mapNow = async () => (await rc.source.get())!;
+
+  test("SetDefaultShard keeps the queues the default holds where they are; new commands go to the new default", async () => {
+    const c1 = rc.client("t1");
+    await enqueueNumbered("OLD1", 2);
+    await rc.client("t2").enqueue({ command: "OLD2", payload: payload("x") });
+    await rc.change((m) => ({ ...m, commands: { ...m.commands, MAPPED: "c" } }));
+    await within(2_000, () => rc.router.routing.currentShard("MAPPED", "t1") === "c");
+    await c1.enqueue({ command: "MAPPED", payload: payload("m") });
+    const admin = rc.admin();
+    // a dry run says what it would pin, and writes nothing
+    const before = (await mapNow()).version;
+    expect(await admin.setDefaultShard({ shard: "b", dryRun: true })).toMatchObject({
+      mapVersion: before,
+      previous: "a",
+      pinned: ["OLD1", "OLD2"],
+      migrations: [],
+    });
+    expect((await mapNow()).version).toBe(before);
+    const res = await admin.setDefaultShard({ shard: "b" });
+    expect(res).toMatchObject({
+      mapVersion: before + 1,
+      previous: "a",
+      pinned: ["OLD1", "OLD2"],
+      migrations: [],
+      formerDefaultConfirmed: true,
+    });
+    const after = await mapNow();
+    expect(after).toMatchObject({
+      version: before + 1,
+      defaultShard: "b",
+      commands: { OLD1: "a", OLD2: "a", MAPPED: "c" },
+    });
+    await within(2_000, () => rc.router.routing.map.version === after.version);
+    // the queues a held stay there; a command never seen goes to b
+    await c1.enqueue({ command: "OLD1", payload: payload("2") });
+    await c1.enqueue({ command: "NEW", payload: payload("n") });
+    expect(await stats("a", "OLD1")).toMatchObject({ ready: 3 });
+    expect(await stats("b", "NEW")).toMatchObject({ ready: 1 });
+    expect(await stats("a", "NEW")).toMatchObject({ ready: 0 });
+    expect(payloadsOf(await c1.lease({ commands: ["OLD1"], maxTasks: 10 }))).toEqual([
+      "0",
+      "1",
+      "2",
+    ]);
+    // the default again: nothing written
+    expect(await admin.setDefaultShard({ shard: "b" })).toMatchObject({
+      mapVersion: after.version,
+      previous: "b",
+      pinned: [],
+    });
+    expect((await mapNow()).version).toBe(after.version);
+    const audit = await admin.listAuditEvents({ pageSize: 1 });
+    expect(audit.events[0]).toMatchObject({
+      action: "SetDefaultShard",
+      summary: "default shard a → b; OLD1, OLD2 stay on a",
+    });
+  });
+
+  test("a command first enqueued on the former default while the change spread is moved to the new default", async () => {
+    const a = rc.workers.get("a")!.engine;
+    // the change is written; before the former default has it, a router that still
+    // held the old map sends it the first task of a command it never had
+    const original = AdminStore.prototype.write;
+    let strayed = false;
+    const spy = jest.spyOn(AdminStore.prototype, "write").mockImplementation(async function (
+      this: AdminStore,
+      ...args
+    ) {
+      const written = await original.apply(this, args);
+      if (!strayed) {
+        strayed = true;
+        await a.enqueue({ command: "STRAY", tenant: "t1" }, [{ payload: payload("s") }]);
+      }
+      return written;
+    });
+    try {
+      const res = await rc.admin().setDefaultShard({ shard: "c" });
+      expect(res.pinned).toEqual([]);
+      expect(res.migrations).toHaveLength(1);
+      expect(res.migrations[0]).toMatchObject({ command: "STRAY", fromShard: "a", toShard: "c" });
+      expect(res.mapVersion).toBe((await mapNow()).version);
+    } finally {
+      spy.mockRestore();
+    }
+    // the task is reachable at once (a is read for the queue while it moves), and the
+    // move ends with it on c
+    await within(2_000, () => rc.router.routing.map.defaultShard === "c");
+    const got = await rc.client("t1").lease({ commands: ["STRAY"], maxTasks: 1 });
+    expect(payloadsOf(got)).toEqual(["s"]);
+    await rc.client("t1").nack({ items: [{ leaseToken: got.tasks[0]!.leaseToken, delayMs: 0 }] });
+    await within(10_000, async () => (await mapNow()).migrations.length === 0);
+    expect(await stats("c", "STRAY")).toMatchObject({ ready: 1 });
+    expect(await stats("a", "STRAY")).toMatchObject({ ready: 0, leased: 0 });
+  });
+
+  test("SetDefaultShard and SetShardState refuse what they cannot do, and change nothing", async () => {
+    const admin = rc.admin();
+    const version = (await mapNow()).version;
+    expect(await code(admin.setDefaultShard({ shard: "zz" }))).toBe(Status.NOT_FOUND);
+    expect(await code(admin.setDefaultShard({ shard: "Bad!" }))).toBe(Status.INVALID_ARGUMENT);
+    expect(
+      await code(admin.setShardState({ id: "zz", state: ShardState.SHARD_STATE_DRAINING })),
+    ).toBe(Status.NOT_FOUND);
+    expect(await code(admin.setShardState({ id: "c", state: 0 as ShardState }))).toBe(
+      Status.INVALID_ARGUMENT,
+    );
+    const defaultDraining = await admin
+      .setShardState({ id: "a", state: ShardState.SHARD_STATE_DRAINING })
+      .catch((e: ClientError) => e);
+    expect(defaultDraining).toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringContaining("make another shard the default first"),
+    });
+    expect((await mapNow()).version).toBe(version);
+    // a draining shard takes no new queues: neither the default nor an assignment
+    const drained = await admin.setShardState({ id: "c", state: ShardState.SHARD_STATE_DRAINING });
+    expect(drained.mapVersion).toBe(version + 1);
+    expect((await mapNow()).shards.c).toMatchObject({ state: "draining" });
+    expect(await admin.setShardState({ id: "c", state: ShardState.SHARD_STATE_DRAINING })).toEqual(
+      drained,
+    );
+    expect(await code(admin.setDefaultShard({ shard: "c" }))).toBe(Status.FAILED_PRECONDITION);
+    expect(await code(admin.assignCommand({ command: "X", shard: "c" }))).toBe(
+      Status.FAILED_PRECONDITION,
+    );
+    await admin.setShardState({ id: "c", state: ShardState.SHARD_STATE_ACTIVE });
+    expect((await mapNow()).shards.c).toMatchObject({ state: "active" });
+    // the current default's worker must say what it holds: not while it is down
+    await enqueueNumbered("HELD", 1);
+    const before = (await mapNow()).version;
+    await rc.stopShard("a");
+    try {
+      const down = await admin.setDefaultShard({ shard: "b" }).catch((e: ClientError) => e);
+      expect(down).toMatchObject({
+        code: Status.FAILED_PRECONDITION,
+        details: expect.stringContaining(
+          "the current default, shard a, must say which commands it holds",
+        ),
+      });
+      expect((await mapNow()).version).toBe(before);
+    } finally {
+      await rc.startShard("a");
+    }
+  });
+
+  test("SetDefaultShard waits for the migrations under way", async () => {
+    await twoShards({ shard: { mover: false } });
+    await enqueueNumbered("MOVING", 1);
+    await rc.admin().assignCommand({ command: "MOVING", shard: "b" });
+    const refused = await rc
+      .admin()
+      .setDefaultShard({ shard: "b" })
+      .catch((e: ClientError) => e);
+    expect(refused).toMatchObject({
+      code: Status.FAILED_PRECONDITION,
+      details: expect.stringMatching(/^migration mig-\S+ \(a → b\) is copying/),
+    });
+    expect((await mapNow()).defaultShard).toBe("a");
+  });
 });

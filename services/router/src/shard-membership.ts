@@ -53,6 +53,38 @@ export async function registerShard(
   return map.version;
 }
 
+/**
+ * SetShardState: ACTIVE or DRAINING. The default shard is not set DRAINING (new
+ * commands go to it); the state a shard has already changes nothing.
+ */
+export async function setShardState(
+  admin: AdminStore,
+  id: string,
+  wire: ShardState,
+  actor: string,
+): Promise<number> {
+  checkId("id", id, SHARD_ID_PATTERN);
+  const state =
+    wire === ShardState.SHARD_STATE_ACTIVE
+      ? "active"
+      : wire === ShardState.SHARD_STATE_DRAINING
+        ? "draining"
+        : undefined;
+  if (!state) throw invalid(`state must be ACTIVE or DRAINING, got ${wire}`);
+  const map = await admin.write(actor, "SetShardState", `shard ${id}: ${state}`, (current) => {
+    const held = entry(current.shards, id);
+    if (!held) throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
+    if (held.state === state) return undefined;
+    if (state === "draining" && current.defaultShard === id)
+      throw precondition(
+        `shard ${id} is the default shard, which takes every new command: make another shard the default first (SetDefaultShard)`,
+      );
+    const draft = draftOf(current);
+    return { ...draft, shards: { ...draft.shards, [id]: { ...held, state } } };
+  });
+  return map.version;
+}
+
 /** RemoveShard's request, as the router reads it. */
 export interface RemoveShardAsk {
   readonly id: string;

@@ -34,6 +34,7 @@ describe("the internal ShardService", () => {
       queueDepth: 0,
       openStreams: 0,
       lifecycle: "serving",
+      commands: [],
     });
     const c = fx.client("st", "producer,worker");
     await c.enqueueBatch({
@@ -50,13 +51,17 @@ describe("the internal ShardService", () => {
     await c.ack({ items: [{ leaseToken: done!, result: Buffer.alloc(0) }] });
     await c.nack({ items: [{ leaseToken: dead!, error: "bad", deadLetter: true }] });
     // ready 1, scheduled 1, leased 1, dead 1; the acked task is gone
-    expect((await shard.getShardStatus({})).queueDepth).toBe(4);
+    expect(await shard.getShardStatus({})).toMatchObject({
+      queueDepth: 4,
+      commands: ["DEPTH", "LATER"],
+    });
     // asked without the depth (a router checking a move's target): not read
     expect(await shard.getShardStatus({ withoutDepth: true })).toMatchObject({
       shard: "a",
       storeReachable: true,
       queueDepth: 0,
       lifecycle: "serving",
+      commands: [],
     });
 
     const stream = new StreamDriver(fx.client("st"));

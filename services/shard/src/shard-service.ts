@@ -166,8 +166,13 @@ export function shardService(
       // what the shard holds of its queues' tasks: a batch a move reserved too (one an
       // abort left behind is still this shard's to hand on, and no router reads it)
       let queueDepth = 0;
-      for (const d of depth?.values() ?? [])
-        queueDepth += d.ready + d.scheduled + d.leased + d.dead + d.moving;
+      const commands: string[] = [];
+      for (const [command, d] of depth ?? []) {
+        const stored = d.ready + d.scheduled + d.leased + d.dead + d.moving;
+        queueDepth += stored;
+        // completed tasks kept for GetTask count too: a queue that moves leaves them
+        if (stored + d.completed > 0) commands.push(command);
+      }
       const streams = await metrics.streamsOpen();
       return {
         shard: view.shard,
@@ -176,6 +181,7 @@ export function shardService(
         queueDepth,
         openStreams: streams,
         lifecycle: lifecycle.state,
+        commands: commands.sort(),
       };
     },
 

@@ -6,7 +6,12 @@ import { dlqListCommand, dlqPurgeCommand, dlqRedriveCommand } from "./dlq";
 import { enqueueCommand } from "./enqueue";
 import { mapCommand } from "./map";
 import { migrationsCommand } from "./migrations";
-import { shardAddCommand, shardRemoveCommand } from "./shard-admin";
+import {
+  shardAddCommand,
+  shardDefaultCommand,
+  shardRemoveCommand,
+  shardStateCommand,
+} from "./shard-admin";
 import { shardsCommand } from "./shards";
 import { statsCommand } from "./stats";
 import { tailCommand } from "./tail";
@@ -22,6 +27,8 @@ export const COMMANDS: readonly Command[] = [
   abortCommand,
   shardAddCommand,
   shardRemoveCommand,
+  shardDefaultCommand,
+  shardStateCommand,
   auditCommand,
   statsCommand,
   dlqListCommand,

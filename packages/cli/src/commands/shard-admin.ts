@@ -68,3 +68,84 @@ export const shardRemoveCommand: Command = {
     return ExitCode.OK;
   },
 };
+
+/** `codeq shard default ID [--dry-run]`: SetDefaultShard. */
+export const shardDefaultCommand: Command = {
+  name: "shard default",
+  group: "admin",
+  args: "ID [--dry-run]",
+  summary: "make a shard the default, where commands with no mapping go (SetDefaultShard)",
+  details: [
+    "The queues the current default holds stay there: each command of which it stores",
+    "tasks is mapped to it in the same change (listed as pinned); only commands it holds",
+    "nothing of go to the new default. Move the pinned ones with codeq assign.",
+    "Refused (FAILED_PRECONDITION) while a migration is unfinished, when the shard is not",
+    "ACTIVE or its worker does not serve, and when the current default's worker does not",
+    "answer. --dry-run lists what would be pinned and changes nothing.",
+  ],
+  options: {
+    "dry-run": { type: "boolean", description: "say what would be pinned; change nothing" },
+  },
+  async run({ positionals, values, clients, global, io }) {
+    expectPositionals(positionals, ["ID"]);
+    const shard = positionals[0]!;
+    const dryRun = values["dry-run"] === true;
+    const res = await clients.admin.setDefaultShard({ shard, dryRun }, clients.call());
+    if (global.json) {
+      io.out(toJson(res));
+      return ExitCode.OK;
+    }
+    const pinned = res.pinned.length ? res.pinned.join(", ") : "none";
+    if (dryRun) {
+      io.out(
+        `dry run: the default would go ${res.previous} → ${shard}; pinned to ${res.previous}: ${pinned}`,
+      );
+      return ExitCode.OK;
+    }
+    if (res.previous === shard) {
+      io.out(`shard ${shard} is the default already; map version ${res.mapVersion}`);
+      return ExitCode.OK;
+    }
+    io.out(`default shard ${res.previous} → ${shard}; map version ${res.mapVersion}`);
+    io.out(`pinned to ${res.previous} (their queues stay there): ${pinned}`);
+    for (const m of res.migrations)
+      io.out(
+        `moving ${m.command} ${m.fromShard} → ${m.toShard} (${m.id}): enqueued on ${m.fromShard} as the change spread`,
+      );
+    if (!res.formerDefaultConfirmed)
+      io.err(
+        `warning: shard ${res.previous}'s worker did not confirm the new map: it may still take enqueues of commands new to it (docs/migration.md, "Changing the default shard")`,
+      );
+    return ExitCode.OK;
+  },
+};
+
+/** `codeq shard state ID active|draining`: SetShardState. */
+export const shardStateCommand: Command = {
+  name: "shard state",
+  group: "admin",
+  args: "ID active|draining",
+  summary: "set a shard ACTIVE or DRAINING (SetShardState); a draining one takes no new queues",
+  details: [
+    "A DRAINING shard serves what it holds; assignments onto it are refused (among the",
+    "shards a queue moves off, leases read it first). The default shard cannot be set",
+    "DRAINING: make another the default first (codeq shard default).",
+  ],
+  options: {},
+  async run({ positionals, clients, global, io }) {
+    expectPositionals(positionals, ["ID", "STATE"]);
+    const [id, wanted] = positionals as [string, string];
+    const state =
+      wanted === "active"
+        ? ShardState.SHARD_STATE_ACTIVE
+        : wanted === "draining"
+          ? ShardState.SHARD_STATE_DRAINING
+          : undefined;
+    if (state === undefined)
+      throw new UsageError(`STATE must be active or draining, got ${wanted}`);
+    const res = await clients.admin.setShardState({ id, state }, clients.call());
+    if (global.json) io.out(toJson(res));
+    else io.out(`shard ${id} is ${wanted}; map version ${res.mapVersion}`);
+    return ExitCode.OK;
+  },
+};

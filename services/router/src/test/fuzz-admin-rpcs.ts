@@ -20,6 +20,8 @@ export const ADMIN_RPCS = [
   "ListAuditEvents",
   "RegisterShard",
   "RemoveShard",
+  "SetShardState",
+  "SetDefaultShard",
   "AssignCommand",
 ];
 
@@ -138,6 +140,42 @@ export function adminRpcs(fx: FuzzCluster): Record<string, AnyRpc> {
         [admin, { id: "constructor" }],
         [admin, { id: HUGE }],
       ],
+    }),
+    // b is left out: it serves, and may take the default or be set draining
+    SetDefaultShard: rpc({
+      callers: [admin],
+      request: fc.record(
+        {
+          shard: fc.oneof(fc.constantFrom("a", "c", "zz-1"), I.hostileName()),
+          dryRun: fc.boolean(),
+        },
+        { requiredKeys: ["shard"] },
+      ),
+      call: (req, o) => fx.a.setDefaultShard(req, o),
+      // a is the default: naming it again changes nothing; a shard registered here has
+      // no worker to serve it
+      check: (res, req) => {
+        expect(req.shard).toBe("a");
+        expect(res).toMatchObject({ previous: "a", pinned: [], migrations: [] });
+      },
+      examples: [[admin, { shard: HUGE }]],
+    }),
+    SetShardState: rpc({
+      callers: [admin],
+      request: fc.record(
+        {
+          id: fc.oneof(fc.constantFrom("a", "c", "zz-1"), I.hostileName()),
+          state: fc.constantFrom(0, 1, 2, 3, 99).map((n) => n as ShardState),
+        },
+        { requiredKeys: ["id"] },
+      ),
+      call: (req, o) => fx.a.setShardState(req, o),
+      // a (the default) may only stay active; a shard registered here may change
+      check: (res, req) => {
+        expect([1, 2]).toContain(req.state);
+        if (!registered.has(req.id)) expect(req).toEqual({ id: "a", state: 1 });
+      },
+      examples: [[admin, { id: HUGE, state: 2 as ShardState }]],
     }),
     ListAuditEvents: rpc({
       callers: [admin],

@@ -74,7 +74,9 @@ export const REQUEST_SCHEMAS: Record<string, Schema> = {
   AbortMigration: [S(1)],
   VerifyMigration: [S(1)],
   RegisterShard: [M(1, [S(1), S(2), { no: 3, kind: "enum" }])],
-  RemoveShard: [S(1)],
+  RemoveShard: [S(1), { no: 2, kind: "bool" }, S(3)],
+  SetDefaultShard: [S(1), { no: 2, kind: "bool" }],
+  SetShardState: [S(1), { no: 2, kind: "enum" }],
   ListAuditEvents: [U32(1), S(2)],
 };
 

@@ -448,6 +448,45 @@ export interface RemoveShardResponse {
   mapVersion: number;
 }
 
+export interface SetDefaultShardRequest {
+  shard: string;
+  /** Answer what would be written (the commands pinned), and write nothing. */
+  dryRun: boolean;
+}
+
+export interface SetDefaultShardResponse {
+  mapVersion: number;
+  /** The default shard before the change. */
+  previous: string;
+  /**
+   * Commands mapped to the former default in the change, so that the queues it
+   * holds stay there.
+   */
+  pinned: string[];
+  /**
+   * Moves, onto the new default, of queues whose first tasks reached the former
+   * default while the change spread (usually none).
+   */
+  migrations: Migration[];
+  /**
+   * The former default's worker said it holds the new map (within 10 s) before
+   * its commands were looked at again. False: it was not following the control
+   * store, and may still take enqueues of commands new to it; see
+   * docs/migration.md, "Changing the default shard". False for a dry run.
+   */
+  formerDefaultConfirmed: boolean;
+}
+
+export interface SetShardStateRequest {
+  id: string;
+  /** ACTIVE or DRAINING. */
+  state: ShardState;
+}
+
+export interface SetShardStateResponse {
+  mapVersion: number;
+}
+
 export interface AuditEvent {
   atMs: number;
   /** The identity that made the change. */
@@ -3448,6 +3487,401 @@ export const RemoveShardResponse: MessageFns<RemoveShardResponse> = {
   },
 };
 
+function createBaseSetDefaultShardRequest(): SetDefaultShardRequest {
+  return { shard: "", dryRun: false };
+}
+
+export const SetDefaultShardRequest: MessageFns<SetDefaultShardRequest> = {
+  encode(message: SetDefaultShardRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.shard !== "") {
+      writer.uint32(10).string(message.shard);
+    }
+    if (message.dryRun !== false) {
+      writer.uint32(16).bool(message.dryRun);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetDefaultShardRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetDefaultShardRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.shard = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.dryRun = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetDefaultShardRequest {
+    return {
+      shard: isSet(object.shard) ? globalThis.String(object.shard) : "",
+      dryRun: isSet(object.dryRun)
+        ? globalThis.Boolean(object.dryRun)
+        : isSet(object.dry_run)
+          ? globalThis.Boolean(object.dry_run)
+          : false,
+    };
+  },
+
+  toJSON(message: SetDefaultShardRequest): unknown {
+    const obj: any = {};
+    if (message.shard !== "") {
+      obj.shard = message.shard;
+    }
+    if (message.dryRun !== false) {
+      obj.dryRun = message.dryRun;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetDefaultShardRequest>): SetDefaultShardRequest {
+    return SetDefaultShardRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetDefaultShardRequest>): SetDefaultShardRequest {
+    const message = createBaseSetDefaultShardRequest();
+    message.shard = object.shard ?? "";
+    message.dryRun = object.dryRun ?? false;
+    return message;
+  },
+};
+
+function createBaseSetDefaultShardResponse(): SetDefaultShardResponse {
+  return { mapVersion: 0, previous: "", pinned: [], migrations: [], formerDefaultConfirmed: false };
+}
+
+export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
+  encode(
+    message: SetDefaultShardResponse,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.mapVersion !== 0) {
+      writer.uint32(8).uint64(message.mapVersion);
+    }
+    if (message.previous !== "") {
+      writer.uint32(18).string(message.previous);
+    }
+    for (const v of message.pinned) {
+      writer.uint32(26).string(v!);
+    }
+    for (const v of message.migrations) {
+      Migration.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.formerDefaultConfirmed !== false) {
+      writer.uint32(40).bool(message.formerDefaultConfirmed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetDefaultShardResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetDefaultShardResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.mapVersion = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.previous = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pinned.push(reader.string());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.migrations.push(Migration.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.formerDefaultConfirmed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetDefaultShardResponse {
+    return {
+      mapVersion: isSet(object.mapVersion)
+        ? globalThis.Number(object.mapVersion)
+        : isSet(object.map_version)
+          ? globalThis.Number(object.map_version)
+          : 0,
+      previous: isSet(object.previous) ? globalThis.String(object.previous) : "",
+      pinned: globalThis.Array.isArray(object?.pinned)
+        ? object.pinned.map((e: any) => globalThis.String(e))
+        : [],
+      migrations: globalThis.Array.isArray(object?.migrations)
+        ? object.migrations.map((e: any) => Migration.fromJSON(e))
+        : [],
+      formerDefaultConfirmed: isSet(object.formerDefaultConfirmed)
+        ? globalThis.Boolean(object.formerDefaultConfirmed)
+        : isSet(object.former_default_confirmed)
+          ? globalThis.Boolean(object.former_default_confirmed)
+          : false,
+    };
+  },
+
+  toJSON(message: SetDefaultShardResponse): unknown {
+    const obj: any = {};
+    if (message.mapVersion !== 0) {
+      obj.mapVersion = Math.round(message.mapVersion);
+    }
+    if (message.previous !== "") {
+      obj.previous = message.previous;
+    }
+    if (message.pinned?.length) {
+      obj.pinned = message.pinned;
+    }
+    if (message.migrations?.length) {
+      obj.migrations = message.migrations.map((e) => Migration.toJSON(e));
+    }
+    if (message.formerDefaultConfirmed !== false) {
+      obj.formerDefaultConfirmed = message.formerDefaultConfirmed;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetDefaultShardResponse>): SetDefaultShardResponse {
+    return SetDefaultShardResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetDefaultShardResponse>): SetDefaultShardResponse {
+    const message = createBaseSetDefaultShardResponse();
+    message.mapVersion = object.mapVersion ?? 0;
+    message.previous = object.previous ?? "";
+    message.pinned = object.pinned?.map((e) => e) || [];
+    message.migrations = object.migrations?.map((e) => Migration.fromPartial(e)) || [];
+    message.formerDefaultConfirmed = object.formerDefaultConfirmed ?? false;
+    return message;
+  },
+};
+
+function createBaseSetShardStateRequest(): SetShardStateRequest {
+  return { id: "", state: 0 };
+}
+
+export const SetShardStateRequest: MessageFns<SetShardStateRequest> = {
+  encode(message: SetShardStateRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.state !== 0) {
+      writer.uint32(16).int32(message.state);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetShardStateRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetShardStateRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetShardStateRequest {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      state: isSet(object.state) ? shardStateFromJSON(object.state) : 0,
+    };
+  },
+
+  toJSON(message: SetShardStateRequest): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.state !== 0) {
+      obj.state = shardStateToJSON(message.state);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetShardStateRequest>): SetShardStateRequest {
+    return SetShardStateRequest.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetShardStateRequest>): SetShardStateRequest {
+    const message = createBaseSetShardStateRequest();
+    message.id = object.id ?? "";
+    message.state = object.state ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetShardStateResponse(): SetShardStateResponse {
+  return { mapVersion: 0 };
+}
+
+export const SetShardStateResponse: MessageFns<SetShardStateResponse> = {
+  encode(message: SetShardStateResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.mapVersion !== 0) {
+      writer.uint32(8).uint64(message.mapVersion);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetShardStateResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetShardStateResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.mapVersion = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetShardStateResponse {
+    return {
+      mapVersion: isSet(object.mapVersion)
+        ? globalThis.Number(object.mapVersion)
+        : isSet(object.map_version)
+          ? globalThis.Number(object.map_version)
+          : 0,
+    };
+  },
+
+  toJSON(message: SetShardStateResponse): unknown {
+    const obj: any = {};
+    if (message.mapVersion !== 0) {
+      obj.mapVersion = Math.round(message.mapVersion);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<SetShardStateResponse>): SetShardStateResponse {
+    return SetShardStateResponse.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<SetShardStateResponse>): SetShardStateResponse {
+    const message = createBaseSetShardStateResponse();
+    message.mapVersion = object.mapVersion ?? 0;
+    return message;
+  },
+};
+
 function createBaseAuditEvent(): AuditEvent {
   return { atMs: 0, actor: "", action: "", versionBefore: 0, versionAfter: 0, summary: "" };
 }
@@ -3918,6 +4352,42 @@ export const AdminServiceDefinition = {
       options: {},
     },
     /**
+     * Makes `shard` the default shard: where the queues of commands with no
+     * mapping of their own go. The queues the current default holds stay there:
+     * each command of which it keeps tasks (completed ones too), and whose
+     * queues follow the default, is mapped to it in the same change (`pinned`),
+     * so only commands it holds nothing of go to the new default; move the
+     * others with AssignCommand. The shard must be ACTIVE and its worker serve,
+     * and the current default's worker must answer (it is asked what it holds):
+     * FAILED_PRECONDITION otherwise, and while a migration is unfinished;
+     * NOT_FOUND for an unknown shard. Tasks of a new command that reach the
+     * former default before it has the new map are moved to the new one
+     * (`migrations`). The current default again changes nothing.
+     */
+    setDefaultShard: {
+      name: "SetDefaultShard",
+      requestType: SetDefaultShardRequest as typeof SetDefaultShardRequest,
+      requestStream: false,
+      responseType: SetDefaultShardResponse as typeof SetDefaultShardResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
+     * Sets a shard's state. A DRAINING shard serves what it holds and takes no
+     * new queues (AssignCommand refuses it as a target, nor can it be made the
+     * default); among the shards a queue moves off, leases read it first.
+     * FAILED_PRECONDITION to set the default shard DRAINING; NOT_FOUND for an
+     * unknown shard; the state it has already changes nothing.
+     */
+    setShardState: {
+      name: "SetShardState",
+      requestType: SetShardStateRequest as typeof SetShardStateRequest,
+      requestStream: false,
+      responseType: SetShardStateResponse as typeof SetShardStateResponse,
+      responseStream: false,
+      options: {},
+    },
+    /**
      * The audit log of shard-map changes, newest first (bounded: the newest
      * 10000 entries are kept).
      */
@@ -4014,6 +4484,34 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
     context: CallContext & CallContextExt,
   ): Promise<DeepPartial<RemoveShardResponse>>;
   /**
+   * Makes `shard` the default shard: where the queues of commands with no
+   * mapping of their own go. The queues the current default holds stay there:
+   * each command of which it keeps tasks (completed ones too), and whose
+   * queues follow the default, is mapped to it in the same change (`pinned`),
+   * so only commands it holds nothing of go to the new default; move the
+   * others with AssignCommand. The shard must be ACTIVE and its worker serve,
+   * and the current default's worker must answer (it is asked what it holds):
+   * FAILED_PRECONDITION otherwise, and while a migration is unfinished;
+   * NOT_FOUND for an unknown shard. Tasks of a new command that reach the
+   * former default before it has the new map are moved to the new one
+   * (`migrations`). The current default again changes nothing.
+   */
+  setDefaultShard(
+    request: SetDefaultShardRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<SetDefaultShardResponse>>;
+  /**
+   * Sets a shard's state. A DRAINING shard serves what it holds and takes no
+   * new queues (AssignCommand refuses it as a target, nor can it be made the
+   * default); among the shards a queue moves off, leases read it first.
+   * FAILED_PRECONDITION to set the default shard DRAINING; NOT_FOUND for an
+   * unknown shard; the state it has already changes nothing.
+   */
+  setShardState(
+    request: SetShardStateRequest,
+    context: CallContext & CallContextExt,
+  ): Promise<DeepPartial<SetShardStateResponse>>;
+  /**
    * The audit log of shard-map changes, newest first (bounded: the newest
    * 10000 entries are kept).
    */
@@ -4104,6 +4602,34 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
     request: DeepPartial<RemoveShardRequest>,
     options?: CallOptions & CallOptionsExt,
   ): Promise<RemoveShardResponse>;
+  /**
+   * Makes `shard` the default shard: where the queues of commands with no
+   * mapping of their own go. The queues the current default holds stay there:
+   * each command of which it keeps tasks (completed ones too), and whose
+   * queues follow the default, is mapped to it in the same change (`pinned`),
+   * so only commands it holds nothing of go to the new default; move the
+   * others with AssignCommand. The shard must be ACTIVE and its worker serve,
+   * and the current default's worker must answer (it is asked what it holds):
+   * FAILED_PRECONDITION otherwise, and while a migration is unfinished;
+   * NOT_FOUND for an unknown shard. Tasks of a new command that reach the
+   * former default before it has the new map are moved to the new one
+   * (`migrations`). The current default again changes nothing.
+   */
+  setDefaultShard(
+    request: DeepPartial<SetDefaultShardRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<SetDefaultShardResponse>;
+  /**
+   * Sets a shard's state. A DRAINING shard serves what it holds and takes no
+   * new queues (AssignCommand refuses it as a target, nor can it be made the
+   * default); among the shards a queue moves off, leases read it first.
+   * FAILED_PRECONDITION to set the default shard DRAINING; NOT_FOUND for an
+   * unknown shard; the state it has already changes nothing.
+   */
+  setShardState(
+    request: DeepPartial<SetShardStateRequest>,
+    options?: CallOptions & CallOptionsExt,
+  ): Promise<SetShardStateResponse>;
   /**
    * The audit log of shard-map changes, newest first (bounded: the newest
    * 10000 entries are kept).

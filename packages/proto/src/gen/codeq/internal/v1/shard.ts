@@ -198,6 +198,12 @@ export interface GetShardStatusResponse {
   openStreams: number;
   /** Serving, draining or stopping. */
   lifecycle: string;
+  /**
+   * The commands of which it stores tasks (any tenant's; completed ones kept
+   * for GetTask too), sorted; read with the depth (empty when asked without it,
+   * or when the depth could not be read).
+   */
+  commands: string[];
 }
 
 /**
@@ -1757,6 +1763,7 @@ function createBaseGetShardStatusResponse(): GetShardStatusResponse {
     queueDepth: 0,
     openStreams: 0,
     lifecycle: "",
+    commands: [],
   };
 }
 
@@ -1779,6 +1786,9 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     }
     if (message.lifecycle !== "") {
       writer.uint32(50).string(message.lifecycle);
+    }
+    for (const v of message.commands) {
+      writer.uint32(58).string(v!);
     }
     return writer;
   },
@@ -1844,6 +1854,14 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
             message.lifecycle = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.commands.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1880,6 +1898,9 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
           ? globalThis.Number(object.open_streams)
           : 0,
       lifecycle: isSet(object.lifecycle) ? globalThis.String(object.lifecycle) : "",
+      commands: globalThis.Array.isArray(object?.commands)
+        ? object.commands.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1903,6 +1924,9 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     if (message.lifecycle !== "") {
       obj.lifecycle = message.lifecycle;
     }
+    if (message.commands?.length) {
+      obj.commands = message.commands;
+    }
     return obj;
   },
 
@@ -1917,6 +1941,7 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     message.queueDepth = object.queueDepth ?? 0;
     message.openStreams = object.openStreams ?? 0;
     message.lifecycle = object.lifecycle ?? "";
+    message.commands = object.commands?.map((e) => e) || [];
     return message;
   },
 };
