@@ -3,12 +3,12 @@ import { bearerToken, looksLikeJwt } from "./bearer";
 import { AuthConfigError, AuthError } from "./errors";
 import type { Identity } from "./identity";
 import type { JwtVerifier } from "./jwt-verifier";
-import type { StaticTokens } from "./static-tokens";
+import type { StaticTokens, StaticTokensFile } from "./static-tokens";
 
 /** The credential sources a ChainAuthenticator tries; at least one is required. */
 export interface ChainSources {
-  /** Tried first, by exact match. */
-  readonly staticTokens?: StaticTokens;
+  /** Tried first, by exact match: a fixed set, or a file read again when it changes. */
+  readonly staticTokens?: StaticTokens | StaticTokensFile;
   /** Tried for tokens that have the shape of a JWT and are not static tokens. */
   readonly jwt?: JwtVerifier;
 }
@@ -19,7 +19,7 @@ export interface ChainSources {
  * that token's identity; otherwise a token shaped like a JWT is verified as one.
  */
 export class ChainAuthenticator implements Authenticator {
-  readonly staticTokens: StaticTokens | undefined;
+  readonly staticTokens: StaticTokens | StaticTokensFile | undefined;
   readonly jwt: JwtVerifier | undefined;
 
   constructor(sources: ChainSources) {
@@ -34,7 +34,7 @@ export class ChainAuthenticator implements Authenticator {
 
   async authenticate(authorization: string | undefined): Promise<Identity> {
     const token = bearerToken(authorization);
-    const identity = this.staticTokens?.lookup(token);
+    const identity = await this.staticTokens?.lookup(token);
     if (identity) return identity;
     if (this.jwt && looksLikeJwt(token)) return this.jwt.verify(token);
     throw new AuthError("UNAUTHENTICATED", this.notRecognised());

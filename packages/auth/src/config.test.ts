@@ -38,6 +38,39 @@ describe("authenticatorFromConfig", () => {
     await refusal(auth.authenticate(undefined), "UNAUTHENTICATED");
   });
 
+  it("reads the static tokens file again when it changes: a token taken out is refused, one added taken, without a restart", async () => {
+    const errors: Error[] = [];
+    const auth = authenticatorFromConfig(
+      { tokensFile, tokensFileCheckIntervalMs: 10_000 },
+      { now: clock.now, onTokensReloadError: (err) => errors.push(err) },
+    );
+    const ADDED = "static-token-for-tests-0002";
+    expect((await auth.authenticate(`Bearer ${STATIC_TOKEN}`)).tenant).toBe("acme");
+    // the first token withdrawn, another issued (written to a new file renamed over it)
+    const next = `${tokensFile}.new`;
+    fs.writeFileSync(
+      next,
+      `tokens:\n  - token: ${ADDED}\n    tenant: initech\n    roles: [worker]\n`,
+    );
+    fs.renameSync(next, tokensFile);
+    // not looked at before the interval is over
+    expect((await auth.authenticate(`Bearer ${STATIC_TOKEN}`)).tenant).toBe("acme");
+    clock.advance(10_000);
+    await refusal(auth.authenticate(`Bearer ${STATIC_TOKEN}`), "UNAUTHENTICATED", STATIC_TOKEN);
+    expect((await auth.authenticate(`Bearer ${ADDED}`)).tenant).toBe("initech");
+    // a file broken by a bad edit keeps the last good tokens, and is reported once
+    fs.writeFileSync(tokensFile, "tokens: [");
+    clock.advance(10_000);
+    expect((await auth.authenticate(`Bearer ${ADDED}`)).tenant).toBe("initech");
+    clock.advance(10_000);
+    expect((await auth.authenticate(`Bearer ${ADDED}`)).tenant).toBe("initech");
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.message).toContain(
+      `static tokens file ${tokensFile} changed but cannot be used (keeping the last good one)`,
+    );
+    expect(errors[0]!.message).not.toContain(ADDED);
+  });
+
   it("with static tokens only, refuses a JWT as an unknown token", async () => {
     const auth = authenticatorFromConfig({ tokensFile });
     const jwt = await sign(JWT_CLAIMS, SECRET, { nowMs: clock.now() });

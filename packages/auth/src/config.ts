@@ -14,15 +14,17 @@ import { ChainAuthenticator } from "./chain-authenticator";
 import { AuthConfigError, formatProblems } from "./errors";
 import type { JwtVerifierOptions } from "./jwt-options";
 import { JwtVerifier } from "./jwt-verifier";
-import { loadStaticTokens } from "./static-tokens";
+import { StaticTokensFile } from "./static-tokens";
 
 /** The serialisable JWT settings (JwtVerifierOptions without the runtime hooks). */
 export type JwtSettings = Omit<JwtVerifierOptions, "now" | "onJwksReloadError">;
 
 /** Where credentials are checked. At least one of tokensFile and jwt is required. */
 export interface AuthConfig {
-  /** Path of a static tokens file (YAML or JSON); see StaticTokens. */
+  /** Path of a static tokens file (YAML or JSON); see StaticTokens. Read again when it changes. */
   readonly tokensFile?: string;
+  /** Least time between two checks of the tokens file for changes, ms (default 10 s). */
+  readonly tokensFileCheckIntervalMs?: number;
   /** JWT verification settings; see JwtVerifierOptions. */
   readonly jwt?: JwtSettings;
 }
@@ -33,6 +35,8 @@ export interface AuthRuntime {
   readonly now?: () => number;
   /** Told when a changed JWKS file cannot be used (e.g. a logger's warn; default process.emitWarning). */
   readonly onJwksReloadError?: (err: Error) => void;
+  /** Told when a changed static tokens file cannot be used (default process.emitWarning). */
+  readonly onTokensReloadError?: (err: Error) => void;
 }
 
 const ms = z.number().finite().nonnegative();
@@ -61,6 +65,7 @@ const jwtSettingsSchema = z.strictObject({
 /** Schema of AuthConfig, for services that embed it in their own configuration schema. */
 export const authConfigSchema = z.strictObject({
   tokensFile: z.string().min(1).optional(),
+  tokensFileCheckIntervalMs: ms.optional(),
   jwt: jwtSettingsSchema.optional(),
 }) satisfies z.ZodType<AuthConfig>;
 
@@ -82,14 +87,20 @@ export function authenticatorFromConfig(
       problems,
     });
   }
-  const { tokensFile, jwt } = parsed.data;
+  const { tokensFile, tokensFileCheckIntervalMs, jwt } = parsed.data;
   if (tokensFile === undefined && jwt === undefined) {
     throw new AuthConfigError(
       "authentication is not configured: set tokensFile (static tokens) and/or jwt (hs256Secret, jwksFile or jwksUrl)",
     );
   }
   return new ChainAuthenticator({
-    ...(tokensFile !== undefined && { staticTokens: loadStaticTokens(tokensFile) }),
+    ...(tokensFile !== undefined && {
+      staticTokens: new StaticTokensFile(tokensFile, {
+        checkIntervalMs: tokensFileCheckIntervalMs,
+        ...(runtime.now && { now: runtime.now }),
+        ...(runtime.onTokensReloadError && { onReloadError: runtime.onTokensReloadError }),
+      }),
+    }),
     ...(jwt !== undefined && { jwt: new JwtVerifier({ ...jwt, ...runtime }) }),
   });
 }

@@ -45,6 +45,8 @@ export {
   MIN_STATIC_TOKEN_LENGTH,
   parseStaticTokens,
   StaticTokens,
+  StaticTokensFile,
   tokenSha256,
 } from "./static-tokens";
+export { WatchedFile, type WatchedFileOptions } from "./watched-file";
 export { VerificationCache, type VerificationCacheOptions } from "./verification-cache";

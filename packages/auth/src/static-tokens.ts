@@ -20,6 +20,7 @@ import type { Authenticator, TokenVerifier } from "./authenticator";
 import { bearerToken } from "./bearer";
 import { AuthConfigError, AuthError, formatProblems, messageOf } from "./errors";
 import { COMMAND_PATTERN, TENANT_PATTERN, type Identity, type Role } from "./identity";
+import { WatchedFile, type WatchedFileOptions } from "./watched-file";
 
 /** Shortest plaintext token accepted: shorter ones are guessable. */
 export const MIN_STATIC_TOKEN_LENGTH = 16;
@@ -103,6 +104,57 @@ export class StaticTokens implements Authenticator, TokenVerifier {
 
   async authenticate(authorization: string | undefined): Promise<Identity> {
     return this.verify(bearerToken(authorization));
+  }
+}
+
+/**
+ * A static tokens file, read again when it changes (`WatchedFile`): a token taken out
+ * of the file is refused, and one added accepted, from the next check of the file on
+ * (at most `checkIntervalMs`, default 10 s, later), without a restart. A file that
+ * becomes unreadable or invalid keeps the last good tokens (reported once).
+ */
+export class StaticTokensFile {
+  private readonly source: WatchedFile<StaticTokens>;
+
+  /** Reads `file` now; throws AuthConfigError naming it and every problem. */
+  constructor(
+    readonly file: string,
+    options: WatchedFileOptions = {},
+  ) {
+    this.source = new WatchedFile(
+      file,
+      "static tokens file",
+      (text) => parseStaticTokens(text, file),
+      options,
+      "StaticTokensReloadError",
+    );
+  }
+
+  /** How many tokens are accepted. */
+  get size(): number {
+    return this.source.current.size;
+  }
+
+  /** Times a changed file was loaded. */
+  get reloads(): number {
+    return this.source.reloads;
+  }
+
+  /** Times a changed file could not be used. */
+  get reloadErrors(): number {
+    return this.source.reloadErrors;
+  }
+
+  /** The identity of `token` (the file looked at first once the interval is over), or undefined. */
+  async lookup(token: string): Promise<Identity | undefined> {
+    const due = this.source.refreshIfDue();
+    if (due) await due;
+    return this.source.current.lookup(token);
+  }
+
+  /** Re-reads the file if its stat changed; true when new tokens were loaded. */
+  refresh(): Promise<boolean> {
+    return this.source.refresh();
   }
 }
 

@@ -52,6 +52,11 @@ function callerAuthentication(
     ? authenticatorFromConfig(auth, {
         onJwksReloadError: (err) =>
           logger.warn({ err: err.message }, "JWKS unusable; keeping the last good keys"),
+        onTokensReloadError: (err) =>
+          logger.warn(
+            { err: err.message },
+            "static tokens file unusable; keeping the last good tokens",
+          ),
       })
     : undefined;
   if (!authenticator && !config.devIdentity)
