@@ -30,6 +30,7 @@ const TOKENS = {
   bothB: "tok-both-b-0123456789ab",
   admin: "tok-admin-0123456789abcd",
   adminA: "tok-admin-a-0123456789ab",
+  withdrawn: "tok-withdrawn-0123456789",
 };
 
 const GRACE_MS = 3_000;
@@ -37,22 +38,25 @@ const GRACE_MS = 3_000;
 let server: RedisServer;
 let rc: RouterCluster;
 let dir: string;
+let tokensFile: string;
+const TOKEN_LINES = [
+  "tokens:",
+  `  - { token: ${TOKENS.producerA}, tenant: A, roles: [producer] }`,
+  `  - { token: ${TOKENS.workerA}, tenant: A, roles: [producer, worker] }`,
+  `  - { token: ${TOKENS.bothB}, tenant: B, roles: [producer, worker] }`,
+  `  - { token: ${TOKENS.admin}, tenant: ops, roles: [admin] }`,
+  `  - { token: ${TOKENS.adminA}, tenant: A, roles: [admin] }`,
+  `  - { token: ${TOKENS.withdrawn}, tenant: W, roles: [producer, worker] }`,
+];
+/** How often the router looks at the tokens file, and checks a stream's credential again. */
+const TOKENS_CHECK_MS = 100;
+const RECHECK_MS = 300;
 
 beforeAll(async () => {
   server = await RedisServer.start();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "codeq-auth-"));
-  const tokensFile = path.join(dir, "tokens.yaml");
-  fs.writeFileSync(
-    tokensFile,
-    [
-      "tokens:",
-      `  - { token: ${TOKENS.producerA}, tenant: A, roles: [producer] }`,
-      `  - { token: ${TOKENS.workerA}, tenant: A, roles: [producer, worker] }`,
-      `  - { token: ${TOKENS.bothB}, tenant: B, roles: [producer, worker] }`,
-      `  - { token: ${TOKENS.admin}, tenant: ops, roles: [admin] }`,
-      `  - { token: ${TOKENS.adminA}, tenant: A, roles: [admin] }`,
-    ].join("\n"),
-  );
+  tokensFile = path.join(dir, "tokens.yaml");
+  fs.writeFileSync(tokensFile, TOKEN_LINES.join("\n"));
   const secretFile = path.join(dir, "jwt.secret");
   fs.writeFileSync(secretFile, JWT_SECRET);
   rc = await routerCluster({
@@ -67,6 +71,8 @@ beforeAll(async () => {
       // a token is accepted until its exp exactly; streams settle for this long after
       jwtClockToleranceSec: 0,
       streamCredentialGraceMs: GRACE_MS,
+      authTokensCheckIntervalMs: TOKENS_CHECK_MS,
+      streamCredentialRecheckMs: RECHECK_MS,
     },
   });
 });
@@ -252,6 +258,43 @@ describe("a stream outlives no credential", () => {
     // for ever otherwise
     expect(await task("EXP2", taskId)).toMatchObject({ attempts: 1 });
   });
+
+  test("a static token taken out of the tokens file stops the streams opened with it, and is refused", async () => {
+    const client = as(TOKENS.withdrawn);
+    const requests = new Channel<EnqueueStreamRequest>();
+    const answers: EnqueueStreamResponse[] = [];
+    const enqueuing = (async () => {
+      const signal = AbortSignal.timeout(10_000);
+      for await (const a of client.enqueueStream(requests, { signal })) answers.push(a);
+    })().catch((e: unknown) => e);
+    requests.push(
+      EnqueueStreamRequest.fromPartial({
+        seq: 1,
+        tasks: [{ command: "WD", payload: Buffer.from("x") }],
+      }),
+    );
+    await within(2_000, () => answers.length === 1);
+    const s = new Stream(rc, client);
+    s.send({ subscribe: { commands: ["WD"] }, credits: 10 });
+    await within(2_000, () => s.tasks().length === 1);
+    // the token is withdrawn: a new file without it is renamed over the old one
+    const next = `${tokensFile}.next`;
+    fs.writeFileSync(next, TOKEN_LINES.filter((l) => !l.includes(TOKENS.withdrawn)).join("\n"));
+    fs.renameSync(next, tokensFile);
+    const withdrawnEnd = {
+      code: Status.UNAUTHENTICATED,
+      details: expect.stringContaining("the stream's credential is no longer accepted"),
+    };
+    expect(await enqueuing).toMatchObject(withdrawnEnd);
+    // the LeaseStream drains as at an expiry: it holds a task, so it ends after the grace
+    await sleep(RECHECK_MS + TOKENS_CHECK_MS + 200);
+    expect(s.ended).toBe(false);
+    await within(GRACE_MS + 2_000, () => s.ended);
+    expect(s.failure).toMatchObject(withdrawnEnd);
+    expect(await code(client.enqueue({ command: "WD" }))).toBe(Status.UNAUTHENTICATED);
+    // the other tokens of the file are still accepted
+    expect(await code(as(TOKENS.producerA).enqueue({ command: "WD" }))).toBe(Status.OK);
+  }, 20_000);
 
   test("a LeaseStream that reads nothing is let go at the end of the grace: what never reached it goes back uncounted", async () => {
     const n = 40;

@@ -154,6 +154,14 @@ const routerSettings = z.strictObject({
    */
   streamCredentialGraceMs: int(0, 600_000, 30_000),
   /**
+   * How often a stream's credential is checked again (0: never): a static token taken
+   * out of the tokens file, or a JWT whose key left the key set, then stops the stream
+   * as its expiry would.
+   */
+  streamCredentialRecheckMs: int(0, 3_600_000, 60_000),
+  /** How often the static tokens file is looked at for changes, at most (as calls come). */
+  authTokensCheckIntervalMs: int(0, 3_600_000, 10_000),
+  /**
    * Largest request message, bytes (bigger ones are refused before parsing). It must hold
    * a task at the payload cap, or an ack's result of 1 MiB, with the rest of its request
    * at its largest, or the router does not start; and be no larger than the shard
@@ -204,7 +212,12 @@ export function authConfigOf(config: RouterConfig): AuthConfig | undefined {
   const hasJwt = Object.keys(jwt).length > 0;
   if (!config.authTokensFile && !hasJwt) return undefined;
   return {
-    ...(config.authTokensFile ? { tokensFile: config.authTokensFile } : {}),
+    ...(config.authTokensFile
+      ? {
+          tokensFile: config.authTokensFile,
+          tokensFileCheckIntervalMs: config.authTokensCheckIntervalMs,
+        }
+      : {}),
     ...(hasJwt
       ? {
           jwt: {

@@ -1,4 +1,4 @@
-import { Status } from "nice-grpc";
+import { Metadata, Status } from "nice-grpc";
 import { credentialExpired, onCredentialExpiry, streamStop } from "./credential-expiry";
 
 const DAY = 24 * 3600_000;
@@ -7,6 +7,14 @@ const who = (acceptedUntilMs?: number) => ({
   principal: "p",
   roles: new Set(["worker"] as const),
   ...(acceptedUntilMs !== undefined && { acceptedUntilMs }),
+});
+
+/** A forwarded call of `identity`, its credential checked again by `stillAccepted`. */
+const fwd = (identity: ReturnType<typeof who>, stillAccepted?: () => Promise<boolean>) => ({
+  identity,
+  metadata: new Metadata(),
+  signal: new AbortController().signal,
+  ...(stillAccepted && { stillAccepted }),
 });
 
 beforeEach(() => jest.useFakeTimers({ now: Date.UTC(2030, 0, 1) }));
@@ -51,9 +59,9 @@ test("a wall clock stepped forward is noticed within a minute", () => {
 
 test("a stream stops with the cause that came first: expiry, or the router's shutdown", () => {
   const shutdown = new AbortController();
-  const first = streamStop(who(Date.now() + 1_000), shutdown.signal);
-  const later = streamStop(who(Date.now() + 5_000), shutdown.signal);
-  const closed = streamStop(who(Date.now() + 1_000), shutdown.signal);
+  const first = streamStop(fwd(who(Date.now() + 1_000)), 0, shutdown.signal);
+  const later = streamStop(fwd(who(Date.now() + 5_000)), 0, shutdown.signal);
+  const closed = streamStop(fwd(who(Date.now() + 1_000)), 0, shutdown.signal);
   closed.close();
   jest.advanceTimersByTime(1_000);
   expect(first.signal.aborted).toBe(true);
@@ -71,4 +79,29 @@ test("a stream stops with the cause that came first: expiry, or the router's shu
   expect(later.error().code).toBe(Status.UNAVAILABLE);
   expect(closed.signal.aborted).toBe(false);
   expect(credentialExpired(who()).details).toMatch(/^the stream's credential expired; open/);
+});
+
+test("a credential checked again and refused, or standing for another caller, stops the stream", async () => {
+  const shutdown = new AbortController();
+  let accepted = true;
+  const checks = jest.fn(async () => accepted);
+  const stop = streamStop(fwd(who(), checks), 1_000, shutdown.signal);
+  const never = streamStop(fwd(who(), checks), 0, shutdown.signal); // 0: not checked again
+  await jest.advanceTimersByTimeAsync(1_000);
+  expect(checks).toHaveBeenCalledTimes(1);
+  expect(stop.signal.aborted).toBe(false);
+  accepted = false;
+  await jest.advanceTimersByTimeAsync(1_000);
+  expect(checks).toHaveBeenCalledTimes(2);
+  expect(stop.signal.aborted).toBe(true);
+  expect(stop.error()).toMatchObject({
+    code: Status.UNAUTHENTICATED,
+    details: expect.stringContaining("the stream's credential is no longer accepted"),
+  });
+  // no more checks once it stopped; none for the stream that is not checked
+  await jest.advanceTimersByTimeAsync(5_000);
+  expect(checks).toHaveBeenCalledTimes(2);
+  expect(never.signal.aborted).toBe(false);
+  stop.close();
+  never.close();
 });

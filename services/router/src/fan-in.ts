@@ -19,7 +19,7 @@ import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
 import { readSettled, settledAnswer, StreamAcks, UNSETTLED_CODES } from "./stream-acks";
 import { UnsentPushes } from "./unsent-pushes";
 import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
-import { credentialExpired, onCredentialExpiry } from "./credential-expiry";
+import { watchCredential } from "./credential-expiry";
 import { asServerError, routerShuttingDown } from "./fan-out";
 import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
@@ -202,8 +202,8 @@ export class FanInSession {
     if (this.draining.aborted) onDrain();
     this.draining.addEventListener("abort", onDrain, { once: true });
     this.f.signal.addEventListener("abort", onCancel, { once: true });
-    const unwatchCredential = onCredentialExpiry(this.f.identity, () =>
-      this.drain(config.streamCredentialGraceMs, () => credentialExpired(this.f.identity), false),
+    const unwatchCredential = watchCredential(this.f, config.streamCredentialRecheckMs, (error) =>
+      this.drain(config.streamCredentialGraceMs, error, false),
     );
     void this.read(requests);
     this.routing.metrics.openStreams.inc();

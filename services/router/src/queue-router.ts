@@ -189,9 +189,9 @@ export function queueRouter(
 
     async *enqueueStream(requests, ctx) {
       const f = await routing.forward(ctx);
-      // at shutdown, or once the caller's credential expires: what was read is stored
-      // and answered; nothing more is read
-      const stop = streamStop(f.identity, lifecycle.signal);
+      // at shutdown, or once the caller's credential is no longer accepted: what was read
+      // is stored and answered; nothing more is read
+      const stop = streamStop(f, routing.config.streamCredentialRecheckMs, lifecycle.signal);
       try {
         yield* answerConcurrently(
           requests,

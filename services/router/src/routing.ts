@@ -61,6 +61,21 @@ function part<T>(answer: Raw<T> | undefined, conn: ShardConn): Raw<T> {
 export const LANE_MAX_BYTES = 256 * 1024;
 
 /** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
+/** A credential checked again and refused with these is no longer accepted. */
+const REFUSED_CREDENTIAL = new Set<Status>([Status.UNAUTHENTICATED, Status.PERMISSION_DENIED]);
+
+/** Whether two identities are the same caller with the same rights. */
+function sameCaller(a: Identity, b: Identity): boolean {
+  return (
+    a.tenant === b.tenant &&
+    a.principal === b.principal &&
+    a.roles.size === b.roles.size &&
+    [...a.roles].every((r) => b.roles.has(r)) &&
+    (a.commands ?? []).join() === (b.commands ?? []).join() &&
+    (a.commands === undefined) === (b.commands === undefined)
+  );
+}
+
 export class FencedError extends Error {
   constructor(
     readonly shard: string,
@@ -80,6 +95,11 @@ export interface Forward {
   readonly identity: Identity;
   readonly metadata: Metadata;
   readonly signal: AbortSignal;
+  /**
+   * Checks the caller's credential again: false when it is refused now, or stands for
+   * another caller (undefined for a call without one: development identity).
+   */
+  readonly stillAccepted?: () => Promise<boolean>;
 }
 
 /**
@@ -114,7 +134,15 @@ export class Routing {
     metadata.set(MAP_VERSION_TRAILER, String(this.cache.version));
     // every shard call of this one (a stream's settlements, a fan-out) listens on it
     setMaxListeners(0, ctx.signal);
-    return { identity, metadata, signal: ctx.signal };
+    if (ctx.metadata.get("authorization") === undefined)
+      return { identity, metadata, signal: ctx.signal };
+    const stillAccepted = () =>
+      this.authenticate(ctx.metadata).then(
+        (again) => sameCaller(again, identity),
+        // refused for the credential's sake; not when it could not be checked now
+        (err: unknown) => !REFUSED_CREDENTIAL.has((err as { code?: unknown }).code as Status),
+      );
+    return { identity, metadata, signal: ctx.signal, stillAccepted };
   }
 
   /**
