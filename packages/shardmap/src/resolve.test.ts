@@ -57,6 +57,13 @@ const rows: Row[] = [
   ["names are case-sensitive", table(), "send_email", "acme", "a", "default", ["a"]],
   ["a command mapping to the default shard itself", table({ commands: { RESIZE: "a" } }), "RESIZE", "x", "a", "command", ["a"]],
   ["a mapping to a draining shard still routes there", table({ commands: { RESIZE: "e" } }), "RESIZE", "x", "e", "command", ["e"]],
+  // A change of the default shard being finished: the former default is read first for
+  // the queues that follow the default, and only for them.
+  ["the former default, for a queue that follows the default", { ...table(), formerDefault: "d" }, "RESIZE", "x", "a", "default", ["d", "a"]],
+  ["not for a mapped command", { ...table(), formerDefault: "d" }, "SEND_EMAIL", "globex", "b", "command", ["b"]],
+  ["not for a tenant override", { ...table(), formerDefault: "d" }, "SEND_EMAIL", "acme", "c", "tenant", ["c"]],
+  ["the former default first, before a move's sides", { ...table({}, [move("RESIZE", "b", "a")]), formerDefault: "d" }, "RESIZE", "x", "a", "default", ["d", "b", "a"]],
+  ["a former default that is the default is no former one", { ...table(), formerDefault: "a" }, "RESIZE", "x", "a", "default", ["a"]],
 
   // A whole command moving (tenant unset) applies to tenants without an override.
   ["command move, copying: source first", table({ commands: { RESIZE: "d" } }, [move("RESIZE", "a", "d")]), "RESIZE", "globex", "d", "command", ["a", "d"]],

@@ -6,7 +6,9 @@
  * queue. Each unfinished migration that applies contributes the shard it moves
  * tasks off (the source; the target while aborting) ahead of the shard it moves
  * them onto, and both come before the current shard, so workers drain old shards
- * first; among the shards moved off, those in state `draining` come first.
+ * first; among the shards moved off, those in state `draining` come first. While a
+ * change of the default shard is being finished, a queue that follows the default is
+ * read on the former default too, first (it may hold tasks taken as the change spread).
  */
 import { tenantKey } from "./names";
 import {
@@ -89,16 +91,25 @@ export function fillingMigration(
 export function resolveQueue(map: RoutingTable, command: string, tenant: string): Resolution {
   const { shard, by } = resolveCurrent(map, command, tenant);
   const migrations = applicableMigrations(map, command, tenant);
-  if (migrations.length === 0) return { currentShard: shard, queueShards: [shard], by, migrations };
+  const former = by === "default" ? formerDefaultOf(map) : undefined;
+  if (migrations.length === 0)
+    return { currentShard: shard, queueShards: former ? [former, shard] : [shard], by, migrations };
   const drained = migrations.map(drainingSide);
   const isDraining = (id: string) => entry(map.shards, id)?.state === "draining";
   const ordered = [
+    ...(former ? [former] : []),
     ...drained.filter(isDraining),
     ...drained.filter((id) => !isDraining(id)),
     ...migrations.map(fillingSide),
     shard,
   ];
   return { currentShard: shard, queueShards: [...new Set(ordered)], by, migrations };
+}
+
+/** The former default shard, while a change of the default is being finished. */
+function formerDefaultOf(map: RoutingTable): string | undefined {
+  const former = map.formerDefault;
+  return former !== undefined && former !== map.defaultShard ? former : undefined;
 }
 
 /** Where new enqueues of (command, tenant) go; without a tenant, those of the command's tenants without an override. */
@@ -122,7 +133,9 @@ export function commandShardsOf(map: RoutingTable, command: string): string[] {
     .filter(([key]) => key.startsWith(prefix))
     .map(([, shard]) => shard);
   const migrations = (map.migrations ?? []).filter((m) => isUnfinished(m) && m.command === command);
+  const former = entry(map.commands, command) === undefined ? formerDefaultOf(map) : undefined;
   const ordered = [
+    ...(former ? [former] : []),
     ...migrations.map(drainingSide),
     ...migrations.map(fillingSide),
     currentShardOf(map, command),

@@ -61,6 +61,13 @@ export interface ShardMap {
   readonly shards: Readonly<Record<string, ShardInfo>>;
   /** Owner of every queue without a tenant override or command mapping. */
   readonly defaultShard: string;
+  /**
+   * The default shard before the last change of it, while that change is being
+   * finished (SetDefaultShard): until its worker has the new map it may take the first
+   * tasks of commands new to it, so it is read for every queue that follows the
+   * default; cleared once what it took is moving. Unset otherwise.
+   */
+  readonly formerDefault?: string;
   /** command → shard id. */
   readonly commands: Readonly<Record<string, string>>;
   /** `<command>/<tenant>` → shard id; wins over the command mapping. */
@@ -74,6 +81,7 @@ export type ShardMapDraft = Omit<ShardMap, "version" | "updatedAtMs">;
 /** The routing part of a map: what resolution reads (a static map has no migrations). */
 export type RoutingTable = Pick<ShardMap, "shards" | "defaultShard" | "commands" | "tenants"> & {
   readonly migrations?: readonly Migration[];
+  readonly formerDefault?: string;
 };
 
 /** The key prefix of a default deployment. */

@@ -46,6 +46,8 @@ describe("validateShardMap", () => {
     ["an unknown shard state", { shards: { ...draft().shards, d: { endpoint: "h:1", state: "gone" } } }, `shards.d.state: Invalid option: expected one of "active"|"draining"`],
     ["a missing default shard", { defaultShard: undefined }, "defaultShard: is required"],
     ["a default shard not in shards", { defaultShard: "x" }, `defaultShard: shard "x" is not in shards`],
+    ["a former default not in shards", { formerDefault: "x" }, `formerDefault: shard "x" is not in shards`],
+    ["a former default that is the default", { formerDefault: "a" }, "formerDefault: it is the default shard itself"],
     ["a bad command name", { commands: { "SEND:EMAIL": "a" } }, `commands["SEND:EMAIL"]: command "SEND:EMAIL" must match ^[A-Za-z0-9_.-]{1,128}$`],
     ["a command mapped to an unknown shard", { commands: { SEND_EMAIL: "x" } }, `commands.SEND_EMAIL: shard "x" is not in shards`],
     ["an override key without a tenant", { tenants: { SEND_EMAIL: "a" } }, `tenants.SEND_EMAIL: tenant override key "SEND_EMAIL" must be <command>/<tenant>`],

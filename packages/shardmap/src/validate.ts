@@ -80,6 +80,7 @@ function schemaFor(strict: boolean) {
     updatedAtMs: millis,
     shards: z.record(shardId, object({ endpoint, state: z.enum(["active", "draining"]) })),
     defaultShard: z.string(),
+    formerDefault: z.string().optional(),
     commands: z.record(name("command"), z.string()),
     tenants: z.record(tenantKeyName, z.string()),
     migrations: z.array(migration),
@@ -201,6 +202,12 @@ function referenceProblems(input: unknown, write: boolean, previous?: ShardMap):
   }
   if (typeof input.defaultShard === "string" && !known(input.defaultShard)) {
     problems.push(`defaultShard: shard ${quoted(input.defaultShard)} is not in shards`);
+  }
+  if (typeof input.formerDefault === "string") {
+    if (!known(input.formerDefault))
+      problems.push(`formerDefault: shard ${quoted(input.formerDefault)} is not in shards`);
+    else if (input.formerDefault === input.defaultShard)
+      problems.push("formerDefault: it is the default shard itself");
   }
   for (const field of ["commands", "tenants"] as const) {
     const table = input[field];

@@ -68,5 +68,6 @@ export function mapToWire(map: ShardMap): WireShardMap {
     assignments,
     migrations: map.migrations.map((m) => migrationToWire(m)),
     updatedAtMs: map.updatedAtMs,
+    formerDefault: map.formerDefault ?? "",
   };
 }

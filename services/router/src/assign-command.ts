@@ -175,6 +175,12 @@ function checkAssignable(map: ShardMap, req: AssignCommandRequest, from: string)
   const target = entry(map.shards, req.shard);
   if (!target) throw new ServerError(Status.NOT_FOUND, `no shard ${req.shard} in the shard map`);
   if (from === req.shard) return;
+  // the former default is read for the queues that follow the default until the change
+  // is finished: a move of one of them now would leave what it took there unread
+  if (map.formerDefault !== undefined)
+    throw precondition(
+      `the change of the default shard from ${map.formerDefault} to ${map.defaultShard} is not finished: call SetDefaultShard for ${map.defaultShard} again to finish it first`,
+    );
   if (target.state !== "active")
     throw precondition(
       `shard ${req.shard} is ${target.state}; only an active shard takes new queues`,

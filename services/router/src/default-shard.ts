@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ServerError, Status } from "nice-grpc";
 import type { SetDefaultShardResponse } from "@codeq/proto";
+import { messageOf } from "@codeq/common";
 import {
-  currentShardOf,
   draftOf,
   entry,
   isUnfinished,
@@ -18,8 +18,10 @@ import type { Routing } from "./routing";
 import { servingWorker, workerOf } from "./worker-status";
 
 /** How long SetDefaultShard waits for the former default's worker to hold the new map, ms. */
-const CONFIRM_WAIT_MS = 10_000;
+const CONFIRM_WAIT_MS = 5_000;
 const CONFIRM_POLL_MS = 50;
+/** Reads of what the former default holds, at most, before the change is left unfinished. */
+const HELD_READS = 3;
 
 /** SetDefaultShard's request, as the router reads it. */
 export interface DefaultShardAsk {
@@ -29,13 +31,17 @@ export interface DefaultShardAsk {
 
 /**
  * Makes `req.shard` the default shard. The queues the current default holds stay
- * there: every command of which it stores tasks and that follows the default is
- * mapped to it in the same change, so the change routes only commands it holds
- * nothing of to the new default. An enqueue of a command new to the former default
- * may still reach it before its worker has the new map (its fencing then refuses
- * such enqueues): once it has, what it holds is looked at again, and a command
- * found there that now follows the new default is moved onto it (a migration, as
- * AssignCommand would start), so no task is left where no router reads it.
+ * there: every command of which it keeps tasks and that follows the default is mapped
+ * to it in the same change, so the change routes only commands it holds nothing of to
+ * the new default. Until its worker has the new map, the former default may still take
+ * the first tasks of a command new to it (routers send them there until they have the
+ * map, and its fencing does not refuse them until it has): so the change also records
+ * it as `formerDefault`, read for every queue that follows the default, and nothing it
+ * takes is out of reach. The change is then finished (`finishDefaultChange`): once its
+ * worker confirms the map, each command it took meanwhile is moved to the new default,
+ * and `formerDefault` is cleared. What is not finished now (the worker does not confirm
+ * in time, its store does not answer) is finished by the same call sent again; another
+ * change of the default, or an assignment, waits for it.
  */
 export async function setDefaultShard(
   admin: AdminStore,
@@ -47,9 +53,29 @@ export async function setDefaultShard(
   checkId("shard", req.shard, SHARD_ID_PATTERN);
   const map = await admin.freshMap();
   const previous = map.defaultShard;
+  const pending = map.formerDefault;
+  if (pending !== undefined) {
+    if (req.shard !== previous)
+      throw precondition(
+        `the change of the default shard from ${pending} to ${previous} is not finished: call SetDefaultShard for ${previous} again to finish it first`,
+      );
+    if (req.dryRun)
+      return {
+        mapVersion: map.version,
+        previous: pending,
+        pinned: [],
+        migrations: [],
+        finished: false,
+      };
+    return {
+      previous: pending,
+      pinned: [],
+      ...(await finishDefaultChange(admin, routing, pending, actor)),
+    };
+  }
   checkDefaultable(map, req.shard);
   const unchanged = { mapVersion: map.version, previous, pinned: [], migrations: [] };
-  if (previous === req.shard) return { ...unchanged, formerDefaultConfirmed: true };
+  if (previous === req.shard) return { ...unchanged, finished: true };
   const cannot = `cannot make shard ${req.shard} the default`;
   await servingWorker(
     routing,
@@ -67,8 +93,8 @@ export async function setDefaultShard(
     signal,
   );
   const pins = pinsOf(map, held);
-  if (req.dryRun) return { ...unchanged, pinned: pins, formerDefaultConfirmed: false };
-  const written = await admin.write(
+  if (req.dryRun) return { ...unchanged, pinned: pins, finished: false };
+  await admin.write(
     actor,
     "SetDefaultShard",
     `default shard ${previous} → ${req.shard}${pins.length ? `; ${pins.join(", ")} stay on ${previous}` : ""}`,
@@ -79,7 +105,11 @@ export async function setDefaultShard(
           "the caller went away before the change was written; nothing changed",
         );
       checkDefaultable(current, req.shard);
-      if (current.defaultShard !== previous || pinsOf(current, held).join() !== pins.join())
+      if (
+        current.defaultShard !== previous ||
+        current.formerDefault !== undefined ||
+        pinsOf(current, held).join() !== pins.join()
+      )
         throw new ServerError(
           Status.ABORTED,
           "the default shard or the command mappings changed meanwhile; look at the map again",
@@ -87,18 +117,95 @@ export async function setDefaultShard(
       const draft = draftOf(current);
       const commands = { ...draft.commands };
       for (const c of pins) commands[c] = previous;
-      return { ...draft, defaultShard: req.shard, commands };
+      return { ...draft, defaultShard: req.shard, formerDefault: previous, commands };
     },
   );
-  const { confirmed, moves } = await moveStrays(admin, routing, written, previous, actor, signal);
+  // written: the rest goes on if the caller leaves (it would only be finished later)
   return {
-    mapVersion: moves?.version ?? written.version,
     previous,
     pinned: pins,
-    migrations: (moves?.migrations ?? [])
-      .filter((m) => m.mapVersion === moves?.version && m.from === previous)
-      .map((m) => migrationToWire(m)),
-    formerDefaultConfirmed: confirmed,
+    ...(await finishDefaultChange(admin, routing, previous, actor)),
+  };
+}
+
+/**
+ * Finishes a change of the default shard from `former`: waits (at most CONFIRM_WAIT_MS)
+ * for its worker to hold the map that changed it, reads afresh which commands it holds
+ * (its fencing refuses the default's enqueues from then on, so nothing is added after),
+ * and in one change moves each that now follows the new default onto it (a migration,
+ * as AssignCommand starts) and clears `formerDefault`. Unfinished (`finished` false)
+ * when the worker does not confirm in time or cannot say what it holds: `former` stays
+ * read for the default's queues meanwhile.
+ */
+async function finishDefaultChange(
+  admin: AdminStore,
+  routing: Routing,
+  former: string,
+  actor: string,
+): Promise<Pick<SetDefaultShardResponse, "mapVersion" | "migrations" | "finished">> {
+  const map = await admin.freshMap();
+  const unfinished = { mapVersion: map.version, migrations: [], finished: false };
+  const cannot = `cannot finish the change of the default shard from ${former}`;
+  const remedy = "call SetDefaultShard again once its worker answers";
+  const until = Date.now() + CONFIRM_WAIT_MS;
+  let confirmed = false;
+  while (!confirmed && Date.now() < until) {
+    const status = await workerOf(routing, map, former, cannot, remedy, { depth: false }).catch(
+      () => undefined,
+    );
+    confirmed = (status?.mapVersion ?? 0) >= map.version;
+    if (!confirmed) await sleep(CONFIRM_POLL_MS);
+  }
+  if (!confirmed) {
+    routing.logger.error(
+      { shard: former, mapVersion: map.version },
+      "SetDefaultShard: the former default's worker did not confirm the new map; it stays read for the queues that follow the default until the change is finished (call SetDefaultShard again)",
+    );
+    return unfinished;
+  }
+  let held: string[] | undefined;
+  for (let i = 0; i < HELD_READS && held === undefined; i++)
+    held = await commandsHeld(routing, map, former, cannot).catch((err: unknown) => {
+      routing.logger.warn({ shard: former, err: messageOf(err) }, "SetDefaultShard: read again");
+      return undefined;
+    });
+  if (held === undefined) return unfinished;
+  const heldNow = held;
+  let started: Migration[] = [];
+  const written = await admin
+    .write(
+      actor,
+      "SetDefaultShard",
+      `finished: ${former} is no longer read for the default's queues`,
+      (current) => {
+        if (current.formerDefault !== former)
+          throw new ServerError(Status.ABORTED, "the change was finished meanwhile");
+        started = heldNow
+          .filter((c) => strayOf(current, c, former))
+          .map((command): Migration => ({
+            id: newMigrationId(),
+            command,
+            from: former,
+            to: current.defaultShard,
+            state: "copying",
+            startedAtMs: Date.now(),
+            requestedBy: actor,
+            hadOwnRoute: false,
+            mapVersion: current.version + 1,
+          }));
+        const { formerDefault: _done, ...draft } = draftOf(current);
+        return { ...draft, migrations: [...draft.migrations, ...started] };
+      },
+    )
+    .catch((err: unknown) => {
+      routing.logger.warn({ shard: former, err: messageOf(err) }, "SetDefaultShard: not finished");
+      return undefined;
+    });
+  if (!written) return unfinished;
+  return {
+    mapVersion: written.version,
+    migrations: started.map((m) => migrationToWire(m)),
+    finished: true,
   };
 }
 
@@ -132,7 +239,10 @@ function pinsOf(map: ShardMap, held: readonly string[]): string[] {
   return held.filter((c) => entry(map.commands, c) === undefined);
 }
 
-/** The commands of which shard `id` stores tasks, as its worker says. */
+/**
+ * The commands of which shard `id` keeps tasks, as its worker says, read afresh (a
+ * read already under way may have listed its queues before the last task came).
+ */
 async function commandsHeld(
   routing: Routing,
   map: ShardMap,
@@ -146,7 +256,7 @@ async function commandsHeld(
     id,
     cannot,
     "bring its worker back first (a shard lost for good: RemoveShard with lost)",
-    { depth: true, signal },
+    { depth: true, fresh: true, signal },
   );
   if (status.queueDepth > 0 && status.commands.length === 0)
     throw precondition(`${cannot}, and its worker is too old to say: upgrade it first`);
@@ -154,72 +264,13 @@ async function commandsHeld(
 }
 
 /**
- * After the change: waits (at most CONFIRM_WAIT_MS) for the former default's worker to
- * hold the new map, then moves onto the new default any command it holds that now
- * follows the new default (tasks enqueued there before its worker had the map).
- */
-async function moveStrays(
-  admin: AdminStore,
-  routing: Routing,
-  written: ShardMap,
-  former: string,
-  actor: string,
-  signal?: AbortSignal,
-): Promise<{ confirmed: boolean; moves?: ShardMap }> {
-  const cannot = `cannot look for the tasks shard ${former} took while the change spread`;
-  const remedy = "its queues follow the map as it is";
-  const until = Date.now() + CONFIRM_WAIT_MS;
-  let confirmed = false;
-  while (!confirmed && Date.now() < until && !signal?.aborted) {
-    const status = await workerOf(routing, written, former, cannot, remedy, {
-      depth: false,
-      signal,
-    }).catch(() => undefined);
-    confirmed = (status?.mapVersion ?? 0) >= written.version;
-    if (!confirmed) await sleep(CONFIRM_POLL_MS);
-  }
-  if (!confirmed)
-    routing.logger.error(
-      { shard: former, mapVersion: written.version },
-      "SetDefaultShard: the former default's worker did not confirm the new map; enqueues of commands new to it may have reached it meanwhile (docs/migration.md, Changing the default shard)",
-    );
-  const map = await admin.freshMap();
-  const held = await commandsHeld(routing, map, former, cannot, signal).catch(() => []);
-  const strays = held.filter((c) => strayOf(map, c, former));
-  if (strays.length === 0) return { confirmed };
-  const moves = await admin.write(
-    actor,
-    "SetDefaultShard",
-    `${strays.join(", ")}: ${former} → ${map.defaultShard} (enqueued on ${former} while the default shard changed)`,
-    (current) => {
-      const now = strays.filter((c) => strayOf(current, c, former));
-      if (now.length === 0) return undefined;
-      const started = now.map((command): Migration => ({
-        id: newMigrationId(),
-        command,
-        from: former,
-        to: current.defaultShard,
-        state: "copying",
-        startedAtMs: Date.now(),
-        requestedBy: actor,
-        hadOwnRoute: false,
-        mapVersion: current.version + 1,
-      }));
-      const draft = draftOf(current);
-      return { ...draft, migrations: [...draft.migrations, ...started] };
-    },
-  );
-  return { confirmed, moves };
-}
-
-/**
- * Whether `command`, of which shard `former` holds tasks, now follows another shard by
- * default (no mapping of its own) with no move of it unfinished.
+ * Whether `command`, of which shard `former` holds tasks, follows another shard by
+ * default now (no mapping of its own) with no move of it off `former` unfinished.
  */
 function strayOf(map: ShardMap, command: string, former: string): boolean {
   return (
     entry(map.commands, command) === undefined &&
-    currentShardOf(map, command) !== former &&
-    !map.migrations.some((m) => isUnfinished(m) && m.command === command)
+    map.defaultShard !== former &&
+    !map.migrations.some((m) => isUnfinished(m) && m.command === command && m.from === former)
   );
 }

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { ClientError, Status } from "nice-grpc";
+import { ClientError, ServerError, Status } from "nice-grpc";
 import { MigrationState, ShardState, TaskState, type LeasedTask } from "@codeq/proto";
 import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer, startRelay } from "@codeq/testing";
@@ -1545,19 +1545,22 @@ describe("the default shard and shard states change through AdminService", () =>
     });
     expect((await mapNow()).version).toBe(before);
     const res = await admin.setDefaultShard({ shard: "b" });
+    // two changes: the default (a still read for its queues), then a no longer read once
+    // its worker confirmed the map and said it took nothing new meanwhile
     expect(res).toMatchObject({
-      mapVersion: before + 1,
+      mapVersion: before + 2,
       previous: "a",
       pinned: ["OLD1", "OLD2"],
       migrations: [],
-      formerDefaultConfirmed: true,
+      finished: true,
     });
     const after = await mapNow();
     expect(after).toMatchObject({
-      version: before + 1,
+      version: before + 2,
       defaultShard: "b",
       commands: { OLD1: "a", OLD2: "a", MAPPED: "c" },
     });
+    expect(after.formerDefault).toBeUndefined();
     await within(2_000, () => rc.router.routing.map.version === after.version);
     // the queues a held stay there; a command never seen goes to b
     await c1.enqueue({ command: "OLD1", payload: payload("2") });
@@ -1577,48 +1580,72 @@ describe("the default shard and shard states change through AdminService", () =>
       pinned: [],
     });
     expect((await mapNow()).version).toBe(after.version);
-    const audit = await admin.listAuditEvents({ pageSize: 1 });
-    expect(audit.events[0]).toMatchObject({
-      action: "SetDefaultShard",
-      summary: "default shard a → b; OLD1, OLD2 stay on a",
-    });
+    const audit = await admin.listAuditEvents({ pageSize: 2 });
+    expect(audit.events.map((e) => [e.action, e.summary])).toEqual([
+      ["SetDefaultShard", "finished: a is no longer read for the default's queues"],
+      ["SetDefaultShard", "default shard a → b; OLD1, OLD2 stay on a"],
+    ]);
   });
 
-  test("a command first enqueued on the former default while the change spread is moved to the new default", async () => {
+  test("a command first enqueued on the former default while the change spread stays in reach, and is moved once the change is finished", async () => {
     const a = rc.workers.get("a")!.engine;
+    const admin = rc.admin();
     // the change is written; before the former default has it, a router that still
-    // held the old map sends it the first task of a command it never had
+    // held the old map sends it the first task of a command it never had; then the
+    // control store does not take the change's last step
     const original = AdminStore.prototype.write;
-    let strayed = false;
+    let writes = 0;
     const spy = jest.spyOn(AdminStore.prototype, "write").mockImplementation(async function (
       this: AdminStore,
       ...args
     ) {
+      writes++;
+      if (writes === 2) throw new ServerError(Status.UNAVAILABLE, "the control store blinked");
       const written = await original.apply(this, args);
-      if (!strayed) {
-        strayed = true;
+      if (writes === 1)
         await a.enqueue({ command: "STRAY", tenant: "t1" }, [{ payload: payload("s") }]);
-      }
       return written;
     });
+    let res;
     try {
-      const res = await rc.admin().setDefaultShard({ shard: "c" });
-      expect(res.pinned).toEqual([]);
-      expect(res.migrations).toHaveLength(1);
-      expect(res.migrations[0]).toMatchObject({ command: "STRAY", fromShard: "a", toShard: "c" });
-      expect(res.mapVersion).toBe((await mapNow()).version);
+      res = await admin.setDefaultShard({ shard: "c" });
     } finally {
       spy.mockRestore();
     }
-    // the task is reachable at once (a is read for the queue while it moves), and the
-    // move ends with it on c
-    await within(2_000, () => rc.router.routing.map.defaultShard === "c");
-    const got = await rc.client("t1").lease({ commands: ["STRAY"], maxTasks: 1 });
+    expect(res).toMatchObject({ previous: "a", pinned: [], migrations: [], finished: false });
+    expect(await mapNow()).toMatchObject({ defaultShard: "c", formerDefault: "a" });
+    // a is still read for the queues that follow the default: the task is in reach
+    await within(2_000, () => rc.router.routing.map.formerDefault === "a");
+    const c1 = rc.client("t1");
+    const got = await c1.lease({ commands: ["STRAY"], maxTasks: 1 });
     expect(payloadsOf(got)).toEqual(["s"]);
-    await rc.client("t1").nack({ items: [{ leaseToken: got.tasks[0]!.leaseToken, delayMs: 0 }] });
+    await c1.nack({ items: [{ leaseToken: got.tasks[0]!.leaseToken, delayMs: 0 }] });
+    // nothing that could leave it out of reach is done meanwhile
+    expect(await code(admin.assignCommand({ command: "STRAY", shard: "b" }))).toBe(
+      Status.FAILED_PRECONDITION,
+    );
+    expect(await code(admin.setDefaultShard({ shard: "b" }))).toBe(Status.FAILED_PRECONDITION);
+    expect(await code(admin.removeShard({ id: "a" }))).toBe(Status.FAILED_PRECONDITION);
+    // the same call again finishes it: the stray command moves to the new default
+    const finished = await admin.setDefaultShard({ shard: "c" });
+    expect(finished).toMatchObject({ previous: "a", pinned: [], finished: true });
+    expect(finished.migrations).toHaveLength(1);
+    expect(finished.migrations[0]).toMatchObject({
+      command: "STRAY",
+      fromShard: "a",
+      toShard: "c",
+    });
+    expect(finished.mapVersion).toBe((await mapNow()).version);
+    expect((await mapNow()).formerDefault).toBeUndefined();
     await within(10_000, async () => (await mapNow()).migrations.length === 0);
     expect(await stats("c", "STRAY")).toMatchObject({ ready: 1 });
     expect(await stats("a", "STRAY")).toMatchObject({ ready: 0, leased: 0 });
+    // and it is the default for good: the same call changes nothing more
+    expect(await admin.setDefaultShard({ shard: "c" })).toMatchObject({
+      previous: "c",
+      finished: true,
+      mapVersion: (await mapNow()).version,
+    });
   });
 
   test("SetDefaultShard and SetShardState refuse what they cannot do, and change nothing", async () => {

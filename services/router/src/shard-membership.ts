@@ -142,7 +142,11 @@ function checkRemovable(map: ShardMap, id: string): void {
     throw new ServerError(Status.NOT_FOUND, `no shard ${id} in the shard map`);
   if (map.defaultShard === id)
     throw precondition(
-      `shard ${id} is the default shard: no admin call changes the default (set defaultShard in the stored map by hand, through its compare-and-set, then remove the shard)`,
+      `shard ${id} is the default shard: make another shard the default first (SetDefaultShard), and move the commands pinned to it`,
+    );
+  if (map.formerDefault === id)
+    throw precondition(
+      `shard ${id} was the default shard, and the change is not finished: call SetDefaultShard for ${map.defaultShard} again first`,
     );
   const command = Object.entries(map.commands).find(([, s]) => s === id);
   if (command)
@@ -280,10 +284,17 @@ export function withoutLostShard(
   const swap = (shard: string) => (shard === id ? reassignTo : shard);
   const swapAll = (table: Readonly<Record<string, string>>) =>
     Object.fromEntries(Object.entries(table).map(([k, s]) => [k, swap(s)]));
-  const base = draftOf(map);
+  const { formerDefault, ...base } = draftOf(map);
+  const defaultShard = swap(base.defaultShard);
+  // a change of the default being finished: over once either side is lost (what the
+  // former default took is lost with it; the new default is replaced whole)
+  const former = formerDefault === undefined ? undefined : swap(formerDefault);
   let draft: ShardMapDraft = {
     ...base,
-    defaultShard: swap(base.defaultShard),
+    defaultShard,
+    ...(former !== undefined && former !== defaultShard && formerDefault !== id
+      ? { formerDefault: former }
+      : {}),
     commands: swapAll(base.commands),
     tenants: swapAll(base.tenants),
   };

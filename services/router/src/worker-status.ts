@@ -33,7 +33,7 @@ export async function workerOf(
   id: string,
   cannot: string,
   remedy: string,
-  wants: { readonly depth: boolean; readonly signal?: AbortSignal },
+  wants: { readonly depth: boolean; readonly fresh?: boolean; readonly signal?: AbortSignal },
 ): Promise<internal.GetShardStatusResponse> {
   const { signal } = wants;
   if (!routing.pool.has(id) || routing.pool.get(id).endpoint !== entry(map.shards, id)?.endpoint)
@@ -44,7 +44,7 @@ export async function workerOf(
   const status = await routing.pool
     .get(id)
     .internal.getShardStatus(
-      { withoutDepth: !wants.depth },
+      { withoutDepth: !wants.depth, fresh: wants.fresh ?? false },
       { deadline: new Date(Date.now() + routing.config.fanoutTimeoutMs), signal },
     )
     .catch((err: unknown) => {

@@ -214,9 +214,11 @@ export class Metrics {
    * Tasks per state summed per command over every queue on the shard (one stats read
    * each, STATS_CHUNK at a time): the depth gauge and GetShardStatus. RemoveShard
    * relies on it, so no queue may be left out. Callers while a read runs share it (two
-   * Prometheus replicas scraping at once cost one read, not two).
+   * Prometheus replicas scraping at once cost one read, not two), unless `fresh`: a
+   * read of its own then, begun now, sees every task stored before it.
    */
-  depthByCommand(): Promise<Map<string, Depth>> {
+  depthByCommand(fresh = false): Promise<Map<string, Depth>> {
+    if (fresh) return this.readDepth();
     if (this.depthRead) return this.depthRead;
     const read: Promise<Map<string, Depth>> = this.readDepth()
       .catch((err: unknown) => {

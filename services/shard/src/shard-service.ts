@@ -161,7 +161,7 @@ export function shardService(
       const reachable = view.storeReachable();
       const depth =
         reachable && !req.withoutDepth
-          ? await metrics.depthByCommand().catch(() => undefined)
+          ? await metrics.depthByCommand(req.fresh).catch(() => undefined)
           : undefined;
       // what the shard holds of its queues' tasks: a batch a move reserved too (one an
       // abort left behind is still this shard's to hand on, and no router reads it)

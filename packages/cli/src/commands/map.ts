@@ -35,6 +35,10 @@ export const mapCommand: Command = {
         `, updated ${time(map.updatedAtMs)}, loaded ${time(res.loadedAtMs)}`,
     );
     io.out(`default shard ${map.defaultShard}`);
+    if (map.formerDefault)
+      io.out(
+        `  (the change from ${map.formerDefault} is not finished: it is read for the default's queues too; codeq shard default ${map.defaultShard} finishes it)`,
+      );
     io.out("");
     const shards = map.shards.map((s) => [
       s.id,

@@ -112,9 +112,9 @@ export const shardDefaultCommand: Command = {
       io.out(
         `moving ${m.command} ${m.fromShard} → ${m.toShard} (${m.id}): enqueued on ${m.fromShard} as the change spread`,
       );
-    if (!res.formerDefaultConfirmed)
+    if (!res.finished)
       io.err(
-        `warning: shard ${res.previous}'s worker did not confirm the new map: it may still take enqueues of commands new to it (docs/migration.md, "Changing the default shard")`,
+        `warning: the change is not finished (shard ${res.previous}'s worker did not confirm the new map, or could not say what it holds): it stays read for the queues that follow the default; run codeq shard default ${shard} again to finish it`,
       );
     return ExitCode.OK;
   },

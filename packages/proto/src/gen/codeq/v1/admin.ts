@@ -252,6 +252,12 @@ export interface ShardMap {
   /** Migrations not yet COMPLETED or ABORTED. */
   migrations: Migration[];
   updatedAtMs: number;
+  /**
+   * The default shard before the last change of it, while that change is being
+   * finished (SetDefaultShard): it is read for every queue that follows the
+   * default, as it may hold tasks taken while the change spread. Empty otherwise.
+   */
+  formerDefault: string;
 }
 
 export interface GetShardMapRequest {}
@@ -469,12 +475,13 @@ export interface SetDefaultShardResponse {
    */
   migrations: Migration[];
   /**
-   * The former default's worker said it holds the new map (within 10 s) before
-   * its commands were looked at again. False: it was not following the control
-   * store, and may still take enqueues of commands new to it; see
-   * docs/migration.md, "Changing the default shard". False for a dry run.
+   * The change is finished: the former default's worker confirmed the new map,
+   * and what it took meanwhile is moving. False (and for a dry run): the former
+   * default is still read for the queues that follow the default, so nothing is
+   * out of reach; call SetDefaultShard with the same shard again to finish it
+   * (docs/migration.md, "Changing the default shard").
    */
-  formerDefaultConfirmed: boolean;
+  finished: boolean;
 }
 
 export interface SetShardStateRequest {
@@ -1229,6 +1236,7 @@ function createBaseShardMap(): ShardMap {
     assignments: [],
     migrations: [],
     updatedAtMs: 0,
+    formerDefault: "",
   };
 }
 
@@ -1251,6 +1259,9 @@ export const ShardMap: MessageFns<ShardMap> = {
     }
     if (message.updatedAtMs !== 0) {
       writer.uint32(48).int64(message.updatedAtMs);
+    }
+    if (message.formerDefault !== "") {
+      writer.uint32(58).string(message.formerDefault);
     }
     return writer;
   },
@@ -1316,6 +1327,14 @@ export const ShardMap: MessageFns<ShardMap> = {
             message.updatedAtMs = longToNumber(reader.int64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.formerDefault = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1350,6 +1369,11 @@ export const ShardMap: MessageFns<ShardMap> = {
         : isSet(object.updated_at_ms)
           ? globalThis.Number(object.updated_at_ms)
           : 0,
+      formerDefault: isSet(object.formerDefault)
+        ? globalThis.String(object.formerDefault)
+        : isSet(object.former_default)
+          ? globalThis.String(object.former_default)
+          : "",
     };
   },
 
@@ -1373,6 +1397,9 @@ export const ShardMap: MessageFns<ShardMap> = {
     if (message.updatedAtMs !== 0) {
       obj.updatedAtMs = Math.round(message.updatedAtMs);
     }
+    if (message.formerDefault !== "") {
+      obj.formerDefault = message.formerDefault;
+    }
     return obj;
   },
 
@@ -1387,6 +1414,7 @@ export const ShardMap: MessageFns<ShardMap> = {
     message.assignments = object.assignments?.map((e) => Assignment.fromPartial(e)) || [];
     message.migrations = object.migrations?.map((e) => Migration.fromPartial(e)) || [];
     message.updatedAtMs = object.updatedAtMs ?? 0;
+    message.formerDefault = object.formerDefault ?? "";
     return message;
   },
 };
@@ -3577,7 +3605,7 @@ export const SetDefaultShardRequest: MessageFns<SetDefaultShardRequest> = {
 };
 
 function createBaseSetDefaultShardResponse(): SetDefaultShardResponse {
-  return { mapVersion: 0, previous: "", pinned: [], migrations: [], formerDefaultConfirmed: false };
+  return { mapVersion: 0, previous: "", pinned: [], migrations: [], finished: false };
 }
 
 export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
@@ -3597,8 +3625,8 @@ export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
     for (const v of message.migrations) {
       Migration.encode(v!, writer.uint32(34).fork()).join();
     }
-    if (message.formerDefaultConfirmed !== false) {
-      writer.uint32(40).bool(message.formerDefaultConfirmed);
+    if (message.finished !== false) {
+      writer.uint32(40).bool(message.finished);
     }
     return writer;
   },
@@ -3653,7 +3681,7 @@ export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
               break;
             }
 
-            message.formerDefaultConfirmed = reader.bool();
+            message.finished = reader.bool();
             continue;
           }
         }
@@ -3682,11 +3710,7 @@ export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
       migrations: globalThis.Array.isArray(object?.migrations)
         ? object.migrations.map((e: any) => Migration.fromJSON(e))
         : [],
-      formerDefaultConfirmed: isSet(object.formerDefaultConfirmed)
-        ? globalThis.Boolean(object.formerDefaultConfirmed)
-        : isSet(object.former_default_confirmed)
-          ? globalThis.Boolean(object.former_default_confirmed)
-          : false,
+      finished: isSet(object.finished) ? globalThis.Boolean(object.finished) : false,
     };
   },
 
@@ -3704,8 +3728,8 @@ export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
     if (message.migrations?.length) {
       obj.migrations = message.migrations.map((e) => Migration.toJSON(e));
     }
-    if (message.formerDefaultConfirmed !== false) {
-      obj.formerDefaultConfirmed = message.formerDefaultConfirmed;
+    if (message.finished !== false) {
+      obj.finished = message.finished;
     }
     return obj;
   },
@@ -3719,7 +3743,7 @@ export const SetDefaultShardResponse: MessageFns<SetDefaultShardResponse> = {
     message.previous = object.previous ?? "";
     message.pinned = object.pinned?.map((e) => e) || [];
     message.migrations = object.migrations?.map((e) => Migration.fromPartial(e)) || [];
-    message.formerDefaultConfirmed = object.formerDefaultConfirmed ?? false;
+    message.finished = object.finished ?? false;
     return message;
   },
 };
@@ -4362,7 +4386,9 @@ export const AdminServiceDefinition = {
      * FAILED_PRECONDITION otherwise, and while a migration is unfinished;
      * NOT_FOUND for an unknown shard. Tasks of a new command that reach the
      * former default before it has the new map are moved to the new one
-     * (`migrations`). The current default again changes nothing.
+     * (`migrations`). The current default named again changes nothing, or
+     * finishes a change that is not finished (`finished`); another change of the
+     * default is refused (FAILED_PRECONDITION) until it is.
      */
     setDefaultShard: {
       name: "SetDefaultShard",
@@ -4494,7 +4520,9 @@ export interface AdminServiceImplementation<CallContextExt = {}> {
    * FAILED_PRECONDITION otherwise, and while a migration is unfinished;
    * NOT_FOUND for an unknown shard. Tasks of a new command that reach the
    * former default before it has the new map are moved to the new one
-   * (`migrations`). The current default again changes nothing.
+   * (`migrations`). The current default named again changes nothing, or
+   * finishes a change that is not finished (`finished`); another change of the
+   * default is refused (FAILED_PRECONDITION) until it is.
    */
   setDefaultShard(
     request: SetDefaultShardRequest,
@@ -4613,7 +4641,9 @@ export interface AdminServiceClient<CallOptionsExt = {}> {
    * FAILED_PRECONDITION otherwise, and while a migration is unfinished;
    * NOT_FOUND for an unknown shard. Tasks of a new command that reach the
    * former default before it has the new map are moved to the new one
-   * (`migrations`). The current default again changes nothing.
+   * (`migrations`). The current default named again changes nothing, or
+   * finishes a change that is not finished (`finished`); another change of the
+   * default is refused (FAILED_PRECONDITION) until it is.
    */
   setDefaultShard(
     request: DeepPartial<SetDefaultShardRequest>,

@@ -178,6 +178,12 @@ export interface GetShardStatusRequest {
    * moves a queue onto the shard.
    */
   withoutDepth: boolean;
+  /**
+   * The depth read afresh, started after this request came (not one already
+   * under way, which may have listed the queues before a task came): what a
+   * router reads when it must see every task stored so far.
+   */
+  fresh: boolean;
 }
 
 export interface GetShardStatusResponse {
@@ -1683,13 +1689,16 @@ export const InterruptLeaseStreamResponse: MessageFns<InterruptLeaseStreamRespon
 };
 
 function createBaseGetShardStatusRequest(): GetShardStatusRequest {
-  return { withoutDepth: false };
+  return { withoutDepth: false, fresh: false };
 }
 
 export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
   encode(message: GetShardStatusRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.withoutDepth !== false) {
       writer.uint32(8).bool(message.withoutDepth);
+    }
+    if (message.fresh !== false) {
+      writer.uint32(16).bool(message.fresh);
     }
     return writer;
   },
@@ -1715,6 +1724,14 @@ export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
             message.withoutDepth = reader.bool();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fresh = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1734,6 +1751,7 @@ export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
         : isSet(object.without_depth)
           ? globalThis.Boolean(object.without_depth)
           : false,
+      fresh: isSet(object.fresh) ? globalThis.Boolean(object.fresh) : false,
     };
   },
 
@@ -1741,6 +1759,9 @@ export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
     const obj: any = {};
     if (message.withoutDepth !== false) {
       obj.withoutDepth = message.withoutDepth;
+    }
+    if (message.fresh !== false) {
+      obj.fresh = message.fresh;
     }
     return obj;
   },
@@ -1751,6 +1772,7 @@ export const GetShardStatusRequest: MessageFns<GetShardStatusRequest> = {
   fromPartial(object: DeepPartial<GetShardStatusRequest>): GetShardStatusRequest {
     const message = createBaseGetShardStatusRequest();
     message.withoutDepth = object.withoutDepth ?? false;
+    message.fresh = object.fresh ?? false;
     return message;
   },
 };
