@@ -685,10 +685,13 @@ export class FanInSession {
 
   private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
     // the shard releases what a closed stream pushed: it must not reach the client
-    if (leg.closed || leg.shardEnded) return;
+    if (leg.closed) return;
     // pushed tasks go on as the shard's bytes, counted but never decoded here
     const pushed = countField(embedded(raw.bytes, TASKS_FIELD) ?? EMPTY, 1);
     if (pushed > 0) {
+      // nor what an ended one pushed (its answers still count: the settlements they
+      // answer were applied)
+      if (leg.shardEnded) return;
       const now = Date.now();
       const wasIdle = leg.idle(now);
       leg.lastPushAt = now;
@@ -810,6 +813,9 @@ export class FanInSession {
     };
     this.out.takeQueuedWhere(fromShard);
     this.outstanding += dropped;
+    // never delivered: the tenant's lease rate, charged when their credits went out,
+    // gets them back (they are charged again when the credits go out again)
+    if (dropped > 0) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(dropped);
   }
 
   /**
@@ -885,7 +891,7 @@ export class FanInSession {
     const most = this.routing.config.maxStreamCredits;
     this.wanted.forEach((id, i) => {
       const leg = this.legs.get(id);
-      if (!leg || leg.closed) return;
+      if (!leg || leg.closed || leg.shardEnded) return;
       const deficit = Math.min(share(i), most) - leg.granted;
       const capped = leg.accepting ? deficit : Math.min(unanswered - leg.granted, deficit);
       let give = Math.min(free, capped);
