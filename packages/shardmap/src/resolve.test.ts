@@ -64,6 +64,7 @@ const rows: Row[] = [
   ["not for a tenant override", { ...table(), formerDefault: "d" }, "SEND_EMAIL", "acme", "c", "tenant", ["c"]],
   ["the former default first, before a move's sides", { ...table({}, [move("RESIZE", "b", "a")]), formerDefault: "d" }, "RESIZE", "x", "a", "default", ["d", "b", "a"]],
   ["a former default that is the default is no former one", { ...table(), formerDefault: "a" }, "RESIZE", "x", "a", "default", ["a"]],
+  ["nor one that is not a shard", { ...table(), formerDefault: "x" }, "RESIZE", "x", "a", "default", ["a"]],
 
   // A whole command moving (tenant unset) applies to tenants without an override.
   ["command move, copying: source first", table({ commands: { RESIZE: "d" } }, [move("RESIZE", "a", "d")]), "RESIZE", "globex", "d", "command", ["a", "d"]],

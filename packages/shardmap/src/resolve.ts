@@ -109,7 +109,10 @@ export function resolveQueue(map: RoutingTable, command: string, tenant: string)
 /** The former default shard, while a change of the default is being finished. */
 function formerDefaultOf(map: RoutingTable): string | undefined {
   const former = map.formerDefault;
-  return former !== undefined && former !== map.defaultShard ? former : undefined;
+  // (one a writer that predates the field left naming the default, or a removed shard)
+  return former !== undefined && former !== map.defaultShard && entry(map.shards, former)
+    ? former
+    : undefined;
 }
 
 /** Where new enqueues of (command, tenant) go; without a tenant, those of the command's tenants without an override. */

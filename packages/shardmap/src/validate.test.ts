@@ -46,8 +46,6 @@ describe("validateShardMap", () => {
     ["an unknown shard state", { shards: { ...draft().shards, d: { endpoint: "h:1", state: "gone" } } }, `shards.d.state: Invalid option: expected one of "active"|"draining"`],
     ["a missing default shard", { defaultShard: undefined }, "defaultShard: is required"],
     ["a default shard not in shards", { defaultShard: "x" }, `defaultShard: shard "x" is not in shards`],
-    ["a former default not in shards", { formerDefault: "x" }, `formerDefault: shard "x" is not in shards`],
-    ["a former default that is the default", { formerDefault: "a" }, "formerDefault: it is the default shard itself"],
     ["a bad command name", { commands: { "SEND:EMAIL": "a" } }, `commands["SEND:EMAIL"]: command "SEND:EMAIL" must match ^[A-Za-z0-9_.-]{1,128}$`],
     ["a command mapped to an unknown shard", { commands: { SEND_EMAIL: "x" } }, `commands.SEND_EMAIL: shard "x" is not in shards`],
     ["an override key without a tenant", { tenants: { SEND_EMAIL: "a" } }, `tenants.SEND_EMAIL: tenant override key "SEND_EMAIL" must be <command>/<tenant>`],
@@ -73,6 +71,21 @@ describe("validateShardMap", () => {
     expect(problems).toHaveLength(1);
     expect(problems[0]).toContain(problem);
   }); // prettier-ignore
+
+  it("refuses to write a former default that is not a shard, or is the default; a reader ignores it", () => {
+    const unknown = map({ formerDefault: "x" });
+    const itself = map({ formerDefault: "a" });
+    expect(validateShardMap(unknown, { write: true })).toEqual([
+      `formerDefault: shard "x" is not in shards`,
+    ]);
+    expect(validateShardMap(itself, { write: true })).toEqual([
+      "formerDefault: it is the default shard itself",
+    ]);
+    // a writer that predates the field may leave either: the map still loads
+    expect(validateShardMap(unknown)).toEqual([]);
+    expect(validateShardMap(itself)).toEqual([]);
+    expect(validateShardMap(map({ formerDefault: "b" }), { write: true })).toEqual([]);
+  });
 
   it("reports every problem at once, not just the first", () => {
     const problems = validateShardMap({

@@ -203,7 +203,9 @@ function referenceProblems(input: unknown, write: boolean, previous?: ShardMap):
   if (typeof input.defaultShard === "string" && !known(input.defaultShard)) {
     problems.push(`defaultShard: shard ${quoted(input.defaultShard)} is not in shards`);
   }
-  if (typeof input.formerDefault === "string") {
+  // on writes only: a writer that predates the field may leave it naming a shard it
+  // removed, or the default again; readers then ignore it (resolve.ts), not the map
+  if (write && typeof input.formerDefault === "string") {
     if (!known(input.formerDefault))
       problems.push(`formerDefault: shard ${quoted(input.formerDefault)} is not in shards`);
     else if (input.formerDefault === input.defaultShard)

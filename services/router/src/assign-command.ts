@@ -8,6 +8,7 @@ import {
   entry,
   isUnfinished,
   movesTenant,
+  resolveCurrent,
   SHARD_ID_PATTERN,
   sharesEndpoint,
   type Migration,
@@ -177,7 +178,10 @@ function checkAssignable(map: ShardMap, req: AssignCommandRequest, from: string)
   if (from === req.shard) return;
   // the former default is read for the queues that follow the default until the change
   // is finished: a move of one of them now would leave what it took there unread
-  if (map.formerDefault !== undefined)
+  if (
+    map.formerDefault !== undefined &&
+    resolveCurrent(map, req.command, req.tenant || undefined).by === "default"
+  )
     throw precondition(
       `the change of the default shard from ${map.formerDefault} to ${map.defaultShard} is not finished: call SetDefaultShard for ${map.defaultShard} again to finish it first`,
     );

@@ -143,7 +143,8 @@ async function finishDefaultChange(
   former: string,
   actor: string,
 ): Promise<Pick<SetDefaultShardResponse, "mapVersion" | "migrations" | "finished">> {
-  const map = await admin.freshMap();
+  const map = await admin.freshMap().catch(() => undefined);
+  if (!map) return { mapVersion: routing.map.version, migrations: [], finished: false };
   const unfinished = { mapVersion: map.version, migrations: [], finished: false };
   const cannot = `cannot finish the change of the default shard from ${former}`;
   const remedy = "call SetDefaultShard again once its worker answers";
@@ -201,7 +202,13 @@ async function finishDefaultChange(
       routing.logger.warn({ shard: former, err: messageOf(err) }, "SetDefaultShard: not finished");
       return undefined;
     });
-  if (!written) return unfinished;
+  if (!written) {
+    // finished meanwhile (the same call sent twice, the former default removed as lost)
+    const now = await admin.freshMap().catch(() => undefined);
+    if (now && now.formerDefault !== former)
+      return { mapVersion: now.version, migrations: [], finished: true };
+    return unfinished;
+  }
   return {
     mapVersion: written.version,
     migrations: started.map((m) => migrationToWire(m)),
@@ -258,7 +265,8 @@ async function commandsHeld(
     "bring its worker back first (a shard lost for good: RemoveShard with lost)",
     { depth: true, fresh: true, signal },
   );
-  if (status.queueDepth > 0 && status.commands.length === 0)
+  // a worker that predates `fresh` may answer from a read begun before the last task
+  if (!status.freshRead)
     throw precondition(`${cannot}, and its worker is too old to say: upgrade it first`);
   return status.commands;
 }

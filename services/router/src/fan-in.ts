@@ -730,7 +730,7 @@ export class FanInSession {
       this.endIfDrained();
       return;
     }
-    if (res.subscribed) {
+    if (res.subscribed && !leg.shardEnded) {
       this.reopenAttempts.delete(leg.conn.id);
       leg.conn.record(undefined);
       leg.accepted(res.subscribed.withdrawCredits, res.subscribed.streamId);

@@ -286,8 +286,9 @@ export function withoutLostShard(
     Object.fromEntries(Object.entries(table).map(([k, s]) => [k, swap(s)]));
   const { formerDefault, ...base } = draftOf(map);
   const defaultShard = swap(base.defaultShard);
-  // a change of the default being finished: over once either side is lost (what the
-  // former default took is lost with it; the new default is replaced whole)
+  // a change of the default being finished: over once the former default is lost (what
+  // it took is lost with it), or becomes the default again; a new default that is lost
+  // is replaced by `reassignTo`, and the former one is still read until it is finished
   const former = formerDefault === undefined ? undefined : swap(formerDefault);
   let draft: ShardMapDraft = {
     ...base,

@@ -4,8 +4,8 @@ import {
   drainingSide,
   entry,
   fillingMigration,
+  resolveCurrent,
   type MapCache,
-  type Migration,
   type ShardMap,
 } from "@codeq/shardmap";
 import type { PeerShards } from "./peers";
@@ -51,19 +51,33 @@ export class MovingKeys {
   bringOver(queue: QueueRef, specs: readonly TaskSpec[]): Promise<void> | undefined {
     if (this.cache.version === 0) return undefined;
     const map = this.cache.current();
-    const move = fillingMigration(map, queue.command, queue.tenant, this.shard);
-    if (!move) return undefined;
+    const from = this.sourceOf(map, queue);
+    if (from === undefined) return undefined;
     const keys = specs.flatMap((s) => (s.idempotencyKey ? [s.idempotencyKey] : []));
-    return keys.length > 0 ? this.ask(map, move, queue, keys) : undefined;
+    return keys.length > 0 ? this.ask(map, from, queue, keys) : undefined;
+  }
+
+  /**
+   * The shard the keys of `queue` may still be bound on: the one it is moving from
+   * onto this shard, or, while a change of the default shard onto this one is being
+   * finished, the former default for a queue that follows the default (a retry of an
+   * enqueue the former default took as the change spread comes here).
+   */
+  private sourceOf(map: ShardMap, queue: QueueRef): string | undefined {
+    const move = fillingMigration(map, queue.command, queue.tenant, this.shard);
+    if (move) return drainingSide(move);
+    const former = map.formerDefault;
+    if (former === undefined || map.defaultShard !== this.shard || former === this.shard)
+      return undefined;
+    return resolveCurrent(map, queue.command, queue.tenant).by === "default" ? former : undefined;
   }
 
   private async ask(
     map: ShardMap,
-    move: Migration,
+    from: string,
     queue: QueueRef,
     keys: readonly string[],
   ): Promise<void> {
-    const from = drainingSide(move);
     const endpoint = entry(map.shards, from)?.endpoint;
     let found;
     try {

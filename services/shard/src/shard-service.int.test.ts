@@ -35,6 +35,7 @@ describe("the internal ShardService", () => {
       openStreams: 0,
       lifecycle: "serving",
       commands: [],
+      freshRead: false,
     });
     const c = fx.client("st", "producer,worker");
     await c.enqueueBatch({
@@ -54,6 +55,13 @@ describe("the internal ShardService", () => {
     expect(await shard.getShardStatus({})).toMatchObject({
       queueDepth: 4,
       commands: ["DEPTH", "LATER"],
+      freshRead: false,
+    });
+    // asked for a read of its own (not one already under way): it says it did one
+    expect(await shard.getShardStatus({ fresh: true })).toMatchObject({
+      queueDepth: 4,
+      commands: ["DEPTH", "LATER"],
+      freshRead: true,
     });
     // asked without the depth (a router checking a move's target): not read
     expect(await shard.getShardStatus({ withoutDepth: true })).toMatchObject({

@@ -182,6 +182,7 @@ export function shardService(
         openStreams: streams,
         lifecycle: lifecycle.state,
         commands: commands.sort(),
+        freshRead: req.fresh && depth !== undefined,
       };
     },
 

@@ -210,6 +210,11 @@ export interface GetShardStatusResponse {
    * or when the depth could not be read).
    */
   commands: string[];
+  /**
+   * The depth was read afresh, as `fresh` asked (a worker that predates `fresh`
+   * leaves it false: its depth may come from a read begun before).
+   */
+  freshRead: boolean;
 }
 
 /**
@@ -1786,6 +1791,7 @@ function createBaseGetShardStatusResponse(): GetShardStatusResponse {
     openStreams: 0,
     lifecycle: "",
     commands: [],
+    freshRead: false,
   };
 }
 
@@ -1811,6 +1817,9 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     }
     for (const v of message.commands) {
       writer.uint32(58).string(v!);
+    }
+    if (message.freshRead !== false) {
+      writer.uint32(64).bool(message.freshRead);
     }
     return writer;
   },
@@ -1884,6 +1893,14 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
             message.commands.push(reader.string());
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.freshRead = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1923,6 +1940,11 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
       commands: globalThis.Array.isArray(object?.commands)
         ? object.commands.map((e: any) => globalThis.String(e))
         : [],
+      freshRead: isSet(object.freshRead)
+        ? globalThis.Boolean(object.freshRead)
+        : isSet(object.fresh_read)
+          ? globalThis.Boolean(object.fresh_read)
+          : false,
     };
   },
 
@@ -1949,6 +1971,9 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     if (message.commands?.length) {
       obj.commands = message.commands;
     }
+    if (message.freshRead !== false) {
+      obj.freshRead = message.freshRead;
+    }
     return obj;
   },
 
@@ -1964,6 +1989,7 @@ export const GetShardStatusResponse: MessageFns<GetShardStatusResponse> = {
     message.openStreams = object.openStreams ?? 0;
     message.lifecycle = object.lifecycle ?? "";
     message.commands = object.commands?.map((e) => e) || [];
+    message.freshRead = object.freshRead ?? false;
     return message;
   },
 };
