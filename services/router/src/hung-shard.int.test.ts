@@ -3,7 +3,14 @@ import { LeaseStreamRequest, type LeaseStreamResponse, TaskState } from "@codeq/
 import { setTimeout as sleep } from "node:timers/promises";
 import { startRelay, steady, type Relay } from "@codeq/testing";
 import type { RouterConfig } from "./config";
-import { routerCluster, Stream, within, type RouterCluster } from "./test/cluster";
+import {
+  enqueueLarge,
+  routerCluster,
+  slowStream,
+  Stream,
+  within,
+  type RouterCluster,
+} from "./test/cluster";
 
 /**
  * A shard worker that hangs with its connections open (a stopped process, a host whose
@@ -76,14 +83,8 @@ describe("a shard that answers within the shard timeout of tests", () => {
   test("a withdrawal's answer behind the pushes a slow client has not read is waited for, not taken for a shard gone quiet", async () => {
     const n = 96;
     const credits = 200;
-    const big = Buffer.alloc(512 * 1024, 1); // more than the transports take
-    const c = rc.client("t1");
-    for (let i = 0; i < n; i += 12)
-      await c.enqueueBatch({
-        tasks: Array.from({ length: 12 }, () => ({ command: "X", payload: big })),
-      });
-    let readOn!: () => void;
-    const s = new Stream(rc, "t1", new Promise<void>((resolve) => (readOn = resolve)));
+    await enqueueLarge(rc, "X", n);
+    const { s, readOn } = slowStream(rc);
     s.send({ subscribe: { commands: ["X"], maxBatch: 1 }, credits });
     // the client reads nothing: a's pushes wait in the router, and a leases no more
     const engine = rc.workers.get("a")!.engine;

@@ -19,7 +19,14 @@ import { FENCE_REFRESH_MS } from "@codeq/shardmap";
 import { freePort, steady, withUnimplemented } from "@codeq/testing";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import { FanInSession } from "./fan-in";
-import { clusterPerTest, Stream, within, type RouterCluster } from "./test/cluster";
+import {
+  clusterPerTest,
+  enqueueLarge,
+  slowStream,
+  Stream,
+  within,
+  type RouterCluster,
+} from "./test/cluster";
 import { pb, rawService } from "./test/fuzz-protobuf";
 
 const payload = (s: string) => Buffer.from(s);
@@ -759,12 +766,7 @@ describe("LeaseStream through the router", () => {
 
   test("a shard stream that closes while its pushes wait for a slow client takes them out: the shard released them", async () => {
     const n = 96;
-    const big = Buffer.alloc(512 * 1024, 1); // more than the transports take
-    const c = rc.client("t1");
-    for (let i = 0; i < n; i += 10)
-      await c.enqueueBatch({
-        tasks: Array.from({ length: 10 }, () => ({ command: "Y", payload: big })),
-      });
+    await enqueueLarge(rc, "Y", n);
     const onClosed = jest.spyOn(
       FanInSession.prototype as unknown as { onClosed: () => void },
       "onClosed",
@@ -773,8 +775,7 @@ describe("LeaseStream through the router", () => {
       FanInSession.prototype as unknown as { onMessage: () => void },
       "onMessage",
     );
-    let readOn!: () => void;
-    const s = new Stream(rc, "t1", new Promise<void>((resolve) => (readOn = resolve)));
+    const { s, readOn } = slowStream(rc);
     s.send({ subscribe: { commands: ["Y"], maxBatch: 1 }, credits: n });
     // the client reads nothing: b's pushes wait in the router (16 of them, after what
     // the transports took), and b leases no more

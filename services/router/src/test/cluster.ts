@@ -193,6 +193,26 @@ export async function within(
   }
 }
 
+/**
+ * Enqueues `n` tasks of `command` for tenant t1 through the router, 512 KiB each:
+ * together more than the transports between a shard, the router and a client take.
+ */
+export async function enqueueLarge(rc: RouterCluster, command: string, n: number): Promise<void> {
+  const payload = Buffer.alloc(512 * 1024, 1);
+  const c = rc.client("t1");
+  for (let i = 0; i < n; i += 10)
+    await c.enqueueBatch({
+      tasks: Array.from({ length: Math.min(10, n - i) }, () => ({ command, payload })),
+    });
+}
+
+/** A LeaseStream of tenant t1 that reads its first answer, then nothing until `readOn`. */
+export function slowStream(rc: RouterCluster): { s: Stream; readOn: () => void } {
+  let readOn!: () => void;
+  const s = new Stream(rc, "t1", new Promise<void>((resolve) => (readOn = resolve)));
+  return { s, readOn };
+}
+
 /** A LeaseStream client of the router driven by hand. */
 export class Stream {
   readonly requests = new Outbox<LeaseStreamRequest>();
