@@ -113,7 +113,8 @@ export async function removeShard(
     id,
     `cannot confirm shard ${id} holds nothing`,
     "bring it up, or stop routing to it and wait",
-    { depth: true },
+    // read afresh: a read already under way may have listed its queues before the last task
+    { depth: true, fresh: true },
   ).catch((err: unknown) => {
     // its own worker cannot be asked: the map names another there
     if (err instanceof NotItsWorker)
