@@ -15,7 +15,8 @@ export const ExitCode = {
   /**
    * `verify`: a shard holds tasks where routers do not read them, or did not answer;
    * `shards --check`: a shard is unhealthy or its breaker is not CLOSED; `stats`, `dlq
-   * list`: a shard did not answer (what is printed leaves it out).
+   * list`: a shard did not answer (what is printed leaves it out); `shard default`: the
+   * change is not finished (the former default still read; run it again).
    */
   INCONSISTENT: 5,
   /**

@@ -29,7 +29,8 @@ const EXIT_CODES = [
   "  4    assign --wait: the migration ended ABORTED (or ABANDONED)",
   "  5    verify: a check failed or a shard did not answer; shards --check: a shard",
   "       is unhealthy or its breaker is not CLOSED; stats, dlq list: a shard did not",
-  "       answer (what is printed leaves it out)",
+  "       answer (what is printed leaves it out); shard default: the change is not",
+  "       finished yet (run it again)",
   "  130  interrupted (Ctrl-C): assign --wait and tail stop following (the",
   "       migration goes on); dlq redrive and purge stop after the call under way",
 ];

@@ -81,7 +81,9 @@ export const shardDefaultCommand: Command = {
     "nothing of go to the new default. Move the pinned ones with codeq assign.",
     "Refused (FAILED_PRECONDITION) while a migration is unfinished, when the shard is not",
     "ACTIVE or its worker does not serve, and when the current default's worker does not",
-    "answer. --dry-run lists what would be pinned and changes nothing.",
+    "answer. --dry-run lists what would be pinned and changes nothing. Exit code 5 when",
+    "the change is not finished yet (the former default's worker did not confirm the",
+    "map): the former default stays read meanwhile; run the same command again.",
   ],
   options: {
     "dry-run": { type: "boolean", description: "say what would be pinned; change nothing" },
@@ -93,7 +95,7 @@ export const shardDefaultCommand: Command = {
     const res = await clients.admin.setDefaultShard({ shard, dryRun }, clients.call());
     if (global.json) {
       io.out(toJson(res));
-      return ExitCode.OK;
+      return res.finished || dryRun ? ExitCode.OK : ExitCode.INCONSISTENT;
     }
     const pinned = res.pinned.length ? res.pinned.join(", ") : "none";
     if (dryRun) {
@@ -112,11 +114,11 @@ export const shardDefaultCommand: Command = {
       io.out(
         `moving ${m.command} ${m.fromShard} → ${m.toShard} (${m.id}): enqueued on ${m.fromShard} as the change spread`,
       );
-    if (!res.finished)
-      io.err(
-        `warning: the change is not finished (shard ${res.previous}'s worker did not confirm the new map, or could not say what it holds): it stays read for the queues that follow the default; run codeq shard default ${shard} again to finish it`,
-      );
-    return ExitCode.OK;
+    if (res.finished) return ExitCode.OK;
+    io.err(
+      `the change is not finished (shard ${res.previous}'s worker did not confirm the new map, or could not say what it holds): it stays read for the queues that follow the default; run codeq shard default ${shard} again to finish it`,
+    );
+    return ExitCode.INCONSISTENT;
   },
 };
 
