@@ -271,9 +271,21 @@ export class FanInSession {
    * handed to the next one).
    */
   private refundUnused(leg: Leg): void {
-    if (leg.granted > 0)
-      this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(leg.granted);
+    this.refundLeases(leg.granted);
     leg.granted = 0;
+  }
+
+  /** Gives `n` back to the tenant's lease rate limit, charged when credits went out. */
+  private refundLeases(n: number): void {
+    if (n > 0) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(n);
+  }
+
+  /**
+   * Takes the pushes queued for the client and not written yet out of its queue (answers
+   * stay), to give back uncounted with what shards push from here on (`release`).
+   */
+  private keepQueuedPushes(): void {
+    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
   }
 
   /**
@@ -365,7 +377,7 @@ export class FanInSession {
     // pushes not written yet never will be (answers still are): given back uncounted by
     // `release`, not written after all and then released as attempts, or, when a drain
     // ran out, written to a client whose tasks the shards have taken back
-    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
+    this.keepQueuedPushes();
     // and the shards push nothing more for it (what `release` gives back is ready at once,
     // and a stream that kept its credits could lease it again), while `release` waits for
     // the settlements on their way
@@ -439,7 +451,7 @@ export class FanInSession {
     // pushes still queued for a client that reads slowly: it can settle none of them
     // now, so they go back uncounted with what shards push from here on, rather than
     // reach it and be released as attempts when the stream ends
-    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
+    this.keepQueuedPushes();
     this.unwatch?.();
     this.unwatch = undefined;
     void this.askAll().then(() => {
@@ -721,8 +733,7 @@ export class FanInSession {
       leg.withdrawn(res.withdrawn);
       // the tenant's lease rate limit, charged when the credits were handed out, gets
       // back what came back unused, however late
-      const back = res.withdrawn.credits;
-      if (back > 0) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(back);
+      this.refundLeases(res.withdrawn.credits);
       if (this.ended.signal.aborted) return;
       this.rebalance();
       // an answer that came after `answerOf` stopped waiting for it is acted on here
@@ -815,7 +826,7 @@ export class FanInSession {
     this.outstanding += dropped;
     // never delivered: the tenant's lease rate, charged when their credits went out,
     // gets them back (they are charged again when the credits go out again)
-    if (dropped > 0) this.routing.limits.leaseBucket(this.f.identity.tenant)?.refund(dropped);
+    this.refundLeases(dropped);
   }
 
   /**

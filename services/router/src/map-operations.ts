@@ -43,8 +43,9 @@ import { queuesOn, servingWorker } from "./worker-status";
 
 /**
  * The operator's changes to the shard map (AssignCommand, AbortMigration,
- * RegisterShard, RemoveShard, SetDefaultShard, SetShardState) and the migration views. Every change is a
- * validated compare-and-set recorded in the audit log with the caller as actor.
+ * RegisterShard, RemoveShard, SetDefaultShard, SetShardState) and the migration
+ * views. Every change is a validated compare-and-set recorded in the audit log with
+ * the caller as actor.
  */
 export class MapOperations {
   /** The control store these calls read and write. */

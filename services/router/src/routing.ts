@@ -60,7 +60,6 @@ function part<T>(answer: Raw<T> | undefined, conn: ShardConn): Raw<T> {
  */
 export const LANE_MAX_BYTES = 256 * 1024;
 
-/** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
 /** A credential checked again and refused with these is no longer accepted. */
 const REFUSED_CREDENTIAL = new Set<Status>([Status.UNAUTHENTICATED, Status.PERMISSION_DENIED]);
 
@@ -76,6 +75,7 @@ function sameCaller(a: Identity, b: Identity): boolean {
   );
 }
 
+/** A shard refused an enqueue (fencing): under the map version it holds, another shard owns the queue. */
 export class FencedError extends Error {
   constructor(
     readonly shard: string,
