@@ -188,7 +188,7 @@ export function queueRouter(
     },
 
     async *enqueueStream(requests, ctx) {
-      const f = await routing.forward(ctx);
+      const f = await routing.forward(ctx, true);
       // at shutdown, or once the caller's credential is no longer accepted: what was read
       // is stored and answered; nothing more is read
       const stop = streamStop(f, routing.config.streamCredentialRecheckMs, lifecycle.signal);
@@ -221,7 +221,7 @@ export function queueRouter(
     },
 
     async *leaseStream(requests, ctx) {
-      const f = await routing.forward(ctx);
+      const f = await routing.forward(ctx, true);
       const release = routing.limits.openStream(f.identity.tenant, f.identity.principal);
       try {
         // a message that only acks may be StreamAcks here (routerQueueService)

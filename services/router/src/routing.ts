@@ -97,7 +97,8 @@ export interface Forward {
   readonly signal: AbortSignal;
   /**
    * Checks the caller's credential again: false when it is refused now, or stands for
-   * another caller (undefined for a call without one: development identity).
+   * another caller (a stream's only; undefined for a call without one: development
+   * identity).
    */
   readonly stillAccepted?: () => Promise<boolean>;
 }
@@ -126,15 +127,19 @@ export class Routing {
     return this.cache.current();
   }
 
-  /** The caller (authenticated), and what the router states to shards on its behalf. */
-  async forward(ctx: CallContext): Promise<Forward> {
+  /**
+   * The caller (authenticated), and what the router states to shards on its behalf. A
+   * stream's (`stream`) can have its credential checked again (`stillAccepted`); a
+   * unary call's is not given that closure.
+   */
+  async forward(ctx: CallContext, stream = false): Promise<Forward> {
     const identity = await this.authenticate(ctx.metadata);
     const metadata = identityMetadata(identity, this.shardSecret);
     // a shard holding an older map re-reads it before refusing a queue it does not own
     metadata.set(MAP_VERSION_TRAILER, String(this.cache.version));
     // every shard call of this one (a stream's settlements, a fan-out) listens on it
     setMaxListeners(0, ctx.signal);
-    if (ctx.metadata.get("authorization") === undefined)
+    if (!stream || ctx.metadata.get("authorization") === undefined)
       return { identity, metadata, signal: ctx.signal };
     const stillAccepted = () =>
       this.authenticate(ctx.metadata).then(
