@@ -259,20 +259,32 @@ describe("a stream outlives no credential", () => {
     expect(await task("EXP2", taskId)).toMatchObject({ attempts: 1 });
   });
 
-  test("a static token taken out of the tokens file stops the streams opened with it, and is refused", async () => {
-    const client = as(TOKENS.withdrawn);
+  /**
+   * An EnqueueStream of `client` sending one task of `command` per batch: `send(seq)`,
+   * what it answered, and how it ended (bounded: a stream that never ends fails the
+   * test, not the run).
+   */
+  function enqueueStream(client: QueueServiceClient, command: string) {
     const requests = new Channel<EnqueueStreamRequest>();
     const answers: EnqueueStreamResponse[] = [];
-    const enqueuing = (async () => {
+    const ended = (async () => {
       const signal = AbortSignal.timeout(10_000);
       for await (const a of client.enqueueStream(requests, { signal })) answers.push(a);
     })().catch((e: unknown) => e);
-    requests.push(
-      EnqueueStreamRequest.fromPartial({
-        seq: 1,
-        tasks: [{ command: "WD", payload: Buffer.from("x") }],
-      }),
-    );
+    const send = (seq: number) =>
+      requests.push(
+        EnqueueStreamRequest.fromPartial({
+          seq,
+          tasks: [{ command, payload: Buffer.from("x") }],
+        }),
+      );
+    return { send, answers, ended };
+  }
+
+  test("a static token taken out of the tokens file stops the streams opened with it, and is refused", async () => {
+    const client = as(TOKENS.withdrawn);
+    const { send, answers, ended: enqueuing } = enqueueStream(client, "WD");
+    send(1);
     await within(2_000, () => answers.length === 1);
     const s = new Stream(rc, client);
     s.send({ subscribe: { commands: ["WD"] }, credits: 10 });
@@ -324,22 +336,11 @@ describe("a stream outlives no credential", () => {
 
   test("an EnqueueStream stops reading once its JWT expires", async () => {
     const { client, expiresAt } = await shortLived();
-    const requests = new Channel<EnqueueStreamRequest>();
-    const answers: EnqueueStreamResponse[] = [];
-    const done = (async () => {
-      // (bounded: a stream that never ends fails the test, not the run)
-      const signal = AbortSignal.timeout(10_000);
-      for await (const a of client.enqueueStream(requests, { signal })) answers.push(a);
-    })().catch((e: unknown) => e);
-    const batch = (seq: number) =>
-      EnqueueStreamRequest.fromPartial({
-        seq,
-        tasks: [{ command: "EXP3", payload: Buffer.from("x") }],
-      });
-    requests.push(batch(1));
+    const { send, answers, ended: done } = enqueueStream(client, "EXP3");
+    send(1);
     await within(2_000, () => answers.length === 1);
     await pastExpiry(expiresAt);
-    requests.push(batch(2));
+    send(2);
     expect(await done).toMatchObject(expiredEnd);
     expect(answers.map((a) => a.seq)).toEqual([1]);
     expect(await stats("EXP3")).toMatchObject({ ready: 1 });
