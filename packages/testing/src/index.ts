@@ -18,6 +18,6 @@ export { isAlive } from "./process-alive";
 export { trackChild, untrackChild } from "./process-registry";
 export { testCert } from "./certs";
 export { exposeGc, forceGcsInOneTurn } from "./gc";
-export { startRelay, type Relay } from "./relay";
+export { startRelay, type HeldReplies, type Relay } from "./relay";
 export { delimited, pb, rawService, tag, varint, type RawMethod } from "./raw-protobuf";
 export { steady } from "./steady";

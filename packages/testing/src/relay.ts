@@ -30,8 +30,22 @@ export interface Relay {
    * connection reaches it).
    */
   silenceOpen(): void;
+  /**
+   * From the next bytes the server sends that `match` accepts, what it sends on that
+   * connection is held back (in order) until `release`: its replies come late, while
+   * the client goes on sending.
+   */
+  holdReplies(match: (reply: Buffer) => boolean): HeldReplies;
   readonly dropped: number;
   close(): Promise<void>;
+}
+
+/** Replies held back by `Relay.holdReplies`. */
+export interface HeldReplies {
+  /** True once a reply was matched and is held. */
+  readonly holding: boolean;
+  /** Passes on what was held, and what comes after. */
+  release(): void;
 }
 
 export async function startRelay(host: string, port: number): Promise<Relay> {
@@ -40,6 +54,9 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
   let silent = false;
   const open = new Set<net.Socket>();
   const mute = new Set<net.Socket>();
+  let holdNext: ((reply: Buffer) => boolean) | undefined;
+  /** The connection whose replies are held, and what is held. */
+  let held: { client: net.Socket; bytes: Buffer[] } | undefined;
   const server = net.createServer((client) => {
     const upstream = net.connect(port, host);
     const end = () => {
@@ -57,6 +74,15 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
     client.on("data", (d) => silent || mute.has(client) || upstream.write(d));
     upstream.on("data", (d: Buffer) => {
       if (silent || mute.has(client)) return;
+      if (held?.client === client) {
+        held.bytes.push(d);
+        return;
+      }
+      if (!held && holdNext?.(d)) {
+        holdNext = undefined;
+        held = { client, bytes: [d] };
+        return;
+      }
       if (!dropNext?.(d)) {
         client.write(d);
         return;
@@ -87,6 +113,21 @@ export async function startRelay(host: string, port: number): Promise<Relay> {
     silence: () => (silent = true),
     silenceOpen: () => {
       for (const s of open) mute.add(s);
+    },
+    holdReplies: (match) => {
+      holdNext = match;
+      return {
+        get holding() {
+          return held !== undefined;
+        },
+        release() {
+          holdNext = undefined;
+          if (!held) return;
+          const { client, bytes } = held;
+          held = undefined;
+          for (const b of bytes) client.write(b);
+        },
+      };
     },
     get dropped() {
       return dropped;

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { ClientError, ServerError, Status } from "nice-grpc";
 import { MigrationState, ShardState, TaskState, type LeasedTask } from "@codeq/proto";
+import { Redis } from "ioredis";
 import { shardMapKey } from "@codeq/shardmap";
 import { RedisServer, startRelay } from "@codeq/testing";
 import { AdminStore } from "./admin-store";
@@ -156,6 +157,42 @@ describe("AssignCommand moves a command between shards while it is used", () => 
       "new",
       "r2",
     ]);
+  }, 30_000);
+
+  test("a task the source admitted before the move but stored after the mover last looked (its script lost: NOSCRIPT) moves too", async () => {
+    // shard a's store through a relay that can hold its replies back
+    const relay = await startRelay(server.host, server.port);
+    try {
+      await twoShards({ perShard: { a: { redisUrl: `redis://127.0.0.1:${relay.port}` } } });
+      const c = rc.client("t1");
+      // the enqueue script has gone over a's connection: the next goes by its hash
+      await c.enqueue({ command: "FIRST" });
+      const flush = new Redis(server.url);
+      await flush.script("FLUSH").finally(() => flush.quit());
+      const held = relay.holdReplies((reply) => reply.includes("NOSCRIPT"));
+      const late = c.enqueue({ command: "X", payload: payload("late") });
+      await within(5_000, async () => held.holding);
+      // X moves a → b while a's answer is late; a's mover lists X's queues a second after
+      // the switch, and that answer comes behind the held one
+      await rc.change((m) => ({
+        ...m,
+        commands: { ...m.commands, X: "b" },
+        migrations: [
+          { id: "m1", command: "X", from: "a", to: "b", state: "copying", startedAtMs: Date.now() },
+        ],
+      }));
+      await sleep(1_800);
+      held.release();
+      expect((await late).state).toBe(TaskState.TASK_STATE_READY);
+      await within(15_000, async () => (await rc.source.get())!.migrations.length === 0);
+      expect((await stats("a", "X")).ready).toBe(0);
+      expect((await stats("b", "X")).ready).toBe(1);
+      expect(payloadsOf(await c.lease({ commands: ["X"], maxTasks: 10 }))).toEqual(["late"]);
+    } finally {
+      await rc.close();
+      await relay.close();
+      rc = await routerCluster({ server, shards: ["a", "b", "c"] });
+    }
   }, 30_000);
 
   test("idempotency keys of tasks already done still deduplicate after the move", async () => {

@@ -14,6 +14,13 @@ import type { Wakeups } from "./wakeups";
 
 const OK: ItemStatus = { code: Status.OK, message: "" };
 
+/** One queue's part of an enqueue: its tasks, and their indexes in the caller's batch. */
+interface Part {
+  readonly queue: QueueRef;
+  readonly specs: TaskSpec[];
+  readonly indexes: number[];
+}
+
 /** What the enqueue path works with: QueueCore's parts. */
 export interface EnqueuerParts {
   readonly engine: QueueEngine;
@@ -47,10 +54,10 @@ export class Enqueuer {
     requests: readonly EnqueueRequest[],
     seenMapVersion = 0,
   ): Promise<EnqueueResult[]> {
-    const { engine, fence, background } = this.parts;
+    const { engine, fence } = this.parts;
     requireRole(identity, "producer", "enqueue");
     checkBatch("tasks", requests.length, this.parts.maxBatch);
-    const groups = new Map<string, { queue: QueueRef; specs: TaskSpec[]; indexes: number[] }>();
+    const groups = new Map<string, Part>();
     requests.forEach((req, i) => {
       if (!req.command) throw invalid(`tasks[${i}].command is required`);
       let group = groups.get(req.command);
@@ -73,14 +80,28 @@ export class Enqueuer {
     } catch (err) {
       throw toServerError(err);
     }
-    if (fence)
-      await fence.check(
-        [...groups.values()].map((g) => g.queue),
-        seenMapVersion,
-      );
     const parts = [...groups.values()];
+    const queues = parts.map((g) => g.queue);
+    if (fence) await fence.check(queues, seenMapVersion);
     const unasked = await this.bringOver(parts);
-    const results: EnqueueResult[] = new Array(requests.length);
+    // checked again as the stores go out (a move may have begun or ended while the keys
+    // were asked about), and counted until they end: ShardFence.settled
+    const admitted = fence?.admit(queues);
+    try {
+      return await this.storeAll(requests.length, parts, unasked);
+    } finally {
+      if (admitted !== undefined) fence?.ended(admitted);
+    }
+  }
+
+  /** Stores the batch's parts (`enqueue`'s), each part's failure its items' status. */
+  private async storeAll(
+    size: number,
+    parts: readonly Part[],
+    unasked: (PromiseRejectedResult | undefined)[] | undefined,
+  ): Promise<EnqueueResult[]> {
+    const { background } = this.parts;
+    const results: EnqueueResult[] = new Array(size);
     await Promise.all(
       parts.map(async ({ queue, specs, indexes }, k) => {
         try {
@@ -117,19 +138,18 @@ export class Enqueuer {
    * part's failed question, by part (that part fails). Asking another shard takes
    * time, in which a move may end and take a queue off this shard (an abort of the
    * move asked about, or a move of another part's queue), where a task stored then no
-   * router reads: every part's queue is checked again, and a refusal refuses the whole
-   * call before any part is stored, as the first check does
+   * router reads: the caller checks every part's queue again after it (`admit`), and a
+   * refusal refuses the whole call before any part is stored, as the first check does
    * (a router refreshes its map and sends the call again; per part, a refusal would
    * reach the caller as a bare UNAVAILABLE).
    */
   private async bringOver(
-    parts: readonly { queue: QueueRef; specs: TaskSpec[] }[],
+    parts: readonly Part[],
   ): Promise<(PromiseRejectedResult | undefined)[] | undefined> {
-    const { fence, movingKeys } = this.parts;
+    const { movingKeys } = this.parts;
     const asking = parts.map((p) => movingKeys?.bringOver(p.queue, p.specs));
     if (asking.every((a) => a === undefined)) return undefined;
     const settled = await Promise.allSettled(asking);
-    if (fence) await fence.check(parts.map((p) => p.queue));
     return settled.map((r) => (r.status === "rejected" ? r : undefined));
   }
 

@@ -112,4 +112,51 @@ describe("ShardFence", () => {
     expect(Date.now() - started).toBeLessThan(FENCE_REFRESH_MS / 2);
     stopped.stop();
   });
+  describe("stores admitted, and what waits for them", () => {
+    const owned = [{ command: "OWNED", tenant: "t" }];
+    /** Whether `p` has resolved by the time pending callbacks have run. */
+    const resolved = async (p: Promise<void>) => {
+      let done = false;
+      void p.then(() => (done = true));
+      await new Promise((r) => setImmediate(r));
+      return done;
+    };
+
+    it("settles at once with no store admitted, or only refused ones", async () => {
+      expect(await resolved(fence.settled())).toBe(true);
+      expect(() => fence.admit([{ command: "X", tenant: "t" }])).toThrow(NotOwnerError);
+      expect(await resolved(fence.settled())).toBe(true);
+    });
+
+    it("waits for every store admitted before it, and for none admitted after", async () => {
+      const first = fence.admit(owned);
+      const second = fence.admit(owned);
+      const waiting = fence.settled();
+      const later = fence.admit(owned);
+      fence.ended(later);
+      expect(await resolved(waiting)).toBe(false);
+      fence.ended(second);
+      expect(await resolved(waiting)).toBe(false);
+      fence.ended(first);
+      expect(await resolved(waiting)).toBe(true);
+    });
+
+    it("a later wait also waits for the stores an earlier one waits for", async () => {
+      const first = fence.admit(owned);
+      const early = fence.settled();
+      const second = fence.admit(owned);
+      const late = fence.settled();
+      fence.ended(second);
+      expect(await resolved(late)).toBe(false);
+      fence.ended(first);
+      expect(await resolved(early)).toBe(true);
+      expect(await resolved(late)).toBe(true);
+      // and the count starts afresh
+      const third = fence.admit(owned);
+      const next = fence.settled();
+      expect(await resolved(next)).toBe(false);
+      fence.ended(third);
+      expect(await resolved(next)).toBe(true);
+    });
+  });
 });

@@ -7,9 +7,21 @@ import { NotOwnerError } from "./errors";
  * under the shard map it holds, so a router routing by an old map cannot split a
  * queue's new tasks across shards. The check and the store are not atomic: a map
  * change between them leaves tasks on the old owner, which a migration's
- * queueShards still covers (workers drain it, the mover moves it).
+ * queueShards still covers (workers drain it, the mover moves it). What looks for
+ * such tasks (the mover's last count before it ends a move, a fresh depth read)
+ * first waits for the stores admitted before it (`settled`): the store's commands
+ * can reach the store after the look's (ioredis sends a script again, after the
+ * look's commands, when the store lost its script cache: NOSCRIPT).
  */
 export class ShardFence {
+  /** Stores admitted and not ended, in the current generation. */
+  private current = 0;
+  private generation = 0;
+  /** Stores not ended by the generation they were admitted in, older than the current. */
+  private readonly older = new Map<number, number>();
+  /** What waits for every store admitted before generation `upTo` + 1 to end. */
+  private waiters: { upTo: number; resolve: () => void }[] = [];
+
   constructor(
     private readonly shard: string,
     private readonly cache: MapCache,
@@ -35,6 +47,49 @@ export class ShardFence {
       refusal = this.refusal(queues);
     }
     if (refusal) throw refusal;
+  }
+
+  /**
+   * Checks ownership under the map held now (no re-read) as the caller's store goes
+   * out: throws the refusal, or counts the store as admitted until the caller passes
+   * the number returned to `ended` (whatever became of the store).
+   */
+  admit(queues: readonly QueueRef[]): number {
+    const refusal = this.refusal(queues);
+    if (refusal) throw refusal;
+    this.current++;
+    return this.generation;
+  }
+
+  /** The store admitted in `generation` (`admit`'s answer) has ended. */
+  ended(generation: number): void {
+    if (generation === this.generation) {
+      this.current--;
+      return;
+    }
+    const left = (this.older.get(generation) ?? 0) - 1;
+    if (left > 0) {
+      this.older.set(generation, left);
+      return;
+    }
+    this.older.delete(generation);
+    this.waiters = this.waiters.filter((w) => !this.wakes(w));
+  }
+
+  /** Resolves once every store admitted before the call has ended. */
+  settled(): Promise<void> {
+    if (this.current === 0 && this.older.size === 0) return Promise.resolve();
+    const upTo = this.generation++;
+    if (this.current > 0) this.older.set(upTo, this.current);
+    this.current = 0;
+    return new Promise((resolve) => this.waiters.push({ upTo, resolve }));
+  }
+
+  /** Resolves `w` when no store it waits for is left (and says so). */
+  private wakes(w: { upTo: number; resolve: () => void }): boolean {
+    for (const g of this.older.keys()) if (g <= w.upTo) return false;
+    w.resolve();
+    return true;
   }
 
   private refusal(queues: readonly QueueRef[]): NotOwnerError | undefined {

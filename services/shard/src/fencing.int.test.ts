@@ -2,7 +2,7 @@ import { ClientError, createServer, Metadata, Status } from "nice-grpc";
 import { Redis } from "ioredis";
 import { internal, TaskState } from "@codeq/proto";
 import { RedisMapSource, shardMapKey, type ShardMapDraft } from "@codeq/shardmap";
-import { freePort, RedisServer, withUnimplemented } from "@codeq/testing";
+import { freePort, RedisServer, startRelay, withUnimplemented } from "@codeq/testing";
 import { shardFixture, type ShardFixture } from "./test/fixture";
 
 const CHANGE = { actor: "test", action: "test", summary: "" };
@@ -263,6 +263,32 @@ describe("enqueue fencing by the shard map", () => {
     await control.restart();
     await within(5_000, async () => (await metric("codeq_shard_map_stale")) === 0);
     await within(5_000, async () => (await metric("codeq_shard_map_announcements")) === 1);
+  });
+
+  it("a fresh depth read waits for an enqueue admitted before it whose script the store had lost (NOSCRIPT)", async () => {
+    const relay = await startRelay(server.host, server.port);
+    cleanups.push(() => relay.close());
+    const { fx } = await mapped(draft(), { redisUrl: `redis://127.0.0.1:${relay.port}` });
+    const c = fx.client("t");
+    // the enqueue script has gone over the worker's connection: the next goes by its hash
+    await c.enqueue({ command: "FIRST" });
+    const flush = new Redis(server.url);
+    cleanups.push(() => flush.quit());
+    await flush.script("FLUSH");
+    // the store's NOSCRIPT answer comes late: ioredis sends the script itself only then,
+    // behind whatever the worker sent meanwhile
+    const held = relay.holdReplies((reply) => reply.includes("NOSCRIPT"));
+    const stored = c.enqueue({ command: "LATE" });
+    await within(5_000, async () => held.holding);
+    const status = fx.shardClient().getShardStatus({ fresh: true });
+    await new Promise((r) => setTimeout(r, 300));
+    held.release();
+    expect((await stored).state).toBe(TaskState.TASK_STATE_READY);
+    expect(await status).toMatchObject({
+      freshRead: true,
+      queueDepth: 2,
+      commands: ["FIRST", "LATE"],
+    });
   });
 
   it("a standalone worker (no controlUrl) holds no map and accepts every queue", async () => {

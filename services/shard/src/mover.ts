@@ -46,6 +46,8 @@ export interface MoverOptions extends TrafficYieldOptions {
   readonly importTimeoutMs: number;
   /** The other shard workers (their owner closes them). */
   readonly peers: PeerShards;
+  /** Resolves once every enqueue admitted before the call has stored or failed (ShardFence). */
+  readonly storesSettled?: () => Promise<void>;
 }
 
 /** How often a long pass reports its progress, ms. */
@@ -265,9 +267,14 @@ export class Mover {
         await this.rest(Date.now() - batchStarted);
       }
     }
+    // a store admitted under a map from before this move can reach the store after the
+    // pass's last export (ShardFence): the count waits for those, and lists the queues
+    // again for one that such a store began
+    await this.options.storesSettled?.();
+    const counted = await movedQueues(this.engine, map, m);
     const remaining = emptyCounts();
     let moving = 0;
-    for (const q of queues) {
+    for (const q of counted) {
       const s = await this.engine.stats(q);
       remaining.ready += s.ready;
       remaining.scheduled += s.scheduled;
@@ -294,7 +301,7 @@ export class Mover {
         return;
       }
       // keys of tasks that did not move (completed here) must still deduplicate there
-      moved.idempotencyKeys += await bindKeys(client, this.engine, m, queues, this.peerCall);
+      moved.idempotencyKeys += await bindKeys(client, this.engine, m, counted, this.peerCall);
       await this.finish(m, remaining);
     } else if (m.state === "copying" && left === remaining.leased)
       await this.setState(m, "draining");

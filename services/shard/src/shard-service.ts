@@ -17,6 +17,8 @@ export interface ShardView {
   mapVersion(): number;
   /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
   busy(): number;
+  /** Resolves once every enqueue admitted before the call has stored or failed (ShardFence). */
+  storesSettled(): Promise<void>;
   /**
    * Whether migration `id` moves `queue` onto this shard in the map held: unfinished,
    * with this shard on its filling side. Always true for a shard that follows no map.
@@ -161,7 +163,12 @@ export function shardService(
       const reachable = view.storeReachable();
       const depth =
         reachable && !req.withoutDepth
-          ? await metrics.depthByCommand(req.fresh).catch(() => undefined)
+          ? await (
+              req.fresh
+                ? // a fresh read sees what every enqueue admitted before it stored
+                  view.storesSettled().then(() => metrics.depthByCommand(true))
+                : metrics.depthByCommand()
+            ).catch(() => undefined)
           : undefined;
       // what the shard holds of its queues' tasks: a batch a move reserved too (one an
       // abort left behind is still this shard's to hand on, and no router reads it)

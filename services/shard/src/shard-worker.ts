@@ -166,6 +166,7 @@ export async function startShardWorker(
     storeReachable: () => storeReachable && redis.status === "ready",
     mapVersion,
     busy,
+    storesSettled: () => follower?.fence.settled() ?? Promise.resolve(),
     receives: (id: string, queue: QueueRef) => {
       if (!follower) return true;
       const map = follower.cache.version > 0 ? follower.cache.current() : undefined;
@@ -241,6 +242,7 @@ export async function startShardWorker(
             onYield: (ms) => metrics.moverYield.inc(ms / 1000),
             importTimeoutMs: PEER_TIMEOUT_MS,
             peers,
+            storesSettled: () => follower.fence.settled(),
           },
           // a batch put back may hold scheduled tasks due before the due loop wakes
           (queue, n) => {
