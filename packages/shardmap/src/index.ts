@@ -57,6 +57,12 @@ export {
   type ResolvedBy,
 } from "./resolve";
 export { MapSupplier } from "./map-supplier";
+export {
+  newMigrationId,
+  finishDefaultChange,
+  finishedDefaultSummary,
+  type FinishedDefaultChange,
+} from "./default-change";
 export { StaticYamlSupplier, loadStaticSupplier, parseStaticMap } from "./static-yaml-supplier";
 export { StaticMapSource, StaticMapError } from "./static-map-source";
 export { HashSupplier, type HashSupplierOptions } from "./hash-supplier";

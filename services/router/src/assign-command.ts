@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import { ServerError, Status } from "nice-grpc";
 import { messageOf } from "@codeq/common";
 import type { AssignCommandRequest, AssignCommandResponse, MovePlan } from "@codeq/proto";
@@ -8,6 +7,7 @@ import {
   entry,
   isUnfinished,
   movesTenant,
+  newMigrationId,
   resolveCurrent,
   SHARD_ID_PATTERN,
   sharesEndpoint,
@@ -27,9 +27,6 @@ export const twinOf = (map: ShardMap, id: string): string | undefined =>
   Object.keys(map.shards).find((other) => other !== id && sharesEndpoint(map, id, other));
 
 /** A new migration's id. */
-export const newMigrationId = () =>
-  `mig-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
-
 /**
  * Moves a queue (or a command) to `req.shard`. Refused unless the target's own worker
  * answers, serves and reaches its store: an assignment onto a worker that is not there

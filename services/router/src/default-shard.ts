@@ -5,6 +5,8 @@ import { messageOf } from "@codeq/common";
 import {
   draftOf,
   entry,
+  finishDefaultChange as finishedChange,
+  finishedDefaultSummary,
   isUnfinished,
   SHARD_ID_PATTERN,
   type Migration,
@@ -13,7 +15,7 @@ import {
 import { checkId, precondition } from "./admin-checks";
 import type { AdminStore } from "./admin-store";
 import { migrationToWire } from "./admin-wire";
-import { newMigrationId, twinOf } from "./assign-command";
+import { twinOf } from "./assign-command";
 import type { Routing } from "./routing";
 import { servingWorker, workerOf } from "./worker-status";
 
@@ -40,7 +42,8 @@ export interface DefaultShardAsk {
  * takes is out of reach. The change is then finished (`finishDefaultChange`): once its
  * worker confirms the map, each command it took meanwhile is moved to the new default,
  * and `formerDefault` is cleared. What is not finished now (the worker does not confirm
- * in time, its store does not answer) is finished by the same call sent again; another
+ * in time, its store does not answer) is finished by the former default's worker on its
+ * own (DefaultChangeFinisher, services/shard) or by the same call sent again; another
  * change of the default, or an assignment, waits for it.
  */
 export async function setDefaultShard(
@@ -160,7 +163,7 @@ async function finishDefaultChange(
   if (!confirmed) {
     routing.logger.error(
       { shard: former, mapVersion: map.version },
-      "SetDefaultShard: the former default's worker did not confirm the new map; it stays read for the queues that follow the default until the change is finished (call SetDefaultShard again)",
+      "SetDefaultShard: the former default's worker did not confirm the new map; it stays read for the queues that follow the default until the change is finished (its worker finishes it on its own once it has the map; SetDefaultShard again finishes it at once)",
     );
     return unfinished;
   }
@@ -174,30 +177,12 @@ async function finishDefaultChange(
   const heldNow = held;
   let started: Migration[] = [];
   const written = await admin
-    .write(
-      actor,
-      "SetDefaultShard",
-      `finished: ${former} is no longer read for the default's queues`,
-      (current) => {
-        if (current.formerDefault !== former)
-          throw new ServerError(Status.ABORTED, "the change was finished meanwhile");
-        started = heldNow
-          .filter((c) => strayOf(current, c, former))
-          .map((command): Migration => ({
-            id: newMigrationId(),
-            command,
-            from: former,
-            to: current.defaultShard,
-            state: "copying",
-            startedAtMs: Date.now(),
-            requestedBy: actor,
-            hadOwnRoute: false,
-            mapVersion: current.version + 1,
-          }));
-        const { formerDefault: _done, ...draft } = draftOf(current);
-        return { ...draft, migrations: [...draft.migrations, ...started] };
-      },
-    )
+    .write(actor, "SetDefaultShard", finishedDefaultSummary(former), (current) => {
+      const finished = finishedChange(current, former, heldNow, actor);
+      if (!finished) throw new ServerError(Status.ABORTED, "the change was finished meanwhile");
+      started = finished.started;
+      return finished.draft;
+    })
     .catch((err: unknown) => {
       routing.logger.warn({ shard: former, err: messageOf(err) }, "SetDefaultShard: not finished");
       return undefined;
@@ -269,16 +254,4 @@ async function commandsHeld(
   if (!status.freshRead)
     throw precondition(`${cannot}, and its worker is too old to say: upgrade it first`);
   return status.commands;
-}
-
-/**
- * Whether `command`, of which shard `former` holds tasks, follows another shard by
- * default now (no mapping of its own) with no move of it off `former` unfinished.
- */
-function strayOf(map: ShardMap, command: string, former: string): boolean {
-  return (
-    entry(map.commands, command) === undefined &&
-    map.defaultShard !== former &&
-    !map.migrations.some((m) => isUnfinished(m) && m.command === command && m.from === former)
-  );
 }

@@ -1624,12 +1624,23 @@ describe("the default shard and shard states change through AdminService", () =>
     ]);
   });
 
-  test("a command first enqueued on the former default while the change spread stays in reach, and is moved once the change is finished", async () => {
+  /** Restarts the cluster, its workers finishing a default change left unfinished after `ms`. */
+  async function finishingAfter(ms: number): Promise<void> {
+    await rc.close();
+    rc = await routerCluster({
+      server,
+      shards: ["a", "b", "c"],
+      shard: { defaultFinishAfterMs: ms },
+    });
+  }
+
+  /**
+   * SetDefaultShard from a to c whose last write the control store does not take; the
+   * first write is followed by a task of STRAY that a takes (a router that still held
+   * the old map sent it before a had the change). Answers the call's response.
+   */
+  async function defaultChangeLeftUnfinished() {
     const a = rc.workers.get("a")!.engine;
-    const admin = rc.admin();
-    // the change is written; before the former default has it, a router that still
-    // held the old map sends it the first task of a command it never had; then the
-    // control store does not take the change's last step
     const original = AdminStore.prototype.write;
     let writes = 0;
     const spy = jest.spyOn(AdminStore.prototype, "write").mockImplementation(async function (
@@ -1637,18 +1648,48 @@ describe("the default shard and shard states change through AdminService", () =>
       ...args
     ) {
       writes++;
-      if (writes === 2) throw new ServerError(Status.UNAVAILABLE, "the control store blinked");
+      if (writes >= 2) throw new ServerError(Status.UNAVAILABLE, "the control store blinked");
       const written = await original.apply(this, args);
-      if (writes === 1)
-        await a.enqueue({ command: "STRAY", tenant: "t1" }, [{ payload: payload("s") }]);
+      await a.enqueue({ command: "STRAY", tenant: "t1" }, [{ payload: payload("s") }]);
       return written;
     });
-    let res;
     try {
-      res = await admin.setDefaultShard({ shard: "c" });
+      return await rc.admin().setDefaultShard({ shard: "c" });
     } finally {
       spy.mockRestore();
     }
+  }
+
+  test("a change left unfinished is finished by the former default's worker on its own", async () => {
+    await finishingAfter(500);
+    await defaultChangeLeftUnfinished();
+    // (the call answers finished: false, or true when a's worker was quicker)
+    await within(10_000, async () => (await mapNow()).formerDefault === undefined);
+    const admin = rc.admin();
+    const audit = await admin.listAuditEvents({ pageSize: 1 });
+    expect(audit.events[0]).toMatchObject({
+      actor: "shard@a",
+      action: "SetDefaultShard",
+      summary: "finished: a is no longer read for the default's queues",
+    });
+    const moves = (await admin.listMigrations({ includeFinished: true })).migrations;
+    expect(moves.map((m) => [m.command, m.fromShard, m.toShard, m.requestedBy])).toEqual([
+      ["STRAY", "a", "c", "shard@a"],
+    ]);
+    await within(10_000, async () => (await mapNow()).migrations.length === 0);
+    expect(await stats("c", "STRAY")).toMatchObject({ ready: 1 });
+    expect(await stats("a", "STRAY")).toMatchObject({ ready: 0 });
+  });
+
+  test("a command first enqueued on the former default while the change spread stays in reach, and is moved once the change is finished", async () => {
+    // a's worker would finish the change on its own after a while: not within this test
+    await finishingAfter(3_600_000);
+    const a = rc.workers.get("a")!.engine;
+    const admin = rc.admin();
+    // the change is written; before the former default has it, a router that still
+    // held the old map sends it the first task of a command it never had; then the
+    // control store does not take the change's last step
+    const res = await defaultChangeLeftUnfinished();
     expect(res).toMatchObject({ previous: "a", pinned: [], migrations: [], finished: false });
     expect(await mapNow()).toMatchObject({ defaultShard: "c", formerDefault: "a" });
     // a is still read for the queues that follow the default: the task is in reach

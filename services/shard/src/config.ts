@@ -182,6 +182,11 @@ const shardSettings = z.strictObject({
    * the load falls below (100: never yields; see docs/migration.md).
    */
   moverYieldAbovePercent: intSetting(1, 100, 70),
+  /**
+   * How long after this shard stops being the default, with the change not finished
+   * (SetDefaultShard answered `finished: false`), its worker finishes it itself, ms.
+   */
+  defaultFinishAfterMs: ms(100, 3_600_000, 10_000),
   /** How often the shard map is re-read as a fallback to its announcements, ms. */
   mapPollMs: ms(100, 3_600_000, 2_000),
 });

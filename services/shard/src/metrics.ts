@@ -29,6 +29,19 @@ export interface Depth {
   moving: number;
 }
 
+/** Tasks a command's queues hold on the shard: every state but completed. */
+export const storedOf = (d: Depth): number => d.ready + d.scheduled + d.leased + d.dead + d.moving;
+
+/**
+ * The commands of which the shard keeps tasks, sorted: completed ones too (a queue that
+ * moves takes its idempotency keys and GetTask with it).
+ */
+export function commandsHeld(depth: ReadonlyMap<string, Depth>): string[] {
+  const commands: string[] = [];
+  for (const [command, d] of depth) if (storedOf(d) + d.completed > 0) commands.push(command);
+  return commands.sort();
+}
+
 /** Commands whose depth series are kept at 0 once empty, at most (past it, they vanish as before). */
 const MAX_DEPTH_COMMANDS = 10_000;
 

@@ -3,7 +3,7 @@ import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "
 import type { internal } from "@codeq/proto";
 import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
 import { forward } from "./forward";
-import { STATS_CHUNK, type Metrics } from "./metrics";
+import { commandsHeld, STATS_CHUNK, storedOf, type Metrics } from "./metrics";
 import type { QueueCore } from "./queue-core";
 import { asServerErrors, invalid } from "./status";
 import { countsToWire, exportedFromWire } from "@codeq/wire";
@@ -173,13 +173,7 @@ export function shardService(
       // what the shard holds of its queues' tasks: a batch a move reserved too (one an
       // abort left behind is still this shard's to hand on, and no router reads it)
       let queueDepth = 0;
-      const commands: string[] = [];
-      for (const [command, d] of depth ?? []) {
-        const stored = d.ready + d.scheduled + d.leased + d.dead + d.moving;
-        queueDepth += stored;
-        // completed tasks kept for GetTask count too: a queue that moves leaves them
-        if (stored + d.completed > 0) commands.push(command);
-      }
+      for (const d of depth?.values() ?? []) queueDepth += storedOf(d);
       const streams = await metrics.streamsOpen();
       return {
         shard: view.shard,
@@ -188,7 +182,7 @@ export function shardService(
         queueDepth,
         openStreams: streams,
         lifecycle: lifecycle.state,
-        commands: commands.sort(),
+        commands: depth ? commandsHeld(depth) : [],
         freshRead: req.fresh && depth !== undefined,
       };
     },

@@ -18,9 +18,10 @@ import {
   type MetricsServer,
 } from "@codeq/server-kit";
 import { BackgroundWork } from "./background";
+import { DefaultChangeFinisher } from "./default-finish";
 import { configWarnings, identityOptions, moveBatchBytes, type ShardConfig } from "./config";
 import { followShardMap } from "./map-follower";
-import { Metrics } from "./metrics";
+import { commandsHeld, Metrics } from "./metrics";
 import { Mover } from "./mover";
 import { MovingKeys } from "./moving-keys";
 import { PeerShards } from "./peers";
@@ -252,6 +253,18 @@ export async function startShardWorker(
         )
       : undefined;
   const stopMover = mover?.start();
+  const finisher = follower
+    ? new DefaultChangeFinisher({
+        shard: config.id,
+        cache: follower.cache,
+        source: follower.source,
+        fence: follower.fence,
+        commandsHeld: async () => commandsHeld(await metrics.depthByCommand(true)),
+        logger,
+        afterMs: config.defaultFinishAfterMs,
+      })
+    : undefined;
+  const stopFinisher = finisher?.start();
   let metricsServer: MetricsServer | undefined;
   /**
    * Stops serving (in-flight calls get `graceMs`), then everything the worker runs,
@@ -264,8 +277,9 @@ export async function startShardWorker(
     const by = Date.now() + graceMs;
     const shutdown = grpc.shutdown(graceMs); // health NOT_SERVING at once
     stopMover?.();
-    const moverStopped = mover?.stop();
-    moverStopped?.catch(() => undefined); // awaited below (`rest`), after the grace period
+    stopFinisher?.();
+    const moverStopped = Promise.all([mover?.stop(), finisher?.stop()]);
+    moverStopped.catch(() => undefined); // awaited below (`rest`), after the grace period
     await shutdown;
     core.stopRetries();
     const rest = (async () => {

@@ -83,7 +83,8 @@ export const shardDefaultCommand: Command = {
     "ACTIVE or its worker does not serve, and when the current default's worker does not",
     "answer. --dry-run lists what would be pinned and changes nothing. Exit code 5 when",
     "the change is not finished yet (the former default's worker did not confirm the",
-    "map): the former default stays read meanwhile; run the same command again.",
+    "map): the former default stays read meanwhile; its worker finishes the change on",
+    "its own within seconds of having the map, or run the same command again.",
   ],
   options: {
     "dry-run": { type: "boolean", description: "say what would be pinned; change nothing" },
@@ -116,7 +117,7 @@ export const shardDefaultCommand: Command = {
       );
     if (res.finished) return ExitCode.OK;
     io.err(
-      `the change is not finished (shard ${res.previous}'s worker did not confirm the new map, or could not say what it holds): it stays read for the queues that follow the default; run codeq shard default ${shard} again to finish it`,
+      `the change is not finished (shard ${res.previous}'s worker did not confirm the new map, or could not say what it holds): it stays read for the queues that follow the default until its worker finishes the change on its own; run codeq shard default ${shard} again to finish it now`,
     );
     return ExitCode.INCONSISTENT;
   },
