@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { newMigrationId } from "./migration-id";
 import {
   entry,
   isUnfinished,
@@ -8,16 +8,15 @@ import {
 } from "./shard-map";
 import { draftOf } from "./update";
 
-/** A new migration's id: its start time, then a random part. */
-export const newMigrationId = (): string =>
-  `mig-${Date.now().toString(36)}-${randomBytes(3).toString("hex")}`;
-
 /** What the last step of a change of the default shard writes (`finishDefaultChange`). */
 export interface FinishedDefaultChange {
   readonly draft: ShardMapDraft;
   /** The migrations it starts: one per command the former default took meanwhile. */
   readonly started: Migration[];
 }
+
+/** Who a former default's worker is when it finishes the change itself (DefaultChangeFinisher). */
+export const formerDefaultActor = (shard: string): string => `shard@${shard}`;
 
 /** The audit summary of that step. */
 export const finishedDefaultSummary = (former: string): string =>

@@ -57,10 +57,11 @@ export {
   type ResolvedBy,
 } from "./resolve";
 export { MapSupplier } from "./map-supplier";
+export { newMigrationId } from "./migration-id";
 export {
-  newMigrationId,
   finishDefaultChange,
   finishedDefaultSummary,
+  formerDefaultActor,
   type FinishedDefaultChange,
 } from "./default-change";
 export { StaticYamlSupplier, loadStaticSupplier, parseStaticMap } from "./static-yaml-supplier";

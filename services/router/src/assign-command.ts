@@ -26,7 +26,6 @@ import { queuesOn, servingWorker } from "./worker-status";
 export const twinOf = (map: ShardMap, id: string): string | undefined =>
   Object.keys(map.shards).find((other) => other !== id && sharesEndpoint(map, id, other));
 
-/** A new migration's id. */
 /**
  * Moves a queue (or a command) to `req.shard`. Refused unless the target's own worker
  * answers, serves and reaches its store: an assignment onto a worker that is not there

@@ -7,6 +7,7 @@ import {
   entry,
   finishDefaultChange as finishedChange,
   finishedDefaultSummary,
+  formerDefaultActor,
   isUnfinished,
   SHARD_ID_PATTERN,
   type Migration,
@@ -184,14 +185,28 @@ async function finishDefaultChange(
       return finished.draft;
     })
     .catch((err: unknown) => {
-      routing.logger.warn({ shard: former, err: messageOf(err) }, "SetDefaultShard: not finished");
+      if (!(err instanceof ServerError && err.code === Status.ABORTED))
+        routing.logger.warn(
+          { shard: former, err: messageOf(err) },
+          "SetDefaultShard: not finished",
+        );
       return undefined;
     });
   if (!written) {
-    // finished meanwhile (the same call sent twice, the former default removed as lost)
+    // finished meanwhile: by the former default's worker (the moves it started are this
+    // change's), by the same call sent twice, or the former default removed as lost
     const now = await admin.freshMap().catch(() => undefined);
     if (now && now.formerDefault !== former)
-      return { mapVersion: now.version, migrations: [], finished: true };
+      return {
+        mapVersion: now.version,
+        migrations: now.migrations
+          .filter(
+            (m) =>
+              isUnfinished(m) && m.from === former && m.requestedBy === formerDefaultActor(former),
+          )
+          .map((m) => migrationToWire(m)),
+        finished: true,
+      };
     return unfinished;
   }
   return {

@@ -3,6 +3,7 @@ import type { Logger } from "@codeq/server-kit";
 import {
   finishDefaultChange,
   finishedDefaultSummary,
+  formerDefaultActor,
   updateMap,
   type MapCache,
   type MapSource,
@@ -10,8 +11,10 @@ import {
 } from "@codeq/shardmap";
 import type { ShardFence } from "./fence";
 
-/** How often an unfinished change is tried again, ms. */
-const RETRY_MS = 2_000;
+/** How often an unfinished change is looked at, ms. */
+const CHECK_MS = 2_000;
+/** The longest wait after failed tries (doubling from CHECK_MS), ms. */
+const MAX_BACKOFF_MS = 30_000;
 
 export interface DefaultFinisherParts {
   readonly shard: string;
@@ -37,22 +40,29 @@ export interface DefaultFinisherParts {
  * change, so its fencing refuses new tasks of the queues that follow the default from
  * then on; it waits for the enqueues admitted before (ShardFence.settled), reads which
  * commands it holds, and writes the change's last step (`finishDefaultChange`: each
- * command it took meanwhile moves to the new default, whose mover is this shard's).
- * Tried on every map change and every RETRY_MS while unfinished; one try at a time.
+ * command it took meanwhile moves to the new default, by this shard's mover).
+ * Looked at on every map change and every CHECK_MS; one try at a time, and after a
+ * failed try the next waits twice as long (up to MAX_BACKOFF_MS). Nothing is tried
+ * while the control store is away (the map held says so): the write could not land.
  */
 export class DefaultChangeFinisher {
   /** When this worker first saw the unfinished change, ms. */
   private seenAtMs: number | undefined;
   private running: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Looks again when a wait (afterMs, a backoff) is over. */
+  private due: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Failed tries in a row, and when the next may start. */
+  private failures = 0;
+  private nextTryAtMs = 0;
 
   constructor(private readonly parts: DefaultFinisherParts) {}
 
   /** Starts watching the map; the answer stops it (`stop` waits for a try under way). */
   start(): () => void {
     const off = this.parts.cache.onChange(() => this.check());
-    this.timer = setInterval(() => this.check(), RETRY_MS);
+    this.timer = setInterval(() => this.check(), CHECK_MS);
     this.timer.unref();
     this.check();
     return off;
@@ -61,6 +71,7 @@ export class DefaultChangeFinisher {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.due);
     await this.running;
   }
 
@@ -69,16 +80,38 @@ export class DefaultChangeFinisher {
     if (this.stopped || this.running || cache.version === 0) return;
     if (cache.current().formerDefault !== shard) {
       this.seenAtMs = undefined;
+      this.failures = 0;
+      this.nextTryAtMs = 0;
       return;
     }
-    this.seenAtMs ??= Date.now();
-    if (Date.now() - this.seenAtMs < afterMs) return;
+    const now = Date.now();
+    this.seenAtMs ??= now;
+    const dueAtMs = Math.max(this.seenAtMs + afterMs, this.nextTryAtMs);
+    if (now < dueAtMs) {
+      // looked at again when due, not at the next CHECK_MS
+      clearTimeout(this.due);
+      this.due = setTimeout(() => this.check(), dueAtMs - now);
+      this.due.unref();
+      return;
+    }
+    if (cache.status().lastError) return;
     this.running = this.finish()
-      .catch((err: unknown) =>
-        this.parts.logger.warn(
-          { err: messageOf(err) },
-          "the change of the default shard away from this shard is not finished yet; trying again",
-        ),
+      .then(
+        () => {
+          this.failures = 0;
+          this.nextTryAtMs = 0;
+        },
+        (err: unknown) => {
+          this.failures++;
+          this.nextTryAtMs =
+            Date.now() + Math.min(CHECK_MS * 2 ** (this.failures - 1), MAX_BACKOFF_MS);
+          const fields = { err: messageOf(err), failures: this.failures };
+          const message =
+            "the change of the default shard away from this shard is not finished yet; trying again";
+          // said once per run of failures; the rest at debug
+          if (this.failures === 1) this.parts.logger.warn(fields, message);
+          else this.parts.logger.debug(fields, message);
+        },
       )
       .finally(() => (this.running = undefined));
   }
@@ -88,18 +121,22 @@ export class DefaultChangeFinisher {
     // what was admitted under a map from before the change has reached the store
     await fence.settled();
     const held = await this.parts.commandsHeld();
-    const actor = `shard@${shard}`;
+    const actor = formerDefaultActor(shard);
     let started: Migration[] = [];
     const { changed, map } = await updateMap(
       source,
       (current) => {
-        const finished = finishDefaultChange(current, shard, held, actor);
+        // a worker that is stopping starts no move
+        const finished = this.stopped
+          ? undefined
+          : finishDefaultChange(current, shard, held, actor);
         started = finished?.started ?? [];
         return finished?.draft;
       },
       { actor, action: "SetDefaultShard", summary: finishedDefaultSummary(shard) },
     );
     if (!changed) return;
+    this.seenAtMs = undefined;
     logger.info(
       {
         version: map.version,
@@ -107,6 +144,7 @@ export class DefaultChangeFinisher {
       },
       "finished the change of the default shard away from this shard",
     );
-    await cache.refresh();
+    // (the announcement brings it too, or the next poll)
+    await cache.refresh().catch(() => undefined);
   }
 }

@@ -151,6 +151,14 @@ describe("ShardFence", () => {
       fence.ended(first);
       expect(await resolved(early)).toBe(true);
       expect(await resolved(late)).toBe(true);
+      // a wait with nothing admitted since the last but older stores open waits for those
+      const older = fence.admit(owned);
+      const once = fence.settled();
+      const again = fence.settled();
+      expect(await resolved(again)).toBe(false);
+      fence.ended(older);
+      expect(await resolved(once)).toBe(true);
+      expect(await resolved(again)).toBe(true);
       // and the count starts afresh
       const third = fence.admit(owned);
       const next = fence.settled();

@@ -8,7 +8,8 @@ import { NotOwnerError } from "./errors";
  * queue's new tasks across shards. The check and the store are not atomic: a map
  * change between them leaves tasks on the old owner, which a migration's
  * queueShards still covers (workers drain it, the mover moves it). What looks for
- * such tasks (the mover's last count before it ends a move, a fresh depth read)
+ * such tasks (the mover's last count before it ends a move, a fresh depth read, a
+ * question about a moving queue's keys or about which imported tasks a shard holds)
  * first waits for the stores admitted before it (`settled`): the store's commands
  * can reach the store after the look's (ioredis sends a script again, after the
  * look's commands, when the store lost its script cache: NOSCRIPT).
@@ -57,6 +58,14 @@ export class ShardFence {
   admit(queues: readonly QueueRef[]): number {
     const refusal = this.refusal(queues);
     if (refusal) throw refusal;
+    return this.counted();
+  }
+
+  /**
+   * Counts a store admitted by a check of the caller's own (an import, by its
+   * migration) as `admit` does: the caller passes the number returned to `ended`.
+   */
+  counted(): number {
     this.current++;
     return this.generation;
   }

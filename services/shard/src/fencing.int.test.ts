@@ -1,6 +1,6 @@
 import { ClientError, createServer, Metadata, Status } from "nice-grpc";
 import { Redis } from "ioredis";
-import { internal, TaskState } from "@codeq/proto";
+import { internal, Task, TaskState } from "@codeq/proto";
 import { RedisMapSource, shardMapKey, type ShardMapDraft } from "@codeq/shardmap";
 import { freePort, RedisServer, startRelay, withUnimplemented } from "@codeq/testing";
 import { shardFixture, type ShardFixture } from "./test/fixture";
@@ -289,6 +289,63 @@ describe("enqueue fencing by the shard map", () => {
       queueDepth: 2,
       commands: ["FIRST", "LATE"],
     });
+  });
+
+  it("HeldTasks waits for an import admitted before the abort reached the shard, whose script the store had lost (NOSCRIPT)", async () => {
+    const relay = await startRelay(server.host, server.port);
+    cleanups.push(() => relay.close());
+    const moving = {
+      id: "m1",
+      command: "X",
+      from: "b",
+      to: "a",
+      state: "copying" as const,
+      startedAtMs: Date.now(),
+    };
+    const { fx, source } = await mapped(draft({ commands: { X: "a" }, migrations: [moving] }), {
+      redisUrl: `redis://127.0.0.1:${relay.port}`,
+    });
+    const shard = fx.shardClient();
+    const moved = (id: string) => ({
+      task: {
+        ...Task.fromPartial({ id, command: "X", tenant: "t", payload: Buffer.from(id) }),
+        state: TaskState.TASK_STATE_READY,
+        maxAttempts: 5,
+        runAtMs: Date.now(),
+      },
+      idempotencyExpiresAtMs: 0,
+      leaseSeq: 1,
+      doneAtMs: 0,
+    });
+    const importing = (id: string) =>
+      shard.importTasks({ command: "X", tenant: "t", migrationId: "m1", tasks: [moved(id)] });
+    const [first, late] = ["01JD0000000000000000000001", "01JD0000000000000000000002"];
+    // the import script has gone over the worker's connection: the next goes by its hash
+    await importing(first!);
+    const flush = new Redis(server.url);
+    cleanups.push(() => flush.quit());
+    await flush.script("FLUSH");
+    const held = relay.holdReplies((reply) => reply.includes("NOSCRIPT"));
+    const imported = importing(late!);
+    await within(5_000, async () => held.holding);
+    // the move is aborted; once the worker has that, it takes no import of it, and the
+    // source asks which of its batch landed here
+    await source.compareAndSet(
+      1,
+      draft({ commands: { X: "b" }, migrations: [{ ...moving, state: "aborting" }] }),
+      CHANGE,
+    );
+    await within(2_000, async () => fx.worker.map!.current().version === 2);
+    const answer = shard.heldTasks({
+      command: "X",
+      tenant: "t",
+      migrationId: "m1",
+      taskIds: [late!],
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    held.release();
+    expect((await imported).imported).toEqual([late]);
+    expect((await answer).held).toEqual([late]);
   });
 
   it("a standalone worker (no controlUrl) holds no map and accepts every queue", async () => {

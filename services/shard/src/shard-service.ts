@@ -1,5 +1,12 @@
 import { ServerError, Status, type CallContext } from "nice-grpc";
-import { NAME_PATTERN, type QueueEngine, type QueueRef, type QueueStats } from "@codeq/engine";
+import {
+  NAME_PATTERN,
+  type ExportedTask,
+  type ImportOutcome,
+  type QueueEngine,
+  type QueueRef,
+  type QueueStats,
+} from "@codeq/engine";
 import type { internal } from "@codeq/proto";
 import { fromRouter, type IdentityOptions, type Lifecycle } from "@codeq/server-kit";
 import { forward } from "./forward";
@@ -17,8 +24,10 @@ export interface ShardView {
   mapVersion(): number;
   /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
   busy(): number;
-  /** Resolves once every enqueue admitted before the call has stored or failed (ShardFence). */
+  /** Resolves once every store admitted before the call has ended (ShardFence.settled). */
   storesSettled(): Promise<void>;
+  /** Counts a store admitted now until the function returned is called (ShardFence.counted). */
+  storeAdmitted(): () => void;
   /**
    * Whether migration `id` moves `queue` onto this shard in the map held: unfinished,
    * with this shard on its filling side. Always true for a shard that follows no map.
@@ -52,8 +61,9 @@ export function shardService(
         return e;
       });
       // a batch for a migration that is over (or no longer fills this shard) would stay
-      // where no router reads; checked in the same turn as the import is sent, so a
-      // mover pass that sees the map change here comes after it on the store
+      // where no router reads; checked in the same turn as the import is sent, and
+      // counted as a store admitted until it ends: a mover pass or HeldTasks that sees
+      // the map change here waits for it (ShardFence.settled)
       if (
         (tasks.length > 0 || req.idempotencyKeys.length > 0) &&
         !view.receives(req.migrationId, queue)
@@ -62,26 +72,8 @@ export function shardService(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} does not move ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}): it is over, aborting, or not seen here yet; nothing was stored`,
         );
-      const out = await asServerErrors(() =>
-        engine.importTasks(
-          queue,
-          tasks,
-          req.migrationId || undefined,
-          req.readyAtHead ? "head" : "tail",
-        ),
-      );
-      const keysBound = req.idempotencyKeys.length
-        ? await asServerErrors(() =>
-            engine.bindIdempotencyKeys(
-              queue,
-              req.idempotencyKeys.map((k) => ({
-                key: k.key,
-                taskId: k.taskId,
-                expiresAt: k.expiresAtMs,
-              })),
-            ),
-          )
-        : 0;
+      const ended = view.storeAdmitted();
+      const { out, keysBound } = await stored(engine, queue, tasks, req).finally(ended);
       const fresh = new Set(out.imported);
       let ready = 0;
       let scheduled = 0;
@@ -102,13 +94,14 @@ export function shardService(
 
     async heldTasks(req) {
       const queue = namedQueue(req, "task_ids", req.taskIds.length);
-      // an import of the migration checked before this turn is on the store ahead of
-      // this read (see importTasks); none can come after it
+      // no import of the migration is admitted after this turn; those admitted before
+      // are waited for (see importTasks)
       if (view.receives(req.migrationId, queue))
         throw new ServerError(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} still moves ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}); ask again once the abort reaches it`,
         );
+      await view.storesSettled();
       return {
         held: await asServerErrors(() => engine.heldTasks(queue, req.taskIds, req.migrationId)),
       };
@@ -116,6 +109,8 @@ export function shardService(
 
     async lookupIdempotencyKeys(req) {
       const queue = namedQueue(req, "keys", req.keys.length);
+      // a keyed enqueue admitted here before the queue moved away is stored first
+      await view.storesSettled();
       const found = await asServerErrors(() => engine.lookupIdempotencyKeys(queue, req.keys));
       return {
         bindings: found.map((b) => ({ key: b.key, taskId: b.taskId, expiresAtMs: b.expiresAt })),
@@ -255,4 +250,34 @@ function routersOnly(
       yield* impl.forward(requests, ctx);
     },
   };
+}
+
+/** Stores an ImportTasks request's tasks, then binds its idempotency keys. */
+async function stored(
+  engine: QueueEngine,
+  queue: QueueRef,
+  tasks: ExportedTask[],
+  req: internal.ImportTasksRequest,
+): Promise<{ out: ImportOutcome; keysBound: number }> {
+  const out = await asServerErrors(() =>
+    engine.importTasks(
+      queue,
+      tasks,
+      req.migrationId || undefined,
+      req.readyAtHead ? "head" : "tail",
+    ),
+  );
+  const keysBound = req.idempotencyKeys.length
+    ? await asServerErrors(() =>
+        engine.bindIdempotencyKeys(
+          queue,
+          req.idempotencyKeys.map((k) => ({
+            key: k.key,
+            taskId: k.taskId,
+            expiresAt: k.expiresAtMs,
+          })),
+        ),
+      )
+    : 0;
+  return { out, keysBound };
 }

@@ -168,6 +168,12 @@ export async function startShardWorker(
     mapVersion,
     busy,
     storesSettled: () => follower?.fence.settled() ?? Promise.resolve(),
+    storeAdmitted: () => {
+      const fence = follower?.fence;
+      if (!fence) return () => undefined;
+      const generation = fence.counted();
+      return () => fence.ended(generation);
+    },
     receives: (id: string, queue: QueueRef) => {
       if (!follower) return true;
       const map = follower.cache.version > 0 ? follower.cache.current() : undefined;
