@@ -200,6 +200,50 @@ describe("codeq against a local cluster", () => {
     }
   }, 120_000);
 
+  test("enqueue --count over several batches prints every id once; --json is one document", async () => {
+    const plain = await codeq(["enqueue", "cli.many", "--count", "2500"]);
+    expect(plain.code).toBe(0);
+    const ids = plain.stdout.trim().split("\n");
+    expect(ids).toHaveLength(2500);
+    expect(new Set(ids).size).toBe(2500);
+    const { results } = await json<{ results: { taskId: string; status: { code: number } }[] }>([
+      "enqueue",
+      "cli.many",
+      "--count",
+      "2100",
+    ]);
+    expect(results).toHaveLength(2100);
+    expect(results.every((r) => r.status.code === 0 && r.taskId !== "")).toBe(true);
+    const [stats] = await json(["stats", "cli.many"]);
+    expect(stats.total).toMatchObject({ ready: 4600 });
+  }, 120_000);
+
+  test("enqueue --count stopped by Ctrl-C exits 130 after the batch under way, every stored id printed", async () => {
+    const child = spawn(process.execPath, [BIN, "enqueue", "cli.stop-enq", "--count", "10000000"], {
+      env: { ...baseEnv(), CODEQ_ROUTER: router },
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    try {
+      await until(async () => stdout.split("\n").length > 1000);
+      child.kill("SIGINT");
+      expect(await exited).toBe(130);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    const ids = stdout.trim().split("\n");
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(stderr).toContain("stopping after the batch under way; Ctrl-C again quits at once");
+    expect(stderr).toContain(
+      `interrupted: stopped after ${ids.length} of 10000000 enqueued (their ids are printed)`,
+    );
+    const [stats] = await json(["stats", "cli.stop-enq"]);
+    expect(stats.total.ready).toBe(ids.length);
+  }, 120_000);
+
   test("tail --max 2 --ack prints both tasks, acks them and exits 0", async () => {
     const ids = (await codeq(["enqueue", "cli.tail", "--count", "2", "--payload", "hello"])).stdout
       .trim()

@@ -32,7 +32,8 @@ const EXIT_CODES = [
   "       answer (what is printed leaves it out); shard default: the change is not",
   "       finished yet (run it again)",
   "  130  interrupted (Ctrl-C): assign --wait and tail stop following (the",
-  "       migration goes on); dlq redrive and purge stop after the call under way",
+  "       migration goes on); dlq redrive and purge stop after the call under way,",
+  "       enqueue --count after the batch under way",
 ];
 
 /** `codeq --help`: the commands, global options, identity and exit codes. */

@@ -2,9 +2,10 @@ import * as fs from "node:fs";
 import { ClientError } from "nice-grpc";
 import { taskStateToJSON, type EnqueueRequest, type EnqueueResult } from "@codeq/proto";
 import { expectPositionals, int, str, type Values } from "../args";
-import type { Command } from "../command";
+import type { Command, CommandContext, Output } from "../command";
 import { ExitCode, isUnreachable, statusName, UsageError } from "../errors";
 import { toJson } from "../json";
+import { ProgressReporter } from "../progress";
 
 const BATCH = 1000;
 /**
@@ -40,13 +41,17 @@ const resultJson = (r: EnqueueResult) => ({ ...r, state: taskStateToJSON(r.state
 export const enqueueCommand: Command = {
   name: "enqueue",
   group: "queue",
+  // --count stops after the batch under way (a single enqueue finishes its one call)
+  interruptible: true,
   args: "COMMAND [--payload STR | --payload-file F] [--count N] [--priority P] [--delay MS] [--key K]",
   summary: "enqueue tasks and print their ids (Enqueue, EnqueueBatch)",
   details: [
     "Enqueues as the stated tenant (--tenant). One id a line on stdout; a duplicate",
     "(an idempotency key seen before) is noted on stderr. With --count, batches of",
-    `up to ${BATCH} (fewer with large payloads: about 8 MiB a batch); items that failed are`,
-    "listed on stderr (exit 2, or 3 when a shard was unavailable).",
+    `up to ${BATCH} (fewer with large payloads: about 8 MiB a batch), each batch's ids`,
+    "printed as it is answered, with progress on stderr; items that failed are listed on",
+    "stderr (exit 2, or 3 when a shard was unavailable). Ctrl-C stops after the batch",
+    "under way (exit 130).",
   ],
   options: {
     payload: { type: "string", value: "STR", description: "the payload as UTF-8 text" },
@@ -60,7 +65,8 @@ export const enqueueCommand: Command = {
     delay: { type: "string", value: "MS", description: "ready after MS milliseconds" },
     key: { type: "string", value: "K", description: "idempotency key (only with a count of 1)" },
   },
-  async run({ positionals, values, clients, global, io }) {
+  async run(ctx) {
+    const { positionals, values, clients, global, io } = ctx;
     expectPositionals(positionals, ["COMMAND"]);
     const count = int(values, "count", { min: 1, max: 10_000_000 }) ?? 1;
     const key = str(values, "key");
@@ -84,42 +90,122 @@ export const enqueueCommand: Command = {
       return ExitCode.OK;
     }
 
-    const results: EnqueueResult[] = [];
-    // a call that fails after others stored tasks: those are still printed, and the
-    // error says how many (run again, the command would store them twice)
-    let failure: unknown;
-    const perBatch = Math.max(
-      1,
-      Math.min(BATCH, Math.floor(BATCH_BYTES / (task.payload!.length + TASK_OVERHEAD_BYTES))),
-    );
-    for (let sent = 0; sent < count && failure === undefined; sent += perBatch) {
-      const n = Math.min(perBatch, count - sent);
-      const tasks = Array.from({ length: n }, () => task);
-      await clients.queue
-        .enqueueBatch({ tasks }, clients.call())
-        .then((res) => results.push(...res.results))
-        .catch((err: unknown) => (failure = err));
-    }
-    const stored = results.filter((r) => (r.status?.code ?? 0) === 0).length;
-    if (failure !== undefined && (stored === 0 || !(failure instanceof ClientError))) throw failure;
-    let code: number = ExitCode.OK;
-    if (global.json) io.out(toJson({ results: results.map(resultJson) }));
-    results.forEach((r, i) => {
-      const status = r.status?.code ?? 0;
-      if (status === 0) {
-        if (!global.json) io.out(r.taskId);
-        return;
-      }
-      io.err(`item ${i}: ${statusName(status)}: ${r.status?.message ?? ""}`);
-      if (isUnreachable(status)) code = ExitCode.UNAVAILABLE;
-      else if (code === ExitCode.OK) code = ExitCode.REFUSED;
-    });
-    if (failure instanceof ClientError)
-      throw new ClientError(
-        failure.path,
-        failure.code,
-        `${failure.details} (after ${stored} of ${count} enqueued: their ids are printed)`,
-      );
-    return code;
+    return enqueueMany(ctx, task, count);
   },
 };
+
+/** How often the progress of `--count` is redrawn on a terminal, and written as a line otherwise, ms. */
+const PROGRESS_TTY_MS = 250;
+const PROGRESS_LINE_MS = 5_000;
+
+/**
+ * `enqueue --count N`: batch after batch, each batch's ids (or its items' failures)
+ * written as its answer comes, so that memory does not grow with N and a failure part
+ * way leaves every stored id printed; progress on stderr (not with --json). A call
+ * that fails after others stored tasks ends it, and the error says how many were
+ * stored (run again, the command would store them twice); Ctrl-C stops it after the
+ * batch under way (exit 130).
+ */
+async function enqueueMany(
+  ctx: CommandContext,
+  task: Partial<EnqueueRequest>,
+  count: number,
+): Promise<number> {
+  const { clients, global, io, interrupted } = ctx;
+  const perBatch = Math.max(
+    1,
+    Math.min(BATCH, Math.floor(BATCH_BYTES / (task.payload!.length + TASK_OVERHEAD_BYTES))),
+  );
+  const json = global.json ? new JsonResults(io) : undefined;
+  const progress = global.json || count <= perBatch ? undefined : new ProgressReporter(io);
+  const stopping = () => {
+    progress?.finish();
+    io.err("stopping after the batch under way; Ctrl-C again quits at once");
+  };
+  interrupted.addEventListener("abort", stopping, { once: true });
+  const started = Date.now();
+  let shownAt = started;
+  let sent = 0;
+  let stored = 0;
+  let code: number = ExitCode.OK;
+  let failure: unknown;
+  try {
+    while (sent < count && !interrupted.aborted) {
+      const n = Math.min(perBatch, count - sent);
+      const tasks = Array.from({ length: n }, () => task);
+      const res = await clients.queue
+        .enqueueBatch({ tasks }, clients.call())
+        .catch((err: unknown) => {
+          failure = err;
+          return undefined;
+        });
+      if (!res) break;
+      res.results.forEach((r, i) => {
+        json?.add(resultJson(r));
+        const status = r.status?.code ?? 0;
+        if (status === 0) {
+          stored++;
+          if (!json) io.out(r.taskId);
+          return;
+        }
+        io.err(`item ${sent + i}: ${statusName(status)}: ${r.status?.message ?? ""}`);
+        if (isUnreachable(status)) code = ExitCode.UNAVAILABLE;
+        else if (code === ExitCode.OK) code = ExitCode.REFUSED;
+      });
+      sent += n;
+      const now = Date.now();
+      if (progress && now - shownAt >= (io.errIsTTY ? PROGRESS_TTY_MS : PROGRESS_LINE_MS)) {
+        shownAt = now;
+        progress.update({
+          id: "enqueue",
+          moved: sent,
+          remaining: count - sent,
+          rate: sent / Math.max(0.001, (now - started) / 1000),
+          state: "RUNNING",
+        });
+      }
+    }
+  } finally {
+    interrupted.removeEventListener("abort", stopping);
+    progress?.finish();
+    json?.end(failure === undefined);
+  }
+  if (failure !== undefined) {
+    if (stored === 0 || !(failure instanceof ClientError)) throw failure;
+    throw new ClientError(
+      failure.path,
+      failure.code,
+      `${failure.details} (after ${stored} of ${count} enqueued: their ids are printed)`,
+    );
+  }
+  if (sent < count) {
+    io.err(
+      `interrupted: stopped after ${stored} of ${count} enqueued (their ids are printed); run it again for the rest`,
+    );
+    return ExitCode.INTERRUPTED;
+  }
+  return code;
+}
+
+/**
+ * Writes `{"results": [...]}` as `toJson` would, one item at a time (each written once
+ * the next comes, with its comma): nothing until `end`, when no item came.
+ */
+export class JsonResults {
+  private pending: string | undefined;
+  private items = 0;
+
+  constructor(private readonly io: Output) {}
+
+  add(item: object): void {
+    if (this.items++ === 0) this.io.out('{\n  "results": [');
+    else this.io.out(`${this.pending!},`);
+    this.pending = toJson(item).replace(/^/gm, "    ");
+  }
+
+  /** Closes the list; `empty`: writes an empty one when no item came. */
+  end(empty: boolean): void {
+    if (this.pending !== undefined) this.io.out(`${this.pending}\n  ]\n}`);
+    else if (empty) this.io.out(toJson({ results: [] }));
+  }
+}
