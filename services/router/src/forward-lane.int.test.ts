@@ -360,10 +360,17 @@ test("leases, acks, nacks and extends go on the streams too, and a worker settle
   expect(await forwarded("a", "call", "ack")).toBe(0);
   // the Lease did not wait: on the stream; one that waits is a call of its own
   expect(await forwarded("a", "stream", "lease")).toBe(1);
+  // (one that may wait first asks for what is ready, on the stream: here it is)
   await p.enqueue({ command: "X" });
-  const waited = await w.lease({ commands: ["X"], maxTasks: 1, waitMs: 1_000 });
-  expect(waited.tasks).toHaveLength(1);
-  expect(await forwarded("a", "call", "lease")).toBe(1);
+  const ready = await w.lease({ commands: ["X"], maxTasks: 1, waitMs: 1_000 });
+  expect(ready.tasks).toHaveLength(1);
+  expect(await forwarded("a", "stream", "lease")).toBe(2);
+  expect(await forwarded("a", "call", "lease")).toBe(0);
+  const waiting = w.lease({ commands: ["X"], maxTasks: 1, waitMs: 5_000 });
+  await within(2_000, async () => (await forwarded("a", "call", "lease")) === 1);
+  await p.enqueue({ command: "X" });
+  expect((await waiting).tasks).toHaveLength(1);
+  expect(await forwarded("a", "stream", "lease")).toBe(3);
 });
 
 test("a call the shard does not answer in time fails DEADLINE_EXCEEDED, and the stream goes on", async () => {

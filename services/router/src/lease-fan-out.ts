@@ -42,13 +42,30 @@ export class LeaseFanOut {
     ) => leaseRound(routing, f, ids, n, ask, firstWins, this.draining);
     let got: Leased[] = [];
     let delivered = 0;
+    /** What the call holds of the tenant's lease rate: `max` until it waits. */
+    let held = max;
+    /**
+     * A long poll holds no charge while it waits (idle pollers would leave the
+     * tenant's other calls refused): it is given back, and what the poll delivers is
+     * charged when it answers, even past what the bucket holds (the tenant's calls
+     * after it then wait until the rate has paid it off).
+     */
+    const waiting = (poll: Promise<LeaseRound>) => {
+      bucket?.refund(held);
+      held = 0;
+      return poll;
+    };
+    const now = req.waitMs > 0 ? { ...req, waitMs: 0 } : req;
     try {
-      // one shard: one call with the caller's wait; several: what is ready now on
-      // the shards with a share, then on the others (they may hold what those lack),
-      // then, if nothing was, a long poll on all, answered by the first with tasks
-      if (shards.length === 1) got = answeredOrThrow(await round(shards, share, req, false));
-      else {
-        const now = { ...req, waitMs: 0 };
+      // one shard: what is ready now, then, if nothing was, a long poll; several: what
+      // is ready now on the shards with a share, then on the others (they may hold what
+      // those lack), then, if nothing was, a long poll on all, answered by the first
+      // with tasks
+      if (shards.length === 1) {
+        got = answeredOrThrow(await round(shards, share, now, false));
+        if (got.length === 0 && req.waitMs > 0)
+          got = answeredOrThrow(await waiting(round(shards, share, req, false)));
+      } else {
         const asked = shards.filter((id) => share(id) > 0);
         const first = await round(asked, share, now, false);
         got = first.got;
@@ -67,7 +84,9 @@ export class LeaseFanOut {
         )
           throw noneAnswered([...first.failed, ...(second?.failed ?? [])]);
         if (got.length === 0 && req.waitMs > 0)
-          got = answeredOrThrow(await round(shards, (id) => Math.max(1, share(id)), req, true));
+          got = answeredOrThrow(
+            await waiting(round(shards, (id) => Math.max(1, share(id)), req, true)),
+          );
       }
       if (f.signal.aborted) {
         // the caller left (its deadline passed) while a slower shard was asked: what
@@ -88,7 +107,9 @@ export class LeaseFanOut {
       delivered = tasks.length;
       return { tasks };
     } finally {
-      bucket?.refund(max - delivered); // the limit counts tasks delivered, not asked for
+      // the limit counts tasks delivered, not asked for
+      if (held > 0) bucket?.refund(held - delivered);
+      else bucket?.charge(delivered);
     }
   }
 }

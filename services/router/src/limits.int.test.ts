@@ -161,6 +161,22 @@ test("a stream's deliveries are paced by the tenant's lease rate, not refused", 
   expect((failure as Error | undefined)?.name ?? "AbortError").toBe("AbortError");
 });
 
+test("a long poll holds none of the tenant's lease rate while it waits", async () => {
+  const c = rc.client("poll");
+  const poll = () => c.lease({ commands: ["POLL"], maxTasks: 10, waitMs: 2_000 });
+  // 10/s with a 1 s burst: each call asks for all of it
+  const first = poll();
+  await new Promise((r) => setTimeout(r, 300));
+  const second = poll();
+  await new Promise((r) => setTimeout(r, 300));
+  // (before, each waiting poll held its 10, and the tenant's other calls were refused)
+  expect((await c.lease({ commands: ["POLL"], maxTasks: 10 })).tasks).toEqual([]);
+  // what comes meanwhile is delivered to the polls as before
+  await c.enqueueBatch({ tasks: tasks(3, "POLL") });
+  const [a, b] = await Promise.all([first, second]);
+  expect(a.tasks.length + b.tasks.length).toBe(3);
+});
+
 test("credits a stream takes back unused are given back to the tenant's lease rate", async () => {
   const requests = new Channel<LeaseStreamRequest>();
   requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["W"] }, credits: 10 }));

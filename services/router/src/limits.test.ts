@@ -32,6 +32,16 @@ describe("TokenBucket", () => {
     now = 5_100;
     expect(b.take(1)).toEqual({ ok: true });
   });
+
+  test("a charge of what was delivered without a hold may leave the bucket owing", () => {
+    let now = 0;
+    const b = new TokenBucket(10, 20, () => now);
+    b.take(15);
+    b.charge(8); // 5 there: owes 3
+    expect(b.take(1)).toEqual({ ok: false, retryAfterMs: 400 });
+    now = 400;
+    expect(b.take(1)).toEqual({ ok: true });
+  });
 });
 
 describe("Limits", () => {

@@ -53,6 +53,15 @@ export class TokenBucket {
     return got;
   }
 
+  /**
+   * Takes `n` tokens whether it has them or not: what was delivered without a charge
+   * held for it (a long poll's tasks). The bucket may owe tokens after it.
+   */
+  charge(n: number): void {
+    this.refill();
+    this.tokens -= n;
+  }
+
   /** How long until `n` tokens are there, ms (0 when they are). */
   waitFor(n: number): number {
     this.refill();
