@@ -8,6 +8,7 @@ import {
   int,
   list,
   parseCommandArgs,
+  plaintextTokenWarning,
   splitCommand,
 } from "./args";
 import { COMMANDS } from "./commands";
@@ -71,6 +72,24 @@ describe("parseCommandArgs", () => {
   test("a boolean option given a value is a usage error", () => {
     expect(() => parseCommandArgs(["--wait=yes"], options)).toThrow(
       new UsageError("option --wait takes no value"),
+    );
+  });
+});
+
+describe("plaintextTokenWarning", () => {
+  test("warns of a token sent without TLS off this host, and of nothing else", () => {
+    const warned = (router: string, env: Record<string, string> = {}) =>
+      plaintextTokenWarning(globalOptions({ router }, { CODEQ_TOKEN: "t0k3n", ...env }));
+    expect(warned("codeq.example.com:7300")).toBe(
+      "warning: the bearer token goes to codeq.example.com:7300 without TLS, readable on the way; use --tls (or --tls-ca)",
+    );
+    expect(warned("10.0.0.5:7300")).toMatch(/^warning: /);
+    expect(warned("[fd00::5]:7300")).toMatch(/^warning: /);
+    expect(warned("codeq.example.com:7300", { CODEQ_TLS: "1" })).toBeUndefined();
+    for (const local of ["127.0.0.1:7300", "127.1.2.3:1", "localhost:7300", "[::1]:7300"])
+      expect(warned(local)).toBeUndefined();
+    expect(plaintextTokenWarning(globalOptions({ router: "codeq.example.com:7300" }, {}))).toBe(
+      undefined,
     );
   });
 });

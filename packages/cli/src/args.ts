@@ -284,3 +284,15 @@ export function expectPositionals(positionals: readonly string[], names: readonl
   if (!variadic && positionals.length > required)
     throw new UsageError(`unexpected argument ${positionals[required]!}`);
 }
+
+/**
+ * A warning when the bearer token would go to a router over plaintext off this host
+ * (anyone on the path could read and replay it); undefined otherwise. A loopback router
+ * (a local cluster, a port forward) is not warned about.
+ */
+export function plaintextTokenWarning(global: GlobalOptions): string | undefined {
+  if (global.token === undefined || global.tls !== undefined) return undefined;
+  const host = global.router.slice(0, global.router.lastIndexOf(":")).replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)) return undefined;
+  return `warning: the bearer token goes to ${global.router} without TLS, readable on the way; use --tls (or --tls-ca)`;
+}

@@ -1,4 +1,10 @@
-import { globalOptions, parseCommandArgs, splitCommand, type GlobalOptions } from "./args";
+import {
+  globalOptions,
+  parseCommandArgs,
+  plaintextTokenWarning,
+  splitCommand,
+  type GlobalOptions,
+} from "./args";
 import { RouterClients } from "./clients";
 import type { Command, Output } from "./command";
 import { COMMANDS } from "./commands";
@@ -78,6 +84,8 @@ export async function run(argv: readonly string[], environment: RunEnvironment):
         "--tenant and --roles state an identity without proof; with a token, its tenant and roles are used",
         command.queueTenant ? "(--tenant still names the queue's tenant here)" : undefined,
       );
+    const plaintext = plaintextTokenWarning(global);
+    if (plaintext) io.err(plaintext);
     // a queue's tenant named with --tenant is not who calls: the caller is stated as
     // CODEQ_TENANT (or the default), as without --tenant
     const caller =
