@@ -42,18 +42,25 @@ export class LeaseFanOut {
     ) => leaseRound(routing, f, ids, n, ask, firstWins, this.draining);
     let got: Leased[] = [];
     let delivered = 0;
-    /** What the call holds of the tenant's lease rate: `max` until it waits. */
-    let held = max;
     /**
-     * A long poll holds no charge while it waits (idle pollers would leave the
-     * tenant's other calls refused): it is given back, and what the poll delivers is
-     * charged when it answers, even past what the bucket holds (the tenant's calls
-     * after it then wait until the rate has paid it off).
+     * What the call holds of the tenant's lease rate, in `charged`: `max` until it
+     * waits. A long poll holds nothing while it waits (idle pollers would leave the
+     * tenant's other calls refused); when it answers, it takes what the bucket holds now,
+     * up to `max`, and delivers no more than that (at least one task, which may leave
+     * the bucket owing one): the rest of what it leased goes back to the shards.
      */
-    const waiting = (poll: Promise<LeaseRound>) => {
-      bucket?.refund(held);
+    let held = max;
+    let charged = bucket;
+    let waited = false;
+    const waiting = async (poll: Promise<LeaseRound>) => {
+      charged?.refund(held);
       held = 0;
-      return poll;
+      waited = true;
+      const answered = await poll;
+      // the tenant's bucket as it is now: the call's may have been dropped as full meanwhile
+      charged = routing.limits.leaseBucket(f.identity.tenant);
+      held = charged ? charged.takeUpTo(max) : max;
+      return answered;
     };
     const now = req.waitMs > 0 ? { ...req, waitMs: 0 } : req;
     try {
@@ -61,9 +68,11 @@ export class LeaseFanOut {
       // is ready now on the shards with a share, then on the others (they may hold what
       // those lack), then, if nothing was, a long poll on all, answered by the first
       // with tasks
+      // (a draining router does not wait: its second round would not either)
+      const mayWait = req.waitMs > 0 && !this.draining.aborted;
       if (shards.length === 1) {
         got = answeredOrThrow(await round(shards, share, now, false));
-        if (got.length === 0 && req.waitMs > 0)
+        if (got.length === 0 && mayWait)
           got = answeredOrThrow(await waiting(round(shards, share, req, false)));
       } else {
         const asked = shards.filter((id) => share(id) > 0);
@@ -83,7 +92,7 @@ export class LeaseFanOut {
           first.failed.length + (second?.failed.length ?? 0) === shards.length
         )
           throw noneAnswered([...first.failed, ...(second?.failed ?? [])]);
-        if (got.length === 0 && req.waitMs > 0)
+        if (got.length === 0 && mayWait)
           got = answeredOrThrow(
             await waiting(round(shards, (id) => Math.max(1, share(id)), req, true)),
           );
@@ -94,13 +103,17 @@ export class LeaseFanOut {
         for (const a of got) void routing.giveBack(a.conn, f, tokensOf(a.raw));
         return { tasks: [] };
       }
+      const limit = waited ? Math.max(1, held) : max;
       if (got.length === 1) {
-        delivered = Math.max(0, countField(got[0]!.raw.bytes, 1));
-        return passThrough(got[0]!.raw);
+        const n = Math.max(0, countField(got[0]!.raw.bytes, 1));
+        if (n <= limit) {
+          delivered = n;
+          return passThrough(got[0]!.raw);
+        }
       }
       const tasks = mergeLeases(
         got,
-        max,
+        limit,
         routing.config.maxResponseBytes,
         (conn, tokens) => void routing.giveBack(conn, f, tokens),
       );
@@ -108,8 +121,8 @@ export class LeaseFanOut {
       return { tasks };
     } finally {
       // the limit counts tasks delivered, not asked for
-      if (held > 0) bucket?.refund(held - delivered);
-      else bucket?.charge(delivered);
+      if (delivered <= held) charged?.refund(held - delivered);
+      else charged?.charge(delivered - held);
     }
   }
 }

@@ -177,6 +177,25 @@ test("a long poll holds none of the tenant's lease rate while it waits", async (
   expect(a.tasks.length + b.tasks.length).toBe(3);
 });
 
+test("a long poll delivers no more than the tenant's lease rate holds when it wakes; the rest goes back", async () => {
+  const c = rc.client("poll-cap");
+  await c.enqueueBatch({ tasks: tasks(10, "DRAIN") });
+  const poll = c.lease({ commands: ["CAP"], maxTasks: 10, waitMs: 3_000 });
+  // the enqueue rate gets back what the next enqueue needs
+  await new Promise((r) => setTimeout(r, 600));
+  // the lease rate spent (10/s with a 1 s burst) just before the poll wakes
+  expect((await c.lease({ commands: ["DRAIN"], maxTasks: 10 })).tasks).toHaveLength(10);
+  await c.enqueueBatch({ tasks: tasks(5, "CAP") });
+  const got = (await poll).tasks.length;
+  // at least one task, and about what came back to the bucket meanwhile
+  expect(got).toBeGreaterThanOrEqual(1);
+  expect(got).toBeLessThanOrEqual(3);
+  await within(2_000, async () => {
+    const s = await rc.workers.get("a")!.engine.stats({ command: "CAP", tenant: "poll-cap" });
+    return s.ready === 5 - got && s.leased === got;
+  });
+});
+
 test("credits a stream takes back unused are given back to the tenant's lease rate", async () => {
   const requests = new Channel<LeaseStreamRequest>();
   requests.push(LeaseStreamRequest.fromPartial({ subscribe: { commands: ["W"] }, credits: 10 }));
