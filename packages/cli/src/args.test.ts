@@ -78,15 +78,26 @@ describe("parseCommandArgs", () => {
 
 describe("plaintextTokenWarning", () => {
   test("warns of a token sent without TLS off this host, and of nothing else", () => {
-    const warned = (router: string, env: Record<string, string> = {}) =>
-      plaintextTokenWarning(globalOptions({ router }, { CODEQ_TOKEN: "t0k3n", ...env }));
+    const warned = (router: string, env: Record<string, string> = {}) => {
+      const all = { CODEQ_TOKEN: "t0k3n", ...env };
+      return plaintextTokenWarning(globalOptions({ router }, all), all);
+    };
     expect(warned("codeq.example.com:7300")).toBe(
-      "warning: the bearer token goes to codeq.example.com:7300 without TLS, readable on the way; use --tls (or --tls-ca)",
+      "warning: the bearer token goes to codeq.example.com:7300 without TLS, readable on the way; use --tls (or --tls-ca), or set CODEQ_PLAINTEXT_TOKEN_OK=1 where the path is protected otherwise",
     );
+    expect(warned("codeq.example.com:7300", { CODEQ_PLAINTEXT_TOKEN_OK: "1" })).toBeUndefined();
     expect(warned("10.0.0.5:7300")).toMatch(/^warning: /);
     expect(warned("[fd00::5]:7300")).toMatch(/^warning: /);
     expect(warned("codeq.example.com:7300", { CODEQ_TLS: "1" })).toBeUndefined();
-    for (const local of ["127.0.0.1:7300", "127.1.2.3:1", "localhost:7300", "[::1]:7300"])
+    for (const local of [
+      "127.0.0.1:7300",
+      "127.1.2.3:1",
+      "localhost:7300",
+      "LocalHost:7300",
+      "router.localhost:7300",
+      "0.0.0.0:7300",
+      "[::1]:7300",
+    ])
       expect(warned(local)).toBeUndefined();
     expect(plaintextTokenWarning(globalOptions({ router: "codeq.example.com:7300" }, {}))).toBe(
       undefined,

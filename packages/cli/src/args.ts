@@ -288,11 +288,26 @@ export function expectPositionals(positionals: readonly string[], names: readonl
 /**
  * A warning when the bearer token would go to a router over plaintext off this host
  * (anyone on the path could read and replay it); undefined otherwise. A loopback router
- * (a local cluster, a port forward) is not warned about.
+ * (a local cluster, a port forward) is not warned about, nor any when
+ * CODEQ_PLAINTEXT_TOKEN_OK=1 says the path is protected otherwise (a service mesh).
  */
-export function plaintextTokenWarning(global: GlobalOptions): string | undefined {
+export function plaintextTokenWarning(
+  global: GlobalOptions,
+  env: NodeJS.ProcessEnv = {},
+): string | undefined {
   if (global.token === undefined || global.tls !== undefined) return undefined;
-  const host = global.router.slice(0, global.router.lastIndexOf(":")).replace(/^\[|\]$/g, "");
-  if (host === "localhost" || host === "::1" || /^127\.\d+\.\d+\.\d+$/.test(host)) return undefined;
-  return `warning: the bearer token goes to ${global.router} without TLS, readable on the way; use --tls (or --tls-ca)`;
+  if (env.CODEQ_PLAINTEXT_TOKEN_OK === "1") return undefined;
+  const host = global.router
+    .slice(0, global.router.lastIndexOf(":"))
+    .replace(/^\[|\]$/g, "")
+    .toLowerCase();
+  if (
+    host === "localhost" ||
+    host.endsWith(".localhost") ||
+    host === "::1" ||
+    host === "0.0.0.0" ||
+    /^127\.\d+\.\d+\.\d+$/.test(host)
+  )
+    return undefined;
+  return `warning: the bearer token goes to ${global.router} without TLS, readable on the way; use --tls (or --tls-ca), or set CODEQ_PLAINTEXT_TOKEN_OK=1 where the path is protected otherwise`;
 }

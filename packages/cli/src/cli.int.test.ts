@@ -244,6 +244,34 @@ describe("codeq against a local cluster", () => {
     expect(stats.total.ready).toBe(ids.length);
   }, 120_000);
 
+  test("enqueue --count whose reader goes away (codeq … | head) stops after the batch under way and says so", async () => {
+    const child = spawn(process.execPath, [BIN, "enqueue", "cli.head", "--count", "10000000"], {
+      env: { ...baseEnv(), CODEQ_ROUTER: router },
+    });
+    let lines = 0;
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      lines += d.toString().split("\n").length - 1;
+      // the reader takes what it wanted and goes
+      if (lines >= 3) child.stdout.destroy();
+    });
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    try {
+      expect(await exited).toBe(130);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    const stored = Number(
+      /^stdout closed: stopped after (\d+) of 10000000 enqueued/m.exec(stderr)?.[1],
+    );
+    expect(stored).toBeGreaterThanOrEqual(1000);
+    expect(stored).toBeLessThan(10_000_000);
+    expect(stderr).not.toContain("Ctrl-C");
+    const [stats] = await json(["stats", "cli.head"]);
+    expect(stats.total.ready).toBe(stored);
+  }, 120_000);
+
   test("tail --max 2 --ack prints both tasks, acks them and exits 0", async () => {
     const ids = (await codeq(["enqueue", "cli.tail", "--count", "2", "--payload", "hello"])).stdout
       .trim()

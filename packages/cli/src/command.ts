@@ -9,7 +9,12 @@ export interface Output {
   errRaw(text: string): void;
   /** True when stderr is a terminal (a live progress bar instead of lines). */
   readonly errIsTTY: boolean;
+  /** True when stdout is a terminal too (what a command prints shares it with the bar). */
+  readonly outIsTTY?: boolean;
 }
+
+/** The reason `interrupted` carries when stdout's reader went away (codeq … | head), not Ctrl-C. */
+export const STDOUT_CLOSED = "stdout closed";
 
 /** What a running command gets. */
 export interface CommandContext {

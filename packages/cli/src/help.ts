@@ -15,7 +15,8 @@ const IDENTITY = [
   "x-codeq-tenant and x-codeq-roles metadata without proof; a router accepts them",
   "only when it runs with development identity on (CODEQ_ROUTER_DEV_IDENTITY), as",
   "the local cluster does. --tls, --tls-ca, --tls-cert and --tls-key reach a router",
-  "that serves TLS (and mutual TLS).",
+  "that serves TLS (and mutual TLS). A token sent without TLS off this host is warned",
+  "about on stderr (CODEQ_PLAINTEXT_TOKEN_OK=1: the path is protected otherwise).",
 ];
 
 const EXIT_CODES = [

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { installLeanAsyncBind } from "@codeq/common";
+import { STDOUT_CLOSED } from "./command";
 import { isInterruptible, run } from "./run";
 
 /** The `codeq` binary: runs one command and exits with its code. */
@@ -15,20 +16,26 @@ async function main(): Promise<void> {
     interrupted.abort();
   };
   process.on("SIGINT", onSigint);
-  // a reader that went away (codeq … | head) is not an error of ours
+  // a reader that went away (codeq … | head) is not an error of ours: a command that
+  // winds down on Ctrl-C does so (what it did is said on stderr), anything else exits
+  let stdoutGone = false;
   for (const stream of [process.stdout, process.stderr])
     stream.on("error", (err: NodeJS.ErrnoException) => {
-      if (err.code === "EPIPE") process.exit(process.exitCode ?? 0);
-      throw err;
+      if (err.code !== "EPIPE") throw err;
+      if (stream !== process.stdout || !interruptible || interrupted.signal.aborted)
+        process.exit(process.exitCode ?? 0);
+      stdoutGone = true;
+      interrupted.abort(STDOUT_CLOSED);
     });
   process.exitCode = await run(argv, {
     env: process.env,
     interrupted: interrupted.signal,
     io: {
-      out: (line) => process.stdout.write(`${line}\n`),
+      out: (line) => stdoutGone || process.stdout.write(`${line}\n`),
       err: (line) => process.stderr.write(`${line}\n`),
       errRaw: (text) => process.stderr.write(text),
       errIsTTY: process.stderr.isTTY === true,
+      outIsTTY: process.stdout.isTTY === true,
     },
   });
   process.off("SIGINT", onSigint);

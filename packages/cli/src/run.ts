@@ -84,7 +84,7 @@ export async function run(argv: readonly string[], environment: RunEnvironment):
         "--tenant and --roles state an identity without proof; with a token, its tenant and roles are used",
         command.queueTenant ? "(--tenant still names the queue's tenant here)" : undefined,
       );
-    const plaintext = plaintextTokenWarning(global);
+    const plaintext = plaintextTokenWarning(global, env);
     if (plaintext) io.err(plaintext);
     // a queue's tenant named with --tenant is not who calls: the caller is stated as
     // CODEQ_TENANT (or the default), as without --tenant

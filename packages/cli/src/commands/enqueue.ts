@@ -2,7 +2,7 @@ import * as fs from "node:fs";
 import { ClientError } from "nice-grpc";
 import { taskStateToJSON, type EnqueueRequest, type EnqueueResult } from "@codeq/proto";
 import { expectPositionals, int, str, type Values } from "../args";
-import type { Command, CommandContext, Output } from "../command";
+import { STDOUT_CLOSED, type Command, type CommandContext, type Output } from "../command";
 import { ExitCode, isUnreachable, statusName, UsageError } from "../errors";
 import { toJson } from "../json";
 import { ProgressReporter } from "../progress";
@@ -41,7 +41,7 @@ const resultJson = (r: EnqueueResult) => ({ ...r, state: taskStateToJSON(r.state
 export const enqueueCommand: Command = {
   name: "enqueue",
   group: "queue",
-  // --count stops after the batch under way (a single enqueue finishes its one call)
+  // --count stops after the batch under way (also once its reader goes: codeq … | head)
   interruptible: true,
   args: "COMMAND [--payload STR | --payload-file F] [--count N] [--priority P] [--delay MS] [--key K]",
   summary: "enqueue tasks and print their ids (Enqueue, EnqueueBatch)",
@@ -81,7 +81,8 @@ export const enqueueCommand: Command = {
     };
 
     if (count === 1) {
-      const res = await clients.queue.enqueue(task, clients.call());
+      // Ctrl-C cancels the call (exit 130)
+      const res = await clients.queue.enqueue(task, { ...clients.call(), signal: ctx.interrupted });
       if (global.json) io.out(toJson({ ...res, state: taskStateToJSON(res.state) }));
       else {
         io.out(res.taskId);
@@ -117,10 +118,13 @@ async function enqueueMany(
     Math.min(BATCH, Math.floor(BATCH_BYTES / (task.payload!.length + TASK_OVERHEAD_BYTES))),
   );
   const json = global.json ? new JsonResults(io) : undefined;
-  const progress = global.json || count <= perBatch ? undefined : new ProgressReporter(io);
+  // (ids scrolling on a terminal show the progress: a bar would be drawn among them)
+  const progress =
+    global.json || count <= perBatch || io.outIsTTY ? undefined : new ProgressReporter(io);
   const stopping = () => {
     progress?.finish();
-    io.err("stopping after the batch under way; Ctrl-C again quits at once");
+    if (interrupted.reason !== STDOUT_CLOSED)
+      io.err("stopping after the batch under way; Ctrl-C again quits at once");
   };
   interrupted.addEventListener("abort", stopping, { once: true });
   const started = Date.now();
@@ -180,7 +184,9 @@ async function enqueueMany(
   }
   if (sent < count) {
     io.err(
-      `interrupted: stopped after ${stored} of ${count} enqueued (their ids are printed); run it again for the rest`,
+      interrupted.reason === STDOUT_CLOSED
+        ? `stdout closed: stopped after ${stored} of ${count} enqueued; run it again for the rest`
+        : `interrupted: stopped after ${stored} of ${count} enqueued (their ids are printed); run it again for the rest`,
     );
     return ExitCode.INTERRUPTED;
   }
