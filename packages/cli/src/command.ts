@@ -47,6 +47,13 @@ export interface Command {
   readonly queueTenant?: boolean;
   /** Handles Ctrl-C itself through `interrupted` (a second one exits at once); others exit on the first. */
   readonly interruptible?: boolean;
+  /**
+   * A reader of stdout that goes away (codeq … | head) is taken as Ctrl-C (with reason
+   * STDOUT_CLOSED): for a command whose output only reports what it did, which winds
+   * down saying so on stderr. Others exit at once (`tail --ack` must not go on acking
+   * tasks nobody reads).
+   */
+  readonly stopsWhenOutputCloses?: boolean;
   /** Runs it; resolves to the exit code. */
   run(ctx: CommandContext): Promise<number>;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { installLeanAsyncBind } from "@codeq/common";
 import { STDOUT_CLOSED } from "./command";
-import { isInterruptible, run } from "./run";
+import { isInterruptible, run, stopsWhenOutputCloses } from "./run";
 
 /** The `codeq` binary: runs one command and exits with its code. */
 async function main(): Promise<void> {
@@ -17,12 +17,13 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", onSigint);
   // a reader that went away (codeq … | head) is not an error of ours: a command that
-  // winds down on Ctrl-C does so (what it did is said on stderr), anything else exits
+  // winds down then does so (what it did is said on stderr), anything else exits
+  const windsDown = interruptible && stopsWhenOutputCloses(argv);
   let stdoutGone = false;
   for (const stream of [process.stdout, process.stderr])
     stream.on("error", (err: NodeJS.ErrnoException) => {
       if (err.code !== "EPIPE") throw err;
-      if (stream !== process.stdout || !interruptible || interrupted.signal.aborted)
+      if (stream !== process.stdout || !windsDown || interrupted.signal.aborted)
         process.exit(process.exitCode ?? 0);
       stdoutGone = true;
       interrupted.abort(STDOUT_CLOSED);

@@ -110,12 +110,20 @@ export async function run(argv: readonly string[], environment: RunEnvironment):
   }
 }
 
-/** Whether the command named in `argv` handles Ctrl-C itself. */
-export function isInterruptible(argv: readonly string[]): boolean {
+/** The command named in `argv`, if any. */
+function commandOf(argv: readonly string[]): Command | undefined {
   try {
     const { words } = splitCommand(argv, (w) => GROUPS.has(w));
-    return COMMANDS.find((c) => c.name === words.join(" "))?.interruptible === true;
+    return COMMANDS.find((c) => c.name === words.join(" "));
   } catch {
-    return false;
+    return undefined;
   }
 }
+
+/** Whether the command named in `argv` handles Ctrl-C itself. */
+export const isInterruptible = (argv: readonly string[]): boolean =>
+  commandOf(argv)?.interruptible === true;
+
+/** Whether the command named in `argv` winds down when its stdout's reader goes away. */
+export const stopsWhenOutputCloses = (argv: readonly string[]): boolean =>
+  commandOf(argv)?.stopsWhenOutputCloses === true;

@@ -43,6 +43,7 @@ export const enqueueCommand: Command = {
   group: "queue",
   // --count stops after the batch under way (also once its reader goes: codeq … | head)
   interruptible: true,
+  stopsWhenOutputCloses: true,
   args: "COMMAND [--payload STR | --payload-file F] [--count N] [--priority P] [--delay MS] [--key K]",
   summary: "enqueue tasks and print their ids (Enqueue, EnqueueBatch)",
   details: [
