@@ -478,8 +478,9 @@ export interface SetDefaultShardResponse {
    * The change is finished: the former default's worker confirmed the new map,
    * and what it took meanwhile is moving. False (and for a dry run): the former
    * default is still read for the queues that follow the default, so nothing is
-   * out of reach; call SetDefaultShard with the same shard again to finish it
-   * (docs/migration.md, "Changing the default shard").
+   * out of reach; its worker finishes the change on its own once it has held the
+   * new map for a while (10 s by default), or SetDefaultShard with the same shard
+   * again finishes it at once (docs/migration.md, "Changing the default shard").
    */
   finished: boolean;
 }
