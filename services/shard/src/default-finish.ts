@@ -53,6 +53,8 @@ export class DefaultChangeFinisher {
   /** Looks again when a wait (afterMs, a backoff) is over. */
   private due: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Aborted by `stop`: a try waiting for stores (a store that does not answer) ends. */
+  private readonly stopping = new AbortController();
   /** Failed tries in a row, and when the next may start. */
   private failures = 0;
   private nextTryAtMs = 0;
@@ -70,6 +72,7 @@ export class DefaultChangeFinisher {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     clearInterval(this.timer);
     clearTimeout(this.due);
     await this.running;
@@ -102,6 +105,7 @@ export class DefaultChangeFinisher {
           this.nextTryAtMs = 0;
         },
         (err: unknown) => {
+          if (this.stopped) return;
           this.failures++;
           this.nextTryAtMs =
             Date.now() + Math.min(CHECK_MS * 2 ** (this.failures - 1), MAX_BACKOFF_MS);
@@ -119,7 +123,7 @@ export class DefaultChangeFinisher {
   private async finish(): Promise<void> {
     const { cache, source, fence, shard, logger } = this.parts;
     // what was admitted under a map from before the change has reached the store
-    await fence.settled();
+    await fence.settled(this.stopping.signal);
     const held = await this.parts.commandsHeld();
     const actor = formerDefaultActor(shard);
     let started: Migration[] = [];

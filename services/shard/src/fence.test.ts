@@ -159,6 +159,17 @@ describe("ShardFence", () => {
       fence.ended(older);
       expect(await resolved(once)).toBe(true);
       expect(await resolved(again)).toBe(true);
+      // a wait whose caller leaves is dropped; the stores go on being counted
+      const pending = fence.admit(owned);
+      const leaving = new AbortController();
+      const left = fence.settled(leaving.signal);
+      const staying = fence.settled();
+      leaving.abort(new Error("the caller left"));
+      await expect(left).rejects.toThrow("the caller left");
+      await expect(fence.settled(leaving.signal)).rejects.toThrow("the caller left");
+      expect(await resolved(staying)).toBe(false);
+      fence.ended(pending);
+      expect(await resolved(staying)).toBe(true);
       // and the count starts afresh
       const third = fence.admit(owned);
       const next = fence.settled();

@@ -85,13 +85,29 @@ export class ShardFence {
     this.waiters = this.waiters.filter((w) => !this.wakes(w));
   }
 
-  /** Resolves once every store admitted before the call has ended. */
-  settled(): Promise<void> {
+  /**
+   * Resolves once every store admitted before the call has ended; rejects with the
+   * signal's reason when `signal` aborts first (a caller that left, a worker stopping:
+   * a store that does not answer holds such stores until its connection is given up).
+   */
+  settled(signal?: AbortSignal): Promise<void> {
     if (this.current === 0 && this.older.size === 0) return Promise.resolve();
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const upTo = this.generation++;
     if (this.current > 0) this.older.set(upTo, this.current);
     this.current = 0;
-    return new Promise((resolve) => this.waiters.push({ upTo, resolve }));
+    return new Promise((resolve, reject) => {
+      const waiter = { upTo, resolve };
+      this.waiters.push(waiter);
+      signal?.addEventListener(
+        "abort",
+        () => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          reject(signal.reason);
+        },
+        { once: true },
+      );
+    });
   }
 
   /** Resolves `w` when no store it waits for is left (and says so). */

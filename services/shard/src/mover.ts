@@ -47,7 +47,7 @@ export interface MoverOptions extends TrafficYieldOptions {
   /** The other shard workers (their owner closes them). */
   readonly peers: PeerShards;
   /** Resolves once every enqueue admitted before the call has stored or failed (ShardFence). */
-  readonly storesSettled?: () => Promise<void>;
+  readonly storesSettled?: (signal: AbortSignal) => Promise<void>;
 }
 
 /** How often a long pass reports its progress, ms. */
@@ -270,7 +270,8 @@ export class Mover {
     // a store admitted under a map from before this move can reach the store after the
     // pass's last export (ShardFence): the count waits for those, and lists the queues
     // again for one that such a store began
-    await this.options.storesSettled?.();
+    await this.options.storesSettled?.(this.stopping.signal).catch(() => undefined);
+    if (this.stopping.signal.aborted) return;
     const counted = await movedQueues(this.engine, map, m);
     const remaining = emptyCounts();
     let moving = 0;

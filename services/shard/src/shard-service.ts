@@ -25,7 +25,7 @@ export interface ShardView {
   /** How busy the worker's event loop is, 0–1 (a `LoadGauge`): ImportTasks reports it to the mover. */
   busy(): number;
   /** Resolves once every store admitted before the call has ended (ShardFence.settled). */
-  storesSettled(): Promise<void>;
+  storesSettled(signal?: AbortSignal): Promise<void>;
   /** Counts a store admitted now until the function returned is called (ShardFence.counted). */
   storeAdmitted(): () => void;
   /**
@@ -92,7 +92,7 @@ export function shardService(
       };
     },
 
-    async heldTasks(req) {
+    async heldTasks(req, ctx) {
       const queue = namedQueue(req, "task_ids", req.taskIds.length);
       // no import of the migration is admitted after this turn; those admitted before
       // are waited for (see importTasks)
@@ -101,16 +101,16 @@ export function shardService(
           Status.FAILED_PRECONDITION,
           `migration ${JSON.stringify(req.migrationId)} still moves ${req.command}/${req.tenant} onto shard ${view.shard} in the map it holds (version ${view.mapVersion()}); ask again once the abort reaches it`,
         );
-      await view.storesSettled();
+      await view.storesSettled(ctx.signal);
       return {
         held: await asServerErrors(() => engine.heldTasks(queue, req.taskIds, req.migrationId)),
       };
     },
 
-    async lookupIdempotencyKeys(req) {
+    async lookupIdempotencyKeys(req, ctx) {
       const queue = namedQueue(req, "keys", req.keys.length);
       // a keyed enqueue admitted here before the queue moved away is stored first
-      await view.storesSettled();
+      await view.storesSettled(ctx.signal);
       const found = await asServerErrors(() => engine.lookupIdempotencyKeys(queue, req.keys));
       return {
         bindings: found.map((b) => ({ key: b.key, taskId: b.taskId, expiresAtMs: b.expiresAt })),
@@ -150,7 +150,7 @@ export function shardService(
       });
     },
 
-    async getShardStatus(req) {
+    async getShardStatus(req, ctx) {
       // A status must answer while the store is down: that is when it matters most.
       // Once the store check has found it down, the depth is not read (its commands
       // would wait out their retries); a depth that fails to read is no depth either.
@@ -161,7 +161,7 @@ export function shardService(
           ? await (
               req.fresh
                 ? // a fresh read sees what every enqueue admitted before it stored
-                  view.storesSettled().then(() => metrics.depthByCommand(true))
+                  view.storesSettled(ctx.signal).then(() => metrics.depthByCommand(true))
                 : metrics.depthByCommand()
             ).catch(() => undefined)
           : undefined;

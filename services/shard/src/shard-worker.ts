@@ -167,7 +167,7 @@ export async function startShardWorker(
     storeReachable: () => storeReachable && redis.status === "ready",
     mapVersion,
     busy,
-    storesSettled: () => follower?.fence.settled() ?? Promise.resolve(),
+    storesSettled: (signal?: AbortSignal) => follower?.fence.settled(signal) ?? Promise.resolve(),
     storeAdmitted: () => {
       const fence = follower?.fence;
       if (!fence) return () => undefined;
@@ -249,7 +249,7 @@ export async function startShardWorker(
             onYield: (ms) => metrics.moverYield.inc(ms / 1000),
             importTimeoutMs: PEER_TIMEOUT_MS,
             peers,
-            storesSettled: () => follower.fence.settled(),
+            storesSettled: (signal) => follower.fence.settled(signal),
           },
           // a batch put back may hold scheduled tasks due before the due loop wakes
           (queue, n) => {
