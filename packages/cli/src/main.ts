@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 import { installLeanAsyncBind } from "@codeq/common";
 import { STDOUT_CLOSED } from "./command";
-import { isInterruptible, run, stopsWhenOutputCloses } from "./run";
+import { commandOf, run } from "./run";
 
 /** The `codeq` binary: runs one command and exits with its code. */
 async function main(): Promise<void> {
   installLeanAsyncBind();
   const argv = process.argv.slice(2);
   const interrupted = new AbortController();
-  const interruptible = isInterruptible(argv);
+  const command = commandOf(argv);
+  const interruptible = command?.interruptible === true;
   const onSigint = () => {
     // a command that follows something (assign --wait, tail) winds down on the
     // first Ctrl-C; anything else, or a second Ctrl-C, exits at once
@@ -18,7 +19,7 @@ async function main(): Promise<void> {
   process.on("SIGINT", onSigint);
   // a reader that went away (codeq … | head) is not an error of ours: a command that
   // winds down then does so (what it did is said on stderr), anything else exits
-  const windsDown = interruptible && stopsWhenOutputCloses(argv);
+  const windsDown = interruptible && command?.stopsWhenOutputCloses === true;
   let stdoutGone = false;
   for (const stream of [process.stdout, process.stderr])
     stream.on("error", (err: NodeJS.ErrnoException) => {

@@ -110,8 +110,8 @@ export async function run(argv: readonly string[], environment: RunEnvironment):
   }
 }
 
-/** The command named in `argv`, if any. */
-function commandOf(argv: readonly string[]): Command | undefined {
+/** The command named in `argv`, if any (main reads how it handles Ctrl-C and a closed stdout). */
+export function commandOf(argv: readonly string[]): Command | undefined {
   try {
     const { words } = splitCommand(argv, (w) => GROUPS.has(w));
     return COMMANDS.find((c) => c.name === words.join(" "));
@@ -119,11 +119,3 @@ function commandOf(argv: readonly string[]): Command | undefined {
     return undefined;
   }
 }
-
-/** Whether the command named in `argv` handles Ctrl-C itself. */
-export const isInterruptible = (argv: readonly string[]): boolean =>
-  commandOf(argv)?.interruptible === true;
-
-/** Whether the command named in `argv` winds down when its stdout's reader goes away. */
-export const stopsWhenOutputCloses = (argv: readonly string[]): boolean =>
-  commandOf(argv)?.stopsWhenOutputCloses === true;
