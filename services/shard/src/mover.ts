@@ -46,7 +46,7 @@ export interface MoverOptions extends TrafficYieldOptions {
   readonly importTimeoutMs: number;
   /** The other shard workers (their owner closes them). */
   readonly peers: PeerShards;
-  /** Resolves once every enqueue admitted before the call has stored or failed (ShardFence). */
+  /** Resolves once every store (enqueue, import) admitted before the call has ended (ShardFence.settled). */
   readonly storesSettled?: (signal: AbortSignal) => Promise<void>;
 }
 
