@@ -65,6 +65,11 @@ export class Leg {
    * recycled while idle carries over its predecessor's, which is before it opened.
    */
   lastPushAt = this.openedAt;
+  /**
+   * When its reading last went on after the client had held it back
+   * (`FanInSession.backedUp`): what it sent meanwhile is only now being read.
+   */
+  readOnAt = 0;
   /** When it last got credits while it held none. */
   creditedAt = 0;
   /** Its credits were taken back because it was idle: it stays idle until it pushes. */

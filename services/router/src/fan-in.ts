@@ -355,6 +355,15 @@ export class FanInSession {
     return this.out.queued >= MAX_QUEUED_OUT;
   }
 
+  /**
+   * `leg` has been read since `since` (Date.now()) without a break: the client has not
+   * held its reading back (`backedUp`) since. An answer late by then is the shard's;
+   * otherwise it may wait behind pushes the router has only just gone on reading.
+   */
+  private readThroughSince(leg: Leg, since: number): boolean {
+    return !this.backedUp && leg.readOnAt < since;
+  }
+
   /** Reads on every shard stream held back by `backedUp`. */
   private releaseLegs(): void {
     const held = this.legsHeld;
@@ -670,8 +679,10 @@ export class FanInSession {
       try {
         for await (const res of responses) {
           this.onMessage(leg, res);
+          if (!this.backedUp) continue;
           while (this.backedUp && !this.ended.signal.aborted && !leg.closed && !leg.shardEnded)
             await new Promise<void>((resume) => this.legsHeld.push(resume));
+          leg.readOnAt = Date.now();
         }
       } catch (err) {
         failure = err;
@@ -1025,20 +1036,26 @@ export class FanInSession {
    * stream holds counts as still held (a client's withdrawal is answered without its
    * credits, as behind a shard that predates withdrawals), and the leg applies the
    * late answer when it comes.
+   *
+   * A wait in which the client held the stream's reading back (`backedUp`), even for a
+   * moment, is not counted and waited again: the answer waits behind the pushes before
+   * it, on the client's account, not the shard's (and after the client caught up, the
+   * router is still reading them when the wait ends).
    */
   private async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T | undefined> {
     const timeout = this.routing.config.shardTimeoutMs;
     let first: T | typeof LATE;
+    let read: boolean;
     do {
+      const since = Date.now();
       let cancel = () => undefined as void;
       const late = new Promise<typeof LATE>((resolve) => {
         cancel = this.later(timeout, () => resolve(LATE));
       });
       first = await Promise.race([answer, late]);
       cancel();
-      // the client reads slowly and its shard streams are read no further: the answer
-      // waits behind the pushes before it on the client's account, not the shard's
-    } while (first === LATE && this.backedUp && !leg.closed && !this.ended.signal.aborted);
+      read = this.readThroughSince(leg, since);
+    } while (first === LATE && !read && !leg.closed && !this.ended.signal.aborted);
     if (first !== LATE) return first;
     if (leg.closed) return answer;
     if (await leg.conn.alive(timeout, leg.channel)) {
@@ -1073,9 +1090,10 @@ export class FanInSession {
     const overdue = () =>
       !leg.closed && (leg.oldestSettlement() ?? Infinity) <= performance.now() - timeout;
     this.later(oldest + timeout - performance.now(), async () => {
-      if (overdue() && this.backedUp) {
-        // the client reads slowly, and its shard streams are read no further: the
-        // answers are late on its account, not the shard's; looked at again later
+      if (overdue() && !this.readThroughSince(leg, Date.now() - timeout)) {
+        // the client reads slowly, and its shard streams are read no further (or were
+        // until just now): the answers are late on its account, not the shard's; looked
+        // at again later
         this.later(timeout, () => {
           leg.watched = false;
           this.watchSettlements(leg);
