@@ -140,11 +140,15 @@ export class BackgroundWork {
    */
   private async duePass(): Promise<boolean> {
     const now = Date.now();
-    const due = await this.engine.dueQueues(DUE_QUEUES);
+    // read past the queues left out (first in time, for they stay due): else as many of
+    // them as a pass takes would hold back every queue behind them until they are back
+    const due = await this.engine.dueQueues(
+      DUE_QUEUES + Math.min(this.failing.size, MAX_PASSED_OVER),
+    );
     const dueKeys = new Set(due.map(queueId));
     for (const [key, { until }] of this.failing)
       if (until <= now && !dueKeys.has(key)) this.failing.delete(key); // mended, or gone
-    const queues = due.filter((q) => !this.leftOut(q, now));
+    const queues = due.filter((q) => !this.leftOut(q, now)).slice(0, DUE_QUEUES);
     if (queues.length === 0) return false;
     const outcomes = await Promise.all(queues.map((queue) => this.dueCalls(queue)));
     const failed = outcomes.filter((err) => err !== undefined);

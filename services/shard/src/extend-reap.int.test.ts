@@ -63,4 +63,34 @@ describe("a queue whose promotion keeps failing", () => {
       await fx.close();
     }
   });
+
+  it("holds back no other queue when more of them fail than one due pass takes (100)", async () => {
+    const fx = await shardFixture({ dueIdleMs: 3_000 });
+    const store = fx.server.client();
+    try {
+      const c = fx.client("t-due");
+      const bad = Array.from({ length: 105 }, (_, i) => `BAD${i}`);
+      await c.enqueueBatch({ tasks: bad.map((command) => ({ command, delayMs: 500 })) });
+      const scheduled = await store.keys("*{BAD*:t-due:*:scheduled");
+      expect(scheduled).toHaveLength(bad.length);
+      const corrupt = store.multi();
+      for (const key of scheduled) corrupt.del(key).set(key, "not a sorted set");
+      await corrupt.exec();
+      const promoteFailures = async () =>
+        (await fx.worker.metrics.operationFailures.get()).values.find(
+          (v) => v.labels.operation === "promote",
+        )?.value ?? 0;
+      // due at once: the first pass takes 100 of them, which fail and are left out for 3 s
+      await eventually(async () => (await promoteFailures()) >= 100, 5_000);
+      const started = Date.now();
+      await c.enqueue({ command: "GOOD", delayMs: 300 });
+      const got = await c.lease({ commands: ["GOOD"], maxTasks: 1, waitMs: 10_000 });
+      expect(got.tasks).toHaveLength(1);
+      // promoted when due, not once the first 100 failing queues are taken again
+      expect(Date.now() - started).toBeLessThan(1_500);
+    } finally {
+      store.disconnect();
+      await fx.close();
+    }
+  });
 });
