@@ -303,6 +303,29 @@ describe("codeq against a local cluster", () => {
     }
   });
 
+  test("tail --ack whose reader went away (codeq … | head) acks nothing it printed after", async () => {
+    const stats = async () => (await json(["stats", "cli.tail-head"]))[0].total;
+    await codeq(["enqueue", "cli.tail-head", "--payload", "first"]);
+    const child = spawn(process.execPath, [BIN, "tail", "cli.tail-head", "--ack"], {
+      env: { ...baseEnv(), CODEQ_ROUTER: router },
+    });
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    try {
+      await until(async () => stdout.includes("first"));
+      await until(async () => (await stats()).completed === 1); // read, and acked
+      child.stdout.destroy(); // the reader goes
+      await codeq(["enqueue", "cli.tail-head", "--payload", "second"]);
+      await exited; // on writing the second
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+    // released as the stream ended, not completed
+    await until(async () => (await stats()).leased === 0);
+    expect(await stats()).toMatchObject({ ready: 1, completed: 1 });
+  }, 120_000);
+
   test("tail without --ack releases what it printed", async () => {
     await codeq(["enqueue", "cli.peek", "--payload", "x"]);
     const r = await codeq(["tail", "cli.peek", "--max", "1", "--json"]);
