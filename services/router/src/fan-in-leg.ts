@@ -67,7 +67,7 @@ export class Leg {
   lastPushAt = this.openedAt;
   /**
    * When its reading last went on after the client had held it back
-   * (`FanInSession.backedUp`): what it sent meanwhile is only now being read.
+   * (`ClientSide.backedUp`): what it sent meanwhile is only now being read.
    */
   readOnAt = 0;
   /** When it last got credits while it held none. */

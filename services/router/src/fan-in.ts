@@ -7,14 +7,11 @@ import {
   type SettleResult,
   type Subscription,
 } from "@codeq/proto";
-import {
-  CALLER_CODES as SETTLE_CALLER_CODES,
-  Channel,
-  STREAM_DRAIN_SHARE,
-} from "@codeq/server-kit";
+import { CALLER_CODES as SETTLE_CALLER_CODES, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import { settlementsProblem } from "@codeq/wire";
 import { creditShares, idleAllowance, turnsPending } from "./credit-shares";
 import { MAX_BATCH } from "./enqueue";
+import { ClientSide } from "./fan-in-client";
 import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
 import { readSettled, settledAnswer, StreamAcks, UNSETTLED_CODES } from "./stream-acks";
 import { UnsentPushes } from "./unsent-pushes";
@@ -45,21 +42,6 @@ const RECHECK_MS = 250;
  * the client, at most, ms (giveBackUnsent); the shard streams close after it whatever.
  */
 const GIVE_BACK_WAIT_MS = 2_000;
-/**
- * Answers to the client queued and not taken by the transport, with its withdrawals
- * not answered yet, at most, before its stream is read no further (HTTP/2 flow
- * control then holds it back): a client that sends without reading its answers does
- * not have them pile up in the router. Reading goes on once fewer than half are.
- */
-const MAX_QUEUED_ANSWERS = 64;
-/**
- * Messages queued for the client and not taken by the transport, at most, before the
- * router reads its shard streams no further: a client that reads slowly holds the
- * shards' pushes back in their transport (and each shard then leases no more), rather
- * than have its credits' tasks sit leased in the router's memory, their lease clock
- * running. Reading goes on as soon as fewer are queued.
- */
-const MAX_QUEUED_OUT = 16;
 /** Credits are looked at again this often while a demoted shard (`Leg.demoted`) holds some. */
 const DEMOTED_RECHECK_MS = 25;
 /**
@@ -122,7 +104,8 @@ const carriesTasks = (m: LeaseStreamResponse) =>
  */
 export class FanInSession {
   private readonly id = randomUUID();
-  private readonly out = new Channel<LeaseStreamResponse>();
+  /** What is queued for the client, and the pace its requests and the shards' pushes are read at. */
+  private readonly client: ClientSide;
   private readonly ended = new AbortController();
   private readonly legs = new Map<string, Leg>();
   private readonly reopenAttempts = new Map<string, number>();
@@ -151,18 +134,6 @@ export class FanInSession {
   private confirming = false;
   /** A late answer came while they were asked (`answerOf`): they are asked again after. */
   private confirmAgain = false;
-  /** Client requests with settlements not yet answered (the drain waits for them). */
-  private answering = 0;
-  /** Called when no client request is left unanswered (`settlementsAnswered` waits for it). */
-  private allAnswered: (() => void) | undefined;
-  /** Their acks, nacks and extends: the client's stream is not read while there are too many. */
-  private unanswered = 0;
-  /** Resolves the wait of `read` for fewer unanswered settlements, if it waits. */
-  private roomToRead: (() => void) | undefined;
-  /** Answers queued for the client and not taken by the transport yet (MAX_QUEUED_ANSWERS). */
-  private readonly answersOut = new Set<LeaseStreamResponse>();
-  /** Shard streams' reads held back while the client's queue is full (MAX_QUEUED_OUT). */
-  private legsHeld: (() => void)[] = [];
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
   /** Since the half-close, every shard stream has answered the withdrawal of its credits. */
@@ -186,7 +157,14 @@ export class FanInSession {
     private readonly routing: Routing,
     private readonly f: Forward,
     private readonly draining: AbortSignal,
-  ) {}
+  ) {
+    // a client may settle all it may hold at once, and send one more message; its
+    // withdrawals not answered yet count as answers queued
+    this.client = new ClientSide(
+      routing.config.maxStreamCredits + MAX_BATCH,
+      () => this.withdrawals.length,
+    );
+  }
 
   /** `requests` as the router's server reads them: a message that only acks may come as StreamAcks. */
   async *run(
@@ -208,10 +186,9 @@ export class FanInSession {
     void this.read(requests);
     this.routing.metrics.openStreams.inc();
     try {
-      for await (const message of this.out) {
+      for await (const message of this.client.messages()) {
         yield message;
-        if (this.answersOut.delete(message)) this.readOnIfRoom();
-        if (this.legsHeld.length > 0 && !this.backedUp) this.releaseLegs();
+        this.client.taken(message);
       }
     } finally {
       this.routing.metrics.openStreams.dec();
@@ -249,7 +226,7 @@ export class FanInSession {
           // settlements already on their way to the shards go first: a stream's close,
           // or an interruption, that overtook an ack would release its finished task
           // as an attempt, or have the ack refused as stale, and run it again
-          this.settlementsAnswered().then(() => this.interruptHeld()),
+          this.client.settlementsAnswered(GIVE_BACK_WAIT_MS / 2).then(() => this.interruptHeld()),
         ])
           // what the shards pushed meanwhile, before they took the withdrawal
           .then(() => this.unsent.giveBack(this.routing, this.f)),
@@ -285,7 +262,8 @@ export class FanInSession {
    * stay), to give back uncounted with what shards push from here on (`release`).
    */
   private keepQueuedPushes(): void {
-    for (const queued of this.out.takeQueuedWhere(carriesTasks)) this.unsent.keep(decoded(queued));
+    for (const queued of this.client.takeQueuedWhere(carriesTasks))
+      this.unsent.keep(decoded(queued));
   }
 
   /**
@@ -310,79 +288,20 @@ export class FanInSession {
     );
   }
 
-  /** Resolves once no client request with settlements is left unanswered, or after half of GIVE_BACK_WAIT_MS. */
-  private async settlementsAnswered(): Promise<void> {
-    if (this.answering === 0) return;
-    let bound: NodeJS.Timeout | undefined;
-    await new Promise<void>((resolve) => {
-      this.allAnswered = resolve;
-      bound = setTimeout(resolve, GIVE_BACK_WAIT_MS / 2);
-    });
-    clearTimeout(bound);
-    this.allAnswered = undefined;
-  }
-
-  /**
-   * Acks, nacks and extends of the client's left unanswered beyond which its stream is
-   * not read: a client may settle all it may hold at once, and send one more message.
-   */
-  private maxUnanswered(): number {
-    return this.routing.config.maxStreamCredits + MAX_BATCH;
-  }
-
-  /**
-   * Whether the client's next request is read: its settlements unanswered and its
-   * answers queued (with withdrawals pending) are under their bounds, the latter under
-   * `answers` (`read` stops at MAX_QUEUED_ANSWERS, reads on under half of it).
-   */
-  private roomForMore(answers = MAX_QUEUED_ANSWERS / 2): boolean {
-    return (
-      this.unanswered < this.maxUnanswered() &&
-      this.answersOut.size + this.withdrawals.length < answers
-    );
-  }
-
-  /** Resumes reading the client's requests, if it waits and there is room now. */
-  private readOnIfRoom(): void {
-    if (this.roomToRead && this.roomForMore()) {
-      this.roomToRead();
-      this.roomToRead = undefined;
-    }
-  }
-
-  /** The client has not taken what is queued for it: its shard streams are read no further. */
-  private get backedUp(): boolean {
-    return this.out.queued >= MAX_QUEUED_OUT;
-  }
-
   /**
    * `leg` has been read since `since` (Date.now()) without a break: the client has not
-   * held its reading back (`backedUp`) since. An answer late by then is the shard's;
-   * otherwise it may wait behind pushes the router has only just gone on reading.
+   * held its reading back (`ClientSide.backedUp`) since. An answer late by then is the
+   * shard's; otherwise it may wait behind pushes the router has only just gone on
+   * reading.
    */
   private readThroughSince(leg: Leg, since: number): boolean {
-    return !this.backedUp && leg.readOnAt < since;
-  }
-
-  /** Reads on every shard stream held back by `backedUp`. */
-  private releaseLegs(): void {
-    const held = this.legsHeld;
-    this.legsHeld = [];
-    for (const resume of held) resume();
-  }
-
-  /** Queues an answer to one of the client's requests. */
-  private answer(message: LeaseStreamResponse): void {
-    this.answersOut.add(message);
-    this.out.push(message);
+    return !this.client.backedUp && leg.readOnAt < since;
   }
 
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
     this.endedAt = Date.now();
-    this.roomToRead?.();
-    this.releaseLegs();
     // pushes not written yet never will be (answers still are): given back uncounted by
     // `release`, not written after all and then released as attempts, or, when a drain
     // ran out, written to a client whose tasks the shards have taken back
@@ -392,8 +311,7 @@ export class FanInSession {
     // the settlements on their way
     for (const leg of this.legs.values())
       if (!leg.closed && leg.withdrawable && leg.granted > 0) void leg.withdraw();
-    if (error) this.out.fail(error);
-    else this.out.close();
+    this.client.end(error);
     this.released = this.release();
   }
 
@@ -426,7 +344,7 @@ export class FanInSession {
    * what each stream holds), as ending it releases whatever they still hold.
    */
   private endIfDrained(): void {
-    if (!this.drainingNow || this.confirming || this.answering > 0) return;
+    if (!this.drainingNow || this.confirming || this.client.answering > 0) return;
     const open = () => [...this.legs.values()].filter((l) => !l.closed);
     if (open().some((l) => l.inflight > 0)) return;
     this.confirming = true;
@@ -437,7 +355,7 @@ export class FanInSession {
       // a shard that still holds something reset its count: its settlement comes back
       // here, as does the last answer to the client; a shard that answered late (its
       // store stalls) has not confirmed the count here, and its answer comes back here
-      if (answered && this.answering === 0 && open().every((l) => l.inflight === 0))
+      if (answered && this.client.answering === 0 && open().every((l) => l.inflight === 0))
         this.end(this.drainError());
       // a late answer came meanwhile, perhaps the one this round went without
       else if (again) this.endIfDrained();
@@ -474,7 +392,7 @@ export class FanInSession {
     if (
       this.halfClosed &&
       this.creditsBack &&
-      this.answering === 0 &&
+      this.client.answering === 0 &&
       this.withdrawals.length === 0
     )
       this.end();
@@ -482,19 +400,20 @@ export class FanInSession {
 
   /**
    * Reads the client's requests. While the settlements it sent and has no answer to
-   * add up to more than it may hold (`maxUnanswered`), no more are read: HTTP/2 flow
-   * control then holds the client back, and the router does not buffer without bound
-   * for a client that sends faster than a shard answers. Every settlement is answered
-   * within about twice the shard timeout (`watchSettlements`, the unary calls'
-   * deadlines), so a shard that stalls holds up this stream's others only that long.
+   * add up to more than it may hold (`ClientSide.roomForMore`), no more are read:
+   * HTTP/2 flow control then holds the client back, and the router does not buffer
+   * without bound for a client that sends faster than a shard answers. Every
+   * settlement is answered within about twice the shard timeout (`watchSettlements`,
+   * the unary calls' deadlines), so a shard that stalls holds up this stream's others
+   * only that long.
    */
   private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
     try {
       for await (const req of requests) {
         if (this.ended.signal.aborted) return;
         this.handle(req);
-        if (this.roomForMore(MAX_QUEUED_ANSWERS)) continue;
-        await new Promise<void>((resolve) => (this.roomToRead = resolve));
+        if (this.client.roomForMore(true)) continue;
+        await this.client.waitForRoom();
         if (this.ended.signal.aborted) return;
       }
       this.finish(); // the client half-closed: it wants no more tasks
@@ -594,7 +513,7 @@ export class FanInSession {
       kept += leg.granted;
       held += leg.inflight;
     }
-    this.answer({
+    this.client.answer({
       withdrawn: {
         requestId: first.requestId,
         credits: Math.max(0, this.outstanding - kept),
@@ -679,9 +598,14 @@ export class FanInSession {
       try {
         for await (const res of responses) {
           this.onMessage(leg, res);
-          if (!this.backedUp) continue;
-          while (this.backedUp && !this.ended.signal.aborted && !leg.closed && !leg.shardEnded)
-            await new Promise<void>((resume) => this.legsHeld.push(resume));
+          if (!this.client.backedUp) continue;
+          while (
+            this.client.backedUp &&
+            !this.ended.signal.aborted &&
+            !leg.closed &&
+            !leg.shardEnded
+          )
+            await this.client.heldBack();
           leg.readOnAt = Date.now();
         }
       } catch (err) {
@@ -703,7 +627,7 @@ export class FanInSession {
     if (leg.closed || leg.shardEnded) return;
     leg.shardEnded = true;
     this.dropQueuedFrom(leg.conn.id);
-    this.releaseLegs();
+    this.client.releaseLegs();
   }
 
   private onMessage(leg: Leg, raw: Raw<LeaseStreamResponse>): void {
@@ -726,7 +650,7 @@ export class FanInSession {
       // the client stream is over, or the client wants no more: these go back with
       // what was queued for it
       if (this.ended.signal.aborted || this.halfClosed) this.unsent.keep(raw.value);
-      else this.out.push(passThrough(raw));
+      else this.client.push(passThrough(raw));
       // busy again: its share grows from the credits no shard holds; or fewer credits
       // are left than shards, which then take turns, and no other message may come to
       // start the next turn (a shard holding a credit with nothing to push says nothing)
@@ -760,7 +684,7 @@ export class FanInSession {
       this.rebalance();
       if (!this.subscribedSent) {
         this.subscribedSent = true;
-        this.out.push({
+        this.client.push({
           subscribed: {
             streamId: this.id,
             leaseDurationMs: res.subscribed.leaseDurationMs,
@@ -824,7 +748,7 @@ export class FanInSession {
    * before were taken out at its close: the lease tokens' shard says whose they are.
    */
   private dropQueuedFrom(shard: string): void {
-    if (this.out.queued === 0) return;
+    if (this.client.queued === 0) return;
     let dropped = 0;
     const fromShard = (m: LeaseStreamResponse) => {
       if (!carriesTasks(m)) return false;
@@ -833,7 +757,7 @@ export class FanInSession {
       dropped += tasks.length;
       return true;
     };
-    this.out.takeQueuedWhere(fromShard);
+    this.client.takeQueuedWhere(fromShard);
     this.outstanding += dropped;
     // never delivered: the tenant's lease rate, charged when their credits went out,
     // gets them back (they are charged again when the credits go out again)
@@ -1037,7 +961,7 @@ export class FanInSession {
    * credits, as behind a shard that predates withdrawals), and the leg applies the
    * late answer when it comes.
    *
-   * A wait in which the client held the stream's reading back (`backedUp`), even for a
+   * A wait in which the client held the stream's reading back (`ClientSide.backedUp`), even for a
    * moment, is not counted and waited again: the answer waits behind the pushes before
    * it, on the client's account, not the shard's (and after the client caught up, the
    * router is still reading them when the wait ends).
@@ -1184,14 +1108,14 @@ export class FanInSession {
         return leg.settle({ [kind]: part }).then((r) => r[kind] as SettleResult[K]);
       };
     const n = req.acks.length + req.nacks.length + req.extends.length;
-    this.asked(n);
+    this.client.asked(n);
     try {
       const [acks, nacks, extendsOut] = await Promise.all([
         req.acks.length ? unary.ack(req.acks, onLeg("acks")) : [],
         req.nacks.length ? unary.nack(req.nacks, onLeg("nacks")) : [],
         req.extends.length ? unary.extend(req.extends, onLeg("extends")) : [],
       ]);
-      this.answer({
+      this.client.answer({
         settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
       });
       // each leg took what its shard settled off its count when the shard answered
@@ -1203,18 +1127,9 @@ export class FanInSession {
     }
   }
 
-  /** A client request with `items` settlements is on its way to the shards. */
-  private asked(items: number): void {
-    this.answering++;
-    this.unanswered += items;
-  }
-
   /** A client request's `items` settlements are answered: the drain may end now. */
   private answered(items: number): void {
-    this.answering--;
-    this.unanswered -= items;
-    if (this.answering === 0) this.allAnswered?.();
-    this.readOnIfRoom();
+    this.client.answered(items);
     this.endIfDrained();
     this.endIfFinished();
   }
@@ -1225,7 +1140,7 @@ export class FanInSession {
    * shard becoming every item's status.
    */
   private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
-    this.asked(req.count);
+    this.client.asked(req.count);
     try {
       // through the shard's connection now, as settleByToken: the leg's own is retired,
       // its breaker shut down, once the map changed the shard's endpoint
@@ -1238,7 +1153,7 @@ export class FanInSession {
           Status.INTERNAL,
           `shard ${leg.conn.id}: its answer to the acks is malformed`,
         );
-      this.answer(answer);
+      this.client.answer(answer);
       this.afterSettled([req.shard]); // the leg counted them off as they came
     } catch (err) {
       const e = asServerError(err);
@@ -1248,7 +1163,7 @@ export class FanInSession {
       }
       const status = { code: e.code, message: e.details };
       const acks = Array.from({ length: req.count }, () => status);
-      this.answer({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
+      this.client.answer({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
       if (!UNSETTLED_CODES.has(e.code)) {
         // no answer came to count them off by: no longer ours all the same
         const held = this.legs.get(req.shard);

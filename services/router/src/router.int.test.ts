@@ -780,8 +780,8 @@ describe("LeaseStream through the router", () => {
     // the client reads nothing: b's pushes wait in the router (16 of them, after what
     // the transports took), and b leases no more
     await within(10_000, () => onMessage.mock.contexts.length > 0);
-    const session = onMessage.mock.contexts[0] as { out: { queued: number } };
-    await within(10_000, () => session.out.queued === 16);
+    const session = onMessage.mock.contexts[0] as { client: { queued: number } };
+    await within(10_000, () => session.client.queued === 16);
     const leased = await steady(async () => (await stats("b", "Y")).leased);
     expect(leased).toBeLessThan(n);
     // b stops: its drain runs out, it releases (uncounted) what its stream holds, and
