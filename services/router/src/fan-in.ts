@@ -1,24 +1,19 @@
 import { randomUUID } from "node:crypto";
 import { leaseTokenShard } from "@codeq/engine";
 import { ClientError, ServerError, Status } from "nice-grpc";
-import {
-  LeaseStreamRequest,
-  type LeaseStreamResponse,
-  type SettleResult,
-  type Subscription,
-} from "@codeq/proto";
+import { LeaseStreamRequest, type LeaseStreamResponse, type Subscription } from "@codeq/proto";
 import { CALLER_CODES as SETTLE_CALLER_CODES, STREAM_DRAIN_SHARE } from "@codeq/server-kit";
 import { settlementsProblem } from "@codeq/wire";
 import { creditShares, idleAllowance, turnsPending } from "./credit-shares";
 import { MAX_BATCH } from "./enqueue";
 import { ClientSide } from "./fan-in-client";
+import { StreamSettlements } from "./fan-in-settle";
 import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
-import { readSettled, settledAnswer, StreamAcks, UNSETTLED_CODES } from "./stream-acks";
+import { readSettled, StreamAcks } from "./stream-acks";
 import { UnsentPushes } from "./unsent-pushes";
 import { countField, decoded, embedded, passThrough, Raw } from "./wire-bytes";
 import { watchCredential } from "./credential-expiry";
 import { asServerError, routerShuttingDown } from "./fan-out";
-import { settlers } from "./queue-router";
 import type { Forward, Routing } from "./routing";
 import { isShardFailure, RouterRefused, type ShardConn } from "./shard-pool";
 
@@ -106,6 +101,8 @@ export class FanInSession {
   private readonly id = randomUUID();
   /** What is queued for the client, and the pace its requests and the shards' pushes are read at. */
   private readonly client: ClientSide;
+  /** The client's acks, nacks and extends, on their way to the shards. */
+  private readonly settlements: StreamSettlements;
   private readonly ended = new AbortController();
   private readonly legs = new Map<string, Leg>();
   private readonly reopenAttempts = new Map<string, number>();
@@ -164,6 +161,18 @@ export class FanInSession {
       routing.config.maxStreamCredits + MAX_BATCH,
       () => this.withdrawals.length,
     );
+    this.settlements = new StreamSettlements({
+      routing,
+      f,
+      client: this.client,
+      leg: (shard) => this.legs.get(shard),
+      end: (error) => this.end(error),
+      answered: () => {
+        this.endIfDrained();
+        this.endIfFinished();
+      },
+      settledOn: (shards) => this.afterSettled(shards),
+    });
   }
 
   /** `requests` as the router's server reads them: a message that only acks may come as StreamAcks. */
@@ -428,7 +437,7 @@ export class FanInSession {
       const leg = this.subscription && this.legs.get(message.shard);
       if (leg && !leg.closed && message.count <= MAX_BATCH && this.routing.pool.has(leg.conn.id)) {
         this.grant(message.credits);
-        void this.settleAcks(leg, message);
+        void this.settlements.settleAcks(leg, message);
         return;
       }
     }
@@ -464,7 +473,7 @@ export class FanInSession {
       );
     const problem = settlementsProblem(req);
     if (problem) throw new ServerError(Status.INVALID_ARGUMENT, problem);
-    void this.settle(req);
+    void this.settlements.settle(req);
   }
 
   /**
@@ -1096,83 +1105,6 @@ export class FanInSession {
       this.rebalance();
     }
     this.legs.delete(leg.conn.id);
-  }
-
-  private async settle(req: LeaseStreamRequest): Promise<void> {
-    const unary = settlers(this.routing, this.f);
-    const onLeg =
-      <K extends "acks" | "nacks" | "extends">(kind: K) =>
-      (conn: ShardConn, part: LeaseStreamRequest[K]) => {
-        const leg = this.legs.get(conn.id);
-        if (!leg || leg.closed) return undefined;
-        return leg.settle({ [kind]: part }).then((r) => r[kind] as SettleResult[K]);
-      };
-    const n = req.acks.length + req.nacks.length + req.extends.length;
-    this.client.asked(n);
-    try {
-      const [acks, nacks, extendsOut] = await Promise.all([
-        req.acks.length ? unary.ack(req.acks, onLeg("acks")) : [],
-        req.nacks.length ? unary.nack(req.nacks, onLeg("nacks")) : [],
-        req.extends.length ? unary.extend(req.extends, onLeg("extends")) : [],
-      ]);
-      this.client.answer({
-        settled: { requestId: req.requestId, acks, nacks, extends: extendsOut },
-      });
-      // each leg took what its shard settled off its count when the shard answered
-      this.afterSettled([...req.acks, ...req.nacks].map((i) => leaseTokenShard(i.leaseToken)));
-    } catch (err) {
-      this.end(asServerError(err));
-    } finally {
-      this.answered(n);
-    }
-  }
-
-  /** A client request's `items` settlements are answered: the drain may end now. */
-  private answered(items: number): void {
-    this.client.answered(items);
-    this.endIfDrained();
-    this.endIfFinished();
-  }
-
-  /**
-   * A client's acks of one shard's tasks on that shard's open stream, as bytes both
-   * ways (StreamAcks); answered as `settle` answers (settleByToken), a failure of the
-   * shard becoming every item's status.
-   */
-  private async settleAcks(leg: Leg, req: StreamAcks): Promise<void> {
-    this.client.asked(req.count);
-    try {
-      // through the shard's connection now, as settleByToken: the leg's own is retired,
-      // its breaker shut down, once the map changed the shard's endpoint
-      const conn = this.routing.pool.get(leg.conn.id);
-      const settled = await conn.call(() => leg.settleAcks(req.acks));
-      const answer = settledAnswer(req.requestId, settled);
-      // applied or not, the shard's answer cannot say: not a status to retry on
-      if (!answer)
-        throw new ServerError(
-          Status.INTERNAL,
-          `shard ${leg.conn.id}: its answer to the acks is malformed`,
-        );
-      this.client.answer(answer);
-      this.afterSettled([req.shard]); // the leg counted them off as they came
-    } catch (err) {
-      const e = asServerError(err);
-      if (SETTLE_CALLER_CODES.has(e.code)) {
-        this.end(e);
-        return;
-      }
-      const status = { code: e.code, message: e.details };
-      const acks = Array.from({ length: req.count }, () => status);
-      this.client.answer({ settled: { requestId: req.requestId, acks, nacks: [], extends: [] } });
-      if (!UNSETTLED_CODES.has(e.code)) {
-        // no answer came to count them off by: no longer ours all the same
-        const held = this.legs.get(req.shard);
-        if (held) held.inflight = Math.max(0, held.inflight - req.count);
-        this.afterSettled([req.shard]);
-      }
-    } finally {
-      this.answered(req.count);
-    }
   }
 
   /**

@@ -19,6 +19,7 @@ import { FENCE_REFRESH_MS } from "@codeq/shardmap";
 import { freePort, steady, withUnimplemented } from "@codeq/testing";
 import { MAP_VERSION_TRAILER, OWNER_TRAILER } from "@codeq/wire";
 import { FanInSession } from "./fan-in";
+import { StreamSettlements } from "./fan-in-settle";
 import {
   clusterPerTest,
   enqueueLarge,
@@ -601,10 +602,7 @@ describe("LeaseStream through the router", () => {
 
   test("acks of one shard's tasks are settled on its stream, answered under the client's ids", async () => {
     // the way a message of acks takes: as bytes onto the shard's stream
-    const onLeg = jest.spyOn(
-      FanInSession.prototype as unknown as { settleAcks: () => Promise<void> },
-      "settleAcks",
-    );
+    const onLeg = jest.spyOn(StreamSettlements.prototype, "settleAcks");
     const s = new Stream(rc);
     s.send({ subscribe: { commands: ["X"], maxBatch: 10 }, credits: 3 });
     await within(2_000, () => s.received.some((r) => r.subscribed));
