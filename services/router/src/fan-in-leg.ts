@@ -84,7 +84,7 @@ export class Leg {
     number,
     { resolve: (settled: Uint8Array) => void; reject: (e: unknown) => void; sentAt: number }
   >();
-  /** A watch of the settlements' answers is scheduled (FanInSession.watchSettlements). */
+  /** A watch of the settlements' answers is scheduled (ShardWatch.watchSettlements). */
   watched = false;
   /** Withdrawals sent on the stream, by request id: each resolves to the shard's answer. */
   private readonly withdrawals = new Map<number, (answer: Withdrawn | undefined) => void>();

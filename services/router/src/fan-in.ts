@@ -8,6 +8,7 @@ import { creditShares, idleAllowance, turnsPending } from "./credit-shares";
 import { MAX_BATCH } from "./enqueue";
 import { ClientSide } from "./fan-in-client";
 import { StreamSettlements } from "./fan-in-settle";
+import { ShardWatch } from "./fan-in-watch";
 import { LEASE_STREAM_PATH, Leg } from "./fan-in-leg";
 import { readSettled, StreamAcks } from "./stream-acks";
 import { UnsentPushes } from "./unsent-pushes";
@@ -50,9 +51,6 @@ const IDLE_TURNS_RECHECK_MS = 1_000;
  * holds this often (see `probe`).
  */
 const PROBE_MS = 2_000;
-
-/** A wait for a shard stream's answer ran out (`answerOf`). */
-const LATE = Symbol("late");
 
 /** A message for the client that pushes tasks (a shard's push, passed on as its bytes). */
 const carriesTasks = (m: LeaseStreamResponse) =>
@@ -103,6 +101,8 @@ export class FanInSession {
   private readonly client: ClientSide;
   /** The client's acks, nacks and extends, on their way to the shards. */
   private readonly settlements: StreamSettlements;
+  /** Times the shard streams' answers. */
+  private readonly watch: ShardWatch;
   private readonly ended = new AbortController();
   private readonly legs = new Map<string, Leg>();
   private readonly reopenAttempts = new Map<string, number>();
@@ -129,7 +129,7 @@ export class FanInSession {
   private drainRanOut = false;
   /** While draining: the shards are being asked whether their streams hold anything. */
   private confirming = false;
-  /** A late answer came while they were asked (`answerOf`): they are asked again after. */
+  /** A late answer came while they were asked (ShardWatch.answerOf): asked again after. */
   private confirmAgain = false;
   /** The client half-closed: it wants no more tasks, only its answers. */
   private halfClosed = false;
@@ -172,6 +172,14 @@ export class FanInSession {
         this.endIfFinished();
       },
       settledOn: (shards) => this.afterSettled(shards),
+    });
+    this.watch = new ShardWatch({
+      routing,
+      client: this.client,
+      ended: this.ended.signal,
+      later: (ms, fn) => this.later(ms, fn),
+      giveUp: (leg, why) => this.giveUp(leg, why),
+      lateAnswer: () => (this.confirmAgain ||= this.confirming),
     });
   }
 
@@ -297,16 +305,6 @@ export class FanInSession {
     );
   }
 
-  /**
-   * `leg` has been read since `since` (Date.now()) without a break: the client has not
-   * held its reading back (`ClientSide.backedUp`) since. An answer late by then is the
-   * shard's; otherwise it may wait behind pushes the router has only just gone on
-   * reading.
-   */
-  private readThroughSince(leg: Leg, since: number): boolean {
-    return !this.client.backedUp && leg.readOnAt < since;
-  }
-
   private end(error?: ServerError): void {
     if (this.ended.signal.aborted) return;
     this.ended.abort();
@@ -412,9 +410,9 @@ export class FanInSession {
    * add up to more than it may hold (`ClientSide.roomForMore`), no more are read:
    * HTTP/2 flow control then holds the client back, and the router does not buffer
    * without bound for a client that sends faster than a shard answers. Every
-   * settlement is answered within about twice the shard timeout (`watchSettlements`,
-   * the unary calls' deadlines), so a shard that stalls holds up this stream's others
-   * only that long.
+   * settlement is answered within about twice the shard timeout
+   * (ShardWatch.watchSettlements, the unary calls' deadlines), so a shard that stalls
+   * holds up this stream's others only that long.
    */
   private async read(requests: AsyncIterable<LeaseStreamRequest | StreamAcks>): Promise<void> {
     try {
@@ -585,7 +583,7 @@ export class FanInSession {
     const leg = new Leg(
       conn,
       () => ++this.requestIds,
-      (l) => this.watchSettlements(l),
+      (l) => this.watch.watchSettlements(l),
     );
     leg.demoted = this.demoted(shard);
     this.legs.set(shard, leg);
@@ -680,7 +678,7 @@ export class FanInSession {
       this.refundLeases(res.withdrawn.credits);
       if (this.ended.signal.aborted) return;
       this.rebalance();
-      // an answer that came after `answerOf` stopped waiting for it is acted on here
+      // an answer that came after ShardWatch.answerOf stopped waiting for it is acted on here
       if (!leg.wanted) this.closeIfDone(leg, true);
       this.endIfDrained();
       return;
@@ -952,103 +950,12 @@ export class FanInSession {
    * here is not the shard's, and closing on it could release tasks the client holds.
    */
   private async takeBack(leg: Leg): Promise<boolean> {
-    const answer = await this.answerOf(leg, leg.withdraw(), "a withdrawal of credits");
+    const answer = await this.watch.answerOf(leg, leg.withdraw(), "a withdrawal of credits");
     if (answer === undefined && !leg.closed) return false;
     // the shard's count of what the stream holds may let it close now
     if (!leg.wanted) this.closeIfDone(leg, true);
     this.endIfDrained();
     return true;
-  }
-
-  /**
-   * What `answer` resolves to, waited for at most the shard timeout. A stream that has
-   * not answered by then is given up (its answer then resolves as the stream closes)
-   * unless the shard worker is alive: a worker whose store stalls answers a withdrawal
-   * late (it reads the store first) but answers its health check. Its stream, which
-   * holds tasks its worker runs, is kept, and undefined comes back at once: what the
-   * stream holds counts as still held (a client's withdrawal is answered without its
-   * credits, as behind a shard that predates withdrawals), and the leg applies the
-   * late answer when it comes.
-   *
-   * A wait in which the client held the stream's reading back (`ClientSide.backedUp`), even for a
-   * moment, is not counted and waited again: the answer waits behind the pushes before
-   * it, on the client's account, not the shard's (and after the client caught up, the
-   * router is still reading them when the wait ends).
-   */
-  private async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T | undefined> {
-    const timeout = this.routing.config.shardTimeoutMs;
-    let first: T | typeof LATE;
-    let read: boolean;
-    do {
-      const since = Date.now();
-      let cancel = () => undefined as void;
-      const late = new Promise<typeof LATE>((resolve) => {
-        cancel = this.later(timeout, () => resolve(LATE));
-      });
-      first = await Promise.race([answer, late]);
-      cancel();
-      read = this.readThroughSince(leg, since);
-    } while (first === LATE && !read && !leg.closed && !this.ended.signal.aborted);
-    if (first !== LATE) return first;
-    if (leg.closed) return answer;
-    if (await leg.conn.alive(timeout, leg.channel)) {
-      // an answer that came during the health check is the answer; a later one is acted
-      // on when it comes (`onMessage`), and a drain's round that went without it asks
-      // again once it is over
-      const meanwhile = await Promise.race([answer, Promise.resolve(LATE)]);
-      if (meanwhile !== LATE) return meanwhile as T;
-      void answer.then(
-        () => (this.confirmAgain ||= this.confirming),
-        () => undefined,
-      );
-      return undefined;
-    }
-    this.giveUp(leg, `it answered neither ${what} nor a health check within ${timeout} ms`);
-    return answer;
-  }
-
-  /**
-   * Watches the answers to the settlements sent on `leg` (one watch per leg at a
-   * time): a settlement its shard has not answered within the shard timeout is failed
-   * with DEADLINE_EXCEEDED, as a unary one would be, unless the shard worker does not
-   * answer a health check either: then the stream is given up (`giveUp`), and every
-   * settlement on it fails with UNAVAILABLE. The shard may still apply it (settlements
-   * are idempotent: the client sends it again); a late answer is ignored (`Leg.expire`).
-   */
-  private watchSettlements(leg: Leg): void {
-    const oldest = leg.oldestSettlement();
-    if (leg.watched || leg.closed || oldest === undefined) return;
-    leg.watched = true;
-    const timeout = this.routing.config.shardTimeoutMs;
-    const overdue = () =>
-      !leg.closed && (leg.oldestSettlement() ?? Infinity) <= performance.now() - timeout;
-    this.later(oldest + timeout - performance.now(), async () => {
-      if (overdue() && !this.readThroughSince(leg, Date.now() - timeout)) {
-        // the client reads slowly, and its shard streams are read no further (or were
-        // until just now): the answers are late on its account, not the shard's; looked
-        // at again later
-        this.later(timeout, () => {
-          leg.watched = false;
-          this.watchSettlements(leg);
-        });
-        return;
-      }
-      if (overdue()) {
-        const alive = await leg.conn.alive(timeout, leg.channel);
-        if (this.ended.signal.aborted) return;
-        // (answers that came during the health check leave nothing to act on)
-        if (!alive && overdue()) {
-          this.giveUp(
-            leg,
-            `it answered neither a settlement nor a health check within ${timeout} ms`,
-          );
-          return;
-        }
-        if (overdue()) leg.expire(timeout);
-      }
-      leg.watched = false;
-      this.watchSettlements(leg);
-    });
   }
 
   /** Closes a stream that holds no lease, and opens it again while its shard is wanted. */
