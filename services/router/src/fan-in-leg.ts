@@ -66,9 +66,11 @@ export class Leg {
    */
   lastPushAt = this.openedAt;
   /**
-   * When its reading last went on after the client had held it back
-   * (`ClientSide.backedUp`): what it sent meanwhile is only now being read.
+   * Its reading waits for the client to take what is queued for it
+   * (`ClientSide.backedUp`): what the shard sends meanwhile is not read.
    */
+  held = false;
+  /** When its reading last went on after it was `held`: what the shard sent is only now read. */
   readOnAt = 0;
   /** When it last got credits while it held none. */
   creditedAt = 0;

@@ -1,4 +1,3 @@
-import type { ClientSide } from "./fan-in-client";
 import type { Leg } from "./fan-in-leg";
 import type { Routing } from "./routing";
 
@@ -8,7 +7,6 @@ const LATE = Symbol("late");
 /** What the watch of shard streams' answers needs of the session (FanInSession). */
 export interface WatchHost {
   readonly routing: Routing;
-  readonly client: ClientSide;
   /** Aborted when the session ends. */
   readonly ended: AbortSignal;
   /** Runs `fn` after `ms` unless the session has ended by then; returns what cancels it. */
@@ -38,10 +36,10 @@ export class ShardWatch {
    * credits, as behind a shard that predates withdrawals), and the leg applies the
    * late answer when it comes.
    *
-   * A wait in which the client held the stream's reading back (`ClientSide.backedUp`),
-   * even for a moment, is not counted and waited again: the answer waits behind the
-   * pushes before it, on the client's account, not the shard's (and after the client
-   * caught up, the router is still reading them when the wait ends).
+   * A wait in which the stream's reading was held for the client (`Leg.held`), even
+   * for a moment, is not counted and waited again: the answer waits behind the pushes
+   * before it, on the client's account, not the shard's (and after the client caught
+   * up, the router is still reading them when the wait ends).
    */
   async answerOf<T>(leg: Leg, answer: Promise<T>, what: string): Promise<T | undefined> {
     const timeout = this.host.routing.config.shardTimeoutMs;
@@ -120,12 +118,13 @@ export class ShardWatch {
   }
 
   /**
-   * `leg` has been read since `since` (Date.now()) without a break: the client has not
-   * held its reading back (`ClientSide.backedUp`) since. An answer late by then is the
-   * shard's; otherwise it may wait behind pushes the router has only just gone on
-   * reading.
+   * `leg` has been read since `since` (Date.now()) without a break: its reading has not
+   * been held for the client (`Leg.held`) since. An answer late by then is the shard's;
+   * otherwise it may wait behind pushes the router has not read, or only just went on
+   * reading. (Not the client's `backedUp`: a leg stays held until the client takes its
+   * next message, though the queue may already be under the bound.)
    */
   private readThroughSince(leg: Leg, since: number): boolean {
-    return !this.host.client.backedUp && leg.readOnAt < since;
+    return !leg.held && leg.readOnAt < since;
   }
 }

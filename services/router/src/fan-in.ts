@@ -175,7 +175,6 @@ export class FanInSession {
     });
     this.watch = new ShardWatch({
       routing,
-      client: this.client,
       ended: this.ended.signal,
       later: (ms, fn) => this.later(ms, fn),
       giveUp: (leg, why) => this.giveUp(leg, why),
@@ -606,6 +605,7 @@ export class FanInSession {
         for await (const res of responses) {
           this.onMessage(leg, res);
           if (!this.client.backedUp) continue;
+          leg.held = true;
           while (
             this.client.backedUp &&
             !this.ended.signal.aborted &&
@@ -613,6 +613,7 @@ export class FanInSession {
             !leg.shardEnded
           )
             await this.client.heldBack();
+          leg.held = false;
           leg.readOnAt = Date.now();
         }
       } catch (err) {
