@@ -116,8 +116,12 @@ export class Leg {
    * Holds credits, yet the shard has pushed nothing for a while: its queues are empty.
    * A stream whose credits were taken back because it was idle (withdrawn, or the
    * stream reopened) stays idle until it pushes, even before it holds credits again.
+   * One `held` for a slow client is not: what it pushed is not read yet (taking its
+   * credits back would only churn; closing a stream whose shard predates withdrawals
+   * would release those pushes as attempts).
    */
   idle(now: number): boolean {
+    if (this.held) return false;
     const knownIdle = this.withdrawnIdle || this.lastPushAt < this.openedAt;
     // a demoted shard is quiet for so short a time that it counts from its latest
     // credits too: one that just got credits has not had the time to use them (but one
