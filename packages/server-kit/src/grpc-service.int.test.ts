@@ -9,6 +9,8 @@ describe("startGrpcService", () => {
   it("serves health and reflection, then drains: NOT_SERVING, in-flight call finished, stopped", async () => {
     let release: () => void = () => undefined;
     const inFlight = new Promise<void>((r) => (release = r));
+    let reached: () => void = () => undefined;
+    const arrived = new Promise<void>((r) => (reached = r));
     const service = await startGrpcService({
       listen: "127.0.0.1:0",
       logger: createLogger("test", "silent"),
@@ -17,6 +19,7 @@ describe("startGrpcService", () => {
           QueueServiceDefinition,
           withUnimplemented(QueueServiceDefinition, {
             async queueStats() {
+              reached();
               await inFlight;
               return { total: undefined, shards: [], unavailableShards: [] };
             },
@@ -39,7 +42,7 @@ describe("startGrpcService", () => {
       code: Status.UNIMPLEMENTED,
     });
     const slow = queue.queueStats({ command: "X" });
-    await new Promise((r) => setTimeout(r, 50));
+    await arrived; // in flight on the server
 
     const stopping = service.shutdown(5_000);
     expect(service.lifecycle.state).toBe("draining");
@@ -62,13 +65,18 @@ describe("startGrpcService", () => {
     const health = createClient(HealthDefinition, channel);
     // one watch of the server, one of a service whose health the drain does not change
     service.health.setStatus("healthy", "codeq.ShardMap");
+    let opened = 0;
     const watch = async (name: string) => {
       const seen: number[] = [];
-      for await (const res of health.watch({ service: name })) seen.push(res.status);
+      for await (const res of health.watch({ service: name })) {
+        if (seen.length === 0) opened++;
+        seen.push(res.status);
+      }
       return seen;
     };
     const watches = [watch(""), watch("codeq.ShardMap")];
-    await new Promise((r) => setTimeout(r, 100));
+    // both watches are open on the server: each said SERVING
+    while (opened < 2) await new Promise((r) => setTimeout(r, 10));
     const started = Date.now();
     await service.shutdown(5_000);
     expect(Date.now() - started).toBeLessThan(2_000);

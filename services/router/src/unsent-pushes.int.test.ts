@@ -1,6 +1,7 @@
 import { LeaseStreamRequest } from "@codeq/proto";
 import { Channel } from "@codeq/server-kit";
 import { RedisServer, steady } from "@codeq/testing";
+import { FanInSession } from "./fan-in";
 import { routerCluster, within, type RouterCluster } from "./test/cluster";
 
 let server: RedisServer;
@@ -36,11 +37,19 @@ async function slowClientCancels(tenant: string, n: number, bytes: number) {
     LeaseStreamRequest.fromPartial({ subscribe: { commands: ["SLOW"], maxBatch: 1 }, credits: n }),
   );
   const abort = new AbortController();
+  // the router's session of this stream, to see its queue for the client
+  const onMessage = jest.spyOn(
+    FanInSession.prototype as unknown as { onMessage: () => void },
+    "onMessage",
+  );
   const responses = c.leaseStream(requests, { signal: abort.signal })[Symbol.asyncIterator]();
   for (let i = 0; i < 3; i++) await responses.next(); // subscribed, then two tasks
   const engine = rc.workers.get("a")!.engine;
   // the shard leases and pushes until the transports and the router's queue for the
   // client are full (the router then reads the shard's stream no further)
+  const session = onMessage.mock.contexts[0] as { client: { queued: number } };
+  await within(20_000, () => session.client.queued === 16);
+  onMessage.mockRestore();
   await steady(async () => (await engine.stats(queue)).leased, 300, 20_000);
   const givenBack = async () =>
     (await rc.workers.get("a")!.metrics.givenBack.get()).values.reduce((n, v) => n + v.value, 0);

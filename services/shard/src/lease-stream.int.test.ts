@@ -163,7 +163,8 @@ describe("LeaseStream on a shard worker", () => {
       relay.silenceOpen();
       // the enqueue offers the oldest waiter a handoff (none: nothing is ready yet) and
       // puts it last in line, behind the one that will back up
-      const runAtMs = Date.now() + 1_000;
+      // (due in 3 s: the batch of 1,000 is stored well before, on a slow machine too)
+      const runAtMs = Date.now() + 3_000;
       await c.enqueueBatch({
         tasks: Array.from({ length: 1_000 }, () => ({ command: "BEHIND", runAtMs })),
       });
@@ -171,7 +172,7 @@ describe("LeaseStream on a shard worker", () => {
       // all due at once: one notification from the due loop, of far more than the first
       // in line leases before it backs up (small tasks: no lease stops at its byte
       // bound, which would announce what it left); no re-wake here
-      const pushed = await reading.next(3_000);
+      const pushed = await reading.next(5_000);
       expect(pushed?.tasks?.tasks.length).toBeGreaterThan(0);
     } finally {
       reading.close();
