@@ -19,6 +19,17 @@ async function json<T = any>(args: string[]): Promise<T> {
 
 const mapVersion = async () => (await json(["map"])).map.version as number;
 
+/** `codeq ARGS` started against the cluster's router: its stdout so far, and its exit code once it exits. */
+function started(args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...baseEnv(), CODEQ_ROUTER: router },
+  });
+  let stdout = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  return { child, stdout: () => stdout, exited };
+}
+
 /** Polls until `check` holds (bounded by the test's timeout, not asserted on time). */
 async function until(check: () => Promise<boolean>): Promise<void> {
   while (!(await check())) await sleep(100);
@@ -288,14 +299,9 @@ describe("codeq against a local cluster", () => {
 
   test("tail stopped by Ctrl-C exits 130, not 0 as a --max that ran out does", async () => {
     await codeq(["enqueue", "cli.tail-stop", "--payload", "one"]);
-    const child = spawn(process.execPath, [BIN, "tail", "cli.tail-stop", "--ack"], {
-      env: { ...baseEnv(), CODEQ_ROUTER: router },
-    });
-    let stdout = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const { child, stdout, exited } = started(["tail", "cli.tail-stop", "--ack"]);
     try {
-      await until(async () => stdout.includes("one"));
+      await until(async () => stdout().includes("one"));
       child.kill("SIGINT");
       expect(await exited).toBe(130);
     } finally {
@@ -306,14 +312,9 @@ describe("codeq against a local cluster", () => {
   test("tail --ack whose reader went away (codeq … | head) acks nothing it printed after", async () => {
     const stats = async () => (await json(["stats", "cli.tail-head"]))[0].total;
     await codeq(["enqueue", "cli.tail-head", "--payload", "first"]);
-    const child = spawn(process.execPath, [BIN, "tail", "cli.tail-head", "--ack"], {
-      env: { ...baseEnv(), CODEQ_ROUTER: router },
-    });
-    let stdout = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const { child, stdout, exited } = started(["tail", "cli.tail-head", "--ack"]);
     try {
-      await until(async () => stdout.includes("first"));
+      await until(async () => stdout().includes("first"));
       await until(async () => (await stats()).completed === 1); // read, and acked
       child.stdout.destroy(); // the reader goes
       await codeq(["enqueue", "cli.tail-head", "--payload", "second"]);
