@@ -19,15 +19,17 @@ async function json<T = any>(args: string[]): Promise<T> {
 
 const mapVersion = async () => (await json(["map"])).map.version as number;
 
-/** `codeq ARGS` started against the cluster's router: its stdout so far, and its exit code once it exits. */
+/** `codeq ARGS` started against the cluster's router: its output so far, and its exit code once it exits. */
 function started(args: string[]) {
   const child = spawn(process.execPath, [BIN, ...args], {
     env: { ...baseEnv(), CODEQ_ROUTER: router },
   });
   let stdout = "";
+  let stderr = "";
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
-  return { child, stdout: () => stdout, exited };
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
 /** Polls until `check` holds (bounded by the test's timeout, not asserted on time). */
@@ -230,25 +232,23 @@ describe("codeq against a local cluster", () => {
   }, 120_000);
 
   test("enqueue --count stopped by Ctrl-C exits 130 after the batch under way, every stored id printed", async () => {
-    const child = spawn(process.execPath, [BIN, "enqueue", "cli.stop-enq", "--count", "10000000"], {
-      env: { ...baseEnv(), CODEQ_ROUTER: router },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const { child, stdout, stderr, exited } = started([
+      "enqueue",
+      "cli.stop-enq",
+      "--count",
+      "10000000",
+    ]);
     try {
-      await until(async () => stdout.split("\n").length > 1000);
+      await until(async () => stdout().split("\n").length > 1000);
       child.kill("SIGINT");
       expect(await exited).toBe(130);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
-    const ids = stdout.trim().split("\n");
+    const ids = stdout().trim().split("\n");
     expect(new Set(ids).size).toBe(ids.length);
-    expect(stderr).toContain("stopping after the batch under way; Ctrl-C again quits at once");
-    expect(stderr).toContain(
+    expect(stderr()).toContain("stopping after the batch under way; Ctrl-C again quits at once");
+    expect(stderr()).toContain(
       `interrupted: stopped after ${ids.length} of 10000000 enqueued (their ids are printed)`,
     );
     const [stats] = await json(["stats", "cli.stop-enq"]);
@@ -256,29 +256,27 @@ describe("codeq against a local cluster", () => {
   }, 120_000);
 
   test("enqueue --count whose reader goes away (codeq … | head) stops after the batch under way and says so", async () => {
-    const child = spawn(process.execPath, [BIN, "enqueue", "cli.head", "--count", "10000000"], {
-      env: { ...baseEnv(), CODEQ_ROUTER: router },
+    const { child, stdout, stderr, exited } = started([
+      "enqueue",
+      "cli.head",
+      "--count",
+      "10000000",
+    ]);
+    // the reader takes what it wanted and goes
+    child.stdout.on("data", () => {
+      if (stdout().split("\n").length > 3) child.stdout.destroy();
     });
-    let lines = 0;
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      lines += d.toString().split("\n").length - 1;
-      // the reader takes what it wanted and goes
-      if (lines >= 3) child.stdout.destroy();
-    });
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
     try {
       expect(await exited).toBe(130);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
     const stored = Number(
-      /^stdout closed: stopped after (\d+) of 10000000 enqueued/m.exec(stderr)?.[1],
+      /^stdout closed: stopped after (\d+) of 10000000 enqueued/m.exec(stderr())?.[1],
     );
     expect(stored).toBeGreaterThanOrEqual(1000);
     expect(stored).toBeLessThan(10_000_000);
-    expect(stderr).not.toContain("Ctrl-C");
+    expect(stderr()).not.toContain("Ctrl-C");
     const [stats] = await json(["stats", "cli.head"]);
     expect(stats.total.ready).toBe(stored);
   }, 120_000);

@@ -117,7 +117,7 @@ export class ClientSide {
   }
 
   /** Resumes reading the client's requests, if it waits and there is room now. */
-  readOnIfRoom(): void {
+  private readOnIfRoom(): void {
     if (this.roomToRead && this.roomForMore()) {
       this.roomToRead();
       this.roomToRead = undefined;

@@ -604,17 +604,17 @@ export class FanInSession {
       try {
         for await (const res of responses) {
           this.onMessage(leg, res);
-          if (!this.client.backedUp) continue;
-          leg.held = true;
           while (
             this.client.backedUp &&
             !this.ended.signal.aborted &&
             !leg.closed &&
             !leg.shardEnded
-          )
+          ) {
+            leg.held = true;
             await this.client.heldBack();
-          leg.held = false;
-          leg.readOnAt = Date.now();
+            leg.held = false;
+            leg.readOnAt = Date.now();
+          }
         }
       } catch (err) {
         failure = err;
